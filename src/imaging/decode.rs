@@ -1,0 +1,796 @@
+//! Pixel data into one preallocated volume, in parallel, middle slice first, cancellable.
+//!
+//! [`load_stack`] allocates one `Array3` of 2-byte voxels `[k][j][i]` and lets rayon workers
+//! decode frames straight into their slots: no per-slice `f32`, no second copy of the volume.
+//! Stored values are kept exactly (masked to Bits Stored, sign-extended when Pixel
+//! Representation is 1); the modality transform travels beside them as [`RescalePolicy`].
+//!
+//! Order: the middle slice first, then coarse to fine (every 2^n-th slice), so a viewer that
+//! listens to [`SliceEvent`]s can show an image at once and a whole-volume preview soon after.
+//! A file that fails to decode is named in [`Volume::failed_slices`]; its slot stays zero and
+//! every other slice still loads. A cancelled load returns [`ImagingError::Cancelled`].
+//!
+//! Owns: decoding. Must not group or sort (see `series`), nor know about rendering.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use dicom_core::value::{PrimitiveValue, Value};
+use dicom_dictionary_std::tags;
+use dicom_encoding::adapters::PixelDataObject;
+use dicom_encoding::transfer_syntax::{Codec, TransferSyntaxIndex};
+use dicom_object::DefaultDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use ndarray::Array3;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::ImagingError;
+use super::geometry::VolumeGeometry;
+use super::header::{Rescale, Window};
+use super::series::{PixelFormat, Stack};
+
+/// The voxels of a volume: stored values, two bytes each, `[k][j][i]`.
+#[derive(Debug, Clone)]
+pub enum Voxels {
+    U16(Array3<u16>),
+    I16(Array3<i16>),
+}
+
+impl Voxels {
+    /// Stored value at (i, j, k) as i32, or `None` outside the volume.
+    pub fn get(&self, i: usize, j: usize, k: usize) -> Option<i32> {
+        match self {
+            Voxels::U16(a) => a.get([k, j, i]).map(|v| i32::from(*v)),
+            Voxels::I16(a) => a.get([k, j, i]).map(|v| i32::from(*v)),
+        }
+    }
+
+    /// The voxel buffer as little-endian bytes (for hashing and export).
+    pub fn to_le_bytes_slice(&self, k: usize) -> Vec<u8> {
+        match self {
+            Voxels::U16(a) => a
+                .index_axis(ndarray::Axis(0), k)
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            Voxels::I16(a) => a
+                .index_axis(ndarray::Axis(0), k)
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        }
+    }
+
+    /// Shape `[k, j, i]`.
+    pub fn shape(&self) -> [usize; 3] {
+        let s = match self {
+            Voxels::U16(a) => a.shape(),
+            Voxels::I16(a) => a.shape(),
+        };
+        [s[0], s[1], s[2]]
+    }
+
+    pub fn is_signed(&self) -> bool {
+        matches!(self, Voxels::I16(_))
+    }
+}
+
+/// How stored values become modality values (HU for CT), PS3.3 C.11.1.
+///
+/// Policy: voxels always hold the stored values exactly; the transform is applied by whoever
+/// reads them (renderer, measurement, export), per volume when every slice agrees and per slice
+/// otherwise (Philips MR and some PET scale each slice differently).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RescalePolicy {
+    Uniform(Rescale),
+    PerSlice(Vec<Rescale>),
+}
+
+impl RescalePolicy {
+    pub fn for_slice(&self, k: usize) -> Rescale {
+        match self {
+            RescalePolicy::Uniform(r) => *r,
+            RescalePolicy::PerSlice(v) => v.get(k).copied().unwrap_or(Rescale::IDENTITY),
+        }
+    }
+}
+
+/// A slice that could not be decoded.
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceFailure {
+    pub k: usize,
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// A loaded stack.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub geometry: VolumeGeometry,
+    pub voxels: Voxels,
+    pub rescale: RescalePolicy,
+    /// The window of the middle slice's header, if any (modality units).
+    pub default_window: Option<Window>,
+    pub failed_slices: Vec<SliceFailure>,
+    pub timings: LoadTimings,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadTimings {
+    /// From the start of the load to the first decoded slice.
+    pub first_slice_secs: f64,
+    pub total_secs: f64,
+}
+
+/// Pixels of one decoded slice, borrowed from the volume being filled.
+#[derive(Debug, Clone, Copy)]
+pub enum SlicePixels<'a> {
+    U16(&'a [u16]),
+    I16(&'a [i16]),
+}
+
+/// Reported once per slice as it lands, from a worker thread.
+#[derive(Debug, Clone, Copy)]
+pub struct SliceEvent<'a> {
+    /// Index of the slice in the stack.
+    pub k: usize,
+    /// Slices done so far, including this one.
+    pub done: usize,
+    pub total: usize,
+    /// The slice's stored values (rows x columns), ready to show or upload.
+    pub pixels: SlicePixels<'a>,
+}
+
+/// Options for [`load_stack`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Set to true from any thread to stop the load.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// The order slices are decoded in: the middle one, then coarse to fine.
+pub fn arrival_order(n: usize) -> Vec<usize> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut order = Vec::with_capacity(n);
+    let mut taken = vec![false; n];
+    let mut take = |k: usize, order: &mut Vec<usize>| {
+        if !taken[k] {
+            taken[k] = true;
+            order.push(k);
+        }
+    };
+    take(n / 2, &mut order);
+    let mut step = n.next_power_of_two();
+    while step >= 1 {
+        let mut k = 0;
+        while k < n {
+            take(k, &mut order);
+            k += step;
+        }
+        step /= 2;
+    }
+    order
+}
+
+/// Decode every slice of `stack` into one volume. `on_slice` is called from worker threads
+/// as each slice lands (progress and early display).
+pub fn load_stack(
+    stack: &Stack,
+    options: &LoadOptions,
+    on_slice: &(dyn Fn(SliceEvent<'_>) + Sync),
+) -> Result<Volume, ImagingError> {
+    let started = Instant::now();
+    let format = &stack.format;
+    check_format(stack)?;
+    let [columns, rows, n] = stack.geometry.dims;
+    if n == 0 {
+        return Err(ImagingError::EmptyStack);
+    }
+    let shape = (n, rows, columns);
+    let first_slice_at = Mutex::new(None::<f64>);
+    let failed;
+    let voxels = if format.signed {
+        let mut a = Array3::<i16>::zeros(shape);
+        failed = fill(
+            stack,
+            a.as_slice_mut(),
+            options,
+            on_slice,
+            &first_slice_at,
+            started,
+        )?;
+        Voxels::I16(a)
+    } else {
+        let mut a = Array3::<u16>::zeros(shape);
+        failed = fill(
+            stack,
+            a.as_slice_mut(),
+            options,
+            on_slice,
+            &first_slice_at,
+            started,
+        )?;
+        Voxels::U16(a)
+    };
+
+    let rescales: Vec<Rescale> = stack.slices.iter().map(|s| s.rescale).collect();
+    let rescale = if rescales.windows(2).all(|w| w[0] == w[1]) {
+        RescalePolicy::Uniform(rescales.first().copied().unwrap_or(Rescale::IDENTITY))
+    } else {
+        RescalePolicy::PerSlice(rescales)
+    };
+    let first_slice_secs = first_slice_at.lock().ok().and_then(|g| *g).unwrap_or(0.0);
+    Ok(Volume {
+        geometry: stack.geometry.clone(),
+        voxels,
+        rescale,
+        default_window: stack.slices.get(n / 2).and_then(|s| s.window),
+        failed_slices: failed,
+        timings: LoadTimings {
+            first_slice_secs,
+            total_secs: started.elapsed().as_secs_f64(),
+        },
+    })
+}
+
+/// Refuse what cannot become a 2-byte grey volume, with a reason.
+fn check_format(stack: &Stack) -> Result<(), ImagingError> {
+    let f = &stack.format;
+    let path = stack
+        .slices
+        .first()
+        .map(|s| s.path.clone())
+        .unwrap_or_default();
+    if f.samples_per_pixel != 1 {
+        return Err(ImagingError::Unsupported {
+            path,
+            what: format!(
+                "colour images ({} samples per pixel, {}) are not volumes",
+                f.samples_per_pixel, f.photometric_interpretation
+            ),
+        });
+    }
+    if !matches!(f.bits_allocated, 8 | 16) {
+        return Err(ImagingError::Unsupported {
+            path,
+            what: format!(
+                "Bits Allocated {} (only 8 and 16 are supported)",
+                f.bits_allocated
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A sample type a slot can hold.
+trait Sample: Copy + Send + Sync + Default + 'static {
+    fn from_stored(raw: u16, bits_stored: u16, signed: bool) -> Self;
+    fn event(slice: &[Self]) -> SlicePixels<'_>;
+}
+
+impl Sample for u16 {
+    fn from_stored(raw: u16, bits_stored: u16, _signed: bool) -> Self {
+        if bits_stored >= 16 {
+            raw
+        } else {
+            raw & ((1u16 << bits_stored) - 1)
+        }
+    }
+    fn event(slice: &[Self]) -> SlicePixels<'_> {
+        SlicePixels::U16(slice)
+    }
+}
+
+impl Sample for i16 {
+    fn from_stored(raw: u16, bits_stored: u16, _signed: bool) -> Self {
+        if bits_stored >= 16 {
+            raw as i16
+        } else {
+            // Keep the low `bits_stored` bits and sign-extend from the top one of them.
+            let shift = 16 - bits_stored;
+            ((raw << shift) as i16) >> shift
+        }
+    }
+    fn event(slice: &[Self]) -> SlicePixels<'_> {
+        SlicePixels::I16(slice)
+    }
+}
+
+/// One file and the slices it fills, in arrival order.
+struct FileJob {
+    path: PathBuf,
+    /// (frame in file, k)
+    frames: Vec<(u32, usize)>,
+}
+
+fn fill<T: Sample>(
+    stack: &Stack,
+    slots: Option<&mut [T]>,
+    options: &LoadOptions,
+    on_slice: &(dyn Fn(SliceEvent<'_>) + Sync),
+    first_slice_at: &Mutex<Option<f64>>,
+    started: Instant,
+) -> Result<Vec<SliceFailure>, ImagingError> {
+    let Some(slots) = slots else {
+        return Err(ImagingError::EmptyStack);
+    };
+    let format = &stack.format;
+    let slice_len = usize::from(format.rows) * usize::from(format.columns);
+    let total = stack.slices.len();
+    let slot_cells: Vec<Mutex<Option<&mut [T]>>> = slots
+        .chunks_mut(slice_len)
+        .map(|c| Mutex::new(Some(c)))
+        .collect();
+
+    // Files in order of their most urgent slice; a multi-frame file is one job.
+    let order = arrival_order(total);
+    let mut jobs: Vec<FileJob> = Vec::new();
+    let mut job_of_path: std::collections::HashMap<&std::path::Path, usize> = Default::default();
+    for &k in &order {
+        let slice = &stack.slices[k];
+        let idx = *job_of_path.entry(slice.path.as_path()).or_insert_with(|| {
+            jobs.push(FileJob {
+                path: slice.path.clone(),
+                frames: Vec::new(),
+            });
+            jobs.len() - 1
+        });
+        jobs[idx].frames.push((slice.frame, k));
+    }
+
+    let next_job = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let cancelled = || {
+        options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    };
+
+    let worker = || {
+        loop {
+            if cancelled() {
+                return;
+            }
+            let j = next_job.fetch_add(1, Ordering::Relaxed);
+            let Some(job) = jobs.get(j) else { return };
+            let fail = |k: usize, message: String| {
+                if let Ok(mut f) = failures.lock() {
+                    f.push(SliceFailure {
+                        k,
+                        path: job.path.clone(),
+                        message,
+                    });
+                }
+            };
+            let obj = match open_full(&job.path) {
+                Ok(obj) => obj,
+                Err(e) => {
+                    for &(_, k) in &job.frames {
+                        fail(k, e.to_string());
+                    }
+                    done.fetch_add(job.frames.len(), Ordering::Relaxed);
+                    continue;
+                }
+            };
+            job.frames.par_iter().for_each(|&(frame, k)| {
+                if cancelled() {
+                    return;
+                }
+                let Some(mut slot) = slot_cells.get(k).and_then(|c| c.lock().ok()?.take()) else {
+                    return;
+                };
+                match decode_frame_into(&obj, &job.path, frame, format, &mut slot) {
+                    Ok(()) => {
+                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if let Ok(mut first) = first_slice_at.lock() {
+                            first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                        }
+                        on_slice(SliceEvent {
+                            k,
+                            done: d,
+                            total,
+                            pixels: T::event(slot),
+                        });
+                    }
+                    Err(e) => {
+                        done.fetch_add(1, Ordering::Relaxed);
+                        fail(k, e.to_string());
+                    }
+                }
+            });
+        }
+    };
+    let workers = rayon::current_num_threads().max(1);
+    rayon::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|_| worker());
+        }
+    });
+    if cancelled() {
+        return Err(ImagingError::Cancelled);
+    }
+    let mut failures = failures.into_inner().unwrap_or_default();
+    failures.sort_by_key(|f| f.k);
+    Ok(failures)
+}
+
+fn open_full(path: &std::path::Path) -> Result<DefaultDicomObject, ImagingError> {
+    super::open::open_dicom(path, false)
+}
+
+/// The stored samples of one frame, as decoded, before they go into a slot.
+enum FrameSamples<'a> {
+    /// Native 16-bit values already in host order.
+    Words(Cow<'a, [u16]>),
+    /// Little-endian bytes, `bytes_per_sample` each.
+    Bytes {
+        data: Cow<'a, [u8]>,
+        bytes_per_sample: usize,
+    },
+}
+
+/// Decode frame `frame` of `obj` (native or encapsulated) into its raw samples.
+fn frame_samples<'a>(
+    obj: &'a DefaultDicomObject,
+    path: &std::path::Path,
+    frame: u32,
+    format: &PixelFormat,
+) -> Result<FrameSamples<'a>, ImagingError> {
+    let decode_err = |reason: String| ImagingError::Decode {
+        path: path.to_path_buf(),
+        frame,
+        reason,
+    };
+    let samples = usize::from(format.rows)
+        * usize::from(format.columns)
+        * usize::from(format.samples_per_pixel);
+    let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
+    let pixel_data = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or_else(|| decode_err("no Pixel Data (7FE0,0010)".into()))?;
+
+    if let Value::PixelSequence(sequence) = pixel_data.value() {
+        let frames = super::header::int(obj, tags::NUMBER_OF_FRAMES)
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1);
+        let data = frame_fragments(
+            sequence.offset_table(),
+            sequence.fragments(),
+            frame,
+            frames,
+            &ts_uid,
+        )
+        .map_err(decode_err)?;
+        if is_jpeg(&ts_uid) {
+            let jpeg = super::jpeg::decode(&data).map_err(decode_err)?;
+            if jpeg.width != usize::from(format.columns) || jpeg.height != usize::from(format.rows)
+            {
+                return Err(decode_err(format!(
+                    "JPEG stream is {}x{}, header says {}x{}",
+                    jpeg.width, jpeg.height, format.columns, format.rows
+                )));
+            }
+            if jpeg.components != usize::from(format.samples_per_pixel) {
+                return Err(decode_err(format!(
+                    "JPEG stream has {} components, header says {} samples per pixel",
+                    jpeg.components, format.samples_per_pixel
+                )));
+            }
+            return Ok(match jpeg.samples {
+                super::jpeg::JpegSamples::U8(bytes) => FrameSamples::Bytes {
+                    data: Cow::Owned(bytes),
+                    bytes_per_sample: 1,
+                },
+                super::jpeg::JpegSamples::U16(words) => FrameSamples::Words(Cow::Owned(words)),
+            });
+        }
+        let ts = TransferSyntaxRegistry
+            .get(&ts_uid)
+            .ok_or_else(|| ImagingError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("unknown transfer syntax {ts_uid}"),
+            })?;
+        let Codec::EncapsulatedPixelData(Some(reader), _) = ts.codec() else {
+            return Err(ImagingError::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("no decoder for transfer syntax {} ({ts_uid})", ts.name()),
+            });
+        };
+        let single = OneFrame {
+            ts_uid: &ts_uid,
+            format,
+            data,
+        };
+        let mut out = Vec::with_capacity(samples * 2);
+        reader
+            .decode_frame(&single, 0, &mut out)
+            .map_err(|e| decode_err(e.to_string()))?;
+        let bytes_per_sample = if out.len() >= samples * 2 { 2 } else { 1 };
+        if out.len() < samples * bytes_per_sample {
+            return Err(decode_err(format!(
+                "decoder gave {} bytes, {} samples expected",
+                out.len(),
+                samples
+            )));
+        }
+        return Ok(FrameSamples::Bytes {
+            data: Cow::Owned(out),
+            bytes_per_sample,
+        });
+    }
+
+    let Value::Primitive(value) = pixel_data.value() else {
+        return Err(decode_err("Pixel Data is a sequence".into()));
+    };
+    let start = samples * frame as usize;
+    match value {
+        PrimitiveValue::U16(words) => {
+            let words = words.get(start..start + samples).ok_or_else(|| {
+                decode_err(format!(
+                    "Pixel Data holds {} words, frame needs {start}+{samples}",
+                    words.len()
+                ))
+            })?;
+            Ok(FrameSamples::Words(Cow::Borrowed(words)))
+        }
+        other => {
+            let bytes_per_sample = usize::from(format.bits_allocated.div_ceil(8));
+            let bytes = other.to_bytes();
+            let range = start * bytes_per_sample..(start + samples) * bytes_per_sample;
+            if bytes.len() < range.end {
+                return Err(decode_err(format!(
+                    "Pixel Data holds {} bytes, frame needs {}",
+                    bytes.len(),
+                    range.end
+                )));
+            }
+            let data = match bytes {
+                Cow::Borrowed(b) => Cow::Borrowed(&b[range]),
+                Cow::Owned(b) => Cow::Owned(b[range].to_vec()),
+            };
+            Ok(FrameSamples::Bytes {
+                data,
+                bytes_per_sample,
+            })
+        }
+    }
+}
+
+/// JPEG transfer syntaxes (PS3.5 A.4.1), decoded by libjpeg-turbo.
+fn is_jpeg(ts_uid: &str) -> bool {
+    matches!(
+        ts_uid,
+        "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.53"
+            | "1.2.840.10008.1.2.4.55"
+            | "1.2.840.10008.1.2.4.57"
+            | "1.2.840.10008.1.2.4.70"
+    )
+}
+
+/// The bytes of frame `frame` in an encapsulated Pixel Data (PS3.5 A.4): by the Basic Offset
+/// Table when there is one, one fragment a frame when the counts agree, and otherwise by the
+/// codec's start-of-image marker (a fragment that begins with it starts a new frame), which is
+/// how frames are found in multi-frame files written without an offset table.
+pub(crate) fn frame_fragments(
+    offset_table: &[u32],
+    fragments: &[Vec<u8>],
+    frame: u32,
+    frames: u32,
+    ts_uid: &str,
+) -> Result<Vec<u8>, String> {
+    let frame_usize = frame as usize;
+    if frame >= frames {
+        return Err(format!("frame {frame} asked of {frames}"));
+    }
+    if frames == 1 {
+        return Ok(fragments.concat());
+    }
+    if offset_table.len() == frames as usize {
+        let start = offset_table[frame_usize] as usize;
+        let end = offset_table.get(frame_usize + 1).map(|o| *o as usize);
+        let mut at = 0usize;
+        let mut out = Vec::new();
+        for f in fragments {
+            if at >= start && end.is_none_or(|e| at < e) {
+                out.extend_from_slice(f);
+            }
+            at += f.len() + 8;
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+    }
+    if fragments.len() == frames as usize {
+        return Ok(fragments[frame_usize].clone());
+    }
+    let starts_frame = |f: &Vec<u8>| match ts_uid {
+        // JPEG and JPEG-LS: SOI marker.
+        t if is_jpeg(t) || t.starts_with("1.2.840.10008.1.2.4.8") => f.starts_with(&[0xFF, 0xD8]),
+        // JPEG 2000 and HTJ2K: SOC marker or a JP2 signature box.
+        t if t.starts_with("1.2.840.10008.1.2.4.9") || t.starts_with("1.2.840.10008.1.2.4.20") => {
+            f.starts_with(&[0xFF, 0x4F]) || f.get(4..8) == Some(b"jP  ")
+        }
+        _ => false,
+    };
+    let mut grouped: Vec<Vec<u8>> = Vec::new();
+    for f in fragments {
+        match grouped.last_mut() {
+            Some(current) if !starts_frame(f) => current.extend_from_slice(f),
+            _ => grouped.push(f.clone()),
+        }
+    }
+    if grouped.len() == frames as usize {
+        return Ok(grouped.swap_remove(frame_usize));
+    }
+    Err(format!(
+        "cannot find frame {frame}: {} fragments, no usable offset table, {} frames",
+        fragments.len(),
+        frames
+    ))
+}
+
+/// One frame's bytes presented to a dicom-rs decoder as a single-frame object, so frame
+/// lookup is ours (see [`frame_fragments`]) and the decoder never needs an offset table.
+struct OneFrame<'a> {
+    ts_uid: &'a str,
+    format: &'a PixelFormat,
+    data: Vec<u8>,
+}
+
+impl PixelDataObject for OneFrame<'_> {
+    fn transfer_syntax_uid(&self) -> &str {
+        self.ts_uid
+    }
+    fn rows(&self) -> Option<u16> {
+        Some(self.format.rows)
+    }
+    fn cols(&self) -> Option<u16> {
+        Some(self.format.columns)
+    }
+    fn samples_per_pixel(&self) -> Option<u16> {
+        Some(self.format.samples_per_pixel)
+    }
+    fn bits_allocated(&self) -> Option<u16> {
+        Some(self.format.bits_allocated)
+    }
+    fn bits_stored(&self) -> Option<u16> {
+        Some(self.format.bits_stored)
+    }
+    fn photometric_interpretation(&self) -> Option<&str> {
+        Some(self.format.photometric_interpretation.as_str())
+    }
+    fn number_of_frames(&self) -> Option<u32> {
+        Some(1)
+    }
+    fn number_of_fragments(&self) -> Option<u32> {
+        Some(1)
+    }
+    fn fragment(&self, fragment: usize) -> Option<Cow<'_, [u8]>> {
+        (fragment == 0).then(|| Cow::Borrowed(self.data.as_slice()))
+    }
+    fn offset_table(&self) -> Option<Cow<'_, [u32]>> {
+        Some(Cow::Owned(Vec::new()))
+    }
+    fn raw_pixel_data(&self) -> Option<dicom_encoding::adapters::RawPixelData> {
+        Some(dicom_encoding::adapters::RawPixelData {
+            fragments: vec![self.data.clone()].into(),
+            offset_table: Vec::new().into(),
+        })
+    }
+}
+
+fn decode_frame_into<T: Sample>(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+    frame: u32,
+    format: &PixelFormat,
+    slot: &mut [T],
+) -> Result<(), ImagingError> {
+    let samples = frame_samples(obj, path, frame, format)?;
+    let (bits, signed) = (format.bits_stored, format.signed);
+    match samples {
+        FrameSamples::Words(words) => {
+            for (dst, &raw) in slot.iter_mut().zip(words.iter()) {
+                *dst = T::from_stored(raw, bits, signed);
+            }
+        }
+        FrameSamples::Bytes {
+            data,
+            bytes_per_sample: 2,
+        } => {
+            for (dst, b) in slot.iter_mut().zip(data.chunks_exact(2)) {
+                *dst = T::from_stored(u16::from_le_bytes([b[0], b[1]]), bits, signed);
+            }
+        }
+        FrameSamples::Bytes { data, .. } => {
+            for (dst, &b) in slot.iter_mut().zip(data.iter()) {
+                *dst = T::from_stored(u16::from(b), bits.min(8), signed);
+            }
+        }
+    }
+    // Planar/colour frames never reach here (check_format); monochrome frames fill the slot.
+    Ok(())
+}
+
+/// Decode one frame of one file into stored values (any transfer syntax, any samples per
+/// pixel), without grouping: for codec checks and thumbnails.
+pub fn decode_frame_values(
+    path: &std::path::Path,
+    frame: u32,
+) -> Result<DecodedFrame, ImagingError> {
+    let obj = open_full(path)?;
+    let header = match super::header::header_from_dataset(
+        path,
+        &obj,
+        obj.meta().transfer_syntax.clone(),
+        String::new(),
+        String::new(),
+    )? {
+        super::header::FileKind::Image(h) => h,
+        _ => {
+            return Err(ImagingError::BadAttribute {
+                path: path.to_path_buf(),
+                what: "not an image".into(),
+            });
+        }
+    };
+    let format = PixelFormat {
+        rows: header.rows,
+        columns: header.columns,
+        samples_per_pixel: header.samples_per_pixel,
+        bits_allocated: header.bits_allocated,
+        bits_stored: header.bits_stored,
+        signed: header.signed,
+        photometric_interpretation: header.photometric_interpretation.clone(),
+    };
+    let n = usize::from(format.rows)
+        * usize::from(format.columns)
+        * usize::from(format.samples_per_pixel);
+    let mut values = vec![0i32; n];
+    let samples = frame_samples(&obj, path, frame, &format)?;
+    let (bits, signed) = (format.bits_stored, format.signed);
+    let convert = |raw: u16, bits: u16| -> i32 {
+        if signed {
+            i32::from(i16::from_stored(raw, bits, true))
+        } else {
+            i32::from(u16::from_stored(raw, bits, false))
+        }
+    };
+    match samples {
+        FrameSamples::Words(w) => values
+            .iter_mut()
+            .zip(w.iter())
+            .for_each(|(d, &r)| *d = convert(r, bits)),
+        FrameSamples::Bytes {
+            data,
+            bytes_per_sample: 2,
+        } => values
+            .iter_mut()
+            .zip(data.chunks_exact(2))
+            .for_each(|(d, b)| *d = convert(u16::from_le_bytes([b[0], b[1]]), bits)),
+        FrameSamples::Bytes { data, .. } => values
+            .iter_mut()
+            .zip(data.iter())
+            .for_each(|(d, &b)| *d = convert(u16::from(b), bits.min(8))),
+    }
+    Ok(DecodedFrame { format, values })
+}
+
+/// One frame's stored values (interleaved samples for colour).
+#[derive(Debug, Clone)]
+pub struct DecodedFrame {
+    pub format: PixelFormat,
+    pub values: Vec<i32>,
+}

@@ -1,0 +1,457 @@
+//! Header-only reading of one DICOM file into an [`InstanceHeader`].
+//!
+//! Reads stop before Pixel Data (7FE0,0010), so scanning a CD-ROM costs a few kilobytes a file.
+//! Classic single-frame images, Enhanced CT/MR and Legacy Converted Enhanced multi-frame objects
+//! all become one [`FrameHeader`] per frame: the shared and per-frame functional groups
+//! (PS3.3 C.7.6.16) are resolved here, so grouping and geometry never see the difference.
+//!
+//! Owns: attribute extraction. Must not decode pixels or touch the file system beyond one open.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use serde::Serialize;
+
+use super::ImagingError;
+use super::identity::Phi;
+
+/// Media Storage SOP Class UID of a DICOMDIR (Media Storage Directory Storage).
+pub const MEDIA_STORAGE_DIRECTORY_STORAGE: &str = "1.2.840.10008.1.3.10";
+
+/// Siemens CSA "NumberOfImagesInMosaic" (0019,100A), private to "SIEMENS MR HEADER".
+const SIEMENS_NUMBER_OF_IMAGES_IN_MOSAIC: Tag = Tag(0x0019, 0x100A);
+
+/// The modality LUT of PS3.3 C.11.1: `output = slope * stored + intercept`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rescale {
+    /// Rescale Slope (0028,1053)
+    pub slope: f64,
+    /// Rescale Intercept (0028,1052)
+    pub intercept: f64,
+}
+
+impl Rescale {
+    pub const IDENTITY: Rescale = Rescale {
+        slope: 1.0,
+        intercept: 0.0,
+    };
+
+    /// Modality value (HU for CT) of a stored value.
+    pub fn apply(&self, stored: f64) -> f64 {
+        self.slope * stored + self.intercept
+    }
+}
+
+/// A VOI window from the header (PS3.3 C.11.2.1.2), in modality units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Window {
+    /// Window Center (0028,1050)
+    pub center: f64,
+    /// Window Width (0028,1051)
+    pub width: f64,
+}
+
+/// Identity of the patient, study and series an instance belongs to.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Provenance {
+    /// Patient's Name (0010,0010)
+    pub patient_name: Phi,
+    /// Patient ID (0010,0020)
+    pub patient_id: Phi,
+    /// Patient's Birth Date (0010,0030)
+    pub patient_birth_date: Phi,
+    /// Accession Number (0008,0050)
+    pub accession_number: Phi,
+    /// Study Instance UID (0020,000D)
+    pub study_instance_uid: String,
+    /// Study Date (0008,0020)
+    pub study_date: Option<String>,
+    /// Study Description (0008,1030)
+    pub study_description: Option<String>,
+    /// Series Instance UID (0020,000E)
+    pub series_instance_uid: String,
+    /// Series Number (0020,0011)
+    pub series_number: Option<i64>,
+    /// Series Description (0008,103E)
+    pub series_description: Option<String>,
+    /// Modality (0008,0060)
+    pub modality: Option<String>,
+    /// Frame of Reference UID (0020,0052)
+    pub frame_of_reference_uid: Option<String>,
+}
+
+/// What one frame says about where it is and how its values map to modality units.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameHeader {
+    /// 0-based frame number inside its file.
+    pub frame_index: u32,
+    /// Image Position (Patient) (0020,0032): centre of the first transmitted pixel, LPS mm.
+    pub image_position_patient: Option<[f64; 3]>,
+    /// Image Orientation (Patient) (0020,0037): row direction then column direction cosines.
+    pub image_orientation_patient: Option<[f64; 6]>,
+    /// Pixel Spacing (0028,0030): [between rows (vertical), between columns (horizontal)] in mm.
+    pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// Slice Thickness (0018,0050)
+    pub slice_thickness_mm: Option<f64>,
+    /// Rescale Slope/Intercept (0028,1053)/(0028,1052) or the Pixel Value Transformation
+    /// functional group (0028,9145).
+    pub rescale: Rescale,
+    /// First Window Center/Width pair, or the Frame VOI LUT functional group (0028,9132).
+    pub window: Option<Window>,
+    /// Temporal Position Identifier (0020,0100) or Temporal Position Index (0020,9128).
+    pub temporal_position: Option<i64>,
+    /// Echo Numbers (0018,0086), or Effective Echo Time (0018,9082) for enhanced MR, as text.
+    pub echo: Option<String>,
+    /// Acquisition Number (0020,0012)
+    pub acquisition_number: Option<i64>,
+    /// Image Type (0008,0008) values 3.. or Complex Image Component (0008,9208): what kind
+    /// of image (magnitude, phase, real ...) the frame is.
+    pub image_flavour: Option<String>,
+    /// Diffusion b-value (0018,9087) and gradient direction, as text, for enhanced MR.
+    pub diffusion: Option<String>,
+}
+
+/// Everything scanning needs to know about one file, without its pixels.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceHeader {
+    pub path: PathBuf,
+    /// SOP Class UID (0008,0016)
+    pub sop_class_uid: String,
+    /// SOP Instance UID (0002,0003)/(0008,0018)
+    pub sop_instance_uid: String,
+    /// Transfer Syntax UID (0002,0010)
+    pub transfer_syntax_uid: String,
+    pub provenance: Provenance,
+    /// Instance Number (0020,0013)
+    pub instance_number: Option<i64>,
+    /// Image Type (0008,0008)
+    pub image_type: Vec<String>,
+    /// Rows (0028,0010)
+    pub rows: u16,
+    /// Columns (0028,0011)
+    pub columns: u16,
+    /// Samples per Pixel (0028,0002)
+    pub samples_per_pixel: u16,
+    /// Bits Allocated (0028,0100)
+    pub bits_allocated: u16,
+    /// Bits Stored (0028,0101)
+    pub bits_stored: u16,
+    /// Pixel Representation (0028,0103): true when stored values are two's complement.
+    pub signed: bool,
+    /// Photometric Interpretation (0028,0004)
+    pub photometric_interpretation: String,
+    /// Number of Frames (0028,0008), 1 for single-frame objects.
+    pub number_of_frames: u32,
+    /// Siemens mosaic: number of slices tiled in each frame (0019,100A), when Image Type says MOSAIC.
+    pub mosaic_images: Option<u32>,
+    /// One entry per frame.
+    pub frames: Vec<FrameHeader>,
+}
+
+impl InstanceHeader {
+    /// True for Siemens mosaics (Image Type contains MOSAIC).
+    pub fn is_mosaic(&self) -> bool {
+        self.image_type.iter().any(|v| v == "MOSAIC")
+    }
+
+    /// True when Image Type says LOCALIZER (scouts, topograms).
+    pub fn is_localizer(&self) -> bool {
+        self.image_type.iter().any(|v| v == "LOCALIZER")
+    }
+}
+
+/// What a file turned out to be.
+#[derive(Debug)]
+pub enum FileKind {
+    /// An image with rows and columns: it can become part of a stack.
+    Image(Box<InstanceHeader>),
+    /// A DICOMDIR file-set directory.
+    Dicomdir,
+    /// A DICOM object without pixels (structured report, presentation state, ...).
+    NonImage { sop_class_uid: String },
+}
+
+/// Read the header of `path` (stopping before Pixel Data) and classify it.
+pub fn read_header(path: &Path) -> Result<FileKind, ImagingError> {
+    let obj = super::open::open_dicom(path, true)?;
+    let meta = obj.meta();
+    let media_class = trim_uid(&meta.media_storage_sop_class_uid);
+    if media_class == MEDIA_STORAGE_DIRECTORY_STORAGE {
+        return Ok(FileKind::Dicomdir);
+    }
+    let transfer_syntax_uid = trim_uid(&meta.transfer_syntax);
+    let media_instance = trim_uid(&meta.media_storage_sop_instance_uid);
+    header_from_dataset(path, &obj, transfer_syntax_uid, media_class, media_instance)
+}
+
+fn trim_uid(uid: &str) -> String {
+    uid.trim_end_matches(['\0', ' ']).to_string()
+}
+
+/// Build the header from an already parsed data set (also used by decode, which opens the
+/// whole file).
+pub(crate) fn header_from_dataset(
+    path: &Path,
+    obj: &InMemDicomObject,
+    transfer_syntax_uid: String,
+    media_class: String,
+    media_instance: String,
+) -> Result<FileKind, ImagingError> {
+    let sop_class_uid = text(obj, tags::SOP_CLASS_UID).unwrap_or(media_class);
+    let (Some(rows), Some(columns)) = (int(obj, tags::ROWS), int(obj, tags::COLUMNS)) else {
+        return Ok(FileKind::NonImage { sop_class_uid });
+    };
+    let bad = |what: &str| ImagingError::BadAttribute {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    };
+    let rows = u16::try_from(rows).map_err(|_| bad("Rows (0028,0010) out of range"))?;
+    let columns = u16::try_from(columns).map_err(|_| bad("Columns (0028,0011) out of range"))?;
+    if rows == 0 || columns == 0 {
+        return Err(bad("Rows or Columns is zero"));
+    }
+    let bits_allocated = int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    let bits_allocated = u16::try_from(bits_allocated)
+        .map_err(|_| bad("Bits Allocated (0028,0100) out of range"))?;
+    let bits_stored = int(obj, tags::BITS_STORED)
+        .and_then(|v| u16::try_from(v).ok())
+        .filter(|v| *v > 0 && *v <= bits_allocated)
+        .unwrap_or(bits_allocated);
+    let number_of_frames = int(obj, tags::NUMBER_OF_FRAMES)
+        .filter(|n| *n > 0)
+        .map(|n| u32::try_from(n).map_err(|_| bad("Number of Frames (0028,0008) out of range")))
+        .transpose()?
+        .unwrap_or(1);
+    let image_type = strings(obj, tags::IMAGE_TYPE);
+
+    let provenance = Provenance {
+        patient_name: Phi::new(text(obj, tags::PATIENT_NAME).unwrap_or_default()),
+        patient_id: Phi::new(text(obj, tags::PATIENT_ID).unwrap_or_default()),
+        patient_birth_date: Phi::new(text(obj, tags::PATIENT_BIRTH_DATE).unwrap_or_default()),
+        accession_number: Phi::new(text(obj, tags::ACCESSION_NUMBER).unwrap_or_default()),
+        study_instance_uid: text(obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        study_date: text(obj, tags::STUDY_DATE),
+        study_description: text(obj, tags::STUDY_DESCRIPTION),
+        series_instance_uid: text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+        series_number: int(obj, tags::SERIES_NUMBER),
+        series_description: text(obj, tags::SERIES_DESCRIPTION),
+        modality: text(obj, tags::MODALITY),
+        frame_of_reference_uid: text(obj, tags::FRAME_OF_REFERENCE_UID),
+    };
+
+    let is_mosaic = image_type.iter().any(|v| v == "MOSAIC");
+    let mosaic_images = if is_mosaic {
+        int(obj, SIEMENS_NUMBER_OF_IMAGES_IN_MOSAIC).and_then(|n| u32::try_from(n).ok())
+    } else {
+        None
+    };
+
+    let classic = classic_frame(obj, &image_type);
+    let frames = match (
+        first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE),
+        obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+            .and_then(|e| e.items()),
+    ) {
+        (shared, Some(per_frame)) if !per_frame.is_empty() => (0..number_of_frames)
+            .map(|f| {
+                let item = per_frame.get(f as usize);
+                functional_group_frame(f, &classic, shared, item)
+            })
+            .collect(),
+        (Some(shared), _) => (0..number_of_frames)
+            .map(|f| functional_group_frame(f, &classic, Some(shared), None))
+            .collect(),
+        _ => (0..number_of_frames)
+            .map(|f| FrameHeader {
+                frame_index: f,
+                ..classic.clone()
+            })
+            .collect(),
+    };
+
+    let sop_instance_uid = text(obj, tags::SOP_INSTANCE_UID).unwrap_or(media_instance);
+    Ok(FileKind::Image(Box::new(InstanceHeader {
+        path: path.to_path_buf(),
+        sop_class_uid,
+        sop_instance_uid,
+        transfer_syntax_uid,
+        provenance,
+        instance_number: int(obj, tags::INSTANCE_NUMBER),
+        image_type,
+        rows,
+        columns,
+        samples_per_pixel: int(obj, tags::SAMPLES_PER_PIXEL)
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(1),
+        bits_allocated,
+        bits_stored,
+        signed: int(obj, tags::PIXEL_REPRESENTATION) == Some(1),
+        photometric_interpretation: text(obj, tags::PHOTOMETRIC_INTERPRETATION)
+            .unwrap_or_else(|| "MONOCHROME2".to_string()),
+        number_of_frames,
+        mosaic_images,
+        frames,
+    })))
+}
+
+/// The frame description of a classic (single-frame) object, also the fallback for
+/// attributes a functional group leaves out.
+fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
+    let flavour = image_flavour(image_type.iter().skip(2).map(String::as_str));
+    FrameHeader {
+        frame_index: 0,
+        image_position_patient: floats_n::<3>(obj, tags::IMAGE_POSITION_PATIENT),
+        image_orientation_patient: floats_n::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT),
+        pixel_spacing_mm: floats_n::<2>(obj, tags::PIXEL_SPACING),
+        slice_thickness_mm: float(obj, tags::SLICE_THICKNESS),
+        rescale: rescale_of(obj).unwrap_or(Rescale::IDENTITY),
+        window: window_of(obj),
+        temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
+        echo: text(obj, tags::ECHO_NUMBERS),
+        acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
+        image_flavour: flavour,
+        diffusion: None,
+    }
+}
+
+/// Resolve one frame of an enhanced multi-frame object: per-frame groups win over shared ones,
+/// which win over the top-level (classic) attributes (PS3.3 C.7.6.16).
+fn functional_group_frame(
+    frame_index: u32,
+    classic: &FrameHeader,
+    shared: Option<&InMemDicomObject>,
+    per_frame: Option<&InMemDicomObject>,
+) -> FrameHeader {
+    let groups: Vec<&InMemDicomObject> = per_frame.into_iter().chain(shared).collect();
+    let find = |seq: Tag| groups.iter().find_map(|g| first_item(g, seq));
+
+    let position = find(tags::PLANE_POSITION_SEQUENCE)
+        .and_then(|i| floats_n::<3>(i, tags::IMAGE_POSITION_PATIENT));
+    let orientation = find(tags::PLANE_ORIENTATION_SEQUENCE)
+        .and_then(|i| floats_n::<6>(i, tags::IMAGE_ORIENTATION_PATIENT));
+    let measures = find(tags::PIXEL_MEASURES_SEQUENCE);
+    let rescale = find(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE).and_then(rescale_of);
+    let window = find(tags::FRAME_VOILUT_SEQUENCE).and_then(window_of);
+    let content = find(tags::FRAME_CONTENT_SEQUENCE);
+    let echo = find(tags::MR_ECHO_SEQUENCE).and_then(|i| text(i, tags::EFFECTIVE_ECHO_TIME));
+    let flavour = find(tags::MR_IMAGE_FRAME_TYPE_SEQUENCE)
+        .or_else(|| find(tags::CT_IMAGE_FRAME_TYPE_SEQUENCE))
+        .and_then(|i| {
+            let component = text(i, tags::COMPLEX_IMAGE_COMPONENT);
+            image_flavour(component.iter().map(String::as_str)).or_else(|| {
+                image_flavour(
+                    strings(i, tags::FRAME_TYPE)
+                        .iter()
+                        .skip(2)
+                        .map(String::as_str),
+                )
+            })
+        });
+    let diffusion = find(tags::MR_DIFFUSION_SEQUENCE).and_then(|i| {
+        let b = text(i, tags::DIFFUSION_B_VALUE)?;
+        let direction = first_item(i, tags::DIFFUSION_GRADIENT_DIRECTION_SEQUENCE)
+            .and_then(|d| text(d, tags::DIFFUSION_GRADIENT_ORIENTATION))
+            .unwrap_or_default();
+        Some(format!("b={b} dir={direction}"))
+    });
+
+    FrameHeader {
+        frame_index,
+        image_position_patient: position.or(classic.image_position_patient),
+        image_orientation_patient: orientation.or(classic.image_orientation_patient),
+        pixel_spacing_mm: measures
+            .and_then(|m| floats_n::<2>(m, tags::PIXEL_SPACING))
+            .or(classic.pixel_spacing_mm),
+        slice_thickness_mm: measures
+            .and_then(|m| float(m, tags::SLICE_THICKNESS))
+            .or(classic.slice_thickness_mm),
+        rescale: rescale.unwrap_or(classic.rescale),
+        window: window.or(classic.window),
+        temporal_position: content
+            .and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX))
+            .or(classic.temporal_position),
+        echo: echo.or_else(|| classic.echo.clone()),
+        acquisition_number: classic.acquisition_number,
+        image_flavour: flavour.or_else(|| classic.image_flavour.clone()),
+        diffusion,
+    }
+}
+
+/// The kind of value an MR image holds (magnitude, phase, real, imaginary), from Image Type
+/// values 3 and on (Siemens `M`/`P`, Philips `M_FFE`/`P_SE` ...) or Complex Image Component
+/// (0008,9208). Other Image Type values (GE's `ADD`, reformat flags) do not split stacks.
+fn image_flavour<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
+    for v in values {
+        let v = v.trim().to_ascii_uppercase();
+        let head = v.split('_').next().unwrap_or("");
+        let kind = match (v.as_str(), head) {
+            ("MAGNITUDE", _) | (_, "M") => "magnitude",
+            ("PHASE", _) | (_, "P") => "phase",
+            ("REAL", _) | (_, "R") => "real",
+            ("IMAGINARY", _) | (_, "I") => "imaginary",
+            _ => continue,
+        };
+        return Some(kind.to_string());
+    }
+    None
+}
+
+fn rescale_of(obj: &InMemDicomObject) -> Option<Rescale> {
+    let slope = float(obj, tags::RESCALE_SLOPE);
+    let intercept = float(obj, tags::RESCALE_INTERCEPT);
+    if slope.is_none() && intercept.is_none() {
+        return None;
+    }
+    Some(Rescale {
+        slope: slope.filter(|s| *s != 0.0 && s.is_finite()).unwrap_or(1.0),
+        intercept: intercept.filter(|i| i.is_finite()).unwrap_or(0.0),
+    })
+}
+
+fn window_of(obj: &InMemDicomObject) -> Option<Window> {
+    let center = floats(obj, tags::WINDOW_CENTER)?.first().copied()?;
+    let width = floats(obj, tags::WINDOW_WIDTH)?.first().copied()?;
+    (width > 0.0 && center.is_finite()).then_some(Window { center, width })
+}
+
+// --- attribute access: absent, empty or malformed values are `None`, never a panic -------------
+
+pub(crate) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+    obj.get(tag).and_then(|e| e.items()).and_then(|i| i.first())
+}
+
+pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let value = obj.get(tag)?.to_str().ok()?;
+    let trimmed = value.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+pub(crate) fn strings(obj: &InMemDicomObject, tag: Tag) -> Vec<String> {
+    text(obj, tag)
+        .map(|t| t.split('\\').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+pub(crate) fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
+    let element = obj.get(tag)?;
+    element
+        .to_int::<i64>()
+        .ok()
+        .or_else(|| element.to_float64().ok().map(|f| f.round() as i64))
+}
+
+pub(crate) fn float(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
+    floats(obj, tag)?.first().copied()
+}
+
+pub(crate) fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
+    let values = obj.get(tag)?.to_multi_float64().ok()?;
+    (!values.is_empty() && values.iter().all(|v| v.is_finite())).then_some(values)
+}
+
+fn floats_n<const N: usize>(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; N]> {
+    let values = floats(obj, tag)?;
+    values.get(..N)?.try_into().ok()
+}

@@ -1,0 +1,462 @@
+//! Grouping scanned headers into patient -> study -> series -> stacks.
+//!
+//! A [`Stack`] is one geometric volume: slices of one size, one orientation, one kind of image
+//! (echo, magnitude/phase, diffusion direction) and one time point, sorted along the slice
+//! normal. A series splits into several stacks when it holds localizers in three planes, echoes,
+//! time points (4D) or repeated acquisitions; repeated positions are never stacked together.
+//!
+//! Owns: grouping and sorting. Must not read files (headers come from `scan`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use glam::DVec3;
+use serde::Serialize;
+
+use super::geometry::VolumeGeometry;
+use super::header::{InstanceHeader, Provenance, Rescale, Window};
+use super::identity::Phi;
+
+/// One frame of one file, placed in a stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceRef {
+    pub path: PathBuf,
+    /// 0-based frame within the file.
+    pub frame: u32,
+    /// SOP Instance UID (0008,0018) of the file the frame is in.
+    pub sop_instance_uid: String,
+    /// Instance Number (0020,0013)
+    pub instance_number: Option<i64>,
+    /// Image Position (Patient) of this slice, LPS mm (zeros when untrusted).
+    pub position_mm: [f64; 3],
+    pub rescale: Rescale,
+    pub window: Option<Window>,
+    /// Transfer Syntax UID of the file.
+    pub transfer_syntax_uid: String,
+}
+
+/// How the stored samples look, common to every slice of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PixelFormat {
+    pub rows: u16,
+    pub columns: u16,
+    pub samples_per_pixel: u16,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub signed: bool,
+    pub photometric_interpretation: String,
+}
+
+/// What distinguishes one stack of a series from another.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct StackLabel {
+    pub echo: Option<String>,
+    pub image_flavour: Option<String>,
+    pub diffusion: Option<String>,
+    pub temporal_position: Option<i64>,
+    /// Index of the repetition when positions repeat with nothing else telling them apart.
+    pub repetition: Option<usize>,
+}
+
+/// One geometric volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stack {
+    /// Stable within one scan: "1", "2", ... in patient/study/series order.
+    pub id: String,
+    pub label: StackLabel,
+    pub format: PixelFormat,
+    pub slices: Vec<SliceRef>,
+    pub geometry: VolumeGeometry,
+    pub is_localizer: bool,
+    /// Siemens mosaic tiles, not yet unpacked into slices.
+    pub is_mosaic: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// Series Instance UID (0020,000E)
+    pub uid: String,
+    /// Series Number (0020,0011)
+    pub number: Option<i64>,
+    /// Series Description (0008,103E)
+    pub description: Option<String>,
+    /// Modality (0008,0060)
+    pub modality: Option<String>,
+    pub stacks: Vec<Stack>,
+    pub instance_count: usize,
+    /// Things a reader should know (split into several stacks, mixed sizes ...).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Study {
+    /// Study Instance UID (0020,000D)
+    pub uid: String,
+    /// Study Date (0008,0020)
+    pub date: Option<String>,
+    /// Study Description (0008,1030)
+    pub description: Option<String>,
+    /// Accession Number (0008,0050)
+    pub accession_number: Phi,
+    pub series: Vec<Series>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Patient {
+    /// Patient's Name (0010,0010)
+    pub name: Phi,
+    /// Patient ID (0010,0020)
+    pub id: Phi,
+    /// Patient's Birth Date (0010,0030)
+    pub birth_date: Phi,
+    pub studies: Vec<Study>,
+}
+
+impl Patient {
+    pub fn stacks(&self) -> impl Iterator<Item = &Stack> {
+        self.studies
+            .iter()
+            .flat_map(|s| &s.series)
+            .flat_map(|s| &s.stacks)
+    }
+}
+
+/// Group headers into patients, studies, series and stacks, and number the stacks.
+pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
+    // BTreeMaps keep a deterministic order whatever order files were read in.
+    let mut by_patient: BTreeMap<
+        (Phi, Phi),
+        BTreeMap<String, BTreeMap<(i64, String), Vec<&InstanceHeader>>>,
+    > = BTreeMap::new();
+    for h in instances {
+        let p = &h.provenance;
+        by_patient
+            .entry((p.patient_id.clone(), p.patient_name.clone()))
+            .or_default()
+            .entry(p.study_instance_uid.clone())
+            .or_default()
+            .entry((
+                p.series_number.unwrap_or(i64::MAX),
+                p.series_instance_uid.clone(),
+            ))
+            .or_default()
+            .push(h);
+    }
+
+    let mut next_id = 1usize;
+    let mut patients = Vec::new();
+    for ((id, name), studies) in by_patient {
+        let mut patient = Patient {
+            name,
+            id,
+            birth_date: Phi::default(),
+            studies: Vec::new(),
+        };
+        for (study_uid, series_map) in studies {
+            let mut study: Option<Study> = None;
+            for ((_, series_uid), headers) in series_map {
+                let first: &Provenance = &headers[0].provenance;
+                patient.birth_date = first.patient_birth_date.clone();
+                let study = study.get_or_insert_with(|| Study {
+                    uid: study_uid.clone(),
+                    date: first.study_date.clone(),
+                    description: first.study_description.clone(),
+                    accession_number: first.accession_number.clone(),
+                    series: Vec::new(),
+                });
+                let mut series = build_series(series_uid, &headers);
+                for stack in &mut series.stacks {
+                    stack.id = next_id.to_string();
+                    next_id += 1;
+                }
+                study.series.push(series);
+            }
+            patient.studies.extend(study);
+        }
+        patients.push(patient);
+    }
+    patients
+}
+
+/// One frame with everything that decides its stack.
+#[derive(Debug, Clone)]
+struct FrameEntry<'a> {
+    header: &'a InstanceHeader,
+    frame: u32,
+    position: Option<[f64; 3]>,
+    orientation: Option<[f64; 6]>,
+    pixel_spacing: Option<[f64; 2]>,
+    thickness: Option<f64>,
+    temporal: Option<i64>,
+    acquisition: Option<i64>,
+    rescale: Rescale,
+    window: Option<Window>,
+}
+
+/// What must be equal for two frames to share a stack (before time points are split).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct PartitionKey {
+    orientation: Option<[i64; 6]>,
+    pixel_spacing: Option<[i64; 2]>,
+    format: (u16, u16, u16, u16, u16, bool, String),
+    echo: Option<String>,
+    flavour: Option<String>,
+    diffusion: Option<String>,
+    mosaic: bool,
+    localizer: bool,
+}
+
+/// Direction cosines agree to 1e-4 (about 0.006 degrees); pixel spacing to 1 µm.
+fn quantize<const N: usize>(v: [f64; N], scale: f64) -> [i64; N] {
+    v.map(|x| (x * scale).round() as i64)
+}
+
+fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
+    let first = &headers[0].provenance;
+    let mut partitions: BTreeMap<PartitionKey, Vec<FrameEntry>> = BTreeMap::new();
+    for h in headers {
+        for f in &h.frames {
+            let key = PartitionKey {
+                orientation: f.image_orientation_patient.map(|o| quantize(o, 1e4)),
+                pixel_spacing: f.pixel_spacing_mm.map(|s| quantize(s, 1e3)),
+                format: (
+                    h.rows,
+                    h.columns,
+                    h.samples_per_pixel,
+                    h.bits_allocated,
+                    h.bits_stored,
+                    h.signed,
+                    h.photometric_interpretation.clone(),
+                ),
+                echo: f.echo.clone(),
+                flavour: f.image_flavour.clone(),
+                diffusion: f.diffusion.clone(),
+                mosaic: h.is_mosaic(),
+                localizer: h.is_localizer(),
+            };
+            partitions.entry(key).or_default().push(FrameEntry {
+                header: h,
+                frame: f.frame_index,
+                position: f.image_position_patient,
+                orientation: f.image_orientation_patient,
+                pixel_spacing: f.pixel_spacing_mm,
+                thickness: f.slice_thickness_mm,
+                temporal: f.temporal_position,
+                acquisition: f.acquisition_number,
+                rescale: f.rescale,
+                window: f.window,
+            });
+        }
+    }
+
+    let mut notes = Vec::new();
+    let mut stacks = Vec::new();
+    let partition_count = partitions.len();
+    for (key, mut frames) in partitions {
+        // Acquisition order first: it decides which repetition a repeated position belongs to.
+        frames.sort_by_key(|f| (f.header.instance_number.unwrap_or(i64::MAX), f.frame));
+        for (mut label, group) in split_repeats(frames) {
+            label.echo = key.echo.clone();
+            label.image_flavour = key.flavour.clone();
+            label.diffusion = key.diffusion.clone();
+            stacks.push(make_stack(label, group, key.mosaic, key.localizer));
+        }
+    }
+    if partition_count > 1 {
+        let sizes: std::collections::BTreeSet<(u16, u16)> = stacks
+            .iter()
+            .map(|s| (s.format.columns, s.format.rows))
+            .collect();
+        if sizes.len() > 1 {
+            notes.push(format!(
+                "series holds images of {} different sizes: split into {} stacks",
+                sizes.len(),
+                stacks.len()
+            ));
+        } else {
+            notes.push(format!(
+                "series holds {} kinds of image (orientation, echo, type): split into {} stacks",
+                partition_count,
+                stacks.len()
+            ));
+        }
+    }
+    if stacks.iter().any(|s| s.is_mosaic) {
+        notes.push(
+            "Siemens mosaic: shown as tiles; unpacking into slices is not yet supported".into(),
+        );
+    }
+    Series {
+        uid,
+        number: first.series_number,
+        description: first.series_description.clone(),
+        modality: first.modality.clone(),
+        instance_count: headers.len(),
+        stacks,
+        notes,
+    }
+}
+
+/// Split frames that share positions into separate volumes: by temporal position, then by
+/// acquisition number, and finally by the order in which a position repeats.
+fn split_repeats(frames: Vec<FrameEntry<'_>>) -> Vec<(StackLabel, Vec<FrameEntry<'_>>)> {
+    if !has_repeated_positions(&frames) {
+        return vec![(StackLabel::default(), frames)];
+    }
+    let temporal: BTreeMap<Option<i64>, Vec<FrameEntry>> = group_by(&frames, |f| f.temporal);
+    if temporal.len() > 1 {
+        return temporal
+            .into_iter()
+            .flat_map(|(t, group)| {
+                split_repeats(group).into_iter().map(move |(mut label, g)| {
+                    label.temporal_position = t;
+                    (label, g)
+                })
+            })
+            .collect();
+    }
+    let acquisitions: BTreeMap<Option<i64>, Vec<FrameEntry>> = group_by(&frames, |f| f.acquisition);
+    if acquisitions.len() > 1 && acquisitions.values().all(|g| !has_repeated_positions(g)) {
+        return acquisitions
+            .into_values()
+            .enumerate()
+            .map(|(i, g)| {
+                (
+                    StackLabel {
+                        repetition: Some(i + 1),
+                        ..StackLabel::default()
+                    },
+                    g,
+                )
+            })
+            .collect();
+    }
+    // The n-th time a position is seen (in acquisition order) belongs to volume n.
+    let mut seen: BTreeMap<[i64; 3], usize> = BTreeMap::new();
+    let mut volumes: Vec<Vec<FrameEntry>> = Vec::new();
+    for f in frames {
+        let key = position_key(&f);
+        let n = seen.entry(key).or_insert(0);
+        if volumes.len() <= *n {
+            volumes.push(Vec::new());
+        }
+        volumes[*n].push(f);
+        *n += 1;
+    }
+    volumes
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            (
+                StackLabel {
+                    repetition: Some(i + 1),
+                    ..StackLabel::default()
+                },
+                g,
+            )
+        })
+        .collect()
+}
+
+fn group_by<'a, K: Ord>(
+    frames: &[FrameEntry<'a>],
+    key: impl Fn(&FrameEntry) -> K,
+) -> BTreeMap<K, Vec<FrameEntry<'a>>> {
+    let mut out: BTreeMap<K, Vec<FrameEntry>> = BTreeMap::new();
+    for f in frames {
+        out.entry(key(f)).or_default().push(f.clone());
+    }
+    out
+}
+
+/// Positions equal to 1 µm are the same position.
+fn position_key(f: &FrameEntry) -> [i64; 3] {
+    f.position
+        .map(|p| quantize(p, 1e3))
+        .unwrap_or([i64::MIN; 3])
+}
+
+fn has_repeated_positions(frames: &[FrameEntry]) -> bool {
+    if frames.iter().any(|f| f.position.is_none()) {
+        return false;
+    }
+    let mut keys: Vec<[i64; 3]> = frames.iter().map(position_key).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+fn make_stack(
+    label: StackLabel,
+    mut frames: Vec<FrameEntry<'_>>,
+    is_mosaic: bool,
+    is_localizer: bool,
+) -> Stack {
+    let h = frames[0].header;
+    let format = PixelFormat {
+        rows: h.rows,
+        columns: h.columns,
+        samples_per_pixel: h.samples_per_pixel,
+        bits_allocated: h.bits_allocated,
+        bits_stored: h.bits_stored,
+        signed: h.signed,
+        photometric_interpretation: h.photometric_interpretation.clone(),
+    };
+    let placed = frames
+        .iter()
+        .all(|f| f.position.is_some() && f.orientation.is_some());
+    let geometry = if placed {
+        let orientation = frames[0]
+            .orientation
+            .unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        let x = DVec3::new(orientation[0], orientation[1], orientation[2]);
+        let y = DVec3::new(orientation[3], orientation[4], orientation[5]);
+        let normal = x.cross(y);
+        // Sort along the slice normal (never by Instance Number alone); ties keep acquisition order.
+        frames.sort_by(|a, b| {
+            let da = DVec3::from(a.position.unwrap_or_default()).dot(normal);
+            let db = DVec3::from(b.position.unwrap_or_default()).dot(normal);
+            da.total_cmp(&db)
+        });
+        VolumeGeometry::from_slices(
+            usize::from(h.columns),
+            usize::from(h.rows),
+            orientation,
+            frames[0].pixel_spacing.unwrap_or([1.0, 1.0]),
+            frames
+                .iter()
+                .map(|f| f.position.unwrap_or_default())
+                .collect(),
+            frames[0].thickness,
+            h.provenance.frame_of_reference_uid.clone(),
+        )
+    } else {
+        VolumeGeometry::untrusted(
+            usize::from(h.columns),
+            usize::from(h.rows),
+            frames.len(),
+            frames[0].pixel_spacing,
+        )
+    };
+    let slices = frames
+        .iter()
+        .map(|f| SliceRef {
+            path: f.header.path.clone(),
+            frame: f.frame,
+            sop_instance_uid: f.header.sop_instance_uid.clone(),
+            instance_number: f.header.instance_number,
+            position_mm: f.position.unwrap_or_default(),
+            rescale: f.rescale,
+            window: f.window,
+            transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),
+        })
+        .collect();
+    Stack {
+        id: String::new(),
+        label,
+        format,
+        slices,
+        geometry,
+        is_localizer,
+        is_mosaic,
+    }
+}

@@ -1,0 +1,8 @@
+//! Overread: a reading workstation for second-opinion radiology.
+//!
+//! Module map (see ARCHITECTURE.md for the data flow and the layer rule):
+//! - [`imaging`]: DICOM files -> exact patient-space volumes. No GPU, no UI, no network.
+//! - [`cli`]: the headless subcommands (`scan`, `load`, `export`, `synth`).
+
+pub mod cli;
+pub mod imaging;

@@ -1,0 +1,254 @@
+//! Issue 2, item 8: every stack with an independent reference (dcm2niix or dicom2nifti NIfTI in
+//! `../shared/dicom`) matches it in patient space: voxel positions within 0.01 mm, voxel values
+//! equal (raw, or after the reference's scl_slope/scl_inter).
+//!
+//! How a match is made: for each reference volume, each of our stacks with the same voxel count
+//! is tried; the map from reference voxel to our voxel comes from the two affines (dcm2niix may
+//! flip or permute axes), positions are compared at every voxel of the 8 corners and centre of
+//! the grid, and values at every voxel.
+
+use std::path::Path;
+
+use glam::{DVec3, DVec4};
+use overread::imaging::{self, Stack, Volume};
+
+use crate::support::{nifti::Nifti, shared_dicom};
+
+/// How one reference volume compares with one of our stacks.
+#[derive(Debug)]
+struct Comparison {
+    stack_id: String,
+    /// Largest distance between the reference's voxel position and ours (mm).
+    max_position_error_mm: f64,
+    /// Voxels whose values differ (raw and scaled).
+    value_mismatches: usize,
+    voxels: usize,
+}
+
+/// Map reference voxel (i, j, k) to our voxel index, or None when the grids do not line up
+/// to within a tenth of a voxel.
+fn index_map(
+    reference: &Nifti,
+    volume: &Volume,
+) -> Option<impl Fn(usize, usize, usize) -> [usize; 3]> {
+    let ours_from_lps = volume.geometry.patient_from_voxel.inverse();
+    let lps_from_ras = glam::DMat4::from_diagonal(DVec4::new(-1.0, -1.0, 1.0, 1.0));
+    let m = ours_from_lps * lps_from_ras * reference.ras_from_voxel;
+    // Must be a signed permutation with integer translation.
+    for c in 0..4 {
+        for r in 0..3 {
+            let v = m.col(c)[r];
+            if (v - v.round()).abs() > 0.1 {
+                return None;
+            }
+        }
+    }
+    let dims = volume.geometry.dims;
+    let m = m;
+    Some(move |i: usize, j: usize, k: usize| {
+        let p = m * DVec4::new(i as f64, j as f64, k as f64, 1.0);
+        let idx = [p.x.round(), p.y.round(), p.z.round()];
+        std::array::from_fn(|a| (idx[a].max(0.0) as usize).min(dims[a].saturating_sub(1)))
+    })
+}
+
+fn compare(
+    reference: &Nifti,
+    t: usize,
+    stack: &Stack,
+    volume: &Volume,
+    exact_positions: bool,
+) -> Option<Comparison> {
+    let [nx, ny, nz, _] = reference.dims;
+    if nx * ny * nz != volume.geometry.voxel_count() {
+        return None;
+    }
+    let map = index_map(reference, volume)?;
+    let mut max_err: f64 = 0.0;
+    let probes = [0, 1].iter().flat_map(|&a| {
+        [0, 1]
+            .iter()
+            .flat_map(move |&b| [0, 1].map(move |c| (a, b, c)))
+    });
+    for (a, b, c) in probes.chain(std::iter::once((2, 2, 2))) {
+        let pick = |n: usize, w: usize| match w {
+            0 => 0,
+            1 => n - 1,
+            _ => n / 2,
+        };
+        let (i, j, k) = (pick(nx, a), pick(ny, b), pick(nz, c));
+        let ours = map(i, j, k);
+        let p_ref = reference.lps_of(i as f64, j as f64, k as f64);
+        let ours_f = ours.map(|v| v as f64);
+        let p_ours = DVec3::from(if exact_positions {
+            volume.geometry.patient_from_voxel_exact(ours_f)
+        } else {
+            volume.geometry.patient_from_voxel_affine(ours_f)
+        });
+        max_err = max_err.max((p_ref - p_ours).length());
+    }
+    let mut mismatches = 0;
+    for k in 0..nz {
+        let rescale = volume.rescale.for_slice(0);
+        for j in 0..ny {
+            for i in 0..nx {
+                let [oi, oj, ok] = map(i, j, k);
+                let stored = f64::from(volume.voxels.get(oi, oj, ok).unwrap_or(i32::MIN));
+                let raw = reference.raw(i, j, k, t);
+                if raw == stored {
+                    continue;
+                }
+                // The reference may hold modality values, or scale differently.
+                let ours = volume.rescale.for_slice(ok).apply(stored);
+                let theirs = raw * reference.scl_slope + reference.scl_inter;
+                let tolerance = 1e-3 * ours.abs().max(1.0) + 0.5 * rescale.slope.abs() * 1e-3;
+                if (ours - theirs).abs() > tolerance {
+                    mismatches += 1;
+                }
+            }
+        }
+    }
+    Some(Comparison {
+        stack_id: stack.id.clone(),
+        max_position_error_mm: max_err,
+        value_mismatches: mismatches,
+        voxels: nx * ny * nz,
+    })
+}
+
+/// Compare every volume of `reference` with the stacks found in `dicom`; every reference volume
+/// must match a different stack of ours. Returns the matches for case-specific checks.
+fn check_case(dicom: &Path, reference: &Path, tolerance_mm: f64) -> Vec<Comparison> {
+    let report = imaging::scan(&[dicom.to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    let stacks: Vec<&Stack> = patients
+        .iter()
+        .flat_map(|p| p.stacks())
+        .filter(|s| s.geometry.trusted)
+        .collect();
+    let nifti = Nifti::read(reference);
+    let volumes: Vec<Option<Volume>> = stacks
+        .iter()
+        .map(|s| {
+            let [nx, ny, nz, _] = nifti.dims;
+            (s.geometry.voxel_count() == nx * ny * nz)
+                .then(|| imaging::load_stack(s, &Default::default(), &|_| {}).unwrap())
+        })
+        .collect();
+    let mut used = vec![false; stacks.len()];
+    let mut matches = Vec::new();
+    for t in 0..nifti.dims[3] {
+        let mut best: Option<(usize, Comparison)> = None;
+        for (n, (stack, volume)) in stacks.iter().zip(&volumes).enumerate() {
+            let Some(volume) = volume else { continue };
+            if used[n] {
+                continue;
+            }
+            let Some(c) = compare(&nifti, t, stack, volume, true) else {
+                continue;
+            };
+            if c.value_mismatches == 0 {
+                best = Some((n, c));
+                break;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| c.value_mismatches < b.value_mismatches)
+            {
+                best = Some((n, c));
+            }
+        }
+        let (n, c) = best.unwrap_or_else(|| {
+            panic!(
+                "{}: reference volume {t} matches no stack of ours (stacks: {:?})",
+                reference.display(),
+                stacks
+                    .iter()
+                    .map(|s| (&s.id, s.geometry.dims))
+                    .collect::<Vec<_>>()
+            )
+        });
+        assert_eq!(
+            c.value_mismatches,
+            0,
+            "{}: volume {t} vs our stack {}: {} of {} voxel values differ",
+            reference.display(),
+            c.stack_id,
+            c.value_mismatches,
+            c.voxels
+        );
+        assert!(
+            c.max_position_error_mm <= tolerance_mm,
+            "{}: volume {t} vs our stack {}: voxel positions differ by {:.4} mm (> {tolerance_mm} mm)",
+            reference.display(),
+            c.stack_id,
+            c.max_position_error_mm
+        );
+        used[n] = true;
+        matches.push(c);
+    }
+    matches
+}
+
+macro_rules! reference_case {
+    ($name:ident, $dicom:expr, $reference:expr) => {
+        reference_case!($name, $dicom, $reference, 0.01);
+    };
+    ($name:ident, $dicom:expr, $reference:expr, $tol:expr) => {
+        #[test]
+        fn $name() {
+            let Some(root) = shared_dicom() else { return };
+            let matches = check_case(&root.join($dicom), &root.join($reference), $tol);
+            assert!(!matches.is_empty());
+        }
+    };
+}
+
+// dcm2niix references: positions within 0.01 mm, values equal.
+reference_case!(
+    dcm2niix_ge_fmri_4d,
+    "mr/ge_fmri_4d/dicom",
+    "mr/ge_fmri_4d/ref_upstream_dcm2niix/DCM2NIIX_regression_test_4.nii.gz"
+);
+reference_case!(
+    dcm2niix_ge_multiphase,
+    "mr/ge_multiphase/dicom",
+    "mr/ge_multiphase/ref_upstream_dcm2niix/fMRI_Multiphase_Des_2.nii.gz"
+);
+reference_case!(
+    dcm2niix_philips_oblique_4d,
+    "mr/philips_fmri_oblique_4d/dicom",
+    "mr/philips_fmri_oblique_4d/ref_upstream_dcm2niix/EPI_asc_CLEAR_201.nii.gz"
+);
+reference_case!(
+    dcm2niix_philips_classic,
+    "mr/philips_enhanced_vs_classic/dicom",
+    "mr/philips_enhanced_vs_classic/ref_upstream_dcm2niix/1901_WIP_3DpCASL_cl.nii.gz"
+);
+reference_case!(
+    dcm2niix_philips_enhanced,
+    "mr/philips_enhanced_vs_classic/dicom",
+    "mr/philips_enhanced_vs_classic/ref_upstream_dcm2niix/1901_WIP_3DpCASL_enh_real.nii.gz"
+);
+reference_case!(
+    dcm2niix_canon_enhanced_dti,
+    "mr/canon_enhanced_oblique/dicom",
+    "mr/canon_enhanced_oblique/ref_upstream_dcm2niix/8000_DTI_PA-ALL_20d_enh.nii.gz"
+);
+reference_case!(
+    dcm2niix_siemens_12bit_unsigned_stripes,
+    "mr/siemens_12bit/dicom",
+    "mr/siemens_12bit/ref_upstream_dcm2niix/2.nii.gz"
+);
+
+// dicom2nifti ground truths.
+reference_case!(
+    dicom2nifti_ct_missing_slice,
+    "ct/dicom2nifti_ct_edge_cases/dicom/sliceincrement/002",
+    "ct/dicom2nifti_ct_edge_cases/ref_dicom2nifti/sliceincrement__002_ground_truth.nii.gz"
+);
+reference_case!(
+    dicom2nifti_ct_two_slices,
+    "ct/dicom2nifti_ct_edge_cases/dicom/slicecount/001",
+    "ct/dicom2nifti_ct_edge_cases/ref_dicom2nifti/slicecount__001_ground_truth.nii.gz"
+);
