@@ -101,8 +101,9 @@ impl VolumeGeometry {
         single_slice_thickness_mm: Option<f64>,
         frame_of_reference_uid: Option<String>,
     ) -> Self {
-        let x = DVec3::new(orientation[0], orientation[1], orientation[2]).normalize_or_zero();
-        let y = DVec3::new(orientation[3], orientation[4], orientation[5]).normalize_or_zero();
+        // X and Y as stored (the Image Plane equation uses them as given); the normal is unit.
+        let x = DVec3::new(orientation[0], orientation[1], orientation[2]);
+        let y = DVec3::new(orientation[3], orientation[4], orientation[5]);
         let normal = x.cross(y).normalize_or_zero();
         let [row_spacing, column_spacing] = pixel_spacing_mm;
         let n = positions.len().max(1);
@@ -229,13 +230,16 @@ fn irregularity(
 
     let mut sorted: Vec<f64> = steps.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    if median > SPACING_TOLERANCE_MM {
+    // The usual step: the lower median, so a few gaps never become the norm.
+    let usual = sorted[(sorted.len() - 1) / 2];
+    if usual > SPACING_TOLERANCE_MM {
+        // A gap is a missing slice when it is (close to) a whole multiple of the usual step;
+        // a change of spacing (4 mm then 7 mm, as some protocols do) is only uneven.
         for (k, s) in steps.iter().enumerate() {
-            let ratio = s / median;
-            if ratio > 1.5 {
+            let ratio = s / usual;
+            if ratio >= 1.8 && (ratio - ratio.round()).abs() <= 0.15 {
                 out.missing_slices
-                    .push((k, (ratio.round() as usize).saturating_sub(1).max(1)));
+                    .push((k, (ratio.round() as usize).saturating_sub(1)));
             }
         }
     }
@@ -295,7 +299,7 @@ mod tests {
         ));
         // Normal = X × Y = (s, s, 0) × (0, 0, -1) = (-s, s, 0)
         assert!(close(g.slice_normal, [-s, s, 0.0], 1e-12));
-        assert_eq!(g.spacing_mm, [0.25, 0.5, 2.0]);
+        assert!(close(g.spacing_mm, [0.25, 0.5, 2.0], 1e-12));
     }
 
     /// A gantry tilt of 20° about the patient x axis: slices are tilted planes at table
@@ -339,7 +343,8 @@ mod tests {
             None,
         );
         assert!(g.irregularity.uneven_spacing);
-        assert_eq!(g.irregularity.missing_slices, vec![(2, 2), (3, 1)]);
+        // 3 mm after 1 mm steps: two slices missing; 1.5 mm is uneven, not a missing slice.
+        assert_eq!(g.irregularity.missing_slices, vec![(2, 2)]);
         assert!((g.irregularity.max_step_mm - 3.0).abs() < 1e-12);
         // The exact transform puts slice 3 where it really is; the affine cannot.
         assert!(close(
