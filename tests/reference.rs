@@ -44,7 +44,6 @@ fn index_map(
         }
     }
     let dims = volume.geometry.dims;
-    let m = m;
     Some(move |i: usize, j: usize, k: usize| {
         let p = m * DVec4::new(i as f64, j as f64, k as f64, 1.0);
         let idx = [p.x.round(), p.y.round(), p.z.round()];

@@ -385,10 +385,10 @@ fn fill<T: Sample>(
                 if cancelled() {
                     return;
                 }
-                let Some(mut slot) = slot_cells.get(k).and_then(|c| c.lock().ok()?.take()) else {
+                let Some(slot) = slot_cells.get(k).and_then(|c| c.lock().ok()?.take()) else {
                     return;
                 };
-                match decode_frame_into(&obj, &job.path, frame, format, &mut slot) {
+                match decode_frame_into(&obj, &job.path, frame, format, slot) {
                     Ok(()) => {
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if let Ok(mut first) = first_slice_at.lock() {
@@ -678,7 +678,7 @@ impl PixelDataObject for OneFrame<'_> {
         Some(1)
     }
     fn fragment(&self, fragment: usize) -> Option<Cow<'_, [u8]>> {
-        (fragment == 0).then(|| Cow::Borrowed(self.data.as_slice()))
+        (fragment == 0).then_some(Cow::Borrowed(self.data.as_slice()))
     }
     fn offset_table(&self) -> Option<Cow<'_, [u32]>> {
         Some(Cow::Owned(Vec::new()))

@@ -118,10 +118,7 @@ struct Meta {
 /// Walk group 0002 (explicit VR little endian), leaving `pos` after it.
 fn walk_meta(bytes: &[u8], pos: &mut usize) -> Meta {
     let mut meta = Meta::default();
-    loop {
-        let Some(head) = bytes.get(*pos..*pos + 8) else {
-            break;
-        };
+    while let Some(head) = bytes.get(*pos..*pos + 8) {
         let group = u16::from_le_bytes([head[0], head[1]]);
         if group != 0x0002 {
             break;

@@ -121,13 +121,13 @@ impl Patient {
     }
 }
 
+/// Study UID -> (series number, series UID) -> headers.
+type StudiesBySeries<'a> = BTreeMap<String, BTreeMap<(i64, String), Vec<&'a InstanceHeader>>>;
+
 /// Group headers into patients, studies, series and stacks, and number the stacks.
 pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
     // BTreeMaps keep a deterministic order whatever order files were read in.
-    let mut by_patient: BTreeMap<
-        (Phi, Phi),
-        BTreeMap<String, BTreeMap<(i64, String), Vec<&InstanceHeader>>>,
-    > = BTreeMap::new();
+    let mut by_patient: BTreeMap<(Phi, Phi), StudiesBySeries> = BTreeMap::new();
     for h in instances {
         let p = &h.provenance;
         by_patient
