@@ -6,5 +6,8 @@
 
 mod support;
 
+mod bad_input;
 mod codecs;
 mod reference;
+mod scan;
+mod synthetic;

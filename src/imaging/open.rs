@@ -55,6 +55,12 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
     } else {
         0
     };
+    // Without a preamble, only a data set that starts like one (group 0002 or 0008, as every
+    // bare DICOM data set does) is tried: a parser let loose on arbitrary bytes can spend
+    // seconds chasing lengths that mean nothing.
+    if pos == 0 && !matches!(bytes.get(0..2), Some([0x02, 0x00] | [0x08, 0x00])) {
+        return None;
+    }
     let meta = walk_meta(bytes, &mut pos);
     let body = bytes.get(pos..)?;
     let ts_uid = match &meta.transfer_syntax {

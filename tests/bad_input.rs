@@ -1,0 +1,264 @@
+//! Issue 2, item 9: bad input gets a clear per-file error naming the file, the rest of the series
+//! still loads, and nothing panics.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use overread::imaging::synth::{PhantomSpec, write_series};
+use overread::imaging::{self, Patient, Stack};
+
+use crate::support::tempdir;
+
+const SLICES: usize = 8;
+
+fn series(dir: &Path) -> Vec<PathBuf> {
+    let spec = PhantomSpec {
+        columns: 48,
+        rows: 48,
+        pixel_mm: 7.0,
+        slices: SLICES,
+        spacing_mm: 5.0,
+        noise_hu: 0.0,
+        ..PhantomSpec::default()
+    };
+    write_series(&spec, dir).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn scan(dir: &Path) -> (imaging::ScanReport, Vec<Patient>) {
+    let report = imaging::scan(&[dir.to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    (report, patients)
+}
+
+fn stacks(patients: &[Patient]) -> Vec<&Stack> {
+    patients.iter().flat_map(Patient::stacks).collect()
+}
+
+fn warning_for<'a>(report: &'a imaging::ScanReport, path: &Path) -> &'a imaging::ScanWarning {
+    report
+        .warnings
+        .iter()
+        .find(|w| w.path == path)
+        .unwrap_or_else(|| panic!("no warning names {}: {:?}", path.display(), report.warnings))
+}
+
+/// Rewrite one file of the series with `edit` applied to its data set.
+fn edit(path: &Path, edit: impl FnOnce(&mut dicom_object::DefaultDicomObject)) {
+    let mut obj = dicom_object::open_file(path).unwrap();
+    edit(&mut obj);
+    obj.write_to_file(path).unwrap();
+}
+
+#[test]
+fn truncated_header_garbage_and_empty_files_become_warnings_and_the_rest_loads() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    let bytes = std::fs::read(&files[2]).unwrap();
+    std::fs::write(&files[2], &bytes[..300]).unwrap(); // cut inside the header
+    let garbage = dir.path().join("garbage.dcm");
+    std::fs::write(
+        &garbage,
+        (0..5000u32)
+            .map(|v| (v * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "referral letter").unwrap();
+
+    let (report, patients) = scan(dir.path());
+    for path in [&files[2], &garbage, &empty, &text] {
+        let w = warning_for(&report, path);
+        assert!(!w.message.is_empty());
+    }
+    assert!(
+        warning_for(&report, &garbage)
+            .message
+            .contains("not a DICOM file")
+    );
+    let all = stacks(&patients);
+    assert_eq!(all.len(), 1);
+    let volume = imaging::load_stack(all[0], &Default::default(), &|_| {}).unwrap();
+    assert_eq!(volume.geometry.dims[2], SLICES - 1);
+    assert!(volume.failed_slices.is_empty());
+}
+
+#[test]
+fn truncated_pixel_data_fails_that_slice_only_and_names_the_file() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    let bytes = std::fs::read(&files[4]).unwrap();
+    std::fs::write(&files[4], &bytes[..bytes.len() - 1000]).unwrap(); // cut inside Pixel Data
+    let (_, patients) = scan(dir.path());
+    let all = stacks(&patients);
+    assert_eq!(
+        all.len(),
+        1,
+        "a header-intact file still belongs to its stack"
+    );
+    let volume = imaging::load_stack(all[0], &Default::default(), &|_| {}).unwrap();
+    assert_eq!(volume.geometry.dims[2], SLICES);
+    assert_eq!(volume.failed_slices.len(), 1, "{:?}", volume.failed_slices);
+    let failure = &volume.failed_slices[0];
+    assert_eq!(failure.path, files[4]);
+    assert!(
+        failure.message.contains(&*files[4].to_string_lossy()),
+        "{}",
+        failure.message
+    );
+    // Every other slice has its pixels (the phantom's body is never all zero).
+    for k in (0..SLICES).filter(|k| *k != failure.k) {
+        assert!(
+            (0..48).any(|i| volume.voxels.get(i, 24, k).unwrap() != 0),
+            "slice {k} empty"
+        );
+    }
+}
+
+#[test]
+fn missing_pixel_data_is_a_per_file_error() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    edit(&files[1], |obj| {
+        obj.remove_element(tags::PIXEL_DATA);
+    });
+    let (_, patients) = scan(dir.path());
+    let volume = imaging::load_stack(stacks(&patients)[0], &Default::default(), &|_| {}).unwrap();
+    assert_eq!(volume.failed_slices.len(), 1);
+    assert!(
+        volume.failed_slices[0].message.contains("no Pixel Data"),
+        "{}",
+        volume.failed_slices[0].message
+    );
+}
+
+#[test]
+fn slices_of_another_size_or_orientation_become_their_own_stacks() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    // One slice 48 -> 24 columns (pixel data cut to match), one slice sagittal.
+    edit(&files[3], |obj| {
+        obj.put(DataElement::new(
+            tags::COLUMNS,
+            VR::US,
+            PrimitiveValue::from(24u16),
+        ));
+        let pixels = obj
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .into_owned();
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::from(pixels[..48 * 24 * 2].to_vec()),
+        ));
+    });
+    edit(&files[5], |obj| {
+        obj.put(DataElement::new(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            PrimitiveValue::from("0\\1\\0\\0\\0\\-1"),
+        ));
+    });
+    let (report, patients) = scan(dir.path());
+    assert!(report.warnings.is_empty());
+    let all = stacks(&patients);
+    assert_eq!(
+        all.len(),
+        3,
+        "{:?}",
+        all.iter().map(|s| s.geometry.dims).collect::<Vec<_>>()
+    );
+    let main = imaging::default_stack(&patients).unwrap();
+    assert_eq!(main.geometry.dims, [48, 48, SLICES - 2]);
+    assert!(
+        !patients[0].studies[0].series[0].notes.is_empty(),
+        "the split is explained"
+    );
+    for s in all {
+        let v = imaging::load_stack(s, &Default::default(), &|_| {}).unwrap();
+        assert!(v.failed_slices.is_empty());
+    }
+}
+
+#[test]
+fn unsupported_transfer_syntax_is_a_clear_error() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    // Rewrite one file's meta to claim MPEG2 video, which no one decodes as an image.
+    let mut obj = dicom_object::open_file(&files[6]).unwrap();
+    obj.update_meta(|meta| meta.transfer_syntax = "1.2.840.10008.1.2.4.100".to_string());
+    let pixels = obj
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned();
+    obj.put(dicom_core::DataElement::new_with_len(
+        tags::PIXEL_DATA,
+        VR::OB,
+        dicom_core::Length::UNDEFINED,
+        dicom_core::value::Value::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
+            Vec::<u32>::new(),
+            vec![pixels],
+        )),
+    ));
+    obj.write_to_file(&files[6]).unwrap();
+    let (report, patients) = scan(dir.path());
+    let loaded: usize = stacks(&patients)
+        .iter()
+        .map(|s| {
+            let v = imaging::load_stack(s, &Default::default(), &|_| {}).unwrap();
+            for f in &v.failed_slices {
+                assert!(
+                    f.message.contains("1.2.840.10008.1.2.4.100")
+                        || f.message.contains("unsupported")
+                        || f.message.contains("decoder"),
+                    "{}",
+                    f.message
+                );
+            }
+            v.geometry.dims[2] - v.failed_slices.len()
+        })
+        .sum();
+    let warned = report.warnings.iter().any(|w| w.path == files[6]);
+    assert_eq!(
+        loaded,
+        SLICES - 1,
+        "seven slices load; the MPEG2 one fails (warned at scan: {warned})"
+    );
+}
+
+#[test]
+fn a_dicomdir_pointing_at_missing_files_warns_for_each() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let dir = tempdir();
+    let cd = root.join("dicomdir/dcmtk_generated_cd/cd");
+    std::fs::copy(cd.join("DICOMDIR"), dir.path().join("DICOMDIR")).unwrap();
+    let report = imaging::scan(&[dir.path().join("DICOMDIR")]);
+    assert!(report.instances.is_empty());
+    assert_eq!(
+        report.warnings.len(),
+        38,
+        "one warning per referenced image"
+    );
+    assert!(
+        report
+            .warnings
+            .iter()
+            .all(|w| w.message.contains("missing"))
+    );
+}

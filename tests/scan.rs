@@ -1,0 +1,102 @@
+//! Scanning: DICOMDIR (CD-ROM layout), folders, parallel header reads, warnings.
+
+use overread::imaging::{self, Patient};
+
+use crate::support::shared_dicom;
+
+#[test]
+fn dcmtk_cd_dicomdir_finds_every_image_and_agrees_with_a_folder_walk() {
+    let Some(root) = shared_dicom() else { return };
+    let cd = root.join("dicomdir/dcmtk_generated_cd/cd");
+    let by_dicomdir = imaging::scan(&[cd.join("DICOMDIR")]);
+    assert_eq!(by_dicomdir.instances.len(), 38);
+    assert!(
+        by_dicomdir.warnings.is_empty(),
+        "{:?}",
+        by_dicomdir.warnings
+    );
+    let by_walk = imaging::scan(&[cd.clone()]);
+    assert_eq!(by_walk.instances.len(), 38);
+    assert_eq!(by_walk.dicomdirs.len(), 1);
+    let mut a: Vec<&str> = by_dicomdir
+        .instances
+        .iter()
+        .map(|h| h.sop_instance_uid.as_str())
+        .collect();
+    let mut b: Vec<&str> = by_walk
+        .instances
+        .iter()
+        .map(|h| h.sop_instance_uid.as_str())
+        .collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b);
+    // Philips fMRI (3 time points of 9 slices) and the Siemens scout in several orientations.
+    let patients = imaging::group(&by_dicomdir.instances);
+    let stacks: Vec<_> = patients.iter().flat_map(Patient::stacks).collect();
+    assert_eq!(
+        stacks
+            .iter()
+            .filter(|s| s.geometry.dims == [64, 64, 9])
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn pydicom_dicomdir_variants_never_panic_and_name_what_they_cannot_use() {
+    let Some(root) = shared_dicom() else { return };
+    let dir = root.join("dicomdir/pydicom_dicomdirtests/dicom");
+    for name in [
+        "DICOMDIR",
+        "DICOMDIR-bigEnd",
+        "DICOMDIR-implicit",
+        "DICOMDIR-reordered",
+        "DICOMDIR-nooffset",
+        "DICOMDIR-nopatient",
+        "DICOMDIR-empty.dcm",
+    ] {
+        let report = imaging::scan(&[dir.join(name)]);
+        for w in &report.warnings {
+            assert!(!w.message.is_empty(), "{name}: empty warning");
+        }
+        // Every image it found has the header fields grouping needs.
+        for h in &report.instances {
+            assert!(h.rows > 0 && h.columns > 0, "{name}: {}", h.path.display());
+        }
+        eprintln!(
+            "{name}: {} images, {} warnings",
+            report.instances.len(),
+            report.warnings.len()
+        );
+    }
+    let main = imaging::scan(&[dir.join("DICOMDIR")]);
+    assert!(
+        !main.instances.is_empty(),
+        "the main DICOMDIR leads to images: {:?}",
+        main.warnings
+    );
+}
+
+#[test]
+fn scanning_every_shared_file_never_panics_and_finds_thousands_of_frames() {
+    let Some(root) = shared_dicom() else { return };
+    let report = imaging::scan(&[root.clone()]);
+    let patients = imaging::group(&report.instances);
+    let frames: usize = report.instances.iter().map(|h| h.frames.len()).sum();
+    assert!(frames > 1000, "{frames} frames");
+    // Every file that is not an image is named, and nothing named is a real image of ours.
+    for w in &report.warnings {
+        assert!(w.path.starts_with(&root));
+    }
+    // Stack ids are unique.
+    let mut ids: Vec<&str> = patients
+        .iter()
+        .flat_map(Patient::stacks)
+        .map(|s| s.id.as_str())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+}
