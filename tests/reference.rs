@@ -379,3 +379,31 @@ fn ge_tilted_ct_values_equal_dcm2niix() {
         .collect();
     assert_eq!(matching.len(), 1, "flips matching dcm2niix: {matching:?}");
 }
+
+/// dicom2nifti's multi-vendor excerpts: every folder with a ground truth, explicit and implicit
+/// VR, compressed series, Philips and Siemens enhanced. RGB is not a volume and is left out.
+#[test]
+fn dicom2nifti_multivendor_ground_truths() {
+    let Some(root) = shared_dicom() else { return };
+    let base = root.join("mr/dicom2nifti_multivendor");
+    let mut checked = 0;
+    for entry in walkdir::WalkDir::new(base.join("dicom"))
+        .min_depth(2)
+        .max_depth(3)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let rel = entry.path().strip_prefix(base.join("dicom")).unwrap();
+        let name = rel.to_string_lossy().replace('/', "__");
+        let reference = base
+            .join("ref_dicom2nifti")
+            .join(format!("{name}_ground_truth.nii.gz"));
+        if !entry.file_type().is_dir() || !reference.exists() || name.contains("rgb") {
+            continue;
+        }
+        let matches = check_case(entry.path(), &reference, 0.01);
+        assert!(!matches.is_empty());
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} ground truths compared");
+}

@@ -7,7 +7,9 @@
 mod support;
 
 mod bad_input;
+mod cli;
 mod codecs;
+mod progressive;
 mod reference;
 mod scan;
 mod synthetic;

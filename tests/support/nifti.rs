@@ -87,8 +87,19 @@ impl Nifti {
             )
         } else {
             // qform (method 2 of nifti1.h).
-            let (qb, qc, qd) = (f32_at(256), f32_at(260), f32_at(264));
-            let qa = (1.0 - (qb * qb + qc * qc + qd * qd)).max(0.0).sqrt();
+            let (mut qb, mut qc, mut qd) = (f32_at(256), f32_at(260), f32_at(264));
+            // As nifti1_io's quatern_to_mat44: near a 180° rotation a = 0 and b, c, d are
+            // renormalized (float32 b, c, d cannot give a precisely).
+            let rest = 1.0 - (qb * qb + qc * qc + qd * qd);
+            let qa = if rest < 1e-7 {
+                let norm = (qb * qb + qc * qc + qd * qd).sqrt();
+                qb /= norm;
+                qc /= norm;
+                qd /= norm;
+                0.0
+            } else {
+                rest.sqrt()
+            };
             let r = DMat3::from_cols(
                 DVec3::new(
                     qa * qa + qb * qb - qc * qc - qd * qd,

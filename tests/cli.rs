@@ -1,0 +1,153 @@
+//! The real `overread` binary: synth, scan --json, load --json, export --nifti, and the demo
+//! that the README's run command starts.
+
+use std::path::Path;
+use std::process::Command;
+
+use glam::DVec3;
+use overread::imaging::{self, stats::voxel_stats};
+
+use crate::support::{nifti::Nifti, tempdir};
+
+fn overread(args: &[&str], env: &[(&str, &Path)]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_overread"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "overread {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn synth_scan_load_export_round_trip() {
+    let dir = tempdir();
+    let series = dir.path().join("series");
+    let s = series.to_str().unwrap();
+    overread(
+        &[
+            "synth",
+            "-o",
+            s,
+            "--slices",
+            "12",
+            "--size",
+            "64",
+            "--pixel-mm",
+            "5",
+            "--spacing-mm",
+            "4",
+            "--tilt-deg",
+            "12",
+            "--syntax",
+            "jpeg-ls",
+        ],
+        &[],
+    );
+
+    let scan: serde_json::Value =
+        serde_json::from_str(&overread(&["scan", s, "--json"], &[])).unwrap();
+    assert_eq!(scan["images"], 12);
+    let stack = &scan["patients"][0]["studies"][0]["series"][0]["stacks"][0];
+    assert_eq!(stack["dims"], serde_json::json!([64, 64, 12]));
+    assert!((stack["irregularity"]["shear_deg"].as_f64().unwrap() - 12.0).abs() < 1e-3);
+    // Identity never leaves in JSON.
+    assert_eq!(scan["patients"][0]["name"], "<redacted>");
+    assert!(!overread(&["scan", s, "--json"], &[]).contains("PHANTOM"));
+
+    let load: serde_json::Value =
+        serde_json::from_str(&overread(&["load", s, "--json"], &[])).unwrap();
+    let report = imaging::scan(&[series.clone()]);
+    let patients = imaging::group(&report.instances);
+    let volume = imaging::load_stack(
+        imaging::default_stack(&patients).unwrap(),
+        &Default::default(),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(load["stats"]["sha256"], voxel_stats(&volume).sha256);
+    let stats = voxel_stats(&volume);
+    assert_eq!(
+        load["stats"]["min_modality"],
+        f64::from(stats.min_stored) - 1024.0
+    );
+    assert_eq!(load["stats"]["max_stored"], stats.max_stored);
+    assert!(load["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(load["rescale"]["kind"], "uniform");
+
+    let nii = dir.path().join("out.nii.gz");
+    overread(&["export", s, "--nifti", nii.to_str().unwrap()], &[]);
+    let n = Nifti::read(&nii);
+    assert_eq!(n.dims, [64, 64, 12, 1]);
+    assert_eq!((n.sform_code, n.qform_code), (1, 1));
+    // Every corner's NIfTI world position (RAS -> LPS) is the DICOM position (float32 in NIfTI).
+    for (i, j, k) in [(0, 0, 0), (63, 0, 0), (0, 63, 0), (0, 0, 11), (63, 63, 11)] {
+        let ours = DVec3::from(
+            volume
+                .geometry
+                .patient_from_voxel_exact([i as f64, j as f64, k as f64]),
+        );
+        let theirs = n.lps_of(i as f64, j as f64, k as f64);
+        assert!(
+            (ours - theirs).length() < 1e-3,
+            "({i},{j},{k}): {ours} vs {theirs}"
+        );
+        assert_eq!(
+            n.raw(i, j, k, 0),
+            f64::from(volume.voxels.get(i, j, k).unwrap())
+        );
+    }
+    assert_eq!((n.scl_slope, n.scl_inter), (1.0, -1024.0));
+}
+
+#[test]
+fn nifti_qform_agrees_with_sform_on_an_orthogonal_oblique_stack() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let dir = tempdir();
+    let nii = dir.path().join("philips.nii");
+    overread(
+        &[
+            "export",
+            root.join("mr/philips_fmri_oblique_4d/dicom")
+                .to_str()
+                .unwrap(),
+            "--nifti",
+            nii.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let bytes = std::fs::read(&nii).unwrap();
+    let mut qform_only = bytes.clone();
+    qform_only[254..256].copy_from_slice(&0i16.to_le_bytes()); // sform_code = 0: reader uses qform
+    let (s, q) = (Nifti::parse(&bytes), Nifti::parse(&qform_only));
+    for (i, j, k) in [
+        (0.0, 0.0, 0.0),
+        (63.0, 0.0, 0.0),
+        (0.0, 63.0, 8.0),
+        (63.0, 63.0, 8.0),
+    ] {
+        assert!(
+            (s.lps_of(i, j, k) - q.lps_of(i, j, k)).length() < 1e-3,
+            "qform and sform disagree at ({i},{j},{k}): {} vs {}",
+            s.lps_of(i, j, k),
+            q.lps_of(i, j, k)
+        );
+    }
+}
+
+#[test]
+fn the_demo_case_is_written_once_and_loaded() {
+    let home = tempdir();
+    let out = overread(&[], &[("OVERREAD_DATA_DIR", home.path())]);
+    assert!(out.contains("stack   1: 512x512x120"), "{out}");
+    assert!(home.path().join("demo/chest_phantom/IM00120.dcm").exists());
+    let again = overread(&["demo"], &[("OVERREAD_DATA_DIR", home.path())]);
+    assert!(again.contains("sha256"));
+}
