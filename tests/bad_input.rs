@@ -205,7 +205,7 @@ fn unsupported_transfer_syntax_is_a_clear_error() {
         .to_bytes()
         .unwrap()
         .into_owned();
-    obj.put(dicom_core::DataElement::new_with_len(
+    obj.put(DataElement::new_with_len(
         tags::PIXEL_DATA,
         VR::OB,
         dicom_core::Length::UNDEFINED,

@@ -62,7 +62,7 @@ fn synth_scan_load_export_round_trip() {
 
     let load: serde_json::Value =
         serde_json::from_str(&overread(&["load", s, "--json"], &[])).unwrap();
-    let report = imaging::scan(&[series.clone()]);
+    let report = imaging::scan(std::slice::from_ref(&series));
     let patients = imaging::group(&report.instances);
     let volume = imaging::load_stack(
         imaging::default_stack(&patients).unwrap(),

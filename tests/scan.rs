@@ -15,7 +15,7 @@ fn dcmtk_cd_dicomdir_finds_every_image_and_agrees_with_a_folder_walk() {
         "{:?}",
         by_dicomdir.warnings
     );
-    let by_walk = imaging::scan(&[cd.clone()]);
+    let by_walk = imaging::scan(std::slice::from_ref(&cd));
     assert_eq!(by_walk.instances.len(), 38);
     assert_eq!(by_walk.dicomdirs.len(), 1);
     let mut a: Vec<&str> = by_dicomdir
@@ -81,7 +81,7 @@ fn pydicom_dicomdir_variants_never_panic_and_name_what_they_cannot_use() {
 #[test]
 fn scanning_every_shared_file_never_panics_and_finds_thousands_of_frames() {
     let Some(root) = shared_dicom() else { return };
-    let report = imaging::scan(&[root.clone()]);
+    let report = imaging::scan(std::slice::from_ref(&root));
     let patients = imaging::group(&report.instances);
     let frames: usize = report.instances.iter().map(|h| h.frames.len()).sum();
     assert!(frames > 1000, "{frames} frames");

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use overread::imaging::synth::{PhantomSpec, SynthSyntax, phantom_hu, write_series};
+use overread::imaging::synth::{PhantomSpec, SynthSyntax, phantom_hu, phantom_slice, write_series};
 use overread::imaging::{self, Patient, Stack, Volume, stats::voxel_stats};
 
 use crate::support::tempdir;
@@ -240,7 +240,7 @@ fn rle_encoder_round_trips_through_dicom_rs() {
     write_series(&spec, dir.path()).unwrap();
     let patients = scan_group(dir.path());
     let volume = load(imaging::default_stack(&patients).unwrap());
-    let expected: Vec<u16> = overread::imaging::synth::phantom_slice(&spec, 1, 0);
+    let expected: Vec<u16> = phantom_slice(&spec, 1, 0);
     let got: Vec<i32> = (0..96)
         .flat_map(|j| (0..96).map(move |i| (i, j)))
         .map(|(i, j)| volume.voxels.get(i, j, 0).unwrap())
