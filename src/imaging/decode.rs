@@ -306,8 +306,8 @@ impl Sample for i16 {
 /// One file and the slices it fills, in arrival order.
 struct FileJob {
     path: PathBuf,
-    /// (frame in file, k)
-    frames: Vec<(u32, usize)>,
+    /// (frame in file, k, mosaic tile)
+    frames: Vec<(u32, usize, Option<u32>)>,
 }
 
 fn fill<T: Sample>(
@@ -342,7 +342,7 @@ fn fill<T: Sample>(
             });
             jobs.len() - 1
         });
-        jobs[idx].frames.push((slice.frame, k));
+        jobs[idx].frames.push((slice.frame, k, slice.mosaic_tile));
     }
 
     let next_job = AtomicUsize::new(0);
@@ -374,21 +374,42 @@ fn fill<T: Sample>(
             let obj = match open_full(&job.path) {
                 Ok(obj) => obj,
                 Err(e) => {
-                    for &(_, k) in &job.frames {
+                    for &(_, k, _) in &job.frames {
                         fail(k, e.to_string());
                     }
                     done.fetch_add(job.frames.len(), Ordering::Relaxed);
                     continue;
                 }
             };
-            job.frames.par_iter().for_each(|&(frame, k)| {
+            // A mosaic frame is decoded once and cut into its tiles.
+            let mosaic_words = stack.mosaic.map(|layout| {
+                let full = PixelFormat {
+                    rows: layout.full_rows,
+                    columns: layout.full_columns,
+                    ..format.clone()
+                };
+                frame_samples(&obj, &job.path, 0, &full).map(|s| (layout, raw_words(s)))
+            });
+            job.frames.par_iter().for_each(|&(frame, k, tile)| {
                 if cancelled() {
                     return;
                 }
                 let Some(slot) = slot_cells.get(k).and_then(|c| c.lock().ok()?.take()) else {
                     return;
                 };
-                match decode_frame_into(&obj, &job.path, frame, format, slot) {
+                let result = match (&mosaic_words, tile) {
+                    (Some(Ok((layout, words))), Some(tile)) => {
+                        copy_tile(words, layout, tile, format, slot);
+                        Ok(())
+                    }
+                    (Some(Err(e)), _) => Err(ImagingError::Decode {
+                        path: job.path.clone(),
+                        frame,
+                        reason: e.to_string(),
+                    }),
+                    _ => decode_frame_into(&obj, &job.path, frame, format, slot),
+                };
+                match result {
                     Ok(()) => {
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                         if let Ok(mut first) = first_slice_at.lock() {
@@ -562,6 +583,40 @@ fn frame_samples<'a>(
                 data,
                 bytes_per_sample,
             })
+        }
+    }
+}
+
+/// Raw stored words of a frame, for cutting mosaics into tiles.
+fn raw_words(samples: FrameSamples<'_>) -> Vec<u16> {
+    match samples {
+        FrameSamples::Words(w) => w.into_owned(),
+        FrameSamples::Bytes {
+            data,
+            bytes_per_sample: 2,
+        } => data
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect(),
+        FrameSamples::Bytes { data, .. } => data.iter().map(|&b| u16::from(b)).collect(),
+    }
+}
+
+/// Copy tile `tile` of a decoded mosaic into a slice slot.
+fn copy_tile<T: Sample>(
+    words: &[u16],
+    layout: &super::mosaic::MosaicLayout,
+    tile: u32,
+    format: &PixelFormat,
+    slot: &mut [T],
+) {
+    let columns = usize::from(layout.tile_columns);
+    for (y, row) in slot.chunks_mut(columns).enumerate() {
+        let start = layout.row_offset(tile, y);
+        if let Some(src) = words.get(start..start + columns) {
+            for (dst, &raw) in row.iter_mut().zip(src) {
+                *dst = T::from_stored(raw, format.bits_stored, format.signed);
+            }
         }
     }
 }

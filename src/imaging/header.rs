@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::ImagingError;
 use super::identity::Phi;
+use super::mosaic::{MosaicLayout, csa_values};
 
 /// Media Storage SOP Class UID of a DICOMDIR (Media Storage Directory Storage).
 pub const MEDIA_STORAGE_DIRECTORY_STORAGE: &str = "1.2.840.10008.1.3.10";
@@ -111,6 +112,8 @@ pub struct FrameHeader {
     pub image_flavour: Option<String>,
     /// Diffusion b-value (0018,9087) and gradient direction, as text, for enhanced MR.
     pub diffusion: Option<String>,
+    /// For a Siemens mosaic: which tile of the stored frame this slice is.
+    pub mosaic_tile: Option<u32>,
 }
 
 /// Everything scanning needs to know about one file, without its pixels.
@@ -144,8 +147,9 @@ pub struct InstanceHeader {
     pub photometric_interpretation: String,
     /// Number of Frames (0028,0008), 1 for single-frame objects.
     pub number_of_frames: u32,
-    /// Siemens mosaic: number of slices tiled in each frame (0019,100A), when Image Type says MOSAIC.
-    pub mosaic_images: Option<u32>,
+    /// Siemens mosaic layout when Image Type says MOSAIC and the tiling is known; its frames
+    /// are then the tiles (one [`FrameHeader`] per slice, `mosaic_tile` set).
+    pub mosaic: Option<MosaicLayout>,
     /// One entry per frame.
     pub frames: Vec<FrameHeader>,
 }
@@ -154,6 +158,16 @@ impl InstanceHeader {
     /// True for Siemens mosaics (Image Type contains MOSAIC).
     pub fn is_mosaic(&self) -> bool {
         self.image_type.iter().any(|v| v == "MOSAIC")
+    }
+
+    /// Rows of one slice: the tile for a mosaic, else Rows (0028,0010).
+    pub fn slice_rows(&self) -> u16 {
+        self.mosaic.map_or(self.rows, |m| m.tile_rows)
+    }
+
+    /// Columns of one slice: the tile for a mosaic, else Columns (0028,0011).
+    pub fn slice_columns(&self) -> u16 {
+        self.mosaic.map_or(self.columns, |m| m.tile_columns)
     }
 
     /// True when Image Type says LOCALIZER (scouts, topograms).
@@ -242,14 +256,9 @@ pub(crate) fn header_from_dataset(
     };
 
     let is_mosaic = image_type.iter().any(|v| v == "MOSAIC");
-    let mosaic_images = if is_mosaic {
-        int(obj, SIEMENS_NUMBER_OF_IMAGES_IN_MOSAIC).and_then(|n| u32::try_from(n).ok())
-    } else {
-        None
-    };
 
     let classic = classic_frame(obj, &image_type);
-    let frames = match (
+    let mut frames: Vec<FrameHeader> = match (
         first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE),
         obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
             .and_then(|e| e.items()),
@@ -271,6 +280,15 @@ pub(crate) fn header_from_dataset(
             .collect(),
     };
 
+    let mut mosaic = None;
+    if is_mosaic
+        && number_of_frames == 1
+        && let Some((layout, tiles)) = unpack_mosaic(obj, rows, columns, &classic)
+    {
+        mosaic = Some(layout);
+        frames = tiles;
+    }
+
     let sop_instance_uid = text(obj, tags::SOP_INSTANCE_UID).unwrap_or(media_instance);
     Ok(FileKind::Image(Box::new(InstanceHeader {
         path: path.to_path_buf(),
@@ -291,7 +309,7 @@ pub(crate) fn header_from_dataset(
         photometric_interpretation: text(obj, tags::PHOTOMETRIC_INTERPRETATION)
             .unwrap_or_else(|| "MONOCHROME2".to_string()),
         number_of_frames,
-        mosaic_images,
+        mosaic,
         frames,
     })))
 }
@@ -313,7 +331,63 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
         image_flavour: flavour,
         diffusion: None,
+        mosaic_tile: None,
     }
+}
+
+/// Siemens CSA Image Header Info (0029,1010), private to "SIEMENS CSA HEADER".
+const SIEMENS_CSA_IMAGE_HEADER: Tag = Tag(0x0029, 0x1010);
+
+/// One frame header per mosaic tile, placed as `mosaic` describes (see that module).
+fn unpack_mosaic(
+    obj: &InMemDicomObject,
+    rows: u16,
+    columns: u16,
+    classic: &FrameHeader,
+) -> Option<(MosaicLayout, Vec<FrameHeader>)> {
+    let csa = obj
+        .get(SIEMENS_CSA_IMAGE_HEADER)
+        .and_then(|e| e.to_bytes().ok())
+        .map(|b| b.into_owned());
+    let csa_floats = |name: &str| -> Option<Vec<f64>> {
+        csa_values(csa.as_deref()?, name)?
+            .iter()
+            .map(|v| v.parse().ok())
+            .collect()
+    };
+    let images = int(obj, SIEMENS_NUMBER_OF_IMAGES_IN_MOSAIC)
+        .or_else(|| {
+            csa_floats("NumberOfImagesInMosaic")?
+                .first()
+                .map(|v| *v as i64)
+        })
+        .and_then(|n| u32::try_from(n).ok())?;
+    let layout = MosaicLayout::new(rows, columns, images)?;
+    let [x0, x1, x2, y0, y1, y2] = classic.image_orientation_patient?;
+    let ipp = classic.image_position_patient?;
+    let [row_spacing, column_spacing] = classic.pixel_spacing_mm?;
+    let x = [x0, x1, x2];
+    let y = [y0, y1, y2];
+    let normal = match csa_floats("SliceNormalVector") {
+        Some(n) if n.len() == 3 => [n[0], n[1], n[2]],
+        _ => [x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0],
+    };
+    let dz = float(obj, tags::SPACING_BETWEEN_SLICES)
+        .or(classic.slice_thickness_mm)
+        .filter(|d| *d > 0.0)?;
+    let shift_c = column_spacing * f64::from(columns - layout.tile_columns) / 2.0;
+    let shift_r = row_spacing * f64::from(rows - layout.tile_rows) / 2.0;
+    let p0: [f64; 3] = std::array::from_fn(|a| ipp[a] + x[a] * shift_c + y[a] * shift_r);
+    let tiles = (0..images)
+        .map(|s| FrameHeader {
+            image_position_patient: Some(std::array::from_fn(|a| {
+                p0[a] + f64::from(s) * dz * normal[a]
+            })),
+            mosaic_tile: Some(s),
+            ..classic.clone()
+        })
+        .collect();
+    Some((layout, tiles))
 }
 
 /// Resolve one frame of an enhanced multi-frame object: per-frame groups win over shared ones,
@@ -376,6 +450,7 @@ fn functional_group_frame(
         acquisition_number: classic.acquisition_number,
         image_flavour: flavour.or_else(|| classic.image_flavour.clone()),
         diffusion,
+        mosaic_tile: None,
     }
 }
 

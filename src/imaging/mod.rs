@@ -15,6 +15,7 @@ pub mod geometry;
 pub mod header;
 pub mod identity;
 mod jpeg;
+pub mod mosaic;
 pub mod nifti;
 pub mod open;
 pub mod scan;

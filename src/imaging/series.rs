@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::geometry::VolumeGeometry;
 use super::header::{InstanceHeader, Provenance, Rescale, Window};
 use super::identity::Phi;
+use super::mosaic::MosaicLayout;
 
 /// One frame of one file, placed in a stack.
 #[derive(Debug, Clone, Serialize)]
@@ -33,6 +34,8 @@ pub struct SliceRef {
     pub window: Option<Window>,
     /// Transfer Syntax UID of the file.
     pub transfer_syntax_uid: String,
+    /// For a Siemens mosaic: the tile of the stored frame that is this slice.
+    pub mosaic_tile: Option<u32>,
 }
 
 /// How the stored samples look, common to every slice of a stack.
@@ -68,8 +71,10 @@ pub struct Stack {
     pub slices: Vec<SliceRef>,
     pub geometry: VolumeGeometry,
     pub is_localizer: bool,
-    /// Siemens mosaic tiles, not yet unpacked into slices.
-    pub is_mosaic: bool,
+    /// Siemens mosaic: how each stored frame tiles this stack's slices (see `mosaic`).
+    pub mosaic: Option<MosaicLayout>,
+    /// Image Type says MOSAIC but the tiling could not be worked out: shown as tiles.
+    pub unpacked_mosaic_failed: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +196,7 @@ struct FrameEntry<'a> {
     acquisition: Option<i64>,
     rescale: Rescale,
     window: Option<Window>,
+    mosaic_tile: Option<u32>,
 }
 
 /// What must be equal for two frames to share a stack (before time points are split).
@@ -202,7 +208,8 @@ struct PartitionKey {
     echo: Option<String>,
     flavour: Option<String>,
     diffusion: Option<String>,
-    mosaic: bool,
+    mosaic: Option<MosaicLayout>,
+    mosaic_flag: bool,
     localizer: bool,
 }
 
@@ -220,8 +227,8 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 orientation: f.image_orientation_patient.map(|o| quantize(o, 1e4)),
                 pixel_spacing: f.pixel_spacing_mm.map(|s| quantize(s, 1e3)),
                 format: (
-                    h.rows,
-                    h.columns,
+                    h.slice_rows(),
+                    h.slice_columns(),
                     h.samples_per_pixel,
                     h.bits_allocated,
                     h.bits_stored,
@@ -231,7 +238,8 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 echo: f.echo.clone(),
                 flavour: f.image_flavour.clone(),
                 diffusion: f.diffusion.clone(),
-                mosaic: h.is_mosaic(),
+                mosaic: h.mosaic,
+                mosaic_flag: h.is_mosaic(),
                 localizer: h.is_localizer(),
             };
             partitions.entry(key).or_default().push(FrameEntry {
@@ -245,6 +253,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 acquisition: f.acquisition_number,
                 rescale: f.rescale,
                 window: f.window,
+                mosaic_tile: f.mosaic_tile,
             });
         }
     }
@@ -259,7 +268,13 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
             label.echo = key.echo.clone();
             label.image_flavour = key.flavour.clone();
             label.diffusion = key.diffusion.clone();
-            stacks.push(make_stack(label, group, key.mosaic, key.localizer));
+            stacks.push(make_stack(
+                label,
+                group,
+                key.mosaic,
+                key.mosaic_flag,
+                key.localizer,
+            ));
         }
     }
     if partition_count > 1 {
@@ -281,10 +296,8 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
             ));
         }
     }
-    if stacks.iter().any(|s| s.is_mosaic) {
-        notes.push(
-            "Siemens mosaic: shown as tiles; unpacking into slices is not yet supported".into(),
-        );
+    if stacks.iter().any(|s| s.unpacked_mosaic_failed) {
+        notes.push("Siemens mosaic without a usable tile count or geometry: shown as tiles".into());
     }
     Series {
         uid,
@@ -388,13 +401,14 @@ fn has_repeated_positions(frames: &[FrameEntry]) -> bool {
 fn make_stack(
     label: StackLabel,
     mut frames: Vec<FrameEntry<'_>>,
-    is_mosaic: bool,
+    mosaic: Option<MosaicLayout>,
+    mosaic_flag: bool,
     is_localizer: bool,
 ) -> Stack {
     let h = frames[0].header;
     let format = PixelFormat {
-        rows: h.rows,
-        columns: h.columns,
+        rows: h.slice_rows(),
+        columns: h.slice_columns(),
         samples_per_pixel: h.samples_per_pixel,
         bits_allocated: h.bits_allocated,
         bits_stored: h.bits_stored,
@@ -418,8 +432,8 @@ fn make_stack(
             da.total_cmp(&db)
         });
         VolumeGeometry::from_slices(
-            usize::from(h.columns),
-            usize::from(h.rows),
+            usize::from(h.slice_columns()),
+            usize::from(h.slice_rows()),
             orientation,
             frames[0].pixel_spacing.unwrap_or([1.0, 1.0]),
             frames
@@ -431,8 +445,8 @@ fn make_stack(
         )
     } else {
         VolumeGeometry::untrusted(
-            usize::from(h.columns),
-            usize::from(h.rows),
+            usize::from(h.slice_columns()),
+            usize::from(h.slice_rows()),
             frames.len(),
             frames[0].pixel_spacing,
         )
@@ -448,6 +462,7 @@ fn make_stack(
             rescale: f.rescale,
             window: f.window,
             transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),
+            mosaic_tile: f.mosaic_tile,
         })
         .collect();
     Stack {
@@ -457,6 +472,7 @@ fn make_stack(
         slices,
         geometry,
         is_localizer,
-        is_mosaic,
+        mosaic,
+        unpacked_mosaic_failed: mosaic_flag && mosaic.is_none(),
     }
 }
