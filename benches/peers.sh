@@ -9,7 +9,7 @@
 # numpy. Each timing is the median of RUNS runs of the whole command (process start to exit),
 # with its peak RSS. Results go to stdout as a Markdown table.
 #
-# Needs: dcmtk, dcm2niix, libgdcm-tools (apt); python-gdcm, pydicom, numpy (pip); a release build.
+# Needs: dcmtk, dcm2niix, libgdcm-tools, time (apt); python-gdcm, pydicom, numpy (pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLICES="${1:-1000}"
@@ -41,7 +41,11 @@ measure() {
   for _ in $(seq "$RUNS"); do
     sync
     local out
-    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    if ! /usr/bin/time -o "$WORK/time.txt" -f "%e %M" "$@" >/dev/null 2>&1; then
+      echo "failed 0"
+      return
+    fi
+    out=$(tail -1 "$WORK/time.txt")
     times+=("${out% *}")
     local r=${out#* }
     [ "$r" -gt "$rss" ] && rss=$r
@@ -70,17 +74,25 @@ echo "# $SLICES slices 512x512, $(nproc) cores, $(date -u +%F)"
 echo
 echo "| series | tool | wall s (median of $RUNS) | peak RSS MB | RSS bytes/voxel | vs overread |"
 echo "|---|---|---|---|---|---|"
-for variant in uncompressed jpeg_lossless jpegls_lossless j2k_lossless; do
+for variant in ${VARIANTS:-uncompressed jpeg_lossless jpegls_lossless j2k_lossless}; do
   dir=$(series "$variant")
   read -r ours ours_rss <<<"$(measure "$BIN" load "$dir" --json)"
   row() { # tool, seconds, rss
+    if [ "$2" = failed ]; then
+      echo "| $variant | $1 | failed (cannot read this syntax) | | | |"
+      return
+    fi
     local ratio; ratio=$(python3 -c "print(f'{$2/$ours:.2f}x')")
     local per; per=$(python3 -c "print(f'{$3*1048576/$voxels:.2f}')")
     echo "| $variant | $1 | $2 | $3 | $per | $ratio |"
   }
   row overread "$ours" "$ours_rss"
   rm -rf "$WORK/nii" && mkdir -p "$WORK/nii"
-  read -r t r <<<"$(measure dcm2niix -z n -b n -o "$WORK/nii" "$dir")"; row dcm2niix "$t" "$r"
+  read -r t r <<<"$(measure dcm2niix -z n -b n -o "$WORK/nii" "$dir")"
+  # dcm2niix exits 0 even when it cannot decode a syntax: check that it wrote the volume.
+  written=$(find "$WORK/nii" -name '*.nii' -size +"$((voxels * 2 / 1024))"k | wc -l)
+  [ "$written" -ge 1 ] || t=failed
+  row dcm2niix "$t" "$r"
   read -r t r <<<"$(measure python3 -c "$GDCM" "$dir")"; row "GDCM (python-gdcm)" "$t" "$r"
   if [ "$variant" = uncompressed ]; then
     read -r t r <<<"$(measure python3 -c "$PYDICOM" "$dir")"; row "pydicom+numpy" "$t" "$r"

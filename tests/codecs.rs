@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use overread::imaging::decode::{DecodedFrame, decode_frame_values};
+use overread::imaging::decode::{DecodedFrame, decode_all_frame_values, decode_frame_values};
 use overread::imaging::{self, open::open_dicom, stats::voxel_stats};
 
 use crate::support::shared_dicom;
@@ -53,9 +53,9 @@ fn frames_of(path: &Path) -> u32 {
 }
 
 fn decode_all(path: &Path) -> Vec<DecodedFrame> {
-    (0..frames_of(path))
-        .map(|f| decode_frame_values(path, f).unwrap_or_else(|e| panic!("{e}")))
-        .collect()
+    let frames = decode_all_frame_values(path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(frames.len() as u32, frames_of(path));
+    frames
 }
 
 fn assert_identical(reference: &Path, other: &Path) {
@@ -144,9 +144,10 @@ fn every_file_in_codecs_and_derived_decodes() {
                     continue;
                 }
             };
-            for f in 0..frames {
-                match decode_frame_values(&path, f) {
-                    Ok(frame) => {
+            match decode_all_frame_values(&path) {
+                Ok(decoded) => {
+                    assert_eq!(decoded.len() as u32, frames, "{}", path.display());
+                    for frame in decoded {
                         let f = &frame.format;
                         assert_eq!(
                             frame.values.len(),
@@ -156,8 +157,8 @@ fn every_file_in_codecs_and_derived_decodes() {
                         );
                         frames_decoded += 1;
                     }
-                    Err(e) => failures.push(e.to_string()),
                 }
+                Err(e) => failures.push(e.to_string()),
             }
         }
     }

@@ -9,6 +9,7 @@ mod support;
 mod bad_input;
 mod cli;
 mod codecs;
+mod corruption;
 mod progressive;
 mod reference;
 mod scan;

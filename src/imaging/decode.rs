@@ -270,8 +270,10 @@ fn check_format(stack: &Stack) -> Result<(), ImagingError> {
 }
 
 /// A sample type a slot can hold.
-trait Sample: Copy + Send + Sync + Default + 'static {
+trait Sample: bytemuck::Pod + Send + Sync + Default + 'static {
     fn from_stored(raw: u16, bits_stored: u16, signed: bool) -> Self;
+    /// The 16 stored bits as read.
+    fn raw(self) -> u16;
     fn event(slice: &[Self]) -> SlicePixels<'_>;
 }
 
@@ -282,6 +284,9 @@ impl Sample for u16 {
         } else {
             raw & ((1u16 << bits_stored) - 1)
         }
+    }
+    fn raw(self) -> u16 {
+        self
     }
     fn event(slice: &[Self]) -> SlicePixels<'_> {
         SlicePixels::U16(slice)
@@ -297,6 +302,9 @@ impl Sample for i16 {
             let shift = 16 - bits_stored;
             ((raw << shift) as i16) >> shift
         }
+    }
+    fn raw(self) -> u16 {
+        self as u16
     }
     fn event(slice: &[Self]) -> SlicePixels<'_> {
         SlicePixels::I16(slice)
@@ -371,6 +379,30 @@ fn fill<T: Sample>(
                     });
                 }
             };
+            if let [(0, k, None)] = job.frames[..]
+                && let Some(slice) = stack.slices.get(k)
+                && let Some(slot) = slot_cells.get(k).and_then(|c| c.lock().ok()?.take())
+            {
+                if read_native_tail(&job.path, &slice.transfer_syntax_uid, format, slot) {
+                    let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Ok(mut first) = first_slice_at.lock() {
+                        first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                    }
+                    on_slice(SliceEvent {
+                        k,
+                        done: d,
+                        total,
+                        pixels: T::event(slot),
+                    });
+                    continue;
+                }
+                // Not the simple layout: put the slot back for the general path.
+                if let Some(cell) = slot_cells.get(k)
+                    && let Ok(mut guard) = cell.lock()
+                {
+                    *guard = Some(slot);
+                }
+            }
             let obj = match open_full(&job.path) {
                 Ok(obj) => obj,
                 Err(e) => {
@@ -515,6 +547,21 @@ fn frame_samples<'a>(
                 super::jpeg::JpegSamples::U16(words) => FrameSamples::Words(Cow::Owned(words)),
             });
         }
+        if ts_uid == "1.2.840.10008.1.2.5" {
+            let bytes_per_sample = usize::from(format.bits_allocated.div_ceil(8));
+            let pixels = usize::from(format.rows) * usize::from(format.columns);
+            let out = super::rle::decode(
+                &data,
+                pixels,
+                usize::from(format.samples_per_pixel),
+                bytes_per_sample,
+            )
+            .map_err(decode_err)?;
+            return Ok(FrameSamples::Bytes {
+                data: Cow::Owned(out),
+                bytes_per_sample,
+            });
+        }
         let ts = TransferSyntaxRegistry
             .get(&ts_uid)
             .ok_or_else(|| ImagingError::Unsupported {
@@ -533,9 +580,12 @@ fn frame_samples<'a>(
             data,
         };
         let mut out = Vec::with_capacity(samples * 2);
-        reader
-            .decode_frame(&single, 0, &mut out)
-            .map_err(|e| decode_err(e.to_string()))?;
+        // Third-party decoders must not take the process down on a corrupt frame.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reader.decode_frame(&single, 0, &mut out)
+        }))
+        .map_err(|_| decode_err("the decoder failed on corrupt data".into()))?
+        .map_err(|e| decode_err(e.to_string()))?;
         let bytes_per_sample = if out.len() >= samples * 2 { 2 } else { 1 };
         if out.len() < samples * bytes_per_sample {
             return Err(decode_err(format!(
@@ -585,6 +635,63 @@ fn frame_samples<'a>(
             })
         }
     }
+}
+
+/// The fast path for the commonest file on a CD: one native little-endian frame whose Pixel
+/// Data is the file's last element. The element header just before the last `rows x columns x 2`
+/// bytes is checked (tag (7FE0,0010), VR OW/OB or implicit, exact length), then the pixels are
+/// read straight into the slot: one read, no data-set parse, no intermediate copy. Anything else
+/// returns false and the file goes the general way.
+fn read_native_tail<T: Sample>(
+    path: &std::path::Path,
+    ts_uid: &str,
+    format: &PixelFormat,
+    slot: &mut [T],
+) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    if cfg!(target_endian = "big") || format.bits_allocated != 16 || format.samples_per_pixel != 1 {
+        return false;
+    }
+    let explicit = match ts_uid.trim_end_matches('\0') {
+        "1.2.840.10008.1.2.1" => true,
+        "1.2.840.10008.1.2" => false,
+        _ => return false,
+    };
+    let expected = slot.len() * 2;
+    let head = if explicit { 12 } else { 8 };
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    let Ok(len) = usize::try_from(len) else {
+        return false;
+    };
+    let Some(at) = len.checked_sub(expected + head).filter(|at| *at >= 132) else {
+        return false;
+    };
+    let mut h = [0u8; 12];
+    if file.seek(SeekFrom::Start(at as u64)).is_err() || file.read_exact(&mut h[..head]).is_err() {
+        return false;
+    }
+    let length_ok =
+        |b: &[u8]| b.try_into().map(u32::from_le_bytes).ok() == u32::try_from(expected).ok();
+    let header_ok = h[..4] == [0xE0, 0x7F, 0x10, 0x00]
+        && if explicit {
+            matches!(&h[4..8], b"OW\0\0" | b"OB\0\0") && length_ok(&h[8..12])
+        } else {
+            length_ok(&h[4..8])
+        };
+    if !header_ok || file.read_exact(bytemuck::cast_slice_mut(slot)).is_err() {
+        return false;
+    }
+    if format.bits_stored < 16 || format.signed {
+        for v in slot.iter_mut() {
+            *v = T::from_stored(v.raw(), format.bits_stored, format.signed);
+        }
+    }
+    true
 }
 
 /// Raw stored words of a frame, for cutting mosaics into tiles.
@@ -786,9 +893,29 @@ pub fn decode_frame_values(
     frame: u32,
 ) -> Result<DecodedFrame, ImagingError> {
     let obj = open_full(path)?;
+    decode_opened_frame(&obj, path, frame)
+}
+
+/// Every frame of one file, opened once (codec checks of multi-frame files).
+pub fn decode_all_frame_values(path: &std::path::Path) -> Result<Vec<DecodedFrame>, ImagingError> {
+    let obj = open_full(path)?;
+    let frames = super::header::int(&obj, tags::NUMBER_OF_FRAMES)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1);
+    (0..frames)
+        .map(|f| decode_opened_frame(&obj, path, f))
+        .collect()
+}
+
+fn decode_opened_frame(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+    frame: u32,
+) -> Result<DecodedFrame, ImagingError> {
     let header = match super::header::header_from_dataset(
         path,
-        &obj,
+        obj,
         obj.meta().transfer_syntax.clone(),
         String::new(),
         String::new(),
@@ -814,7 +941,7 @@ pub fn decode_frame_values(
         * usize::from(format.columns)
         * usize::from(format.samples_per_pixel);
     let mut values = vec![0i32; n];
-    let samples = frame_samples(&obj, path, frame, &format)?;
+    let samples = frame_samples(obj, path, frame, &format)?;
     let (bits, signed) = (format.bits_stored, format.signed);
     let convert = |raw: u16, bits: u16| -> i32 {
         if signed {

@@ -18,6 +18,7 @@ mod jpeg;
 pub mod mosaic;
 pub mod nifti;
 pub mod open;
+pub mod rle;
 pub mod scan;
 pub mod series;
 pub mod stats;

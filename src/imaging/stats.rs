@@ -1,6 +1,7 @@
 //! Voxel statistics and a content hash of a loaded volume (for `overread load --json`, tests
 //! and comparisons between loaders).
 
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -21,40 +22,47 @@ pub struct VoxelStats {
     pub sha256: String,
 }
 
+/// Per-slice (min, max, sum) of stored values.
+fn slice_stats(values: impl Iterator<Item = i32>) -> (i32, i32, i64) {
+    values.fold((i32::MAX, i32::MIN, 0i64), |(lo, hi, sum), v| {
+        (lo.min(v), hi.max(v), sum + i64::from(v))
+    })
+}
+
 /// Statistics over every voxel (failed slices included, as zeros: they are listed apart).
+/// Slices are summarised in parallel; the hash runs over the buffer as it lies in memory.
 pub fn voxel_stats(volume: &Volume) -> VoxelStats {
     let [n, rows, cols] = volume.voxels.shape();
     let slice_len = rows * cols;
+    let per_slice: Vec<(i32, i32, i64)> = match &volume.voxels {
+        Voxels::U16(a) => a.as_slice().map(|s| {
+            s.par_chunks(slice_len.max(1))
+                .map(|c| slice_stats(c.iter().map(|v| i32::from(*v))))
+                .collect()
+        }),
+        Voxels::I16(a) => a.as_slice().map(|s| {
+            s.par_chunks(slice_len.max(1))
+                .map(|c| slice_stats(c.iter().map(|v| i32::from(*v))))
+                .collect()
+        }),
+    }
+    .unwrap_or_default();
     let mut hasher = Sha256::new();
+    match &volume.voxels {
+        Voxels::U16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
+        Voxels::I16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
+    }
     let (mut min, mut max, mut sum) = (i32::MAX, i32::MIN, 0f64);
     let (mut min_m, mut max_m, mut sum_m) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
-    let mut buf = Vec::with_capacity(slice_len * 2);
-    for k in 0..n {
+    for (k, &(smin, smax, ssum)) in per_slice.iter().enumerate() {
         let r = volume.rescale.for_slice(k);
-        let (smin, smax, ssum) = match &volume.voxels {
-            Voxels::U16(a) => slice_stats(
-                a.index_axis(ndarray::Axis(0), k)
-                    .iter()
-                    .map(|v| i32::from(*v)),
-                &mut buf,
-                |v, b| b.extend_from_slice(&(v as u16).to_le_bytes()),
-            ),
-            Voxels::I16(a) => slice_stats(
-                a.index_axis(ndarray::Axis(0), k)
-                    .iter()
-                    .map(|v| i32::from(*v)),
-                &mut buf,
-                |v, b| b.extend_from_slice(&(v as i16).to_le_bytes()),
-            ),
-        };
-        hasher.update(&buf);
         min = min.min(smin);
         max = max.max(smax);
-        sum += ssum;
+        sum += ssum as f64;
         let (a, b) = (r.apply(f64::from(smin)), r.apply(f64::from(smax)));
         min_m = min_m.min(a.min(b));
         max_m = max_m.max(a.max(b));
-        sum_m += r.slope * ssum + r.intercept * slice_len as f64;
+        sum_m += r.slope * ssum as f64 + r.intercept * slice_len as f64;
     }
     let count = n * slice_len;
     let denom = count.max(1) as f64;
@@ -70,18 +78,18 @@ pub fn voxel_stats(volume: &Volume) -> VoxelStats {
     }
 }
 
-fn slice_stats(
-    values: impl Iterator<Item = i32>,
-    buf: &mut Vec<u8>,
-    push: impl Fn(i32, &mut Vec<u8>),
-) -> (i32, i32, f64) {
-    buf.clear();
-    let (mut min, mut max, mut sum) = (i32::MAX, i32::MIN, 0i64);
-    for v in values {
-        min = min.min(v);
-        max = max.max(v);
-        sum += i64::from(v);
-        push(v, buf);
+/// Feed 2-byte values to the hash as little-endian bytes: the memory itself on little-endian
+/// hosts, a swapped copy in chunks elsewhere.
+fn hash_le<T: bytemuck::Pod + Into<i32>>(hasher: &mut Sha256, values: &[T]) {
+    if cfg!(target_endian = "little") {
+        hasher.update(bytemuck::cast_slice::<T, u8>(values));
+    } else {
+        for chunk in values.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk
+                .iter()
+                .flat_map(|v| ((*v).into() as u16).to_le_bytes())
+                .collect();
+            hasher.update(&bytes);
+        }
     }
-    (min, max, sum as f64)
 }

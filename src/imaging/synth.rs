@@ -645,7 +645,7 @@ fn write_object(
         other => other.uid(),
     };
     if syntax == SynthSyntax::Rle {
-        let fragments: Vec<Vec<u8>> = frames.iter().map(|f| rle_encode_u16(f)).collect();
+        let fragments: Vec<Vec<u8>> = frames.iter().map(|f| super::rle::encode_u16(f)).collect();
         let mut offsets = Vec::with_capacity(fragments.len());
         let mut at = 0u32;
         for f in &fragments {
@@ -687,62 +687,4 @@ fn write_object(
         .map_err(|e| werr(e.to_string()))?;
     }
     file.write_to_file(path).map_err(|e| werr(e.to_string()))
-}
-
-/// RLE Lossless (PS3.5 Annex G) of one 16-bit frame: two byte segments (high bytes, then low),
-/// each PackBits-encoded, behind the 64-byte RLE header.
-pub fn rle_encode_u16(frame: &[u16]) -> Vec<u8> {
-    let high: Vec<u8> = frame.iter().map(|v| (v >> 8) as u8).collect();
-    let low: Vec<u8> = frame.iter().map(|v| (v & 0xFF) as u8).collect();
-    let mut segments = vec![packbits(&high), packbits(&low)];
-    for s in &mut segments {
-        if s.len() % 2 == 1 {
-            s.push(0x80); // no-op byte keeps segments even
-        }
-    }
-    let mut out = vec![0u8; 64];
-    out[0..4].copy_from_slice(&2u32.to_le_bytes());
-    let mut offset = 64u32;
-    for (n, s) in segments.iter().enumerate() {
-        out[4 + 4 * n..8 + 4 * n].copy_from_slice(&offset.to_le_bytes());
-        offset += s.len() as u32;
-    }
-    for s in segments {
-        out.extend(s);
-    }
-    out
-}
-
-/// PackBits (PS3.5 G.3.1): runs of 2..128 equal bytes as (1 - n, byte), literals as (n - 1, bytes).
-fn packbits(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 2);
-    let mut i = 0;
-    while i < data.len() {
-        let mut run = 1;
-        while i + run < data.len() && run < 128 && data[i + run] == data[i] {
-            run += 1;
-        }
-        if run >= 2 {
-            out.push((1i16 - run as i16) as i8 as u8);
-            out.push(data[i]);
-            i += run;
-            continue;
-        }
-        let start = i;
-        let mut len = 0;
-        while i < data.len() && len < 128 {
-            if i + 1 < data.len() && data[i + 1] == data[i] {
-                break;
-            }
-            i += 1;
-            len += 1;
-        }
-        if len == 0 {
-            // A run starts here; let the run branch take it.
-            continue;
-        }
-        out.push((len - 1) as u8);
-        out.extend_from_slice(&data[start..start + len]);
-    }
-    out
 }
