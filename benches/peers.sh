@@ -72,7 +72,7 @@ print(n)'
 voxels=$((512 * 512 * SLICES))
 echo "# $SLICES slices 512x512, $(nproc) cores, $(date -u +%F)"
 echo
-echo "| series | tool | wall s (median of $RUNS) | peak RSS MB | RSS bytes/voxel | vs overread |"
+echo "| series | tool | wall s (median of $RUNS) | peak RSS MiB | RSS bytes/voxel | vs overread |"
 echo "|---|---|---|---|---|---|"
 for variant in ${VARIANTS:-uncompressed jpeg_lossless jpegls_lossless j2k_lossless}; do
   dir=$(series "$variant")

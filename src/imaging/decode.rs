@@ -363,6 +363,20 @@ fn fill<T: Sample>(
             .is_some_and(|c| c.load(Ordering::Relaxed))
     };
 
+    // A slice is in its slot: count it, note the first, tell the caller.
+    let landed = |k: usize, slot: &[T]| {
+        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut first) = first_slice_at.lock() {
+            first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+        }
+        on_slice(SliceEvent {
+            k,
+            done: d,
+            total,
+            pixels: T::event(slot),
+        });
+    };
+
     let worker = || {
         loop {
             if cancelled() {
@@ -384,16 +398,7 @@ fn fill<T: Sample>(
                 && let Some(slot) = slot_cells.get(k).and_then(|c| c.lock().ok()?.take())
             {
                 if read_native_tail(&job.path, &slice.transfer_syntax_uid, format, slot) {
-                    let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if let Ok(mut first) = first_slice_at.lock() {
-                        first.get_or_insert_with(|| started.elapsed().as_secs_f64());
-                    }
-                    on_slice(SliceEvent {
-                        k,
-                        done: d,
-                        total,
-                        pixels: T::event(slot),
-                    });
+                    landed(k, slot);
                     continue;
                 }
                 // Not the simple layout: put the slot back for the general path.
@@ -442,18 +447,7 @@ fn fill<T: Sample>(
                     _ => decode_frame_into(&obj, &job.path, frame, format, slot),
                 };
                 match result {
-                    Ok(()) => {
-                        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Ok(mut first) = first_slice_at.lock() {
-                            first.get_or_insert_with(|| started.elapsed().as_secs_f64());
-                        }
-                        on_slice(SliceEvent {
-                            k,
-                            done: d,
-                            total,
-                            pixels: T::event(slot),
-                        });
-                    }
+                    Ok(()) => landed(k, slot),
                     Err(e) => {
                         done.fetch_add(1, Ordering::Relaxed);
                         fail(k, e.to_string());
