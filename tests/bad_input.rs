@@ -49,6 +49,15 @@ fn warning_for<'a>(report: &'a imaging::ScanReport, path: &Path) -> &'a imaging:
         .unwrap_or_else(|| panic!("no warning names {}: {:?}", path.display(), report.warnings))
 }
 
+/// The Pixel Data of a native file as bytes.
+fn pixel_bytes(obj: &dicom_object::DefaultDicomObject) -> Vec<u8> {
+    obj.element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned()
+}
+
 /// Rewrite one file of the series with `edit` applied to its data set.
 fn edit(path: &Path, edit: impl FnOnce(&mut dicom_object::DefaultDicomObject)) {
     let mut obj = dicom_object::open_file(path).unwrap();
@@ -152,12 +161,7 @@ fn slices_of_another_size_or_orientation_become_their_own_stacks() {
             VR::US,
             PrimitiveValue::from(24u16),
         ));
-        let pixels = obj
-            .element(tags::PIXEL_DATA)
-            .unwrap()
-            .to_bytes()
-            .unwrap()
-            .into_owned();
+        let pixels = pixel_bytes(obj);
         obj.put(DataElement::new(
             tags::PIXEL_DATA,
             VR::OB,
@@ -199,12 +203,7 @@ fn unsupported_transfer_syntax_is_a_clear_error() {
     // Rewrite one file's meta to claim MPEG2 video, which no one decodes as an image.
     let mut obj = dicom_object::open_file(&files[6]).unwrap();
     obj.update_meta(|meta| meta.transfer_syntax = "1.2.840.10008.1.2.4.100".to_string());
-    let pixels = obj
-        .element(tags::PIXEL_DATA)
-        .unwrap()
-        .to_bytes()
-        .unwrap()
-        .into_owned();
+    let pixels = pixel_bytes(&obj);
     obj.put(DataElement::new_with_len(
         tags::PIXEL_DATA,
         VR::OB,

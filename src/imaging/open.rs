@@ -132,16 +132,7 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
         .elements(0, None, 0)
         .ok()?;
         let body = body.get(..stop)?;
-        match InMemDicomObject::read_dataset_with_ts(body, ts) {
-            Ok(obj) => obj,
-            // Bytes after a complete Pixel Data element (seen on real CDs) are not a data set:
-            // read up to the end of Pixel Data and ignore the rest.
-            Err(_) => InMemDicomObject::read_dataset_with_ts(
-                through_pixel_data(body, read_as == EXPLICIT_VR_LE)?,
-                ts,
-            )
-            .ok()?,
-        }
+        InMemDicomObject::read_dataset_with_ts(body, ts).ok()?
     };
     // Without a meta group, accept only what is plainly an image or a DICOM object.
     let sop_class = text(&obj, tags::SOP_CLASS_UID).or(meta.sop_class);
@@ -519,32 +510,6 @@ impl<'a> Walker<'a> {
             pos += 8 + len as usize;
         }
     }
-}
-
-/// The data set up to the end of a defined-length Pixel Data (7FE0,0010) element.
-fn through_pixel_data(body: &[u8], explicit: bool) -> Option<&[u8]> {
-    let tag = [0xE0, 0x7F, 0x10, 0x00];
-    let mut from = 0;
-    while let Some(offset) = body.get(from..)?.windows(4).position(|w| w == tag) {
-        let at = from + offset;
-        let end = if explicit {
-            let vr = body.get(at + 4..at + 6)?;
-            if vr == b"OB" || vr == b"OW" {
-                let len = u32::from_le_bytes(body.get(at + 8..at + 12)?.try_into().ok()?);
-                (len != u32::MAX).then(|| at + 12 + len as usize)
-            } else {
-                None
-            }
-        } else {
-            let len = u32::from_le_bytes(body.get(at + 4..at + 8)?.try_into().ok()?);
-            (len != u32::MAX).then(|| at + 8 + len as usize)
-        };
-        if let Some(end) = end.filter(|e| *e <= body.len()) {
-            return body.get(..end);
-        }
-        from = at + 4;
-    }
-    None
 }
 
 /// An explicit VR data set has two upper-case letters where implicit VR has a length.
