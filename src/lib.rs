@@ -2,7 +2,9 @@
 //!
 //! Module map (see ARCHITECTURE.md for the data flow and the layer rule):
 //! - [`imaging`]: DICOM files -> exact patient-space volumes. No GPU, no UI, no network.
+//! - [`render`]: window/level, MPR and thick slabs on the GPU (wgpu) with a CPU twin.
 //! - [`cli`]: the headless subcommands (`scan`, `load`, `export`, `synth`).
 
 pub mod cli;
 pub mod imaging;
+pub mod render;

@@ -12,5 +12,6 @@ mod codecs;
 mod corruption;
 mod progressive;
 mod reference;
+mod render;
 mod scan;
 mod synthetic;

@@ -1,4 +1,4 @@
-//! The headless command line: `scan`, `load`, `export`, `synth`.
+//! The headless command line: `scan`, `load`, `export`, `render`, `synth`.
 //!
 //! Each subcommand parses its arguments with clap, calls `imaging`, and prints a table for
 //! people or JSON (`--json`) for scripts. Progress bars go to stderr and only on a terminal.
@@ -11,6 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+mod render;
 
 use crate::imaging::synth::{PhantomSpec, SynthSyntax};
 use crate::imaging::{self, Patient, ScanReport, Stack, Volume};
@@ -34,6 +36,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Export one stack as NIfTI-1 (.nii or .nii.gz).
     Export(ExportArgs),
+    /// Render one plane (axial, coronal, sagittal, oblique; thin or slab) of a stack as PNG.
+    Render(render::RenderArgs),
     /// Write a synthetic chest CT phantom series as DICOM.
     Synth(SynthArgs),
     /// Create (once) and summarise the bundled demo case.
@@ -119,6 +123,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Scan(args) => scan_cmd(&args),
         Command::Load(args) => load_cmd(&args),
         Command::Export(args) => export_cmd(&args),
+        Command::Render(args) => render::render_cmd(&args),
         Command::Synth(args) => synth_cmd(&args),
         Command::Demo => demo_cmd(),
     }

@@ -1,0 +1,200 @@
+//! `overread render`: one resliced, windowed image of a stack as PNG, on the GPU or (`--cpu`)
+//! with the reference renderer. Also how key images are made without a display.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+
+use crate::imaging::stats::voxel_stats;
+use crate::render::{
+    self, AdapterChoice, Display, GpuContext, Interpolation, OutputDepth, Plane, Renderer,
+    SlabMode, SliceView, Voi, VolumeInfo, VolumeTexture,
+};
+
+use super::{load_with_progress, pick_stack};
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Files, folders or DICOMDIRs holding the stack.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Stack id from `overread scan` (default: the largest non-localizer stack).
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// axial, coronal, sagittal or oblique:NX,NY,NZ (the plane normal, patient LPS).
+    #[arg(long, default_value = "axial")]
+    pub plane: String,
+    /// Plane position along its normal, patient mm (axial: z, coronal: y, sagittal: x);
+    /// default the centre of the volume.
+    #[arg(long, allow_hyphen_values = true)]
+    pub position_mm: Option<f64>,
+    /// Window width,level in modality units (HU for CT), e.g. 400,40.
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "preset")]
+    pub wl: Option<String>,
+    /// Window preset: brain, subdural, stroke, bone, lung, mediastinum, abdomen, liver.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Slab thickness, mm (0: a thin plane).
+    #[arg(long, default_value_t = 0.0)]
+    pub slab: f64,
+    /// How the slab combines: mip, minip or avg.
+    #[arg(long, default_value = "avg")]
+    pub mode: String,
+    /// Output width and height, pixels.
+    #[arg(long, default_value_t = 512)]
+    pub size: u32,
+    /// nearest or trilinear.
+    #[arg(long, default_value = "trilinear")]
+    pub interpolation: String,
+    /// Invert the grey scale.
+    #[arg(long)]
+    pub invert: bool,
+    /// Use the CPU reference renderer instead of the GPU.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Burn in orientation letters at the edges (only where the geometry is trusted).
+    #[arg(long)]
+    pub labels: bool,
+    /// Burn in a mm scale bar.
+    #[arg(long)]
+    pub scale_bar: bool,
+    /// Write a 16-bit PNG holding 10-bit grey levels.
+    #[arg(long)]
+    pub ten_bit: bool,
+    /// Output PNG.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Print a JSON summary (renderer, view, window, timings).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct RenderJson {
+    renderer: String,
+    output: PathBuf,
+    view: SliceView,
+    display: Display,
+    labels: Option<[String; 4]>,
+    scale_bar_mm: Option<f64>,
+    load_secs: f64,
+    upload_secs: f64,
+    render_secs: f64,
+}
+
+pub fn render_cmd(args: &RenderArgs) -> Result<()> {
+    let plane = Plane::parse(&args.plane)?;
+    let slab_mode = SlabMode::parse(&args.mode)?;
+    let interpolation = match args.interpolation.to_ascii_lowercase().as_str() {
+        "nearest" => Interpolation::Nearest,
+        "trilinear" | "linear" => Interpolation::Trilinear,
+        other => bail!("unknown interpolation {other:?} (nearest or trilinear)"),
+    };
+    if !(args.slab.is_finite() && args.slab >= 0.0) {
+        bail!("--slab must be a thickness in mm, 0 or more");
+    }
+    let (_, stack, _) = pick_stack(&args.paths, args.stack.as_deref())?;
+    let t0 = Instant::now();
+    let volume = load_with_progress(&stack)?;
+    let load_secs = t0.elapsed().as_secs_f64();
+    let info = Arc::new(VolumeInfo::new(&volume)?);
+
+    let voi = match (&args.wl, &args.preset) {
+        (Some(wl), _) => Voi::parse_wl(wl)?,
+        (None, Some(p)) => Voi::preset(p).with_context(|| {
+            let names: Vec<&str> = render::voi::PRESETS.iter().map(|p| p.0).collect();
+            format!("unknown preset {p:?} (one of {})", names.join(", "))
+        })?,
+        (None, None) => match volume.default_window {
+            Some(w) if w.width >= 1.0 => Voi::linear(w.center, w.width),
+            _ => {
+                let s = voxel_stats(&volume);
+                let width = (s.max_modality - s.min_modality).max(1.0);
+                Voi::linear(s.min_modality + width / 2.0, width)
+            }
+        },
+    };
+    let mut display = Display::new(voi);
+    display.monochrome1 = stack.format.photometric_interpretation == "MONOCHROME1";
+    display.invert = args.invert;
+    display.depth = if args.ten_bit {
+        OutputDepth::Ten
+    } else {
+        OutputDepth::Eight
+    };
+
+    let mut view = SliceView::fit(&info, plane, args.position_mm, args.size, args.size)?;
+    view.slab_mm = args.slab;
+    view.slab_mode = slab_mode;
+    view.interpolation = interpolation;
+
+    let (renderer_name, upload_secs, render_secs, mut image) = if args.cpu {
+        let t = Instant::now();
+        let image = render::cpu::render(&info, &volume.voxels, &view, &display)?;
+        (
+            "cpu reference".to_string(),
+            0.0,
+            t.elapsed().as_secs_f64(),
+            image,
+        )
+    } else {
+        let ctx = GpuContext::new(AdapterChoice::from_env())
+            .context("no GPU renderer (use --cpu for the CPU reference renderer)")?;
+        let renderer = Renderer::new(&ctx);
+        let t = Instant::now();
+        let texture = VolumeTexture::new(&ctx, &renderer, info.clone())?;
+        texture.write_slices(&ctx, &volume.voxels, 0..info.dims[2]);
+        let upload_secs = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let image = renderer.render(&ctx, &texture, &view, &display)?;
+        (
+            ctx.describe(),
+            upload_secs,
+            t.elapsed().as_secs_f64(),
+            image,
+        )
+    };
+
+    let labels = if args.labels {
+        if volume.geometry.trusted {
+            image.burn_orientation_labels(&view);
+            let r = glam::DVec3::from(view.right);
+            let d = glam::DVec3::from(view.down);
+            Some([-r, r, -d, d].map(render::view::direction_letters))
+        } else {
+            eprintln!("orientation labels left out: the stack's geometry cannot be trusted");
+            None
+        }
+    } else {
+        None
+    };
+    let scale_bar_mm = args.scale_bar.then(|| image.burn_scale_bar(&view));
+    image.write_png(&args.output)?;
+    if args.json {
+        let json = RenderJson {
+            renderer: renderer_name,
+            output: args.output.clone(),
+            view,
+            display,
+            labels,
+            scale_bar_mm,
+            load_secs,
+            upload_secs,
+            render_secs,
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        println!(
+            "wrote {} ({}x{}, {renderer_name}, render {:.1} ms)",
+            args.output.display(),
+            image.width,
+            image.height,
+            render_secs * 1e3
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! The CPU reference renderer: the same two steps and the same math as the GPU pipeline
+//! (`kernel::resample_pixel`, `voi::grey`), one row per rayon task. The GPU must match it to one
+//! grey level; analytic tests check it against known values at known patient points.
+
+use rayon::prelude::*;
+
+use crate::imaging::Voxels;
+
+use super::RenderError;
+use super::image::GreyImage;
+use super::kernel::{FoldLayout, ResampleParams, VolumeInfo, resample_pixel};
+use super::view::SliceView;
+use super::voi::{Display, DisplayParams, grey};
+
+/// A resampled frame: per pixel (modality value, fraction of slab samples inside the volume).
+#[derive(Debug, Clone)]
+pub struct Resampled {
+    pub width: u32,
+    pub height: u32,
+    pub values: Vec<[f32; 2]>,
+}
+
+impl Resampled {
+    /// Modality value at (x, y), `None` where no sample fell inside the volume.
+    pub fn value(&self, x: u32, y: u32) -> Option<f32> {
+        let v = self.values.get((y * self.width + x) as usize)?;
+        (v[1] > 0.0).then_some(v[0])
+    }
+}
+
+/// Step 1: resample `voxels` on `view`.
+pub fn resample(
+    info: &VolumeInfo,
+    voxels: &Voxels,
+    view: &SliceView,
+) -> Result<Resampled, RenderError> {
+    let shape = voxels.shape();
+    if [shape[2], shape[1], shape[0]] != info.dims {
+        return Err(RenderError::View(format!(
+            "voxels {shape:?} do not match the geometry {:?}",
+            info.dims
+        )));
+    }
+    let fold = FoldLayout {
+        depth: info.dims[2] as u32,
+        tiles_x: 1,
+        tiles_y: 1,
+    };
+    let p = ResampleParams::new(info, fold, view)?;
+    let (w, h) = (view.width, view.height);
+    let mut values = vec![[0.0f32; 2]; (w as usize) * (h as usize)];
+    values
+        .par_chunks_mut(w as usize)
+        .enumerate()
+        .for_each(|(y, row)| {
+            for (x, out) in row.iter_mut().enumerate() {
+                *out = resample_pixel(&p, &info.slices, voxels, x as u32, y as u32);
+            }
+        });
+    Ok(Resampled {
+        width: w,
+        height: h,
+        values,
+    })
+}
+
+/// Step 2: window a resampled frame.
+pub fn display(resampled: &Resampled, display: &Display) -> Result<GreyImage, RenderError> {
+    display.validate()?;
+    let (p, lut) = DisplayParams::new(display);
+    let pixels = resampled
+        .values
+        .par_iter()
+        .map(|v| grey(&p, &lut, v[0], v[1], display.depth))
+        .collect();
+    Ok(GreyImage {
+        width: resampled.width,
+        height: resampled.height,
+        depth: display.depth,
+        pixels,
+    })
+}
+
+/// Both steps.
+pub fn render(
+    info: &VolumeInfo,
+    voxels: &Voxels,
+    view: &SliceView,
+    d: &Display,
+) -> Result<GreyImage, RenderError> {
+    display(&resample(info, voxels, view)?, d)
+}

@@ -1,0 +1,803 @@
+//! The wgpu renderer: device selection, volume textures and the resample and display pipelines.
+//!
+//! Voxels are uploaded as `R16Uint` 3D textures (signed data sign-extended in the shader) and
+//! filtered in the shader with `textureLoad`: exact for all 16 bits and the same arithmetic as
+//! the CPU twin. Hardware filtering of `R16Unorm` (where the device has it) is not used: its
+//! sub-texel weights have as few as 4-8 bits (Vulkan `subTexelPrecisionBits`), which moves a
+//! windowed grey level by more than one step on sharp edges; `R16Float` is not exact above 2048.
+//! Volumes with more slices than the 3D texture limit are folded into tiles ([`FoldLayout`]).
+
+use std::sync::Arc;
+
+use bytemuck::Pod;
+use wgpu::util::DeviceExt;
+
+use crate::imaging::{Volume, Voxels};
+
+use super::RenderError;
+use super::image::GreyImage;
+use super::kernel::{FoldLayout, ResampleParams, VolumeInfo};
+use super::view::SliceView;
+use super::voi::{Display, DisplayParams, OutputDepth};
+
+/// Which adapter to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterChoice {
+    /// A real GPU when there is one, else a software adapter (lavapipe, llvmpipe GL).
+    Auto,
+    /// Only a software (CPU) adapter: the test mode, the same results on every machine.
+    Software,
+    /// Only a real GPU.
+    Hardware,
+}
+
+impl AdapterChoice {
+    /// `OVERREAD_ADAPTER=cpu|software|gpu|hardware|auto` (default auto).
+    pub fn from_env() -> AdapterChoice {
+        match std::env::var("OVERREAD_ADAPTER")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "cpu" | "software" => AdapterChoice::Software,
+            "gpu" | "hardware" => AdapterChoice::Hardware,
+            _ => AdapterChoice::Auto,
+        }
+    }
+}
+
+/// An opened device and what it can do.
+#[derive(Debug, Clone)]
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// The device offers 16-bit normalized textures (recorded; see the module docs for why the
+    /// exact `R16Uint` path is used anyway).
+    pub has_norm16: bool,
+}
+
+fn is_software(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu || {
+        let name = info.name.to_ascii_lowercase();
+        name.contains("llvmpipe") || name.contains("lavapipe") || name.contains("swiftshader")
+    }
+}
+
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let kind = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let kind = if is_software(info) { 4 } else { kind };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (kind, backend)
+}
+
+impl GpuContext {
+    /// Open the best adapter for `choice`.
+    pub fn new(choice: AdapterChoice) -> Result<GpuContext, RenderError> {
+        pollster::block_on(Self::new_async(choice))
+    }
+
+    async fn new_async(choice: AdapterChoice) -> Result<GpuContext, RenderError> {
+        // Vulkan, Metal or DX12 first; OpenGL only when none of them has a suitable adapter
+        // (probing GL on a machine without a GL driver logs errors of its own).
+        let mut seen = Vec::new();
+        let mut found = None;
+        for backends in [
+            wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+            wgpu::Backends::GL,
+        ] {
+            let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+            if std::env::var_os("WGPU_BACKEND").is_none() {
+                desc.backends = backends;
+            }
+            let instance = wgpu::Instance::new(desc);
+            let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+            for a in &adapters {
+                let i = a.get_info();
+                seen.push(format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type));
+            }
+            found = adapters
+                .into_iter()
+                .filter(|a| {
+                    let info = a.get_info();
+                    match choice {
+                        AdapterChoice::Auto => true,
+                        AdapterChoice::Software => is_software(&info),
+                        AdapterChoice::Hardware => !is_software(&info),
+                    }
+                })
+                .min_by_key(|a| rank(&a.get_info()));
+            if found.is_some() || std::env::var_os("WGPU_BACKEND").is_some() {
+                break;
+            }
+        }
+        let adapter = found.ok_or_else(|| {
+            RenderError::NoAdapter(format!(
+                "wanted {choice:?}; found {}",
+                if seen.is_empty() {
+                    "none".to_string()
+                } else {
+                    seen.join(", ")
+                }
+            ))
+        })?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        if limits.max_storage_buffers_per_shader_stage < 2 {
+            return Err(RenderError::Unsupported(format!(
+                "{} has no storage buffers in fragment shaders",
+                info.name
+            )));
+        }
+        let has_norm16 = adapter
+            .features()
+            .contains(wgpu::Features::TEXTURE_FORMAT_16BIT_NORM);
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("overread"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| RenderError::Device(e.to_string()))?;
+        // Validation errors are bugs, not input: log them instead of the default panic.
+        device.on_uncaptured_error(Arc::new(|e| {
+            tracing::error!("graphics device error: {e}");
+        }));
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            has_norm16,
+        })
+    }
+
+    /// "name (backend, type)" for logs and reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    pub fn is_software(&self) -> bool {
+        is_software(&self.info)
+    }
+}
+
+/// A volume on the GPU: one texture shared by every view of it, filled slice by slice.
+#[derive(Debug)]
+pub struct VolumeTexture {
+    pub info: Arc<VolumeInfo>,
+    pub fold: FoldLayout,
+    texture: wgpu::Texture,
+    bind_group: wgpu::BindGroup,
+}
+
+impl VolumeTexture {
+    /// Allocate the texture (zero-filled) and slice table; no voxels yet.
+    pub fn new(
+        ctx: &GpuContext,
+        renderer: &Renderer,
+        info: Arc<VolumeInfo>,
+    ) -> Result<VolumeTexture, RenderError> {
+        Self::with_max_dim(ctx, renderer, info, ctx.limits.max_texture_dimension_3d)
+    }
+
+    /// As [`VolumeTexture::new`] with a smaller 3D texture limit (tests of the folded layout).
+    pub fn with_max_dim(
+        ctx: &GpuContext,
+        renderer: &Renderer,
+        info: Arc<VolumeInfo>,
+        max_dim: u32,
+    ) -> Result<VolumeTexture, RenderError> {
+        let max_dim = max_dim.min(ctx.limits.max_texture_dimension_3d);
+        let fold = FoldLayout::new(info.dims, max_dim)?;
+        let [w, h, d] = fold.texture_size(info.dims);
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("volume"),
+            size: wgpu::Extent3d {
+                width: w,
+                height: h,
+                depth_or_array_layers: d,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D3,
+            format: wgpu::TextureFormat::R16Uint,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(RenderError::TooLarge(format!("{w}x{h}x{d} texture: {e}")));
+        }
+        let table = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("slice table"),
+                contents: bytemuck::cast_slice(&info.slices),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("volume"),
+            layout: &renderer.volume_layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::TextureView(&view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: table.as_entire_binding(),
+                },
+            ],
+        });
+        Ok(VolumeTexture {
+            info,
+            fold,
+            texture,
+            bind_group,
+        })
+    }
+
+    /// Allocate and upload a whole loaded volume.
+    pub fn upload(
+        ctx: &GpuContext,
+        renderer: &Renderer,
+        volume: &Volume,
+    ) -> Result<VolumeTexture, RenderError> {
+        let info = Arc::new(VolumeInfo::new(volume)?);
+        let tex = Self::new(ctx, renderer, info)?;
+        tex.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+        Ok(tex)
+    }
+
+    /// Upload slices `range` of `voxels` (e.g. as a progressive load delivers them). Slices
+    /// not yet written read as zero.
+    pub fn write_slices(&self, ctx: &GpuContext, voxels: &Voxels, range: std::ops::Range<usize>) {
+        let [w, h, k] = self.info.dims;
+        let end = range.end.min(k);
+        let mut start = range.start;
+        while start < end {
+            // A run of consecutive slices within one tile is one copy.
+            let tile_end = (start / self.fold.depth as usize + 1) * self.fold.depth as usize;
+            let run_end = end.min(tile_end).min(start + 64);
+            let bytes: Vec<u8> = (start..run_end)
+                .flat_map(|s| voxels.to_le_bytes_slice(s))
+                .collect();
+            self.write_run(ctx, start, run_end - start, &bytes, w, h);
+            start = run_end;
+        }
+    }
+
+    /// Upload one slice's stored values (little-endian u16 or i16 bit patterns).
+    pub fn write_slice_values<T: Pod>(&self, ctx: &GpuContext, k: usize, values: &[T]) {
+        let [w, h, _] = self.info.dims;
+        let bytes: &[u8] = bytemuck::cast_slice(values);
+        if bytes.len() == w * h * 2 && k < self.info.dims[2] {
+            self.write_run(ctx, k, 1, bytes, w, h);
+        }
+    }
+
+    fn write_run(
+        &self,
+        ctx: &GpuContext,
+        k: usize,
+        count: usize,
+        bytes: &[u8],
+        w: usize,
+        h: usize,
+    ) {
+        let origin = self.fold.texel(self.info.dims, 0, 0, k as u32);
+        ctx.queue.write_texture(
+            wgpu::TexelCopyTextureInfo {
+                texture: &self.texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d {
+                    x: origin[0],
+                    y: origin[1],
+                    z: origin[2],
+                },
+                aspect: wgpu::TextureAspect::All,
+            },
+            bytes,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(w as u32 * 2),
+                rows_per_image: Some(h as u32),
+            },
+            wgpu::Extent3d {
+                width: w as u32,
+                height: h as u32,
+                depth_or_array_layers: count as u32,
+            },
+        );
+    }
+}
+
+/// The pipelines; one per device, shared by every view.
+#[derive(Debug)]
+pub struct Renderer {
+    volume_layout: wgpu::BindGroupLayout,
+    resample_params_layout: wgpu::BindGroupLayout,
+    display_layout: wgpu::BindGroupLayout,
+    resample: wgpu::RenderPipeline,
+    display_8: wgpu::RenderPipeline,
+    display_10: wgpu::RenderPipeline,
+}
+
+/// The WGSL sources (also validated by naga in the tests).
+pub const RESAMPLE_WGSL: &str = include_str!("shaders/resample.wgsl");
+pub const DISPLAY_WGSL: &str = include_str!("shaders/display.wgsl");
+
+/// Format of the resampled (modality value, coverage) image.
+const RESAMPLED_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rg32Float;
+
+fn fragment_entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::FRAGMENT,
+        ty,
+        count: None,
+    }
+}
+
+fn storage_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    fragment_entry(
+        binding,
+        wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only: true },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+    )
+}
+
+fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+    fragment_entry(
+        binding,
+        wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+    )
+}
+
+impl Renderer {
+    pub fn new(ctx: &GpuContext) -> Renderer {
+        let device = &ctx.device;
+        let volume_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("volume"),
+            entries: &[
+                fragment_entry(
+                    0,
+                    wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Uint,
+                        view_dimension: wgpu::TextureViewDimension::D3,
+                        multisampled: false,
+                    },
+                ),
+                storage_entry(1),
+            ],
+        });
+        let resample_params_layout =
+            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("resample params"),
+                entries: &[uniform_entry(0)],
+            });
+        let display_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("display"),
+            entries: &[
+                uniform_entry(0),
+                fragment_entry(
+                    1,
+                    wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                ),
+                storage_entry(2),
+            ],
+        });
+        let resample_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("resample.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(RESAMPLE_WGSL.into()),
+        });
+        let display_module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("display.wgsl"),
+            source: wgpu::ShaderSource::Wgsl(DISPLAY_WGSL.into()),
+        });
+        let resample_pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("resample"),
+            bind_group_layouts: &[Some(&resample_params_layout), Some(&volume_layout)],
+            immediate_size: 0,
+        });
+        let display_pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("display"),
+            bind_group_layouts: &[Some(&display_layout)],
+            immediate_size: 0,
+        });
+        let pipeline = |label: &str,
+                        layout: &wgpu::PipelineLayout,
+                        module: &wgpu::ShaderModule,
+                        fs: &str,
+                        format: wgpu::TextureFormat| {
+            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+                label: Some(label),
+                layout: Some(layout),
+                vertex: wgpu::VertexState {
+                    module,
+                    entry_point: Some("vs_fullscreen"),
+                    compilation_options: Default::default(),
+                    buffers: &[],
+                },
+                primitive: wgpu::PrimitiveState::default(),
+                depth_stencil: None,
+                multisample: wgpu::MultisampleState::default(),
+                fragment: Some(wgpu::FragmentState {
+                    module,
+                    entry_point: Some(fs),
+                    compilation_options: Default::default(),
+                    targets: &[Some(wgpu::ColorTargetState {
+                        format,
+                        blend: None,
+                        write_mask: wgpu::ColorWrites::ALL,
+                    })],
+                }),
+                multiview_mask: None,
+                cache: None,
+            })
+        };
+        let resample = pipeline(
+            "resample",
+            &resample_pl,
+            &resample_module,
+            "fs_resample",
+            RESAMPLED_FORMAT,
+        );
+        let display_8 = pipeline(
+            "display 8-bit",
+            &display_pl,
+            &display_module,
+            "fs_display",
+            wgpu::TextureFormat::Rgba8Unorm,
+        );
+        let display_10 = pipeline(
+            "display 10-bit",
+            &display_pl,
+            &display_module,
+            "fs_display",
+            wgpu::TextureFormat::Rgb10a2Unorm,
+        );
+        Renderer {
+            volume_layout,
+            resample_params_layout,
+            display_layout,
+            resample,
+            display_8,
+            display_10,
+        }
+    }
+
+    /// Step 1 of a frame: resample `volume` on `view` into `target`.
+    pub fn resample(
+        &self,
+        ctx: &GpuContext,
+        volume: &VolumeTexture,
+        view: &SliceView,
+        target: &mut ViewTarget,
+    ) -> Result<(), RenderError> {
+        let params = ResampleParams::new(&volume.info, volume.fold, view)?;
+        target.ensure_size(ctx, view.width, view.height);
+        let buffer = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("resample params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let params_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("resample params"),
+            layout: &self.resample_params_layout,
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: buffer.as_entire_binding(),
+            }],
+        });
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("resample"),
+            });
+        {
+            let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("resample"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &target.resampled_view,
+                    depth_slice: None,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT),
+                        store: wgpu::StoreOp::Store,
+                    },
+                })],
+                depth_stencil_attachment: None,
+                timestamp_writes: None,
+                occlusion_query_set: None,
+                multiview_mask: None,
+            });
+            pass.set_pipeline(&self.resample);
+            pass.set_bind_group(0, &params_group, &[]);
+            pass.set_bind_group(1, &volume.bind_group, &[]);
+            pass.draw(0..3, 0..1);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// Step 2 of a frame: window the resampled image of `target` into its output image (the
+    /// only step a window/level change redoes).
+    pub fn display(
+        &self,
+        ctx: &GpuContext,
+        display: &Display,
+        target: &mut ViewTarget,
+    ) -> Result<(), RenderError> {
+        display.validate()?;
+        let (params, lut) = DisplayParams::new(display);
+        target.ensure_depth(ctx, display.depth);
+        let params_buffer = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("display params"),
+                contents: bytemuck::bytes_of(&params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let lut_buffer = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("voi lut"),
+                contents: bytemuck::cast_slice(&lut),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("display"),
+            layout: &self.display_layout,
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: params_buffer.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: wgpu::BindingResource::TextureView(&target.resampled_view),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: lut_buffer.as_entire_binding(),
+                },
+            ],
+        });
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("display"),
+            });
+        {
+            let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("display"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &target.output_view,
+                    depth_slice: None,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+                        store: wgpu::StoreOp::Store,
+                    },
+                })],
+                depth_stencil_attachment: None,
+                timestamp_writes: None,
+                occlusion_query_set: None,
+                multiview_mask: None,
+            });
+            pass.set_pipeline(match display.depth {
+                OutputDepth::Eight => &self.display_8,
+                OutputDepth::Ten => &self.display_10,
+            });
+            pass.set_bind_group(0, &group, &[]);
+            pass.draw(0..3, 0..1);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    /// Resample, display and read back one frame.
+    pub fn render(
+        &self,
+        ctx: &GpuContext,
+        volume: &VolumeTexture,
+        view: &SliceView,
+        display: &Display,
+    ) -> Result<GreyImage, RenderError> {
+        let mut target = ViewTarget::new(ctx, view.width, view.height, display.depth);
+        self.resample(ctx, volume, view, &mut target)?;
+        self.display(ctx, display, &mut target)?;
+        target.read(ctx)
+    }
+}
+
+/// The textures of one view: the resampled modality values and the displayed image.
+#[derive(Debug)]
+pub struct ViewTarget {
+    width: u32,
+    height: u32,
+    depth: OutputDepth,
+    resampled_view: wgpu::TextureView,
+    output: wgpu::Texture,
+    output_view: wgpu::TextureView,
+}
+
+impl ViewTarget {
+    pub fn new(ctx: &GpuContext, width: u32, height: u32, depth: OutputDepth) -> ViewTarget {
+        let width = width.clamp(1, ctx.limits.max_texture_dimension_2d);
+        let height = height.clamp(1, ctx.limits.max_texture_dimension_2d);
+        let resampled = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("resampled"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: RESAMPLED_FORMAT,
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING,
+            view_formats: &[],
+        });
+        let output = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("view output"),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: output_format(depth),
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT
+                | wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::COPY_SRC,
+            view_formats: &[],
+        });
+        ViewTarget {
+            width,
+            height,
+            depth,
+            resampled_view: resampled.create_view(&wgpu::TextureViewDescriptor::default()),
+            output_view: output.create_view(&wgpu::TextureViewDescriptor::default()),
+            output,
+        }
+    }
+
+    fn ensure_size(&mut self, ctx: &GpuContext, width: u32, height: u32) {
+        if (width, height) != (self.width, self.height) {
+            *self = ViewTarget::new(ctx, width, height, self.depth);
+        }
+    }
+
+    fn ensure_depth(&mut self, ctx: &GpuContext, depth: OutputDepth) {
+        if depth != self.depth {
+            // The resampled image is kept; only the output changes format.
+            let fresh = ViewTarget::new(ctx, self.width, self.height, depth);
+            self.output = fresh.output;
+            self.output_view = fresh.output_view;
+            self.depth = depth;
+        }
+    }
+
+    /// The displayed image (for painting in a UI).
+    pub fn output_view(&self) -> &wgpu::TextureView {
+        &self.output_view
+    }
+
+    /// Copy the displayed image back to the CPU.
+    pub fn read(&self, ctx: &GpuContext) -> Result<GreyImage, RenderError> {
+        let bytes_per_row = (self.width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
+            * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: u64::from(bytes_per_row) * u64::from(self.height),
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        let mut encoder = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("readback"),
+            });
+        encoder.copy_texture_to_buffer(
+            wgpu::TexelCopyTextureInfo {
+                texture: &self.output,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+            },
+            wgpu::TexelCopyBufferInfo {
+                buffer: &buffer,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(bytes_per_row),
+                    rows_per_image: Some(self.height),
+                },
+            },
+            wgpu::Extent3d {
+                width: self.width,
+                height: self.height,
+                depth_or_array_layers: 1,
+            },
+        );
+        ctx.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        buffer.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| RenderError::Readback(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| RenderError::Readback(e.to_string()))?
+            .map_err(|e| RenderError::Readback(e.to_string()))?;
+        let data = buffer
+            .get_mapped_range(..)
+            .map_err(|e| RenderError::Readback(e.to_string()))?;
+        let mut pixels = Vec::with_capacity((self.width * self.height) as usize);
+        for row in data.chunks_exact(bytes_per_row as usize) {
+            for px in row[..(self.width * 4) as usize].chunks_exact(4) {
+                pixels.push(match self.depth {
+                    OutputDepth::Eight => u16::from(px[0]),
+                    OutputDepth::Ten => {
+                        let v = u32::from_le_bytes([px[0], px[1], px[2], px[3]]);
+                        (v & 0x3ff) as u16
+                    }
+                });
+            }
+        }
+        drop(data);
+        buffer.unmap();
+        Ok(GreyImage {
+            width: self.width,
+            height: self.height,
+            depth: self.depth,
+            pixels,
+        })
+    }
+}
+
+fn output_format(depth: OutputDepth) -> wgpu::TextureFormat {
+    match depth {
+        OutputDepth::Eight => wgpu::TextureFormat::Rgba8Unorm,
+        OutputDepth::Ten => wgpu::TextureFormat::Rgb10a2Unorm,
+    }
+}

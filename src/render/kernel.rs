@@ -1,0 +1,507 @@
+//! The resampling math every renderer shares.
+//!
+//! [`VolumeInfo`] is computed once per volume (f64): how patient points map to voxels and the
+//! table of real slice positions and rescales. [`ResampleParams`] is computed once per frame
+//! (f64, stored as f32) and handed unchanged to `resample.wgsl` and to [`resample_pixel`],
+//! the CPU twin of the shader, which must stay line for line the same math.
+//!
+//! Two ways from a patient point to a voxel:
+//! - **Affine** (regular and gantry-tilted stacks): voxel = `voxel_from_patient` * p. The
+//!   matrix is sheared for tilt, so every slice is placed where it really is.
+//! - **Slice table** (uneven spacing, missing slices, slices off a line): the point is
+//!   expressed in the stack's frame (distance along the slice normal, offsets along the row and
+//!   column directions from the first slice's position); the slice pair around its distance
+//!   is found by binary search and the in-plane offsets are interpolated between the two real
+//!   slice positions. Across a gap of missing slices, only points within half a slice step of
+//!   a real slice show data.
+
+use bytemuck::{Pod, Zeroable};
+use glam::{DMat3, DMat4, DVec3};
+
+use crate::imaging::{RescalePolicy, Volume, VolumeGeometry, Voxels};
+
+use super::RenderError;
+use super::view::{Interpolation, SlabMode, SliceView};
+
+/// Flag bits of `ResampleParams::dims[3]`.
+pub const FLAG_SIGNED: u32 = 1;
+pub const FLAG_TABLE: u32 = 2;
+pub const FLAG_TRILINEAR: u32 = 4;
+
+/// Slab modes of `ResampleParams::fold[3]`.
+pub const MODE_AVERAGE: u32 = 0;
+pub const MODE_MIP: u32 = 1;
+pub const MODE_MINIP: u32 = 2;
+
+/// At most this many samples across a slab (a 200 mm slab at 0.2 mm).
+pub const MAX_SLAB_SAMPLES: u32 = 1000;
+
+/// One slice of the table: where it is and how its stored values become modality values.
+/// Laid out as `resample.wgsl`'s `Slice` (two vec4<f32>).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct SliceEntry {
+    /// Distance of the slice plane from the first one along the normal, mm.
+    pub z: f32,
+    /// Offset of the slice's position from the first one along the row direction, mm.
+    pub ox: f32,
+    /// ... along the column direction, mm.
+    pub oy: f32,
+    /// 1.0 when slices are missing between this slice and the next.
+    pub gap_after: f32,
+    pub slope: f32,
+    pub intercept: f32,
+    pub pad: [f32; 2],
+}
+
+/// How slices are packed into one 3D texture when the volume has more slices than the device's
+/// 3D texture limit: slice `k` goes to tile `k / depth` (tiles laid out `tiles_x` across and as
+/// many rows as needed), layer `k % depth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoldLayout {
+    pub depth: u32,
+    pub tiles_x: u32,
+    pub tiles_y: u32,
+}
+
+impl FoldLayout {
+    /// The smallest fold that keeps every texture dimension within `max_dim`.
+    pub fn new(dims: [usize; 3], max_dim: u32) -> Result<FoldLayout, RenderError> {
+        let [w, h, k] = dims.map(|d| d as u64);
+        let max = u64::from(max_dim);
+        if w == 0 || h == 0 || k == 0 {
+            return Err(RenderError::TooLarge(format!("empty volume {w}x{h}x{k}")));
+        }
+        if w > max || h > max {
+            return Err(RenderError::TooLarge(format!(
+                "slices of {w}x{h} exceed the device's 3D texture limit {max}"
+            )));
+        }
+        let per_row = max / w;
+        let per_col = max / h;
+        let max_tiles = per_row * per_col;
+        let tiles = k.div_ceil(max);
+        if tiles > max_tiles {
+            return Err(RenderError::TooLarge(format!(
+                "{k} slices of {w}x{h} exceed what a {max}^3 texture holds"
+            )));
+        }
+        let depth = k.div_ceil(tiles);
+        let tiles_x = tiles.min(per_row);
+        let tiles_y = tiles.div_ceil(tiles_x);
+        Ok(FoldLayout {
+            depth: depth as u32,
+            tiles_x: tiles_x as u32,
+            tiles_y: tiles_y as u32,
+        })
+    }
+
+    /// Texel of voxel (i, j, k).
+    pub fn texel(&self, dims: [usize; 3], i: u32, j: u32, k: u32) -> [u32; 3] {
+        let tile = k / self.depth;
+        let z = k - tile * self.depth;
+        let tx = tile % self.tiles_x;
+        let ty = tile / self.tiles_x;
+        [i + tx * dims[0] as u32, j + ty * dims[1] as u32, z]
+    }
+
+    pub fn texture_size(&self, dims: [usize; 3]) -> [u32; 3] {
+        [
+            dims[0] as u32 * self.tiles_x,
+            dims[1] as u32 * self.tiles_y,
+            self.depth,
+        ]
+    }
+}
+
+/// What every renderer needs to know about a volume, computed once.
+#[derive(Debug, Clone)]
+pub struct VolumeInfo {
+    /// [columns, rows, slices].
+    pub dims: [usize; 3],
+    pub signed: bool,
+    /// Patient point -> voxel, used when `use_table` is false.
+    pub voxel_from_patient: DMat4,
+    /// True for stacks the affine cannot place exactly (uneven, gappy, nonlinear).
+    pub use_table: bool,
+    /// The stack frame of the slice table: origin (first slice position) and unit row, column
+    /// and normal directions (the normal pointing from the first slice to the last).
+    pub origin: DVec3,
+    pub axes: [DVec3; 3],
+    pub slices: Vec<SliceEntry>,
+    /// [column, row, slice-step] spacing; the slice step is the smallest real step.
+    pub spacing_mm: [f64; 3],
+    pub geometry: VolumeGeometry,
+}
+
+impl VolumeInfo {
+    pub fn new(volume: &Volume) -> Result<VolumeInfo, RenderError> {
+        Self::from_parts(&volume.geometry, &volume.rescale, volume.voxels.is_signed())
+    }
+
+    pub fn from_parts(
+        g: &VolumeGeometry,
+        rescale: &RescalePolicy,
+        signed: bool,
+    ) -> Result<VolumeInfo, RenderError> {
+        let dims = g.dims;
+        if dims.contains(&0) {
+            return Err(RenderError::TooLarge(format!("empty volume {dims:?}")));
+        }
+        let k = dims[2];
+        let irr = &g.irregularity;
+        let use_table = k >= 2
+            && (irr.uneven_spacing || !irr.missing_slices.is_empty() || irr.nonlinear_positions);
+        let det = g.patient_from_voxel.determinant();
+        if !det.is_finite() || det.abs() < 1e-12 {
+            return Err(RenderError::View(
+                "the stack's geometry is degenerate (zero spacing or parallel directions)".into(),
+            ));
+        }
+        let voxel_from_patient = g.patient_from_voxel.inverse();
+        let x = DVec3::from(g.row_direction).normalize_or_zero();
+        let y = DVec3::from(g.column_direction).normalize_or_zero();
+        let mut n = DVec3::from(g.slice_normal).normalize_or_zero();
+        let origin = g
+            .slice_positions_mm
+            .first()
+            .map(|p| DVec3::from(*p))
+            .unwrap_or(DVec3::ZERO);
+        if let Some(last) = g.slice_positions_mm.last()
+            && (DVec3::from(*last) - origin).dot(n) < 0.0
+        {
+            n = -n;
+        }
+        let gaps: Vec<usize> = irr
+            .missing_slices
+            .iter()
+            .map(|(before, _)| *before)
+            .collect();
+        let slices = (0..k)
+            .map(|s| {
+                let p = g
+                    .slice_positions_mm
+                    .get(s)
+                    .map(|p| DVec3::from(*p) - origin)
+                    .unwrap_or(DVec3::ZERO);
+                let r = rescale.for_slice(s);
+                SliceEntry {
+                    z: p.dot(n) as f32,
+                    ox: p.dot(x) as f32,
+                    oy: p.dot(y) as f32,
+                    gap_after: if gaps.contains(&s) { 1.0 } else { 0.0 },
+                    slope: r.slope as f32,
+                    intercept: r.intercept as f32,
+                    pad: [0.0; 2],
+                }
+            })
+            .collect();
+        let step = if k >= 2 && irr.min_step_mm > 0.0 {
+            irr.min_step_mm
+        } else {
+            g.spacing_mm[2]
+        };
+        Ok(VolumeInfo {
+            dims,
+            signed,
+            voxel_from_patient,
+            use_table,
+            origin,
+            axes: [x, y, n],
+            slices,
+            spacing_mm: [g.spacing_mm[0], g.spacing_mm[1], step],
+            geometry: g.clone(),
+        })
+    }
+
+    /// The eight corners of the volume (voxel centres at the extremes), patient mm.
+    pub fn corners_mm(&self) -> Vec<[f64; 3]> {
+        let [w, h, k] = self.dims.map(|d| (d.max(1) - 1) as f64);
+        let mut out = Vec::with_capacity(8);
+        for kk in [0.0, k] {
+            for jj in [0.0, h] {
+                for ii in [0.0, w] {
+                    out.push(self.geometry.patient_from_voxel_exact([ii, jj, kk]));
+                }
+            }
+        }
+        out
+    }
+
+    /// The smallest voxel spacing: the step between slab samples.
+    pub fn min_spacing_mm(&self) -> f64 {
+        self.spacing_mm
+            .iter()
+            .copied()
+            .filter(|s| *s > 0.0)
+            .fold(f64::MAX, f64::min)
+            .min(100.0)
+    }
+}
+
+/// One frame's resampling parameters, laid out as `resample.wgsl`'s `Params`.
+///
+/// Sample point of output pixel centre (px, py) (px = x + 0.5) at slab offset s (mm):
+/// `c = base + px * step_x + py * step_y + s * step_s`, in voxel coordinates (affine) or in
+/// the stack frame (table).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct ResampleParams {
+    pub base: [f32; 4],
+    pub step_x: [f32; 4],
+    pub step_y: [f32; 4],
+    pub step_s: [f32; 4],
+    /// columns, rows, slices, flags (FLAG_*).
+    pub dims: [u32; 4],
+    /// fold depth, fold tiles across, slab samples, slab mode (MODE_*).
+    pub fold: [u32; 4],
+    /// 1 / column spacing, 1 / row spacing, half a slice step (mm), slab thickness (mm).
+    pub scale: [f32; 4],
+}
+
+impl ResampleParams {
+    pub fn new(
+        info: &VolumeInfo,
+        fold: FoldLayout,
+        view: &SliceView,
+    ) -> Result<ResampleParams, RenderError> {
+        view.validate()?;
+        let u = DVec3::from(view.right) * view.pixel_mm;
+        let v = DVec3::from(view.down) * view.pixel_mm;
+        let n = view.normal();
+        let corner = DVec3::from(view.center_mm)
+            - u * (f64::from(view.width) / 2.0)
+            - v * (f64::from(view.height) / 2.0);
+        let (base, sx, sy, ss) = if info.use_table {
+            let m = DMat3::from_cols(info.axes[0], info.axes[1], info.axes[2]).transpose();
+            (m * (corner - info.origin), m * u, m * v, m * n)
+        } else {
+            let m = &info.voxel_from_patient;
+            (
+                m.transform_point3(corner),
+                m.transform_vector3(u),
+                m.transform_vector3(v),
+                m.transform_vector3(n),
+            )
+        };
+        let thin = view.slab_mm <= 0.0;
+        let samples = if thin {
+            1
+        } else {
+            ((view.slab_mm / info.min_spacing_mm()).ceil() as u32).clamp(1, MAX_SLAB_SAMPLES)
+        };
+        let mode = match view.slab_mode {
+            SlabMode::Average => MODE_AVERAGE,
+            SlabMode::Mip => MODE_MIP,
+            SlabMode::MinIp => MODE_MINIP,
+        };
+        let mut flags = 0;
+        if info.signed {
+            flags |= FLAG_SIGNED;
+        }
+        if info.use_table {
+            flags |= FLAG_TABLE;
+        }
+        if view.interpolation == Interpolation::Trilinear {
+            flags |= FLAG_TRILINEAR;
+        }
+        let f4 = |d: DVec3| [d.x as f32, d.y as f32, d.z as f32, 0.0];
+        Ok(ResampleParams {
+            base: f4(base),
+            step_x: f4(sx),
+            step_y: f4(sy),
+            step_s: f4(ss),
+            dims: [
+                info.dims[0] as u32,
+                info.dims[1] as u32,
+                info.dims[2] as u32,
+                flags,
+            ],
+            fold: [fold.depth, fold.tiles_x, samples, mode],
+            scale: [
+                (1.0 / info.spacing_mm[0]) as f32,
+                (1.0 / info.spacing_mm[1]) as f32,
+                (0.5 * info.spacing_mm[2]) as f32,
+                if thin { 0.0 } else { view.slab_mm as f32 },
+            ],
+        })
+    }
+}
+
+/// Stored value at (i, j, k) in modality units, by the slice's own rescale. Mirrors `value()`.
+#[inline]
+fn value(voxels: &Voxels, table: &[SliceEntry], i: usize, j: usize, k: usize) -> f32 {
+    let stored = match voxels {
+        Voxels::U16(a) => a.get([k, j, i]).map_or(0.0, |v| f32::from(*v)),
+        Voxels::I16(a) => a.get([k, j, i]).map_or(0.0, |v| f32::from(*v)),
+    };
+    let s = &table[k];
+    stored * s.slope + s.intercept
+}
+
+/// Voxel coordinates of a sample point, or `None` outside the volume or inside a gap.
+/// Mirrors `to_voxel()`.
+#[inline]
+pub fn to_voxel(p: &ResampleParams, table: &[SliceEntry], c: [f32; 3]) -> Option<[f32; 3]> {
+    let w = p.dims[0] as f32;
+    let h = p.dims[1] as f32;
+    let kk = p.dims[2];
+    let (i, j, k);
+    if p.dims[3] & FLAG_TABLE != 0 {
+        let z = c[2];
+        let mut lo = 0u32;
+        let mut hi = kk - 2;
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if table[mid as usize].z <= z {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        let a = &table[lo as usize];
+        let b = &table[lo as usize + 1];
+        let dz = b.z - a.z;
+        let mut f = 0.0;
+        if dz > 0.0 {
+            f = (z - a.z) / dz;
+        }
+        if a.gap_after > 0.5 && f > 0.0 && f < 1.0 {
+            if z - a.z <= p.scale[2] {
+                f = 0.0;
+            } else if b.z - z <= p.scale[2] {
+                f = 1.0;
+            } else {
+                return None;
+            }
+        }
+        k = lo as f32 + f;
+        let ox = a.ox * (1.0 - f) + b.ox * f;
+        let oy = a.oy * (1.0 - f) + b.oy * f;
+        i = (c[0] - ox) * p.scale[0];
+        j = (c[1] - oy) * p.scale[1];
+    } else {
+        i = c[0];
+        j = c[1];
+        k = c[2];
+    }
+    let inside =
+        i >= -0.5 && i <= w - 0.5 && j >= -0.5 && j <= h - 0.5 && k >= -0.5 && k <= kk as f32 - 0.5;
+    if inside { Some([i, j, k]) } else { None }
+}
+
+/// One sample in modality units. Mirrors `sample()`.
+#[inline]
+fn sample(p: &ResampleParams, table: &[SliceEntry], voxels: &Voxels, c: [f32; 3]) -> Option<f32> {
+    let [i, j, k] = to_voxel(p, table, c)?;
+    let wm = p.dims[0] as i32 - 1;
+    let hm = p.dims[1] as i32 - 1;
+    let km = p.dims[2] as i32 - 1;
+    if p.dims[3] & FLAG_TRILINEAR == 0 {
+        let x = ((i + 0.5).floor() as i32).clamp(0, wm) as usize;
+        let y = ((j + 0.5).floor() as i32).clamp(0, hm) as usize;
+        let z = ((k + 0.5).floor() as i32).clamp(0, km) as usize;
+        return Some(value(voxels, table, x, y, z));
+    }
+    let i0 = i.floor();
+    let j0 = j.floor();
+    let k0 = k.floor();
+    let fi = i - i0;
+    let fj = j - j0;
+    let fk = k - k0;
+    let x0 = (i0 as i32).clamp(0, wm) as usize;
+    let x1 = (i0 as i32 + 1).clamp(0, wm) as usize;
+    let y0 = (j0 as i32).clamp(0, hm) as usize;
+    let y1 = (j0 as i32 + 1).clamp(0, hm) as usize;
+    let z0 = (k0 as i32).clamp(0, km) as usize;
+    let z1 = (k0 as i32 + 1).clamp(0, km) as usize;
+    let c00 = value(voxels, table, x0, y0, z0) * (1.0 - fi) + value(voxels, table, x1, y0, z0) * fi;
+    let c10 = value(voxels, table, x0, y1, z0) * (1.0 - fi) + value(voxels, table, x1, y1, z0) * fi;
+    let c01 = value(voxels, table, x0, y0, z1) * (1.0 - fi) + value(voxels, table, x1, y0, z1) * fi;
+    let c11 = value(voxels, table, x0, y1, z1) * (1.0 - fi) + value(voxels, table, x1, y1, z1) * fi;
+    let c0 = c00 * (1.0 - fj) + c10 * fj;
+    let c1 = c01 * (1.0 - fj) + c11 * fj;
+    Some(c0 * (1.0 - fk) + c1 * fk)
+}
+
+/// Largest finite f32 magnitude used as the start of MIP/MinIP (WGSL has no infinity literal).
+pub const BIG: f32 = 3.0e38;
+
+/// The resampled value of output pixel (x, y): (modality value, fraction of slab samples
+/// inside the volume). Mirrors the fragment shader `fs_resample`.
+pub fn resample_pixel(
+    p: &ResampleParams,
+    table: &[SliceEntry],
+    voxels: &Voxels,
+    x: u32,
+    y: u32,
+) -> [f32; 2] {
+    let px = x as f32 + 0.5;
+    let py = y as f32 + 0.5;
+    let n = p.fold[2];
+    let mode = p.fold[3];
+    let t = p.scale[3];
+    let mut acc = match mode {
+        MODE_MIP => -BIG,
+        MODE_MINIP => BIG,
+        _ => 0.0,
+    };
+    let mut count = 0u32;
+    for m in 0..n {
+        let s = (m as f32 + 0.5) * t / n as f32 - 0.5 * t;
+        let c: [f32; 3] = std::array::from_fn(|a| {
+            p.base[a] + px * p.step_x[a] + py * p.step_y[a] + s * p.step_s[a]
+        });
+        if let Some(v) = sample(p, table, voxels, c) {
+            count += 1;
+            acc = match mode {
+                MODE_MIP => acc.max(v),
+                MODE_MINIP => acc.min(v),
+                _ => acc + v,
+            };
+        }
+    }
+    if count == 0 {
+        return [0.0, 0.0];
+    }
+    let value = if mode == MODE_AVERAGE {
+        acc / count as f32
+    } else {
+        acc
+    };
+    [value, count as f32 / n as f32]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_keeps_every_dimension_within_the_limit() {
+        let f = FoldLayout::new([512, 512, 5000], 2048).ok();
+        let Some(f) = f else {
+            panic!("5000 slices must fold into 2048^3");
+        };
+        let size = f.texture_size([512, 512, 5000]);
+        assert!(size.iter().all(|s| *s <= 2048), "{size:?}");
+        assert!(f.depth * f.tiles_x * f.tiles_y >= 5000);
+        // Every slice has its own texel layer.
+        let mut seen = std::collections::HashSet::new();
+        for k in 0..5000 {
+            let t = f.texel([512, 512, 5000], 0, 0, k);
+            assert!(t[0] < size[0] && t[1] < size[1] && t[2] < size[2]);
+            assert!(seen.insert(t));
+        }
+        // Small volumes are not folded.
+        let f = FoldLayout::new([512, 512, 300], 2048).ok();
+        assert_eq!(
+            f,
+            Some(FoldLayout {
+                depth: 300,
+                tiles_x: 1,
+                tiles_y: 1
+            })
+        );
+        assert!(FoldLayout::new([4096, 512, 10], 2048).is_err());
+    }
+}

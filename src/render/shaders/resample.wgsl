@@ -1,0 +1,188 @@
+// Resample: each output pixel is a point (or a slab of points) on a plane in patient space,
+// mapped to voxels, sampled in modality units and combined over the slab.
+// The CPU twin is src/render/kernel.rs (`resample_pixel`): keep the two the same math.
+
+struct Params {
+    base: vec4<f32>,
+    step_x: vec4<f32>,
+    step_y: vec4<f32>,
+    step_s: vec4<f32>,
+    // columns, rows, slices, flags (1 signed, 2 slice table, 4 trilinear)
+    dims: vec4<u32>,
+    // fold depth, fold tiles across, slab samples, slab mode (0 average, 1 MIP, 2 MinIP)
+    fold: vec4<u32>,
+    // 1 / column spacing, 1 / row spacing, half a slice step (mm), slab thickness (mm)
+    scale: vec4<f32>,
+}
+
+struct Slice {
+    // z (mm along the normal), ox, oy (mm in plane), gap after (1.0)
+    pos: vec4<f32>,
+    // rescale slope, intercept
+    rescale: vec4<f32>,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(1) @binding(0) var volume: texture_3d<u32>;
+@group(1) @binding(1) var<storage, read> slices: array<Slice>;
+
+const BIG: f32 = 3.0e38;
+
+@vertex
+fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
+    // One triangle that covers the viewport.
+    let x = f32(i32(i & 1u) * 4 - 1);
+    let y = f32(i32(i >> 1u) * 4 - 1);
+    return vec4<f32>(x, y, 0.0, 1.0);
+}
+
+// Stored value at (i, j, k) in modality units, by the slice's own rescale.
+fn value(i: i32, j: i32, k: i32) -> f32 {
+    let depth = i32(params.fold.x);
+    let tiles_x = i32(params.fold.y);
+    let tile = k / depth;
+    let z = k - tile * depth;
+    let tx = tile % tiles_x;
+    let ty = tile / tiles_x;
+    let texel = vec3<i32>(i + tx * i32(params.dims.x), j + ty * i32(params.dims.y), z);
+    let raw = textureLoad(volume, texel, 0).r;
+    var stored: f32;
+    if (params.dims.w & 1u) != 0u {
+        stored = f32(bitcast<i32>(raw << 16u) >> 16u);
+    } else {
+        stored = f32(raw);
+    }
+    let s = slices[k].rescale;
+    return stored * s.x + s.y;
+}
+
+// Voxel coordinates of a sample point; w = 0 outside the volume or inside a gap.
+fn to_voxel(c: vec3<f32>) -> vec4<f32> {
+    let w = f32(params.dims.x);
+    let h = f32(params.dims.y);
+    let kk = params.dims.z;
+    var i: f32;
+    var j: f32;
+    var k: f32;
+    if (params.dims.w & 2u) != 0u {
+        let z = c.z;
+        var lo = 0u;
+        var hi = kk - 2u;
+        while lo < hi {
+            let mid = (lo + hi + 1u) / 2u;
+            if slices[mid].pos.x <= z {
+                lo = mid;
+            } else {
+                hi = mid - 1u;
+            }
+        }
+        let a = slices[lo].pos;
+        let b = slices[lo + 1u].pos;
+        let dz = b.x - a.x;
+        var f = 0.0;
+        if dz > 0.0 {
+            f = (z - a.x) / dz;
+        }
+        if a.w > 0.5 && f > 0.0 && f < 1.0 {
+            if z - a.x <= params.scale.z {
+                f = 0.0;
+            } else if b.x - z <= params.scale.z {
+                f = 1.0;
+            } else {
+                return vec4<f32>(0.0);
+            }
+        }
+        k = f32(lo) + f;
+        let ox = a.y * (1.0 - f) + b.y * f;
+        let oy = a.z * (1.0 - f) + b.z * f;
+        i = (c.x - ox) * params.scale.x;
+        j = (c.y - oy) * params.scale.y;
+    } else {
+        i = c.x;
+        j = c.y;
+        k = c.z;
+    }
+    let inside = i >= -0.5 && i <= w - 0.5 && j >= -0.5 && j <= h - 0.5 && k >= -0.5
+        && k <= f32(kk) - 0.5;
+    if inside {
+        return vec4<f32>(i, j, k, 1.0);
+    }
+    return vec4<f32>(0.0);
+}
+
+// One sample in modality units; y = 0 when there is none.
+fn sample(c: vec3<f32>) -> vec2<f32> {
+    let v = to_voxel(c);
+    if v.w == 0.0 {
+        return vec2<f32>(0.0, 0.0);
+    }
+    let wm = i32(params.dims.x) - 1;
+    let hm = i32(params.dims.y) - 1;
+    let km = i32(params.dims.z) - 1;
+    if (params.dims.w & 4u) == 0u {
+        let x = clamp(i32(floor(v.x + 0.5)), 0, wm);
+        let y = clamp(i32(floor(v.y + 0.5)), 0, hm);
+        let z = clamp(i32(floor(v.z + 0.5)), 0, km);
+        return vec2<f32>(value(x, y, z), 1.0);
+    }
+    let i0 = floor(v.x);
+    let j0 = floor(v.y);
+    let k0 = floor(v.z);
+    let fi = v.x - i0;
+    let fj = v.y - j0;
+    let fk = v.z - k0;
+    let x0 = clamp(i32(i0), 0, wm);
+    let x1 = clamp(i32(i0) + 1, 0, wm);
+    let y0 = clamp(i32(j0), 0, hm);
+    let y1 = clamp(i32(j0) + 1, 0, hm);
+    let z0 = clamp(i32(k0), 0, km);
+    let z1 = clamp(i32(k0) + 1, 0, km);
+    let c00 = value(x0, y0, z0) * (1.0 - fi) + value(x1, y0, z0) * fi;
+    let c10 = value(x0, y1, z0) * (1.0 - fi) + value(x1, y1, z0) * fi;
+    let c01 = value(x0, y0, z1) * (1.0 - fi) + value(x1, y0, z1) * fi;
+    let c11 = value(x0, y1, z1) * (1.0 - fi) + value(x1, y1, z1) * fi;
+    let c0 = c00 * (1.0 - fj) + c10 * fj;
+    let c1 = c01 * (1.0 - fj) + c11 * fj;
+    return vec2<f32>(c0 * (1.0 - fk) + c1 * fk, 1.0);
+}
+
+// Output: (modality value, fraction of slab samples inside the volume).
+@fragment
+fn fs_resample(@builtin(position) pos: vec4<f32>) -> @location(0) vec2<f32> {
+    let px = pos.x;
+    let py = pos.y;
+    let n = params.fold.z;
+    let mode = params.fold.w;
+    let t = params.scale.w;
+    var acc = 0.0;
+    if mode == 1u {
+        acc = -BIG;
+    } else if mode == 2u {
+        acc = BIG;
+    }
+    var count = 0u;
+    for (var m = 0u; m < n; m++) {
+        let s = (f32(m) + 0.5) * t / f32(n) - 0.5 * t;
+        let c = params.base.xyz + px * params.step_x.xyz + py * params.step_y.xyz
+            + s * params.step_s.xyz;
+        let r = sample(c);
+        if r.y > 0.0 {
+            count += 1u;
+            if mode == 1u {
+                acc = max(acc, r.x);
+            } else if mode == 2u {
+                acc = min(acc, r.x);
+            } else {
+                acc = acc + r.x;
+            }
+        }
+    }
+    if count == 0u {
+        return vec2<f32>(0.0, 0.0);
+    }
+    var value = acc;
+    if mode == 0u {
+        value = acc / f32(count);
+    }
+    return vec2<f32>(value, f32(count) / f32(n));
+}

@@ -1,0 +1,598 @@
+//! Rendering: the CPU reference against analytic phantoms (known values at known patient
+//! points), and the GPU (wgpu on lavapipe, the software adapter, so every machine draws the
+//! same) against the CPU reference to one grey level, for synthetic and real series.
+//!
+//! On a failed comparison the expected (CPU), actual (GPU) and diff images are written to
+//! `target/render-failures/`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use glam::{DMat3, DVec3};
+use ndarray::Array3;
+use overread::imaging::decode::LoadTimings;
+use overread::imaging::synth::{PhantomSpec, phantom_slice};
+use overread::imaging::{self, Rescale, RescalePolicy, Volume, VolumeGeometry, Voxels};
+use overread::render::gpu::{DISPLAY_WGSL, RESAMPLE_WGSL};
+use overread::render::{
+    AdapterChoice, Display, GpuContext, GreyImage, Interpolation, OutputDepth, Plane, Renderer,
+    SlabMode, SliceView, Voi, VoiFunction, VoiLut, VolumeInfo, VolumeTexture, cpu,
+};
+
+use crate::support::shared_dicom;
+
+/// The software adapter, opened once. Absent: skip with a message, except in CI (a missing
+/// adapter there is a failure: `.ci/run` installs lavapipe).
+fn gpu() -> Option<&'static (GpuContext, Renderer)> {
+    static GPU: OnceLock<Option<(GpuContext, Renderer)>> = OnceLock::new();
+    GPU.get_or_init(|| match GpuContext::new(AdapterChoice::Software) {
+        Ok(ctx) => {
+            let renderer = Renderer::new(&ctx);
+            Some((ctx, renderer))
+        }
+        Err(e) => {
+            assert!(
+                std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+                "CI must have a software Vulkan adapter (mesa-vulkan-drivers): {e}"
+            );
+            eprintln!("SKIPPED: no software graphics adapter ({e}); GPU tests did not run");
+            None
+        }
+    })
+    .as_ref()
+}
+
+fn failure_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/render-failures");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Render on the GPU and the CPU; fail (writing the images) when any pixel differs by more
+/// than one grey level. Returns the CPU image.
+fn assert_gpu_matches_cpu(
+    name: &str,
+    texture: &VolumeTexture,
+    volume: &Volume,
+    view: &SliceView,
+    display: &Display,
+) -> Option<GreyImage> {
+    let (ctx, renderer) = gpu()?;
+    let actual = renderer.render(ctx, texture, view, display).unwrap();
+    let expected = cpu::render(&texture.info, &volume.voxels, view, display).unwrap();
+    let (max, differing) = actual.compare(&expected).unwrap();
+    if max > 1 {
+        let dir = failure_dir();
+        expected
+            .write_png(&dir.join(format!("{name}-expected.png")))
+            .unwrap();
+        actual
+            .write_png(&dir.join(format!("{name}-actual.png")))
+            .unwrap();
+        actual
+            .diff(&expected)
+            .write_png(&dir.join(format!("{name}-diff.png")))
+            .unwrap();
+        panic!(
+            "{name}: GPU differs from the CPU reference by up to {max} grey levels at {differing} pixels; images in {}",
+            dir.display()
+        );
+    }
+    // A comparison of two blank images proves nothing.
+    let distinct: std::collections::HashSet<u16> = expected.pixels.iter().copied().collect();
+    assert!(
+        distinct.len() > 3,
+        "{name}: the reference image is nearly uniform ({} grey levels)",
+        distinct.len()
+    );
+    Some(expected)
+}
+
+fn volume_of(geometry: VolumeGeometry, voxels: Voxels, rescale: RescalePolicy) -> Volume {
+    Volume {
+        geometry,
+        voxels,
+        rescale,
+        default_window: None,
+        failed_slices: Vec::new(),
+        timings: LoadTimings::default(),
+    }
+}
+
+/// The synthetic chest phantom in memory (no noise), with the spec's tilt, spacing and
+/// dropped slices.
+fn phantom_volume(spec: &PhantomSpec) -> Volume {
+    let kept: Vec<usize> = (0..spec.slices)
+        .filter(|k| !spec.drop.contains(k))
+        .collect();
+    let positions = kept.iter().map(|k| spec.position_mm(*k)).collect();
+    let geometry = VolumeGeometry::from_slices(
+        usize::from(spec.columns),
+        usize::from(spec.rows),
+        spec.orientation(),
+        [spec.pixel_mm, spec.pixel_mm],
+        positions,
+        None,
+        None,
+    );
+    let (w, h) = (usize::from(spec.columns), usize::from(spec.rows));
+    let mut data = Vec::with_capacity(w * h * kept.len());
+    for k in &kept {
+        data.extend(phantom_slice(spec, *k, 0));
+    }
+    let voxels = Voxels::U16(Array3::from_shape_vec((kept.len(), h, w), data).unwrap());
+    volume_of(
+        geometry,
+        voxels,
+        RescalePolicy::Uniform(Rescale {
+            slope: 1.0,
+            intercept: -1024.0,
+        }),
+    )
+}
+
+fn small_phantom() -> PhantomSpec {
+    PhantomSpec {
+        columns: 128,
+        rows: 128,
+        slices: 80,
+        pixel_mm: 2.7,
+        spacing_mm: 2.5,
+        noise_hu: 0.0,
+        nodule_diameter_mm: 20.0,
+        ..PhantomSpec::default()
+    }
+}
+
+fn upload(volume: &Volume) -> Option<VolumeTexture> {
+    let (ctx, renderer) = gpu()?;
+    Some(VolumeTexture::upload(ctx, renderer, volume).unwrap())
+}
+
+fn view(volume: &Volume, plane: Plane, size: u32) -> SliceView {
+    let info = VolumeInfo::new(volume).unwrap();
+    SliceView::fit(&info, plane, None, size, size).unwrap()
+}
+
+#[test]
+fn shaders_validate_with_naga() {
+    for (name, src) in [("resample", RESAMPLE_WGSL), ("display", DISPLAY_WGSL)] {
+        let module = naga::front::wgsl::parse_str(src)
+            .unwrap_or_else(|e| panic!("{name}.wgsl: {}", e.emit_to_string(src)));
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}.wgsl: {e:?}"));
+    }
+}
+
+/// A ramp stored value 3i + 5j + 7k - 1000 (slope 0.5, intercept -24) in a gantry-tilted,
+/// oblique stack: trilinear interpolation of a linear function is exact, so every pixel of an
+/// oblique view must equal the ramp at that pixel's patient point, with voxel coordinates
+/// solved here from the DICOM image plane equation (PS3.3 C.7.6.2.1.1).
+#[test]
+fn cpu_reference_is_exact_on_a_ramp_in_a_tilted_stack() {
+    let (w, h, n) = (40usize, 30usize, 25usize);
+    let tilt = 15f64.to_radians();
+    let orientation = [1.0, 0.0, 0.0, 0.0, tilt.cos(), tilt.sin()];
+    let (sx, sy, dz) = (1.3, 0.9, 2.0);
+    // Table moves along z; slices are tilted, so the stack is sheared.
+    let positions: Vec<[f64; 3]> = (0..n)
+        .map(|k| [-20.0, -15.0, 10.0 + k as f64 * dz])
+        .collect();
+    let geometry =
+        VolumeGeometry::from_slices(w, h, orientation, [sy, sx], positions.clone(), None, None);
+    assert!(
+        geometry.irregularity.shear_deg > 10.0,
+        "{:?}",
+        geometry.irregularity
+    );
+    let stored = |i: usize, j: usize, k: usize| (3 * i + 5 * j + 7 * k) as i32 - 1000;
+    let voxels = Voxels::I16(Array3::from_shape_fn((n, h, w), |(k, j, i)| {
+        stored(i, j, k) as i16
+    }));
+    let rescale = Rescale {
+        slope: 0.5,
+        intercept: -24.0,
+    };
+    let volume = volume_of(geometry, voxels, RescalePolicy::Uniform(rescale));
+    let info = VolumeInfo::new(&volume).unwrap();
+
+    // p = P0 + i sx X + j sy Y + k (P1 - P0): solve for (i, j, k).
+    let x = DVec3::new(orientation[0], orientation[1], orientation[2]);
+    let y = DVec3::new(orientation[3], orientation[4], orientation[5]);
+    let p0 = DVec3::from(positions[0]);
+    let step = DVec3::from(positions[1]) - p0;
+    let inv = DMat3::from_cols(x * sx, y * sy, step).inverse();
+
+    for plane in [
+        Plane::Oblique([0.3, -0.4, 1.0]),
+        Plane::Coronal,
+        Plane::Sagittal,
+    ] {
+        let mut v = SliceView::fit(&info, plane, None, 96, 96).unwrap();
+        v.interpolation = Interpolation::Trilinear;
+        let r = cpu::resample(&info, &volume.voxels, &v).unwrap();
+        let (mut checked, mut outside) = (0, 0);
+        for py in 0..v.height {
+            for px in 0..v.width {
+                let p = v.patient_at_pixel(f64::from(px), f64::from(py));
+                let ijk = inv * (p - p0);
+                let lim = [w, h, n].map(|d| d as f64 - 1.0);
+                let inner = (0..3).all(|a| ijk[a] >= 1e-3 && ijk[a] <= lim[a] - 1e-3);
+                let far = (0..3).any(|a| ijk[a] < -0.5 - 1e-3 || ijk[a] > lim[a] + 0.5 + 1e-3);
+                let got = r.value(px, py);
+                if inner {
+                    let expected = rescale.slope
+                        * (3.0 * ijk.x + 5.0 * ijk.y + 7.0 * ijk.z - 1000.0)
+                        + rescale.intercept;
+                    let got = got.unwrap_or_else(|| panic!("{plane:?} ({px},{py}) has no sample"));
+                    assert!(
+                        (f64::from(got) - expected).abs() < 2e-2,
+                        "{plane:?} pixel ({px},{py}) at {p:?}: {got} vs {expected}"
+                    );
+                    checked += 1;
+                } else if far {
+                    assert!(
+                        got.is_none(),
+                        "{plane:?} ({px},{py}) outside but shows {got:?}"
+                    );
+                    outside += 1;
+                }
+            }
+        }
+        assert!(
+            checked > 1000 && outside > 100,
+            "{plane:?}: {checked} checked, {outside} outside"
+        );
+    }
+}
+
+/// Uneven spacing and two missing slices: the slice table places every slice at its real
+/// position. The stored value is 4 z (mm from the first slice) + 3i + 5j, so between two real
+/// neighbouring slices the value is linear in z; inside the gap only points within half a
+/// slice step of a real slice show data.
+#[test]
+fn cpu_reference_places_uneven_and_gappy_slices_exactly() {
+    let zs = [0.0, 1.0, 2.0, 3.0, 4.5, 5.5, 6.5, 9.5, 10.5, 11.5, 12.5];
+    let (w, h) = (24usize, 20usize);
+    let positions: Vec<[f64; 3]> = zs.iter().map(|z| [0.0, 0.0, *z]).collect();
+    let geometry = VolumeGeometry::from_slices(
+        w,
+        h,
+        [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        [1.0, 1.0],
+        positions,
+        None,
+        None,
+    );
+    assert!(geometry.irregularity.uneven_spacing);
+    assert_eq!(geometry.irregularity.missing_slices, vec![(6, 2)]);
+    let voxels = Voxels::U16(Array3::from_shape_fn((zs.len(), h, w), |(k, j, i)| {
+        (zs[k] * 4.0) as u16 + (3 * i + 5 * j) as u16
+    }));
+    let volume = volume_of(geometry, voxels, RescalePolicy::Uniform(Rescale::IDENTITY));
+    let info = VolumeInfo::new(&volume).unwrap();
+    assert!(info.use_table);
+    // Coronal plane through row j = 7 (y = 7 mm), 0.1 mm pixels along z.
+    let v = SliceView {
+        center_mm: [11.5, 7.0, 6.25],
+        right: [1.0, 0.0, 0.0],
+        down: [0.0, 0.0, -1.0],
+        pixel_mm: 0.1,
+        width: 24,
+        height: 120,
+        slab_mm: 0.0,
+        slab_mode: SlabMode::Average,
+        interpolation: Interpolation::Trilinear,
+    };
+    let r = cpu::resample(&info, &volume.voxels, &v).unwrap();
+    let (mut in_gap, mut checked) = (0, 0);
+    for py in 0..v.height {
+        let p = v.patient_at_pixel(5.0, f64::from(py));
+        let z = p.z;
+        let got = r.value(5, py);
+        let base = 3.0 * p.x + 5.0 * 7.0;
+        if z > 7.0 + 1e-6 && z < 9.0 - 1e-6 {
+            assert!(got.is_none(), "z {z}: inside the gap but shows {got:?}");
+            in_gap += 1;
+        } else if (6.5..=7.0).contains(&z) {
+            // Within half a step of the last slice before the gap: that slice.
+            let got = got.unwrap();
+            assert!(
+                (f64::from(got) - (base + 26.0)).abs() < 1e-3,
+                "z {z}: {got}"
+            );
+            checked += 1;
+        } else if z > 0.0 && z < 6.5 || z > 9.5 && z < 12.5 {
+            let got = got.unwrap();
+            assert!(
+                (f64::from(got) - (base + 4.0 * z)).abs() < 1e-2,
+                "z {z}: {got} vs {}",
+                base + 4.0 * z
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        in_gap > 10 && checked > 80,
+        "{in_gap} in gap, {checked} checked"
+    );
+}
+
+#[test]
+fn gpu_matches_cpu_on_the_synthetic_phantom_in_every_plane_and_mode() {
+    let volume = phantom_volume(&small_phantom());
+    let Some(texture) = upload(&volume) else {
+        return;
+    };
+    let lung = Display::new(Voi::preset("lung").unwrap());
+    let soft = Display::new(Voi::preset("mediastinum").unwrap());
+    for (name, plane) in [
+        ("axial", Plane::Axial),
+        ("coronal", Plane::Coronal),
+        ("sagittal", Plane::Sagittal),
+        ("oblique", Plane::Oblique([0.4, -0.3, 1.0])),
+        ("oblique-steep", Plane::Oblique([1.0, 1.0, 0.2])),
+    ] {
+        let mut v = view(&volume, plane, 200);
+        assert_gpu_matches_cpu(
+            &format!("phantom-{name}-trilinear"),
+            &texture,
+            &volume,
+            &v,
+            &soft,
+        );
+        v.interpolation = Interpolation::Nearest;
+        // Nearest on oblique planes can flip at exact half-voxel ties; orthogonal planes have
+        // none, so nearest is compared there.
+        if !matches!(plane, Plane::Oblique(_)) {
+            assert_gpu_matches_cpu(
+                &format!("phantom-{name}-nearest"),
+                &texture,
+                &volume,
+                &v,
+                &lung,
+            );
+        }
+    }
+    for (mode, thickness) in [
+        (SlabMode::Mip, 10.0),
+        (SlabMode::Mip, 30.0),
+        (SlabMode::MinIp, 10.0),
+        (SlabMode::Average, 15.0),
+    ] {
+        let mut v = view(&volume, Plane::Coronal, 160);
+        v.slab_mm = thickness;
+        v.slab_mode = mode;
+        let cpu_image = assert_gpu_matches_cpu(
+            &format!("phantom-slab-{mode:?}-{thickness}"),
+            &texture,
+            &volume,
+            &v,
+            &lung,
+        );
+        // The slab really combines several samples: it differs from the thin plane.
+        if let Some(slab) = cpu_image {
+            v.slab_mm = 0.0;
+            let thin = cpu::render(&texture.info, &volume.voxels, &v, &lung).unwrap();
+            assert!(
+                slab.compare(&thin).unwrap().1 > 100,
+                "{mode:?} slab equals the thin plane"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpu_matches_cpu_for_every_voi_function_lut_inversion_and_10_bit() {
+    let volume = phantom_volume(&small_phantom());
+    let Some(texture) = upload(&volume) else {
+        return;
+    };
+    let v = view(&volume, Plane::Axial, 160);
+    let mut displays = vec![
+        Display::new(Voi::linear(40.0, 400.0)),
+        Display::new(Voi::Window {
+            center: 40.0,
+            width: 400.0,
+            function: VoiFunction::LinearExact,
+        }),
+        Display::new(Voi::Window {
+            center: -200.0,
+            width: 900.0,
+            function: VoiFunction::Sigmoid,
+        }),
+        Display::new(Voi::Lut(VoiLut {
+            first_mapped: -1024,
+            bits: 12,
+            data: (0..2048u32).map(|i| ((i * i) >> 10) as u16).collect(),
+        })),
+    ];
+    let mut inverted = Display::new(Voi::linear(40.0, 400.0));
+    inverted.monochrome1 = true;
+    displays.push(inverted);
+    let mut ten = Display::new(Voi::linear(40.0, 400.0));
+    ten.depth = OutputDepth::Ten;
+    displays.push(ten);
+    for (n, d) in displays.iter().enumerate() {
+        assert_gpu_matches_cpu(&format!("voi-{n}"), &texture, &volume, &v, d);
+    }
+}
+
+#[test]
+fn gpu_matches_cpu_on_tilted_uneven_and_gappy_synthetic_stacks() {
+    let tilted = PhantomSpec {
+        tilt_deg: 20.0,
+        ..small_phantom()
+    };
+    let gappy = PhantomSpec {
+        step_pattern: vec![1.0, 1.0, 1.6],
+        drop: vec![30, 31, 50],
+        ..small_phantom()
+    };
+    let display = Display::new(Voi::preset("mediastinum").unwrap());
+    for (name, spec, table) in [("tilted", tilted, false), ("uneven-gappy", gappy, true)] {
+        let volume = phantom_volume(&spec);
+        let info = VolumeInfo::new(&volume).unwrap();
+        assert_eq!(
+            info.use_table, table,
+            "{name}: {:?}",
+            volume.geometry.irregularity
+        );
+        let Some(texture) = upload(&volume) else {
+            return;
+        };
+        for plane in [
+            Plane::Coronal,
+            Plane::Sagittal,
+            Plane::Oblique([0.2, 1.0, 0.5]),
+        ] {
+            let v = view(&volume, plane, 180);
+            assert_gpu_matches_cpu(
+                &format!("{name}-{plane:?}"),
+                &texture,
+                &volume,
+                &v,
+                &display,
+            );
+        }
+    }
+}
+
+/// More slices than the 3D texture limit: slices are folded into tiles and the image is the
+/// same.
+#[test]
+fn a_volume_deeper_than_the_texture_limit_renders_folded() {
+    let volume = phantom_volume(&PhantomSpec {
+        columns: 48,
+        rows: 48,
+        slices: 150,
+        pixel_mm: 7.0,
+        spacing_mm: 2.0,
+        ..small_phantom()
+    });
+    let Some((ctx, renderer)) = gpu() else { return };
+    let info = Arc::new(VolumeInfo::new(&volume).unwrap());
+    // 150 slices under a limit of 100: two tiles of 75 layers side by side.
+    let folded = VolumeTexture::with_max_dim(ctx, renderer, info, 100).unwrap();
+    assert!(
+        folded.fold.tiles_x * folded.fold.tiles_y > 1,
+        "{:?}",
+        folded.fold
+    );
+    folded.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+    let display = Display::new(Voi::preset("lung").unwrap());
+    for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
+        let v = view(&volume, plane, 160);
+        assert_gpu_matches_cpu(&format!("folded-{plane:?}"), &folded, &volume, &v, &display);
+    }
+}
+
+/// A volume still loading: slices not yet uploaded read as zero; the slices that arrived
+/// already draw exactly.
+#[test]
+fn slices_uploaded_one_by_one_draw_as_they_arrive() {
+    let volume = phantom_volume(&small_phantom());
+    let Some((ctx, renderer)) = gpu() else { return };
+    let info = Arc::new(VolumeInfo::new(&volume).unwrap());
+    let texture = VolumeTexture::new(ctx, renderer, info.clone()).unwrap();
+    let k = 40;
+    let Voxels::U16(a) = &volume.voxels else {
+        panic!("phantom is unsigned")
+    };
+    let slice: Vec<u16> = a.index_axis(ndarray::Axis(0), k).iter().copied().collect();
+    texture.write_slice_values(ctx, k, &slice);
+    let display = Display::new(Voi::preset("lung").unwrap());
+    let axial_mm = volume.geometry.slice_positions_mm[k][2];
+    let mut axial = SliceView::fit(&info, Plane::Axial, Some(axial_mm), 128, 128).unwrap();
+    axial.interpolation = Interpolation::Nearest;
+    assert_gpu_matches_cpu("progressive-axial", &texture, &volume, &axial, &display);
+    let coronal = view(&volume, Plane::Coronal, 128);
+    let partial = renderer.render(ctx, &texture, &coronal, &display).unwrap();
+    let full = cpu::render(&info, &volume.voxels, &coronal, &display).unwrap();
+    assert!(
+        partial.compare(&full).unwrap().0 > 1,
+        "missing slices must not draw"
+    );
+    texture.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+    assert_gpu_matches_cpu(
+        "progressive-complete",
+        &texture,
+        &volume,
+        &coronal,
+        &display,
+    );
+}
+
+fn load_dir(dir: &std::path::Path) -> (Volume, String) {
+    let report = imaging::scan(&[dir.to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+    assert!(volume.failed_slices.is_empty());
+    (volume, stack.format.photometric_interpretation.clone())
+}
+
+#[test]
+fn gpu_matches_cpu_on_real_ct_and_mr_series() {
+    let Some(root) = shared_dicom() else { return };
+    let cases = [
+        (
+            "ge-tilt-uneven-ct",
+            "ct/ge_hispeed_tilt_nonuniform/dicom",
+            "bone",
+        ),
+        (
+            "gantry-tilt-ct",
+            "ct/dicom2nifti_ct_edge_cases/dicom/gantrytilting/001",
+            // Four slices of air and noise (-1024..-770 HU): the full range shows them.
+            "",
+        ),
+        (
+            "missing-slices-ct",
+            "ct/dicom2nifti_ct_edge_cases/dicom/sliceincrement/002",
+            "",
+        ),
+        ("siemens-mr", "mr/siemens_12bit", ""),
+    ];
+    for (name, rel, preset) in cases {
+        let dir = root.join(rel);
+        let (volume, photometric) = load_dir(&dir);
+        let Some(texture) = upload(&volume) else {
+            return;
+        };
+        let mut display = match Voi::preset(preset) {
+            Some(v) => Display::new(v),
+            None => {
+                let s = imaging::stats::voxel_stats(&volume);
+                Display::new(Voi::linear(
+                    (s.min_modality + s.max_modality) / 2.0,
+                    (s.max_modality - s.min_modality).max(1.0),
+                ))
+            }
+        };
+        display.monochrome1 = photometric == "MONOCHROME1";
+        for (plane_name, plane) in [
+            ("axial", Plane::Axial),
+            ("coronal", Plane::Coronal),
+            ("sagittal", Plane::Sagittal),
+            ("oblique", Plane::Oblique([0.3, 0.5, 1.0])),
+        ] {
+            let v = view(&volume, plane, 192);
+            assert_gpu_matches_cpu(
+                &format!("{name}-{plane_name}"),
+                &texture,
+                &volume,
+                &v,
+                &display,
+            );
+        }
+        let mut slab = view(&volume, Plane::Coronal, 192);
+        slab.slab_mm = 10.0;
+        slab.slab_mode = SlabMode::Mip;
+        assert_gpu_matches_cpu(&format!("{name}-mip10"), &texture, &volume, &slab, &display);
+    }
+}
