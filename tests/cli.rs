@@ -151,3 +151,128 @@ fn the_demo_case_is_written_once_and_loaded() {
     let again = overread(&["demo"], &[("OVERREAD_DATA_DIR", home.path())]);
     assert!(again.contains("sha256"));
 }
+
+fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+/// `overread render` on the GPU (the software adapter) and with `--cpu` gives the same image
+/// to one grey level, with the orientation letters of a coronal view burned in.
+#[test]
+fn render_writes_the_same_png_on_gpu_and_cpu() {
+    let dir = tempdir();
+    let series = dir.path().join("series");
+    let s = series.to_str().unwrap();
+    overread(
+        &[
+            "synth",
+            "-o",
+            s,
+            "--slices",
+            "30",
+            "--size",
+            "96",
+            "--pixel-mm",
+            "3.6",
+            "--spacing-mm",
+            "5",
+            "--noise-hu",
+            "0",
+        ],
+        &[],
+    );
+    let gpu_png = dir.path().join("gpu.png");
+    let cpu_png = dir.path().join("cpu.png");
+    let args = |out: &Path| {
+        vec![
+            "render".to_string(),
+            s.to_string(),
+            "--plane".into(),
+            "coronal".into(),
+            "--preset".into(),
+            "lung".into(),
+            "--size".into(),
+            "200".into(),
+            "--slab".into(),
+            "10".into(),
+            "--mode".into(),
+            "mip".into(),
+            "--labels".into(),
+            "--scale-bar".into(),
+            "--json".into(),
+            "-o".into(),
+            out.to_str().unwrap().to_string(),
+        ]
+    };
+    let mut gpu = Command::new(env!("CARGO_BIN_EXE_overread"));
+    gpu.args(args(&gpu_png)).env("OVERREAD_ADAPTER", "cpu");
+    let out = gpu.output().unwrap();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        if err.contains("no graphics adapter") && !ci {
+            eprintln!("SKIPPED: no software graphics adapter: {err}");
+            return;
+        }
+        panic!("overread render failed: {err}");
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["renderer"].as_str().unwrap().contains("llvmpipe"),
+        "{json}"
+    );
+    assert_eq!(json["labels"], serde_json::json!(["R", "L", "H", "F"]));
+    assert_eq!(json["scale_bar_mm"], 50.0);
+    let cpu_args = args(&cpu_png);
+    let mut cpu_args: Vec<&str> = cpu_args.iter().map(String::as_str).collect();
+    cpu_args.push("--cpu");
+    let cpu_json: serde_json::Value = serde_json::from_str(&overread(&cpu_args, &[])).unwrap();
+    assert_eq!(cpu_json["renderer"], "cpu reference");
+
+    let (w, h, g) = read_png(&gpu_png);
+    let (_, _, c) = read_png(&cpu_png);
+    assert_eq!((w, h), (200, 200));
+    let max = g.iter().zip(&c).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    assert!(max <= 1, "GPU and CPU PNGs differ by {max}");
+    // The burned-in letter H sits at the top centre: white pixels there.
+    let c = &c;
+    let top: Vec<u8> = (4..14)
+        .flat_map(|y| (95..105).map(move |x| c[y * 200 + x]))
+        .collect();
+    assert!(top.contains(&255), "no label at the top edge");
+}
+
+#[test]
+fn render_refuses_bad_arguments_with_a_clear_message() {
+    let dir = tempdir();
+    let series = dir.path().join("series");
+    let s = series.to_str().unwrap();
+    overread(&["synth", "-o", s, "--slices", "4", "--size", "16"], &[]);
+    let out_png = dir.path().join("x.png");
+    let o = out_png.to_str().unwrap();
+    for (args, message) in [
+        (vec!["--plane", "oblique:0,0,0"], "not all zero"),
+        (vec!["--plane", "diagonal"], "unknown plane"),
+        (vec!["--preset", "kidney"], "unknown preset"),
+        (vec!["--wl", "0,40"], "width must be at least 1"),
+        (vec!["--slab", "5", "--mode", "sum"], "unknown slab mode"),
+        (vec!["--size", "0"], "image size"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_overread"))
+            .args(["render", s, "--cpu", "-o", o])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(!out_png.exists(), "a refused render wrote a file");
+}

@@ -462,8 +462,8 @@ fn gpu_matches_cpu_on_tilted_uneven_and_gappy_synthetic_stacks() {
     }
 }
 
-/// More slices than the 3D texture limit: slices are folded into tiles and the image is the
-/// same.
+/// More slices than the 3D texture limit: slices are folded into tiles; more bytes than one
+/// allocation: split into bricks. The image is the same.
 #[test]
 fn a_volume_deeper_than_the_texture_limit_renders_folded() {
     let volume = phantom_volume(&PhantomSpec {
@@ -477,17 +477,54 @@ fn a_volume_deeper_than_the_texture_limit_renders_folded() {
     let Some((ctx, renderer)) = gpu() else { return };
     let info = Arc::new(VolumeInfo::new(&volume).unwrap());
     // 150 slices under a limit of 100: two tiles of 75 layers side by side.
-    let folded = VolumeTexture::with_max_dim(ctx, renderer, info, 100).unwrap();
-    assert!(
-        folded.fold.tiles_x * folded.fold.tiles_y > 1,
-        "{:?}",
-        folded.fold
-    );
+    let folded = VolumeTexture::with_limits(ctx, renderer, info.clone(), 100, u64::MAX).unwrap();
+    let fold = folded.layout.fold;
+    assert!(fold.tiles_x * fold.tiles_y > 1, "{fold:?}");
     folded.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
     let display = Display::new(Voi::preset("lung").unwrap());
     for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
         let v = view(&volume, plane, 160);
         assert_gpu_matches_cpu(&format!("folded-{plane:?}"), &folded, &volume, &v, &display);
+    }
+    // Bricks of 120 slices (48 * 48 * 2 bytes each), each folded into two tiles of 60.
+    let bricked = VolumeTexture::with_limits(ctx, renderer, info, 100, 48 * 48 * 2 * 120).unwrap();
+    assert_eq!(
+        (bricked.layout.bricks, bricked.layout.slices_per_brick),
+        (2, 120)
+    );
+    assert!(bricked.layout.fold.tiles_x * bricked.layout.fold.tiles_y > 1);
+    bricked.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+    for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
+        let v = view(&volume, plane, 160);
+        assert_gpu_matches_cpu(
+            &format!("bricked-{plane:?}"),
+            &bricked,
+            &volume,
+            &v,
+            &display,
+        );
+    }
+}
+
+/// A 5,000-slice stack renders with the device's own limits (in-plane size kept small so the
+/// test stays light; the layout test in `render::kernel` covers 512 x 512 x 5,000).
+#[test]
+fn a_5000_slice_stack_renders() {
+    let volume = phantom_volume(&PhantomSpec {
+        columns: 64,
+        rows: 64,
+        slices: 5000,
+        pixel_mm: 5.5,
+        spacing_mm: 0.1,
+        ..small_phantom()
+    });
+    let Some(texture) = upload(&volume) else {
+        return;
+    };
+    let display = Display::new(Voi::preset("lung").unwrap());
+    for plane in [Plane::Coronal, Plane::Sagittal] {
+        let v = view(&volume, plane, 128);
+        assert_gpu_matches_cpu(&format!("5000-{plane:?}"), &texture, &volume, &v, &display);
     }
 }
 

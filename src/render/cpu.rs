@@ -8,7 +8,7 @@ use crate::imaging::Voxels;
 
 use super::RenderError;
 use super::image::GreyImage;
-use super::kernel::{FoldLayout, ResampleParams, VolumeInfo, resample_pixel};
+use super::kernel::{ResampleParams, TextureLayout, VolumeInfo, resample_pixel};
 use super::view::SliceView;
 use super::voi::{Display, DisplayParams, grey};
 
@@ -41,12 +41,7 @@ pub fn resample(
             info.dims
         )));
     }
-    let fold = FoldLayout {
-        depth: info.dims[2] as u32,
-        tiles_x: 1,
-        tiles_y: 1,
-    };
-    let p = ResampleParams::new(info, fold, view)?;
+    let p = ResampleParams::new(info, &TextureLayout::single(info.dims), view)?;
     let (w, h) = (view.width, view.height);
     let mut values = vec![[0.0f32; 2]; (w as usize) * (h as usize)];
     values

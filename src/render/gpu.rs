@@ -5,7 +5,8 @@
 //! the CPU twin. Hardware filtering of `R16Unorm` (where the device has it) is not used: its
 //! sub-texel weights have as few as 4-8 bits (Vulkan `subTexelPrecisionBits`), which moves a
 //! windowed grey level by more than one step on sharp edges; `R16Float` is not exact above 2048.
-//! Volumes with more slices than the 3D texture limit are folded into tiles ([`FoldLayout`]).
+//! Volumes with more slices than the 3D texture limit are folded into tiles, and volumes larger
+//! than the device's largest allocation are split into up to eight bricks ([`TextureLayout`]).
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use crate::imaging::{Volume, Voxels};
 
 use super::RenderError;
 use super::image::GreyImage;
-use super::kernel::{FoldLayout, ResampleParams, VolumeInfo};
+use super::kernel::{MAX_BRICKS, ResampleParams, TextureLayout, VolumeInfo};
 use super::view::SliceView;
 use super::voi::{Display, DisplayParams, OutputDepth};
 
@@ -181,52 +182,77 @@ impl GpuContext {
     }
 }
 
-/// A volume on the GPU: one texture shared by every view of it, filled slice by slice.
+/// A volume on the GPU: one set of textures shared by every view of it, filled slice by slice.
 #[derive(Debug)]
 pub struct VolumeTexture {
     pub info: Arc<VolumeInfo>,
-    pub fold: FoldLayout,
-    texture: wgpu::Texture,
+    pub layout: TextureLayout,
+    bricks: Vec<wgpu::Texture>,
     bind_group: wgpu::BindGroup,
 }
 
+/// The largest brick: the device's largest buffer (Vulkan's maxMemoryAllocationSize bounds
+/// it), at most 1 GiB.
+fn max_brick_bytes(ctx: &GpuContext) -> u64 {
+    ctx.limits.max_buffer_size.min(1 << 30)
+}
+
 impl VolumeTexture {
-    /// Allocate the texture (zero-filled) and slice table; no voxels yet.
+    /// Allocate the textures (zero-filled) and slice table; no voxels yet.
     pub fn new(
         ctx: &GpuContext,
         renderer: &Renderer,
         info: Arc<VolumeInfo>,
     ) -> Result<VolumeTexture, RenderError> {
-        Self::with_max_dim(ctx, renderer, info, ctx.limits.max_texture_dimension_3d)
+        Self::with_limits(
+            ctx,
+            renderer,
+            info,
+            ctx.limits.max_texture_dimension_3d,
+            max_brick_bytes(ctx),
+        )
     }
 
-    /// As [`VolumeTexture::new`] with a smaller 3D texture limit (tests of the folded layout).
-    pub fn with_max_dim(
+    /// As [`VolumeTexture::new`] with a smaller 3D texture limit and brick size (tests of the
+    /// folded and bricked layouts).
+    pub fn with_limits(
         ctx: &GpuContext,
         renderer: &Renderer,
         info: Arc<VolumeInfo>,
         max_dim: u32,
+        max_brick_bytes_wanted: u64,
     ) -> Result<VolumeTexture, RenderError> {
         let max_dim = max_dim.min(ctx.limits.max_texture_dimension_3d);
-        let fold = FoldLayout::new(info.dims, max_dim)?;
-        let [w, h, d] = fold.texture_size(info.dims);
+        let layout = TextureLayout::new(
+            info.dims,
+            max_dim,
+            max_brick_bytes_wanted.min(max_brick_bytes(ctx)),
+        )?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let texture = ctx.device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("volume"),
-            size: wgpu::Extent3d {
-                width: w,
-                height: h,
-                depth_or_array_layers: d,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D3,
-            format: wgpu::TextureFormat::R16Uint,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        });
+        let bricks: Vec<wgpu::Texture> = (0..layout.bricks)
+            .map(|b| {
+                let [w, h, d] = layout.brick_size(info.dims, b);
+                ctx.device.create_texture(&wgpu::TextureDescriptor {
+                    label: Some("volume brick"),
+                    size: wgpu::Extent3d {
+                        width: w,
+                        height: h,
+                        depth_or_array_layers: d,
+                    },
+                    mip_level_count: 1,
+                    sample_count: 1,
+                    dimension: wgpu::TextureDimension::D3,
+                    format: wgpu::TextureFormat::R16Uint,
+                    usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                    view_formats: &[],
+                })
+            })
+            .collect();
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(RenderError::TooLarge(format!("{w}x{h}x{d} texture: {e}")));
+            return Err(RenderError::TooLarge(format!(
+                "{} slices of {}x{} in {} textures: {e}",
+                info.dims[2], info.dims[0], info.dims[1], layout.bricks
+            )));
         }
         let table = ctx
             .device
@@ -235,25 +261,29 @@ impl VolumeTexture {
                 contents: bytemuck::cast_slice(&info.slices),
                 usage: wgpu::BufferUsages::STORAGE,
             });
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let views: Vec<wgpu::TextureView> = bricks
+            .iter()
+            .map(|t| t.create_view(&wgpu::TextureViewDescriptor::default()))
+            .collect();
+        let mut entries: Vec<wgpu::BindGroupEntry> = (0..MAX_BRICKS as usize)
+            .map(|b| wgpu::BindGroupEntry {
+                binding: b as u32,
+                resource: wgpu::BindingResource::TextureView(views.get(b).unwrap_or(&views[0])),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: MAX_BRICKS,
+            resource: table.as_entire_binding(),
+        });
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("volume"),
             layout: &renderer.volume_layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::TextureView(&view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: table.as_entire_binding(),
-                },
-            ],
+            entries: &entries,
         });
         Ok(VolumeTexture {
             info,
-            fold,
-            texture,
+            layout,
+            bricks,
             bind_group,
         })
     }
@@ -276,10 +306,14 @@ impl VolumeTexture {
         let [w, h, k] = self.info.dims;
         let end = range.end.min(k);
         let mut start = range.start;
+        let depth = self.layout.fold.depth as usize;
+        let per_brick = self.layout.slices_per_brick as usize;
         while start < end {
-            // A run of consecutive slices within one tile is one copy.
-            let tile_end = (start / self.fold.depth as usize + 1) * self.fold.depth as usize;
-            let run_end = end.min(tile_end).min(start + 64);
+            // A run of consecutive slices within one tile of one brick is one copy.
+            let local = start % per_brick;
+            let tile_end = start - local + (local / depth + 1) * depth;
+            let brick_end = (start / per_brick + 1) * per_brick;
+            let run_end = end.min(tile_end).min(brick_end).min(start + 64);
             let bytes: Vec<u8> = (start..run_end)
                 .flat_map(|s| voxels.to_le_bytes_slice(s))
                 .collect();
@@ -288,7 +322,7 @@ impl VolumeTexture {
         }
     }
 
-    /// Upload one slice's stored values (little-endian u16 or i16 bit patterns).
+    /// Upload one slice's stored values (u16, or i16 bit patterns).
     pub fn write_slice_values<T: Pod>(&self, ctx: &GpuContext, k: usize, values: &[T]) {
         let [w, h, _] = self.info.dims;
         let bytes: &[u8] = bytemuck::cast_slice(values);
@@ -306,10 +340,13 @@ impl VolumeTexture {
         w: usize,
         h: usize,
     ) {
-        let origin = self.fold.texel(self.info.dims, 0, 0, k as u32);
+        let (brick, origin) = self.layout.locate(self.info.dims, k as u32);
+        let Some(texture) = self.bricks.get(brick as usize) else {
+            return;
+        };
         ctx.queue.write_texture(
             wgpu::TexelCopyTextureInfo {
-                texture: &self.texture,
+                texture,
                 mip_level: 0,
                 origin: wgpu::Origin3d {
                     x: origin[0],
@@ -385,19 +422,22 @@ fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
 impl Renderer {
     pub fn new(ctx: &GpuContext) -> Renderer {
         let device = &ctx.device;
-        let volume_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("volume"),
-            entries: &[
+        let mut volume_entries: Vec<wgpu::BindGroupLayoutEntry> = (0..MAX_BRICKS)
+            .map(|b| {
                 fragment_entry(
-                    0,
+                    b,
                     wgpu::BindingType::Texture {
                         sample_type: wgpu::TextureSampleType::Uint,
                         view_dimension: wgpu::TextureViewDimension::D3,
                         multisampled: false,
                     },
-                ),
-                storage_entry(1),
-            ],
+                )
+            })
+            .collect();
+        volume_entries.push(storage_entry(MAX_BRICKS));
+        let volume_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("volume"),
+            entries: &volume_entries,
         });
         let resample_params_layout =
             device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -507,7 +547,7 @@ impl Renderer {
         view: &SliceView,
         target: &mut ViewTarget,
     ) -> Result<(), RenderError> {
-        let params = ResampleParams::new(&volume.info, volume.fold, view)?;
+        let params = ResampleParams::new(&volume.info, &volume.layout, view)?;
         target.ensure_size(ctx, view.width, view.height);
         let buffer = ctx
             .device

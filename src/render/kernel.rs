@@ -114,6 +114,80 @@ impl FoldLayout {
     }
 }
 
+/// At most this many textures (bricks) hold one volume (bindings in `resample.wgsl`).
+pub const MAX_BRICKS: u32 = 8;
+
+/// How a volume is laid out on the GPU: runs of `slices_per_brick` slices in up to
+/// [`MAX_BRICKS`] textures (each within the device's largest allocation), each folded by `fold`
+/// when it has more slices than the 3D texture limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextureLayout {
+    pub slices_per_brick: u32,
+    pub bricks: u32,
+    pub fold: FoldLayout,
+}
+
+impl TextureLayout {
+    pub fn new(
+        dims: [usize; 3],
+        max_dim: u32,
+        max_brick_bytes: u64,
+    ) -> Result<TextureLayout, RenderError> {
+        let slice_bytes = (dims[0] as u64 * dims[1] as u64 * 2).max(1);
+        let by_bytes = (max_brick_bytes / slice_bytes).max(1);
+        let [w, h, _] = dims.map(|d| d as u64);
+        let max = u64::from(max_dim);
+        let by_fold = (max / w.max(1)) * (max / h.max(1)) * max;
+        let per_brick = (dims[2] as u64).min(by_bytes).min(by_fold).max(1);
+        let bricks = (dims[2] as u64).div_ceil(per_brick);
+        if bricks > u64::from(MAX_BRICKS) {
+            return Err(RenderError::TooLarge(format!(
+                "{} slices of {}x{} need {bricks} textures of at most {max_brick_bytes} bytes; this device allows {MAX_BRICKS}",
+                dims[2], dims[0], dims[1]
+            )));
+        }
+        let fold = FoldLayout::new([dims[0], dims[1], per_brick as usize], max_dim)?;
+        Ok(TextureLayout {
+            slices_per_brick: per_brick as u32,
+            bricks: bricks as u32,
+            fold,
+        })
+    }
+
+    /// One unfolded texture (the CPU renderer's view of the voxels).
+    pub fn single(dims: [usize; 3]) -> TextureLayout {
+        TextureLayout {
+            slices_per_brick: dims[2].max(1) as u32,
+            bricks: 1,
+            fold: FoldLayout {
+                depth: dims[2].max(1) as u32,
+                tiles_x: 1,
+                tiles_y: 1,
+            },
+        }
+    }
+
+    /// Brick and texel of the first voxel of slice `k`.
+    pub fn locate(&self, dims: [usize; 3], k: u32) -> (u32, [u32; 3]) {
+        let brick = k / self.slices_per_brick;
+        let local = k - brick * self.slices_per_brick;
+        (brick, self.fold.texel(dims, 0, 0, local))
+    }
+
+    /// Texture size of brick `b` (the last one may hold fewer slices).
+    pub fn brick_size(&self, dims: [usize; 3], b: u32) -> [u32; 3] {
+        let k = dims[2] as u32;
+        let count = (k - b * self.slices_per_brick).min(self.slices_per_brick);
+        let tiles = count.div_ceil(self.fold.depth);
+        let tiles_x = self.fold.tiles_x.min(tiles);
+        [
+            dims[0] as u32 * tiles_x,
+            dims[1] as u32 * tiles.div_ceil(self.fold.tiles_x),
+            self.fold.depth.min(count),
+        ]
+    }
+}
+
 /// What every renderer needs to know about a volume, computed once.
 #[derive(Debug, Clone)]
 pub struct VolumeInfo {
@@ -257,14 +331,17 @@ pub struct ResampleParams {
     pub fold: [u32; 4],
     /// 1 / column spacing, 1 / row spacing, half a slice step (mm), slab thickness (mm).
     pub scale: [f32; 4],
+    /// slices per brick, number of bricks, unused, unused.
+    pub brick: [u32; 4],
 }
 
 impl ResampleParams {
     pub fn new(
         info: &VolumeInfo,
-        fold: FoldLayout,
+        layout: &TextureLayout,
         view: &SliceView,
     ) -> Result<ResampleParams, RenderError> {
+        let fold = layout.fold;
         view.validate()?;
         let u = DVec3::from(view.right) * view.pixel_mm;
         let v = DVec3::from(view.down) * view.pixel_mm;
@@ -324,6 +401,7 @@ impl ResampleParams {
                 (0.5 * info.spacing_mm[2]) as f32,
                 if thin { 0.0 } else { view.slab_mm as f32 },
             ],
+            brick: [layout.slices_per_brick, layout.bricks, 0, 0],
         })
     }
 }
@@ -503,5 +581,24 @@ mod tests {
             })
         );
         assert!(FoldLayout::new([4096, 512, 10], 2048).is_err());
+    }
+
+    #[test]
+    fn bricks_keep_each_texture_under_the_allocation_limit() {
+        let dims = [512, 512, 5000];
+        let l = TextureLayout::new(dims, 4096, 1 << 30).ok();
+        let Some(l) = l else {
+            panic!("5000 slices must fit in bricks of 1 GiB");
+        };
+        assert_eq!((l.slices_per_brick, l.bricks), (2048, 3));
+        let mut total = 0;
+        for b in 0..l.bricks {
+            let [w, h, d] = l.brick_size(dims, b);
+            assert!(u64::from(w) * u64::from(h) * u64::from(d) * 2 <= 1 << 30);
+            total += (w / 512) * (h / 512) * d;
+        }
+        assert!(total >= 5000);
+        assert_eq!(l.locate(dims, 4999).0, 2);
+        assert!(TextureLayout::new([512, 512, 50_000], 4096, 1 << 30).is_err());
     }
 }

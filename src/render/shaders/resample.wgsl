@@ -13,6 +13,8 @@ struct Params {
     fold: vec4<u32>,
     // 1 / column spacing, 1 / row spacing, half a slice step (mm), slab thickness (mm)
     scale: vec4<f32>,
+    // slices per brick, number of bricks
+    brick: vec4<u32>,
 }
 
 struct Slice {
@@ -23,8 +25,16 @@ struct Slice {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(1) @binding(0) var volume: texture_3d<u32>;
-@group(1) @binding(1) var<storage, read> slices: array<Slice>;
+// Up to eight bricks of `brick.x` slices each (unused bindings repeat brick 0).
+@group(1) @binding(0) var brick0: texture_3d<u32>;
+@group(1) @binding(1) var brick1: texture_3d<u32>;
+@group(1) @binding(2) var brick2: texture_3d<u32>;
+@group(1) @binding(3) var brick3: texture_3d<u32>;
+@group(1) @binding(4) var brick4: texture_3d<u32>;
+@group(1) @binding(5) var brick5: texture_3d<u32>;
+@group(1) @binding(6) var brick6: texture_3d<u32>;
+@group(1) @binding(7) var brick7: texture_3d<u32>;
+@group(1) @binding(8) var<storage, read> slices: array<Slice>;
 
 const BIG: f32 = 3.0e38;
 
@@ -36,16 +46,32 @@ fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> 
     return vec4<f32>(x, y, 0.0, 1.0);
 }
 
+fn load(b: i32, texel: vec3<i32>) -> u32 {
+    switch b {
+        case 0: { return textureLoad(brick0, texel, 0).r; }
+        case 1: { return textureLoad(brick1, texel, 0).r; }
+        case 2: { return textureLoad(brick2, texel, 0).r; }
+        case 3: { return textureLoad(brick3, texel, 0).r; }
+        case 4: { return textureLoad(brick4, texel, 0).r; }
+        case 5: { return textureLoad(brick5, texel, 0).r; }
+        case 6: { return textureLoad(brick6, texel, 0).r; }
+        default: { return textureLoad(brick7, texel, 0).r; }
+    }
+}
+
 // Stored value at (i, j, k) in modality units, by the slice's own rescale.
 fn value(i: i32, j: i32, k: i32) -> f32 {
+    let per_brick = i32(params.brick.x);
+    let b = k / per_brick;
+    let local = k - b * per_brick;
     let depth = i32(params.fold.x);
     let tiles_x = i32(params.fold.y);
-    let tile = k / depth;
-    let z = k - tile * depth;
+    let tile = local / depth;
+    let z = local - tile * depth;
     let tx = tile % tiles_x;
     let ty = tile / tiles_x;
     let texel = vec3<i32>(i + tx * i32(params.dims.x), j + ty * i32(params.dims.y), z);
-    let raw = textureLoad(volume, texel, 0).r;
+    let raw = load(b, texel);
     var stored: f32;
     if (params.dims.w & 1u) != 0u {
         stored = f32(bitcast<i32>(raw << 16u) >> 16u);
