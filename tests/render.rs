@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use glam::{DMat3, DVec3};
 use ndarray::Array3;
 use overread::imaging::decode::LoadTimings;
-use overread::imaging::synth::{PhantomSpec, phantom_slice};
+use overread::imaging::synth::{PhantomSpec, phantom_volume};
 use overread::imaging::{self, Rescale, RescalePolicy, Volume, VolumeGeometry, Voxels};
 use overread::render::gpu::{DISPLAY_WGSL, RESAMPLE_WGSL};
 use overread::render::{
@@ -97,38 +97,6 @@ fn volume_of(geometry: VolumeGeometry, voxels: Voxels, rescale: RescalePolicy) -
         failed_slices: Vec::new(),
         timings: LoadTimings::default(),
     }
-}
-
-/// The synthetic chest phantom in memory (no noise), with the spec's tilt, spacing and
-/// dropped slices.
-fn phantom_volume(spec: &PhantomSpec) -> Volume {
-    let kept: Vec<usize> = (0..spec.slices)
-        .filter(|k| !spec.drop.contains(k))
-        .collect();
-    let positions = kept.iter().map(|k| spec.position_mm(*k)).collect();
-    let geometry = VolumeGeometry::from_slices(
-        usize::from(spec.columns),
-        usize::from(spec.rows),
-        spec.orientation(),
-        [spec.pixel_mm, spec.pixel_mm],
-        positions,
-        None,
-        None,
-    );
-    let (w, h) = (usize::from(spec.columns), usize::from(spec.rows));
-    let mut data = Vec::with_capacity(w * h * kept.len());
-    for k in &kept {
-        data.extend(phantom_slice(spec, *k, 0));
-    }
-    let voxels = Voxels::U16(Array3::from_shape_vec((kept.len(), h, w), data).unwrap());
-    volume_of(
-        geometry,
-        voxels,
-        RescalePolicy::Uniform(Rescale {
-            slope: 1.0,
-            intercept: -1024.0,
-        }),
-    )
 }
 
 fn small_phantom() -> PhantomSpec {

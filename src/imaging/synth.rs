@@ -21,6 +21,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::ImagingError;
+use super::decode::{LoadTimings, RescalePolicy, Volume, Voxels};
+use super::geometry::VolumeGeometry;
+use super::header::Rescale;
 
 /// Transfer syntaxes the synthesizer writes itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -248,6 +251,47 @@ pub fn phantom_slice(spec: &PhantomSpec, k: usize, phase: usize) -> Vec<u16> {
         }
     }
     out
+}
+
+/// The phantom as a loaded volume, without writing files (first time point; the spec's tilt,
+/// spacing and dropped slices; stored values HU + 1024 with intercept -1024, as written).
+/// For renderer tests and benchmarks; `write_series` + `load_stack` give the same voxels.
+pub fn phantom_volume(spec: &PhantomSpec) -> Volume {
+    let kept: Vec<usize> = (0..spec.slices)
+        .filter(|k| !spec.drop.contains(k))
+        .collect();
+    let positions = kept.iter().map(|k| spec.position_mm(*k)).collect();
+    let geometry = VolumeGeometry::from_slices(
+        usize::from(spec.columns),
+        usize::from(spec.rows),
+        spec.orientation(),
+        [spec.pixel_mm, spec.pixel_mm],
+        positions,
+        None,
+        None,
+    );
+    let (w, h) = (usize::from(spec.columns), usize::from(spec.rows));
+    let slices: Vec<Vec<u16>> = kept
+        .par_iter()
+        .map(|k| phantom_slice(spec, *k, 0))
+        .collect();
+    let data: Vec<u16> = slices.into_iter().flatten().collect();
+    let voxels = match ndarray::Array3::from_shape_vec((kept.len(), h, w), data) {
+        Ok(a) => Voxels::U16(a),
+        // The shape is built from the same numbers as the data: unreachable, but no panic.
+        Err(_) => Voxels::U16(ndarray::Array3::zeros((kept.len(), h, w))),
+    };
+    Volume {
+        geometry,
+        voxels,
+        rescale: RescalePolicy::Uniform(Rescale {
+            slope: 1.0,
+            intercept: -1024.0,
+        }),
+        default_window: None,
+        failed_slices: Vec::new(),
+        timings: LoadTimings::default(),
+    }
 }
 
 /// A DICOM UID under the UUID-derived root 2.25 (PS3.5 B.2), deterministic in its inputs.
