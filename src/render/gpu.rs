@@ -17,7 +17,9 @@ use crate::imaging::{Volume, Voxels};
 
 use super::RenderError;
 use super::image::GreyImage;
-use super::kernel::{MAX_BRICKS, ResampleParams, TextureLayout, VolumeInfo};
+use super::kernel::{
+    FLAG_SIGNED, FLAG_TABLE, FLAG_TRILINEAR, MAX_BRICKS, ResampleParams, TextureLayout, VolumeInfo,
+};
 use super::view::SliceView;
 use super::voi::{Display, DisplayParams, OutputDepth};
 
@@ -376,14 +378,17 @@ pub struct Renderer {
     volume_layout: wgpu::BindGroupLayout,
     resample_params_layout: wgpu::BindGroupLayout,
     display_layout: wgpu::BindGroupLayout,
-    resample: wgpu::RenderPipeline,
+    resample_module: wgpu::ShaderModule,
+    resample_layout: wgpu::PipelineLayout,
+    /// Resample pipelines by [`ResampleVariant`], built on first use.
+    resample: std::sync::Mutex<std::collections::HashMap<ResampleVariant, wgpu::RenderPipeline>>,
     display_8: wgpu::RenderPipeline,
     display_10: wgpu::RenderPipeline,
 }
 
 /// The WGSL sources (also validated by naga in the tests).
-pub const RESAMPLE_WGSL: &str = include_str!("shaders/resample.wgsl");
-pub const DISPLAY_WGSL: &str = include_str!("shaders/display.wgsl");
+pub const RESAMPLE_WGSL: &str = include_str!("../../shaders/resample.wgsl");
+pub const DISPLAY_WGSL: &str = include_str!("../../shaders/display.wgsl");
 
 /// Format of the resampled (modality value, coverage) image.
 const RESAMPLED_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rg32Float;
@@ -477,66 +482,61 @@ impl Renderer {
             bind_group_layouts: &[Some(&display_layout)],
             immediate_size: 0,
         });
-        let pipeline = |label: &str,
-                        layout: &wgpu::PipelineLayout,
-                        module: &wgpu::ShaderModule,
-                        fs: &str,
-                        format: wgpu::TextureFormat| {
-            device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-                label: Some(label),
-                layout: Some(layout),
-                vertex: wgpu::VertexState {
-                    module,
-                    entry_point: Some("vs_fullscreen"),
-                    compilation_options: Default::default(),
-                    buffers: &[],
-                },
-                primitive: wgpu::PrimitiveState::default(),
-                depth_stencil: None,
-                multisample: wgpu::MultisampleState::default(),
-                fragment: Some(wgpu::FragmentState {
-                    module,
-                    entry_point: Some(fs),
-                    compilation_options: Default::default(),
-                    targets: &[Some(wgpu::ColorTargetState {
-                        format,
-                        blend: None,
-                        write_mask: wgpu::ColorWrites::ALL,
-                    })],
-                }),
-                multiview_mask: None,
-                cache: None,
-            })
-        };
-        let resample = pipeline(
-            "resample",
-            &resample_pl,
-            &resample_module,
-            "fs_resample",
-            RESAMPLED_FORMAT,
-        );
-        let display_8 = pipeline(
+        let display_8 = build_pipeline(
+            device,
             "display 8-bit",
             &display_pl,
             &display_module,
             "fs_display",
             wgpu::TextureFormat::Rgba8Unorm,
+            &[],
         );
-        let display_10 = pipeline(
+        let display_10 = build_pipeline(
+            device,
             "display 10-bit",
             &display_pl,
             &display_module,
             "fs_display",
             wgpu::TextureFormat::Rgb10a2Unorm,
+            &[],
         );
         Renderer {
             volume_layout,
             resample_params_layout,
             display_layout,
-            resample,
+            resample_module,
+            resample_layout: resample_pl,
+            resample: Default::default(),
             display_8,
             display_10,
         }
+    }
+
+    fn resample_pipeline(&self, ctx: &GpuContext, v: ResampleVariant) -> wgpu::RenderPipeline {
+        let mut cache = self
+            .resample
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .entry(v)
+            .or_insert_with(|| {
+                let flag = |b: bool| if b { 1.0 } else { 0.0 };
+                build_pipeline(
+                    &ctx.device,
+                    "resample",
+                    &self.resample_layout,
+                    &self.resample_module,
+                    "fs_resample",
+                    RESAMPLED_FORMAT,
+                    &[
+                        ("multi_brick", flag(v.multi_brick)),
+                        ("use_table", flag(v.use_table)),
+                        ("trilinear", flag(v.trilinear)),
+                        ("signed_data", flag(v.signed)),
+                    ],
+                )
+            })
+            .clone()
     }
 
     /// Step 1 of a frame: resample `volume` on `view` into `target`.
@@ -548,6 +548,7 @@ impl Renderer {
         target: &mut ViewTarget,
     ) -> Result<(), RenderError> {
         let params = ResampleParams::new(&volume.info, &volume.layout, view)?;
+        let pipeline = self.resample_pipeline(ctx, ResampleVariant::of(&params));
         target.ensure_size(ctx, view.width, view.height);
         let buffer = ctx
             .device
@@ -586,7 +587,7 @@ impl Renderer {
                 occlusion_query_set: None,
                 multiview_mask: None,
             });
-            pass.set_pipeline(&self.resample);
+            pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &params_group, &[]);
             pass.set_bind_group(1, &volume.bind_group, &[]);
             pass.draw(0..3, 0..1);
@@ -683,6 +684,65 @@ impl Renderer {
         self.resample(ctx, volume, view, &mut target)?;
         self.display(ctx, display, &mut target)?;
         target.read(ctx)
+    }
+}
+
+fn build_pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    layout: &wgpu::PipelineLayout,
+    module: &wgpu::ShaderModule,
+    fs: &str,
+    format: wgpu::TextureFormat,
+    constants: &[(&str, f64)],
+) -> wgpu::RenderPipeline {
+    device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+        label: Some(label),
+        layout: Some(layout),
+        vertex: wgpu::VertexState {
+            module,
+            entry_point: Some("vs_fullscreen"),
+            compilation_options: Default::default(),
+            buffers: &[],
+        },
+        primitive: wgpu::PrimitiveState::default(),
+        depth_stencil: None,
+        multisample: wgpu::MultisampleState::default(),
+        fragment: Some(wgpu::FragmentState {
+            module,
+            entry_point: Some(fs),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                ..Default::default()
+            },
+            targets: &[Some(wgpu::ColorTargetState {
+                format,
+                blend: None,
+                write_mask: wgpu::ColorWrites::ALL,
+            })],
+        }),
+        multiview_mask: None,
+        cache: None,
+    })
+}
+
+/// Which resample pipeline a frame needs (the shader's override constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ResampleVariant {
+    multi_brick: bool,
+    use_table: bool,
+    trilinear: bool,
+    signed: bool,
+}
+
+impl ResampleVariant {
+    fn of(params: &ResampleParams) -> ResampleVariant {
+        ResampleVariant {
+            multi_brick: params.brick[1] > 1,
+            use_table: params.dims[3] & FLAG_TABLE != 0,
+            trilinear: params.dims[3] & FLAG_TRILINEAR != 0,
+            signed: params.dims[3] & FLAG_SIGNED != 0,
+        }
     }
 }
 

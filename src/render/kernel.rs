@@ -409,12 +409,36 @@ impl ResampleParams {
 /// Stored value at (i, j, k) in modality units, by the slice's own rescale. Mirrors `value()`.
 #[inline]
 fn value(voxels: &Voxels, table: &[SliceEntry], i: usize, j: usize, k: usize) -> f32 {
-    let stored = match voxels {
+    let s = &table[k];
+    stored(voxels, i, j, k) * s.slope + s.intercept
+}
+
+#[inline]
+fn stored(voxels: &Voxels, i: usize, j: usize, k: usize) -> f32 {
+    match voxels {
         Voxels::U16(a) => a.get([k, j, i]).map_or(0.0, |v| f32::from(*v)),
         Voxels::I16(a) => a.get([k, j, i]).map_or(0.0, |v| f32::from(*v)),
-    };
+    }
+}
+
+/// Bilinear in stored units within slice k, then the slice's rescale. Mirrors `plane_value()`.
+#[inline]
+fn plane_value(
+    voxels: &Voxels,
+    table: &[SliceEntry],
+    k: usize,
+    [x0, x1, y0, y1]: [usize; 4],
+    fi: f32,
+    fj: f32,
+) -> f32 {
+    let s00 = stored(voxels, x0, y0, k);
+    let s10 = stored(voxels, x1, y0, k);
+    let s01 = stored(voxels, x0, y1, k);
+    let s11 = stored(voxels, x1, y1, k);
+    let top = s00 * (1.0 - fi) + s10 * fi;
+    let bottom = s01 * (1.0 - fi) + s11 * fi;
     let s = &table[k];
-    stored * s.slope + s.intercept
+    (top * (1.0 - fj) + bottom * fj) * s.slope + s.intercept
 }
 
 /// Voxel coordinates of a sample point, or `None` outside the volume or inside a gap.
@@ -493,12 +517,8 @@ fn sample(p: &ResampleParams, table: &[SliceEntry], voxels: &Voxels, c: [f32; 3]
     let y1 = (j0 as i32 + 1).clamp(0, hm) as usize;
     let z0 = (k0 as i32).clamp(0, km) as usize;
     let z1 = (k0 as i32 + 1).clamp(0, km) as usize;
-    let c00 = value(voxels, table, x0, y0, z0) * (1.0 - fi) + value(voxels, table, x1, y0, z0) * fi;
-    let c10 = value(voxels, table, x0, y1, z0) * (1.0 - fi) + value(voxels, table, x1, y1, z0) * fi;
-    let c01 = value(voxels, table, x0, y0, z1) * (1.0 - fi) + value(voxels, table, x1, y0, z1) * fi;
-    let c11 = value(voxels, table, x0, y1, z1) * (1.0 - fi) + value(voxels, table, x1, y1, z1) * fi;
-    let c0 = c00 * (1.0 - fj) + c10 * fj;
-    let c1 = c01 * (1.0 - fj) + c11 * fj;
+    let c0 = plane_value(voxels, table, z0, [x0, x1, y0, y1], fi, fj);
+    let c1 = plane_value(voxels, table, z1, [x0, x1, y0, y1], fi, fj);
     Some(c0 * (1.0 - fk) + c1 * fk)
 }
 

@@ -38,6 +38,15 @@ struct Slice {
 
 const BIG: f32 = 3.0e38;
 
+// Pipeline constants, one pipeline per combination: branches on them are resolved when the
+// pipeline is built (software rasterizers run both sides of a branch under a lane mask, so a
+// uniform flag still costs both paths). They repeat the flag bits of `params.dims.w`, which
+// the CPU twin reads.
+override multi_brick: bool = false;
+override use_table: bool = false;
+override trilinear: bool = true;
+override signed_data: bool = false;
+
 @vertex
 fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
     // One triangle that covers the viewport.
@@ -46,9 +55,11 @@ fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> 
     return vec4<f32>(x, y, 0.0, 1.0);
 }
 
-fn load(b: i32, texel: vec3<i32>) -> u32 {
+fn load_raw(b: i32, texel: vec3<i32>) -> u32 {
+    if !multi_brick || b == 0 {
+        return textureLoad(brick0, texel, 0).r;
+    }
     switch b {
-        case 0: { return textureLoad(brick0, texel, 0).r; }
         case 1: { return textureLoad(brick1, texel, 0).r; }
         case 2: { return textureLoad(brick2, texel, 0).r; }
         case 3: { return textureLoad(brick3, texel, 0).r; }
@@ -59,8 +70,17 @@ fn load(b: i32, texel: vec3<i32>) -> u32 {
     }
 }
 
-// Stored value at (i, j, k) in modality units, by the slice's own rescale.
-fn value(i: i32, j: i32, k: i32) -> f32 {
+// Stored value at a texel, as f32 (sign-extended for signed data).
+fn stored(b: i32, texel: vec3<i32>) -> f32 {
+    let raw = load_raw(b, texel);
+    if signed_data {
+        return f32(bitcast<i32>(raw << 16u) >> 16u);
+    }
+    return f32(raw);
+}
+
+// Where slice k starts: brick in w, texel of voxel (0, 0, k) in xyz.
+fn slice_origin(k: i32) -> vec4<i32> {
     let per_brick = i32(params.brick.x);
     let b = k / per_brick;
     let local = k - b * per_brick;
@@ -70,16 +90,28 @@ fn value(i: i32, j: i32, k: i32) -> f32 {
     let z = local - tile * depth;
     let tx = tile % tiles_x;
     let ty = tile / tiles_x;
-    let texel = vec3<i32>(i + tx * i32(params.dims.x), j + ty * i32(params.dims.y), z);
-    let raw = load(b, texel);
-    var stored: f32;
-    if (params.dims.w & 1u) != 0u {
-        stored = f32(bitcast<i32>(raw << 16u) >> 16u);
-    } else {
-        stored = f32(raw);
-    }
-    let s = slices[k].rescale;
-    return stored * s.x + s.y;
+    return vec4<i32>(tx * i32(params.dims.x), ty * i32(params.dims.y), z, b);
+}
+
+// Bilinear in stored units within slice k, then the slice's rescale (the rescale is affine,
+// so this equals interpolating modality values).
+fn plane_value(k: i32, x0: i32, x1: i32, y0: i32, y1: i32, fi: f32, fj: f32) -> f32 {
+    let o = slice_origin(k);
+    let s00 = stored(o.w, vec3<i32>(o.x + x0, o.y + y0, o.z));
+    let s10 = stored(o.w, vec3<i32>(o.x + x1, o.y + y0, o.z));
+    let s01 = stored(o.w, vec3<i32>(o.x + x0, o.y + y1, o.z));
+    let s11 = stored(o.w, vec3<i32>(o.x + x1, o.y + y1, o.z));
+    let top = s00 * (1.0 - fi) + s10 * fi;
+    let bottom = s01 * (1.0 - fi) + s11 * fi;
+    let r = slices[k].rescale;
+    return (top * (1.0 - fj) + bottom * fj) * r.x + r.y;
+}
+
+// Stored value at voxel (i, j, k) in modality units, by the slice's own rescale.
+fn value(i: i32, j: i32, k: i32) -> f32 {
+    let o = slice_origin(k);
+    let r = slices[k].rescale;
+    return stored(o.w, vec3<i32>(o.x + i, o.y + j, o.z)) * r.x + r.y;
 }
 
 // Voxel coordinates of a sample point; w = 0 outside the volume or inside a gap.
@@ -90,7 +122,7 @@ fn to_voxel(c: vec3<f32>) -> vec4<f32> {
     var i: f32;
     var j: f32;
     var k: f32;
-    if (params.dims.w & 2u) != 0u {
+    if use_table {
         let z = c.z;
         var lo = 0u;
         var hi = kk - 2u;
@@ -145,7 +177,7 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
     let wm = i32(params.dims.x) - 1;
     let hm = i32(params.dims.y) - 1;
     let km = i32(params.dims.z) - 1;
-    if (params.dims.w & 4u) == 0u {
+    if !trilinear {
         let x = clamp(i32(floor(v.x + 0.5)), 0, wm);
         let y = clamp(i32(floor(v.y + 0.5)), 0, hm);
         let z = clamp(i32(floor(v.z + 0.5)), 0, km);
@@ -163,12 +195,8 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
     let y1 = clamp(i32(j0) + 1, 0, hm);
     let z0 = clamp(i32(k0), 0, km);
     let z1 = clamp(i32(k0) + 1, 0, km);
-    let c00 = value(x0, y0, z0) * (1.0 - fi) + value(x1, y0, z0) * fi;
-    let c10 = value(x0, y1, z0) * (1.0 - fi) + value(x1, y1, z0) * fi;
-    let c01 = value(x0, y0, z1) * (1.0 - fi) + value(x1, y0, z1) * fi;
-    let c11 = value(x0, y1, z1) * (1.0 - fi) + value(x1, y1, z1) * fi;
-    let c0 = c00 * (1.0 - fj) + c10 * fj;
-    let c1 = c01 * (1.0 - fj) + c11 * fj;
+    let c0 = plane_value(z0, x0, x1, y0, y1, fi, fj);
+    let c1 = plane_value(z1, x0, x1, y0, y1, fi, fj);
     return vec2<f32>(c0 * (1.0 - fk) + c1 * fk, 1.0);
 }
 
