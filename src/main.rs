@@ -1,5 +1,5 @@
-//! `overread`: parse the command line, then run a subcommand (the workstation window comes
-//! with the viewer issue; until then no argument runs the demo case through the imaging core).
+//! `overread`: parse the command line, then run a subcommand; no argument opens the workstation
+//! on the demo case.
 
 use clap::Parser;
 

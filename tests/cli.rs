@@ -70,7 +70,10 @@ fn synth_scan_load_export_round_trip() {
         &|_| {},
     )
     .unwrap();
-    assert_eq!(load["stats"]["sha256"], voxel_stats(&volume).sha256);
+    assert_eq!(
+        load["stats"]["sha256"].as_str(),
+        voxel_stats(&volume).sha256.as_deref()
+    );
     let stats = voxel_stats(&volume);
     assert_eq!(
         load["stats"]["min_modality"],
@@ -145,7 +148,7 @@ fn nifti_qform_agrees_with_sform_on_an_orthogonal_oblique_stack() {
 #[test]
 fn the_demo_case_is_written_once_and_loaded() {
     let home = tempdir();
-    let out = overread(&[], &[("OVERREAD_DATA_DIR", home.path())]);
+    let out = overread(&["demo"], &[("OVERREAD_DATA_DIR", home.path())]);
     assert!(out.contains("stack   1: 512x512x120"), "{out}");
     assert!(home.path().join("demo/chest_phantom/IM00120.dcm").exists());
     let again = overread(&["demo"], &[("OVERREAD_DATA_DIR", home.path())]);

@@ -572,7 +572,7 @@ fn gpu_matches_cpu_on_real_ct_and_mr_series() {
         let mut display = match Voi::preset(preset) {
             Some(v) => Display::new(v),
             None => {
-                let s = imaging::stats::voxel_stats(&volume);
+                let s = imaging::stats::voxel_range(&volume);
                 Display::new(Voi::linear(
                     (s.min_modality + s.max_modality) / 2.0,
                     (s.max_modality - s.min_modality).max(1.0),

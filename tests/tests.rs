@@ -6,6 +6,7 @@
 
 mod support;
 
+mod app;
 mod bad_input;
 mod cli;
 mod codecs;

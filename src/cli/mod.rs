@@ -42,6 +42,15 @@ pub enum Command {
     Synth(SynthArgs),
     /// Create (once) and summarise the bundled demo case.
     Demo,
+    /// Open the workstation on files, folders or DICOMDIRs.
+    Open(OpenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// Files, folders (searched recursively) or DICOMDIR files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +72,9 @@ pub struct LoadArgs {
     pub stack: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Skip the sha256 of the voxels (the slowest part of the summary on big volumes).
+    #[arg(long)]
+    pub no_hash: bool,
 }
 
 #[derive(Debug, Args)]
@@ -119,13 +131,21 @@ pub struct SynthArgs {
 
 /// Run a parsed command line. `None` runs the demo.
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command.unwrap_or(Command::Demo) {
+    let Some(command) = cli.command else {
+        // No argument: the workstation on the demo case (written on first run).
+        let folder = ensure_demo_case()?;
+        return open_cmd(&OpenArgs {
+            paths: vec![folder],
+        });
+    };
+    match command {
         Command::Scan(args) => scan_cmd(&args),
         Command::Load(args) => load_cmd(&args),
         Command::Export(args) => export_cmd(&args),
         Command::Render(args) => render::render_cmd(&args),
         Command::Synth(args) => synth_cmd(&args),
         Command::Demo => demo_cmd(),
+        Command::Open(args) => open_cmd(&args),
     }
 }
 
@@ -386,7 +406,11 @@ struct TimingsJson {
 fn load_cmd(args: &LoadArgs) -> Result<()> {
     let (report, stack, scan_secs) = pick_stack(&args.paths, args.stack.as_deref())?;
     let volume = load_with_progress(&stack)?;
-    let stats = imaging::stats::voxel_stats(&volume);
+    let stats = if args.no_hash {
+        imaging::stats::voxel_range(&volume)
+    } else {
+        imaging::stats::voxel_stats(&volume)
+    };
     if args.json {
         let json = LoadJson {
             stack: stack_json(&stack),
@@ -419,7 +443,7 @@ fn load_cmd(args: &LoadArgs) -> Result<()> {
         stats.max_stored,
         stats.min_modality,
         stats.max_modality,
-        stats.sha256
+        stats.sha256.as_deref().unwrap_or("(not computed)")
     );
     for f in &volume.failed_slices {
         println!("failed slice {}: {}", f.k, f.message);
@@ -505,9 +529,14 @@ pub fn demo_case_folder() -> PathBuf {
     base.join("demo").join("chest_phantom")
 }
 
-fn demo_cmd() -> Result<()> {
+fn open_cmd(args: &OpenArgs) -> Result<()> {
+    crate::app::run(args.paths.clone()).map_err(|e| anyhow::anyhow!("the workstation window: {e}"))
+}
+
+/// The demo case folder, written (once) if it is not there yet.
+fn ensure_demo_case() -> Result<PathBuf> {
     let folder = demo_case_folder();
-    if !folder.join("IM00001.dcm").exists() {
+    if !folder.join("IM00120.dcm").exists() {
         let spec = PhantomSpec {
             slices: 120,
             spacing_mm: 2.5,
@@ -520,8 +549,12 @@ fn demo_cmd() -> Result<()> {
         );
         imaging::synth::write_series(&spec, &folder)?;
     }
+    Ok(folder)
+}
+
+fn demo_cmd() -> Result<()> {
+    let folder = ensure_demo_case()?;
     println!("Overread demo case: {}", folder.display());
-    println!("(the workstation window arrives with the viewer; until then, the imaging core)\n");
     scan_cmd(&ScanArgs {
         paths: vec![folder.clone()],
         json: false,
@@ -530,6 +563,7 @@ fn demo_cmd() -> Result<()> {
         paths: vec![folder],
         stack: None,
         json: false,
+        no_hash: false,
     })
 }
 

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
-use crate::imaging::stats::voxel_stats;
+use crate::imaging::stats::voxel_range;
 use crate::render::{
     self, AdapterChoice, Display, GpuContext, Interpolation, OutputDepth, Plane, Renderer,
     SlabMode, SliceView, Voi, VolumeInfo, VolumeTexture,
@@ -112,7 +112,7 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
         (None, None) => match volume.default_window {
             Some(w) if w.width >= 1.0 => Voi::linear(w.center, w.width),
             _ => {
-                let s = voxel_stats(&volume);
+                let s = voxel_range(&volume);
                 let width = (s.max_modality - s.min_modality).max(1.0);
                 Voi::linear(s.min_modality + width / 2.0, width)
             }

@@ -18,8 +18,10 @@ pub struct VoxelStats {
     pub min_modality: f64,
     pub max_modality: f64,
     pub mean_modality: f64,
-    /// sha256 of the voxel buffer as little-endian 2-byte values in [k][j][i] order.
-    pub sha256: String,
+    /// sha256 of the voxel buffer as little-endian 2-byte values in [k][j][i] order (absent
+    /// when not asked for: hashing is the slowest part of a summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// Per-slice (min, max, sum) of stored values.
@@ -29,9 +31,19 @@ fn slice_stats(values: impl Iterator<Item = i32>) -> (i32, i32, i64) {
     })
 }
 
-/// Statistics over every voxel (failed slices included, as zeros: they are listed apart).
-/// Slices are summarised in parallel; the hash runs over the buffer as it lies in memory.
+/// Statistics over every voxel (failed slices included, as zeros: they are listed apart) and
+/// the sha256 of the buffer.
 pub fn voxel_stats(volume: &Volume) -> VoxelStats {
+    summarize(volume, true)
+}
+
+/// [`voxel_stats`] without the hash (ranges and means only: fast, for display defaults).
+pub fn voxel_range(volume: &Volume) -> VoxelStats {
+    summarize(volume, false)
+}
+
+/// Slices are summarised in parallel; the hash runs over the buffer as it lies in memory.
+fn summarize(volume: &Volume, hash: bool) -> VoxelStats {
     let [n, rows, cols] = volume.voxels.shape();
     let slice_len = rows * cols;
     let per_slice: Vec<(i32, i32, i64)> = match &volume.voxels {
@@ -47,11 +59,14 @@ pub fn voxel_stats(volume: &Volume) -> VoxelStats {
         }),
     }
     .unwrap_or_default();
-    let mut hasher = Sha256::new();
-    match &volume.voxels {
-        Voxels::U16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
-        Voxels::I16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
-    }
+    let sha256 = hash.then(|| {
+        let mut hasher = Sha256::new();
+        match &volume.voxels {
+            Voxels::U16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
+            Voxels::I16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
+        }
+        format!("{:x}", hasher.finalize())
+    });
     let (mut min, mut max, mut sum) = (i32::MAX, i32::MIN, 0f64);
     let (mut min_m, mut max_m, mut sum_m) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
     for (k, &(smin, smax, ssum)) in per_slice.iter().enumerate() {
@@ -74,7 +89,7 @@ pub fn voxel_stats(volume: &Volume) -> VoxelStats {
         min_modality: min_m,
         max_modality: max_m,
         mean_modality: sum_m / denom,
-        sha256: format!("{:x}", hasher.finalize()),
+        sha256,
     }
 }
 

@@ -167,6 +167,28 @@ impl GpuContext {
         })
     }
 
+    /// Use a device someone else opened (the window's, so its textures can be painted there).
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> GpuContext {
+        let limits = device.limits();
+        let has_norm16 = device
+            .features()
+            .contains(wgpu::Features::TEXTURE_FORMAT_16BIT_NORM);
+        device.on_uncaptured_error(Arc::new(|e| {
+            tracing::error!("graphics device error: {e}");
+        }));
+        GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            has_norm16,
+        }
+    }
+
     /// "name (backend, type)" for logs and reports.
     pub fn describe(&self) -> String {
         format!(

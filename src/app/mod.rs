@@ -1,0 +1,600 @@
+//! The workstation window: eframe + egui, viewports painted from `render` through wgpu.
+//!
+//! Long work never runs on the frame loop: scanning and loading run on background threads and
+//! send their results over channels; each frame drains what arrived (slices go straight into
+//! the volume texture, so a series shows while it loads). GPU work is submitted, not waited for.
+//!
+//! Owns: panels, input handling, painting. Must not: compute geometry or measurement values
+//! (that is `viewer`), read DICOM (that is `imaging`).
+
+mod panels;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use eframe::egui;
+use glam::DVec3;
+
+use crate::imaging::decode::SlicePixels;
+use crate::imaging::{self, Patient, RescalePolicy, Stack, Volume};
+use crate::render::gpu::ViewTarget;
+use crate::render::{GpuContext, Plane, Renderer, Voi, VolumeInfo, VolumeTexture};
+use crate::viewer::Viewport;
+use crate::viewer::bindings::{Action, default_bindings};
+use crate::viewer::measure::{Measurement, Shape};
+
+/// Open the workstation window on `paths` (files, folders, DICOMDIRs); blocks until it closes.
+pub fn run(paths: Vec<PathBuf>) -> Result<(), eframe::Error> {
+    let mut options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Overread")
+            .with_inner_size([1600.0, 1000.0])
+            .with_drag_and_drop(true),
+        // Grey levels must reach the display unchanged: no dithering noise.
+        dithering: false,
+        ..Default::default()
+    };
+    if let eframe::egui_wgpu::WgpuSetup::CreateNew(setup) = &mut options.wgpu_options.wgpu_setup {
+        // Ask for the adapter's own limits (big 3D textures and allocations), not WebGPU's
+        // defaults.
+        setup.device_descriptor = Arc::new(|adapter| wgpu::DeviceDescriptor {
+            label: Some("overread"),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        });
+    }
+    eframe::run_native(
+        "Overread",
+        options,
+        Box::new(|cc| Ok(Box::new(OverreadApp::new(cc, paths)))),
+    )
+}
+
+/// What a background thread sends while loading a stack.
+enum LoadMsg {
+    /// Stored values of slice `k`, little-endian 2-byte.
+    Slice {
+        k: usize,
+        bytes: Vec<u8>,
+    },
+    Done(Box<Result<Volume, String>>),
+}
+
+/// The stack open in the viewport.
+struct Open {
+    stack: Stack,
+    info: Arc<VolumeInfo>,
+    texture: Option<VolumeTexture>,
+    volume: Option<Arc<Volume>>,
+    loaded: usize,
+    rx: Receiver<LoadMsg>,
+    cancel: Arc<AtomicBool>,
+    error: Option<String>,
+    /// Set the window from the voxel range when the load completes.
+    auto_window: bool,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The GPU side of the window.
+struct Gpu {
+    ctx: GpuContext,
+    renderer: Renderer,
+    egui_renderer: Arc<egui::mutex::RwLock<eframe::egui_wgpu::Renderer>>,
+    target: Option<(ViewTarget, egui::TextureId, [u32; 2])>,
+}
+
+/// The measurement tool the primary button uses in the viewport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// Drag: window/level.
+    WindowLevel,
+    /// Two clicks: a length.
+    Length,
+    /// One click: the value at a point.
+    Probe,
+}
+
+/// The workstation.
+pub struct OverreadApp {
+    gpu: Option<Gpu>,
+    gpu_error: Option<String>,
+    scan_rx: Option<Receiver<Vec<Patient>>>,
+    patients: Vec<Patient>,
+    open: Option<Open>,
+    viewport: Option<Viewport>,
+    /// Where the viewport was drawn last frame (screen points).
+    viewport_rect: Option<egui::Rect>,
+    dirty: bool,
+    bindings: Vec<(egui::Key, Action)>,
+    show_bindings: bool,
+    tool: Tool,
+    pending_point: Option<DVec3>,
+    measurements: Vec<Measurement>,
+    next_measurement_id: u64,
+    cine: Option<(f64, Instant)>,
+    status: String,
+}
+
+impl std::fmt::Debug for OverreadApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OverreadApp")
+            .field("viewport", &self.viewport)
+            .field("measurements", &self.measurements)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OverreadApp {
+    pub fn new(cc: &eframe::CreationContext<'_>, paths: Vec<PathBuf>) -> OverreadApp {
+        let (gpu, gpu_error) = match &cc.wgpu_render_state {
+            Some(rs) => {
+                let ctx = GpuContext::from_device(
+                    rs.device.clone(),
+                    rs.queue.clone(),
+                    rs.adapter.get_info(),
+                );
+                let renderer = Renderer::new(&ctx);
+                (
+                    Some(Gpu {
+                        ctx,
+                        renderer,
+                        egui_renderer: rs.renderer.clone(),
+                        target: None,
+                    }),
+                    None,
+                )
+            }
+            None => (
+                None,
+                Some("no wgpu device: images cannot be drawn".to_string()),
+            ),
+        };
+        let bindings = default_bindings()
+            .into_iter()
+            .filter_map(|(name, action)| egui::Key::from_name(name).map(|k| (k, action)))
+            .collect();
+        let mut app = OverreadApp {
+            gpu,
+            gpu_error,
+            scan_rx: None,
+            patients: Vec::new(),
+            open: None,
+            viewport: None,
+            viewport_rect: None,
+            dirty: true,
+            bindings,
+            show_bindings: false,
+            tool: Tool::WindowLevel,
+            pending_point: None,
+            measurements: Vec::new(),
+            next_measurement_id: 1,
+            cine: None,
+            status: String::new(),
+        };
+        if !paths.is_empty() {
+            app.scan(paths, cc.egui_ctx.clone());
+        }
+        app
+    }
+
+    /// Scan `paths` in the background; the largest stack opens when the scan is done.
+    pub fn scan(&mut self, paths: Vec<PathBuf>, ctx: egui::Context) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.status = format!("scanning {} path(s)", paths.len());
+        std::thread::spawn(move || {
+            let report = imaging::scan(&paths);
+            for w in &report.warnings {
+                tracing::warn!("{}: {}", w.path.display(), w.message);
+            }
+            let _ = tx.send(imaging::group(&report.instances));
+            ctx.request_repaint();
+        });
+        self.scan_rx = Some(rx);
+    }
+
+    /// Open a stack by id (as `overread scan` prints it) and start loading it.
+    pub fn open_stack(&mut self, id: &str, ctx: &egui::Context) {
+        let Some(stack) = imaging::find_stack(&self.patients, id).cloned() else {
+            self.status = format!("no stack {id}");
+            return;
+        };
+        let rescale = stack_rescale(&stack);
+        let info = match VolumeInfo::from_parts(&stack.geometry, &rescale, stack.format.signed) {
+            Ok(i) => Arc::new(i),
+            Err(e) => {
+                self.status = format!("stack {id} cannot be shown: {e}");
+                return;
+            }
+        };
+        let texture = self.gpu.as_ref().and_then(|g| {
+            VolumeTexture::new(&g.ctx, &g.renderer, info.clone())
+                .map_err(|e| self.status = format!("stack {id}: {e}"))
+                .ok()
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let options = imaging::LoadOptions {
+            cancel: Some(cancel.clone()),
+        };
+        let to_load = stack.clone();
+        let repaint = ctx.clone();
+        std::thread::spawn(move || {
+            let result = imaging::load_stack(&to_load, &options, &|ev| {
+                let bytes = match ev.pixels {
+                    SlicePixels::U16(p) => bytemuck::cast_slice(p).to_vec(),
+                    SlicePixels::I16(p) => bytemuck::cast_slice(p).to_vec(),
+                };
+                let _ = tx.send(LoadMsg::Slice { k: ev.k, bytes });
+                repaint.request_repaint();
+            });
+            let _ = tx.send(LoadMsg::Done(Box::new(result.map_err(|e| e.to_string()))));
+            repaint.request_repaint();
+        });
+        let header_window = stack
+            .slices
+            .get(stack.slices.len() / 2)
+            .and_then(|s| s.window)
+            .filter(|w| w.width >= 1.0)
+            .map(|w| Voi::linear(w.center, w.width));
+        let ct = is_ct(&self.patients, &stack);
+        // Without a window in the file: abdomen for CT; otherwise the data's full range once
+        // it has loaded (a provisional full 12-bit range until then).
+        let auto_window = header_window.is_none() && !ct;
+        let voi = header_window
+            .or_else(|| Voi::preset("abdomen").filter(|_| ct))
+            .unwrap_or_else(|| Voi::linear(2048.0, 4096.0));
+        let mut viewport = Viewport::new(&info, native_plane(&info), voi);
+        viewport.display.monochrome1 = stack.format.photometric_interpretation == "MONOCHROME1";
+        self.viewport = Some(viewport);
+        self.open = Some(Open {
+            stack,
+            info,
+            texture,
+            volume: None,
+            loaded: 0,
+            rx,
+            cancel,
+            error: None,
+            auto_window,
+        });
+        self.pending_point = None;
+        self.dirty = true;
+    }
+
+    /// The open viewport (for tests and panels).
+    pub fn viewport(&self) -> Option<&Viewport> {
+        self.viewport.as_ref()
+    }
+
+    pub fn volume_info(&self) -> Option<&VolumeInfo> {
+        self.open.as_ref().map(|o| o.info.as_ref())
+    }
+
+    /// (slices arrived, slices in the stack) of the open stack.
+    pub fn load_progress(&self) -> Option<(usize, usize)> {
+        self.open.as_ref().map(|o| (o.loaded, o.info.dims[2]))
+    }
+
+    /// True when the open stack is completely loaded.
+    pub fn loaded(&self) -> bool {
+        self.open.as_ref().is_some_and(|o| o.volume.is_some())
+    }
+
+    pub fn measurements(&self) -> &[Measurement] {
+        &self.measurements
+    }
+
+    pub fn measurement_value(&self, m: &Measurement) -> Option<crate::viewer::measure::Value> {
+        let o = self.open.as_ref()?;
+        let v = o.volume.as_ref()?;
+        Some(m.value(&o.info, &v.voxels))
+    }
+
+    /// The frame the viewport shows now (at its last drawn size).
+    pub fn current_view(&self) -> Option<crate::render::SliceView> {
+        let (v, o) = (self.viewport.as_ref()?, self.open.as_ref()?);
+        let rect = self.viewport_rect?;
+        let size = self
+            .gpu
+            .as_ref()
+            .and_then(|g| g.target.as_ref().map(|t| t.2))
+            .unwrap_or([rect.width().max(1.0) as u32, rect.height().max(1.0) as u32]);
+        Some(v.slice_view(&o.info, size[0], size[1]))
+    }
+
+    /// Ids of the measurements the current view cuts (and so draws).
+    pub fn visible_measurements(&self) -> Vec<u64> {
+        let (Some(view), Some(v), Some(o)) = (self.current_view(), &self.viewport, &self.open)
+        else {
+            return Vec::new();
+        };
+        let tolerance = (v.slab_mm / 2.0).max(v.scroll_step_mm(&o.info) / 2.0);
+        let frame = &o.info.geometry.frame_of_reference_uid;
+        self.measurements
+            .iter()
+            .filter(|m| crate::viewer::measure::visible_on(m, &view, tolerance, frame))
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Switch the viewport to `plane` through `position_mm` along its normal (keeps W/L).
+    pub fn show_plane(&mut self, plane: Plane, position_mm: f64) {
+        let (Some(v), Some(o)) = (&mut self.viewport, &self.open) else {
+            return;
+        };
+        let mut fresh = Viewport::new(&o.info, plane, v.display.voi.clone());
+        fresh.display = v.display.clone();
+        let n = plane.normal();
+        let c = DVec3::from(fresh.center_mm);
+        fresh.center_mm = (c + n * (position_mm - c.dot(n))).to_array();
+        *v = fresh;
+        self.dirty = true;
+    }
+
+    /// Where the viewport was drawn (screen points), for tests that click in it.
+    pub fn viewport_rect(&self) -> Option<egui::Rect> {
+        self.viewport_rect
+    }
+
+    pub fn tool(&self) -> Tool {
+        self.tool
+    }
+
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    pub fn gpu_error(&self) -> Option<&str> {
+        self.gpu_error.as_deref()
+    }
+
+    /// Drain what background threads sent.
+    fn poll_background(&mut self, ctx: &egui::Context) {
+        if let Some(rx) = &self.scan_rx {
+            match rx.try_recv() {
+                Ok(patients) => {
+                    self.patients = patients;
+                    self.scan_rx = None;
+                    let stacks: usize = self.patients.iter().map(|p| p.stacks().count()).sum();
+                    self.status = format!("{stacks} stack(s) found");
+                    let first = imaging::default_stack(&self.patients).map(|s| s.id.clone());
+                    match first {
+                        Some(id) => self.open_stack(&id, ctx),
+                        None => self.status = "no images found".into(),
+                    }
+                }
+                Err(TryRecvError::Disconnected) => self.scan_rx = None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        let Some(open) = &mut self.open else { return };
+        // At most a budget of slices per frame, so a fast load never stalls the frame loop.
+        let started = Instant::now();
+        while started.elapsed().as_millis() < 8 {
+            match open.rx.try_recv() {
+                Ok(LoadMsg::Slice { k, bytes }) => {
+                    if let (Some(g), Some(t)) = (&self.gpu, &open.texture) {
+                        t.write_slice_values(&g.ctx, k, &bytes);
+                    }
+                    open.loaded += 1;
+                    self.dirty = true;
+                }
+                Ok(LoadMsg::Done(done)) => match *done {
+                    Ok(volume) => {
+                        // Rebuild the table with the rescale the files really carry.
+                        if let Ok(info) = VolumeInfo::new(&volume)
+                            && info.slices != open.info.slices
+                        {
+                            open.info = Arc::new(info);
+                            if let Some(g) = &self.gpu {
+                                open.texture =
+                                    VolumeTexture::upload(&g.ctx, &g.renderer, &volume).ok();
+                            }
+                        }
+                        for f in &volume.failed_slices {
+                            self.status = format!("slice {} failed: {}", f.k + 1, f.message);
+                        }
+                        if open.auto_window
+                            && let Some(v) = &mut self.viewport
+                        {
+                            let s = imaging::stats::voxel_range(&volume);
+                            let width = (s.max_modality - s.min_modality).max(1.0);
+                            v.display.voi = Voi::linear(s.min_modality + width / 2.0, width);
+                        }
+                        open.volume = Some(Arc::new(volume));
+                        self.dirty = true;
+                    }
+                    Err(e) => {
+                        open.error = Some(e.clone());
+                        self.status = format!("loading failed: {e}");
+                    }
+                },
+                Err(_) => break,
+            }
+        }
+        if open.volume.is_none() && open.error.is_none() {
+            ctx.request_repaint();
+        }
+    }
+
+    fn apply(&mut self, action: Action) {
+        let (Some(v), Some(o)) = (&mut self.viewport, &self.open) else {
+            if action == Action::ShowBindings {
+                self.show_bindings = !self.show_bindings;
+            }
+            return;
+        };
+        let info = &o.info;
+        match action {
+            Action::NextSlice => v.scroll(info, 1.0),
+            Action::PreviousSlice => v.scroll(info, -1.0),
+            Action::NextPage => v.scroll(info, 10.0),
+            Action::PreviousPage => v.scroll(info, -10.0),
+            Action::FirstSlice => v.scroll_to_end(info, false),
+            Action::LastSlice => v.scroll_to_end(info, true),
+            Action::Preset(n) => {
+                if let Some((_, c, w)) =
+                    crate::render::voi::PRESETS.get(usize::from(n).saturating_sub(1))
+                {
+                    v.display.voi = Voi::linear(*c, *w);
+                }
+            }
+            Action::FileWindow => {
+                if let Some(w) = o
+                    .stack
+                    .slices
+                    .get(o.stack.slices.len() / 2)
+                    .and_then(|s| s.window)
+                    && w.width >= 1.0
+                {
+                    v.display.voi = Voi::linear(w.center, w.width);
+                }
+            }
+            Action::Invert => v.display.invert = !v.display.invert,
+            Action::RotateClockwise => v.rotate_clockwise(),
+            Action::FlipHorizontal => v.flip_horizontal = !v.flip_horizontal,
+            Action::FlipVertical => v.flip_vertical = !v.flip_vertical,
+            Action::Fit => v.zoom = 1.0,
+            Action::OneToOne => {
+                if let Some((_, _, size)) = self.gpu.as_ref().and_then(|g| g.target.as_ref()) {
+                    let fit = v.slice_view(info, size[0], size[1]);
+                    let native = info.spacing_mm[0].min(info.spacing_mm[1]);
+                    v.zoom = v.zoom * fit.pixel_mm / native;
+                }
+            }
+            Action::Reset => v.reset(info),
+            Action::ToggleCine => {
+                self.cine = match self.cine {
+                    Some(_) => None,
+                    None => Some((10.0, Instant::now())),
+                }
+            }
+            Action::ShowBindings => self.show_bindings = !self.show_bindings,
+            Action::PlaneAxial | Action::PlaneCoronal | Action::PlaneSagittal => {
+                let plane = match action {
+                    Action::PlaneAxial => Plane::Axial,
+                    Action::PlaneCoronal => Plane::Coronal,
+                    _ => Plane::Sagittal,
+                };
+                let mut fresh = Viewport::new(info, plane, v.display.voi.clone());
+                fresh.display = v.display.clone();
+                *v = fresh;
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Add a measurement made on the open volume.
+    fn add_measurement(&mut self, shape: Shape) {
+        let frame_of_reference_uid = self
+            .open
+            .as_ref()
+            .and_then(|o| o.info.geometry.frame_of_reference_uid.clone());
+        self.measurements.push(Measurement {
+            id: self.next_measurement_id,
+            shape,
+            frame_of_reference_uid,
+        });
+        self.next_measurement_id += 1;
+    }
+}
+
+/// The rescale the stack's headers give, for the slice table before the voxels arrive.
+fn stack_rescale(stack: &Stack) -> RescalePolicy {
+    let all: Vec<_> = stack.slices.iter().map(|s| s.rescale).collect();
+    match all.first() {
+        Some(first) if all.iter().all(|r| r == first) => RescalePolicy::Uniform(*first),
+        Some(_) => RescalePolicy::PerSlice(all),
+        None => RescalePolicy::Uniform(imaging::Rescale::IDENTITY),
+    }
+}
+
+fn is_ct(patients: &[Patient], stack: &Stack) -> bool {
+    patients.iter().any(|p| {
+        p.studies.iter().any(|st| {
+            st.series.iter().any(|se| {
+                se.modality.as_deref() == Some("CT") && se.stacks.iter().any(|s| s.id == stack.id)
+            })
+        })
+    })
+}
+
+/// The standard plane closest to the stack's own slices.
+fn native_plane(info: &VolumeInfo) -> Plane {
+    let n = info.axes[2];
+    [Plane::Axial, Plane::Coronal, Plane::Sagittal]
+        .into_iter()
+        .max_by(|a, b| a.normal().dot(n).abs().total_cmp(&b.normal().dot(n).abs()))
+        .unwrap_or(Plane::Axial)
+}
+
+impl eframe::App for OverreadApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        self.poll_background(&ctx);
+        self.handle_dropped_files(&ctx);
+        self.handle_keys(&ctx);
+        self.advance_cine(&ctx);
+        panels::toolbar_ui(self, ui);
+        panels::browser_ui(self, ui);
+        panels::measurements_ui(self, ui);
+        panels::viewport_ui(self, ui);
+        panels::bindings_ui(self, &ctx);
+    }
+}
+
+impl OverreadApp {
+    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if !dropped.is_empty() {
+            self.scan(dropped, ctx.clone());
+        }
+    }
+
+    fn handle_keys(&mut self, ctx: &egui::Context) {
+        if ctx.text_edit_focused() {
+            return;
+        }
+        let pressed: Vec<Action> = ctx.input(|i| {
+            self.bindings
+                .iter()
+                .filter(|(k, _)| i.key_pressed(*k))
+                .map(|(_, a)| *a)
+                .collect()
+        });
+        for a in pressed {
+            self.apply(a);
+        }
+    }
+
+    fn advance_cine(&mut self, ctx: &egui::Context) {
+        let Some((fps, last)) = self.cine else { return };
+        let frames = (last.elapsed().as_secs_f64() * fps).floor();
+        if frames >= 1.0 {
+            if let (Some(v), Some(o)) = (&mut self.viewport, &self.open) {
+                let before = v.position_mm();
+                v.scroll(&o.info, frames);
+                if (v.position_mm() - before).abs() < 1e-9 {
+                    v.scroll_to_end(&o.info, false);
+                }
+            }
+            self.cine = Some((fps, Instant::now()));
+            self.dirty = true;
+        }
+        ctx.request_repaint();
+    }
+}

@@ -1,0 +1,215 @@
+//! Measurements in patient coordinates (LPS mm), keyed by frame of reference so they show in
+//! every view that cuts them; values come from voxels and geometry, never from screen pixels.
+
+use glam::DVec3;
+use serde::Serialize;
+
+use crate::imaging::Voxels;
+use crate::render::kernel::VolumeInfo;
+use crate::render::{Interpolation, SlabMode, SliceView, cpu};
+
+/// What was measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Shape {
+    /// A straight line between two points.
+    Length { a: [f64; 3], b: [f64; 3] },
+    /// The angle at `vertex` between the rays to `a` and `b`.
+    Angle {
+        a: [f64; 3],
+        vertex: [f64; 3],
+        b: [f64; 3],
+    },
+    /// The angle between two lines (e.g. endplates), 0-90 degrees.
+    Cobb {
+        line1: [[f64; 3]; 2],
+        line2: [[f64; 3]; 2],
+    },
+    /// An ellipse in a plane: centre and the two semi-axes (patient vectors, orthogonal).
+    Ellipse {
+        center: [f64; 3],
+        semi_axis_1: [f64; 3],
+        semi_axis_2: [f64; 3],
+    },
+    /// The value at one point.
+    Probe { at: [f64; 3] },
+}
+
+/// A measurement and where it belongs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurement {
+    pub id: u64,
+    pub shape: Shape,
+    /// Frame of Reference UID (0020,0052) of the volume it was drawn on.
+    pub frame_of_reference_uid: Option<String>,
+}
+
+/// The numbers a measurement shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Value {
+    LengthMm(f64),
+    AngleDeg(f64),
+    Region {
+        area_mm2: f64,
+        mean: f64,
+        sd: f64,
+        min: f64,
+        max: f64,
+        samples: usize,
+    },
+    /// Modality value (HU for CT) of the nearest voxel; `None` outside the volume.
+    Point(Option<f64>),
+}
+
+fn angle_deg(u: DVec3, v: DVec3) -> f64 {
+    u.angle_between(v).to_degrees()
+}
+
+impl Measurement {
+    /// Compute the measurement's value on `info` / `voxels`.
+    pub fn value(&self, info: &VolumeInfo, voxels: &Voxels) -> Value {
+        match &self.shape {
+            Shape::Length { a, b } => Value::LengthMm(DVec3::from(*a).distance(DVec3::from(*b))),
+            Shape::Angle { a, vertex, b } => {
+                let v = DVec3::from(*vertex);
+                Value::AngleDeg(angle_deg(DVec3::from(*a) - v, DVec3::from(*b) - v))
+            }
+            Shape::Cobb { line1, line2 } => {
+                let d1 = DVec3::from(line1[1]) - DVec3::from(line1[0]);
+                let d2 = DVec3::from(line2[1]) - DVec3::from(line2[0]);
+                let a = angle_deg(d1, d2);
+                Value::AngleDeg(if a > 90.0 { 180.0 - a } else { a })
+            }
+            Shape::Ellipse {
+                center,
+                semi_axis_1,
+                semi_axis_2,
+            } => ellipse_stats(info, voxels, *center, *semi_axis_1, *semi_axis_2),
+            Shape::Probe { at } => Value::Point(value_at(info, voxels, DVec3::from(*at))),
+        }
+    }
+}
+
+/// Modality value of the voxel nearest to `p` (as a point probe shows it).
+pub fn value_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<f64> {
+    let view = SliceView {
+        center_mm: p.to_array(),
+        right: info.axes[0].to_array(),
+        down: info.axes[1].to_array(),
+        pixel_mm: 1.0,
+        width: 1,
+        height: 1,
+        slab_mm: 0.0,
+        slab_mode: SlabMode::Average,
+        interpolation: Interpolation::Nearest,
+    };
+    // A 1x1 view: its only pixel centre is `p` exactly.
+    let r = cpu::resample(info, voxels, &view).ok()?;
+    r.value(0, 0).map(f64::from)
+}
+
+/// Statistics of the voxels inside an ellipse: the plane is sampled at the finest voxel
+/// spacing (nearest voxel per sample), and the area is the ellipse's own, pi * a * b.
+fn ellipse_stats(
+    info: &VolumeInfo,
+    voxels: &Voxels,
+    c: [f64; 3],
+    a: [f64; 3],
+    b: [f64; 3],
+) -> Value {
+    let (c, a, b) = (DVec3::from(c), DVec3::from(a), DVec3::from(b));
+    let (ra, rb) = (a.length(), b.length());
+    let area_mm2 = std::f64::consts::PI * ra * rb;
+    let empty = Value::Region {
+        area_mm2,
+        mean: f64::NAN,
+        sd: f64::NAN,
+        min: f64::NAN,
+        max: f64::NAN,
+        samples: 0,
+    };
+    if ra <= 0.0 || rb <= 0.0 {
+        return empty;
+    }
+    let step = info.min_spacing_mm().min(ra).min(rb);
+    let n_a = (2.0 * ra / step).ceil().max(1.0) as u32;
+    let n_b = (2.0 * rb / step).ceil().max(1.0) as u32;
+    let (ua, ub) = (a / ra, b / rb);
+    // Pixel (x, y) centre is c + (x + 0.5 - n_a/2) * step * ua + (y + 0.5 - n_b/2) * step * ub.
+    let view = SliceView {
+        center_mm: c.to_array(),
+        right: ua.to_array(),
+        down: ub.to_array(),
+        pixel_mm: step,
+        width: n_a,
+        height: n_b,
+        slab_mm: 0.0,
+        slab_mode: SlabMode::Average,
+        interpolation: Interpolation::Nearest,
+    };
+    let Ok(r) = cpu::resample(info, voxels, &view) else {
+        return empty;
+    };
+    let mut values = Vec::new();
+    for y in 0..n_b {
+        for x in 0..n_a {
+            let u = (f64::from(x) + 0.5 - f64::from(n_a) / 2.0) * step / ra;
+            let v = (f64::from(y) + 0.5 - f64::from(n_b) / 2.0) * step / rb;
+            if u * u + v * v <= 1.0
+                && let Some(val) = r.value(x, y)
+            {
+                values.push(f64::from(val));
+            }
+        }
+    }
+    if values.is_empty() {
+        return empty;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    Value::Region {
+        area_mm2,
+        mean,
+        sd: var.sqrt(),
+        min: values.iter().copied().fold(f64::INFINITY, f64::min),
+        max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        samples: values.len(),
+    }
+}
+
+/// Where a measurement's points fall on a view: screen pixel coordinates (pixel centres at
+/// .5) and the distance from the view plane in mm. A view shows a measurement whose points lie
+/// within half its slab (or half a scroll step) of the plane.
+pub fn project(view: &SliceView, p: [f64; 3]) -> ((f64, f64), f64) {
+    let p = DVec3::from(p);
+    let d = (p - DVec3::from(view.center_mm)).dot(view.normal());
+    (view.pixel_at_patient(p), d)
+}
+
+impl Shape {
+    /// The points that define the shape (patient mm).
+    pub fn points(&self) -> Vec<[f64; 3]> {
+        match self {
+            Shape::Length { a, b } => vec![*a, *b],
+            Shape::Probe { at } => vec![*at],
+            Shape::Angle { a, vertex, b } => vec![*a, *vertex, *b],
+            Shape::Cobb { line1, line2 } => vec![line1[0], line1[1], line2[0], line2[1]],
+            Shape::Ellipse { center, .. } => vec![*center],
+        }
+    }
+}
+
+/// True when every point of `m` lies within `tolerance_mm` of the view's plane and the
+/// measurement belongs to `frame_of_reference_uid`: the view cuts it, so it is drawn there.
+pub fn visible_on(
+    m: &Measurement,
+    view: &SliceView,
+    tolerance_mm: f64,
+    frame_of_reference_uid: &Option<String>,
+) -> bool {
+    &m.frame_of_reference_uid == frame_of_reference_uid
+        && m.shape
+            .points()
+            .iter()
+            .all(|p| project(view, *p).1.abs() <= tolerance_mm)
+}

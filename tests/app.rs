@@ -1,0 +1,213 @@
+//! The real workstation app (`OverreadApp` in eframe) driven by egui_kittest with wgpu on the
+//! software adapter: open a synthetic series, scroll, window presets, rotate/flip markers,
+//! measurements checked against the phantom's known anatomy.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use glam::DVec3;
+use overread::app::{OverreadApp, Tool};
+use overread::imaging::synth::{PhantomSpec, write_series};
+use overread::render::Plane;
+use overread::viewer::measure::{Shape, Value};
+
+use crate::support::tempdir;
+
+fn spec() -> PhantomSpec {
+    PhantomSpec {
+        columns: 128,
+        rows: 128,
+        slices: 40,
+        pixel_mm: 2.8,
+        spacing_mm: 2.5,
+        noise_hu: 0.0,
+        nodule_diameter_mm: 20.0,
+        ..PhantomSpec::default()
+    }
+}
+
+/// The app on a freshly written phantom series, stepped until the stack is loaded.
+fn open_app(dir: &Path) -> Harness<'static, OverreadApp> {
+    write_series(&spec(), dir).unwrap();
+    let dir = dir.to_path_buf();
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .with_max_steps(100_000)
+        .wgpu()
+        .build_eframe(move |cc| OverreadApp::new(cc, vec![dir]));
+    let start = Instant::now();
+    while !harness.state().loaded() {
+        harness.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the series did not load: {}",
+            harness.state().status()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    harness.step();
+    assert!(harness.state().gpu_error().is_none());
+    harness
+}
+
+fn press(h: &mut Harness<'_, OverreadApp>, key: egui::Key) {
+    h.key_press(key);
+    h.step();
+}
+
+fn slice(h: &Harness<'_, OverreadApp>) -> (usize, usize) {
+    let app = h.state();
+    let info = app.volume_info().unwrap();
+    app.viewport().unwrap().overlay(info).slice.unwrap()
+}
+
+fn markers(h: &Harness<'_, OverreadApp>) -> [String; 4] {
+    let app = h.state();
+    let info = app.volume_info().unwrap();
+    app.viewport().unwrap().overlay(info).markers.unwrap()
+}
+
+/// Click at the screen position of patient point `p` on the current view (nearest pixel
+/// centre); returns the position clicked.
+fn click_patient(h: &mut Harness<'_, OverreadApp>, p: DVec3) {
+    let view = h.state().current_view().unwrap();
+    let rect = h.state().viewport_rect().unwrap();
+    let (x, y) = view.pixel_at_patient(p);
+    // pixel_at_patient gives continuous coordinates with pixel centres at .5.
+    let pos = egui::pos2(
+        rect.min.x + x.floor() as f32 + 0.5,
+        rect.min.y + y.floor() as f32 + 0.5,
+    );
+    h.event(egui::Event::PointerMoved(pos));
+    h.step();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        });
+        h.step();
+    }
+}
+
+#[test]
+fn the_app_opens_a_series_and_scrolls_with_the_keyboard() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    assert_eq!(h.state().viewport().unwrap().plane, Plane::Axial);
+    let (k, n) = slice(&h);
+    assert_eq!(n, 40);
+    press(&mut h, egui::Key::ArrowDown);
+    assert_eq!(slice(&h), (k + 1, n));
+    press(&mut h, egui::Key::PageDown);
+    assert_eq!(slice(&h), (k + 11, n));
+    press(&mut h, egui::Key::Home);
+    assert_eq!(slice(&h), (1, n));
+    press(&mut h, egui::Key::End);
+    assert_eq!(slice(&h), (n, n));
+    press(&mut h, egui::Key::ArrowUp);
+    assert_eq!(slice(&h), (n - 1, n));
+    // The browser lists the series.
+    assert!(h.query_by_label_contains("40 images").is_some());
+}
+
+#[test]
+fn window_presets_rotate_and_flip_follow_the_conventions() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    let window = |h: &Harness<'_, OverreadApp>| {
+        let app = h.state();
+        app.viewport()
+            .unwrap()
+            .overlay(app.volume_info().unwrap())
+            .window
+    };
+    press(&mut h, egui::Key::Num5);
+    assert_eq!(window(&h), Some((1500.0, -600.0)), "5 is the lung window");
+    press(&mut h, egui::Key::Num1);
+    assert_eq!(window(&h), Some((80.0, 40.0)), "1 is the brain window");
+    assert_eq!(markers(&h), ["R", "L", "A", "P"]);
+    press(&mut h, egui::Key::R);
+    assert_eq!(markers(&h), ["P", "A", "R", "L"]);
+    press(&mut h, egui::Key::Escape);
+    press(&mut h, egui::Key::H);
+    assert_eq!(markers(&h), ["L", "R", "A", "P"]);
+    press(&mut h, egui::Key::K);
+    assert_eq!(h.state().viewport().unwrap().plane, Plane::Coronal);
+    assert_eq!(markers(&h), ["R", "L", "H", "F"]);
+}
+
+/// A length between the nodule centre (-70, -20) and the spine centre (0, 70) on the axial
+/// plane through z = 0: sqrt(70^2 + 90^2) = 114.02 mm, within the half-pixel snapping of the
+/// clicks. Probes there read the phantom's values (30 HU nodule, 300 HU vertebral body). A
+/// measurement along x at y = -20 shows in the coronal plane through y = -20.
+#[test]
+fn measurements_match_the_phantom_anatomy_and_show_in_other_planes() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    h.state_mut().show_plane(Plane::Axial, 0.0);
+    h.step();
+    h.get_by_label("Length").click();
+    h.step();
+    assert_eq!(h.state().tool(), Tool::Length);
+    let nodule = DVec3::new(-70.0, -20.0, 0.0);
+    let spine = DVec3::new(0.0, 70.0, 0.0);
+    click_patient(&mut h, nodule);
+    click_patient(&mut h, spine);
+    let pixel_mm = h.state().current_view().unwrap().pixel_mm;
+    let m = h.state().measurements()[0].clone();
+    let Some(Value::LengthMm(mm)) = h.state().measurement_value(&m) else {
+        panic!("not a length: {m:?}")
+    };
+    let expected = (70f64.powi(2) + 90f64.powi(2)).sqrt();
+    assert!(
+        (mm - expected).abs() <= pixel_mm * 1.5,
+        "length {mm} mm, expected {expected} (pixel {pixel_mm} mm)"
+    );
+    assert_eq!(h.state().visible_measurements(), vec![m.id]);
+
+    h.get_by_label("Probe").click();
+    h.step();
+    click_patient(&mut h, nodule);
+    click_patient(&mut h, spine);
+    let values: Vec<Option<Value>> = h.state().measurements()[1..]
+        .iter()
+        .map(|m| h.state().measurement_value(m))
+        .collect();
+    assert_eq!(
+        values,
+        vec![
+            Some(Value::Point(Some(30.0))),
+            Some(Value::Point(Some(300.0)))
+        ]
+    );
+
+    // Along x at y = -20: cut by the coronal plane through y = -20, not by y = 0.
+    h.get_by_label("Length").click();
+    h.step();
+    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
+    click_patient(&mut h, DVec3::new(0.0, -20.0, 0.0));
+    let along_x = h.state().measurements().last().unwrap().clone();
+    assert!(matches!(along_x.shape, Shape::Length { .. }));
+    let y_of_points = along_x.shape.points()[0][1];
+    h.state_mut().show_plane(Plane::Coronal, y_of_points);
+    h.step();
+    assert!(h.state().visible_measurements().contains(&along_x.id));
+    h.state_mut().show_plane(Plane::Coronal, 0.0);
+    h.step();
+    assert!(!h.state().visible_measurements().contains(&along_x.id));
+}
+
+#[test]
+fn every_default_binding_names_a_real_key() {
+    for (name, action) in overread::viewer::bindings::default_bindings() {
+        assert!(
+            egui::Key::from_name(name).is_some(),
+            "{action:?} is bound to {name:?}, which is not a key name"
+        );
+    }
+}
