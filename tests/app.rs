@@ -211,3 +211,74 @@ fn every_default_binding_names_a_real_key() {
         );
     }
 }
+
+fn screen_of(h: &Harness<'_, OverreadApp>, cell: usize, p: DVec3) -> egui::Pos2 {
+    let view = h.state().cell_view(cell).unwrap();
+    let rect = h.state().cell_rect(cell).unwrap();
+    let (x, y) = view.pixel_at_patient(p);
+    egui::pos2(
+        rect.min.x + x.floor() as f32 + 0.5,
+        rect.min.y + y.floor() as f32 + 0.5,
+    )
+}
+
+/// MPR: axial, coronal and sagittal through one point. Scrolling the axial view moves the
+/// point in z while the other planes keep their positions; dragging the crosshair centre in
+/// the coronal view to a patient point moves the axial plane to its z and the sagittal plane to
+/// its x.
+#[test]
+fn mpr_planes_follow_scrolling_and_the_crosshair() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    press(&mut h, egui::Key::M);
+    h.step();
+    let planes: Vec<Plane> = h.state().viewports().iter().map(|v| v.plane).collect();
+    assert_eq!(planes, vec![Plane::Axial, Plane::Coronal, Plane::Sagittal]);
+    let through_cursor = |h: &Harness<'_, OverreadApp>| {
+        let c = h.state().cursor_mm();
+        h.state()
+            .viewports()
+            .iter()
+            .all(|v| (v.position_mm() - c.dot(v.normal())).abs() < 1e-6)
+    };
+    assert!(through_cursor(&h));
+    let before = h.state().cursor_mm();
+    assert_eq!(h.state().active(), 0);
+    press(&mut h, egui::Key::ArrowDown);
+    let after = h.state().cursor_mm();
+    assert!((after.z - before.z - 2.5).abs() < 1e-9, "{before} -> {after}");
+    assert_eq!((after.x, after.y), (before.x, before.y));
+    assert!(through_cursor(&h));
+
+    // Drag the crosshair centre in the coronal view to (x = -50, z = 10).
+    let target = DVec3::new(-50.0, after.y, 10.0);
+    let start = screen_of(&h, 1, after);
+    let end = screen_of(&h, 1, target);
+    h.event(egui::Event::PointerMoved(start));
+    h.step();
+    h.event(egui::Event::PointerButton {
+        pos: start,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: egui::Modifiers::NONE,
+    });
+    h.step();
+    for t in 1..=20 {
+        let pos = start + (end - start) * (t as f32 / 20.0);
+        h.event(egui::Event::PointerMoved(pos));
+        h.step();
+    }
+    h.event(egui::Event::PointerButton {
+        pos: end,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: egui::Modifiers::NONE,
+    });
+    h.step();
+    let pixel_mm = h.state().cell_view(1).unwrap().pixel_mm;
+    let positions: Vec<f64> = h.state().viewports().iter().map(|v| v.position_mm()).collect();
+    assert!((positions[0] - 10.0).abs() <= pixel_mm, "axial at {}", positions[0]);
+    assert!((positions[2] + 50.0).abs() <= pixel_mm, "sagittal at {}", positions[2]);
+    assert!((positions[1] - after.y).abs() < 1e-6, "coronal moved to {}", positions[1]);
+    assert!(through_cursor(&h));
+}

@@ -88,7 +88,53 @@ struct Gpu {
     ctx: GpuContext,
     renderer: Renderer,
     egui_renderer: Arc<egui::mutex::RwLock<eframe::egui_wgpu::Renderer>>,
+}
+
+/// One viewport on screen: its state, where it was drawn, and its GPU target.
+struct Cell {
+    viewport: Viewport,
+    /// Where it was drawn last frame (screen points).
+    rect: Option<egui::Rect>,
+    dirty: bool,
+    /// The view target, its egui texture and its size in pixels.
     target: Option<(ViewTarget, egui::TextureId, [u32; 2])>,
+}
+
+impl Cell {
+    fn new(viewport: Viewport) -> Cell {
+        Cell {
+            viewport,
+            rect: None,
+            dirty: true,
+            target: None,
+        }
+    }
+}
+
+/// How viewports are arranged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    One,
+    /// Two side by side.
+    OneByTwo,
+    /// Two stacked.
+    TwoByOne,
+    TwoByTwo,
+    /// Axial, coronal and sagittal through one point, with crosshairs.
+    Mpr,
+}
+
+impl Layout {
+    /// (rows, columns) of the grid.
+    pub fn grid(self) -> (usize, usize) {
+        match self {
+            Layout::One => (1, 1),
+            Layout::OneByTwo => (1, 2),
+            Layout::TwoByOne => (2, 1),
+            Layout::TwoByTwo => (2, 2),
+            Layout::Mpr => (1, 3),
+        }
+    }
 }
 
 /// The measurement tool the primary button uses in the viewport.
@@ -109,10 +155,14 @@ pub struct OverreadApp {
     scan_rx: Option<Receiver<Vec<Patient>>>,
     patients: Vec<Patient>,
     open: Option<Open>,
-    viewport: Option<Viewport>,
-    /// Where the viewport was drawn last frame (screen points).
-    viewport_rect: Option<egui::Rect>,
-    dirty: bool,
+    cells: Vec<Cell>,
+    /// The cell keys and tools act on.
+    active: usize,
+    layout: Layout,
+    /// The MPR point every plane passes through (patient mm).
+    cursor_mm: DVec3,
+    /// The cell whose crosshair centre is being dragged.
+    dragging_cursor: Option<usize>,
     bindings: Vec<(egui::Key, Action)>,
     show_bindings: bool,
     tool: Tool,
@@ -126,7 +176,8 @@ pub struct OverreadApp {
 impl std::fmt::Debug for OverreadApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OverreadApp")
-            .field("viewport", &self.viewport)
+            .field("viewport", &self.viewport())
+            .field("layout", &self.layout)
             .field("measurements", &self.measurements)
             .finish_non_exhaustive()
     }
@@ -147,7 +198,6 @@ impl OverreadApp {
                         ctx,
                         renderer,
                         egui_renderer: rs.renderer.clone(),
-                        target: None,
                     }),
                     None,
                 )
@@ -167,9 +217,11 @@ impl OverreadApp {
             scan_rx: None,
             patients: Vec::new(),
             open: None,
-            viewport: None,
-            viewport_rect: None,
-            dirty: true,
+            cells: Vec::new(),
+            active: 0,
+            layout: Layout::One,
+            cursor_mm: DVec3::ZERO,
+            dragging_cursor: None,
             bindings,
             show_bindings: false,
             tool: Tool::WindowLevel,
@@ -253,7 +305,8 @@ impl OverreadApp {
             .unwrap_or_else(|| Voi::linear(2048.0, 4096.0));
         let mut viewport = Viewport::new(&info, native_plane(&info), voi);
         viewport.display.monochrome1 = stack.format.photometric_interpretation == "MONOCHROME1";
-        self.viewport = Some(viewport);
+        self.cursor_mm = DVec3::from(viewport.center_mm);
+        self.set_cells(vec![viewport]);
         self.open = Some(Open {
             stack,
             info,
@@ -266,12 +319,135 @@ impl OverreadApp {
             auto_window,
         });
         self.pending_point = None;
-        self.dirty = true;
+        let layout = self.layout;
+        self.layout = Layout::One;
+        self.set_layout(layout);
     }
 
-    /// The open viewport (for tests and panels).
+    /// Replace the cells (freeing the old cells' textures).
+    fn set_cells(&mut self, viewports: Vec<Viewport>) {
+        let old = std::mem::take(&mut self.cells);
+        if let Some(g) = &self.gpu {
+            let mut r = g.egui_renderer.write();
+            for c in old {
+                if let Some((_, id, _)) = c.target {
+                    r.free_texture(&id);
+                }
+            }
+        }
+        self.cells = viewports.into_iter().map(Cell::new).collect();
+        self.active = 0;
+    }
+
+    /// Arrange the viewports: grids repeat the active viewport; MPR shows axial, coronal and
+    /// sagittal through the active viewport's centre.
+    pub fn set_layout(&mut self, layout: Layout) {
+        let (Some(active), Some(o)) = (self.viewport().cloned(), &self.open) else {
+            self.layout = layout;
+            return;
+        };
+        if layout == self.layout && !self.cells.is_empty() {
+            return;
+        }
+        let (rows, cols) = layout.grid();
+        let viewports = if layout == Layout::Mpr {
+            self.cursor_mm = DVec3::from(active.center_mm);
+            [Plane::Axial, Plane::Coronal, Plane::Sagittal]
+                .into_iter()
+                .map(|plane| {
+                    let mut v = Viewport::new(&o.info, plane, active.display.voi.clone());
+                    v.display = active.display.clone();
+                    v.center_mm = self.cursor_mm.to_array();
+                    v
+                })
+                .collect()
+        } else {
+            vec![active; rows * cols]
+        };
+        self.layout = layout;
+        self.set_cells(viewports);
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The viewports on screen, in layout order.
+    pub fn viewports(&self) -> Vec<&Viewport> {
+        self.cells.iter().map(|c| &c.viewport).collect()
+    }
+
+    /// Make cell `i` the one keys and tools act on.
+    pub fn set_active(&mut self, i: usize) {
+        if i < self.cells.len() {
+            self.active = i;
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    /// The MPR point (patient mm).
+    pub fn cursor_mm(&self) -> DVec3 {
+        self.cursor_mm
+    }
+
+    /// Where cell `i` was drawn (screen points).
+    pub fn cell_rect(&self, i: usize) -> Option<egui::Rect> {
+        self.cells.get(i).and_then(|c| c.rect)
+    }
+
+    /// The frame cell `i` shows (at its last drawn size).
+    pub fn cell_view(&self, i: usize) -> Option<crate::render::SliceView> {
+        let (c, o) = (self.cells.get(i)?, self.open.as_ref()?);
+        let rect = c.rect?;
+        let size = c
+            .target
+            .as_ref()
+            .map(|t| t.2)
+            .unwrap_or([rect.width().max(1.0) as u32, rect.height().max(1.0) as u32]);
+        Some(c.viewport.slice_view(&o.info, size[0], size[1]))
+    }
+
+    /// After cell `from` moved along its normal, move the MPR point with it and every other
+    /// plane through the point.
+    fn sync_mpr_from(&mut self, from: usize) {
+        if self.layout != Layout::Mpr {
+            return;
+        }
+        let Some(c) = self.cells.get(from) else {
+            return;
+        };
+        let n = c.viewport.normal();
+        let pos = c.viewport.position_mm();
+        self.cursor_mm += n * (pos - self.cursor_mm.dot(n));
+        self.move_planes_to_cursor(Some(from));
+    }
+
+    /// Put every plane (but `except`) through the MPR point, keeping each one's pan.
+    fn move_planes_to_cursor(&mut self, except: Option<usize>) {
+        let cursor = self.cursor_mm;
+        for (i, c) in self.cells.iter_mut().enumerate() {
+            if Some(i) == except {
+                continue;
+            }
+            let n = c.viewport.normal();
+            let centre = DVec3::from(c.viewport.center_mm);
+            c.viewport.center_mm = (centre + n * (cursor.dot(n) - centre.dot(n))).to_array();
+            c.dirty = true;
+        }
+    }
+
+    /// Set the MPR point (e.g. by dragging the crosshair in cell `from`).
+    pub fn set_cursor(&mut self, p: DVec3, from: Option<usize>) {
+        self.cursor_mm = p;
+        self.move_planes_to_cursor(from);
+    }
+
+    /// The active viewport (for tests and panels).
     pub fn viewport(&self) -> Option<&Viewport> {
-        self.viewport.as_ref()
+        self.cells.get(self.active).map(|c| &c.viewport)
     }
 
     pub fn volume_info(&self) -> Option<&VolumeInfo> {
@@ -298,21 +474,14 @@ impl OverreadApp {
         Some(m.value(&o.info, &v.voxels))
     }
 
-    /// The frame the viewport shows now (at its last drawn size).
+    /// The frame the active viewport shows now (at its last drawn size).
     pub fn current_view(&self) -> Option<crate::render::SliceView> {
-        let (v, o) = (self.viewport.as_ref()?, self.open.as_ref()?);
-        let rect = self.viewport_rect?;
-        let size = self
-            .gpu
-            .as_ref()
-            .and_then(|g| g.target.as_ref().map(|t| t.2))
-            .unwrap_or([rect.width().max(1.0) as u32, rect.height().max(1.0) as u32]);
-        Some(v.slice_view(&o.info, size[0], size[1]))
+        self.cell_view(self.active)
     }
 
     /// Ids of the measurements the current view cuts (and so draws).
     pub fn visible_measurements(&self) -> Vec<u64> {
-        let (Some(view), Some(v), Some(o)) = (self.current_view(), &self.viewport, &self.open)
+        let (Some(view), Some(v), Some(o)) = (self.current_view(), self.viewport(), &self.open)
         else {
             return Vec::new();
         };
@@ -327,21 +496,22 @@ impl OverreadApp {
 
     /// Switch the viewport to `plane` through `position_mm` along its normal (keeps W/L).
     pub fn show_plane(&mut self, plane: Plane, position_mm: f64) {
-        let (Some(v), Some(o)) = (&mut self.viewport, &self.open) else {
+        let (Some(c), Some(o)) = (self.cells.get_mut(self.active), &self.open) else {
             return;
         };
+        let v = &mut c.viewport;
+        c.dirty = true;
         let mut fresh = Viewport::new(&o.info, plane, v.display.voi.clone());
         fresh.display = v.display.clone();
         let n = plane.normal();
         let c = DVec3::from(fresh.center_mm);
         fresh.center_mm = (c + n * (position_mm - c.dot(n))).to_array();
         *v = fresh;
-        self.dirty = true;
     }
 
-    /// Where the viewport was drawn (screen points), for tests that click in it.
+    /// Where the active viewport was drawn (screen points), for tests that click in it.
     pub fn viewport_rect(&self) -> Option<egui::Rect> {
-        self.viewport_rect
+        self.cell_rect(self.active)
     }
 
     pub fn tool(&self) -> Tool {
@@ -385,7 +555,9 @@ impl OverreadApp {
                         t.write_slice_values(&g.ctx, k, &bytes);
                     }
                     open.loaded += 1;
-                    self.dirty = true;
+                    for c in &mut self.cells {
+                        c.dirty = true;
+                    }
                 }
                 Ok(LoadMsg::Done(done)) => match *done {
                     Ok(volume) => {
@@ -402,15 +574,18 @@ impl OverreadApp {
                         for f in &volume.failed_slices {
                             self.status = format!("slice {} failed: {}", f.k + 1, f.message);
                         }
-                        if open.auto_window
-                            && let Some(v) = &mut self.viewport
-                        {
+                        if open.auto_window {
                             let s = imaging::stats::voxel_range(&volume);
                             let width = (s.max_modality - s.min_modality).max(1.0);
-                            v.display.voi = Voi::linear(s.min_modality + width / 2.0, width);
+                            for c in &mut self.cells {
+                                c.viewport.display.voi =
+                                    Voi::linear(s.min_modality + width / 2.0, width);
+                            }
                         }
                         open.volume = Some(Arc::new(volume));
-                        self.dirty = true;
+                        for c in &mut self.cells {
+                            c.dirty = true;
+                        }
                     }
                     Err(e) => {
                         open.error = Some(e.clone());
@@ -426,13 +601,33 @@ impl OverreadApp {
     }
 
     fn apply(&mut self, action: Action) {
-        let (Some(v), Some(o)) = (&mut self.viewport, &self.open) else {
-            if action == Action::ShowBindings {
+        match action {
+            Action::ShowBindings => {
                 self.show_bindings = !self.show_bindings;
+                return;
             }
+            Action::ToggleCine => {
+                self.cine = match self.cine {
+                    Some(_) => None,
+                    None => Some((10.0, Instant::now())),
+                };
+                return;
+            }
+            Action::LayoutOne => return self.set_layout(Layout::One),
+            Action::LayoutOneByTwo => return self.set_layout(Layout::OneByTwo),
+            Action::LayoutTwoByTwo => return self.set_layout(Layout::TwoByTwo),
+            Action::LayoutMpr => return self.set_layout(Layout::Mpr),
+            _ => {}
+        }
+        let active = self.active;
+        let (Some(cell), Some(o)) = (self.cells.get_mut(active), &self.open) else {
             return;
         };
+        let target_size = cell.target.as_ref().map(|t| t.2);
+        let v = &mut cell.viewport;
+        cell.dirty = true;
         let info = &o.info;
+        let mut window_changed = false;
         match action {
             Action::NextSlice => v.scroll(info, 1.0),
             Action::PreviousSlice => v.scroll(info, -1.0),
@@ -445,6 +640,7 @@ impl OverreadApp {
                     crate::render::voi::PRESETS.get(usize::from(n).saturating_sub(1))
                 {
                     v.display.voi = Voi::linear(*c, *w);
+                    window_changed = true;
                 }
             }
             Action::FileWindow => {
@@ -456,28 +652,25 @@ impl OverreadApp {
                     && w.width >= 1.0
                 {
                     v.display.voi = Voi::linear(w.center, w.width);
+                    window_changed = true;
                 }
             }
-            Action::Invert => v.display.invert = !v.display.invert,
+            Action::Invert => {
+                v.display.invert = !v.display.invert;
+                window_changed = true;
+            }
             Action::RotateClockwise => v.rotate_clockwise(),
             Action::FlipHorizontal => v.flip_horizontal = !v.flip_horizontal,
             Action::FlipVertical => v.flip_vertical = !v.flip_vertical,
             Action::Fit => v.zoom = 1.0,
             Action::OneToOne => {
-                if let Some((_, _, size)) = self.gpu.as_ref().and_then(|g| g.target.as_ref()) {
+                if let Some(size) = target_size {
                     let fit = v.slice_view(info, size[0], size[1]);
                     let native = info.spacing_mm[0].min(info.spacing_mm[1]);
                     v.zoom = v.zoom * fit.pixel_mm / native;
                 }
             }
             Action::Reset => v.reset(info),
-            Action::ToggleCine => {
-                self.cine = match self.cine {
-                    Some(_) => None,
-                    None => Some((10.0, Instant::now())),
-                }
-            }
-            Action::ShowBindings => self.show_bindings = !self.show_bindings,
             Action::PlaneAxial | Action::PlaneCoronal | Action::PlaneSagittal => {
                 let plane = match action {
                     Action::PlaneAxial => Plane::Axial,
@@ -488,8 +681,22 @@ impl OverreadApp {
                 fresh.display = v.display.clone();
                 *v = fresh;
             }
+            _ => {}
         }
-        self.dirty = true;
+        if window_changed {
+            // Every view of the series shares its window.
+            let display = v.display.clone();
+            self.share_display(&display);
+        }
+        self.sync_mpr_from(active);
+    }
+
+    /// Give every cell the same window, inversion and depth.
+    fn share_display(&mut self, display: &crate::render::Display) {
+        for c in &mut self.cells {
+            c.viewport.display = display.clone();
+            c.dirty = true;
+        }
     }
 
     /// Add a measurement made on the open volume.
@@ -585,15 +792,18 @@ impl OverreadApp {
         let Some((fps, last)) = self.cine else { return };
         let frames = (last.elapsed().as_secs_f64() * fps).floor();
         if frames >= 1.0 {
-            if let (Some(v), Some(o)) = (&mut self.viewport, &self.open) {
+            let active = self.active;
+            if let (Some(c), Some(o)) = (self.cells.get_mut(active), &self.open) {
+                let v = &mut c.viewport;
                 let before = v.position_mm();
                 v.scroll(&o.info, frames);
                 if (v.position_mm() - before).abs() < 1e-9 {
                     v.scroll_to_end(&o.info, false);
                 }
+                c.dirty = true;
             }
+            self.sync_mpr_from(active);
             self.cine = Some((fps, Instant::now()));
-            self.dirty = true;
         }
         ctx.request_repaint();
     }

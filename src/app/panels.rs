@@ -2,9 +2,11 @@
 //! overlays) and the key-binding table. Each `*_ui` function draws one panel.
 
 use eframe::egui::{self, Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
+use glam::DVec3;
 
-use super::{OverreadApp, Tool};
+use super::{Layout, OverreadApp, Tool};
 use crate::render::SliceView;
+use crate::render::gpu::ViewTarget;
 use crate::viewer::measure::{Shape, Value, project, visible_on};
 
 const OVERLAY: Color32 = Color32::from_rgb(255, 220, 120);
@@ -21,6 +23,18 @@ pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 if ui.selectable_label(app.tool == tool, label).clicked() {
                     app.tool = tool;
                     app.pending_point = None;
+                }
+            }
+            ui.separator();
+            for (layout, label) in [
+                (Layout::One, "1x1"),
+                (Layout::OneByTwo, "1x2"),
+                (Layout::TwoByOne, "2x1"),
+                (Layout::TwoByTwo, "2x2"),
+                (Layout::Mpr, "MPR"),
+            ] {
+                if ui.selectable_label(app.layout == layout, label).clicked() {
+                    app.set_layout(layout);
                 }
             }
             ui.separator();
@@ -139,174 +153,306 @@ pub fn viewport_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     egui::CentralPanel::default()
         .frame(egui::Frame::new().fill(Color32::BLACK))
         .show(ui, |ui| {
-            let (rect, response) =
-                ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
-            app.viewport_rect = Some(rect);
-            let ppp = ui.ctx().pixels_per_point();
-            let size_px = [
-                (rect.width() * ppp).round().max(1.0) as u32,
-                (rect.height() * ppp).round().max(1.0) as u32,
-            ];
-            let (Some(viewport), Some(open)) = (&mut app.viewport, &app.open) else {
+            let area = ui.available_rect_before_wrap();
+            ui.allocate_rect(area, Sense::hover());
+            if app.cells.is_empty() || app.open.is_none() {
                 ui.painter().text(
-                    rect.center(),
+                    area.center(),
                     Align2::CENTER_CENTER,
                     "open a folder, a file or a DICOMDIR (drop it here)",
                     FontId::proportional(16.0),
                     Color32::GRAY,
                 );
                 return;
-            };
-            let info = open.info.clone();
-            let mut view = viewport.slice_view(&info, size_px[0], size_px[1]);
-            let to_screen = |x: f64, y: f64| {
-                Pos2::new(
-                    rect.min.x + (x / f64::from(ppp)) as f32,
-                    rect.min.y + (y / f64::from(ppp)) as f32,
-                )
-            };
-            let patient_at = |pos: Pos2, view: &SliceView| {
-                let x = f64::from((pos.x - rect.min.x) * ppp) - 0.5;
-                let y = f64::from((pos.y - rect.min.y) * ppp) - 0.5;
-                view.patient_at_pixel(x, y)
-            };
-
-            // Input.
-            if response.hovered() {
-                let (wheel_lines, zoom) = ui.input(|i| {
-                    let lines: f32 = i
-                        .raw
-                        .events
-                        .iter()
-                        .filter_map(|e| match e {
-                            egui::Event::MouseWheel {
-                                unit,
-                                delta,
-                                modifiers,
-                                ..
-                            } if !modifiers.ctrl => Some(match unit {
-                                egui::MouseWheelUnit::Point => delta.y / 40.0,
-                                egui::MouseWheelUnit::Line => delta.y,
-                                egui::MouseWheelUnit::Page => delta.y * 10.0,
-                            }),
-                            _ => None,
-                        })
-                        .sum();
-                    (lines, i.zoom_delta())
-                });
-                if wheel_lines != 0.0 {
-                    viewport.scroll(
-                        &info,
-                        -f64::from(wheel_lines.signum() * wheel_lines.abs().ceil()),
-                    );
-                    app.dirty = true;
-                }
-                if zoom != 1.0 {
-                    viewport.zoom = (viewport.zoom * f64::from(zoom)).clamp(0.1, 50.0);
-                    app.dirty = true;
-                }
             }
-            let delta = response.drag_delta() * ppp;
-            if response.dragged_by(egui::PointerButton::Middle) {
-                viewport.pan_pixels(&view, f64::from(delta.x), f64::from(delta.y));
-                app.dirty = true;
-            } else if response.dragged_by(egui::PointerButton::Secondary) {
-                viewport.scroll(&info, f64::from(delta.y / 4.0).round());
-                app.dirty = true;
-            } else if response.dragged_by(egui::PointerButton::Primary)
-                && app.tool == Tool::WindowLevel
-            {
-                viewport.drag_window(f64::from(delta.x), f64::from(delta.y));
-                app.dirty = true;
+            let (rows, cols) = app.layout.grid();
+            let gap = 2.0;
+            let w = (area.width() - gap * (cols as f32 - 1.0)) / cols as f32;
+            let h = (area.height() - gap * (rows as f32 - 1.0)) / rows as f32;
+            for i in 0..app.cells.len().min(rows * cols) {
+                let (r, c) = (i / cols, i % cols);
+                let min = area.min + Vec2::new(c as f32 * (w + gap), r as f32 * (h + gap));
+                let rect = Rect::from_min_size(min, Vec2::new(w.max(1.0), h.max(1.0)));
+                cell_ui(app, ui, i, rect);
             }
-            if app.dirty {
-                view = viewport.slice_view(&info, size_px[0], size_px[1]);
-            }
-            if response.clicked()
-                && let Some(pos) = response.interact_pointer_pos()
-            {
-                let p = patient_at(pos, &view);
-                match app.tool {
-                    Tool::Length => match app.pending_point.take() {
-                        None => app.pending_point = Some(p),
-                        Some(a) => app.add_measurement(Shape::Length {
-                            a: a.to_array(),
-                            b: p.to_array(),
-                        }),
-                    },
-                    Tool::Probe => app.add_measurement(Shape::Probe { at: p.to_array() }),
-                    Tool::WindowLevel => {}
-                }
-            }
-            let Some(viewport) = &app.viewport else {
-                return;
-            };
-            let Some(open) = &app.open else { return };
-
-            // Draw: render when something changed, then paint the texture.
-            if let Some(gpu) = &mut app.gpu
-                && let Some(texture) = &open.texture
-            {
-                let resized = gpu.target.as_ref().is_none_or(|t| t.2 != size_px);
-                if resized {
-                    let target = crate::render::gpu::ViewTarget::new(
-                        &gpu.ctx,
-                        size_px[0],
-                        size_px[1],
-                        viewport.display.depth,
-                    );
-                    let mut egui_renderer = gpu.egui_renderer.write();
-                    if let Some((_, old, _)) = gpu.target.take() {
-                        egui_renderer.free_texture(&old);
-                    }
-                    let id = egui_renderer.register_native_texture(
-                        &gpu.ctx.device,
-                        target.output_view(),
-                        wgpu::FilterMode::Nearest,
-                    );
-                    gpu.target = Some((target, id, size_px));
-                    app.dirty = true;
-                }
-                if let Some((target, id, _)) = &mut gpu.target {
-                    if app.dirty {
-                        let drawn = gpu
-                            .renderer
-                            .resample(&gpu.ctx, texture, &view, target)
-                            .and_then(|()| {
-                                gpu.renderer.display(&gpu.ctx, &viewport.display, target)
-                            });
-                        if let Err(e) = drawn {
-                            app.status = format!("cannot draw: {e}");
-                        }
-                        app.dirty = false;
-                    }
-                    ui.painter().image(
-                        *id,
-                        rect,
-                        Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
-                        Color32::WHITE,
-                    );
-                }
-            }
-            overlay_ui(app, ui, rect, &view, &to_screen);
         });
 }
 
-fn overlay_ui(
-    app: &OverreadApp,
-    ui: &egui::Ui,
-    rect: Rect,
-    view: &SliceView,
-    to_screen: &dyn Fn(f64, f64) -> Pos2,
-) {
-    let (Some(viewport), Some(open)) = (&app.viewport, &app.open) else {
+/// Screen position (points) of a view pixel coordinate (pixel centres at .5).
+fn screen_of(rect: Rect, ppp: f32, x: f64, y: f64) -> Pos2 {
+    Pos2::new(
+        rect.min.x + (x / f64::from(ppp)) as f32,
+        rect.min.y + (y / f64::from(ppp)) as f32,
+    )
+}
+
+/// Patient point under a screen position.
+fn patient_of(rect: Rect, ppp: f32, view: &SliceView, pos: Pos2) -> DVec3 {
+    let x = f64::from((pos.x - rect.min.x) * ppp) - 0.5;
+    let y = f64::from((pos.y - rect.min.y) * ppp) - 0.5;
+    view.patient_at_pixel(x, y)
+}
+
+fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
+    let response = ui.interact(
+        rect,
+        ui.scope_id().with(("viewport", i)),
+        Sense::click_and_drag(),
+    );
+    let ppp = ui.ctx().pixels_per_point();
+    let size_px = [
+        (rect.width() * ppp).round().max(1.0) as u32,
+        (rect.height() * ppp).round().max(1.0) as u32,
+    ];
+    let Some(info) = app.open.as_ref().map(|o| o.info.clone()) else {
         return;
     };
+    app.cells[i].rect = Some(rect);
+    if response.is_pointer_button_down_on()
+        || response.clicked()
+        || response.hovered() && ui.input(|inp| inp.pointer.any_pressed())
+    {
+        app.active = i;
+    }
+    let view_now = app.cells[i]
+        .viewport
+        .slice_view(&info, size_px[0], size_px[1]);
+
+    // Wheel: scroll; ctrl+wheel: zoom.
+    if response.hovered() {
+        let (wheel_lines, zoom) = ui.input(|inp| {
+            let lines: f32 = inp
+                .raw
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    egui::Event::MouseWheel {
+                        unit,
+                        delta,
+                        modifiers,
+                        ..
+                    } if !modifiers.ctrl => Some(match unit {
+                        egui::MouseWheelUnit::Point => delta.y / 40.0,
+                        egui::MouseWheelUnit::Line => delta.y,
+                        egui::MouseWheelUnit::Page => delta.y * 10.0,
+                    }),
+                    _ => None,
+                })
+                .sum();
+            (lines, inp.zoom_delta())
+        });
+        let cell = &mut app.cells[i];
+        if wheel_lines != 0.0 {
+            cell.viewport.scroll(
+                &info,
+                -f64::from(wheel_lines.signum() * wheel_lines.abs().ceil()),
+            );
+            cell.dirty = true;
+            app.sync_mpr_from(i);
+        }
+        if zoom != 1.0 {
+            let cell = &mut app.cells[i];
+            cell.viewport.zoom = (cell.viewport.zoom * f64::from(zoom)).clamp(0.1, 50.0);
+            cell.dirty = true;
+        }
+    }
+
+    // Drags: the MPR crosshair centre, pan, scroll, window/level.
+    let cursor_screen = {
+        let ((x, y), _) = project(&view_now, app.cursor_mm.to_array());
+        screen_of(rect, ppp, x - 0.5, y - 0.5)
+    };
+    if response.drag_started_by(egui::PointerButton::Primary)
+        && app.layout == Layout::Mpr
+        && let Some(p) = response.interact_pointer_pos()
+        && p.distance(cursor_screen) <= 12.0
+    {
+        app.dragging_cursor = Some(i);
+    }
+    if response.drag_stopped() {
+        app.dragging_cursor = None;
+    }
+    let delta = response.drag_delta() * ppp;
+    if app.dragging_cursor == Some(i) {
+        if let Some(p) = response.interact_pointer_pos() {
+            let target = patient_of(rect, ppp, &view_now, p);
+            app.set_cursor(target, Some(i));
+        }
+    } else if response.dragged_by(egui::PointerButton::Middle) {
+        let cell = &mut app.cells[i];
+        cell.viewport
+            .pan_pixels(&view_now, f64::from(delta.x), f64::from(delta.y));
+        cell.dirty = true;
+    } else if response.dragged_by(egui::PointerButton::Secondary) {
+        let cell = &mut app.cells[i];
+        cell.viewport
+            .scroll(&info, f64::from(delta.y / 4.0).round());
+        cell.dirty = true;
+        app.sync_mpr_from(i);
+    } else if response.dragged_by(egui::PointerButton::Primary) && app.tool == Tool::WindowLevel {
+        let cell = &mut app.cells[i];
+        cell.viewport
+            .drag_window(f64::from(delta.x), f64::from(delta.y));
+        let display = cell.viewport.display.clone();
+        app.share_display(&display);
+    }
+    let view = app.cells[i]
+        .viewport
+        .slice_view(&info, size_px[0], size_px[1]);
+
+    // Clicks: measurement tools.
+    if response.clicked()
+        && let Some(pos) = response.interact_pointer_pos()
+    {
+        let p = patient_of(rect, ppp, &view, pos);
+        match app.tool {
+            Tool::Length => match app.pending_point.take() {
+                None => app.pending_point = Some(p),
+                Some(a) => app.add_measurement(Shape::Length {
+                    a: a.to_array(),
+                    b: p.to_array(),
+                }),
+            },
+            Tool::Probe => app.add_measurement(Shape::Probe { at: p.to_array() }),
+            Tool::WindowLevel => {}
+        }
+    }
+
+    // Render when something changed, then paint the texture.
+    let OverreadApp {
+        gpu,
+        cells,
+        open,
+        status,
+        ..
+    } = app;
+    let cell = &mut cells[i];
+    if let (Some(gpu), Some(texture)) =
+        (gpu.as_mut(), open.as_ref().and_then(|o| o.texture.as_ref()))
+    {
+        if cell.target.as_ref().is_none_or(|t| t.2 != size_px) {
+            let target = ViewTarget::new(
+                &gpu.ctx,
+                size_px[0],
+                size_px[1],
+                cell.viewport.display.depth,
+            );
+            let mut egui_renderer = gpu.egui_renderer.write();
+            if let Some((_, old, _)) = cell.target.take() {
+                egui_renderer.free_texture(&old);
+            }
+            let id = egui_renderer.register_native_texture(
+                &gpu.ctx.device,
+                target.output_view(),
+                wgpu::FilterMode::Nearest,
+            );
+            cell.target = Some((target, id, size_px));
+            cell.dirty = true;
+        }
+        if let Some((target, id, _)) = &mut cell.target {
+            if cell.dirty {
+                let drawn = gpu
+                    .renderer
+                    .resample(&gpu.ctx, texture, &view, target)
+                    .and_then(|()| {
+                        gpu.renderer
+                            .display(&gpu.ctx, &cell.viewport.display, target)
+                    });
+                if let Err(e) = drawn {
+                    *status = format!("cannot draw: {e}");
+                }
+                cell.dirty = false;
+            }
+            ui.painter().image(
+                *id,
+                rect,
+                Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
+                Color32::WHITE,
+            );
+        }
+    }
+    overlay_ui(app, ui, i, rect, &view);
+}
+
+/// Colour of a plane's reference line (and its viewport's crosshair).
+fn plane_colour(n: DVec3) -> Color32 {
+    let a = n.abs();
+    if a.z >= a.x.max(a.y) {
+        Color32::from_rgb(90, 160, 255)
+    } else if a.y >= a.x {
+        Color32::from_rgb(110, 220, 110)
+    } else {
+        Color32::from_rgb(255, 110, 110)
+    }
+}
+
+/// The line where plane (n1, through p1) cuts plane (n2, through p2): a point and direction.
+fn plane_intersection(n1: DVec3, p1: DVec3, n2: DVec3, p2: DVec3) -> Option<(DVec3, DVec3)> {
+    let d = n1.cross(n2);
+    if d.length() < 1e-6 {
+        return None;
+    }
+    let (h1, h2) = (n1.dot(p1), n2.dot(p2));
+    let (a, b, c) = (n1.dot(n1), n2.dot(n2), n1.dot(n2));
+    let det = a * b - c * c;
+    let p = n1 * ((h1 * b - h2 * c) / det) + n2 * ((h2 * a - h1 * c) / det);
+    Some((p, d.normalize()))
+}
+
+fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &SliceView) {
+    let (Some(cell), Some(open)) = (app.cells.get(i), &app.open) else {
+        return;
+    };
+    let viewport = &cell.viewport;
+    let ppp = ui.ctx().pixels_per_point();
+    let to_screen = |x: f64, y: f64| screen_of(rect, ppp, x, y);
     let painter = ui.painter_at(rect);
     let font = FontId::monospace(13.0);
     let info = &open.info;
     let o = viewport.overlay(info);
     let m = 6.0;
+    if app.cells.len() > 1 && i == app.active {
+        painter.rect_stroke(
+            rect.shrink(1.0),
+            0.0,
+            Stroke::new(1.0, Color32::from_gray(90)),
+            egui::StrokeKind::Inside,
+        );
+    }
+    // Reference lines: where the other viewports' planes cut this one.
+    for (j, other) in app.cells.iter().enumerate() {
+        if j == i {
+            continue;
+        }
+        let n_other = other.viewport.normal();
+        let Some((p, d)) = plane_intersection(
+            n_other,
+            DVec3::from(other.viewport.center_mm),
+            viewport.normal(),
+            DVec3::from(view.center_mm),
+        ) else {
+            continue;
+        };
+        let ((x, y), _) = project(view, p.to_array());
+        let dir = Vec2::new(
+            d.dot(DVec3::from(view.right)) as f32,
+            d.dot(DVec3::from(view.down)) as f32,
+        );
+        let centre = to_screen(x - 0.5, y - 0.5);
+        let reach = rect.width() + rect.height();
+        painter.line_segment(
+            [centre - dir * reach, centre + dir * reach],
+            Stroke::new(1.0, plane_colour(n_other)),
+        );
+    }
+    if app.layout == Layout::Mpr {
+        let ((x, y), _) = project(view, app.cursor_mm.to_array());
+        painter.circle_stroke(
+            to_screen(x - 0.5, y - 0.5),
+            6.0,
+            Stroke::new(1.0, Color32::WHITE),
+        );
+    }
     let mut top_left = String::new();
     if let Some(p) = app.patients.iter().find(|p| {
         p.studies.iter().any(|s| {
@@ -400,15 +546,14 @@ fn overlay_ui(
         .iter()
         .filter(|m| visible_on(m, view, tolerance, frame))
     {
-        let projected: Vec<((f64, f64), f64)> = meas
+        let screen: Vec<Pos2> = meas
             .shape
             .points()
             .iter()
-            .map(|p| project(view, *p))
-            .collect();
-        let screen: Vec<Pos2> = projected
-            .iter()
-            .map(|((x, y), _)| to_screen(*x - 0.5, *y - 0.5))
+            .map(|p| {
+                let ((x, y), _) = project(view, *p);
+                to_screen(x - 0.5, y - 0.5)
+            })
             .collect();
         for w in screen.windows(2) {
             painter.line_segment([w[0], w[1]], Stroke::new(1.5, MEASURE));
@@ -426,11 +571,13 @@ fn overlay_ui(
             );
         }
     }
-    if let Some(p) = app.pending_point {
+    if let Some(p) = app.pending_point
+        && i == app.active
+    {
         let ((x, y), _) = project(view, p.to_array());
         painter.circle_stroke(to_screen(x - 0.5, y - 0.5), 3.0, Stroke::new(1.5, MEASURE));
     }
-    // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width, bottom centre-right.
+    // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width.
     let width_mm = f64::from(view.width) * view.pixel_mm;
     let mut bar_mm = 1.0;
     for e in -1..5 {
@@ -442,7 +589,7 @@ fn overlay_ui(
         }
     }
     let len_px = bar_mm / view.pixel_mm;
-    let y = f64::from(view.height) - 40.0;
+    let y = f64::from(view.height) - 40.0 * f64::from(ppp);
     let x1 = f64::from(view.width) * 0.75;
     let a = to_screen(x1 - len_px, y);
     let b = to_screen(x1, y);

@@ -28,6 +28,11 @@ pub enum Action {
     PlaneAxial,
     PlaneCoronal,
     PlaneSagittal,
+    LayoutOne,
+    LayoutOneByTwo,
+    LayoutTwoByTwo,
+    /// Axial, coronal and sagittal with crosshairs.
+    LayoutMpr,
 }
 
 impl Action {
@@ -56,6 +61,10 @@ impl Action {
             Action::PlaneAxial => "axial plane".into(),
             Action::PlaneCoronal => "coronal plane".into(),
             Action::PlaneSagittal => "sagittal plane".into(),
+            Action::LayoutOne => "one viewport".into(),
+            Action::LayoutOneByTwo => "two viewports side by side".into(),
+            Action::LayoutTwoByTwo => "four viewports".into(),
+            Action::LayoutMpr => "MPR: axial, coronal, sagittal with crosshairs".into(),
         }
     }
 }
@@ -93,5 +102,9 @@ pub fn default_bindings() -> Vec<(&'static str, Action)> {
         ("A", Action::PlaneAxial),
         ("K", Action::PlaneCoronal),
         ("S", Action::PlaneSagittal),
+        ("N", Action::LayoutOne),
+        ("T", Action::LayoutOneByTwo),
+        ("Q", Action::LayoutTwoByTwo),
+        ("M", Action::LayoutMpr),
     ]
 }
