@@ -246,7 +246,10 @@ fn mpr_planes_follow_scrolling_and_the_crosshair() {
     assert_eq!(h.state().active(), 0);
     press(&mut h, egui::Key::ArrowDown);
     let after = h.state().cursor_mm();
-    assert!((after.z - before.z - 2.5).abs() < 1e-9, "{before} -> {after}");
+    assert!(
+        (after.z - before.z - 2.5).abs() < 1e-9,
+        "{before} -> {after}"
+    );
     assert_eq!((after.x, after.y), (before.x, before.y));
     assert!(through_cursor(&h));
 
@@ -276,9 +279,26 @@ fn mpr_planes_follow_scrolling_and_the_crosshair() {
     });
     h.step();
     let pixel_mm = h.state().cell_view(1).unwrap().pixel_mm;
-    let positions: Vec<f64> = h.state().viewports().iter().map(|v| v.position_mm()).collect();
-    assert!((positions[0] - 10.0).abs() <= pixel_mm, "axial at {}", positions[0]);
-    assert!((positions[2] + 50.0).abs() <= pixel_mm, "sagittal at {}", positions[2]);
-    assert!((positions[1] - after.y).abs() < 1e-6, "coronal moved to {}", positions[1]);
+    let positions: Vec<f64> = h
+        .state()
+        .viewports()
+        .iter()
+        .map(|v| v.position_mm())
+        .collect();
+    assert!(
+        (positions[0] - 10.0).abs() <= pixel_mm,
+        "axial at {}",
+        positions[0]
+    );
+    assert!(
+        (positions[2] + 50.0).abs() <= pixel_mm,
+        "sagittal at {}",
+        positions[2]
+    );
+    assert!(
+        (positions[1] - after.y).abs() < 1e-6,
+        "coronal moved to {}",
+        positions[1]
+    );
     assert!(through_cursor(&h));
 }

@@ -448,7 +448,9 @@ fn a_volume_deeper_than_the_texture_limit_renders_folded() {
     let folded = VolumeTexture::with_limits(ctx, renderer, info.clone(), 100, u64::MAX).unwrap();
     let fold = folded.layout.fold;
     assert!(fold.tiles_x * fold.tiles_y > 1, "{fold:?}");
-    folded.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+    folded
+        .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
+        .unwrap();
     let display = Display::new(Voi::preset("lung").unwrap());
     for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
         let v = view(&volume, plane, 160);
@@ -461,7 +463,9 @@ fn a_volume_deeper_than_the_texture_limit_renders_folded() {
         (2, 120)
     );
     assert!(bricked.layout.fold.tiles_x * bricked.layout.fold.tiles_y > 1);
-    bricked.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+    bricked
+        .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
+        .unwrap();
     for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
         let v = view(&volume, plane, 160);
         assert_gpu_matches_cpu(
@@ -504,6 +508,12 @@ fn slices_uploaded_one_by_one_draw_as_they_arrive() {
     let Some((ctx, renderer)) = gpu() else { return };
     let info = Arc::new(VolumeInfo::new(&volume).unwrap());
     let texture = VolumeTexture::new(ctx, renderer, info.clone()).unwrap();
+    // Voxels of another shape are refused, not written or panicked on.
+    let other = phantom_volume(&PhantomSpec {
+        slices: 3,
+        ..small_phantom()
+    });
+    assert!(texture.write_slices(ctx, &other.voxels, 0..3).is_err());
     let k = 40;
     let Voxels::U16(a) = &volume.voxels else {
         panic!("phantom is unsigned")
@@ -522,7 +532,9 @@ fn slices_uploaded_one_by_one_draw_as_they_arrive() {
         partial.compare(&full).unwrap().0 > 1,
         "missing slices must not draw"
     );
-    texture.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+    texture
+        .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
+        .unwrap();
     assert_gpu_matches_cpu(
         "progressive-complete",
         &texture,

@@ -147,7 +147,7 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
         let renderer = Renderer::new(&ctx);
         let t = Instant::now();
         let texture = VolumeTexture::new(&ctx, &renderer, info.clone())?;
-        texture.write_slices(&ctx, &volume.voxels, 0..info.dims[2]);
+        texture.write_slices(&ctx, &volume.voxels, 0..info.dims[2])?;
         let upload_secs = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let image = renderer.render(&ctx, &texture, &view, &display)?;

@@ -320,14 +320,26 @@ impl VolumeTexture {
     ) -> Result<VolumeTexture, RenderError> {
         let info = Arc::new(VolumeInfo::new(volume)?);
         let tex = Self::new(ctx, renderer, info)?;
-        tex.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2]);
+        tex.write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])?;
         Ok(tex)
     }
 
     /// Upload slices `range` of `voxels` (e.g. as a progressive load delivers them). Slices
     /// not yet written read as zero.
-    pub fn write_slices(&self, ctx: &GpuContext, voxels: &Voxels, range: std::ops::Range<usize>) {
+    pub fn write_slices(
+        &self,
+        ctx: &GpuContext,
+        voxels: &Voxels,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), RenderError> {
         let [w, h, k] = self.info.dims;
+        if voxels.shape() != [k, h, w] {
+            return Err(RenderError::View(format!(
+                "voxels {:?} do not match the texture's volume {:?}",
+                voxels.shape(),
+                self.info.dims
+            )));
+        }
         let end = range.end.min(k);
         let mut start = range.start;
         let depth = self.layout.fold.depth as usize;
@@ -338,12 +350,30 @@ impl VolumeTexture {
             let tile_end = start - local + (local / depth + 1) * depth;
             let brick_end = (start / per_brick + 1) * per_brick;
             let run_end = end.min(tile_end).min(brick_end).min(start + 64);
-            let bytes: Vec<u8> = (start..run_end)
-                .flat_map(|s| voxels.to_le_bytes_slice(s))
-                .collect();
-            self.write_run(ctx, start, run_end - start, &bytes, w, h);
+            let slice_len = w * h;
+            let contiguous: Option<&[u8]> = match voxels {
+                Voxels::U16(a) => a
+                    .as_slice()
+                    .map(|v| bytemuck::cast_slice(&v[start * slice_len..run_end * slice_len])),
+                Voxels::I16(a) => a
+                    .as_slice()
+                    .map(|v| bytemuck::cast_slice(&v[start * slice_len..run_end * slice_len])),
+            };
+            match contiguous {
+                // Little-endian hosts upload the voxel memory as it is.
+                Some(bytes) if cfg!(target_endian = "little") => {
+                    self.write_run(ctx, start, run_end - start, bytes, w, h)
+                }
+                _ => {
+                    let bytes: Vec<u8> = (start..run_end)
+                        .flat_map(|s| voxels.to_le_bytes_slice(s))
+                        .collect();
+                    self.write_run(ctx, start, run_end - start, &bytes, w, h);
+                }
+            }
             start = run_end;
         }
+        Ok(())
     }
 
     /// Upload one slice's stored values (u16, or i16 bit patterns).
