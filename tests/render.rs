@@ -613,3 +613,80 @@ fn gpu_matches_cpu_on_real_ct_and_mr_series() {
         assert_gpu_matches_cpu(&format!("{name}-mip10"), &texture, &volume, &slab, &display);
     }
 }
+
+/// A VOI LUT Sequence in the files is read (descriptor, data, explanation) and drives the
+/// display: modality value v shows LUT entry v - first mapped, clamped to the table.
+#[test]
+fn a_files_voi_lut_is_read_and_applied() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::InMemDicomObject;
+    use overread::imaging::synth::write_series;
+    use overread::render::voi::{DisplayParams, voi_normalized};
+
+    let dir = crate::support::tempdir();
+    let spec = PhantomSpec {
+        columns: 32,
+        rows: 32,
+        slices: 3,
+        pixel_mm: 11.0,
+        ..small_phantom()
+    };
+    write_series(&spec, dir.path()).unwrap();
+    let data: Vec<u16> = (0..2048u32).map(|n| (2 * n).min(4095) as u16).collect();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        let item = InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::LUT_DESCRIPTOR,
+                VR::US,
+                PrimitiveValue::U16(vec![2048u16, 0, 12].into()),
+            ),
+            DataElement::new(
+                tags::LUT_EXPLANATION,
+                VR::LO,
+                PrimitiveValue::from("test ramp"),
+            ),
+            DataElement::new(
+                tags::LUT_DATA,
+                VR::US,
+                PrimitiveValue::U16(data.clone().into()),
+            ),
+        ]);
+        obj.put(DataElement::new(
+            tags::VOILUT_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+        obj.write_to_file(&path).unwrap();
+    }
+    let report = imaging::scan(&[dir.path().to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    let lut = stack.slices[1]
+        .voi_lut
+        .as_deref()
+        .expect("the VOI LUT was not read");
+    assert_eq!((lut.first_mapped, lut.bits, lut.data.len()), (0, 12, 2048));
+    assert_eq!(lut.explanation.as_deref(), Some("test ramp"));
+    let (p, table) = DisplayParams::new(&Display::new(Voi::from_lut(lut)));
+    for (hu, entry) in [
+        (-1000.0, 0.0),
+        (40.0, 80.0),
+        (900.0, 1800.0),
+        (3000.0, 4095.0),
+    ] {
+        let y = voi_normalized(&p, &table, hu);
+        assert!((y - entry / 4095.0).abs() < 1e-6, "{hu} HU: {y}");
+    }
+
+    // Above the table: the last entry (2 x 2047). An empty VOI LUT item (pydicom's JPEG lossless sample has one) is no LUT, and no panic.
+    if let Some(root) = shared_dicom() {
+        let path = root.join("codecs/pydicom_misc/dicom/jpeg/JPEGLosslessP14SV1_1s_1f_u_16_16.dcm");
+        let report = imaging::scan(&[path]);
+        let patients = imaging::group(&report.instances);
+        let stack = imaging::default_stack(&patients).unwrap();
+        assert!(stack.slices[0].voi_lut.is_none());
+    }
+}

@@ -290,12 +290,12 @@ impl OverreadApp {
             let _ = tx.send(LoadMsg::Done(Box::new(result.map_err(|e| e.to_string()))));
             repaint.request_repaint();
         });
-        let header_window = stack
-            .slices
-            .get(stack.slices.len() / 2)
-            .and_then(|s| s.window)
-            .filter(|w| w.width >= 1.0)
-            .map(|w| Voi::linear(w.center, w.width));
+        let header_window = stack.slices.get(stack.slices.len() / 2).and_then(|s| {
+            s.window
+                .filter(|w| w.width >= 1.0)
+                .map(|w| Voi::from_window(&w))
+                .or_else(|| s.voi_lut.as_deref().map(Voi::from_lut))
+        });
         let ct = is_ct(&self.patients, &stack);
         // Without a window in the file: abdomen for CT; otherwise the data's full range once
         // it has loaded (a provisional full 12-bit range until then).
@@ -644,14 +644,15 @@ impl OverreadApp {
                 }
             }
             Action::FileWindow => {
-                if let Some(w) = o
-                    .stack
-                    .slices
-                    .get(o.stack.slices.len() / 2)
-                    .and_then(|s| s.window)
-                    && w.width >= 1.0
-                {
-                    v.display.voi = Voi::linear(w.center, w.width);
+                let middle = o.stack.slices.get(o.stack.slices.len() / 2);
+                let file = middle.and_then(|s| {
+                    s.window
+                        .filter(|w| w.width >= 1.0)
+                        .map(|w| Voi::from_window(&w))
+                        .or_else(|| s.voi_lut.as_deref().map(Voi::from_lut))
+                });
+                if let Some(voi) = file {
+                    v.display.voi = voi;
                     window_changed = true;
                 }
             }

@@ -38,6 +38,9 @@ pub struct RenderArgs {
     /// Window preset: brain, subdural, stroke, bone, lung, mediastinum, abdomen, liver.
     #[arg(long)]
     pub preset: Option<String>,
+    /// Use the file's VOI LUT (VOI LUT Sequence) instead of its window.
+    #[arg(long, conflicts_with_all = ["wl", "preset"])]
+    pub voi_lut: bool,
     /// Slab thickness, mm (0: a thin plane).
     #[arg(long, default_value_t = 0.0)]
     pub slab: f64,
@@ -103,14 +106,20 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
     let load_secs = t0.elapsed().as_secs_f64();
     let info = Arc::new(VolumeInfo::new(&volume)?);
 
+    let middle = stack.slices.get(stack.slices.len() / 2);
+    let file_lut = middle.and_then(|s| s.voi_lut.as_deref());
     let voi = match (&args.wl, &args.preset) {
         (Some(wl), _) => Voi::parse_wl(wl)?,
         (None, Some(p)) => Voi::preset(p).with_context(|| {
             let names: Vec<&str> = render::voi::PRESETS.iter().map(|p| p.0).collect();
             format!("unknown preset {p:?} (one of {})", names.join(", "))
         })?,
-        (None, None) => match volume.default_window {
-            Some(w) if w.width >= 1.0 => Voi::linear(w.center, w.width),
+        (None, None) if args.voi_lut => {
+            Voi::from_lut(file_lut.context("--voi-lut: the file has no usable VOI LUT")?)
+        }
+        (None, None) => match (volume.default_window, file_lut) {
+            (Some(w), _) if w.width >= 1.0 => Voi::from_window(&w),
+            (_, Some(lut)) => Voi::from_lut(lut),
             _ => {
                 let s = voxel_range(&volume);
                 let width = (s.max_modality - s.min_modality).max(1.0);

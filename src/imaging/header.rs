@@ -52,6 +52,32 @@ pub struct Window {
     pub center: f64,
     /// Window Width (0028,1051)
     pub width: f64,
+    /// VOI LUT Function (0028,1056); LINEAR when absent.
+    pub function: WindowFunction,
+}
+
+/// VOI LUT Function (0028,1056), PS3.3 C.11.2.1.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum WindowFunction {
+    #[default]
+    Linear,
+    LinearExact,
+    Sigmoid,
+}
+
+/// The first item of VOI LUT Sequence (0028,3010), PS3.3 C.11.2.1.1: modality value
+/// `first_mapped + n` shows entry `n`, on a scale of `2^bits - 1`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VoiLutTable {
+    /// LUT Descriptor (0028,3002) value 2.
+    pub first_mapped: i32,
+    /// LUT Descriptor value 3.
+    pub bits: u16,
+    /// LUT Data (0028,3006).
+    #[serde(skip)]
+    pub data: Vec<u16>,
+    /// LUT Explanation (0028,3003).
+    pub explanation: Option<String>,
 }
 
 /// Identity of the patient, study and series an instance belongs to.
@@ -101,6 +127,9 @@ pub struct FrameHeader {
     pub rescale: Rescale,
     /// First Window Center/Width pair, or the Frame VOI LUT functional group (0028,9132).
     pub window: Option<Window>,
+    /// First VOI LUT of VOI LUT Sequence (0028,3010).
+    #[serde(skip)]
+    pub voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     /// Temporal Position Identifier (0020,0100) or Temporal Position Index (0020,9128).
     pub temporal_position: Option<i64>,
     /// Echo Numbers (0018,0086), or Effective Echo Time (0018,9082) for enhanced MR, as text.
@@ -326,6 +355,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         slice_thickness_mm: float(obj, tags::SLICE_THICKNESS),
         rescale: rescale_of(obj).unwrap_or(Rescale::IDENTITY),
         window: window_of(obj),
+        voi_lut: voi_lut_of(obj).map(std::sync::Arc::new),
         temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
         echo: text(obj, tags::ECHO_NUMBERS),
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
@@ -443,6 +473,7 @@ fn functional_group_frame(
             .or(classic.slice_thickness_mm),
         rescale: rescale.unwrap_or(classic.rescale),
         window: window.or(classic.window),
+        voi_lut: classic.voi_lut.clone(),
         temporal_position: content
             .and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX))
             .or(classic.temporal_position),
@@ -488,7 +519,42 @@ fn rescale_of(obj: &InMemDicomObject) -> Option<Rescale> {
 fn window_of(obj: &InMemDicomObject) -> Option<Window> {
     let center = floats(obj, tags::WINDOW_CENTER)?.first().copied()?;
     let width = floats(obj, tags::WINDOW_WIDTH)?.first().copied()?;
-    (width > 0.0 && center.is_finite()).then_some(Window { center, width })
+    let function = match text(obj, tags::VOILUT_FUNCTION).as_deref().map(str::trim) {
+        Some("LINEAR_EXACT") => WindowFunction::LinearExact,
+        Some("SIGMOID") => WindowFunction::Sigmoid,
+        _ => WindowFunction::Linear,
+    };
+    (width > 0.0 && center.is_finite()).then_some(Window {
+        center,
+        width,
+        function,
+    })
+}
+
+/// The first VOI LUT (PS3.3 C.11.2.1.1); `None` when absent or inconsistent (a descriptor
+/// whose entry count disagrees with the data, bits outside 8..=16).
+fn voi_lut_of(obj: &InMemDicomObject) -> Option<VoiLutTable> {
+    let item = first_item(obj, tags::VOILUT_SEQUENCE)?;
+    let desc = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i64>().ok()?;
+    let [entries, first, bits] = desc.get(..3)?.try_into().ok()?;
+    let data: Vec<u16> = item
+        .get(tags::LUT_DATA)?
+        .to_multi_int::<i64>()
+        .ok()?
+        .into_iter()
+        .map(|v| v.clamp(0, 65_535) as u16)
+        .collect();
+    // PS3.3: 0 entries means 65536.
+    let entries = if entries == 0 { 65_536 } else { entries } as usize;
+    if data.len() != entries || !(8..=16).contains(&bits) {
+        return None;
+    }
+    Some(VoiLutTable {
+        first_mapped: i32::try_from(first).ok()?,
+        bits: bits as u16,
+        data,
+        explanation: text(item, tags::LUT_EXPLANATION),
+    })
 }
 
 // --- attribute access: absent, empty or malformed values are `None`, never a panic -------------

@@ -14,7 +14,7 @@ use glam::DVec3;
 use serde::Serialize;
 
 use super::geometry::VolumeGeometry;
-use super::header::{InstanceHeader, Provenance, Rescale, Window};
+use super::header::{InstanceHeader, Provenance, Rescale, VoiLutTable, Window};
 use super::identity::Phi;
 use super::mosaic::MosaicLayout;
 
@@ -32,6 +32,9 @@ pub struct SliceRef {
     pub position_mm: [f64; 3],
     pub rescale: Rescale,
     pub window: Option<Window>,
+    /// The file's first VOI LUT, if any.
+    #[serde(skip)]
+    pub voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     /// Transfer Syntax UID of the file.
     pub transfer_syntax_uid: String,
     /// For a Siemens mosaic: the tile of the stored frame that is this slice.
@@ -196,6 +199,7 @@ struct FrameEntry<'a> {
     acquisition: Option<i64>,
     rescale: Rescale,
     window: Option<Window>,
+    voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     mosaic_tile: Option<u32>,
 }
 
@@ -253,6 +257,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 acquisition: f.acquisition_number,
                 rescale: f.rescale,
                 window: f.window,
+                voi_lut: f.voi_lut.clone(),
                 mosaic_tile: f.mosaic_tile,
             });
         }
@@ -461,6 +466,7 @@ fn make_stack(
             position_mm: f.position.unwrap_or_default(),
             rescale: f.rescale,
             window: f.window,
+            voi_lut: f.voi_lut.clone(),
             transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),
             mosaic_tile: f.mosaic_tile,
         })

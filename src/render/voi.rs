@@ -53,6 +53,29 @@ impl Voi {
         }
     }
 
+    /// The window a file gives (Window Center/Width with its VOI LUT Function).
+    pub fn from_window(w: &crate::imaging::header::Window) -> Voi {
+        use crate::imaging::header::WindowFunction;
+        Voi::Window {
+            center: w.center,
+            width: w.width,
+            function: match w.function {
+                WindowFunction::Linear => VoiFunction::Linear,
+                WindowFunction::LinearExact => VoiFunction::LinearExact,
+                WindowFunction::Sigmoid => VoiFunction::Sigmoid,
+            },
+        }
+    }
+
+    /// The VOI LUT a file gives.
+    pub fn from_lut(t: &crate::imaging::header::VoiLutTable) -> Voi {
+        Voi::Lut(VoiLut {
+            first_mapped: t.first_mapped,
+            bits: t.bits.clamp(1, 16) as u8,
+            data: t.data.clone(),
+        })
+    }
+
     /// Named window presets (center, width in HU), as radiologists use them.
     pub fn preset(name: &str) -> Option<Voi> {
         PRESETS
