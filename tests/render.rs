@@ -675,13 +675,14 @@ fn a_files_voi_lut_is_read_and_applied() {
         (-1000.0, 0.0),
         (40.0, 80.0),
         (900.0, 1800.0),
-        (3000.0, 4095.0),
+        (3000.0, 4094.0),
     ] {
         let y = voi_normalized(&p, &table, hu);
         assert!((y - entry / 4095.0).abs() < 1e-6, "{hu} HU: {y}");
     }
 
-    // Above the table: the last entry (2 x 2047). An empty VOI LUT item (pydicom's JPEG lossless sample has one) is no LUT, and no panic.
+    // (3000 HU is above the table: the last entry, 2 x 2047.)
+    // An empty VOI LUT item (pydicom's JPEG lossless sample has one) is no LUT, and no panic.
     if let Some(root) = shared_dicom() {
         let path = root.join("codecs/pydicom_misc/dicom/jpeg/JPEGLosslessP14SV1_1s_1f_u_16_16.dcm");
         let report = imaging::scan(&[path]);
