@@ -302,3 +302,74 @@ fn mpr_planes_follow_scrolling_and_the_crosshair() {
     );
     assert!(through_cursor(&h));
 }
+
+/// Angle, Cobb angle and ellipse ROI by clicks on the axial plane through z = 0: a right
+/// angle, two lines 9.46 degrees apart, and an ellipse inside the vertebral body (300 HU,
+/// radius 16 mm) reading exactly 300 HU with an area of pi * 8 * 8 mm2 (within the
+/// half-pixel snapping of the clicks).
+#[test]
+fn angle_cobb_and_ellipse_measurements() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    h.state_mut().show_plane(Plane::Axial, 0.0);
+    h.step();
+    let pixel_mm = h.state().current_view().unwrap().pixel_mm;
+    let value = |h: &Harness<'_, OverreadApp>| {
+        let app = h.state();
+        app.measurement_value(app.measurements().last().unwrap())
+            .unwrap()
+    };
+    let p = |x: f64, y: f64| DVec3::new(x, y, 0.0);
+
+    h.get_by_label("Angle").click();
+    h.step();
+    for q in [p(-60.0, 0.0), p(0.0, 0.0), p(0.0, -60.0)] {
+        click_patient(&mut h, q);
+    }
+    let Value::AngleDeg(deg) = value(&h) else {
+        panic!("not an angle")
+    };
+    assert!((deg - 90.0).abs() < 1.0, "{deg}");
+
+    h.get_by_label("Cobb").click();
+    h.step();
+    for q in [
+        p(-60.0, -40.0),
+        p(60.0, -40.0),
+        p(-60.0, 40.0),
+        p(60.0, 60.0),
+    ] {
+        click_patient(&mut h, q);
+    }
+    let Value::AngleDeg(deg) = value(&h) else {
+        panic!("not an angle")
+    };
+    let expected = (20.0f64 / 120.0).atan().to_degrees();
+    assert!((deg - expected).abs() < 0.5, "{deg} vs {expected}");
+
+    h.get_by_label("Ellipse").click();
+    h.step();
+    click_patient(&mut h, p(0.0, 70.0));
+    click_patient(&mut h, p(8.0, 78.0));
+    let Value::Region {
+        area_mm2,
+        mean,
+        sd,
+        min,
+        max,
+        samples,
+    } = value(&h)
+    else {
+        panic!("not a region")
+    };
+    let expected = std::f64::consts::PI * 64.0;
+    // Each semi-axis may be off by a pixel from the click snapping.
+    let tolerance = std::f64::consts::PI * (2.0 * 8.0 * pixel_mm + pixel_mm * pixel_mm);
+    assert!(
+        (area_mm2 - expected).abs() <= tolerance,
+        "{area_mm2} vs {expected}"
+    );
+    assert_eq!((mean, sd, min, max), (300.0, 0.0, 300.0, 300.0));
+    assert!(samples > 20, "{samples} samples");
+    assert_eq!(h.state().measurements().len(), 3);
+}

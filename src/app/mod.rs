@@ -144,8 +144,27 @@ pub enum Tool {
     WindowLevel,
     /// Two clicks: a length.
     Length,
+    /// Three clicks: the angle at the second.
+    Angle,
+    /// Four clicks: two lines (e.g. endplates); the angle between them.
+    Cobb,
+    /// Two clicks: the centre, then a corner of the ellipse's box.
+    Ellipse,
     /// One click: the value at a point.
     Probe,
+}
+
+impl Tool {
+    /// Clicks a measurement with this tool takes.
+    pub fn clicks(self) -> usize {
+        match self {
+            Tool::WindowLevel => 0,
+            Tool::Probe => 1,
+            Tool::Length | Tool::Ellipse => 2,
+            Tool::Angle => 3,
+            Tool::Cobb => 4,
+        }
+    }
 }
 
 /// The workstation.
@@ -166,7 +185,8 @@ pub struct OverreadApp {
     bindings: Vec<(egui::Key, Action)>,
     show_bindings: bool,
     tool: Tool,
-    pending_point: Option<DVec3>,
+    /// Points clicked so far for the measurement being made.
+    pending_points: Vec<DVec3>,
     measurements: Vec<Measurement>,
     next_measurement_id: u64,
     cine: Option<(f64, Instant)>,
@@ -225,7 +245,7 @@ impl OverreadApp {
             bindings,
             show_bindings: false,
             tool: Tool::WindowLevel,
-            pending_point: None,
+            pending_points: Vec::new(),
             measurements: Vec::new(),
             next_measurement_id: 1,
             cine: None,
@@ -318,7 +338,7 @@ impl OverreadApp {
             error: None,
             auto_window,
         });
-        self.pending_point = None;
+        self.pending_points.clear();
         let layout = self.layout;
         self.layout = Layout::One;
         self.set_layout(layout);

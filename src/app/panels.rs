@@ -18,11 +18,14 @@ pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             for (tool, label) in [
                 (Tool::WindowLevel, "W/L"),
                 (Tool::Length, "Length"),
+                (Tool::Angle, "Angle"),
+                (Tool::Cobb, "Cobb"),
+                (Tool::Ellipse, "Ellipse"),
                 (Tool::Probe, "Probe"),
             ] {
                 if ui.selectable_label(app.tool == tool, label).clicked() {
                     app.tool = tool;
-                    app.pending_point = None;
+                    app.pending_points.clear();
                 }
             }
             ui.separator();
@@ -305,16 +308,39 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
         && let Some(pos) = response.interact_pointer_pos()
     {
         let p = patient_of(rect, ppp, &view, pos);
-        match app.tool {
-            Tool::Length => match app.pending_point.take() {
-                None => app.pending_point = Some(p),
-                Some(a) => app.add_measurement(Shape::Length {
-                    a: a.to_array(),
-                    b: p.to_array(),
+        if app.tool != Tool::WindowLevel {
+            app.pending_points.push(p);
+        }
+        if app.tool.clicks() > 0 && app.pending_points.len() >= app.tool.clicks() {
+            let pts: Vec<[f64; 3]> = app.pending_points.drain(..).map(|p| p.to_array()).collect();
+            let shape = match (app.tool, pts.as_slice()) {
+                (Tool::Probe, [at]) => Some(Shape::Probe { at: *at }),
+                (Tool::Length, [a, b]) => Some(Shape::Length { a: *a, b: *b }),
+                (Tool::Angle, [a, vertex, b]) => Some(Shape::Angle {
+                    a: *a,
+                    vertex: *vertex,
+                    b: *b,
                 }),
-            },
-            Tool::Probe => app.add_measurement(Shape::Probe { at: p.to_array() }),
-            Tool::WindowLevel => {}
+                (Tool::Cobb, [a, b, c, d]) => Some(Shape::Cobb {
+                    line1: [*a, *b],
+                    line2: [*c, *d],
+                }),
+                (Tool::Ellipse, [centre, corner]) => {
+                    // Semi-axes along the screen's axes, in patient space.
+                    let d = DVec3::from(*corner) - DVec3::from(*centre);
+                    let right = DVec3::from(view.right);
+                    let down = DVec3::from(view.down);
+                    Some(Shape::Ellipse {
+                        center: *centre,
+                        semi_axis_1: (right * d.dot(right).abs()).to_array(),
+                        semi_axis_2: (down * d.dot(down).abs()).to_array(),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(shape) = shape {
+                app.add_measurement(shape);
+            }
         }
     }
 
@@ -546,20 +572,49 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         .iter()
         .filter(|m| visible_on(m, view, tolerance, frame))
     {
-        let screen: Vec<Pos2> = meas
-            .shape
-            .points()
-            .iter()
-            .map(|p| {
-                let ((x, y), _) = project(view, *p);
-                to_screen(x - 0.5, y - 0.5)
-            })
-            .collect();
-        for w in screen.windows(2) {
-            painter.line_segment([w[0], w[1]], Stroke::new(1.5, MEASURE));
-        }
-        for p in &screen {
-            painter.circle_stroke(*p, 3.0, Stroke::new(1.5, MEASURE));
+        let paths: Vec<Vec<[f64; 3]>> = match &meas.shape {
+            Shape::Length { a, b } => vec![vec![*a, *b]],
+            Shape::Angle { a, vertex, b } => vec![vec![*a, *vertex, *b]],
+            Shape::Cobb { line1, line2 } => vec![line1.to_vec(), line2.to_vec()],
+            Shape::Probe { at } => vec![vec![*at]],
+            Shape::Ellipse {
+                center,
+                semi_axis_1,
+                semi_axis_2,
+            } => {
+                let (c, a, b) = (
+                    DVec3::from(*center),
+                    DVec3::from(*semi_axis_1),
+                    DVec3::from(*semi_axis_2),
+                );
+                vec![
+                    (0..=64)
+                        .map(|k| {
+                            let t = f64::from(k) / 64.0 * std::f64::consts::TAU;
+                            (c + a * t.cos() + b * t.sin()).to_array()
+                        })
+                        .collect(),
+                ]
+            }
+        };
+        let mut screen: Vec<Pos2> = Vec::new();
+        for path in &paths {
+            let pts: Vec<Pos2> = path
+                .iter()
+                .map(|p| {
+                    let ((x, y), _) = project(view, *p);
+                    to_screen(x - 0.5, y - 0.5)
+                })
+                .collect();
+            for w in pts.windows(2) {
+                painter.line_segment([w[0], w[1]], Stroke::new(1.5, MEASURE));
+            }
+            if !matches!(meas.shape, Shape::Ellipse { .. }) {
+                for p in &pts {
+                    painter.circle_stroke(*p, 3.0, Stroke::new(1.5, MEASURE));
+                }
+            }
+            screen.extend(pts);
         }
         if let (Some(last), Some(v)) = (screen.last(), app.measurement_value(meas)) {
             painter.text(
@@ -571,11 +626,11 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             );
         }
     }
-    if let Some(p) = app.pending_point
-        && i == app.active
-    {
-        let ((x, y), _) = project(view, p.to_array());
-        painter.circle_stroke(to_screen(x - 0.5, y - 0.5), 3.0, Stroke::new(1.5, MEASURE));
+    if i == app.active {
+        for p in &app.pending_points {
+            let ((x, y), _) = project(view, p.to_array());
+            painter.circle_stroke(to_screen(x - 0.5, y - 0.5), 3.0, Stroke::new(1.5, MEASURE));
+        }
     }
     // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width.
     let width_mm = f64::from(view.width) * view.pixel_mm;
