@@ -9,6 +9,7 @@ use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use glam::DVec3;
+use overread::app::settings::Settings;
 use overread::app::{OverreadApp, Tool};
 use overread::imaging::synth::{PhantomSpec, write_series};
 use overread::render::Plane;
@@ -31,13 +32,17 @@ fn spec() -> PhantomSpec {
 
 /// The app on a freshly written phantom series, stepped until the stack is loaded.
 fn open_app(dir: &Path) -> Harness<'static, OverreadApp> {
+    open_app_with(dir, Settings::default())
+}
+
+fn open_app_with(dir: &Path, settings: Settings) -> Harness<'static, OverreadApp> {
     write_series(&spec(), dir).unwrap();
     let dir = dir.to_path_buf();
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1200.0, 800.0))
         .with_max_steps(100_000)
         .wgpu()
-        .build_eframe(move |cc| OverreadApp::new(cc, vec![dir]));
+        .build_eframe(move |cc| OverreadApp::with_settings(cc, vec![dir], &settings));
     let start = Instant::now();
     while !harness.state().loaded() {
         harness.step();
@@ -372,4 +377,23 @@ fn angle_cobb_and_ellipse_measurements() {
     assert_eq!((mean, sd, min, max), (300.0, 0.0, 300.0, 300.0));
     assert!(samples > 20, "{samples} samples");
     assert_eq!(h.state().measurements().len(), 3);
+}
+
+/// Keys come from the settings file: `next_slice = ["J"]` moves "next slice" to J only (the
+/// arrow keys no longer scroll forward); cine speed keys change the frame rate.
+#[test]
+fn the_settings_file_remaps_keys() {
+    let dir = tempdir();
+    let settings = Settings::parse("cine_fps = 20\n[keys]\nnext_slice = [\"J\"]\n").unwrap();
+    let mut h = open_app_with(dir.path(), settings);
+    let (k, n) = slice(&h);
+    press(&mut h, egui::Key::J);
+    assert_eq!(slice(&h), (k + 1, n));
+    press(&mut h, egui::Key::ArrowDown);
+    assert_eq!(slice(&h), (k + 1, n), "ArrowDown is no longer bound");
+    press(&mut h, egui::Key::ArrowUp);
+    assert_eq!(slice(&h), (k, n));
+    assert_eq!(h.state().cine(), (20.0, false));
+    press(&mut h, egui::Key::Plus);
+    assert_eq!(h.state().cine().0, 25.0);
 }

@@ -8,6 +8,7 @@
 //! (that is `viewer`), read DICOM (that is `imaging`).
 
 mod panels;
+pub mod settings;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -189,7 +190,9 @@ pub struct OverreadApp {
     pending_points: Vec<DVec3>,
     measurements: Vec<Measurement>,
     next_measurement_id: u64,
-    cine: Option<(f64, Instant)>,
+    /// Cine running since (frames are counted from this instant).
+    cine: Option<Instant>,
+    cine_fps: f64,
     status: String,
 }
 
@@ -204,7 +207,22 @@ impl std::fmt::Debug for OverreadApp {
 }
 
 impl OverreadApp {
+    /// The app with the user's settings file.
     pub fn new(cc: &eframe::CreationContext<'_>, paths: Vec<PathBuf>) -> OverreadApp {
+        let (settings, problem) = settings::Settings::load();
+        let mut app = Self::with_settings(cc, paths, &settings);
+        if let Some(p) = problem {
+            app.status = p;
+        }
+        app
+    }
+
+    /// The app with the given settings (tests use this: no file, no environment).
+    pub fn with_settings(
+        cc: &eframe::CreationContext<'_>,
+        paths: Vec<PathBuf>,
+        settings: &settings::Settings,
+    ) -> OverreadApp {
         let (gpu, gpu_error) = match &cc.wgpu_render_state {
             Some(rs) => {
                 let ctx = GpuContext::from_device(
@@ -227,10 +245,24 @@ impl OverreadApp {
                 Some("no wgpu device: images cannot be drawn".to_string()),
             ),
         };
-        let bindings = default_bindings()
-            .into_iter()
-            .filter_map(|(name, action)| egui::Key::from_name(name).map(|k| (k, action)))
-            .collect();
+        let mut status = String::new();
+        let named = crate::viewer::bindings::with_overrides(default_bindings(), &settings.keys)
+            .unwrap_or_else(|e| {
+                status = e;
+                default_bindings()
+                    .into_iter()
+                    .map(|(k, a)| (k.to_string(), a))
+                    .collect()
+            });
+        let mut bindings = Vec::new();
+        for (name, action) in named {
+            match egui::Key::from_name(&name) {
+                Some(k) => bindings.push((k, action)),
+                None => {
+                    status = format!("settings: {name:?} is not a key name ({})", action.name())
+                }
+            }
+        }
         let mut app = OverreadApp {
             gpu,
             gpu_error,
@@ -249,7 +281,12 @@ impl OverreadApp {
             measurements: Vec::new(),
             next_measurement_id: 1,
             cine: None,
-            status: String::new(),
+            cine_fps: settings
+                .cine_fps
+                .filter(|f| *f > 0.0)
+                .unwrap_or(10.0)
+                .clamp(1.0, 60.0),
+            status,
         };
         if !paths.is_empty() {
             app.scan(paths, cc.egui_ctx.clone());
@@ -534,6 +571,16 @@ impl OverreadApp {
         self.cell_rect(self.active)
     }
 
+    /// The key bindings in force (after the settings file).
+    pub fn bindings(&self) -> &[(egui::Key, Action)] {
+        &self.bindings
+    }
+
+    /// Cine frame rate (frames per second) and whether cine runs.
+    pub fn cine(&self) -> (f64, bool) {
+        (self.cine_fps, self.cine.is_some())
+    }
+
     pub fn tool(&self) -> Tool {
         self.tool
     }
@@ -629,8 +676,17 @@ impl OverreadApp {
             Action::ToggleCine => {
                 self.cine = match self.cine {
                     Some(_) => None,
-                    None => Some((10.0, Instant::now())),
+                    None => Some(Instant::now()),
                 };
+                return;
+            }
+            Action::CineFaster | Action::CineSlower => {
+                let f = if action == Action::CineFaster {
+                    1.25
+                } else {
+                    0.8
+                };
+                self.cine_fps = (self.cine_fps * f).clamp(1.0, 60.0);
                 return;
             }
             Action::LayoutOne => return self.set_layout(Layout::One),
@@ -810,8 +866,8 @@ impl OverreadApp {
     }
 
     fn advance_cine(&mut self, ctx: &egui::Context) {
-        let Some((fps, last)) = self.cine else { return };
-        let frames = (last.elapsed().as_secs_f64() * fps).floor();
+        let Some(last) = self.cine else { return };
+        let frames = (last.elapsed().as_secs_f64() * self.cine_fps).floor();
         if frames >= 1.0 {
             let active = self.active;
             if let (Some(c), Some(o)) = (self.cells.get_mut(active), &self.open) {
@@ -824,7 +880,7 @@ impl OverreadApp {
                 c.dirty = true;
             }
             self.sync_mpr_from(active);
-            self.cine = Some((fps, Instant::now()));
+            self.cine = Some(Instant::now());
         }
         ctx.request_repaint();
     }

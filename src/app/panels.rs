@@ -526,6 +526,9 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     if viewport.display.invert {
         bottom_right += "\nInverted";
     }
+    if let (fps, true) = app.cine() {
+        bottom_right += &format!("\nCine {fps:.0} fps");
+    }
     painter.text(
         rect.max - Vec2::new(m, m),
         Align2::RIGHT_BOTTOM,

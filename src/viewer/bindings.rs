@@ -28,6 +28,9 @@ pub enum Action {
     PlaneAxial,
     PlaneCoronal,
     PlaneSagittal,
+    /// Cine frame rate up / down.
+    CineFaster,
+    CineSlower,
     LayoutOne,
     LayoutOneByTwo,
     LayoutTwoByTwo,
@@ -36,6 +39,67 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, for the settings file and the key table.
+    pub fn all() -> Vec<Action> {
+        let mut v = vec![
+            Action::NextSlice,
+            Action::PreviousSlice,
+            Action::NextPage,
+            Action::PreviousPage,
+            Action::FirstSlice,
+            Action::LastSlice,
+        ];
+        v.extend((1..=8).map(Action::Preset));
+        v.extend([
+            Action::FileWindow,
+            Action::Invert,
+            Action::RotateClockwise,
+            Action::FlipHorizontal,
+            Action::FlipVertical,
+            Action::Fit,
+            Action::OneToOne,
+            Action::Reset,
+            Action::ToggleCine,
+            Action::CineFaster,
+            Action::CineSlower,
+            Action::ShowBindings,
+            Action::PlaneAxial,
+            Action::PlaneCoronal,
+            Action::PlaneSagittal,
+            Action::LayoutOne,
+            Action::LayoutOneByTwo,
+            Action::LayoutTwoByTwo,
+            Action::LayoutMpr,
+        ]);
+        v
+    }
+
+    /// The action's name in the settings file (`next_slice`, `preset_3`, `layout_mpr`).
+    pub fn name(self) -> String {
+        match self {
+            Action::Preset(n) => format!("preset_{n}"),
+            other => {
+                // CamelCase variant name -> snake_case.
+                let mut out = String::new();
+                for (i, c) in format!("{other:?}").chars().enumerate() {
+                    if c.is_ascii_uppercase() {
+                        if i > 0 {
+                            out.push('_');
+                        }
+                        out.push(c.to_ascii_lowercase());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::all().into_iter().find(|a| a.name() == name)
+    }
+
     pub fn describe(self) -> String {
         match self {
             Action::NextSlice => "next slice".into(),
@@ -57,6 +121,8 @@ impl Action {
             Action::OneToOne => "one image pixel per screen pixel".into(),
             Action::Reset => "reset zoom, pan, rotation, flips".into(),
             Action::ToggleCine => "cine on/off".into(),
+            Action::CineFaster => "cine faster".into(),
+            Action::CineSlower => "cine slower".into(),
             Action::ShowBindings => "show this table".into(),
             Action::PlaneAxial => "axial plane".into(),
             Action::PlaneCoronal => "coronal plane".into(),
@@ -98,6 +164,8 @@ pub fn default_bindings() -> Vec<(&'static str, Action)> {
         ("9", Action::OneToOne),
         ("Escape", Action::Reset),
         ("C", Action::ToggleCine),
+        ("Plus", Action::CineFaster),
+        ("Minus", Action::CineSlower),
         ("?", Action::ShowBindings),
         ("A", Action::PlaneAxial),
         ("K", Action::PlaneCoronal),
@@ -107,4 +175,63 @@ pub fn default_bindings() -> Vec<(&'static str, Action)> {
         ("Q", Action::LayoutTwoByTwo),
         ("M", Action::LayoutMpr),
     ]
+}
+
+/// Apply the `[keys]` table of a settings file: each named action gets exactly the keys listed
+/// (an empty list unbinds it); actions not named keep their defaults. Unknown action names
+/// are errors that name them.
+pub fn with_overrides(
+    defaults: Vec<(&'static str, Action)>,
+    overrides: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<Vec<(String, Action)>, String> {
+    let mut named = Vec::new();
+    for (name, keys) in overrides {
+        let action = Action::from_name(name).ok_or_else(|| {
+            format!("settings: unknown action {name:?} (see the key table, `?`, for names)")
+        })?;
+        named.push((action, keys));
+    }
+    let mut out: Vec<(String, Action)> = defaults
+        .into_iter()
+        .filter(|(_, a)| !named.iter().any(|(n, _)| n == a))
+        .map(|(k, a)| (k.to_string(), a))
+        .collect();
+    for (action, keys) in named {
+        out.extend(keys.iter().map(|k| (k.clone(), action)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for a in Action::all() {
+            assert_eq!(Action::from_name(&a.name()), Some(a), "{}", a.name());
+        }
+        assert_eq!(Action::NextSlice.name(), "next_slice");
+        assert_eq!(Action::Preset(3).name(), "preset_3");
+        assert_eq!(Action::LayoutMpr.name(), "layout_mpr");
+    }
+
+    #[test]
+    fn overrides_replace_only_the_named_actions() {
+        let mut o = std::collections::BTreeMap::new();
+        o.insert("next_slice".to_string(), vec!["J".to_string()]);
+        o.insert("invert".to_string(), vec![]);
+        let b = with_overrides(default_bindings(), &o).unwrap_or_default();
+        let keys_of = |a: Action| -> Vec<&str> {
+            b.iter()
+                .filter(|(_, x)| *x == a)
+                .map(|(k, _)| k.as_str())
+                .collect()
+        };
+        assert_eq!(keys_of(Action::NextSlice), vec!["J"]);
+        assert!(keys_of(Action::Invert).is_empty());
+        assert_eq!(keys_of(Action::PreviousSlice), vec!["ArrowUp", "ArrowLeft"]);
+        o.insert("warp_drive".to_string(), vec!["W".to_string()]);
+        assert!(with_overrides(default_bindings(), &o).is_err());
+    }
 }
