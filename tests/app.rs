@@ -116,8 +116,14 @@ fn the_app_opens_a_series_and_scrolls_with_the_keyboard() {
     assert_eq!(slice(&h), (n, n));
     press(&mut h, egui::Key::ArrowUp);
     assert_eq!(slice(&h), (n - 1, n));
-    // The browser lists the series.
+    // The browser lists the series, with a thumbnail of its middle slice.
     assert!(h.query_by_label_contains("40 images").is_some());
+    let start = Instant::now();
+    while h.state().thumbnail_ids().is_empty() && start.elapsed() < Duration::from_secs(30) {
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(h.state().thumbnail_ids().len(), 1);
 }
 
 #[test]
@@ -396,4 +402,23 @@ fn the_settings_file_remaps_keys() {
     assert_eq!(h.state().cine(), (20.0, false));
     press(&mut h, egui::Key::Plus);
     assert_eq!(h.state().cine().0, 25.0);
+}
+
+/// A thumbnail is the middle slice, windowed: air black, the body in greys.
+#[test]
+fn thumbnails_show_the_middle_slice() {
+    let dir = tempdir();
+    write_series(&spec(), dir.path()).unwrap();
+    let report = overread::imaging::scan(&[dir.path().to_path_buf()]);
+    let patients = overread::imaging::group(&report.instances);
+    let stack = overread::imaging::default_stack(&patients).unwrap();
+    let image = overread::app::thumbnail(stack, 64).unwrap();
+    assert_eq!(image.size, [64, 64]);
+    let grey: Vec<u8> = image.pixels.iter().map(|c| c.r()).collect();
+    assert_eq!(grey[0], 0, "the corner is air");
+    let distinct: std::collections::HashSet<u8> = grey.iter().copied().collect();
+    assert!(distinct.len() > 4, "{} grey levels", distinct.len());
+    // The middle of the body (soft tissue, 40 HU) is brighter than the lungs either side.
+    let at = |x: usize, y: usize| grey[y * 64 + x];
+    assert!(at(32, 32) > at(16, 32) && at(32, 32) > at(48, 32));
 }

@@ -168,12 +168,73 @@ impl Tool {
     }
 }
 
+/// A small picture of a stack's middle slice for the study browser (None when it cannot be
+/// decoded: the browser then shows text only).
+pub fn thumbnail(stack: &Stack, size: u32) -> Option<egui::ColorImage> {
+    let middle = stack.slices.get(stack.slices.len() / 2)?.clone();
+    let g = &stack.geometry;
+    let orientation = [
+        g.row_direction[0],
+        g.row_direction[1],
+        g.row_direction[2],
+        g.column_direction[0],
+        g.column_direction[1],
+        g.column_direction[2],
+    ];
+    let geometry = imaging::VolumeGeometry::from_slices(
+        g.dims[0],
+        g.dims[1],
+        orientation,
+        [g.spacing_mm[1], g.spacing_mm[0]],
+        vec![middle.position_mm],
+        Some(g.spacing_mm[2].max(1e-3)),
+        g.frame_of_reference_uid.clone(),
+    );
+    let one = Stack {
+        slices: vec![middle],
+        geometry,
+        ..stack.clone()
+    };
+    let volume = imaging::load_stack(&one, &imaging::LoadOptions::default(), &|_| {}).ok()?;
+    if !volume.failed_slices.is_empty() {
+        return None;
+    }
+    let info = VolumeInfo::new(&volume).ok()?;
+    let s = imaging::stats::voxel_range(&volume);
+    let voi = one.slices[0]
+        .window
+        .filter(|w| w.width >= 1.0)
+        .map(|w| Voi::from_window(&w))
+        .unwrap_or_else(|| {
+            let width = (s.max_modality - s.min_modality).max(1.0);
+            Voi::linear(s.min_modality + width / 2.0, width)
+        });
+    let mut display = crate::render::Display::new(voi);
+    display.monochrome1 = one.format.photometric_interpretation == "MONOCHROME1";
+    let mut view = crate::render::SliceView::fit(&info, Plane::Axial, None, size, size).ok()?;
+    // The slice's own axes, whatever its orientation.
+    view.right = g.row_direction;
+    view.down = g.column_direction;
+    view.center_mm = crate::viewer::volume_centre(&info).to_array();
+    let extent = (g.dims[0] as f64 * g.spacing_mm[0]).max(g.dims[1] as f64 * g.spacing_mm[1]);
+    view.pixel_mm = extent / f64::from(size);
+    let image = crate::render::cpu::render(&info, &volume.voxels, &view, &display).ok()?;
+    let grey: Vec<u8> = image.pixels.iter().map(|v| (*v).min(255) as u8).collect();
+    Some(egui::ColorImage::from_gray(
+        [size as usize, size as usize],
+        &grey,
+    ))
+}
+
 /// The workstation.
 pub struct OverreadApp {
     gpu: Option<Gpu>,
     gpu_error: Option<String>,
     scan_rx: Option<Receiver<Vec<Patient>>>,
     patients: Vec<Patient>,
+    /// Browser thumbnails by stack id, as they arrive from a background thread.
+    thumbnails: std::collections::HashMap<String, egui::TextureHandle>,
+    thumb_rx: Option<Receiver<(String, egui::ColorImage)>>,
     open: Option<Open>,
     cells: Vec<Cell>,
     /// The cell keys and tools act on.
@@ -268,6 +329,8 @@ impl OverreadApp {
             gpu_error,
             scan_rx: None,
             patients: Vec::new(),
+            thumbnails: std::collections::HashMap::new(),
+            thumb_rx: None,
             open: None,
             cells: Vec::new(),
             active: 0,
@@ -307,6 +370,33 @@ impl OverreadApp {
             ctx.request_repaint();
         });
         self.scan_rx = Some(rx);
+    }
+
+    /// Render the browser's thumbnails on a background thread, one stack at a time.
+    fn start_thumbnails(&mut self, ctx: &egui::Context) {
+        let stacks: Vec<Stack> = self
+            .patients
+            .iter()
+            .flat_map(|p| p.stacks().cloned().collect::<Vec<_>>())
+            .collect();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let repaint = ctx.clone();
+        std::thread::spawn(move || {
+            for stack in stacks {
+                if let Some(image) = thumbnail(&stack, 96)
+                    && tx.send((stack.id.clone(), image)).is_err()
+                {
+                    return;
+                }
+                repaint.request_repaint();
+            }
+        });
+        self.thumb_rx = Some(rx);
+    }
+
+    /// The stacks that have a browser thumbnail.
+    pub fn thumbnail_ids(&self) -> Vec<&str> {
+        self.thumbnails.keys().map(String::as_str).collect()
     }
 
     /// Open a stack by id (as `overread scan` prints it) and start loading it.
@@ -602,6 +692,7 @@ impl OverreadApp {
                     self.scan_rx = None;
                     let stacks: usize = self.patients.iter().map(|p| p.stacks().count()).sum();
                     self.status = format!("{stacks} stack(s) found");
+                    self.start_thumbnails(ctx);
                     let first = imaging::default_stack(&self.patients).map(|s| s.id.clone());
                     match first {
                         Some(id) => self.open_stack(&id, ctx),
@@ -610,6 +701,13 @@ impl OverreadApp {
                 }
                 Err(TryRecvError::Disconnected) => self.scan_rx = None,
                 Err(TryRecvError::Empty) => {}
+            }
+        }
+        if let Some(rx) = &self.thumb_rx {
+            while let Ok((id, image)) = rx.try_recv() {
+                let handle =
+                    ctx.load_texture(format!("thumb {id}"), image, egui::TextureOptions::LINEAR);
+                self.thumbnails.insert(id, handle);
             }
         }
         let Some(open) = &mut self.open else { return };

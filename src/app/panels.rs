@@ -94,9 +94,14 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                 {
                                     text += &format!(" (loading {done}/{total})");
                                 }
-                                if ui.selectable_label(open, text).double_clicked() {
-                                    open_id = Some(stack.id.clone());
-                                }
+                                ui.horizontal(|ui| {
+                                    if let Some(t) = app.thumbnails.get(&stack.id) {
+                                        ui.image((t.id(), Vec2::splat(48.0)));
+                                    }
+                                    if ui.selectable_label(open, text).double_clicked() {
+                                        open_id = Some(stack.id.clone());
+                                    }
+                                });
                             }
                         }
                     }
