@@ -8,6 +8,7 @@
 //! (that is `viewer`), read DICOM (that is `imaging`).
 
 mod panels;
+pub mod script;
 pub mod settings;
 
 use std::path::PathBuf;
@@ -29,6 +30,19 @@ use crate::viewer::measure::{Measurement, Shape};
 
 /// Open the workstation window on `paths` (files, folders, DICOMDIRs); blocks until it closes.
 pub fn run(paths: Vec<PathBuf>) -> Result<(), eframe::Error> {
+    run_with(paths, None)
+}
+
+/// Open the window and play the standard scripted reading (`script::standard`), printing the
+/// frame times as JSON (and writing them to `out`), then close.
+pub fn run_scripted(paths: Vec<PathBuf>, out: Option<PathBuf>) -> Result<(), eframe::Error> {
+    run_with(paths, Some((script::Script::new(script::standard()), out)))
+}
+
+fn run_with(
+    paths: Vec<PathBuf>,
+    script: Option<(script::Script, Option<PathBuf>)>,
+) -> Result<(), eframe::Error> {
     let mut options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Overread")
@@ -50,7 +64,11 @@ pub fn run(paths: Vec<PathBuf>) -> Result<(), eframe::Error> {
     eframe::run_native(
         "Overread",
         options,
-        Box::new(|cc| Ok(Box::new(OverreadApp::new(cc, paths)))),
+        Box::new(|cc| {
+            let mut app = OverreadApp::new(cc, paths);
+            app.script = script;
+            Ok(Box::new(app))
+        }),
     )
 }
 
@@ -255,6 +273,8 @@ pub struct OverreadApp {
     cine: Option<Instant>,
     cine_fps: f64,
     status: String,
+    /// A scripted reading being played (benchmark), and where to write its results.
+    script: Option<(script::Script, Option<PathBuf>)>,
 }
 
 impl std::fmt::Debug for OverreadApp {
@@ -350,6 +370,7 @@ impl OverreadApp {
                 .unwrap_or(10.0)
                 .clamp(1.0, 60.0),
             status,
+            script: None,
         };
         if !paths.is_empty() {
             app.scan(paths, cc.egui_ctx.clone());
@@ -925,6 +946,7 @@ impl eframe::App for OverreadApp {
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
         self.advance_cine(&ctx);
+        self.play_script(&ctx);
         panels::toolbar_ui(self, ui);
         panels::browser_ui(self, ui);
         panels::measurements_ui(self, ui);
@@ -960,6 +982,60 @@ impl OverreadApp {
         });
         for a in pressed {
             self.apply(a);
+        }
+    }
+
+    fn play_script(&mut self, ctx: &egui::Context) {
+        if self.script.is_none() || !self.loaded() {
+            return;
+        }
+        ctx.request_repaint();
+        let Some((script, _)) = &mut self.script else {
+            return;
+        };
+        if script.warmup > 0 {
+            script.warmup -= 1;
+            return;
+        }
+        let step = script.frame();
+        match step {
+            Some(script::Step::Scroll) => {
+                let before = self.viewport().map(Viewport::position_mm);
+                self.apply(Action::NextSlice);
+                if self.viewport().map(Viewport::position_mm) == before {
+                    self.apply(Action::FirstSlice);
+                }
+            }
+            Some(script::Step::Window(dx, dy)) => {
+                if let Some(c) = self.cells.get_mut(self.active) {
+                    c.viewport.drag_window(dx, dy);
+                    let display = c.viewport.display.clone();
+                    self.share_display(&display);
+                }
+            }
+            Some(script::Step::Mpr) => self.set_layout(Layout::Mpr),
+            Some(script::Step::Crosshair(dx, dz)) => {
+                let p = self.cursor_mm + DVec3::new(dx, 0.0, dz);
+                self.set_cursor(p, None);
+            }
+            None => {
+                if let Some((script, out)) = self.script.take() {
+                    let results = script.results();
+                    let json = serde_json::json!({
+                        "window_points": ctx.content_rect().size().to_string(),
+                        "pixels_per_point": ctx.pixels_per_point(),
+                        "adapter": self.gpu.as_ref().map(|g| g.ctx.describe()),
+                        "phases": results,
+                    });
+                    println!("{json:#}");
+                    if let Some(out) = out
+                        && let Err(e) = std::fs::write(&out, format!("{json:#}"))
+                    {
+                        eprintln!("writing {}: {e}", out.display());
+                    }
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            }
         }
     }
 

@@ -44,6 +44,9 @@ pub enum Command {
     Demo,
     /// Open the workstation on files, folders or DICOMDIRs.
     Open(OpenArgs),
+    /// Open the workstation, play a scripted reading (scroll 500 slices, W/L drags, MPR
+    /// crosshair drags) and print frame times (p50/p99) as JSON.
+    BenchReading(BenchReadingArgs),
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +54,16 @@ pub struct OpenArgs {
     /// Files, folders (searched recursively) or DICOMDIR files.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchReadingArgs {
+    /// The study to read (default: a synthetic 512x512x500 chest CT written to a temporary
+    /// folder).
+    pub paths: Vec<PathBuf>,
+    /// Also write the JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +159,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Synth(args) => synth_cmd(&args),
         Command::Demo => demo_cmd(),
         Command::Open(args) => open_cmd(&args),
+        Command::BenchReading(args) => bench_reading_cmd(&args),
     }
 }
 
@@ -531,6 +545,26 @@ pub fn demo_case_folder() -> PathBuf {
 
 fn open_cmd(args: &OpenArgs) -> Result<()> {
     crate::app::run(args.paths.clone()).map_err(|e| anyhow::anyhow!("the workstation window: {e}"))
+}
+
+fn bench_reading_cmd(args: &BenchReadingArgs) -> Result<()> {
+    let mut paths = args.paths.clone();
+    let _scratch;
+    if paths.is_empty() {
+        let dir = tempfile::tempdir()?;
+        let folder = dir.path().join("chest");
+        let spec = PhantomSpec {
+            slices: 500,
+            spacing_mm: 1.0,
+            ..PhantomSpec::default()
+        };
+        eprintln!("writing {} to {}", spec.name(), folder.display());
+        imaging::synth::write_series(&spec, &folder)?;
+        paths.push(folder);
+        _scratch = dir;
+    }
+    crate::app::run_scripted(paths, args.out.clone())
+        .map_err(|e| anyhow::anyhow!("the workstation window: {e}"))
 }
 
 /// The demo case folder, written (once) if it is not there yet.
