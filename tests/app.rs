@@ -422,3 +422,48 @@ fn thumbnails_show_the_middle_slice() {
     let at = |x: usize, y: usize| grey[y * 64 + x];
     assert!(at(32, 32) > at(16, 32) && at(32, 32) > at(48, 32));
 }
+
+/// What the window shows is what the reference renderer computes: the viewport's pixels in a
+/// rendered frame of the app equal `render::cpu` for the same view to one grey level, before
+/// and after a window change (which redoes only the display pass).
+#[test]
+fn the_window_shows_the_reference_image() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    for key in [None, Some(egui::Key::Num5)] {
+        if let Some(k) = key {
+            press(&mut h, k);
+        }
+        h.step();
+        let shot = h.render().unwrap();
+        let app = h.state();
+        let view = app.current_view().unwrap();
+        let rect = app.viewport_rect().unwrap();
+        let info = app.volume_info().unwrap();
+        let reference = overread::render::cpu::render(
+            info,
+            app.loaded_voxels().unwrap(),
+            &view,
+            &app.viewport().unwrap().display,
+        )
+        .unwrap();
+        // Sample a grid away from the overlay text and markers.
+        let mut compared = 0;
+        for gy in 1..8 {
+            for gx in 1..8 {
+                let x = view.width * gx / 8;
+                let y = view.height * gy / 8;
+                let sx = rect.min.x as u32 + x;
+                let sy = rect.min.y as u32 + y;
+                let shown = shot.get_pixel(sx, sy).0[0];
+                let expected = reference.get(x, y);
+                assert!(
+                    u16::from(shown).abs_diff(expected) <= 1,
+                    "{key:?} pixel ({x},{y}): shown {shown}, reference {expected}"
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 49);
+    }
+}

@@ -46,7 +46,11 @@ fn run_with(
     let mut options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Overread")
-            .with_inner_size([1600.0, 1000.0])
+            .with_inner_size(if script.is_some() {
+                [1920.0, 1080.0]
+            } else {
+                [1600.0, 1000.0]
+            })
             .with_drag_and_drop(true),
         // Grey levels must reach the display unchanged: no dithering noise.
         dithering: false,
@@ -114,7 +118,10 @@ struct Cell {
     viewport: Viewport,
     /// Where it was drawn last frame (screen points).
     rect: Option<egui::Rect>,
+    /// The plane, zoom or voxels changed: resample (and display) again.
     dirty: bool,
+    /// Only the window changed: the display pass alone.
+    display_dirty: bool,
     /// The view target, its egui texture and its size in pixels.
     target: Option<(ViewTarget, egui::TextureId, [u32; 2])>,
 }
@@ -125,6 +132,7 @@ impl Cell {
             viewport,
             rect: None,
             dirty: true,
+            display_dirty: true,
             target: None,
         }
     }
@@ -632,6 +640,14 @@ impl OverreadApp {
         self.open.as_ref().is_some_and(|o| o.volume.is_some())
     }
 
+    /// The voxels of the open stack, once completely loaded.
+    pub fn loaded_voxels(&self) -> Option<&imaging::Voxels> {
+        self.open
+            .as_ref()
+            .and_then(|o| o.volume.as_ref())
+            .map(|v| &v.voxels)
+    }
+
     pub fn measurements(&self) -> &[Measurement] {
         &self.measurements
     }
@@ -820,7 +836,11 @@ impl OverreadApp {
         };
         let target_size = cell.target.as_ref().map(|t| t.2);
         let v = &mut cell.viewport;
-        cell.dirty = true;
+        // A window change needs only the display pass (it is shared below).
+        cell.dirty = !matches!(
+            action,
+            Action::Preset(_) | Action::FileWindow | Action::Invert
+        );
         let info = &o.info;
         let mut window_changed = false;
         match action {
@@ -891,7 +911,7 @@ impl OverreadApp {
     fn share_display(&mut self, display: &crate::render::Display) {
         for c in &mut self.cells {
             c.viewport.display = display.clone();
-            c.dirty = true;
+            c.display_dirty = true;
         }
     }
 

@@ -381,18 +381,22 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
             cell.dirty = true;
         }
         if let Some((target, id, _)) = &mut cell.target {
-            if cell.dirty {
-                let drawn = gpu
-                    .renderer
-                    .resample(&gpu.ctx, texture, &view, target)
-                    .and_then(|()| {
-                        gpu.renderer
-                            .display(&gpu.ctx, &cell.viewport.display, target)
-                    });
+            if cell.dirty || cell.display_dirty {
+                // A window change alone redoes only the display pass.
+                let resampled = if cell.dirty {
+                    gpu.renderer.resample(&gpu.ctx, texture, &view, target)
+                } else {
+                    Ok(())
+                };
+                let drawn = resampled.and_then(|()| {
+                    gpu.renderer
+                        .display(&gpu.ctx, &cell.viewport.display, target)
+                });
                 if let Err(e) = drawn {
                     *status = format!("cannot draw: {e}");
                 }
                 cell.dirty = false;
+                cell.display_dirty = false;
             }
             ui.painter().image(
                 *id,
