@@ -1,0 +1,16 @@
+//! The Overread case protocol: what the workstation and the case server say to each other.
+//!
+//! - [`types`]: cases, referrals, patients, reports, addenda, peer reviews, receipts (serde).
+//! - [`canonical`]: the canonical bytes of a report (documented, deterministic, versioned):
+//!   what is hashed and signed.
+//! - [`sign`]: ed25519 keys with key ids, signing and verifying reports.
+//!
+//! No tokio, no wgpu: both the workstation and the server link this crate.
+
+pub mod canonical;
+pub mod sign;
+pub mod types;
+
+pub use canonical::{CANONICAL_VERSION, ReportHash, canonical_bytes, report_hash};
+pub use sign::{KeyId, SignError, SigningKey, VerifyingKey, sign_report, verify_report};
+pub use types::*;
