@@ -57,8 +57,7 @@ impl Writer {
     fn field(&mut self, name: &str, value: &str) {
         self.0.extend_from_slice(name.as_bytes());
         self.0.push(b' ');
-        self.0
-            .extend_from_slice(value.len().to_string().as_bytes());
+        self.0.extend_from_slice(value.len().to_string().as_bytes());
         self.0.push(b':');
         self.0.extend_from_slice(value.as_bytes());
         self.0.push(b'\n');
@@ -76,7 +75,11 @@ fn number(v: f64, field: &str) -> Result<String, CanonicalError> {
         });
     }
     // `{}` prints the shortest decimal that parses back to the same f64.
-    Ok(if v == 0.0 { "0".to_string() } else { format!("{v}") })
+    Ok(if v == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{v}")
+    })
 }
 
 /// The canonical bytes (version 1) of `report`.
@@ -118,7 +121,10 @@ pub fn canonical_bytes(report: &Report) -> Result<Vec<u8>, CanonicalError> {
     for (i, m) in report.measurements.iter().enumerate() {
         w.field("label", &m.label);
         w.field("kind", &m.kind);
-        w.field("value", &number(m.value, &format!("measurements[{i}].value"))?);
+        w.field(
+            "value",
+            &number(m.value, &format!("measurements[{i}].value"))?,
+        );
         w.field("unit", &m.unit);
         w.field("series", m.series_instance_uid.as_deref().unwrap_or(""));
         w.field("frame", m.frame_of_reference_uid.as_deref().unwrap_or(""));
@@ -203,8 +209,7 @@ mod tests {
         let json = serde_json::to_value(&a).unwrap_or_default();
         // Re-serialize with keys in reverse order, parse back.
         let obj = json.as_object().cloned().unwrap_or_default();
-        let reversed: serde_json::Map<String, serde_json::Value> =
-            obj.into_iter().rev().collect();
+        let reversed: serde_json::Map<String, serde_json::Value> = obj.into_iter().rev().collect();
         let text = serde_json::to_string(&reversed).unwrap_or_default();
         let b: Report = match serde_json::from_str(&text) {
             Ok(b) => b,
@@ -234,10 +239,16 @@ mod tests {
     fn bad_reports_have_no_canonical_form() {
         let mut r = sample();
         r.measurements[0].value = f64::NAN;
-        assert!(matches!(canonical_bytes(&r), Err(CanonicalError::NotFinite { .. })));
+        assert!(matches!(
+            canonical_bytes(&r),
+            Err(CanonicalError::NotFinite { .. })
+        ));
         let mut r = sample();
         r.signed_at = "2026-11-23 16:36".into();
-        assert!(matches!(canonical_bytes(&r), Err(CanonicalError::Timestamp(_))));
+        assert!(matches!(
+            canonical_bytes(&r),
+            Err(CanonicalError::Timestamp(_))
+        ));
         let mut r = sample();
         r.kind = ReportKind::Addendum {
             amends: String::new(),

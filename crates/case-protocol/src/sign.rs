@@ -20,7 +20,9 @@ pub enum SignError {
     WrongKey { named: String, given: String },
     #[error("the signature is not base64 of 64 bytes")]
     Malformed,
-    #[error("the signature does not match the report: it was changed after signing or signed by another key")]
+    #[error(
+        "the signature does not match the report: it was changed after signing or signed by another key"
+    )]
     Mismatch,
     #[error("a public key is 32 bytes of base64; this is not one")]
     BadKey,
@@ -176,7 +178,9 @@ mod tests {
         let mut forged = signed.clone();
         let mut as_other = report_for(&other);
         as_other.key_id = key.verifying_key().id().0;
-        let sig = other.0.sign(&canonical_bytes(&as_other).unwrap_or_default());
+        let sig = other
+            .0
+            .sign(&canonical_bytes(&as_other).unwrap_or_default());
         forged.signature = STANDARD.encode(sig.to_bytes());
         assert_eq!(
             verify_report(&forged, &key.verifying_key()),
@@ -196,7 +200,10 @@ mod tests {
         let key = SigningKey::generate();
         let mut r = report_for(&key);
         r.key_id = "ed25519:ffffffffffffffff".into();
-        assert!(matches!(sign_report(r, &key), Err(SignError::WrongKey { .. })));
+        assert!(matches!(
+            sign_report(r, &key),
+            Err(SignError::WrongKey { .. })
+        ));
     }
 
     #[test]
@@ -215,7 +222,10 @@ mod tests {
         );
         let id = public.id();
         assert!(id.0.starts_with("ed25519:") && id.0.len() == 24, "{id}");
-        assert_eq!(VerifyingKey::from_base64(&public.to_base64()), Ok(public.clone()));
+        assert_eq!(
+            VerifyingKey::from_base64(&public.to_base64()),
+            Ok(public.clone())
+        );
         assert_eq!(public.id(), id);
         assert!(!format!("{key:?}").contains("9d61"));
         assert_eq!(VerifyingKey::from_base64("AAAA"), Err(SignError::BadKey));

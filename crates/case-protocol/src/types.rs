@@ -282,7 +282,10 @@ mod tests {
             sex: "F".into(),
         };
         let printed = format!("{p:?}");
-        assert!(!printed.contains("DOE") && !printed.contains("MRN123"), "{printed}");
+        assert!(
+            !printed.contains("DOE") && !printed.contains("MRN123"),
+            "{printed}"
+        );
     }
 
     #[test]
@@ -321,5 +324,49 @@ mod tests {
         assert!(r.validate().is_err());
         r.score = 5;
         assert!(r.validate().is_err());
+    }
+}
+
+/// `unix_secs` as "YYYY-MM-DDTHH:MM:SSZ" (UTC), the protocol's one timestamp form.
+pub fn rfc3339_utc(unix_secs: i64) -> String {
+    let days = unix_secs.div_euclid(86_400);
+    let secs = unix_secs.rem_euclid(86_400);
+    // Civil from days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn unix_times_format_as_utc() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        // 2026-11-23T16:36:45Z (date -u -d @1795451805).
+        assert_eq!(rfc3339_utc(1_795_451_805), "2026-11-23T16:36:45Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert!(is_rfc3339_utc_seconds(&rfc3339_utc(unix_now())));
     }
 }

@@ -1,0 +1,79 @@
+-- Overread case server, first schema (SQLite). Reports and audit rows are append-only:
+-- triggers refuse every UPDATE and DELETE on them.
+
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('radiologist', 'qa_reviewer', 'coordinator', 'admin')),
+    display_name TEXT NOT NULL,
+    -- Comma-separated, e.g. 'neuro,msk'.
+    subspecialties TEXT NOT NULL DEFAULT '',
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE sessions (
+    -- sha256 (hex) of the bearer token: a stolen database does not yield live tokens.
+    token_hash TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    expires_unix INTEGER NOT NULL
+);
+
+CREATE TABLE signing_keys (
+    key_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    public_key TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+
+CREATE TABLE cases (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    subspecialty TEXT NOT NULL,
+    -- Patient and referral as JSON (case-protocol types).
+    patient_json TEXT NOT NULL,
+    referral_json TEXT NOT NULL,
+    assigned_to TEXT REFERENCES users (id),
+    created_at TEXT NOT NULL,
+    ready_at TEXT,
+    due_at TEXT,
+    priority_rank INTEGER NOT NULL
+);
+
+CREATE TABLE reports (
+    report_hash TEXT PRIMARY KEY,
+    case_id TEXT NOT NULL REFERENCES cases (id),
+    kind TEXT NOT NULL,
+    amends TEXT REFERENCES reports (report_hash),
+    author_id TEXT NOT NULL REFERENCES users (id),
+    key_id TEXT NOT NULL REFERENCES signing_keys (key_id),
+    -- The signed report exactly as received (JSON) and its canonical bytes.
+    signed_json TEXT NOT NULL,
+    canonical BLOB NOT NULL,
+    received_at TEXT NOT NULL
+);
+
+CREATE TRIGGER reports_no_update BEFORE UPDATE ON reports
+BEGIN SELECT RAISE(ABORT, 'reports are append-only'); END;
+CREATE TRIGGER reports_no_delete BEFORE DELETE ON reports
+BEGIN SELECT RAISE(ABORT, 'reports are append-only'); END;
+
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    user_id TEXT,
+    action TEXT NOT NULL,
+    case_id TEXT,
+    remote_addr TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit is append-only'); END;
+
+CREATE INDEX cases_assigned ON cases (assigned_to, priority_rank, due_at);
+CREATE INDEX reports_case ON reports (case_id);
+CREATE INDEX audit_case ON audit (case_id);

@@ -1,0 +1,703 @@
+//! The HTTP API. Every request but `/login` carries `Authorization: Bearer TOKEN`; every read or
+//! write of patient data leaves an audit row (who, what, which case, when, from where).
+//!
+//! | endpoint | who |
+//! | --- | --- |
+//! | `POST /login` | anyone with a password |
+//! | `POST /keys`, `POST /keys/{id}/revoke` | radiologists (their own keys); admins revoke any |
+//! | `POST /cases`, `POST /cases/{id}/assign` | coordinators, admins |
+//! | `POST /cases/{id}/status` | coordinators (received -> ready), the assigned radiologist (ready -> reading) |
+//! | `GET /worklist` | radiologists (their cases), coordinators and admins (all open), QA (reported) |
+//! | `GET /cases/{id}`, `GET /cases/{id}/reports` | the assigned radiologist, coordinators, QA, admins |
+//! | `POST /cases/{id}/reports` | the assigned radiologist |
+//! | `GET /audit` | admins |
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use case_protocol::{
+    CaseStatus, CaseSummary, NewCase, Patient, Receipt, Referral, ReportKind, Role, SignedReport,
+    VerifyingKey, canonical_bytes, report_hash, unix_now, verify_report,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::auth;
+use crate::db::{Db, DbError, now, parse_role, status_name, summary_of};
+use crate::error::ApiError;
+
+/// Largest request body: a report with its measurements is a few kB; 1 MiB is generous.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+pub fn router(db: Db) -> Router {
+    Router::new()
+        .route("/login", post(login))
+        .route("/keys", post(add_key))
+        .route("/keys/{key_id}/revoke", post(revoke_key))
+        .route("/cases", post(create_case))
+        .route("/cases/{id}", get(read_case))
+        .route("/cases/{id}/assign", post(assign))
+        .route("/cases/{id}/status", post(set_status))
+        .route("/cases/{id}/reports", post(submit_report).get(list_reports))
+        .route("/worklist", get(worklist))
+        .route("/audit", get(audit_log))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(db)
+}
+
+/// The caller, from a valid unexpired bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: String,
+    pub role: Role,
+    pub remote: Option<String>,
+}
+
+impl FromRequestParts<Db> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, db: &Db) -> Result<Caller, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be Bearer TOKEN"))?;
+        let row = sqlx::query(
+            "SELECT users.id AS id, users.role AS role, sessions.expires_unix AS expires
+             FROM sessions JOIN users ON users.id = sessions.user_id
+             WHERE sessions.token_hash = $1",
+        )
+        .bind(auth::token_hash(token.trim()))
+        .fetch_optional(&db.pool)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("unknown or expired token: log in again"))?;
+        let expires: i64 = row.get("expires");
+        if expires <= unix_now() {
+            return Err(ApiError::unauthorized(
+                "unknown or expired token: log in again",
+            ));
+        }
+        let role = parse_role(row.get::<&str, _>("role"))
+            .ok_or_else(|| ApiError::forbidden("account has no valid role"))?;
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string());
+        Ok(Caller {
+            id: row.get("id"),
+            role,
+            remote,
+        })
+    }
+}
+
+impl Caller {
+    fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "a {:?} may not do this",
+                self.role
+            )))
+        }
+    }
+
+    async fn audit(
+        &self,
+        db: &Db,
+        action: &str,
+        case_id: Option<&str>,
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        db.audit(
+            Some(&self.id),
+            action,
+            case_id,
+            self.remote.as_deref(),
+            detail,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A JSON body, or a clear 4xx naming what is wrong with it.
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload.map(|Json(t)| t).map_err(|e| {
+        let status = e.status();
+        ApiError::new(
+            if status.is_client_error() {
+                status
+            } else {
+                StatusCode::BAD_REQUEST
+            },
+            e.body_text(),
+        )
+    })
+}
+
+fn db_error(e: DbError) -> ApiError {
+    match e {
+        DbError::Invalid(m) => ApiError::conflict(m),
+        DbError::Sql(e) => e.into(),
+        DbError::Migrate(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_at: String,
+    pub role: Role,
+}
+
+/// The peer's address, when the server was started with connect info.
+#[derive(Debug)]
+pub struct RemoteAddr(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RemoteAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<RemoteAddr, Self::Rejection> {
+        Ok(RemoteAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.to_string()),
+        ))
+    }
+}
+
+async fn login(
+    State(db): State<Db>,
+    RemoteAddr(remote): RemoteAddr,
+    payload: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let req = body(payload)?;
+    let row = sqlx::query("SELECT role, password_hash FROM users WHERE id = $1")
+        .bind(&req.user)
+        .fetch_optional(&db.pool)
+        .await?;
+    let ok = row
+        .as_ref()
+        .is_some_and(|r| auth::verify_password(&req.password, r.get::<&str, _>("password_hash")));
+    let Some(row) = row.filter(|_| ok) else {
+        db.audit(None, "login_failed", None, remote.as_deref(), &req.user)
+            .await?;
+        return Err(ApiError::unauthorized("wrong user or password"));
+    };
+    let role = parse_role(row.get::<&str, _>("role"))
+        .ok_or_else(|| ApiError::forbidden("account has no valid role"))?;
+    let token = auth::new_token();
+    let expires = unix_now() + auth::TOKEN_TTL_SECS;
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_unix) VALUES ($1, $2, $3)")
+        .bind(auth::token_hash(&token))
+        .bind(&req.user)
+        .bind(expires)
+        .execute(&db.pool)
+        .await?;
+    db.audit(Some(&req.user), "login", None, remote.as_deref(), "")
+        .await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_at: case_protocol::rfc3339_utc(expires),
+        role,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    /// The 32-byte ed25519 public key, base64.
+    pub public_key: String,
+}
+
+async fn add_key(
+    State(db): State<Db>,
+    caller: Caller,
+    payload: Result<Json<KeyRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(&[Role::Radiologist])?;
+    let req = body(payload)?;
+    VerifyingKey::from_base64(&req.public_key)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let key_id = db
+        .add_key(&caller.id, &req.public_key)
+        .await
+        .map_err(db_error)?;
+    caller.audit(&db, "key_add", None, &key_id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "key_id": key_id })),
+    ))
+}
+
+async fn revoke_key(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(key_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let owner: Option<String> = sqlx::query("SELECT user_id FROM signing_keys WHERE key_id = $1")
+        .bind(&key_id)
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|r| r.get("user_id"));
+    let owner = owner.ok_or_else(|| ApiError::not_found(format!("no key {key_id}")))?;
+    if owner != caller.id && caller.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "only the key's owner or an admin may revoke it",
+        ));
+    }
+    let revoked = db.revoke_key(&key_id).await.map_err(db_error)?;
+    caller.audit(&db, "key_revoke", None, &key_id).await?;
+    Ok(Json(
+        serde_json::json!({ "key_id": key_id, "revoked": revoked }),
+    ))
+}
+
+async fn create_case(
+    State(db): State<Db>,
+    caller: Caller,
+    payload: Result<Json<NewCase>, JsonRejection>,
+) -> Result<(StatusCode, Json<CaseSummary>), ApiError> {
+    caller.require(&[Role::Coordinator, Role::Admin])?;
+    let new = body(payload)?;
+    if new.subspecialty.trim().is_empty() {
+        return Err(ApiError::unprocessable("subspecialty is empty"));
+    }
+    let case = db.create_case(&new).await.map_err(db_error)?;
+    caller.audit(&db, "case_create", Some(&case.id), "").await?;
+    Ok((StatusCode::CREATED, Json(case)))
+}
+
+/// A case the caller may see (assigned radiologist, coordinator, QA, admin).
+async fn visible_case(db: &Db, caller: &Caller, id: &str) -> Result<CaseSummary, ApiError> {
+    let case = db
+        .case_summary(id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no case {id}")))?;
+    if caller.role == Role::Radiologist && case.assigned_to.as_deref() != Some(&caller.id) {
+        // Not "forbidden": another radiologist's case does not exist for this caller.
+        return Err(ApiError::not_found(format!("no case {id}")));
+    }
+    Ok(case)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CaseDetail {
+    pub summary: CaseSummary,
+    pub patient: Patient,
+    pub referral: Referral,
+}
+
+async fn read_case(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CaseDetail>, ApiError> {
+    let summary = visible_case(&db, &caller, &id).await?;
+    let row = sqlx::query("SELECT patient_json, referral_json FROM cases WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&db.pool)
+        .await?;
+    let patient: Patient = serde_json::from_str(row.get::<&str, _>("patient_json"))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let referral: Referral = serde_json::from_str(row.get::<&str, _>("referral_json"))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    caller.audit(&db, "case_read", Some(&id), "").await?;
+    Ok(Json(CaseDetail {
+        summary,
+        patient,
+        referral,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    pub radiologist: String,
+}
+
+async fn assign(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+    payload: Result<Json<AssignRequest>, JsonRejection>,
+) -> Result<Json<CaseSummary>, ApiError> {
+    caller.require(&[Role::Coordinator, Role::Admin])?;
+    let req = body(payload)?;
+    db.case_summary(&id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::not_found(format!("no case {id}")))?;
+    let case = db.assign(&id, &req.radiologist).await.map_err(db_error)?;
+    caller
+        .audit(&db, "case_assign", Some(&id), &req.radiologist)
+        .await?;
+    Ok(Json(case))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    pub status: CaseStatus,
+}
+
+async fn set_status(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+    payload: Result<Json<StatusRequest>, JsonRejection>,
+) -> Result<Json<CaseSummary>, ApiError> {
+    let req = body(payload)?;
+    let case = visible_case(&db, &caller, &id).await?;
+    let allowed = match req.status {
+        CaseStatus::Ready => matches!(caller.role, Role::Coordinator | Role::Admin),
+        CaseStatus::Reading => {
+            caller.role == Role::Radiologist && case.assigned_to.as_deref() == Some(&caller.id)
+        }
+        // Reported comes with a signed report; delivered with the delivery.
+        CaseStatus::Received | CaseStatus::Reported | CaseStatus::Delivered => false,
+    };
+    if !allowed {
+        return Err(ApiError::forbidden(format!(
+            "a {:?} may not set a case to {}",
+            caller.role,
+            status_name(req.status)
+        )));
+    }
+    if req.status == CaseStatus::Reading && case.assigned_to.is_none() {
+        return Err(ApiError::conflict("the case is not assigned"));
+    }
+    let case = db.set_status(&id, req.status).await.map_err(db_error)?;
+    caller
+        .audit(&db, "case_status", Some(&id), status_name(req.status))
+        .await?;
+    Ok(Json(case))
+}
+
+async fn worklist(
+    State(db): State<Db>,
+    caller: Caller,
+) -> Result<Json<Vec<CaseSummary>>, ApiError> {
+    let rows = match caller.role {
+        Role::Radiologist => {
+            sqlx::query(
+                "SELECT id, status, priority, subspecialty, due_at, assigned_to, created_at
+                 FROM cases WHERE assigned_to = $1 AND status IN ('ready', 'reading')
+                 ORDER BY priority_rank, due_at IS NULL, due_at, created_at",
+            )
+            .bind(&caller.id)
+            .fetch_all(&db.pool)
+            .await?
+        }
+        Role::QaReviewer => {
+            sqlx::query(
+                "SELECT id, status, priority, subspecialty, due_at, assigned_to, created_at
+                 FROM cases WHERE status IN ('reported', 'delivered') ORDER BY created_at",
+            )
+            .fetch_all(&db.pool)
+            .await?
+        }
+        Role::Coordinator | Role::Admin => {
+            sqlx::query(
+                "SELECT id, status, priority, subspecialty, due_at, assigned_to, created_at
+                 FROM cases WHERE status != 'delivered'
+                 ORDER BY priority_rank, due_at IS NULL, due_at, created_at",
+            )
+            .fetch_all(&db.pool)
+            .await?
+        }
+    };
+    let list: Vec<CaseSummary> = rows.iter().map(summary_of).collect();
+    caller
+        .audit(&db, "worklist_read", None, &format!("{} cases", list.len()))
+        .await?;
+    Ok(Json(list))
+}
+
+async fn receipt_of(db: &Db, hash: &str) -> Result<Option<Receipt>, ApiError> {
+    let row = sqlx::query("SELECT case_id, received_at FROM reports WHERE report_hash = $1")
+        .bind(hash)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row.map(|r| Receipt {
+        case_id: r.get("case_id"),
+        report_hash: hash.to_string(),
+        received_at: r.get("received_at"),
+        duplicate: true,
+    }))
+}
+
+async fn submit_report(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+    payload: Result<Json<SignedReport>, JsonRejection>,
+) -> Result<(StatusCode, Json<Receipt>), ApiError> {
+    caller.require(&[Role::Radiologist])?;
+    let signed = body(payload)?;
+    let report = &signed.report;
+    if report.case_id != id {
+        return Err(ApiError::bad_request(format!(
+            "the report is for case {}, posted to case {id}",
+            report.case_id
+        )));
+    }
+    if report.author.user_id != caller.id {
+        return Err(ApiError::forbidden("the report's author is not the caller"));
+    }
+    let case = visible_case(&db, &caller, &id).await?;
+    let canonical = canonical_bytes(report).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    let hash = report_hash(report)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?
+        .0;
+
+    // A retry of a stored report: the same receipt, nothing stored twice.
+    if let Some(receipt) = receipt_of(&db, &hash).await? {
+        caller.audit(&db, "report_retry", Some(&id), &hash).await?;
+        return Ok((StatusCode::OK, Json(receipt)));
+    }
+
+    let key =
+        sqlx::query("SELECT user_id, public_key, revoked_at FROM signing_keys WHERE key_id = $1")
+            .bind(&report.key_id)
+            .fetch_optional(&db.pool)
+            .await?
+            .ok_or_else(|| {
+                ApiError::unprocessable(format!("unknown signing key {}", report.key_id))
+            })?;
+    if key.get::<&str, _>("user_id") != caller.id {
+        return Err(ApiError::forbidden(
+            "the signing key belongs to another user",
+        ));
+    }
+    if key.get::<Option<String>, _>("revoked_at").is_some() {
+        return Err(ApiError::unprocessable(format!(
+            "signing key {} is revoked",
+            report.key_id
+        )));
+    }
+    let public = VerifyingKey::from_base64(key.get::<&str, _>("public_key"))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    verify_report(&signed, &public).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+
+    let amends = match &report.kind {
+        ReportKind::Final => {
+            if case.status != CaseStatus::Reading {
+                return Err(ApiError::conflict(format!(
+                    "case {id} is {}: a final report needs it to be reading",
+                    status_name(case.status)
+                )));
+            }
+            None
+        }
+        ReportKind::Addendum { amends } => {
+            if !matches!(case.status, CaseStatus::Reported | CaseStatus::Delivered) {
+                return Err(ApiError::conflict(format!(
+                    "case {id} is {}: an addendum needs a reported case",
+                    status_name(case.status)
+                )));
+            }
+            let target: Option<String> =
+                sqlx::query("SELECT case_id FROM reports WHERE report_hash = $1")
+                    .bind(amends)
+                    .fetch_optional(&db.pool)
+                    .await?
+                    .map(|r| r.get("case_id"));
+            if target.as_deref() != Some(id.as_str()) {
+                return Err(ApiError::unprocessable(format!(
+                    "the addendum amends {amends}, which is not a report of case {id}"
+                )));
+            }
+            Some(amends.clone())
+        }
+    };
+    let signed_json = serde_json::to_string(&signed)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let received_at = now();
+
+    // One transaction: the report, the case's new status, the audit row.
+    let mut tx = db.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO reports (report_hash, case_id, kind, amends, author_id, key_id, signed_json,
+                              canonical, received_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&hash)
+    .bind(&id)
+    .bind(if amends.is_some() {
+        "addendum"
+    } else {
+        "final"
+    })
+    .bind(&amends)
+    .bind(&caller.id)
+    .bind(&report.key_id)
+    .bind(&signed_json)
+    .bind(&canonical)
+    .bind(&received_at)
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            // A concurrent retry won the race: answer with its receipt.
+            drop(tx);
+            return match receipt_of(&db, &hash).await? {
+                Some(receipt) => Ok((StatusCode::OK, Json(receipt))),
+                None => Err(ApiError::conflict("the report is being stored: retry")),
+            };
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
+    }
+    if amends.is_none() {
+        let moved = sqlx::query(
+            "UPDATE cases SET status = 'reported' WHERE id = $1 AND status = 'reading'",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(ApiError::conflict(format!(
+                "case {id} changed status meanwhile"
+            )));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&received_at)
+    .bind(&caller.id)
+    .bind("report_submit")
+    .bind(&id)
+    .bind(&caller.remote)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    tracing::info!(case = %id, report = %hash, "report stored");
+    Ok((
+        StatusCode::CREATED,
+        Json(Receipt {
+            case_id: id,
+            report_hash: hash,
+            received_at,
+            duplicate: false,
+        }),
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredReport {
+    pub receipt: Receipt,
+    pub signed: SignedReport,
+    /// The signature re-checked now against the registered key (revoked keys included:
+    /// old signatures stay verifiable).
+    pub verified: bool,
+}
+
+async fn list_reports(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<StoredReport>>, ApiError> {
+    visible_case(&db, &caller, &id).await?;
+    let rows = sqlx::query(
+        "SELECT reports.report_hash AS hash, reports.signed_json AS signed, reports.received_at AS at,
+                signing_keys.public_key AS public_key
+         FROM reports JOIN signing_keys ON signing_keys.key_id = reports.key_id
+         WHERE reports.case_id = $1 ORDER BY reports.received_at, reports.rowid",
+    )
+    .bind(&id)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let signed: SignedReport = serde_json::from_str(r.get::<&str, _>("signed"))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let verified = VerifyingKey::from_base64(r.get::<&str, _>("public_key"))
+            .map(|k| verify_report(&signed, &k).is_ok())
+            .unwrap_or(false);
+        out.push(StoredReport {
+            receipt: Receipt {
+                case_id: id.clone(),
+                report_hash: r.get("hash"),
+                received_at: r.get("at"),
+                duplicate: false,
+            },
+            signed,
+            verified,
+        });
+    }
+    caller
+        .audit(
+            &db,
+            "reports_read",
+            Some(&id),
+            &format!("{} reports", out.len()),
+        )
+        .await?;
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub case_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuditRow {
+    pub at: String,
+    pub user_id: Option<String>,
+    pub action: String,
+    pub case_id: Option<String>,
+    pub remote_addr: Option<String>,
+    pub detail: String,
+}
+
+async fn audit_log(
+    State(db): State<Db>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<AuditRow>>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let rows = sqlx::query(
+        "SELECT at, user_id, action, case_id, remote_addr, detail FROM audit
+         WHERE $1 IS NULL OR case_id = $1 ORDER BY id",
+    )
+    .bind(&q.case_id)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| AuditRow {
+                at: r.get("at"),
+                user_id: r.get("user_id"),
+                action: r.get("action"),
+                case_id: r.get("case_id"),
+                remote_addr: r.get("remote_addr"),
+                detail: r.get("detail"),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,55 @@
+//! Passwords (argon2id, PHC strings) and bearer tokens (32 random bytes; only their sha256 is
+//! stored; they expire).
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+/// How long a session token lives, seconds.
+pub const TOKEN_TTL_SECS: i64 = 12 * 3600;
+
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A fresh token (URL-safe base64 of 32 random bytes).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn token_hash(token: &str) -> String {
+    format!("{:x}", Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_and_tokens_differ() {
+        let phc = hash_password("correct horse").unwrap_or_default();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("wrong", &phc));
+        assert!(!verify_password("x", "not a hash"));
+        assert_ne!(new_token(), new_token());
+        assert_eq!(token_hash("a").len(), 64);
+    }
+}

@@ -1,0 +1,216 @@
+//! `overread-server`: the command line (serve, init, user, key, case).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use case_protocol::{CaseStatus, NewCase, Role};
+use case_server::Db;
+use case_server::db::{DbError, parse_role, parse_status, status_name};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "overread-server", version, about = "Overread case server")]
+struct Cli {
+    /// Database: a SQLite file path or `sqlite:` URL.
+    #[arg(
+        long,
+        global = true,
+        default_value = "overread-server.db",
+        env = "OVERREAD_SERVER_DB"
+    )]
+    db: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create (or migrate) the database.
+    Init,
+    /// Serve the API.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Plain HTTP; allowed only on a loopback address.
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage radiologists' signing keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Manage cases.
+    Case {
+        #[command(subcommand)]
+        command: CaseCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        id: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        name: String,
+        /// Subspecialties a radiologist reads, e.g. neuro,msk.
+        #[arg(long, value_delimiter = ',')]
+        subspecialty: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Register a public key (base64) for a radiologist.
+    Add {
+        user: String,
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Revoke a key: no new reports under it; stored reports stay verifiable.
+    Revoke { key_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaseCommand {
+    /// Create a case from a JSON file (case-protocol `NewCase`).
+    Create { json: PathBuf },
+    /// Assign a case to a radiologist.
+    Assign {
+        id: String,
+        #[arg(long)]
+        radiologist: String,
+    },
+    /// Move a case to its next status.
+    Status { id: String, status: String },
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let db = Db::open(&cli.db).await.map_err(|e| e.to_string())?;
+    let err = |e: DbError| e.to_string();
+    match cli.command {
+        Command::Init => println!("database ready: {}", cli.db),
+        Command::Serve {
+            listen,
+            insecure_http,
+        } => {
+            if !insecure_http {
+                return Err(
+                    "TLS serving is not built yet: bind to a loopback address with --insecure-http"
+                        .into(),
+                );
+            }
+            if !listen.ip().is_loopback() {
+                return Err(format!("plain HTTP only on loopback; {listen} is not"));
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("{listen}: {e}"))?;
+            println!(
+                "serving on http://{}",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
+            case_server::serve(db, listener)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    id,
+                    role,
+                    name,
+                    subspecialty,
+                },
+        } => {
+            let role: Role = parse_role(&role).ok_or_else(|| {
+                format!("unknown role {role} (radiologist, qa_reviewer, coordinator, admin)")
+            })?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .map_err(|e| e.to_string())?;
+            db.add_user(
+                &id,
+                role,
+                &name,
+                &subspecialty,
+                password.trim_end_matches(['\n', '\r']),
+            )
+            .await
+            .map_err(err)?;
+            println!("user {id} added");
+        }
+        Command::Key {
+            command: KeyCommand::Add { user, public_key },
+        } => {
+            let id = db.add_key(&user, &public_key).await.map_err(err)?;
+            println!("{id}");
+        }
+        Command::Key {
+            command: KeyCommand::Revoke { key_id },
+        } => {
+            let revoked = db.revoke_key(&key_id).await.map_err(err)?;
+            println!(
+                "{key_id}: {}",
+                if revoked { "revoked" } else { "was not active" }
+            );
+        }
+        Command::Case {
+            command: CaseCommand::Create { json },
+        } => {
+            let text =
+                std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
+            let new: NewCase =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+            let case = db.create_case(&new).await.map_err(err)?;
+            println!("{}", case.id);
+        }
+        Command::Case {
+            command: CaseCommand::Assign { id, radiologist },
+        } => {
+            let case = db.assign(&id, &radiologist).await.map_err(err)?;
+            println!("{} assigned to {radiologist}", case.id);
+        }
+        Command::Case {
+            command: CaseCommand::Status { id, status },
+        } => {
+            let to: CaseStatus =
+                parse_status(&status).ok_or_else(|| format!("unknown status {status}"))?;
+            let case = db.set_status(&id, to).await.map_err(err)?;
+            println!("{} is {}", case.id, status_name(case.status));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,582 @@
+//! The real server on 127.0.0.1 (port 0) with a real SQLite database in a temporary folder,
+//! driven over HTTP: the signed-report flow, every refusal, bad input, the role x endpoint
+//! matrix, and the audit trail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use case_protocol::Role;
+use case_protocol::{
+    Author, CaseSummary, NewCase, Patient, Priority, Receipt, Referral, ReferringPhysician, Report,
+    ReportKind, ReportMeasurement, SigningKey, report_hash, sign_report,
+};
+use case_server::Db;
+use case_server::api::{AuditRow, LoginResponse, StoredReport};
+use reqwest::StatusCode;
+use serde_json::json;
+
+const PASSWORD: &str = "password-123";
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    db: Db,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("cases.db").to_str().unwrap())
+        .await
+        .unwrap();
+    for (id, role, subs) in [
+        ("admin", Role::Admin, vec![]),
+        ("coord", Role::Coordinator, vec![]),
+        (
+            "rad1",
+            Role::Radiologist,
+            vec!["chest".to_string(), "neuro".to_string()],
+        ),
+        ("rad2", Role::Radiologist, vec!["chest".to_string()]),
+        ("qa1", Role::QaReviewer, vec![]),
+    ] {
+        db.add_user(id, role, &format!("User {id}"), &subs, PASSWORD)
+            .await
+            .unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(case_server::serve(db.clone(), listener));
+    Server {
+        base,
+        http: reqwest::Client::new(),
+        db,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn login(&self, user: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/login", self.base))
+            .json(&json!({"user": user, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<LoginResponse>().await.unwrap().token
+    }
+
+    async fn post(&self, token: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn report_count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM reports")
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+}
+
+fn new_case(subspecialty: &str) -> NewCase {
+    NewCase {
+        patient: Patient {
+            name: "DOE^JANE".into(),
+            id: "MRN-555".into(),
+            birth_date: "1970-01-01".into(),
+            sex: "F".into(),
+        },
+        referral: Referral {
+            physician: ReferringPhysician {
+                name: "Dr Referrer".into(),
+                fax: "+14165550100".into(),
+                institution: None,
+            },
+            clinical_question: "Nodule?".into(),
+            document_sha256: None,
+        },
+        subspecialty: subspecialty.into(),
+        priority: Priority::Routine,
+    }
+}
+
+/// A case created by the coordinator, assigned to `rad`, ready, and opened (reading).
+async fn case_in_reading(s: &Server, rad: &str) -> String {
+    let coord = s.login("coord").await;
+    let r = s
+        .post(
+            &coord,
+            "/cases",
+            &serde_json::to_value(new_case("chest")).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let case: CaseSummary = r.json().await.unwrap();
+    let r = s
+        .post(
+            &coord,
+            &format!("/cases/{}/assign", case.id),
+            &json!({"radiologist": rad}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .post(
+            &coord,
+            &format!("/cases/{}/status", case.id),
+            &json!({"status": "ready"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let ready: CaseSummary = r.json().await.unwrap();
+    assert!(ready.due_at.is_some(), "a ready case has a due date");
+    let rad_token = s.login(rad).await;
+    let r = s
+        .post(
+            &rad_token,
+            &format!("/cases/{}/status", case.id),
+            &json!({"status": "reading"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    case.id
+}
+
+async fn register_key(s: &Server, token: &str) -> SigningKey {
+    let key = SigningKey::generate();
+    let r = s
+        .post(
+            token,
+            "/keys",
+            &json!({"public_key": key.verifying_key().to_base64()}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    key
+}
+
+fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -> Report {
+    Report {
+        case_id: case_id.into(),
+        kind,
+        author: Author {
+            user_id: author.into(),
+            display_name: format!("User {author}"),
+        },
+        key_id: key.verifying_key().id().0,
+        signed_at: "2026-11-23T17:00:00Z".into(),
+        study_instance_uids: vec!["1.2.840.1".into()],
+        findings: "14.2 mm nodule in the right lower lobe.".into(),
+        impression: "Indeterminate nodule; CT in 3 months.".into(),
+        measurements: vec![ReportMeasurement {
+            label: "RLL nodule".into(),
+            kind: "length".into(),
+            value: 14.2,
+            unit: "mm".into(),
+            series_instance_uid: None,
+            frame_of_reference_uid: None,
+            points_mm: vec![[-70.0, -20.0, 0.0], [-55.8, -20.0, 0.0]],
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_signed_report_is_stored_once_receipted_verified_and_audited() {
+    let s = start().await;
+    let case_id = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let signed = sign_report(report(&case_id, "rad1", &key, ReportKind::Final), &key).unwrap();
+    let path = format!("/cases/{case_id}/reports");
+
+    let r = s
+        .post(&rad1, &path, &serde_json::to_value(&signed).unwrap())
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let receipt: Receipt = r.json().await.unwrap();
+    assert_eq!(receipt.report_hash, report_hash(&signed.report).unwrap().0);
+    assert!(!receipt.duplicate);
+
+    // A retry (same payload) gets the same receipt and stores nothing new.
+    let r = s
+        .post(&rad1, &path, &serde_json::to_value(&signed).unwrap())
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let again: Receipt = r.json().await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.report_hash.as_str(), again.received_at.as_str()),
+        (receipt.report_hash.as_str(), receipt.received_at.as_str())
+    );
+    assert_eq!(s.report_count().await, 1);
+
+    let coord = s.login("coord").await;
+    let case: serde_json::Value = s
+        .get(&coord, &format!("/cases/{case_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(case["summary"]["status"], "reported");
+
+    // An addendum: a new signed document naming the report it amends.
+    let addendum = sign_report(
+        Report {
+            findings: "Addendum: the nodule is 14.2 mm on the lung window.".into(),
+            ..report(
+                &case_id,
+                "rad1",
+                &key,
+                ReportKind::Addendum {
+                    amends: receipt.report_hash.clone(),
+                },
+            )
+        },
+        &key,
+    )
+    .unwrap();
+    let r = s
+        .post(&rad1, &path, &serde_json::to_value(&addendum).unwrap())
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // QA reads both, each re-verified against the registered key, even after revocation.
+    let r = s
+        .post(
+            &rad1,
+            &format!("/keys/{}/revoke", key.verifying_key().id()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let qa = s.login("qa1").await;
+    let stored: Vec<StoredReport> = s.get(&qa, &path).await.json().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|r| r.verified));
+    assert_eq!(stored[0].signed, signed);
+
+    // Stored reports cannot be changed or deleted, even from inside the database.
+    assert!(
+        sqlx::query("UPDATE reports SET signed_json = '{}'")
+            .execute(&s.db.pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("DELETE FROM reports")
+            .execute(&s.db.pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("DELETE FROM audit")
+            .execute(&s.db.pool)
+            .await
+            .is_err()
+    );
+
+    // The audit trail has every access, and no patient identity anywhere.
+    let admin = s.login("admin").await;
+    let audit: Vec<AuditRow> = s
+        .get(&admin, &format!("/audit?case_id={case_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    for expected in [
+        "case_create",
+        "case_assign",
+        "case_status",
+        "report_submit",
+        "report_retry",
+        "case_read",
+        "reports_read",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+    assert!(audit.iter().all(|a| {
+        a.remote_addr
+            .as_deref()
+            .is_some_and(|r| r.starts_with("127.0.0.1"))
+    }));
+    let all = serde_json::to_string(&audit).unwrap();
+    assert!(!all.contains("DOE") && !all.contains("MRN-555"));
+}
+
+#[tokio::test]
+async fn tampered_wrong_key_revoked_key_other_case_and_wrong_role_are_refused() {
+    let s = start().await;
+    let case_id = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let rad2 = s.login("rad2").await;
+    let key1 = register_key(&s, &rad1).await;
+    let key2 = register_key(&s, &rad2).await;
+    let path = format!("/cases/{case_id}/reports");
+    let good = sign_report(report(&case_id, "rad1", &key1, ReportKind::Final), &key1).unwrap();
+
+    let expect = |r: reqwest::Response, status: StatusCode, words: &'static str| async move {
+        let got = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(got, status, "{body}");
+        assert!(body.contains(words), "{body:?} lacks {words:?}");
+    };
+
+    // Text changed after signing.
+    let mut tampered = good.clone();
+    tampered.report.impression = "No nodule.".into();
+    expect(
+        s.post(&rad1, &path, &serde_json::to_value(&tampered).unwrap())
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "does not match",
+    )
+    .await;
+
+    // Signed with another radiologist's key, named as rad1's report.
+    let other_key = sign_report(report(&case_id, "rad1", &key2, ReportKind::Final), &key2).unwrap();
+    expect(
+        s.post(&rad1, &path, &serde_json::to_value(&other_key).unwrap())
+            .await,
+        StatusCode::FORBIDDEN,
+        "another user",
+    )
+    .await;
+
+    // Another radiologist submits to rad1's case: the case does not exist for them.
+    let by_rad2 = sign_report(report(&case_id, "rad2", &key2, ReportKind::Final), &key2).unwrap();
+    expect(
+        s.post(&rad2, &path, &serde_json::to_value(&by_rad2).unwrap())
+            .await,
+        StatusCode::NOT_FOUND,
+        "no case",
+    )
+    .await;
+    let list: Vec<CaseSummary> = s.get(&rad2, "/worklist").await.json().await.unwrap();
+    assert!(list.is_empty(), "rad2 sees {list:?}");
+    let list: Vec<CaseSummary> = s.get(&rad1, "/worklist").await.json().await.unwrap();
+    assert_eq!(list.len(), 1);
+
+    // Wrong role.
+    let coord = s.login("coord").await;
+    expect(
+        s.post(&coord, &path, &serde_json::to_value(&good).unwrap())
+            .await,
+        StatusCode::FORBIDDEN,
+        "may not",
+    )
+    .await;
+
+    // A revoked key signs nothing new.
+    let r = s
+        .post(
+            &rad1,
+            &format!("/keys/{}/revoke", key1.verifying_key().id()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    expect(
+        s.post(&rad1, &path, &serde_json::to_value(&good).unwrap())
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "revoked",
+    )
+    .await;
+    assert_eq!(s.report_count().await, 0);
+
+    // Illegal status moves.
+    expect(
+        s.post(
+            &coord,
+            &format!("/cases/{case_id}/status"),
+            &json!({"status": "reported"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "may not",
+    )
+    .await;
+    let fresh: CaseSummary = s
+        .post(
+            &coord,
+            "/cases",
+            &serde_json::to_value(new_case("neuro")).unwrap(),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = s
+        .post(
+            &coord,
+            &format!("/cases/{}/assign", fresh.id),
+            &json!({"radiologist": "rad2"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT, "rad2 does not read neuro");
+    let r = s
+        .post(
+            &coord,
+            &format!("/cases/{}/assign", fresh.id),
+            &json!({"radiologist": "rad1"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    expect(
+        s.post(
+            &rad1,
+            &format!("/cases/{}/status", fresh.id),
+            &json!({"status": "reading"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "cannot become reading",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
+    let s = start().await;
+    let case_id = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let path = format!("{}/cases/{case_id}/reports", s.base);
+    let good = serde_json::to_value(
+        sign_report(report(&case_id, "rad1", &key, ReportKind::Final), &key).unwrap(),
+    )
+    .unwrap();
+
+    let send = |body: String, token: Option<String>| {
+        let mut req = s
+            .http
+            .post(&path)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let r = send("{\"report\": ".into(), Some(rad1.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let mut unknown = good.clone();
+    unknown["report"]["colour"] = json!("red");
+    let r = send(unknown.to_string(), Some(rad1.clone())).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("colour"));
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    let r = send(huge, Some(rad1.clone())).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = send(good.to_string(), Some("not-a-token".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = send(good.to_string(), None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let mut nan = good.clone();
+    nan["signature"] = json!("AAAA");
+    let r = send(nan.to_string(), Some(rad1.clone())).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = s
+        .http
+        .post(format!("{}/login", s.base))
+        .json(&json!({"user": "rad1", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.report_count().await, 0);
+    // The good one still goes in.
+    let r = send(good.to_string(), Some(rad1)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Every role against every endpoint: allowed ones do not answer 401/403, the rest answer 403.
+#[tokio::test]
+async fn role_by_endpoint_matrix() {
+    let s = start().await;
+    let case_id = case_in_reading(&s, "rad1").await;
+    let roles = ["admin", "coord", "rad1", "qa1"];
+    // (method, path, body, roles allowed)
+    let endpoints: Vec<(&str, String, serde_json::Value, Vec<&str>)> = vec![
+        (
+            "POST",
+            "/cases".into(),
+            serde_json::to_value(new_case("chest")).unwrap(),
+            vec!["admin", "coord"],
+        ),
+        (
+            "POST",
+            format!("/cases/{case_id}/assign"),
+            json!({"radiologist": "rad1"}),
+            vec!["admin", "coord"],
+        ),
+        (
+            "GET",
+            "/worklist".into(),
+            json!(null),
+            vec!["admin", "coord", "rad1", "qa1"],
+        ),
+        (
+            "GET",
+            format!("/cases/{case_id}"),
+            json!(null),
+            vec!["admin", "coord", "rad1", "qa1"],
+        ),
+        (
+            "GET",
+            format!("/cases/{case_id}/reports"),
+            json!(null),
+            vec!["admin", "coord", "rad1", "qa1"],
+        ),
+        (
+            "POST",
+            "/keys".into(),
+            json!({"public_key": SigningKey::generate().verifying_key().to_base64()}),
+            vec!["rad1"],
+        ),
+        ("GET", "/audit".into(), json!(null), vec!["admin"]),
+    ];
+    for (method, path, body, allowed) in &endpoints {
+        for role in roles {
+            let token = s.login(role).await;
+            let r = if *method == "GET" {
+                s.get(&token, path).await
+            } else {
+                s.post(&token, path, body).await
+            };
+            let status = r.status();
+            if allowed.contains(&role) {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{role} {method} {path}: {status}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{role} {method} {path}");
+            }
+        }
+    }
+}
