@@ -1,0 +1,125 @@
+//! The real `overread-server` binary: init, user add (password on stdin), key add, case create,
+//! and the transport rule (plain HTTP only on loopback, asked for).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn server(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_overread-server"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_admin_commands_work_and_the_transport_rule_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cases.db");
+    assert!(server(&db, &["init"], None).0);
+    let (ok, out, err) = server(
+        &db,
+        &[
+            "user",
+            "add",
+            "rad1",
+            "--role",
+            "radiologist",
+            "--name",
+            "Dr One",
+            "--subspecialty",
+            "chest,neuro",
+        ],
+        Some("a-long-password\n"),
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = server(
+        &db,
+        &["user", "add", "x", "--role", "surgeon", "--name", "X"],
+        Some("a-long-password"),
+    );
+    assert!(!ok && err.contains("unknown role"), "{err}");
+    let (ok, _, err) = server(
+        &db,
+        &["user", "add", "y", "--role", "admin", "--name", "Y"],
+        Some("short"),
+    );
+    assert!(!ok && err.contains("at least 8"), "{err}");
+
+    let key = case_protocol::SigningKey::generate();
+    let (ok, out, err) = server(
+        &db,
+        &[
+            "key",
+            "add",
+            "rad1",
+            "--public-key",
+            &key.verifying_key().to_base64(),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), key.verifying_key().id().0);
+    let (ok, _, err) = server(
+        &db,
+        &["key", "add", "rad1", "--public-key", "bm9wZQ=="],
+        None,
+    );
+    assert!(!ok && err.contains("32 bytes"), "{err}");
+
+    let case_json = dir.path().join("case.json");
+    std::fs::write(
+        &case_json,
+        r#"{"patient":{"name":"DOE^J","id":"M1","birth_date":"1970-01-01","sex":"F"},
+            "referral":{"physician":{"name":"Dr R","fax":"+1","institution":null},
+                        "clinical_question":"?","document_sha256":null},
+            "subspecialty":"chest","priority":"urgent"}"#,
+    )
+    .unwrap();
+    let (ok, out, err) = server(&db, &["case", "create", case_json.to_str().unwrap()], None);
+    assert!(ok, "{err}");
+    let case_id = out.trim().to_string();
+    assert!(case_id.starts_with("C-"));
+    let (ok, _, err) = server(&db, &["case", "status", &case_id, "reading"], None);
+    assert!(!ok && err.contains("cannot become reading"), "{err}");
+    assert!(
+        server(
+            &db,
+            &["case", "assign", &case_id, "--radiologist", "rad1"],
+            None
+        )
+        .0
+    );
+    assert!(server(&db, &["case", "status", &case_id, "ready"], None).0);
+
+    let (ok, _, err) = server(&db, &["serve", "--listen", "127.0.0.1:0"], None);
+    assert!(!ok && err.contains("--insecure-http"), "{err}");
+    let (ok, _, err) = server(
+        &db,
+        &["serve", "--listen", "0.0.0.0:0", "--insecure-http"],
+        None,
+    );
+    assert!(!ok && err.contains("only on loopback"), "{err}");
+}
