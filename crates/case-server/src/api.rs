@@ -12,8 +12,6 @@
 //! | `POST /cases/{id}/reports` | the assigned radiologist |
 //! | `GET /audit` | admins |
 
-use std::net::SocketAddr;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
@@ -89,8 +87,8 @@ impl FromRequestParts<Db> for Caller {
             .ok_or_else(|| ApiError::forbidden("account has no valid role"))?;
         let remote = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.to_string());
+            .get::<ConnectInfo<crate::Peer>>()
+            .map(|c| c.0.0.to_string());
         Ok(Caller {
             id: row.get("id"),
             role,
@@ -178,8 +176,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RemoteAddr {
         Ok(RemoteAddr(
             parts
                 .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.to_string()),
+                .get::<ConnectInfo<crate::Peer>>()
+                .map(|c| c.0.0.to_string()),
         ))
     }
 }

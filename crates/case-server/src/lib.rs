@@ -4,6 +4,7 @@
 //!   command line uses (users, keys, cases).
 //! - [`auth`]: argon2 password hashes and expiring bearer tokens.
 //! - [`api`]: the HTTP API (axum): login, keys, cases, worklist, reports, audit.
+//! - [`tls`]: rustls configuration, self-signed first-start certificates, the TLS listener.
 //!
 //! Owns: the case record and every signed report, forever. Must not: log patient identity,
 //! link wgpu, egui or whisper.
@@ -12,15 +13,47 @@ pub mod api;
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod tls;
 
 use std::net::SocketAddr;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+
 pub use api::router;
+
+/// The peer's address, recorded in every audit row (plain and TLS connections alike).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
 pub use db::Db;
 pub use error::ApiError;
 
-/// Serve the API on `listener` until the task is dropped.
+/// Serve the API over TLS on `listener` until the task is dropped.
+pub async fn serve_tls(
+    db: Db,
+    listener: tokio::net::TcpListener,
+    config: std::sync::Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let tls = tls::TlsListener::new(listener, config)?;
+    let app = router(db).into_make_service_with_connect_info::<Peer>();
+    axum::serve(tls, app).await
+}
+
+/// Serve the API over plain HTTP on `listener` (loopback only: the caller checks) until the
+/// task is dropped.
 pub async fn serve(db: Db, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let app = router(db).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(db).into_make_service_with_connect_info::<Peer>();
     axum::serve(listener, app).await
 }

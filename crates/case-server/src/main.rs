@@ -27,13 +27,27 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create (or migrate) the database.
-    Init,
-    /// Serve the API.
+    Init {
+        /// Also write a self-signed TLS certificate and key (server-cert.pem, server-key.pem)
+        /// beside the database, for a first start.
+        #[arg(long)]
+        self_signed: bool,
+        /// Names the self-signed certificate is for.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+        names: Vec<String>,
+    },
+    /// Serve the API over TLS (or plain HTTP on loopback with --insecure-http).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// PEM certificate chain.
+        #[arg(long, env = "OVERREAD_SERVER_CERT")]
+        cert: Option<PathBuf>,
+        /// PEM private key.
+        #[arg(long, env = "OVERREAD_SERVER_KEY")]
+        key: Option<PathBuf>,
         /// Plain HTTP; allowed only on a loopback address.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["cert", "key"])]
         insecure_http: bool,
     },
     /// Manage accounts.
@@ -120,30 +134,54 @@ async fn run(cli: Cli) -> Result<(), String> {
     let db = Db::open(&cli.db).await.map_err(|e| e.to_string())?;
     let err = |e: DbError| e.to_string();
     match cli.command {
-        Command::Init => println!("database ready: {}", cli.db),
+        Command::Init { self_signed, names } => {
+            println!("database ready: {}", cli.db);
+            if self_signed {
+                let dir = std::path::Path::new(cli.db.trim_start_matches("sqlite://"))
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."))
+                    .to_path_buf();
+                let (cert, key) = case_server::tls::write_self_signed(&dir, &names)?;
+                println!("certificate: {}\nkey: {}", cert.display(), key.display());
+            }
+        }
         Command::Serve {
             listen,
+            cert,
+            key,
             insecure_http,
         } => {
-            if !insecure_http {
-                return Err(
-                    "TLS serving is not built yet: bind to a loopback address with --insecure-http"
-                        .into(),
+            if insecure_http {
+                if !listen.ip().is_loopback() {
+                    return Err(format!("plain HTTP only on loopback; {listen} is not"));
+                }
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| format!("{listen}: {e}"))?;
+                println!(
+                    "serving on http://{}",
+                    listener.local_addr().map_err(|e| e.to_string())?
                 );
+                case_server::serve(db, listener)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            } else {
+                let (Some(cert), Some(key)) = (cert, key) else {
+                    return Err("serving needs --cert and --key (PEM; `init --self-signed` writes a pair), or --insecure-http on loopback".into());
+                };
+                let config = case_server::tls::server_config(&cert, &key)?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| format!("{listen}: {e}"))?;
+                println!(
+                    "serving on https://{}",
+                    listener.local_addr().map_err(|e| e.to_string())?
+                );
+                case_server::serve_tls(db, listener, config)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
-            if !listen.ip().is_loopback() {
-                return Err(format!("plain HTTP only on loopback; {listen} is not"));
-            }
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| format!("{listen}: {e}"))?;
-            println!(
-                "serving on http://{}",
-                listener.local_addr().map_err(|e| e.to_string())?
-            );
-            case_server::serve(db, listener)
-                .await
-                .map_err(|e| e.to_string())?;
         }
         Command::User {
             command:

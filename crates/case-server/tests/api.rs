@@ -12,6 +12,7 @@ use case_protocol::{
 use case_server::Db;
 use case_server::api::{AuditRow, LoginResponse, StoredReport};
 use reqwest::StatusCode;
+use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 
 const PASSWORD: &str = "password-123";
@@ -579,4 +580,60 @@ async fn role_by_endpoint_matrix() {
             }
         }
     }
+}
+
+/// TLS with a self-signed certificate: a client that trusts it gets HTTP answers; the API
+/// works the same over TLS.
+#[tokio::test]
+async fn the_api_is_served_over_tls() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("cases.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let (cert, key) =
+        case_server::tls::write_self_signed(dir.path(), &["localhost".to_string()]).unwrap();
+    let config = case_server::tls::server_config(&cert, &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(case_server::serve_tls(db, listener, config));
+
+    // A client that speaks plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /worklist HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        plain.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&buf).contains("HTTP/1.1"));
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /worklist HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    assert!(response.contains("Bearer"), "{response}");
 }

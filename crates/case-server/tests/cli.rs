@@ -38,7 +38,22 @@ fn server(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, St
 fn the_admin_commands_work_and_the_transport_rule_holds() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cases.db");
-    assert!(server(&db, &["init"], None).0);
+    let (ok, out, err) = server(&db, &["init", "--self-signed"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("server-cert.pem") && dir.path().join("server-key.pem").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("server-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the key file is readable by others: {mode:o}"
+        );
+    }
     let (ok, out, err) = server(
         &db,
         &[
@@ -115,7 +130,7 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
     assert!(server(&db, &["case", "status", &case_id, "ready"], None).0);
 
     let (ok, _, err) = server(&db, &["serve", "--listen", "127.0.0.1:0"], None);
-    assert!(!ok && err.contains("--insecure-http"), "{err}");
+    assert!(!ok && err.contains("--cert and --key"), "{err}");
     let (ok, _, err) = server(
         &db,
         &["serve", "--listen", "0.0.0.0:0", "--insecure-http"],
