@@ -226,7 +226,17 @@ impl PeerReview {
     }
 }
 
-/// True for "YYYY-MM-DDTHH:MM:SSZ" with plausible field values (the one timestamp form the
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// True for "YYYY-MM-DDTHH:MM:SSZ" with real calendar values (the one timestamp form the
 /// protocol uses).
 pub fn is_rfc3339_utc_seconds(s: &str) -> bool {
     let b = s.as_bytes();
@@ -253,7 +263,7 @@ pub fn is_rfc3339_utc_seconds(s: &str) -> bool {
         && digits(17..19)
         && b[19] == b'Z'
         && (1..=12).contains(&num(5..7))
-        && (1..=31).contains(&num(8..10))
+        && (1..=days_in_month(num(0..4), num(5..7))).contains(&num(8..10))
         && num(11..13) < 24
         && num(14..16) < 60
         && num(17..19) < 61
@@ -297,10 +307,13 @@ mod tests {
     #[test]
     fn timestamps_have_one_form() {
         assert!(is_rfc3339_utc_seconds("2026-11-23T16:36:45Z"));
+        assert!(is_rfc3339_utc_seconds("2024-02-29T10:00:00Z"));
         for bad in [
             "2026-11-23T16:36:45",
             "2026-11-23 16:36:45Z",
             "2026-13-23T16:36:45Z",
+            "2026-02-29T10:00:00Z",
+            "2026-04-31T10:00:00Z",
             "2026-11-23T16:36:45.123Z",
             "2026-11-23T16:36:45+00:00",
         ] {

@@ -138,9 +138,42 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
             } else {
                 StatusCode::BAD_REQUEST
             },
-            e.body_text(),
+            sanitize_json_error(&e.body_text()),
         )
     })
+}
+
+/// A JSON error without the offending value: serde repeats values ("invalid type: integer
+/// `12345678`"), and a value may be patient identity. Field names (unknown or missing) and the
+/// position are kept.
+pub fn sanitize_json_error(message: &str) -> String {
+    if message.contains("unknown field") || message.contains("missing field") {
+        return message.to_string();
+    }
+    let position = message
+        .rfind(" at line ")
+        .map(|i| message[i..].to_string())
+        .unwrap_or_default();
+    let kind = if message.contains("syntax") || message.contains("EOF") {
+        "the body is not valid JSON"
+    } else if message.contains("Content-Type") {
+        "expected Content-Type: application/json"
+    } else {
+        "a value has the wrong type or is out of range"
+    };
+    format!("{kind}{position}")
+}
+
+/// Stored JSON that no longer parses: our fault, and its text may hold patient data.
+fn stored_data_error<E: std::fmt::Display>(e: E) -> ApiError {
+    tracing::error!(
+        "stored record unreadable: {}",
+        sanitize_json_error(&e.to_string())
+    );
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "a stored record is unreadable",
+    )
 }
 
 fn db_error(e: DbError) -> ApiError {
@@ -291,8 +324,14 @@ async fn visible_case(db: &Db, caller: &Caller, id: &str) -> Result<CaseSummary,
         .await
         .map_err(db_error)?
         .ok_or_else(|| ApiError::not_found(format!("no case {id}")))?;
-    if caller.role == Role::Radiologist && case.assigned_to.as_deref() != Some(&caller.id) {
+    let hidden = match caller.role {
         // Not "forbidden": another radiologist's case does not exist for this caller.
+        Role::Radiologist => case.assigned_to.as_deref() != Some(&caller.id),
+        // QA compares reported cases only.
+        Role::QaReviewer => !matches!(case.status, CaseStatus::Reported | CaseStatus::Delivered),
+        Role::Coordinator | Role::Admin => false,
+    };
+    if hidden {
         return Err(ApiError::not_found(format!("no case {id}")));
     }
     Ok(case)
@@ -315,10 +354,10 @@ async fn read_case(
         .bind(&id)
         .fetch_one(&db.pool)
         .await?;
-    let patient: Patient = serde_json::from_str(row.get::<&str, _>("patient_json"))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let referral: Referral = serde_json::from_str(row.get::<&str, _>("referral_json"))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let patient: Patient =
+        serde_json::from_str(row.get::<&str, _>("patient_json")).map_err(stored_data_error)?;
+    let referral: Referral =
+        serde_json::from_str(row.get::<&str, _>("referral_json")).map_err(stored_data_error)?;
     caller.audit(&db, "case_read", Some(&id), "").await?;
     Ok(Json(CaseDetail {
         summary,
@@ -431,6 +470,16 @@ async fn worklist(
     Ok(Json(list))
 }
 
+async fn stored_signature(db: &Db, hash: &str) -> Result<Option<String>, ApiError> {
+    let row = sqlx::query("SELECT signed_json FROM reports WHERE report_hash = $1")
+        .bind(hash)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row
+        .and_then(|r| serde_json::from_str::<SignedReport>(r.get::<&str, _>("signed_json")).ok())
+        .map(|s| s.signature.trim().to_string()))
+}
+
 async fn receipt_of(db: &Db, hash: &str) -> Result<Option<Receipt>, ApiError> {
     let row = sqlx::query("SELECT case_id, received_at FROM reports WHERE report_hash = $1")
         .bind(hash)
@@ -468,10 +517,23 @@ async fn submit_report(
         .map_err(|e| ApiError::unprocessable(e.to_string()))?
         .0;
 
-    // A retry of a stored report: the same receipt, nothing stored twice.
-    if let Some(receipt) = receipt_of(&db, &hash).await? {
+    // A retry of a stored report (same report, same signature): the same receipt, nothing
+    // stored twice. A stored report with another signature goes on to be verified (and fails).
+    if let Some(receipt) = receipt_of(&db, &hash).await?
+        && stored_signature(&db, &hash).await?.as_deref() == Some(signed.signature.trim())
+    {
         caller.audit(&db, "report_retry", Some(&id), &hash).await?;
         return Ok((StatusCode::OK, Json(receipt)));
+    }
+    let name: Option<String> = sqlx::query("SELECT display_name FROM users WHERE id = $1")
+        .bind(&caller.id)
+        .fetch_optional(&db.pool)
+        .await?
+        .map(|r| r.get("display_name"));
+    if name.as_deref() != Some(report.author.display_name.as_str()) {
+        return Err(ApiError::forbidden(
+            "the report's author name is not the caller's registered name",
+        ));
     }
 
     let key =
@@ -493,8 +555,8 @@ async fn submit_report(
             report.key_id
         )));
     }
-    let public = VerifyingKey::from_base64(key.get::<&str, _>("public_key"))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let public =
+        VerifyingKey::from_base64(key.get::<&str, _>("public_key")).map_err(stored_data_error)?;
     verify_report(&signed, &public).map_err(|e| ApiError::unprocessable(e.to_string()))?;
 
     let amends = match &report.kind {
@@ -528,12 +590,27 @@ async fn submit_report(
             Some(amends.clone())
         }
     };
-    let signed_json = serde_json::to_string(&signed)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let signed_json = serde_json::to_string(&signed).map_err(stored_data_error)?;
     let received_at = now();
 
-    // One transaction: the report, the case's new status, the audit row.
+    // One transaction: the report, the case's new status, the audit row. What was checked
+    // above is checked again inside it (a key revoked or a case reassigned meanwhile).
     let mut tx = db.pool.begin().await?;
+    let still_valid = sqlx::query(
+        "SELECT 1 FROM signing_keys JOIN cases ON cases.id = $1
+         WHERE signing_keys.key_id = $2 AND signing_keys.user_id = $3
+           AND signing_keys.revoked_at IS NULL AND cases.assigned_to = $3",
+    )
+    .bind(&id)
+    .bind(&report.key_id)
+    .bind(&caller.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if still_valid.is_none() {
+        return Err(ApiError::conflict(
+            "the key was revoked or the case reassigned while the report was checked",
+        ));
+    }
     let inserted = sqlx::query(
         "INSERT INTO reports (report_hash, case_id, kind, amends, author_id, key_id, signed_json,
                               canonical, received_at)
@@ -568,9 +645,11 @@ async fn submit_report(
     }
     if amends.is_none() {
         let moved = sqlx::query(
-            "UPDATE cases SET status = 'reported' WHERE id = $1 AND status = 'reading'",
+            "UPDATE cases SET status = 'reported'
+             WHERE id = $1 AND status = 'reading' AND assigned_to = $2",
         )
         .bind(&id)
+        .bind(&caller.id)
         .execute(&mut *tx)
         .await?;
         if moved.rows_affected() != 1 {
@@ -630,8 +709,8 @@ async fn list_reports(
     .await?;
     let mut out = Vec::new();
     for r in rows {
-        let signed: SignedReport = serde_json::from_str(r.get::<&str, _>("signed"))
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let signed: SignedReport =
+            serde_json::from_str(r.get::<&str, _>("signed")).map_err(stored_data_error)?;
         let verified = VerifyingKey::from_base64(r.get::<&str, _>("public_key"))
             .map(|k| verify_report(&signed, &k).is_ok())
             .unwrap_or(false);

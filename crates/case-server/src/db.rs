@@ -232,6 +232,11 @@ impl Db {
             .case_summary(id)
             .await?
             .ok_or_else(|| DbError::Invalid(format!("no case {id}")))?;
+        if to == CaseStatus::Reported {
+            return Err(DbError::Invalid(
+                "a case becomes reported only with a signed report".into(),
+            ));
+        }
         if !current.status.can_move_to(to) {
             return Err(DbError::Invalid(format!(
                 "case {id} is {}: it cannot become {}",
@@ -240,7 +245,7 @@ impl Db {
             )));
         }
         let now_unix = unix_now();
-        if to == CaseStatus::Ready {
+        let moved = if to == CaseStatus::Ready {
             sqlx::query(
                 "UPDATE cases SET status = $1, ready_at = $2, due_at = $3 WHERE id = $4 AND status = $5",
             )
@@ -250,14 +255,19 @@ impl Db {
             .bind(id)
             .bind(status_name(current.status))
             .execute(&self.pool)
-            .await?;
+            .await?
         } else {
             sqlx::query("UPDATE cases SET status = $1 WHERE id = $2 AND status = $3")
                 .bind(status_name(to))
                 .bind(id)
                 .bind(status_name(current.status))
                 .execute(&self.pool)
-                .await?;
+                .await?
+        };
+        if moved.rows_affected() != 1 {
+            return Err(DbError::Invalid(format!(
+                "case {id} changed status meanwhile"
+            )));
         }
         self.case_summary(id)
             .await?
@@ -293,11 +303,19 @@ impl Db {
                 "case {case_id} is already reported"
             )));
         }
-        sqlx::query("UPDATE cases SET assigned_to = $1 WHERE id = $2")
-            .bind(radiologist)
-            .bind(case_id)
-            .execute(&self.pool)
-            .await?;
+        let moved = sqlx::query(
+            "UPDATE cases SET assigned_to = $1
+             WHERE id = $2 AND status IN ('received', 'ready', 'reading')",
+        )
+        .bind(radiologist)
+        .bind(case_id)
+        .execute(&self.pool)
+        .await?;
+        if moved.rows_affected() != 1 {
+            return Err(DbError::Invalid(format!(
+                "case {case_id} is already reported"
+            )));
+        }
         self.case_summary(case_id)
             .await?
             .ok_or_else(|| DbError::Invalid(format!("no case {case_id}")))

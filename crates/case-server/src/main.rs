@@ -214,12 +214,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             command: KeyCommand::Add { user, public_key },
         } => {
             let id = db.add_key(&user, &public_key).await.map_err(err)?;
+            cli_audit(&db, "key_add", None, &id).await?;
             println!("{id}");
         }
         Command::Key {
             command: KeyCommand::Revoke { key_id },
         } => {
             let revoked = db.revoke_key(&key_id).await.map_err(err)?;
+            cli_audit(&db, "key_revoke", None, &key_id).await?;
             println!(
                 "{key_id}: {}",
                 if revoked { "revoked" } else { "was not active" }
@@ -230,15 +232,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let text =
                 std::fs::read_to_string(&json).map_err(|e| format!("{}: {e}", json.display()))?;
-            let new: NewCase =
-                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+            let new: NewCase = serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: {}",
+                    json.display(),
+                    case_server::api::sanitize_json_error(&e.to_string())
+                )
+            })?;
             let case = db.create_case(&new).await.map_err(err)?;
+            cli_audit(&db, "case_create", Some(&case.id), "").await?;
             println!("{}", case.id);
         }
         Command::Case {
             command: CaseCommand::Assign { id, radiologist },
         } => {
             let case = db.assign(&id, &radiologist).await.map_err(err)?;
+            cli_audit(&db, "case_assign", Some(&id), &radiologist).await?;
             println!("{} assigned to {radiologist}", case.id);
         }
         Command::Case {
@@ -247,8 +256,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             let to: CaseStatus =
                 parse_status(&status).ok_or_else(|| format!("unknown status {status}"))?;
             let case = db.set_status(&id, to).await.map_err(err)?;
+            cli_audit(&db, "case_status", Some(&id), status_name(to)).await?;
             println!("{} is {}", case.id, status_name(case.status));
         }
     }
     Ok(())
+}
+
+/// Audit rows for the command line (user "cli"; the operator's shell is the "from where").
+async fn cli_audit(
+    db: &Db,
+    action: &str,
+    case_id: Option<&str>,
+    detail: &str,
+) -> Result<(), String> {
+    db.audit(Some("cli"), action, case_id, Some("local"), detail)
+        .await
+        .map_err(|e| e.to_string())
 }

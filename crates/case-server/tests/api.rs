@@ -7,7 +7,7 @@
 use case_protocol::Role;
 use case_protocol::{
     Author, CaseSummary, NewCase, Patient, Priority, Receipt, Referral, ReferringPhysician, Report,
-    ReportKind, ReportMeasurement, SigningKey, report_hash, sign_report,
+    ReportKind, ReportMeasurement, SignedReport, SigningKey, report_hash, sign_report,
 };
 use case_server::Db;
 use case_server::api::{AuditRow, LoginResponse, StoredReport};
@@ -636,4 +636,138 @@ async fn the_api_is_served_over_tls() {
     tls.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 401"), "{response}");
     assert!(response.contains("Bearer"), "{response}");
+}
+
+/// The review's cases: every way a report could slip in where it should not.
+#[tokio::test]
+async fn intake_rules_the_first_suite_missed() {
+    let s = start().await;
+    let case_a = case_in_reading(&s, "rad1").await;
+    let case_b = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+
+    // QA cannot open a case still being read.
+    let qa = s.login("qa1").await;
+    assert_eq!(
+        s.get(&qa, &format!("/cases/{case_a}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // The author must be the caller, by id and by registered name.
+    let mut r = report(&case_a, "rad2", &key, ReportKind::Final);
+    let signed = sign_report(r.clone(), &key).unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_a, &signed).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    r.author = Author {
+        user_id: "rad1".into(),
+        display_name: "Dr Chief".into(),
+    };
+    let signed = sign_report(r, &key).unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_a, &signed).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // Posted to another case than the one it names.
+    let good_a = sign_report(report(&case_a, "rad1", &key, ReportKind::Final), &key).unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_b, &good_a).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // An addendum before any report, then the final report, then a second final report.
+    let early = sign_report(
+        report(
+            &case_a,
+            "rad1",
+            &key,
+            ReportKind::Addendum {
+                amends: "00".repeat(32),
+            },
+        ),
+        &key,
+    )
+    .unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_a, &early).await.status(),
+        StatusCode::CONFLICT
+    );
+    let r = post_report(&s, &rad1, &case_a, &good_a).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let receipt_a: Receipt = r.json().await.unwrap();
+    let mut second = report(&case_a, "rad1", &key, ReportKind::Final);
+    second.impression = "Changed my mind.".into();
+    let second = sign_report(second, &key).unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_a, &second).await.status(),
+        StatusCode::CONFLICT
+    );
+
+    // A stored report resent with a bad signature is not a retry.
+    let mut forged = good_a.clone();
+    forged.signature = "AAAA".into();
+    assert_eq!(
+        post_report(&s, &rad1, &case_a, &forged).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // An addendum on case B amending case A's report.
+    let b_final = sign_report(report(&case_b, "rad1", &key, ReportKind::Final), &key).unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_b, &b_final).await.status(),
+        StatusCode::CREATED
+    );
+    let cross = sign_report(
+        report(
+            &case_b,
+            "rad1",
+            &key,
+            ReportKind::Addendum {
+                amends: receipt_a.report_hash,
+            },
+        ),
+        &key,
+    )
+    .unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_b, &cross).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(s.report_count().await, 2);
+
+    // A reported case cannot be reassigned.
+    let coord = s.login("coord").await;
+    let r = s
+        .post(
+            &coord,
+            &format!("/cases/{case_a}/assign"),
+            &json!({"radiologist": "rad2"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    // Error messages never echo values (a numeric patient id here).
+    let mut bad = serde_json::to_value(new_case("chest")).unwrap();
+    bad["patient"]["id"] = json!(987654321);
+    let r = s.post(&coord, "/cases", &bad).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("987654321"), "{text}");
+}
+
+async fn post_report(
+    s: &Server,
+    token: &str,
+    case: &str,
+    signed: &SignedReport,
+) -> reqwest::Response {
+    s.post(
+        token,
+        &format!("/cases/{case}/reports"),
+        &serde_json::to_value(signed).unwrap(),
+    )
+    .await
 }

@@ -128,6 +128,9 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
         .0
     );
     assert!(server(&db, &["case", "status", &case_id, "ready"], None).0);
+    assert!(server(&db, &["case", "status", &case_id, "reading"], None).0);
+    let (ok, _, err) = server(&db, &["case", "status", &case_id, "reported"], None);
+    assert!(!ok && err.contains("only with a signed report"), "{err}");
 
     let (ok, _, err) = server(&db, &["serve", "--listen", "127.0.0.1:0"], None);
     assert!(!ok && err.contains("--cert and --key"), "{err}");
