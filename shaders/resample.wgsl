@@ -134,12 +134,16 @@ fn to_voxel(c: vec3<f32>) -> vec4<f32> {
                 hi = mid - 1u;
             }
         }
+        // Beyond the ends: at most half a slice step.
+        if z < slices[0].pos.x - params.scale.z || z > slices[kk - 1u].pos.x + params.scale.z {
+            return vec4<f32>(0.0);
+        }
         let a = slices[lo].pos;
         let b = slices[lo + 1u].pos;
         let dz = b.x - a.x;
         var f = 0.0;
         if dz > 0.0 {
-            f = (z - a.x) / dz;
+            f = clamp((z - a.x) / dz, 0.0, 1.0);
         }
         if a.w > 0.5 && f > 0.0 && f < 1.0 {
             if z - a.x <= params.scale.z {

@@ -691,3 +691,52 @@ fn a_files_voi_lut_is_read_and_applied() {
         assert!(stack.slices[0].voi_lut.is_none());
     }
 }
+
+/// The ends of a slice-table stack: data reaches half the smallest slice step beyond the first
+/// and last slices and no further, whatever the spacing next to the ends (here a gap right
+/// after the first slice).
+#[test]
+fn slice_table_stacks_end_half_a_step_beyond_their_last_slices() {
+    let zs = [0.0, 3.75, 5.0, 6.25, 7.5];
+    let positions: Vec<[f64; 3]> = zs.iter().map(|z| [0.0, 0.0, *z]).collect();
+    let geometry = VolumeGeometry::from_slices(
+        8,
+        8,
+        [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        [1.0, 1.0],
+        positions,
+        None,
+        None,
+    );
+    let volume = volume_of(
+        geometry,
+        Voxels::U16(Array3::from_elem((zs.len(), 8, 8), 100u16)),
+        RescalePolicy::Uniform(Rescale::IDENTITY),
+    );
+    let info = VolumeInfo::new(&volume).unwrap();
+    assert!(info.use_table);
+    for (z, inside) in [
+        (-1.8, false),
+        (-0.7, false),
+        (-0.5, true),
+        (1.0, false),
+        (8.0, true),
+        (8.2, false),
+    ] {
+        let v = SliceView {
+            center_mm: [3.0, 3.0, z],
+            right: [1.0, 0.0, 0.0],
+            down: [0.0, 1.0, 0.0],
+            pixel_mm: 1.0,
+            width: 1,
+            height: 1,
+            slab_mm: 0.0,
+            slab_mode: SlabMode::Average,
+            interpolation: Interpolation::Trilinear,
+        };
+        let got = cpu::resample(&info, &volume.voxels, &v)
+            .unwrap()
+            .value(0, 0);
+        assert_eq!(got.is_some(), inside, "z = {z}: {got:?}");
+    }
+}

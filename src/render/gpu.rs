@@ -599,6 +599,13 @@ impl Renderer {
         view: &SliceView,
         target: &mut ViewTarget,
     ) -> Result<(), RenderError> {
+        let max = ctx.limits.max_texture_dimension_2d;
+        if view.width > max || view.height > max {
+            return Err(RenderError::View(format!(
+                "{}x{} is larger than this device's 2D texture limit {max}",
+                view.width, view.height
+            )));
+        }
         let params = ResampleParams::new(&volume.info, &volume.layout, view)?;
         let pipeline = self.resample_pipeline(ctx, ResampleVariant::of(&params));
         target.ensure_size(ctx, view.width, view.height);

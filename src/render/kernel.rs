@@ -138,7 +138,17 @@ impl TextureLayout {
         let [w, h, _] = dims.map(|d| d as u64);
         let max = u64::from(max_dim);
         let by_fold = (max / w.max(1)) * (max / h.max(1)) * max;
-        let per_brick = (dims[2] as u64).min(by_bytes).min(by_fold).max(1);
+        let mut per_brick = (dims[2] as u64).min(by_bytes).min(by_fold).max(1);
+        // Folding rounds tiles up: shrink until the folded texture itself fits the budget.
+        loop {
+            let fold = FoldLayout::new([dims[0], dims[1], per_brick as usize], max_dim)?;
+            let [tw, th, td] = fold.texture_size([dims[0], dims[1], per_brick as usize]);
+            let bytes = u64::from(tw) * u64::from(th) * u64::from(td) * 2;
+            if bytes <= max_brick_bytes.max(slice_bytes) || per_brick == 1 {
+                break;
+            }
+            per_brick = (per_brick * 15 / 16).max(1);
+        }
         let bricks = (dims[2] as u64).div_ceil(per_brick);
         if bricks > u64::from(MAX_BRICKS) {
             return Err(RenderError::TooLarge(format!(
@@ -461,12 +471,16 @@ pub fn to_voxel(p: &ResampleParams, table: &[SliceEntry], c: [f32; 3]) -> Option
                 hi = mid - 1;
             }
         }
+        // Beyond the ends: at most half a slice step.
+        if z < table[0].z - p.scale[2] || z > table[kk as usize - 1].z + p.scale[2] {
+            return None;
+        }
         let a = &table[lo as usize];
         let b = &table[lo as usize + 1];
         let dz = b.z - a.z;
         let mut f = 0.0;
         if dz > 0.0 {
-            f = (z - a.z) / dz;
+            f = ((z - a.z) / dz).clamp(0.0, 1.0);
         }
         if a.gap_after > 0.5 && f > 0.0 && f < 1.0 {
             if z - a.z <= p.scale[2] {
@@ -620,5 +634,19 @@ mod tests {
         assert!(total >= 5000);
         assert_eq!(l.locate(dims, 4999).0, 2);
         assert!(TextureLayout::new([512, 512, 50_000], 4096, 1 << 30).is_err());
+        // Folding rounds tiles up; no brick may exceed the budget after it.
+        let dims = [1000, 130, 5000];
+        let l = TextureLayout::new(dims, 2048, 1 << 30).ok();
+        let Some(l) = l else {
+            panic!("1000x130x5000 must fit")
+        };
+        for b in 0..l.bricks {
+            let [w, h, d] = l.brick_size(dims, b);
+            assert!(
+                u64::from(w) * u64::from(h) * u64::from(d) * 2 <= 1 << 30,
+                "brick {b}"
+            );
+            assert!(w <= 2048 && h <= 2048 && d <= 2048);
+        }
     }
 }

@@ -167,14 +167,16 @@ impl Display {
                 width,
                 function,
             } => {
+                // LINEAR needs w >= 1 (PS3.3); the others need w > 0, kept to a width an f32
+                // still divides by without overflowing.
                 let min_width = if *function == VoiFunction::Linear {
                     1.0
                 } else {
-                    f64::MIN_POSITIVE
+                    1e-3
                 };
                 if !center.is_finite() || !width.is_finite() || *width < min_width {
                     return Err(RenderError::View(format!(
-                        "window center {center} width {width}: the width must be >= 1 for LINEAR, > 0 otherwise"
+                        "window center {center} width {width}: the width must be >= 1 for LINEAR, >= 0.001 otherwise"
                     )));
                 }
             }

@@ -91,10 +91,13 @@ impl Measurement {
 
 /// Modality value of the voxel nearest to `p` (as a point probe shows it).
 pub fn value_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<f64> {
+    // Any orthonormal pair will do for a 1x1 view (the file's row and column directions
+    // may be a little off orthogonal).
+    let (right, down) = info.axes[2].any_orthonormal_pair();
     let view = SliceView {
         center_mm: p.to_array(),
-        right: info.axes[0].to_array(),
-        down: info.axes[1].to_array(),
+        right: right.to_array(),
+        down: down.to_array(),
         pixel_mm: 1.0,
         width: 1,
         height: 1,

@@ -164,8 +164,15 @@ impl Viewport {
         }
     }
 
+    /// Turn the image a quarter clockwise on screen. Rotation is applied before the flips, so
+    /// under exactly one flip a clockwise turn on screen is a counter-clockwise one underneath.
     pub fn rotate_clockwise(&mut self) {
-        self.rotation_quarters = (self.rotation_quarters + 1) % 4;
+        let quarters = if self.flip_horizontal != self.flip_vertical {
+            3
+        } else {
+            1
+        };
+        self.rotation_quarters = (self.rotation_quarters + quarters) % 4;
     }
 
     /// Reset zoom, pan, rotation and flips (not the window or the plane position).
@@ -299,6 +306,20 @@ mod tests {
         assert_eq!(m(&v), ["L", "R", "A", "P"].map(String::from));
         v.flip_vertical = true;
         assert_eq!(m(&v), ["L", "R", "P", "A"].map(String::from));
+        // Flip, then rotate: the image still turns clockwise on screen (what was at the top,
+        // A, goes to the right).
+        v.reset(&info);
+        v.flip_horizontal = true;
+        assert_eq!(m(&v), ["L", "R", "A", "P"].map(String::from));
+        v.rotate_clockwise();
+        assert_eq!(m(&v), ["P", "A", "L", "R"].map(String::from));
+        // Rotate, flip, rotate: two clockwise turns and a mirror.
+        v.reset(&info);
+        v.rotate_clockwise();
+        v.flip_horizontal = true;
+        assert_eq!(m(&v), ["A", "P", "R", "L"].map(String::from));
+        v.rotate_clockwise();
+        assert_eq!(m(&v), ["L", "R", "A", "P"].map(String::from));
     }
 
     #[test]
