@@ -8,6 +8,7 @@ mod support;
 
 mod app;
 mod bad_input;
+mod cases;
 mod cli;
 mod codecs;
 mod corruption;

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+mod cases;
 mod render;
 
 use crate::imaging::synth::{PhantomSpec, SynthSyntax};
@@ -44,6 +45,16 @@ pub enum Command {
     Demo,
     /// Open the workstation on files, folders or DICOMDIRs.
     Open(OpenArgs),
+    /// Signing keys (sealed under a passphrase).
+    Key {
+        #[command(subcommand)]
+        command: cases::KeyCommand,
+    },
+    /// Sign reports and send them to the case server through the outbox.
+    Report {
+        #[command(subcommand)]
+        command: cases::ReportCommand,
+    },
     /// Open the workstation, play a scripted reading (scroll 500 slices, W/L drags, MPR
     /// crosshair drags) and print frame times (p50/p99) as JSON.
     BenchReading(BenchReadingArgs),
@@ -159,6 +170,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Synth(args) => synth_cmd(&args),
         Command::Demo => demo_cmd(),
         Command::Open(args) => open_cmd(&args),
+        Command::Key { command } => cases::key_cmd(&command),
+        Command::Report { command } => cases::report_cmd(&command),
         Command::BenchReading(args) => bench_reading_cmd(&args),
     }
 }

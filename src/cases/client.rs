@@ -1,0 +1,151 @@
+//! The case server client (reqwest; HTTPS through rustls with the ring provider, trusting the
+//! system roots or, with a CA file, only that CA, as for a server's self-signed certificate).
+
+use std::path::Path;
+
+use case_protocol::{CaseSummary, Receipt, SignedReport};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// No answer (connection refused, reset, timeout): try again later.
+    #[error("the case server could not be reached: {0}")]
+    Transport(String),
+    /// The server failed or asked to wait (5xx, 408, 429): try again later.
+    #[error("the case server answered {status}: {message} (will retry)")]
+    Unavailable { status: u16, message: String },
+    /// The server refused the request for good (4xx): retrying cannot help.
+    #[error("the case server refused ({status}): {message}")]
+    Refused { status: u16, message: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl ClientError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Transport(_) | ClientError::Unavailable { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CaseClient {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginAnswer {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: String,
+}
+
+impl CaseClient {
+    /// A client for `base` (`https://host:port`, or `http://127.0.0.1:port`), trusting only the
+    /// CA in `ca_pem` when given.
+    pub fn new(base: &str, ca_pem: Option<&Path>) -> Result<CaseClient, ClientError> {
+        // reqwest's rustls needs a process-wide provider; ring keeps the build free of cmake.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(10));
+        if let Some(path) = ca_pem {
+            let pem = std::fs::read(path)
+                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
+            builder = builder.tls_certs_only([cert]);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        Ok(CaseClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            token: None,
+        })
+    }
+
+    pub fn with_token(mut self, token: String) -> CaseClient {
+        self.token = Some(token);
+        self
+    }
+
+    async fn check(
+        r: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let r = r.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = r.status();
+        if status.is_success() {
+            return Ok(r);
+        }
+        let text = r.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorAnswer>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
+        let code = status.as_u16();
+        if status.is_server_error() || code == 408 || code == 429 {
+            Err(ClientError::Unavailable {
+                status: code,
+                message,
+            })
+        } else {
+            Err(ClientError::Refused {
+                status: code,
+                message,
+            })
+        }
+    }
+
+    pub async fn login(&mut self, user: &str, password: &str) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .post(format!("{}/login", self.base))
+            .json(&serde_json::json!({ "user": user, "password": password }))
+            .send()
+            .await;
+        let answer: LoginAnswer = Self::check(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        self.token = Some(answer.token);
+        Ok(())
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    pub async fn worklist(&self) -> Result<Vec<CaseSummary>, ClientError> {
+        let r = self
+            .authed(self.http.get(format!("{}/worklist", self.base)))
+            .send()
+            .await;
+        Self::check(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    pub async fn submit(&self, signed: &SignedReport) -> Result<Receipt, ClientError> {
+        let url = format!("{}/cases/{}/reports", self.base, signed.report.case_id);
+        let r = self.authed(self.http.post(url)).json(signed).send().await;
+        Self::check(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+}

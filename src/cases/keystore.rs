@@ -1,0 +1,194 @@
+//! The radiologist's ed25519 signing key, encrypted at rest: argon2id (19 MiB, 2 passes)
+//! derives a key from the passphrase; XChaCha20-Poly1305 seals the 32 secret bytes, with the
+//! key id as associated data. The file is JSON, written owner-readable only.
+
+use std::path::Path;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use case_protocol::SigningKey;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("the key file is not an Overread key file: {0}")]
+    Format(String),
+    #[error("wrong passphrase (or the key file was changed)")]
+    WrongPassphrase,
+    #[error("a passphrase needs at least 12 characters")]
+    WeakPassphrase,
+}
+
+/// The key file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptedKey {
+    pub version: u32,
+    pub key_id: String,
+    /// The public key, base64 (to register with the server).
+    pub public_key: String,
+    pub kdf: String,
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+    pub salt: String,
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+fn derive(
+    passphrase: &str,
+    salt: &[u8],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<[u8; 32], KeyStoreError> {
+    let params =
+        Params::new(m, t, p, Some(32)).map_err(|e| KeyStoreError::Format(e.to_string()))?;
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, &mut out)
+        .map_err(|e| KeyStoreError::Format(e.to_string()))?;
+    Ok(out)
+}
+
+impl EncryptedKey {
+    pub fn seal(key: &SigningKey, passphrase: &str) -> Result<EncryptedKey, KeyStoreError> {
+        if passphrase.chars().count() < 12 {
+            return Err(KeyStoreError::WeakPassphrase);
+        }
+        let mut salt = [0u8; 16];
+        let mut nonce = [0u8; 24];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+        let (m, t, p) = (19 * 1024, 2, 1);
+        let kek = derive(passphrase, &salt, m, t, p)?;
+        let public = key.verifying_key();
+        let key_id = public.id().0;
+        let cipher = XChaCha20Poly1305::new(&kek.into());
+        let secret = key.to_bytes();
+        let ciphertext = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &secret,
+                    aad: key_id.as_bytes(),
+                },
+            )
+            .map_err(|e| KeyStoreError::Format(e.to_string()))?;
+        Ok(EncryptedKey {
+            version: 1,
+            key_id,
+            public_key: public.to_base64(),
+            kdf: "argon2id".into(),
+            m_cost_kib: m,
+            t_cost: t,
+            p_cost: p,
+            salt: STANDARD.encode(salt),
+            nonce: STANDARD.encode(nonce),
+            ciphertext: STANDARD.encode(ciphertext),
+        })
+    }
+
+    pub fn open(&self, passphrase: &str) -> Result<SigningKey, KeyStoreError> {
+        if self.version != 1 || self.kdf != "argon2id" {
+            return Err(KeyStoreError::Format(format!(
+                "version {} / {}",
+                self.version, self.kdf
+            )));
+        }
+        let b64 = |s: &str| {
+            STANDARD
+                .decode(s)
+                .map_err(|e| KeyStoreError::Format(e.to_string()))
+        };
+        let salt = b64(&self.salt)?;
+        let nonce = b64(&self.nonce)?;
+        if nonce.len() != 24 {
+            return Err(KeyStoreError::Format("nonce length".into()));
+        }
+        let kek = derive(passphrase, &salt, self.m_cost_kib, self.t_cost, self.p_cost)?;
+        let cipher = XChaCha20Poly1305::new(&kek.into());
+        let secret = cipher
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &b64(&self.ciphertext)?,
+                    aad: self.key_id.as_bytes(),
+                },
+            )
+            .map_err(|_| KeyStoreError::WrongPassphrase)?;
+        let bytes: [u8; 32] = secret
+            .try_into()
+            .map_err(|_| KeyStoreError::Format("secret length".into()))?;
+        let key = SigningKey::from_bytes(&bytes);
+        if key.verifying_key().id().0 != self.key_id {
+            return Err(KeyStoreError::Format(
+                "the key does not match its id".into(),
+            ));
+        }
+        Ok(key)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), KeyStoreError> {
+        let io = |e: std::io::Error| KeyStoreError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| KeyStoreError::Format(e.to_string()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        use std::io::Write;
+        let mut f = options.open(path).map_err(io)?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(io)
+    }
+
+    pub fn read(path: &Path) -> Result<EncryptedKey, KeyStoreError> {
+        let text = std::fs::read_to_string(path).map_err(|e| KeyStoreError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| KeyStoreError::Format(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_key_opens_only_with_its_passphrase() {
+        let key = SigningKey::generate();
+        let sealed = match EncryptedKey::seal(&key, "correct horse battery") {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(!sealed.ciphertext.contains(&STANDARD.encode(key.to_bytes())));
+        let opened = sealed.open("correct horse battery").map(|k| k.to_bytes());
+        assert_eq!(opened.ok(), Some(key.to_bytes()));
+        assert!(matches!(
+            sealed.open("wrong horse battery"),
+            Err(KeyStoreError::WrongPassphrase)
+        ));
+        let mut moved = sealed.clone();
+        moved.key_id = "ed25519:0000000000000000".into();
+        assert!(moved.open("correct horse battery").is_err());
+        assert!(matches!(
+            EncryptedKey::seal(&key, "short"),
+            Err(KeyStoreError::WeakPassphrase)
+        ));
+    }
+}

@@ -1,0 +1,15 @@
+//! The workstation's side of the case server: the radiologist's signing key kept encrypted on
+//! disk ([`keystore`]), the HTTP client ([`client`]), and the durable outbox of signed reports
+//! ([`outbox`]): a signed report is written to disk before it is sent and removed only when the
+//! server's receipt is in hand, so a crash, a lost network or a restart never loses one.
+//!
+//! Owns: talking to the case server, keeping signed reports until receipted. Must not: import
+//! `render`, `viewer` or `app` (layer rule).
+
+pub mod client;
+pub mod keystore;
+pub mod outbox;
+
+pub use client::{CaseClient, ClientError};
+pub use keystore::{EncryptedKey, KeyStoreError};
+pub use outbox::{Delivery, Outbox};
