@@ -25,6 +25,9 @@ struct Server {
 }
 
 async fn start() -> Server {
+    // In a workspace build reqwest may carry rustls without a provider (feature unification
+    // with the workstation's client): give it ring, as the workstation does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path().join("cases.db").to_str().unwrap())
         .await
