@@ -227,14 +227,8 @@ pub fn thumbnail(stack: &Stack, size: u32) -> Option<egui::ColorImage> {
     }
     let info = VolumeInfo::new(&volume).ok()?;
     let s = imaging::stats::voxel_range(&volume);
-    let voi = one.slices[0]
-        .window
-        .filter(|w| w.width >= 1.0)
-        .map(|w| Voi::from_window(&w))
-        .unwrap_or_else(|| {
-            let width = (s.max_modality - s.min_modality).max(1.0);
-            Voi::linear(s.min_modality + width / 2.0, width)
-        });
+    let voi = Voi::from_slice(&one.slices[0])
+        .unwrap_or_else(|| Voi::spanning(s.min_modality, s.max_modality));
     let mut display = crate::render::Display::new(voi);
     display.monochrome1 = one.format.photometric_interpretation == "MONOCHROME1";
     let mut view = crate::render::SliceView::fit(&info, Plane::Axial, None, size, size).ok()?;
@@ -466,12 +460,10 @@ impl OverreadApp {
             let _ = tx.send(LoadMsg::Done(Box::new(result.map_err(|e| e.to_string()))));
             repaint.request_repaint();
         });
-        let header_window = stack.slices.get(stack.slices.len() / 2).and_then(|s| {
-            s.window
-                .filter(|w| w.width >= 1.0)
-                .map(|w| Voi::from_window(&w))
-                .or_else(|| s.voi_lut.as_deref().map(Voi::from_lut))
-        });
+        let header_window = stack
+            .slices
+            .get(stack.slices.len() / 2)
+            .and_then(Voi::from_slice);
         let ct = is_ct(&self.patients, &stack);
         // Without a window in the file: abdomen for CT; otherwise the data's full range once
         // it has loaded (a provisional full 12-bit range until then).
@@ -531,8 +523,7 @@ impl OverreadApp {
             [Plane::Axial, Plane::Coronal, Plane::Sagittal]
                 .into_iter()
                 .map(|plane| {
-                    let mut v = Viewport::new(&o.info, plane, active.display.voi.clone());
-                    v.display = active.display.clone();
+                    let mut v = active.with_plane(&o.info, plane);
                     v.center_mm = self.cursor_mm.to_array();
                     v
                 })
@@ -669,7 +660,7 @@ impl OverreadApp {
         else {
             return Vec::new();
         };
-        let tolerance = (v.slab_mm / 2.0).max(v.scroll_step_mm(&o.info) / 2.0);
+        let tolerance = v.cut_tolerance_mm(&o.info);
         let frame = &o.info.geometry.frame_of_reference_uid;
         self.measurements
             .iter()
@@ -685,8 +676,7 @@ impl OverreadApp {
         };
         let v = &mut c.viewport;
         c.dirty = true;
-        let mut fresh = Viewport::new(&o.info, plane, v.display.voi.clone());
-        fresh.display = v.display.clone();
+        let mut fresh = v.with_plane(&o.info, plane);
         let n = plane.normal();
         let c = DVec3::from(fresh.center_mm);
         fresh.center_mm = (c + n * (position_mm - c.dot(n))).to_array();
@@ -778,10 +768,9 @@ impl OverreadApp {
                         }
                         if open.auto_window {
                             let s = imaging::stats::voxel_range(&volume);
-                            let width = (s.max_modality - s.min_modality).max(1.0);
                             for c in &mut self.cells {
                                 c.viewport.display.voi =
-                                    Voi::linear(s.min_modality + width / 2.0, width);
+                                    Voi::spanning(s.min_modality, s.max_modality);
                             }
                         }
                         open.volume = Some(Arc::new(volume));
@@ -860,12 +849,7 @@ impl OverreadApp {
             }
             Action::FileWindow => {
                 let middle = o.stack.slices.get(o.stack.slices.len() / 2);
-                let file = middle.and_then(|s| {
-                    s.window
-                        .filter(|w| w.width >= 1.0)
-                        .map(|w| Voi::from_window(&w))
-                        .or_else(|| s.voi_lut.as_deref().map(Voi::from_lut))
-                });
+                let file = middle.and_then(Voi::from_slice);
                 if let Some(voi) = file {
                     v.display.voi = voi;
                     window_changed = true;
@@ -893,9 +877,7 @@ impl OverreadApp {
                     Action::PlaneCoronal => Plane::Coronal,
                     _ => Plane::Sagittal,
                 };
-                let mut fresh = Viewport::new(info, plane, v.display.voi.clone());
-                fresh.display = v.display.clone();
-                *v = fresh;
+                *v = v.with_plane(info, plane);
             }
             _ => {}
         }

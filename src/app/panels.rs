@@ -577,7 +577,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         );
     }
     // Measurements that this plane cuts (within half a scroll step or half the slab).
-    let tolerance = (viewport.slab_mm / 2.0).max(viewport.scroll_step_mm(info) / 2.0);
+    let tolerance = viewport.cut_tolerance_mm(info);
     let frame = &info.geometry.frame_of_reference_uid;
     for meas in app
         .measurements
@@ -645,16 +645,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         }
     }
     // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width.
-    let width_mm = f64::from(view.width) * view.pixel_mm;
-    let mut bar_mm = 1.0;
-    for e in -1..5 {
-        for s in [1.0, 2.0, 5.0] {
-            let v = s * 10f64.powi(e);
-            if v <= width_mm / 4.0 {
-                bar_mm = v;
-            }
-        }
-    }
+    let bar_mm = crate::render::view::scale_bar_mm(f64::from(view.width) * view.pixel_mm / 4.0);
     let len_px = bar_mm / view.pixel_mm;
     let y = f64::from(view.height) - 40.0 * f64::from(ppp);
     let x1 = f64::from(view.width) * 0.75;

@@ -122,8 +122,7 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
             (_, Some(lut)) => Voi::from_lut(lut),
             _ => {
                 let s = voxel_range(&volume);
-                let width = (s.max_modality - s.min_modality).max(1.0);
-                Voi::linear(s.min_modality + width / 2.0, width)
+                Voi::spanning(s.min_modality, s.max_modality)
             }
         },
     };

@@ -306,21 +306,8 @@ fn uid(seed: u64, parts: &[u64]) -> String {
 
 /// Today's date as YYYYMMDD (UTC), from the system clock.
 pub fn today_yyyymmdd() -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}")
+    // One calendar conversion in the project: the protocol's UTC timestamp, "YYYY-MM-DD...".
+    case_protocol::rfc3339_utc(case_protocol::unix_now())[..10].replace('-', "")
 }
 
 /// What `write_series` produced.

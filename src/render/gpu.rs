@@ -624,34 +624,14 @@ impl Renderer {
                 resource: buffer.as_entire_binding(),
             }],
         });
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("resample"),
-            });
-        {
-            let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-                label: Some("resample"),
-                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-                    view: &target.resampled_view,
-                    depth_slice: None,
-                    resolve_target: None,
-                    ops: wgpu::Operations {
-                        load: wgpu::LoadOp::Clear(wgpu::Color::TRANSPARENT),
-                        store: wgpu::StoreOp::Store,
-                    },
-                })],
-                depth_stencil_attachment: None,
-                timestamp_writes: None,
-                occlusion_query_set: None,
-                multiview_mask: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &params_group, &[]);
-            pass.set_bind_group(1, &volume.bind_group, &[]);
-            pass.draw(0..3, 0..1);
-        }
-        ctx.queue.submit([encoder.finish()]);
+        draw_fullscreen(
+            ctx,
+            "resample",
+            &target.resampled_view,
+            wgpu::Color::TRANSPARENT,
+            &pipeline,
+            &[&params_group, &volume.bind_group],
+        );
         Ok(())
     }
 
@@ -698,36 +678,18 @@ impl Renderer {
                 },
             ],
         });
-        let mut encoder = ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("display"),
-            });
-        {
-            let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
-                label: Some("display"),
-                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
-                    view: &target.output_view,
-                    depth_slice: None,
-                    resolve_target: None,
-                    ops: wgpu::Operations {
-                        load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
-                        store: wgpu::StoreOp::Store,
-                    },
-                })],
-                depth_stencil_attachment: None,
-                timestamp_writes: None,
-                occlusion_query_set: None,
-                multiview_mask: None,
-            });
-            pass.set_pipeline(match display.depth {
-                OutputDepth::Eight => &self.display_8,
-                OutputDepth::Ten => &self.display_10,
-            });
-            pass.set_bind_group(0, &group, &[]);
-            pass.draw(0..3, 0..1);
-        }
-        ctx.queue.submit([encoder.finish()]);
+        let pipeline = match display.depth {
+            OutputDepth::Eight => &self.display_8,
+            OutputDepth::Ten => &self.display_10,
+        };
+        draw_fullscreen(
+            ctx,
+            "display",
+            &target.output_view,
+            wgpu::Color::BLACK,
+            pipeline,
+            &[&group],
+        );
         Ok(())
     }
 
@@ -744,6 +706,44 @@ impl Renderer {
         self.display(ctx, display, &mut target)?;
         target.read(ctx)
     }
+}
+
+/// One full-screen triangle into `view` (cleared to `clear` first), submitted at once.
+fn draw_fullscreen(
+    ctx: &GpuContext,
+    label: &str,
+    view: &wgpu::TextureView,
+    clear: wgpu::Color,
+    pipeline: &wgpu::RenderPipeline,
+    groups: &[&wgpu::BindGroup],
+) {
+    let mut encoder = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
+    {
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some(label),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations {
+                    load: wgpu::LoadOp::Clear(clear),
+                    store: wgpu::StoreOp::Store,
+                },
+            })],
+            depth_stencil_attachment: None,
+            timestamp_writes: None,
+            occlusion_query_set: None,
+            multiview_mask: None,
+        });
+        pass.set_pipeline(pipeline);
+        for (i, g) in groups.iter().enumerate() {
+            pass.set_bind_group(i as u32, *g, &[]);
+        }
+        pass.draw(0..3, 0..1);
+    }
+    ctx.queue.submit([encoder.finish()]);
 }
 
 fn build_pipeline(

@@ -7,7 +7,7 @@ use std::path::Path;
 use glam::DVec3;
 
 use super::RenderError;
-use super::view::{SliceView, direction_letters};
+use super::view::{SliceView, direction_letters, scale_bar_mm};
 use super::voi::OutputDepth;
 
 /// A displayed frame: grey levels 0..=255 (8-bit) or 0..=1023 (10-bit), row by row.
@@ -166,16 +166,7 @@ impl GreyImage {
     /// of the width) with its length written above it, at the bottom right. Returns the length.
     pub fn burn_scale_bar(&mut self, view: &SliceView) -> f64 {
         let s = self.scale();
-        let max_mm = f64::from(self.width) * view.pixel_mm / 4.0;
-        let mut mm = 1.0;
-        for exp in -1..5 {
-            for m in [1.0, 2.0, 5.0] {
-                let v = m * 10f64.powi(exp);
-                if v <= max_mm {
-                    mm = v;
-                }
-            }
-        }
+        let mm = scale_bar_mm(f64::from(self.width) * view.pixel_mm / 4.0);
         let len = (mm / view.pixel_mm).round() as i64;
         let (w, h) = (i64::from(self.width), i64::from(self.height));
         let x1 = w - 8 * s;

@@ -241,6 +241,20 @@ impl SliceView {
     }
 }
 
+/// The longest round scale-bar length (1, 2 or 5 x 10^n mm) that is at most `max_mm`.
+pub fn scale_bar_mm(max_mm: f64) -> f64 {
+    let mut mm = 0.1;
+    for exp in -1..5 {
+        for m in [1.0, 2.0, 5.0] {
+            let v = m * 10f64.powi(exp);
+            if v <= max_mm {
+                mm = v;
+            }
+        }
+    }
+    mm
+}
+
 /// The patient-direction letters of a screen direction: the components over a third of the
 /// length, largest first (e.g. "L", "LA", "HRA"). LPS: +x L, -x R, +y P, -y A, +z H, -z F.
 pub fn direction_letters(d: DVec3) -> String {
@@ -298,6 +312,14 @@ mod tests {
             Plane::parse("oblique:0,1,1").ok(),
             Some(Plane::Oblique([0.0, 1.0, 1.0]))
         );
+    }
+
+    #[test]
+    fn scale_bars_are_round_and_fit() {
+        assert_eq!(scale_bar_mm(86.0), 50.0);
+        assert_eq!(scale_bar_mm(199.9), 100.0);
+        assert_eq!(scale_bar_mm(200.0), 200.0);
+        assert_eq!(scale_bar_mm(3.0), 2.0);
     }
 
     #[test]

@@ -76,6 +76,21 @@ impl Voi {
         })
     }
 
+    /// What a file says to show: the window of a slice (width >= 1) or else its VOI LUT.
+    pub fn from_slice(slice: &crate::imaging::series::SliceRef) -> Option<Voi> {
+        slice
+            .window
+            .filter(|w| w.width >= 1.0)
+            .map(|w| Voi::from_window(&w))
+            .or_else(|| slice.voi_lut.as_deref().map(Voi::from_lut))
+    }
+
+    /// A linear window spanning modality values `min..=max` (at least 1 wide).
+    pub fn spanning(min: f64, max: f64) -> Voi {
+        let width = (max - min).max(1.0);
+        Voi::linear(min + width / 2.0, width)
+    }
+
     /// Named window presets (center, width in HU), as radiologists use them.
     pub fn preset(name: &str) -> Option<Voi> {
         PRESETS

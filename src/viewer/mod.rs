@@ -187,6 +187,19 @@ impl Viewport {
         self.flip_vertical = false;
     }
 
+    /// How far from this plane a point may lie and still be shown on it: half the slab, or
+    /// half a scroll step for a thin plane.
+    pub fn cut_tolerance_mm(&self, info: &VolumeInfo) -> f64 {
+        (self.slab_mm / 2.0).max(self.scroll_step_mm(info) / 2.0)
+    }
+
+    /// This viewport switched to `plane` through the volume centre, keeping its display.
+    pub fn with_plane(&self, info: &VolumeInfo, plane: Plane) -> Viewport {
+        let mut fresh = Viewport::new(info, plane, self.display.voi.clone());
+        fresh.display = self.display.clone();
+        fresh
+    }
+
     /// Position along the normal, mm.
     pub fn position_mm(&self) -> f64 {
         DVec3::from(self.center_mm).dot(self.normal())
