@@ -12,7 +12,9 @@ use case_protocol::{
     ReportKind, SigningKey, sign_report,
 };
 use case_server::Db;
-use overread::cases::{CaseClient, Delivery, EncryptedKey, Outbox};
+use overread::cases::{
+    Backoff, CaseClient, Delivery, EncryptedKey, Outbox, OutboxStatus, OutboxWorker,
+};
 
 use crate::support::tempdir;
 
@@ -20,9 +22,8 @@ const PASSWORD: &str = "password-123";
 
 /// A server database with rad1 (chest) and a chest case assigned to rad1, being read.
 async fn server_db(dir: &Path) -> (Db, String) {
-    let db = Db::open(dir.join("cases.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let url = case_server::db::scratch_database(dir).await.unwrap();
+    let db = Db::open(&url).await.unwrap();
     db.add_user(
         "rad1",
         case_protocol::Role::Radiologist,
@@ -273,4 +274,325 @@ async fn the_cli_signs_with_a_sealed_key_and_submits_over_tls() {
     assert!(!ok);
     assert!(err.contains("stay in"), "{err}");
     assert_eq!(Outbox::open(&outbox_dir).unwrap().pending().len(), 1);
+}
+
+fn chest_case() -> NewCase {
+    NewCase {
+        patient: Patient {
+            name: "DOE^J".into(),
+            id: "M1".into(),
+            birth_date: "1970-01-01".into(),
+            sex: "F".into(),
+        },
+        referral: Referral {
+            physician: ReferringPhysician {
+                name: "Dr R".into(),
+                fax: "+1".into(),
+                institution: None,
+            },
+            clinical_question: "?".into(),
+            document_sha256: None,
+        },
+        subspecialty: "chest".into(),
+        priority: Priority::Routine,
+    }
+}
+
+/// Wait (up to 30 s) until the worker's status satisfies `done`.
+async fn wait_for(worker: &OutboxWorker, what: &str, done: impl Fn(&OutboxStatus) -> bool) {
+    let start = std::time::Instant::now();
+    loop {
+        let status = worker.status();
+        if done(&status) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "waited 30 s for {what}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The app's background sender: it keeps retrying (with backoff) while the server is away,
+/// takes up reports a previous run of the app left pending, delivers when the server comes
+/// back without being asked, and waits for a new login instead of setting a report aside when
+/// its token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_sender_retries_waits_for_login_and_survives_a_restart() {
+    let dir = tempdir();
+    let (db, case_id) = server_db(dir.path()).await;
+    let key = SigningKey::generate();
+    db.add_key("rad1", &key.verifying_key().to_base64())
+        .await
+        .unwrap();
+    let signed = sign_report(report(&case_id, &key.verifying_key().id().0), &key).unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    let hash = outbox.enqueue(&signed).unwrap();
+
+    // A port with nothing on it (yet).
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let base = format!("http://{addr}");
+    let backoff = Backoff {
+        first: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        idle: Duration::from_secs(60),
+    };
+
+    // First run of the app: the server is away; the worker retries and keeps the report.
+    let offline = CaseClient::new(&base, None)
+        .unwrap()
+        .with_token("not-a-token".into());
+    let worker = OutboxWorker::spawn(outbox.clone(), offline.clone(), backoff).unwrap();
+    wait_for(&worker, "three failed rounds", |s| s.rounds >= 3).await;
+    let status = worker.status();
+    assert_eq!(status.pending, 1);
+    assert!(status.delivered.is_empty() && status.refused.is_empty());
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not be reached")),
+        "{status:?}"
+    );
+    drop(worker); // the app closes
+
+    // Second run: the report from the first run is still pending; the server comes back on
+    // its own address meanwhile and the worker reaches it by its own retry.
+    let worker = OutboxWorker::spawn(outbox.clone(), offline, backoff).unwrap();
+    wait_for(&worker, "a failed round", |s| s.rounds >= 1).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(case_server::serve(db.clone(), listener));
+    // Its token is refused: the report waits for a login, it is not set aside.
+    wait_for(&worker, "the login to be refused", |s| s.needs_login).await;
+    let status = worker.status();
+    assert_eq!(status.pending, 1, "{status:?}");
+    assert!(status.refused.is_empty(), "{status:?}");
+    assert_eq!(outbox.pending(), vec![hash.clone()]);
+    assert_eq!(report_count(&db).await, 0);
+
+    let mut client = CaseClient::new(&base, None).unwrap();
+    client.login("rad1", PASSWORD).await.unwrap();
+    worker.set_client(client);
+    wait_for(&worker, "the delivery", |s| s.pending == 0).await;
+    let status = worker.status();
+    assert_eq!(
+        status
+            .delivered
+            .iter()
+            .map(|r| r.report_hash.as_str())
+            .collect::<Vec<_>>(),
+        vec![hash.as_str()]
+    );
+    assert!(!status.needs_login && status.refused.is_empty());
+    assert_eq!(outbox.receipt(&hash).map(|r| r.report_hash), Some(hash));
+    assert_eq!(report_count(&db).await, 1);
+}
+
+/// Not a test: the case server process of the SIGKILL test below, run by it as a child
+/// process of this test binary (`case_server::serve`, the code `overread-server serve` runs,
+/// on the database named by `OVERREAD_TEST_SERVER_DB`). It prints its address and serves
+/// until killed.
+#[test]
+#[ignore = "run as a child process by the SIGKILL test"]
+fn server_process() {
+    let Ok(url) = std::env::var("OVERREAD_TEST_SERVER_DB") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let db = Db::open(&url).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("LISTENING {}", listener.local_addr().unwrap());
+        std::io::Write::flush(&mut std::io::stdout()).unwrap();
+        case_server::serve(db, listener).await.unwrap();
+    });
+}
+
+/// A case server in a process of its own, killed with SIGKILL when dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl ServerProcess {
+    fn start(db_url: &str) -> ServerProcess {
+        use std::io::BufRead;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "cases::server_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("OVERREAD_TEST_SERVER_DB", db_url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("the server process ended before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("LISTENING ") {
+                break format!("http://{addr}");
+            }
+        };
+        ServerProcess { child, base }
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server is killed (SIGKILL) while 100 signed reports are being submitted at once. After
+/// a restart on the same database: every report the outbox holds a receipt for is stored, the
+/// outbox delivers the rest, and no report is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_during_100_submissions_loses_no_receipted_report_and_stores_none_twice() {
+    const N: usize = 100;
+    let dir = tempdir();
+    let url = case_server::db::scratch_database(dir.path()).await.unwrap();
+    let db = Db::open(&url).await.unwrap();
+    db.add_user(
+        "rad1",
+        case_protocol::Role::Radiologist,
+        "Dr One",
+        &["chest".to_string()],
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let key = SigningKey::generate();
+    db.add_key("rad1", &key.verifying_key().to_base64())
+        .await
+        .unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    for _ in 0..N {
+        let case = db.create_case(&chest_case()).await.unwrap();
+        db.assign(&case.id, "rad1").await.unwrap();
+        db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
+        db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
+        let signed = sign_report(report(&case.id, &key.verifying_key().id().0), &key).unwrap();
+        outbox.enqueue(&signed).unwrap();
+    }
+    assert_eq!(outbox.pending().len(), N);
+
+    let mut server = ServerProcess::start(&url);
+    let mut client = CaseClient::new(&server.base, None).unwrap();
+    client.login("rad1", PASSWORD).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for hash in outbox.pending() {
+        let (outbox, client) = (outbox.clone(), client.clone());
+        tasks.spawn(async move { outbox.deliver_one(&client, &hash, 1, Duration::ZERO).await });
+    }
+    // Kill it once the first receipts are in, with most submissions still in flight.
+    let receipts = |outbox: &Outbox| {
+        std::fs::read_dir(outbox.dir().join("receipts"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            })
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while receipts(&outbox) < 5 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no receipts");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    server.kill();
+    let mut delivered = 0;
+    let mut pending = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            Delivery::Delivered(_) => delivered += 1,
+            Delivery::Pending { .. } => pending += 1,
+            refused => panic!("refused: {refused:?}"),
+        }
+    }
+    assert_eq!(delivered + pending, N);
+    assert!(
+        pending > 0,
+        "every submission finished before the kill: the test proved nothing"
+    );
+    assert_eq!(outbox.pending().len(), pending);
+
+    // Every receipted report is in the database (the server answered only after commit).
+    let receipted: Vec<String> = std::fs::read_dir(outbox.dir().join("receipts"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    assert_eq!(receipted.len(), delivered);
+    for hash in &receipted {
+        let stored = sqlx::query("SELECT 1 FROM reports WHERE report_hash = $1")
+            .bind(hash)
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
+        assert!(stored.is_some(), "receipted report {hash} is not stored");
+    }
+    let stored_at_kill = report_count(&db).await;
+
+    // Restart on the same database; the outbox delivers the rest.
+    let server = ServerProcess::start(&url);
+    let mut client = CaseClient::new(&server.base, None).unwrap();
+    client.login("rad1", PASSWORD).await.unwrap();
+    let results = outbox.deliver(&client, 3, Duration::from_millis(50)).await;
+    assert_eq!(results.len(), pending);
+    let mut duplicates = 0;
+    for r in &results {
+        let Delivery::Delivered(receipt) = r else {
+            panic!("not delivered after the restart: {r:?}")
+        };
+        duplicates += usize::from(receipt.duplicate);
+    }
+    // Reports stored before the kill whose answers were lost come back as duplicates with
+    // their original receipts; nothing else does.
+    assert_eq!(
+        duplicates as i64,
+        stored_at_kill - delivered as i64,
+        "stored at the kill: {stored_at_kill}, receipted: {delivered}"
+    );
+    assert!(outbox.pending().is_empty());
+    assert_eq!(receipts(&outbox), N);
+    assert_eq!(report_count(&db).await, N as i64);
+    let distinct_cases: i64 =
+        sqlx::query_scalar("SELECT COUNT(DISTINCT case_id) FROM reports WHERE kind = 'final'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(distinct_cases, N as i64);
+    let reported: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE status = 'reported'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reported, N as i64);
+    let submits: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'report_submit'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(submits, N as i64, "one audit row per stored report");
+    eprintln!(
+        "SIGKILL after {delivered} receipts; {stored_at_kill} stored at the kill; \
+         {pending} delivered after the restart ({duplicates} of them lost answers)"
+    );
 }

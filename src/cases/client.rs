@@ -14,6 +14,9 @@ pub enum ClientError {
     /// The server failed or asked to wait (5xx, 408, 429): try again later.
     #[error("the case server answered {status}: {message} (will retry)")]
     Unavailable { status: u16, message: String },
+    /// The login is missing or expired (401): log in again; nothing else is wrong.
+    #[error("the case server needs a new login: {0}")]
+    Unauthorized(String),
     /// The server refused the request for good (4xx): retrying cannot help.
     #[error("the case server refused ({status}): {message}")]
     Refused { status: u16, message: String },
@@ -91,7 +94,9 @@ impl CaseClient {
             .map(|e| e.error)
             .unwrap_or(text);
         let code = status.as_u16();
-        if status.is_server_error() || code == 408 || code == 429 {
+        if code == 401 {
+            Err(ClientError::Unauthorized(message))
+        } else if status.is_server_error() || code == 408 || code == 429 {
             Err(ClientError::Unavailable {
                 status: code,
                 message,

@@ -12,4 +12,4 @@ pub mod outbox;
 
 pub use client::{CaseClient, ClientError};
 pub use keystore::{EncryptedKey, KeyStoreError};
-pub use outbox::{Delivery, Outbox};
+pub use outbox::{Backoff, Delivery, Outbox, OutboxStatus, OutboxWorker};

@@ -12,6 +12,9 @@ use case_protocol::{Receipt, SignedReport, report_hash};
 
 use super::client::{CaseClient, ClientError};
 
+/// Reports sent at once by [`Outbox::deliver`].
+pub const CONCURRENCY: usize = 8;
+
 /// What happened to one pending report.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
@@ -25,6 +28,8 @@ pub enum Delivery {
     Pending {
         report_hash: String,
         error: String,
+        /// The login expired: no attempt can succeed until the user logs in again.
+        needs_login: bool,
     },
 }
 
@@ -34,7 +39,11 @@ pub struct Outbox {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // A temporary name of its own, so two writers of the same file (the app and the CLI) do
+    // not rename each other's half-written copy.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{seq}.tmp", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -116,78 +125,113 @@ impl Outbox {
         serde_json::from_str(&text).ok()
     }
 
-    /// Send every pending report, each up to `attempts` times with doubling waits from
-    /// `first_wait` while the server cannot be reached or is unavailable.
+    /// Send every pending report, up to [`CONCURRENCY`] at a time, each with up to `attempts`
+    /// tries (waiting `first_wait`, then twice as long each time) while the server cannot be
+    /// reached or is unavailable. A refused report moves aside; an expired login leaves
+    /// everything pending. Returns one [`Delivery`] per pending report, in hash order.
     pub async fn deliver(
         &self,
         client: &CaseClient,
         attempts: u32,
         first_wait: Duration,
     ) -> Vec<Delivery> {
-        let mut out = Vec::new();
-        for hash in self.pending() {
-            let path = self.dir.join("pending").join(format!("{hash}.json"));
-            let signed: SignedReport = match std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    out.push(Delivery::Pending {
-                        report_hash: hash,
-                        error: format!("unreadable outbox file: {e}"),
-                    });
-                    continue;
-                }
-            };
-            let mut wait = first_wait;
-            let mut attempt = 0;
-            let result = loop {
-                attempt += 1;
-                match client.submit(&signed).await {
-                    Err(e) if e.is_retryable() && attempt < attempts.max(1) => {
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
-                    other => break other,
-                }
-            };
-            out.push(match result {
-                Ok(receipt) => match self.settle(&hash, &receipt) {
-                    Ok(()) => Delivery::Delivered(receipt),
-                    Err(e) => Delivery::Pending {
-                        report_hash: hash,
-                        error: format!("receipted but not recorded ({e}); will resend"),
-                    },
-                },
-                Err(ClientError::Refused { status, message }) => {
-                    let note = format!("{status}: {message}\n");
-                    let moved = write_atomic(
-                        &self.dir.join("refused").join(format!("{hash}.error.txt")),
-                        note.as_bytes(),
-                    )
-                    .and_then(|()| {
-                        std::fs::rename(
-                            &path,
-                            self.dir.join("refused").join(format!("{hash}.json")),
-                        )
-                    });
-                    if let Err(e) = moved {
-                        tracing::error!("outbox: could not move a refused report aside: {e}");
-                    }
-                    Delivery::Refused {
-                        report_hash: hash,
-                        status,
-                        message,
-                    }
-                }
-                Err(e) => Delivery::Pending {
-                    report_hash: hash,
-                    error: e.to_string(),
-                },
+        let mut tasks = tokio::task::JoinSet::new();
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        for (i, hash) in self.pending().into_iter().enumerate() {
+            let (outbox, client, limit) = (self.clone(), client.clone(), limit.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (
+                    i,
+                    outbox
+                        .deliver_one(&client, &hash, attempts, first_wait)
+                        .await,
+                )
             });
         }
-        out
+        let mut out: Vec<(usize, Delivery)> = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(d) => out.push(d),
+                Err(e) => tracing::error!("outbox: a delivery task failed: {e}"),
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// Send one pending report (see [`Outbox::deliver`]).
+    pub async fn deliver_one(
+        &self,
+        client: &CaseClient,
+        hash: &str,
+        attempts: u32,
+        first_wait: Duration,
+    ) -> Delivery {
+        let hash = hash.to_string();
+        let path = self.dir.join("pending").join(format!("{hash}.json"));
+        let signed: SignedReport = match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                // Another sender may have settled it meanwhile.
+                if let Some(receipt) = self.receipt(&hash) {
+                    return Delivery::Delivered(receipt);
+                }
+                return Delivery::Pending {
+                    report_hash: hash,
+                    error: format!("unreadable outbox file: {e}"),
+                    needs_login: false,
+                };
+            }
+        };
+        let mut wait = first_wait;
+        let mut attempt = 0;
+        let result = loop {
+            attempt += 1;
+            match client.submit(&signed).await {
+                Err(e) if e.is_retryable() && attempt < attempts.max(1) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(receipt) => match self.settle(&hash, &receipt) {
+                Ok(()) => Delivery::Delivered(receipt),
+                Err(e) => Delivery::Pending {
+                    report_hash: hash,
+                    error: format!("receipted but not recorded ({e}); will resend"),
+                    needs_login: false,
+                },
+            },
+            Err(ClientError::Refused { status, message }) => {
+                let note = format!("{status}: {message}\n");
+                let moved = write_atomic(
+                    &self.dir.join("refused").join(format!("{hash}.error.txt")),
+                    note.as_bytes(),
+                )
+                .and_then(|()| {
+                    std::fs::rename(&path, self.dir.join("refused").join(format!("{hash}.json")))
+                });
+                if let Err(e) = moved {
+                    tracing::error!("outbox: could not move a refused report aside: {e}");
+                }
+                Delivery::Refused {
+                    report_hash: hash,
+                    status,
+                    message,
+                }
+            }
+            Err(e) => Delivery::Pending {
+                report_hash: hash,
+                needs_login: matches!(e, ClientError::Unauthorized(_)),
+                error: e.to_string(),
+            },
+        }
     }
 
     /// Record the receipt, then (only then) drop the pending copy.
@@ -197,6 +241,207 @@ impl Outbox {
             &self.dir.join("receipts").join(format!("{hash}.json")),
             &text,
         )?;
-        std::fs::remove_file(self.dir.join("pending").join(format!("{hash}.json")))
+        match std::fs::remove_file(self.dir.join("pending").join(format!("{hash}.json"))) {
+            // Another sender (the CLI beside the app) settled it first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// How the [`OutboxWorker`] paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Wait after the first failed round; doubled after each further one.
+    pub first: Duration,
+    /// The longest wait between failed rounds.
+    pub max: Duration,
+    /// Wait between rounds while nothing fails (reports queued by another program, such as
+    /// `overread report submit`, are picked up then; the app nudges for its own).
+    pub idle: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            first: Duration::from_secs(2),
+            max: Duration::from_secs(300),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the [`OutboxWorker`] last saw, for the app to show.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxStatus {
+    /// Reports still waiting for a receipt.
+    pub pending: usize,
+    /// Receipts of the reports delivered since the worker started, oldest first.
+    pub delivered: Vec<Receipt>,
+    /// Reports the server refused for good since the worker started: (hash, reason).
+    pub refused: Vec<(String, String)>,
+    /// Why the last round left reports pending.
+    pub last_error: Option<String>,
+    /// The login expired: nothing is sent until [`OutboxWorker::set_client`] gives a new one.
+    pub needs_login: bool,
+    /// Rounds run so far.
+    pub rounds: u64,
+}
+
+#[derive(Debug, Default)]
+struct WorkerState {
+    status: OutboxStatus,
+    client: Option<CaseClient>,
+    woken: bool,
+    stop: bool,
+}
+
+#[derive(Debug, Default)]
+struct WorkerShared {
+    state: std::sync::Mutex<WorkerState>,
+    wake: std::sync::Condvar,
+}
+
+impl WorkerShared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WorkerState> {
+        // A panic elsewhere while holding the lock leaves plain data behind: keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The outbox's background sender: a thread of its own, so the frame loop never waits on the
+/// network. It sends what is pending at once (reports left by an earlier run of the app
+/// included), again after every [`OutboxWorker::nudge`], and while the server is away it
+/// retries with doubling waits ([`Backoff`]). Dropping it stops the thread; nothing pending is
+/// lost, since the pending files stay on disk for the next start.
+#[derive(Debug)]
+pub struct OutboxWorker {
+    shared: std::sync::Arc<WorkerShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OutboxWorker {
+    pub fn spawn(
+        outbox: Outbox,
+        client: CaseClient,
+        backoff: Backoff,
+    ) -> std::io::Result<OutboxWorker> {
+        let shared = std::sync::Arc::new(WorkerShared::default());
+        shared.lock().client = Some(client);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("outbox".into())
+            .spawn(move || worker_loop(&outbox, &thread_shared, &runtime, backoff))?;
+        Ok(OutboxWorker {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Send now (a report was just queued).
+    pub fn nudge(&self) {
+        self.shared.lock().woken = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// A new login (after [`OutboxStatus::needs_login`]); sends at once.
+    pub fn set_client(&self, client: CaseClient) {
+        {
+            let mut state = self.shared.lock();
+            state.client = Some(client);
+            state.status.needs_login = false;
+            state.woken = true;
+        }
+        self.shared.wake.notify_all();
+    }
+
+    pub fn status(&self) -> OutboxStatus {
+        self.shared.lock().status.clone()
+    }
+}
+
+impl Drop for OutboxWorker {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            // A round in flight finishes its requests (each bounded by the client's timeout).
+            let _ = thread.join();
+        }
+    }
+}
+
+fn worker_loop(
+    outbox: &Outbox,
+    shared: &WorkerShared,
+    runtime: &tokio::runtime::Runtime,
+    backoff: Backoff,
+) {
+    let mut failed_rounds: u32 = 0;
+    loop {
+        let client = {
+            let mut state = shared.lock();
+            if state.stop {
+                return;
+            }
+            state.woken = false;
+            if state.status.needs_login {
+                None
+            } else {
+                state.client.clone()
+            }
+        };
+        let wait = match client {
+            None => backoff.max,
+            Some(client) => {
+                let results = runtime.block_on(outbox.deliver(&client, 1, Duration::ZERO));
+                let mut state = shared.lock();
+                let status = &mut state.status;
+                status.rounds += 1;
+                status.last_error = None;
+                for d in results {
+                    match d {
+                        Delivery::Delivered(receipt) => status.delivered.push(receipt),
+                        Delivery::Refused {
+                            report_hash,
+                            status: code,
+                            message,
+                        } => status
+                            .refused
+                            .push((report_hash, format!("{code}: {message}"))),
+                        Delivery::Pending {
+                            error, needs_login, ..
+                        } => {
+                            status.needs_login |= needs_login;
+                            status.last_error = Some(error);
+                        }
+                    }
+                }
+                status.pending = outbox.pending().len();
+                if status.pending == 0 {
+                    failed_rounds = 0;
+                    backoff.idle
+                } else {
+                    failed_rounds = failed_rounds.saturating_add(1);
+                    let doubled = backoff
+                        .first
+                        .saturating_mul(1u32 << (failed_rounds - 1).min(16));
+                    doubled.min(backoff.max)
+                }
+            }
+        };
+        let state = shared.lock();
+        let (state, _) = shared
+            .wake
+            .wait_timeout_while(state, wait, |s| !s.woken && !s.stop)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.stop {
+            return;
+        }
     }
 }

@@ -170,7 +170,9 @@ fn submit_cmd(a: &SubmitArgs) -> Result<()> {
                 failed += 1;
                 println!("REFUSED {report_hash} ({status}): {message}");
             }
-            Delivery::Pending { report_hash, error } => {
+            Delivery::Pending {
+                report_hash, error, ..
+            } => {
                 failed += 1;
                 println!("pending {report_hash}: {error}");
             }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::auth;
-use crate::db::{Db, DbError, now, parse_role, status_name, summary_of};
+use crate::db::{Backend, Db, DbError, now, parse_role, status_name, summary_of};
 use crate::error::ApiError;
 
 /// Largest request body: a report with its measurements is a few kB; 1 MiB is generous.
@@ -35,6 +35,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub fn router(db: Db) -> Router {
     Router::new()
         .route("/login", post(login))
+        .route("/users", post(add_user).get(list_users))
         .route("/keys", post(add_key))
         .route("/keys/{key_id}/revoke", post(revoke_key))
         .route("/cases", post(create_case))
@@ -250,6 +251,161 @@ async fn login(
         expires_at: case_protocol::rfc3339_utc(expires),
         role,
     }))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub id: String,
+    pub role: Role,
+    pub display_name: String,
+    /// What a radiologist reads (e.g. `["neuro", "msk"]`); empty for other roles.
+    #[serde(default)]
+    pub subspecialties: Vec<String>,
+    pub password: String,
+}
+
+/// An account as admins and coordinators see it (never the password hash).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct UserSummary {
+    pub id: String,
+    pub role: Role,
+    pub display_name: String,
+    pub subspecialties: Vec<String>,
+    pub created_at: String,
+    pub keys: Vec<KeySummary>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct KeySummary {
+    pub key_id: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Admins add accounts (as `overread-server user add` does).
+async fn add_user(
+    State(db): State<Db>,
+    caller: Caller,
+    payload: Result<Json<NewUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<UserSummary>), ApiError> {
+    caller.require(&[Role::Admin])?;
+    let new = body(payload)?;
+    let valid_id = !new.id.is_empty()
+        && new.id.len() <= 64
+        && new
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !valid_id {
+        return Err(ApiError::unprocessable(
+            "a user id is 1-64 characters of letters, digits, '.', '_' or '-'",
+        ));
+    }
+    if new.role == Role::Radiologist && new.subspecialties.is_empty() {
+        return Err(ApiError::unprocessable(
+            "a radiologist needs at least one subspecialty",
+        ));
+    }
+    if new
+        .subspecialties
+        .iter()
+        .any(|s| s.trim().is_empty() || s.contains(','))
+    {
+        return Err(ApiError::unprocessable(
+            "a subspecialty is a non-empty name without commas",
+        ));
+    }
+    if users(&db, Some(&new.id))
+        .await?
+        .into_iter()
+        .next()
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!("user {} exists", new.id)));
+    }
+    match db
+        .add_user(
+            &new.id,
+            new.role,
+            &new.display_name,
+            &new.subspecialties,
+            &new.password,
+        )
+        .await
+    {
+        Err(DbError::Sql(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+            return Err(ApiError::conflict(format!("user {} exists", new.id)));
+        }
+        Err(DbError::Invalid(m)) => return Err(ApiError::unprocessable(m)),
+        other => other.map_err(db_error)?,
+    }
+    caller.audit(&db, "user_add", None, &new.id).await?;
+    let user = users(&db, Some(&new.id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "user not stored"))?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Admins and coordinators (who assign cases by subspecialty) list the accounts.
+async fn list_users(
+    State(db): State<Db>,
+    caller: Caller,
+) -> Result<Json<Vec<UserSummary>>, ApiError> {
+    caller.require(&[Role::Admin, Role::Coordinator])?;
+    let list = users(&db, None).await?;
+    caller
+        .audit(&db, "users_read", None, &format!("{} users", list.len()))
+        .await?;
+    Ok(Json(list))
+}
+
+/// Every account, or the one named, with its keys.
+async fn users(db: &Db, only: Option<&str>) -> Result<Vec<UserSummary>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT id, role, display_name, subspecialties, created_at FROM users
+         WHERE $1 IS NULL OR id = $1 ORDER BY id",
+    )
+    .bind(only)
+    .fetch_all(&db.pool)
+    .await?;
+    let keys = sqlx::query(
+        "SELECT user_id, key_id, created_at, revoked_at FROM signing_keys
+         WHERE $1 IS NULL OR user_id = $1 ORDER BY created_at, key_id",
+    )
+    .bind(only)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let id: String = r.get("id");
+        let role = parse_role(r.get::<&str, _>("role"))
+            .ok_or_else(|| stored_data_error(format!("user {id} has no valid role")))?;
+        let subs: String = r.get("subspecialties");
+        out.push(UserSummary {
+            keys: keys
+                .iter()
+                .filter(|k| k.get::<&str, _>("user_id") == id)
+                .map(|k| KeySummary {
+                    key_id: k.get("key_id"),
+                    created_at: k.get("created_at"),
+                    revoked_at: k.get("revoked_at"),
+                })
+                .collect(),
+            id,
+            role,
+            display_name: r.get("display_name"),
+            subspecialties: subs
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            created_at: r.get("created_at"),
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -595,7 +751,7 @@ async fn submit_report(
 
     // One transaction: the report, the case's new status, the audit row. What was checked
     // above is checked again inside it (a key revoked or a case reassigned meanwhile).
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin_write().await?;
     let still_valid = sqlx::query(
         "SELECT 1 FROM signing_keys JOIN cases ON cases.id = $1
          WHERE signing_keys.key_id = $2 AND signing_keys.user_id = $3
@@ -698,15 +854,22 @@ async fn list_reports(
     Path(id): Path<String>,
 ) -> Result<Json<Vec<StoredReport>>, ApiError> {
     visible_case(&db, &caller, &id).await?;
-    let rows = sqlx::query(
-        "SELECT reports.report_hash AS hash, reports.signed_json AS signed, reports.received_at AS at,
-                signing_keys.public_key AS public_key
-         FROM reports JOIN signing_keys ON signing_keys.key_id = reports.key_id
-         WHERE reports.case_id = $1 ORDER BY reports.received_at, reports.rowid",
-    )
-    .bind(&id)
-    .fetch_all(&db.pool)
-    .await?;
+    // Arrival order: SQLite's rowid, PostgreSQL's identity column `seq`.
+    let sql = match db.backend {
+        Backend::Sqlite => {
+            "SELECT reports.report_hash AS hash, reports.signed_json AS signed,
+                    reports.received_at AS at, signing_keys.public_key AS public_key
+             FROM reports JOIN signing_keys ON signing_keys.key_id = reports.key_id
+             WHERE reports.case_id = $1 ORDER BY reports.rowid"
+        }
+        Backend::Postgres => {
+            "SELECT reports.report_hash AS hash, reports.signed_json AS signed,
+                    reports.received_at AS at, signing_keys.public_key AS public_key
+             FROM reports JOIN signing_keys ON signing_keys.key_id = reports.key_id
+             WHERE reports.case_id = $1 ORDER BY reports.seq"
+        }
+    };
+    let rows = sqlx::query(sql).bind(&id).fetch_all(&db.pool).await?;
     let mut out = Vec::new();
     for r in rows {
         let signed: SignedReport =

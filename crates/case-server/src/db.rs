@@ -1,22 +1,37 @@
 //! The database: a SQLite file by default (WAL, synchronous FULL: a receipt is only sent for a
-//! report that is on disk), migrations on open, and the operations the API and the command
-//! line share.
-
-use std::str::FromStr;
+//! report that is on disk) or PostgreSQL by URL, migrations on open, and the operations the API
+//! and the command line share.
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver: `$N` placeholders (both accept
+//! them), text timestamps (RFC 3339 UTC, which sort as time), `BIGINT`/`INTEGER` for every
+//! integer (both decode as `i64`). The few places where the dialects differ ask
+//! [`Db::backend`]. Each backend has its own migration folder with the same tables and rules.
 
 use case_protocol::{
     CaseStatus, CaseSummary, NewCase, Priority, Role, SignError, VerifyingKey, rfc3339_utc,
     unix_now,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
 
 /// Due date: one week after the case is ready.
 pub const DUE_AFTER_READY_SECS: i64 = 7 * 86_400;
 
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 #[derive(Debug, Clone)]
 pub struct Db {
-    pub pool: SqlitePool,
+    pub pool: AnyPool,
+    pub backend: Backend,
 }
 
 /// Admin operation errors (the command line prints them).
@@ -98,25 +113,54 @@ pub fn now() -> String {
 }
 
 impl Db {
-    /// Open (creating if missing) and migrate. `url` is a `sqlite:` URL or a file path.
+    /// Open (creating a SQLite file if missing) and migrate. `url` is a `postgres://` or
+    /// `postgresql://` URL, a `sqlite:` URL, or a file path (SQLite).
     pub async fn open(url: &str) -> Result<Db, DbError> {
-        let url = if url.starts_with("sqlite:") {
-            url.to_string()
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else if url.starts_with("sqlite:") {
+            (Backend::Sqlite, url.to_string())
         } else {
-            format!("sqlite://{url}")
+            // `mode=rwc`: create the file when it is missing.
+            (Backend::Sqlite, format!("sqlite://{url}?mode=rwc"))
         };
-        let options = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Db { pool })
+        let options = AnyPoolOptions::new().after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // Per connection: a receipt is sent only for a report on disk (WAL,
+                    // synchronous FULL), references are enforced, writers wait for each other.
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        });
+        let pool = match backend {
+            // SQLite has one writer at a time; more connections only queue on its lock.
+            Backend::Sqlite => options.max_connections(8),
+            Backend::Postgres => options.max_connections(16),
+        }
+        .connect(&url)
+        .await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Db { pool, backend })
+    }
+
+    /// Begin a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that read first could not upgrade while another
+    /// writer committed and would fail instead of waiting.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     pub async fn add_user(
@@ -346,7 +390,53 @@ impl Db {
     }
 }
 
-pub fn summary_of(r: &sqlx::sqlite::SqliteRow) -> CaseSummary {
+/// `url` with any password replaced by `***`, for printing (a file path comes back as is).
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// For tests and benchmarks: the URL of a fresh, empty database. With `DATABASE_URL` set to a
+/// PostgreSQL server, a new database `overread_test_<random>` created on it (the URL's own
+/// database is only used to run `CREATE DATABASE`); otherwise a SQLite file in `dir`.
+pub async fn scratch_database(dir: &std::path::Path) -> Result<String, DbError> {
+    match std::env::var("DATABASE_URL") {
+        Ok(admin) if admin.starts_with("postgres://") || admin.starts_with("postgresql://") => {
+            sqlx::any::install_default_drivers();
+            let name = format!(
+                "overread_test_{}",
+                &crate::auth::token_hash(&crate::auth::new_token())[..16]
+            );
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await?;
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await?;
+            <sqlx::AnyConnection as sqlx::Connection>::close(conn).await?;
+            let (base, query) = match admin.split_once('?') {
+                Some((b, q)) => (b, format!("?{q}")),
+                None => (admin.as_str(), String::new()),
+            };
+            let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+            let authority = rest.split('/').next().unwrap_or(rest);
+            Ok(format!("{scheme}://{authority}/{name}{query}"))
+        }
+        Ok(other) if !other.is_empty() => Err(DbError::Invalid(format!(
+            "DATABASE_URL must be a postgres:// URL, not {}",
+            redacted(&other)
+        ))),
+        _ => Ok(dir.join("cases.db").to_string_lossy().into_owned()),
+    }
+}
+
+pub fn summary_of(r: &AnyRow) -> CaseSummary {
     CaseSummary {
         id: r.get("id"),
         status: parse_status(r.get::<&str, _>("status")).unwrap_or(CaseStatus::Received),
@@ -355,5 +445,25 @@ pub fn summary_of(r: &sqlx::sqlite::SqliteRow) -> CaseSummary {
         due_at: r.get("due_at"),
         assigned_to: r.get("assigned_to"),
         created_at: r.get("created_at"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_print() {
+        assert_eq!(
+            redacted("postgres://ci:s3cret@127.0.0.1:5432/overread?sslmode=disable"),
+            "postgres://ci:***@127.0.0.1:5432/overread?sslmode=disable"
+        );
+        assert_eq!(
+            redacted("postgres://ci@127.0.0.1/overread"),
+            "postgres://ci@127.0.0.1/overread"
+        );
+        assert_eq!(redacted("/var/lib/cases.db"), "/var/lib/cases.db");
+        // An '@' in the path is not a password.
+        assert_eq!(redacted("sqlite:///data/a@b.db"), "sqlite:///data/a@b.db");
     }
 }

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "overread-server", version, about = "Overread case server")]
 struct Cli {
-    /// Database: a SQLite file path or `sqlite:` URL.
+    /// Database: a SQLite file path or `sqlite:` URL, or a `postgres://` URL.
     #[arg(
         long,
         global = true,
@@ -35,6 +35,10 @@ enum Command {
         /// Names the self-signed certificate is for.
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
         names: Vec<String>,
+        /// Folder for the self-signed pair (default: beside a SQLite file, else the current
+        /// folder).
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
     },
     /// Serve the API over TLS (or plain HTTP on loopback with --insecure-http).
     Serve {
@@ -134,14 +138,24 @@ async fn run(cli: Cli) -> Result<(), String> {
     let db = Db::open(&cli.db).await.map_err(|e| e.to_string())?;
     let err = |e: DbError| e.to_string();
     match cli.command {
-        Command::Init { self_signed, names } => {
-            println!("database ready: {}", cli.db);
+        Command::Init {
+            self_signed,
+            names,
+            tls_dir,
+        } => {
+            println!("database ready: {}", case_server::db::redacted(&cli.db));
             if self_signed {
-                let dir = std::path::Path::new(cli.db.trim_start_matches("sqlite://"))
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."))
-                    .to_path_buf();
+                let dir = match tls_dir {
+                    Some(dir) => dir,
+                    None if db.backend == case_server::db::Backend::Sqlite => {
+                        std::path::Path::new(cli.db.trim_start_matches("sqlite://"))
+                            .parent()
+                            .filter(|p| !p.as_os_str().is_empty())
+                            .unwrap_or(std::path::Path::new("."))
+                            .to_path_buf()
+                    }
+                    None => PathBuf::from("."),
+                };
                 let (cert, key) = case_server::tls::write_self_signed(&dir, &names)?;
                 println!("certificate: {}\nkey: {}", cert.display(), key.display());
             }

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn server(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+fn server(db: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_overread-server"))
         .arg("--db")
         .arg(db)
@@ -37,8 +37,13 @@ fn server(db: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, St
 #[test]
 fn the_admin_commands_work_and_the_transport_rule_holds() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cases.db");
-    let (ok, out, err) = server(&db, &["init", "--self-signed"], None);
+    // A SQLite file, or a fresh PostgreSQL database when DATABASE_URL names a server.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime
+        .block_on(case_server::db::scratch_database(dir.path()))
+        .unwrap();
+    let tls_dir = dir.path().to_str().unwrap();
+    let (ok, out, err) = server(&db, &["init", "--self-signed", "--tls-dir", tls_dir], None);
     assert!(ok, "{err}");
     assert!(out.contains("server-cert.pem") && dir.path().join("server-key.pem").exists());
     #[cfg(unix)]
