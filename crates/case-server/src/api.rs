@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::auth;
-use crate::db::{Backend, Db, DbError, now, parse_role, status_name, summary_of};
+use crate::db::{Backend, Db, DbError, parse_role, status_name, summary_of};
 use crate::error::ApiError;
+use crate::report_writer::{ReportWrite, WriteOutcome};
 
 /// Largest request body: a report with its measurements is a few kB; 1 MiB is generous.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
@@ -54,6 +55,7 @@ pub fn router(db: Db) -> Router {
 pub struct Caller {
     pub id: String,
     pub role: Role,
+    pub display_name: String,
     pub remote: Option<String>,
 }
 
@@ -70,7 +72,8 @@ impl FromRequestParts<Db> for Caller {
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("Authorization must be Bearer TOKEN"))?;
         let row = sqlx::query(
-            "SELECT users.id AS id, users.role AS role, sessions.expires_unix AS expires
+            "SELECT users.id AS id, users.role AS role, users.display_name AS display_name,
+                    sessions.expires_unix AS expires
              FROM sessions JOIN users ON users.id = sessions.user_id
              WHERE sessions.token_hash = $1",
         )
@@ -93,6 +96,7 @@ impl FromRequestParts<Db> for Caller {
         Ok(Caller {
             id: row.get("id"),
             role,
+            display_name: row.get("display_name"),
             remote,
         })
     }
@@ -238,12 +242,15 @@ async fn login(
         .ok_or_else(|| ApiError::forbidden("account has no valid role"))?;
     let token = auth::new_token();
     let expires = unix_now() + auth::TOKEN_TTL_SECS;
-    sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_unix) VALUES ($1, $2, $3)")
-        .bind(auth::token_hash(&token))
-        .bind(&req.user)
-        .bind(expires)
-        .execute(&db.pool)
-        .await?;
+    {
+        let _turn = db.write_turn().await;
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_unix) VALUES ($1, $2, $3)")
+            .bind(auth::token_hash(&token))
+            .bind(&req.user)
+            .bind(expires)
+            .execute(&db.pool)
+            .await?;
+    }
     db.audit(Some(&req.user), "login", None, remote.as_deref(), "")
         .await?;
     Ok(Json(LoginResponse {
@@ -681,12 +688,7 @@ async fn submit_report(
         caller.audit(&db, "report_retry", Some(&id), &hash).await?;
         return Ok((StatusCode::OK, Json(receipt)));
     }
-    let name: Option<String> = sqlx::query("SELECT display_name FROM users WHERE id = $1")
-        .bind(&caller.id)
-        .fetch_optional(&db.pool)
-        .await?
-        .map(|r| r.get("display_name"));
-    if name.as_deref() != Some(report.author.display_name.as_str()) {
+    if caller.display_name != report.author.display_name {
         return Err(ApiError::forbidden(
             "the report's author name is not the caller's registered name",
         ));
@@ -747,96 +749,46 @@ async fn submit_report(
         }
     };
     let signed_json = serde_json::to_string(&signed).map_err(stored_data_error)?;
-    let received_at = now();
-
-    // One transaction: the report, the case's new status, the audit row. What was checked
-    // above is checked again inside it (a key revoked or a case reassigned meanwhile).
-    let mut tx = db.begin_write().await?;
-    let still_valid = sqlx::query(
-        "SELECT 1 FROM signing_keys JOIN cases ON cases.id = $1
-         WHERE signing_keys.key_id = $2 AND signing_keys.user_id = $3
-           AND signing_keys.revoked_at IS NULL AND cases.assigned_to = $3",
-    )
-    .bind(&id)
-    .bind(&report.key_id)
-    .bind(&caller.id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if still_valid.is_none() {
-        return Err(ApiError::conflict(
-            "the key was revoked or the case reassigned while the report was checked",
-        ));
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO reports (report_hash, case_id, kind, amends, author_id, key_id, signed_json,
-                              canonical, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&hash)
-    .bind(&id)
-    .bind(if amends.is_some() {
-        "addendum"
-    } else {
-        "final"
-    })
-    .bind(&amends)
-    .bind(&caller.id)
-    .bind(&report.key_id)
-    .bind(&signed_json)
-    .bind(&canonical)
-    .bind(&received_at)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
+    // Stored with the next group commit (report, case status, audit row in one transaction,
+    // the checks above made again inside it); answered only once it is on disk.
+    let outcome = db
+        .reports
+        .write(
+            &db,
+            ReportWrite {
+                report_hash: hash.clone(),
+                case_id: id.clone(),
+                amends,
+                author_id: caller.id.clone(),
+                key_id: report.key_id.clone(),
+                signed_json,
+                canonical,
+                remote_addr: caller.remote.clone(),
+            },
+        )
+        .await;
+    let outcome = match outcome {
+        // Another server on the same PostgreSQL database stored the same report meanwhile.
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            // A concurrent retry won the race: answer with its receipt.
-            drop(tx);
             return match receipt_of(&db, &hash).await? {
                 Some(receipt) => Ok((StatusCode::OK, Json(receipt))),
                 None => Err(ApiError::conflict("the report is being stored: retry")),
             };
         }
-        Err(e) => return Err(e.into()),
-        Ok(_) => {}
-    }
-    if amends.is_none() {
-        let moved = sqlx::query(
-            "UPDATE cases SET status = 'reported'
-             WHERE id = $1 AND status = 'reading' AND assigned_to = $2",
-        )
-        .bind(&id)
-        .bind(&caller.id)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() != 1 {
-            return Err(ApiError::conflict(format!(
-                "case {id} changed status meanwhile"
-            )));
+        other => other?,
+    };
+    match outcome {
+        WriteOutcome::Stored(receipt) => {
+            tracing::info!(case = %id, report = %hash, "report stored");
+            Ok((StatusCode::CREATED, Json(receipt)))
+        }
+        // A concurrent copy of the same report won the race: its receipt.
+        WriteOutcome::Duplicate(receipt) => Ok((StatusCode::OK, Json(receipt))),
+        WriteOutcome::Changed(message) => Err(ApiError::conflict(message)),
+        WriteOutcome::Retry(message) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))
         }
     }
-    sqlx::query(
-        "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&received_at)
-    .bind(&caller.id)
-    .bind("report_submit")
-    .bind(&id)
-    .bind(&caller.remote)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    tracing::info!(case = %id, report = %hash, "report stored");
-    Ok((
-        StatusCode::CREATED,
-        Json(Receipt {
-            case_id: id,
-            report_hash: hash,
-            received_at,
-            duplicate: false,
-        }),
-    ))
 }
 
 #[derive(Debug, Serialize, Deserialize)]

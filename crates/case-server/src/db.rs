@@ -32,6 +32,25 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// SQLite has one writer at a time. Writers queue here, in order, rather than in SQLite's
+    /// busy handler, which sleeps in growing steps (up to 100 ms) and wakes them unfairly.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Signed reports are stored through one group-committing writer.
+    pub reports: crate::report_writer::ReportWriter,
+}
+
+/// A write transaction (see [`Db::begin_write`]); dropped without [`WriteTx::commit`], it
+/// rolls back.
+#[allow(missing_debug_implementations)]
+pub struct WriteTx {
+    pub tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
 }
 
 /// Admin operation errors (the command line prints them).
@@ -140,9 +159,10 @@ impl Db {
             })
         });
         let pool = match backend {
-            // SQLite has one writer at a time; more connections only queue on its lock.
-            Backend::Sqlite => options.max_connections(8),
-            Backend::Postgres => options.max_connections(16),
+            // SQLite has one writer at a time; more connections only queue on its lock. On
+            // PostgreSQL 8 did better than 16 and 32 under 64 clients on 2 cores (fewer
+            // server processes switching; benches/README.md).
+            Backend::Sqlite | Backend::Postgres => options.max_connections(8),
         }
         .connect(&url)
         .await?;
@@ -150,16 +170,40 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            write_lock: Default::default(),
+            reports: Default::default(),
+        })
     }
 
-    /// Begin a write transaction. On SQLite it takes the write lock at once (`BEGIN
-    /// IMMEDIATE`): a deferred transaction that read first could not upgrade while another
-    /// writer committed and would fail instead of waiting.
-    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    /// Begin a write transaction. On SQLite it waits its turn among this server's writers and
+    /// then takes the database's write lock at once (`BEGIN IMMEDIATE`): a deferred
+    /// transaction that read first could not upgrade while another writer committed and would
+    /// fail instead of waiting.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => {
+                let turn = self.write_lock.clone().lock_owned().await;
+                Ok(WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _turn: Some(turn),
+                })
+            }
+            Backend::Postgres => Ok(WriteTx {
+                tx: self.pool.begin().await?,
+                _turn: None,
+            }),
+        }
+    }
+
+    /// This server's turn to write on SQLite (none needed on PostgreSQL), for single
+    /// statements outside [`Db::begin_write`].
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().await),
+            Backend::Postgres => None,
         }
     }
 
@@ -374,6 +418,7 @@ impl Db {
         remote_addr: Option<&str>,
         detail: &str,
     ) -> Result<(), sqlx::Error> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -3,7 +3,8 @@
 //! - [`db`]: the database (SQLite file by default), migrations, and the admin operations the
 //!   command line uses (users, keys, cases).
 //! - [`auth`]: argon2 password hashes and expiring bearer tokens.
-//! - [`api`]: the HTTP API (axum): login, keys, cases, worklist, reports, audit.
+//! - [`api`]: the HTTP API (axum): login, users, keys, cases, worklist, reports, audit.
+//! - [`report_writer`]: signed reports stored by one writer with group commit.
 //! - [`tls`]: rustls configuration, self-signed first-start certificates, the TLS listener.
 //!
 //! Owns: the case record and every signed report, forever. Must not: log patient identity,
@@ -13,6 +14,7 @@ pub mod api;
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod report_writer;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -860,3 +860,114 @@ async fn post_report(
     )
     .await
 }
+
+/// The group-committing writer, driven directly with many reports at once (so they share
+/// batches): valid reports are stored with their case status and audit row; a copy of a
+/// stored report gets the original receipt; a revoked key and a case not assigned to the
+/// author write nothing; a report the database itself rejects (it amends a report that does
+/// not exist) fails alone: the batch is written again report by report and the others stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_writer_isolates_each_report_in_a_batch() {
+    use case_server::report_writer::{ReportWrite, WriteOutcome};
+    let s = start().await;
+    let db = &s.db;
+    let key = SigningKey::generate();
+    db.add_key("rad1", &key.verifying_key().to_base64())
+        .await
+        .unwrap();
+    let revoked = SigningKey::generate();
+    let revoked_id = db
+        .add_key("rad1", &revoked.verifying_key().to_base64())
+        .await
+        .unwrap();
+    db.revoke_key(&revoked_id).await.unwrap();
+
+    let mut cases = Vec::new();
+    for _ in 0..24 {
+        cases.push(case_in_reading(&s, "rad1").await);
+    }
+    let other = case_in_reading(&s, "rad2").await;
+    let write = |case_id: &str, key: &SigningKey, amends: Option<String>, tag: usize| {
+        let mut r = report(case_id, "rad1", key, ReportKind::Final);
+        r.findings = format!("Finding {tag}.");
+        let key_id = r.key_id.clone();
+        let signed = sign_report(r.clone(), key).unwrap();
+        ReportWrite {
+            report_hash: report_hash(&r).unwrap().0,
+            case_id: case_id.to_string(),
+            amends,
+            author_id: "rad1".into(),
+            key_id,
+            signed_json: serde_json::to_string(&signed).unwrap(),
+            canonical: case_protocol::canonical_bytes(&r).unwrap(),
+            remote_addr: Some("127.0.0.1:1".into()),
+        }
+    };
+    // 0..20 valid; 20, 21: the same report as 0 (copies); 22: revoked key; 23: another
+    // radiologist's case; 24: amends a report that does not exist (the database refuses).
+    let mut jobs: Vec<ReportWrite> = (0..20).map(|i| write(&cases[i], &key, None, i)).collect();
+    jobs.push(write(&cases[0], &key, None, 0));
+    jobs.push(write(&cases[0], &key, None, 0));
+    jobs.push(write(&cases[22], &revoked, None, 22));
+    jobs.push(write(&other, &key, None, 23));
+    jobs.push(write(&cases[23], &key, Some("0".repeat(64)), 24));
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let db = db.clone();
+        tasks.push(tokio::spawn(
+            async move { db.reports.write(&db, job).await },
+        ));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let first_receipt = match &outcomes[0] {
+        Ok(WriteOutcome::Stored(r)) | Ok(WriteOutcome::Duplicate(r)) => r.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut stored = 0;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (0..20, Ok(WriteOutcome::Stored(r))) => {
+                stored += 1;
+                assert_eq!(r.case_id, cases[i]);
+            }
+            // One of the three copies of report 0 is stored, the others get its receipt.
+            (0 | 20 | 21, Ok(WriteOutcome::Duplicate(r))) => {
+                assert_eq!(r.report_hash, first_receipt.report_hash);
+            }
+            (20 | 21, Ok(WriteOutcome::Stored(_))) => stored += 1,
+            (22 | 23, Ok(WriteOutcome::Changed(m))) => assert!(m.contains("revoked"), "{m}"),
+            (24, Err(_)) => {}
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!(stored, 20, "{outcomes:?}");
+    let stats = db.reports.stats();
+    assert_eq!(stats.reports, 25);
+    assert!(
+        stats.batches < 25,
+        "no two reports shared a batch: {stats:?}"
+    );
+    assert!(
+        stats.rewritten >= 1,
+        "the failing report's batch was not rewritten: {stats:?}"
+    );
+    assert_eq!(s.report_count().await, 20);
+    let reported: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases WHERE status = 'reported'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(reported, 20);
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'report_submit'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, 20);
+    for case in [&cases[22], &cases[23], &other] {
+        let status = db.case_summary(case).await.unwrap().unwrap().status;
+        assert_eq!(status, case_protocol::CaseStatus::Reading, "{case}");
+    }
+}
