@@ -67,15 +67,9 @@ impl Outbox {
         })
     }
 
-    /// `$OVERREAD_DATA_DIR/outbox`, else `~/.local/share/overread/outbox`.
+    /// `outbox` in the user's data folder ([`crate::data_dir`]).
     pub fn default_dir() -> PathBuf {
-        std::env::var_os("OVERREAD_DATA_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/overread"))
-            })
-            .unwrap_or_else(|| PathBuf::from(".overread"))
-            .join("outbox")
+        crate::data_dir().join("outbox")
     }
 
     pub fn dir(&self) -> &Path {

@@ -1,4 +1,4 @@
-//! The headless command line: `scan`, `load`, `export`, `render`, `synth`.
+//! The headless command line: `scan`, `load`, `export`, `render`, `synth`, `transcribe`, ...
 //!
 //! Each subcommand parses its arguments with clap, calls `imaging`, and prints a table for
 //! people or JSON (`--json`) for scripts. Progress bars go to stderr and only on a terminal.
@@ -14,6 +14,7 @@ use serde::Serialize;
 
 mod cases;
 mod render;
+mod transcribe;
 
 use crate::imaging::synth::{PhantomSpec, SynthSyntax};
 use crate::imaging::{self, Patient, ScanReport, Stack, Volume};
@@ -55,6 +56,8 @@ pub enum Command {
         #[command(subcommand)]
         command: cases::ReportCommand,
     },
+    /// Speech to text (whisper.cpp, on this machine) with word confidences and timings.
+    Transcribe(transcribe::TranscribeArgs),
     /// Open the workstation, play a scripted reading (scroll 500 slices, W/L drags, MPR
     /// crosshair drags) and print frame times (p50/p99) as JSON.
     BenchReading(BenchReadingArgs),
@@ -173,6 +176,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Key { command } => cases::key_cmd(&command),
         Command::Report { command } => cases::report_cmd(&command),
         Command::BenchReading(args) => bench_reading_cmd(&args),
+        Command::Transcribe(args) => transcribe::transcribe_cmd(&args),
     }
 }
 
@@ -546,14 +550,7 @@ impl PhantomSpec {
 
 /// The demo case lives in the user's data folder; it is written on first use.
 pub fn demo_case_folder() -> PathBuf {
-    let base = std::env::var_os("OVERREAD_DATA_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("overread")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/overread"))
-        })
-        .unwrap_or_else(|| PathBuf::from(".overread"));
-    base.join("demo").join("chest_phantom")
+    crate::data_dir().join("demo").join("chest_phantom")
 }
 
 fn open_cmd(args: &OpenArgs) -> Result<()> {

@@ -23,6 +23,22 @@ pub fn shared_dicom() -> Option<PathBuf> {
 }
 
 /// A scratch folder removed when dropped.
+/// `../shared/NAME` (models, dictation), with the same rule as [`shared_dicom`].
+pub fn shared(name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(name);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+        "../shared/{name} is missing: CI must have the shared test data"
+    );
+    eprintln!("SKIPPED: ../shared/{name} is absent (tests that need it did not run)");
+    None
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }

@@ -1,0 +1,18 @@
+//! Dictation: audio in, text out, on this machine.
+//!
+//! - [`audio`]: WAV files, resampling to 16 kHz (rubato), the voice-activity gate.
+//! - [`stt`]: the whisper.cpp engine (whisper-rs): model discovery, Overread's decoding
+//!   settings, words with confidences and audio spans.
+//! - [`vocabulary`]: the radiology vocabulary prompt (shipped terms plus the user's).
+//! - [`wer`]: word error rate, for tests and benchmarks.
+//!
+//! Owns: turning speech into text. Must not: import `render`, `viewer` or `app` (layer rule),
+//! send audio anywhere, or sign anything.
+
+pub mod audio;
+pub mod stt;
+pub mod vocabulary;
+pub mod wer;
+
+pub use audio::{Clip, read_wav};
+pub use stt::{Engine, Options, SttError, Transcript, Word, find_model};
