@@ -245,3 +245,69 @@ fn the_transcribe_command_prints_words_and_scores_and_explains_a_missing_model()
         "{err}"
     );
 }
+
+/// Capture through real ALSA: a temporary HOME whose `.asoundrc` makes the default device
+/// ALSA's `file` plugin reading a dictation clip's PCM (not paced in real time, so the recorder
+/// stops by sample count). The recorded samples are the clip's, bit for bit, and transcribe to
+/// the same sentence.
+#[test]
+fn capture_through_alsa_gives_the_clip_back_bit_exact() {
+    let (Some(engine), Some(dir)) = (engine(), shared("dictation")) else {
+        return;
+    };
+    let source = dir.join("flite/d09.wav");
+    let mut reader = hound::WavReader::open(&source).unwrap();
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (1, 16_000, 16)
+    );
+    let pcm: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let home = tempdir();
+    let raw = home.path().join("in.raw");
+    std::fs::write(
+        &raw,
+        pcm.iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".asoundrc"),
+        format!(
+            "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"/dev/null\"\n    \
+             infile \"{}\"\n    format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    let out = home.path().join("captured.wav");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_overread"))
+        .args(["record", "--samples", &pcm.len().to_string(), "-o"])
+        .arg(&out)
+        .env("HOME", home.path())
+        .env_remove("ALSA_CONFIG_PATH")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("alsa:default"));
+    let mut captured = hound::WavReader::open(&out).unwrap();
+    assert_eq!(captured.spec().sample_rate, 16_000);
+    let got: Vec<i16> = captured.samples::<i16>().map(Result::unwrap).collect();
+    assert_eq!(got.len(), pcm.len());
+    assert!(got == pcm, "the captured samples differ from the clip");
+
+    let options = Options::overread(Some(vocabulary::default_prompt()));
+    let from_alsa = engine
+        .transcribe(&read_wav(&out).unwrap(), &options)
+        .unwrap();
+    let from_file = engine
+        .transcribe(&read_wav(&source).unwrap(), &options)
+        .unwrap();
+    assert_eq!(from_alsa.text, from_file.text);
+}

@@ -58,6 +58,8 @@ pub enum Command {
     },
     /// Speech to text (whisper.cpp, on this machine) with word confidences and timings.
     Transcribe(transcribe::TranscribeArgs),
+    /// Record from an audio input (cpal; ALSA on Linux) into a WAV file.
+    Record(transcribe::RecordArgs),
     /// Open the workstation, play a scripted reading (scroll 500 slices, W/L drags, MPR
     /// crosshair drags) and print frame times (p50/p99) as JSON.
     BenchReading(BenchReadingArgs),
@@ -177,6 +179,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report { command } => cases::report_cmd(&command),
         Command::BenchReading(args) => bench_reading_cmd(&args),
         Command::Transcribe(args) => transcribe::transcribe_cmd(&args),
+        Command::Record(args) => transcribe::record_cmd(&args),
     }
 }
 

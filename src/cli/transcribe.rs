@@ -192,3 +192,77 @@ pub fn transcribe_cmd(a: &TranscribeArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// WAV file to write (16-bit mono at the device's rate).
+    #[arg(short, long, required_unless_present = "list")]
+    pub out: Option<PathBuf>,
+    /// Input device id (see --list; default: the default input).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 5.0, conflicts_with = "samples")]
+    pub seconds: f64,
+    /// Stop after this many samples instead (devices that are not paced in real time, such as
+    /// ALSA's file plugin, deliver them at once).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// List the input devices and stop.
+    #[arg(long)]
+    pub list: bool,
+}
+
+pub fn record_cmd(a: &RecordArgs) -> Result<()> {
+    use crate::dictation::capture::{Recorder, input_devices};
+    if a.list {
+        for d in input_devices() {
+            println!("{}\t{}", d.id, d.name);
+        }
+        return Ok(());
+    }
+    let out = a.out.clone().context("--out is required")?;
+    let recorder = Recorder::start(a.device.as_deref(), a.samples)?;
+    let rate = recorder.rate();
+    let wanted = a
+        .samples
+        .unwrap_or_else(|| (a.seconds.max(0.0) * f64::from(rate)) as usize);
+    let started = Instant::now();
+    let deadline = std::time::Duration::from_secs_f64(a.seconds.max(0.0) + 10.0);
+    while recorder.samples() < wanted {
+        if let Some(e) = recorder.error() {
+            anyhow::bail!("audio input {}: {e}", recorder.device());
+        }
+        if started.elapsed() > deadline {
+            anyhow::bail!(
+                "audio input {}: only {} of {wanted} samples after {:.1} s",
+                recorder.device(),
+                recorder.samples(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let device = recorder.device().to_string();
+    let mut clip = recorder.stop();
+    clip.samples.truncate(wanted);
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: clip.rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&out, spec).with_context(|| out.display().to_string())?;
+    for s in &clip.samples {
+        // The inverse of the i16 -> f32 scaling (1/32768): 16-bit input comes back bit-exact.
+        w.write_sample((s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)?;
+    }
+    w.finalize()?;
+    println!(
+        "{}: {} samples at {} Hz from {device}",
+        out.display(),
+        clip.samples.len(),
+        clip.rate
+    );
+    Ok(())
+}

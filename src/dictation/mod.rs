@@ -1,6 +1,7 @@
 //! Dictation: audio in, text out, on this machine.
 //!
 //! - [`audio`]: WAV files, resampling to 16 kHz (rubato), the voice-activity gate.
+//! - [`capture`]: the microphone (cpal; ALSA on Linux) with a level meter.
 //! - [`stt`]: the whisper.cpp engine (whisper-rs): model discovery, Overread's decoding
 //!   settings, words with confidences and audio spans.
 //! - [`vocabulary`]: the radiology vocabulary prompt (shipped terms plus the user's).
@@ -10,6 +11,7 @@
 //! send audio anywhere, or sign anything.
 
 pub mod audio;
+pub mod capture;
 pub mod stt;
 pub mod vocabulary;
 pub mod wer;
