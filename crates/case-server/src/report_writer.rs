@@ -37,7 +37,7 @@ pub struct ReportWrite {
 }
 
 /// What became of a [`ReportWrite`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum WriteOutcome {
     /// Stored now; the receipt to send.
     Stored(Receipt),
@@ -112,8 +112,8 @@ impl ReportWriter {
 
 /// Writer tasks per backend. One on SQLite: it has one writer at a time anyway. One on
 /// PostgreSQL too, measured: concurrent writers there contend for shared row locks on the
-/// same user and key rows (foreign-key checks) and were slower at every load tried (2 and 4
-/// writers: about 20% fewer reports per second, p99 1.3-2.4x; benches/README.md).
+/// same user and key rows (foreign-key checks) and were slower at every load tried, with one
+/// statement per report and with one per batch alike (benches/README.md).
 fn writers(backend: Backend) -> usize {
     match backend {
         Backend::Sqlite | Backend::Postgres => 1,
@@ -166,19 +166,151 @@ async fn write_batch(
     stats: &Counters,
 ) -> Result<Vec<Result<WriteOutcome, sqlx::Error>>, sqlx::Error> {
     let mut write = db.begin_write().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (job, _) in batch {
-        match write_one(db, &mut write.tx, job).await {
-            Ok(Written::Clean(outcome)) => outcomes.push(Ok(outcome)),
-            Ok(Written::Undo(_)) | Err(_) => {
-                drop(write); // rolls back
-                stats.rewritten.fetch_add(1, Ordering::Relaxed);
-                return Ok(write_each(db, batch).await);
+    let jobs: Vec<&ReportWrite> = batch.iter().map(|(job, _)| job).collect();
+    let written = match db.backend {
+        Backend::Postgres if jobs.len() > 1 => write_set_postgres(&mut write.tx, &jobs).await,
+        _ => {
+            let mut all = Vec::with_capacity(jobs.len());
+            let mut result = Ok(());
+            for job in &jobs {
+                match write_one(db, &mut write.tx, job).await {
+                    Ok(w) => all.push(w),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
             }
+            result.map(|()| all)
         }
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for w in written.iter().flatten() {
+        match w {
+            Written::Clean(outcome) => outcomes.push(Ok(outcome.clone())),
+            Written::Undo(_) => break,
+        }
+    }
+    if outcomes.len() != batch.len() {
+        drop(write); // rolls back
+        stats.rewritten.fetch_add(1, Ordering::Relaxed);
+        return Ok(write_each(db, batch).await);
     }
     write.commit().await?;
     Ok(outcomes)
+}
+
+/// PostgreSQL, a whole batch in one statement (one round trip instead of one per report): the
+/// reports go in as a JSON array (`json_to_recordset`; sqlx's `Any` driver has no array
+/// parameters) through the same checks and writes as [`write_one_postgres`]. A report whose
+/// hash or case already came earlier in the batch is written after the statement, on its own,
+/// so that it sees the earlier one (a copy gets its receipt; a second final report finds the
+/// case reported).
+async fn write_set_postgres(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    jobs: &[&ReportWrite],
+) -> Result<Vec<Written>, sqlx::Error> {
+    use base64::Engine as _;
+    let received_at = now();
+    let mut first = Vec::with_capacity(jobs.len());
+    let mut later = Vec::new();
+    let mut hashes = std::collections::HashSet::new();
+    let mut cases = std::collections::HashSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if hashes.insert(job.report_hash.as_str()) && cases.insert(job.case_id.as_str()) {
+            first.push(i);
+        } else {
+            later.push(i);
+        }
+    }
+    let input: Vec<serde_json::Value> = first
+        .iter()
+        .map(|&i| {
+            let job = jobs[i];
+            serde_json::json!({
+                "ord": i as i64,
+                "report_hash": job.report_hash,
+                "case_id": job.case_id,
+                "kind": if job.amends.is_some() { "addendum" } else { "final" },
+                "amends": job.amends,
+                "author_id": job.author_id,
+                "key_id": job.key_id,
+                "signed_json": job.signed_json,
+                "canonical": base64::engine::general_purpose::STANDARD.encode(&job.canonical),
+                "received_at": received_at,
+                "remote_addr": job.remote_addr,
+                "is_addendum": i64::from(job.amends.is_some()),
+            })
+        })
+        .collect();
+    let rows = sqlx::query(
+        "WITH input AS (
+             SELECT * FROM json_to_recordset(CAST($1 AS json)) AS x(
+                 ord bigint, report_hash text, case_id text, kind text, amends text,
+                 author_id text, key_id text, signed_json text, canonical text,
+                 received_at text, remote_addr text, is_addendum bigint)
+         ), prior AS (
+             SELECT input.ord, reports.case_id, reports.received_at
+             FROM input JOIN reports ON reports.report_hash = input.report_hash
+         ), valid AS (
+             SELECT input.* FROM input
+             JOIN signing_keys ON signing_keys.key_id = input.key_id
+                  AND signing_keys.user_id = input.author_id
+                  AND signing_keys.revoked_at IS NULL
+             JOIN cases ON cases.id = input.case_id AND cases.assigned_to = input.author_id
+                  AND (input.is_addendum = 1 OR cases.status = 'reading')
+             WHERE NOT EXISTS (SELECT 1 FROM prior WHERE prior.ord = input.ord)
+         ), ins AS (
+             INSERT INTO reports (report_hash, case_id, kind, amends, author_id, key_id,
+                                  signed_json, canonical, received_at)
+             SELECT report_hash, case_id, kind, amends, author_id, key_id, signed_json,
+                    decode(canonical, 'base64'), received_at
+             FROM valid ORDER BY ord
+             ON CONFLICT (report_hash) DO NOTHING
+             RETURNING report_hash
+         ), upd AS (
+             UPDATE cases SET status = 'reported' FROM valid
+             WHERE cases.id = valid.case_id AND valid.is_addendum = 0
+               AND cases.status = 'reading' AND cases.assigned_to = valid.author_id
+               AND valid.report_hash IN (SELECT report_hash FROM ins)
+             RETURNING cases.id
+         ), aud AS (
+             INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
+             SELECT received_at, author_id, 'report_submit', case_id, remote_addr, report_hash
+             FROM valid WHERE report_hash IN (SELECT report_hash FROM ins) ORDER BY ord
+             RETURNING detail
+         )
+         SELECT input.ord AS ord,
+                (SELECT case_id FROM prior WHERE prior.ord = input.ord) AS stored_case,
+                (SELECT received_at FROM prior WHERE prior.ord = input.ord) AS stored_at,
+                CAST((SELECT count(*) FROM valid WHERE valid.ord = input.ord) AS BIGINT) AS valid,
+                CAST((SELECT count(*) FROM ins WHERE ins.report_hash = input.report_hash)
+                     AS BIGINT) AS inserted,
+                CAST((SELECT count(*) FROM upd WHERE upd.id = input.case_id) AS BIGINT)
+                    AS updated,
+                CAST((SELECT count(*) FROM aud WHERE aud.detail = input.report_hash) AS BIGINT)
+                    AS audited
+         FROM input ORDER BY input.ord",
+    )
+    .bind(serde_json::Value::Array(input).to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out: Vec<Option<Written>> = (0..jobs.len()).map(|_| None).collect();
+    for row in &rows {
+        let i = usize::try_from(row.get::<i64, _>("ord")).unwrap_or(usize::MAX);
+        let Some(job) = jobs.get(i) else { continue };
+        out[i] = Some(postgres_outcome(
+            job,
+            row,
+            received_at.clone(),
+            i64::from(job.amends.is_some()),
+        ));
+    }
+    for i in later {
+        out[i] = Some(write_one_postgres(tx, jobs[i]).await?);
+    }
+    // Every report has its outcome, or the batch is written again one by one.
+    Ok(out.into_iter().map_while(|w| w).collect())
 }
 
 /// Each report in a transaction of its own (after a batch had to be rolled back).
@@ -277,43 +409,53 @@ async fn write_one_postgres(
     .bind(&job.remote_addr)
     .fetch_one(&mut **tx)
     .await?;
-    if let (Some(case_id), Some(received_at)) = (
+    Ok(postgres_outcome(job, &row, received_at, is_addendum))
+}
+
+/// What one report's row of [`write_one_postgres`] or [`write_set_postgres`] says.
+fn postgres_outcome(
+    job: &ReportWrite,
+    row: &sqlx::any::AnyRow,
+    received_at: String,
+    is_addendum: i64,
+) -> Written {
+    if let (Some(case_id), Some(stored_at)) = (
         row.get::<Option<String>, _>("stored_case"),
         row.get::<Option<String>, _>("stored_at"),
     ) {
-        return Ok(Written::Clean(WriteOutcome::Duplicate(Receipt {
+        return Written::Clean(WriteOutcome::Duplicate(Receipt {
             case_id,
             report_hash: job.report_hash.clone(),
-            received_at,
+            received_at: stored_at,
             duplicate: true,
-        })));
+        }));
     }
     if row.get::<i64, _>("valid") != 1 {
-        return Ok(Written::Clean(WriteOutcome::Changed(
+        return Written::Clean(WriteOutcome::Changed(
             "the key was revoked, or the case reassigned or moved on, while the report was \
              checked"
                 .into(),
-        )));
+        ));
     }
     if row.get::<i64, _>("inserted") != 1 {
         // Another server on the database stored the same report after this one looked.
-        return Ok(Written::Clean(WriteOutcome::Retry(
+        return Written::Clean(WriteOutcome::Retry(
             "the report is being stored: send it again for its receipt".into(),
-        )));
+        ));
     }
     // A final report moves its case; another server on the database may have moved it first.
     if row.get::<i64, _>("updated") != 1 - is_addendum || row.get::<i64, _>("audited") != 1 {
-        return Ok(Written::Undo(WriteOutcome::Changed(format!(
+        return Written::Undo(WriteOutcome::Changed(format!(
             "case {} changed status meanwhile",
             job.case_id
-        ))));
+        )));
     }
-    Ok(Written::Clean(WriteOutcome::Stored(Receipt {
+    Written::Clean(WriteOutcome::Stored(Receipt {
         case_id: job.case_id.clone(),
         report_hash: job.report_hash.clone(),
         received_at,
         duplicate: false,
-    })))
+    }))
 }
 
 /// SQLite (which has no data-modifying common table expressions): the checks and writes one

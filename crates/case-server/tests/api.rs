@@ -911,16 +911,29 @@ async fn the_report_writer_isolates_each_report_in_a_batch() {
     jobs.push(write(&cases[22], &revoked, None, 22));
     jobs.push(write(&other, &key, None, 23));
     jobs.push(write(&cases[23], &key, Some("0".repeat(64)), 24));
-    let mut tasks = Vec::new();
-    for job in jobs {
-        let db = db.clone();
-        tasks.push(tokio::spawn(
-            async move { db.reports.write(&db, job).await },
-        ));
-    }
+    // Two bursts: the valid reports and the copies first (a clean batch: nothing is written
+    // again), then the three that fail.
+    let failing = jobs.split_off(22);
     let mut outcomes = Vec::new();
-    for t in tasks {
-        outcomes.push(t.await.unwrap());
+    for (burst, jobs) in [jobs, failing].into_iter().enumerate() {
+        let mut tasks = Vec::new();
+        for job in jobs {
+            let db = db.clone();
+            tasks.push(tokio::spawn(
+                async move { db.reports.write(&db, job).await },
+            ));
+        }
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        if burst == 0 {
+            let stats = db.reports.stats();
+            assert_eq!(stats.rewritten, 0, "valid reports and copies: {stats:?}");
+            assert!(
+                stats.batches < 22,
+                "no two reports shared a batch: {stats:?}"
+            );
+        }
     }
     let first_receipt = match &outcomes[0] {
         Ok(WriteOutcome::Stored(r)) | Ok(WriteOutcome::Duplicate(r)) => r.clone(),
