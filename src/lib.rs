@@ -7,6 +7,7 @@
 //! - [`app`]: the workstation window (eframe + egui).
 //! - [`cases`]: the case server client, the encrypted signing key, the durable outbox.
 //! - [`dictation`]: speech to text on this machine (whisper.cpp), the vocabulary prompt.
+//! - [`report`]: report templates and the pre-sign checks.
 //! - [`cli`]: the headless subcommands (`scan`, `load`, `export`, `synth`, `transcribe`, ...).
 
 pub mod app;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod dictation;
 pub mod imaging;
 pub mod render;
+pub mod report;
 pub mod viewer;
 
 /// The user's data folder (demo case, outbox, speech models, vocabulary):

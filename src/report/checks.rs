@@ -1,0 +1,443 @@
+//! Pre-sign checks: what the radiologist must see, and fix or knowingly override, before a
+//! report is signed. An empty impression; template fields left (`[liver]`); words the speech
+//! engine was unsure of and nobody has confirmed; and a number in the text that refers to a
+//! measurement but disagrees with it ("12 mm nodule" when the linked measurement of the nodule
+//! is 14.2 mm).
+//!
+//! A number refers to a measurement when it stands, with a unit of the measurement's kind
+//! (millimetres or centimetres for a length, degrees for an angle), in a sentence that names
+//! the measurement (every word of its label of three letters or more). Numbers are read as
+//! spoken or written ("12 mm", "1.2 cm", "twelve millimeters", "two point three centimeters").
+//! It agrees when it equals the measurement at the precision it was stated with (14 mm and
+//! 1.4 cm both agree with 14.2 mm; 12 mm does not).
+
+use crate::dictation::wer::normalize;
+
+/// A measurement from the viewer, linked to the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedMeasurement {
+    pub id: String,
+    /// As the radiologist named it, e.g. "right upper lobe nodule".
+    pub label: String,
+    pub value: f64,
+    /// "mm" (a length) or "deg" (an angle, Cobb angle); other units are not checked.
+    pub unit: String,
+}
+
+/// A word the speech engine was unsure of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsureWord {
+    pub text: String,
+    pub confidence: f32,
+    /// Confirmed or corrected by the radiologist.
+    pub resolved: bool,
+}
+
+/// The part of the report a check is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Findings,
+    Impression,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    EmptyImpression,
+    UnfilledField {
+        name: String,
+    },
+    UnsureWord {
+        word: String,
+        confidence: f32,
+    },
+    MeasurementMismatch {
+        measurement_id: String,
+        said: String,
+        measured: String,
+    },
+}
+
+/// One thing to fix or override before signing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub section: Option<Section>,
+    /// Byte range in the section's text, where there is one.
+    pub range: Option<std::ops::Range<usize>>,
+    pub message: String,
+}
+
+/// Every check that fails for a draft (empty: ready to sign).
+pub fn pre_sign_checks(
+    findings: &str,
+    impression: &str,
+    measurements: &[LinkedMeasurement],
+    unsure: &[UnsureWord],
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let impression_without_fields = super::template::fields_in(impression)
+        .iter()
+        .fold(impression.to_string(), |t, (_, r)| {
+            t.replace(&impression[r.clone()], "")
+        });
+    if !impression_without_fields.chars().any(char::is_alphanumeric) {
+        out.push(Check {
+            kind: CheckKind::EmptyImpression,
+            section: Some(Section::Impression),
+            range: None,
+            message: "The impression is empty.".into(),
+        });
+    }
+    for (section, text) in [
+        (Section::Findings, findings),
+        (Section::Impression, impression),
+    ] {
+        for (name, range) in super::template::fields_in(text) {
+            out.push(Check {
+                message: format!("The field [{name}] is not filled."),
+                kind: CheckKind::UnfilledField { name },
+                section: Some(section),
+                range: Some(range),
+            });
+        }
+    }
+    for w in unsure.iter().filter(|w| !w.resolved) {
+        out.push(Check {
+            kind: CheckKind::UnsureWord {
+                word: w.text.clone(),
+                confidence: w.confidence,
+            },
+            section: None,
+            range: None,
+            message: format!(
+                "\"{}\" was recognised with {:.0}% confidence: confirm or correct it.",
+                w.text,
+                100.0 * w.confidence
+            ),
+        });
+    }
+    for (section, text) in [
+        (Section::Findings, findings),
+        (Section::Impression, impression),
+    ] {
+        for (range, sentence) in sentences(text) {
+            let words = normalize(sentence);
+            for m in measurements {
+                let Some(family) = UnitFamily::of(&m.unit) else {
+                    continue;
+                };
+                let label: Vec<String> = normalize(&m.label)
+                    .into_iter()
+                    .filter(|w| w.len() >= 3)
+                    .collect();
+                if label.is_empty() || !label.iter().all(|l| words.contains(l)) {
+                    continue;
+                }
+                let stated: Vec<Quantity> = quantities(&words)
+                    .into_iter()
+                    .filter(|q| q.family == family)
+                    .collect();
+                if stated.is_empty() || stated.iter().any(|q| q.agrees_with(m.value)) {
+                    continue;
+                }
+                let said = stated
+                    .iter()
+                    .map(Quantity::describe)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let measured = format!("{:.1} {}", m.value, family.unit());
+                out.push(Check {
+                    message: format!(
+                        "The text says {said} for the {}, but the linked measurement is \
+                         {measured}.",
+                        m.label
+                    ),
+                    kind: CheckKind::MeasurementMismatch {
+                        measurement_id: m.id.clone(),
+                        said,
+                        measured,
+                    },
+                    section: Some(section),
+                    range: Some(range.clone()),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Sentences of `text` with their byte ranges (split after '.', ';', '!', '?' and at line
+/// breaks; a '.' between digits is a decimal point).
+fn sentences(text: &str) -> Vec<(std::ops::Range<usize>, &str)> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        let decimal = c == '.'
+            && i > 0
+            && bytes[i - 1].is_ascii_digit()
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+        if (matches!(c, '.' | ';' | '!' | '?' | '\n')) && !decimal {
+            if text[start..i].trim().chars().any(char::is_alphanumeric) {
+                out.push((start..i, &text[start..i]));
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    if text[start..].trim().chars().any(char::is_alphanumeric) {
+        out.push((start..text.len(), &text[start..]));
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnitFamily {
+    Millimetre,
+    Degree,
+}
+
+impl UnitFamily {
+    fn of(unit: &str) -> Option<UnitFamily> {
+        match unit {
+            "mm" => Some(UnitFamily::Millimetre),
+            "deg" | "°" => Some(UnitFamily::Degree),
+            _ => None,
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            UnitFamily::Millimetre => "mm",
+            UnitFamily::Degree => "degrees",
+        }
+    }
+}
+
+/// A number stated with a unit, in the family's base unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Quantity {
+    value: f64,
+    /// Half a unit of the last stated digit, in the base unit (14 mm: 0.5; 1.4 cm: 0.5 mm).
+    tolerance: f64,
+    family: UnitFamily,
+}
+
+impl Quantity {
+    fn agrees_with(&self, measured: f64) -> bool {
+        (self.value - measured).abs() <= self.tolerance + 1e-6
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", trim_float(self.value), self.family.unit())
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Quantities in normalised (spoken) words: a spoken number followed by a unit word.
+fn quantities(words: &[String]) -> Vec<Quantity> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if let Some((value, decimals, used)) = spoken_number(&words[i..]) {
+            let unit = words.get(i + used).map(String::as_str);
+            let found = match unit {
+                Some("millimeter") => Some((UnitFamily::Millimetre, 1.0)),
+                Some("centimeter") => Some((UnitFamily::Millimetre, 10.0)),
+                Some("degree" | "degrees") => Some((UnitFamily::Degree, 1.0)),
+                _ => None,
+            };
+            if let Some((family, factor)) = found {
+                out.push(Quantity {
+                    value: value * factor,
+                    tolerance: 0.5 * 10f64.powi(-(decimals as i32)) * factor,
+                    family,
+                });
+            }
+            i += used.max(1);
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A spoken number at the start of `words`: (value, digits after the point, words used).
+fn spoken_number(words: &[String]) -> Option<(f64, usize, usize)> {
+    fn unit_value(w: &str) -> Option<u64> {
+        const SMALL: [&str; 20] = [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ];
+        const TENS: [&str; 8] = [
+            "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
+        ];
+        SMALL
+            .iter()
+            .position(|s| *s == w)
+            .map(|p| p as u64)
+            .or_else(|| {
+                TENS.iter()
+                    .position(|s| *s == w)
+                    .map(|p| 20 + 10 * p as u64)
+            })
+    }
+    let mut total: u64 = 0;
+    let mut current: u64 = 0;
+    let mut used = 0;
+    let mut any = false;
+    while let Some(w) = words.get(used) {
+        if let Some(v) = unit_value(w) {
+            current += v;
+            any = true;
+        } else if w == "hundred" && any {
+            current = current.max(1) * 100;
+        } else if w == "thousand" && any {
+            total += current.max(1) * 1000;
+            current = 0;
+        } else {
+            break;
+        }
+        used += 1;
+    }
+    if !any {
+        return None;
+    }
+    let mut value = (total + current) as f64;
+    let mut decimals = 0;
+    if words.get(used).map(String::as_str) == Some("point") {
+        let mut scale = 0.1;
+        let mut j = used + 1;
+        while let Some(d) = words.get(j).and_then(|w| unit_value(w)).filter(|d| *d < 10) {
+            value += d as f64 * scale;
+            scale /= 10.0;
+            decimals += 1;
+            j += 1;
+        }
+        if decimals > 0 {
+            used = j;
+        }
+    }
+    Some((value, decimals, used))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodule(value: f64) -> LinkedMeasurement {
+        LinkedMeasurement {
+            id: "M1".into(),
+            label: "right upper lobe nodule".into(),
+            value,
+            unit: "mm".into(),
+        }
+    }
+
+    #[test]
+    fn a_number_that_disagrees_with_its_measurement_is_caught() {
+        let findings = "There is a 12 mm spiculated nodule in the right upper lobe. \
+                        No pleural effusion.";
+        let checks = pre_sign_checks(findings, "Suspicious nodule.", &[nodule(14.2)], &[]);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        let CheckKind::MeasurementMismatch { said, measured, .. } = &checks[0].kind else {
+            panic!("{checks:?}")
+        };
+        assert_eq!((said.as_str(), measured.as_str()), ("12 mm", "14.2 mm"));
+        let range = checks[0].range.clone().unwrap();
+        assert!(findings[range].contains("12 mm spiculated nodule"));
+    }
+
+    #[test]
+    fn numbers_agree_at_the_precision_they_were_stated_with() {
+        for text in [
+            "A 14 mm nodule in the right upper lobe.",
+            "A 14.2 mm nodule in the right upper lobe.",
+            "A 1.4 cm nodule in the right upper lobe.",
+            "A fourteen millimeter nodule in the right upper lobe.",
+            "A one point four centimeter nodule in the right upper lobe.",
+            // Another sentence, or no unit: not about this measurement.
+            "A 12 mm nodule in the left lower lobe. Right upper lobe nodule as before.",
+            "Right upper lobe nodule, series 3 image 45.",
+        ] {
+            let checks = pre_sign_checks(text, "Nodule.", &[nodule(14.2)], &[]);
+            assert!(checks.is_empty(), "{text}: {checks:?}");
+        }
+        for text in [
+            "A 1.3 cm nodule in the right upper lobe.",
+            "A twelve millimeter nodule in the right upper lobe.",
+            "A 15 mm nodule in the right upper lobe.",
+        ] {
+            let checks = pre_sign_checks(text, "Nodule.", &[nodule(14.2)], &[]);
+            assert_eq!(checks.len(), 1, "{text}: {checks:?}");
+        }
+        let cobb = LinkedMeasurement {
+            id: "M2".into(),
+            label: "Cobb angle".into(),
+            value: 23.6,
+            unit: "deg".into(),
+        };
+        assert!(
+            pre_sign_checks(
+                "Cobb angle of 24 degrees.",
+                "Scoliosis.",
+                std::slice::from_ref(&cobb),
+                &[]
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            pre_sign_checks("Cobb angle of 32 degrees.", "Scoliosis.", &[cobb], &[]).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn empty_impression_fields_and_unsure_words_are_listed() {
+        let findings = "Liver: [liver]\nSpleen: normal.";
+        let unsure = [
+            UnsureWord {
+                text: "hemangioma".into(),
+                confidence: 0.31,
+                resolved: false,
+            },
+            UnsureWord {
+                text: "lobe".into(),
+                confidence: 0.4,
+                resolved: true,
+            },
+        ];
+        let checks = pre_sign_checks(findings, "[impression]", &[], &unsure);
+        let kinds: Vec<&CheckKind> = checks.iter().map(|c| &c.kind).collect();
+        assert_eq!(checks.len(), 4, "{kinds:?}");
+        assert!(matches!(kinds[0], CheckKind::EmptyImpression));
+        assert!(matches!(kinds[1], CheckKind::UnfilledField { name } if name == "liver"));
+        assert_eq!(checks[1].section, Some(Section::Findings));
+        assert_eq!(&findings[checks[1].range.clone().unwrap()], "[liver]");
+        assert!(matches!(kinds[2], CheckKind::UnfilledField { name } if name == "impression"));
+        assert!(matches!(kinds[3], CheckKind::UnsureWord { word, .. } if word == "hemangioma"));
+        assert!(checks[3].message.contains("31%"));
+        assert!(pre_sign_checks("Normal.", "No acute abnormality.", &[], &[]).is_empty());
+    }
+}

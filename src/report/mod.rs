@@ -1,0 +1,11 @@
+//! The report being written: templates with fields ([`template`]) and the checks that run
+//! before signing ([`checks`]). Signing itself is `case-protocol`'s canonical bytes and
+//! ed25519 (see `cases` for the sealed key and the outbox).
+//!
+//! Owns: the draft's rules. Must not: import `render`, `viewer` or `app` (layer rule).
+
+pub mod checks;
+pub mod template;
+
+pub use checks::{Check, CheckKind, LinkedMeasurement, UnsureWord, pre_sign_checks};
+pub use template::{Template, fields_in, templates};
