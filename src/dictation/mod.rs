@@ -2,6 +2,7 @@
 //!
 //! - [`audio`]: WAV files, resampling to 16 kHz (rubato), the voice-activity gate.
 //! - [`capture`]: the microphone (cpal; ALSA on Linux) with a level meter.
+//! - [`commands`]: voice commands in dictated text (never one to sign).
 //! - [`stt`]: the whisper.cpp engine (whisper-rs): model discovery, Overread's decoding
 //!   settings, words with confidences and audio spans.
 //! - [`vocabulary`]: the radiology vocabulary prompt (shipped terms plus the user's).
@@ -12,6 +13,7 @@
 
 pub mod audio;
 pub mod capture;
+pub mod commands;
 pub mod stt;
 pub mod vocabulary;
 pub mod wer;

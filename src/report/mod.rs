@@ -5,7 +5,9 @@
 //! Owns: the draft's rules. Must not: import `render`, `viewer` or `app` (layer rule).
 
 pub mod checks;
+pub mod draft;
 pub mod template;
 
-pub use checks::{Check, CheckKind, LinkedMeasurement, UnsureWord, pre_sign_checks};
+pub use checks::{Check, CheckKind, LinkedMeasurement, Section, UnsureWord, pre_sign_checks};
+pub use draft::Draft;
 pub use template::{Template, fields_in, templates};

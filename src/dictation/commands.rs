@@ -1,0 +1,176 @@
+//! Voice commands in dictated text. A transcript is split into text to insert and commands:
+//! "next field", "previous field", "new paragraph", "new line", punctuation words ("period",
+//! "full stop", "comma", "colon", "semicolon", "question mark", "hyphen", "open/close
+//! parenthesis"), "scratch that" (undo the last dictated insertion), and "insert template X" /
+//! "insert macro X". Commands are matched on whole words, ignoring case and the punctuation
+//! whisper puts around them ("Next field." is the command). There is no command to sign: a
+//! report is signed only by the radiologist's own hand in the report panel.
+
+/// One piece of a transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text to insert, as whisper wrote it (trimmed).
+    Text(String),
+    NextField,
+    PreviousField,
+    NewParagraph,
+    NewLine,
+    /// A punctuation mark said as a word; it attaches to the text before it.
+    Punctuation(&'static str),
+    ScratchThat,
+    InsertTemplate(String),
+    InsertMacro(String),
+}
+
+const PHRASES: [(&[&str], Piece); 14] = [
+    (&["next", "field"], Piece::NextField),
+    (&["previous", "field"], Piece::PreviousField),
+    (&["new", "paragraph"], Piece::NewParagraph),
+    (&["new", "line"], Piece::NewLine),
+    (&["scratch", "that"], Piece::ScratchThat),
+    (&["full", "stop"], Piece::Punctuation(".")),
+    (&["period"], Piece::Punctuation(".")),
+    (&["comma"], Piece::Punctuation(",")),
+    (&["colon"], Piece::Punctuation(":")),
+    (&["semicolon"], Piece::Punctuation(";")),
+    (&["question", "mark"], Piece::Punctuation("?")),
+    (&["hyphen"], Piece::Punctuation("-")),
+    (&["open", "parenthesis"], Piece::Punctuation("(")),
+    (&["close", "parenthesis"], Piece::Punctuation(")")),
+];
+
+/// A word of the transcript: its text as written and its bare lower-case form.
+struct Word<'a> {
+    text: &'a str,
+    bare: String,
+}
+
+/// Split `transcript` into text and commands, in order.
+pub fn parse(transcript: &str) -> Vec<Piece> {
+    let words: Vec<Word> = transcript
+        .split_whitespace()
+        .map(|w| Word {
+            text: w,
+            bare: w
+                .trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase(),
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut text: Vec<&str> = Vec::new();
+    let flush = |text: &mut Vec<&str>, out: &mut Vec<Piece>, before_punctuation: bool| {
+        if text.is_empty() {
+            return;
+        }
+        let mut joined = text.join(" ");
+        if before_punctuation {
+            // Whisper's own punctuation before a spoken mark ("normal, period") goes; before
+            // other commands ("No effusion. Next field.") it is the radiologist's sentence.
+            let trimmed = joined.trim_end_matches([',', '.', ';', ':']).to_string();
+            joined = trimmed;
+        }
+        if joined.chars().any(char::is_alphanumeric) {
+            out.push(Piece::Text(joined));
+        }
+        text.clear();
+    };
+    let mut i = 0;
+    'words: while i < words.len() {
+        // "insert template NAME" / "insert macro NAME": the name runs to the end of the
+        // sentence (the word that carries whisper's '.', or the end).
+        if words[i].bare == "insert"
+            && let Some(kind) = words.get(i + 1).map(|w| w.bare.as_str())
+            && (kind == "template" || kind == "macro")
+        {
+            let mut j = i + 2;
+            let mut name = Vec::new();
+            while let Some(w) = words.get(j) {
+                name.push(w.bare.clone());
+                j += 1;
+                if w.text.ends_with(['.', '!', '?']) {
+                    break;
+                }
+            }
+            if !name.is_empty() {
+                flush(&mut text, &mut out, false);
+                let name = name.join(" ");
+                out.push(if kind == "template" {
+                    Piece::InsertTemplate(name)
+                } else {
+                    Piece::InsertMacro(name)
+                });
+                i = j;
+                continue;
+            }
+        }
+        for (phrase, piece) in &PHRASES {
+            let matches = phrase.len() <= words.len() - i
+                && phrase
+                    .iter()
+                    .zip(&words[i..])
+                    .all(|(p, w)| *p == w.bare.as_str());
+            if matches {
+                flush(&mut text, &mut out, matches!(piece, Piece::Punctuation(_)));
+                out.push(piece.clone());
+                i += phrase.len();
+                continue 'words;
+            }
+        }
+        text.push(words[i].text);
+        i += 1;
+    }
+    flush(&mut text, &mut out, false);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Piece {
+        Piece::Text(s.into())
+    }
+
+    #[test]
+    fn commands_are_found_among_the_words() {
+        assert_eq!(
+            parse("The liver is normal. Next field. Spleen normal, period. New paragraph."),
+            vec![
+                text("The liver is normal."),
+                Piece::NextField,
+                text("Spleen normal"),
+                Piece::Punctuation("."),
+                Piece::NewParagraph,
+            ]
+        );
+        assert_eq!(
+            parse("small cyst, scratch that. Insert macro normal chest. Previous field"),
+            vec![
+                text("small cyst,"),
+                Piece::ScratchThat,
+                Piece::InsertMacro("normal chest".into()),
+                Piece::PreviousField,
+            ]
+        );
+        assert_eq!(
+            parse(
+                "insert template CT head. L4 hyphen L5 disc open parenthesis mild close parenthesis"
+            ),
+            vec![
+                Piece::InsertTemplate("ct head".into()),
+                text("L4"),
+                Piece::Punctuation("-"),
+                text("L5 disc"),
+                Piece::Punctuation("("),
+                text("mild"),
+                Piece::Punctuation(")"),
+            ]
+        );
+    }
+
+    #[test]
+    fn signing_is_never_a_voice_command() {
+        assert_eq!(parse("Sign the report."), vec![text("Sign the report.")]);
+        assert_eq!(parse("sign and send"), vec![text("sign and send")]);
+    }
+}

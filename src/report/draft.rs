@@ -1,0 +1,253 @@
+//! The report draft as the dictation fills it: two texts (findings, impression), a cursor, and
+//! what was inserted last (for "scratch that"). Dictated text replaces the field under the
+//! cursor or goes in at the cursor; voice commands ([`crate::dictation::commands`]) move between
+//! fields, break lines and paragraphs, punctuate, undo, and insert templates and macros.
+
+use std::collections::BTreeMap;
+
+use super::checks::Section;
+use super::template::{Template, fields_in};
+use crate::dictation::commands::Piece;
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Draft {
+    pub findings: String,
+    pub impression: String,
+    /// Where dictation goes: a section and a byte offset in it.
+    pub section: Option<Section>,
+    pub cursor: usize,
+    /// Dictated insertions, newest last: (section, start, text inserted, text it replaced).
+    undo: Vec<(Section, usize, String, String)>,
+}
+
+impl Draft {
+    /// A draft from a template, the cursor on its first field.
+    pub fn from_template(t: &Template) -> Draft {
+        let mut d = Draft {
+            findings: t.findings.trim().to_string(),
+            impression: t.impression.trim().to_string(),
+            section: Some(Section::Findings),
+            cursor: 0,
+            undo: Vec::new(),
+        };
+        d.move_to_field(true, true);
+        d
+    }
+
+    fn text_mut(&mut self, s: Section) -> &mut String {
+        match s {
+            Section::Findings => &mut self.findings,
+            Section::Impression => &mut self.impression,
+        }
+    }
+
+    pub fn text(&self, s: Section) -> &str {
+        match s {
+            Section::Findings => &self.findings,
+            Section::Impression => &self.impression,
+        }
+    }
+
+    /// The field the cursor is on, if any: (name, byte range).
+    pub fn current_field(&self) -> Option<(String, std::ops::Range<usize>)> {
+        let s = self.section?;
+        fields_in(self.text(s))
+            .into_iter()
+            .find(|(_, r)| r.start == self.cursor)
+    }
+
+    /// Move to the next (or previous) field, across sections; `inclusive` accepts one at the
+    /// cursor. Stays put when there is none.
+    fn move_to_field(&mut self, forward: bool, inclusive: bool) -> bool {
+        let here = (self.section.unwrap_or(Section::Findings), self.cursor);
+        let mut all: Vec<(Section, usize)> = Vec::new();
+        for s in [Section::Findings, Section::Impression] {
+            all.extend(
+                fields_in(self.text(s))
+                    .into_iter()
+                    .map(|(_, r)| (s, r.start)),
+            );
+        }
+        let order = |(s, o): (Section, usize)| (s == Section::Impression, o);
+        let target = if forward {
+            all.into_iter()
+                .filter(|f| order(*f) > order(here) || (inclusive && order(*f) == order(here)))
+                .min_by_key(|f| order(*f))
+        } else {
+            all.into_iter()
+                .filter(|f| order(*f) < order(here))
+                .max_by_key(|f| order(*f))
+        };
+        match target {
+            Some((s, o)) => {
+                self.section = Some(s);
+                self.cursor = o;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Put `text` at the cursor, replacing the field there if there is one.
+    fn insert(&mut self, text: &str) {
+        let s = self.section.unwrap_or(Section::Findings);
+        let field = self.current_field().map(|(_, r)| r);
+        let cursor = self.cursor.min(self.text(s).len());
+        let (start, replaced) = match field {
+            Some(r) => {
+                let old = self.text(s)[r.clone()].to_string();
+                self.text_mut(s).replace_range(r.clone(), text);
+                (r.start, old)
+            }
+            None => {
+                // A space between words, none before punctuation or after a line break.
+                let before = self.text(s)[..cursor].chars().last();
+                let glue = match (before, text.chars().next()) {
+                    (Some(b), Some(t))
+                        if !b.is_whitespace()
+                            && !matches!(t, '.' | ',' | ':' | ';' | '?' | ')' | '-' | '\n')
+                            && b != '('
+                            && b != '-' =>
+                    {
+                        " "
+                    }
+                    _ => "",
+                };
+                let piece = format!("{glue}{text}");
+                self.text_mut(s).insert_str(cursor, &piece);
+                self.undo.push((s, cursor, piece.clone(), String::new()));
+                self.section = Some(s);
+                self.cursor = cursor + piece.len();
+                return;
+            }
+        };
+        self.undo.push((s, start, text.to_string(), replaced));
+        self.section = Some(s);
+        self.cursor = start + text.len();
+    }
+
+    /// Apply dictated pieces. `templates` and `macros` answer "insert template/macro NAME"
+    /// (an unknown name is inserted as text, so nothing said is lost).
+    pub fn apply(
+        &mut self,
+        pieces: &[Piece],
+        templates: &[Template],
+        macros: &BTreeMap<String, String>,
+    ) {
+        for p in pieces {
+            match p {
+                Piece::Text(t) => self.insert(t),
+                Piece::Punctuation(mark) => self.insert(mark),
+                Piece::NewLine => self.insert("\n"),
+                Piece::NewParagraph => self.insert("\n\n"),
+                Piece::NextField => {
+                    self.move_to_field(true, false);
+                }
+                Piece::PreviousField => {
+                    self.move_to_field(false, false);
+                }
+                Piece::ScratchThat => {
+                    if let Some((s, start, inserted, replaced)) = self.undo.pop() {
+                        let end = start + inserted.len();
+                        if self.text(s).get(start..end) == Some(inserted.as_str()) {
+                            self.text_mut(s).replace_range(start..end, &replaced);
+                            self.section = Some(s);
+                            self.cursor = start;
+                        }
+                    }
+                }
+                Piece::InsertTemplate(name) => {
+                    let wanted = name.replace(['-', '/'], " ");
+                    match templates.iter().find(|t| {
+                        t.title
+                            .to_lowercase()
+                            .replace(['-', '/'], " ")
+                            .contains(&wanted)
+                            || t.id.replace('-', " ") == wanted
+                    }) {
+                        Some(t) => {
+                            let text = t.findings.trim().to_string();
+                            self.insert(&text);
+                        }
+                        None => self.insert(&format!("insert template {name}")),
+                    }
+                }
+                Piece::InsertMacro(name) => match macros.get(name) {
+                    Some(text) => {
+                        let text = text.clone();
+                        self.insert(&text);
+                    }
+                    None => self.insert(&format!("insert macro {name}")),
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dictation::commands::parse;
+    use crate::report::templates;
+
+    #[test]
+    fn dictation_fills_fields_in_order_and_scratch_that_undoes() {
+        let all = templates();
+        let chest = all.iter().find(|t| t.id == "ct-chest").unwrap();
+        let mut d = Draft::from_template(chest);
+        assert_eq!(d.current_field().unwrap().0, "lungs");
+        let macros = BTreeMap::from([(
+            "normal nodes".to_string(),
+            "No enlarged lymph nodes.".to_string(),
+        )]);
+        d.apply(
+            &parse(
+                "A 6 mm nodule in the right upper lobe period Next field. No effusion. Next field.",
+            ),
+            &all,
+            &macros,
+        );
+        assert!(
+            d.findings.starts_with(
+                "Lungs and airways: A 6 mm nodule in the right upper lobe.\nPleura: No effusion.\n"
+            ),
+            "{}",
+            d.findings
+        );
+        assert_eq!(d.current_field().unwrap().0, "mediastinum");
+        d.apply(
+            &parse("Enlarged heart. Scratch that. Normal heart size."),
+            &all,
+            &macros,
+        );
+        assert!(
+            d.findings
+                .contains("Heart and mediastinum: Normal heart size.\n"),
+            "{}",
+            d.findings
+        );
+        d.apply(
+            &parse("next field insert macro normal nodes."),
+            &all,
+            &macros,
+        );
+        assert!(
+            d.findings
+                .contains("Lymph nodes: No enlarged lymph nodes.\n"),
+            "{}",
+            d.findings
+        );
+        // Back and forth, then on to the impression across the sections.
+        d.apply(&parse("previous field"), &all, &macros);
+        assert_eq!(d.section, Some(Section::Findings));
+        assert!(d.current_field().is_none()); // the nodes field is filled; back goes nowhere new
+        d.apply(&parse("next field next field next field"), &all, &macros);
+        assert_eq!(d.current_field().unwrap().0, "impression");
+        d.apply(
+            &parse("Stable nodule. New paragraph. Sign the report."),
+            &all,
+            &macros,
+        );
+        assert_eq!(d.impression, "Stable nodule.\n\nSign the report.");
+    }
+}
