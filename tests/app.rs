@@ -15,7 +15,7 @@ use overread::imaging::synth::{PhantomSpec, write_series};
 use overread::render::Plane;
 use overread::viewer::measure::{Shape, Value};
 
-use crate::support::tempdir;
+use crate::support::{shared, tempdir};
 
 fn spec() -> PhantomSpec {
     PhantomSpec {
@@ -466,4 +466,68 @@ fn the_window_shows_the_reference_image() {
         }
         assert_eq!(compared, 49);
     }
+}
+
+/// The report panel: a template's fields listed as checks; a dictated WAV (whisper on a
+/// background thread, the real shared model) fills the field under the cursor; the checks
+/// follow.
+#[test]
+fn the_report_panel_fills_a_template_by_dictation_and_lists_the_checks() {
+    let (Some(model), Some(dictation)) =
+        (shared("models/ggml-tiny.en-q8_0.bin"), shared("dictation"))
+    else {
+        return;
+    };
+    let dir = tempdir();
+    let settings = Settings {
+        dictation_model: Some(model),
+        ..Settings::default()
+    };
+    let mut h = open_app_with(dir.path(), settings);
+    h.get_by_label("Report").click();
+    h.step();
+    h.get_by_label("Use template").click();
+    h.step();
+    h.step();
+    assert!(
+        h.query_by_label_contains("The field [lungs] is not filled")
+            .is_some()
+    );
+    assert!(
+        h.query_by_label_contains("The impression is empty")
+            .is_some()
+    );
+    assert!(h.query_by_label_contains("ready to sign").is_none());
+
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .report
+        .dictate_wav(&dictation.join("flite/d09.wav"), &ctx);
+    let start = Instant::now();
+    while h.state().report.busy() {
+        h.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "dictation did not finish: {}",
+            h.state().report.message
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+    h.step();
+    let findings = h.state().report.draft.findings.clone();
+    assert!(
+        findings.starts_with("Lungs and airways: The gallbladder is distended with multiple calcified gallstones.\nPleura: [pleura]"),
+        "{findings}\n{}",
+        h.state().report.message
+    );
+    assert!(
+        h.query_by_label_contains("The field [lungs] is not filled")
+            .is_none()
+    );
+    assert!(
+        h.query_by_label_contains("The field [pleura] is not filled")
+            .is_some()
+    );
+    assert!(h.query_by_label_contains("transcribed in").is_some());
 }

@@ -8,6 +8,7 @@
 //! (that is `viewer`), read DICOM (that is `imaging`).
 
 mod panels;
+pub mod report_panel;
 pub mod script;
 pub mod settings;
 
@@ -277,6 +278,8 @@ pub struct OverreadApp {
     status: String,
     /// A scripted reading being played (benchmark), and where to write its results.
     script: Option<(script::Script, Option<PathBuf>)>,
+    /// The report panel.
+    pub report: report_panel::ReportState,
 }
 
 impl std::fmt::Debug for OverreadApp {
@@ -373,6 +376,10 @@ impl OverreadApp {
                 .clamp(1.0, 60.0),
             status,
             script: None,
+            report: report_panel::ReportState::new(
+                settings.dictation_model.clone(),
+                settings.audio_device.clone(),
+            ),
         };
         if !paths.is_empty() {
             app.scan(paths, cc.egui_ctx.clone());
@@ -951,6 +958,7 @@ impl eframe::App for OverreadApp {
         self.play_script(&ctx);
         panels::toolbar_ui(self, ui);
         panels::browser_ui(self, ui);
+        report_panel::report_ui(self, ui);
         panels::measurements_ui(self, ui);
         panels::viewport_ui(self, ui);
         panels::bindings_ui(self, &ctx);

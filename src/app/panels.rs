@@ -44,6 +44,9 @@ pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             if ui.button("Keys (?)").clicked() {
                 app.show_bindings = !app.show_bindings;
             }
+            if ui.selectable_label(app.report.open, "Report").clicked() {
+                app.report.open = !app.report.open;
+            }
             ui.separator();
             if let Some(e) = &app.gpu_error {
                 ui.colored_label(Color32::RED, e);

@@ -4,6 +4,8 @@
 //!
 //! ```toml
 //! cine_fps = 15
+//! dictation_model = "/opt/models/ggml-base.en.bin"
+//! audio_device = "alsa:default"
 //! [keys]
 //! next_slice = ["ArrowDown", "J"]   # every key an action should have
 //! invert = []                       # unbound
@@ -23,6 +25,14 @@ pub struct Settings {
     /// Cine frame rate at start, frames per second.
     #[serde(default)]
     pub cine_fps: Option<f64>,
+    /// The whisper.cpp model for dictation (else `OVERREAD_WHISPER_MODEL`, else the data
+    /// folder's `models`).
+    #[serde(default)]
+    pub dictation_model: Option<PathBuf>,
+    /// The audio input for dictation, as `overread record --list` names it (else the
+    /// default input).
+    #[serde(default)]
+    pub audio_device: Option<String>,
 }
 
 impl Settings {
