@@ -381,6 +381,13 @@ impl OverreadApp {
                 settings.audio_device.clone(),
             ),
         };
+        app.report.setup = report_panel::SignSetup {
+            server: settings.case_server.clone(),
+            server_ca: settings.case_server_ca.clone(),
+            key_file: settings.signing_key.clone(),
+            outbox: settings.outbox.clone(),
+        };
+        app.report.form.user = settings.user.clone().unwrap_or_default();
         if !paths.is_empty() {
             app.scan(paths, cc.egui_ctx.clone());
         }
@@ -482,6 +489,18 @@ impl OverreadApp {
         viewport.display.monochrome1 = stack.format.photometric_interpretation == "MONOCHROME1";
         self.cursor_mm = DVec3::from(viewport.center_mm);
         self.set_cells(vec![viewport]);
+        // The report is about the study this stack belongs to.
+        self.report.study_uids = self
+            .patients
+            .iter()
+            .flat_map(|p| &p.studies)
+            .filter(|st| {
+                st.series
+                    .iter()
+                    .any(|se| se.stacks.iter().any(|k| k.id == stack.id))
+            })
+            .map(|st| st.uid.clone())
+            .collect();
         self.open = Some(Open {
             stack,
             info,

@@ -33,6 +33,21 @@ pub struct Settings {
     /// default input).
     #[serde(default)]
     pub audio_device: Option<String>,
+    /// The case server signed reports go to, `https://host:port`.
+    #[serde(default)]
+    pub case_server: Option<String>,
+    /// A CA certificate to trust for the case server (a self-signed one).
+    #[serde(default)]
+    pub case_server_ca: Option<PathBuf>,
+    /// The sealed signing key (`overread key new`).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// The outbox folder (default: `outbox` in the data folder).
+    #[serde(default)]
+    pub outbox: Option<PathBuf>,
+    /// The case-server user signing in (filled into the sign form).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 impl Settings {
