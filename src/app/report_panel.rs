@@ -479,17 +479,27 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                         }
                     });
                     ui.label("Findings");
-                    ui.add(
-                        egui::TextEdit::multiline(&mut r.draft.findings)
-                            .desired_rows(10)
-                            .desired_width(f32::INFINITY),
-                    );
+                    let edited = ui
+                        .add(
+                            egui::TextEdit::multiline(&mut r.draft.findings)
+                                .desired_rows(10)
+                                .desired_width(f32::INFINITY),
+                        )
+                        .changed();
+                    if edited {
+                        r.draft.typed(crate::report::Section::Findings);
+                    }
                     ui.label("Impression");
-                    ui.add(
-                        egui::TextEdit::multiline(&mut r.draft.impression)
-                            .desired_rows(3)
-                            .desired_width(f32::INFINITY),
-                    );
+                    let edited = ui
+                        .add(
+                            egui::TextEdit::multiline(&mut r.draft.impression)
+                                .desired_rows(3)
+                                .desired_width(f32::INFINITY),
+                        )
+                        .changed();
+                    if edited {
+                        r.draft.typed(crate::report::Section::Impression);
+                    }
                     ui.horizontal(|ui| {
                         let label = if r.recording() {
                             "Stop dictation"

@@ -286,6 +286,9 @@ pub struct OutboxStatus {
 struct WorkerState {
     status: OutboxStatus,
     client: Option<CaseClient>,
+    /// Counts `set_client` calls: a round's refused login only counts if no new login came
+    /// while it ran.
+    generation: u64,
     woken: bool,
     stop: bool,
 }
@@ -348,6 +351,7 @@ impl OutboxWorker {
         {
             let mut state = self.shared.lock();
             state.client = Some(client);
+            state.generation += 1;
             state.status.needs_login = false;
             state.woken = true;
         }
@@ -378,23 +382,26 @@ fn worker_loop(
 ) {
     let mut failed_rounds: u32 = 0;
     loop {
-        let client = {
+        let (client, generation) = {
             let mut state = shared.lock();
             if state.stop {
                 return;
             }
             state.woken = false;
-            if state.status.needs_login {
+            let client = if state.status.needs_login {
                 None
             } else {
                 state.client.clone()
-            }
+            };
+            (client, state.generation)
         };
         let wait = match client {
             None => backoff.max,
             Some(client) => {
                 let results = runtime.block_on(outbox.deliver(&client, 1, Duration::ZERO));
                 let mut state = shared.lock();
+                // A login given while this round ran is not undone by its refusals.
+                let current = state.generation == generation;
                 let status = &mut state.status;
                 status.rounds += 1;
                 status.last_error = None;
@@ -411,7 +418,7 @@ fn worker_loop(
                         Delivery::Pending {
                             error, needs_login, ..
                         } => {
-                            status.needs_login |= needs_login;
+                            status.needs_login |= needs_login && current;
                             status.last_error = Some(error);
                         }
                     }

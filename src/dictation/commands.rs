@@ -39,6 +39,47 @@ const PHRASES: [(&[&str], Piece); 14] = [
     (&["close", "parenthesis"], Piece::Punctuation(")")),
 ];
 
+/// "colon" and "period" are also words radiologists say ("the sigmoid colon", "the
+/// postoperative period"): after these they are words, not punctuation.
+fn is_a_word_here(phrase: &[&str], previous: Option<&str>) -> bool {
+    const BEFORE_COLON: [&str; 14] = [
+        "the",
+        "a",
+        "sigmoid",
+        "transverse",
+        "ascending",
+        "descending",
+        "rectosigmoid",
+        "right",
+        "left",
+        "distal",
+        "proximal",
+        "normal",
+        "entire",
+        "redundant",
+    ];
+    const BEFORE_PERIOD: [&str; 13] = [
+        "the",
+        "a",
+        "this",
+        "that",
+        "postoperative",
+        "postpartum",
+        "perioperative",
+        "interval",
+        "recovery",
+        "follow",
+        "up",
+        "short",
+        "long",
+    ];
+    match (phrase, previous) {
+        (["colon"], Some(p)) => BEFORE_COLON.contains(&p),
+        (["period"], Some(p)) => BEFORE_PERIOD.contains(&p),
+        _ => false,
+    }
+}
+
 /// A word of the transcript: its text as written and its bare lower-case form.
 struct Word<'a> {
     text: &'a str,
@@ -108,7 +149,8 @@ pub fn parse(transcript: &str) -> Vec<Piece> {
                 && phrase
                     .iter()
                     .zip(&words[i..])
-                    .all(|(p, w)| *p == w.bare.as_str());
+                    .all(|(p, w)| *p == w.bare.as_str())
+                && !is_a_word_here(phrase, i.checked_sub(1).map(|p| words[p].bare.as_str()));
             if matches {
                 flush(&mut text, &mut out, matches!(piece, Piece::Punctuation(_)));
                 out.push(piece.clone());
@@ -164,6 +206,27 @@ mod tests {
                 Piece::Punctuation("("),
                 text("mild"),
                 Piece::Punctuation(")"),
+            ]
+        );
+    }
+
+    #[test]
+    fn colon_and_period_stay_words_where_they_are_anatomy_or_time() {
+        assert_eq!(
+            parse("Diverticulosis of the sigmoid colon."),
+            vec![text("Diverticulosis of the sigmoid colon.")]
+        );
+        assert_eq!(
+            parse("No collection in the postoperative period."),
+            vec![text("No collection in the postoperative period.")]
+        );
+        assert_eq!(
+            parse("Impression colon no acute findings period"),
+            vec![
+                text("Impression"),
+                Piece::Punctuation(":"),
+                text("no acute findings"),
+                Piece::Punctuation("."),
             ]
         );
     }

@@ -309,12 +309,12 @@ fn spoken_number(words: &[String]) -> Option<(f64, usize, usize)> {
     let mut any = false;
     while let Some(w) = words.get(used) {
         if let Some(v) = unit_value(w) {
-            current += v;
+            current = current.saturating_add(v);
             any = true;
         } else if w == "hundred" && any {
-            current = current.max(1) * 100;
+            current = current.max(1).saturating_mul(100);
         } else if w == "thousand" && any {
-            total += current.max(1) * 1000;
+            total = total.saturating_add(current.max(1).saturating_mul(1000));
             current = 0;
         } else {
             break;
@@ -439,5 +439,14 @@ mod tests {
         assert!(matches!(kinds[3], CheckKind::UnsureWord { word, .. } if word == "hemangioma"));
         assert!(checks[3].message.contains("31%"));
         assert!(pre_sign_checks("Normal.", "No acute abnormality.", &[], &[]).is_empty());
+        // A decoder loop of "hundred"s neither overflows nor matches.
+        let looped = format!(
+            "A one {} millimeter nodule in the right upper lobe.",
+            "hundred ".repeat(12)
+        );
+        assert_eq!(
+            pre_sign_checks(&looped, "Nodule.", &[nodule(14.2)], &[]).len(),
+            1
+        );
     }
 }

@@ -88,11 +88,24 @@ impl Draft {
         }
     }
 
+    /// The radiologist typed in `section`: dictation continues at its end, and "scratch that"
+    /// no longer reaches behind the typing (its offsets would be stale).
+    pub fn typed(&mut self, section: Section) {
+        self.section = Some(section);
+        self.cursor = self.text(section).len();
+        self.undo.clear();
+    }
+
     /// Put `text` at the cursor, replacing the field there if there is one.
     fn insert(&mut self, text: &str) {
         let s = self.section.unwrap_or(Section::Findings);
+        // Never inside a character, whatever happened to the text meanwhile.
+        let mut cursor = self.cursor.min(self.text(s).len());
+        while !self.text(s).is_char_boundary(cursor) {
+            cursor -= 1;
+        }
+        self.cursor = cursor;
         let field = self.current_field().map(|(_, r)| r);
-        let cursor = self.cursor.min(self.text(s).len());
         let (start, replaced) = match field {
             Some(r) => {
                 let old = self.text(s)[r.clone()].to_string();
@@ -249,5 +262,31 @@ mod tests {
             &macros,
         );
         assert_eq!(d.impression, "Stable nodule.\n\nSign the report.");
+    }
+
+    #[test]
+    fn typing_between_dictations_never_splits_a_character() {
+        let mut d = Draft {
+            section: Some(Section::Findings),
+            ..Draft::default()
+        };
+        let none = BTreeMap::new();
+        d.apply(&parse("Cyst."), &[], &none);
+        assert_eq!(d.cursor, 5);
+        // Typed over in the editor: the old cursor (5) now falls inside 'ß'.
+        d.findings = "Größe".into();
+        d.apply(&parse("stable"), &[], &none);
+        assert!(d.findings.starts_with("Gr"), "{}", d.findings);
+        assert!(d.findings.contains("stable"));
+        // With the editor's notice, dictation goes on at the end, and "scratch that" does not
+        // reach behind the typing.
+        d.findings = "Liver normal.".into();
+        d.typed(Section::Findings);
+        d.apply(
+            &parse("Spleen normal. Scratch that. Scratch that."),
+            &[],
+            &none,
+        );
+        assert_eq!(d.findings, "Liver normal.");
     }
 }

@@ -435,18 +435,42 @@ impl Db {
     }
 }
 
-/// `url` with any password replaced by `***`, for printing (a file path comes back as is).
+/// `url` with any password replaced by `***` (in the user part, and the `password` and
+/// `sslpassword` query parameters sqlx also accepts); a file path comes back as is.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) =
+        before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_string(),
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
         },
-        None => url.to_string(),
+        None => authority.to_string(),
+    };
+    let query = query.map(|q| {
+        q.split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(q) => format!("{scheme}://{authority}{path}?{q}"),
+        None => format!("{scheme}://{authority}{path}"),
     }
 }
 
@@ -508,6 +532,10 @@ mod tests {
             "postgres://ci@127.0.0.1/overread"
         );
         assert_eq!(redacted("/var/lib/cases.db"), "/var/lib/cases.db");
+        assert_eq!(
+            redacted("postgres://db/overread?user=ci&password=s3cret&sslpassword=k"),
+            "postgres://db/overread?user=ci&password=***&sslpassword=***"
+        );
         // An '@' in the path is not a password.
         assert_eq!(redacted("sqlite:///data/a@b.db"), "sqlite:///data/a@b.db");
     }
