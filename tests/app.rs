@@ -476,6 +476,32 @@ fn the_window_shows_the_reference_image() {
     }
 }
 
+/// Open the report panel and start from its first template (CT chest).
+fn open_report_with_template(h: &mut Harness<'_, OverreadApp>) {
+    h.get_by_label("Report").click();
+    h.step();
+    h.get_by_label("Use template").click();
+    h.step();
+}
+
+/// Dictate a WAV file into the report panel and wait (up to 2 minutes) for the text.
+fn dictate(h: &mut Harness<'_, OverreadApp>, wav: &Path) {
+    let ctx = h.ctx.clone();
+    h.state_mut().report.dictate_wav(wav, &ctx);
+    let start = Instant::now();
+    while h.state().report.busy() {
+        h.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "dictation did not finish: {}",
+            h.state().report.message
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+    h.step();
+}
+
 /// The report panel: a template's fields listed as checks; a dictated WAV (whisper on a
 /// background thread, the real shared model) fills the field under the cursor; the checks
 /// follow.
@@ -492,10 +518,7 @@ fn the_report_panel_fills_a_template_by_dictation_and_lists_the_checks() {
         ..Settings::default()
     };
     let mut h = open_app_with(dir.path(), settings);
-    h.get_by_label("Report").click();
-    h.step();
-    h.get_by_label("Use template").click();
-    h.step();
+    open_report_with_template(&mut h);
     h.step();
     assert!(
         h.query_by_label_contains("The field [lungs] is not filled")
@@ -507,22 +530,7 @@ fn the_report_panel_fills_a_template_by_dictation_and_lists_the_checks() {
     );
     assert!(h.query_by_label_contains("ready to sign").is_none());
 
-    let ctx = h.ctx.clone();
-    h.state_mut()
-        .report
-        .dictate_wav(&dictation.join("flite/d09.wav"), &ctx);
-    let start = Instant::now();
-    while h.state().report.busy() {
-        h.step();
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "dictation did not finish: {}",
-            h.state().report.message
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-    h.step();
+    dictate(&mut h, &dictation.join("flite/d09.wav"));
     let findings = h.state().report.draft.findings.clone();
     assert!(
         findings.starts_with("Lungs and airways: The gallbladder is distended with multiple calcified gallstones.\nPleura: [pleura]"),
@@ -620,21 +628,8 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
         panic!("{m:?}")
     };
 
-    h.get_by_label("Report").click();
-    h.step();
-    h.get_by_label("Use template").click();
-    h.step();
-    let ctx = h.ctx.clone();
-    h.state_mut()
-        .report
-        .dictate_wav(&dictation.join("flite/d09.wav"), &ctx);
-    let start = Instant::now();
-    while h.state().report.busy() {
-        h.step();
-        assert!(start.elapsed() < Duration::from_secs(120), "dictation");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
+    open_report_with_template(&mut h);
+    dictate(&mut h, &dictation.join("flite/d09.wav"));
     h.get_by_label_contains(&format!("Insert #{}", m.id))
         .click();
     h.step();

@@ -33,28 +33,7 @@ async fn server_db(dir: &Path) -> (Db, String) {
     )
     .await
     .unwrap();
-    let case = db
-        .create_case(&NewCase {
-            patient: Patient {
-                name: "DOE^J".into(),
-                id: "M1".into(),
-                birth_date: "1970-01-01".into(),
-                sex: "F".into(),
-            },
-            referral: Referral {
-                physician: ReferringPhysician {
-                    name: "Dr R".into(),
-                    fax: "+1".into(),
-                    institution: None,
-                },
-                clinical_question: "?".into(),
-                document_sha256: None,
-            },
-            subspecialty: "chest".into(),
-            priority: Priority::Routine,
-        })
-        .await
-        .unwrap();
+    let case = db.create_case(&chest_case()).await.unwrap();
     db.assign(&case.id, "rad1").await.unwrap();
     db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
     db.set_status(&case.id, CaseStatus::Reading).await.unwrap();

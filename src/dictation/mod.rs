@@ -6,6 +6,7 @@
 //! - [`stt`]: the whisper.cpp engine (whisper-rs): model discovery, Overread's decoding
 //!   settings, words with confidences and audio spans.
 //! - [`vocabulary`]: the radiology vocabulary prompt (shipped terms plus the user's).
+//! - [`numbers`]: numbers as words, both ways.
 //! - [`wer`]: word error rate, for tests and benchmarks.
 //!
 //! Owns: turning speech into text. Must not: import `render`, `viewer` or `app` (layer rule),
@@ -14,6 +15,7 @@
 pub mod audio;
 pub mod capture;
 pub mod commands;
+pub mod numbers;
 pub mod stt;
 pub mod vocabulary;
 pub mod wer;

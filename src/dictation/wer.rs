@@ -46,7 +46,7 @@ pub fn normalize(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for word in spaced.split_whitespace() {
         if word.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-            out.extend(spoken_number(word));
+            out.extend(super::numbers::digits_to_words(word));
             continue;
         }
         let word = match word {
@@ -55,110 +55,6 @@ pub fn normalize(text: &str) -> Vec<String> {
             other => other,
         };
         out.push(word.to_string());
-    }
-    out
-}
-
-/// "12" -> ["twelve"], "2.3" -> ["two", "point", "three"], "4500" -> ["four", "thousand",
-/// "five", "hundred"].
-fn spoken_number(digits: &str) -> Vec<String> {
-    let (whole, fraction) = match digits.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (digits, None),
-    };
-    let mut out = match whole.parse::<u64>() {
-        Ok(n) => number_words(n),
-        // Too long to be a number anyone says: digit by digit.
-        Err(_) => whole
-            .chars()
-            .filter_map(digit_word)
-            .map(str::to_string)
-            .collect(),
-    };
-    if let Some(f) = fraction {
-        out.push("point".into());
-        out.extend(f.chars().filter_map(digit_word).map(str::to_string));
-    }
-    out
-}
-
-fn digit_word(c: char) -> Option<&'static str> {
-    const DIGITS: [&str; 10] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    ];
-    c.to_digit(10).map(|d| DIGITS[d as usize])
-}
-
-fn number_words(n: u64) -> Vec<String> {
-    const SMALL: [&str; 20] = [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-    ];
-    const TENS: [&str; 10] = [
-        "", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-    ];
-    fn below_thousand(n: u64, out: &mut Vec<String>) {
-        let (h, rest) = (n / 100, n % 100);
-        if h > 0 {
-            out.push(SMALL[h as usize].into());
-            out.push("hundred".into());
-        }
-        if rest >= 20 {
-            out.push(TENS[(rest / 10) as usize].into());
-            if rest % 10 > 0 {
-                out.push(SMALL[(rest % 10) as usize].into());
-            }
-        } else if rest > 0 || h == 0 {
-            out.push(SMALL[rest as usize].into());
-        }
-    }
-    if n == 0 {
-        return vec!["zero".into()];
-    }
-    let mut out = Vec::new();
-    let mut scales = Vec::new();
-    let mut m = n;
-    for name in [
-        "",
-        "thousand",
-        "million",
-        "billion",
-        "trillion",
-        "quadrillion",
-        "quintillion",
-    ] {
-        scales.push((m % 1000, name));
-        m /= 1000;
-        if m == 0 {
-            break;
-        }
-    }
-    for (chunk, name) in scales.into_iter().rev() {
-        if chunk == 0 {
-            continue;
-        }
-        below_thousand(chunk, &mut out);
-        if !name.is_empty() {
-            out.push(name.into());
-        }
     }
     out
 }

@@ -242,7 +242,9 @@ fn quantities(words: &[String]) -> Vec<Quantity> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < words.len() {
-        if let Some((value, decimals, used)) = spoken_number(&words[i..]) {
+        if let Some((value, decimals, used)) =
+            crate::dictation::numbers::words_to_number(&words[i..])
+        {
             let unit = words.get(i + used).map(String::as_str);
             let found = match unit {
                 Some("millimeter") => Some((UnitFamily::Millimetre, 1.0)),
@@ -263,83 +265,6 @@ fn quantities(words: &[String]) -> Vec<Quantity> {
         }
     }
     out
-}
-
-/// A spoken number at the start of `words`: (value, digits after the point, words used).
-fn spoken_number(words: &[String]) -> Option<(f64, usize, usize)> {
-    fn unit_value(w: &str) -> Option<u64> {
-        const SMALL: [&str; 20] = [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-        ];
-        const TENS: [&str; 8] = [
-            "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety",
-        ];
-        SMALL
-            .iter()
-            .position(|s| *s == w)
-            .map(|p| p as u64)
-            .or_else(|| {
-                TENS.iter()
-                    .position(|s| *s == w)
-                    .map(|p| 20 + 10 * p as u64)
-            })
-    }
-    let mut total: u64 = 0;
-    let mut current: u64 = 0;
-    let mut used = 0;
-    let mut any = false;
-    while let Some(w) = words.get(used) {
-        if let Some(v) = unit_value(w) {
-            current = current.saturating_add(v);
-            any = true;
-        } else if w == "hundred" && any {
-            current = current.max(1).saturating_mul(100);
-        } else if w == "thousand" && any {
-            total = total.saturating_add(current.max(1).saturating_mul(1000));
-            current = 0;
-        } else {
-            break;
-        }
-        used += 1;
-    }
-    if !any {
-        return None;
-    }
-    let mut value = (total + current) as f64;
-    let mut decimals = 0;
-    if words.get(used).map(String::as_str) == Some("point") {
-        let mut scale = 0.1;
-        let mut j = used + 1;
-        while let Some(d) = words.get(j).and_then(|w| unit_value(w)).filter(|d| *d < 10) {
-            value += d as f64 * scale;
-            scale /= 10.0;
-            decimals += 1;
-            j += 1;
-        }
-        if decimals > 0 {
-            used = j;
-        }
-    }
-    Some((value, decimals, used))
 }
 
 #[cfg(test)]

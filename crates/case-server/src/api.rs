@@ -766,17 +766,9 @@ async fn submit_report(
                 remote_addr: caller.remote.clone(),
             },
         )
-        .await;
-    let outcome = match outcome {
-        // Another server on the same PostgreSQL database stored the same report meanwhile.
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return match receipt_of(&db, &hash).await? {
-                Some(receipt) => Ok((StatusCode::OK, Json(receipt))),
-                None => Err(ApiError::conflict("the report is being stored: retry")),
-            };
-        }
-        other => other?,
-    };
+        .await?;
+    // (A copy stored by another server on the same database meanwhile comes back as
+    // `Duplicate` or `Retry`: the writer never inserts a hash twice.)
     match outcome {
         WriteOutcome::Stored(receipt) => {
             tracing::info!(case = %id, report = %hash, "report stored");

@@ -198,8 +198,9 @@ impl Db {
         }
     }
 
-    /// This server's turn to write on SQLite (none needed on PostgreSQL), for single
-    /// statements outside [`Db::begin_write`].
+    /// This server's turn to write on SQLite (none needed on PostgreSQL), for writes outside
+    /// [`Db::begin_write`]: every write method here takes it, so no writer of this server
+    /// ever waits in SQLite's busy handler.
     pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match self.backend {
             Backend::Sqlite => Some(self.write_lock.lock().await),
@@ -221,6 +222,8 @@ impl Db {
             ));
         }
         let hash = crate::auth::hash_password(password).map_err(DbError::Invalid)?;
+        // The turn after the (slow, deliberately) password hash, not around it.
+        let _turn = self.write_turn().await;
         sqlx::query(
             "INSERT INTO users (id, role, display_name, subspecialties, password_hash, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -238,6 +241,7 @@ impl Db {
 
     /// Register a public key (base64) for `user_id`; returns its key id.
     pub async fn add_key(&self, user_id: &str, public_key: &str) -> Result<String, DbError> {
+        let _turn = self.write_turn().await;
         let key = VerifyingKey::from_base64(public_key)
             .map_err(|e: SignError| DbError::Invalid(e.to_string()))?;
         let id = key.id().0;
@@ -257,6 +261,7 @@ impl Db {
     /// Revoke a key: no new report may be submitted under it; reports already stored stay
     /// verifiable with it.
     pub async fn revoke_key(&self, key_id: &str) -> Result<bool, DbError> {
+        let _turn = self.write_turn().await;
         let r = sqlx::query(
             "UPDATE signing_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL",
         )
@@ -268,6 +273,7 @@ impl Db {
     }
 
     pub async fn create_case(&self, new: &NewCase) -> Result<CaseSummary, DbError> {
+        let _turn = self.write_turn().await;
         let id = format!(
             "C-{}",
             &crate::auth::token_hash(&crate::auth::new_token())[..12]
@@ -316,6 +322,7 @@ impl Db {
 
     /// Move a case to its next status (refusing any other move). Ready sets the due date.
     pub async fn set_status(&self, id: &str, to: CaseStatus) -> Result<CaseSummary, DbError> {
+        let _turn = self.write_turn().await;
         let current = self
             .case_summary(id)
             .await?
@@ -364,6 +371,7 @@ impl Db {
 
     /// Assign a case to a radiologist whose subspecialties include the case's.
     pub async fn assign(&self, case_id: &str, radiologist: &str) -> Result<CaseSummary, DbError> {
+        let _turn = self.write_turn().await;
         let case = self
             .case_summary(case_id)
             .await?

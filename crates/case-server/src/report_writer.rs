@@ -85,14 +85,7 @@ impl ReportWriter {
     pub async fn write(&self, db: &Db, write: ReportWrite) -> Result<WriteOutcome, sqlx::Error> {
         let sender = self.sender.get_or_init(|| {
             let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-            let receiver = std::sync::Arc::new(tokio::sync::Mutex::new(receiver));
-            for _ in 0..writers(db.backend) {
-                tokio::spawn(writer_loop(
-                    db.clone(),
-                    receiver.clone(),
-                    self.stats.clone(),
-                ));
-            }
+            tokio::spawn(writer_loop(db.clone(), receiver, self.stats.clone()));
             sender
         });
         let (reply, answer) = oneshot::channel();
@@ -110,28 +103,13 @@ impl ReportWriter {
     }
 }
 
-/// Writer tasks per backend. One on SQLite: it has one writer at a time anyway. One on
-/// PostgreSQL too, measured: concurrent writers there contend for shared row locks on the
-/// same user and key rows (foreign-key checks) and were slower at every load tried, with one
-/// statement per report and with one per batch alike (benches/README.md).
-fn writers(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite | Backend::Postgres => 1,
-    }
-}
-
-async fn writer_loop(
-    db: Db,
-    receiver: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
-    stats: std::sync::Arc<Counters>,
-) {
+/// The one writer. One on SQLite, which has one writer at a time anyway; one on PostgreSQL
+/// too, measured: concurrent writers there contend for shared row locks on the same user and
+/// key rows (foreign-key checks) and were slower at every load tried (benches/README.md).
+async fn writer_loop(db: Db, mut receiver: mpsc::Receiver<Job>, stats: std::sync::Arc<Counters>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    loop {
-        // Take what is waiting (or wait for one report), then let the next writer take its
-        // turn while this one writes.
-        if receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
-        }
+    // Take what is waiting (or wait for one report).
+    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats
             .reports
@@ -167,23 +145,7 @@ async fn write_batch(
 ) -> Result<Vec<Result<WriteOutcome, sqlx::Error>>, sqlx::Error> {
     let mut write = db.begin_write().await?;
     let jobs: Vec<&ReportWrite> = batch.iter().map(|(job, _)| job).collect();
-    let written = match db.backend {
-        Backend::Postgres if jobs.len() > 1 => write_set_postgres(&mut write.tx, &jobs).await,
-        _ => {
-            let mut all = Vec::with_capacity(jobs.len());
-            let mut result = Ok(());
-            for job in &jobs {
-                match write_one(db, &mut write.tx, job).await {
-                    Ok(w) => all.push(w),
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            result.map(|()| all)
-        }
-    };
+    let written = write_jobs(db, &mut write.tx, &jobs).await;
     let mut outcomes = Vec::with_capacity(batch.len());
     for w in written.iter().flatten() {
         match w {
@@ -200,30 +162,67 @@ async fn write_batch(
     Ok(outcomes)
 }
 
-/// PostgreSQL, a whole batch in one statement (one round trip instead of one per report): the
-/// reports go in as a JSON array (`json_to_recordset`; sqlx's `Any` driver has no array
-/// parameters) through the same checks and writes as [`write_one_postgres`]. A report whose
-/// hash or case already came earlier in the batch is written after the statement, on its own,
-/// so that it sees the earlier one (a copy gets its receipt; a second final report finds the
-/// case reported).
+/// Write `jobs` in the transaction, in order; one [`Written`] per job, or fewer when a job's
+/// outcome is unknown (the caller then rewrites them one per transaction).
+async fn write_jobs(
+    db: &Db,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    jobs: &[&ReportWrite],
+) -> Result<Vec<Written>, sqlx::Error> {
+    match db.backend {
+        Backend::Sqlite => {
+            let mut all = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                all.push(write_one_sqlite(tx, job).await?);
+            }
+            Ok(all)
+        }
+        Backend::Postgres => write_set_postgres(tx, jobs).await,
+    }
+}
+
+/// PostgreSQL: the checks and writes of [`write_one_sqlite`] for a whole set of reports in one
+/// statement (data-modifying common table expressions; one round trip instead of four per
+/// report). The reports go in as a JSON array (`json_to_recordset`; sqlx's `Any` driver has no
+/// array parameters). All parts of one statement see the same snapshot, so a report whose hash
+/// or case came earlier in the set waits for the next round's statement, where it sees the
+/// earlier one (a copy gets its receipt; a second final report finds the case reported).
 async fn write_set_postgres(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     jobs: &[&ReportWrite],
 ) -> Result<Vec<Written>, sqlx::Error> {
+    let mut out: Vec<Option<Written>> = (0..jobs.len()).map(|_| None).collect();
+    let mut remaining: Vec<usize> = (0..jobs.len()).collect();
+    while !remaining.is_empty() {
+        let mut round = Vec::with_capacity(remaining.len());
+        let mut later = Vec::new();
+        let mut hashes = std::collections::HashSet::new();
+        let mut cases = std::collections::HashSet::new();
+        for i in remaining {
+            let job = jobs[i];
+            if hashes.insert(job.report_hash.as_str()) && cases.insert(job.case_id.as_str()) {
+                round.push(i);
+            } else {
+                later.push(i);
+            }
+        }
+        postgres_round(tx, jobs, &round, &mut out).await?;
+        remaining = later;
+    }
+    // Every report has its outcome, or the batch is written again one by one.
+    Ok(out.into_iter().map_while(|w| w).collect())
+}
+
+/// One statement over `jobs[round]` (distinct hashes and cases), outcomes into `out`.
+async fn postgres_round(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    jobs: &[&ReportWrite],
+    round: &[usize],
+    out: &mut [Option<Written>],
+) -> Result<(), sqlx::Error> {
     use base64::Engine as _;
     let received_at = now();
-    let mut first = Vec::with_capacity(jobs.len());
-    let mut later = Vec::new();
-    let mut hashes = std::collections::HashSet::new();
-    let mut cases = std::collections::HashSet::new();
-    for (i, job) in jobs.iter().enumerate() {
-        if hashes.insert(job.report_hash.as_str()) && cases.insert(job.case_id.as_str()) {
-            first.push(i);
-        } else {
-            later.push(i);
-        }
-    }
-    let input: Vec<serde_json::Value> = first
+    let input: Vec<serde_json::Value> = round
         .iter()
         .map(|&i| {
             let job = jobs[i];
@@ -295,7 +294,6 @@ async fn write_set_postgres(
     .bind(serde_json::Value::Array(input).to_string())
     .fetch_all(&mut **tx)
     .await?;
-    let mut out: Vec<Option<Written>> = (0..jobs.len()).map(|_| None).collect();
     for row in &rows {
         let i = usize::try_from(row.get::<i64, _>("ord")).unwrap_or(usize::MAX);
         let Some(job) = jobs.get(i) else { continue };
@@ -306,11 +304,7 @@ async fn write_set_postgres(
             i64::from(job.amends.is_some()),
         ));
     }
-    for i in later {
-        out[i] = Some(write_one_postgres(tx, jobs[i]).await?);
-    }
-    // Every report has its outcome, or the batch is written again one by one.
-    Ok(out.into_iter().map_while(|w| w).collect())
+    Ok(())
 }
 
 /// Each report in a transaction of its own (after a batch had to be rolled back).
@@ -319,12 +313,14 @@ async fn write_each(db: &Db, batch: &[Job]) -> Vec<Result<WriteOutcome, sqlx::Er
     for (job, _) in batch {
         let outcome = async {
             let mut write = db.begin_write().await?;
-            match write_one(db, &mut write.tx, job).await? {
-                Written::Clean(outcome) => {
+            let written = write_jobs(db, &mut write.tx, &[job]).await?;
+            match written.into_iter().next() {
+                None => Err(sqlx::Error::Protocol("no outcome for the report".into())),
+                Some(Written::Clean(outcome)) => {
                     write.commit().await?;
                     Ok(outcome)
                 }
-                Written::Undo(outcome) => Ok(outcome), // dropped: rolled back
+                Some(Written::Undo(outcome)) => Ok(outcome), // dropped: rolled back
             }
         }
         .await;
@@ -341,78 +337,7 @@ enum Written {
     Undo(WriteOutcome),
 }
 
-async fn write_one(
-    db: &Db,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    job: &ReportWrite,
-) -> Result<Written, sqlx::Error> {
-    match db.backend {
-        Backend::Sqlite => write_one_sqlite(tx, job).await,
-        Backend::Postgres => write_one_postgres(tx, job).await,
-    }
-}
-
-/// PostgreSQL: the same checks and writes as [`write_one_sqlite`] in one statement
-/// (data-modifying common table expressions), one round trip instead of four.
-async fn write_one_postgres(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    job: &ReportWrite,
-) -> Result<Written, sqlx::Error> {
-    let received_at = now();
-    let is_addendum = i64::from(job.amends.is_some());
-    let row = sqlx::query(
-        "WITH prior AS (
-             SELECT case_id, received_at FROM reports WHERE report_hash = $1
-         ), valid AS (
-             SELECT 1 FROM signing_keys JOIN cases ON cases.id = $2
-             WHERE signing_keys.key_id = $3 AND signing_keys.user_id = $4
-               AND signing_keys.revoked_at IS NULL AND cases.assigned_to = $4
-               AND ($5 = 1 OR cases.status = 'reading')
-               AND NOT EXISTS (SELECT 1 FROM prior)
-         ), ins AS (
-             INSERT INTO reports (report_hash, case_id, kind, amends, author_id, key_id,
-                                  signed_json, canonical, received_at)
-             SELECT $1, $2, $6, $7, $4, $3, $8, $9, $10 WHERE EXISTS (SELECT 1 FROM valid)
-             ON CONFLICT (report_hash) DO NOTHING
-             RETURNING report_hash
-         ), upd AS (
-             UPDATE cases SET status = 'reported'
-             WHERE id = $2 AND status = 'reading' AND assigned_to = $4 AND $5 = 0
-               AND EXISTS (SELECT 1 FROM ins)
-             RETURNING id
-         ), aud AS (
-             INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
-             SELECT $10, $4, 'report_submit', $2, $11, $1 WHERE EXISTS (SELECT 1 FROM ins)
-             RETURNING id
-         )
-         SELECT (SELECT case_id FROM prior) AS stored_case,
-                (SELECT received_at FROM prior) AS stored_at,
-                CAST((SELECT count(*) FROM valid) AS BIGINT) AS valid,
-                CAST((SELECT count(*) FROM ins) AS BIGINT) AS inserted,
-                CAST((SELECT count(*) FROM upd) AS BIGINT) AS updated,
-                CAST((SELECT count(*) FROM aud) AS BIGINT) AS audited",
-    )
-    .bind(&job.report_hash)
-    .bind(&job.case_id)
-    .bind(&job.key_id)
-    .bind(&job.author_id)
-    .bind(is_addendum)
-    .bind(if job.amends.is_some() {
-        "addendum"
-    } else {
-        "final"
-    })
-    .bind(&job.amends)
-    .bind(&job.signed_json)
-    .bind(&job.canonical)
-    .bind(&received_at)
-    .bind(&job.remote_addr)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(postgres_outcome(job, &row, received_at, is_addendum))
-}
-
-/// What one report's row of [`write_one_postgres`] or [`write_set_postgres`] says.
+/// What one report's row of [`write_set_postgres`] says.
 fn postgres_outcome(
     job: &ReportWrite,
     row: &sqlx::any::AnyRow,
