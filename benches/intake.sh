@@ -28,12 +28,12 @@ for backend in $BACKENDS; do
         else
             db="$WORK/intake-$clients.db"
         fi
-        "$TARGET/overread-server" --db "$db" init >/dev/null
-        "$TARGET/overread-server" --db "$db" serve --insecure-http --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.err" &
+        "$TARGET/overread-server" --db "$db" --store "$WORK/objects" init >/dev/null
+        "$TARGET/overread-server" --db "$db" --store "$WORK/objects" serve --insecure-http --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.err" &
         server=$!
         for _ in $(seq 100); do grep -q "serving on" "$WORK/server.out" && break; sleep 0.05; done
         url=$(sed -n 's/^serving on //p' "$WORK/server.out")
-        result=$("$TARGET/examples/intake_load" --db "$db" --server "$url" --clients "$clients" --reports "$reports")
+        result=$("$TARGET/examples/intake_load" --db "$db" --store "$WORK/objects" --server "$url" --clients "$clients" --reports "$reports")
         kill "$server"; wait "$server" 2>/dev/null || true
         echo "{\"backend\":\"$backend\",${result#\{}"
         if [ "$backend" = postgres ]; then

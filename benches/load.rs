@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use overread::imaging::synth::{PhantomSpec, SynthSyntax, write_series};
-use overread::imaging::{self, LoadOptions};
+use imaging::synth::{PhantomSpec, SynthSyntax, write_series};
+use imaging::{self, LoadOptions};
 
 const SLICES: usize = 120;
 

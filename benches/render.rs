@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use overread::imaging::synth::{PhantomSpec, phantom_volume};
+use imaging::synth::{PhantomSpec, phantom_volume};
 use overread::render::gpu::ViewTarget;
 use overread::render::{
     AdapterChoice, Display, GpuContext, Plane, Renderer, SlabMode, SliceView, Voi, VolumeInfo,

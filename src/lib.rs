@@ -1,7 +1,8 @@
 //! Overread: a reading workstation for second-opinion radiology.
 //!
 //! Module map (see ARCHITECTURE.md for the data flow and the layer rule):
-//! - [`imaging`]: DICOM files -> exact patient-space volumes. No GPU, no UI, no network.
+//! - [`imaging`]: DICOM files -> exact patient-space volumes (the `crates/imaging` crate, shared
+//!   with the case server). No GPU, no UI, no network.
 //! - [`render`]: window/level, MPR and thick slabs on the GPU (wgpu) with a CPU twin.
 //! - [`viewer`]: viewport state, orientation markers, measurements (no UI toolkit).
 //! - [`app`]: the workstation window (eframe + egui).
@@ -14,10 +15,11 @@ pub mod app;
 pub mod cases;
 pub mod cli;
 pub mod dictation;
-pub mod imaging;
 pub mod render;
 pub mod report;
 pub mod viewer;
+
+pub use ::imaging;
 
 /// The user's data folder (demo case, outbox, speech models, vocabulary):
 /// `$OVERREAD_DATA_DIR`, else `$XDG_DATA_HOME/overread`, else `~/.local/share/overread`.

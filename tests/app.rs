@@ -9,9 +9,9 @@ use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use glam::DVec3;
+use imaging::synth::{PhantomSpec, write_series};
 use overread::app::settings::Settings;
 use overread::app::{OverreadApp, Tool};
-use overread::imaging::synth::{PhantomSpec, write_series};
 use overread::render::Plane;
 use overread::viewer::measure::{Shape, Value};
 
@@ -417,9 +417,9 @@ fn the_settings_file_remaps_keys() {
 fn thumbnails_show_the_middle_slice() {
     let dir = tempdir();
     write_series(&spec(), dir.path()).unwrap();
-    let report = overread::imaging::scan(&[dir.path().to_path_buf()]);
-    let patients = overread::imaging::group(&report.instances);
-    let stack = overread::imaging::default_stack(&patients).unwrap();
+    let report = imaging::scan(&[dir.path().to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
     let image = overread::app::thumbnail(stack, 64).unwrap();
     assert_eq!(image.size, [64, 64]);
     let grey: Vec<u8> = image.pixels.iter().map(|c| c.r()).collect();
@@ -587,11 +587,18 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
             .await
             .unwrap();
         db.assign(&case.id, "rad1").await.unwrap();
+        let store = case_server::Store::open(dir.path().join("objects").to_str().unwrap()).unwrap();
+        case_server::intake::store_synthetic_study(&db, &store, &case.id, 1)
+            .await
+            .unwrap();
         db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
         db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(case_server::serve(db.clone(), listener));
+        tokio::spawn(case_server::serve(
+            case_server::Server::new(db.clone(), store),
+            listener,
+        ));
         (db, case.id, base)
     });
     let key = SigningKey::generate();

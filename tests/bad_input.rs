@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-use overread::imaging::synth::{PhantomSpec, write_series};
-use overread::imaging::{self, Patient, Stack};
+use imaging::synth::{PhantomSpec, write_series};
+use imaging::{self, Patient, Stack};
 
 use crate::support::tempdir;
 

@@ -35,9 +35,22 @@ async fn server_db(dir: &Path) -> (Db, String) {
     .unwrap();
     let case = db.create_case(&chest_case()).await.unwrap();
     db.assign(&case.id, "rad1").await.unwrap();
+    case_server::intake::store_synthetic_study(&db, &object_store(dir), &case.id, 1)
+        .await
+        .unwrap();
     db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
     db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
     (db, case.id)
+}
+
+/// The object store of a test's server (`DIR/objects`).
+fn object_store(dir: &Path) -> case_server::Store {
+    case_server::Store::open(dir.join("objects").to_str().unwrap()).unwrap()
+}
+
+/// The server state for `db` with the test's object store.
+fn server_state(db: &Db, dir: &Path) -> case_server::Server {
+    case_server::Server::new(db.clone(), object_store(dir))
 }
 
 fn report(case_id: &str, key_id: &str) -> Report {
@@ -92,7 +105,7 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     // The server comes up.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(case_server::serve(db.clone(), listener));
+    tokio::spawn(case_server::serve(server_state(&db, dir.path()), listener));
     let mut client = CaseClient::new(&base, None).unwrap();
     client.login("rad1", PASSWORD).await.unwrap();
 
@@ -147,7 +160,11 @@ async fn the_cli_signs_with_a_sealed_key_and_submits_over_tls() {
     let config = case_server::tls::server_config(&cert, &key_pem).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(case_server::serve_tls(db.clone(), listener, config));
+    tokio::spawn(case_server::serve_tls(
+        server_state(&db, dir.path()),
+        listener,
+        config,
+    ));
 
     let key_file = dir.path().join("rad1.key");
     let run = |args: Vec<String>| {
@@ -343,7 +360,7 @@ async fn the_background_sender_retries_waits_for_login_and_survives_a_restart() 
     let worker = OutboxWorker::spawn(outbox.clone(), offline, backoff).unwrap();
     wait_for(&worker, "a failed round", |s| s.rounds >= 1).await;
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    tokio::spawn(case_server::serve(db.clone(), listener));
+    tokio::spawn(case_server::serve(server_state(&db, dir.path()), listener));
     // Its token is refused: the report waits for a login, it is not set aside.
     wait_for(&worker, "the login to be refused", |s| s.needs_login).await;
     let status = worker.status();
@@ -386,7 +403,11 @@ fn server_process() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("LISTENING {}", listener.local_addr().unwrap());
         std::io::Write::flush(&mut std::io::stdout()).unwrap();
-        case_server::serve(db, listener).await.unwrap();
+        let store = std::env::var("OVERREAD_TEST_SERVER_STORE").unwrap();
+        let store = case_server::Store::open(&store).unwrap();
+        case_server::serve(case_server::Server::new(db, store), listener)
+            .await
+            .unwrap();
     });
 }
 
@@ -397,7 +418,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start(db_url: &str) -> ServerProcess {
+    fn start(db_url: &str, store: &Path) -> ServerProcess {
         use std::io::BufRead;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -407,6 +428,7 @@ impl ServerProcess {
                 "--nocapture",
             ])
             .env("OVERREAD_TEST_SERVER_DB", db_url)
+            .env("OVERREAD_TEST_SERVER_STORE", store)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -474,9 +496,13 @@ async fn kill_during_submissions() -> bool {
         .await
         .unwrap();
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
-    for _ in 0..N {
+    let store = object_store(dir.path());
+    for seed in 1..=N as u64 {
         let case = db.create_case(&chest_case()).await.unwrap();
         db.assign(&case.id, "rad1").await.unwrap();
+        case_server::intake::store_synthetic_study(&db, &store, &case.id, seed)
+            .await
+            .unwrap();
         db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
         db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
         let signed = sign_report(report(&case.id, &key.verifying_key().id().0), &key).unwrap();
@@ -484,7 +510,7 @@ async fn kill_during_submissions() -> bool {
     }
     assert_eq!(outbox.pending().len(), N);
 
-    let mut server = ServerProcess::start(&url);
+    let mut server = ServerProcess::start(&url, &dir.path().join("objects"));
     let mut client = CaseClient::new(&server.base, None).unwrap();
     client.login("rad1", PASSWORD).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
@@ -557,7 +583,7 @@ async fn kill_during_submissions() -> bool {
     let stored_at_kill = report_count(&db).await;
 
     // Restart on the same database; the outbox delivers the rest.
-    let server = ServerProcess::start(&url);
+    let server = ServerProcess::start(&url, &dir.path().join("objects"));
     let mut client = CaseClient::new(&server.base, None).unwrap();
     client.login("rad1", PASSWORD).await.unwrap();
     let results = outbox.deliver(&client, 3, Duration::from_millis(50)).await;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use glam::DVec3;
-use overread::imaging::{self, stats::voxel_stats};
+use imaging::{self, stats::voxel_stats};
 
 use crate::support::{nifti::Nifti, tempdir};
 

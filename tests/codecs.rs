@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use overread::imaging::decode::{DecodedFrame, decode_all_frame_values, decode_frame_values};
-use overread::imaging::{self, open::open_dicom, stats::voxel_stats};
+use imaging::decode::{DecodedFrame, decode_all_frame_values, decode_frame_values};
+use imaging::{self, open::open_dicom, stats::voxel_stats};
 
 use crate::support::shared_dicom;
 

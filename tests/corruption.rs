@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use overread::imaging::decode::decode_frame_values;
-use overread::imaging::header::read_header;
+use imaging::decode::decode_frame_values;
+use imaging::header::read_header;
 
 use crate::support::{shared_dicom, tempdir};
 

@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use overread::imaging::decode::{SlicePixels, arrival_order};
-use overread::imaging::synth::{PhantomSpec, write_series};
-use overread::imaging::{self, ImagingError, LoadOptions, Voxels};
+use imaging::decode::{SlicePixels, arrival_order};
+use imaging::synth::{PhantomSpec, write_series};
+use imaging::{self, ImagingError, LoadOptions, Voxels};
 
 use crate::support::tempdir;
 

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use glam::{DVec3, DVec4};
-use overread::imaging::{self, Stack, Volume};
+use imaging::{self, Stack, Volume};
 
 use crate::support::{nifti::Nifti, shared_dicom};
 

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use glam::{DMat3, DVec3};
+use imaging::decode::LoadTimings;
+use imaging::synth::{PhantomSpec, phantom_volume};
+use imaging::{self, Rescale, RescalePolicy, Volume, VolumeGeometry, Voxels};
 use ndarray::Array3;
-use overread::imaging::decode::LoadTimings;
-use overread::imaging::synth::{PhantomSpec, phantom_volume};
-use overread::imaging::{self, Rescale, RescalePolicy, Volume, VolumeGeometry, Voxels};
 use overread::render::gpu::{DISPLAY_WGSL, RESAMPLE_WGSL};
 use overread::render::{
     AdapterChoice, Display, GpuContext, GreyImage, Interpolation, OutputDepth, Plane, Renderer,
@@ -621,7 +621,7 @@ fn a_files_voi_lut_is_read_and_applied() {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
     use dicom_object::InMemDicomObject;
-    use overread::imaging::synth::write_series;
+    use imaging::synth::write_series;
     use overread::render::voi::{DisplayParams, voi_normalized};
 
     let dir = crate::support::tempdir();

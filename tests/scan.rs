@@ -1,6 +1,6 @@
 //! Scanning: DICOMDIR (CD-ROM layout), folders, parallel header reads, warnings.
 
-use overread::imaging::{self, Patient};
+use imaging::{self, Patient};
 
 use crate::support::shared_dicom;
 

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use overread::imaging::synth::{PhantomSpec, SynthSyntax, phantom_hu, phantom_slice, write_series};
-use overread::imaging::{self, Patient, Stack, Volume, stats::voxel_stats};
+use imaging::synth::{PhantomSpec, SynthSyntax, phantom_hu, phantom_slice, write_series};
+use imaging::{self, Patient, Stack, Volume, stats::voxel_stats};
 
 use crate::support::tempdir;
 

@@ -12,6 +12,7 @@ mod cases;
 mod cli;
 mod codecs;
 mod corruption;
+mod dicomweb;
 mod dictation;
 mod progressive;
 mod reference;

@@ -21,13 +21,13 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use eframe::egui;
 use glam::DVec3;
 
-use crate::imaging::decode::SlicePixels;
-use crate::imaging::{self, Patient, RescalePolicy, Stack, Volume};
 use crate::render::gpu::ViewTarget;
 use crate::render::{GpuContext, Plane, Renderer, Voi, VolumeInfo, VolumeTexture};
 use crate::viewer::Viewport;
 use crate::viewer::bindings::{Action, default_bindings};
 use crate::viewer::measure::{Measurement, Shape};
+use imaging::decode::SlicePixels;
+use imaging::{self, Patient, RescalePolicy, Stack, Volume};
 
 /// Open the workstation window on `paths` (files, folders, DICOMDIRs); blocks until it closes.
 pub fn run(paths: Vec<PathBuf>) -> Result<(), eframe::Error> {

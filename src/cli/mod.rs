@@ -13,11 +13,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 mod cases;
+mod dicomweb;
 mod render;
 mod transcribe;
 
-use crate::imaging::synth::{PhantomSpec, SynthSyntax};
-use crate::imaging::{self, Patient, ScanReport, Stack, Volume};
+use imaging::synth::{PhantomSpec, SynthSyntax};
+use imaging::{self, Patient, ScanReport, Stack, Volume};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,8 +45,10 @@ pub enum Command {
     Synth(SynthArgs),
     /// Create (once) and summarise the bundled demo case.
     Demo,
-    /// Open the workstation on files, folders or DICOMDIRs.
+    /// Open the workstation on files, folders, DICOMDIRs or DICOMweb study URLs.
     Open(OpenArgs),
+    /// Retrieve a study over DICOMweb (`http[s]://HOST/PREFIX/studies/UID`) into a folder.
+    Fetch(dicomweb::FetchArgs),
     /// Signing keys (sealed under a passphrase).
     Key {
         #[command(subcommand)]
@@ -67,7 +70,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct OpenArgs {
-    /// Files, folders (searched recursively) or DICOMDIR files.
+    /// Files, folders (searched recursively), DICOMDIR files or DICOMweb study URLs.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
 }
@@ -84,7 +87,7 @@ pub struct BenchReadingArgs {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Files, folders (searched recursively) or DICOMDIR files.
+    /// Files, folders (searched recursively), DICOMDIR files or DICOMweb study URLs.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Print JSON instead of a table.
@@ -94,6 +97,7 @@ pub struct ScanArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
+    /// Files, folders, DICOMDIR files or DICOMweb study URLs.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Stack id from `overread scan` (default: the largest non-localizer stack).
@@ -108,6 +112,7 @@ pub struct LoadArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Files, folders, DICOMDIR files or DICOMweb study URLs.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     #[arg(long)]
@@ -167,14 +172,37 @@ pub fn run(cli: Cli) -> Result<()> {
             paths: vec![folder],
         });
     };
+    // Study URLs become downloaded folders that live until the command ends.
+    let _inputs;
     match command {
-        Command::Scan(args) => scan_cmd(&args),
-        Command::Load(args) => load_cmd(&args),
-        Command::Export(args) => export_cmd(&args),
-        Command::Render(args) => render::render_cmd(&args),
+        Command::Scan(mut args) => {
+            _inputs = dicomweb::resolve(&args.paths)?;
+            args.paths.clone_from(&_inputs.paths);
+            scan_cmd(&args)
+        }
+        Command::Load(mut args) => {
+            _inputs = dicomweb::resolve(&args.paths)?;
+            args.paths.clone_from(&_inputs.paths);
+            load_cmd(&args)
+        }
+        Command::Export(mut args) => {
+            _inputs = dicomweb::resolve(&args.paths)?;
+            args.paths.clone_from(&_inputs.paths);
+            export_cmd(&args)
+        }
+        Command::Render(mut args) => {
+            _inputs = dicomweb::resolve(&args.paths)?;
+            args.paths.clone_from(&_inputs.paths);
+            render::render_cmd(&args)
+        }
+        Command::Fetch(args) => dicomweb::fetch_cmd(&args),
         Command::Synth(args) => synth_cmd(&args),
         Command::Demo => demo_cmd(),
-        Command::Open(args) => open_cmd(&args),
+        Command::Open(mut args) => {
+            _inputs = dicomweb::resolve(&args.paths)?;
+            args.paths.clone_from(&_inputs.paths);
+            open_cmd(&args)
+        }
         Command::Key { command } => cases::key_cmd(&command),
         Command::Report { command } => cases::report_cmd(&command),
         Command::BenchReading(args) => bench_reading_cmd(&args),
@@ -391,18 +419,17 @@ fn pick_stack(paths: &[PathBuf], id: Option<&str>) -> Result<(ScanReport, Stack,
             .with_context(|| format!("no stack with id {id} (see `overread scan`)"))?,
         None => imaging::default_stack(&patients).context("no image stack found")?,
     };
-    Ok((report.clone_without_instances(), stack.clone(), secs))
+    Ok((without_instances(&report), stack.clone(), secs))
 }
 
-impl ScanReport {
-    fn clone_without_instances(&self) -> ScanReport {
-        ScanReport {
-            instances: Vec::new(),
-            warnings: self.warnings.clone(),
-            files_seen: self.files_seen,
-            non_image_objects: self.non_image_objects,
-            dicomdirs: self.dicomdirs.clone(),
-        }
+/// The report's warnings and counts, without its (large) list of headers.
+fn without_instances(report: &ScanReport) -> ScanReport {
+    ScanReport {
+        instances: Vec::new(),
+        warnings: report.warnings.clone(),
+        files_seen: report.files_seen,
+        non_image_objects: report.non_image_objects,
+        dicomdirs: report.dicomdirs.clone(),
     }
 }
 
@@ -528,7 +555,7 @@ fn synth_cmd(args: &SynthArgs) -> Result<()> {
         enhanced: args.enhanced,
         ..PhantomSpec::default()
     };
-    if spec.slices == 0 || spec.size_is_zero() {
+    if spec.slices == 0 || spec.rows == 0 || spec.columns == 0 {
         bail!("slices and size must be positive");
     }
     let out = imaging::synth::write_series(&spec, &args.output)?;
@@ -543,12 +570,6 @@ fn synth_cmd(args: &SynthArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-impl PhantomSpec {
-    fn size_is_zero(&self) -> bool {
-        self.rows == 0 || self.columns == 0
-    }
 }
 
 /// The demo case lives in the user's data folder; it is written on first use.

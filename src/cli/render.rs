@@ -9,17 +9,17 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
-use crate::imaging::stats::voxel_range;
 use crate::render::{
     self, AdapterChoice, Display, GpuContext, Interpolation, OutputDepth, Plane, Renderer,
     SlabMode, SliceView, Voi, VolumeInfo, VolumeTexture,
 };
+use imaging::stats::voxel_range;
 
 use super::{load_with_progress, pick_stack};
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// Files, folders or DICOMDIRs holding the stack.
+    /// Files, folders, DICOMDIRs or DICOMweb study URLs holding the stack.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Stack id from `overread scan` (default: the largest non-localizer stack).

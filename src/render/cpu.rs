@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::imaging::Voxels;
+use imaging::Voxels;
 
 use super::RenderError;
 use super::image::GreyImage;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
 
-use crate::imaging::{Volume, Voxels};
+use imaging::{Volume, Voxels};
 
 use super::RenderError;
 use super::image::GreyImage;

@@ -18,7 +18,7 @@
 use bytemuck::{Pod, Zeroable};
 use glam::{DMat3, DMat4, DVec3};
 
-use crate::imaging::{RescalePolicy, Volume, VolumeGeometry, Voxels};
+use imaging::{RescalePolicy, Volume, VolumeGeometry, Voxels};
 
 use super::RenderError;
 use super::view::{Interpolation, SlabMode, SliceView};

@@ -1,4 +1,4 @@
-//! Rendering: resliced, windowed images of a [`Volume`](crate::imaging::Volume), on the GPU (wgpu)
+//! Rendering: resliced, windowed images of a [`Volume`](imaging::Volume), on the GPU (wgpu)
 //! and on the CPU with the same math.
 //!
 //! A frame is two steps, drawn the same way by both renderers:

@@ -54,8 +54,8 @@ impl Voi {
     }
 
     /// The window a file gives (Window Center/Width with its VOI LUT Function).
-    pub fn from_window(w: &crate::imaging::header::Window) -> Voi {
-        use crate::imaging::header::WindowFunction;
+    pub fn from_window(w: &imaging::header::Window) -> Voi {
+        use imaging::header::WindowFunction;
         Voi::Window {
             center: w.center,
             width: w.width,
@@ -68,7 +68,7 @@ impl Voi {
     }
 
     /// The VOI LUT a file gives.
-    pub fn from_lut(t: &crate::imaging::header::VoiLutTable) -> Voi {
+    pub fn from_lut(t: &imaging::header::VoiLutTable) -> Voi {
         Voi::Lut(VoiLut {
             first_mapped: t.first_mapped,
             bits: t.bits.clamp(1, 16) as u8,
@@ -77,7 +77,7 @@ impl Voi {
     }
 
     /// What a file says to show: the window of a slice (width >= 1) or else its VOI LUT.
-    pub fn from_slice(slice: &crate::imaging::series::SliceRef) -> Option<Voi> {
+    pub fn from_slice(slice: &imaging::series::SliceRef) -> Option<Voi> {
         slice
             .window
             .filter(|w| w.width >= 1.0)

@@ -4,9 +4,9 @@
 use glam::DVec3;
 use serde::Serialize;
 
-use crate::imaging::Voxels;
 use crate::render::kernel::VolumeInfo;
 use crate::render::{Interpolation, SlabMode, SliceView, cpu};
+use imaging::Voxels;
 
 /// What was measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -284,7 +284,7 @@ fn fit_pixel_mm(info: &VolumeInfo, right: DVec3, down: DVec3, width: u32, height
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imaging::{RescalePolicy, VolumeGeometry, header::Rescale};
+    use imaging::{RescalePolicy, VolumeGeometry, header::Rescale};
 
     fn axial_info() -> VolumeInfo {
         let positions = (0..50).map(|k| [-100.0, -100.0, k as f64 * 2.0]).collect();

@@ -1,6 +1,6 @@
 //! A small, independent NIfTI-1 reader (header per the NIfTI-1 standard, nifti1.h), for
 //! comparing against dcm2niix and dicom2nifti output. Written separately from
-//! `overread::imaging::nifti` (the writer) so that neither can hide the other's mistake.
+//! `imaging::nifti` (the writer) so that neither can hide the other's mistake.
 
 use std::io::Read;
 use std::path::Path;

@@ -4,10 +4,13 @@
 //! - [`canonical`]: the canonical bytes of a report (documented, deterministic, versioned):
 //!   what is hashed and signed.
 //! - [`sign`]: ed25519 keys with key ids, signing and verifying reports.
+//! - [`multipart`]: `multipart/related` bodies as DICOMweb sends them (STOW-RS uploads,
+//!   WADO-RS answers), read and written the same way on both sides.
 //!
 //! No tokio, no wgpu: both the workstation and the server link this crate.
 
 pub mod canonical;
+pub mod multipart;
 pub mod sign;
 pub mod types;
 

@@ -1,15 +1,16 @@
 //! A bounded, closed-loop load generator for report intake (`benches/intake.sh` runs it).
 //!
 //! Setup (not timed), straight in the database the server uses: a radiologist with a key and
-//! `--reports` cases in reading, assigned to them, and one signed final report per case, signed
+//! `--reports` cases in reading (each with a small synthetic study in `--store`, the server's
+//! object store), assigned to them, and one signed final report per case, signed
 //! here beforehand. Then `--clients` tasks, each with its own HTTP connection, take the next
 //! report from a shared queue and `POST /cases/{id}/reports` it, until all are sent; every
 //! request's latency is recorded. The server verifies each signature, checks key, author and
 //! case state, stores the report with its audit row in one transaction, and answers with a
 //! receipt. Prints one JSON line: throughput and latency percentiles.
 //!
-//! `cargo run --release -p case-server --example intake_load -- --db URL --server URL
-//!  --clients 16 --reports 2000`
+//! `cargo run --release -p case-server --example intake_load -- --db URL --store DIR
+//!  --server URL --clients 16 --reports 2000`
 
 #![allow(
     clippy::print_stdout,
@@ -33,6 +34,8 @@ const PASSWORD: &str = "bench-password";
 struct Args {
     db: String,
     server: String,
+    /// The server's object store (each case gets a small synthetic study before it is ready).
+    store: String,
     clients: usize,
     reports: usize,
 }
@@ -41,6 +44,7 @@ fn args() -> Args {
     let mut a = Args {
         db: String::new(),
         server: String::new(),
+        store: String::new(),
         clients: 1,
         reports: 500,
     };
@@ -50,14 +54,15 @@ fn args() -> Args {
         match flag.as_str() {
             "--db" => a.db = value,
             "--server" => a.server = value,
+            "--store" => a.store = value,
             "--clients" => a.clients = value.parse().expect("--clients N"),
             "--reports" => a.reports = value.parse().expect("--reports N"),
             other => panic!("unknown flag {other}"),
         }
     }
     assert!(
-        !a.db.is_empty() && !a.server.is_empty(),
-        "--db and --server"
+        !a.db.is_empty() && !a.server.is_empty() && !a.store.is_empty(),
+        "--db, --store and --server"
     );
     a
 }
@@ -72,6 +77,7 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let a = args();
     let db = Db::open(&a.db).await.expect("database");
+    let store = case_server::Store::open(&a.store).expect("object store");
     db.add_user(
         "bench-rad",
         Role::Radiologist,
@@ -111,6 +117,9 @@ async fn main() {
             .await
             .expect("case");
         db.assign(&case.id, "bench-rad").await.expect("assign");
+        case_server::intake::store_synthetic_study(&db, &store, &case.id, i as u64)
+            .await
+            .expect("study");
         db.set_status(&case.id, CaseStatus::Ready)
             .await
             .expect("ready");

@@ -13,7 +13,7 @@
 //! | `GET /audit` | admins |
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRef, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use case_protocol::{
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use crate::Server;
 use crate::auth;
 use crate::db::{Backend, Db, DbError, parse_role, status_name, summary_of};
 use crate::error::ApiError;
@@ -33,7 +34,10 @@ use crate::report_writer::{ReportWrite, WriteOutcome};
 /// Largest request body: a report with its measurements is a few kB; 1 MiB is generous.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
-pub fn router(db: Db) -> Router {
+/// The whole API: the routes here, DICOMweb under `/dicomweb` and `/cases/{id}/dicomweb`
+/// ([`crate::dicomweb`]).
+pub fn router(server: Server) -> Router {
+    let dicomweb = crate::dicomweb::routes(server.max_upload_bytes);
     Router::new()
         .route("/login", post(login))
         .route("/users", post(add_user).get(list_users))
@@ -47,7 +51,9 @@ pub fn router(db: Db) -> Router {
         .route("/worklist", get(worklist))
         .route("/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(db)
+        .nest("/dicomweb", dicomweb.clone())
+        .nest("/cases/{id}/dicomweb", dicomweb)
+        .with_state(server)
 }
 
 /// The caller, from a valid unexpired bearer token.
@@ -59,10 +65,15 @@ pub struct Caller {
     pub remote: Option<String>,
 }
 
-impl FromRequestParts<Db> for Caller {
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Db: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, db: &Db) -> Result<Caller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, ApiError> {
+        let db = Db::from_ref(state);
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -103,7 +114,7 @@ impl FromRequestParts<Db> for Caller {
 }
 
 impl Caller {
-    fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+    pub(crate) fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.role) {
             Ok(())
         } else {
@@ -114,7 +125,7 @@ impl Caller {
         }
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         db: &Db,
         action: &str,
@@ -481,7 +492,11 @@ async fn create_case(
 }
 
 /// A case the caller may see (assigned radiologist, coordinator, QA, admin).
-async fn visible_case(db: &Db, caller: &Caller, id: &str) -> Result<CaseSummary, ApiError> {
+pub(crate) async fn visible_case(
+    db: &Db,
+    caller: &Caller,
+    id: &str,
+) -> Result<CaseSummary, ApiError> {
     let case = db
         .case_summary(id)
         .await

@@ -339,6 +339,11 @@ impl Db {
                 status_name(to)
             )));
         }
+        if to == CaseStatus::Ready && crate::intake::instance_count(self, id).await? == 0 {
+            return Err(DbError::Invalid(format!(
+                "case {id} has no studies yet: import or upload them before it is ready"
+            )));
+        }
         let now_unix = unix_now();
         let moved = if to == CaseStatus::Ready {
             sqlx::query(

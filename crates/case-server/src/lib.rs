@@ -5,6 +5,9 @@
 //! - [`auth`]: argon2 password hashes and expiring bearer tokens.
 //! - [`api`]: the HTTP API (axum): login, users, keys, cases, worklist, reports, audit.
 //! - [`report_writer`]: signed reports stored by one writer with group commit.
+//! - [`store`]: DICOM objects in an `object_store` (a folder, or S3), content-addressed.
+//! - [`intake`]: eligibility rules and storing studies into a case (import and STOW-RS).
+//! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS, scoped by role and assignment.
 //! - [`tls`]: rustls configuration, self-signed first-start certificates, the TLS listener.
 //!
 //! Owns: the case record and every signed report, forever. Must not: log patient identity,
@@ -13,8 +16,11 @@
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod dicomweb;
 pub mod error;
+pub mod intake;
 pub mod report_writer;
+pub mod store;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -41,21 +47,58 @@ impl Connected<IncomingStream<'_, tls::TlsListener>> for Peer {
 }
 pub use db::Db;
 pub use error::ApiError;
+pub use intake::IntakeRules;
+pub use store::Store;
+
+/// Default largest STOW-RS request: 1 GiB (a CD-ROM's worth; bigger studies go in parts).
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 1 << 30;
+
+/// What every request handler shares: the database, the object store and the intake rules.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub db: Db,
+    pub store: Store,
+    pub rules: IntakeRules,
+    /// Largest STOW-RS body, bytes.
+    pub max_upload_bytes: usize,
+    /// `https` or `http`, for the URLs the server writes (set by [`serve`] and [`serve_tls`]).
+    pub scheme: &'static str,
+}
+
+impl Server {
+    pub fn new(db: Db, store: Store) -> Server {
+        Server {
+            db,
+            store,
+            rules: IntakeRules::default(),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            scheme: "https",
+        }
+    }
+}
+
+impl axum::extract::FromRef<Server> for Db {
+    fn from_ref(server: &Server) -> Db {
+        server.db.clone()
+    }
+}
 
 /// Serve the API over TLS on `listener` until the task is dropped.
 pub async fn serve_tls(
-    db: Db,
+    mut server: Server,
     listener: tokio::net::TcpListener,
     config: std::sync::Arc<rustls::ServerConfig>,
 ) -> std::io::Result<()> {
+    server.scheme = "https";
     let tls = tls::TlsListener::new(listener, config)?;
-    let app = router(db).into_make_service_with_connect_info::<Peer>();
+    let app = router(server).into_make_service_with_connect_info::<Peer>();
     axum::serve(tls, app).await
 }
 
 /// Serve the API over plain HTTP on `listener` (loopback only: the caller checks) until the
 /// task is dropped.
-pub async fn serve(db: Db, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    let app = router(db).into_make_service_with_connect_info::<Peer>();
+pub async fn serve(mut server: Server, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    server.scheme = "http";
+    let app = router(server).into_make_service_with_connect_info::<Peer>();
     axum::serve(listener, app).await
 }

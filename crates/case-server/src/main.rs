@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use case_protocol::{CaseStatus, NewCase, Role};
-use case_server::Db;
 use case_server::db::{DbError, parse_role, parse_status, status_name};
+use case_server::{Db, Server, Store};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -20,6 +20,23 @@ struct Cli {
         env = "OVERREAD_SERVER_DB"
     )]
     db: String,
+    /// Where DICOM objects are kept: a folder, `file:///folder`, or `s3://bucket/prefix`
+    /// (credentials and endpoint from the AWS_* variables).
+    #[arg(
+        long,
+        global = true,
+        default_value = "overread-objects",
+        env = "OVERREAD_SERVER_STORE"
+    )]
+    store: String,
+    /// Oldest study a case accepts, in days before today.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 365,
+        env = "OVERREAD_MAX_STUDY_AGE_DAYS"
+    )]
+    max_study_age_days: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +70,18 @@ enum Command {
         /// Plain HTTP; allowed only on a loopback address.
         #[arg(long, conflicts_with_all = ["cert", "key"])]
         insecure_http: bool,
+        /// Largest STOW-RS upload, MiB.
+        #[arg(long, default_value_t = 1024)]
+        max_upload_mib: usize,
+    },
+    /// Import a CD-ROM (its DICOMDIR or folder) or folders of DICOM files into a case. Each
+    /// study is checked against the intake rules and stored whole or not at all.
+    Import {
+        /// DICOMDIR files, folders or files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        case: String,
     },
     /// Manage accounts.
     User {
@@ -137,6 +166,12 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     let db = Db::open(&cli.db).await.map_err(|e| e.to_string())?;
     let err = |e: DbError| e.to_string();
+    let server = || -> Result<Server, String> {
+        let store = Store::open(&cli.store).map_err(|e| e.to_string())?;
+        let mut server = Server::new(db.clone(), store);
+        server.rules.max_study_age_days = cli.max_study_age_days;
+        Ok(server)
+    };
     match cli.command {
         Command::Init {
             self_signed,
@@ -165,7 +200,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             cert,
             key,
             insecure_http,
+            max_upload_mib,
         } => {
+            let mut server = server()?;
+            server.max_upload_bytes = max_upload_mib.saturating_mul(1 << 20);
             if insecure_http {
                 if !listen.ip().is_loopback() {
                     return Err(format!("plain HTTP only on loopback; {listen} is not"));
@@ -177,7 +215,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "serving on http://{}",
                     listener.local_addr().map_err(|e| e.to_string())?
                 );
-                case_server::serve(db, listener)
+                case_server::serve(server, listener)
                     .await
                     .map_err(|e| e.to_string())?;
             } else {
@@ -192,11 +230,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "serving on https://{}",
                     listener.local_addr().map_err(|e| e.to_string())?
                 );
-                case_server::serve_tls(db, listener, config)
+                case_server::serve_tls(server, listener, config)
                     .await
                     .map_err(|e| e.to_string())?;
             }
         }
+        Command::Import { paths, case } => import(&server()?, &paths, &case).await?,
         Command::User {
             command:
                 UserCommand::Add {
@@ -273,6 +312,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             cli_audit(&db, "case_status", Some(&id), status_name(to)).await?;
             println!("{} is {}", case.id, status_name(case.status));
         }
+    }
+    Ok(())
+}
+
+/// `import`: scan, group by study, and store each study (all of it or none of it). Prints one
+/// line per study; fails when any study was refused or nothing could be read.
+async fn import(server: &Server, paths: &[PathBuf], case: &str) -> Result<(), String> {
+    let report = case_server::intake::import(server, paths, case)
+        .await
+        .map_err(|e| e.to_string())?;
+    for w in &report.skipped {
+        eprintln!("skipped {w}");
+    }
+    for s in &report.stored {
+        println!(
+            "study {}: {} instances in {} series stored ({} new)",
+            s.study_uid, s.instances, s.series, s.new
+        );
+    }
+    for (study, why) in &report.refused {
+        println!("study {study}: refused, nothing stored: {why}");
+    }
+    if report.stored.is_empty() && report.refused.is_empty() {
+        return Err("no images found".into());
+    }
+    if !report.refused.is_empty() {
+        return Err(format!(
+            "{} studies refused (see above)",
+            report.refused.len()
+        ));
     }
     Ok(())
 }

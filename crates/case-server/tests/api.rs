@@ -6,8 +6,8 @@
 
 use case_protocol::Role;
 use case_protocol::{
-    Author, CaseSummary, NewCase, Patient, Priority, Receipt, Referral, ReferringPhysician, Report,
-    ReportKind, ReportMeasurement, SignedReport, SigningKey, report_hash, sign_report,
+    Author, CaseSummary, Receipt, Report, ReportKind, ReportMeasurement, SignedReport, SigningKey,
+    report_hash, sign_report,
 };
 use case_server::Db;
 use case_server::api::{AuditRow, LoginResponse, StoredReport, UserSummary};
@@ -15,164 +15,8 @@ use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 
-const PASSWORD: &str = "password-123";
-
-struct Server {
-    base: String,
-    http: reqwest::Client,
-    db: Db,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> Server {
-    // In a workspace build reqwest may carry rustls without a provider (feature unification
-    // with the workstation's client): give it ring, as the workstation does.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let url = case_server::db::scratch_database(dir.path()).await.unwrap();
-    let db = Db::open(&url).await.unwrap();
-    for (id, role, subs) in [
-        ("admin", Role::Admin, vec![]),
-        ("coord", Role::Coordinator, vec![]),
-        (
-            "rad1",
-            Role::Radiologist,
-            vec!["chest".to_string(), "neuro".to_string()],
-        ),
-        ("rad2", Role::Radiologist, vec!["chest".to_string()]),
-        ("qa1", Role::QaReviewer, vec![]),
-    ] {
-        db.add_user(id, role, &format!("User {id}"), &subs, PASSWORD)
-            .await
-            .unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(case_server::serve(db.clone(), listener));
-    Server {
-        base,
-        http: reqwest::Client::new(),
-        db,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    async fn login(&self, user: &str) -> String {
-        let r = self
-            .http
-            .post(format!("{}/login", self.base))
-            .json(&json!({"user": user, "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json::<LoginResponse>().await.unwrap().token
-    }
-
-    async fn post(&self, token: &str, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn report_count(&self) -> i64 {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM reports")
-            .fetch_one(&self.db.pool)
-            .await
-            .unwrap()
-    }
-}
-
-fn new_case(subspecialty: &str) -> NewCase {
-    NewCase {
-        patient: Patient {
-            name: "DOE^JANE".into(),
-            id: "MRN-555".into(),
-            birth_date: "1970-01-01".into(),
-            sex: "F".into(),
-        },
-        referral: Referral {
-            physician: ReferringPhysician {
-                name: "Dr Referrer".into(),
-                fax: "+14165550100".into(),
-                institution: None,
-            },
-            clinical_question: "Nodule?".into(),
-            document_sha256: None,
-        },
-        subspecialty: subspecialty.into(),
-        priority: Priority::Routine,
-    }
-}
-
-/// A case created by the coordinator, assigned to `rad`, ready, and opened (reading).
-async fn case_in_reading(s: &Server, rad: &str) -> String {
-    let coord = s.login("coord").await;
-    let r = s
-        .post(
-            &coord,
-            "/cases",
-            &serde_json::to_value(new_case("chest")).unwrap(),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let case: CaseSummary = r.json().await.unwrap();
-    let r = s
-        .post(
-            &coord,
-            &format!("/cases/{}/assign", case.id),
-            &json!({"radiologist": rad}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = s
-        .post(
-            &coord,
-            &format!("/cases/{}/status", case.id),
-            &json!({"status": "ready"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let ready: CaseSummary = r.json().await.unwrap();
-    assert!(ready.due_at.is_some(), "a ready case has a due date");
-    let rad_token = s.login(rad).await;
-    let r = s
-        .post(
-            &rad_token,
-            &format!("/cases/{}/status", case.id),
-            &json!({"status": "reading"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    case.id
-}
-
-async fn register_key(s: &Server, token: &str) -> SigningKey {
-    let key = SigningKey::generate();
-    let r = s
-        .post(
-            token,
-            "/keys",
-            &json!({"public_key": key.verifying_key().to_base64()}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    key
-}
+mod support;
+use support::*;
 
 fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -> Report {
     Report {
@@ -687,7 +531,12 @@ async fn the_api_is_served_over_tls() {
     let config = case_server::tls::server_config(&cert, &key).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(case_server::serve_tls(db, listener, config));
+    let store = case_server::Store::open(dir.path().join("objects").to_str().unwrap()).unwrap();
+    tokio::spawn(case_server::serve_tls(
+        case_server::Server::new(db, store),
+        listener,
+        config,
+    ));
 
     // A client that speaks plain HTTP to the TLS port gets no HTTP answer.
     let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -1,15 +1,24 @@
 //! The real `overread-server` binary: init, user add (password on stdin), key add, case create,
-//! and the transport rule (plain HTTP only on loopback, asked for).
+//! import (CD-ROM folder with an ineligible study and a non-DICOM file), readiness, and the
+//! transport rule (plain HTTP only on loopback, asked for).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn server(db: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+/// The database URL and the object-store folder of one test's server.
+struct Ctx {
+    db: String,
+    store: std::path::PathBuf,
+}
+
+fn server(ctx: &Ctx, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_overread-server"))
         .arg("--db")
-        .arg(db)
+        .arg(&ctx.db)
+        .arg("--store")
+        .arg(&ctx.store)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -39,11 +48,14 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
     let dir = tempfile::tempdir().unwrap();
     // A SQLite file, or a fresh PostgreSQL database when DATABASE_URL names a server.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let db = runtime
-        .block_on(case_server::db::scratch_database(dir.path()))
-        .unwrap();
+    let ctx = Ctx {
+        db: runtime
+            .block_on(case_server::db::scratch_database(dir.path()))
+            .unwrap(),
+        store: dir.path().join("objects"),
+    };
     let tls_dir = dir.path().to_str().unwrap();
-    let (ok, out, err) = server(&db, &["init", "--self-signed", "--tls-dir", tls_dir], None);
+    let (ok, out, err) = server(&ctx, &["init", "--self-signed", "--tls-dir", tls_dir], None);
     assert!(ok, "{err}");
     assert!(out.contains("server-cert.pem") && dir.path().join("server-key.pem").exists());
     #[cfg(unix)]
@@ -60,7 +72,7 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
         );
     }
     let (ok, out, err) = server(
-        &db,
+        &ctx,
         &[
             "user",
             "add",
@@ -76,13 +88,13 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
     );
     assert!(ok, "{out}{err}");
     let (ok, _, err) = server(
-        &db,
+        &ctx,
         &["user", "add", "x", "--role", "surgeon", "--name", "X"],
         Some("a-long-password"),
     );
     assert!(!ok && err.contains("unknown role"), "{err}");
     let (ok, _, err) = server(
-        &db,
+        &ctx,
         &["user", "add", "y", "--role", "admin", "--name", "Y"],
         Some("short"),
     );
@@ -90,7 +102,7 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
 
     let key = case_protocol::SigningKey::generate();
     let (ok, out, err) = server(
-        &db,
+        &ctx,
         &[
             "key",
             "add",
@@ -103,7 +115,7 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), key.verifying_key().id().0);
     let (ok, _, err) = server(
-        &db,
+        &ctx,
         &["key", "add", "rad1", "--public-key", "bm9wZQ=="],
         None,
     );
@@ -118,29 +130,92 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
             "subspecialty":"chest","priority":"urgent"}"#,
     )
     .unwrap();
-    let (ok, out, err) = server(&db, &["case", "create", case_json.to_str().unwrap()], None);
+    let (ok, out, err) = server(&ctx, &["case", "create", case_json.to_str().unwrap()], None);
     assert!(ok, "{err}");
     let case_id = out.trim().to_string();
     assert!(case_id.starts_with("C-"));
-    let (ok, _, err) = server(&db, &["case", "status", &case_id, "reading"], None);
+    let (ok, _, err) = server(&ctx, &["case", "status", &case_id, "reading"], None);
     assert!(!ok && err.contains("cannot become reading"), "{err}");
     assert!(
         server(
-            &db,
+            &ctx,
             &["case", "assign", &case_id, "--radiologist", "rad1"],
             None
         )
         .0
     );
-    assert!(server(&db, &["case", "status", &case_id, "ready"], None).0);
-    assert!(server(&db, &["case", "status", &case_id, "reading"], None).0);
-    let (ok, _, err) = server(&db, &["case", "status", &case_id, "reported"], None);
+    // Not ready without its studies.
+    let (ok, _, err) = server(&ctx, &["case", "status", &case_id, "ready"], None);
+    assert!(!ok && err.contains("no studies yet"), "{err}");
+    // Import: a study from today is stored; one older than the rule allows is refused by name
+    // and rule, and nothing of it is stored.
+    let recent = dir.path().join("cd/recent");
+    let old = dir.path().join("cd/old");
+    let spec = |seed, date: &str| imaging::synth::PhantomSpec {
+        columns: 32,
+        rows: 32,
+        slices: 3,
+        seed,
+        study_date: date.to_string(),
+        ..Default::default()
+    };
+    imaging::synth::write_series(&spec(7, &imaging::synth::today_yyyymmdd()), &recent).unwrap();
+    let written_old = imaging::synth::write_series(&spec(8, "20190301"), &old).unwrap();
+    std::fs::write(dir.path().join("cd/README.TXT"), "not DICOM").unwrap();
+    let cd = dir.path().join("cd");
+    let (ok, out, err) = server(
+        &ctx,
+        &["import", cd.to_str().unwrap(), "--case", &case_id],
+        None,
+    );
+    assert!(!ok, "a refused study makes import fail: {out}");
+    assert!(
+        out.contains("3 instances in 1 series stored (3 new)"),
+        "{out}"
+    );
+    let old_study = out
+        .lines()
+        .find(|l| l.contains("refused"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        old_study.contains("dated 20190301") && old_study.contains("older than 365 days"),
+        "{old_study}"
+    );
+    assert!(
+        err.contains("README.TXT"),
+        "the non-DICOM file is named: {err}"
+    );
+    assert!(!written_old.series_instance_uid.is_empty());
+    // Imported again: nothing new; the old study still refused.
+    let (_, out, _) = server(
+        &ctx,
+        &["import", recent.to_str().unwrap(), "--case", &case_id],
+        None,
+    );
+    assert!(out.contains("stored (0 new)"), "{out}");
+    // The rule is configurable: a longer limit takes the old study.
+    let (ok, out, err) = server(
+        &ctx,
+        &[
+            "import",
+            old.to_str().unwrap(),
+            "--case",
+            &case_id,
+            "--max-study-age-days",
+            "100000",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("(3 new)"), "{out}{err}");
+    assert!(server(&ctx, &["case", "status", &case_id, "ready"], None).0);
+    assert!(server(&ctx, &["case", "status", &case_id, "reading"], None).0);
+    let (ok, _, err) = server(&ctx, &["case", "status", &case_id, "reported"], None);
     assert!(!ok && err.contains("only with a signed report"), "{err}");
 
-    let (ok, _, err) = server(&db, &["serve", "--listen", "127.0.0.1:0"], None);
+    let (ok, _, err) = server(&ctx, &["serve", "--listen", "127.0.0.1:0"], None);
     assert!(!ok && err.contains("--cert and --key"), "{err}");
     let (ok, _, err) = server(
-        &db,
+        &ctx,
         &["serve", "--listen", "0.0.0.0:0", "--insecure-http"],
         None,
     );

@@ -902,6 +902,88 @@ pub fn decode_all_frame_values(path: &std::path::Path) -> Result<Vec<DecodedFram
         .collect()
 }
 
+/// One frame exactly as stored: the codec stream of an encapsulated frame, or the
+/// little-endian sample bytes of a native one (WADO-RS frame retrieval, PS3.18 10.4.1.1.3).
+#[derive(Debug, Clone)]
+pub struct StoredFrame {
+    pub transfer_syntax_uid: String,
+    /// True when the bytes are a compressed stream (the transfer syntax says which codec).
+    pub encapsulated: bool,
+    pub bytes: Vec<u8>,
+}
+
+/// Frames `frames` (0-based) of one file, without decoding them.
+pub fn stored_frames(
+    path: &std::path::Path,
+    frames: &[u32],
+) -> Result<Vec<StoredFrame>, ImagingError> {
+    let obj = open_full(path)?;
+    let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
+    let count = super::header::int(&obj, tags::NUMBER_OF_FRAMES)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1);
+    let pixel_data = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or_else(|| ImagingError::Decode {
+            path: path.to_path_buf(),
+            frame: 0,
+            reason: "no Pixel Data (7FE0,0010)".into(),
+        })?;
+    let rows = super::header::int(&obj, tags::ROWS).unwrap_or(0);
+    let columns = super::header::int(&obj, tags::COLUMNS).unwrap_or(0);
+    let spp = super::header::int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let bits = super::header::int(&obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    frames
+        .iter()
+        .map(|&frame| {
+            let err = |reason: String| ImagingError::Decode {
+                path: path.to_path_buf(),
+                frame,
+                reason,
+            };
+            if frame >= count {
+                return Err(err(format!("frame {} asked of {count}", frame + 1)));
+            }
+            let bytes = match pixel_data.value() {
+                Value::PixelSequence(seq) => {
+                    frame_fragments(seq.offset_table(), seq.fragments(), frame, count, &ts_uid)
+                        .map_err(err)?
+                }
+                Value::Primitive(value) => {
+                    if bits % 8 != 0 {
+                        return Err(err(format!("{bits}-bit packed frames are not served")));
+                    }
+                    let len = usize::try_from(rows * columns * spp * (bits / 8))
+                        .map_err(|_| err("implausible frame size".into()))?;
+                    let all: Cow<[u8]> = match value {
+                        PrimitiveValue::U16(words) => {
+                            Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
+                        }
+                        other => other.to_bytes(),
+                    };
+                    let start = len * frame as usize;
+                    all.get(start..start + len)
+                        .ok_or_else(|| {
+                            err(format!(
+                                "Pixel Data holds {} bytes, frame needs {}",
+                                all.len(),
+                                start + len
+                            ))
+                        })?
+                        .to_vec()
+                }
+                Value::Sequence(_) => return Err(err("Pixel Data is a sequence".into())),
+            };
+            Ok(StoredFrame {
+                transfer_syntax_uid: ts_uid.clone(),
+                encapsulated: matches!(pixel_data.value(), Value::PixelSequence(_)),
+                bytes,
+            })
+        })
+        .collect()
+}
+
 fn decode_opened_frame(
     obj: &DefaultDicomObject,
     path: &std::path::Path,

@@ -1,0 +1,339 @@
+//! DICOMweb (PS3.18) on the case server: STOW-RS, QIDO-RS and WADO-RS.
+//!
+//! Two roots serve the same resources:
+//! - `/cases/{case}/dicomweb` — one case's studies; STOW-RS uploads go here (a study needs a
+//!   case). A workstation opens `https://HOST/cases/C-1/dicomweb/studies/UID`.
+//! - `/dicomweb` — every study the caller may see.
+//!
+//! Who sees what is the case rule of the API ([`crate::api`]): the assigned radiologist,
+//! QA reviewers once a case is reported, coordinators and admins. A study the caller may not
+//! see does not exist for them (404). Uploads are for coordinators. Every request leaves an
+//! audit row naming the case and the study, series or instance (UIDs only).
+//!
+//! | resource | methods |
+//! | --- | --- |
+//! | `/studies` | GET (QIDO), POST (STOW, case root only) |
+//! | `/studies/{study}` | GET (WADO: every instance), POST (STOW into that study) |
+//! | `/studies/{study}/metadata`, `.../series/{series}/metadata`, `.../instances/{sop}/metadata` | GET (DICOM JSON) |
+//! | `/studies/{study}/series`, `/studies/{study}/instances`, `.../series/{series}/instances` | GET (QIDO) |
+//! | `/studies/{study}/series/{series}`, `.../instances/{sop}` | GET (WADO) |
+//! | `.../instances/{sop}/frames/{list}` | GET (frames as stored; 1-based list) |
+//! | `.../instances/{sop}/rendered`, `.../thumbnail`, `.../series/{series}/thumbnail`, `/studies/{study}/thumbnail` | GET (PNG) |
+//!
+//! Objects are served as stored (no transcoding): a request that insists on another transfer
+//! syntax gets 406 and says which one the objects have.
+
+mod qido;
+mod render;
+mod stow;
+mod wado;
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::get;
+use case_protocol::Role;
+use sqlx::any::AnyRow;
+
+use crate::Server;
+use crate::api::{Caller, visible_case};
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// The DICOMweb routes, to be nested under `/dicomweb` and `/cases/{id}/dicomweb`.
+pub fn routes(max_upload_bytes: usize) -> Router<Server> {
+    Router::new()
+        .route("/studies", get(qido::studies).post(stow::store))
+        .route("/studies/{study}", get(wado::retrieve).post(stow::store))
+        .route("/studies/{study}/metadata", get(wado::metadata))
+        .route("/studies/{study}/thumbnail", get(render::thumbnail))
+        .route("/studies/{study}/series", get(qido::series))
+        .route("/studies/{study}/instances", get(qido::instances))
+        .route("/studies/{study}/series/{series}", get(wado::retrieve))
+        .route(
+            "/studies/{study}/series/{series}/metadata",
+            get(wado::metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/thumbnail",
+            get(render::thumbnail),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances",
+            get(qido::instances),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{sop}",
+            get(wado::retrieve),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{sop}/metadata",
+            get(wado::metadata),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
+            get(wado::frames),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{sop}/rendered",
+            get(render::rendered),
+        )
+        .route(
+            "/studies/{study}/series/{series}/instances/{sop}/thumbnail",
+            get(render::thumbnail),
+        )
+        .layer(DefaultBodyLimit::max(max_upload_bytes))
+}
+
+/// What a request may see: one case, or every case visible to the caller.
+#[derive(Debug, Clone)]
+pub(crate) enum Scope {
+    Case(String),
+    Visible { role: Role, user: String },
+}
+
+/// Path parameters of a DICOMweb request.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Target {
+    pub case: Option<String>,
+    pub study: Option<String>,
+    pub series: Option<String>,
+    pub sop: Option<String>,
+}
+
+impl Target {
+    pub fn from_params(params: &HashMap<String, String>) -> Target {
+        Target {
+            case: params.get("id").cloned(),
+            study: params.get("study").cloned(),
+            series: params.get("series").cloned(),
+            sop: params.get("sop").cloned(),
+        }
+    }
+
+    /// "study S series SE instance I" for messages and audit rows (UIDs only).
+    pub fn describe(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(s) = &self.study {
+            out.push(format!("study {s}"));
+        }
+        if let Some(s) = &self.series {
+            out.push(format!("series {s}"));
+        }
+        if let Some(s) = &self.sop {
+            out.push(format!("instance {s}"));
+        }
+        if out.is_empty() {
+            "all studies".into()
+        } else {
+            out.join(" ")
+        }
+    }
+}
+
+pub(crate) async fn scope(db: &Db, caller: &Caller, target: &Target) -> Result<Scope, ApiError> {
+    match &target.case {
+        Some(case) => {
+            visible_case(db, caller, case).await?;
+            Ok(Scope::Case(case.clone()))
+        }
+        None => Ok(Scope::Visible {
+            role: caller.role,
+            user: caller.id.clone(),
+        }),
+    }
+}
+
+/// A bound value of a [`Sql`] statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// SQL built from pieces with `$N` placeholders (sqlx's query builder writes `?` for the Any
+/// driver, which PostgreSQL refuses). Values are always bound, never spliced.
+#[derive(Debug, Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    binds: Vec<Bind>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            binds: Vec::new(),
+        }
+    }
+    pub fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+    pub fn bind(&mut self, value: Bind) -> &mut Sql {
+        self.binds.push(value);
+        self.text.push_str(&format!("${}", self.binds.len()));
+        self
+    }
+    pub fn text(&mut self, value: &str) -> &mut Sql {
+        self.bind(Bind::Text(value.to_string()))
+    }
+    /// `AND <the scope's rule>` for a query over `instances JOIN cases`.
+    pub fn scope(&mut self, scope: &Scope) -> &mut Sql {
+        match scope {
+            Scope::Case(case) => {
+                self.push(" AND instances.case_id = ");
+                self.text(case);
+            }
+            Scope::Visible { role, user } => match role {
+                Role::Radiologist => {
+                    self.push(" AND cases.assigned_to = ");
+                    self.text(user);
+                }
+                Role::QaReviewer => {
+                    self.push(" AND cases.status IN ('reported', 'delivered')");
+                }
+                Role::Coordinator | Role::Admin => {}
+            },
+        }
+        self
+    }
+    /// `AND instances.<uid columns> = ...` for the target's path.
+    pub fn target(&mut self, target: &Target) -> &mut Sql {
+        if let Some(s) = &target.study {
+            self.push(" AND instances.study_uid = ");
+            self.text(s);
+        }
+        if let Some(s) = &target.series {
+            self.push(" AND instances.series_uid = ");
+            self.text(s);
+        }
+        if let Some(s) = &target.sop {
+            self.push(" AND instances.sop_uid = ");
+            self.text(s);
+        }
+        self
+    }
+    pub async fn fetch_all(&self, db: &Db) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(self.text.clone()));
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q.fetch_all(&db.pool).await
+    }
+}
+
+/// The case a target's rows belong to (for the audit row): the scope's case, or the first
+/// row's.
+pub(crate) fn audit_case<'a>(scope: &'a Scope, rows: &'a [AnyRow]) -> Option<String> {
+    use sqlx::Row;
+    match scope {
+        Scope::Case(c) => Some(c.clone()),
+        Scope::Visible { .. } => rows
+            .first()
+            .and_then(|r| r.try_get::<String, _>("case_id").ok()),
+    }
+}
+
+/// Whether an `Accept` header allows a multipart/related response whose parts are
+/// `part_type` (or a single `part_type` body): absent, `*/*`, `multipart/related` with no
+/// type or a matching type, or `part_type` itself.
+pub(crate) fn accepts(headers: &HeaderMap, part_type: &str) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    accept.split(',').any(|range| {
+        let m = case_protocol::multipart::MediaType::parse(range);
+        let matches = |t: &str| {
+            t == "*" || t == "*/*" || t.eq_ignore_ascii_case(part_type) || {
+                let (a, _) = t.split_once('/').unwrap_or((t, ""));
+                t.ends_with("/*") && part_type.starts_with(&format!("{a}/"))
+            }
+        };
+        match m.essence.as_str() {
+            "*/*" | "multipart/*" => true,
+            "multipart/related" => m.param("type").is_none_or(matches),
+            other => matches(other),
+        }
+    })
+}
+
+/// The transfer syntax an `Accept` header insists on (`transfer-syntax=` other than `*`).
+pub(crate) fn insisted_transfer_syntax(headers: &HeaderMap) -> Option<String> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    let mut wanted = Vec::new();
+    for range in accept.split(',') {
+        let m = case_protocol::multipart::MediaType::parse(range);
+        match m.param("transfer-syntax") {
+            Some("*") | None => return None,
+            Some(ts) => wanted.push(ts.to_string()),
+        }
+    }
+    wanted.into_iter().next()
+}
+
+pub(crate) fn not_acceptable(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::NOT_ACCEPTABLE, message)
+}
+
+/// `http(s)://host` of the request, for Retrieve URLs.
+pub(crate) fn origin(server: &Server, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("{}://{host}", server.scheme)
+}
+
+/// The URL root a target was addressed under (`.../dicomweb`).
+pub(crate) fn root(server: &Server, headers: &HeaderMap, target: &Target) -> String {
+    match &target.case {
+        Some(c) => format!("{}/cases/{c}/dicomweb", origin(server, headers)),
+        None => format!("{}/dicomweb", origin(server, headers)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn accept_rules() {
+        assert!(accepts(&HeaderMap::new(), "application/dicom"));
+        assert!(accepts(
+            &with_accept(r#"multipart/related; type="application/dicom"; transfer-syntax=*"#),
+            "application/dicom"
+        ));
+        assert!(!accepts(
+            &with_accept(r#"multipart/related; type="application/octet-stream""#),
+            "application/dicom"
+        ));
+        assert!(accepts(&with_accept("image/*"), "image/png"));
+        assert!(!accepts(&with_accept("image/jpeg"), "image/png"));
+        assert!(accepts(&with_accept("text/html, */*;q=0.1"), "image/png"));
+        assert_eq!(
+            insisted_transfer_syntax(&with_accept(
+                r#"multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1"#
+            ))
+            .as_deref(),
+            Some("1.2.840.10008.1.2.1")
+        );
+        assert_eq!(
+            insisted_transfer_syntax(&with_accept(
+                r#"multipart/related; type="application/dicom"; transfer-syntax=*"#
+            )),
+            None
+        );
+    }
+}

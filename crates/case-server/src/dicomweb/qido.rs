@@ -1,0 +1,545 @@
+//! QIDO-RS (PS3.18 10.6): search for studies, series and instances.
+//!
+//! Matching (PS3.4 C.2.2.2): single value; a comma-separated UID list; `*` and `?` wildcards
+//! (Patient's Name case-insensitive); date ranges `A-B`, `A-`, `-B`. Keys are keywords or
+//! tags (`PatientID` or `00100020`). `limit`, `offset`, `includefield` and `fuzzymatching` are
+//! accepted; any other key is refused by name rather than silently ignored.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Bind, Sql, Target, audit_case, root, scope};
+use crate::Server;
+use crate::api::Caller;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Study,
+    Series,
+    Instance,
+}
+
+/// A query key: its keyword, tag, column and how it matches.
+struct Key {
+    keyword: &'static str,
+    tag: &'static str,
+    column: &'static str,
+    kind: Match,
+    levels: &'static [Level],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    Uid,
+    Text,
+    /// Case-insensitive wildcard text (Person Name).
+    Name,
+    Date,
+    Int,
+    /// Modalities in Study: some instance of the study has this modality.
+    ModalityInStudy,
+}
+
+const ALL: &[Level] = &[Level::Study, Level::Series, Level::Instance];
+const SERIES_DOWN: &[Level] = &[Level::Series, Level::Instance];
+
+const KEYS: &[Key] = &[
+    Key {
+        keyword: "StudyInstanceUID",
+        tag: "0020000D",
+        column: "study_uid",
+        kind: Match::Uid,
+        levels: ALL,
+    },
+    Key {
+        keyword: "PatientID",
+        tag: "00100020",
+        column: "patient_id",
+        kind: Match::Text,
+        levels: ALL,
+    },
+    Key {
+        keyword: "PatientName",
+        tag: "00100010",
+        column: "patient_name",
+        kind: Match::Name,
+        levels: ALL,
+    },
+    Key {
+        keyword: "StudyDate",
+        tag: "00080020",
+        column: "study_date",
+        kind: Match::Date,
+        levels: ALL,
+    },
+    Key {
+        keyword: "AccessionNumber",
+        tag: "00080050",
+        column: "accession_number",
+        kind: Match::Text,
+        levels: ALL,
+    },
+    Key {
+        keyword: "StudyDescription",
+        tag: "00081030",
+        column: "study_description",
+        kind: Match::Name,
+        levels: ALL,
+    },
+    Key {
+        keyword: "ModalitiesInStudy",
+        tag: "00080061",
+        column: "modality",
+        kind: Match::ModalityInStudy,
+        levels: &[Level::Study],
+    },
+    Key {
+        keyword: "Modality",
+        tag: "00080060",
+        column: "modality",
+        kind: Match::Text,
+        levels: SERIES_DOWN,
+    },
+    Key {
+        keyword: "SeriesInstanceUID",
+        tag: "0020000E",
+        column: "series_uid",
+        kind: Match::Uid,
+        levels: SERIES_DOWN,
+    },
+    Key {
+        keyword: "SeriesNumber",
+        tag: "00200011",
+        column: "series_number",
+        kind: Match::Int,
+        levels: SERIES_DOWN,
+    },
+    Key {
+        keyword: "SeriesDescription",
+        tag: "0008103E",
+        column: "series_description",
+        kind: Match::Name,
+        levels: SERIES_DOWN,
+    },
+    Key {
+        keyword: "SOPInstanceUID",
+        tag: "00080018",
+        column: "sop_uid",
+        kind: Match::Uid,
+        levels: &[Level::Instance],
+    },
+    Key {
+        keyword: "SOPClassUID",
+        tag: "00080016",
+        column: "sop_class_uid",
+        kind: Match::Uid,
+        levels: &[Level::Instance],
+    },
+    Key {
+        keyword: "InstanceNumber",
+        tag: "00200013",
+        column: "instance_number",
+        kind: Match::Int,
+        levels: &[Level::Instance],
+    },
+];
+
+/// `LIKE` pattern from DICOM wildcards, with `%`, `_` and `\` escaped.
+fn like_pattern(value: &str) -> String {
+    let mut out = String::new();
+    for c in value.chars() {
+        match c {
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Add `AND ...` for every query key; unknown keys are a 400 naming them.
+fn filters(
+    sql: &mut Sql,
+    query: &[(String, String)],
+    level: Level,
+) -> Result<(i64, i64), ApiError> {
+    let (mut limit, mut offset) = (1000i64, 0i64);
+    for (name, value) in query {
+        match name.as_str() {
+            "limit" | "offset" => {
+                let n: i64 = value.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                    ApiError::bad_request(format!("{name} must be a whole number ≥ 0"))
+                })?;
+                if name == "limit" {
+                    limit = n.min(10_000);
+                } else {
+                    offset = n;
+                }
+                continue;
+            }
+            "includefield" | "fuzzymatching" => continue,
+            _ => {}
+        }
+        let key = KEYS
+            .iter()
+            .find(|k| k.keyword == name || k.tag.eq_ignore_ascii_case(name))
+            .filter(|k| k.levels.contains(&level))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "query key {name:?} is not supported at this level; supported: {}",
+                    KEYS.iter()
+                        .filter(|k| k.levels.contains(&level))
+                        .map(|k| k.keyword)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+        if value.is_empty() {
+            continue; // universal match
+        }
+        let col = format!("instances.{}", key.column);
+        match key.kind {
+            Match::Uid => {
+                sql.push(&format!(" AND {col} IN ("));
+                for (i, uid) in value.split([',', '\\']).enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.text(uid.trim());
+                }
+                sql.push(")");
+            }
+            Match::Text if value.contains(['*', '?']) => {
+                sql.push(&format!(" AND {col} LIKE "));
+                sql.text(&like_pattern(value));
+                sql.push(" ESCAPE '\\'");
+            }
+            Match::Text => {
+                sql.push(&format!(" AND {col} = "));
+                sql.text(value);
+            }
+            Match::Name => {
+                sql.push(&format!(" AND LOWER({col}) LIKE "));
+                sql.text(&like_pattern(&value.to_lowercase()));
+                sql.push(" ESCAPE '\\'");
+            }
+            Match::Date => {
+                let bad =
+                    || ApiError::bad_request(format!("{name}: expected YYYYMMDD or a range A-B"));
+                let check = |d: &str| {
+                    if d.is_empty() || crate::intake::parse_da(d).is_some() {
+                        Ok(d.to_string())
+                    } else {
+                        Err(bad())
+                    }
+                };
+                let (from, to) = match value.split_once('-') {
+                    Some((a, b)) => (check(a)?, check(b)?),
+                    None => (check(value)?, check(value)?),
+                };
+                if !from.is_empty() {
+                    sql.push(&format!(" AND {col} >= "));
+                    sql.text(&from);
+                }
+                if !to.is_empty() {
+                    sql.push(&format!(" AND {col} <= "));
+                    sql.text(&to);
+                }
+            }
+            Match::Int => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| ApiError::bad_request(format!("{name} must be a number")))?;
+                sql.push(&format!(" AND {col} = "));
+                sql.bind(Bind::Int(n));
+            }
+            Match::ModalityInStudy => {
+                sql.push(" AND instances.study_uid IN (SELECT m.study_uid FROM instances m WHERE m.modality IN (");
+                for (i, m) in value.split([',', '\\']).enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.text(m.trim());
+                }
+                sql.push("))");
+            }
+        }
+    }
+    Ok((limit, offset))
+}
+
+fn text(v: &str, vr: &str) -> Value {
+    if v.is_empty() {
+        json!({ "vr": vr })
+    } else {
+        json!({ "vr": vr, "Value": [v] })
+    }
+}
+
+fn person(v: &str) -> Value {
+    if v.is_empty() {
+        json!({ "vr": "PN" })
+    } else {
+        json!({ "vr": "PN", "Value": [{ "Alphabetic": v }] })
+    }
+}
+
+fn int(v: Option<i64>, vr: &str) -> Value {
+    match v {
+        Some(n) => json!({ "vr": vr, "Value": [n] }),
+        None => json!({ "vr": vr }),
+    }
+}
+
+fn dicom_json(rows: Vec<BTreeMap<&'static str, Value>>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/dicom+json")],
+        Json(rows),
+    )
+        .into_response()
+}
+
+async fn audit_search(
+    server: &Server,
+    caller: &Caller,
+    scope: &super::Scope,
+    rows: &[AnyRow],
+    what: &str,
+    target: &Target,
+) -> Result<(), ApiError> {
+    caller
+        .audit(
+            &server.db,
+            "dicomweb_search",
+            audit_case(scope, rows).as_deref(),
+            &format!("{what} in {} ({} found)", target.describe(), rows.len()),
+        )
+        .await
+}
+
+pub(super) async fn studies(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    let scope = scope(&server.db, &caller, &target).await?;
+    let mut sql = Sql::new(
+        "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
+                MIN(instances.study_date) AS study_date,
+                MIN(instances.study_description) AS study_description,
+                MIN(instances.accession_number) AS accession_number,
+                MIN(instances.patient_id) AS patient_id,
+                MIN(instances.patient_name) AS patient_name,
+                COUNT(DISTINCT instances.series_uid) AS series_count,
+                COUNT(*) AS instance_count
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
+    );
+    sql.scope(&scope).target(&target);
+    let (limit, offset) = filters(&mut sql, &query, Level::Study)?;
+    sql.push(" GROUP BY instances.case_id, instances.study_uid ORDER BY study_date DESC, instances.study_uid LIMIT ");
+    sql.bind(Bind::Int(limit))
+        .push(" OFFSET ")
+        .bind(Bind::Int(offset));
+    let rows = sql.fetch_all(&server.db).await?;
+    // Modalities in each study, in one more query over the same studies.
+    let mut modalities: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if !rows.is_empty() {
+        let mut m = Sql::new(
+            "SELECT DISTINCT instances.study_uid AS study_uid, instances.modality AS modality
+             FROM instances JOIN cases ON cases.id = instances.case_id WHERE instances.study_uid IN (",
+        );
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                m.push(", ");
+            }
+            m.text(r.get::<&str, _>("study_uid"));
+        }
+        m.push(")");
+        m.scope(&scope);
+        for r in m.fetch_all(&server.db).await? {
+            modalities
+                .entry(r.get("study_uid"))
+                .or_default()
+                .push(r.get("modality"));
+        }
+    }
+    audit_search(&server, &caller, &scope, &rows, "studies", &target).await?;
+    let base = root(&server, &headers, &target);
+    let out = rows
+        .iter()
+        .map(|r| {
+            let study: String = r.get("study_uid");
+            let mods = modalities.get(&study).cloned().unwrap_or_default();
+            BTreeMap::from([
+                ("00080020", text(r.get("study_date"), "DA")),
+                ("00080050", text(r.get("accession_number"), "SH")),
+                ("00080061", json!({ "vr": "CS", "Value": mods })),
+                ("00081030", text(r.get("study_description"), "LO")),
+                ("00081190", text(&format!("{base}/studies/{study}"), "UR")),
+                ("00100010", person(r.get("patient_name"))),
+                ("00100020", text(r.get("patient_id"), "LO")),
+                ("0020000D", text(&study, "UI")),
+                ("00201206", int(r.try_get("series_count").ok(), "IS")),
+                ("00201208", int(r.try_get("instance_count").ok(), "IS")),
+            ])
+        })
+        .collect();
+    Ok(dicom_json(out))
+}
+
+pub(super) async fn series(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    let scope = scope(&server.db, &caller, &target).await?;
+    let mut sql = Sql::new(
+        "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
+                instances.series_uid AS series_uid, MIN(instances.modality) AS modality,
+                MIN(instances.series_number) AS series_number,
+                MIN(instances.series_description) AS series_description,
+                COUNT(*) AS instance_count
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
+    );
+    sql.scope(&scope).target(&target);
+    let (limit, offset) = filters(&mut sql, &query, Level::Series)?;
+    sql.push(" GROUP BY instances.case_id, instances.study_uid, instances.series_uid ORDER BY series_number, instances.series_uid LIMIT ");
+    sql.bind(Bind::Int(limit))
+        .push(" OFFSET ")
+        .bind(Bind::Int(offset));
+    let rows = sql.fetch_all(&server.db).await?;
+    audit_search(&server, &caller, &scope, &rows, "series", &target).await?;
+    let base = root(&server, &headers, &target);
+    let out = rows
+        .iter()
+        .map(|r| {
+            let study: String = r.get("study_uid");
+            let series: String = r.get("series_uid");
+            BTreeMap::from([
+                ("00080060", text(r.get("modality"), "CS")),
+                ("0008103E", text(r.get("series_description"), "LO")),
+                (
+                    "00081190",
+                    text(&format!("{base}/studies/{study}/series/{series}"), "UR"),
+                ),
+                ("0020000D", text(&study, "UI")),
+                ("0020000E", text(&series, "UI")),
+                ("00200011", int(r.try_get("series_number").ok(), "IS")),
+                ("00201209", int(r.try_get("instance_count").ok(), "IS")),
+            ])
+        })
+        .collect();
+    Ok(dicom_json(out))
+}
+
+pub(super) async fn instances(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    let scope = scope(&server.db, &caller, &target).await?;
+    let mut sql = Sql::new(
+        "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
+                instances.series_uid AS series_uid, instances.sop_uid AS sop_uid,
+                instances.sop_class_uid AS sop_class_uid,
+                instances.transfer_syntax_uid AS transfer_syntax_uid,
+                instances.instance_number AS instance_number,
+                instances.pixel_rows AS pixel_rows, instances.pixel_columns AS pixel_columns,
+                instances.number_of_frames AS number_of_frames, instances.modality AS modality
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
+    );
+    sql.scope(&scope).target(&target);
+    let (limit, offset) = filters(&mut sql, &query, Level::Instance)?;
+    sql.push(" ORDER BY instances.series_uid, instances.instance_number, instances.sop_uid LIMIT ");
+    sql.bind(Bind::Int(limit))
+        .push(" OFFSET ")
+        .bind(Bind::Int(offset));
+    let rows = sql.fetch_all(&server.db).await?;
+    audit_search(&server, &caller, &scope, &rows, "instances", &target).await?;
+    let base = root(&server, &headers, &target);
+    let out = rows
+        .iter()
+        .map(|r| {
+            let study: String = r.get("study_uid");
+            let series: String = r.get("series_uid");
+            let sop: String = r.get("sop_uid");
+            BTreeMap::from([
+                ("00080016", text(r.get("sop_class_uid"), "UI")),
+                ("00080018", text(&sop, "UI")),
+                ("00080060", text(r.get("modality"), "CS")),
+                (
+                    "00081190",
+                    text(
+                        &format!("{base}/studies/{study}/series/{series}/instances/{sop}"),
+                        "UR",
+                    ),
+                ),
+                ("00083002", text(r.get("transfer_syntax_uid"), "UI")),
+                ("0020000D", text(&study, "UI")),
+                ("0020000E", text(&series, "UI")),
+                ("00200013", int(r.try_get("instance_number").ok(), "IS")),
+                ("00280008", int(r.try_get("number_of_frames").ok(), "IS")),
+                ("00280010", int(r.try_get("pixel_rows").ok(), "US")),
+                ("00280011", int(r.try_get("pixel_columns").ok(), "US")),
+            ])
+        })
+        .collect();
+    Ok(dicom_json(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_escape_sql_patterns() {
+        assert_eq!(like_pattern("DOE*"), "DOE%");
+        assert_eq!(like_pattern("D?E"), "D_E");
+        assert_eq!(like_pattern("100%_a\\b"), "100\\%\\_a\\\\b");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let mut sql = Sql::new("");
+        let err = filters(
+            &mut sql,
+            &[("PatientWeight".into(), "70".into())],
+            Level::Study,
+        )
+        .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.message.contains("PatientWeight"), "{}", err.message);
+        let err = filters(
+            &mut sql,
+            &[("StudyDate".into(), "2024-01".into())],
+            Level::Study,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("YYYYMMDD"));
+        assert!(filters(&mut sql, &[("00100020".into(), "X".into())], Level::Study).is_ok());
+        // Series keys are not study keys.
+        assert!(filters(&mut sql, &[("Modality".into(), "CT".into())], Level::Study).is_err());
+    }
+}

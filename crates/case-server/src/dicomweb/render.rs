@@ -1,0 +1,303 @@
+//! Rendered resources (PS3.18 10.4.1.1.5): an instance's first frame as a PNG, windowed by
+//! the `window=center,width` parameter, else the instance's own window, else its value range;
+//! thumbnails of instances, series (the middle instance) and studies (the first series).
+//!
+//! Windowing is PS3.3 C.11.2.1.2.1 (linear) on modality values (rescale applied first);
+//! MONOCHROME1 is inverted so that the picture looks as it would on a viewer.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use imaging::header::FileKind;
+use sqlx::Row;
+
+use super::{Target, accepts, audit_case, not_acceptable, scope};
+use crate::Server;
+use crate::api::Caller;
+use crate::error::ApiError;
+
+/// Largest side of a thumbnail, pixels.
+const THUMBNAIL_PX: u32 = 128;
+
+/// A picture: 8-bit grey (1 channel) or RGB (3).
+struct Picture {
+    width: u32,
+    height: u32,
+    channels: u8,
+    pixels: Vec<u8>,
+}
+
+fn parse_pair(text: &str, what: &str) -> Result<(f64, f64), ApiError> {
+    let mut it = text.split(',').map(|v| v.trim().parse::<f64>());
+    match (it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b))) if a.is_finite() && b.is_finite() => Ok((a, b)),
+        _ => Err(ApiError::bad_request(format!(
+            "{what}: expected two numbers separated by a comma"
+        ))),
+    }
+}
+
+/// Window `x` linearly (PS3.3 C.11.2.1.2.1) to 0..=255.
+fn window_linear(x: f64, center: f64, width: f64) -> u8 {
+    let width = width.max(1.0);
+    let low = center - 0.5 - (width - 1.0) / 2.0;
+    let high = center - 0.5 + (width - 1.0) / 2.0;
+    if x <= low {
+        0
+    } else if x > high {
+        255
+    } else {
+        (((x - (center - 0.5)) / (width - 1.0).max(1e-9) + 0.5) * 255.0)
+            .round()
+            .clamp(0.0, 255.0) as u8
+    }
+}
+
+/// Decode the first frame of the object in `bytes` and window it.
+fn picture(bytes: &[u8], window: Option<(f64, f64)>) -> Result<Picture, String> {
+    let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::fs::write(file.path(), bytes).map_err(|e| e.to_string())?;
+    let header = match imaging::header::read_header(file.path()).map_err(|e| e.to_string())? {
+        FileKind::Image(h) => h,
+        _ => return Err("not an image".into()),
+    };
+    let frame = imaging::decode::decode_frame_values(file.path(), 0).map_err(|e| e.to_string())?;
+    let (width, height) = (
+        u32::from(frame.format.columns),
+        u32::from(frame.format.rows),
+    );
+    let spp = usize::from(frame.format.samples_per_pixel.max(1));
+    if spp == 3 {
+        let max = f64::from((1u32 << frame.format.bits_stored.min(16)) - 1);
+        let pixels = frame
+            .values
+            .iter()
+            .map(|v| (f64::from(*v) / max * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        return Ok(Picture {
+            width,
+            height,
+            channels: 3,
+            pixels,
+        });
+    }
+    let first = header.frames.first();
+    let rescale = first.map_or(imaging::header::Rescale::IDENTITY, |f| f.rescale);
+    let modality: Vec<f64> = frame
+        .values
+        .iter()
+        .map(|v| rescale.apply(f64::from(*v)))
+        .collect();
+    let (center, width_w) =
+        match window.or_else(|| first.and_then(|f| f.window).map(|w| (w.center, w.width))) {
+            Some(w) => w,
+            None => {
+                let lo = modality.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = modality.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if lo.is_finite() && hi.is_finite() {
+                    ((lo + hi) / 2.0 + 0.5, (hi - lo + 1.0).max(1.0))
+                } else {
+                    (0.0, 1.0)
+                }
+            }
+        };
+    let invert = frame.format.photometric_interpretation.trim() == "MONOCHROME1";
+    let pixels = modality
+        .iter()
+        .map(|x| {
+            let g = window_linear(*x, center, width_w);
+            if invert { 255 - g } else { g }
+        })
+        .collect();
+    Ok(Picture {
+        width,
+        height,
+        channels: 1,
+        pixels,
+    })
+}
+
+/// Shrink (area average) so that neither side exceeds `max_w` x `max_h`, keeping the aspect.
+fn fit(p: Picture, max_w: u32, max_h: u32) -> Picture {
+    let scale = (f64::from(max_w) / f64::from(p.width))
+        .min(f64::from(max_h) / f64::from(p.height))
+        .min(1.0);
+    if scale >= 1.0 {
+        return p;
+    }
+    let w = ((f64::from(p.width) * scale).round() as u32).max(1);
+    let h = ((f64::from(p.height) * scale).round() as u32).max(1);
+    let c = usize::from(p.channels);
+    let mut out = vec![0u8; w as usize * h as usize * c];
+    for y in 0..h {
+        let y0 = (u64::from(y) * u64::from(p.height) / u64::from(h)) as u32;
+        let y1 =
+            ((u64::from(y + 1) * u64::from(p.height)).div_ceil(u64::from(h)) as u32).max(y0 + 1);
+        for x in 0..w {
+            let x0 = (u64::from(x) * u64::from(p.width) / u64::from(w)) as u32;
+            let x1 =
+                ((u64::from(x + 1) * u64::from(p.width)).div_ceil(u64::from(w)) as u32).max(x0 + 1);
+            for ch in 0..c {
+                let mut sum = 0u64;
+                for yy in y0..y1.min(p.height) {
+                    for xx in x0..x1.min(p.width) {
+                        sum += u64::from(
+                            p.pixels[(yy as usize * p.width as usize + xx as usize) * c + ch],
+                        );
+                    }
+                }
+                let n = u64::from(y1.min(p.height) - y0) * u64::from(x1.min(p.width) - x0);
+                out[(y as usize * w as usize + x as usize) * c + ch] = (sum / n.max(1)) as u8;
+            }
+        }
+    }
+    Picture {
+        width: w,
+        height: h,
+        channels: p.channels,
+        pixels: out,
+    }
+}
+
+fn png_bytes(p: &Picture) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, p.width, p.height);
+    enc.set_color(if p.channels == 3 {
+        png::ColorType::Rgb
+    } else {
+        png::ColorType::Grayscale
+    });
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().map_err(|e| e.to_string())?;
+    w.write_image_data(&p.pixels).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+async fn render(
+    server: Server,
+    caller: Caller,
+    params: HashMap<String, String>,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    thumbnail: bool,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    if !accepts(&headers, "image/png") {
+        return Err(not_acceptable("rendered images are sent as image/png"));
+    }
+    let window = query
+        .get("window")
+        .map(|w| parse_pair(w, "window"))
+        .transpose()?;
+    let (mut max_w, mut max_h) = if thumbnail {
+        (THUMBNAIL_PX, THUMBNAIL_PX)
+    } else {
+        (u32::MAX, u32::MAX)
+    };
+    if let Some(v) = query.get("viewport") {
+        let (w, h) = parse_pair(v, "viewport")?;
+        if !(1.0..=8192.0).contains(&w) || !(1.0..=8192.0).contains(&h) {
+            return Err(ApiError::bad_request("viewport: 1 to 8192 pixels a side"));
+        }
+        (max_w, max_h) = (w as u32, h as u32);
+    }
+    let scope = scope(&server.db, &caller, &target).await?;
+    let rows = super::wado::rows_of(
+        &server,
+        &scope,
+        &target,
+        "instances.object_key AS object_key, instances.series_uid AS series_uid",
+    )
+    .await?;
+    // An instance, the middle instance of a series, or that of the study's first series.
+    let first_series: String = rows[0].get("series_uid");
+    let series_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.get::<String, _>("series_uid") == first_series)
+        .collect();
+    let chosen = series_rows[series_rows.len() / 2];
+    let key: String = chosen.get("object_key");
+    caller
+        .audit(
+            &server.db,
+            if thumbnail {
+                "dicomweb_thumbnail"
+            } else {
+                "dicomweb_rendered"
+            },
+            audit_case(&scope, &rows).as_deref(),
+            &target.describe(),
+        )
+        .await?;
+    let bytes = server.store.get(&key).await.map_err(|e| {
+        tracing::error!("rendered: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a stored object could not be read",
+        )
+    })?;
+    let what = target.describe();
+    let png = tokio::task::spawn_blocking(move || {
+        picture(&bytes, window).and_then(|p| png_bytes(&fit(p, max_w, max_h)))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| {
+        tracing::error!("rendered {what}: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} could not be rendered"),
+        )
+    })?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response())
+}
+
+pub(super) async fn rendered(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    render(server, caller, params, query, headers, false).await
+}
+
+pub(super) async fn thumbnail(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    render(server, caller, params, query, headers, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_window_follows_ps3_3() {
+        // c=40, w=400: [-160, 240] maps across the grey scale.
+        assert_eq!(window_linear(-1000.0, 40.0, 400.0), 0);
+        assert_eq!(window_linear(-160.0, 40.0, 400.0), 0);
+        assert_eq!(window_linear(1000.0, 40.0, 400.0), 255);
+        assert_eq!(window_linear(39.5, 40.0, 400.0), 128);
+    }
+
+    #[test]
+    fn fit_averages_and_keeps_aspect() {
+        let p = Picture {
+            width: 4,
+            height: 2,
+            channels: 1,
+            pixels: vec![0, 100, 200, 200, 0, 100, 200, 200],
+        };
+        let f = fit(p, 2, 2);
+        assert_eq!((f.width, f.height), (2, 1));
+        assert_eq!(f.pixels, vec![50, 200]);
+    }
+}

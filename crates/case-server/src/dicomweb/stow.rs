@@ -1,0 +1,207 @@
+//! STOW-RS (PS3.18 10.5): `POST .../cases/{case}/dicomweb/studies[/{study}]` with a
+//! `multipart/related; type="application/dicom"` body. Coordinators only.
+//!
+//! All or nothing: the body is read whole (up to the server's upload limit, else 413), split
+//! into parts (malformed: 400), each part spooled to a private temporary folder and checked by
+//! [`crate::intake`] (not DICOM: 400; ineligible: 422; another study or case: 409). Only when
+//! every part passes is anything stored. The answer is the PS3.18 store response: Referenced
+//! SOP Sequence with each instance's Retrieve URL.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use case_protocol::Role;
+use serde_json::json;
+
+use super::{Target, root};
+use crate::Server;
+use crate::api::Caller;
+use crate::error::ApiError;
+use crate::intake::{IntakeError, Offered, ingest};
+use case_protocol::multipart::{MediaType, parse};
+
+pub(crate) fn intake_error(e: IntakeError) -> ApiError {
+    match e {
+        IntakeError::Refused(m) => ApiError::bad_request(m),
+        IntakeError::Ineligible(m) => ApiError::unprocessable(m),
+        IntakeError::Conflict(m) => ApiError::conflict(m),
+        IntakeError::NoCase(c) => ApiError::not_found(format!("no case {c}")),
+        IntakeError::Sql(e) => e.into(),
+        other => {
+            tracing::error!("intake: {other}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the upload could not be stored",
+            )
+        }
+    }
+}
+
+pub(super) async fn store(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    let Some(case) = target.case.clone() else {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "upload studies to a case: POST /cases/{case}/dicomweb/studies",
+        ));
+    };
+    caller.require(&[Role::Coordinator])?;
+    super::scope(&server.db, &caller, &target).await?;
+    let body = body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!(
+                    "the upload is larger than this server accepts ({} bytes); send the study in several requests",
+                    server.max_upload_bytes
+                ),
+            )
+        } else {
+            ApiError::new(status, format!("the upload could not be read: {e}"))
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = MediaType::parse(content_type);
+    if media.essence != "multipart/related" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "STOW-RS takes multipart/related; type=\"application/dicom\"",
+        ));
+    }
+    if let Some(t) = media.param("type")
+        && !t.eq_ignore_ascii_case("application/dicom")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("only application/dicom parts are accepted, not {t}"),
+        ));
+    }
+    let boundary = media
+        .param("boundary")
+        .ok_or_else(|| ApiError::bad_request("multipart/related without a boundary"))?
+        .to_string();
+    let parts = parse(&body, &boundary).map_err(ApiError::bad_request)?;
+    for (i, p) in parts.iter().enumerate() {
+        let t = MediaType::parse(&p.content_type);
+        if !p.content_type.is_empty() && t.essence != "application/dicom" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("part {} is {}, not application/dicom", i + 1, t.essence),
+            ));
+        }
+    }
+    // Spool the parts to files in a private folder (removed when this request ends).
+    let spool = tempfile::Builder::new()
+        .prefix("overread-stow-")
+        .tempdir()
+        .map_err(|e| {
+            tracing::error!("STOW-RS spool: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no room to receive the upload",
+            )
+        })?;
+    let spool_path = spool.path().to_path_buf();
+    let offered = tokio::task::spawn_blocking(move || {
+        parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let path = spool_path.join(format!("part-{:05}.dcm", i + 1));
+                std::fs::write(&path, &body[p.range.clone()])?;
+                Ok(Offered {
+                    path,
+                    label: format!("part {}", i + 1),
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| {
+        tracing::error!("STOW-RS spool: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no room to receive the upload",
+        )
+    })?;
+    let count = offered.len();
+    let result = ingest(
+        &server.db,
+        &server.store,
+        &server.rules,
+        &case,
+        target.study.as_deref(),
+        offered,
+    )
+    .await;
+    drop(spool);
+    let stored = match result {
+        Ok(s) => s,
+        Err(e) => {
+            let e = intake_error(e);
+            caller
+                .audit(
+                    &server.db,
+                    "dicomweb_store_refused",
+                    Some(&case),
+                    &format!("{count} parts: {}", e.message),
+                )
+                .await?;
+            return Err(e);
+        }
+    };
+    let new = stored.iter().filter(|s| s.new).count();
+    let studies: std::collections::BTreeSet<&str> =
+        stored.iter().map(|s| s.study_uid.as_str()).collect();
+    caller
+        .audit(
+            &server.db,
+            "dicomweb_store",
+            Some(&case),
+            &format!(
+                "{} instances ({new} new) in study {}",
+                stored.len(),
+                studies.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .await?;
+    let base = root(&server, &headers, &target);
+    let referenced: Vec<_> = stored
+        .iter()
+        .map(|s| {
+            json!({
+                "00081150": {"vr": "UI", "Value": [s.sop_class_uid]},
+                "00081155": {"vr": "UI", "Value": [s.sop_uid]},
+                "00081190": {"vr": "UR", "Value": [format!(
+                    "{base}/studies/{}/series/{}/instances/{}", s.study_uid, s.series_uid, s.sop_uid
+                )]},
+            })
+        })
+        .collect();
+    let mut response = json!({ "00081199": {"vr": "SQ", "Value": referenced} });
+    if let Some(first) = stored.first() {
+        response["00081190"] =
+            json!({"vr": "UR", "Value": [format!("{base}/studies/{}", first.study_uid)]});
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/dicom+json")],
+        Json(response),
+    )
+        .into_response())
+}

@@ -1,0 +1,313 @@
+//! WADO-RS (PS3.18 10.4): instances as `multipart/related; type="application/dicom"`,
+//! metadata as DICOM JSON, frames as stored.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Sql, Target, accepts, audit_case, insisted_transfer_syntax, not_acceptable, scope};
+use crate::Server;
+use crate::api::Caller;
+use crate::error::ApiError;
+use case_protocol::multipart::{closing, new_boundary, part_head};
+
+/// Objects fetched from the store ahead of the one being sent.
+const PREFETCH: usize = 4;
+
+/// The instance rows of a target, in series and instance order; none is a 404.
+pub(super) async fn rows_of(
+    server: &Server,
+    scope: &super::Scope,
+    target: &Target,
+    columns: &str,
+) -> Result<Vec<AnyRow>, ApiError> {
+    let mut sql = Sql::new(&format!(
+        "SELECT instances.case_id AS case_id, {columns}
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1"
+    ));
+    sql.scope(scope).target(target);
+    sql.push(" ORDER BY instances.series_number, instances.series_uid, instances.instance_number, instances.sop_uid");
+    let rows = sql.fetch_all(&server.db).await?;
+    if rows.is_empty() {
+        return Err(ApiError::not_found(format!("no {}", target.describe())));
+    }
+    Ok(rows)
+}
+
+pub(super) async fn retrieve(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    if !accepts(&headers, "application/dicom") {
+        return Err(not_acceptable(
+            "instances are sent as multipart/related; type=\"application/dicom\"",
+        ));
+    }
+    let scope = scope(&server.db, &caller, &target).await?;
+    let rows = rows_of(
+        &server,
+        &scope,
+        &target,
+        "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts",
+    )
+    .await?;
+    if let Some(wanted) = insisted_transfer_syntax(&headers)
+        && let Some(other) = rows
+            .iter()
+            .map(|r| r.get::<String, _>("ts"))
+            .find(|ts| *ts != wanted)
+    {
+        return Err(not_acceptable(format!(
+            "objects are served as stored (transfer syntax {other}); ask with transfer-syntax=*"
+        )));
+    }
+    caller
+        .audit(
+            &server.db,
+            "dicomweb_retrieve",
+            audit_case(&scope, &rows).as_deref(),
+            &format!("{} ({} instances)", target.describe(), rows.len()),
+        )
+        .await?;
+    let boundary = new_boundary();
+    let parts: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get("object_key"), r.get("ts")))
+        .collect();
+    let store = server.store.clone();
+    let b = boundary.clone();
+    let body = futures_util::stream::iter(parts.into_iter().enumerate())
+        .map(move |(i, (key, ts))| {
+            let store = store.clone();
+            let b = b.clone();
+            async move {
+                let bytes = store.get(&key).await.map_err(|e| {
+                    tracing::error!("WADO-RS: {e}");
+                    std::io::Error::other("a stored object could not be read")
+                })?;
+                let head = part_head(
+                    &b,
+                    &format!("application/dicom; transfer-syntax={ts}"),
+                    i == 0,
+                );
+                Ok::<_, std::io::Error>(futures_util::stream::iter([
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(head)),
+                    Ok(bytes),
+                ]))
+            }
+        })
+        .buffered(PREFETCH)
+        .flat_map(|r| match r {
+            Ok(s) => s.left_stream(),
+            Err(e) => futures_util::stream::iter([Err(e)]).right_stream(),
+        })
+        .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(
+            closing(&boundary, true),
+        ))]));
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
+        )],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+pub(super) async fn metadata(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    if !accepts(&headers, "application/dicom+json") && !accepts(&headers, "application/json") {
+        return Err(not_acceptable("metadata is sent as application/dicom+json"));
+    }
+    let scope = scope(&server.db, &caller, &target).await?;
+    let rows = rows_of(
+        &server,
+        &scope,
+        &target,
+        "instances.metadata_json AS metadata_json",
+    )
+    .await?;
+    caller
+        .audit(
+            &server.db,
+            "dicomweb_metadata",
+            audit_case(&scope, &rows).as_deref(),
+            &format!("{} ({} instances)", target.describe(), rows.len()),
+        )
+        .await?;
+    // The stored JSON objects joined into an array, not parsed again.
+    let mut body = String::from("[");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(r.get::<&str, _>("metadata_json"));
+    }
+    body.push(']');
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/dicom+json")],
+        body,
+    )
+        .into_response())
+}
+
+/// The media type of a frame stored in `ts` (PS3.18 Table 8.7.3-5).
+fn frame_media_type(ts: &str, encapsulated: bool) -> &'static str {
+    if !encapsulated {
+        return "application/octet-stream";
+    }
+    match ts {
+        "1.2.840.10008.1.2.4.50"
+        | "1.2.840.10008.1.2.4.51"
+        | "1.2.840.10008.1.2.4.57"
+        | "1.2.840.10008.1.2.4.70" => "image/jpeg",
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "image/jls",
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => "image/jp2",
+        "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202" | "1.2.840.10008.1.2.4.203" => {
+            "image/jphc"
+        }
+        "1.2.840.10008.1.2.5" => "image/dicom-rle",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Parse `1,3,5` (1-based frame numbers) into 0-based indices.
+fn frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
+    text.split(',')
+        .map(|f| {
+            f.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(|n| n - 1)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "frame list {text:?}: frames are numbers from 1, separated by commas"
+                    ))
+                })
+        })
+        .collect()
+}
+
+pub(super) async fn frames(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    let wanted = frame_list(params.get("frames").map_or("", String::as_str))?;
+    let scope = scope(&server.db, &caller, &target).await?;
+    let rows = rows_of(
+        &server,
+        &scope,
+        &target,
+        "instances.object_key AS object_key, instances.number_of_frames AS number_of_frames",
+    )
+    .await?;
+    let count: i64 = rows[0].try_get("number_of_frames").unwrap_or(1);
+    if let Some(f) = wanted.iter().find(|f| i64::from(**f) >= count) {
+        return Err(ApiError::not_found(format!(
+            "{} has {count} frames, not frame {}",
+            target.describe(),
+            f + 1
+        )));
+    }
+    let key: String = rows[0].get("object_key");
+    let bytes = server.store.get(&key).await.map_err(|e| {
+        tracing::error!("WADO-RS frames: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a stored object could not be read",
+        )
+    })?;
+    let list = wanted.clone();
+    let unreadable = || {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: its frames could not be read", target.describe()),
+        )
+    };
+    let frames = tokio::task::spawn_blocking(move || {
+        let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+        std::fs::write(file.path(), &bytes).map_err(|e| e.to_string())?;
+        imaging::decode::stored_frames(file.path(), &list).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|_| unreadable())?
+    .map_err(|e| {
+        tracing::error!("WADO-RS frames: {e}");
+        unreadable()
+    })?;
+    let media = frame_media_type(&frames[0].transfer_syntax_uid, frames[0].encapsulated);
+    if !accepts(&headers, media) {
+        return Err(not_acceptable(format!(
+            "frames of {} are stored as {media} (transfer syntax {}); frames are sent as stored",
+            target.describe(),
+            frames[0].transfer_syntax_uid
+        )));
+    }
+    caller
+        .audit(
+            &server.db,
+            "dicomweb_frames",
+            audit_case(&scope, &rows).as_deref(),
+            &format!(
+                "{} frames {}",
+                target.describe(),
+                params.get("frames").map_or("", String::as_str)
+            ),
+        )
+        .await?;
+    let boundary = new_boundary();
+    let mut body = Vec::new();
+    let part_type = if frames[0].encapsulated {
+        format!("{media}; transfer-syntax={}", frames[0].transfer_syntax_uid)
+    } else {
+        media.to_string()
+    };
+    for (i, f) in frames.iter().enumerate() {
+        body.extend(part_head(&boundary, &part_type, i == 0));
+        body.extend_from_slice(&f.bytes);
+    }
+    body.extend(closing(&boundary, true));
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            format!("multipart/related; type=\"{media}\"; boundary={boundary}"),
+        )],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lists() {
+        assert_eq!(frame_list("1").unwrap(), vec![0]);
+        assert_eq!(frame_list("1, 3,5").unwrap(), vec![0, 2, 4]);
+        assert!(frame_list("0").is_err());
+        assert!(frame_list("a").is_err());
+        assert!(frame_list("").is_err());
+    }
+}

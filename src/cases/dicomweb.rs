@@ -1,0 +1,434 @@
+//! Loading a study over DICOMweb (PS3.18): from Overread's case server or any PACS that speaks
+//! it (Orthanc, dcm4chee ...). A study is named by its URL, `http[s]://HOST/PREFIX/studies/UID`.
+//!
+//! The series and instances are listed with QIDO-RS, then every instance is retrieved with
+//! WADO-RS as stored (`transfer-syntax=*`), several requests at a time, and written whole
+//! (temporary name, then rename) into a folder, where the ordinary imaging pipeline reads it:
+//! the same files give the same volume as loading them from a disk. The middle instance of the
+//! largest series comes first, so a viewer can show an image before the rest arrives.
+//!
+//! Owns: the DICOMweb client side. Must not: import `render`, `viewer` or `app`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use case_protocol::multipart::{self, MediaType};
+use futures_util::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::client::ClientError;
+
+/// Requests in flight at once (a PACS and a case server both serve these in parallel).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// A study's DICOMweb address: the service root and the Study Instance UID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudyUrl {
+    /// `http[s]://HOST/PREFIX` (no trailing slash).
+    pub root: String,
+    pub study_uid: String,
+}
+
+impl StudyUrl {
+    /// `http[s]://HOST/PREFIX/studies/UID` (a trailing slash allowed); None for anything else.
+    pub fn parse(text: &str) -> Option<StudyUrl> {
+        let text = text.trim().trim_end_matches('/');
+        if !(text.starts_with("http://") || text.starts_with("https://")) {
+            return None;
+        }
+        let (root, uid) = text.rsplit_once("/studies/")?;
+        if !valid_uid(uid) || root.ends_with(':') || root.ends_with('/') {
+            return None;
+        }
+        Some(StudyUrl {
+            root: root.to_string(),
+            study_uid: uid.to_string(),
+        })
+    }
+
+    /// `scheme://host:port` of the service (where a case server's `/login` is).
+    pub fn origin(&self) -> String {
+        let after_scheme = self.root.find("://").map_or(0, |i| i + 3);
+        match self.root[after_scheme..].find('/') {
+            Some(i) => self.root[..after_scheme + i].to_string(),
+            None => self.root.clone(),
+        }
+    }
+
+    fn study(&self) -> String {
+        format!("{}/studies/{}", self.root, self.study_uid)
+    }
+}
+
+/// A UID as PS3.5 9.1 allows it (digits and dots, at most 64): safe in a URL and a file name.
+fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// One instance to retrieve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRef {
+    pub series_uid: String,
+    pub sop_uid: String,
+    pub instance_number: Option<i64>,
+}
+
+/// What a download did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Download {
+    pub folder: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub series: usize,
+    pub bytes: u64,
+    /// Seconds from the start to the first instance on disk.
+    pub first_instance_secs: f64,
+    pub total_secs: f64,
+}
+
+impl Download {
+    pub fn megabytes_per_sec(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.total_secs.max(1e-9)
+    }
+}
+
+/// A DICOMweb client: HTTPS through rustls (system roots, or only the CA in a file), with a
+/// bearer token when the service needs one.
+#[derive(Debug, Clone)]
+pub struct DicomWebClient {
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+fn transport(e: reqwest::Error) -> ClientError {
+    ClientError::Transport(e.to_string())
+}
+
+impl DicomWebClient {
+    pub fn new(ca_pem: Option<&Path>) -> Result<DicomWebClient, ClientError> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(120));
+        if let Some(path) = ca_pem {
+            let pem = std::fs::read(path)
+                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
+            builder = builder.tls_certs_only([cert]);
+        }
+        Ok(DicomWebClient {
+            http: builder
+                .build()
+                .map_err(|e| ClientError::Setup(e.to_string()))?,
+            token: None,
+        })
+    }
+
+    pub fn with_token(mut self, token: String) -> DicomWebClient {
+        self.token = Some(token);
+        self
+    }
+
+    /// Log in to an Overread case server at `origin` and use its token.
+    pub async fn login(
+        &mut self,
+        origin: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .post(format!("{origin}/login"))
+            .json(&serde_json::json!({ "user": user, "password": password }))
+            .send()
+            .await;
+        let answer: Value = check(r).await?.json().await.map_err(transport)?;
+        let token = answer["token"]
+            .as_str()
+            .ok_or_else(|| ClientError::Setup("the login answer has no token".into()))?;
+        self.token = Some(token.to_string());
+        Ok(())
+    }
+
+    fn get(&self, url: &str) -> reqwest::RequestBuilder {
+        let r = self.http.get(url);
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn qido(&self, url: &str) -> Result<Vec<Value>, ClientError> {
+        let r = self
+            .get(url)
+            .header("accept", "application/dicom+json")
+            .send()
+            .await;
+        let r = check(r).await?;
+        // 204 No Content is an empty result.
+        if r.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Vec::new());
+        }
+        let v: Value = r.json().await.map_err(transport)?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// Every instance of the study (QIDO-RS, series by series).
+    pub async fn instances(&self, study: &StudyUrl) -> Result<Vec<InstanceRef>, ClientError> {
+        let series = self.qido(&format!("{}/series", study.study())).await?;
+        let mut out = Vec::new();
+        for s in &series {
+            let Some(series_uid) = first_string(s, "0020000E").filter(|u| valid_uid(u)) else {
+                continue;
+            };
+            let list = self
+                .qido(&format!("{}/series/{series_uid}/instances", study.study()))
+                .await?;
+            for i in &list {
+                let Some(sop_uid) = first_string(i, "00080018").filter(|u| valid_uid(u)) else {
+                    continue;
+                };
+                out.push(InstanceRef {
+                    series_uid: series_uid.clone(),
+                    sop_uid,
+                    instance_number: first_int(i, "00200013"),
+                });
+            }
+        }
+        if out.is_empty() {
+            return Err(ClientError::Refused {
+                status: 404,
+                message: format!("study {} has no instances", study.study_uid),
+            });
+        }
+        Ok(out)
+    }
+
+    /// One instance as stored (WADO-RS, a one-part multipart answer).
+    pub async fn instance(
+        &self,
+        study: &StudyUrl,
+        i: &InstanceRef,
+    ) -> Result<Vec<u8>, ClientError> {
+        let url = format!(
+            "{}/series/{}/instances/{}",
+            study.study(),
+            i.series_uid,
+            i.sop_uid
+        );
+        let r = self
+            .get(&url)
+            .header(
+                "accept",
+                "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+            )
+            .send()
+            .await;
+        let r = check(r).await?;
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = r.bytes().await.map_err(transport)?;
+        let media = MediaType::parse(&content_type);
+        if media.essence == "application/dicom" {
+            return Ok(body.to_vec());
+        }
+        let boundary = media
+            .param("boundary")
+            .ok_or_else(|| ClientError::Refused {
+                status: 200,
+                message: format!(
+                    "instance {}: answer is {content_type}, not multipart",
+                    i.sop_uid
+                ),
+            })?;
+        let parts = multipart::parse(&body, boundary).map_err(|m| ClientError::Refused {
+            status: 200,
+            message: format!("instance {}: {m}", i.sop_uid),
+        })?;
+        match parts.as_slice() {
+            [one] => Ok(body[one.range.clone()].to_vec()),
+            _ => Err(ClientError::Refused {
+                status: 200,
+                message: format!(
+                    "instance {}: {} parts where one was expected",
+                    i.sop_uid,
+                    parts.len()
+                ),
+            }),
+        }
+    }
+
+    /// Download the whole study into `folder` (created), `concurrency` requests at a time,
+    /// the middle of the largest series first. `on_file` sees each file as it lands.
+    pub async fn download(
+        &self,
+        study: &StudyUrl,
+        folder: &Path,
+        concurrency: usize,
+        on_file: impl Fn(&Path) + Send + Sync + 'static,
+    ) -> Result<Download, ClientError> {
+        let start = Instant::now();
+        let setup = |e: std::io::Error| ClientError::Setup(format!("{}: {e}", folder.display()));
+        std::fs::create_dir_all(folder).map_err(setup)?;
+        let instances = self.instances(study).await?;
+        let series = instances
+            .iter()
+            .map(|i| i.series_uid.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let order = fetch_order(instances);
+        let on_file = Arc::new(on_file);
+        let first = Arc::new(std::sync::Mutex::new(None::<f64>));
+        let results: Vec<Result<(PathBuf, u64), ClientError>> =
+            futures_util::stream::iter(order.into_iter().enumerate())
+                .map(|(n, i)| {
+                    let on_file = on_file.clone();
+                    let first = first.clone();
+                    async move {
+                        let bytes = self.instance(study, &i).await?;
+                        let name = format!("{:05}-{}.dcm", n, i.sop_uid);
+                        let path = folder.join(&name);
+                        let tmp = folder.join(format!(".{name}.part"));
+                        let len = bytes.len() as u64;
+                        tokio::fs::write(&tmp, &bytes).await.map_err(setup)?;
+                        tokio::fs::rename(&tmp, &path).await.map_err(setup)?;
+                        if let Ok(mut f) = first.lock() {
+                            f.get_or_insert(start.elapsed().as_secs_f64());
+                        }
+                        on_file(&path);
+                        Ok((path, len))
+                    }
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect()
+                .await;
+        let mut files = Vec::with_capacity(results.len());
+        let mut bytes = 0;
+        for r in results {
+            let (path, len) = r?;
+            files.push(path);
+            bytes += len;
+        }
+        files.sort();
+        let first_instance_secs = first.lock().ok().and_then(|f| *f).unwrap_or(0.0);
+        Ok(Download {
+            folder: folder.to_path_buf(),
+            files,
+            series,
+            bytes,
+            first_instance_secs,
+            total_secs: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// The largest series first, each series middle-out (the middle slice, then alternately
+/// outward), so the first image a viewer can show arrives first.
+pub fn fetch_order(mut instances: Vec<InstanceRef>) -> Vec<InstanceRef> {
+    let mut by_series: std::collections::BTreeMap<String, Vec<InstanceRef>> = Default::default();
+    for i in instances.drain(..) {
+        by_series.entry(i.series_uid.clone()).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<InstanceRef>> = by_series.into_values().collect();
+    groups.sort_by_key(|g| std::cmp::Reverse(g.len()));
+    let mut out = Vec::new();
+    for mut g in groups {
+        g.sort_by(|a, b| {
+            a.instance_number
+                .cmp(&b.instance_number)
+                .then_with(|| a.sop_uid.cmp(&b.sop_uid))
+        });
+        let mid = g.len() / 2;
+        let mut order = vec![mid];
+        for d in 1..=g.len() {
+            if mid + d < g.len() {
+                order.push(mid + d);
+            }
+            if d <= mid {
+                order.push(mid - d);
+            }
+        }
+        out.extend(order.into_iter().map(|k| g[k].clone()));
+    }
+    out
+}
+
+fn first_string(v: &Value, tag: &str) -> Option<String> {
+    v.get(tag)?
+        .get("Value")?
+        .get(0)?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn first_int(v: &Value, tag: &str) -> Option<i64> {
+    let x = v.get(tag)?.get("Value")?.get(0)?;
+    x.as_i64()
+        .or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+async fn check(
+    r: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, ClientError> {
+    let r = r.map_err(transport)?;
+    let status = r.status();
+    if status.is_success() {
+        return Ok(r);
+    }
+    let code = status.as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| text.chars().take(200).collect());
+    Err(match code {
+        401 => ClientError::Unauthorized(message),
+        408 | 429 | 500..=599 => ClientError::Unavailable {
+            status: code,
+            message,
+        },
+        _ => ClientError::Refused {
+            status: code,
+            message,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn study_urls() {
+        let u = StudyUrl::parse("https://pacs.example:8443/dicom-web/studies/1.2.840.1/").unwrap();
+        assert_eq!(u.root, "https://pacs.example:8443/dicom-web");
+        assert_eq!(u.study_uid, "1.2.840.1");
+        assert_eq!(u.origin(), "https://pacs.example:8443");
+        let c = StudyUrl::parse("http://127.0.0.1:9/cases/C-1/dicomweb/studies/2.25.7").unwrap();
+        assert_eq!(c.root, "http://127.0.0.1:9/cases/C-1/dicomweb");
+        assert_eq!(c.origin(), "http://127.0.0.1:9");
+        assert!(StudyUrl::parse("/data/study").is_none());
+        assert!(StudyUrl::parse("https://h/studies/../../etc").is_none());
+        assert!(StudyUrl::parse("https://h/studies/").is_none());
+        assert!(StudyUrl::parse("ftp://h/studies/1.2").is_none());
+    }
+
+    #[test]
+    fn middle_of_the_largest_series_first() {
+        let inst = |s: &str, n: i64| InstanceRef {
+            series_uid: s.into(),
+            sop_uid: format!("{s}.{n}"),
+            instance_number: Some(n),
+        };
+        let mut all: Vec<_> = (1..=5).map(|n| inst("1", n)).collect();
+        all.push(inst("2", 1));
+        let order: Vec<_> = fetch_order(all).into_iter().map(|i| i.sop_uid).collect();
+        assert_eq!(order, ["1.3", "1.4", "1.2", "1.5", "1.1", "2.1"]);
+    }
+}

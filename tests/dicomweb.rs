@@ -1,0 +1,389 @@
+//! Studies over DICOMweb (issue 6): the workstation's command line loads a study from the
+//! case server and from a real Orthanc (a PACS no one here wrote) by its URL, with the same
+//! result as loading the files from disk; Orthanc retrieves a study from Overread's server.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use case_protocol::Role;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::support::{shared_dicom, tempdir};
+
+const PASSWORD: &str = "password-123";
+
+fn overread(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_overread"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("OVERREAD_DICOMWEB_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `overread load TARGET --json` without its timings and memory (which differ by nature).
+fn load_json(target: &str, env: &[(&str, &str)]) -> Value {
+    let (ok, out, err) = overread(&["load", target, "--json"], env);
+    assert!(ok, "overread load {target}: {err}");
+    let mut v: Value = serde_json::from_str(&out).unwrap();
+    let map = v.as_object_mut().unwrap();
+    map.remove("timings");
+    map.remove("peak_rss_bytes");
+    v
+}
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A real, dated study (GE multiphase MR, 100 files: undated studies are refused at intake).
+fn real_study() -> Option<PathBuf> {
+    Some(shared_dicom()?.join("mr/ge_multiphase/dicom"))
+}
+
+/// Study UID and birth date (YYYY-MM-DD) of the first file in `folder`.
+fn study_of(folder: &Path) -> (String, String) {
+    let mut files: Vec<_> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    files.sort();
+    let obj = dicom_object::open_file(&files[0]).unwrap();
+    let text = |tag| {
+        obj.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let birth = text(dicom_dictionary_std::tags::PATIENT_BIRTH_DATE);
+    let birth = if birth.len() == 8 {
+        format!("{}-{}-{}", &birth[0..4], &birth[4..6], &birth[6..8])
+    } else {
+        String::new()
+    };
+    (text(dicom_dictionary_std::tags::STUDY_INSTANCE_UID), birth)
+}
+
+/// A case server on loopback holding `folder` (imported as `overread-server import` does) in
+/// a case assigned to rad1 (rad2 is another radiologist). Returns (runtime, base URL, case).
+fn server_with(folder: &Path, dir: &Path) -> (tokio::runtime::Runtime, String, String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (base, case) = rt.block_on(async {
+        let url = case_server::db::scratch_database(dir).await.unwrap();
+        let db = case_server::Db::open(&url).await.unwrap();
+        for (id, subs) in [
+            ("rad1", vec!["chest".to_string()]),
+            ("rad2", vec!["chest".to_string()]),
+        ] {
+            db.add_user(id, Role::Radiologist, id, &subs, PASSWORD)
+                .await
+                .unwrap();
+        }
+        let (_, birth) = study_of(folder);
+        let case = db
+            .create_case(
+                &serde_json::from_value(serde_json::json!({
+                "patient": {"name": "DOE^J", "id": "M1", "birth_date": birth, "sex": "O"},
+                "referral": {"physician": {"name": "Dr R", "fax": "+1", "institution": null},
+                             "clinical_question": "?", "document_sha256": null},
+                "subspecialty": "chest", "priority": "routine"}))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        db.assign(&case.id, "rad1").await.unwrap();
+        let store = case_server::Store::open(dir.join("objects").to_str().unwrap()).unwrap();
+        let mut server = case_server::Server::new(db, store);
+        server.rules.max_study_age_days = 100_000;
+        let report = case_server::intake::import(&server, &[folder.to_path_buf()], &case.id)
+            .await
+            .unwrap();
+        assert!(report.refused.is_empty(), "{:?}", report.refused);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(case_server::serve(server, listener));
+        (base, case.id)
+    });
+    (rt, base, case)
+}
+
+#[test]
+fn load_by_url_from_the_case_server_equals_load_from_disk() {
+    let Some(folder) = real_study() else { return };
+    let dir = tempdir();
+    let (_rt, base, case) = server_with(&folder, dir.path());
+    let (study, _) = study_of(&folder);
+    let url = format!("{base}/cases/{case}/dicomweb/studies/{study}");
+    let rad1 = [("OVERREAD_USER", "rad1"), ("OVERREAD_PASSWORD", PASSWORD)];
+
+    let from_disk = load_json(folder.to_str().unwrap(), &[]);
+    let over_web = load_json(&url, &rad1);
+    assert_eq!(from_disk, over_web);
+    assert_eq!(
+        from_disk["geometry"]["dims"],
+        serde_json::json!([64, 64, 10])
+    );
+
+    // `fetch` keeps the files: byte for byte the originals.
+    let out = dir.path().join("fetched");
+    let (ok, stdout, err) = overread(
+        &["fetch", &url, "-o", out.to_str().unwrap(), "--json"],
+        &rad1,
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["instances"], 100);
+    assert!(v["first_instance_secs"].as_f64().unwrap() <= v["total_secs"].as_f64().unwrap());
+    let hashes = |d: &Path| {
+        let mut h: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| sha(&std::fs::read(e.unwrap().path()).unwrap()))
+            .collect();
+        h.sort();
+        h
+    };
+    let originals: Vec<String> = {
+        let mut h: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+            .map(|p| sha(&std::fs::read(p).unwrap()))
+            .collect();
+        h.sort();
+        h
+    };
+    assert_eq!(hashes(&out), originals);
+
+    // Another radiologist's workstation gets no study, and says why.
+    let (ok, _, err) = overread(
+        &["load", &url, "--json"],
+        &[("OVERREAD_USER", "rad2"), ("OVERREAD_PASSWORD", PASSWORD)],
+    );
+    assert!(!ok);
+    assert!(err.contains("404") && err.contains(&case), "{err}");
+    // Without a login: the server's 401 is named.
+    let (ok, _, err) = overread(&["load", &url], &[]);
+    assert!(!ok && err.contains("new login"), "{err}");
+}
+
+/// A private Orthanc on loopback with the DICOMweb plugin, stopped when dropped.
+struct Orthanc {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const ORTHANC: &str = "/usr/sbin/Orthanc";
+const ORTHANC_DICOMWEB: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
+
+impl Orthanc {
+    /// None (with a message) where the Debian packages are missing, except in CI.
+    fn start() -> Option<Orthanc> {
+        // reqwest's rustls needs a process-wide provider (the workstation uses ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if !(Path::new(ORTHANC).exists() && Path::new(ORTHANC_DICOMWEB).exists()) {
+            assert!(
+                std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+                "Orthanc and its DICOMweb plugin must be installed in CI (.ci/run installs them)"
+            );
+            eprintln!("SKIPPED: Orthanc is not installed (apt install orthanc orthanc-dicomweb)");
+            return None;
+        }
+        let dir = tempdir();
+        let port = free_port();
+        let config = serde_json::json!({
+            "Name": "overread-test",
+            "StorageDirectory": dir.path().join("db"),
+            "IndexDirectory": dir.path().join("db"),
+            "HttpPort": port,
+            "DicomServerEnabled": false,
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": false,
+            "HttpServerEnabled": true,
+            "Plugins": [ORTHANC_DICOMWEB],
+            "DicomWeb": { "Enable": true, "Root": "/dicom-web/", "EnableWado": false },
+        });
+        let path = dir.path().join("orthanc.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let child = Command::new(ORTHANC)
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let orthanc = Orthanc {
+            child,
+            base,
+            _dir: dir,
+        };
+        let client = reqwest::blocking::Client::new();
+        for _ in 0..200 {
+            if client
+                .get(format!("{}/system", orthanc.base))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Some(orthanc);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("Orthanc did not answer on {}", orthanc.base);
+    }
+}
+
+#[test]
+fn the_workstation_loads_a_study_from_orthanc_and_orthanc_retrieves_one_from_overread() {
+    let Some(folder) = real_study() else { return };
+    let Some(orthanc) = Orthanc::start() else {
+        return;
+    };
+    let (study, _) = study_of(&folder);
+    let http = reqwest::blocking::Client::new();
+
+    // Orthanc -> Overread: the files go into Orthanc by its REST API; the workstation loads
+    // the study by its DICOMweb URL.
+    for e in std::fs::read_dir(&folder).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "dcm") {
+            continue;
+        }
+        let r = http
+            .post(format!("{}/instances", orthanc.base))
+            .body(std::fs::read(&p).unwrap())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().unwrap());
+    }
+    let url = format!("{}/dicom-web/studies/{study}", orthanc.base);
+    assert_eq!(
+        load_json(folder.to_str().unwrap(), &[]),
+        load_json(&url, &[])
+    );
+
+    // Overread -> Orthanc: Orthanc's DICOMweb client retrieves the study from Overread's
+    // case server (QIDO-RS and WADO-RS, with the radiologist's bearer token).
+    let dir = tempdir();
+    let (rt, base, case) = server_with(&folder, dir.path());
+    let token = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/login"))
+            .json(&serde_json::json!({"user": "rad1", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    // Empty Orthanc first, so what it holds next came from Overread.
+    let r = http
+        .delete(format!(
+            "{}/studies/{}",
+            orthanc.base,
+            orthanc_study_id(&http, &orthanc.base, &study)
+        ))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let r = http
+        .put(format!("{}/dicom-web/servers/overread", orthanc.base))
+        .json(&serde_json::json!({
+            "Url": format!("{base}/cases/{case}/dicomweb/"),
+            "HttpHeaders": { "Authorization": format!("Bearer {token}") },
+        }))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let r = http
+        .post(format!(
+            "{}/dicom-web/servers/overread/retrieve",
+            orthanc.base
+        ))
+        .json(&serde_json::json!({ "Resources": [ { "Study": study } ] }))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    // Orthanc now holds the 100 files, byte for byte.
+    let id = orthanc_study_id(&http, &orthanc.base, &study);
+    let instances: Value = http
+        .get(format!("{}/studies/{id}/instances", orthanc.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut got: Vec<String> = instances
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let bytes = http
+                .get(format!(
+                    "{}/instances/{}/file",
+                    orthanc.base,
+                    i["ID"].as_str().unwrap()
+                ))
+                .send()
+                .unwrap()
+                .bytes()
+                .unwrap();
+            sha(&bytes)
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .map(|p| sha(&std::fs::read(p).unwrap()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Orthanc's own id of a study, by its Study Instance UID.
+fn orthanc_study_id(http: &reqwest::blocking::Client, base: &str, study: &str) -> String {
+    let found: Value = http
+        .post(format!("{base}/tools/lookup"))
+        .body(study.to_string())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    found
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["Type"] == "Study")
+        .unwrap_or_else(|| panic!("study {study} not in Orthanc: {found}"))["ID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
