@@ -196,6 +196,54 @@ async fn the_cli_signs_with_a_sealed_key_and_submits_over_tls() {
     );
     db.add_key("rad1", &sealed.public_key).await.unwrap();
 
+    // A key image rendered by `overread render` (the CPU reference renderer) is attached to
+    // the case for the report PDF.
+    let study = dir.path().join("study");
+    let spec = imaging::synth::PhantomSpec {
+        columns: 64,
+        rows: 64,
+        slices: 8,
+        ..Default::default()
+    };
+    imaging::synth::write_series(&spec, &study).unwrap();
+    let png = dir.path().join("key.png");
+    let (ok, _, err) = run(vec![
+        "render".into(),
+        study.display().to_string(),
+        "--cpu".into(),
+        "--preset".into(),
+        "lung".into(),
+        "-o".into(),
+        png.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        run(vec![
+            "report".into(),
+            "key-image".into(),
+            png.display().to_string(),
+            "--case".into(),
+            case_id.clone(),
+            "--caption".into(),
+            "Nodule, lung window".into(),
+            "--server".into(),
+            format!("https://localhost:{port}"),
+            "--ca".into(),
+            cert.display().to_string(),
+            "--user".into(),
+            "rad1".into(),
+        ])
+    });
+    assert!(ok, "{out}{err}");
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT object_key, caption FROM key_images WHERE case_id = $1")
+            .bind(&case_id)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let png_sha = case_server::store::content_key(&std::fs::read(&png).unwrap());
+    assert_eq!(stored, [(png_sha, "Nodule, lung window".to_string())]);
+
     let draft = dir.path().join("report.json");
     std::fs::write(
         &draft,

@@ -153,4 +153,38 @@ impl CaseClient {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))
     }
+
+    /// Attach a key image (a PNG, e.g. from `overread render`) to a case's report: it is
+    /// printed in the PDF the referring physician receives. Returns the image's content key.
+    pub async fn add_key_image(
+        &self,
+        case_id: &str,
+        png: Vec<u8>,
+        caption: &str,
+    ) -> Result<String, ClientError> {
+        // The caption as a query value: unreserved characters as they are, the rest %XX.
+        let caption: String = caption
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let url = format!("{}/cases/{case_id}/key-images?caption={caption}", self.base);
+        let r = self
+            .authed(self.http.post(url))
+            .header("content-type", "image/png")
+            .body(png)
+            .send()
+            .await;
+        let v: serde_json::Value = Self::check(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(v["key"].as_str().unwrap_or_default().to_string())
+    }
 }

@@ -1,5 +1,5 @@
-//! `overread key new`, `overread report sign`, `overread report submit`: signing and sending
-//! reports from scripts, through the same encrypted key file and outbox as the workstation.
+//! `overread key new`, `overread report sign`, `overread report submit`, `overread report
+//! key-image`: signing and sending reports (and their key images) from scripts, through the same encrypted key file and outbox as the workstation.
 //! Secrets come from the environment (`OVERREAD_KEY_PASSPHRASE`, `OVERREAD_PASSWORD`) or, when
 //! unset, one line of standard input.
 
@@ -30,6 +30,27 @@ pub enum ReportCommand {
     Sign(SignArgs),
     /// Put signed reports in the outbox and send everything pending.
     Submit(SubmitArgs),
+    /// Attach a key image (a PNG from `overread render`) to a case: it is printed in the report
+    /// PDF the referring physician receives.
+    KeyImage(KeyImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyImageArgs {
+    pub png: PathBuf,
+    #[arg(long)]
+    pub case: String,
+    /// Printed under the image in the PDF.
+    #[arg(long, default_value = "")]
+    pub caption: String,
+    /// Case server, e.g. https://cases.example:8443.
+    #[arg(long)]
+    pub server: String,
+    /// Trust only this CA certificate (PEM).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    #[arg(long)]
+    pub user: String,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +114,7 @@ pub fn report_cmd(cmd: &ReportCommand) -> Result<()> {
     match cmd {
         ReportCommand::Sign(a) => sign_cmd(a),
         ReportCommand::Submit(a) => submit_cmd(a),
+        ReportCommand::KeyImage(a) => key_image_cmd(a),
     }
 }
 
@@ -116,6 +138,21 @@ fn sign_cmd(a: &SignArgs) -> Result<()> {
     let json = serde_json::to_vec_pretty(&signed)?;
     std::fs::write(&a.output, json).with_context(|| a.output.display().to_string())?;
     println!("signed report {hash} -> {}", a.output.display());
+    Ok(())
+}
+
+fn key_image_cmd(a: &KeyImageArgs) -> Result<()> {
+    let png = std::fs::read(&a.png).with_context(|| a.png.display().to_string())?;
+    let password = secret("OVERREAD_PASSWORD", "case server password")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let key = runtime.block_on(async {
+        let mut client = CaseClient::new(&a.server, a.ca.as_deref())?;
+        client.login(&a.user, &password).await?;
+        client.add_key_image(&a.case, png, &a.caption).await
+    })?;
+    println!("key image {key} attached to case {}", a.case);
     Ok(())
 }
 

@@ -10,6 +10,9 @@
 //! | `GET /worklist` | radiologists (their cases), coordinators and admins (all open), QA (reported) |
 //! | `GET /cases/{id}`, `GET /cases/{id}/reports` | the assigned radiologist, coordinators, QA, admins |
 //! | `POST /cases/{id}/reports` | the assigned radiologist |
+//! | `GET /cases/{id}/deliveries` | who may read the case |
+//! | `GET /cases/{id}/export` (the patient copy, ZIP) | coordinators |
+//! | `POST /cases/{id}/key-images` (PNG) | the assigned radiologist |
 //! | `GET /audit` | admins |
 
 use axum::extract::rejection::JsonRejection;
@@ -33,6 +36,8 @@ use crate::report_writer::{ReportWrite, WriteOutcome};
 
 /// Largest request body: a report with its measurements is a few kB; 1 MiB is generous.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Largest key image (PNG).
+pub const MAX_KEY_IMAGE_BYTES: usize = 8 << 20;
 
 /// The whole API: the routes here, DICOMweb under `/dicomweb` and `/cases/{id}/dicomweb`
 /// ([`crate::dicomweb`]).
@@ -48,6 +53,12 @@ pub fn router(server: Server) -> Router {
         .route("/cases/{id}/assign", post(assign))
         .route("/cases/{id}/status", post(set_status))
         .route("/cases/{id}/reports", post(submit_report).get(list_reports))
+        .route("/cases/{id}/deliveries", get(list_deliveries))
+        .route("/cases/{id}/export", get(export_case))
+        .route(
+            "/cases/{id}/key-images",
+            post(add_key_image).layer(DefaultBodyLimit::max(MAX_KEY_IMAGE_BYTES)),
+        )
         .route("/worklist", get(worklist))
         .route("/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -142,6 +153,155 @@ impl Caller {
         .await?;
         Ok(())
     }
+}
+
+/// The case's report deliveries (queued, retrying with the last error, sent with where and
+/// the sha256 of the document).
+async fn list_deliveries(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::delivery::DeliveryStatus>>, ApiError> {
+    visible_case(&db, &caller, &id).await?;
+    let list = crate::delivery::case_deliveries(&db, &id).await?;
+    caller.audit(&db, "deliveries_read", Some(&id), "").await?;
+    Ok(Json(list))
+}
+
+/// The patient copy of a case as a ZIP (studies with a DICOMDIR, reports as PDF and signed
+/// JSON), written to a private temporary file and streamed. Coordinators; audited.
+async fn export_case(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    caller.require(&[Role::Coordinator])?;
+    visible_case(&server.db, &caller, &id).await?;
+    let file = tempfile::tempfile().map_err(|e| {
+        tracing::error!("export: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no room to write the archive",
+        )
+    })?;
+    let writer = file.try_clone().map_err(|e| {
+        tracing::error!("export: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no room to write the archive",
+        )
+    })?;
+    let summary = crate::export::patient_copy(&server.db, &server.store, &id, writer)
+        .await
+        .map_err(|e| match e {
+            crate::export::ExportError::NoCase(_) => ApiError::not_found(e.to_string()),
+            crate::export::ExportError::Empty(_) => ApiError::conflict(e.to_string()),
+            other => {
+                tracing::error!("export of case {id}: {other}");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the archive could not be written",
+                )
+            }
+        })?;
+    caller
+        .audit(
+            &server.db,
+            "case_export",
+            Some(&id),
+            &format!(
+                "patient copy: {} studies, {} instances, {} reports",
+                summary.studies, summary.instances, summary.reports
+            ),
+        )
+        .await?;
+    let mut file = tokio::fs::File::from_std(file);
+    use tokio::io::AsyncSeekExt;
+    file.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| {
+        tracing::error!("export: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the archive could not be read",
+        )
+    })?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/zip".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"case-{id}.zip\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyImageQuery {
+    #[serde(default)]
+    caption: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct KeyImageAdded {
+    pub key: String,
+}
+
+/// A key image for the report (a PNG, e.g. from `overread render`): the assigned radiologist,
+/// before the report is delivered.
+async fn add_key_image(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<KeyImageQuery>,
+    png: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<KeyImageAdded>), ApiError> {
+    caller.require(&[Role::Radiologist])?;
+    let case = visible_case(&server.db, &caller, &id).await?;
+    if case.status == CaseStatus::Delivered {
+        return Err(ApiError::conflict(format!(
+            "case {id} is delivered: its report is sent"
+        )));
+    }
+    let png = png.map_err(|e| ApiError::new(e.status(), format!("key image: {e}")))?;
+    if q.caption.chars().count() > 200 {
+        return Err(ApiError::unprocessable(
+            "a caption is at most 200 characters",
+        ));
+    }
+    use crate::delivery::{KeyImageError, add_key_image};
+    let key = add_key_image(
+        &server.db,
+        &server.store,
+        &id,
+        &caller.id,
+        &q.caption,
+        png.to_vec(),
+    )
+    .await
+    .map_err(|e| match e {
+        KeyImageError::NotPng(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+        KeyImageError::TooMany => ApiError::conflict(e.to_string()),
+        KeyImageError::Sql(e) => e.into(),
+        KeyImageError::Store(e) => {
+            tracing::error!("key image: {e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the key image could not be stored",
+            )
+        }
+    })?;
+    caller
+        .audit(&server.db, "key_image_add", Some(&id), &key)
+        .await?;
+    Ok((StatusCode::CREATED, Json(KeyImageAdded { key })))
 }
 
 /// A JSON body, or a clear 4xx naming what is wrong with it.
@@ -672,12 +832,13 @@ async fn receipt_of(db: &Db, hash: &str) -> Result<Option<Receipt>, ApiError> {
 }
 
 async fn submit_report(
-    State(db): State<Db>,
+    State(server): State<Server>,
     caller: Caller,
     Path(id): Path<String>,
     payload: Result<Json<SignedReport>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Receipt>), ApiError> {
     caller.require(&[Role::Radiologist])?;
+    let db = server.db.clone();
     let signed = body(payload)?;
     let report = &signed.report;
     if report.case_id != id {
@@ -787,6 +948,7 @@ async fn submit_report(
     match outcome {
         WriteOutcome::Stored(receipt) => {
             tracing::info!(case = %id, report = %hash, "report stored");
+            server.nudge.wake();
             Ok((StatusCode::CREATED, Json(receipt)))
         }
         // A concurrent copy of the same report won the race: its receipt.

@@ -8,6 +8,8 @@
 //! - [`store`]: DICOM objects in an `object_store` (a folder, or S3), content-addressed.
 //! - [`intake`]: eligibility rules and storing studies into a case (import and STOW-RS).
 //! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS, scoped by role and assignment.
+//! - [`delivery`]: signed reports as PDFs to the referring physician (a fax folder by default).
+//! - [`export`]: the patient copy (studies with a DICOMDIR, reports as PDF and signed JSON).
 //! - [`tls`]: rustls configuration, self-signed first-start certificates, the TLS listener.
 //!
 //! Owns: the case record and every signed report, forever. Must not: log patient identity,
@@ -16,8 +18,10 @@
 pub mod api;
 pub mod auth;
 pub mod db;
+pub mod delivery;
 pub mod dicomweb;
 pub mod error;
+pub mod export;
 pub mod intake;
 pub mod report_writer;
 pub mod store;
@@ -63,6 +67,10 @@ pub struct Server {
     pub max_upload_bytes: usize,
     /// `https` or `http`, for the URLs the server writes (set by [`serve`] and [`serve_tls`]).
     pub scheme: &'static str,
+    /// Report delivery; `None`: reports wait in the outbox until a server with delivery runs.
+    pub delivery: Option<delivery::DeliveryConfig>,
+    /// Wakes the delivery task when a report is stored.
+    pub nudge: delivery::Nudge,
 }
 
 impl Server {
@@ -73,6 +81,20 @@ impl Server {
             rules: IntakeRules::default(),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             scheme: "https",
+            delivery: None,
+            nudge: delivery::Nudge::default(),
+        }
+    }
+
+    /// Start the delivery task when delivery is configured.
+    fn start_delivery(&self) {
+        if let Some(config) = &self.delivery {
+            delivery::spawn(
+                self.db.clone(),
+                self.store.clone(),
+                config.clone(),
+                self.nudge.clone(),
+            );
         }
     }
 }
@@ -90,6 +112,7 @@ pub async fn serve_tls(
     config: std::sync::Arc<rustls::ServerConfig>,
 ) -> std::io::Result<()> {
     server.scheme = "https";
+    server.start_delivery();
     let tls = tls::TlsListener::new(listener, config)?;
     let app = router(server).into_make_service_with_connect_info::<Peer>();
     axum::serve(tls, app).await
@@ -99,6 +122,7 @@ pub async fn serve_tls(
 /// task is dropped.
 pub async fn serve(mut server: Server, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     server.scheme = "http";
+    server.start_delivery();
     let app = router(server).into_make_service_with_connect_info::<Peer>();
     axum::serve(listener, app).await
 }

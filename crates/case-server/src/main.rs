@@ -73,6 +73,25 @@ enum Command {
         /// Largest STOW-RS upload, MiB.
         #[arg(long, default_value_t = 1024)]
         max_upload_mib: usize,
+        /// Folder a fax gateway watches: each signed report is written there as a PDF with a
+        /// JSON sidecar (fax number, recipient, hash).
+        #[arg(long, default_value = "overread-fax", env = "OVERREAD_FAX_DIR")]
+        fax_dir: PathBuf,
+    },
+    /// Write a case's patient copy (studies with a DICOMDIR, reports as PDF and signed JSON) as
+    /// a ZIP archive.
+    Export {
+        #[arg(long)]
+        case: String,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Write the PDF of a stored report (as it is delivered) to a file.
+    ReportPdf {
+        /// The report's sha256.
+        hash: String,
+        #[arg(short, long)]
+        out: PathBuf,
     },
     /// Import a CD-ROM (its DICOMDIR or folder) or folders of DICOM files into a case. Each
     /// study is checked against the intake rules and stored whole or not at all.
@@ -201,9 +220,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             key,
             insecure_http,
             max_upload_mib,
+            fax_dir,
         } => {
             let mut server = server()?;
             server.max_upload_bytes = max_upload_mib.saturating_mul(1 << 20);
+            std::fs::create_dir_all(&fax_dir).map_err(|e| format!("{}: {e}", fax_dir.display()))?;
+            server.delivery = Some(case_server::delivery::DeliveryConfig::folder(&fax_dir));
             if insecure_http {
                 if !listen.ip().is_loopback() {
                     return Err(format!("plain HTTP only on loopback; {listen} is not"));
@@ -236,6 +258,41 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Import { paths, case } => import(&server()?, &paths, &case).await?,
+        Command::Export { case, out } => {
+            let server = server()?;
+            let file =
+                std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let summary = case_server::export::patient_copy(&server.db, &server.store, &case, file)
+                .await
+                .map_err(|e| e.to_string())?;
+            cli_audit(
+                &db,
+                "case_export",
+                Some(&case),
+                &format!(
+                    "patient copy: {} instances, {} reports",
+                    summary.instances, summary.reports
+                ),
+            )
+            .await?;
+            println!(
+                "{}: {} studies, {} series, {} instances, {} reports",
+                out.display(),
+                summary.studies,
+                summary.series,
+                summary.instances,
+                summary.reports
+            );
+        }
+        Command::ReportPdf { hash, out } => {
+            let server = server()?;
+            let (pdf, facts) = case_server::delivery::report_pdf(&server.db, &server.store, &hash)
+                .await
+                .map_err(|e| e.to_string())?;
+            std::fs::write(&out, pdf).map_err(|e| format!("{}: {e}", out.display()))?;
+            cli_audit(&db, "report_pdf", Some(&facts.case_id), &hash).await?;
+            println!("{}", out.display());
+        }
         Command::User {
             command:
                 UserCommand::Add {

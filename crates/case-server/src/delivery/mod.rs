@@ -1,0 +1,502 @@
+//! Delivery of signed reports to the referring physician: each stored report (final or
+//! addendum) becomes a PDF ([`pdf`]) and is handed to a [`Transport`]; by default a folder a
+//! fax gateway watches ([`FolderTransport`]).
+//!
+//! The outbox is durable by construction: the reports table is append-only and every report
+//! without a `sent` row in `deliveries` is still to deliver, so a crash or a failed transport
+//! loses nothing. One task ([`spawn`]) delivers, woken after each stored report and every few
+//! seconds; a failure is recorded on the row (attempts, error, next attempt after a doubling
+//! wait) and audited. A delivered final report moves its case to `delivered`.
+//!
+//! Owns: the `deliveries` and `key_images` tables. Must not: log patient identity (the PDF
+//! and the fax sidecar carry it; log lines name cases and hashes).
+
+pub mod pdf;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use case_protocol::{
+    CaseStatus, Patient, Referral, ReportKind, SignedReport, rfc3339_utc, unix_now,
+};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::db::Db;
+use crate::store::Store;
+use pdf::{KeyImage, ReportDocument, StudyLine};
+
+/// Most key images a case may carry into its report.
+pub const MAX_KEY_IMAGES: i64 = 8;
+
+/// One document to send.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub case_id: &'a str,
+    pub report_hash: &'a str,
+    pub kind: ReportKind,
+    /// E.164 fax number of the referring physician.
+    pub fax: &'a str,
+    pub recipient: &'a str,
+    pub pdf: &'a [u8],
+}
+
+/// How documents leave. `send` returns where the document went (for the case record).
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    fn name(&self) -> &'static str;
+    fn send(&self, doc: &Outgoing<'_>) -> Result<String, String>;
+}
+
+/// Writes `CASE-HASH16.pdf` and then `CASE-HASH16.json` (fax number, recipient, hash, size)
+/// into a folder, each by a temporary name and a rename: a gateway that acts on the `.json`
+/// always finds the whole PDF beside it.
+#[derive(Debug, Clone)]
+pub struct FolderTransport {
+    pub folder: PathBuf,
+}
+
+impl Transport for FolderTransport {
+    fn name(&self) -> &'static str {
+        "folder"
+    }
+
+    fn send(&self, doc: &Outgoing<'_>) -> Result<String, String> {
+        let stem = format!(
+            "{}-{}",
+            doc.case_id,
+            doc.report_hash.get(..16).unwrap_or(doc.report_hash)
+        );
+        let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, String> {
+            let path = self.folder.join(name);
+            let tmp = self.folder.join(format!(".{name}.part"));
+            std::fs::write(&tmp, bytes)
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| format!("{}: {e}", self.folder.display()))?;
+            Ok(path)
+        };
+        let pdf = write(&format!("{stem}.pdf"), doc.pdf)?;
+        let sidecar = serde_json::json!({
+            "fax": doc.fax,
+            "recipient": doc.recipient,
+            "case_id": doc.case_id,
+            "report_hash": doc.report_hash,
+            "kind": match doc.kind { ReportKind::Final => "final", ReportKind::Addendum { .. } => "addendum" },
+            "pdf": pdf.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "pdf_sha256": hex(&Sha256::digest(doc.pdf)),
+            "pdf_bytes": doc.pdf.len(),
+        });
+        write(&format!("{stem}.json"), sidecar.to_string().as_bytes())?;
+        Ok(pdf.display().to_string())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How the delivery task runs.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub transport: Arc<dyn Transport>,
+    /// First wait after a failure; doubled each time, at most an hour.
+    pub retry_base: Duration,
+    /// How often to look for work without being woken.
+    pub poll: Duration,
+}
+
+impl DeliveryConfig {
+    pub fn folder(folder: &Path) -> DeliveryConfig {
+        DeliveryConfig {
+            transport: Arc::new(FolderTransport {
+                folder: folder.to_path_buf(),
+            }),
+            retry_base: Duration::from_secs(5),
+            poll: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Wakes the delivery task (after a report is stored).
+#[derive(Debug, Clone, Default)]
+pub struct Nudge(Arc<tokio::sync::Notify>);
+
+impl Nudge {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("stored record unreadable: {0}")]
+    Stored(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("no report {0}")]
+    NoReport(String),
+}
+
+/// Build the PDF of a stored report, as it would be delivered.
+pub async fn report_pdf(
+    db: &Db,
+    store: &Store,
+    report_hash: &str,
+) -> Result<(Vec<u8>, PdfFacts), DeliveryError> {
+    let row = sqlx::query(
+        "SELECT reports.case_id AS case_id, reports.signed_json AS signed_json,
+                reports.amends AS amends, reports.received_at AS received_at,
+                cases.patient_json AS patient_json, cases.referral_json AS referral_json
+         FROM reports JOIN cases ON cases.id = reports.case_id WHERE reports.report_hash = $1",
+    )
+    .bind(report_hash)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| DeliveryError::NoReport(report_hash.to_string()))?;
+    let unreadable = |what: &str| DeliveryError::Stored(format!("{what} of report {report_hash}"));
+    let signed: SignedReport = serde_json::from_str(row.get::<&str, _>("signed_json"))
+        .map_err(|_| unreadable("the signed report"))?;
+    let patient: Patient = serde_json::from_str(row.get::<&str, _>("patient_json"))
+        .map_err(|_| unreadable("the patient record"))?;
+    let referral: Referral = serde_json::from_str(row.get::<&str, _>("referral_json"))
+        .map_err(|_| unreadable("the referral"))?;
+    let case_id: String = row.get("case_id");
+    let amends: Option<String> = row.try_get("amends").ok().flatten();
+    let received_at: String = row.get("received_at");
+    // The studies the signed report names, with their details where the case holds them; a
+    // report that names none lists the case's studies.
+    let held: Vec<StudyLine> = sqlx::query(
+        "SELECT study_uid, MIN(study_date) AS study_date, MIN(modality) AS modality,
+                MIN(study_description) AS study_description
+         FROM instances WHERE case_id = $1 GROUP BY study_uid ORDER BY study_date",
+    )
+    .bind(&case_id)
+    .fetch_all(&db.pool)
+    .await?
+    .iter()
+    .map(|r| StudyLine {
+        uid: r.get("study_uid"),
+        date: r.get("study_date"),
+        modality: r.get("modality"),
+        description: r.get("study_description"),
+    })
+    .collect();
+    let named = &signed.report.study_instance_uids;
+    let studies: Vec<StudyLine> = if named.is_empty() {
+        held
+    } else {
+        named
+            .iter()
+            .map(|uid| {
+                held.iter()
+                    .find(|s| s.uid == *uid)
+                    .cloned()
+                    .unwrap_or(StudyLine {
+                        uid: uid.clone(),
+                        date: String::new(),
+                        modality: String::new(),
+                        description: String::new(),
+                    })
+            })
+            .collect()
+    };
+    let mut key_images = Vec::new();
+    for r in sqlx::query(
+        "SELECT object_key, caption FROM key_images WHERE case_id = $1 ORDER BY uploaded_at, object_key",
+    )
+    .bind(&case_id)
+    .fetch_all(&db.pool)
+    .await?
+    {
+        let bytes = store.get(r.get::<&str, _>("object_key")).await?;
+        if let Ok(k) = KeyImage::from_png(&bytes, r.get::<&str, _>("caption")) {
+            key_images.push(k);
+        }
+    }
+    let doc = ReportDocument {
+        case_id: &case_id,
+        patient: &patient,
+        referral: &referral,
+        studies: &studies,
+        report: &signed.report,
+        report_hash,
+        received_at: &received_at,
+        amends: amends.as_deref(),
+        key_images: &key_images,
+    };
+    let bytes = pdf::render_pdf(&doc);
+    Ok((
+        bytes,
+        PdfFacts {
+            case_id,
+            kind: signed.report.kind.clone(),
+            fax: referral.physician.fax.clone(),
+            recipient: referral.physician.name.clone(),
+        },
+    ))
+}
+
+/// What the transport needs besides the PDF.
+#[derive(Debug, Clone)]
+pub struct PdfFacts {
+    pub case_id: String,
+    pub kind: ReportKind,
+    pub fax: String,
+    pub recipient: String,
+}
+
+/// Start the delivery task; it runs until the runtime ends.
+pub fn spawn(db: Db, store: Store, config: DeliveryConfig, nudge: Nudge) {
+    tokio::spawn(async move {
+        loop {
+            match deliver_due(&db, &store, &config).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!("delivery: {e}"),
+            }
+            let _ = tokio::time::timeout(config.poll, nudge.0.notified()).await;
+        }
+    });
+}
+
+/// Deliver every report that is due; returns how many were attempted.
+pub async fn deliver_due(
+    db: &Db,
+    store: &Store,
+    config: &DeliveryConfig,
+) -> Result<usize, DeliveryError> {
+    let due = sqlx::query(
+        "SELECT reports.report_hash AS report_hash, deliveries.attempts AS attempts
+         FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
+         WHERE deliveries.report_hash IS NULL
+            OR (deliveries.status <> 'sent' AND deliveries.next_attempt_unix <= $1)
+         ORDER BY reports.received_at LIMIT 16",
+    )
+    .bind(unix_now())
+    .fetch_all(&db.pool)
+    .await?;
+    for row in &due {
+        let hash: String = row.get("report_hash");
+        let attempts: i64 = row
+            .try_get::<Option<i64>, _>("attempts")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            + 1;
+        let outcome = match report_pdf(db, store, &hash).await {
+            Ok((bytes, facts)) => {
+                let transport = config.transport.clone();
+                let sent = tokio::task::spawn_blocking({
+                    let bytes = bytes.clone();
+                    let facts = facts.clone();
+                    let hash = hash.clone();
+                    move || {
+                        transport.send(&Outgoing {
+                            case_id: &facts.case_id,
+                            report_hash: &hash,
+                            kind: facts.kind.clone(),
+                            fax: &facts.fax,
+                            recipient: &facts.recipient,
+                            pdf: &bytes,
+                        })
+                    }
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                sent.map(|reference| (reference, hex(&Sha256::digest(&bytes)), facts))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        record(db, config, &hash, attempts, outcome).await?;
+    }
+    Ok(due.len())
+}
+
+async fn record(
+    db: &Db,
+    config: &DeliveryConfig,
+    hash: &str,
+    attempts: i64,
+    outcome: Result<(String, String, PdfFacts), String>,
+) -> Result<(), DeliveryError> {
+    let case_id: String = sqlx::query("SELECT case_id FROM reports WHERE report_hash = $1")
+        .bind(hash)
+        .fetch_one(&db.pool)
+        .await?
+        .get("case_id");
+    let now = unix_now();
+    let (status, reference, document, error, next) = match &outcome {
+        Ok((reference, sha, _)) => (
+            "sent",
+            Some(reference.clone()),
+            Some(sha.clone()),
+            None,
+            now,
+        ),
+        Err(e) => {
+            let wait = config
+                .retry_base
+                .saturating_mul(1u32 << (attempts - 1).clamp(0, 16) as u32)
+                .min(Duration::from_secs(3600));
+            (
+                "retrying",
+                None,
+                None,
+                Some(e.clone()),
+                now + wait.as_secs().max(1) as i64,
+            )
+        }
+    };
+    {
+        let mut tx = db.begin_write().await?;
+        sqlx::query("DELETE FROM deliveries WHERE report_hash = $1")
+            .bind(hash)
+            .execute(&mut *tx.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO deliveries (report_hash, case_id, status, attempts, transport, reference,
+                document_sha256, last_error, next_attempt_unix, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(hash)
+        .bind(&case_id)
+        .bind(status)
+        .bind(attempts)
+        .bind(config.transport.name())
+        .bind(reference)
+        .bind(document)
+        .bind(error.clone())
+        .bind(next)
+        .bind(rfc3339_utc(now))
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+    }
+    match outcome {
+        Ok((_, _, facts)) => {
+            db.audit(None, "report_delivered", Some(&case_id), None, hash)
+                .await?;
+            if facts.kind == ReportKind::Final
+                && let Ok(Some(case)) = db.case_summary(&case_id).await
+                && case.status == CaseStatus::Reported
+                && let Err(e) = db.set_status(&case_id, CaseStatus::Delivered).await
+            {
+                tracing::error!("delivery: case {case_id} not moved to delivered: {e}");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(
+                "delivery of report {hash} (case {case_id}) failed, attempt {attempts}: {e}"
+            );
+            db.audit(
+                None,
+                "report_delivery_failed",
+                Some(&case_id),
+                None,
+                &format!("{hash}: {e}"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A case's deliveries, for the case record.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DeliveryStatus {
+    pub report_hash: String,
+    /// "queued" (not tried yet), "retrying" or "sent".
+    pub status: String,
+    pub attempts: i64,
+    pub transport: Option<String>,
+    pub reference: Option<String>,
+    pub document_sha256: Option<String>,
+    pub last_error: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+pub async fn case_deliveries(db: &Db, case_id: &str) -> Result<Vec<DeliveryStatus>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT reports.report_hash AS report_hash, deliveries.status AS status,
+                deliveries.attempts AS attempts, deliveries.transport AS transport,
+                deliveries.reference AS reference, deliveries.document_sha256 AS document_sha256,
+                deliveries.last_error AS last_error, deliveries.updated_at AS updated_at
+         FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
+         WHERE reports.case_id = $1 ORDER BY reports.received_at",
+    )
+    .bind(case_id)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| DeliveryStatus {
+            report_hash: r.get("report_hash"),
+            status: r
+                .try_get::<Option<String>, _>("status")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "queued".into()),
+            attempts: r
+                .try_get::<Option<i64>, _>("attempts")
+                .ok()
+                .flatten()
+                .unwrap_or(0),
+            transport: r.try_get("transport").ok().flatten(),
+            reference: r.try_get("reference").ok().flatten(),
+            document_sha256: r.try_get("document_sha256").ok().flatten(),
+            last_error: r.try_get("last_error").ok().flatten(),
+            updated_at: r.try_get("updated_at").ok().flatten(),
+        })
+        .collect())
+}
+
+/// Store a key image (a PNG, e.g. from `overread render`) for a case's report. Returns its
+/// content key.
+pub async fn add_key_image(
+    db: &Db,
+    store: &Store,
+    case_id: &str,
+    user_id: &str,
+    caption: &str,
+    png: Vec<u8>,
+) -> Result<String, KeyImageError> {
+    KeyImage::from_png(&png, caption).map_err(KeyImageError::NotPng)?;
+    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM key_images WHERE case_id = $1")
+        .bind(case_id)
+        .fetch_one(&db.pool)
+        .await?
+        .try_get("n")?;
+    if count >= MAX_KEY_IMAGES {
+        return Err(KeyImageError::TooMany);
+    }
+    let (key, _) = store.put(png).await?;
+    let _turn = db.write_turn().await;
+    sqlx::query(
+        "INSERT INTO key_images (case_id, object_key, caption, uploaded_by, uploaded_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (case_id, object_key) DO NOTHING",
+    )
+    .bind(case_id)
+    .bind(&key)
+    .bind(caption)
+    .bind(user_id)
+    .bind(rfc3339_utc(unix_now()))
+    .execute(&db.pool)
+    .await?;
+    Ok(key)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyImageError {
+    #[error("{0}")]
+    NotPng(String),
+    #[error("a case carries at most {MAX_KEY_IMAGES} key images")]
+    TooMany,
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}

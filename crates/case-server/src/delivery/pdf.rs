@@ -1,0 +1,574 @@
+//! The report as a PDF for the referring physician (pdf-writer; the PDF base fonts Helvetica
+//! and Helvetica-Bold, nothing embedded but key images).
+//!
+//! Layout (A4): a header with the patient, the referral and the studies read; the findings and
+//! the impression; optional key images (grey PNGs, two a row); the signature block (signer,
+//! signing time, key id, the report's sha256, where the server received it); on every page a
+//! footer with the case, the short hash and "page n of N". Text is wrapped by the fonts' own
+//! widths (Adobe's AFM metrics) and set in WinAnsiEncoding; a character it lacks prints as '?'.
+
+use case_protocol::{Patient, Referral, Report, ReportKind};
+use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
+
+/// A grey key image (8-bit, row-major).
+#[derive(Debug, Clone)]
+pub struct KeyImage {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+    pub caption: String,
+}
+
+impl KeyImage {
+    /// Decode a PNG (grey or colour, 8 or 16 bits) to 8-bit grey.
+    pub fn from_png(bytes: &[u8], caption: &str) -> Result<KeyImage, String> {
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+        decoder.set_transformations(png::Transformations::normalize_to_color8());
+        let mut reader = decoder.read_info().map_err(|e| format!("not a PNG: {e}"))?;
+        let size = reader
+            .output_buffer_size()
+            .ok_or("PNG too large to decode")?;
+        if size > 64 << 20 {
+            return Err("PNG larger than 64 MB decoded".into());
+        }
+        let mut buf = vec![0u8; size];
+        let info = reader
+            .next_frame(&mut buf)
+            .map_err(|e| format!("PNG: {e}"))?;
+        let channels = info.color_type.samples();
+        let pixels = buf[..info.buffer_size()]
+            .chunks_exact(channels)
+            .map(|p| match channels {
+                1 | 2 => p[0],
+                _ => {
+                    ((u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000)
+                        as u8
+                }
+            })
+            .collect();
+        Ok(KeyImage {
+            width: info.width,
+            height: info.height,
+            pixels,
+            caption: caption.to_string(),
+        })
+    }
+}
+
+/// One study read, as the header lists it.
+#[derive(Debug, Clone)]
+pub struct StudyLine {
+    pub uid: String,
+    pub date: String,
+    pub modality: String,
+    pub description: String,
+}
+
+/// Everything the document shows.
+#[derive(Debug)]
+pub struct ReportDocument<'a> {
+    pub case_id: &'a str,
+    pub patient: &'a Patient,
+    pub referral: &'a Referral,
+    pub studies: &'a [StudyLine],
+    pub report: &'a Report,
+    pub report_hash: &'a str,
+    pub received_at: &'a str,
+    /// The report this one amends (addenda), by hash.
+    pub amends: Option<&'a str>,
+    pub key_images: &'a [KeyImage],
+}
+
+const PAGE_W: f32 = 595.0;
+const PAGE_H: f32 = 842.0;
+const MARGIN: f32 = 56.0;
+const TEXT_W: f32 = PAGE_W - 2.0 * MARGIN;
+const BOTTOM: f32 = 70.0;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Font {
+    Regular,
+    Bold,
+}
+
+/// Advance widths (1/1000 em) of WinAnsi 32..=126, Adobe Helvetica AFM.
+const HELVETICA: [u16; 95] = [
+    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556,
+    556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, 1015, 667, 667, 722, 722, 667,
+    611, 778, 722, 278, 500, 667, 556, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667,
+    667, 611, 278, 278, 278, 469, 556, 333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500,
+    222, 833, 556, 556, 556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584,
+];
+
+/// Advance widths of WinAnsi 32..=126, Adobe Helvetica-Bold AFM.
+const HELVETICA_BOLD: [u16; 95] = [
+    278, 333, 474, 556, 556, 889, 722, 238, 333, 333, 389, 584, 278, 333, 278, 278, 556, 556, 556,
+    556, 556, 556, 556, 556, 556, 556, 333, 333, 584, 584, 584, 611, 975, 722, 722, 722, 722, 667,
+    611, 778, 722, 278, 556, 722, 611, 833, 722, 778, 667, 778, 722, 667, 611, 722, 667, 944, 667,
+    667, 611, 333, 278, 333, 584, 556, 333, 556, 611, 556, 611, 556, 333, 611, 611, 278, 278, 556,
+    278, 889, 611, 611, 611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584,
+];
+
+/// A character in WinAnsiEncoding (Latin-1 and the common typographic marks), else '?'.
+fn win_ansi(c: char) -> u8 {
+    match c {
+        ' '..='~' => c as u8,
+        '\u{a0}'..='\u{ff}' => c as u32 as u8,
+        '€' => 0x80,
+        '…' => 0x85,
+        '‘' => 0x91,
+        '’' => 0x92,
+        '“' => 0x93,
+        '”' => 0x94,
+        '•' => 0x95,
+        '–' => 0x96,
+        '—' => 0x97,
+        _ => b'?',
+    }
+}
+
+fn width_pt(text: &str, font: Font, size: f32) -> f32 {
+    let table = match font {
+        Font::Regular => &HELVETICA,
+        Font::Bold => &HELVETICA_BOLD,
+    };
+    let units: u32 = text
+        .chars()
+        .map(|c| {
+            let b = win_ansi(c);
+            if (32..=126).contains(&b) {
+                u32::from(table[usize::from(b - 32)])
+            } else {
+                556
+            }
+        })
+        .sum();
+    units as f32 * size / 1000.0
+}
+
+/// Words into lines no wider than `max` points (a word longer than a line is cut).
+fn wrap(text: &str, font: Font, size: f32, max: f32) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            let candidate = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
+            if width_pt(&candidate, font, size) <= max {
+                line = candidate;
+                continue;
+            }
+            if !line.is_empty() {
+                lines.push(std::mem::take(&mut line));
+            }
+            let mut rest = word.to_string();
+            while width_pt(&rest, font, size) > max {
+                let mut cut = rest.chars().count();
+                while cut > 1
+                    && width_pt(&rest.chars().take(cut).collect::<String>(), font, size) > max
+                {
+                    cut -= 1;
+                }
+                lines.push(rest.chars().take(cut).collect());
+                rest = rest.chars().skip(cut).collect();
+            }
+            line = rest;
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// What goes on a page, in page coordinates.
+enum Op {
+    Text {
+        x: f32,
+        y: f32,
+        font: Font,
+        size: f32,
+        text: String,
+    },
+    Rule {
+        y: f32,
+    },
+    Image {
+        index: usize,
+        x: f32,
+        y: f32,
+        w: f32,
+        h: f32,
+    },
+}
+
+struct Layout {
+    pages: Vec<Vec<Op>>,
+    y: f32,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        Layout {
+            pages: vec![Vec::new()],
+            y: PAGE_H - MARGIN,
+        }
+    }
+    fn need(&mut self, height: f32) {
+        if self.y - height < BOTTOM {
+            self.pages.push(Vec::new());
+            self.y = PAGE_H - MARGIN;
+        }
+    }
+    fn push(&mut self, op: Op) {
+        if let Some(p) = self.pages.last_mut() {
+            p.push(op);
+        }
+    }
+    fn line(&mut self, x: f32, font: Font, size: f32, text: &str) {
+        let lead = size * 1.35;
+        self.need(lead);
+        self.y -= lead;
+        let y = self.y;
+        self.push(Op::Text {
+            x,
+            y,
+            font,
+            size,
+            text: text.to_string(),
+        });
+    }
+    fn paragraph(&mut self, font: Font, size: f32, text: &str) {
+        for l in wrap(text, font, size, TEXT_W) {
+            self.line(MARGIN, font, size, &l);
+        }
+    }
+    fn label_value(&mut self, label: &str, value: &str) {
+        let size = 10.0;
+        let indent = 110.0;
+        let lines = wrap(value, Font::Regular, size, TEXT_W - indent);
+        for (i, l) in lines.iter().enumerate() {
+            self.line(MARGIN + indent, Font::Regular, size, l);
+            if i == 0 {
+                let y = self.y;
+                self.push(Op::Text {
+                    x: MARGIN,
+                    y,
+                    font: Font::Bold,
+                    size,
+                    text: label.to_string(),
+                });
+            }
+        }
+    }
+    fn heading(&mut self, text: &str) {
+        self.need(40.0);
+        self.y -= 8.0;
+        self.line(MARGIN, Font::Bold, 12.0, text);
+    }
+    fn rule(&mut self) {
+        self.need(10.0);
+        self.y -= 6.0;
+        let y = self.y;
+        self.push(Op::Rule { y });
+    }
+}
+
+fn dash_date(da: &str) -> String {
+    if da.len() == 8 && da.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}-{}-{}", &da[0..4], &da[4..6], &da[6..8])
+    } else {
+        da.to_string()
+    }
+}
+
+fn lay_out(doc: &ReportDocument<'_>) -> Layout {
+    let mut l = Layout::new();
+    let r = doc.report;
+    let title = match &r.kind {
+        ReportKind::Final => "Second-opinion radiology report",
+        ReportKind::Addendum { .. } => "Addendum to a second-opinion radiology report",
+    };
+    l.line(MARGIN, Font::Bold, 16.0, title);
+    l.line(
+        MARGIN,
+        Font::Regular,
+        9.0,
+        &format!("Overread case {}", doc.case_id),
+    );
+    l.rule();
+    let p = doc.patient;
+    l.label_value("Patient", &p.name.replace('^', ", "));
+    l.label_value("Date of birth", &p.birth_date);
+    l.label_value("Sex", &p.sex);
+    l.label_value("Record number", &p.id);
+    let physician = &doc.referral.physician;
+    let mut referred = physician.name.clone();
+    if let Some(inst) = &physician.institution {
+        referred += &format!(", {inst}");
+    }
+    l.label_value("Referred by", &referred);
+    l.label_value("Fax", &physician.fax);
+    l.label_value("Clinical question", &doc.referral.clinical_question);
+    for s in doc.studies {
+        let mut text = format!("{} {}", s.modality, dash_date(&s.date))
+            .trim()
+            .to_string();
+        if !s.description.is_empty() {
+            text += &format!(", {}", s.description);
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text += &format!("(Study Instance UID {})", s.uid);
+        l.label_value("Study", &text);
+    }
+    if let Some(amends) = doc.amends {
+        l.label_value("Amends report", amends);
+    }
+    l.rule();
+    l.heading("Findings");
+    l.paragraph(Font::Regular, 11.0, &r.findings);
+    if !r.measurements.is_empty() {
+        l.heading("Measurements");
+        for m in &r.measurements {
+            l.paragraph(
+                Font::Regular,
+                10.0,
+                &format!(
+                    "• {}: {} {} ({})",
+                    m.label,
+                    trim_number(m.value),
+                    m.unit,
+                    m.kind
+                ),
+            );
+        }
+    }
+    l.heading("Impression");
+    l.paragraph(Font::Bold, 11.0, &r.impression);
+    if !doc.key_images.is_empty() {
+        l.heading("Key images");
+        let cell_w = (TEXT_W - 16.0) / 2.0;
+        for (row, pair) in doc.key_images.chunks(2).enumerate() {
+            let h = pair
+                .iter()
+                .map(|k| cell_w * k.height as f32 / k.width.max(1) as f32)
+                .fold(0.0f32, f32::max)
+                .min(300.0);
+            l.need(h + 24.0);
+            l.y -= h + 6.0;
+            for (col, k) in pair.iter().enumerate() {
+                let scale = (cell_w / k.width.max(1) as f32).min(h / k.height.max(1) as f32);
+                let (w, ih) = (k.width as f32 * scale, k.height as f32 * scale);
+                let x = MARGIN + col as f32 * (cell_w + 16.0);
+                let y = l.y;
+                l.push(Op::Image {
+                    index: row * 2 + col,
+                    x,
+                    y: y + (h - ih),
+                    w,
+                    h: ih,
+                });
+                let caption_y = y - 12.0;
+                l.push(Op::Text {
+                    x,
+                    y: caption_y,
+                    font: Font::Regular,
+                    size: 8.0,
+                    text: k.caption.clone(),
+                });
+            }
+            l.y -= 16.0;
+        }
+    }
+    // The signature block stays on one page.
+    l.need(130.0);
+    l.rule();
+    l.heading("Electronically signed");
+    l.label_value(
+        "Signed by",
+        &format!("{} ({})", r.author.display_name, r.author.user_id),
+    );
+    l.label_value("Signed at", &r.signed_at);
+    l.label_value("Signing key", &r.key_id);
+    l.label_value("Report sha256", doc.report_hash);
+    l.label_value(
+        "Received",
+        &format!("{} by the Overread case server", doc.received_at),
+    );
+    l.paragraph(
+        Font::Regular,
+        8.0,
+        "The signature covers the canonical text of this report (case-protocol version 1); its sha256 above identifies it. Any change makes a new report with a new hash.",
+    );
+    l
+}
+
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
+fn encode(text: &str) -> Vec<u8> {
+    text.chars().map(win_ansi).collect()
+}
+
+/// The PDF bytes of `doc`.
+pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
+    let layout = lay_out(doc);
+    let n_pages = layout.pages.len();
+    let mut pdf = Pdf::new();
+    let catalog = Ref::new(1);
+    let tree = Ref::new(2);
+    let regular = Ref::new(3);
+    let bold = Ref::new(4);
+    let info = Ref::new(5);
+    let mut next = 6;
+    let mut alloc = || {
+        let r = Ref::new(next);
+        next += 1;
+        r
+    };
+    let image_refs: Vec<Ref> = doc.key_images.iter().map(|_| alloc()).collect();
+    let page_refs: Vec<(Ref, Ref)> = (0..n_pages).map(|_| (alloc(), alloc())).collect();
+    pdf.catalog(catalog).pages(tree);
+    pdf.pages(tree)
+        .kids(page_refs.iter().map(|(p, _)| *p))
+        .count(n_pages as i32);
+    pdf.type1_font(regular)
+        .base_font(Name(b"Helvetica"))
+        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    pdf.type1_font(bold)
+        .base_font(Name(b"Helvetica-Bold"))
+        .encoding_predefined(Name(b"WinAnsiEncoding"));
+    pdf.document_info(info)
+        .title(TextStr(&format!("Overread report, case {}", doc.case_id)))
+        .producer(TextStr("Overread case server"));
+    for (k, r) in doc.key_images.iter().zip(&image_refs) {
+        let data = {
+            use std::io::Write;
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            let _ = z.write_all(&k.pixels);
+            z.finish().unwrap_or_default()
+        };
+        let mut image = pdf.image_xobject(*r, &data);
+        image.filter(Filter::FlateDecode);
+        image.width(k.width as i32);
+        image.height(k.height as i32);
+        image.color_space().device_gray();
+        image.bits_per_component(8);
+        image.finish();
+    }
+    let short_hash: String = doc.report_hash.chars().take(16).collect();
+    for (i, (ops, (page_ref, content_ref))) in layout.pages.iter().zip(&page_refs).enumerate() {
+        let mut page = pdf.page(*page_ref);
+        page.media_box(Rect::new(0.0, 0.0, PAGE_W, PAGE_H));
+        page.parent(tree);
+        page.contents(*content_ref);
+        let mut resources = page.resources();
+        resources
+            .fonts()
+            .pair(Name(b"F1"), regular)
+            .pair(Name(b"F2"), bold);
+        let names: Vec<String> = (0..image_refs.len()).map(|i| format!("Im{i}")).collect();
+        {
+            let mut x = resources.x_objects();
+            for (name, r) in names.iter().zip(&image_refs) {
+                x.pair(Name(name.as_bytes()), *r);
+            }
+        }
+        resources.finish();
+        page.finish();
+        let mut c = Content::new();
+        for op in ops {
+            match op {
+                Op::Text {
+                    x,
+                    y,
+                    font,
+                    size,
+                    text,
+                } => {
+                    let f = match font {
+                        Font::Regular => Name(b"F1"),
+                        Font::Bold => Name(b"F2"),
+                    };
+                    c.begin_text();
+                    c.set_font(f, *size);
+                    c.next_line(*x, *y);
+                    c.show(Str(&encode(text)));
+                    c.end_text();
+                }
+                Op::Rule { y } => {
+                    c.set_line_width(0.5);
+                    c.move_to(MARGIN, *y);
+                    c.line_to(PAGE_W - MARGIN, *y);
+                    c.stroke();
+                }
+                Op::Image { index, x, y, w, h } => {
+                    c.save_state();
+                    c.transform([*w, 0.0, 0.0, *h, *x, *y]);
+                    c.x_object(Name(names[*index].as_bytes()));
+                    c.restore_state();
+                }
+            }
+        }
+        let footer = format!(
+            "Overread case {} · report {}… · page {} of {}",
+            doc.case_id,
+            short_hash,
+            i + 1,
+            n_pages
+        );
+        c.begin_text();
+        c.set_font(Name(b"F1"), 8.0);
+        c.next_line(MARGIN, 36.0);
+        c.show(Str(&encode(&footer)));
+        c.end_text();
+        pdf.stream(*content_ref, &c.finish());
+    }
+    pdf.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_follow_the_afm_metrics() {
+        // "Hello" in Helvetica: H 722 + e 556 + l 222 + l 222 + o 556 = 2278 units.
+        assert!((width_pt("Hello", Font::Regular, 10.0) - 22.78).abs() < 1e-3);
+        assert!((width_pt("Hello", Font::Bold, 10.0) - 24.45).abs() < 1e-3);
+    }
+
+    #[test]
+    fn wrapping_keeps_every_word_and_the_width() {
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(20);
+        let lines = wrap(&text, Font::Regular, 11.0, 200.0);
+        assert!(lines.len() > 5);
+        assert!(
+            lines
+                .iter()
+                .all(|l| width_pt(l, Font::Regular, 11.0) <= 200.0)
+        );
+        assert_eq!(
+            lines.join(" ").split_whitespace().count(),
+            text.split_whitespace().count()
+        );
+        let long = wrap(&"x".repeat(500), Font::Regular, 11.0, 100.0);
+        assert!(
+            long.len() > 1
+                && long
+                    .iter()
+                    .all(|l| width_pt(l, Font::Regular, 11.0) <= 100.0)
+        );
+    }
+
+    #[test]
+    fn win_ansi_maps_latin1_and_marks_others() {
+        assert_eq!(encode("Müller – 5 mm • x"), b"M\xfcller \x96 5 mm \x95 x");
+        assert_eq!(encode("李"), b"?");
+    }
+}

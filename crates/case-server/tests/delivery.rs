@@ -1,0 +1,498 @@
+//! Report delivery on the real server: a signed final report with a key image becomes a PDF in
+//! the fax folder with its sidecar, checked with poppler (pdftoppm renders it, pdftotext reads
+//! it back); the case becomes delivered; a transport that fails keeps the report queued with
+//! its error and delivers it once the folder is there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use case_protocol::{
+    Author, CaseSummary, Report, ReportKind, ReportMeasurement, SigningKey, sign_report,
+};
+use case_server::delivery::{DeliveryConfig, DeliveryStatus};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use support::*;
+
+fn poppler() -> bool {
+    let ok = Command::new("pdftoppm").arg("-v").output().is_ok()
+        && Command::new("pdftotext").arg("-v").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "poppler-utils must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: pdftoppm/pdftotext are not installed (apt install poppler-utils)");
+    }
+    ok
+}
+
+/// A grey gradient PNG with a bright disc, as `overread render` would write a key image.
+fn key_image_png() -> Vec<u8> {
+    let (w, h) = (96u32, 64u32);
+    let pixels: Vec<u8> = (0..h)
+        .flat_map(|y| {
+            (0..w).map(move |x| {
+                let (dx, dy) = (x as i32 - 48, y as i32 - 32);
+                if dx * dx + dy * dy < 144 {
+                    250
+                } else {
+                    (x * 2) as u8
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().unwrap();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+async fn deliveries(s: &Server, token: &str, case: &str) -> Vec<DeliveryStatus> {
+    let r = s.get(token, &format!("/cases/{case}/deliveries")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+async fn wait_for(
+    s: &Server,
+    token: &str,
+    case: &str,
+    what: &str,
+    done: impl Fn(&[DeliveryStatus]) -> bool,
+) -> Vec<DeliveryStatus> {
+    for _ in 0..300 {
+        let d = deliveries(s, token, case).await;
+        if done(&d) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "timed out waiting for {what}: {:?}",
+        deliveries(s, token, case).await
+    );
+}
+
+async fn signed_final(s: &Server, rad: &str, case: &str, key: &SigningKey) -> String {
+    let token = s.login(rad).await;
+    let study: String =
+        sqlx::query_scalar("SELECT MIN(study_uid) FROM instances WHERE case_id = $1")
+            .bind(case)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    let report = Report {
+        case_id: case.into(),
+        kind: ReportKind::Final,
+        author: Author {
+            user_id: rad.into(),
+            display_name: format!("User {rad}"),
+        },
+        key_id: key.verifying_key().id().0,
+        signed_at: "2026-11-23T17:00:00Z".into(),
+        study_instance_uids: vec![study],
+        findings: "A 14.2 mm solid nodule in the right lower lobe, unchanged. No effusion. "
+            .repeat(12),
+        impression: "Indeterminate right lower lobe nodule; CT in 3 months.".into(),
+        measurements: vec![ReportMeasurement {
+            label: "RLL nodule".into(),
+            kind: "length".into(),
+            value: 14.2,
+            unit: "mm".into(),
+            series_instance_uid: None,
+            frame_of_reference_uid: None,
+            points_mm: vec![[-70.0, -20.0, 0.0], [-55.8, -20.0, 0.0]],
+        }],
+    };
+    let signed = sign_report(report, key).unwrap();
+    let r = s
+        .post(
+            &token,
+            &format!("/cases/{case}/reports"),
+            &serde_json::to_value(&signed).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<case_protocol::Receipt>()
+        .await
+        .unwrap()
+        .report_hash
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivered() {
+    if !poppler() {
+        return;
+    }
+    let fax = tempfile::tempdir().unwrap();
+    let fax_dir = fax.path().to_path_buf();
+    let s = start_with(|state| {
+        let mut config = DeliveryConfig::folder(&fax_dir);
+        config.poll = Duration::from_millis(100);
+        state.delivery = Some(config);
+    })
+    .await;
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+
+    // A key image; something that is not a PNG is refused.
+    let post_image = |body: Vec<u8>| {
+        s.http
+            .post(format!(
+                "{}/cases/{case}/key-images?caption=RLL%20nodule,%20axial",
+                s.base
+            ))
+            .bearer_auth(&rad1)
+            .body(body)
+            .send()
+    };
+    let r = post_image(b"GIF89a not a png".to_vec()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = post_image(key_image_png()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let done = wait_for(&s, &rad1, &case, "the delivery", |d| {
+        d.len() == 1 && d[0].status == "sent"
+    })
+    .await;
+    assert_eq!(done[0].report_hash, hash);
+    assert_eq!(done[0].attempts, 1);
+    let coord = s.login("coord").await;
+    let r = s.get(&coord, &format!("/cases/{case}")).await;
+    let detail: serde_json::Value = r.json().await.unwrap();
+    let summary: CaseSummary = serde_json::from_value(detail["summary"].clone()).unwrap();
+    assert_eq!(summary.status, case_protocol::CaseStatus::Delivered);
+
+    // The fax folder: the PDF and its sidecar, nothing half-written.
+    let stem = format!("{case}-{}", &hash[..16]);
+    assert_eq!(
+        files_in(fax.path()),
+        [format!("{stem}.json"), format!("{stem}.pdf")]
+    );
+    let pdf_path = fax.path().join(format!("{stem}.pdf"));
+    let pdf = std::fs::read(&pdf_path).unwrap();
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fax.path().join(format!("{stem}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["fax"], "+14165550100");
+    assert_eq!(sidecar["report_hash"], hash.as_str());
+    let sha: String = Sha256::digest(&pdf)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(sidecar["pdf_sha256"], sha.as_str());
+    assert_eq!(done[0].document_sha256.as_deref(), Some(sha.as_str()));
+
+    // poppler reads it back: every part of the report is there.
+    let out = Command::new("pdftotext")
+        .args(["-layout", pdf_path.to_str().unwrap(), "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for expected in [
+        "Second-opinion radiology report",
+        "DOE, JANE",
+        "1970-01-01",
+        "MRN-555",
+        "Dr Referrer",
+        "+14165550100",
+        "Nodule?",
+        "A 14.2 mm solid nodule in the right lower lobe, unchanged.",
+        "RLL nodule: 14.2 mm (length)",
+        "Indeterminate right lower lobe nodule; CT in 3 months.",
+        "User rad1 (rad1)",
+        "2026-11-23T17:00:00Z",
+        hash.as_str(),
+        "RLL nodule, axial",
+        &format!("Overread case {case}"),
+    ] {
+        assert!(
+            flat.contains(expected),
+            "the PDF lacks {expected:?}:\n{text}"
+        );
+    }
+    let pages = flat.matches("page ").count();
+    assert!(flat.contains(&format!("page 1 of {pages}")), "{flat}");
+
+    // pdftoppm renders every page; the first has ink on it, the key image a bright disc.
+    let png_prefix = fax.path().join("render");
+    let out = Command::new("pdftoppm")
+        .args(["-r", "50", "-gray", "-png"])
+        .arg(&pdf_path)
+        .arg(&png_prefix)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered: Vec<_> = files_in(fax.path())
+        .into_iter()
+        .filter(|n| n.starts_with("render") && n.ends_with(".png"))
+        .collect();
+    assert_eq!(rendered.len(), pages, "{rendered:?}");
+    let first = std::fs::read(fax.path().join(&rendered[0])).unwrap();
+    let mut d = png::Decoder::new(std::io::Cursor::new(first))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0u8; d.output_buffer_size().unwrap()];
+    let info = d.next_frame(&mut buf).unwrap();
+    // A4 (595 x 842 pt) at 50 dpi, rounded up by pdftoppm.
+    assert_eq!((info.width, info.height), (414, 585));
+    let dark = buf.iter().filter(|v| **v < 128).count();
+    assert!(
+        dark > 2_000,
+        "the first page is nearly blank: {dark} dark pixels"
+    );
+
+    // The operator's reprint is the same document.
+    let again = case_server::delivery::report_pdf(&s.db, &s.store, &hash)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(again, pdf);
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit WHERE case_id = $1 ORDER BY id")
+            .bind(&case)
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert!(rows.iter().any(|a| a == "report_delivered"), "{rows:?}");
+    assert!(rows.iter().any(|a| a == "key_image_add"), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_transport_keeps_the_report_queued_and_delivers_it_later() {
+    let fax = tempfile::tempdir().unwrap();
+    // The gateway's folder is missing at first.
+    let fax_dir = fax.path().join("gateway");
+    let dir_for_config = fax_dir.clone();
+    let s = start_with(move |state| {
+        let mut config = DeliveryConfig::folder(&dir_for_config);
+        config.poll = Duration::from_millis(100);
+        config.retry_base = Duration::from_millis(1);
+        state.delivery = Some(config);
+    })
+    .await;
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let failing = wait_for(&s, &rad1, &case, "a failed attempt", |d| {
+        d.len() == 1 && d[0].status == "retrying"
+    })
+    .await;
+    assert_eq!(failing[0].report_hash, hash);
+    assert!(
+        failing[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("gateway")),
+        "{failing:?}"
+    );
+    let coord = s.login("coord").await;
+    let r = s.get(&coord, &format!("/cases/{case}")).await;
+    let detail: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(detail["summary"]["status"], "reported", "not delivered yet");
+
+    std::fs::create_dir_all(&fax_dir).unwrap();
+    let sent = wait_for(
+        &s,
+        &rad1,
+        &case,
+        "the delivery after the folder appeared",
+        |d| d.len() == 1 && d[0].status == "sent",
+    )
+    .await;
+    assert!(sent[0].attempts >= 2, "{sent:?}");
+    assert_eq!(files_in(&fax_dir).len(), 2);
+    let failures: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit WHERE action = 'report_delivery_failed' AND case_id = $1",
+    )
+    .bind(&case)
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert!(failures >= 1);
+    // Nobody else's deliveries are visible.
+    let rad2 = s.login("rad2").await;
+    let r = s.get(&rad2, &format!("/cases/{case}/deliveries")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// pydicom (an independent DICOMDIR reader that follows every record offset), where installed.
+fn pydicom() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import pydicom.fileset"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "pydicom must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: the pydicom check of the DICOMDIR (pip install pydicom)");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patient_copy_holds_the_studies_with_a_dicomdir_and_the_reports() {
+    let s = start().await;
+    let case = case_in_reading(&s, "rad1").await;
+    let coord = s.login("coord").await;
+    // A second study in the same case.
+    let r = upload_synthetic_study(&s, &coord, &case).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+
+    let r = s.get(&rad1, &format!("/cases/{case}/export")).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "coordinators export");
+    let r = s.get(&coord, &format!("/cases/{case}/export")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    let zip_bytes = r.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.to_vec())).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    archive.extract(out.path()).unwrap();
+    let mut names: Vec<String> = archive
+        .file_names()
+        .map(|n| n.unwrap().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.contains(&"DICOMDIR".to_string()), "{names:?}");
+    assert!(names.contains(&"README.TXT".to_string()));
+    assert!(names.contains(&"REPORTS/REPORT01.PDF".to_string()));
+    assert!(names.contains(&"REPORTS/REPORT01.JSON".to_string()));
+    let images: Vec<&String> = names.iter().filter(|n| n.starts_with("DICOM/")).collect();
+    assert_eq!(images.len(), 8, "{names:?}");
+    // ISO 9660 names: upper case, 8 characters a component at most.
+    for n in &images {
+        for part in n.split('/') {
+            assert!(part.len() <= 8 && part == part.to_uppercase(), "{n}");
+        }
+    }
+
+    // The server's instances, as stored.
+    let stored: Vec<(String, String)> = sqlx::query_as(
+        "SELECT sop_uid, object_key FROM instances WHERE case_id = $1 ORDER BY sop_uid",
+    )
+    .bind(&case)
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 8);
+
+    // The workstation's reader follows the DICOMDIR to every image, byte for byte as stored.
+    let scan = imaging::scan::scan(&[out.path().join("DICOMDIR")]);
+    assert!(scan.warnings.is_empty(), "{:?}", scan.warnings);
+    let mut found: Vec<(String, String)> = scan
+        .instances
+        .iter()
+        .map(|h| {
+            (
+                h.sop_instance_uid.clone(),
+                case_server::store::content_key(&std::fs::read(&h.path).unwrap()),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, stored);
+
+    // pydicom follows every directory-record offset (PS3.3 F.3.2.2) to the same images.
+    if pydicom() {
+        let script = r#"
+import sys, json
+from pydicom import dcmread
+from pydicom.fileset import FileSet
+fs = FileSet(dcmread(sys.argv[1]))
+out = []
+for inst in fs:
+    ds = inst.load()
+    out.append([str(ds.SOPInstanceUID), inst.FileID if hasattr(inst, "FileID") else "", str(inst.path)])
+print(json.dumps({"patients": len(fs.find_values("PatientID")), "studies": len(fs.find_values("StudyInstanceUID")), "instances": sorted(out)}))
+"#;
+        let o = Command::new("python3")
+            .args(["-c", script])
+            .arg(out.path().join("DICOMDIR"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["patients"], 1);
+        assert_eq!(v["studies"], 2);
+        let uids: Vec<String> = v["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i[0].as_str().unwrap().to_string())
+            .collect();
+        let want: Vec<String> = stored.iter().map(|(u, _)| u.clone()).collect();
+        assert_eq!(uids, want);
+    }
+
+    // The reports: the signed JSON as stored, the PDF as delivered.
+    let signed: String =
+        sqlx::query_scalar("SELECT signed_json FROM reports WHERE report_hash = $1")
+            .bind(&hash)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("REPORTS/REPORT01.JSON")).unwrap(),
+        signed
+    );
+    let pdf = case_server::delivery::report_pdf(&s.db, &s.store, &hash)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(
+        std::fs::read(out.path().join("REPORTS/REPORT01.PDF")).unwrap(),
+        pdf
+    );
+    let readme = std::fs::read_to_string(out.path().join("README.TXT")).unwrap();
+    assert!(
+        readme.contains(&hash) && readme.contains("8 images in 2 series of 2 studies"),
+        "{readme}"
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit WHERE action = 'case_export' AND case_id = $1",
+    )
+    .bind(&case)
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+}
