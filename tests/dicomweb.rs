@@ -110,6 +110,11 @@ fn server_with(folder: &Path, dir: &Path) -> (tokio::runtime::Runtime, String, S
             .await
             .unwrap();
         assert!(report.refused.is_empty(), "{:?}", report.refused);
+        server
+            .db
+            .set_status(&case.id, case_protocol::CaseStatus::Ready)
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(case_server::serve(server, listener));
@@ -386,4 +391,155 @@ fn orthanc_study_id(http: &reqwest::blocking::Client, base: &str, study: &str) -
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// The workstation opens a study by its URL: the first image shows from the first file that
+/// arrives (a one-slice preview), then the whole stack loads, equal to loading the files from
+/// disk.
+#[test]
+fn the_workstation_opens_a_study_url_showing_the_first_file_first() {
+    use eframe::egui;
+    use egui_kittest::Harness;
+    use overread::app::OverreadApp;
+    use overread::app::settings::Settings;
+    use std::time::{Duration, Instant};
+
+    let Some(folder) = real_study() else { return };
+    let dir = tempdir();
+    let (rt, base, case) = server_with(&folder, dir.path());
+    let (study, _) = study_of(&folder);
+    let token = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/login"))
+            .json(&serde_json::json!({"user": "rad1", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    });
+    let url = PathBuf::from(format!("{base}/cases/{case}/dicomweb/studies/{study}"));
+    let settings = Settings {
+        dicomweb_token: Some(token),
+        ..Settings::default()
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1000.0, 700.0))
+        .with_max_steps(100_000)
+        .wgpu()
+        .build_eframe(move |cc| OverreadApp::with_settings(cc, vec![url], &settings));
+    let start = Instant::now();
+    while !(harness.state().loaded() && harness.state().opened_stacks().len() >= 2) {
+        harness.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the study did not load: {} (opened {:?})",
+            harness.state().status(),
+            harness.state().opened_stacks()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    harness.step();
+    let opened = harness.state().opened_stacks().to_vec();
+    assert_eq!(opened[0].1, 1, "a one-slice preview first: {opened:?}");
+    // The full stack is the one `overread load` picks from the files on disk, voxel for voxel.
+    let report = imaging::scan(std::slice::from_ref(&folder));
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    assert_eq!(
+        opened.last().unwrap(),
+        &(stack.id.clone(), stack.slices.len())
+    );
+    let from_disk = imaging::load_stack(stack, &imaging::LoadOptions::default(), &|_| {}).unwrap();
+    let shown = harness.state().loaded_voxels().unwrap();
+    assert_eq!(shown.shape(), from_disk.voxels.shape());
+    let [nk, nj, ni] = shown.shape();
+    for k in 0..nk {
+        for j in (0..nj).step_by(7) {
+            for i in (0..ni).step_by(5) {
+                assert_eq!(
+                    shown.get(i, j, k),
+                    from_disk.voxels.get(i, j, k),
+                    "voxel {i},{j},{k}"
+                );
+            }
+        }
+    }
+    assert!(harness.state().gpu_error().is_none());
+}
+
+/// The worklist: sign in, see the assigned case, open it; its study arrives over DICOMweb and
+/// the case goes into the report's sign form.
+#[test]
+fn the_worklist_opens_a_case_and_loads_its_study_over_dicomweb() {
+    use eframe::egui;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable;
+    use overread::app::OverreadApp;
+    use overread::app::settings::Settings;
+    use std::time::{Duration, Instant};
+
+    let Some(folder) = real_study() else { return };
+    let dir = tempdir();
+    let (_rt, base, case) = server_with(&folder, dir.path());
+    let settings = Settings {
+        case_server: Some(base),
+        user: Some("rad1".into()),
+        ..Settings::default()
+    };
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1200.0, 800.0))
+        .with_max_steps(100_000)
+        .wgpu()
+        .build_eframe(move |cc| OverreadApp::with_settings(cc, Vec::new(), &settings));
+    harness.step();
+    harness.state_mut().worklist.password = PASSWORD.into();
+    harness.get_by_label("Sign in").click();
+    let start = Instant::now();
+    while harness.state().worklist.cases.is_empty() {
+        harness.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no worklist: {}",
+            harness.state().worklist.message
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        harness.state().worklist.password.is_empty(),
+        "the password is not kept"
+    );
+    let cases: Vec<String> = harness
+        .state()
+        .worklist
+        .cases
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    assert_eq!(cases, std::slice::from_ref(&case));
+    harness.step();
+    harness.get_by_label("Open").click();
+    while !(harness.state().loaded() && harness.state().opened_stacks().len() >= 2) {
+        harness.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the case did not open: {} / {}",
+            harness.state().worklist.message,
+            harness.state().status()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    harness.step();
+    assert_eq!(harness.state().report.form.case_id, case);
+    let report = imaging::scan(std::slice::from_ref(&folder));
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    let opened = harness.state().opened_stacks().to_vec();
+    assert_eq!(
+        opened.last().unwrap(),
+        &(stack.id.clone(), stack.slices.len())
+    );
+    assert!(harness.state().gpu_error().is_none());
 }

@@ -11,6 +11,7 @@ mod panels;
 pub mod report_panel;
 pub mod script;
 pub mod settings;
+pub mod worklist;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,6 +86,15 @@ enum LoadMsg {
         bytes: Vec<u8>,
     },
     Done(Box<Result<Volume, String>>),
+}
+
+/// What the scan thread sends.
+enum ScanMsg {
+    /// The first file of a study arriving over DICOMweb, grouped on its own: shown at once.
+    Preview(Vec<Patient>),
+    /// Everything, grouped; the folders downloaded for it (removed when the app closes).
+    Done(Vec<Patient>, Vec<tempfile::TempDir>),
+    Failed(String),
 }
 
 /// The stack open in the viewport.
@@ -251,8 +261,15 @@ pub fn thumbnail(stack: &Stack, size: u32) -> Option<egui::ColorImage> {
 pub struct OverreadApp {
     gpu: Option<Gpu>,
     gpu_error: Option<String>,
-    scan_rx: Option<Receiver<Vec<Patient>>>,
+    scan_rx: Option<Receiver<ScanMsg>>,
     patients: Vec<Patient>,
+    /// Studies retrieved over DICOMweb, kept until the app closes.
+    downloads: Vec<tempfile::TempDir>,
+    dicomweb_token: Option<String>,
+    /// Every stack opened, with its slice count, in order.
+    opened: Vec<(String, usize)>,
+    /// The case server's worklist.
+    pub worklist: worklist::WorklistState,
     /// Browser thumbnails by stack id, as they arrive from a background thread.
     thumbnails: std::collections::HashMap<String, egui::TextureHandle>,
     thumb_rx: Option<Receiver<(String, egui::ColorImage)>>,
@@ -354,6 +371,10 @@ impl OverreadApp {
             gpu_error,
             scan_rx: None,
             patients: Vec::new(),
+            downloads: Vec::new(),
+            dicomweb_token: settings.dicomweb_token.clone(),
+            opened: Vec::new(),
+            worklist: worklist::WorklistState::default(),
             thumbnails: std::collections::HashMap::new(),
             thumb_rx: None,
             open: None,
@@ -394,16 +415,25 @@ impl OverreadApp {
         app
     }
 
-    /// Scan `paths` in the background; the largest stack opens when the scan is done.
+    /// Scan `paths` in the background; the largest stack opens when the scan is done. A
+    /// DICOMweb study URL among them is retrieved first ([`crate::cases::dicomweb`]); its first
+    /// file (the middle of the largest series) is shown as soon as it arrives.
     pub fn scan(&mut self, paths: Vec<PathBuf>, ctx: egui::Context) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = crossbeam_channel::unbounded();
         self.status = format!("scanning {} path(s)", paths.len());
+        let token = self.dicomweb_token.clone();
         std::thread::spawn(move || {
-            let report = imaging::scan(&paths);
-            for w in &report.warnings {
-                tracing::warn!("{}: {}", w.path.display(), w.message);
-            }
-            let _ = tx.send(imaging::group(&report.instances));
+            let msg = match retrieve_urls(paths, token, &tx, &ctx) {
+                Ok((paths, folders)) => {
+                    let report = imaging::scan(&paths);
+                    for w in &report.warnings {
+                        tracing::warn!("{}: {}", w.path.display(), w.message);
+                    }
+                    ScanMsg::Done(imaging::group(&report.instances), folders)
+                }
+                Err(e) => ScanMsg::Failed(e),
+            };
+            let _ = tx.send(msg);
             ctx.request_repaint();
         });
         self.scan_rx = Some(rx);
@@ -442,6 +472,7 @@ impl OverreadApp {
             self.status = format!("no stack {id}");
             return;
         };
+        self.opened.push((stack.id.clone(), stack.slices.len()));
         let rescale = stack_rescale(&stack);
         let info = match VolumeInfo::from_parts(&stack.geometry, &rescale, stack.format.signed) {
             Ok(i) => Arc::new(i),
@@ -653,6 +684,12 @@ impl OverreadApp {
     }
 
     /// True when the open stack is completely loaded.
+    /// Every stack opened so far (id, slices), in order: a study from a URL shows a one-slice
+    /// preview before its full stack.
+    pub fn opened_stacks(&self) -> &[(String, usize)] {
+        &self.opened
+    }
+
     pub fn loaded(&self) -> bool {
         self.open.as_ref().is_some_and(|o| o.volume.is_some())
     }
@@ -738,9 +775,23 @@ impl OverreadApp {
 
     /// Drain what background threads sent.
     fn poll_background(&mut self, ctx: &egui::Context) {
-        if let Some(rx) = &self.scan_rx {
+        while let Some(rx) = &self.scan_rx {
             match rx.try_recv() {
-                Ok(patients) => {
+                Ok(ScanMsg::Preview(patients)) => {
+                    if self.open.is_none()
+                        && let Some(id) = imaging::default_stack(&patients).map(|s| s.id.clone())
+                    {
+                        self.patients = patients;
+                        self.open_stack(&id, ctx);
+                        self.status = "first image; the rest of the study is arriving".into();
+                    }
+                }
+                Ok(ScanMsg::Failed(e)) => {
+                    self.status = e;
+                    self.scan_rx = None;
+                }
+                Ok(ScanMsg::Done(patients, folders)) => {
+                    self.downloads.extend(folders);
                     self.patients = patients;
                     self.scan_rx = None;
                     let stacks: usize = self.patients.iter().map(|p| p.stacks().count()).sum();
@@ -753,7 +804,7 @@ impl OverreadApp {
                     }
                 }
                 Err(TryRecvError::Disconnected) => self.scan_rx = None,
-                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Empty) => break,
             }
         }
         if let Some(rx) = &self.thumb_rx {
@@ -939,6 +990,57 @@ impl OverreadApp {
 }
 
 /// The rescale the stack's headers give, for the slice table before the voxels arrive.
+/// Retrieve the DICOMweb study URLs among `paths` into temporary folders (see
+/// [`crate::cases::dicomweb`]), sending a preview of the first file that lands; returns the
+/// paths to scan and the folders to keep.
+fn retrieve_urls(
+    paths: Vec<PathBuf>,
+    token: Option<String>,
+    tx: &crossbeam_channel::Sender<ScanMsg>,
+    ctx: &egui::Context,
+) -> Result<(Vec<PathBuf>, Vec<tempfile::TempDir>), String> {
+    use crate::cases::dicomweb::{DEFAULT_CONCURRENCY, DicomWebClient, StudyUrl};
+    if !paths
+        .iter()
+        .any(|p| p.to_str().and_then(StudyUrl::parse).is_some())
+    {
+        return Ok((paths, Vec::new()));
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut folders = Vec::new();
+    for path in paths {
+        let Some(url) = path.to_str().and_then(StudyUrl::parse) else {
+            out.push(path);
+            continue;
+        };
+        let folder = tempfile::Builder::new()
+            .prefix("overread-study-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let previewed = Arc::new(AtomicBool::new(false));
+        let (preview_tx, repaint) = (tx.clone(), ctx.clone());
+        let on_file = move |file: &std::path::Path| {
+            if !previewed.swap(true, Ordering::Relaxed) {
+                let report = imaging::scan(&[file.to_path_buf()]);
+                let _ = preview_tx.send(ScanMsg::Preview(imaging::group(&report.instances)));
+                repaint.request_repaint();
+            }
+        };
+        runtime
+            .block_on(async {
+                let client = DicomWebClient::for_url(&url, token.clone()).await?;
+                client
+                    .download(&url, folder.path(), DEFAULT_CONCURRENCY, on_file)
+                    .await
+            })
+            .map_err(|e| format!("study {}: {e}", url.study_uid))?;
+        out.push(folder.path().to_path_buf());
+        folders.push(folder);
+    }
+    Ok((out, folders))
+}
+
 fn stack_rescale(stack: &Stack) -> RescalePolicy {
     let all: Vec<_> = stack.slices.iter().map(|s| s.rescale).collect();
     match all.first() {
@@ -971,6 +1073,7 @@ impl eframe::App for OverreadApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.poll_background(&ctx);
+        self.poll_worklist(&ctx);
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
         self.advance_cine(&ctx);

@@ -63,6 +63,7 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         .default_size(300.0)
         .min_size(220.0)
         .show(ui, |ui| {
+            super::worklist::worklist_ui(app, ui);
             ui.heading("Studies");
             if app.scan_rx.is_some() {
                 ui.horizontal(|ui| {

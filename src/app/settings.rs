@@ -48,6 +48,11 @@ pub struct Settings {
     /// The case-server user signing in (filled into the sign form).
     #[serde(default)]
     pub user: Option<String>,
+    /// A bearer token for DICOMweb study URLs, handed over by the program that starts the
+    /// window (never read from the file; else `OVERREAD_DICOMWEB_TOKEN` or a login from
+    /// `OVERREAD_USER`/`OVERREAD_PASSWORD`).
+    #[serde(skip)]
+    pub dicomweb_token: Option<String>,
 }
 
 impl Settings {

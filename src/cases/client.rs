@@ -76,6 +76,15 @@ impl CaseClient {
         })
     }
 
+    /// The bearer token of the last login (DICOMweb requests use it too).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn with_token(mut self, token: String) -> CaseClient {
         self.token = Some(token);
         self

@@ -126,6 +126,27 @@ impl DicomWebClient {
         })
     }
 
+    /// A client for `url` with the access the environment gives: `OVERREAD_CA` (a CA file to
+    /// trust), then `token` if given, else `OVERREAD_DICOMWEB_TOKEN`, else a login at the URL's
+    /// origin with `OVERREAD_USER` and `OVERREAD_PASSWORD` (Overread's case server), else none
+    /// (a PACS without authentication).
+    pub async fn for_url(
+        url: &StudyUrl,
+        token: Option<String>,
+    ) -> Result<DicomWebClient, ClientError> {
+        let ca = std::env::var_os("OVERREAD_CA").map(PathBuf::from);
+        let mut client = DicomWebClient::new(ca.as_deref())?;
+        if let Some(t) = token.or_else(|| std::env::var("OVERREAD_DICOMWEB_TOKEN").ok()) {
+            client.token = Some(t);
+        } else if let (Ok(user), Ok(password)) = (
+            std::env::var("OVERREAD_USER"),
+            std::env::var("OVERREAD_PASSWORD"),
+        ) {
+            client.login(&url.origin(), &user, &password).await?;
+        }
+        Ok(client)
+    }
+
     pub fn with_token(mut self, token: String) -> DicomWebClient {
         self.token = Some(token);
         self
@@ -173,6 +194,19 @@ impl DicomWebClient {
         }
         let v: Value = r.json().await.map_err(transport)?;
         Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+    /// The Study Instance UIDs under a service root (QIDO-RS `/studies`), newest first as the
+    /// server orders them.
+    pub async fn studies(&self, root: &str) -> Result<Vec<String>, ClientError> {
+        let list = self
+            .qido(&format!("{}/studies", root.trim_end_matches('/')))
+            .await?;
+        Ok(list
+            .iter()
+            .filter_map(|s| first_string(s, "0020000D"))
+            .filter(|u| valid_uid(u))
+            .collect())
     }
 
     /// Every instance of the study (QIDO-RS, series by series).

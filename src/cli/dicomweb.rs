@@ -2,7 +2,8 @@
 //!
 //! A path argument of the form `http[s]://HOST/PREFIX/studies/UID` is downloaded (see
 //! [`crate::cases::dicomweb`]) into a private temporary folder that lives as long as the
-//! command, and that folder is what `scan`, `load`, `export`, `render` and `open` read.
+//! command, and that folder is what `scan`, `load`, `export` and `render` read (`open` hands
+//! the URL to the workstation, which shows the first image while the rest arrives).
 //!
 //! Access: `OVERREAD_DICOMWEB_TOKEN` (a bearer token), or `OVERREAD_USER` with
 //! `OVERREAD_PASSWORD` (a login at the URL's origin: Overread's case server); `OVERREAD_CA` names
@@ -24,19 +25,9 @@ pub struct Inputs {
 }
 
 fn client(url: &StudyUrl, runtime: &tokio::runtime::Runtime) -> Result<DicomWebClient> {
-    let ca = std::env::var_os("OVERREAD_CA").map(PathBuf::from);
-    let mut client = DicomWebClient::new(ca.as_deref())?;
-    if let Ok(token) = std::env::var("OVERREAD_DICOMWEB_TOKEN") {
-        client = client.with_token(token);
-    } else if let (Ok(user), Ok(password)) = (
-        std::env::var("OVERREAD_USER"),
-        std::env::var("OVERREAD_PASSWORD"),
-    ) {
-        runtime
-            .block_on(client.login(&url.origin(), &user, &password))
-            .with_context(|| format!("logging in to {}", url.origin()))?;
-    }
-    Ok(client)
+    runtime
+        .block_on(DicomWebClient::for_url(url, None))
+        .with_context(|| format!("connecting to {}", url.origin()))
 }
 
 /// Download every study URL among `paths`; other paths pass through unchanged.

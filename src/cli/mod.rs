@@ -198,11 +198,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Fetch(args) => dicomweb::fetch_cmd(&args),
         Command::Synth(args) => synth_cmd(&args),
         Command::Demo => demo_cmd(),
-        Command::Open(mut args) => {
-            _inputs = dicomweb::resolve(&args.paths)?;
-            args.paths.clone_from(&_inputs.paths);
-            open_cmd(&args)
-        }
+        // The workstation retrieves study URLs itself, showing the first image early.
+        Command::Open(args) => open_cmd(&args),
         Command::Key { command } => cases::key_cmd(&command),
         Command::Report { command } => cases::report_cmd(&command),
         Command::BenchReading(args) => bench_reading_cmd(&args),

@@ -1,0 +1,210 @@
+//! The worklist: sign in to the case server, see the cases assigned to you, open one. Opening
+//! a case finds its studies (QIDO-RS on `/cases/{id}/dicomweb`) and hands the first study's URL
+//! to [`OverreadApp::scan`], which retrieves it over WADO-RS and shows the first image while the
+//! rest arrives. The case id goes into the report's sign form.
+//!
+//! Network work runs on background threads; the frame loop only polls their channels. The
+//! password is kept only until the sign-in thread takes it.
+
+use std::path::PathBuf;
+
+use case_protocol::CaseSummary;
+use crossbeam_channel::{Receiver, TryRecvError};
+use eframe::egui;
+
+use super::OverreadApp;
+use crate::cases::CaseClient;
+
+/// A sign-in's answer: the token and the caller's cases.
+type SignedIn = Result<(String, Vec<CaseSummary>), String>;
+
+/// What the worklist holds between frames.
+#[derive(Default)]
+pub struct WorklistState {
+    pub password: String,
+    pub cases: Vec<CaseSummary>,
+    token: Option<String>,
+    pub message: String,
+    signing_in: Option<Receiver<SignedIn>>,
+    opening: Option<Receiver<Result<(String, PathBuf), String>>>,
+}
+
+impl std::fmt::Debug for WorklistState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorklistState")
+            .field("cases", &self.cases.len())
+            .field("signed_in", &self.token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OverreadApp {
+    /// Sign in with the report form's user and the typed password; fetch the worklist.
+    pub fn sign_in(&mut self, ctx: &egui::Context) {
+        let Some(server) = self.report.setup.server.clone() else {
+            self.worklist.message = "no case server in the settings (case_server)".into();
+            return;
+        };
+        let ca = self.report.setup.server_ca.clone();
+        let user = self.report.form.user.trim().to_string();
+        let password = std::mem::take(&mut self.worklist.password);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let repaint = ctx.clone();
+        std::thread::spawn(move || {
+            let result = (|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    let mut client =
+                        CaseClient::new(&server, ca.as_deref()).map_err(|e| e.to_string())?;
+                    client
+                        .login(&user, &password)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let cases = client.worklist().await.map_err(|e| e.to_string())?;
+                    let token = client.token().unwrap_or_default().to_string();
+                    Ok((token, cases))
+                })
+            })();
+            let _ = tx.send(result);
+            repaint.request_repaint();
+        });
+        self.worklist.message = "signing in".into();
+        self.worklist.signing_in = Some(rx);
+    }
+
+    /// Open a case of the worklist: its first study, retrieved over DICOMweb.
+    pub fn open_case(&mut self, case_id: &str, ctx: &egui::Context) {
+        let (Some(server), Some(token)) = (
+            self.report.setup.server.clone(),
+            self.worklist.token.clone(),
+        ) else {
+            self.worklist.message = "sign in first".into();
+            return;
+        };
+        let ca = self.report.setup.server_ca.clone();
+        let case = case_id.to_string();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let repaint = ctx.clone();
+        std::thread::spawn(move || {
+            let root = format!("{}/cases/{case}/dicomweb", server.trim_end_matches('/'));
+            let result = (|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let studies = rt.block_on(async {
+                    let client = crate::cases::DicomWebClient::new(ca.as_deref())
+                        .map_err(|e| e.to_string())?
+                        .with_token(token);
+                    client.studies(&root).await.map_err(|e| e.to_string())
+                })?;
+                let first = studies
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| format!("case {case} has no studies"))?;
+                Ok((
+                    case.clone(),
+                    PathBuf::from(format!("{root}/studies/{first}")),
+                ))
+            })();
+            let _ = tx.send(result);
+            repaint.request_repaint();
+        });
+        self.worklist.message = format!("opening case {case_id}");
+        self.worklist.opening = Some(rx);
+    }
+
+    /// Take what the worklist's threads sent.
+    pub(super) fn poll_worklist(&mut self, ctx: &egui::Context) {
+        if let Some(rx) = &self.worklist.signing_in {
+            match rx.try_recv() {
+                Ok(Ok((token, cases))) => {
+                    self.worklist.message = format!("{} case(s)", cases.len());
+                    self.worklist.cases = cases;
+                    self.worklist.token = Some(token);
+                    self.worklist.signing_in = None;
+                }
+                Ok(Err(e)) => {
+                    self.worklist.message = e;
+                    self.worklist.signing_in = None;
+                }
+                Err(TryRecvError::Disconnected) => self.worklist.signing_in = None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        if let Some(rx) = &self.worklist.opening {
+            match rx.try_recv() {
+                Ok(Ok((case, url))) => {
+                    self.worklist.opening = None;
+                    self.worklist.message = format!("case {case}: retrieving its study");
+                    self.report.form.case_id = case;
+                    self.dicomweb_token.clone_from(&self.worklist.token);
+                    self.open = None;
+                    self.scan(vec![url], ctx.clone());
+                }
+                Ok(Err(e)) => {
+                    self.worklist.message = e;
+                    self.worklist.opening = None;
+                }
+                Err(TryRecvError::Disconnected) => self.worklist.opening = None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+    }
+}
+
+/// The worklist section at the top of the browser.
+pub fn worklist_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
+    let ctx = ui.ctx().clone();
+    let mut open = None;
+    egui::CollapsingHeader::new("Worklist")
+        .default_open(app.report.setup.server.is_some())
+        .show(ui, |ui| {
+            if app.worklist.token.is_none() {
+                ui.horizontal(|ui| {
+                    let label = ui.label("User");
+                    ui.text_edit_singleline(&mut app.report.form.user)
+                        .labelled_by(label.id);
+                });
+                ui.horizontal(|ui| {
+                    let label = ui.label("Password");
+                    ui.add(egui::TextEdit::singleline(&mut app.worklist.password).password(true))
+                        .labelled_by(label.id);
+                });
+                let busy = app.worklist.signing_in.is_some();
+                if ui
+                    .add_enabled(!busy, egui::Button::new("Sign in"))
+                    .clicked()
+                {
+                    app.sign_in(&ctx);
+                }
+            }
+            for c in &app.worklist.cases {
+                ui.horizontal(|ui| {
+                    if ui.button("Open").on_hover_text(&c.id).clicked() {
+                        open = Some(c.id.clone());
+                    }
+                    ui.label(format!(
+                        "{} {:?} {} {:?}{}",
+                        c.id,
+                        c.priority,
+                        c.subspecialty,
+                        c.status,
+                        c.due_at
+                            .as_deref()
+                            .map(|d| format!(", due {d}"))
+                            .unwrap_or_default()
+                    ));
+                });
+            }
+            if !app.worklist.message.is_empty() {
+                ui.small(&app.worklist.message);
+            }
+        });
+    if let Some(id) = open {
+        app.open_case(&id, &ctx);
+    }
+}
