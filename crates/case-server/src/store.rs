@@ -67,8 +67,19 @@ impl Store {
                 Some((bucket, prefix)) => (format!("s3://{bucket}"), prefix.trim_matches('/')),
                 None => (location.to_string(), ""),
             };
+            // reqwest (inside object_store) speaks TLS through rustls, which needs a
+            // process-wide provider: ring, as everywhere in Overread.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            // A few quick retries, not object_store's ten over three minutes: an upload or a
+            // retrieval is waited on by a person, and the client retries the whole request.
+            let retry = object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            };
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_url(bucket_and_prefix)
+                .with_retry(retry)
                 .build()?;
             if prefix.is_empty() {
                 Arc::new(s3)
