@@ -35,7 +35,7 @@ EOF
 case_id=$("${S[@]}" case create "$WORK/case.json")
 "${S[@]}" case assign "$case_id" --radiologist rad >/dev/null
 "${S[@]}" import "$WORK/study" --case "$case_id" >/dev/null
-"${S[@]}" serve --insecure-http --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.err" &
+"${S[@]}" serve --insecure-http --listen 127.0.0.1:0 --fax-dir "$WORK/fax" >"$WORK/server.out" 2>"$WORK/server.err" &
 for _ in $(seq 100); do grep -q "serving on" "$WORK/server.out" && break; sleep 0.05; done
 overread_url="$(sed -n 's/^serving on //p' "$WORK/server.out")/cases/$case_id/dicomweb/studies/$study"
 

@@ -29,7 +29,7 @@ for backend in $BACKENDS; do
             db="$WORK/intake-$clients.db"
         fi
         "$TARGET/overread-server" --db "$db" --store "$WORK/objects" init >/dev/null
-        "$TARGET/overread-server" --db "$db" --store "$WORK/objects" serve --insecure-http --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.err" &
+        "$TARGET/overread-server" --db "$db" --store "$WORK/objects" serve --insecure-http --listen 127.0.0.1:0 --fax-dir "$WORK/fax" >"$WORK/server.out" 2>"$WORK/server.err" &
         server=$!
         for _ in $(seq 100); do grep -q "serving on" "$WORK/server.out" && break; sleep 0.05; done
         url=$(sed -n 's/^serving on //p' "$WORK/server.out")

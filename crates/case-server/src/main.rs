@@ -224,8 +224,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let mut server = server()?;
             server.max_upload_bytes = max_upload_mib.saturating_mul(1 << 20);
-            std::fs::create_dir_all(&fax_dir).map_err(|e| format!("{}: {e}", fax_dir.display()))?;
-            server.delivery = Some(case_server::delivery::DeliveryConfig::folder(&fax_dir));
+            // The fax folder is made only once the command line is known to be good.
+            let with_delivery = |mut server: Server| -> Result<Server, String> {
+                std::fs::create_dir_all(&fax_dir)
+                    .map_err(|e| format!("{}: {e}", fax_dir.display()))?;
+                server.delivery = Some(case_server::delivery::DeliveryConfig::folder(&fax_dir));
+                Ok(server)
+            };
             if insecure_http {
                 if !listen.ip().is_loopback() {
                     return Err(format!("plain HTTP only on loopback; {listen} is not"));
@@ -237,7 +242,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "serving on http://{}",
                     listener.local_addr().map_err(|e| e.to_string())?
                 );
-                case_server::serve(server, listener)
+                case_server::serve(with_delivery(server)?, listener)
                     .await
                     .map_err(|e| e.to_string())?;
             } else {
@@ -252,7 +257,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "serving on https://{}",
                     listener.local_addr().map_err(|e| e.to_string())?
                 );
-                case_server::serve_tls(server, listener, config)
+                case_server::serve_tls(with_delivery(server)?, listener, config)
                     .await
                     .map_err(|e| e.to_string())?;
             }
