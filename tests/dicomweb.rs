@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use case_protocol::Role;
+use case_server::store::content_key;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::support::{shared_dicom, tempdir};
 
@@ -38,11 +38,25 @@ fn load_json(target: &str, env: &[(&str, &str)]) -> Value {
     v
 }
 
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// The content keys (sha256) of the `.dcm` files in a folder, sorted.
+fn dcm_hashes(folder: &Path) -> Vec<String> {
+    let mut h: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .map(|p| content_key(&std::fs::read(p).unwrap()))
+        .collect();
+    h.sort();
+    h
+}
+
+/// rad1's bearer token from the case server at `base` (a login, as the workstation makes).
+fn rad1_token(rt: &tokio::runtime::Runtime, base: &str) -> String {
+    rt.block_on(async {
+        let mut client = overread::cases::CaseClient::new(base, None).unwrap();
+        client.login("rad1", PASSWORD).await.unwrap();
+        client.token().unwrap().to_string()
+    })
 }
 
 /// A real, dated study (GE multiphase MR, 100 files: undated studies are refused at intake).
@@ -150,25 +164,7 @@ fn load_by_url_from_the_case_server_equals_load_from_disk() {
     let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["instances"], 100);
     assert!(v["first_instance_secs"].as_f64().unwrap() <= v["total_secs"].as_f64().unwrap());
-    let hashes = |d: &Path| {
-        let mut h: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| sha(&std::fs::read(e.unwrap().path()).unwrap()))
-            .collect();
-        h.sort();
-        h
-    };
-    let originals: Vec<String> = {
-        let mut h: Vec<String> = std::fs::read_dir(&folder)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-            .map(|p| sha(&std::fs::read(p).unwrap()))
-            .collect();
-        h.sort();
-        h
-    };
-    assert_eq!(hashes(&out), originals);
+    assert_eq!(dcm_hashes(&out), dcm_hashes(&folder));
 
     // Another radiologist's workstation gets no study, and says why.
     let (ok, _, err) = overread(
@@ -296,18 +292,7 @@ fn the_workstation_loads_a_study_from_orthanc_and_orthanc_retrieves_one_from_ove
     // case server (QIDO-RS and WADO-RS, with the radiologist's bearer token).
     let dir = tempdir();
     let (rt, base, case) = server_with(&folder, dir.path());
-    let token = rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(format!("{base}/login"))
-            .json(&serde_json::json!({"user": "rad1", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        r.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    });
+    let token = rad1_token(&rt, &base);
     // Empty Orthanc first, so what it holds next came from Overread.
     let r = http
         .delete(format!(
@@ -359,18 +344,11 @@ fn the_workstation_loads_a_study_from_orthanc_and_orthanc_retrieves_one_from_ove
                 .unwrap()
                 .bytes()
                 .unwrap();
-            sha(&bytes)
+            content_key(&bytes)
         })
         .collect();
     got.sort();
-    let mut want: Vec<String> = std::fs::read_dir(&folder)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .map(|p| sha(&std::fs::read(p).unwrap()))
-        .collect();
-    want.sort();
-    assert_eq!(got, want);
+    assert_eq!(got, dcm_hashes(&folder));
 }
 
 /// Orthanc's own id of a study, by its Study Instance UID.
@@ -408,18 +386,7 @@ fn the_workstation_opens_a_study_url_showing_the_first_file_first() {
     let dir = tempdir();
     let (rt, base, case) = server_with(&folder, dir.path());
     let (study, _) = study_of(&folder);
-    let token = rt.block_on(async {
-        let r = reqwest::Client::new()
-            .post(format!("{base}/login"))
-            .json(&serde_json::json!({"user": "rad1", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        r.json::<Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    });
+    let token = rad1_token(&rt, &base);
     let url = PathBuf::from(format!("{base}/cases/{case}/dicomweb/studies/{study}"));
     let settings = Settings {
         dicomweb_token: Some(token),

@@ -33,6 +33,29 @@ impl ClientError {
     }
 }
 
+/// An HTTPS client (rustls with ring) that trusts the system roots or, with `ca_pem`, only
+/// that CA; `timeout` bounds each whole request.
+pub fn http_client(
+    ca_pem: Option<&Path>,
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, ClientError> {
+    // reqwest's rustls needs a process-wide provider; ring keeps the build free of cmake.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(path) = ca_pem {
+        let pem = std::fs::read(path)
+            .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
+        builder = builder.tls_certs_only([cert]);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Setup(e.to_string()))
+}
+
 #[derive(Debug, Clone)]
 pub struct CaseClient {
     base: String,
@@ -54,21 +77,7 @@ impl CaseClient {
     /// A client for `base` (`https://host:port`, or `http://127.0.0.1:port`), trusting only the
     /// CA in `ca_pem` when given.
     pub fn new(base: &str, ca_pem: Option<&Path>) -> Result<CaseClient, ClientError> {
-        // reqwest's rustls needs a process-wide provider; ring keeps the build free of cmake.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_timeout(std::time::Duration::from_secs(10));
-        if let Some(path) = ca_pem {
-            let pem = std::fs::read(path)
-                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
-            builder = builder.tls_certs_only([cert]);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let http = http_client(ca_pem, std::time::Duration::from_secs(30))?;
         Ok(CaseClient {
             base: base.trim_end_matches('/').to_string(),
             http,

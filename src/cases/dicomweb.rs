@@ -107,21 +107,9 @@ fn transport(e: reqwest::Error) -> ClientError {
 
 impl DicomWebClient {
     pub fn new(ca_pem: Option<&Path>) -> Result<DicomWebClient, ClientError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(120));
-        if let Some(path) = ca_pem {
-            let pem = std::fs::read(path)
-                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
-            builder = builder.tls_certs_only([cert]);
-        }
         Ok(DicomWebClient {
-            http: builder
-                .build()
-                .map_err(|e| ClientError::Setup(e.to_string()))?,
+            // A whole instance (or a big multi-frame object) per request: a longer bound.
+            http: super::client::http_client(ca_pem, std::time::Duration::from_secs(120))?,
             token: None,
         })
     }

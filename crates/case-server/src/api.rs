@@ -178,32 +178,17 @@ async fn export_case(
     use axum::response::IntoResponse;
     caller.require(&[Role::Coordinator])?;
     visible_case(&server.db, &caller, &id).await?;
-    let file = tempfile::tempfile().map_err(|e| {
-        tracing::error!("export: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no room to write the archive",
-        )
-    })?;
-    let writer = file.try_clone().map_err(|e| {
-        tracing::error!("export: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no room to write the archive",
-        )
-    })?;
+    let file =
+        tempfile::tempfile().map_err(|e| ApiError::internal("no room to write the archive", e))?;
+    let writer = file
+        .try_clone()
+        .map_err(|e| ApiError::internal("no room to write the archive", e))?;
     let summary = crate::export::patient_copy(&server.db, &server.store, &id, writer)
         .await
         .map_err(|e| match e {
             crate::export::ExportError::NoCase(_) => ApiError::not_found(e.to_string()),
             crate::export::ExportError::Empty(_) => ApiError::conflict(e.to_string()),
-            other => {
-                tracing::error!("export of case {id}: {other}");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the archive could not be written",
-                )
-            }
+            other => ApiError::internal("the archive could not be written", other),
         })?;
     caller
         .audit(
@@ -218,13 +203,9 @@ async fn export_case(
         .await?;
     let mut file = tokio::fs::File::from_std(file);
     use tokio::io::AsyncSeekExt;
-    file.seek(std::io::SeekFrom::Start(0)).await.map_err(|e| {
-        tracing::error!("export: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the archive could not be read",
-        )
-    })?;
+    file.seek(std::io::SeekFrom::Start(0))
+        .await
+        .map_err(|e| ApiError::internal("the archive could not be read", e))?;
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok((
         StatusCode::OK,
@@ -290,13 +271,7 @@ async fn add_key_image(
         KeyImageError::NotPng(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
         KeyImageError::TooMany => ApiError::conflict(e.to_string()),
         KeyImageError::Sql(e) => e.into(),
-        KeyImageError::Store(e) => {
-            tracing::error!("key image: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the key image could not be stored",
-            )
-        }
+        KeyImageError::Store(e) => ApiError::internal("the key image could not be stored", e),
     })?;
     caller
         .audit(&server.db, "key_image_add", Some(&id), &key)

@@ -36,6 +36,13 @@ impl ApiError {
     pub fn unprocessable(m: impl Into<String>) -> ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, m)
     }
+    /// Our failure (storage, a worker thread): the detail goes to the log, the client gets
+    /// `what` (which must not carry patient data).
+    pub fn internal(what: impl Into<String>, detail: impl std::fmt::Display) -> ApiError {
+        let what = what.into();
+        tracing::error!("{what}: {detail}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, what)
+    }
 }
 
 impl From<sqlx::Error> for ApiError {

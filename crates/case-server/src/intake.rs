@@ -185,10 +185,12 @@ fn read_and_check(
             let ineligible =
                 |why: String| IntakeError::Ineligible(format!("{}: {why}", o.label));
             let conflict = |why: String| IntakeError::Conflict(format!("{}: {why}", o.label));
-            let header = match imaging::header::read_header(&o.path) {
-                Ok(FileKind::Image(h)) => *h,
-                Ok(FileKind::Dicomdir) => return Err(refuse("a DICOMDIR, not an image".into())),
-                Ok(FileKind::NonImage { sop_class_uid }) => {
+            let (header, object) = match imaging::header::read_header_with_object(&o.path) {
+                Ok((FileKind::Image(h), object)) => (*h, object),
+                Ok((FileKind::Dicomdir, _)) => {
+                    return Err(refuse("a DICOMDIR, not an image".into()));
+                }
+                Ok((FileKind::NonImage { sop_class_uid }, _)) => {
                     return Err(refuse(format!(
                         "not an image (SOP Class {sop_class_uid}); only CT and MR images are accepted"
                     )));
@@ -244,7 +246,7 @@ fn read_and_check(
                 label: o.label.clone(),
                 message: e.to_string(),
             })?;
-            let metadata_json = metadata_json(&o.path, &header).map_err(&refuse)?;
+            let metadata_json = metadata_json(&object, &header).map_err(&refuse)?;
             Ok(Checked {
                 header,
                 bytes,
@@ -271,9 +273,11 @@ fn read_and_check(
 
 /// The instance's DICOM JSON (PS3.18 F.2) without the file meta group and Pixel Data, with
 /// Available Transfer Syntax UID (0008,3002) saying how its pixels are stored.
-fn metadata_json(path: &std::path::Path, header: &InstanceHeader) -> Result<String, String> {
-    let obj = imaging::open::open_dicom(path, true).map_err(|e| e.to_string())?;
-    let mut value = dicom_json::to_value(&*obj).map_err(|e| e.to_string())?;
+fn metadata_json(
+    obj: &dicom_object::DefaultDicomObject,
+    header: &InstanceHeader,
+) -> Result<String, String> {
+    let mut value = dicom_json::to_value(&**obj).map_err(|e| e.to_string())?;
     if let Some(map) = value.as_object_mut() {
         map.remove("7FE00010");
         map.insert(

@@ -6,8 +6,8 @@
 
 use case_protocol::Role;
 use case_protocol::{
-    Author, CaseSummary, Receipt, Report, ReportKind, ReportMeasurement, SignedReport, SigningKey,
-    report_hash, sign_report,
+    Author, CaseSummary, Receipt, Report, ReportKind, SignedReport, SigningKey, report_hash,
+    sign_report,
 };
 use case_server::Db;
 use case_server::api::{AuditRow, LoginResponse, StoredReport, UserSummary};
@@ -17,31 +17,6 @@ use serde_json::json;
 
 mod support;
 use support::*;
-
-fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -> Report {
-    Report {
-        case_id: case_id.into(),
-        kind,
-        author: Author {
-            user_id: author.into(),
-            display_name: format!("User {author}"),
-        },
-        key_id: key.verifying_key().id().0,
-        signed_at: "2026-11-23T17:00:00Z".into(),
-        study_instance_uids: vec!["1.2.840.1".into()],
-        findings: "14.2 mm nodule in the right lower lobe.".into(),
-        impression: "Indeterminate nodule; CT in 3 months.".into(),
-        measurements: vec![ReportMeasurement {
-            label: "RLL nodule".into(),
-            kind: "length".into(),
-            value: 14.2,
-            unit: "mm".into(),
-            series_instance_uid: None,
-            frame_of_reference_uid: None,
-            points_mm: vec![[-70.0, -20.0, 0.0], [-55.8, -20.0, 0.0]],
-        }],
-    }
-}
 
 #[tokio::test]
 async fn a_signed_report_is_stored_once_receipted_verified_and_audited() {

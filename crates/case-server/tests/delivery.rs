@@ -11,12 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use case_protocol::{
-    Author, CaseSummary, Report, ReportKind, ReportMeasurement, SigningKey, sign_report,
-};
+use case_protocol::{CaseSummary, ReportKind, SigningKey, sign_report};
 use case_server::delivery::{DeliveryConfig, DeliveryStatus};
 use reqwest::StatusCode;
-use sha2::{Digest, Sha256};
 use support::*;
 
 fn poppler() -> bool {
@@ -91,29 +88,11 @@ async fn signed_final(s: &Server, rad: &str, case: &str, key: &SigningKey) -> St
             .fetch_one(&s.db.pool)
             .await
             .unwrap();
-    let report = Report {
-        case_id: case.into(),
-        kind: ReportKind::Final,
-        author: Author {
-            user_id: rad.into(),
-            display_name: format!("User {rad}"),
-        },
-        key_id: key.verifying_key().id().0,
-        signed_at: "2026-11-23T17:00:00Z".into(),
-        study_instance_uids: vec![study],
-        findings: "A 14.2 mm solid nodule in the right lower lobe, unchanged. No effusion. "
-            .repeat(12),
-        impression: "Indeterminate right lower lobe nodule; CT in 3 months.".into(),
-        measurements: vec![ReportMeasurement {
-            label: "RLL nodule".into(),
-            kind: "length".into(),
-            value: 14.2,
-            unit: "mm".into(),
-            series_instance_uid: None,
-            frame_of_reference_uid: None,
-            points_mm: vec![[-70.0, -20.0, 0.0], [-55.8, -20.0, 0.0]],
-        }],
-    };
+    let mut report = report(case, rad, key, ReportKind::Final);
+    report.study_instance_uids = vec![study];
+    report.findings =
+        "A 14.2 mm solid nodule in the right lower lobe, unchanged. No effusion. ".repeat(12);
+    report.impression = "Indeterminate right lower lobe nodule; CT in 3 months.".into();
     let signed = sign_report(report, key).unwrap();
     let r = s
         .post(
@@ -199,10 +178,7 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
             .unwrap();
     assert_eq!(sidecar["fax"], "+14165550100");
     assert_eq!(sidecar["report_hash"], hash.as_str());
-    let sha: String = Sha256::digest(&pdf)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = case_server::store::content_key(&pdf);
     assert_eq!(sidecar["pdf_sha256"], sha.as_str());
     assert_eq!(done[0].document_sha256.as_deref(), Some(sha.as_str()));
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use serde::Serialize;
 
 use super::ImagingError;
@@ -218,7 +218,20 @@ pub enum FileKind {
 
 /// Read the header of `path` (stopping before Pixel Data) and classify it.
 pub fn read_header(path: &Path) -> Result<FileKind, ImagingError> {
+    read_header_with_object(path).map(|(kind, _)| kind)
+}
+
+/// [`read_header`], also giving the parsed data set (without Pixel Data), for callers that
+/// need more of it (the case server keeps an instance's DICOM JSON) without a second parse.
+pub fn read_header_with_object(
+    path: &Path,
+) -> Result<(FileKind, DefaultDicomObject), ImagingError> {
     let obj = super::open::open_dicom(path, true)?;
+    let kind = classify(path, &obj)?;
+    Ok((kind, obj))
+}
+
+fn classify(path: &Path, obj: &DefaultDicomObject) -> Result<FileKind, ImagingError> {
     let meta = obj.meta();
     let media_class = trim_uid(&meta.media_storage_sop_class_uid);
     if media_class == MEDIA_STORAGE_DIRECTORY_STORAGE {
@@ -226,7 +239,7 @@ pub fn read_header(path: &Path) -> Result<FileKind, ImagingError> {
     }
     let transfer_syntax_uid = trim_uid(&meta.transfer_syntax);
     let media_instance = trim_uid(&meta.media_storage_sop_instance_uid);
-    header_from_dataset(path, &obj, transfer_syntax_uid, media_class, media_instance)
+    header_from_dataset(path, obj, transfer_syntax_uid, media_class, media_instance)
 }
 
 fn trim_uid(uid: &str) -> String {

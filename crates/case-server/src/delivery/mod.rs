@@ -351,15 +351,16 @@ async fn record(
         }
     };
     {
-        let mut tx = db.begin_write().await?;
-        sqlx::query("DELETE FROM deliveries WHERE report_hash = $1")
-            .bind(hash)
-            .execute(&mut *tx.tx)
-            .await?;
+        let _turn = db.write_turn().await;
         sqlx::query(
             "INSERT INTO deliveries (report_hash, case_id, status, attempts, transport, reference,
                 document_sha256, last_error, next_attempt_unix, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (report_hash) DO UPDATE SET status = excluded.status,
+                attempts = excluded.attempts, transport = excluded.transport,
+                reference = excluded.reference, document_sha256 = excluded.document_sha256,
+                last_error = excluded.last_error, next_attempt_unix = excluded.next_attempt_unix,
+                updated_at = excluded.updated_at",
         )
         .bind(hash)
         .bind(&case_id)
@@ -371,9 +372,8 @@ async fn record(
         .bind(error.clone())
         .bind(next)
         .bind(rfc3339_utc(now))
-        .execute(&mut *tx.tx)
+        .execute(&db.pool)
         .await?;
-        tx.commit().await?;
     }
     match outcome {
         Ok((_, _, facts)) => {

@@ -281,6 +281,16 @@ pub(crate) fn not_acceptable(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::NOT_ACCEPTABLE, message)
 }
 
+/// Run `f` on a private temporary copy of a stored object (the imaging crate reads files).
+pub(crate) fn on_disk<T>(
+    bytes: &[u8],
+    f: impl FnOnce(&std::path::Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::fs::write(file.path(), bytes).map_err(|e| e.to_string())?;
+    f(file.path())
+}
+
 /// `http(s)://host` of the request, for Retrieve URLs.
 pub(crate) fn origin(server: &Server, headers: &HeaderMap) -> String {
     let host = headers

@@ -312,22 +312,38 @@ fn dicom_json(rows: Vec<BTreeMap<&'static str, Value>>) -> Response {
         .into_response()
 }
 
-async fn audit_search(
+/// One search: `select` (over `instances JOIN cases`, ending in a WHERE) narrowed to the
+/// caller's scope, the path's UIDs and the query keys, then `order` (GROUP BY / ORDER BY),
+/// limit and offset. Audited as a search for `what`.
+#[allow(clippy::too_many_arguments)]
+async fn search(
     server: &Server,
     caller: &Caller,
-    scope: &super::Scope,
-    rows: &[AnyRow],
-    what: &str,
     target: &Target,
-) -> Result<(), ApiError> {
+    query: &[(String, String)],
+    level: Level,
+    select: &str,
+    order: &str,
+    what: &str,
+) -> Result<(super::Scope, Vec<AnyRow>), ApiError> {
+    let scope = scope(&server.db, caller, target).await?;
+    let mut sql = Sql::new(select);
+    sql.scope(&scope).target(target);
+    let (limit, offset) = filters(&mut sql, query, level)?;
+    sql.push(order).push(" LIMIT ");
+    sql.bind(Bind::Int(limit))
+        .push(" OFFSET ")
+        .bind(Bind::Int(offset));
+    let rows = sql.fetch_all(&server.db).await?;
     caller
         .audit(
             &server.db,
             "dicomweb_search",
-            audit_case(scope, rows).as_deref(),
+            audit_case(&scope, &rows).as_deref(),
             &format!("{what} in {} ({} found)", target.describe(), rows.len()),
         )
-        .await
+        .await?;
+    Ok((scope, rows))
 }
 
 pub(super) async fn studies(
@@ -338,8 +354,12 @@ pub(super) async fn studies(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let scope = scope(&server.db, &caller, &target).await?;
-    let mut sql = Sql::new(
+    let (scope, rows) = search(
+        &server,
+        &caller,
+        &target,
+        &query,
+        Level::Study,
         "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
                 MIN(instances.study_date) AS study_date,
                 MIN(instances.study_description) AS study_description,
@@ -349,14 +369,10 @@ pub(super) async fn studies(
                 COUNT(DISTINCT instances.series_uid) AS series_count,
                 COUNT(*) AS instance_count
          FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
-    );
-    sql.scope(&scope).target(&target);
-    let (limit, offset) = filters(&mut sql, &query, Level::Study)?;
-    sql.push(" GROUP BY instances.case_id, instances.study_uid ORDER BY study_date DESC, instances.study_uid LIMIT ");
-    sql.bind(Bind::Int(limit))
-        .push(" OFFSET ")
-        .bind(Bind::Int(offset));
-    let rows = sql.fetch_all(&server.db).await?;
+        " GROUP BY instances.case_id, instances.study_uid ORDER BY study_date DESC, instances.study_uid",
+        "studies",
+    )
+    .await?;
     // Modalities in each study, in one more query over the same studies.
     let mut modalities: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if !rows.is_empty() {
@@ -379,7 +395,6 @@ pub(super) async fn studies(
                 .push(r.get("modality"));
         }
     }
-    audit_search(&server, &caller, &scope, &rows, "studies", &target).await?;
     let base = root(&server, &headers, &target);
     let out = rows
         .iter()
@@ -411,23 +426,22 @@ pub(super) async fn series(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let scope = scope(&server.db, &caller, &target).await?;
-    let mut sql = Sql::new(
+    let (_, rows) = search(
+        &server,
+        &caller,
+        &target,
+        &query,
+        Level::Series,
         "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
                 instances.series_uid AS series_uid, MIN(instances.modality) AS modality,
                 MIN(instances.series_number) AS series_number,
                 MIN(instances.series_description) AS series_description,
                 COUNT(*) AS instance_count
          FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
-    );
-    sql.scope(&scope).target(&target);
-    let (limit, offset) = filters(&mut sql, &query, Level::Series)?;
-    sql.push(" GROUP BY instances.case_id, instances.study_uid, instances.series_uid ORDER BY series_number, instances.series_uid LIMIT ");
-    sql.bind(Bind::Int(limit))
-        .push(" OFFSET ")
-        .bind(Bind::Int(offset));
-    let rows = sql.fetch_all(&server.db).await?;
-    audit_search(&server, &caller, &scope, &rows, "series", &target).await?;
+        " GROUP BY instances.case_id, instances.study_uid, instances.series_uid ORDER BY series_number, instances.series_uid",
+        "series",
+    )
+    .await?;
     let base = root(&server, &headers, &target);
     let out = rows
         .iter()
@@ -459,8 +473,12 @@ pub(super) async fn instances(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let scope = scope(&server.db, &caller, &target).await?;
-    let mut sql = Sql::new(
+    let (_, rows) = search(
+        &server,
+        &caller,
+        &target,
+        &query,
+        Level::Instance,
         "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
                 instances.series_uid AS series_uid, instances.sop_uid AS sop_uid,
                 instances.sop_class_uid AS sop_class_uid,
@@ -469,15 +487,10 @@ pub(super) async fn instances(
                 instances.pixel_rows AS pixel_rows, instances.pixel_columns AS pixel_columns,
                 instances.number_of_frames AS number_of_frames, instances.modality AS modality
          FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
-    );
-    sql.scope(&scope).target(&target);
-    let (limit, offset) = filters(&mut sql, &query, Level::Instance)?;
-    sql.push(" ORDER BY instances.series_uid, instances.instance_number, instances.sop_uid LIMIT ");
-    sql.bind(Bind::Int(limit))
-        .push(" OFFSET ")
-        .bind(Bind::Int(offset));
-    let rows = sql.fetch_all(&server.db).await?;
-    audit_search(&server, &caller, &scope, &rows, "instances", &target).await?;
+        " ORDER BY instances.series_uid, instances.instance_number, instances.sop_uid",
+        "instances",
+    )
+    .await?;
     let base = root(&server, &headers, &target);
     let out = rows
         .iter()

@@ -57,13 +57,14 @@ fn window_linear(x: f64, center: f64, width: f64) -> u8 {
 
 /// Decode the first frame of the object in `bytes` and window it.
 fn picture(bytes: &[u8], window: Option<(f64, f64)>) -> Result<Picture, String> {
-    let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    std::fs::write(file.path(), bytes).map_err(|e| e.to_string())?;
-    let header = match imaging::header::read_header(file.path()).map_err(|e| e.to_string())? {
-        FileKind::Image(h) => h,
-        _ => return Err("not an image".into()),
-    };
-    let frame = imaging::decode::decode_frame_values(file.path(), 0).map_err(|e| e.to_string())?;
+    let (header, frame) = super::on_disk(bytes, |path| {
+        let header = match imaging::header::read_header(path).map_err(|e| e.to_string())? {
+            FileKind::Image(h) => h,
+            _ => return Err("not an image".to_string()),
+        };
+        let frame = imaging::decode::decode_frame_values(path, 0).map_err(|e| e.to_string())?;
+        Ok((header, frame))
+    })?;
     let (width, height) = (
         u32::from(frame.format.columns),
         u32::from(frame.format.rows),
@@ -232,26 +233,18 @@ async fn render(
             &target.describe(),
         )
         .await?;
-    let bytes = server.store.get(&key).await.map_err(|e| {
-        tracing::error!("rendered: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "a stored object could not be read",
-        )
-    })?;
+    let bytes = server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::internal("a stored object could not be read", e))?;
     let what = target.describe();
     let png = tokio::task::spawn_blocking(move || {
         picture(&bytes, window).and_then(|p| png_bytes(&fit(p, max_w, max_h)))
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| {
-        tracing::error!("rendered {what}: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{what} could not be rendered"),
-        )
-    })?;
+    .map_err(|e| ApiError::internal("a worker thread failed", e))?
+    .map_err(|e| ApiError::internal(format!("{what} could not be rendered"), e))?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 

@@ -31,13 +31,7 @@ pub(crate) fn intake_error(e: IntakeError) -> ApiError {
         IntakeError::Conflict(m) => ApiError::conflict(m),
         IntakeError::NoCase(c) => ApiError::not_found(format!("no case {c}")),
         IntakeError::Sql(e) => e.into(),
-        other => {
-            tracing::error!("intake: {other}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the upload could not be stored",
-            )
-        }
+        other => ApiError::internal("the upload could not be stored", other),
     }
 }
 
@@ -108,13 +102,7 @@ pub(super) async fn store(
     let spool = tempfile::Builder::new()
         .prefix("overread-stow-")
         .tempdir()
-        .map_err(|e| {
-            tracing::error!("STOW-RS spool: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "no room to receive the upload",
-            )
-        })?;
+        .map_err(|e| ApiError::internal("no room to receive the upload", e))?;
     let spool_path = spool.path().to_path_buf();
     let offered = tokio::task::spawn_blocking(move || {
         parts
@@ -131,14 +119,8 @@ pub(super) async fn store(
             .collect::<std::io::Result<Vec<_>>>()
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| {
-        tracing::error!("STOW-RS spool: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no room to receive the upload",
-        )
-    })?;
+    .map_err(|e| ApiError::internal("a worker thread failed", e))?
+    .map_err(|e| ApiError::internal("no room to receive the upload", e))?;
     let count = offered.len();
     let result = ingest(
         &server.db,

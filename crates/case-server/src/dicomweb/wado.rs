@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Sql, Target, accepts, audit_case, insisted_transfer_syntax, not_acceptable, scope};
+use super::{
+    Sql, Target, accepts, audit_case, insisted_transfer_syntax, not_acceptable, on_disk, scope,
+};
 use crate::Server;
 use crate::api::Caller;
 use crate::error::ApiError;
@@ -230,30 +232,24 @@ pub(super) async fn frames(
         )));
     }
     let key: String = rows[0].get("object_key");
-    let bytes = server.store.get(&key).await.map_err(|e| {
-        tracing::error!("WADO-RS frames: {e}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "a stored object could not be read",
-        )
-    })?;
+    let bytes = server
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::internal("a stored object could not be read", e))?;
     let list = wanted.clone();
-    let unreadable = || {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{}: its frames could not be read", target.describe()),
-        )
-    };
     let frames = tokio::task::spawn_blocking(move || {
-        let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-        std::fs::write(file.path(), &bytes).map_err(|e| e.to_string())?;
-        imaging::decode::stored_frames(file.path(), &list).map_err(|e| e.to_string())
+        on_disk(&bytes, |path| {
+            imaging::decode::stored_frames(path, &list).map_err(|e| e.to_string())
+        })
     })
     .await
-    .map_err(|_| unreadable())?
+    .map_err(|e| ApiError::internal("a worker thread failed", e))?
     .map_err(|e| {
-        tracing::error!("WADO-RS frames: {e}");
-        unreadable()
+        ApiError::internal(
+            format!("{}: its frames could not be read", target.describe()),
+            e,
+        )
     })?;
     let media = frame_media_type(&frames[0].transfer_syntax_uid, frames[0].encapsulated);
     if !accepts(&headers, media) {

@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use case_protocol::{
-    CaseSummary, NewCase, Patient, Priority, Referral, ReferringPhysician, Role, SigningKey,
+    Author, CaseSummary, NewCase, Patient, Priority, Referral, ReferringPhysician, Report,
+    ReportKind, ReportMeasurement, Role, SigningKey,
 };
 use case_server::api::LoginResponse;
 use case_server::{Db, Store};
@@ -234,17 +235,49 @@ pub fn synthetic_study(parent: &std::path::Path, seed: u64) -> std::path::PathBu
 
 static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
 
-/// STOW-RS a new small synthetic study into a case (as coordinator `token`).
-pub async fn upload_synthetic_study(s: &Server, token: &str, case_id: &str) -> reqwest::Response {
-    let seed = SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let folder = synthetic_study(s.dir.path(), seed);
-    let (body, content_type) = multipart_of(&files_of(&folder));
+/// STOW-RS `files` to `path` (a `.../dicomweb/studies[/{uid}]` URL path) as `token`.
+pub async fn stow(s: &Server, token: &str, path: &str, files: &[Vec<u8>]) -> reqwest::Response {
+    let (body, content_type) = multipart_of(files);
     s.http
-        .post(format!("{}/cases/{case_id}/dicomweb/studies", s.base))
+        .post(format!("{}{path}", s.base))
         .bearer_auth(token)
         .header("content-type", content_type)
         .body(body)
         .send()
         .await
         .unwrap()
+}
+
+/// STOW-RS a new small synthetic study into a case (as coordinator `token`).
+pub async fn upload_synthetic_study(s: &Server, token: &str, case_id: &str) -> reqwest::Response {
+    let seed = SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let folder = synthetic_study(s.dir.path(), seed);
+    let path = format!("/cases/{case_id}/dicomweb/studies");
+    stow(s, token, &path, &files_of(&folder)).await
+}
+
+/// A report by `author` (display name "User AUTHOR", as the test users are named).
+pub fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -> Report {
+    Report {
+        case_id: case_id.into(),
+        kind,
+        author: Author {
+            user_id: author.into(),
+            display_name: format!("User {author}"),
+        },
+        key_id: key.verifying_key().id().0,
+        signed_at: "2026-11-23T17:00:00Z".into(),
+        study_instance_uids: vec!["1.2.840.1".into()],
+        findings: "14.2 mm nodule in the right lower lobe.".into(),
+        impression: "Indeterminate nodule; CT in 3 months.".into(),
+        measurements: vec![ReportMeasurement {
+            label: "RLL nodule".into(),
+            kind: "length".into(),
+            value: 14.2,
+            unit: "mm".into(),
+            series_instance_uid: None,
+            frame_of_reference_uid: None,
+            points_mm: vec![[-70.0, -20.0, 0.0], [-55.8, -20.0, 0.0]],
+        }],
+    }
 }
