@@ -311,3 +311,61 @@ fn capture_through_alsa_gives_the_clip_back_bit_exact() {
         .unwrap();
     assert_eq!(from_alsa.text, from_file.text);
 }
+
+/// Playback through real ALSA: `overread play` with a temporary HOME whose `.asoundrc` makes
+/// the default device ALSA's `file` plugin writing raw PCM: the file holds exactly the asked
+/// span of the clip, then only the silence written while the device drains.
+#[test]
+fn play_through_alsa_writes_the_span_sample_for_sample() {
+    let Some(dir) = shared("dictation") else {
+        return;
+    };
+    let source = dir.join("espeak/d03.wav");
+    let mut reader = hound::WavReader::open(&source).unwrap();
+    assert_eq!(reader.spec().sample_rate, 16_000);
+    let pcm: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let home = tempdir();
+    let out = home.path().join("out.raw");
+    std::fs::write(
+        home.path().join(".asoundrc"),
+        format!(
+            "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"{}\"\n    \
+             format \"raw\"\n}}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_overread"))
+        .args(["play", "--from", "0.5", "--to", "1.25"])
+        .arg(&source)
+        .env("HOME", home.path())
+        .env_remove("ALSA_CONFIG_PATH")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains("alsa:default at 16000 Hz"));
+    let played: Vec<i16> = std::fs::read(&out)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let span = &pcm[8_000..20_000];
+    assert!(span.iter().any(|s| *s != 0), "the span is speech");
+    assert!(played.len() >= span.len());
+    assert!(played[..span.len()] == *span, "the played samples differ");
+    assert!(played[span.len()..].iter().all(|s| *s == 0));
+
+    // A missing file is named.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_overread"))
+        .args(["play", "no-such.wav"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no-such.wav"));
+}

@@ -63,6 +63,9 @@ pub enum Command {
     Transcribe(transcribe::TranscribeArgs),
     /// Record from an audio input (cpal; ALSA on Linux) into a WAV file.
     Record(transcribe::RecordArgs),
+    /// Play a WAV file (or a span of it) on an audio output: what the report panel does when
+    /// an unsure word is clicked.
+    Play(transcribe::PlayArgs),
     /// Open the workstation, play a scripted reading (scroll 500 slices, W/L drags, MPR
     /// crosshair drags) and print frame times (p50/p99) as JSON.
     BenchReading(BenchReadingArgs),
@@ -205,6 +208,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::BenchReading(args) => bench_reading_cmd(&args),
         Command::Transcribe(args) => transcribe::transcribe_cmd(&args),
         Command::Record(args) => transcribe::record_cmd(&args),
+        Command::Play(args) => transcribe::play_cmd(&args),
     }
 }
 

@@ -266,3 +266,37 @@ pub fn record_cmd(a: &RecordArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// WAV file to play.
+    pub wav: PathBuf,
+    /// Output device id (as `overread record --list` names devices; default: the default
+    /// output).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Start of the span to play, seconds.
+    #[arg(long, default_value_t = 0.0)]
+    pub from: f64,
+    /// End of the span to play, seconds (default: the end of the file).
+    #[arg(long)]
+    pub to: Option<f64>,
+}
+
+pub fn play_cmd(a: &PlayArgs) -> Result<()> {
+    use crate::dictation::playback::{Player, excerpt};
+    let clip = read_wav(&a.wav)?;
+    let to = a.to.unwrap_or_else(|| clip.duration_s());
+    let part = excerpt(&clip, a.from, to, 0.0);
+    let seconds = part.duration_s();
+    let player = Player::start(a.device.as_deref(), &part)?;
+    println!(
+        "playing {:.2} s of {} on {} at {} Hz",
+        seconds,
+        a.wav.display(),
+        player.device(),
+        player.rate()
+    );
+    player.wait(std::time::Duration::from_secs_f64(seconds + 10.0))?;
+    Ok(())
+}

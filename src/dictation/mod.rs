@@ -3,6 +3,8 @@
 //! - [`audio`]: WAV files, resampling to 16 kHz (rubato), the voice-activity gate.
 //! - [`capture`]: the microphone (cpal; ALSA on Linux) with a level meter.
 //! - [`commands`]: voice commands in dictated text (never one to sign).
+//! - [`macros`]: the radiologist's saved macros (named texts, one file each).
+//! - [`playback`]: dictated audio played back (an unsure word's span).
 //! - [`stt`]: the whisper.cpp engine (whisper-rs): model discovery, Overread's decoding
 //!   settings, words with confidences and audio spans.
 //! - [`vocabulary`]: the radiology vocabulary prompt (shipped terms plus the user's).
@@ -15,7 +17,9 @@
 pub mod audio;
 pub mod capture;
 pub mod commands;
+pub mod macros;
 pub mod numbers;
+pub mod playback;
 pub mod stt;
 pub mod vocabulary;
 pub mod wer;

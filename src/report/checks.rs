@@ -14,7 +14,7 @@
 use crate::dictation::wer::normalize;
 
 /// A measurement from the viewer, linked to the report.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LinkedMeasurement {
     pub id: String,
     /// As the radiologist named it, e.g. "right upper lobe nodule".
@@ -22,15 +22,36 @@ pub struct LinkedMeasurement {
     pub value: f64,
     /// "mm" (a length) or "deg" (an angle, Cobb angle); other units are not checked.
     pub unit: String,
+    /// What it was measured on: the way back to the image (signed with the report).
+    pub source: Option<MeasurementSource>,
+}
+
+/// Where a linked measurement was made, in patient space.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MeasurementSource {
+    /// The viewer's measurement id.
+    pub viewer_id: u64,
+    /// "length", "angle" or "cobb".
+    pub kind: String,
+    pub series_instance_uid: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
+    /// The points it was measured between, patient LPS mm.
+    pub points_mm: Vec<[f64; 3]>,
 }
 
 /// A word the speech engine was unsure of.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UnsureWord {
     pub text: String,
     pub confidence: f32,
     /// Confirmed or corrected by the radiologist.
     pub resolved: bool,
+    /// Where it stands in the report (kept up to date by [`super::marks::Change`]); `None`
+    /// when it could not be found there.
+    pub at: Option<(Section, std::ops::Range<usize>)>,
+    /// Its audio: the dictation it came from (an index the panel keeps) and its span in
+    /// seconds.
+    pub audio: Option<(usize, f64, f64)>,
 }
 
 /// The part of the report a check is about.
@@ -43,6 +64,8 @@ pub enum Section {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CheckKind {
     EmptyImpression,
+    /// An addendum with no text.
+    EmptyAddendum,
     UnfilledField {
         name: String,
     },
@@ -277,6 +300,7 @@ mod tests {
             label: "right upper lobe nodule".into(),
             value,
             unit: "mm".into(),
+            source: None,
         }
     }
 
@@ -322,6 +346,7 @@ mod tests {
             label: "Cobb angle".into(),
             value: 23.6,
             unit: "deg".into(),
+            source: None,
         };
         assert!(
             pre_sign_checks(
@@ -345,12 +370,13 @@ mod tests {
             UnsureWord {
                 text: "hemangioma".into(),
                 confidence: 0.31,
-                resolved: false,
+                ..UnsureWord::default()
             },
             UnsureWord {
                 text: "lobe".into(),
                 confidence: 0.4,
                 resolved: true,
+                ..UnsureWord::default()
             },
         ];
         let checks = pre_sign_checks(findings, "[impression]", &[], &unsure);

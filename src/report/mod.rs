@@ -6,8 +6,12 @@
 
 pub mod checks;
 pub mod draft;
+pub mod marks;
 pub mod template;
 
-pub use checks::{Check, CheckKind, LinkedMeasurement, Section, UnsureWord, pre_sign_checks};
+pub use checks::{
+    Check, CheckKind, LinkedMeasurement, MeasurementSource, Section, UnsureWord, pre_sign_checks,
+};
 pub use draft::Draft;
+pub use marks::Change;
 pub use template::{Template, fields_in, templates};

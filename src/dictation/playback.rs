@@ -1,0 +1,250 @@
+//! Playing dictated audio back (cpal; ALSA on Linux): the radiologist clicks a word the speech
+//! engine was unsure of and hears what was said there. The clip's own rate in mono is asked
+//! for first (16-bit, else float); otherwise the device's default output configuration, with
+//! the clip resampled and copied to every channel. Audio never leaves the machine.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+use super::audio::{Clip, resample};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaybackError {
+    #[error("no audio output device{0}")]
+    NoDevice(String),
+    #[error("audio output {device}: {message}")]
+    Device { device: String, message: String },
+    #[error("nothing to play")]
+    Empty,
+}
+
+/// Silence written after the clip before playback counts as over: long enough for any
+/// device buffer to drain, so the clip's end is heard.
+const DRAIN_S: f64 = 0.5;
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Frames handed to the device so far (clip, then silence).
+    frames: AtomicUsize,
+    drained: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+/// Audio being played; dropping it stops the device.
+pub struct Player {
+    _stream: cpal::Stream,
+    shared: Arc<Shared>,
+    device: String,
+    rate: u32,
+    clip_frames: usize,
+}
+
+impl std::fmt::Debug for Player {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Player")
+            .field("device", &self.device)
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The part of `clip` from `start_s` to `end_s`, widened by `pad_s` on both sides (a word
+/// alone is hard to hear; a little around it is not).
+pub fn excerpt(clip: &Clip, start_s: f64, end_s: f64, pad_s: f64) -> Clip {
+    let at =
+        |s: f64| ((s.max(0.0) * f64::from(clip.rate)).round() as usize).min(clip.samples.len());
+    let (a, b) = (at(start_s - pad_s), at(end_s + pad_s));
+    Clip {
+        samples: clip.samples[a..b.max(a)].to_vec(),
+        rate: clip.rate,
+    }
+}
+
+impl Player {
+    /// Start playing `clip` on `device` (an id as `overread record --list` names devices;
+    /// `None`: the default output).
+    pub fn start(device: Option<&str>, clip: &Clip) -> Result<Player, PlaybackError> {
+        if clip.samples.is_empty() {
+            return Err(PlaybackError::Empty);
+        }
+        let host = cpal::default_host();
+        let dev = match device {
+            Some(id) => {
+                let parsed: cpal::DeviceId = id.parse().map_err(|e: cpal::Error| {
+                    PlaybackError::NoDevice(format!(" named {id} ({e})"))
+                })?;
+                host.device_by_id(&parsed)
+                    .ok_or_else(|| PlaybackError::NoDevice(format!(" named {id}")))?
+            }
+            None => host
+                .default_output_device()
+                .ok_or_else(|| PlaybackError::NoDevice(String::new()))?,
+        };
+        let name = dev
+            .id()
+            .map(|i| i.to_string())
+            .unwrap_or_else(|_| device.unwrap_or("default").to_string());
+        let err = |message: String| PlaybackError::Device {
+            device: name.clone(),
+            message,
+        };
+        let config = choose_config(&dev, clip.rate).map_err(|e| err(e.to_string()))?;
+        let channels = usize::from(config.channels()).max(1);
+        let rate = config.sample_rate();
+        let format = config.sample_format();
+        let samples = if rate == clip.rate {
+            clip.samples.clone()
+        } else {
+            resample(clip, rate)
+                .map_err(|e| err(e.to_string()))?
+                .samples
+        };
+        let clip_frames = samples.len();
+        let drain_frames = (DRAIN_S * f64::from(rate)) as usize;
+        let samples = Arc::new(samples);
+        let shared = Arc::new(Shared::default());
+        let on_error = {
+            let shared = shared.clone();
+            move |e: cpal::Error| {
+                tracing::warn!("audio output: {e}");
+                if let Ok(mut slot) = shared.error.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }
+        };
+        macro_rules! build {
+            ($t:ty) => {{
+                let shared = shared.clone();
+                let samples = samples.clone();
+                dev.build_output_stream::<$t, _, _>(
+                    config.clone().into(),
+                    move |data: &mut [$t], _| {
+                        let mut at = shared.frames.load(Ordering::Relaxed);
+                        for frame in data.chunks_mut(channels) {
+                            let s = samples.get(at).copied().unwrap_or(0.0);
+                            frame.fill(<$t as cpal::FromSample<f32>>::from_sample_(s));
+                            at += 1;
+                        }
+                        shared.frames.store(at, Ordering::Release);
+                        if at >= clip_frames + drain_frames {
+                            shared.drained.store(true, Ordering::Release);
+                        }
+                    },
+                    on_error.clone(),
+                    None,
+                )
+            }};
+        }
+        let stream = match format {
+            cpal::SampleFormat::I16 => build!(i16),
+            cpal::SampleFormat::I32 => build!(i32),
+            cpal::SampleFormat::F32 => build!(f32),
+            cpal::SampleFormat::U16 => build!(u16),
+            cpal::SampleFormat::U8 => build!(u8),
+            cpal::SampleFormat::I8 => build!(i8),
+            cpal::SampleFormat::F64 => build!(f64),
+            other => return Err(err(format!("sample format {other:?} is not supported"))),
+        }
+        .map_err(|e| err(e.to_string()))?;
+        stream.play().map_err(|e| err(e.to_string()))?;
+        Ok(Player {
+            _stream: stream,
+            shared,
+            device: name,
+            rate,
+            clip_frames,
+        })
+    }
+
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// The device's sample rate.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// The clip has been handed to the device and the device has had time to play it.
+    pub fn finished(&self) -> bool {
+        self.shared.drained.load(Ordering::Acquire) || self.error().is_some()
+    }
+
+    /// How far playback is, 0 to 1.
+    pub fn progress(&self) -> f32 {
+        let frames = self.shared.frames.load(Ordering::Acquire);
+        (frames as f32 / self.clip_frames.max(1) as f32).min(1.0)
+    }
+
+    /// The first error the device reported, if any.
+    pub fn error(&self) -> Option<String> {
+        self.shared.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Wait until the clip has played (or `timeout`); the device's error if it failed.
+    pub fn wait(self, timeout: Duration) -> Result<(), PlaybackError> {
+        let start = Instant::now();
+        while !self.finished() && start.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match self.error() {
+            Some(message) => Err(PlaybackError::Device {
+                device: self.device.clone(),
+                message,
+            }),
+            None if self.finished() => Ok(()),
+            None => Err(PlaybackError::Device {
+                device: self.device.clone(),
+                message: format!("did not finish within {timeout:?}"),
+            }),
+        }
+    }
+}
+
+/// Mono at `rate` (16-bit, else float) when the device offers it, else its default output
+/// configuration.
+fn choose_config(
+    dev: &cpal::Device,
+    rate: u32,
+) -> Result<cpal::SupportedStreamConfig, cpal::Error> {
+    if let Ok(configs) = dev.supported_output_configs() {
+        let mut candidates: Vec<cpal::SupportedStreamConfigRange> = configs
+            .filter(|c| {
+                c.channels() == 1
+                    && c.min_sample_rate() <= rate
+                    && c.max_sample_rate() >= rate
+                    && matches!(
+                        c.sample_format(),
+                        cpal::SampleFormat::I16 | cpal::SampleFormat::F32
+                    )
+            })
+            .collect();
+        candidates.sort_by_key(|c| c.sample_format() != cpal::SampleFormat::I16);
+        if let Some(c) = candidates.into_iter().next() {
+            return Ok(c.with_sample_rate(rate));
+        }
+    }
+    dev.default_output_config()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_excerpt_is_the_span_with_its_padding_inside_the_clip() {
+        let clip = Clip {
+            samples: (0..16_000).map(|i| i as f32).collect(),
+            rate: 16_000,
+        };
+        let e = excerpt(&clip, 0.25, 0.5, 0.05);
+        assert_eq!(e.samples.first(), Some(&3200.0));
+        assert_eq!(e.samples.len(), 5600);
+        // Clamped at both ends.
+        assert_eq!(excerpt(&clip, -1.0, 2.0, 0.1).samples.len(), 16_000);
+        assert!(excerpt(&clip, 2.0, 3.0, 0.0).samples.is_empty());
+    }
+}
