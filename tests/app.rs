@@ -548,80 +548,164 @@ fn the_report_panel_fills_a_template_by_dictation_and_lists_the_checks() {
     assert!(h.query_by_label_contains("transcribed in").is_some());
 }
 
+/// A case server on loopback (SQLite in `dir`) with radiologist `rad1` (password
+/// `password-123`, a registered key sealed in `dir/rad1.key` under "a long passphrase") and
+/// `cases` chest cases assigned to rad1, each with a synthetic study, reading.
+struct ReadingServer {
+    rt: tokio::runtime::Runtime,
+    db: case_server::Db,
+    base: String,
+    cases: Vec<String>,
+    key: case_protocol::SigningKey,
+    key_file: std::path::PathBuf,
+}
+
+impl ReadingServer {
+    fn start(dir: &Path, cases: usize) -> ReadingServer {
+        use case_protocol::{CaseStatus, Role, SigningKey};
+        use overread::cases::EncryptedKey;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let key = SigningKey::generate();
+        let (db, ids, base) = rt.block_on(async {
+            let url = case_server::db::scratch_database(dir).await.unwrap();
+            let db = case_server::Db::open(&url).await.unwrap();
+            db.add_user(
+                "rad1",
+                Role::Radiologist,
+                "Dr One",
+                &["chest".into()],
+                "password-123",
+            )
+            .await
+            .unwrap();
+            db.add_key("rad1", &key.verifying_key().to_base64())
+                .await
+                .unwrap();
+            let store =
+                case_server::Store::open(dir.join("objects").to_str().unwrap()).unwrap();
+            let mut ids = Vec::new();
+            for i in 0..cases {
+                let case = db
+                    .create_case(
+                        &serde_json::from_value(serde_json::json!({
+                        "patient": {"name": "DOE^J", "id": format!("M{i}"), "birth_date": "1970-01-01", "sex": "F"},
+                        "referral": {"physician": {"name": "Dr R", "fax": "+1", "institution": null},
+                                     "clinical_question": "Nodule?", "document_sha256": null},
+                        "subspecialty": "chest", "priority": "routine"}))
+                        .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                db.assign(&case.id, "rad1").await.unwrap();
+                case_server::intake::store_synthetic_study(&db, &store, &case.id, i as u64 + 1)
+                    .await
+                    .unwrap();
+                db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
+                db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
+                ids.push(case.id);
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(case_server::serve(
+                case_server::Server::new(db.clone(), store),
+                listener,
+            ));
+            (db, ids, base)
+        });
+        let key_file = dir.join("rad1.key");
+        EncryptedKey::seal(&key, "a long passphrase")
+            .unwrap()
+            .write(&key_file)
+            .unwrap();
+        ReadingServer {
+            rt,
+            db,
+            base,
+            cases: ids,
+            key,
+            key_file,
+        }
+    }
+
+    /// The settings of rad1's workstation for this server.
+    fn settings(&self, dir: &Path, model: Option<std::path::PathBuf>) -> Settings {
+        Settings {
+            dictation_model: model,
+            case_server: Some(self.base.clone()),
+            signing_key: Some(self.key_file.clone()),
+            outbox: Some(dir.join("outbox")),
+            macros_dir: Some(dir.join("macros")),
+            user: Some("rad1".into()),
+            ..Settings::default()
+        }
+    }
+
+    /// Every stored report: (hash, case, signed JSON), oldest first.
+    fn reports(&self) -> Vec<(String, String, case_protocol::SignedReport)> {
+        self.rt.block_on(async {
+            sqlx::query_as::<_, (String, String, String)>(
+                "SELECT report_hash, case_id, signed_json FROM reports ORDER BY received_at, report_hash",
+            )
+            .fetch_all(&self.db.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(h, c, j)| (h, c, serde_json::from_str(&j).unwrap()))
+            .collect()
+        })
+    }
+
+    fn status(&self, case: &str) -> case_protocol::CaseStatus {
+        self.rt
+            .block_on(self.db.case_summary(case))
+            .unwrap()
+            .unwrap()
+            .status
+    }
+}
+
+/// Step until `done`, failing with `what` after `secs` seconds.
+fn step_until(
+    h: &mut Harness<'_, OverreadApp>,
+    secs: u64,
+    what: &str,
+    done: impl Fn(&OverreadApp) -> bool,
+) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        h.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what}: {} / {}",
+            h.state().report.message,
+            h.state().report.sign_message
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
 /// The whole loop in the real app: measure on the phantom, dictate a WAV into the report
-/// (whisper with the real model), insert the measurement, see the text to be signed, sign with
-/// the sealed key (checks knowingly overridden), and submit through the outbox to a real case
-/// server on loopback: the receipt is shown and the server holds exactly that report.
+/// (whisper with the real model), insert the measurement, go back to it from the report, see
+/// the text to be signed, sign with the sealed key (checks knowingly overridden), and submit
+/// through the outbox to a real case server on loopback: the receipt is shown and the server
+/// holds exactly that report, with the measurement's place in the image. Then an addendum to
+/// it, signed and received the same way.
 #[test]
 fn dictate_measure_sign_and_submit_to_a_real_server() {
-    use case_protocol::{CaseStatus, Role, SigningKey};
-    use overread::cases::EncryptedKey;
+    use case_protocol::{CaseStatus, ReportKind};
     let (Some(model), Some(dictation)) =
         (shared("models/ggml-tiny.en-q8_0.bin"), shared("dictation"))
     else {
         return;
     };
     let dir = tempdir();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (db, case_id, base) = rt.block_on(async {
-        let url = case_server::db::scratch_database(dir.path()).await.unwrap();
-        let db = case_server::Db::open(&url).await.unwrap();
-        db.add_user(
-            "rad1",
-            Role::Radiologist,
-            "Dr One",
-            &["chest".into()],
-            "password-123",
-        )
-        .await
-        .unwrap();
-        let case = db
-            .create_case(
-                &serde_json::from_value(serde_json::json!({
-                "patient": {"name": "DOE^J", "id": "M1", "birth_date": "1970-01-01", "sex": "F"},
-                "referral": {"physician": {"name": "Dr R", "fax": "+1", "institution": null},
-                             "clinical_question": "Nodule?", "document_sha256": null},
-                "subspecialty": "chest", "priority": "routine"}))
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-        db.assign(&case.id, "rad1").await.unwrap();
-        let store = case_server::Store::open(dir.path().join("objects").to_str().unwrap()).unwrap();
-        case_server::intake::store_synthetic_study(&db, &store, &case.id, 1)
-            .await
-            .unwrap();
-        db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
-        db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(case_server::serve(
-            case_server::Server::new(db.clone(), store),
-            listener,
-        ));
-        (db, case.id, base)
-    });
-    let key = SigningKey::generate();
-    let key_file = dir.path().join("rad1.key");
-    EncryptedKey::seal(&key, "a long passphrase")
-        .unwrap()
-        .write(&key_file)
-        .unwrap();
-    rt.block_on(db.add_key("rad1", &key.verifying_key().to_base64()))
-        .unwrap();
-
-    let settings = Settings {
-        dictation_model: Some(model),
-        case_server: Some(base),
-        signing_key: Some(key_file),
-        outbox: Some(dir.path().join("outbox")),
-        user: Some("rad1".into()),
-        ..Settings::default()
-    };
+    let server = ReadingServer::start(dir.path(), 1);
+    let case_id = server.cases[0].clone();
     // A reading-room display is at least 1080 points high; the report panel needs the room.
     let mut h = open_app_sized(
         &dir.path().join("study"),
-        settings,
+        server.settings(dir.path(), Some(model)),
         egui::vec2(1600.0, 1080.0),
     );
     h.state_mut().show_plane(Plane::Axial, 0.0);
@@ -641,7 +725,22 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
         .click();
     h.step();
     let shown = format!("{mm:.1} mm");
-    assert!(h.state().report.draft.findings.contains(&shown));
+    assert!(
+        h.state().report.draft.findings.contains(&shown),
+        "{}",
+        h.state().report.draft.findings
+    );
+
+    // The link back to the image: scrolled and turned away, "Show" brings the plane back.
+    h.state_mut().show_plane(Plane::Coronal, 30.0);
+    h.step();
+    assert!(h.state().visible_measurements().is_empty());
+    h.get_by_label(&format!("Show #{}", m.id)).click();
+    h.step();
+    let v = h.state().viewport().unwrap().clone();
+    assert_eq!(v.plane, Plane::Axial);
+    assert!(v.position_mm().abs() < 1e-6, "{}", v.position_mm());
+    assert_eq!(h.state().visible_measurements(), vec![m.id]);
 
     {
         let form = &mut h.state_mut().report.form;
@@ -659,23 +758,19 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
     h.step();
     assert!(h.state().report.form.override_checks);
     h.get_by_label("The text to be signed").click();
-    h.step();
+    // The signing area grows; the button stays inside the window in every frame.
+    for _ in 0..4 {
+        h.step();
+        let sign = h.get_by_label("Sign and send").rect();
+        assert!(h.ctx.content_rect().contains_rect(sign), "{sign:?}");
+    }
     assert!(
         h.query_by_label_contains("gallbladder is distended")
             .is_some()
     );
-    // The button stays in view below the editors: a pointer click on it.
-    // Through egui's accessibility action: in this harness the panel's bottom part lies
-    // partly below the window edge (a layout defect noted for the next session).
-    h.get_by_label("Sign and send").click_accesskit();
+    h.get_by_label("Sign and send").click();
     h.step();
-    let start = Instant::now();
-    while h.state().report.signing() {
-        h.step();
-        assert!(start.elapsed() < Duration::from_secs(60), "signing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
+    step_until(&mut h, 60, "signing", |app| !app.report.signing());
     let receipt = h
         .state()
         .report
@@ -685,7 +780,7 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
     assert!(!receipt.duplicate);
     assert_eq!(receipt.case_id, case_id);
     assert!(
-        h.query_by_label_contains("received by the case server")
+        h.query_by_label_contains("Signed and received by the case server")
             .is_some()
     );
     // The passphrase and password are not kept.
@@ -693,30 +788,329 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
         h.state().report.form.passphrase.is_empty() && h.state().report.form.password.is_empty()
     );
 
-    let stored: Vec<(String, String)> = rt.block_on(async {
-        sqlx::query_as::<_, (String, String)>("SELECT report_hash, signed_json FROM reports")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap()
-    });
+    let stored = server.reports();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].0, receipt.report_hash);
-    let signed: case_protocol::SignedReport = serde_json::from_str(&stored[0].1).unwrap();
+    let signed = &stored[0].2;
     assert!(signed.report.findings.contains("gallbladder is distended"));
     assert!(signed.report.findings.contains(&shown));
     assert_eq!(signed.report.measurements.len(), 1);
-    assert!((signed.report.measurements[0].value - mm).abs() < 0.051);
-    assert_eq!(
-        rt.block_on(db.case_summary(&case_id))
-            .unwrap()
-            .unwrap()
-            .status,
-        CaseStatus::Reported
-    );
+    let quoted = &signed.report.measurements[0];
+    assert!((quoted.value - mm).abs() < 0.051);
+    assert_eq!(quoted.kind, "length");
+    assert_eq!(quoted.points_mm, m.shape.points());
+    assert_eq!(quoted.frame_of_reference_uid, m.frame_of_reference_uid);
+    let series = h.state().open_series_uid();
+    assert!(series.is_some());
+    assert_eq!(quoted.series_instance_uid, series);
+    assert_eq!(server.status(&case_id), CaseStatus::Reported);
     assert!(
         std::fs::read_dir(dir.path().join("outbox/pending"))
             .unwrap()
             .next()
             .is_none()
+    );
+
+    // An addendum: the signed text stays as signed; the new text amends it.
+    assert!(h.query_by_label("Signed report").is_some());
+    assert!(h.query_by_label_contains("The addendum is empty").is_some());
+    h.state_mut().report.draft.findings =
+        "Comparison with the outside CT of last year: the nodule is unchanged.".into();
+    {
+        let form = &mut h.state_mut().report.form;
+        form.passphrase = "a long passphrase".into();
+        form.password = "password-123".into();
+    }
+    h.step();
+    h.step();
+    assert!(h.query_by_label_contains("ready to sign").is_some());
+    h.get_by_label("Sign and send addendum").click();
+    h.step();
+    step_until(&mut h, 60, "signing the addendum", |app| {
+        !app.report.signing()
+    });
+    let addendum_receipt = h
+        .state()
+        .report
+        .receipt
+        .clone()
+        .unwrap_or_else(|| panic!("{}", h.state().report.sign_message));
+    assert!(
+        h.query_by_label_contains("Addendum signed and received")
+            .is_some()
+    );
+    let stored = server.reports();
+    assert_eq!(stored.len(), 2);
+    let addendum = stored
+        .iter()
+        .find(|(hash, ..)| *hash == addendum_receipt.report_hash)
+        .unwrap();
+    assert_eq!(
+        addendum.2.report.kind,
+        ReportKind::Addendum {
+            amends: receipt.report_hash.clone()
+        }
+    );
+    assert!(addendum.2.report.findings.contains("nodule is unchanged"));
+    assert_eq!(server.status(&case_id), CaseStatus::Reported);
+}
+
+/// Signing in on the worklist starts the outbox's sender with that login: a report signed
+/// earlier and left in the outbox (the server was away) is delivered, and reports signed now
+/// need no password again.
+#[test]
+fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
+    use overread::cases::Outbox;
+    let dir = tempdir();
+    let server = ReadingServer::start(dir.path(), 2);
+    let (kept_case, new_case) = (server.cases[0].clone(), server.cases[1].clone());
+    // Signed in an earlier session; never sent.
+    let report = case_protocol::Report {
+        case_id: kept_case.clone(),
+        kind: case_protocol::ReportKind::Final,
+        author: case_protocol::Author {
+            user_id: "rad1".into(),
+            display_name: "Dr One".into(),
+        },
+        key_id: server.key.verifying_key().id().0,
+        signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
+        study_instance_uids: Vec::new(),
+        findings: "Findings of the kept report.".into(),
+        impression: "Kept.".into(),
+        measurements: Vec::new(),
+    };
+    let signed = case_protocol::sign_report(report, &server.key).unwrap();
+    let kept_hash = Outbox::open(&dir.path().join("outbox"))
+        .unwrap()
+        .enqueue(&signed)
+        .unwrap();
+
+    let mut h = open_app_sized(
+        &dir.path().join("study"),
+        server.settings(dir.path(), None),
+        egui::vec2(1600.0, 1080.0),
+    );
+    assert!(server.reports().is_empty());
+    h.state_mut().worklist.password = "password-123".into();
+    h.get_by_label("Sign in").click();
+    step_until(&mut h, 60, "the outbox did not deliver", |app| {
+        app.report
+            .outbox_status()
+            .is_some_and(|s| s.pending == 0 && s.delivered.len() == 1)
+    });
+    let stored = server.reports();
+    assert_eq!(stored.len(), 1);
+    assert_eq!((&stored[0].0, &stored[0].1), (&kept_hash, &kept_case));
+
+    h.get_by_label("Report").click();
+    h.step();
+    assert!(h.query_by_label_contains("Outbox: all sent").is_some());
+    // Signed in: no password field, none needed.
+    assert!(h.query_by_label("Server password").is_none());
+    {
+        let r = &mut h.state_mut().report;
+        r.draft.findings = "No nodule.".into();
+        r.draft.impression = "Normal chest CT.".into();
+        r.form.case_id = new_case.clone();
+        r.form.display_name = "Dr One".into();
+        r.form.passphrase = "a long passphrase".into();
+    }
+    // The checks went away: the signing area shrinks over the next frame.
+    h.step();
+    h.step();
+    h.get_by_label("Sign and send").click();
+    h.step();
+    step_until(&mut h, 60, "signing", |app| !app.report.signing());
+    let receipt = h
+        .state()
+        .report
+        .receipt
+        .clone()
+        .unwrap_or_else(|| panic!("{}", h.state().report.sign_message));
+    assert_eq!(receipt.case_id, new_case);
+    assert_eq!(server.reports().len(), 2);
+}
+
+/// Not a test: the app half of the push-to-talk test below, run by it as a child process whose
+/// HOME holds an `.asoundrc` making ALSA's default device the `file` plugin (capture reads
+/// `in.raw`, playback writes `out.raw`; neither is paced in real time).
+#[test]
+#[ignore = "run as a child process by the push-to-talk test"]
+fn push_to_talk_app_process() {
+    use egui::accesskit::Role;
+    use overread::report::Section;
+    let Ok(home) = std::env::var("OVERREAD_TEST_ALSA_HOME") else {
+        return;
+    };
+    let home = Path::new(&home);
+    let pcm: Vec<i16> = std::fs::read(home.join("in.raw"))
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let dir = tempdir();
+    let settings = Settings {
+        dictation_model: shared("models/ggml-tiny.en-q8_0.bin"),
+        // Every word is marked, so every word can be replayed.
+        unsure_below: Some(1.01),
+        macros_dir: Some(dir.path().join("macros")),
+        ..Settings::default()
+    };
+    let mut h = open_app_sized(
+        &dir.path().join("study"),
+        settings,
+        egui::vec2(1600.0, 1080.0),
+    );
+    let key = |pressed| egui::Event::Key {
+        key: egui::Key::F4,
+        physical_key: None,
+        pressed,
+        repeat: false,
+        modifiers: egui::Modifiers::NONE,
+    };
+    // F4 held: the panel opens and the microphone records.
+    h.event(key(true));
+    h.step();
+    assert!(h.state().report.open);
+    assert!(h.state().report.recording(), "{}", h.state().report.message);
+    step_until(&mut h, 30, "recording", |app| {
+        app.report.recorded_samples() >= pcm.len()
+    });
+    // Let go: what was said is transcribed.
+    h.event(key(false));
+    h.step();
+    assert!(!h.state().report.recording());
+    step_until(&mut h, 120, "transcribing", |app| !app.report.busy());
+    let findings = h.state().report.draft.findings.clone();
+    assert!(
+        findings.starts_with("The gallbladder is distended with multiple calcified gallstones"),
+        "{findings}"
+    );
+    // Every word is marked where it stands.
+    let marked: Vec<String> = h
+        .state()
+        .report
+        .marks(Section::Findings)
+        .into_iter()
+        .map(|r| findings[r].to_lowercase())
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            "the",
+            "gallbladder",
+            "is",
+            "distended",
+            "with",
+            "multiple",
+            "calcified",
+            "gallstones"
+        ]
+    );
+    assert!(h.query_by_label_contains("Words to confirm").is_some());
+
+    // The samples a replay of unsure word `i` must play: its span, padded, from the capture.
+    let expected = |app: &OverreadApp, i: usize| -> Vec<u8> {
+        let (_, start, end) = app.report.unsure[i].audio.unwrap();
+        let at = |s: f64| ((s.max(0.0) * 16_000.0).round() as usize).min(pcm.len());
+        pcm[at(start - 0.15)..at(end + 0.15)]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect()
+    };
+    let first = expected(h.state(), 0);
+    assert!(first.len() > 3200, "{}", first.len());
+    // A click on the first word in the editor plays it.
+    let editor = h
+        .get_all_by_role(Role::MultilineTextInput)
+        .next()
+        .unwrap()
+        .rect();
+    let pos = editor.min + egui::vec2(8.0, 10.0);
+    h.event(egui::Event::PointerMoved(pos));
+    h.step();
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        });
+        h.step();
+    }
+    assert!(h.state().report.playing(), "{}", h.state().report.message);
+    step_until(&mut h, 30, "playing", |app| !app.report.playing());
+    assert!(
+        h.state().report.message.starts_with("playing"),
+        "{}",
+        h.state().report.message
+    );
+    let played = std::fs::read(home.join("out.raw")).unwrap();
+    assert!(played.len() > first.len());
+    assert!(
+        played[..first.len()] == first[..],
+        "the replay is not the word's audio"
+    );
+    assert!(played[first.len()..].iter().all(|b| *b == 0));
+
+    // The list's Play button plays "gallbladder".
+    let second = expected(h.state(), 1);
+    h.get_by_label("Play \"gallbladder\"").click();
+    h.step();
+    step_until(&mut h, 30, "playing", |app| !app.report.playing());
+    let played = std::fs::read(home.join("out.raw")).unwrap();
+    assert!(
+        played.windows(second.len()).any(|w| w == second),
+        "the second replay is not in the output"
+    );
+    println!("PUSH-TO-TALK CHECKED");
+}
+
+/// Push-to-talk through real ALSA: in a child process (its own HOME and ALSA configuration),
+/// holding F4 records a dictation clip from ALSA's `file` plugin, letting go transcribes it
+/// into the report with every word marked; a click on a marked word in the editor, and the
+/// Play button beside a listed word, play exactly that word's audio (padded) out through ALSA,
+/// sample for sample.
+#[test]
+fn push_to_talk_dictates_through_alsa_and_a_marked_word_replays() {
+    let (Some(_), Some(dictation)) = (shared("models/ggml-tiny.en-q8_0.bin"), shared("dictation"))
+    else {
+        return;
+    };
+    let mut reader = hound::WavReader::open(dictation.join("flite/d09.wav")).unwrap();
+    assert_eq!(reader.spec().sample_rate, 16_000);
+    let pcm: Vec<u8> = reader
+        .samples::<i16>()
+        .flat_map(|s| s.unwrap().to_le_bytes())
+        .collect();
+    let home = tempdir();
+    std::fs::write(home.path().join("in.raw"), pcm).unwrap();
+    std::fs::write(
+        home.path().join(".asoundrc"),
+        format!(
+            "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"{}\"\n    \
+             infile \"{}\"\n    format \"raw\"\n}}\n",
+            home.path().join("out.raw").display(),
+            home.path().join("in.raw").display()
+        ),
+    )
+    .unwrap();
+    let run = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "app::push_to_talk_app_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("HOME", home.path())
+        .env("OVERREAD_TEST_ALSA_HOME", home.path())
+        .env_remove("ALSA_CONFIG_PATH")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("PUSH-TO-TALK CHECKED"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
     );
 }

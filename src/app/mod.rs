@@ -397,16 +397,28 @@ impl OverreadApp {
                 .clamp(1.0, 60.0),
             status,
             script: None,
-            report: report_panel::ReportState::new(
-                settings.dictation_model.clone(),
-                settings.audio_device.clone(),
-            ),
+            report: report_panel::ReportState::new(report_panel::PanelSettings {
+                model: settings.dictation_model.clone(),
+                input_device: settings.audio_device.clone(),
+                output_device: settings.audio_output.clone(),
+                unsure_below: settings.unsure_below,
+                macros_dir: settings.macros_dir.clone(),
+                push_to_talk: report_panel::PushToTalk::default(),
+            }),
         };
+        match settings.push_to_talk() {
+            Ok((key, button)) => {
+                app.report.push_to_talk.key = key;
+                app.report.push_to_talk.button = button;
+            }
+            Err(e) => app.status = format!("settings: {e}"),
+        }
         app.report.setup = report_panel::SignSetup {
             server: settings.case_server.clone(),
             server_ca: settings.case_server_ca.clone(),
             key_file: settings.signing_key.clone(),
             outbox: settings.outbox.clone(),
+            token: None,
         };
         app.report.form.user = settings.user.clone().unwrap_or_default();
         if !paths.is_empty() {
@@ -730,6 +742,86 @@ impl OverreadApp {
             .filter(|m| crate::viewer::measure::visible_on(m, &view, tolerance, frame))
             .map(|m| m.id)
             .collect()
+    }
+
+    /// The Series Instance UID of the open stack.
+    pub fn open_series_uid(&self) -> Option<String> {
+        let id = &self.open.as_ref()?.stack.id;
+        self.patients
+            .iter()
+            .flat_map(|p| &p.studies)
+            .flat_map(|st| &st.series)
+            .find(|se| se.stacks.iter().any(|k| &k.id == id))
+            .map(|se| se.uid.clone())
+    }
+
+    /// What a measurement was made on, as a report links it: the way back to the image.
+    pub fn measurement_source(&self, m: &Measurement) -> crate::report::MeasurementSource {
+        crate::report::MeasurementSource {
+            viewer_id: m.id,
+            kind: match m.shape {
+                Shape::Length { .. } => "length",
+                Shape::Angle { .. } => "angle",
+                Shape::Cobb { .. } => "cobb",
+                Shape::Ellipse { .. } => "area",
+                Shape::Probe { .. } => "value",
+            }
+            .into(),
+            series_instance_uid: self.open_series_uid(),
+            frame_of_reference_uid: m.frame_of_reference_uid.clone(),
+            points_mm: m.shape.points(),
+        }
+    }
+
+    /// Show measurement `id` again: the plane it lies in (the active view's when it does, else
+    /// the standard plane closest to it), through its centre; in MPR every plane crosses it.
+    pub fn go_to_measurement(&mut self, id: u64) -> Result<(), String> {
+        let m = self
+            .measurements
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+            .ok_or_else(|| format!("measurement #{id} was deleted"))?;
+        let o = self.open.as_ref().ok_or("no series is open")?;
+        if m.frame_of_reference_uid != o.info.geometry.frame_of_reference_uid {
+            return Err(format!(
+                "measurement #{id} was made on another series (frame of reference)"
+            ));
+        }
+        let mut points: Vec<DVec3> = m.shape.points().into_iter().map(DVec3::from).collect();
+        if let Shape::Ellipse {
+            center,
+            semi_axis_1,
+            semi_axis_2,
+        } = m.shape
+        {
+            let c = DVec3::from(center);
+            points = vec![
+                c,
+                c + DVec3::from(semi_axis_1),
+                c + DVec3::from(semi_axis_2),
+            ];
+        }
+        let centre = points.iter().copied().sum::<DVec3>() / points.len().max(1) as f64;
+        // How far the shape leaves a plane with normal `n` through its centre.
+        let off_plane = |n: DVec3| {
+            points
+                .iter()
+                .map(|p| (*p - centre).dot(n).abs())
+                .fold(0.0, f64::max)
+        };
+        if self.layout != Layout::Mpr
+            && let Some(v) = self.viewport()
+            && off_plane(v.normal()) > 0.5
+        {
+            let best = [Plane::Axial, Plane::Coronal, Plane::Sagittal]
+                .into_iter()
+                .min_by(|a, b| off_plane(a.normal()).total_cmp(&off_plane(b.normal())))
+                .unwrap_or(Plane::Axial);
+            self.show_plane(best, centre.dot(best.normal()));
+        }
+        self.set_cursor(centre, None);
+        Ok(())
     }
 
     /// Switch the viewport to `plane` through `position_mm` along its normal (keeps W/L).
@@ -1076,6 +1168,7 @@ impl eframe::App for OverreadApp {
         self.poll_worklist(&ctx);
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
+        self.report.handle_push_to_talk(&ctx);
         self.advance_cine(&ctx);
         self.play_script(&ctx);
         panels::toolbar_ui(self, ui);

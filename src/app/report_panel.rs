@@ -1,32 +1,44 @@
 //! The report panel: a template, the findings and impression being written, dictation into
-//! them (the microphone or a WAV file, transcribed by whisper on a background thread, voice
-//! commands applied), measurements inserted with their values and linked, words whisper was
-//! unsure of to confirm, and the pre-sign checks, live; then signing: the exact canonical text
-//! that will be signed is shown, the key (sealed under a passphrase) is opened on a background
-//! thread, the signed report goes into the durable outbox and to the case server, and the
-//! receipt is shown. Signing is only ever this button: no voice command signs. With checks
-//! open, signing needs the radiologist to tick that they sign anyway.
+//! them (the microphone by a held key or mouse button or the Dictate toggle, or a WAV file,
+//! transcribed by whisper on a background thread, voice commands applied), the radiologist's
+//! saved macros, measurements inserted with their values and a link back to the image, words
+//! whisper was unsure of marked in the text (a click replays what was said there), and the
+//! pre-sign checks, live; then signing: the exact canonical text that will be signed is shown,
+//! the key (sealed under a passphrase) is opened on a background thread, the signed report goes
+//! into the durable outbox and to the case server, and the receipt is shown; after it, addenda.
+//! Signing is only ever this button: no voice command signs. With checks open, signing needs
+//! the radiologist to tick that they sign anyway.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
 use eframe::egui;
 
+use crate::cases::{Backoff, CaseClient, Outbox, OutboxStatus, OutboxWorker};
 use crate::dictation::capture::Recorder;
+use crate::dictation::playback::{Player, excerpt};
 use crate::dictation::stt::{Engine, Options, find_model};
-use crate::dictation::{Clip, commands, read_wav, vocabulary};
-use crate::report::{Draft, LinkedMeasurement, Template, UnsureWord, pre_sign_checks, templates};
+use crate::dictation::{Clip, commands, macros, read_wav, vocabulary};
+use crate::report::marks::locate_in_order;
+use crate::report::{
+    Change, CheckKind, Draft, LinkedMeasurement, MeasurementSource, Section, Template, UnsureWord,
+    pre_sign_checks, templates,
+};
 use crate::viewer::measure::Value;
 
 use super::OverreadApp;
 
-/// Words under this confidence are listed to confirm.
+/// Words under this confidence are marked to confirm (unless the settings say otherwise).
 pub const UNSURE_BELOW: f32 = 0.5;
+
+/// Audio played around an unsure word, before and after it (a word alone is hard to hear).
+const REPLAY_PAD_S: f64 = 0.15;
 
 type Job = Receiver<Result<(Arc<Engine>, crate::dictation::Transcript), String>>;
 
-/// Where signed reports go (from the settings).
+/// Where signed reports go (from the settings), and the login the worklist made.
 #[derive(Debug, Clone, Default)]
 pub struct SignSetup {
     /// The case server, `https://host:port` (plain `http://` only on loopback).
@@ -37,6 +49,8 @@ pub struct SignSetup {
     pub key_file: Option<PathBuf>,
     /// The outbox folder (default: the data folder's `outbox`).
     pub outbox: Option<PathBuf>,
+    /// The session token of the worklist's sign-in: signing needs no password then.
+    pub token: Option<String>,
 }
 
 /// What the radiologist types to sign (cleared after each attempt: passphrase, password).
@@ -51,6 +65,35 @@ pub struct SignForm {
     pub override_checks: bool,
 }
 
+/// How dictation is started and stopped besides the Dictate toggle: held down, it records;
+/// let go, it transcribes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushToTalk {
+    pub key: Option<egui::Key>,
+    pub button: Option<egui::PointerButton>,
+    /// It was held in the last frame.
+    held: bool,
+}
+
+/// A final report that was signed and received: what addenda amend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedFinal {
+    pub report_hash: String,
+    pub findings: String,
+    pub impression: String,
+}
+
+/// Settings the panel takes from the settings file.
+#[derive(Debug, Clone, Default)]
+pub struct PanelSettings {
+    pub model: Option<PathBuf>,
+    pub input_device: Option<String>,
+    pub output_device: Option<String>,
+    pub unsure_below: Option<f32>,
+    pub macros_dir: Option<PathBuf>,
+    pub push_to_talk: PushToTalk,
+}
+
 /// The panel's state.
 pub struct ReportState {
     pub open: bool,
@@ -59,10 +102,18 @@ pub struct ReportState {
     pub draft: Draft,
     pub linked: Vec<LinkedMeasurement>,
     pub unsure: Vec<UnsureWord>,
-    /// The model named in the settings (else the usual search).
-    model: Option<PathBuf>,
-    /// The input device named in the settings (else the default input).
-    device: Option<String>,
+    /// The audio of each dictation of this report (in memory only), for replaying words.
+    clips: Vec<Arc<Clip>>,
+    /// The dictation being transcribed.
+    pending_clip: Option<Arc<Clip>>,
+    player: Option<Player>,
+    settings: PanelSettings,
+    pub push_to_talk: PushToTalk,
+    /// Saved macros by spoken name.
+    pub macros: BTreeMap<String, String>,
+    pub macro_name: String,
+    pub macro_text: String,
+    pub macro_message: String,
     engine: Option<Arc<Engine>>,
     recorder: Option<Recorder>,
     job: Option<Job>,
@@ -72,9 +123,16 @@ pub struct ReportState {
     /// Study Instance UIDs of the open study (the report is about them).
     pub study_uids: Vec<String>,
     sign_job: Option<Receiver<Result<case_protocol::Receipt, String>>>,
-    /// The server's receipt of the last signed report.
+    /// The server's receipt of the last signed report or addendum.
     pub receipt: Option<case_protocol::Receipt>,
     pub sign_message: String,
+    /// The canonical text to be signed is shown.
+    pub show_signed_text: bool,
+    /// The final report signed for this case: the draft now holds an addendum to it.
+    pub signed_final: Option<SignedFinal>,
+    /// The outbox's background sender, running once the worklist has signed in.
+    outbox: Option<OutboxWorker>,
+    pub outbox_message: String,
 }
 
 impl std::fmt::Debug for ReportState {
@@ -87,7 +145,15 @@ impl std::fmt::Debug for ReportState {
 }
 
 impl ReportState {
-    pub fn new(model: Option<PathBuf>, device: Option<String>) -> ReportState {
+    pub fn new(settings: PanelSettings) -> ReportState {
+        let macros_dir = settings
+            .macros_dir
+            .clone()
+            .unwrap_or_else(macros::default_dir);
+        let (saved, problems) = macros::load(&macros_dir);
+        for p in &problems {
+            tracing::warn!("macro not loaded: {p}");
+        }
         ReportState {
             open: false,
             templates: templates(),
@@ -95,8 +161,15 @@ impl ReportState {
             draft: Draft::default(),
             linked: Vec::new(),
             unsure: Vec::new(),
-            model,
-            device,
+            clips: Vec::new(),
+            pending_clip: None,
+            player: None,
+            push_to_talk: settings.push_to_talk,
+            settings,
+            macros: saved,
+            macro_name: String::new(),
+            macro_text: String::new(),
+            macro_message: problems.join("; "),
             engine: None,
             recorder: None,
             job: None,
@@ -107,6 +180,10 @@ impl ReportState {
             sign_job: None,
             receipt: None,
             sign_message: String::new(),
+            show_signed_text: false,
+            signed_final: None,
+            outbox: None,
+            outbox_message: String::new(),
         }
     }
 
@@ -115,7 +192,13 @@ impl ReportState {
         self.sign_job.is_some()
     }
 
-    /// The report as it would be signed now (key id from the key file; time now).
+    /// Words under this confidence are marked.
+    pub fn unsure_below(&self) -> f32 {
+        self.settings.unsure_below.unwrap_or(UNSURE_BELOW)
+    }
+
+    /// The report as it would be signed now (key id from the key file; time now): the final
+    /// report, or after it has been signed, an addendum to it.
     pub fn report_to_sign(&self) -> Result<case_protocol::Report, String> {
         let key_file = self
             .setup
@@ -125,7 +208,12 @@ impl ReportState {
         let sealed = crate::cases::EncryptedKey::read(key_file).map_err(|e| e.to_string())?;
         Ok(case_protocol::Report {
             case_id: self.form.case_id.trim().to_string(),
-            kind: case_protocol::ReportKind::Final,
+            kind: match &self.signed_final {
+                None => case_protocol::ReportKind::Final,
+                Some(f) => case_protocol::ReportKind::Addendum {
+                    amends: f.report_hash.clone(),
+                },
+            },
             author: case_protocol::Author {
                 user_id: self.form.user.trim().to_string(),
                 display_name: self.form.display_name.trim().to_string(),
@@ -135,24 +223,38 @@ impl ReportState {
             study_instance_uids: self.study_uids.clone(),
             findings: self.draft.findings.trim().to_string(),
             impression: self.draft.impression.trim().to_string(),
-            measurements: self
-                .linked
-                .iter()
-                .map(|m| case_protocol::ReportMeasurement {
-                    label: m.label.clone(),
-                    kind: if m.unit == "mm" { "length" } else { "angle" }.into(),
-                    value: (m.value * 10.0).round() / 10.0,
-                    unit: m.unit.clone(),
-                    series_instance_uid: None,
-                    frame_of_reference_uid: None,
-                    points_mm: Vec::new(),
-                })
-                .collect(),
+            measurements: self.linked.iter().map(report_measurement).collect(),
         })
     }
 
-    /// Sign the report and send it through the outbox, on a background thread; the receipt (or
-    /// why there is none yet) comes back to [`ReportState::poll`].
+    /// What must be fixed or knowingly overridden before signing. An addendum may leave the
+    /// impression as it was, but not be empty.
+    pub fn checks(&self) -> Vec<crate::report::Check> {
+        let mut checks = pre_sign_checks(
+            &self.draft.findings,
+            &self.draft.impression,
+            &self.linked,
+            &self.unsure,
+        );
+        if self.signed_final.is_some() {
+            checks.retain(|c| c.kind != CheckKind::EmptyImpression);
+            if !self.draft.findings.chars().any(char::is_alphanumeric) {
+                checks.insert(
+                    0,
+                    crate::report::Check {
+                        kind: CheckKind::EmptyAddendum,
+                        section: Some(Section::Findings),
+                        range: None,
+                        message: "The addendum is empty.".into(),
+                    },
+                );
+            }
+        }
+        checks
+    }
+
+    /// Sign the report (or addendum) and send it through the outbox, on a background thread;
+    /// the receipt (or why there is none yet) comes back to [`ReportState::poll`].
     pub fn sign_and_send(&mut self, ctx: &egui::Context) {
         if self.sign_job.is_some() {
             return;
@@ -184,6 +286,31 @@ impl ReportState {
         self.sign_message = "signing...".into();
     }
 
+    /// Start (or hand a new login to) the outbox's background sender: reports signed earlier
+    /// and not yet received, by this run or an earlier one, are sent now.
+    pub fn connect_outbox(&mut self, client: CaseClient) {
+        if let Some(worker) = &self.outbox {
+            worker.set_client(client);
+            return;
+        }
+        let dir = self
+            .setup
+            .outbox
+            .clone()
+            .unwrap_or_else(Outbox::default_dir);
+        let started = Outbox::open(&dir)
+            .and_then(|outbox| OutboxWorker::spawn(outbox, client, Backoff::default()));
+        match started {
+            Ok(worker) => self.outbox = Some(worker),
+            Err(e) => self.outbox_message = format!("outbox {}: {e}", dir.display()),
+        }
+    }
+
+    /// What the outbox's sender last saw, once it runs.
+    pub fn outbox_status(&self) -> Option<OutboxStatus> {
+        self.outbox.as_ref().map(OutboxWorker::status)
+    }
+
     /// A transcription is running.
     pub fn busy(&self) -> bool {
         self.job.is_some()
@@ -193,12 +320,21 @@ impl ReportState {
         self.recorder.is_some()
     }
 
-    /// Start the draft over from the chosen template.
+    /// Samples the running recording holds (0 when none runs).
+    pub fn recorded_samples(&self) -> usize {
+        self.recorder.as_ref().map_or(0, Recorder::samples)
+    }
+
+    /// Start the draft over from the chosen template (a new report: no addendum, no marks).
     pub fn use_template(&mut self) {
         if let Some(t) = self.templates.get(self.template) {
             self.draft = Draft::from_template(t);
             self.linked.clear();
             self.unsure.clear();
+            self.clips.clear();
+            self.signed_final = None;
+            self.receipt = None;
+            self.sign_message.clear();
         }
     }
 
@@ -208,9 +344,11 @@ impl ReportState {
             self.message = "still transcribing the last dictation".into();
             return;
         }
+        let clip = Arc::new(clip);
+        self.pending_clip = Some(clip.clone());
         let (tx, rx) = channel();
         let engine = self.engine.clone();
-        let model = self.model.clone();
+        let model = self.settings.model.clone();
         let ctx = ctx.clone();
         std::thread::spawn(move || {
             let result = (|| {
@@ -242,61 +380,232 @@ impl ReportState {
         }
     }
 
-    fn toggle_recording(&mut self, ctx: &egui::Context) {
-        match self.recorder.take() {
-            Some(r) => {
-                let clip = r.stop();
-                self.dictate(clip, ctx);
+    fn start_recording(&mut self) {
+        if self.recorder.is_some() || self.job.is_some() {
+            return;
+        }
+        match Recorder::start(self.settings.input_device.as_deref(), None) {
+            Ok(r) => {
+                self.recorder = Some(r);
+                self.message = "listening...".into();
             }
-            None => match Recorder::start(self.device.as_deref(), None) {
-                Ok(r) => {
-                    self.recorder = Some(r);
-                    self.message = "listening...".into();
-                }
-                Err(e) => self.message = e.to_string(),
-            },
+            Err(e) => self.message = e.to_string(),
         }
     }
 
-    /// Take a finished transcription: commands applied, text into the draft, unsure words
-    /// listed.
+    fn stop_recording(&mut self, ctx: &egui::Context) {
+        if let Some(r) = self.recorder.take() {
+            let clip = r.stop();
+            self.dictate(clip, ctx);
+        }
+    }
+
+    fn toggle_recording(&mut self, ctx: &egui::Context) {
+        if self.recorder.is_some() {
+            self.stop_recording(ctx);
+        } else {
+            self.start_recording();
+        }
+    }
+
+    /// The push-to-talk key or mouse button: pressed, recording starts (the panel opens);
+    /// released, what was said is transcribed. Works while typing in the editors.
+    pub fn handle_push_to_talk(&mut self, ctx: &egui::Context) {
+        let PushToTalk { key, button, held } = self.push_to_talk;
+        if key.is_none() && button.is_none() {
+            return;
+        }
+        let down = ctx.input(|i| {
+            key.is_some_and(|k| i.key_down(k)) || button.is_some_and(|b| i.pointer.button_down(b))
+        });
+        if down && !held {
+            self.open = true;
+            self.start_recording();
+        } else if !down && held {
+            self.stop_recording(ctx);
+        }
+        self.push_to_talk.held = down;
+        if down {
+            // Keep frames coming: the level meter, and the release is seen at once.
+            ctx.request_repaint();
+        }
+    }
+
+    /// Apply dictated or inserted pieces to the draft; the unsure-word marks follow the text.
+    /// Returns the changed range of each section.
+    fn apply_pieces(
+        &mut self,
+        pieces: &[commands::Piece],
+    ) -> Vec<(Section, std::ops::Range<usize>)> {
+        let before = (self.draft.findings.clone(), self.draft.impression.clone());
+        self.draft.apply(pieces, &self.templates, &self.macros);
+        let mut changed = Vec::new();
+        for (section, old) in [
+            (Section::Findings, before.0),
+            (Section::Impression, before.1),
+        ] {
+            if let Some(c) = Change::between(&old, self.draft.text(section)) {
+                self.follow_change(section, &c);
+                changed.push((section, c.inserted()));
+            }
+        }
+        changed
+    }
+
+    /// Move the marks of `section` through `change`; a mark it touched was edited, so the
+    /// word is settled.
+    fn follow_change(&mut self, section: Section, change: &Change) {
+        for w in &mut self.unsure {
+            if let Some((s, range)) = &w.at
+                && *s == section
+            {
+                match change.map(range) {
+                    Some(moved) => w.at = Some((section, moved)),
+                    None => {
+                        w.at = None;
+                        w.resolved = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The radiologist typed in `section`, whose text was `old`.
+    fn typed(&mut self, section: Section, old: &str) {
+        if let Some(c) = Change::between(old, self.draft.text(section)) {
+            self.follow_change(section, &c);
+        }
+        self.draft.typed(section);
+    }
+
+    /// Insert a saved macro at the cursor.
+    pub fn insert_macro(&mut self, name: &str) {
+        self.apply_pieces(&[commands::Piece::InsertMacro(name.to_string())]);
+    }
+
+    /// Save the macro being edited (name and text) to the macro folder.
+    pub fn save_macro(&mut self) {
+        let dir = self.macros_dir();
+        match macros::save(&dir, &self.macro_name, &self.macro_text) {
+            Ok(name) => {
+                self.macros
+                    .insert(name.clone(), self.macro_text.trim().to_string());
+                self.macro_message = format!("saved \"{name}\": say \"insert macro {name}\"");
+                self.macro_name.clear();
+                self.macro_text.clear();
+            }
+            Err(e) => self.macro_message = e,
+        }
+    }
+
+    fn delete_macro(&mut self, name: &str) {
+        match macros::delete(&self.macros_dir(), name) {
+            Ok(()) => {
+                self.macros.remove(name);
+                self.macro_message = format!("deleted \"{name}\"");
+            }
+            Err(e) => self.macro_message = e,
+        }
+    }
+
+    fn macros_dir(&self) -> PathBuf {
+        self.settings
+            .macros_dir
+            .clone()
+            .unwrap_or_else(macros::default_dir)
+    }
+
+    /// Link a measurement from the viewer: its value goes into the text at the cursor.
+    pub fn insert_measurement(&mut self, value: f64, unit: &str, source: MeasurementSource) {
+        let shown = if unit == "mm" {
+            format!("{value:.1} mm")
+        } else {
+            format!("{value:.1} degrees")
+        };
+        self.apply_pieces(&[commands::Piece::Text(shown)]);
+        self.linked.push(LinkedMeasurement {
+            id: format!("#{}", source.viewer_id),
+            label: String::new(),
+            value,
+            unit: unit.into(),
+            source: Some(source),
+        });
+    }
+
+    /// Replay the audio of unsure word `i`.
+    pub fn replay(&mut self, i: usize) {
+        let Some(w) = self.unsure.get(i) else { return };
+        let Some((clip, start, end)) = w.audio else {
+            self.message = format!("no audio kept for \"{}\"", w.text);
+            return;
+        };
+        let Some(clip) = self.clips.get(clip) else {
+            return;
+        };
+        let part = excerpt(clip, start, end, REPLAY_PAD_S);
+        match Player::start(self.settings.output_device.as_deref(), &part) {
+            Ok(p) => {
+                self.message = format!("playing \"{}\"", w.text);
+                self.player = Some(p);
+            }
+            Err(e) => self.message = e.to_string(),
+        }
+    }
+
+    /// A replay is running.
+    pub fn playing(&self) -> bool {
+        self.player.is_some()
+    }
+
+    /// The unsure word (index) whose mark covers byte `at` of `section`.
+    pub fn unsure_at(&self, section: Section, at: usize) -> Option<usize> {
+        self.unsure.iter().position(|w| {
+            !w.resolved
+                && w.at
+                    .as_ref()
+                    .is_some_and(|(s, r)| *s == section && r.start <= at && at <= r.end)
+        })
+    }
+
+    /// Byte ranges of `section` to mark (unresolved unsure words).
+    pub fn marks(&self, section: Section) -> Vec<std::ops::Range<usize>> {
+        let mut out: Vec<_> = self
+            .unsure
+            .iter()
+            .filter(|w| !w.resolved)
+            .filter_map(|w| w.at.as_ref())
+            .filter(|(s, _)| *s == section)
+            .map(|(_, r)| r.clone())
+            .collect();
+        out.sort_by_key(|r| r.start);
+        out
+    }
+
+    /// Take what the background work sent: a receipt, a transcription (commands applied, text
+    /// into the draft, unsure words marked), the end of a replay.
     pub fn poll(&mut self) {
+        if self.player.as_ref().is_some_and(Player::finished)
+            && let Some(e) = self.player.take().and_then(|p| p.error())
+        {
+            self.message = e;
+        }
         if let Some(rx) = &self.sign_job
             && let Ok(result) = rx.try_recv()
         {
             self.sign_job = None;
             match result {
-                Ok(receipt) => {
-                    self.sign_message = format!(
-                        "Signed and received by the case server at {}; report {}",
-                        receipt.received_at, receipt.report_hash
-                    );
-                    self.receipt = Some(receipt);
-                }
+                Ok(receipt) => self.received(receipt),
                 Err(e) => self.sign_message = e,
             }
         }
         let Some(rx) = &self.job else { return };
         let Ok(result) = rx.try_recv() else { return };
         self.job = None;
+        let clip = self.pending_clip.take();
         match result {
             Ok((engine, t)) => {
                 self.engine = Some(engine);
-                if self.draft.section.is_none() && self.draft.findings.is_empty() {
-                    self.draft.section = Some(crate::report::Section::Findings);
-                }
-                self.draft.apply(
-                    &commands::parse(&t.text),
-                    &self.templates,
-                    &Default::default(),
-                );
-                for w in t.words.iter().filter(|w| w.confidence < UNSURE_BELOW) {
-                    self.unsure.push(UnsureWord {
-                        text: w.text.clone(),
-                        confidence: w.confidence,
-                        resolved: false,
-                    });
-                }
+                self.take_transcript(&t, clip);
                 self.message = format!(
                     "{:.1} s of speech transcribed in {:.2} s",
                     t.audio_s, t.compute_s
@@ -305,10 +614,101 @@ impl ReportState {
             Err(e) => self.message = e,
         }
     }
+
+    /// Put a transcript into the report: voice commands applied, text at the cursor, words
+    /// under the confidence bound marked where they landed (with their audio in `clip`).
+    pub fn take_transcript(&mut self, t: &crate::dictation::Transcript, clip: Option<Arc<Clip>>) {
+        if self.draft.section.is_none() && self.draft.findings.is_empty() {
+            self.draft.section = Some(Section::Findings);
+        }
+        let changed = self.apply_pieces(&commands::parse(&t.text));
+        let clip_index = clip.map(|c| {
+            self.clips.push(c);
+            self.clips.len() - 1
+        });
+        // Where each word landed: searched in order through what the dictation changed,
+        // findings first.
+        let words: Vec<&str> = t.words.iter().map(|w| w.text.as_str()).collect();
+        let mut found: Vec<Option<(Section, std::ops::Range<usize>)>> = vec![None; words.len()];
+        let mut next = 0;
+        for (section, range) in changed {
+            let hits = locate_in_order(self.draft.text(section), range, &words[next..]);
+            let mut last = None;
+            for (k, hit) in hits.into_iter().enumerate() {
+                if let Some(r) = hit {
+                    found[next + k] = Some((section, r));
+                    last = Some(next + k);
+                }
+            }
+            if let Some(l) = last {
+                next = l + 1;
+            }
+        }
+        let below = self.unsure_below();
+        for (w, at) in t.words.iter().zip(found) {
+            if w.confidence < below {
+                self.unsure.push(UnsureWord {
+                    text: w.text.clone(),
+                    confidence: w.confidence,
+                    resolved: false,
+                    at,
+                    audio: clip_index.map(|c| (c, w.start_s, w.end_s)),
+                });
+            }
+        }
+    }
+
+    fn received(&mut self, receipt: case_protocol::Receipt) {
+        let addendum = self.signed_final.is_some();
+        self.sign_message = format!(
+            "{} and received by the case server at {}; report {}",
+            if addendum {
+                "Addendum signed"
+            } else {
+                "Signed"
+            },
+            receipt.received_at,
+            receipt.report_hash
+        );
+        if !addendum {
+            // The signed text stays as it was; what is written now is an addendum to it.
+            self.signed_final = Some(SignedFinal {
+                report_hash: receipt.report_hash.clone(),
+                findings: std::mem::take(&mut self.draft.findings),
+                impression: std::mem::take(&mut self.draft.impression),
+            });
+        }
+        self.draft = Draft::default();
+        self.draft.section = Some(Section::Findings);
+        self.linked.clear();
+        self.unsure.clear();
+        self.clips.clear();
+        self.form.override_checks = false;
+        self.receipt = Some(receipt);
+    }
+}
+
+/// A linked measurement as the signed report carries it.
+fn report_measurement(m: &LinkedMeasurement) -> case_protocol::ReportMeasurement {
+    let source = m.source.clone().unwrap_or_default();
+    case_protocol::ReportMeasurement {
+        label: m.label.clone(),
+        kind: if source.kind.is_empty() {
+            if m.unit == "mm" { "length" } else { "angle" }.into()
+        } else {
+            source.kind
+        },
+        value: (m.value * 10.0).round() / 10.0,
+        unit: m.unit.clone(),
+        series_instance_uid: source.series_instance_uid,
+        frame_of_reference_uid: source.frame_of_reference_uid,
+        points_mm: source.points_mm,
+    }
 }
 
 /// The background half of signing: open the key, sign, put the signed report in the outbox
-/// (on disk before anything is sent), log in, send it; the receipt, or why it waits.
+/// (on disk before anything is sent), log in (or use the worklist's login), send it; the
+/// receipt, or why it waits.
 fn sign_and_send(
     report: case_protocol::Report,
     setup: &SignSetup,
@@ -317,7 +717,7 @@ fn sign_and_send(
     passphrase: &str,
     password: &str,
 ) -> Result<case_protocol::Receipt, String> {
-    use crate::cases::{CaseClient, Delivery, EncryptedKey, Outbox};
+    use crate::cases::{Delivery, EncryptedKey};
     let key_file = setup.key_file.as_ref().ok_or("no signing key")?;
     let key = EncryptedKey::read(key_file)
         .and_then(|sealed| sealed.open(passphrase))
@@ -339,10 +739,13 @@ fn sign_and_send(
     runtime.block_on(async {
         let mut client =
             CaseClient::new(server, setup.server_ca.as_deref()).map_err(|e| kept(e.to_string()))?;
-        client
-            .login(user, password)
-            .await
-            .map_err(|e| kept(e.to_string()))?;
+        match &setup.token {
+            Some(token) if password.is_empty() => client = client.with_token(token.clone()),
+            _ => client
+                .login(user, password)
+                .await
+                .map_err(|e| kept(e.to_string()))?,
+        }
         match outbox
             .deliver_one(&client, &hash, 3, std::time::Duration::from_millis(300))
             .await
@@ -358,17 +761,91 @@ fn sign_and_send(
     })
 }
 
+/// The text of one section laid out with its unsure words marked.
+fn marked_layout(
+    ui: &egui::Ui,
+    text: &str,
+    marks: &[std::ops::Range<usize>],
+    wrap_width: f32,
+) -> Arc<egui::Galley> {
+    let font = egui::TextStyle::Body.resolve(ui.style());
+    let color = ui.visuals().widgets.inactive.text_color();
+    let plain = egui::TextFormat::simple(font.clone(), color);
+    let marked = egui::TextFormat {
+        background: egui::Color32::from_rgba_unmultiplied(230, 160, 60, 70),
+        underline: egui::Stroke::new(1.5, egui::Color32::from_rgb(230, 160, 60)),
+        ..plain.clone()
+    };
+    let mut job = egui::text::LayoutJob::default();
+    let mut at = 0;
+    for r in marks {
+        let (start, end) = (r.start.max(at).min(text.len()), r.end.min(text.len()));
+        if start >= end || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+            continue;
+        }
+        job.append(&text[at..start], 0.0, plain.clone());
+        job.append(&text[start..end], 0.0, marked.clone());
+        at = end;
+    }
+    job.append(&text[at..], 0.0, plain);
+    job.wrap.max_width = wrap_width;
+    ui.fonts_mut(|f| f.layout_job(job))
+}
+
+/// One section's editor: typing keeps the marks in place, a click on a mark replays it.
+fn section_editor(r: &mut ReportState, ui: &mut egui::Ui, section: Section, rows: usize) {
+    let marks = r.marks(section);
+    let old = r.draft.text(section).to_string();
+    let mut layouter = |ui: &egui::Ui, buf: &dyn egui::TextBuffer, wrap: f32| {
+        marked_layout(ui, buf.as_str(), &marks, wrap)
+    };
+    let text = match section {
+        Section::Findings => &mut r.draft.findings,
+        Section::Impression => &mut r.draft.impression,
+    };
+    let out = egui::TextEdit::multiline(text)
+        .desired_rows(rows)
+        .desired_width(f32::INFINITY)
+        .layouter(&mut layouter)
+        .show(ui);
+    if out.response.changed() {
+        r.typed(section, &old);
+    } else if out.response.clicked()
+        && let Some(cursor) = out.cursor_range
+    {
+        let text = r.draft.text(section);
+        let byte = text
+            .char_indices()
+            .nth(cursor.primary.index.0)
+            .map_or(text.len(), |(b, _)| b);
+        if let Some(i) = r.unsure_at(section, byte) {
+            r.replay(i);
+        }
+    }
+}
+
+/// The measurements the viewer has, as the panel offers them: (id, value, unit, source).
+type Offer = (u64, f64, &'static str, MeasurementSource);
+
 pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     if !app.report.open {
         return;
     }
     let ctx = ui.ctx().clone();
     app.report.poll();
-    let values: Vec<(u64, Value)> = app
+    let offers: Vec<Offer> = app
         .measurements
         .iter()
-        .filter_map(|m| app.measurement_value(m).map(|v| (m.id, v)))
+        .filter_map(|m| {
+            let (value, unit) = match app.measurement_value(m)? {
+                Value::LengthMm(mm) => (mm, "mm"),
+                Value::AngleDeg(d) => (d, "deg"),
+                _ => return None,
+            };
+            Some((m.id, value, unit, app.measurement_source(m)))
+        })
         .collect();
+    let mut go_to = None;
     let r = &mut app.report;
     egui::Panel::right("report")
         .resizable(true)
@@ -376,201 +853,414 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         .min_size(280.0)
         .show(ui, |ui| {
             // Checks and signing stay in view below; the editors scroll above them. (The bottom
-            // panel comes first: it takes its place from the whole panel.)
-            egui::Panel::bottom("report-sign")
+            // panel comes first: it takes its place from the whole panel.) A panel is placed by
+            // its size in the last frame: when its contents grow (checks appear, the signed
+            // text is shown) the frame is laid out again at once, and since every part of it
+            // has a height of its own (scroll areas at fixed heights once they scroll), the
+            // second layout is the final one: the button never lies below the window's edge.
+            let bottom = ui.available_rect_before_wrap().bottom();
+            let sign_area = egui::Panel::bottom("report-sign")
                 .resizable(false)
-                .show(ui, |ui| {
-                    let checks = pre_sign_checks(
-                        &r.draft.findings,
-                        &r.draft.impression,
-                        &r.linked,
-                        &r.unsure,
-                    );
-                    if checks.is_empty() {
-                        ui.label("No open checks: ready to sign.");
-                    } else {
-                        ui.label(format!("Before signing ({})", checks.len()));
-                        egui::ScrollArea::vertical()
-                            .id_salt("checks")
-                            .max_height(110.0)
-                            .show(ui, |ui| {
-                                for c in &checks {
-                                    ui.colored_label(
-                                        egui::Color32::from_rgb(230, 160, 60),
-                                        &c.message,
-                                    );
-                                }
-                            });
-                        ui.checkbox(
-                            &mut r.form.override_checks,
-                            "I have seen these checks and sign anyway",
-                        );
-                    }
-                    ui.separator();
-                    ui.strong("Signing");
-                    egui::Grid::new("sign").num_columns(2).show(ui, |ui| {
-                        ui.label("Case");
-                        ui.text_edit_singleline(&mut r.form.case_id);
-                        ui.end_row();
-                        ui.label("User");
-                        ui.text_edit_singleline(&mut r.form.user);
-                        ui.end_row();
-                        ui.label("Name");
-                        ui.text_edit_singleline(&mut r.form.display_name);
-                        ui.end_row();
-                        ui.label("Key passphrase");
-                        ui.add(egui::TextEdit::singleline(&mut r.form.passphrase).password(true));
-                        ui.end_row();
-                        ui.label("Server password");
-                        ui.add(egui::TextEdit::singleline(&mut r.form.password).password(true));
-                        ui.end_row();
-                    });
-                    egui::CollapsingHeader::new("The text to be signed").show(ui, |ui| {
-                        let text = r
-                            .report_to_sign()
-                            .and_then(|rep| {
-                                case_protocol::canonical_bytes(&rep).map_err(|e| e.to_string())
-                            })
-                            .map(|b| String::from_utf8_lossy(&b).into_owned());
-                        egui::ScrollArea::vertical()
-                            .id_salt("canonical")
-                            .max_height(160.0)
-                            .show(ui, |ui| match text {
-                                Ok(t) => {
-                                    ui.monospace(t);
-                                }
-                                Err(e) => {
-                                    ui.label(e);
-                                }
-                            });
-                    });
-                    let allowed = (checks.is_empty() || r.form.override_checks)
-                        && !r.signing()
-                        && !r.form.case_id.trim().is_empty();
-                    if ui
-                        .add_enabled(allowed, egui::Button::new("Sign and send"))
-                        .clicked()
-                    {
-                        r.sign_and_send(&ctx);
-                    }
-                    if !r.sign_message.is_empty() {
-                        ui.label(&r.sign_message);
-                    }
-                });
+                .show(ui, |ui| sign_area_ui(r, ui, &ctx));
+            if sign_area.response.rect.bottom() > bottom + 0.5
+                || sign_area.response.rect.top() < ui.max_rect().top()
+            {
+                ctx.request_discard("the report's signing area grew");
+            }
             ui.heading("Report");
             egui::ScrollArea::vertical()
                 .id_salt("report-editors")
                 .show(ui, |ui| {
-                    ui.horizontal(|ui| {
-                        let title = r
-                            .templates
-                            .get(r.template)
-                            .map(|t| t.title.clone())
-                            .unwrap_or_default();
-                        egui::ComboBox::from_id_salt("template")
-                            .selected_text(title)
-                            .show_ui(ui, |ui| {
-                                for (i, t) in r.templates.iter().enumerate() {
-                                    ui.selectable_value(&mut r.template, i, &t.title);
-                                }
-                            });
-                        if ui.button("Use template").clicked() {
-                            r.use_template();
-                        }
-                    });
-                    ui.label("Findings");
-                    let edited = ui
-                        .add(
-                            egui::TextEdit::multiline(&mut r.draft.findings)
-                                .desired_rows(10)
-                                .desired_width(f32::INFINITY),
-                        )
-                        .changed();
-                    if edited {
-                        r.draft.typed(crate::report::Section::Findings);
-                    }
-                    ui.label("Impression");
-                    let edited = ui
-                        .add(
-                            egui::TextEdit::multiline(&mut r.draft.impression)
-                                .desired_rows(3)
-                                .desired_width(f32::INFINITY),
-                        )
-                        .changed();
-                    if edited {
-                        r.draft.typed(crate::report::Section::Impression);
-                    }
-                    ui.horizontal(|ui| {
-                        let label = if r.recording() {
-                            "Stop dictation"
-                        } else {
-                            "Dictate"
-                        };
-                        if ui
-                            .add_enabled(!r.busy(), egui::Button::new(label))
-                            .clicked()
-                        {
-                            r.toggle_recording(&ctx);
-                        }
-                        if let Some(rec) = &r.recorder {
-                            let level = ((rec.level_dbfs() + 60.0) / 60.0).clamp(0.0, 1.0);
-                            ui.add(egui::ProgressBar::new(level).desired_width(80.0));
-                            ctx.request_repaint();
-                        }
-                        ui.label(&r.message);
-                    });
-                    if !values.is_empty() {
-                        ui.separator();
-                        ui.label("Insert a measurement");
-                        for (id, v) in &values {
-                            let (value, unit) = match v {
-                                Value::LengthMm(mm) => (*mm, "mm"),
-                                Value::AngleDeg(d) => (*d, "deg"),
-                                _ => continue,
-                            };
-                            let text = super::panels::format_value(v);
-                            if ui.button(format!("Insert #{id} {text}")).clicked() {
-                                let shown = if unit == "mm" {
-                                    format!("{value:.1} mm")
-                                } else {
-                                    format!("{value:.1} degrees")
-                                };
-                                r.draft.apply(
-                                    &[commands::Piece::Text(shown)],
-                                    &r.templates,
-                                    &Default::default(),
-                                );
-                                r.linked.push(LinkedMeasurement {
-                                    id: format!("#{id}"),
-                                    label: String::new(),
-                                    value,
-                                    unit: unit.into(),
-                                });
-                            }
-                        }
-                    }
-                    if !r.linked.is_empty() {
-                        ui.label("Linked measurements (name each as the text does)");
-                        for m in &mut r.linked {
-                            ui.horizontal(|ui| {
-                                ui.label(format!("{} {:.1} {}", m.id, m.value, m.unit));
-                                ui.text_edit_singleline(&mut m.label);
-                            });
-                        }
-                    }
-                    let open_unsure = r.unsure.iter().filter(|w| !w.resolved).count();
-                    if open_unsure > 0 {
-                        ui.separator();
-                        ui.label("Words to confirm");
-                        for w in r.unsure.iter_mut().filter(|w| !w.resolved) {
-                            ui.horizontal(|ui| {
-                                ui.label(format!("{} ({:.0}%)", w.text, 100.0 * w.confidence));
-                                if ui.small_button("OK").clicked() {
-                                    w.resolved = true;
-                                }
-                            });
-                        }
-                    }
+                    editors_ui(r, ui, &ctx);
+                    measurements_ui(r, ui, &offers, &mut go_to);
+                    unsure_ui(r, ui);
+                    macros_ui(r, ui);
                 });
         });
+    if let Some(id) = go_to
+        && let Err(e) = app.go_to_measurement(id)
+    {
+        app.report.message = e;
+    }
+}
+
+fn editors_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
+    ui.horizontal(|ui| {
+        let title = r
+            .templates
+            .get(r.template)
+            .map(|t| t.title.clone())
+            .unwrap_or_default();
+        egui::ComboBox::from_id_salt("template")
+            .selected_text(title)
+            .show_ui(ui, |ui| {
+                for (i, t) in r.templates.iter().enumerate() {
+                    ui.selectable_value(&mut r.template, i, &t.title);
+                }
+            });
+        let label = if r.signed_final.is_some() {
+            "New report"
+        } else {
+            "Use template"
+        };
+        if ui.button(label).clicked() {
+            r.use_template();
+        }
+    });
+    if let Some(signed) = &r.signed_final {
+        egui::CollapsingHeader::new("Signed report").show(ui, |ui| {
+            ui.label(&signed.findings);
+            ui.strong(&signed.impression);
+        });
+        ui.label("Addendum");
+        section_editor(r, ui, Section::Findings, 6);
+        ui.label("Revised impression (optional)");
+        section_editor(r, ui, Section::Impression, 2);
+    } else {
+        ui.label("Findings");
+        section_editor(r, ui, Section::Findings, 10);
+        ui.label("Impression");
+        section_editor(r, ui, Section::Impression, 3);
+    }
+    ui.horizontal(|ui| {
+        let label = if r.recording() {
+            "Stop dictation"
+        } else {
+            "Dictate"
+        };
+        let mut hint = String::from("Click to start and stop");
+        if let Some(k) = r.push_to_talk.key {
+            hint += &format!("; or hold {}", k.name());
+        }
+        if let Some(b) = r.push_to_talk.button {
+            hint += &format!("; or hold the {b:?} mouse button");
+        }
+        if ui
+            .add_enabled(!r.busy(), egui::Button::new(label))
+            .on_hover_text(hint)
+            .clicked()
+        {
+            r.toggle_recording(ctx);
+        }
+        if let Some(rec) = &r.recorder {
+            let level = ((rec.level_dbfs() + 60.0) / 60.0).clamp(0.0, 1.0);
+            ui.add(egui::ProgressBar::new(level).desired_width(80.0));
+            ctx.request_repaint();
+        }
+        ui.label(&r.message);
+    });
+}
+
+fn measurements_ui(
+    r: &mut ReportState,
+    ui: &mut egui::Ui,
+    offers: &[Offer],
+    go_to: &mut Option<u64>,
+) {
+    if !offers.is_empty() {
+        ui.separator();
+        ui.label("Insert a measurement");
+        for (id, value, unit, source) in offers {
+            let shown = if *unit == "mm" {
+                format!("{value:.1} mm")
+            } else {
+                format!("{value:.1}°")
+            };
+            if ui.button(format!("Insert #{id} {shown}")).clicked() {
+                r.insert_measurement(*value, unit, source.clone());
+            }
+        }
+    }
+    if !r.linked.is_empty() {
+        ui.label("Linked measurements (name each as the text does)");
+        for m in &mut r.linked {
+            ui.horizontal(|ui| {
+                if let Some(s) = &m.source
+                    && ui
+                        .small_button(format!("Show {}", m.id))
+                        .on_hover_text("Show it in the viewer")
+                        .clicked()
+                {
+                    *go_to = Some(s.viewer_id);
+                }
+                ui.label(format!("{:.1} {}", m.value, m.unit));
+                ui.text_edit_singleline(&mut m.label);
+            });
+        }
+    }
+}
+
+fn unsure_ui(r: &mut ReportState, ui: &mut egui::Ui) {
+    let open: Vec<usize> = (0..r.unsure.len())
+        .filter(|&i| !r.unsure[i].resolved)
+        .collect();
+    if open.is_empty() {
+        return;
+    }
+    ui.separator();
+    ui.label("Words to confirm (marked in the text; click one there or here to hear it)");
+    let mut play = None;
+    for i in open {
+        let w = &mut r.unsure[i];
+        ui.horizontal(|ui| {
+            ui.label(format!("{} ({:.0}%)", w.text, 100.0 * w.confidence));
+            if w.audio.is_some() && ui.small_button(format!("Play \"{}\"", w.text)).clicked() {
+                play = Some(i);
+            }
+            if ui.small_button("OK").clicked() {
+                w.resolved = true;
+            }
+        });
+    }
+    if let Some(i) = play {
+        r.replay(i);
+    }
+}
+
+fn macros_ui(r: &mut ReportState, ui: &mut egui::Ui) {
+    ui.separator();
+    egui::CollapsingHeader::new(format!("Macros ({})", r.macros.len())).show(ui, |ui| {
+        let mut insert = None;
+        let mut delete = None;
+        for name in r.macros.keys() {
+            ui.horizontal(|ui| {
+                if ui.small_button(format!("Insert {name}")).clicked() {
+                    insert = Some(name.clone());
+                }
+                if ui.small_button(format!("Delete {name}")).clicked() {
+                    delete = Some(name.clone());
+                }
+            });
+        }
+        if let Some(name) = insert {
+            r.insert_macro(&name);
+        }
+        if let Some(name) = delete {
+            r.delete_macro(&name);
+        }
+        ui.horizontal(|ui| {
+            let label = ui.label("Name");
+            ui.text_edit_singleline(&mut r.macro_name)
+                .labelled_by(label.id);
+        });
+        let label = ui.label("Text");
+        ui.add(
+            egui::TextEdit::multiline(&mut r.macro_text)
+                .desired_rows(3)
+                .desired_width(f32::INFINITY),
+        )
+        .labelled_by(label.id);
+        if ui.button("Save macro").clicked() {
+            r.save_macro();
+        }
+        if !r.macro_message.is_empty() {
+            ui.small(&r.macro_message);
+        }
+    });
+}
+
+/// Checks, the sign form, the text to be signed, the button and the outbox.
+fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
+    let checks = r.checks();
+    if checks.is_empty() {
+        ui.label("No open checks: ready to sign.");
+    } else {
+        ui.label(format!("Before signing ({})", checks.len()));
+        egui::ScrollArea::vertical()
+            .id_salt("checks")
+            .max_height(110.0)
+            .min_scrolled_height(110.0)
+            .show(ui, |ui| {
+                for c in &checks {
+                    ui.colored_label(egui::Color32::from_rgb(230, 160, 60), &c.message);
+                }
+            });
+        ui.checkbox(
+            &mut r.form.override_checks,
+            "I have seen these checks and sign anyway",
+        );
+    }
+    ui.separator();
+    ui.strong("Signing");
+    egui::Grid::new("sign").num_columns(2).show(ui, |ui| {
+        ui.label("Case");
+        ui.text_edit_singleline(&mut r.form.case_id);
+        ui.end_row();
+        ui.label("User");
+        ui.text_edit_singleline(&mut r.form.user);
+        ui.end_row();
+        ui.label("Name");
+        ui.text_edit_singleline(&mut r.form.display_name);
+        ui.end_row();
+        ui.label("Key passphrase");
+        ui.add(egui::TextEdit::singleline(&mut r.form.passphrase).password(true));
+        ui.end_row();
+        if r.setup.token.is_none() {
+            ui.label("Server password");
+            ui.add(egui::TextEdit::singleline(&mut r.form.password).password(true));
+            ui.end_row();
+        }
+    });
+    // A toggle, not an animated header: the area grows in one frame.
+    ui.toggle_value(&mut r.show_signed_text, "The text to be signed");
+    if r.show_signed_text {
+        let text = r
+            .report_to_sign()
+            .and_then(|rep| case_protocol::canonical_bytes(&rep).map_err(|e| e.to_string()))
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        egui::ScrollArea::vertical()
+            .id_salt("canonical")
+            .max_height(160.0)
+            .min_scrolled_height(160.0)
+            .show(ui, |ui| match text {
+                Ok(t) => {
+                    ui.monospace(t);
+                }
+                Err(e) => {
+                    ui.label(e);
+                }
+            });
+    }
+    let allowed = (checks.is_empty() || r.form.override_checks)
+        && !r.signing()
+        && !r.form.case_id.trim().is_empty();
+    let label = if r.signed_final.is_some() {
+        "Sign and send addendum"
+    } else {
+        "Sign and send"
+    };
+    if ui.add_enabled(allowed, egui::Button::new(label)).clicked() {
+        r.sign_and_send(ctx);
+    }
+    if !r.sign_message.is_empty() {
+        ui.label(&r.sign_message);
+    }
+    if let Some(status) = r.outbox_status() {
+        let line = if status.needs_login {
+            format!(
+                "Outbox: {} waiting; the login expired: sign in again in the worklist",
+                status.pending
+            )
+        } else if status.pending > 0 {
+            format!(
+                "Outbox: {} waiting ({})",
+                status.pending,
+                status.last_error.as_deref().unwrap_or("sending")
+            )
+        } else {
+            format!("Outbox: all sent ({} this session)", status.delivered.len())
+        };
+        ui.small(line);
+    } else if !r.outbox_message.is_empty() {
+        ui.small(&r.outbox_message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dictation::{Transcript, Word};
+
+    fn word(text: &str, confidence: f32, start_s: f64) -> Word {
+        Word {
+            text: text.into(),
+            confidence,
+            start_s,
+            end_s: start_s + 0.4,
+        }
+    }
+
+    fn transcript(text: &str, words: Vec<Word>) -> Transcript {
+        Transcript {
+            text: text.into(),
+            words,
+            audio_s: 3.0,
+            speech_s: Some((0.0, 3.0)),
+            audio_ctx: 256,
+            compute_s: 0.1,
+        }
+    }
+
+    fn state() -> ReportState {
+        let dir = std::env::temp_dir().join("overread-no-macros-here");
+        ReportState::new(PanelSettings {
+            macros_dir: Some(dir),
+            ..PanelSettings::default()
+        })
+    }
+
+    #[test]
+    fn unsure_words_are_marked_where_they_landed_and_follow_edits() {
+        let mut r = state();
+        r.draft.findings = "Liver: normal.".into();
+        r.draft.typed(Section::Findings);
+        let clip = Arc::new(Clip {
+            samples: vec![0.0; 48_000],
+            rate: 16_000,
+        });
+        let t = transcript(
+            "The hemangioma is stable, period",
+            vec![
+                word("The", 0.9, 0.1),
+                word("hemangioma", 0.3, 0.5),
+                word("is", 0.95, 1.0),
+                word("stable,", 0.2, 1.3),
+                word("period", 0.1, 1.8),
+            ],
+        );
+        r.take_transcript(&t, Some(clip));
+        assert_eq!(r.draft.findings, "Liver: normal. The hemangioma is stable.");
+        let marked = |r: &ReportState| -> Vec<String> {
+            r.marks(Section::Findings)
+                .into_iter()
+                .map(|m| r.draft.findings[m].to_string())
+                .collect()
+        };
+        // "period" became punctuation: listed, not marked.
+        assert_eq!(marked(&r), ["hemangioma", "stable"]);
+        assert_eq!(r.unsure.len(), 3);
+        assert_eq!(r.unsure[0].audio, Some((0, 0.5, 0.9)));
+        assert_eq!(r.unsure_at(Section::Findings, 22), Some(0));
+        assert_eq!(r.unsure_at(Section::Findings, 3), None);
+
+        // Typing before a mark moves it; correcting a word settles it.
+        let old = r.draft.findings.clone();
+        r.draft.findings = format!("Small {old}");
+        r.typed(Section::Findings, &old);
+        assert_eq!(marked(&r), ["hemangioma", "stable"]);
+        let old = r.draft.findings.clone();
+        r.draft.findings = old.replace("hemangioma", "haemangioma");
+        r.typed(Section::Findings, &old);
+        assert!(r.unsure[0].resolved);
+        assert!(!r.unsure[1].resolved);
+        assert_eq!(marked(&r), ["stable"]);
+    }
+
+    #[test]
+    fn a_saved_macro_is_inserted_by_voice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = ReportState::new(PanelSettings {
+            macros_dir: Some(dir.path().to_path_buf()),
+            ..PanelSettings::default()
+        });
+        r.macro_name = "Normal chest".into();
+        r.macro_text = "The lungs are clear. No pleural effusion.".into();
+        r.save_macro();
+        assert!(
+            dir.path().join("normal chest.txt").is_file(),
+            "{}",
+            r.macro_message
+        );
+        // A new session finds it.
+        let mut r = ReportState::new(PanelSettings {
+            macros_dir: Some(dir.path().to_path_buf()),
+            ..PanelSettings::default()
+        });
+        let t = transcript("Insert macro normal chest.", Vec::new());
+        r.take_transcript(&t, None);
+        assert_eq!(
+            r.draft.findings,
+            "The lungs are clear. No pleural effusion."
+        );
+    }
 }

@@ -6,6 +6,8 @@
 //! cine_fps = 15
 //! dictation_model = "/opt/models/ggml-base.en.bin"
 //! audio_device = "alsa:default"
+//! dictation_key = "F4"              # held down: dictate (push-to-talk)
+//! dictation_mouse_button = "Extra1" # a mouse button that does the same
 //! [keys]
 //! next_slice = ["ArrowDown", "J"]   # every key an action should have
 //! invert = []                       # unbound
@@ -33,6 +35,22 @@ pub struct Settings {
     /// default input).
     #[serde(default)]
     pub audio_device: Option<String>,
+    /// The audio output unsure words are replayed on (else the default output).
+    #[serde(default)]
+    pub audio_output: Option<String>,
+    /// Push-to-talk key, an egui key name ("F4" by default; "" for none): held down, it
+    /// records; let go, it transcribes.
+    #[serde(default)]
+    pub dictation_key: Option<String>,
+    /// Push-to-talk mouse button: "Middle", "Extra1" or "Extra2" (none by default).
+    #[serde(default)]
+    pub dictation_mouse_button: Option<String>,
+    /// Words recognised with less confidence than this are marked to confirm (0.5).
+    #[serde(default)]
+    pub unsure_below: Option<f32>,
+    /// The folder of saved macros (default: `macros` in the data folder).
+    #[serde(default)]
+    pub macros_dir: Option<PathBuf>,
     /// The case server signed reports go to, `https://host:port`.
     #[serde(default)]
     pub case_server: Option<String>,
@@ -55,7 +73,46 @@ pub struct Settings {
     pub dicomweb_token: Option<String>,
 }
 
+/// The push-to-talk key when the settings name none.
+pub const DEFAULT_DICTATION_KEY: &str = "F4";
+
 impl Settings {
+    /// The push-to-talk key and mouse button, or why a name is not one.
+    pub fn push_to_talk(
+        &self,
+    ) -> Result<
+        (
+            Option<eframe::egui::Key>,
+            Option<eframe::egui::PointerButton>,
+        ),
+        String,
+    > {
+        use eframe::egui::{Key, PointerButton};
+        let key = match self
+            .dictation_key
+            .as_deref()
+            .unwrap_or(DEFAULT_DICTATION_KEY)
+        {
+            "" => None,
+            name => Some(
+                Key::from_name(name)
+                    .ok_or_else(|| format!("dictation_key: no key named {name:?}"))?,
+            ),
+        };
+        let button = match self.dictation_mouse_button.as_deref() {
+            None | Some("") => None,
+            Some("Middle") => Some(PointerButton::Middle),
+            Some("Extra1") => Some(PointerButton::Extra1),
+            Some("Extra2") => Some(PointerButton::Extra2),
+            Some(other) => {
+                return Err(format!(
+                    "dictation_mouse_button: {other:?} is not Middle, Extra1 or Extra2"
+                ));
+            }
+        };
+        Ok((key, button))
+    }
+
     pub fn path() -> Option<PathBuf> {
         if let Some(p) = std::env::var_os("OVERREAD_CONFIG") {
             return Some(PathBuf::from(p));
@@ -102,5 +159,19 @@ mod tests {
         assert_eq!(s.as_ref().map(|s| s.cine_fps), Ok(Some(15.0)));
         assert!(Settings::parse("colour = \"red\"").is_err());
         assert_eq!(Settings::parse(""), Ok(Settings::default()));
+    }
+
+    #[test]
+    fn push_to_talk_defaults_to_f4_and_names_are_checked() {
+        use eframe::egui::{Key, PointerButton};
+        assert_eq!(
+            Settings::default().push_to_talk(),
+            Ok((Some(Key::F4), None))
+        );
+        let s =
+            Settings::parse("dictation_key = \"\"\ndictation_mouse_button = \"Extra2\"\n").unwrap();
+        assert_eq!(s.push_to_talk(), Ok((None, Some(PointerButton::Extra2))));
+        let s = Settings::parse("dictation_key = \"Pedal\"").unwrap();
+        assert!(s.push_to_talk().unwrap_err().contains("Pedal"));
     }
 }

@@ -3,6 +3,9 @@
 //! to [`OverreadApp::scan`], which retrieves it over WADO-RS and shows the first image while the
 //! rest arrives. The case id goes into the report's sign form.
 //!
+//! Signing in also starts the outbox's background sender with that login (reports signed
+//! while the server was away are sent), and signing reports uses it (no password again).
+//!
 //! Network work runs on background threads; the frame loop only polls their channels. The
 //! password is kept only until the sign-in thread takes it.
 
@@ -124,8 +127,19 @@ impl OverreadApp {
                 Ok(Ok((token, cases))) => {
                     self.worklist.message = format!("{} case(s)", cases.len());
                     self.worklist.cases = cases;
-                    self.worklist.token = Some(token);
                     self.worklist.signing_in = None;
+                    // Signing uses this login, and the outbox sends what waits in it (reports
+                    // signed while the server was away, in this run or an earlier one).
+                    self.report.setup.token = Some(token.clone());
+                    if let Some(server) = self.report.setup.server.clone() {
+                        match CaseClient::new(&server, self.report.setup.server_ca.as_deref()) {
+                            Ok(client) => {
+                                self.report.connect_outbox(client.with_token(token.clone()))
+                            }
+                            Err(e) => self.report.outbox_message = e.to_string(),
+                        }
+                    }
+                    self.worklist.token = Some(token);
                 }
                 Ok(Err(e)) => {
                     self.worklist.message = e;
