@@ -1114,3 +1114,52 @@ fn push_to_talk_dictates_through_alsa_and_a_marked_word_replays() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+/// Saved macros in the panel: saved to the macro folder, inserted at the cursor, deleted.
+#[test]
+fn macros_are_saved_inserted_and_deleted_in_the_report_panel() {
+    let dir = tempdir();
+    let macros = dir.path().join("macros");
+    let settings = Settings {
+        macros_dir: Some(macros.clone()),
+        ..Settings::default()
+    };
+    let mut h = open_app_sized(
+        &dir.path().join("study"),
+        settings,
+        egui::vec2(1600.0, 1080.0),
+    );
+    h.get_by_label("Report").click();
+    h.step();
+    h.get_by_label("Macros (0)").click();
+    h.step();
+    h.step();
+    for (field, text) in [
+        ("Macro name", "Normal chest"),
+        ("Macro text", "The lungs are clear."),
+    ] {
+        h.get_by_label(field).focus();
+        h.step();
+        h.get_by_label(field).type_text(text);
+        h.step();
+    }
+    assert_eq!(h.state().report.macro_name, "Normal chest");
+    h.get_by_label("Save macro").click();
+    h.step();
+    assert_eq!(
+        std::fs::read_to_string(macros.join("normal chest.txt")).unwrap(),
+        "The lungs are clear."
+    );
+    assert!(
+        h.query_by_label_contains("say \"insert macro normal chest\"")
+            .is_some()
+    );
+    h.step();
+    h.get_by_label("Insert normal chest").click();
+    h.step();
+    assert_eq!(h.state().report.draft.findings, "The lungs are clear.");
+    h.get_by_label("Delete normal chest").click();
+    h.step();
+    assert!(!macros.join("normal chest.txt").exists());
+    assert!(h.state().report.macros.is_empty());
+}

@@ -115,6 +115,53 @@ fn the_same_audio_gives_the_same_words_with_confidences_and_spans() {
     assert!(a.audio_ctx < 1500);
 }
 
+/// The three flite clips whose fitted decode loops (measured: 1.0-1.1 s spent in the loop,
+/// then a full-window decode of 1.3-1.9 s) are decoded by the wider second try, without the
+/// full window, and their text is the sentence.
+#[test]
+fn a_looping_fitted_decode_is_caught_early_and_retried_wider() {
+    use overread::dictation::stt::{AUDIO_CTX_MARGIN, RETRY_MARGIN, fitted_audio_ctx};
+    let (Some(engine), Some(dir)) = (engine(), shared("dictation")) else {
+        return;
+    };
+    let options = Options::overread(Some(vocabulary::default_prompt()));
+    let mut wider = 0;
+    for (name, said) in [
+        (
+            "d07",
+            "a simple cyst measuring 2.3 cm is seen in the left kidney",
+        ),
+        (
+            "d10",
+            "no acute intracranial hemorrhage mass effect or midline shift",
+        ),
+        (
+            "d13",
+            "there is a nondisplaced fracture of the left fifth rib",
+        ),
+    ] {
+        let t = engine
+            .transcribe(
+                &read_wav(&dir.join(format!("flite/{name}.wav"))).unwrap(),
+                &options,
+            )
+            .unwrap();
+        let (s0, s1) = t.speech_s.unwrap();
+        let first = fitted_audio_ctx(s1 - s0, AUDIO_CTX_MARGIN);
+        let retry = fitted_audio_ctx(s1 - s0, AUDIO_CTX_MARGIN + RETRY_MARGIN);
+        assert!(
+            t.audio_ctx == first || t.audio_ctx == retry,
+            "{name}: {}",
+            t.audio_ctx
+        );
+        wider += usize::from(t.audio_ctx == retry);
+        // No loop left in the text: at most a few words wrong.
+        let errors = word_errors(said, &t.text);
+        assert!(errors.errors() <= 4, "{name}: {}", t.text);
+    }
+    assert!(wider >= 1, "no clip needed the wider context");
+}
+
 /// Writes `clip` as a 48 kHz stereo 16-bit WAV (each channel a linear interpolation).
 fn write_48k_stereo(clip: &Clip, path: &Path) {
     let spec = hound::WavSpec {

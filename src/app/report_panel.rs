@@ -1019,44 +1019,47 @@ fn unsure_ui(r: &mut ReportState, ui: &mut egui::Ui) {
 
 fn macros_ui(r: &mut ReportState, ui: &mut egui::Ui) {
     ui.separator();
-    egui::CollapsingHeader::new(format!("Macros ({})", r.macros.len())).show(ui, |ui| {
-        let mut insert = None;
-        let mut delete = None;
-        for name in r.macros.keys() {
+    // A fixed id: the title changes with the count, and the header must stay open.
+    egui::CollapsingHeader::new(format!("Macros ({})", r.macros.len()))
+        .id_salt("macros")
+        .show(ui, |ui| {
+            let mut insert = None;
+            let mut delete = None;
+            for name in r.macros.keys() {
+                ui.horizontal(|ui| {
+                    if ui.small_button(format!("Insert {name}")).clicked() {
+                        insert = Some(name.clone());
+                    }
+                    if ui.small_button(format!("Delete {name}")).clicked() {
+                        delete = Some(name.clone());
+                    }
+                });
+            }
+            if let Some(name) = insert {
+                r.insert_macro(&name);
+            }
+            if let Some(name) = delete {
+                r.delete_macro(&name);
+            }
             ui.horizontal(|ui| {
-                if ui.small_button(format!("Insert {name}")).clicked() {
-                    insert = Some(name.clone());
-                }
-                if ui.small_button(format!("Delete {name}")).clicked() {
-                    delete = Some(name.clone());
-                }
+                let label = ui.label("Macro name");
+                ui.text_edit_singleline(&mut r.macro_name)
+                    .labelled_by(label.id);
             });
-        }
-        if let Some(name) = insert {
-            r.insert_macro(&name);
-        }
-        if let Some(name) = delete {
-            r.delete_macro(&name);
-        }
-        ui.horizontal(|ui| {
-            let label = ui.label("Name");
-            ui.text_edit_singleline(&mut r.macro_name)
-                .labelled_by(label.id);
+            let label = ui.label("Macro text");
+            ui.add(
+                egui::TextEdit::multiline(&mut r.macro_text)
+                    .desired_rows(3)
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(label.id);
+            if ui.button("Save macro").clicked() {
+                r.save_macro();
+            }
+            if !r.macro_message.is_empty() {
+                ui.small(&r.macro_message);
+            }
         });
-        let label = ui.label("Text");
-        ui.add(
-            egui::TextEdit::multiline(&mut r.macro_text)
-                .desired_rows(3)
-                .desired_width(f32::INFINITY),
-        )
-        .labelled_by(label.id);
-        if ui.button("Save macro").clicked() {
-            r.save_macro();
-        }
-        if !r.macro_message.is_empty() {
-            ui.small(&r.macro_message);
-        }
-    });
 }
 
 /// Checks, the sign form, the text to be signed, the button and the outbox.
