@@ -953,6 +953,7 @@ fn push_to_talk_app_process() {
         dictation_model: shared("models/ggml-tiny.en-q8_0.bin"),
         // Every word is marked, so every word can be replayed.
         unsure_below: Some(1.01),
+        dictation_mouse_button: Some("Extra1".into()),
         macros_dir: Some(dir.path().join("macros")),
         ..Settings::default()
     };
@@ -1063,6 +1064,31 @@ fn push_to_talk_app_process() {
         played.windows(second.len()).any(|w| w == second),
         "the second replay is not in the output"
     );
+
+    // The mouse button named in the settings does the same as the key.
+    let viewport = h.state().viewport_rect().unwrap().center();
+    let extra = |pressed| egui::Event::PointerButton {
+        pos: viewport,
+        button: egui::PointerButton::Extra1,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    h.event(egui::Event::PointerMoved(viewport));
+    h.event(extra(true));
+    h.step();
+    assert!(h.state().report.recording(), "{}", h.state().report.message);
+    step_until(&mut h, 30, "recording", |app| {
+        app.report.recorded_samples() >= pcm.len()
+    });
+    h.event(extra(false));
+    h.step();
+    step_until(&mut h, 120, "transcribing", |app| !app.report.busy());
+    let findings = h.state().report.draft.findings.to_lowercase();
+    assert_eq!(
+        findings.matches("gallbladder is distended").count(),
+        2,
+        "{findings}"
+    );
     println!("PUSH-TO-TALK CHECKED");
 }
 
@@ -1070,7 +1096,7 @@ fn push_to_talk_app_process() {
 /// holding F4 records a dictation clip from ALSA's `file` plugin, letting go transcribes it
 /// into the report with every word marked; a click on a marked word in the editor, and the
 /// Play button beside a listed word, play exactly that word's audio (padded) out through ALSA,
-/// sample for sample.
+/// sample for sample; holding the mouse button named in the settings dictates the same way.
 #[test]
 fn push_to_talk_dictates_through_alsa_and_a_marked_word_replays() {
     let (Some(_), Some(dictation)) = (shared("models/ggml-tiny.en-q8_0.bin"), shared("dictation"))
