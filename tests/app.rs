@@ -1189,3 +1189,105 @@ fn macros_are_saved_inserted_and_deleted_in_the_report_panel() {
     assert!(!macros.join("normal chest.txt").exists());
     assert!(h.state().report.macros.is_empty());
 }
+
+/// Drag with the primary button from `from` to `to` in a few steps.
+fn drag(h: &mut Harness<'_, OverreadApp>, from: egui::Pos2, to: egui::Pos2) {
+    let button = |pos, pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    };
+    h.event(egui::Event::PointerMoved(from));
+    h.step();
+    h.event(button(from, true));
+    h.step();
+    for k in 1..=5 {
+        h.event(egui::Event::PointerMoved(
+            from + (to - from) * (k as f32 / 5.0),
+        ));
+        h.step();
+    }
+    h.event(button(to, false));
+    h.step();
+}
+
+/// A measurement is edited by dragging its handle, with whatever tool is active (here W/L,
+/// whose drag would otherwise change the window): the point moves to where it is dropped, the
+/// other stays, the value follows, and a report that quoted the old value is flagged.
+#[test]
+fn a_measurement_handle_drags_to_a_new_point() {
+    let dir = tempdir();
+    let mut h = open_app_sized(dir.path(), Settings::default(), egui::vec2(1600.0, 1080.0));
+    h.state_mut().show_plane(Plane::Axial, 0.0);
+    h.step();
+    h.get_by_label("Length").click();
+    h.step();
+    let (a, b, moved) = (
+        DVec3::new(-70.0, -20.0, 0.0),
+        DVec3::new(0.0, 70.0, 0.0),
+        DVec3::new(10.0, 40.0, 0.0),
+    );
+    click_patient(&mut h, a);
+    click_patient(&mut h, b);
+    let before = h.state().measurements()[0].clone();
+    h.get_by_label("Report").click();
+    h.step();
+    h.get_by_label_contains(&format!("Insert #{}", before.id))
+        .click();
+    h.step();
+    // Named as the text names it, so the check knows which number is this measurement.
+    let quoted = format!("A nodule of {}.", h.state().report.draft.findings);
+    h.state_mut().report.draft.findings.clone_from(&quoted);
+    h.state_mut().report.linked[0].label = "nodule".into();
+    let mismatch = |app: &OverreadApp| {
+        app.report.checks().iter().any(|c| {
+            matches!(
+                c.kind,
+                overread::report::CheckKind::MeasurementMismatch { .. }
+            )
+        })
+    };
+    assert!(!mismatch(h.state()), "{:?}", h.state().report.checks());
+
+    h.get_by_label("W/L").click();
+    h.step();
+    let window = h.state().viewport().unwrap().display.clone();
+    let (from, to) = (
+        screen_of(&h, 0, DVec3::from(before.shape.points()[1])),
+        screen_of(&h, 0, moved),
+    );
+    drag(&mut h, from, to);
+    h.step();
+
+    let after = h.state().measurements()[0].clone();
+    let points = after.shape.points();
+    let pixel_mm = h.state().current_view().unwrap().pixel_mm;
+    assert_eq!(points[0], before.shape.points()[0], "the other end stays");
+    assert!(
+        (DVec3::from(points[1]) - moved).length() <= pixel_mm,
+        "{:?} vs {moved} (pixel {pixel_mm} mm)",
+        points[1]
+    );
+    assert_eq!(
+        h.state().viewport().unwrap().display,
+        window,
+        "W/L unchanged"
+    );
+    let Some(Value::LengthMm(mm)) = h.state().measurement_value(&after) else {
+        panic!()
+    };
+    assert!((mm - DVec3::from(points[0]).distance(DVec3::from(points[1]))).abs() < 1e-9);
+    // The report quoted the old length: the link now carries the new one, and the check sees
+    // the disagreement.
+    assert_eq!(h.state().report.draft.findings, quoted);
+    assert!((h.state().report.linked[0].value - mm).abs() < 1e-9);
+    assert!(
+        h.state().report.checks().iter().any(|c| matches!(
+            c.kind,
+            overread::report::CheckKind::MeasurementMismatch { .. }
+        )),
+        "{:?}",
+        h.state().report.checks()
+    );
+}

@@ -282,6 +282,8 @@ pub struct OverreadApp {
     cursor_mm: DVec3,
     /// The cell whose crosshair centre is being dragged.
     dragging_cursor: Option<usize>,
+    /// A measurement handle being dragged: (cell, measurement id, handle).
+    dragging_handle: Option<(usize, u64, usize)>,
     bindings: Vec<(egui::Key, Action)>,
     show_bindings: bool,
     tool: Tool,
@@ -383,6 +385,7 @@ impl OverreadApp {
             layout: Layout::One,
             cursor_mm: DVec3::ZERO,
             dragging_cursor: None,
+            dragging_handle: None,
             bindings,
             show_bindings: false,
             tool: Tool::WindowLevel,

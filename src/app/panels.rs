@@ -281,14 +281,32 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
     {
         app.dragging_cursor = Some(i);
     }
+    // A measurement's handle, grabbed where the press began (with any tool).
+    if response.drag_started_by(egui::PointerButton::Primary)
+        && app.dragging_cursor != Some(i)
+        && let Some(origin) = ui.input(|inp| inp.pointer.press_origin())
+    {
+        app.dragging_handle =
+            handle_at(app, i, &view_now, rect, ppp, origin).map(|(id, k)| (i, id, k));
+    }
     if response.drag_stopped() {
         app.dragging_cursor = None;
+        app.dragging_handle = None;
     }
     let delta = response.drag_delta() * ppp;
     if app.dragging_cursor == Some(i) {
         if let Some(p) = response.interact_pointer_pos() {
             let target = patient_of(rect, ppp, &view_now, p);
             app.set_cursor(target, Some(i));
+        }
+    } else if let Some((cell, id, k)) = app.dragging_handle
+        && cell == i
+    {
+        if let Some(p) = response.interact_pointer_pos() {
+            let target = patient_of(rect, ppp, &view_now, p).to_array();
+            if let Some(m) = app.measurements.iter_mut().find(|m| m.id == id) {
+                m.shape.move_handle(k, target);
+            }
         }
     } else if response.dragged_by(egui::PointerButton::Middle) {
         let cell = &mut app.cells[i];
@@ -411,6 +429,43 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
         }
     }
     overlay_ui(app, ui, i, rect, &view);
+}
+
+/// The measurement handle (measurement id, handle number) nearest to screen position `pos`
+/// within 8 points, among the measurements cell `i`'s `view` cuts.
+fn handle_at(
+    app: &OverreadApp,
+    i: usize,
+    view: &SliceView,
+    rect: Rect,
+    ppp: f32,
+    pos: Pos2,
+) -> Option<(u64, usize)> {
+    let (Some(open), Some(cell)) = (&app.open, app.cells.get(i)) else {
+        return None;
+    };
+    let tolerance = cell.viewport.cut_tolerance_mm(&open.info);
+    let frame = &open.info.geometry.frame_of_reference_uid;
+    app.measurements
+        .iter()
+        .filter(|m| visible_on(m, view, tolerance, frame))
+        .flat_map(|m| {
+            m.shape
+                .handles()
+                .into_iter()
+                .enumerate()
+                .map(move |(k, p)| {
+                    let ((x, y), _) = project(view, p);
+                    (
+                        m.id,
+                        k,
+                        screen_of(rect, ppp, x - 0.5, y - 0.5).distance(pos),
+                    )
+                })
+        })
+        .filter(|(_, _, d)| *d <= 8.0)
+        .min_by(|a, b| a.2.total_cmp(&b.2))
+        .map(|(id, k, _)| (id, k))
 }
 
 /// Colour of a plane's reference line (and its viewport's crosshair).

@@ -847,6 +847,16 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         .collect();
     let mut go_to = None;
     let r = &mut app.report;
+    // A linked measurement edited in the viewer (its handles dragged) links its new value, so
+    // the checks compare the text with what the image now shows.
+    for m in &mut r.linked {
+        if let Some(source) = &mut m.source
+            && let Some((_, value, _, now)) = offers.iter().find(|o| o.0 == source.viewer_id)
+        {
+            m.value = *value;
+            source.points_mm.clone_from(&now.points_mm);
+        }
+    }
     egui::Panel::right("report")
         .resizable(true)
         .default_size(380.0)

@@ -202,6 +202,98 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// The points a user can grab to change the shape: its defining points; for an ellipse
+    /// its centre and the ends of its two semi-axes.
+    pub fn handles(&self) -> Vec<[f64; 3]> {
+        match self {
+            Shape::Ellipse {
+                center,
+                semi_axis_1,
+                semi_axis_2,
+            } => {
+                let c = DVec3::from(*center);
+                vec![
+                    *center,
+                    (c + DVec3::from(*semi_axis_1)).to_array(),
+                    (c + DVec3::from(*semi_axis_2)).to_array(),
+                ]
+            }
+            other => other.points(),
+        }
+    }
+
+    /// Move handle `k` (as [`Shape::handles`] numbers them) to `p`. An ellipse's centre moves
+    /// the whole ellipse; an axis end sets that semi-axis and turns the other with it (kept
+    /// perpendicular, in the ellipse's plane, its length kept). An unknown handle changes
+    /// nothing.
+    pub fn move_handle(&mut self, k: usize, p: [f64; 3]) {
+        match self {
+            Shape::Length { a, b } => match k {
+                0 => *a = p,
+                1 => *b = p,
+                _ => {}
+            },
+            Shape::Angle { a, vertex, b } => match k {
+                0 => *a = p,
+                1 => *vertex = p,
+                2 => *b = p,
+                _ => {}
+            },
+            Shape::Cobb { line1, line2 } => match k {
+                0 | 1 => line1[k] = p,
+                2 | 3 => line2[k - 2] = p,
+                _ => {}
+            },
+            Shape::Probe { at } => {
+                if k == 0 {
+                    *at = p;
+                }
+            }
+            Shape::Ellipse {
+                center,
+                semi_axis_1,
+                semi_axis_2,
+            } => {
+                let c = DVec3::from(*center);
+                let (s1, s2) = (DVec3::from(*semi_axis_1), DVec3::from(*semi_axis_2));
+                let normal = s1.cross(s2);
+                let (moved, other) = match k {
+                    0 => {
+                        *center = p;
+                        return;
+                    }
+                    1 => (DVec3::from(p) - c, s2),
+                    2 => (DVec3::from(p) - c, s1),
+                    _ => return,
+                };
+                if normal.length() < 1e-12 {
+                    return;
+                }
+                // Kept in the ellipse's plane.
+                let unit = normal.normalize();
+                let moved = moved - unit * moved.dot(unit);
+                if moved.length() < 1e-9 {
+                    return;
+                }
+                // The other axis: perpendicular to the moved one within the ellipse's plane,
+                // on the same side as before.
+                let mut turned = normal.cross(moved).normalize() * other.length();
+                if turned.dot(other) < 0.0 {
+                    turned = -turned;
+                }
+                if k == 1 {
+                    *semi_axis_1 = moved.to_array();
+                    *semi_axis_2 = turned.to_array();
+                } else {
+                    *semi_axis_2 = moved.to_array();
+                    *semi_axis_1 = turned.to_array();
+                }
+            }
+        }
+    }
+}
+
 /// True when every point of `m` lies within `tolerance_mm` of the view's plane and the
 /// measurement belongs to `frame_of_reference_uid`: the view cuts it, so it is drawn there.
 pub fn visible_on(
@@ -215,4 +307,55 @@ pub fn visible_on(
             .points()
             .iter()
             .all(|p| project(view, *p).1.abs() <= tolerance_mm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_move_points_and_an_ellipse_keeps_its_axes_perpendicular() {
+        let mut length = Shape::Length {
+            a: [0.0, 0.0, 0.0],
+            b: [10.0, 0.0, 0.0],
+        };
+        length.move_handle(1, [0.0, 20.0, 0.0]);
+        assert_eq!(length.points(), vec![[0.0, 0.0, 0.0], [0.0, 20.0, 0.0]]);
+        length.move_handle(7, [1.0, 1.0, 1.0]);
+        assert_eq!(length.points()[1], [0.0, 20.0, 0.0]);
+
+        let mut cobb = Shape::Cobb {
+            line1: [[0.0; 3], [1.0, 0.0, 0.0]],
+            line2: [[0.0, 5.0, 0.0], [1.0, 5.0, 0.0]],
+        };
+        cobb.move_handle(3, [1.0, 6.0, 0.0]);
+        assert_eq!(cobb.handles()[3], [1.0, 6.0, 0.0]);
+
+        // An axial ellipse, 10 x 5 mm semi-axes.
+        let mut e = Shape::Ellipse {
+            center: [0.0, 0.0, 7.0],
+            semi_axis_1: [10.0, 0.0, 0.0],
+            semi_axis_2: [0.0, 5.0, 0.0],
+        };
+        assert_eq!(e.handles()[2], [0.0, 5.0, 7.0]);
+        // Turn the first axis by 90 degrees (a point slightly off the plane stays in it).
+        e.move_handle(1, [0.0, -8.0, 7.2]);
+        let Shape::Ellipse {
+            center,
+            semi_axis_1,
+            semi_axis_2,
+        } = e
+        else {
+            unreachable!()
+        };
+        assert_eq!(center, [0.0, 0.0, 7.0]);
+        assert!((DVec3::from(semi_axis_1) - DVec3::new(0.0, -8.0, 0.0)).length() < 1e-12);
+        let s2 = DVec3::from(semi_axis_2);
+        assert!((s2.length() - 5.0).abs() < 1e-12);
+        assert!(s2.dot(DVec3::from(semi_axis_1)).abs() < 1e-12);
+        assert!(s2.z.abs() < 1e-12);
+        // The centre moves the whole ellipse.
+        e.move_handle(0, [1.0, 2.0, 7.0]);
+        assert_eq!(e.handles()[1], [1.0, -6.0, 7.0]);
+    }
 }
