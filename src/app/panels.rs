@@ -41,6 +41,8 @@ pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 }
             }
             ui.separator();
+            slab_ui(app, ui);
+            ui.separator();
             if ui.button("Keys (?)").clicked() {
                 app.show_bindings = !app.show_bindings;
             }
@@ -54,6 +56,45 @@ pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             ui.label(&app.status);
         });
     });
+}
+
+/// The active view's slab: thickness in mm (0: the plane alone) and how the slab is projected.
+fn slab_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
+    use crate::render::SlabMode;
+    let Some(cell) = app.cells.get_mut(app.active) else {
+        return;
+    };
+    let v = &mut cell.viewport;
+    let label = ui.label("Slab");
+    let thickness = ui
+        .add(
+            egui::DragValue::new(&mut v.slab_mm)
+                .range(0.0..=200.0)
+                .speed(0.5)
+                .max_decimals(1)
+                .suffix(" mm"),
+        )
+        .labelled_by(label.id)
+        .on_hover_text("Slab thickness of the active view (0: the plane alone)");
+    let before = v.slab_mode;
+    let name = |m: SlabMode| match m {
+        SlabMode::Mip => "MIP",
+        SlabMode::MinIp => "MinIP",
+        SlabMode::Average => "Avg",
+    };
+    egui::ComboBox::from_id_salt("slab-mode")
+        .selected_text(name(v.slab_mode))
+        .width(64.0)
+        .show_ui(ui, |ui| {
+            for m in [SlabMode::Mip, SlabMode::MinIp, SlabMode::Average] {
+                ui.selectable_value(&mut v.slab_mode, m, name(m));
+            }
+        })
+        .response
+        .widget_info(|| egui::WidgetInfo::labeled(egui::Role::ComboBox, true, "Slab projection"));
+    if thickness.changed() || v.slab_mode != before {
+        cell.dirty = true;
+    }
 }
 
 pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
