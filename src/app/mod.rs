@@ -284,6 +284,8 @@ pub struct OverreadApp {
     dragging_cursor: Option<usize>,
     /// A measurement handle being dragged: (cell, measurement id, handle).
     dragging_handle: Option<(usize, u64, usize)>,
+    /// An MPR rotation handle being dragged: (cell, the patient point it was at last).
+    rotating: Option<(usize, DVec3)>,
     bindings: Vec<(egui::Key, Action)>,
     show_bindings: bool,
     tool: Tool,
@@ -386,6 +388,7 @@ impl OverreadApp {
             cursor_mm: DVec3::ZERO,
             dragging_cursor: None,
             dragging_handle: None,
+            rotating: None,
             bindings,
             show_bindings: false,
             tool: Tool::WindowLevel,
@@ -678,6 +681,70 @@ impl OverreadApp {
         }
     }
 
+    /// Where MPR cell `i` shows its rotation handles (screen points): two on each other
+    /// plane's reference line, a third of the cell from the crosshair; with the cell whose
+    /// plane that line is.
+    pub fn rotation_handles(&self, i: usize) -> Vec<(usize, egui::Pos2)> {
+        if self.layout != Layout::Mpr {
+            return Vec::new();
+        }
+        let (Some(view), Some(rect), Some(cell)) =
+            (self.cell_view(i), self.cell_rect(i), self.cells.get(i))
+        else {
+            return Vec::new();
+        };
+        let ppp = view.width as f32 / rect.width().max(1.0);
+        let ((x, y), _) = crate::viewer::measure::project(&view, self.cursor_mm.to_array());
+        let centre = rect.min + egui::vec2((x - 0.5) as f32 / ppp, (y - 0.5) as f32 / ppp);
+        let reach = rect.width().min(rect.height()) / 3.0;
+        let n = cell.viewport.normal();
+        let mut out = Vec::new();
+        for (j, other) in self.cells.iter().enumerate() {
+            let d = n.cross(other.viewport.normal());
+            if j == i || d.length() < 1e-6 {
+                continue;
+            }
+            let dir = egui::vec2(
+                d.dot(DVec3::from(view.right)) as f32,
+                d.dot(DVec3::from(view.down)) as f32,
+            )
+            .normalized();
+            out.push((j, centre + dir * reach));
+            out.push((j, centre - dir * reach));
+        }
+        out
+    }
+
+    /// Oblique MPR: turn every plane but cell `about`'s around its normal through the MPR
+    /// point, by the angle from `from` to `to` (patient points in that cell's plane). The
+    /// planes stay orthogonal and keep crossing at the MPR point.
+    pub fn rotate_mpr(&mut self, about: usize, from: DVec3, to: DVec3) {
+        let Some(n) = self.cells.get(about).map(|c| c.viewport.normal()) else {
+            return;
+        };
+        let c = self.cursor_mm;
+        let flat = |p: DVec3| {
+            let v = p - c;
+            v - n * v.dot(n)
+        };
+        let (a, b) = (flat(from), flat(to));
+        if a.length() < 1e-6 || b.length() < 1e-6 {
+            return;
+        }
+        let angle = a.cross(b).dot(n).atan2(a.dot(b));
+        let turn = glam::DQuat::from_axis_angle(n, angle);
+        for (j, cell) in self.cells.iter_mut().enumerate() {
+            if j == about {
+                continue;
+            }
+            let normal = (turn * cell.viewport.normal()).normalize();
+            cell.viewport.plane = Plane::Oblique(normal.to_array());
+            let centre = DVec3::from(cell.viewport.center_mm);
+            cell.viewport.center_mm = (centre - normal * (centre - c).dot(normal)).to_array();
+            cell.dirty = true;
+        }
+    }
+
     /// Set the MPR point (e.g. by dragging the crosshair in cell `from`).
     pub fn set_cursor(&mut self, p: DVec3, from: Option<usize>) {
         self.cursor_mm = p;
@@ -967,6 +1034,25 @@ impl OverreadApp {
         match action {
             Action::ShowBindings => {
                 self.show_bindings = !self.show_bindings;
+                return;
+            }
+            Action::Reset
+                if self.layout == Layout::Mpr
+                    && self
+                        .cells
+                        .iter()
+                        .any(|c| matches!(c.viewport.plane, Plane::Oblique(_))) =>
+            {
+                // Oblique MPR back to axial, coronal and sagittal through the same point.
+                let standard = [Plane::Axial, Plane::Coronal, Plane::Sagittal];
+                if let Some(o) = &self.open {
+                    for (c, plane) in self.cells.iter_mut().zip(standard) {
+                        let mut v = c.viewport.with_plane(&o.info, plane);
+                        v.center_mm = self.cursor_mm.to_array();
+                        c.viewport = v;
+                        c.dirty = true;
+                    }
+                }
                 return;
             }
             Action::ToggleCine => {

@@ -322,23 +322,40 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
     {
         app.dragging_cursor = Some(i);
     }
-    // A measurement's handle, grabbed where the press began (with any tool).
+    // A measurement's handle, or an MPR rotation handle, grabbed where the press began.
     if response.drag_started_by(egui::PointerButton::Primary)
         && app.dragging_cursor != Some(i)
         && let Some(origin) = ui.input(|inp| inp.pointer.press_origin())
     {
         app.dragging_handle =
             handle_at(app, i, &view_now, rect, ppp, origin).map(|(id, k)| (i, id, k));
+        if app.dragging_handle.is_none()
+            && app
+                .rotation_handles(i)
+                .iter()
+                .any(|(_, h)| h.distance(origin) <= 8.0)
+        {
+            app.rotating = Some((i, patient_of(rect, ppp, &view_now, origin)));
+        }
     }
     if response.drag_stopped() {
         app.dragging_cursor = None;
         app.dragging_handle = None;
+        app.rotating = None;
     }
     let delta = response.drag_delta() * ppp;
     if app.dragging_cursor == Some(i) {
         if let Some(p) = response.interact_pointer_pos() {
             let target = patient_of(rect, ppp, &view_now, p);
             app.set_cursor(target, Some(i));
+        }
+    } else if let Some((cell, from)) = app.rotating
+        && cell == i
+    {
+        if let Some(p) = response.interact_pointer_pos() {
+            let to = patient_of(rect, ppp, &view_now, p);
+            app.rotate_mpr(i, from, to);
+            app.rotating = Some((i, to));
         }
     } else if let Some((cell, id, k)) = app.dragging_handle
         && cell == i
@@ -587,6 +604,12 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             6.0,
             Stroke::new(1.0, Color32::WHITE),
         );
+        // Drag one of these to turn the other planes (oblique MPR).
+        for (j, at) in app.rotation_handles(i) {
+            if let Some(other) = app.cells.get(j) {
+                painter.circle_filled(at, 4.0, plane_colour(other.viewport.normal()));
+            }
+        }
     }
     let mut top_left = String::new();
     if let Some(p) = app.patients.iter().find(|p| {
