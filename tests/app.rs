@@ -1417,3 +1417,57 @@ fn a_rotation_handle_turns_the_other_planes_for_oblique_mpr() {
         assert!((v.position_mm() - cursor.dot(v.normal())).abs() < 1e-6);
     }
 }
+
+/// Compare the part `rect` of the window with `tests/snapshots/NAME.png` (egui_kittest's
+/// snapshot comparison at its default threshold, no pixel allowed to fail). A changed image
+/// fails with `NAME.new.png` and `NAME.diff.png` beside the snapshot; after checking why it
+/// changed, `UPDATE_SNAPSHOTS=1 cargo test` accepts it.
+fn snapshot_region(h: &mut Harness<'_, OverreadApp>, name: &str, rect: egui::Rect) {
+    let shot = h.render().unwrap();
+    let ppp = h.ctx.pixels_per_point();
+    let crop = image::imageops::crop_imm(
+        &shot,
+        (rect.min.x * ppp) as u32,
+        (rect.min.y * ppp) as u32,
+        (rect.width() * ppp) as u32,
+        (rect.height() * ppp) as u32,
+    )
+    .to_image();
+    egui_kittest::image_snapshot(&crop, name);
+}
+
+/// Small snapshot images of what a radiologist reads: the axial phantom in the lung window
+/// with a length measurement, its orientation markers, corner text and scale bar; then oblique
+/// MPR with its reference lines and rotation handles.
+#[test]
+fn snapshots_of_a_measured_axial_view_and_oblique_mpr() {
+    let dir = tempdir();
+    let mut h = open_app_sized(dir.path(), Settings::default(), egui::vec2(1280.0, 720.0));
+    press(&mut h, egui::Key::Num5);
+    h.state_mut().show_plane(Plane::Axial, 0.0);
+    h.step();
+    h.get_by_label("Length").click();
+    h.step();
+    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
+    click_patient(&mut h, DVec3::new(0.0, 70.0, 0.0));
+    h.step();
+    let rect = h.state().viewport_rect().unwrap();
+    snapshot_region(&mut h, "axial_lung_length", rect);
+
+    press(&mut h, egui::Key::M);
+    h.step();
+    let handle = h
+        .state()
+        .rotation_handles(0)
+        .into_iter()
+        .find(|(j, _)| *j == 1)
+        .map(|(_, at)| at)
+        .unwrap();
+    drag(&mut h, handle, handle + egui::vec2(0.0, 40.0));
+    h.step();
+    let cells = (0..3)
+        .filter_map(|i| h.state().cell_rect(i))
+        .reduce(|a, b| a.union(b))
+        .unwrap();
+    snapshot_region(&mut h, "mpr_oblique", cells);
+}

@@ -489,6 +489,79 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
     overlay_ui(app, ui, i, rect, &view);
 }
 
+/// A viewport's corner texts and orientation markers, placed so that none covers another: in
+/// a narrow view the patient block moves below the top marker and the bottom blocks stack
+/// above the bottom marker.
+struct CornerTexts {
+    top_left: String,
+    bottom_left: String,
+    bottom_right: String,
+    /// Left, right, top, bottom.
+    markers: Option<[String; 4]>,
+}
+
+impl CornerTexts {
+    /// Paint them in `rect` with margin `m`; returns the top of the bottom texts.
+    fn paint(self, painter: &egui::Painter, rect: Rect, m: f32, font: &FontId) -> f32 {
+        let big = FontId::proportional(18.0);
+        let layout =
+            |text: String, font: &FontId| painter.layout_no_wrap(text, font.clone(), OVERLAY);
+        let place = |g: &std::sync::Arc<egui::Galley>, anchor: Pos2, align: Align2| {
+            align.anchor_size(anchor, g.size())
+        };
+        let markers = self
+            .markers
+            .map(|[l, r, t, b]| [l, r, t, b].map(|x| layout(x, &big)));
+        let [tl, bl, br] =
+            [self.top_left, self.bottom_left, self.bottom_right].map(|t| layout(t, font));
+
+        let mut tl_rect = place(&tl, rect.min + Vec2::new(m, m), Align2::LEFT_TOP);
+        let mut floor = rect.max.y - m;
+        if let Some([l, r, t, b]) = &markers {
+            let l_rect = place(
+                l,
+                Pos2::new(rect.min.x + m, rect.center().y),
+                Align2::LEFT_CENTER,
+            );
+            let r_rect = place(
+                r,
+                Pos2::new(rect.max.x - m, rect.center().y),
+                Align2::RIGHT_CENTER,
+            );
+            let t_rect = place(
+                t,
+                Pos2::new(rect.center().x, rect.min.y + m),
+                Align2::CENTER_TOP,
+            );
+            let b_rect = place(
+                b,
+                Pos2::new(rect.center().x, rect.max.y - m),
+                Align2::CENTER_BOTTOM,
+            );
+            for (g, at) in [(l, l_rect), (r, r_rect), (t, t_rect), (b, b_rect)] {
+                painter.galley(at.min, g.clone(), OVERLAY);
+            }
+            if tl_rect.intersects(t_rect) {
+                tl_rect = tl_rect.translate(Vec2::new(0.0, t_rect.max.y + 2.0 - tl_rect.min.y));
+            }
+            let bl_at = place(&bl, Pos2::new(rect.min.x + m, floor), Align2::LEFT_BOTTOM);
+            let br_at = place(&br, Pos2::new(rect.max.x - m, floor), Align2::RIGHT_BOTTOM);
+            if bl_at.intersects(b_rect) || br_at.intersects(b_rect) || bl_at.intersects(br_at) {
+                floor = b_rect.min.y - 2.0;
+            }
+        }
+        painter.galley(tl_rect.min, tl.clone(), OVERLAY);
+        let bl_rect = place(&bl, Pos2::new(rect.min.x + m, floor), Align2::LEFT_BOTTOM);
+        let mut br_rect = place(&br, Pos2::new(rect.max.x - m, floor), Align2::RIGHT_BOTTOM);
+        if br_rect.intersects(bl_rect) {
+            br_rect = br_rect.translate(Vec2::new(0.0, bl_rect.min.y - 2.0 - br_rect.max.y));
+        }
+        painter.galley(bl_rect.min, bl, OVERLAY);
+        painter.galley(br_rect.min, br, OVERLAY);
+        bl_rect.min.y.min(br_rect.min.y)
+    }
+}
+
 /// The measurement handle (measurement id, handle number) nearest to screen position `pos`
 /// within 8 points, among the measurements cell `i`'s `view` cuts.
 fn handle_at(
@@ -621,18 +694,12 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     }) {
         top_left += &format!("{}\n{}", p.name.reveal(), p.id.reveal());
     }
-    painter.text(
-        rect.min + Vec2::new(m, m),
-        Align2::LEFT_TOP,
-        top_left,
-        font.clone(),
-        OVERLAY,
-    );
     let mut bottom_left = match o.slice {
         Some((k, n)) => format!("Im {k}/{n}\n"),
         None => String::new(),
     };
-    bottom_left += &format!("Pos {:.1} mm", o.position_mm);
+    // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
+    bottom_left += &format!("Pos {:.1} mm", (o.position_mm * 10.0).round() / 10.0 + 0.0);
     if o.slab_mm > 0.0 {
         bottom_left += &format!("\nSlab {:.1} mm {:?}", o.slab_mm, viewport.slab_mode);
     } else {
@@ -643,13 +710,6 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     {
         bottom_left += &format!("\nloading {done}/{total}");
     }
-    painter.text(
-        Pos2::new(rect.min.x + m, rect.max.y - m),
-        Align2::LEFT_BOTTOM,
-        bottom_left,
-        font.clone(),
-        OVERLAY,
-    );
     let mut bottom_right = match o.window {
         Some((w, l)) => format!("W {w:.0} L {l:.0}"),
         None => "VOI LUT".into(),
@@ -661,44 +721,13 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     if let (fps, true) = app.cine() {
         bottom_right += &format!("\nCine {fps:.0} fps");
     }
-    painter.text(
-        rect.max - Vec2::new(m, m),
-        Align2::RIGHT_BOTTOM,
+    let corners = CornerTexts {
+        top_left,
+        bottom_left,
         bottom_right,
-        font.clone(),
-        OVERLAY,
-    );
-    if let Some([l, r, t, b]) = &o.markers {
-        let big = FontId::proportional(18.0);
-        painter.text(
-            Pos2::new(rect.min.x + m, rect.center().y),
-            Align2::LEFT_CENTER,
-            l,
-            big.clone(),
-            OVERLAY,
-        );
-        painter.text(
-            Pos2::new(rect.max.x - m, rect.center().y),
-            Align2::RIGHT_CENTER,
-            r,
-            big.clone(),
-            OVERLAY,
-        );
-        painter.text(
-            Pos2::new(rect.center().x, rect.min.y + m),
-            Align2::CENTER_TOP,
-            t,
-            big.clone(),
-            OVERLAY,
-        );
-        painter.text(
-            Pos2::new(rect.center().x, rect.max.y - m),
-            Align2::CENTER_BOTTOM,
-            b,
-            big,
-            OVERLAY,
-        );
-    }
+        markers: o.markers.clone(),
+    };
+    let floor = corners.paint(&painter, rect, m, &font);
     // Measurements that this plane cuts (within half a scroll step or half the slab).
     let tolerance = viewport.cut_tolerance_mm(info);
     let frame = &info.geometry.frame_of_reference_uid;
@@ -770,7 +799,9 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width.
     let bar_mm = crate::render::view::scale_bar_mm(f64::from(view.width) * view.pixel_mm / 4.0);
     let len_px = bar_mm / view.pixel_mm;
-    let y = f64::from(view.height) - 40.0 * f64::from(ppp);
+    // Above the corner texts, which may be stacked in a narrow view.
+    let y = (f64::from(view.height) - 40.0 * f64::from(ppp))
+        .min(f64::from((floor - rect.min.y - 8.0) * ppp));
     let x1 = f64::from(view.width) * 0.75;
     let a = to_screen(x1 - len_px, y);
     let b = to_screen(x1, y);
