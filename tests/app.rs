@@ -45,6 +45,11 @@ fn open_app_sized(
     size: egui::Vec2,
 ) -> Harness<'static, OverreadApp> {
     write_series(&spec(), dir).unwrap();
+    harness_on(dir, settings, size)
+}
+
+/// The app on the studies already in `dir`, stepped until every stack it opens is loaded.
+fn harness_on(dir: &Path, settings: Settings, size: egui::Vec2) -> Harness<'static, OverreadApp> {
     let dir = dir.to_path_buf();
     let mut harness = Harness::builder()
         .with_size(size)
@@ -1470,4 +1475,106 @@ fn snapshots_of_a_measured_axial_view_and_oblique_mpr() {
         .reduce(|a, b| a.union(b))
         .unwrap();
     snapshot_region(&mut h, "mpr_oblique", cells);
+}
+
+/// Two series of one study and frame of reference (2.5 mm and 5 mm slices) side by side: the
+/// second goes into the active viewport of a 1x2 layout, scrolling one moves the other to the
+/// same patient position (its nearest slice, not the same index), each keeps its own window,
+/// and unlinking stops it.
+#[test]
+fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
+    let dir = tempdir();
+    let thin = spec();
+    let thick = PhantomSpec {
+        slices: 20,
+        spacing_mm: 5.0,
+        ..spec()
+    };
+    write_series(&thin, &dir.path().join("thin")).unwrap();
+    write_series(&thick, &dir.path().join("thick")).unwrap();
+    let patients = imaging::group(&imaging::scan(&[dir.path().to_path_buf()]).instances);
+    let stacks: Vec<imaging::Stack> = patients.iter().flat_map(|p| p.stacks().cloned()).collect();
+    assert_eq!(stacks.len(), 2);
+    let by_slices = |n: usize| {
+        stacks
+            .iter()
+            .find(|s| s.slices.len() == n)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{:?}",
+                    stacks
+                        .iter()
+                        .map(|s| (s.slices.len(), s.geometry.dims))
+                        .collect::<Vec<_>>()
+                )
+            })
+            .clone()
+    };
+    let (thin_stack, thick_stack) = (by_slices(40), by_slices(20));
+    assert_eq!(
+        thin_stack.geometry.frame_of_reference_uid,
+        thick_stack.geometry.frame_of_reference_uid
+    );
+
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1400.0, 800.0));
+    assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
+    h.get_by_label("1x2").click();
+    h.step();
+    h.state_mut().set_active(1);
+    let ctx = h.ctx.clone();
+    h.state_mut().open_stack(&thick_stack.id, &ctx);
+    step_until(&mut h, 60, "the second series did not load", |app| {
+        app.loaded()
+    });
+    assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
+    assert_eq!(h.state().cell_stack(1), Some(thick_stack.id.as_str()));
+
+    let thick_z: Vec<f64> = thick_stack
+        .geometry
+        .slice_positions_mm
+        .iter()
+        .map(|p| p[2])
+        .collect();
+    let positions = |h: &Harness<'_, OverreadApp>| {
+        let v = h.state().viewports();
+        (v[0].position_mm(), v[1].position_mm())
+    };
+    h.state_mut().set_active(0);
+    for _ in 0..7 {
+        press(&mut h, egui::Key::ArrowDown);
+    }
+    let (p0, p1) = positions(&h);
+    let nearest = thick_z
+        .iter()
+        .copied()
+        .min_by(|a, b| (a - p0).abs().total_cmp(&(b - p0).abs()))
+        .unwrap();
+    assert!(
+        (p1 - nearest).abs() < 1e-6,
+        "{p0} -> {p1}, nearest thick slice {nearest}"
+    );
+    assert!((p1 - p0).abs() <= 2.5 + 1e-6);
+    // By position, not by index: the two slice numbers differ.
+    let slice_of = |h: &Harness<'_, OverreadApp>, i: usize| {
+        let info = h.state().cell_volume_info(i).unwrap();
+        h.state().viewports()[i].overlay(info).slice.unwrap().0
+    };
+    assert_ne!(slice_of(&h, 0), slice_of(&h, 1));
+
+    // Each series keeps its own window.
+    let thick_window = h.state().viewports()[1].display.clone();
+    press(&mut h, egui::Key::Num5);
+    assert_eq!(h.state().viewports()[1].display, thick_window);
+    assert_ne!(h.state().viewports()[0].display, thick_window);
+
+    // Unlinked, the second series stays where it is.
+    h.get_by_label("Link").click();
+    h.step();
+    assert!(!h.state().link_series);
+    for _ in 0..6 {
+        press(&mut h, egui::Key::ArrowDown);
+    }
+    let (q0, q1) = positions(&h);
+    assert!((q0 - p0).abs() > 10.0);
+    assert_eq!(q1, p1);
 }

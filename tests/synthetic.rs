@@ -251,3 +251,42 @@ fn rle_encoder_round_trips_through_dicom_rs() {
         expected.iter().map(|v| i32::from(*v)).collect::<Vec<_>>()
     );
 }
+
+/// Two series written with one seed are two series of one study and frame of reference (a thin
+/// and a thick reconstruction), and no instance UID is shared between them.
+#[test]
+fn two_series_of_one_seed_share_the_study_and_frame_but_no_instance() {
+    let dir = tempdir();
+    let thin = small(PhantomSpec {
+        slices: 12,
+        spacing_mm: 2.5,
+        ..PhantomSpec::default()
+    });
+    let thick = PhantomSpec {
+        slices: 6,
+        spacing_mm: 5.0,
+        ..thin.clone()
+    };
+    write_series(&thin, &dir.path().join("thin")).unwrap();
+    write_series(&thick, &dir.path().join("thick")).unwrap();
+    let report = imaging::scan(&[dir.path().to_path_buf()]);
+    assert_eq!(report.instances.len(), 18, "{:?}", report.warnings);
+    let patients = imaging::group(&report.instances);
+    assert_eq!(patients.len(), 1);
+    assert_eq!(patients[0].studies.len(), 1);
+    let series = &patients[0].studies[0].series;
+    assert_eq!(series.len(), 2);
+    let frames: Vec<_> = series
+        .iter()
+        .flat_map(|s| &s.stacks)
+        .map(|k| k.geometry.frame_of_reference_uid.clone())
+        .collect();
+    assert!(frames[0].is_some() && frames[0] == frames[1]);
+    let mut slices: Vec<usize> = series
+        .iter()
+        .flat_map(|s| &s.stacks)
+        .map(|k| k.slices.len())
+        .collect();
+    slices.sort();
+    assert_eq!(slices, [6, 12]);
+}

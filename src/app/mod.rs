@@ -97,7 +97,7 @@ enum ScanMsg {
     Failed(String),
 }
 
-/// The stack open in the viewport.
+/// A stack open in one or more viewports.
 struct Open {
     stack: Stack,
     info: Arc<VolumeInfo>,
@@ -124,9 +124,12 @@ struct Gpu {
     egui_renderer: Arc<egui::mutex::RwLock<eframe::egui_wgpu::Renderer>>,
 }
 
-/// One viewport on screen: its state, where it was drawn, and its GPU target.
+/// One viewport on screen: its state, the volume it shows, where it was drawn, and its GPU
+/// target.
 struct Cell {
     viewport: Viewport,
+    /// Index of its volume in `OverreadApp::opens`.
+    volume: usize,
     /// Where it was drawn last frame (screen points).
     rect: Option<egui::Rect>,
     /// The plane, zoom or voxels changed: resample (and display) again.
@@ -138,9 +141,10 @@ struct Cell {
 }
 
 impl Cell {
-    fn new(viewport: Viewport) -> Cell {
+    fn new(viewport: Viewport, volume: usize) -> Cell {
         Cell {
             viewport,
+            volume,
             rect: None,
             dirty: true,
             display_dirty: true,
@@ -273,8 +277,12 @@ pub struct OverreadApp {
     /// Browser thumbnails by stack id, as they arrive from a background thread.
     thumbnails: std::collections::HashMap<String, egui::TextureHandle>,
     thumb_rx: Option<Receiver<(String, egui::ColorImage)>>,
-    open: Option<Open>,
+    /// The stacks the viewports show (each cell names one); a stack no cell shows is closed.
+    opens: Vec<Open>,
     cells: Vec<Cell>,
+    /// Scrolling one series moves the others of the same frame of reference to the same
+    /// patient position.
+    pub link_series: bool,
     /// The cell keys and tools act on.
     active: usize,
     layout: Layout,
@@ -381,7 +389,8 @@ impl OverreadApp {
             worklist: worklist::WorklistState::default(),
             thumbnails: std::collections::HashMap::new(),
             thumb_rx: None,
-            open: None,
+            opens: Vec::new(),
+            link_series: true,
             cells: Vec::new(),
             active: 0,
             layout: Layout::One,
@@ -484,19 +493,98 @@ impl OverreadApp {
         self.thumbnails.keys().map(String::as_str).collect()
     }
 
-    /// Open a stack by id (as `overread scan` prints it) and start loading it.
+    /// Open a stack by id (as `overread scan` prints it) and start loading it. In a grid of
+    /// several viewports it goes into the active one (the others keep their series);
+    /// otherwise every viewport shows it.
     pub fn open_stack(&mut self, id: &str, ctx: &egui::Context) {
         let Some(stack) = imaging::find_stack(&self.patients, id).cloned() else {
             self.status = format!("no stack {id}");
             return;
         };
+        let into_active = matches!(
+            self.layout,
+            Layout::OneByTwo | Layout::TwoByOne | Layout::TwoByTwo
+        ) && self.active < self.cells.len();
+        // The same stack already open (the same frames of the same files) is shown again, not
+        // loaded twice; a preview of it (one slice of a study still arriving) is not the same.
+        let same = |o: &Open| {
+            o.stack.id == stack.id
+                && o.stack.slices.len() == stack.slices.len()
+                && o.stack
+                    .slices
+                    .iter()
+                    .zip(&stack.slices)
+                    .all(|(a, b)| a.path == b.path && a.frame == b.frame)
+        };
+        let volume = match self.opens.iter().position(same) {
+            Some(v) => v,
+            None => match self.load(stack.clone(), ctx) {
+                Some(open) => {
+                    self.opens.push(open);
+                    self.opens.len() - 1
+                }
+                None => return,
+            },
+        };
+        let o = &self.opens[volume];
+        let header_window = o
+            .stack
+            .slices
+            .get(o.stack.slices.len() / 2)
+            .and_then(Voi::from_slice);
+        let ct = is_ct(&self.patients, &o.stack);
+        // Without a window in the file: abdomen for CT; otherwise the data's full range once
+        // it has loaded (a provisional full 12-bit range until then).
+        let voi = header_window
+            .or_else(|| Voi::preset("abdomen").filter(|_| ct))
+            .unwrap_or_else(|| Voi::linear(2048.0, 4096.0));
+        let mut viewport = Viewport::new(&o.info, native_plane(&o.info), voi);
+        viewport.display.monochrome1 = o.stack.format.photometric_interpretation == "MONOCHROME1";
+        // The report is about the study this stack belongs to.
+        self.report.study_uids = self
+            .patients
+            .iter()
+            .flat_map(|p| &p.studies)
+            .filter(|st| {
+                st.series
+                    .iter()
+                    .any(|se| se.stacks.iter().any(|k| k.id == stack.id))
+            })
+            .map(|st| st.uid.clone())
+            .collect();
+        self.pending_points.clear();
+        if into_active {
+            let active = self.active;
+            self.free_target(active);
+            self.cells[active] = Cell::new(viewport, volume);
+            self.drop_unused_volumes();
+            // Shown where the other series are, when it shares their frame of reference.
+            for other in 0..self.cells.len() {
+                if other != active && self.cells[other].volume != volume {
+                    self.follow_scroll(other);
+                    break;
+                }
+            }
+            return;
+        }
+        self.cursor_mm = DVec3::from(viewport.center_mm);
+        self.set_cells(vec![viewport], volume);
+        let layout = self.layout;
+        self.layout = Layout::One;
+        self.set_layout(layout);
+    }
+
+    /// Start loading `stack` on a background thread: its volume, with a GPU texture filled
+    /// slice by slice as they arrive.
+    fn load(&mut self, stack: Stack, ctx: &egui::Context) -> Option<Open> {
+        let id = stack.id.clone();
         self.opened.push((stack.id.clone(), stack.slices.len()));
         let rescale = stack_rescale(&stack);
         let info = match VolumeInfo::from_parts(&stack.geometry, &rescale, stack.format.signed) {
             Ok(i) => Arc::new(i),
             Err(e) => {
                 self.status = format!("stack {id} cannot be shown: {e}");
-                return;
+                return None;
             }
         };
         let texture = self.gpu.as_ref().and_then(|g| {
@@ -527,30 +615,8 @@ impl OverreadApp {
             .slices
             .get(stack.slices.len() / 2)
             .and_then(Voi::from_slice);
-        let ct = is_ct(&self.patients, &stack);
-        // Without a window in the file: abdomen for CT; otherwise the data's full range once
-        // it has loaded (a provisional full 12-bit range until then).
-        let auto_window = header_window.is_none() && !ct;
-        let voi = header_window
-            .or_else(|| Voi::preset("abdomen").filter(|_| ct))
-            .unwrap_or_else(|| Voi::linear(2048.0, 4096.0));
-        let mut viewport = Viewport::new(&info, native_plane(&info), voi);
-        viewport.display.monochrome1 = stack.format.photometric_interpretation == "MONOCHROME1";
-        self.cursor_mm = DVec3::from(viewport.center_mm);
-        self.set_cells(vec![viewport]);
-        // The report is about the study this stack belongs to.
-        self.report.study_uids = self
-            .patients
-            .iter()
-            .flat_map(|p| &p.studies)
-            .filter(|st| {
-                st.series
-                    .iter()
-                    .any(|se| se.stacks.iter().any(|k| k.id == stack.id))
-            })
-            .map(|st| st.uid.clone())
-            .collect();
-        self.open = Some(Open {
+        let auto_window = header_window.is_none() && !is_ct(&self.patients, &stack);
+        Some(Open {
             stack,
             info,
             texture,
@@ -560,15 +626,52 @@ impl OverreadApp {
             cancel,
             error: None,
             auto_window,
-        });
-        self.pending_points.clear();
-        let layout = self.layout;
-        self.layout = Layout::One;
-        self.set_layout(layout);
+        })
     }
 
-    /// Replace the cells (freeing the old cells' textures).
-    fn set_cells(&mut self, viewports: Vec<Viewport>) {
+    /// Free cell `i`'s view target.
+    fn free_target(&mut self, i: usize) {
+        if let (Some(g), Some(c)) = (&self.gpu, self.cells.get_mut(i))
+            && let Some((_, id, _)) = c.target.take()
+        {
+            g.egui_renderer.write().free_texture(&id);
+        }
+    }
+
+    /// Close the volumes no cell shows (their loads are cancelled, their memory freed).
+    fn drop_unused_volumes(&mut self) {
+        let mut map = vec![None; self.opens.len()];
+        let mut kept = 0;
+        for (v, slot) in map.iter_mut().enumerate() {
+            if self.cells.iter().any(|c| c.volume == v) {
+                *slot = Some(kept);
+                kept += 1;
+            }
+        }
+        let mut index = 0;
+        self.opens.retain(|_| {
+            let keep = map[index].is_some();
+            index += 1;
+            keep
+        });
+        for c in &mut self.cells {
+            c.volume = map[c.volume].unwrap_or(0);
+        }
+    }
+
+    /// The volume cell `i` shows.
+    fn open_at(&self, i: usize) -> Option<&Open> {
+        self.opens.get(self.cells.get(i)?.volume)
+    }
+
+    /// The volume of the active cell.
+    fn active_open(&self) -> Option<&Open> {
+        self.open_at(self.active)
+    }
+
+    /// Replace the cells, all showing `volume` (freeing the old cells' textures and the
+    /// volumes no cell shows any more).
+    fn set_cells(&mut self, viewports: Vec<Viewport>, volume: usize) {
         let old = std::mem::take(&mut self.cells);
         if let Some(g) = &self.gpu {
             let mut r = g.egui_renderer.write();
@@ -578,14 +681,22 @@ impl OverreadApp {
                 }
             }
         }
-        self.cells = viewports.into_iter().map(Cell::new).collect();
+        self.cells = viewports
+            .into_iter()
+            .map(|v| Cell::new(v, volume))
+            .collect();
         self.active = 0;
+        self.drop_unused_volumes();
     }
 
     /// Arrange the viewports: grids repeat the active viewport; MPR shows axial, coronal and
     /// sagittal through the active viewport's centre.
     pub fn set_layout(&mut self, layout: Layout) {
-        let (Some(active), Some(o)) = (self.viewport().cloned(), &self.open) else {
+        let (Some(active), Some(info), Some(volume)) = (
+            self.viewport().cloned(),
+            self.active_open().map(|o| o.info.clone()),
+            self.cells.get(self.active).map(|c| c.volume),
+        ) else {
             self.layout = layout;
             return;
         };
@@ -598,7 +709,7 @@ impl OverreadApp {
             [Plane::Axial, Plane::Coronal, Plane::Sagittal]
                 .into_iter()
                 .map(|plane| {
-                    let mut v = active.with_plane(&o.info, plane);
+                    let mut v = active.with_plane(&info, plane);
                     v.center_mm = self.cursor_mm.to_array();
                     v
                 })
@@ -607,7 +718,7 @@ impl OverreadApp {
             vec![active; rows * cols]
         };
         self.layout = layout;
-        self.set_cells(viewports);
+        self.set_cells(viewports, volume);
     }
 
     pub fn layout(&self) -> Layout {
@@ -642,7 +753,7 @@ impl OverreadApp {
 
     /// The frame cell `i` shows (at its last drawn size).
     pub fn cell_view(&self, i: usize) -> Option<crate::render::SliceView> {
-        let (c, o) = (self.cells.get(i)?, self.open.as_ref()?);
+        let (c, o) = (self.cells.get(i)?, self.open_at(i)?);
         let rect = c.rect?;
         let size = c
             .target
@@ -652,10 +763,13 @@ impl OverreadApp {
         Some(c.viewport.slice_view(&o.info, size[0], size[1]))
     }
 
-    /// After cell `from` moved along its normal, move the MPR point with it and every other
-    /// plane through the point.
-    fn sync_mpr_from(&mut self, from: usize) {
+    /// After cell `from` moved along its normal: in MPR, move the MPR point with it and every
+    /// other plane through the point; otherwise, with linking on, move the cells showing
+    /// other series of the same frame of reference, in parallel planes, to the same patient
+    /// position (the nearest slice of theirs when the plane is their own).
+    fn follow_scroll(&mut self, from: usize) {
         if self.layout != Layout::Mpr {
+            self.link_from(from);
             return;
         }
         let Some(c) = self.cells.get(from) else {
@@ -665,6 +779,52 @@ impl OverreadApp {
         let pos = c.viewport.position_mm();
         self.cursor_mm += n * (pos - self.cursor_mm.dot(n));
         self.move_planes_to_cursor(Some(from));
+    }
+
+    fn link_from(&mut self, from: usize) {
+        let Some(source) = self.cells.get(from) else {
+            return;
+        };
+        let (n, position, volume) = (
+            source.viewport.normal(),
+            source.viewport.position_mm(),
+            source.volume,
+        );
+        let frame = self
+            .opens
+            .get(volume)
+            .and_then(|o| o.info.geometry.frame_of_reference_uid.clone());
+        if !self.link_series || frame.is_none() {
+            return;
+        }
+        for c in &mut self.cells {
+            let Some(o) = self.opens.get(c.volume) else {
+                continue;
+            };
+            if c.volume == volume
+                || o.info.geometry.frame_of_reference_uid != frame
+                || c.viewport.normal().dot(n).abs() < 0.999
+            {
+                continue;
+            }
+            let along = c.viewport.normal().dot(n).signum() * position;
+            let m = c.viewport.normal();
+            let target = if m.dot(o.info.axes[2]).abs() > 0.999 {
+                o.info
+                    .geometry
+                    .slice_positions_mm
+                    .iter()
+                    .map(|p| DVec3::from(*p).dot(m))
+                    .min_by(|a, b| (a - along).abs().total_cmp(&(b - along).abs()))
+                    .unwrap_or(along)
+            } else {
+                along
+            };
+            let centre = DVec3::from(c.viewport.center_mm);
+            c.viewport.center_mm = (centre + m * (target - centre.dot(m))).to_array();
+            c.viewport.scroll(&o.info, 0.0);
+            c.dirty = true;
+        }
     }
 
     /// Put every plane (but `except`) through the MPR point, keeping each one's pan.
@@ -756,13 +916,24 @@ impl OverreadApp {
         self.cells.get(self.active).map(|c| &c.viewport)
     }
 
+    /// The geometry of the active cell's volume.
     pub fn volume_info(&self) -> Option<&VolumeInfo> {
-        self.open.as_ref().map(|o| o.info.as_ref())
+        self.active_open().map(|o| o.info.as_ref())
+    }
+
+    /// The geometry of cell `i`'s volume.
+    pub fn cell_volume_info(&self, i: usize) -> Option<&VolumeInfo> {
+        self.open_at(i).map(|o| o.info.as_ref())
+    }
+
+    /// The stack id cell `i` shows.
+    pub fn cell_stack(&self, i: usize) -> Option<&str> {
+        self.open_at(i).map(|o| o.stack.id.as_str())
     }
 
     /// (slices arrived, slices in the stack) of the open stack.
     pub fn load_progress(&self) -> Option<(usize, usize)> {
-        self.open.as_ref().map(|o| (o.loaded, o.info.dims[2]))
+        self.active_open().map(|o| (o.loaded, o.info.dims[2]))
     }
 
     /// True when the open stack is completely loaded.
@@ -772,14 +943,14 @@ impl OverreadApp {
         &self.opened
     }
 
+    /// Every open stack is completely loaded.
     pub fn loaded(&self) -> bool {
-        self.open.as_ref().is_some_and(|o| o.volume.is_some())
+        !self.opens.is_empty() && self.opens.iter().all(|o| o.volume.is_some())
     }
 
     /// The voxels of the open stack, once completely loaded.
     pub fn loaded_voxels(&self) -> Option<&imaging::Voxels> {
-        self.open
-            .as_ref()
+        self.active_open()
             .and_then(|o| o.volume.as_ref())
             .map(|v| &v.voxels)
     }
@@ -788,8 +959,12 @@ impl OverreadApp {
         &self.measurements
     }
 
+    /// A measurement's value, from the voxels of the stack it was made on (while it is open).
     pub fn measurement_value(&self, m: &Measurement) -> Option<crate::viewer::measure::Value> {
-        let o = self.open.as_ref()?;
+        let o = self
+            .opens
+            .iter()
+            .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())?;
         let v = o.volume.as_ref()?;
         Some(m.value(&o.info, &v.voxels))
     }
@@ -801,7 +976,8 @@ impl OverreadApp {
 
     /// Ids of the measurements the current view cuts (and so draws).
     pub fn visible_measurements(&self) -> Vec<u64> {
-        let (Some(view), Some(v), Some(o)) = (self.current_view(), self.viewport(), &self.open)
+        let (Some(view), Some(v), Some(o)) =
+            (self.current_view(), self.viewport(), self.active_open())
         else {
             return Vec::new();
         };
@@ -816,7 +992,7 @@ impl OverreadApp {
 
     /// The Series Instance UID of the open stack.
     pub fn open_series_uid(&self) -> Option<String> {
-        let id = &self.open.as_ref()?.stack.id;
+        let id = &self.active_open()?.stack.id;
         self.patients
             .iter()
             .flat_map(|p| &p.studies)
@@ -852,7 +1028,7 @@ impl OverreadApp {
             .find(|m| m.id == id)
             .cloned()
             .ok_or_else(|| format!("measurement #{id} was deleted"))?;
-        let o = self.open.as_ref().ok_or("no series is open")?;
+        let o = self.active_open().ok_or("no series is open")?;
         if m.frame_of_reference_uid != o.info.geometry.frame_of_reference_uid {
             return Err(format!(
                 "measurement #{id} was made on another series (frame of reference)"
@@ -896,7 +1072,10 @@ impl OverreadApp {
 
     /// Switch the viewport to `plane` through `position_mm` along its normal (keeps W/L).
     pub fn show_plane(&mut self, plane: Plane, position_mm: f64) {
-        let (Some(c), Some(o)) = (self.cells.get_mut(self.active), &self.open) else {
+        let Some(volume) = self.cells.get(self.active).map(|c| c.volume) else {
+            return;
+        };
+        let (Some(c), Some(o)) = (self.cells.get_mut(self.active), self.opens.get(volume)) else {
             return;
         };
         let v = &mut c.viewport;
@@ -940,7 +1119,7 @@ impl OverreadApp {
         while let Some(rx) = &self.scan_rx {
             match rx.try_recv() {
                 Ok(ScanMsg::Preview(patients)) => {
-                    if self.open.is_none()
+                    if self.opens.is_empty()
                         && let Some(id) = imaging::default_stack(&patients).map(|s| s.id.clone())
                     {
                         self.patients = patients;
@@ -976,57 +1155,58 @@ impl OverreadApp {
                 self.thumbnails.insert(id, handle);
             }
         }
-        let Some(open) = &mut self.open else { return };
         // At most a budget of slices per frame, so a fast load never stalls the frame loop.
         let started = Instant::now();
-        while started.elapsed().as_millis() < 8 {
-            match open.rx.try_recv() {
-                Ok(LoadMsg::Slice { k, bytes }) => {
-                    if let (Some(g), Some(t)) = (&self.gpu, &open.texture) {
-                        t.write_slice_values(&g.ctx, k, &bytes);
-                    }
-                    open.loaded += 1;
-                    for c in &mut self.cells {
-                        c.dirty = true;
-                    }
-                }
-                Ok(LoadMsg::Done(done)) => match *done {
-                    Ok(volume) => {
-                        // Rebuild the table with the rescale the files really carry.
-                        if let Ok(info) = VolumeInfo::new(&volume)
-                            && info.slices != open.info.slices
-                        {
-                            open.info = Arc::new(info);
-                            if let Some(g) = &self.gpu {
-                                open.texture =
-                                    VolumeTexture::upload(&g.ctx, &g.renderer, &volume).ok();
-                            }
+        for (index, open) in self.opens.iter_mut().enumerate() {
+            while started.elapsed().as_millis() < 8 {
+                match open.rx.try_recv() {
+                    Ok(LoadMsg::Slice { k, bytes }) => {
+                        if let (Some(g), Some(t)) = (&self.gpu, &open.texture) {
+                            t.write_slice_values(&g.ctx, k, &bytes);
                         }
-                        for f in &volume.failed_slices {
-                            self.status = format!("slice {} failed: {}", f.k + 1, f.message);
-                        }
-                        if open.auto_window {
-                            let s = imaging::stats::voxel_range(&volume);
-                            for c in &mut self.cells {
-                                c.viewport.display.voi =
-                                    Voi::spanning(s.min_modality, s.max_modality);
-                            }
-                        }
-                        open.volume = Some(Arc::new(volume));
-                        for c in &mut self.cells {
+                        open.loaded += 1;
+                        for c in self.cells.iter_mut().filter(|c| c.volume == index) {
                             c.dirty = true;
                         }
                     }
-                    Err(e) => {
-                        open.error = Some(e.clone());
-                        self.status = format!("loading failed: {e}");
-                    }
-                },
-                Err(_) => break,
+                    Ok(LoadMsg::Done(done)) => match *done {
+                        Ok(volume) => {
+                            // Rebuild the table with the rescale the files really carry.
+                            if let Ok(info) = VolumeInfo::new(&volume)
+                                && info.slices != open.info.slices
+                            {
+                                open.info = Arc::new(info);
+                                if let Some(g) = &self.gpu {
+                                    open.texture =
+                                        VolumeTexture::upload(&g.ctx, &g.renderer, &volume).ok();
+                                }
+                            }
+                            for f in &volume.failed_slices {
+                                self.status = format!("slice {} failed: {}", f.k + 1, f.message);
+                            }
+                            let range = open
+                                .auto_window
+                                .then(|| imaging::stats::voxel_range(&volume));
+                            for c in self.cells.iter_mut().filter(|c| c.volume == index) {
+                                if let Some(s) = &range {
+                                    c.viewport.display.voi =
+                                        Voi::spanning(s.min_modality, s.max_modality);
+                                }
+                                c.dirty = true;
+                            }
+                            open.volume = Some(Arc::new(volume));
+                        }
+                        Err(e) => {
+                            open.error = Some(e.clone());
+                            self.status = format!("loading failed: {e}");
+                        }
+                    },
+                    Err(_) => break,
+                }
             }
-        }
-        if open.volume.is_none() && open.error.is_none() {
-            ctx.request_repaint();
+            if open.volume.is_none() && open.error.is_none() {
+                ctx.request_repaint();
+            }
         }
     }
 
@@ -1045,7 +1225,8 @@ impl OverreadApp {
             {
                 // Oblique MPR back to axial, coronal and sagittal through the same point.
                 let standard = [Plane::Axial, Plane::Coronal, Plane::Sagittal];
-                if let Some(o) = &self.open {
+                let volume = self.cells.get(self.active).map_or(0, |c| c.volume);
+                if let Some(o) = self.opens.get(volume) {
                     for (c, plane) in self.cells.iter_mut().zip(standard) {
                         let mut v = c.viewport.with_plane(&o.info, plane);
                         v.center_mm = self.cursor_mm.to_array();
@@ -1078,7 +1259,10 @@ impl OverreadApp {
             _ => {}
         }
         let active = self.active;
-        let (Some(cell), Some(o)) = (self.cells.get_mut(active), &self.open) else {
+        let Some(volume) = self.cells.get(active).map(|c| c.volume) else {
+            return;
+        };
+        let (Some(cell), Some(o)) = (self.cells.get_mut(active), self.opens.get(volume)) else {
             return;
         };
         let target_size = cell.target.as_ref().map(|t| t.2);
@@ -1144,27 +1328,30 @@ impl OverreadApp {
             let display = v.display.clone();
             self.share_display(&display);
         }
-        self.sync_mpr_from(active);
+        self.follow_scroll(active);
     }
 
-    /// Give every cell the same window, inversion and depth.
+    /// Give every cell of the active cell's series the same window, inversion and depth
+    /// (another series keeps its own: a CT window means nothing on an MR).
     fn share_display(&mut self, display: &crate::render::Display) {
-        for c in &mut self.cells {
+        let volume = self.cells.get(self.active).map(|c| c.volume);
+        for c in self.cells.iter_mut().filter(|c| Some(c.volume) == volume) {
             c.viewport.display = display.clone();
             c.display_dirty = true;
         }
     }
 
-    /// Add a measurement made on the open volume.
+    /// Add a measurement made on the active cell's volume.
     fn add_measurement(&mut self, shape: Shape) {
-        let frame_of_reference_uid = self
-            .open
-            .as_ref()
-            .and_then(|o| o.info.geometry.frame_of_reference_uid.clone());
+        let open = self.active_open();
+        let frame_of_reference_uid =
+            open.and_then(|o| o.info.geometry.frame_of_reference_uid.clone());
+        let stack_id = open.map(|o| o.stack.id.clone());
         self.measurements.push(Measurement {
             id: self.next_measurement_id,
             shape,
             frame_of_reference_uid,
+            stack_id,
         });
         self.next_measurement_id += 1;
     }
@@ -1358,7 +1545,8 @@ impl OverreadApp {
         let frames = (last.elapsed().as_secs_f64() * self.cine_fps).floor();
         if frames >= 1.0 {
             let active = self.active;
-            if let (Some(c), Some(o)) = (self.cells.get_mut(active), &self.open) {
+            let volume = self.cells.get(active).map_or(0, |c| c.volume);
+            if let (Some(c), Some(o)) = (self.cells.get_mut(active), self.opens.get(volume)) {
                 let v = &mut c.viewport;
                 let before = v.position_mm();
                 v.scroll(&o.info, frames);
@@ -1367,7 +1555,7 @@ impl OverreadApp {
                 }
                 c.dirty = true;
             }
-            self.sync_mpr_from(active);
+            self.follow_scroll(active);
             self.cine = Some(Instant::now());
         }
         ctx.request_repaint();

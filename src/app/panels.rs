@@ -40,6 +40,10 @@ pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                     app.set_layout(layout);
                 }
             }
+            if app.cells.len() > 1 && app.layout != Layout::Mpr {
+                ui.checkbox(&mut app.link_series, "Link")
+                    .on_hover_text("Scroll the series of one frame of reference together");
+            }
             ui.separator();
             slab_ui(app, ui);
             ui.separator();
@@ -125,7 +129,7 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                         for series in &study.series {
                             for stack in &series.stacks {
                                 let open =
-                                    app.open.as_ref().is_some_and(|o| o.stack.id == stack.id);
+                                    app.active_open().is_some_and(|o| o.stack.id == stack.id);
                                 let [w, h, n] = stack.geometry.dims;
                                 let mut text = format!(
                                     "{} {} {} — {n} images, {w}x{h}",
@@ -208,7 +212,7 @@ pub fn viewport_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         .show(ui, |ui| {
             let area = ui.available_rect_before_wrap();
             ui.allocate_rect(area, Sense::hover());
-            if app.cells.is_empty() || app.open.is_none() {
+            if app.cells.is_empty() || app.opens.is_empty() {
                 ui.painter().text(
                     area.center(),
                     Align2::CENTER_CENTER,
@@ -257,7 +261,7 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
         (rect.width() * ppp).round().max(1.0) as u32,
         (rect.height() * ppp).round().max(1.0) as u32,
     ];
-    let Some(info) = app.open.as_ref().map(|o| o.info.clone()) else {
+    let Some(info) = app.open_at(i).map(|o| o.info.clone()) else {
         return;
     };
     app.cells[i].rect = Some(rect);
@@ -301,7 +305,7 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
                 -f64::from(wheel_lines.signum() * wheel_lines.abs().ceil()),
             );
             cell.dirty = true;
-            app.sync_mpr_from(i);
+            app.follow_scroll(i);
         }
         if zoom != 1.0 {
             let cell = &mut app.cells[i];
@@ -376,7 +380,7 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
         cell.viewport
             .scroll(&info, f64::from(delta.y / 4.0).round());
         cell.dirty = true;
-        app.sync_mpr_from(i);
+        app.follow_scroll(i);
     } else if response.dragged_by(egui::PointerButton::Primary) && app.tool == Tool::WindowLevel {
         let cell = &mut app.cells[i];
         cell.viewport
@@ -433,14 +437,15 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
     let OverreadApp {
         gpu,
         cells,
-        open,
+        opens,
         status,
         ..
     } = app;
     let cell = &mut cells[i];
-    if let (Some(gpu), Some(texture)) =
-        (gpu.as_mut(), open.as_ref().and_then(|o| o.texture.as_ref()))
-    {
+    if let (Some(gpu), Some(texture)) = (
+        gpu.as_mut(),
+        opens.get(cell.volume).and_then(|o| o.texture.as_ref()),
+    ) {
         if cell.target.as_ref().is_none_or(|t| t.2 != size_px) {
             let target = ViewTarget::new(
                 &gpu.ctx,
@@ -572,7 +577,7 @@ fn handle_at(
     ppp: f32,
     pos: Pos2,
 ) -> Option<(u64, usize)> {
-    let (Some(open), Some(cell)) = (&app.open, app.cells.get(i)) else {
+    let (Some(open), Some(cell)) = (app.open_at(i), app.cells.get(i)) else {
         return None;
     };
     let tolerance = cell.viewport.cut_tolerance_mm(&open.info);
@@ -625,7 +630,7 @@ fn plane_intersection(n1: DVec3, p1: DVec3, n2: DVec3, p2: DVec3) -> Option<(DVe
 }
 
 fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &SliceView) {
-    let (Some(cell), Some(open)) = (app.cells.get(i), &app.open) else {
+    let (Some(cell), Some(open)) = (app.cells.get(i), app.open_at(i)) else {
         return;
     };
     let viewport = &cell.viewport;
@@ -644,9 +649,16 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             egui::StrokeKind::Inside,
         );
     }
-    // Reference lines: where the other viewports' planes cut this one.
+    // Reference lines: where the other viewports' planes cut this one (only within one frame
+    // of reference: across two, patient coordinates do not correspond).
+    let frame = &info.geometry.frame_of_reference_uid;
     for (j, other) in app.cells.iter().enumerate() {
-        if j == i {
+        let same_frame = frame.is_some()
+            && app
+                .open_at(j)
+                .map(|o| &o.info.geometry.frame_of_reference_uid)
+                == Some(frame);
+        if j == i || !same_frame {
             continue;
         }
         let n_other = other.viewport.normal();

@@ -156,7 +156,8 @@ impl OverreadApp {
                     self.worklist.message = format!("case {case}: retrieving its study");
                     self.report.form.case_id = case;
                     self.dicomweb_token.clone_from(&self.worklist.token);
-                    self.open = None;
+                    self.opens.clear();
+                    self.cells.clear();
                     self.scan(vec![url], ctx.clone());
                 }
                 Ok(Err(e)) => {

@@ -41,6 +41,8 @@ pub struct Measurement {
     pub shape: Shape,
     /// Frame of Reference UID (0020,0052) of the volume it was drawn on.
     pub frame_of_reference_uid: Option<String>,
+    /// The stack it was drawn on (its values come from that stack's voxels).
+    pub stack_id: Option<String>,
 }
 
 /// The numbers a measurement shows.

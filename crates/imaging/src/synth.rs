@@ -304,6 +304,13 @@ fn uid(seed: u64, parts: &[u64]) -> String {
     format!("2.25.{}", h >> 1)
 }
 
+/// A 64-bit key of `text` (FNV-1a), to derive UIDs from another UID.
+fn text_key(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
 /// Today's date as YYYYMMDD (UTC), from the system clock.
 pub fn today_yyyymmdd() -> String {
     // One calendar conversion in the project: the protocol's UTC timestamp, "YYYY-MM-DD...".
@@ -504,7 +511,7 @@ pub fn write_series(spec: &PhantomSpec, folder: &Path) -> Result<SynthOutput, Im
     };
 
     if spec.enhanced {
-        let sop_uid = uid(spec.seed, &[4, 0]);
+        let sop_uid = uid(spec.seed, &[4, 0, text_key(&series_uid)]);
         let mut obj = base(uids::ENHANCED_CT_IMAGE_STORAGE, &sop_uid);
         put(
             &mut obj,
@@ -608,7 +615,9 @@ pub fn write_series(spec: &PhantomSpec, folder: &Path) -> Result<SynthOutput, Im
     }
 
     items.par_iter().enumerate().try_for_each(|(n, &(t, k))| {
-        let sop_uid = uid(spec.seed, &[4, t as u64, k as u64, series_uid.len() as u64]);
+        // The series in the key: two series of one study (same seed) never share an
+        // instance UID.
+        let sop_uid = uid(spec.seed, &[4, t as u64, k as u64, text_key(&series_uid)]);
         let mut obj = base(uids::CT_IMAGE_STORAGE, &sop_uid);
         put(
             &mut obj,
