@@ -1,8 +1,10 @@
 //! The workstation window: eframe + egui, viewports painted from `render` through wgpu.
 //!
 //! Long work never runs on the frame loop: scanning and loading run on background threads and
-//! send their results over channels; each frame drains what arrived (slices go straight into
-//! the volume texture, so a series shows while it loads). GPU work is submitted, not waited for.
+//! send their results over channels; each frame drains what arrived. The loading threads write
+//! each decoded slice straight into the volume texture (wgpu's queue takes writes from any
+//! thread), so a series shows while it loads and no copy of its pixels queues up behind a slow
+//! frame. GPU work is submitted, not waited for.
 //!
 //! Owns: panels, input handling, painting. Must not: compute geometry or measurement values
 //! (that is `viewer`), read DICOM (that is `imaging`).
@@ -80,11 +82,9 @@ fn run_with(
 
 /// What a background thread sends while loading a stack.
 enum LoadMsg {
-    /// Stored values of slice `k`, little-endian 2-byte.
-    Slice {
-        k: usize,
-        bytes: Vec<u8>,
-    },
+    /// A slice is decoded and in the volume texture (the loader writes it there itself: no
+    /// copy of the pixels waits in this channel for a slow frame).
+    Slice,
     Done(Box<Result<Volume, String>>),
 }
 
@@ -101,7 +101,7 @@ enum ScanMsg {
 struct Open {
     stack: Stack,
     info: Arc<VolumeInfo>,
-    texture: Option<VolumeTexture>,
+    texture: Option<Arc<VolumeTexture>>,
     volume: Option<Arc<Volume>>,
     loaded: usize,
     rx: Receiver<LoadMsg>,
@@ -589,9 +589,15 @@ impl OverreadApp {
         };
         let texture = self.gpu.as_ref().and_then(|g| {
             VolumeTexture::new(&g.ctx, &g.renderer, info.clone())
+                .map(Arc::new)
                 .map_err(|e| self.status = format!("stack {id}: {e}"))
                 .ok()
         });
+        let upload = self
+            .gpu
+            .as_ref()
+            .map(|g| g.ctx.clone())
+            .zip(texture.clone());
         let (tx, rx) = crossbeam_channel::unbounded();
         let cancel = Arc::new(AtomicBool::new(false));
         let options = imaging::LoadOptions {
@@ -601,11 +607,13 @@ impl OverreadApp {
         let repaint = ctx.clone();
         std::thread::spawn(move || {
             let result = imaging::load_stack(&to_load, &options, &|ev| {
-                let bytes = match ev.pixels {
-                    SlicePixels::U16(p) => bytemuck::cast_slice(p).to_vec(),
-                    SlicePixels::I16(p) => bytemuck::cast_slice(p).to_vec(),
-                };
-                let _ = tx.send(LoadMsg::Slice { k: ev.k, bytes });
+                if let Some((gpu, texture)) = &upload {
+                    match ev.pixels {
+                        SlicePixels::U16(p) => texture.write_slice_values(gpu, ev.k, p),
+                        SlicePixels::I16(p) => texture.write_slice_values(gpu, ev.k, p),
+                    }
+                }
+                let _ = tx.send(LoadMsg::Slice);
                 repaint.request_repaint();
             });
             let _ = tx.send(LoadMsg::Done(Box::new(result.map_err(|e| e.to_string()))));
@@ -1160,10 +1168,7 @@ impl OverreadApp {
         for (index, open) in self.opens.iter_mut().enumerate() {
             while started.elapsed().as_millis() < 8 {
                 match open.rx.try_recv() {
-                    Ok(LoadMsg::Slice { k, bytes }) => {
-                        if let (Some(g), Some(t)) = (&self.gpu, &open.texture) {
-                            t.write_slice_values(&g.ctx, k, &bytes);
-                        }
+                    Ok(LoadMsg::Slice) => {
                         open.loaded += 1;
                         for c in self.cells.iter_mut().filter(|c| c.volume == index) {
                             c.dirty = true;
@@ -1178,7 +1183,9 @@ impl OverreadApp {
                                 open.info = Arc::new(info);
                                 if let Some(g) = &self.gpu {
                                     open.texture =
-                                        VolumeTexture::upload(&g.ctx, &g.renderer, &volume).ok();
+                                        VolumeTexture::upload(&g.ctx, &g.renderer, &volume)
+                                            .ok()
+                                            .map(Arc::new);
                                 }
                             }
                             for f in &volume.failed_slices {
