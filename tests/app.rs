@@ -846,9 +846,14 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
     assert_eq!(quoted.kind, "length");
     assert_eq!(quoted.points_mm, m.shape.points());
     assert_eq!(quoted.frame_of_reference_uid, m.frame_of_reference_uid);
-    let series = h.state().open_series_uid();
-    assert!(series.is_some());
-    assert_eq!(quoted.series_instance_uid, series);
+    // The series measured, as the files name it.
+    let scanned = imaging::group(&imaging::scan(&[dir.path().join("study")]).instances);
+    let series = &scanned[0].studies[0].series;
+    assert_eq!(series.len(), 1);
+    assert_eq!(
+        quoted.series_instance_uid.as_deref(),
+        Some(series[0].uid.as_str())
+    );
     assert_eq!(server.status(&case_id), CaseStatus::Reported);
     assert!(
         std::fs::read_dir(dir.path().join("outbox/pending"))
@@ -1566,6 +1571,26 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     press(&mut h, egui::Key::Num5);
     assert_eq!(h.state().viewports()[1].display, thick_window);
     assert_ne!(h.state().viewports()[0].display, thick_window);
+
+    // A measurement on the first series is quoted with that series, whichever view is active.
+    h.get_by_label("Length").click();
+    h.step();
+    click_patient(&mut h, DVec3::new(-40.0, 0.0, p0));
+    click_patient(&mut h, DVec3::new(40.0, 0.0, p0));
+    let m = h.state().measurements()[0].clone();
+    h.state_mut().set_active(1);
+    let thin_series = patients[0].studies[0]
+        .series
+        .iter()
+        .find(|se| se.stacks.iter().any(|k| k.id == thin_stack.id))
+        .map(|se| se.uid.clone());
+    assert_eq!(
+        h.state().measurement_source(&m).series_instance_uid,
+        thin_series
+    );
+    h.state_mut().set_active(0);
+    h.get_by_label("W/L").click();
+    h.step();
 
     // Unlinked, the second series stays where it is.
     h.get_by_label("Link").click();

@@ -558,6 +558,8 @@ impl OverreadApp {
             self.free_target(active);
             self.cells[active] = Cell::new(viewport, volume);
             self.drop_unused_volumes();
+            // Indices were renumbered by the drop.
+            let volume = self.cells[active].volume;
             // Shown where the other series are, when it shares their frame of reference.
             for other in 0..self.cells.len() {
                 if other != active && self.cells[other].volume != volume {
@@ -606,11 +608,17 @@ impl OverreadApp {
         let to_load = stack.clone();
         let repaint = ctx.clone();
         std::thread::spawn(move || {
+            let written = std::sync::atomic::AtomicUsize::new(0);
             let result = imaging::load_stack(&to_load, &options, &|ev| {
                 if let Some((gpu, texture)) = &upload {
                     match ev.pixels {
                         SlicePixels::U16(p) => texture.write_slice_values(gpu, ev.k, p),
                         SlicePixels::I16(p) => texture.write_slice_values(gpu, ev.k, p),
+                    }
+                    // Submitted every 32 slices: a fast load would otherwise hold the staging
+                    // copy of every slice until the frame loop's next submission.
+                    if written.fetch_add(1, Ordering::Relaxed) % 32 == 31 {
+                        gpu.flush_writes();
                     }
                 }
                 let _ = tx.send(LoadMsg::Slice);
@@ -998,14 +1006,18 @@ impl OverreadApp {
             .collect()
     }
 
-    /// The Series Instance UID of the open stack.
+    /// The Series Instance UID of the active cell's stack.
     pub fn open_series_uid(&self) -> Option<String> {
-        let id = &self.active_open()?.stack.id;
+        self.series_uid_of(&self.active_open()?.stack.id)
+    }
+
+    /// The Series Instance UID of stack `id`.
+    pub fn series_uid_of(&self, id: &str) -> Option<String> {
         self.patients
             .iter()
             .flat_map(|p| &p.studies)
             .flat_map(|st| &st.series)
-            .find(|se| se.stacks.iter().any(|k| &k.id == id))
+            .find(|se| se.stacks.iter().any(|k| k.id == id))
             .map(|se| se.uid.clone())
     }
 
@@ -1021,7 +1033,8 @@ impl OverreadApp {
                 Shape::Probe { .. } => "value",
             }
             .into(),
-            series_instance_uid: self.open_series_uid(),
+            // The series it was drawn on, whichever viewport is active now.
+            series_instance_uid: m.stack_id.as_deref().and_then(|id| self.series_uid_of(id)),
             frame_of_reference_uid: m.frame_of_reference_uid.clone(),
             points_mm: m.shape.points(),
         }
@@ -1036,11 +1049,20 @@ impl OverreadApp {
             .find(|m| m.id == id)
             .cloned()
             .ok_or_else(|| format!("measurement #{id} was deleted"))?;
-        let o = self.active_open().ok_or("no series is open")?;
-        if m.frame_of_reference_uid != o.info.geometry.frame_of_reference_uid {
-            return Err(format!(
-                "measurement #{id} was made on another series (frame of reference)"
-            ));
+        // Shown in the active view when its series has the measurement's frame of reference,
+        // else in the first view that has.
+        let fits = |app: &Self, i: usize| {
+            app.open_at(i).is_some_and(|o| {
+                m.frame_of_reference_uid.is_some()
+                    && o.info.geometry.frame_of_reference_uid == m.frame_of_reference_uid
+            })
+        };
+        if !fits(self, self.active) {
+            self.active = (0..self.cells.len())
+                .find(|&i| fits(self, i))
+                .ok_or_else(|| {
+                    format!("measurement #{id} was made on a series that is not open")
+                })?;
         }
         let mut points: Vec<DVec3> = m.shape.points().into_iter().map(DVec3::from).collect();
         if let Shape::Ellipse {
@@ -1074,7 +1096,22 @@ impl OverreadApp {
                 .unwrap_or(Plane::Axial);
             self.show_plane(best, centre.dot(best.normal()));
         }
-        self.set_cursor(centre, None);
+        // Every view of the measurement's frame of reference goes through its centre (in MPR,
+        // that is the MPR point); views of other frames stay where they are.
+        self.cursor_mm = centre;
+        for c in &mut self.cells {
+            let Some(o) = self.opens.get(c.volume) else {
+                continue;
+            };
+            if o.info.geometry.frame_of_reference_uid != m.frame_of_reference_uid {
+                continue;
+            }
+            let n = c.viewport.normal();
+            let at = DVec3::from(c.viewport.center_mm);
+            c.viewport.center_mm = (at + n * (centre.dot(n) - at.dot(n))).to_array();
+            c.viewport.scroll(&o.info, 0.0);
+            c.dirty = true;
+        }
         Ok(())
     }
 

@@ -23,7 +23,7 @@ use crate::dictation::stt::{Engine, Options, find_model};
 use crate::dictation::{Clip, commands, macros, read_wav, vocabulary};
 use crate::report::marks::locate_in_order;
 use crate::report::{
-    Change, CheckKind, Draft, LinkedMeasurement, MeasurementSource, Section, Template, UnsureWord,
+    CheckKind, Draft, Edit, LinkedMeasurement, MeasurementSource, Section, Template, UnsureWord,
     pre_sign_checks, templates,
 };
 use crate::viewer::measure::Value;
@@ -106,6 +106,8 @@ pub struct ReportState {
     clips: Vec<Arc<Clip>>,
     /// The dictation being transcribed.
     pending_clip: Option<Arc<Clip>>,
+    /// A dictation made while another was transcribed: transcribed next.
+    queued: Option<Clip>,
     player: Option<Player>,
     settings: PanelSettings,
     pub push_to_talk: PushToTalk,
@@ -122,7 +124,8 @@ pub struct ReportState {
     pub form: SignForm,
     /// Study Instance UIDs of the open study (the report is about them).
     pub study_uids: Vec<String>,
-    sign_job: Option<Receiver<Result<case_protocol::Receipt, String>>>,
+    /// Signing in the background: the receipt and the report that was signed.
+    sign_job: Option<Receiver<Result<(case_protocol::Receipt, case_protocol::Report), String>>>,
     /// The server's receipt of the last signed report or addendum.
     pub receipt: Option<case_protocol::Receipt>,
     pub sign_message: String,
@@ -163,6 +166,7 @@ impl ReportState {
             unsure: Vec::new(),
             clips: Vec::new(),
             pending_clip: None,
+            queued: None,
             player: None,
             push_to_talk: settings.push_to_talk,
             settings,
@@ -277,8 +281,9 @@ impl ReportState {
         let (tx, rx) = channel();
         let ctx = ctx.clone();
         std::thread::spawn(move || {
+            let signed = report.clone();
             let result = sign_and_send(report, &setup, &server, &user, &passphrase, &password);
-            let _ = tx.send(result);
+            let _ = tx.send(result.map(|receipt| (receipt, signed)));
             ctx.request_repaint();
         });
         self.sign_job = Some(rx);
@@ -338,10 +343,33 @@ impl ReportState {
         }
     }
 
+    /// A case was opened: the report is for it. Another case than the one in the form starts
+    /// a new, empty report (nothing of the last case's text, measurements, words or signed
+    /// report carries over).
+    pub fn start_case(&mut self, case_id: &str) {
+        if self.form.case_id == case_id {
+            return;
+        }
+        self.form.case_id = case_id.to_string();
+        self.form.override_checks = false;
+        self.draft = Draft::default();
+        self.linked.clear();
+        self.unsure.clear();
+        self.clips.clear();
+        self.signed_final = None;
+        self.receipt = None;
+        self.sign_message.clear();
+    }
+
     /// Transcribe `clip` on a background thread (the model is loaded there the first time).
     pub fn dictate(&mut self, clip: Clip, ctx: &egui::Context) {
         if self.job.is_some() {
-            self.message = "still transcribing the last dictation".into();
+            // Said while the last dictation was transcribed: it follows it, nothing is lost.
+            match &mut self.queued {
+                Some(q) if q.rate == clip.rate => q.samples.extend_from_slice(&clip.samples),
+                Some(_) => self.message = "a dictation at another sample rate is waiting".into(),
+                None => self.queued = Some(clip),
+            }
             return;
         }
         let clip = Arc::new(clip);
@@ -381,7 +409,7 @@ impl ReportState {
     }
 
     fn start_recording(&mut self) {
-        if self.recorder.is_some() || self.job.is_some() {
+        if self.recorder.is_some() {
             return;
         }
         match Recorder::start(self.settings.input_device.as_deref(), None) {
@@ -431,35 +459,54 @@ impl ReportState {
         }
     }
 
-    /// Apply dictated or inserted pieces to the draft; the unsure-word marks follow the text.
-    /// Returns the changed range of each section.
+    /// Apply dictated or inserted pieces to the draft, one at a time, the unsure-word marks
+    /// following each (a dictation that moves between fields touches only what it writes).
+    /// Returns where the pieces' text now stands, in the order it was written.
     fn apply_pieces(
         &mut self,
         pieces: &[commands::Piece],
     ) -> Vec<(Section, std::ops::Range<usize>)> {
-        let before = (self.draft.findings.clone(), self.draft.impression.clone());
-        self.draft.apply(pieces, &self.templates, &self.macros);
-        let mut changed = Vec::new();
-        for (section, old) in [
-            (Section::Findings, before.0),
-            (Section::Impression, before.1),
-        ] {
-            if let Some(c) = Change::between(&old, self.draft.text(section)) {
-                self.follow_change(section, &c);
-                changed.push((section, c.inserted()));
+        let mut written: Vec<(Section, std::ops::Range<usize>)> = Vec::new();
+        for piece in pieces {
+            let before = (self.draft.findings.clone(), self.draft.impression.clone());
+            self.draft
+                .apply(std::slice::from_ref(piece), &self.templates, &self.macros);
+            for (section, old) in [
+                (Section::Findings, before.0),
+                (Section::Impression, before.1),
+            ] {
+                let Some(edit) = Edit::between(&old, self.draft.text(section)) else {
+                    continue;
+                };
+                self.follow_edit(section, &edit);
+                written = written
+                    .into_iter()
+                    .filter_map(|(s, r)| {
+                        if s == section {
+                            edit.map(&r).map(|r| (s, r))
+                        } else {
+                            Some((s, r))
+                        }
+                    })
+                    .collect();
+                let range = edit.inserted();
+                if !range.is_empty() {
+                    written.push((section, range));
+                }
             }
         }
-        changed
+        written
     }
 
-    /// Move the marks of `section` through `change`; a mark it touched was edited, so the
-    /// word is settled.
-    fn follow_change(&mut self, section: Section, change: &Change) {
+    /// Move the marks of `section` through `edit`; a mark it touched was edited, so the word
+    /// is settled.
+    fn follow_edit(&mut self, section: Section, edit: &Edit) {
+        let text = self.draft.text(section).to_string();
         for w in &mut self.unsure {
             if let Some((s, range)) = &w.at
                 && *s == section
             {
-                match change.map(range) {
+                match edit.map_word(range, &text) {
                     Some(moved) => w.at = Some((section, moved)),
                     None => {
                         w.at = None;
@@ -472,8 +519,8 @@ impl ReportState {
 
     /// The radiologist typed in `section`, whose text was `old`.
     fn typed(&mut self, section: Section, old: &str) {
-        if let Some(c) = Change::between(old, self.draft.text(section)) {
-            self.follow_change(section, &c);
+        if let Some(edit) = Edit::between(old, self.draft.text(section)) {
+            self.follow_edit(section, &edit);
         }
         self.draft.typed(section);
     }
@@ -583,7 +630,7 @@ impl ReportState {
 
     /// Take what the background work sent: a receipt, a transcription (commands applied, text
     /// into the draft, unsure words marked), the end of a replay.
-    pub fn poll(&mut self) {
+    pub fn poll(&mut self, ctx: &egui::Context) {
         if self.player.as_ref().is_some_and(Player::finished)
             && let Some(e) = self.player.take().and_then(|p| p.error())
         {
@@ -594,7 +641,7 @@ impl ReportState {
         {
             self.sign_job = None;
             match result {
-                Ok(receipt) => self.received(receipt),
+                Ok((receipt, report)) => self.received(receipt, report),
                 Err(e) => self.sign_message = e,
             }
         }
@@ -613,6 +660,9 @@ impl ReportState {
             }
             Err(e) => self.message = e,
         }
+        if let Some(next) = self.queued.take() {
+            self.dictate(next, ctx);
+        }
     }
 
     /// Put a transcript into the report: voice commands applied, text at the cursor, words
@@ -626,8 +676,7 @@ impl ReportState {
             self.clips.push(c);
             self.clips.len() - 1
         });
-        // Where each word landed: searched in order through what the dictation changed,
-        // findings first.
+        // Where each word landed: searched in order through what the dictation wrote.
         let words: Vec<&str> = t.words.iter().map(|w| w.text.as_str()).collect();
         let mut found: Vec<Option<(Section, std::ops::Range<usize>)>> = vec![None; words.len()];
         let mut next = 0;
@@ -658,8 +707,10 @@ impl ReportState {
         }
     }
 
-    fn received(&mut self, receipt: case_protocol::Receipt) {
-        let addendum = self.signed_final.is_some();
+    /// The server received `report`: a final report becomes what addenda amend (its text as
+    /// signed, whatever the editors hold now).
+    fn received(&mut self, receipt: case_protocol::Receipt, report: case_protocol::Report) {
+        let addendum = matches!(report.kind, case_protocol::ReportKind::Addendum { .. });
         self.sign_message = format!(
             "{} and received by the case server at {}; report {}",
             if addendum {
@@ -674,8 +725,8 @@ impl ReportState {
             // The signed text stays as it was; what is written now is an addendum to it.
             self.signed_final = Some(SignedFinal {
                 report_hash: receipt.report_hash.clone(),
-                findings: std::mem::take(&mut self.draft.findings),
-                impression: std::mem::take(&mut self.draft.impression),
+                findings: report.findings,
+                impression: report.impression,
             });
         }
         self.draft = Draft::default();
@@ -832,7 +883,7 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         return;
     }
     let ctx = ui.ctx().clone();
-    app.report.poll();
+    app.report.poll(&ctx);
     let offers: Vec<Offer> = app
         .measurements
         .iter()
@@ -913,7 +964,10 @@ fn editors_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
         } else {
             "Use template"
         };
-        if ui.button(label).clicked() {
+        if ui
+            .add_enabled(!r.signing(), egui::Button::new(label))
+            .clicked()
+        {
             r.use_template();
         }
     });
@@ -1247,6 +1301,64 @@ mod tests {
         assert!(r.unsure[0].resolved);
         assert!(!r.unsure[1].resolved);
         assert_eq!(marked(&r), ["stable"]);
+    }
+
+    #[test]
+    fn typing_before_a_marked_word_that_starts_alike_keeps_it_marked() {
+        let mut r = state();
+        let t = transcript(
+            "Nodule stable.",
+            vec![word("Nodule", 0.9, 0.1), word("stable.", 0.2, 0.6)],
+        );
+        r.take_transcript(&t, None);
+        assert_eq!(r.marks(Section::Findings), [7..13]);
+        let old = r.draft.findings.clone();
+        r.draft.findings = "Nodule seems stable.".into();
+        r.typed(Section::Findings, &old);
+        assert!(!r.unsure[0].resolved);
+        assert_eq!(r.marks(Section::Findings), [13..19]);
+    }
+
+    #[test]
+    fn a_dictation_across_fields_leaves_the_marks_between_them() {
+        let chest = templates()
+            .into_iter()
+            .find(|t| t.id == "ct-chest")
+            .unwrap();
+        let mut r = state();
+        r.draft = Draft::from_template(&chest);
+        // An unsure word in the first field.
+        r.take_transcript(&transcript("Clear.", vec![word("Clear.", 0.3, 0.1)]), None);
+        let marked = r.marks(Section::Findings);
+        assert_eq!(marked.len(), 1);
+        // Then one dictation that fills two later fields, skipping one between.
+        r.take_transcript(
+            &transcript(
+                "No effusion. Next field. Next field. Normal.",
+                vec![word("No", 0.9, 0.1), word("Normal.", 0.9, 2.0)],
+            ),
+            None,
+        );
+        assert!(!r.unsure[0].resolved, "{}", r.draft.findings);
+        let mark = r.marks(Section::Findings)[0].clone();
+        assert_eq!(&r.draft.findings[mark], "Clear");
+    }
+
+    #[test]
+    fn another_case_starts_an_empty_report() {
+        let mut r = state();
+        r.start_case("C-1");
+        r.draft.findings = "Text of case 1.".into();
+        r.signed_final = Some(SignedFinal {
+            report_hash: "abc".into(),
+            findings: "Text of case 1.".into(),
+            impression: "One.".into(),
+        });
+        r.start_case("C-1");
+        assert!(r.signed_final.is_some(), "the same case keeps its report");
+        r.start_case("C-2");
+        assert_eq!(r.form.case_id, "C-2");
+        assert!(r.signed_final.is_none() && r.draft.findings.is_empty());
     }
 
     #[test]

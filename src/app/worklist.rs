@@ -154,7 +154,7 @@ impl OverreadApp {
                 Ok(Ok((case, url))) => {
                     self.worklist.opening = None;
                     self.worklist.message = format!("case {case}: retrieving its study");
-                    self.report.form.case_id = case;
+                    self.report.start_case(&case);
                     self.dicomweb_token.clone_from(&self.worklist.token);
                     self.opens.clear();
                     self.cells.clear();

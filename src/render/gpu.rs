@@ -85,6 +85,16 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
 }
 
 impl GpuContext {
+    /// Submit the queue's pending writes (texture uploads made with `write_texture`) and let
+    /// finished work be cleaned up, without waiting: their staging memory is freed once the
+    /// copies are done instead of piling up until the next frame's submission.
+    pub fn flush_writes(&self) {
+        self.queue.submit([]);
+        if let Err(e) = self.device.poll(wgpu::PollType::Poll) {
+            tracing::warn!("GPU poll: {e}");
+        }
+    }
+
     /// Open the best adapter for `choice`.
     pub fn new(choice: AdapterChoice) -> Result<GpuContext, RenderError> {
         pollster::block_on(Self::new_async(choice))

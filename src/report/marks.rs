@@ -1,9 +1,10 @@
 //! Marks on the report text that must survive editing: where each word the speech engine was
 //! unsure of stands, so the editor can highlight it and a click on it can replay its audio.
 //!
-//! A mark is a byte range in one section's text. Every change to a section (dictation, a
-//! typed edit, an inserted measurement or macro) is reduced to one [`Change`]: the common
-//! prefix and suffix of the old and new text, with the part between replaced. Marks before the
+//! A mark is a byte range in one section's text. Every change to a section (a dictated piece,
+//! a typed edit, an inserted measurement or macro) is reduced to an [`Edit`]: the common prefix
+//! and suffix of the old and new text, with the part between replaced (read both ways when the
+//! edit repeats its neighbours). Marks before the
 //! change stay, marks after it move by the length difference, and a mark the change touches is
 //! gone: the radiologist has edited that word, which corrects it.
 
@@ -17,33 +18,113 @@ pub struct Change {
     pub new_end: usize,
 }
 
-impl Change {
-    /// The change from `old` to `new`, or `None` when they are equal. Offsets are on character
-    /// boundaries of both texts.
-    pub fn between(old: &str, new: &str) -> Option<Change> {
-        if old == new {
-            return None;
+/// An edit from one text to another, as replaced spans. An insertion or deletion next to text
+/// that repeats it is ambiguous (typing "seems " before "stable" may be read as "eems s"
+/// inserted after its "s"): both readings are kept, and a mark survives when either leaves it
+/// untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edit {
+    /// The common prefix taken first (the change as far right as it can be).
+    pub right: Change,
+    /// The common suffix taken first (the change as far left as it can be).
+    pub left: Change,
+}
+
+impl Edit {
+    /// The edit from `old` to `new`, or `None` when they are equal.
+    pub fn between(old: &str, new: &str) -> Option<Edit> {
+        Some(Edit {
+            right: Change::between(old, new)?,
+            left: Change::between_suffix_first(old, new)?,
+        })
+    }
+
+    /// Where `range` (in the old text) is in the new text; `None` when the edit touched it
+    /// under every reading.
+    pub fn map(&self, range: &Range<usize>) -> Option<Range<usize>> {
+        self.right.map(range).or_else(|| self.left.map(range))
+    }
+
+    /// Where the word at `range` is in `new`; `None` when the edit touched it, or made it part
+    /// of a longer word ("stable" typed into "unstable": the word was edited).
+    pub fn map_word(&self, range: &Range<usize>, new: &str) -> Option<Range<usize>> {
+        let bounded = |r: &Range<usize>| {
+            let before = new.get(..r.start).and_then(|t| t.chars().next_back());
+            let after = new.get(r.end..).and_then(|t| t.chars().next());
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        };
+        [self.right.map(range), self.left.map(range)]
+            .into_iter()
+            .flatten()
+            .find(bounded)
+    }
+
+    /// The new text's changed part (the leftmost reading).
+    pub fn inserted(&self) -> Range<usize> {
+        self.left.inserted()
+    }
+}
+
+/// Common prefix and suffix lengths of two byte strings, the first one taken first, on
+/// character boundaries of both texts.
+fn common(old: &str, new: &str, prefix_first: bool) -> (usize, usize) {
+    let (a, b) = (old.as_bytes(), new.as_bytes());
+    let shortest = a.len().min(b.len());
+    let forward = |limit: usize| {
+        let mut n = a
+            .iter()
+            .zip(b)
+            .take(limit)
+            .take_while(|(x, y)| x == y)
+            .count();
+        while !old.is_char_boundary(n) || !new.is_char_boundary(n) {
+            n -= 1;
         }
-        let (a, b) = (old.as_bytes(), new.as_bytes());
-        let mut start = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-        while !old.is_char_boundary(start) || !new.is_char_boundary(start) {
-            start -= 1;
-        }
-        let most = a.len().min(b.len()) - start;
-        let mut suffix = a
+        n
+    };
+    let backward = |limit: usize| {
+        let mut n = a
             .iter()
             .rev()
             .zip(b.iter().rev())
-            .take(most)
+            .take(limit)
             .take_while(|(x, y)| x == y)
             .count();
-        while !old.is_char_boundary(a.len() - suffix) || !new.is_char_boundary(b.len() - suffix) {
-            suffix -= 1;
+        while !old.is_char_boundary(a.len() - n) || !new.is_char_boundary(b.len() - n) {
+            n -= 1;
         }
+        n
+    };
+    if prefix_first {
+        let prefix = forward(shortest);
+        (prefix, backward(shortest - prefix))
+    } else {
+        let suffix = backward(shortest);
+        (forward(shortest - suffix), suffix)
+    }
+}
+
+impl Change {
+    /// The change from `old` to `new` with the longest common prefix, or `None` when they are
+    /// equal. Offsets are on character boundaries of both texts.
+    pub fn between(old: &str, new: &str) -> Option<Change> {
+        Self::with(old, new, true)
+    }
+
+    /// The same with the longest common suffix.
+    pub fn between_suffix_first(old: &str, new: &str) -> Option<Change> {
+        Self::with(old, new, false)
+    }
+
+    fn with(old: &str, new: &str, prefix_first: bool) -> Option<Change> {
+        if old == new {
+            return None;
+        }
+        let (start, suffix) = common(old, new, prefix_first);
         Some(Change {
             start,
-            old_end: a.len() - suffix,
-            new_end: b.len() - suffix,
+            old_end: old.len() - suffix,
+            new_end: new.len() - suffix,
         })
     }
 
@@ -136,6 +217,26 @@ mod tests {
         let c = Change::between(old, new).unwrap();
         assert_eq!(c.map(&word), None);
         assert_eq!(Change::between(old, old), None);
+    }
+
+    #[test]
+    fn typing_before_a_word_that_starts_like_the_typing_ends_keeps_its_mark() {
+        let old = "Nodule stable";
+        let word = 7..13;
+        let new = "Nodule seems stable";
+        // Read with the longest prefix, the insertion is "eems s" inside "stable".
+        assert_eq!(Change::between(old, new).unwrap().map(&word), None);
+        let edit = Edit::between(old, new).unwrap();
+        assert_eq!(&new[edit.map_word(&word, new).unwrap()], "stable");
+        // And deleting it again.
+        let edit = Edit::between(new, old).unwrap();
+        assert_eq!(&old[edit.map_word(&(13..19), old).unwrap()], "stable");
+        // Changing the word itself takes the mark away, also when the letters of the old word
+        // are still there.
+        for changed in ["Nodule unstable", "Nodule stables", "Nodule stale"] {
+            let edit = Edit::between(old, changed).unwrap();
+            assert_eq!(edit.map_word(&word, changed), None, "{changed}");
+        }
     }
 
     #[test]

@@ -13,5 +13,5 @@ pub use checks::{
     Check, CheckKind, LinkedMeasurement, MeasurementSource, Section, UnsureWord, pre_sign_checks,
 };
 pub use draft::Draft;
-pub use marks::Change;
+pub use marks::{Change, Edit};
 pub use template::{Template, fields_in, templates};
