@@ -1311,12 +1311,12 @@ mod tests {
             vec![word("Nodule", 0.9, 0.1), word("stable.", 0.2, 0.6)],
         );
         r.take_transcript(&t, None);
-        assert_eq!(r.marks(Section::Findings), [7..13]);
+        assert_eq!(r.marks(Section::Findings), vec![(7..13)]);
         let old = r.draft.findings.clone();
         r.draft.findings = "Nodule seems stable.".into();
         r.typed(Section::Findings, &old);
         assert!(!r.unsure[0].resolved);
-        assert_eq!(r.marks(Section::Findings), [13..19]);
+        assert_eq!(r.marks(Section::Findings), vec![(13..19)]);
     }
 
     #[test]
