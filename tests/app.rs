@@ -1483,7 +1483,8 @@ fn snapshots_of_a_measured_axial_view_and_oblique_mpr() {
 }
 
 /// Two series of one study and frame of reference (2.5 mm and 5 mm slices) side by side: the
-/// second goes into the active viewport of a 1x2 layout, scrolling one moves the other to the
+/// second, dragged from the browser onto the right-hand viewport of a 1x2 layout, opens there;
+/// scrolling one moves the other to the
 /// same patient position (its nearest slice, not the same index), each keeps its own window,
 /// and unlinking stops it.
 #[test]
@@ -1525,11 +1526,12 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
     h.get_by_label("1x2").click();
     h.step();
-    h.state_mut().set_active(1);
-    let ctx = h.ctx.clone();
-    h.state_mut().open_stack(&thick_stack.id, &ctx);
+    // Dragged from the study browser onto the right-hand viewport.
+    let from = h.get_by_label_contains("20 images").rect().center();
+    let to = h.state().cell_rect(1).unwrap().center();
+    drag(&mut h, from, to);
     step_until(&mut h, 60, "the second series did not load", |app| {
-        app.loaded()
+        app.loaded() && app.cell_stack(1).is_some_and(|id| id == thick_stack.id)
     });
     assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
     assert_eq!(h.state().cell_stack(1), Some(thick_stack.id.as_str()));

@@ -147,7 +147,13 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                     if let Some(t) = app.thumbnails.get(&stack.id) {
                                         ui.image((t.id(), Vec2::splat(48.0)));
                                     }
-                                    if ui.selectable_label(open, text).double_clicked() {
+                                    let row = ui.add(
+                                        egui::Button::selectable(open, text)
+                                            .sense(Sense::click_and_drag()),
+                                    );
+                                    // Dragged onto a viewport, it opens there.
+                                    row.dnd_set_drag_payload(StackDrag(stack.id.clone()));
+                                    if row.double_clicked() {
                                         open_id = Some(stack.id.clone());
                                     }
                                 });
@@ -162,6 +168,10 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         app.open_stack(&id, &ctx);
     }
 }
+
+/// A series being dragged from the study browser (its stack id).
+#[derive(Debug, Clone)]
+struct StackDrag(String);
 
 pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     let mut delete = None;
@@ -265,6 +275,13 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
         return;
     };
     app.cells[i].rect = Some(rect);
+    // A series dropped here from the browser opens in this viewport.
+    if let Some(dropped) = response.dnd_release_payload::<StackDrag>() {
+        app.active = i;
+        let ctx = ui.ctx().clone();
+        app.open_stack(&dropped.0, &ctx);
+        return;
+    }
     if response.is_pointer_button_down_on()
         || response.clicked()
         || response.hovered() && ui.input(|inp| inp.pointer.any_pressed())
