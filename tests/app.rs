@@ -1604,4 +1604,31 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     let (q0, q1) = positions(&h);
     assert!((q0 - p0).abs() > 10.0);
     assert_eq!(q1, p1);
+
+    // A double-click puts a series into the active viewport: both now show the thin one.
+    h.state_mut().set_active(1);
+    // Two clicks 0.1 s apart, a minute after the test's earlier clicks (the harness's clock
+    // is set: it would otherwise count these with those as one triple click).
+    let row = h.get_by_label_contains("40 images").rect().center();
+    h.event(egui::Event::PointerMoved(row));
+    h.step();
+    for t in [60.0, 60.1] {
+        h.input_mut().time = Some(t);
+        for pressed in [true, false] {
+            h.event(egui::Event::PointerButton {
+                pos: row,
+                button: egui::PointerButton::Primary,
+                pressed,
+                modifiers: egui::Modifiers::NONE,
+            });
+        }
+        h.step();
+    }
+    step_until(
+        &mut h,
+        60,
+        "the double-clicked series did not open",
+        |app| app.loaded() && app.cell_stack(1).is_some_and(|id| id == thin_stack.id),
+    );
+    assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
 }
