@@ -381,6 +381,8 @@ impl VolumeTexture {
                     self.write_run(ctx, start, run_end - start, &bytes, w, h);
                 }
             }
+            // Each run's staging copy is freed once it is copied, not after the whole volume.
+            ctx.flush_writes();
             start = run_end;
         }
         Ok(())
