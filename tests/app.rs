@@ -1526,6 +1526,10 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
     h.get_by_label("1x2").click();
     h.step();
+    // The browser's rows move when their thumbnails arrive: wait for them before grabbing one.
+    step_until(&mut h, 60, "no thumbnails", |app| {
+        app.thumbnail_ids().len() == 2
+    });
     // Dragged from the study browser onto the right-hand viewport.
     let from = h.get_by_label_contains("20 images").rect().center();
     let to = h.state().cell_rect(1).unwrap().center();
@@ -1535,6 +1539,21 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     });
     assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
     assert_eq!(h.state().cell_stack(1), Some(thick_stack.id.as_str()));
+    // Another grid keeps each viewport's series where it still has a place.
+    h.get_by_label("2x2").click();
+    h.step();
+    let stacks = |h: &Harness<'_, OverreadApp>| -> Vec<String> {
+        (0..h.state().viewports().len())
+            .map(|i| h.state().cell_stack(i).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        stacks(&h)[..2],
+        [thin_stack.id.clone(), thick_stack.id.clone()]
+    );
+    h.get_by_label("1x2").click();
+    h.step();
+    assert_eq!(stacks(&h), [thin_stack.id.clone(), thick_stack.id.clone()]);
 
     let thick_z: Vec<f64> = thick_stack
         .geometry
@@ -1631,4 +1650,10 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
         |app| app.loaded() && app.cell_stack(1).is_some_and(|id| id == thin_stack.id),
     );
     assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
+
+    // A study opened as a whole (a scan, a case) fills every viewport.
+    let ctx = h.ctx.clone();
+    h.state_mut().open_stack(&thick_stack.id, &ctx);
+    step_until(&mut h, 60, "the study did not open", |app| app.loaded());
+    assert_eq!(stacks(&h), [thick_stack.id.clone(), thick_stack.id.clone()]);
 }

@@ -493,18 +493,29 @@ impl OverreadApp {
         self.thumbnails.keys().map(String::as_str).collect()
     }
 
-    /// Open a stack by id (as `overread scan` prints it) and start loading it. In a grid of
-    /// several viewports it goes into the active one (the others keep their series);
-    /// otherwise every viewport shows it.
+    /// Open a stack by id (as `overread scan` prints it) and start loading it: every viewport
+    /// shows it (a study opened, a case opened), in the current layout.
     pub fn open_stack(&mut self, id: &str, ctx: &egui::Context) {
+        self.open_stack_with(id, ctx, false);
+    }
+
+    /// Open a stack into the active viewport (a series double-clicked in the browser or dropped
+    /// on a viewport): in a grid of several viewports the others keep their series; otherwise
+    /// as [`OverreadApp::open_stack`].
+    pub fn open_stack_here(&mut self, id: &str, ctx: &egui::Context) {
+        self.open_stack_with(id, ctx, true);
+    }
+
+    fn open_stack_with(&mut self, id: &str, ctx: &egui::Context, here: bool) {
         let Some(stack) = imaging::find_stack(&self.patients, id).cloned() else {
             self.status = format!("no stack {id}");
             return;
         };
-        let into_active = matches!(
-            self.layout,
-            Layout::OneByTwo | Layout::TwoByOne | Layout::TwoByTwo
-        ) && self.active < self.cells.len();
+        let into_active =
+            here && matches!(
+                self.layout,
+                Layout::OneByTwo | Layout::TwoByOne | Layout::TwoByTwo
+            ) && self.active < self.cells.len();
         // The same stack already open (the same frames of the same files) is shown again, not
         // loaded twice; a preview of it (one slice of a study still arriving) is not the same.
         let same = |o: &Open| {
@@ -540,18 +551,6 @@ impl OverreadApp {
             .unwrap_or_else(|| Voi::linear(2048.0, 4096.0));
         let mut viewport = Viewport::new(&o.info, native_plane(&o.info), voi);
         viewport.display.monochrome1 = o.stack.format.photometric_interpretation == "MONOCHROME1";
-        // The report is about the study this stack belongs to.
-        self.report.study_uids = self
-            .patients
-            .iter()
-            .flat_map(|p| &p.studies)
-            .filter(|st| {
-                st.series
-                    .iter()
-                    .any(|se| se.stacks.iter().any(|k| k.id == stack.id))
-            })
-            .map(|st| st.uid.clone())
-            .collect();
         self.pending_points.clear();
         if into_active {
             let active = self.active;
@@ -569,11 +568,35 @@ impl OverreadApp {
             }
             return;
         }
+        // The report is about the study this stack belongs to (a series put beside it for
+        // comparison does not change that).
+        self.report.study_uids = self
+            .patients
+            .iter()
+            .flat_map(|p| &p.studies)
+            .filter(|st| {
+                st.series
+                    .iter()
+                    .any(|se| se.stacks.iter().any(|k| k.id == stack.id))
+            })
+            .map(|st| st.uid.clone())
+            .collect();
         self.cursor_mm = DVec3::from(viewport.center_mm);
-        self.set_cells(vec![viewport], volume);
+        self.set_cells(vec![(viewport, volume)]);
         let layout = self.layout;
         self.layout = Layout::One;
         self.set_layout(layout);
+    }
+
+    /// Close every series and viewport (another case is being opened).
+    pub(crate) fn close_all(&mut self) {
+        self.set_cells(Vec::new());
+        self.opens.clear();
+        self.measurements.clear();
+        self.pending_points.clear();
+        self.dragging_cursor = None;
+        self.dragging_handle = None;
+        self.rotating = None;
     }
 
     /// Start loading `stack` on a background thread: its volume, with a GPU texture filled
@@ -685,9 +708,9 @@ impl OverreadApp {
         self.open_at(self.active)
     }
 
-    /// Replace the cells, all showing `volume` (freeing the old cells' textures and the
-    /// volumes no cell shows any more).
-    fn set_cells(&mut self, viewports: Vec<Viewport>, volume: usize) {
+    /// Replace the cells, each with its viewport and volume (freeing the old cells' textures
+    /// and the volumes no cell shows any more).
+    fn set_cells(&mut self, viewports: Vec<(Viewport, usize)>) {
         let old = std::mem::take(&mut self.cells);
         if let Some(g) = &self.gpu {
             let mut r = g.egui_renderer.write();
@@ -699,7 +722,7 @@ impl OverreadApp {
         }
         self.cells = viewports
             .into_iter()
-            .map(|v| Cell::new(v, volume))
+            .map(|(v, volume)| Cell::new(v, volume))
             .collect();
         self.active = 0;
         self.drop_unused_volumes();
@@ -727,14 +750,31 @@ impl OverreadApp {
                 .map(|plane| {
                     let mut v = active.with_plane(&info, plane);
                     v.center_mm = self.cursor_mm.to_array();
-                    v
+                    (v, volume)
                 })
                 .collect()
+        } else if layout == Layout::One || self.layout == Layout::Mpr {
+            vec![(active, volume); rows * cols]
         } else {
-            vec![active; rows * cols]
+            // From one grid to another: a viewport that still has a place keeps its series
+            // (and view); new places show the active one's, and the active one takes the last
+            // place when its own is gone.
+            let n = rows * cols;
+            let mut cells: Vec<(Viewport, usize)> = (0..n)
+                .map(|k| match self.cells.get(k) {
+                    Some(c) => (c.viewport.clone(), c.volume),
+                    None => (active.clone(), volume),
+                })
+                .collect();
+            if self.active >= n
+                && let Some(last) = cells.last_mut()
+            {
+                *last = (active, volume);
+            }
+            cells
         };
         self.layout = layout;
-        self.set_cells(viewports, volume);
+        self.set_cells(viewports);
     }
 
     pub fn layout(&self) -> Layout {
@@ -959,9 +999,13 @@ impl OverreadApp {
         &self.opened
     }
 
-    /// Every open stack is completely loaded.
+    /// Every open stack has finished loading (or failed, with its error in the status).
     pub fn loaded(&self) -> bool {
-        !self.opens.is_empty() && self.opens.iter().all(|o| o.volume.is_some())
+        !self.opens.is_empty()
+            && self
+                .opens
+                .iter()
+                .all(|o| o.volume.is_some() || o.error.is_some())
     }
 
     /// The voxels of the open stack, once completely loaded.
@@ -1001,7 +1045,7 @@ impl OverreadApp {
         let frame = &o.info.geometry.frame_of_reference_uid;
         self.measurements
             .iter()
-            .filter(|m| crate::viewer::measure::visible_on(m, &view, tolerance, frame))
+            .filter(|m| crate::viewer::measure::visible_on(m, &view, tolerance, frame, &o.stack.id))
             .map(|m| m.id)
             .collect()
     }
@@ -1053,8 +1097,11 @@ impl OverreadApp {
         // else in the first view that has.
         let fits = |app: &Self, i: usize| {
             app.open_at(i).is_some_and(|o| {
-                m.frame_of_reference_uid.is_some()
-                    && o.info.geometry.frame_of_reference_uid == m.frame_of_reference_uid
+                crate::viewer::measure::same_space(
+                    &m,
+                    &o.info.geometry.frame_of_reference_uid,
+                    &o.stack.id,
+                )
             })
         };
         if !fits(self, self.active) {
@@ -1103,7 +1150,11 @@ impl OverreadApp {
             let Some(o) = self.opens.get(c.volume) else {
                 continue;
             };
-            if o.info.geometry.frame_of_reference_uid != m.frame_of_reference_uid {
+            if !crate::viewer::measure::same_space(
+                &m,
+                &o.info.geometry.frame_of_reference_uid,
+                &o.stack.id,
+            ) {
                 continue;
             }
             let n = c.viewport.normal();

@@ -165,7 +165,7 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         });
     if let Some(id) = open_id {
         let ctx = ui.ctx().clone();
-        app.open_stack(&id, &ctx);
+        app.open_stack_here(&id, &ctx);
     }
 }
 
@@ -279,7 +279,7 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
     if let Some(dropped) = response.dnd_release_payload::<StackDrag>() {
         app.active = i;
         let ctx = ui.ctx().clone();
-        app.open_stack(&dropped.0, &ctx);
+        app.open_stack_here(&dropped.0, &ctx);
         return;
     }
     if response.is_pointer_button_down_on()
@@ -601,7 +601,7 @@ fn handle_at(
     let frame = &open.info.geometry.frame_of_reference_uid;
     app.measurements
         .iter()
-        .filter(|m| visible_on(m, view, tolerance, frame))
+        .filter(|m| visible_on(m, view, tolerance, frame, &open.stack.id))
         .flat_map(|m| {
             m.shape
                 .handles()
@@ -763,7 +763,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     for meas in app
         .measurements
         .iter()
-        .filter(|m| visible_on(m, view, tolerance, frame))
+        .filter(|m| visible_on(m, view, tolerance, frame, &open.stack.id))
     {
         let paths: Vec<Vec<[f64; 3]>> = match &meas.shape {
             Shape::Length { a, b } => vec![vec![*a, *b]],

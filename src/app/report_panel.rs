@@ -352,6 +352,12 @@ impl ReportState {
         }
         self.form.case_id = case_id.to_string();
         self.form.override_checks = false;
+        // A dictation of the last case still being transcribed does not land in this one
+        // (its thread finishes unheard). A signature in flight goes on: its receipt is shown
+        // for its own case.
+        self.job = None;
+        self.pending_clip = None;
+        self.queued = None;
         self.draft = Draft::default();
         self.linked.clear();
         self.unsure.clear();
@@ -489,7 +495,9 @@ impl ReportState {
                         }
                     })
                     .collect();
-                let range = edit.inserted();
+                // The reading that ends at the cursor: dictation writes at the cursor.
+                let cursor = (self.draft.section == Some(section)).then_some(self.draft.cursor);
+                let range = edit.inserted_ending_at(cursor);
                 if !range.is_empty() {
                     written.push((section, range));
                 }
@@ -710,6 +718,14 @@ impl ReportState {
     /// The server received `report`: a final report becomes what addenda amend (its text as
     /// signed, whatever the editors hold now).
     fn received(&mut self, receipt: case_protocol::Receipt, report: case_protocol::Report) {
+        if report.case_id != self.form.case_id.trim() {
+            // Signed for a case that is no longer open: said, and nothing here changes.
+            self.sign_message = format!(
+                "The report for case {} was received by the case server at {}; report {}",
+                report.case_id, receipt.received_at, receipt.report_hash
+            );
+            return;
+        }
         let addendum = matches!(report.kind, case_protocol::ReportKind::Addendum { .. });
         self.sign_message = format!(
             "{} and received by the case server at {}; report {}",
@@ -1342,6 +1358,19 @@ mod tests {
         assert!(!r.unsure[0].resolved, "{}", r.draft.findings);
         let mark = r.marks(Section::Findings)[0].clone();
         assert_eq!(&r.draft.findings[mark], "Clear");
+    }
+
+    #[test]
+    fn a_dictation_that_repeats_the_text_before_it_marks_the_new_words() {
+        let mut r = state();
+        r.draft.findings = "Normal.".into();
+        r.draft.typed(Section::Findings);
+        r.take_transcript(
+            &transcript("Normal.", vec![word("Normal.", 0.2, 0.1)]),
+            None,
+        );
+        assert_eq!(r.draft.findings, "Normal. Normal.");
+        assert_eq!(r.marks(Section::Findings), vec![(8..14)]);
     }
 
     #[test]

@@ -156,8 +156,7 @@ impl OverreadApp {
                     self.worklist.message = format!("case {case}: retrieving its study");
                     self.report.start_case(&case);
                     self.dicomweb_token.clone_from(&self.worklist.token);
-                    self.opens.clear();
-                    self.cells.clear();
+                    self.close_all();
                     self.scan(vec![url], ctx.clone());
                 }
                 Ok(Err(e)) => {

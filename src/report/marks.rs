@@ -59,9 +59,14 @@ impl Edit {
             .find(bounded)
     }
 
-    /// The new text's changed part (the leftmost reading).
-    pub fn inserted(&self) -> Range<usize> {
-        self.left.inserted()
+    /// The new text's changed part: the reading that ends at `cursor` when one does (text
+    /// written at a cursor), else the rightmost.
+    pub fn inserted_ending_at(&self, cursor: Option<usize>) -> Range<usize> {
+        if cursor == Some(self.left.new_end) {
+            self.left.inserted()
+        } else {
+            self.right.inserted()
+        }
     }
 }
 

@@ -296,15 +296,30 @@ impl Shape {
     }
 }
 
+/// Whether `m` belongs to the space of the view's stack (`frame_of_reference_uid`,
+/// `stack_id`): the same frame of reference, or without one, the very stack it was drawn on.
+pub fn same_space(
+    m: &Measurement,
+    frame_of_reference_uid: &Option<String>,
+    stack_id: &str,
+) -> bool {
+    match (&m.frame_of_reference_uid, frame_of_reference_uid) {
+        (Some(a), Some(b)) => a == b,
+        _ => m.stack_id.as_deref() == Some(stack_id),
+    }
+}
+
 /// True when every point of `m` lies within `tolerance_mm` of the view's plane and the
-/// measurement belongs to `frame_of_reference_uid`: the view cuts it, so it is drawn there.
+/// measurement belongs to the view's stack's space ([`same_space`]): the view cuts it, so it is
+/// drawn there.
 pub fn visible_on(
     m: &Measurement,
     view: &SliceView,
     tolerance_mm: f64,
     frame_of_reference_uid: &Option<String>,
+    stack_id: &str,
 ) -> bool {
-    &m.frame_of_reference_uid == frame_of_reference_uid
+    same_space(m, frame_of_reference_uid, stack_id)
         && m.shape
             .points()
             .iter()
