@@ -1626,12 +1626,14 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
 
     // A double-click puts a series into the active viewport: both now show the thin one.
     h.state_mut().set_active(1);
-    // Two clicks 0.1 s apart, a minute after the test's earlier clicks (the harness's clock
-    // is set: it would otherwise count these with those as one triple click).
+    // Two clicks 0.1 s apart, ten seconds after the test's earlier clicks (the harness's
+    // clock, a sixtieth of a second a step, is set forward: it would otherwise count these
+    // with those as one triple click).
     let row = h.get_by_label_contains("40 images").rect().center();
     h.event(egui::Event::PointerMoved(row));
     h.step();
-    for t in [60.0, 60.1] {
+    let now = h.ctx.input(|i| i.time);
+    for t in [now + 10.0, now + 10.1] {
         h.input_mut().time = Some(t);
         for pressed in [true, false] {
             h.event(egui::Event::PointerButton {
