@@ -15,7 +15,7 @@ use overread::app::{OverreadApp, Tool};
 use overread::render::Plane;
 use overread::viewer::measure::{Shape, Value};
 
-use crate::support::{shared, tempdir};
+use crate::support::{AlsaHome, shared, tempdir};
 
 fn spec() -> PhantomSpec {
     PhantomSpec {
@@ -57,7 +57,9 @@ fn harness_on(dir: &Path, settings: Settings, size: egui::Vec2) -> Harness<'stat
         .wgpu()
         .build_eframe(move |cc| OverreadApp::with_settings(cc, vec![dir], &settings));
     let start = Instant::now();
-    while !harness.state().loaded() {
+    // Loaded, and the browser's thumbnails made: rows grow when theirs arrives, which can widen
+    // the browser and move the viewports, so tests that point at the screen wait for them.
+    while !(harness.state().loaded() && harness.state().thumbnails_done()) {
         harness.step();
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -99,17 +101,53 @@ fn click_patient(h: &mut Harness<'_, OverreadApp>, p: DVec3) {
         rect.min.x + x.floor() as f32 + 0.5,
         rect.min.y + y.floor() as f32 + 0.5,
     );
+    click_at(h, pos);
+}
+
+/// A press or release of `button` at `pos`.
+fn button_event(pos: egui::Pos2, button: egui::PointerButton, pressed: bool) -> egui::Event {
+    egui::Event::PointerButton {
+        pos,
+        button,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    }
+}
+
+/// Move to `pos` and click the primary button there (press and release a frame each).
+fn click_at(h: &mut Harness<'_, OverreadApp>, pos: egui::Pos2) {
     h.event(egui::Event::PointerMoved(pos));
     h.step();
     for pressed in [true, false] {
-        h.event(egui::Event::PointerButton {
-            pos,
-            button: egui::PointerButton::Primary,
-            pressed,
-            modifiers: egui::Modifiers::NONE,
-        });
+        h.event(button_event(pos, egui::PointerButton::Primary, pressed));
         h.step();
     }
+}
+
+/// Press the primary button at the first of `path`, move through the rest a frame each, and
+/// release at the last.
+fn drag_along(h: &mut Harness<'_, OverreadApp>, path: &[egui::Pos2]) {
+    let (Some(&first), Some(&last)) = (path.first(), path.last()) else {
+        return;
+    };
+    h.event(egui::Event::PointerMoved(first));
+    h.step();
+    h.event(button_event(first, egui::PointerButton::Primary, true));
+    h.step();
+    for &pos in &path[1..] {
+        h.event(egui::Event::PointerMoved(pos));
+        h.step();
+    }
+    h.event(button_event(last, egui::PointerButton::Primary, false));
+    h.step();
+}
+
+/// Drag in `steps` straight steps from `from` to `to`.
+fn drag(h: &mut Harness<'_, OverreadApp>, from: egui::Pos2, to: egui::Pos2, steps: usize) {
+    let path: Vec<egui::Pos2> = (0..=steps)
+        .map(|k| from + (to - from) * (k as f32 / steps as f32))
+        .collect();
+    drag_along(h, &path);
 }
 
 #[test]
@@ -281,27 +319,7 @@ fn mpr_planes_follow_scrolling_and_the_crosshair() {
     let target = DVec3::new(-50.0, after.y, 10.0);
     let start = screen_of(&h, 1, after);
     let end = screen_of(&h, 1, target);
-    h.event(egui::Event::PointerMoved(start));
-    h.step();
-    h.event(egui::Event::PointerButton {
-        pos: start,
-        button: egui::PointerButton::Primary,
-        pressed: true,
-        modifiers: egui::Modifiers::NONE,
-    });
-    h.step();
-    for t in 1..=20 {
-        let pos = start + (end - start) * (t as f32 / 20.0);
-        h.event(egui::Event::PointerMoved(pos));
-        h.step();
-    }
-    h.event(egui::Event::PointerButton {
-        pos: end,
-        button: egui::PointerButton::Primary,
-        pressed: false,
-        modifiers: egui::Modifiers::NONE,
-    });
-    h.step();
+    drag(&mut h, start, end, 20);
     let pixel_mm = h.state().cell_view(1).unwrap().pixel_mm;
     let positions: Vec<f64> = h
         .state()
@@ -1078,18 +1096,7 @@ fn push_to_talk_app_process() {
         .next()
         .unwrap()
         .rect();
-    let pos = editor.min + egui::vec2(8.0, 10.0);
-    h.event(egui::Event::PointerMoved(pos));
-    h.step();
-    for pressed in [true, false] {
-        h.event(egui::Event::PointerButton {
-            pos,
-            button: egui::PointerButton::Primary,
-            pressed,
-            modifiers: egui::Modifiers::NONE,
-        });
-        h.step();
-    }
+    click_at(&mut h, editor.min + egui::vec2(8.0, 10.0));
     assert!(h.state().report.playing(), "{}", h.state().report.message);
     step_until(&mut h, 30, "playing", |app| !app.report.playing());
     assert!(
@@ -1118,12 +1125,7 @@ fn push_to_talk_app_process() {
 
     // The mouse button named in the settings does the same as the key.
     let viewport = h.state().viewport_rect().unwrap().center();
-    let extra = |pressed| egui::Event::PointerButton {
-        pos: viewport,
-        button: egui::PointerButton::Extra1,
-        pressed,
-        modifiers: egui::Modifiers::NONE,
-    };
+    let extra = |pressed| button_event(viewport, egui::PointerButton::Extra1, pressed);
     h.event(egui::Event::PointerMoved(viewport));
     h.event(extra(true));
     h.step();
@@ -1156,32 +1158,17 @@ fn push_to_talk_dictates_through_alsa_and_a_marked_word_replays() {
     };
     let mut reader = hound::WavReader::open(dictation.join("flite/d09.wav")).unwrap();
     assert_eq!(reader.spec().sample_rate, 16_000);
-    let pcm: Vec<u8> = reader
-        .samples::<i16>()
-        .flat_map(|s| s.unwrap().to_le_bytes())
-        .collect();
-    let home = tempdir();
-    std::fs::write(home.path().join("in.raw"), pcm).unwrap();
-    std::fs::write(
-        home.path().join(".asoundrc"),
-        format!(
-            "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"{}\"\n    \
-             infile \"{}\"\n    format \"raw\"\n}}\n",
-            home.path().join("out.raw").display(),
-            home.path().join("in.raw").display()
-        ),
-    )
-    .unwrap();
-    let run = std::process::Command::new(std::env::current_exe().unwrap())
+    let pcm: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let home = AlsaHome::new(&pcm);
+    let run = home
+        .command(std::env::current_exe().unwrap())
         .args([
             "app::push_to_talk_app_process",
             "--exact",
             "--ignored",
             "--nocapture",
         ])
-        .env("HOME", home.path())
         .env("OVERREAD_TEST_ALSA_HOME", home.path())
-        .env_remove("ALSA_CONFIG_PATH")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -1241,28 +1228,6 @@ fn macros_are_saved_inserted_and_deleted_in_the_report_panel() {
     assert!(h.state().report.macros.is_empty());
 }
 
-/// Drag with the primary button from `from` to `to` in a few steps.
-fn drag(h: &mut Harness<'_, OverreadApp>, from: egui::Pos2, to: egui::Pos2) {
-    let button = |pos, pressed| egui::Event::PointerButton {
-        pos,
-        button: egui::PointerButton::Primary,
-        pressed,
-        modifiers: egui::Modifiers::NONE,
-    };
-    h.event(egui::Event::PointerMoved(from));
-    h.step();
-    h.event(button(from, true));
-    h.step();
-    for k in 1..=5 {
-        h.event(egui::Event::PointerMoved(
-            from + (to - from) * (k as f32 / 5.0),
-        ));
-        h.step();
-    }
-    h.event(button(to, false));
-    h.step();
-}
-
 /// A measurement is edited by dragging its handle, with whatever tool is active (here W/L,
 /// whose drag would otherwise change the window): the point moves to where it is dropped, the
 /// other stays, the value follows, and a report that quoted the old value is flagged.
@@ -1308,7 +1273,7 @@ fn a_measurement_handle_drags_to_a_new_point() {
         screen_of(&h, 0, DVec3::from(before.shape.points()[1])),
         screen_of(&h, 0, moved),
     );
-    drag(&mut h, from, to);
+    drag(&mut h, from, to, 5);
     h.step();
 
     let after = h.state().measurements()[0].clone();
@@ -1369,23 +1334,9 @@ fn a_rotation_handle_turns_the_other_planes_for_oblique_mpr() {
         centre + egui::vec2(v.x * c - v.y * s, v.x * s + v.y * c)
     };
     let angle = 30f32.to_radians();
-    let button = |pos, pressed| egui::Event::PointerButton {
-        pos,
-        button: egui::PointerButton::Primary,
-        pressed,
-        modifiers: egui::Modifiers::NONE,
-    };
-    h.event(egui::Event::PointerMoved(handle));
-    h.step();
-    h.event(button(handle, true));
-    h.step();
-    for k in 1..=15 {
-        h.event(egui::Event::PointerMoved(turn(angle * k as f32 / 15.0)));
-        h.step();
-    }
+    let arc: Vec<egui::Pos2> = (0..=15).map(|k| turn(angle * k as f32 / 15.0)).collect();
+    drag_along(&mut h, &arc);
     let drop = turn(angle);
-    h.event(button(drop, false));
-    h.step();
     h.step();
 
     let normals: Vec<DVec3> = h.state().viewports().iter().map(|v| v.normal()).collect();
@@ -1473,7 +1424,7 @@ fn snapshots_of_a_measured_axial_view_and_oblique_mpr() {
         .find(|(j, _)| *j == 1)
         .map(|(_, at)| at)
         .unwrap();
-    drag(&mut h, handle, handle + egui::vec2(0.0, 40.0));
+    drag(&mut h, handle, handle + egui::vec2(0.0, 40.0), 5);
     h.step();
     let cells = (0..3)
         .filter_map(|i| h.state().cell_rect(i))
@@ -1526,14 +1477,10 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     assert_eq!(h.state().cell_stack(0), Some(thin_stack.id.as_str()));
     h.get_by_label("1x2").click();
     h.step();
-    // The browser's rows move when their thumbnails arrive: wait for them before grabbing one.
-    step_until(&mut h, 60, "no thumbnails", |app| {
-        app.thumbnail_ids().len() == 2
-    });
     // Dragged from the study browser onto the right-hand viewport.
     let from = h.get_by_label_contains("20 images").rect().center();
     let to = h.state().cell_rect(1).unwrap().center();
-    drag(&mut h, from, to);
+    drag(&mut h, from, to, 5);
     step_until(&mut h, 60, "the second series did not load", |app| {
         app.loaded() && app.cell_stack(1).is_some_and(|id| id == thick_stack.id)
     });
@@ -1636,12 +1583,7 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     for t in [now + 10.0, now + 10.1] {
         h.input_mut().time = Some(t);
         for pressed in [true, false] {
-            h.event(egui::Event::PointerButton {
-                pos: row,
-                button: egui::PointerButton::Primary,
-                pressed,
-                modifiers: egui::Modifiers::NONE,
-            });
+            h.event(button_event(row, egui::PointerButton::Primary, pressed));
         }
         h.step();
     }

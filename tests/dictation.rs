@@ -11,7 +11,7 @@ use overread::dictation::stt::{Engine, Options};
 use overread::dictation::wer::{WordErrors, word_errors};
 use overread::dictation::{read_wav, vocabulary};
 
-use crate::support::{shared, tempdir};
+use crate::support::{AlsaHome, shared, tempdir};
 
 /// One engine for the module's tests (loading it takes a while; it serialises its own use).
 fn engine() -> Option<&'static Engine> {
@@ -310,30 +310,12 @@ fn capture_through_alsa_gives_the_clip_back_bit_exact() {
         (1, 16_000, 16)
     );
     let pcm: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let home = tempdir();
-    let raw = home.path().join("in.raw");
-    std::fs::write(
-        &raw,
-        pcm.iter()
-            .flat_map(|s| s.to_le_bytes())
-            .collect::<Vec<u8>>(),
-    )
-    .unwrap();
-    std::fs::write(
-        home.path().join(".asoundrc"),
-        format!(
-            "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"/dev/null\"\n    \
-             infile \"{}\"\n    format \"raw\"\n}}\n",
-            raw.display()
-        ),
-    )
-    .unwrap();
+    let home = AlsaHome::new(&pcm);
     let out = home.path().join("captured.wav");
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_overread"))
+    let run = home
+        .command(env!("CARGO_BIN_EXE_overread"))
         .args(["record", "--samples", &pcm.len().to_string(), "-o"])
         .arg(&out)
-        .env("HOME", home.path())
-        .env_remove("ALSA_CONFIG_PATH")
         .output()
         .unwrap();
     assert!(
@@ -371,22 +353,11 @@ fn play_through_alsa_writes_the_span_sample_for_sample() {
     let mut reader = hound::WavReader::open(&source).unwrap();
     assert_eq!(reader.spec().sample_rate, 16_000);
     let pcm: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let home = tempdir();
-    let out = home.path().join("out.raw");
-    std::fs::write(
-        home.path().join(".asoundrc"),
-        format!(
-            "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"{}\"\n    \
-             format \"raw\"\n}}\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_overread"))
+    let home = AlsaHome::new(&[]);
+    let run = home
+        .command(env!("CARGO_BIN_EXE_overread"))
         .args(["play", "--from", "0.5", "--to", "1.25"])
         .arg(&source)
-        .env("HOME", home.path())
-        .env_remove("ALSA_CONFIG_PATH")
         .output()
         .unwrap();
     assert!(
@@ -396,11 +367,7 @@ fn play_through_alsa_writes_the_span_sample_for_sample() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(String::from_utf8_lossy(&run.stdout).contains("alsa:default at 16000 Hz"));
-    let played: Vec<i16> = std::fs::read(&out)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
+    let played = home.played();
     let span = &pcm[8_000..20_000];
     assert!(span.iter().any(|s| *s != 0), "the span is speech");
     assert!(played.len() >= span.len());
@@ -408,9 +375,9 @@ fn play_through_alsa_writes_the_span_sample_for_sample() {
     assert!(played[span.len()..].iter().all(|s| *s == 0));
 
     // A missing file is named.
-    let run = std::process::Command::new(env!("CARGO_BIN_EXE_overread"))
+    let run = home
+        .command(env!("CARGO_BIN_EXE_overread"))
         .args(["play", "no-such.wav"])
-        .env("HOME", home.path())
         .output()
         .unwrap();
     assert!(!run.status.success());

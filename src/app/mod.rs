@@ -378,6 +378,13 @@ impl OverreadApp {
                 }
             }
         }
+        let push_to_talk = match settings.push_to_talk() {
+            Ok((key, button)) => report_panel::PushToTalk::new(key, button),
+            Err(e) => {
+                status = format!("settings: {e}");
+                report_panel::PushToTalk::default()
+            }
+        };
         let mut app = OverreadApp {
             gpu,
             gpu_error,
@@ -418,16 +425,9 @@ impl OverreadApp {
                 output_device: settings.audio_output.clone(),
                 unsure_below: settings.unsure_below,
                 macros_dir: settings.macros_dir.clone(),
-                push_to_talk: report_panel::PushToTalk::default(),
+                push_to_talk,
             }),
         };
-        match settings.push_to_talk() {
-            Ok((key, button)) => {
-                app.report.push_to_talk.key = key;
-                app.report.push_to_talk.button = button;
-            }
-            Err(e) => app.status = format!("settings: {e}"),
-        }
         app.report.setup = report_panel::SignSetup {
             server: settings.case_server.clone(),
             server_ca: settings.case_server_ca.clone(),
@@ -491,6 +491,11 @@ impl OverreadApp {
     /// The stacks that have a browser thumbnail.
     pub fn thumbnail_ids(&self) -> Vec<&str> {
         self.thumbnails.keys().map(String::as_str).collect()
+    }
+
+    /// No thumbnail is still being made (the browser's rows have their final size).
+    pub fn thumbnails_done(&self) -> bool {
+        self.thumb_rx.is_none()
     }
 
     /// Open a stack by id (as `overread scan` prints it) and start loading it: every viewport
@@ -876,9 +881,7 @@ impl OverreadApp {
             } else {
                 along
             };
-            let centre = DVec3::from(c.viewport.center_mm);
-            c.viewport.center_mm = (centre + m * (target - centre.dot(m))).to_array();
-            c.viewport.scroll(&o.info, 0.0);
+            c.viewport.set_position_within(&o.info, target);
             c.dirty = true;
         }
     }
@@ -890,9 +893,7 @@ impl OverreadApp {
             if Some(i) == except {
                 continue;
             }
-            let n = c.viewport.normal();
-            let centre = DVec3::from(c.viewport.center_mm);
-            c.viewport.center_mm = (centre + n * (cursor.dot(n) - centre.dot(n))).to_array();
+            c.viewport.set_position(cursor.dot(c.viewport.normal()));
             c.dirty = true;
         }
     }
@@ -955,8 +956,7 @@ impl OverreadApp {
             }
             let normal = (turn * cell.viewport.normal()).normalize();
             cell.viewport.plane = Plane::Oblique(normal.to_array());
-            let centre = DVec3::from(cell.viewport.center_mm);
-            cell.viewport.center_mm = (centre - normal * (centre - c).dot(normal)).to_array();
+            cell.viewport.set_position(c.dot(normal));
             cell.dirty = true;
         }
     }
@@ -1036,18 +1036,33 @@ impl OverreadApp {
 
     /// Ids of the measurements the current view cuts (and so draws).
     pub fn visible_measurements(&self) -> Vec<u64> {
-        let (Some(view), Some(v), Some(o)) =
-            (self.current_view(), self.viewport(), self.active_open())
-        else {
+        let Some(view) = self.current_view() else {
             return Vec::new();
         };
-        let tolerance = v.cut_tolerance_mm(&o.info);
-        let frame = &o.info.geometry.frame_of_reference_uid;
-        self.measurements
-            .iter()
-            .filter(|m| crate::viewer::measure::visible_on(m, &view, tolerance, frame, &o.stack.id))
+        self.measurements_on(self.active, &view)
             .map(|m| m.id)
             .collect()
+    }
+
+    /// The measurements cell `i`'s `view` cuts (within half a scroll step or half the slab,
+    /// in its stack's space): drawn there, and grabbed there by their handles.
+    fn measurements_on<'a>(
+        &'a self,
+        i: usize,
+        view: &'a crate::render::SliceView,
+    ) -> impl Iterator<Item = &'a Measurement> + 'a {
+        let space = self.cells.get(i).zip(self.open_at(i)).map(|(c, o)| {
+            (
+                c.viewport.cut_tolerance_mm(&o.info),
+                &o.info.geometry.frame_of_reference_uid,
+                o.stack.id.as_str(),
+            )
+        });
+        self.measurements.iter().filter(move |m| {
+            space.is_some_and(|(tolerance, frame, stack)| {
+                crate::viewer::measure::visible_on(m, view, tolerance, frame, stack)
+            })
+        })
     }
 
     /// The Series Instance UID of the active cell's stack.
@@ -1111,20 +1126,8 @@ impl OverreadApp {
                     format!("measurement #{id} was made on a series that is not open")
                 })?;
         }
-        let mut points: Vec<DVec3> = m.shape.points().into_iter().map(DVec3::from).collect();
-        if let Shape::Ellipse {
-            center,
-            semi_axis_1,
-            semi_axis_2,
-        } = m.shape
-        {
-            let c = DVec3::from(center);
-            points = vec![
-                c,
-                c + DVec3::from(semi_axis_1),
-                c + DVec3::from(semi_axis_2),
-            ];
-        }
+        // The handles span the shape's plane (an ellipse's centre and axis ends).
+        let points: Vec<DVec3> = m.shape.handles().into_iter().map(DVec3::from).collect();
         let centre = points.iter().copied().sum::<DVec3>() / points.len().max(1) as f64;
         // How far the shape leaves a plane with normal `n` through its centre.
         let off_plane = |n: DVec3| {
@@ -1157,10 +1160,8 @@ impl OverreadApp {
             ) {
                 continue;
             }
-            let n = c.viewport.normal();
-            let at = DVec3::from(c.viewport.center_mm);
-            c.viewport.center_mm = (at + n * (centre.dot(n) - at.dot(n))).to_array();
-            c.viewport.scroll(&o.info, 0.0);
+            c.viewport
+                .set_position_within(&o.info, centre.dot(c.viewport.normal()));
             c.dirty = true;
         }
         Ok(())
@@ -1174,13 +1175,9 @@ impl OverreadApp {
         let (Some(c), Some(o)) = (self.cells.get_mut(self.active), self.opens.get(volume)) else {
             return;
         };
-        let v = &mut c.viewport;
         c.dirty = true;
-        let mut fresh = v.with_plane(&o.info, plane);
-        let n = plane.normal();
-        let c = DVec3::from(fresh.center_mm);
-        fresh.center_mm = (c + n * (position_mm - c.dot(n))).to_array();
-        *v = fresh;
+        c.viewport = c.viewport.with_plane(&o.info, plane);
+        c.viewport.set_position(position_mm);
     }
 
     /// Where the active viewport was drawn (screen points), for tests that click in it.
@@ -1244,11 +1241,18 @@ impl OverreadApp {
                 Err(TryRecvError::Empty) => break,
             }
         }
-        if let Some(rx) = &self.thumb_rx {
-            while let Ok((id, image)) = rx.try_recv() {
-                let handle =
-                    ctx.load_texture(format!("thumb {id}"), image, egui::TextureOptions::LINEAR);
-                self.thumbnails.insert(id, handle);
+        while let Some(rx) = &self.thumb_rx {
+            match rx.try_recv() {
+                Ok((id, image)) => {
+                    let handle = ctx.load_texture(
+                        format!("thumb {id}"),
+                        image,
+                        egui::TextureOptions::LINEAR,
+                    );
+                    self.thumbnails.insert(id, handle);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.thumb_rx = None,
             }
         }
         // At most a budget of slices per frame, so a fast load never stalls the frame loop.

@@ -7,7 +7,7 @@ use glam::DVec3;
 use super::{Layout, OverreadApp, Tool};
 use crate::render::SliceView;
 use crate::render::gpu::ViewTarget;
-use crate::viewer::measure::{Shape, Value, project, visible_on};
+use crate::viewer::measure::{Shape, Value, project};
 
 const OVERLAY: Color32 = Color32::from_rgb(255, 220, 120);
 const MEASURE: Color32 = Color32::from_rgb(80, 220, 255);
@@ -594,14 +594,7 @@ fn handle_at(
     ppp: f32,
     pos: Pos2,
 ) -> Option<(u64, usize)> {
-    let (Some(open), Some(cell)) = (app.open_at(i), app.cells.get(i)) else {
-        return None;
-    };
-    let tolerance = cell.viewport.cut_tolerance_mm(&open.info);
-    let frame = &open.info.geometry.frame_of_reference_uid;
-    app.measurements
-        .iter()
-        .filter(|m| visible_on(m, view, tolerance, frame, &open.stack.id))
+    app.measurements_on(i, view)
         .flat_map(|m| {
             m.shape
                 .handles()
@@ -757,14 +750,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         markers: o.markers.clone(),
     };
     let floor = corners.paint(&painter, rect, m, &font);
-    // Measurements that this plane cuts (within half a scroll step or half the slab).
-    let tolerance = viewport.cut_tolerance_mm(info);
-    let frame = &info.geometry.frame_of_reference_uid;
-    for meas in app
-        .measurements
-        .iter()
-        .filter(|m| visible_on(m, view, tolerance, frame, &open.stack.id))
-    {
+    for meas in app.measurements_on(i, view) {
         let paths: Vec<Vec<[f64; 3]>> = match &meas.shape {
             Shape::Length { a, b } => vec![vec![*a, *b]],
             Shape::Angle { a, vertex, b } => vec![vec![*a, *vertex, *b]],

@@ -26,7 +26,7 @@ use crate::report::{
     CheckKind, Draft, Edit, LinkedMeasurement, MeasurementSource, Section, Template, UnsureWord,
     pre_sign_checks, templates,
 };
-use crate::viewer::measure::Value;
+use crate::viewer::measure::{Shape, Value};
 
 use super::OverreadApp;
 
@@ -73,6 +73,16 @@ pub struct PushToTalk {
     pub button: Option<egui::PointerButton>,
     /// It was held in the last frame.
     held: bool,
+}
+
+impl PushToTalk {
+    pub fn new(key: Option<egui::Key>, button: Option<egui::PointerButton>) -> PushToTalk {
+        PushToTalk {
+            key,
+            button,
+            held: false,
+        }
+    }
 }
 
 /// A final report that was signed and received: what addenda amend.
@@ -136,6 +146,8 @@ pub struct ReportState {
     /// The outbox's background sender, running once the worklist has signed in.
     outbox: Option<OutboxWorker>,
     pub outbox_message: String,
+    /// The signing key's id, once read ([`ReportState::key_id`]).
+    key_id: std::cell::OnceCell<String>,
 }
 
 impl std::fmt::Debug for ReportState {
@@ -188,6 +200,7 @@ impl ReportState {
             signed_final: None,
             outbox: None,
             outbox_message: String::new(),
+            key_id: std::cell::OnceCell::new(),
         }
     }
 
@@ -204,12 +217,7 @@ impl ReportState {
     /// The report as it would be signed now (key id from the key file; time now): the final
     /// report, or after it has been signed, an addendum to it.
     pub fn report_to_sign(&self) -> Result<case_protocol::Report, String> {
-        let key_file = self
-            .setup
-            .key_file
-            .as_ref()
-            .ok_or("no signing key in the settings (signing_key)")?;
-        let sealed = crate::cases::EncryptedKey::read(key_file).map_err(|e| e.to_string())?;
+        let key_id = self.key_id()?;
         Ok(case_protocol::Report {
             case_id: self.form.case_id.trim().to_string(),
             kind: match &self.signed_final {
@@ -222,13 +230,28 @@ impl ReportState {
                 user_id: self.form.user.trim().to_string(),
                 display_name: self.form.display_name.trim().to_string(),
             },
-            key_id: sealed.key_id,
+            key_id,
             signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
             study_instance_uids: self.study_uids.clone(),
             findings: self.draft.findings.trim().to_string(),
             impression: self.draft.impression.trim().to_string(),
             measurements: self.linked.iter().map(report_measurement).collect(),
         })
+    }
+
+    /// The signing key's id, read from the key file once: the text to be signed is shown every
+    /// frame, and a file read each frame has no place on the frame loop.
+    fn key_id(&self) -> Result<String, String> {
+        if let Some(id) = self.key_id.get() {
+            return Ok(id.clone());
+        }
+        let key_file = self
+            .setup
+            .key_file
+            .as_ref()
+            .ok_or("no signing key in the settings (signing_key)")?;
+        let sealed = crate::cases::EncryptedKey::read(key_file).map_err(|e| e.to_string())?;
+        Ok(self.key_id.get_or_init(|| sealed.key_id).clone())
     }
 
     /// What must be fixed or knowingly overridden before signing. An addendum may leave the
@@ -903,6 +926,14 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     let offers: Vec<Offer> = app
         .measurements
         .iter()
+        // Lengths and angles are quoted in reports (and cost nothing to compute each frame;
+        // a region's statistics would).
+        .filter(|m| {
+            matches!(
+                m.shape,
+                Shape::Length { .. } | Shape::Angle { .. } | Shape::Cobb { .. }
+            )
+        })
         .filter_map(|m| {
             let (value, unit) = match app.measurement_value(m)? {
                 Value::LengthMm(mm) => (mm, "mm"),

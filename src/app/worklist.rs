@@ -26,7 +26,6 @@ type SignedIn = Result<(String, Vec<CaseSummary>), String>;
 pub struct WorklistState {
     pub password: String,
     pub cases: Vec<CaseSummary>,
-    token: Option<String>,
     pub message: String,
     signing_in: Option<Receiver<SignedIn>>,
     opening: Option<Receiver<Result<(String, PathBuf), String>>>,
@@ -36,7 +35,6 @@ impl std::fmt::Debug for WorklistState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorklistState")
             .field("cases", &self.cases.len())
-            .field("signed_in", &self.token.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -82,7 +80,7 @@ impl OverreadApp {
     pub fn open_case(&mut self, case_id: &str, ctx: &egui::Context) {
         let (Some(server), Some(token)) = (
             self.report.setup.server.clone(),
-            self.worklist.token.clone(),
+            self.report.setup.token.clone(),
         ) else {
             self.worklist.message = "sign in first".into();
             return;
@@ -128,9 +126,9 @@ impl OverreadApp {
                     self.worklist.message = format!("{} case(s)", cases.len());
                     self.worklist.cases = cases;
                     self.worklist.signing_in = None;
-                    // Signing uses this login, and the outbox sends what waits in it (reports
-                    // signed while the server was away, in this run or an earlier one).
-                    self.report.setup.token = Some(token.clone());
+                    // One login for the session: the worklist's case requests and signing use
+                    // it, and the outbox sends what waits in it (reports signed while the
+                    // server was away, in this run or an earlier one).
                     if let Some(server) = self.report.setup.server.clone() {
                         match CaseClient::new(&server, self.report.setup.server_ca.as_deref()) {
                             Ok(client) => {
@@ -139,7 +137,7 @@ impl OverreadApp {
                             Err(e) => self.report.outbox_message = e.to_string(),
                         }
                     }
-                    self.worklist.token = Some(token);
+                    self.report.setup.token = Some(token);
                 }
                 Ok(Err(e)) => {
                     self.worklist.message = e;
@@ -155,7 +153,7 @@ impl OverreadApp {
                     self.worklist.opening = None;
                     self.worklist.message = format!("case {case}: retrieving its study");
                     self.report.start_case(&case);
-                    self.dicomweb_token.clone_from(&self.worklist.token);
+                    self.dicomweb_token.clone_from(&self.report.setup.token);
                     self.close_all();
                     self.scan(vec![url], ctx.clone());
                 }
@@ -177,7 +175,7 @@ pub fn worklist_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     egui::CollapsingHeader::new("Worklist")
         .default_open(app.report.setup.server.is_some())
         .show(ui, |ui| {
-            if app.worklist.token.is_none() {
+            if app.report.setup.token.is_none() {
                 ui.horizontal(|ui| {
                     let label = ui.label("User");
                     ui.text_edit_singleline(&mut app.report.form.user)

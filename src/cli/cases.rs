@@ -43,14 +43,28 @@ pub struct KeyImageArgs {
     /// Printed under the image in the PDF.
     #[arg(long, default_value = "")]
     pub caption: String,
+    #[command(flatten)]
+    pub login: ServerLogin,
+}
+
+/// The case server and who logs in to it (the password from `OVERREAD_PASSWORD` or asked).
+#[derive(Debug, Args)]
+pub struct ServerLogin {
     /// Case server, e.g. https://cases.example:8443.
     #[arg(long)]
     pub server: String,
-    /// Trust only this CA certificate (PEM).
+    /// Trust only this CA certificate (PEM), e.g. the server's self-signed certificate.
     #[arg(long)]
     pub ca: Option<PathBuf>,
     #[arg(long)]
     pub user: String,
+}
+
+impl ServerLogin {
+    /// A client of the server, not yet logged in.
+    fn client(&self) -> Result<CaseClient, crate::cases::ClientError> {
+        CaseClient::new(&self.server, self.ca.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -70,14 +84,8 @@ pub struct SignArgs {
 pub struct SubmitArgs {
     /// Signed report files (none: just send what is pending).
     pub signed: Vec<PathBuf>,
-    /// Case server, e.g. https://cases.example:8443.
-    #[arg(long)]
-    pub server: String,
-    /// Trust only this CA certificate (PEM), e.g. the server's self-signed certificate.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    #[arg(long)]
-    pub user: String,
+    #[command(flatten)]
+    pub login: ServerLogin,
     /// Outbox folder (default: the user's data folder).
     #[arg(long)]
     pub outbox: Option<PathBuf>,
@@ -148,8 +156,8 @@ fn key_image_cmd(a: &KeyImageArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let key = runtime.block_on(async {
-        let mut client = CaseClient::new(&a.server, a.ca.as_deref())?;
-        client.login(&a.user, &password).await?;
+        let mut client = a.login.client()?;
+        client.login(&a.login.user, &password).await?;
         client.add_key_image(&a.case, png, &a.caption).await
     })?;
     println!("key image {key} attached to case {}", a.case);
@@ -170,9 +178,9 @@ fn submit_cmd(a: &SubmitArgs) -> Result<()> {
         .enable_all()
         .build()?;
     let results = runtime.block_on(async {
-        let mut client = CaseClient::new(&a.server, a.ca.as_deref())?;
+        let mut client = a.login.client()?;
         // An unreachable server leaves everything pending, never lost.
-        if let Err(e) = client.login(&a.user, &password).await {
+        if let Err(e) = client.login(&a.login.user, &password).await {
             return Ok::<_, crate::cases::ClientError>(Err(e));
         }
         Ok(Ok(outbox

@@ -9,14 +9,10 @@ use std::sync::{Arc, Mutex};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use super::audio::{Clip, WHISPER_RATE, dbfs};
+use super::device::{self, DeviceError, Direction, for_sample_type};
 
-#[derive(Debug, thiserror::Error)]
-pub enum CaptureError {
-    #[error("no audio input device{0}")]
-    NoDevice(String),
-    #[error("audio input {device}: {message}")]
-    Device { device: String, message: String },
-}
+/// Why capture could not start.
+pub type CaptureError = DeviceError;
 
 /// An input device: `id` is what settings and `--device` take (e.g. `alsa:default`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +48,7 @@ struct Shared {
     level: AtomicU32,
     /// The limit was reached: later blocks are dropped.
     full: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: Arc<Mutex<Option<String>>>,
 }
 
 /// A running capture; dropping it stops the device.
@@ -76,48 +72,19 @@ impl Recorder {
     /// Start capturing from `device` (an id from [`input_devices`]; `None`: the default input),
     /// keeping at most `limit` mono samples (`None`: up to ten minutes).
     pub fn start(device: Option<&str>, limit: Option<usize>) -> Result<Recorder, CaptureError> {
-        let host = cpal::default_host();
-        let dev = match device {
-            Some(id) => {
-                let parsed: cpal::DeviceId = id.parse().map_err(|e: cpal::Error| {
-                    CaptureError::NoDevice(format!(" named {id} ({e})"))
-                })?;
-                host.device_by_id(&parsed)
-                    .ok_or_else(|| CaptureError::NoDevice(format!(" named {id}")))?
-            }
-            None => host
-                .default_input_device()
-                .ok_or_else(|| CaptureError::NoDevice(String::new()))?,
-        };
-        let name = dev
-            .id()
-            .map(|i| i.to_string())
-            .unwrap_or_else(|_| device.unwrap_or("default").to_string());
-        let err = |message: String| CaptureError::Device {
-            device: name.clone(),
-            message,
-        };
-        let config = choose_config(&dev).map_err(|e| err(e.to_string()))?;
+        let opened = device::open(Direction::Input, device, WHISPER_RATE)?;
+        let config = opened.config;
         let channels = usize::from(config.channels()).max(1);
         let rate = config.sample_rate();
-        let format = config.sample_format();
         let stream_config: cpal::StreamConfig = config.into();
         let shared = Arc::new(Shared::default());
         let limit = limit.unwrap_or(rate as usize * 600);
 
-        let on_error = {
-            let shared = shared.clone();
-            move |e: cpal::Error| {
-                tracing::warn!("audio input: {e}");
-                if let Ok(mut slot) = shared.error.lock() {
-                    slot.get_or_insert_with(|| e.to_string());
-                }
-            }
-        };
+        let on_error = device::keep_first_error(Direction::Input, shared.error.clone());
         macro_rules! build {
             ($t:ty) => {{
                 let shared = shared.clone();
-                dev.build_input_stream::<$t, _, _>(
+                opened.device.build_input_stream::<$t, _, _>(
                     stream_config.clone(),
                     move |data: &[$t], _| {
                         let mono: Vec<f32> = data
@@ -137,23 +104,16 @@ impl Recorder {
                 )
             }};
         }
-        let stream = match format {
-            cpal::SampleFormat::I16 => build!(i16),
-            cpal::SampleFormat::I32 => build!(i32),
-            cpal::SampleFormat::F32 => build!(f32),
-            cpal::SampleFormat::U16 => build!(u16),
-            cpal::SampleFormat::U8 => build!(u8),
-            cpal::SampleFormat::I8 => build!(i8),
-            cpal::SampleFormat::F64 => build!(f64),
-            other => return Err(err(format!("sample format {other:?} is not supported"))),
-        }
-        .map_err(|e| err(e.to_string()))?;
-        stream.play().map_err(|e| err(e.to_string()))?;
+        let format = config.sample_format();
+        let stream = for_sample_type!(format, build)
+            .ok_or_else(|| opened.error(format!("sample format {format:?} is not supported")))?
+            .map_err(|e| opened.error(e))?;
+        stream.play().map_err(|e| opened.error(e))?;
         Ok(Recorder {
             stream,
             shared,
             rate,
-            device: name,
+            device: opened.name,
         })
     }
 
@@ -217,27 +177,4 @@ fn push(shared: &Shared, mono: &[f32], limit: usize) {
     if samples.len() >= limit {
         shared.full.store(true, Ordering::Release);
     }
-}
-
-/// 16 kHz mono (16-bit, else float) when the device offers it, else its default input
-/// configuration.
-fn choose_config(dev: &cpal::Device) -> Result<cpal::SupportedStreamConfig, cpal::Error> {
-    if let Ok(configs) = dev.supported_input_configs() {
-        let mut candidates: Vec<cpal::SupportedStreamConfigRange> = configs
-            .filter(|c| {
-                c.channels() == 1
-                    && c.min_sample_rate() <= WHISPER_RATE
-                    && c.max_sample_rate() >= WHISPER_RATE
-                    && matches!(
-                        c.sample_format(),
-                        cpal::SampleFormat::I16 | cpal::SampleFormat::F32
-                    )
-            })
-            .collect();
-        candidates.sort_by_key(|c| c.sample_format() != cpal::SampleFormat::I16);
-        if let Some(c) = candidates.into_iter().next() {
-            return Ok(c.with_sample_rate(WHISPER_RATE));
-        }
-    }
-    dev.default_input_config()
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`audio`]: WAV files, resampling to 16 kHz (rubato), the voice-activity gate.
 //! - [`capture`]: the microphone (cpal; ALSA on Linux) with a level meter.
+//! - [`device`]: audio devices by id or default, and the stream configuration to ask for.
 //! - [`commands`]: voice commands in dictated text (never one to sign).
 //! - [`macros`]: the radiologist's saved macros (named texts, one file each).
 //! - [`playback`]: dictated audio played back (an unsure word's span).
@@ -17,6 +18,7 @@
 pub mod audio;
 pub mod capture;
 pub mod commands;
+pub mod device;
 pub mod macros;
 pub mod numbers;
 pub mod playback;

@@ -7,19 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::traits::{DeviceTrait, StreamTrait};
 
 use super::audio::{Clip, resample};
+use super::device::{self, DeviceError, Direction, for_sample_type};
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlaybackError {
-    #[error("no audio output device{0}")]
-    NoDevice(String),
-    #[error("audio output {device}: {message}")]
-    Device { device: String, message: String },
-    #[error("nothing to play")]
-    Empty,
-}
+/// Why playback could not start.
+pub type PlaybackError = DeviceError;
 
 /// Silence written after the clip before playback counts as over: long enough for any
 /// device buffer to drain, so the clip's end is heard.
@@ -30,7 +24,7 @@ struct Shared {
     /// Frames handed to the device so far (clip, then silence).
     frames: AtomicUsize,
     drained: AtomicBool,
-    error: Mutex<Option<String>>,
+    error: Arc<Mutex<Option<String>>>,
 }
 
 /// Audio being played; dropping it stops the device.
@@ -68,59 +62,29 @@ impl Player {
     /// `None`: the default output).
     pub fn start(device: Option<&str>, clip: &Clip) -> Result<Player, PlaybackError> {
         if clip.samples.is_empty() {
-            return Err(PlaybackError::Empty);
+            return Err(DeviceError::Empty);
         }
-        let host = cpal::default_host();
-        let dev = match device {
-            Some(id) => {
-                let parsed: cpal::DeviceId = id.parse().map_err(|e: cpal::Error| {
-                    PlaybackError::NoDevice(format!(" named {id} ({e})"))
-                })?;
-                host.device_by_id(&parsed)
-                    .ok_or_else(|| PlaybackError::NoDevice(format!(" named {id}")))?
-            }
-            None => host
-                .default_output_device()
-                .ok_or_else(|| PlaybackError::NoDevice(String::new()))?,
-        };
-        let name = dev
-            .id()
-            .map(|i| i.to_string())
-            .unwrap_or_else(|_| device.unwrap_or("default").to_string());
-        let err = |message: String| PlaybackError::Device {
-            device: name.clone(),
-            message,
-        };
-        let config = choose_config(&dev, clip.rate).map_err(|e| err(e.to_string()))?;
+        let opened = device::open(Direction::Output, device, clip.rate)?;
+        let config = opened.config;
         let channels = usize::from(config.channels()).max(1);
         let rate = config.sample_rate();
         let format = config.sample_format();
         let samples = if rate == clip.rate {
             clip.samples.clone()
         } else {
-            resample(clip, rate)
-                .map_err(|e| err(e.to_string()))?
-                .samples
+            resample(clip, rate).map_err(|e| opened.error(e))?.samples
         };
         let clip_frames = samples.len();
         let drain_frames = (DRAIN_S * f64::from(rate)) as usize;
         let samples = Arc::new(samples);
         let shared = Arc::new(Shared::default());
-        let on_error = {
-            let shared = shared.clone();
-            move |e: cpal::Error| {
-                tracing::warn!("audio output: {e}");
-                if let Ok(mut slot) = shared.error.lock() {
-                    slot.get_or_insert_with(|| e.to_string());
-                }
-            }
-        };
+        let on_error = device::keep_first_error(Direction::Output, shared.error.clone());
         macro_rules! build {
             ($t:ty) => {{
                 let shared = shared.clone();
                 let samples = samples.clone();
-                dev.build_output_stream::<$t, _, _>(
-                    config.clone().into(),
+                opened.device.build_output_stream::<$t, _, _>(
+                    config.into(),
                     move |data: &mut [$t], _| {
                         let mut at = shared.frames.load(Ordering::Relaxed);
                         for frame in data.chunks_mut(channels) {
@@ -138,22 +102,14 @@ impl Player {
                 )
             }};
         }
-        let stream = match format {
-            cpal::SampleFormat::I16 => build!(i16),
-            cpal::SampleFormat::I32 => build!(i32),
-            cpal::SampleFormat::F32 => build!(f32),
-            cpal::SampleFormat::U16 => build!(u16),
-            cpal::SampleFormat::U8 => build!(u8),
-            cpal::SampleFormat::I8 => build!(i8),
-            cpal::SampleFormat::F64 => build!(f64),
-            other => return Err(err(format!("sample format {other:?} is not supported"))),
-        }
-        .map_err(|e| err(e.to_string()))?;
-        stream.play().map_err(|e| err(e.to_string()))?;
+        let stream = for_sample_type!(format, build)
+            .ok_or_else(|| opened.error(format!("sample format {format:?} is not supported")))?
+            .map_err(|e| opened.error(e))?;
+        stream.play().map_err(|e| opened.error(e))?;
         Ok(Player {
             _stream: stream,
             shared,
-            device: name,
+            device: opened.name.clone(),
             rate,
             clip_frames,
         })
@@ -179,6 +135,14 @@ impl Player {
         (frames as f32 / self.clip_frames.max(1) as f32).min(1.0)
     }
 
+    fn failure(&self, message: String) -> DeviceError {
+        DeviceError::Device {
+            direction: Direction::Output.name(),
+            device: self.device.clone(),
+            message,
+        }
+    }
+
     /// The first error the device reported, if any.
     pub fn error(&self) -> Option<String> {
         self.shared.error.lock().ok().and_then(|e| e.clone())
@@ -191,43 +155,11 @@ impl Player {
             std::thread::sleep(Duration::from_millis(5));
         }
         match self.error() {
-            Some(message) => Err(PlaybackError::Device {
-                device: self.device.clone(),
-                message,
-            }),
+            Some(message) => Err(self.failure(message)),
             None if self.finished() => Ok(()),
-            None => Err(PlaybackError::Device {
-                device: self.device.clone(),
-                message: format!("did not finish within {timeout:?}"),
-            }),
+            None => Err(self.failure(format!("did not finish within {timeout:?}"))),
         }
     }
-}
-
-/// Mono at `rate` (16-bit, else float) when the device offers it, else its default output
-/// configuration.
-fn choose_config(
-    dev: &cpal::Device,
-    rate: u32,
-) -> Result<cpal::SupportedStreamConfig, cpal::Error> {
-    if let Ok(configs) = dev.supported_output_configs() {
-        let mut candidates: Vec<cpal::SupportedStreamConfigRange> = configs
-            .filter(|c| {
-                c.channels() == 1
-                    && c.min_sample_rate() <= rate
-                    && c.max_sample_rate() >= rate
-                    && matches!(
-                        c.sample_format(),
-                        cpal::SampleFormat::I16 | cpal::SampleFormat::F32
-                    )
-            })
-            .collect();
-        candidates.sort_by_key(|c| c.sample_format() != cpal::SampleFormat::I16);
-        if let Some(c) = candidates.into_iter().next() {
-            return Ok(c.with_sample_rate(rate));
-        }
-    }
-    dev.default_output_config()
 }
 
 #[cfg(test)]

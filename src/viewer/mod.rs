@@ -127,11 +127,21 @@ impl Viewport {
     /// Move `steps` planes along the normal (positive: towards +normal), staying within the
     /// volume.
     pub fn scroll(&mut self, info: &VolumeInfo, steps: f64) {
+        let along = self.position_mm() + steps * self.scroll_step_mm(info);
+        self.set_position_within(info, along);
+    }
+
+    /// Move the plane along its normal to `position_mm`, keeping the pan.
+    pub fn set_position(&mut self, position_mm: f64) {
         let n = self.normal();
-        let (lo, hi) = extent_along(info, n);
         let c = DVec3::from(self.center_mm);
-        let along = (c.dot(n) + steps * self.scroll_step_mm(info)).clamp(lo, hi);
-        self.center_mm = (c + n * (along - c.dot(n))).to_array();
+        self.center_mm = (c + n * (position_mm - c.dot(n))).to_array();
+    }
+
+    /// The same, kept within the volume.
+    pub fn set_position_within(&mut self, info: &VolumeInfo, position_mm: f64) {
+        let (lo, hi) = extent_along(info, self.normal());
+        self.set_position(position_mm.clamp(lo, hi));
     }
 
     /// Go to the first (`false`) or last (`true`) plane.
@@ -177,10 +187,9 @@ impl Viewport {
 
     /// Reset zoom, pan, rotation and flips (not the window or the plane position).
     pub fn reset(&mut self, info: &VolumeInfo) {
-        let n = self.normal();
-        let along = DVec3::from(self.center_mm).dot(n);
-        let c = volume_centre(info);
-        self.center_mm = (c + n * (along - c.dot(n))).to_array();
+        let along = self.position_mm();
+        self.center_mm = volume_centre(info).to_array();
+        self.set_position(along);
         self.zoom = 1.0;
         self.rotation_quarters = 0;
         self.flip_horizontal = false;

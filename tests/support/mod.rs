@@ -42,3 +42,52 @@ pub fn shared(name: &str) -> Option<PathBuf> {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
+
+/// A temporary HOME whose `.asoundrc` makes ALSA's default device its `file` plugin: what is
+/// recorded is read from `in.raw` (the samples given, 16-bit little-endian), what is played is
+/// written to `out.raw`; neither is paced in real time. Programs started through
+/// [`AlsaHome::command`] use it (their HOME is it; no `ALSA_CONFIG_PATH`).
+pub struct AlsaHome {
+    pub dir: tempfile::TempDir,
+}
+
+impl AlsaHome {
+    pub fn new(recorded: &[i16]) -> AlsaHome {
+        let dir = tempdir();
+        let bytes: Vec<u8> = recorded.iter().flat_map(|s| s.to_le_bytes()).collect();
+        std::fs::write(dir.path().join("in.raw"), bytes).unwrap();
+        std::fs::write(
+            dir.path().join(".asoundrc"),
+            format!(
+                "pcm.!default {{\n    type file\n    slave.pcm \"null\"\n    file \"{}\"\n    \
+                 infile \"{}\"\n    format \"raw\"\n}}\n",
+                dir.path().join("out.raw").display(),
+                dir.path().join("in.raw").display()
+            ),
+        )
+        .unwrap();
+        AlsaHome { dir }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// `program` with this HOME.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        command
+            .env("HOME", self.path())
+            .env_remove("ALSA_CONFIG_PATH");
+        command
+    }
+
+    /// What was played so far (16-bit samples).
+    pub fn played(&self) -> Vec<i16> {
+        std::fs::read(self.path().join("out.raw"))
+            .unwrap()
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    }
+}

@@ -347,17 +347,14 @@ fn studies_live_in_s3_compatible_storage_by_url() {
     assert_eq!(keys, want, "{listing}");
     // Read back from S3: the patient copy holds the files byte for byte.
     let zip_path = dir.path().join("copy.zip");
-    let (ok, out, err) = server(
-        &ctx,
-        &[
-            "export",
-            "--case",
-            &case_id,
-            "-o",
-            zip_path.to_str().unwrap(),
-        ],
-        None,
-    );
+    let export = [
+        "export",
+        "--case",
+        &case_id,
+        "-o",
+        zip_path.to_str().unwrap(),
+    ];
+    let (ok, out, err) = server(&ctx, &export, None);
     assert!(ok, "{out}{err}");
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
     let mut got = Vec::new();
@@ -383,16 +380,6 @@ fn studies_live_in_s3_compatible_storage_by_url() {
     );
     assert!(!ok, "{out}");
     assert!(err.contains("object store"), "{err}");
-    let (ok, out, err) = server(
-        &ctx,
-        &[
-            "export",
-            "--case",
-            &case_id,
-            "-o",
-            zip_path.to_str().unwrap(),
-        ],
-        None,
-    );
+    let (ok, out, err) = server(&ctx, &export, None);
     assert!(!ok && err.contains("object store"), "{out}{err}");
 }
