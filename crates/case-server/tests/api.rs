@@ -318,6 +318,19 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = send(good.to_string(), None).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The token is judged before the body (intake reads the session together with the rest,
+    // but an unreadable body must not answer for a bad token), and so is the role.
+    let r = send("{\"report\": ".into(), Some("not-a-token".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let coord = s.login("coord").await;
+    let r = send("{\"report\": ".into(), Some(coord.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = send(good.to_string(), Some(coord)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let mut nan = good.clone();
     nan["signature"] = json!("AAAA");
     let r = send(nan.to_string(), Some(rad1.clone())).await.unwrap();
