@@ -2,7 +2,8 @@
 # Report intake under load: the real `overread-server` (release) on loopback, a bounded
 # closed-loop load generator (crates/case-server/examples/intake_load.rs) in a second process,
 # 1, 16 and 64 concurrent clients, on SQLite and on PostgreSQL (a private cluster started by
-# .ci/postgres). Each run gets a fresh database. Prints one JSON line per run.
+# .ci/postgres). Each run gets a fresh database. Every client connects before the clock starts
+# (its first request is reported apart). Prints one JSON line per run.
 #   benches/intake.sh [BACKENDS]     (default: "sqlite postgres")
 set -euo pipefail
 cd "$(dirname "$0")/.."
