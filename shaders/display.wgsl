@@ -12,11 +12,32 @@ struct Params {
 @group(0) @binding(1) var resampled: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> lut: array<u32>;
 
+// The target stores sRGB-encoded values (an *Srgb swapchain format; 8-bit only): write the
+// linear value whose encoding is the grey level, so the stored byte is a plain target's.
+override SRGB_TARGET: bool = false;
+
+struct Fullscreen {
+    @builtin(position) position: vec4<f32>,
+    // 0..1 across the viewport, top left to bottom right: the view may be drawn into a part of
+    // a larger target (a window), where @builtin(position) is not the view's own pixel.
+    @location(0) uv: vec2<f32>,
+}
+
 @vertex
-fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
+fn vs_fullscreen(@builtin(vertex_index) i: u32) -> Fullscreen {
     let x = f32(i32(i & 1u) * 4 - 1);
     let y = f32(i32(i >> 1u) * 4 - 1);
-    return vec4<f32>(x, y, 0.0, 1.0);
+    var out: Fullscreen;
+    out.position = vec4<f32>(x, y, 0.0, 1.0);
+    out.uv = vec2<f32>((x + 1.0) * 0.5, (1.0 - y) * 0.5);
+    return out;
+}
+
+fn linear_from_srgb(v: f32) -> f32 {
+    if v <= 0.04045 {
+        return v / 12.92;
+    }
+    return pow((v + 0.055) / 1.055, 2.4);
 }
 
 fn voi(x: f32) -> f32 {
@@ -59,14 +80,22 @@ fn voi(x: f32) -> f32 {
 }
 
 @fragment
-fn fs_display(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {
-    let r = textureLoad(resampled, vec2<i32>(pos.xy), 0);
+fn fs_display(in: Fullscreen) -> @location(0) vec4<f32> {
+    // The viewport is exactly the resampled image's size: uv * size is the pixel centre.
+    let size = vec2<i32>(textureDimensions(resampled));
+    let texel = clamp(vec2<i32>(floor(in.uv * vec2<f32>(size))), vec2<i32>(0), size - 1);
+    let r = textureLoad(resampled, texel, 0);
     if r.y <= 0.0 {
         return vec4<f32>(0.0, 0.0, 0.0, 1.0);
     }
     var y = clamp(voi(r.x), 0.0, 1.0);
     if params.mode.y != 0u {
         y = 1.0 - y;
+    }
+    if SRGB_TARGET {
+        // The grey level a plain 8-bit target would store, then the linear value at its very
+        // centre: the target's encoding (an approximation on some drivers) lands on it.
+        y = linear_from_srgb(round(y * 255.0) / 255.0);
     }
     return vec4<f32>(y, y, y, 1.0);
 }

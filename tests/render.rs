@@ -13,7 +13,7 @@ use imaging::decode::LoadTimings;
 use imaging::synth::{PhantomSpec, phantom_volume};
 use imaging::{self, Rescale, RescalePolicy, Volume, VolumeGeometry, Voxels};
 use ndarray::Array3;
-use overread::render::gpu::{DISPLAY_WGSL, RESAMPLE_WGSL};
+use overread::render::gpu::{DISPLAY_WGSL, RESAMPLE_WGSL, ViewTarget};
 use overread::render::{
     AdapterChoice, Display, GpuContext, GreyImage, Interpolation, OutputDepth, Plane, Renderer,
     SlabMode, SliceView, Voi, VoiFunction, VoiLut, VolumeInfo, VolumeTexture, cpu,
@@ -738,5 +738,148 @@ fn slice_table_stacks_end_half_a_step_beyond_their_last_slices() {
             .unwrap()
             .value(0, 0);
         assert_eq!(got.is_some(), inside, "z = {z}: {got:?}");
+    }
+}
+
+/// Read a 4-byte-per-texel texture back (rows unpadded).
+fn read_texture(ctx: &GpuContext, texture: &wgpu::Texture) -> Vec<[u8; 4]> {
+    let (w, h) = (texture.width(), texture.height());
+    let row =
+        (w * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT) * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
+    let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: u64::from(row * h),
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    encoder.copy_texture_to_buffer(
+        texture.as_image_copy(),
+        wgpu::TexelCopyBufferInfo {
+            buffer: &buffer,
+            layout: wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(row),
+                rows_per_image: Some(h),
+            },
+        },
+        texture.size(),
+    );
+    ctx.queue.submit([encoder.finish()]);
+    buffer.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
+    ctx.device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    let data = buffer.get_mapped_range(..).unwrap();
+    data.chunks_exact(row as usize)
+        .flat_map(|r| r[..(w * 4) as usize].chunks_exact(4))
+        .map(|p| [p[0], p[1], p[2], p[3]])
+        .collect()
+}
+
+/// The workstation draws a view's display pass straight into its window, into the view's
+/// rectangle of a larger target (an egui paint callback): every pixel must be the same grey
+/// level as the offscreen image (which matches the CPU reference, above), in each format a
+/// window may have (8-bit RGBA or BGRA, sRGB-encoded, 10-bit), and nothing outside the
+/// rectangle may change.
+#[test]
+fn a_view_drawn_into_a_window_equals_its_offscreen_image_in_every_format() {
+    let volume = phantom_volume(&small_phantom());
+    let Some(texture) = upload(&volume) else {
+        return;
+    };
+    let (ctx, renderer) = gpu().unwrap();
+    let v = view(&volume, Plane::Coronal, 150);
+    let (w, h) = (v.width, v.height);
+    let (left, top) = (17u32, 11u32);
+    for (format, depth) in [
+        (wgpu::TextureFormat::Rgba8Unorm, OutputDepth::Eight),
+        (wgpu::TextureFormat::Bgra8Unorm, OutputDepth::Eight),
+        (wgpu::TextureFormat::Rgba8UnormSrgb, OutputDepth::Eight),
+        (wgpu::TextureFormat::Rgb10a2Unorm, OutputDepth::Ten),
+    ] {
+        let mut display = Display::new(Voi::linear(-300.0, 1400.0));
+        display.depth = depth;
+        let mut target = ViewTarget::new(ctx, w, h, depth);
+        renderer.resample(ctx, &texture, &v, &mut target).unwrap();
+        renderer.display(ctx, &display, &mut target).unwrap();
+        let expected = target.read(ctx).unwrap();
+        let distinct: std::collections::HashSet<u16> = expected.pixels.iter().copied().collect();
+        assert!(distinct.len() > 3, "the offscreen image is nearly uniform");
+
+        let window = ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("window"),
+            size: wgpu::Extent3d {
+                width: w + 37,
+                height: h + 23,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format,
+            usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::COPY_SRC,
+            view_formats: &[],
+        });
+        let draw = renderer
+            .display_on_screen(ctx, &display, &target, format)
+            .unwrap();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let view = window.create_view(&Default::default());
+            let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: None,
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &view,
+                    depth_slice: None,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        // A marker colour that no grey level has.
+                        load: wgpu::LoadOp::Clear(wgpu::Color {
+                            r: 1.0,
+                            g: 0.0,
+                            b: 0.0,
+                            a: 1.0,
+                        }),
+                        store: wgpu::StoreOp::Store,
+                    },
+                })],
+                depth_stencil_attachment: None,
+                timestamp_writes: None,
+                occlusion_query_set: None,
+                multiview_mask: None,
+            });
+            pass.set_viewport(left as f32, top as f32, w as f32, h as f32, 0.0, 1.0);
+            draw.draw(&mut pass);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        let texels = read_texture(ctx, &window);
+        let width = w + 37;
+        let mut wrong = 0;
+        for (n, t) in texels.iter().enumerate() {
+            let (x, y) = (n as u32 % width, n as u32 / width);
+            let inside = (left..left + w).contains(&x) && (top..top + h).contains(&y);
+            let grey = match format {
+                wgpu::TextureFormat::Rgb10a2Unorm => {
+                    let bits = u32::from_le_bytes(*t);
+                    let (r, g, b) = (bits & 0x3ff, (bits >> 10) & 0x3ff, (bits >> 20) & 0x3ff);
+                    (r == g && g == b).then_some(r as u16)
+                }
+                _ => (t[0] == t[1] && t[1] == t[2]).then_some(u16::from(t[0])),
+            };
+            let ok = if inside {
+                grey == Some(expected.pixels[((y - top) * w + (x - left)) as usize])
+            } else {
+                // Untouched: the marker (red in RGBA order, blue in BGRA's bytes).
+                grey.is_none()
+            };
+            if !ok {
+                wrong += 1;
+            }
+        }
+        assert_eq!(
+            wrong, 0,
+            "{format:?}: {wrong} pixels differ from the offscreen image"
+        );
     }
 }

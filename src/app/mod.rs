@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use eframe::egui;
 use glam::DVec3;
 
+use crate::render::ScreenDraw;
 use crate::render::gpu::ViewTarget;
 use crate::render::{GpuContext, Plane, Renderer, Voi, VolumeInfo, VolumeTexture};
 use crate::viewer::Viewport;
@@ -121,7 +122,8 @@ impl Drop for Open {
 struct Gpu {
     ctx: GpuContext,
     renderer: Renderer,
-    egui_renderer: Arc<egui::mutex::RwLock<eframe::egui_wgpu::Renderer>>,
+    /// The window's target format: viewports are drawn straight into it.
+    target_format: wgpu::TextureFormat,
 }
 
 /// One viewport on screen: its state, the volume it shows, where it was drawn, and its GPU
@@ -136,8 +138,10 @@ struct Cell {
     dirty: bool,
     /// Only the window changed: the display pass alone.
     display_dirty: bool,
-    /// The view target, its egui texture and its size in pixels.
-    target: Option<(ViewTarget, egui::TextureId, [u32; 2])>,
+    /// The view target (its resampled image; its size is the viewport's in pixels).
+    target: Option<ViewTarget>,
+    /// The display pass as last set up, drawn into the window every frame.
+    screen: Option<ScreenDraw>,
 }
 
 impl Cell {
@@ -149,6 +153,7 @@ impl Cell {
             dirty: true,
             display_dirty: true,
             target: None,
+            screen: None,
         }
     }
 }
@@ -350,7 +355,7 @@ impl OverreadApp {
                     Some(Gpu {
                         ctx,
                         renderer,
-                        egui_renderer: rs.renderer.clone(),
+                        target_format: rs.target_format,
                     }),
                     None,
                 )
@@ -675,10 +680,9 @@ impl OverreadApp {
 
     /// Free cell `i`'s view target.
     fn free_target(&mut self, i: usize) {
-        if let (Some(g), Some(c)) = (&self.gpu, self.cells.get_mut(i))
-            && let Some((_, id, _)) = c.target.take()
-        {
-            g.egui_renderer.write().free_texture(&id);
+        if let Some(c) = self.cells.get_mut(i) {
+            c.target = None;
+            c.screen = None;
         }
     }
 
@@ -716,15 +720,6 @@ impl OverreadApp {
     /// Replace the cells, each with its viewport and volume (freeing the old cells' textures
     /// and the volumes no cell shows any more).
     fn set_cells(&mut self, viewports: Vec<(Viewport, usize)>) {
-        let old = std::mem::take(&mut self.cells);
-        if let Some(g) = &self.gpu {
-            let mut r = g.egui_renderer.write();
-            for c in old {
-                if let Some((_, id, _)) = c.target {
-                    r.free_texture(&id);
-                }
-            }
-        }
         self.cells = viewports
             .into_iter()
             .map(|(v, volume)| Cell::new(v, volume))
@@ -819,7 +814,7 @@ impl OverreadApp {
         let size = c
             .target
             .as_ref()
-            .map(|t| t.2)
+            .map(ViewTarget::size)
             .unwrap_or([rect.width().max(1.0) as u32, rect.height().max(1.0) as u32]);
         Some(c.viewport.slice_view(&o.info, size[0], size[1]))
     }
@@ -1364,7 +1359,7 @@ impl OverreadApp {
         let (Some(cell), Some(o)) = (self.cells.get_mut(active), self.opens.get(volume)) else {
             return;
         };
-        let target_size = cell.target.as_ref().map(|t| t.2);
+        let target_size = cell.target.as_ref().map(ViewTarget::size);
         let v = &mut cell.viewport;
         // A window change needs only the display pass (it is shared below).
         cell.dirty = !matches!(
@@ -1537,6 +1532,12 @@ fn native_plane(info: &VolumeInfo) -> Plane {
 }
 
 impl eframe::App for OverreadApp {
+    /// The panels' colour: the side panels leave their backgrounds to the clear
+    /// ([`panels::unfilled`]).
+    fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
+        visuals.panel_fill.to_normalized_gamma_f32()
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let ctx = ui.ctx().clone();
         self.poll_background(&ctx);

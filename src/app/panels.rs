@@ -5,6 +5,7 @@ use eframe::egui::{self, Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec
 use glam::DVec3;
 
 use super::{Layout, OverreadApp, Tool};
+use crate::render::ScreenDraw;
 use crate::render::SliceView;
 use crate::render::gpu::ViewTarget;
 use crate::viewer::measure::{Shape, Value, project};
@@ -12,54 +13,65 @@ use crate::viewer::measure::{Shape, Value, project};
 const OVERLAY: Color32 = Color32::from_rgb(255, 220, 120);
 const MEASURE: Color32 = Color32::from_rgb(80, 220, 255);
 
+/// A side or top panel's frame without its fill: the window is cleared to the panels' colour
+/// (`OverreadApp::clear_color`), so the fill would only paint the same colour again. On a
+/// software rasterizer (lavapipe: virtual desktops, machines without a GPU) every filled pixel
+/// goes through egui's fragment shader, and the panels' fills were most of a frame's cost
+/// (benches/README.md).
+pub fn unfilled(ui: &egui::Ui) -> egui::Frame {
+    egui::Frame::side_top_panel(ui.style()).fill(Color32::TRANSPARENT)
+}
+
 pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
-    egui::Panel::top("toolbar").show(ui, |ui| {
-        ui.horizontal(|ui| {
-            for (tool, label) in [
-                (Tool::WindowLevel, "W/L"),
-                (Tool::Length, "Length"),
-                (Tool::Angle, "Angle"),
-                (Tool::Cobb, "Cobb"),
-                (Tool::Ellipse, "Ellipse"),
-                (Tool::Probe, "Probe"),
-            ] {
-                if ui.selectable_label(app.tool == tool, label).clicked() {
-                    app.tool = tool;
-                    app.pending_points.clear();
+    egui::Panel::top("toolbar")
+        .frame(unfilled(ui))
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for (tool, label) in [
+                    (Tool::WindowLevel, "W/L"),
+                    (Tool::Length, "Length"),
+                    (Tool::Angle, "Angle"),
+                    (Tool::Cobb, "Cobb"),
+                    (Tool::Ellipse, "Ellipse"),
+                    (Tool::Probe, "Probe"),
+                ] {
+                    if ui.selectable_label(app.tool == tool, label).clicked() {
+                        app.tool = tool;
+                        app.pending_points.clear();
+                    }
                 }
-            }
-            ui.separator();
-            for (layout, label) in [
-                (Layout::One, "1x1"),
-                (Layout::OneByTwo, "1x2"),
-                (Layout::TwoByOne, "2x1"),
-                (Layout::TwoByTwo, "2x2"),
-                (Layout::Mpr, "MPR"),
-            ] {
-                if ui.selectable_label(app.layout == layout, label).clicked() {
-                    app.set_layout(layout);
+                ui.separator();
+                for (layout, label) in [
+                    (Layout::One, "1x1"),
+                    (Layout::OneByTwo, "1x2"),
+                    (Layout::TwoByOne, "2x1"),
+                    (Layout::TwoByTwo, "2x2"),
+                    (Layout::Mpr, "MPR"),
+                ] {
+                    if ui.selectable_label(app.layout == layout, label).clicked() {
+                        app.set_layout(layout);
+                    }
                 }
-            }
-            if app.cells.len() > 1 && app.layout != Layout::Mpr {
-                ui.checkbox(&mut app.link_series, "Link")
-                    .on_hover_text("Scroll the series of one frame of reference together");
-            }
-            ui.separator();
-            slab_ui(app, ui);
-            ui.separator();
-            if ui.button("Keys (?)").clicked() {
-                app.show_bindings = !app.show_bindings;
-            }
-            if ui.selectable_label(app.report.open, "Report").clicked() {
-                app.report.open = !app.report.open;
-            }
-            ui.separator();
-            if let Some(e) = &app.gpu_error {
-                ui.colored_label(Color32::RED, e);
-            }
-            ui.label(&app.status);
+                if app.cells.len() > 1 && app.layout != Layout::Mpr {
+                    ui.checkbox(&mut app.link_series, "Link")
+                        .on_hover_text("Scroll the series of one frame of reference together");
+                }
+                ui.separator();
+                slab_ui(app, ui);
+                ui.separator();
+                if ui.button("Keys (?)").clicked() {
+                    app.show_bindings = !app.show_bindings;
+                }
+                if ui.selectable_label(app.report.open, "Report").clicked() {
+                    app.report.open = !app.report.open;
+                }
+                ui.separator();
+                if let Some(e) = &app.gpu_error {
+                    ui.colored_label(Color32::RED, e);
+                }
+                ui.label(&app.status);
+            });
         });
-    });
 }
 
 /// The active view's slab: thickness in mm (0: the plane alone) and how the slab is projected.
@@ -104,6 +116,7 @@ fn slab_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
 pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     let mut open_id = None;
     egui::Panel::left("browser")
+        .frame(unfilled(ui))
         .resizable(true)
         .default_size(300.0)
         .min_size(220.0)
@@ -176,6 +189,7 @@ struct StackDrag(String);
 pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     let mut delete = None;
     egui::Panel::right("measurements")
+        .frame(unfilled(ui))
         .resizable(true)
         .default_size(240.0)
         .min_size(180.0)
@@ -217,12 +231,16 @@ pub fn format_value(v: &Value) -> String {
 }
 
 pub fn viewport_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
+    // No fill behind the viewports: each cell paints its own background only where no image
+    // covers it (a software rasterizer shades every filled pixel, and a full-area fill under
+    // the images cost as much as the images themselves). The gaps between cells are painted.
     egui::CentralPanel::default()
-        .frame(egui::Frame::new().fill(Color32::BLACK))
+        .frame(egui::Frame::NONE)
         .show(ui, |ui| {
             let area = ui.available_rect_before_wrap();
             ui.allocate_rect(area, Sense::hover());
             if app.cells.is_empty() || app.opens.is_empty() {
+                ui.painter().rect_filled(area, 0.0, Color32::BLACK);
                 ui.painter().text(
                     area.center(),
                     Align2::CENTER_CENTER,
@@ -236,11 +254,27 @@ pub fn viewport_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             let gap = 2.0;
             let w = (area.width() - gap * (cols as f32 - 1.0)) / cols as f32;
             let h = (area.height() - gap * (rows as f32 - 1.0)) / rows as f32;
-            for i in 0..app.cells.len().min(rows * cols) {
+            for c in 1..cols {
+                let x = area.min.x + c as f32 * (w + gap) - gap;
+                let gap_rect =
+                    Rect::from_min_max(Pos2::new(x, area.min.y), Pos2::new(x + gap, area.max.y));
+                ui.painter().rect_filled(gap_rect, 0.0, Color32::BLACK);
+            }
+            for r in 1..rows {
+                let y = area.min.y + r as f32 * (h + gap) - gap;
+                let gap_rect =
+                    Rect::from_min_max(Pos2::new(area.min.x, y), Pos2::new(area.max.x, y + gap));
+                ui.painter().rect_filled(gap_rect, 0.0, Color32::BLACK);
+            }
+            for i in 0..rows * cols {
                 let (r, c) = (i / cols, i % cols);
                 let min = area.min + Vec2::new(c as f32 * (w + gap), r as f32 * (h + gap));
                 let rect = Rect::from_min_size(min, Vec2::new(w.max(1.0), h.max(1.0)));
-                cell_ui(app, ui, i, rect);
+                if i < app.cells.len() {
+                    cell_ui(app, ui, i, rect);
+                } else {
+                    ui.painter().rect_filled(rect, 0.0, Color32::BLACK);
+                }
             }
         });
 }
@@ -261,26 +295,42 @@ fn patient_of(rect: Rect, ppp: f32, view: &SliceView, pos: Pos2) -> DVec3 {
 }
 
 fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
+    // The image goes under everything else drawn in the cell; black where there is none yet.
+    let background = ui.painter().add(egui::Shape::Noop);
+    let image = cell_contents_ui(app, ui, i, rect);
+    ui.painter().set(
+        background,
+        match image {
+            Some(screen) => {
+                eframe::egui_wgpu::Callback::new_paint_callback(rect, ViewportPaint(screen)).into()
+            }
+            None => egui::Shape::rect_filled(rect, 0.0, Color32::BLACK),
+        },
+    );
+}
+
+/// Cell `i`'s interaction and overlays; returns its image's display pass, when it has one.
+fn cell_contents_ui(
+    app: &mut OverreadApp,
+    ui: &mut egui::Ui,
+    i: usize,
+    rect: Rect,
+) -> Option<ScreenDraw> {
     let response = ui.interact(
         rect,
         ui.scope_id().with(("viewport", i)),
         Sense::click_and_drag(),
     );
     let ppp = ui.ctx().pixels_per_point();
-    let size_px = [
-        (rect.width() * ppp).round().max(1.0) as u32,
-        (rect.height() * ppp).round().max(1.0) as u32,
-    ];
-    let Some(info) = app.open_at(i).map(|o| o.info.clone()) else {
-        return;
-    };
+    let size_px = viewport_pixels(rect, ppp);
+    let info = app.open_at(i).map(|o| o.info.clone())?;
     app.cells[i].rect = Some(rect);
     // A series dropped here from the browser opens in this viewport.
     if let Some(dropped) = response.dnd_release_payload::<StackDrag>() {
         app.active = i;
         let ctx = ui.ctx().clone();
         app.open_stack_here(&dropped.0, &ctx);
-        return;
+        return None;
     }
     if response.is_pointer_button_down_on()
         || response.clicked()
@@ -463,52 +513,71 @@ fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
         gpu.as_mut(),
         opens.get(cell.volume).and_then(|o| o.texture.as_ref()),
     ) {
-        if cell.target.as_ref().is_none_or(|t| t.2 != size_px) {
-            let target = ViewTarget::new(
+        if cell.target.as_ref().is_none_or(|t| t.size() != size_px) {
+            cell.target = Some(ViewTarget::new(
                 &gpu.ctx,
                 size_px[0],
                 size_px[1],
                 cell.viewport.display.depth,
-            );
-            let mut egui_renderer = gpu.egui_renderer.write();
-            if let Some((_, old, _)) = cell.target.take() {
-                egui_renderer.free_texture(&old);
-            }
-            let id = egui_renderer.register_native_texture(
-                &gpu.ctx.device,
-                target.output_view(),
-                wgpu::FilterMode::Nearest,
-            );
-            cell.target = Some((target, id, size_px));
+            ));
             cell.dirty = true;
         }
-        if let Some((target, id, _)) = &mut cell.target {
-            if cell.dirty || cell.display_dirty {
-                // A window change alone redoes only the display pass.
-                let resampled = if cell.dirty {
-                    gpu.renderer.resample(&gpu.ctx, texture, &view, target)
-                } else {
-                    Ok(())
-                };
-                let drawn = resampled.and_then(|()| {
-                    gpu.renderer
-                        .display(&gpu.ctx, &cell.viewport.display, target)
-                });
-                if let Err(e) = drawn {
+        if let Some(target) = &mut cell.target
+            && (cell.dirty || cell.display_dirty || cell.screen.is_none())
+        {
+            // A window change alone redoes only the display pass.
+            let resampled = if cell.dirty {
+                gpu.renderer.resample(&gpu.ctx, texture, &view, target)
+            } else {
+                Ok(())
+            };
+            let screen = resampled.and_then(|()| {
+                gpu.renderer.display_on_screen(
+                    &gpu.ctx,
+                    &cell.viewport.display,
+                    target,
+                    gpu.target_format,
+                )
+            });
+            match screen {
+                Ok(screen) => cell.screen = Some(screen),
+                Err(e) => {
+                    cell.screen = None;
                     *status = format!("cannot draw: {e}");
                 }
-                cell.dirty = false;
-                cell.display_dirty = false;
             }
-            ui.painter().image(
-                *id,
-                rect,
-                Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
-                Color32::WHITE,
-            );
+            cell.dirty = false;
+            cell.display_dirty = false;
         }
     }
+    let image = app.cells[i].screen.clone();
     overlay_ui(app, ui, i, rect, &view);
+    image
+}
+
+/// A viewport's size in pixels, rounded as egui rounds a paint callback's viewport (each edge
+/// to the nearest pixel), so the view's image and the window's pixels correspond one to one.
+fn viewport_pixels(rect: Rect, ppp: f32) -> [u32; 2] {
+    let edge = |v: f32| (v * ppp).round();
+    [
+        (edge(rect.max.x) - edge(rect.min.x)).max(1.0) as u32,
+        (edge(rect.max.y) - edge(rect.min.y)).max(1.0) as u32,
+    ]
+}
+
+/// Draws a viewport's display pass straight into the window (egui's render pass, its viewport
+/// set to the cell's rectangle).
+struct ViewportPaint(ScreenDraw);
+
+impl eframe::egui_wgpu::CallbackTrait for ViewportPaint {
+    fn paint(
+        &self,
+        _info: egui::PaintCallbackInfo,
+        render_pass: &mut wgpu::RenderPass<'static>,
+        _resources: &eframe::egui_wgpu::CallbackResources,
+    ) {
+        self.0.draw(render_pass);
+    }
 }
 
 /// A viewport's corner texts and orientation markers, placed so that none covers another: in

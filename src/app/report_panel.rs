@@ -956,6 +956,7 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         }
     }
     egui::Panel::right("report")
+        .frame(super::panels::unfilled(ui))
         .resizable(true)
         .default_size(380.0)
         .min_size(280.0)
@@ -968,6 +969,7 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             // second layout is the final one: the button never lies below the window's edge.
             let bottom = ui.available_rect_before_wrap().bottom();
             let sign_area = egui::Panel::bottom("report-sign")
+                .frame(super::panels::unfilled(ui))
                 .resizable(false)
                 .show(ui, |ui| sign_area_ui(r, ui, &ctx));
             if sign_area.response.rect.bottom() > bottom + 0.5

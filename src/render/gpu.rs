@@ -448,6 +448,11 @@ pub struct Renderer {
     resample: std::sync::Mutex<std::collections::HashMap<ResampleVariant, wgpu::RenderPipeline>>,
     display_8: wgpu::RenderPipeline,
     display_10: wgpu::RenderPipeline,
+    display_module: wgpu::ShaderModule,
+    display_layout_pl: wgpu::PipelineLayout,
+    /// Display pipelines that draw into a window's own target ([`Renderer::display_on_screen`]),
+    /// by the target's format, built on first use.
+    screen: std::sync::Mutex<std::collections::HashMap<wgpu::TextureFormat, wgpu::RenderPipeline>>,
 }
 
 /// The WGSL sources (also validated by naga in the tests).
@@ -573,6 +578,9 @@ impl Renderer {
             resample: Default::default(),
             display_8,
             display_10,
+            display_module,
+            display_layout_pl: display_pl,
+            screen: Default::default(),
         }
     }
 
@@ -655,9 +663,71 @@ impl Renderer {
         display: &Display,
         target: &mut ViewTarget,
     ) -> Result<(), RenderError> {
+        let group = self.display_group(ctx, display, target)?;
+        target.ensure_output(ctx, display.depth);
+        let pipeline = match display.depth {
+            OutputDepth::Eight => &self.display_8,
+            OutputDepth::Ten => &self.display_10,
+        };
+        let output = target.output.as_ref().map(|(_, view)| view);
+        if let Some(output) = output {
+            draw_fullscreen(
+                ctx,
+                "display",
+                output,
+                wgpu::Color::BLACK,
+                pipeline,
+                &[&group],
+            );
+        }
+        Ok(())
+    }
+
+    /// Step 2 drawn straight into a window: the same display pass as [`Renderer::display`],
+    /// recorded into the caller's render pass (an egui paint callback) whose viewport is the
+    /// view's rectangle, exactly `target`'s size in pixels. No output image, and no second
+    /// pass that copies one into the window: on a software rasterizer that copy cost as
+    /// much as the window/level pass itself, several times over (benches/README.md).
+    /// `format` is the window's target format (8 or 10 bits, sRGB-encoded or not).
+    pub fn display_on_screen(
+        &self,
+        ctx: &GpuContext,
+        display: &Display,
+        target: &ViewTarget,
+        format: wgpu::TextureFormat,
+    ) -> Result<ScreenDraw, RenderError> {
+        let group = self.display_group(ctx, display, target)?;
+        let mut cache = self
+            .screen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pipeline = cache
+            .entry(format)
+            .or_insert_with(|| {
+                let srgb = if format.is_srgb() { 1.0 } else { 0.0 };
+                build_pipeline(
+                    &ctx.device,
+                    "display on screen",
+                    &self.display_layout_pl,
+                    &self.display_module,
+                    "fs_display",
+                    format,
+                    &[("SRGB_TARGET", srgb)],
+                )
+            })
+            .clone();
+        Ok(ScreenDraw { pipeline, group })
+    }
+
+    /// The display pass's bindings: `display`'s parameters and LUT, `target`'s resampled image.
+    fn display_group(
+        &self,
+        ctx: &GpuContext,
+        display: &Display,
+        target: &ViewTarget,
+    ) -> Result<wgpu::BindGroup, RenderError> {
         display.validate()?;
         let (params, lut) = DisplayParams::new(display);
-        target.ensure_depth(ctx, display.depth);
         let params_buffer = ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -672,7 +742,7 @@ impl Renderer {
                 contents: bytemuck::cast_slice(&lut),
                 usage: wgpu::BufferUsages::STORAGE,
             });
-        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        Ok(ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("display"),
             layout: &self.display_layout,
             entries: &[
@@ -689,20 +759,7 @@ impl Renderer {
                     resource: lut_buffer.as_entire_binding(),
                 },
             ],
-        });
-        let pipeline = match display.depth {
-            OutputDepth::Eight => &self.display_8,
-            OutputDepth::Ten => &self.display_10,
-        };
-        draw_fullscreen(
-            ctx,
-            "display",
-            &target.output_view,
-            wgpu::Color::BLACK,
-            pipeline,
-            &[&group],
-        );
-        Ok(())
+        }))
     }
 
     /// Resample, display and read back one frame.
@@ -756,6 +813,23 @@ fn draw_fullscreen(
         pass.draw(0..3, 0..1);
     }
     ctx.queue.submit([encoder.finish()]);
+}
+
+/// A view's display pass, ready to record into a window's render pass
+/// ([`Renderer::display_on_screen`]).
+#[derive(Debug, Clone)]
+pub struct ScreenDraw {
+    pipeline: wgpu::RenderPipeline,
+    group: wgpu::BindGroup,
+}
+
+impl ScreenDraw {
+    /// Draw into `pass`, whose viewport must be the view's rectangle.
+    pub fn draw(&self, pass: &mut wgpu::RenderPass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.group, &[]);
+        pass.draw(0..3, 0..1);
+    }
 }
 
 fn build_pipeline(
@@ -824,8 +898,9 @@ pub struct ViewTarget {
     height: u32,
     depth: OutputDepth,
     resampled_view: wgpu::TextureView,
-    output: wgpu::Texture,
-    output_view: wgpu::TextureView,
+    /// The displayed image, made by the first [`Renderer::display`] (a view drawn only into a
+    /// window never needs one).
+    output: Option<(wgpu::Texture, wgpu::TextureView)>,
 }
 
 impl ViewTarget {
@@ -846,11 +921,36 @@ impl ViewTarget {
             usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING,
             view_formats: &[],
         });
+        ViewTarget {
+            width,
+            height,
+            depth,
+            resampled_view: resampled.create_view(&wgpu::TextureViewDescriptor::default()),
+            output: None,
+        }
+    }
+
+    /// The view's size in pixels.
+    pub fn size(&self) -> [u32; 2] {
+        [self.width, self.height]
+    }
+
+    fn ensure_size(&mut self, ctx: &GpuContext, width: u32, height: u32) {
+        if (width, height) != (self.width, self.height) {
+            *self = ViewTarget::new(ctx, width, height, self.depth);
+        }
+    }
+
+    /// An output image of `depth` (the resampled image is kept).
+    fn ensure_output(&mut self, ctx: &GpuContext, depth: OutputDepth) {
+        if self.output.is_some() && depth == self.depth {
+            return;
+        }
         let output = ctx.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("view output"),
             size: wgpu::Extent3d {
-                width,
-                height,
+                width: self.width,
+                height: self.height,
                 depth_or_array_layers: 1,
             },
             mip_level_count: 1,
@@ -862,39 +962,18 @@ impl ViewTarget {
                 | wgpu::TextureUsages::COPY_SRC,
             view_formats: &[],
         });
-        ViewTarget {
-            width,
-            height,
-            depth,
-            resampled_view: resampled.create_view(&wgpu::TextureViewDescriptor::default()),
-            output_view: output.create_view(&wgpu::TextureViewDescriptor::default()),
-            output,
-        }
+        let view = output.create_view(&wgpu::TextureViewDescriptor::default());
+        self.output = Some((output, view));
+        self.depth = depth;
     }
 
-    fn ensure_size(&mut self, ctx: &GpuContext, width: u32, height: u32) {
-        if (width, height) != (self.width, self.height) {
-            *self = ViewTarget::new(ctx, width, height, self.depth);
-        }
-    }
-
-    fn ensure_depth(&mut self, ctx: &GpuContext, depth: OutputDepth) {
-        if depth != self.depth {
-            // The resampled image is kept; only the output changes format.
-            let fresh = ViewTarget::new(ctx, self.width, self.height, depth);
-            self.output = fresh.output;
-            self.output_view = fresh.output_view;
-            self.depth = depth;
-        }
-    }
-
-    /// The displayed image (for painting in a UI).
-    pub fn output_view(&self) -> &wgpu::TextureView {
-        &self.output_view
-    }
-
-    /// Copy the displayed image back to the CPU.
+    /// Copy the displayed image back to the CPU (after [`Renderer::display`]).
     pub fn read(&self, ctx: &GpuContext) -> Result<GreyImage, RenderError> {
+        let Some((output, _)) = &self.output else {
+            return Err(RenderError::Readback(
+                "the view has no displayed image yet".into(),
+            ));
+        };
         let bytes_per_row = (self.width * 4).div_ceil(wgpu::COPY_BYTES_PER_ROW_ALIGNMENT)
             * wgpu::COPY_BYTES_PER_ROW_ALIGNMENT;
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -910,7 +989,7 @@ impl ViewTarget {
             });
         encoder.copy_texture_to_buffer(
             wgpu::TexelCopyTextureInfo {
-                texture: &self.output,
+                texture: output,
                 mip_level: 0,
                 origin: wgpu::Origin3d::ZERO,
                 aspect: wgpu::TextureAspect::All,

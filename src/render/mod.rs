@@ -24,7 +24,7 @@ pub mod kernel;
 pub mod view;
 pub mod voi;
 
-pub use gpu::{AdapterChoice, GpuContext, Renderer, VolumeTexture};
+pub use gpu::{AdapterChoice, GpuContext, Renderer, ScreenDraw, VolumeTexture};
 pub use image::GreyImage;
 pub use kernel::VolumeInfo;
 pub use view::{Interpolation, Plane, SlabMode, SliceView};
