@@ -46,6 +46,11 @@ override multi_brick: bool = false;
 override use_table: bool = false;
 override trilinear: bool = true;
 override signed_data: bool = false;
+// The plane lies on one slice (the stack's own orientation at a slice position, no slab): the
+// slice coordinate is that slice's index at every pixel, and trilinear reads that slice alone
+// (the other's weight is 0). Chosen by the CPU (`ResampleVariant::of`); it halves the reads of
+// the commonest frame, scrolling a stack in its own plane.
+override on_one_slice: bool = false;
 
 @vertex
 fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
@@ -189,14 +194,17 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
     }
     let i0 = floor(v.x);
     let j0 = floor(v.y);
-    let k0 = floor(v.z);
     let fi = v.x - i0;
     let fj = v.y - j0;
-    let fk = v.z - k0;
     let x0 = clamp(i32(i0), 0, wm);
     let x1 = clamp(i32(i0) + 1, 0, wm);
     let y0 = clamp(i32(j0), 0, hm);
     let y1 = clamp(i32(j0) + 1, 0, hm);
+    if on_one_slice {
+        return vec2<f32>(plane_value(clamp(i32(round(v.z)), 0, km), x0, x1, y0, y1, fi, fj), 1.0);
+    }
+    let k0 = floor(v.z);
+    let fk = v.z - k0;
     let z0 = clamp(i32(k0), 0, km);
     let z1 = clamp(i32(k0) + 1, 0, km);
     let c0 = plane_value(z0, x0, x1, y0, y1, fi, fj);

@@ -326,6 +326,21 @@ fn gpu_matches_cpu_on_the_synthetic_phantom_in_every_plane_and_mode() {
             );
         }
     }
+    // On a slice (the commonest frame: scrolling a stack in its own plane) the renderer reads
+    // that slice alone; it must still equal the reference, on several slices and at a zoom.
+    for k in [0.0, 13.0, 40.0, 79.0] {
+        let z = volume.geometry.patient_from_voxel_affine([0.0, 0.0, k])[2];
+        let info = VolumeInfo::new(&volume).unwrap();
+        let mut v = SliceView::fit(&info, Plane::Axial, Some(z), 230, 170).unwrap();
+        v.pixel_mm *= 0.6;
+        assert_gpu_matches_cpu(
+            &format!("phantom-on-slice-{k}"),
+            &texture,
+            &volume,
+            &v,
+            &soft,
+        );
+    }
     for (mode, thickness) in [
         (SlabMode::Mip, 10.0),
         (SlabMode::Mip, 30.0),

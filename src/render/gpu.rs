@@ -605,6 +605,7 @@ impl Renderer {
                         ("use_table", flag(v.use_table)),
                         ("trilinear", flag(v.trilinear)),
                         ("signed_data", flag(v.signed)),
+                        ("on_one_slice", flag(v.on_one_slice)),
                     ],
                 )
             })
@@ -627,7 +628,8 @@ impl Renderer {
             )));
         }
         let params = ResampleParams::new(&volume.info, &volume.layout, view)?;
-        let pipeline = self.resample_pipeline(ctx, ResampleVariant::of(&params));
+        let pipeline =
+            self.resample_pipeline(ctx, ResampleVariant::of(&params, view.width, view.height));
         target.ensure_size(ctx, view.width, view.height);
         let buffer = ctx
             .device
@@ -878,17 +880,45 @@ struct ResampleVariant {
     use_table: bool,
     trilinear: bool,
     signed: bool,
+    on_one_slice: bool,
 }
 
 impl ResampleVariant {
-    fn of(params: &ResampleParams) -> ResampleVariant {
+    /// The variant for `params` drawn at `width` x `height` pixels.
+    fn of(params: &ResampleParams, width: u32, height: u32) -> ResampleVariant {
+        let use_table = params.dims[3] & FLAG_TABLE != 0;
+        let trilinear = params.dims[3] & FLAG_TRILINEAR != 0;
         ResampleVariant {
             multi_brick: params.brick[1] > 1,
-            use_table: params.dims[3] & FLAG_TABLE != 0,
-            trilinear: params.dims[3] & FLAG_TRILINEAR != 0,
+            use_table,
+            trilinear,
             signed: params.dims[3] & FLAG_SIGNED != 0,
+            on_one_slice: trilinear
+                && !use_table
+                && params.fold[2] == 1
+                && one_slice_of(params, width, height).is_some(),
         }
     }
+}
+
+/// The slice a single-sample plane lies on, when it lies on one: the slice coordinate (voxel
+/// k, without a slice table) at the view's four corners within 1/1000 of a slice of the same
+/// whole number. Between the corners k is linear, so it is that close everywhere; trilinear
+/// there weighs the neighbour slice by at most 1/1000 of the difference, which the one-slice
+/// variant leaves out.
+fn one_slice_of(params: &ResampleParams, width: u32, height: u32) -> Option<i64> {
+    let k = |x: f64, y: f64| {
+        f64::from(params.base[2])
+            + x * f64::from(params.step_x[2])
+            + y * f64::from(params.step_y[2])
+    };
+    let (w, h) = (f64::from(width), f64::from(height));
+    let corners = [k(0.0, 0.0), k(w, 0.0), k(0.0, h), k(w, h)];
+    let slice = corners[0].round();
+    corners
+        .iter()
+        .all(|c| (c - slice).abs() < 1e-3)
+        .then_some(slice as i64)
 }
 
 /// The textures of one view: the resampled modality values and the displayed image.
@@ -1049,5 +1079,49 @@ fn output_format(depth: OutputDepth) -> wgpu::TextureFormat {
     match depth {
         OutputDepth::Eight => wgpu::TextureFormat::Rgba8Unorm,
         OutputDepth::Ten => wgpu::TextureFormat::Rgb10a2Unorm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::kernel::{TextureLayout, VolumeInfo};
+    use crate::render::view::Plane;
+    use imaging::synth::{PhantomSpec, phantom_volume};
+
+    fn params(volume: &Volume, view: &SliceView) -> ResampleParams {
+        let info = VolumeInfo::new(volume).unwrap();
+        let layout = TextureLayout::new(volume.geometry.dims, 2048, 1 << 30).unwrap();
+        ResampleParams::new(&info, &layout, view).unwrap()
+    }
+
+    /// The one-slice variant is chosen for a plane on a slice of a stack in its own orientation,
+    /// and for nothing else: half a slice away, another orientation, a slab, nearest neighbour.
+    #[test]
+    fn one_slice_variant_only_on_a_slice() {
+        let volume = phantom_volume(&PhantomSpec {
+            columns: 64,
+            rows: 64,
+            slices: 20,
+            spacing_mm: 2.5,
+            ..PhantomSpec::default()
+        });
+        let info = VolumeInfo::new(&volume).unwrap();
+        let z_of = |k: f64| volume.geometry.patient_from_voxel_affine([0.0, 0.0, k])[2];
+        let at = |plane, z: f64| SliceView::fit(&info, plane, Some(z), 300, 200).unwrap();
+        let variant = |v: &SliceView| ResampleVariant::of(&params(&volume, v), v.width, v.height);
+
+        let on = at(Plane::Axial, z_of(7.0));
+        assert_eq!(one_slice_of(&params(&volume, &on), 300, 200), Some(7));
+        assert!(variant(&on).on_one_slice);
+        assert!(!variant(&at(Plane::Axial, z_of(7.5))).on_one_slice);
+        assert!(!variant(&at(Plane::Axial, z_of(7.01))).on_one_slice);
+        assert!(!variant(&at(Plane::Coronal, 0.0)).on_one_slice);
+        let mut slab = on.clone();
+        slab.slab_mm = 10.0;
+        assert!(!variant(&slab).on_one_slice);
+        let mut nearest = on.clone();
+        nearest.interpolation = crate::render::Interpolation::Nearest;
+        assert!(!variant(&nearest).on_one_slice);
     }
 }
