@@ -51,6 +51,9 @@ override signed_data: bool = false;
 // (the other's weight is 0). Chosen by the CPU (`ResampleVariant::of`); it halves the reads of
 // the commonest frame, scrolling a stack in its own plane.
 override on_one_slice: bool = false;
+// The volume is one unfolded brick: slice k is texture depth k (no integer division per read,
+// which a software rasterizer does lane by lane).
+override single_block: bool = false;
 
 @vertex
 fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
@@ -86,6 +89,9 @@ fn stored(b: i32, texel: vec3<i32>) -> f32 {
 
 // Where slice k starts: brick in w, texel of voxel (0, 0, k) in xyz.
 fn slice_origin(k: i32) -> vec4<i32> {
+    if single_block {
+        return vec4<i32>(0, 0, k, 0);
+    }
     let per_brick = i32(params.brick.x);
     let b = k / per_brick;
     let local = k - b * per_brick;

@@ -606,6 +606,7 @@ impl Renderer {
                         ("trilinear", flag(v.trilinear)),
                         ("signed_data", flag(v.signed)),
                         ("on_one_slice", flag(v.on_one_slice)),
+                        ("single_block", flag(v.single_block)),
                     ],
                 )
             })
@@ -881,6 +882,8 @@ struct ResampleVariant {
     trilinear: bool,
     signed: bool,
     on_one_slice: bool,
+    /// One brick, not folded into tiles (its texture depth holds every slice).
+    single_block: bool,
 }
 
 impl ResampleVariant {
@@ -897,6 +900,7 @@ impl ResampleVariant {
                 && !use_table
                 && params.fold[2] == 1
                 && one_slice_of(params, width, height).is_some(),
+            single_block: params.brick[1] <= 1 && params.fold[0] >= params.dims[2],
         }
     }
 }
