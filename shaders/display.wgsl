@@ -8,6 +8,7 @@ struct Params {
     mode: vec4<u32>,
 }
 
+// Uniform, read in no branch condition of its own (see resample.wgsl).
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var resampled: texture_2d<f32>;
 @group(0) @binding(2) var<storage, read> lut: array<u32>;
@@ -15,6 +16,10 @@ struct Params {
 // The target stores sRGB-encoded values (an *Srgb swapchain format; 8-bit only): write the
 // linear value whose encoding is the grey level, so the stored byte is a plain target's.
 override SRGB_TARGET: bool = false;
+// `params.mode.x` and `params.mode.y != 0` as pipeline constants (the CPU twin reads the
+// buffer): a software rasterizer runs every case of a switch on a buffer value.
+override voi_function: u32 = 0u;
+override inverted: bool = false;
 
 struct Fullscreen {
     @builtin(position) position: vec4<f32>,
@@ -43,19 +48,19 @@ fn linear_from_srgb(v: f32) -> f32 {
 fn voi(x: f32) -> f32 {
     let c = params.window.x;
     let w = params.window.y;
-    switch params.mode.x {
+    switch voi_function {
         case 0u: {
             // PS3.3 C.11.2.1.2.1 (LINEAR).
-            if w <= 1.0 {
-                return select(0.0, 1.0, x > c - 0.5);
-            }
+            // A width of 1 or less is a threshold; chosen by select, not by a branch on the
+            // uniform alone.
+            let threshold = select(0.0, 1.0, x > c - 0.5);
+            var ramp = (x - (c - 0.5)) / select(w - 1.0, 1.0, w <= 1.0) + 0.5;
             if x <= c - 0.5 - (w - 1.0) / 2.0 {
-                return 0.0;
+                ramp = 0.0;
+            } else if x > c - 0.5 + (w - 1.0) / 2.0 {
+                ramp = 1.0;
             }
-            if x > c - 0.5 + (w - 1.0) / 2.0 {
-                return 1.0;
-            }
-            return (x - (c - 0.5)) / (w - 1.0) + 0.5;
+            return select(ramp, threshold, w <= 1.0);
         }
         case 1u: {
             // LINEAR_EXACT, C.11.2.1.3.2.
@@ -89,7 +94,7 @@ fn fs_display(in: Fullscreen) -> @location(0) vec4<f32> {
         return vec4<f32>(0.0, 0.0, 0.0, 1.0);
     }
     var y = clamp(voi(r.x), 0.0, 1.0);
-    if params.mode.y != 0u {
+    if inverted {
         y = 1.0 - y;
     }
     if SRGB_TARGET {

@@ -24,6 +24,11 @@ struct Slice {
     rescale: vec4<f32>,
 }
 
+// No branch or loop condition may read only uniforms: lavapipe (Mesa 22.3) "inlines" such
+// uniforms, compiling a shader variant for their values at every draw and never freeing it
+// (0.5 MB and a compile per frame; benches/README.md). Choices that are the same for every
+// pixel are pipeline constants instead (below); the slab loop's count is the one exception
+// (a variant per slab thickness chosen, a handful in a reading).
 @group(0) @binding(0) var<uniform> params: Params;
 // Up to eight bricks of `brick.x` slices each (unused bindings repeat brick 0).
 @group(1) @binding(0) var brick0: texture_3d<u32>;
@@ -51,6 +56,10 @@ override signed_data: bool = false;
 // (the other's weight is 0). Chosen by the CPU (`ResampleVariant::of`); it halves the reads of
 // the commonest frame, scrolling a stack in its own plane.
 override on_one_slice: bool = false;
+// One sample per pixel (no slab), and the slab's combination (0 average, 1 MIP, 2 MinIP): as
+// constants, not read from `params` (which still carries them for the CPU twin).
+override thin: bool = true;
+override slab_mode: u32 = 0u;
 // The volume is one unfolded brick: slice k is texture depth k (no integer division per read,
 // which a software rasterizer does lane by lane).
 override single_block: bool = false;
@@ -223,8 +232,12 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
 fn fs_resample(@builtin(position) pos: vec4<f32>) -> @location(0) vec2<f32> {
     let px = pos.x;
     let py = pos.y;
+    if thin {
+        // The loop below with one sample at s = 0, whose combination is the sample itself.
+        return sample(params.base.xyz + px * params.step_x.xyz + py * params.step_y.xyz);
+    }
     let n = params.fold.z;
-    let mode = params.fold.w;
+    let mode = slab_mode;
     let t = params.scale.w;
     var acc = 0.0;
     if mode == 1u {

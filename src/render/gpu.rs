@@ -446,13 +446,20 @@ pub struct Renderer {
     resample_layout: wgpu::PipelineLayout,
     /// Resample pipelines by [`ResampleVariant`], built on first use.
     resample: std::sync::Mutex<std::collections::HashMap<ResampleVariant, wgpu::RenderPipeline>>,
-    display_8: wgpu::RenderPipeline,
-    display_10: wgpu::RenderPipeline,
     display_module: wgpu::ShaderModule,
     display_layout_pl: wgpu::PipelineLayout,
-    /// Display pipelines that draw into a window's own target ([`Renderer::display_on_screen`]),
-    /// by the target's format, built on first use.
-    screen: std::sync::Mutex<std::collections::HashMap<wgpu::TextureFormat, wgpu::RenderPipeline>>,
+    /// Display pipelines by [`DisplayVariant`] (the target's format, the VOI function,
+    /// inversion), built on first use.
+    display: std::sync::Mutex<std::collections::HashMap<DisplayVariant, wgpu::RenderPipeline>>,
+}
+
+/// Which display pipeline a frame needs (the shader's override constants, and the target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DisplayVariant {
+    format: wgpu::TextureFormat,
+    /// `DisplayParams::mode[0]`: 0 linear, 1 linear exact, 2 sigmoid, 3 LUT.
+    function: u32,
+    inverted: bool,
 }
 
 /// The WGSL sources (also validated by naga in the tests).
@@ -471,22 +478,22 @@ fn fragment_entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutE
     }
 }
 
-fn storage_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
     fragment_entry(
         binding,
         wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only: true },
+            ty: wgpu::BufferBindingType::Uniform,
             has_dynamic_offset: false,
             min_binding_size: None,
         },
     )
 }
 
-fn uniform_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
+fn storage_entry(binding: u32) -> wgpu::BindGroupLayoutEntry {
     fragment_entry(
         binding,
         wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
+            ty: wgpu::BufferBindingType::Storage { read_only: true },
             has_dynamic_offset: false,
             min_binding_size: None,
         },
@@ -516,6 +523,8 @@ impl Renderer {
         let resample_params_layout =
             device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                 label: Some("resample params"),
+                // No branch or loop of the shader may depend on uniforms alone (see
+                // resample.wgsl): lavapipe would compile a shader variant per draw.
                 entries: &[uniform_entry(0)],
             });
         let display_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -551,24 +560,6 @@ impl Renderer {
             bind_group_layouts: &[Some(&display_layout)],
             immediate_size: 0,
         });
-        let display_8 = build_pipeline(
-            device,
-            "display 8-bit",
-            &display_pl,
-            &display_module,
-            "fs_display",
-            wgpu::TextureFormat::Rgba8Unorm,
-            &[],
-        );
-        let display_10 = build_pipeline(
-            device,
-            "display 10-bit",
-            &display_pl,
-            &display_module,
-            "fs_display",
-            wgpu::TextureFormat::Rgb10a2Unorm,
-            &[],
-        );
         Renderer {
             volume_layout,
             resample_params_layout,
@@ -576,11 +567,9 @@ impl Renderer {
             resample_module,
             resample_layout: resample_pl,
             resample: Default::default(),
-            display_8,
-            display_10,
             display_module,
             display_layout_pl: display_pl,
-            screen: Default::default(),
+            display: Default::default(),
         }
     }
 
@@ -607,6 +596,8 @@ impl Renderer {
                         ("signed_data", flag(v.signed)),
                         ("on_one_slice", flag(v.on_one_slice)),
                         ("single_block", flag(v.single_block)),
+                        ("thin", flag(v.thin)),
+                        ("slab_mode", f64::from(v.slab_mode)),
                     ],
                 )
             })
@@ -668,10 +659,7 @@ impl Renderer {
     ) -> Result<(), RenderError> {
         let group = self.display_group(ctx, display, target)?;
         target.ensure_output(ctx, display.depth);
-        let pipeline = match display.depth {
-            OutputDepth::Eight => &self.display_8,
-            OutputDepth::Ten => &self.display_10,
-        };
+        let pipeline = self.display_pipeline(ctx, display, output_format(display.depth));
         let output = target.output.as_ref().map(|(_, view)| view);
         if let Some(output) = output {
             draw_fullscreen(
@@ -679,7 +667,7 @@ impl Renderer {
                 "display",
                 output,
                 wgpu::Color::BLACK,
-                pipeline,
+                &pipeline,
                 &[&group],
             );
         }
@@ -700,26 +688,48 @@ impl Renderer {
         format: wgpu::TextureFormat,
     ) -> Result<ScreenDraw, RenderError> {
         let group = self.display_group(ctx, display, target)?;
+        let pipeline = self.display_pipeline(ctx, display, format);
+        Ok(ScreenDraw { pipeline, group })
+    }
+
+    /// The display pipeline for `display` into a target of `format`: the VOI function and the
+    /// inversion are pipeline constants (a software rasterizer runs every case of a switch on
+    /// a buffer value; lavapipe's own answer, recompiling for the values, leaked).
+    fn display_pipeline(
+        &self,
+        ctx: &GpuContext,
+        display: &Display,
+        format: wgpu::TextureFormat,
+    ) -> wgpu::RenderPipeline {
+        let (params, _) = DisplayParams::new(display);
+        let variant = DisplayVariant {
+            format,
+            function: params.mode[0],
+            inverted: params.mode[1] != 0,
+        };
         let mut cache = self
-            .screen
+            .display
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let pipeline = cache
-            .entry(format)
+        cache
+            .entry(variant)
             .or_insert_with(|| {
-                let srgb = if format.is_srgb() { 1.0 } else { 0.0 };
+                let flag = |b: bool| if b { 1.0 } else { 0.0 };
                 build_pipeline(
                     &ctx.device,
-                    "display on screen",
+                    "display",
                     &self.display_layout_pl,
                     &self.display_module,
                     "fs_display",
                     format,
-                    &[("SRGB_TARGET", srgb)],
+                    &[
+                        ("SRGB_TARGET", flag(format.is_srgb())),
+                        ("voi_function", f64::from(variant.function)),
+                        ("inverted", flag(variant.inverted)),
+                    ],
                 )
             })
-            .clone();
-        Ok(ScreenDraw { pipeline, group })
+            .clone()
     }
 
     /// The display pass's bindings: `display`'s parameters and LUT, `target`'s resampled image.
@@ -884,6 +894,10 @@ struct ResampleVariant {
     on_one_slice: bool,
     /// One brick, not folded into tiles (its texture depth holds every slice).
     single_block: bool,
+    /// One sample per pixel (no slab).
+    thin: bool,
+    /// `MODE_*` of the slab.
+    slab_mode: u32,
 }
 
 impl ResampleVariant {
@@ -901,6 +915,8 @@ impl ResampleVariant {
                 && params.fold[2] == 1
                 && one_slice_of(params, width, height).is_some(),
             single_block: params.brick[1] <= 1 && params.fold[0] >= params.dims[2],
+            thin: params.fold[2] == 1,
+            slab_mode: params.fold[3],
         }
     }
 }
