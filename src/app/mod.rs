@@ -1535,7 +1535,12 @@ impl eframe::App for OverreadApp {
     /// The panels' colour: the side panels leave their backgrounds to the clear
     /// ([`panels::unfilled`]).
     fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
-        visuals.panel_fill.to_normalized_gamma_f32()
+        // An sRGB target encodes what it is given: give it the linear value (egui's own
+        // shader does the same for its fills there).
+        match &self.gpu {
+            Some(g) if g.target_format.is_srgb() => egui::Rgba::from(visuals.panel_fill).to_array(),
+            _ => visuals.panel_fill.to_normalized_gamma_f32(),
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {

@@ -509,6 +509,7 @@ fn cell_contents_ui(
         ..
     } = app;
     let cell = &mut cells[i];
+    let mut image = None;
     if let (Some(gpu), Some(texture)) = (
         gpu.as_mut(),
         opens.get(cell.volume).and_then(|o| o.texture.as_ref()),
@@ -540,17 +541,23 @@ fn cell_contents_ui(
                 )
             });
             match screen {
-                Ok(screen) => cell.screen = Some(screen),
+                Ok(screen) => {
+                    cell.screen = Some(screen);
+                    cell.dirty = false;
+                    cell.display_dirty = false;
+                }
                 Err(e) => {
+                    // Black, and tried again next frame: an older image must not pass for
+                    // this one.
                     cell.screen = None;
                     *status = format!("cannot draw: {e}");
                 }
             }
-            cell.dirty = false;
-            cell.display_dirty = false;
         }
+        image = cell.screen.clone();
     }
-    let image = app.cells[i].screen.clone();
+    // Without a volume texture (none yet, or its upload failed) the cell shows nothing: never
+    // an image drawn from an earlier texture.
     overlay_ui(app, ui, i, rect, &view);
     image
 }

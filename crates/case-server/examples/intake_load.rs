@@ -64,6 +64,10 @@ fn args() -> Args {
         !a.db.is_empty() && !a.server.is_empty() && !a.store.is_empty(),
         "--db, --store and --server"
     );
+    assert!(
+        a.clients > 0 && a.reports > 0,
+        "--clients and --reports above 0"
+    );
     a
 }
 
@@ -185,24 +189,14 @@ async fn main() {
             })
             .collect(),
     );
-    let next = Arc::new(AtomicUsize::new(0));
-    let errors = Arc::new(AtomicUsize::new(0));
     // Every client connects (and makes one authenticated request) before the clock starts: the
     // figures are the steady state of intake. The first request on a new connection is timed
     // apart (`first_request_*`): it includes building the HTTP client and the TCP handshake.
-    let ready = Arc::new(tokio::sync::Barrier::new(a.clients + 1));
     let warm_url = format!("{}/cases/{}/reports", a.server, queue_case(&queue, 0));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut connecting = tokio::task::JoinSet::new();
     for _ in 0..a.clients {
-        let (queue, next, errors, token, ready, warm_url) = (
-            queue.clone(),
-            next.clone(),
-            errors.clone(),
-            token.clone(),
-            ready.clone(),
-            warm_url.clone(),
-        );
-        tasks.spawn(async move {
+        let (token, warm_url) = (token.clone(), warm_url.clone());
+        connecting.spawn(async move {
             let t = Instant::now();
             // One connection per client, kept alive, as a workstation would.
             let http = reqwest::Client::builder()
@@ -221,8 +215,25 @@ async fn main() {
                 warm.status()
             );
             warm.bytes().await.expect("first answer");
-            let first = t.elapsed();
-            ready.wait().await;
+            (http, t.elapsed())
+        });
+    }
+    let mut clients = Vec::with_capacity(a.clients);
+    let mut firsts = Vec::with_capacity(a.clients);
+    while let Some(c) = connecting.join_next().await {
+        let (http, first) = c.expect("connecting client");
+        clients.push(http);
+        firsts.push(first);
+    }
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for http in clients {
+        let (queue, next, errors, token) =
+            (queue.clone(), next.clone(), errors.clone(), token.clone());
+        tasks.spawn(async move {
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -246,17 +257,12 @@ async fn main() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            (first, latencies)
+            latencies
         });
     }
-    ready.wait().await;
-    let start = Instant::now();
     let mut all = Vec::with_capacity(a.reports);
-    let mut firsts = Vec::with_capacity(a.clients);
     while let Some(l) = tasks.join_next().await {
-        let (first, latencies) = l.expect("client task");
-        firsts.push(first);
-        all.extend(latencies);
+        all.extend(l.expect("client task"));
     }
     let wall = start.elapsed().as_secs_f64();
     all.sort();

@@ -108,9 +108,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
             .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
         let token = header
             .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("Authorization must be Bearer TOKEN"))?;
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be Bearer TOKEN"))?
+            .trim();
+        // Not a token this server could have issued: refused before anything else (report
+        // intake reads its body before it looks the session up).
+        if !auth::is_token_shaped(token) {
+            return Err(ApiError::unauthorized(
+                "unknown or expired token: log in again",
+            ));
+        }
         Ok(Bearer {
-            token_hash: auth::token_hash(token.trim()),
+            token_hash: auth::token_hash(token),
             remote: parts
                 .extensions
                 .get::<ConnectInfo<crate::Peer>>()

@@ -34,6 +34,14 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Whether `token` has the form of [`new_token`]'s tokens (43 URL-safe base64 characters).
+pub fn is_token_shaped(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn token_hash(token: &str) -> String {
     format!("{:x}", Sha256::digest(token.as_bytes()))
 }
@@ -50,6 +58,9 @@ mod tests {
         assert!(!verify_password("wrong", &phc));
         assert!(!verify_password("x", "not a hash"));
         assert_ne!(new_token(), new_token());
+        assert!(is_token_shaped(&new_token()));
+        assert!(!is_token_shaped("not-a-token"));
+        assert!(!is_token_shaped(&format!("{}=", &new_token()[..42])));
         assert_eq!(token_hash("a").len(), 64);
     }
 }
