@@ -331,6 +331,15 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = send(good.to_string(), Some(coord)).await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // An expired session, read by intake's one query like every other fact: refused.
+    let expired = s.login("rad1").await;
+    sqlx::query("UPDATE sessions SET expires_unix = 0 WHERE token_hash = $1")
+        .bind(case_server::auth::token_hash(&expired))
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let r = send(good.to_string(), Some(expired)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let mut nan = good.clone();
     nan["signature"] = json!("AAAA");
     let r = send(nan.to_string(), Some(rad1.clone())).await.unwrap();
