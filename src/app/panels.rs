@@ -322,7 +322,7 @@ fn cell_contents_ui(
         Sense::click_and_drag(),
     );
     let ppp = ui.ctx().pixels_per_point();
-    let size_px = viewport_pixels(rect, ppp);
+    let size_px = viewport_pixels(ui.ctx(), rect);
     let info = app.open_at(i).map(|o| o.info.clone())?;
     app.cells[i].rect = Some(rect);
     // A series dropped here from the browser opens in this viewport.
@@ -562,14 +562,18 @@ fn cell_contents_ui(
     image
 }
 
-/// A viewport's size in pixels, rounded as egui rounds a paint callback's viewport (each edge
-/// to the nearest pixel), so the view's image and the window's pixels correspond one to one.
-fn viewport_pixels(rect: Rect, ppp: f32) -> [u32; 2] {
-    let edge = |v: f32| (v * ppp).round();
-    [
-        (edge(rect.max.x) - edge(rect.min.x)).max(1.0) as u32,
-        (edge(rect.max.y) - edge(rect.min.y)).max(1.0) as u32,
-    ]
+/// A viewport's size in pixels: the viewport egui gives the cell's paint callback (edges
+/// rounded to pixels, clamped to the window), so the view's image and the window's pixels
+/// correspond one to one.
+fn viewport_pixels(ctx: &egui::Context, rect: Rect) -> [u32; 2] {
+    let ppp = ctx.pixels_per_point();
+    let window = ctx.viewport_rect().size() * ppp;
+    let px = egui::epaint::ViewportInPixels::from_points(
+        &rect,
+        ppp,
+        [window.x.round() as u32, window.y.round() as u32],
+    );
+    [px.width_px.max(1) as u32, px.height_px.max(1) as u32]
 }
 
 /// Draws a viewport's display pass straight into the window (egui's render pass, its viewport

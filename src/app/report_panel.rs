@@ -357,13 +357,19 @@ impl ReportState {
     pub fn use_template(&mut self) {
         if let Some(t) = self.templates.get(self.template) {
             self.draft = Draft::from_template(t);
-            self.linked.clear();
-            self.unsure.clear();
-            self.clips.clear();
-            self.signed_final = None;
-            self.receipt = None;
-            self.sign_message.clear();
+            self.forget_report();
         }
+    }
+
+    /// Forget what belonged to the last report besides its text: linked measurements, marked
+    /// words and their audio, the signed report, its receipt and the signing message.
+    fn forget_report(&mut self) {
+        self.linked.clear();
+        self.unsure.clear();
+        self.clips.clear();
+        self.signed_final = None;
+        self.receipt = None;
+        self.sign_message.clear();
     }
 
     /// A case was opened: the report is for it. Another case than the one in the form starts
@@ -382,12 +388,7 @@ impl ReportState {
         self.pending_clip = None;
         self.queued = None;
         self.draft = Draft::default();
-        self.linked.clear();
-        self.unsure.clear();
-        self.clips.clear();
-        self.signed_final = None;
-        self.receipt = None;
-        self.sign_message.clear();
+        self.forget_report();
     }
 
     /// Transcribe `clip` on a background thread (the model is loaded there the first time).

@@ -574,34 +574,26 @@ impl Renderer {
     }
 
     fn resample_pipeline(&self, ctx: &GpuContext, v: ResampleVariant) -> wgpu::RenderPipeline {
-        let mut cache = self
-            .resample
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
-            .entry(v)
-            .or_insert_with(|| {
-                let flag = |b: bool| if b { 1.0 } else { 0.0 };
-                build_pipeline(
-                    &ctx.device,
-                    "resample",
-                    &self.resample_layout,
-                    &self.resample_module,
-                    "fs_resample",
-                    RESAMPLED_FORMAT,
-                    &[
-                        ("multi_brick", flag(v.multi_brick)),
-                        ("use_table", flag(v.use_table)),
-                        ("trilinear", flag(v.trilinear)),
-                        ("signed_data", flag(v.signed)),
-                        ("on_one_slice", flag(v.on_one_slice)),
-                        ("single_block", flag(v.single_block)),
-                        ("thin", flag(v.thin)),
-                        ("slab_mode", f64::from(v.slab_mode)),
-                    ],
-                )
-            })
-            .clone()
+        cached_pipeline(&self.resample, v, || {
+            build_pipeline(
+                &ctx.device,
+                "resample",
+                &self.resample_layout,
+                &self.resample_module,
+                "fs_resample",
+                RESAMPLED_FORMAT,
+                &[
+                    ("multi_brick", flag(v.multi_brick)),
+                    ("use_table", flag(v.use_table)),
+                    ("trilinear", flag(v.trilinear)),
+                    ("signed_data", flag(v.signed)),
+                    ("on_one_slice", flag(v.on_one_slice)),
+                    ("single_block", flag(v.single_block)),
+                    ("thin", flag(v.thin)),
+                    ("slab_mode", f64::from(v.slab_mode)),
+                ],
+            )
+        })
     }
 
     /// Step 1 of a frame: resample `volume` on `view` into `target`.
@@ -657,29 +649,31 @@ impl Renderer {
         display: &Display,
         target: &mut ViewTarget,
     ) -> Result<(), RenderError> {
-        let group = self.display_group(ctx, display, target)?;
+        let pass = self.display_on_screen(ctx, display, target, output_format(display.depth))?;
         target.ensure_output(ctx, display.depth);
-        let pipeline = self.display_pipeline(ctx, display, output_format(display.depth));
-        let output = target.output.as_ref().map(|(_, view)| view);
-        if let Some(output) = output {
+        if let Some((_, output)) = &target.output {
             draw_fullscreen(
                 ctx,
                 "display",
                 output,
                 wgpu::Color::BLACK,
-                &pipeline,
-                &[&group],
+                &pass.pipeline,
+                &[&pass.group],
             );
         }
         Ok(())
     }
 
-    /// Step 2 drawn straight into a window: the same display pass as [`Renderer::display`],
+    /// Step 2 drawn straight into a window: the display pass of [`Renderer::display`], to be
     /// recorded into the caller's render pass (an egui paint callback) whose viewport is the
     /// view's rectangle, exactly `target`'s size in pixels. No output image, and no second
     /// pass that copies one into the window: on a software rasterizer that copy cost as
     /// much as the window/level pass itself, several times over (benches/README.md).
-    /// `format` is the window's target format (8 or 10 bits, sRGB-encoded or not).
+    /// `format` is the target's format (8 or 10 bits, sRGB-encoded or not).
+    ///
+    /// The VOI function and the inversion are pipeline constants, one cached pipeline each (a
+    /// software rasterizer runs every case of a switch on a buffer value; lavapipe's own
+    /// answer, recompiling for the values, leaked).
     pub fn display_on_screen(
         &self,
         ctx: &GpuContext,
@@ -687,60 +681,28 @@ impl Renderer {
         target: &ViewTarget,
         format: wgpu::TextureFormat,
     ) -> Result<ScreenDraw, RenderError> {
-        let group = self.display_group(ctx, display, target)?;
-        let pipeline = self.display_pipeline(ctx, display, format);
-        Ok(ScreenDraw { pipeline, group })
-    }
-
-    /// The display pipeline for `display` into a target of `format`: the VOI function and the
-    /// inversion are pipeline constants (a software rasterizer runs every case of a switch on
-    /// a buffer value; lavapipe's own answer, recompiling for the values, leaked).
-    fn display_pipeline(
-        &self,
-        ctx: &GpuContext,
-        display: &Display,
-        format: wgpu::TextureFormat,
-    ) -> wgpu::RenderPipeline {
-        let (params, _) = DisplayParams::new(display);
+        display.validate()?;
+        let (params, lut) = DisplayParams::new(display);
         let variant = DisplayVariant {
             format,
             function: params.mode[0],
             inverted: params.mode[1] != 0,
         };
-        let mut cache = self
-            .display
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        cache
-            .entry(variant)
-            .or_insert_with(|| {
-                let flag = |b: bool| if b { 1.0 } else { 0.0 };
-                build_pipeline(
-                    &ctx.device,
-                    "display",
-                    &self.display_layout_pl,
-                    &self.display_module,
-                    "fs_display",
-                    format,
-                    &[
-                        ("SRGB_TARGET", flag(format.is_srgb())),
-                        ("voi_function", f64::from(variant.function)),
-                        ("inverted", flag(variant.inverted)),
-                    ],
-                )
-            })
-            .clone()
-    }
-
-    /// The display pass's bindings: `display`'s parameters and LUT, `target`'s resampled image.
-    fn display_group(
-        &self,
-        ctx: &GpuContext,
-        display: &Display,
-        target: &ViewTarget,
-    ) -> Result<wgpu::BindGroup, RenderError> {
-        display.validate()?;
-        let (params, lut) = DisplayParams::new(display);
+        let pipeline = cached_pipeline(&self.display, variant, || {
+            build_pipeline(
+                &ctx.device,
+                "display",
+                &self.display_layout_pl,
+                &self.display_module,
+                "fs_display",
+                format,
+                &[
+                    ("SRGB_TARGET", flag(format.is_srgb())),
+                    ("voi_function", f64::from(variant.function)),
+                    ("inverted", flag(variant.inverted)),
+                ],
+            )
+        });
         let params_buffer = ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -755,7 +717,7 @@ impl Renderer {
                 contents: bytemuck::cast_slice(&lut),
                 usage: wgpu::BufferUsages::STORAGE,
             });
-        Ok(ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("display"),
             layout: &self.display_layout,
             entries: &[
@@ -772,7 +734,8 @@ impl Renderer {
                     resource: lut_buffer.as_entire_binding(),
                 },
             ],
-        }))
+        });
+        Ok(ScreenDraw { pipeline, group })
     }
 
     /// Resample, display and read back one frame.
@@ -843,6 +806,25 @@ impl ScreenDraw {
         pass.set_bind_group(0, &self.group, &[]);
         pass.draw(0..3, 0..1);
     }
+}
+
+/// A WGSL override constant's value for a flag.
+fn flag(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// The pipeline for `key` from `cache`, built by `build` the first time it is asked for.
+fn cached_pipeline<K: Eq + std::hash::Hash>(
+    cache: &std::sync::Mutex<std::collections::HashMap<K, wgpu::RenderPipeline>>,
+    key: K,
+    build: impl FnOnce() -> wgpu::RenderPipeline,
+) -> wgpu::RenderPipeline {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_insert_with(build)
+        .clone()
 }
 
 fn build_pipeline(
