@@ -20,10 +20,6 @@ const KNOWN_UNDECODABLE: &[(&str, &str)] = &[
         "misc/no_meta.dcm",
         "bare data set that neither pydicom nor dicom-rs parses",
     ),
-    (
-        "liver/liver",
-        "Bits Allocated 1 (segmentation-like bitmaps) is not supported yet",
-    ),
 ];
 
 fn known_undecodable(path: &Path) -> bool {
@@ -362,5 +358,63 @@ fn transcoded_series_load_to_identical_volumes() {
             .join("derived/philips_fmri_transcoded/dicom")
             .join(variant);
         assert_eq!(voxel_stats(&load(&dir)).sha256, philips_hash, "{variant}");
+    }
+}
+
+/// 1-bit segmentations (Bits Allocated 1): the pydicom liver SEG, 3 frames of one segment, in
+/// every syntax it comes in, 512x512 and a 510x510 crop whose frames do not start on a byte
+/// (PS3.5 8.1.1: bits run on across frames). The reference is pydicom 3.0.2's own unpacking
+/// (`pixel_array` of liver.dcm and liver_nonbyte_aligned.dcm as little-endian u16, k j i):
+/// RLE and deflated frames, which pydicom cannot decode, must equal it too.
+#[test]
+fn one_bit_segmentations_load_as_masks_equal_to_pydicom() {
+    let Some(root) = shared_dicom() else { return };
+    let dir = root.join("codecs/pydicom_misc/dicom/liver");
+    let cases = [
+        (
+            "liver",
+            [512, 512, 3],
+            "4a5fc13506b4cb55dc0315b2ad3d6a2a869a659740118cf2698dbbc3254bac19",
+            &["", "_deflate", "_expb", "_j2k", "_rle"][..],
+        ),
+        (
+            "liver_nonbyte_aligned",
+            [510, 510, 3],
+            "691b356d28a9095f2517116451ae9a565c040eea0c301aff018167bb5c9c129f",
+            &["", "_deflate", "_j2k", "_rle"][..],
+        ),
+    ];
+    for (stem, dims, pydicom_sha256, variants) in cases {
+        for variant in variants {
+            let path = dir.join(format!("{stem}{variant}.dcm"));
+            let report = imaging::scan(std::slice::from_ref(&path));
+            let patients = imaging::group(&report.instances);
+            let stack = imaging::default_stack(&patients).unwrap().clone();
+            assert_eq!(stack.label.segment, Some(1), "{}", path.display());
+            let volume = imaging::load_stack(&stack, &Default::default(), &|_| {})
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                volume.failed_slices.is_empty(),
+                "{}: {:?}",
+                path.display(),
+                volume.failed_slices
+            );
+            assert_eq!(volume.geometry.dims, dims, "{}", path.display());
+            let stats = voxel_stats(&volume);
+            assert_eq!(
+                stats.sha256.as_deref(),
+                Some(pydicom_sha256),
+                "{}",
+                path.display()
+            );
+            // 36233 + 35645 + 35220 pixels of liver (pydicom's per-frame sums).
+            assert_eq!(
+                (stats.mean_stored * stats.count as f64).round() as u64,
+                107_098,
+                "{}",
+                path.display()
+            );
+            assert_eq!((stats.min_stored, stats.max_stored), (0, 1));
+        }
     }
 }

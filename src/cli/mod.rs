@@ -385,6 +385,7 @@ fn stack_line(s: &Stack) -> String {
         ("echo", l.echo.clone()),
         ("type", l.image_flavour.clone()),
         ("diffusion", l.diffusion.clone()),
+        ("segment", l.segment.map(|t| t.to_string())),
         ("time", l.temporal_position.map(|t| t.to_string())),
         ("rep", l.repetition.map(|t| t.to_string())),
     ] {

@@ -257,11 +257,11 @@ fn check_format(stack: &Stack) -> Result<(), ImagingError> {
             ),
         });
     }
-    if !matches!(f.bits_allocated, 8 | 16) {
+    if !matches!(f.bits_allocated, 1 | 8 | 16) {
         return Err(ImagingError::Unsupported {
             path,
             what: format!(
-                "Bits Allocated {} (only 8 and 16 are supported)",
+                "Bits Allocated {} (only 1, 8 and 16 are supported)",
                 f.bits_allocated
             ),
         });
@@ -492,6 +492,12 @@ fn frame_samples<'a>(
     frame: u32,
     format: &PixelFormat,
 ) -> Result<FrameSamples<'a>, ImagingError> {
+    if format.bits_allocated == 1 {
+        return bit_frame(obj, path, frame, format).map(|values| FrameSamples::Bytes {
+            data: Cow::Owned(values),
+            bytes_per_sample: 1,
+        });
+    }
     let decode_err = |reason: String| ImagingError::Decode {
         path: path.to_path_buf(),
         frame,
@@ -556,30 +562,7 @@ fn frame_samples<'a>(
                 bytes_per_sample,
             });
         }
-        let ts = TransferSyntaxRegistry
-            .get(&ts_uid)
-            .ok_or_else(|| ImagingError::Unsupported {
-                path: path.to_path_buf(),
-                what: format!("unknown transfer syntax {ts_uid}"),
-            })?;
-        let Codec::EncapsulatedPixelData(Some(reader), _) = ts.codec() else {
-            return Err(ImagingError::Unsupported {
-                path: path.to_path_buf(),
-                what: format!("no decoder for transfer syntax {} ({ts_uid})", ts.name()),
-            });
-        };
-        let single = OneFrame {
-            ts_uid: &ts_uid,
-            format,
-            data,
-        };
-        let mut out = Vec::with_capacity(samples * 2);
-        // Third-party decoders must not take the process down on a corrupt frame.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            reader.decode_frame(&single, 0, &mut out)
-        }))
-        .map_err(|_| decode_err("the decoder failed on corrupt data".into()))?
-        .map_err(|e| decode_err(e.to_string()))?;
+        let out = registry_decode(path, frame, &ts_uid, format, data, samples * 2)?;
         let bytes_per_sample = if out.len() >= samples * 2 { 2 } else { 1 };
         if out.len() < samples * bytes_per_sample {
             return Err(decode_err(format!(
@@ -629,6 +612,151 @@ fn frame_samples<'a>(
             })
         }
     }
+}
+
+/// Decode one encapsulated frame with the transfer syntax's dicom-rs decoder.
+fn registry_decode(
+    path: &std::path::Path,
+    frame: u32,
+    ts_uid: &str,
+    format: &PixelFormat,
+    data: Vec<u8>,
+    capacity: usize,
+) -> Result<Vec<u8>, ImagingError> {
+    let ts = TransferSyntaxRegistry
+        .get(ts_uid)
+        .ok_or_else(|| ImagingError::Unsupported {
+            path: path.to_path_buf(),
+            what: format!("unknown transfer syntax {ts_uid}"),
+        })?;
+    let Codec::EncapsulatedPixelData(Some(reader), _) = ts.codec() else {
+        return Err(ImagingError::Unsupported {
+            path: path.to_path_buf(),
+            what: format!("no decoder for transfer syntax {} ({ts_uid})", ts.name()),
+        });
+    };
+    let decode_err = |reason: String| ImagingError::Decode {
+        path: path.to_path_buf(),
+        frame,
+        reason,
+    };
+    let single = OneFrame {
+        ts_uid,
+        format,
+        data,
+    };
+    let mut out = Vec::with_capacity(capacity);
+    // Third-party decoders must not take the process down on a corrupt frame.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        reader.decode_frame(&single, 0, &mut out)
+    }))
+    .map_err(|_| decode_err("the decoder failed on corrupt data".into()))?
+    .map_err(|e| decode_err(e.to_string()))?;
+    Ok(out)
+}
+
+/// One frame of a 1-bit image (Bits Allocated 1: segmentations, overlays kept as images) as
+/// one 0/1 byte a pixel.
+///
+/// Native Pixel Data packs the bits of all frames in one run, first pixel in the least
+/// significant bit of the first byte, and a frame starts right after the previous one's last
+/// bit, not at a byte boundary (PS3.5 8.1.1 and 8.2). 16-bit words hold their bits the same
+/// way in the word's value, so big-endian OW is read as words. An encapsulated frame is
+/// compressed on its own: RLE and deflate hold its packed bits padded to a byte (PS3.5 G.2,
+/// A.4.11 for Deflated Image Frame Compression); JPEG 2000 holds 1-bit samples, which the
+/// decoder gives back one a byte.
+fn bit_frame(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+    frame: u32,
+    format: &PixelFormat,
+) -> Result<Vec<u8>, ImagingError> {
+    let decode_err = |reason: String| ImagingError::Decode {
+        path: path.to_path_buf(),
+        frame,
+        reason,
+    };
+    if format.samples_per_pixel != 1 {
+        return Err(ImagingError::Unsupported {
+            path: path.to_path_buf(),
+            what: format!(
+                "1-bit images with {} samples per pixel",
+                format.samples_per_pixel
+            ),
+        });
+    }
+    let pixels = usize::from(format.rows) * usize::from(format.columns);
+    let packed = pixels.div_ceil(8);
+    let pixel_data = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or_else(|| decode_err("no Pixel Data (7FE0,0010)".into()))?;
+    let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
+    match pixel_data.value() {
+        Value::PixelSequence(sequence) => {
+            let frames = super::header::int(obj, tags::NUMBER_OF_FRAMES)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(1);
+            let data = frame_fragments(
+                sequence.offset_table(),
+                sequence.fragments(),
+                frame,
+                frames,
+                &ts_uid,
+            )
+            .map_err(decode_err)?;
+            let image_codec = ts_uid.starts_with("1.2.840.10008.1.2.4.");
+            let out = if ts_uid == "1.2.840.10008.1.2.5" {
+                super::rle::decode(&data, packed, 1, 1).map_err(decode_err)?
+            } else if image_codec {
+                // The codec stream holds 1-bit samples; its decoder writes them a byte each.
+                let as_bytes = PixelFormat {
+                    bits_allocated: 8,
+                    ..format.clone()
+                };
+                registry_decode(path, frame, &ts_uid, &as_bytes, data, pixels)?
+            } else {
+                registry_decode(path, frame, &ts_uid, format, data, packed)?
+            };
+            let expected = if image_codec { pixels } else { packed };
+            if out.len() < expected {
+                return Err(decode_err(format!(
+                    "decoder gave {} bytes, {expected} expected for {pixels} 1-bit pixels",
+                    out.len()
+                )));
+            }
+            Ok(if image_codec {
+                out[..pixels].iter().map(|&v| u8::from(v != 0)).collect()
+            } else {
+                unpack_bits(&out, 0, pixels)
+            })
+        }
+        Value::Primitive(value) => {
+            let bytes: Cow<[u8]> = match value {
+                PrimitiveValue::U16(words) => {
+                    Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
+                }
+                other => other.to_bytes(),
+            };
+            let first_bit = pixels * frame as usize;
+            if bytes.len() * 8 < first_bit + pixels {
+                return Err(decode_err(format!(
+                    "Pixel Data holds {} bits, frame needs {}",
+                    bytes.len() * 8,
+                    first_bit + pixels
+                )));
+            }
+            Ok(unpack_bits(&bytes, first_bit, pixels))
+        }
+        Value::Sequence(_) => Err(decode_err("Pixel Data is a sequence".into())),
+    }
+}
+
+/// `count` bits from bit `first` on, least significant bit of each byte first, one a byte.
+fn unpack_bits(bytes: &[u8], first: usize, count: usize) -> Vec<u8> {
+    (first..first + count)
+        .map(|b| bytes.get(b / 8).map_or(0, |byte| (byte >> (b % 8)) & 1))
+        .collect()
 }
 
 /// The fast path for the commonest file on a CD: one native little-endian frame whose Pixel

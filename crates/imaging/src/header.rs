@@ -141,6 +141,9 @@ pub struct FrameHeader {
     pub image_flavour: Option<String>,
     /// Diffusion b-value (0018,9087) and gradient direction, as text, for enhanced MR.
     pub diffusion: Option<String>,
+    /// Referenced Segment Number (0062,000B) of a segmentation's Segment Identification
+    /// functional group (0062,000A): which segment the frame is a mask of.
+    pub segment: Option<i64>,
     /// For a Siemens mosaic: which tile of the stored frame this slice is.
     pub mosaic_tile: Option<u32>,
 }
@@ -374,6 +377,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
         image_flavour: flavour,
         diffusion: None,
+        segment: None,
         mosaic_tile: None,
     }
 }
@@ -494,6 +498,8 @@ fn functional_group_frame(
         acquisition_number: classic.acquisition_number,
         image_flavour: flavour.or_else(|| classic.image_flavour.clone()),
         diffusion,
+        segment: find(tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+            .and_then(|i| int(i, tags::REFERENCED_SEGMENT_NUMBER)),
         mosaic_tile: None,
     }
 }

@@ -1,7 +1,7 @@
 //! Grouping scanned headers into patient -> study -> series -> stacks.
 //!
 //! A [`Stack`] is one geometric volume: slices of one size, one orientation, one kind of image
-//! (echo, magnitude/phase, diffusion direction) and one time point, sorted along the slice
+//! (echo, magnitude/phase, diffusion direction, segment) and one time point, sorted along the slice
 //! normal. A series splits into several stacks when it holds localizers in three planes, echoes,
 //! time points (4D) or repeated acquisitions; repeated positions are never stacked together.
 //!
@@ -59,6 +59,8 @@ pub struct StackLabel {
     pub echo: Option<String>,
     pub image_flavour: Option<String>,
     pub diffusion: Option<String>,
+    /// A segmentation's segment number (one stack a segment).
+    pub segment: Option<i64>,
     pub temporal_position: Option<i64>,
     /// Index of the repetition when positions repeat with nothing else telling them apart.
     pub repetition: Option<usize>,
@@ -212,6 +214,7 @@ struct PartitionKey {
     echo: Option<String>,
     flavour: Option<String>,
     diffusion: Option<String>,
+    segment: Option<i64>,
     mosaic: Option<MosaicLayout>,
     mosaic_flag: bool,
     localizer: bool,
@@ -242,6 +245,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 echo: f.echo.clone(),
                 flavour: f.image_flavour.clone(),
                 diffusion: f.diffusion.clone(),
+                segment: f.segment,
                 mosaic: h.mosaic,
                 mosaic_flag: h.is_mosaic(),
                 localizer: h.is_localizer(),
@@ -273,6 +277,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
             label.echo = key.echo.clone();
             label.image_flavour = key.flavour.clone();
             label.diffusion = key.diffusion.clone();
+            label.segment = key.segment;
             stacks.push(make_stack(
                 label,
                 group,
