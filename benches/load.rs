@@ -33,6 +33,8 @@ fn bench_load(c: &mut Criterion) {
         SynthSyntax::ExplicitLe,
         SynthSyntax::Rle,
         SynthSyntax::JpegLs,
+        SynthSyntax::JpegLossless,
+        SynthSyntax::J2kLossless,
     ] {
         let dir = series(root.path(), syntax);
         let report = imaging::scan(std::slice::from_ref(&dir));

@@ -201,7 +201,10 @@ fn every_synthesized_syntax_loads_to_the_same_voxels() {
         SynthSyntax::Deflate,
         SynthSyntax::Rle,
         SynthSyntax::JpegLs,
+        SynthSyntax::JpegLossless,
+        SynthSyntax::J2kLossless,
     ] {
+        assert!(!syntax.is_lossy());
         let dir = tempdir();
         write_series(
             &PhantomSpec {
@@ -223,6 +226,114 @@ fn every_synthesized_syntax_loads_to_the_same_voxels() {
             reference.sha256,
             "{syntax:?}"
         );
+    }
+}
+
+/// The lossy syntaxes decode close to the phantom, and their files say they are lossy
+/// (Lossy Image Compression "01", ratio and method, PS3.3 C.7.6.1.1.5).
+#[test]
+fn lossy_syntaxes_stay_close_and_say_so() {
+    let base = PhantomSpec {
+        slices: 2,
+        spacing_mm: 5.0,
+        noise_hu: 8.0,
+        ..PhantomSpec::default()
+    };
+    let reference_dir = tempdir();
+    write_series(&base, reference_dir.path()).unwrap();
+    let reference = load(imaging::default_stack(&scan_group(reference_dir.path())).unwrap());
+    for (syntax, method) in [
+        (SynthSyntax::JpegExtended, "ISO_10918_1"),
+        (SynthSyntax::J2k, "ISO_15444_1"),
+    ] {
+        assert!(syntax.is_lossy());
+        let dir = tempdir();
+        write_series(
+            &PhantomSpec {
+                syntax,
+                ..base.clone()
+            },
+            dir.path(),
+        )
+        .unwrap();
+        let patients = scan_group(dir.path());
+        let stack = imaging::default_stack(&patients).unwrap();
+        assert_eq!(stack.slices[0].transfer_syntax_uid, syntax.uid());
+        let volume = load(stack);
+        let [nx, ny, nz] = volume.geometry.dims;
+        let (mut sum, mut worst, mut differing) = (0.0, 0i32, 0usize);
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    let d = (volume.voxels.get(i, j, k).unwrap()
+                        - reference.voxels.get(i, j, k).unwrap())
+                    .abs();
+                    sum += f64::from(d);
+                    worst = worst.max(d);
+                    differing += usize::from(d != 0);
+                }
+            }
+        }
+        let mean = sum / (nx * ny * nz) as f64;
+        assert!(differing > 0, "{syntax:?} decoded without loss");
+        // Lossy, but the same image: on average the error is below the phantom's own noise
+        // (uniform, mean absolute deviation sd * sqrt(3) / 2 = 6.9 HU), and nowhere a block
+        // or an edge out of place.
+        let noise = base.noise_hu * 3f64.sqrt() / 2.0;
+        assert!(mean < noise, "{syntax:?}: mean error {mean:.2} HU");
+        assert!(worst < 100, "{syntax:?}: largest error {worst} HU");
+
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let obj = imaging::open::open_dicom(&file, true).unwrap();
+        let text = |tag| {
+            obj.element(tag)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        use dicom_dictionary_std::tags;
+        assert_eq!(text(tags::LOSSY_IMAGE_COMPRESSION), "01");
+        assert_eq!(text(tags::LOSSY_IMAGE_COMPRESSION_METHOD), method);
+        let ratio: f64 = text(tags::LOSSY_IMAGE_COMPRESSION_RATIO).parse().unwrap();
+        assert!(ratio > 1.5, "{syntax:?}: ratio {ratio}");
+    }
+}
+
+/// What `synth` writes as JPEG Lossless is read by another decoder than Overread's
+/// (dicom-rs with the jpeg-decoder crate; Overread reads JPEG with libjpeg-turbo, which also
+/// wrote it), value for value.
+#[test]
+fn jpeg_lossless_writer_is_read_by_an_independent_decoder() {
+    use dicom_pixeldata::PixelDecoder;
+    let dir = tempdir();
+    let spec = small(PhantomSpec {
+        slices: 2,
+        noise_hu: 30.0,
+        syntax: SynthSyntax::JpegLossless,
+        ..PhantomSpec::default()
+    });
+    write_series(&spec, dir.path()).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for (k, file) in files.iter().enumerate() {
+        let obj = dicom_object::open_file(file).unwrap();
+        let decoded = obj.decode_pixel_data().unwrap();
+        let values: Vec<u16> = decoded
+            .data()
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(values, phantom_slice(&spec, k, 0), "{}", file.display());
     }
 }
 

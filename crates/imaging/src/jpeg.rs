@@ -3,8 +3,10 @@
 //! lossless. jpeg-decoder (dicom-rs's default) has no 12-bit DCT path, and 12-bit lossy JPEG is
 //! common on older CT and MR CDs.
 //!
-//! This is the only module with `unsafe`: a handful of calls into TurboJPEG's C API, each with
-//! the buffer sizes it is given checked here first.
+//! Frames are also encoded here (lossless process 14 and 8/12-bit DCT), for `synth`.
+//!
+//! One of two modules with `unsafe` (with `j2k`): a handful of calls into TurboJPEG's C API,
+//! each with the buffer sizes it is given checked here first.
 
 #![allow(unsafe_code)]
 
@@ -222,4 +224,178 @@ fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
         components,
         samples,
     })
+}
+
+/// How a grey frame is compressed by [`encode_grey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JpegEncoding {
+    /// Process 14, first-order prediction (selection value 1), no point transform: the JPEG
+    /// Lossless transfer syntax 1.2.840.10008.1.2.4.70 (PS3.5 A.4.1), 2 to 16 bits.
+    LosslessSv1,
+    /// Sequential DCT, Huffman coded, at `quality` (1-100): baseline (4.50) for 8-bit samples,
+    /// extended (4.51) for 12-bit ones.
+    Lossy { quality: u8 },
+}
+
+/// Compress one grey frame of unsigned samples below `2^precision` (row-major).
+pub fn encode_grey(
+    samples: &[u16],
+    width: usize,
+    height: usize,
+    precision: u8,
+    encoding: JpegEncoding,
+) -> Result<Vec<u8>, String> {
+    if width == 0 || height == 0 || samples.len() != width * height {
+        return Err(format!(
+            "{} samples for a {width}x{height} frame",
+            samples.len()
+        ));
+    }
+    let allowed = match encoding {
+        JpegEncoding::LosslessSv1 => (2..=16).contains(&precision),
+        JpegEncoding::Lossy { .. } => matches!(precision, 8 | 12),
+    };
+    if !allowed {
+        return Err(format!("precision {precision} for {encoding:?}"));
+    }
+    if let Some(v) = samples.iter().find(|v| u32::from(**v) >> precision != 0) {
+        return Err(format!("sample {v} does not fit {precision} bits"));
+    }
+    let (w, h) = (
+        CInt::try_from(width).map_err(|_| "frame too wide")?,
+        CInt::try_from(height).map_err(|_| "frame too tall")?,
+    );
+    // SAFETY: tj3Init has no preconditions; a null return is handled.
+    let raw = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_COMPRESS as CInt) };
+    if raw.is_null() {
+        return Err("libjpeg-turbo could not start a compressor".into());
+    }
+    let handle = Handle(raw);
+    let mut settings = vec![
+        (tj::TJPARAM_TJPARAM_SUBSAMP, tj::TJSAMP_TJSAMP_GRAY as CInt),
+        (tj::TJPARAM_TJPARAM_PRECISION, CInt::from(precision)),
+    ];
+    match encoding {
+        JpegEncoding::LosslessSv1 => settings.extend([
+            (tj::TJPARAM_TJPARAM_LOSSLESS, 1),
+            (tj::TJPARAM_TJPARAM_LOSSLESSPSV, 1),
+            (tj::TJPARAM_TJPARAM_LOSSLESSPT, 0),
+        ]),
+        JpegEncoding::Lossy { quality } => settings.push((
+            tj::TJPARAM_TJPARAM_QUALITY,
+            CInt::from(quality.clamp(1, 100)),
+        )),
+    }
+    for (param, value) in settings {
+        // SAFETY: valid handle; tj3Set only stores a parameter.
+        if unsafe { tj::tj3Set(handle.0, param as CInt, value) } != 0 {
+            return Err(handle.error());
+        }
+    }
+    let mut out: *mut u8 = std::ptr::null_mut();
+    let mut size: tj::size_t = 0;
+    let grey = tj::TJPF_TJPF_GRAY as CInt;
+    // SAFETY: each source buffer holds width*height samples of the type the call takes, with
+    // packed rows (pitch 0); `out` starts null so TurboJPEG allocates it, and it is freed below
+    // on every path.
+    let rc = unsafe {
+        match precision {
+            2..=8 => {
+                let bytes: Vec<u8> = samples.iter().map(|&v| v as u8).collect();
+                tj::tj3Compress8(handle.0, bytes.as_ptr(), w, 0, h, grey, &mut out, &mut size)
+            }
+            9..=12 => {
+                let shorts: Vec<i16> = samples.iter().map(|&v| v as i16).collect();
+                tj::tj3Compress12(
+                    handle.0,
+                    shorts.as_ptr(),
+                    w,
+                    0,
+                    h,
+                    grey,
+                    &mut out,
+                    &mut size,
+                )
+            }
+            _ => tj::tj3Compress16(
+                handle.0,
+                samples.as_ptr(),
+                w,
+                0,
+                h,
+                grey,
+                &mut out,
+                &mut size,
+            ),
+        }
+    };
+    let result = if rc != 0 || out.is_null() {
+        Err(handle.error())
+    } else {
+        let len = usize::try_from(size).map_err(|_| "JPEG stream too long".to_string());
+        // SAFETY: on success TurboJPEG wrote `size` bytes at `out`.
+        len.map(|len| unsafe { std::slice::from_raw_parts(out, len) }.to_vec())
+    };
+    if !out.is_null() {
+        // SAFETY: `out` was allocated by TurboJPEG and is freed once.
+        unsafe { tj::tj3Free(out.cast()) };
+    }
+    result
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+
+    fn ramp(width: usize, height: usize, max: u16) -> Vec<u16> {
+        (0..width * height)
+            .map(|v| ((v * 37 + v / width * 11) % (usize::from(max) + 1)) as u16)
+            .collect()
+    }
+
+    #[test]
+    fn lossless_round_trips_at_every_depth() {
+        for (precision, max) in [(8u8, 255u16), (12, 4095), (16, 65535)] {
+            let samples = ramp(40, 24, max);
+            let stream = encode_grey(&samples, 40, 24, precision, JpegEncoding::LosslessSv1)
+                .unwrap_or_else(|e| panic!("{precision}: {e}"));
+            // SOI, and a lossless (SOF3) frame header of that precision.
+            assert_eq!(&stream[..2], &[0xFF, 0xD8]);
+            let sof3 = stream.windows(2).position(|m| m == [0xFF, 0xC3]).unwrap();
+            assert_eq!(stream[sof3 + 4], precision);
+            let back = decode(&stream).unwrap();
+            let values = match back.samples {
+                JpegSamples::U8(b) => b.into_iter().map(u16::from).collect(),
+                JpegSamples::U16(w) => w,
+            };
+            assert_eq!(values, samples, "{precision}-bit");
+        }
+    }
+
+    #[test]
+    fn lossy_twelve_bit_is_extended_and_close() {
+        let samples: Vec<u16> = (0..64 * 64).map(|v| (1000 + v % 64 * 20) as u16).collect();
+        let stream =
+            encode_grey(&samples, 64, 64, 12, JpegEncoding::Lossy { quality: 95 }).unwrap();
+        // SOF1: extended sequential DCT (T.81 B.1.1.3), 12-bit.
+        let sof1 = stream.windows(2).position(|m| m == [0xFF, 0xC1]).unwrap();
+        assert_eq!(stream[sof1 + 4], 12);
+        let JpegSamples::U16(back) = decode(&stream).unwrap().samples else {
+            panic!("12-bit samples expected")
+        };
+        let worst = samples
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+            .max()
+            .unwrap();
+        assert!(worst <= 40, "largest error {worst}");
+    }
+
+    #[test]
+    fn refuses_what_a_process_cannot_hold() {
+        assert!(encode_grey(&[0; 4], 2, 2, 16, JpegEncoding::Lossy { quality: 90 }).is_err());
+        assert!(encode_grey(&[300; 4], 2, 2, 8, JpegEncoding::LosslessSv1).is_err());
+        assert!(encode_grey(&[0; 5], 2, 2, 8, JpegEncoding::LosslessSv1).is_err());
+    }
 }

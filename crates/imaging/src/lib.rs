@@ -14,6 +14,7 @@ pub mod decode;
 pub mod geometry;
 pub mod header;
 pub mod identity;
+mod j2k;
 mod jpeg;
 pub mod mosaic;
 pub mod nifti;

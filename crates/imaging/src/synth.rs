@@ -40,6 +40,15 @@ pub enum SynthSyntax {
     Rle,
     /// JPEG-LS Lossless (1.2.840.10008.1.2.4.80), encoded by CharLS
     JpegLs,
+    /// JPEG Lossless, first-order prediction (1.2.840.10008.1.2.4.70), by libjpeg-turbo
+    JpegLossless,
+    /// JPEG Extended, 12-bit lossy DCT at quality 90 (1.2.840.10008.1.2.4.51), by libjpeg-turbo.
+    /// (JPEG Baseline holds 8 bits only and the phantom has 12.)
+    JpegExtended,
+    /// JPEG 2000 Lossless Only (1.2.840.10008.1.2.4.90), by OpenJPEG
+    J2kLossless,
+    /// JPEG 2000 lossy, 10:1 (1.2.840.10008.1.2.4.91), by OpenJPEG
+    J2k,
 }
 
 impl SynthSyntax {
@@ -51,7 +60,51 @@ impl SynthSyntax {
             SynthSyntax::Deflate => uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
             SynthSyntax::Rle => uids::RLE_LOSSLESS,
             SynthSyntax::JpegLs => uids::JPEGLS_LOSSLESS,
+            SynthSyntax::JpegLossless => uids::JPEG_LOSSLESS_SV1,
+            SynthSyntax::JpegExtended => uids::JPEG_EXTENDED12_BIT,
+            SynthSyntax::J2kLossless => uids::JPEG2000_LOSSLESS,
+            SynthSyntax::J2k => uids::JPEG2000,
         }
+    }
+
+    /// True when decoding gives back other values than were written.
+    pub fn is_lossy(self) -> bool {
+        matches!(self, SynthSyntax::JpegExtended | SynthSyntax::J2k)
+    }
+
+    /// Compress one frame of 12-bit stored values, for the syntaxes whose Pixel Data is
+    /// encapsulated (PS3.5 A.4); `None` for native ones.
+    fn encode_frame(
+        self,
+        frame: &[u16],
+        columns: u16,
+        rows: u16,
+    ) -> Option<Result<Vec<u8>, String>> {
+        let (w, h) = (usize::from(columns), usize::from(rows));
+        Some(match self {
+            SynthSyntax::Rle => Ok(super::rle::encode_u16(frame)),
+            SynthSyntax::JpegLossless => {
+                super::jpeg::encode_grey(frame, w, h, 12, super::jpeg::JpegEncoding::LosslessSv1)
+            }
+            SynthSyntax::JpegExtended => super::jpeg::encode_grey(
+                frame,
+                w,
+                h,
+                12,
+                super::jpeg::JpegEncoding::Lossy { quality: 90 },
+            ),
+            SynthSyntax::J2kLossless => {
+                super::j2k::encode_grey(frame, w, h, 12, super::j2k::J2kEncoding::Lossless)
+            }
+            SynthSyntax::J2k => super::j2k::encode_grey(
+                frame,
+                w,
+                h,
+                12,
+                super::j2k::J2kEncoding::Lossy { ratio: 10.0 },
+            ),
+            _ => return None,
+        })
     }
 }
 
@@ -680,37 +733,78 @@ fn write_object(
         path: path.to_path_buf(),
         reason,
     };
-    let native_ts = match syntax {
-        SynthSyntax::Rle | SynthSyntax::JpegLs => uids::EXPLICIT_VR_LITTLE_ENDIAN,
-        other => other.uid(),
-    };
-    if syntax == SynthSyntax::Rle {
-        let fragments: Vec<Vec<u8>> = frames.iter().map(|f| super::rle::encode_u16(f)).collect();
-        let mut offsets = Vec::with_capacity(fragments.len());
-        let mut at = 0u32;
-        for f in &fragments {
-            offsets.push(at);
-            at += 8 + f.len() as u32;
+    let columns = obj
+        .get(tags::COLUMNS)
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(0);
+    let rows = obj
+        .get(tags::ROWS)
+        .and_then(|e| e.to_int::<u16>().ok())
+        .unwrap_or(0);
+    let encoded: Option<Vec<Vec<u8>>> = frames
+        .iter()
+        .map(|f| syntax.encode_frame(f, columns, rows))
+        .collect::<Option<Vec<_>>>()
+        .map(|all| all.into_iter().collect::<Result<Vec<_>, _>>())
+        .transpose()
+        .map_err(werr)?;
+    let ts = match encoded {
+        Some(mut fragments) => {
+            // One fragment a frame, each of even length (PS3.5 A.4; a trailing zero byte after
+            // a JPEG EOI or J2K EOC marker is ignored by decoders), and a Basic Offset Table.
+            let mut offsets = Vec::with_capacity(fragments.len());
+            let mut at = 0u32;
+            for f in &mut fragments {
+                if f.len() % 2 == 1 {
+                    f.push(0);
+                }
+                offsets.push(at);
+                at += 8 + f.len() as u32;
+            }
+            if syntax.is_lossy() {
+                put(&mut obj, tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01");
+                let written: usize = fragments.iter().map(Vec::len).sum();
+                let original: usize = frames.iter().map(|f| f.len() * 2).sum();
+                put(
+                    &mut obj,
+                    tags::LOSSY_IMAGE_COMPRESSION_RATIO,
+                    VR::DS,
+                    ds(&[original as f64 / written.max(1) as f64]),
+                );
+                let method = if syntax == SynthSyntax::J2k {
+                    "ISO_15444_1"
+                } else {
+                    "ISO_10918_1"
+                };
+                put(
+                    &mut obj,
+                    tags::LOSSY_IMAGE_COMPRESSION_METHOD,
+                    VR::CS,
+                    method,
+                );
+            }
+            obj.put(DataElement::new_with_len(
+                tags::PIXEL_DATA,
+                VR::OB,
+                Length::UNDEFINED,
+                Value::PixelSequence(PixelFragmentSequence::new(offsets, fragments)),
+            ));
+            syntax.uid()
         }
-        obj.put(DataElement::new_with_len(
-            tags::PIXEL_DATA,
-            VR::OB,
-            Length::UNDEFINED,
-            Value::PixelSequence(PixelFragmentSequence::new(offsets, fragments)),
-        ));
-    } else {
-        let all: Vec<u16> = frames.concat();
-        put(
-            &mut obj,
-            tags::PIXEL_DATA,
-            VR::OW,
-            PrimitiveValue::U16(all.into()),
-        );
-    }
-    let ts = if syntax == SynthSyntax::Rle {
-        uids::RLE_LOSSLESS
-    } else {
-        native_ts
+        None => {
+            let all: Vec<u16> = frames.concat();
+            put(
+                &mut obj,
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U16(all.into()),
+            );
+            if syntax == SynthSyntax::JpegLs {
+                uids::EXPLICIT_VR_LITTLE_ENDIAN
+            } else {
+                syntax.uid()
+            }
+        }
     };
     let mut file = obj
         .with_meta(
