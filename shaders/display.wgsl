@@ -104,3 +104,23 @@ fn fs_display(in: Fullscreen) -> @location(0) vec4<f32> {
     }
     return vec4<f32>(y, y, y, 1.0);
 }
+
+// Colour: the resampled (red, green, blue, coverage) shown as it is (8 bits a channel, no
+// VOI: colour images carry none, PS3.3 C.11.2), inverted when asked. CPU twin: voi.rs `rgb`.
+@fragment
+fn fs_display_rgb(in: Fullscreen) -> @location(0) vec4<f32> {
+    let size = vec2<i32>(textureDimensions(resampled));
+    let texel = clamp(vec2<i32>(floor(in.uv * vec2<f32>(size))), vec2<i32>(0), size - 1);
+    let r = textureLoad(resampled, texel, 0);
+    if r.w <= 0.0 {
+        return vec4<f32>(0.0, 0.0, 0.0, 1.0);
+    }
+    var c = clamp(round(r.rgb) / 255.0, vec3<f32>(0.0), vec3<f32>(1.0));
+    if inverted {
+        c = 1.0 - c;
+    }
+    if SRGB_TARGET {
+        c = vec3<f32>(linear_from_srgb(c.r), linear_from_srgb(c.g), linear_from_srgb(c.b));
+    }
+    return vec4<f32>(c, 1.0);
+}

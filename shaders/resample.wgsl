@@ -271,3 +271,115 @@ fn fs_resample(@builtin(position) pos: vec4<f32>) -> @location(0) vec2<f32> {
     }
     return vec2<f32>(value, f32(count) / f32(n));
 }
+
+// ---- Colour volumes (RGB, `Rgba8Uint` bricks): the grey path above with three channels. ----
+// Kept apart from it, so a grey frame does a third of the arithmetic. The geometry (`to_voxel`,
+// `slice_origin`) is shared; colour has no rescale. The CPU twin runs `resample_pixel` once per
+// channel (kernel.rs), the same math.
+
+fn load_rgb(b: i32, texel: vec3<i32>) -> vec3<f32> {
+    if !multi_brick || b == 0 {
+        return vec3<f32>(textureLoad(brick0, texel, 0).rgb);
+    }
+    switch b {
+        case 1: { return vec3<f32>(textureLoad(brick1, texel, 0).rgb); }
+        case 2: { return vec3<f32>(textureLoad(brick2, texel, 0).rgb); }
+        case 3: { return vec3<f32>(textureLoad(brick3, texel, 0).rgb); }
+        case 4: { return vec3<f32>(textureLoad(brick4, texel, 0).rgb); }
+        case 5: { return vec3<f32>(textureLoad(brick5, texel, 0).rgb); }
+        case 6: { return vec3<f32>(textureLoad(brick6, texel, 0).rgb); }
+        default: { return vec3<f32>(textureLoad(brick7, texel, 0).rgb); }
+    }
+}
+
+fn plane_rgb(k: i32, x0: i32, x1: i32, y0: i32, y1: i32, fi: f32, fj: f32) -> vec3<f32> {
+    let o = slice_origin(k);
+    let s00 = load_rgb(o.w, vec3<i32>(o.x + x0, o.y + y0, o.z));
+    let s10 = load_rgb(o.w, vec3<i32>(o.x + x1, o.y + y0, o.z));
+    let s01 = load_rgb(o.w, vec3<i32>(o.x + x0, o.y + y1, o.z));
+    let s11 = load_rgb(o.w, vec3<i32>(o.x + x1, o.y + y1, o.z));
+    let top = s00 * (1.0 - fi) + s10 * fi;
+    let bottom = s01 * (1.0 - fi) + s11 * fi;
+    return top * (1.0 - fj) + bottom * fj;
+}
+
+// One colour sample (0..255 a channel) and 1, or 0 when there is none.
+fn sample_rgb(c: vec3<f32>) -> vec4<f32> {
+    let v = to_voxel(c);
+    if v.w == 0.0 {
+        return vec4<f32>(0.0);
+    }
+    let wm = i32(params.dims.x) - 1;
+    let hm = i32(params.dims.y) - 1;
+    let km = i32(params.dims.z) - 1;
+    if !trilinear {
+        let x = clamp(i32(floor(v.x + 0.5)), 0, wm);
+        let y = clamp(i32(floor(v.y + 0.5)), 0, hm);
+        let z = clamp(i32(floor(v.z + 0.5)), 0, km);
+        let o = slice_origin(z);
+        return vec4<f32>(load_rgb(o.w, vec3<i32>(o.x + x, o.y + y, o.z)), 1.0);
+    }
+    let i0 = floor(v.x);
+    let j0 = floor(v.y);
+    let fi = v.x - i0;
+    let fj = v.y - j0;
+    let x0 = clamp(i32(i0), 0, wm);
+    let x1 = clamp(i32(i0) + 1, 0, wm);
+    let y0 = clamp(i32(j0), 0, hm);
+    let y1 = clamp(i32(j0) + 1, 0, hm);
+    if on_one_slice {
+        return vec4<f32>(plane_rgb(clamp(i32(round(v.z)), 0, km), x0, x1, y0, y1, fi, fj), 1.0);
+    }
+    let k0 = floor(v.z);
+    let fk = v.z - k0;
+    let z0 = clamp(i32(k0), 0, km);
+    let z1 = clamp(i32(k0) + 1, 0, km);
+    let c0 = plane_rgb(z0, x0, x1, y0, y1, fi, fj);
+    let c1 = plane_rgb(z1, x0, x1, y0, y1, fi, fj);
+    return vec4<f32>(c0 * (1.0 - fk) + c1 * fk, 1.0);
+}
+
+// Output: (red, green, blue, fraction of slab samples inside the volume); a slab combines each
+// channel on its own (average, maximum or minimum).
+@fragment
+fn fs_resample_rgb(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {
+    let px = pos.x;
+    let py = pos.y;
+    if thin {
+        return sample_rgb(params.base.xyz + px * params.step_x.xyz + py * params.step_y.xyz);
+    }
+    let n = params.fold.z;
+    let mode = slab_mode;
+    let t = params.scale.w;
+    var acc = vec3<f32>(0.0);
+    if mode == 1u {
+        acc = vec3<f32>(-BIG);
+    } else if mode == 2u {
+        acc = vec3<f32>(BIG);
+    }
+    var count = 0u;
+    for (var m = 0u; m < n; m++) {
+        let s = (f32(m) + 0.5) * t / f32(n) - 0.5 * t;
+        let c = params.base.xyz + px * params.step_x.xyz + py * params.step_y.xyz
+            + s * params.step_s.xyz;
+        let r = sample_rgb(c);
+        if r.w > 0.0 {
+            count += 1u;
+            if mode == 1u {
+                acc = max(acc, r.rgb);
+            } else if mode == 2u {
+                acc = min(acc, r.rgb);
+            } else {
+                acc = acc + r.rgb;
+            }
+        }
+    }
+    if count == 0u {
+        return vec4<f32>(0.0);
+    }
+    var value = acc;
+    if mode == 0u {
+        value = acc / f32(count);
+    }
+    return vec4<f32>(value, f32(count) / f32(n));
+}

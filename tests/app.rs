@@ -488,8 +488,9 @@ fn assert_window_shows_reference(h: &mut Harness<'_, OverreadApp>, what: &str) {
         for gx in (1..8).filter(|g| *g != 4) {
             let x = view.width * gx / 8;
             let y = view.height * gy / 8;
-            let sx = rect.min.x as u32 + x;
-            let sy = rect.min.y as u32 + y;
+            // Rounded as egui rounds the callback's viewport.
+            let sx = rect.min.x.round() as u32 + x;
+            let sy = rect.min.y.round() as u32 + y;
             let shown = shot.get_pixel(sx, sy).0[0];
             let expected = reference.get(x, y);
             assert!(
@@ -500,6 +501,83 @@ fn assert_window_shows_reference(h: &mut Harness<'_, OverreadApp>, what: &str) {
         }
     }
     assert_eq!(compared, 36);
+}
+
+/// A colour series (the real oblique RGB MR of the dicom2nifti set) opens and shows in colour:
+/// the window equals the reference renderer's colour image in every channel, the image has
+/// coloured pixels, and a point probe on it gives a colour, not a number.
+#[test]
+fn a_colour_series_shows_in_colour() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let dir = root.join("mr/dicom2nifti_multivendor/dicom/generic/rgb/001");
+    let mut h = harness_on(&dir, Settings::default(), egui::vec2(1200.0, 800.0));
+    h.step();
+    let shot = h.render().unwrap();
+    let app = h.state();
+    let info = app.volume_info().unwrap();
+    assert!(info.colour);
+    let view = app.current_view().unwrap();
+    let rect = app.viewport_rect().unwrap();
+    let reference = overread::render::cpu::render(
+        info,
+        app.loaded_voxels().unwrap(),
+        &view,
+        &app.viewport().unwrap().display,
+    )
+    .unwrap();
+    assert!(reference.colour.is_some());
+    // The grid of `assert_window_shows_reference`: away from the corner texts, the markers
+    // and the MPR lines.
+    // The view's first pixel is where egui puts the callback's viewport: the rectangle's
+    // corner rounded to whole pixels (the browser's width is not a whole number here).
+    let (x0, y0) = (rect.min.x.round() as u32, rect.min.y.round() as u32);
+    let at = |x: u32, y: u32| shot.get_pixel(x0 + x, y0 + y).0;
+    for gy in (1..8).filter(|g| *g != 4) {
+        for gx in (1..8).filter(|g| *g != 4) {
+            let (x, y) = (view.width * gx / 8, view.height * gy / 8);
+            let (shown, expected) = (at(x, y), reference.get_rgb(x, y));
+            for c in 0..3 {
+                assert!(
+                    u16::from(shown[c]).abs_diff(expected[c]) <= 1,
+                    "pixel ({x},{y}) channel {c}: shown {shown:?}, reference {expected:?}"
+                );
+            }
+        }
+    }
+    // And the white matter is red in the window, as in the reference.
+    let (mut red_shown, mut red_expected) = (0, 0);
+    for y in (view.height / 4..view.height * 3 / 4).step_by(3) {
+        for x in (view.width / 4..view.width * 3 / 4).step_by(3) {
+            let (shown, expected) = (at(x, y), reference.get_rgb(x, y));
+            red_shown += usize::from(shown[0] > shown[1].saturating_add(30));
+            red_expected += usize::from(expected[0] > expected[1] + 30);
+        }
+    }
+    assert!(
+        red_expected > 100,
+        "only {red_expected} red pixels in the reference"
+    );
+    assert!(
+        red_shown.abs_diff(red_expected) * 50 < red_expected,
+        "{red_shown} red pixels shown, {red_expected} in the reference"
+    );
+
+    // A probe at the centre of voxel (20, 30, 2) gives that voxel's colour.
+    let voxels = app.loaded_voxels().unwrap();
+    let probe = overread::viewer::measure::Measurement {
+        id: 1,
+        shape: Shape::Probe {
+            at: info.geometry.patient_from_voxel_affine([20.0, 30.0, 2.0]),
+        },
+        frame_of_reference_uid: None,
+        stack_id: None,
+    };
+    let Value::Colour(Some(rgb)) = probe.value(info, voxels) else {
+        panic!("a probe on a colour series gives a colour")
+    };
+    assert_eq!(Some(rgb), voxels.rgb(20, 30, 2));
 }
 
 /// The toolbar's slab controls set the active view's slab thickness and projection; the window

@@ -418,3 +418,147 @@ fn one_bit_segmentations_load_as_masks_equal_to_pydicom() {
         }
     }
 }
+
+/// A small colour image, 16 x 8: gentle ramps (as a JPEG test image should be), each channel
+/// its own way, so a swapped or unconverted channel is off by tens of levels. The colour
+/// changes only every second column, so YBR_FULL_422's shared chroma loses nothing.
+fn colour_image() -> Vec<[u8; 3]> {
+    (0..8)
+        .flat_map(|y| (0..16).map(move |x| (x / 2, y)))
+        .map(|(x, y)| [60 + 12 * x, 90 + 10 * y, 200 - 6 * x - 5 * y].map(|v| v as u8))
+        .collect()
+}
+
+/// RGB to YBR_FULL, PS3.3 C.7.6.3.1.2 (the forward direction: the loader has the inverse).
+fn to_ybr([r, g, b]: [u8; 3]) -> [u8; 3] {
+    let (r, g, b) = (f64::from(r), f64::from(g), f64::from(b));
+    [
+        0.299 * r + 0.587 * g + 0.114 * b,
+        -0.1687 * r - 0.3313 * g + 0.5 * b + 128.0,
+        0.5 * r - 0.4187 * g - 0.0813 * b + 128.0,
+    ]
+    .map(|v| v.round().clamp(0.0, 255.0) as u8)
+}
+
+/// A one-slice colour file: a synthetic grey slice turned into 8-bit colour with `bytes` as its
+/// Pixel Data in `photometric` (planar configuration `planar`).
+fn colour_file(dir: &Path, name: &str, photometric: &str, planar: u16, bytes: Vec<u8>) -> PathBuf {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let grey = dir.join(format!("{name}_grey"));
+    imaging::synth::write_series(
+        &imaging::synth::PhantomSpec {
+            columns: 16,
+            rows: 8,
+            slices: 1,
+            pixel_mm: 2.0,
+            ..Default::default()
+        },
+        &grey,
+    )
+    .unwrap();
+    let source = std::fs::read_dir(&grey)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut obj = dicom_object::open_file(&source).unwrap();
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    obj.put(us(tags::SAMPLES_PER_PIXEL, 3));
+    obj.put(us(tags::PLANAR_CONFIGURATION, planar));
+    obj.put(us(tags::BITS_ALLOCATED, 8));
+    obj.put(us(tags::BITS_STORED, 8));
+    obj.put(us(tags::HIGH_BIT, 7));
+    obj.put(DataElement::new(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        PrimitiveValue::from(photometric),
+    ));
+    for tag in [
+        tags::RESCALE_INTERCEPT,
+        tags::RESCALE_SLOPE,
+        tags::RESCALE_TYPE,
+        tags::WINDOW_CENTER,
+        tags::WINDOW_WIDTH,
+    ] {
+        obj.remove_element(tag);
+    }
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::from(bytes),
+    ));
+    let path = dir.join(format!("{name}.dcm"));
+    obj.write_to_file(&path).unwrap();
+    path
+}
+
+fn load_colour(path: &Path) -> Vec<[u8; 3]> {
+    let report = imaging::scan(std::slice::from_ref(&path.to_path_buf()));
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap().clone();
+    let volume = imaging::load_stack(&stack, &Default::default(), &|_| {})
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        volume.failed_slices.is_empty(),
+        "{:?}",
+        volume.failed_slices
+    );
+    assert!(volume.voxels.is_colour());
+    assert_eq!(volume.rescale.for_slice(0), imaging::Rescale::IDENTITY);
+    (0..8)
+        .flat_map(|j| (0..16).map(move |i| (i, j)))
+        .map(|(i, j)| volume.voxels.rgb(i, j, 0).unwrap())
+        .collect()
+}
+
+fn largest_difference(a: &[[u8; 3]], b: &[[u8; 3]]) -> u8 {
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| (0..3).map(move |c| x[c].abs_diff(y[c])))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Colour files load as RGB whatever their layout and colour model: pixel-interleaved and
+/// planar RGB exactly; YBR_FULL and YBR_FULL_422 (made here with the standard's forward
+/// transform) within the rounding of the two conversions; and a JPEG baseline encoded by
+/// another library (dicom-rs with jpeg-encoder, YBR_FULL_422) close to the original.
+#[test]
+fn colour_layouts_and_models_load_as_the_same_rgb() {
+    use dicom_pixeldata::Transcode;
+    let dir = crate::support::tempdir();
+    let rgb = colour_image();
+    let interleaved: Vec<u8> = rgb.iter().flatten().copied().collect();
+    let planar: Vec<u8> = (0..3).flat_map(|c| rgb.iter().map(move |p| p[c])).collect();
+    let ybr: Vec<[u8; 3]> = rgb.iter().map(|p| to_ybr(*p)).collect();
+    let ybr_full: Vec<u8> = ybr.iter().flatten().copied().collect();
+    let ybr_422: Vec<u8> = ybr
+        .chunks_exact(2)
+        .flat_map(|pair| [pair[0][0], pair[1][0], pair[0][1], pair[0][2]])
+        .collect();
+
+    let exact = colour_file(dir.path(), "rgb", "RGB", 0, interleaved.clone());
+    assert_eq!(load_colour(&exact), rgb);
+    let planar = colour_file(dir.path(), "planar", "RGB", 1, planar);
+    assert_eq!(load_colour(&planar), rgb);
+    let full = colour_file(dir.path(), "ybr_full", "YBR_FULL", 0, ybr_full);
+    assert!(largest_difference(&load_colour(&full), &rgb) <= 2);
+    let half = colour_file(dir.path(), "ybr_422", "YBR_FULL_422", 0, ybr_422);
+    assert!(largest_difference(&load_colour(&half), &rgb) <= 2);
+
+    let mut jpeg = dicom_object::open_file(&exact).unwrap();
+    jpeg.transcode(&dicom_transfer_syntax_registry::entries::JPEG_BASELINE.erased())
+        .unwrap();
+    let jpeg_path = dir.path().join("jpeg.dcm");
+    jpeg.write_to_file(&jpeg_path).unwrap();
+    let decoded = load_colour(&jpeg_path);
+    let mean: f64 = decoded
+        .iter()
+        .zip(&rgb)
+        .flat_map(|(x, y)| (0..3).map(move |c| f64::from(x[c].abs_diff(y[c]))))
+        .sum::<f64>()
+        / (rgb.len() * 3) as f64;
+    assert!(mean < 4.0, "JPEG colour differs by {mean:.1} on average");
+}

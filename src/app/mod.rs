@@ -259,7 +259,15 @@ pub fn thumbnail(stack: &Stack, size: u32) -> Option<egui::ColorImage> {
     let extent = (g.dims[0] as f64 * g.spacing_mm[0]).max(g.dims[1] as f64 * g.spacing_mm[1]);
     view.pixel_mm = extent / f64::from(size);
     let image = crate::render::cpu::render(&info, &volume.voxels, &view, &display).ok()?;
-    let grey: Vec<u8> = image.pixels.iter().map(|v| (*v).min(255) as u8).collect();
+    let level = |v: u16| v.min(255) as u8;
+    if let Some(colour) = &image.colour {
+        let rgb: Vec<u8> = colour.iter().flatten().map(|v| level(*v)).collect();
+        return Some(egui::ColorImage::from_rgb(
+            [size as usize, size as usize],
+            &rgb,
+        ));
+    }
+    let grey: Vec<u8> = image.pixels.iter().map(|v| level(*v)).collect();
     Some(egui::ColorImage::from_gray(
         [size as usize, size as usize],
         &grey,
@@ -615,7 +623,12 @@ impl OverreadApp {
         let id = stack.id.clone();
         self.opened.push((stack.id.clone(), stack.slices.len()));
         let rescale = stack_rescale(&stack);
-        let info = match VolumeInfo::from_parts(&stack.geometry, &rescale, stack.format.signed) {
+        let info = match VolumeInfo::from_parts(
+            &stack.geometry,
+            &rescale,
+            stack.format.signed,
+            stack.format.is_colour(),
+        ) {
             Ok(i) => Arc::new(i),
             Err(e) => {
                 self.status = format!("stack {id} cannot be shown: {e}");
@@ -647,6 +660,7 @@ impl OverreadApp {
                     match ev.pixels {
                         SlicePixels::U16(p) => texture.write_slice_values(gpu, ev.k, p),
                         SlicePixels::I16(p) => texture.write_slice_values(gpu, ev.k, p),
+                        SlicePixels::Rgb(p) => texture.write_slice_rgb(gpu, ev.k, p),
                     }
                     // Submitted every 32 slices: a fast load would otherwise hold the staging
                     // copy of every slice until the frame loop's next submission.
@@ -1504,6 +1518,10 @@ fn retrieve_urls(
 }
 
 fn stack_rescale(stack: &Stack) -> RescalePolicy {
+    if stack.format.is_colour() {
+        // As the loader: colour has no modality units.
+        return RescalePolicy::Uniform(imaging::Rescale::IDENTITY);
+    }
     let all: Vec<_> = stack.slices.iter().map(|s| s.rescale).collect();
     match all.first() {
         Some(first) if all.iter().all(|r| r == first) => RescalePolicy::Uniform(*first),

@@ -226,7 +226,8 @@ pub fn format_value(v: &Value) -> String {
             ..
         } => format!("{area_mm2:.0} mm² mean {mean:.1} sd {sd:.1} [{min:.0}, {max:.0}]"),
         Value::Point(Some(v)) => format!("{v:.0}"),
-        Value::Point(None) => "outside".into(),
+        Value::Point(None) | Value::Colour(None) => "outside".into(),
+        Value::Colour(Some([r, g, b])) => format!("RGB {r} {g} {b}"),
     }
 }
 
@@ -813,6 +814,8 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         bottom_left += &format!("\nloading {done}/{total}");
     }
     let mut bottom_right = match o.window {
+        // Colour is shown as stored: no window applies (PS3.3 C.11.2 is for grey).
+        _ if info.colour => "Colour".to_string(),
         Some((w, l)) => format!("W {w:.0} L {l:.0}"),
         None => "VOI LUT".into(),
     };

@@ -1,23 +1,28 @@
 //! The CPU reference renderer: the same two steps and the same math as the GPU pipeline
-//! (`kernel::resample_pixel`, `voi::grey`), one row per rayon task. The GPU must match it to one
-//! grey level; analytic tests check it against known values at known patient points.
+//! (`kernel::resample_pixel` and `voi::grey`; for colour `resample_rgb_pixel` and `rgb_level`),
+//! one row per rayon task. The GPU must match it to one level; analytic tests check it against
+//! known values at known patient points.
 
 use rayon::prelude::*;
 
 use imaging::Voxels;
 
 use super::RenderError;
-use super::image::GreyImage;
-use super::kernel::{ResampleParams, TextureLayout, VolumeInfo, resample_pixel};
+use super::image::RenderedImage;
+use super::kernel::{
+    ResampleParams, TextureLayout, VolumeInfo, resample_pixel, resample_rgb_pixel,
+};
 use super::view::SliceView;
-use super::voi::{Display, DisplayParams, grey};
+use super::voi::{Display, DisplayParams, grey, rgb_level};
 
 /// A resampled frame: per pixel (modality value, fraction of slab samples inside the volume).
+/// A colour frame also has (red, green, blue, coverage) per pixel, and its values are the luma.
 #[derive(Debug, Clone)]
 pub struct Resampled {
     pub width: u32,
     pub height: u32,
     pub values: Vec<[f32; 2]>,
+    pub colour: Option<Vec<[f32; 4]>>,
 }
 
 impl Resampled {
@@ -43,6 +48,27 @@ pub fn resample(
     }
     let p = ResampleParams::new(info, &TextureLayout::single(info.dims), view)?;
     let (w, h) = (view.width, view.height);
+    if voxels.is_colour() {
+        let mut colour = vec![[0.0f32; 4]; (w as usize) * (h as usize)];
+        colour
+            .par_chunks_mut(w as usize)
+            .enumerate()
+            .for_each(|(y, row)| {
+                for (x, out) in row.iter_mut().enumerate() {
+                    *out = resample_rgb_pixel(&p, &info.slices, voxels, x as u32, y as u32);
+                }
+            });
+        let values = colour
+            .iter()
+            .map(|[r, g, b, coverage]| [0.299 * r + 0.587 * g + 0.114 * b, *coverage])
+            .collect();
+        return Ok(Resampled {
+            width: w,
+            height: h,
+            values,
+            colour: Some(colour),
+        });
+    }
     let mut values = vec![[0.0f32; 2]; (w as usize) * (h as usize)];
     values
         .par_chunks_mut(w as usize)
@@ -56,23 +82,40 @@ pub fn resample(
         width: w,
         height: h,
         values,
+        colour: None,
     })
 }
 
 /// Step 2: window a resampled frame.
-pub fn display(resampled: &Resampled, display: &Display) -> Result<GreyImage, RenderError> {
+pub fn display(resampled: &Resampled, display: &Display) -> Result<RenderedImage, RenderError> {
     display.validate()?;
     let (p, lut) = DisplayParams::new(display);
+    if let Some(colour) = &resampled.colour {
+        let inverted = p.mode[1] != 0;
+        let levels = colour
+            .par_iter()
+            .map(|[r, g, b, coverage]| {
+                [*r, *g, *b].map(|c| rgb_level(c, *coverage, inverted, display.depth))
+            })
+            .collect();
+        return Ok(RenderedImage::from_colour(
+            resampled.width,
+            resampled.height,
+            display.depth,
+            levels,
+        ));
+    }
     let pixels = resampled
         .values
         .par_iter()
         .map(|v| grey(&p, &lut, v[0], v[1], display.depth))
         .collect();
-    Ok(GreyImage {
+    Ok(RenderedImage {
         width: resampled.width,
         height: resampled.height,
         depth: display.depth,
         pixels,
+        colour: None,
     })
 }
 
@@ -82,6 +125,6 @@ pub fn render(
     voxels: &Voxels,
     view: &SliceView,
     d: &Display,
-) -> Result<GreyImage, RenderError> {
+) -> Result<RenderedImage, RenderError> {
     display(&resample(info, voxels, view)?, d)
 }

@@ -1,6 +1,7 @@
 //! The wgpu renderer: device selection, volume textures and the resample and display pipelines.
 //!
-//! Voxels are uploaded as `R16Uint` 3D textures (signed data sign-extended in the shader) and
+//! Voxels are uploaded as `R16Uint` 3D textures (signed data sign-extended in the shader; colour
+//! volumes as `Rgba8Uint`, through their own resample and display entry points) and
 //! filtered in the shader with `textureLoad`: exact for all 16 bits and the same arithmetic as
 //! the CPU twin. Hardware filtering of `R16Unorm` (where the device has it) is not used: its
 //! sub-texel weights have as few as 4-8 bits (Vulkan `subTexelPrecisionBits`), which moves a
@@ -16,7 +17,7 @@ use wgpu::util::DeviceExt;
 use imaging::{Volume, Voxels};
 
 use super::RenderError;
-use super::image::GreyImage;
+use super::image::RenderedImage;
 use super::kernel::{
     FLAG_SIGNED, FLAG_TABLE, FLAG_TRILINEAR, MAX_BRICKS, ResampleParams, TextureLayout, VolumeInfo,
 };
@@ -257,10 +258,12 @@ impl VolumeTexture {
         max_brick_bytes_wanted: u64,
     ) -> Result<VolumeTexture, RenderError> {
         let max_dim = max_dim.min(ctx.limits.max_texture_dimension_3d);
+        // The layout counts 2 bytes a voxel; a colour texel (Rgba8Uint) has 4.
+        let texel_bytes = texel_bytes(&info);
         let layout = TextureLayout::new(
             info.dims,
             max_dim,
-            max_brick_bytes_wanted.min(max_brick_bytes(ctx)),
+            max_brick_bytes_wanted.min(max_brick_bytes(ctx)) * 2 / texel_bytes as u64,
         )?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let bricks: Vec<wgpu::Texture> = (0..layout.bricks)
@@ -276,7 +279,11 @@ impl VolumeTexture {
                     mip_level_count: 1,
                     sample_count: 1,
                     dimension: wgpu::TextureDimension::D3,
-                    format: wgpu::TextureFormat::R16Uint,
+                    format: if info.colour {
+                        wgpu::TextureFormat::Rgba8Uint
+                    } else {
+                        wgpu::TextureFormat::R16Uint
+                    },
                     usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
                     view_formats: &[],
                 })
@@ -361,6 +368,20 @@ impl VolumeTexture {
             let brick_end = (start / per_brick + 1) * per_brick;
             let run_end = end.min(tile_end).min(brick_end).min(start + 64);
             let slice_len = w * h;
+            if let Voxels::Rgb(a) = voxels {
+                // RGB into the texture's RGBA texels (no 3-byte format exists), run by run.
+                let Some(all) = a.as_slice() else {
+                    return Err(RenderError::View("colour voxels are not contiguous".into()));
+                };
+                let bytes: Vec<u8> = all[start * slice_len..run_end * slice_len]
+                    .iter()
+                    .flat_map(|[r, g, b]| [*r, *g, *b, 255])
+                    .collect();
+                self.write_run(ctx, start, run_end - start, &bytes, w, h);
+                ctx.flush_writes();
+                start = run_end;
+                continue;
+            }
             let contiguous: Option<&[u8]> = match voxels {
                 Voxels::U16(a) => a
                     .as_slice()
@@ -368,6 +389,7 @@ impl VolumeTexture {
                 Voxels::I16(a) => a
                     .as_slice()
                     .map(|v| bytemuck::cast_slice(&v[start * slice_len..run_end * slice_len])),
+                Voxels::Rgb(_) => None,
             };
             match contiguous {
                 // Little-endian hosts upload the voxel memory as it is.
@@ -392,9 +414,15 @@ impl VolumeTexture {
     pub fn write_slice_values<T: Pod>(&self, ctx: &GpuContext, k: usize, values: &[T]) {
         let [w, h, _] = self.info.dims;
         let bytes: &[u8] = bytemuck::cast_slice(values);
-        if bytes.len() == w * h * 2 && k < self.info.dims[2] {
+        if bytes.len() == w * h * texel_bytes(&self.info) && k < self.info.dims[2] {
             self.write_run(ctx, k, 1, bytes, w, h);
         }
+    }
+
+    /// Upload one colour slice.
+    pub fn write_slice_rgb(&self, ctx: &GpuContext, k: usize, values: &[[u8; 3]]) {
+        let rgba: Vec<[u8; 4]> = values.iter().map(|[r, g, b]| [*r, *g, *b, 255]).collect();
+        self.write_slice_values(ctx, k, &rgba);
     }
 
     fn write_run(
@@ -424,7 +452,7 @@ impl VolumeTexture {
             bytes,
             wgpu::TexelCopyBufferLayout {
                 offset: 0,
-                bytes_per_row: Some(w as u32 * 2),
+                bytes_per_row: Some((w * texel_bytes(&self.info)) as u32),
                 rows_per_image: Some(h as u32),
             },
             wgpu::Extent3d {
@@ -434,6 +462,11 @@ impl VolumeTexture {
             },
         );
     }
+}
+
+/// Bytes of one voxel in the volume texture: `R16Uint`, or `Rgba8Uint` for colour.
+fn texel_bytes(info: &VolumeInfo) -> usize {
+    if info.colour { 4 } else { 2 }
 }
 
 /// The pipelines; one per device, shared by every view.
@@ -457,6 +490,8 @@ pub struct Renderer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct DisplayVariant {
     format: wgpu::TextureFormat,
+    /// A colour view (`fs_display_rgb`).
+    colour: bool,
     /// `DisplayParams::mode[0]`: 0 linear, 1 linear exact, 2 sigmoid, 3 LUT.
     function: u32,
     inverted: bool,
@@ -468,6 +503,8 @@ pub const DISPLAY_WGSL: &str = include_str!("../../shaders/display.wgsl");
 
 /// Format of the resampled (modality value, coverage) image.
 const RESAMPLED_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rg32Float;
+/// Format of a resampled colour (red, green, blue, coverage) image.
+const RESAMPLED_COLOUR_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
 
 fn fragment_entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
@@ -580,8 +617,16 @@ impl Renderer {
                 "resample",
                 &self.resample_layout,
                 &self.resample_module,
-                "fs_resample",
-                RESAMPLED_FORMAT,
+                if v.colour {
+                    "fs_resample_rgb"
+                } else {
+                    "fs_resample"
+                },
+                if v.colour {
+                    RESAMPLED_COLOUR_FORMAT
+                } else {
+                    RESAMPLED_FORMAT
+                },
                 &[
                     ("multi_brick", flag(v.multi_brick)),
                     ("use_table", flag(v.use_table)),
@@ -612,9 +657,10 @@ impl Renderer {
             )));
         }
         let params = ResampleParams::new(&volume.info, &volume.layout, view)?;
-        let pipeline =
-            self.resample_pipeline(ctx, ResampleVariant::of(&params, view.width, view.height));
-        target.ensure_size(ctx, view.width, view.height);
+        let mut variant = ResampleVariant::of(&params, view.width, view.height);
+        variant.colour = volume.info.colour;
+        let pipeline = self.resample_pipeline(ctx, variant);
+        target.ensure(ctx, view.width, view.height, volume.info.colour);
         let buffer = ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -685,6 +731,7 @@ impl Renderer {
         let (params, lut) = DisplayParams::new(display);
         let variant = DisplayVariant {
             format,
+            colour: target.colour,
             function: params.mode[0],
             inverted: params.mode[1] != 0,
         };
@@ -694,7 +741,11 @@ impl Renderer {
                 "display",
                 &self.display_layout_pl,
                 &self.display_module,
-                "fs_display",
+                if variant.colour {
+                    "fs_display_rgb"
+                } else {
+                    "fs_display"
+                },
                 format,
                 &[
                     ("SRGB_TARGET", flag(format.is_srgb())),
@@ -745,7 +796,7 @@ impl Renderer {
         volume: &VolumeTexture,
         view: &SliceView,
         display: &Display,
-    ) -> Result<GreyImage, RenderError> {
+    ) -> Result<RenderedImage, RenderError> {
         let mut target = ViewTarget::new(ctx, view.width, view.height, display.depth);
         self.resample(ctx, volume, view, &mut target)?;
         self.display(ctx, display, &mut target)?;
@@ -880,6 +931,8 @@ struct ResampleVariant {
     thin: bool,
     /// `MODE_*` of the slab.
     slab_mode: u32,
+    /// A colour volume (`fs_resample_rgb`); set by the caller, who knows the volume.
+    colour: bool,
 }
 
 impl ResampleVariant {
@@ -899,6 +952,7 @@ impl ResampleVariant {
             single_block: params.brick[1] <= 1 && params.fold[0] >= params.dims[2],
             thin: params.fold[2] == 1,
             slab_mode: params.fold[3],
+            colour: false,
         }
     }
 }
@@ -929,6 +983,8 @@ pub struct ViewTarget {
     width: u32,
     height: u32,
     depth: OutputDepth,
+    /// The resampled image holds colour (red, green, blue, coverage).
+    colour: bool,
     resampled_view: wgpu::TextureView,
     /// The displayed image, made by the first [`Renderer::display`] (a view drawn only into a
     /// window never needs one).
@@ -937,6 +993,16 @@ pub struct ViewTarget {
 
 impl ViewTarget {
     pub fn new(ctx: &GpuContext, width: u32, height: u32, depth: OutputDepth) -> ViewTarget {
+        Self::with_kind(ctx, width, height, depth, false)
+    }
+
+    fn with_kind(
+        ctx: &GpuContext,
+        width: u32,
+        height: u32,
+        depth: OutputDepth,
+        colour: bool,
+    ) -> ViewTarget {
         let width = width.clamp(1, ctx.limits.max_texture_dimension_2d);
         let height = height.clamp(1, ctx.limits.max_texture_dimension_2d);
         let resampled = ctx.device.create_texture(&wgpu::TextureDescriptor {
@@ -949,7 +1015,11 @@ impl ViewTarget {
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
-            format: RESAMPLED_FORMAT,
+            format: if colour {
+                RESAMPLED_COLOUR_FORMAT
+            } else {
+                RESAMPLED_FORMAT
+            },
             usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING,
             view_formats: &[],
         });
@@ -957,6 +1027,7 @@ impl ViewTarget {
             width,
             height,
             depth,
+            colour,
             resampled_view: resampled.create_view(&wgpu::TextureViewDescriptor::default()),
             output: None,
         }
@@ -967,9 +1038,10 @@ impl ViewTarget {
         [self.width, self.height]
     }
 
-    fn ensure_size(&mut self, ctx: &GpuContext, width: u32, height: u32) {
-        if (width, height) != (self.width, self.height) {
-            *self = ViewTarget::new(ctx, width, height, self.depth);
+    /// A resampled image of this size and kind (a new output image with it).
+    fn ensure(&mut self, ctx: &GpuContext, width: u32, height: u32, colour: bool) {
+        if (width, height, colour) != (self.width, self.height, self.colour) {
+            *self = ViewTarget::with_kind(ctx, width, height, self.depth, colour);
         }
     }
 
@@ -1000,7 +1072,7 @@ impl ViewTarget {
     }
 
     /// Copy the displayed image back to the CPU (after [`Renderer::display`]).
-    pub fn read(&self, ctx: &GpuContext) -> Result<GreyImage, RenderError> {
+    pub fn read(&self, ctx: &GpuContext) -> Result<RenderedImage, RenderError> {
         let Some((output, _)) = &self.output else {
             return Err(RenderError::Readback(
                 "the view has no displayed image yet".into(),
@@ -1054,25 +1126,34 @@ impl ViewTarget {
         let data = buffer
             .get_mapped_range(..)
             .map_err(|e| RenderError::Readback(e.to_string()))?;
-        let mut pixels = Vec::with_capacity((self.width * self.height) as usize);
+        let mut levels: Vec<[u16; 3]> = Vec::with_capacity((self.width * self.height) as usize);
         for row in data.chunks_exact(bytes_per_row as usize) {
             for px in row[..(self.width * 4) as usize].chunks_exact(4) {
-                pixels.push(match self.depth {
-                    OutputDepth::Eight => u16::from(px[0]),
+                levels.push(match self.depth {
+                    OutputDepth::Eight => [px[0], px[1], px[2]].map(u16::from),
                     OutputDepth::Ten => {
                         let v = u32::from_le_bytes([px[0], px[1], px[2], px[3]]);
-                        (v & 0x3ff) as u16
+                        [v & 0x3ff, (v >> 10) & 0x3ff, (v >> 20) & 0x3ff].map(|c| c as u16)
                     }
                 });
             }
         }
         drop(data);
         buffer.unmap();
-        Ok(GreyImage {
+        if self.colour {
+            return Ok(RenderedImage::from_colour(
+                self.width,
+                self.height,
+                self.depth,
+                levels,
+            ));
+        }
+        Ok(RenderedImage {
             width: self.width,
             height: self.height,
             depth: self.depth,
-            pixels,
+            pixels: levels.into_iter().map(|[grey, _, _]| grey).collect(),
+            colour: None,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! Rendered grey images: PNG output, burned-in orientation labels and a mm scale bar (for key
-//! images made without a display), and the comparison used by the GPU/CPU tests.
+//! Rendered images (grey, or colour for RGB volumes): PNG output, burned-in orientation labels
+//! and a mm scale bar (for key images made without a display), and the comparison used by the
+//! GPU/CPU tests.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -10,16 +11,30 @@ use super::RenderError;
 use super::view::{SliceView, direction_letters, scale_bar_mm};
 use super::voi::OutputDepth;
 
-/// A displayed frame: grey levels 0..=255 (8-bit) or 0..=1023 (10-bit), row by row.
+/// A displayed frame, row by row: levels 0..=255 (8-bit) or 0..=1023 (10-bit). For a colour
+/// volume `colour` holds the red, green and blue levels and `pixels` their luma.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GreyImage {
+pub struct RenderedImage {
     pub width: u32,
     pub height: u32,
     pub depth: OutputDepth,
     pub pixels: Vec<u16>,
+    pub colour: Option<Vec<[u16; 3]>>,
 }
 
-impl GreyImage {
+impl RenderedImage {
+    /// A colour image from its levels (`pixels` becomes their luma).
+    pub fn from_colour(width: u32, height: u32, depth: OutputDepth, colour: Vec<[u16; 3]>) -> Self {
+        let pixels = colour.iter().map(|c| luma_level(*c)).collect();
+        RenderedImage {
+            width,
+            height,
+            depth,
+            pixels,
+            colour: Some(colour),
+        }
+    }
+
     pub fn get(&self, x: u32, y: u32) -> u16 {
         self.pixels
             .get((y * self.width + x) as usize)
@@ -27,10 +42,22 @@ impl GreyImage {
             .unwrap_or(0)
     }
 
+    /// Red, green and blue levels at (x, y); grey images give the grey level three times.
+    pub fn get_rgb(&self, x: u32, y: u32) -> [u16; 3] {
+        let i = (y * self.width + x) as usize;
+        match &self.colour {
+            Some(c) => c.get(i).copied().unwrap_or([0; 3]),
+            None => [self.get(x, y); 3],
+        }
+    }
+
     fn set(&mut self, x: i64, y: i64, v: u16) {
         if x >= 0 && y >= 0 && (x as u32) < self.width && (y as u32) < self.height {
             let i = (y as u32 * self.width + x as u32) as usize;
             self.pixels[i] = v;
+            if let Some(c) = self.colour.as_mut().and_then(|c| c.get_mut(i)) {
+                *c = [v; 3];
+            }
         }
     }
 
@@ -42,15 +69,24 @@ impl GreyImage {
         };
         let file = std::fs::File::create(path).map_err(|e| err(&e))?;
         let mut enc = png::Encoder::new(BufWriter::new(file), self.width, self.height);
-        enc.set_color(png::ColorType::Grayscale);
+        let samples: Vec<u16> = match &self.colour {
+            Some(colour) => {
+                enc.set_color(png::ColorType::Rgb);
+                colour.iter().flatten().copied().collect()
+            }
+            None => {
+                enc.set_color(png::ColorType::Grayscale);
+                self.pixels.clone()
+            }
+        };
         let data: Vec<u8> = match self.depth {
             OutputDepth::Eight => {
                 enc.set_depth(png::BitDepth::Eight);
-                self.pixels.iter().map(|v| (*v).min(255) as u8).collect()
+                samples.iter().map(|v| (*v).min(255) as u8).collect()
             }
             OutputDepth::Ten => {
                 enc.set_depth(png::BitDepth::Sixteen);
-                self.pixels
+                samples
                     .iter()
                     .flat_map(|v| {
                         let v = (*v).min(1023);
@@ -65,14 +101,19 @@ impl GreyImage {
     }
 
     /// Largest absolute difference and the number of pixels that differ at all.
-    pub fn compare(&self, other: &GreyImage) -> Option<(u16, usize)> {
+    pub fn compare(&self, other: &RenderedImage) -> Option<(u16, usize)> {
         if (self.width, self.height, self.depth) != (other.width, other.height, other.depth) {
+            return None;
+        }
+        if self.colour.is_some() != other.colour.is_some() {
             return None;
         }
         let mut max = 0;
         let mut count = 0;
-        for (a, b) in self.pixels.iter().zip(&other.pixels) {
-            let d = a.abs_diff(*b);
+        for i in 0..self.pixels.len().min(other.pixels.len()) {
+            let (x, y) = ((i as u32) % self.width, (i as u32) / self.width);
+            let (a, b) = (self.get_rgb(x, y), other.get_rgb(x, y));
+            let d = (0..3).map(|c| a[c].abs_diff(b[c])).max().unwrap_or(0);
             max = max.max(d);
             count += usize::from(d > 0);
         }
@@ -80,18 +121,19 @@ impl GreyImage {
     }
 
     /// |a - b| scaled so one grey level shows as 64 (for looking at a failed comparison).
-    pub fn diff(&self, other: &GreyImage) -> GreyImage {
+    pub fn diff(&self, other: &RenderedImage) -> RenderedImage {
         let pixels = self
             .pixels
             .iter()
             .zip(&other.pixels)
             .map(|(a, b)| (a.abs_diff(*b).saturating_mul(64)).min(255))
             .collect();
-        GreyImage {
+        RenderedImage {
             width: self.width,
             height: self.height,
             depth: OutputDepth::Eight,
             pixels,
+            colour: None,
         }
     }
 
@@ -193,6 +235,11 @@ impl GreyImage {
         self.text(x1 - tw, y - 6 * s - 7 * s, &label, s);
         mm
     }
+}
+
+/// The luma (BT.601) of display levels.
+fn luma_level([r, g, b]: [u16; 3]) -> u16 {
+    ((299 * u32::from(r) + 587 * u32::from(g) + 114 * u32::from(b) + 500) / 1000) as u16
 }
 
 /// 5x7 glyphs (one byte a row, bit 4 leftmost) for the characters labels and scale bars use.

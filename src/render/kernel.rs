@@ -204,6 +204,8 @@ pub struct VolumeInfo {
     /// [columns, rows, slices].
     pub dims: [usize; 3],
     pub signed: bool,
+    /// RGB voxels (8 bits a channel, no rescale): resampled per channel, shown as they are.
+    pub colour: bool,
     /// Patient point -> voxel, used when `use_table` is false.
     pub voxel_from_patient: DMat4,
     /// True for stacks the affine cannot place exactly (uneven, gappy, nonlinear).
@@ -220,13 +222,20 @@ pub struct VolumeInfo {
 
 impl VolumeInfo {
     pub fn new(volume: &Volume) -> Result<VolumeInfo, RenderError> {
-        Self::from_parts(&volume.geometry, &volume.rescale, volume.voxels.is_signed())
+        Self::from_parts(
+            &volume.geometry,
+            &volume.rescale,
+            volume.voxels.is_signed(),
+            volume.voxels.is_colour(),
+        )
     }
 
+    /// As [`VolumeInfo::new`] before the voxels exist (a progressive load).
     pub fn from_parts(
         g: &VolumeGeometry,
         rescale: &RescalePolicy,
         signed: bool,
+        colour: bool,
     ) -> Result<VolumeInfo, RenderError> {
         let dims = g.dims;
         if dims.contains(&0) {
@@ -288,6 +297,7 @@ impl VolumeInfo {
         Ok(VolumeInfo {
             dims,
             signed,
+            colour,
             voxel_from_patient,
             use_table,
             origin,
@@ -418,16 +428,30 @@ impl ResampleParams {
 
 /// Stored value at (i, j, k) in modality units, by the slice's own rescale. Mirrors `value()`.
 #[inline]
-fn value(voxels: &Voxels, table: &[SliceEntry], i: usize, j: usize, k: usize) -> f32 {
-    let s = &table[k];
-    stored(voxels, i, j, k) * s.slope + s.intercept
+fn value(voxels: &Voxels, table: &[SliceEntry], at: Voxel) -> f32 {
+    let s = &table[at.k];
+    stored(voxels, at) * s.slope + s.intercept
+}
+
+/// A voxel, and for colour the channel (0 red, 1 green, 2 blue) asked for.
+#[derive(Debug, Clone, Copy)]
+struct Voxel {
+    i: usize,
+    j: usize,
+    k: usize,
+    channel: usize,
 }
 
 #[inline]
-fn stored(voxels: &Voxels, i: usize, j: usize, k: usize) -> f32 {
+fn stored(voxels: &Voxels, at: Voxel) -> f32 {
+    let Voxel { i, j, k, channel } = at;
     match voxels {
         Voxels::U16(a) => a.get([k, j, i]).map_or(0.0, |v| f32::from(*v)),
         Voxels::I16(a) => a.get([k, j, i]).map_or(0.0, |v| f32::from(*v)),
+        Voxels::Rgb(a) => a
+            .get([k, j, i])
+            .and_then(|v| v.get(channel))
+            .map_or(0.0, |v| f32::from(*v)),
     }
 }
 
@@ -436,15 +460,16 @@ fn stored(voxels: &Voxels, i: usize, j: usize, k: usize) -> f32 {
 fn plane_value(
     voxels: &Voxels,
     table: &[SliceEntry],
-    k: usize,
+    (k, channel): (usize, usize),
     [x0, x1, y0, y1]: [usize; 4],
     fi: f32,
     fj: f32,
 ) -> f32 {
-    let s00 = stored(voxels, x0, y0, k);
-    let s10 = stored(voxels, x1, y0, k);
-    let s01 = stored(voxels, x0, y1, k);
-    let s11 = stored(voxels, x1, y1, k);
+    let at = |i, j| Voxel { i, j, k, channel };
+    let s00 = stored(voxels, at(x0, y0));
+    let s10 = stored(voxels, at(x1, y0));
+    let s01 = stored(voxels, at(x0, y1));
+    let s11 = stored(voxels, at(x1, y1));
     let top = s00 * (1.0 - fi) + s10 * fi;
     let bottom = s01 * (1.0 - fi) + s11 * fi;
     let s = &table[k];
@@ -506,9 +531,16 @@ pub fn to_voxel(p: &ResampleParams, table: &[SliceEntry], c: [f32; 3]) -> Option
     if inside { Some([i, j, k]) } else { None }
 }
 
-/// One sample in modality units. Mirrors `sample()`.
+/// One sample in modality units (of one channel, for colour). Mirrors `sample()` and
+/// `sample_rgb()`.
 #[inline]
-fn sample(p: &ResampleParams, table: &[SliceEntry], voxels: &Voxels, c: [f32; 3]) -> Option<f32> {
+fn sample(
+    p: &ResampleParams,
+    table: &[SliceEntry],
+    voxels: &Voxels,
+    c: [f32; 3],
+    channel: usize,
+) -> Option<f32> {
     let [i, j, k] = to_voxel(p, table, c)?;
     let wm = p.dims[0] as i32 - 1;
     let hm = p.dims[1] as i32 - 1;
@@ -517,7 +549,16 @@ fn sample(p: &ResampleParams, table: &[SliceEntry], voxels: &Voxels, c: [f32; 3]
         let x = ((i + 0.5).floor() as i32).clamp(0, wm) as usize;
         let y = ((j + 0.5).floor() as i32).clamp(0, hm) as usize;
         let z = ((k + 0.5).floor() as i32).clamp(0, km) as usize;
-        return Some(value(voxels, table, x, y, z));
+        return Some(value(
+            voxels,
+            table,
+            Voxel {
+                i: x,
+                j: y,
+                k: z,
+                channel,
+            },
+        ));
     }
     let i0 = i.floor();
     let j0 = j.floor();
@@ -531,8 +572,8 @@ fn sample(p: &ResampleParams, table: &[SliceEntry], voxels: &Voxels, c: [f32; 3]
     let y1 = (j0 as i32 + 1).clamp(0, hm) as usize;
     let z0 = (k0 as i32).clamp(0, km) as usize;
     let z1 = (k0 as i32 + 1).clamp(0, km) as usize;
-    let c0 = plane_value(voxels, table, z0, [x0, x1, y0, y1], fi, fj);
-    let c1 = plane_value(voxels, table, z1, [x0, x1, y0, y1], fi, fj);
+    let c0 = plane_value(voxels, table, (z0, channel), [x0, x1, y0, y1], fi, fj);
+    let c1 = plane_value(voxels, table, (z1, channel), [x0, x1, y0, y1], fi, fj);
     Some(c0 * (1.0 - fk) + c1 * fk)
 }
 
@@ -547,6 +588,32 @@ pub fn resample_pixel(
     voxels: &Voxels,
     x: u32,
     y: u32,
+) -> [f32; 2] {
+    resample_channel(p, table, voxels, x, y, 0)
+}
+
+/// The resampled colour of output pixel (x, y): (red, green, blue, coverage), each channel
+/// resampled and combined over the slab on its own. Mirrors `fs_resample_rgb`.
+pub fn resample_rgb_pixel(
+    p: &ResampleParams,
+    table: &[SliceEntry],
+    voxels: &Voxels,
+    x: u32,
+    y: u32,
+) -> [f32; 4] {
+    let [r, coverage] = resample_channel(p, table, voxels, x, y, 0);
+    let [g, _] = resample_channel(p, table, voxels, x, y, 1);
+    let [b, _] = resample_channel(p, table, voxels, x, y, 2);
+    [r, g, b, coverage]
+}
+
+fn resample_channel(
+    p: &ResampleParams,
+    table: &[SliceEntry],
+    voxels: &Voxels,
+    x: u32,
+    y: u32,
+    channel: usize,
 ) -> [f32; 2] {
     let px = x as f32 + 0.5;
     let py = y as f32 + 0.5;
@@ -564,7 +631,7 @@ pub fn resample_pixel(
         let c: [f32; 3] = std::array::from_fn(|a| {
             p.base[a] + px * p.step_x[a] + py * p.step_y[a] + s * p.step_s[a]
         });
-        if let Some(v) = sample(p, table, voxels, c) {
+        if let Some(v) = sample(p, table, voxels, c, channel) {
             count += 1;
             acc = match mode {
                 MODE_MIP => acc.max(v),

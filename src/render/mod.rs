@@ -25,7 +25,7 @@ pub mod view;
 pub mod voi;
 
 pub use gpu::{AdapterChoice, GpuContext, Renderer, ScreenDraw, VolumeTexture};
-pub use image::GreyImage;
+pub use image::RenderedImage;
 pub use kernel::VolumeInfo;
 pub use view::{Interpolation, Plane, SlabMode, SliceView};
 pub use voi::{Display, OutputDepth, Voi, VoiFunction, VoiLut};

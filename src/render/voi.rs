@@ -317,6 +317,18 @@ pub fn grey(p: &DisplayParams, lut: &[u32], value: f32, coverage: f32, depth: Ou
     (y * max).round() as u16
 }
 
+/// A colour channel's display level (resampled 0..255, no VOI), as `fs_display_rgb`.
+pub fn rgb_level(channel: f32, coverage: f32, inverted: bool, depth: OutputDepth) -> u16 {
+    if coverage <= 0.0 {
+        return 0;
+    }
+    let mut c = (channel.round() / 255.0).clamp(0.0, 1.0);
+    if inverted {
+        c = 1.0 - c;
+    }
+    (c * f32::from(depth.max_value())).round() as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

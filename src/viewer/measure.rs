@@ -60,6 +60,8 @@ pub enum Value {
     },
     /// Modality value (HU for CT) of the nearest voxel; `None` outside the volume.
     Point(Option<f64>),
+    /// The colour of the nearest voxel of a colour volume; `None` outside it.
+    Colour(Option<[u8; 3]>),
 }
 
 fn angle_deg(u: DVec3, v: DVec3) -> f64 {
@@ -86,17 +88,28 @@ impl Measurement {
                 semi_axis_1,
                 semi_axis_2,
             } => ellipse_stats(info, voxels, *center, *semi_axis_1, *semi_axis_2),
+            Shape::Probe { at } if voxels.is_colour() => {
+                Value::Colour(colour_at(info, voxels, DVec3::from(*at)))
+            }
             Shape::Probe { at } => Value::Point(value_at(info, voxels, DVec3::from(*at))),
         }
     }
 }
 
-/// Modality value of the voxel nearest to `p` (as a point probe shows it).
-pub fn value_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<f64> {
+/// Colour of the voxel nearest to `p` in a colour volume (a region over one is measured in
+/// its luma, BT.601).
+pub fn colour_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<[u8; 3]> {
+    let r = cpu::resample(info, voxels, &probe_view(info, p)).ok()?;
+    let [red, green, blue, coverage] = *r.colour.as_ref()?.first()?;
+    (coverage > 0.0).then(|| [red, green, blue].map(|c| c.round().clamp(0.0, 255.0) as u8))
+}
+
+/// A 1x1 nearest-neighbour view whose only pixel centre is `p` exactly.
+fn probe_view(info: &VolumeInfo, p: DVec3) -> SliceView {
     // Any orthonormal pair will do for a 1x1 view (the file's row and column directions
     // may be a little off orthogonal).
     let (right, down) = info.axes[2].any_orthonormal_pair();
-    let view = SliceView {
+    SliceView {
         center_mm: p.to_array(),
         right: right.to_array(),
         down: down.to_array(),
@@ -106,9 +119,12 @@ pub fn value_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<f64> {
         slab_mm: 0.0,
         slab_mode: SlabMode::Average,
         interpolation: Interpolation::Nearest,
-    };
-    // A 1x1 view: its only pixel centre is `p` exactly.
-    let r = cpu::resample(info, voxels, &view).ok()?;
+    }
+}
+
+/// Modality value of the voxel nearest to `p` (as a point probe shows it).
+pub fn value_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<f64> {
+    let r = cpu::resample(info, voxels, &probe_view(info, p)).ok()?;
     r.value(0, 0).map(f64::from)
 }
 

@@ -306,7 +306,7 @@ mod tests {
             None,
             None,
         );
-        match VolumeInfo::from_parts(&g, &RescalePolicy::Uniform(Rescale::IDENTITY), false) {
+        match VolumeInfo::from_parts(&g, &RescalePolicy::Uniform(Rescale::IDENTITY), false, false) {
             Ok(i) => i,
             Err(e) => panic!("{e}"),
         }
@@ -347,7 +347,8 @@ mod tests {
     #[test]
     fn untrusted_geometry_has_no_markers() {
         let g = VolumeGeometry::untrusted(10, 10, 3, None);
-        let info = VolumeInfo::from_parts(&g, &RescalePolicy::Uniform(Rescale::IDENTITY), false);
+        let info =
+            VolumeInfo::from_parts(&g, &RescalePolicy::Uniform(Rescale::IDENTITY), false, false);
         let Ok(info) = info else { panic!("info") };
         let v = Viewport::new(&info, Plane::Axial, Voi::linear(0.0, 100.0));
         assert_eq!(v.overlay(&info).markers, None);

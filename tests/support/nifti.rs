@@ -18,7 +18,8 @@ pub struct Nifti {
     pub ras_from_voxel: DMat4,
     pub sform_code: i16,
     pub qform_code: i16,
-    /// Raw voxel values (before scl_slope/scl_inter), x fastest, then y, z, t.
+    /// Raw voxel values (before scl_slope/scl_inter), x fastest, then y, z, t; colour voxels
+    /// as 0xRRGGBB.
     pub values: Vec<f64>,
 }
 
@@ -185,6 +186,14 @@ impl Nifti {
                     }
                 })
                 .collect(),
+            // RGB24 and RGBA32 (nifti1.h DT_RGB24, DT_RGBA32): each voxel as 0xRRGGBB.
+            128 | 2304 => {
+                let size = if datatype == 128 { 3 } else { 4 };
+                data.chunks_exact(size)
+                    .take(n)
+                    .map(|c| f64::from(u32::from_be_bytes([0, c[0], c[1], c[2]])))
+                    .collect()
+            }
             other => panic!("NIfTI datatype {other} not handled by the test reader"),
         };
         assert_eq!(values.len(), n, "NIfTI data shorter than its dims");

@@ -33,20 +33,43 @@ use super::geometry::VolumeGeometry;
 use super::header::{Rescale, Window};
 use super::series::{PixelFormat, Stack};
 
-/// The voxels of a volume: stored values, two bytes each, `[k][j][i]`.
+/// The voxels of a volume, `[k][j][i]`: grey stored values, two bytes each, or colour.
 #[derive(Debug, Clone)]
 pub enum Voxels {
     U16(Array3<u16>),
     I16(Array3<i16>),
+    /// 8-bit colour (RGB, or YBR converted to RGB on load), three bytes a voxel. Colour images
+    /// have no modality units: their rescale is the identity.
+    Rgb(Array3<[u8; 3]>),
+}
+
+/// Luma of an RGB triple (ITU-R BT.601, the weights of PS3.3 C.7.6.3.1.2's YBR_FULL), rounded:
+/// the one number a colour voxel gives where one is asked for (statistics, a probe).
+pub fn luma([r, g, b]: [u8; 3]) -> i32 {
+    ((299 * i32::from(r) + 587 * i32::from(g) + 114 * i32::from(b) + 500) / 1000).min(255)
 }
 
 impl Voxels {
-    /// Stored value at (i, j, k) as i32, or `None` outside the volume.
+    /// Stored value at (i, j, k) as i32 (for colour, its [`luma`]), or `None` outside the
+    /// volume.
     pub fn get(&self, i: usize, j: usize, k: usize) -> Option<i32> {
         match self {
             Voxels::U16(a) => a.get([k, j, i]).map(|v| i32::from(*v)),
             Voxels::I16(a) => a.get([k, j, i]).map(|v| i32::from(*v)),
+            Voxels::Rgb(a) => a.get([k, j, i]).map(|v| luma(*v)),
         }
+    }
+
+    /// Colour at (i, j, k); `None` outside the volume or for grey voxels.
+    pub fn rgb(&self, i: usize, j: usize, k: usize) -> Option<[u8; 3]> {
+        match self {
+            Voxels::Rgb(a) => a.get([k, j, i]).copied(),
+            _ => None,
+        }
+    }
+
+    pub fn is_colour(&self) -> bool {
+        matches!(self, Voxels::Rgb(_))
     }
 
     /// The voxel buffer as little-endian bytes (for hashing and export).
@@ -62,6 +85,12 @@ impl Voxels {
                 .iter()
                 .flat_map(|v| v.to_le_bytes())
                 .collect(),
+            Voxels::Rgb(a) => a
+                .index_axis(ndarray::Axis(0), k)
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
         }
     }
 
@@ -70,6 +99,7 @@ impl Voxels {
         let s = match self {
             Voxels::U16(a) => a.shape(),
             Voxels::I16(a) => a.shape(),
+            Voxels::Rgb(a) => a.shape(),
         };
         [s[0], s[1], s[2]]
     }
@@ -132,6 +162,7 @@ pub struct LoadTimings {
 pub enum SlicePixels<'a> {
     U16(&'a [u16]),
     I16(&'a [i16]),
+    Rgb(&'a [[u8; 3]]),
 }
 
 /// Reported once per slice as it lands, from a worker thread.
@@ -196,7 +227,18 @@ pub fn load_stack(
     let shape = (n, rows, columns);
     let first_slice_at = Mutex::new(None::<f64>);
     let failed;
-    let voxels = if format.signed {
+    let voxels = if format.is_colour() {
+        let mut a = Array3::<[u8; 3]>::from_elem(shape, [0; 3]);
+        failed = fill(
+            stack,
+            a.as_slice_mut(),
+            options,
+            on_slice,
+            &first_slice_at,
+            started,
+        )?;
+        Voxels::Rgb(a)
+    } else if format.signed {
         let mut a = Array3::<i16>::zeros(shape);
         failed = fill(
             stack,
@@ -220,7 +262,11 @@ pub fn load_stack(
         Voxels::U16(a)
     };
 
-    let rescales: Vec<Rescale> = stack.slices.iter().map(|s| s.rescale).collect();
+    let rescales: Vec<Rescale> = if voxels.is_colour() {
+        vec![Rescale::IDENTITY]
+    } else {
+        stack.slices.iter().map(|s| s.rescale).collect()
+    };
     let rescale = if rescales.windows(2).all(|w| w[0] == w[1]) {
         RescalePolicy::Uniform(rescales.first().copied().unwrap_or(Rescale::IDENTITY))
     } else {
@@ -248,11 +294,25 @@ fn check_format(stack: &Stack) -> Result<(), ImagingError> {
         .first()
         .map(|s| s.path.clone())
         .unwrap_or_default();
+    if f.samples_per_pixel == 3 {
+        let photometric = f.photometric_interpretation.trim();
+        if f.bits_allocated != 8 || !COLOUR_PHOTOMETRICS.contains(&photometric) {
+            return Err(ImagingError::Unsupported {
+                path,
+                what: format!(
+                    "colour images of {} bits in {photometric} (8-bit {} are supported)",
+                    f.bits_allocated,
+                    COLOUR_PHOTOMETRICS.join(", ")
+                ),
+            });
+        }
+        return Ok(());
+    }
     if f.samples_per_pixel != 1 {
         return Err(ImagingError::Unsupported {
             path,
             what: format!(
-                "colour images ({} samples per pixel, {}) are not volumes",
+                "images of {} samples per pixel ({})",
                 f.samples_per_pixel, f.photometric_interpretation
             ),
         });
@@ -269,12 +329,47 @@ fn check_format(stack: &Stack) -> Result<(), ImagingError> {
     Ok(())
 }
 
+/// Colour models a colour volume is read from (PS3.3 C.7.6.3.1.2); all become RGB.
+const COLOUR_PHOTOMETRICS: [&str; 5] = ["RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"];
+
 /// A sample type a slot can hold.
-trait Sample: bytemuck::Pod + Send + Sync + Default + 'static {
+trait Sample: bytemuck::Pod + Send + Sync + 'static {
     fn from_stored(raw: u16, bits_stored: u16, signed: bool) -> Self;
     /// The 16 stored bits as read.
     fn raw(self) -> u16;
     fn event(slice: &[Self]) -> SlicePixels<'_>;
+    /// Decode frame `frame` of `obj` into `slot`.
+    fn decode_frame(
+        obj: &DefaultDicomObject,
+        path: &std::path::Path,
+        frame: u32,
+        format: &PixelFormat,
+        slot: &mut [Self],
+    ) -> Result<(), ImagingError> {
+        decode_frame_into(obj, path, frame, format, slot)
+    }
+}
+
+/// Colour voxels. Grey samples (a mosaic tile, never met in colour) would be shown grey.
+impl Sample for [u8; 3] {
+    fn from_stored(raw: u16, _bits_stored: u16, _signed: bool) -> Self {
+        [raw.min(255) as u8; 3]
+    }
+    fn raw(self) -> u16 {
+        u16::from(self[0])
+    }
+    fn event(slice: &[Self]) -> SlicePixels<'_> {
+        SlicePixels::Rgb(slice)
+    }
+    fn decode_frame(
+        obj: &DefaultDicomObject,
+        path: &std::path::Path,
+        frame: u32,
+        format: &PixelFormat,
+        slot: &mut [Self],
+    ) -> Result<(), ImagingError> {
+        decode_rgb_frame_into(obj, path, frame, format, slot)
+    }
 }
 
 impl Sample for u16 {
@@ -444,7 +539,7 @@ fn fill<T: Sample>(
                         frame,
                         reason: e.to_string(),
                     }),
-                    _ => decode_frame_into(&obj, &job.path, frame, format, slot),
+                    _ => T::decode_frame(&obj, &job.path, frame, format, slot),
                 };
                 match result {
                     Ok(()) => landed(k, slot),
@@ -1006,6 +1101,131 @@ fn decode_frame_into<T: Sample>(
     }
     // Planar/colour frames never reach here (check_format); monochrome frames fill the slot.
     Ok(())
+}
+
+/// One colour frame into RGB voxels.
+///
+/// Native frames are read as stored: pixel-interleaved or, with Planar Configuration 1, one
+/// plane a colour; YBR_FULL is converted to RGB and YBR_FULL_422 (two lumas, then the pair's
+/// Cb and Cr) upsampled first, by PS3.3 C.7.6.3.1.2. RLE frames come back interleaved in the
+/// stored model. JPEG and JPEG 2000 decoders give RGB whatever the stored model (their colour
+/// transform is part of the codestream).
+fn decode_rgb_frame_into(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+    frame: u32,
+    format: &PixelFormat,
+    slot: &mut [[u8; 3]],
+) -> Result<(), ImagingError> {
+    let decode_err = |reason: String| ImagingError::Decode {
+        path: path.to_path_buf(),
+        frame,
+        reason,
+    };
+    let pixels = usize::from(format.rows) * usize::from(format.columns);
+    let photometric = format.photometric_interpretation.trim();
+    let pixel_data = obj
+        .get(tags::PIXEL_DATA)
+        .ok_or_else(|| decode_err("no Pixel Data (7FE0,0010)".into()))?;
+    let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
+    let (bytes, planar, model): (Cow<[u8]>, bool, &str) = match pixel_data.value() {
+        Value::Primitive(value) => {
+            let frame_len = if photometric == "YBR_FULL_422" {
+                pixels * 2
+            } else {
+                pixels * 3
+            };
+            let all: Cow<[u8]> = match value {
+                PrimitiveValue::U16(words) => {
+                    Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
+                }
+                other => other.to_bytes(),
+            };
+            let start = frame_len * frame as usize;
+            let bytes = all.get(start..start + frame_len).ok_or_else(|| {
+                decode_err(format!(
+                    "Pixel Data holds {} bytes, frame needs {}",
+                    all.len(),
+                    start + frame_len
+                ))
+            })?;
+            let planar = super::header::int(obj, tags::PLANAR_CONFIGURATION) == Some(1)
+                && photometric != "YBR_FULL_422";
+            (Cow::Owned(bytes.to_vec()), planar, photometric)
+        }
+        _ => {
+            let model = if ts_uid == "1.2.840.10008.1.2.5" {
+                photometric
+            } else {
+                "RGB"
+            };
+            match frame_samples(obj, path, frame, format)? {
+                FrameSamples::Bytes {
+                    data,
+                    bytes_per_sample: 1,
+                } => (data, false, model),
+                _ => {
+                    return Err(decode_err(
+                        "the decoder gave more than 8 bits a sample".into(),
+                    ));
+                }
+            }
+        }
+    };
+    let needed = if model == "YBR_FULL_422" {
+        pixels * 2
+    } else {
+        pixels * 3
+    };
+    if bytes.len() < needed || slot.len() < pixels {
+        return Err(decode_err(format!(
+            "{} colour bytes for {pixels} pixels",
+            bytes.len()
+        )));
+    }
+    match (model, planar) {
+        ("YBR_FULL_422", _) => {
+            for (pair, chunk) in slot.chunks_mut(2).zip(bytes.chunks_exact(4)) {
+                let (cb, cr) = (chunk[2], chunk[3]);
+                for (dst, y) in pair.iter_mut().zip([chunk[0], chunk[1]]) {
+                    *dst = ybr_to_rgb(y, cb, cr);
+                }
+            }
+        }
+        (_, true) => {
+            let (r, rest) = bytes.split_at(pixels);
+            let (g, b) = rest.split_at(pixels);
+            for (p, dst) in slot.iter_mut().enumerate() {
+                let v = [r[p], g[p], b[p]];
+                *dst = if model == "YBR_FULL" {
+                    ybr_to_rgb(v[0], v[1], v[2])
+                } else {
+                    v
+                };
+            }
+        }
+        (_, false) => {
+            for (dst, v) in slot.iter_mut().zip(bytes.chunks_exact(3)) {
+                *dst = if model == "YBR_FULL" {
+                    ybr_to_rgb(v[0], v[1], v[2])
+                } else {
+                    [v[0], v[1], v[2]]
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// YCbCr (full range, 8-bit) to RGB, PS3.3 C.7.6.3.1.2.
+fn ybr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    let (y, cb, cr) = (f64::from(y), f64::from(cb) - 128.0, f64::from(cr) - 128.0);
+    let channel = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+    [
+        channel(y + 1.402 * cr),
+        channel(y - 0.344_136 * cb - 0.714_136 * cr),
+        channel(y + 1.772 * cb),
+    ]
 }
 
 /// Decode one frame of one file into stored values (any transfer syntax, any samples per

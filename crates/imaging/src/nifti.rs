@@ -20,6 +20,8 @@ use super::decode::{RescalePolicy, Volume, Voxels};
 const DT_INT16: i16 = 4;
 const DT_FLOAT32: i16 = 16;
 const DT_UINT16: i16 = 512;
+/// Three bytes a voxel, RGB interleaved (nifti1.h `DT_RGB24`).
+const DT_RGB24: i16 = 128;
 const NIFTI_XFORM_SCANNER_ANAT: i16 = 1;
 const NIFTI_UNITS_MM: u8 = 2;
 
@@ -63,6 +65,7 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
     let (datatype, bitpix, slope, inter) = match (&volume.rescale, &volume.voxels) {
         (RescalePolicy::Uniform(r), Voxels::I16(_)) => (DT_INT16, 16, r.slope, r.intercept),
         (RescalePolicy::Uniform(r), Voxels::U16(_)) => (DT_UINT16, 16, r.slope, r.intercept),
+        (_, Voxels::Rgb(_)) => (DT_RGB24, 24, 0.0, 0.0),
         (RescalePolicy::PerSlice(_), _) => (DT_FLOAT32, 32, 1.0, 0.0),
     };
     let mut h = vec![0u8; 352];
@@ -137,7 +140,9 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
     for k in 0..nz {
         buf.clear();
         match (&volume.rescale, &volume.voxels) {
-            (RescalePolicy::Uniform(_), voxels) => buf.extend(voxels.to_le_bytes_slice(k)),
+            (RescalePolicy::Uniform(_), voxels) | (_, voxels @ Voxels::Rgb(_)) => {
+                buf.extend(voxels.to_le_bytes_slice(k))
+            }
             (RescalePolicy::PerSlice(_), Voxels::U16(a)) => {
                 let r = volume.rescale.for_slice(k);
                 for v in a.index_axis(ndarray::Axis(0), k) {

@@ -53,6 +53,13 @@ pub struct PixelFormat {
     pub photometric_interpretation: String,
 }
 
+impl PixelFormat {
+    /// Three samples a pixel: loaded as an RGB volume (`Voxels::Rgb`), without rescale.
+    pub fn is_colour(&self) -> bool {
+        self.samples_per_pixel == 3
+    }
+}
+
 /// What distinguishes one stack of a series from another.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct StackLabel {

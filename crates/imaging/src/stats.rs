@@ -57,6 +57,12 @@ fn summarize(volume: &Volume, hash: bool) -> VoxelStats {
                 .map(|c| slice_stats(c.iter().map(|v| i32::from(*v))))
                 .collect()
         }),
+        // Colour: the statistics of the luma; the hash of the RGB bytes.
+        Voxels::Rgb(a) => a.as_slice().map(|s| {
+            s.par_chunks(slice_len.max(1))
+                .map(|c| slice_stats(c.iter().map(|v| crate::decode::luma(*v))))
+                .collect()
+        }),
     }
     .unwrap_or_default();
     let sha256 = hash.then(|| {
@@ -64,6 +70,7 @@ fn summarize(volume: &Volume, hash: bool) -> VoxelStats {
         match &volume.voxels {
             Voxels::U16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
             Voxels::I16(a) => hash_le(&mut hasher, a.as_slice().unwrap_or_default()),
+            Voxels::Rgb(a) => hasher.update(a.as_slice().unwrap_or_default().as_flattened()),
         }
         format!("{:x}", hasher.finalize())
     });
