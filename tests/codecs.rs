@@ -513,6 +513,33 @@ fn load_colour(path: &Path) -> Vec<[u8; 3]> {
         .collect()
 }
 
+/// An RLE Lossless frame of three 8-bit planes (PS3.5 G.3): the 64-byte header, then each
+/// plane as literal runs of at most 128 bytes, each segment padded to an even length.
+fn rle_frame(pixels: &[[u8; 3]]) -> Vec<u8> {
+    let segments: Vec<Vec<u8>> = (0..3)
+        .map(|c| {
+            let plane: Vec<u8> = pixels.iter().map(|p| p[c]).collect();
+            let mut out = Vec::new();
+            for run in plane.chunks(128) {
+                out.push((run.len() - 1) as u8);
+                out.extend_from_slice(run);
+            }
+            if out.len() % 2 == 1 {
+                out.push(0x80); // PackBits no-op
+            }
+            out
+        })
+        .collect();
+    let mut header = vec![0u8; 64];
+    header[..4].copy_from_slice(&3u32.to_le_bytes());
+    let mut at = 64u32;
+    for (n, segment) in segments.iter().enumerate() {
+        header[4 + 4 * n..8 + 4 * n].copy_from_slice(&at.to_le_bytes());
+        at += segment.len() as u32;
+    }
+    header.into_iter().chain(segments.concat()).collect()
+}
+
 fn largest_difference(a: &[[u8; 3]], b: &[[u8; 3]]) -> u8 {
     a.iter()
         .zip(b)
@@ -523,8 +550,9 @@ fn largest_difference(a: &[[u8; 3]], b: &[[u8; 3]]) -> u8 {
 
 /// Colour files load as RGB whatever their layout and colour model: pixel-interleaved and
 /// planar RGB exactly; YBR_FULL and YBR_FULL_422 (made here with the standard's forward
-/// transform) within the rounding of the two conversions; and a JPEG baseline encoded by
-/// another library (dicom-rs with jpeg-encoder, YBR_FULL_422) close to the original.
+/// transform) within the rounding of the two conversions; RLE in RGB and in YBR_FULL; and a
+/// JPEG baseline encoded by another library (dicom-rs with jpeg-encoder, YBR_FULL_422) close to
+/// the original.
 #[test]
 fn colour_layouts_and_models_load_as_the_same_rgb() {
     use dicom_pixeldata::Transcode;
@@ -547,6 +575,31 @@ fn colour_layouts_and_models_load_as_the_same_rgb() {
     assert!(largest_difference(&load_colour(&full), &rgb) <= 2);
     let half = colour_file(dir.path(), "ybr_422", "YBR_FULL_422", 0, ybr_422);
     assert!(largest_difference(&load_colour(&half), &rgb) <= 2);
+
+    // RLE (PS3.5 G): one segment a colour, in the stored model, made here with literal
+    // PackBits runs only.
+    for (name, photometric, pixels) in [("rle_rgb", "RGB", &rgb), ("rle_ybr", "YBR_FULL", &ybr)] {
+        let path = colour_file(dir.path(), name, photometric, 0, Vec::new());
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        obj.put(dicom_core::DataElement::new(
+            dicom_dictionary_std::tags::PIXEL_DATA,
+            dicom_core::VR::OB,
+            dicom_core::value::Value::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
+                vec![0],
+                vec![rle_frame(pixels)],
+            )),
+        ));
+        obj.into_inner()
+            .with_meta(
+                dicom_object::FileMetaTableBuilder::new()
+                    .transfer_syntax("1.2.840.10008.1.2.5")
+                    .implementation_class_uid("2.25.1"),
+            )
+            .unwrap()
+            .write_to_file(&path)
+            .unwrap();
+        assert!(largest_difference(&load_colour(&path), &rgb) <= 2, "{name}");
+    }
 
     let mut jpeg = dicom_object::open_file(&exact).unwrap();
     jpeg.transcode(&dicom_transfer_syntax_registry::entries::JPEG_BASELINE.erased())
