@@ -466,6 +466,37 @@ fn the_window_shows_the_reference_image() {
     assert_window_shows_reference(&mut h, "lung window");
 }
 
+/// In a window narrower than the side panels need, the central panel lies past the window's
+/// edge: no viewport is laid out there (egui would clamp the image to the window while the
+/// overlays and the pointer used the whole cell), keys and frames go on without one, and the
+/// viewport comes back, showing the reference image, when the window widens.
+#[test]
+fn a_viewport_past_the_window_edge_is_not_laid_out() {
+    let dir = tempdir();
+    let mut h = open_app_sized(dir.path(), Settings::default(), egui::vec2(1000.0, 600.0));
+    assert!(h.state().viewport_rect().is_some());
+    h.set_size(egui::vec2(560.0, 500.0));
+    h.step();
+    h.step();
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(560.0, 500.0));
+    if let Some(rect) = h.state().viewport_rect() {
+        assert!(
+            window.contains_rect(rect),
+            "{rect:?} lies outside the window"
+        );
+    }
+    press(&mut h, egui::Key::ArrowDown);
+    press(&mut h, egui::Key::Num5);
+    // Wide enough for the reference grid to clear the corner texts (the browser keeps the
+    // width it took while the window was narrow).
+    h.set_size(egui::vec2(1600.0, 800.0));
+    h.step();
+    h.step();
+    let rect = h.state().viewport_rect().unwrap();
+    assert!(rect.width() > 500.0, "{rect:?}");
+    assert_window_shows_reference(&mut h, "after the window widened");
+}
+
 /// The active viewport's pixels in the window equal `render::cpu`'s image of the same view to
 /// one grey level, on a grid away from the overlay text, the orientation markers (centred on
 /// the edges) and the MPR lines (through the centre).

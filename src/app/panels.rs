@@ -240,6 +240,16 @@ pub fn viewport_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         .show(ui, |ui| {
             let area = ui.available_rect_before_wrap();
             ui.allocate_rect(area, Sense::hover());
+            // Only the part inside the window: in a window narrower than the side panels the
+            // central panel lies (partly) past its edge, where egui clamps an image's paint
+            // callback but would lay overlays and the pointer out on the whole cell.
+            let area = area.intersect(ui.ctx().viewport_rect());
+            if !area.is_positive() {
+                for cell in &mut app.cells {
+                    cell.rect = None;
+                }
+                return;
+            }
             if app.cells.is_empty() || app.opens.is_empty() {
                 ui.painter().rect_filled(area, 0.0, Color32::BLACK);
                 ui.painter().text(
