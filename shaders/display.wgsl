@@ -106,7 +106,8 @@ fn fs_display(in: Fullscreen) -> @location(0) vec4<f32> {
 }
 
 // Colour: the resampled (red, green, blue, coverage) shown as it is (8 bits a channel, no
-// VOI: colour images carry none, PS3.3 C.11.2), inverted when asked. CPU twin: voi.rs `rgb`.
+// VOI: colour images carry none, PS3.3 C.11.2), inverted when asked. CPU twin: voi.rs
+// `rgb_level` (whose rounding is ties-to-even, as round() here).
 @fragment
 fn fs_display_rgb(in: Fullscreen) -> @location(0) vec4<f32> {
     let size = vec2<i32>(textureDimensions(resampled));

@@ -274,8 +274,8 @@ fn fs_resample(@builtin(position) pos: vec4<f32>) -> @location(0) vec2<f32> {
 
 // ---- Colour volumes (RGB, `Rgba8Uint` bricks): the grey path above with three channels. ----
 // Kept apart from it, so a grey frame does a third of the arithmetic. The geometry (`to_voxel`,
-// `slice_origin`) is shared; colour has no rescale. The CPU twin runs `resample_pixel` once per
-// channel (kernel.rs), the same math.
+// `slice_origin`) is shared; colour has no rescale. The CPU twin is `resample_rgb_pixel`
+// (kernel.rs), which runs the grey math once per channel.
 
 fn load_rgb(b: i32, texel: vec3<i32>) -> vec3<f32> {
     if !multi_brick || b == 0 {

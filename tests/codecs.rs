@@ -513,6 +513,28 @@ fn load_colour(path: &Path) -> Vec<[u8; 3]> {
         .collect()
 }
 
+/// Rewrite `path` with `fragment` as its one encapsulated frame, in transfer syntax `ts`.
+fn encapsulate(path: &Path, ts: &str, fragment: Vec<u8>) {
+    let mut obj = dicom_object::open_file(path).unwrap();
+    obj.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::PIXEL_DATA,
+        dicom_core::VR::OB,
+        dicom_core::value::Value::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
+            vec![0],
+            vec![fragment],
+        )),
+    ));
+    obj.into_inner()
+        .with_meta(
+            dicom_object::FileMetaTableBuilder::new()
+                .transfer_syntax(ts)
+                .implementation_class_uid("2.25.1"),
+        )
+        .unwrap()
+        .write_to_file(path)
+        .unwrap();
+}
+
 /// An RLE Lossless frame of three 8-bit planes (PS3.5 G.3): the 64-byte header, then each
 /// plane as literal runs of at most 128 bytes, each segment padded to an even length.
 fn rle_frame(pixels: &[[u8; 3]]) -> Vec<u8> {
@@ -550,9 +572,9 @@ fn largest_difference(a: &[[u8; 3]], b: &[[u8; 3]]) -> u8 {
 
 /// Colour files load as RGB whatever their layout and colour model: pixel-interleaved and
 /// planar RGB exactly; YBR_FULL and YBR_FULL_422 (made here with the standard's forward
-/// transform) within the rounding of the two conversions; RLE in RGB and in YBR_FULL; and a
-/// JPEG baseline encoded by another library (dicom-rs with jpeg-encoder, YBR_FULL_422) close to
-/// the original.
+/// transform) within the rounding of the two conversions; RLE in RGB and in YBR_FULL; Deflated
+/// Image Frame Compression in planar RGB and in YBR_FULL; JPEG-LS; and a JPEG baseline encoded
+/// by another library (dicom-rs with jpeg-encoder, YBR_FULL_422) close to the original.
 #[test]
 fn colour_layouts_and_models_load_as_the_same_rgb() {
     use dicom_pixeldata::Transcode;
@@ -571,7 +593,7 @@ fn colour_layouts_and_models_load_as_the_same_rgb() {
     assert_eq!(load_colour(&exact), rgb);
     let planar = colour_file(dir.path(), "planar", "RGB", 1, planar);
     assert_eq!(load_colour(&planar), rgb);
-    let full = colour_file(dir.path(), "ybr_full", "YBR_FULL", 0, ybr_full);
+    let full = colour_file(dir.path(), "ybr_full", "YBR_FULL", 0, ybr_full.clone());
     assert!(largest_difference(&load_colour(&full), &rgb) <= 2);
     let half = colour_file(dir.path(), "ybr_422", "YBR_FULL_422", 0, ybr_422);
     assert!(largest_difference(&load_colour(&half), &rgb) <= 2);
@@ -580,25 +602,53 @@ fn colour_layouts_and_models_load_as_the_same_rgb() {
     // PackBits runs only.
     for (name, photometric, pixels) in [("rle_rgb", "RGB", &rgb), ("rle_ybr", "YBR_FULL", &ybr)] {
         let path = colour_file(dir.path(), name, photometric, 0, Vec::new());
-        let mut obj = dicom_object::open_file(&path).unwrap();
-        obj.put(dicom_core::DataElement::new(
-            dicom_dictionary_std::tags::PIXEL_DATA,
-            dicom_core::VR::OB,
-            dicom_core::value::Value::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
-                vec![0],
-                vec![rle_frame(pixels)],
-            )),
-        ));
-        obj.into_inner()
-            .with_meta(
-                dicom_object::FileMetaTableBuilder::new()
-                    .transfer_syntax("1.2.840.10008.1.2.5")
-                    .implementation_class_uid("2.25.1"),
-            )
-            .unwrap()
-            .write_to_file(&path)
-            .unwrap();
-        assert!(largest_difference(&load_colour(&path), &rgb) <= 2, "{name}");
+        encapsulate(&path, "1.2.840.10008.1.2.5", rle_frame(pixels));
+        let loaded = load_colour(&path);
+        if photometric == "RGB" {
+            assert_eq!(loaded, rgb, "{name}");
+        } else {
+            assert!(largest_difference(&loaded, &rgb) <= 2, "{name}");
+        }
+    }
+
+    // Deflated Image Frame Compression keeps the stored layout and model: planar RGB
+    // (transcoded by dicom-rs) and YBR_FULL (deflated here: dicom-rs relabels YBR data as RGB
+    // without converting it). JPEG-LS (CharLS, interleaved) gives the samples back as stored.
+    use dicom_transfer_syntax_registry::entries::{
+        DEFLATED_IMAGE_FRAME_COMPRESSION, JPEG_LS_LOSSLESS_IMAGE_COMPRESSION,
+    };
+    let deflated_ybr = colour_file(dir.path(), "deflated_ybr", "YBR_FULL", 0, Vec::new());
+    let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut deflater, &ybr_full).unwrap();
+    let mut fragment = deflater.finish().unwrap();
+    if fragment.len() % 2 == 1 {
+        fragment.push(0);
+    }
+    encapsulate(&deflated_ybr, "1.2.840.10008.1.2.8.1", fragment);
+    assert!(largest_difference(&load_colour(&deflated_ybr), &rgb) <= 2);
+    for (name, source, syntax) in [
+        (
+            "deflated_planar",
+            &planar,
+            DEFLATED_IMAGE_FRAME_COMPRESSION.erased(),
+        ),
+        (
+            "jpeg_ls",
+            &exact,
+            JPEG_LS_LOSSLESS_IMAGE_COMPRESSION.erased(),
+        ),
+    ] {
+        let mut obj = dicom_object::open_file(source).unwrap();
+        obj.transcode(&syntax).unwrap();
+        let path = dir.path().join(format!("{name}.dcm"));
+        obj.write_to_file(&path).unwrap();
+        let reopened = dicom_object::open_file(&path).unwrap();
+        assert_eq!(
+            reopened.meta().transfer_syntax().trim_end_matches('\0'),
+            syntax.uid(),
+            "{name}"
+        );
+        assert_eq!(load_colour(&path), rgb, "{name}");
     }
 
     let mut jpeg = dicom_object::open_file(&exact).unwrap();

@@ -1120,6 +1120,40 @@ fn colour_volumes_render_the_same_on_gpu_and_cpu() {
         );
     }
 
+    // Folded into tiles and split into bricks, as a long colour stack would be: 150 slices of
+    // 48 x 48 under a 3D limit of 100, in bricks of 120 slices at 4 bytes a texel, each
+    // folded into two tiles (the grey test's layout, `a_volume_deeper_than_...`).
+    let (ctx, renderer) = gpu().unwrap();
+    let deep = colour_phantom(&PhantomSpec {
+        columns: 48,
+        rows: 48,
+        slices: 150,
+        pixel_mm: 7.0,
+        spacing_mm: 2.0,
+        ..small_phantom()
+    });
+    let deep_info = Arc::new(VolumeInfo::new(&deep).unwrap());
+    let bricked =
+        VolumeTexture::with_limits(ctx, renderer, deep_info, 100, 48 * 48 * 4 * 120).unwrap();
+    assert_eq!(
+        (bricked.layout.bricks, bricked.layout.slices_per_brick),
+        (2, 120)
+    );
+    assert!(bricked.layout.fold.tiles_x * bricked.layout.fold.tiles_y > 1);
+    bricked
+        .write_slices(ctx, &deep.voxels, 0..deep.geometry.dims[2])
+        .unwrap();
+    for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
+        let v = view(&deep, plane, 140);
+        assert_gpu_matches_cpu(
+            &format!("colour-bricked-{plane:?}"),
+            &bricked,
+            &deep,
+            &v,
+            &plain,
+        );
+    }
+
     let Some(root) = shared_dicom() else { return };
     let report = imaging::scan(&[root.join("mr/dicom2nifti_multivendor/dicom/generic/rgb/001")]);
     let patients = imaging::group(&report.instances);

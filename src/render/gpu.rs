@@ -258,12 +258,11 @@ impl VolumeTexture {
         max_brick_bytes_wanted: u64,
     ) -> Result<VolumeTexture, RenderError> {
         let max_dim = max_dim.min(ctx.limits.max_texture_dimension_3d);
-        // The layout counts 2 bytes a voxel; a colour texel (Rgba8Uint) has 4.
-        let texel_bytes = texel_bytes(&info);
-        let layout = TextureLayout::new(
+        let layout = TextureLayout::with_texel_bytes(
             info.dims,
             max_dim,
-            max_brick_bytes_wanted.min(max_brick_bytes(ctx)) * 2 / texel_bytes as u64,
+            max_brick_bytes_wanted.min(max_brick_bytes(ctx)),
+            texel_bytes(&info) as u64,
         )?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let bricks: Vec<wgpu::Texture> = (0..layout.bricks)

@@ -120,13 +120,16 @@ impl RenderedImage {
         Some((max, count))
     }
 
-    /// |a - b| scaled so one grey level shows as 64 (for looking at a failed comparison).
+    /// |a - b| (the largest over the channels) scaled so one level shows as 64 (for looking
+    /// at a failed comparison).
     pub fn diff(&self, other: &RenderedImage) -> RenderedImage {
-        let pixels = self
-            .pixels
-            .iter()
-            .zip(&other.pixels)
-            .map(|(a, b)| (a.abs_diff(*b).saturating_mul(64)).min(255))
+        let pixels = (0..self.pixels.len().min(other.pixels.len()))
+            .map(|i| {
+                let (x, y) = ((i as u32) % self.width, (i as u32) / self.width);
+                let (a, b) = (self.get_rgb(x, y), other.get_rgb(x, y));
+                let d = (0..3).map(|c| a[c].abs_diff(b[c])).max().unwrap_or(0);
+                d.saturating_mul(64).min(255)
+            })
             .collect();
         RenderedImage {
             width: self.width,

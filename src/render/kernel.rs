@@ -128,12 +128,23 @@ pub struct TextureLayout {
 }
 
 impl TextureLayout {
+    /// The layout of 2-byte (grey) voxels.
     pub fn new(
         dims: [usize; 3],
         max_dim: u32,
         max_brick_bytes: u64,
     ) -> Result<TextureLayout, RenderError> {
-        let slice_bytes = (dims[0] as u64 * dims[1] as u64 * 2).max(1);
+        Self::with_texel_bytes(dims, max_dim, max_brick_bytes, 2)
+    }
+
+    /// The layout of voxels of `texel_bytes` each (4 for colour's RGBA texels).
+    pub fn with_texel_bytes(
+        dims: [usize; 3],
+        max_dim: u32,
+        max_brick_bytes: u64,
+        texel_bytes: u64,
+    ) -> Result<TextureLayout, RenderError> {
+        let slice_bytes = (dims[0] as u64 * dims[1] as u64 * texel_bytes).max(1);
         let by_bytes = (max_brick_bytes / slice_bytes).max(1);
         let [w, h, _] = dims.map(|d| d as u64);
         let max = u64::from(max_dim);
@@ -143,7 +154,7 @@ impl TextureLayout {
         loop {
             let fold = FoldLayout::new([dims[0], dims[1], per_brick as usize], max_dim)?;
             let [tw, th, td] = fold.texture_size([dims[0], dims[1], per_brick as usize]);
-            let bytes = u64::from(tw) * u64::from(th) * u64::from(td) * 2;
+            let bytes = u64::from(tw) * u64::from(th) * u64::from(td) * texel_bytes;
             if bytes <= max_brick_bytes.max(slice_bytes) || per_brick == 1 {
                 break;
             }
@@ -277,7 +288,13 @@ impl VolumeInfo {
                     .get(s)
                     .map(|p| DVec3::from(*p) - origin)
                     .unwrap_or(DVec3::ZERO);
-                let r = rescale.for_slice(s);
+                // Colour has no modality units, whatever a caller passes (the GPU's colour
+                // path applies none either).
+                let r = if colour {
+                    imaging::Rescale::IDENTITY
+                } else {
+                    rescale.for_slice(s)
+                };
                 SliceEntry {
                     z: p.dot(n) as f32,
                     ox: p.dot(x) as f32,

@@ -322,7 +322,8 @@ pub fn rgb_level(channel: f32, coverage: f32, inverted: bool, depth: OutputDepth
     if coverage <= 0.0 {
         return 0;
     }
-    let mut c = (channel.round() / 255.0).clamp(0.0, 1.0);
+    // Ties to even, as WGSL's round().
+    let mut c = (channel.round_ties_even() / 255.0).clamp(0.0, 1.0);
     if inverted {
         c = 1.0 - c;
     }

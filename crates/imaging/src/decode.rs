@@ -1,7 +1,8 @@
 //! Pixel data into one preallocated volume, in parallel, middle slice first, cancellable.
 //!
-//! [`load_stack`] allocates one `Array3` of 2-byte voxels `[k][j][i]` and lets rayon workers
-//! decode frames straight into their slots: no per-slice `f32`, no second copy of the volume.
+//! [`load_stack`] allocates one `Array3` of voxels `[k][j][i]` (2-byte grey values, or 3-byte
+//! RGB for colour stacks) and lets rayon workers decode frames straight into their slots: no
+//! per-slice `f32`, no second copy of the volume.
 //! Stored values are kept exactly (masked to Bits Stored, sign-extended when Pixel
 //! Representation is 1); the modality transform travels beside them as [`RescalePolicy`].
 //!
@@ -286,7 +287,7 @@ pub fn load_stack(
     })
 }
 
-/// Refuse what cannot become a 2-byte grey volume, with a reason.
+/// Refuse what cannot become a volume (2-byte grey, or 8-bit colour), with a reason.
 fn check_format(stack: &Stack) -> Result<(), ImagingError> {
     let f = &stack.format;
     let path = stack
@@ -296,6 +297,12 @@ fn check_format(stack: &Stack) -> Result<(), ImagingError> {
         .unwrap_or_default();
     if f.samples_per_pixel == 3 {
         let photometric = f.photometric_interpretation.trim();
+        if stack.mosaic.is_some() {
+            return Err(ImagingError::Unsupported {
+                path,
+                what: "a colour mosaic".into(),
+            });
+        }
         if f.bits_allocated != 8 || !COLOUR_PHOTOMETRICS.contains(&photometric) {
             return Err(ImagingError::Unsupported {
                 path,
@@ -827,21 +834,12 @@ fn bit_frame(
             })
         }
         Value::Primitive(value) => {
-            let bytes: Cow<[u8]> = match value {
-                PrimitiveValue::U16(words) => {
-                    Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
-                }
-                other => other.to_bytes(),
-            };
+            // The bytes the frame's bits lie in, then its bits from the first one's offset.
             let first_bit = pixels * frame as usize;
-            if bytes.len() * 8 < first_bit + pixels {
-                return Err(decode_err(format!(
-                    "Pixel Data holds {} bits, frame needs {}",
-                    bytes.len() * 8,
-                    first_bit + pixels
-                )));
-            }
-            Ok(unpack_bits(&bytes, first_bit, pixels))
+            let (first_byte, end_byte) = (first_bit / 8, (first_bit + pixels).div_ceil(8));
+            let bytes =
+                native_bytes(value, first_byte, end_byte - first_byte).map_err(decode_err)?;
+            Ok(unpack_bits(&bytes, first_bit % 8, pixels))
         }
         Value::Sequence(_) => Err(decode_err("Pixel Data is a sequence".into())),
     }
@@ -1105,11 +1103,14 @@ fn decode_frame_into<T: Sample>(
 
 /// One colour frame into RGB voxels.
 ///
-/// Native frames are read as stored: pixel-interleaved or, with Planar Configuration 1, one
-/// plane a colour; YBR_FULL is converted to RGB and YBR_FULL_422 (two lumas, then the pair's
-/// Cb and Cr) upsampled first, by PS3.3 C.7.6.3.1.2. RLE frames come back interleaved in the
-/// stored model. JPEG and JPEG 2000 decoders give RGB whatever the stored model (their colour
-/// transform is part of the codestream).
+/// Where the frame's bytes are laid out as stored (native Pixel Data, Deflated Image Frame
+/// Compression, Encapsulated Uncompressed) they are pixel-interleaved or, with Planar
+/// Configuration 1, one plane a colour; YBR_FULL is converted to RGB, and YBR_FULL_422 (two
+/// lumas, then the pair's Cb and Cr) upsampled first, by PS3.3 C.7.6.3.1.2. Codecs give three
+/// samples a pixel, interleaved: RLE and JPEG-LS in the stored model (neither has a colour
+/// transform); JPEG 2000 as RGB when the codestream carries its own transform (YBR_ICT,
+/// YBR_RCT), else in the stored model; JPEG as RGB when libjpeg-turbo found the stream in YCbCr
+/// and converted it, else as stored.
 fn decode_rgb_frame_into(
     obj: &DefaultDicomObject,
     path: &std::path::Path,
@@ -1124,53 +1125,80 @@ fn decode_rgb_frame_into(
     };
     let pixels = usize::from(format.rows) * usize::from(format.columns);
     let photometric = format.photometric_interpretation.trim();
+    // The stored layout's frame length (YBR_FULL_422 keeps two bytes a pixel).
+    let stored_len = if photometric == "YBR_FULL_422" {
+        pixels * 2
+    } else {
+        pixels * 3
+    };
+    let stored_planar = super::header::int(obj, tags::PLANAR_CONFIGURATION) == Some(1)
+        && photometric != "YBR_FULL_422";
+    // What a codec that gives three samples a pixel leaves to convert.
+    let decoded_model = match photometric {
+        "YBR_FULL_422" => "YBR_FULL",
+        "YBR_ICT" | "YBR_RCT" => "RGB",
+        other => other,
+    };
     let pixel_data = obj
         .get(tags::PIXEL_DATA)
         .ok_or_else(|| decode_err("no Pixel Data (7FE0,0010)".into()))?;
     let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
     let (bytes, planar, model): (Cow<[u8]>, bool, &str) = match pixel_data.value() {
         Value::Primitive(value) => {
-            let frame_len = if photometric == "YBR_FULL_422" {
-                pixels * 2
-            } else {
-                pixels * 3
-            };
-            let all: Cow<[u8]> = match value {
-                PrimitiveValue::U16(words) => {
-                    Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
-                }
-                other => other.to_bytes(),
-            };
-            let start = frame_len * frame as usize;
-            let bytes = all.get(start..start + frame_len).ok_or_else(|| {
-                decode_err(format!(
-                    "Pixel Data holds {} bytes, frame needs {}",
-                    all.len(),
-                    start + frame_len
-                ))
-            })?;
-            let planar = super::header::int(obj, tags::PLANAR_CONFIGURATION) == Some(1)
-                && photometric != "YBR_FULL_422";
-            (Cow::Owned(bytes.to_vec()), planar, photometric)
+            let bytes =
+                native_bytes(value, stored_len * frame as usize, stored_len).map_err(decode_err)?;
+            (bytes, stored_planar, photometric)
         }
-        _ => {
-            let model = if ts_uid == "1.2.840.10008.1.2.5" {
-                photometric
-            } else {
-                "RGB"
-            };
-            match frame_samples(obj, path, frame, format)? {
-                FrameSamples::Bytes {
-                    data,
-                    bytes_per_sample: 1,
-                } => (data, false, model),
+        Value::PixelSequence(sequence) => {
+            let frames = super::header::int(obj, tags::NUMBER_OF_FRAMES)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(1);
+            let data = frame_fragments(
+                sequence.offset_table(),
+                sequence.fragments(),
+                frame,
+                frames,
+                &ts_uid,
+            )
+            .map_err(decode_err)?;
+            match ts_uid.as_str() {
+                "1.2.840.10008.1.2.5" => {
+                    let out = super::rle::decode(&data, pixels, 3, 1).map_err(decode_err)?;
+                    (Cow::Owned(out), false, decoded_model)
+                }
+                // Frames stored as native ones, compressed whole or not at all.
+                "1.2.840.10008.1.2.8.1" | "1.2.840.10008.1.2.1.98" => {
+                    let out = registry_decode(path, frame, &ts_uid, format, data, stored_len)?;
+                    (Cow::Owned(out), stored_planar, photometric)
+                }
+                t if is_jpeg(t) => {
+                    let jpeg = super::jpeg::decode(&data).map_err(decode_err)?;
+                    if (jpeg.width, jpeg.height, jpeg.components)
+                        != (usize::from(format.columns), usize::from(format.rows), 3)
+                    {
+                        return Err(decode_err(format!(
+                            "JPEG stream is {}x{} with {} components, header says {}x{} colour",
+                            jpeg.width, jpeg.height, jpeg.components, format.columns, format.rows
+                        )));
+                    }
+                    let super::jpeg::JpegSamples::U8(out) = jpeg.samples else {
+                        return Err(decode_err("colour JPEG of more than 8 bits".into()));
+                    };
+                    let model = if jpeg.converted_from_ycbcr {
+                        "RGB"
+                    } else {
+                        decoded_model
+                    };
+                    (Cow::Owned(out), false, model)
+                }
                 _ => {
-                    return Err(decode_err(
-                        "the decoder gave more than 8 bits a sample".into(),
-                    ));
+                    let out = registry_decode(path, frame, &ts_uid, format, data, pixels * 3)?;
+                    (Cow::Owned(out), false, decoded_model)
                 }
             }
         }
+        Value::Sequence(_) => return Err(decode_err("Pixel Data is a sequence".into())),
     };
     let needed = if model == "YBR_FULL_422" {
         pixels * 2
@@ -1215,6 +1243,33 @@ fn decode_rgb_frame_into(
         }
     }
     Ok(())
+}
+
+/// Bytes `start..start + len` of a native Pixel Data value, little-endian, copying only what
+/// the range covers (a multi-frame OW value is not converted whole once a frame).
+fn native_bytes(value: &PrimitiveValue, start: usize, len: usize) -> Result<Cow<'_, [u8]>, String> {
+    let short = |have: usize| format!("Pixel Data holds {have} bytes, frame needs {}", start + len);
+    match value {
+        PrimitiveValue::U16(words) => {
+            let (first, last) = (start / 2, (start + len).div_ceil(2));
+            let covering = words
+                .get(first..last)
+                .ok_or_else(|| short(words.len() * 2))?;
+            let bytes: Vec<u8> = covering.iter().flat_map(|w| w.to_le_bytes()).collect();
+            let skip = start - first * 2;
+            Ok(Cow::Owned(bytes[skip..skip + len].to_vec()))
+        }
+        other => match other.to_bytes() {
+            Cow::Borrowed(b) => b
+                .get(start..start + len)
+                .map(Cow::Borrowed)
+                .ok_or_else(|| short(b.len())),
+            Cow::Owned(b) => b
+                .get(start..start + len)
+                .map(|r| Cow::Owned(r.to_vec()))
+                .ok_or_else(|| short(b.len())),
+        },
+    }
 }
 
 /// YCbCr (full range, 8-bit) to RGB, PS3.3 C.7.6.3.1.2.
@@ -1282,6 +1337,10 @@ pub fn stored_frames(
     let columns = super::header::int(&obj, tags::COLUMNS).unwrap_or(0);
     let spp = super::header::int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
     let bits = super::header::int(&obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    // YBR_FULL_422 keeps two samples a pixel (PS3.3 C.7.6.3.1.2).
+    let half_chroma = super::header::text(&obj, tags::PHOTOMETRIC_INTERPRETATION)
+        .is_some_and(|p| p.trim() == "YBR_FULL_422");
+    let spp = if half_chroma { 2 } else { spp };
     frames
         .iter()
         .map(|&frame| {
@@ -1364,6 +1423,16 @@ fn decode_opened_frame(
     let n = usize::from(format.rows)
         * usize::from(format.columns)
         * usize::from(format.samples_per_pixel);
+    // Colour as the loader reads it: RGB, interleaved, whatever the stored layout and model.
+    if format.is_colour()
+        && format.bits_allocated == 8
+        && COLOUR_PHOTOMETRICS.contains(&format.photometric_interpretation.trim())
+    {
+        let mut rgb = vec![[0u8; 3]; n / 3];
+        decode_rgb_frame_into(obj, path, frame, &format, &mut rgb)?;
+        let values = rgb.iter().flatten().map(|v| i32::from(*v)).collect();
+        return Ok(DecodedFrame { format, values });
+    }
     let mut values = vec![0i32; n];
     let samples = frame_samples(obj, path, frame, &format)?;
     let (bits, signed) = (format.bits_stored, format.signed);
@@ -1394,7 +1463,7 @@ fn decode_opened_frame(
     Ok(DecodedFrame { format, values })
 }
 
-/// One frame's stored values (interleaved samples for colour).
+/// One frame's stored values (for 8-bit colour, RGB interleaved as the loader converts it).
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
     pub format: PixelFormat,

@@ -149,18 +149,18 @@ pub fn encode_grey(
         return Err("OpenJPEG could not allocate the image".into());
     }
     let image = ImageGuard(image);
-    // SAFETY: opj_image_create allocated one component of w*h samples at comps[0].data; the
-    // image's reference grid is ours to set.
+    // SAFETY: opj_image_create allocated one component of w*h samples at comps[0].data (both
+    // pointers checked); the image's reference grid is ours to set.
     unsafe {
         let img = &mut *image.0;
         img.x0 = 0;
         img.y0 = 0;
         img.x1 = w;
         img.y1 = h;
-        let comp = &mut *img.comps;
-        if comp.data.is_null() {
+        if img.comps.is_null() || (*img.comps).data.is_null() {
             return Err("OpenJPEG could not allocate the samples".into());
         }
+        let comp = &mut *img.comps;
         let data = std::slice::from_raw_parts_mut(comp.data, samples.len());
         for (d, s) in data.iter_mut().zip(samples) {
             *d = i32::from(*s);
@@ -189,16 +189,19 @@ pub fn encode_grey(
     let smallest = width.min(height);
     params.numresolution = (1..=6).take_while(|r| smallest >> (r - 1) >= 1).count() as i32;
 
+    // Declared before the codec and the stream, so they outlive both: locals drop in reverse
+    // order, and the codec keeps a pointer to `errors` until it is destroyed.
+    let mut errors = String::new();
+    let mut sink = Sink::default();
     // SAFETY: a null return is handled.
     let codec = unsafe { opj::opj_create_compress(opj::CODEC_FORMAT::OPJ_CODEC_J2K) };
     if codec.is_null() {
         return Err("OpenJPEG could not start an encoder".into());
     }
     let codec = CodecGuard(codec);
-    let mut errors = String::new();
-    let mut sink = Sink::default();
-    // SAFETY: `errors`, `params`, `image` and `sink` outlive the codec and the stream (the
-    // guards drop first, being declared later); the callbacks match OpenJPEG's signatures.
+    // SAFETY: `errors`, `sink`, `params` and `image` outlive the codec and the stream (see
+    // above; the stream is dropped inside this block); the callbacks match OpenJPEG's
+    // signatures.
     unsafe {
         opj::opj_set_error_handler(
             codec.0,

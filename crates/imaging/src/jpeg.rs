@@ -21,6 +21,10 @@ pub struct JpegFrame {
     pub height: usize,
     pub components: usize,
     pub samples: JpegSamples,
+    /// The stream was YCbCr (by its JFIF or Adobe marker, or libjpeg's reading of its
+    /// component ids) and libjpeg-turbo converted it to RGB; colour streams it took for RGB
+    /// come out as stored.
+    pub converted_from_ycbcr: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -149,7 +153,8 @@ fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
     let height = usize::try_from(handle.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT))
         .map_err(|_| "bad JPEG height")?;
     let precision = handle.get(tj::TJPARAM_TJPARAM_PRECISION);
-    let grey = handle.get(tj::TJPARAM_TJPARAM_COLORSPACE) == tj::TJCS_TJCS_GRAY as CInt;
+    let colorspace = handle.get(tj::TJPARAM_TJPARAM_COLORSPACE);
+    let grey = colorspace == tj::TJCS_TJCS_GRAY as CInt;
     let (components, format) = if grey {
         (1, tj::TJPF_TJPF_GRAY)
     } else {
@@ -223,6 +228,7 @@ fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
         height,
         components,
         samples,
+        converted_from_ycbcr: !grey && colorspace == tj::TJCS_TJCS_YCbCr as CInt,
     })
 }
 
