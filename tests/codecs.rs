@@ -665,3 +665,78 @@ fn colour_layouts_and_models_load_as_the_same_rgb() {
         / (rgb.len() * 3) as f64;
     assert!(mean < 4.0, "JPEG colour differs by {mean:.1} on average");
 }
+
+/// PALETTE COLOR images load as colour through their lookup tables: the real palette
+/// ultrasound frame (RLE, 256 16-bit entries) equals pydicom 3.0.2's `apply_color_lut` (its
+/// 16-bit levels' high bytes, sha256 of the RGB bytes), and a palette whose first mapped value
+/// is 10 clamps indices below and above its four entries (PS3.3 C.7.6.3.1.5).
+#[test]
+fn palette_colour_loads_through_its_lookup_tables() {
+    let Some(root) = shared_dicom() else { return };
+    let path = root.join("codecs/ct_single_slice_all_transfer_syntaxes/dicom/no-pixel-spacing.dcm");
+    let report = imaging::scan(std::slice::from_ref(&path));
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap().clone();
+    assert!(stack.format.is_palette());
+    let volume = imaging::load_stack(&stack, &Default::default(), &|_| {}).unwrap();
+    assert!(volume.failed_slices.is_empty());
+    assert!(volume.voxels.is_colour());
+    assert_eq!(
+        voxel_stats(&volume).sha256.as_deref(),
+        Some("d4c564cf88bf9fe0654d380ad45744c9579b4e456150e40e5577f87103949c4a")
+    );
+
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let dir = crate::support::tempdir();
+    // Indices 0..128 along each row of a 16 x 8 frame (8 bits), through a 4-entry palette.
+    let indices: Vec<u8> = (0..8u8).flat_map(|_| (0..16u8).map(|x| x * 2)).collect();
+    let file = colour_file(dir.path(), "palette", "PALETTE COLOR", 0, indices.clone());
+    let mut obj = dicom_object::open_file(&file).unwrap();
+    obj.put(DataElement::new(
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    ));
+    obj.remove_element(tags::PLANAR_CONFIGURATION);
+    let entries: [[u16; 4]; 3] = [
+        [0x1000, 0x2000, 0x3000, 0xff00],
+        [0x0000, 0x4000, 0x8000, 0xc000],
+        [0xff00, 0x8000, 0x4000, 0x0000],
+    ];
+    for (c, (descriptor, data)) in [
+        (
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        obj.put(DataElement::new(
+            descriptor,
+            VR::US,
+            PrimitiveValue::U16(vec![4u16, 10, 16].into()),
+        ));
+        obj.put(DataElement::new(
+            data,
+            VR::OW,
+            PrimitiveValue::U16(entries[c].to_vec().into()),
+        ));
+    }
+    obj.write_to_file(&file).unwrap();
+    let loaded = load_colour(&file);
+    for (got, index) in loaded.iter().zip(&indices) {
+        let entry = (i32::from(*index) - 10).clamp(0, 3) as usize;
+        let expected: [u8; 3] = std::array::from_fn(|c| (entries[c][entry] >> 8) as u8);
+        assert_eq!(*got, expected, "index {index}");
+    }
+}

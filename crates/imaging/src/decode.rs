@@ -295,6 +295,18 @@ fn check_format(stack: &Stack) -> Result<(), ImagingError> {
         .first()
         .map(|s| s.path.clone())
         .unwrap_or_default();
+    if f.is_palette() {
+        if !matches!(f.bits_allocated, 8 | 16) || stack.mosaic.is_some() {
+            return Err(ImagingError::Unsupported {
+                path,
+                what: format!(
+                    "palette colour images of {} bits allocated",
+                    f.bits_allocated
+                ),
+            });
+        }
+        return Ok(());
+    }
     if f.samples_per_pixel == 3 {
         let photometric = f.photometric_interpretation.trim();
         if stack.mosaic.is_some() {
@@ -864,7 +876,11 @@ fn read_native_tail<T: Sample>(
     slot: &mut [T],
 ) -> bool {
     use std::io::{Read, Seek, SeekFrom};
-    if cfg!(target_endian = "big") || format.bits_allocated != 16 || format.samples_per_pixel != 1 {
+    if cfg!(target_endian = "big")
+        || format.bits_allocated != 16
+        || format.samples_per_pixel != 1
+        || format.is_colour()
+    {
         return false;
     }
     let explicit = match ts_uid.trim_end_matches('\0') {
@@ -1124,6 +1140,19 @@ fn decode_rgb_frame_into(
         reason,
     };
     let pixels = usize::from(format.rows) * usize::from(format.columns);
+    if format.is_palette() {
+        let palette = Palette::of(obj).map_err(|e| ImagingError::Unsupported {
+            path: path.to_path_buf(),
+            what: e,
+        })?;
+        let mut indices = vec![0u16; pixels];
+        decode_frame_into(obj, path, frame, format, &mut indices)?;
+        let signed_bits = format.signed.then_some(format.bits_stored);
+        for (dst, index) in slot.iter_mut().zip(&indices) {
+            *dst = palette.colour(*index, signed_bits);
+        }
+        return Ok(());
+    }
     let photometric = format.photometric_interpretation.trim();
     // The stored layout's frame length (YBR_FULL_422 keeps two bytes a pixel).
     let stored_len = if photometric == "YBR_FULL_422" {
@@ -1243,6 +1272,87 @@ fn decode_rgb_frame_into(
         }
     }
     Ok(())
+}
+
+/// The red, green and blue Palette Color Lookup Tables of a PALETTE COLOR image (PS3.3
+/// C.7.6.3.1.5-6), as 8-bit levels.
+#[derive(Debug, Clone)]
+struct Palette {
+    /// The stored value mapped to each table's first entry (one descriptor for all three).
+    first_mapped: [i64; 3],
+    tables: [Vec<u8>; 3],
+}
+
+impl Palette {
+    fn of(obj: &DefaultDicomObject) -> Result<Palette, String> {
+        let descriptors = [
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+        ];
+        let data = [
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ];
+        let mut first_mapped = [0i64; 3];
+        let mut tables: [Vec<u8>; 3] = Default::default();
+        for c in 0..3 {
+            let descriptor = obj
+                .get(descriptors[c])
+                .and_then(|e| e.to_multi_int::<i64>().ok())
+                .filter(|d| d.len() >= 3)
+                .ok_or("palette colour without a Palette Color Lookup Table Descriptor")?;
+            // PS3.3 C.7.6.3.1.5: 0 entries means 65536; bits 8 or 16.
+            let entries = match descriptor[0] {
+                0 => 65_536,
+                n => usize::try_from(n).map_err(|_| "a negative palette length")?,
+            };
+            let bits = descriptor[2];
+            let element = obj.get(data[c]).ok_or(
+                "palette colour without Palette Color Lookup Table Data (segmented palettes are not supported)",
+            )?;
+            let bytes = element.to_bytes().map_err(|e| e.to_string())?;
+            let levels: Vec<u8> = match bits {
+                // One byte an entry (pydicom reads 8-bit tables the same way).
+                8 => bytes.iter().take(entries).copied().collect(),
+                // 16-bit entries, little-endian: the high byte is the 8-bit level.
+                16 => bytes.chunks_exact(2).take(entries).map(|b| b[1]).collect(),
+                other => return Err(format!("palette entries of {other} bits")),
+            };
+            if levels.len() < entries || entries == 0 {
+                return Err(format!(
+                    "palette table of {} entries, descriptor says {entries}",
+                    levels.len()
+                ));
+            }
+            first_mapped[c] = descriptor[1];
+            tables[c] = levels;
+        }
+        Ok(Palette {
+            first_mapped,
+            tables,
+        })
+    }
+
+    /// The colour of stored index `raw` (its Bits Stored, sign-extended when `signed_bits`
+    /// says how many): below the first mapped value the first entry, past the last the last
+    /// (C.7.6.3.1.5).
+    fn colour(&self, raw: u16, signed_bits: Option<u16>) -> [u8; 3] {
+        let value = match signed_bits {
+            Some(bits) if (1..16).contains(&bits) => {
+                let shift = 16 - bits;
+                i64::from(((raw << shift) as i16) >> shift)
+            }
+            Some(_) => i64::from(raw as i16),
+            None => i64::from(raw),
+        };
+        std::array::from_fn(|c| {
+            let table = &self.tables[c];
+            let at = (value - self.first_mapped[c]).clamp(0, table.len() as i64 - 1) as usize;
+            table.get(at).copied().unwrap_or(0)
+        })
+    }
 }
 
 /// Bytes `start..start + len` of a native Pixel Data value, little-endian, copying only what
@@ -1423,8 +1533,24 @@ fn decode_opened_frame(
     let n = usize::from(format.rows)
         * usize::from(format.columns)
         * usize::from(format.samples_per_pixel);
+    // Palette colour expanded through its tables, as the loader shows it: RGB, interleaved.
+    if format.is_palette() && matches!(format.bits_allocated, 8 | 16) {
+        let mut rgb = vec![[0u8; 3]; n];
+        decode_rgb_frame_into(obj, path, frame, &format, &mut rgb)?;
+        let values = rgb.iter().flatten().map(|v| i32::from(*v)).collect();
+        let format = PixelFormat {
+            samples_per_pixel: 3,
+            bits_allocated: 8,
+            bits_stored: 8,
+            signed: false,
+            photometric_interpretation: "RGB".into(),
+            ..format
+        };
+        return Ok(DecodedFrame { format, values });
+    }
     // Colour as the loader reads it: RGB, interleaved, whatever the stored layout and model.
     if format.is_colour()
+        && format.samples_per_pixel == 3
         && format.bits_allocated == 8
         && COLOUR_PHOTOMETRICS.contains(&format.photometric_interpretation.trim())
     {
@@ -1463,7 +1589,8 @@ fn decode_opened_frame(
     Ok(DecodedFrame { format, values })
 }
 
-/// One frame's stored values (for 8-bit colour, RGB interleaved as the loader converts it).
+/// One frame's stored values (for 8-bit colour, RGB interleaved as the loader converts it; a
+/// palette colour frame expanded to RGB, its format saying so).
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
     pub format: PixelFormat,

@@ -54,9 +54,16 @@ pub struct PixelFormat {
 }
 
 impl PixelFormat {
-    /// Three samples a pixel: loaded as an RGB volume (`Voxels::Rgb`), without rescale.
+    /// Three samples a pixel, or palette colour: loaded as an RGB volume (`Voxels::Rgb`),
+    /// without rescale.
     pub fn is_colour(&self) -> bool {
-        self.samples_per_pixel == 3
+        self.samples_per_pixel == 3 || self.is_palette()
+    }
+
+    /// PALETTE COLOR (PS3.3 C.7.6.3.1.2): one index a pixel, shown through the file's red,
+    /// green and blue lookup tables.
+    pub fn is_palette(&self) -> bool {
+        self.samples_per_pixel == 1 && self.photometric_interpretation.trim() == "PALETTE COLOR"
     }
 }
 
