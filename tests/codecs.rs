@@ -573,8 +573,9 @@ fn largest_difference(a: &[[u8; 3]], b: &[[u8; 3]]) -> u8 {
 /// Colour files load as RGB whatever their layout and colour model: pixel-interleaved and
 /// planar RGB exactly; YBR_FULL and YBR_FULL_422 (made here with the standard's forward
 /// transform) within the rounding of the two conversions; RLE in RGB and in YBR_FULL; Deflated
-/// Image Frame Compression in planar RGB and in YBR_FULL; JPEG-LS; and a JPEG baseline encoded
-/// by another library (dicom-rs with jpeg-encoder, YBR_FULL_422) close to the original.
+/// Image Frame Compression in planar RGB and in YBR_FULL; JPEG-LS from dcmtk in its three
+/// interleave modes; and a JPEG baseline encoded by another library (dicom-rs with
+/// jpeg-encoder, YBR_FULL_422) close to the original.
 #[test]
 fn colour_layouts_and_models_load_as_the_same_rgb() {
     use dicom_pixeldata::Transcode;
@@ -613,10 +614,8 @@ fn colour_layouts_and_models_load_as_the_same_rgb() {
 
     // Deflated Image Frame Compression keeps the stored layout and model: planar RGB
     // (transcoded by dicom-rs) and YBR_FULL (deflated here: dicom-rs relabels YBR data as RGB
-    // without converting it). JPEG-LS (CharLS, interleaved) gives the samples back as stored.
-    use dicom_transfer_syntax_registry::entries::{
-        DEFLATED_IMAGE_FRAME_COMPRESSION, JPEG_LS_LOSSLESS_IMAGE_COMPRESSION,
-    };
+    // without converting it).
+    use dicom_transfer_syntax_registry::entries::DEFLATED_IMAGE_FRAME_COMPRESSION;
     let deflated_ybr = colour_file(dir.path(), "deflated_ybr", "YBR_FULL", 0, Vec::new());
     let mut deflater = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut deflater, &ybr_full).unwrap();
@@ -626,29 +625,33 @@ fn colour_layouts_and_models_load_as_the_same_rgb() {
     }
     encapsulate(&deflated_ybr, "1.2.840.10008.1.2.8.1", fragment);
     assert!(largest_difference(&load_colour(&deflated_ybr), &rgb) <= 2);
-    for (name, source, syntax) in [
-        (
-            "deflated_planar",
-            &planar,
-            DEFLATED_IMAGE_FRAME_COMPRESSION.erased(),
-        ),
-        (
-            "jpeg_ls",
-            &exact,
-            JPEG_LS_LOSSLESS_IMAGE_COMPRESSION.erased(),
-        ),
-    ] {
-        let mut obj = dicom_object::open_file(source).unwrap();
-        obj.transcode(&syntax).unwrap();
-        let path = dir.path().join(format!("{name}.dcm"));
-        obj.write_to_file(&path).unwrap();
-        let reopened = dicom_object::open_file(&path).unwrap();
-        assert_eq!(
-            reopened.meta().transfer_syntax().trim_end_matches('\0'),
-            syntax.uid(),
-            "{name}"
-        );
-        assert_eq!(load_colour(&path), rgb, "{name}");
+    let mut obj = dicom_object::open_file(&planar).unwrap();
+    obj.transcode(&DEFLATED_IMAGE_FRAME_COMPRESSION.erased())
+        .unwrap();
+    let deflated_planar = dir.path().join("deflated_planar.dcm");
+    obj.write_to_file(&deflated_planar).unwrap();
+    let reopened = dicom_object::open_file(&deflated_planar).unwrap();
+    assert_eq!(
+        reopened.meta().transfer_syntax().trim_end_matches('\0'),
+        "1.2.840.10008.1.2.8.1"
+    );
+    // Still planar: the layout the loader must undo.
+    assert_eq!(
+        reopened
+            .element(dicom_dictionary_std::tags::PLANAR_CONFIGURATION)
+            .unwrap()
+            .to_int::<u16>()
+            .unwrap(),
+        1
+    );
+    assert_eq!(load_colour(&deflated_planar), rgb, "deflated planar");
+
+    // JPEG-LS colour from an independent encoder (dcmtk) in its three interleave modes:
+    // without interleave CharLS gives the components plane by plane (tests/fixtures).
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg_ls_colour");
+    for mode in ["none", "line", "sample"] {
+        let path = fixtures.join(format!("interleave_{mode}.dcm"));
+        assert_eq!(load_colour(&path), rgb, "JPEG-LS, interleave {mode}");
     }
 
     let mut jpeg = dicom_object::open_file(&exact).unwrap();
@@ -733,10 +736,61 @@ fn palette_colour_loads_through_its_lookup_tables() {
         ));
     }
     obj.write_to_file(&file).unwrap();
-    let loaded = load_colour(&file);
-    for (got, index) in loaded.iter().zip(&indices) {
-        let entry = (i32::from(*index) - 10).clamp(0, 3) as usize;
-        let expected: [u8; 3] = std::array::from_fn(|c| (entries[c][entry] >> 8) as u8);
-        assert_eq!(*got, expected, "index {index}");
+    let expected: Vec<[u8; 3]> = indices
+        .iter()
+        .map(|index| {
+            let entry = (i32::from(*index) - 10).clamp(0, 3) as usize;
+            std::array::from_fn(|c| (entries[c][entry] >> 8) as u8)
+        })
+        .collect();
+    assert_eq!(load_colour(&file), expected);
+
+    // The same in implicit VR, where dicom-rs reads the 8-bit indices as 16-bit words.
+    let implicit = dir.path().join("palette_implicit.dcm");
+    dicom_object::open_file(&file)
+        .unwrap()
+        .into_inner()
+        .with_meta(
+            dicom_object::FileMetaTableBuilder::new()
+                .transfer_syntax("1.2.840.10008.1.2")
+                .implementation_class_uid("2.25.1"),
+        )
+        .unwrap()
+        .write_to_file(&implicit)
+        .unwrap();
+    assert_eq!(load_colour(&implicit), expected, "implicit VR");
+
+    // 8-bit entries stored one a 16-bit word (C.7.6.3.1.5's note): the low bytes.
+    let mut obj = dicom_object::open_file(&file).unwrap();
+    for (descriptor, data) in [
+        (
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+    ] {
+        obj.put(DataElement::new(
+            descriptor,
+            VR::US,
+            PrimitiveValue::U16(vec![4u16, 10, 8].into()),
+        ));
+        obj.put(DataElement::new(
+            data,
+            VR::OW,
+            PrimitiveValue::U16(vec![0x11u16, 0x22, 0x33, 0xee].into()),
+        ));
+    }
+    obj.write_to_file(&file).unwrap();
+    let levels = [0x11u8, 0x22, 0x33, 0xee];
+    for (got, index) in load_colour(&file).iter().zip(&indices) {
+        let level = levels[(i32::from(*index) - 10).clamp(0, 3) as usize];
+        assert_eq!(*got, [level; 3], "index {index}");
     }
 }

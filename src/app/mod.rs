@@ -626,7 +626,8 @@ impl OverreadApp {
         let info = match VolumeInfo::from_parts(
             &stack.geometry,
             &rescale,
-            stack.format.signed,
+            // As `VolumeInfo::new`: colour voxels (a signed palette's too) are never signed.
+            stack.format.signed && !stack.format.is_colour(),
             stack.format.is_colour(),
         ) {
             Ok(i) => Arc::new(i),

@@ -696,6 +696,12 @@ fn frame_samples<'a>(
     };
     let start = samples * frame as usize;
     match value {
+        // 8-bit samples that dicom-rs read as 16-bit words (implicit VR, or OW): two a word,
+        // the first in the low byte (PS3.5 8.1.1).
+        PrimitiveValue::U16(_) if format.bits_allocated <= 8 => Ok(FrameSamples::Bytes {
+            data: native_bytes(value, start, samples).map_err(decode_err)?,
+            bytes_per_sample: 1,
+        }),
         PrimitiveValue::U16(words) => {
             let words = words.get(start..start + samples).ok_or_else(|| {
                 decode_err(format!(
@@ -1141,7 +1147,7 @@ fn decode_rgb_frame_into(
     };
     let pixels = usize::from(format.rows) * usize::from(format.columns);
     if format.is_palette() {
-        let palette = Palette::of(obj).map_err(|e| ImagingError::Unsupported {
+        let palette = Palette::of(obj, format.signed).map_err(|e| ImagingError::Unsupported {
             path: path.to_path_buf(),
             what: e,
         })?;
@@ -1221,6 +1227,13 @@ fn decode_rgb_frame_into(
                     };
                     (Cow::Owned(out), false, model)
                 }
+                t if t.starts_with("1.2.840.10008.1.2.4.8") => {
+                    // CharLS gives a stream without interleave (a scan a component) plane by
+                    // plane, interleaved ones pixel by pixel.
+                    let planar = jpeg_ls_scan_components(&data) == Some(1);
+                    let out = registry_decode(path, frame, &ts_uid, format, data, pixels * 3)?;
+                    (Cow::Owned(out), planar, decoded_model)
+                }
                 _ => {
                     let out = registry_decode(path, frame, &ts_uid, format, data, pixels * 3)?;
                     (Cow::Owned(out), false, decoded_model)
@@ -1284,7 +1297,8 @@ struct Palette {
 }
 
 impl Palette {
-    fn of(obj: &DefaultDicomObject) -> Result<Palette, String> {
+    /// The tables of `obj`, whose pixel data is `signed` (Pixel Representation 1).
+    fn of(obj: &DefaultDicomObject, signed: bool) -> Result<Palette, String> {
         let descriptors = [
             tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
             tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
@@ -1303,22 +1317,37 @@ impl Palette {
                 .and_then(|e| e.to_multi_int::<i64>().ok())
                 .filter(|d| d.len() >= 3)
                 .ok_or("palette colour without a Palette Color Lookup Table Descriptor")?;
-            // PS3.3 C.7.6.3.1.5: 0 entries means 65536; bits 8 or 16.
-            let entries = match descriptor[0] {
+            // PS3.3 C.7.6.3.1.5: the entry count and the bits are unsigned 16-bit (0 entries
+            // means 65536); the first mapped value is unsigned, or signed for signed pixel
+            // data. dicom-rs may read the descriptor as US or SS either way: its 16 bits are
+            // taken and read as the standard says.
+            let entries = match descriptor[0] as u16 {
                 0 => 65_536,
-                n => usize::try_from(n).map_err(|_| "a negative palette length")?,
+                n => usize::from(n),
             };
-            let bits = descriptor[2];
+            let first = if signed {
+                i64::from(descriptor[1] as i16)
+            } else {
+                i64::from(descriptor[1] as u16)
+            };
+            let bits = descriptor[2] as u16;
             let element = obj.get(data[c]).ok_or(
                 "palette colour without Palette Color Lookup Table Data (segmented palettes are not supported)",
             )?;
             let bytes = element.to_bytes().map_err(|e| e.to_string())?;
-            let levels: Vec<u8> = match bits {
-                // One byte an entry (pydicom reads 8-bit tables the same way).
-                8 => bytes.iter().take(entries).copied().collect(),
+            // The entries' width in the data: as the descriptor says, except that 8-bit
+            // entries may be stored one a 16-bit word (C.7.6.3.1.5's note), which the data's
+            // length shows.
+            if !matches!(bits, 8 | 16) {
+                return Err(format!("palette entries of {bits} bits"));
+            }
+            let wide = bytes.len() >= 2 * entries;
+            let levels: Vec<u8> = match (bits, wide) {
+                (8, false) => bytes.iter().take(entries).copied().collect(),
+                // An 8-bit value in the low byte of each word.
+                (8, true) => bytes.chunks_exact(2).take(entries).map(|b| b[0]).collect(),
                 // 16-bit entries, little-endian: the high byte is the 8-bit level.
-                16 => bytes.chunks_exact(2).take(entries).map(|b| b[1]).collect(),
-                other => return Err(format!("palette entries of {other} bits")),
+                _ => bytes.chunks_exact(2).take(entries).map(|b| b[1]).collect(),
             };
             if levels.len() < entries || entries == 0 {
                 return Err(format!(
@@ -1326,7 +1355,7 @@ impl Palette {
                     levels.len()
                 ));
             }
-            first_mapped[c] = descriptor[1];
+            first_mapped[c] = first;
             tables[c] = levels;
         }
         Ok(Palette {
@@ -1380,6 +1409,28 @@ fn native_bytes(value: &PrimitiveValue, start: usize, len: usize) -> Result<Cow<
                 .ok_or_else(|| short(b.len())),
         },
     }
+}
+
+/// The component count of a JPEG-LS stream's first scan (ITU-T T.87 C.2.3: Ns after the SOS
+/// marker's length), or `None` when there is no scan header.
+fn jpeg_ls_scan_components(stream: &[u8]) -> Option<u8> {
+    let mut i = 2; // after SOI
+    while i + 4 <= stream.len() {
+        if stream[i] != 0xFF {
+            return None;
+        }
+        let marker = stream[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        if marker == 0xDA {
+            return stream.get(i + 4).copied();
+        }
+        let len = usize::from(u16::from_be_bytes([stream[i + 2], stream[i + 3]]));
+        i += 2 + len;
+    }
+    None
 }
 
 /// YCbCr (full range, 8-bit) to RGB, PS3.3 C.7.6.3.1.2.
@@ -1473,22 +1524,10 @@ pub fn stored_frames(
                     }
                     let len = usize::try_from(rows * columns * spp * (bits / 8))
                         .map_err(|_| err("implausible frame size".into()))?;
-                    let all: Cow<[u8]> = match value {
-                        PrimitiveValue::U16(words) => {
-                            Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
-                        }
-                        other => other.to_bytes(),
-                    };
-                    let start = len * frame as usize;
-                    all.get(start..start + len)
-                        .ok_or_else(|| {
-                            err(format!(
-                                "Pixel Data holds {} bytes, frame needs {}",
-                                all.len(),
-                                start + len
-                            ))
-                        })?
-                        .to_vec()
+                    let start = len
+                        .checked_mul(frame as usize)
+                        .ok_or_else(|| err("implausible frame size".into()))?;
+                    native_bytes(value, start, len).map_err(err)?.into_owned()
                 }
                 Value::Sequence(_) => return Err(err("Pixel Data is a sequence".into())),
             };
@@ -1557,6 +1596,10 @@ fn decode_opened_frame(
         let mut rgb = vec![[0u8; 3]; n / 3];
         decode_rgb_frame_into(obj, path, frame, &format, &mut rgb)?;
         let values = rgb.iter().flatten().map(|v| i32::from(*v)).collect();
+        let format = PixelFormat {
+            photometric_interpretation: "RGB".into(),
+            ..format
+        };
         return Ok(DecodedFrame { format, values });
     }
     let mut values = vec![0i32; n];
@@ -1595,4 +1638,37 @@ fn decode_opened_frame(
 pub struct DecodedFrame {
     pub format: PixelFormat,
     pub values: Vec<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JPEG-LS stream's first scan says whether components come a scan each (interleave
+    /// mode none, which CharLS returns plane by plane) or together (T.87 C.2.3).
+    #[test]
+    fn jpeg_ls_scan_component_count() {
+        // SOI, SOF55 (3 components of 8 bits, 2 x 2), SOS with Ns components.
+        let stream = |ns: u8| {
+            let mut s = vec![0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x11, 8, 0, 2, 0, 2, 3];
+            s.extend_from_slice(&[1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+            s.extend_from_slice(&[0xFF, 0xDA, 0x00, 6 + 2 * ns, ns]);
+            s.extend((0..ns).flat_map(|c| [c + 1, 0]));
+            s.extend_from_slice(&[0, if ns == 1 { 0 } else { 2 }, 0]);
+            s
+        };
+        assert_eq!(jpeg_ls_scan_components(&stream(1)), Some(1));
+        assert_eq!(jpeg_ls_scan_components(&stream(3)), Some(3));
+        assert_eq!(jpeg_ls_scan_components(&[0xFF, 0xD8, 0x00]), None);
+    }
+
+    /// 1-bit frames run on from bit to bit across frame boundaries, least significant first.
+    #[test]
+    fn unpack_bits_reads_from_any_bit() {
+        let bytes = [0b1010_0101u8, 0b0000_0011];
+        assert_eq!(unpack_bits(&bytes, 0, 4), vec![1, 0, 1, 0]);
+        assert_eq!(unpack_bits(&bytes, 6, 4), vec![0, 1, 1, 1]);
+        // Past the data: zero, never a panic.
+        assert_eq!(unpack_bits(&bytes, 15, 3), vec![0, 0, 0]);
+    }
 }
