@@ -12,7 +12,7 @@ use glam::DVec3;
 use imaging::synth::{PhantomSpec, write_series};
 use overread::app::settings::Settings;
 use overread::app::{OverreadApp, Tool};
-use overread::render::Plane;
+use overread::render::{Plane, RenderedImage};
 use overread::viewer::measure::{Shape, Value};
 
 use crate::support::{AlsaHome, shared, tempdir};
@@ -501,37 +501,60 @@ fn a_viewport_past_the_window_edge_is_not_laid_out() {
 /// one grey level, on a grid away from the overlay text, the orientation markers (centred on
 /// the edges) and the MPR lines (through the centre).
 fn assert_window_shows_reference(h: &mut Harness<'_, OverreadApp>, what: &str) {
-    h.step();
-    let shot = h.render().unwrap();
-    let app = h.state();
-    let view = app.current_view().unwrap();
-    let rect = app.viewport_rect().unwrap();
-    let info = app.volume_info().unwrap();
-    let reference = overread::render::cpu::render(
-        info,
-        app.loaded_voxels().unwrap(),
-        &view,
-        &app.viewport().unwrap().display,
-    )
-    .unwrap();
+    let w = Window::of(h);
     let mut compared = 0;
     for gy in (1..8).filter(|g| *g != 4) {
         for gx in (1..8).filter(|g| *g != 4) {
-            let x = view.width * gx / 8;
-            let y = view.height * gy / 8;
-            // Rounded as egui rounds the callback's viewport.
-            let sx = rect.min.x.round() as u32 + x;
-            let sy = rect.min.y.round() as u32 + y;
-            let shown = shot.get_pixel(sx, sy).0[0];
-            let expected = reference.get(x, y);
-            assert!(
-                u16::from(shown).abs_diff(expected) <= 1,
-                "{what}: pixel ({x},{y}): shown {shown}, reference {expected}"
-            );
+            let (x, y) = (w.view.width * gx / 8, w.view.height * gy / 8);
+            let (shown, expected) = (w.at(x, y), w.reference.get_rgb(x, y));
+            for c in 0..3 {
+                assert!(
+                    u16::from(shown[c]).abs_diff(expected[c]) <= 1,
+                    "{what}: pixel ({x},{y}) channel {c}: shown {shown:?}, reference {expected:?}"
+                );
+            }
             compared += 1;
         }
     }
     assert_eq!(compared, 36);
+}
+
+/// The window as rendered now, the active view, and `render::cpu`'s image of that view.
+struct Window {
+    shot: image::RgbaImage,
+    /// The view's first pixel in the window: where egui puts the paint callback's viewport,
+    /// the cell's corner rounded to whole pixels.
+    origin: (u32, u32),
+    view: overread::render::SliceView,
+    reference: RenderedImage,
+}
+
+impl Window {
+    fn of(h: &mut Harness<'_, OverreadApp>) -> Window {
+        h.step();
+        let shot = h.render().unwrap();
+        let app = h.state();
+        let view = app.current_view().unwrap();
+        let rect = app.viewport_rect().unwrap();
+        let reference = overread::render::cpu::render(
+            app.volume_info().unwrap(),
+            app.loaded_voxels().unwrap(),
+            &view,
+            &app.viewport().unwrap().display,
+        )
+        .unwrap();
+        Window {
+            shot,
+            origin: (rect.min.x.round() as u32, rect.min.y.round() as u32),
+            view,
+            reference,
+        }
+    }
+
+    /// The window's pixel at the view's pixel (x, y).
+    fn at(&self, x: u32, y: u32) -> [u8; 4] {
+        self.shot.get_pixel(self.origin.0 + x, self.origin.1 + y).0
+    }
 }
 
 /// A colour series (the real oblique RGB MR of the dicom2nifti set) opens and shows in colour:
@@ -544,44 +567,16 @@ fn a_colour_series_shows_in_colour() {
     };
     let dir = root.join("mr/dicom2nifti_multivendor/dicom/generic/rgb/001");
     let mut h = harness_on(&dir, Settings::default(), egui::vec2(1200.0, 800.0));
-    h.step();
-    let shot = h.render().unwrap();
-    let app = h.state();
-    let info = app.volume_info().unwrap();
-    assert!(info.colour);
-    let view = app.current_view().unwrap();
-    let rect = app.viewport_rect().unwrap();
-    let reference = overread::render::cpu::render(
-        info,
-        app.loaded_voxels().unwrap(),
-        &view,
-        &app.viewport().unwrap().display,
-    )
-    .unwrap();
+    assert!(h.state().volume_info().unwrap().colour);
+    assert_window_shows_reference(&mut h, "colour");
+    let w = Window::of(&mut h);
+    let (view, reference) = (&w.view, &w.reference);
     assert!(reference.colour.is_some());
-    // The grid of `assert_window_shows_reference`: away from the corner texts, the markers
-    // and the MPR lines.
-    // The view's first pixel is where egui puts the callback's viewport: the rectangle's
-    // corner rounded to whole pixels (the browser's width is not a whole number here).
-    let (x0, y0) = (rect.min.x.round() as u32, rect.min.y.round() as u32);
-    let at = |x: u32, y: u32| shot.get_pixel(x0 + x, y0 + y).0;
-    for gy in (1..8).filter(|g| *g != 4) {
-        for gx in (1..8).filter(|g| *g != 4) {
-            let (x, y) = (view.width * gx / 8, view.height * gy / 8);
-            let (shown, expected) = (at(x, y), reference.get_rgb(x, y));
-            for c in 0..3 {
-                assert!(
-                    u16::from(shown[c]).abs_diff(expected[c]) <= 1,
-                    "pixel ({x},{y}) channel {c}: shown {shown:?}, reference {expected:?}"
-                );
-            }
-        }
-    }
     // And the white matter is red in the window, as in the reference.
     let (mut red_shown, mut red_expected) = (0, 0);
     for y in (view.height / 4..view.height * 3 / 4).step_by(3) {
         for x in (view.width / 4..view.width * 3 / 4).step_by(3) {
-            let (shown, expected) = (at(x, y), reference.get_rgb(x, y));
+            let (shown, expected) = (w.at(x, y), reference.get_rgb(x, y));
             red_shown += usize::from(shown[0] > shown[1].saturating_add(30));
             red_expected += usize::from(expected[0] > expected[1] + 30);
         }
@@ -596,7 +591,8 @@ fn a_colour_series_shows_in_colour() {
     );
 
     // A probe at the centre of voxel (20, 30, 2) gives that voxel's colour.
-    let voxels = app.loaded_voxels().unwrap();
+    let app = h.state();
+    let (info, voxels) = (app.volume_info().unwrap(), app.loaded_voxels().unwrap());
     let probe = overread::viewer::measure::Measurement {
         id: 1,
         shape: Shape::Probe {

@@ -669,6 +669,25 @@ fn colour_layouts_and_models_load_as_the_same_rgb() {
     assert!(mean < 4.0, "JPEG colour differs by {mean:.1} on average");
 }
 
+/// The red, green and blue Palette Color Lookup Table Descriptor and Data tags.
+const PALETTE_TABLES: [(dicom_core::Tag, dicom_core::Tag); 3] = {
+    use dicom_dictionary_std::tags;
+    [
+        (
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+    ]
+};
+
 /// PALETTE COLOR images load as colour through their lookup tables: the real palette
 /// ultrasound frame (RLE, 256 16-bit entries) equals pydicom 3.0.2's `apply_color_lut` (its
 /// 16-bit levels' high bytes, sha256 of the RGB bytes), and a palette whose first mapped value
@@ -707,23 +726,7 @@ fn palette_colour_loads_through_its_lookup_tables() {
         [0x0000, 0x4000, 0x8000, 0xc000],
         [0xff00, 0x8000, 0x4000, 0x0000],
     ];
-    for (c, (descriptor, data)) in [
-        (
-            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
-            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
-        ),
-        (
-            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
-            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
-        ),
-        (
-            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
-            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
-        ),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (c, (descriptor, data)) in PALETTE_TABLES.into_iter().enumerate() {
         obj.put(DataElement::new(
             descriptor,
             VR::US,
@@ -762,20 +765,7 @@ fn palette_colour_loads_through_its_lookup_tables() {
 
     // 8-bit entries stored one a 16-bit word (C.7.6.3.1.5's note): the low bytes.
     let mut obj = dicom_object::open_file(&file).unwrap();
-    for (descriptor, data) in [
-        (
-            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
-            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
-        ),
-        (
-            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
-            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
-        ),
-        (
-            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
-            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
-        ),
-    ] {
+    for (descriptor, data) in PALETTE_TABLES {
         obj.put(DataElement::new(
             descriptor,
             VR::US,

@@ -449,14 +449,7 @@ fn gpu_matches_cpu_on_tilted_uneven_and_gappy_synthetic_stacks() {
 /// allocation: split into bricks. The image is the same.
 #[test]
 fn a_volume_deeper_than_the_texture_limit_renders_folded() {
-    let volume = phantom_volume(&PhantomSpec {
-        columns: 48,
-        rows: 48,
-        slices: 150,
-        pixel_mm: 7.0,
-        spacing_mm: 2.0,
-        ..small_phantom()
-    });
+    let volume = phantom_volume(&deep_phantom());
     let Some((ctx, renderer)) = gpu() else { return };
     let info = Arc::new(VolumeInfo::new(&volume).unwrap());
     // 150 slices under a limit of 100: two tiles of 75 layers side by side.
@@ -471,8 +464,28 @@ fn a_volume_deeper_than_the_texture_limit_renders_folded() {
         let v = view(&volume, plane, 160);
         assert_gpu_matches_cpu(&format!("folded-{plane:?}"), &folded, &volume, &v, &display);
     }
-    // Bricks of 120 slices (48 * 48 * 2 bytes each), each folded into two tiles of 60.
-    let bricked = VolumeTexture::with_limits(ctx, renderer, info, 100, 48 * 48 * 2 * 120).unwrap();
+    assert_bricked_matches_cpu("bricked", &volume, 2, &display);
+}
+
+/// 150 slices of 48 x 48: deeper than a 3D texture limit of 100.
+fn deep_phantom() -> PhantomSpec {
+    PhantomSpec {
+        columns: 48,
+        rows: 48,
+        slices: 150,
+        pixel_mm: 7.0,
+        spacing_mm: 2.0,
+        ..small_phantom()
+    }
+}
+
+/// A `deep_phantom` volume of `texel_bytes` a voxel in bricks of 120 slices, each folded into
+/// two tiles of 60 under a 3D limit of 100, renders as the CPU reference does.
+fn assert_bricked_matches_cpu(name: &str, volume: &Volume, texel_bytes: u64, display: &Display) {
+    let Some((ctx, renderer)) = gpu() else { return };
+    let info = Arc::new(VolumeInfo::new(volume).unwrap());
+    let bricked =
+        VolumeTexture::with_limits(ctx, renderer, info, 100, 48 * 48 * texel_bytes * 120).unwrap();
     assert_eq!(
         (bricked.layout.bricks, bricked.layout.slices_per_brick),
         (2, 120)
@@ -482,14 +495,8 @@ fn a_volume_deeper_than_the_texture_limit_renders_folded() {
         .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
         .unwrap();
     for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
-        let v = view(&volume, plane, 160);
-        assert_gpu_matches_cpu(
-            &format!("bricked-{plane:?}"),
-            &bricked,
-            &volume,
-            &v,
-            &display,
-        );
+        let v = view(volume, plane, 160);
+        assert_gpu_matches_cpu(&format!("{name}-{plane:?}"), &bricked, volume, &v, display);
     }
 }
 
@@ -1120,39 +1127,14 @@ fn colour_volumes_render_the_same_on_gpu_and_cpu() {
         );
     }
 
-    // Folded into tiles and split into bricks, as a long colour stack would be: 150 slices of
-    // 48 x 48 under a 3D limit of 100, in bricks of 120 slices at 4 bytes a texel, each
-    // folded into two tiles (the grey test's layout, `a_volume_deeper_than_...`).
-    let (ctx, renderer) = gpu().unwrap();
-    let deep = colour_phantom(&PhantomSpec {
-        columns: 48,
-        rows: 48,
-        slices: 150,
-        pixel_mm: 7.0,
-        spacing_mm: 2.0,
-        ..small_phantom()
-    });
-    let deep_info = Arc::new(VolumeInfo::new(&deep).unwrap());
-    let bricked =
-        VolumeTexture::with_limits(ctx, renderer, deep_info, 100, 48 * 48 * 4 * 120).unwrap();
-    assert_eq!(
-        (bricked.layout.bricks, bricked.layout.slices_per_brick),
-        (2, 120)
+    // Folded into tiles and split into bricks, as a long colour stack would be, at 4 bytes a
+    // texel (the grey test's layout).
+    assert_bricked_matches_cpu(
+        "colour-bricked",
+        &colour_phantom(&deep_phantom()),
+        4,
+        &plain,
     );
-    assert!(bricked.layout.fold.tiles_x * bricked.layout.fold.tiles_y > 1);
-    bricked
-        .write_slices(ctx, &deep.voxels, 0..deep.geometry.dims[2])
-        .unwrap();
-    for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
-        let v = view(&deep, plane, 140);
-        assert_gpu_matches_cpu(
-            &format!("colour-bricked-{plane:?}"),
-            &bricked,
-            &deep,
-            &v,
-            &plain,
-        );
-    }
 
     let Some(root) = shared_dicom() else { return };
     let report = imaging::scan(&[root.join("mr/dicom2nifti_multivendor/dicom/generic/rgb/001")]);

@@ -182,6 +182,24 @@ fn enhanced_multiframe_equals_classic_series() {
     assert_matches_phantom(&spec, &enhanced, 0);
 }
 
+/// `spec` written in `syntax` into `dir`, scanned (every file in that syntax) and loaded.
+fn write_and_load(spec: &PhantomSpec, syntax: SynthSyntax, dir: &Path) -> Volume {
+    write_series(
+        &PhantomSpec {
+            syntax,
+            ..spec.clone()
+        },
+        dir,
+    )
+    .unwrap();
+    let patients = scan_group(dir);
+    let stack = imaging::default_stack(&patients).unwrap();
+    for slice in &stack.slices {
+        assert_eq!(slice.transfer_syntax_uid, syntax.uid(), "{syntax:?}");
+    }
+    load(stack)
+}
+
 #[test]
 fn every_synthesized_syntax_loads_to_the_same_voxels() {
     let base = small(PhantomSpec {
@@ -206,26 +224,8 @@ fn every_synthesized_syntax_loads_to_the_same_voxels() {
     ] {
         assert!(!syntax.is_lossy());
         let dir = tempdir();
-        write_series(
-            &PhantomSpec {
-                syntax,
-                ..base.clone()
-            },
-            dir.path(),
-        )
-        .unwrap();
-        let patients = scan_group(dir.path());
-        let stack = imaging::default_stack(&patients).unwrap();
-        assert_eq!(
-            stack.slices[0].transfer_syntax_uid,
-            syntax.uid(),
-            "{syntax:?}"
-        );
-        assert_eq!(
-            voxel_stats(&load(stack)).sha256,
-            reference.sha256,
-            "{syntax:?}"
-        );
+        let volume = write_and_load(&base, syntax, dir.path());
+        assert_eq!(voxel_stats(&volume).sha256, reference.sha256, "{syntax:?}");
     }
 }
 
@@ -248,18 +248,7 @@ fn lossy_syntaxes_stay_close_and_say_so() {
     ] {
         assert!(syntax.is_lossy());
         let dir = tempdir();
-        write_series(
-            &PhantomSpec {
-                syntax,
-                ..base.clone()
-            },
-            dir.path(),
-        )
-        .unwrap();
-        let patients = scan_group(dir.path());
-        let stack = imaging::default_stack(&patients).unwrap();
-        assert_eq!(stack.slices[0].transfer_syntax_uid, syntax.uid());
-        let volume = load(stack);
+        let volume = write_and_load(&base, syntax, dir.path());
         let [nx, ny, nz] = volume.geometry.dims;
         let (mut sum, mut worst, mut differing) = (0.0, 0i32, 0usize);
         for k in 0..nz {

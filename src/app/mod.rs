@@ -1519,10 +1519,6 @@ fn retrieve_urls(
 }
 
 fn stack_rescale(stack: &Stack) -> RescalePolicy {
-    if stack.format.is_colour() {
-        // As the loader: colour has no modality units.
-        return RescalePolicy::Uniform(imaging::Rescale::IDENTITY);
-    }
     let all: Vec<_> = stack.slices.iter().map(|s| s.rescale).collect();
     match all.first() {
         Some(first) if all.iter().all(|r| r == first) => RescalePolicy::Uniform(*first),

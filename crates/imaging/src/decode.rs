@@ -612,11 +612,7 @@ fn frame_samples<'a>(
             bytes_per_sample: 1,
         });
     }
-    let decode_err = |reason: String| ImagingError::Decode {
-        path: path.to_path_buf(),
-        frame,
-        reason,
-    };
+    let decode_err = decode_error(path, frame);
     let samples = usize::from(format.rows)
         * usize::from(format.columns)
         * usize::from(format.samples_per_pixel);
@@ -626,18 +622,7 @@ fn frame_samples<'a>(
         .ok_or_else(|| decode_err("no Pixel Data (7FE0,0010)".into()))?;
 
     if let Value::PixelSequence(sequence) = pixel_data.value() {
-        let frames = super::header::int(obj, tags::NUMBER_OF_FRAMES)
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(1);
-        let data = frame_fragments(
-            sequence.offset_table(),
-            sequence.fragments(),
-            frame,
-            frames,
-            &ts_uid,
-        )
-        .map_err(decode_err)?;
+        let data = encapsulated_frame(obj, sequence, frame, &ts_uid).map_err(decode_err)?;
         if is_jpeg(&ts_uid) {
             let jpeg = super::jpeg::decode(&data).map_err(decode_err)?;
             if jpeg.width != usize::from(format.columns) || jpeg.height != usize::from(format.rows)
@@ -755,11 +740,7 @@ fn registry_decode(
             what: format!("no decoder for transfer syntax {} ({ts_uid})", ts.name()),
         });
     };
-    let decode_err = |reason: String| ImagingError::Decode {
-        path: path.to_path_buf(),
-        frame,
-        reason,
-    };
+    let decode_err = decode_error(path, frame);
     let single = OneFrame {
         ts_uid,
         format,
@@ -791,11 +772,7 @@ fn bit_frame(
     frame: u32,
     format: &PixelFormat,
 ) -> Result<Vec<u8>, ImagingError> {
-    let decode_err = |reason: String| ImagingError::Decode {
-        path: path.to_path_buf(),
-        frame,
-        reason,
-    };
+    let decode_err = decode_error(path, frame);
     if format.samples_per_pixel != 1 {
         return Err(ImagingError::Unsupported {
             path: path.to_path_buf(),
@@ -813,18 +790,7 @@ fn bit_frame(
     let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
     match pixel_data.value() {
         Value::PixelSequence(sequence) => {
-            let frames = super::header::int(obj, tags::NUMBER_OF_FRAMES)
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(1);
-            let data = frame_fragments(
-                sequence.offset_table(),
-                sequence.fragments(),
-                frame,
-                frames,
-                &ts_uid,
-            )
-            .map_err(decode_err)?;
+            let data = encapsulated_frame(obj, sequence, frame, &ts_uid).map_err(decode_err)?;
             let image_codec = ts_uid.starts_with("1.2.840.10008.1.2.4.");
             let out = if ts_uid == "1.2.840.10008.1.2.5" {
                 super::rle::decode(&data, packed, 1, 1).map_err(decode_err)?
@@ -976,6 +942,39 @@ fn is_jpeg(ts_uid: &str) -> bool {
             | "1.2.840.10008.1.2.4.57"
             | "1.2.840.10008.1.2.4.70"
     )
+}
+
+/// Number of Frames (0028,0008); 1 when absent or not positive.
+fn number_of_frames(obj: &DefaultDicomObject) -> u32 {
+    super::header::int(obj, tags::NUMBER_OF_FRAMES)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
+/// The codec bytes of frame `frame` of `obj`'s encapsulated Pixel Data `sequence`.
+fn encapsulated_frame(
+    obj: &DefaultDicomObject,
+    sequence: &dicom_core::value::PixelFragmentSequence<dicom_core::value::InMemFragment>,
+    frame: u32,
+    ts_uid: &str,
+) -> Result<Vec<u8>, String> {
+    frame_fragments(
+        sequence.offset_table(),
+        sequence.fragments(),
+        frame,
+        number_of_frames(obj),
+        ts_uid,
+    )
+}
+
+/// The error of a frame that cannot be decoded, for `map_err` on a reason.
+fn decode_error(path: &std::path::Path, frame: u32) -> impl Fn(String) -> ImagingError + Copy + '_ {
+    move |reason| ImagingError::Decode {
+        path: path.to_path_buf(),
+        frame,
+        reason,
+    }
 }
 
 /// The bytes of frame `frame` in an encapsulated Pixel Data (PS3.5 A.4): by the Basic Offset
@@ -1140,11 +1139,7 @@ fn decode_rgb_frame_into(
     format: &PixelFormat,
     slot: &mut [[u8; 3]],
 ) -> Result<(), ImagingError> {
-    let decode_err = |reason: String| ImagingError::Decode {
-        path: path.to_path_buf(),
-        frame,
-        reason,
-    };
+    let decode_err = decode_error(path, frame);
     let pixels = usize::from(format.rows) * usize::from(format.columns);
     if format.is_palette() {
         let palette = Palette::of(obj, format.signed).map_err(|e| ImagingError::Unsupported {
@@ -1185,18 +1180,7 @@ fn decode_rgb_frame_into(
             (bytes, stored_planar, photometric)
         }
         Value::PixelSequence(sequence) => {
-            let frames = super::header::int(obj, tags::NUMBER_OF_FRAMES)
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(1);
-            let data = frame_fragments(
-                sequence.offset_table(),
-                sequence.fragments(),
-                frame,
-                frames,
-                &ts_uid,
-            )
-            .map_err(decode_err)?;
+            let data = encapsulated_frame(obj, sequence, frame, &ts_uid).map_err(decode_err)?;
             match ts_uid.as_str() {
                 "1.2.840.10008.1.2.5" => {
                     let out = super::rle::decode(&data, pixels, 3, 1).map_err(decode_err)?;
@@ -1230,7 +1214,7 @@ fn decode_rgb_frame_into(
                 t if t.starts_with("1.2.840.10008.1.2.4.8") => {
                     // CharLS gives a stream without interleave (a scan a component) plane by
                     // plane, interleaved ones pixel by pixel.
-                    let planar = jpeg_ls_scan_components(&data) == Some(1);
+                    let planar = super::jpeg::first_scan_components(&data) == Some(1);
                     let out = registry_decode(path, frame, &ts_uid, format, data, pixels * 3)?;
                     (Cow::Owned(out), planar, decoded_model)
                 }
@@ -1253,6 +1237,9 @@ fn decode_rgb_frame_into(
             bytes.len()
         )));
     }
+    // Decided once, not per pixel.
+    let ybr = model == "YBR_FULL";
+    let pixel = |v: [u8; 3]| if ybr { ybr_to_rgb(v[0], v[1], v[2]) } else { v };
     match (model, planar) {
         ("YBR_FULL_422", _) => {
             for (pair, chunk) in slot.chunks_mut(2).zip(bytes.chunks_exact(4)) {
@@ -1266,21 +1253,12 @@ fn decode_rgb_frame_into(
             let (r, rest) = bytes.split_at(pixels);
             let (g, b) = rest.split_at(pixels);
             for (p, dst) in slot.iter_mut().enumerate() {
-                let v = [r[p], g[p], b[p]];
-                *dst = if model == "YBR_FULL" {
-                    ybr_to_rgb(v[0], v[1], v[2])
-                } else {
-                    v
-                };
+                *dst = pixel([r[p], g[p], b[p]]);
             }
         }
         (_, false) => {
             for (dst, v) in slot.iter_mut().zip(bytes.chunks_exact(3)) {
-                *dst = if model == "YBR_FULL" {
-                    ybr_to_rgb(v[0], v[1], v[2])
-                } else {
-                    [v[0], v[1], v[2]]
-                };
+                *dst = pixel([v[0], v[1], v[2]]);
             }
         }
     }
@@ -1411,28 +1389,6 @@ fn native_bytes(value: &PrimitiveValue, start: usize, len: usize) -> Result<Cow<
     }
 }
 
-/// The component count of a JPEG-LS stream's first scan (ITU-T T.87 C.2.3: Ns after the SOS
-/// marker's length), or `None` when there is no scan header.
-fn jpeg_ls_scan_components(stream: &[u8]) -> Option<u8> {
-    let mut i = 2; // after SOI
-    while i + 4 <= stream.len() {
-        if stream[i] != 0xFF {
-            return None;
-        }
-        let marker = stream[i + 1];
-        if marker == 0xFF {
-            i += 1;
-            continue;
-        }
-        if marker == 0xDA {
-            return stream.get(i + 4).copied();
-        }
-        let len = usize::from(u16::from_be_bytes([stream[i + 2], stream[i + 3]]));
-        i += 2 + len;
-    }
-    None
-}
-
 /// YCbCr (full range, 8-bit) to RGB, PS3.3 C.7.6.3.1.2.
 fn ybr_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
     let (y, cb, cr) = (f64::from(y), f64::from(cb) - 128.0, f64::from(cr) - 128.0);
@@ -1457,11 +1413,7 @@ pub fn decode_frame_values(
 /// Every frame of one file, opened once (codec checks of multi-frame files).
 pub fn decode_all_frame_values(path: &std::path::Path) -> Result<Vec<DecodedFrame>, ImagingError> {
     let obj = open_full(path)?;
-    let frames = super::header::int(&obj, tags::NUMBER_OF_FRAMES)
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1);
-    (0..frames)
+    (0..number_of_frames(&obj))
         .map(|f| decode_opened_frame(&obj, path, f))
         .collect()
 }
@@ -1483,17 +1435,10 @@ pub fn stored_frames(
 ) -> Result<Vec<StoredFrame>, ImagingError> {
     let obj = open_full(path)?;
     let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
-    let count = super::header::int(&obj, tags::NUMBER_OF_FRAMES)
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1);
+    let count = number_of_frames(&obj);
     let pixel_data = obj
         .get(tags::PIXEL_DATA)
-        .ok_or_else(|| ImagingError::Decode {
-            path: path.to_path_buf(),
-            frame: 0,
-            reason: "no Pixel Data (7FE0,0010)".into(),
-        })?;
+        .ok_or_else(|| decode_error(path, 0)("no Pixel Data (7FE0,0010)".into()))?;
     let rows = super::header::int(&obj, tags::ROWS).unwrap_or(0);
     let columns = super::header::int(&obj, tags::COLUMNS).unwrap_or(0);
     let spp = super::header::int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
@@ -1505,11 +1450,7 @@ pub fn stored_frames(
     frames
         .iter()
         .map(|&frame| {
-            let err = |reason: String| ImagingError::Decode {
-                path: path.to_path_buf(),
-                frame,
-                reason,
-            };
+            let err = decode_error(path, frame);
             if frame >= count {
                 return Err(err(format!("frame {} asked of {count}", frame + 1)));
             }
@@ -1572,9 +1513,14 @@ fn decode_opened_frame(
     let n = usize::from(format.rows)
         * usize::from(format.columns)
         * usize::from(format.samples_per_pixel);
-    // Palette colour expanded through its tables, as the loader shows it: RGB, interleaved.
-    if format.is_palette() && matches!(format.bits_allocated, 8 | 16) {
-        let mut rgb = vec![[0u8; 3]; n];
+    // Colour as the loader reads it: RGB, interleaved, whatever the stored layout and model,
+    // palettes expanded through their tables; the format then says RGB.
+    let palette = format.is_palette() && matches!(format.bits_allocated, 8 | 16);
+    let three = format.samples_per_pixel == 3
+        && format.bits_allocated == 8
+        && COLOUR_PHOTOMETRICS.contains(&format.photometric_interpretation.trim());
+    if palette || three {
+        let mut rgb = vec![[0u8; 3]; usize::from(format.rows) * usize::from(format.columns)];
         decode_rgb_frame_into(obj, path, frame, &format, &mut rgb)?;
         let values = rgb.iter().flatten().map(|v| i32::from(*v)).collect();
         let format = PixelFormat {
@@ -1582,21 +1528,6 @@ fn decode_opened_frame(
             bits_allocated: 8,
             bits_stored: 8,
             signed: false,
-            photometric_interpretation: "RGB".into(),
-            ..format
-        };
-        return Ok(DecodedFrame { format, values });
-    }
-    // Colour as the loader reads it: RGB, interleaved, whatever the stored layout and model.
-    if format.is_colour()
-        && format.samples_per_pixel == 3
-        && format.bits_allocated == 8
-        && COLOUR_PHOTOMETRICS.contains(&format.photometric_interpretation.trim())
-    {
-        let mut rgb = vec![[0u8; 3]; n / 3];
-        decode_rgb_frame_into(obj, path, frame, &format, &mut rgb)?;
-        let values = rgb.iter().flatten().map(|v| i32::from(*v)).collect();
-        let format = PixelFormat {
             photometric_interpretation: "RGB".into(),
             ..format
         };
@@ -1643,24 +1574,6 @@ pub struct DecodedFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A JPEG-LS stream's first scan says whether components come a scan each (interleave
-    /// mode none, which CharLS returns plane by plane) or together (T.87 C.2.3).
-    #[test]
-    fn jpeg_ls_scan_component_count() {
-        // SOI, SOF55 (3 components of 8 bits, 2 x 2), SOS with Ns components.
-        let stream = |ns: u8| {
-            let mut s = vec![0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x11, 8, 0, 2, 0, 2, 3];
-            s.extend_from_slice(&[1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
-            s.extend_from_slice(&[0xFF, 0xDA, 0x00, 6 + 2 * ns, ns]);
-            s.extend((0..ns).flat_map(|c| [c + 1, 0]));
-            s.extend_from_slice(&[0, if ns == 1 { 0 } else { 2 }, 0]);
-            s
-        };
-        assert_eq!(jpeg_ls_scan_components(&stream(1)), Some(1));
-        assert_eq!(jpeg_ls_scan_components(&stream(3)), Some(3));
-        assert_eq!(jpeg_ls_scan_components(&[0xFF, 0xD8, 0x00]), None);
-    }
 
     /// 1-bit frames run on from bit to bit across frame boundaries, least significant first.
     #[test]

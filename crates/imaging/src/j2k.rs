@@ -115,18 +115,10 @@ pub fn encode_grey(
     precision: u8,
     encoding: J2kEncoding,
 ) -> Result<Vec<u8>, String> {
-    if width == 0 || height == 0 || samples.len() != width * height {
-        return Err(format!(
-            "{} samples for a {width}x{height} frame",
-            samples.len()
-        ));
-    }
     if !(1..=16).contains(&precision) {
         return Err(format!("precision {precision} (1 to 16 bits)"));
     }
-    if let Some(v) = samples.iter().find(|v| u32::from(**v) >> precision != 0) {
-        return Err(format!("sample {v} does not fit {precision} bits"));
-    }
+    super::jpeg::check_grey_frame(samples, width, height, precision)?;
     let (w, h) = (
         u32::try_from(width).map_err(|_| "frame too wide")?,
         u32::try_from(height).map_err(|_| "frame too tall")?,

@@ -87,17 +87,18 @@ pub fn decode(jpeg: &[u8]) -> Result<JpegFrame, String> {
     }
 }
 
-/// Rewrite Ss/Se/Ah/Al of every scan of a sequential DCT JPEG (SOF0/SOF1) to 0/63/0/0.
-/// Returns true when anything changed.
-fn normalize_sequential_scans(data: &mut [u8]) -> bool {
-    let mut changed = false;
-    let mut sequential = false;
+/// The marker segments of a JPEG or JPEG-LS stream (T.81 B.1, which T.87 shares): the offset
+/// of each marker's 0xFF, the marker, and its segment's length, from after SOI to EOI. The
+/// entropy-coded data after a scan header is stepped over (to the next marker that is not a
+/// stuffed byte or a restart marker); the walk stops at anything that is not a marker.
+pub(crate) fn segments(stream: &[u8]) -> Vec<(usize, u8, usize)> {
+    let mut out = Vec::new();
     let mut i = 2; // after SOI
-    while i + 4 <= data.len() {
-        if data[i] != 0xFF {
-            return changed;
+    while i + 4 <= stream.len() {
+        if stream[i] != 0xFF {
+            break;
         }
-        let marker = data[i + 1];
+        let marker = stream[i + 1];
         if marker == 0xFF {
             i += 1;
             continue;
@@ -105,33 +106,49 @@ fn normalize_sequential_scans(data: &mut [u8]) -> bool {
         if marker == 0xD9 {
             break;
         }
-        let len = usize::from(u16::from_be_bytes([data[i + 2], data[i + 3]]));
-        if matches!(marker, 0xC0 | 0xC1) {
-            sequential = true;
-        }
+        let len = usize::from(u16::from_be_bytes([stream[i + 2], stream[i + 3]]));
+        out.push((i, marker, len));
+        i += 2 + len;
         if marker == 0xDA {
-            let Some(&ns) = data.get(i + 4) else { break };
-            let at = i + 5 + 2 * usize::from(ns);
-            if sequential
-                && at + 2 < data.len()
-                && (data[at] != 0 || data[at + 1] != 63 || data[at + 2] != 0)
-            {
-                data[at] = 0;
-                data[at + 1] = 63;
-                data[at + 2] = 0;
-                changed = true;
-            }
-            // Skip the entropy-coded segment: to the next marker that is not a stuffed byte
-            // or a restart marker.
-            i += 2 + len;
-            while i + 1 < data.len()
-                && !(data[i] == 0xFF && data[i + 1] != 0 && !(0xD0..=0xD7).contains(&data[i + 1]))
+            while i + 1 < stream.len()
+                && !(stream[i] == 0xFF
+                    && stream[i + 1] != 0
+                    && !(0xD0..=0xD7).contains(&stream[i + 1]))
             {
                 i += 1;
             }
-            continue;
         }
-        i += 2 + len;
+    }
+    out
+}
+
+/// The component count (Ns) of a stream's first scan header, or `None` without one. A
+/// JPEG-LS stream without interleave has one component a scan, and CharLS then gives the
+/// components plane by plane.
+pub(crate) fn first_scan_components(stream: &[u8]) -> Option<u8> {
+    let (at, _, _) = segments(stream).into_iter().find(|s| s.1 == 0xDA)?;
+    stream.get(at + 4).copied()
+}
+
+/// Rewrite Ss/Se/Ah/Al of every scan of a sequential DCT JPEG (SOF0/SOF1) to 0/63/0/0.
+/// Returns true when anything changed.
+fn normalize_sequential_scans(data: &mut [u8]) -> bool {
+    let mut changed = false;
+    let mut sequential = false;
+    for (at, marker, _) in segments(data) {
+        if matches!(marker, 0xC0 | 0xC1) {
+            sequential = true;
+        }
+        if marker == 0xDA && sequential {
+            let Some(&ns) = data.get(at + 4) else { break };
+            let ss = at + 5 + 2 * usize::from(ns);
+            if ss + 2 < data.len() && (data[ss] != 0 || data[ss + 1] != 63 || data[ss + 2] != 0) {
+                data[ss] = 0;
+                data[ss + 1] = 63;
+                data[ss + 2] = 0;
+                changed = true;
+            }
+        }
     }
     changed
 }
@@ -232,6 +249,26 @@ fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
     })
 }
 
+/// What an encoder of one grey frame must be given: `width * height` samples, none wider
+/// than `precision` bits (shared by this module's and `j2k`'s encoders).
+pub(crate) fn check_grey_frame(
+    samples: &[u16],
+    width: usize,
+    height: usize,
+    precision: u8,
+) -> Result<(), String> {
+    if width == 0 || height == 0 || samples.len() != width * height {
+        return Err(format!(
+            "{} samples for a {width}x{height} frame",
+            samples.len()
+        ));
+    }
+    match samples.iter().find(|v| u32::from(**v) >> precision != 0) {
+        Some(v) => Err(format!("sample {v} does not fit {precision} bits")),
+        None => Ok(()),
+    }
+}
+
 /// How a grey frame is compressed by [`encode_grey`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JpegEncoding {
@@ -251,12 +288,6 @@ pub fn encode_grey(
     precision: u8,
     encoding: JpegEncoding,
 ) -> Result<Vec<u8>, String> {
-    if width == 0 || height == 0 || samples.len() != width * height {
-        return Err(format!(
-            "{} samples for a {width}x{height} frame",
-            samples.len()
-        ));
-    }
     let allowed = match encoding {
         JpegEncoding::LosslessSv1 => (2..=16).contains(&precision),
         JpegEncoding::Lossy { .. } => matches!(precision, 8 | 12),
@@ -264,9 +295,7 @@ pub fn encode_grey(
     if !allowed {
         return Err(format!("precision {precision} for {encoding:?}"));
     }
-    if let Some(v) = samples.iter().find(|v| u32::from(**v) >> precision != 0) {
-        return Err(format!("sample {v} does not fit {precision} bits"));
-    }
+    check_grey_frame(samples, width, height, precision)?;
     let (w, h) = (
         CInt::try_from(width).map_err(|_| "frame too wide")?,
         CInt::try_from(height).map_err(|_| "frame too tall")?,
@@ -350,8 +379,26 @@ pub fn encode_grey(
 }
 
 #[cfg(test)]
-mod encode_tests {
+mod tests {
     use super::*;
+
+    /// A JPEG-LS stream's first scan says whether components come a scan each (interleave
+    /// mode none, which CharLS returns plane by plane) or together (T.87 C.2.3).
+    #[test]
+    fn jpeg_ls_scan_component_count() {
+        // SOI, SOF55 (3 components of 8 bits, 2 x 2), SOS with Ns components.
+        let stream = |ns: u8| {
+            let mut s = vec![0xFF, 0xD8, 0xFF, 0xF7, 0x00, 0x11, 8, 0, 2, 0, 2, 3];
+            s.extend_from_slice(&[1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+            s.extend_from_slice(&[0xFF, 0xDA, 0x00, 6 + 2 * ns, ns]);
+            s.extend((0..ns).flat_map(|c| [c + 1, 0]));
+            s.extend_from_slice(&[0, if ns == 1 { 0 } else { 2 }, 0]);
+            s
+        };
+        assert_eq!(first_scan_components(&stream(1)), Some(1));
+        assert_eq!(first_scan_components(&stream(3)), Some(3));
+        assert_eq!(first_scan_components(&[0xFF, 0xD8, 0x00]), None);
+    }
 
     fn ramp(width: usize, height: usize, max: u16) -> Vec<u16> {
         (0..width * height)
