@@ -15,6 +15,9 @@ struct Params {
     scale: vec4<f32>,
     // slices per brick, number of bricks
     brick: vec4<u32>,
+    // With `on_one_slice`: the texel of voxel (0, 0, k) of that slice k in its brick, which is
+    // bound as brick 0 (found by the CPU, `Renderer::resample`).
+    one_slice: vec4<i32>,
 }
 
 struct Slice {
@@ -47,14 +50,18 @@ const BIG: f32 = 3.0e38;
 // pipeline is built (software rasterizers run both sides of a branch under a lane mask, so a
 // uniform flag still costs both paths). They repeat the flag bits of `params.dims.w`, which
 // the CPU twin reads.
-override multi_brick: bool = false;
+// Bricks bound (1 to 8): a read chooses among these only (a software rasterizer runs every
+// case of a choice under a lane mask, so eight cases cost eight reads).
+override brick_count: u32 = 1u;
 override use_table: bool = false;
 override trilinear: bool = true;
 override signed_data: bool = false;
 // The plane lies on one slice (the stack's own orientation at a slice position, no slab): the
 // slice coordinate is that slice's index at every pixel, and trilinear reads that slice alone
 // (the other's weight is 0). Chosen by the CPU (`ResampleVariant::of`); it halves the reads of
-// the commonest frame, scrolling a stack in its own plane.
+// the commonest frame, scrolling a stack in its own plane. The slice's brick is bound alone
+// and its place is `params.one_slice`: no brick choice and no division per read, in a folded
+// or bricked volume too.
 override on_one_slice: bool = false;
 // One sample per pixel (no slab), and the slab's combination (0 average, 1 MIP, 2 MinIP): as
 // constants, not read from `params` (which still carries them for the CPU twin).
@@ -63,6 +70,8 @@ override slab_mode: u32 = 0u;
 // The volume is one unfolded brick: slice k is texture depth k (no integer division per read,
 // which a software rasterizer does lane by lane).
 override single_block: bool = false;
+// A brick's slices are folded into tiles (more than the 3D texture limit in one brick).
+override folded: bool = true;
 
 @vertex
 fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
@@ -72,19 +81,31 @@ fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> 
     return vec4<f32>(x, y, 0.0, 1.0);
 }
 
+// Brick `b` is read when it is bound; the conditions on `brick_count` are constants, so a
+// volume of n bricks compiles to n reads at most (the last bound brick takes the rest).
 fn load_raw(b: i32, texel: vec3<i32>) -> u32 {
-    if !multi_brick || b == 0 {
+    if brick_count <= 1u || on_one_slice || b == 0 {
         return textureLoad(brick0, texel, 0).r;
     }
-    switch b {
-        case 1: { return textureLoad(brick1, texel, 0).r; }
-        case 2: { return textureLoad(brick2, texel, 0).r; }
-        case 3: { return textureLoad(brick3, texel, 0).r; }
-        case 4: { return textureLoad(brick4, texel, 0).r; }
-        case 5: { return textureLoad(brick5, texel, 0).r; }
-        case 6: { return textureLoad(brick6, texel, 0).r; }
-        default: { return textureLoad(brick7, texel, 0).r; }
+    if brick_count == 2u || b == 1 {
+        return textureLoad(brick1, texel, 0).r;
     }
+    if brick_count == 3u || b == 2 {
+        return textureLoad(brick2, texel, 0).r;
+    }
+    if brick_count == 4u || b == 3 {
+        return textureLoad(brick3, texel, 0).r;
+    }
+    if brick_count == 5u || b == 4 {
+        return textureLoad(brick4, texel, 0).r;
+    }
+    if brick_count == 6u || b == 5 {
+        return textureLoad(brick5, texel, 0).r;
+    }
+    if brick_count == 7u || b == 6 {
+        return textureLoad(brick6, texel, 0).r;
+    }
+    return textureLoad(brick7, texel, 0).r;
 }
 
 // Stored value at a texel, as f32 (sign-extended for signed data).
@@ -98,12 +119,24 @@ fn stored(b: i32, texel: vec3<i32>) -> f32 {
 
 // Where slice k starts: brick in w, texel of voxel (0, 0, k) in xyz.
 fn slice_origin(k: i32) -> vec4<i32> {
+    if on_one_slice {
+        return vec4<i32>(params.one_slice.xyz, 0);
+    }
     if single_block {
         return vec4<i32>(0, 0, k, 0);
     }
+    // The brick: how many bricks start at or before k. A comparison per brick boundary, the
+    // loop unrolled (its count is a constant), instead of a division, which a software
+    // rasterizer does lane by lane.
     let per_brick = i32(params.brick.x);
-    let b = k / per_brick;
+    var b = 0;
+    for (var n = 1u; n < brick_count; n++) {
+        b += select(0, 1, k >= i32(n) * per_brick);
+    }
     let local = k - b * per_brick;
+    if !folded {
+        return vec4<i32>(0, 0, local, b);
+    }
     let depth = i32(params.fold.x);
     let tiles_x = i32(params.fold.y);
     let tile = local / depth;
@@ -277,19 +310,30 @@ fn fs_resample(@builtin(position) pos: vec4<f32>) -> @location(0) vec2<f32> {
 // `slice_origin`) is shared; colour has no rescale. The CPU twin is `resample_rgb_pixel`
 // (kernel.rs), which runs the grey math once per channel.
 
+// As `load_raw`.
 fn load_rgb(b: i32, texel: vec3<i32>) -> vec3<f32> {
-    if !multi_brick || b == 0 {
+    if brick_count <= 1u || on_one_slice || b == 0 {
         return vec3<f32>(textureLoad(brick0, texel, 0).rgb);
     }
-    switch b {
-        case 1: { return vec3<f32>(textureLoad(brick1, texel, 0).rgb); }
-        case 2: { return vec3<f32>(textureLoad(brick2, texel, 0).rgb); }
-        case 3: { return vec3<f32>(textureLoad(brick3, texel, 0).rgb); }
-        case 4: { return vec3<f32>(textureLoad(brick4, texel, 0).rgb); }
-        case 5: { return vec3<f32>(textureLoad(brick5, texel, 0).rgb); }
-        case 6: { return vec3<f32>(textureLoad(brick6, texel, 0).rgb); }
-        default: { return vec3<f32>(textureLoad(brick7, texel, 0).rgb); }
+    if brick_count == 2u || b == 1 {
+        return vec3<f32>(textureLoad(brick1, texel, 0).rgb);
     }
+    if brick_count == 3u || b == 2 {
+        return vec3<f32>(textureLoad(brick2, texel, 0).rgb);
+    }
+    if brick_count == 4u || b == 3 {
+        return vec3<f32>(textureLoad(brick3, texel, 0).rgb);
+    }
+    if brick_count == 5u || b == 4 {
+        return vec3<f32>(textureLoad(brick4, texel, 0).rgb);
+    }
+    if brick_count == 6u || b == 5 {
+        return vec3<f32>(textureLoad(brick5, texel, 0).rgb);
+    }
+    if brick_count == 7u || b == 6 {
+        return vec3<f32>(textureLoad(brick6, texel, 0).rgb);
+    }
+    return vec3<f32>(textureLoad(brick7, texel, 0).rgb);
 }
 
 fn plane_rgb(k: i32, x0: i32, x1: i32, y0: i32, y1: i32, fi: f32, fj: f32) -> vec3<f32> {

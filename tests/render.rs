@@ -456,18 +456,19 @@ fn a_volume_deeper_than_the_texture_limit_renders_folded() {
     let folded = VolumeTexture::with_limits(ctx, renderer, info.clone(), 100, u64::MAX).unwrap();
     let fold = folded.layout.fold;
     assert!(fold.tiles_x * fold.tiles_y > 1, "{fold:?}");
+    assert_eq!(fold.depth, 75);
     folded
         .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
         .unwrap();
     let display = Display::new(Voi::preset("lung").unwrap());
-    for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
-        let v = view(&volume, plane, 160);
-        assert_gpu_matches_cpu(&format!("folded-{plane:?}"), &folded, &volume, &v, &display);
+    for (name, v) in layout_views(&volume, &[0, 74, 75, 149]) {
+        assert_gpu_matches_cpu(&format!("folded-{name}"), &folded, &volume, &v, &display);
     }
     assert_bricked_matches_cpu("bricked", &volume, 2, &display);
 }
 
-/// 150 slices of 48 x 48: deeper than a 3D texture limit of 100.
+/// 150 slices of 48 x 48: deeper than a 3D texture limit of 100. Noisy, so that no two slices
+/// are alike (a plane drawn from the wrong slice differs from the reference).
 fn deep_phantom() -> PhantomSpec {
     PhantomSpec {
         columns: 48,
@@ -475,28 +476,77 @@ fn deep_phantom() -> PhantomSpec {
         slices: 150,
         pixel_mm: 7.0,
         spacing_mm: 2.0,
+        noise_hu: 40.0,
         ..small_phantom()
     }
 }
 
-/// A `deep_phantom` volume of `texel_bytes` a voxel in bricks of 120 slices, each folded into
-/// two tiles of 60 under a 3D limit of 100, renders as the CPU reference does.
+/// Planes that cross a folded or bricked layout: sagittal and oblique (every tile and brick in
+/// one image), and axial planes on `slices` (the one-slice variant, which binds the slice's
+/// brick alone and takes the slice's place in it from the CPU). The axial images must differ
+/// from one another, or drawing from the wrong slice would go unseen.
+fn layout_views(volume: &Volume, slices: &[usize]) -> Vec<(String, SliceView)> {
+    let info = VolumeInfo::new(volume).unwrap();
+    let mut views: Vec<(String, SliceView)> = [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])]
+        .into_iter()
+        .map(|plane| (format!("{plane:?}"), view(volume, plane, 160)))
+        .collect();
+    let mut axial_images = Vec::new();
+    for &k in slices {
+        let z = volume
+            .geometry
+            .patient_from_voxel_affine([0.0, 0.0, k as f64])[2];
+        let v = SliceView::fit(&info, Plane::Axial, Some(z), 160, 160).unwrap();
+        let display = Display::new(Voi::preset("lung").unwrap());
+        axial_images.push(cpu::render(&info, &volume.voxels, &v, &display).unwrap());
+        views.push((format!("axial-slice-{k}"), v));
+    }
+    for (a, img_a) in axial_images.iter().enumerate() {
+        for img_b in &axial_images[a + 1..] {
+            let (max, _) = img_a.compare(img_b).unwrap();
+            assert!(max > 1, "two of the slices {slices:?} look alike");
+        }
+    }
+    views
+}
+
+/// A `deep_phantom` volume of `texel_bytes` a voxel renders as the CPU reference does, in two
+/// bricked layouts: bricks of 120 slices, each folded into two tiles of 60 under a 3D limit of
+/// 100; and three unfolded bricks of 50 (a read chooses among three).
 fn assert_bricked_matches_cpu(name: &str, volume: &Volume, texel_bytes: u64, display: &Display) {
     let Some((ctx, renderer)) = gpu() else { return };
     let info = Arc::new(VolumeInfo::new(volume).unwrap());
-    let bricked =
-        VolumeTexture::with_limits(ctx, renderer, info, 100, 48 * 48 * texel_bytes * 120).unwrap();
-    assert_eq!(
-        (bricked.layout.bricks, bricked.layout.slices_per_brick),
-        (2, 120)
-    );
-    assert!(bricked.layout.fold.tiles_x * bricked.layout.fold.tiles_y > 1);
-    bricked
-        .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
+    for (per_brick, bricks, folded) in [(120, 2, true), (50, 3, false)] {
+        let bricked = VolumeTexture::with_limits(
+            ctx,
+            renderer,
+            info.clone(),
+            100,
+            48 * 48 * texel_bytes * u64::from(per_brick),
+        )
         .unwrap();
-    for plane in [Plane::Sagittal, Plane::Oblique([0.1, 0.7, 0.7])] {
-        let v = view(volume, plane, 160);
-        assert_gpu_matches_cpu(&format!("{name}-{plane:?}"), &bricked, volume, &v, display);
+        assert_eq!(
+            (bricked.layout.bricks, bricked.layout.slices_per_brick),
+            (bricks, per_brick)
+        );
+        assert_eq!(
+            bricked.layout.fold.tiles_x * bricked.layout.fold.tiles_y > 1,
+            folded
+        );
+        bricked
+            .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
+            .unwrap();
+        // Each brick's first and last slice, and (folded) the first of each brick's second
+        // tile.
+        for (plane, v) in layout_views(volume, &[0, 49, 50, 60, 99, 100, 119, 120, 149]) {
+            assert_gpu_matches_cpu(
+                &format!("{name}-{bricks}-{plane}"),
+                &bricked,
+                volume,
+                &v,
+                display,
+            );
+        }
     }
 }
 
@@ -510,6 +560,7 @@ fn a_5000_slice_stack_renders() {
         slices: 5000,
         pixel_mm: 5.5,
         spacing_mm: 0.1,
+        noise_hu: 40.0,
         ..small_phantom()
     });
     let Some(texture) = upload(&volume) else {
@@ -519,6 +570,15 @@ fn a_5000_slice_stack_renders() {
     for plane in [Plane::Coronal, Plane::Sagittal] {
         let v = view(&volume, plane, 128);
         assert_gpu_matches_cpu(&format!("5000-{plane:?}"), &texture, &volume, &v, &display);
+    }
+    // On single slices past the first tile of the fold (the one-slice variant).
+    for k in [2047, 2048, 4321] {
+        let z = volume
+            .geometry
+            .patient_from_voxel_affine([0.0, 0.0, k as f64])[2];
+        let info = VolumeInfo::new(&volume).unwrap();
+        let v = SliceView::fit(&info, Plane::Axial, Some(z), 128, 128).unwrap();
+        assert_gpu_matches_cpu(&format!("5000-slice-{k}"), &texture, &volume, &v, &display);
     }
 }
 

@@ -223,7 +223,10 @@ pub struct VolumeTexture {
     pub info: Arc<VolumeInfo>,
     pub layout: TextureLayout,
     bricks: Vec<wgpu::Texture>,
+    /// Every brick, for any plane.
     bind_group: wgpu::BindGroup,
+    /// Brick `b` alone (in every slot), for a plane on one of its slices.
+    brick_groups: Vec<wgpu::BindGroup>,
 }
 
 /// The largest brick: the device's largest buffer (Vulkan's maxMemoryAllocationSize bounds
@@ -305,26 +308,33 @@ impl VolumeTexture {
             .iter()
             .map(|t| t.create_view(&wgpu::TextureViewDescriptor::default()))
             .collect();
-        let mut entries: Vec<wgpu::BindGroupEntry> = (0..MAX_BRICKS as usize)
-            .map(|b| wgpu::BindGroupEntry {
-                binding: b as u32,
-                resource: wgpu::BindingResource::TextureView(views.get(b).unwrap_or(&views[0])),
+        // Slot b of the group holds brick `brick_in(b)`.
+        let group = |brick_in: &dyn Fn(usize) -> usize| {
+            let mut entries: Vec<wgpu::BindGroupEntry> = (0..MAX_BRICKS as usize)
+                .map(|b| wgpu::BindGroupEntry {
+                    binding: b as u32,
+                    resource: wgpu::BindingResource::TextureView(&views[brick_in(b)]),
+                })
+                .collect();
+            entries.push(wgpu::BindGroupEntry {
+                binding: MAX_BRICKS,
+                resource: table.as_entire_binding(),
+            });
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("volume"),
+                layout: &renderer.volume_layout,
+                entries: &entries,
             })
-            .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: MAX_BRICKS,
-            resource: table.as_entire_binding(),
-        });
-        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("volume"),
-            layout: &renderer.volume_layout,
-            entries: &entries,
-        });
+        };
+        // Every brick (unused slots repeat brick 0), and each brick alone.
+        let bind_group = group(&|b| if b < views.len() { b } else { 0 });
+        let brick_groups = (0..views.len()).map(|only| group(&|_| only)).collect();
         Ok(VolumeTexture {
             info,
             layout,
             bricks,
             bind_group,
+            brick_groups,
         })
     }
 
@@ -627,12 +637,13 @@ impl Renderer {
                     RESAMPLED_FORMAT
                 },
                 &[
-                    ("multi_brick", flag(v.multi_brick)),
+                    ("brick_count", f64::from(v.bricks)),
                     ("use_table", flag(v.use_table)),
                     ("trilinear", flag(v.trilinear)),
                     ("signed_data", flag(v.signed)),
                     ("on_one_slice", flag(v.on_one_slice)),
                     ("single_block", flag(v.single_block)),
+                    ("folded", flag(v.folded)),
                     ("thin", flag(v.thin)),
                     ("slab_mode", f64::from(v.slab_mode)),
                 ],
@@ -655,9 +666,20 @@ impl Renderer {
                 view.width, view.height
             )));
         }
-        let params = ResampleParams::new(&volume.info, &volume.layout, view)?;
+        let mut params = ResampleParams::new(&volume.info, &volume.layout, view)?;
         let mut variant = ResampleVariant::of(&params, view.width, view.height);
         variant.colour = volume.info.colour;
+        let mut bricks = &volume.bind_group;
+        if variant.on_one_slice
+            && let Some(k) = one_slice_of(&params, view.width, view.height)
+        {
+            // The slice's brick alone, and where the slice starts in it (a slice off the
+            // stack is clamped: no pixel of such a plane reads a voxel).
+            let k = k.clamp(0, volume.info.dims[2] as i64 - 1) as u32;
+            let (b, at) = volume.layout.locate(volume.info.dims, k);
+            params.one_slice = [at[0] as i32, at[1] as i32, at[2] as i32, b as i32];
+            bricks = &volume.brick_groups[b as usize];
+        }
         let pipeline = self.resample_pipeline(ctx, variant);
         target.ensure(ctx, view.width, view.height, volume.info.colour);
         let buffer = ctx
@@ -681,7 +703,7 @@ impl Renderer {
             &target.resampled_view,
             wgpu::Color::TRANSPARENT,
             &pipeline,
-            &[&params_group, &volume.bind_group],
+            &[&params_group, bricks],
         );
         Ok(())
     }
@@ -919,13 +941,16 @@ fn build_pipeline(
 /// Which resample pipeline a frame needs (the shader's override constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ResampleVariant {
-    multi_brick: bool,
+    /// Bricks a read chooses among (1 for a plane on one slice: its brick is bound alone).
+    bricks: u32,
     use_table: bool,
     trilinear: bool,
     signed: bool,
     on_one_slice: bool,
     /// One brick, not folded into tiles (its texture depth holds every slice).
     single_block: bool,
+    /// Each brick's slices folded into tiles.
+    folded: bool,
     /// One sample per pixel (no slab).
     thin: bool,
     /// `MODE_*` of the slab.
@@ -939,16 +964,18 @@ impl ResampleVariant {
     fn of(params: &ResampleParams, width: u32, height: u32) -> ResampleVariant {
         let use_table = params.dims[3] & FLAG_TABLE != 0;
         let trilinear = params.dims[3] & FLAG_TRILINEAR != 0;
+        let on_one_slice = trilinear
+            && !use_table
+            && params.fold[2] == 1
+            && one_slice_of(params, width, height).is_some();
         ResampleVariant {
-            multi_brick: params.brick[1] > 1,
+            bricks: if on_one_slice { 1 } else { params.brick[1] },
             use_table,
             trilinear,
             signed: params.dims[3] & FLAG_SIGNED != 0,
-            on_one_slice: trilinear
-                && !use_table
-                && params.fold[2] == 1
-                && one_slice_of(params, width, height).is_some(),
+            on_one_slice,
             single_block: params.brick[1] <= 1 && params.fold[0] >= params.dims[2],
+            folded: params.fold[0] < params.brick[0],
             thin: params.fold[2] == 1,
             slab_mode: params.fold[3],
             colour: false,

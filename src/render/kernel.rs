@@ -370,6 +370,10 @@ pub struct ResampleParams {
     pub scale: [f32; 4],
     /// slices per brick, number of bricks, unused, unused.
     pub brick: [u32; 4],
+    /// For the GPU's one-slice variant only: texel x, y, z of voxel (0, 0, k) of the slice the
+    /// plane lies on, and its brick (set by `Renderer::resample`; the CPU twin reads voxels
+    /// by index and ignores it).
+    pub one_slice: [i32; 4],
 }
 
 impl ResampleParams {
@@ -439,6 +443,7 @@ impl ResampleParams {
                 if thin { 0.0 } else { view.slab_mm as f32 },
             ],
             brick: [layout.slices_per_brick, layout.bricks, 0, 0],
+            one_slice: [0; 4],
         })
     }
 }
