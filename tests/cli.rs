@@ -279,3 +279,113 @@ fn render_refuses_bad_arguments_with_a_clear_message() {
     }
     assert!(!out_png.exists(), "a refused render wrote a file");
 }
+
+/// `xvfb-run`, or `None` (skipped with a message; a failure in CI, which installs it).
+fn xvfb_run() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("xvfb-run"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").map(|v| v != "true").unwrap_or(true),
+            "xvfb-run is missing: CI must install xvfb"
+        );
+        eprintln!("SKIPPED: xvfb-run is absent (the real window was not opened)");
+    }
+    found
+}
+
+/// Run `overread ARGS` in a 1920x1080 X server of its own, with its own data folder; the JSON
+/// that `--out` wrote. Fails after `limit` (a hung window must not hang the suite).
+fn overread_in_xvfb(
+    xvfb_run: &Path,
+    args: &[&str],
+    limit: std::time::Duration,
+) -> serde_json::Value {
+    let dir = tempdir();
+    let out = dir.path().join("frames.json");
+    let mut child = Command::new(xvfb_run)
+        .args(["-a", "-s", "-screen 0 1920x1080x24"])
+        .arg(env!("CARGO_BIN_EXE_overread"))
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .env("OVERREAD_DATA_DIR", dir.path().join("data"))
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            child.kill().ok();
+            panic!("overread {args:?} under Xvfb did not finish in {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).ok();
+    assert!(
+        status.success(),
+        "overread {args:?} under Xvfb: {status}: {stderr}"
+    );
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// The phases of a frame-time report: (name, frames), and every time a positive number.
+fn phases(report: &serde_json::Value) -> Vec<(String, u64)> {
+    report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            for key in ["p50_ms", "p99_ms", "max_ms"] {
+                let t = p[key].as_f64().unwrap();
+                assert!(t.is_finite() && t > 0.0, "{p}");
+            }
+            assert!(p["p50_ms"].as_f64() <= p["p99_ms"].as_f64(), "{p}");
+            assert!(p["p99_ms"].as_f64() <= p["max_ms"].as_f64(), "{p}");
+            (
+                p["phase"].as_str().unwrap().to_string(),
+                p["frames"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The real binary opens its real window (winit, eframe, a wgpu surface) in an X server, loads
+/// a study, plays the scripted reading of `bench-reading` (scroll, window/level, MPR, crosshair
+/// drags), reports every phase and closes; and the empty window that measures the floor under
+/// those frames does the same. Frame times are reported, not judged (benches/README.md).
+#[test]
+fn the_real_window_reads_a_study_under_xvfb() {
+    let Some(xvfb_run) = xvfb_run() else { return };
+    let dir = tempdir();
+    let series = dir.path().join("series");
+    let s = series.to_str().unwrap();
+    overread(&["synth", "-o", s, "--slices", "40", "--size", "128"], &[]);
+    let limit = std::time::Duration::from_secs(600);
+
+    let reading = overread_in_xvfb(&xvfb_run, &["bench-reading", s], limit);
+    assert_eq!(reading["window_points"], "[1920 1080]");
+    assert!(reading["adapter"].as_str().is_some_and(|a| !a.is_empty()));
+    assert_eq!(
+        phases(&reading),
+        [
+            ("scroll".to_string(), 500),
+            ("window_level".to_string(), 200),
+            ("mpr_switch".to_string(), 1),
+            ("mpr_crosshair".to_string(), 200),
+        ]
+    );
+
+    let empty = overread_in_xvfb(&xvfb_run, &["bench-reading", "--empty-window"], limit);
+    assert_eq!(empty["window_points"], "[1920 1080]");
+    assert_eq!(phases(&empty), [("empty_window".to_string(), 300)]);
+}

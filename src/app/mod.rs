@@ -44,14 +44,38 @@ pub fn run_scripted(paths: Vec<PathBuf>, out: Option<PathBuf>) -> Result<(), efr
     run_with(paths, Some((script::Script::new(script::standard()), out)))
 }
 
+/// `overread bench-reading --empty-window`: the floor under the reading's frames, an empty
+/// window of the reading's size and options ([`script::EmptyWindow`]).
+pub fn run_empty_window(out: Option<PathBuf>) -> Result<(), eframe::Error> {
+    eframe::run_native(
+        "Overread",
+        native_options(true),
+        Box::new(|_| Ok(Box::new(script::EmptyWindow::new(out)))),
+    )
+}
+
 fn run_with(
     paths: Vec<PathBuf>,
     script: Option<(script::Script, Option<PathBuf>)>,
 ) -> Result<(), eframe::Error> {
+    eframe::run_native(
+        "Overread",
+        native_options(script.is_some()),
+        Box::new(|cc| {
+            let mut app = OverreadApp::new(cc, paths);
+            app.script = script;
+            Ok(Box::new(app))
+        }),
+    )
+}
+
+/// The window's options: 1920x1080 for a scripted reading, no dithering, the adapter's own
+/// limits.
+fn native_options(scripted: bool) -> eframe::NativeOptions {
     let mut options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Overread")
-            .with_inner_size(if script.is_some() {
+            .with_inner_size(if scripted {
                 [1920.0, 1080.0]
             } else {
                 [1600.0, 1000.0]
@@ -70,15 +94,7 @@ fn run_with(
             ..Default::default()
         });
     }
-    eframe::run_native(
-        "Overread",
-        options,
-        Box::new(|cc| {
-            let mut app = OverreadApp::new(cc, paths);
-            app.script = script;
-            Ok(Box::new(app))
-        }),
-    )
+    options
 }
 
 /// What a background thread sends while loading a stack.
@@ -1639,22 +1655,11 @@ impl OverreadApp {
                 let p = self.cursor_mm + DVec3::new(dx, 0.0, dz);
                 self.set_cursor(p, None);
             }
+            Some(script::Step::Idle) => {}
             None => {
                 if let Some((script, out)) = self.script.take() {
-                    let results = script.results();
-                    let json = serde_json::json!({
-                        "window_points": ctx.content_rect().size().to_string(),
-                        "pixels_per_point": ctx.pixels_per_point(),
-                        "adapter": self.gpu.as_ref().map(|g| g.ctx.describe()),
-                        "phases": results,
-                    });
-                    println!("{json:#}");
-                    if let Some(out) = out
-                        && let Err(e) = std::fs::write(&out, format!("{json:#}"))
-                    {
-                        eprintln!("writing {}: {e}", out.display());
-                    }
-                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    let adapter = self.gpu.as_ref().map(|g| g.ctx.describe());
+                    script::finish(&script, out.as_ref(), ctx, adapter);
                 }
             }
         }

@@ -3,8 +3,10 @@
 //! recording the time between frames (render, paint and present included). When done it
 //! prints p50/p99 per phase as JSON and closes the window.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
+use eframe::egui;
 use serde::Serialize;
 
 /// One step of the script, applied at the start of a frame.
@@ -18,6 +20,8 @@ pub enum Step {
     Mpr,
     /// Move the MPR point by (dx, dy) mm in the coronal plane (x and z).
     Crosshair(f64, f64),
+    /// Nothing: a frame of an empty window ([`EmptyWindow`]).
+    Idle,
 }
 
 /// The standard reading: 500 scroll steps, 200 window drags, 200 crosshair moves.
@@ -118,5 +122,74 @@ impl Script {
                 }
             })
             .collect()
+    }
+}
+
+/// Print the results of a finished script as JSON (and write them to `out`), then close the
+/// window.
+pub fn finish(
+    script: &Script,
+    out: Option<&PathBuf>,
+    ctx: &egui::Context,
+    adapter: Option<String>,
+) {
+    let json = serde_json::json!({
+        "window_points": ctx.content_rect().size().to_string(),
+        "pixels_per_point": ctx.pixels_per_point(),
+        "adapter": adapter,
+        "phases": script.results(),
+    });
+    println!("{json:#}");
+    if let Some(out) = out
+        && let Err(e) = std::fs::write(out, format!("{json:#}"))
+    {
+        eprintln!("writing {}: {e}", out.display());
+    }
+    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+}
+
+/// The floor under every frame of the reading: a window of the same size and options that
+/// draws nothing, so that each frame is only egui's clear of the window and its present.
+/// `overread bench-reading --empty-window`.
+#[derive(Debug)]
+pub struct EmptyWindow {
+    pub script: Script,
+    pub out: Option<PathBuf>,
+    pub done: bool,
+}
+
+impl EmptyWindow {
+    /// 300 frames, after the usual warm-up.
+    pub fn new(out: Option<PathBuf>) -> EmptyWindow {
+        EmptyWindow {
+            script: Script::new(vec![("empty_window", Step::Idle); 300]),
+            out,
+            done: false,
+        }
+    }
+}
+
+impl eframe::App for EmptyWindow {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        if self.done {
+            return;
+        }
+        ctx.request_repaint();
+        if self.script.warmup > 0 {
+            self.script.warmup -= 1;
+            return;
+        }
+        if self.script.frame().is_none() {
+            let adapter = frame.wgpu_render_state().map(|rs| {
+                let info = rs.adapter.get_info();
+                format!(
+                    "{} ({:?}, {:?}, driver {} {})",
+                    info.name, info.backend, info.device_type, info.driver, info.driver_info
+                )
+            });
+            finish(&self.script, self.out.as_ref(), &ctx, adapter);
+            self.done = true;
+        }
     }
 }

@@ -86,6 +86,10 @@ pub struct BenchReadingArgs {
     /// Also write the JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Time 300 frames of an empty window of the same size and options instead: the floor
+    /// under every frame of the reading (clearing the window and presenting it).
+    #[arg(long, conflicts_with = "paths")]
+    pub empty_window: bool,
 }
 
 #[derive(Debug, Args)]
@@ -584,6 +588,10 @@ fn open_cmd(args: &OpenArgs) -> Result<()> {
 }
 
 fn bench_reading_cmd(args: &BenchReadingArgs) -> Result<()> {
+    if args.empty_window {
+        return crate::app::run_empty_window(args.out.clone())
+            .map_err(|e| anyhow::anyhow!("the empty window: {e}"));
+    }
     let mut paths = args.paths.clone();
     let _scratch;
     if paths.is_empty() {
