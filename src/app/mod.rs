@@ -583,7 +583,7 @@ impl OverreadApp {
         let voi = header_window
             .or_else(|| Voi::preset("abdomen").filter(|_| ct))
             .unwrap_or_else(|| Voi::linear(2048.0, 4096.0));
-        let mut viewport = Viewport::new(&o.info, native_plane(&o.info), voi);
+        let mut viewport = Viewport::new(&o.info, crate::viewer::native_plane(&o.info), voi);
         viewport.display.monochrome1 = o.stack.format.photometric_interpretation == "MONOCHROME1";
         self.pending_points.clear();
         if into_active {
@@ -1166,8 +1166,13 @@ impl OverreadApp {
             && let Some(v) = self.viewport()
             && off_plane(v.normal()) > 0.5
         {
-            let best = [Plane::Axial, Plane::Coronal, Plane::Sagittal]
+            // The stack's own plane first: a measurement made on its slices goes back there.
+            let native = self
+                .open_at(self.active)
+                .map(|o| crate::viewer::native_plane(&o.info));
+            let best = native
                 .into_iter()
+                .chain([Plane::Axial, Plane::Coronal, Plane::Sagittal])
                 .min_by(|a, b| off_plane(a.normal()).total_cmp(&off_plane(b.normal())))
                 .unwrap_or(Plane::Axial);
             self.show_plane(best, centre.dot(best.normal()));
@@ -1551,15 +1556,6 @@ fn is_ct(patients: &[Patient], stack: &Stack) -> bool {
             })
         })
     })
-}
-
-/// The standard plane closest to the stack's own slices.
-fn native_plane(info: &VolumeInfo) -> Plane {
-    let n = info.axes[2];
-    [Plane::Axial, Plane::Coronal, Plane::Sagittal]
-        .into_iter()
-        .max_by(|a, b| a.normal().dot(n).abs().total_cmp(&b.normal().dot(n).abs()))
-        .unwrap_or(Plane::Axial)
 }
 
 impl eframe::App for OverreadApp {

@@ -57,7 +57,7 @@ impl Viewport {
     pub fn new(info: &VolumeInfo, plane: Plane, voi: Voi) -> Viewport {
         let mut centre = volume_centre(info);
         let n = plane.normal();
-        if n.dot(info.axes[2]).abs() > 1.0 - 1e-6
+        if along_slices(info, n)
             && let Some(mid) = info.geometry.slice_positions_mm.get(info.dims[2] / 2)
         {
             centre += n * (DVec3::from(*mid) - centre).dot(n);
@@ -125,10 +125,47 @@ impl Viewport {
     }
 
     /// Move `steps` planes along the normal (positive: towards +normal), staying within the
-    /// volume.
+    /// volume. On the stack's own plane a step is a slice: from slice to slice at the slices'
+    /// real positions (an unevenly spaced stack is never shown between two of its slices).
     pub fn scroll(&mut self, info: &VolumeInfo, steps: f64) {
+        if let Some(position) = self.slice_steps_away(info, steps) {
+            self.set_position(position);
+            return;
+        }
         let along = self.position_mm() + steps * self.scroll_step_mm(info);
         self.set_position_within(info, along);
+    }
+
+    /// Where `steps` (a whole number) slices away from this plane is, along its normal, when
+    /// the plane is parallel to the stack's slices: the first step goes to the nearest slice
+    /// beyond the plane (the plane itself may lie between two), the rest slice by slice, and
+    /// the ends stop it.
+    fn slice_steps_away(&self, info: &VolumeInfo, steps: f64) -> Option<f64> {
+        let n = self.normal();
+        if !along_slices(info, n) || steps.fract() != 0.0 || steps == 0.0 || info.slices.is_empty()
+        {
+            return None;
+        }
+        let z: Vec<f64> = info.slices.iter().map(|e| f64::from(e.z)).collect();
+        // The slice table ascends along the stack's normal (it is sorted along it).
+        if z.windows(2).any(|w| w[1] < w[0]) {
+            return None;
+        }
+        let here = (DVec3::from(self.center_mm) - info.origin).dot(info.axes[2]);
+        // Towards larger z when the steps go along the stack's normal.
+        let up = (steps > 0.0) == (n.dot(info.axes[2]) > 0.0);
+        let count = steps.abs().min(z.len() as f64) as usize;
+        // Positions within a micrometre count as on the slice (f32 table).
+        let eps = 1e-3;
+        let last = z.len() - 1;
+        let target = if up {
+            let first_beyond = z.iter().position(|&s| s > here + eps).unwrap_or(last);
+            (first_beyond + count - 1).min(last)
+        } else {
+            let first_beyond = z.iter().rposition(|&s| s < here - eps).unwrap_or(0);
+            first_beyond.saturating_sub(count - 1)
+        };
+        Some((info.origin + info.axes[2] * z[target]).dot(n))
     }
 
     /// Move the plane along its normal to `position_mm`, keeping the pan.
@@ -239,8 +276,7 @@ impl Viewport {
     /// Slice number (1-based) and count when this plane is parallel to the stack's slices and
     /// sits on one of them.
     pub fn native_slice(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
-        let n = self.normal();
-        if n.dot(info.axes[2]).abs() < 1.0 - 1e-6 {
+        if !along_slices(info, self.normal()) {
             return None;
         }
         let c = DVec3::from(self.center_mm);
@@ -253,6 +289,31 @@ impl Viewport {
         ((f64::from(entry.z) - z).abs() < 0.5 * info.spacing_mm[2].max(1e-3))
             .then_some((k + 1, info.slices.len()))
     }
+}
+
+/// The stack's own plane: the standard plane its slices lie in, or else the oblique plane of
+/// its slices, so that a tilted or oblique acquisition opens on its own slices (not on a
+/// reformat near them). The oblique normal points the way of the nearest standard normal, so
+/// its positions read like that plane's (axial: z, coronal: y, sagittal: x), and its screen
+/// axes are that plane's, tilted into it.
+pub fn native_plane(info: &VolumeInfo) -> Plane {
+    let n = info.axes[2];
+    let nearest = [Plane::Axial, Plane::Coronal, Plane::Sagittal]
+        .into_iter()
+        .max_by(|a, b| a.normal().dot(n).abs().total_cmp(&b.normal().dot(n).abs()))
+        .unwrap_or(Plane::Axial);
+    // Exactly a standard plane (f64 noise of the orientation's normalization aside).
+    if nearest.normal().dot(n).abs() > 1.0 - 1e-12 {
+        return nearest;
+    }
+    let n = if nearest.normal().dot(n) < 0.0 { -n } else { n };
+    Plane::Oblique(n.to_array())
+}
+
+/// Whether a plane of normal `n` is parallel to the stack's slices (within 1e-6 of the cosine:
+/// 0.08 degrees), so that it can sit on one of them.
+pub fn along_slices(info: &VolumeInfo, n: DVec3) -> bool {
+    n.dot(info.axes[2]).abs() > 1.0 - 1e-6
 }
 
 /// Centre of the volume's bounding box, patient mm.
@@ -372,6 +433,98 @@ mod tests {
         assert_eq!(c.scroll_step_mm(&info), 1.0);
         c.scroll(&info, 1.0);
         assert_eq!(c.native_slice(&info), None);
+    }
+
+    fn info_of(orientation: [f64; 6], positions: Vec<[f64; 3]>) -> VolumeInfo {
+        let g =
+            VolumeGeometry::from_slices(200, 200, orientation, [1.0, 1.0], positions, None, None);
+        match VolumeInfo::from_parts(&g, &RescalePolicy::Uniform(Rescale::IDENTITY), false, false) {
+            Ok(i) => i,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A gantry-tilted CT (15 degrees: Image Orientation 1\0\0\0\cos\-sin, the table moving
+    /// 2 mm along z) opens on its own slices, not on an axial reformat: the middle image, its
+    /// number, and one slice a step at the slices' own positions (each Image Position along
+    /// the image plane's normal, row x column, PS3.3 C.7.6.2.1.1).
+    #[test]
+    fn a_tilted_stack_opens_and_scrolls_on_its_own_slices() {
+        let t = 15f64.to_radians();
+        let ipp = |k: usize| DVec3::new(-100.0, -100.0, k as f64 * 2.0);
+        let info = info_of(
+            [1.0, 0.0, 0.0, 0.0, t.cos(), -t.sin()],
+            (0..40).map(|k| ipp(k).to_array()).collect(),
+        );
+        // Row x column = (1, 0, 0) x (0, cos, -sin), on the head side like axial's +z.
+        let normal = DVec3::new(0.0, t.sin(), t.cos());
+        let plane = native_plane(&info);
+        let Plane::Oblique(n) = plane else {
+            panic!("{plane:?}")
+        };
+        assert!(
+            (DVec3::from(n).normalize() - normal).length() < 1e-9,
+            "{n:?}"
+        );
+        let mut v = Viewport::new(&info, plane, Voi::linear(40.0, 400.0));
+        let at = |v: &Viewport, k: usize| {
+            assert_eq!(v.native_slice(&info), Some((k + 1, 40)));
+            assert!((v.position_mm() - ipp(k).dot(normal)).abs() < 1e-4);
+        };
+        at(&v, 20);
+        v.scroll(&info, 1.0);
+        at(&v, 21);
+        v.scroll(&info, -3.0);
+        at(&v, 18);
+        v.scroll_to_end(&info, true);
+        at(&v, 39);
+        // Left and right as on an axial image; the top leans to the head with the gantry.
+        let markers = v.overlay(&info).markers.unwrap_or_default();
+        assert_eq!(markers[0..2], ["R", "L"].map(String::from));
+        assert_eq!(markers[2..4], ["A", "P"].map(String::from));
+        // A stack exactly in a standard plane keeps that plane.
+        assert_eq!(native_plane(&axial_info()), Plane::Axial);
+        let sagittal = info_of(
+            [0.0, 1.0, 0.0, 0.0, 0.0, -1.0],
+            (0..5).map(|k| [k as f64, 0.0, 0.0]).collect(),
+        );
+        assert_eq!(native_plane(&sagittal), Plane::Sagittal);
+    }
+
+    /// Slices at 0, 2.5, ... 10, then 15, 20, 25 mm: scrolling goes from slice to slice at
+    /// their own positions, never to a plane between two of them, and from a plane between
+    /// two slices one step goes to the next slice on that side.
+    #[test]
+    fn an_uneven_stack_scrolls_from_slice_to_slice() {
+        let zs = [0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0, 25.0];
+        let info = info_of(
+            [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            zs.iter().map(|z| [-100.0, -100.0, *z]).collect(),
+        );
+        let mut v = Viewport::new(&info, native_plane(&info), Voi::linear(40.0, 400.0));
+        v.scroll_to_end(&info, false);
+        assert_eq!(v.position_mm(), 0.0);
+        for (k, z) in zs.iter().enumerate().skip(1) {
+            v.scroll(&info, 1.0);
+            assert!(
+                (v.position_mm() - z).abs() < 1e-4,
+                "{k}: {}",
+                v.position_mm()
+            );
+            assert_eq!(v.native_slice(&info), Some((k + 1, 8)));
+        }
+        v.scroll(&info, 1.0);
+        assert!((v.position_mm() - 25.0).abs() < 1e-4);
+        v.scroll(&info, -2.0);
+        assert!((v.position_mm() - 15.0).abs() < 1e-4);
+        v.set_position(12.0);
+        v.scroll(&info, 1.0);
+        assert!((v.position_mm() - 15.0).abs() < 1e-4);
+        v.set_position(12.0);
+        v.scroll(&info, -1.0);
+        assert!((v.position_mm() - 10.0).abs() < 1e-4);
+        v.scroll(&info, -10.0);
+        assert!(v.position_mm().abs() < 1e-4);
     }
 
     #[test]
