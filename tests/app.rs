@@ -1772,3 +1772,77 @@ fn a_tilted_unevenly_spaced_ct_opens_and_scrolls_on_its_own_slices() {
     }
     assert_eq!(slice(&h), (28, 28));
 }
+
+/// A measurement's points come from one plane of one series, and never fall together: a
+/// double click (the second point within a pixel of the first) is taken back and the length
+/// waits for its second point; a point clicked after scrolling starts the measurement again
+/// on the new plane; an angle's vertex dragged onto the end of a side stops short of it (an
+/// angle with a zero side has no value).
+#[test]
+fn measurement_points_stay_on_one_plane_and_never_fall_together() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    h.state_mut().show_plane(Plane::Axial, 0.0);
+    h.step();
+    let pixel_mm = h.state().current_view().unwrap().pixel_mm;
+    let p = |x: f64, y: f64, z: f64| DVec3::new(x, y, z);
+    let last = |h: &Harness<'_, OverreadApp>| h.state().measurements().last().unwrap().clone();
+
+    h.get_by_label("Length").click();
+    h.step();
+    click_patient(&mut h, p(-60.0, 0.0, 0.0));
+    click_patient(&mut h, p(-60.0, 0.0, 0.0));
+    assert!(h.state().measurements().is_empty());
+    click_patient(&mut h, p(0.0, 0.0, 0.0));
+    assert_eq!(h.state().measurements().len(), 1);
+    let Some(Value::LengthMm(mm)) = h.state().measurement_value(&last(&h)) else {
+        panic!("not a length")
+    };
+    assert!((mm - 60.0).abs() <= 2.0 * pixel_mm, "{mm}");
+
+    // First point, then the next slice: the second click starts a new length there.
+    click_patient(&mut h, p(-60.0, 20.0, 0.0));
+    press(&mut h, egui::Key::ArrowDown);
+    let z = h.state().viewport().unwrap().position_mm();
+    assert!(z > 0.0);
+    click_patient(&mut h, p(0.0, 20.0, z));
+    assert_eq!(h.state().measurements().len(), 1);
+    click_patient(&mut h, p(0.0, 50.0, z));
+    assert_eq!(h.state().measurements().len(), 2);
+    let Shape::Length { a, b } = last(&h).shape else {
+        panic!("not a length")
+    };
+    assert!(
+        (a[2] - z).abs() < 1e-6 && (b[2] - z).abs() < 1e-6,
+        "{a:?} {b:?}"
+    );
+
+    // An angle (away from the lengths' handles) whose vertex is dragged onto its first point.
+    h.state_mut().show_plane(Plane::Axial, 0.0);
+    h.step();
+    h.get_by_label("Angle").click();
+    h.step();
+    let (a, vertex, b) = (p(-20.0, 40.0, 0.0), p(40.0, 40.0, 0.0), p(40.0, -20.0, 0.0));
+    for q in [a, vertex, b] {
+        click_patient(&mut h, q);
+    }
+    h.get_by_label("W/L").click();
+    h.step();
+    let path: Vec<egui::Pos2> = (0..=10)
+        .map(|t| screen_of(&h, 0, vertex.lerp(a, f64::from(t) / 10.0)))
+        .collect();
+    drag_along(&mut h, &path);
+    let angle = last(&h);
+    let Shape::Angle {
+        a: a2, vertex: v2, ..
+    } = angle.shape
+    else {
+        panic!("not an angle")
+    };
+    let side = DVec3::from(a2).distance(DVec3::from(v2));
+    assert!(side >= pixel_mm && side < 15.0, "the side is {side} mm");
+    let Some(Value::AngleDeg(deg)) = h.state().measurement_value(&angle) else {
+        panic!("not an angle")
+    };
+    assert!(deg.is_finite(), "{deg}");
+}

@@ -158,6 +158,8 @@ struct Cell {
     target: Option<ViewTarget>,
     /// The display pass as last set up, drawn into the window every frame.
     screen: Option<ScreenDraw>,
+    /// A scrolling drag's pixels not yet turned into slices.
+    scroll_drag_px: f64,
 }
 
 impl Cell {
@@ -170,6 +172,7 @@ impl Cell {
             display_dirty: true,
             target: None,
             screen: None,
+            scroll_drag_px: 0.0,
         }
     }
 }
@@ -328,6 +331,10 @@ pub struct OverreadApp {
     tool: Tool,
     /// Points clicked so far for the measurement being made.
     pending_points: Vec<DVec3>,
+    /// Where they were clicked: the cell, and its plane (normal, position). A click in
+    /// another cell or on another plane starts the measurement again, so one measurement
+    /// never joins points of two series or two slices.
+    pending_plane: Option<(usize, DVec3, f64)>,
     measurements: Vec<Measurement>,
     next_measurement_id: u64,
     /// Cine running since (frames are counted from this instant).
@@ -438,6 +445,7 @@ impl OverreadApp {
             show_bindings: false,
             tool: Tool::WindowLevel,
             pending_points: Vec::new(),
+            pending_plane: None,
             measurements: Vec::new(),
             next_measurement_id: 1,
             cine: None,

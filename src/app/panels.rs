@@ -421,6 +421,7 @@ fn cell_contents_ui(
         }
     }
     if response.drag_stopped() {
+        app.cells[i].scroll_drag_px = 0.0;
         app.dragging_cursor = None;
         app.dragging_handle = None;
         app.rotating = None;
@@ -445,7 +446,12 @@ fn cell_contents_ui(
         if let Some(p) = response.interact_pointer_pos() {
             let target = patient_of(rect, ppp, &view_now, p).to_array();
             if let Some(m) = app.measurements.iter_mut().find(|m| m.id == id) {
-                m.shape.move_handle(k, target);
+                // Never onto another of its points: a handle stops a pixel short.
+                let mut moved = m.shape.clone();
+                moved.move_handle(k, target);
+                if !moved.is_degenerate(view_now.pixel_mm) {
+                    m.shape = moved;
+                }
             }
         }
     } else if response.dragged_by(egui::PointerButton::Middle) {
@@ -454,11 +460,17 @@ fn cell_contents_ui(
             .pan_pixels(&view_now, f64::from(delta.x), f64::from(delta.y));
         cell.dirty = true;
     } else if response.dragged_by(egui::PointerButton::Secondary) {
+        // A slice per 4 pixels; what a frame's drag leaves over carries to the next, so a slow
+        // drag scrolls too.
         let cell = &mut app.cells[i];
-        cell.viewport
-            .scroll(&info, f64::from(delta.y / 4.0).round());
-        cell.dirty = true;
-        app.follow_scroll(i);
+        cell.scroll_drag_px += f64::from(delta.y);
+        let steps = (cell.scroll_drag_px / 4.0).trunc();
+        if steps != 0.0 {
+            cell.scroll_drag_px -= steps * 4.0;
+            cell.viewport.scroll(&info, steps);
+            cell.dirty = true;
+            app.follow_scroll(i);
+        }
     } else if response.dragged_by(egui::PointerButton::Primary) && app.tool == Tool::WindowLevel {
         let cell = &mut app.cells[i];
         cell.viewport
@@ -476,10 +488,22 @@ fn cell_contents_ui(
     {
         let p = patient_of(rect, ppp, &view, pos);
         if app.tool != Tool::WindowLevel {
+            let here = (
+                i,
+                app.cells[i].viewport.normal(),
+                app.cells[i].viewport.position_mm(),
+            );
+            let same_plane = app.pending_plane.is_some_and(|(cell, n, at)| {
+                cell == here.0 && n.dot(here.1) > 1.0 - 1e-9 && (at - here.2).abs() < 1e-6
+            });
+            if !same_plane {
+                app.pending_points.clear();
+            }
+            app.pending_plane = Some(here);
             app.pending_points.push(p);
         }
         if app.tool.clicks() > 0 && app.pending_points.len() >= app.tool.clicks() {
-            let pts: Vec<[f64; 3]> = app.pending_points.drain(..).map(|p| p.to_array()).collect();
+            let pts: Vec<[f64; 3]> = app.pending_points.iter().map(|p| p.to_array()).collect();
             let shape = match (app.tool, pts.as_slice()) {
                 (Tool::Probe, [at]) => Some(Shape::Probe { at: *at }),
                 (Tool::Length, [a, b]) => Some(Shape::Length { a: *a, b: *b }),
@@ -505,8 +529,20 @@ fn cell_contents_ui(
                 }
                 _ => None,
             };
-            if let Some(shape) = shape {
-                app.add_measurement(shape);
+            match shape {
+                // Two points within a screen pixel (a double click): the last one is taken
+                // back, and the measurement waits for it again.
+                Some(shape) if shape.is_degenerate(view.pixel_mm) => {
+                    app.pending_points.pop();
+                    app.status =
+                        "two points of the measurement fell together: click that point again"
+                            .into();
+                }
+                Some(shape) => {
+                    app.pending_points.clear();
+                    app.add_measurement(shape);
+                }
+                None => app.pending_points.clear(),
             }
         }
     }
@@ -813,10 +849,18 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     };
     // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
     bottom_left += &format!("Pos {:.1} mm", (o.position_mm * 10.0).round() / 10.0 + 0.0);
+    // On one of the stack's slices, its Slice Thickness; on a thin reformat (or without a
+    // thickness in the file), the step between planes, named as such.
+    let thickness = o
+        .slice
+        .and_then(|(k, _)| open.stack.slices.get(k - 1))
+        .and_then(|s| s.thickness_mm);
     if o.slab_mm > 0.0 {
         bottom_left += &format!("\nSlab {:.1} mm {:?}", o.slab_mm, viewport.slab_mode);
+    } else if let Some(t) = thickness {
+        bottom_left += &format!("\nThk {t:.2} mm");
     } else {
-        bottom_left += &format!("\nThk {:.2} mm", info.spacing_mm[2]);
+        bottom_left += &format!("\nStep {:.2} mm", viewport.scroll_step_mm(info));
     }
     if let Some((done, total)) = app.load_progress()
         && done < total

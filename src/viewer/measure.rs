@@ -241,6 +241,29 @@ impl Shape {
         }
     }
 
+    /// Whether the shape has collapsed below `min_mm` (a line, a side of an angle or a
+    /// semi-axis shorter than that): its length or angle would be meaningless (an angle with a
+    /// zero side is 0/0), so the app neither makes nor keeps such a shape.
+    pub fn is_degenerate(&self, min_mm: f64) -> bool {
+        let short = |a: &[f64; 3], b: &[f64; 3]| DVec3::from(*a).distance(DVec3::from(*b)) < min_mm;
+        match self {
+            Shape::Length { a, b } => short(a, b),
+            Shape::Angle { a, vertex, b } => short(a, vertex) || short(b, vertex),
+            Shape::Cobb { line1, line2 } => {
+                short(&line1[0], &line1[1]) || short(&line2[0], &line2[1])
+            }
+            Shape::Ellipse {
+                semi_axis_1,
+                semi_axis_2,
+                ..
+            } => {
+                DVec3::from(*semi_axis_1).length() < min_mm
+                    || DVec3::from(*semi_axis_2).length() < min_mm
+            }
+            Shape::Probe { .. } => false,
+        }
+    }
+
     /// Move handle `k` (as [`Shape::handles`] numbers them) to `p`. An ellipse's centre moves
     /// the whole ellipse; an axis end sets that semi-axis and turns the other with it (kept
     /// perpendicular, in the ellipse's plane, its length kept). An unknown handle changes
@@ -345,6 +368,34 @@ pub fn visible_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_shorter_than_the_limit_are_degenerate() {
+        let o = [0.0; 3];
+        let x = |d: f64| [d, 0.0, 0.0];
+        assert!(Shape::Length { a: o, b: x(0.4) }.is_degenerate(0.5));
+        assert!(!Shape::Length { a: o, b: x(0.6) }.is_degenerate(0.5));
+        let angle = |side: f64| Shape::Angle {
+            a: x(10.0),
+            vertex: o,
+            b: [0.0, side, 0.0],
+        };
+        assert!(angle(0.0).is_degenerate(0.5));
+        assert!(!angle(3.0).is_degenerate(0.5));
+        let cobb = Shape::Cobb {
+            line1: [o, x(10.0)],
+            line2: [[0.0, 5.0, 0.0], [0.0, 5.0, 0.0]],
+        };
+        assert!(cobb.is_degenerate(0.5));
+        let ellipse = |b: f64| Shape::Ellipse {
+            center: o,
+            semi_axis_1: x(4.0),
+            semi_axis_2: [0.0, b, 0.0],
+        };
+        assert!(ellipse(0.0).is_degenerate(0.5));
+        assert!(!ellipse(1.0).is_degenerate(0.5));
+        assert!(!Shape::Probe { at: o }.is_degenerate(0.5));
+    }
 
     #[test]
     fn handles_move_points_and_an_ellipse_keeps_its_axes_perpendicular() {

@@ -39,6 +39,9 @@ pub struct SliceRef {
     pub transfer_syntax_uid: String,
     /// For a Siemens mosaic: the tile of the stored frame that is this slice.
     pub mosaic_tile: Option<u32>,
+    /// Slice Thickness (0018,0050), mm: the nominal thickness of the reconstructed slice,
+    /// which may differ from the spacing between slices (overlapping or gapped slices).
+    pub thickness_mm: Option<f64>,
 }
 
 /// How the stored samples look, common to every slice of a stack.
@@ -488,6 +491,7 @@ fn make_stack(
             voi_lut: f.voi_lut.clone(),
             transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),
             mosaic_tile: f.mosaic_tile,
+            thickness_mm: f.thickness,
         })
         .collect();
     Stack {
