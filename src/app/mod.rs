@@ -336,6 +336,10 @@ pub struct OverreadApp {
     /// never joins points of two series or two slices.
     pending_plane: Option<(usize, DVec3, f64)>,
     measurements: Vec<Measurement>,
+    /// Each measurement's last value: by id, with the shape and the volume it is for.
+    values: std::sync::Mutex<
+        std::collections::HashMap<u64, (Shape, usize, crate::viewer::measure::Value)>,
+    >,
     next_measurement_id: u64,
     /// Cine running since (frames are counted from this instant).
     cine: Option<Instant>,
@@ -446,6 +450,7 @@ impl OverreadApp {
             tool: Tool::WindowLevel,
             pending_points: Vec::new(),
             pending_plane: None,
+            values: Default::default(),
             measurements: Vec::new(),
             next_measurement_id: 1,
             cine: None,
@@ -635,7 +640,12 @@ impl OverreadApp {
         self.set_cells(Vec::new());
         self.opens.clear();
         self.measurements.clear();
+        self.values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
         self.pending_points.clear();
+        self.pending_plane = None;
         self.dragging_cursor = None;
         self.dragging_handle = None;
         self.rotating = None;
@@ -1060,7 +1070,22 @@ impl OverreadApp {
             .iter()
             .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())?;
         let v = o.volume.as_ref()?;
-        Some(m.value(&o.info, &v.voxels))
+        // Computed once per shape and volume, not on every frame and in every place that
+        // shows it (a region's statistics resample its whole area).
+        let key = Arc::as_ptr(v) as usize;
+        let mut cache = self
+            .values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((shape, volume, value)) = cache.get(&m.id)
+            && *shape == m.shape
+            && *volume == key
+        {
+            return Some(value.clone());
+        }
+        let value = m.value(&o.info, &v.voxels);
+        cache.insert(m.id, (m.shape.clone(), key, value.clone()));
+        Some(value)
     }
 
     /// The frame the active viewport shows now (at its last drawn size).
@@ -1480,6 +1505,15 @@ impl OverreadApp {
     }
 
     /// Add a measurement made on the active cell's volume.
+    /// Delete measurement `id` (and its remembered value).
+    pub fn delete_measurement(&mut self, id: u64) {
+        self.measurements.retain(|m| m.id != id);
+        self.values
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+    }
+
     fn add_measurement(&mut self, shape: Shape) {
         let open = self.active_open();
         let frame_of_reference_uid =

@@ -209,7 +209,7 @@ pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             }
         });
     if let Some(id) = delete {
-        app.measurements.retain(|m| m.id != id);
+        app.delete_measurement(id);
     }
 }
 

@@ -128,8 +128,12 @@ pub fn value_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<f64> {
     r.value(0, 0).map(f64::from)
 }
 
+/// Most samples one region's statistics take (see [`ellipse_stats`]).
+pub const MAX_SAMPLES: f64 = 4.0e6;
+
 /// Statistics of the voxels inside an ellipse: the plane is sampled at the finest voxel
-/// spacing (nearest voxel per sample), and the area is the ellipse's own, pi * a * b.
+/// spacing (nearest voxel per sample; coarser only past [`MAX_SAMPLES`] within the volume),
+/// and the area is the ellipse's own, pi * a * b.
 fn ellipse_stats(
     info: &VolumeInfo,
     voxels: &Voxels,
@@ -151,18 +155,50 @@ fn ellipse_stats(
     if ra <= 0.0 || rb <= 0.0 {
         return empty;
     }
-    let step = info.min_spacing_mm().min(ra).min(rb);
-    let n_a = (2.0 * ra / step).ceil().max(1.0) as u32;
-    let n_b = (2.0 * rb / step).ceil().max(1.0) as u32;
     let (ua, ub) = (a / ra, b / rb);
-    // Pixel (x, y) centre is c + (x + 0.5 - n_a/2) * step * ua + (y + 0.5 - n_b/2) * step * ub.
+    // The volume's extent along each axis of the ellipse, from its centre: no sample beyond it
+    // can hold a voxel (the volume is convex), so an ellipse larger than the volume costs no
+    // more than the volume's own cross-section.
+    let extent = |u: DVec3| {
+        info.corners_mm()
+            .iter()
+            .map(|p| (DVec3::from(*p) - c).dot(u))
+            .fold((f64::MAX, f64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)))
+    };
+    let (ext_a, ext_b) = (extent(ua), extent(ub));
+    let span = |r: f64, (lo, hi): (f64, f64)| (hi.min(r) - lo.max(-r)).max(0.0);
+    let mut step = info.min_spacing_mm().min(ra).min(rb);
+    // At most MAX_SAMPLES samples: past that the grid coarsens (a region far larger than a
+    // body at sub-millimetre spacing), so that no frame waits long on a measurement.
+    let cells = (span(ra, ext_a) / step + 2.0) * (span(rb, ext_b) / step + 2.0);
+    if cells > MAX_SAMPLES {
+        step *= (cells / MAX_SAMPLES).sqrt();
+    }
+    let n_a = (2.0 * ra / step).ceil().max(1.0) as i64;
+    let n_b = (2.0 * rb / step).ceil().max(1.0) as i64;
+    // Grid sample x sits at (x + 0.5 - n/2) * step along its axis; keep those within the
+    // volume's extent (and a sample of margin).
+    let range = |n: i64, (lo, hi): (f64, f64)| {
+        let first = ((lo / step - 1.5 + n as f64 / 2.0).floor() as i64).clamp(0, n);
+        let end = ((hi / step + 1.5 + n as f64 / 2.0).ceil() as i64).clamp(first, n);
+        (first, end)
+    };
+    let ((x0, x1), (y0, y1)) = (range(n_a, ext_a), range(n_b, ext_b));
+    if x1 <= x0 || y1 <= y0 {
+        return empty;
+    }
+    let (w, h) = (x1 - x0, y1 - y0);
+    // Pixel (x', y') of this view is grid sample (x0 + x', y0 + y').
+    let centre = c
+        + ua * ((x0 as f64 + w as f64 / 2.0 - n_a as f64 / 2.0) * step)
+        + ub * ((y0 as f64 + h as f64 / 2.0 - n_b as f64 / 2.0) * step);
     let view = SliceView {
-        center_mm: c.to_array(),
+        center_mm: centre.to_array(),
         right: ua.to_array(),
         down: ub.to_array(),
         pixel_mm: step,
-        width: n_a,
-        height: n_b,
+        width: w as u32,
+        height: h as u32,
         slab_mm: 0.0,
         slab_mode: SlabMode::Average,
         interpolation: Interpolation::Nearest,
@@ -171,12 +207,12 @@ fn ellipse_stats(
         return empty;
     };
     let mut values = Vec::new();
-    for y in 0..n_b {
-        for x in 0..n_a {
-            let u = (f64::from(x) + 0.5 - f64::from(n_a) / 2.0) * step / ra;
-            let v = (f64::from(y) + 0.5 - f64::from(n_b) / 2.0) * step / rb;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let u = (x as f64 + 0.5 - n_a as f64 / 2.0) * step / ra;
+            let v = (y as f64 + 0.5 - n_b as f64 / 2.0) * step / rb;
             if u * u + v * v <= 1.0
-                && let Some(val) = r.value(x, y)
+                && let Some(val) = r.value((x - x0) as u32, (y - y0) as u32)
             {
                 values.push(f64::from(val));
             }
@@ -368,6 +404,46 @@ pub fn visible_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ellipse far larger than the volume samples only the volume: 2 m and 200 m across
+    /// an axial slice of a 64 x 64 phantom (2 mm voxels) give the same statistics, every
+    /// voxel of the slice once (the 200 m one would have been 4e10 samples).
+    #[test]
+    fn a_region_larger_than_the_volume_samples_the_volume_only() {
+        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
+            columns: 64,
+            rows: 64,
+            slices: 4,
+            pixel_mm: 2.0,
+            spacing_mm: 2.0,
+            ..imaging::synth::PhantomSpec::default()
+        });
+        let info = VolumeInfo::new(&volume).unwrap();
+        let centre = volume.geometry.patient_from_voxel_affine([31.5, 31.5, 1.0]);
+        let stats =
+            |r: f64| ellipse_stats(&info, &volume.voxels, centre, [r, 0.0, 0.0], [0.0, r, 0.0]);
+        let (
+            Value::Region { samples, mean, .. },
+            Value::Region {
+                samples: s2,
+                mean: m2,
+                ..
+            },
+        ) = (stats(2000.0), stats(200_000.0))
+        else {
+            panic!("not regions")
+        };
+        assert_eq!((samples, s2), (64 * 64, 64 * 64));
+        assert_eq!(mean, m2);
+        // The mean of slice 1's stored values through its rescale, from the voxels themselves.
+        let r = volume.rescale.for_slice(1);
+        let expected: f64 = (0..64)
+            .flat_map(|j| (0..64).map(move |i| (i, j)))
+            .map(|(i, j)| f64::from(volume.voxels.get(i, j, 1).unwrap()) * r.slope + r.intercept)
+            .sum::<f64>()
+            / 4096.0;
+        assert!((mean - expected).abs() < 1e-6, "{mean} vs {expected}");
+    }
 
     #[test]
     fn shapes_shorter_than_the_limit_are_degenerate() {
