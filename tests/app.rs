@@ -94,13 +94,11 @@ fn markers(h: &Harness<'_, OverreadApp>) -> [String; 4] {
 /// centre); returns the position clicked.
 fn click_patient(h: &mut Harness<'_, OverreadApp>, p: DVec3) {
     let view = h.state().current_view().unwrap();
-    let rect = h.state().viewport_rect().unwrap();
+    let grid = h.state().cell_grid(h.state().active()).unwrap();
     let (x, y) = view.pixel_at_patient(p);
-    // pixel_at_patient gives continuous coordinates with pixel centres at .5.
-    let pos = egui::pos2(
-        rect.min.x + x.floor() as f32 + 0.5,
-        rect.min.y + y.floor() as f32 + 0.5,
-    );
+    // pixel_at_patient gives continuous coordinates with pixel centres at .5: the centre of
+    // the pixel the point is in.
+    let pos = grid.screen(x.floor() + 0.5, y.floor() + 0.5);
     click_at(h, pos);
 }
 
@@ -276,12 +274,9 @@ fn every_default_binding_names_a_real_key() {
 
 fn screen_of(h: &Harness<'_, OverreadApp>, cell: usize, p: DVec3) -> egui::Pos2 {
     let view = h.state().cell_view(cell).unwrap();
-    let rect = h.state().cell_rect(cell).unwrap();
+    let grid = h.state().cell_grid(cell).unwrap();
     let (x, y) = view.pixel_at_patient(p);
-    egui::pos2(
-        rect.min.x + x.floor() as f32 + 0.5,
-        rect.min.y + y.floor() as f32 + 0.5,
-    )
+    grid.screen(x.floor() + 0.5, y.floor() + 0.5)
 }
 
 /// MPR: axial, coronal and sagittal through one point. Scrolling the axial view moves the
@@ -1456,11 +1451,8 @@ fn a_rotation_handle_turns_the_other_planes_for_oblique_mpr() {
     }
     // The coronal plane passes through where the handle was dropped.
     let view = h.state().cell_view(0).unwrap();
-    let rect = h.state().cell_rect(0).unwrap();
-    let dropped = view.patient_at_pixel(
-        f64::from(drop.x - rect.min.x) - 0.5,
-        f64::from(drop.y - rect.min.y) - 0.5,
-    );
+    let (x, y) = h.state().cell_grid(0).unwrap().pixel(drop);
+    let dropped = view.patient_at_pixel(x - 0.5, y - 0.5);
     assert!(
         normals[1].dot(dropped - cursor).abs() < 1.5 * view.pixel_mm,
         "{} mm off",

@@ -160,6 +160,8 @@ struct Cell {
     screen: Option<ScreenDraw>,
     /// A scrolling drag's pixels not yet turned into slices.
     scroll_drag_px: f64,
+    /// Pixels per point when it was drawn.
+    ppp: f32,
 }
 
 impl Cell {
@@ -173,7 +175,40 @@ impl Cell {
             target: None,
             screen: None,
             scroll_drag_px: 0.0,
+            ppp: 1.0,
         }
+    }
+}
+
+/// Where a cell's view pixels lie on screen. egui gives a cell's paint callback the cell's
+/// rectangle with its corner rounded to whole pixels, so view pixel coordinates (x, y)
+/// (continuous, pixel centres at .5, as `SliceView::pixel_at_patient` gives them) are that
+/// corner plus (x, y) pixels. Overlays, clicks and handles all go through this one mapping.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelGrid {
+    /// The first view pixel's corner, in window pixels.
+    origin: egui::Vec2,
+    pixels_per_point: f32,
+}
+
+impl PixelGrid {
+    /// The grid of a cell drawn in `rect` (points) at `pixels_per_point`.
+    pub fn new(rect: egui::Rect, pixels_per_point: f32) -> PixelGrid {
+        PixelGrid {
+            origin: (rect.min.to_vec2() * pixels_per_point).round(),
+            pixels_per_point,
+        }
+    }
+
+    /// The screen point (points) of view pixel coordinates (x, y).
+    pub fn screen(&self, x: f64, y: f64) -> egui::Pos2 {
+        (self.origin + egui::vec2(x as f32, y as f32)).to_pos2() / self.pixels_per_point
+    }
+
+    /// The view pixel coordinates under screen point `pos`.
+    pub fn pixel(&self, pos: egui::Pos2) -> (f64, f64) {
+        let p = pos.to_vec2() * self.pixels_per_point - self.origin;
+        (f64::from(p.x), f64::from(p.y))
     }
 }
 
@@ -852,6 +887,12 @@ impl OverreadApp {
     }
 
     /// Where cell `i` was drawn (screen points).
+    /// Where cell `i`'s view pixels lie on screen (as last drawn).
+    pub fn cell_grid(&self, i: usize) -> Option<PixelGrid> {
+        let c = self.cells.get(i)?;
+        Some(PixelGrid::new(c.rect?, c.ppp))
+    }
+
     pub fn cell_rect(&self, i: usize) -> Option<egui::Rect> {
         self.cells.get(i).and_then(|c| c.rect)
     }
@@ -949,14 +990,16 @@ impl OverreadApp {
         if self.layout != Layout::Mpr {
             return Vec::new();
         }
-        let (Some(view), Some(rect), Some(cell)) =
-            (self.cell_view(i), self.cell_rect(i), self.cells.get(i))
-        else {
+        let (Some(view), Some(rect), Some(grid), Some(cell)) = (
+            self.cell_view(i),
+            self.cell_rect(i),
+            self.cell_grid(i),
+            self.cells.get(i),
+        ) else {
             return Vec::new();
         };
-        let ppp = view.width as f32 / rect.width().max(1.0);
         let ((x, y), _) = crate::viewer::measure::project(&view, self.cursor_mm.to_array());
-        let centre = rect.min + egui::vec2((x - 0.5) as f32 / ppp, (y - 0.5) as f32 / ppp);
+        let centre = grid.screen(x, y);
         let reach = rect.width().min(rect.height()) / 3.0;
         let n = cell.viewport.normal();
         let mut out = Vec::new();
@@ -1722,5 +1765,35 @@ impl OverreadApp {
             self.cine = Some(Instant::now());
         }
         ctx.request_repaint();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grid's first pixel is where egui puts the cell's paint callback (its corner rounded
+    /// to whole pixels, `ViewportInPixels`), so a view pixel centre maps to the centre of the
+    /// window pixel the image draws it in, and screen and pixel coordinates invert each other.
+    #[test]
+    fn the_pixel_grid_is_where_the_image_is_drawn() {
+        for (min, ppp) in [
+            ((431.5, 20.25), 1.0),
+            ((431.3, 20.7), 2.0),
+            ((10.0, 0.0), 1.5),
+        ] {
+            let rect =
+                egui::Rect::from_min_size(egui::pos2(min.0, min.1), egui::vec2(300.0, 200.0));
+            let grid = PixelGrid::new(rect, ppp);
+            let egui_viewport =
+                egui::epaint::ViewportInPixels::from_points(&rect, ppp, [4000, 4000]);
+            // View pixel (0, 0)'s centre is window pixel (left, top)'s centre.
+            let centre = grid.screen(0.5, 0.5);
+            assert!((centre.x * ppp - (egui_viewport.left_px as f32 + 0.5)).abs() < 1e-4);
+            assert!((centre.y * ppp - (egui_viewport.top_px as f32 + 0.5)).abs() < 1e-4);
+            let (x, y) = grid.pixel(egui::pos2(500.0, 100.0));
+            let back = grid.screen(x, y);
+            assert!((back.x - 500.0).abs() < 1e-3 && (back.y - 100.0).abs() < 1e-3);
+        }
     }
 }

@@ -4,7 +4,7 @@
 use eframe::egui::{self, Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
 use glam::DVec3;
 
-use super::{Layout, OverreadApp, Tool};
+use super::{Layout, OverreadApp, PixelGrid, Tool};
 use crate::render::ScreenDraw;
 use crate::render::SliceView;
 use crate::render::gpu::ViewTarget;
@@ -290,19 +290,11 @@ pub fn viewport_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         });
 }
 
-/// Screen position (points) of a view pixel coordinate (pixel centres at .5).
-fn screen_of(rect: Rect, ppp: f32, x: f64, y: f64) -> Pos2 {
-    Pos2::new(
-        rect.min.x + (x / f64::from(ppp)) as f32,
-        rect.min.y + (y / f64::from(ppp)) as f32,
-    )
-}
-
 /// Patient point under a screen position.
-fn patient_of(rect: Rect, ppp: f32, view: &SliceView, pos: Pos2) -> DVec3 {
-    let x = f64::from((pos.x - rect.min.x) * ppp) - 0.5;
-    let y = f64::from((pos.y - rect.min.y) * ppp) - 0.5;
-    view.patient_at_pixel(x, y)
+fn patient_of(grid: PixelGrid, view: &SliceView, pos: Pos2) -> DVec3 {
+    let (x, y) = grid.pixel(pos);
+    // `patient_at_pixel` counts pixel centres at whole numbers.
+    view.patient_at_pixel(x - 0.5, y - 0.5)
 }
 
 fn cell_ui(app: &mut OverreadApp, ui: &mut egui::Ui, i: usize, rect: Rect) {
@@ -333,9 +325,11 @@ fn cell_contents_ui(
         Sense::click_and_drag(),
     );
     let ppp = ui.ctx().pixels_per_point();
+    let grid = PixelGrid::new(rect, ppp);
     let size_px = viewport_pixels(ui.ctx(), rect);
     let info = app.open_at(i).map(|o| o.info.clone())?;
     app.cells[i].rect = Some(rect);
+    app.cells[i].ppp = ppp;
     // A series dropped here from the browser opens in this viewport.
     if let Some(dropped) = response.dnd_release_payload::<StackDrag>() {
         app.active = i;
@@ -395,7 +389,7 @@ fn cell_contents_ui(
     // Drags: the MPR crosshair centre, pan, scroll, window/level.
     let cursor_screen = {
         let ((x, y), _) = project(&view_now, app.cursor_mm.to_array());
-        screen_of(rect, ppp, x - 0.5, y - 0.5)
+        grid.screen(x, y)
     };
     if response.drag_started_by(egui::PointerButton::Primary)
         && app.layout == Layout::Mpr
@@ -409,15 +403,14 @@ fn cell_contents_ui(
         && app.dragging_cursor != Some(i)
         && let Some(origin) = ui.input(|inp| inp.pointer.press_origin())
     {
-        app.dragging_handle =
-            handle_at(app, i, &view_now, rect, ppp, origin).map(|(id, k)| (i, id, k));
+        app.dragging_handle = handle_at(app, i, &view_now, grid, origin).map(|(id, k)| (i, id, k));
         if app.dragging_handle.is_none()
             && app
                 .rotation_handles(i)
                 .iter()
                 .any(|(_, h)| h.distance(origin) <= 8.0)
         {
-            app.rotating = Some((i, patient_of(rect, ppp, &view_now, origin)));
+            app.rotating = Some((i, patient_of(grid, &view_now, origin)));
         }
     }
     if response.drag_stopped() {
@@ -429,14 +422,14 @@ fn cell_contents_ui(
     let delta = response.drag_delta() * ppp;
     if app.dragging_cursor == Some(i) {
         if let Some(p) = response.interact_pointer_pos() {
-            let target = patient_of(rect, ppp, &view_now, p);
+            let target = patient_of(grid, &view_now, p);
             app.set_cursor(target, Some(i));
         }
     } else if let Some((cell, from)) = app.rotating
         && cell == i
     {
         if let Some(p) = response.interact_pointer_pos() {
-            let to = patient_of(rect, ppp, &view_now, p);
+            let to = patient_of(grid, &view_now, p);
             app.rotate_mpr(i, from, to);
             app.rotating = Some((i, to));
         }
@@ -444,7 +437,7 @@ fn cell_contents_ui(
         && cell == i
     {
         if let Some(p) = response.interact_pointer_pos() {
-            let target = patient_of(rect, ppp, &view_now, p).to_array();
+            let target = patient_of(grid, &view_now, p).to_array();
             if let Some(m) = app.measurements.iter_mut().find(|m| m.id == id) {
                 // Never onto another of its points: a handle stops a pixel short.
                 let mut moved = m.shape.clone();
@@ -486,7 +479,7 @@ fn cell_contents_ui(
     if response.clicked()
         && let Some(pos) = response.interact_pointer_pos()
     {
-        let p = patient_of(rect, ppp, &view, pos);
+        let p = patient_of(grid, &view, pos);
         if app.tool != Tool::WindowLevel {
             let here = (
                 i,
@@ -717,8 +710,7 @@ fn handle_at(
     app: &OverreadApp,
     i: usize,
     view: &SliceView,
-    rect: Rect,
-    ppp: f32,
+    grid: PixelGrid,
     pos: Pos2,
 ) -> Option<(u64, usize)> {
     app.measurements_on(i, view)
@@ -729,11 +721,7 @@ fn handle_at(
                 .enumerate()
                 .map(move |(k, p)| {
                     let ((x, y), _) = project(view, p);
-                    (
-                        m.id,
-                        k,
-                        screen_of(rect, ppp, x - 0.5, y - 0.5).distance(pos),
-                    )
+                    (m.id, k, grid.screen(x, y).distance(pos))
                 })
         })
         .filter(|(_, _, d)| *d <= 8.0)
@@ -772,7 +760,8 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     };
     let viewport = &cell.viewport;
     let ppp = ui.ctx().pixels_per_point();
-    let to_screen = |x: f64, y: f64| screen_of(rect, ppp, x, y);
+    let grid = PixelGrid::new(rect, ppp);
+    let to_screen = |x: f64, y: f64| grid.screen(x, y);
     let painter = ui.painter_at(rect);
     let font = FontId::monospace(13.0);
     let info = &open.info;
@@ -812,7 +801,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             d.dot(DVec3::from(view.right)) as f32,
             d.dot(DVec3::from(view.down)) as f32,
         );
-        let centre = to_screen(x - 0.5, y - 0.5);
+        let centre = to_screen(x, y);
         let reach = rect.width() + rect.height();
         painter.line_segment(
             [centre - dir * reach, centre + dir * reach],
@@ -821,11 +810,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     }
     if app.layout == Layout::Mpr {
         let ((x, y), _) = project(view, app.cursor_mm.to_array());
-        painter.circle_stroke(
-            to_screen(x - 0.5, y - 0.5),
-            6.0,
-            Stroke::new(1.0, Color32::WHITE),
-        );
+        painter.circle_stroke(to_screen(x, y), 6.0, Stroke::new(1.0, Color32::WHITE));
         // Drag one of these to turn the other planes (oblique MPR).
         for (j, at) in app.rotation_handles(i) {
             if let Some(other) = app.cells.get(j) {
@@ -919,7 +904,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
                 .iter()
                 .map(|p| {
                     let ((x, y), _) = project(view, *p);
-                    to_screen(x - 0.5, y - 0.5)
+                    to_screen(x, y)
                 })
                 .collect();
             for w in pts.windows(2) {
@@ -945,7 +930,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     if i == app.active {
         for p in &app.pending_points {
             let ((x, y), _) = project(view, p.to_array());
-            painter.circle_stroke(to_screen(x - 0.5, y - 0.5), 3.0, Stroke::new(1.5, MEASURE));
+            painter.circle_stroke(to_screen(x, y), 3.0, Stroke::new(1.5, MEASURE));
         }
     }
     // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width.
