@@ -1041,8 +1041,8 @@ impl OverreadApp {
             if j == about {
                 continue;
             }
-            let normal = (turn * cell.viewport.normal()).normalize();
-            cell.viewport.plane = Plane::Oblique(normal.to_array());
+            cell.viewport.plane = cell.viewport.plane.turned(turn);
+            let normal = cell.viewport.normal();
             cell.viewport.set_position(c.dot(normal));
             cell.dirty = true;
         }
@@ -1424,10 +1424,9 @@ impl OverreadApp {
             }
             Action::Reset
                 if self.layout == Layout::Mpr
-                    && self
-                        .cells
-                        .iter()
-                        .any(|c| matches!(c.viewport.plane, Plane::Oblique(_))) =>
+                    && self.cells.iter().any(|c| {
+                        matches!(c.viewport.plane, Plane::Oblique(_) | Plane::Turned { .. })
+                    }) =>
             {
                 // Oblique MPR back to axial, coronal and sagittal through the same point.
                 let standard = [Plane::Axial, Plane::Coronal, Plane::Sagittal];

@@ -17,8 +17,18 @@ pub enum Plane {
     Axial,
     Coronal,
     Sagittal,
-    /// An oblique plane by its normal (LPS, need not be unit length).
+    /// An oblique plane by its normal (LPS, need not be unit length); its screen axes are the
+    /// nearest standard plane's, tilted into it.
     Oblique([f64; 3]),
+    /// A plane with its own screen axes: a plane turned in oblique MPR keeps its image's
+    /// orientation through the turn (the nearest standard plane would change at 45 degrees
+    /// and mirror the image). Unit and orthogonal up to rounding; `normal` is the direction
+    /// positions are measured along.
+    Turned {
+        normal: [f64; 3],
+        right: [f64; 3],
+        down: [f64; 3],
+    },
 }
 
 impl Plane {
@@ -59,6 +69,17 @@ impl Plane {
             Plane::Coronal => DVec3::Y,
             Plane::Sagittal => DVec3::X,
             Plane::Oblique(n) => DVec3::from(*n).normalize(),
+            Plane::Turned { normal, .. } => DVec3::from(*normal).normalize(),
+        }
+    }
+
+    /// This plane turned by `turn` (about the origin): normal and screen axes together.
+    pub fn turned(&self, turn: glam::DQuat) -> Plane {
+        let (right, down) = self.screen_axes();
+        Plane::Turned {
+            normal: (turn * self.normal()).to_array(),
+            right: (turn * right).to_array(),
+            down: (turn * down).to_array(),
         }
     }
 
@@ -68,6 +89,17 @@ impl Plane {
             Plane::Axial => (DVec3::X, DVec3::Y),
             Plane::Coronal => (DVec3::X, DVec3::NEG_Z),
             Plane::Sagittal => (DVec3::Y, DVec3::NEG_Z),
+            Plane::Turned { right, down, .. } => {
+                // Re-orthonormalized in the plane (turns add rounding), down on its own side.
+                let n = self.normal();
+                let r = DVec3::from(*right);
+                let right = (r - n * r.dot(n)).normalize_or(n.any_orthonormal_vector());
+                let mut d = n.cross(right);
+                if d.dot(DVec3::from(*down)) < 0.0 {
+                    d = -d;
+                }
+                (right, d)
+            }
             Plane::Oblique(_) => {
                 // Take the screen axes of the standard plane nearest to this one and tilt them
                 // into the oblique plane, so a slightly oblique axial still looks axial.
@@ -275,6 +307,44 @@ pub fn direction_letters(d: DVec3) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A coronal or sagittal plane turned about the z axis keeps its image's orientation: its
+    /// screen axes are the standard ones turned, and from 44 to 46 degrees its screen right
+    /// turns by 2 degrees. A sagittal plane given by its normal alone takes the nearest
+    /// standard plane's axes, which mirror its image there.
+    #[test]
+    fn a_turned_plane_keeps_its_orientation_through_45_degrees() {
+        let turn = |deg: f64| glam::DQuat::from_axis_angle(DVec3::Z, f64::to_radians(deg));
+        for plane in [Plane::Coronal, Plane::Sagittal] {
+            let (r0, d0) = plane.screen_axes();
+            for deg in [10.0, 44.0, 46.0, 90.0, 135.0, 270.0] {
+                let t = plane.turned(turn(deg));
+                let (r, d) = t.screen_axes();
+                assert!((r - turn(deg) * r0).length() < 1e-12, "{plane:?} {deg}");
+                assert!((d - turn(deg) * d0).length() < 1e-12, "{plane:?} {deg}");
+                assert!((t.normal() - turn(deg) * plane.normal()).length() < 1e-12);
+            }
+            let right = |deg: f64| plane.turned(turn(deg)).screen_axes().0;
+            assert!(right(44.0).angle_between(right(46.0)).to_degrees() < 2.0 + 1e-9);
+        }
+        // The sagittal plane by its normal alone: coronal's axes past 45 degrees, mirrored.
+        let oblique_right = |deg: f64| {
+            Plane::Oblique((turn(deg) * DVec3::X).to_array())
+                .screen_axes()
+                .0
+        };
+        assert!(
+            oblique_right(44.0)
+                .angle_between(oblique_right(46.0))
+                .to_degrees()
+                > 90.0
+        );
+        // Turning twice is one turn of the sum.
+        let twice = Plane::Coronal.turned(turn(20.0)).turned(turn(25.0));
+        let once = Plane::Coronal.turned(turn(45.0));
+        let (a, b) = (twice.screen_axes(), once.screen_axes());
+        assert!((a.0 - b.0).length() < 1e-12 && (a.1 - b.1).length() < 1e-12);
+    }
 
     #[test]
     fn standard_planes_follow_the_radiological_convention() {
