@@ -1809,15 +1809,22 @@ fn measurement_points_stay_on_one_plane_and_never_fall_together() {
         "{a:?} {b:?}"
     );
 
-    // An angle (away from the lengths' handles) whose vertex is dragged onto its first point.
+    // An angle (away from the lengths' handles) whose first point is double-clicked: the
+    // second click is taken back and the angle is finished by its vertex and other end. Then
+    // its vertex is dragged onto its first point.
     h.state_mut().show_plane(Plane::Axial, 0.0);
     h.step();
     h.get_by_label("Angle").click();
     h.step();
     let (a, vertex, b) = (p(-20.0, 40.0, 0.0), p(40.0, 40.0, 0.0), p(40.0, -20.0, 0.0));
-    for q in [a, vertex, b] {
+    for q in [a, a, vertex, b] {
         click_patient(&mut h, q);
     }
+    assert_eq!(h.state().measurements().len(), 3);
+    let Some(Value::AngleDeg(deg)) = h.state().measurement_value(&last(&h)) else {
+        panic!("not an angle")
+    };
+    assert!((deg - 90.0).abs() < 1.0, "{deg}");
     h.get_by_label("W/L").click();
     h.step();
     let path: Vec<egui::Pos2> = (0..=10)

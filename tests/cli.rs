@@ -304,8 +304,11 @@ fn overread_in_xvfb(
     args: &[&str],
     limit: std::time::Duration,
 ) -> serde_json::Value {
+    use std::os::unix::process::CommandExt;
     let dir = tempdir();
     let out = dir.path().join("frames.json");
+    // Its messages go to a file (a pipe nobody reads while it runs could fill and stop it).
+    let log = dir.path().join("stderr.txt");
     let mut child = Command::new(xvfb_run)
         .args(["-a", "-s", "-screen 0 1920x1080x24"])
         .arg(env!("CARGO_BIN_EXE_overread"))
@@ -315,7 +318,9 @@ fn overread_in_xvfb(
         .env("OVERREAD_DATA_DIR", dir.path().join("data"))
         .env("XDG_RUNTIME_DIR", dir.path())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        // Its own process group: xvfb-run, Xvfb and overread go together on a timeout.
+        .process_group(0)
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
@@ -324,13 +329,16 @@ fn overread_in_xvfb(
             break status;
         }
         if start.elapsed() > limit {
-            child.kill().ok();
+            Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status()
+                .ok();
+            child.wait().ok();
             panic!("overread {args:?} under Xvfb did not finish in {limit:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).ok();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         status.success(),
         "overread {args:?} under Xvfb: {status}: {stderr}"

@@ -180,6 +180,14 @@ impl Cell {
     }
 }
 
+/// A measurement's value as last computed: for this shape, on this volume (held weakly, so
+/// that its address is never another volume's while the entry lives).
+type CachedValue = (
+    Shape,
+    std::sync::Weak<Volume>,
+    crate::viewer::measure::Value,
+);
+
 /// Where a cell's view pixels lie on screen. egui gives a cell's paint callback the cell's
 /// rectangle with its corner rounded to whole pixels, so view pixel coordinates (x, y)
 /// (continuous, pixel centres at .5, as `SliceView::pixel_at_patient` gives them) are that
@@ -372,9 +380,7 @@ pub struct OverreadApp {
     pending_plane: Option<(usize, DVec3, f64)>,
     measurements: Vec<Measurement>,
     /// Each measurement's last value: by id, with the shape and the volume it is for.
-    values: std::sync::Mutex<
-        std::collections::HashMap<u64, (Shape, usize, crate::viewer::measure::Value)>,
-    >,
+    values: std::sync::Mutex<std::collections::HashMap<u64, CachedValue>>,
     next_measurement_id: u64,
     /// Cine running since (frames are counted from this instant).
     cine: Option<Instant>,
@@ -886,13 +892,13 @@ impl OverreadApp {
         self.cursor_mm
     }
 
-    /// Where cell `i` was drawn (screen points).
     /// Where cell `i`'s view pixels lie on screen (as last drawn).
     pub fn cell_grid(&self, i: usize) -> Option<PixelGrid> {
         let c = self.cells.get(i)?;
         Some(PixelGrid::new(c.rect?, c.ppp))
     }
 
+    /// Where cell `i` was drawn (screen points).
     pub fn cell_rect(&self, i: usize) -> Option<egui::Rect> {
         self.cells.get(i).and_then(|c| c.rect)
     }
@@ -1115,19 +1121,20 @@ impl OverreadApp {
         let v = o.volume.as_ref()?;
         // Computed once per shape and volume, not on every frame and in every place that
         // shows it (a region's statistics resample its whole area).
-        let key = Arc::as_ptr(v) as usize;
         let mut cache = self
             .values
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The cached volume is held weakly: its allocation, and so its address, stays taken
+        // while the entry lives, so another volume can never pass for it.
         if let Some((shape, volume, value)) = cache.get(&m.id)
             && *shape == m.shape
-            && *volume == key
+            && std::sync::Weak::ptr_eq(volume, &Arc::downgrade(v))
         {
             return Some(value.clone());
         }
         let value = m.value(&o.info, &v.voxels);
-        cache.insert(m.id, (m.shape.clone(), key, value.clone()));
+        cache.insert(m.id, (m.shape.clone(), Arc::downgrade(v), value.clone()));
         Some(value)
     }
 
@@ -1546,7 +1553,6 @@ impl OverreadApp {
         }
     }
 
-    /// Add a measurement made on the active cell's volume.
     /// Delete measurement `id` (and its remembered value).
     pub fn delete_measurement(&mut self, id: u64) {
         self.measurements.retain(|m| m.id != id);
@@ -1556,6 +1562,7 @@ impl OverreadApp {
             .remove(&id);
     }
 
+    /// Add a measurement made on the active cell's volume.
     fn add_measurement(&mut self, shape: Shape) {
         let open = self.active_open();
         let frame_of_reference_uid =

@@ -494,6 +494,22 @@ fn cell_contents_ui(
             }
             app.pending_plane = Some(here);
             app.pending_points.push(p);
+            // A point that closes a segment (a line's end, an angle's vertex or second end)
+            // within a pixel of where the segment starts (a double click) is taken back, so
+            // no shape collapses.
+            let n = app.pending_points.len();
+            let closes_segment = match app.tool {
+                Tool::Length | Tool::Angle => n >= 2,
+                Tool::Cobb => n == 2 || n == 4,
+                _ => false,
+            };
+            if closes_segment
+                && app.pending_points[n - 1].distance(app.pending_points[n - 2]) < view.pixel_mm
+            {
+                app.pending_points.pop();
+                app.status =
+                    "two points of the measurement fell together: click that point again".into();
+            }
         }
         if app.tool.clicks() > 0 && app.pending_points.len() >= app.tool.clicks() {
             let pts: Vec<[f64; 3]> = app.pending_points.iter().map(|p| p.to_array()).collect();
@@ -845,7 +861,15 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     } else if let Some(t) = thickness {
         bottom_left += &format!("\nThk {t:.2} mm");
     } else {
-        bottom_left += &format!("\nStep {:.2} mm", viewport.scroll_step_mm(info));
+        // On a slice, the gap to the next one (an uneven stack's gaps differ).
+        let z = |k: usize| info.slices.get(k).map(|s| f64::from(s.z));
+        let gap = o.slice.and_then(|(k, _)| {
+            let here = z(k - 1)?;
+            z(k).or_else(|| z(k.checked_sub(2)?))
+                .map(|next| (next - here).abs())
+        });
+        let step = gap.unwrap_or_else(|| viewport.scroll_step_mm(info));
+        bottom_left += &format!("\nStep {step:.2} mm");
     }
     if let Some((done, total)) = app.load_progress()
         && done < total

@@ -158,12 +158,16 @@ fn ellipse_stats(
     let (ua, ub) = (a / ra, b / rb);
     // The volume's extent along each axis of the ellipse, from its centre: no sample beyond it
     // can hold a voxel (the volume is convex), so an ellipse larger than the volume costs no
-    // more than the volume's own cross-section.
+    // more than the volume's own cross-section. The corners are voxel centres and a sample
+    // half a voxel beyond one still reads it: half the largest spacing more on each side.
+    let half_voxel = 0.5 * info.spacing_mm.iter().copied().fold(0.0, f64::max);
     let extent = |u: DVec3| {
-        info.corners_mm()
+        let (lo, hi) = info
+            .corners_mm()
             .iter()
             .map(|p| (DVec3::from(*p) - c).dot(u))
-            .fold((f64::MAX, f64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)))
+            .fold((f64::MAX, f64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        (lo - half_voxel, hi + half_voxel)
     };
     let (ext_a, ext_b) = (extent(ua), extent(ub));
     let span = |r: f64, (lo, hi): (f64, f64)| (hi.min(r) - lo.max(-r)).max(0.0);
@@ -443,6 +447,62 @@ mod tests {
             .sum::<f64>()
             / 4096.0;
         assert!((mean - expected).abs() < 1e-6, "{mean} vs {expected}");
+    }
+
+    /// A coronal ellipse over the last slices of a stack of 0.7 mm pixels and 5 mm slices:
+    /// every grid sample that falls in a voxel (up to half a slice beyond the last slice's
+    /// centre) is counted, as the unclipped grid counts them (counted here from the grid and
+    /// the voxel bounds directly).
+    #[test]
+    fn a_region_over_the_end_of_a_thick_slice_stack_keeps_its_edge_samples() {
+        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
+            columns: 32,
+            rows: 32,
+            slices: 6,
+            pixel_mm: 0.7,
+            spacing_mm: 5.0,
+            ..imaging::synth::PhantomSpec::default()
+        });
+        let info = VolumeInfo::new(&volume).unwrap();
+        let g = &volume.geometry;
+        let centre = g.patient_from_voxel_affine([15.5, 16.0, 5.0]);
+        let (ra, rb) = (20.0, 20.0);
+        let Value::Region { samples, .. } = ellipse_stats(
+            &info,
+            &volume.voxels,
+            centre,
+            [ra, 0.0, 0.0],
+            [0.0, 0.0, -rb],
+        ) else {
+            panic!("not a region")
+        };
+        // The grid: 0.7 mm steps centred on the ellipse; a sample is in the volume when its
+        // voxel coordinates are within half a voxel of the first and last voxel centres.
+        let step = 0.7;
+        let n = (2.0 * ra / step).ceil() as i64;
+        // Voxel coordinates by the DICOM affine's columns (the stack is axial: i along x,
+        // k along z, either sign).
+        let at = |v: [f64; 3]| DVec3::from(g.patient_from_voxel_affine(v));
+        let origin = at([0.0, 16.0, 0.0]);
+        let (e_i, e_k) = (at([1.0, 16.0, 0.0]) - origin, at([0.0, 16.0, 1.0]) - origin);
+        let mut expected = 0;
+        for y in 0..n {
+            for x in 0..n {
+                let u = (x as f64 + 0.5 - n as f64 / 2.0) * step;
+                let v = (y as f64 + 0.5 - n as f64 / 2.0) * step;
+                if (u / ra).powi(2) + (v / rb).powi(2) > 1.0 {
+                    continue;
+                }
+                let p = DVec3::from(centre) + DVec3::new(u, 0.0, -v);
+                let i = (p - origin).dot(e_i) / e_i.length_squared();
+                let k = (p - origin).dot(e_k) / e_k.length_squared();
+                if (-0.5..=31.5).contains(&i) && (-0.5..=5.5).contains(&k) {
+                    expected += 1;
+                }
+            }
+        }
+        assert!(expected > 500, "{expected}");
+        assert_eq!(samples, expected);
     }
 
     #[test]

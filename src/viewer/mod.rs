@@ -58,9 +58,12 @@ impl Viewport {
         let mut centre = volume_centre(info);
         let n = plane.normal();
         if along_slices(info, n)
-            && let Some(mid) = info.geometry.slice_positions_mm.get(info.dims[2] / 2)
+            && let Some(mid) = info.slices.get(info.dims[2] / 2)
         {
-            centre += n * (DVec3::from(*mid) - centre).dot(n);
+            // Onto the middle slice where the plane's centre crosses it (as `native_slice`
+            // and scrolling measure it: along the stack's axis through the centre).
+            let here = (centre - info.origin).dot(info.axes[2]);
+            centre += n * ((f64::from(mid.z) - here) / n.dot(info.axes[2]));
         }
         Viewport {
             plane,
@@ -165,7 +168,10 @@ impl Viewport {
             let first_beyond = z.iter().rposition(|&s| s < here - eps).unwrap_or(0);
             first_beyond.saturating_sub(count - 1)
         };
-        Some((info.origin + info.axes[2] * z[target]).dot(n))
+        // Measured as `here` is, through this plane's centre: a plane a hair off the stack's
+        // axis (within `along_slices`) then lands on the slice where the centre crosses it,
+        // and the next step starts from that slice, not from beside it.
+        Some(self.position_mm() + (z[target] - here) / n.dot(info.axes[2]))
     }
 
     /// Move the plane along its normal to `position_mm`, keeping the pan.
@@ -489,6 +495,33 @@ mod tests {
             (0..5).map(|k| [k as f64, 0.0, 0.0]).collect(),
         );
         assert_eq!(native_plane(&sagittal), Plane::Sagittal);
+    }
+
+    /// An axial plane on a stack a thousandth of a degree off axial (orientation rounding)
+    /// scrolls slice by slice both ways: each step lands where the plane's centre crosses the
+    /// next slice, so the step after it moves on (it used to stay on the slice in one
+    /// direction).
+    #[test]
+    fn a_plane_a_hair_off_the_stack_scrolls_both_ways() {
+        for sign in [1.0, -1.0] {
+            let t = f64::to_radians(0.001) * sign;
+            let info = info_of(
+                [1.0, 0.0, 0.0, 0.0, t.cos(), -t.sin()],
+                (0..40).map(|k| [-250.0, -250.0, k as f64 * 2.0]).collect(),
+            );
+            let mut v = Viewport::new(&info, Plane::Axial, Voi::linear(40.0, 400.0));
+            let start = v.native_slice(&info).unwrap().0;
+            let mut seen = Vec::new();
+            for step in [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0] {
+                v.scroll(&info, step);
+                seen.push(v.native_slice(&info).unwrap().0);
+            }
+            let expected: Vec<usize> = [-1, -2, -3, -2, -1, 0, 1]
+                .iter()
+                .map(|d: &i64| (start as i64 + d) as usize)
+                .collect();
+            assert_eq!(seen, expected, "tilt {sign}");
+        }
     }
 
     /// Slices at 0, 2.5, ... 10, then 15, 20, 25 mm: scrolling goes from slice to slice at
