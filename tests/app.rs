@@ -11,7 +11,7 @@ use egui_kittest::kittest::Queryable;
 use glam::DVec3;
 use imaging::synth::{PhantomSpec, write_series};
 use overread::app::settings::Settings;
-use overread::app::{OverreadApp, Tool};
+use overread::app::{Layout, OverreadApp, Tool};
 use overread::render::{Plane, RenderedImage};
 use overread::viewer::measure::{Shape, Value};
 
@@ -416,8 +416,19 @@ fn angle_cobb_and_ellipse_measurements() {
 #[test]
 fn the_settings_file_remaps_keys() {
     let dir = tempdir();
-    let settings = Settings::parse("cine_fps = 20\n[keys]\nnext_slice = [\"J\"]\n").unwrap();
+    let settings = Settings::parse(
+        "cine_fps = 20\n[keys]\nnext_slice = [\"J\"]\nlast_slice = [\"pagedown\"]\n",
+    )
+    .unwrap();
     let mut h = open_app_with(dir.path(), settings);
+    // The misspelt key is reported, and still after the study was scanned and opened (the
+    // status line has moved on).
+    let problems = h.state().settings_problems().join("\n");
+    assert!(
+        problems.contains("\"pagedown\" is not a key name"),
+        "{problems}"
+    );
+    assert!(!h.state().status().contains("pagedown"));
     let (k, n) = slice(&h);
     press(&mut h, egui::Key::J);
     assert_eq!(slice(&h), (k + 1, n));
@@ -1844,4 +1855,72 @@ fn measurement_points_stay_on_one_plane_and_never_fall_together() {
         panic!("not an angle")
     };
     assert!(deg.is_finite(), "{deg}");
+}
+
+/// An MR series without a window in its files is shown in its data's full range once loaded
+/// (the range worked out on the loading thread), and so is the same series opened again in a
+/// second viewport (it used to get the provisional 12-bit window there, for good). In a 2x2
+/// layout, the viewport being worked in stays the active one when the layout becomes 1x2.
+#[test]
+fn a_series_without_a_window_shows_its_range_in_every_viewport() {
+    let dir = tempdir();
+    write_series(&spec(), dir.path()).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        obj.remove_element(dicom_dictionary_std::tags::WINDOW_CENTER);
+        obj.remove_element(dicom_dictionary_std::tags::WINDOW_WIDTH);
+        obj.put(dicom_object::mem::InMemElement::new(
+            dicom_dictionary_std::tags::MODALITY,
+            dicom_core::VR::CS,
+            dicom_core::PrimitiveValue::from("MR"),
+        ));
+        obj.write_to_file(&path).unwrap();
+    }
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    let app = h.state();
+    let range = imaging::stats::voxel_range(app.loaded_volume().unwrap());
+    let expected = overread::render::Voi::spanning(range.min_modality, range.max_modality);
+    assert_eq!(app.viewport().unwrap().display.voi, expected);
+
+    let id = app.cell_stack(0).unwrap().to_string();
+    h.state_mut().set_layout(Layout::OneByTwo);
+    h.state_mut().set_active(1);
+    let ctx = h.ctx.clone();
+    h.state_mut().open_stack_here(&id, &ctx);
+    h.step();
+    for v in h.state().viewports() {
+        assert_eq!(v.display.voi, expected);
+    }
+
+    h.state_mut().set_layout(Layout::TwoByTwo);
+    h.state_mut().set_active(3);
+    h.state_mut().set_layout(Layout::OneByTwo);
+    assert_eq!(h.state().active(), 1);
+}
+
+/// A folder without images dropped on the window while a study is read: the study, its
+/// browser and its patient stay, and the status says why nothing changed.
+#[test]
+fn a_dropped_folder_without_images_leaves_the_study_open() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    let empty = tempdir();
+    std::fs::write(empty.path().join("notes.txt"), "not DICOM").unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut().scan(vec![empty.path().to_path_buf()], ctx);
+    let start = Instant::now();
+    while !h.state().status().contains("no images found") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            h.state().status()
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.step();
+    assert!(h.state().loaded());
+    assert!(h.query_by_label_contains("40 images").is_some());
+    assert!(h.query_by_label_contains("PHANTOM").is_some());
 }

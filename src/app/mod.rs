@@ -18,7 +18,7 @@ pub mod worklist;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use eframe::egui;
@@ -102,8 +102,14 @@ enum LoadMsg {
     /// A slice is decoded and in the volume texture (the loader writes it there itself: no
     /// copy of the pixels waits in this channel for a slow frame).
     Slice,
-    Done(Box<Result<Volume, String>>),
+    /// The volume, and its modality range when the window is to come from the data (worked
+    /// out on the loading thread: a pass over the whole volume has no place in a frame).
+    Done(Box<Loaded>),
 }
+
+/// A finished load: the volume and, when the window is to come from the data, its modality
+/// range (lowest, highest); or why it failed.
+type Loaded = Result<(Volume, Option<(f64, f64)>), String>;
 
 /// What the scan thread sends.
 enum ScanMsg {
@@ -124,8 +130,9 @@ struct Open {
     rx: Receiver<LoadMsg>,
     cancel: Arc<AtomicBool>,
     error: Option<String>,
-    /// Set the window from the voxel range when the load completes.
-    auto_window: bool,
+    /// The data's modality range, once loaded, when the window comes from it (no window in
+    /// the files, not CT).
+    range: Option<(f64, f64)>,
 }
 
 impl Drop for Open {
@@ -386,6 +393,8 @@ pub struct OverreadApp {
     cine: Option<Instant>,
     cine_fps: f64,
     status: String,
+    /// What was wrong in the settings file (shown in the toolbar and the key table).
+    settings_problems: Vec<String>,
     /// A scripted reading being played (benchmark), and where to write its results.
     script: Option<(script::Script, Option<PathBuf>)>,
     /// The report panel.
@@ -408,7 +417,7 @@ impl OverreadApp {
         let (settings, problem) = settings::Settings::load();
         let mut app = Self::with_settings(cc, paths, &settings);
         if let Some(p) = problem {
-            app.status = p;
+            app.settings_problems.insert(0, p);
         }
         app
     }
@@ -441,10 +450,12 @@ impl OverreadApp {
                 Some("no wgpu device: images cannot be drawn".to_string()),
             ),
         };
-        let mut status = String::new();
+        // Kept apart from the status line (which the scan overwrites at once) and shown until
+        // the app closes: a key that does not work must say why.
+        let mut problems = Vec::new();
         let named = crate::viewer::bindings::with_overrides(default_bindings(), &settings.keys)
             .unwrap_or_else(|e| {
-                status = e;
+                problems.push(e);
                 default_bindings()
                     .into_iter()
                     .map(|(k, a)| (k.to_string(), a))
@@ -454,15 +465,16 @@ impl OverreadApp {
         for (name, action) in named {
             match egui::Key::from_name(&name) {
                 Some(k) => bindings.push((k, action)),
-                None => {
-                    status = format!("settings: {name:?} is not a key name ({})", action.name())
-                }
+                None => problems.push(format!(
+                    "settings: {name:?} is not a key name ({})",
+                    action.name()
+                )),
             }
         }
         let push_to_talk = match settings.push_to_talk() {
             Ok((key, button)) => report_panel::PushToTalk::new(key, button),
             Err(e) => {
-                status = format!("settings: {e}");
+                problems.push(format!("settings: {e}"));
                 report_panel::PushToTalk::default()
             }
         };
@@ -500,7 +512,8 @@ impl OverreadApp {
                 .filter(|f| *f > 0.0)
                 .unwrap_or(10.0)
                 .clamp(1.0, 60.0),
-            status,
+            status: problems.last().cloned().unwrap_or_default(),
+            settings_problems: problems,
             script: None,
             report: report_panel::ReportState::new(report_panel::PanelSettings {
                 model: settings.dictation_model.clone(),
@@ -636,7 +649,8 @@ impl OverreadApp {
         // it has loaded (a provisional full 12-bit range until then).
         let voi = header_window
             .or_else(|| Voi::preset("abdomen").filter(|_| ct))
-            .unwrap_or_else(|| Voi::linear(2048.0, 4096.0));
+            .or_else(|| o.range.map(|(lo, hi)| Voi::spanning(lo, hi)))
+            .unwrap_or_else(provisional_window);
         let mut viewport = Viewport::new(&o.info, crate::viewer::native_plane(&o.info), voi);
         viewport.display.monochrome1 = o.stack.format.photometric_interpretation == "MONOCHROME1";
         self.pending_points.clear();
@@ -729,6 +743,11 @@ impl OverreadApp {
         };
         let to_load = stack.clone();
         let repaint = ctx.clone();
+        let header_window = stack
+            .slices
+            .get(stack.slices.len() / 2)
+            .and_then(Voi::from_slice);
+        let auto_window = header_window.is_none() && !is_ct(&self.patients, &stack);
         std::thread::spawn(move || {
             let written = std::sync::atomic::AtomicUsize::new(0);
             let result = imaging::load_stack(&to_load, &options, &|ev| {
@@ -747,14 +766,16 @@ impl OverreadApp {
                 let _ = tx.send(LoadMsg::Slice);
                 repaint.request_repaint();
             });
-            let _ = tx.send(LoadMsg::Done(Box::new(result.map_err(|e| e.to_string()))));
+            let done = result.map_err(|e| e.to_string()).map(|volume| {
+                let range = auto_window.then(|| {
+                    let s = imaging::stats::voxel_range(&volume);
+                    (s.min_modality, s.max_modality)
+                });
+                (volume, range)
+            });
+            let _ = tx.send(LoadMsg::Done(Box::new(done)));
             repaint.request_repaint();
         });
-        let header_window = stack
-            .slices
-            .get(stack.slices.len() / 2)
-            .and_then(Voi::from_slice);
-        let auto_window = header_window.is_none() && !is_ct(&self.patients, &stack);
         Some(Open {
             stack,
             info,
@@ -764,7 +785,7 @@ impl OverreadApp {
             rx,
             cancel,
             error: None,
-            auto_window,
+            range: None,
         })
     }
 
@@ -863,8 +884,17 @@ impl OverreadApp {
             }
             cells
         };
+        // The active viewport stays active where it now is (keys and presets keep acting on
+        // the series the reader was working on).
+        let active_after =
+            if matches!(layout, Layout::Mpr | Layout::One) || self.layout == Layout::Mpr {
+                0
+            } else {
+                self.active.min(rows * cols - 1)
+            };
         self.layout = layout;
         self.set_cells(viewports);
+        self.active = active_after;
     }
 
     pub fn layout(&self) -> Layout {
@@ -1080,9 +1110,17 @@ impl OverreadApp {
         self.open_at(i).map(|o| o.stack.id.as_str())
     }
 
-    /// (slices arrived, slices in the stack) of the open stack.
+    /// (slices arrived, slices in the stack) of the active cell's stack while it loads.
     pub fn load_progress(&self) -> Option<(usize, usize)> {
-        self.active_open().map(|o| (o.loaded, o.info.dims[2]))
+        self.load_progress_of(self.active)
+    }
+
+    /// (slices arrived, slices in the stack) of cell `i`'s stack while it loads; `None` once
+    /// the load has ended, whether every slice arrived or not.
+    pub fn load_progress_of(&self, i: usize) -> Option<(usize, usize)> {
+        self.open_at(i)
+            .filter(|o| o.volume.is_none() && o.error.is_none())
+            .map(|o| (o.loaded, o.info.dims[2]))
     }
 
     /// True when the open stack is completely loaded.
@@ -1102,6 +1140,11 @@ impl OverreadApp {
     }
 
     /// The voxels of the open stack, once completely loaded.
+    /// The active cell's volume, once loaded.
+    pub fn loaded_volume(&self) -> Option<&Volume> {
+        self.active_open().and_then(|o| o.volume.as_deref())
+    }
+
     pub fn loaded_voxels(&self) -> Option<&imaging::Voxels> {
         self.active_open()
             .and_then(|o| o.volume.as_ref())
@@ -1317,6 +1360,11 @@ impl OverreadApp {
         &self.status
     }
 
+    /// What was wrong in the settings file.
+    pub fn settings_problems(&self) -> &[String] {
+        &self.settings_problems
+    }
+
     pub fn gpu_error(&self) -> Option<&str> {
         self.gpu_error.as_deref()
     }
@@ -1340,8 +1388,14 @@ impl OverreadApp {
                 }
                 Ok(ScanMsg::Done(patients, folders)) => {
                     self.downloads.extend(folders);
-                    self.patients = patients;
                     self.scan_rx = None;
+                    if imaging::default_stack(&patients).is_none() && !self.opens.is_empty() {
+                        // Nothing to show in what was dropped: the study being read stays,
+                        // with its browser and its patient in the corners.
+                        self.status = "no images found there; the open study stays".into();
+                        continue;
+                    }
+                    self.patients = patients;
                     let stacks: usize = self.patients.iter().map(|p| p.stacks().count()).sum();
                     self.status = format!("{stacks} stack(s) found");
                     self.start_thumbnails(ctx);
@@ -1381,7 +1435,7 @@ impl OverreadApp {
                         }
                     }
                     Ok(LoadMsg::Done(done)) => match *done {
-                        Ok(volume) => {
+                        Ok((volume, range)) => {
                             // Rebuild the table with the rescale the files really carry.
                             if let Ok(info) = VolumeInfo::new(&volume)
                                 && info.slices != open.info.slices
@@ -1389,21 +1443,34 @@ impl OverreadApp {
                                 open.info = Arc::new(info);
                                 if let Some(g) = &self.gpu {
                                     open.texture =
-                                        VolumeTexture::upload(&g.ctx, &g.renderer, &volume)
-                                            .ok()
-                                            .map(Arc::new);
+                                        match VolumeTexture::upload(&g.ctx, &g.renderer, &volume) {
+                                            Ok(t) => Some(Arc::new(t)),
+                                            Err(e) => {
+                                                self.status = format!(
+                                                    "stack {} cannot be shown: {e}",
+                                                    open.stack.id
+                                                );
+                                                None
+                                            }
+                                        };
                                 }
                             }
-                            for f in &volume.failed_slices {
-                                self.status = format!("slice {} failed: {}", f.k + 1, f.message);
+                            if let Some(f) = volume.failed_slices.first() {
+                                self.status = format!(
+                                    "{} of {} slices failed (slice {}: {})",
+                                    volume.failed_slices.len(),
+                                    open.info.dims[2],
+                                    f.k + 1,
+                                    f.message
+                                );
                             }
-                            let range = open
-                                .auto_window
-                                .then(|| imaging::stats::voxel_range(&volume));
+                            open.range = range;
                             for c in self.cells.iter_mut().filter(|c| c.volume == index) {
-                                if let Some(s) = &range {
-                                    c.viewport.display.voi =
-                                        Voi::spanning(s.min_modality, s.max_modality);
+                                // The data's range, unless the reader set a window meanwhile.
+                                if let Some((lo, hi)) = range
+                                    && c.viewport.display.voi == provisional_window()
+                                {
+                                    c.viewport.display.voi = Voi::spanning(lo, hi);
                                 }
                                 c.dirty = true;
                             }
@@ -1576,6 +1643,12 @@ impl OverreadApp {
         });
         self.next_measurement_id += 1;
     }
+}
+
+/// The window of a series without one in its files, until its data's range is known: the
+/// full 12-bit range.
+fn provisional_window() -> Voi {
+    Voi::linear(2048.0, 4096.0)
 }
 
 /// The rescale the stack's headers give, for the slice table before the voxels arrive.
@@ -1768,7 +1841,15 @@ impl OverreadApp {
                 c.dirty = true;
             }
             self.follow_scroll(active);
-            self.cine = Some(Instant::now());
+            // The frames shown are taken off the clock, the fraction of the next one kept (a
+            // restart at every frame ran slower than the rate shown); far behind (a stall),
+            // start again from now.
+            let next = last + Duration::from_secs_f64(frames / self.cine_fps);
+            self.cine = Some(if next.elapsed() > Duration::from_secs(1) {
+                Instant::now()
+            } else {
+                next
+            });
         }
         ctx.request_repaint();
     }

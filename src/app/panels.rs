@@ -69,6 +69,13 @@ pub fn toolbar_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 if let Some(e) = &app.gpu_error {
                     ui.colored_label(Color32::RED, e);
                 }
+                if !app.settings_problems.is_empty() {
+                    ui.colored_label(
+                        Color32::from_rgb(255, 170, 60),
+                        format!("settings: {} problem(s)", app.settings_problems.len()),
+                    )
+                    .on_hover_text(app.settings_problems.join("\n"));
+                }
                 ui.label(&app.status);
             });
         });
@@ -871,7 +878,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         let step = gap.unwrap_or_else(|| viewport.scroll_step_mm(info));
         bottom_left += &format!("\nStep {step:.2} mm");
     }
-    if let Some((done, total)) = app.load_progress()
+    if let Some((done, total)) = app.load_progress_of(i)
         && done < total
     {
         bottom_left += &format!("\nloading {done}/{total}");
@@ -979,6 +986,9 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
 pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
     let mut open = app.show_bindings;
     egui::Window::new("Keys").open(&mut open).show(ctx, |ui| {
+        for problem in &app.settings_problems {
+            ui.colored_label(Color32::from_rgb(255, 170, 60), problem);
+        }
         egui::Grid::new("bindings").striped(true).show(ui, |ui| {
             for (key, action) in &app.bindings {
                 ui.monospace(key.name());

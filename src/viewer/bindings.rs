@@ -178,8 +178,9 @@ pub fn default_bindings() -> Vec<(&'static str, Action)> {
 }
 
 /// Apply the `[keys]` table of a settings file: each named action gets exactly the keys listed
-/// (an empty list unbinds it); actions not named keep their defaults. Unknown action names
-/// are errors that name them.
+/// (an empty list unbinds it); actions not named keep their defaults, except on a key the
+/// file gives to another action (one key never does two things). Unknown action names are
+/// errors that name them.
 pub fn with_overrides(
     defaults: Vec<(&'static str, Action)>,
     overrides: &std::collections::BTreeMap<String, Vec<String>>,
@@ -193,7 +194,11 @@ pub fn with_overrides(
     }
     let mut out: Vec<(String, Action)> = defaults
         .into_iter()
-        .filter(|(_, a)| !named.iter().any(|(n, _)| n == a))
+        .filter(|(k, a)| {
+            !named
+                .iter()
+                .any(|(n, keys)| n == a || keys.iter().any(|taken| taken == k))
+        })
         .map(|(k, a)| (k.to_string(), a))
         .collect();
     for (action, keys) in named {
@@ -231,6 +236,15 @@ mod tests {
         assert_eq!(keys_of(Action::NextSlice), vec!["J"]);
         assert!(keys_of(Action::Invert).is_empty());
         assert_eq!(keys_of(Action::PreviousSlice), vec!["ArrowUp", "ArrowLeft"]);
+        // A key given to another action leaves its default action.
+        o.insert("invert".to_string(), vec!["ArrowUp".to_string()]);
+        let b = with_overrides(default_bindings(), &o).unwrap_or_default();
+        let on_up: Vec<Action> = b
+            .iter()
+            .filter(|(k, _)| k == "ArrowUp")
+            .map(|(_, a)| *a)
+            .collect();
+        assert_eq!(on_up, vec![Action::Invert]);
         o.insert("warp_drive".to_string(), vec!["W".to_string()]);
         assert!(with_overrides(default_bindings(), &o).is_err());
     }
