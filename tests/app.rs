@@ -1924,3 +1924,37 @@ fn a_dropped_folder_without_images_leaves_the_study_open() {
     assert!(h.query_by_label_contains("40 images").is_some());
     assert!(h.query_by_label_contains("PHANTOM").is_some());
 }
+
+/// A series with one slice that cannot be decoded: the rest loads and shows, the load's
+/// progress ends with the load (not "loading 39/40" for good), and the status counts the
+/// failed slice.
+#[test]
+fn a_series_with_a_broken_slice_finishes_loading() {
+    let dir = tempdir();
+    write_series(
+        &PhantomSpec {
+            syntax: imaging::synth::SynthSyntax::Rle,
+            ..spec()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    // Slice 5's RLE segments overwritten with bytes that are no RLE stream: the header still
+    // reads, the pixels do not decode.
+    let path = dir.path().join("IM00005.dcm");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n - 2000..n - 8] {
+        *b = 0x80;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    let app = h.state();
+    assert_eq!(app.loaded_volume().unwrap().failed_slices.len(), 1);
+    assert_eq!(app.load_progress(), None);
+    assert!(
+        app.status().contains("1 of 40 slices failed"),
+        "{}",
+        app.status()
+    );
+}
