@@ -1774,6 +1774,15 @@ fn a_tilted_unevenly_spaced_ct_opens_and_scrolls_on_its_own_slices() {
         press(&mut h, egui::Key::ArrowDown);
     }
     assert_eq!(slice(&h), (28, 28));
+    // A (true axial) is a reformat across the tilted slices; O goes back to the images' own
+    // plane, on a slice.
+    press(&mut h, egui::Key::A);
+    assert_eq!(h.state().viewport().unwrap().plane, Plane::Axial);
+    let info = h.state().volume_info().unwrap();
+    assert_eq!(h.state().viewport().unwrap().overlay(info).slice, None);
+    press(&mut h, egui::Key::O);
+    assert!(h.state().viewport().unwrap().normal().dot(normal).abs() > 1.0 - 1e-9);
+    assert_eq!(slice(&h).1, 28);
 }
 
 /// A measurement's points come from one plane of one series, and never fall together: a

@@ -1592,11 +1592,15 @@ impl OverreadApp {
                 }
             }
             Action::Reset => v.reset(info),
-            Action::PlaneAxial | Action::PlaneCoronal | Action::PlaneSagittal => {
+            Action::PlaneAxial
+            | Action::PlaneCoronal
+            | Action::PlaneSagittal
+            | Action::PlaneNative => {
                 let plane = match action {
                     Action::PlaneAxial => Plane::Axial,
                     Action::PlaneCoronal => Plane::Coronal,
-                    _ => Plane::Sagittal,
+                    Action::PlaneSagittal => Plane::Sagittal,
+                    _ => crate::viewer::native_plane(info),
                 };
                 *v = v.with_plane(info, plane);
             }

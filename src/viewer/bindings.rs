@@ -28,6 +28,8 @@ pub enum Action {
     PlaneAxial,
     PlaneCoronal,
     PlaneSagittal,
+    /// The stack's own plane, as acquired (a tilted or oblique stack's slices).
+    PlaneNative,
     /// Cine frame rate up / down.
     CineFaster,
     CineSlower,
@@ -66,6 +68,7 @@ impl Action {
             Action::PlaneAxial,
             Action::PlaneCoronal,
             Action::PlaneSagittal,
+            Action::PlaneNative,
             Action::LayoutOne,
             Action::LayoutOneByTwo,
             Action::LayoutTwoByTwo,
@@ -127,6 +130,7 @@ impl Action {
             Action::PlaneAxial => "axial plane".into(),
             Action::PlaneCoronal => "coronal plane".into(),
             Action::PlaneSagittal => "sagittal plane".into(),
+            Action::PlaneNative => "the series' own plane (as acquired)".into(),
             Action::LayoutOne => "one viewport".into(),
             Action::LayoutOneByTwo => "two viewports side by side".into(),
             Action::LayoutTwoByTwo => "four viewports".into(),
@@ -170,6 +174,7 @@ pub fn default_bindings() -> Vec<(&'static str, Action)> {
         ("A", Action::PlaneAxial),
         ("K", Action::PlaneCoronal),
         ("S", Action::PlaneSagittal),
+        ("O", Action::PlaneNative),
         ("N", Action::LayoutOne),
         ("T", Action::LayoutOneByTwo),
         ("Q", Action::LayoutTwoByTwo),
