@@ -84,12 +84,17 @@ fn voi(x: f32) -> f32 {
     }
 }
 
+// The resampled pixel under `uv`: the viewport is exactly the resampled image's size, so
+// uv * size is the pixel centre.
+fn resampled_at(uv: vec2<f32>) -> vec4<f32> {
+    let size = vec2<i32>(textureDimensions(resampled));
+    let texel = clamp(vec2<i32>(floor(uv * vec2<f32>(size))), vec2<i32>(0), size - 1);
+    return textureLoad(resampled, texel, 0);
+}
+
 @fragment
 fn fs_display(in: Fullscreen) -> @location(0) vec4<f32> {
-    // The viewport is exactly the resampled image's size: uv * size is the pixel centre.
-    let size = vec2<i32>(textureDimensions(resampled));
-    let texel = clamp(vec2<i32>(floor(in.uv * vec2<f32>(size))), vec2<i32>(0), size - 1);
-    let r = textureLoad(resampled, texel, 0);
+    let r = resampled_at(in.uv);
     if r.y <= 0.0 {
         return vec4<f32>(0.0, 0.0, 0.0, 1.0);
     }
@@ -110,9 +115,7 @@ fn fs_display(in: Fullscreen) -> @location(0) vec4<f32> {
 // `rgb_level` (whose rounding is ties-to-even, as round() here).
 @fragment
 fn fs_display_rgb(in: Fullscreen) -> @location(0) vec4<f32> {
-    let size = vec2<i32>(textureDimensions(resampled));
-    let texel = clamp(vec2<i32>(floor(in.uv * vec2<f32>(size))), vec2<i32>(0), size - 1);
-    let r = textureLoad(resampled, texel, 0);
+    let r = resampled_at(in.uv);
     if r.w <= 0.0 {
         return vec4<f32>(0.0, 0.0, 0.0, 1.0);
     }

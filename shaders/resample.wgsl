@@ -81,36 +81,37 @@ fn vs_fullscreen(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> 
     return vec4<f32>(x, y, 0.0, 1.0);
 }
 
-// Brick `b` is read when it is bound; the conditions on `brick_count` are constants, so a
-// volume of n bricks compiles to n reads at most (the last bound brick takes the rest).
-fn load_raw(b: i32, texel: vec3<i32>) -> u32 {
+// The texel of brick `b`. The conditions on `brick_count` are constants, so a volume of n
+// bricks compiles to n reads at most (the last bound brick takes the rest); a plane on one
+// slice has its brick bound alone.
+fn load_texel(b: i32, texel: vec3<i32>) -> vec4<u32> {
     if brick_count <= 1u || on_one_slice || b == 0 {
-        return textureLoad(brick0, texel, 0).r;
+        return textureLoad(brick0, texel, 0);
     }
     if brick_count == 2u || b == 1 {
-        return textureLoad(brick1, texel, 0).r;
+        return textureLoad(brick1, texel, 0);
     }
     if brick_count == 3u || b == 2 {
-        return textureLoad(brick2, texel, 0).r;
+        return textureLoad(brick2, texel, 0);
     }
     if brick_count == 4u || b == 3 {
-        return textureLoad(brick3, texel, 0).r;
+        return textureLoad(brick3, texel, 0);
     }
     if brick_count == 5u || b == 4 {
-        return textureLoad(brick4, texel, 0).r;
+        return textureLoad(brick4, texel, 0);
     }
     if brick_count == 6u || b == 5 {
-        return textureLoad(brick5, texel, 0).r;
+        return textureLoad(brick5, texel, 0);
     }
     if brick_count == 7u || b == 6 {
-        return textureLoad(brick6, texel, 0).r;
+        return textureLoad(brick6, texel, 0);
     }
-    return textureLoad(brick7, texel, 0).r;
+    return textureLoad(brick7, texel, 0);
 }
 
 // Stored value at a texel, as f32 (sign-extended for signed data).
 fn stored(b: i32, texel: vec3<i32>) -> f32 {
-    let raw = load_raw(b, texel);
+    let raw = load_texel(b, texel).r;
     if signed_data {
         return f32(bitcast<i32>(raw << 16u) >> 16u);
     }
@@ -310,30 +311,8 @@ fn fs_resample(@builtin(position) pos: vec4<f32>) -> @location(0) vec2<f32> {
 // `slice_origin`) is shared; colour has no rescale. The CPU twin is `resample_rgb_pixel`
 // (kernel.rs), which runs the grey math once per channel.
 
-// As `load_raw`.
 fn load_rgb(b: i32, texel: vec3<i32>) -> vec3<f32> {
-    if brick_count <= 1u || on_one_slice || b == 0 {
-        return vec3<f32>(textureLoad(brick0, texel, 0).rgb);
-    }
-    if brick_count == 2u || b == 1 {
-        return vec3<f32>(textureLoad(brick1, texel, 0).rgb);
-    }
-    if brick_count == 3u || b == 2 {
-        return vec3<f32>(textureLoad(brick2, texel, 0).rgb);
-    }
-    if brick_count == 4u || b == 3 {
-        return vec3<f32>(textureLoad(brick3, texel, 0).rgb);
-    }
-    if brick_count == 5u || b == 4 {
-        return vec3<f32>(textureLoad(brick4, texel, 0).rgb);
-    }
-    if brick_count == 6u || b == 5 {
-        return vec3<f32>(textureLoad(brick5, texel, 0).rgb);
-    }
-    if brick_count == 7u || b == 6 {
-        return vec3<f32>(textureLoad(brick6, texel, 0).rgb);
-    }
-    return vec3<f32>(textureLoad(brick7, texel, 0).rgb);
+    return vec3<f32>(load_texel(b, texel).rgb);
 }
 
 fn plane_rgb(k: i32, x0: i32, x1: i32, y0: i32, y1: i32, fi: f32, fj: f32) -> vec3<f32> {

@@ -73,6 +73,12 @@ fn harness_on(dir: &Path, settings: Settings, size: egui::Vec2) -> Harness<'stat
     harness
 }
 
+/// The active viewport on the axial plane through z = 0 (the phantom's nodule and spine).
+fn show_axial_at_zero(h: &mut Harness<'_, OverreadApp>) {
+    h.state_mut().show_plane(Plane::Axial, 0.0);
+    h.step();
+}
+
 fn press(h: &mut Harness<'_, OverreadApp>, key: egui::Key) {
     h.key_press(key);
     h.step();
@@ -209,8 +215,7 @@ fn window_presets_rotate_and_flip_follow_the_conventions() {
 fn measurements_match_the_phantom_anatomy_and_show_in_other_planes() {
     let dir = tempdir();
     let mut h = open_app(dir.path());
-    h.state_mut().show_plane(Plane::Axial, 0.0);
-    h.step();
+    show_axial_at_zero(&mut h);
     h.get_by_label("Length").click();
     h.step();
     assert_eq!(h.state().tool(), Tool::Length);
@@ -348,8 +353,7 @@ fn mpr_planes_follow_scrolling_and_the_crosshair() {
 fn angle_cobb_and_ellipse_measurements() {
     let dir = tempdir();
     let mut h = open_app(dir.path());
-    h.state_mut().show_plane(Plane::Axial, 0.0);
-    h.step();
+    show_axial_at_zero(&mut h);
     let pixel_mm = h.state().current_view().unwrap().pixel_mm;
     let value = |h: &Harness<'_, OverreadApp>| {
         let app = h.state();
@@ -883,8 +887,7 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
         server.settings(dir.path(), Some(model)),
         egui::vec2(1600.0, 1080.0),
     );
-    h.state_mut().show_plane(Plane::Axial, 0.0);
-    h.step();
+    show_axial_at_zero(&mut h);
     h.get_by_label("Length").click();
     h.step();
     click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
@@ -1346,8 +1349,7 @@ fn macros_are_saved_inserted_and_deleted_in_the_report_panel() {
 fn a_measurement_handle_drags_to_a_new_point() {
     let dir = tempdir();
     let mut h = open_app_sized(dir.path(), Settings::default(), egui::vec2(1600.0, 1080.0));
-    h.state_mut().show_plane(Plane::Axial, 0.0);
-    h.step();
+    show_axial_at_zero(&mut h);
     h.get_by_label("Length").click();
     h.step();
     let (a, b, moved) = (
@@ -1513,8 +1515,7 @@ fn snapshots_of_a_measured_axial_view_and_oblique_mpr() {
     let dir = tempdir();
     let mut h = open_app_sized(dir.path(), Settings::default(), egui::vec2(1280.0, 720.0));
     press(&mut h, egui::Key::Num5);
-    h.state_mut().show_plane(Plane::Axial, 0.0);
-    h.step();
+    show_axial_at_zero(&mut h);
     h.get_by_label("Length").click();
     h.step();
     click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
@@ -1794,8 +1795,7 @@ fn a_tilted_unevenly_spaced_ct_opens_and_scrolls_on_its_own_slices() {
 fn measurement_points_stay_on_one_plane_and_never_fall_together() {
     let dir = tempdir();
     let mut h = open_app(dir.path());
-    h.state_mut().show_plane(Plane::Axial, 0.0);
-    h.step();
+    show_axial_at_zero(&mut h);
     let pixel_mm = h.state().current_view().unwrap().pixel_mm;
     let p = |x: f64, y: f64, z: f64| DVec3::new(x, y, z);
     let last = |h: &Harness<'_, OverreadApp>| h.state().measurements().last().unwrap().clone();
@@ -1832,8 +1832,7 @@ fn measurement_points_stay_on_one_plane_and_never_fall_together() {
     // An angle (away from the lengths' handles) whose first point is double-clicked: the
     // second click is taken back and the angle is finished by its vertex and other end. Then
     // its vertex is dragged onto its first point.
-    h.state_mut().show_plane(Plane::Axial, 0.0);
-    h.step();
+    show_axial_at_zero(&mut h);
     h.get_by_label("Angle").click();
     h.step();
     let (a, vertex, b) = (p(-20.0, 40.0, 0.0), p(40.0, 40.0, 0.0), p(40.0, -20.0, 0.0));

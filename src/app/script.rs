@@ -181,13 +181,9 @@ impl eframe::App for EmptyWindow {
             return;
         }
         if self.script.frame().is_none() {
-            let adapter = frame.wgpu_render_state().map(|rs| {
-                let info = rs.adapter.get_info();
-                format!(
-                    "{} ({:?}, {:?}, driver {} {})",
-                    info.name, info.backend, info.device_type, info.driver, info.driver_info
-                )
-            });
+            let adapter = frame
+                .wgpu_render_state()
+                .map(|rs| crate::render::gpu::describe_adapter(&rs.adapter.get_info()));
             finish(&self.script, self.out.as_ref(), &ctx, adapter);
             self.done = true;
         }

@@ -49,15 +49,9 @@ pub fn resample(
     let p = ResampleParams::new(info, &TextureLayout::single(info.dims), view)?;
     let (w, h) = (view.width, view.height);
     if voxels.is_colour() {
-        let mut colour = vec![[0.0f32; 4]; (w as usize) * (h as usize)];
-        colour
-            .par_chunks_mut(w as usize)
-            .enumerate()
-            .for_each(|(y, row)| {
-                for (x, out) in row.iter_mut().enumerate() {
-                    *out = resample_rgb_pixel(&p, &info.slices, voxels, x as u32, y as u32);
-                }
-            });
+        let colour = per_pixel(w, h, |x, y| {
+            resample_rgb_pixel(&p, &info.slices, voxels, x, y)
+        });
         let values = colour
             .iter()
             .map(|[r, g, b, coverage]| [0.299 * r + 0.587 * g + 0.114 * b, *coverage])
@@ -69,21 +63,26 @@ pub fn resample(
             colour: Some(colour),
         });
     }
-    let mut values = vec![[0.0f32; 2]; (w as usize) * (h as usize)];
-    values
-        .par_chunks_mut(w as usize)
-        .enumerate()
-        .for_each(|(y, row)| {
-            for (x, out) in row.iter_mut().enumerate() {
-                *out = resample_pixel(&p, &info.slices, voxels, x as u32, y as u32);
-            }
-        });
+    let values = per_pixel(w, h, |x, y| resample_pixel(&p, &info.slices, voxels, x, y));
     Ok(Resampled {
         width: w,
         height: h,
         values,
         colour: None,
     })
+}
+
+/// `f(x, y)` for every pixel of a `w` x `h` image, row by row on rayon's threads.
+fn per_pixel<T: Copy + Default + Send>(w: u32, h: u32, f: impl Fn(u32, u32) -> T + Sync) -> Vec<T> {
+    let mut out = vec![T::default(); (w as usize) * (h as usize)];
+    out.par_chunks_mut(w.max(1) as usize)
+        .enumerate()
+        .for_each(|(y, row)| {
+            for (x, v) in row.iter_mut().enumerate() {
+                *v = f(x as u32, y as u32);
+            }
+        });
+    out
 }
 
 /// Step 2: window a resampled frame.

@@ -62,6 +62,14 @@ pub struct GpuContext {
     pub has_norm16: bool,
 }
 
+/// "name (backend, type, driver)" of an adapter, for logs and reports.
+pub fn describe_adapter(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} ({:?}, {:?}, driver {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    )
+}
+
 fn is_software(info: &wgpu::AdapterInfo) -> bool {
     info.device_type == wgpu::DeviceType::Cpu || {
         let name = info.name.to_ascii_lowercase();
@@ -200,16 +208,9 @@ impl GpuContext {
         }
     }
 
-    /// "name (backend, type)" for logs and reports.
+    /// "name (backend, type, driver)" for logs and reports.
     pub fn describe(&self) -> String {
-        format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            self.info.name,
-            self.info.backend,
-            self.info.device_type,
-            self.info.driver,
-            self.info.driver_info
-        )
+        describe_adapter(&self.info)
     }
 
     pub fn is_software(&self) -> bool {

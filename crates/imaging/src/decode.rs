@@ -227,40 +227,16 @@ pub fn load_stack(
     }
     let shape = (n, rows, columns);
     let first_slice_at = Mutex::new(None::<f64>);
-    let failed;
-    let voxels = if format.is_colour() {
-        let mut a = Array3::<[u8; 3]>::from_elem(shape, [0; 3]);
-        failed = fill(
-            stack,
-            a.as_slice_mut(),
-            options,
-            on_slice,
-            &first_slice_at,
-            started,
-        )?;
-        Voxels::Rgb(a)
+    let at = (stack, options, on_slice, &first_slice_at, started);
+    let (voxels, failed) = if format.is_colour() {
+        let (a, failed) = filled([0u8; 3], shape, at)?;
+        (Voxels::Rgb(a), failed)
     } else if format.signed {
-        let mut a = Array3::<i16>::zeros(shape);
-        failed = fill(
-            stack,
-            a.as_slice_mut(),
-            options,
-            on_slice,
-            &first_slice_at,
-            started,
-        )?;
-        Voxels::I16(a)
+        let (a, failed) = filled(0i16, shape, at)?;
+        (Voxels::I16(a), failed)
     } else {
-        let mut a = Array3::<u16>::zeros(shape);
-        failed = fill(
-            stack,
-            a.as_slice_mut(),
-            options,
-            on_slice,
-            &first_slice_at,
-            started,
-        )?;
-        Voxels::U16(a)
+        let (a, failed) = filled(0u16, shape, at)?;
+        (Voxels::U16(a), failed)
     };
 
     let rescales: Vec<Rescale> = if voxels.is_colour() {
@@ -430,6 +406,34 @@ struct FileJob {
     path: PathBuf,
     /// (frame in file, k, mosaic tile)
     frames: Vec<(u32, usize, Option<u32>)>,
+}
+
+/// What `fill` reads a stack with: the stack, the options, the slice callback, the first
+/// slice's time and the load's start.
+type FillFrom<'a> = (
+    &'a Stack,
+    &'a LoadOptions,
+    &'a (dyn Fn(SliceEvent<'_>) + Sync),
+    &'a Mutex<Option<f64>>,
+    Instant,
+);
+
+/// A zero-filled array of `shape`, filled from the stack (`fill`); the slices that failed.
+fn filled<T: Sample>(
+    zero: T,
+    shape: (usize, usize, usize),
+    (stack, options, on_slice, first_slice_at, started): FillFrom<'_>,
+) -> Result<(Array3<T>, Vec<SliceFailure>), ImagingError> {
+    let mut a = Array3::from_elem(shape, zero);
+    let failed = fill(
+        stack,
+        a.as_slice_mut(),
+        options,
+        on_slice,
+        first_slice_at,
+        started,
+    )?;
+    Ok((a, failed))
 }
 
 fn fill<T: Sample>(

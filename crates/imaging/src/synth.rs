@@ -80,29 +80,18 @@ impl SynthSyntax {
         columns: u16,
         rows: u16,
     ) -> Option<Result<Vec<u8>, String>> {
+        use super::j2k::J2kEncoding;
+        use super::jpeg::JpegEncoding;
         let (w, h) = (usize::from(columns), usize::from(rows));
+        // 12 bits stored, as the phantom's CT values need.
+        let jpeg = |e| super::jpeg::encode_grey(frame, w, h, 12, e);
+        let j2k = |e| super::j2k::encode_grey(frame, w, h, 12, e);
         Some(match self {
             SynthSyntax::Rle => Ok(super::rle::encode_u16(frame)),
-            SynthSyntax::JpegLossless => {
-                super::jpeg::encode_grey(frame, w, h, 12, super::jpeg::JpegEncoding::LosslessSv1)
-            }
-            SynthSyntax::JpegExtended => super::jpeg::encode_grey(
-                frame,
-                w,
-                h,
-                12,
-                super::jpeg::JpegEncoding::Lossy { quality: 90 },
-            ),
-            SynthSyntax::J2kLossless => {
-                super::j2k::encode_grey(frame, w, h, 12, super::j2k::J2kEncoding::Lossless)
-            }
-            SynthSyntax::J2k => super::j2k::encode_grey(
-                frame,
-                w,
-                h,
-                12,
-                super::j2k::J2kEncoding::Lossy { ratio: 10.0 },
-            ),
+            SynthSyntax::JpegLossless => jpeg(JpegEncoding::LosslessSv1),
+            SynthSyntax::JpegExtended => jpeg(JpegEncoding::Lossy { quality: 90 }),
+            SynthSyntax::J2kLossless => j2k(J2kEncoding::Lossless),
+            SynthSyntax::J2k => j2k(J2kEncoding::Lossy { ratio: 10.0 }),
             _ => return None,
         })
     }
