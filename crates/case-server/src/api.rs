@@ -6,7 +6,7 @@
 //! | `POST /login` | anyone with a password |
 //! | `POST /keys`, `POST /keys/{id}/revoke` | radiologists (their own keys); admins revoke any |
 //! | `POST /cases`, `POST /cases/{id}/assign` | coordinators, admins |
-//! | `POST /cases/{id}/status` | coordinators (received -> ready), the assigned radiologist (ready -> reading) |
+//! | `POST /cases/{id}/status` | coordinators and admins (received -> ready), the assigned radiologist (ready -> reading) |
 //! | `GET /worklist` | radiologists (their cases), coordinators and admins (all open), QA (reported) |
 //! | `GET /cases/{id}`, `GET /cases/{id}/reports` | the assigned radiologist, coordinators, QA, admins |
 //! | `POST /cases/{id}/reports` | the assigned radiologist |
@@ -187,10 +187,21 @@ impl Caller {
         case_id: Option<&str>,
         detail: &str,
     ) -> Result<(), ApiError> {
-        db.audit(
+        self.audit_cases(db, action, &[case_id], detail).await
+    }
+
+    /// One audit row for each of `case_ids` (see [`Db::audit_cases`]).
+    pub(crate) async fn audit_cases(
+        &self,
+        db: &Db,
+        action: &str,
+        case_ids: &[Option<&str>],
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        db.audit_cases(
             Some(&self.id),
             action,
-            case_id,
+            case_ids,
             self.remote.as_deref(),
             detail,
         )

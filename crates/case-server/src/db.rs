@@ -198,6 +198,27 @@ impl Db {
         }
     }
 
+    /// Holds `keys` (object store keys) for the rest of `tx`, against another transaction
+    /// that holds any of them: an upload's inserts and a refused upload's deletion of its
+    /// unused objects take turns object by object. SQLite needs nothing more than the write
+    /// transaction (one writer at a time); PostgreSQL takes a transaction advisory lock per
+    /// key, in sorted order (no deadlock between two uploads).
+    pub async fn lock_objects(&self, tx: &mut WriteTx, keys: &[&str]) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
+            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .fetch_one(&mut *tx.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// This server's turn to write on SQLite (none needed on PostgreSQL), for writes outside
     /// [`Db::begin_write`]: every write method here takes it, so no writer of this server
     /// ever waits in SQLite's busy handler.
@@ -431,20 +452,37 @@ impl Db {
         remote_addr: Option<&str>,
         detail: &str,
     ) -> Result<(), sqlx::Error> {
-        let _turn = self.write_turn().await;
-        sqlx::query(
-            "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(now())
-        .bind(user_id)
-        .bind(action)
-        .bind(case_id)
-        .bind(remote_addr)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.audit_cases(user_id, action, &[case_id], remote_addr, detail)
+            .await
+    }
+
+    /// One audit row per case in `case_ids` (one access that touched several cases, such as
+    /// a search: each case's own trail must show it), all in one transaction.
+    pub async fn audit_cases(
+        &self,
+        user_id: Option<&str>,
+        action: &str,
+        case_ids: &[Option<&str>],
+        remote_addr: Option<&str>,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        let at = now();
+        for case_id in case_ids {
+            sqlx::query(
+                "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&at)
+            .bind(user_id)
+            .bind(action)
+            .bind(*case_id)
+            .bind(remote_addr)
+            .bind(detail)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        tx.commit().await
     }
 }
 

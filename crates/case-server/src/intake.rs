@@ -316,6 +316,15 @@ async fn check_against_stored(
     Ok(())
 }
 
+/// An instance whose object is written: its row to insert, and its bytes (kept until the row
+/// is in, to write the object again if a refused upload deleted it meanwhile).
+struct Written {
+    header: InstanceHeader,
+    metadata_json: String,
+    key: String,
+    bytes: bytes::Bytes,
+}
+
 async fn store_checked(
     db: &Db,
     store: &Store,
@@ -326,8 +335,8 @@ async fn store_checked(
     let mut written = Vec::new();
     let mut rows = Vec::with_capacity(checked.len());
     for c in checked {
-        let size = c.bytes.len() as i64;
-        let (key, new) = match store.put(c.bytes).await {
+        let bytes = bytes::Bytes::from(c.bytes);
+        let (key, new) = match store.put(bytes.clone()).await {
             Ok(k) => k,
             Err(e) => {
                 forget_unused(db, store, &written).await;
@@ -337,9 +346,14 @@ async fn store_checked(
         if new {
             written.push(key.clone());
         }
-        rows.push((c.header, c.metadata_json, key, size));
+        rows.push(Written {
+            header: c.header,
+            metadata_json: c.metadata_json,
+            key,
+            bytes,
+        });
     }
-    match insert_rows(db, case_id, &rows).await {
+    match insert_rows(db, store, case_id, &rows).await {
         Ok(stored) => Ok(stored),
         Err(e) => {
             forget_unused(db, store, &written).await;
@@ -349,29 +363,116 @@ async fn store_checked(
 }
 
 /// Delete objects this upload wrote that no stored row uses (after a refused transaction).
+/// Another upload of the same bytes may have found them stored and not written them again:
+/// the check and the deletion hold the keys ([`Db::lock_objects`]), so that upload's insert
+/// either comes first (its row keeps the object) or sees the object gone and writes it again.
 async fn forget_unused(db: &Db, store: &Store, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    if let Err(e) = forget_unused_in_turn(db, store, keys).await {
+        tracing::warn!("could not delete the unused objects of a refused upload: {e}");
+    }
+}
+
+async fn forget_unused_in_turn(db: &Db, store: &Store, keys: &[String]) -> Result<(), IntakeError> {
+    let mut tx = db.begin_write().await?;
+    let held: Vec<&str> = keys.iter().map(String::as_str).collect();
+    db.lock_objects(&mut tx, &held).await?;
     for key in keys {
         let used = sqlx::query("SELECT 1 AS one FROM instances WHERE object_key = $1 LIMIT 1")
             .bind(key)
-            .fetch_optional(&db.pool)
-            .await;
-        if let Ok(None) = used
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+        if used.is_none()
             && let Err(e) = store.delete(key).await
         {
             tracing::warn!("could not delete unused object {key}: {e}");
         }
     }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes again any of `objects` (key, bytes) that is not stored (16 checks at a time).
+async fn ensure_objects(
+    store: &Store,
+    objects: Vec<(String, bytes::Bytes)>,
+) -> Result<(), IntakeError> {
+    use futures_util::{StreamExt, TryStreamExt};
+    futures_util::stream::iter(objects)
+        .map(|(key, bytes)| {
+            let store = store.clone();
+            async move {
+                if !store.exists(&key).await? {
+                    tracing::warn!(
+                        "object {key} was deleted by a refused upload; writing it again"
+                    );
+                    store.put(bytes).await?;
+                }
+                Ok::<(), StoreError>(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await?;
+    Ok(())
 }
 
 async fn insert_rows(
     db: &Db,
+    store: &Store,
     case_id: &str,
-    rows: &[(InstanceHeader, String, String, i64)],
+    rows: &[Written],
 ) -> Result<Vec<StoredInstance>, IntakeError> {
     let mut tx = db.begin_write().await?;
+    // One study, one case, inside the transaction: the check before the upload's objects
+    // were written (`check_against_stored`) may have raced another upload of the study.
+    let studies: BTreeSet<&str> = rows
+        .iter()
+        .map(|w| w.header.provenance.study_instance_uid.as_str())
+        .collect();
+    for study in studies {
+        sqlx::query(
+            "INSERT INTO study_cases (study_uid, case_id) VALUES ($1, $2)
+             ON CONFLICT (study_uid) DO NOTHING",
+        )
+        .bind(study)
+        .bind(case_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        let owner = sqlx::query("SELECT case_id FROM study_cases WHERE study_uid = $1")
+            .bind(study)
+            .fetch_one(&mut *tx.tx)
+            .await?;
+        let owner: &str = owner.get("case_id");
+        if owner != case_id {
+            return Err(IntakeError::Conflict(format!(
+                "study {study} is already stored for case {owner}"
+            )));
+        }
+    }
+    // The objects are held from here to the commit, and each is checked to be there: a
+    // refused upload of the same bytes may have deleted one this upload found stored.
+    let keys: Vec<&str> = rows.iter().map(|w| w.key.as_str()).collect();
+    db.lock_objects(&mut tx, &keys).await?;
+    ensure_objects(
+        store,
+        rows.iter()
+            .map(|w| (w.key.clone(), w.bytes.clone()))
+            .collect(),
+    )
+    .await?;
     let stored_at = now();
     let mut out = Vec::with_capacity(rows.len());
-    for (h, metadata, key, size) in rows {
+    for Written {
+        header: h,
+        metadata_json: metadata,
+        key,
+        bytes,
+    } in rows
+    {
+        let size = bytes.len() as i64;
         let existing =
             sqlx::query("SELECT object_key FROM instances WHERE case_id = $1 AND sop_uid = $2")
                 .bind(case_id)
@@ -404,7 +505,7 @@ async fn insert_rows(
                 .bind(&h.sop_class_uid)
                 .bind(&h.transfer_syntax_uid)
                 .bind(key)
-                .bind(*size)
+                .bind(size)
                 .bind(p.modality.clone().unwrap_or_default())
                 .bind(p.study_date.clone().unwrap_or_default())
                 .bind(p.study_description.clone().unwrap_or_default())
@@ -611,6 +712,28 @@ pub async fn instance_count(db: &Db, case_id: &str) -> Result<i64, sqlx::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object a refused upload deleted after this upload found it stored is written again
+    /// before this upload's rows go in.
+    #[tokio::test]
+    async fn a_deleted_object_is_written_again_before_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        let kept = bytes::Bytes::from_static(b"kept object");
+        let lost = bytes::Bytes::from_static(b"object a refused upload deleted");
+        let (kept_key, _) = store.put(kept.clone()).await.unwrap();
+        let (lost_key, _) = store.put(lost.clone()).await.unwrap();
+        store.delete(&lost_key).await.unwrap();
+        assert!(!store.exists(&lost_key).await.unwrap());
+        ensure_objects(
+            &store,
+            vec![(kept_key.clone(), kept), (lost_key.clone(), lost.clone())],
+        )
+        .await
+        .unwrap();
+        assert!(store.exists(&kept_key).await.unwrap());
+        assert_eq!(store.get(&lost_key).await.unwrap(), lost);
+    }
 
     #[test]
     fn dicom_dates() {

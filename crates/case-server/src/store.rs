@@ -4,7 +4,8 @@
 //! A stored object is written whole or not at all (the local store writes a temporary file
 //! and renames it; S3 PUTs are atomic), and an object is only referenced by the database after
 //! it is written, so a failed upload leaves no row pointing at a partial object. Objects
-//! written for an upload that is then refused are deleted again unless another row uses them.
+//! written for an upload that is then refused are deleted again unless another row uses them
+//! (`intake` serializes that deletion with other uploads' inserts, object by object).
 //!
 //! Owns: object keys and bytes. Must not: know about cases, roles or DICOM.
 
@@ -94,9 +95,12 @@ impl Store {
                 ));
             }
             std::fs::create_dir_all(folder).map_err(|e| config(e.to_string()))?;
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
-                folder,
-            )?)
+            // fsync of the file and its folder before `put` returns: the rows that point at an
+            // object commit after it (SQLite with synchronous FULL), so the object must be on
+            // disk first, or a power cut leaves rows pointing at nothing.
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(folder)?.with_fsync(true),
+            )
         };
         Ok(Store {
             inner,
@@ -110,7 +114,8 @@ impl Store {
 
     /// Store `bytes` under their content key and return the key. Already stored: nothing is
     /// written again (`false` in the second field). The write is atomic.
-    pub async fn put(&self, bytes: Vec<u8>) -> Result<(String, bool), StoreError> {
+    pub async fn put(&self, bytes: impl Into<bytes::Bytes>) -> Result<(String, bool), StoreError> {
+        let bytes: bytes::Bytes = bytes.into();
         let key = content_key(&bytes);
         let path = object_path(&key);
         match self.inner.head(&path).await {
@@ -136,6 +141,15 @@ impl Store {
             });
         }
         Ok(bytes)
+    }
+
+    /// Whether an object is stored under `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.inner.head(&object_path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Remove an object (an upload that was refused after its objects were written).

@@ -620,4 +620,95 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     .await
     .unwrap();
     assert!(refused >= 5, "refusals are audited: {refused}");
+
+    // A study another case holds (an upload of it to that case committed between this
+    // upload's first check and its insert): refused inside the insert's transaction, and
+    // nothing of it stays.
+    let raced = synthetic_study(s.dir.path(), 5);
+    let raced_uid = study_uid_of(&raced);
+    sqlx::query("INSERT INTO study_cases (study_uid, case_id) VALUES ($1, $2)")
+        .bind(&raced_uid)
+        .bind(&third)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    expect(
+        stow(&s, &coord, &path, &files_of(&raced)).await,
+        StatusCode::CONFLICT,
+        "already stored for case",
+    )
+    .await;
+    assert_eq!(instance_rows(&s).await, 4);
+    assert_eq!(
+        stored_objects(&s),
+        4,
+        "the refused upload's objects are deleted"
+    );
+}
+
+fn study_uid_of(folder: &Path) -> String {
+    let file = dicom_files(folder).remove(0);
+    dicom_object::open_file(file)
+        .unwrap()
+        .element(tags::STUDY_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(['\0', ' '])
+        .to_string()
+}
+
+/// QIDO-RS matching is the same on SQLite and PostgreSQL: wildcards on text keys are
+/// case-sensitive like an exact match, names ignore the case of ASCII letters. A search over
+/// several cases is in the audit trail of each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_match_alike_on_both_databases_and_are_audited_per_case() {
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let mut cases = Vec::new();
+    for seed in [11, 12] {
+        let case = case_for(&s, &coord, "1970-01-01").await;
+        let files = files_of(&synthetic_study(s.dir.path(), seed));
+        let r = stow(
+            &s,
+            &coord,
+            &format!("/cases/{case}/dicomweb/studies"),
+            &files,
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        cases.push(case);
+    }
+    // The synthetic studies' patient: ID SYNTH0001, name PHANTOM^CHEST.
+    for (query, expected) in [
+        ("PatientID=SYNTH0001", 2),
+        ("PatientID=synth0001", 0),
+        ("PatientID=SYN*", 2),
+        ("PatientID=syn*", 0),
+        ("PatientID=SYNTH000?", 2),
+        ("PatientID=[SYN*", 0),
+        ("PatientName=PHANTOM*", 2),
+        ("PatientName=phantom^c?est", 2),
+        ("PatientName=CHEST*", 0),
+    ] {
+        let (st, v) = get_json(&s, &coord, &format!("/dicomweb/studies?{query}")).await;
+        assert_eq!(st, StatusCode::OK, "{query}");
+        assert_eq!(v.as_array().unwrap().len(), expected, "{query}");
+    }
+    let (st, v) = get_json(&s, &coord, "/dicomweb/studies?PatientID=SYNTH0001").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    for case in &cases {
+        let searches = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM audit WHERE action = 'dicomweb_search' AND case_id = $1",
+        )
+        .bind(case)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            searches, 6,
+            "case {case}: every search that found it is in its trail"
+        );
+    }
 }

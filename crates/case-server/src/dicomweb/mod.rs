@@ -228,16 +228,41 @@ impl Sql {
     }
 }
 
-/// The case a target's rows belong to (for the audit row): the scope's case, or the first
-/// row's.
-pub(crate) fn audit_case<'a>(scope: &'a Scope, rows: &'a [AnyRow]) -> Option<String> {
+/// The cases a target's rows belong to, each once (for the audit: one row per case, so every
+/// case's trail shows the access): the scope's case, or every row's. No rows: one entry
+/// without a case (the access is still recorded).
+pub(crate) fn audit_cases(scope: &Scope, rows: &[AnyRow]) -> Vec<String> {
     use sqlx::Row;
     match scope {
-        Scope::Case(c) => Some(c.clone()),
-        Scope::Visible { .. } => rows
-            .first()
-            .and_then(|r| r.try_get::<String, _>("case_id").ok()),
+        Scope::Case(c) => vec![c.clone()],
+        Scope::Visible { .. } => {
+            let mut cases: Vec<String> = rows
+                .iter()
+                .filter_map(|r| r.try_get::<String, _>("case_id").ok())
+                .collect();
+            cases.sort();
+            cases.dedup();
+            cases
+        }
     }
+}
+
+/// Records a DICOMweb access in the audit trail of every case its rows belong to.
+pub(crate) async fn audit_access(
+    server: &Server,
+    caller: &Caller,
+    action: &str,
+    scope: &Scope,
+    rows: &[AnyRow],
+    detail: &str,
+) -> Result<(), ApiError> {
+    let cases = audit_cases(scope, rows);
+    let ids: Vec<Option<&str>> = if cases.is_empty() {
+        vec![None]
+    } else {
+        cases.iter().map(|c| Some(c.as_str())).collect()
+    };
+    caller.audit_cases(&server.db, action, &ids, detail).await
 }
 
 /// Whether an `Accept` header allows a multipart/related response whose parts are

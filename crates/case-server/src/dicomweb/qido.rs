@@ -15,9 +15,10 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Bind, Sql, Target, audit_case, root, scope};
+use super::{Bind, Sql, Target, audit_access, root, scope};
 use crate::Server;
 use crate::api::Caller;
+use crate::db::Backend;
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +170,15 @@ fn like_pattern(value: &str) -> String {
     out
 }
 
+/// A DICOM wildcard value as a SQLite GLOB pattern: `*` and `?` are the same; `[` opens a
+/// character class in GLOB, so a literal one is written `[[]`.
+fn glob_pattern(value: &str) -> String {
+    value.replace('[', "[[]")
+}
+
 /// Add `AND ...` for every query key; unknown keys are a 400 naming them.
 fn filters(
+    backend: Backend,
     sql: &mut Sql,
     query: &[(String, String)],
     level: Level,
@@ -221,18 +229,35 @@ fn filters(
                 }
                 sql.push(")");
             }
-            Match::Text if value.contains(['*', '?']) => {
-                sql.push(&format!(" AND {col} LIKE "));
-                sql.text(&like_pattern(value));
-                sql.push(" ESCAPE '\\'");
-            }
+            // Wildcards match case-sensitively (PS3.4 C.2.2.2.4), as the exact match does:
+            // SQLite's LIKE ignores ASCII case, so SQLite takes GLOB (whose * and ? are
+            // DICOM's), PostgreSQL LIKE.
+            Match::Text if value.contains(['*', '?']) => match backend {
+                Backend::Sqlite => {
+                    sql.push(&format!(" AND {col} GLOB "));
+                    sql.text(&glob_pattern(value));
+                }
+                Backend::Postgres => {
+                    sql.push(&format!(" AND {col} LIKE "));
+                    sql.text(&like_pattern(value));
+                    sql.push(" ESCAPE '\\'");
+                }
+            },
             Match::Text => {
                 sql.push(&format!(" AND {col} = "));
                 sql.text(value);
             }
+            // Names ignore case in ASCII letters only, on both databases: SQLite's LOWER folds
+            // ASCII alone, and PostgreSQL's does too under the C collation (under the
+            // database's own locale it would fold more, so one query would match differently).
             Match::Name => {
-                sql.push(&format!(" AND LOWER({col}) LIKE "));
-                sql.text(&like_pattern(&value.to_lowercase()));
+                match backend {
+                    Backend::Sqlite => sql.push(&format!(" AND LOWER({col}) LIKE ")),
+                    Backend::Postgres => {
+                        sql.push(&format!(" AND LOWER({col} COLLATE \"C\") LIKE "))
+                    }
+                };
+                sql.text(&like_pattern(&value.to_ascii_lowercase()));
                 sql.push(" ESCAPE '\\'");
             }
             Match::Date => {
@@ -329,20 +354,21 @@ async fn search(
     let scope = scope(&server.db, caller, target).await?;
     let mut sql = Sql::new(select);
     sql.scope(&scope).target(target);
-    let (limit, offset) = filters(&mut sql, query, level)?;
+    let (limit, offset) = filters(server.db.backend, &mut sql, query, level)?;
     sql.push(order).push(" LIMIT ");
     sql.bind(Bind::Int(limit))
         .push(" OFFSET ")
         .bind(Bind::Int(offset));
     let rows = sql.fetch_all(&server.db).await?;
-    caller
-        .audit(
-            &server.db,
-            "dicomweb_search",
-            audit_case(&scope, &rows).as_deref(),
-            &format!("{what} in {} ({} found)", target.describe(), rows.len()),
-        )
-        .await?;
+    audit_access(
+        server,
+        caller,
+        "dicomweb_search",
+        &scope,
+        &rows,
+        &format!("{what} in {} ({} found)", target.describe(), rows.len()),
+    )
+    .await?;
     Ok((scope, rows))
 }
 
@@ -531,12 +557,14 @@ mod tests {
         assert_eq!(like_pattern("DOE*"), "DOE%");
         assert_eq!(like_pattern("D?E"), "D_E");
         assert_eq!(like_pattern("100%_a\\b"), "100\\%\\_a\\\\b");
+        assert_eq!(glob_pattern("A[1]*?"), "A[[]1]*?");
     }
 
     #[test]
     fn unknown_keys_are_named() {
         let mut sql = Sql::new("");
         let err = filters(
+            Backend::Sqlite,
             &mut sql,
             &[("PatientWeight".into(), "70".into())],
             Level::Study,
@@ -545,14 +573,31 @@ mod tests {
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert!(err.message.contains("PatientWeight"), "{}", err.message);
         let err = filters(
+            Backend::Sqlite,
             &mut sql,
             &[("StudyDate".into(), "2024-01".into())],
             Level::Study,
         )
         .unwrap_err();
         assert!(err.message.contains("YYYYMMDD"));
-        assert!(filters(&mut sql, &[("00100020".into(), "X".into())], Level::Study).is_ok());
+        assert!(
+            filters(
+                Backend::Sqlite,
+                &mut sql,
+                &[("00100020".into(), "X".into())],
+                Level::Study
+            )
+            .is_ok()
+        );
         // Series keys are not study keys.
-        assert!(filters(&mut sql, &[("Modality".into(), "CT".into())], Level::Study).is_err());
+        assert!(
+            filters(
+                Backend::Sqlite,
+                &mut sql,
+                &[("Modality".into(), "CT".into())],
+                Level::Study
+            )
+            .is_err()
+        );
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use imaging::header::FileKind;
 use sqlx::Row;
 
-use super::{Target, accepts, audit_case, not_acceptable, scope};
+use super::{Target, accepts, audit_access, not_acceptable, scope};
 use crate::Server;
 use crate::api::Caller;
 use crate::error::ApiError;
@@ -221,18 +221,19 @@ async fn render(
         .collect();
     let chosen = series_rows[series_rows.len() / 2];
     let key: String = chosen.get("object_key");
-    caller
-        .audit(
-            &server.db,
-            if thumbnail {
-                "dicomweb_thumbnail"
-            } else {
-                "dicomweb_rendered"
-            },
-            audit_case(&scope, &rows).as_deref(),
-            &target.describe(),
-        )
-        .await?;
+    audit_access(
+        &server,
+        &caller,
+        if thumbnail {
+            "dicomweb_thumbnail"
+        } else {
+            "dicomweb_rendered"
+        },
+        &scope,
+        &rows,
+        &target.describe(),
+    )
+    .await?;
     let bytes = server
         .store
         .get(&key)

@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{
-    Sql, Target, accepts, audit_case, insisted_transfer_syntax, not_acceptable, on_disk, scope,
+    Sql, Target, accepts, audit_access, insisted_transfer_syntax, not_acceptable, on_disk, scope,
 };
 use crate::Server;
 use crate::api::Caller;
@@ -72,14 +72,15 @@ pub(super) async fn retrieve(
             "objects are served as stored (transfer syntax {other}); ask with transfer-syntax=*"
         )));
     }
-    caller
-        .audit(
-            &server.db,
-            "dicomweb_retrieve",
-            audit_case(&scope, &rows).as_deref(),
-            &format!("{} ({} instances)", target.describe(), rows.len()),
-        )
-        .await?;
+    audit_access(
+        &server,
+        &caller,
+        "dicomweb_retrieve",
+        &scope,
+        &rows,
+        &format!("{} ({} instances)", target.describe(), rows.len()),
+    )
+    .await?;
     let boundary = new_boundary();
     let parts: Vec<(String, String)> = rows
         .iter()
@@ -144,14 +145,15 @@ pub(super) async fn metadata(
         "instances.metadata_json AS metadata_json",
     )
     .await?;
-    caller
-        .audit(
-            &server.db,
-            "dicomweb_metadata",
-            audit_case(&scope, &rows).as_deref(),
-            &format!("{} ({} instances)", target.describe(), rows.len()),
-        )
-        .await?;
+    audit_access(
+        &server,
+        &caller,
+        "dicomweb_metadata",
+        &scope,
+        &rows,
+        &format!("{} ({} instances)", target.describe(), rows.len()),
+    )
+    .await?;
     // The stored JSON objects joined into an array, not parsed again.
     let mut body = String::from("[");
     for (i, r) in rows.iter().enumerate() {
@@ -189,9 +191,12 @@ fn frame_media_type(ts: &str, encapsulated: bool) -> &'static str {
     }
 }
 
-/// Parse `1,3,5` (1-based frame numbers) into 0-based indices.
+/// Parse `1,3,5` (1-based frame numbers) into 0-based indices. A frame named twice is
+/// refused (PS3.18 8.3.2.3: a list of non-duplicate frame numbers): each listed frame is a
+/// copy in the response, so repeats would let one short URL ask for gigabytes.
 fn frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
-    text.split(',')
+    let frames: Vec<u32> = text
+        .split(',')
         .map(|f| {
             f.trim()
                 .parse::<u32>()
@@ -204,7 +209,15 @@ fn frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
                     ))
                 })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(f) = frames.iter().find(|f| !seen.insert(**f)) {
+        return Err(ApiError::bad_request(format!(
+            "frame list {text:?}: frame {} is named twice",
+            f + 1
+        )));
+    }
+    Ok(frames)
 }
 
 pub(super) async fn frames(
@@ -259,18 +272,19 @@ pub(super) async fn frames(
             frames[0].transfer_syntax_uid
         )));
     }
-    caller
-        .audit(
-            &server.db,
-            "dicomweb_frames",
-            audit_case(&scope, &rows).as_deref(),
-            &format!(
-                "{} frames {}",
-                target.describe(),
-                params.get("frames").map_or("", String::as_str)
-            ),
-        )
-        .await?;
+    audit_access(
+        &server,
+        &caller,
+        "dicomweb_frames",
+        &scope,
+        &rows,
+        &format!(
+            "{} frames {}",
+            target.describe(),
+            params.get("frames").map_or("", String::as_str)
+        ),
+    )
+    .await?;
     let boundary = new_boundary();
     let mut body = Vec::new();
     let part_type = if frames[0].encapsulated {
@@ -305,5 +319,8 @@ mod tests {
         assert!(frame_list("0").is_err());
         assert!(frame_list("a").is_err());
         assert!(frame_list("").is_err());
+        // A frame named twice would be copied twice into the response.
+        assert!(frame_list("1,2,1").is_err());
+        assert!(frame_list(&vec!["1"; 30_000].join(",")).is_err());
     }
 }
