@@ -141,7 +141,7 @@ fn server_with(folder: &Path, dir: &Path) -> (tokio::runtime::Runtime, String, S
 fn load_by_url_from_the_case_server_equals_load_from_disk() {
     let Some(folder) = real_study() else { return };
     let dir = tempdir();
-    let (_rt, base, case) = server_with(&folder, dir.path());
+    let (rt, base, case) = server_with(&folder, dir.path());
     let (study, _) = study_of(&folder);
     let url = format!("{base}/cases/{case}/dicomweb/studies/{study}");
     let rad1 = [("OVERREAD_USER", "rad1"), ("OVERREAD_PASSWORD", PASSWORD)];
@@ -165,6 +165,22 @@ fn load_by_url_from_the_case_server_equals_load_from_disk() {
     assert_eq!(v["instances"], 100);
     assert!(v["first_instance_secs"].as_f64().unwrap() <= v["total_secs"].as_f64().unwrap());
     assert_eq!(dcm_hashes(&out), dcm_hashes(&folder));
+
+    // Listed a page at a time (a server gives 1,000 at most unasked): with pages of 7 the
+    // list is the same 100 instances (the last page short), not the first 7.
+    let token = rad1_token(&rt, &base);
+    let study_url = overread::cases::dicomweb::StudyUrl::parse(&url).unwrap();
+    let listed = |page: usize| {
+        let client = overread::cases::dicomweb::DicomWebClient::new(None)
+            .unwrap()
+            .with_token(token.clone())
+            .with_page_size(page);
+        rt.block_on(client.instances(&study_url)).unwrap()
+    };
+    let whole = listed(1000);
+    assert_eq!(whole.len(), 100);
+    assert_eq!(listed(7), whole);
+    assert_eq!(listed(100), whole);
 
     // Another radiologist's workstation gets no study, and says why.
     let (ok, _, err) = overread(

@@ -35,15 +35,27 @@ impl ClientError {
 
 /// An HTTPS client (rustls with ring) that trusts the system roots or, with `ca_pem`, only
 /// that CA; `timeout` bounds each whole request.
+/// How long a request may take before it counts as no answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Patience {
+    /// The whole request (small JSON answers).
+    Total(std::time::Duration),
+    /// The wait between two reads of the answer (big answers on slow links).
+    BetweenReads(std::time::Duration),
+}
+
 pub fn http_client(
     ca_pem: Option<&Path>,
-    timeout: std::time::Duration,
+    patience: Patience,
 ) -> Result<reqwest::Client, ClientError> {
     // reqwest's rustls needs a process-wide provider; ring keeps the build free of cmake.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(std::time::Duration::from_secs(10));
+    let mut builder =
+        reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+    builder = match patience {
+        Patience::Total(t) => builder.timeout(t),
+        Patience::BetweenReads(t) => builder.read_timeout(t),
+    };
     if let Some(path) = ca_pem {
         let pem = std::fs::read(path)
             .map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))?;
@@ -77,7 +89,7 @@ impl CaseClient {
     /// A client for `base` (`https://host:port`, or `http://127.0.0.1:port`), trusting only the
     /// CA in `ca_pem` when given.
     pub fn new(base: &str, ca_pem: Option<&Path>) -> Result<CaseClient, ClientError> {
-        let http = http_client(ca_pem, std::time::Duration::from_secs(30))?;
+        let http = http_client(ca_pem, Patience::Total(std::time::Duration::from_secs(30)))?;
         Ok(CaseClient {
             base: base.trim_end_matches('/').to_string(),
             http,

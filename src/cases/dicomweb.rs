@@ -99,7 +99,16 @@ impl Download {
 pub struct DicomWebClient {
     http: reqwest::Client,
     token: Option<String>,
+    /// Results asked for per QIDO-RS request (`limit`); the next page follows by `offset`.
+    page: usize,
 }
+
+/// QIDO-RS results per request: what most servers give unasked (Overread's case server 1,000,
+/// Orthanc 100 by default but more on request).
+const QIDO_PAGE: usize = 1000;
+/// Attempts at one instance before a transient failure (no answer, 5xx, 408, 429) fails the
+/// download.
+const INSTANCE_TRIES: u32 = 4;
 
 fn transport(e: reqwest::Error) -> ClientError {
     ClientError::Transport(e.to_string())
@@ -108,10 +117,21 @@ fn transport(e: reqwest::Error) -> ClientError {
 impl DicomWebClient {
     pub fn new(ca_pem: Option<&Path>) -> Result<DicomWebClient, ClientError> {
         Ok(DicomWebClient {
-            // A whole instance (or a big multi-frame object) per request: a longer bound.
-            http: super::client::http_client(ca_pem, std::time::Duration::from_secs(120))?,
+            // A whole instance (a big multi-frame object on a slow link may take minutes): a
+            // bound on the wait between reads, not on the whole answer.
+            http: super::client::http_client(
+                ca_pem,
+                super::client::Patience::BetweenReads(std::time::Duration::from_secs(60)),
+            )?,
             token: None,
+            page: QIDO_PAGE,
         })
+    }
+
+    /// Asks QIDO-RS for `page` results at a time (a server whose limit is lower).
+    pub fn with_page_size(mut self, page: usize) -> DicomWebClient {
+        self.page = page.max(1);
+        self
     }
 
     /// A client for `url` with the access the environment gives: `OVERREAD_CA` (a CA file to
@@ -184,11 +204,39 @@ impl DicomWebClient {
         Ok(v.as_array().cloned().unwrap_or_default())
     }
 
+    /// Every result of a QIDO-RS search, page by page (`limit` and `offset`, PS3.18 8.3.4.4):
+    /// a server answers a page at most, and a study cut at the page's end would load as a
+    /// shorter volume, its last slices missing without a word. A server that ignores
+    /// `limit` (more than asked) gave everything; one that ignores `offset` (the first page
+    /// again) has no more to give.
+    async fn qido_all(&self, url: &str) -> Result<Vec<Value>, ClientError> {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let mut all: Vec<Value> = Vec::new();
+        loop {
+            let page = self
+                .qido(&format!(
+                    "{url}{sep}limit={}&offset={}",
+                    self.page,
+                    all.len()
+                ))
+                .await?;
+            let n = page.len();
+            if !all.is_empty() && page.first() == all.first() {
+                break;
+            }
+            all.extend(page);
+            if n != self.page {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// The Study Instance UIDs under a service root (QIDO-RS `/studies`), newest first as the
     /// server orders them.
     pub async fn studies(&self, root: &str) -> Result<Vec<String>, ClientError> {
         let list = self
-            .qido(&format!("{}/studies", root.trim_end_matches('/')))
+            .qido_all(&format!("{}/studies", root.trim_end_matches('/')))
             .await?;
         Ok(list
             .iter()
@@ -197,20 +245,32 @@ impl DicomWebClient {
             .collect())
     }
 
-    /// Every instance of the study (QIDO-RS, series by series).
+    /// Every instance of the study (QIDO-RS, series by series). A series or instance whose
+    /// UID is not a DICOM UID (digits and dots, at most 64) fails the whole list: its files
+    /// are named by it, and leaving it out would open the study short of it.
     pub async fn instances(&self, study: &StudyUrl) -> Result<Vec<InstanceRef>, ClientError> {
-        let series = self.qido(&format!("{}/series", study.study())).await?;
+        let series = self.qido_all(&format!("{}/series", study.study())).await?;
+        let not_a_uid = |what: &str, value: Option<String>| ClientError::Refused {
+            status: 200,
+            message: format!(
+                "study {}: the server listed a {what} whose UID {} is not a DICOM UID",
+                study.study_uid,
+                value.map_or_else(|| "(none)".to_string(), |v| format!("{v:?}"))
+            ),
+        };
         let mut out = Vec::new();
         for s in &series {
-            let Some(series_uid) = first_string(s, "0020000E").filter(|u| valid_uid(u)) else {
-                continue;
+            let series_uid = match first_string(s, "0020000E") {
+                Some(u) if valid_uid(&u) => u,
+                other => return Err(not_a_uid("series", other)),
             };
             let list = self
-                .qido(&format!("{}/series/{series_uid}/instances", study.study()))
+                .qido_all(&format!("{}/series/{series_uid}/instances", study.study()))
                 .await?;
             for i in &list {
-                let Some(sop_uid) = first_string(i, "00080018").filter(|u| valid_uid(u)) else {
-                    continue;
+                let sop_uid = match first_string(i, "00080018") {
+                    Some(u) if valid_uid(&u) => u,
+                    other => return Err(not_a_uid("instance", other)),
                 };
                 out.push(InstanceRef {
                     series_uid: series_uid.clone(),
@@ -226,6 +286,27 @@ impl DicomWebClient {
             });
         }
         Ok(out)
+    }
+
+    /// One instance, tried again after a transient failure (no answer, 5xx, 408, 429) with
+    /// waits of 0.5, 1 and 2 s: one dropped connection must not fail a study of thousands.
+    async fn instance_retried(
+        &self,
+        study: &StudyUrl,
+        i: &InstanceRef,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut wait = std::time::Duration::from_millis(500);
+        let mut tries = 1;
+        loop {
+            match self.instance(study, i).await {
+                Err(e) if e.is_retryable() && tries < INSTANCE_TRIES => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One instance as stored (WADO-RS, a one-part multipart answer).
@@ -313,7 +394,7 @@ impl DicomWebClient {
                     let on_file = on_file.clone();
                     let first = first.clone();
                     async move {
-                        let bytes = self.instance(study, &i).await?;
+                        let bytes = self.instance_retried(study, &i).await?;
                         let name = format!("{:05}-{}.dcm", n, i.sop_uid);
                         let path = folder.join(&name);
                         let tmp = folder.join(format!(".{name}.part"));
