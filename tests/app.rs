@@ -181,6 +181,25 @@ fn the_app_opens_a_series_and_scrolls_with_the_keyboard() {
     assert_eq!(h.state().thumbnail_ids().len(), 1);
 }
 
+/// A file the scan leaves out is named on screen (the browser lists it with the reason, the
+/// status counts it); the series beside it opens.
+#[test]
+fn a_file_left_out_is_listed_in_the_browser() {
+    let dir = tempdir();
+    write_series(&spec(), dir.path()).unwrap();
+    std::fs::write(dir.path().join("IM99999.dcm"), b"not a DICOM file").unwrap();
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    assert_eq!(slice(&h).1, 40);
+    assert!(
+        h.state().status().contains("1 file(s) left out"),
+        "{}",
+        h.state().status()
+    );
+    h.get_by_label("Files left out (1)").click();
+    h.run();
+    assert!(h.query_by_label_contains("IM99999.dcm").is_some());
+}
+
 #[test]
 fn window_presets_rotate_and_flip_follow_the_conventions() {
     let dir = tempdir();

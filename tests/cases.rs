@@ -149,6 +149,59 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     assert_eq!(report_count(&db).await, 1);
 }
 
+/// A final report and addenda to it, all signed while the server was away, go in one round:
+/// the final report first, then the addenda (sent together, an addendum could reach the
+/// server before the report it amends and be refused for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addenda_wait_for_the_report_they_amend() {
+    let dir = tempdir();
+    let (db, case_id) = server_db(dir.path()).await;
+    let key = SigningKey::generate();
+    db.add_key("rad1", &key.verifying_key().to_base64())
+        .await
+        .unwrap();
+    let key_id = key.verifying_key().id().0;
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    let final_report = sign_report(report(&case_id, &key_id), &key).unwrap();
+    let final_hash = outbox.enqueue(&final_report).unwrap();
+    for n in 0..4 {
+        let mut addendum = report(&case_id, &key_id);
+        addendum.kind = ReportKind::Addendum {
+            amends: final_hash.clone(),
+        };
+        addendum.findings = format!("Addendum {n}: the nodule is unchanged.");
+        outbox
+            .enqueue(&sign_report(addendum, &key).unwrap())
+            .unwrap();
+    }
+
+    // Offline: the addenda say what they wait for.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let offline = CaseClient::new(&format!("http://{dead_addr}"), None).unwrap();
+    let results = outbox.deliver(&offline, 1, Duration::from_millis(10)).await;
+    let waiting = results
+        .iter()
+        .filter(|d| matches!(d, Delivery::Pending { error, .. } if error.contains("amends")))
+        .count();
+    assert_eq!(waiting, 4, "{results:?}");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(case_server::serve(server_state(&db, dir.path()), listener));
+    let mut client = CaseClient::new(&base, None).unwrap();
+    client.login("rad1", PASSWORD).await.unwrap();
+    let results = outbox.deliver(&client, 3, Duration::from_millis(10)).await;
+    assert_eq!(results.len(), 5);
+    assert!(
+        results.iter().all(|d| matches!(d, Delivery::Delivered(_))),
+        "{results:?}"
+    );
+    assert!(outbox.pending().is_empty());
+    assert_eq!(report_count(&db).await, 5);
+}
+
 /// The CLI: a key sealed under a passphrase, a report signed with it, submitted over TLS to a
 /// server with a self-signed certificate, receipted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,8 +115,9 @@ type Loaded = Result<(Volume, Option<(f64, f64)>), String>;
 enum ScanMsg {
     /// The first file of a study arriving over DICOMweb, grouped on its own: shown at once.
     Preview(Vec<Patient>),
-    /// Everything, grouped; the folders downloaded for it (removed when the app closes).
-    Done(Vec<Patient>, Vec<tempfile::TempDir>),
+    /// Everything, grouped; the folders downloaded for it (removed when the app closes); the
+    /// files left out and why ("path: reason", for the screen only).
+    Done(Vec<Patient>, Vec<tempfile::TempDir>, Vec<String>),
     Failed(String),
 }
 
@@ -393,6 +394,8 @@ pub struct OverreadApp {
     cine: Option<Instant>,
     cine_fps: f64,
     status: String,
+    /// Files the last scan left out and why (shown in the browser).
+    skipped: Vec<String>,
     /// What was wrong in the settings file (shown in the toolbar and the key table).
     settings_problems: Vec<String>,
     /// A scripted reading being played (benchmark), and where to write its results.
@@ -513,6 +516,7 @@ impl OverreadApp {
                 .unwrap_or(10.0)
                 .clamp(1.0, 60.0),
             status: problems.last().cloned().unwrap_or_default(),
+            skipped: Vec::new(),
             settings_problems: problems,
             script: None,
             report: report_panel::ReportState::new(report_panel::PanelSettings {
@@ -549,10 +553,17 @@ impl OverreadApp {
             let msg = match retrieve_urls(paths, token, &tx, &ctx) {
                 Ok((paths, folders)) => {
                     let report = imaging::scan(&paths);
-                    for w in &report.warnings {
-                        tracing::warn!("{}: {}", w.path.display(), w.message);
+                    // Paths may hold patient names (a CD's folders often do): the log gets
+                    // the count, the screen the files.
+                    if !report.warnings.is_empty() {
+                        tracing::warn!("scan: {} file(s) left out", report.warnings.len());
                     }
-                    ScanMsg::Done(imaging::group(&report.instances), folders)
+                    let skipped = report
+                        .warnings
+                        .iter()
+                        .map(|w| format!("{}: {}", w.path.display(), w.message))
+                        .collect();
+                    ScanMsg::Done(imaging::group(&report.instances), folders, skipped)
                 }
                 Err(e) => ScanMsg::Failed(e),
             };
@@ -1386,9 +1397,10 @@ impl OverreadApp {
                     self.status = e;
                     self.scan_rx = None;
                 }
-                Ok(ScanMsg::Done(patients, folders)) => {
+                Ok(ScanMsg::Done(patients, folders, skipped)) => {
                     self.downloads.extend(folders);
                     self.scan_rx = None;
+                    self.skipped = skipped;
                     if imaging::default_stack(&patients).is_none() && !self.opens.is_empty() {
                         // Nothing to show in what was dropped: the study being read stays,
                         // with its browser and its patient in the corners.
@@ -1398,6 +1410,12 @@ impl OverreadApp {
                     self.patients = patients;
                     let stacks: usize = self.patients.iter().map(|p| p.stacks().count()).sum();
                     self.status = format!("{stacks} stack(s) found");
+                    if !self.skipped.is_empty() {
+                        self.status += &format!(
+                            "; {} file(s) left out (listed in the browser)",
+                            self.skipped.len()
+                        );
+                    }
                     self.start_thumbnails(ctx);
                     let first = imaging::default_stack(&self.patients).map(|s| s.id.clone());
                     match first {

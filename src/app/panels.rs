@@ -136,6 +136,20 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                     ui.label("scanning");
                 });
             }
+            if !app.skipped.is_empty() {
+                egui::CollapsingHeader::new(format!("Files left out ({})", app.skipped.len()))
+                    .id_salt("skipped")
+                    .show(ui, |ui| {
+                        egui::ScrollArea::vertical()
+                            .id_salt("skipped list")
+                            .max_height(160.0)
+                            .show(ui, |ui| {
+                                for line in &app.skipped {
+                                    ui.small(line);
+                                }
+                            });
+                    });
+            }
             egui::ScrollArea::vertical().show(ui, |ui| {
                 for patient in &app.patients {
                     // The screen may show identity; logs may not.

@@ -93,6 +93,24 @@ pub struct SignedFinal {
     pub impression: String,
 }
 
+/// A report signed and put in the outbox (on disk): received by the server at once, or kept
+/// there (why) until the outbox's sender delivers it.
+#[derive(Debug)]
+struct Signed {
+    report: case_protocol::Report,
+    hash: String,
+    receipt: Result<case_protocol::Receipt, String>,
+}
+
+/// A signed report kept in the outbox: its hash, and its text to give back to the editors if
+/// the server refuses it.
+#[derive(Debug, Clone)]
+struct Awaiting {
+    hash: String,
+    findings: String,
+    impression: String,
+}
+
 /// Settings the panel takes from the settings file.
 #[derive(Debug, Clone, Default)]
 pub struct PanelSettings {
@@ -132,10 +150,18 @@ pub struct ReportState {
     pub message: String,
     pub setup: SignSetup,
     pub form: SignForm,
-    /// Study Instance UIDs of the open study (the report is about them).
+    /// Study Instance UIDs of the open study (the report is about them), when no case from
+    /// the worklist is open.
     pub study_uids: Vec<String>,
-    /// Signing in the background: the receipt and the report that was signed.
-    sign_job: Option<Receiver<Result<(case_protocol::Receipt, case_protocol::Report), String>>>,
+    /// The study of the case opened from the worklist: the report is about it, whatever else
+    /// is put on screen beside it.
+    case_studies: Option<Vec<String>>,
+    /// Signing in the background: the report that was signed and what became of it.
+    sign_job: Option<Receiver<Result<Signed, String>>>,
+    /// The last report signed and kept in the outbox, waiting for its receipt.
+    awaiting: Option<Awaiting>,
+    /// The checks the reader saw when ticking "sign anyway": another set unticks it.
+    override_seen: Vec<String>,
     /// The server's receipt of the last signed report or addendum.
     pub receipt: Option<case_protocol::Receipt>,
     pub sign_message: String,
@@ -193,7 +219,10 @@ impl ReportState {
             setup: SignSetup::default(),
             form: SignForm::default(),
             study_uids: Vec::new(),
+            case_studies: None,
             sign_job: None,
+            awaiting: None,
+            override_seen: Vec::new(),
             receipt: None,
             sign_message: String::new(),
             show_signed_text: false,
@@ -232,7 +261,10 @@ impl ReportState {
             },
             key_id,
             signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
-            study_instance_uids: self.study_uids.clone(),
+            study_instance_uids: self
+                .case_studies
+                .clone()
+                .unwrap_or_else(|| self.study_uids.clone()),
             findings: self.draft.findings.trim().to_string(),
             impression: self.draft.impression.trim().to_string(),
             measurements: self.linked.iter().map(report_measurement).collect(),
@@ -280,6 +312,17 @@ impl ReportState {
         checks
     }
 
+    /// "Sign anyway" holds for the checks it was ticked for: when `checks` differ (a new
+    /// mismatch, another unfilled field), it is unticked. `ticked`: ticked this frame.
+    fn keep_override_for(&mut self, checks: &[crate::report::Check], ticked: bool) {
+        let seen: Vec<String> = checks.iter().map(|c| c.message.clone()).collect();
+        if ticked {
+            self.override_seen = seen;
+        } else if self.form.override_checks && self.override_seen != seen {
+            self.form.override_checks = false;
+        }
+    }
+
     /// Sign the report (or addendum) and send it through the outbox, on a background thread;
     /// the receipt (or why there is none yet) comes back to [`ReportState::poll`].
     pub fn sign_and_send(&mut self, ctx: &egui::Context) {
@@ -304,9 +347,8 @@ impl ReportState {
         let (tx, rx) = channel();
         let ctx = ctx.clone();
         std::thread::spawn(move || {
-            let signed = report.clone();
             let result = sign_and_send(report, &setup, &server, &user, &passphrase, &password);
-            let _ = tx.send(result.map(|receipt| (receipt, signed)));
+            let _ = tx.send(result);
             ctx.request_repaint();
         });
         self.sign_job = Some(rx);
@@ -369,18 +411,30 @@ impl ReportState {
         self.clips.clear();
         self.signed_final = None;
         self.receipt = None;
+        self.awaiting = None;
         self.sign_message.clear();
+        self.form.override_checks = false;
     }
 
     /// A case was opened: the report is for it. Another case than the one in the form starts
     /// a new, empty report (nothing of the last case's text, measurements, words or signed
     /// report carries over).
-    pub fn start_case(&mut self, case_id: &str) {
+    /// `study_uid`: the case's study (the report is about it, not about whatever else is
+    /// shown beside it).
+    pub fn start_case(&mut self, case_id: &str, study_uid: Option<&str>) {
+        self.case_studies = study_uid.map(|u| vec![u.to_string()]);
         if self.form.case_id == case_id {
             return;
         }
         self.form.case_id = case_id.to_string();
         self.form.override_checks = false;
+        self.study_uids.clear();
+        // Audio of the last case is not transcribed into this one: a running recording is
+        // stopped and dropped, a replay stopped.
+        if self.recorder.take().is_some() {
+            self.message = "the dictation running for the last case was discarded".into();
+        }
+        self.player = None;
         // A dictation of the last case still being transcribed does not land in this one
         // (its thread finishes unheard). A signature in flight goes on: its receipt is shown
         // for its own case.
@@ -534,6 +588,13 @@ impl ReportState {
     /// is settled.
     fn follow_edit(&mut self, section: Section, edit: &Edit) {
         let text = self.draft.text(section).to_string();
+        for m in &mut self.linked {
+            if let Some((s, range)) = &m.place
+                && *s == section
+            {
+                m.place = edit.map_span(range).map(|r| (section, r));
+            }
+        }
         for w in &mut self.unsure {
             if let Some((s, range)) = &w.at
                 && *s == section
@@ -596,18 +657,31 @@ impl ReportState {
 
     /// Link a measurement from the viewer: its value goes into the text at the cursor.
     pub fn insert_measurement(&mut self, value: f64, unit: &str, source: MeasurementSource) {
+        if self.signing() {
+            self.message =
+                "a report is being signed: insert the measurement when it is done".into();
+            return;
+        }
         let shown = if unit == "mm" {
             format!("{value:.1} mm")
         } else {
             format!("{value:.1} degrees")
         };
-        self.apply_pieces(&[commands::Piece::Text(shown)]);
+        let written = self.apply_pieces(&[commands::Piece::Text(shown.clone())]);
+        // Where the value went (the text written ends with it): checked against the
+        // measurement there, even unnamed.
+        let place = written.last().and_then(|(section, r)| {
+            let text = self.draft.text(*section);
+            let at = text.get(r.clone())?.rfind(&shown)? + r.start;
+            Some((*section, at..at + shown.len()))
+        });
         self.linked.push(LinkedMeasurement {
             id: format!("#{}", source.viewer_id),
             label: String::new(),
             value,
             unit: unit.into(),
             source: Some(source),
+            place,
         });
     }
 
@@ -673,9 +747,20 @@ impl ReportState {
         {
             self.sign_job = None;
             match result {
-                Ok((receipt, report)) => self.received(receipt, report),
+                Ok(signed) => self.signed(signed),
                 Err(e) => self.sign_message = e,
             }
+        }
+        self.follow_outbox();
+        // The outbox's login expired: the worklist's sign-in form comes back for a new one
+        // (what waits is sent with it).
+        if self.setup.token.is_some() && self.outbox_status().is_some_and(|s| s.needs_login) {
+            self.setup.token = None;
+        }
+        // A dictation that ends while a report is being signed waits: it must not land in
+        // the text being signed, nor be cleared with it.
+        if self.sign_job.is_some() {
+            return;
         }
         let Some(rx) = &self.job else { return };
         let Ok(result) = rx.try_recv() else { return };
@@ -739,32 +824,52 @@ impl ReportState {
         }
     }
 
-    /// The server received `report`: a final report becomes what addenda amend (its text as
-    /// signed, whatever the editors hold now).
-    fn received(&mut self, receipt: case_protocol::Receipt, report: case_protocol::Report) {
+    /// `report` was signed and is in the outbox: received by the server, or kept until the
+    /// outbox's sender delivers it. Either way it is signed: a final report becomes what
+    /// addenda amend (its text as signed), and the draft starts over, so the same report is
+    /// never signed twice in two versions.
+    fn signed(&mut self, signed: Signed) {
+        let Signed {
+            report,
+            hash,
+            receipt,
+        } = signed;
+        let addendum = matches!(report.kind, case_protocol::ReportKind::Addendum { .. });
+        let what = if addendum {
+            "Addendum signed"
+        } else {
+            "Signed"
+        };
+        let said = match &receipt {
+            Ok(r) => format!(
+                "{what} and received by the case server at {}; report {}",
+                r.received_at, r.report_hash
+            ),
+            Err(why) => format!(
+                "{what} (report {hash}); not yet received by the case server ({why}). It is \
+                 kept in the outbox and {}.",
+                if self.outbox.is_some() {
+                    "will be sent"
+                } else {
+                    "will be sent once you sign in to the worklist"
+                }
+            ),
+        };
         if report.case_id != self.form.case_id.trim() {
             // Signed for a case that is no longer open: said, and nothing here changes.
-            self.sign_message = format!(
-                "The report for case {} was received by the case server at {}; report {}",
-                report.case_id, receipt.received_at, receipt.report_hash
-            );
+            self.sign_message = format!("Case {}: {said}", report.case_id);
             return;
         }
-        let addendum = matches!(report.kind, case_protocol::ReportKind::Addendum { .. });
-        self.sign_message = format!(
-            "{} and received by the case server at {}; report {}",
-            if addendum {
-                "Addendum signed"
-            } else {
-                "Signed"
-            },
-            receipt.received_at,
-            receipt.report_hash
-        );
+        self.sign_message = said;
+        let awaiting = Awaiting {
+            hash: hash.clone(),
+            findings: report.findings.clone(),
+            impression: report.impression.clone(),
+        };
         if !addendum {
             // The signed text stays as it was; what is written now is an addendum to it.
             self.signed_final = Some(SignedFinal {
-                report_hash: receipt.report_hash.clone(),
+                report_hash: hash,
                 findings: report.findings,
                 impression: report.impression,
             });
@@ -775,7 +880,68 @@ impl ReportState {
         self.unsure.clear();
         self.clips.clear();
         self.form.override_checks = false;
-        self.receipt = Some(receipt);
+        match receipt {
+            Ok(r) => {
+                self.receipt = Some(r);
+                self.awaiting = None;
+            }
+            Err(_) => {
+                self.receipt = None;
+                self.awaiting = Some(awaiting);
+                if let Some(worker) = &self.outbox {
+                    worker.nudge();
+                }
+            }
+        }
+    }
+
+    /// A report kept in the outbox reached the server (its receipt is shown) or was refused
+    /// (said; a refused final report is no longer what addenda amend, and its signed text
+    /// comes back into the editors to be signed again).
+    fn follow_outbox(&mut self) {
+        let Some(awaiting) = self.awaiting.clone() else {
+            return;
+        };
+        let Some(status) = self.outbox_status() else {
+            return;
+        };
+        let hash = &awaiting.hash;
+        if let Some(r) = status.delivered.iter().find(|r| &r.report_hash == hash) {
+            self.sign_message = format!(
+                "Report {hash} was received by the case server at {}",
+                r.received_at
+            );
+            self.receipt = Some(r.clone());
+            self.awaiting = None;
+        } else if let Some((_, why)) = status.refused.iter().find(|(h, _)| h == hash) {
+            self.awaiting = None;
+            self.sign_message = format!(
+                "The case server refused report {hash}: {why}. It was not received (kept in \
+                 the outbox's refused folder); its text is back in the editors."
+            );
+            if self
+                .signed_final
+                .as_ref()
+                .is_some_and(|f| &f.report_hash == hash)
+            {
+                self.signed_final = None;
+            }
+            // Back in front of anything written since, nothing of either lost.
+            for (section, text) in [
+                (Section::Findings, awaiting.findings),
+                (Section::Impression, awaiting.impression),
+            ] {
+                let now = match section {
+                    Section::Findings => &mut self.draft.findings,
+                    Section::Impression => &mut self.draft.impression,
+                };
+                *now = if now.trim().is_empty() {
+                    text
+                } else {
+                    format!("{text}\n\n{now}")
+                };
+            }
+        }
     }
 }
 
@@ -798,8 +964,9 @@ fn report_measurement(m: &LinkedMeasurement) -> case_protocol::ReportMeasurement
 }
 
 /// The background half of signing: open the key, sign, put the signed report in the outbox
-/// (on disk before anything is sent), log in (or use the worklist's login), send it; the
-/// receipt, or why it waits.
+/// (on disk before anything is sent), log in (or use the worklist's login), send it. Once in
+/// the outbox the report is signed ([`Signed`]: its receipt, or why it waits there); an error
+/// means nothing was signed, or the server refused it for good.
 fn sign_and_send(
     report: case_protocol::Report,
     setup: &SignSetup,
@@ -807,7 +974,7 @@ fn sign_and_send(
     user: &str,
     passphrase: &str,
     password: &str,
-) -> Result<case_protocol::Receipt, String> {
+) -> Result<Signed, String> {
     use crate::cases::{Delivery, EncryptedKey};
     let key_file = setup.key_file.as_ref().ok_or("no signing key")?;
     let key = EncryptedKey::read(key_file)
@@ -817,39 +984,62 @@ fn sign_and_send(
     let outbox = Outbox::open(&setup.outbox.clone().unwrap_or_else(Outbox::default_dir))
         .map_err(|e| format!("outbox: {e}"))?;
     let hash = outbox.enqueue(&signed)?;
-    let kept = |why: String| {
-        format!(
-            "Signed; not yet received by the server ({why}). It is kept in {} and will be sent.",
-            outbox.dir().display()
-        )
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| kept(e.to_string()))?;
-    runtime.block_on(async {
-        let mut client =
-            CaseClient::new(server, setup.server_ca.as_deref()).map_err(|e| kept(e.to_string()))?;
-        match &setup.token {
-            Some(token) if password.is_empty() => client = client.with_token(token.clone()),
-            _ => client
-                .login(user, password)
+    let report = signed.report.clone();
+    let receipt = (|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Err(e.to_string()))?;
+        runtime.block_on(async {
+            let mut client = CaseClient::new(server, setup.server_ca.as_deref())
+                .map_err(|e| Err(e.to_string()))?;
+            match &setup.token {
+                Some(token) if password.is_empty() => client = client.with_token(token.clone()),
+                _ => client
+                    .login(user, password)
+                    .await
+                    .map_err(|e| Err(e.to_string()))?,
+            }
+            // Everything pending goes, final reports first: an addendum signed while its
+            // final report still waits in the outbox follows it instead of being refused.
+            let delivered = outbox
+                .deliver(&client, 3, std::time::Duration::from_millis(300))
                 .await
-                .map_err(|e| kept(e.to_string()))?,
-        }
-        match outbox
-            .deliver_one(&client, &hash, 3, std::time::Duration::from_millis(300))
-            .await
-        {
-            Delivery::Delivered(receipt) => Ok(receipt),
-            Delivery::Refused {
-                status, message, ..
-            } => Err(format!(
-                "The case server refused the report ({status}): {message}"
-            )),
-            Delivery::Pending { error, .. } => Err(kept(error)),
-        }
-    })
+                .into_iter()
+                .find(|d| d.report_hash() == hash)
+                .or_else(|| outbox.receipt(&hash).map(Delivery::Delivered))
+                .unwrap_or_else(|| Delivery::Pending {
+                    report_hash: hash.clone(),
+                    error: "sent by another sender meanwhile; its receipt comes with the \
+                            outbox's next round"
+                        .into(),
+                    needs_login: false,
+                });
+            match delivered {
+                Delivery::Delivered(receipt) => Ok(receipt),
+                Delivery::Refused {
+                    status, message, ..
+                } => Err(Ok(format!(
+                    "The case server refused the report ({status}): {message}"
+                ))),
+                Delivery::Pending { error, .. } => Err(Err(error)),
+            }
+        })
+    })();
+    match receipt {
+        Ok(r) => Ok(Signed {
+            report,
+            hash,
+            receipt: Ok(r),
+        }),
+        // Refused for good: not signed as far as the case goes (the editors keep the text).
+        Err(Ok(refused)) => Err(refused),
+        Err(Err(why)) => Ok(Signed {
+            report,
+            hash,
+            receipt: Err(why),
+        }),
+    }
 }
 
 /// The text of one section laid out with its unsure words marked.
@@ -1021,20 +1211,27 @@ fn editors_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
             r.use_template();
         }
     });
+    // While a report is being signed its text is read-only: what is typed meanwhile would be
+    // cleared with the signed text without having been signed.
+    let signing = r.signing();
     if let Some(signed) = &r.signed_final {
         egui::CollapsingHeader::new("Signed report").show(ui, |ui| {
             ui.label(&signed.findings);
             ui.strong(&signed.impression);
         });
-        ui.label("Addendum");
-        section_editor(r, ui, Section::Findings, 6);
-        ui.label("Revised impression (optional)");
-        section_editor(r, ui, Section::Impression, 2);
+        ui.add_enabled_ui(!signing, |ui| {
+            ui.label("Addendum");
+            section_editor(r, ui, Section::Findings, 6);
+            ui.label("Revised impression (optional)");
+            section_editor(r, ui, Section::Impression, 2);
+        });
     } else {
-        ui.label("Findings");
-        section_editor(r, ui, Section::Findings, 10);
-        ui.label("Impression");
-        section_editor(r, ui, Section::Impression, 3);
+        ui.add_enabled_ui(!signing, |ui| {
+            ui.label("Findings");
+            section_editor(r, ui, Section::Findings, 10);
+            ui.label("Impression");
+            section_editor(r, ui, Section::Impression, 3);
+        });
     }
     ui.horizontal(|ui| {
         let label = if r.recording() {
@@ -1192,10 +1389,14 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
                     ui.colored_label(egui::Color32::from_rgb(230, 160, 60), &c.message);
                 }
             });
-        ui.checkbox(
-            &mut r.form.override_checks,
-            "I have seen these checks and sign anyway",
-        );
+        let ticked = ui
+            .checkbox(
+                &mut r.form.override_checks,
+                "I have seen these checks and sign anyway",
+            )
+            .changed()
+            && r.form.override_checks;
+        r.keep_override_for(&checks, ticked);
     }
     ui.separator();
     ui.strong("Signing");
@@ -1268,6 +1469,17 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
             format!("Outbox: all sent ({} this session)", status.delivered.len())
         };
         ui.small(line);
+        // Refusals stay in sight: each is a signed report the server did not take.
+        for (hash, why) in &status.refused {
+            ui.colored_label(
+                egui::Color32::from_rgb(230, 80, 60),
+                format!(
+                    "Refused by the case server: report {}: {why} (kept in the outbox's \
+                     refused folder)",
+                    hash.get(..16).unwrap_or(hash)
+                ),
+            );
+        }
     } else if !r.outbox_message.is_empty() {
         ui.small(&r.outbox_message);
     }
@@ -1304,6 +1516,100 @@ mod tests {
             macros_dir: Some(dir),
             ..PanelSettings::default()
         })
+    }
+
+    /// A value inserted from the viewer is checked where it stands, unnamed, through edits
+    /// before it and inside it; a refused signature, a tick of "sign anyway" for other checks
+    /// and another case each leave nothing behind.
+    #[test]
+    fn an_inserted_value_is_checked_where_it_stands() {
+        let mismatches = |r: &ReportState| -> Vec<String> {
+            r.checks()
+                .into_iter()
+                .filter(|c| matches!(c.kind, CheckKind::MeasurementMismatch { .. }))
+                .map(|c| r.draft.findings[c.range.unwrap()].to_string())
+                .collect()
+        };
+        let mut r = state();
+        r.draft.findings = "Nodule in the right upper lobe, ".into();
+        r.draft.typed(Section::Findings);
+        r.insert_measurement(14.2, "mm", MeasurementSource::default());
+        assert!(
+            r.draft.findings.ends_with("14.2 mm"),
+            "{}",
+            r.draft.findings
+        );
+        assert!(mismatches(&r).is_empty());
+        // Typed before it: the place moves with it.
+        let old = r.draft.findings.clone();
+        r.draft.findings.insert_str(0, "Stable. ");
+        r.typed(Section::Findings, &old);
+        // The handles dragged to 18 mm: the sentence with the value disagrees.
+        r.linked[0].value = 18.0;
+        let found = mismatches(&r);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].contains("14.2 mm"), "{found:?}");
+        // The value edited in the text to agree: no mismatch.
+        let old = r.draft.findings.clone();
+        r.draft.findings = r.draft.findings.replace("14.2 mm", "18 mm");
+        r.typed(Section::Findings, &old);
+        assert!(mismatches(&r).is_empty(), "{:?}", r.linked[0].place);
+        r.linked[0].value = 25.0;
+        assert_eq!(mismatches(&r).len(), 1);
+
+        // "Sign anyway" holds for the checks it was ticked for only.
+        let checks = r.checks();
+        r.form.override_checks = true;
+        r.keep_override_for(&checks, true);
+        r.keep_override_for(&checks, false);
+        assert!(r.form.override_checks);
+        r.linked[0].value = 30.0;
+        let changed = r.checks();
+        r.keep_override_for(&changed, false);
+        assert!(!r.form.override_checks, "a new mismatch unticks it");
+    }
+
+    /// A report kept in the outbox (the server away) is signed: the draft starts over as an
+    /// addendum to it, so pressing Sign again cannot make a second, different final report.
+    #[test]
+    fn a_report_kept_in_the_outbox_counts_as_signed() {
+        let mut r = state();
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule.".into();
+        r.draft.impression = "Follow up.".into();
+        let report = case_protocol::Report {
+            case_id: "C-1".into(),
+            kind: case_protocol::ReportKind::Final,
+            author: case_protocol::Author {
+                user_id: "rad1".into(),
+                display_name: "Dr One".into(),
+            },
+            key_id: "k".into(),
+            signed_at: "2026-11-24T10:00:00Z".into(),
+            study_instance_uids: vec!["1.2.3".into()],
+            findings: "Nodule.".into(),
+            impression: "Follow up.".into(),
+            measurements: Vec::new(),
+        };
+        r.signed(Signed {
+            report,
+            hash: "abc123".into(),
+            receipt: Err("the case server could not be reached".into()),
+        });
+        let f = r
+            .signed_final
+            .as_ref()
+            .expect("a kept final report is the signed one");
+        assert_eq!(f.report_hash, "abc123");
+        assert_eq!(f.findings, "Nodule.");
+        assert!(r.draft.findings.is_empty() && r.draft.impression.is_empty());
+        assert_eq!(r.awaiting.as_ref().map(|a| a.hash.as_str()), Some("abc123"));
+        assert!(r.receipt.is_none());
+        assert!(
+            r.sign_message.contains("kept in the outbox"),
+            "{}",
+            r.sign_message
+        );
     }
 
     #[test]
@@ -1410,18 +1716,22 @@ mod tests {
     #[test]
     fn another_case_starts_an_empty_report() {
         let mut r = state();
-        r.start_case("C-1");
+        r.start_case("C-1", Some("1.2.3"));
+        r.study_uids = vec!["9.9.9".into()];
         r.draft.findings = "Text of case 1.".into();
         r.signed_final = Some(SignedFinal {
             report_hash: "abc".into(),
             findings: "Text of case 1.".into(),
             impression: "One.".into(),
         });
-        r.start_case("C-1");
+        r.start_case("C-1", Some("1.2.3"));
         assert!(r.signed_final.is_some(), "the same case keeps its report");
-        r.start_case("C-2");
+        r.start_case("C-2", Some("4.5.6"));
         assert_eq!(r.form.case_id, "C-2");
         assert!(r.signed_final.is_none() && r.draft.findings.is_empty());
+        // The report is about the case's study, not about what was on screen for the last.
+        assert!(r.study_uids.is_empty());
+        assert_eq!(r.case_studies, Some(vec!["4.5.6".to_string()]));
     }
 
     #[test]

@@ -20,6 +20,8 @@ use crate::cases::CaseClient;
 
 /// A sign-in's answer: the token and the caller's cases.
 type SignedIn = Result<(String, Vec<CaseSummary>), String>;
+/// A case opened: the case and its study URL, or why not (and whether the login expired).
+type Opened = Result<(String, PathBuf), (String, bool)>;
 
 /// What the worklist holds between frames.
 #[derive(Default)]
@@ -28,7 +30,7 @@ pub struct WorklistState {
     pub cases: Vec<CaseSummary>,
     pub message: String,
     signing_in: Option<Receiver<SignedIn>>,
-    opening: Option<Receiver<Result<(String, PathBuf), String>>>,
+    opening: Option<Receiver<Opened>>,
 }
 
 impl std::fmt::Debug for WorklistState {
@@ -92,20 +94,24 @@ impl OverreadApp {
         std::thread::spawn(move || {
             let root = format!("{}/cases/{case}/dicomweb", server.trim_end_matches('/'));
             let result = (|| {
+                let failed = |e: crate::cases::ClientError| {
+                    let expired = matches!(e, crate::cases::ClientError::Unauthorized(_));
+                    (e.to_string(), expired)
+                };
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| (e.to_string(), false))?;
                 let studies = rt.block_on(async {
                     let client = crate::cases::DicomWebClient::new(ca.as_deref())
-                        .map_err(|e| e.to_string())?
+                        .map_err(failed)?
                         .with_token(token);
-                    client.studies(&root).await.map_err(|e| e.to_string())
+                    client.studies(&root).await.map_err(failed)
                 })?;
                 let first = studies
                     .into_iter()
                     .next()
-                    .ok_or_else(|| format!("case {case} has no studies"))?;
+                    .ok_or_else(|| (format!("case {case} has no studies"), false))?;
                 Ok((
                     case.clone(),
                     PathBuf::from(format!("{root}/studies/{first}")),
@@ -152,14 +158,24 @@ impl OverreadApp {
                 Ok(Ok((case, url))) => {
                     self.worklist.opening = None;
                     self.worklist.message = format!("case {case}: retrieving its study");
-                    self.report.start_case(&case);
+                    let study = url
+                        .to_str()
+                        .and_then(crate::cases::dicomweb::StudyUrl::parse);
+                    self.report
+                        .start_case(&case, study.as_ref().map(|u| u.study_uid.as_str()));
                     self.dicomweb_token.clone_from(&self.report.setup.token);
                     self.close_all();
                     self.scan(vec![url], ctx.clone());
                 }
-                Ok(Err(e)) => {
-                    self.worklist.message = e;
+                Ok(Err((e, expired))) => {
                     self.worklist.opening = None;
+                    if expired {
+                        // The sign-in form comes back (a login lasts hours, not a workday).
+                        self.report.setup.token = None;
+                        self.worklist.message = format!("{e}: sign in again");
+                    } else {
+                        self.worklist.message = e;
+                    }
                 }
                 Err(TryRecvError::Disconnected) => self.worklist.opening = None,
                 Err(TryRecvError::Empty) => {}

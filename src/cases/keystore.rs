@@ -112,6 +112,17 @@ impl EncryptedKey {
         if nonce.len() != 24 {
             return Err(KeyStoreError::Format("nonce length".into()));
         }
+        // The cost comes from the file: a damaged or altered one must not make opening it
+        // take hours or allocate more memory than the machine has (keys are sealed with 19
+        // MiB and 2 passes).
+        if self.m_cost_kib > MAX_M_COST_KIB || self.t_cost > MAX_T_COST || self.p_cost > MAX_P_COST
+        {
+            return Err(KeyStoreError::Format(format!(
+                "key derivation cost out of range ({} KiB, {} passes, {} lanes; at most {} KiB, \
+                 {} passes, {} lanes)",
+                self.m_cost_kib, self.t_cost, self.p_cost, MAX_M_COST_KIB, MAX_T_COST, MAX_P_COST
+            )));
+        }
         let kek = derive(passphrase, &salt, self.m_cost_kib, self.t_cost, self.p_cost)?;
         let cipher = XChaCha20Poly1305::new(&kek.into());
         let secret = cipher
@@ -135,6 +146,9 @@ impl EncryptedKey {
         Ok(key)
     }
 
+    /// Write the sealed key to `path`, which must not exist (a key is never overwritten):
+    /// whole or not at all (a temporary file beside it, synced, then linked to its name, and
+    /// the folder synced), readable by its owner only.
     pub fn write(&self, path: &Path) -> Result<(), KeyStoreError> {
         let io = |e: std::io::Error| KeyStoreError::Io {
             path: path.display().to_string(),
@@ -142,6 +156,14 @@ impl EncryptedKey {
         };
         let text =
             serde_json::to_string_pretty(self).map_err(|e| KeyStoreError::Format(e.to_string()))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| io(std::io::Error::other("not a file name")))?;
+        let tmp = path.with_file_name(format!(
+            ".{}.{}.part",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -150,10 +172,21 @@ impl EncryptedKey {
             options.mode(0o600);
         }
         use std::io::Write;
-        let mut f = options.open(path).map_err(io)?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io)
+        let written = options.open(&tmp).and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        });
+        // A hard link fails when `path` exists, where a rename would replace it.
+        let placed = written.and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        placed.map_err(io)?;
+        #[cfg(unix)]
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(folder)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        Ok(())
     }
 
     pub fn read(path: &Path) -> Result<EncryptedKey, KeyStoreError> {
@@ -164,6 +197,11 @@ impl EncryptedKey {
         serde_json::from_str(&text).map_err(|e| KeyStoreError::Format(e.to_string()))
     }
 }
+
+/// The most a key file may ask of the key derivation (256 MiB, 16 passes, 16 lanes).
+const MAX_M_COST_KIB: u32 = 256 * 1024;
+const MAX_T_COST: u32 = 16;
+const MAX_P_COST: u32 = 16;
 
 #[cfg(test)]
 mod tests {
@@ -190,5 +228,36 @@ mod tests {
             EncryptedKey::seal(&key, "short"),
             Err(KeyStoreError::WeakPassphrase)
         ));
+        // A cost altered in the file is refused before any derivation is tried.
+        for (m, t) in [(u32::MAX, 2), (19 * 1024, u32::MAX)] {
+            let mut costly = sealed.clone();
+            costly.m_cost_kib = m;
+            costly.t_cost = t;
+            assert!(
+                matches!(costly.open("correct horse battery"), Err(KeyStoreError::Format(ref e)) if e.contains("cost")),
+                "{m} KiB, {t} passes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_file_is_written_whole_and_never_over_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let key = SigningKey::generate();
+        let sealed = EncryptedKey::seal(&key, "correct horse battery").unwrap();
+        sealed.write(&path).unwrap();
+        let other = EncryptedKey::seal(&SigningKey::generate(), "correct horse battery").unwrap();
+        assert!(other.write(&path).is_err(), "an existing key is kept");
+        let read = EncryptedKey::read(&path).unwrap();
+        assert_eq!(read.key_id, sealed.key_id);
+        // Nothing else is left beside it.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

@@ -33,6 +33,18 @@ pub enum Delivery {
     },
 }
 
+impl Delivery {
+    /// The report this is about.
+    pub fn report_hash(&self) -> &str {
+        match self {
+            Delivery::Delivered(r) => &r.report_hash,
+            Delivery::Refused { report_hash, .. } | Delivery::Pending { report_hash, .. } => {
+                report_hash
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outbox {
     dir: PathBuf,
@@ -122,16 +134,70 @@ impl Outbox {
     /// Send every pending report, up to [`CONCURRENCY`] at a time, each with up to `attempts`
     /// tries (waiting `first_wait`, then twice as long each time) while the server cannot be
     /// reached or is unavailable. A refused report moves aside; an expired login leaves
-    /// everything pending. Returns one [`Delivery`] per pending report, in hash order.
+    /// everything pending. Final reports go before addenda, and an addendum whose final report
+    /// is still pending waits for it (the server refuses an addendum to a report it has not
+    /// received, and a refusal is for good). Returns one [`Delivery`] per pending report, in
+    /// hash order.
     pub async fn deliver(
         &self,
         client: &CaseClient,
         attempts: u32,
         first_wait: Duration,
     ) -> Vec<Delivery> {
+        let (addenda, firsts): (Vec<_>, Vec<_>) = self
+            .pending()
+            .into_iter()
+            .enumerate()
+            .map(|(i, hash)| {
+                let amends = self.amends(&hash);
+                (i, hash, amends)
+            })
+            .partition(|(_, _, amends)| amends.is_some());
+        let firsts = firsts.into_iter().map(|(i, h, _)| (i, h)).collect();
+        let mut out = self.deliver_all(client, firsts, attempts, first_wait).await;
+        let still: std::collections::HashSet<String> = self.pending().into_iter().collect();
+        let mut ready = Vec::new();
+        for (i, hash, amends) in addenda {
+            match amends.filter(|a| still.contains(a)) {
+                Some(base) => out.push((
+                    i,
+                    Delivery::Pending {
+                        error: format!(
+                            "waits for the report it amends ({base}) to be received first"
+                        ),
+                        report_hash: hash,
+                        needs_login: false,
+                    },
+                )),
+                None => ready.push((i, hash)),
+            }
+        }
+        out.extend(self.deliver_all(client, ready, attempts, first_wait).await);
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// The report a pending addendum amends (None for a final report or an unreadable file).
+    fn amends(&self, hash: &str) -> Option<String> {
+        let path = self.dir.join("pending").join(format!("{hash}.json"));
+        let signed: SignedReport = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        match signed.report.kind {
+            case_protocol::ReportKind::Addendum { amends } => Some(amends),
+            case_protocol::ReportKind::Final => None,
+        }
+    }
+
+    /// `hashes` (with their places in the answer) sent at once, [`CONCURRENCY`] in flight.
+    async fn deliver_all(
+        &self,
+        client: &CaseClient,
+        hashes: Vec<(usize, String)>,
+        attempts: u32,
+        first_wait: Duration,
+    ) -> Vec<(usize, Delivery)> {
         let mut tasks = tokio::task::JoinSet::new();
         let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-        for (i, hash) in self.pending().into_iter().enumerate() {
+        for (i, hash) in hashes {
             let (outbox, client, limit) = (self.clone(), client.clone(), limit.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
@@ -143,15 +209,14 @@ impl Outbox {
                 )
             });
         }
-        let mut out: Vec<(usize, Delivery)> = Vec::new();
+        let mut out = Vec::new();
         while let Some(done) = tasks.join_next().await {
             match done {
                 Ok(d) => out.push(d),
                 Err(e) => tracing::error!("outbox: a delivery task failed: {e}"),
             }
         }
-        out.sort_by_key(|(i, _)| *i);
-        out.into_iter().map(|(_, d)| d).collect()
+        out
     }
 
     /// Send one pending report (see [`Outbox::deliver`]).

@@ -122,26 +122,61 @@ pub fn number_words(n: u64) -> Vec<String> {
 
 /// The number spoken at the start of `words` (normalised words, see [`super::wer::normalize`]):
 /// (value, digits after the point, words used). `["two", "point", "three"]` is (2.3, 1, 3).
+///
+/// Only words that continue a number as it is said join it: a units word after a tens word
+/// ("forty five"), anything below a hundred after "hundred" or "thousand". Two numbers side
+/// by side stay two ("image 45: 14 mm" is "forty five" then "fourteen", not 59).
 pub fn words_to_number(words: &[String]) -> Option<(f64, usize, usize)> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Last {
+        Nothing,
+        Small,
+        Tens,
+        Hundred,
+        Thousand,
+    }
     let mut total: u64 = 0;
     let mut current: u64 = 0;
     let mut used = 0;
-    let mut any = false;
+    let mut last = Last::Nothing;
     while let Some(w) = words.get(used) {
-        if let Some(v) = unit_value(w) {
-            current = current.saturating_add(v);
-            any = true;
-        } else if w == "hundred" && any {
-            current = current.max(1).saturating_mul(100);
-        } else if w == "thousand" && any {
-            total = total.saturating_add(current.max(1).saturating_mul(1000));
-            current = 0;
-        } else {
-            break;
+        let next =
+            match (unit_value(w), w.as_str()) {
+                (Some(v), _) if v < 20 => {
+                    let fits = match last {
+                        Last::Nothing | Last::Hundred | Last::Thousand => true,
+                        Last::Tens => (1..10).contains(&v),
+                        Last::Small => false,
+                    };
+                    fits.then(|| {
+                        current = current.saturating_add(v);
+                        Last::Small
+                    })
+                }
+                (Some(v), _) => matches!(last, Last::Nothing | Last::Hundred | Last::Thousand)
+                    .then(|| {
+                        current = current.saturating_add(v);
+                        Last::Tens
+                    }),
+                (None, "hundred") => matches!(last, Last::Small | Last::Tens).then(|| {
+                    current = current.max(1).saturating_mul(100);
+                    Last::Hundred
+                }),
+                (None, "thousand") => matches!(last, Last::Small | Last::Tens | Last::Hundred)
+                    .then(|| {
+                        total = total.saturating_add(current.max(1).saturating_mul(1000));
+                        current = 0;
+                        Last::Thousand
+                    }),
+                _ => None,
+            };
+        match next {
+            Some(l) => last = l,
+            None => break,
         }
         used += 1;
     }
-    if !any {
+    if last == Last::Nothing {
         return None;
     }
     let mut value = total.saturating_add(current) as f64;
@@ -186,5 +221,27 @@ mod tests {
             Some((2.3, 1, 3))
         );
         assert_eq!(words_to_number(&words("nodule")), None);
+    }
+
+    #[test]
+    fn numbers_side_by_side_stay_apart() {
+        // "image 45: 14 mm", "image 2: 12 mm", "lesion 1: 14 mm" as normalised.
+        assert_eq!(
+            words_to_number(&words("forty five fourteen millimeter")),
+            Some((45.0, 0, 2))
+        );
+        assert_eq!(words_to_number(&words("two twelve")), Some((2.0, 0, 1)));
+        assert_eq!(words_to_number(&words("one fourteen")), Some((1.0, 0, 1)));
+        assert_eq!(words_to_number(&words("zero five")), Some((0.0, 0, 1)));
+        assert_eq!(words_to_number(&words("twenty thirty")), Some((20.0, 0, 1)));
+        // As they are said, they still join.
+        assert_eq!(
+            words_to_number(&words("one hundred twenty five")),
+            Some((125.0, 0, 4))
+        );
+        assert_eq!(
+            words_to_number(&words("two thousand fourteen")),
+            Some((2014.0, 0, 3))
+        );
     }
 }

@@ -7,7 +7,11 @@
 
 /// Normalised words of `text` (see the module docs).
 pub fn normalize(text: &str) -> Vec<String> {
-    let lower = text.to_lowercase().replace('%', " percent ");
+    let lower = text
+        .to_lowercase()
+        .replace('%', " percent ")
+        .replace('°', " degree ")
+        .replace('×', " x ");
     // Split between letters and digits, keep a decimal point between digits, and turn
     // everything else that is not a letter, digit or apostrophe into a space.
     let chars: Vec<char> = lower.chars().collect();
@@ -26,7 +30,23 @@ pub fn normalize(text: &str) -> Vec<String> {
             && prev.is_some_and(|p| p.is_ascii_digit())
             && next.is_some_and(|n| n.is_ascii_digit())
         {
-            continue; // 1,000
+            // Three digits and no more after it: a thousands separator (1,000); otherwise a
+            // decimal comma (1,4 cm).
+            let digits_after = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if digits_after != 3 {
+                spaced.push('.');
+            }
+            continue;
+        }
+        if c == '.'
+            && !prev.is_some_and(|p| p.is_alphanumeric())
+            && next.is_some_and(|n| n.is_ascii_digit())
+        {
+            spaced.push_str(" 0."); // .5 cm
+            continue;
         }
         if c == '\'' || c == '\u{2019}' {
             continue;
@@ -52,6 +72,7 @@ pub fn normalize(text: &str) -> Vec<String> {
         let word = match word {
             "mm" | "millimeters" | "millimetres" | "millimetre" => "millimeter",
             "cm" | "centimeters" | "centimetres" | "centimetre" => "centimeter",
+            "deg" | "degs" | "degrees" => "degree",
             other => other,
         };
         out.push(word.to_string());

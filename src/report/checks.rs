@@ -24,6 +24,9 @@ pub struct LinkedMeasurement {
     pub unit: String,
     /// What it was measured on: the way back to the image (signed with the report).
     pub source: Option<MeasurementSource>,
+    /// Where its value was put into the text (by the viewer's Insert), following every edit:
+    /// the sentence there is about it, named or not.
+    pub place: Option<(Section, std::ops::Range<usize>)>,
 }
 
 /// Where a linked measurement was made, in patient space.
@@ -153,7 +156,11 @@ pub fn pre_sign_checks(
                     .into_iter()
                     .filter(|w| w.len() >= 3)
                     .collect();
-                if label.is_empty() || !label.iter().all(|l| words.contains(l)) {
+                let named = !label.is_empty() && label.iter().all(|l| words.contains(l));
+                let placed = m.place.as_ref().is_some_and(|(s, r)| {
+                    *s == section && r.start < range.end && range.start < r.end
+                });
+                if !named && !placed {
                     continue;
                 }
                 let stated: Vec<Quantity> = quantities(&words)
@@ -173,7 +180,11 @@ pub fn pre_sign_checks(
                     message: format!(
                         "The text says {said} for the {}, but the linked measurement is \
                          {measured}.",
-                        m.label
+                        if m.label.trim().is_empty() {
+                            format!("measurement {}", m.id)
+                        } else {
+                            m.label.clone()
+                        }
                     ),
                     kind: CheckKind::MeasurementMismatch {
                         measurement_id: m.id.clone(),
@@ -196,10 +207,12 @@ fn sentences(text: &str) -> Vec<(std::ops::Range<usize>, &str)> {
     let bytes = text.as_bytes();
     let mut start = 0;
     for (i, c) in text.char_indices() {
+        // 2.3, or .5 after a space or a bracket: a decimal point, not a sentence's end.
         let decimal = c == '.'
-            && i > 0
-            && bytes[i - 1].is_ascii_digit()
-            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+            && (i == 0
+                || bytes[i - 1].is_ascii_digit()
+                || !bytes[i - 1].is_ascii_alphanumeric() && bytes[i - 1] != b'.');
         if (matches!(c, '.' | ';' | '!' | '?' | '\n')) && !decimal {
             if text[start..i].trim().chars().any(char::is_alphanumeric) {
                 out.push((start..i, &text[start..i]));
@@ -260,31 +273,43 @@ fn trim_float(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Quantities in normalised (spoken) words: a spoken number followed by a unit word.
+/// Quantities in normalised (spoken) words: a spoken number followed by a unit word, or
+/// numbers joined by "x" or "by" before one unit ("14 x 12 mm": both are millimetres).
 fn quantities(words: &[String]) -> Vec<Quantity> {
+    use crate::dictation::numbers::words_to_number;
     let mut out = Vec::new();
     let mut i = 0;
     while i < words.len() {
-        if let Some((value, decimals, used)) =
-            crate::dictation::numbers::words_to_number(&words[i..])
+        let Some(first) = words_to_number(&words[i..]) else {
+            i += 1;
+            continue;
+        };
+        // The numbers of "a x b [x c]", then the word after the last.
+        let mut numbers = vec![(first.0, first.1)];
+        let mut j = i + first.2.max(1);
+        while matches!(words.get(j).map(String::as_str), Some("x" | "by"))
+            && let Some((value, decimals, used)) = words.get(j + 1..).and_then(words_to_number)
         {
-            let unit = words.get(i + used).map(String::as_str);
-            let found = match unit {
-                Some("millimeter") => Some((UnitFamily::Millimetre, 1.0)),
-                Some("centimeter") => Some((UnitFamily::Millimetre, 10.0)),
-                Some("degree" | "degrees") => Some((UnitFamily::Degree, 1.0)),
-                _ => None,
-            };
-            if let Some((family, factor)) = found {
+            numbers.push((value, decimals));
+            j += 1 + used.max(1);
+        }
+        let found = match words.get(j).map(String::as_str) {
+            Some("millimeter") => Some((UnitFamily::Millimetre, 1.0)),
+            Some("centimeter") => Some((UnitFamily::Millimetre, 10.0)),
+            Some("degree") => Some((UnitFamily::Degree, 1.0)),
+            _ => None,
+        };
+        if let Some((family, factor)) = found {
+            for (value, decimals) in numbers {
                 out.push(Quantity {
                     value: value * factor,
                     tolerance: 0.5 * 10f64.powi(-(decimals as i32)) * factor,
                     family,
                 });
             }
-            i += used.max(1);
+            i = j + 1;
         } else {
-            i += 1;
+            i += first.2.max(1);
         }
     }
     out
@@ -301,6 +326,7 @@ mod tests {
             value,
             unit: "mm".into(),
             source: None,
+            place: None,
         }
     }
 
@@ -347,6 +373,7 @@ mod tests {
             value: 23.6,
             unit: "deg".into(),
             source: None,
+            place: None,
         };
         assert!(
             pre_sign_checks(
@@ -361,6 +388,77 @@ mod tests {
             pre_sign_checks("Cobb angle of 32 degrees.", "Scoliosis.", &[cobb], &[]).len(),
             1
         );
+    }
+
+    #[test]
+    fn an_inserted_measurement_is_checked_where_it_was_put() {
+        let findings = "Nodule in the right upper lobe, 14.2 mm. Liver normal, 3 mm cyst.";
+        let at = findings.find("14.2 mm").unwrap();
+        let mut m = LinkedMeasurement {
+            id: "#3".into(),
+            value: 14.2,
+            unit: "mm".into(),
+            place: Some((Section::Findings, at..at + 7)),
+            ..LinkedMeasurement::default()
+        };
+        assert!(pre_sign_checks(findings, "Nodule.", std::slice::from_ref(&m), &[]).is_empty());
+        // Its handles dragged: the text no longer says what was measured.
+        m.value = 18.0;
+        let checks = pre_sign_checks(findings, "Nodule.", std::slice::from_ref(&m), &[]);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert!(
+            checks[0].message.contains("measurement #3"),
+            "{}",
+            checks[0].message
+        );
+        assert!(findings[checks[0].range.clone().unwrap()].contains("14.2 mm"));
+        // Without its place (and without a name) it is about no sentence.
+        m.place = None;
+        assert!(pre_sign_checks(findings, "Nodule.", &[m], &[]).is_empty());
+    }
+
+    #[test]
+    fn measurements_are_read_as_reports_write_them() {
+        let agree = |text: &str, m: &LinkedMeasurement| {
+            pre_sign_checks(text, "Nodule.", std::slice::from_ref(m), &[]).is_empty()
+        };
+        let n = nodule(14.2);
+        // A number beside the stated one is not part of it (45 + 14 was read as 59 mm, and
+        // 2 + 12 as a 14 mm that agreed).
+        assert!(agree(
+            "Right upper lobe nodule (series 3, image 45): 14 mm.",
+            &n
+        ));
+        assert!(!agree("Right upper lobe nodule (image 2): 12 mm.", &n));
+        assert!(!agree(
+            "Right upper lobe nodule 1: 14 mm, nodule 13 mm.",
+            &nodule(20.0)
+        ));
+        // Two dimensions before one unit: both are millimetres, and either may be the
+        // measured one.
+        assert!(agree("A 14 x 12 mm nodule in the right upper lobe.", &n));
+        assert!(agree("A 12 × 14 mm nodule in the right upper lobe.", &n));
+        assert!(agree("A 1.4 by 1.1 cm nodule in the right upper lobe.", &n));
+        assert!(!agree("A 16 x 12 mm nodule in the right upper lobe.", &n));
+        // A decimal comma, a leading decimal point.
+        assert!(agree("A 1,4 cm nodule in the right upper lobe.", &n));
+        assert!(agree(
+            "A .5 cm nodule in the right upper lobe.",
+            &nodule(5.2)
+        ));
+        assert!(!agree("A .5 cm nodule in the right upper lobe.", &n));
+        // The degree sign and "deg" are degrees.
+        let cobb = LinkedMeasurement {
+            id: "M2".into(),
+            label: "Cobb angle".into(),
+            value: 23.6,
+            unit: "deg".into(),
+            source: None,
+            place: None,
+        };
+        assert!(agree("Cobb angle of 24°.", &cobb));
+        assert!(agree("Cobb angle of 24 deg.", &cobb));
+        assert!(!agree("Cobb angle of 32°.", &cobb));
     }
 
     #[test]
@@ -390,9 +488,16 @@ mod tests {
         assert!(matches!(kinds[3], CheckKind::UnsureWord { word, .. } if word == "hemangioma"));
         assert!(checks[3].message.contains("31%"));
         assert!(pre_sign_checks("Normal.", "No acute abnormality.", &[], &[]).is_empty());
-        // A decoder loop of "hundred"s neither overflows nor matches.
+        // A decoder loop of "hundred"s does not overflow, and is not a number as anyone
+        // says one ("hundred" does not follow "hundred"): no stated size, nothing to
+        // compare; the same loop after a real size leaves that size compared.
         let looped = format!(
             "A one {} millimeter nodule in the right upper lobe.",
+            "hundred ".repeat(12)
+        );
+        assert!(pre_sign_checks(&looped, "Nodule.", &[nodule(14.2)], &[]).is_empty());
+        let looped = format!(
+            "A 12 mm one {} nodule in the right upper lobe.",
             "hundred ".repeat(12)
         );
         assert_eq!(

@@ -59,6 +59,23 @@ impl Edit {
             .find(bounded)
     }
 
+    /// Where a span of text (an inserted value) is in the new text, edits inside it
+    /// included: an edit that touches it widens or narrows it to what replaced it. `None`
+    /// when nothing of it is left.
+    pub fn map_span(&self, range: &Range<usize>) -> Option<Range<usize>> {
+        if let Some(moved) = self.map(range) {
+            return Some(moved);
+        }
+        let c = self.right;
+        let start = range.start.min(c.start);
+        let end = if range.end <= c.old_end {
+            c.new_end.max(start)
+        } else {
+            range.end - c.old_end + c.new_end
+        };
+        (start < end).then_some(start..end)
+    }
+
     /// The new text's changed part: the reading that ends at `cursor` when one does (text
     /// written at a cursor), else the rightmost.
     pub fn inserted_ending_at(&self, cursor: Option<usize>) -> Range<usize> {
