@@ -100,6 +100,9 @@ struct Signed {
     report: case_protocol::Report,
     hash: String,
     receipt: Result<case_protocol::Receipt, String>,
+    /// The login signing made with the typed password: the outbox's sender takes it when
+    /// none runs yet (no worklist sign-in), so a kept report is sent without one.
+    login: Option<String>,
 }
 
 /// A signed report kept in the outbox: its hash, and its text to give back to the editors if
@@ -833,7 +836,16 @@ impl ReportState {
             report,
             hash,
             receipt,
+            login,
         } = signed;
+        if self.outbox.is_none()
+            && let (Some(token), Some(server)) = (login, self.setup.server.clone())
+        {
+            match CaseClient::new(&server, self.setup.server_ca.as_deref()) {
+                Ok(client) => self.connect_outbox(client.with_token(token)),
+                Err(e) => self.outbox_message = e.to_string(),
+            }
+        }
         let addendum = matches!(report.kind, case_protocol::ReportKind::Addendum { .. });
         let what = if addendum {
             "Addendum signed"
@@ -985,6 +997,7 @@ fn sign_and_send(
         .map_err(|e| format!("outbox: {e}"))?;
     let hash = outbox.enqueue(&signed)?;
     let report = signed.report.clone();
+    let mut login = None;
     let receipt = (|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -995,10 +1008,13 @@ fn sign_and_send(
                 .map_err(|e| Err(e.to_string()))?;
             match &setup.token {
                 Some(token) if password.is_empty() => client = client.with_token(token.clone()),
-                _ => client
-                    .login(user, password)
-                    .await
-                    .map_err(|e| Err(e.to_string()))?,
+                _ => {
+                    client
+                        .login(user, password)
+                        .await
+                        .map_err(|e| Err(e.to_string()))?;
+                    login = client.token().map(str::to_string);
+                }
             }
             // Everything pending goes, final reports first: an addendum signed while its
             // final report still waits in the outbox follows it instead of being refused.
@@ -1031,6 +1047,7 @@ fn sign_and_send(
             report,
             hash,
             receipt: Ok(r),
+            login,
         }),
         // Refused for good: not signed as far as the case goes (the editors keep the text).
         Err(Ok(refused)) => Err(refused),
@@ -1038,6 +1055,7 @@ fn sign_and_send(
             report,
             hash,
             receipt: Err(why),
+            login,
         }),
     }
 }
@@ -1595,6 +1613,7 @@ mod tests {
             report,
             hash: "abc123".into(),
             receipt: Err("the case server could not be reached".into()),
+            login: None,
         });
         let f = r
             .signed_final
