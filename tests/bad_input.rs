@@ -133,6 +133,63 @@ fn truncated_pixel_data_fails_that_slice_only_and_names_the_file() {
     }
 }
 
+/// A header that claims far more pixels than its file could hold (two billion frames, a
+/// 65535-square image in a 10 kB file) is refused at the scan and named: a frame list or a
+/// volume of that size would abort the process. The rest of the series loads.
+#[test]
+fn a_header_claiming_more_pixels_than_its_file_holds_is_refused() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    edit(&files[2], |obj| {
+        obj.put(DataElement::new(
+            tags::NUMBER_OF_FRAMES,
+            VR::IS,
+            PrimitiveValue::from("2000000000"),
+        ));
+    });
+    edit(&files[5], |obj| {
+        for tag in [tags::ROWS, tags::COLUMNS] {
+            obj.put(DataElement::new(
+                tag,
+                VR::US,
+                PrimitiveValue::from(65535u16),
+            ));
+        }
+    });
+    let (report, patients) = scan(dir.path());
+    for f in [&files[2], &files[5]] {
+        let w = warning_for(&report, f);
+        assert!(w.message.contains("claims"), "{}", w.message);
+    }
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 1);
+    assert_eq!(stacks[0].slices.len(), SLICES - 2);
+    let volume = imaging::load_stack(stacks[0], &Default::default(), &|_| {}).unwrap();
+    assert!(volume.failed_slices.is_empty());
+}
+
+/// Without Pixel Spacing the geometry says so (the app then shows lengths in pixels and no
+/// scale bar, never a 1 mm default as mm); with it, it is known.
+#[test]
+fn a_series_without_pixel_spacing_has_no_mm() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    let (_, patients) = scan(dir.path());
+    assert!(stacks(&patients)[0].geometry.pixel_spacing_known);
+    for f in &files {
+        edit(f, |obj| {
+            obj.remove_element(tags::PIXEL_SPACING);
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 1);
+    let g = &stacks[0].geometry;
+    assert!(g.trusted, "position and orientation are still there");
+    assert!(!g.pixel_spacing_known);
+    assert_eq!(&g.spacing_mm[..2], &[1.0, 1.0]);
+}
+
 #[test]
 fn missing_pixel_data_is_a_per_file_error() {
     let dir = tempdir();

@@ -1167,6 +1167,15 @@ impl OverreadApp {
     }
 
     /// A measurement's value, from the voxels of the stack it was made on (while it is open).
+    /// Whether `m`'s series gives Pixel Spacing (its lengths are mm, not pixels); true while
+    /// its series is not open (nothing is shown then).
+    pub fn measurement_calibrated(&self, m: &Measurement) -> bool {
+        self.opens
+            .iter()
+            .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
+            .is_none_or(|o| o.info.geometry.pixel_spacing_known)
+    }
+
     pub fn measurement_value(&self, m: &Measurement) -> Option<crate::viewer::measure::Value> {
         let o = self
             .opens

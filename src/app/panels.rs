@@ -219,7 +219,7 @@ pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             for m in &app.measurements {
                 ui.horizontal(|ui| {
                     let text = match app.measurement_value(m) {
-                        Some(v) => format_value(&v),
+                        Some(v) => format_value(&v, app.measurement_calibrated(m)),
                         None => "(loading)".into(),
                     };
                     ui.label(format!("#{} {text}", m.id));
@@ -234,9 +234,16 @@ pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     }
 }
 
-pub fn format_value(v: &Value) -> String {
+/// A measurement's value as shown. `calibrated`: its series gives Pixel Spacing; without it
+/// lengths and areas are in pixels and say so.
+pub fn format_value(v: &Value, calibrated: bool) -> String {
+    let (len, area) = if calibrated {
+        ("mm", "mm²")
+    } else {
+        ("px", "px²")
+    };
     match v {
-        Value::LengthMm(mm) => format!("{mm:.1} mm"),
+        Value::LengthMm(mm) => format!("{mm:.1} {len}"),
         Value::AngleDeg(d) => format!("{d:.1}°"),
         Value::Region {
             area_mm2,
@@ -245,7 +252,7 @@ pub fn format_value(v: &Value) -> String {
             min,
             max,
             ..
-        } => format!("{area_mm2:.0} mm² mean {mean:.1} sd {sd:.1} [{min:.0}, {max:.0}]"),
+        } => format!("{area_mm2:.0} {area} mean {mean:.1} sd {sd:.1} [{min:.0}, {max:.0}]"),
         Value::Point(Some(v)) => format!("{v:.0}"),
         Value::Point(None) | Value::Colour(None) => "outside".into(),
         Value::Colour(Some([r, g, b])) => format!("RGB {r} {g} {b}"),
@@ -966,7 +973,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             painter.text(
                 *last + Vec2::new(6.0, -6.0),
                 Align2::LEFT_BOTTOM,
-                format_value(&v),
+                format_value(&v, app.measurement_calibrated(meas)),
                 font.clone(),
                 MEASURE,
             );
@@ -978,7 +985,13 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             painter.circle_stroke(to_screen(x, y), 3.0, Stroke::new(1.5, MEASURE));
         }
     }
-    // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width.
+    // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width; none without Pixel
+    // Spacing (there are no mm to show).
+    let calibrated = app
+        .cells
+        .get(i)
+        .and_then(|c| app.opens.get(c.volume))
+        .is_none_or(|o| o.info.geometry.pixel_spacing_known);
     let bar_mm = crate::render::view::scale_bar_mm(f64::from(view.width) * view.pixel_mm / 4.0);
     let len_px = bar_mm / view.pixel_mm;
     // Above the corner texts, which may be stacked in a narrow view.
@@ -987,14 +1000,16 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     let x1 = f64::from(view.width) * 0.75;
     let a = to_screen(x1 - len_px, y);
     let b = to_screen(x1, y);
-    painter.line_segment([a, b], Stroke::new(1.5, OVERLAY));
-    painter.text(
-        Pos2::new((a.x + b.x) / 2.0, a.y - 3.0),
-        Align2::CENTER_BOTTOM,
-        format!("{bar_mm} mm"),
-        font,
-        OVERLAY,
-    );
+    if calibrated {
+        painter.line_segment([a, b], Stroke::new(1.5, OVERLAY));
+        painter.text(
+            Pos2::new((a.x + b.x) / 2.0, a.y - 3.0),
+            Align2::CENTER_BOTTOM,
+            format!("{bar_mm} mm"),
+            font,
+            OVERLAY,
+        );
+    }
 }
 
 pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
@@ -1024,4 +1039,26 @@ pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
         });
     });
     app.show_bindings = open;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_without_pixel_spacing_are_in_pixels() {
+        assert_eq!(format_value(&Value::LengthMm(14.25), true), "14.2 mm");
+        assert_eq!(format_value(&Value::LengthMm(14.25), false), "14.2 px");
+        let region = Value::Region {
+            area_mm2: 120.0,
+            mean: 40.0,
+            sd: 2.0,
+            min: 35.0,
+            max: 45.0,
+            samples: 10,
+        };
+        assert!(format_value(&region, false).starts_with("120 px²"));
+        assert!(format_value(&region, true).starts_with("120 mm²"));
+        assert_eq!(format_value(&Value::AngleDeg(32.0), false), "32.0°");
+    }
 }

@@ -1143,6 +1143,8 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 Shape::Length { .. } | Shape::Angle { .. } | Shape::Cobb { .. }
             )
         })
+        // A length without Pixel Spacing is in pixels: not offered as mm.
+        .filter(|m| app.measurement_calibrated(m))
         .filter_map(|m| {
             let (value, unit) = match app.measurement_value(m)? {
                 Value::LengthMm(mm) => (mm, "mm"),

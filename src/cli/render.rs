@@ -180,7 +180,12 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
     } else {
         None
     };
-    let scale_bar_mm = args.scale_bar.then(|| image.burn_scale_bar(&view));
+    let scale_bar_mm = if args.scale_bar && !volume.geometry.pixel_spacing_known {
+        eprintln!("scale bar left out: the stack gives no Pixel Spacing (0028,0030)");
+        None
+    } else {
+        args.scale_bar.then(|| image.burn_scale_bar(&view))
+    };
     image.write_png(&args.output)?;
     if args.json {
         let json = RenderJson {

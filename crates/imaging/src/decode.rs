@@ -424,7 +424,20 @@ fn filled<T: Sample>(
     shape: (usize, usize, usize),
     (stack, options, on_slice, first_slice_at, started): FillFrom<'_>,
 ) -> Result<(Array3<T>, Vec<SliceFailure>), ImagingError> {
-    let mut a = Array3::from_elem(shape, zero);
+    // Reserved first, failing with an error rather than aborting the process (headers are
+    // bounded by their files, but a stack of many may still ask for more than there is).
+    let too_large = || ImagingError::TooLarge {
+        voxels: shape.0 as u128 * shape.1 as u128 * shape.2 as u128,
+    };
+    let n = shape
+        .0
+        .checked_mul(shape.1)
+        .and_then(|v| v.checked_mul(shape.2))
+        .ok_or_else(too_large)?;
+    let mut voxels = Vec::new();
+    voxels.try_reserve_exact(n).map_err(|_| too_large())?;
+    voxels.resize(n, zero);
+    let mut a = Array3::from_shape_vec(shape, voxels).map_err(|_| too_large())?;
     let failed = fill(
         stack,
         a.as_slice_mut(),

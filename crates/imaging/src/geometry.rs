@@ -79,6 +79,10 @@ pub struct VolumeGeometry {
     /// False when the files lack position or orientation: then no orientation labels or
     /// patient-space measurements may be shown.
     pub trusted: bool,
+    /// False when the files give no Pixel Spacing (0028,0030) (secondary captures,
+    /// projections with only Imager Pixel Spacing, at the detector): the spacing is then 1 and
+    /// lengths are in pixels, never to be shown as mm.
+    pub pixel_spacing_known: bool,
 }
 
 fn serialize_mat<S: serde::Serializer>(m: &DMat4, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +153,7 @@ impl VolumeGeometry {
             frame_of_reference_uid,
             irregularity,
             trusted: true,
+            pixel_spacing_known: true,
         }
     }
 
@@ -172,6 +177,7 @@ impl VolumeGeometry {
             None,
         );
         g.trusted = false;
+        g.pixel_spacing_known = pixel_spacing_mm.is_some();
         g
     }
 

@@ -245,6 +245,50 @@ fn classify(path: &Path, obj: &DefaultDicomObject) -> Result<FileKind, ImagingEr
     header_from_dataset(path, obj, transfer_syntax_uid, media_class, media_instance)
 }
 
+/// The pixels a header claims must fit in its file: a damaged file of a kilobyte that says it
+/// has two billion frames, or a 65535-square uncompressed image, is refused here, before a
+/// frame list or a volume is allocated for it (an allocation that fails aborts the process;
+/// it cannot be caught). Uncompressed pixels may be cut short (the slice then fails to decode
+/// and the rest of the series loads), so the bound leaves room: 16 times the file plus
+/// 16 MiB (deflated files: 1,032 times, deflate's greatest ratio). Compressed frames each
+/// need a fragment (an 8-byte item header at least).
+fn claims_fit_the_file(
+    path: &Path,
+    transfer_syntax_uid: &str,
+    [rows, columns, samples, bits_allocated]: [u16; 4],
+    frames: u32,
+) -> Result<(), String> {
+    let Ok(len) = std::fs::metadata(path).map(|m| m.len()) else {
+        return Ok(());
+    };
+    let native = matches!(
+        transfer_syntax_uid,
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
+    );
+    let deflated = transfer_syntax_uid == "1.2.840.10008.1.2.1.99";
+    if native || deflated {
+        let bits = u128::from(rows)
+            * u128::from(columns)
+            * u128::from(samples.max(1))
+            * u128::from(bits_allocated.max(1))
+            * u128::from(frames);
+        let claimed = bits.div_ceil(8);
+        let ratio = if deflated { 1032 } else { 16 };
+        let room = u128::from(len) * ratio + (16 << 20);
+        if claimed > room {
+            return Err(format!(
+                "the header claims {frames} frame(s) of {rows}x{columns} ({claimed} bytes of \
+                 pixels) in a file of {len} bytes"
+            ));
+        }
+    } else if u64::from(frames) > len / 8 + 1 {
+        return Err(format!(
+            "the header claims {frames} compressed frame(s) in a file of {len} bytes"
+        ));
+    }
+    Ok(())
+}
+
 fn trim_uid(uid: &str) -> String {
     uid.trim_end_matches(['\0', ' ']).to_string()
 }
@@ -283,6 +327,16 @@ pub(crate) fn header_from_dataset(
         .map(|n| u32::try_from(n).map_err(|_| bad("Number of Frames (0028,0008) out of range")))
         .transpose()?
         .unwrap_or(1);
+    let samples_per_pixel = int(obj, tags::SAMPLES_PER_PIXEL)
+        .and_then(|v| u16::try_from(v).ok())
+        .unwrap_or(1);
+    claims_fit_the_file(
+        path,
+        &transfer_syntax_uid,
+        [rows, columns, samples_per_pixel, bits_allocated],
+        number_of_frames,
+    )
+    .map_err(|m| bad(&m))?;
     let image_type = strings(obj, tags::IMAGE_TYPE);
 
     let provenance = Provenance {
@@ -345,9 +399,7 @@ pub(crate) fn header_from_dataset(
         image_type,
         rows,
         columns,
-        samples_per_pixel: int(obj, tags::SAMPLES_PER_PIXEL)
-            .and_then(|v| u16::try_from(v).ok())
-            .unwrap_or(1),
+        samples_per_pixel,
         bits_allocated,
         bits_stored,
         signed: int(obj, tags::PIXEL_REPRESENTATION) == Some(1),

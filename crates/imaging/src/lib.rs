@@ -61,6 +61,8 @@ pub enum ImagingError {
     Write { path: PathBuf, reason: String },
     #[error("loading was cancelled")]
     Cancelled,
+    #[error("the stack's {voxels} voxels need more memory than can be had")]
+    TooLarge { voxels: u128 },
     #[error("the stack has no slices")]
     EmptyStack,
 }

@@ -458,7 +458,7 @@ fn make_stack(
             let db = DVec3::from(b.position.unwrap_or_default()).dot(normal);
             da.total_cmp(&db)
         });
-        VolumeGeometry::from_slices(
+        let mut g = VolumeGeometry::from_slices(
             usize::from(h.slice_columns()),
             usize::from(h.slice_rows()),
             orientation,
@@ -469,7 +469,9 @@ fn make_stack(
                 .collect(),
             frames[0].thickness,
             h.provenance.frame_of_reference_uid.clone(),
-        )
+        );
+        g.pixel_spacing_known = frames[0].pixel_spacing.is_some();
+        g
     } else {
         VolumeGeometry::untrusted(
             usize::from(h.slice_columns()),
