@@ -190,6 +190,37 @@ fn a_series_without_pixel_spacing_has_no_mm() {
     assert_eq!(&g.spacing_mm[..2], &[1.0, 1.0]);
 }
 
+/// A Siemens mosaic whose CSA header was stripped (anonymisers do) has no SliceNormalVector,
+/// and X x Y may point against the tiles' order: it is shown as stored, not unpacked into a
+/// slab that could be mirrored. Its neighbour with the CSA header unpacks.
+#[test]
+fn a_mosaic_without_its_slice_normal_is_not_unpacked() {
+    let Some(shared) = crate::support::shared_dicom() else {
+        return;
+    };
+    let source = shared.join("mr/siemens_mosaic_orientation/dicom/ax/axasc35");
+    let dir = tempdir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&source)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let file = dir.path().join("mosaic.dcm");
+    std::fs::copy(&files[0], &file).unwrap();
+    let (_, patients) = scan(dir.path());
+    let stack = stacks(&patients)[0];
+    assert!(!stack.unpacked_mosaic_failed);
+    assert!(stack.slices.len() > 1, "unpacked into tiles");
+    edit(&file, |obj| {
+        obj.remove_element(dicom_core::Tag(0x0029, 0x1010));
+    });
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 1);
+    assert!(stacks[0].unpacked_mosaic_failed);
+    assert_eq!(stacks[0].slices.len(), 1, "shown as stored");
+}
+
 #[test]
 fn missing_pixel_data_is_a_per_file_error() {
     let dir = tempdir();

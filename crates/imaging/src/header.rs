@@ -467,13 +467,17 @@ fn unpack_mosaic(
     let [row_spacing, column_spacing] = classic.pixel_spacing_mm?;
     let x = [x0, x1, x2];
     let y = [y0, y1, y2];
+    // The tiles' order runs along the CSA SliceNormalVector, which may be either way along
+    // X x Y: without it (an anonymiser dropped the CSA header) the slab could be mirrored
+    // and shifted by its thickness, so the mosaic is not unpacked (shown as stored).
     let normal = match csa_floats("SliceNormalVector") {
-        Some(n) if n.len() == 3 => [n[0], n[1], n[2]],
-        _ => [x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0],
+        Some(n) if n.len() == 3 && n.iter().all(|v| v.is_finite()) => [n[0], n[1], n[2]],
+        _ => return None,
     };
     let dz = float(obj, tags::SPACING_BETWEEN_SLICES)
-        .or(classic.slice_thickness_mm)
-        .filter(|d| *d > 0.0)?;
+        .map(f64::abs)
+        .filter(|d| *d > 0.0)
+        .or(classic.slice_thickness_mm.filter(|d| *d > 0.0))?;
     let shift_c = column_spacing * f64::from(columns - layout.tile_columns) / 2.0;
     let shift_r = row_spacing * f64::from(rows - layout.tile_rows) / 2.0;
     let p0: [f64; 3] = std::array::from_fn(|a| ipp[a] + x[a] * shift_c + y[a] * shift_r);
