@@ -764,6 +764,42 @@ fn a_files_voi_lut_is_read_and_applied() {
     }
 
     // (3000 HU is above the table: the last entry, 2 x 2047.)
+
+    // The first value mapped written as US for HU input (64512 = -1024 as 16 bits, PS3.3
+    // C.11.2.1.1): read as -1024, so -1024 HU shows the first entry and 0 HU entry 1024
+    // (read as 64512, every voxel fell below the table: a flat image).
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        let mut seq = obj
+            .element(tags::VOILUT_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()
+            .to_vec();
+        seq[0].put(DataElement::new(
+            tags::LUT_DESCRIPTOR,
+            VR::US,
+            PrimitiveValue::U16(vec![2048u16, 64512, 12].into()),
+        ));
+        obj.put(DataElement::new(
+            tags::VOILUT_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(seq),
+        ));
+        obj.write_to_file(&path).unwrap();
+    }
+    let report = imaging::scan(&[dir.path().to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    let lut = stack.slices[1].voi_lut.as_deref().unwrap();
+    assert_eq!(lut.first_mapped, -1024);
+    let (p, table) = DisplayParams::new(&Display::new(Voi::from_lut(lut)));
+    for (hu, entry) in [(-1024.0, 0.0), (0.0, 2048.0), (-2000.0, 0.0)] {
+        let y = voi_normalized(&p, &table, hu);
+        assert!((y - entry / 4095.0).abs() < 1e-6, "{hu} HU: {y}");
+    }
+
     // An empty VOI LUT item (pydicom's JPEG lossless sample has one) is no LUT, and no panic.
     if let Some(root) = shared_dicom() {
         let path = root.join("codecs/pydicom_misc/dicom/jpeg/JPEGLosslessP14SV1_1s_1f_u_16_16.dcm");

@@ -1012,7 +1012,22 @@ pub(crate) fn frame_fragments(
     if frames == 1 {
         return Ok(fragments.concat());
     }
-    if offset_table.len() == frames as usize {
+    // A table is used only when it can be right: it starts at 0, rises, and every entry is
+    // where a fragment starts (a table of zeros sent every frame's bytes to the last one).
+    let fragment_starts: Vec<usize> = fragments
+        .iter()
+        .scan(0usize, |at, f| {
+            let start = *at;
+            *at += f.len() + 8;
+            Some(start)
+        })
+        .collect();
+    let table_sound = offset_table.first() == Some(&0)
+        && offset_table.windows(2).all(|w| w[0] < w[1])
+        && offset_table
+            .iter()
+            .all(|o| fragment_starts.binary_search(&(*o as usize)).is_ok());
+    if table_sound && offset_table.len() == frames as usize {
         let start = offset_table[frame_usize] as usize;
         let end = offset_table.get(frame_usize + 1).map(|o| *o as usize);
         let mut at = 0usize;
@@ -1600,5 +1615,40 @@ mod tests {
         assert_eq!(unpack_bits(&bytes, 6, 4), vec![0, 1, 1, 1]);
         // Past the data: zero, never a panic.
         assert_eq!(unpack_bits(&bytes, 15, 3), vec![0, 0, 0]);
+    }
+
+    /// An offset table that cannot be right (all zeros, falling, or pointing between
+    /// fragments) is passed over for the frames' own start markers; a sound one is used.
+    #[test]
+    fn an_unsound_offset_table_is_not_followed() {
+        const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+        // Three frames, the second in two fragments.
+        let fragments = vec![
+            vec![0xFF, 0xD8, 1, 1],
+            vec![0xFF, 0xD8, 2, 2],
+            vec![2, 2],
+            vec![0xFF, 0xD8, 3, 3],
+        ];
+        let frame = |table: &[u32], f: u32| frame_fragments(table, &fragments, f, 3, JPEG_BASELINE);
+        let expected = [
+            vec![0xFF, 0xD8, 1, 1],
+            vec![0xFF, 0xD8, 2, 2, 2, 2],
+            vec![0xFF, 0xD8, 3, 3],
+        ];
+        for table in [
+            &[0u32, 0, 0][..],
+            &[0, 24, 12],
+            &[0, 13, 34],
+            &[4, 12, 34],
+            &[0, 12, 34],
+        ] {
+            for (f, want) in expected.iter().enumerate() {
+                assert_eq!(
+                    &frame(table, f as u32).unwrap(),
+                    want,
+                    "table {table:?}, frame {f}"
+                );
+            }
+        }
     }
 }

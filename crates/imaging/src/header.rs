@@ -423,7 +423,12 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         slice_thickness_mm: float(obj, tags::SLICE_THICKNESS),
         rescale: rescale_of(obj).unwrap_or(Rescale::IDENTITY),
         window: window_of(obj),
-        voi_lut: voi_lut_of(obj).map(std::sync::Arc::new),
+        voi_lut: voi_lut_of(
+            obj,
+            int(obj, tags::PIXEL_REPRESENTATION) == Some(1)
+                || rescale_of(obj).is_some_and(|r| r.intercept < 0.0),
+        )
+        .map(std::sync::Arc::new),
         temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
         echo: text(obj, tags::ECHO_NUMBERS),
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
@@ -608,16 +613,27 @@ fn window_of(obj: &InMemDicomObject) -> Option<Window> {
 
 /// The first VOI LUT (PS3.3 C.11.2.1.1); `None` when absent or inconsistent (a descriptor
 /// whose entry count disagrees with the data, bits outside 8..=16).
-fn voi_lut_of(obj: &InMemDicomObject) -> Option<VoiLutTable> {
+/// The VOI LUT of `obj`. `signed_input`: the LUT's input (the modality values) can be
+/// negative (signed pixels, or a negative rescale intercept, as in CT). The descriptor's
+/// values are 16-bit and its VR (US or SS) says little (PS3.3 C.11.2.1.1): the entry count is
+/// always unsigned, the first value mapped is signed when the input is, whichever VR carried
+/// it (a US 64512 is -1024 for HU input), and the table's entries are unsigned.
+fn voi_lut_of(obj: &InMemDicomObject, signed_input: bool) -> Option<VoiLutTable> {
     let item = first_item(obj, tags::VOILUT_SEQUENCE)?;
     let desc = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i64>().ok()?;
     let [entries, first, bits] = desc.get(..3)?.try_into().ok()?;
+    let (entries, first) = (entries & 0xFFFF, first & 0xFFFF);
+    let first = if signed_input && first > 0x7FFF {
+        first - 0x1_0000
+    } else {
+        first
+    };
     let data: Vec<u16> = item
         .get(tags::LUT_DATA)?
         .to_multi_int::<i64>()
         .ok()?
         .into_iter()
-        .map(|v| v.clamp(0, 65_535) as u16)
+        .map(|v| (v & 0xFFFF) as u16)
         .collect();
     // PS3.3: 0 entries means 65536.
     let entries = if entries == 0 { 65_536 } else { entries } as usize;
