@@ -221,6 +221,85 @@ fn a_mosaic_without_its_slice_normal_is_not_unpacked() {
     assert_eq!(stacks[0].slices.len(), 1, "shown as stored");
 }
 
+/// Grouping by tolerance, not by rounding to a grid: orientations 2e-8 apart on either side
+/// of a grid line (0.00004999 and 0.00005001) are one stack (they were two, each "missing
+/// slices").
+#[test]
+fn orientations_a_hair_apart_are_one_stack() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    for (n, f) in files.iter().enumerate() {
+        let tilt = if n % 2 == 0 {
+            "0.00004999"
+        } else {
+            "0.00005001"
+        };
+        edit(f, |obj| {
+            obj.put(DataElement::new(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from(format!("1\\0\\0\\0\\1\\{tilt}")),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 1);
+    assert_eq!(stacks[0].slices.len(), SLICES);
+}
+
+/// Two stations of one series at the same depths but shifted in the plane (a whole spine in
+/// two acquisitions) are two volumes, not one stack whose slices alternate between them.
+#[test]
+fn stations_at_the_same_depths_are_two_volumes() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    let half = SLICES / 2;
+    let position = |path: &Path| -> String {
+        let obj = dicom_object::open_file(path).unwrap();
+        obj.element(tags::IMAGE_POSITION_PATIENT)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    for n in half..SLICES {
+        // The depth of slice n - half, 150 mm lower in the plane.
+        let first: Vec<f64> = position(&files[n - half])
+            .split('\\')
+            .map(|v| v.trim().parse().unwrap())
+            .collect();
+        edit(&files[n], |obj| {
+            obj.put(DataElement::new(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from(format!("{}\\{}\\{}", first[0], first[1] + 150.0, first[2])),
+            ));
+            obj.put(DataElement::new(
+                tags::ACQUISITION_NUMBER,
+                VR::IS,
+                PrimitiveValue::from("2"),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    assert_eq!(
+        stacks.len(),
+        2,
+        "{:?}",
+        stacks.iter().map(|s| s.slices.len()).collect::<Vec<_>>()
+    );
+    for s in &stacks {
+        assert_eq!(s.slices.len(), half);
+        assert!(
+            s.geometry.irregularity.is_regular(),
+            "{:?}",
+            s.geometry.irregularity
+        );
+    }
+}
+
 #[test]
 fn missing_pixel_data_is_a_per_file_error() {
     let dir = tempdir();

@@ -242,14 +242,51 @@ fn quantize<const N: usize>(v: [f64; N], scale: f64) -> [i64; N] {
     v.map(|x| (x * scale).round() as i64)
 }
 
+/// Values that agree within `tolerance` (every component) take the first one's place: a key
+/// is the representative's, quantized. Rounding each value to a grid instead split values a
+/// hair apart across a grid line (0.00004999 and 0.00005001) into two stacks.
+struct Representatives<const N: usize> {
+    tolerance: f64,
+    scale: f64,
+    seen: Vec<[f64; N]>,
+}
+
+impl<const N: usize> Representatives<N> {
+    fn new(tolerance: f64) -> Self {
+        Representatives {
+            tolerance,
+            scale: 1.0 / tolerance,
+            seen: Vec::new(),
+        }
+    }
+
+    fn key(&mut self, v: [f64; N]) -> [i64; N] {
+        let close = |r: &[f64; N]| {
+            r.iter()
+                .zip(&v)
+                .all(|(a, b)| (a - b).abs() <= self.tolerance)
+        };
+        let rep = match self.seen.iter().find(|r| close(r)) {
+            Some(r) => *r,
+            None => {
+                self.seen.push(v);
+                v
+            }
+        };
+        quantize(rep, self.scale)
+    }
+}
+
 fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
     let first = &headers[0].provenance;
     let mut partitions: BTreeMap<PartitionKey, Vec<FrameEntry>> = BTreeMap::new();
+    let mut orientations = Representatives::<6>::new(1e-4);
+    let mut spacings = Representatives::<2>::new(1e-3);
     for h in headers {
         for f in &h.frames {
             let key = PartitionKey {
-                orientation: f.image_orientation_patient.map(|o| quantize(o, 1e4)),
-                pixel_spacing: f.pixel_spacing_mm.map(|s| quantize(s, 1e3)),
+                orientation: f.image_orientation_patient.map(|o| orientations.key(o)),
+                pixel_spacing: f.pixel_spacing_mm.map(|s| spacings.key(s)),
                 format: (
                     h.slice_rows(),
                     h.slice_columns(),
@@ -372,10 +409,10 @@ fn split_repeats(frames: Vec<FrameEntry<'_>>) -> Vec<(StackLabel, Vec<FrameEntry
             .collect();
     }
     // The n-th time a position is seen (in acquisition order) belongs to volume n.
-    let mut seen: BTreeMap<[i64; 3], usize> = BTreeMap::new();
+    let keys = slice_places(&frames);
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
     let mut volumes: Vec<Vec<FrameEntry>> = Vec::new();
-    for f in frames {
-        let key = position_key(&f);
+    for (f, key) in frames.into_iter().zip(keys) {
         let n = seen.entry(key).or_insert(0);
         if volumes.len() <= *n {
             volumes.push(Vec::new());
@@ -409,20 +446,46 @@ fn group_by<'a, K: Ord>(
     out
 }
 
-/// Positions equal to 1 µm are the same position.
-fn position_key(f: &FrameEntry) -> [i64; 3] {
-    f.position
-        .map(|p| quantize(p, 1e3))
-        .unwrap_or([i64::MIN; 3])
+/// Where each frame lies along the slice normal, as the index of its place: frames within
+/// 1 µm of each other along the normal share a place, wherever they are in the plane (two
+/// stations of a spine at the same depth but shifted in-plane are two volumes, not one
+/// interleaved stack). Places follow the normal's order.
+fn slice_places(frames: &[FrameEntry]) -> Vec<usize> {
+    let depth: Vec<f64> = frames
+        .iter()
+        .map(|f| {
+            let normal = f.orientation.map_or(DVec3::Z, |o| {
+                DVec3::new(o[0], o[1], o[2]).cross(DVec3::new(o[3], o[4], o[5]))
+            });
+            f.position.map_or(f64::NAN, |p| DVec3::from(p).dot(normal))
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..frames.len()).collect();
+    order.sort_by(|a, b| depth[*a].total_cmp(&depth[*b]));
+    let mut places = vec![0; frames.len()];
+    let mut place = 0;
+    let mut start = f64::NAN;
+    for (n, &i) in order.iter().enumerate() {
+        // A new place when this frame is more than 1 µm past where the last place began.
+        let within = depth[i] - start <= 1e-3;
+        if n > 0 && !within {
+            place += 1;
+        }
+        if n == 0 || place != places[order[n - 1]] {
+            start = depth[i];
+        }
+        places[i] = place;
+    }
+    places
 }
 
 fn has_repeated_positions(frames: &[FrameEntry]) -> bool {
     if frames.iter().any(|f| f.position.is_none()) {
         return false;
     }
-    let mut keys: Vec<[i64; 3]> = frames.iter().map(position_key).collect();
-    keys.sort_unstable();
-    keys.windows(2).any(|w| w[0] == w[1])
+    let mut places = slice_places(frames);
+    places.sort_unstable();
+    places.windows(2).any(|w| w[0] == w[1])
 }
 
 fn make_stack(
