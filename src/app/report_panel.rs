@@ -103,15 +103,20 @@ struct Signed {
     /// The login signing made with the typed password: the outbox's sender takes it when
     /// none runs yet (no worklist sign-in), so a kept report is sent without one.
     login: Option<String>,
+    /// What became of the report this one amends, when it was still in the outbox and went
+    /// first.
+    others: Vec<crate::cases::Delivery>,
 }
 
-/// A signed report kept in the outbox: its hash, and its text to give back to the editors if
-/// the server refuses it.
+/// A signed report kept in the outbox: its hash, and what the editors held when it was
+/// signed (text, linked measurements, unsure words), to give back if the server refuses it.
 #[derive(Debug, Clone)]
 struct Awaiting {
     hash: String,
     findings: String,
     impression: String,
+    linked: Vec<LinkedMeasurement>,
+    unsure: Vec<UnsureWord>,
 }
 
 /// Settings the panel takes from the settings file.
@@ -161,8 +166,8 @@ pub struct ReportState {
     case_studies: Option<Vec<String>>,
     /// Signing in the background: the report that was signed and what became of it.
     sign_job: Option<Receiver<Result<Signed, String>>>,
-    /// The last report signed and kept in the outbox, waiting for its receipt.
-    awaiting: Option<Awaiting>,
+    /// Reports signed and kept in the outbox, waiting for their receipts.
+    awaiting: Vec<Awaiting>,
     /// The checks the reader saw when ticking "sign anyway": another set unticks it.
     override_seen: Vec<String>,
     /// The server's receipt of the last signed report or addendum.
@@ -224,7 +229,7 @@ impl ReportState {
             study_uids: Vec::new(),
             case_studies: None,
             sign_job: None,
-            awaiting: None,
+            awaiting: Vec::new(),
             override_seen: Vec::new(),
             receipt: None,
             sign_message: String::new(),
@@ -414,7 +419,7 @@ impl ReportState {
         self.clips.clear();
         self.signed_final = None;
         self.receipt = None;
-        self.awaiting = None;
+        self.awaiting.clear();
         self.sign_message.clear();
         self.form.override_checks = false;
     }
@@ -750,7 +755,11 @@ impl ReportState {
         {
             self.sign_job = None;
             match result {
-                Ok(signed) => self.signed(signed),
+                Ok(mut signed) => {
+                    let others = std::mem::take(&mut signed.others);
+                    self.signed(signed);
+                    self.settle_deliveries(&others);
+                }
                 Err(e) => self.sign_message = e,
             }
         }
@@ -837,6 +846,7 @@ impl ReportState {
             hash,
             receipt,
             login,
+            ..
         } = signed;
         if self.outbox.is_none()
             && let (Some(token), Some(server)) = (login, self.setup.server.clone())
@@ -873,10 +883,13 @@ impl ReportState {
             return;
         }
         self.sign_message = said;
+        // As the editors held it (marks and places are offsets into this text).
         let awaiting = Awaiting {
             hash: hash.clone(),
-            findings: report.findings.clone(),
-            impression: report.impression.clone(),
+            findings: std::mem::take(&mut self.draft.findings),
+            impression: std::mem::take(&mut self.draft.impression),
+            linked: std::mem::take(&mut self.linked),
+            unsure: std::mem::take(&mut self.unsure),
         };
         if !addendum {
             // The signed text stays as it was; what is written now is an addendum to it.
@@ -893,13 +906,10 @@ impl ReportState {
         self.clips.clear();
         self.form.override_checks = false;
         match receipt {
-            Ok(r) => {
-                self.receipt = Some(r);
-                self.awaiting = None;
-            }
+            Ok(r) => self.receipt = Some(r),
             Err(_) => {
                 self.receipt = None;
-                self.awaiting = Some(awaiting);
+                self.awaiting.push(awaiting);
                 if let Some(worker) = &self.outbox {
                     worker.nudge();
                 }
@@ -907,53 +917,105 @@ impl ReportState {
         }
     }
 
-    /// A report kept in the outbox reached the server (its receipt is shown) or was refused
-    /// (said; a refused final report is no longer what addenda amend, and its signed text
-    /// comes back into the editors to be signed again).
+    /// Kept reports that a signing sent on its way (the final report an addendum amends).
+    fn settle_deliveries(&mut self, deliveries: &[crate::cases::Delivery]) {
+        use crate::cases::Delivery;
+        let delivered: Vec<case_protocol::Receipt> = deliveries
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Delivered(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        let refused: Vec<(String, String)> = deliveries
+            .iter()
+            .filter_map(|d| match d {
+                Delivery::Refused {
+                    report_hash,
+                    status,
+                    message,
+                } => Some((report_hash.clone(), format!("{status}: {message}"))),
+                _ => None,
+            })
+            .collect();
+        self.settle(&delivered, &refused);
+    }
+
+    /// Reports kept in the outbox that the outbox's sender has since delivered or refused.
     fn follow_outbox(&mut self) {
-        let Some(awaiting) = self.awaiting.clone() else {
+        if self.awaiting.is_empty() {
             return;
-        };
-        let Some(status) = self.outbox_status() else {
-            return;
-        };
-        let hash = &awaiting.hash;
-        if let Some(r) = status.delivered.iter().find(|r| &r.report_hash == hash) {
-            self.sign_message = format!(
-                "Report {hash} was received by the case server at {}",
-                r.received_at
-            );
-            self.receipt = Some(r.clone());
-            self.awaiting = None;
-        } else if let Some((_, why)) = status.refused.iter().find(|(h, _)| h == hash) {
-            self.awaiting = None;
-            self.sign_message = format!(
-                "The case server refused report {hash}: {why}. It was not received (kept in \
-                 the outbox's refused folder); its text is back in the editors."
-            );
-            if self
-                .signed_final
-                .as_ref()
-                .is_some_and(|f| &f.report_hash == hash)
-            {
-                self.signed_final = None;
-            }
-            // Back in front of anything written since, nothing of either lost.
-            for (section, text) in [
-                (Section::Findings, awaiting.findings),
-                (Section::Impression, awaiting.impression),
-            ] {
-                let now = match section {
-                    Section::Findings => &mut self.draft.findings,
-                    Section::Impression => &mut self.draft.impression,
-                };
-                *now = if now.trim().is_empty() {
-                    text
-                } else {
-                    format!("{text}\n\n{now}")
-                };
+        }
+        if let Some(status) = self.outbox_status() {
+            self.settle(&status.delivered, &status.refused);
+        }
+    }
+
+    /// Kept reports that were received (the receipt is shown) or refused (said; a refused
+    /// final report is no longer what addenda amend, and what the editors held when it was
+    /// signed comes back in front of what they hold now, measurements and marks with it).
+    fn settle(&mut self, delivered: &[case_protocol::Receipt], refused: &[(String, String)]) {
+        let awaiting = std::mem::take(&mut self.awaiting);
+        for a in awaiting {
+            let hash = a.hash.clone();
+            if let Some(r) = delivered.iter().find(|r| r.report_hash == hash) {
+                self.sign_message = format!(
+                    "Report {hash} was received by the case server at {}",
+                    r.received_at
+                );
+                self.receipt = Some(r.clone());
+            } else if let Some((_, why)) = refused.iter().find(|(h, _)| *h == hash) {
+                self.sign_message = format!(
+                    "The case server refused report {hash}: {why}. It was not received (kept \
+                     in the outbox's refused folder); its text is back in the editors."
+                );
+                if self
+                    .signed_final
+                    .as_ref()
+                    .is_some_and(|f| f.report_hash == hash)
+                {
+                    self.signed_final = None;
+                }
+                self.give_back(a);
+            } else {
+                self.awaiting.push(a);
             }
         }
+    }
+
+    /// Put a refused report's text back in front of each section, moving what is there now
+    /// (and its marks and measurement places) after it; the refused report's own
+    /// measurements and marks come back at their places. Their audio does not (the clips
+    /// went with the signature).
+    fn give_back(&mut self, a: Awaiting) {
+        for (section, text) in [
+            (Section::Findings, a.findings),
+            (Section::Impression, a.impression),
+        ] {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let old = self.draft.text(section).to_string();
+            let new = if old.trim().is_empty() {
+                text
+            } else {
+                format!("{text}\n\n{old}")
+            };
+            match section {
+                Section::Findings => self.draft.findings = new,
+                Section::Impression => self.draft.impression = new,
+            }
+            if let Some(edit) = Edit::between(&old, self.draft.text(section)) {
+                self.follow_edit(section, &edit);
+            }
+        }
+        self.linked.extend(a.linked);
+        self.unsure.extend(
+            a.unsure
+                .into_iter()
+                .map(|w| UnsureWord { audio: None, ..w }),
+        );
+        self.form.override_checks = false;
     }
 }
 
@@ -997,7 +1059,12 @@ fn sign_and_send(
         .map_err(|e| format!("outbox: {e}"))?;
     let hash = outbox.enqueue(&signed)?;
     let report = signed.report.clone();
+    let amends = match &report.kind {
+        case_protocol::ReportKind::Addendum { amends } => Some(amends.clone()),
+        case_protocol::ReportKind::Final => None,
+    };
     let mut login = None;
+    let mut others = Vec::new();
     let receipt = (|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -1016,21 +1083,21 @@ fn sign_and_send(
                     login = client.token().map(str::to_string);
                 }
             }
-            // Everything pending goes, final reports first: an addendum signed while its
-            // final report still waits in the outbox follows it instead of being refused.
-            let delivered = outbox
-                .deliver(&client, 3, std::time::Duration::from_millis(300))
-                .await
-                .into_iter()
-                .find(|d| d.report_hash() == hash)
-                .or_else(|| outbox.receipt(&hash).map(Delivery::Delivered))
-                .unwrap_or_else(|| Delivery::Pending {
-                    report_hash: hash.clone(),
-                    error: "sent by another sender meanwhile; its receipt comes with the \
-                            outbox's next round"
-                        .into(),
-                    needs_login: false,
-                });
+            // An addendum whose final report still waits in the outbox sends it first (sent
+            // alone, the addendum would be refused for good); other waiting reports are the
+            // outbox's sender's.
+            let wait = std::time::Duration::from_millis(300);
+            if let Some(base) = amends.filter(|b| outbox.pending().contains(b)) {
+                let d = outbox.deliver_one(&client, &base, 3, wait).await;
+                let received = matches!(d, Delivery::Delivered(_));
+                others.push(d);
+                if !received {
+                    return Err(Err(format!(
+                        "it waits for the report it amends ({base}) to be received first"
+                    )));
+                }
+            }
+            let delivered = outbox.deliver_one(&client, &hash, 3, wait).await;
             match delivered {
                 Delivery::Delivered(receipt) => Ok(receipt),
                 Delivery::Refused {
@@ -1048,6 +1115,7 @@ fn sign_and_send(
             hash,
             receipt: Ok(r),
             login,
+            others,
         }),
         // Refused for good: not signed as far as the case goes (the editors keep the text).
         Err(Ok(refused)) => Err(refused),
@@ -1056,6 +1124,7 @@ fn sign_and_send(
             hash,
             receipt: Err(why),
             login,
+            others,
         }),
     }
 }
@@ -1595,8 +1664,15 @@ mod tests {
     fn a_report_kept_in_the_outbox_counts_as_signed() {
         let mut r = state();
         r.start_case("C-1", Some("1.2.3"));
-        r.draft.findings = "Nodule.".into();
+        r.draft.findings = "Nodule 14.2 mm.".into();
         r.draft.impression = "Follow up.".into();
+        r.linked.push(LinkedMeasurement {
+            id: "#1".into(),
+            value: 14.2,
+            unit: "mm".into(),
+            place: Some((Section::Findings, 7..14)),
+            ..LinkedMeasurement::default()
+        });
         let report = case_protocol::Report {
             case_id: "C-1".into(),
             kind: case_protocol::ReportKind::Final,
@@ -1607,7 +1683,7 @@ mod tests {
             key_id: "k".into(),
             signed_at: "2026-11-24T10:00:00Z".into(),
             study_instance_uids: vec!["1.2.3".into()],
-            findings: "Nodule.".into(),
+            findings: "Nodule 14.2 mm.".into(),
             impression: "Follow up.".into(),
             measurements: Vec::new(),
         };
@@ -1616,21 +1692,49 @@ mod tests {
             hash: "abc123".into(),
             receipt: Err("the case server could not be reached".into()),
             login: None,
+            others: Vec::new(),
         });
         let f = r
             .signed_final
             .as_ref()
             .expect("a kept final report is the signed one");
         assert_eq!(f.report_hash, "abc123");
-        assert_eq!(f.findings, "Nodule.");
+        assert_eq!(f.findings, "Nodule 14.2 mm.");
         assert!(r.draft.findings.is_empty() && r.draft.impression.is_empty());
-        assert_eq!(r.awaiting.as_ref().map(|a| a.hash.as_str()), Some("abc123"));
+        assert_eq!(
+            r.awaiting
+                .iter()
+                .map(|a| a.hash.as_str())
+                .collect::<Vec<_>>(),
+            ["abc123"]
+        );
         assert!(r.receipt.is_none());
         assert!(
             r.sign_message.contains("kept in the outbox"),
             "{}",
             r.sign_message
         );
+
+        // The server refuses it later: it is no longer the signed report, and what the
+        // editors held comes back in front of what was written since, its measurement at
+        // its place and the newer text's mark moved along.
+        r.draft.findings = "Addendum text.".into();
+        r.unsure.push(UnsureWord {
+            text: "Addendum".into(),
+            confidence: 0.2,
+            at: Some((Section::Findings, 0..8)),
+            ..UnsureWord::default()
+        });
+        r.settle(&[], &[("abc123".into(), "409: not reading".into())]);
+        assert!(r.signed_final.is_none());
+        assert!(r.awaiting.is_empty());
+        assert_eq!(r.draft.findings, "Nodule 14.2 mm.\n\nAddendum text.");
+        assert_eq!(r.draft.impression, "Follow up.");
+        let place = r.linked[0].place.clone().unwrap().1;
+        assert_eq!(&r.draft.findings[place], "14.2 mm");
+        let marked = r.unsure[0].at.clone().unwrap().1;
+        assert_eq!(&r.draft.findings[marked], "Addendum");
+        assert!(r.sign_message.contains("refused"), "{}", r.sign_message);
     }
 
     #[test]

@@ -206,12 +206,14 @@ impl DicomWebClient {
 
     /// Every result of a QIDO-RS search, page by page (`limit` and `offset`, PS3.18 8.3.4.4):
     /// a server answers a page at most, and a study cut at the page's end would load as a
-    /// shorter volume, its last slices missing without a word. A server that ignores
-    /// `limit` (more than asked) gave everything; one that ignores `offset` (the first page
-    /// again) has no more to give.
+    /// shorter volume, its last slices missing without a word. Pages are asked for until one
+    /// comes back empty (a server whose most is below `limit` answers short pages before the
+    /// end) or brings nothing new (a server that ignores `offset`, in any order); one that
+    /// ignores `limit` (more than asked) gave everything at once.
     async fn qido_all(&self, url: &str) -> Result<Vec<Value>, ClientError> {
         let sep = if url.contains('?') { '&' } else { '?' };
         let mut all: Vec<Value> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
             let page = self
                 .qido(&format!(
@@ -221,11 +223,13 @@ impl DicomWebClient {
                 ))
                 .await?;
             let n = page.len();
-            if !all.is_empty() && page.first() == all.first() {
-                break;
+            let before = all.len();
+            for v in page {
+                if seen.insert(v.to_string()) {
+                    all.push(v);
+                }
             }
-            all.extend(page);
-            if n != self.page {
+            if n == 0 || n > self.page || all.len() == before {
                 break;
             }
         }

@@ -176,8 +176,18 @@ impl EncryptedKey {
             f.write_all(text.as_bytes())?;
             f.sync_all()
         });
-        // A hard link fails when `path` exists, where a rename would replace it.
-        let placed = written.and_then(|()| std::fs::hard_link(&tmp, path));
+        // A hard link fails when `path` exists, where a rename would replace it. A file
+        // system without hard links (FAT on a USB stick) gets a rename after a check.
+        let placed = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                if path.exists() {
+                    Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists))
+                } else {
+                    std::fs::rename(&tmp, path)
+                }
+            }
+            other => other,
+        });
         let _ = std::fs::remove_file(&tmp);
         placed.map_err(io)?;
         #[cfg(unix)]

@@ -67,6 +67,10 @@ impl Edit {
             return Some(moved);
         }
         let c = self.right;
+        if c.start <= range.start && c.old_end >= range.end {
+            // The whole span was replaced (and maybe more): what was inserted is gone.
+            return None;
+        }
         let start = range.start.min(c.start);
         let end = if range.end <= c.old_end {
             c.new_end.max(start)

@@ -200,19 +200,25 @@ impl Db {
 
     /// Holds `keys` (object store keys) for the rest of `tx`, against another transaction
     /// that holds any of them: an upload's inserts and a refused upload's deletion of its
-    /// unused objects take turns object by object. SQLite needs nothing more than the write
-    /// transaction (one writer at a time); PostgreSQL takes a transaction advisory lock per
-    /// key, in sorted order (no deadlock between two uploads).
+    /// unused objects take turns. SQLite needs nothing more than the write transaction (one
+    /// writer at a time). PostgreSQL takes a transaction advisory lock per bucket of keys (the
+    /// first hex digit of the sha256: 16 at most, in order, so no deadlock and no lock table
+    /// filled by an upload of thousands of objects).
     pub async fn lock_objects(&self, tx: &mut WriteTx, keys: &[&str]) -> Result<(), sqlx::Error> {
         if self.backend == Backend::Sqlite {
             return Ok(());
         }
-        let mut keys = keys.to_vec();
-        keys.sort_unstable();
-        keys.dedup();
-        for key in keys {
-            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(key)
+        let mut buckets: Vec<i32> = keys
+            .iter()
+            .filter_map(|k| k.chars().next().and_then(|c| c.to_digit(16)))
+            .filter_map(|d| i32::try_from(d).ok())
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        for bucket in buckets {
+            // The first key of the pair names the lock's purpose (object keys).
+            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(7004, $1)")
+                .bind(bucket)
                 .fetch_one(&mut *tx.tx)
                 .await?;
         }

@@ -353,7 +353,7 @@ async fn store_checked(
             bytes,
         });
     }
-    match insert_rows(db, store, case_id, &rows).await {
+    match insert_rows(db, store, case_id, &rows, &mut written).await {
         Ok(stored) => Ok(stored),
         Err(e) => {
             forget_unused(db, store, &written).await;
@@ -394,13 +394,14 @@ async fn forget_unused_in_turn(db: &Db, store: &Store, keys: &[String]) -> Resul
     Ok(())
 }
 
-/// Writes again any of `objects` (key, bytes) that is not stored (16 checks at a time).
+/// Writes again any of `objects` (key, bytes) that is not stored (16 checks at a time);
+/// returns the keys written.
 async fn ensure_objects(
     store: &Store,
     objects: Vec<(String, bytes::Bytes)>,
-) -> Result<(), IntakeError> {
+) -> Result<Vec<String>, IntakeError> {
     use futures_util::{StreamExt, TryStreamExt};
-    futures_util::stream::iter(objects)
+    let rewritten = futures_util::stream::iter(objects)
         .map(|(key, bytes)| {
             let store = store.clone();
             async move {
@@ -409,21 +410,25 @@ async fn ensure_objects(
                         "object {key} was deleted by a refused upload; writing it again"
                     );
                     store.put(bytes).await?;
+                    return Ok::<_, StoreError>(Some(key));
                 }
-                Ok::<(), StoreError>(())
+                Ok(None)
             }
         })
         .buffer_unordered(16)
-        .try_collect::<()>()
+        .try_collect::<Vec<Option<String>>>()
         .await?;
-    Ok(())
+    Ok(rewritten.into_iter().flatten().collect())
 }
 
+/// `written`: the objects this upload wrote, to which any written again here is added (a
+/// refused insert deletes them).
 async fn insert_rows(
     db: &Db,
     store: &Store,
     case_id: &str,
     rows: &[Written],
+    written: &mut Vec<String>,
 ) -> Result<Vec<StoredInstance>, IntakeError> {
     let mut tx = db.begin_write().await?;
     // One study, one case, inside the transaction: the check before the upload's objects
@@ -456,13 +461,15 @@ async fn insert_rows(
     // refused upload of the same bytes may have deleted one this upload found stored.
     let keys: Vec<&str> = rows.iter().map(|w| w.key.as_str()).collect();
     db.lock_objects(&mut tx, &keys).await?;
-    ensure_objects(
-        store,
-        rows.iter()
-            .map(|w| (w.key.clone(), w.bytes.clone()))
-            .collect(),
-    )
-    .await?;
+    written.extend(
+        ensure_objects(
+            store,
+            rows.iter()
+                .map(|w| (w.key.clone(), w.bytes.clone()))
+                .collect(),
+        )
+        .await?,
+    );
     let stored_at = now();
     let mut out = Vec::with_capacity(rows.len());
     for Written {
@@ -725,12 +732,13 @@ mod tests {
         let (lost_key, _) = store.put(lost.clone()).await.unwrap();
         store.delete(&lost_key).await.unwrap();
         assert!(!store.exists(&lost_key).await.unwrap());
-        ensure_objects(
+        let rewritten = ensure_objects(
             &store,
             vec![(kept_key.clone(), kept), (lost_key.clone(), lost.clone())],
         )
         .await
         .unwrap();
+        assert_eq!(rewritten, vec![lost_key.clone()]);
         assert!(store.exists(&kept_key).await.unwrap());
         assert_eq!(store.get(&lost_key).await.unwrap(), lost);
     }
