@@ -119,6 +119,23 @@ struct Awaiting {
     unsure: Vec<UnsureWord>,
 }
 
+/// Why a report is not signed (or was refused for good), and what became of the report it
+/// amends when that went first.
+#[derive(Debug)]
+struct Unsigned {
+    why: String,
+    others: Vec<crate::cases::Delivery>,
+}
+
+impl From<String> for Unsigned {
+    fn from(why: String) -> Unsigned {
+        Unsigned {
+            why,
+            others: Vec::new(),
+        }
+    }
+}
+
 /// Settings the panel takes from the settings file.
 #[derive(Debug, Clone, Default)]
 pub struct PanelSettings {
@@ -165,7 +182,7 @@ pub struct ReportState {
     /// is put on screen beside it.
     case_studies: Option<Vec<String>>,
     /// Signing in the background: the report that was signed and what became of it.
-    sign_job: Option<Receiver<Result<Signed, String>>>,
+    sign_job: Option<Receiver<Result<Signed, Unsigned>>>,
     /// Reports signed and kept in the outbox, waiting for their receipts.
     awaiting: Vec<Awaiting>,
     /// The checks the reader saw when ticking "sign anyway": another set unticks it.
@@ -760,7 +777,10 @@ impl ReportState {
                     self.signed(signed);
                     self.settle_deliveries(&others);
                 }
-                Err(e) => self.sign_message = e,
+                Err(Unsigned { why, others }) => {
+                    self.sign_message = why;
+                    self.settle_deliveries(&others);
+                }
             }
         }
         self.follow_outbox();
@@ -938,7 +958,7 @@ impl ReportState {
                 _ => None,
             })
             .collect();
-        self.settle(&delivered, &refused);
+        self.settle(&delivered, &refused, false);
     }
 
     /// Reports kept in the outbox that the outbox's sender has since delivered or refused.
@@ -947,23 +967,32 @@ impl ReportState {
             return;
         }
         if let Some(status) = self.outbox_status() {
-            self.settle(&status.delivered, &status.refused);
+            self.settle(&status.delivered, &status.refused, true);
         }
     }
 
     /// Kept reports that were received (the receipt is shown) or refused (said; a refused
     /// final report is no longer what addenda amend, and what the editors held when it was
     /// signed comes back in front of what they hold now, measurements and marks with it).
-    fn settle(&mut self, delivered: &[case_protocol::Receipt], refused: &[(String, String)]) {
+    /// `announce`: a receipt is shown (not when it came with another report's signing, whose
+    /// own receipt is the one to show); a refusal is always said.
+    fn settle(
+        &mut self,
+        delivered: &[case_protocol::Receipt],
+        refused: &[(String, String)],
+        announce: bool,
+    ) {
         let awaiting = std::mem::take(&mut self.awaiting);
         for a in awaiting {
             let hash = a.hash.clone();
             if let Some(r) = delivered.iter().find(|r| r.report_hash == hash) {
-                self.sign_message = format!(
-                    "Report {hash} was received by the case server at {}",
-                    r.received_at
-                );
-                self.receipt = Some(r.clone());
+                if announce {
+                    self.sign_message = format!(
+                        "Report {hash} was received by the case server at {}",
+                        r.received_at
+                    );
+                    self.receipt = Some(r.clone());
+                }
             } else if let Some((_, why)) = refused.iter().find(|(h, _)| *h == hash) {
                 self.sign_message = format!(
                     "The case server refused report {hash}: {why}. It was not received (kept \
@@ -1001,13 +1030,32 @@ impl ReportState {
             } else {
                 format!("{text}\n\n{old}")
             };
+            // The edit is known exactly (everything before the old text, or all of it when
+            // it was blank): a common prefix of the two texts must not pass for unchanged.
+            let change = if old.trim().is_empty() {
+                crate::report::Change {
+                    start: 0,
+                    old_end: old.len(),
+                    new_end: new.len(),
+                }
+            } else {
+                crate::report::Change {
+                    start: 0,
+                    old_end: 0,
+                    new_end: new.len() - old.len(),
+                }
+            };
             match section {
                 Section::Findings => self.draft.findings = new,
                 Section::Impression => self.draft.impression = new,
             }
-            if let Some(edit) = Edit::between(&old, self.draft.text(section)) {
-                self.follow_edit(section, &edit);
-            }
+            self.follow_edit(
+                section,
+                &Edit {
+                    right: change,
+                    left: change,
+                },
+            );
         }
         self.linked.extend(a.linked);
         self.unsure.extend(
@@ -1048,9 +1096,12 @@ fn sign_and_send(
     user: &str,
     passphrase: &str,
     password: &str,
-) -> Result<Signed, String> {
+) -> Result<Signed, Unsigned> {
     use crate::cases::{Delivery, EncryptedKey};
-    let key_file = setup.key_file.as_ref().ok_or("no signing key")?;
+    let key_file = setup
+        .key_file
+        .as_ref()
+        .ok_or_else(|| String::from("no signing key"))?;
     let key = EncryptedKey::read(key_file)
         .and_then(|sealed| sealed.open(passphrase))
         .map_err(|e| e.to_string())?;
@@ -1118,7 +1169,10 @@ fn sign_and_send(
             others,
         }),
         // Refused for good: not signed as far as the case goes (the editors keep the text).
-        Err(Ok(refused)) => Err(refused),
+        Err(Ok(refused)) => Err(Unsigned {
+            why: refused,
+            others,
+        }),
         Err(Err(why)) => Ok(Signed {
             report,
             hash,
@@ -1725,7 +1779,7 @@ mod tests {
             at: Some((Section::Findings, 0..8)),
             ..UnsureWord::default()
         });
-        r.settle(&[], &[("abc123".into(), "409: not reading".into())]);
+        r.settle(&[], &[("abc123".into(), "409: not reading".into())], true);
         assert!(r.signed_final.is_none());
         assert!(r.awaiting.is_empty());
         assert_eq!(r.draft.findings, "Nodule 14.2 mm.\n\nAddendum text.");
@@ -1735,6 +1789,67 @@ mod tests {
         let marked = r.unsure[0].at.clone().unwrap().1;
         assert_eq!(&r.draft.findings[marked], "Addendum");
         assert!(r.sign_message.contains("refused"), "{}", r.sign_message);
+    }
+
+    /// A refused report given back in front of text that starts like it: the current text's
+    /// mark moves with it (read as an edit after the shared "No " it stayed on the given-back
+    /// words); a base report received with an addendum's signing leaves the addendum's
+    /// message.
+    #[test]
+    fn a_given_back_report_moves_the_marks_of_what_follows_it() {
+        let mut r = state();
+        r.start_case("C-1", None);
+        r.draft.findings = "No effusion.".into();
+        r.signed(Signed {
+            report: case_protocol::Report {
+                case_id: "C-1".into(),
+                kind: case_protocol::ReportKind::Final,
+                author: case_protocol::Author {
+                    user_id: "rad1".into(),
+                    display_name: "Dr One".into(),
+                },
+                key_id: "k".into(),
+                signed_at: "2026-11-24T10:00:00Z".into(),
+                study_instance_uids: Vec::new(),
+                findings: "No effusion.".into(),
+                impression: String::new(),
+                measurements: Vec::new(),
+            },
+            hash: "h1".into(),
+            receipt: Err("away".into()),
+            login: None,
+            others: Vec::new(),
+        });
+        r.draft.findings = "No change.".into();
+        r.unsure.push(UnsureWord {
+            text: "No".into(),
+            confidence: 0.2,
+            at: Some((Section::Findings, 0..2)),
+            ..UnsureWord::default()
+        });
+        r.settle(&[], &[("h1".into(), "409: refused".into())], true);
+        assert_eq!(r.draft.findings, "No effusion.\n\nNo change.");
+        let at = r.unsure[0].at.clone().unwrap().1;
+        assert_eq!(at, 14..16, "the mark stays on the text it was on");
+
+        // Kept again, then received with a later signing: said quietly.
+        r.awaiting.push(Awaiting {
+            hash: "h2".into(),
+            findings: String::new(),
+            impression: String::new(),
+            linked: Vec::new(),
+            unsure: Vec::new(),
+        });
+        r.sign_message = "Addendum signed and received".into();
+        let receipt = case_protocol::Receipt {
+            case_id: "C-1".into(),
+            report_hash: "h2".into(),
+            received_at: "2026-11-24T10:05:00Z".into(),
+            duplicate: false,
+        };
+        r.settle_deliveries(&[crate::cases::Delivery::Delivered(receipt)]);
+        assert!(r.awaiting.is_empty());
+        assert_eq!(r.sign_message, "Addendum signed and received");
     }
 
     #[test]

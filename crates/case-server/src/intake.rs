@@ -394,14 +394,16 @@ async fn forget_unused_in_turn(db: &Db, store: &Store, keys: &[String]) -> Resul
     Ok(())
 }
 
-/// Writes again any of `objects` (key, bytes) that is not stored (16 checks at a time);
-/// returns the keys written.
+/// Writes again any of `objects` (key, bytes) that is not stored (16 checks at a time),
+/// adding each key written to `written` (also when another fails: a refused upload deletes
+/// them).
 async fn ensure_objects(
     store: &Store,
     objects: Vec<(String, bytes::Bytes)>,
-) -> Result<Vec<String>, IntakeError> {
-    use futures_util::{StreamExt, TryStreamExt};
-    let rewritten = futures_util::stream::iter(objects)
+    written: &mut Vec<String>,
+) -> Result<(), IntakeError> {
+    use futures_util::StreamExt;
+    let results: Vec<Result<Option<String>, StoreError>> = futures_util::stream::iter(objects)
         .map(|(key, bytes)| {
             let store = store.clone();
             async move {
@@ -410,15 +412,28 @@ async fn ensure_objects(
                         "object {key} was deleted by a refused upload; writing it again"
                     );
                     store.put(bytes).await?;
-                    return Ok::<_, StoreError>(Some(key));
+                    return Ok(Some(key));
                 }
                 Ok(None)
             }
         })
         .buffer_unordered(16)
-        .try_collect::<Vec<Option<String>>>()
-        .await?;
-    Ok(rewritten.into_iter().flatten().collect())
+        .collect()
+        .await;
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(Some(key)) => written.push(key),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// `written`: the objects this upload wrote, to which any written again here is added (a
@@ -461,15 +476,14 @@ async fn insert_rows(
     // refused upload of the same bytes may have deleted one this upload found stored.
     let keys: Vec<&str> = rows.iter().map(|w| w.key.as_str()).collect();
     db.lock_objects(&mut tx, &keys).await?;
-    written.extend(
-        ensure_objects(
-            store,
-            rows.iter()
-                .map(|w| (w.key.clone(), w.bytes.clone()))
-                .collect(),
-        )
-        .await?,
-    );
+    ensure_objects(
+        store,
+        rows.iter()
+            .map(|w| (w.key.clone(), w.bytes.clone()))
+            .collect(),
+        written,
+    )
+    .await?;
     let stored_at = now();
     let mut out = Vec::with_capacity(rows.len());
     for Written {
@@ -732,9 +746,11 @@ mod tests {
         let (lost_key, _) = store.put(lost.clone()).await.unwrap();
         store.delete(&lost_key).await.unwrap();
         assert!(!store.exists(&lost_key).await.unwrap());
-        let rewritten = ensure_objects(
+        let mut rewritten = Vec::new();
+        ensure_objects(
             &store,
             vec![(kept_key.clone(), kept), (lost_key.clone(), lost.clone())],
+            &mut rewritten,
         )
         .await
         .unwrap();

@@ -1521,7 +1521,10 @@ fn decode_opened_frame(
     let header = match super::header::header_from_dataset(
         path,
         obj,
-        obj.meta().transfer_syntax.clone(),
+        obj.meta()
+            .transfer_syntax
+            .trim_end_matches(['\0', ' '])
+            .to_string(),
         String::new(),
         String::new(),
     )? {

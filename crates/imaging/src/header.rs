@@ -620,13 +620,21 @@ fn window_of(obj: &InMemDicomObject) -> Option<Window> {
 /// it (a US 64512 is -1024 for HU input), and the table's entries are unsigned.
 fn voi_lut_of(obj: &InMemDicomObject, signed_input: bool) -> Option<VoiLutTable> {
     let item = first_item(obj, tags::VOILUT_SEQUENCE)?;
-    let desc = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i64>().ok()?;
+    let element = item.get(tags::LUT_DESCRIPTOR)?;
+    let desc = element.to_multi_int::<i64>().ok()?;
     let [entries, first, bits] = desc.get(..3)?.try_into().ok()?;
-    let (entries, first) = (entries & 0xFFFF, first & 0xFFFF);
-    let first = if signed_input && first > 0x7FFF {
-        first - 0x1_0000
-    } else {
+    let entries = entries & 0xFFFF;
+    // Written as SS: signed as it stands. As US (or anything else): 16 bits, signed when the
+    // input can be negative.
+    let first = if element.vr() == dicom_core::VR::SS {
         first
+    } else {
+        let first = first & 0xFFFF;
+        if signed_input && first > 0x7FFF {
+            first - 0x1_0000
+        } else {
+            first
+        }
     };
     let data: Vec<u16> = item
         .get(tags::LUT_DATA)?

@@ -451,14 +451,17 @@ fn group_by<'a, K: Ord>(
 /// stations of a spine at the same depth but shifted in-plane are two volumes, not one
 /// interleaved stack). Places follow the normal's order.
 fn slice_places(frames: &[FrameEntry]) -> Vec<usize> {
+    // One normal for all (the first frame's): orientations within the grouping tolerance
+    // would otherwise tilt each frame's depth by more than 1 µm at 300 mm from the origin.
+    let normal = frames
+        .iter()
+        .find_map(|f| f.orientation)
+        .map_or(DVec3::Z, |o| {
+            DVec3::new(o[0], o[1], o[2]).cross(DVec3::new(o[3], o[4], o[5]))
+        });
     let depth: Vec<f64> = frames
         .iter()
-        .map(|f| {
-            let normal = f.orientation.map_or(DVec3::Z, |o| {
-                DVec3::new(o[0], o[1], o[2]).cross(DVec3::new(o[3], o[4], o[5]))
-            });
-            f.position.map_or(f64::NAN, |p| DVec3::from(p).dot(normal))
-        })
+        .map(|f| f.position.map_or(f64::NAN, |p| DVec3::from(p).dot(normal)))
         .collect();
     let mut order: Vec<usize> = (0..frames.len()).collect();
     order.sort_by(|a, b| depth[*a].total_cmp(&depth[*b]));
