@@ -795,7 +795,15 @@ impl ReportState {
             return;
         }
         let Some(rx) = &self.job else { return };
-        let Ok(result) = rx.try_recv() else { return };
+        let result = match rx.try_recv() {
+            Ok(result) => result,
+            Err(std::sync::mpsc::TryRecvError::Empty) => return,
+            // The transcription thread ended without an answer (it panicked): dictation must
+            // not wait on it for good.
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                Err("the transcription stopped without a result; dictate again".to_string())
+            }
+        };
         self.job = None;
         let clip = self.pending_clip.take();
         match result {
@@ -1057,6 +1065,9 @@ impl ReportState {
                 },
             );
         }
+        // Dictation goes on at the end of the findings; an undo no longer points into text
+        // that has moved.
+        self.draft.typed(Section::Findings);
         self.linked.extend(a.linked);
         self.unsure.extend(
             a.unsure

@@ -40,6 +40,14 @@ pub fn read_wav(path: &Path) -> Result<Clip, AudioError> {
     if spec.channels == 0 || spec.sample_rate == 0 {
         return Err(err("a WAV file with no channels or no sample rate".into()));
     }
+    // Resampling to 16 kHz sizes its buffers by the ratio of the rates: a damaged rate (1 Hz,
+    // or 4 GHz) would ask for gigabytes. Audio is recorded at 8 to 384 kHz.
+    if !(4_000..=384_000).contains(&spec.sample_rate) {
+        return Err(err(format!(
+            "a sample rate of {} Hz (expected 4,000 to 384,000)",
+            spec.sample_rate
+        )));
+    }
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader
             .into_samples::<f32>()
@@ -165,6 +173,30 @@ mod tests {
         (0..(rate as f32 * seconds) as usize)
             .map(|i| amplitude * (std::f32::consts::TAU * hz * i as f32 / rate as f32).sin())
             .collect()
+    }
+
+    /// A WAV whose header gives an absurd sample rate is refused (resampling it to 16 kHz
+    /// asked for gigabytes and aborted the process).
+    #[test]
+    fn an_absurd_sample_rate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for rate in [1u32, 4_294_967_291] {
+            let path = dir.path().join(format!("{rate}.wav"));
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: rate,
+                // 8 bits: the byte rate of 4 GHz still fits the header.
+                bits_per_sample: 8,
+                sample_format: hound::SampleFormat::Int,
+            };
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            for _ in 0..100 {
+                w.write_sample(0i8).unwrap();
+            }
+            w.finalize().unwrap();
+            let e = read_wav(&path).unwrap_err().to_string();
+            assert!(e.contains("sample rate"), "{e}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub fn parse_terms(text: &str) -> Vec<String> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        // A NUL (a UTF-16 file read as UTF-8) cannot go into whisper's prompt.
+        .filter(|l| !l.contains('\0'))
         .map(str::to_string)
         .collect()
 }
