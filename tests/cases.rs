@@ -70,6 +70,33 @@ fn report(case_id: &str, key_id: &str) -> Report {
     }
 }
 
+/// A signing key registered for rad1 on the server.
+async fn registered_key(db: &Db) -> SigningKey {
+    let key = SigningKey::generate();
+    db.add_key("rad1", &key.verifying_key().to_base64())
+        .await
+        .unwrap();
+    key
+}
+
+/// A client of a port nothing listens on (the server is away).
+async fn offline_client() -> CaseClient {
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    CaseClient::new(&format!("http://{dead_addr}"), None).unwrap()
+}
+
+/// The server on loopback, and rad1 logged in to it.
+async fn serve_and_log_in(db: &Db, dir: &Path) -> CaseClient {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(case_server::serve(server_state(db, dir), listener));
+    let mut client = CaseClient::new(&base, None).unwrap();
+    client.login("rad1", PASSWORD).await.unwrap();
+    client
+}
+
 async fn report_count(db: &Db) -> i64 {
     sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM reports")
         .fetch_one(&db.pool)
@@ -81,20 +108,14 @@ async fn report_count(db: &Db) -> i64 {
 async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     let dir = tempdir();
     let (db, case_id) = server_db(dir.path()).await;
-    let key = SigningKey::generate();
-    db.add_key("rad1", &key.verifying_key().to_base64())
-        .await
-        .unwrap();
+    let key = registered_key(&db).await;
     let signed = sign_report(report(&case_id, &key.verifying_key().id().0), &key).unwrap();
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let hash = outbox.enqueue(&signed).unwrap();
     assert_eq!(outbox.pending(), vec![hash.clone()]);
 
     // No server yet: the report stays pending after the retries.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
-    let offline = CaseClient::new(&format!("http://{dead_addr}"), None).unwrap();
+    let offline = offline_client().await;
     let results = outbox.deliver(&offline, 2, Duration::from_millis(10)).await;
     assert!(
         matches!(&results[..], [Delivery::Pending { .. }]),
@@ -103,11 +124,7 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     assert_eq!(outbox.pending(), vec![hash.clone()]);
 
     // The server comes up.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(case_server::serve(server_state(&db, dir.path()), listener));
-    let mut client = CaseClient::new(&base, None).unwrap();
-    client.login("rad1", PASSWORD).await.unwrap();
+    let client = serve_and_log_in(&db, dir.path()).await;
 
     // The server stored it but the answer was lost (sent outside the outbox here): the
     // outbox's resend gets the original receipt, and nothing is stored twice.
@@ -156,10 +173,7 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
 async fn addenda_wait_for_the_report_they_amend() {
     let dir = tempdir();
     let (db, case_id) = server_db(dir.path()).await;
-    let key = SigningKey::generate();
-    db.add_key("rad1", &key.verifying_key().to_base64())
-        .await
-        .unwrap();
+    let key = registered_key(&db).await;
     let key_id = key.verifying_key().id().0;
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let final_report = sign_report(report(&case_id, &key_id), &key).unwrap();
@@ -176,10 +190,7 @@ async fn addenda_wait_for_the_report_they_amend() {
     }
 
     // Offline: the addenda say what they wait for.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead);
-    let offline = CaseClient::new(&format!("http://{dead_addr}"), None).unwrap();
+    let offline = offline_client().await;
     let results = outbox.deliver(&offline, 1, Duration::from_millis(10)).await;
     let waiting = results
         .iter()
@@ -187,11 +198,7 @@ async fn addenda_wait_for_the_report_they_amend() {
         .count();
     assert_eq!(waiting, 4, "{results:?}");
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(case_server::serve(server_state(&db, dir.path()), listener));
-    let mut client = CaseClient::new(&base, None).unwrap();
-    client.login("rad1", PASSWORD).await.unwrap();
+    let client = serve_and_log_in(&db, dir.path()).await;
     let results = outbox.deliver(&client, 3, Duration::from_millis(10)).await;
     assert_eq!(results.len(), 5);
     assert!(
@@ -419,10 +426,7 @@ async fn wait_for(worker: &OutboxWorker, what: &str, done: impl Fn(&OutboxStatus
 async fn the_background_sender_retries_waits_for_login_and_survives_a_restart() {
     let dir = tempdir();
     let (db, case_id) = server_db(dir.path()).await;
-    let key = SigningKey::generate();
-    db.add_key("rad1", &key.verifying_key().to_base64())
-        .await
-        .unwrap();
+    let key = registered_key(&db).await;
     let signed = sign_report(report(&case_id, &key.verifying_key().id().0), &key).unwrap();
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let hash = outbox.enqueue(&signed).unwrap();

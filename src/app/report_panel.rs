@@ -786,7 +786,8 @@ impl ReportState {
         self.follow_outbox();
         // The outbox's login expired: the worklist's sign-in form comes back for a new one
         // (what waits is sent with it).
-        if self.setup.token.is_some() && self.outbox_status().is_some_and(|s| s.needs_login) {
+        if self.setup.token.is_some() && self.outbox.as_ref().is_some_and(OutboxWorker::needs_login)
+        {
             self.setup.token = None;
         }
         // A dictation that ends while a report is being signed waits: it must not land in
@@ -1723,6 +1724,24 @@ mod tests {
         assert!(!r.form.override_checks, "a new mismatch unticks it");
     }
 
+    /// A final report of case C-1 as the panel signs it.
+    fn final_report(findings: &str, impression: &str) -> case_protocol::Report {
+        case_protocol::Report {
+            case_id: "C-1".into(),
+            kind: case_protocol::ReportKind::Final,
+            author: case_protocol::Author {
+                user_id: "rad1".into(),
+                display_name: "Dr One".into(),
+            },
+            key_id: "k".into(),
+            signed_at: "2026-11-24T10:00:00Z".into(),
+            study_instance_uids: vec!["1.2.3".into()],
+            findings: findings.into(),
+            impression: impression.into(),
+            measurements: Vec::new(),
+        }
+    }
+
     /// A report kept in the outbox (the server away) is signed: the draft starts over as an
     /// addendum to it, so pressing Sign again cannot make a second, different final report.
     #[test]
@@ -1738,22 +1757,8 @@ mod tests {
             place: Some((Section::Findings, 7..14)),
             ..LinkedMeasurement::default()
         });
-        let report = case_protocol::Report {
-            case_id: "C-1".into(),
-            kind: case_protocol::ReportKind::Final,
-            author: case_protocol::Author {
-                user_id: "rad1".into(),
-                display_name: "Dr One".into(),
-            },
-            key_id: "k".into(),
-            signed_at: "2026-11-24T10:00:00Z".into(),
-            study_instance_uids: vec!["1.2.3".into()],
-            findings: "Nodule 14.2 mm.".into(),
-            impression: "Follow up.".into(),
-            measurements: Vec::new(),
-        };
         r.signed(Signed {
-            report,
+            report: final_report("Nodule 14.2 mm.", "Follow up."),
             hash: "abc123".into(),
             receipt: Err("the case server could not be reached".into()),
             login: None,
@@ -1812,20 +1817,7 @@ mod tests {
         r.start_case("C-1", None);
         r.draft.findings = "No effusion.".into();
         r.signed(Signed {
-            report: case_protocol::Report {
-                case_id: "C-1".into(),
-                kind: case_protocol::ReportKind::Final,
-                author: case_protocol::Author {
-                    user_id: "rad1".into(),
-                    display_name: "Dr One".into(),
-                },
-                key_id: "k".into(),
-                signed_at: "2026-11-24T10:00:00Z".into(),
-                study_instance_uids: Vec::new(),
-                findings: "No effusion.".into(),
-                impression: String::new(),
-                measurements: Vec::new(),
-            },
+            report: final_report("No effusion.", ""),
             hash: "h1".into(),
             receipt: Err("away".into()),
             login: None,

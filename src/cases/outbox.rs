@@ -33,18 +33,6 @@ pub enum Delivery {
     },
 }
 
-impl Delivery {
-    /// The report this is about.
-    pub fn report_hash(&self) -> &str {
-        match self {
-            Delivery::Delivered(r) => &r.report_hash,
-            Delivery::Refused { report_hash, .. } | Delivery::Pending { report_hash, .. } => {
-                report_hash
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Outbox {
     dir: PathBuf,
@@ -421,6 +409,11 @@ impl OutboxWorker {
             state.woken = true;
         }
         self.shared.wake.notify_all();
+    }
+
+    /// The login expired (what [`OutboxWorker::status`] says, without copying it all).
+    pub fn needs_login(&self) -> bool {
+        self.shared.lock().status.needs_login
     }
 
     pub fn status(&self) -> OutboxStatus {

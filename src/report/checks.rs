@@ -330,6 +330,17 @@ mod tests {
         }
     }
 
+    fn cobb(value: f64) -> LinkedMeasurement {
+        LinkedMeasurement {
+            id: "M2".into(),
+            label: "Cobb angle".into(),
+            value,
+            unit: "deg".into(),
+            source: None,
+            place: None,
+        }
+    }
+
     #[test]
     fn a_number_that_disagrees_with_its_measurement_is_caught() {
         let findings = "There is a 12 mm spiculated nodule in the right upper lobe. \
@@ -367,14 +378,7 @@ mod tests {
             let checks = pre_sign_checks(text, "Nodule.", &[nodule(14.2)], &[]);
             assert_eq!(checks.len(), 1, "{text}: {checks:?}");
         }
-        let cobb = LinkedMeasurement {
-            id: "M2".into(),
-            label: "Cobb angle".into(),
-            value: 23.6,
-            unit: "deg".into(),
-            source: None,
-            place: None,
-        };
+        let cobb = cobb(23.6);
         assert!(
             pre_sign_checks(
                 "Cobb angle of 24 degrees.",
@@ -448,14 +452,7 @@ mod tests {
         ));
         assert!(!agree("A .5 cm nodule in the right upper lobe.", &n));
         // The degree sign and "deg" are degrees.
-        let cobb = LinkedMeasurement {
-            id: "M2".into(),
-            label: "Cobb angle".into(),
-            value: 23.6,
-            unit: "deg".into(),
-            source: None,
-            place: None,
-        };
+        let cobb = cobb(23.6);
         assert!(agree("Cobb angle of 24°.", &cobb));
         assert!(agree("Cobb angle of 24 deg.", &cobb));
         assert!(!agree("Cobb angle of 32°.", &cobb));
