@@ -168,6 +168,54 @@ fn a_header_claiming_more_pixels_than_its_file_holds_is_refused() {
     assert!(volume.failed_slices.is_empty());
 }
 
+/// Samples per Pixel and Bits Allocated size every buffer of a compressed frame (the file's
+/// length bounds only native pixels): 65535 samples a pixel asked the server's frame
+/// renderer for 600 MB a frame here, and Bits Allocated 0 shifted by 16. Both are refused at
+/// the header with the attribute named, by the scan and by the server's frame decoder.
+#[test]
+fn impossible_samples_per_pixel_and_bits_allocated_are_refused() {
+    let dir = tempdir();
+    let spec = PhantomSpec {
+        columns: 48,
+        rows: 48,
+        slices: 4,
+        syntax: imaging::synth::SynthSyntax::JpegLossless,
+        ..PhantomSpec::default()
+    };
+    write_series(&spec, dir.path()).unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    edit(&files[1], |obj| {
+        obj.put(DataElement::new(
+            tags::SAMPLES_PER_PIXEL,
+            VR::US,
+            PrimitiveValue::from(65535u16),
+        ));
+    });
+    edit(&files[2], |obj| {
+        obj.put(DataElement::new(
+            tags::BITS_ALLOCATED,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ));
+    });
+    let (report, patients) = scan(dir.path());
+    for (file, attribute) in [
+        (&files[1], "Samples per Pixel"),
+        (&files[2], "Bits Allocated"),
+    ] {
+        let message = &warning_for(&report, file).message;
+        assert!(message.contains(attribute), "{message}");
+        let refused = imaging::decode::decode_frame_values(file, 0).unwrap_err();
+        assert!(refused.to_string().contains(attribute), "{refused}");
+    }
+    assert_eq!(stacks(&patients)[0].slices.len(), 2);
+    assert!(imaging::decode::decode_frame_values(&files[0], 0).is_ok());
+}
+
 /// Without Pixel Spacing the geometry says so (the app then shows lengths in pixels and no
 /// scale bar, never a 1 mm default as mm); with it, it is known.
 #[test]

@@ -265,14 +265,18 @@ pub fn load_stack(
 
 /// Refuse what cannot become a volume (2-byte grey, or 8-bit colour), with a reason.
 fn check_format(stack: &Stack) -> Result<(), ImagingError> {
-    let f = &stack.format;
     let path = stack
         .slices
         .first()
         .map(|s| s.path.clone())
         .unwrap_or_default();
+    check_pixel_format(&stack.format, stack.mosaic.is_some(), path)
+}
+
+/// Refuse a pixel format the decoders cannot give (`mosaic`: frames holding a Siemens mosaic).
+fn check_pixel_format(f: &PixelFormat, mosaic: bool, path: PathBuf) -> Result<(), ImagingError> {
     if f.is_palette() {
-        if !matches!(f.bits_allocated, 8 | 16) || stack.mosaic.is_some() {
+        if !matches!(f.bits_allocated, 8 | 16) || mosaic {
             return Err(ImagingError::Unsupported {
                 path,
                 what: format!(
@@ -285,7 +289,7 @@ fn check_format(stack: &Stack) -> Result<(), ImagingError> {
     }
     if f.samples_per_pixel == 3 {
         let photometric = f.photometric_interpretation.trim();
-        if stack.mosaic.is_some() {
+        if mosaic {
             return Err(ImagingError::Unsupported {
                 path,
                 what: "a colour mosaic".into(),
@@ -641,7 +645,8 @@ fn frame_samples<'a>(
     if let Value::PixelSequence(sequence) = pixel_data.value() {
         let data = encapsulated_frame(obj, sequence, frame, &ts_uid).map_err(decode_err)?;
         if is_jpeg(&ts_uid) {
-            let jpeg = super::jpeg::decode(&data).map_err(decode_err)?;
+            let size = [usize::from(format.columns), usize::from(format.rows)];
+            let jpeg = super::jpeg::decode(&data, Some(size)).map_err(decode_err)?;
             if jpeg.width != usize::from(format.columns) || jpeg.height != usize::from(format.rows)
             {
                 return Err(decode_err(format!(
@@ -1224,7 +1229,8 @@ fn decode_rgb_frame_into(
                     (Cow::Owned(out), stored_planar, photometric)
                 }
                 t if is_jpeg(t) => {
-                    let jpeg = super::jpeg::decode(&data).map_err(decode_err)?;
+                    let size = [usize::from(format.columns), usize::from(format.rows)];
+                    let jpeg = super::jpeg::decode(&data, Some(size)).map_err(decode_err)?;
                     if (jpeg.width, jpeg.height, jpeg.components)
                         != (usize::from(format.columns), usize::from(format.rows), 3)
                     {
@@ -1471,14 +1477,30 @@ pub fn stored_frames(
     let pixel_data = obj
         .get(tags::PIXEL_DATA)
         .ok_or_else(|| decode_error(path, 0)("no Pixel Data (7FE0,0010)".into()))?;
-    let rows = super::header::int(&obj, tags::ROWS).unwrap_or(0);
-    let columns = super::header::int(&obj, tags::COLUMNS).unwrap_or(0);
-    let spp = super::header::int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
-    let bits = super::header::int(&obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    // The header's checked values (Rows and Columns 16-bit and not zero, the pixels within
+    // what the file can hold).
+    let header = match super::header::header_from_dataset(
+        path,
+        &obj,
+        ts_uid.clone(),
+        String::new(),
+        String::new(),
+    )? {
+        super::header::FileKind::Image(h) => h,
+        _ => {
+            return Err(ImagingError::BadAttribute {
+                path: path.to_path_buf(),
+                what: "not an image".into(),
+            });
+        }
+    };
+    let (rows, columns, bits) = (header.rows, header.columns, header.bits_allocated);
     // YBR_FULL_422 keeps two samples a pixel (PS3.3 C.7.6.3.1.2).
-    let half_chroma = super::header::text(&obj, tags::PHOTOMETRIC_INTERPRETATION)
-        .is_some_and(|p| p.trim() == "YBR_FULL_422");
-    let spp = if half_chroma { 2 } else { spp };
+    let spp = if header.photometric_interpretation.trim() == "YBR_FULL_422" {
+        2
+    } else {
+        header.samples_per_pixel
+    };
     frames
         .iter()
         .map(|&frame| {
@@ -1495,8 +1517,11 @@ pub fn stored_frames(
                     if bits % 8 != 0 {
                         return Err(err(format!("{bits}-bit packed frames are not served")));
                     }
-                    let len = usize::try_from(rows * columns * spp * (bits / 8))
-                        .map_err(|_| err("implausible frame size".into()))?;
+                    let len = usize::from(rows)
+                        .checked_mul(usize::from(columns))
+                        .and_then(|v| v.checked_mul(usize::from(spp)))
+                        .and_then(|v| v.checked_mul(usize::from(bits / 8)))
+                        .ok_or_else(|| err("implausible frame size".into()))?;
                     let start = len
                         .checked_mul(frame as usize)
                         .ok_or_else(|| err("implausible frame size".into()))?;
@@ -1545,6 +1570,9 @@ fn decode_opened_frame(
         signed: header.signed,
         photometric_interpretation: header.photometric_interpretation.clone(),
     };
+    // The server renders frames of any file it was sent: what a volume cannot hold, a frame
+    // cannot either (and a Samples per Pixel of 65535 would size the buffer below).
+    check_pixel_format(&format, false, path.to_path_buf())?;
     let n = usize::from(format.rows)
         * usize::from(format.columns)
         * usize::from(format.samples_per_pixel);

@@ -330,6 +330,21 @@ pub(crate) fn header_from_dataset(
     let samples_per_pixel = int(obj, tags::SAMPLES_PER_PIXEL)
         .and_then(|v| u16::try_from(v).ok())
         .unwrap_or(1);
+    // PS3.3 C.7.6.3.1.1 and PS3.5 8.1.1: 1 or 3 samples (4 in retired models); Bits
+    // Allocated 1 or a multiple of 8. Anything else is damage, and would size buffers.
+    if !(1..=4).contains(&samples_per_pixel) {
+        return Err(bad(&format!(
+            "Samples per Pixel (0028,0002) is {samples_per_pixel}"
+        )));
+    }
+    if bits_allocated == 0
+        || bits_allocated > 64
+        || (bits_allocated != 1 && bits_allocated % 8 != 0)
+    {
+        return Err(bad(&format!(
+            "Bits Allocated (0028,0100) is {bits_allocated}"
+        )));
+    }
     claims_fit_the_file(
         path,
         &transfer_syntax_uid,

@@ -58,6 +58,42 @@ impl Handle {
         }
     }
 
+    /// What a call that returned `rc` left: `Ok` when it succeeded, or when libjpeg-turbo
+    /// only warned about something that leaves the picture whole (bytes between markers,
+    /// an unknown JFIF revision, scan parameters IJG libjpeg 6b ignored); `Err` on errors
+    /// and on warnings that mean lost or garbled pixels (a premature end fills the rest
+    /// grey, a bad code garbles what follows). Such a frame is not shown.
+    fn outcome(&self, rc: CInt) -> Result<(), String> {
+        if rc == 0 {
+            return Ok(());
+        }
+        let message = self.error();
+        // SAFETY: valid handle; tj3GetErrorCode only reads the last call's state.
+        let warning = unsafe { tj::tj3GetErrorCode(self.0) } == tj::TJERR_TJERR_WARNING as CInt;
+        let lost = [
+            "Premature end",
+            "premature end",
+            "bad Huffman code",
+            "bad arithmetic code",
+            "instead of RST",
+            "Inconsistent progression",
+            "too many scanlines",
+        ];
+        if warning && !lost.iter().any(|l| message.contains(l)) {
+            Ok(())
+        } else {
+            Err(message)
+        }
+    }
+
+    fn set(&self, param: tj::TJPARAM, value: CInt) -> Result<(), String> {
+        // SAFETY: valid handle; tj3Set only stores a parameter.
+        if unsafe { tj::tj3Set(self.0, param as CInt, value) } != 0 {
+            return Err(self.error());
+        }
+        Ok(())
+    }
+
     fn get(&self, param: tj::TJPARAM) -> i32 {
         // SAFETY: valid handle; tj3Get only reads a parameter.
         unsafe { tj::tj3Get(self.0, param as CInt) }
@@ -73,12 +109,15 @@ type CInt = std::os::raw::c_int;
 /// Se = 63, Ah = Al = 0 for sequential DCT). IJG libjpeg 6b, which such files were made and
 /// read with, ignores them; libjpeg-turbo refuses them. When it does, the scan headers are set
 /// to the only values T.81 allows and the stream is decoded again.
-pub fn decode(jpeg: &[u8]) -> Result<JpegFrame, String> {
-    match decode_stream(jpeg) {
+///
+/// `size` is the frame's width and height as the DICOM header gives them: a stream of another
+/// size is refused before anything is allocated for it (a stream may claim 65500 x 65500).
+pub fn decode(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, String> {
+    match decode_stream(jpeg, size) {
         Err(e) if e.contains("SOS") => {
             let mut fixed = jpeg.to_vec();
             if normalize_sequential_scans(&mut fixed) {
-                decode_stream(&fixed)
+                decode_stream(&fixed, size)
             } else {
                 Err(e)
             }
@@ -153,22 +192,39 @@ fn normalize_sequential_scans(data: &mut [u8]) -> bool {
     changed
 }
 
-fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
+/// Progressive scans decoded at most (libjpeg-turbo's advice for untrusted input: a stream of
+/// thousands of tiny scans costs minutes of CPU).
+const SCAN_LIMIT: CInt = 500;
+
+/// Memory for whole-image coefficient buffers (progressive streams), in MB.
+const MEMORY_LIMIT_MB: CInt = 2048;
+
+fn decode_stream(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, String> {
     // SAFETY: tj3Init has no preconditions; a null return is handled.
     let raw = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as CInt) };
     if raw.is_null() {
         return Err("libjpeg-turbo could not start a decompressor".into());
     }
     let handle = Handle(raw);
+    handle.set(tj::TJPARAM_TJPARAM_SCANLIMIT, SCAN_LIMIT)?;
+    handle.set(tj::TJPARAM_TJPARAM_MAXMEMORY, MEMORY_LIMIT_MB)?;
+    if let Some(pixels) = size.and_then(|[w, h]| CInt::try_from(w.checked_mul(h)?).ok()) {
+        handle.set(tj::TJPARAM_TJPARAM_MAXPIXELS, pixels.max(1))?;
+    }
     let len = u64::try_from(jpeg.len()).map_err(|_| "JPEG stream too long")?;
     // SAFETY: the pointer and length describe `jpeg`, which outlives the call.
-    if unsafe { tj::tj3DecompressHeader(handle.0, jpeg.as_ptr(), len) } != 0 {
-        return Err(handle.error());
-    }
+    handle.outcome(unsafe { tj::tj3DecompressHeader(handle.0, jpeg.as_ptr(), len) })?;
     let width =
         usize::try_from(handle.get(tj::TJPARAM_TJPARAM_JPEGWIDTH)).map_err(|_| "bad JPEG width")?;
     let height = usize::try_from(handle.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT))
         .map_err(|_| "bad JPEG height")?;
+    if let Some([w, h]) = size
+        && [w, h] != [width, height]
+    {
+        return Err(format!(
+            "JPEG stream is {width}x{height}, header says {w}x{h}"
+        ));
+    }
     let precision = handle.get(tj::TJPARAM_TJPARAM_PRECISION);
     let colorspace = handle.get(tj::TJPARAM_TJPARAM_COLORSPACE);
     let grey = colorspace == tj::TJCS_TJCS_GRAY as CInt;
@@ -197,9 +253,7 @@ fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
                     format as CInt,
                 )
             };
-            if rc != 0 {
-                return Err(handle.error());
-            }
+            handle.outcome(rc)?;
             JpegSamples::U8(out)
         }
         9..=12 => {
@@ -215,9 +269,7 @@ fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
                     format as CInt,
                 )
             };
-            if rc != 0 {
-                return Err(handle.error());
-            }
+            handle.outcome(rc)?;
             JpegSamples::U16(out.into_iter().map(|v| v as u16).collect())
         }
         13..=16 => {
@@ -233,9 +285,7 @@ fn decode_stream(jpeg: &[u8]) -> Result<JpegFrame, String> {
                     format as CInt,
                 )
             };
-            if rc != 0 {
-                return Err(handle.error());
-            }
+            handle.outcome(rc)?;
             JpegSamples::U16(out)
         }
         other => return Err(format!("JPEG data precision {other} is not supported")),
@@ -322,10 +372,7 @@ pub fn encode_grey(
         )),
     }
     for (param, value) in settings {
-        // SAFETY: valid handle; tj3Set only stores a parameter.
-        if unsafe { tj::tj3Set(handle.0, param as CInt, value) } != 0 {
-            return Err(handle.error());
-        }
+        handle.set(param, value)?;
     }
     let mut out: *mut u8 = std::ptr::null_mut();
     let mut size: tj::size_t = 0;
@@ -416,7 +463,7 @@ mod tests {
             assert_eq!(&stream[..2], &[0xFF, 0xD8]);
             let sof3 = stream.windows(2).position(|m| m == [0xFF, 0xC3]).unwrap();
             assert_eq!(stream[sof3 + 4], precision);
-            let back = decode(&stream).unwrap();
+            let back = decode(&stream, Some([40, 24])).unwrap();
             let values = match back.samples {
                 JpegSamples::U8(b) => b.into_iter().map(u16::from).collect(),
                 JpegSamples::U16(w) => w,
@@ -433,7 +480,7 @@ mod tests {
         // SOF1: extended sequential DCT (T.81 B.1.1.3), 12-bit.
         let sof1 = stream.windows(2).position(|m| m == [0xFF, 0xC1]).unwrap();
         assert_eq!(stream[sof1 + 4], 12);
-        let JpegSamples::U16(back) = decode(&stream).unwrap().samples else {
+        let JpegSamples::U16(back) = decode(&stream, None).unwrap().samples else {
             panic!("12-bit samples expected")
         };
         let worst = samples
@@ -450,5 +497,37 @@ mod tests {
         assert!(encode_grey(&[0; 4], 2, 2, 16, JpegEncoding::Lossy { quality: 90 }).is_err());
         assert!(encode_grey(&[300; 4], 2, 2, 8, JpegEncoding::LosslessSv1).is_err());
         assert!(encode_grey(&[0; 5], 2, 2, 8, JpegEncoding::LosslessSv1).is_err());
+    }
+
+    /// libjpeg-turbo warns, and TurboJPEG returns -1, for bytes between two markers; IJG
+    /// libjpeg 6b wrote such streams and showed them whole, and so do we. A stream cut short
+    /// also only warns (the rest of the frame comes out grey): that frame is refused.
+    #[test]
+    fn harmless_warnings_pass_and_lost_pixels_do_not() {
+        let samples = ramp(32, 16, 255);
+        let stream = encode_grey(&samples, 32, 16, 8, JpegEncoding::Lossy { quality: 90 }).unwrap();
+        let sos = segments(&stream).iter().find(|s| s.1 == 0xDA).unwrap().0;
+        let mut padded = stream[..sos].to_vec();
+        padded.extend_from_slice(&[0x00, 0x11, 0x22]);
+        padded.extend_from_slice(&stream[sos..]);
+        let clean = decode(&stream, Some([32, 16])).unwrap();
+        let warned = decode(&padded, Some([32, 16])).unwrap();
+        let (JpegSamples::U8(a), JpegSamples::U8(b)) = (clean.samples, warned.samples) else {
+            panic!("8-bit samples expected")
+        };
+        assert_eq!(a, b);
+        let cut = &stream[..sos + (stream.len() - sos) / 2];
+        let message = decode(cut, Some([32, 16])).unwrap_err();
+        assert!(message.contains("Premature end"), "{message}");
+    }
+
+    /// The header's size is checked before the frame's buffer is sized from the stream's.
+    #[test]
+    fn a_stream_of_another_size_is_refused() {
+        let samples = ramp(32, 16, 255);
+        let stream = encode_grey(&samples, 32, 16, 8, JpegEncoding::LosslessSv1).unwrap();
+        let message = decode(&stream, Some([16, 16])).unwrap_err();
+        assert!(message.contains("is 32x16, header says 16x16"), "{message}");
+        assert!(decode(&stream, Some([32, 16])).is_ok());
     }
 }

@@ -7,6 +7,7 @@
 //! Syntax UID taken from it, and the data set read with that syntax. A file without a meta group
 //! is read as implicit or explicit VR little endian, whichever its first element looks like.
 
+use std::cell::Cell;
 use std::io::Read;
 use std::path::Path;
 
@@ -108,13 +109,7 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
         EXPLICIT_VR_LE
     };
     let obj = if ts_uid == DEFLATED_EXPLICIT_VR_LE {
-        let mut inflated = Vec::new();
-        // Deflate expands at most 1032:1; more means the stream is damaged.
-        let cap = (body.len() as u64).saturating_mul(1032) + (1 << 20);
-        flate2::read::DeflateDecoder::new(body)
-            .take(cap)
-            .read_to_end(&mut inflated)
-            .ok()?;
+        let inflated = inflate(body, bytes.len()).ok()?;
         let stop = Walker::whole(&inflated, true, false)
             .elements(0, None, 0)
             .ok()?;
@@ -213,9 +208,15 @@ fn walk_meta(bytes: &[u8], pos: &mut usize) -> Meta {
 fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, String>> {
     let mut file = std::fs::File::open(path).ok()?;
     let size = usize::try_from(file.metadata().ok()?.len()).ok()?;
-    let mut bytes = Vec::with_capacity(if header_only { size.min(1 << 16) } else { size });
-    let limit = if header_only { 1 << 16 } else { u64::MAX };
-    file.by_ref().take(limit).read_to_end(&mut bytes).ok()?;
+    // A header-only read starts with the first 64 KiB and reads on (doubling) while the walk
+    // runs out before Pixel Data: a header longer than that (private groups, a big icon) is
+    // checked whole, as dicom-rs will read it whole.
+    let mut limit: usize = if header_only { 1 << 16 } else { size };
+    let mut bytes = Vec::with_capacity(limit.min(size));
+    file.by_ref()
+        .take(limit as u64)
+        .read_to_end(&mut bytes)
+        .ok()?;
     // A deflated body must be inflated whole to be walked (such files are rare and small).
     if header_only
         && bytes.len() < size
@@ -229,39 +230,68 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
     let mut pos = 132;
     let meta = walk_meta(&bytes, &mut pos);
     let ts = meta.transfer_syntax?;
-    let inflated;
-    let (body, complete, total) = if ts == DEFLATED_EXPLICIT_VR_LE {
-        let mut out = Vec::new();
-        // A deflate stream that will not inflate is the parser's to report; stop at 2 GiB.
-        if let Err(e) = flate2::read::DeflateDecoder::new(bytes.get(pos..)?)
-            .take(1 << 31)
-            .read_to_end(&mut out)
-        {
-            return Some(Err(format!("the deflated data set is damaged: {e}")));
+    let explicit = ts != IMPLICIT_VR_LE;
+    let big_endian = ts == "1.2.840.10008.1.2.2";
+    if ts == DEFLATED_EXPLICIT_VR_LE {
+        let inflated = match inflate(bytes.get(pos..)?, size) {
+            Ok(inflated) => inflated,
+            Err(e) => return Some(Err(e)),
+        };
+        let walker = Walker::whole(&inflated, true, false);
+        return Some(
+            walker
+                .elements(0, None, 0)
+                .map(|stop| !header_only && stop < inflated.len()),
+        );
+    }
+    loop {
+        let walker = Walker {
+            header_only,
+            bytes: bytes.get(pos..)?,
+            complete: size <= bytes.len(),
+            total: size - pos,
+            explicit,
+            big_endian,
+            ran_out: Cell::new(false),
+        };
+        let walked = walker.elements(0, None, 0);
+        if walked.is_ok() && walker.ran_out.get() && bytes.len() < size {
+            limit = limit.saturating_mul(2);
+            let more = (limit - bytes.len()) as u64;
+            file.by_ref().take(more).read_to_end(&mut bytes).ok()?;
+            continue;
         }
-        inflated = out;
-        (inflated.as_slice(), true, inflated.len())
-    } else {
-        (
-            bytes.get(pos..)?,
-            !header_only || size <= bytes.len(),
-            size - pos,
-        )
-    };
-    let walker = Walker {
-        header_only,
-        bytes: body,
-        complete,
-        total,
-        explicit: ts != IMPLICIT_VR_LE,
-        big_endian: ts == "1.2.840.10008.1.2.2",
-    };
-    // Ok(true): bytes follow top-level Pixel Data, which the strict reader may choke on.
-    Some(
-        walker
-            .elements(0, None, 0)
-            .map(|stop| !header_only && walker.complete && stop < walker.total),
-    )
+        // Ok(true): bytes follow top-level Pixel Data, which the strict reader may choke on.
+        return Some(walked.map(|stop| !header_only && walker.complete && stop < walker.total));
+    }
+}
+
+/// The greatest data set a deflated file may inflate to: deflate's own limit (1,032 to 1)
+/// bounds a damaged stream, and 1 GiB bounds a crafted one (a deflate bomb of 1 MB would
+/// otherwise take 1 GB per file, several files at once).
+const INFLATED_MAX: u64 = 1 << 30;
+
+/// Inflate a deflated data set (PS3.5 A.5) of a file of `file_size` bytes, or say why not.
+fn inflate(body: &[u8], file_size: usize) -> Result<Vec<u8>, String> {
+    let cap = (file_size as u64)
+        .saturating_mul(1032)
+        .saturating_add(1 << 20)
+        .min(INFLATED_MAX);
+    inflate_within(body, cap).map_err(|e| format!("{e} (a file of {file_size} bytes)"))
+}
+
+fn inflate_within(body: &[u8], cap: u64) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(body)
+        .take(cap + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("the deflated data set is damaged: {e}"))?;
+    if out.len() as u64 > cap {
+        return Err(format!(
+            "the deflated data set inflates to more than {cap} bytes"
+        ));
+    }
+    Ok(out)
 }
 
 fn find_subslice(haystack: &[u8], needle: &[u8]) -> bool {
@@ -279,9 +309,25 @@ struct Walker<'a> {
     total: usize,
     explicit: bool,
     big_endian: bool,
+    /// Set when the walk stopped because a prefix ended (there is more to read).
+    ran_out: Cell<bool>,
 }
 
 const UNDEFINED: u32 = u32::MAX;
+
+/// The deepest nesting of sequences a file may have. dicom-rs builds nested data sets
+/// recursively, and a file of thousands of nested items overflows a thread's stack, which
+/// aborts the process; real objects nest a handful of levels (SR content trees a dozen or so).
+const MAX_DEPTH: u32 = 32;
+
+/// Whether the standard dictionary gives (group,element) the VR SQ, as dicom-rs's implicit VR
+/// decoder reads it.
+fn implicit_sequence(group: u16, element: u16) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))
+        .is_some_and(|entry| entry.vr().relaxed() == dicom_core::VR::SQ)
+}
 
 /// Explicit VRs whose element header has two reserved bytes and a 4-byte length (PS3.5 7.1.2).
 fn long_length_vr(vr: &[u8]) -> bool {
@@ -320,7 +366,14 @@ impl<'a> Walker<'a> {
             total: bytes.len(),
             explicit,
             big_endian,
+            ran_out: Cell::new(false),
         }
+    }
+
+    /// Where a prefix ended: quietly `at`, remembering that more was needed.
+    fn out_of_prefix(&self, at: usize) -> Result<usize, String> {
+        self.ran_out.set(true);
+        Ok(at)
     }
 
     fn u16_at(&self, at: usize) -> Option<u16> {
@@ -351,8 +404,10 @@ impl<'a> Walker<'a> {
     /// Walk elements from `pos` until `end` (or an item delimiter when `end` is None inside a
     /// sequence item). Returns where the walk stopped; stops quietly where the prefix ends.
     fn elements(&self, mut pos: usize, end: Option<usize>, depth: u32) -> Result<usize, String> {
-        if depth > 16 {
-            return Ok(end.unwrap_or(self.total));
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "sequences nested more than {MAX_DEPTH} deep at offset {pos}: damaged or crafted"
+            ));
         }
         loop {
             if end.is_some_and(|e| pos >= e) || pos == self.total {
@@ -364,16 +419,16 @@ impl<'a> Walker<'a> {
                         "data set ends inside an element header at offset {pos}"
                     ))
                 } else {
-                    Ok(pos)
+                    self.out_of_prefix(pos)
                 };
             };
             if group == 0xFFFE && element == 0xE00D {
                 return Ok(pos + 8); // item delimitation: end of this item's data set
             }
-            let mut sequence = false;
+            let sequence;
             let (len, header) = if self.explicit && group != 0xFFFE {
                 let Some(vr) = self.bytes.get(pos + 4..pos + 6) else {
-                    return Ok(pos);
+                    return self.out_of_prefix(pos);
                 };
                 sequence = vr == b"SQ";
                 if !KNOWN_VRS.contains(&vr) {
@@ -383,19 +438,22 @@ impl<'a> Walker<'a> {
                 }
                 if long_length_vr(vr) {
                     let Some(len) = self.u32_at(pos + 8) else {
-                        return Ok(pos);
+                        return self.out_of_prefix(pos);
                     };
                     (len, 12)
                 } else {
                     let Some(len) = self.u16_at(pos + 6) else {
-                        return Ok(pos);
+                        return self.out_of_prefix(pos);
                     };
                     (u32::from(len), 8)
                 }
             } else {
                 let Some(len) = self.u32_at(pos + 4) else {
-                    return Ok(pos);
+                    return self.out_of_prefix(pos);
                 };
+                // Implicit VR says nothing of sequences: dicom-rs takes the dictionary's VR,
+                // and so does the walk, to look inside the same elements it will parse.
+                sequence = group != 0xFFFE && implicit_sequence(group, element);
                 (len, 8)
             };
             let start = pos + header;
@@ -418,8 +476,12 @@ impl<'a> Walker<'a> {
             if stop > self.total {
                 return self.too_long(&format!("element ({group:04X},{element:04X})"), pos, len);
             }
-            if sequence && self.bytes.len() >= stop {
-                self.items_until(start, stop, depth)?;
+            if sequence {
+                if self.bytes.len() >= stop {
+                    self.items_until(start, stop, depth)?;
+                } else {
+                    self.ran_out.set(true);
+                }
             }
             pos = stop;
             // Whatever follows top-level Pixel Data (padding, or garbage some writers leave)
@@ -439,7 +501,7 @@ impl<'a> Walker<'a> {
                 return if self.complete {
                     Err(format!("sequence unterminated at offset {pos}"))
                 } else {
-                    Ok(self.total)
+                    self.out_of_prefix(self.total)
                 };
             };
             match (group, element) {
@@ -454,6 +516,8 @@ impl<'a> Walker<'a> {
                     }
                     if self.bytes.len() >= stop {
                         self.elements(pos + 8, Some(stop), depth + 1)?;
+                    } else {
+                        self.ran_out.set(true);
                     }
                     pos = stop;
                 }
@@ -498,7 +562,7 @@ impl<'a> Walker<'a> {
                         "encapsulated Pixel Data unterminated at offset {pos}"
                     ))
                 } else {
-                    Ok(self.total)
+                    self.out_of_prefix(self.total)
                 };
             };
             if element == 0xE0DD {
@@ -516,4 +580,164 @@ impl<'a> Walker<'a> {
 fn looks_explicit(body: &[u8]) -> bool {
     body.get(4..6)
         .is_some_and(|vr| vr.iter().all(u8::is_ascii_uppercase))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An element of explicit VR little endian with a 2-byte length.
+    fn short_element(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&group.to_le_bytes());
+        out.extend_from_slice(&element.to_le_bytes());
+        out.extend_from_slice(vr);
+        out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// A Part 10 file: preamble, a File Meta group naming `ts`, then `body` as given.
+    fn part10(ts: &str, body: &[u8]) -> Vec<u8> {
+        let uid = |s: &str| {
+            let mut v = s.as_bytes().to_vec();
+            if v.len() % 2 == 1 {
+                v.push(0);
+            }
+            v
+        };
+        let mut group = Vec::new();
+        group.extend_from_slice(&[0x02, 0x00, 0x01, 0x00, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 1]);
+        group.extend(short_element(
+            2,
+            2,
+            b"UI",
+            &uid("1.2.840.10008.5.1.4.1.1.7"),
+        ));
+        group.extend(short_element(2, 3, b"UI", &uid("2.25.42")));
+        group.extend(short_element(2, 0x10, b"UI", &uid(ts)));
+        group.extend(short_element(2, 0x12, b"UI", &uid("2.25.1")));
+        let mut out = vec![0u8; 128];
+        out.extend_from_slice(b"DICM");
+        out.extend(short_element(
+            2,
+            0,
+            b"UL",
+            &(group.len() as u32).to_le_bytes(),
+        ));
+        out.extend(group);
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn write(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crafted.dcm");
+        std::fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    fn refusal(path: &Path, header_only: bool) -> String {
+        match open_dicom(path, header_only) {
+            Ok(_) => panic!("opened (header_only {header_only})"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Content Sequence items nested `depth` deep, all of undefined length (explicit VR).
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        for _ in 0..depth {
+            body.extend_from_slice(&[0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0]);
+            body.extend_from_slice(&[0xFF; 4]);
+            body.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        for _ in 0..depth {
+            body.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            body.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        body
+    }
+
+    /// dicom-rs builds nested items recursively: 100,000 levels overflowed the stack (SIGSEGV,
+    /// the whole process). Such a file is refused by the walk; real nesting still opens.
+    #[test]
+    fn sequences_nested_past_the_limit_are_refused_and_real_depths_open() {
+        let (_dir, deep) = write(&part10(EXPLICIT_VR_LE, &nested(100_000)));
+        for header_only in [false, true] {
+            let message = refusal(&deep, header_only);
+            assert!(message.contains("nested more than 32"), "{message}");
+        }
+        let (_dir, fine) = write(&part10(EXPLICIT_VR_LE, &nested(MAX_DEPTH as usize)));
+        // Run where a rayon worker would (a 2 MiB stack), not on the main thread's 8 MiB.
+        let opened = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                open_dicom(&fine, false)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(opened, Ok(()));
+    }
+
+    /// In implicit VR only the dictionary says (0008,1140) is a sequence; the walk looked
+    /// past its defined length without reading the items, so an element inside claiming
+    /// 4 GB reached dicom-rs, which reserved and zero-filled it.
+    #[test]
+    fn an_implicit_vr_sequence_is_walked_into() {
+        let mut inner = Vec::new();
+        inner.extend_from_slice(&[0x08, 0x00, 0x50, 0x11]); // (0008,1150)
+        inner.extend_from_slice(&0xF000_0000u32.to_le_bytes());
+        inner.extend_from_slice(b"1.2.3\0");
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        item.extend(inner);
+        let mut body = vec![0x08, 0x00, 0x16, 0x00, 26, 0, 0, 0];
+        body.extend_from_slice(b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x08, 0x00, 0x40, 0x11]); // (0008,1140), an SQ
+        body.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        body.extend(item);
+        let (_dir, path) = write(&part10(IMPLICIT_VR_LE, &body));
+        for header_only in [false, true] {
+            let message = refusal(&path, header_only);
+            assert!(message.contains("(0008,1150)"), "{message}");
+            assert!(message.contains("claims 4026531840 bytes"), "{message}");
+        }
+    }
+
+    /// A header read walks the first 64 KiB, then reads on: a damaged length behind a long
+    /// private block (a big icon, vendor groups) was not checked before.
+    #[test]
+    fn a_header_longer_than_the_first_read_is_checked_whole() {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x09, 0x00, 0x10, 0x00, b'L', b'O', 8, 0]);
+        body.extend_from_slice(b"OVERREAD");
+        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&(200_000u32).to_le_bytes());
+        body.extend(std::iter::repeat_n(7u8, 200_000));
+        body.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, b'U', b'T', 0, 0]); // Patient's Name as UT
+        body.extend_from_slice(&0xFFF0_0000u32.to_le_bytes());
+        body.extend_from_slice(b"A^B ");
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &body));
+        let message = refusal(&path, true);
+        assert!(message.contains("element (0010,0010)"), "{message}");
+    }
+
+    /// A deflate stream that inflates past its bound is refused, not truncated and parsed.
+    #[test]
+    fn a_deflate_bomb_is_refused_at_its_bound() {
+        use std::io::Write;
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![0u8; 4 << 20]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < 8 << 10, "{}", bomb.len());
+        // 4 MiB from a few kB is within deflate's own ratio, so only the bound refuses it.
+        let message = inflate_within(&bomb, 1 << 20).unwrap_err();
+        assert!(message.contains("more than 1048576 bytes"), "{message}");
+        assert_eq!(inflate_within(&bomb, 4 << 20).unwrap().len(), 4 << 20);
+    }
 }

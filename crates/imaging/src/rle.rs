@@ -26,7 +26,20 @@ pub fn decode(
         .map(word)
         .collect::<Option<_>>()
         .ok_or("RLE header truncated")?;
-    let mut out = vec![0u8; pixels * expected];
+    // PackBits gives at most 128 bytes for 2 (a replicate run): a frame too short to hold
+    // its pixels is refused before anything is allocated for them.
+    if data.len().saturating_mul(64) < pixels.saturating_mul(segments) {
+        return Err(format!(
+            "RLE frame of {} bytes cannot hold {segments} planes of {pixels} pixels",
+            data.len()
+        ));
+    }
+    let mut out = Vec::new();
+    let len = pixels
+        .checked_mul(expected)
+        .filter(|&len| out.try_reserve_exact(len).is_ok())
+        .ok_or_else(|| format!("RLE frame of {pixels} pixels is too large"))?;
+    out.resize(len, 0);
     for (s, &start) in offsets.iter().enumerate() {
         let end = offsets.get(s + 1).copied().unwrap_or(data.len());
         let segment = data
@@ -38,6 +51,12 @@ pub fn decode(
                     data.len()
                 )
             })?;
+        if segment.len().saturating_mul(64) < pixels {
+            return Err(format!(
+                "RLE segment {s} of {} bytes cannot hold {pixels} pixels",
+                segment.len()
+            ));
+        }
         let plane = unpack(segment, pixels).map_err(|e| format!("RLE segment {s}: {e}"))?;
         // Segment s is byte (s % bps) of sample (s / bps), most significant byte first.
         let (sample, byte_msb_first) = (s / bytes_per_sample, s % bytes_per_sample);
@@ -163,5 +182,20 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    /// A few bytes claiming a 65535 x 65535 frame of 16-bit samples asked for 8 GiB before
+    /// the first segment was read; the bound refuses it before anything is allocated.
+    #[test]
+    fn a_frame_too_short_for_its_pixels_is_refused_before_allocating() {
+        let mut frame = vec![0u8; 64];
+        frame[0..4].copy_from_slice(&2u32.to_le_bytes());
+        frame[4..8].copy_from_slice(&64u32.to_le_bytes());
+        frame[8..12].copy_from_slice(&66u32.to_le_bytes());
+        frame.extend_from_slice(&[0x81, 0, 0x81, 0]);
+        let message = decode(&frame, 65535 * 65535, 1, 2).unwrap_err();
+        assert!(message.contains("cannot hold"), "{message}");
+        // The same segments hold 128 pixels exactly (a run of 128 each).
+        assert_eq!(decode(&frame, 128, 1, 2).unwrap(), vec![0; 256]);
     }
 }
