@@ -762,6 +762,28 @@ impl ReportState {
     /// Take what the background work sent: a receipt, a transcription (commands applied, text
     /// into the draft, unsure words marked), the end of a replay.
     pub fn poll(&mut self, ctx: &egui::Context) {
+        // A recording that reached its limit (ten minutes) or whose device failed is stopped
+        // and what it holds is transcribed, with a message: it went on showing "listening"
+        // while what was said after was dropped.
+        if let Some(rec) = &self.recorder {
+            let (full, error) = (rec.is_full(), rec.error());
+            if full || error.is_some() {
+                let clip = self.recorder.take().map(Recorder::stop);
+                let heard = clip.as_ref().is_some_and(|c| !c.samples.is_empty());
+                if let Some(clip) = clip.filter(|_| heard) {
+                    self.dictate(clip, ctx);
+                }
+                let why = match error {
+                    Some(e) => format!("recording stopped: {e}"),
+                    None => "recording stopped at its 10-minute limit".into(),
+                };
+                self.message = if heard {
+                    format!("{why}; what was recorded is being transcribed")
+                } else {
+                    format!("{why}; nothing was recorded")
+                };
+            }
+        }
         if self.player.as_ref().is_some_and(Player::finished)
             && let Some(e) = self.player.take().and_then(|p| p.error())
         {

@@ -35,8 +35,8 @@ pub struct TranscribeArgs {
     /// Encode the full 30 s window instead of a context fitted to the clip.
     #[arg(long)]
     pub full_context: bool,
-    /// Audio-context frames added to the fitted context (default 128).
-    #[arg(long)]
+    /// Audio-context frames added to the fitted context (default 128; 0-1500).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=1500))]
     pub context_margin: Option<i32>,
     /// Reference texts (`id<TAB>text` per line); scores each file whose name (without .wav)
     /// is an id.

@@ -116,17 +116,24 @@ pub fn parse(transcript: &str) -> Vec<Piece> {
         text.clear();
     };
     let mut i = 0;
-    'words: while i < words.len() {
+    while i < words.len() {
         // "insert template NAME" / "insert macro NAME": the name runs to the end of the
         // sentence (the word that carries whisper's '.', or the end).
         if words[i].bare == "insert"
             && let Some(kind) = words.get(i + 1).map(|w| w.bare.as_str())
             && (kind == "template" || kind == "macro")
         {
+            // It also ends before a command ("insert macro normal chest next field"); the
+            // panel matches the longest known name and keeps the rest as dictated text.
             let mut j = i + 2;
             let mut name = Vec::new();
             while let Some(w) = words.get(j) {
-                name.push(w.bare.clone());
+                if command_at(&words, j).is_some() {
+                    break;
+                }
+                if !w.bare.is_empty() {
+                    name.push(w.bare.clone());
+                }
                 j += 1;
                 if w.text.ends_with(['.', '!', '?']) {
                     break;
@@ -144,25 +151,29 @@ pub fn parse(transcript: &str) -> Vec<Piece> {
                 continue;
             }
         }
-        for (phrase, piece) in &PHRASES {
-            let matches = phrase.len() <= words.len() - i
-                && phrase
-                    .iter()
-                    .zip(&words[i..])
-                    .all(|(p, w)| *p == w.bare.as_str())
-                && !is_a_word_here(phrase, i.checked_sub(1).map(|p| words[p].bare.as_str()));
-            if matches {
-                flush(&mut text, &mut out, matches!(piece, Piece::Punctuation(_)));
-                out.push(piece.clone());
-                i += phrase.len();
-                continue 'words;
-            }
+        if let Some((phrase, piece)) = command_at(&words, i) {
+            flush(&mut text, &mut out, matches!(piece, Piece::Punctuation(_)));
+            out.push(piece.clone());
+            i += phrase.len();
+            continue;
         }
         text.push(words[i].text);
         i += 1;
     }
     flush(&mut text, &mut out, false);
     out
+}
+
+/// The command phrase that starts at word `i`, if any.
+fn command_at<'p>(words: &[Word], i: usize) -> Option<&'p (&'static [&'static str], Piece)> {
+    PHRASES.iter().find(|(phrase, _)| {
+        phrase.len() <= words.len() - i
+            && phrase
+                .iter()
+                .zip(&words[i..])
+                .all(|(p, w)| *p == w.bare.as_str())
+            && !is_a_word_here(phrase, i.checked_sub(1).map(|p| words[p].bare.as_str()))
+    })
 }
 
 #[cfg(test)]
@@ -229,6 +240,29 @@ mod tests {
                 Piece::Punctuation("."),
             ]
         );
+    }
+
+    /// A macro or template name ends at the sentence's end or before a command; whisper
+    /// often writes no full stop after it.
+    #[test]
+    fn a_name_ends_before_the_next_command() {
+        assert_eq!(
+            parse("insert macro normal chest next field no effusion"),
+            vec![
+                Piece::InsertMacro("normal chest".into()),
+                Piece::NextField,
+                text("no effusion"),
+            ]
+        );
+        assert_eq!(
+            parse("Insert template CT head, period"),
+            vec![
+                Piece::InsertTemplate("ct head".into()),
+                Piece::Punctuation(".")
+            ]
+        );
+        // Nothing nameable after it: the words stay text.
+        assert_eq!(parse("insert macro ..."), vec![text("insert macro ...")]);
     }
 
     #[test]

@@ -153,7 +153,10 @@ pub const RETRY_MARGIN: i32 = 256;
 
 /// The fitted audio context for `seconds` of audio (whisper's full context is 1500).
 pub fn fitted_audio_ctx(seconds: f64, margin: i32) -> i32 {
-    let frames = (seconds * AUDIO_CTX_PER_S).ceil() as i32 + margin;
+    // `as` saturates (a NaN or endless clip gives the whole window), and so does the sum.
+    let frames = ((seconds * AUDIO_CTX_PER_S).ceil() as i32)
+        .saturating_add(margin)
+        .clamp(1, 1500);
     // A multiple of 64 keeps whisper's matrix sizes friendly.
     ((frames + 63) / 64 * 64).min(1500)
 }
@@ -486,6 +489,10 @@ mod tests {
         assert_eq!(fitted_audio_ctx(5.0, 128), 384);
         assert_eq!(fitted_audio_ctx(29.9, m), 1500);
         assert!(fitted_audio_ctx(3.3, m) as f64 >= 3.3 * AUDIO_CTX_PER_S + f64::from(m));
+        // Out-of-range margins and lengths stay within whisper's window (i32::MAX overflowed).
+        assert_eq!(fitted_audio_ctx(1.0, i32::MAX), 1500);
+        assert_eq!(fitted_audio_ctx(0.0, i32::MIN), 64);
+        assert_eq!(fitted_audio_ctx(f64::INFINITY, m), 1500);
     }
 
     #[test]

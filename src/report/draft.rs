@@ -96,8 +96,20 @@ impl Draft {
         self.undo.clear();
     }
 
-    /// Put `text` at the cursor, replacing the field there if there is one.
+    /// Put dictated `text` at the cursor, replacing the field there if there is one.
     fn insert(&mut self, text: &str) {
+        self.put(text, true);
+    }
+
+    /// Put a spoken mark or break at the cursor. It never fills a field (a "." in place of
+    /// "[size]" would hide the field from the unfilled-field check); it goes in before it.
+    /// It belongs to the insertion it follows, so "scratch that" takes both ("small cyst
+    /// period scratch that" removes "small cyst.", not only the mark).
+    fn punctuate(&mut self, mark: &str) {
+        self.put(mark, false);
+    }
+
+    fn put(&mut self, text: &str, fill_field: bool) {
         let s = self.section.unwrap_or(Section::Findings);
         // Never inside a character, whatever happened to the text meanwhile.
         let mut cursor = self.cursor.min(self.text(s).len());
@@ -105,7 +117,7 @@ impl Draft {
             cursor -= 1;
         }
         self.cursor = cursor;
-        let field = self.current_field().map(|(_, r)| r);
+        let field = self.current_field().map(|(_, r)| r).filter(|_| fill_field);
         let (start, replaced) = match field {
             Some(r) => {
                 let old = self.text(s)[r.clone()].to_string();
@@ -128,7 +140,14 @@ impl Draft {
                 };
                 let piece = format!("{glue}{text}");
                 self.text_mut(s).insert_str(cursor, &piece);
-                self.undo.push((s, cursor, piece.clone(), String::new()));
+                match self.undo.last_mut() {
+                    Some((us, start, inserted, _))
+                        if !fill_field && *us == s && *start + inserted.len() == cursor =>
+                    {
+                        inserted.push_str(&piece);
+                    }
+                    _ => self.undo.push((s, cursor, piece.clone(), String::new())),
+                }
                 self.section = Some(s);
                 self.cursor = cursor + piece.len();
                 return;
@@ -150,9 +169,9 @@ impl Draft {
         for p in pieces {
             match p {
                 Piece::Text(t) => self.insert(t),
-                Piece::Punctuation(mark) => self.insert(mark),
-                Piece::NewLine => self.insert("\n"),
-                Piece::NewParagraph => self.insert("\n\n"),
+                Piece::Punctuation(mark) => self.punctuate(mark),
+                Piece::NewLine => self.punctuate("\n"),
+                Piece::NewParagraph => self.punctuate("\n\n"),
                 Piece::NextField => {
                     self.move_to_field(true, false);
                 }
@@ -170,31 +189,65 @@ impl Draft {
                     }
                 }
                 Piece::InsertTemplate(name) => {
-                    let wanted = name.replace(['-', '/'], " ");
-                    match templates.iter().find(|t| {
-                        t.title
-                            .to_lowercase()
-                            .replace(['-', '/'], " ")
-                            .contains(&wanted)
-                            || t.id.replace('-', " ") == wanted
-                    }) {
-                        Some(t) => {
+                    let plain = |t: &str| t.to_lowercase().replace(['-', '/'], " ");
+                    let found = longest_known(name, |wanted| {
+                        let wanted = plain(wanted);
+                        templates
+                            .iter()
+                            .find(|t| plain(&t.title) == wanted || plain(&t.id) == wanted)
+                    })
+                    .or_else(|| {
+                        // A part of a title, said whole ("insert template chest").
+                        let wanted = plain(name);
+                        templates
+                            .iter()
+                            .find(|t| !wanted.is_empty() && plain(&t.title).contains(&wanted))
+                            .map(|t| (t, ""))
+                    });
+                    match found {
+                        Some((t, rest)) => {
                             let text = t.findings.trim().to_string();
                             self.insert(&text);
+                            if !rest.is_empty() {
+                                self.insert(rest);
+                            }
                         }
                         None => self.insert(&format!("insert template {name}")),
                     }
                 }
-                Piece::InsertMacro(name) => match macros.get(name) {
-                    Some(text) => {
-                        let text = text.clone();
-                        self.insert(&text);
+                Piece::InsertMacro(name) => {
+                    match longest_known(name, |wanted| macros.get(wanted)) {
+                        Some((text, rest)) => {
+                            let text = text.clone();
+                            self.insert(&text);
+                            if !rest.is_empty() {
+                                self.insert(rest);
+                            }
+                        }
+                        None => self.insert(&format!("insert macro {name}")),
                     }
-                    None => self.insert(&format!("insert macro {name}")),
-                },
+                }
             }
         }
     }
+}
+
+/// The longest run of `spoken`'s first words that `known` answers, and the words after it
+/// ("normal chest no effusion" with a macro "normal chest": that macro, then "no effusion",
+/// which was dictated text). An empty name matches nothing.
+fn longest_known<T>(spoken: &str, known: impl Fn(&str) -> Option<T>) -> Option<(T, &str)> {
+    let ends: Vec<usize> = spoken
+        .match_indices(' ')
+        .map(|(at, _)| at)
+        .chain([spoken.len()])
+        .collect();
+    ends.iter().rev().find_map(|&end| {
+        let name = spoken[..end].trim();
+        if name.is_empty() {
+            return None;
+        }
+        known(name).map(|found| (found, spoken[end..].trim()))
+    })
 }
 
 #[cfg(test)]
@@ -288,5 +341,75 @@ mod tests {
             &none,
         );
         assert_eq!(d.findings, "Liver normal.");
+    }
+
+    /// "scratch that" takes back what was said last with the marks said after it; a mark
+    /// said on an empty field goes in front of it and leaves it empty (and checked).
+    #[test]
+    fn scratch_that_takes_the_marks_with_the_words_and_marks_fill_no_field() {
+        let all = templates();
+        let chest = all.iter().find(|t| t.id == "ct-chest").unwrap();
+        let none = BTreeMap::new();
+        let mut d = Draft::from_template(chest);
+        let empty = d.findings.clone();
+        d.apply(&parse("small cyst period"), &all, &none);
+        d.apply(&parse("scratch that"), &all, &none);
+        assert_eq!(d.findings, empty);
+        assert_eq!(d.current_field().unwrap().0, "lungs");
+        // Within one utterance, and for a plain insertion as well as a filled field.
+        d.apply(
+            &parse("Clear next field no effusion comma small cyst period scratch that"),
+            &all,
+            &none,
+        );
+        assert!(
+            d.findings
+                .starts_with("Lungs and airways: Clear\nPleura: no effusion,\n"),
+            "{}",
+            d.findings
+        );
+        let mut d = Draft::from_template(chest);
+        d.apply(&parse("comma"), &all, &none);
+        assert_eq!(d.current_field().unwrap().0, "lungs");
+        d.apply(&parse("Clear."), &all, &none);
+        assert!(
+            d.findings.starts_with("Lungs and airways: ,Clear."),
+            "{}",
+            d.findings
+        );
+    }
+
+    /// A macro or template named by its first words, with dictation after it: the longest
+    /// known name wins and the rest is kept as text. An empty name matches nothing.
+    #[test]
+    fn the_longest_known_name_is_inserted_and_the_rest_kept() {
+        let all = templates();
+        let macros = BTreeMap::from([
+            ("normal".to_string(), "Normal.".to_string()),
+            ("normal chest".to_string(), "Normal chest.".to_string()),
+        ]);
+        let mut d = Draft {
+            section: Some(Section::Findings),
+            ..Draft::default()
+        };
+        d.apply(
+            &[Piece::InsertMacro("normal chest small effusion".into())],
+            &all,
+            &macros,
+        );
+        assert_eq!(d.findings, "Normal chest. small effusion");
+        let mut d = Draft {
+            section: Some(Section::Findings),
+            ..Draft::default()
+        };
+        d.apply(&[Piece::InsertTemplate(String::new())], &all, &macros);
+        assert_eq!(d.findings, "insert template ");
+        d.apply(&[Piece::InsertTemplate("ct chest".into())], &all, &macros);
+        let chest = all.iter().find(|t| t.id == "ct-chest").unwrap();
+        assert!(
+            d.findings.ends_with(chest.findings.trim()),
+            "{}",
+            d.findings
+        );
     }
 }
