@@ -810,6 +810,69 @@ fn a_files_voi_lut_is_read_and_applied() {
     }
 }
 
+/// An enhanced CT keeps its rescale in the functional groups (intercept -1024 there, none at
+/// the top level): a top-level VOI LUT whose first value mapped is written as US 64512 is
+/// -1024 for that HU input too. It was read from the top-level attributes only: 64512, every
+/// voxel below the table, a flat image.
+#[test]
+fn an_enhanced_objects_voi_lut_takes_its_sign_from_the_frames_rescale() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::InMemDicomObject;
+    use imaging::synth::write_series;
+
+    let dir = crate::support::tempdir();
+    let spec = PhantomSpec {
+        columns: 32,
+        rows: 32,
+        slices: 3,
+        enhanced: true,
+        ..small_phantom()
+    };
+    write_series(&spec, dir.path()).unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut obj = dicom_object::open_file(&files[0]).unwrap();
+    // As the Enhanced CT IOD has it: no top-level rescale (PS3.3 A.38.1).
+    for tag in [
+        tags::RESCALE_INTERCEPT,
+        tags::RESCALE_SLOPE,
+        tags::RESCALE_TYPE,
+    ] {
+        obj.remove_element(tag);
+    }
+    let item = InMemDicomObject::from_element_iter([
+        DataElement::new(
+            tags::LUT_DESCRIPTOR,
+            VR::US,
+            PrimitiveValue::U16(vec![2048u16, 64512, 12].into()),
+        ),
+        DataElement::new(
+            tags::LUT_DATA,
+            VR::US,
+            PrimitiveValue::U16((0..2048u16).map(|n| 2 * n).collect()),
+        ),
+    ]);
+    obj.put(DataElement::new(
+        tags::VOILUT_SEQUENCE,
+        VR::SQ,
+        dicom_core::value::DataSetSequence::from(vec![item]),
+    ));
+    obj.write_to_file(&files[0]).unwrap();
+    let report = imaging::scan(&[dir.path().to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    assert_eq!(stack.slices.len(), 3);
+    for slice in &stack.slices {
+        assert_eq!(slice.rescale.intercept, -1024.0);
+        let lut = slice.voi_lut.as_deref().expect("the VOI LUT was not read");
+        assert_eq!((lut.first_mapped, lut.data.len()), (-1024, 2048));
+    }
+}
+
 /// The ends of a slice-table stack: data reaches half the smallest slice step beyond the first
 /// and last slices and no further, whatever the spacing next to the ends (here a gap right
 /// after the first slice).

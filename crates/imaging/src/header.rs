@@ -372,6 +372,7 @@ pub(crate) fn header_from_dataset(
     let is_mosaic = image_type.iter().any(|v| v == "MOSAIC");
 
     let classic = classic_frame(obj, &image_type);
+    let top_lut = TopVoiLut::of(obj);
     let mut frames: Vec<FrameHeader> = match (
         first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE),
         obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
@@ -380,11 +381,11 @@ pub(crate) fn header_from_dataset(
         (shared, Some(per_frame)) if !per_frame.is_empty() => (0..number_of_frames)
             .map(|f| {
                 let item = per_frame.get(f as usize);
-                functional_group_frame(f, &classic, shared, item)
+                functional_group_frame(f, &classic, &top_lut, shared, item)
             })
             .collect(),
         (Some(shared), _) => (0..number_of_frames)
-            .map(|f| functional_group_frame(f, &classic, Some(shared), None))
+            .map(|f| functional_group_frame(f, &classic, &top_lut, Some(shared), None))
             .collect(),
         _ => (0..number_of_frames)
             .map(|f| FrameHeader {
@@ -513,11 +514,45 @@ fn unpack_mosaic(
     Some((layout, tiles))
 }
 
+/// The top-level VOI LUT of an object, read both ways: whether its first value mapped is
+/// signed depends on whether its input (the modality values) can be negative, which an
+/// enhanced object says per frame (its rescale lives in the functional groups). Read once,
+/// shared by the frames.
+struct TopVoiLut {
+    /// Pixel Representation is 1: the input is signed whatever the rescale.
+    signed_pixels: bool,
+    unsigned_input: Option<std::sync::Arc<VoiLutTable>>,
+    signed_input: Option<std::sync::Arc<VoiLutTable>>,
+}
+
+impl TopVoiLut {
+    fn of(obj: &InMemDicomObject) -> TopVoiLut {
+        TopVoiLut {
+            signed_pixels: int(obj, tags::PIXEL_REPRESENTATION) == Some(1),
+            unsigned_input: voi_lut_of(obj, false).map(std::sync::Arc::new),
+            signed_input: voi_lut_of(obj, true).map(std::sync::Arc::new),
+        }
+    }
+
+    fn input_signed(&self, rescale: Rescale) -> bool {
+        self.signed_pixels || rescale.intercept < 0.0
+    }
+
+    fn for_rescale(&self, rescale: Rescale) -> Option<std::sync::Arc<VoiLutTable>> {
+        if self.input_signed(rescale) {
+            self.signed_input.clone()
+        } else {
+            self.unsigned_input.clone()
+        }
+    }
+}
+
 /// Resolve one frame of an enhanced multi-frame object: per-frame groups win over shared ones,
 /// which win over the top-level (classic) attributes (PS3.3 C.7.6.16).
 fn functional_group_frame(
     frame_index: u32,
     classic: &FrameHeader,
+    top_lut: &TopVoiLut,
     shared: Option<&InMemDicomObject>,
     per_frame: Option<&InMemDicomObject>,
 ) -> FrameHeader {
@@ -530,7 +565,16 @@ fn functional_group_frame(
         .and_then(|i| floats_n::<6>(i, tags::IMAGE_ORIENTATION_PATIENT));
     let measures = find(tags::PIXEL_MEASURES_SEQUENCE);
     let rescale = find(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE).and_then(rescale_of);
-    let window = find(tags::FRAME_VOILUT_SEQUENCE).and_then(window_of);
+    let frame_voi = find(tags::FRAME_VOILUT_SEQUENCE);
+    let window = frame_voi.and_then(window_of);
+    // A LUT in the frame's VOI LUT group (PS3.3 C.7.6.16.2.10) wins over the top-level one;
+    // either is read with the sign this frame's rescale gives its input.
+    let frame_rescale = rescale.unwrap_or(classic.rescale);
+    let voi_lut =
+        match frame_voi.and_then(|item| voi_lut_of(item, top_lut.input_signed(frame_rescale))) {
+            Some(lut) => Some(std::sync::Arc::new(lut)),
+            None => top_lut.for_rescale(frame_rescale),
+        };
     let content = find(tags::FRAME_CONTENT_SEQUENCE);
     let echo = find(tags::MR_ECHO_SEQUENCE).and_then(|i| text(i, tags::EFFECTIVE_ECHO_TIME));
     let flavour = find(tags::MR_IMAGE_FRAME_TYPE_SEQUENCE)
@@ -566,7 +610,7 @@ fn functional_group_frame(
             .or(classic.slice_thickness_mm),
         rescale: rescale.unwrap_or(classic.rescale),
         window: window.or(classic.window),
-        voi_lut: classic.voi_lut.clone(),
+        voi_lut,
         temporal_position: content
             .and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX))
             .or(classic.temporal_position),
