@@ -117,6 +117,8 @@ struct Awaiting {
     impression: String,
     linked: Vec<LinkedMeasurement>,
     unsure: Vec<UnsureWord>,
+    /// The dictations its unsure words replay from (their `audio` indexes this list).
+    clips: Vec<Arc<Clip>>,
 }
 
 /// Why a report is not signed (or was refused for good), and what became of the report it
@@ -941,6 +943,7 @@ impl ReportState {
             impression: std::mem::take(&mut self.draft.impression),
             linked: std::mem::take(&mut self.linked),
             unsure: std::mem::take(&mut self.unsure),
+            clips: std::mem::take(&mut self.clips),
         };
         if !addendum {
             // The signed text stays as it was; what is written now is an addendum to it.
@@ -1045,8 +1048,7 @@ impl ReportState {
 
     /// Put a refused report's text back in front of each section, moving what is there now
     /// (and its marks and measurement places) after it; the refused report's own
-    /// measurements and marks come back at their places. Their audio does not (the clips
-    /// went with the signature).
+    /// measurements and marks come back at their places, its unsure words with their audio.
     fn give_back(&mut self, a: Awaiting) {
         for (section, text) in [
             (Section::Findings, a.findings),
@@ -1092,11 +1094,13 @@ impl ReportState {
         // that has moved.
         self.draft.typed(Section::Findings);
         self.linked.extend(a.linked);
-        self.unsure.extend(
-            a.unsure
-                .into_iter()
-                .map(|w| UnsureWord { audio: None, ..w }),
-        );
+        // Its clips go after the ones dictated since; its words' audio indexes move along.
+        let offset = self.clips.len();
+        self.clips.extend(a.clips);
+        self.unsure.extend(a.unsure.into_iter().map(|w| UnsureWord {
+            audio: w.audio.map(|(clip, from, to)| (clip + offset, from, to)),
+            ..w
+        }));
         self.form.override_checks = false;
     }
 }
@@ -1772,6 +1776,18 @@ mod tests {
         r.start_case("C-1", Some("1.2.3"));
         r.draft.findings = "Nodule 14.2 mm.".into();
         r.draft.impression = "Follow up.".into();
+        let signed_clip = Arc::new(Clip {
+            samples: vec![0.25; 3200],
+            rate: 16_000,
+        });
+        r.clips.push(signed_clip.clone());
+        r.unsure.push(UnsureWord {
+            text: "Nodule".into(),
+            confidence: 0.3,
+            at: Some((Section::Findings, 0..6)),
+            audio: Some((0, 0.0, 0.2)),
+            ..UnsureWord::default()
+        });
         r.linked.push(LinkedMeasurement {
             id: "#1".into(),
             value: 14.2,
@@ -1809,12 +1825,19 @@ mod tests {
 
         // The server refuses it later: it is no longer the signed report, and what the
         // editors held comes back in front of what was written since, its measurement at
-        // its place and the newer text's mark moved along.
+        // its place, its unsure word with its audio, and the newer text's mark and audio
+        // moved along.
         r.draft.findings = "Addendum text.".into();
+        let newer = Arc::new(Clip {
+            samples: vec![0.5; 1600],
+            rate: 16_000,
+        });
+        r.clips.push(newer.clone());
         r.unsure.push(UnsureWord {
             text: "Addendum".into(),
             confidence: 0.2,
             at: Some((Section::Findings, 0..8)),
+            audio: Some((0, 0.0, 0.1)),
             ..UnsureWord::default()
         });
         r.settle(&[], &[("abc123".into(), "409: not reading".into())], true);
@@ -1826,6 +1849,12 @@ mod tests {
         assert_eq!(&r.draft.findings[place], "14.2 mm");
         let marked = r.unsure[0].at.clone().unwrap().1;
         assert_eq!(&r.draft.findings[marked], "Addendum");
+        let given_back = &r.unsure[1];
+        assert_eq!(given_back.text, "Nodule");
+        let (clip, ..) = given_back.audio.expect("its audio came back");
+        assert!(Arc::ptr_eq(&r.clips[clip], &signed_clip));
+        let (clip, ..) = r.unsure[0].audio.unwrap();
+        assert!(Arc::ptr_eq(&r.clips[clip], &newer));
         assert!(r.sign_message.contains("refused"), "{}", r.sign_message);
     }
 
@@ -1864,6 +1893,7 @@ mod tests {
             impression: String::new(),
             linked: Vec::new(),
             unsure: Vec::new(),
+            clips: Vec::new(),
         });
         r.sign_message = "Addendum signed and received".into();
         let receipt = case_protocol::Receipt {
