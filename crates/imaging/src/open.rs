@@ -110,24 +110,33 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
     };
     let obj = if ts_uid == DEFLATED_EXPLICIT_VR_LE {
         let inflated = inflate(body, bytes.len()).ok()?;
-        let stop = Walker::whole(&inflated, true, false)
-            .elements(0, None, 0)
-            .ok()?;
+        let walker = Walker::whole(&inflated, true, false);
+        let stop = walker.elements(0, None, 0).ok()?;
         let ts = TransferSyntaxRegistry.get(EXPLICIT_VR_LE)?;
-        InMemDicomObject::read_dataset_with_ts(inflated.get(..stop)?, ts).ok()?
+        let body = inflated.get(..stop)?;
+        if walker.un_sequences.get() {
+            let converted = cp246_to_explicit(body).ok()?;
+            InMemDicomObject::read_dataset_with_ts(converted.as_slice(), ts).ok()?
+        } else {
+            InMemDicomObject::read_dataset_with_ts(body, ts).ok()?
+        }
     } else {
         let ts = TransferSyntaxRegistry.get(read_as)?;
         // The same length check as a strict open gets, on the data set as found; parsing
         // stops after Pixel Data (bytes some writers leave behind it are not a data set).
-        let stop = Walker::whole(
+        let walker = Walker::whole(
             body,
             read_as != IMPLICIT_VR_LE,
             read_as == "1.2.840.10008.1.2.2",
-        )
-        .elements(0, None, 0)
-        .ok()?;
+        );
+        let stop = walker.elements(0, None, 0).ok()?;
         let body = body.get(..stop)?;
-        InMemDicomObject::read_dataset_with_ts(body, ts).ok()?
+        if walker.un_sequences.get() && read_as == EXPLICIT_VR_LE {
+            let converted = cp246_to_explicit(body).ok()?;
+            InMemDicomObject::read_dataset_with_ts(converted.as_slice(), ts).ok()?
+        } else {
+            InMemDicomObject::read_dataset_with_ts(body, ts).ok()?
+        }
     };
     // Without a meta group, accept only what is plainly an image or a DICOM object.
     let sop_class = text(&obj, tags::SOP_CLASS_UID).or(meta.sop_class);
@@ -250,9 +259,10 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
             bytes: bytes.get(pos..)?,
             complete: size <= bytes.len(),
             total: size - pos,
-            explicit,
+            explicit: Cell::new(explicit),
             big_endian,
             ran_out: Cell::new(false),
+            un_sequences: Cell::new(false),
         };
         let walked = walker.elements(0, None, 0);
         if walked.is_ok() && walker.ran_out.get() && bytes.len() < size {
@@ -261,8 +271,11 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
             file.by_ref().take(more).read_to_end(&mut bytes).ok()?;
             continue;
         }
-        // Ok(true): bytes follow top-level Pixel Data, which the strict reader may choke on.
-        return Some(walked.map(|stop| !header_only && walker.complete && stop < walker.total));
+        // Ok(true): for the lenient reader. Bytes follow top-level Pixel Data, which the
+        // strict reader may choke on, or a UN sequence holds implicit VR, which it misreads.
+        return Some(walked.map(|stop| {
+            (!header_only && walker.complete && stop < walker.total) || walker.un_sequences.get()
+        }));
     }
 }
 
@@ -307,10 +320,13 @@ struct Walker<'a> {
     complete: bool,
     /// Size of the whole data set in bytes.
     total: usize,
-    explicit: bool,
+    /// Explicit VR; false inside a CP-246 sequence (implicit VR within an explicit data set).
+    explicit: Cell<bool>,
     big_endian: bool,
     /// Set when the walk stopped because a prefix ended (there is more to read).
     ran_out: Cell<bool>,
+    /// Set when a UN element of undefined length was walked (see [`cp246_to_explicit`]).
+    un_sequences: Cell<bool>,
 }
 
 const UNDEFINED: u32 = u32::MAX;
@@ -364,9 +380,10 @@ impl<'a> Walker<'a> {
             bytes,
             complete: true,
             total: bytes.len(),
-            explicit,
+            explicit: Cell::new(explicit),
             big_endian,
             ran_out: Cell::new(false),
+            un_sequences: Cell::new(false),
         }
     }
 
@@ -426,11 +443,13 @@ impl<'a> Walker<'a> {
                 return Ok(pos + 8); // item delimitation: end of this item's data set
             }
             let sequence;
-            let (len, header) = if self.explicit && group != 0xFFFE {
+            let mut un = false;
+            let (len, header) = if self.explicit.get() && group != 0xFFFE {
                 let Some(vr) = self.bytes.get(pos + 4..pos + 6) else {
                     return self.out_of_prefix(pos);
                 };
                 sequence = vr == b"SQ";
+                un = vr == b"UN";
                 if !KNOWN_VRS.contains(&vr) {
                     return Err(format!(
                         "element ({group:04X},{element:04X}) at offset {pos} has no valid VR: damaged"
@@ -467,6 +486,14 @@ impl<'a> Walker<'a> {
                         return Ok(after);
                     }
                     pos = after;
+                } else if un {
+                    // PS3.5 6.2.2 (CP-246): a UN of undefined length is a sequence whose
+                    // items are implicit VR little endian.
+                    self.un_sequences.set(true);
+                    self.explicit.set(false);
+                    let walked = self.items(start, depth);
+                    self.explicit.set(true);
+                    pos = walked?;
                 } else {
                     pos = self.items(start, depth)?;
                 }
@@ -576,6 +603,267 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// An explicit VR little endian data set with its CP-246 sequences made explicit.
+///
+/// A writer that turns implicit VR into explicit VR without knowing an element's VR writes it
+/// as UN; a sequence so written keeps an undefined length and its items stay implicit VR
+/// (PS3.5 6.2.2, CP-246; dcmtk and PACS exports write such files, and pydicom and dcmtk read
+/// them). dicom-rs would read those items as explicit VR. Here each such element becomes an
+/// SQ, its items' elements explicit with the dictionary's VR (UN for tags it does not know,
+/// and for values too long for a 2-byte length), every item and nested sequence of undefined
+/// length with its delimiter. Everything else is copied as it stands. The input has passed
+/// the length walk, so every length here is within the data set.
+fn cp246_to_explicit(body: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(body.len() + 1024);
+    let mut pos = 0;
+    explicit_elements(body, &mut pos, None, &mut out, 0)?;
+    out.extend_from_slice(&body[pos.min(body.len())..]);
+    Ok(out)
+}
+
+fn le_u16(bytes: &[u8], at: usize) -> Result<u16, String> {
+    bytes
+        .get(at..at + 2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .ok_or_else(|| format!("data set ends at offset {at}"))
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Result<u32, String> {
+    bytes
+        .get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| format!("data set ends at offset {at}"))
+}
+
+/// Copy explicit VR elements from `pos` until `end` (or an item delimiter when `end` is
+/// None), converting CP-246 sequences on the way.
+fn explicit_elements(
+    body: &[u8],
+    pos: &mut usize,
+    end: Option<usize>,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err("sequences nested too deep".into());
+    }
+    while *pos < end.unwrap_or(body.len()) {
+        let at = *pos;
+        let (group, element) = (le_u16(body, at)?, le_u16(body, at + 2)?);
+        if (group, element) == (0xFFFE, 0xE00D) {
+            out.extend_from_slice(&body[at..at + 8]);
+            *pos = at + 8;
+            return Ok(());
+        }
+        let vr = body
+            .get(at + 4..at + 6)
+            .ok_or("data set ends in a header")?;
+        let (len, header) = if long_length_vr(vr) {
+            (le_u32(body, at + 8)?, 12)
+        } else {
+            (u32::from(le_u16(body, at + 6)?), 8)
+        };
+        if len != UNDEFINED {
+            let stop = at + header + len as usize;
+            let value = body
+                .get(at..stop)
+                .ok_or("element past the data set's end")?;
+            if vr == b"SQ" && find_subslice(value, b"UN\0\0\xFF\xFF\xFF\xFF") {
+                // A defined-length sequence that may hold a CP-246 one: rewritten whole, of
+                // undefined length, its items too.
+                out.extend_from_slice(&body[at..at + 8]);
+                out.extend_from_slice(&UNDEFINED.to_le_bytes());
+                *pos = at + header;
+                explicit_items_until(body, pos, stop, out, depth)?;
+                out.extend_from_slice(&SEQUENCE_DELIMITER);
+            } else {
+                out.extend_from_slice(value);
+            }
+            *pos = stop;
+            continue;
+        }
+        if (group, element) == (0x7FE0, 0x0010) || vr != b"UN" {
+            // Encapsulated Pixel Data or an explicit sequence of undefined length: items
+            // copied, their elements explicit and converted in turn.
+            out.extend_from_slice(&body[at..at + 12]);
+            *pos = at + 12;
+            if (group, element) == (0x7FE0, 0x0010) {
+                copy_fragments(body, pos, out)?;
+            } else {
+                explicit_items(body, pos, out, depth)?;
+            }
+            continue;
+        }
+        out.extend_from_slice(&body[at..at + 4]);
+        out.extend_from_slice(b"SQ\0\0");
+        out.extend_from_slice(&UNDEFINED.to_le_bytes());
+        *pos = at + 12;
+        implicit_items(body, pos, out, depth)?;
+    }
+    Ok(())
+}
+
+const ITEM_UNDEFINED: [u8; 8] = [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF];
+const ITEM_DELIMITER: [u8; 8] = [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0];
+const SEQUENCE_DELIMITER: [u8; 8] = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+
+/// The items of an explicit sequence of undefined length, through its delimiter.
+fn explicit_items(
+    body: &[u8],
+    pos: &mut usize,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Result<(), String> {
+    loop {
+        let at = *pos;
+        let (element, len) = (le_u16(body, at + 2)?, le_u32(body, at + 4)?);
+        if element == 0xE0DD {
+            out.extend_from_slice(&SEQUENCE_DELIMITER);
+            *pos = at + 8;
+            return Ok(());
+        }
+        out.extend_from_slice(&ITEM_UNDEFINED);
+        *pos = at + 8;
+        let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
+        explicit_elements(body, pos, end, out, depth + 1)?;
+        if end.is_some() {
+            out.extend_from_slice(&ITEM_DELIMITER);
+        }
+    }
+}
+
+/// The items of an explicit sequence of defined length ending at `stop`.
+fn explicit_items_until(
+    body: &[u8],
+    pos: &mut usize,
+    stop: usize,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Result<(), String> {
+    while *pos + 8 <= stop {
+        let at = *pos;
+        let len = le_u32(body, at + 4)?;
+        out.extend_from_slice(&ITEM_UNDEFINED);
+        *pos = at + 8;
+        let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
+        explicit_elements(body, pos, end, out, depth + 1)?;
+        if end.is_some() {
+            out.extend_from_slice(&ITEM_DELIMITER);
+        }
+    }
+    Ok(())
+}
+
+/// Encapsulated Pixel Data fragments, copied through the sequence delimiter.
+fn copy_fragments(body: &[u8], pos: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
+    loop {
+        let at = *pos;
+        let (element, len) = (le_u16(body, at + 2)?, le_u32(body, at + 4)?);
+        let stop = if element == 0xE0DD {
+            at + 8
+        } else {
+            at + 8 + len as usize
+        };
+        out.extend_from_slice(body.get(at..stop).ok_or("fragment past the end")?);
+        *pos = stop;
+        if element == 0xE0DD {
+            return Ok(());
+        }
+    }
+}
+
+/// The items of an implicit VR sequence (CP-246 content), through its delimiter, written as
+/// explicit VR items of undefined length.
+fn implicit_items(
+    body: &[u8],
+    pos: &mut usize,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Result<(), String> {
+    loop {
+        let at = *pos;
+        let (element, len) = (le_u16(body, at + 2)?, le_u32(body, at + 4)?);
+        *pos = at + 8;
+        if element == 0xE0DD {
+            out.extend_from_slice(&SEQUENCE_DELIMITER);
+            return Ok(());
+        }
+        out.extend_from_slice(&ITEM_UNDEFINED);
+        let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
+        implicit_elements(body, pos, end, out, depth + 1)?;
+        out.extend_from_slice(&ITEM_DELIMITER);
+    }
+}
+
+/// Implicit VR elements of one item, from `pos` until `end` (or the item delimiter, which is
+/// consumed), written as explicit VR.
+fn implicit_elements(
+    body: &[u8],
+    pos: &mut usize,
+    end: Option<usize>,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Result<(), String> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    if depth > MAX_DEPTH {
+        return Err("sequences nested too deep".into());
+    }
+    while end.is_none_or(|e| *pos < e) {
+        let at = *pos;
+        let (group, element, len) = (
+            le_u16(body, at)?,
+            le_u16(body, at + 2)?,
+            le_u32(body, at + 4)?,
+        );
+        *pos = at + 8;
+        if (group, element) == (0xFFFE, 0xE00D) {
+            return Ok(());
+        }
+        let vr = dicom_dictionary_std::StandardDataDictionary
+            .by_tag(dicom_core::Tag(group, element))
+            .map(|e| e.vr().relaxed());
+        out.extend_from_slice(&body[at..at + 4]);
+        if len == UNDEFINED || vr == Some(dicom_core::VR::SQ) {
+            out.extend_from_slice(b"SQ\0\0");
+            out.extend_from_slice(&UNDEFINED.to_le_bytes());
+            if len == UNDEFINED {
+                implicit_items(body, pos, out, depth)?;
+            } else {
+                let stop = *pos + len as usize;
+                while *pos + 8 <= stop {
+                    let item_len = le_u32(body, *pos + 4)?;
+                    out.extend_from_slice(&ITEM_UNDEFINED);
+                    *pos += 8;
+                    let item_end = (item_len != UNDEFINED).then(|| *pos + item_len as usize);
+                    implicit_elements(body, pos, item_end, out, depth + 1)?;
+                    out.extend_from_slice(&ITEM_DELIMITER);
+                }
+                *pos = stop;
+                out.extend_from_slice(&SEQUENCE_DELIMITER);
+            }
+            continue;
+        }
+        let value = body
+            .get(*pos..*pos + len as usize)
+            .ok_or("element past the data set's end")?;
+        let name = vr.map_or("UN", |v| v.to_string());
+        let mut code: [u8; 2] = name.as_bytes().try_into().unwrap_or(*b"UN");
+        if !long_length_vr(&code) && len > 0xFFFF {
+            code = *b"UN";
+        }
+        out.extend_from_slice(&code);
+        if long_length_vr(&code) {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&len.to_le_bytes());
+        } else {
+            out.extend_from_slice(&(len as u16).to_le_bytes());
+        }
+        out.extend_from_slice(value);
+        *pos += len as usize;
+    }
+    Ok(())
+}
+
 /// An explicit VR data set has two upper-case letters where implicit VR has a length.
 fn looks_explicit(body: &[u8]) -> bool {
     body.get(4..6)
@@ -585,6 +873,7 @@ fn looks_explicit(body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header::first_item;
 
     /// An element of explicit VR little endian with a 2-byte length.
     fn short_element(group: u16, element: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
@@ -739,5 +1028,66 @@ mod tests {
         let message = inflate_within(&bomb, 1 << 20).unwrap_err();
         assert!(message.contains("more than 1048576 bytes"), "{message}");
         assert_eq!(inflate_within(&bomb, 4 << 20).unwrap().len(), 4 << 20);
+    }
+
+    /// An implicit VR element (tag, 4-byte length, value).
+    fn implicit(group: u16, element: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&group.to_le_bytes());
+        out.extend_from_slice(&element.to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// A file as dcmtk writes one converted from implicit VR with a sequence it did not know:
+    /// Request Attributes Sequence as UN of undefined length, its item implicit VR (with a
+    /// nested defined-length sequence), then explicit elements again.
+    pub(super) fn cp246_file() -> Vec<u8> {
+        let mut inner = implicit(0x0008, 0x0100, b"C123");
+        inner.extend(implicit(0x0008, 0x0102, b"99OVR "));
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        item.extend(inner);
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x40, 0x00, 0x75, 0x02, b'U', b'N', 0, 0]);
+        body.extend_from_slice(&[0xFF; 4]);
+        body.extend_from_slice(&ITEM_UNDEFINED);
+        body.extend(implicit(0x0040, 0x0009, b"SPS1"));
+        body.extend(implicit(0x0040, 0x0008, &item)); // an SQ by the dictionary
+        body.extend(implicit(0x0029, 0x1010, &[1, 2, 3, 4, 5, 6])); // private: UN
+        body.extend_from_slice(&ITEM_DELIMITER);
+        body.extend_from_slice(&SEQUENCE_DELIMITER);
+        body.extend(short_element(0x10, 0x10, b"PN", b"Doe^J "));
+        part10(EXPLICIT_VR_LE, &body)
+    }
+
+    /// A UN of undefined length holds implicit VR items (PS3.5 6.2.2, CP-246). The walk
+    /// refused such a file as damaged ("no valid VR"), and dicom-rs reads the items as
+    /// explicit VR; they are made explicit first, and the whole file reads as pydicom reads it.
+    #[test]
+    fn a_un_sequence_of_undefined_length_reads_as_implicit_vr() {
+        let (_dir, path) = write(&cp246_file());
+        for header_only in [false, true] {
+            let obj = open_dicom(&path, header_only).unwrap();
+            let items = obj
+                .get(dicom_core::Tag(0x0040, 0x0275))
+                .and_then(|e| e.items())
+                .expect("read as a sequence");
+            assert_eq!(items.len(), 1);
+            assert_eq!(
+                text(&items[0], dicom_core::Tag(0x0040, 0x0009)).as_deref(),
+                Some("SPS1")
+            );
+            let code = first_item(&items[0], dicom_core::Tag(0x0040, 0x0008)).unwrap();
+            assert_eq!(text(code, tags::CODE_VALUE).as_deref(), Some("C123"));
+            assert_eq!(
+                text(code, tags::CODING_SCHEME_DESIGNATOR).as_deref(),
+                Some("99OVR")
+            );
+            let private = items[0].get(dicom_core::Tag(0x0029, 0x1010)).unwrap();
+            assert_eq!(private.to_bytes().unwrap().as_ref(), &[1, 2, 3, 4, 5, 6]);
+            assert_eq!(text(&obj, tags::PATIENT_NAME).as_deref(), Some("Doe^J"));
+        }
     }
 }
