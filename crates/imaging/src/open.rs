@@ -651,9 +651,19 @@ fn explicit_elements(
         let at = *pos;
         let (group, element) = (le_u16(body, at)?, le_u16(body, at + 2)?);
         if (group, element) == (0xFFFE, 0xE00D) {
-            out.extend_from_slice(&body[at..at + 8]);
+            out.extend_from_slice(&ITEM_DELIMITER);
             *pos = at + 8;
             return Ok(());
+        }
+        if group == 0xFFFE {
+            // A stray item tag among elements (the walk steps over it the same way).
+            let len = le_u32(body, at + 4)?;
+            let stop = (len != UNDEFINED)
+                .then(|| at + 8 + len as usize)
+                .ok_or("an item of undefined length among elements")?;
+            out.extend_from_slice(body.get(at..stop).ok_or("item past the data set's end")?);
+            *pos = stop;
+            continue;
         }
         let vr = body
             .get(at + 4..at + 6)
@@ -1089,5 +1099,35 @@ mod tests {
             assert_eq!(private.to_bytes().unwrap().as_ref(), &[1, 2, 3, 4, 5, 6]);
             assert_eq!(text(&obj, tags::PATIENT_NAME).as_deref(), Some("Doe^J"));
         }
+    }
+
+    /// The converter and the walk on every cut and every overwritten byte of a CP-246 data
+    /// set: an answer (converted or an error), never a panic or a hang.
+    #[test]
+    fn the_converter_survives_cut_and_damaged_bytes() {
+        let file = cp246_file();
+        let body = &file[file.windows(4).position(|w| w == b"DICM").unwrap() + 4..];
+        let meta_end = {
+            let mut pos = 0;
+            walk_meta(body, &mut pos);
+            pos
+        };
+        let body = &body[meta_end..];
+        let check = |bytes: &[u8]| {
+            let walker = Walker::whole(bytes, true, false);
+            let _ = walker.elements(0, None, 0);
+            let _ = cp246_to_explicit(bytes);
+        };
+        for cut in 0..body.len() {
+            check(&body[..cut]);
+        }
+        for at in 0..body.len() {
+            for value in [0x00, 0xFF, 0xE0, 0x7F] {
+                let mut damaged = body.to_vec();
+                damaged[at] = value;
+                check(&damaged);
+            }
+        }
+        assert!(cp246_to_explicit(body).is_ok());
     }
 }
