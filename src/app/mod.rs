@@ -170,6 +170,8 @@ struct Cell {
     scroll_drag_px: f64,
     /// Pixels per point when it was drawn.
     ppp: f32,
+    /// Linked scrolling asked for a position this series does not reach (it shows its end).
+    beyond_link: bool,
 }
 
 impl Cell {
@@ -184,6 +186,7 @@ impl Cell {
             screen: None,
             scroll_drag_px: 0.0,
             ppp: 1.0,
+            beyond_link: false,
         }
     }
 }
@@ -961,6 +964,9 @@ impl OverreadApp {
     /// other series of the same frame of reference, in parallel planes, to the same patient
     /// position (the nearest slice of theirs when the plane is their own).
     fn follow_scroll(&mut self, from: usize) {
+        if let Some(c) = self.cells.get_mut(from) {
+            c.beyond_link = false;
+        }
         if self.layout != Layout::Mpr {
             self.link_from(from);
             return;
@@ -1000,20 +1006,7 @@ impl OverreadApp {
             {
                 continue;
             }
-            let along = c.viewport.normal().dot(n).signum() * position;
-            let m = c.viewport.normal();
-            let target = if m.dot(o.info.axes[2]).abs() > 0.999 {
-                o.info
-                    .geometry
-                    .slice_positions_mm
-                    .iter()
-                    .map(|p| DVec3::from(*p).dot(m))
-                    .min_by(|a, b| (a - along).abs().total_cmp(&(b - along).abs()))
-                    .unwrap_or(along)
-            } else {
-                along
-            };
-            c.viewport.set_position_within(&o.info, target);
+            c.beyond_link = !c.viewport.follow_plane(&o.info, n, position);
             c.dirty = true;
         }
     }

@@ -873,9 +873,12 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         top_left += &format!("{}\n{}", p.name.reveal(), p.id.reveal());
     }
     let mut bottom_left = match o.slice {
-        Some((k, n)) => format!("Im {k}/{n}\n"),
+        Some((k, n)) => slice_line(&open.stack.slices, k, n),
         None => String::new(),
     };
+    if app.cells.get(i).is_some_and(|c| c.beyond_link) {
+        bottom_left += "Linked position beyond this series\n";
+    }
     // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
     bottom_left += &format!("Pos {:.1} mm", (o.position_mm * 10.0).round() / 10.0 + 0.0);
     // On one of the stack's slices, its Slice Thickness; on a thin reformat (or without a
@@ -1041,9 +1044,57 @@ pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
     app.show_bindings = open;
 }
 
+/// The corner text's slice line: slice `k` of `n` in this stack, and the slice's Instance
+/// Number when that differs from `k` (the number the referring site's PACS shows, often
+/// counted from the other end, which a report's "image N" must name); for a multi-frame
+/// object, whose slices are its frames, the frame number.
+fn slice_line(slices: &[imaging::series::SliceRef], k: usize, n: usize) -> String {
+    let named = slices.get(k.wrapping_sub(1)).and_then(|s| {
+        if slices.iter().any(|other| other.frame > 0) {
+            Some(format!(" (Fr {})", s.frame + 1)).filter(|_| s.frame as usize + 1 != k)
+        } else {
+            s.instance_number
+                .filter(|&i| i != k as i64)
+                .map(|i| format!(" (Inst {i})"))
+        }
+    });
+    format!("Im {k}/{n}{}\n", named.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slice(instance: Option<i64>, frame: u32) -> imaging::series::SliceRef {
+        imaging::series::SliceRef {
+            path: "s.dcm".into(),
+            frame,
+            sop_instance_uid: String::new(),
+            instance_number: instance,
+            position_mm: [0.0; 3],
+            rescale: imaging::header::Rescale::IDENTITY,
+            window: None,
+            voi_lut: None,
+            transfer_syntax_uid: String::new(),
+            mosaic_tile: None,
+            thickness_mm: None,
+        }
+    }
+
+    /// A CT numbered from the head lies here from the feet up: slice 1 of 3 is instance 3,
+    /// and the corner says so; numbers that agree are not repeated; frames name their frame.
+    #[test]
+    fn the_slice_line_names_the_instance_number_where_it_differs() {
+        let reversed = [slice(Some(3), 0), slice(Some(2), 0), slice(Some(1), 0)];
+        assert_eq!(slice_line(&reversed, 1, 3), "Im 1/3 (Inst 3)\n");
+        assert_eq!(slice_line(&reversed, 2, 3), "Im 2/3\n");
+        let plain = [slice(Some(1), 0), slice(None, 0)];
+        assert_eq!(slice_line(&plain, 1, 2), "Im 1/2\n");
+        assert_eq!(slice_line(&plain, 2, 2), "Im 2/2\n");
+        let frames = [slice(Some(7), 1), slice(Some(7), 0)];
+        assert_eq!(slice_line(&frames, 1, 2), "Im 1/2 (Fr 2)\n");
+        assert_eq!(slice_line(&frames, 2, 2), "Im 2/2 (Fr 1)\n");
+    }
 
     #[test]
     fn values_without_pixel_spacing_are_in_pixels() {

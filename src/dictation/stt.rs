@@ -12,7 +12,7 @@
 //! the clip, so the report editor can mark unsure words and replay them.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::audio::{Clip, WHISPER_RATE, detect_speech, resample};
@@ -200,6 +200,10 @@ pub struct Engine {
     context: whisper_rs::WhisperContext,
     state: Mutex<whisper_rs::WhisperState>,
     path: PathBuf,
+    /// The last prompt and its tokens. whisper-rs 0.16 leaks the C string of every prompt
+    /// set as text (`set_initial_prompt`), about 650 bytes a dictation for the life of the
+    /// app; tokens are borrowed, and whisper.cpp uses them exactly as it would the text's.
+    prompt: Mutex<Option<(String, Arc<Vec<std::os::raw::c_int>>)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -230,6 +234,7 @@ impl Engine {
             context,
             state: Mutex::new(state),
             path: path.to_path_buf(),
+            prompt: Mutex::new(None),
         })
     }
 
@@ -324,6 +329,29 @@ impl Engine {
         })
     }
 
+    /// The tokens of `text` as whisper.cpp makes them of an initial prompt (kept for the next
+    /// dictation, which has the same prompt).
+    fn prompt_tokens(&self, text: &str) -> Result<Arc<Vec<std::os::raw::c_int>>, SttError> {
+        let mut cached = self
+            .prompt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((t, tokens)) = cached.as_ref()
+            && t == text
+        {
+            return Ok(tokens.clone());
+        }
+        // A token covers a byte at least, so this room always suffices (whisper-rs 0.16 would
+        // take a "needs more room" answer for a length).
+        let tokens = self
+            .context
+            .tokenize(text, text.len() + 8)
+            .map_err(|e| SttError::Decode(format!("the vocabulary prompt: {e}")))?;
+        let tokens = Arc::new(tokens);
+        *cached = Some((text.to_string(), tokens.clone()));
+        Ok(tokens)
+    }
+
     /// One whisper run over `samples` with the audio context `audio_ctx`.
     fn decode(
         &self,
@@ -332,10 +360,14 @@ impl Engine {
         audio_ctx: i32,
         offset_s: f64,
     ) -> Result<Decoded, SttError> {
+        let prompt = match options.prompt.as_deref().filter(|p| !p.trim().is_empty()) {
+            Some(text) => Some(self.prompt_tokens(text)?),
+            None => None,
+        };
         let strategy = whisper_rs::SamplingStrategy::Greedy { best_of: 1 };
         let mut params = whisper_rs::FullParams::new(strategy);
         params.set_n_threads(i32::try_from(options.threads.max(1)).unwrap_or(1));
-        params.set_language(Some("en"));
+        // English is whisper.cpp's default language; `set_language` would leak its string.
         params.set_translate(false);
         params.set_print_special(false);
         params.set_print_progress(false);
@@ -355,8 +387,8 @@ impl Engine {
             params.set_single_segment(true);
             params.set_max_tokens(token_budget(samples.len() as f64 / f64::from(WHISPER_RATE)));
         }
-        if let Some(prompt) = options.prompt.as_deref().filter(|p| !p.trim().is_empty()) {
-            params.set_initial_prompt(prompt);
+        if let Some(tokens) = &prompt {
+            params.set_tokens(tokens);
         }
         let mut state = self
             .state

@@ -187,6 +187,40 @@ impl Viewport {
         self.set_position(position_mm.clamp(lo, hi));
     }
 
+    /// Follow another series' plane `n·x = position` (same frame of reference, nearly
+    /// parallel to this one): go to where that plane crosses this viewport's line of sight
+    /// through its centre, and onto the nearest slice there when this plane is the stack's
+    /// own (measured through the centre, as scrolling measures). A number alone is no point:
+    /// between planes 2.5 degrees apart, the same distance from the patient origin lands
+    /// millimetres off at the anatomy. Returns false when that point lies beyond the volume
+    /// (the plane then stops at its end).
+    pub fn follow_plane(&mut self, info: &VolumeInfo, n: DVec3, position: f64) -> bool {
+        let m = self.normal();
+        let cos = n.dot(m);
+        if cos.abs() < 1e-3 {
+            return false;
+        }
+        let t = DVec3::from(self.center_mm);
+        let target = m.dot(t) + (position - n.dot(t)) / cos;
+        let (lo, hi) = extent_along(info, m);
+        // Half a voxel beyond the outermost slice centres still shows that slice.
+        let reach = 0.5 * self.scroll_step_mm(info);
+        let inside = (lo - reach..=hi + reach).contains(&target);
+        self.set_position_within(info, target);
+        if along_slices(info, m) && !info.slices.is_empty() {
+            let here = (DVec3::from(self.center_mm) - info.origin).dot(info.axes[2]);
+            if let Some(nearest) = info
+                .slices
+                .iter()
+                .map(|e| f64::from(e.z))
+                .min_by(|a, b| (a - here).abs().total_cmp(&(b - here).abs()))
+            {
+                self.set_position(self.position_mm() + (nearest - here) / m.dot(info.axes[2]));
+            }
+        }
+        inside
+    }
+
     /// Go to the first (`false`) or last (`true`) plane.
     pub fn scroll_to_end(&mut self, info: &VolumeInfo, last: bool) {
         self.scroll(
@@ -448,6 +482,51 @@ mod tests {
             Ok(i) => i,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// Linked scrolling from an axial series to one planned 2.5 degrees off axial (same frame
+    /// of reference): the other series goes to the slice that the axial plane crosses at its
+    /// image centre, 100 mm in front of the origin. Taking the axial plane's distance from
+    /// the origin as its own position (as before) put it slices away; a plane beyond the
+    /// stack says so.
+    #[test]
+    fn a_linked_plane_is_followed_through_the_image_centre() {
+        let t = 2.5f64.to_radians();
+        let m = DVec3::new(0.0, t.sin(), t.cos());
+        let ipp = |k: usize| DVec3::new(-100.0, 0.0, -60.0) + m * (3.0 * k as f64);
+        let info = info_of(
+            [1.0, 0.0, 0.0, 0.0, t.cos(), -t.sin()],
+            (0..40).map(|k| ipp(k).to_array()).collect(),
+        );
+        let mut v = Viewport::new(&info, native_plane(&info), Voi::linear(40.0, 400.0));
+        let centre = DVec3::from(v.center_mm);
+        assert!((centre.y - 100.0).abs() < 5.0, "{centre}");
+        let axial = DVec3::Z;
+        let z = 0.0; // the source's plane: z = 0
+        // Independently: where each slice's plane meets the line through the centre along
+        // the stack's normal, and the slice whose meeting point is nearest z = 0.
+        let meet = |k: usize| centre + m * (ipp(k) - centre).dot(m);
+        let expected = (0..40)
+            .min_by(|&a, &b| (meet(a).z - z).abs().total_cmp(&(meet(b).z - z).abs()))
+            .unwrap();
+        let by_number = (0..40)
+            .min_by(|&a, &b| {
+                (ipp(a).dot(m) - z)
+                    .abs()
+                    .total_cmp(&(ipp(b).dot(m) - z).abs())
+            })
+            .unwrap();
+        assert!(
+            by_number.abs_diff(expected) >= 1,
+            "the case must tell the two apart"
+        );
+        assert!(v.follow_plane(&info, axial, z));
+        assert_eq!(v.native_slice(&info), Some((expected + 1, 40)));
+        // The plane is then exactly on that slice.
+        assert!((v.position_mm() - ipp(expected).dot(m)).abs() < 1e-6);
+        // Far beyond the stack: the end slice, and said.
+        assert!(!v.follow_plane(&info, axial, 900.0));
+        assert_eq!(v.native_slice(&info), Some((40, 40)));
     }
 
     /// A gantry-tilted CT (15 degrees: Image Orientation 1\0\0\0\cos\-sin, the table moving
