@@ -267,6 +267,10 @@ fn a_mosaic_without_its_slice_normal_is_not_unpacked() {
     assert_eq!(stacks.len(), 1);
     assert!(stacks[0].unpacked_mosaic_failed);
     assert_eq!(stacks[0].slices.len(), 1, "shown as stored");
+    // Its Image Position is the mosaic's, no tile's: no position, markers or reformat
+    // distances are offered from it.
+    assert!(!stacks[0].geometry.trusted);
+    assert!(stacks[0].geometry.pixel_spacing_known);
 }
 
 /// Grouping by tolerance, not by rounding to a grid: orientations 2e-8 apart on either side

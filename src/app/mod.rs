@@ -191,6 +191,28 @@ impl Cell {
     }
 }
 
+/// Whether `shape`'s values on this volume are in mm: the files give Pixel Spacing, and
+/// either their positions (the spacing between slices is real) or the shape lies within one
+/// slice (frames without positions are placed 1 mm apart, which is made up: a line across
+/// them in a reformat is not millimetres).
+fn calibrated(info: &VolumeInfo, shape: &Shape) -> bool {
+    let g = &info.geometry;
+    if !g.pixel_spacing_known {
+        return false;
+    }
+    if g.trusted {
+        return true;
+    }
+    let along: Vec<f64> = shape
+        .points()
+        .iter()
+        .map(|p| (DVec3::from(*p) - info.origin).dot(info.axes[2]))
+        .collect();
+    let lo = along.iter().copied().fold(f64::MAX, f64::min);
+    let hi = along.iter().copied().fold(f64::MIN, f64::max);
+    hi - lo < 0.5 * info.spacing_mm[2]
+}
+
 /// A measurement's value as last computed: for this shape, on this volume (held weakly, so
 /// that its address is never another volume's while the entry lives).
 type CachedValue = (
@@ -1166,7 +1188,7 @@ impl OverreadApp {
         self.opens
             .iter()
             .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
-            .is_none_or(|o| o.info.geometry.pixel_spacing_known)
+            .is_none_or(|o| calibrated(&o.info, &m.shape))
     }
 
     pub fn measurement_value(&self, m: &Measurement) -> Option<crate::viewer::measure::Value> {
@@ -1882,6 +1904,46 @@ impl OverreadApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Frames without positions are stacked 1 mm apart for display only: a length within one
+    /// frame is mm (Pixel Spacing is real), one across frames in a reformat is not; without
+    /// Pixel Spacing nothing is, and with positions everything is.
+    #[test]
+    fn only_real_spacing_gives_millimetres() {
+        use imaging::{RescalePolicy, VolumeGeometry};
+        let info = |g: &VolumeGeometry| {
+            VolumeInfo::from_parts(
+                g,
+                &RescalePolicy::Uniform(imaging::Rescale::IDENTITY),
+                false,
+                false,
+            )
+            .unwrap()
+        };
+        let within = Shape::Length {
+            a: [1.0, 1.0, 2.0],
+            b: [9.0, 5.0, 2.0],
+        };
+        let across = Shape::Length {
+            a: [1.0, 1.0, 0.0],
+            b: [1.0, 1.0, 9.0],
+        };
+        let unplaced = info(&VolumeGeometry::untrusted(16, 16, 10, Some([0.5, 0.5])));
+        assert!(calibrated(&unplaced, &within));
+        assert!(!calibrated(&unplaced, &across));
+        let no_spacing = info(&VolumeGeometry::untrusted(16, 16, 10, None));
+        assert!(!calibrated(&no_spacing, &within));
+        let placed = info(&VolumeGeometry::from_slices(
+            16,
+            16,
+            [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            [0.5, 0.5],
+            (0..10).map(|k| [0.0, 0.0, 2.0 * f64::from(k)]).collect(),
+            None,
+            None,
+        ));
+        assert!(calibrated(&placed, &across));
+    }
 
     /// The grid's first pixel is where egui puts the cell's paint callback (its corner rounded
     /// to whole pixels, `ViewportInPixels`), so a view pixel centre maps to the centre of the

@@ -252,10 +252,29 @@ pub fn format_value(v: &Value, calibrated: bool) -> String {
             min,
             max,
             ..
-        } => format!("{area_mm2:.0} {area} mean {mean:.1} sd {sd:.1} [{min:.0}, {max:.0}]"),
-        Value::Point(Some(v)) => format!("{v:.0}"),
+        } => format!(
+            "{area_mm2:.0} {area} mean {mean:.1} sd {sd:.1} [{}, {}]",
+            sample(*min),
+            sample(*max)
+        ),
+        Value::Point(Some(v)) => sample(*v),
         Value::Point(None) | Value::Colour(None) => "outside".into(),
         Value::Colour(Some([r, g, b])) => format!("RGB {r} {g} {b}"),
+    }
+}
+
+/// A voxel's value as read: whole numbers (HU, most stored values) as they are, values of a
+/// fractional rescale (SUV, quantitative maps) with the decimals their size needs ("2.46",
+/// not "2").
+fn sample(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
     }
 }
 
@@ -879,8 +898,15 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     if app.cells.get(i).is_some_and(|c| c.beyond_link) {
         bottom_left += "Linked position beyond this series\n";
     }
-    // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
-    bottom_left += &format!("Pos {:.1} mm", (o.position_mm * 10.0).round() / 10.0 + 0.0);
+    let placed = info.geometry.trusted;
+    if placed {
+        // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
+        bottom_left += &format!("Pos {:.1} mm", (o.position_mm * 10.0).round() / 10.0 + 0.0);
+    } else {
+        // Frames without Image Position/Orientation are stacked 1 mm apart for display
+        // only: no position, step or reformat distance of theirs is real.
+        bottom_left += "No position in the files";
+    }
     // On one of the stack's slices, its Slice Thickness; on a thin reformat (or without a
     // thickness in the file), the step between planes, named as such.
     let thickness = o
@@ -891,7 +917,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         bottom_left += &format!("\nSlab {:.1} mm {:?}", o.slab_mm, viewport.slab_mode);
     } else if let Some(t) = thickness {
         bottom_left += &format!("\nThk {t:.2} mm");
-    } else {
+    } else if placed {
         // On a slice, the gap to the next one (an uneven stack's gaps differ).
         let z = |k: usize| info.slices.get(k).map(|s| f64::from(s.z));
         let gap = o.slice.and_then(|(k, _)| {
@@ -973,10 +999,16 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             screen.extend(pts);
         }
         if let (Some(last), Some(v)) = (screen.last(), app.measurement_value(meas)) {
+            let mut label = format_value(&v, app.measurement_calibrated(meas));
+            // Values are read from the voxels on the measurement's own plane: on a slab
+            // (a MIP of a vessel, say) that is not what the pixel under it shows.
+            if viewport.slab_mm > 0.0 && matches!(v, Value::Point(_) | Value::Region { .. }) {
+                label += " (centre plane)";
+            }
             painter.text(
                 *last + Vec2::new(6.0, -6.0),
                 Align2::LEFT_BOTTOM,
-                format_value(&v, app.measurement_calibrated(meas)),
+                label,
                 font.clone(),
                 MEASURE,
             );
@@ -1094,6 +1126,16 @@ mod tests {
         let frames = [slice(Some(7), 1), slice(Some(7), 0)];
         assert_eq!(slice_line(&frames, 1, 2), "Im 1/2 (Fr 2)\n");
         assert_eq!(slice_line(&frames, 2, 2), "Im 2/2 (Fr 1)\n");
+    }
+
+    /// Whole values as they are; fractional ones (a rescale of 0.001) keep their decimals.
+    #[test]
+    fn samples_keep_the_decimals_they_have() {
+        assert_eq!(format_value(&Value::Point(Some(40.0)), true), "40");
+        assert_eq!(format_value(&Value::Point(Some(-1000.0)), true), "-1000");
+        assert_eq!(format_value(&Value::Point(Some(2.4567)), true), "2.46");
+        assert_eq!(format_value(&Value::Point(Some(0.0312)), true), "0.031");
+        assert_eq!(format_value(&Value::Point(Some(153.26)), true), "153.3");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct VoiLut {
 }
 
 /// The VOI transform.
+/// The narrowest LINEAR_EXACT or SIGMOID window drawn (a width an f32 still divides by).
+pub const MIN_EXACT_WIDTH: f64 = 1e-3;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Voi {
     /// Window center and width in modality units (HU for CT).
@@ -80,15 +83,31 @@ impl Voi {
     pub fn from_slice(slice: &imaging::series::SliceRef) -> Option<Voi> {
         slice
             .window
-            .filter(|w| w.width >= 1.0)
             .map(|w| Voi::from_window(&w))
+            .filter(|v| v.validate_window())
             .or_else(|| slice.voi_lut.as_deref().map(Voi::from_lut))
     }
 
-    /// A linear window spanning modality values `min..=max` (at least 1 wide).
+    /// A window spanning modality values `min..=max`: LINEAR, at least 1 wide (PS3.3
+    /// C.11.2.1.2.1), for data that spans 1 or more; LINEAR_EXACT over data that spans less
+    /// (a quantitative map scaled to 0..0.5, which a width of 1 would show as a threshold).
     pub fn spanning(min: f64, max: f64) -> Voi {
-        let width = (max - min).max(1.0);
+        let range = max - min;
+        if range.is_finite() && range < 1.0 {
+            let width = range.max(MIN_EXACT_WIDTH);
+            return Voi::Window {
+                center: min + width / 2.0,
+                width,
+                function: VoiFunction::LinearExact,
+            };
+        }
+        let width = range.max(1.0);
         Voi::linear(min + width / 2.0, width)
+    }
+
+    /// Whether a window's values can be drawn (as [`Display::validate`] requires).
+    fn validate_window(&self) -> bool {
+        Display::new(self.clone()).validate().is_ok()
     }
 
     /// Named window presets (center, width in HU), as radiologists use them.
@@ -187,7 +206,7 @@ impl Display {
                 let min_width = if *function == VoiFunction::Linear {
                     1.0
                 } else {
-                    1e-3
+                    MIN_EXACT_WIDTH
                 };
                 if !center.is_finite() || !width.is_finite() || *width < min_width {
                     return Err(RenderError::View(format!(

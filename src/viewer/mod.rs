@@ -244,9 +244,21 @@ impl Viewport {
     /// Window/level by a drag: right widens the window, down raises the level (as most
     /// viewers do), scaled so a 500-pixel drag spans the current width.
     pub fn drag_window(&mut self, dx: f64, dy: f64) {
-        if let Voi::Window { center, width, .. } = &mut self.display.voi {
-            let scale = (*width / 500.0).max(0.5);
-            *width = (*width + dx * scale).max(1.0);
+        if let Voi::Window {
+            center,
+            width,
+            function,
+        } = &mut self.display.voi
+        {
+            // LINEAR is at least 1 wide (PS3.3 C.11.2.1.2.1), and half a unit a pixel keeps HU
+            // windows responsive; a narrower exact window (data spanning less than 1) moves
+            // by its own width.
+            let (scale, narrowest) = if *function == crate::render::voi::VoiFunction::Linear {
+                ((*width / 500.0).max(0.5), 1.0)
+            } else {
+                (*width / 500.0, crate::render::voi::MIN_EXACT_WIDTH)
+            };
+            *width = (*width + dx * scale).max(narrowest);
             *center += dy * scale;
         }
     }
@@ -647,5 +659,19 @@ mod tests {
         assert_eq!(v.overlay(&info).window, Some((800.0, -160.0)));
         v.drag_window(-10_000.0, 0.0);
         assert_eq!(v.overlay(&info).window.map(|w| w.0), Some(1.0));
+        // Data spanning less than 1 (a map scaled to 0..0.5) opens in LINEAR_EXACT over its
+        // range (a LINEAR window is 1 wide at least: a threshold there) and narrows below 1.
+        let mut q = Viewport::new(&info, Plane::Axial, Voi::spanning(0.0, 0.5));
+        assert_eq!(q.overlay(&info).window, Some((0.5, 0.25)));
+        assert!(matches!(
+            q.display.voi,
+            Voi::Window {
+                function: crate::render::voi::VoiFunction::LinearExact,
+                ..
+            }
+        ));
+        q.drag_window(-250.0, 0.0);
+        assert_eq!(q.overlay(&info).window.map(|w| w.0), Some(0.25));
+        assert!(q.display.validate().is_ok());
     }
 }

@@ -508,9 +508,12 @@ fn make_stack(
         signed: h.signed,
         photometric_interpretation: h.photometric_interpretation.clone(),
     };
+    // A mosaic shown as stored (not unpacked) has the mosaic's Image Position, which is no
+    // slice's: its tiles are different slices, so it has no position to show or measure by.
     let placed = frames
         .iter()
-        .all(|f| f.position.is_some() && f.orientation.is_some());
+        .all(|f| f.position.is_some() && f.orientation.is_some())
+        && !(mosaic_flag && mosaic.is_none());
     let geometry = if placed {
         let orientation = frames[0]
             .orientation
