@@ -323,10 +323,6 @@ struct Written {
     metadata_json: String,
     key: String,
     bytes: bytes::Bytes,
-    /// The object was already stored when this upload put it (another upload wrote it).
-    /// Only such an object can be deleted under this upload, by that upload's refusal: one
-    /// this upload wrote is in no other upload's list to delete.
-    found_stored: bool,
 }
 
 async fn store_checked(
@@ -355,7 +351,6 @@ async fn store_checked(
             metadata_json: c.metadata_json,
             key,
             bytes,
-            found_stored: !new,
         });
     }
     match insert_rows(db, store, case_id, &rows, &mut written).await {
@@ -477,16 +472,13 @@ async fn insert_rows(
             )));
         }
     }
-    // The objects are held from here to the commit, and each this upload found stored is
-    // checked to be there: a refused upload of the same bytes may have deleted it. (Only
-    // those: on SQLite the checks run in the server's one write turn, one request each on
-    // S3, and a new study's objects are all this upload's own.)
+    // The objects are held from here to the commit, and each is checked to be there: a
+    // refused upload of the same bytes may have deleted one this upload found stored.
     let keys: Vec<&str> = rows.iter().map(|w| w.key.as_str()).collect();
     db.lock_objects(&mut tx, &keys).await?;
     ensure_objects(
         store,
         rows.iter()
-            .filter(|w| w.found_stored)
             .map(|w| (w.key.clone(), w.bytes.clone()))
             .collect(),
         written,
@@ -499,7 +491,6 @@ async fn insert_rows(
         metadata_json: metadata,
         key,
         bytes,
-        ..
     } in rows
     {
         let size = bytes.len() as i64;
