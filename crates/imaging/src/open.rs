@@ -131,7 +131,12 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
         );
         let stop = walker.elements(0, None, 0).ok()?;
         let body = body.get(..stop)?;
-        if walker.un_sequences.get() && read_as == EXPLICIT_VR_LE {
+        // Every syntax but implicit VR and big endian is explicit VR little endian (the
+        // encapsulated ones too, PS3.5 A.4).
+        if walker.un_sequences.get()
+            && read_as != IMPLICIT_VR_LE
+            && read_as != "1.2.840.10008.1.2.2"
+        {
             let converted = cp246_to_explicit(body).ok()?;
             InMemDicomObject::read_dataset_with_ts(converted.as_slice(), ts).ok()?
         } else {
@@ -264,18 +269,21 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
             ran_out: Cell::new(false),
             un_sequences: Cell::new(false),
         };
-        let walked = walker.elements(0, None, 0);
-        if walked.is_ok() && walker.ran_out.get() && bytes.len() < size {
-            limit = limit.saturating_mul(2);
-            let more = (limit - bytes.len()) as u64;
-            file.by_ref().take(more).read_to_end(&mut bytes).ok()?;
-            continue;
-        }
         // Ok(true): for the lenient reader. Bytes follow top-level Pixel Data, which the
         // strict reader may choke on, or a UN sequence holds implicit VR, which it misreads.
-        return Some(walked.map(|stop| {
+        let walked = walker.elements(0, None, 0).map(|stop| {
             (!header_only && walker.complete && stop < walker.total) || walker.un_sequences.get()
-        }));
+        });
+        let more_needed = walked.is_ok() && walker.ran_out.get() && bytes.len() < size;
+        if more_needed {
+            limit = limit.saturating_mul(2);
+            let more = limit.saturating_sub(bytes.len()).max(1 << 16) as u64;
+            // A file cut shorter while it is read gives nothing more: walk what there is.
+            if file.by_ref().take(more).read_to_end(&mut bytes).ok()? > 0 {
+                continue;
+            }
+        }
+        return Some(walked);
     }
 }
 
@@ -427,7 +435,16 @@ impl<'a> Walker<'a> {
             ));
         }
         loop {
-            if end.is_some_and(|e| pos >= e) || pos == self.total {
+            // An item's end binds what is in it: walked past it, the same bytes would be
+            // walked again from the end on (twice for every level of nesting).
+            if let Some(e) = end
+                && pos > e
+            {
+                return Err(format!(
+                    "an element runs past the end of its sequence item at offset {e}: damaged"
+                ));
+            }
+            if end == Some(pos) || pos == self.total {
                 return Ok(pos);
             }
             let (Some(group), Some(element)) = (self.u16_at(pos), self.u16_at(pos + 2)) else {
@@ -500,7 +517,7 @@ impl<'a> Walker<'a> {
                 continue;
             }
             let stop = start + len as usize;
-            if stop > self.total {
+            if stop > self.total || end.is_some_and(|e| stop > e) {
                 return self.too_long(&format!("element ({group:04X},{element:04X})"), pos, len);
             }
             if sequence {
@@ -567,7 +584,13 @@ impl<'a> Walker<'a> {
                 return Ok(());
             }
             pos = if len == UNDEFINED {
-                self.elements(pos + 8, None, depth + 1)?
+                let after = self.elements(pos + 8, None, depth + 1)?;
+                if after > stop {
+                    return Err(format!(
+                        "a sequence item at offset {pos} runs past its sequence's end at {stop}"
+                    ));
+                }
+                after
             } else {
                 let end = pos + 8 + len as usize;
                 if end > stop {
@@ -650,6 +673,7 @@ fn explicit_elements(
     while *pos < end.unwrap_or(body.len()) {
         let at = *pos;
         let (group, element) = (le_u16(body, at)?, le_u16(body, at + 2)?);
+        let past = |stop: usize| end.is_some_and(|e| stop > e);
         if (group, element) == (0xFFFE, 0xE00D) {
             out.extend_from_slice(&ITEM_DELIMITER);
             *pos = at + 8;
@@ -660,7 +684,8 @@ fn explicit_elements(
             let len = le_u32(body, at + 4)?;
             let stop = (len != UNDEFINED)
                 .then(|| at + 8 + len as usize)
-                .ok_or("an item of undefined length among elements")?;
+                .filter(|&stop| !past(stop))
+                .ok_or("an item tag among elements")?;
             out.extend_from_slice(body.get(at..stop).ok_or("item past the data set's end")?);
             *pos = stop;
             continue;
@@ -675,6 +700,9 @@ fn explicit_elements(
         };
         if len != UNDEFINED {
             let stop = at + header + len as usize;
+            if past(stop) {
+                return Err("an element runs past its item's end".into());
+            }
             let value = body
                 .get(at..stop)
                 .ok_or("element past the data set's end")?;
@@ -710,7 +738,15 @@ fn explicit_elements(
         *pos = at + 12;
         implicit_items(body, pos, out, depth)?;
     }
-    Ok(())
+    within(*pos, end)
+}
+
+/// An item's end binds what is in it (as in the walk: no byte is converted twice).
+fn within(pos: usize, end: Option<usize>) -> Result<(), String> {
+    match end {
+        Some(e) if pos > e => Err(format!("an element runs past its item's end at {e}")),
+        _ => Ok(()),
+    }
 }
 
 const ITEM_UNDEFINED: [u8; 8] = [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF];
@@ -757,6 +793,7 @@ fn explicit_items_until(
         *pos = at + 8;
         let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
         explicit_elements(body, pos, end, out, depth + 1)?;
+        within(*pos, Some(stop))?;
         if end.is_some() {
             out.extend_from_slice(&ITEM_DELIMITER);
         }
@@ -827,7 +864,7 @@ fn implicit_elements(
         );
         *pos = at + 8;
         if (group, element) == (0xFFFE, 0xE00D) {
-            return Ok(());
+            return within(*pos, end);
         }
         let vr = dicom_dictionary_std::StandardDataDictionary
             .by_tag(dicom_core::Tag(group, element))
@@ -846,6 +883,7 @@ fn implicit_elements(
                     *pos += 8;
                     let item_end = (item_len != UNDEFINED).then(|| *pos + item_len as usize);
                     implicit_elements(body, pos, item_end, out, depth + 1)?;
+                    within(*pos, Some(stop))?;
                     out.extend_from_slice(&ITEM_DELIMITER);
                 }
                 *pos = stop;
@@ -871,7 +909,7 @@ fn implicit_elements(
         out.extend_from_slice(value);
         *pos += len as usize;
     }
-    Ok(())
+    within(*pos, end)
 }
 
 /// An explicit VR data set has two upper-case letters where implicit VR has a length.
@@ -1054,6 +1092,12 @@ mod tests {
     /// Request Attributes Sequence as UN of undefined length, its item implicit VR (with a
     /// nested defined-length sequence), then explicit elements again.
     pub(super) fn cp246_file() -> Vec<u8> {
+        cp246_file_in(EXPLICIT_VR_LE)
+    }
+
+    /// The same in transfer syntax `ts`; an encapsulated syntax gets encapsulated Pixel Data
+    /// (an empty offset table and one fragment).
+    fn cp246_file_in(ts: &str) -> Vec<u8> {
         let mut inner = implicit(0x0008, 0x0100, b"C123");
         inner.extend(implicit(0x0008, 0x0102, b"99OVR "));
         let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
@@ -1069,7 +1113,14 @@ mod tests {
         body.extend_from_slice(&ITEM_DELIMITER);
         body.extend_from_slice(&SEQUENCE_DELIMITER);
         body.extend(short_element(0x10, 0x10, b"PN", b"Doe^J "));
-        part10(EXPLICIT_VR_LE, &body)
+        if ts != EXPLICIT_VR_LE {
+            body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
+            body.extend_from_slice(&[0xFF; 4]);
+            body.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+            body.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 0xFF, 0xD8, 0xFF, 0xD9]);
+            body.extend_from_slice(&SEQUENCE_DELIMITER);
+        }
+        part10(ts, &body)
     }
 
     /// A UN of undefined length holds implicit VR items (PS3.5 6.2.2, CP-246). The walk
@@ -1078,7 +1129,8 @@ mod tests {
     #[test]
     fn a_un_sequence_of_undefined_length_reads_as_implicit_vr() {
         let (_dir, path) = write(&cp246_file());
-        for header_only in [false, true] {
+        let (_dir2, jpeg) = write(&cp246_file_in("1.2.840.10008.1.2.4.50"));
+        for (path, header_only) in [(&path, false), (&path, true), (&jpeg, false), (&jpeg, true)] {
             let obj = open_dicom(&path, header_only).unwrap();
             let items = obj
                 .get(dicom_core::Tag(0x0040, 0x0275))
@@ -1098,7 +1150,46 @@ mod tests {
             let private = items[0].get(dicom_core::Tag(0x0029, 0x1010)).unwrap();
             assert_eq!(private.to_bytes().unwrap().as_ref(), &[1, 2, 3, 4, 5, 6]);
             assert_eq!(text(&obj, tags::PATIENT_NAME).as_deref(), Some("Doe^J"));
+            if path == &jpeg && !header_only {
+                let pixels = obj.get(tags::PIXEL_DATA).expect("encapsulated Pixel Data");
+                let fragments = pixels.value().fragments().expect("fragments");
+                assert_eq!(fragments, [vec![0xFF, 0xD8, 0xFF, 0xD9]]);
+            }
         }
+    }
+
+    /// Sequences of defined length each holding an item of undefined length, 30 deep, whose
+    /// one item delimiter ends them all: the walk went into each item to its delimiter, then
+    /// on from its sequence's end over the same bytes (2^31 steps: minutes a file). An item's
+    /// end now binds what is in it, and the file is refused at once.
+    #[test]
+    fn items_overrunning_their_sequence_are_refused_at_once() {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        for _ in 0..30 {
+            body.extend_from_slice(&[0x08, 0x00, 0x40, 0x11, b'S', b'Q', 0, 0, 8, 0, 0, 0]);
+            body.extend_from_slice(&ITEM_UNDEFINED);
+        }
+        body.extend_from_slice(&ITEM_DELIMITER);
+        let walker = Walker::whole(&body, true, false);
+        let message = walker.elements(0, None, 0).unwrap_err();
+        assert!(message.contains("past its sequence's end"), "{message}");
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &body));
+        assert!(refusal(&path, true).contains("past"));
+        // The same in implicit VR inside a CP-246 sequence: the walk and the converter
+        // (which wrote the repeated bytes out again, gigabytes) both refuse it.
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x40, 0x00, 0x75, 0x02, b'U', b'N', 0, 0]);
+        body.extend_from_slice(&[0xFF; 4]);
+        body.extend_from_slice(&ITEM_UNDEFINED);
+        for _ in 0..30 {
+            body.extend_from_slice(&[0x08, 0x00, 0x40, 0x11, 8, 0, 0, 0]);
+            body.extend_from_slice(&ITEM_UNDEFINED);
+        }
+        body.extend_from_slice(&ITEM_DELIMITER);
+        body.extend_from_slice(&SEQUENCE_DELIMITER);
+        let walker = Walker::whole(&body, true, false);
+        assert!(walker.elements(0, None, 0).is_err());
+        assert!(cp246_to_explicit(&body).is_err());
     }
 
     /// The converter and the walk on every cut and every overwritten byte of a CP-246 data
