@@ -1131,7 +1131,7 @@ mod tests {
         let (_dir, path) = write(&cp246_file());
         let (_dir2, jpeg) = write(&cp246_file_in("1.2.840.10008.1.2.4.50"));
         for (path, header_only) in [(&path, false), (&path, true), (&jpeg, false), (&jpeg, true)] {
-            let obj = open_dicom(&path, header_only).unwrap();
+            let obj = open_dicom(path, header_only).unwrap();
             let items = obj
                 .get(dicom_core::Tag(0x0040, 0x0275))
                 .and_then(|e| e.items())
