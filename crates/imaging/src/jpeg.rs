@@ -58,31 +58,23 @@ impl Handle {
         }
     }
 
-    /// What a call that returned `rc` left: `Ok` when it succeeded, or when libjpeg-turbo
-    /// only warned about something that leaves the picture whole (bytes between markers,
-    /// an unknown JFIF revision, scan parameters IJG libjpeg 6b ignored); `Err` on errors
-    /// and on warnings that mean lost or garbled pixels (a premature end fills the rest
-    /// grey, a bad code garbles what follows). Such a frame is not shown.
-    fn outcome(&self, rc: CInt) -> Result<(), String> {
+    /// What a call that returned `rc` left. With stop-on-warning (every decode but one,
+    /// see [`decode`]) a warning stops the call, and says which: the caller repairs what is
+    /// harmless and decodes again. Without it, only "extraneous bytes" after a single
+    /// scan's data pass (the frame was whole by then); anything else fails. libjpeg keeps
+    /// only the first warning's text, and a fatal error after a warning still reads as a
+    /// warning, so no other warning can be trusted to be the only one.
+    fn outcome(&self, rc: CInt, stop_on_warning: bool) -> Result<(), Failure> {
         if rc == 0 {
             return Ok(());
         }
         let message = self.error();
         // SAFETY: valid handle; tj3GetErrorCode only reads the last call's state.
         let warning = unsafe { tj::tj3GetErrorCode(self.0) } == tj::TJERR_TJERR_WARNING as CInt;
-        let lost = [
-            "Premature end",
-            "premature end",
-            "bad Huffman code",
-            "bad arithmetic code",
-            "instead of RST",
-            "Inconsistent progression",
-            "too many scanlines",
-        ];
-        if warning && !lost.iter().any(|l| message.contains(l)) {
-            Ok(())
-        } else {
-            Err(message)
+        match (warning, stop_on_warning) {
+            (true, true) => Err(Failure::Warning(message)),
+            (true, false) if message.contains("extraneous bytes") => Ok(()),
+            _ => Err(Failure::Error(message)),
         }
     }
 
@@ -93,7 +85,37 @@ impl Handle {
         }
         Ok(())
     }
+}
 
+/// Why a decode stopped.
+#[derive(Debug)]
+enum Failure {
+    /// libjpeg-turbo warned (and, stopping on warnings, stopped): the message says what.
+    Warning(String),
+    Error(String),
+}
+
+impl Failure {
+    fn message(self) -> String {
+        match self {
+            Failure::Warning(m) | Failure::Error(m) => m,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Error(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::Error(message.to_string())
+    }
+}
+
+impl Handle {
     fn get(&self, param: tj::TJPARAM) -> i32 {
         // SAFETY: valid handle; tj3Get only reads a parameter.
         unsafe { tj::tj3Get(self.0, param as CInt) }
@@ -104,26 +126,158 @@ type CInt = std::os::raw::c_int;
 
 /// Decode one JPEG stream (one DICOM frame).
 ///
-/// Some encoders (older GE and Philips lossy JPEG among them) write sequential DCT scans with
-/// spectral selection values that only progressive JPEG may carry (ITU-T T.81 B.2.3: Ss = 0,
-/// Se = 63, Ah = Al = 0 for sequential DCT). IJG libjpeg 6b, which such files were made and
-/// read with, ignores them; libjpeg-turbo refuses them. When it does, the scan headers are set
-/// to the only values T.81 allows and the stream is decoded again.
-///
 /// `size` is the frame's width and height as the DICOM header gives them: a stream of another
 /// size is refused before anything is allocated for it (a stream may claim 65500 x 65500).
+///
+/// libjpeg-turbo stops at the first warning, and what is harmless is repaired and decoded
+/// again: scans of sequential DCT whose spectral selection only progressive JPEG may carry
+/// (ITU-T T.81 B.2.3; older GE and Philips encoders wrote them, IJG libjpeg 6b ignored them)
+/// are set to the values T.81 allows; bytes between marker segments are dropped; an unknown
+/// JFIF revision or Adobe colour transform is read as libjpeg reads it; damaged ICC profiles
+/// are dropped. Bytes after a single scan's data (before the end marker) are tolerated in a
+/// last decode that does not stop on warnings. Every other warning (a premature end, which
+/// fills the rest grey; a bad code, which garbles what follows) fails the frame: it is not
+/// shown.
 pub fn decode(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, String> {
-    match decode_stream(jpeg, size) {
-        Err(e) if e.contains("SOS") => {
-            let mut fixed = jpeg.to_vec();
-            if normalize_sequential_scans(&mut fixed) {
-                decode_stream(&fixed, size)
-            } else {
-                Err(e)
+    let mut stream = std::borrow::Cow::Borrowed(jpeg);
+    let mut stop_on_warning = true;
+    for _ in 0..8 {
+        let failure = match decode_stream(&stream, size, stop_on_warning) {
+            Ok(frame) => return Ok(frame),
+            Err(failure) => failure,
+        };
+        let said = match &failure {
+            Failure::Warning(m) | Failure::Error(m) => m.as_str(),
+        };
+        let warned = matches!(failure, Failure::Warning(_));
+        let repaired = if said.contains("SOS") {
+            let mut fixed = stream.to_vec();
+            normalize_sequential_scans(&mut fixed).then_some(fixed)
+        } else if !warned {
+            None
+        } else if said.contains("extraneous bytes") {
+            match without_extraneous_bytes(&stream) {
+                Some(clean) => Some(clean),
+                None if stop_on_warning && scan_count(&stream) == 1 => {
+                    stop_on_warning = false;
+                    continue;
+                }
+                None => None,
             }
+        } else if said.contains("JFIF revision") {
+            with_app_byte(&stream, 0xE0, b"JFIF\0", 5, 1)
+        } else if said.contains("Adobe color transform") {
+            // libjpeg takes an unknown transform for YCbCr (1).
+            with_app_byte(&stream, 0xEE, b"Adobe", 11, 1)
+        } else if said.contains("ICC marker") {
+            without_segments(&stream, 0xE2)
+        } else {
+            None
+        };
+        match repaired {
+            Some(r) if r.as_slice() != stream.as_ref() => stream = std::borrow::Cow::Owned(r),
+            _ => return Err(failure.message()),
         }
-        other => other,
     }
+    Err("JPEG stream: too many repairs".into())
+}
+
+/// The number of scans (SOS markers) of a stream.
+fn scan_count(stream: &[u8]) -> usize {
+    segments(stream).iter().filter(|s| s.1 == 0xDA).count()
+}
+
+/// A stream without the bytes that stand between its marker segments (where a marker must
+/// follow), or `None` when there are none. Entropy-coded data is copied as it is.
+fn without_extraneous_bytes(stream: &[u8]) -> Option<Vec<u8>> {
+    let mut out = stream.get(..2)?.to_vec();
+    let mut i = 2;
+    let mut dropped = false;
+    while i < stream.len() {
+        if stream[i] != 0xFF {
+            dropped = true;
+            i += 1;
+            continue;
+        }
+        let Some(&marker) = stream.get(i + 1) else {
+            break;
+        };
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0xD9 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            out.extend_from_slice(&stream[i..i + 2]);
+            i += 2;
+            if marker == 0xD9 {
+                break;
+            }
+            continue;
+        }
+        let Some(len) = stream
+            .get(i + 2..i + 4)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            break;
+        };
+        let end = (i + 2 + len).min(stream.len());
+        out.extend_from_slice(&stream[i..end]);
+        i = end;
+        if marker == 0xDA {
+            let start = i;
+            while i + 1 < stream.len()
+                && !(stream[i] == 0xFF
+                    && stream[i + 1] != 0
+                    && !(0xD0..=0xD7).contains(&stream[i + 1]))
+            {
+                i += 1;
+            }
+            if i + 1 >= stream.len() {
+                i = stream.len();
+            }
+            out.extend_from_slice(&stream[start..i]);
+        }
+    }
+    out.extend_from_slice(&stream[i.min(stream.len())..]);
+    dropped.then_some(out)
+}
+
+/// The stream with byte `offset` of the first APPn segment (`marker`) whose data starts
+/// with `tag` set to `value` (offset counted from the segment's data, after its length).
+fn with_app_byte(
+    stream: &[u8],
+    marker: u8,
+    tag: &[u8],
+    offset: usize,
+    value: u8,
+) -> Option<Vec<u8>> {
+    let (at, _, _) = segments(stream)
+        .into_iter()
+        .find(|&(at, m, _)| m == marker && stream.get(at + 4..at + 4 + tag.len()) == Some(tag))?;
+    let mut out = stream.to_vec();
+    *out.get_mut(at + 4 + offset)? = value;
+    Some(out)
+}
+
+/// The stream without its `marker` segments (before the first scan).
+fn without_segments(stream: &[u8], marker: u8) -> Option<Vec<u8>> {
+    let drop: Vec<(usize, usize)> = segments(stream)
+        .into_iter()
+        .take_while(|s| s.1 != 0xDA)
+        .filter(|s| s.1 == marker)
+        .map(|(at, _, len)| (at, at + 2 + len))
+        .collect();
+    if drop.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(stream.len());
+    let mut from = 0;
+    for (start, end) in drop {
+        out.extend_from_slice(stream.get(from..start)?);
+        from = end;
+    }
+    out.extend_from_slice(stream.get(from..)?);
+    Some(out)
 }
 
 /// The marker segments of a JPEG or JPEG-LS stream (T.81 B.1, which T.87 shares): the offset
@@ -199,13 +353,21 @@ const SCAN_LIMIT: CInt = 500;
 /// Memory for whole-image coefficient buffers (progressive streams), in MB.
 const MEMORY_LIMIT_MB: CInt = 2048;
 
-fn decode_stream(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, String> {
+fn decode_stream(
+    jpeg: &[u8],
+    size: Option<[usize; 2]>,
+    stop_on_warning: bool,
+) -> Result<JpegFrame, Failure> {
     // SAFETY: tj3Init has no preconditions; a null return is handled.
     let raw = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as CInt) };
     if raw.is_null() {
         return Err("libjpeg-turbo could not start a decompressor".into());
     }
     let handle = Handle(raw);
+    handle.set(
+        tj::TJPARAM_TJPARAM_STOPONWARNING,
+        CInt::from(stop_on_warning),
+    )?;
     handle.set(tj::TJPARAM_TJPARAM_SCANLIMIT, SCAN_LIMIT)?;
     handle.set(tj::TJPARAM_TJPARAM_MAXMEMORY, MEMORY_LIMIT_MB)?;
     if let Some(pixels) = size.and_then(|[w, h]| CInt::try_from(w.checked_mul(h)?).ok()) {
@@ -213,7 +375,10 @@ fn decode_stream(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, Str
     }
     let len = u64::try_from(jpeg.len()).map_err(|_| "JPEG stream too long")?;
     // SAFETY: the pointer and length describe `jpeg`, which outlives the call.
-    handle.outcome(unsafe { tj::tj3DecompressHeader(handle.0, jpeg.as_ptr(), len) })?;
+    handle.outcome(
+        unsafe { tj::tj3DecompressHeader(handle.0, jpeg.as_ptr(), len) },
+        stop_on_warning,
+    )?;
     let width =
         usize::try_from(handle.get(tj::TJPARAM_TJPARAM_JPEGWIDTH)).map_err(|_| "bad JPEG width")?;
     let height = usize::try_from(handle.get(tj::TJPARAM_TJPARAM_JPEGHEIGHT))
@@ -221,9 +386,7 @@ fn decode_stream(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, Str
     if let Some([w, h]) = size
         && [w, h] != [width, height]
     {
-        return Err(format!(
-            "JPEG stream is {width}x{height}, header says {w}x{h}"
-        ));
+        return Err(format!("JPEG stream is {width}x{height}, header says {w}x{h}").into());
     }
     let precision = handle.get(tj::TJPARAM_TJPARAM_PRECISION);
     let colorspace = handle.get(tj::TJPARAM_TJPARAM_COLORSPACE);
@@ -253,7 +416,7 @@ fn decode_stream(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, Str
                     format as CInt,
                 )
             };
-            handle.outcome(rc)?;
+            handle.outcome(rc, stop_on_warning)?;
             JpegSamples::U8(out)
         }
         9..=12 => {
@@ -269,7 +432,7 @@ fn decode_stream(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, Str
                     format as CInt,
                 )
             };
-            handle.outcome(rc)?;
+            handle.outcome(rc, stop_on_warning)?;
             JpegSamples::U16(out.into_iter().map(|v| v as u16).collect())
         }
         13..=16 => {
@@ -285,10 +448,10 @@ fn decode_stream(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, Str
                     format as CInt,
                 )
             };
-            handle.outcome(rc)?;
+            handle.outcome(rc, stop_on_warning)?;
             JpegSamples::U16(out)
         }
-        other => return Err(format!("JPEG data precision {other} is not supported")),
+        other => return Err(format!("JPEG data precision {other} is not supported").into()),
     };
     Ok(JpegFrame {
         width,
@@ -499,24 +662,49 @@ mod tests {
         assert!(encode_grey(&[0; 5], 2, 2, 8, JpegEncoding::LosslessSv1).is_err());
     }
 
-    /// libjpeg-turbo warns, and TurboJPEG returns -1, for bytes between two markers; IJG
-    /// libjpeg 6b wrote such streams and showed them whole, and so do we. A stream cut short
-    /// also only warns (the rest of the frame comes out grey): that frame is refused.
+    fn grey_bytes(frame: JpegFrame) -> Vec<u8> {
+        match frame.samples {
+            JpegSamples::U8(b) => b,
+            JpegSamples::U16(_) => panic!("8-bit samples expected"),
+        }
+    }
+
+    /// libjpeg-turbo warns, and TurboJPEG returns -1, for bytes between two markers and after
+    /// a scan's data, and for an unknown JFIF revision; IJG libjpeg 6b wrote such streams and
+    /// showed them whole, and so do we (the same pixels as the clean stream). A stream cut
+    /// short also only warns (the rest of the frame comes out grey): refused, also when a
+    /// harmless warning comes first (libjpeg keeps only the first warning's text).
     #[test]
     fn harmless_warnings_pass_and_lost_pixels_do_not() {
         let samples = ramp(32, 16, 255);
         let stream = encode_grey(&samples, 32, 16, 8, JpegEncoding::Lossy { quality: 90 }).unwrap();
+        let clean = grey_bytes(decode(&stream, Some([32, 16])).unwrap());
         let sos = segments(&stream).iter().find(|s| s.1 == 0xDA).unwrap().0;
         let mut padded = stream[..sos].to_vec();
         padded.extend_from_slice(&[0x00, 0x11, 0x22]);
         padded.extend_from_slice(&stream[sos..]);
-        let clean = decode(&stream, Some([32, 16])).unwrap();
-        let warned = decode(&padded, Some([32, 16])).unwrap();
-        let (JpegSamples::U8(a), JpegSamples::U8(b)) = (clean.samples, warned.samples) else {
-            panic!("8-bit samples expected")
-        };
-        assert_eq!(a, b);
+        assert_eq!(grey_bytes(decode(&padded, Some([32, 16])).unwrap()), clean);
+        let eoi = stream.len() - 2;
+        let mut trailing = stream[..eoi].to_vec();
+        trailing.extend((0..64u8).map(|b| b & 0x7F));
+        trailing.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(
+            grey_bytes(decode(&trailing, Some([32, 16])).unwrap()),
+            clean
+        );
+        let app0 = segments(&stream).iter().find(|s| s.1 == 0xE0).unwrap().0;
+        assert_eq!(&stream[app0 + 4..app0 + 9], b"JFIF\0");
+        let mut revision = stream.clone();
+        revision[app0 + 9] = 3;
+        assert_eq!(
+            grey_bytes(decode(&revision, Some([32, 16])).unwrap()),
+            clean
+        );
+
         let cut = &stream[..sos + (stream.len() - sos) / 2];
+        let message = decode(cut, Some([32, 16])).unwrap_err();
+        assert!(message.contains("Premature end"), "{message}");
+        let cut = &padded[..sos + 3 + (stream.len() - sos) / 2];
         let message = decode(cut, Some([32, 16])).unwrap_err();
         assert!(message.contains("Premature end"), "{message}");
     }
