@@ -578,6 +578,8 @@ impl ReportState {
         pieces: &[commands::Piece],
     ) -> Vec<(Section, std::ops::Range<usize>)> {
         let mut written: Vec<(Section, std::ops::Range<usize>)> = Vec::new();
+        // One call, one utterance (a transcript, a button): "scratch that" keeps them apart.
+        self.draft.next_utterance();
         for piece in pieces {
             let before = (self.draft.findings.clone(), self.draft.impression.clone());
             self.draft

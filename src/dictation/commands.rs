@@ -80,6 +80,13 @@ fn is_a_word_here(phrase: &[&str], previous: Option<&str>) -> bool {
     }
 }
 
+/// A word's bare lower-case form: what commands and names are matched on ("Chest." is
+/// "chest").
+pub fn bare(word: &str) -> String {
+    word.trim_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase()
+}
+
 /// A word of the transcript: its text as written and its bare lower-case form.
 struct Word<'a> {
     text: &'a str,
@@ -92,9 +99,7 @@ pub fn parse(transcript: &str) -> Vec<Piece> {
         .split_whitespace()
         .map(|w| Word {
             text: w,
-            bare: w
-                .trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase(),
+            bare: bare(w),
         })
         .collect();
     let mut out = Vec::new();
@@ -123,16 +128,15 @@ pub fn parse(transcript: &str) -> Vec<Piece> {
             && let Some(kind) = words.get(i + 1).map(|w| w.bare.as_str())
             && (kind == "template" || kind == "macro")
         {
-            // It also ends before a command ("insert macro normal chest next field"); the
-            // panel matches the longest known name and keeps the rest as dictated text.
+            // The words are kept as said: the draft matches the longest known name among
+            // their first words and dictates the rest ("insert macro normal chest next field
+            // no effusion": the macro, then a field change, then text), so a name may hold
+            // words that are commands elsewhere ("insert macro colon").
             let mut j = i + 2;
             let mut name = Vec::new();
             while let Some(w) = words.get(j) {
-                if command_at(&words, j).is_some() {
-                    break;
-                }
                 if !w.bare.is_empty() {
-                    name.push(w.bare.clone());
+                    name.push(w.text);
                 }
                 j += 1;
                 if w.text.ends_with(['.', '!', '?']) {
@@ -201,7 +205,7 @@ mod tests {
             vec![
                 text("small cyst,"),
                 Piece::ScratchThat,
-                Piece::InsertMacro("normal chest".into()),
+                Piece::InsertMacro("normal chest.".into()),
                 Piece::PreviousField,
             ]
         );
@@ -210,7 +214,7 @@ mod tests {
                 "insert template CT head. L4 hyphen L5 disc open parenthesis mild close parenthesis"
             ),
             vec![
-                Piece::InsertTemplate("ct head".into()),
+                Piece::InsertTemplate("CT head.".into()),
                 text("L4"),
                 Piece::Punctuation("-"),
                 text("L5 disc"),
@@ -242,24 +246,19 @@ mod tests {
         );
     }
 
-    /// A macro or template name ends at the sentence's end or before a command; whisper
-    /// often writes no full stop after it.
+    /// A macro or template name runs to the sentence's end, as said (whisper often writes
+    /// no full stop after it); the draft finds the name in it and dictates the rest.
     #[test]
-    fn a_name_ends_before_the_next_command() {
+    fn a_name_is_kept_as_said_to_the_sentence_end() {
         assert_eq!(
-            parse("insert macro normal chest next field no effusion"),
-            vec![
-                Piece::InsertMacro("normal chest".into()),
-                Piece::NextField,
-                text("no effusion"),
-            ]
+            parse("insert macro normal chest next field Small nodule, stable."),
+            vec![Piece::InsertMacro(
+                "normal chest next field Small nodule, stable.".into()
+            )]
         );
         assert_eq!(
-            parse("Insert template CT head, period"),
-            vec![
-                Piece::InsertTemplate("ct head".into()),
-                Piece::Punctuation(".")
-            ]
+            parse("Insert macro colon. Next field"),
+            vec![Piece::InsertMacro("colon.".into()), Piece::NextField]
         );
         // Nothing nameable after it: the words stay text.
         assert_eq!(parse("insert macro ..."), vec![text("insert macro ...")]);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::checks::Section;
 use super::template::{Template, fields_in};
-use crate::dictation::commands::Piece;
+use crate::dictation::commands::{Piece, bare, parse};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Draft {
@@ -16,8 +16,21 @@ pub struct Draft {
     /// Where dictation goes: a section and a byte offset in it.
     pub section: Option<Section>,
     pub cursor: usize,
-    /// Dictated insertions, newest last: (section, start, text inserted, text it replaced).
-    undo: Vec<(Section, usize, String, String)>,
+    /// Dictated insertions, newest last.
+    undo: Vec<Insertion>,
+    /// Which utterance dictation is on (see [`Draft::next_utterance`]).
+    utterance: u64,
+}
+
+/// One dictated insertion, for "scratch that".
+#[derive(Debug, Clone, PartialEq)]
+struct Insertion {
+    section: Section,
+    start: usize,
+    inserted: String,
+    /// What it replaced (a template field), put back when it is scratched.
+    replaced: String,
+    utterance: u64,
 }
 
 impl Draft {
@@ -29,9 +42,17 @@ impl Draft {
             section: Some(Section::Findings),
             cursor: 0,
             undo: Vec::new(),
+            utterance: 0,
         };
         d.move_to_field(true, true);
         d
+    }
+
+    /// What follows is a new utterance (a transcript, a button): a mark said in it does not
+    /// join an insertion of an earlier one ("no effusion", then "comma" said by mistake, then
+    /// "scratch that" takes the comma only).
+    pub fn next_utterance(&mut self) {
+        self.utterance += 1;
     }
 
     fn text_mut(&mut self, s: Section) -> &mut String {
@@ -140,20 +161,36 @@ impl Draft {
                 };
                 let piece = format!("{glue}{text}");
                 self.text_mut(s).insert_str(cursor, &piece);
+                let utterance = self.utterance;
                 match self.undo.last_mut() {
-                    Some((us, start, inserted, _))
-                        if !fill_field && *us == s && *start + inserted.len() == cursor =>
+                    Some(last)
+                        if !fill_field
+                            && last.section == s
+                            && last.utterance == utterance
+                            && last.start + last.inserted.len() == cursor =>
                     {
-                        inserted.push_str(&piece);
+                        last.inserted.push_str(&piece);
                     }
-                    _ => self.undo.push((s, cursor, piece.clone(), String::new())),
+                    _ => self.undo.push(Insertion {
+                        section: s,
+                        start: cursor,
+                        inserted: piece.clone(),
+                        replaced: String::new(),
+                        utterance,
+                    }),
                 }
                 self.section = Some(s);
                 self.cursor = cursor + piece.len();
                 return;
             }
         };
-        self.undo.push((s, start, text.to_string(), replaced));
+        self.undo.push(Insertion {
+            section: s,
+            start,
+            inserted: text.to_string(),
+            replaced,
+            utterance: self.utterance,
+        });
         self.section = Some(s);
         self.cursor = start + text.len();
     }
@@ -179,7 +216,14 @@ impl Draft {
                     self.move_to_field(false, false);
                 }
                 Piece::ScratchThat => {
-                    if let Some((s, start, inserted, replaced)) = self.undo.pop() {
+                    if let Some(Insertion {
+                        section: s,
+                        start,
+                        inserted,
+                        replaced,
+                        ..
+                    }) = self.undo.pop()
+                    {
                         let end = start + inserted.len();
                         if self.text(s).get(start..end) == Some(inserted.as_str()) {
                             self.text_mut(s).replace_range(start..end, &replaced);
@@ -198,7 +242,7 @@ impl Draft {
                     })
                     .or_else(|| {
                         // A part of a title, said whole ("insert template chest").
-                        let wanted = plain(name);
+                        let wanted = plain(&bare_words(name));
                         templates
                             .iter()
                             .find(|t| !wanted.is_empty() && plain(&t.title).contains(&wanted))
@@ -208,9 +252,7 @@ impl Draft {
                         Some((t, rest)) => {
                             let text = t.findings.trim().to_string();
                             self.insert(&text);
-                            if !rest.is_empty() {
-                                self.insert(rest);
-                            }
+                            self.apply(&parse(rest), templates, macros);
                         }
                         None => self.insert(&format!("insert template {name}")),
                     }
@@ -220,9 +262,7 @@ impl Draft {
                         Some((text, rest)) => {
                             let text = text.clone();
                             self.insert(&text);
-                            if !rest.is_empty() {
-                                self.insert(rest);
-                            }
+                            self.apply(&parse(rest), templates, macros);
                         }
                         None => self.insert(&format!("insert macro {name}")),
                     }
@@ -232,9 +272,10 @@ impl Draft {
     }
 }
 
-/// The longest run of `spoken`'s first words that `known` answers, and the words after it
-/// ("normal chest no effusion" with a macro "normal chest": that macro, then "no effusion",
-/// which was dictated text). An empty name matches nothing.
+/// The longest run of `spoken`'s first words that `known` answers (matched on their bare
+/// lower-case forms: "Normal chest." is "normal chest"), and the words after it as said
+/// ("normal chest Small nodule, stable." with a macro "normal chest": that macro, then
+/// "Small nodule, stable.", which is dictated on). An empty name matches nothing.
 fn longest_known<T>(spoken: &str, known: impl Fn(&str) -> Option<T>) -> Option<(T, &str)> {
     let ends: Vec<usize> = spoken
         .match_indices(' ')
@@ -242,12 +283,22 @@ fn longest_known<T>(spoken: &str, known: impl Fn(&str) -> Option<T>) -> Option<(
         .chain([spoken.len()])
         .collect();
     ends.iter().rev().find_map(|&end| {
-        let name = spoken[..end].trim();
+        let name = bare_words(&spoken[..end]);
         if name.is_empty() {
             return None;
         }
-        known(name).map(|found| (found, spoken[end..].trim()))
+        known(&name).map(|found| (found, spoken[end..].trim()))
     })
+}
+
+/// `words` in their bare lower-case forms, one space apart.
+fn bare_words(words: &str) -> String {
+    words
+        .split_whitespace()
+        .map(bare)
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -368,6 +419,17 @@ mod tests {
             "{}",
             d.findings
         );
+        // A mark said in a later utterance is its own: scratched alone.
+        let mut d = Draft {
+            section: Some(Section::Findings),
+            ..Draft::default()
+        };
+        d.apply(&parse("No effusion"), &all, &none);
+        d.next_utterance();
+        d.apply(&parse("comma"), &all, &none);
+        d.next_utterance();
+        d.apply(&parse("scratch that"), &all, &none);
+        assert_eq!(d.findings, "No effusion");
         let mut d = Draft::from_template(chest);
         d.apply(&parse("comma"), &all, &none);
         assert_eq!(d.current_field().unwrap().0, "lungs");
@@ -404,6 +466,33 @@ mod tests {
         };
         d.apply(&[Piece::InsertTemplate(String::new())], &all, &macros);
         assert_eq!(d.findings, "insert template ");
+        // As parsed from speech: the name's words as said; what follows the macro is
+        // dictated on, commands included, with its case and punctuation.
+        let chest = all.iter().find(|t| t.id == "ct-chest").unwrap();
+        let mut d = Draft::from_template(chest);
+        d.apply(
+            &parse("Insert macro normal chest next field Small effusion, left."),
+            &all,
+            &macros,
+        );
+        assert!(
+            d.findings
+                .starts_with("Lungs and airways: Normal chest.\nPleura: Small effusion, left.\n"),
+            "{}",
+            d.findings
+        );
+        // A name that is a command word elsewhere.
+        let colon = BTreeMap::from([("colon".to_string(), "Colon unremarkable.".to_string())]);
+        let mut d = Draft {
+            section: Some(Section::Findings),
+            ..Draft::default()
+        };
+        d.apply(&parse("insert macro colon."), &all, &colon);
+        assert_eq!(d.findings, "Colon unremarkable.");
+        let mut d = Draft {
+            section: Some(Section::Findings),
+            ..Draft::default()
+        };
         d.apply(&[Piece::InsertTemplate("ct chest".into())], &all, &macros);
         let chest = all.iter().find(|t| t.id == "ct-chest").unwrap();
         assert!(
