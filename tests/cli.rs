@@ -87,7 +87,22 @@ fn synth_scan_load_export_round_trip() {
     overread(&["export", s, "--nifti", nii.to_str().unwrap()], &[]);
     let n = Nifti::read(&nii);
     assert_eq!(n.dims, [64, 64, 12, 1]);
-    assert_eq!((n.sform_code, n.qform_code), (1, 1));
+    // Tilted 12 degrees: the sform holds the shear, a qform (a rotation) cannot, and is
+    // marked unknown so that no reader places the slices by it.
+    assert_eq!((n.sform_code, n.qform_code), (1, 0));
+    assert!(!dir.path().join(".out.nii.gz.partial").exists());
+    // Every voxel as stored.
+    for k in 0..12 {
+        for j in 0..64 {
+            for i in 0..64 {
+                assert_eq!(
+                    n.raw(i, j, k, 0),
+                    f64::from(volume.voxels.get(i, j, k).unwrap()),
+                    "({i},{j},{k})"
+                );
+            }
+        }
+    }
     // Every corner's NIfTI world position (RAS -> LPS) is the DICOM position (float32 in NIfTI).
     for (i, j, k) in [(0, 0, 0), (63, 0, 0), (0, 63, 0), (0, 0, 11), (63, 63, 11)] {
         let ours = DVec3::from(
@@ -278,6 +293,105 @@ fn render_refuses_bad_arguments_with_a_clear_message() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     assert!(!out_png.exists(), "a refused render wrote a file");
+}
+
+/// `overread ARGS` that must fail: its stderr.
+fn overread_refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_overread"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{args:?} was accepted: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    err
+}
+
+/// What NIfTI cannot hold is not written as if it could: a stack with a missing slice is
+/// refused (one affine misplaces every slice past the gap) unless asked, and then says so in
+/// its descrip; a volume with a slice that failed to decode (zeros) is refused for export and
+/// render unless asked; an input of two patients needs --stack.
+#[test]
+fn exports_and_renders_refuse_what_they_cannot_show_truly() {
+    let dir = tempdir();
+    let gappy = dir.path().join("gappy");
+    let g = gappy.to_str().unwrap();
+    overread(
+        &[
+            "synth", "-o", g, "--slices", "10", "--size", "32", "--drop", "4",
+        ],
+        &[],
+    );
+    let nii = dir.path().join("gappy.nii");
+    let n = nii.to_str().unwrap();
+    let err = overread_refused(&["export", g, "--nifti", n]);
+    assert!(err.contains("1 missing slice"), "{err}");
+    assert!(!nii.exists());
+    overread(&["export", g, "--nifti", n, "--allow-irregular"], &[]);
+    let header = std::fs::read(&nii).unwrap();
+    let descrip = String::from_utf8_lossy(&header[148..228]);
+    assert!(descrip.contains("affine is approximate"), "{descrip}");
+
+    // A slice whose pixels are cut off fails to decode.
+    let broken = dir.path().join("broken");
+    let b = broken.to_str().unwrap();
+    overread(&["synth", "-o", b, "--slices", "6", "--size", "32"], &[]);
+    let mut files: Vec<_> = std::fs::read_dir(&broken)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let bytes = std::fs::read(&files[2]).unwrap();
+    std::fs::write(&files[2], &bytes[..bytes.len() - 500]).unwrap();
+    let out = dir.path().join("broken.nii");
+    let o = out.to_str().unwrap();
+    let err = overread_refused(&["export", b, "--nifti", o]);
+    assert!(
+        err.contains("failed slice") && err.contains("failed to decode"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let png = dir.path().join("broken.png");
+    let p = png.to_str().unwrap();
+    let err = overread_refused(&["render", b, "--cpu", "-o", p]);
+    assert!(err.contains("failed to decode"), "{err}");
+    overread(&["export", b, "--nifti", o, "--allow-failed-slices"], &[]);
+    overread(
+        &["render", b, "--cpu", "-o", p, "--allow-failed-slices"],
+        &[],
+    );
+
+    // Two patients: whose stack is exported must be chosen.
+    let two = dir.path().join("two");
+    std::fs::create_dir(&two).unwrap();
+    for (name, from) in [("a", &gappy), ("b", &broken)] {
+        let to = two.join(name);
+        std::fs::create_dir(&to).unwrap();
+        for f in std::fs::read_dir(from).unwrap() {
+            let f = f.unwrap().path();
+            if f != files[2] {
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    for f in std::fs::read_dir(two.join("b")).unwrap() {
+        let f = f.unwrap().path();
+        let mut obj = dicom_object::open_file(&f).unwrap();
+        obj.put(dicom_core::DataElement::new(
+            dicom_dictionary_std::tags::PATIENT_ID,
+            dicom_core::VR::LO,
+            dicom_core::PrimitiveValue::from("OTHER-2"),
+        ));
+        obj.write_to_file(&f).unwrap();
+    }
+    let scan: serde_json::Value =
+        serde_json::from_str(&overread(&["scan", two.to_str().unwrap(), "--json"], &[])).unwrap();
+    assert_eq!(scan["patients"].as_array().unwrap().len(), 2);
+    let err = overread_refused(&["export", two.to_str().unwrap(), "--nifti", n]);
+    assert!(
+        err.contains("2 patients: choose a stack with --stack"),
+        "{err}"
+    );
 }
 
 /// `xvfb-run`, or `None` (skipped with a message; a failure in CI, which installs it).

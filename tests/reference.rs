@@ -192,10 +192,75 @@ fn check_case(dicom: &Path, reference: &Path, tolerance_mm: f64) -> Vec<Comparis
             c.stack_id,
             c.max_position_error_mm
         );
+        if stacks[n].geometry.irregularity.affine_is_exact()
+            && let Some(volume) = &volumes[n]
+        {
+            check_written_nifti(&nifti, volume, tolerance_mm);
+        }
         used[n] = true;
         matches.push(c);
     }
     matches
+}
+
+/// The NIfTI Overread writes of `volume` places its voxels where the reference places
+/// the same voxels (sform, and the qform alone when it is set), and holds our stored values.
+/// The reference check above compares the reference with our geometry; this one compares it
+/// with our writer's file, read back by the independent test reader.
+fn check_written_nifti(reference: &Nifti, volume: &Volume, tolerance_mm: f64) {
+    let dir = crate::support::tempdir();
+    let path = dir.path().join("ours.nii");
+    imaging::nifti::write_nifti(volume, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let ours = Nifti::parse(&bytes);
+    let map = index_map(reference, volume).expect("the reference matched this volume");
+    let [nx, ny, nz, _] = reference.dims;
+    let mut readers = vec![("sform", ours.clone())];
+    if ours.qform_code != 0 {
+        let mut qform_only = bytes.clone();
+        qform_only[254..256].copy_from_slice(&0i16.to_le_bytes());
+        readers.push(("qform", Nifti::parse(&qform_only)));
+    }
+    for (which, n) in &readers {
+        // A qform is written only where a reader places voxels by it within 0.01 mm of the
+        // sform (three float32 numbers cannot hold every rotation near 180 degrees).
+        let tolerance = tolerance_mm.max(1e-3) + if *which == "qform" { 0.01 } else { 0.0 };
+        for (i, j, k) in [
+            (0, 0, 0),
+            (nx - 1, 0, 0),
+            (0, ny - 1, 0),
+            (0, 0, nz - 1),
+            (nx - 1, ny - 1, nz - 1),
+            (nx / 2, ny / 2, nz / 2),
+        ] {
+            let [oi, oj, ok] = map(i, j, k);
+            let theirs = reference.lps_of(i as f64, j as f64, k as f64);
+            let written = n.lps_of(oi as f64, oj as f64, ok as f64);
+            assert!(
+                (theirs - written).length() <= tolerance,
+                "our NIfTI's {which} puts reference voxel ({i},{j},{k}) at {written}, the reference at {theirs}"
+            );
+        }
+    }
+    let [ox, oy, oz] = volume.geometry.dims;
+    for k in 0..oz {
+        for j in 0..oy {
+            for i in 0..ox {
+                let stored = match volume.voxels.rgb(i, j, k) {
+                    Some([r, g, b]) => f64::from(u32::from_be_bytes([0, r, g, b])),
+                    None => f64::from(volume.voxels.get(i, j, k).unwrap()),
+                };
+                let written = ours.raw(i, j, k, 0);
+                let expected = match &volume.rescale {
+                    imaging::RescalePolicy::PerSlice(_) if !volume.voxels.is_colour() => {
+                        f64::from(volume.rescale.for_slice(k).apply(stored) as f32)
+                    }
+                    _ => stored,
+                };
+                assert_eq!(written, expected, "our NIfTI at ({i},{j},{k})");
+            }
+        }
+    }
 }
 
 macro_rules! reference_case {

@@ -127,6 +127,13 @@ pub struct ExportArgs {
     /// Output file, .nii or .nii.gz.
     #[arg(long)]
     pub nifti: PathBuf,
+    /// Write a stack of uneven spacing or missing slices anyway: NIfTI holds one affine, so
+    /// slices away from the first and last are misplaced (by as much as the unevenness).
+    #[arg(long)]
+    pub allow_irregular: bool,
+    /// Write even when slices failed to decode (they hold zeros, shown as such).
+    #[arg(long)]
+    pub allow_failed_slices: bool,
 }
 
 #[derive(Debug, Args)]
@@ -420,12 +427,50 @@ fn stack_line(s: &Stack) -> String {
 /// Scan, group and pick a stack (by id or the default).
 fn pick_stack(paths: &[PathBuf], id: Option<&str>) -> Result<(ScanReport, Stack, f64)> {
     let (report, patients, secs) = scan_and_group(paths);
-    let stack = match id {
-        Some(id) => imaging::find_stack(&patients, id)
-            .with_context(|| format!("no stack with id {id} (see `overread scan`)"))?,
-        None => imaging::default_stack(&patients).context("no image stack found")?,
-    };
+    let stack = choose_stack(&patients, id)?;
     Ok((without_instances(&report), stack.clone(), secs))
+}
+
+/// Stack `id`, or the default stack.
+fn choose_stack<'a>(patients: &'a [Patient], id: Option<&str>) -> Result<&'a Stack> {
+    match id {
+        Some(id) => imaging::find_stack(patients, id)
+            .with_context(|| format!("no stack with id {id} (see `overread scan`)")),
+        None => imaging::default_stack(patients).context("no image stack found"),
+    }
+}
+
+/// The stack an output is made of, chosen by `id` or, when the input holds one patient,
+/// the default one; with several patients and no `id`, refused (an export or a key image
+/// must not be of whichever patient's stack happens to be largest). Says on stderr which
+/// stack it is.
+pub(crate) fn pick_output_stack(paths: &[PathBuf], id: Option<&str>) -> Result<Stack> {
+    let (_, patients, _) = scan_and_group(paths);
+    if id.is_none() && patients.len() > 1 {
+        bail!(
+            "the input holds {} patients: choose a stack with --stack (see `overread scan`)",
+            patients.len()
+        );
+    }
+    let stack = choose_stack(&patients, id)?.clone();
+    eprintln!("{}", stack_line(&stack));
+    Ok(stack)
+}
+
+/// Refuse a volume with slices that failed to decode (they hold zeros) unless `allowed`;
+/// list them on stderr either way.
+pub(crate) fn check_failed_slices(volume: &Volume, allowed: bool) -> Result<()> {
+    for f in &volume.failed_slices {
+        eprintln!("failed slice {}: {}", f.k, f.message);
+    }
+    if !volume.failed_slices.is_empty() && !allowed {
+        bail!(
+            "{} slice(s) failed to decode and would be zeros: not written (--allow-failed-slices \
+             writes them anyway)",
+            volume.failed_slices.len()
+        );
+    }
+    Ok(())
 }
 
 /// The report's warnings and counts, without its (large) list of headers.
@@ -526,8 +571,32 @@ fn export_cmd(args: &ExportArgs) -> Result<()> {
     if !(name.ends_with(".nii") || name.ends_with(".nii.gz")) {
         bail!("--nifti must end in .nii or .nii.gz");
     }
-    let (_, stack, _) = pick_stack(&args.paths, args.stack.as_deref())?;
+    let stack = pick_output_stack(&args.paths, args.stack.as_deref())?;
+    let g = &stack.geometry;
+    if g.trusted && !g.irregularity.affine_is_exact() {
+        let i = &g.irregularity;
+        let what = format!(
+            "uneven spacing ({:.2} to {:.2} mm) or {} missing slice(s)",
+            i.min_step_mm,
+            i.max_step_mm,
+            i.missing_slices.iter().map(|m| m.1).sum::<usize>()
+        );
+        if !args.allow_irregular {
+            bail!(
+                "stack {} has {what}: one NIfTI affine cannot place its slices (--allow-irregular \
+                 writes it with an approximate affine, said in its descrip)",
+                stack.id
+            );
+        }
+        eprintln!("warning: {what}: the affine written is approximate");
+    }
+    if !g.trusted {
+        eprintln!(
+            "warning: no position or orientation in the files: written without scanner coordinates"
+        );
+    }
     let volume = load_with_progress(&stack)?;
+    check_failed_slices(&volume, args.allow_failed_slices)?;
     imaging::nifti::write_nifti(&volume, &args.nifti)?;
     println!(
         "wrote {} ({}x{}x{})",
@@ -536,11 +605,6 @@ fn export_cmd(args: &ExportArgs) -> Result<()> {
         volume.geometry.dims[1],
         volume.geometry.dims[2]
     );
-    if !volume.geometry.irregularity.is_regular() {
-        println!(
-            "note: irregular stack (tilt, uneven spacing or gaps): the NIfTI affine is a best fit"
-        );
-    }
     Ok(())
 }
 

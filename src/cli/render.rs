@@ -15,7 +15,7 @@ use crate::render::{
 };
 use imaging::stats::voxel_range;
 
-use super::{load_with_progress, pick_stack};
+use super::{check_failed_slices, load_with_progress, pick_output_stack};
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {
@@ -25,6 +25,9 @@ pub struct RenderArgs {
     /// Stack id from `overread scan` (default: the largest non-localizer stack).
     #[arg(long)]
     pub stack: Option<String>,
+    /// Render even when slices failed to decode (they hold zeros, shown as such).
+    #[arg(long)]
+    pub allow_failed_slices: bool,
     /// axial, coronal, sagittal or oblique:NX,NY,NZ (the plane normal, patient LPS).
     #[arg(long, default_value = "axial")]
     pub plane: String,
@@ -100,9 +103,10 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
     if !(args.slab.is_finite() && args.slab >= 0.0) {
         bail!("--slab must be a thickness in mm, 0 or more");
     }
-    let (_, stack, _) = pick_stack(&args.paths, args.stack.as_deref())?;
+    let stack = pick_output_stack(&args.paths, args.stack.as_deref())?;
     let t0 = Instant::now();
     let volume = load_with_progress(&stack)?;
+    check_failed_slices(&volume, args.allow_failed_slices)?;
     let load_secs = t0.elapsed().as_secs_f64();
     let info = Arc::new(VolumeInfo::new(&volume)?);
 

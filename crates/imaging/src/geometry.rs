@@ -45,6 +45,12 @@ pub struct SliceIrregularity {
 }
 
 impl SliceIrregularity {
+    /// True when one affine (shear included: gantry tilt) places every slice exactly: evenly
+    /// spaced slices on one straight line, none missing. A NIfTI sform can then hold it.
+    pub fn affine_is_exact(&self) -> bool {
+        !self.uneven_spacing && self.missing_slices.is_empty() && !self.nonlinear_positions
+    }
+
     /// True when the 4x4 affine alone places every voxel exactly.
     pub fn is_regular(&self) -> bool {
         self.shear_deg.abs() < 1e-3

@@ -3,11 +3,16 @@
 //!
 //! NIfTI world space is RAS+, DICOM patient space LPS+: the first two rows of
 //! `patient_from_voxel` change sign. The sform carries the full affine, shear included (gantry
-//! tilt); the qform can only hold a rotation, so it gets the orthonormal part (row, column,
-//! normal directions) and `pixdim`. Voxels are written as stored (int16/uint16) with
-//! `scl_slope`/`scl_inter` when the rescale is uniform, and as float32 modality values, slice
-//! by slice, when slices are scaled differently.
-//! Uneven slice spacing cannot be represented in NIfTI: the affine is the best fit.
+//! tilt); the qform can only hold a rotation, so it is set (to the orthonormal part and
+//! `pixdim`) only when there is no shear, and marked unknown otherwise (readers that prefer the
+//! qform would misplace a tilted stack by millimetres a slice). Voxels are written as stored
+//! (int16/uint16) with `scl_slope`/`scl_inter` when the rescale is uniform, and as float32
+//! modality values, slice by slice, when slices are scaled differently.
+//!
+//! What NIfTI cannot say is said in `descrip` and by the codes: a stack of uneven spacing or
+//! missing slices has no exact affine (the one written runs through the first and last slice;
+//! the CLI refuses such an export unless asked); frames without position or orientation get
+//! both codes unknown (no scanner coordinates), and without Pixel Spacing no spatial unit.
 
 use std::io::Write;
 use std::path::Path;
@@ -22,29 +27,56 @@ const DT_FLOAT32: i16 = 16;
 const DT_UINT16: i16 = 512;
 /// Three bytes a voxel, RGB interleaved (nifti1.h `DT_RGB24`).
 const DT_RGB24: i16 = 128;
+const NIFTI_XFORM_UNKNOWN: i16 = 0;
 const NIFTI_XFORM_SCANNER_ANAT: i16 = 1;
 const NIFTI_UNITS_MM: u8 = 2;
 
-/// Write `volume` to `path` (`.nii` or `.nii.gz`).
+/// Write `volume` to `path` (`.nii` or `.nii.gz`): whole or not at all (written beside it under
+/// a temporary name, then renamed; a full disk leaves no file that looks complete).
 pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), ImagingError> {
     let io = |source| ImagingError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::create(path).map_err(io)?;
-    let gz = path.extension().is_some_and(|e| e == "gz");
-    let mut writer: Box<dyn Write> = if gz {
-        Box::new(flate2::write::GzEncoder::new(
-            std::io::BufWriter::new(file),
-            flate2::Compression::fast(),
-        ))
+    let name = path
+        .file_name()
+        .ok_or_else(|| io(std::io::Error::other("no file name")))?;
+    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let written = (|| {
+        let file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+        let file = if path.extension().is_some_and(|e| e == "gz") {
+            let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+            write_nifti_to(volume, &mut gz)?;
+            // `finish` writes the last block and the trailer, and says if that failed (a
+            // drop would not).
+            gz.finish()?
+        } else {
+            let mut file = file;
+            write_nifti_to(volume, &mut file)?;
+            file
+        };
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written.map_err(io)
+}
+
+/// What `descrip` says of a volume's geometry (at most 79 bytes).
+fn description(volume: &Volume) -> &'static str {
+    let g = &volume.geometry;
+    if !g.trusted {
+        "Overread: no patient position in the files; no scanner coordinates"
+    } else if !g.irregularity.affine_is_exact() {
+        "Overread: uneven or missing slices; the affine is approximate"
+    } else if !g.pixel_spacing_known {
+        "Overread: no Pixel Spacing; sizes are in pixels"
     } else {
-        Box::new(std::io::BufWriter::new(file))
-    };
-    write_nifti_to(volume, &mut writer).map_err(io)?;
-    writer.flush().map_err(io)?;
-    drop(writer);
-    Ok(())
+        "Overread"
+    }
 }
 
 /// The NIfTI sform (RAS) of a volume's best-fit affine: rows of a 3x4 matrix.
@@ -78,7 +110,15 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
     };
     put_i32(&mut h, 0, 348); // sizeof_hdr
     h[38] = b'r'; // regular
-    let dims = [3i16, nx as i16, ny as i16, nz as i16, 1, 1, 1, 1];
+    let dim = |n: usize| {
+        i16::try_from(n).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{n} voxels along an axis: NIfTI-1 holds at most 32767"),
+            )
+        })
+    };
+    let dims = [3i16, dim(nx)?, dim(ny)?, dim(nz)?, 1, 1, 1, 1];
     for (i, d) in dims.iter().enumerate() {
         put_i16(&mut h, 40 + 2 * i, *d);
     }
@@ -117,11 +157,36 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
     put_f32(&mut h, 108, 352.0); // vox_offset
     put_f32(&mut h, 112, slope);
     put_f32(&mut h, 116, inter);
-    h[123] = NIFTI_UNITS_MM;
-    put_i16(&mut h, 252, NIFTI_XFORM_SCANNER_ANAT); // qform_code
-    put_i16(&mut h, 254, NIFTI_XFORM_SCANNER_ANAT); // sform_code
+    // Without Pixel Spacing the sizes are pixels: no spatial unit.
+    h[123] = if g.pixel_spacing_known {
+        NIFTI_UNITS_MM
+    } else {
+        0
+    };
+    let descrip = description(volume).as_bytes();
+    h[148..148 + descrip.len().min(79)].copy_from_slice(&descrip[..descrip.len().min(79)]);
+    let sform_code = if g.trusted {
+        NIFTI_XFORM_SCANNER_ANAT
+    } else {
+        NIFTI_XFORM_UNKNOWN
+    };
     let [b, c, d] = quaternion_bcd(&r);
     let sform = sform_ras(volume);
+    // A rotation cannot hold a shear: a tilted stack's qform is marked unknown. Nor can three
+    // float32 numbers hold every rotation (the fourth, derived, is imprecise near 180
+    // degrees): a qform that a reader would place more than 0.01 mm from the sform is
+    // marked unknown too.
+    let q32 = [b, c, d].map(|v| f64::from(v as f32));
+    let offset = [sform[0][3], sform[1][3], sform[2][3]].map(|v| f64::from(v as f32));
+    let spacing = [pixdim[1], pixdim[2], pixdim[3]].map(|v| f64::from(v as f32));
+    let qform_ok = qform_error_mm(q32, qfac, spacing, offset, &sform, [nx, ny, nz]) <= 0.01;
+    let qform_code = if g.trusted && g.irregularity.shear_deg.abs() < 1e-3 && qform_ok {
+        NIFTI_XFORM_SCANNER_ANAT
+    } else {
+        NIFTI_XFORM_UNKNOWN
+    };
+    put_i16(&mut h, 252, qform_code);
+    put_i16(&mut h, 254, sform_code);
     for (i, v) in [b, c, d, sform[0][3], sform[1][3], sform[2][3]]
         .iter()
         .enumerate()
@@ -159,6 +224,65 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
         w.write_all(&buf)?;
     }
     Ok(())
+}
+
+/// The largest distance, over the grid's corners, between where a reader puts a voxel by the
+/// qform (quaternion `bcd` as stored, `a` derived as nifti1_io derives it) and by the sform
+/// (as stored, float32).
+fn qform_error_mm(
+    [b, c, d]: [f64; 3],
+    qfac: f64,
+    spacing: [f64; 3],
+    offset: [f64; 3],
+    sform: &[[f64; 4]; 3],
+    [nx, ny, nz]: [usize; 3],
+) -> f64 {
+    let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
+    let r = DMat3::from_cols(
+        DVec3::new(
+            a * a + b * b - c * c - d * d,
+            2.0 * (b * c + a * d),
+            2.0 * (b * d - a * c),
+        ),
+        DVec3::new(
+            2.0 * (b * c - a * d),
+            a * a + c * c - b * b - d * d,
+            2.0 * (c * d + a * b),
+        ),
+        DVec3::new(
+            2.0 * (b * d + a * c),
+            2.0 * (c * d - a * b),
+            a * a + d * d - c * c - b * b,
+        ),
+    );
+    let sform32 = sform.map(|row| row.map(|v| f64::from(v as f32)));
+    let mut worst: f64 = 0.0;
+    for corner in 0..8 {
+        let v = DVec3::new(
+            if corner & 1 == 0 {
+                0.0
+            } else {
+                nx.saturating_sub(1) as f64
+            },
+            if corner & 2 == 0 {
+                0.0
+            } else {
+                ny.saturating_sub(1) as f64
+            },
+            if corner & 4 == 0 {
+                0.0
+            } else {
+                nz.saturating_sub(1) as f64
+            },
+        );
+        let scaled = DVec3::new(v.x * spacing[0], v.y * spacing[1], v.z * spacing[2] * qfac);
+        let by_qform = r * scaled + DVec3::from(offset);
+        let by_sform = DVec3::from_array(std::array::from_fn(|row| {
+            sform32[row][0] * v.x + sform32[row][1] * v.y + sform32[row][2] * v.z + sform32[row][3]
+        }));
+        worst = worst.max((by_qform - by_sform).length());
+    }
+    worst
 }
 
 /// Quaternion (b, c, d) of a proper rotation matrix, as nifti1_io's `nifti_mat44_to_quatern`
