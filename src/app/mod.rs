@@ -203,8 +203,9 @@ fn calibrated(info: &VolumeInfo, shape: &Shape) -> bool {
     if g.trusted {
         return true;
     }
+    // Every point the shape reaches (an ellipse's centre and the ends of its axes).
     let along: Vec<f64> = shape
-        .points()
+        .handles()
         .iter()
         .map(|p| (DVec3::from(*p) - info.origin).dot(info.axes[2]))
         .collect();
@@ -1354,6 +1355,7 @@ impl OverreadApp {
             }
             c.viewport
                 .set_position_within(&o.info, centre.dot(c.viewport.normal()));
+            c.beyond_link = false;
             c.dirty = true;
         }
         Ok(())
@@ -1928,9 +1930,16 @@ mod tests {
             a: [1.0, 1.0, 0.0],
             b: [1.0, 1.0, 9.0],
         };
+        // An ellipse on a reformat: centred in one frame, reaching across others.
+        let ellipse_across = Shape::Ellipse {
+            center: [4.0, 4.0, 4.0],
+            semi_axis_1: [2.0, 0.0, 0.0],
+            semi_axis_2: [0.0, 0.0, 3.0],
+        };
         let unplaced = info(&VolumeGeometry::untrusted(16, 16, 10, Some([0.5, 0.5])));
         assert!(calibrated(&unplaced, &within));
         assert!(!calibrated(&unplaced, &across));
+        assert!(!calibrated(&unplaced, &ellipse_across));
         let no_spacing = info(&VolumeGeometry::untrusted(16, 16, 10, None));
         assert!(!calibrated(&no_spacing, &within));
         let placed = info(&VolumeGeometry::from_slices(

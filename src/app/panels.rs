@@ -895,7 +895,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         Some((k, n)) => slice_line(&open.stack.slices, k, n),
         None => String::new(),
     };
-    if app.cells.get(i).is_some_and(|c| c.beyond_link) {
+    if app.link_series && app.cells.get(i).is_some_and(|c| c.beyond_link) {
         bottom_left += "Linked position beyond this series\n";
     }
     let placed = info.geometry.trusted;
@@ -936,7 +936,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     let mut bottom_right = match o.window {
         // Colour is shown as stored: no window applies (PS3.3 C.11.2 is for grey).
         _ if info.colour => "Colour".to_string(),
-        Some((w, l)) => format!("W {w:.0} L {l:.0}"),
+        Some((w, l)) => format!("W {} L {}", sample(w), sample(l)),
         None => "VOI LUT".into(),
     };
     bottom_right += &format!("\nZoom {:.2}", o.zoom);
@@ -1082,7 +1082,14 @@ pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
 /// object, whose slices are its frames, the frame number.
 fn slice_line(slices: &[imaging::series::SliceRef], k: usize, n: usize) -> String {
     let named = slices.get(k.wrapping_sub(1)).and_then(|s| {
-        if slices.iter().any(|other| other.frame > 0) {
+        if let Some(tile) = s.mosaic_tile {
+            // A mosaic's slices are tiles of one image: its number and the tile.
+            let instance = s
+                .instance_number
+                .map(|i| format!("Inst {i}, "))
+                .unwrap_or_default();
+            Some(format!(" ({instance}tile {})", tile + 1))
+        } else if slices.iter().any(|other| other.frame > 0) {
             Some(format!(" (Fr {})", s.frame + 1)).filter(|_| s.frame as usize + 1 != k)
         } else {
             s.instance_number
@@ -1123,6 +1130,9 @@ mod tests {
         let plain = [slice(Some(1), 0), slice(None, 0)];
         assert_eq!(slice_line(&plain, 1, 2), "Im 1/2\n");
         assert_eq!(slice_line(&plain, 2, 2), "Im 2/2\n");
+        let mut tile = slice(Some(7), 0);
+        tile.mosaic_tile = Some(4);
+        assert_eq!(slice_line(&[tile], 1, 1), "Im 1/1 (Inst 7, tile 5)\n");
         let frames = [slice(Some(7), 1), slice(Some(7), 0)];
         assert_eq!(slice_line(&frames, 1, 2), "Im 1/2 (Fr 2)\n");
         assert_eq!(slice_line(&frames, 2, 2), "Im 2/2 (Fr 1)\n");

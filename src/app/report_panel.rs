@@ -649,7 +649,12 @@ impl ReportState {
 
     /// Insert a saved macro at the cursor.
     pub fn insert_macro(&mut self, name: &str) {
-        self.apply_pieces(&[commands::Piece::InsertMacro(name.to_string())]);
+        let pieces = crate::report::draft::expand(
+            &[commands::Piece::InsertMacro(name.to_string())],
+            &self.templates,
+            &self.macros,
+        );
+        self.apply_pieces(&pieces);
     }
 
     /// Save the macro being edited (name and text) to the macro folder.
@@ -855,7 +860,9 @@ impl ReportState {
         if self.draft.section.is_none() && self.draft.findings.is_empty() {
             self.draft.section = Some(Section::Findings);
         }
-        let changed = self.apply_pieces(&commands::parse(&t.text));
+        let pieces =
+            crate::report::draft::expand(&commands::parse(&t.text), &self.templates, &self.macros);
+        let changed = self.apply_pieces(&pieces);
         let clip_index = clip.map(|c| {
             self.clips.push(c);
             self.clips.len() - 1
@@ -2057,5 +2064,42 @@ mod tests {
             r.draft.findings,
             "The lungs are clear. No pleural effusion."
         );
+    }
+
+    /// A macro, then a field change and text in the same sentence: each goes in as its own
+    /// edit, so an unsure word in a field between them keeps its mark (one edit spanning
+    /// from the macro to the text after it cleared it, unchecked before signing).
+    #[test]
+    fn a_macro_and_what_follows_it_leave_the_marks_between_them() {
+        let mut r = state();
+        r.macros
+            .insert("normal lungs".into(), "Clear lungs.".into());
+        let chest = r.templates.iter().find(|t| t.id == "ct-chest").unwrap();
+        r.draft = Draft::from_template(chest);
+        r.draft.findings = r.draft.findings.replacen("[pleura]", "small effusin", 1);
+        let at = r.draft.findings.find("effusin").unwrap();
+        r.unsure.push(UnsureWord {
+            text: "effusin".into(),
+            confidence: 0.2,
+            at: Some((Section::Findings, at..at + 7)),
+            ..UnsureWord::default()
+        });
+        assert_eq!(r.draft.current_field().unwrap().0, "lungs");
+        let t = transcript(
+            "Insert macro normal lungs next field heart normal",
+            Vec::new(),
+        );
+        r.take_transcript(&t, None);
+        assert!(
+            r.draft.findings.starts_with(
+                "Lungs and airways: Clear lungs.\nPleura: small effusin\nHeart and mediastinum: heart normal"
+            ),
+            "{}",
+            r.draft.findings
+        );
+        let word = &r.unsure[0];
+        assert!(!word.resolved, "the unsure word was cleared");
+        let (_, range) = word.at.clone().expect("still marked");
+        assert_eq!(&r.draft.findings[range], "effusin");
     }
 }

@@ -32,10 +32,10 @@ pub struct VoiLut {
     pub data: Vec<u16>,
 }
 
-/// The VOI transform.
 /// The narrowest LINEAR_EXACT or SIGMOID window drawn (a width an f32 still divides by).
 pub const MIN_EXACT_WIDTH: f64 = 1e-3;
 
+/// The VOI transform.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Voi {
     /// Window center and width in modality units (HU for CT).

@@ -232,44 +232,88 @@ impl Draft {
                         }
                     }
                 }
-                Piece::InsertTemplate(name) => {
-                    let plain = |t: &str| t.to_lowercase().replace(['-', '/'], " ");
-                    let found = longest_known(name, |wanted| {
-                        let wanted = plain(wanted);
-                        templates
-                            .iter()
-                            .find(|t| plain(&t.title) == wanted || plain(&t.id) == wanted)
-                    })
-                    .or_else(|| {
-                        // A part of a title, said whole ("insert template chest").
-                        let wanted = plain(&bare_words(name));
-                        templates
-                            .iter()
-                            .find(|t| !wanted.is_empty() && plain(&t.title).contains(&wanted))
-                            .map(|t| (t, ""))
-                    });
-                    match found {
-                        Some((t, rest)) => {
-                            let text = t.findings.trim().to_string();
-                            self.insert(&text);
-                            self.apply(&parse(rest), templates, macros);
-                        }
-                        None => self.insert(&format!("insert template {name}")),
-                    }
-                }
-                Piece::InsertMacro(name) => {
-                    match longest_known(name, |wanted| macros.get(wanted)) {
-                        Some((text, rest)) => {
-                            let text = text.clone();
-                            self.insert(&text);
-                            self.apply(&parse(rest), templates, macros);
-                        }
-                        None => self.insert(&format!("insert macro {name}")),
-                    }
+                Piece::InsertTemplate(_) | Piece::InsertMacro(_) => {
+                    let pieces = expand(std::slice::from_ref(p), templates, macros);
+                    self.apply(&pieces, templates, macros);
                 }
             }
         }
     }
+}
+
+/// `pieces` with every "insert template/macro NAME" resolved into what it inserts, as text,
+/// followed by the words said after the name, parsed in turn (so each is its own edit: the
+/// report panel follows marks through one piece at a time, and one edit spanning the fields
+/// between a macro and the text after it would clear the marks in between).
+///
+/// The name is the longest run of the first words that names a macro (its key exactly, as
+/// the panel's buttons give it, first) or a template (by title or id, then by a run of a
+/// title's words); nothing named, the words "insert template/macro" are text and the rest
+/// is dictated on, commands included.
+pub fn expand(
+    pieces: &[Piece],
+    templates: &[Template],
+    macros: &BTreeMap<String, String>,
+) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for p in pieces {
+        let (name, found, kind) = match p {
+            Piece::InsertMacro(name) => {
+                let found = macros
+                    .get(name.as_str())
+                    .map(|text| (text.clone(), ""))
+                    .or_else(|| longest_known(name, |wanted| macros.get(wanted).cloned()));
+                (name, found, "macro")
+            }
+            Piece::InsertTemplate(name) => (name, find_template(name, templates), "template"),
+            other => {
+                out.push(other.clone());
+                continue;
+            }
+        };
+        match found {
+            Some((text, rest)) => {
+                out.push(Piece::Text(text));
+                out.extend(expand(&parse(rest), templates, macros));
+            }
+            None => {
+                out.push(Piece::Text(format!("insert {kind}")));
+                out.extend(expand(&parse(name), templates, macros));
+            }
+        }
+    }
+    out
+}
+
+/// The template named by the first words of `name` (title or id, then a run of a title's
+/// words), its findings text, and the words after the name.
+fn find_template<'a>(name: &'a str, templates: &[Template]) -> Option<(String, &'a str)> {
+    let plain = |t: &str| t.to_lowercase().replace(['-', '/'], " ");
+    let text = |t: &Template| t.findings.trim().to_string();
+    longest_known(name, |wanted| {
+        let wanted = plain(wanted);
+        templates
+            .iter()
+            .find(|t| plain(&t.title) == wanted || plain(&t.id) == wanted)
+            .map(text)
+    })
+    .or_else(|| {
+        // A run of a title's words ("insert template abdomen" for "CT abdomen and pelvis"),
+        // whole words only ("a" is in every title's letters).
+        longest_known(name, |wanted| {
+            let wanted: Vec<String> = plain(wanted).split_whitespace().map(String::from).collect();
+            templates
+                .iter()
+                .find(|t| {
+                    let title: Vec<String> = plain(&t.title)
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect();
+                    title.windows(wanted.len()).any(|w| w == wanted.as_slice())
+                })
+                .map(text)
+        })
+    })
 }
 
 /// The longest run of `spoken`'s first words that `known` answers (matched on their bare
@@ -465,7 +509,7 @@ mod tests {
             ..Draft::default()
         };
         d.apply(&[Piece::InsertTemplate(String::new())], &all, &macros);
-        assert_eq!(d.findings, "insert template ");
+        assert_eq!(d.findings, "insert template");
         // As parsed from speech: the name's words as said; what follows the macro is
         // dictated on, commands included, with its case and punctuation.
         let chest = all.iter().find(|t| t.id == "ct-chest").unwrap();
@@ -480,6 +524,37 @@ mod tests {
                 .starts_with("Lungs and airways: Normal chest.\nPleura: Small effusion, left.\n"),
             "{}",
             d.findings
+        );
+        // A name that names nothing: the words are text, the commands after it still act.
+        let mut d = Draft::from_template(chest);
+        d.apply(
+            &parse("insert macro foo bar next field no effusion"),
+            &all,
+            &macros,
+        );
+        assert!(
+            d.findings
+                .starts_with("Lungs and airways: insert macro foo bar\nPleura: no effusion\n"),
+            "{}",
+            d.findings
+        );
+        // A run of a title's words, then dictation.
+        let pieces = expand(
+            &parse("insert template abdomen next field no free fluid"),
+            &all,
+            &macros,
+        );
+        let abdomen = all
+            .iter()
+            .find(|t| t.title.to_lowercase().contains("abdomen"))
+            .unwrap();
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Text(abdomen.findings.trim().to_string()),
+                Piece::NextField,
+                Piece::Text("no free fluid".into()),
+            ]
         );
         // A name that is a command word elsewhere.
         let colon = BTreeMap::from([("colon".to_string(), "Colon unremarkable.".to_string())]);

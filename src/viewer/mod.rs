@@ -251,15 +251,17 @@ impl Viewport {
         } = &mut self.display.voi
         {
             // LINEAR is at least 1 wide (PS3.3 C.11.2.1.2.1), and half a unit a pixel keeps HU
-            // windows responsive; a narrower exact window (data spanning less than 1) moves
-            // by its own width.
-            let (scale, narrowest) = if *function == crate::render::voi::VoiFunction::Linear {
-                ((*width / 500.0).max(0.5), 1.0)
+            // windows responsive. Other functions may be narrower than 1 (data spanning less):
+            // their width changes by a factor (e^2 for 500 pixels), so a window of 0.001 widens
+            // to hundreds as readily as 0.5 to 2.
+            if *function == crate::render::voi::VoiFunction::Linear {
+                let scale = (*width / 500.0).max(0.5);
+                *width = (*width + dx * scale).max(1.0);
+                *center += dy * scale;
             } else {
-                (*width / 500.0, crate::render::voi::MIN_EXACT_WIDTH)
-            };
-            *width = (*width + dx * scale).max(narrowest);
-            *center += dy * scale;
+                *center += dy * *width / 500.0;
+                *width = (*width * (dx / 250.0).exp()).max(crate::render::voi::MIN_EXACT_WIDTH);
+            }
         }
     }
 
@@ -670,8 +672,14 @@ mod tests {
                 ..
             }
         ));
-        q.drag_window(-250.0, 0.0);
-        assert_eq!(q.overlay(&info).window.map(|w| w.0), Some(0.25));
+        q.drag_window(-250.0 * 2f64.ln(), 0.0);
+        let w = q.overlay(&info).window.unwrap().0;
+        assert!((w - 0.25).abs() < 1e-12, "{w}");
         assert!(q.display.validate().is_ok());
+        // From the narrowest, a few drags reach hundreds.
+        q.drag_window(-100_000.0, 0.0);
+        assert_eq!(q.overlay(&info).window.unwrap().0, 1e-3);
+        q.drag_window(3000.0, 0.0);
+        assert!(q.overlay(&info).window.unwrap().0 > 100.0);
     }
 }

@@ -73,7 +73,7 @@ impl Handle {
         let warning = unsafe { tj::tj3GetErrorCode(self.0) } == tj::TJERR_TJERR_WARNING as CInt;
         match (warning, stop_on_warning) {
             (true, true) => Err(Failure::Warning(message)),
-            (true, false) if message.contains("extraneous bytes") => Ok(()),
+            (true, false) if trailing_bytes_only(&message) => Ok(()),
             _ => Err(Failure::Error(message)),
         }
     }
@@ -158,7 +158,12 @@ pub fn decode(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, String
         } else if said.contains("extraneous bytes") {
             match without_extraneous_bytes(&stream) {
                 Some(clean) => Some(clean),
-                None if stop_on_warning && scan_count(&stream) == 1 => {
+                // Before the end marker only: before a restart marker they are a damaged
+                // interval inside the scan, and more may be lost after it.
+                None if stop_on_warning
+                    && scan_count(&stream) == 1
+                    && trailing_bytes_only(said) =>
+                {
                     stop_on_warning = false;
                     continue;
                 }
@@ -180,6 +185,11 @@ pub fn decode(jpeg: &[u8], size: Option<[usize; 2]>) -> Result<JpegFrame, String
         }
     }
     Err("JPEG stream: too many repairs".into())
+}
+
+/// Whether libjpeg's warning is of bytes between a scan's data and the end marker (EOI).
+fn trailing_bytes_only(message: &str) -> bool {
+    message.contains("extraneous bytes before marker 0xd9")
 }
 
 /// The number of scans (SOS markers) of a stream.
@@ -204,6 +214,12 @@ fn without_extraneous_bytes(stream: &[u8]) -> Option<Vec<u8>> {
         };
         if marker == 0xFF {
             i += 1; // fill byte
+            continue;
+        }
+        if marker == 0x00 {
+            // A stuffed zero where a marker must be: stray, as libjpeg reads it.
+            dropped = true;
+            i += 2;
             continue;
         }
         if marker == 0xD9 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
@@ -242,8 +258,8 @@ fn without_extraneous_bytes(stream: &[u8]) -> Option<Vec<u8>> {
     dropped.then_some(out)
 }
 
-/// The stream with byte `offset` of the first APPn segment (`marker`) whose data starts
-/// with `tag` set to `value` (offset counted from the segment's data, after its length).
+/// The stream with byte `offset` of every APPn segment (`marker`) whose data starts with
+/// `tag` set to `value` (offset counted from the segment's data, after its length).
 fn with_app_byte(
     stream: &[u8],
     marker: u8,
@@ -251,12 +267,15 @@ fn with_app_byte(
     offset: usize,
     value: u8,
 ) -> Option<Vec<u8>> {
-    let (at, _, _) = segments(stream)
-        .into_iter()
-        .find(|&(at, m, _)| m == marker && stream.get(at + 4..at + 4 + tag.len()) == Some(tag))?;
     let mut out = stream.to_vec();
-    *out.get_mut(at + 4 + offset)? = value;
-    Some(out)
+    let mut changed = false;
+    for (at, m, _) in segments(stream) {
+        if m == marker && stream.get(at + 4..at + 4 + tag.len()) == Some(tag) {
+            *out.get_mut(at + 4 + offset)? = value;
+            changed = true;
+        }
+    }
+    changed.then_some(out)
 }
 
 /// The stream without its `marker` segments (before the first scan).
