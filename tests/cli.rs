@@ -90,7 +90,6 @@ fn synth_scan_load_export_round_trip() {
     // Tilted 12 degrees: the sform holds the shear, a qform (a rotation) cannot, and is
     // marked unknown so that no reader places the slices by it.
     assert_eq!((n.sform_code, n.qform_code), (1, 0));
-    assert!(!dir.path().join(".out.nii.gz.partial").exists());
     // Every voxel as stored.
     for k in 0..12 {
         for j in 0..64 {
@@ -145,6 +144,9 @@ fn nifti_qform_agrees_with_sform_on_an_orthogonal_oblique_stack() {
     let mut qform_only = bytes.clone();
     qform_only[254..256].copy_from_slice(&0i16.to_le_bytes()); // sform_code = 0: reader uses qform
     let (s, q) = (Nifti::parse(&bytes), Nifti::parse(&qform_only));
+    // Tilted about one axis, LPS to RAS makes it a 180-degree rotation: its qform is kept
+    // (float32 rounding once made readers turn it by 1e-4 rad, and it was marked unknown).
+    assert_eq!((s.sform_code, s.qform_code), (1, 1));
     for (i, j, k) in [
         (0.0, 0.0, 0.0),
         (63.0, 0.0, 0.0),
@@ -360,6 +362,24 @@ fn exports_and_renders_refuse_what_they_cannot_show_truly() {
         &["render", b, "--cpu", "-o", p, "--allow-failed-slices"],
         &[],
     );
+    // An untilted axial stack keeps its qform (a 180-degree rotation, stored exactly).
+    assert_eq!(Nifti::read(&out).qform_code, 1);
+
+    // A write that cannot be put in place (a folder holds the name) fails and leaves
+    // nothing behind.
+    let taken = dir.path().join("taken.nii");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("keep"), b"x").unwrap();
+    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    let err = overread_refused(&[
+        "export",
+        b,
+        "--nifti",
+        taken.to_str().unwrap(),
+        "--allow-failed-slices",
+    ]);
+    assert!(err.contains("taken.nii"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
 
     // Two patients: whose stack is exported must be chosen.
     let two = dir.path().join("two");
@@ -374,23 +394,78 @@ fn exports_and_renders_refuse_what_they_cannot_show_truly() {
             }
         }
     }
-    for f in std::fs::read_dir(two.join("b")).unwrap() {
-        let f = f.unwrap().path();
-        let mut obj = dicom_object::open_file(&f).unwrap();
-        obj.put(dicom_core::DataElement::new(
-            dicom_dictionary_std::tags::PATIENT_ID,
-            dicom_core::VR::LO,
-            dicom_core::PrimitiveValue::from("OTHER-2"),
-        ));
-        obj.write_to_file(&f).unwrap();
-    }
-    let scan: serde_json::Value =
-        serde_json::from_str(&overread(&["scan", two.to_str().unwrap(), "--json"], &[])).unwrap();
-    assert_eq!(scan["patients"].as_array().unwrap().len(), 2);
+    let set_in_b = |tag: dicom_core::Tag, vr, value: &str| {
+        for f in std::fs::read_dir(two.join("b")).unwrap() {
+            let f = f.unwrap().path();
+            let mut obj = dicom_object::open_file(&f).unwrap();
+            obj.put(dicom_core::DataElement::new(
+                tag,
+                vr,
+                dicom_core::PrimitiveValue::from(value),
+            ));
+            obj.write_to_file(&f).unwrap();
+        }
+    };
+    let patients = |at: &Path| -> Vec<serde_json::Value> {
+        let scan: serde_json::Value =
+            serde_json::from_str(&overread(&["scan", at.to_str().unwrap(), "--json"], &[]))
+                .unwrap();
+        scan["patients"].as_array().unwrap().clone()
+    };
+    // The same person written two ways (empty trailing name components) is one patient.
+    let name = dicom_object::open_file(&files[0])
+        .unwrap()
+        .element(dicom_dictionary_std::tags::PATIENT_NAME)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim()
+        .to_string();
+    set_in_b(
+        dicom_dictionary_std::tags::PATIENT_NAME,
+        dicom_core::VR::PN,
+        &format!("{name}^^"),
+    );
+    assert_eq!(patients(&two).len(), 2, "the scan groups by the exact pair");
+    overread(
+        &[
+            "export",
+            two.to_str().unwrap(),
+            "--nifti",
+            n,
+            "--allow-irregular",
+        ],
+        &[],
+    );
+    // Another Patient ID is another patient: --stack chooses.
+    set_in_b(
+        dicom_dictionary_std::tags::PATIENT_ID,
+        dicom_core::VR::LO,
+        "OTHER-2",
+    );
+    let found = patients(&two);
+    assert_eq!(found.len(), 2);
     let err = overread_refused(&["export", two.to_str().unwrap(), "--nifti", n]);
     assert!(
         err.contains("2 patients: choose a stack with --stack"),
         "{err}"
+    );
+    let id = found[0]["studies"][0]["series"][0]["stacks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    overread(
+        &[
+            "export",
+            two.to_str().unwrap(),
+            "--nifti",
+            n,
+            "--stack",
+            &id,
+            "--allow-irregular",
+            "--allow-failed-slices",
+        ],
+        &[],
     );
 }
 

@@ -203,14 +203,28 @@ fn calibrated(info: &VolumeInfo, shape: &Shape) -> bool {
     if g.trusted {
         return true;
     }
-    // Every point the shape reaches (an ellipse's centre and the ends of its axes).
-    let along: Vec<f64> = shape
-        .handles()
-        .iter()
-        .map(|p| (DVec3::from(*p) - info.origin).dot(info.axes[2]))
-        .collect();
-    let lo = along.iter().copied().fold(f64::MAX, f64::min);
-    let hi = along.iter().copied().fold(f64::MIN, f64::max);
+    let n = info.axes[2];
+    let along = |p: &[f64; 3]| (DVec3::from(*p) - info.origin).dot(n);
+    let (lo, hi) = match shape {
+        // An ellipse reaches sqrt((a1·n)² + (a2·n)²) either side of its centre along n.
+        Shape::Ellipse {
+            center,
+            semi_axis_1,
+            semi_axis_2,
+        } => {
+            let reach = DVec3::from(*semi_axis_1)
+                .dot(n)
+                .hypot(DVec3::from(*semi_axis_2).dot(n));
+            (along(center) - reach, along(center) + reach)
+        }
+        other => {
+            let at: Vec<f64> = other.points().iter().map(along).collect();
+            (
+                at.iter().copied().fold(f64::MAX, f64::min),
+                at.iter().copied().fold(f64::MIN, f64::max),
+            )
+        }
+    };
     hi - lo < 0.5 * info.spacing_mm[2]
 }
 
@@ -1931,10 +1945,11 @@ mod tests {
             b: [1.0, 1.0, 9.0],
         };
         // An ellipse on a reformat: centred in one frame, reaching across others.
+        // An ellipse on a reformat: centred in one frame, reaching 0.3 of a frame each way.
         let ellipse_across = Shape::Ellipse {
             center: [4.0, 4.0, 4.0],
             semi_axis_1: [2.0, 0.0, 0.0],
-            semi_axis_2: [0.0, 0.0, 3.0],
+            semi_axis_2: [0.0, 0.0, 0.3],
         };
         let unplaced = info(&VolumeGeometry::untrusted(16, 16, 10, Some([0.5, 0.5])));
         assert!(calibrated(&unplaced, &within));

@@ -446,15 +446,35 @@ fn choose_stack<'a>(patients: &'a [Patient], id: Option<&str>) -> Result<&'a Sta
 /// stack it is.
 pub(crate) fn pick_output_stack(paths: &[PathBuf], id: Option<&str>) -> Result<Stack> {
     let (_, patients, _) = scan_and_group(paths);
-    if id.is_none() && patients.len() > 1 {
+    let people = distinct_patients(&patients);
+    if id.is_none() && people > 1 {
         bail!(
-            "the input holds {} patients: choose a stack with --stack (see `overread scan`)",
-            patients.len()
+            "the input holds {people} patients: choose a stack with --stack (see `overread scan`)"
         );
     }
     let stack = choose_stack(&patients, id)?.clone();
     eprintln!("{}", stack_line(&stack));
     Ok(stack)
+}
+
+/// How many different people `patients` are: by Patient ID where they have one, else by
+/// name, compared as DICOM compares them (case, spaces and empty trailing components aside:
+/// "PHANTOM^CHEST" and "phantom^chest^^" are one). The scan groups by the exact pair.
+fn distinct_patients(patients: &[Patient]) -> usize {
+    let key = |p: &Patient| {
+        let id = p.id.reveal().trim().to_uppercase();
+        if id.is_empty() {
+            let name = p.name.reveal().to_uppercase();
+            format!("name:{}", name.trim().trim_end_matches(['^', '=', ' ']))
+        } else {
+            format!("id:{id}")
+        }
+    };
+    patients
+        .iter()
+        .map(key)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
 }
 
 /// Refuse a volume with slices that failed to decode (they hold zeros) unless `allowed`;
@@ -575,12 +595,23 @@ fn export_cmd(args: &ExportArgs) -> Result<()> {
     let g = &stack.geometry;
     if g.trusted && !g.irregularity.affine_is_exact() {
         let i = &g.irregularity;
-        let what = format!(
-            "uneven spacing ({:.2} to {:.2} mm) or {} missing slice(s)",
-            i.min_step_mm,
-            i.max_step_mm,
-            i.missing_slices.iter().map(|m| m.1).sum::<usize>()
-        );
+        let mut what = Vec::new();
+        if i.uneven_spacing {
+            what.push(format!(
+                "uneven spacing ({:.2} to {:.2} mm)",
+                i.min_step_mm, i.max_step_mm
+            ));
+        }
+        if !i.missing_slices.is_empty() {
+            what.push(format!(
+                "{} missing slice(s)",
+                i.missing_slices.iter().map(|m| m.1).sum::<usize>()
+            ));
+        }
+        if i.nonlinear_positions {
+            what.push("slices off the line through the others".to_string());
+        }
+        let what = what.join(", ");
         if !args.allow_irregular {
             bail!(
                 "stack {} has {what}: one NIfTI affine cannot place its slices (--allow-irregular \

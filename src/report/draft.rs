@@ -299,19 +299,27 @@ fn find_template<'a>(name: &'a str, templates: &[Template]) -> Option<(String, &
     })
     .or_else(|| {
         // A run of a title's words ("insert template abdomen" for "CT abdomen and pelvis"),
-        // whole words only ("a" is in every title's letters).
+        // whole words only, naming one template alone, and not only words every title may
+        // hold ("CT", "with", "contrast": "insert template CT neck" must not give CT chest).
+        const COMMON: [&str; 12] = [
+            "ct", "mr", "mri", "and", "with", "without", "contrast", "of", "the", "a", "an", "or",
+        ];
         longest_known(name, |wanted| {
             let wanted: Vec<String> = plain(wanted).split_whitespace().map(String::from).collect();
-            templates
-                .iter()
-                .find(|t| {
-                    let title: Vec<String> = plain(&t.title)
-                        .split_whitespace()
-                        .map(String::from)
-                        .collect();
-                    title.windows(wanted.len()).any(|w| w == wanted.as_slice())
-                })
-                .map(text)
+            if wanted.iter().all(|w| COMMON.contains(&w.as_str())) {
+                return None;
+            }
+            let mut named = templates.iter().filter(|t| {
+                let title: Vec<String> = plain(&t.title)
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect();
+                title.windows(wanted.len()).any(|w| w == wanted.as_slice())
+            });
+            match (named.next(), named.next()) {
+                (Some(t), None) => Some(text(t)),
+                _ => None,
+            }
         })
     })
 }
@@ -554,6 +562,15 @@ mod tests {
                 Piece::Text(abdomen.findings.trim().to_string()),
                 Piece::NextField,
                 Piece::Text("no free fluid".into()),
+            ]
+        );
+        // A modality word alone names no template: "CT neck" is text, not CT chest.
+        let pieces = expand(&parse("insert template CT neck"), &all, &macros);
+        assert_eq!(
+            pieces,
+            vec![
+                Piece::Text("insert template".into()),
+                Piece::Text("CT neck".into())
             ]
         );
         // A name that is a command word elsewhere.

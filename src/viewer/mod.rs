@@ -260,7 +260,8 @@ impl Viewport {
                 *center += dy * scale;
             } else {
                 *center += dy * *width / 500.0;
-                *width = (*width * (dx / 250.0).exp()).max(crate::render::voi::MIN_EXACT_WIDTH);
+                *width =
+                    (*width * (dx / 250.0).exp()).clamp(crate::render::voi::MIN_EXACT_WIDTH, 1e9);
             }
         }
     }

@@ -31,38 +31,53 @@ const NIFTI_XFORM_UNKNOWN: i16 = 0;
 const NIFTI_XFORM_SCANNER_ANAT: i16 = 1;
 const NIFTI_UNITS_MM: u8 = 2;
 
-/// Write `volume` to `path` (`.nii` or `.nii.gz`): whole or not at all (written beside it under
-/// a temporary name, then renamed; a full disk leaves no file that looks complete).
+/// Write `volume` to `path` (`.nii` or `.nii.gz`): whole or not at all. It is written beside
+/// `path` under a temporary name of its own, synced, then renamed into place, so a full disk
+/// or a crash leaves no file that looks complete (a folder where no new file may be made, but
+/// whose file may be overwritten, gets it written in place).
 pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), ImagingError> {
     let io = |source| ImagingError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io(std::io::Error::other("no file name")))?;
-    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-    let written = (|| {
-        let file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
-        let file = if path.extension().is_some_and(|e| e == "gz") {
-            let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-            write_nifti_to(volume, &mut gz)?;
-            // `finish` writes the last block and the trailer, and says if that failed (a
-            // drop would not).
-            gz.finish()?
-        } else {
-            let mut file = file;
-            write_nifti_to(volume, &mut file)?;
-            file
-        };
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&partial, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match tempfile::Builder::new()
+        .prefix(".overread-")
+        .suffix(".partial")
+        .tempfile_in(folder)
+    {
+        Ok(mut partial) => {
+            write_whole(volume, partial.as_file_mut(), gz).map_err(io)?;
+            // Dropped on any error above, the temporary file is removed.
+            partial.persist(path).map_err(|e| io(e.error))?;
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let mut file = std::fs::File::create(path).map_err(io)?;
+            write_whole(volume, &mut file, gz).map_err(io)
+        }
+        Err(e) => Err(io(e)),
     }
-    written.map_err(io)
+}
+
+/// The whole file into `file`, gzip finished (its last block and trailer, whose failure a drop
+/// would not report), flushed and synced.
+fn write_whole(volume: &Volume, file: &mut std::fs::File, gz: bool) -> std::io::Result<()> {
+    let mut buffered = std::io::BufWriter::new(&mut *file);
+    if gz {
+        let mut encoder = flate2::write::GzEncoder::new(buffered, flate2::Compression::fast());
+        write_nifti_to(volume, &mut encoder)?;
+        buffered = encoder.finish()?;
+    } else {
+        write_nifti_to(volume, &mut buffered)?;
+    }
+    buffered.flush()?;
+    drop(buffered);
+    file.sync_all()
 }
 
 /// What `descrip` says of a volume's geometry (at most 79 bytes).
@@ -170,13 +185,13 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
     } else {
         NIFTI_XFORM_UNKNOWN
     };
-    let [b, c, d] = quaternion_bcd(&r);
+    let [b, c, d] = stored_quaternion(&r);
     let sform = sform_ras(volume);
     // A rotation cannot hold a shear: a tilted stack's qform is marked unknown. Nor can three
     // float32 numbers hold every rotation (the fourth, derived, is imprecise near 180
     // degrees): a qform that a reader would place more than 0.01 mm from the sform is
     // marked unknown too.
-    let q32 = [b, c, d].map(|v| f64::from(v as f32));
+    let q32 = [b, c, d].map(f64::from);
     let offset = [sform[0][3], sform[1][3], sform[2][3]].map(|v| f64::from(v as f32));
     let spacing = [pixdim[1], pixdim[2], pixdim[3]].map(|v| f64::from(v as f32));
     let qform_ok = qform_error_mm(q32, qfac, spacing, offset, &sform, [nx, ny, nz]) <= 0.01;
@@ -187,9 +202,16 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
     };
     put_i16(&mut h, 252, qform_code);
     put_i16(&mut h, 254, sform_code);
-    for (i, v) in [b, c, d, sform[0][3], sform[1][3], sform[2][3]]
-        .iter()
-        .enumerate()
+    for (i, v) in [
+        f64::from(b),
+        f64::from(c),
+        f64::from(d),
+        sform[0][3],
+        sform[1][3],
+        sform[2][3],
+    ]
+    .iter()
+    .enumerate()
     {
         put_f32(&mut h, 256 + 4 * i, *v);
     }
@@ -226,9 +248,34 @@ fn write_nifti_to(volume: &Volume, w: &mut dyn Write) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The quaternion (b, c, d) of rotation `r` as float32, as stored. A rotation of 180 degrees
+/// (a = 0: what LPS to RAS makes of an axial stack, and of one tilted about a single axis)
+/// rounded to float32 can leave 1 - (b² + c² + d²) a hair above 0, which a reader takes for
+/// a = 2e-4 (0.1 mm at 300 mm); its largest component is then moved outward by a unit in
+/// the last place until the sum reaches 1, where every reader takes a = 0.
+fn stored_quaternion(r: &DMat3) -> [f32; 3] {
+    let [a, q @ ..] = quaternion_abcd(r);
+    let mut q = q.map(|v| v as f32);
+    if a.abs() < 1e-7 {
+        for _ in 0..8 {
+            let sum: f64 = q.iter().map(|v| f64::from(*v).powi(2)).sum();
+            if sum >= 1.0 {
+                break;
+            }
+            let big = (0..3)
+                .max_by(|&x, &y| q[x].abs().total_cmp(&q[y].abs()))
+                .unwrap_or(0);
+            let v = q[big];
+            q[big] = if v >= 0.0 { v.next_up() } else { v.next_down() };
+        }
+    }
+    q
+}
+
 /// The largest distance, over the grid's corners, between where a reader puts a voxel by the
-/// qform (quaternion `bcd` as stored, `a` derived as nifti1_io derives it) and by the sform
-/// (as stored, float32).
+/// qform and by the sform (float32, as stored). Readers derive the quaternion's first
+/// component two ways: nifti1_io (and ITK with it) takes a = 0 and rescales (b, c, d) when
+/// 1 - (b² + c² + d²) is below 1e-7; nibabel takes sqrt(max(0, 1 - ...)). The worse counts.
 fn qform_error_mm(
     [b, c, d]: [f64; 3],
     qfac: f64,
@@ -237,57 +284,70 @@ fn qform_error_mm(
     sform: &[[f64; 4]; 3],
     [nx, ny, nz]: [usize; 3],
 ) -> f64 {
-    let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
-    let r = DMat3::from_cols(
-        DVec3::new(
-            a * a + b * b - c * c - d * d,
-            2.0 * (b * c + a * d),
-            2.0 * (b * d - a * c),
-        ),
-        DVec3::new(
-            2.0 * (b * c - a * d),
-            a * a + c * c - b * b - d * d,
-            2.0 * (c * d + a * b),
-        ),
-        DVec3::new(
-            2.0 * (b * d + a * c),
-            2.0 * (c * d - a * b),
-            a * a + d * d - c * c - b * b,
-        ),
-    );
+    let rest = 1.0 - (b * b + c * c + d * d);
+    let nifti1_io = if rest < 1e-7 {
+        let n = (b * b + c * c + d * d).sqrt();
+        [0.0, b / n, c / n, d / n]
+    } else {
+        [rest.sqrt(), b, c, d]
+    };
+    let nibabel = [rest.max(0.0).sqrt(), b, c, d];
     let sform32 = sform.map(|row| row.map(|v| f64::from(v as f32)));
     let mut worst: f64 = 0.0;
-    for corner in 0..8 {
-        let v = DVec3::new(
-            if corner & 1 == 0 {
-                0.0
-            } else {
-                nx.saturating_sub(1) as f64
-            },
-            if corner & 2 == 0 {
-                0.0
-            } else {
-                ny.saturating_sub(1) as f64
-            },
-            if corner & 4 == 0 {
-                0.0
-            } else {
-                nz.saturating_sub(1) as f64
-            },
+    for [a, b, c, d] in [nifti1_io, nibabel] {
+        let r = DMat3::from_cols(
+            DVec3::new(
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c + a * d),
+                2.0 * (b * d - a * c),
+            ),
+            DVec3::new(
+                2.0 * (b * c - a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d + a * b),
+            ),
+            DVec3::new(
+                2.0 * (b * d + a * c),
+                2.0 * (c * d - a * b),
+                a * a + d * d - c * c - b * b,
+            ),
         );
-        let scaled = DVec3::new(v.x * spacing[0], v.y * spacing[1], v.z * spacing[2] * qfac);
-        let by_qform = r * scaled + DVec3::from(offset);
-        let by_sform = DVec3::from_array(std::array::from_fn(|row| {
-            sform32[row][0] * v.x + sform32[row][1] * v.y + sform32[row][2] * v.z + sform32[row][3]
-        }));
-        worst = worst.max((by_qform - by_sform).length());
+        for corner in 0..8 {
+            let v = DVec3::new(
+                if corner & 1 == 0 {
+                    0.0
+                } else {
+                    nx.saturating_sub(1) as f64
+                },
+                if corner & 2 == 0 {
+                    0.0
+                } else {
+                    ny.saturating_sub(1) as f64
+                },
+                if corner & 4 == 0 {
+                    0.0
+                } else {
+                    nz.saturating_sub(1) as f64
+                },
+            );
+            let scaled = DVec3::new(v.x * spacing[0], v.y * spacing[1], v.z * spacing[2] * qfac);
+            let by_qform = r * scaled + DVec3::from(offset);
+            let by_sform = DVec3::from_array(std::array::from_fn(|row| {
+                sform32[row][0] * v.x
+                    + sform32[row][1] * v.y
+                    + sform32[row][2] * v.z
+                    + sform32[row][3]
+            }));
+            worst = worst.max((by_qform - by_sform).length());
+        }
     }
     worst
 }
 
-/// Quaternion (b, c, d) of a proper rotation matrix, as nifti1_io's `nifti_mat44_to_quatern`
-/// (a = sqrt(1 + trace) / 2, with the usual branch when a is small).
-fn quaternion_bcd(r: &DMat3) -> [f64; 3] {
+/// Quaternion (a, b, c, d) of a proper rotation matrix, as nifti1_io's
+/// `nifti_mat44_to_quatern` (a = sqrt(1 + trace) / 2, with the usual branch when a is small),
+/// with a >= 0.
+fn quaternion_abcd(r: &DMat3) -> [f64; 4] {
     let (r11, r12, r13) = (r.x_axis.x, r.y_axis.x, r.z_axis.x);
     let (r21, r22, r23) = (r.x_axis.y, r.y_axis.y, r.z_axis.y);
     let (r31, r32, r33) = (r.x_axis.z, r.y_axis.z, r.z_axis.z);
@@ -330,5 +390,9 @@ fn quaternion_bcd(r: &DMat3) -> [f64; 3] {
             )
         }
     };
-    if a < 0.0 { [-b, -c, -d] } else { [b, c, d] }
+    if a < 0.0 {
+        [-a, -b, -c, -d]
+    } else {
+        [a, b, c, d]
+    }
 }
