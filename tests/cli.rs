@@ -364,6 +364,23 @@ fn exports_and_renders_refuse_what_they_cannot_show_truly() {
     );
     // An untilted axial stack keeps its qform (a 180-degree rotation, stored exactly).
     assert_eq!(Nifti::read(&out).qform_code, 1);
+    // Readable as any new file, and no temporary file left beside it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // As a file created there now (0666 less this process's umask).
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&out), mode(&probe), "the export's mode");
+        std::fs::remove_file(&probe).unwrap();
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // A write that cannot be put in place (a folder holds the name) fails and leaves
     // nothing behind.

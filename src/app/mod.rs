@@ -1944,7 +1944,6 @@ mod tests {
             a: [1.0, 1.0, 0.0],
             b: [1.0, 1.0, 9.0],
         };
-        // An ellipse on a reformat: centred in one frame, reaching across others.
         // An ellipse on a reformat: centred in one frame, reaching 0.3 of a frame each way.
         let ellipse_across = Shape::Ellipse {
             center: [4.0, 4.0, 4.0],

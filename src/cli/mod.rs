@@ -457,24 +457,29 @@ pub(crate) fn pick_output_stack(paths: &[PathBuf], id: Option<&str>) -> Result<S
     Ok(stack)
 }
 
-/// How many different people `patients` are: by Patient ID where they have one, else by
-/// name, compared as DICOM compares them (case, spaces and empty trailing components aside:
-/// "PHANTOM^CHEST" and "phantom^chest^^" are one). The scan groups by the exact pair.
+/// How many different people `patients` are. The scan groups by the exact (ID, name) pair;
+/// two of its patients are one person here when their Patient IDs are equal (trimmed; an ID is
+/// case-sensitive, PS3.4 C.2.2.2.1) and their names are equal as DICOM compares names (case,
+/// spaces and empty trailing components aside: "PHANTOM^CHEST^^" is "PHANTOM^CHEST") or one
+/// name is empty. Same ID, different names stay two: anonymised or site-local IDs collide.
 fn distinct_patients(patients: &[Patient]) -> usize {
-    let key = |p: &Patient| {
-        let id = p.id.reveal().trim().to_uppercase();
-        if id.is_empty() {
-            let name = p.name.reveal().to_uppercase();
-            format!("name:{}", name.trim().trim_end_matches(['^', '=', ' ']))
-        } else {
-            format!("id:{id}")
-        }
-    };
-    patients
+    let people: Vec<(String, String)> = patients
         .iter()
-        .map(key)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
+        .map(|p| {
+            let name = p.name.reveal().trim().to_uppercase();
+            (
+                p.id.reveal().trim().to_string(),
+                name.trim_end_matches(['^', '=', ' ']).to_string(),
+            )
+        })
+        .collect();
+    let same = |a: &(String, String), b: &(String, String)| {
+        a.0 == b.0 && (a.1 == b.1 || a.1.is_empty() || b.1.is_empty())
+    };
+    // Each patient counts unless an earlier one is the same person.
+    (0..people.len())
+        .filter(|&i| !people[..i].iter().any(|earlier| same(earlier, &people[i])))
+        .count()
 }
 
 /// Refuse a volume with slices that failed to decode (they hold zeros) unless `allowed`;
@@ -746,4 +751,42 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patient(id: &str, name: &str) -> Patient {
+        Patient {
+            name: imaging::Phi::new(name),
+            id: imaging::Phi::new(id),
+            birth_date: imaging::Phi::new(""),
+            studies: Vec::new(),
+        }
+    }
+
+    /// One person written two ways is one; IDs differing in case, or one ID with two names,
+    /// are two (an export must then be chosen with --stack).
+    #[test]
+    fn patients_are_told_apart_as_dicom_tells_them() {
+        let count = |list: &[Patient]| distinct_patients(list);
+        assert_eq!(
+            count(&[patient("123", "DOE^JANE"), patient("123 ", "Doe^Jane^^")]),
+            1
+        );
+        assert_eq!(count(&[patient("123", "DOE^JANE"), patient("123", "")]), 1);
+        assert_eq!(
+            count(&[patient("abc", "DOE^JANE"), patient("ABC", "DOE^JANE")]),
+            2
+        );
+        assert_eq!(
+            count(&[patient("0", "DOE^JANE"), patient("0", "ROE^RICHARD")]),
+            2
+        );
+        assert_eq!(
+            count(&[patient("", "DOE^JANE"), patient("", "DOE^JANE^")]),
+            1
+        );
+    }
 }

@@ -45,11 +45,13 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), ImagingError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    match tempfile::Builder::new()
-        .prefix(".overread-")
-        .suffix(".partial")
-        .tempfile_in(folder)
-    {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".overread-").suffix(".partial");
+    // Readable as any new file is (0666 less the umask), not tempfile's owner-only 0600: an
+    // export in a shared study folder is for others to read.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    match builder.tempfile_in(folder) {
         Ok(mut partial) => {
             write_whole(volume, partial.as_file_mut(), gz).map_err(io)?;
             // Dropped on any error above, the temporary file is removed.
@@ -58,7 +60,12 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), ImagingError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             let mut file = std::fs::File::create(path).map_err(io)?;
-            write_whole(volume, &mut file, gz).map_err(io)
+            let written = write_whole(volume, &mut file, gz);
+            if written.is_err() {
+                // Not half a file that reads as whole: nothing (it cannot be removed here).
+                let _ = file.set_len(0);
+            }
+            written.map_err(io)
         }
         Err(e) => Err(io(e)),
     }
@@ -274,8 +281,9 @@ fn stored_quaternion(r: &DMat3) -> [f32; 3] {
 
 /// The largest distance, over the grid's corners, between where a reader puts a voxel by the
 /// qform and by the sform (float32, as stored). Readers derive the quaternion's first
-/// component two ways: nifti1_io (and ITK with it) takes a = 0 and rescales (b, c, d) when
-/// 1 - (b² + c² + d²) is below 1e-7; nibabel takes sqrt(max(0, 1 - ...)). The worse counts.
+/// component in several ways: nifti1_io (and ITK with it) takes a = 0 and rescales (b, c, d)
+/// when 1 - (b² + c² + d²) is below 1e-7; nibabel takes sqrt(max(0, 1 - ...)), or, in recent
+/// releases, 0 when that is within 3 float32 epsilons of 0. The worst counts.
 fn qform_error_mm(
     [b, c, d]: [f64; 3],
     qfac: f64,
@@ -291,10 +299,16 @@ fn qform_error_mm(
     } else {
         [rest.sqrt(), b, c, d]
     };
-    let nibabel = [rest.max(0.0).sqrt(), b, c, d];
+    // nibabel before 5 took a = 0 below 0 only; since, also for |rest| < 3 float32 eps.
+    let nibabel_old = [rest.max(0.0).sqrt(), b, c, d];
+    let nibabel = if rest.abs() < 3.0 * f64::from(f32::EPSILON) {
+        [0.0, b, c, d]
+    } else {
+        nibabel_old
+    };
     let sform32 = sform.map(|row| row.map(|v| f64::from(v as f32)));
     let mut worst: f64 = 0.0;
-    for [a, b, c, d] in [nifti1_io, nibabel] {
+    for [a, b, c, d] in [nifti1_io, nibabel_old, nibabel] {
         let r = DMat3::from_cols(
             DVec3::new(
                 a * a + b * b - c * c - d * d,
