@@ -74,12 +74,18 @@ fn number(v: f64, field: &str) -> Result<String, CanonicalError> {
             field: field.to_string(),
         });
     }
-    // `{}` prints the shortest decimal that parses back to the same f64.
-    Ok(if v == 0.0 {
+    Ok(number_text(v))
+}
+
+/// A measurement value as it is signed: the shortest decimal that parses back to the same
+/// f64 (`{}`), no exponent, -0 as 0. Whatever shows a signed report's numbers (the PDF) shows
+/// them so, not rounded: 14.26 signed is 14.26 read.
+pub fn number_text(v: f64) -> String {
+    if v == 0.0 {
         "0".to_string()
     } else {
         format!("{v}")
-    })
+    }
 }
 
 /// The canonical bytes (version 1) of `report`.

@@ -203,7 +203,7 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
         "+14165550100",
         "Nodule?",
         "A 14.2 mm solid nodule in the right lower lobe, unchanged.",
-        "RLL nodule: 14.2 mm (length)",
+        "RLL nodule: 14.26 mm (length)",
         "Indeterminate right lower lobe nodule; CT in 3 months.",
         "User rad1 (rad1)",
         "2026-11-23T17:00:00Z",

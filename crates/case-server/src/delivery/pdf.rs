@@ -339,7 +339,8 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
                 &format!(
                     "• {}: {} {} ({})",
                     m.label,
-                    trim_number(m.value),
+                    // As signed, not rounded (a 0.04 mm² area signed printed as "0").
+                    case_protocol::canonical::number_text(m.value),
                     m.unit,
                     m.kind
                 ),
@@ -404,11 +405,6 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
         "The signature covers the canonical text of this report (case-protocol version 1); its sha256 above identifies it. Any change makes a new report with a new hash.",
     );
     l
-}
-
-fn trim_number(v: f64) -> String {
-    let s = format!("{v:.1}");
-    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
 }
 
 fn encode(text: &str) -> Vec<u8> {

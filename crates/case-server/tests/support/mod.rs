@@ -273,7 +273,7 @@ pub fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -
         measurements: vec![ReportMeasurement {
             label: "RLL nodule".into(),
             kind: "length".into(),
-            value: 14.2,
+            value: 14.26,
             unit: "mm".into(),
             series_instance_uid: None,
             frame_of_reference_uid: None,
