@@ -733,3 +733,47 @@ async fn kill_during_submissions() -> bool {
     );
     true
 }
+
+/// A receipt is for the report sent or for none: a server (here a stand-in on loopback that
+/// answers every request with the receipt of another report) whose receipt names another hash
+/// does not settle the report; it stays pending, said, and no receipt is recorded for it.
+#[tokio::test]
+async fn a_receipt_for_another_report_does_not_settle_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempdir();
+    let key = SigningKey::generate();
+    let signed = sign_report(report("C-1", &key.verifying_key().id().0), &key).unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    let hash = outbox.enqueue(&signed).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let body = serde_json::json!({
+            "case_id": "C-1",
+            "report_hash": "0".repeat(64),
+            "received_at": "2026-11-24T15:00:00Z",
+            "duplicate": false,
+        })
+        .to_string();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = vec![0u8; 1 << 16];
+            let _ = socket.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    let client = CaseClient::new(&base, None).unwrap();
+    let results = outbox.deliver(&client, 1, Duration::from_millis(10)).await;
+    assert!(
+        matches!(
+            results.as_slice(),
+            [Delivery::Pending { error, .. }] if error.contains("names another report")
+        ),
+        "{results:?}"
+    );
+    assert_eq!(outbox.pending(), vec![hash.clone()]);
+    assert!(outbox.receipt(&hash).is_none());
+}

@@ -247,6 +247,23 @@ impl Outbox {
             }
         };
         match result {
+            // A receipt is for this report or for none: one naming another hash or case is
+            // not taken as delivery (the report stays pending, said).
+            Ok(receipt)
+                if receipt.report_hash != hash || receipt.case_id != signed.report.case_id =>
+            {
+                tracing::error!(
+                    "outbox: the case server's receipt names report {} of case {}, not the one sent",
+                    receipt.report_hash,
+                    receipt.case_id
+                );
+                Delivery::Pending {
+                    report_hash: hash,
+                    error: "the case server's receipt names another report; kept, will resend"
+                        .into(),
+                    needs_login: false,
+                }
+            }
             Ok(receipt) => match self.settle(&hash, &receipt) {
                 Ok(()) => Delivery::Delivered(receipt),
                 Err(e) => Delivery::Pending {
