@@ -22,7 +22,12 @@ fn series(dir: &Path) -> Vec<PathBuf> {
         noise_hu: 0.0,
         ..PhantomSpec::default()
     };
-    write_series(&spec, dir).unwrap();
+    series_of(&spec, dir)
+}
+
+/// Write `spec` into `dir`; its files, sorted.
+fn series_of(spec: &PhantomSpec, dir: &Path) -> Vec<PathBuf> {
+    write_series(spec, dir).unwrap();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -182,12 +187,7 @@ fn impossible_samples_per_pixel_and_bits_allocated_are_refused() {
         syntax: imaging::synth::SynthSyntax::JpegLossless,
         ..PhantomSpec::default()
     };
-    write_series(&spec, dir.path()).unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = series_of(&spec, dir.path());
     edit(&files[1], |obj| {
         obj.put(DataElement::new(
             tags::SAMPLES_PER_PIXEL,

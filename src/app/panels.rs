@@ -1089,7 +1089,8 @@ fn slice_line(slices: &[imaging::series::SliceRef], k: usize, n: usize) -> Strin
                 .map(|i| format!("Inst {i}, "))
                 .unwrap_or_default();
             Some(format!(" ({instance}tile {})", tile + 1))
-        } else if slices.iter().any(|other| other.frame > 0) {
+        } else if slices.len() > 1 && slices[0].path == slices[1].path {
+            // One file's frames (checked on two slices, not all of them every frame).
             Some(format!(" (Fr {})", s.frame + 1)).filter(|_| s.frame as usize + 1 != k)
         } else {
             s.instance_number
@@ -1106,7 +1107,8 @@ mod tests {
 
     fn slice(instance: Option<i64>, frame: u32) -> imaging::series::SliceRef {
         imaging::series::SliceRef {
-            path: "s.dcm".into(),
+            // One file per instance: a multi-frame object's frames share theirs.
+            path: format!("{instance:?}.dcm").into(),
             frame,
             sop_instance_uid: String::new(),
             instance_number: instance,

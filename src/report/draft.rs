@@ -357,6 +357,14 @@ fn bare_words(words: &str) -> String {
 mod tests {
     use super::*;
     use crate::dictation::commands::parse;
+
+    /// An empty draft dictating into the findings.
+    fn findings_draft() -> Draft {
+        Draft {
+            section: Some(Section::Findings),
+            ..Draft::default()
+        }
+    }
     use crate::report::templates;
 
     #[test]
@@ -422,10 +430,7 @@ mod tests {
 
     #[test]
     fn typing_between_dictations_never_splits_a_character() {
-        let mut d = Draft {
-            section: Some(Section::Findings),
-            ..Draft::default()
-        };
+        let mut d = findings_draft();
         let none = BTreeMap::new();
         d.apply(&parse("Cyst."), &[], &none);
         assert_eq!(d.cursor, 5);
@@ -472,10 +477,7 @@ mod tests {
             d.findings
         );
         // A mark said in a later utterance is its own: scratched alone.
-        let mut d = Draft {
-            section: Some(Section::Findings),
-            ..Draft::default()
-        };
+        let mut d = findings_draft();
         d.apply(&parse("No effusion"), &all, &none);
         d.next_utterance();
         d.apply(&parse("comma"), &all, &none);
@@ -502,20 +504,14 @@ mod tests {
             ("normal".to_string(), "Normal.".to_string()),
             ("normal chest".to_string(), "Normal chest.".to_string()),
         ]);
-        let mut d = Draft {
-            section: Some(Section::Findings),
-            ..Draft::default()
-        };
+        let mut d = findings_draft();
         d.apply(
             &[Piece::InsertMacro("normal chest small effusion".into())],
             &all,
             &macros,
         );
         assert_eq!(d.findings, "Normal chest. small effusion");
-        let mut d = Draft {
-            section: Some(Section::Findings),
-            ..Draft::default()
-        };
+        let mut d = findings_draft();
         d.apply(&[Piece::InsertTemplate(String::new())], &all, &macros);
         assert_eq!(d.findings, "insert template");
         // As parsed from speech: the name's words as said; what follows the macro is
@@ -575,16 +571,10 @@ mod tests {
         );
         // A name that is a command word elsewhere.
         let colon = BTreeMap::from([("colon".to_string(), "Colon unremarkable.".to_string())]);
-        let mut d = Draft {
-            section: Some(Section::Findings),
-            ..Draft::default()
-        };
+        let mut d = findings_draft();
         d.apply(&parse("insert macro colon."), &all, &colon);
         assert_eq!(d.findings, "Colon unremarkable.");
-        let mut d = Draft {
-            section: Some(Section::Findings),
-            ..Draft::default()
-        };
+        let mut d = findings_draft();
         d.apply(&[Piece::InsertTemplate("ct chest".into())], &all, &macros);
         let chest = all.iter().find(|t| t.id == "ct-chest").unwrap();
         assert!(

@@ -1477,23 +1477,7 @@ pub fn stored_frames(
     let pixel_data = obj
         .get(tags::PIXEL_DATA)
         .ok_or_else(|| decode_error(path, 0)("no Pixel Data (7FE0,0010)".into()))?;
-    // The header's checked values (Rows and Columns 16-bit and not zero, the pixels within
-    // what the file can hold).
-    let header = match super::header::header_from_dataset(
-        path,
-        &obj,
-        ts_uid.clone(),
-        String::new(),
-        String::new(),
-    )? {
-        super::header::FileKind::Image(h) => h,
-        _ => {
-            return Err(ImagingError::BadAttribute {
-                path: path.to_path_buf(),
-                what: "not an image".into(),
-            });
-        }
-    };
+    let header = image_header(&obj, path)?;
     let (rows, columns, bits) = (header.rows, header.columns, header.bits_allocated);
     // YBR_FULL_422 keeps two samples a pixel (PS3.3 C.7.6.3.1.2).
     let spp = if header.photometric_interpretation.trim() == "YBR_FULL_422" {
@@ -1538,29 +1522,32 @@ pub fn stored_frames(
         .collect()
 }
 
+/// The checked header of an opened image file (Rows and Columns 16-bit and not zero, the
+/// pixels within what the file can hold, plausible samples and bits), as the scan reads it.
+fn image_header(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+) -> Result<Box<super::header::InstanceHeader>, ImagingError> {
+    let ts_uid = obj
+        .meta()
+        .transfer_syntax
+        .trim_end_matches(['\0', ' '])
+        .to_string();
+    match super::header::header_from_dataset(path, obj, ts_uid, String::new(), String::new())? {
+        super::header::FileKind::Image(h) => Ok(h),
+        _ => Err(ImagingError::BadAttribute {
+            path: path.to_path_buf(),
+            what: "not an image".into(),
+        }),
+    }
+}
+
 fn decode_opened_frame(
     obj: &DefaultDicomObject,
     path: &std::path::Path,
     frame: u32,
 ) -> Result<DecodedFrame, ImagingError> {
-    let header = match super::header::header_from_dataset(
-        path,
-        obj,
-        obj.meta()
-            .transfer_syntax
-            .trim_end_matches(['\0', ' '])
-            .to_string(),
-        String::new(),
-        String::new(),
-    )? {
-        super::header::FileKind::Image(h) => h,
-        _ => {
-            return Err(ImagingError::BadAttribute {
-                path: path.to_path_buf(),
-                what: "not an image".into(),
-            });
-        }
-    };
+    let header = image_header(obj, path)?;
     let format = PixelFormat {
         rows: header.rows,
         columns: header.columns,

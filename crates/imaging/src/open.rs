@@ -639,7 +639,7 @@ impl<'a> Walker<'a> {
 fn cp246_to_explicit(body: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(body.len() + 1024);
     let mut pos = 0;
-    explicit_elements(body, &mut pos, None, &mut out, 0)?;
+    elements(body, &mut pos, None, &mut out, 0, false)?;
     out.extend_from_slice(&body[pos.min(body.len())..]);
     Ok(out)
 }
@@ -658,87 +658,155 @@ fn le_u32(bytes: &[u8], at: usize) -> Result<u32, String> {
         .ok_or_else(|| format!("data set ends at offset {at}"))
 }
 
-/// Copy explicit VR elements from `pos` until `end` (or an item delimiter when `end` is
-/// None), converting CP-246 sequences on the way.
-fn explicit_elements(
+/// Elements of one item (or the top level), from `pos` until `end`, or through the item
+/// delimiter (consumed, not copied: [`items`] writes every item's own) when `end` is None.
+/// Explicit VR elements are copied, converting CP-246 sequences; implicit VR ones (inside
+/// those) are written as explicit VR.
+fn elements(
+    body: &[u8],
+    pos: &mut usize,
+    end: Option<usize>,
+    out: &mut Vec<u8>,
+    depth: u32,
+    implicit: bool,
+) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err("sequences nested too deep".into());
+    }
+    while end.is_none_or(|e| *pos < e) && *pos < body.len() {
+        let at = *pos;
+        let (group, element) = (le_u16(body, at)?, le_u16(body, at + 2)?);
+        if (group, element) == (0xFFFE, 0xE00D) {
+            *pos = at + 8;
+            return within(*pos, end);
+        }
+        if implicit {
+            implicit_element(body, pos, out, depth)?;
+        } else {
+            explicit_element(body, pos, end, out, depth)?;
+        }
+    }
+    within(*pos, end)
+}
+
+/// One explicit VR element at `pos`, copied (a CP-246 UN sequence, or a sequence holding
+/// one, rewritten).
+fn explicit_element(
     body: &[u8],
     pos: &mut usize,
     end: Option<usize>,
     out: &mut Vec<u8>,
     depth: u32,
 ) -> Result<(), String> {
-    if depth > MAX_DEPTH {
-        return Err("sequences nested too deep".into());
+    let at = *pos;
+    let (group, element) = (le_u16(body, at)?, le_u16(body, at + 2)?);
+    let past = |stop: usize| end.is_some_and(|e| stop > e);
+    if group == 0xFFFE {
+        // A stray item tag among elements (the walk steps over it the same way).
+        let len = le_u32(body, at + 4)?;
+        let stop = (len != UNDEFINED)
+            .then(|| at + 8 + len as usize)
+            .filter(|&stop| !past(stop))
+            .ok_or("an item tag among elements")?;
+        out.extend_from_slice(body.get(at..stop).ok_or("item past the data set's end")?);
+        *pos = stop;
+        return Ok(());
     }
-    while *pos < end.unwrap_or(body.len()) {
-        let at = *pos;
-        let (group, element) = (le_u16(body, at)?, le_u16(body, at + 2)?);
-        let past = |stop: usize| end.is_some_and(|e| stop > e);
-        if (group, element) == (0xFFFE, 0xE00D) {
-            out.extend_from_slice(&ITEM_DELIMITER);
-            *pos = at + 8;
-            return Ok(());
+    let vr = body
+        .get(at + 4..at + 6)
+        .ok_or("data set ends in a header")?;
+    let (len, header) = if long_length_vr(vr) {
+        (le_u32(body, at + 8)?, 12)
+    } else {
+        (u32::from(le_u16(body, at + 6)?), 8)
+    };
+    if len != UNDEFINED {
+        let stop = at + header + len as usize;
+        if past(stop) {
+            return Err("an element runs past its item's end".into());
         }
-        if group == 0xFFFE {
-            // A stray item tag among elements (the walk steps over it the same way).
-            let len = le_u32(body, at + 4)?;
-            let stop = (len != UNDEFINED)
-                .then(|| at + 8 + len as usize)
-                .filter(|&stop| !past(stop))
-                .ok_or("an item tag among elements")?;
-            out.extend_from_slice(body.get(at..stop).ok_or("item past the data set's end")?);
-            *pos = stop;
-            continue;
-        }
-        let vr = body
-            .get(at + 4..at + 6)
-            .ok_or("data set ends in a header")?;
-        let (len, header) = if long_length_vr(vr) {
-            (le_u32(body, at + 8)?, 12)
+        let value = body
+            .get(at..stop)
+            .ok_or("element past the data set's end")?;
+        if vr == b"SQ" && find_subslice(value, b"UN\0\0\xFF\xFF\xFF\xFF") {
+            // A defined-length sequence that may hold a CP-246 one: rewritten whole, of
+            // undefined length, its items too.
+            out.extend_from_slice(&body[at..at + 8]);
+            out.extend_from_slice(&UNDEFINED.to_le_bytes());
+            *pos = at + header;
+            items_until(body, pos, stop, out, depth, false)?;
+            out.extend_from_slice(&SEQUENCE_DELIMITER);
         } else {
-            (u32::from(le_u16(body, at + 6)?), 8)
-        };
-        if len != UNDEFINED {
-            let stop = at + header + len as usize;
-            if past(stop) {
-                return Err("an element runs past its item's end".into());
-            }
-            let value = body
-                .get(at..stop)
-                .ok_or("element past the data set's end")?;
-            if vr == b"SQ" && find_subslice(value, b"UN\0\0\xFF\xFF\xFF\xFF") {
-                // A defined-length sequence that may hold a CP-246 one: rewritten whole, of
-                // undefined length, its items too.
-                out.extend_from_slice(&body[at..at + 8]);
-                out.extend_from_slice(&UNDEFINED.to_le_bytes());
-                *pos = at + header;
-                explicit_items_until(body, pos, stop, out, depth)?;
-                out.extend_from_slice(&SEQUENCE_DELIMITER);
-            } else {
-                out.extend_from_slice(value);
-            }
-            *pos = stop;
-            continue;
+            out.extend_from_slice(value);
         }
-        if (group, element) == (0x7FE0, 0x0010) || vr != b"UN" {
-            // Encapsulated Pixel Data or an explicit sequence of undefined length: items
-            // copied, their elements explicit and converted in turn.
-            out.extend_from_slice(&body[at..at + 12]);
-            *pos = at + 12;
-            if (group, element) == (0x7FE0, 0x0010) {
-                copy_fragments(body, pos, out)?;
-            } else {
-                explicit_items(body, pos, out, depth)?;
-            }
-            continue;
-        }
-        out.extend_from_slice(&body[at..at + 4]);
+        *pos = stop;
+        return Ok(());
+    }
+    *pos = at + 12;
+    if (group, element) == (0x7FE0, 0x0010) {
+        out.extend_from_slice(&body[at..at + 12]);
+        return copy_fragments(body, pos, out);
+    }
+    // A sequence of undefined length: as it stands, or, a UN one, as an SQ of implicit VR
+    // items (PS3.5 6.2.2).
+    let implicit = vr == b"UN";
+    out.extend_from_slice(&body[at..at + 4]);
+    out.extend_from_slice(b"SQ\0\0");
+    out.extend_from_slice(&UNDEFINED.to_le_bytes());
+    items(body, pos, out, depth, implicit)
+}
+
+/// One implicit VR element at `pos`, written as explicit VR: the dictionary's VR (UN for
+/// tags it does not know, and for values too long for a 2-byte length); a sequence of
+/// undefined length, its items converted.
+fn implicit_element(
+    body: &[u8],
+    pos: &mut usize,
+    out: &mut Vec<u8>,
+    depth: u32,
+) -> Result<(), String> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let at = *pos;
+    let (group, element, len) = (
+        le_u16(body, at)?,
+        le_u16(body, at + 2)?,
+        le_u32(body, at + 4)?,
+    );
+    *pos = at + 8;
+    let vr = dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))
+        .map(|e| e.vr().relaxed());
+    out.extend_from_slice(&body[at..at + 4]);
+    if len == UNDEFINED || vr == Some(dicom_core::VR::SQ) {
         out.extend_from_slice(b"SQ\0\0");
         out.extend_from_slice(&UNDEFINED.to_le_bytes());
-        *pos = at + 12;
-        implicit_items(body, pos, out, depth)?;
+        if len == UNDEFINED {
+            return items(body, pos, out, depth, true);
+        }
+        let stop = *pos + len as usize;
+        items_until(body, pos, stop, out, depth, true)?;
+        *pos = stop;
+        out.extend_from_slice(&SEQUENCE_DELIMITER);
+        return Ok(());
     }
-    within(*pos, end)
+    let value = body
+        .get(*pos..*pos + len as usize)
+        .ok_or("element past the data set's end")?;
+    let name = vr.map_or("UN", |v| v.to_string());
+    let mut code: [u8; 2] = name.as_bytes().try_into().unwrap_or(*b"UN");
+    if !long_length_vr(&code) && len > 0xFFFF {
+        code = *b"UN";
+    }
+    out.extend_from_slice(&code);
+    if long_length_vr(&code) {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&len.to_le_bytes());
+    } else {
+        out.extend_from_slice(&(len as u16).to_le_bytes());
+    }
+    out.extend_from_slice(value);
+    *pos += len as usize;
+    Ok(())
 }
 
 /// An item's end binds what is in it (as in the walk: no byte is converted twice).
@@ -753,50 +821,53 @@ const ITEM_UNDEFINED: [u8; 8] = [0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]
 const ITEM_DELIMITER: [u8; 8] = [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0];
 const SEQUENCE_DELIMITER: [u8; 8] = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
 
-/// The items of an explicit sequence of undefined length, through its delimiter.
-fn explicit_items(
+/// One item at `pos` (its header, then its elements), written as an item of undefined length
+/// with its delimiter.
+fn item(
     body: &[u8],
     pos: &mut usize,
     out: &mut Vec<u8>,
     depth: u32,
+    implicit: bool,
 ) -> Result<(), String> {
-    loop {
-        let at = *pos;
-        let (element, len) = (le_u16(body, at + 2)?, le_u32(body, at + 4)?);
-        if element == 0xE0DD {
-            out.extend_from_slice(&SEQUENCE_DELIMITER);
-            *pos = at + 8;
-            return Ok(());
-        }
-        out.extend_from_slice(&ITEM_UNDEFINED);
-        *pos = at + 8;
-        let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
-        explicit_elements(body, pos, end, out, depth + 1)?;
-        if end.is_some() {
-            out.extend_from_slice(&ITEM_DELIMITER);
-        }
-    }
+    let at = *pos;
+    let len = le_u32(body, at + 4)?;
+    out.extend_from_slice(&ITEM_UNDEFINED);
+    *pos = at + 8;
+    let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
+    elements(body, pos, end, out, depth + 1, implicit)?;
+    out.extend_from_slice(&ITEM_DELIMITER);
+    Ok(())
 }
 
-/// The items of an explicit sequence of defined length ending at `stop`.
-fn explicit_items_until(
+/// The items of a sequence of undefined length, through its delimiter.
+fn items(
+    body: &[u8],
+    pos: &mut usize,
+    out: &mut Vec<u8>,
+    depth: u32,
+    implicit: bool,
+) -> Result<(), String> {
+    while le_u16(body, *pos + 2)? != 0xE0DD {
+        item(body, pos, out, depth, implicit)?;
+    }
+    *pos += 8;
+    out.extend_from_slice(&SEQUENCE_DELIMITER);
+    Ok(())
+}
+
+/// The items of a sequence of defined length ending at `stop`.
+fn items_until(
     body: &[u8],
     pos: &mut usize,
     stop: usize,
     out: &mut Vec<u8>,
     depth: u32,
+    implicit: bool,
 ) -> Result<(), String> {
     while *pos + 8 <= stop {
-        let at = *pos;
-        let len = le_u32(body, at + 4)?;
-        out.extend_from_slice(&ITEM_UNDEFINED);
-        *pos = at + 8;
-        let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
-        explicit_elements(body, pos, end, out, depth + 1)?;
+        item(body, pos, out, depth, implicit)?;
         within(*pos, Some(stop))?;
-        if end.is_some() {
-            out.extend_from_slice(&ITEM_DELIMITER);
-        }
     }
     Ok(())
 }
@@ -817,99 +888,6 @@ fn copy_fragments(body: &[u8], pos: &mut usize, out: &mut Vec<u8>) -> Result<(),
             return Ok(());
         }
     }
-}
-
-/// The items of an implicit VR sequence (CP-246 content), through its delimiter, written as
-/// explicit VR items of undefined length.
-fn implicit_items(
-    body: &[u8],
-    pos: &mut usize,
-    out: &mut Vec<u8>,
-    depth: u32,
-) -> Result<(), String> {
-    loop {
-        let at = *pos;
-        let (element, len) = (le_u16(body, at + 2)?, le_u32(body, at + 4)?);
-        *pos = at + 8;
-        if element == 0xE0DD {
-            out.extend_from_slice(&SEQUENCE_DELIMITER);
-            return Ok(());
-        }
-        out.extend_from_slice(&ITEM_UNDEFINED);
-        let end = (len != UNDEFINED).then(|| at + 8 + len as usize);
-        implicit_elements(body, pos, end, out, depth + 1)?;
-        out.extend_from_slice(&ITEM_DELIMITER);
-    }
-}
-
-/// Implicit VR elements of one item, from `pos` until `end` (or the item delimiter, which is
-/// consumed), written as explicit VR.
-fn implicit_elements(
-    body: &[u8],
-    pos: &mut usize,
-    end: Option<usize>,
-    out: &mut Vec<u8>,
-    depth: u32,
-) -> Result<(), String> {
-    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
-    if depth > MAX_DEPTH {
-        return Err("sequences nested too deep".into());
-    }
-    while end.is_none_or(|e| *pos < e) {
-        let at = *pos;
-        let (group, element, len) = (
-            le_u16(body, at)?,
-            le_u16(body, at + 2)?,
-            le_u32(body, at + 4)?,
-        );
-        *pos = at + 8;
-        if (group, element) == (0xFFFE, 0xE00D) {
-            return within(*pos, end);
-        }
-        let vr = dicom_dictionary_std::StandardDataDictionary
-            .by_tag(dicom_core::Tag(group, element))
-            .map(|e| e.vr().relaxed());
-        out.extend_from_slice(&body[at..at + 4]);
-        if len == UNDEFINED || vr == Some(dicom_core::VR::SQ) {
-            out.extend_from_slice(b"SQ\0\0");
-            out.extend_from_slice(&UNDEFINED.to_le_bytes());
-            if len == UNDEFINED {
-                implicit_items(body, pos, out, depth)?;
-            } else {
-                let stop = *pos + len as usize;
-                while *pos + 8 <= stop {
-                    let item_len = le_u32(body, *pos + 4)?;
-                    out.extend_from_slice(&ITEM_UNDEFINED);
-                    *pos += 8;
-                    let item_end = (item_len != UNDEFINED).then(|| *pos + item_len as usize);
-                    implicit_elements(body, pos, item_end, out, depth + 1)?;
-                    within(*pos, Some(stop))?;
-                    out.extend_from_slice(&ITEM_DELIMITER);
-                }
-                *pos = stop;
-                out.extend_from_slice(&SEQUENCE_DELIMITER);
-            }
-            continue;
-        }
-        let value = body
-            .get(*pos..*pos + len as usize)
-            .ok_or("element past the data set's end")?;
-        let name = vr.map_or("UN", |v| v.to_string());
-        let mut code: [u8; 2] = name.as_bytes().try_into().unwrap_or(*b"UN");
-        if !long_length_vr(&code) && len > 0xFFFF {
-            code = *b"UN";
-        }
-        out.extend_from_slice(&code);
-        if long_length_vr(&code) {
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&len.to_le_bytes());
-        } else {
-            out.extend_from_slice(&(len as u16).to_le_bytes());
-        }
-        out.extend_from_slice(value);
-        *pos += len as usize;
-    }
-    within(*pos, end)
 }
 
 /// An explicit VR data set has two upper-case letters where implicit VR has a length.
