@@ -754,6 +754,8 @@ struct ReadingServer {
     db: case_server::Db,
     base: String,
     cases: Vec<String>,
+    /// Each case's study (Study Instance UID).
+    studies: Vec<String>,
     key: case_protocol::SigningKey,
     key_file: std::path::PathBuf,
 }
@@ -764,7 +766,7 @@ impl ReadingServer {
         use overread::cases::EncryptedKey;
         let rt = tokio::runtime::Runtime::new().unwrap();
         let key = SigningKey::generate();
-        let (db, ids, base) = rt.block_on(async {
+        let (db, ids, studies, base) = rt.block_on(async {
             let url = case_server::db::scratch_database(dir).await.unwrap();
             let db = case_server::Db::open(&url).await.unwrap();
             db.add_user(
@@ -781,7 +783,9 @@ impl ReadingServer {
                 .unwrap();
             let store =
                 case_server::Store::open(dir.join("objects").to_str().unwrap()).unwrap();
-            let mut ids = Vec::new();
+            let (mut ids, mut studies) = (Vec::new(), Vec::new());
+            // Case i holds the synthetic study of seed i + 1: case 0's is the study the tests
+            // open from a folder (`spec()`, seed 1, the same UIDs).
             for i in 0..cases {
                 let case = db
                     .create_case(
@@ -795,9 +799,15 @@ impl ReadingServer {
                     .await
                     .unwrap();
                 db.assign(&case.id, "rad1").await.unwrap();
-                case_server::intake::store_synthetic_study(&db, &store, &case.id, i as u64 + 1)
-                    .await
-                    .unwrap();
+                let study = case_server::intake::store_synthetic_study(
+                    &db,
+                    &store,
+                    &case.id,
+                    i as u64 + 1,
+                )
+                .await
+                .unwrap();
+                studies.push(study);
                 db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
                 db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
                 ids.push(case.id);
@@ -808,7 +818,7 @@ impl ReadingServer {
                 case_server::Server::new(db.clone(), store),
                 listener,
             ));
-            (db, ids, base)
+            (db, ids, studies, base)
         });
         let key_file = dir.join("rad1.key");
         EncryptedKey::seal(&key, "a long passphrase")
@@ -820,6 +830,7 @@ impl ReadingServer {
             db,
             base,
             cases: ids,
+            studies,
             key,
             key_file,
         }
@@ -1065,7 +1076,9 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
     use overread::cases::Outbox;
     let dir = tempdir();
     let server = ReadingServer::start(dir.path(), 2);
-    let (kept_case, new_case) = (server.cases[0].clone(), server.cases[1].clone());
+    // The report kept is for the second case; the one signed now for the first, whose study
+    // is the one open (the server refuses a report naming another case's study).
+    let (kept_case, new_case) = (server.cases[1].clone(), server.cases[0].clone());
     // Signed in an earlier session; never sent.
     let report = case_protocol::Report {
         case_id: kept_case.clone(),
@@ -1076,7 +1089,7 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
         },
         key_id: server.key.verifying_key().id().0,
         signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
-        study_instance_uids: Vec::new(),
+        study_instance_uids: vec![server.studies[1].clone()],
         findings: "Findings of the kept report.".into(),
         impression: "Kept.".into(),
         measurements: Vec::new(),

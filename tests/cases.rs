@@ -53,7 +53,18 @@ fn server_state(db: &Db, dir: &Path) -> case_server::Server {
     case_server::Server::new(db.clone(), object_store(dir))
 }
 
-fn report(case_id: &str, key_id: &str) -> Report {
+/// A final report by rad1 on the case's study (as stored by the server), signed now.
+async fn report(db: &Db, case_id: &str, key_id: &str) -> Report {
+    let study: String = sqlx::query_scalar("SELECT study_uid FROM study_cases WHERE case_id = $1")
+        .bind(case_id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    report_on(case_id, key_id, &study)
+}
+
+/// A final report by rad1 on `study`, signed now.
+fn report_on(case_id: &str, key_id: &str, study: &str) -> Report {
     Report {
         case_id: case_id.into(),
         kind: ReportKind::Final,
@@ -62,8 +73,8 @@ fn report(case_id: &str, key_id: &str) -> Report {
             display_name: "Dr One".into(),
         },
         key_id: key_id.into(),
-        signed_at: "2026-11-23T18:00:00Z".into(),
-        study_instance_uids: vec!["1.2.3".into()],
+        signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
+        study_instance_uids: vec![study.to_string()],
         findings: "No nodule.".into(),
         impression: "Normal chest CT.".into(),
         measurements: vec![],
@@ -109,7 +120,11 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     let dir = tempdir();
     let (db, case_id) = server_db(dir.path()).await;
     let key = registered_key(&db).await;
-    let signed = sign_report(report(&case_id, &key.verifying_key().id().0), &key).unwrap();
+    let signed = sign_report(
+        report(&db, &case_id, &key.verifying_key().id().0).await,
+        &key,
+    )
+    .unwrap();
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let hash = outbox.enqueue(&signed).unwrap();
     assert_eq!(outbox.pending(), vec![hash.clone()]);
@@ -176,10 +191,10 @@ async fn addenda_wait_for_the_report_they_amend() {
     let key = registered_key(&db).await;
     let key_id = key.verifying_key().id().0;
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
-    let final_report = sign_report(report(&case_id, &key_id), &key).unwrap();
+    let final_report = sign_report(report(&db, &case_id, &key_id).await, &key).unwrap();
     let final_hash = outbox.enqueue(&final_report).unwrap();
     for n in 0..4 {
-        let mut addendum = report(&case_id, &key_id);
+        let mut addendum = report(&db, &case_id, &key_id).await;
         addendum.kind = ReportKind::Addendum {
             amends: final_hash.clone(),
         };
@@ -307,7 +322,7 @@ async fn the_cli_signs_with_a_sealed_key_and_submits_over_tls() {
     let draft = dir.path().join("report.json");
     std::fs::write(
         &draft,
-        serde_json::to_string(&report(&case_id, "")).unwrap(),
+        serde_json::to_string(&report(&db, &case_id, "").await).unwrap(),
     )
     .unwrap();
     let signed_file = dir.path().join("signed.json");
@@ -427,7 +442,11 @@ async fn the_background_sender_retries_waits_for_login_and_survives_a_restart() 
     let dir = tempdir();
     let (db, case_id) = server_db(dir.path()).await;
     let key = registered_key(&db).await;
-    let signed = sign_report(report(&case_id, &key.verifying_key().id().0), &key).unwrap();
+    let signed = sign_report(
+        report(&db, &case_id, &key.verifying_key().id().0).await,
+        &key,
+    )
+    .unwrap();
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let hash = outbox.enqueue(&signed).unwrap();
 
@@ -610,7 +629,11 @@ async fn kill_during_submissions() -> bool {
             .unwrap();
         db.set_status(&case.id, CaseStatus::Ready).await.unwrap();
         db.set_status(&case.id, CaseStatus::Reading).await.unwrap();
-        let signed = sign_report(report(&case.id, &key.verifying_key().id().0), &key).unwrap();
+        let signed = sign_report(
+            report(&db, &case.id, &key.verifying_key().id().0).await,
+            &key,
+        )
+        .unwrap();
         outbox.enqueue(&signed).unwrap();
     }
     assert_eq!(outbox.pending().len(), N);
@@ -742,7 +765,7 @@ async fn a_receipt_for_another_report_does_not_settle_it() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempdir();
     let key = SigningKey::generate();
-    let signed = sign_report(report("C-1", &key.verifying_key().id().0), &key).unwrap();
+    let signed = sign_report(report_on("C-1", &key.verifying_key().id().0, "1.2.3"), &key).unwrap();
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let hash = outbox.enqueue(&signed).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

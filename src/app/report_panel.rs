@@ -449,7 +449,7 @@ impl ReportState {
     /// `study_uid`: the case's study (the report is about it, not about whatever else is
     /// shown beside it).
     pub fn start_case(&mut self, case_id: &str, study_uid: Option<&str>) {
-        self.case_studies = study_uid.map(|u| vec![u.to_string()]);
+        self.case_studies = Some(study_uid.map(str::to_string).into_iter().collect());
         if self.form.case_id == case_id {
             return;
         }
@@ -1579,6 +1579,9 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
                     ui.colored_label(egui::Color32::from_rgb(230, 160, 60), &c.message);
                 }
             });
+        if checks.iter().any(|c| c.kind.blocks()) {
+            ui.label("Characters the printed report cannot show must be replaced before signing.");
+        }
         let ticked = ui
             .checkbox(
                 &mut r.form.override_checks,
@@ -1592,7 +1595,13 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
     ui.strong("Signing");
     egui::Grid::new("sign").num_columns(2).show(ui, |ui| {
         ui.label("Case");
-        ui.text_edit_singleline(&mut r.form.case_id);
+        if r.case_studies.is_some() {
+            // Opened from the worklist: the report is that case's, about its study.
+            ui.label(&r.form.case_id)
+                .on_hover_text("The case opened from the worklist");
+        } else {
+            ui.text_edit_singleline(&mut r.form.case_id);
+        }
         ui.end_row();
         ui.label("User");
         ui.text_edit_singleline(&mut r.form.user);
@@ -1629,7 +1638,10 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
                 }
             });
     }
+    // A character the printed report cannot show is fixed, never signed over.
+    let blocked = checks.iter().any(|c| c.kind.blocks());
     let allowed = (checks.is_empty() || r.form.override_checks)
+        && !blocked
         && !r.signing()
         && !r.form.case_id.trim().is_empty();
     let label = if r.signed_final.is_some() {

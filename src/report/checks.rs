@@ -10,6 +10,9 @@
 //! spoken or written ("12 mm", "1.2 cm", "twelve millimeters", "two point three centimeters").
 //! It agrees when it equals the measurement at the precision it was stated with (14 mm and
 //! 1.4 cm both agree with 14.2 mm; 12 mm does not).
+//!
+//! One check cannot be overridden: a character the printed report cannot show
+//! (`case_protocol::printable`: "≥", a tab), which the signing and the server refuse.
 
 use crate::dictation::wer::normalize;
 
@@ -81,6 +84,17 @@ pub enum CheckKind {
         said: String,
         measured: String,
     },
+    /// A character the printed report cannot show; never overridden.
+    Unprintable {
+        character: char,
+    },
+}
+
+impl CheckKind {
+    /// Signing waits until it is fixed: "sign anyway" does not cover it.
+    pub fn blocks(&self) -> bool {
+        matches!(self, CheckKind::Unprintable { .. })
+    }
 }
 
 /// One thing to fix or override before signing.
@@ -101,6 +115,63 @@ pub fn pre_sign_checks(
     unsure: &[UnsureWord],
 ) -> Vec<Check> {
     let mut out = Vec::new();
+    for (section, text) in [
+        (Section::Findings, findings),
+        (Section::Impression, impression),
+    ] {
+        let name = match section {
+            Section::Findings => "findings",
+            Section::Impression => "impression",
+        };
+        // Every such character, each named once: the radiologist fixes them in one pass.
+        let mut rest = 0;
+        let mut named = Vec::new();
+        while let Err(e) = case_protocol::printable::first_unprintable(name, &text[rest..], true) {
+            let at = rest + e.offset;
+            let end = at + e.character.len_utf8();
+            rest = end;
+            if named.contains(&e.character) {
+                continue;
+            }
+            named.push(e.character);
+            let line = text[..at].matches('\n').count() + 1;
+            let column = text[..at]
+                .rsplit('\n')
+                .next()
+                .map_or(0, |l| l.chars().count())
+                + 1;
+            let e = case_protocol::printable::Unprintable {
+                line,
+                column,
+                offset: at,
+                ..e
+            };
+            out.push(Check {
+                kind: CheckKind::Unprintable {
+                    character: e.character,
+                },
+                section: Some(section),
+                range: Some(at..end),
+                message: format!("The {e}."),
+            });
+        }
+    }
+    for m in measurements {
+        if let Err(e) = case_protocol::printable::first_unprintable(
+            &format!("label of measurement {}", m.id),
+            &m.label,
+            false,
+        ) {
+            out.push(Check {
+                kind: CheckKind::Unprintable {
+                    character: e.character,
+                },
+                section: None,
+                range: None,
+                message: format!("The {e}."),
+            });
+        }
+    }
     let impression_without_fields = super::template::fields_in(impression)
         .iter()
         .fold(impression.to_string(), |t, (_, r)| {
@@ -339,6 +410,40 @@ mod tests {
             source: None,
             place: None,
         }
+    }
+
+    #[test]
+    fn characters_the_printed_report_cannot_show_block_signing() {
+        let findings = "Stenosis ≥ 50%.\nNo change ≥ 2 mm;\tstable × 2 → fine.";
+        let mut m = nodule(14.2);
+        m.label = "nodule ≤ 6 mm".into();
+        let checks = pre_sign_checks(findings, "Stable nodule.", &[m], &[]);
+        let unprintable: Vec<&Check> = checks.iter().filter(|c| c.kind.blocks()).collect();
+        // "≥" once (twice in the text), the tab, "→" ("×" prints), the label's "≤".
+        let chars: Vec<char> = unprintable
+            .iter()
+            .map(|c| match c.kind {
+                CheckKind::Unprintable { character } => character,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(chars, ['≥', '\t', '→', '≤'], "{checks:?}");
+        let first = unprintable[0];
+        assert_eq!(&findings[first.range.clone().unwrap()], "≥");
+        assert_eq!(first.section, Some(Section::Findings));
+        assert!(
+            unprintable[2].message.contains("line 2, column 30"),
+            "{}",
+            unprintable[2].message
+        );
+        assert!(unprintable[1].message.contains("a tab"));
+        assert!(unprintable[3].message.contains("label of measurement M1"));
+        // Nothing else blocks, and what prints is not flagged.
+        assert!(
+            pre_sign_checks("Größe 12 × 8 mm, ± 1 °.", "Normal.", &[], &[])
+                .iter()
+                .all(|c| !c.kind.blocks())
+        );
     }
 
     #[test]

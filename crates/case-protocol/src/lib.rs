@@ -3,6 +3,7 @@
 //! - [`types`]: cases, referrals, patients, reports, addenda, peer reviews, receipts (serde).
 //! - [`canonical`]: the canonical bytes of a report (documented, deterministic, versioned):
 //!   what is hashed and signed.
+//! - [`printable`]: the characters a report may hold (those its printed copy shows).
 //! - [`sign`]: ed25519 keys with key ids, signing and verifying reports.
 //! - [`multipart`]: `multipart/related` bodies as DICOMweb sends them (STOW-RS uploads,
 //!   WADO-RS answers), read and written the same way on both sides.
@@ -11,6 +12,7 @@
 
 pub mod canonical;
 pub mod multipart;
+pub mod printable;
 pub mod sign;
 pub mod types;
 

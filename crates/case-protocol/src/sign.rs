@@ -16,6 +16,8 @@ use crate::types::{Report, SignedReport};
 pub enum SignError {
     #[error("the report has no canonical form: {0}")]
     Canonical(#[from] CanonicalError),
+    #[error("the report cannot be printed as signed: {0}")]
+    Unprintable(#[from] crate::printable::Unprintable),
     #[error("the report names key {named} but was checked against key {given}")]
     WrongKey { named: String, given: String },
     #[error("the signature is not base64 of 64 bytes")]
@@ -93,7 +95,8 @@ impl SigningKey {
     }
 }
 
-/// Sign `report` (its `key_id` must name `key`).
+/// Sign `report` (its `key_id` must name `key`; every printed field printable, see
+/// [`crate::printable`]).
 pub fn sign_report(report: Report, key: &SigningKey) -> Result<SignedReport, SignError> {
     let id = key.verifying_key().id();
     if report.key_id != id.0 {
@@ -102,6 +105,7 @@ pub fn sign_report(report: Report, key: &SigningKey) -> Result<SignedReport, Sig
             given: id.0,
         });
     }
+    crate::printable::check_report(&report)?;
     let bytes = canonical_bytes(&report)?;
     let signature = key.0.sign(&bytes);
     Ok(SignedReport {

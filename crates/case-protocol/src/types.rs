@@ -364,6 +364,26 @@ pub fn rfc3339_utc(unix_secs: i64) -> String {
     )
 }
 
+/// "YYYY-MM-DDTHH:MM:SSZ" as seconds since the Unix epoch (the inverse of [`rfc3339_utc`]);
+/// None for any other form.
+pub fn parse_rfc3339_utc(s: &str) -> Option<i64> {
+    if !is_rfc3339_utc_seconds(s) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // Days from civil (H. Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -383,5 +403,25 @@ mod time_tests {
         assert_eq!(rfc3339_utc(1_795_451_805), "2026-11-23T16:36:45Z");
         assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert!(is_rfc3339_utc_seconds(&rfc3339_utc(unix_now())));
+    }
+
+    #[test]
+    fn timestamps_parse_back() {
+        for t in [
+            0,
+            951_782_400,
+            1_795_451_805,
+            4_107_542_399,
+            86_399,
+            68_169_600,
+        ] {
+            assert_eq!(parse_rfc3339_utc(&rfc3339_utc(t)), Some(t), "{t}");
+        }
+        assert_eq!(
+            parse_rfc3339_utc("2026-11-23T16:36:45Z"),
+            Some(1_795_451_805)
+        );
+        assert_eq!(parse_rfc3339_utc("2026-11-23 16:36:45Z"), None);
+        assert_eq!(parse_rfc3339_utc("2026-02-30T00:00:00Z"), None);
     }
 }

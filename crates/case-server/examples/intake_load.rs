@@ -121,7 +121,7 @@ async fn main() {
             .await
             .expect("case");
         db.assign(&case.id, "bench-rad").await.expect("assign");
-        case_server::intake::store_synthetic_study(&db, &store, &case.id, i as u64)
+        let study = case_server::intake::store_synthetic_study(&db, &store, &case.id, i as u64)
             .await
             .expect("study");
         db.set_status(&case.id, CaseStatus::Ready)
@@ -139,7 +139,7 @@ async fn main() {
             },
             key_id: key_id.clone(),
             signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
-            study_instance_uids: vec![format!("1.2.826.0.1.3680043.10.543.{i}")],
+            study_instance_uids: vec![study],
             findings: "Solid nodule in the right upper lobe, unchanged in size. No new nodule. \
                        No pleural effusion. Mediastinal nodes are not enlarged."
                 .into(),

@@ -22,8 +22,8 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use case_protocol::{
-    CaseStatus, CaseSummary, NewCase, Patient, Receipt, Referral, ReportKind, Role, SignedReport,
-    VerifyingKey, canonical_bytes, report_hash, unix_now, verify_report,
+    CaseStatus, CaseSummary, NewCase, Patient, Receipt, Referral, Report, ReportKind, Role,
+    SignedReport, VerifyingKey, canonical_bytes, report_hash, unix_now, verify_report,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -291,7 +291,7 @@ pub struct KeyImageAdded {
 }
 
 /// A key image for the report (a PNG, e.g. from `overread render`): the assigned radiologist,
-/// before the report is delivered.
+/// before the final report is signed.
 async fn add_key_image(
     State(server): State<Server>,
     caller: Caller,
@@ -301,9 +301,10 @@ async fn add_key_image(
 ) -> Result<(StatusCode, Json<KeyImageAdded>), ApiError> {
     caller.require(&[Role::Radiologist])?;
     let case = visible_case(&server.db, &caller, &id).await?;
-    if case.status == CaseStatus::Delivered {
+    if matches!(case.status, CaseStatus::Reported | CaseStatus::Delivered) {
         return Err(ApiError::conflict(format!(
-            "case {id} is delivered: its report is sent"
+            "case {id} is {}: key images are added before the report is signed",
+            status_name(case.status)
         )));
     }
     let png = png.map_err(|e| ApiError::new(e.status(), format!("key image: {e}")))?;
@@ -312,6 +313,9 @@ async fn add_key_image(
             "a caption is at most 200 characters",
         ));
     }
+    // Printed under the image in the report's PDF, as given.
+    case_protocol::printable::first_unprintable("the caption", &q.caption, false)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     use crate::delivery::{KeyImageError, add_key_image};
     let key = add_key_image(
         &server.db,
@@ -324,7 +328,7 @@ async fn add_key_image(
     .await
     .map_err(|e| match e {
         KeyImageError::NotPng(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
-        KeyImageError::TooMany => ApiError::conflict(e.to_string()),
+        KeyImageError::TooMany | KeyImageError::Reported(_) => ApiError::conflict(e.to_string()),
         KeyImageError::Sql(e) => e.into(),
         KeyImageError::Store(e) => ApiError::internal("the key image could not be stored", e),
     })?;
@@ -849,6 +853,8 @@ struct IntakeFacts {
     key: Option<(String, String, bool)>,
     /// For an addendum: the case of the report it amends, if that report exists.
     amended_case: Option<String>,
+    /// For an addendum: when the report it amends was signed.
+    amended_signed_at: Option<String>,
 }
 
 async fn intake_facts(
@@ -866,7 +872,7 @@ async fn intake_facts(
                 prior.signed_json AS stored_json,
                 k.user_id AS key_user, k.public_key AS public_key,
                 CAST(CASE WHEN k.revoked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS revoked,
-                amended.case_id AS amended_case,
+                amended.case_id AS amended_case, amended.signed_json AS amended_json,
                 u.id AS caller_id, u.role AS caller_role, u.display_name AS caller_name,
                 s.expires_unix AS caller_expires
          FROM (SELECT 1 AS one) AS q
@@ -920,6 +926,10 @@ async fn intake_facts(
         stored,
         key,
         amended_case: r.get("amended_case"),
+        amended_signed_at: r
+            .get::<Option<String>, _>("amended_json")
+            .and_then(|json| serde_json::from_str::<SignedReport>(&json).ok())
+            .map(|s| s.report.signed_at),
     };
     Ok((bearer.caller_from(Some(&r)), facts))
 }
@@ -1001,6 +1011,12 @@ async fn submit_report(
     }
     let public = VerifyingKey::from_base64(&public_key).map_err(stored_data_error)?;
     verify_report(&signed, &public).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    // What is faxed must be what was signed: a character the PDF cannot print is refused.
+    case_protocol::printable::check_report(report).map_err(|e| {
+        ApiError::unprocessable(format!("the report cannot be printed as signed: {e}"))
+    })?;
+    check_signed_at(report, &case, facts.amended_signed_at.as_deref())?;
+    check_studies(&db, &id, &report.study_instance_uids).await?;
 
     let amends = match &report.kind {
         ReportKind::Final => {
@@ -1061,6 +1077,75 @@ async fn submit_report(
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))
         }
     }
+}
+
+/// How far a signing time may be ahead of this server's clock (workstation clocks drift).
+const CLOCK_SKEW_SECS: i64 = 300;
+
+/// A report's signing time must be possible: not ahead of this server's clock (beyond the
+/// skew), not before its case was created, and an addendum not before the report it amends.
+/// (The form "YYYY-MM-DDTHH:MM:SSZ" is checked by the canonical bytes; it sorts as it reads.)
+fn check_signed_at(
+    report: &Report,
+    case: &CaseSummary,
+    amended_signed_at: Option<&str>,
+) -> Result<(), ApiError> {
+    let signed = report.signed_at.as_str();
+    let latest = case_protocol::rfc3339_utc(unix_now() + CLOCK_SKEW_SECS);
+    if signed > latest.as_str() {
+        return Err(ApiError::unprocessable(format!(
+            "the report is signed at {signed}, ahead of the server's clock ({}): check the \
+             workstation's clock and sign again",
+            crate::db::now()
+        )));
+    }
+    let earliest = case_protocol::parse_rfc3339_utc(&case.created_at)
+        .map(|t| case_protocol::rfc3339_utc(t - CLOCK_SKEW_SECS));
+    if let Some(earliest) = earliest
+        && signed < earliest.as_str()
+    {
+        return Err(ApiError::unprocessable(format!(
+            "the report is signed at {signed}, before case {} was created ({}): check the \
+             workstation's clock and sign again",
+            case.id, case.created_at
+        )));
+    }
+    if let Some(base) = amended_signed_at
+        && signed < base
+    {
+        return Err(ApiError::unprocessable(format!(
+            "the addendum is signed at {signed}, before the report it amends ({base})"
+        )));
+    }
+    Ok(())
+}
+
+/// A report names the studies it reads: at least one, each once, each a study of its case.
+async fn check_studies(db: &Db, case_id: &str, uids: &[String]) -> Result<(), ApiError> {
+    if uids.is_empty() {
+        return Err(ApiError::unprocessable("the report names no study"));
+    }
+    let of_case: std::collections::HashSet<String> =
+        sqlx::query_scalar("SELECT study_uid FROM study_cases WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_all(&db.pool)
+            .await?
+            .into_iter()
+            .collect();
+    let mut seen = std::collections::HashSet::new();
+    for uid in uids {
+        if !of_case.contains(uid) {
+            return Err(ApiError::unprocessable(format!(
+                "the report names study {uid}, which is not a study of case {case_id}"
+            )));
+        }
+        if !seen.insert(uid) {
+            return Err(ApiError::unprocessable(format!(
+                "the report names study {uid} twice"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, Deserialize)]

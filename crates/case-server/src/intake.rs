@@ -116,12 +116,26 @@ pub async fn ingest(
     store_checked(db, store, case_id, checked).await
 }
 
+/// Images are the case's as read: once a report is signed (the case reported or delivered)
+/// nothing is added, so the studies a report names, the patient copy and a QA review hold
+/// what the radiologist saw.
+fn open_for_images(case_id: &str, status: &str) -> Result<(), IntakeError> {
+    if matches!(status, "reported" | "delivered") {
+        return Err(IntakeError::Conflict(format!(
+            "case {case_id} is {status}: images cannot be added after its report is signed \
+             (open a new case for new images)"
+        )));
+    }
+    Ok(())
+}
+
 async fn case_patient(db: &Db, case_id: &str) -> Result<Patient, IntakeError> {
-    let row = sqlx::query("SELECT patient_json FROM cases WHERE id = $1")
+    let row = sqlx::query("SELECT patient_json, status FROM cases WHERE id = $1")
         .bind(case_id)
         .fetch_optional(&db.pool)
         .await?
         .ok_or_else(|| IntakeError::NoCase(case_id.to_string()))?;
+    open_for_images(case_id, row.get::<&str, _>("status"))?;
     serde_json::from_str(row.get::<&str, _>("patient_json")).map_err(|_| IntakeError::Io {
         label: format!("case {case_id}"),
         message: "its stored patient record is unreadable".into(),
@@ -446,6 +460,21 @@ async fn insert_rows(
     written: &mut Vec<String>,
 ) -> Result<Vec<StoredInstance>, IntakeError> {
     let mut tx = db.begin_write().await?;
+    // Again inside the transaction: a report may have been stored since the first check.
+    // (SQLite: one writer at a time; PostgreSQL: the case row is held against the report
+    // writer's status update until the commit.)
+    let sql = match db.backend {
+        crate::db::Backend::Postgres => "SELECT status FROM cases WHERE id = $1 FOR UPDATE",
+        crate::db::Backend::Sqlite => "SELECT status FROM cases WHERE id = $1",
+    };
+    let status: Option<String> = sqlx::query_scalar(sql)
+        .bind(case_id)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+    open_for_images(
+        case_id,
+        &status.ok_or_else(|| IntakeError::NoCase(case_id.to_string()))?,
+    )?;
     // One study, one case, inside the transaction: the check before the upload's objects
     // were written (`check_against_stored`) may have raced another upload of the study.
     let studies: BTreeSet<&str> = rows

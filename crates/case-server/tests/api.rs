@@ -24,7 +24,7 @@ async fn a_signed_report_is_stored_once_receipted_verified_and_audited() {
     let case_id = case_in_reading(&s, "rad1").await;
     let rad1 = s.login("rad1").await;
     let key = register_key(&s, &rad1).await;
-    let signed = sign_report(report(&case_id, "rad1", &key, ReportKind::Final), &key).unwrap();
+    let signed = sign_report(report(&s, &case_id, "rad1", &key, ReportKind::Final), &key).unwrap();
     let path = format!("/cases/{case_id}/reports");
 
     let r = s
@@ -62,6 +62,7 @@ async fn a_signed_report_is_stored_once_receipted_verified_and_audited() {
         Report {
             findings: "Addendum: the nodule is 14.2 mm on the lung window.".into(),
             ..report(
+                &s,
                 &case_id,
                 "rad1",
                 &key,
@@ -154,7 +155,11 @@ async fn tampered_wrong_key_revoked_key_other_case_and_wrong_role_are_refused() 
     let key1 = register_key(&s, &rad1).await;
     let key2 = register_key(&s, &rad2).await;
     let path = format!("/cases/{case_id}/reports");
-    let good = sign_report(report(&case_id, "rad1", &key1, ReportKind::Final), &key1).unwrap();
+    let good = sign_report(
+        report(&s, &case_id, "rad1", &key1, ReportKind::Final),
+        &key1,
+    )
+    .unwrap();
 
     let expect = |r: reqwest::Response, status: StatusCode, words: &'static str| async move {
         let got = r.status();
@@ -175,7 +180,11 @@ async fn tampered_wrong_key_revoked_key_other_case_and_wrong_role_are_refused() 
     .await;
 
     // Signed with another radiologist's key, named as rad1's report.
-    let other_key = sign_report(report(&case_id, "rad1", &key2, ReportKind::Final), &key2).unwrap();
+    let other_key = sign_report(
+        report(&s, &case_id, "rad1", &key2, ReportKind::Final),
+        &key2,
+    )
+    .unwrap();
     expect(
         s.post(&rad1, &path, &serde_json::to_value(&other_key).unwrap())
             .await,
@@ -185,7 +194,11 @@ async fn tampered_wrong_key_revoked_key_other_case_and_wrong_role_are_refused() 
     .await;
 
     // Another radiologist submits to rad1's case: the case does not exist for them.
-    let by_rad2 = sign_report(report(&case_id, "rad2", &key2, ReportKind::Final), &key2).unwrap();
+    let by_rad2 = sign_report(
+        report(&s, &case_id, "rad2", &key2, ReportKind::Final),
+        &key2,
+    )
+    .unwrap();
     expect(
         s.post(&rad2, &path, &serde_json::to_value(&by_rad2).unwrap())
             .await,
@@ -285,7 +298,7 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     let key = register_key(&s, &rad1).await;
     let path = format!("{}/cases/{case_id}/reports", s.base);
     let good = serde_json::to_value(
-        sign_report(report(&case_id, "rad1", &key, ReportKind::Final), &key).unwrap(),
+        sign_report(report(&s, &case_id, "rad1", &key, ReportKind::Final), &key).unwrap(),
     )
     .unwrap();
 
@@ -590,7 +603,7 @@ async fn intake_rules_the_first_suite_missed() {
     );
 
     // The author must be the caller, by id and by registered name.
-    let mut r = report(&case_a, "rad2", &key, ReportKind::Final);
+    let mut r = report(&s, &case_a, "rad2", &key, ReportKind::Final);
     let signed = sign_report(r.clone(), &key).unwrap();
     assert_eq!(
         post_report(&s, &rad1, &case_a, &signed).await.status(),
@@ -607,7 +620,7 @@ async fn intake_rules_the_first_suite_missed() {
     );
 
     // Posted to another case than the one it names.
-    let good_a = sign_report(report(&case_a, "rad1", &key, ReportKind::Final), &key).unwrap();
+    let good_a = sign_report(report(&s, &case_a, "rad1", &key, ReportKind::Final), &key).unwrap();
     assert_eq!(
         post_report(&s, &rad1, &case_b, &good_a).await.status(),
         StatusCode::BAD_REQUEST
@@ -616,6 +629,7 @@ async fn intake_rules_the_first_suite_missed() {
     // An addendum before any report, then the final report, then a second final report.
     let early = sign_report(
         report(
+            &s,
             &case_a,
             "rad1",
             &key,
@@ -633,7 +647,7 @@ async fn intake_rules_the_first_suite_missed() {
     let r = post_report(&s, &rad1, &case_a, &good_a).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let receipt_a: Receipt = r.json().await.unwrap();
-    let mut second = report(&case_a, "rad1", &key, ReportKind::Final);
+    let mut second = report(&s, &case_a, "rad1", &key, ReportKind::Final);
     second.impression = "Changed my mind.".into();
     let second = sign_report(second, &key).unwrap();
     assert_eq!(
@@ -650,13 +664,14 @@ async fn intake_rules_the_first_suite_missed() {
     );
 
     // An addendum on case B amending case A's report.
-    let b_final = sign_report(report(&case_b, "rad1", &key, ReportKind::Final), &key).unwrap();
+    let b_final = sign_report(report(&s, &case_b, "rad1", &key, ReportKind::Final), &key).unwrap();
     assert_eq!(
         post_report(&s, &rad1, &case_b, &b_final).await.status(),
         StatusCode::CREATED
     );
     let cross = sign_report(
         report(
+            &s,
             &case_b,
             "rad1",
             &key,
@@ -691,6 +706,182 @@ async fn intake_rules_the_first_suite_missed() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let text = r.text().await.unwrap();
     assert!(!text.contains("987654321"), "{text}");
+}
+
+/// `report` signed by `key` as `sign_report` would, but without its checks: what a client
+/// that skips them could send.
+fn sign_unchecked(report: Report, key: &SigningKey) -> SignedReport {
+    use base64::Engine;
+    use ed25519_dalek::Signer;
+    let bytes = case_protocol::canonical_bytes(&report).unwrap();
+    let signature = ed25519_dalek::SigningKey::from_bytes(&key.to_bytes()).sign(&bytes);
+    SignedReport {
+        report,
+        signature: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+    }
+}
+
+/// What is faxed is what was signed, about the case's studies, at a possible time: a report
+/// with a character the PDF cannot print, naming a study of another case (or none, or one
+/// twice), signed ahead of the server's clock or before its case existed, or an addendum
+/// signed before the report it amends is refused, and nothing is stored.
+#[tokio::test]
+async fn reports_must_print_as_signed_name_the_cases_studies_and_be_signed_in_time() {
+    let s = start().await;
+    let case_a = case_in_reading(&s, "rad1").await;
+    let case_b = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let good = report(&s, &case_a, "rad1", &key, ReportKind::Final);
+    let refused = |r: reqwest::Response| async move {
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        text
+    };
+
+    // The workstation's signing refuses "≥"; a client that signs it anyway is refused here.
+    let mut r = good.clone();
+    r.impression = "Stenosis ≥ 50%.".into();
+    assert!(sign_report(r.clone(), &key).is_err());
+    let text = refused(post_report(&s, &rad1, &case_a, &sign_unchecked(r, &key)).await).await;
+    assert!(
+        text.contains("U+2265") && text.contains("impression"),
+        "{text}"
+    );
+    let mut r = good.clone();
+    r.findings = "Liver:\tnormal.".into();
+    refused(post_report(&s, &rad1, &case_a, &sign_unchecked(r, &key)).await).await;
+    let mut r = good.clone();
+    r.measurements[0].label = "nodule → 6 mm".into();
+    let text = refused(post_report(&s, &rad1, &case_a, &sign_unchecked(r, &key)).await).await;
+    assert!(text.contains("measurement 1 label"), "{text}");
+
+    // Studies: another case's, none, one twice.
+    let study_b = s.studies.lock().unwrap()[&case_b].clone();
+    for studies in [
+        vec![study_b.clone()],
+        vec![],
+        vec![
+            good.study_instance_uids[0].clone(),
+            good.study_instance_uids[0].clone(),
+        ],
+        vec![good.study_instance_uids[0].clone(), study_b],
+    ] {
+        let mut r = good.clone();
+        r.study_instance_uids = studies.clone();
+        let text =
+            refused(post_report(&s, &rad1, &case_a, &sign_report(r, &key).unwrap()).await).await;
+        assert!(text.contains("stud"), "{studies:?}: {text}");
+    }
+
+    // Times: an hour ahead of the server, a day before the case was created.
+    let now = case_protocol::unix_now();
+    for (at, says) in [
+        (now + 3600, "ahead of the server"),
+        (now - 86_400, "before case"),
+    ] {
+        let mut r = good.clone();
+        r.signed_at = case_protocol::rfc3339_utc(at);
+        let text =
+            refused(post_report(&s, &rad1, &case_a, &sign_report(r, &key).unwrap()).await).await;
+        assert!(text.contains(says), "{text}");
+    }
+    assert_eq!(s.report_count().await, 0, "nothing refused was stored");
+
+    // Within the clock skew a workstation a minute ahead is fine; then an addendum dated
+    // before the report it amends is refused, one after it stored.
+    let mut r = good.clone();
+    r.signed_at = case_protocol::rfc3339_utc(now + 60);
+    let final_report = sign_report(r, &key).unwrap();
+    let receipt: Receipt = {
+        let resp = post_report(&s, &rad1, &case_a, &final_report).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        resp.json().await.unwrap()
+    };
+    let addendum = |at: i64| {
+        let mut r = report(
+            &s,
+            &case_a,
+            "rad1",
+            &key,
+            ReportKind::Addendum {
+                amends: receipt.report_hash.clone(),
+            },
+        );
+        r.findings = "Addendum: no change.".into();
+        r.signed_at = case_protocol::rfc3339_utc(at);
+        sign_report(r, &key).unwrap()
+    };
+    let text = refused(post_report(&s, &rad1, &case_a, &addendum(now)).await).await;
+    assert!(text.contains("before the report it amends"), "{text}");
+    let resp = post_report(&s, &rad1, &case_a, &addendum(now + 61)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(s.report_count().await, 2);
+}
+
+/// What a report was signed with stays as it was: once the final report is stored, no key
+/// image is added (it would print in the signed report's PDF unsigned) and no study is
+/// uploaded into the case; before it, a caption the PDF cannot print is refused.
+#[tokio::test]
+async fn a_reported_case_takes_no_more_images() {
+    let s = start().await;
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let coord = s.login("coord").await;
+    let key = register_key(&s, &rad1).await;
+    let key_image = |caption: &str| {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/cases/{case}/key-images", s.base),
+            &[("caption", caption)],
+        )
+        .unwrap();
+        s.http
+            .post(url)
+            .bearer_auth(&rad1)
+            .body(key_image_png())
+            .send()
+    };
+    let r = key_image("nodule → 6 mm").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("U+2192"));
+    assert_eq!(
+        key_image("RLL nodule").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    let signed = sign_report(report(&s, &case, "rad1", &key, ReportKind::Final), &key).unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case, &signed).await.status(),
+        StatusCode::CREATED
+    );
+    let r = key_image("added later").await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("reported"));
+    let images: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_images WHERE case_id = $1")
+        .bind(&case)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(images, 1);
+
+    let instances = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM instances WHERE case_id = $1")
+            .bind(&case)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap()
+    };
+    let before = instances().await;
+    let r = upload_synthetic_study(&s, &coord, &case).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("after its report is signed")
+    );
+    assert_eq!(instances().await, before, "nothing stored");
 }
 
 async fn post_report(
@@ -734,7 +925,7 @@ async fn the_report_writer_isolates_each_report_in_a_batch() {
     }
     let other = case_in_reading(&s, "rad2").await;
     let write = |case_id: &str, key: &SigningKey, amends: Option<String>, tag: usize| {
-        let mut r = report(case_id, "rad1", key, ReportKind::Final);
+        let mut r = report(&s, case_id, "rad1", key, ReportKind::Final);
         r.findings = format!("Finding {tag}.");
         let key_id = r.key_id.clone();
         let signed = sign_report(r.clone(), key).unwrap();

@@ -29,31 +29,6 @@ fn poppler() -> bool {
     ok
 }
 
-/// A grey gradient PNG with a bright disc, as `overread render` would write a key image.
-fn key_image_png() -> Vec<u8> {
-    let (w, h) = (96u32, 64u32);
-    let pixels: Vec<u8> = (0..h)
-        .flat_map(|y| {
-            (0..w).map(move |x| {
-                let (dx, dy) = (x as i32 - 48, y as i32 - 32);
-                if dx * dx + dy * dy < 144 {
-                    250
-                } else {
-                    (x * 2) as u8
-                }
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, w, h);
-    enc.set_color(png::ColorType::Grayscale);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().unwrap();
-    writer.write_image_data(&pixels).unwrap();
-    writer.finish().unwrap();
-    out
-}
-
 async fn deliveries(s: &Server, token: &str, case: &str) -> Vec<DeliveryStatus> {
     let r = s.get(token, &format!("/cases/{case}/deliveries")).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -88,7 +63,7 @@ async fn signed_final(s: &Server, rad: &str, case: &str, key: &SigningKey) -> St
             .fetch_one(&s.db.pool)
             .await
             .unwrap();
-    let mut report = report(case, rad, key, ReportKind::Final);
+    let mut report = report(s, case, rad, key, ReportKind::Final);
     report.study_instance_uids = vec![study];
     report.findings =
         "A 14.2 mm solid nodule in the right lower lobe, unchanged. No effusion. ".repeat(12);
@@ -192,6 +167,16 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let signed_at: String = {
+        let json: String =
+            sqlx::query_scalar("SELECT signed_json FROM reports WHERE report_hash = $1")
+                .bind(&hash)
+                .fetch_one(&s.db.pool)
+                .await
+                .unwrap();
+        let signed: case_protocol::SignedReport = serde_json::from_str(&json).unwrap();
+        signed.report.signed_at
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     for expected in [
@@ -206,7 +191,7 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
         "RLL nodule: 14.26 mm (length)",
         "Indeterminate right lower lobe nodule; CT in 3 months.",
         "User rad1 (rad1)",
-        "2026-11-23T17:00:00Z",
+        signed_at.as_str(),
         hash.as_str(),
         "RLL nodule, axial",
         &format!("Overread case {case}"),

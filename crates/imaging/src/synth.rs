@@ -365,6 +365,7 @@ pub struct SynthOutput {
     pub name: String,
     pub folder: PathBuf,
     pub files: usize,
+    pub study_instance_uid: String,
     pub series_instance_uid: String,
 }
 
@@ -652,6 +653,7 @@ pub fn write_series(spec: &PhantomSpec, folder: &Path) -> Result<SynthOutput, Im
             name: spec.name(),
             folder: folder.to_path_buf(),
             files: 1,
+            study_instance_uid: study_uid,
             series_instance_uid: series_uid,
         });
     }
@@ -708,6 +710,7 @@ pub fn write_series(spec: &PhantomSpec, folder: &Path) -> Result<SynthOutput, Im
         name: spec.name(),
         folder: folder.to_path_buf(),
         files: items.len(),
+        study_instance_uid: study_uid,
         series_instance_uid: series_uid,
     })
 }

@@ -205,9 +205,11 @@ pub async fn report_pdf(
     };
     let mut key_images = Vec::new();
     for r in sqlx::query(
-        "SELECT object_key, caption FROM key_images WHERE case_id = $1 ORDER BY uploaded_at, object_key",
+        "SELECT object_key, caption FROM key_images WHERE case_id = $1 AND uploaded_at <= $2
+         ORDER BY uploaded_at, object_key",
     )
     .bind(&case_id)
+    .bind(&received_at)
     .fetch_all(&db.pool)
     .await?
     {
@@ -454,7 +456,8 @@ pub async fn case_deliveries(db: &Db, case_id: &str) -> Result<Vec<DeliveryStatu
 }
 
 /// Store a key image (a PNG, e.g. from `overread render`) for a case's report. Returns its
-/// content key.
+/// content key. Only before the final report is signed: the report's PDF shows the key images
+/// it was signed with, and a copy printed later shows the same.
 pub async fn add_key_image(
     db: &Db,
     store: &Store,
@@ -464,16 +467,29 @@ pub async fn add_key_image(
     png: Vec<u8>,
 ) -> Result<String, KeyImageError> {
     KeyImage::from_png(&png, caption).map_err(KeyImageError::NotPng)?;
-    let count: i64 = sqlx::query("SELECT COUNT(*) AS n FROM key_images WHERE case_id = $1")
+    let (key, _) = store.put(png).await?;
+    let mut tx = db.begin_write().await?;
+    // The case row is held (PostgreSQL; SQLite has one writer) against a report stored
+    // meanwhile, which would make the case reported between this check and the insert.
+    let sql = match db.backend {
+        crate::db::Backend::Postgres => "SELECT status FROM cases WHERE id = $1 FOR UPDATE",
+        crate::db::Backend::Sqlite => "SELECT status FROM cases WHERE id = $1",
+    };
+    let status: Option<String> = sqlx::query_scalar(sql)
         .bind(case_id)
-        .fetch_one(&db.pool)
-        .await?
-        .try_get("n")?;
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+    let status = status.unwrap_or_default();
+    if matches!(status.as_str(), "reported" | "delivered") {
+        return Err(KeyImageError::Reported(status));
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_images WHERE case_id = $1")
+        .bind(case_id)
+        .fetch_one(&mut *tx.tx)
+        .await?;
     if count >= MAX_KEY_IMAGES {
         return Err(KeyImageError::TooMany);
     }
-    let (key, _) = store.put(png).await?;
-    let _turn = db.write_turn().await;
     sqlx::query(
         "INSERT INTO key_images (case_id, object_key, caption, uploaded_by, uploaded_at)
          VALUES ($1, $2, $3, $4, $5)
@@ -484,8 +500,9 @@ pub async fn add_key_image(
     .bind(caption)
     .bind(user_id)
     .bind(rfc3339_utc(unix_now()))
-    .execute(&db.pool)
+    .execute(&mut *tx.tx)
     .await?;
+    tx.commit().await?;
     Ok(key)
 }
 
@@ -495,6 +512,8 @@ pub enum KeyImageError {
     NotPng(String),
     #[error("a case carries at most {MAX_KEY_IMAGES} key images")]
     TooMany,
+    #[error("the case is {0}: key images are added before the report is signed")]
+    Reported(String),
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error(transparent)]

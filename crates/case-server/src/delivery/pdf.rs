@@ -5,7 +5,8 @@
 //! the impression; optional key images (grey PNGs, two a row); the signature block (signer,
 //! signing time, key id, the report's sha256, where the server received it); on every page a
 //! footer with the case, the short hash and "page n of N". Text is wrapped by the fonts' own
-//! widths (Adobe's AFM metrics) and set in WinAnsiEncoding; a character it lacks prints as '?'.
+//! widths (Adobe's AFM metrics) and set in WinAnsiEncoding, spaces as typed; a report holds only
+//! characters it has (`case_protocol::printable`); one it lacks (in case fields) prints as '?'.
 
 use case_protocol::{Patient, Referral, Report, ReportKind};
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
@@ -109,22 +110,10 @@ const HELVETICA_BOLD: [u16; 95] = [
     278, 889, 611, 611, 611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584,
 ];
 
-/// A character in WinAnsiEncoding (Latin-1 and the common typographic marks), else '?'.
+/// A character in WinAnsiEncoding, else '?' (reports received before the protocol refused
+/// unprintable characters; case fields typed at intake).
 fn win_ansi(c: char) -> u8 {
-    match c {
-        ' '..='~' => c as u8,
-        '\u{a0}'..='\u{ff}' => c as u32 as u8,
-        '€' => 0x80,
-        '…' => 0x85,
-        '‘' => 0x91,
-        '’' => 0x92,
-        '“' => 0x93,
-        '”' => 0x94,
-        '•' => 0x95,
-        '–' => 0x96,
-        '—' => 0x97,
-        _ => b'?',
-    }
+    case_protocol::printable::win_ansi(c).unwrap_or(b'?')
 }
 
 fn width_pt(text: &str, font: Font, size: f32) -> f32 {
@@ -146,16 +135,29 @@ fn width_pt(text: &str, font: Font, size: f32) -> f32 {
     units as f32 * size / 1000.0
 }
 
-/// Words into lines no wider than `max` points (a word longer than a line is cut).
+/// Words into lines no wider than `max` points (a word longer than a line is cut). Spaces are
+/// kept as typed (a run of them, an indent), except where a line breaks; a tab is a space.
 fn wrap(text: &str, font: Font, size: f32, max: f32) -> Vec<String> {
     let mut lines = Vec::new();
+    let text = text.replace('\r', "").replace('\t', " ");
     for paragraph in text.split('\n') {
         let mut line = String::new();
-        for word in paragraph.split_whitespace() {
-            let candidate = if line.is_empty() {
+        let mut rest = paragraph;
+        // Whether `line` is the paragraph's first (its leading spaces are an indent).
+        let mut first = true;
+        while !rest.is_empty() {
+            let word_at = rest.find(|c| c != ' ').unwrap_or(rest.len());
+            let (gap, after) = rest.split_at(word_at);
+            let word_end = after.find(' ').unwrap_or(after.len());
+            let (word, after) = after.split_at(word_end);
+            rest = after;
+            if word.is_empty() {
+                break; // trailing spaces print nothing
+            }
+            let candidate = if line.is_empty() && !first {
                 word.to_string()
             } else {
-                format!("{line} {word}")
+                format!("{line}{gap}{word}")
             };
             if width_pt(&candidate, font, size) <= max {
                 line = candidate;
@@ -164,6 +166,7 @@ fn wrap(text: &str, font: Font, size: f32, max: f32) -> Vec<String> {
             if !line.is_empty() {
                 lines.push(std::mem::take(&mut line));
             }
+            first = false;
             let mut rest = word.to_string();
             while width_pt(&rest, font, size) > max {
                 let mut cut = rest.chars().count();
@@ -560,6 +563,21 @@ mod tests {
                     .iter()
                     .all(|l| width_pt(l, Font::Regular, 11.0) <= 100.0)
         );
+    }
+
+    #[test]
+    fn wrapping_keeps_spaces_as_typed_but_at_a_break() {
+        assert_eq!(
+            wrap("  Liver:   normal.\n\tSpleen  ", Font::Regular, 11.0, 400.0),
+            ["  Liver:   normal.", " Spleen"]
+        );
+        let lines = wrap("aaaa    bbbb", Font::Regular, 10.0, 30.0);
+        assert_eq!(
+            lines,
+            ["aaaa", "bbbb"],
+            "no spaces carried to the next line"
+        );
+        assert_eq!(wrap("", Font::Regular, 10.0, 30.0), [""]);
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Server {
     pub db: Db,
     pub store: Store,
     pub dir: tempfile::TempDir,
+    /// The study uploaded into each case by [`upload_synthetic_study`] (what its reports name).
+    pub studies: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 pub async fn start() -> Server {
@@ -61,6 +63,7 @@ pub async fn start_with(configure: impl FnOnce(&mut case_server::Server)) -> Ser
         db,
         store,
         dir,
+        studies: Default::default(),
     }
 }
 
@@ -219,6 +222,11 @@ pub fn files_of(dir: &std::path::Path) -> Vec<Vec<u8>> {
 /// Write a small synthetic CT (imaging::synth, dated today; `seed` makes its UIDs) and return
 /// its folder.
 pub fn synthetic_study(parent: &std::path::Path, seed: u64) -> std::path::PathBuf {
+    synthetic_study_uid(parent, seed).0
+}
+
+/// [`synthetic_study`] and its Study Instance UID.
+pub fn synthetic_study_uid(parent: &std::path::Path, seed: u64) -> (std::path::PathBuf, String) {
     let folder = parent.join(format!("synth-{seed}"));
     let spec = imaging::synth::PhantomSpec {
         columns: 32,
@@ -229,8 +237,8 @@ pub fn synthetic_study(parent: &std::path::Path, seed: u64) -> std::path::PathBu
         seed,
         ..Default::default()
     };
-    imaging::synth::write_series(&spec, &folder).unwrap();
-    folder
+    let out = imaging::synth::write_series(&spec, &folder).unwrap();
+    (folder, out.study_instance_uid)
 }
 
 static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
@@ -251,13 +259,22 @@ pub async fn stow(s: &Server, token: &str, path: &str, files: &[Vec<u8>]) -> req
 /// STOW-RS a new small synthetic study into a case (as coordinator `token`).
 pub async fn upload_synthetic_study(s: &Server, token: &str, case_id: &str) -> reqwest::Response {
     let seed = SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let folder = synthetic_study(s.dir.path(), seed);
+    let (folder, uid) = synthetic_study_uid(s.dir.path(), seed);
+    s.studies.lock().unwrap().insert(case_id.to_string(), uid);
     let path = format!("/cases/{case_id}/dicomweb/studies");
     stow(s, token, &path, &files_of(&folder)).await
 }
 
-/// A report by `author` (display name "User AUTHOR", as the test users are named).
-pub fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -> Report {
+/// A report by `author` (display name "User AUTHOR", as the test users are named), signed
+/// now, naming the study uploaded into the case.
+pub fn report(
+    s: &Server,
+    case_id: &str,
+    author: &str,
+    key: &SigningKey,
+    kind: ReportKind,
+) -> Report {
+    let study = s.studies.lock().unwrap().get(case_id).cloned();
     Report {
         case_id: case_id.into(),
         kind,
@@ -266,8 +283,8 @@ pub fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -
             display_name: format!("User {author}"),
         },
         key_id: key.verifying_key().id().0,
-        signed_at: "2026-11-23T17:00:00Z".into(),
-        study_instance_uids: vec!["1.2.840.1".into()],
+        signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
+        study_instance_uids: study.into_iter().collect(),
         findings: "14.2 mm nodule in the right lower lobe.".into(),
         impression: "Indeterminate nodule; CT in 3 months.".into(),
         measurements: vec![ReportMeasurement {
@@ -280,4 +297,29 @@ pub fn report(case_id: &str, author: &str, key: &SigningKey, kind: ReportKind) -
             points_mm: vec![[-70.0, -20.0, 0.0], [-55.8, -20.0, 0.0]],
         }],
     }
+}
+
+/// A grey gradient PNG with a bright disc, as `overread render` would write a key image.
+pub fn key_image_png() -> Vec<u8> {
+    let (w, h) = (96u32, 64u32);
+    let pixels: Vec<u8> = (0..h)
+        .flat_map(|y| {
+            (0..w).map(move |x| {
+                let (dx, dy) = (x as i32 - 48, y as i32 - 32);
+                if dx * dx + dy * dy < 144 {
+                    250
+                } else {
+                    (x * 2) as u8
+                }
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().unwrap();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    out
 }
