@@ -435,11 +435,18 @@ async fn login(
         .bind(&req.user)
         .fetch_optional(&db.pool)
         .await?;
-    let ok = row
-        .as_ref()
-        .is_some_and(|r| auth::verify_password(&req.password, r.get::<&str, _>("password_hash")));
+    let phc = row.as_ref().map(|r| r.get::<String, _>("password_hash"));
+    let known = phc.is_some();
+    let ok = auth::check_password(req.password.clone(), phc).await;
     let Some(row) = row.filter(|_| ok) else {
-        db.audit(None, "login_failed", None, remote.as_deref(), &req.user)
+        // The attempted id is kept only when it names an account: whatever else was typed in
+        // the user field (a password, a megabyte) never enters the append-only trail.
+        let detail = if known {
+            req.user.clone()
+        } else {
+            format!("unknown user ({} characters)", req.user.chars().count())
+        };
+        db.audit(None, "login_failed", None, remote.as_deref(), &detail)
             .await?;
         return Err(ApiError::unauthorized("wrong user or password"));
     };
@@ -1212,10 +1219,20 @@ async fn list_reports(
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub case_id: Option<String>,
+    /// Rows after this id (the last `id` of the page before).
+    pub after: Option<i64>,
+    /// At most this many rows ([`AUDIT_PAGE`] by default and at most).
+    pub limit: Option<i64>,
 }
+
+/// The most audit rows one answer holds: the trail is append-only and only grows, so it is
+/// read page by page (`?after=` the last row's id).
+pub const AUDIT_PAGE: i64 = 5000;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuditRow {
+    /// Increasing: the next page starts after the last one's.
+    pub id: i64,
     pub at: String,
     pub user_id: Option<String>,
     pub action: String,
@@ -1230,16 +1247,20 @@ async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Vec<AuditRow>>, ApiError> {
     caller.require(&[Role::Admin])?;
+    let limit = q.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_PAGE);
     let rows = sqlx::query(
-        "SELECT at, user_id, action, case_id, remote_addr, detail FROM audit
-         WHERE $1 IS NULL OR case_id = $1 ORDER BY id",
+        "SELECT id, at, user_id, action, case_id, remote_addr, detail FROM audit
+         WHERE ($1 IS NULL OR case_id = $1) AND id > $2 ORDER BY id LIMIT $3",
     )
     .bind(&q.case_id)
+    .bind(q.after.unwrap_or(0))
+    .bind(limit)
     .fetch_all(&db.pool)
     .await?;
     Ok(Json(
         rows.iter()
             .map(|r| AuditRow {
+                id: r.get("id"),
                 at: r.get("at"),
                 user_id: r.get("user_id"),
                 action: r.get("action"),

@@ -27,6 +27,34 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Password checks run at most this many at once, each on a blocking thread (argon2id takes
+/// 19 MiB and tens of milliseconds): a burst of logins neither stalls the async workers that
+/// serve report intake and images nor takes memory without bound.
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// A hash no password matches in practice, checked for an unknown user so that the answer
+/// takes as long as for a known one (the timing does not tell which user ids exist).
+static UNKNOWN_USER_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Whether `password` matches `phc` (None: the user is unknown; a dummy hash is checked all
+/// the same). Off the async workers, a few at a time.
+pub async fn check_password(password: String, phc: Option<String>) -> bool {
+    let Ok(_permit) = PASSWORD_CHECKS.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => verify_password(&password, &phc),
+        None => {
+            let dummy =
+                UNKNOWN_USER_HASH.get_or_init(|| hash_password(&new_token()).unwrap_or_default());
+            let _ = verify_password(&password, dummy);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// A fresh token (URL-safe base64 of 32 random bytes).
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];

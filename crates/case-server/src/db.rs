@@ -462,6 +462,31 @@ impl Db {
             .await
     }
 
+    /// An audit row written inside `tx`, so that it commits with the change it records, or
+    /// neither does.
+    pub async fn audit_in(
+        tx: &mut WriteTx,
+        user_id: Option<&str>,
+        action: &str,
+        case_id: Option<&str>,
+        remote_addr: Option<&str>,
+        detail: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(now())
+        .bind(user_id)
+        .bind(action)
+        .bind(case_id)
+        .bind(remote_addr)
+        .bind(detail)
+        .execute(&mut *tx.tx)
+        .await?;
+        Ok(())
+    }
+
     /// One audit row per case in `case_ids` (one access that touched several cases, such as
     /// a search: each case's own trail must show it), all in one transaction.
     pub async fn audit_cases(

@@ -90,7 +90,8 @@ pub async fn patient_copy(
                 accession_number, series_uid, series_number, modality, sop_uid, sop_class_uid,
                 transfer_syntax_uid, instance_number, object_key
          FROM instances WHERE case_id = $1
-         ORDER BY study_date, study_uid, series_number, series_uid, instance_number, sop_uid",
+         ORDER BY patient_id, study_date, study_uid, series_number, series_uid, instance_number,
+                  sop_uid",
     )
     .bind(case_id)
     .fetch_all(&db.pool)
@@ -149,10 +150,10 @@ pub async fn patient_copy(
     let mut report_files = Vec::new();
     for (i, r) in reports.iter().enumerate() {
         let hash: String = r.get("report_hash");
-        let (pdf, _) = crate::delivery::report_pdf(db, store, &hash).await?;
+        let (pdf, note) = delivered_pdf(db, store, &hash).await?;
         let signed: String = r.get("signed_json");
         let kind: String = r.get("kind");
-        report_files.push((i + 1, hash, kind, pdf, signed));
+        report_files.push((i + 1, hash, kind, pdf, signed, note));
     }
 
     let mut zip = zip::ZipWriter::new(out);
@@ -180,7 +181,7 @@ pub async fn patient_copy(
         series_no.len(),
         study_no.len()
     );
-    for (n, hash, kind, pdf, signed) in &report_files {
+    for (n, hash, kind, pdf, signed, note) in &report_files {
         zip.start_file(format!("REPORTS/REPORT{n:02}.PDF"), deflated)
             .map_err(io)?;
         zip.write_all(pdf).map_err(io)?;
@@ -188,7 +189,7 @@ pub async fn patient_copy(
             .map_err(io)?;
         zip.write_all(signed.as_bytes()).map_err(io)?;
         readme += &format!(
-            "  REPORT{n:02}.PDF / .JSON: {kind} report, sha256 {hash} (the JSON is the signed report)\r\n"
+            "  REPORT{n:02}.PDF / .JSON: {kind} report, sha256 {hash} (the JSON is the signed report)\r\n    {note}\r\n"
         );
     }
     zip.start_file("README.TXT", deflated).map_err(io)?;
@@ -201,6 +202,46 @@ pub async fn patient_copy(
         reports: report_files.len(),
         bytes,
     })
+}
+
+/// A report's PDF for the patient copy, and what the README says of it: the bytes sent to
+/// the referring physician where the delivery kept them (checked against the sha256 recorded
+/// with the delivery); else a rendering now, said to be one, and whether it matches the copy
+/// sent.
+async fn delivered_pdf(
+    db: &Db,
+    store: &Store,
+    hash: &str,
+) -> Result<(Vec<u8>, String), ExportError> {
+    let sent: Option<String> = sqlx::query_scalar(
+        "SELECT document_sha256 FROM deliveries WHERE report_hash = $1 AND status = 'sent'",
+    )
+    .bind(hash)
+    .fetch_optional(&db.pool)
+    .await?
+    .flatten();
+    if let Some(sha) = &sent
+        && let Ok(bytes) = store.get(sha).await
+    {
+        // `get` checks the bytes against their key, the sha256 recorded when sent.
+        return Ok((bytes.to_vec(), format!("the PDF as sent, sha256 {sha}")));
+    }
+    let (pdf, _) = crate::delivery::report_pdf(db, store, hash).await?;
+    let now = crate::store::content_key(&pdf);
+    let note = match sent {
+        None => "not sent yet: the PDF as it would be sent now".to_string(),
+        Some(sha) if sha == now => format!("the PDF as sent, sha256 {sha}"),
+        Some(sha) => {
+            tracing::warn!(
+                "patient copy: report {hash}'s PDF rendered now differs from the one sent"
+            );
+            format!(
+                "rendered again: the copy sent (sha256 {sha}) was not kept, and this one \
+                 (sha256 {now}) differs from it"
+            )
+        }
+    };
+    Ok((pdf, note))
 }
 
 /// Explicit VR little endian element bytes.
@@ -217,15 +258,22 @@ fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     } else {
+        // Every value given here is cut to its VR's maximum (`text_value`) or is a UID, date
+        // or number; this bound only keeps a mistake from writing a wrong length.
+        v.truncate(usize::from(u16::MAX - 1));
         out.extend_from_slice(&(v.len() as u16).to_le_bytes());
     }
     out.extend_from_slice(&v);
     out
 }
 
-fn text_value(s: &str) -> Vec<u8> {
-    // Default character repertoire: anything outside ASCII becomes '?'.
+/// `s` in the default character repertoire (anything outside ASCII becomes '?'), cut to
+/// `max` characters, its VR's maximum (PS3.5 6.2: LO 64, SH 16, CS 16; PN 64 a component
+/// group: the caller gives the first, alphabetic one). A value from an uploaded file may be
+/// longer than its VR allows; written whole it could overflow a 16-bit length.
+fn text_value(s: &str, max: usize) -> Vec<u8> {
     s.chars()
+        .take(max)
         .map(|c| {
             if c.is_ascii() && c != '\\' {
                 c as u8
@@ -284,9 +332,13 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
             a.extend(element(
                 (0x0010, 0x0010),
                 b"PN",
-                &text_value(&e.patient_name),
+                &text_value(e.patient_name.split('=').next().unwrap_or(""), 64),
             ));
-            a.extend(element((0x0010, 0x0020), b"LO", &text_value(&e.patient_id)));
+            a.extend(element(
+                (0x0010, 0x0020),
+                b"LO",
+                &text_value(&e.patient_id, 64),
+            ));
             let i = records.len();
             records.push(Record {
                 kind: "PATIENT",
@@ -303,11 +355,15 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
             let mut a = Vec::new();
             a.extend(element((0x0008, 0x0020), b"DA", e.study_date.as_bytes()));
             a.extend(element((0x0008, 0x0030), b"TM", b"000000"));
-            a.extend(element((0x0008, 0x0050), b"SH", &text_value(&e.accession)));
+            a.extend(element(
+                (0x0008, 0x0050),
+                b"SH",
+                &text_value(&e.accession, 16),
+            ));
             a.extend(element(
                 (0x0008, 0x1030),
                 b"LO",
-                &text_value(&e.study_description),
+                &text_value(&e.study_description, 64),
             ));
             a.extend(element((0x0020, 0x000D), b"UI", e.study_uid.as_bytes()));
             a.extend(element((0x0020, 0x0010), b"SH", b"1"));
@@ -326,7 +382,11 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
         }
         if last_series.is_none() || current.2 != e.series_uid {
             let mut a = Vec::new();
-            a.extend(element((0x0008, 0x0060), b"CS", &text_value(&e.modality)));
+            a.extend(element(
+                (0x0008, 0x0060),
+                b"CS",
+                &text_value(&e.modality, 16),
+            ));
             a.extend(element((0x0020, 0x000E), b"UI", e.series_uid.as_bytes()));
             let number = e.series_number.map(|n| n.to_string()).unwrap_or_default();
             a.extend(element((0x0020, 0x0011), b"IS", number.as_bytes()));
@@ -433,4 +493,65 @@ fn uid_suffix(entries: &[Entry]) -> u128 {
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
     u128::from_be_bytes(b) >> 1
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use dicom_object::mem::InMemDicomObject;
+
+    /// Values longer than their VR allows (an uploaded file's) are cut to the VR's maximum,
+    /// so every length fits and the DICOMDIR parses (a 70,000-character description wrapped
+    /// its 16-bit length and corrupted the file).
+    #[test]
+    fn overlong_values_are_cut_to_their_vr_and_the_dicomdir_parses() {
+        let entry = Entry {
+            patient_id: "P1".into(),
+            patient_name: "DOE^JANE=IDEOGRAPHIC^NAME".into(),
+            study_uid: "1.2.3".into(),
+            study_date: "20260101".into(),
+            study_description: "A".repeat(70_000),
+            accession: "ACC-0123456789-0123456789".into(),
+            series_uid: "1.2.3.4".into(),
+            series_number: Some(2),
+            modality: "CT".into(),
+            sop_uid: "1.2.3.4.5".into(),
+            sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+            transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+            instance_number: Some(1),
+            object_key: "00".repeat(32),
+            file_id: vec![
+                "DICOM".into(),
+                "ST0001".into(),
+                "SE0001".into(),
+                "IM000001".into(),
+            ],
+        };
+        let bytes = dicomdir(&[entry]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("DICOMDIR");
+        std::fs::write(&path, &bytes).unwrap();
+        let obj = dicom_object::open_file(&path).unwrap();
+        let records: Vec<InMemDicomObject> = obj
+            .element(dicom_object::Tag(0x0004, 0x1220))
+            .unwrap()
+            .items()
+            .unwrap()
+            .to_vec();
+        let text = |i: usize, tag: (u16, u16)| {
+            records[i]
+                .element(dicom_object::Tag(tag.0, tag.1))
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end()
+                .to_string()
+        };
+        assert_eq!(records.len(), 4);
+        assert_eq!(text(0, (0x0010, 0x0010)), "DOE^JANE");
+        assert_eq!(text(1, (0x0008, 0x1030)), "A".repeat(64));
+        assert_eq!(text(1, (0x0008, 0x0050)), "ACC-0123456789-0");
+        assert_eq!(text(2, (0x0008, 0x0060)), "CT");
+    }
 }

@@ -884,6 +884,66 @@ async fn a_reported_case_takes_no_more_images() {
     assert_eq!(instances().await, before, "nothing stored");
 }
 
+/// A failed login keeps the attempted id only when it names an account (a password typed in
+/// the user field, or a megabyte of junk, never enters the append-only trail), and the trail
+/// is read page by page.
+#[tokio::test]
+async fn failed_logins_keep_no_typed_secret_and_the_audit_is_read_in_pages() {
+    let s = start().await;
+    for (user, password) in [
+        ("rad1", "not-the-password"),
+        ("Summer2026!secret", "x"),
+        (&*"u".repeat(100_000), "x"),
+    ] {
+        let r = s
+            .http
+            .post(format!("{}/login", s.base))
+            .json(&json!({"user": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let admin = s.login("admin").await;
+    let audit: Vec<AuditRow> = s.get(&admin, "/audit").await.json().await.unwrap();
+    let failed: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.action == "login_failed")
+        .map(|a| a.detail.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "rad1",
+            "unknown user (17 characters)",
+            "unknown user (100000 characters)"
+        ]
+    );
+    assert!(
+        !serde_json::to_string(&audit)
+            .unwrap()
+            .contains("Summer2026")
+    );
+
+    let page = |q: String| {
+        let s = &s;
+        let admin = admin.clone();
+        async move {
+            s.get(&admin, &format!("/audit?{q}"))
+                .await
+                .json::<Vec<AuditRow>>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = page("limit=2".into()).await;
+    let second = page(format!("limit=2&after={}", first[1].id)).await;
+    assert_eq!(first.len() + second.len(), 4);
+    let paged: Vec<&AuditRow> = first.iter().chain(&second).collect();
+    let whole: Vec<&AuditRow> = audit.iter().take(4).collect();
+    assert_eq!(paged, whole);
+}
+
 async fn post_report(
     s: &Server,
     token: &str,

@@ -250,6 +250,41 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
             .unwrap();
     assert!(rows.iter().any(|a| a == "report_delivered"), "{rows:?}");
     assert!(rows.iter().any(|a| a == "key_image_add"), "{rows:?}");
+
+    // The patient copy holds the PDF as sent, byte for byte, even where a rendering now
+    // would differ (here the case's referral is changed behind the server's back).
+    sqlx::query(
+        "UPDATE cases SET referral_json = REPLACE(referral_json, 'Dr Referrer', 'Dr Other')",
+    )
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    assert_ne!(
+        case_server::delivery::report_pdf(&s.db, &s.store, &hash)
+            .await
+            .unwrap()
+            .0,
+        pdf,
+        "a rendering now differs"
+    );
+    let r = s.get(&coord, &format!("/cases/{case}/export")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(r.bytes().await.unwrap().to_vec())).unwrap();
+    let copy = {
+        let mut f = archive.by_name("REPORTS/REPORT01.PDF").unwrap();
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+        v
+    };
+    assert!(copy == pdf, "the patient copy's PDF is not the one sent");
+    let mut readme = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("README.TXT").unwrap(), &mut readme)
+        .unwrap();
+    assert!(
+        readme.contains(&format!("the PDF as sent, sha256 {sha}")),
+        "{readme}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

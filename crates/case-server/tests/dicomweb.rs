@@ -551,6 +551,15 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
         "larger than this server accepts",
     )
     .await;
+    // A caller who may not upload is refused for that, before the body is read (it was read
+    // up to the limit first, and refused as too large).
+    let qa = s.login("qa1").await;
+    expect(
+        stow(&s, &qa, &path, &files_of(&big_dir)).await,
+        StatusCode::FORBIDDEN,
+        "may not do this",
+    )
+    .await;
     // Sent to another study's URL.
     expect(
         stow(&s, &coord, &format!("{path}/1.2.3.4"), &good).await,

@@ -17,9 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use case_protocol::{
-    CaseStatus, Patient, Referral, ReportKind, SignedReport, rfc3339_utc, unix_now,
-};
+use case_protocol::{Patient, Referral, ReportKind, SignedReport, rfc3339_utc, unix_now};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
@@ -290,6 +288,11 @@ pub async fn deliver_due(
             + 1;
         let outcome = match report_pdf(db, store, &hash).await {
             Ok((bytes, facts)) => {
+                // The document as sent, kept by its sha256 (recorded with the delivery): the
+                // patient copy gives these bytes, not a new rendering.
+                if let Err(e) = store.put(bytes.clone()).await {
+                    tracing::error!("delivery: the PDF of report {hash} was not kept: {e}");
+                }
                 let transport = config.transport.clone();
                 let sent = tokio::task::spawn_blocking({
                     let bytes = bytes.clone();
@@ -352,48 +355,59 @@ async fn record(
             )
         }
     };
-    {
-        let _turn = db.write_turn().await;
-        sqlx::query(
-            "INSERT INTO deliveries (report_hash, case_id, status, attempts, transport, reference,
-                document_sha256, last_error, next_attempt_unix, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (report_hash) DO UPDATE SET status = excluded.status,
-                attempts = excluded.attempts, transport = excluded.transport,
-                reference = excluded.reference, document_sha256 = excluded.document_sha256,
-                last_error = excluded.last_error, next_attempt_unix = excluded.next_attempt_unix,
-                updated_at = excluded.updated_at",
-        )
-        .bind(hash)
-        .bind(&case_id)
-        .bind(status)
-        .bind(attempts)
-        .bind(config.transport.name())
-        .bind(reference)
-        .bind(document)
-        .bind(error.clone())
-        .bind(next)
-        .bind(rfc3339_utc(now))
-        .execute(&db.pool)
-        .await?;
-    }
+    // The delivery row, its audit row and (for a final report) the case's move to delivered
+    // commit together: a failure after the send leaves none of them, and the report is sent
+    // again (a transport takes a repeat as the same document), never left sent with its case
+    // still reported.
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "INSERT INTO deliveries (report_hash, case_id, status, attempts, transport, reference,
+            document_sha256, last_error, next_attempt_unix, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (report_hash) DO UPDATE SET status = excluded.status,
+            attempts = excluded.attempts, transport = excluded.transport,
+            reference = excluded.reference, document_sha256 = excluded.document_sha256,
+            last_error = excluded.last_error, next_attempt_unix = excluded.next_attempt_unix,
+            updated_at = excluded.updated_at",
+    )
+    .bind(hash)
+    .bind(&case_id)
+    .bind(status)
+    .bind(attempts)
+    .bind(config.transport.name())
+    .bind(reference)
+    .bind(document)
+    .bind(error.clone())
+    .bind(next)
+    .bind(rfc3339_utc(now))
+    .execute(&mut *tx.tx)
+    .await?;
     match outcome {
         Ok((_, _, facts)) => {
-            db.audit(None, "report_delivered", Some(&case_id), None, hash)
+            Db::audit_in(
+                &mut tx,
+                None,
+                "report_delivered",
+                Some(&case_id),
+                None,
+                hash,
+            )
+            .await?;
+            if facts.kind == ReportKind::Final {
+                sqlx::query(
+                    "UPDATE cases SET status = 'delivered' WHERE id = $1 AND status = 'reported'",
+                )
+                .bind(&case_id)
+                .execute(&mut *tx.tx)
                 .await?;
-            if facts.kind == ReportKind::Final
-                && let Ok(Some(case)) = db.case_summary(&case_id).await
-                && case.status == CaseStatus::Reported
-                && let Err(e) = db.set_status(&case_id, CaseStatus::Delivered).await
-            {
-                tracing::error!("delivery: case {case_id} not moved to delivered: {e}");
             }
         }
         Err(e) => {
             tracing::warn!(
                 "delivery of report {hash} (case {case_id}) failed, attempt {attempts}: {e}"
             );
-            db.audit(
+            Db::audit_in(
+                &mut tx,
                 None,
                 "report_delivery_failed",
                 Some(&case_id),
@@ -403,6 +417,7 @@ async fn record(
             .await?;
         }
     }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -467,6 +482,14 @@ pub async fn add_key_image(
     png: Vec<u8>,
 ) -> Result<String, KeyImageError> {
     KeyImage::from_png(&png, caption).map_err(KeyImageError::NotPng)?;
+    // Checked before the image is stored (a refused one leaves nothing), and again below.
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_images WHERE case_id = $1")
+        .bind(case_id)
+        .fetch_one(&db.pool)
+        .await?;
+    if count >= MAX_KEY_IMAGES {
+        return Err(KeyImageError::TooMany);
+    }
     let (key, _) = store.put(png).await?;
     let mut tx = db.begin_write().await?;
     // The case row is held (PostgreSQL; SQLite has one writer) against a report stored

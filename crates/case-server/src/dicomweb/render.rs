@@ -55,16 +55,45 @@ fn window_linear(x: f64, center: f64, width: f64) -> u8 {
     }
 }
 
+/// The most samples (rows x columns x samples per pixel) a frame may have to be rendered:
+/// 32 Mi, a 5,792-pixel square (CT and MR frames are 512 to 1024, at most 4096). A header may
+/// claim 65535 x 65535 in a few megabytes of RLE; its frame is refused before it is decoded
+/// (it would take some 50 GB).
+const MAX_RENDER_SAMPLES: u64 = 32 << 20;
+
+/// Why a picture was not made.
+#[derive(Debug)]
+enum PictureError {
+    /// The frame is larger than [`MAX_RENDER_SAMPLES`]: the client's 422.
+    TooLarge(String),
+    Failed(String),
+}
+
+impl From<String> for PictureError {
+    fn from(e: String) -> PictureError {
+        PictureError::Failed(e)
+    }
+}
+
 /// Decode the first frame of the object in `bytes` and window it.
-fn picture(bytes: &[u8], window: Option<(f64, f64)>) -> Result<Picture, String> {
+fn picture(bytes: &[u8], window: Option<(f64, f64)>) -> Result<Picture, PictureError> {
     let (header, frame) = super::on_disk(bytes, |path| {
         let header = match imaging::header::read_header(path).map_err(|e| e.to_string())? {
             FileKind::Image(h) => h,
             _ => return Err("not an image".to_string()),
         };
+        let samples = u64::from(header.rows)
+            * u64::from(header.columns)
+            * u64::from(header.samples_per_pixel.max(1));
+        if samples > MAX_RENDER_SAMPLES {
+            return Ok(Err(PictureError::TooLarge(format!(
+                "a frame of {} x {} pixels is larger than this server renders",
+                header.columns, header.rows
+            ))));
+        }
         let frame = imaging::decode::decode_frame_values(path, 0).map_err(|e| e.to_string())?;
-        Ok((header, frame))
-    })?;
+        Ok(Ok((header, frame)))
+    })??;
     let (width, height) = (
         u32::from(frame.format.columns),
         u32::from(frame.format.rows),
@@ -86,17 +115,14 @@ fn picture(bytes: &[u8], window: Option<(f64, f64)>) -> Result<Picture, String> 
     }
     let first = header.frames.first();
     let rescale = first.map_or(imaging::header::Rescale::IDENTITY, |f| f.rescale);
-    let modality: Vec<f64> = frame
-        .values
-        .iter()
-        .map(|v| rescale.apply(f64::from(*v)))
-        .collect();
+    // Modality values as they are needed (no copy of the frame in f64).
+    let modality = || frame.values.iter().map(|v| rescale.apply(f64::from(*v)));
     let (center, width_w) =
         match window.or_else(|| first.and_then(|f| f.window).map(|w| (w.center, w.width))) {
             Some(w) => w,
             None => {
-                let lo = modality.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = modality.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lo = modality().fold(f64::INFINITY, f64::min);
+                let hi = modality().fold(f64::NEG_INFINITY, f64::max);
                 if lo.is_finite() && hi.is_finite() {
                     ((lo + hi) / 2.0 + 0.5, (hi - lo + 1.0).max(1.0))
                 } else {
@@ -105,10 +131,9 @@ fn picture(bytes: &[u8], window: Option<(f64, f64)>) -> Result<Picture, String> 
             }
         };
     let invert = frame.format.photometric_interpretation.trim() == "MONOCHROME1";
-    let pixels = modality
-        .iter()
+    let pixels = modality()
         .map(|x| {
-            let g = window_linear(*x, center, width_w);
+            let g = window_linear(x, center, width_w);
             if invert { 255 - g } else { g }
         })
         .collect();
@@ -241,11 +266,15 @@ async fn render(
         .map_err(|e| ApiError::internal("a stored object could not be read", e))?;
     let what = target.describe();
     let png = tokio::task::spawn_blocking(move || {
-        picture(&bytes, window).and_then(|p| png_bytes(&fit(p, max_w, max_h)))
+        picture(&bytes, window)
+            .and_then(|p| png_bytes(&fit(p, max_w, max_h)).map_err(PictureError::Failed))
     })
     .await
     .map_err(|e| ApiError::internal("a worker thread failed", e))?
-    .map_err(|e| ApiError::internal(format!("{what} could not be rendered"), e))?;
+    .map_err(|e| match e {
+        PictureError::TooLarge(m) => ApiError::unprocessable(format!("{what}: {m}")),
+        PictureError::Failed(e) => ApiError::internal(format!("{what} could not be rendered"), e),
+    })?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 
@@ -270,6 +299,7 @@ pub(super) async fn thumbnail(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -280,6 +310,45 @@ mod tests {
         assert_eq!(window_linear(-160.0, 40.0, 400.0), 0);
         assert_eq!(window_linear(1000.0, 40.0, 400.0), 255);
         assert_eq!(window_linear(39.5, 40.0, 400.0), 128);
+    }
+
+    /// A header claiming 65535 x 65535 pixels over a few kilobytes of RLE is refused before
+    /// its frame is decoded (as the client's error), not allocated.
+    #[test]
+    fn a_frame_too_large_to_render_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = imaging::synth::PhantomSpec {
+            columns: 16,
+            rows: 16,
+            slices: 1,
+            syntax: imaging::synth::SynthSyntax::Rle,
+            ..Default::default()
+        };
+        imaging::synth::write_series(&spec, dir.path()).unwrap();
+        let file = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        assert!(matches!(
+            picture(&bytes, None),
+            Ok(Picture { width: 16, .. })
+        ));
+        // Rows (0028,0010) and Columns (0028,0011), US, explicit VR little endian.
+        for tag in [[0x28, 0x00, 0x10, 0x00], [0x28, 0x00, 0x11, 0x00]] {
+            let mut element = tag.to_vec();
+            element.extend_from_slice(b"US\x02\x00");
+            let at = bytes
+                .windows(8)
+                .position(|w| w == element.as_slice())
+                .unwrap();
+            bytes[at + 8..at + 10].copy_from_slice(&[0xff, 0xff]);
+        }
+        match picture(&bytes, None) {
+            Err(PictureError::TooLarge(m)) => assert!(m.contains("65535 x 65535"), "{m}"),
+            other => panic!("{:?}", other.map(|p| (p.width, p.height))),
+        }
     }
 
     #[test]

@@ -35,14 +35,9 @@ pub(crate) fn intake_error(e: IntakeError) -> ApiError {
     }
 }
 
-pub(super) async fn store(
-    State(server): State<Server>,
-    caller: Caller,
-    Path(params): Path<HashMap<String, String>>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
-    let target = Target::from_params(&params);
+/// The case uploaded to, when the caller may upload to it (checked before any of the body is
+/// read: a caller who may not upload does not get the server to hold up to the upload limit).
+async fn admit(server: &Server, caller: &Caller, target: &Target) -> Result<String, ApiError> {
     let Some(case) = target.case.clone() else {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -50,21 +45,83 @@ pub(super) async fn store(
         ));
     };
     caller.require(&[Role::Coordinator])?;
-    super::scope(&server.db, &caller, &target).await?;
-    let body = body.map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                format!(
-                    "the upload is larger than this server accepts ({} bytes); send the study in several requests",
-                    server.max_upload_bytes
-                ),
-            )
-        } else {
-            ApiError::new(status, format!("the upload could not be read: {e}"))
+    super::scope(&server.db, caller, target).await?;
+    Ok(case)
+}
+
+/// The whole body, up to the server's upload limit.
+async fn receive(server: &Server, body: axum::body::Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, server.max_upload_bytes)
+        .await
+        .map_err(|e| {
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the upload is larger than this server accepts ({} bytes); send the study in several requests",
+                        server.max_upload_bytes
+                    ),
+                )
+            } else {
+                ApiError::bad_request(format!("the upload could not be read: {e}"))
+            }
+        })
+}
+
+/// Read `body` to its end and drop it; false when it is longer than `limit` or broken.
+async fn discard(body: axum::body::Body, limit: usize) -> bool {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return false;
+        };
+        if let Some(data) = frame.data_ref() {
+            read = read.saturating_add(data.len());
+            if read > limit {
+                return false;
+            }
         }
-    })?;
+    }
+    true
+}
+
+/// `e` as an answer after which the connection is closed (the rest of the request body,
+/// unread, is not taken for the next request).
+fn closing(e: ApiError) -> Response {
+    let mut response = e.into_response();
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+pub(super) async fn store(
+    State(server): State<Server>,
+    caller: Caller,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let target = Target::from_params(&params);
+    let (case, body) = match admit(&server, &caller, &target).await {
+        Ok(case) => match receive(&server, body).await {
+            Ok(body) => (case, body),
+            Err(e) => return Ok(closing(e)),
+        },
+        Err(e) => {
+            // Refused before the body was read: it is read and dropped piece by piece (no
+            // memory held), so that the client, still sending, gets this answer; beyond the
+            // upload limit the connection is closed instead.
+            return Ok(match discard(body, server.max_upload_bytes).await {
+                true => e.into_response(),
+                false => closing(e),
+            });
+        }
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
