@@ -106,8 +106,17 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
         let (headers, content_start) = if body[headers_start..].starts_with(b"\r\n") {
             (&body[headers_start..headers_start], headers_start + 2)
         } else {
+            // The blank line must come before the next boundary: a part without one does not
+            // take the next part's boundary line (which may hold a ':') as a header.
+            let next = finder.find(&body[headers_start..]);
             let end = memmem::find(&body[headers_start..], b"\r\n\r\n")
-                .ok_or("a multipart part's headers never end (no blank line)")?;
+                .filter(|end| next.is_none_or(|next| end + 2 <= next))
+                .ok_or_else(|| {
+                    format!(
+                        "part {}'s headers never end (no blank line before its content)",
+                        parts.len() + 1
+                    )
+                })?;
             (
                 &body[headers_start..headers_start + end],
                 headers_start + end + 4,
@@ -115,7 +124,7 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
         };
         let headers = std::str::from_utf8(headers)
             .map_err(|_| format!("part {} has headers that are not text", parts.len() + 1))?;
-        let mut content_type = String::new();
+        let mut content_type: Option<String> = None;
         for line in headers.split("\r\n") {
             let Some((name, value)) = line.split_once(':') else {
                 return Err(format!(
@@ -123,10 +132,16 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
                     parts.len() + 1
                 ));
             };
-            if name.trim().eq_ignore_ascii_case("content-type") {
-                content_type = value.trim().to_string();
+            if name.trim().eq_ignore_ascii_case("content-type")
+                && content_type.replace(value.trim().to_string()).is_some()
+            {
+                return Err(format!(
+                    "part {} has two Content-Type headers",
+                    parts.len() + 1
+                ));
             }
         }
+        let content_type = content_type.unwrap_or_default();
         let content_end = finder
             .find(&body[content_start..])
             .map(|i| content_start + i)
@@ -219,6 +234,18 @@ mod tests {
         );
         assert!(parse(b"--B", b).unwrap_err().contains("ends inside"));
         assert!(parse(b"", "").unwrap_err().contains("1-70"));
+        // A part without a blank line after its headers does not take the next part's
+        // boundary line (here with a ':') as a header and swallow that part.
+        let body = b"--a:b\r\nContent-Type: application/dicom\r\nDICM:first\r\n--a:b\r\n\r\nsecond\r\n--a:b--";
+        let e = parse(body, "a:b").unwrap_err();
+        assert!(e.contains("part 1's headers never end"), "{e}");
+        // Two Content-Types: refused, not the last one taken.
+        let e = parse(
+            b"--B\r\nContent-Type: text/plain\r\ncontent-type: application/dicom\r\n\r\nx\r\n--B--",
+            b,
+        )
+        .unwrap_err();
+        assert!(e.contains("two Content-Type"), "{e}");
     }
 
     #[test]

@@ -1155,12 +1155,35 @@ async fn check_studies(db: &Db, case_id: &str, uids: &[String]) -> Result<(), Ap
     Ok(())
 }
 
+/// Whether a stored report is what was received, checked again from its stored bytes: the
+/// signature verifies against its registered key, the key belongs to the author, the report
+/// is for this case, and its canonical bytes and hash are the ones stored and receipted.
+fn stored_report_holds(
+    signed: &SignedReport,
+    case_id: &str,
+    hash: &str,
+    canonical: &[u8],
+    key_user: Option<&str>,
+    public_key: Option<&str>,
+) -> bool {
+    let (Some(key_user), Some(public_key)) = (key_user, public_key) else {
+        return false;
+    };
+    let report = &signed.report;
+    report.case_id == case_id
+        && key_user == report.author.user_id
+        && canonical_bytes(report).is_ok_and(|c| c == canonical)
+        && report_hash(report).is_ok_and(|h| h.0 == hash)
+        && VerifyingKey::from_base64(public_key).is_ok_and(|k| verify_report(signed, &k).is_ok())
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StoredReport {
     pub receipt: Receipt,
     pub signed: SignedReport,
-    /// The signature re-checked now against the registered key (revoked keys included:
-    /// old signatures stay verifiable).
+    /// Checked again now ([`stored_report_holds`]): the signature against the registered key
+    /// (revoked keys included: old signatures stay verifiable), the key's owner against the
+    /// author, the case, the canonical bytes and the hash against those stored.
     pub verified: bool,
 }
 
@@ -1174,14 +1197,16 @@ async fn list_reports(
     let sql = match db.backend {
         Backend::Sqlite => {
             "SELECT reports.report_hash AS hash, reports.signed_json AS signed,
-                    reports.received_at AS at, signing_keys.public_key AS public_key
-             FROM reports JOIN signing_keys ON signing_keys.key_id = reports.key_id
+                    reports.canonical AS canonical, reports.received_at AS at,
+                    signing_keys.public_key AS public_key, signing_keys.user_id AS key_user
+             FROM reports LEFT JOIN signing_keys ON signing_keys.key_id = reports.key_id
              WHERE reports.case_id = $1 ORDER BY reports.rowid"
         }
         Backend::Postgres => {
             "SELECT reports.report_hash AS hash, reports.signed_json AS signed,
-                    reports.received_at AS at, signing_keys.public_key AS public_key
-             FROM reports JOIN signing_keys ON signing_keys.key_id = reports.key_id
+                    reports.canonical AS canonical, reports.received_at AS at,
+                    signing_keys.public_key AS public_key, signing_keys.user_id AS key_user
+             FROM reports LEFT JOIN signing_keys ON signing_keys.key_id = reports.key_id
              WHERE reports.case_id = $1 ORDER BY reports.seq"
         }
     };
@@ -1190,13 +1215,19 @@ async fn list_reports(
     for r in rows {
         let signed: SignedReport =
             serde_json::from_str(r.get::<&str, _>("signed")).map_err(stored_data_error)?;
-        let verified = VerifyingKey::from_base64(r.get::<&str, _>("public_key"))
-            .map(|k| verify_report(&signed, &k).is_ok())
-            .unwrap_or(false);
+        let hash: String = r.get("hash");
+        let verified = stored_report_holds(
+            &signed,
+            &id,
+            &hash,
+            &r.get::<Vec<u8>, _>("canonical"),
+            r.get::<Option<String>, _>("key_user").as_deref(),
+            r.get::<Option<String>, _>("public_key").as_deref(),
+        );
         out.push(StoredReport {
             receipt: Receipt {
                 case_id: id.clone(),
-                report_hash: r.get("hash"),
+                report_hash: hash,
                 received_at: r.get("at"),
                 duplicate: false,
             },
@@ -1270,4 +1301,80 @@ async fn audit_log(
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use case_protocol::{Author, SigningKey, sign_report};
+
+    /// "verified" in a case's report list is every check again, not the signature alone: a
+    /// stored report whose key is another user's, whose case, canonical bytes or hash differ
+    /// from those stored, or whose key is gone, is not verified.
+    #[test]
+    fn a_stored_report_is_verified_by_key_owner_case_bytes_and_hash() {
+        let key = SigningKey::generate();
+        let other = SigningKey::generate();
+        let report = Report {
+            case_id: "C-1".into(),
+            kind: ReportKind::Final,
+            author: Author {
+                user_id: "rad1".into(),
+                display_name: "Dr One".into(),
+            },
+            key_id: key.verifying_key().id().0,
+            signed_at: "2026-11-24T10:00:00Z".into(),
+            study_instance_uids: vec!["1.2.3".into()],
+            findings: "No nodule.".into(),
+            impression: "Normal.".into(),
+            measurements: vec![],
+        };
+        let signed = sign_report(report.clone(), &key).unwrap();
+        let canonical = canonical_bytes(&report).unwrap();
+        let hash = report_hash(&report).unwrap().0;
+        let public = key.verifying_key().to_base64();
+        let holds =
+            |case: &str, hash: &str, canonical: &[u8], user: Option<&str>, k: Option<&str>| {
+                stored_report_holds(&signed, case, hash, canonical, user, k)
+            };
+        assert!(holds("C-1", &hash, &canonical, Some("rad1"), Some(&public)));
+        assert!(!holds(
+            "C-2",
+            &hash,
+            &canonical,
+            Some("rad1"),
+            Some(&public)
+        ));
+        assert!(!holds(
+            "C-1",
+            &"0".repeat(64),
+            &canonical,
+            Some("rad1"),
+            Some(&public)
+        ));
+        assert!(!holds(
+            "C-1",
+            &hash,
+            b"OVERREAD-REPORT/1\n",
+            Some("rad1"),
+            Some(&public)
+        ));
+        assert!(!holds(
+            "C-1",
+            &hash,
+            &canonical,
+            Some("rad2"),
+            Some(&public)
+        ));
+        assert!(!holds("C-1", &hash, &canonical, None, None));
+        let other_public = other.verifying_key().to_base64();
+        assert!(!holds(
+            "C-1",
+            &hash,
+            &canonical,
+            Some("rad1"),
+            Some(&other_public)
+        ));
+    }
 }
