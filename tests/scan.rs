@@ -100,3 +100,45 @@ fn scanning_every_shared_file_never_panics_and_finds_thousands_of_frames() {
     ids.dedup();
     assert_eq!(ids.len(), n);
 }
+
+/// One person written two ways (trailing empty name components, other letter case, a padded
+/// Patient ID) is one patient in the browser, shown by the fullest name; another ID or another
+/// name is another patient.
+#[test]
+fn one_person_written_two_ways_is_one_patient() {
+    let dir = crate::support::tempdir();
+    let spec = imaging::synth::PhantomSpec {
+        columns: 16,
+        rows: 16,
+        slices: 6,
+        ..Default::default()
+    };
+    imaging::synth::write_series(&spec, dir.path()).unwrap();
+    let scanned = imaging::scan(&[dir.path().to_path_buf()]).instances;
+    assert_eq!(scanned.len(), 6);
+    let named = |names: &[(&str, &str)]| {
+        let mut headers = scanned.clone();
+        for (h, (id, name)) in headers.iter_mut().zip(names.iter().cycle()) {
+            h.provenance.patient_id = imaging::Phi::new(*id);
+            h.provenance.patient_name = imaging::Phi::new(*name);
+        }
+        imaging::group(&headers)
+    };
+    let one = named(&[
+        ("123", "DOE^JANE"),
+        ("123 ", "Doe^Jane^^"),
+        ("123", "DOE^JANE^MARIE"),
+    ]);
+    assert_eq!(one.len(), 2, "a middle name is another name");
+    let one = named(&[
+        ("123", "DOE^JANE"),
+        ("123 ", "Doe^Jane^^"),
+        ("123", "DOE ^JANE="),
+    ]);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].name.reveal(), "DOE^JANE");
+    assert_eq!(one[0].id.reveal(), "123");
+    assert_eq!(one[0].stacks().map(|s| s.slices.len()).sum::<usize>(), 6);
+    assert_eq!(named(&[("123", "DOE^JANE"), ("124", "DOE^JANE")]).len(), 2);
+    assert_eq!(named(&[("abc", "DOE^JANE"), ("ABC", "DOE^JANE")]).len(), 2);
+}

@@ -466,10 +466,9 @@ fn distinct_patients(patients: &[Patient]) -> usize {
     let people: Vec<(String, String)> = patients
         .iter()
         .map(|p| {
-            let name = p.name.reveal().trim().to_uppercase();
             (
                 p.id.reveal().trim().to_string(),
-                name.trim_end_matches(['^', '=', ' ']).to_string(),
+                imaging::series::normalized_name(p.name.reveal()),
             )
         })
         .collect();

@@ -148,17 +148,52 @@ impl Patient {
     }
 }
 
+/// A Patient's Name tidied: each component trimmed, empty trailing components and component
+/// groups dropped ("DOE^JANE^^ " and "DOE ^JANE=" are "DOE^JANE", PS3.5 6.2 PN).
+pub fn tidy_name(name: &str) -> String {
+    let groups: Vec<String> = name
+        .split('=')
+        .map(|group| {
+            let components: Vec<&str> = group.split('^').map(str::trim).collect();
+            components.join("^").trim_end_matches('^').to_string()
+        })
+        .collect();
+    groups.join("=").trim_end_matches('=').to_string()
+}
+
+/// A Patient's Name as names are compared when telling patients apart: [`tidy_name`] with
+/// ASCII letters in upper case (systems differ in case: "Doe^Jane").
+pub fn normalized_name(name: &str) -> String {
+    tidy_name(name).to_ascii_uppercase()
+}
+
 /// Study UID -> (series number, series UID) -> headers.
 type StudiesBySeries<'a> = BTreeMap<String, BTreeMap<(i64, String), Vec<&'a InstanceHeader>>>;
 
-/// Group headers into patients, studies, series and stacks, and number the stacks.
+/// Group headers into patients, studies, series and stacks, and number the stacks. A patient
+/// is a Patient ID (trimmed, compared exactly, as DICOM compares IDs) with a name as
+/// [`normalized_name`] compares them; the name shown is the fullest [`tidy_name`] seen (the
+/// most characters; the first in order among equals).
 pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
     // BTreeMaps keep a deterministic order whatever order files were read in.
     let mut by_patient: BTreeMap<(Phi, Phi), StudiesBySeries> = BTreeMap::new();
+    let mut shown: BTreeMap<(Phi, Phi), Phi> = BTreeMap::new();
     for h in instances {
         let p = &h.provenance;
+        let key = (
+            Phi::new(p.patient_id.reveal().trim()),
+            Phi::new(normalized_name(p.patient_name.reveal())),
+        );
+        let this = tidy_name(p.patient_name.reveal());
+        let name = shown
+            .entry(key.clone())
+            .or_insert_with(|| Phi::new(this.clone()));
+        let kept = name.reveal();
+        if this.len() > kept.len() || (this.len() == kept.len() && this.as_str() < kept) {
+            *name = Phi::new(this);
+        }
         by_patient
-            .entry((p.patient_id.clone(), p.patient_name.clone()))
+            .entry(key)
             .or_default()
             .entry(p.study_instance_uid.clone())
             .or_default()
@@ -172,7 +207,11 @@ pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
 
     let mut next_id = 1usize;
     let mut patients = Vec::new();
-    for ((id, name), studies) in by_patient {
+    for ((id, key_name), studies) in by_patient {
+        let name = shown
+            .get(&(id.clone(), key_name.clone()))
+            .cloned()
+            .unwrap_or(key_name);
         let mut patient = Patient {
             name,
             id,
