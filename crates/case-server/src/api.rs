@@ -64,7 +64,24 @@ pub fn router(server: Server) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .nest("/dicomweb", dicomweb.clone())
         .nest("/cases/{id}/dicomweb", dicomweb)
+        .layer(axum::middleware::from_fn(run_to_completion))
         .with_state(server)
+}
+
+/// Every request runs to its end on its own task, even when its client goes away: hyper drops
+/// a handler whose connection closes, and a change committed before its audit row was
+/// written would then stand unaudited (a coordinator's assignment, a status move, an upload).
+async fn run_to_completion(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(e) => axum::response::IntoResponse::into_response(ApiError::internal(
+            "the request's task failed",
+            e,
+        )),
+    }
 }
 
 /// The caller, from a valid unexpired bearer token.

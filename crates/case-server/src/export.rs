@@ -156,45 +156,79 @@ pub async fn patient_copy(
         report_files.push((i + 1, hash, kind, pdf, signed, note));
     }
 
-    let mut zip = zip::ZipWriter::new(out);
-    let stored = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .large_file(false);
-    let deflated = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    // The archive is written on a blocking thread, fed one file at a time (at most four
+    // waiting): its file writes of up to gigabytes never stall the server's async workers.
+    let (files, mut to_write) = tokio::sync::mpsc::channel::<(String, bool, bytes::Bytes)>(4);
+    let writer = tokio::task::spawn_blocking(move || -> Result<(), ExportError> {
+        let mut zip = zip::ZipWriter::new(out);
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(false);
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        while let Some((name, deflate, data)) = to_write.blocking_recv() {
+            zip.start_file(name, if deflate { deflated } else { stored })
+                .map_err(io)?;
+            zip.write_all(&data).map_err(io)?;
+        }
+        zip.finish().map_err(io)?;
+        Ok(())
+    });
     let mut bytes = 0u64;
-    zip.start_file("DICOMDIR", stored).map_err(io)?;
-    let dicomdir = dicomdir(&entries).map_err(io)?;
-    zip.write_all(&dicomdir).map_err(io)?;
-    for e in &entries {
-        let data = store.get(&e.object_key).await?;
-        bytes += data.len() as u64;
-        zip.start_file(e.file_id.join("/"), stored).map_err(io)?;
-        zip.write_all(&data).map_err(io)?;
-    }
-    let mut readme = format!(
-        "Overread patient copy of case {case_id}, written {}.\r\n\r\n\
-         DICOMDIR and DICOM/: {} images in {} series of {} studies, as received. Open the\r\n\
-         folder (or DICOMDIR) in any DICOM viewer.\r\n\r\nREPORTS/:\r\n",
-        case_protocol::rfc3339_utc(unix_now()),
-        entries.len(),
-        series_no.len(),
-        study_no.len()
-    );
-    for (n, hash, kind, pdf, signed, note) in &report_files {
-        zip.start_file(format!("REPORTS/REPORT{n:02}.PDF"), deflated)
-            .map_err(io)?;
-        zip.write_all(pdf).map_err(io)?;
-        zip.start_file(format!("REPORTS/REPORT{n:02}.JSON"), deflated)
-            .map_err(io)?;
-        zip.write_all(signed.as_bytes()).map_err(io)?;
-        readme += &format!(
-            "  REPORT{n:02}.PDF / .JSON: {kind} report, sha256 {hash} (the JSON is the signed report)\r\n    {note}\r\n"
+    let fed = async {
+        let dicomdir = dicomdir(&entries).map_err(io)?;
+        let closed = || ExportError::Io("the archive writer stopped".into());
+        files
+            .send(("DICOMDIR".into(), false, dicomdir.into()))
+            .await
+            .map_err(|_| closed())?;
+        for e in &entries {
+            let data = store.get(&e.object_key).await?;
+            bytes += data.len() as u64;
+            files
+                .send((e.file_id.join("/"), false, data))
+                .await
+                .map_err(|_| closed())?;
+        }
+        let mut readme = format!(
+            "Overread patient copy of case {case_id}, written {}.\r\n\r\n\
+             DICOMDIR and DICOM/: {} images in {} series of {} studies, as received. Open the\r\n\
+             folder (or DICOMDIR) in any DICOM viewer.\r\n\r\nREPORTS/:\r\n",
+            case_protocol::rfc3339_utc(unix_now()),
+            entries.len(),
+            series_no.len(),
+            study_no.len()
         );
+        for (n, hash, kind, pdf, signed, note) in report_files.iter() {
+            files
+                .send((format!("REPORTS/REPORT{n:02}.PDF"), true, pdf.clone().into()))
+                .await
+                .map_err(|_| closed())?;
+            files
+                .send((
+                    format!("REPORTS/REPORT{n:02}.JSON"),
+                    true,
+                    signed.clone().into_bytes().into(),
+                ))
+                .await
+                .map_err(|_| closed())?;
+            readme += &format!(
+                "  REPORT{n:02}.PDF / .JSON: {kind} report, sha256 {hash} (the JSON is the signed report)\r\n    {note}\r\n"
+            );
+        }
+        files
+            .send(("README.TXT".into(), true, readme.into_bytes().into()))
+            .await
+            .map_err(|_| closed())?;
+        drop(files);
+        Ok::<(), ExportError>(())
     }
-    zip.start_file("README.TXT", deflated).map_err(io)?;
-    zip.write_all(readme.as_bytes()).map_err(io)?;
-    zip.finish().map_err(io)?;
+    .await;
+    // The writer's own error first (a full disk): it is why feeding it stopped.
+    writer
+        .await
+        .map_err(|e| ExportError::Io(format!("the archive writer failed: {e}")))??;
+    fed?;
     Ok(ExportSummary {
         studies: study_no.len(),
         series: series_no.len(),

@@ -944,6 +944,62 @@ async fn failed_logins_keep_no_typed_secret_and_the_audit_is_read_in_pages() {
     assert_eq!(paged, whole);
 }
 
+/// A request whose client goes away while it waits still runs to its end, with its audit row
+/// (hyper dropped the handler: a change committed before its audit row stood unaudited).
+/// SQLite only: the test holds this server's write turn to keep the request waiting.
+#[tokio::test]
+async fn a_change_whose_client_went_away_is_finished_and_audited() {
+    let s = start().await;
+    if s.db.backend != case_server::db::Backend::Sqlite {
+        return;
+    }
+    let coord = s.login("coord").await;
+    let r = s
+        .post(
+            &coord,
+            "/cases",
+            &serde_json::to_value(new_case("chest")).unwrap(),
+        )
+        .await;
+    let case: CaseSummary = r.json().await.unwrap();
+    let turn = s.db.write_turn().await;
+    let gone = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap()
+        .post(format!("{}/cases/{}/assign", s.base, case.id))
+        .bearer_auth(&coord)
+        .json(&json!({"radiologist": "rad2"}))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up while the server waited");
+    // Let the server see the closed connection before it may go on.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(turn);
+    let mut done = false;
+    for _ in 0..100 {
+        let assigned: Option<String> =
+            sqlx::query_scalar("SELECT assigned_to FROM cases WHERE id = $1")
+                .bind(&case.id)
+                .fetch_one(&s.db.pool)
+                .await
+                .unwrap();
+        let audited: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE case_id = $1 AND action = 'case_assign'",
+        )
+        .bind(&case.id)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+        if assigned.as_deref() == Some("rad2") && audited == 1 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(done, "the assignment was not finished and audited");
+}
+
 async fn post_report(
     s: &Server,
     token: &str,
