@@ -864,6 +864,17 @@ impl ReadingServer {
         })
     }
 
+    /// The sessions (logins) `user` holds on the server.
+    fn sessions(&self, user: &str) -> i64 {
+        self.rt.block_on(async {
+            sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(&self.db.pool)
+                .await
+                .unwrap()
+        })
+    }
+
     fn status(&self, case: &str) -> case_protocol::CaseStatus {
         self.rt
             .block_on(self.db.case_summary(case))
@@ -1144,6 +1155,21 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
         .unwrap_or_else(|| panic!("{}", h.state().report.sign_message));
     assert_eq!(receipt.case_id, new_case);
     assert_eq!(server.reports().len(), 2);
+
+    // Signing out ends the login on the server too, and the sign-in form comes back.
+    assert_eq!(server.sessions("rad1"), 1);
+    h.get_by_label("Sign out").click();
+    h.step();
+    assert!(h.state().report.setup.token.is_none());
+    assert!(h.query_by_label("Sign in").is_some());
+    let start = Instant::now();
+    while server.sessions("rad1") != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the login did not end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Not a test: the app half of the push-to-talk test below, run by it as a child process whose

@@ -403,6 +403,18 @@ impl ReportState {
         }
     }
 
+    /// The login ended (signed out): the outbox's sender keeps what waits, without a login,
+    /// until the next sign-in hands it one (it says it needs one).
+    pub fn disconnect_outbox(&mut self) {
+        let (Some(worker), Some(server)) = (&self.outbox, &self.setup.server) else {
+            return;
+        };
+        match CaseClient::new(server, self.setup.server_ca.as_deref()) {
+            Ok(client) => worker.set_client(client),
+            Err(e) => self.outbox_message = e.to_string(),
+        }
+    }
+
     /// What the outbox's sender last saw, once it runs.
     pub fn outbox_status(&self) -> Option<OutboxStatus> {
         self.outbox.as_ref().map(OutboxWorker::status)

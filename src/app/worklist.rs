@@ -78,6 +78,38 @@ impl OverreadApp {
         self.worklist.signing_in = Some(rx);
     }
 
+    /// Sign out: the login ends on the server (on a background thread; best effort: an
+    /// unreachable server lets it expire) and is forgotten here. Reports signed from now on
+    /// wait in the outbox until the next sign-in.
+    pub fn sign_out(&mut self) {
+        let Some(token) = self.report.setup.token.take() else {
+            return;
+        };
+        self.dicomweb_token = None;
+        self.worklist.cases.clear();
+        self.report.disconnect_outbox();
+        self.worklist.message = "signed out".into();
+        if let Some(server) = self.report.setup.server.clone() {
+            let ca = self.report.setup.server_ca.clone();
+            std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    if let Ok(client) = CaseClient::new(&server, ca.as_deref()) {
+                        let mut client = client.with_token(token);
+                        if let Err(e) = client.logout().await {
+                            tracing::warn!("sign-out: the server did not end the login: {e}");
+                        }
+                    }
+                });
+            });
+        }
+    }
+
     /// Open a case of the worklist: its first study, retrieved over DICOMweb.
     pub fn open_case(&mut self, case_id: &str, ctx: &egui::Context) {
         let (Some(server), Some(token)) = (
@@ -209,6 +241,8 @@ pub fn worklist_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 {
                     app.sign_in(&ctx);
                 }
+            } else if ui.button("Sign out").clicked() {
+                app.sign_out();
             }
             for c in &app.worklist.cases {
                 ui.horizontal(|ui| {

@@ -155,6 +155,16 @@ impl CaseClient {
         Ok(())
     }
 
+    /// End this login on the server (its token stops working) and forget it here.
+    pub async fn logout(&mut self) -> Result<(), ClientError> {
+        let r = self
+            .authed(self.http.post(format!("{}/logout", self.base)))
+            .send()
+            .await;
+        self.token = None;
+        Self::check(r).await.map(|_| ())
+    }
+
     fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(t) => req.bearer_auth(t),

@@ -46,6 +46,8 @@ pub fn router(server: Server) -> Router {
     Router::new()
         .route("/login", post(login))
         .route("/users", post(add_user).get(list_users))
+        .route("/users/{id}/disable", post(disable_user))
+        .route("/logout", post(logout))
         .route("/keys", post(add_key))
         .route("/keys/{key_id}/revoke", post(revoke_key))
         .route("/cases", post(create_case))
@@ -108,7 +110,7 @@ where
 
 /// A bearer token's hash and the peer's address, not yet looked up: report intake looks the
 /// session up in the same query as the rest of what it reads ([`intake_facts`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Bearer {
     token_hash: String,
     remote: Option<String>,
@@ -150,7 +152,7 @@ impl Bearer {
             "SELECT users.id AS caller_id, users.role AS caller_role,
                     users.display_name AS caller_name, sessions.expires_unix AS caller_expires
              FROM sessions JOIN users ON users.id = sessions.user_id
-             WHERE sessions.token_hash = $1",
+             WHERE sessions.token_hash = $1 AND users.disabled_at IS NULL",
         )
         .bind(&self.token_hash)
         .fetch_optional(&db.pool)
@@ -448,10 +450,12 @@ async fn login(
     payload: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let req = body(payload)?;
-    let row = sqlx::query("SELECT role, password_hash FROM users WHERE id = $1")
-        .bind(&req.user)
-        .fetch_optional(&db.pool)
-        .await?;
+    // A disabled account is refused as a wrong password is (the answer does not say which).
+    let row =
+        sqlx::query("SELECT role, password_hash FROM users WHERE id = $1 AND disabled_at IS NULL")
+            .bind(&req.user)
+            .fetch_optional(&db.pool)
+            .await?;
     let phc = row.as_ref().map(|r| r.get::<String, _>("password_hash"));
     let known = phc.is_some();
     let ok = auth::check_password(req.password.clone(), phc).await;
@@ -509,6 +513,9 @@ pub struct UserSummary {
     pub display_name: String,
     pub subspecialties: Vec<String>,
     pub created_at: String,
+    /// When an admin disabled the account (it cannot log in).
+    #[serde(default)]
+    pub disabled_at: Option<String>,
     pub keys: Vec<KeySummary>,
 }
 
@@ -585,6 +592,35 @@ async fn add_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+/// Admins disable an account (as `overread-server user disable` does): no login, its sessions
+/// end at once. Its signed reports stay verifiable.
+async fn disable_user(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    if !db.disable_user(&id).await.map_err(db_error)? {
+        return Err(ApiError::not_found(format!("no enabled account {id}")));
+    }
+    caller.audit(&db, "user_disable", None, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's session ends: its token stops working.
+async fn logout(State(db): State<Db>, bearer: Bearer) -> Result<StatusCode, ApiError> {
+    let caller = bearer.clone().caller(&db).await?;
+    {
+        let _turn = db.write_turn().await;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(&bearer.token_hash)
+            .execute(&db.pool)
+            .await?;
+    }
+    caller.audit(&db, "logout", None, "").await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Admins and coordinators (who assign cases by subspecialty) list the accounts.
 async fn list_users(
     State(db): State<Db>,
@@ -601,7 +637,7 @@ async fn list_users(
 /// Every account, or the one named, with its keys.
 async fn users(db: &Db, only: Option<&str>) -> Result<Vec<UserSummary>, ApiError> {
     let rows = sqlx::query(
-        "SELECT id, role, display_name, subspecialties, created_at FROM users
+        "SELECT id, role, display_name, subspecialties, created_at, disabled_at FROM users
          WHERE $1 IS NULL OR id = $1 ORDER BY id",
     )
     .bind(only)
@@ -639,6 +675,7 @@ async fn users(db: &Db, only: Option<&str>) -> Result<Vec<UserSummary>, ApiError
                 .map(str::to_string)
                 .collect(),
             created_at: r.get("created_at"),
+            disabled_at: r.get("disabled_at"),
         });
     }
     Ok(out)
@@ -905,7 +942,7 @@ async fn intake_facts(
          LEFT JOIN signing_keys k ON k.key_id = $3
          LEFT JOIN reports amended ON amended.report_hash = $4
          LEFT JOIN sessions s ON s.token_hash = $5
-         LEFT JOIN users u ON u.id = s.user_id",
+         LEFT JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL",
     )
     .bind(case_id)
     .bind(hash)

@@ -449,6 +449,24 @@ impl Db {
             .ok_or_else(|| DbError::Invalid(format!("no case {case_id}")))
     }
 
+    /// Disable an account: it cannot log in, and its sessions end now (its tokens stop
+    /// working at once). False when there is no such account or it was disabled already.
+    pub async fn disable_user(&self, id: &str) -> Result<bool, DbError> {
+        let mut tx = self.begin_write().await?;
+        let changed =
+            sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2 AND disabled_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .execute(&mut *tx.tx)
+                .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        Ok(changed.rows_affected() == 1)
+    }
+
     /// Append an audit row. Never carries patient identity: ids and actions only.
     pub async fn audit(
         &self,

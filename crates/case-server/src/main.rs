@@ -132,6 +132,10 @@ enum UserCommand {
         #[arg(long, value_delimiter = ',')]
         subspecialty: Vec<String>,
     },
+    /// Disable an account: no login, its sessions end at once (a lost laptop, a departure).
+    /// Its signed reports stay verifiable; revoke its keys with `key revoke` as well if they
+    /// may be in other hands.
+    Disable { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,6 +328,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             .await
             .map_err(err)?;
             println!("user {id} added");
+        }
+        Command::User {
+            command: UserCommand::Disable { id },
+        } => {
+            if !db.disable_user(&id).await.map_err(err)? {
+                return Err(format!("no enabled account {id}"));
+            }
+            cli_audit(&db, "user_disable", None, &id).await?;
+            println!("user {id} disabled; their sessions ended");
         }
         Command::Key {
             command: KeyCommand::Add { user, public_key },

@@ -1000,6 +1000,73 @@ async fn a_change_whose_client_went_away_is_finished_and_audited() {
     assert!(done, "the assignment was not finished and audited");
 }
 
+/// A session can be ended: by its owner (logout), or with every session of an account an
+/// admin disables (a lost laptop); a disabled account cannot log in, and its signed reports
+/// stay listed and verified.
+#[tokio::test]
+async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
+    let s = start().await;
+    let case_id = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let signed = sign_report(report(&s, &case_id, "rad1", &key, ReportKind::Final), &key).unwrap();
+    assert_eq!(
+        post_report(&s, &rad1, &case_id, &signed).await.status(),
+        StatusCode::CREATED
+    );
+    let worklist = |token: String| {
+        let s = &s;
+        async move { s.get(&token, "/worklist").await.status() }
+    };
+
+    // Logout ends that session only.
+    let other = s.login("rad1").await;
+    let r = s.post(&rad1, "/logout", &json!(null)).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(worklist(rad1.clone()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(worklist(other.clone()).await, StatusCode::OK);
+
+    // Disabling: only admins; every session ends; no new login; listed as disabled.
+    let coord = s.login("coord").await;
+    let r = s.post(&coord, "/users/rad1/disable", &json!(null)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let admin = s.login("admin").await;
+    let r = s.post(&admin, "/users/rad1/disable", &json!(null)).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(worklist(other).await, StatusCode::UNAUTHORIZED);
+    let r = s
+        .http
+        .post(format!("{}/login", s.base))
+        .json(&json!({"user": "rad1", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s.post(&admin, "/users/rad1/disable", &json!(null)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "already disabled");
+    let users: Vec<UserSummary> = s.get(&admin, "/users").await.json().await.unwrap();
+    let rad1_row = users.iter().find(|u| u.id == "rad1").unwrap();
+    assert!(rad1_row.disabled_at.is_some());
+    assert!(
+        users
+            .iter()
+            .filter(|u| u.id != "rad1")
+            .all(|u| u.disabled_at.is_none())
+    );
+    let qa = s.login("qa1").await;
+    let stored: Vec<StoredReport> = s
+        .get(&qa, &format!("/cases/{case_id}/reports"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(stored.len() == 1 && stored[0].verified);
+    let audit: Vec<AuditRow> = s.get(&admin, "/audit").await.json().await.unwrap();
+    for action in ["logout", "user_disable"] {
+        assert!(audit.iter().any(|a| a.action == action), "{action}");
+    }
+}
+
 async fn post_report(
     s: &Server,
     token: &str,
