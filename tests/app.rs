@@ -226,6 +226,51 @@ fn window_presets_rotate_and_flip_follow_the_conventions() {
     assert_eq!(markers(&h), ["R", "L", "H", "F"]);
 }
 
+/// A radiograph with only Imager Pixel Spacing (a real DX, 0.4 mm) is measured in mm at the
+/// detector, said so in the measurement list, and not offered to the report as mm.
+#[test]
+fn a_radiograph_is_measured_in_mm_at_the_detector() {
+    let Some(dx) = shared("dicom/codecs/pydicom_misc/dicom/j2k/JPEG2KLossless_1s_1f_u_16_16.dcm")
+    else {
+        return;
+    };
+    let dir = tempdir();
+    std::fs::copy(&dx, dir.path().join("dx.dcm")).unwrap();
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1280.0, 900.0));
+    h.get_by_label("Length").click();
+    h.step();
+    let view = h.state().current_view().unwrap();
+    // Two points 100 mm apart across the image's middle row, in its own (untrusted) space.
+    let centre = DVec3::from(view.center_mm);
+    click_patient(&mut h, centre - DVec3::new(50.0, 0.0, 0.0));
+    click_patient(&mut h, centre + DVec3::new(50.0, 0.0, 0.0));
+    let m = h.state().measurements()[0].clone();
+    let Some(Value::LengthMm(mm)) = h.state().measurement_value(&m) else {
+        panic!("{m:?}")
+    };
+    let pixel_mm = h.state().current_view().unwrap().pixel_mm;
+    assert!(
+        (mm - 100.0).abs() <= 2.0 * pixel_mm,
+        "{mm} mm (pixel {pixel_mm})"
+    );
+    assert_eq!(
+        h.state().measurement_units(&m),
+        overread::app::LengthUnits::DetectorMillimetres
+    );
+    h.step();
+    assert!(
+        h.query_by_label_contains("mm at detector").is_some(),
+        "the measurement list says the length is at the detector"
+    );
+    h.state_mut().report.open = true;
+    h.step();
+    assert!(
+        h.query_by_label_contains(&format!("Insert #{}", m.id))
+            .is_none(),
+        "not offered to the report as mm"
+    );
+}
+
 /// A length between the nodule centre (-70, -20) and the spine centre (0, 70) on the axial
 /// plane through z = 0: sqrt(70^2 + 90^2) = 114.02 mm, within the half-pixel snapping of the
 /// clicks. Probes there read the phantom's values (30 HU nodule, 300 HU vertebral body). A

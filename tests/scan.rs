@@ -142,3 +142,45 @@ fn one_person_written_two_ways_is_one_patient() {
     assert_eq!(named(&[("123", "DOE^JANE"), ("124", "DOE^JANE")]).len(), 2);
     assert_eq!(named(&[("abc", "DOE^JANE"), ("ABC", "DOE^JANE")]).len(), 2);
 }
+
+/// A radiograph without Pixel Spacing but with Imager Pixel Spacing (a DX of 0.4 mm and CRs of
+/// 0.1 mm, as pydicom reads them) is measured at the detector: the spacing is Imager Pixel
+/// Spacing and the geometry says it is at the detector; a CT's is not.
+#[test]
+fn imager_pixel_spacing_calibrates_radiographs_at_the_detector() {
+    let Some(root) = shared_dicom() else { return };
+    for (file, spacing) in [
+        (
+            "codecs/pydicom_misc/dicom/j2k/JPEG2KLossless_1s_1f_u_16_16.dcm",
+            0.4,
+        ),
+        (
+            "dicomdir/pydicom_dicomdirtests/dicom/77654033/CR1/6154",
+            0.1,
+        ),
+    ] {
+        let scanned = imaging::scan(&[root.join(file)]);
+        assert_eq!(scanned.instances.len(), 1, "{file}: {:?}", scanned.warnings);
+        let frame = &scanned.instances[0].frames[0];
+        assert_eq!(frame.pixel_spacing_mm, Some([spacing, spacing]), "{file}");
+        assert!(frame.spacing_at_detector, "{file}");
+        let patients = imaging::group(&scanned.instances);
+        let stack = patients[0].stacks().next().unwrap();
+        assert!(stack.geometry.pixel_spacing_known && stack.geometry.spacing_at_detector);
+        assert!(
+            (stack.geometry.spacing_mm[0] - spacing).abs() < 1e-12,
+            "{file}"
+        );
+    }
+    let dir = crate::support::tempdir();
+    let spec = imaging::synth::PhantomSpec {
+        columns: 16,
+        rows: 16,
+        slices: 2,
+        ..Default::default()
+    };
+    imaging::synth::write_series(&spec, dir.path()).unwrap();
+    let ct = imaging::group(&imaging::scan(&[dir.path().to_path_buf()]).instances);
+    let stack = ct[0].stacks().next().unwrap();
+    assert!(stack.geometry.pixel_spacing_known && !stack.geometry.spacing_at_detector);
+}

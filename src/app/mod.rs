@@ -10,6 +10,7 @@
 //! (that is `viewer`), read DICOM (that is `imaging`).
 
 mod panels;
+pub use panels::LengthUnits;
 pub mod report_panel;
 pub mod script;
 pub mod settings;
@@ -1197,13 +1198,25 @@ impl OverreadApp {
     }
 
     /// A measurement's value, from the voxels of the stack it was made on (while it is open).
-    /// Whether `m`'s series gives Pixel Spacing (its lengths are mm, not pixels); true while
-    /// its series is not open (nothing is shown then).
-    pub fn measurement_calibrated(&self, m: &Measurement) -> bool {
-        self.opens
+    /// What `m`'s lengths are in: mm where its series gives Pixel Spacing (and the shape is
+    /// placed, see `calibrated`), mm at the detector where it gives only Imager Pixel Spacing,
+    /// else pixels; mm while its series is not open (nothing is shown then).
+    pub fn measurement_units(&self, m: &Measurement) -> panels::LengthUnits {
+        use panels::LengthUnits;
+        let Some(o) = self
+            .opens
             .iter()
             .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
-            .is_none_or(|o| calibrated(&o.info, &m.shape))
+        else {
+            return LengthUnits::Millimetres;
+        };
+        if !calibrated(&o.info, &m.shape) {
+            LengthUnits::Pixels
+        } else if o.info.geometry.spacing_at_detector {
+            LengthUnits::DetectorMillimetres
+        } else {
+            LengthUnits::Millimetres
+        }
     }
 
     pub fn measurement_value(&self, m: &Measurement) -> Option<crate::viewer::measure::Value> {

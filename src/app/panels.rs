@@ -219,7 +219,7 @@ pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             for m in &app.measurements {
                 ui.horizontal(|ui| {
                     let text = match app.measurement_value(m) {
-                        Some(v) => format_value(&v, app.measurement_calibrated(m)),
+                        Some(v) => format_value(&v, app.measurement_units(m)),
                         None => "(loading)".into(),
                     };
                     ui.label(format!("#{} {text}", m.id));
@@ -234,13 +234,24 @@ pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     }
 }
 
-/// A measurement's value as shown. `calibrated`: its series gives Pixel Spacing; without it
-/// lengths and areas are in pixels and say so.
-pub fn format_value(v: &Value, calibrated: bool) -> String {
-    let (len, area) = if calibrated {
-        ("mm", "mm²")
-    } else {
-        ("px", "px²")
+/// What a measurement's lengths and areas are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthUnits {
+    /// No Pixel Spacing: pixels, and said so.
+    Pixels,
+    /// Pixel Spacing: mm in the patient.
+    Millimetres,
+    /// Only Imager Pixel Spacing (a radiograph): mm at the detector, larger than in the
+    /// patient by the magnification, and said so.
+    DetectorMillimetres,
+}
+
+/// A measurement's value as shown, its lengths and areas in `units`.
+pub fn format_value(v: &Value, units: LengthUnits) -> String {
+    let (len, area) = match units {
+        LengthUnits::Millimetres => ("mm", "mm²"),
+        LengthUnits::DetectorMillimetres => ("mm at detector", "mm² at detector"),
+        LengthUnits::Pixels => ("px", "px²"),
     };
     match v {
         Value::LengthMm(mm) => format!("{mm:.1} {len}"),
@@ -999,7 +1010,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             screen.extend(pts);
         }
         if let (Some(last), Some(v)) = (screen.last(), app.measurement_value(meas)) {
-            let mut label = format_value(&v, app.measurement_calibrated(meas));
+            let mut label = format_value(&v, app.measurement_units(meas));
             // Values are read from the voxels on the measurement's own plane: on a slab
             // (a MIP of a vessel, say) that is not what the pixel under it shows.
             if viewport.slab_mm > 0.0 && matches!(v, Value::Point(_) | Value::Region { .. }) {
@@ -1022,11 +1033,17 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     }
     // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width; none without Pixel
     // Spacing (there are no mm to show).
-    let calibrated = app
+    let geometry = app
         .cells
         .get(i)
         .and_then(|c| app.opens.get(c.volume))
-        .is_none_or(|o| o.info.geometry.pixel_spacing_known);
+        .map(|o| &o.info.geometry);
+    let calibrated = geometry.is_none_or(|g| g.pixel_spacing_known);
+    let at_detector = if geometry.is_some_and(|g| g.spacing_at_detector) {
+        " at detector"
+    } else {
+        ""
+    };
     let bar_mm = crate::render::view::scale_bar_mm(f64::from(view.width) * view.pixel_mm / 4.0);
     let len_px = bar_mm / view.pixel_mm;
     // Above the corner texts, which may be stacked in a narrow view.
@@ -1040,7 +1057,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         painter.text(
             Pos2::new((a.x + b.x) / 2.0, a.y - 3.0),
             Align2::CENTER_BOTTOM,
-            format!("{bar_mm} mm"),
+            format!("{bar_mm} mm{at_detector}"),
             font,
             OVERLAY,
         );
@@ -1143,17 +1160,38 @@ mod tests {
     /// Whole values as they are; fractional ones (a rescale of 0.001) keep their decimals.
     #[test]
     fn samples_keep_the_decimals_they_have() {
-        assert_eq!(format_value(&Value::Point(Some(40.0)), true), "40");
-        assert_eq!(format_value(&Value::Point(Some(-1000.0)), true), "-1000");
-        assert_eq!(format_value(&Value::Point(Some(2.4567)), true), "2.46");
-        assert_eq!(format_value(&Value::Point(Some(0.0312)), true), "0.031");
-        assert_eq!(format_value(&Value::Point(Some(153.26)), true), "153.3");
+        assert_eq!(
+            format_value(&Value::Point(Some(40.0)), LengthUnits::Millimetres),
+            "40"
+        );
+        assert_eq!(
+            format_value(&Value::Point(Some(-1000.0)), LengthUnits::Millimetres),
+            "-1000"
+        );
+        assert_eq!(
+            format_value(&Value::Point(Some(2.4567)), LengthUnits::Millimetres),
+            "2.46"
+        );
+        assert_eq!(
+            format_value(&Value::Point(Some(0.0312)), LengthUnits::Millimetres),
+            "0.031"
+        );
+        assert_eq!(
+            format_value(&Value::Point(Some(153.26)), LengthUnits::Millimetres),
+            "153.3"
+        );
     }
 
     #[test]
     fn values_without_pixel_spacing_are_in_pixels() {
-        assert_eq!(format_value(&Value::LengthMm(14.25), true), "14.2 mm");
-        assert_eq!(format_value(&Value::LengthMm(14.25), false), "14.2 px");
+        assert_eq!(
+            format_value(&Value::LengthMm(14.25), LengthUnits::Millimetres),
+            "14.2 mm"
+        );
+        assert_eq!(
+            format_value(&Value::LengthMm(14.25), LengthUnits::Pixels),
+            "14.2 px"
+        );
         let region = Value::Region {
             area_mm2: 120.0,
             mean: 40.0,
@@ -1162,8 +1200,20 @@ mod tests {
             max: 45.0,
             samples: 10,
         };
-        assert!(format_value(&region, false).starts_with("120 px²"));
-        assert!(format_value(&region, true).starts_with("120 mm²"));
-        assert_eq!(format_value(&Value::AngleDeg(32.0), false), "32.0°");
+        assert!(format_value(&region, LengthUnits::Pixels).starts_with("120 px²"));
+        assert!(format_value(&region, LengthUnits::Millimetres).starts_with("120 mm²"));
+        assert_eq!(
+            format_value(&Value::AngleDeg(32.0), LengthUnits::Pixels),
+            "32.0°"
+        );
+        // Imager Pixel Spacing only: mm at the detector, said so.
+        assert_eq!(
+            format_value(&Value::LengthMm(14.25), LengthUnits::DetectorMillimetres),
+            "14.2 mm at detector"
+        );
+        assert!(
+            format_value(&region, LengthUnits::DetectorMillimetres)
+                .starts_with("120 mm² at detector")
+        );
     }
 }

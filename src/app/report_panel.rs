@@ -1325,8 +1325,9 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 Shape::Length { .. } | Shape::Angle { .. } | Shape::Cobb { .. }
             )
         })
-        // A length without Pixel Spacing is in pixels: not offered as mm.
-        .filter(|m| app.measurement_calibrated(m))
+        // A length without Pixel Spacing is in pixels, one with only Imager Pixel Spacing is
+        // at the detector (magnified): neither is offered as mm in the patient.
+        .filter(|m| app.measurement_units(m) == crate::app::panels::LengthUnits::Millimetres)
         .filter_map(|m| {
             let (value, unit) = match app.measurement_value(m)? {
                 Value::LengthMm(mm) => (mm, "mm"),

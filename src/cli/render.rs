@@ -188,6 +188,11 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
         eprintln!("scale bar left out: the stack gives no Pixel Spacing (0028,0030)");
         None
     } else {
+        if args.scale_bar && volume.geometry.spacing_at_detector {
+            eprintln!(
+                "scale bar in mm at the detector (Imager Pixel Spacing): larger than in the patient"
+            );
+        }
         args.scale_bar.then(|| image.burn_scale_bar(&view))
     };
     image.write_png(&args.output)?;

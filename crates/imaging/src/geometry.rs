@@ -89,6 +89,9 @@ pub struct VolumeGeometry {
     /// projections with only Imager Pixel Spacing, at the detector): the spacing is then 1 and
     /// lengths are in pixels, never to be shown as mm.
     pub pixel_spacing_known: bool,
+    /// The spacing is Imager Pixel Spacing (0018,1164), at the detector: lengths are mm at the
+    /// detector plane, not in the patient (projection images without Pixel Spacing).
+    pub spacing_at_detector: bool,
 }
 
 fn serialize_mat<S: serde::Serializer>(m: &DMat4, s: S) -> Result<S::Ok, S::Error> {
@@ -160,6 +163,7 @@ impl VolumeGeometry {
             irregularity,
             trusted: true,
             pixel_spacing_known: true,
+            spacing_at_detector: false,
         }
     }
 

@@ -118,8 +118,13 @@ pub struct FrameHeader {
     pub image_position_patient: Option<[f64; 3]>,
     /// Image Orientation (Patient) (0020,0037): row direction then column direction cosines.
     pub image_orientation_patient: Option<[f64; 6]>,
-    /// Pixel Spacing (0028,0030): [between rows (vertical), between columns (horizontal)] in mm.
+    /// Pixel Spacing (0028,0030): [between rows (vertical), between columns (horizontal)] in mm;
+    /// without it, a projection image's Imager Pixel Spacing (0018,1164), which is at the
+    /// detector, not in the patient (see `spacing_at_detector`).
     pub pixel_spacing_mm: Option<[f64; 2]>,
+    /// `pixel_spacing_mm` is Imager Pixel Spacing: lengths are at the detector plane, larger
+    /// than in the patient by the geometric magnification (PS3.3 10.7.1.3).
+    pub spacing_at_detector: bool,
     /// Slice Thickness (0018,0050)
     pub slice_thickness_mm: Option<f64>,
     /// Rescale Slope/Intercept (0028,1053)/(0028,1052) or the Pixel Value Transformation
@@ -431,11 +436,15 @@ pub(crate) fn header_from_dataset(
 /// attributes a functional group leaves out.
 fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
     let flavour = image_flavour(image_type.iter().skip(2).map(String::as_str));
+    let pixel_spacing = floats_n::<2>(obj, tags::PIXEL_SPACING);
+    let imager_spacing = floats_n::<2>(obj, tags::IMAGER_PIXEL_SPACING)
+        .filter(|s| s.iter().all(|v| v.is_finite() && *v > 0.0));
     FrameHeader {
         frame_index: 0,
         image_position_patient: floats_n::<3>(obj, tags::IMAGE_POSITION_PATIENT),
         image_orientation_patient: floats_n::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT),
-        pixel_spacing_mm: floats_n::<2>(obj, tags::PIXEL_SPACING),
+        pixel_spacing_mm: pixel_spacing.or(imager_spacing),
+        spacing_at_detector: pixel_spacing.is_none() && imager_spacing.is_some(),
         slice_thickness_mm: float(obj, tags::SLICE_THICKNESS),
         rescale: rescale_of(obj).unwrap_or(Rescale::IDENTITY),
         window: window_of(obj),
@@ -598,13 +607,13 @@ fn functional_group_frame(
         Some(format!("b={b} dir={direction}"))
     });
 
+    let measured_spacing = measures.and_then(|m| floats_n::<2>(m, tags::PIXEL_SPACING));
     FrameHeader {
         frame_index,
         image_position_patient: position.or(classic.image_position_patient),
         image_orientation_patient: orientation.or(classic.image_orientation_patient),
-        pixel_spacing_mm: measures
-            .and_then(|m| floats_n::<2>(m, tags::PIXEL_SPACING))
-            .or(classic.pixel_spacing_mm),
+        pixel_spacing_mm: measured_spacing.or(classic.pixel_spacing_mm),
+        spacing_at_detector: measured_spacing.is_none() && classic.spacing_at_detector,
         slice_thickness_mm: measures
             .and_then(|m| float(m, tags::SLICE_THICKNESS))
             .or(classic.slice_thickness_mm),

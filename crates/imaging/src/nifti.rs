@@ -96,6 +96,8 @@ fn description(volume: &Volume) -> &'static str {
         "Overread: uneven or missing slices; the affine is approximate"
     } else if !g.pixel_spacing_known {
         "Overread: no Pixel Spacing; sizes are in pixels"
+    } else if g.spacing_at_detector {
+        "Overread: Imager Pixel Spacing; sizes are at the detector"
     } else {
         "Overread"
     }

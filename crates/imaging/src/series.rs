@@ -252,6 +252,8 @@ struct FrameEntry<'a> {
     position: Option<[f64; 3]>,
     orientation: Option<[f64; 6]>,
     pixel_spacing: Option<[f64; 2]>,
+    /// `pixel_spacing` is Imager Pixel Spacing (at the detector).
+    spacing_at_detector: bool,
     thickness: Option<f64>,
     temporal: Option<i64>,
     acquisition: Option<i64>,
@@ -349,6 +351,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 position: f.image_position_patient,
                 orientation: f.image_orientation_patient,
                 pixel_spacing: f.pixel_spacing_mm,
+                spacing_at_detector: f.spacing_at_detector,
                 thickness: f.slice_thickness_mm,
                 temporal: f.temporal_position,
                 acquisition: f.acquisition_number,
@@ -553,7 +556,7 @@ fn make_stack(
         .iter()
         .all(|f| f.position.is_some() && f.orientation.is_some())
         && !(mosaic_flag && mosaic.is_none());
-    let geometry = if placed {
+    let mut geometry = if placed {
         let orientation = frames[0]
             .orientation
             .unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
@@ -588,6 +591,7 @@ fn make_stack(
             frames[0].pixel_spacing,
         )
     };
+    geometry.spacing_at_detector = frames[0].spacing_at_detector;
     let slices = frames
         .iter()
         .map(|f| SliceRef {
