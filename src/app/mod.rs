@@ -1201,8 +1201,7 @@ impl OverreadApp {
     /// What `m`'s lengths are in: mm where its series gives Pixel Spacing (and the shape is
     /// placed, see `calibrated`), mm at the detector where it gives only Imager Pixel Spacing,
     /// else pixels; mm while its series is not open (nothing is shown then).
-    pub fn measurement_units(&self, m: &Measurement) -> panels::LengthUnits {
-        use panels::LengthUnits;
+    pub fn measurement_units(&self, m: &Measurement) -> LengthUnits {
         let Some(o) = self
             .opens
             .iter()
