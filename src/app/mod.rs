@@ -1836,6 +1836,8 @@ impl OverreadApp {
                 .collect()
         });
         if !dropped.is_empty() {
+            // Files from elsewhere: the report is about them, not the worklist case's study.
+            self.report.leave_worklist_case();
             self.scan(dropped, ctx.clone());
         }
     }

@@ -183,6 +183,9 @@ pub struct ReportState {
     /// The study of the case opened from the worklist: the report is about it, whatever else
     /// is put on screen beside it.
     case_studies: Option<Vec<String>>,
+    /// The case was opened from the worklist: the Case field shows it and cannot be edited
+    /// (until a study is opened from a folder or the radiologist signs out).
+    from_worklist: bool,
     /// Signing in the background: the report that was signed and what became of it.
     sign_job: Option<Receiver<Result<Signed, Unsigned>>>,
     /// Reports signed and kept in the outbox, waiting for their receipts.
@@ -247,6 +250,7 @@ impl ReportState {
             form: SignForm::default(),
             study_uids: Vec::new(),
             case_studies: None,
+            from_worklist: false,
             sign_job: None,
             awaiting: Vec::new(),
             override_seen: Vec::new(),
@@ -288,14 +292,18 @@ impl ReportState {
             },
             key_id,
             signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
-            study_instance_uids: self
-                .case_studies
-                .clone()
-                .unwrap_or_else(|| self.study_uids.clone()),
+            study_instance_uids: self.report_studies(),
             findings: self.draft.findings.trim().to_string(),
             impression: self.draft.impression.trim().to_string(),
             measurements: self.linked.iter().map(report_measurement).collect(),
         })
+    }
+
+    /// The studies the report is about: the worklist case's, else the open study's.
+    fn report_studies(&self) -> Vec<String> {
+        self.case_studies
+            .clone()
+            .unwrap_or_else(|| self.study_uids.clone())
     }
 
     /// The signing key's id, read from the key file once: the text to be signed is shown every
@@ -322,6 +330,38 @@ impl ReportState {
             &self.linked,
             &self.unsure,
         );
+        // The server refuses a report that names no study, and one whose author's name the
+        // printed report cannot show: said here, before signing, and never overridden.
+        if self.report_studies().is_empty() {
+            checks.insert(
+                0,
+                crate::report::Check {
+                    kind: CheckKind::NoStudy,
+                    section: None,
+                    range: None,
+                    message: "The report names no study: open the case's study.".into(),
+                },
+            );
+        }
+        if let Err(e) = case_protocol::printable::first_unprintable(
+            "your name",
+            self.form.display_name.trim(),
+            false,
+        ) {
+            checks.insert(
+                0,
+                crate::report::Check {
+                    kind: CheckKind::Unprintable {
+                        character: e.character,
+                    },
+                    section: None,
+                    range: None,
+                    message: format!(
+                        "The name {e}: it must be your name as registered on the case server."
+                    ),
+                },
+            );
+        }
         if self.signed_final.is_some() {
             checks.retain(|c| c.kind != CheckKind::EmptyImpression);
             if !self.draft.findings.chars().any(char::is_alphanumeric) {
@@ -415,6 +455,13 @@ impl ReportState {
         }
     }
 
+    /// Studies were opened from folders or files, not from the worklist: the report is about
+    /// them (`study_uids`), for the case the radiologist types.
+    pub fn leave_worklist_case(&mut self) {
+        self.case_studies = None;
+        self.from_worklist = false;
+    }
+
     /// What the outbox's sender last saw, once it runs.
     pub fn outbox_status(&self) -> Option<OutboxStatus> {
         self.outbox.as_ref().map(OutboxWorker::status)
@@ -461,7 +508,8 @@ impl ReportState {
     /// `study_uid`: the case's study (the report is about it, not about whatever else is
     /// shown beside it).
     pub fn start_case(&mut self, case_id: &str, study_uid: Option<&str>) {
-        self.case_studies = Some(study_uid.map(str::to_string).into_iter().collect());
+        self.case_studies = study_uid.map(|u| vec![u.to_string()]);
+        self.from_worklist = true;
         if self.form.case_id == case_id {
             return;
         }
@@ -1608,7 +1656,7 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
     ui.strong("Signing");
     egui::Grid::new("sign").num_columns(2).show(ui, |ui| {
         ui.label("Case");
-        if r.case_studies.is_some() {
+        if r.from_worklist {
             // Opened from the worklist: the report is that case's, about its study.
             ui.label(&r.form.case_id)
                 .on_hover_text("The case opened from the worklist");
@@ -2040,6 +2088,40 @@ mod tests {
         );
         assert_eq!(r.draft.findings, "Normal. Normal.");
         assert_eq!(r.marks(Section::Findings), vec![(8..14)]);
+    }
+
+    /// A report names its study (the worklist case's, or the open study's) and is signed
+    /// under a name the printed report can show: otherwise the server refuses it, so signing
+    /// waits (no override). A case opened from the worklist holds the Case field until files
+    /// are opened from elsewhere.
+    #[test]
+    fn no_study_or_an_unprintable_name_blocks_signing() {
+        let mut r = state();
+        r.form.display_name = "Dr Łukasz".into();
+        let blocking: Vec<CheckKind> = r
+            .checks()
+            .into_iter()
+            .filter(|c| c.kind.blocks())
+            .map(|c| c.kind)
+            .collect();
+        assert_eq!(
+            blocking,
+            [
+                CheckKind::Unprintable { character: 'Ł' },
+                CheckKind::NoStudy
+            ]
+        );
+        r.form.display_name = "Dr Lukasz".into();
+        r.start_case("C-1", None);
+        assert!(r.from_worklist);
+        assert!(r.checks().iter().any(|c| c.kind == CheckKind::NoStudy));
+        r.start_case("C-2", Some("1.2.3"));
+        assert!(r.checks().iter().all(|c| !c.kind.blocks()));
+        r.leave_worklist_case();
+        assert!(!r.from_worklist);
+        assert!(r.checks().iter().any(|c| c.kind == CheckKind::NoStudy));
+        r.study_uids = vec!["9.9.9".into()];
+        assert!(r.checks().iter().all(|c| !c.kind.blocks()));
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl OverreadApp {
         self.dicomweb_token = None;
         self.worklist.cases.clear();
         self.report.disconnect_outbox();
+        self.report.leave_worklist_case();
         self.worklist.message = "signed out".into();
         if let Some(server) = self.report.setup.server.clone() {
             let ca = self.report.setup.server_ca.clone();

@@ -88,12 +88,14 @@ pub enum CheckKind {
     Unprintable {
         character: char,
     },
+    /// The report names no study (the server refuses it); never overridden.
+    NoStudy,
 }
 
 impl CheckKind {
     /// Signing waits until it is fixed: "sign anyway" does not cover it.
     pub fn blocks(&self) -> bool {
-        matches!(self, CheckKind::Unprintable { .. })
+        matches!(self, CheckKind::Unprintable { .. } | CheckKind::NoStudy)
     }
 }
 

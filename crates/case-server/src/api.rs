@@ -1311,7 +1311,9 @@ pub struct AuditQuery {
 }
 
 /// The most audit rows one answer holds: the trail is append-only and only grows, so it is
-/// read page by page (`?after=` the last row's id).
+/// read page by page (`?after=` the last row's id; a full page carries it in the
+/// `x-audit-next-after` header). Ids are given in commit order on both databases
+/// ([`Db::hold_audit_order`]), so paging never passes a row.
 pub const AUDIT_PAGE: i64 = 5000;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -1330,7 +1332,8 @@ async fn audit_log(
     State(db): State<Db>,
     caller: Caller,
     Query(q): Query<AuditQuery>,
-) -> Result<Json<Vec<AuditRow>>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     caller.require(&[Role::Admin])?;
     let limit = q.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_PAGE);
     let rows = sqlx::query(
@@ -1342,20 +1345,34 @@ async fn audit_log(
     .bind(limit)
     .fetch_all(&db.pool)
     .await?;
-    Ok(Json(
-        rows.iter()
-            .map(|r| AuditRow {
-                id: r.get("id"),
-                at: r.get("at"),
-                user_id: r.get("user_id"),
-                action: r.get("action"),
-                case_id: r.get("case_id"),
-                remote_addr: r.get("remote_addr"),
-                detail: r.get("detail"),
-            })
-            .collect(),
-    ))
+    let page: Vec<AuditRow> = rows
+        .iter()
+        .map(|r| AuditRow {
+            id: r.get("id"),
+            at: r.get("at"),
+            user_id: r.get("user_id"),
+            action: r.get("action"),
+            case_id: r.get("case_id"),
+            remote_addr: r.get("remote_addr"),
+            detail: r.get("detail"),
+        })
+        .collect();
+    // A full page says where the next one starts (a client that does not page is told
+    // there is more).
+    let next = (page.len() as i64 == limit)
+        .then(|| page.last().map(|r| r.id.to_string()))
+        .flatten();
+    let mut response = Json(page).into_response();
+    if let Some(next) = next
+        && let Ok(value) = axum::http::HeaderValue::from_str(&next)
+    {
+        response.headers_mut().insert(AUDIT_NEXT_HEADER, value);
+    }
+    Ok(response)
 }
+
+/// The response header of a full `/audit` page: the `after` of the next page.
+pub const AUDIT_NEXT_HEADER: &str = "x-audit-next-after";
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -225,6 +225,23 @@ impl Db {
         Ok(())
     }
 
+    /// On PostgreSQL, holds the audit trail's order for the rest of `tx`: transactions that
+    /// write audit rows take turns from here to their commit, so row ids are given in commit
+    /// order and a reader paging by id (`/audit?after=`) never passes a row that commits later
+    /// with a lower id. SQLite has one writer: nothing to do.
+    pub async fn hold_audit_order(
+        backend: Backend,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), sqlx::Error> {
+        if backend == Backend::Postgres {
+            // The first key of the pair names the lock's purpose (the audit trail).
+            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(7005, 0)")
+                .fetch_one(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// This server's turn to write on SQLite (none needed on PostgreSQL), for writes outside
     /// [`Db::begin_write`]: every write method here takes it, so no writer of this server
     /// ever waits in SQLite's busy handler.
@@ -248,6 +265,14 @@ impl Db {
                 "a user needs an id and a password of at least 8 characters".into(),
             ));
         }
+        // A radiologist signs under this name and the report's PDF prints it: a name the PDF
+        // cannot print could never sign (`case_protocol::printable`).
+        case_protocol::printable::first_unprintable("the display name", display_name, false)
+            .map_err(|e| {
+                DbError::Invalid(format!(
+                    "{e}; give the name as the printed report can show it (\"Lukasz\" for \"Łukasz\")"
+                ))
+            })?;
         let hash = crate::auth::hash_password(password).map_err(DbError::Invalid)?;
         // The turn after the (slow, deliberately) password hash, not around it.
         let _turn = self.write_turn().await;
@@ -483,6 +508,7 @@ impl Db {
     /// An audit row written inside `tx`, so that it commits with the change it records, or
     /// neither does.
     pub async fn audit_in(
+        &self,
         tx: &mut WriteTx,
         user_id: Option<&str>,
         action: &str,
@@ -490,6 +516,7 @@ impl Db {
         remote_addr: Option<&str>,
         detail: &str,
     ) -> Result<(), sqlx::Error> {
+        Self::hold_audit_order(self.backend, &mut tx.tx).await?;
         sqlx::query(
             "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -516,6 +543,7 @@ impl Db {
         detail: &str,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin_write().await?;
+        Self::hold_audit_order(self.backend, &mut tx.tx).await?;
         let at = now();
         for case_id in case_ids {
             sqlx::query(

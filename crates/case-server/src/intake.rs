@@ -117,25 +117,25 @@ pub async fn ingest(
 }
 
 /// Images are the case's as read: once a report is signed (the case reported or delivered)
-/// nothing is added, so the studies a report names, the patient copy and a QA review hold
-/// what the radiologist saw.
-fn open_for_images(case_id: &str, status: &str) -> Result<(), IntakeError> {
+/// no instance is added, so the studies a report names, the patient copy and a QA review hold
+/// what the radiologist saw. An instance already stored, sent again as it is, is accepted (a
+/// PACS retrying a transfer).
+fn refuse_new_instance(case_id: &str, status: &str, sop_uid: &str) -> Result<(), IntakeError> {
     if matches!(status, "reported" | "delivered") {
         return Err(IntakeError::Conflict(format!(
-            "case {case_id} is {status}: images cannot be added after its report is signed \
-             (open a new case for new images)"
+            "case {case_id} is {status}: SOP Instance {sop_uid} was not stored before its report \
+             was signed and cannot be added now (the report names what was read)"
         )));
     }
     Ok(())
 }
 
 async fn case_patient(db: &Db, case_id: &str) -> Result<Patient, IntakeError> {
-    let row = sqlx::query("SELECT patient_json, status FROM cases WHERE id = $1")
+    let row = sqlx::query("SELECT patient_json FROM cases WHERE id = $1")
         .bind(case_id)
         .fetch_optional(&db.pool)
         .await?
         .ok_or_else(|| IntakeError::NoCase(case_id.to_string()))?;
-    open_for_images(case_id, row.get::<&str, _>("status"))?;
     serde_json::from_str(row.get::<&str, _>("patient_json")).map_err(|_| IntakeError::Io {
         label: format!("case {case_id}"),
         message: "its stored patient record is unreadable".into(),
@@ -460,21 +460,6 @@ async fn insert_rows(
     written: &mut Vec<String>,
 ) -> Result<Vec<StoredInstance>, IntakeError> {
     let mut tx = db.begin_write().await?;
-    // Again inside the transaction: a report may have been stored since the first check.
-    // (SQLite: one writer at a time; PostgreSQL: the case row is held against the report
-    // writer's status update until the commit.)
-    let sql = match db.backend {
-        crate::db::Backend::Postgres => "SELECT status FROM cases WHERE id = $1 FOR UPDATE",
-        crate::db::Backend::Sqlite => "SELECT status FROM cases WHERE id = $1",
-    };
-    let status: Option<String> = sqlx::query_scalar(sql)
-        .bind(case_id)
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-    open_for_images(
-        case_id,
-        &status.ok_or_else(|| IntakeError::NoCase(case_id.to_string()))?,
-    )?;
     // One study, one case, inside the transaction: the check before the upload's objects
     // were written (`check_against_stored`) may have raced another upload of the study.
     let studies: BTreeSet<&str> = rows
@@ -513,6 +498,20 @@ async fn insert_rows(
         written,
     )
     .await?;
+    // The case's status, read in the transaction that inserts (after the objects are written,
+    // so no lock waits on the store): a report stored meanwhile closes the case to new
+    // instances. SQLite has one writer; on PostgreSQL the case row is held against the report
+    // writer's status update until this commits.
+    let sql = match db.backend {
+        crate::db::Backend::Postgres => "SELECT status FROM cases WHERE id = $1 FOR UPDATE",
+        crate::db::Backend::Sqlite => "SELECT status FROM cases WHERE id = $1",
+    };
+    let status: String = sqlx::query_scalar::<_, Option<String>>(sql)
+        .bind(case_id)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .flatten()
+        .ok_or_else(|| IntakeError::NoCase(case_id.to_string()))?;
     let stored_at = now();
     let mut out = Vec::with_capacity(rows.len());
     for Written {
@@ -538,6 +537,7 @@ async fn insert_rows(
                 )));
             }
             None => {
+                refuse_new_instance(case_id, &status, &h.sop_instance_uid)?;
                 let p = &h.provenance;
                 sqlx::query(
                     "INSERT INTO instances (case_id, study_uid, series_uid, sop_uid, sop_class_uid,

@@ -479,6 +479,12 @@ async fn admins_add_and_list_accounts() {
             json!({"id": "rad5", "role": "admin", "display_name": "X", "password": "short"}),
             "at least 8",
         ),
+        // A name the report's PDF cannot print could never sign a report.
+        (
+            json!({"id": "rad7", "role": "radiologist", "display_name": "Dr Łukasz",
+                   "subspecialties": ["neuro"], "password": "another-password"}),
+            "U+0141",
+        ),
         (
             json!({"id": "rad6", "role": "surgeon", "display_name": "X",
                    "password": "another-password"}),
@@ -879,9 +885,29 @@ async fn a_reported_case_takes_no_more_images() {
         r.text()
             .await
             .unwrap()
-            .contains("after its report is signed")
+            .contains("was not stored before its report was signed")
     );
     assert_eq!(instances().await, before, "nothing stored");
+    // The case's own study sent again as it is (a PACS retrying) is accepted, adding nothing.
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT object_key FROM instances WHERE case_id = $1")
+            .bind(&case)
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    let mut files = Vec::new();
+    for k in &keys {
+        files.push(s.store.get(k).await.unwrap().to_vec());
+    }
+    let r = stow(
+        &s,
+        &coord,
+        &format!("/cases/{case}/dicomweb/studies"),
+        &files,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    assert_eq!(instances().await, before);
 }
 
 /// A failed login keeps the attempted id only when it names an account (a password typed in
@@ -936,6 +962,11 @@ async fn failed_logins_keep_no_typed_secret_and_the_audit_is_read_in_pages() {
                 .unwrap()
         }
     };
+    let r = s.get(&admin, "/audit?limit=2").await;
+    assert!(
+        r.headers().get("x-audit-next-after").is_some(),
+        "a full page says there is more"
+    );
     let first = page("limit=2".into()).await;
     let second = page(format!("limit=2&after={}", first[1].id)).await;
     assert_eq!(first.len() + second.len(), 4);

@@ -384,7 +384,7 @@ async fn record(
     .await?;
     match outcome {
         Ok((_, _, facts)) => {
-            Db::audit_in(
+            db.audit_in(
                 &mut tx,
                 None,
                 "report_delivered",
@@ -406,7 +406,7 @@ async fn record(
             tracing::warn!(
                 "delivery of report {hash} (case {case_id}) failed, attempt {attempts}: {e}"
             );
-            Db::audit_in(
+            db.audit_in(
                 &mut tx,
                 None,
                 "report_delivery_failed",
