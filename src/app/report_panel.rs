@@ -640,7 +640,17 @@ impl ReportState {
         let mut written: Vec<(Section, std::ops::Range<usize>)> = Vec::new();
         // One call, one utterance (a transcript, a button): "scratch that" keeps them apart.
         self.draft.next_utterance();
-        for piece in pieces {
+        // Dictated text in the form the printed report can show ("5 μm" as "5 µm").
+        let pieces: Vec<commands::Piece> = pieces
+            .iter()
+            .map(|p| match p {
+                commands::Piece::Text(t) => {
+                    commands::Piece::Text(crate::report::printable::printable_form(t))
+                }
+                other => other.clone(),
+            })
+            .collect();
+        for piece in &pieces {
             let before = (self.draft.findings.clone(), self.draft.impression.clone());
             self.draft
                 .apply(std::slice::from_ref(piece), &self.templates, &self.macros);
@@ -695,6 +705,23 @@ impl ReportState {
                         w.resolved = true;
                     }
                 }
+            }
+        }
+    }
+
+    /// Replace what the printed report cannot show by its printable equivalent, in both
+    /// sections (the pre-sign check's button); marks follow as for any edit. What has no
+    /// equivalent stays, named by the checks.
+    pub fn make_printable(&mut self) {
+        for section in [Section::Findings, Section::Impression] {
+            let old = self.draft.text(section).to_string();
+            let new = crate::report::printable::printable_form(&old);
+            if new != old {
+                match section {
+                    Section::Findings => self.draft.findings = new,
+                    Section::Impression => self.draft.impression = new,
+                }
+                self.typed(section, &old);
             }
         }
     }
@@ -1640,8 +1667,17 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
                     ui.colored_label(egui::Color32::from_rgb(230, 160, 60), &c.message);
                 }
             });
-        if checks.iter().any(|c| c.kind.blocks()) {
+        if checks
+            .iter()
+            .any(|c| matches!(c.kind, CheckKind::Unprintable { .. }) && c.section.is_some())
+        {
             ui.label("Characters the printed report cannot show must be replaced before signing.");
+            if ui
+                .button("Replace them by printable forms (≥ as >=, tab as space)")
+                .clicked()
+            {
+                r.make_printable();
+            }
         }
         let ticked = ui
             .checkbox(
@@ -2122,6 +2158,40 @@ mod tests {
         assert!(r.checks().iter().any(|c| c.kind == CheckKind::NoStudy));
         r.study_uids = vec!["9.9.9".into()];
         assert!(r.checks().iter().all(|c| !c.kind.blocks()));
+    }
+
+    /// The pre-sign check's button turns what the PDF cannot print into its printable form,
+    /// marks following; what has no such form stays blocked; dictation comes in printable.
+    #[test]
+    fn unprintable_text_is_replaced_by_its_printable_form() {
+        let mut r = state();
+        r.study_uids = vec!["1.2.3".into()];
+        r.draft.findings = "Stenosis ≥ 50%.\tCalcified. 李".into();
+        r.draft.impression = "Stable → no change.".into();
+        r.draft.typed(Section::Impression);
+        let unprintable = |r: &ReportState| {
+            r.checks()
+                .iter()
+                .filter_map(|c| match c.kind {
+                    CheckKind::Unprintable { character } => Some(character),
+                    _ => None,
+                })
+                .collect::<Vec<char>>()
+        };
+        assert_eq!(unprintable(&r), ['≥', '\t', '李', '→']);
+        r.make_printable();
+        assert_eq!(r.draft.findings, "Stenosis >= 50%. Calcified. 李");
+        assert_eq!(r.draft.impression, "Stable -> no change.");
+        assert_eq!(unprintable(&r), ['李']);
+        r.take_transcript(
+            &transcript("Five μm.", vec![word("Five μm.", 0.9, 0.1)]),
+            None,
+        );
+        assert!(
+            r.draft.impression.ends_with("Five µm."),
+            "{}",
+            r.draft.impression
+        );
     }
 
     #[test]

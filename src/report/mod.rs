@@ -7,6 +7,7 @@
 pub mod checks;
 pub mod draft;
 pub mod marks;
+pub mod printable;
 pub mod template;
 
 pub use checks::{

@@ -9,7 +9,7 @@
 //! as typed, so nothing is lost by using spaces). The workstation checks this before signing
 //! and the server again at intake.
 
-use crate::types::Report;
+use crate::types::{NewCase, Report};
 
 /// The WinAnsiEncoding byte of a printing character, or None (control characters, and the
 /// soft hyphen, which some readers print and others hide).
@@ -127,6 +127,25 @@ pub fn check_report(report: &Report) -> Result<(), Unprintable> {
         first_unprintable(&format!("measurement {n} kind"), &m.kind, false)?;
         first_unprintable(&format!("measurement {n} unit"), &m.unit, false)?;
     }
+    Ok(())
+}
+
+/// Whether a new case's fields that the report's PDF prints (the patient, the referring
+/// physician, the clinical question) can be printed: the fax must name the patient truly, so a
+/// name with a character it lacks is given in the form it can show.
+pub fn check_new_case(new: &NewCase) -> Result<(), Unprintable> {
+    let p = &new.patient;
+    first_unprintable("the patient's name", &p.name, false)?;
+    first_unprintable("the patient's ID", &p.id, false)?;
+    first_unprintable("the patient's birth date", &p.birth_date, false)?;
+    first_unprintable("the patient's sex", &p.sex, false)?;
+    let r = &new.referral;
+    first_unprintable("the referring physician's name", &r.physician.name, false)?;
+    first_unprintable("the referring physician's fax", &r.physician.fax, false)?;
+    if let Some(institution) = &r.physician.institution {
+        first_unprintable("the referring institution", institution, false)?;
+    }
+    first_unprintable("the clinical question", &r.clinical_question, true)?;
     Ok(())
 }
 

@@ -450,19 +450,27 @@ async fn login(
     payload: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let req = body(payload)?;
-    // A disabled account is refused as a wrong password is (the answer does not say which).
-    let row =
-        sqlx::query("SELECT role, password_hash FROM users WHERE id = $1 AND disabled_at IS NULL")
-            .bind(&req.user)
-            .fetch_optional(&db.pool)
-            .await?;
+    let row = sqlx::query(
+        "SELECT role, password_hash,
+                CAST(CASE WHEN disabled_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS disabled
+         FROM users WHERE id = $1",
+    )
+    .bind(&req.user)
+    .fetch_optional(&db.pool)
+    .await?;
+    let disabled = row
+        .as_ref()
+        .is_some_and(|r| r.get::<i64, _>("disabled") != 0);
     let phc = row.as_ref().map(|r| r.get::<String, _>("password_hash"));
     let known = phc.is_some();
-    let ok = auth::check_password(req.password.clone(), phc).await;
+    // Checked for a disabled account too: the answer takes as long and says the same.
+    let ok = auth::check_password(req.password.clone(), phc).await && !disabled;
     let Some(row) = row.filter(|_| ok) else {
         // The attempted id is kept only when it names an account: whatever else was typed in
         // the user field (a password, a megabyte) never enters the append-only trail.
-        let detail = if known {
+        let detail = if disabled {
+            format!("{} (disabled)", req.user)
+        } else if known {
             req.user.clone()
         } else {
             format!("unknown user ({} characters)", req.user.chars().count())
@@ -534,6 +542,12 @@ async fn add_user(
 ) -> Result<(StatusCode, Json<UserSummary>), ApiError> {
     caller.require(&[Role::Admin])?;
     let new = body(payload)?;
+    case_protocol::printable::first_unprintable("the display name", &new.display_name, false)
+        .map_err(|e| {
+            ApiError::unprocessable(format!(
+                "{e}; give the name as the printed report can show it"
+            ))
+        })?;
     let valid_id = !new.id.is_empty()
         && new.id.len() <= 64
         && new
@@ -741,6 +755,9 @@ async fn create_case(
     if new.subspecialty.trim().is_empty() {
         return Err(ApiError::unprocessable("subspecialty is empty"));
     }
+    case_protocol::printable::check_new_case(&new).map_err(|e| {
+        ApiError::unprocessable(format!("{e}; enter it as the faxed report can print it"))
+    })?;
     let case = db.create_case(&new).await.map_err(db_error)?;
     caller.audit(&db, "case_create", Some(&case.id), "").await?;
     Ok((StatusCode::CREATED, Json(case)))

@@ -325,6 +325,10 @@ impl Db {
     }
 
     pub async fn create_case(&self, new: &NewCase) -> Result<CaseSummary, DbError> {
+        // The report's PDF prints these: a character it lacks would fax as "?".
+        case_protocol::printable::check_new_case(new).map_err(|e| {
+            DbError::Invalid(format!("{e}; enter it as the faxed report can print it"))
+        })?;
         let _turn = self.write_turn().await;
         let id = format!(
             "C-{}",

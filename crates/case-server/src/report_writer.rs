@@ -191,7 +191,7 @@ async fn write_set_postgres(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     jobs: &[&ReportWrite],
 ) -> Result<Vec<Written>, sqlx::Error> {
-    crate::db::Db::hold_audit_order(crate::db::Backend::Postgres, tx).await?;
+    Db::hold_audit_order(Backend::Postgres, tx).await?;
     let mut out: Vec<Option<Written>> = (0..jobs.len()).map(|_| None).collect();
     let mut remaining: Vec<usize> = (0..jobs.len()).collect();
     while !remaining.is_empty() {

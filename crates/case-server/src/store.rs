@@ -1,5 +1,6 @@
-//! Where DICOM objects live: an `object_store` (a local folder by default, S3-compatible by
-//! URL), content-addressed by the sha256 of the bytes.
+//! Where DICOM objects, key images and the report PDFs as sent live: an `object_store` (a
+//! local folder by default, S3-compatible by URL), content-addressed by the sha256 of the
+//! bytes.
 //!
 //! A stored object is written whole or not at all (the local store writes a temporary file
 //! and renames it; S3 PUTs are atomic), and an object is only referenced by the database after

@@ -765,20 +765,18 @@ async fn reports_must_print_as_signed_name_the_cases_studies_and_be_signed_in_ti
 
     // Studies: another case's, none, one twice.
     let study_b = s.studies.lock().unwrap()[&case_b].clone();
-    for studies in [
-        vec![study_b.clone()],
-        vec![],
-        vec![
-            good.study_instance_uids[0].clone(),
-            good.study_instance_uids[0].clone(),
-        ],
-        vec![good.study_instance_uids[0].clone(), study_b],
+    let own = good.study_instance_uids[0].clone();
+    for (studies, says) in [
+        (vec![study_b.clone()], "not a study of case"),
+        (vec![], "names no study"),
+        (vec![own.clone(), own.clone()], "twice"),
+        (vec![own.clone(), study_b], "not a study of case"),
     ] {
         let mut r = good.clone();
         r.study_instance_uids = studies.clone();
         let text =
             refused(post_report(&s, &rad1, &case_a, &sign_report(r, &key).unwrap()).await).await;
-        assert!(text.contains("stud"), "{studies:?}: {text}");
+        assert!(text.contains(says), "{studies:?}: {text}");
     }
 
     // Times: an hour ahead of the server, a day before the case was created.
@@ -848,6 +846,23 @@ async fn a_reported_case_takes_no_more_images() {
             .body(key_image_png())
             .send()
     };
+    // A case whose patient name the faxed PDF cannot print is refused, naming the field.
+    let mut unprintable = new_case("chest");
+    unprintable.patient.name = "Łukasz^Jan".into();
+    let r = s
+        .post(
+            &coord,
+            "/cases",
+            &serde_json::to_value(&unprintable).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("patient's name") && text.contains("U+0141"),
+        "{text}"
+    );
+
     let r = key_image("nodule → 6 mm").await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("U+2192"));
@@ -1075,6 +1090,13 @@ async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = s.post(&admin, "/users/rad1/disable", &json!(null)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "already disabled");
+    let audit: Vec<AuditRow> = s.get(&admin, "/audit").await.json().await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "login_failed" && a.detail == "rad1 (disabled)"),
+        "who tried the disabled account is kept"
+    );
     let users: Vec<UserSummary> = s.get(&admin, "/users").await.json().await.unwrap();
     let rad1_row = users.iter().find(|u| u.id == "rad1").unwrap();
     assert!(rad1_row.disabled_at.is_some());

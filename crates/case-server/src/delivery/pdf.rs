@@ -110,6 +110,29 @@ const HELVETICA_BOLD: [u16; 95] = [
     278, 889, 611, 611, 611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584,
 ];
 
+/// Advance widths of WinAnsi 128..=255, Adobe Helvetica AFM (Core14 metrics, by glyph name
+/// through the WinAnsi encoding; codes WinAnsi leaves undefined are never produced).
+const HELVETICA_HIGH: [u16; 128] = [
+    556, 350, 222, 556, 333, 1000, 556, 556, 333, 1000, 667, 333, 1000, 350, 611, 350, 350, 222,
+    222, 333, 333, 350, 556, 1000, 333, 1000, 500, 333, 944, 350, 500, 667, 278, 333, 556, 556,
+    556, 556, 260, 556, 333, 737, 370, 556, 584, 333, 737, 333, 400, 584, 333, 333, 333, 556, 537,
+    278, 333, 333, 365, 556, 834, 834, 834, 611, 667, 667, 667, 667, 667, 667, 1000, 722, 667, 667,
+    667, 667, 278, 278, 278, 278, 722, 722, 778, 778, 778, 778, 778, 584, 778, 722, 722, 722, 722,
+    667, 667, 611, 556, 556, 556, 556, 556, 556, 889, 500, 556, 556, 556, 556, 278, 278, 278, 278,
+    556, 556, 556, 556, 556, 556, 556, 584, 611, 556, 556, 556, 556, 500, 556, 500,
+];
+
+/// Advance widths of WinAnsi 128..=255, Adobe Helvetica-Bold AFM.
+const HELVETICA_BOLD_HIGH: [u16; 128] = [
+    556, 350, 278, 556, 500, 1000, 556, 556, 333, 1000, 667, 333, 1000, 350, 611, 350, 350, 278,
+    278, 500, 500, 350, 556, 1000, 333, 1000, 556, 333, 944, 350, 500, 667, 278, 333, 556, 556,
+    556, 556, 280, 556, 333, 737, 370, 556, 584, 333, 737, 333, 400, 584, 333, 333, 333, 611, 556,
+    278, 333, 333, 365, 556, 834, 834, 834, 611, 722, 722, 722, 722, 722, 722, 1000, 722, 667, 667,
+    667, 667, 278, 278, 278, 278, 722, 722, 778, 778, 778, 778, 778, 584, 778, 722, 722, 722, 722,
+    667, 667, 611, 556, 556, 556, 556, 556, 556, 889, 556, 556, 556, 556, 556, 278, 278, 278, 278,
+    611, 611, 611, 611, 611, 611, 611, 584, 611, 611, 611, 611, 611, 556, 611, 556,
+];
+
 /// A character in WinAnsiEncoding, else '?' (reports received before the protocol refused
 /// unprintable characters; case fields typed at intake).
 fn win_ansi(c: char) -> u8 {
@@ -117,19 +140,19 @@ fn win_ansi(c: char) -> u8 {
 }
 
 fn width_pt(text: &str, font: Font, size: f32) -> f32 {
-    let table = match font {
-        Font::Regular => &HELVETICA,
-        Font::Bold => &HELVETICA_BOLD,
+    let (low, high) = match font {
+        Font::Regular => (&HELVETICA, &HELVETICA_HIGH),
+        Font::Bold => (&HELVETICA_BOLD, &HELVETICA_BOLD_HIGH),
     };
     let units: u32 = text
         .chars()
         .map(|c| {
             let b = win_ansi(c);
-            if (32..=126).contains(&b) {
-                u32::from(table[usize::from(b - 32)])
-            } else {
-                556
-            }
+            u32::from(match b {
+                32..=126 => low[usize::from(b - 32)],
+                128..=255 => high[usize::from(b - 128)],
+                _ => 556,
+            })
         })
         .sum();
     units as f32 * size / 1000.0
@@ -540,6 +563,10 @@ mod tests {
         // "Hello" in Helvetica: H 722 + e 556 + l 222 + l 222 + o 556 = 2278 units.
         assert!((width_pt("Hello", Font::Regular, 10.0) - 22.78).abs() < 1e-3);
         assert!((width_pt("Hello", Font::Bold, 10.0) - 24.45).abs() < 1e-3);
+        // Beyond ASCII: em dash and ellipsis 1000, degree 400, bullet 350, NBSP as a space,
+        // "é" as "e" (AFM: emdash, ellipsis, degree, bullet, space, eacute).
+        assert!((width_pt("—…°•\u{a0}é", Font::Regular, 1.0) - 3.584).abs() < 1e-3);
+        assert!((width_pt("Æ½", Font::Bold, 1.0) - 1.834).abs() < 1e-3);
     }
 
     #[test]
