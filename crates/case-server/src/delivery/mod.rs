@@ -203,11 +203,12 @@ pub async fn report_pdf(
     };
     let mut key_images = Vec::new();
     for r in sqlx::query(
-        "SELECT object_key, caption FROM key_images WHERE case_id = $1 AND uploaded_at <= $2
+        // Every key image of a case was added before its final report (`add_key_image`
+        // refuses them after, in the transaction that holds the case): all of them print.
+        "SELECT object_key, caption FROM key_images WHERE case_id = $1
          ORDER BY uploaded_at, object_key",
     )
     .bind(&case_id)
-    .bind(&received_at)
     .fetch_all(&db.pool)
     .await?
     {
