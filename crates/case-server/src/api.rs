@@ -933,6 +933,35 @@ struct IntakeFacts {
     amended_case: Option<String>,
     /// For an addendum: when the report it amends was signed.
     amended_signed_at: Option<String>,
+    /// The case's studies (Study Instance UIDs).
+    case_studies: std::collections::HashSet<String>,
+}
+
+/// The query of [`intake_facts`], with the database's string aggregate for the case's studies.
+macro_rules! intake_facts_sql {
+    ($aggregate:literal) => {
+        concat!(
+            "SELECT c.id, c.status, c.priority, c.subspecialty, c.due_at, c.assigned_to,
+                c.created_at,
+                prior.case_id AS stored_case, prior.received_at AS stored_at,
+                prior.signed_json AS stored_json,
+                k.user_id AS key_user, k.public_key AS public_key,
+                CAST(CASE WHEN k.revoked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS revoked,
+                amended.case_id AS amended_case, amended.signed_json AS amended_json,
+                u.id AS caller_id, u.role AS caller_role, u.display_name AS caller_name,
+                s.expires_unix AS caller_expires,
+                (SELECT ",
+            $aggregate,
+            " FROM study_cases sc WHERE sc.case_id = $1) AS case_studies
+         FROM (SELECT 1 AS one) AS q
+         LEFT JOIN cases c ON c.id = $1
+         LEFT JOIN reports prior ON prior.report_hash = $2
+         LEFT JOIN signing_keys k ON k.key_id = $3
+         LEFT JOIN reports amended ON amended.report_hash = $4
+         LEFT JOIN sessions s ON s.token_hash = $5
+         LEFT JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL"
+        )
+    };
 }
 
 async fn intake_facts(
@@ -943,24 +972,13 @@ async fn intake_facts(
     key_id: &str,
     amends: Option<&str>,
 ) -> Result<(Result<Caller, ApiError>, IntakeFacts), ApiError> {
-    let r = sqlx::query(
-        "SELECT c.id, c.status, c.priority, c.subspecialty, c.due_at, c.assigned_to,
-                c.created_at,
-                prior.case_id AS stored_case, prior.received_at AS stored_at,
-                prior.signed_json AS stored_json,
-                k.user_id AS key_user, k.public_key AS public_key,
-                CAST(CASE WHEN k.revoked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS revoked,
-                amended.case_id AS amended_case, amended.signed_json AS amended_json,
-                u.id AS caller_id, u.role AS caller_role, u.display_name AS caller_name,
-                s.expires_unix AS caller_expires
-         FROM (SELECT 1 AS one) AS q
-         LEFT JOIN cases c ON c.id = $1
-         LEFT JOIN reports prior ON prior.report_hash = $2
-         LEFT JOIN signing_keys k ON k.key_id = $3
-         LEFT JOIN reports amended ON amended.report_hash = $4
-         LEFT JOIN sessions s ON s.token_hash = $5
-         LEFT JOIN users u ON u.id = s.user_id AND u.disabled_at IS NULL",
-    )
+    // The case's studies come along as one space-separated list (UIDs hold no spaces):
+    // aggregated by each database's own function, the rest of the query the same.
+    let sql = match db.backend {
+        Backend::Sqlite => intake_facts_sql!("group_concat(sc.study_uid, ' ')"),
+        Backend::Postgres => intake_facts_sql!("string_agg(sc.study_uid, ' ')"),
+    };
+    let r = sqlx::query(sql)
     .bind(case_id)
     .bind(hash)
     .bind(key_id)
@@ -1008,6 +1026,13 @@ async fn intake_facts(
             .get::<Option<String>, _>("amended_json")
             .and_then(|json| serde_json::from_str::<SignedReport>(&json).ok())
             .map(|s| s.report.signed_at),
+        case_studies: r
+            .get::<Option<String>, _>("case_studies")
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect(),
     };
     Ok((bearer.caller_from(Some(&r)), facts))
 }
@@ -1094,7 +1119,7 @@ async fn submit_report(
         ApiError::unprocessable(format!("the report cannot be printed as signed: {e}"))
     })?;
     check_signed_at(report, &case, facts.amended_signed_at.as_deref())?;
-    check_studies(&db, &id, &report.study_instance_uids).await?;
+    check_studies(&id, &report.study_instance_uids, &facts.case_studies)?;
 
     let amends = match &report.kind {
         ReportKind::Final => {
@@ -1199,17 +1224,15 @@ fn check_signed_at(
 }
 
 /// A report names the studies it reads: at least one, each once, each a study of its case.
-async fn check_studies(db: &Db, case_id: &str, uids: &[String]) -> Result<(), ApiError> {
+/// (`of_case`: read with the rest of the intake's facts, in the same query.)
+fn check_studies(
+    case_id: &str,
+    uids: &[String],
+    of_case: &std::collections::HashSet<String>,
+) -> Result<(), ApiError> {
     if uids.is_empty() {
         return Err(ApiError::unprocessable("the report names no study"));
     }
-    let of_case: std::collections::HashSet<String> =
-        sqlx::query_scalar("SELECT study_uid FROM study_cases WHERE case_id = $1")
-            .bind(case_id)
-            .fetch_all(&db.pool)
-            .await?
-            .into_iter()
-            .collect();
     let mut seen = std::collections::HashSet::new();
     for uid in uids {
         if !of_case.contains(uid) {
