@@ -757,6 +757,30 @@ async fn kill_during_submissions() -> bool {
     true
 }
 
+/// One workstation, two radiologists: with rad1 signed in, a report rad2 signed stays in the
+/// outbox, said, for rad2's next sign-in (sent with rad1's login the server refused it, and the
+/// refusal set it aside for good).
+#[tokio::test]
+async fn the_outbox_sends_a_report_only_with_its_authors_login() {
+    let dir = tempdir();
+    let (db, case_id) = server_db(dir.path()).await;
+    let key = registered_key(&db).await;
+    let mut by_rad2 = report(&db, &case_id, &key.verifying_key().id().0).await;
+    by_rad2.author.user_id = "rad2".into();
+    let signed = sign_report(by_rad2, &key).unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    let hash = outbox.enqueue(&signed).unwrap();
+    let client = serve_and_log_in(&db, dir.path()).await;
+    assert_eq!(client.user(), Some("rad1"));
+    let results = outbox.deliver(&client, 1, Duration::from_millis(10)).await;
+    let [Delivery::Pending { error, .. }] = &results[..] else {
+        panic!("{results:?}")
+    };
+    assert!(error.contains("signed by rad2"), "{error}");
+    assert_eq!(outbox.pending(), vec![hash]);
+    assert_eq!(report_count(&db).await, 0);
+}
+
 /// A receipt is for the report sent or for none: a server (here a stand-in on loopback that
 /// answers every request with the receipt of another report) whose receipt names another hash
 /// does not settle the report; it stays pending, said, and no receipt is recorded for it.

@@ -710,13 +710,28 @@ impl ReportState {
     }
 
     /// Replace what the printed report cannot show by its printable equivalent, in both
-    /// sections (the pre-sign check's button); marks follow as for any edit. What has no
-    /// equivalent stays, named by the checks.
+    /// sections (the pre-sign check's button). Each character (with the combining marks after
+    /// it) is its own edit, from the end back, so unsure-word marks and measurement places
+    /// elsewhere keep their places; what has no equivalent stays, named by the checks.
     pub fn make_printable(&mut self) {
+        use unicode_normalization::char::is_combining_mark;
         for section in [Section::Findings, Section::Impression] {
-            let old = self.draft.text(section).to_string();
-            let new = crate::report::printable::printable_form(&old);
-            if new != old {
+            let text = self.draft.text(section).to_string();
+            let mut units: Vec<std::ops::Range<usize>> = Vec::new();
+            for (i, c) in text.char_indices() {
+                match units.last_mut() {
+                    Some(last) if is_combining_mark(c) => last.end = i + c.len_utf8(),
+                    _ => units.push(i..i + c.len_utf8()),
+                }
+            }
+            for unit in units.into_iter().rev() {
+                let fixed = crate::report::printable::printable_form(&text[unit.clone()]);
+                if fixed == text[unit.clone()] {
+                    continue;
+                }
+                let old = self.draft.text(section).to_string();
+                let mut new = old.clone();
+                new.replace_range(unit, &fixed);
                 match section {
                     Section::Findings => self.draft.findings = new,
                     Section::Impression => self.draft.impression = new,
@@ -2166,9 +2181,16 @@ mod tests {
     fn unprintable_text_is_replaced_by_its_printable_form() {
         let mut r = state();
         r.study_uids = vec!["1.2.3".into()];
-        r.draft.findings = "Stenosis ≥ 50%.\tCalcified. 李".into();
+        r.draft.findings = "Stenosis ≥ 50%.".into();
+        r.draft.typed(Section::Findings);
+        // An unsure dictated word between characters to replace keeps its mark.
+        r.take_transcript(&transcript("Mild.", vec![word("Mild.", 0.2, 0.1)]), None);
+        let old = r.draft.findings.clone();
+        r.draft.findings.push_str("\tCalcified. 李");
+        r.typed(Section::Findings, &old);
         r.draft.impression = "Stable → no change.".into();
         r.draft.typed(Section::Impression);
+        assert_eq!(r.marks(Section::Findings).len(), 1);
         let unprintable = |r: &ReportState| {
             r.checks()
                 .iter()
@@ -2180,8 +2202,12 @@ mod tests {
         };
         assert_eq!(unprintable(&r), ['≥', '\t', '李', '→']);
         r.make_printable();
-        assert_eq!(r.draft.findings, "Stenosis >= 50%. Calcified. 李");
+        assert_eq!(r.draft.findings, "Stenosis >= 50%. Mild. Calcified. 李");
         assert_eq!(r.draft.impression, "Stable -> no change.");
+        let marks = r.marks(Section::Findings);
+        assert_eq!(marks.len(), 1, "the unsure word is still marked");
+        assert_eq!(&r.draft.findings[marks[0].clone()], "Mild");
+        assert!(r.unsure.iter().all(|w| !w.resolved));
         assert_eq!(unprintable(&r), ['李']);
         r.take_transcript(
             &transcript("Five μm.", vec![word("Five μm.", 0.9, 0.1)]),

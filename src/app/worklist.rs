@@ -87,6 +87,8 @@ impl OverreadApp {
         };
         self.dicomweb_token = None;
         self.worklist.cases.clear();
+        // A case still being opened does not land after the sign-out.
+        self.worklist.opening = None;
         self.report.disconnect_outbox();
         self.report.leave_worklist_case();
         self.worklist.message = "signed out".into();
@@ -171,7 +173,10 @@ impl OverreadApp {
                     if let Some(server) = self.report.setup.server.clone() {
                         match CaseClient::new(&server, self.report.setup.server_ca.as_deref()) {
                             Ok(client) => {
-                                self.report.connect_outbox(client.with_token(token.clone()))
+                                let user = self.report.form.user.trim().to_string();
+                                self.report.connect_outbox(
+                                    client.with_token(token.clone()).with_user(&user),
+                                )
                             }
                             Err(e) => self.report.outbox_message = e.to_string(),
                         }

@@ -73,6 +73,8 @@ pub struct CaseClient {
     base: String,
     http: reqwest::Client,
     token: Option<String>,
+    /// Whose login the token is (the outbox sends only that user's reports with it).
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +96,7 @@ impl CaseClient {
             base: base.trim_end_matches('/').to_string(),
             http,
             token: None,
+            user: None,
         })
     }
 
@@ -109,6 +112,17 @@ impl CaseClient {
     pub fn with_token(mut self, token: String) -> CaseClient {
         self.token = Some(token);
         self
+    }
+
+    /// The user whose login the token is.
+    pub fn with_user(mut self, user: &str) -> CaseClient {
+        self.user = Some(user.to_string());
+        self
+    }
+
+    /// The user whose login this client holds, where known.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
     }
 
     async fn check(
@@ -152,6 +166,7 @@ impl CaseClient {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         self.token = Some(answer.token);
+        self.user = Some(user.to_string());
         Ok(())
     }
 

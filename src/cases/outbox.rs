@@ -234,6 +234,20 @@ impl Outbox {
                 };
             }
         };
+        // One workstation, several radiologists: a report goes with its author's login only
+        // (the server refuses another's, and a refusal would set it aside for good).
+        if let Some(user) = client.user()
+            && signed.report.author.user_id != user
+        {
+            return Delivery::Pending {
+                report_hash: hash,
+                error: format!(
+                    "signed by {}: sent when they sign in",
+                    signed.report.author.user_id
+                ),
+                needs_login: false,
+            };
+        }
         let mut wait = first_wait;
         let mut attempt = 0;
         let result = loop {

@@ -43,37 +43,54 @@ pub const MAX_KEY_IMAGE_BYTES: usize = 8 << 20;
 /// ([`crate::dicomweb`]).
 pub fn router(server: Server) -> Router {
     let dicomweb = crate::dicomweb::routes(server.max_upload_bytes);
+    // Changes audited after they commit run to their end even when the client goes away
+    // (`run_to_completion`); report intake audits inside its own commit, and reads, logins
+    // and exports are left to end with their client.
+    let finished = || axum::middleware::from_fn(run_to_completion);
     Router::new()
         .route("/login", post(login))
-        .route("/users", post(add_user).get(list_users))
-        .route("/users/{id}/disable", post(disable_user))
-        .route("/logout", post(logout))
-        .route("/keys", post(add_key))
-        .route("/keys/{key_id}/revoke", post(revoke_key))
-        .route("/cases", post(create_case))
+        .route(
+            "/users",
+            post(add_user).route_layer(finished()).get(list_users),
+        )
+        .route(
+            "/users/{id}/disable",
+            post(disable_user).route_layer(finished()),
+        )
+        .route("/logout", post(logout).route_layer(finished()))
+        .route("/keys", post(add_key).route_layer(finished()))
+        .route(
+            "/keys/{key_id}/revoke",
+            post(revoke_key).route_layer(finished()),
+        )
+        .route("/cases", post(create_case).route_layer(finished()))
         .route("/cases/{id}", get(read_case))
-        .route("/cases/{id}/assign", post(assign))
-        .route("/cases/{id}/status", post(set_status))
+        .route("/cases/{id}/assign", post(assign).route_layer(finished()))
+        .route(
+            "/cases/{id}/status",
+            post(set_status).route_layer(finished()),
+        )
         .route("/cases/{id}/reports", post(submit_report).get(list_reports))
         .route("/cases/{id}/deliveries", get(list_deliveries))
         .route("/cases/{id}/export", get(export_case))
         .route(
             "/cases/{id}/key-images",
-            post(add_key_image).layer(DefaultBodyLimit::max(MAX_KEY_IMAGE_BYTES)),
+            post(add_key_image)
+                .route_layer(finished())
+                .layer(DefaultBodyLimit::max(MAX_KEY_IMAGE_BYTES)),
         )
         .route("/worklist", get(worklist))
         .route("/audit", get(audit_log))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .nest("/dicomweb", dicomweb.clone())
         .nest("/cases/{id}/dicomweb", dicomweb)
-        .layer(axum::middleware::from_fn(run_to_completion))
         .with_state(server)
 }
 
-/// Every request runs to its end on its own task, even when its client goes away: hyper drops
-/// a handler whose connection closes, and a change committed before its audit row was
-/// written would then stand unaudited (a coordinator's assignment, a status move, an upload).
-async fn run_to_completion(
+/// A request runs to its end on its own task, even when its client goes away: hyper drops a
+/// handler whose connection closes, and a change committed before its audit row was written
+/// would then stand unaudited (a coordinator's assignment, a status move, an upload).
+pub(crate) async fn run_to_completion(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -979,13 +996,13 @@ async fn intake_facts(
         Backend::Postgres => intake_facts_sql!("string_agg(sc.study_uid, ' ')"),
     };
     let r = sqlx::query(sql)
-    .bind(case_id)
-    .bind(hash)
-    .bind(key_id)
-    .bind(amends)
-    .bind(&bearer.token_hash)
-    .fetch_one(&db.pool)
-    .await?;
+        .bind(case_id)
+        .bind(hash)
+        .bind(key_id)
+        .bind(amends)
+        .bind(&bearer.token_hash)
+        .fetch_one(&db.pool)
+        .await?;
     let stored = match (
         r.get::<Option<String>, _>("stored_case"),
         r.get::<Option<String>, _>("stored_at"),

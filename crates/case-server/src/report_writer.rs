@@ -191,6 +191,18 @@ async fn write_set_postgres(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     jobs: &[&ReportWrite],
 ) -> Result<Vec<Written>, sqlx::Error> {
+    // The batch's cases first (in order), then the audit trail's turn: the turn is taken last
+    // and held only to the commit, never while waiting for a case row another transaction
+    // holds (an upload into the case), which would make every audited request wait too.
+    let cases: Vec<&str> = jobs.iter().map(|j| j.case_id.as_str()).collect();
+    sqlx::query(
+        "SELECT c.id FROM cases c
+         WHERE c.id IN (SELECT value FROM json_array_elements_text($1::json))
+         ORDER BY c.id FOR UPDATE",
+    )
+    .bind(serde_json::to_string(&cases).unwrap_or_else(|_| "[]".into()))
+    .fetch_all(&mut **tx)
+    .await?;
     Db::hold_audit_order(Backend::Postgres, tx).await?;
     let mut out: Vec<Option<Written>> = (0..jobs.len()).map(|_| None).collect();
     let mut remaining: Vec<usize> = (0..jobs.len()).collect();

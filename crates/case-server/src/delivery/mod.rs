@@ -385,6 +385,13 @@ async fn record(
     .await?;
     match outcome {
         Ok((_, _, facts)) => {
+            // The case row before the audit trail's turn, which is always taken last.
+            if facts.kind == ReportKind::Final && db.backend == crate::db::Backend::Postgres {
+                sqlx::query("SELECT id FROM cases WHERE id = $1 FOR UPDATE")
+                    .bind(&case_id)
+                    .fetch_optional(&mut *tx.tx)
+                    .await?;
+            }
             db.audit_in(
                 &mut tx,
                 None,

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use case_protocol::Role;
 use sqlx::any::AnyRow;
 
@@ -45,8 +45,20 @@ use crate::error::ApiError;
 /// The DICOMweb routes, to be nested under `/dicomweb` and `/cases/{id}/dicomweb`.
 pub fn routes(max_upload_bytes: usize) -> Router<Server> {
     Router::new()
-        .route("/studies", get(qido::studies).post(stow::store))
-        .route("/studies/{study}", get(wado::retrieve).post(stow::store))
+        // An upload runs to its end even when its client goes away (its audit row follows
+        // its commit): `api::run_to_completion`.
+        .route(
+            "/studies",
+            post(stow::store)
+                .route_layer(axum::middleware::from_fn(crate::api::run_to_completion))
+                .get(qido::studies),
+        )
+        .route(
+            "/studies/{study}",
+            post(stow::store)
+                .route_layer(axum::middleware::from_fn(crate::api::run_to_completion))
+                .get(wado::retrieve),
+        )
         .route("/studies/{study}/metadata", get(wado::metadata))
         .route("/studies/{study}/thumbnail", get(render::thumbnail))
         .route("/studies/{study}/series", get(qido::series))
