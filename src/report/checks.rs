@@ -125,35 +125,20 @@ pub fn pre_sign_checks(
             Section::Findings => "findings",
             Section::Impression => "impression",
         };
-        // Every such character, each named once: the radiologist fixes them in one pass.
-        let mut rest = 0;
+        // Every such character, each named once (at its first place): the radiologist
+        // fixes them in one pass.
         let mut named = Vec::new();
-        while let Err(e) = case_protocol::printable::first_unprintable(name, &text[rest..], true) {
-            let at = rest + e.offset;
-            let end = at + e.character.len_utf8();
-            rest = end;
+        for e in case_protocol::printable::unprintables(name, text, true) {
             if named.contains(&e.character) {
                 continue;
             }
             named.push(e.character);
-            let line = text[..at].matches('\n').count() + 1;
-            let column = text[..at]
-                .rsplit('\n')
-                .next()
-                .map_or(0, |l| l.chars().count())
-                + 1;
-            let e = case_protocol::printable::Unprintable {
-                line,
-                column,
-                offset: at,
-                ..e
-            };
             out.push(Check {
                 kind: CheckKind::Unprintable {
                     character: e.character,
                 },
                 section: Some(section),
-                range: Some(at..end),
+                range: Some(e.offset..e.offset + e.character.len_utf8()),
                 message: format!("The {e}."),
             });
         }

@@ -89,27 +89,37 @@ fn hint(c: char) -> &'static str {
     }
 }
 
-/// The first character of `text` that cannot be printed (`multiline`: line breaks allowed).
-pub fn first_unprintable(field: &str, text: &str, multiline: bool) -> Result<(), Unprintable> {
+/// Every character of `text` that cannot be printed, in order (`multiline`: line breaks
+/// allowed).
+pub fn unprintables<'a>(
+    field: &'a str,
+    text: &'a str,
+    multiline: bool,
+) -> impl Iterator<Item = Unprintable> + 'a {
     let (mut line, mut column) = (1, 0);
-    for (offset, c) in text.char_indices() {
+    text.char_indices().filter_map(move |(offset, c)| {
         column += 1;
         if c == '\n' && multiline {
             line += 1;
             column = 0;
-            continue;
+            return None;
         }
-        if win_ansi(c).is_none() {
-            return Err(Unprintable {
-                field: field.to_string(),
-                character: c,
-                line,
-                column,
-                offset,
-            });
-        }
+        win_ansi(c).is_none().then(|| Unprintable {
+            field: field.to_string(),
+            character: c,
+            line,
+            column,
+            offset,
+        })
+    })
+}
+
+/// The first character of `text` that cannot be printed (`multiline`: line breaks allowed).
+pub fn first_unprintable(field: &str, text: &str, multiline: bool) -> Result<(), Unprintable> {
+    match unprintables(field, text, multiline).next() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Whether every printed field of `report` can be printed as signed: the author's name and

@@ -425,6 +425,7 @@ fn stored_data_error<E: std::fmt::Display>(e: E) -> ApiError {
 fn db_error(e: DbError) -> ApiError {
     match e {
         DbError::Invalid(m) => ApiError::conflict(m),
+        DbError::Unprintable(m) => ApiError::unprocessable(m),
         DbError::Sql(e) => e.into(),
         DbError::Migrate(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
@@ -559,12 +560,6 @@ async fn add_user(
 ) -> Result<(StatusCode, Json<UserSummary>), ApiError> {
     caller.require(&[Role::Admin])?;
     let new = body(payload)?;
-    case_protocol::printable::first_unprintable("the display name", &new.display_name, false)
-        .map_err(|e| {
-            ApiError::unprocessable(format!(
-                "{e}; give the name as the printed report can show it"
-            ))
-        })?;
     let valid_id = !new.id.is_empty()
         && new.id.len() <= 64
         && new
@@ -772,9 +767,6 @@ async fn create_case(
     if new.subspecialty.trim().is_empty() {
         return Err(ApiError::unprocessable("subspecialty is empty"));
     }
-    case_protocol::printable::check_new_case(&new).map_err(|e| {
-        ApiError::unprocessable(format!("{e}; enter it as the faxed report can print it"))
-    })?;
     let case = db.create_case(&new).await.map_err(db_error)?;
     caller.audit(&db, "case_create", Some(&case.id), "").await?;
     Ok((StatusCode::CREATED, Json(case)))

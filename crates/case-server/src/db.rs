@@ -62,6 +62,9 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Invalid(String),
+    /// A field the report's PDF prints holds a character it cannot print: the client's 422.
+    #[error("{0}")]
+    Unprintable(String),
 }
 
 pub fn role_name(r: Role) -> &'static str {
@@ -269,7 +272,7 @@ impl Db {
         // cannot print could never sign (`case_protocol::printable`).
         case_protocol::printable::first_unprintable("the display name", display_name, false)
             .map_err(|e| {
-                DbError::Invalid(format!(
+                DbError::Unprintable(format!(
                     "{e}; give the name as the printed report can show it (\"Lukasz\" for \"Łukasz\")"
                 ))
             })?;
@@ -327,7 +330,7 @@ impl Db {
     pub async fn create_case(&self, new: &NewCase) -> Result<CaseSummary, DbError> {
         // The report's PDF prints these: a character it lacks would fax as "?".
         case_protocol::printable::check_new_case(new).map_err(|e| {
-            DbError::Invalid(format!("{e}; enter it as the faxed report can print it"))
+            DbError::Unprintable(format!("{e}; enter it as the faxed report can print it"))
         })?;
         let _turn = self.write_turn().await;
         let id = format!(
@@ -547,21 +550,9 @@ impl Db {
         detail: &str,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.begin_write().await?;
-        Self::hold_audit_order(self.backend, &mut tx.tx).await?;
-        let at = now();
         for case_id in case_ids {
-            sqlx::query(
-                "INSERT INTO audit (at, user_id, action, case_id, remote_addr, detail)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&at)
-            .bind(user_id)
-            .bind(action)
-            .bind(*case_id)
-            .bind(remote_addr)
-            .bind(detail)
-            .execute(&mut *tx.tx)
-            .await?;
+            self.audit_in(&mut tx, user_id, action, *case_id, remote_addr, detail)
+                .await?;
         }
         tx.commit().await
     }

@@ -142,17 +142,6 @@ async fn case_patient(db: &Db, case_id: &str) -> Result<Patient, IntakeError> {
     })
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `YYYYMMDD` (DICOM DA) -> days since the epoch; None when it is not a real date.
 pub fn parse_da(da: &str) -> Option<i64> {
     let da = da.trim();
@@ -180,7 +169,7 @@ pub fn parse_da(da: &str) -> Option<i64> {
     if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
         return None;
     }
-    Some(days_from_civil(y, m, d))
+    Some(case_protocol::days_from_civil(y, m, d))
 }
 
 fn read_and_check(

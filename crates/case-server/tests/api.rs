@@ -357,13 +357,7 @@ async fn bad_input_gets_a_clear_4xx_and_stores_nothing() {
     nan["signature"] = json!("AAAA");
     let r = send(nan.to_string(), Some(rad1.clone())).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let r = s
-        .http
-        .post(format!("{}/login", s.base))
-        .json(&json!({"user": "rad1", "password": "wrong"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.try_login("rad1", "wrong").await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(s.report_count().await, 0);
     // The good one still goes in.
@@ -499,13 +493,7 @@ async fn admins_add_and_list_accounts() {
     }
 
     // The new radiologist logs in, registers a key and revokes it; the list shows both.
-    let r = s
-        .http
-        .post(format!("{}/login", s.base))
-        .json(&json!({"user": "rad3", "password": "another-password"}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.try_login("rad3", "another-password").await;
     assert_eq!(r.status(), StatusCode::OK);
     let rad3 = r.json::<LoginResponse>().await.unwrap().token;
     let key = register_key(&s, &rad3).await;
@@ -936,13 +924,7 @@ async fn failed_logins_keep_no_typed_secret_and_the_audit_is_read_in_pages() {
         ("Summer2026!secret", "x"),
         (&*"u".repeat(100_000), "x"),
     ] {
-        let r = s
-            .http
-            .post(format!("{}/login", s.base))
-            .json(&json!({"user": user, "password": password}))
-            .send()
-            .await
-            .unwrap();
+        let r = s.try_login(user, password).await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
     let admin = s.login("admin").await;
@@ -1080,13 +1062,7 @@ async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
     let r = s.post(&admin, "/users/rad1/disable", &json!(null)).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(worklist(other).await, StatusCode::UNAUTHORIZED);
-    let r = s
-        .http
-        .post(format!("{}/login", s.base))
-        .json(&json!({"user": "rad1", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = s.try_login("rad1", PASSWORD).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = s.post(&admin, "/users/rad1/disable", &json!(null)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "already disabled");

@@ -68,14 +68,18 @@ pub async fn start_with(configure: impl FnOnce(&mut case_server::Server)) -> Ser
 }
 
 impl Server {
-    pub async fn login(&self, user: &str) -> String {
-        let r = self
-            .http
+    /// A login attempt with `password`, its answer as it comes.
+    pub async fn try_login(&self, user: &str, password: &str) -> reqwest::Response {
+        self.http
             .post(format!("{}/login", self.base))
-            .json(&json!({"user": user, "password": PASSWORD}))
+            .json(&json!({"user": user, "password": password}))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn login(&self, user: &str) -> String {
+        let r = self.try_login(user, PASSWORD).await;
         assert_eq!(r.status(), StatusCode::OK);
         r.json::<LoginResponse>().await.unwrap().token
     }
