@@ -184,3 +184,35 @@ fn imager_pixel_spacing_calibrates_radiographs_at_the_detector() {
     let stack = ct[0].stacks().next().unwrap();
     assert!(stack.geometry.pixel_spacing_known && !stack.geometry.spacing_at_detector);
 }
+
+/// A stack takes one frame's word on where its spacing was measured, so frames of one
+/// series that say differently (Pixel Spacing in one, only Imager Pixel Spacing in another)
+/// are two stacks: otherwise the second would be measured in patient mm, or the first at the
+/// detector.
+#[test]
+fn spacing_at_the_detector_parts_a_series() {
+    let dir = crate::support::tempdir();
+    let spec = imaging::synth::PhantomSpec {
+        columns: 16,
+        rows: 16,
+        slices: 4,
+        ..Default::default()
+    };
+    imaging::synth::write_series(&spec, dir.path()).unwrap();
+    let mut scanned = imaging::scan(&[dir.path().to_path_buf()]);
+    assert_eq!(scanned.instances.len(), 4);
+    let together = imaging::group(&scanned.instances);
+    assert_eq!(together[0].stacks().count(), 1);
+    scanned.instances[3].frames[0].spacing_at_detector = true;
+    let parted = imaging::group(&scanned.instances);
+    let stacks: Vec<_> = parted[0].stacks().collect();
+    assert_eq!(stacks.len(), 2);
+    let at_detector: Vec<(usize, bool)> = stacks
+        .iter()
+        .map(|s| (s.slices.len(), s.geometry.spacing_at_detector))
+        .collect();
+    assert!(
+        at_detector.contains(&(3, false)) && at_detector.contains(&(1, true)),
+        "{at_detector:?}"
+    );
+}

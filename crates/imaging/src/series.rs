@@ -268,6 +268,9 @@ struct FrameEntry<'a> {
 struct PartitionKey {
     orientation: Option<[i64; 6]>,
     pixel_spacing: Option<[i64; 2]>,
+    /// Whether that spacing is at the detector (Imager Pixel Spacing) or in the patient: a
+    /// stack takes one frame's word for all, so frames that say differently part.
+    spacing_at_detector: bool,
     format: (u16, u16, u16, u16, u16, bool, String),
     echo: Option<String>,
     flavour: Option<String>,
@@ -328,6 +331,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
             let key = PartitionKey {
                 orientation: f.image_orientation_patient.map(|o| orientations.key(o)),
                 pixel_spacing: f.pixel_spacing_mm.map(|s| spacings.key(s)),
+                spacing_at_detector: f.spacing_at_detector,
                 format: (
                     h.slice_rows(),
                     h.slice_columns(),
