@@ -57,6 +57,10 @@ pub fn router(server: Server) -> Router {
             "/users/{id}/disable",
             post(disable_user).route_layer(finished()),
         )
+        .route(
+            "/users/{id}/enable",
+            post(enable_user).route_layer(finished()),
+        )
         .route("/logout", post(logout).route_layer(finished()))
         .route("/keys", post(add_key).route_layer(finished()))
         .route(
@@ -630,6 +634,21 @@ async fn disable_user(
         return Err(ApiError::not_found(format!("no enabled account {id}")));
     }
     caller.audit(&db, "user_disable", None, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Admins enable a disabled account again: it logs in with its password; no session comes
+/// back.
+async fn enable_user(
+    State(db): State<Db>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(&[Role::Admin])?;
+    if !db.enable_user(&id).await.map_err(db_error)? {
+        return Err(ApiError::not_found(format!("no disabled account {id}")));
+    }
+    caller.audit(&db, "user_enable", None, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1361,8 +1380,8 @@ pub struct AuditQuery {
 
 /// The most audit rows one answer holds: the trail is append-only and only grows, so it is
 /// read page by page (`?after=` the last row's id; a full page carries it in the
-/// `x-audit-next-after` header). Ids are given in commit order on both databases
-/// ([`Db::hold_audit_order`]), so paging never passes a row.
+/// `x-audit-next-after` header). A page holds no row with a higher id than one still
+/// to commit, on both databases ([`Db::audit_page`]), so paging never passes a row.
 pub const AUDIT_PAGE: i64 = 5000;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -1385,15 +1404,9 @@ async fn audit_log(
     use axum::response::IntoResponse;
     caller.require(&[Role::Admin])?;
     let limit = q.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_PAGE);
-    let rows = sqlx::query(
-        "SELECT id, at, user_id, action, case_id, remote_addr, detail FROM audit
-         WHERE ($1 IS NULL OR case_id = $1) AND id > $2 ORDER BY id LIMIT $3",
-    )
-    .bind(&q.case_id)
-    .bind(q.after.unwrap_or(0))
-    .bind(limit)
-    .fetch_all(&db.pool)
-    .await?;
+    let rows = db
+        .audit_page(q.case_id.as_deref(), q.after.unwrap_or(0), limit)
+        .await?;
     let page: Vec<AuditRow> = rows
         .iter()
         .map(|r| AuditRow {

@@ -228,21 +228,62 @@ impl Db {
         Ok(())
     }
 
-    /// On PostgreSQL, holds the audit trail's order for the rest of `tx`: transactions that
-    /// write audit rows take turns from here to their commit, so row ids are given in commit
-    /// order and a reader paging by id (`/audit?after=`) never passes a row that commits later
-    /// with a lower id. SQLite has one writer: nothing to do.
+    /// On PostgreSQL, a transaction that writes audit rows holds this (shared, with every
+    /// other such writer) from before its first row takes an id until its commit; a reader
+    /// of the trail ([`Db::audit_page`]) holds it alone for as long as it takes to read the
+    /// highest id, so every row up to that id has committed (or never will), and a reader
+    /// paging by id (`/audit?after=`) never passes a row. Writers never wait for one another
+    /// here. SQLite has one writer: nothing to do.
     pub async fn hold_audit_order(
         backend: Backend,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     ) -> Result<(), sqlx::Error> {
         if backend == Backend::Postgres {
             // The first key of the pair names the lock's purpose (the audit trail).
-            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(7005, 0)")
+            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock_shared(7005, 0)")
                 .fetch_one(&mut **tx)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Up to `limit` audit rows after id `after` (of one case, or all), in id order, none
+    /// above the horizon: the highest id while no transaction that writes audit rows is in
+    /// flight (read on PostgreSQL under the exclusive side of [`Db::hold_audit_order`], a
+    /// moment's wait for writers), so every row up to it has committed or never will, and
+    /// the page, read after, passes none. Whatever the isolation level: the page is read in
+    /// a snapshot taken after the horizon.
+    pub async fn audit_page(
+        &self,
+        case_id: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let horizon: i64 = {
+            let mut tx = self.pool.begin().await?;
+            if self.backend == Backend::Postgres {
+                sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(7005, 0)")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            }
+            let horizon =
+                sqlx::query("SELECT CAST(COALESCE(MAX(id), 0) AS BIGINT) AS horizon FROM audit")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .get("horizon");
+            tx.commit().await?;
+            horizon
+        };
+        sqlx::query(
+            "SELECT id, at, user_id, action, case_id, remote_addr, detail FROM audit
+             WHERE ($1 IS NULL OR case_id = $1) AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
+        )
+        .bind(case_id)
+        .bind(after)
+        .bind(horizon)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// This server's turn to write on SQLite (none needed on PostgreSQL), for writes outside
@@ -440,11 +481,20 @@ impl Db {
             .case_summary(case_id)
             .await?
             .ok_or_else(|| DbError::Invalid(format!("no case {case_id}")))?;
-        let user = sqlx::query("SELECT role, subspecialties FROM users WHERE id = $1")
-            .bind(radiologist)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| DbError::Invalid(format!("no user {radiologist}")))?;
+        let user = sqlx::query(
+            "SELECT role, subspecialties,
+                    CAST(CASE WHEN disabled_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS disabled
+             FROM users WHERE id = $1",
+        )
+        .bind(radiologist)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| DbError::Invalid(format!("no user {radiologist}")))?;
+        if user.get::<i64, _>("disabled") != 0 {
+            return Err(DbError::Invalid(format!(
+                "{radiologist}'s account is disabled"
+            )));
+        }
         let role: String = user.get("role");
         let subs: String = user.get("subspecialties");
         if role != "radiologist" {
@@ -465,15 +515,17 @@ impl Db {
         }
         let moved = sqlx::query(
             "UPDATE cases SET assigned_to = $1
-             WHERE id = $2 AND status IN ('received', 'ready', 'reading')",
+             WHERE id = $2 AND status IN ('received', 'ready', 'reading')
+               AND EXISTS (SELECT 1 FROM users WHERE id = $1 AND disabled_at IS NULL)",
         )
         .bind(radiologist)
         .bind(case_id)
         .execute(&self.pool)
         .await?;
         if moved.rows_affected() != 1 {
+            // Reported, or the account was disabled, since the reads above.
             return Err(DbError::Invalid(format!(
-                "case {case_id} is already reported"
+                "case {case_id} is already reported or {radiologist}'s account is disabled"
             )));
         }
         self.case_summary(case_id)
@@ -496,6 +548,19 @@ impl Db {
             .execute(&mut *tx.tx)
             .await?;
         tx.commit().await?;
+        Ok(changed.rows_affected() == 1)
+    }
+
+    /// Enable a disabled account again: it can log in (with its old password; no session
+    /// comes back). False when there is no such account or it is not disabled.
+    pub async fn enable_user(&self, id: &str) -> Result<bool, DbError> {
+        let _turn = self.write_turn().await;
+        let changed = sqlx::query(
+            "UPDATE users SET disabled_at = NULL WHERE id = $1 AND disabled_at IS NOT NULL",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(changed.rows_affected() == 1)
     }
 

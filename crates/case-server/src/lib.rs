@@ -57,6 +57,9 @@ pub use store::Store;
 /// Default largest STOW-RS request: 1 GiB (a CD-ROM's worth; bigger studies go in parts).
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 1 << 30;
 
+/// Default time a refused STOW-RS request's body is drained: 30 s (64 MiB at about 2 MB/s).
+pub const DEFAULT_STOW_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What every request handler shares: the database, the object store and the intake rules.
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -65,6 +68,10 @@ pub struct Server {
     pub rules: IntakeRules,
     /// Largest STOW-RS body, bytes.
     pub max_upload_bytes: usize,
+    /// How long the body of a STOW-RS request refused before it was read is read and dropped
+    /// (so the client, still sending, gets the answer) before the connection is closed
+    /// instead: a client sending slowly holds nothing longer ([`DEFAULT_STOW_DRAIN`]).
+    pub stow_drain: std::time::Duration,
     /// `https` or `http`, for the URLs the server writes (set by [`serve`] and [`serve_tls`]).
     pub scheme: &'static str,
     /// Report delivery; `None`: reports wait in the outbox until a server with delivery runs.
@@ -80,6 +87,7 @@ impl Server {
             store,
             rules: IntakeRules::default(),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            stow_drain: DEFAULT_STOW_DRAIN,
             scheme: "https",
             delivery: None,
             nudge: delivery::Nudge::default(),

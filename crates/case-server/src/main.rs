@@ -2,7 +2,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use case_protocol::{CaseStatus, NewCase, Role};
 use case_server::db::{DbError, parse_role, parse_status, status_name};
@@ -136,6 +136,8 @@ enum UserCommand {
     /// Its signed reports stay verifiable; revoke its keys with `key revoke` as well if they
     /// may be in other hands.
     Disable { id: String },
+    /// Enable a disabled account again (it logs in with its old password).
+    Enable { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,10 +208,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 let dir = match tls_dir {
                     Some(dir) => dir,
                     None if db.backend == case_server::db::Backend::Sqlite => {
-                        std::path::Path::new(cli.db.trim_start_matches("sqlite://"))
+                        Path::new(cli.db.trim_start_matches("sqlite://"))
                             .parent()
                             .filter(|p| !p.as_os_str().is_empty())
-                            .unwrap_or(std::path::Path::new("."))
+                            .unwrap_or(Path::new("."))
                             .to_path_buf()
                     }
                     None => PathBuf::from("."),
@@ -269,11 +271,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Import { paths, case } => import(&server()?, &paths, &case).await?,
         Command::Export { case, out } => {
             let server = server()?;
-            let file =
-                std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let partial = Partial::beside(&out)?;
+            let file = partial.file()?;
             let summary = case_server::export::patient_copy(&server.db, &server.store, &case, file)
                 .await
                 .map_err(|e| e.to_string())?;
+            partial.persist()?;
             cli_audit(
                 &db,
                 "case_export",
@@ -298,7 +301,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (pdf, facts) = case_server::delivery::report_pdf(&server.db, &server.store, &hash)
                 .await
                 .map_err(|e| e.to_string())?;
-            std::fs::write(&out, pdf).map_err(|e| format!("{}: {e}", out.display()))?;
+            let partial = Partial::beside(&out)?;
+            std::io::Write::write_all(&mut partial.file()?, &pdf)
+                .map_err(|e| format!("{}: {e}", out.display()))?;
+            partial.persist()?;
             cli_audit(&db, "report_pdf", Some(&facts.case_id), &hash).await?;
             println!("{}", out.display());
         }
@@ -337,6 +343,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             cli_audit(&db, "user_disable", None, &id).await?;
             println!("user {id} disabled; their sessions ended");
+        }
+        Command::User {
+            command: UserCommand::Enable { id },
+        } => {
+            if !db.enable_user(&id).await.map_err(err)? {
+                return Err(format!("no disabled account {id}"));
+            }
+            cli_audit(&db, "user_enable", None, &id).await?;
+            println!("user {id} enabled");
         }
         Command::Key {
             command: KeyCommand::Add { user, public_key },
@@ -431,4 +446,61 @@ async fn cli_audit(
     db.audit(Some("cli"), action, case_id, Some("local"), detail)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// A file written whole or not at all: into a temporary file beside `out`, synced, then
+/// renamed over it. A failed export leaves no half archive, and an earlier copy at `out`
+/// stays whole (it was overwritten in place before).
+struct Partial {
+    file: tempfile::NamedTempFile,
+    out: PathBuf,
+}
+
+impl Partial {
+    fn beside(out: &Path) -> Result<Partial, String> {
+        let folder = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".overread-").suffix(".partial");
+        // Readable as any new file is (0666 less the umask), not tempfile's owner-only 0600.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let file = builder
+            .tempfile_in(folder)
+            .map_err(|e| format!("{}: {e}", folder.display()))?;
+        Ok(Partial {
+            file,
+            out: out.to_path_buf(),
+        })
+    }
+
+    /// A handle to write through (the temporary file stays this one's to finish).
+    fn file(&self) -> Result<std::fs::File, String> {
+        self.file
+            .as_file()
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", self.out.display()))
+    }
+
+    /// Synced, then in place at `out`, its folder synced.
+    fn persist(self) -> Result<(), String> {
+        let out = self.out;
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+        self.file
+            .persist(&out)
+            .map_err(|e| format!("{}: {}", out.display(), e.error))?;
+        // The rename itself survives a power loss once its folder is synced.
+        let folder = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("{}: {e}", folder.display()))
+    }
 }

@@ -191,9 +191,10 @@ async fn write_set_postgres(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     jobs: &[&ReportWrite],
 ) -> Result<Vec<Written>, sqlx::Error> {
-    // The batch's cases first (in order), then the audit trail's turn: the turn is taken last
-    // and held only to the commit, never while waiting for a case row another transaction
-    // holds (an upload into the case), which would make every audited request wait too.
+    // The batch's cases first (in order), then the audit trail's turn
+    // ([`Db::hold_audit_order`]): the turn is taken last, never held while waiting for a case
+    // row another transaction holds (an upload into the case), where a reader of the trail
+    // would wait behind it and every audited writer behind the reader.
     let cases: Vec<&str> = jobs.iter().map(|j| j.case_id.as_str()).collect();
     sqlx::query(
         "SELECT c.id FROM cases c

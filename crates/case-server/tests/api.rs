@@ -14,6 +14,7 @@ use case_server::api::{AuditRow, LoginResponse, StoredReport, UserSummary};
 use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject;
 use serde_json::json;
+use sqlx::Row;
 
 mod support;
 use support::*;
@@ -972,6 +973,45 @@ async fn failed_logins_keep_no_typed_secret_and_the_audit_is_read_in_pages() {
     assert_eq!(paged, whole);
 }
 
+/// Audit ids are handed out before commit, so a row can commit after one with a higher id.
+/// A page must not hold a row while a lower id is still to commit: the reader paging on
+/// from it would never see that row. PostgreSQL only (SQLite has one writer, so the two
+/// transactions below cannot overlap).
+#[tokio::test]
+async fn an_audit_page_waits_for_rows_still_to_commit_below_it() {
+    let s = start().await;
+    if s.db.backend != case_server::db::Backend::Postgres {
+        eprintln!("skipped: PostgreSQL only (DATABASE_URL unset)");
+        return;
+    }
+    let last = |rows: &[sqlx::any::AnyRow]| rows.last().map_or(0, |r| r.get::<i64, _>("id"));
+    let after = last(&s.db.audit_page(None, 0, i64::MAX).await.unwrap());
+    // The first transaction takes the lower id and stays open; the second commits.
+    let mut first = s.db.begin_write().await.unwrap();
+    s.db.audit_in(&mut first, Some("admin"), "first", None, None, "")
+        .await
+        .unwrap();
+    let mut second = s.db.begin_write().await.unwrap();
+    s.db.audit_in(&mut second, Some("admin"), "second", None, None, "")
+        .await
+        .unwrap();
+    second.commit().await.unwrap();
+    let reader = {
+        let db = s.db.clone();
+        tokio::spawn(async move { db.audit_page(None, after, 100).await.unwrap() })
+    };
+    // Time for the reader to read now, if it would.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    first.commit().await.unwrap();
+    let page = reader.await.unwrap();
+    let actions: Vec<String> = page.iter().map(|r| r.get("action")).collect();
+    assert_eq!(
+        actions,
+        ["first", "second"],
+        "a page passed a row still to commit"
+    );
+}
+
 /// A request whose client goes away while it waits still runs to its end, with its audit row
 /// (hyper dropped the handler: a change committed before its audit row stood unaudited).
 /// SQLite only: the test holds this server's write turn to keep the request waiting.
@@ -1090,8 +1130,33 @@ async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
         .await
         .unwrap();
     assert!(stored.len() == 1 && stored[0].verified);
+
+    // No case goes to a disabled account; enabled again, it logs in and takes cases.
+    let r = s
+        .post(
+            &coord,
+            "/cases",
+            &serde_json::to_value(new_case("chest")).unwrap(),
+        )
+        .await;
+    let next: CaseSummary = r.json().await.unwrap();
+    let assign = |token: String| {
+        let (s, path) = (&s, format!("/cases/{}/assign", next.id));
+        async move { s.post(&token, &path, &json!({"radiologist": "rad1"})).await }
+    };
+    let r = assign(coord.clone()).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("disabled"));
+    let r = s.post(&coord, "/users/rad1/enable", &json!(null)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = s.post(&admin, "/users/rad1/enable", &json!(null)).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = s.post(&admin, "/users/rad1/enable", &json!(null)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "already enabled");
+    assert_eq!(worklist(s.login("rad1").await).await, StatusCode::OK);
+    assert_eq!(assign(coord.clone()).await.status(), StatusCode::OK);
     let audit: Vec<AuditRow> = s.get(&admin, "/audit").await.json().await.unwrap();
-    for action in ["logout", "user_disable"] {
+    for action in ["logout", "user_disable", "user_enable"] {
         assert!(audit.iter().any(|a| a.action == action), "{action}");
     }
 }

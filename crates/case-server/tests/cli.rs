@@ -356,6 +356,7 @@ fn studies_live_in_s3_compatible_storage_by_url() {
     ];
     let (ok, out, err) = server(&ctx, &export, None);
     assert!(ok, "{out}{err}");
+    let exported = std::fs::read(&zip_path).unwrap();
     let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
     let mut got = Vec::new();
     for i in 0..archive.len() {
@@ -382,4 +383,16 @@ fn studies_live_in_s3_compatible_storage_by_url() {
     assert!(err.contains("object store"), "{err}");
     let (ok, out, err) = server(&ctx, &export, None);
     assert!(!ok && err.contains("object store"), "{out}{err}");
+    // The failed export left the earlier copy whole (it wrote over it in place before), and
+    // no partial file beside it.
+    assert!(
+        std::fs::read(&zip_path).unwrap() == exported,
+        "the earlier copy changed"
+    );
+    let beside: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
 }

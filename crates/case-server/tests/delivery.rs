@@ -346,6 +346,118 @@ async fn a_failing_transport_keeps_the_report_queued_and_delivers_it_later() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+/// A delivery whose recording fails halfway (here the case's move to delivered, refused by
+/// a trigger, after the delivery row and audit row were written in the same transaction)
+/// leaves none of the three: no "sent" row for a case still reported. The next round sends
+/// it again and records it whole, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_recorded_halfway_leaves_nothing_and_is_sent_again() {
+    use sqlx::Executor;
+    let s = start().await;
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let fax = tempfile::tempdir().unwrap();
+    let config = DeliveryConfig::folder(fax.path());
+    let postgres = s.db.backend == case_server::db::Backend::Postgres;
+    if postgres {
+        s.db.pool
+            .execute(
+                "CREATE FUNCTION refuse_delivered() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.status = 'delivered' THEN RAISE EXCEPTION 'injected failure';
+                 END IF; RETURN NEW; END $$",
+            )
+            .await
+            .unwrap();
+        s.db.pool
+            .execute(
+                "CREATE TRIGGER refuse_delivered BEFORE UPDATE ON cases
+                 FOR EACH ROW EXECUTE FUNCTION refuse_delivered()",
+            )
+            .await
+            .unwrap();
+    } else {
+        s.db.pool
+            .execute(
+                "CREATE TRIGGER refuse_delivered BEFORE UPDATE OF status ON cases
+                 WHEN NEW.status = 'delivered'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+            )
+            .await
+            .unwrap();
+    }
+    let count = |sql: &'static str| {
+        let (db, hash, case) = (s.db.clone(), hash.clone(), case.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(hash)
+                .bind(case)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+        }
+    };
+    let rows = "SELECT COUNT(*) FROM deliveries WHERE report_hash = $1 AND case_id = $2";
+    let audited = "SELECT COUNT(*) FROM audit
+                   WHERE action = 'report_delivered' AND detail = $1 AND case_id = $2";
+    let status = || {
+        let (db, case) = (s.db.clone(), case.clone());
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM cases WHERE id = $1")
+                .bind(case)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    let failed = case_server::delivery::deliver_due(&s.db, &s.store, &config).await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("injected failure")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        count(rows).await,
+        0,
+        "a delivery row without its case's move"
+    );
+    assert_eq!(
+        count(audited).await,
+        0,
+        "an audit row of a delivery not recorded"
+    );
+    assert_eq!(status().await, "reported");
+
+    let drop = if postgres {
+        "DROP TRIGGER refuse_delivered ON cases"
+    } else {
+        "DROP TRIGGER refuse_delivered"
+    };
+    s.db.pool.execute(drop).await.unwrap();
+    let again = case_server::delivery::deliver_due(&s.db, &s.store, &config).await;
+    assert_eq!(again.unwrap(), 1);
+    assert_eq!(count(rows).await, 1);
+    assert_eq!(count(audited).await, 1);
+    assert_eq!(status().await, "delivered");
+    let sent: String = sqlx::query_scalar("SELECT status FROM deliveries WHERE report_hash = $1")
+        .bind(&hash)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(sent, "sent");
+    assert!(
+        files_in(fax.path()).iter().any(|f| f.ends_with(".pdf")),
+        "{:?}",
+        files_in(fax.path())
+    );
+    // Nothing more is due.
+    let idle = case_server::delivery::deliver_due(&s.db, &s.store, &config).await;
+    assert_eq!(idle.unwrap(), 0);
+}
+
 /// pydicom (an independent DICOMDIR reader that follows every record offset), where installed.
 fn pydicom() -> bool {
     let ok = Command::new("python3")

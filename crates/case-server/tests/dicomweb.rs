@@ -655,6 +655,43 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     );
 }
 
+/// A STOW-RS request refused before its body is read drains the body so the client hears
+/// why, but not for longer than the server's drain time: a client sending slowly (or not at
+/// all) gets the refusal and a closed connection, instead of holding the request open.
+#[tokio::test]
+async fn a_refused_upload_sent_slowly_is_answered_and_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(|state| state.stow_drain = std::time::Duration::from_millis(300)).await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let qa = s.login("qa1").await;
+    let address = s.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /cases/{case}/dicomweb/studies HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {qa}\r\n\
+         Content-Type: multipart/related; type=\"application/dicom\"; boundary=b\r\n\
+         Content-Length: 10000000\r\n\r\n--b\r\nContent-Type: application/dicom\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(&[0u8; 4096]).await.unwrap();
+    // Then nothing more is sent: the answer must come anyway, and the connection close.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "no answer while the client held the body back"
+    );
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 403"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert_eq!(instance_rows(&s).await, 0);
+}
+
 fn study_uid_of(folder: &Path) -> String {
     let file = dicom_files(folder).remove(0);
     dicom_object::open_file(file)

@@ -139,6 +139,49 @@ fn win_ansi(c: char) -> u8 {
     case_protocol::printable::win_ansi(c).unwrap_or(b'?')
 }
 
+/// Text read from the images (a study's description, in whatever character set the scanner
+/// wrote) as the PDF can print it: each character WinAnsi lacks is transliterated (deunicode:
+/// "КТ грудной клетки" -> "KT grudnoi kletki", "头部" -> "Tou Bu") and the text says so
+/// ("[transliterated]"), where before each printed as a silent '?'. Composed (NFC) first. A character with no
+/// transliteration is written as its code point ("U+E000").
+fn from_the_images(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    // Composed first: "a" and a combining diaeresis is "ä", which WinAnsi has.
+    let text: String = text.nfc().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut transliterated = false;
+    // The last space came with a transliteration (a syllable of a script written without
+    // spaces, "Tou "): a space of the text after it is not doubled.
+    let mut soft_space = false;
+    for c in text.chars() {
+        if case_protocol::printable::win_ansi(c).is_some() {
+            if !(c == ' ' && soft_space) {
+                out.push(c);
+            }
+            soft_space = false;
+            continue;
+        }
+        transliterated = true;
+        match deunicode::deunicode_char(c) {
+            Some(latin)
+                if !latin.trim().is_empty() && latin.chars().all(|l| win_ansi(l) != b'?') =>
+            {
+                out.push_str(latin);
+                soft_space = latin.ends_with(' ');
+            }
+            _ => {
+                out.push_str(&format!("U+{:04X}", u32::from(c)));
+                soft_space = false;
+            }
+        }
+    }
+    if transliterated {
+        out.truncate(out.trim_end().len());
+        out.push_str(" [transliterated]");
+    }
+    out
+}
+
 fn width_pt(text: &str, font: Font, size: f32) -> f32 {
     let (low, high) = match font {
         Font::Regular => (&HELVETICA, &HELVETICA_HIGH),
@@ -342,7 +385,7 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
             .trim()
             .to_string();
         if !s.description.is_empty() {
-            text += &format!(", {}", s.description);
+            text += &format!(", {}", from_the_images(&s.description));
         }
         if !text.is_empty() {
             text.push(' ');
@@ -611,5 +654,28 @@ mod tests {
     fn win_ansi_maps_latin1_and_marks_others() {
         assert_eq!(encode("Müller – 5 mm • x"), b"M\xfcller \x96 5 mm \x95 x");
         assert_eq!(encode("李"), b"?");
+    }
+
+    /// A study description outside WinAnsi prints transliterated and says so; one inside it
+    /// prints as it is (checked against deunicode's own tables for the scripts: Cyrillic by
+    /// its ISO 9-like scheme, Han by pinyin).
+    #[test]
+    fn descriptions_from_the_images_are_transliterated_not_lost() {
+        assert_eq!(from_the_images("CT Thorax/Abdomen"), "CT Thorax/Abdomen");
+        assert_eq!(from_the_images("Schädel nativ"), "Schädel nativ");
+        assert_eq!(
+            from_the_images("Scha\u{308}del"),
+            "Schädel",
+            "composed first"
+        );
+        assert_eq!(
+            from_the_images("КТ грудной клетки"),
+            "KT grudnoi kletki [transliterated]"
+        );
+        assert_eq!(from_the_images("头部 CT"), "Tou Bu CT [transliterated]");
+        assert_eq!(from_the_images("A\u{e000}"), "AU+E000 [transliterated]");
+        for text in ["КТ", "头部 CT", "\u{e000}"] {
+            assert!(!encode(&from_the_images(text)).contains(&b'?'), "{text}");
+        }
     }
 }

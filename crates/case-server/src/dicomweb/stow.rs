@@ -115,11 +115,13 @@ pub(super) async fn store(
         Err(e) => {
             // Refused before the body was read: it is read and dropped piece by piece (no
             // memory held), so that the client, still sending, gets this answer; beyond twice
-            // the upload limit (64 MiB at least) the connection is closed instead.
+            // the upload limit (64 MiB at least) or `stow_drain` the connection is closed
+            // instead.
             let drain = server.max_upload_bytes.saturating_mul(2).max(64 << 20);
-            return Ok(match discard(body, drain).await {
-                true => e.into_response(),
-                false => closing(e),
+            let drained = tokio::time::timeout(server.stow_drain, discard(body, drain)).await;
+            return Ok(match drained {
+                Ok(true) => e.into_response(),
+                Ok(false) | Err(_) => closing(e),
             });
         }
     };
