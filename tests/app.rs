@@ -227,7 +227,8 @@ fn window_presets_rotate_and_flip_follow_the_conventions() {
 }
 
 /// A radiograph with only Imager Pixel Spacing (a real DX, 0.4 mm) is measured in mm at the
-/// detector, said so in the measurement list, and not offered to the report as mm.
+/// detector, said so in the measurement list, and not offered to the report as mm; an angle
+/// on it (the Cobb angle of a scoliosis film) is the angle on the film, and is offered.
 #[test]
 fn a_radiograph_is_measured_in_mm_at_the_detector() {
     let Some(dx) = shared("dicom/codecs/pydicom_misc/dicom/j2k/JPEG2KLossless_1s_1f_u_16_16.dcm")
@@ -269,6 +270,34 @@ fn a_radiograph_is_measured_in_mm_at_the_detector() {
             .is_none(),
         "not offered to the report as mm"
     );
+
+    h.get_by_label("Angle").click();
+    h.step();
+    for d in [
+        DVec3::new(-40.0, 0.0, 0.0),
+        DVec3::ZERO,
+        DVec3::new(-40.0, -40.0, 0.0),
+    ] {
+        click_patient(&mut h, centre + d);
+    }
+    let angle = h.state().measurements()[1].clone();
+    let Some(Value::AngleDeg(deg)) = h.state().measurement_value(&angle) else {
+        panic!("{angle:?}")
+    };
+    assert!((deg - 45.0).abs() < 1.0, "{deg}");
+    h.step();
+    h.get_by_label_contains(&format!("Insert #{}", angle.id))
+        .click();
+    h.step();
+    assert!(
+        h.state().report.draft.findings.contains(" degrees"),
+        "{}",
+        h.state().report.draft.findings
+    );
+    // Linked without points: the film's own plane is not patient space.
+    let linked = &h.state().report.linked[0];
+    assert_eq!(linked.unit, "deg");
+    assert!(linked.source.as_ref().unwrap().points_mm.is_empty());
 }
 
 /// A length between the nodule centre (-70, -20) and the spine centre (0, 70) on the axial

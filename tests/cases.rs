@@ -179,6 +179,24 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     );
     assert!(outbox.pending().is_empty());
     assert_eq!(report_count(&db).await, 1);
+    // Listed with the server's reason until a draft takes it back; then kept aside.
+    let refused = outbox.refused();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(
+        (refused[0].hash.as_str(), &refused[0].signed),
+        (bad.as_str(), &tampered)
+    );
+    assert!(
+        refused[0].reason.starts_with("422: "),
+        "{}",
+        refused[0].reason
+    );
+    outbox.taken_back(&bad).unwrap();
+    assert!(outbox.refused().is_empty());
+    let kept = outbox.dir().join("refused").join("taken-back");
+    assert!(
+        kept.join(format!("{bad}.json")).exists() && kept.join(format!("{bad}.error.txt")).exists()
+    );
 }
 
 /// A final report and addenda to it, all signed while the server was away, go in one round:

@@ -1297,7 +1297,7 @@ impl OverreadApp {
     /// What a measurement was made on, as a report links it: the way back to the image.
     pub fn measurement_source(&self, m: &Measurement) -> crate::report::MeasurementSource {
         crate::report::MeasurementSource {
-            viewer_id: m.id,
+            viewer_id: Some(m.id),
             kind: match m.shape {
                 Shape::Length { .. } => "length",
                 Shape::Angle { .. } => "angle",
@@ -1309,8 +1309,25 @@ impl OverreadApp {
             // The series it was drawn on, whichever viewport is active now.
             series_instance_uid: m.stack_id.as_deref().and_then(|id| self.series_uid_of(id)),
             frame_of_reference_uid: m.frame_of_reference_uid.clone(),
-            points_mm: m.shape.points(),
+            // Points in the patient only where the series places its images there: a
+            // radiograph's (no position or orientation) are in its own plane, which the
+            // signed report must not give as patient coordinates.
+            points_mm: if self.measured_in_patient_space(m) {
+                m.shape.points()
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    /// The stack `m` was made on places its images in patient space (position and
+    /// orientation in its files). Asked only of measurements on open stacks (no other is
+    /// offered to the report); one whose stack is closed is taken as placed.
+    fn measured_in_patient_space(&self, m: &Measurement) -> bool {
+        self.opens
+            .iter()
+            .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
+            .is_none_or(|o| o.info.geometry.trusted)
     }
 
     /// Show measurement `id` again: the plane it lies in (the active view's when it does, else

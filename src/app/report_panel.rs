@@ -127,6 +127,9 @@ struct Awaiting {
 struct Unsigned {
     why: String,
     others: Vec<crate::cases::Delivery>,
+    /// The hash of the report the server refused for good (kept in the outbox's refused
+    /// folder; its text is still in the editors).
+    refused: Option<String>,
 }
 
 impl From<String> for Unsigned {
@@ -134,8 +137,19 @@ impl From<String> for Unsigned {
         Unsigned {
             why,
             others: Vec::new(),
+            refused: None,
         }
     }
+}
+
+/// A refused report whose text is back in the editors: not offered again while it is, and
+/// set aside in the outbox (`refused/taken-back`) once a report of its case is signed. If
+/// the draft is dropped instead (another case, a template, the app closed) it is offered
+/// again: its file never left the refused folder.
+#[derive(Debug, Clone)]
+struct TakenBack {
+    hash: String,
+    case_id: String,
 }
 
 /// Settings the panel takes from the settings file.
@@ -202,6 +216,14 @@ pub struct ReportState {
     /// The outbox's background sender, running once the worklist has signed in.
     outbox: Option<OutboxWorker>,
     pub outbox_message: String,
+    /// Signed reports the server refused for good, kept in the outbox's refused folder, that
+    /// no draft has taken back yet: read from disk when first shown, after each refusal and
+    /// after each taking back (`None`: not read yet).
+    refused: Option<Vec<crate::cases::RefusedReport>>,
+    /// How many refusals the outbox's sender had reported when `refused` was read.
+    refusals_seen: usize,
+    /// Refused reports whose text is in the editors now.
+    taken_back: Vec<TakenBack>,
     /// The signing key's id, once read ([`ReportState::key_id`]).
     key_id: std::cell::OnceCell<String>,
 }
@@ -260,6 +282,9 @@ impl ReportState {
             signed_final: None,
             outbox: None,
             outbox_message: String::new(),
+            refused: None,
+            refusals_seen: 0,
+            taken_back: Vec::new(),
             key_id: std::cell::OnceCell::new(),
         }
     }
@@ -500,6 +525,11 @@ impl ReportState {
         self.awaiting.clear();
         self.sign_message.clear();
         self.form.override_checks = false;
+        // Refused reports taken back into the dropped text are offered again.
+        if !self.taken_back.is_empty() {
+            self.taken_back.clear();
+            self.refused = None;
+        }
     }
 
     /// A case was opened: the report is for it. Another case than the one in the form starts
@@ -812,7 +842,9 @@ impl ReportState {
             Some((*section, at..at + shown.len()))
         });
         self.linked.push(LinkedMeasurement {
-            id: format!("#{}", source.viewer_id),
+            id: source
+                .viewer_id
+                .map_or_else(|| "signed".into(), |id| format!("#{id}")),
             label: String::new(),
             value,
             unit: unit.into(),
@@ -910,13 +942,31 @@ impl ReportState {
                     self.signed(signed);
                     self.settle_deliveries(&others);
                 }
-                Err(Unsigned { why, others }) => {
+                Err(Unsigned {
+                    why,
+                    others,
+                    refused,
+                }) => {
                     self.sign_message = why;
                     self.settle_deliveries(&others);
+                    // Refused as it was signed: its text never left the editors.
+                    if let Some(hash) = refused {
+                        self.taken_back.push(TakenBack {
+                            hash,
+                            case_id: self.form.case_id.trim().to_string(),
+                        });
+                        self.refused = None;
+                    }
                 }
             }
         }
         self.follow_outbox();
+        if let Some(status) = self.outbox_status()
+            && status.refused.len() != self.refusals_seen
+        {
+            self.refusals_seen = status.refused.len();
+            self.refresh_refused();
+        }
         // The outbox's login expired: the worklist's sign-in form comes back for a new one
         // (what waits is sent with it).
         if self.setup.token.is_some() && self.outbox.as_ref().is_some_and(OutboxWorker::needs_login)
@@ -1012,6 +1062,7 @@ impl ReportState {
             login,
             ..
         } = signed;
+        self.set_aside_taken_back(&report.case_id);
         if self.outbox.is_none()
             && let (Some(token), Some(server)) = (login, self.setup.server.clone())
         {
@@ -1151,10 +1202,164 @@ impl ReportState {
                     self.signed_final = None;
                 }
                 self.give_back(a);
+                // Its text is in the editors now: not offered again to be taken back.
+                self.taken_back.push(TakenBack {
+                    hash,
+                    case_id: self.form.case_id.trim().to_string(),
+                });
+                self.refused = None;
             } else {
                 self.awaiting.push(a);
             }
         }
+    }
+
+    /// A report of `case_id` was signed: the refused reports taken back into its text are
+    /// answered by it, and move to the refused folder's `taken-back` (kept).
+    fn set_aside_taken_back(&mut self, case_id: &str) {
+        let (answered, others): (Vec<TakenBack>, Vec<TakenBack>) =
+            std::mem::take(&mut self.taken_back)
+                .into_iter()
+                .partition(|t| t.case_id == case_id);
+        self.taken_back = others;
+        if answered.is_empty() {
+            return;
+        }
+        match Outbox::open(&self.outbox_dir()) {
+            Ok(outbox) => {
+                for t in answered {
+                    if let Err(e) = outbox.taken_back(&t.hash) {
+                        tracing::warn!("outbox: refused report {} not set aside: {e}", t.hash);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("outbox: refused reports not set aside: {e}"),
+        }
+        self.refused = None;
+    }
+
+    /// The outbox folder signing writes to.
+    fn outbox_dir(&self) -> PathBuf {
+        self.setup
+            .outbox
+            .clone()
+            .unwrap_or_else(Outbox::default_dir)
+    }
+
+    /// Read the outbox's refused reports again (those still awaited in this session are
+    /// given back on their own when the refusal is seen).
+    pub fn refresh_refused(&mut self) {
+        let dir = self.outbox_dir();
+        // Nothing signed here yet: no outbox is made for the asking.
+        if !dir.join("refused").is_dir() {
+            self.refused = Some(Vec::new());
+            return;
+        }
+        let list = match Outbox::open(&dir) {
+            Ok(outbox) => outbox
+                .refused()
+                .into_iter()
+                .filter(|r| {
+                    !self.awaiting.iter().any(|a| a.hash == r.hash)
+                        && !self.taken_back.iter().any(|t| t.hash == r.hash)
+                })
+                .collect(),
+            Err(e) => {
+                self.outbox_message = format!("outbox {}: {e}", dir.display());
+                Vec::new()
+            }
+        };
+        self.refused = Some(list);
+    }
+
+    /// The signed reports the server refused that no draft has taken back.
+    pub fn refused_reports(&mut self) -> &[crate::cases::RefusedReport] {
+        if self.refused.is_none() {
+            self.refresh_refused();
+        }
+        self.refused.as_deref().unwrap_or_default()
+    }
+
+    /// Take a report the server refused for good (kept in the outbox, perhaps from an
+    /// earlier session) back into the editors, to be corrected and signed again: its text
+    /// goes in front of what the editors hold, its measurements come back linked (with their
+    /// points, not in this viewer), and an addendum goes back as an addendum to the report it
+    /// amends. Only into its own case. Its file stays in the refused folder until a report of
+    /// the case is signed (then it moves to `taken-back`, kept): a draft dropped before that
+    /// (another case, a template, the app closed) leaves it offered again.
+    pub fn take_back_refused(&mut self, hash: &str) {
+        if self.signing() {
+            self.sign_message =
+                "a report is being signed: take the refused one back after it".into();
+            return;
+        }
+        let Some(refused) = self
+            .refused_reports()
+            .iter()
+            .find(|r| r.hash == hash)
+            .cloned()
+        else {
+            return;
+        };
+        let report = refused.signed.report;
+        let short = short_hash(hash);
+        if report.case_id != self.form.case_id.trim() {
+            self.sign_message = format!(
+                "Report {short} is of case {}: open that case to take it back",
+                report.case_id
+            );
+            return;
+        }
+        if let case_protocol::ReportKind::Addendum { amends } = &report.kind
+            && self.signed_final.is_none()
+        {
+            self.signed_final = Some(SignedFinal {
+                report_hash: amends.clone(),
+                findings: format!(
+                    "Report {} (signed before this session; its text is kept by the case \
+                     server)",
+                    short_hash(amends)
+                ),
+                impression: String::new(),
+            });
+        }
+        let linked = report
+            .measurements
+            .iter()
+            .enumerate()
+            .map(|(i, m)| LinkedMeasurement {
+                id: format!("signed-{}", i + 1),
+                label: m.label.clone(),
+                value: m.value,
+                unit: m.unit.clone(),
+                source: Some(MeasurementSource {
+                    viewer_id: None,
+                    kind: m.kind.clone(),
+                    series_instance_uid: m.series_instance_uid.clone(),
+                    frame_of_reference_uid: m.frame_of_reference_uid.clone(),
+                    points_mm: m.points_mm.clone(),
+                }),
+                place: None,
+            })
+            .collect();
+        self.give_back(Awaiting {
+            hash: hash.to_string(),
+            findings: report.findings,
+            impression: report.impression,
+            linked,
+            unsure: Vec::new(),
+            clips: Vec::new(),
+        });
+        self.taken_back.push(TakenBack {
+            hash: hash.to_string(),
+            case_id: report.case_id.clone(),
+        });
+        self.sign_message = format!(
+            "Report {short}, refused ({}), is back in the editors: correct it and sign again \
+             (it stays in the outbox's refused folder until a report of this case is signed).",
+            refused.reason
+        );
+        self.refresh_refused();
     }
 
     /// Put a refused report's text back in front of each section, moving what is there now
@@ -1321,6 +1526,7 @@ fn sign_and_send(
         Err(Ok(refused)) => Err(Unsigned {
             why: refused,
             others,
+            refused: Some(hash),
         }),
         Err(Err(why)) => Ok(Signed {
             report,
@@ -1416,8 +1622,16 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             )
         })
         // A length without Pixel Spacing is in pixels, one with only Imager Pixel Spacing is
-        // at the detector (magnified): neither is offered as mm in the patient.
-        .filter(|m| app.measurement_units(m) == crate::app::panels::LengthUnits::Millimetres)
+        // at the detector (magnified): neither is offered as mm in the patient. An angle at
+        // the detector is the angle on the film, as a Cobb angle is read (magnification
+        // scales both arms alike); in pixels of unknown shape it is not offered either.
+        .filter(|m| match app.measurement_units(m) {
+            crate::app::panels::LengthUnits::Millimetres => true,
+            crate::app::panels::LengthUnits::DetectorMillimetres => {
+                matches!(m.shape, Shape::Angle { .. } | Shape::Cobb { .. })
+            }
+            crate::app::panels::LengthUnits::Pixels => false,
+        })
         .filter_map(|m| {
             let (value, unit) = match app.measurement_value(m)? {
                 Value::LengthMm(mm) => (mm, "mm"),
@@ -1433,7 +1647,7 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     // the checks compare the text with what the image now shows.
     for m in &mut r.linked {
         if let Some(source) = &mut m.source
-            && let Some((_, value, _, now)) = offers.iter().find(|o| o.0 == source.viewer_id)
+            && let Some((_, value, _, now)) = offers.iter().find(|o| Some(o.0) == source.viewer_id)
         {
             m.value = *value;
             source.points_mm.clone_from(&now.points_mm);
@@ -1579,13 +1793,13 @@ fn measurements_ui(
         ui.label("Linked measurements (name each as the text does)");
         for m in &mut r.linked {
             ui.horizontal(|ui| {
-                if let Some(s) = &m.source
+                if let Some(viewer_id) = m.source.as_ref().and_then(|s| s.viewer_id)
                     && ui
                         .small_button(format!("Show {}", m.id))
                         .on_hover_text("Show it in the viewer")
                         .clicked()
                 {
-                    *go_to = Some(s.viewer_id);
+                    *go_to = Some(viewer_id);
                 }
                 ui.label(format!("{:.1} {}", m.value, m.unit));
                 ui.text_edit_singleline(&mut m.label);
@@ -1783,20 +1997,51 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
             format!("Outbox: all sent ({} this session)", status.delivered.len())
         };
         ui.small(line);
-        // Refusals stay in sight: each is a signed report the server did not take.
-        for (hash, why) in &status.refused {
-            ui.colored_label(
-                egui::Color32::from_rgb(230, 80, 60),
-                format!(
-                    "Refused by the case server: report {}: {why} (kept in the outbox's \
-                     refused folder)",
-                    hash.get(..16).unwrap_or(hash)
-                ),
-            );
-        }
     } else if !r.outbox_message.is_empty() {
         ui.small(&r.outbox_message);
     }
+    // Refusals stay in sight, from this session or an earlier one: each is a signed report
+    // the server did not take, until its text is taken back into a draft of its case.
+    let case = r.form.case_id.trim().to_string();
+    let signing = r.signing();
+    let mut take_back = None;
+    for refused in r.refused_reports() {
+        let report = &refused.signed.report;
+        let kind = match report.kind {
+            case_protocol::ReportKind::Final => "report",
+            case_protocol::ReportKind::Addendum { .. } => "addendum",
+        };
+        ui.colored_label(
+            egui::Color32::from_rgb(230, 80, 60),
+            format!(
+                "Refused by the case server: {kind} {} of case {}, signed {}: {} (kept in the \
+                 outbox's refused folder)",
+                short_hash(&refused.hash),
+                report.case_id,
+                report.signed_at,
+                refused.reason
+            ),
+        );
+        let own_case = report.case_id == case;
+        let button = ui
+            .add_enabled(
+                own_case && !signing,
+                egui::Button::new("Take back into the draft"),
+            )
+            .on_hover_text("Its text and measurements go back in front of the editors' text, to be corrected and signed again")
+            .on_disabled_hover_text(format!("Open case {} to take it back", report.case_id));
+        if button.clicked() {
+            take_back = Some(refused.hash.clone());
+        }
+    }
+    if let Some(hash) = take_back {
+        r.take_back_refused(&hash);
+    }
+}
+
+/// The first 16 hex digits of a report hash, as the panel shows one.
+fn short_hash(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
 }
 
 #[cfg(test)]
@@ -1899,6 +2144,195 @@ mod tests {
             impression: impression.into(),
             measurements: Vec::new(),
         }
+    }
+
+    /// Reports the server refused in an earlier session (files in the outbox's refused
+    /// folder) are listed with why, and each can be taken back into a draft of its own case
+    /// only: its text goes in front of what the editors hold, its measurements come back
+    /// linked with their points, an addendum stays an addendum to its report, and the signed
+    /// file moves to `taken-back` (kept) so it is not offered twice.
+    #[test]
+    fn a_report_refused_in_an_earlier_session_can_be_taken_back_and_signed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused_dir = dir.path().join("refused");
+        std::fs::create_dir_all(&refused_dir).unwrap();
+        let mut addendum = final_report("Nodule now 15.0 mm.", "");
+        addendum.kind = case_protocol::ReportKind::Addendum {
+            amends: "f".repeat(64),
+        };
+        addendum.signed_at = "2026-11-24T11:00:00Z".into();
+        addendum.measurements = vec![case_protocol::ReportMeasurement {
+            label: "nodule".into(),
+            kind: "length".into(),
+            value: 15.0,
+            unit: "mm".into(),
+            series_instance_uid: Some("1.2.3.4".into()),
+            frame_of_reference_uid: Some("1.2.3.5".into()),
+            points_mm: vec![[0.0, 0.0, 0.0], [15.0, 0.0, 0.0]],
+        }];
+        let mut other_case = final_report("Other case.", "Other.");
+        other_case.case_id = "C-2".into();
+        for (hash, report, why) in [
+            (
+                "a".repeat(64),
+                &addendum,
+                "422: signed before the case was created",
+            ),
+            ("b".repeat(64), &other_case, "409: case C-2 is reported"),
+        ] {
+            let signed = case_protocol::SignedReport {
+                report: report.clone(),
+                signature: "c2ln".into(),
+            };
+            std::fs::write(
+                refused_dir.join(format!("{hash}.json")),
+                serde_json::to_vec(&signed).unwrap(),
+            )
+            .unwrap();
+            std::fs::write(
+                refused_dir.join(format!("{hash}.error.txt")),
+                format!("{why}\n"),
+            )
+            .unwrap();
+        }
+        // A file that is not a report is left alone, and not listed.
+        std::fs::write(refused_dir.join("broken.json"), b"{").unwrap();
+
+        let mut r = state();
+        r.setup.outbox = Some(dir.path().to_path_buf());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Typed since.".into();
+        let listed: Vec<(String, String)> = r
+            .refused_reports()
+            .iter()
+            .map(|x| (x.signed.report.case_id.clone(), x.reason.clone()))
+            .collect();
+        // In the order they were signed (10:00, 11:00).
+        assert_eq!(
+            listed,
+            [
+                ("C-2".to_string(), "409: case C-2 is reported".to_string()),
+                (
+                    "C-1".to_string(),
+                    "422: signed before the case was created".to_string()
+                ),
+            ]
+        );
+
+        // Not into another case's draft.
+        r.take_back_refused(&"b".repeat(64));
+        assert_eq!(r.draft.findings, "Typed since.");
+        assert!(
+            r.sign_message.contains("open that case"),
+            "{}",
+            r.sign_message
+        );
+        assert_eq!(r.refused_reports().len(), 2);
+
+        r.take_back_refused(&"a".repeat(64));
+        assert_eq!(r.draft.findings, "Nodule now 15.0 mm.\n\nTyped since.");
+        assert!(
+            r.sign_message.contains("back in the editors"),
+            "{}",
+            r.sign_message
+        );
+        let m = &r.linked[0];
+        assert_eq!(
+            (m.label.as_str(), m.value, m.unit.as_str()),
+            ("nodule", 15.0, "mm")
+        );
+        let source = m.source.as_ref().unwrap();
+        assert_eq!(source.viewer_id, None);
+        assert_eq!(source.points_mm, [[0.0, 0.0, 0.0], [15.0, 0.0, 0.0]]);
+        assert_eq!(source.series_instance_uid.as_deref(), Some("1.2.3.4"));
+        // Signed again, it is an addendum to the same report, with the same measurement.
+        r.key_id.set("k".into()).unwrap();
+        let again = r.report_to_sign().unwrap();
+        assert_eq!(
+            again.kind,
+            case_protocol::ReportKind::Addendum {
+                amends: "f".repeat(64)
+            }
+        );
+        assert_eq!(again.measurements, addendum.measurements);
+        // Not offered twice while its text is in the editors; its file stays where it was.
+        let hash = "a".repeat(64);
+        let offered = |r: &mut ReportState| -> Vec<String> {
+            r.refused_reports().iter().map(|x| x.hash.clone()).collect()
+        };
+        assert_eq!(offered(&mut r), ["b".repeat(64)]);
+        assert!(refused_dir.join(format!("{hash}.json")).exists());
+        // The draft dropped (a template over it): offered again.
+        r.use_template();
+        assert_eq!(offered(&mut r), ["b".repeat(64), hash.clone()]);
+        // Taken back and signed again: set aside (kept), offered no more.
+        r.take_back_refused(&hash);
+        r.signed(Signed {
+            report: again,
+            hash: "c".repeat(64),
+            receipt: Err("the case server could not be reached".into()),
+            login: None,
+            others: Vec::new(),
+        });
+        assert!(!refused_dir.join(format!("{hash}.json")).exists());
+        for name in [format!("{hash}.json"), format!("{hash}.error.txt")] {
+            assert!(refused_dir.join("taken-back").join(name).exists());
+        }
+        assert_eq!(offered(&mut r), ["b".repeat(64)]);
+        assert!(refused_dir.join("broken.json").exists());
+    }
+
+    /// A report the server refuses as it is signed keeps its text in the editors: it is not
+    /// offered to be taken back (again) while it is there, and once the corrected report is
+    /// signed its refused copy is set aside.
+    #[test]
+    fn a_report_refused_at_signing_is_not_offered_while_its_text_is_in_the_editors() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused_dir = dir.path().join("refused");
+        std::fs::create_dir_all(&refused_dir).unwrap();
+        let hash = "d".repeat(64);
+        let report = final_report("Nodule 9 mm.", "Benign.");
+        let signed = case_protocol::SignedReport {
+            report: report.clone(),
+            signature: "c2ln".into(),
+        };
+        std::fs::write(
+            refused_dir.join(format!("{hash}.json")),
+            serde_json::to_vec(&signed).unwrap(),
+        )
+        .unwrap();
+        let mut r = state();
+        r.setup.outbox = Some(dir.path().to_path_buf());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 9 mm.".into();
+        let (tx, rx) = channel();
+        tx.send(Err(Unsigned {
+            why: "The case server refused the report (422): no".into(),
+            others: Vec::new(),
+            refused: Some(hash.clone()),
+        }))
+        .unwrap();
+        r.sign_job = Some(rx);
+        r.poll(&egui::Context::default());
+        assert_eq!(r.draft.findings, "Nodule 9 mm.");
+        assert!(
+            r.refused_reports().is_empty(),
+            "offered while its text is in the editors"
+        );
+        r.signed(Signed {
+            report,
+            hash: "e".repeat(64),
+            receipt: Err("away".into()),
+            login: None,
+            others: Vec::new(),
+        });
+        assert!(
+            refused_dir
+                .join("taken-back")
+                .join(format!("{hash}.json"))
+                .exists()
+        );
+        assert!(r.refused_reports().is_empty());
     }
 
     /// A report kept in the outbox (the server away) is signed: the draft starts over as an

@@ -15,4 +15,4 @@ pub mod outbox;
 pub use client::{CaseClient, ClientError};
 pub use dicomweb::{DicomWebClient, StudyUrl};
 pub use keystore::{EncryptedKey, KeyStoreError};
-pub use outbox::{Backoff, Delivery, Outbox, OutboxStatus, OutboxWorker};
+pub use outbox::{Backoff, Delivery, Outbox, OutboxStatus, OutboxWorker, RefusedReport};

@@ -33,6 +33,15 @@ pub enum Delivery {
     },
 }
 
+/// A signed report the case server refused for good, kept in `refused/` with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedReport {
+    pub hash: String,
+    pub signed: SignedReport,
+    /// The server's answer ("409: ...").
+    pub reason: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Outbox {
     dir: PathBuf,
@@ -54,6 +63,28 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+/// `dir/HASH.json` and the note of why beside it. An error says what failed, never the
+/// file's text (a parse error's message can quote it: only its kind and place are given).
+fn read_refused(dir: &Path, hash: &str) -> Result<RefusedReport, String> {
+    let bytes = std::fs::read(dir.join(format!("{hash}.json"))).map_err(|e| e.to_string())?;
+    let signed = serde_json::from_slice::<SignedReport>(&bytes).map_err(|e| {
+        format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    let reason = std::fs::read_to_string(dir.join(format!("{hash}.error.txt")))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_else(|_| "no reason kept".into());
+    Ok(RefusedReport {
+        hash: hash.to_string(),
+        signed,
+        reason,
+    })
 }
 
 impl Outbox {
@@ -117,6 +148,54 @@ impl Outbox {
         let text =
             std::fs::read_to_string(self.dir.join("receipts").join(format!("{hash}.json"))).ok()?;
         serde_json::from_str(&text).ok()
+    }
+
+    /// Reports the server refused for good that no draft has taken back yet
+    /// ([`Outbox::taken_back`]), in the order they were signed. A file that cannot be read is
+    /// left where it is and said in the log (by its hash only).
+    pub fn refused(&self) -> Vec<RefusedReport> {
+        let dir = self.dir.join("refused");
+        let hashes: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.strip_suffix(".json").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out: Vec<RefusedReport> = hashes
+            .into_iter()
+            .filter_map(|hash| match read_refused(&dir, &hash) {
+                Ok(refused) => Some(refused),
+                Err(e) => {
+                    tracing::warn!("outbox: refused report {hash} unreadable: {e}");
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.signed.report.signed_at, &a.hash).cmp(&(&b.signed.report.signed_at, &b.hash))
+        });
+        out
+    }
+
+    /// A refused report's text went back into a draft (to be signed again): it moves, with
+    /// its note, to `refused/taken-back/`, kept there for good (a signed report is never
+    /// deleted) and no longer offered by [`Outbox::refused`].
+    pub fn taken_back(&self, hash: &str) -> std::io::Result<()> {
+        let from = self.dir.join("refused");
+        let to = from.join("taken-back");
+        std::fs::create_dir_all(&to)?;
+        for name in [format!("{hash}.json"), format!("{hash}.error.txt")] {
+            match std::fs::rename(from.join(&name), to.join(&name)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+        }
+        std::fs::File::open(&from)?.sync_all()?;
+        std::fs::File::open(&to)?.sync_all()
     }
 
     /// Send every pending report, up to [`CONCURRENCY`] at a time, each with up to `attempts`

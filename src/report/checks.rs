@@ -35,8 +35,9 @@ pub struct LinkedMeasurement {
 /// Where a linked measurement was made, in patient space.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MeasurementSource {
-    /// The viewer's measurement id.
-    pub viewer_id: u64,
+    /// The viewer's measurement id; `None` for one given back from a signed report the
+    /// server refused (measured in an earlier session: not in this viewer).
+    pub viewer_id: Option<u64>,
     /// "length", "angle" or "cobb".
     pub kind: String,
     pub series_instance_uid: Option<String>,
