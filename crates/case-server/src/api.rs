@@ -3,7 +3,10 @@
 //!
 //! | endpoint | who |
 //! | --- | --- |
-//! | `POST /login` | anyone with a password |
+//! | `POST /login` | anyone with a password (an enabled account) |
+//! | `POST /logout` | anyone signed in (their own session) |
+//! | `POST /users`, `POST /users/{id}/disable`, `POST /users/{id}/enable` | admins |
+//! | `GET /users` | admins, coordinators |
 //! | `POST /keys`, `POST /keys/{id}/revoke` | radiologists (their own keys); admins revoke any |
 //! | `POST /cases`, `POST /cases/{id}/assign` | coordinators, admins |
 //! | `POST /cases/{id}/status` | coordinators and admins (received -> ready), the assigned radiologist (ready -> reading) |
