@@ -1246,6 +1246,102 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
     }
 }
 
+/// A case reported in an earlier session stays on its radiologist's worklist; opened from it,
+/// the report panel holds the final report the server has (verified there), and what is
+/// signed now is an addendum to that report.
+#[test]
+fn a_case_reported_earlier_opens_from_the_worklist_for_an_addendum() {
+    use case_protocol::{CaseStatus, ReportKind};
+    use overread::cases::Outbox;
+    let dir = tempdir();
+    let server = ReadingServer::start(dir.path(), 1);
+    let case = server.cases[0].clone();
+    // The final report, signed in an earlier session, waiting in the outbox.
+    let report = case_protocol::Report {
+        case_id: case.clone(),
+        kind: ReportKind::Final,
+        author: case_protocol::Author {
+            user_id: "rad1".into(),
+            display_name: "Dr One".into(),
+        },
+        key_id: server.key.verifying_key().id().0,
+        signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
+        study_instance_uids: vec![server.studies[0].clone()],
+        findings: "A 6 mm nodule in the right upper lobe.".into(),
+        impression: "Small nodule.".into(),
+        measurements: Vec::new(),
+    };
+    let signed = case_protocol::sign_report(report, &server.key).unwrap();
+    let final_hash = Outbox::open(&dir.path().join("outbox"))
+        .unwrap()
+        .enqueue(&signed)
+        .unwrap();
+    let mut h = open_app_sized(
+        &dir.path().join("study"),
+        server.settings(dir.path(), None),
+        egui::vec2(1600.0, 1080.0),
+    );
+    h.state_mut().worklist.password = "password-123".into();
+    h.get_by_label("Sign in").click();
+    step_until(&mut h, 60, "the outbox did not deliver", |app| {
+        app.report
+            .outbox_status()
+            .is_some_and(|s| s.pending == 0 && s.delivered.len() == 1)
+    });
+    assert_eq!(server.status(&case), CaseStatus::Reported);
+    h.get_by_label("Refresh").click();
+    step_until(
+        &mut h,
+        60,
+        "the worklist did not list the reported case",
+        |app| {
+            app.worklist
+                .cases
+                .iter()
+                .any(|c| c.id == case && c.status == CaseStatus::Reported)
+        },
+    );
+    h.get_by_label("Open").click();
+    step_until(&mut h, 60, "the case did not open", |app| {
+        app.report.signed_final.is_some()
+    });
+    let f = h.state().report.signed_final.clone().unwrap();
+    assert_eq!(f.report_hash, final_hash);
+    assert_eq!(f.findings, "A 6 mm nodule in the right upper lobe.");
+
+    h.get_by_label("Report").click();
+    h.step();
+    assert!(h.query_by_label("Signed report").is_some());
+    {
+        let r = &mut h.state_mut().report;
+        r.draft.findings = "Addendum: the nodule is 7 mm on thin sections.".into();
+        r.form.display_name = "Dr One".into();
+        r.form.passphrase = "a long passphrase".into();
+    }
+    h.step();
+    h.step();
+    h.get_by_label("Sign and send addendum").click();
+    h.step();
+    step_until(&mut h, 60, "signing", |app| !app.report.signing());
+    let receipt = h
+        .state()
+        .report
+        .receipt
+        .clone()
+        .unwrap_or_else(|| panic!("{}", h.state().report.sign_message));
+    let stored = server.reports();
+    assert_eq!(stored.len(), 2);
+    let addendum = stored
+        .iter()
+        .find(|(hash, ..)| *hash == receipt.report_hash)
+        .unwrap();
+    assert_eq!(
+        addendum.2.report.kind,
+        ReportKind::Addendum { amends: final_hash }
+    );
+    assert!(addendum.2.report.findings.contains("7 mm on thin sections"));
+}
+
 /// Not a test: the app half of the push-to-talk test below, run by it as a child process whose
 /// HOME holds an `.asoundrc` making ALSA's default device the `file` plugin (capture reads
 /// `in.raw`, playback writes `out.raw`; neither is paced in real time).

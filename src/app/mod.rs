@@ -1321,13 +1321,14 @@ impl OverreadApp {
     }
 
     /// The stack `m` was made on places its images in patient space (position and
-    /// orientation in its files). Asked only of measurements on open stacks (no other is
+    /// orientation in its files, spacing in the patient: a radiograph's Imager Pixel Spacing
+    /// is at the detector, magnified). Asked only of measurements on open stacks (no other is
     /// offered to the report); one whose stack is closed is taken as placed.
     fn measured_in_patient_space(&self, m: &Measurement) -> bool {
         self.opens
             .iter()
             .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
-            .is_none_or(|o| o.info.geometry.trusted)
+            .is_none_or(|o| o.info.geometry.trusted && !o.info.geometry.spacing_at_detector)
     }
 
     /// Show measurement `id` again: the plane it lies in (the active view's when it does, else

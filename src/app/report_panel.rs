@@ -113,6 +113,7 @@ struct Signed {
 #[derive(Debug, Clone)]
 struct Awaiting {
     hash: String,
+    case_id: String,
     findings: String,
     impression: String,
     linked: Vec<LinkedMeasurement>,
@@ -127,9 +128,9 @@ struct Awaiting {
 struct Unsigned {
     why: String,
     others: Vec<crate::cases::Delivery>,
-    /// The hash of the report the server refused for good (kept in the outbox's refused
-    /// folder; its text is still in the editors).
-    refused: Option<String>,
+    /// The report the server refused for good (kept in the outbox's refused folder): its
+    /// hash and case.
+    refused: Option<(String, String)>,
 }
 
 impl From<String> for Unsigned {
@@ -224,6 +225,11 @@ pub struct ReportState {
     refusals_seen: usize,
     /// Refused reports whose text is in the editors now.
     taken_back: Vec<TakenBack>,
+    /// Counts the drafts dropped ([`ReportState::forget_report`]): a signing that comes back
+    /// to another draft than the one it signed changes nothing in the editors.
+    draft_generation: u64,
+    /// `draft_generation` when the signing in flight started.
+    sign_generation: u64,
     /// The signing key's id, once read ([`ReportState::key_id`]).
     key_id: std::cell::OnceCell<String>,
 }
@@ -285,6 +291,8 @@ impl ReportState {
             refused: None,
             refusals_seen: 0,
             taken_back: Vec::new(),
+            draft_generation: 0,
+            sign_generation: 0,
             key_id: std::cell::OnceCell::new(),
         }
     }
@@ -444,6 +452,7 @@ impl ReportState {
             ctx.request_repaint();
         });
         self.sign_job = Some(rx);
+        self.sign_generation = self.draft_generation;
         self.receipt = None;
         self.sign_message = "signing...".into();
     }
@@ -525,6 +534,7 @@ impl ReportState {
         self.awaiting.clear();
         self.sign_message.clear();
         self.form.override_checks = false;
+        self.draft_generation += 1;
         // Refused reports taken back into the dropped text are offered again.
         if !self.taken_back.is_empty() {
             self.taken_back.clear();
@@ -560,6 +570,12 @@ impl ReportState {
         self.queued = None;
         self.draft = Draft::default();
         self.forget_report();
+    }
+
+    /// The open case was reported (perhaps in an earlier session): the draft is an addendum
+    /// to `signed`, the final report the server holds.
+    pub fn amend(&mut self, signed: SignedFinal) {
+        self.signed_final = Some(signed);
     }
 
     /// Transcribe `clip` on a background thread (the model is loaded there the first time).
@@ -939,7 +955,8 @@ impl ReportState {
             match result {
                 Ok(mut signed) => {
                     let others = std::mem::take(&mut signed.others);
-                    self.signed(signed);
+                    let same_draft = self.sign_generation == self.draft_generation;
+                    self.signed(signed, same_draft);
                     self.settle_deliveries(&others);
                 }
                 Err(Unsigned {
@@ -949,23 +966,25 @@ impl ReportState {
                 }) => {
                     self.sign_message = why;
                     self.settle_deliveries(&others);
-                    // Refused as it was signed: its text never left the editors.
-                    if let Some(hash) = refused {
-                        self.taken_back.push(TakenBack {
-                            hash,
-                            case_id: self.form.case_id.trim().to_string(),
-                        });
+                    // Refused as it was signed: its text is still in the editors, unless the
+                    // draft was dropped meanwhile (then it is offered to be taken back).
+                    if let Some((hash, case_id)) = refused {
+                        if self.sign_generation == self.draft_generation
+                            && case_id == self.form.case_id.trim()
+                        {
+                            self.taken_back.push(TakenBack { hash, case_id });
+                        }
                         self.refused = None;
                     }
                 }
             }
         }
         self.follow_outbox();
-        if let Some(status) = self.outbox_status()
-            && status.refused.len() != self.refusals_seen
+        if let Some(refusals) = self.outbox.as_ref().map(OutboxWorker::refusals)
+            && refusals != self.refusals_seen
         {
-            self.refusals_seen = status.refused.len();
-            self.refresh_refused();
+            self.refusals_seen = refusals;
+            self.refused = None;
         }
         // The outbox's login expired: the worklist's sign-in form comes back for a new one
         // (what waits is sent with it).
@@ -1054,7 +1073,9 @@ impl ReportState {
     /// outbox's sender delivers it. Either way it is signed: a final report becomes what
     /// addenda amend (its text as signed), and the draft starts over, so the same report is
     /// never signed twice in two versions.
-    fn signed(&mut self, signed: Signed) {
+    /// `same_draft`: the editors still hold the draft that was signed (none was dropped
+    /// since the signing started).
+    fn signed(&mut self, signed: Signed, same_draft: bool) {
         let Signed {
             report,
             hash,
@@ -1062,7 +1083,6 @@ impl ReportState {
             login,
             ..
         } = signed;
-        self.set_aside_taken_back(&report.case_id);
         if self.outbox.is_none()
             && let (Some(token), Some(server)) = (login, self.setup.server.clone())
         {
@@ -1092,15 +1112,19 @@ impl ReportState {
                 }
             ),
         };
-        if report.case_id != self.form.case_id.trim() {
-            // Signed for a case that is no longer open: said, and nothing here changes.
+        if report.case_id != self.form.case_id.trim() || !same_draft {
+            // Signed for a case (or a draft) that is no longer open: said, and nothing here
+            // changes.
             self.sign_message = format!("Case {}: {said}", report.case_id);
             return;
         }
         self.sign_message = said;
+        // The editors are cleared below: refused reports taken back into them are answered.
+        self.set_aside_taken_back(&report.case_id);
         // As the editors held it (marks and places are offsets into this text).
         let awaiting = Awaiting {
             hash: hash.clone(),
+            case_id: report.case_id.clone(),
             findings: std::mem::take(&mut self.draft.findings),
             impression: std::mem::take(&mut self.draft.impression),
             linked: std::mem::take(&mut self.linked),
@@ -1155,6 +1179,10 @@ impl ReportState {
             })
             .collect();
         self.settle(&delivered, &refused, false);
+        // A refusal the signing thread met (not the outbox's sender): the list is read again.
+        if !refused.is_empty() {
+            self.refused = None;
+        }
     }
 
     /// Reports kept in the outbox that the outbox's sender has since delivered or refused.
@@ -1189,6 +1217,18 @@ impl ReportState {
                     );
                     self.receipt = Some(r.clone());
                 }
+            } else if let Some((_, why)) = refused.iter().find(|(h, _)| *h == hash)
+                && a.case_id != self.form.case_id.trim()
+            {
+                // The Case field names another case now: its text does not go into this
+                // draft; it is offered to be taken back in its own.
+                self.sign_message = format!(
+                    "The case server refused report {hash} of case {}: {why}. It was not \
+                     received (kept in the outbox's refused folder): open case {} to take it \
+                     back.",
+                    a.case_id, a.case_id
+                );
+                self.refused = None;
             } else if let Some((_, why)) = refused.iter().find(|(h, _)| *h == hash) {
                 self.sign_message = format!(
                     "The case server refused report {hash}: {why}. It was not received (kept \
@@ -1201,12 +1241,10 @@ impl ReportState {
                 {
                     self.signed_final = None;
                 }
+                let case_id = a.case_id.clone();
                 self.give_back(a);
                 // Its text is in the editors now: not offered again to be taken back.
-                self.taken_back.push(TakenBack {
-                    hash,
-                    case_id: self.form.case_id.trim().to_string(),
-                });
+                self.taken_back.push(TakenBack { hash, case_id });
                 self.refused = None;
             } else {
                 self.awaiting.push(a);
@@ -1214,14 +1252,17 @@ impl ReportState {
         }
     }
 
-    /// A report of `case_id` was signed: the refused reports taken back into its text are
-    /// answered by it, and move to the refused folder's `taken-back` (kept).
+    /// A report of `case_id` was signed from the editors: the refused reports of that case
+    /// taken back into them are answered by it, and move to the refused folder's
+    /// `taken-back` (kept); those of another case (the Case field changed after taking them
+    /// back) are offered again.
     fn set_aside_taken_back(&mut self, case_id: &str) {
-        let (answered, others): (Vec<TakenBack>, Vec<TakenBack>) =
-            std::mem::take(&mut self.taken_back)
-                .into_iter()
-                .partition(|t| t.case_id == case_id);
-        self.taken_back = others;
+        let taken: Vec<TakenBack> = std::mem::take(&mut self.taken_back);
+        if taken.is_empty() {
+            return;
+        }
+        self.refused = None;
+        let answered: Vec<TakenBack> = taken.into_iter().filter(|t| t.case_id == case_id).collect();
         if answered.is_empty() {
             return;
         }
@@ -1235,7 +1276,6 @@ impl ReportState {
             }
             Err(e) => tracing::warn!("outbox: refused reports not set aside: {e}"),
         }
-        self.refused = None;
     }
 
     /// The outbox folder signing writes to.
@@ -1310,8 +1350,20 @@ impl ReportState {
             );
             return;
         }
+        // An addendum goes back as one, unless the report it amends was refused as well
+        // (then there is nothing on the server to amend: it goes back into a final report).
+        let base_refused = |r: &mut Self, amends: &str| {
+            r.taken_back.iter().any(|t| t.hash == amends)
+                || r.refused_reports().iter().any(|x| x.hash == amends)
+                || r.outbox_dir()
+                    .join("refused")
+                    .join("taken-back")
+                    .join(format!("{amends}.json"))
+                    .exists()
+        };
         if let case_protocol::ReportKind::Addendum { amends } = &report.kind
             && self.signed_final.is_none()
+            && !base_refused(self, amends)
         {
             self.signed_final = Some(SignedFinal {
                 report_hash: amends.clone(),
@@ -1344,6 +1396,7 @@ impl ReportState {
             .collect();
         self.give_back(Awaiting {
             hash: hash.to_string(),
+            case_id: report.case_id.clone(),
             findings: report.findings,
             impression: report.impression,
             linked,
@@ -1526,7 +1579,7 @@ fn sign_and_send(
         Err(Ok(refused)) => Err(Unsigned {
             why: refused,
             others,
-            refused: Some(hash),
+            refused: Some((hash, report.case_id)),
         }),
         Err(Err(why)) => Ok(Signed {
             report,
@@ -2267,13 +2320,16 @@ mod tests {
         assert_eq!(offered(&mut r), ["b".repeat(64), hash.clone()]);
         // Taken back and signed again: set aside (kept), offered no more.
         r.take_back_refused(&hash);
-        r.signed(Signed {
-            report: again,
-            hash: "c".repeat(64),
-            receipt: Err("the case server could not be reached".into()),
-            login: None,
-            others: Vec::new(),
-        });
+        r.signed(
+            Signed {
+                report: again,
+                hash: "c".repeat(64),
+                receipt: Err("the case server could not be reached".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
         assert!(!refused_dir.join(format!("{hash}.json")).exists());
         for name in [format!("{hash}.json"), format!("{hash}.error.txt")] {
             assert!(refused_dir.join("taken-back").join(name).exists());
@@ -2309,23 +2365,27 @@ mod tests {
         tx.send(Err(Unsigned {
             why: "The case server refused the report (422): no".into(),
             others: Vec::new(),
-            refused: Some(hash.clone()),
+            refused: Some((hash.clone(), "C-1".into())),
         }))
         .unwrap();
         r.sign_job = Some(rx);
+        r.sign_generation = r.draft_generation;
         r.poll(&egui::Context::default());
         assert_eq!(r.draft.findings, "Nodule 9 mm.");
         assert!(
             r.refused_reports().is_empty(),
             "offered while its text is in the editors"
         );
-        r.signed(Signed {
-            report,
-            hash: "e".repeat(64),
-            receipt: Err("away".into()),
-            login: None,
-            others: Vec::new(),
-        });
+        r.signed(
+            Signed {
+                report,
+                hash: "e".repeat(64),
+                receipt: Err("away".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
         assert!(
             refused_dir
                 .join("taken-back")
@@ -2333,6 +2393,100 @@ mod tests {
                 .exists()
         );
         assert!(r.refused_reports().is_empty());
+    }
+
+    /// The edges of taking back: an addendum whose own final report was refused too goes back
+    /// into a final report (there is nothing on the server to amend); a report taken back
+    /// and then signed for another case (the Case field changed) is offered again, not set
+    /// aside; a signing that comes back after its draft was dropped changes nothing in the
+    /// editors, and its refusal is offered, not taken as being in them.
+    #[test]
+    fn taking_back_follows_the_case_and_the_draft() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused_dir = dir.path().join("refused");
+        std::fs::create_dir_all(&refused_dir).unwrap();
+        let final_hash = "1".repeat(64);
+        let addendum_hash = "2".repeat(64);
+        let mut addendum = final_report("Addendum text.", "");
+        addendum.kind = case_protocol::ReportKind::Addendum {
+            amends: final_hash.clone(),
+        };
+        addendum.signed_at = "2026-11-24T10:30:00Z".into();
+        for (hash, report) in [
+            (
+                &final_hash,
+                final_report("Final text.", "Final impression."),
+            ),
+            (&addendum_hash, addendum),
+        ] {
+            let signed = case_protocol::SignedReport {
+                report,
+                signature: "c2ln".into(),
+            };
+            std::fs::write(
+                refused_dir.join(format!("{hash}.json")),
+                serde_json::to_vec(&signed).unwrap(),
+            )
+            .unwrap();
+        }
+        let mut r = state();
+        r.setup.outbox = Some(dir.path().to_path_buf());
+        r.start_case("C-1", Some("1.2.3"));
+        r.take_back_refused(&addendum_hash);
+        assert!(
+            r.signed_final.is_none(),
+            "its base was refused: a final report"
+        );
+        r.take_back_refused(&final_hash);
+        assert_eq!(r.draft.findings, "Final text.\n\nAddendum text.");
+        assert!(r.refused_reports().is_empty());
+
+        // Signed for another case by a changed Case field: both are offered again.
+        r.form.case_id = "C-2".into();
+        let mut other = final_report("Final text.\n\nAddendum text.", "Final impression.");
+        other.case_id = "C-2".into();
+        r.signed(
+            Signed {
+                report: other,
+                hash: "3".repeat(64),
+                receipt: Err("away".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
+        assert_eq!(r.refused_reports().len(), 2);
+        assert!(refused_dir.join(format!("{final_hash}.json")).exists());
+
+        // A signing that comes back after its draft was dropped: the editors keep what they
+        // hold, and its refusal is offered.
+        r.form.case_id = "C-1".into();
+        r.draft.findings = "Being written.".into();
+        r.signed(
+            Signed {
+                report: final_report("Old draft.", "Old."),
+                hash: "4".repeat(64),
+                receipt: Err("away".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            false,
+        );
+        assert_eq!(r.draft.findings, "Being written.");
+        assert!(r.awaiting.iter().all(|a| a.hash != "4".repeat(64)));
+        assert_ne!(r.signed_final.as_ref().unwrap().report_hash, "4".repeat(64));
+        let (tx, rx) = channel();
+        tx.send(Err(Unsigned {
+            why: "refused".into(),
+            others: Vec::new(),
+            refused: Some((final_hash.clone(), "C-1".into())),
+        }))
+        .unwrap();
+        r.sign_job = Some(rx);
+        r.sign_generation = r.draft_generation + 1;
+        r.poll(&egui::Context::default());
+        assert!(r.taken_back.is_empty());
+        assert_eq!(r.refused_reports().len(), 2);
     }
 
     /// A report kept in the outbox (the server away) is signed: the draft starts over as an
@@ -2362,13 +2516,16 @@ mod tests {
             place: Some((Section::Findings, 7..14)),
             ..LinkedMeasurement::default()
         });
-        r.signed(Signed {
-            report: final_report("Nodule 14.2 mm.", "Follow up."),
-            hash: "abc123".into(),
-            receipt: Err("the case server could not be reached".into()),
-            login: None,
-            others: Vec::new(),
-        });
+        r.signed(
+            Signed {
+                report: final_report("Nodule 14.2 mm.", "Follow up."),
+                hash: "abc123".into(),
+                receipt: Err("the case server could not be reached".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
         let f = r
             .signed_final
             .as_ref()
@@ -2434,13 +2591,16 @@ mod tests {
         let mut r = state();
         r.start_case("C-1", None);
         r.draft.findings = "No effusion.".into();
-        r.signed(Signed {
-            report: final_report("No effusion.", ""),
-            hash: "h1".into(),
-            receipt: Err("away".into()),
-            login: None,
-            others: Vec::new(),
-        });
+        r.signed(
+            Signed {
+                report: final_report("No effusion.", ""),
+                hash: "h1".into(),
+                receipt: Err("away".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
         r.draft.findings = "No change.".into();
         r.unsure.push(UnsureWord {
             text: "No".into(),
@@ -2456,6 +2616,7 @@ mod tests {
         // Kept again, then received with a later signing: said quietly.
         r.awaiting.push(Awaiting {
             hash: "h2".into(),
+            case_id: "C-1".into(),
             findings: String::new(),
             impression: String::new(),
             linked: Vec::new(),

@@ -20,8 +20,19 @@ use crate::cases::CaseClient;
 
 /// A sign-in's answer: the token and the caller's cases.
 type SignedIn = Result<(String, Vec<CaseSummary>), String>;
-/// A case opened: the case and its study URL, or why not (and whether the login expired).
-type Opened = Result<(String, PathBuf), (String, bool)>;
+/// A case opened, or why not (and whether the login expired).
+type Opened = Result<OpenedCase, (String, bool)>;
+
+/// A case of the worklist, opened.
+#[derive(Debug)]
+struct OpenedCase {
+    case: String,
+    /// Its first study's URL.
+    study: PathBuf,
+    /// A reported case's final report, as the server holds and verified it: what the draft
+    /// amends.
+    signed_final: Option<super::report_panel::SignedFinal>,
+}
 
 /// What the worklist holds between frames.
 #[derive(Default)]
@@ -113,7 +124,41 @@ impl OverreadApp {
         }
     }
 
-    /// Open a case of the worklist: its first study, retrieved over DICOMweb.
+    /// Fetch the worklist again with the login held (cases assigned or reported since).
+    pub fn refresh_worklist(&mut self, ctx: &egui::Context) {
+        let (Some(server), Some(token)) = (
+            self.report.setup.server.clone(),
+            self.report.setup.token.clone(),
+        ) else {
+            self.worklist.message = "sign in first".into();
+            return;
+        };
+        let ca = self.report.setup.server_ca.clone();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let repaint = ctx.clone();
+        std::thread::spawn(move || {
+            let result = (|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async {
+                    let client = CaseClient::new(&server, ca.as_deref())
+                        .map_err(|e| e.to_string())?
+                        .with_token(token.clone());
+                    let cases = client.worklist().await.map_err(|e| e.to_string())?;
+                    Ok((token, cases))
+                })
+            })();
+            let _ = tx.send(result);
+            repaint.request_repaint();
+        });
+        self.worklist.message = "reading the worklist".into();
+        self.worklist.signing_in = Some(rx);
+    }
+
+    /// Open a case of the worklist: its first study, retrieved over DICOMweb; for a reported
+    /// case, also its final report (the report panel then writes an addendum to it).
     pub fn open_case(&mut self, case_id: &str, ctx: &egui::Context) {
         let (Some(server), Some(token)) = (
             self.report.setup.server.clone(),
@@ -124,6 +169,13 @@ impl OverreadApp {
         };
         let ca = self.report.setup.server_ca.clone();
         let case = case_id.to_string();
+        let reported = self.worklist.cases.iter().any(|c| {
+            c.id == case_id
+                && matches!(
+                    c.status,
+                    case_protocol::CaseStatus::Reported | case_protocol::CaseStatus::Delivered
+                )
+        });
         let (tx, rx) = crossbeam_channel::bounded(1);
         let repaint = ctx.clone();
         std::thread::spawn(move || {
@@ -137,20 +189,37 @@ impl OverreadApp {
                     .enable_all()
                     .build()
                     .map_err(|e| (e.to_string(), false))?;
-                let studies = rt.block_on(async {
+                let (studies, stored) = rt.block_on(async {
                     let client = crate::cases::DicomWebClient::new(ca.as_deref())
                         .map_err(failed)?
-                        .with_token(token);
-                    client.studies(&root).await.map_err(failed)
+                        .with_token(token.clone());
+                    let studies = client.studies(&root).await.map_err(failed)?;
+                    let stored = if reported {
+                        CaseClient::new(&server, ca.as_deref())
+                            .map_err(failed)?
+                            .with_token(token)
+                            .reports(&case)
+                            .await
+                            .map_err(failed)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok::<_, (String, bool)>((studies, stored))
                 })?;
                 let first = studies
                     .into_iter()
                     .next()
                     .ok_or_else(|| (format!("case {case} has no studies"), false))?;
-                Ok((
-                    case.clone(),
-                    PathBuf::from(format!("{root}/studies/{first}")),
-                ))
+                let signed_final = if reported {
+                    Some(final_report_of(&case, &stored).map_err(|e| (e, false))?)
+                } else {
+                    None
+                };
+                Ok(OpenedCase {
+                    case: case.clone(),
+                    study: PathBuf::from(format!("{root}/studies/{first}")),
+                    signed_final,
+                })
             })();
             let _ = tx.send(result);
             repaint.request_repaint();
@@ -193,7 +262,11 @@ impl OverreadApp {
         }
         if let Some(rx) = &self.worklist.opening {
             match rx.try_recv() {
-                Ok(Ok((case, url))) => {
+                Ok(Ok(OpenedCase {
+                    case,
+                    study: url,
+                    signed_final,
+                })) => {
                     self.worklist.opening = None;
                     self.worklist.message = format!("case {case}: retrieving its study");
                     let study = url
@@ -201,6 +274,11 @@ impl OverreadApp {
                         .and_then(crate::cases::dicomweb::StudyUrl::parse);
                     self.report
                         .start_case(&case, study.as_ref().map(|u| u.study_uid.as_str()));
+                    // Reported (perhaps in an earlier session): what is written now is an
+                    // addendum to the final report the server holds.
+                    if let Some(f) = signed_final {
+                        self.report.amend(f);
+                    }
                     self.dicomweb_token.clone_from(&self.report.setup.token);
                     self.close_all();
                     self.scan(vec![url], ctx.clone());
@@ -220,6 +298,30 @@ impl OverreadApp {
             }
         }
     }
+}
+
+/// The final report of a reported case, from the server's list: the one an addendum amends.
+/// One the server no longer verifies is not built on (said instead).
+fn final_report_of(
+    case: &str,
+    stored: &[case_protocol::StoredReport],
+) -> Result<super::report_panel::SignedFinal, String> {
+    let last = stored
+        .iter()
+        .rfind(|s| s.signed.report.kind == case_protocol::ReportKind::Final)
+        .ok_or_else(|| format!("case {case} is reported but the server lists no final report"))?;
+    if !last.verified {
+        return Err(format!(
+            "the final report of case {case} ({}) does not verify on the server: not amended \
+             here; tell the administrator",
+            last.receipt.report_hash
+        ));
+    }
+    Ok(super::report_panel::SignedFinal {
+        report_hash: last.receipt.report_hash.clone(),
+        findings: last.signed.report.findings.clone(),
+        impression: last.signed.report.impression.clone(),
+    })
 }
 
 /// The worklist section at the top of the browser.
@@ -247,8 +349,22 @@ pub fn worklist_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 {
                     app.sign_in(&ctx);
                 }
-            } else if ui.button("Sign out").clicked() {
-                app.sign_out();
+            } else {
+                ui.horizontal(|ui| {
+                    if ui
+                        .add_enabled(
+                            app.worklist.signing_in.is_none(),
+                            egui::Button::new("Refresh"),
+                        )
+                        .on_hover_text("Read the worklist again")
+                        .clicked()
+                    {
+                        app.refresh_worklist(&ctx);
+                    }
+                    if ui.button("Sign out").clicked() {
+                        app.sign_out();
+                    }
+                });
             }
             for c in &app.worklist.cases {
                 ui.horizontal(|ui| {

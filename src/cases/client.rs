@@ -199,6 +199,25 @@ impl CaseClient {
             .map_err(|e| ClientError::Transport(e.to_string()))
     }
 
+    /// The reports stored for a case, in arrival order, each checked again by the server.
+    pub async fn reports(
+        &self,
+        case_id: &str,
+    ) -> Result<Vec<case_protocol::StoredReport>, ClientError> {
+        let r = self
+            .authed(
+                self.http
+                    .get(format!("{}/cases/{case_id}/reports", self.base)),
+            )
+            .send()
+            .await;
+        Self::check(r)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
     pub async fn submit(&self, signed: &SignedReport) -> Result<Receipt, ClientError> {
         let url = format!("{}/cases/{}/reports", self.base, signed.report.case_id);
         let r = self.authed(self.http.post(url)).json(signed).send().await;

@@ -529,6 +529,12 @@ impl OutboxWorker {
     pub fn status(&self) -> OutboxStatus {
         self.shared.lock().status.clone()
     }
+
+    /// How many reports the server refused since the worker started (cheaper than
+    /// [`OutboxWorker::status`], for asking every frame).
+    pub fn refusals(&self) -> usize {
+        self.shared.lock().status.refused.len()
+    }
 }
 
 impl Drop for OutboxWorker {

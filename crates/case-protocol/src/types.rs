@@ -184,6 +184,17 @@ pub struct SignedReport {
     pub signature: String,
 }
 
+/// A stored report as `GET /cases/{id}/reports` lists it (in arrival order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredReport {
+    pub receipt: Receipt,
+    pub signed: SignedReport,
+    /// Checked again now (by the server): the signature against the registered key
+    /// (revoked keys included: old signatures stay verifiable), the key's owner against the
+    /// author, the case, the canonical bytes and the hash against those stored.
+    pub verified: bool,
+}
+
 /// What the server answers for a stored report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

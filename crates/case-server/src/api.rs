@@ -10,7 +10,7 @@
 //! | `POST /keys`, `POST /keys/{id}/revoke` | radiologists (their own keys); admins revoke any |
 //! | `POST /cases`, `POST /cases/{id}/assign` | coordinators, admins |
 //! | `POST /cases/{id}/status` | coordinators and admins (received -> ready), the assigned radiologist (ready -> reading) |
-//! | `GET /worklist` | radiologists (their cases), coordinators and admins (all open), QA (reported) |
+//! | `GET /worklist` | radiologists (their cases to read, then those they reported in the last 30 days), coordinators and admins (all open), QA (reported) |
 //! | `GET /cases/{id}`, `GET /cases/{id}/reports` | the assigned radiologist, coordinators, QA, admins |
 //! | `POST /cases/{id}/reports` | the assigned radiologist |
 //! | `GET /cases/{id}/deliveries` | who may read the case |
@@ -910,20 +910,40 @@ async fn set_status(
     Ok(Json(case))
 }
 
+/// How long a radiologist's reported case stays on their worklist (to write an addendum).
+pub const SIGNED_ON_WORKLIST_DAYS: i64 = 30;
+
 async fn worklist(
     State(db): State<Db>,
     caller: Caller,
 ) -> Result<Json<Vec<CaseSummary>>, ApiError> {
     let rows = match caller.role {
+        // Their cases to read, by priority and due date, then the cases they reported in the
+        // last [`SIGNED_ON_WORKLIST_DAYS`] (an addendum is written days later), latest first.
         Role::Radiologist => {
-            sqlx::query(
+            let mut rows = sqlx::query(
                 "SELECT id, status, priority, subspecialty, due_at, assigned_to, created_at
                  FROM cases WHERE assigned_to = $1 AND status IN ('ready', 'reading')
                  ORDER BY priority_rank, due_at IS NULL, due_at, created_at",
             )
             .bind(&caller.id)
             .fetch_all(&db.pool)
-            .await?
+            .await?;
+            let since = case_protocol::rfc3339_utc(unix_now() - SIGNED_ON_WORKLIST_DAYS * 86_400);
+            rows.extend(
+                sqlx::query(
+                    "SELECT id, status, priority, subspecialty, due_at, assigned_to, created_at
+                     FROM cases WHERE assigned_to = $1 AND status IN ('reported', 'delivered')
+                         AND EXISTS (SELECT 1 FROM reports r
+                                     WHERE r.case_id = cases.id AND r.received_at >= $2)
+                     ORDER BY created_at DESC",
+                )
+                .bind(&caller.id)
+                .bind(since)
+                .fetch_all(&db.pool)
+                .await?,
+            );
+            rows
         }
         Role::QaReviewer => {
             sqlx::query(
@@ -1302,15 +1322,7 @@ fn stored_report_holds(
         && VerifyingKey::from_base64(public_key).is_ok_and(|k| verify_report(signed, &k).is_ok())
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StoredReport {
-    pub receipt: Receipt,
-    pub signed: SignedReport,
-    /// Checked again now ([`stored_report_holds`]): the signature against the registered key
-    /// (revoked keys included: old signatures stay verifiable), the key's owner against the
-    /// author, the case, the canonical bytes and the hash against those stored.
-    pub verified: bool,
-}
+pub use case_protocol::StoredReport;
 
 async fn list_reports(
     State(db): State<Db>,

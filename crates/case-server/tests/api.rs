@@ -6,8 +6,8 @@
 
 use case_protocol::Role;
 use case_protocol::{
-    Author, CaseSummary, Receipt, Report, ReportKind, SignedReport, SigningKey, report_hash,
-    sign_report,
+    Author, CaseStatus, CaseSummary, Receipt, Report, ReportKind, SignedReport, SigningKey,
+    report_hash, sign_report,
 };
 use case_server::Db;
 use case_server::api::{AuditRow, LoginResponse, StoredReport, UserSummary};
@@ -57,6 +57,21 @@ async fn a_signed_report_is_stored_once_receipted_verified_and_audited() {
         .await
         .unwrap();
     assert_eq!(case["summary"]["status"], "reported");
+    // The case stays on its radiologist's worklist, after the cases to read, for an addendum;
+    // on no one else's.
+    let other = case_in_reading(&s, "rad1").await;
+    let list: Vec<CaseSummary> = s.get(&rad1, "/worklist").await.json().await.unwrap();
+    let listed: Vec<(&str, CaseStatus)> = list.iter().map(|c| (c.id.as_str(), c.status)).collect();
+    assert_eq!(
+        listed,
+        [
+            (other.as_str(), CaseStatus::Reading),
+            (case_id.as_str(), CaseStatus::Reported)
+        ]
+    );
+    let rad2 = s.login("rad2").await;
+    let list: Vec<CaseSummary> = s.get(&rad2, "/worklist").await.json().await.unwrap();
+    assert!(list.is_empty(), "{list:?}");
 
     // An addendum: a new signed document naming the report it amends.
     let addendum = sign_report(
@@ -1295,6 +1310,6 @@ async fn the_report_writer_isolates_each_report_in_a_batch() {
     assert_eq!(audited, 20);
     for case in [&cases[22], &cases[23], &other] {
         let status = db.case_summary(case).await.unwrap().unwrap().status;
-        assert_eq!(status, case_protocol::CaseStatus::Reading, "{case}");
+        assert_eq!(status, CaseStatus::Reading, "{case}");
     }
 }
