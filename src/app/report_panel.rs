@@ -1112,10 +1112,36 @@ impl ReportState {
                 }
             ),
         };
-        if report.case_id != self.form.case_id.trim() || !same_draft {
-            // Signed for a case (or a draft) that is no longer open: said, and nothing here
-            // changes.
+        if report.case_id != self.form.case_id.trim() {
+            // Signed for a case that is no longer open: said, and nothing here changes.
             self.sign_message = format!("Case {}: {said}", report.case_id);
+            return;
+        }
+        if !same_draft {
+            // Its case is open again in a newer draft (it was left and opened again while
+            // signing): the editors keep what they hold, but the report is signed, so a final
+            // one is what the newer draft amends, and one kept in the outbox comes back (its
+            // own text) if the server refuses it.
+            self.sign_message = said;
+            if !addendum {
+                self.signed_final = Some(SignedFinal {
+                    report_hash: hash.clone(),
+                    findings: report.findings.clone(),
+                    impression: report.impression.clone(),
+                });
+            }
+            match receipt {
+                Ok(r) => self.receipt = Some(r),
+                Err(_) => self.awaiting.push(Awaiting {
+                    hash,
+                    case_id: report.case_id,
+                    findings: report.findings,
+                    impression: report.impression,
+                    linked: Vec::new(),
+                    unsure: Vec::new(),
+                    clips: Vec::new(),
+                }),
+            }
             return;
         }
         self.sign_message = said;
@@ -2473,8 +2499,15 @@ mod tests {
             false,
         );
         assert_eq!(r.draft.findings, "Being written.");
-        assert!(r.awaiting.iter().all(|a| a.hash != "4".repeat(64)));
-        assert_ne!(r.signed_final.as_ref().unwrap().report_hash, "4".repeat(64));
+        // Signed all the same: the newer draft amends it, and its own text is kept to come
+        // back if the server refuses it.
+        assert_eq!(r.signed_final.as_ref().unwrap().report_hash, "4".repeat(64));
+        let kept = r
+            .awaiting
+            .iter()
+            .find(|a| a.hash == "4".repeat(64))
+            .unwrap();
+        assert_eq!(kept.findings, "Old draft.");
         let (tx, rx) = channel();
         tx.send(Err(Unsigned {
             why: "refused".into(),

@@ -1,7 +1,9 @@
-//! The worklist: sign in to the case server, see the cases assigned to you, open one. Opening
-//! a case finds its studies (QIDO-RS on `/cases/{id}/dicomweb`) and hands the first study's URL
-//! to [`OverreadApp::scan`], which retrieves it over WADO-RS and shows the first image while the
-//! rest arrives. The case id goes into the report's sign form.
+//! The worklist: sign in to the case server, see the cases assigned to you (and those you
+//! reported in the last 30 days), read it again, open one. Opening a case finds its studies
+//! (QIDO-RS on `/cases/{id}/dicomweb`) and hands the first study's URL to
+//! [`OverreadApp::scan`], which retrieves it over WADO-RS and shows the first image while the
+//! rest arrives. The case id goes into the report's sign form, and the case's final report,
+//! where the server holds one (verified), becomes what the draft amends.
 //!
 //! Signing in also starts the outbox's background sender with that login (reports signed
 //! while the server was away are sent), and signing reports uses it (no password again).
@@ -22,6 +24,8 @@ use crate::cases::CaseClient;
 type SignedIn = Result<(String, Vec<CaseSummary>), String>;
 /// A case opened, or why not (and whether the login expired).
 type Opened = Result<OpenedCase, (String, bool)>;
+/// The worklist read again, or why not (and whether the login expired).
+type Refreshed = Result<Vec<CaseSummary>, (String, bool)>;
 
 /// A case of the worklist, opened.
 #[derive(Debug)]
@@ -29,9 +33,11 @@ struct OpenedCase {
     case: String,
     /// Its first study's URL.
     study: PathBuf,
-    /// A reported case's final report, as the server holds and verified it: what the draft
-    /// amends.
+    /// The case's final report, as the server holds and verified it: what the draft amends.
     signed_final: Option<super::report_panel::SignedFinal>,
+    /// Why a final report the server holds is not amended here (it does not verify, or the
+    /// reports could not be read): said in the report panel.
+    final_problem: Option<String>,
 }
 
 /// What the worklist holds between frames.
@@ -41,6 +47,7 @@ pub struct WorklistState {
     pub cases: Vec<CaseSummary>,
     pub message: String,
     signing_in: Option<Receiver<SignedIn>>,
+    refreshing: Option<Receiver<Refreshed>>,
     opening: Option<Receiver<Opened>>,
 }
 
@@ -98,8 +105,11 @@ impl OverreadApp {
         };
         self.dicomweb_token = None;
         self.worklist.cases.clear();
-        // A case still being opened does not land after the sign-out.
+        // A case still being opened, or a worklist still being read, does not land after the
+        // sign-out (the worklist's login would come back with it).
         self.worklist.opening = None;
+        self.worklist.refreshing = None;
+        self.worklist.signing_in = None;
         self.report.disconnect_outbox();
         self.report.leave_worklist_case();
         self.worklist.message = "signed out".into();
@@ -137,24 +147,29 @@ impl OverreadApp {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let repaint = ctx.clone();
         std::thread::spawn(move || {
-            let result = (|| {
+            let result: Refreshed = (|| {
+                let failed = |e: crate::cases::ClientError| {
+                    let expired = matches!(e, crate::cases::ClientError::Unauthorized(_));
+                    (e.to_string(), expired)
+                };
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| (e.to_string(), false))?;
                 rt.block_on(async {
-                    let client = CaseClient::new(&server, ca.as_deref())
-                        .map_err(|e| e.to_string())?
-                        .with_token(token.clone());
-                    let cases = client.worklist().await.map_err(|e| e.to_string())?;
-                    Ok((token, cases))
+                    CaseClient::new(&server, ca.as_deref())
+                        .map_err(failed)?
+                        .with_token(token)
+                        .worklist()
+                        .await
+                        .map_err(failed)
                 })
             })();
             let _ = tx.send(result);
             repaint.request_repaint();
         });
         self.worklist.message = "reading the worklist".into();
-        self.worklist.signing_in = Some(rx);
+        self.worklist.refreshing = Some(rx);
     }
 
     /// Open a case of the worklist: its first study, retrieved over DICOMweb; for a reported
@@ -169,13 +184,6 @@ impl OverreadApp {
         };
         let ca = self.report.setup.server_ca.clone();
         let case = case_id.to_string();
-        let reported = self.worklist.cases.iter().any(|c| {
-            c.id == case_id
-                && matches!(
-                    c.status,
-                    case_protocol::CaseStatus::Reported | case_protocol::CaseStatus::Delivered
-                )
-        });
         let (tx, rx) = crossbeam_channel::bounded(1);
         let repaint = ctx.clone();
         std::thread::spawn(move || {
@@ -189,20 +197,20 @@ impl OverreadApp {
                     .enable_all()
                     .build()
                     .map_err(|e| (e.to_string(), false))?;
+                // Its reports too, whatever the list last said of it (it may have been
+                // reported since): a final report there is what the draft amends.
                 let (studies, stored) = rt.block_on(async {
                     let client = crate::cases::DicomWebClient::new(ca.as_deref())
                         .map_err(failed)?
                         .with_token(token.clone());
                     let studies = client.studies(&root).await.map_err(failed)?;
-                    let stored = if reported {
-                        CaseClient::new(&server, ca.as_deref())
-                            .map_err(failed)?
+                    let stored = match CaseClient::new(&server, ca.as_deref()) {
+                        Ok(c) => c
                             .with_token(token)
                             .reports(&case)
                             .await
-                            .map_err(failed)?
-                    } else {
-                        Vec::new()
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
                     };
                     Ok::<_, (String, bool)>((studies, stored))
                 })?;
@@ -210,15 +218,22 @@ impl OverreadApp {
                     .into_iter()
                     .next()
                     .ok_or_else(|| (format!("case {case} has no studies"), false))?;
-                let signed_final = if reported {
-                    Some(final_report_of(&case, &stored).map_err(|e| (e, false))?)
-                } else {
-                    None
+                // The images open whatever became of the reports.
+                let (signed_final, final_problem) = match stored {
+                    Ok(stored) => match final_report_of(&case, &stored) {
+                        Ok(f) => (f, None),
+                        Err(e) => (None, Some(e)),
+                    },
+                    Err(e) => (
+                        None,
+                        Some(format!("the reports of case {case} could not be read: {e}")),
+                    ),
                 };
                 Ok(OpenedCase {
                     case: case.clone(),
                     study: PathBuf::from(format!("{root}/studies/{first}")),
                     signed_final,
+                    final_problem,
                 })
             })();
             let _ = tx.send(result);
@@ -260,12 +275,33 @@ impl OverreadApp {
                 Err(TryRecvError::Empty) => {}
             }
         }
+        if let Some(rx) = &self.worklist.refreshing {
+            match rx.try_recv() {
+                Ok(Ok(cases)) => {
+                    self.worklist.refreshing = None;
+                    self.worklist.message = format!("{} case(s)", cases.len());
+                    self.worklist.cases = cases;
+                }
+                Ok(Err((e, expired))) => {
+                    self.worklist.refreshing = None;
+                    if expired {
+                        self.report.setup.token = None;
+                        self.worklist.message = format!("{e}: sign in again");
+                    } else {
+                        self.worklist.message = e;
+                    }
+                }
+                Err(TryRecvError::Disconnected) => self.worklist.refreshing = None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
         if let Some(rx) = &self.worklist.opening {
             match rx.try_recv() {
                 Ok(Ok(OpenedCase {
                     case,
                     study: url,
                     signed_final,
+                    final_problem,
                 })) => {
                     self.worklist.opening = None;
                     self.worklist.message = format!("case {case}: retrieving its study");
@@ -278,6 +314,9 @@ impl OverreadApp {
                     // addendum to the final report the server holds.
                     if let Some(f) = signed_final {
                         self.report.amend(f);
+                    }
+                    if let Some(problem) = final_problem {
+                        self.report.sign_message = problem;
                     }
                     self.dicomweb_token.clone_from(&self.report.setup.token);
                     self.close_all();
@@ -300,16 +339,18 @@ impl OverreadApp {
     }
 }
 
-/// The final report of a reported case, from the server's list: the one an addendum amends.
-/// One the server no longer verifies is not built on (said instead).
+/// The final report of a case, from the server's list: the one an addendum amends (`None`:
+/// not reported yet). One the server no longer verifies is not built on (said instead).
 fn final_report_of(
     case: &str,
     stored: &[case_protocol::StoredReport],
-) -> Result<super::report_panel::SignedFinal, String> {
-    let last = stored
+) -> Result<Option<super::report_panel::SignedFinal>, String> {
+    let Some(last) = stored
         .iter()
         .rfind(|s| s.signed.report.kind == case_protocol::ReportKind::Final)
-        .ok_or_else(|| format!("case {case} is reported but the server lists no final report"))?;
+    else {
+        return Ok(None);
+    };
     if !last.verified {
         return Err(format!(
             "the final report of case {case} ({}) does not verify on the server: not amended \
@@ -317,11 +358,11 @@ fn final_report_of(
             last.receipt.report_hash
         ));
     }
-    Ok(super::report_panel::SignedFinal {
+    Ok(Some(super::report_panel::SignedFinal {
         report_hash: last.receipt.report_hash.clone(),
         findings: last.signed.report.findings.clone(),
         impression: last.signed.report.impression.clone(),
-    })
+    }))
 }
 
 /// The worklist section at the top of the browser.
@@ -353,7 +394,7 @@ pub fn worklist_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 ui.horizontal(|ui| {
                     if ui
                         .add_enabled(
-                            app.worklist.signing_in.is_none(),
+                            app.worklist.refreshing.is_none(),
                             egui::Button::new("Refresh"),
                         )
                         .on_hover_text("Read the worklist again")

@@ -918,8 +918,9 @@ async fn worklist(
     caller: Caller,
 ) -> Result<Json<Vec<CaseSummary>>, ApiError> {
     let rows = match caller.role {
-        // Their cases to read, by priority and due date, then the cases they reported in the
-        // last [`SIGNED_ON_WORKLIST_DAYS`] (an addendum is written days later), latest first.
+        // Their cases to read, by priority and due date, then the cases whose final report
+        // came in the last [`SIGNED_ON_WORKLIST_DAYS`] (an addendum is written days later),
+        // latest first.
         Role::Radiologist => {
             let mut rows = sqlx::query(
                 "SELECT id, status, priority, subspecialty, due_at, assigned_to, created_at
@@ -931,12 +932,15 @@ async fn worklist(
             .await?;
             let since = case_protocol::rfc3339_utc(unix_now() - SIGNED_ON_WORKLIST_DAYS * 86_400);
             rows.extend(
+                // By the final report's arrival (a case has one): an addendum keeps no case.
                 sqlx::query(
-                    "SELECT id, status, priority, subspecialty, due_at, assigned_to, created_at
-                     FROM cases WHERE assigned_to = $1 AND status IN ('reported', 'delivered')
-                         AND EXISTS (SELECT 1 FROM reports r
-                                     WHERE r.case_id = cases.id AND r.received_at >= $2)
-                     ORDER BY created_at DESC",
+                    "SELECT c.id AS id, c.status AS status, c.priority AS priority,
+                            c.subspecialty AS subspecialty, c.due_at AS due_at,
+                            c.assigned_to AS assigned_to, c.created_at AS created_at
+                     FROM cases c JOIN reports r ON r.case_id = c.id AND r.kind = 'final'
+                     WHERE c.assigned_to = $1 AND c.status IN ('reported', 'delivered')
+                         AND r.received_at >= $2
+                     ORDER BY r.received_at DESC, c.id",
                 )
                 .bind(&caller.id)
                 .bind(since)

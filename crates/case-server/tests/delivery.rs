@@ -458,6 +458,68 @@ async fn a_delivery_recorded_halfway_leaves_nothing_and_is_sent_again() {
     assert_eq!(idle.unwrap(), 0);
 }
 
+/// A transport that takes its time and counts what it sent.
+#[derive(Debug, Default)]
+struct SlowCounting {
+    sent: std::sync::Mutex<Vec<String>>,
+}
+
+impl case_server::delivery::Transport for SlowCounting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+
+    fn send(&self, doc: &case_server::delivery::Outgoing<'_>) -> Result<String, String> {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut sent = self.sent.lock().unwrap();
+        sent.push(doc.report_hash.to_string());
+        Ok(format!("sent #{}", sent.len()))
+    }
+}
+
+/// Two servers on one PostgreSQL database deliver at the same time: each report is sent
+/// once (both read it as due; the first to claim it sends it, the other passes it by).
+/// PostgreSQL only (a SQLite file serves one server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_send_a_report_once() {
+    let s = start().await;
+    if s.db.backend != case_server::db::Backend::Postgres {
+        eprintln!("skipped: PostgreSQL only (DATABASE_URL unset)");
+        return;
+    }
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let transport = std::sync::Arc::new(SlowCounting::default());
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base: Duration::from_secs(1),
+        poll: Duration::from_secs(1),
+    };
+    // Two servers: two delivery rounds over connections of their own.
+    let other = case_server::Db::open(&s.db_url).await.unwrap();
+    let (a, b) = tokio::join!(
+        case_server::delivery::deliver_due(&s.db, &s.store, &config),
+        case_server::delivery::deliver_due(&other, &s.store, &config),
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "both servers sent it");
+    assert_eq!(*transport.sent.lock().unwrap(), [hash.as_str()]);
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM deliveries WHERE report_hash = $1")
+            .bind(&hash)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("sent", 1));
+    // Nothing is due on either.
+    for db in [&s.db, &other] {
+        let idle = case_server::delivery::deliver_due(db, &s.store, &config).await;
+        assert_eq!(idle.unwrap(), 0);
+    }
+    assert_eq!(transport.sent.lock().unwrap().len(), 1);
+}
+
 /// pydicom (an independent DICOMDIR reader that follows every record offset), where installed.
 fn pydicom() -> bool {
     let ok = Command::new("python3")

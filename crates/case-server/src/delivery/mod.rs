@@ -263,14 +263,15 @@ pub fn spawn(db: Db, store: Store, config: DeliveryConfig, nudge: Nudge) {
     });
 }
 
-/// Deliver every report that is due; returns how many were attempted.
+/// Deliver every report that is due; returns how many were attempted (not those another
+/// server on the database held or finished meanwhile).
 pub async fn deliver_due(
     db: &Db,
     store: &Store,
     config: &DeliveryConfig,
 ) -> Result<usize, DeliveryError> {
     let due = sqlx::query(
-        "SELECT reports.report_hash AS report_hash, deliveries.attempts AS attempts
+        "SELECT reports.report_hash AS report_hash
          FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
          WHERE deliveries.report_hash IS NULL
             OR (deliveries.status <> 'sent' AND deliveries.next_attempt_unix <= $1)
@@ -279,14 +280,16 @@ pub async fn deliver_due(
     .bind(unix_now())
     .fetch_all(&db.pool)
     .await?;
+    let mut attempted = 0;
     for row in &due {
         let hash: String = row.get("report_hash");
-        let attempts: i64 = row
-            .try_get::<Option<i64>, _>("attempts")
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-            + 1;
+        // Another server on the same database may be sending it now, or have sent it since
+        // the list was read: then it is theirs.
+        let Some(claim) = claim(db, &hash).await? else {
+            continue;
+        };
+        let attempts: i64 = claim.attempts + 1;
+        attempted += 1;
         let outcome = match report_pdf(db, store, &hash).await {
             Ok((bytes, facts)) => {
                 // The document as sent, kept by its sha256 (recorded with the delivery): the
@@ -317,8 +320,80 @@ pub async fn deliver_due(
             Err(e) => Err(e.to_string()),
         };
         record(db, config, &hash, attempts, outcome).await?;
+        claim.release().await?;
     }
-    Ok(due.len())
+    Ok(attempted)
+}
+
+/// One server's hold on one report's delivery, from before it is sent until its outcome is
+/// recorded. On PostgreSQL, where several servers may share the database, a transaction
+/// advisory lock keyed by the report's hash in a transaction of its own: another server's
+/// claim on the same report fails at once (it goes on to the next), and the lock goes with
+/// the transaction whatever happens (dropped on an error, it is rolled back). SQLite serves
+/// one server: the claim only reads the row again.
+struct Claim {
+    tx: Option<sqlx::Transaction<'static, sqlx::Any>>,
+    /// Attempts recorded so far.
+    attempts: i64,
+}
+
+impl Claim {
+    async fn release(self) -> Result<(), sqlx::Error> {
+        match self.tx {
+            Some(tx) => tx.rollback().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Claim `hash` for delivery; `None` when another server holds it, or it is no longer due
+/// (sent, or waiting for its next attempt) by the time the claim is held.
+async fn claim(db: &Db, hash: &str) -> Result<Option<Claim>, sqlx::Error> {
+    let mut tx = None;
+    if db.backend == crate::db::Backend::Postgres {
+        // The first 32 bits of the sha256 as the lock's second key (the first names the
+        // purpose): a collision only makes two reports take turns.
+        let key = hash
+            .get(..8)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .map_or(0, |k| k as i32);
+        let mut claim_tx = db.pool.begin().await?;
+        let held: bool = sqlx::query(
+            "SELECT CAST(CASE WHEN pg_try_advisory_xact_lock(7006, $1) THEN 1 ELSE 0 END
+                     AS BIGINT) AS held",
+        )
+        .bind(key)
+        .fetch_one(&mut *claim_tx)
+        .await?
+        .get::<i64, _>("held")
+            != 0;
+        if !held {
+            return Ok(None);
+        }
+        tx = Some(claim_tx);
+    }
+    // Read again now that it is held (what another server recorded before its claim ended).
+    let row = sqlx::query(
+        "SELECT status, attempts, next_attempt_unix FROM deliveries WHERE report_hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(&db.pool)
+    .await?;
+    let attempts = match row {
+        None => 0,
+        Some(r) => {
+            let status: String = r.get("status");
+            let next: i64 = r.get("next_attempt_unix");
+            if status == "sent" || next > unix_now() {
+                if let Some(tx) = tx {
+                    tx.rollback().await?;
+                }
+                return Ok(None);
+            }
+            r.get("attempts")
+        }
+    };
+    Ok(Some(Claim { tx, attempts }))
 }
 
 async fn record(

@@ -18,6 +18,8 @@ pub struct Server {
     pub base: String,
     pub http: reqwest::Client,
     pub db: Db,
+    /// Where `db` is: another server's handle opens the same database.
+    pub db_url: String,
     pub store: Store,
     pub dir: tempfile::TempDir,
     /// The study uploaded into each case by [`upload_synthetic_study`] (what its reports name).
@@ -61,6 +63,7 @@ pub async fn start_with(configure: impl FnOnce(&mut case_server::Server)) -> Ser
         base,
         http: reqwest::Client::new(),
         db,
+        db_url: url,
         store,
         dir,
         studies: Default::default(),
