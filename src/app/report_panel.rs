@@ -1315,26 +1315,16 @@ impl ReportState {
     /// Read the outbox's refused reports again (those still awaited in this session are
     /// given back on their own when the refusal is seen).
     pub fn refresh_refused(&mut self) {
-        let dir = self.outbox_dir();
         // Nothing signed here yet: no outbox is made for the asking.
-        if !dir.join("refused").is_dir() {
-            self.refused = Some(Vec::new());
-            return;
-        }
-        let list = match Outbox::open(&dir) {
-            Ok(outbox) => outbox
-                .refused()
-                .into_iter()
-                .filter(|r| {
-                    !self.awaiting.iter().any(|a| a.hash == r.hash)
-                        && !self.taken_back.iter().any(|t| t.hash == r.hash)
-                })
-                .collect(),
-            Err(e) => {
-                self.outbox_message = format!("outbox {}: {e}", dir.display());
-                Vec::new()
-            }
-        };
+        let list = Outbox::existing(&self.outbox_dir())
+            .map(|outbox| outbox.refused())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| {
+                !self.awaiting.iter().any(|a| a.hash == r.hash)
+                    && !self.taken_back.iter().any(|t| t.hash == r.hash)
+            })
+            .collect();
         self.refused = Some(list);
     }
 
@@ -1381,11 +1371,7 @@ impl ReportState {
         let base_refused = |r: &mut Self, amends: &str| {
             r.taken_back.iter().any(|t| t.hash == amends)
                 || r.refused_reports().iter().any(|x| x.hash == amends)
-                || r.outbox_dir()
-                    .join("refused")
-                    .join("taken-back")
-                    .join(format!("{amends}.json"))
-                    .exists()
+                || Outbox::existing(&r.outbox_dir()).is_some_and(|o| o.was_taken_back(amends))
         };
         if let case_protocol::ReportKind::Addendum { amends } = &report.kind
             && self.signed_final.is_none()
@@ -2234,7 +2220,7 @@ mod tests {
     fn a_report_refused_in_an_earlier_session_can_be_taken_back_and_signed_again() {
         let dir = tempfile::tempdir().unwrap();
         let refused_dir = dir.path().join("refused");
-        std::fs::create_dir_all(&refused_dir).unwrap();
+        Outbox::open(dir.path()).unwrap();
         let mut addendum = final_report("Nodule now 15.0 mm.", "");
         addendum.kind = case_protocol::ReportKind::Addendum {
             amends: "f".repeat(64),
@@ -2371,7 +2357,7 @@ mod tests {
     fn a_report_refused_at_signing_is_not_offered_while_its_text_is_in_the_editors() {
         let dir = tempfile::tempdir().unwrap();
         let refused_dir = dir.path().join("refused");
-        std::fs::create_dir_all(&refused_dir).unwrap();
+        Outbox::open(dir.path()).unwrap();
         let hash = "d".repeat(64);
         let report = final_report("Nodule 9 mm.", "Benign.");
         let signed = case_protocol::SignedReport {
@@ -2430,7 +2416,7 @@ mod tests {
     fn taking_back_follows_the_case_and_the_draft() {
         let dir = tempfile::tempdir().unwrap();
         let refused_dir = dir.path().join("refused");
-        std::fs::create_dir_all(&refused_dir).unwrap();
+        Outbox::open(dir.path()).unwrap();
         let final_hash = "1".repeat(64);
         let addendum_hash = "2".repeat(64);
         let mut addendum = final_report("Addendum text.", "");

@@ -105,11 +105,10 @@ impl OverreadApp {
         };
         self.dicomweb_token = None;
         self.worklist.cases.clear();
-        // A case still being opened, or a worklist still being read, does not land after the
-        // sign-out (the worklist's login would come back with it).
+        // A case still being opened, or the worklist still being read again, does not land
+        // after the sign-out (the worklist's login would come back with it).
         self.worklist.opening = None;
         self.worklist.refreshing = None;
-        self.worklist.signing_in = None;
         self.report.disconnect_outbox();
         self.report.leave_worklist_case();
         self.worklist.message = "signed out".into();
@@ -243,6 +242,18 @@ impl OverreadApp {
         self.worklist.opening = Some(rx);
     }
 
+    /// The server no longer takes the login (a login lasts hours, not a workday): the sign-in
+    /// form comes back, and nothing here goes on using it (the study retrieval's token, the
+    /// cases listed with it). The outbox's sender keeps what waits until the next sign-in.
+    fn login_expired(&mut self, why: &str) {
+        self.report.setup.token = None;
+        self.dicomweb_token = None;
+        self.worklist.cases.clear();
+        self.worklist.opening = None;
+        self.worklist.refreshing = None;
+        self.worklist.message = format!("{why}: sign in again");
+    }
+
     /// Take what the worklist's threads sent.
     pub(super) fn poll_worklist(&mut self, ctx: &egui::Context) {
         if let Some(rx) = &self.worklist.signing_in {
@@ -285,8 +296,7 @@ impl OverreadApp {
                 Ok(Err((e, expired))) => {
                     self.worklist.refreshing = None;
                     if expired {
-                        self.report.setup.token = None;
-                        self.worklist.message = format!("{e}: sign in again");
+                        self.login_expired(&e);
                     } else {
                         self.worklist.message = e;
                     }
@@ -325,9 +335,7 @@ impl OverreadApp {
                 Ok(Err((e, expired))) => {
                     self.worklist.opening = None;
                     if expired {
-                        // The sign-in form comes back (a login lasts hours, not a workday).
-                        self.report.setup.token = None;
-                        self.worklist.message = format!("{e}: sign in again");
+                        self.login_expired(&e);
                     } else {
                         self.worklist.message = e;
                     }

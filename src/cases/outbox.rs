@@ -1,6 +1,8 @@
 //! The durable outbox: `pending/<report hash>.json` holds a signed report from before it is
 //! sent until its receipt is written to `receipts/`; a report the server refuses for good moves
-//! to `refused/` beside a note of why. Every file is written to a temporary name, synced and
+//! to `refused/` beside a note of why, listed by [`Outbox::refused`] until the text is taken
+//! back into a draft and a report of its case is signed ([`Outbox::taken_back`] then moves it
+//! to `refused/taken-back/`, kept for good). Every file is written to a temporary name, synced and
 //! renamed, so a crash leaves either the whole file or none. Retrying is safe: the server
 //! answers a resent report with its original receipt.
 
@@ -94,6 +96,14 @@ impl Outbox {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         Ok(Outbox {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The outbox in `dir` if one was made there (nothing is created): for reading what it
+    /// holds without making folders for the asking.
+    pub fn existing(dir: &Path) -> Option<Outbox> {
+        dir.join("pending").is_dir().then(|| Outbox {
             dir: dir.to_path_buf(),
         })
     }
@@ -196,6 +206,16 @@ impl Outbox {
         }
         std::fs::File::open(&from)?.sync_all()?;
         std::fs::File::open(&to)?.sync_all()
+    }
+
+    /// Whether a refused report was taken back into a draft and set aside
+    /// ([`Outbox::taken_back`]).
+    pub fn was_taken_back(&self, hash: &str) -> bool {
+        self.dir
+            .join("refused")
+            .join("taken-back")
+            .join(format!("{hash}.json"))
+            .exists()
     }
 
     /// Send every pending report, up to [`CONCURRENCY`] at a time, each with up to `attempts`

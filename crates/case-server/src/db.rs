@@ -53,6 +53,20 @@ impl WriteTx {
     }
 }
 
+/// What a PostgreSQL advisory lock is for: the first key of the pair (the second names the
+/// thing locked). Every advisory lock this server takes is a transaction lock, gone with its
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum LockPurpose {
+    /// An upload's object keys, by the first hex digit of each ([`Db::lock_objects`]).
+    ObjectKeys = 7004,
+    /// The audit trail's id order ([`Db::hold_audit_order`], [`Db::audit_page`]).
+    AuditOrder = 7005,
+    /// One report's delivery, by the first 32 bits of its hash (`delivery`).
+    Delivery = 7006,
+}
+
 /// Admin operation errors (the command line prints them).
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -219,8 +233,8 @@ impl Db {
         buckets.sort_unstable();
         buckets.dedup();
         for bucket in buckets {
-            // The first key of the pair names the lock's purpose (object keys).
-            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(7004, $1)")
+            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock($1, $2)")
+                .bind(LockPurpose::ObjectKeys as i32)
                 .bind(bucket)
                 .fetch_one(&mut *tx.tx)
                 .await?;
@@ -239,8 +253,8 @@ impl Db {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     ) -> Result<(), sqlx::Error> {
         if backend == Backend::Postgres {
-            // The first key of the pair names the lock's purpose (the audit trail).
-            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock_shared(7005, 0)")
+            sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock_shared($1, 0)")
+                .bind(LockPurpose::AuditOrder as i32)
                 .fetch_one(&mut **tx)
                 .await?;
         }
@@ -262,7 +276,8 @@ impl Db {
         let horizon: i64 = {
             let mut tx = self.pool.begin().await?;
             if self.backend == Backend::Postgres {
-                sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock(7005, 0)")
+                sqlx::query("SELECT 1 AS one FROM pg_advisory_xact_lock($1, 0)")
+                    .bind(LockPurpose::AuditOrder as i32)
                     .fetch_one(&mut *tx)
                     .await?;
             }

@@ -6,7 +6,10 @@
 //! without a `sent` row in `deliveries` is still to deliver, so a crash or a failed transport
 //! loses nothing. One task ([`spawn`]) delivers, woken after each stored report and every few
 //! seconds; a failure is recorded on the row (attempts, error, next attempt after a doubling
-//! wait) and audited. A delivered final report moves its case to `delivered`.
+//! wait) and audited. A delivered final report moves its case to `delivered`. Servers sharing
+//! a PostgreSQL database each run the task: a report is claimed before it is sent (a
+//! transaction advisory lock by its hash, held until its outcome is recorded), so none is
+//! sent twice.
 //!
 //! Owns: the `deliveries` and `key_images` tables. Must not: log patient identity (the PDF
 //! and the fax sidecar carry it; log lines name cases and hashes).
@@ -352,16 +355,19 @@ async fn claim(db: &Db, hash: &str) -> Result<Option<Claim>, sqlx::Error> {
     let mut tx = None;
     if db.backend == crate::db::Backend::Postgres {
         // The first 32 bits of the sha256 as the lock's second key (the first names the
-        // purpose): a collision only makes two reports take turns.
+        // purpose): a collision only leaves the second report for the next round. The claim
+        // lasts while its transaction is open: a database that ends idle transactions
+        // (`idle_in_transaction_session_timeout`) must allow longer than a send.
         let key = hash
             .get(..8)
             .and_then(|h| u32::from_str_radix(h, 16).ok())
             .map_or(0, |k| k as i32);
         let mut claim_tx = db.pool.begin().await?;
         let held: bool = sqlx::query(
-            "SELECT CAST(CASE WHEN pg_try_advisory_xact_lock(7006, $1) THEN 1 ELSE 0 END
+            "SELECT CAST(CASE WHEN pg_try_advisory_xact_lock($1, $2) THEN 1 ELSE 0 END
                      AS BIGINT) AS held",
         )
+        .bind(crate::db::LockPurpose::Delivery as i32)
         .bind(key)
         .fetch_one(&mut *claim_tx)
         .await?

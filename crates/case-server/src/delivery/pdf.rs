@@ -6,7 +6,9 @@
 //! signing time, key id, the report's sha256, where the server received it); on every page a
 //! footer with the case, the short hash and "page n of N". Text is wrapped by the fonts' own
 //! widths (Adobe's AFM metrics) and set in WinAnsiEncoding, spaces as typed; a report holds only
-//! characters it has (`case_protocol::printable`); one it lacks (in case fields) prints as '?'.
+//! characters it has (`case_protocol::printable`, as do the case's fields); a study description
+//! read from the images is transliterated where it holds others; anything else it lacks (a
+//! report received before those rules) prints as '?'.
 
 use case_protocol::{Patient, Referral, Report, ReportKind};
 use pdf_writer::{Content, Filter, Finish, Name, Pdf, Rect, Ref, Str, TextStr};
@@ -140,9 +142,9 @@ fn win_ansi(c: char) -> u8 {
 }
 
 /// Text read from the images (a study's description, in whatever character set the scanner
-/// wrote) as the PDF can print it: each character WinAnsi lacks is transliterated (deunicode:
-/// "КТ грудной клетки" -> "KT grudnoi kletki", "头部" -> "Tou Bu") and the text says so
-/// ("[transliterated]"), where before each printed as a silent '?'. Composed (NFC) first. A character with no
+/// wrote) as the PDF can print it: composed (NFC), then each character WinAnsi lacks is
+/// transliterated (deunicode: "КТ грудной клетки" -> "KT grudnoi kletki", "头部" -> "Tou
+/// Bu") and the text says so ("[transliterated]"), never a silent '?'. A character with no
 /// transliteration is written as its code point ("U+E000").
 fn from_the_images(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
@@ -164,7 +166,10 @@ fn from_the_images(text: &str) -> String {
         transliterated = true;
         match deunicode::deunicode_char(c) {
             Some(latin)
-                if !latin.trim().is_empty() && latin.chars().all(|l| win_ansi(l) != b'?') =>
+                if !latin.trim().is_empty()
+                    && latin
+                        .chars()
+                        .all(|l| case_protocol::printable::win_ansi(l).is_some()) =>
             {
                 out.push_str(latin);
                 soft_space = latin.ends_with(' ');
@@ -674,6 +679,7 @@ mod tests {
         );
         assert_eq!(from_the_images("头部 CT"), "Tou Bu CT [transliterated]");
         assert_eq!(from_the_images("A\u{e000}"), "AU+E000 [transliterated]");
+        assert_eq!(from_the_images("Knee？"), "Knee? [transliterated]");
         for text in ["КТ", "头部 CT", "\u{e000}"] {
             assert!(!encode(&from_the_images(text)).contains(&b'?'), "{text}");
         }
