@@ -50,8 +50,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 }
 
 /// Writes `CASE-HASH16.pdf` and then `CASE-HASH16.json` (fax number, recipient, hash, size)
-/// into a folder, each by a temporary name and a rename: a gateway that acts on the `.json`
-/// always finds the whole PDF beside it.
+/// into a folder, each by a temporary name (synced) and a rename, then syncs the folder: a
+/// gateway that acts on the `.json` always finds the whole PDF beside it, and both are on disk
+/// before the delivery is recorded.
 #[derive(Debug, Clone)]
 pub struct FolderTransport {
     pub folder: PathBuf,
@@ -89,6 +90,11 @@ impl Transport for FolderTransport {
             "pdf_bytes": doc.pdf.len(),
         });
         write(&format!("{stem}.json"), sidecar.to_string().as_bytes())?;
+        // The renames survive a power loss once the folder is synced: a delivery is recorded
+        // as sent only after this.
+        std::fs::File::open(&self.folder)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| format!("{}: {e}", self.folder.display()))?;
         Ok(pdf.display().to_string())
     }
 }
