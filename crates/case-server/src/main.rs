@@ -77,6 +77,11 @@ enum Command {
         /// JSON sidecar (fax number, recipient, hash).
         #[arg(long, default_value = "overread-fax", env = "OVERREAD_FAX_DIR")]
         fax_dir: PathBuf,
+        /// Take reports but deliver none: another server on the same database delivers them,
+        /// or faxing is paused (the reports wait, none is lost; a server with delivery sends
+        /// them).
+        #[arg(long, conflicts_with = "fax_dir")]
+        no_delivery: bool,
     },
     /// Write a case's patient copy (studies with a DICOMDIR, reports as PDF and signed JSON) as
     /// a ZIP archive.
@@ -227,11 +232,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             insecure_http,
             max_upload_mib,
             fax_dir,
+            no_delivery,
         } => {
             let mut server = server()?;
             server.max_upload_bytes = max_upload_mib.saturating_mul(1 << 20);
             // The fax folder is made only once the command line is known to be good.
             let with_delivery = |mut server: Server| -> Result<Server, String> {
+                if no_delivery {
+                    return Ok(server);
+                }
                 std::fs::create_dir_all(&fax_dir)
                     .map_err(|e| format!("{}: {e}", fax_dir.display()))?;
                 server.delivery = Some(case_server::delivery::DeliveryConfig::folder(&fax_dir));

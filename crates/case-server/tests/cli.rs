@@ -228,6 +228,19 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
         None,
     );
     assert!(!ok && err.contains("only on loopback"), "{err}");
+    // A server that delivers nothing has no fax folder to name.
+    let (ok, _, err) = server(
+        &ctx,
+        &[
+            "serve",
+            "--insecure-http",
+            "--no-delivery",
+            "--fax-dir",
+            "fax",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
 }
 
 /// An S3-compatible server on loopback (moto's, from PyPI; `.ci/run` installs it), stopped
