@@ -923,6 +923,30 @@ impl ReadingServer {
         }
     }
 
+    /// A final report of case `case` (an index into `cases`) by rad1, signed as in an earlier
+    /// session and left in the outbox under `dir` (the server was away). Returns its hash.
+    fn kept_final(&self, dir: &Path, case: usize, findings: &str, impression: &str) -> String {
+        let report = case_protocol::Report {
+            case_id: self.cases[case].clone(),
+            kind: case_protocol::ReportKind::Final,
+            author: case_protocol::Author {
+                user_id: "rad1".into(),
+                display_name: "Dr One".into(),
+            },
+            key_id: self.key.verifying_key().id().0,
+            signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
+            study_instance_uids: vec![self.studies[case].clone()],
+            findings: findings.into(),
+            impression: impression.into(),
+            measurements: Vec::new(),
+        };
+        let signed = case_protocol::sign_report(report, &self.key).unwrap();
+        overread::cases::Outbox::open(&dir.join("outbox"))
+            .unwrap()
+            .enqueue(&signed)
+            .unwrap()
+    }
+
     /// Every stored report: (hash, case, signed JSON), oldest first.
     fn reports(&self) -> Vec<(String, String, case_protocol::SignedReport)> {
         self.rt.block_on(async {
@@ -956,6 +980,18 @@ impl ReadingServer {
             .unwrap()
             .status
     }
+}
+
+/// Sign in on the worklist (rad1's password) and step until the outbox's sender has delivered
+/// `n` reports and holds none.
+fn sign_in_until_delivered(h: &mut Harness<'_, OverreadApp>, n: usize) {
+    h.state_mut().worklist.password = "password-123".into();
+    h.get_by_label("Sign in").click();
+    step_until(h, 60, "the outbox did not deliver", |app| {
+        app.report
+            .outbox_status()
+            .is_some_and(|s| s.pending == 0 && s.delivered.len() == n)
+    });
 }
 
 /// Step until `done`, failing with `what` after `secs` seconds.
@@ -1158,32 +1194,13 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
 /// need no password again.
 #[test]
 fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
-    use overread::cases::Outbox;
     let dir = tempdir();
     let server = ReadingServer::start(dir.path(), 2);
     // The report kept is for the second case; the one signed now for the first, whose study
     // is the one open (the server refuses a report naming another case's study).
     let (kept_case, new_case) = (server.cases[1].clone(), server.cases[0].clone());
     // Signed in an earlier session; never sent.
-    let report = case_protocol::Report {
-        case_id: kept_case.clone(),
-        kind: case_protocol::ReportKind::Final,
-        author: case_protocol::Author {
-            user_id: "rad1".into(),
-            display_name: "Dr One".into(),
-        },
-        key_id: server.key.verifying_key().id().0,
-        signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
-        study_instance_uids: vec![server.studies[1].clone()],
-        findings: "Findings of the kept report.".into(),
-        impression: "Kept.".into(),
-        measurements: Vec::new(),
-    };
-    let signed = case_protocol::sign_report(report, &server.key).unwrap();
-    let kept_hash = Outbox::open(&dir.path().join("outbox"))
-        .unwrap()
-        .enqueue(&signed)
-        .unwrap();
+    let kept_hash = server.kept_final(dir.path(), 1, "Findings of the kept report.", "Kept.");
 
     let mut h = open_app_sized(
         &dir.path().join("study"),
@@ -1191,13 +1208,7 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
         egui::vec2(1600.0, 1080.0),
     );
     assert!(server.reports().is_empty());
-    h.state_mut().worklist.password = "password-123".into();
-    h.get_by_label("Sign in").click();
-    step_until(&mut h, 60, "the outbox did not deliver", |app| {
-        app.report
-            .outbox_status()
-            .is_some_and(|s| s.pending == 0 && s.delivered.len() == 1)
-    });
+    sign_in_until_delivered(&mut h, 1);
     let stored = server.reports();
     assert_eq!(stored.len(), 1);
     assert_eq!((&stored[0].0, &stored[0].1), (&kept_hash, &kept_case));
@@ -1252,42 +1263,22 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
 #[test]
 fn a_case_reported_earlier_opens_from_the_worklist_for_an_addendum() {
     use case_protocol::{CaseStatus, ReportKind};
-    use overread::cases::Outbox;
     let dir = tempdir();
     let server = ReadingServer::start(dir.path(), 1);
     let case = server.cases[0].clone();
     // The final report, signed in an earlier session, waiting in the outbox.
-    let report = case_protocol::Report {
-        case_id: case.clone(),
-        kind: ReportKind::Final,
-        author: case_protocol::Author {
-            user_id: "rad1".into(),
-            display_name: "Dr One".into(),
-        },
-        key_id: server.key.verifying_key().id().0,
-        signed_at: case_protocol::rfc3339_utc(case_protocol::unix_now()),
-        study_instance_uids: vec![server.studies[0].clone()],
-        findings: "A 6 mm nodule in the right upper lobe.".into(),
-        impression: "Small nodule.".into(),
-        measurements: Vec::new(),
-    };
-    let signed = case_protocol::sign_report(report, &server.key).unwrap();
-    let final_hash = Outbox::open(&dir.path().join("outbox"))
-        .unwrap()
-        .enqueue(&signed)
-        .unwrap();
+    let final_hash = server.kept_final(
+        dir.path(),
+        0,
+        "A 6 mm nodule in the right upper lobe.",
+        "Small nodule.",
+    );
     let mut h = open_app_sized(
         &dir.path().join("study"),
         server.settings(dir.path(), None),
         egui::vec2(1600.0, 1080.0),
     );
-    h.state_mut().worklist.password = "password-123".into();
-    h.get_by_label("Sign in").click();
-    step_until(&mut h, 60, "the outbox did not deliver", |app| {
-        app.report
-            .outbox_status()
-            .is_some_and(|s| s.pending == 0 && s.delivered.len() == 1)
-    });
+    sign_in_until_delivered(&mut h, 1);
     assert_eq!(server.status(&case), CaseStatus::Reported);
     h.get_by_label("Refresh").click();
     step_until(

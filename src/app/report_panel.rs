@@ -2211,6 +2211,33 @@ mod tests {
         }
     }
 
+    /// `report` as the outbox keeps one the server refused (`outbox/refused/HASH.json`, and
+    /// the server's answer beside it where `why` is given).
+    fn refused_by_the_server(
+        outbox: &std::path::Path,
+        hash: &str,
+        report: case_protocol::Report,
+        why: Option<&str>,
+    ) {
+        let refused = outbox.join("refused");
+        let signed = case_protocol::SignedReport {
+            report,
+            signature: "c2ln".into(),
+        };
+        std::fs::write(
+            refused.join(format!("{hash}.json")),
+            serde_json::to_vec(&signed).unwrap(),
+        )
+        .unwrap();
+        if let Some(why) = why {
+            std::fs::write(
+                refused.join(format!("{hash}.error.txt")),
+                format!("{why}\n"),
+            )
+            .unwrap();
+        }
+    }
+
     /// Reports the server refused in an earlier session (files in the outbox's refused
     /// folder) are listed with why, and each can be taken back into a draft of its own case
     /// only: its text goes in front of what the editors hold, its measurements come back
@@ -2245,20 +2272,7 @@ mod tests {
             ),
             ("b".repeat(64), &other_case, "409: case C-2 is reported"),
         ] {
-            let signed = case_protocol::SignedReport {
-                report: report.clone(),
-                signature: "c2ln".into(),
-            };
-            std::fs::write(
-                refused_dir.join(format!("{hash}.json")),
-                serde_json::to_vec(&signed).unwrap(),
-            )
-            .unwrap();
-            std::fs::write(
-                refused_dir.join(format!("{hash}.error.txt")),
-                format!("{why}\n"),
-            )
-            .unwrap();
+            refused_by_the_server(dir.path(), &hash, report.clone(), Some(why));
         }
         // A file that is not a report is left alone, and not listed.
         std::fs::write(refused_dir.join("broken.json"), b"{").unwrap();
@@ -2360,15 +2374,7 @@ mod tests {
         Outbox::open(dir.path()).unwrap();
         let hash = "d".repeat(64);
         let report = final_report("Nodule 9 mm.", "Benign.");
-        let signed = case_protocol::SignedReport {
-            report: report.clone(),
-            signature: "c2ln".into(),
-        };
-        std::fs::write(
-            refused_dir.join(format!("{hash}.json")),
-            serde_json::to_vec(&signed).unwrap(),
-        )
-        .unwrap();
+        refused_by_the_server(dir.path(), &hash, report.clone(), None);
         let mut r = state();
         r.setup.outbox = Some(dir.path().to_path_buf());
         r.start_case("C-1", Some("1.2.3"));
@@ -2431,15 +2437,7 @@ mod tests {
             ),
             (&addendum_hash, addendum),
         ] {
-            let signed = case_protocol::SignedReport {
-                report,
-                signature: "c2ln".into(),
-            };
-            std::fs::write(
-                refused_dir.join(format!("{hash}.json")),
-                serde_json::to_vec(&signed).unwrap(),
-            )
-            .unwrap();
+            refused_by_the_server(dir.path(), hash, report, None);
         }
         let mut r = state();
         r.setup.outbox = Some(dir.path().to_path_buf());

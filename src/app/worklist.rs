@@ -147,21 +147,17 @@ impl OverreadApp {
         let repaint = ctx.clone();
         std::thread::spawn(move || {
             let result: Refreshed = (|| {
-                let failed = |e: crate::cases::ClientError| {
-                    let expired = matches!(e, crate::cases::ClientError::Unauthorized(_));
-                    (e.to_string(), expired)
-                };
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(|e| (e.to_string(), false))?;
                 rt.block_on(async {
                     CaseClient::new(&server, ca.as_deref())
-                        .map_err(failed)?
+                        .map_err(request_failed)?
                         .with_token(token)
                         .worklist()
                         .await
-                        .map_err(failed)
+                        .map_err(request_failed)
                 })
             })();
             let _ = tx.send(result);
@@ -188,10 +184,6 @@ impl OverreadApp {
         std::thread::spawn(move || {
             let root = format!("{}/cases/{case}/dicomweb", server.trim_end_matches('/'));
             let result = (|| {
-                let failed = |e: crate::cases::ClientError| {
-                    let expired = matches!(e, crate::cases::ClientError::Unauthorized(_));
-                    (e.to_string(), expired)
-                };
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -200,9 +192,9 @@ impl OverreadApp {
                 // reported since): a final report there is what the draft amends.
                 let (studies, stored) = rt.block_on(async {
                     let client = crate::cases::DicomWebClient::new(ca.as_deref())
-                        .map_err(failed)?
+                        .map_err(request_failed)?
                         .with_token(token.clone());
-                    let studies = client.studies(&root).await.map_err(failed)?;
+                    let studies = client.studies(&root).await.map_err(request_failed)?;
                     let stored = match CaseClient::new(&server, ca.as_deref()) {
                         Ok(c) => c
                             .with_token(token)
@@ -240,6 +232,15 @@ impl OverreadApp {
         });
         self.worklist.message = format!("opening case {case_id}");
         self.worklist.opening = Some(rx);
+    }
+
+    /// A request with the login failed: said, and an expired login ends here too.
+    fn worklist_request_failed(&mut self, why: String, expired: bool) {
+        if expired {
+            self.login_expired(&why);
+        } else {
+            self.worklist.message = why;
+        }
     }
 
     /// The server no longer takes the login (a login lasts hours, not a workday): the sign-in
@@ -295,11 +296,7 @@ impl OverreadApp {
                 }
                 Ok(Err((e, expired))) => {
                     self.worklist.refreshing = None;
-                    if expired {
-                        self.login_expired(&e);
-                    } else {
-                        self.worklist.message = e;
-                    }
+                    self.worklist_request_failed(e, expired);
                 }
                 Err(TryRecvError::Disconnected) => self.worklist.refreshing = None,
                 Err(TryRecvError::Empty) => {}
@@ -334,17 +331,19 @@ impl OverreadApp {
                 }
                 Ok(Err((e, expired))) => {
                     self.worklist.opening = None;
-                    if expired {
-                        self.login_expired(&e);
-                    } else {
-                        self.worklist.message = e;
-                    }
+                    self.worklist_request_failed(e, expired);
                 }
                 Err(TryRecvError::Disconnected) => self.worklist.opening = None,
                 Err(TryRecvError::Empty) => {}
             }
         }
     }
+}
+
+/// A failed request as the worklist says it: why, and whether the login expired.
+fn request_failed(e: crate::cases::ClientError) -> (String, bool) {
+    let expired = matches!(e, crate::cases::ClientError::Unauthorized(_));
+    (e.to_string(), expired)
 }
 
 /// The final report of a case, from the server's list: the one an addendum amends (`None`:

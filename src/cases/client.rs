@@ -187,9 +187,10 @@ impl CaseClient {
         }
     }
 
-    pub async fn worklist(&self) -> Result<Vec<CaseSummary>, ClientError> {
+    /// `GET path` with the login, its JSON answer.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let r = self
-            .authed(self.http.get(format!("{}/worklist", self.base)))
+            .authed(self.http.get(format!("{}{path}", self.base)))
             .send()
             .await;
         Self::check(r)
@@ -199,23 +200,16 @@ impl CaseClient {
             .map_err(|e| ClientError::Transport(e.to_string()))
     }
 
+    pub async fn worklist(&self) -> Result<Vec<CaseSummary>, ClientError> {
+        self.get_json("/worklist").await
+    }
+
     /// The reports stored for a case, in arrival order, each checked again by the server.
     pub async fn reports(
         &self,
         case_id: &str,
     ) -> Result<Vec<case_protocol::StoredReport>, ClientError> {
-        let r = self
-            .authed(
-                self.http
-                    .get(format!("{}/cases/{case_id}/reports", self.base)),
-            )
-            .send()
-            .await;
-        Self::check(r)
-            .await?
-            .json()
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))
+        self.get_json(&format!("/cases/{case_id}/reports")).await
     }
 
     pub async fn submit(&self, signed: &SignedReport) -> Result<Receipt, ClientError> {

@@ -52,19 +52,26 @@ pub struct Outbox {
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // A temporary name of its own, so two writers of the same file (the app and the CLI) do
     // not rename each other's half-written copy.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("{}.{seq}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
+    let mut partial = imaging::partial::beside(path)?;
+    partial.write_all(bytes)?;
+    imaging::partial::persist(partial, path)
+}
+
+/// The hashes of the reports in `dir` (its `HASH.json` files), sorted; none where it cannot
+/// be read.
+fn hashes_in(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".json").map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// `dir/HASH.json` and the note of why beside it. An error says what failed, never the
@@ -139,18 +146,7 @@ impl Outbox {
 
     /// Hashes of the reports waiting to be sent.
     pub fn pending(&self) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(self.dir.join("pending"))
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        name.strip_suffix(".json").map(str::to_string)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
+        hashes_in(&self.dir.join("pending"))
     }
 
     /// The stored receipt of a report, if it was delivered.
@@ -165,17 +161,7 @@ impl Outbox {
     /// left where it is and said in the log (by its hash only).
     pub fn refused(&self) -> Vec<RefusedReport> {
         let dir = self.dir.join("refused");
-        let hashes: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
-                        name.strip_suffix(".json").map(str::to_string)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut out: Vec<RefusedReport> = hashes
+        let mut out: Vec<RefusedReport> = hashes_in(&dir)
             .into_iter()
             .filter_map(|hash| match read_refused(&dir, &hash) {
                 Ok(refused) => Some(refused),

@@ -280,12 +280,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Import { paths, case } => import(&server()?, &paths, &case).await?,
         Command::Export { case, out } => {
             let server = server()?;
-            let partial = Partial::beside(&out)?;
-            let file = partial.file()?;
+            // Whole or not at all: a failed export leaves an earlier copy as it was.
+            let at_out = |e: std::io::Error| format!("{}: {e}", out.display());
+            let partial = imaging::partial::beside(&out).map_err(at_out)?;
+            let file = partial.as_file().try_clone().map_err(at_out)?;
             let summary = case_server::export::patient_copy(&server.db, &server.store, &case, file)
                 .await
                 .map_err(|e| e.to_string())?;
-            partial.persist()?;
+            imaging::partial::persist(partial, &out).map_err(at_out)?;
             cli_audit(
                 &db,
                 "case_export",
@@ -310,10 +312,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (pdf, facts) = case_server::delivery::report_pdf(&server.db, &server.store, &hash)
                 .await
                 .map_err(|e| e.to_string())?;
-            let partial = Partial::beside(&out)?;
-            std::io::Write::write_all(&mut partial.file()?, &pdf)
-                .map_err(|e| format!("{}: {e}", out.display()))?;
-            partial.persist()?;
+            let at_out = |e: std::io::Error| format!("{}: {e}", out.display());
+            let mut partial = imaging::partial::beside(&out).map_err(at_out)?;
+            std::io::Write::write_all(partial.as_file_mut(), &pdf).map_err(at_out)?;
+            imaging::partial::persist(partial, &out).map_err(at_out)?;
             cli_audit(&db, "report_pdf", Some(&facts.case_id), &hash).await?;
             println!("{}", out.display());
         }
@@ -455,61 +457,4 @@ async fn cli_audit(
     db.audit(Some("cli"), action, case_id, Some("local"), detail)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// A file written whole or not at all: into a temporary file beside `out`, synced, then
-/// renamed over it. A failed export leaves no half archive, and an earlier copy at `out`
-/// stays whole (it was overwritten in place before).
-struct Partial {
-    file: tempfile::NamedTempFile,
-    out: PathBuf,
-}
-
-impl Partial {
-    fn beside(out: &Path) -> Result<Partial, String> {
-        let folder = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".overread-").suffix(".partial");
-        // Readable as any new file is (0666 less the umask), not tempfile's owner-only 0600.
-        #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        let file = builder
-            .tempfile_in(folder)
-            .map_err(|e| format!("{}: {e}", folder.display()))?;
-        Ok(Partial {
-            file,
-            out: out.to_path_buf(),
-        })
-    }
-
-    /// A handle to write through (the temporary file stays this one's to finish).
-    fn file(&self) -> Result<std::fs::File, String> {
-        self.file
-            .as_file()
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", self.out.display()))
-    }
-
-    /// Synced, then in place at `out`, its folder synced.
-    fn persist(self) -> Result<(), String> {
-        let out = self.out;
-        self.file
-            .as_file()
-            .sync_all()
-            .map_err(|e| format!("{}: {e}", out.display()))?;
-        self.file
-            .persist(&out)
-            .map_err(|e| format!("{}: {}", out.display(), e.error))?;
-        // The rename itself survives a power loss once its folder is synced.
-        let folder = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(folder)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| format!("{}: {e}", folder.display()))
-    }
 }

@@ -1037,14 +1037,7 @@ async fn a_change_whose_client_went_away_is_finished_and_audited() {
         return;
     }
     let coord = s.login("coord").await;
-    let r = s
-        .post(
-            &coord,
-            "/cases",
-            &serde_json::to_value(new_case("chest")).unwrap(),
-        )
-        .await;
-    let case: CaseSummary = r.json().await.unwrap();
+    let case = create_case(&s, &coord).await;
     let turn = s.db.write_turn().await;
     let gone = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(300))
@@ -1147,14 +1140,7 @@ async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
     assert!(stored.len() == 1 && stored[0].verified);
 
     // No case goes to a disabled account; enabled again, it logs in and takes cases.
-    let r = s
-        .post(
-            &coord,
-            "/cases",
-            &serde_json::to_value(new_case("chest")).unwrap(),
-        )
-        .await;
-    let next: CaseSummary = r.json().await.unwrap();
+    let next = create_case(&s, &coord).await;
     let assign = |token: String| {
         let (s, path) = (&s, format!("/cases/{}/assign", next.id));
         async move { s.post(&token, &path, &json!({"radiologist": "rad1"})).await }

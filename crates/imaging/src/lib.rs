@@ -19,6 +19,7 @@ mod jpeg;
 pub mod mosaic;
 pub mod nifti;
 pub mod open;
+pub mod partial;
 pub mod rle;
 pub mod scan;
 pub mod series;

@@ -41,22 +41,11 @@ pub fn write_nifti(volume: &Volume, path: &Path) -> Result<(), ImagingError> {
         source,
     };
     let gz = path.extension().is_some_and(|e| e == "gz");
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".overread-").suffix(".partial");
-    // Readable as any new file is (0666 less the umask), not tempfile's owner-only 0600: an
-    // export in a shared study folder is for others to read.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    match builder.tempfile_in(folder) {
+    match crate::partial::beside(path) {
         Ok(mut partial) => {
+            // Dropped on any error, the temporary file is removed.
             write_whole(volume, partial.as_file_mut(), gz).map_err(io)?;
-            // Dropped on any error above, the temporary file is removed.
-            partial.persist(path).map_err(|e| io(e.error))?;
-            Ok(())
+            crate::partial::persist(partial, path).map_err(io)
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             let mut file = std::fs::File::create(path).map_err(io)?;

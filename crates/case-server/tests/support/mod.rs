@@ -141,18 +141,23 @@ pub fn new_case(subspecialty: &str) -> NewCase {
     }
 }
 
-/// A case created by the coordinator, assigned to `rad`, ready, and opened (reading).
-pub async fn case_in_reading(s: &Server, rad: &str) -> String {
-    let coord = s.login("coord").await;
+/// A chest case created by `token` (a coordinator's), not assigned yet.
+pub async fn create_case(s: &Server, token: &str) -> CaseSummary {
     let r = s
         .post(
-            &coord,
+            token,
             "/cases",
             &serde_json::to_value(new_case("chest")).unwrap(),
         )
         .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let case: CaseSummary = r.json().await.unwrap();
+    r.json().await.unwrap()
+}
+
+/// A case created by the coordinator, assigned to `rad`, ready, and opened (reading).
+pub async fn case_in_reading(s: &Server, rad: &str) -> String {
+    let coord = s.login("coord").await;
+    let case = create_case(s, &coord).await;
     let r = s
         .post(
             &coord,

@@ -1,0 +1,33 @@
+//! A file written whole or not at all: first under a temporary name of its own beside where
+//! it goes (so the rename is within one file system), then synced and renamed into place.
+//! Used by every export that must not leave a file that looks complete but is not (NIfTI
+//! here; the server's patient copy and report PDFs).
+
+use std::path::Path;
+
+/// The folder `path` goes into ("." for a bare file name).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A temporary file beside `path` (`.overread-*.partial`), readable as any new file is
+/// (0666 less the umask, not tempfile's owner-only 0600: an export in a shared folder is for
+/// others to read). Dropped unfinished, it is removed.
+pub fn beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".overread-").suffix(".partial");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    builder.tempfile_in(folder_of(path))
+}
+
+/// `partial` (written) synced, renamed to `path`, and the folder synced: the rename survives
+/// a power loss.
+pub fn persist(partial: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    partial.as_file().sync_all()?;
+    partial.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(folder_of(path))?.sync_all()
+}
