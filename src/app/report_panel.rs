@@ -85,9 +85,10 @@ impl PushToTalk {
     }
 }
 
-/// A final report that was signed and received: what addenda amend.
+/// A final report that was signed and received: what addenda to its case amend.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignedFinal {
+    pub case_id: String,
     pub report_hash: String,
     pub findings: String,
     pub impression: String,
@@ -212,7 +213,8 @@ pub struct ReportState {
     pub sign_message: String,
     /// The canonical text to be signed is shown.
     pub show_signed_text: bool,
-    /// The final report signed for this case: the draft now holds an addendum to it.
+    /// The final report signed for a case: while the Case field names that case the draft is
+    /// an addendum to it ([`ReportState::amending`]).
     pub signed_final: Option<SignedFinal>,
     /// The outbox's background sender, running once the worklist has signed in.
     outbox: Option<OutboxWorker>,
@@ -307,13 +309,22 @@ impl ReportState {
         self.settings.unsure_below.unwrap_or(UNSURE_BELOW)
     }
 
+    /// The signed final report that the draft amends: the one of the case in the Case field.
+    /// A case has one final report, so a draft of a reported case is always an addendum; the
+    /// Case field changed to another case makes it that case's final report.
+    pub fn amending(&self) -> Option<&SignedFinal> {
+        self.signed_final
+            .as_ref()
+            .filter(|f| f.case_id == self.form.case_id.trim())
+    }
+
     /// The report as it would be signed now (key id from the key file; time now): the final
-    /// report, or after it has been signed, an addendum to it.
+    /// report, or once its case's final has been signed, an addendum to it.
     pub fn report_to_sign(&self) -> Result<case_protocol::Report, String> {
         let key_id = self.key_id()?;
         Ok(case_protocol::Report {
             case_id: self.form.case_id.trim().to_string(),
-            kind: match &self.signed_final {
+            kind: match self.amending() {
                 None => case_protocol::ReportKind::Final,
                 Some(f) => case_protocol::ReportKind::Addendum {
                     amends: f.report_hash.clone(),
@@ -395,7 +406,7 @@ impl ReportState {
                 },
             );
         }
-        if self.signed_final.is_some() {
+        if self.amending().is_some() {
             checks.retain(|c| c.kind != CheckKind::EmptyImpression);
             if !self.draft.findings.chars().any(char::is_alphanumeric) {
                 checks.insert(
@@ -515,12 +526,24 @@ impl ReportState {
         self.recorder.as_ref().map_or(0, Recorder::samples)
     }
 
-    /// Start the draft over from the chosen template (a new report: no addendum, no marks).
+    /// Start the draft over from the chosen template (a new report: no marks, no linked
+    /// measurements). A draft that amends its case's signed final report starts over as an
+    /// empty addendum to it: the case has its final report, and a second would be refused.
     pub fn use_template(&mut self) {
-        if let Some(t) = self.templates.get(self.template) {
-            self.draft = Draft::from_template(t);
-            self.forget_report();
-        }
+        let Some(t) = self.templates.get(self.template) else {
+            return;
+        };
+        let amended = self.amending().cloned();
+        self.draft = match amended {
+            Some(_) => {
+                let mut addendum = Draft::default();
+                addendum.section = Some(Section::Findings);
+                addendum
+            }
+            None => Draft::from_template(t),
+        };
+        self.forget_report();
+        self.signed_final = amended;
     }
 
     /// Forget what belonged to the last report besides its text: linked measurements, marked
@@ -1125,6 +1148,7 @@ impl ReportState {
             self.sign_message = said;
             if !addendum {
                 self.signed_final = Some(SignedFinal {
+                    case_id: report.case_id.clone(),
                     report_hash: hash.clone(),
                     findings: report.findings.clone(),
                     impression: report.impression.clone(),
@@ -1160,6 +1184,7 @@ impl ReportState {
         if !addendum {
             // The signed text stays as it was; what is written now is an addendum to it.
             self.signed_final = Some(SignedFinal {
+                case_id: report.case_id.clone(),
                 report_hash: hash,
                 findings: report.findings,
                 impression: report.impression,
@@ -1374,10 +1399,11 @@ impl ReportState {
                 || Outbox::existing(&r.outbox_dir()).is_some_and(|o| o.was_taken_back(amends))
         };
         if let case_protocol::ReportKind::Addendum { amends } = &report.kind
-            && self.signed_final.is_none()
+            && self.amending().is_none()
             && !base_refused(self, amends)
         {
             self.signed_final = Some(SignedFinal {
+                case_id: report.case_id.clone(),
                 report_hash: amends.clone(),
                 findings: format!(
                     "Report {} (signed before this session; its text is kept by the case \
@@ -1771,26 +1797,35 @@ fn editors_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
                     ui.selectable_value(&mut r.template, i, &t.title);
                 }
             });
-        let label = if r.signed_final.is_some() {
-            "New report"
+        let amending = r.amending().map(|f| f.case_id.clone());
+        let label = if amending.is_some() {
+            "Start the addendum over"
         } else {
             "Use template"
         };
-        if ui
-            .add_enabled(!r.signing(), egui::Button::new(label))
-            .clicked()
-        {
+        let button = ui.add_enabled(!r.signing(), egui::Button::new(label));
+        let button = match &amending {
+            Some(case) => button.on_hover_text(format!(
+                "Case {case} has its signed final report: what is written here is an \
+                 addendum to it"
+            )),
+            None => button,
+        };
+        if button.clicked() {
             r.use_template();
         }
     });
     // While a report is being signed its text is read-only: what is typed meanwhile would be
     // cleared with the signed text without having been signed.
     let signing = r.signing();
-    if let Some(signed) = &r.signed_final {
-        egui::CollapsingHeader::new("Signed report").show(ui, |ui| {
-            ui.label(&signed.findings);
-            ui.strong(&signed.impression);
-        });
+    if let Some(signed) = r.amending() {
+        egui::CollapsingHeader::new(format!("Signed report of case {}", signed.case_id)).show(
+            ui,
+            |ui| {
+                ui.label(&signed.findings);
+                ui.strong(&signed.impression);
+            },
+        );
         ui.add_enabled_ui(!signing, |ui| {
             ui.label("Addendum");
             section_editor(r, ui, Section::Findings, 6);
@@ -2035,7 +2070,7 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
         && !blocked
         && !r.signing()
         && !r.form.case_id.trim().is_empty();
-    let label = if r.signed_final.is_some() {
+    let label = if r.amending().is_some() {
         "Sign and send addendum"
     } else {
         "Sign and send"
@@ -2839,6 +2874,7 @@ mod tests {
         r.study_uids = vec!["9.9.9".into()];
         r.draft.findings = "Text of case 1.".into();
         r.signed_final = Some(SignedFinal {
+            case_id: "C-1".into(),
             report_hash: "abc".into(),
             findings: "Text of case 1.".into(),
             impression: "One.".into(),
@@ -2851,6 +2887,53 @@ mod tests {
         // The report is about the case's study, not about what was on screen for the last.
         assert!(r.study_uids.is_empty());
         assert_eq!(r.case_studies, Some(vec!["4.5.6".to_string()]));
+    }
+
+    /// A case has one final report: once it is signed or read from the server, every draft
+    /// of that case is an addendum to it, a template asked for included (a second final
+    /// would be refused by the server); another case in the Case field gets its own final.
+    #[test]
+    fn a_reported_case_is_only_amended() {
+        let mut r = state();
+        r.key_id.set("k".into()).unwrap();
+        r.start_case("C-1", Some("1.2.3"));
+        r.amend(SignedFinal {
+            case_id: "C-1".into(),
+            report_hash: "f".repeat(64),
+            findings: "Final text.".into(),
+            impression: "Final impression.".into(),
+        });
+        let kind = |r: &ReportState| r.report_to_sign().unwrap().kind;
+        let addendum = case_protocol::ReportKind::Addendum {
+            amends: "f".repeat(64),
+        };
+        r.draft.findings = "Addendum text.".into();
+        assert_eq!(kind(&r), addendum);
+        let empty_impression = |r: &ReportState| {
+            r.checks()
+                .iter()
+                .any(|c| c.kind == CheckKind::EmptyImpression)
+        };
+        assert!(
+            !empty_impression(&r),
+            "an addendum's impression is optional"
+        );
+
+        r.use_template();
+        assert_eq!(kind(&r), addendum, "still an addendum");
+        assert!(
+            r.draft.findings.is_empty() && r.draft.impression.is_empty(),
+            "started over empty, no template text in an addendum: {:?}",
+            r.draft.findings
+        );
+
+        // The Case field changed by hand (no worklist): that case's final report.
+        r.draft.findings = "Findings of another case.".into();
+        r.form.case_id = "C-2".into();
+        assert_eq!(kind(&r), case_protocol::ReportKind::Final);
+        assert!(empty_impression(&r), "a final report needs its impression");
+        r.form.case_id = " C-1 ".into();
+        assert_eq!(kind(&r), addendum);
     }
 
     #[test]

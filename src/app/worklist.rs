@@ -366,6 +366,7 @@ fn final_report_of(
         ));
     }
     Ok(Some(super::report_panel::SignedFinal {
+        case_id: last.signed.report.case_id.clone(),
         report_hash: last.receipt.report_hash.clone(),
         findings: last.signed.report.findings.clone(),
         impression: last.signed.report.impression.clone(),
