@@ -1146,7 +1146,10 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
     );
 
     // An addendum: the signed text stays as signed; the new text amends it.
-    assert!(h.query_by_label("Signed report").is_some());
+    assert!(
+        h.query_by_label(&format!("Signed report of case {case_id}"))
+            .is_some()
+    );
     assert!(h.query_by_label_contains("The addendum is empty").is_some());
     h.state_mut().report.draft.findings =
         "Comparison with the outside CT of last year: the nodule is unchanged.".into();
@@ -1302,7 +1305,10 @@ fn a_case_reported_earlier_opens_from_the_worklist_for_an_addendum() {
 
     h.get_by_label("Report").click();
     h.step();
-    assert!(h.query_by_label("Signed report").is_some());
+    assert!(
+        h.query_by_label(&format!("Signed report of case {case}"))
+            .is_some()
+    );
     {
         let r = &mut h.state_mut().report;
         r.draft.findings = "Addendum: the nodule is 7 mm on thin sections.".into();

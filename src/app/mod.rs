@@ -1760,7 +1760,6 @@ fn retrieve_urls(
     {
         return Ok((paths, Vec::new()));
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     let mut folders = Vec::new();
     for path in paths {
@@ -1781,14 +1780,13 @@ fn retrieve_urls(
                 repaint.request_repaint();
             }
         };
-        runtime
-            .block_on(async {
-                let client = DicomWebClient::for_url(&url, token.clone()).await?;
-                client
-                    .download(&url, folder.path(), DEFAULT_CONCURRENCY, on_file)
-                    .await
-            })
-            .map_err(|e| format!("study {}: {e}", url.study_uid))?;
+        crate::cases::net::block_on(async {
+            let client = DicomWebClient::for_url(&url, token.clone()).await?;
+            client
+                .download(&url, folder.path(), DEFAULT_CONCURRENCY, on_file)
+                .await
+        })?
+        .map_err(|e| format!("study {}: {e}", url.study_uid))?;
         out.push(folder.path().to_path_buf());
         folders.push(folder);
     }

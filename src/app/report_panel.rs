@@ -1561,50 +1561,46 @@ fn sign_and_send(
     };
     let mut login = None;
     let mut others = Vec::new();
-    let receipt = (|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Err(e.to_string()))?;
-        runtime.block_on(async {
-            let mut client = CaseClient::new(server, setup.server_ca.as_deref())
-                .map_err(|e| Err(e.to_string()))?;
-            match &setup.token {
-                Some(token) if password.is_empty() => client = client.with_token(token.clone()),
-                _ => {
-                    client
-                        .login(user, password)
-                        .await
-                        .map_err(|e| Err(e.to_string()))?;
-                    login = client.token().map(str::to_string);
-                }
+    let receipt = crate::cases::net::block_on(async {
+        let mut client =
+            CaseClient::new(server, setup.server_ca.as_deref()).map_err(|e| Err(e.to_string()))?;
+        match &setup.token {
+            Some(token) if password.is_empty() => client = client.with_token(token.clone()),
+            _ => {
+                client
+                    .login(user, password)
+                    .await
+                    .map_err(|e| Err(e.to_string()))?;
+                login = client.token().map(str::to_string);
             }
-            // An addendum whose final report still waits in the outbox sends it first (sent
-            // alone, the addendum would be refused for good); other waiting reports are the
-            // outbox's sender's.
-            let wait = std::time::Duration::from_millis(300);
-            if let Some(base) = amends.filter(|b| outbox.pending().contains(b)) {
-                let d = outbox.deliver_one(&client, &base, 3, wait).await;
-                let received = matches!(d, Delivery::Delivered(_));
-                others.push(d);
-                if !received {
-                    return Err(Err(format!(
-                        "it waits for the report it amends ({base}) to be received first"
-                    )));
-                }
+        }
+        // An addendum whose final report still waits in the outbox sends it first (sent
+        // alone, the addendum would be refused for good); other waiting reports are the
+        // outbox's sender's.
+        let wait = std::time::Duration::from_millis(300);
+        if let Some(base) = amends.filter(|b| outbox.pending().contains(b)) {
+            let d = outbox.deliver_one(&client, &base, 3, wait).await;
+            let received = matches!(d, Delivery::Delivered(_));
+            others.push(d);
+            if !received {
+                return Err(Err(format!(
+                    "it waits for the report it amends ({base}) to be received first"
+                )));
             }
-            let delivered = outbox.deliver_one(&client, &hash, 3, wait).await;
-            match delivered {
-                Delivery::Delivered(receipt) => Ok(receipt),
-                Delivery::Refused {
-                    status, message, ..
-                } => Err(Ok(format!(
-                    "The case server refused the report ({status}): {message}"
-                ))),
-                Delivery::Pending { error, .. } => Err(Err(error)),
-            }
-        })
-    })();
+        }
+        let delivered = outbox.deliver_one(&client, &hash, 3, wait).await;
+        match delivered {
+            Delivery::Delivered(receipt) => Ok(receipt),
+            Delivery::Refused {
+                status, message, ..
+            } => Err(Ok(format!(
+                "The case server refused the report ({status}): {message}"
+            ))),
+            Delivery::Pending { error, .. } => Err(Err(error)),
+        }
+    })
+    // No network runtime: kept in the outbox like any report the server did not answer.
+    .unwrap_or_else(|e| Err(Err(e)));
     match receipt {
         Ok(r) => Ok(Signed {
             report,

@@ -8,8 +8,9 @@
 //! Signing in also starts the outbox's background sender with that login (reports signed
 //! while the server was away are sent), and signing reports uses it (no password again).
 //!
-//! Network work runs on background threads; the frame loop only polls their channels. The
-//! password is kept only until the sign-in thread takes it.
+//! Network work runs on the one network runtime ([`crate::cases::net`]); the frame loop only
+//! polls the channels its answers come back on. The password is kept only until the sign-in
+//! request takes it.
 
 use std::path::PathBuf;
 
@@ -69,34 +70,26 @@ impl OverreadApp {
         let ca = self.report.setup.server_ca.clone();
         let user = self.report.form.user.trim().to_string();
         let password = std::mem::take(&mut self.worklist.password);
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let repaint = ctx.clone();
-        std::thread::spawn(move || {
-            let result = (|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
+        let answer = in_background(
+            ctx,
+            async move {
+                let mut client =
+                    CaseClient::new(&server, ca.as_deref()).map_err(|e| e.to_string())?;
+                client
+                    .login(&user, &password)
+                    .await
                     .map_err(|e| e.to_string())?;
-                rt.block_on(async {
-                    let mut client =
-                        CaseClient::new(&server, ca.as_deref()).map_err(|e| e.to_string())?;
-                    client
-                        .login(&user, &password)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let cases = client.worklist().await.map_err(|e| e.to_string())?;
-                    let token = client.token().unwrap_or_default().to_string();
-                    Ok((token, cases))
-                })
-            })();
-            let _ = tx.send(result);
-            repaint.request_repaint();
-        });
+                let cases = client.worklist().await.map_err(|e| e.to_string())?;
+                let token = client.token().unwrap_or_default().to_string();
+                Ok((token, cases))
+            },
+            Err,
+        );
         self.worklist.message = "signing in".into();
-        self.worklist.signing_in = Some(rx);
+        self.worklist.signing_in = Some(answer);
     }
 
-    /// Sign out: the login ends on the server (on a background thread; best effort: an
+    /// Sign out: the login ends on the server (in the background; best effort: an
     /// unreachable server lets it expire) and is forgotten here. Reports signed from now on
     /// wait in the outbox until the next sign-in.
     pub fn sign_out(&mut self) {
@@ -114,22 +107,17 @@ impl OverreadApp {
         self.worklist.message = "signed out".into();
         if let Some(server) = self.report.setup.server.clone() {
             let ca = self.report.setup.server_ca.clone();
-            std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                rt.block_on(async {
-                    if let Ok(client) = CaseClient::new(&server, ca.as_deref()) {
-                        let mut client = client.with_token(token);
-                        if let Err(e) = client.logout().await {
-                            tracing::warn!("sign-out: the server did not end the login: {e}");
-                        }
+            let ended = crate::cases::net::spawn(async move {
+                if let Ok(client) = CaseClient::new(&server, ca.as_deref()) {
+                    let mut client = client.with_token(token);
+                    if let Err(e) = client.logout().await {
+                        tracing::warn!("sign-out: the server did not end the login: {e}");
                     }
-                });
+                }
             });
+            if let Err(e) = ended {
+                tracing::warn!("sign-out: the server was not told ({e})");
+            }
         }
     }
 
@@ -143,28 +131,20 @@ impl OverreadApp {
             return;
         };
         let ca = self.report.setup.server_ca.clone();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let repaint = ctx.clone();
-        std::thread::spawn(move || {
-            let result: Refreshed = (|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| (e.to_string(), false))?;
-                rt.block_on(async {
-                    CaseClient::new(&server, ca.as_deref())
-                        .map_err(request_failed)?
-                        .with_token(token)
-                        .worklist()
-                        .await
-                        .map_err(request_failed)
-                })
-            })();
-            let _ = tx.send(result);
-            repaint.request_repaint();
-        });
+        let answer = in_background(
+            ctx,
+            async move {
+                CaseClient::new(&server, ca.as_deref())
+                    .map_err(request_failed)?
+                    .with_token(token)
+                    .worklist()
+                    .await
+                    .map_err(request_failed)
+            },
+            |e| Err((e, false)),
+        );
         self.worklist.message = "reading the worklist".into();
-        self.worklist.refreshing = Some(rx);
+        self.worklist.refreshing = Some(answer);
     }
 
     /// Open a case of the worklist: its first study, retrieved over DICOMweb; for a reported
@@ -179,32 +159,24 @@ impl OverreadApp {
         };
         let ca = self.report.setup.server_ca.clone();
         let case = case_id.to_string();
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let repaint = ctx.clone();
-        std::thread::spawn(move || {
-            let root = format!("{}/cases/{case}/dicomweb", server.trim_end_matches('/'));
-            let result = (|| {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| (e.to_string(), false))?;
+        let answer = in_background(
+            ctx,
+            async move {
+                let root = format!("{}/cases/{case}/dicomweb", server.trim_end_matches('/'));
+                let client = crate::cases::DicomWebClient::new(ca.as_deref())
+                    .map_err(request_failed)?
+                    .with_token(token.clone());
+                let studies = client.studies(&root).await.map_err(request_failed)?;
                 // Its reports too, whatever the list last said of it (it may have been
                 // reported since): a final report there is what the draft amends.
-                let (studies, stored) = rt.block_on(async {
-                    let client = crate::cases::DicomWebClient::new(ca.as_deref())
-                        .map_err(request_failed)?
-                        .with_token(token.clone());
-                    let studies = client.studies(&root).await.map_err(request_failed)?;
-                    let stored = match CaseClient::new(&server, ca.as_deref()) {
-                        Ok(c) => c
-                            .with_token(token)
-                            .reports(&case)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    Ok::<_, (String, bool)>((studies, stored))
-                })?;
+                let stored = match CaseClient::new(&server, ca.as_deref()) {
+                    Ok(c) => c
+                        .with_token(token)
+                        .reports(&case)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
                 let first = studies
                     .into_iter()
                     .next()
@@ -226,12 +198,11 @@ impl OverreadApp {
                     signed_final,
                     final_problem,
                 })
-            })();
-            let _ = tx.send(result);
-            repaint.request_repaint();
-        });
+            },
+            |e| Err((e, false)),
+        );
         self.worklist.message = format!("opening case {case_id}");
-        self.worklist.opening = Some(rx);
+        self.worklist.opening = Some(answer);
     }
 
     /// A request with the login failed: said, and an expired login ends here too.
@@ -338,6 +309,30 @@ impl OverreadApp {
             }
         }
     }
+}
+
+/// Run `request` on the network runtime ([`crate::cases::net`]); its answer comes back on the
+/// channel returned, and the window is woken for it. `unstarted` makes the answer when the
+/// runtime cannot start.
+fn in_background<T, F>(
+    ctx: &egui::Context,
+    request: F,
+    unstarted: impl FnOnce(String) -> T,
+) -> Receiver<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (answer, repaint) = (tx.clone(), ctx.clone());
+    let started = crate::cases::net::spawn(async move {
+        let _ = answer.send(request.await);
+        repaint.request_repaint();
+    });
+    if let Err(e) = started {
+        let _ = tx.send(unstarted(e));
+    }
+    rx
 }
 
 /// A failed request as the worklist says it: why, and whether the login expired.

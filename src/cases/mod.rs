@@ -2,7 +2,8 @@
 //! disk ([`keystore`]), the HTTP client ([`client`]), studies over DICOMweb from the case
 //! server or any PACS ([`dicomweb`]), and the durable outbox of signed reports
 //! ([`outbox`]): a signed report is written to disk before it is sent and removed only when the
-//! server's receipt is in hand, so a crash, a lost network or a restart never loses one.
+//! server's receipt is in hand, so a crash, a lost network or a restart never loses one. All of
+//! it runs on the one network runtime ([`net`]).
 //!
 //! Owns: talking to the case server, keeping signed reports until receipted. Must not: import
 //! `render`, `viewer` or `app` (layer rule).
@@ -10,6 +11,7 @@
 pub mod client;
 pub mod dicomweb;
 pub mod keystore;
+pub mod net;
 pub mod outbox;
 
 pub use client::{CaseClient, ClientError};

@@ -477,8 +477,8 @@ impl WorkerShared {
     }
 }
 
-/// The outbox's background sender: a thread of its own, so the frame loop never waits on the
-/// network. It sends what is pending at once (reports left by an earlier run of the app
+/// The outbox's background sender: a thread of its own that waits on the network runtime
+/// ([`super::net`]), so the frame loop never waits on the network. It sends what is pending at once (reports left by an earlier run of the app
 /// included), again after every [`OutboxWorker::nudge`], and while the server is away it
 /// retries with doubling waits ([`Backoff`]). Dropping it stops the thread; nothing pending is
 /// lost, since the pending files stay on disk for the next start.
@@ -496,13 +496,11 @@ impl OutboxWorker {
     ) -> std::io::Result<OutboxWorker> {
         let shared = std::sync::Arc::new(WorkerShared::default());
         shared.lock().client = Some(client);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = super::net::runtime().map_err(std::io::Error::other)?;
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("outbox".into())
-            .spawn(move || worker_loop(&outbox, &thread_shared, &runtime, backoff))?;
+            .spawn(move || worker_loop(&outbox, &thread_shared, runtime, backoff))?;
         Ok(OutboxWorker {
             shared,
             thread: Some(thread),
