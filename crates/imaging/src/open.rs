@@ -87,7 +87,7 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
         return None;
     }
     let had_preamble = pos > 0;
-    let meta = walk_meta(bytes, &mut pos);
+    let meta = walk_meta(bytes, &mut pos, bytes.len());
     // With a meta group, trust it only when its own length agrees with its elements and it
     // names the transfer syntax: guessing over a damaged group parses garbage.
     if had_preamble
@@ -169,19 +169,26 @@ struct Meta {
     transfer_syntax: Option<String>,
     sop_class: Option<String>,
     sop_instance: Option<String>,
+    /// An element whose length, read as dicom-rs reads it, runs past the end of the file
+    /// (`file_size`): dicom-rs would allocate that length before finding the file short.
+    overrun: Option<String>,
 }
 
-/// Walk group 0002 (explicit VR little endian), leaving `pos` after it.
-fn walk_meta(bytes: &[u8], pos: &mut usize) -> Meta {
+/// Walk group 0002 (explicit VR little endian), leaving `pos` after it. `bytes` may be the
+/// start of a file of `file_size` bytes. As dicom-rs does, the walk goes on through elements
+/// of other groups while (0002,0000) says the group goes on (a damaged or odd group): it must
+/// see what dicom-rs will read.
+fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
     let mut meta = Meta::default();
     while let Some(head) = bytes.get(*pos..*pos + 8) {
         let group = u16::from_le_bytes([head[0], head[1]]);
-        if group != 0x0002 {
+        if group != 0x0002 && !meta.group_end.is_some_and(|end| *pos < end) {
             break;
         }
         let element = u16::from_le_bytes([head[2], head[3]]);
         let vr = [head[4], head[5]];
-        let (len, header) = if long_length_vr(&vr) {
+        // dicom-rs reads a VR it does not know as UN: two reserved bytes, a 4-byte length.
+        let (len, header) = if long_length_vr(&vr) || !KNOWN_VRS.contains(&&vr[..]) {
             let Some(l) = bytes.get(*pos + 8..*pos + 12) else {
                 break;
             };
@@ -189,6 +196,15 @@ fn walk_meta(bytes: &[u8], pos: &mut usize) -> Meta {
         } else {
             (usize::from(u16::from_le_bytes([head[6], head[7]])), 8)
         };
+        if len != u32::MAX as usize && (*pos + header).saturating_add(len) > file_size {
+            meta.overrun = Some(format!(
+                "File Meta element ({group:04X},{element:04X}) at offset {} claims {len} bytes, \
+                 but only {} remain: damaged or truncated",
+                *pos,
+                file_size.saturating_sub(*pos + header)
+            ));
+            break;
+        }
         let Some(value) = bytes.get(*pos + header..*pos + header + len) else {
             break;
         };
@@ -199,7 +215,7 @@ fn walk_meta(bytes: &[u8], pos: &mut usize) -> Meta {
                     .to_string(),
             )
         };
-        match element {
+        match (group == 0x0002).then_some(element).unwrap_or(u16::MAX) {
             0x0000 if len == 4 => {
                 let length = u32::from_le_bytes([value[0], value[1], value[2], value[3]]) as usize;
                 meta.group_end = Some(*pos + header + len + length);
@@ -242,7 +258,10 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
         return None;
     }
     let mut pos = 132;
-    let meta = walk_meta(&bytes, &mut pos);
+    let meta = walk_meta(&bytes, &mut pos, size);
+    if let Some(overrun) = meta.overrun {
+        return Some(Err(overrun));
+    }
     let ts = meta.transfer_syntax?;
     let explicit = ts != IMPLICIT_VR_LE;
     let big_endian = ts == "1.2.840.10008.1.2.2";
@@ -1023,6 +1042,68 @@ mod tests {
         }
     }
 
+    /// A damaged length in the File Meta group (found by fuzzing): a 434-byte file whose
+    /// (0002,0002) had lost its VR made dicom-rs, which reads an unknown VR as UN with a 4-byte
+    /// length, reserve 3.6 GB for it. The meta walk now checks lengths as dicom-rs reads them.
+    #[test]
+    fn a_damaged_length_in_the_meta_group_is_refused() {
+        let body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let good = part10(EXPLICIT_VR_LE, &body);
+        assert!(open_dicom(&write(&good).1, false).is_ok());
+        let at = good
+            .windows(6)
+            .position(|w| w == [2, 0, 2, 0, b'U', b'I'])
+            .unwrap();
+        // The fuzzer's bytes: VR "U\x91", then what dicom-rs takes for reserved bytes and a
+        // length of 0xD7DB9191.
+        let mut unknown_vr = good.clone();
+        unknown_vr[at + 5..at + 12].copy_from_slice(&[0x91, 0x91, 0x91, 0x91, 0x91, 0xDB, 0xD7]);
+        // A known long VR with a length past the end.
+        let mut long_vr = good.clone();
+        let ob = good
+            .windows(6)
+            .position(|w| w == [2, 0, 1, 0, b'O', b'B'])
+            .unwrap();
+        long_vr[ob + 8..ob + 12].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+        for (bytes, element, claimed) in [
+            (unknown_vr, "(0002,0002)", "claims 3621491089 bytes"),
+            (long_vr, "(0002,0001)", "claims 4026531840 bytes"),
+        ] {
+            let (_dir, path) = write(&bytes);
+            for header_only in [false, true] {
+                let message = refusal(&path, header_only);
+                assert!(message.contains(element), "{message}");
+                assert!(message.contains(claimed), "{message}");
+            }
+        }
+    }
+
+    /// dicom-rs reads the File Meta group as far as (0002,0000) says, through elements of
+    /// other groups (found by fuzzing: a damaged UID value put a (0031,0003) inside the
+    /// group, the walk stopped there without a transfer syntax and checked nothing, and
+    /// dicom-rs then read the data set and reserved 3.2 GB for an OB). The walk now goes as
+    /// far as dicom-rs and checks the data set after it.
+    #[test]
+    fn an_element_of_another_group_inside_the_meta_group_is_walked_past() {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&0xC000_0000u32.to_le_bytes());
+        body.extend_from_slice(&[0; 16]);
+        let mut file = part10(EXPLICIT_VR_LE, &body);
+        // An element of group 0031 first in the meta group, inside its length.
+        let stray = short_element(0x31, 3, b"UI", b"1.2\0");
+        let first = 132 + 12;
+        file.splice(first..first, stray.iter().copied());
+        let length = u32::from_le_bytes(file[140..144].try_into().unwrap());
+        file[140..144].copy_from_slice(&(length + stray.len() as u32).to_le_bytes());
+        let (_dir, path) = write(&file);
+        for header_only in [false, true] {
+            let message = refusal(&path, header_only);
+            assert!(message.contains("(0009,1000)"), "{message}");
+            assert!(message.contains("claims 3221225472 bytes"), "{message}");
+        }
+    }
+
     /// A header read walks the first 64 KiB, then reads on: a damaged length behind a long
     /// private block (a big icon, vendor groups) was not checked before.
     #[test]
@@ -1178,7 +1259,7 @@ mod tests {
         let body = &file[file.windows(4).position(|w| w == b"DICM").unwrap() + 4..];
         let meta_end = {
             let mut pos = 0;
-            walk_meta(body, &mut pos);
+            walk_meta(body, &mut pos, body.len());
             pos
         };
         let body = &body[meta_end..];
