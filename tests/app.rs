@@ -1297,9 +1297,9 @@ fn a_case_reported_earlier_opens_from_the_worklist_for_an_addendum() {
     );
     h.get_by_label("Open").click();
     step_until(&mut h, 60, "the case did not open", |app| {
-        app.report.signed_final.is_some()
+        app.report.amending().is_some()
     });
-    let f = h.state().report.signed_final.clone().unwrap();
+    let f = h.state().report.amending().cloned().unwrap();
     assert_eq!(f.report_hash, final_hash);
     assert_eq!(f.findings, "A 6 mm nodule in the right upper lobe.");
 

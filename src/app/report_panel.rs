@@ -213,9 +213,10 @@ pub struct ReportState {
     pub sign_message: String,
     /// The canonical text to be signed is shown.
     pub show_signed_text: bool,
-    /// The final report signed for a case: while the Case field names that case the draft is
-    /// an addendum to it ([`ReportState::amending`]).
-    pub signed_final: Option<SignedFinal>,
+    /// The final reports known signed and received (or kept in the outbox), by case: while
+    /// the Case field names one of these cases the draft is an addendum to its final
+    /// ([`ReportState::amending`]). Forgotten at sign-out; a refused one is dropped.
+    finals: std::collections::HashMap<String, SignedFinal>,
     /// The outbox's background sender, running once the worklist has signed in.
     outbox: Option<OutboxWorker>,
     pub outbox_message: String,
@@ -287,7 +288,7 @@ impl ReportState {
             receipt: None,
             sign_message: String::new(),
             show_signed_text: false,
-            signed_final: None,
+            finals: std::collections::HashMap::new(),
             outbox: None,
             outbox_message: String::new(),
             refused: None,
@@ -313,9 +314,24 @@ impl ReportState {
     /// A case has one final report, so a draft of a reported case is always an addendum; the
     /// Case field changed to another case makes it that case's final report.
     pub fn amending(&self) -> Option<&SignedFinal> {
-        self.signed_final
-            .as_ref()
-            .filter(|f| f.case_id == self.form.case_id.trim())
+        self.finals.get(self.form.case_id.trim())
+    }
+
+    /// Signed out: the finals known (their text among them) are not kept for whoever signs
+    /// in next; opening a case reads its final from the server again.
+    pub fn forget_finals(&mut self) {
+        self.finals.clear();
+    }
+
+    /// `signed` is its case's final report: later drafts of the case amend it.
+    fn set_final(&mut self, signed: SignedFinal) {
+        self.finals.insert(signed.case_id.clone(), signed);
+    }
+
+    /// The server refused `hash`: if it was a case's final report, that case has none to
+    /// amend.
+    fn final_refused(&mut self, hash: &str) {
+        self.finals.retain(|_, f| f.report_hash != hash);
     }
 
     /// The report as it would be signed now (key id from the key file; time now): the final
@@ -533,26 +549,30 @@ impl ReportState {
         let Some(t) = self.templates.get(self.template) else {
             return;
         };
-        let amended = self.amending().cloned();
-        self.draft = match amended {
-            Some(_) => {
-                let mut addendum = Draft::default();
-                addendum.section = Some(Section::Findings);
-                addendum
-            }
-            None => Draft::from_template(t),
+        let amending = self.amending().is_some();
+        self.draft = if amending {
+            let mut addendum = Draft::default();
+            addendum.section = Some(Section::Findings);
+            addendum
+        } else {
+            Draft::from_template(t)
         };
+        // A final report still waiting in the outbox stays followed: refused, it is no
+        // longer what the addendum amends, and its text comes back.
+        let awaiting = std::mem::take(&mut self.awaiting);
         self.forget_report();
-        self.signed_final = amended;
+        if amending {
+            self.awaiting = awaiting;
+        }
     }
 
     /// Forget what belonged to the last report besides its text: linked measurements, marked
-    /// words and their audio, the signed report, its receipt and the signing message.
+    /// words and their audio, the reports waiting for receipts, the last receipt and the
+    /// signing message. The finals of cases stay known (a case keeps its final report).
     fn forget_report(&mut self) {
         self.linked.clear();
         self.unsure.clear();
         self.clips.clear();
-        self.signed_final = None;
         self.receipt = None;
         self.awaiting.clear();
         self.sign_message.clear();
@@ -598,7 +618,7 @@ impl ReportState {
     /// The open case was reported (perhaps in an earlier session): the draft is an addendum
     /// to `signed`, the final report the server holds.
     pub fn amend(&mut self, signed: SignedFinal) {
-        self.signed_final = Some(signed);
+        self.set_final(signed);
     }
 
     /// Transcribe `clip` on a background thread (the model is loaded there the first time).
@@ -971,9 +991,22 @@ impl ReportState {
         {
             self.message = e;
         }
-        if let Some(rx) = &self.sign_job
-            && let Ok(result) = rx.try_recv()
-        {
+        let signing = match &self.sign_job {
+            Some(rx) => match rx.try_recv() {
+                Ok(result) => Some(result),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                // The signing thread ended without a word (a panic): the editors are given
+                // back; whatever it put in the outbox is sent and listed from there.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(Unsigned {
+                    why: "Signing failed unexpectedly; check the outbox before signing again."
+                        .into(),
+                    others: Vec::new(),
+                    refused: None,
+                })),
+            },
+            None => None,
+        };
+        if let Some(result) = signing {
             self.sign_job = None;
             match result {
                 Ok(mut signed) => {
@@ -1008,6 +1041,13 @@ impl ReportState {
         {
             self.refusals_seen = refusals;
             self.refused = None;
+            // A final report refused while nothing here waited for it (the draft was
+            // dropped since): its case has no final to amend.
+            if let Some(status) = self.outbox_status() {
+                for (hash, _) in &status.refused {
+                    self.final_refused(hash);
+                }
+            }
         }
         // The outbox's login expired: the worklist's sign-in form comes back for a new one
         // (what waits is sent with it).
@@ -1147,7 +1187,7 @@ impl ReportState {
             // own text) if the server refuses it.
             self.sign_message = said;
             if !addendum {
-                self.signed_final = Some(SignedFinal {
+                self.set_final(SignedFinal {
                     case_id: report.case_id.clone(),
                     report_hash: hash.clone(),
                     findings: report.findings.clone(),
@@ -1183,7 +1223,7 @@ impl ReportState {
         };
         if !addendum {
             // The signed text stays as it was; what is written now is an addendum to it.
-            self.signed_final = Some(SignedFinal {
+            self.set_final(SignedFinal {
                 case_id: report.case_id.clone(),
                 report_hash: hash,
                 findings: report.findings,
@@ -1271,6 +1311,7 @@ impl ReportState {
             } else if let Some((_, why)) = refused.iter().find(|(h, _)| *h == hash)
                 && a.case_id != self.form.case_id.trim()
             {
+                self.final_refused(&hash);
                 // The Case field names another case now: its text does not go into this
                 // draft; it is offered to be taken back in its own.
                 self.sign_message = format!(
@@ -1285,13 +1326,7 @@ impl ReportState {
                     "The case server refused report {hash}: {why}. It was not received (kept \
                      in the outbox's refused folder); its text is back in the editors."
                 );
-                if self
-                    .signed_final
-                    .as_ref()
-                    .is_some_and(|f| f.report_hash == hash)
-                {
-                    self.signed_final = None;
-                }
+                self.final_refused(&hash);
                 let case_id = a.case_id.clone();
                 self.give_back(a);
                 // Its text is in the editors now: not offered again to be taken back.
@@ -1402,7 +1437,7 @@ impl ReportState {
             && self.amending().is_none()
             && !base_refused(self, amends)
         {
-            self.signed_final = Some(SignedFinal {
+            self.set_final(SignedFinal {
                 case_id: report.case_id.clone(),
                 report_hash: amends.clone(),
                 findings: format!(
@@ -2475,7 +2510,7 @@ mod tests {
         r.start_case("C-1", Some("1.2.3"));
         r.take_back_refused(&addendum_hash);
         assert!(
-            r.signed_final.is_none(),
+            r.amending().is_none(),
             "its base was refused: a final report"
         );
         r.take_back_refused(&final_hash);
@@ -2516,7 +2551,7 @@ mod tests {
         assert_eq!(r.draft.findings, "Being written.");
         // Signed all the same: the newer draft amends it, and its own text is kept to come
         // back if the server refuses it.
-        assert_eq!(r.signed_final.as_ref().unwrap().report_hash, "4".repeat(64));
+        assert_eq!(r.amending().unwrap().report_hash, "4".repeat(64));
         let kept = r
             .awaiting
             .iter()
@@ -2574,10 +2609,7 @@ mod tests {
             },
             true,
         );
-        let f = r
-            .signed_final
-            .as_ref()
-            .expect("a kept final report is the signed one");
+        let f = r.amending().expect("a kept final report is the signed one");
         assert_eq!(f.report_hash, "abc123");
         assert_eq!(f.findings, "Nodule 14.2 mm.");
         assert!(r.draft.findings.is_empty() && r.draft.impression.is_empty());
@@ -2613,7 +2645,7 @@ mod tests {
             ..UnsureWord::default()
         });
         r.settle(&[], &[("abc123".into(), "409: not reading".into())], true);
-        assert!(r.signed_final.is_none());
+        assert!(r.amending().is_none());
         assert!(r.awaiting.is_empty());
         assert_eq!(r.draft.findings, "Nodule 14.2 mm.\n\nAddendum text.");
         assert_eq!(r.draft.impression, "Follow up.");
@@ -2869,17 +2901,17 @@ mod tests {
         r.start_case("C-1", Some("1.2.3"));
         r.study_uids = vec!["9.9.9".into()];
         r.draft.findings = "Text of case 1.".into();
-        r.signed_final = Some(SignedFinal {
+        r.amend(SignedFinal {
             case_id: "C-1".into(),
             report_hash: "abc".into(),
             findings: "Text of case 1.".into(),
             impression: "One.".into(),
         });
         r.start_case("C-1", Some("1.2.3"));
-        assert!(r.signed_final.is_some(), "the same case keeps its report");
+        assert!(r.amending().is_some(), "the same case keeps its report");
         r.start_case("C-2", Some("4.5.6"));
         assert_eq!(r.form.case_id, "C-2");
-        assert!(r.signed_final.is_none() && r.draft.findings.is_empty());
+        assert!(r.amending().is_none() && r.draft.findings.is_empty());
         // The report is about the case's study, not about what was on screen for the last.
         assert!(r.study_uids.is_empty());
         assert_eq!(r.case_studies, Some(vec!["4.5.6".to_string()]));
@@ -2887,7 +2919,8 @@ mod tests {
 
     /// A case has one final report: once it is signed or read from the server, every draft
     /// of that case is an addendum to it, a template asked for included (a second final
-    /// would be refused by the server); another case in the Case field gets its own final.
+    /// would be refused by the server); another case in the Case field gets its own final,
+    /// and the first case is still amended when the field names it again.
     #[test]
     fn a_reported_case_is_only_amended() {
         let mut r = state();
@@ -2923,13 +2956,72 @@ mod tests {
             r.draft.findings
         );
 
-        // The Case field changed by hand (no worklist): that case's final report.
-        r.draft.findings = "Findings of another case.".into();
+        // A study opened from a folder: the Case field is typed by hand. Another case gets
+        // its own final report, signed and kept in the outbox.
+        r.leave_worklist_case();
         r.form.case_id = "C-2".into();
+        r.draft.findings = "Findings of case 2.".into();
         assert_eq!(kind(&r), case_protocol::ReportKind::Final);
         assert!(empty_impression(&r), "a final report needs its impression");
+        let mut of_case_2 = final_report("Findings of case 2.", "Two.");
+        of_case_2.case_id = "C-2".into();
+        r.signed(
+            Signed {
+                report: of_case_2,
+                hash: "2".repeat(64),
+                receipt: Err("the case server could not be reached".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
+        let addendum_2 = case_protocol::ReportKind::Addendum {
+            amends: "2".repeat(64),
+        };
+        assert_eq!(kind(&r), addendum_2);
+        // Case 1 still has its final.
         r.form.case_id = " C-1 ".into();
         assert_eq!(kind(&r), addendum);
+
+        // Case 2's addendum started over while its final waits in the outbox: refused
+        // later, case 2 has no final to amend, and its text comes back.
+        r.form.case_id = "C-2".into();
+        r.use_template();
+        r.settle(
+            &[],
+            &[("2".repeat(64), "409: case C-2 is reported".into())],
+            true,
+        );
+        assert_eq!(kind(&r), case_protocol::ReportKind::Final);
+        assert_eq!(r.draft.findings, "Findings of case 2.");
+
+        // Case 1's final refused while the field names another case: not amended either.
+        r.awaiting.push(Awaiting {
+            hash: "f".repeat(64),
+            case_id: "C-1".into(),
+            findings: "Final text.".into(),
+            impression: "Final impression.".into(),
+            linked: Vec::new(),
+            unsure: Vec::new(),
+            clips: Vec::new(),
+        });
+        r.settle(
+            &[],
+            &[("f".repeat(64), "422: signed by another key".into())],
+            true,
+        );
+        r.form.case_id = "C-1".into();
+        assert_eq!(kind(&r), case_protocol::ReportKind::Final);
+
+        // Signing out forgets the finals known.
+        r.amend(SignedFinal {
+            case_id: "C-1".into(),
+            report_hash: "f".repeat(64),
+            findings: String::new(),
+            impression: String::new(),
+        });
+        r.forget_finals();
+        assert!(r.amending().is_none());
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl OverreadApp {
         self.worklist.refreshing = None;
         self.report.disconnect_outbox();
         self.report.leave_worklist_case();
+        self.report.forget_finals();
         self.worklist.message = "signed out".into();
         if let Some(server) = self.report.setup.server.clone() {
             let ca = self.report.setup.server_ca.clone();
