@@ -372,6 +372,26 @@ fn implicit_sequence(group: u16, element: u16) -> bool {
         .is_some_and(|entry| entry.vr().relaxed() == dicom_core::VR::SQ)
 }
 
+/// The dictionary's VR for (group,element), as dicom-rs's implicit VR decoder takes it (UN
+/// for tags it does not know).
+fn implicit_vr(group: u16, element: u16) -> [u8; 2] {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))
+        .map_or(*b"UN", |entry| entry.vr().relaxed().to_bytes())
+}
+
+/// The size of one value of a binary VR (1 for text and byte VRs): a value length must be a
+/// whole number of them (PS3.5 6.2).
+fn value_unit(vr: &[u8]) -> usize {
+    match vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"UL" | b"SL" | b"FL" | b"OF" | b"OL" | b"AT" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
+}
+
 /// Explicit VRs whose element header has two reserved bytes and a 4-byte length (PS3.5 7.1.2).
 fn long_length_vr(vr: &[u8]) -> bool {
     matches!(
@@ -480,6 +500,7 @@ impl<'a> Walker<'a> {
             }
             let sequence;
             let mut un = false;
+            let unit;
             let (len, header) = if self.explicit.get() && group != 0xFFFE {
                 let Some(vr) = self.bytes.get(pos + 4..pos + 6) else {
                     return self.out_of_prefix(pos);
@@ -491,6 +512,7 @@ impl<'a> Walker<'a> {
                         "element ({group:04X},{element:04X}) at offset {pos} has no valid VR: damaged"
                     ));
                 }
+                unit = value_unit(vr);
                 if long_length_vr(vr) {
                     let Some(len) = self.u32_at(pos + 8) else {
                         return self.out_of_prefix(pos);
@@ -509,6 +531,11 @@ impl<'a> Walker<'a> {
                 // Implicit VR says nothing of sequences: dicom-rs takes the dictionary's VR,
                 // and so does the walk, to look inside the same elements it will parse.
                 sequence = group != 0xFFFE && implicit_sequence(group, element);
+                unit = if group == 0xFFFE {
+                    1
+                } else {
+                    value_unit(&implicit_vr(group, element))
+                };
                 (len, 8)
             };
             let start = pos + header;
@@ -538,6 +565,15 @@ impl<'a> Walker<'a> {
             let stop = start + len as usize;
             if stop > self.total || end.is_some_and(|e| stop > e) {
                 return self.too_long(&format!("element ({group:04X},{element:04X})"), pos, len);
+            }
+            // dicom-rs reads whole values only (a 17-byte UL as four) and goes on from one
+            // byte short, reading lengths out of values: found by fuzzing, 4 GB reserved for a
+            // 182-byte file. Pixel Data is left alone (bytes after it are not parsed).
+            if len as usize % unit != 0 && (group, element) != (0x7FE0, 0x0010) {
+                return Err(format!(
+                    "element ({group:04X},{element:04X}) at offset {pos}: {len} bytes are not a \
+                     whole number of its {unit}-byte values: damaged"
+                ));
             }
             if sequence {
                 if self.bytes.len() >= stop {
@@ -1101,6 +1137,29 @@ mod tests {
             let message = refusal(&path, header_only);
             assert!(message.contains("(0009,1000)"), "{message}");
             assert!(message.contains("claims 3221225472 bytes"), "{message}");
+        }
+    }
+
+    /// A binary value whose length is not a whole number of its values (a 3-byte US) made
+    /// dicom-rs read one value, go on a byte short and take lengths out of the data (found by
+    /// fuzzing: 4 GB reserved for a 182-byte file). Refused, explicit and implicit VR alike.
+    #[test]
+    fn a_binary_value_of_a_broken_length_is_refused() {
+        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut explicit = uid.clone();
+        explicit.extend(short_element(0x28, 0x10, b"US", &[1, 2, 3]));
+        explicit.extend(short_element(0x28, 0x11, b"US", &[0, 2]));
+        let mut implicit = vec![0x08, 0x00, 0x16, 0x00, 26, 0, 0, 0];
+        implicit.extend_from_slice(b"1.2.840.10008.5.1.4.1.1.7\0");
+        implicit.extend_from_slice(&[0x28, 0x00, 0x10, 0x00, 3, 0, 0, 0, 1, 2, 3]);
+        implicit.extend_from_slice(&[0x28, 0x00, 0x11, 0x00, 2, 0, 0, 0, 0, 2]);
+        for (ts, body) in [(EXPLICIT_VR_LE, explicit), (IMPLICIT_VR_LE, implicit)] {
+            let (_dir, path) = write(&part10(ts, &body));
+            for header_only in [false, true] {
+                let message = refusal(&path, header_only);
+                assert!(message.contains("(0028,0010)"), "{message}");
+                assert!(message.contains("not a whole number"), "{message}");
+            }
         }
     }
 
