@@ -19,6 +19,60 @@ use sqlx::Row;
 mod support;
 use support::*;
 
+/// A reported case stays on its radiologist's worklist for an addendum while its final report
+/// came in the last 30 days (`SIGNED_ON_WORKLIST_DAYS`), and leaves it after. Reports are
+/// append-only, so the test backdates two finals with the trigger that refuses updates
+/// dropped: one a day inside the window stays listed, one a day outside it does not.
+#[tokio::test]
+async fn a_reported_case_leaves_the_worklist_thirty_days_after_its_final() {
+    use sqlx::Executor;
+    let s = start().await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let mut reported = Vec::new();
+    for _ in 0..2 {
+        let case_id = case_in_reading(&s, "rad1").await;
+        let signed =
+            sign_report(report(&s, &case_id, "rad1", &key, ReportKind::Final), &key).unwrap();
+        let r = s
+            .post(
+                &rad1,
+                &format!("/cases/{case_id}/reports"),
+                &serde_json::to_value(&signed).unwrap(),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        reported.push(case_id);
+    }
+    let listed = || async {
+        let list: Vec<CaseSummary> = s.get(&rad1, "/worklist").await.json().await.unwrap();
+        list.into_iter().map(|c| c.id).collect::<Vec<_>>()
+    };
+    // Both listed (in the same second: in either order).
+    let mut both = listed().await;
+    both.sort();
+    let mut expected = reported.clone();
+    expected.sort();
+    assert_eq!(both, expected);
+
+    let drop = match s.db.backend {
+        case_server::db::Backend::Postgres => "DROP TRIGGER reports_no_update ON reports",
+        case_server::db::Backend::Sqlite => "DROP TRIGGER reports_no_update",
+    };
+    s.db.pool.execute(drop).await.unwrap();
+    let now = case_protocol::unix_now();
+    let window = case_server::api::SIGNED_ON_WORKLIST_DAYS;
+    for (case_id, days) in [(&reported[0], window - 1), (&reported[1], window + 1)] {
+        sqlx::query("UPDATE reports SET received_at = $1 WHERE case_id = $2 AND kind = 'final'")
+            .bind(case_protocol::rfc3339_utc(now - days * 86_400))
+            .bind(case_id.as_str())
+            .execute(&s.db.pool)
+            .await
+            .unwrap();
+    }
+    assert_eq!(listed().await, [reported[0].clone()]);
+}
+
 #[tokio::test]
 async fn a_signed_report_is_stored_once_receipted_verified_and_audited() {
     let s = start().await;

@@ -496,6 +496,13 @@ impl<'a> Walker<'a> {
                 };
             };
             if group == 0xFFFE && element == 0xE00D {
+                if depth == 0 {
+                    // dicom-rs reads on past it: so must the walk, and there is nothing to
+                    // walk it as (found by fuzzing: a length behind one went unchecked).
+                    return Err(format!(
+                        "an item delimiter outside any sequence at offset {pos}: damaged"
+                    ));
+                }
                 return Ok(pos + 8); // item delimitation: end of this item's data set
             }
             let sequence;
@@ -1160,6 +1167,22 @@ mod tests {
                 assert!(message.contains("(0028,0010)"), "{message}");
                 assert!(message.contains("not a whole number"), "{message}");
             }
+        }
+    }
+
+    /// An item delimiter outside any sequence ended the walk, as if the data set ended there;
+    /// dicom-rs reads on, and reserved 3.8 GB for an OB behind one (found by fuzzing).
+    #[test]
+    fn an_item_delimiter_outside_a_sequence_is_refused() {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&0xE000_0000u32.to_le_bytes());
+        body.extend_from_slice(&[0; 16]);
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &body));
+        for header_only in [false, true] {
+            let message = refusal(&path, header_only);
+            assert!(message.contains("item delimiter outside"), "{message}");
         }
     }
 
