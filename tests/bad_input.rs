@@ -480,3 +480,35 @@ fn a_dicomdir_pointing_at_missing_files_warns_for_each() {
             .all(|w| w.message.contains("missing"))
     );
 }
+
+/// A DICOMDIR is input like any file: one with a damaged length is a warning naming it, read
+/// through the same length walk as the images (it was opened by dicom-rs directly, which
+/// reserved what the length said: here 3.5 GB behind the last record).
+#[test]
+fn a_dicomdir_with_a_damaged_length_is_a_warning() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let dir = tempdir();
+    let cd = root.join("dicomdir/dcmtk_generated_cd/cd");
+    let mut bytes = std::fs::read(cd.join("DICOMDIR")).unwrap();
+    // A private OB after the records (explicit VR little endian) claiming 3.5 GB.
+    bytes.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+    bytes.extend_from_slice(&0xE000_0000u32.to_le_bytes());
+    bytes.extend_from_slice(&[0; 16]);
+    let path = dir.path().join("DICOMDIR");
+    std::fs::write(&path, &bytes).unwrap();
+    let report = imaging::scan(std::slice::from_ref(&path));
+    assert!(report.instances.is_empty());
+    let w = warning_for(&report, &path);
+    assert!(
+        w.message.contains("not a readable DICOMDIR"),
+        "{}",
+        w.message
+    );
+    assert!(
+        w.message.contains("claims 3758096384 bytes"),
+        "{}",
+        w.message
+    );
+}

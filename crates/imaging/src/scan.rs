@@ -10,7 +10,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -167,8 +166,8 @@ pub fn dicomdir_references(
         path: dicomdir.to_path_buf(),
         message,
     };
-    let obj = OpenFileOptions::new()
-        .open_file(dicomdir)
+    // Through the same length walk and panic guard as every image: a CD's DICOMDIR is input.
+    let obj = crate::open::open_dicom(dicomdir, false)
         .map_err(|e| warn(format!("not a readable DICOMDIR: {e}")))?;
     let root = dicomdir.parent().unwrap_or(Path::new("."));
     let records = obj
