@@ -254,10 +254,15 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
     {
         file.read_to_end(&mut bytes).ok()?;
     }
-    if bytes.get(128..132) != Some(b"DICM") {
+    // Where dicom-rs looks for the magic: after a 128-byte preamble, or at the start (a file
+    // without its preamble, found by fuzzing: such a file went unchecked).
+    let mut pos = if bytes.get(128..132) == Some(b"DICM") {
+        132
+    } else if bytes.get(0..4) == Some(b"DICM") {
+        4
+    } else {
         return None;
-    }
-    let mut pos = 132;
+    };
     let meta = walk_meta(&bytes, &mut pos, size);
     if let Some(overrun) = meta.overrun {
         return Some(Err(overrun));
@@ -1184,6 +1189,25 @@ mod tests {
             let message = refusal(&path, header_only);
             assert!(message.contains("item delimiter outside"), "{message}");
         }
+    }
+
+    /// dicom-rs reads a Part 10 file without its 128-byte preamble (the magic at the start);
+    /// the walk did not look at such a file, and a DICOMDIR of 439 bytes had dicom-rs
+    /// reserve 2.5 GB (found by fuzzing).
+    #[test]
+    fn a_file_without_its_preamble_is_walked_too() {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&0x9000_0000u32.to_le_bytes());
+        body.extend_from_slice(&[0; 16]);
+        let file = part10(EXPLICIT_VR_LE, &body);
+        let (_dir, path) = write(&file[128..]);
+        for header_only in [false, true] {
+            let message = refusal(&path, header_only);
+            assert!(message.contains("claims 2415919104 bytes"), "{message}");
+        }
+        let good = part10(EXPLICIT_VR_LE, &body[..body.len() - 28]);
+        assert!(open_dicom(&write(&good[128..]).1, false).is_ok());
     }
 
     /// A header read walks the first 64 KiB, then reads on: a damaged length behind a long
