@@ -195,10 +195,13 @@ async fn write_set_postgres(
     // ([`Db::hold_audit_order`]): the turn is taken last, never held while waiting for a case
     // row another transaction holds (an upload into the case), where a reader of the trail
     // would wait behind it and every audited writer behind the reader.
+    // `= ANY(ARRAY(...))`: looked up in the primary key. As `IN (SELECT ...)` the planner,
+    // guessing 100 rows from the JSON, scanned the whole table below a few thousand cases,
+    // once a batch, inside the serialized write.
     let cases: Vec<&str> = jobs.iter().map(|j| j.case_id.as_str()).collect();
     sqlx::query(
         "SELECT c.id FROM cases c
-         WHERE c.id IN (SELECT value FROM json_array_elements_text($1::json))
+         WHERE c.id = ANY(ARRAY(SELECT json_array_elements_text($1::json)))
          ORDER BY c.id FOR UPDATE",
     )
     .bind(serde_json::to_string(&cases).unwrap_or_else(|_| "[]".into()))
@@ -263,8 +266,15 @@ async fn postgres_round(
                  author_id text, key_id text, signed_json text, canonical text,
                  received_at text, remote_addr text, is_addendum bigint)
          ), prior AS (
-             SELECT input.ord, reports.case_id, reports.received_at
-             FROM input JOIN reports ON reports.report_hash = input.report_hash
+             -- One primary-key lookup a report: joined, the planner (guessing 100 rows from
+             -- the JSON) hashed the whole reports table below a few thousand rows, once a
+             -- round. LIMIT 1 (the hash is unique) keeps the subquery from being pulled up
+             -- into that join.
+             SELECT input.ord, r.case_id, r.received_at
+             FROM input CROSS JOIN LATERAL (
+                 SELECT reports.case_id, reports.received_at FROM reports
+                 WHERE reports.report_hash = input.report_hash LIMIT 1
+             ) AS r
          ), valid AS (
              SELECT input.* FROM input
              JOIN signing_keys ON signing_keys.key_id = input.key_id
