@@ -9,30 +9,39 @@
 //! so a connection a client keeps for the next request is never left on a runtime that is gone.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tokio::runtime::Runtime;
 
-static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+/// Held while the runtime is built: one is built, and a failure is tried again next time.
+static BUILDING: Mutex<()> = Mutex::new(());
 
-/// The network runtime, built on first use (an error says why it could not be).
+/// The network runtime, built on first use (an error says why it could not be; the next call
+/// tries again).
 pub fn runtime() -> Result<&'static Runtime, String> {
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("overread-net")
-                .enable_all()
-                .build()
-                .map_err(|e| format!("the network runtime could not start: {e}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let _building = BUILDING.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("overread-net")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("the network runtime could not start: {e}"))?;
+    Ok(RUNTIME.get_or_init(|| runtime))
 }
 
 /// Run `future` on the network runtime and wait for it on this thread (a background thread:
-/// never the UI thread, never a task of the runtime itself).
+/// never the UI thread; from inside a runtime's task it is refused, not a panic).
 pub fn block_on<F: Future>(future: F) -> Result<F::Output, String> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err("a network wait from inside an async task (a bug: nothing was sent)".into());
+    }
     Ok(runtime()?.block_on(future))
 }
 
@@ -72,6 +81,11 @@ mod tests {
         assert!(names.iter().all(|n| n == "overread-net"), "{names:?}");
         let first = runtime().unwrap() as *const Runtime;
         assert_eq!(first, runtime().unwrap() as *const Runtime);
+        // Waiting from inside one of its own tasks would panic: refused instead.
+        let inside = runtime()
+            .unwrap()
+            .block_on(async { tokio::spawn(async { block_on(async {}).is_err() }).await });
+        assert!(inside.unwrap());
         let (tx, rx) = std::sync::mpsc::channel();
         spawn(async move {
             tx.send(std::thread::current().name().map(str::to_string))
