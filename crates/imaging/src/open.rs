@@ -182,7 +182,7 @@ fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
     let mut meta = Meta::default();
     while let Some(head) = bytes.get(*pos..*pos + 8) {
         let group = u16::from_le_bytes([head[0], head[1]]);
-        if group != 0x0002 && !meta.group_end.is_some_and(|end| *pos < end) {
+        if group != 0x0002 && meta.group_end.is_none_or(|end| *pos >= end) {
             break;
         }
         let element = u16::from_le_bytes([head[2], head[3]]);
@@ -215,14 +215,14 @@ fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
                     .to_string(),
             )
         };
-        match (group == 0x0002).then_some(element).unwrap_or(u16::MAX) {
-            0x0000 if len == 4 => {
+        match (group, element) {
+            (0x0002, 0x0000) if len == 4 => {
                 let length = u32::from_le_bytes([value[0], value[1], value[2], value[3]]) as usize;
                 meta.group_end = Some(*pos + header + len + length);
             }
-            0x0010 => meta.transfer_syntax = as_text(),
-            0x0002 => meta.sop_class = as_text(),
-            0x0003 => meta.sop_instance = as_text(),
+            (0x0002, 0x0010) => meta.transfer_syntax = as_text(),
+            (0x0002, 0x0002) => meta.sop_class = as_text(),
+            (0x0002, 0x0003) => meta.sop_instance = as_text(),
             _ => {}
         }
         *pos += header + len;
@@ -581,7 +581,7 @@ impl<'a> Walker<'a> {
             // dicom-rs reads whole values only (a 17-byte UL as four) and goes on from one
             // byte short, reading lengths out of values: found by fuzzing, 4 GB reserved for a
             // 182-byte file. Pixel Data is left alone (bytes after it are not parsed).
-            if len as usize % unit != 0 && (group, element) != (0x7FE0, 0x0010) {
+            if !(len as usize).is_multiple_of(unit) && (group, element) != (0x7FE0, 0x0010) {
                 return Err(format!(
                     "element ({group:04X},{element:04X}) at offset {pos}: {len} bytes are not a \
                      whole number of its {unit}-byte values: damaged"
