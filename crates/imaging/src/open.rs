@@ -23,6 +23,18 @@ use super::header::text;
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const DEFLATED_EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1.99";
+/// The syntaxes whose data set is deflated (PS3.5 A.5; the JPIP referenced ones too, as
+/// dicom-rs reads them): walked after inflating, never as the raw stream (found by fuzzing: a
+/// JPIP Referenced Deflate file walked raw, then inflated by dicom-rs into a 3.5 GB length).
+const DEFLATED_SYNTAXES: [&str; 3] = [
+    DEFLATED_EXPLICIT_VR_LE,
+    "1.2.840.10008.1.2.4.95",
+    "1.2.840.10008.1.2.4.205",
+];
+
+fn deflated(ts: &str) -> bool {
+    DEFLATED_SYNTAXES.contains(&ts)
+}
 
 /// Open `path`; with `header_only`, stop before Pixel Data when the strict reader can.
 pub fn open_dicom(path: &Path, header_only: bool) -> Result<DefaultDicomObject, ImagingError> {
@@ -77,6 +89,8 @@ pub fn open_dicom(path: &Path, header_only: bool) -> Result<DefaultDicomObject, 
 fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
     let mut pos = if bytes.get(128..132) == Some(b"DICM") {
         132
+    } else if bytes.get(0..4) == Some(b"DICM") {
+        4 // a Part 10 file without its preamble, as dicom-rs reads one
     } else {
         0
     };
@@ -91,7 +105,9 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
     // With a meta group, trust it only when its own length agrees with its elements and it
     // names the transfer syntax: guessing over a damaged group parses garbage.
     if had_preamble
-        && (meta.transfer_syntax.is_none() || meta.group_end.is_some_and(|end| end != pos))
+        && (meta.transfer_syntax.is_none()
+            || meta.group_end.is_some_and(|end| end != pos)
+            || meta.more_after_end)
     {
         return None;
     }
@@ -108,7 +124,7 @@ fn lenient(bytes: &[u8]) -> Option<DefaultDicomObject> {
     } else {
         EXPLICIT_VR_LE
     };
-    let obj = if ts_uid == DEFLATED_EXPLICIT_VR_LE {
+    let obj = if deflated(&ts_uid) {
         let inflated = inflate(body, bytes.len()).ok()?;
         let walker = Walker::whole(&inflated, true, false);
         let stop = walker.elements(0, None, 0).ok()?;
@@ -172,23 +188,38 @@ struct Meta {
     /// An element whose length, read as dicom-rs reads it, runs past the end of the file
     /// (`file_size`): dicom-rs would allocate that length before finding the file short.
     overrun: Option<String>,
+    /// Elements of group 0002 go on past where (0002,0000) says the group ends (dicom-rs
+    /// reads them as part of the data set): the group's length is wrong.
+    more_after_end: bool,
 }
 
 /// Walk group 0002 (explicit VR little endian), leaving `pos` after it. `bytes` may be the
-/// start of a file of `file_size` bytes. As dicom-rs does, the walk goes on through elements
-/// of other groups while (0002,0000) says the group goes on (a damaged or odd group): it must
-/// see what dicom-rs will read.
+/// start of a file of `file_size` bytes. As dicom-rs does, the walk reads elements while it
+/// has read less than (0002,0000) says, whatever their group (a damaged or odd group): it must
+/// end where dicom-rs ends and see what dicom-rs reads. Without a group length (dicom-rs
+/// refuses such a file; the lenient reader walks it), the group's own elements.
 fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
     let mut meta = Meta::default();
-    while let Some(head) = bytes.get(*pos..*pos + 8) {
+    while let Some(head) = bytes.get(*pos..pos.saturating_add(8)) {
         let group = u16::from_le_bytes([head[0], head[1]]);
-        if group != 0x0002 && meta.group_end.is_none_or(|end| *pos >= end) {
+        let ended = match meta.group_end {
+            Some(end) => *pos >= end,
+            None => group != 0x0002,
+        };
+        if ended {
+            meta.more_after_end = group == 0x0002;
             break;
         }
         let element = u16::from_le_bytes([head[2], head[3]]);
         let vr = [head[4], head[5]];
-        // dicom-rs reads a VR it does not know as UN: two reserved bytes, a 4-byte length.
-        let (len, header) = if long_length_vr(&vr) || !KNOWN_VRS.contains(&&vr[..]) {
+        // dicom-rs reads a VR it does not know as UN: two reserved bytes, a 4-byte length;
+        // an item tag has no VR (a 4-byte length after the tag).
+        let (len, header) = if group == 0xFFFE {
+            (
+                u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize,
+                8,
+            )
+        } else if long_length_vr(&vr) || !KNOWN_VRS.contains(&&vr[..]) {
             let Some(l) = bytes.get(*pos + 8..*pos + 12) else {
                 break;
             };
@@ -205,7 +236,7 @@ fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
             ));
             break;
         }
-        let Some(value) = bytes.get(*pos + header..*pos + header + len) else {
+        let Some(value) = bytes.get(*pos + header..(*pos + header).saturating_add(len)) else {
             break;
         };
         let as_text = || {
@@ -216,9 +247,10 @@ fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
             )
         };
         match (group, element) {
-            (0x0002, 0x0000) if len == 4 => {
+            // dicom-rs takes the first (0002,0000) only.
+            (0x0002, 0x0000) if len == 4 && meta.group_end.is_none() => {
                 let length = u32::from_le_bytes([value[0], value[1], value[2], value[3]]) as usize;
-                meta.group_end = Some(*pos + header + len + length);
+                meta.group_end = Some((*pos + header + len).saturating_add(length));
             }
             (0x0002, 0x0010) => meta.transfer_syntax = as_text(),
             (0x0002, 0x0002) => meta.sop_class = as_text(),
@@ -250,7 +282,9 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
     // A deflated body must be inflated whole to be walked (such files are rare and small).
     if header_only
         && bytes.len() < size
-        && find_subslice(&bytes, DEFLATED_EXPLICIT_VR_LE.as_bytes())
+        && DEFLATED_SYNTAXES
+            .iter()
+            .any(|uid| find_subslice(&bytes, uid.as_bytes()))
     {
         file.read_to_end(&mut bytes).ok()?;
     }
@@ -263,14 +297,25 @@ fn implausible_length(path: &Path, header_only: bool) -> Option<Result<bool, Str
     } else {
         return None;
     };
-    let meta = walk_meta(&bytes, &mut pos, size);
+    let start = pos;
+    let mut meta = walk_meta(&bytes, &mut pos, size);
+    if meta.overrun.is_none()
+        && bytes.len() < size
+        && (meta.transfer_syntax.is_none() || meta.group_end.is_some_and(|end| pos < end))
+    {
+        // The first read ended inside the meta group (a long element in it): the group is
+        // walked whole, never left unchecked.
+        file.read_to_end(&mut bytes).ok()?;
+        pos = start;
+        meta = walk_meta(&bytes, &mut pos, size);
+    }
     if let Some(overrun) = meta.overrun {
         return Some(Err(overrun));
     }
     let ts = meta.transfer_syntax?;
     let explicit = ts != IMPLICIT_VR_LE;
     let big_endian = ts == "1.2.840.10008.1.2.2";
-    if ts == DEFLATED_EXPLICIT_VR_LE {
+    if deflated(&ts) {
         let inflated = match inflate(bytes.get(pos..)?, size) {
             Ok(inflated) => inflated,
             Err(e) => return Some(Err(e)),
@@ -502,11 +547,11 @@ impl<'a> Walker<'a> {
             };
             if group == 0xFFFE && element == 0xE00D {
                 if depth == 0 {
-                    // dicom-rs reads on past it: so must the walk, and there is nothing to
-                    // walk it as (found by fuzzing: a length behind one went unchecked).
-                    return Err(format!(
-                        "an item delimiter outside any sequence at offset {pos}: damaged"
-                    ));
+                    // Outside any sequence dicom-rs skips it and reads on, and so does the
+                    // walk (found by fuzzing: taken for the end, it left what follows
+                    // unchecked).
+                    pos += 8;
+                    continue;
                 }
                 return Ok(pos + 8); // item delimitation: end of this item's data set
             }
@@ -580,8 +625,10 @@ impl<'a> Walker<'a> {
             }
             // dicom-rs reads whole values only (a 17-byte UL as four) and goes on from one
             // byte short, reading lengths out of values: found by fuzzing, 4 GB reserved for a
-            // 182-byte file. Pixel Data is left alone (bytes after it are not parsed).
-            if !(len as usize).is_multiple_of(unit) && (group, element) != (0x7FE0, 0x0010) {
+            // 182-byte file. Top-level Pixel Data is left alone (nothing after it is parsed;
+            // in an icon's sequence it is not).
+            let top_pixel_data = depth == 0 && (group, element) == (0x7FE0, 0x0010);
+            if !top_pixel_data && !(len as usize).is_multiple_of(unit) {
                 return Err(format!(
                     "element ({group:04X},{element:04X}) at offset {pos}: {len} bytes are not a \
                      whole number of its {unit}-byte values: damaged"
@@ -1149,7 +1196,18 @@ mod tests {
             let message = refusal(&path, header_only);
             assert!(message.contains("(0009,1000)"), "{message}");
             assert!(message.contains("claims 3221225472 bytes"), "{message}");
+            // Found by the data set's walk, after the group (not by walking on to the end).
+            assert!(!message.contains("File Meta element"), "{message}");
         }
+        // The same file without the damaged OB opens (strictly: the stray element is
+        // skipped inside the group's length).
+        let good = {
+            let cut = file.len() - 28;
+            let mut good = file[..cut].to_vec();
+            good.truncate(cut);
+            good
+        };
+        assert!(open_dicom(&write(&good).1, false).is_ok());
     }
 
     /// A binary value whose length is not a whole number of its values (a 3-byte US) made
@@ -1176,19 +1234,105 @@ mod tests {
     }
 
     /// An item delimiter outside any sequence ended the walk, as if the data set ended there;
-    /// dicom-rs reads on, and reserved 3.8 GB for an OB behind one (found by fuzzing).
+    /// dicom-rs skips it and reads on, and reserved 3.8 GB for an OB behind one (found by
+    /// fuzzing). The walk skips it too: what follows is checked, and a file with nothing
+    /// wrong behind it still opens.
     #[test]
-    fn an_item_delimiter_outside_a_sequence_is_refused() {
+    fn an_item_delimiter_outside_a_sequence_is_walked_past() {
         let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
         body.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        body.extend(short_element(0x10, 0x20, b"LO", b"ID01"));
+        let (_dir, fine) = write(&part10(EXPLICIT_VR_LE, &body));
+        assert!(open_dicom(&fine, false).is_ok());
         body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
         body.extend_from_slice(&0xE000_0000u32.to_le_bytes());
         body.extend_from_slice(&[0; 16]);
         let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &body));
         for header_only in [false, true] {
             let message = refusal(&path, header_only);
-            assert!(message.contains("item delimiter outside"), "{message}");
+            assert!(message.contains("(0009,1000)"), "{message}");
+            assert!(message.contains("claims 3758096384 bytes"), "{message}");
         }
+    }
+
+    /// Top-level Pixel Data of an odd length is left to the readers (nothing after it is
+    /// parsed), but inside a sequence (an icon) it would put dicom-rs a byte behind: refused.
+    #[test]
+    fn odd_pixel_data_is_refused_only_inside_a_sequence() {
+        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut top = uid.clone();
+        top.extend_from_slice(&[
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 3, 0, 0, 0, 1, 2, 3,
+        ]);
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &top));
+        assert!(implausible_length(&path, false).is_some_and(|walked| walked.is_ok()));
+        let mut item = vec![
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 3, 0, 0, 0, 1, 2, 3,
+        ];
+        item.extend(short_element(0x28, 0x10, b"US", &[1, 0]));
+        let mut icon = uid;
+        icon.extend_from_slice(&[0x88, 0x00, 0x00, 0x02, b'S', b'Q', 0, 0]);
+        icon.extend_from_slice(&((item.len() + 8) as u32).to_le_bytes());
+        icon.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        icon.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        icon.extend(item);
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &icon));
+        let message = refusal(&path, false);
+        assert!(message.contains("(7FE0,0010)"), "{message}");
+        assert!(message.contains("not a whole number"), "{message}");
+    }
+
+    /// A Part 10 file without its preamble, with bytes after its Pixel Data: the walk sends
+    /// it to the lenient reader, which reads it from the magic at the start.
+    #[test]
+    fn a_file_without_its_preamble_and_with_trailing_bytes_opens() {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[
+            0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4,
+        ]);
+        body.extend_from_slice(&[0xFC, 0xFF, 0xFC, 0xFF, b'O', b'B', 0, 0, 2, 0, 0, 0, 0, 0]);
+        let file = part10(EXPLICIT_VR_LE, &body);
+        let (_dir, path) = write(&file[128..]);
+        let obj = open_dicom(&path, false).expect("opens");
+        assert!(obj.element(tags::PIXEL_DATA).is_ok());
+    }
+
+    /// A header read starts with the first 64 KiB: a meta group longer than that (a 70 kB
+    /// element of another group inside it, before the transfer syntax) was left unwalked,
+    /// and what dicom-rs read after it went unchecked. It is walked whole now.
+    #[test]
+    fn a_meta_group_longer_than_the_first_read_is_walked_whole() {
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&0xC000_0000u32.to_le_bytes());
+        body.extend_from_slice(&[0; 16]);
+        let mut file = part10(EXPLICIT_VR_LE, &body);
+        let mut stray = vec![0x31, 0x00, 0x03, 0x00, b'O', b'B', 0, 0];
+        stray.extend_from_slice(&70_000u32.to_le_bytes());
+        stray.extend(std::iter::repeat_n(7u8, 70_000));
+        let first = 132 + 12;
+        file.splice(first..first, stray.iter().copied());
+        let length = u32::from_le_bytes(file[140..144].try_into().unwrap());
+        file[140..144].copy_from_slice(&(length + stray.len() as u32).to_le_bytes());
+        let (_dir, path) = write(&file);
+        let message = refusal(&path, true);
+        assert!(message.contains("(0009,1000)"), "{message}");
+        assert!(message.contains("claims 3221225472 bytes"), "{message}");
+    }
+
+    /// A meta group whose (0002,0000) ends it early: dicom-rs reads the group's last elements
+    /// as the data set. The lenient reader does not trust such a group.
+    #[test]
+    fn a_meta_group_going_on_past_its_length_is_not_trusted() {
+        let body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut file = part10(EXPLICIT_VR_LE, &body);
+        let length = u32::from_le_bytes(file[140..144].try_into().unwrap());
+        // Short by its last element, (0002,0012) (8 bytes of header, 6 of value).
+        file[140..144].copy_from_slice(&(length - 14).to_le_bytes());
+        let mut pos = 132;
+        let meta = walk_meta(&file, &mut pos, file.len());
+        assert!(meta.more_after_end);
+        assert!(lenient(&file).is_none());
     }
 
     /// dicom-rs reads a Part 10 file without its 128-byte preamble (the magic at the start);
@@ -1241,6 +1385,33 @@ mod tests {
         let message = inflate_within(&bomb, 1 << 20).unwrap_err();
         assert!(message.contains("more than 1048576 bytes"), "{message}");
         assert_eq!(inflate_within(&bomb, 4 << 20).unwrap().len(), 4 << 20);
+    }
+
+    /// JPIP Referenced Deflate deflates its data set like Deflated Explicit VR Little Endian,
+    /// and dicom-rs inflates it: the walk must too (found by fuzzing: walked as the raw stream,
+    /// a damaged length inside went unchecked and dicom-rs reserved 3.5 GB).
+    #[test]
+    fn every_deflated_syntax_is_walked_inflated() {
+        use std::io::Write;
+        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&0xC000_0000u32.to_le_bytes());
+        body.extend_from_slice(&[0; 16]);
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&body).unwrap();
+        let deflated_body = encoder.finish().unwrap();
+        for ts in DEFLATED_SYNTAXES {
+            let (_dir, path) = write(&part10(ts, &deflated_body));
+            for header_only in [false, true] {
+                let message = refusal(&path, header_only);
+                assert!(message.contains("(0009,1000)"), "{ts}: {message}");
+                assert!(
+                    message.contains("claims 3221225472 bytes"),
+                    "{ts}: {message}"
+                );
+            }
+        }
     }
 
     /// An implicit VR element (tag, 4-byte length, value).
