@@ -553,6 +553,14 @@ impl<'a> Walker<'a> {
                     pos += 8;
                     continue;
                 }
+                if end.is_some_and(|e| pos + 8 != e) {
+                    // In an item of defined length, before its end: what dicom-rs reads after
+                    // it is not what the walk would check.
+                    return Err(format!(
+                        "an item delimiter inside an item of defined length at offset {pos}: \
+                         damaged"
+                    ));
+                }
                 return Ok(pos + 8); // item delimitation: end of this item's data set
             }
             let sequence;
@@ -691,9 +699,19 @@ impl<'a> Walker<'a> {
     /// Items of a sequence of defined length.
     fn items_until(&self, mut pos: usize, stop: usize, depth: u32) -> Result<(), String> {
         while pos + 8 <= stop {
-            let (Some(element), Some(len)) = (self.u16_at(pos + 2), self.u32_at(pos + 4)) else {
+            let (Some(group), Some(element), Some(len)) =
+                (self.u16_at(pos), self.u16_at(pos + 2), self.u32_at(pos + 4))
+            else {
                 return Ok(());
             };
+            if (group, element) == (0xFFFE, 0xE0DD) && pos + 8 != stop {
+                // A sequence delimiter before its defined end: dicom-rs closes the sequence
+                // there and reads the rest as elements, which the walk must not skip.
+                return Err(format!(
+                    "a sequence delimiter inside a sequence of defined length at offset {pos}: \
+                     damaged"
+                ));
+            }
             if element != 0xE000 {
                 return Ok(());
             }
@@ -1412,6 +1430,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Delimiters inside a sequence or an item of defined length, before its end: dicom-rs
+    /// closes the sequence or item there and reads on from that place, so the walk, which
+    /// stepped over the rest by the length, would not check what dicom-rs reads. Refused; a
+    /// delimiter exactly at the end (some writers add one) is still read.
+    #[test]
+    fn delimiters_before_a_defined_end_are_refused() {
+        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let sequence = |item_body: &[u8], after_items: &[u8]| {
+            let mut items = vec![0xFE, 0xFF, 0x00, 0xE0];
+            items.extend_from_slice(&(item_body.len() as u32).to_le_bytes());
+            items.extend_from_slice(item_body);
+            items.extend_from_slice(after_items);
+            let mut out = uid.clone();
+            out.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0]);
+            out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+            out.extend(items);
+            out
+        };
+        let code = short_element(8, 0x0100, b"SH", b"T-D1\0\0");
+        let item_delim = [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0];
+        let seq_delim = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+        // Inside the item, before its end.
+        let mut early = item_delim.to_vec();
+        early.extend(&code);
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &sequence(&early, &[])));
+        let message = refusal(&path, false);
+        assert!(
+            message.contains("inside an item of defined length"),
+            "{message}"
+        );
+        // Inside the sequence, before its end.
+        let mut early = seq_delim.to_vec();
+        early.extend(&code);
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &sequence(&code, &early)));
+        let message = refusal(&path, false);
+        assert!(
+            message.contains("inside a sequence of defined length"),
+            "{message}"
+        );
+        // At the very end: read.
+        let mut at_end = code.clone();
+        at_end.extend_from_slice(&item_delim);
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &sequence(&at_end, &seq_delim)));
+        assert!(implausible_length(&path, false).is_some_and(|w| w.is_ok()));
     }
 
     /// An implicit VR element (tag, 4-byte length, value).
