@@ -512,3 +512,33 @@ fn a_dicomdir_with_a_damaged_length_is_a_warning() {
         w.message
     );
 }
+
+/// A JPEG 2000 frame whose codestream declares another size than the header is refused
+/// before OpenJPEG allocates it (found by fuzzing: a 54 kB file's codestream declared an
+/// image OpenJPEG reserved 8.4 GB for).
+#[test]
+fn a_jpeg_2000_codestream_larger_than_its_header_is_refused() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let source = root.join(
+        "codecs/ct_single_slice_all_transfer_syntaxes/dicom/CTImage.dcm_JPEG2000LosslessOnlyTransferSyntax_1.2.840.10008.1.2.4.90.dcm",
+    );
+    let dir = tempdir();
+    let path = dir.path().join("j2k.dcm");
+    let mut bytes = std::fs::read(&source).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(imaging::decode::decode_frame_values(&path, 0).is_ok());
+    // Xsiz (ISO/IEC 15444-1 A.5.1) of the codestream: 8 bytes after SOC and SIZ.
+    let siz = bytes
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+        .unwrap();
+    bytes[siz + 8..siz + 12].copy_from_slice(&60_000u32.to_be_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let e = imaging::decode::decode_frame_values(&path, 0).unwrap_err();
+    assert!(
+        e.to_string().contains("JPEG 2000 codestream is 60000x"),
+        "{e}"
+    );
+}

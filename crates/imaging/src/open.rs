@@ -563,6 +563,14 @@ impl<'a> Walker<'a> {
                 }
                 return Ok(pos + 8); // item delimitation: end of this item's data set
             }
+            if group == 0xFFFE && !matches!(element, 0xE000 | 0xE0DD) {
+                // No such item tag: dicom-rs reads it otherwise than the walk would (found
+                // by fuzzing a DICOMDIR: 82 bytes, 4.3 GB reserved).
+                return Err(format!(
+                    "an item tag (FFFE,{element:04X}) that DICOM does not define at offset \
+                     {pos}: damaged"
+                ));
+            }
             let sequence;
             let mut un = false;
             let unit;
@@ -1476,6 +1484,21 @@ mod tests {
         at_end.extend_from_slice(&item_delim);
         let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &sequence(&at_end, &seq_delim)));
         assert!(implausible_length(&path, false).is_some_and(|w| w.is_ok()));
+    }
+
+    /// A tag of group FFFE other than the item and its delimiters is refused (the fuzzer's
+    /// 82-byte DICOMDIR: a bare data set starting with (FFFE,0000), which dicom-rs read into
+    /// a 4.3 GB UL).
+    #[test]
+    fn an_undefined_item_tag_is_refused() {
+        let mut bytes = vec![0x02, 0x00, 0x00, 0x05, 0x00, 0xFF, 0, 0, 0, 0, 0, 0];
+        bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0x00, 0x1A, 0, 0, 0]);
+        bytes.extend(std::iter::repeat_n(0u8, 26));
+        bytes.extend_from_slice(&[0x08, 0x00, 0x00, 0x00, 4, 0, 0, 0, 0, 0, 0, 0xFF]);
+        let walker = Walker::whole(&bytes[12..], false, false);
+        let message = walker.elements(0, None, 0).unwrap_err();
+        assert!(message.contains("(FFFE,0000)"), "{message}");
+        assert!(lenient(&bytes).is_none());
     }
 
     /// An implicit VR element (tag, 4-byte length, value).
