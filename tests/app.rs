@@ -994,6 +994,19 @@ fn sign_in_until_delivered(h: &mut Harness<'_, OverreadApp>, n: usize) {
     });
 }
 
+/// Click `button` ("Sign and send" or "Sign and send addendum"), step until signing ends and
+/// return the server's receipt (failing with the panel's message when there is none).
+fn sign_until_received(h: &mut Harness<'_, OverreadApp>, button: &str) -> case_protocol::Receipt {
+    h.get_by_label(button).click();
+    h.step();
+    step_until(h, 60, "signing", |app| !app.report.signing());
+    h.state()
+        .report
+        .receipt
+        .clone()
+        .unwrap_or_else(|| panic!("{}", h.state().report.sign_message))
+}
+
 /// Step until `done`, failing with `what` after `secs` seconds.
 fn step_until(
     h: &mut Harness<'_, OverreadApp>,
@@ -1097,15 +1110,7 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
         h.query_by_label_contains("gallbladder is distended")
             .is_some()
     );
-    h.get_by_label("Sign and send").click();
-    h.step();
-    step_until(&mut h, 60, "signing", |app| !app.report.signing());
-    let receipt = h
-        .state()
-        .report
-        .receipt
-        .clone()
-        .unwrap_or_else(|| panic!("{}", h.state().report.sign_message));
+    let receipt = sign_until_received(&mut h, "Sign and send");
     assert!(!receipt.duplicate);
     assert_eq!(receipt.case_id, case_id);
     assert!(
@@ -1232,15 +1237,7 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
     // The checks went away: the signing area shrinks over the next frame.
     h.step();
     h.step();
-    h.get_by_label("Sign and send").click();
-    h.step();
-    step_until(&mut h, 60, "signing", |app| !app.report.signing());
-    let receipt = h
-        .state()
-        .report
-        .receipt
-        .clone()
-        .unwrap_or_else(|| panic!("{}", h.state().report.sign_message));
+    let receipt = sign_until_received(&mut h, "Sign and send");
     assert_eq!(receipt.case_id, new_case);
     assert_eq!(server.reports().len(), 2);
 
@@ -1317,15 +1314,7 @@ fn a_case_reported_earlier_opens_from_the_worklist_for_an_addendum() {
     }
     h.step();
     h.step();
-    h.get_by_label("Sign and send addendum").click();
-    h.step();
-    step_until(&mut h, 60, "signing", |app| !app.report.signing());
-    let receipt = h
-        .state()
-        .report
-        .receipt
-        .clone()
-        .unwrap_or_else(|| panic!("{}", h.state().report.sign_message));
+    let receipt = sign_until_received(&mut h, "Sign and send addendum");
     let stored = server.reports();
     assert_eq!(stored.len(), 2);
     let addendum = stored

@@ -4,27 +4,15 @@
 #![no_main]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 
-/// One file rewritten per input (the readers take paths), on tmpfs where there is one.
-fn scratch() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        base.join(format!("overread-fuzz-{}.dcm", std::process::id()))
-    })
-}
+static PATH: LazyLock<PathBuf> = LazyLock::new(|| overread_fuzz::scratch("case.dcm"));
 
 fuzz_target!(|data: &[u8]| {
-    let path = scratch();
-    std::fs::write(path, data).expect("scratch file");
-    if imaging::header::read_header(path).is_ok() {
-        let _ = imaging::decode::decode_frame_values(path, 0);
+    std::fs::write(&*PATH, data).expect("scratch file");
+    if imaging::header::read_header(&PATH).is_ok() {
+        let _ = imaging::decode::decode_frame_values(&PATH, 0);
     }
 });

@@ -3,26 +3,13 @@
 #![no_main]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 
-fn scratch() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("overread-fuzz-dicomdir-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
-        dir.join("DICOMDIR")
-    })
-}
+static PATH: LazyLock<PathBuf> = LazyLock::new(|| overread_fuzz::scratch("DICOMDIR"));
 
 fuzz_target!(|data: &[u8]| {
-    let path = scratch();
-    std::fs::write(path, data).expect("scratch file");
-    let _ = imaging::scan::dicomdir_references(path);
+    std::fs::write(&*PATH, data).expect("scratch file");
+    let _ = imaging::scan::dicomdir_references(&PATH);
 });

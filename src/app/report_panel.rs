@@ -2277,6 +2277,21 @@ mod tests {
         }
     }
 
+    /// A signing of case C-1 in flight comes back refused for good (`hash`, `why`), signed
+    /// from the draft now in the editors (`same_draft`) or from one dropped since.
+    fn refused_while_signing(r: &mut ReportState, hash: &str, why: &str, same_draft: bool) {
+        let (tx, rx) = channel();
+        tx.send(Err(Unsigned {
+            why: why.into(),
+            others: Vec::new(),
+            refused: Some((hash.to_string(), "C-1".into())),
+        }))
+        .unwrap();
+        r.sign_job = Some(rx);
+        r.sign_generation = r.draft_generation + u64::from(!same_draft);
+        r.poll(&egui::Context::default());
+    }
+
     /// `report` as the outbox keeps one the server refused (`outbox/refused/HASH.json`, and
     /// the server's answer beside it where `why` is given).
     fn refused_by_the_server(
@@ -2445,16 +2460,12 @@ mod tests {
         r.setup.outbox = Some(dir.path().to_path_buf());
         r.start_case("C-1", Some("1.2.3"));
         r.draft.findings = "Nodule 9 mm.".into();
-        let (tx, rx) = channel();
-        tx.send(Err(Unsigned {
-            why: "The case server refused the report (422): no".into(),
-            others: Vec::new(),
-            refused: Some((hash.clone(), "C-1".into())),
-        }))
-        .unwrap();
-        r.sign_job = Some(rx);
-        r.sign_generation = r.draft_generation;
-        r.poll(&egui::Context::default());
+        refused_while_signing(
+            &mut r,
+            &hash,
+            "The case server refused the report (422): no",
+            true,
+        );
         assert_eq!(r.draft.findings, "Nodule 9 mm.");
         assert!(
             r.refused_reports().is_empty(),
@@ -2558,16 +2569,7 @@ mod tests {
             .find(|a| a.hash == "4".repeat(64))
             .unwrap();
         assert_eq!(kept.findings, "Old draft.");
-        let (tx, rx) = channel();
-        tx.send(Err(Unsigned {
-            why: "refused".into(),
-            others: Vec::new(),
-            refused: Some((final_hash.clone(), "C-1".into())),
-        }))
-        .unwrap();
-        r.sign_job = Some(rx);
-        r.sign_generation = r.draft_generation + 1;
-        r.poll(&egui::Context::default());
+        refused_while_signing(&mut r, &final_hash, "refused", false);
         assert!(r.taken_back.is_empty());
         assert_eq!(r.refused_reports().len(), 2);
     }

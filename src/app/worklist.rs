@@ -124,14 +124,9 @@ impl OverreadApp {
 
     /// Fetch the worklist again with the login held (cases assigned or reported since).
     pub fn refresh_worklist(&mut self, ctx: &egui::Context) {
-        let (Some(server), Some(token)) = (
-            self.report.setup.server.clone(),
-            self.report.setup.token.clone(),
-        ) else {
-            self.worklist.message = "sign in first".into();
+        let Some((server, token, ca)) = self.signed_in() else {
             return;
         };
-        let ca = self.report.setup.server_ca.clone();
         let answer = in_background(
             ctx,
             async move {
@@ -151,14 +146,9 @@ impl OverreadApp {
     /// Open a case of the worklist: its first study, retrieved over DICOMweb; for a reported
     /// case, also its final report (the report panel then writes an addendum to it).
     pub fn open_case(&mut self, case_id: &str, ctx: &egui::Context) {
-        let (Some(server), Some(token)) = (
-            self.report.setup.server.clone(),
-            self.report.setup.token.clone(),
-        ) else {
-            self.worklist.message = "sign in first".into();
+        let Some((server, token, ca)) = self.signed_in() else {
             return;
         };
-        let ca = self.report.setup.server_ca.clone();
         let case = case_id.to_string();
         let answer = in_background(
             ctx,
@@ -204,6 +194,19 @@ impl OverreadApp {
         );
         self.worklist.message = format!("opening case {case_id}");
         self.worklist.opening = Some(answer);
+    }
+
+    /// The case server, the login's token and the CA file, for a request that needs the
+    /// login (`None`, said in the worklist: not signed in).
+    fn signed_in(&mut self) -> Option<(String, String, Option<PathBuf>)> {
+        let (Some(server), Some(token)) = (
+            self.report.setup.server.clone(),
+            self.report.setup.token.clone(),
+        ) else {
+            self.worklist.message = "sign in first".into();
+            return None;
+        };
+        Some((server, token, self.report.setup.server_ca.clone()))
     }
 
     /// A request with the login failed: said, and an expired login ends here too.

@@ -1099,9 +1099,7 @@ pub(crate) fn frame_fragments(
         // JPEG and JPEG-LS: SOI marker.
         t if is_jpeg(t) || t.starts_with("1.2.840.10008.1.2.4.8") => f.starts_with(&[0xFF, 0xD8]),
         // JPEG 2000 and HTJ2K: SOC marker or a JP2 signature box.
-        t if t.starts_with("1.2.840.10008.1.2.4.9") || t.starts_with("1.2.840.10008.1.2.4.20") => {
-            f.starts_with(&[0xFF, 0x4F]) || f.get(4..8) == Some(b"jP  ")
-        }
+        t if is_jpeg_2000(t) => f.starts_with(&[0xFF, 0x4F]) || f.get(4..8) == Some(b"jP  "),
         _ => false,
     };
     let mut grouped: Vec<Vec<u8>> = Vec::new();

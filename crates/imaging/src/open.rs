@@ -413,15 +413,6 @@ const UNDEFINED: u32 = u32::MAX;
 /// aborts the process; real objects nest a handful of levels (SR content trees a dozen or so).
 const MAX_DEPTH: u32 = 32;
 
-/// Whether the standard dictionary gives (group,element) the VR SQ, as dicom-rs's implicit VR
-/// decoder reads it.
-fn implicit_sequence(group: u16, element: u16) -> bool {
-    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
-    dicom_dictionary_std::StandardDataDictionary
-        .by_tag(dicom_core::Tag(group, element))
-        .is_some_and(|entry| entry.vr().relaxed() == dicom_core::VR::SQ)
-}
-
 /// The dictionary's VR for (group,element), as dicom-rs's implicit VR decoder takes it (UN
 /// for tags it does not know).
 fn implicit_vr(group: u16, element: u16) -> [u8; 2] {
@@ -601,14 +592,16 @@ impl<'a> Walker<'a> {
                 let Some(len) = self.u32_at(pos + 4) else {
                     return self.out_of_prefix(pos);
                 };
-                // Implicit VR says nothing of sequences: dicom-rs takes the dictionary's VR,
-                // and so does the walk, to look inside the same elements it will parse.
-                sequence = group != 0xFFFE && implicit_sequence(group, element);
-                unit = if group == 0xFFFE {
-                    1
+                // Implicit VR says nothing of sequences or value sizes: dicom-rs takes the
+                // dictionary's VR, and so does the walk, to look inside the same elements and
+                // read the same values it will parse.
+                let vr = if group == 0xFFFE {
+                    *b"UN"
                 } else {
-                    value_unit(&implicit_vr(group, element))
+                    implicit_vr(group, element)
                 };
+                sequence = &vr == b"SQ";
+                unit = value_unit(&vr);
                 (len, 8)
             };
             let start = pos + header;
@@ -905,7 +898,6 @@ fn implicit_element(
     out: &mut Vec<u8>,
     depth: u32,
 ) -> Result<(), String> {
-    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     let at = *pos;
     let (group, element, len) = (
         le_u16(body, at)?,
@@ -913,11 +905,9 @@ fn implicit_element(
         le_u32(body, at + 4)?,
     );
     *pos = at + 8;
-    let vr = dicom_dictionary_std::StandardDataDictionary
-        .by_tag(dicom_core::Tag(group, element))
-        .map(|e| e.vr().relaxed());
+    let mut code = implicit_vr(group, element);
     out.extend_from_slice(&body[at..at + 4]);
-    if len == UNDEFINED || vr == Some(dicom_core::VR::SQ) {
+    if len == UNDEFINED || &code == b"SQ" {
         out.extend_from_slice(b"SQ\0\0");
         out.extend_from_slice(&UNDEFINED.to_le_bytes());
         if len == UNDEFINED {
@@ -932,8 +922,6 @@ fn implicit_element(
     let value = body
         .get(*pos..*pos + len as usize)
         .ok_or("element past the data set's end")?;
-    let name = vr.map_or("UN", |v| v.to_string());
-    let mut code: [u8; 2] = name.as_bytes().try_into().unwrap_or(*b"UN");
     if !long_length_vr(&code) && len > 0xFFFF {
         code = *b"UN";
     }
