@@ -697,9 +697,21 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Items of a sequence of defined length.
+    /// Items of a sequence of defined length: items up to its end, or a sequence delimiter
+    /// exactly there. dicom-rs reads an item header wherever an item may start, so anything
+    /// else (another element, an item delimiter, bytes too few for a header) is refused: an
+    /// item delimiter closes the sequence in dicom-rs, which then reads on from there, and
+    /// a header cut by the end is read across it; either way it would parse bytes the walk
+    /// stepped over.
     fn items_until(&self, mut pos: usize, stop: usize, depth: u32) -> Result<(), String> {
-        while pos + 8 <= stop {
+        while pos < stop {
+            if pos + 8 > stop {
+                return Err(format!(
+                    "{} bytes at offset {pos} before the end of a sequence of defined length \
+                     are too few for an item: damaged",
+                    stop - pos
+                ));
+            }
             let (Some(group), Some(element), Some(len)) =
                 (self.u16_at(pos), self.u16_at(pos + 2), self.u32_at(pos + 4))
             else {
@@ -713,8 +725,14 @@ impl<'a> Walker<'a> {
                      damaged"
                 ));
             }
-            if element != 0xE000 {
+            if (group, element) == (0xFFFE, 0xE0DD) {
                 return Ok(());
+            }
+            if (group, element) != (0xFFFE, 0xE000) {
+                return Err(format!(
+                    "expected a sequence item at offset {pos}, found ({group:04X},{element:04X}): \
+                     damaged"
+                ));
             }
             pos = if len == UNDEFINED {
                 let after = self.elements(pos + 8, None, depth + 1)?;
@@ -792,7 +810,8 @@ fn le_u32(bytes: &[u8], at: usize) -> Result<u32, String> {
 }
 
 /// Elements of one item (or the top level), from `pos` until `end`, or through the item
-/// delimiter (consumed, not copied: [`items`] writes every item's own) when `end` is None.
+/// delimiter (consumed, not copied: [`items`] writes every item's own) when `end` is None. One
+/// outside any sequence is dropped, as dicom-rs skips it.
 /// Explicit VR elements are copied, converting CP-246 sequences; implicit VR ones (inside
 /// those) are written as explicit VR.
 fn elements(
@@ -811,6 +830,12 @@ fn elements(
         let (group, element) = (le_u16(body, at)?, le_u16(body, at + 2)?);
         if (group, element) == (0xFFFE, 0xE00D) {
             *pos = at + 8;
+            if depth == 0 {
+                // Outside any sequence: dicom-rs skips it and reads on, and so does the walk;
+                // ending here would leave the rest unconverted, its CP-246 items then read
+                // by dicom-rs as explicit VR, lengths the walk never checked.
+                continue;
+            }
             return within(*pos, end);
         }
         if implicit {
@@ -1474,6 +1499,62 @@ mod tests {
         assert!(implausible_length(&path, false).is_some_and(|w| w.is_ok()));
     }
 
+    /// A sequence of defined length holds items, and a sequence delimiter only at its end.
+    /// Anything else ended its walk quietly, while dicom-rs reads an item header there: an
+    /// item delimiter closes the sequence in dicom-rs, which then reads an item and its
+    /// elements from bytes the walk stepped over (here a 3.7 GB OB), and a header cut by the
+    /// sequence's end is read across it. Each is refused with its place.
+    #[test]
+    fn a_sequence_of_defined_length_holds_only_items() {
+        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let code = short_element(8, 0x0100, b"SH", b"T-D1\0\0");
+        let mut huge = vec![0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0];
+        huge.extend_from_slice(&0xE000_0000u32.to_le_bytes());
+        huge.extend_from_slice(&[0; 16]);
+        // An item of defined length holding `code`, then `after` inside the same sequence,
+        // the sequence nested in an item of undefined length of an outer sequence.
+        let file = |after: &[u8]| {
+            let mut items = vec![0xFE, 0xFF, 0x00, 0xE0];
+            items.extend_from_slice(&(code.len() as u32).to_le_bytes());
+            items.extend(&code);
+            items.extend_from_slice(after);
+            let mut body = uid.clone();
+            body.extend_from_slice(&[0x40, 0x00, 0x75, 0x02, b'S', b'Q', 0, 0]);
+            body.extend_from_slice(&[0xFF; 4]);
+            body.extend_from_slice(&ITEM_UNDEFINED);
+            body.extend_from_slice(&[0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0]);
+            body.extend_from_slice(&(items.len() as u32).to_le_bytes());
+            body.extend(items);
+            body.extend_from_slice(&ITEM_DELIMITER);
+            body.extend_from_slice(&SEQUENCE_DELIMITER);
+            body
+        };
+        let refused = |body: &[u8], expected: &str| {
+            let walker = Walker::whole(body, true, false);
+            let message = walker.elements(0, None, 0).unwrap_err();
+            assert!(message.contains(expected), "{message}");
+            let (_dir, path) = write(&part10(EXPLICIT_VR_LE, body));
+            for header_only in [false, true] {
+                let message = refusal(&path, header_only);
+                assert!(message.contains(expected), "{message}");
+            }
+        };
+        // An item delimiter where an item belongs, then an item whose OB dicom-rs would read.
+        let mut after = ITEM_DELIMITER.to_vec();
+        after.extend_from_slice(&ITEM_UNDEFINED);
+        after.extend(&huge);
+        refused(&file(&after), "found (FFFE,E00D)");
+        // Another element where an item belongs.
+        refused(&file(&huge), "found (0009,1000)");
+        // Bytes too few for an item header before the sequence's end.
+        refused(&file(&[0, 0, 0, 0]), "4 bytes at offset");
+        // The same sequence with nothing after its item, or its delimiter at its end, opens.
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &file(&[])));
+        assert!(open_dicom(&path, false).is_ok());
+        let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &file(&SEQUENCE_DELIMITER)));
+        assert!(implausible_length(&path, false).is_some_and(|w| w.is_ok()));
+    }
+
     /// A tag of group FFFE other than the item and its delimiters is refused (the fuzzer's
     /// 82-byte DICOMDIR: a bare data set starting with (FFFE,0000), which dicom-rs read into
     /// a 4.3 GB UL).
@@ -1566,6 +1647,33 @@ mod tests {
                 let fragments = pixels.value().fragments().expect("fragments");
                 assert_eq!(fragments, [vec![0xFF, 0xD8, 0xFF, 0xD9]]);
             }
+        }
+    }
+
+    /// An item delimiter outside any sequence, before a CP-246 sequence: dicom-rs skips it,
+    /// and so does the walk, but the converter stopped there and left the sequence after it
+    /// unconverted, its implicit VR items then read by dicom-rs as explicit VR. It is dropped
+    /// and the conversion goes on.
+    #[test]
+    fn the_converter_reads_on_past_a_stray_item_delimiter() {
+        let mut file = cp246_file();
+        let un = file
+            .windows(6)
+            .position(|w| w == [0x40, 0x00, 0x75, 0x02, b'U', b'N'])
+            .unwrap();
+        file.splice(un..un, ITEM_DELIMITER);
+        let (_dir, path) = write(&file);
+        for header_only in [false, true] {
+            let obj = open_dicom(&path, header_only).unwrap();
+            let items = obj
+                .get(dicom_core::Tag(0x0040, 0x0275))
+                .and_then(|e| e.items())
+                .expect("read as a sequence");
+            assert_eq!(
+                text(&items[0], dicom_core::Tag(0x0040, 0x0009)).as_deref(),
+                Some("SPS1")
+            );
+            assert_eq!(text(&obj, tags::PATIENT_NAME).as_deref(), Some("Doe^J"));
         }
     }
 
