@@ -173,6 +173,60 @@ fn a_header_claiming_more_pixels_than_its_file_holds_is_refused() {
     assert!(volume.failed_slices.is_empty());
 }
 
+/// A frame list out of proportion to its file is refused at the scan, though its pixels fit:
+/// four million 1x1 frames of one bit (half a megabyte of pixels, 1.3 GB of frame
+/// descriptions; 134 million would ask for about 40 GB), and a 256 kB Echo Numbers copied into each
+/// of 2,000 frames (512 MB). The rest of the series loads.
+#[test]
+fn a_frame_list_out_of_proportion_to_its_file_is_refused() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    edit(&files[2], |obj| {
+        for tag in [
+            tags::ROWS,
+            tags::COLUMNS,
+            tags::BITS_ALLOCATED,
+            tags::BITS_STORED,
+        ] {
+            obj.put(DataElement::new(tag, VR::US, PrimitiveValue::from(1u16)));
+        }
+        obj.put(DataElement::new(
+            tags::HIGH_BIT,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ));
+        obj.put(DataElement::new(
+            tags::NUMBER_OF_FRAMES,
+            VR::IS,
+            PrimitiveValue::from("4000000"),
+        ));
+    });
+    edit(&files[5], |obj| {
+        obj.put(DataElement::new(
+            tags::ECHO_NUMBERS,
+            VR::UT,
+            PrimitiveValue::from("1".repeat(256 << 10)),
+        ));
+        obj.put(DataElement::new(
+            tags::NUMBER_OF_FRAMES,
+            VR::IS,
+            PrimitiveValue::from("2000"),
+        ));
+    });
+    let (report, patients) = scan(dir.path());
+    for f in [&files[2], &files[5]] {
+        let w = warning_for(&report, f);
+        assert!(
+            w.message.contains("bytes of description each"),
+            "{}",
+            w.message
+        );
+    }
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 1);
+    assert_eq!(stacks[0].slices.len(), SLICES - 2);
+}
+
 /// Samples per Pixel and Bits Allocated size every buffer of a compressed frame (the file's
 /// length bounds only native pixels): 65535 samples a pixel asked the server's frame
 /// renderer for 600 MB a frame here, and Bits Allocated 0 shifted by 16. Both are refused at

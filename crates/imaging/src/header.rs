@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::ImagingError;
 use super::identity::Phi;
-use super::mosaic::{MosaicLayout, csa_values};
+use super::mosaic::{MAX_MOSAIC_IMAGES, MosaicLayout, csa_values};
 
 /// Media Storage SOP Class UID of a DICOMDIR (Media Storage Directory Storage).
 pub const MEDIA_STORAGE_DIRECTORY_STORAGE: &str = "1.2.840.10008.1.3.10";
@@ -263,7 +263,7 @@ fn claims_fit_the_file(
     [rows, columns, samples, bits_allocated]: [u16; 4],
     frames: u32,
 ) -> Result<(), String> {
-    let Ok(len) = std::fs::metadata(path).map(|m| m.len()) else {
+    let Some(len) = file_len(path) else {
         return Ok(());
     };
     let native = matches!(
@@ -289,6 +289,41 @@ fn claims_fit_the_file(
     } else if u64::from(frames) > len / 8 + 1 {
         return Err(format!(
             "the header claims {frames} compressed frame(s) in a file of {len} bytes"
+        ));
+    }
+    Ok(())
+}
+
+fn file_len(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).map(|m| m.len()).ok()
+}
+
+/// Heap bytes one frame description holds of its own (the text it carries per frame).
+fn frame_heap_bytes(frame: &FrameHeader) -> usize {
+    [&frame.echo, &frame.image_flavour, &frame.diffusion]
+        .into_iter()
+        .flatten()
+        .map(String::capacity)
+        .sum()
+}
+
+/// The frame list a header asks for must stay in proportion to its file, as its pixels must
+/// ([`claims_fit_the_file`]): `frames` descriptions of `per_frame` heap bytes each may take
+/// 16 MiB and 16 times the file. Tiny frames (a 300-byte file claiming 134 million 1x1 frames
+/// of 1 bit, whose pixels fit the pixel bound) or a long text value copied into every frame
+/// (a 1 MB Echo Numbers in 131,000 frames) would otherwise build a list of tens of gigabytes,
+/// and an allocation that fails aborts the process (found by review).
+fn frame_list_fits(path: &Path, frames: u64, per_frame: usize) -> Result<(), String> {
+    let Some(len) = file_len(path) else {
+        return Ok(());
+    };
+    let each = (size_of::<FrameHeader>() + per_frame) as u128;
+    let need = u128::from(frames) * each;
+    let room = u128::from(len) * 16 + (16 << 20);
+    if need > room {
+        return Err(format!(
+            "the header claims {frames} frame(s), {each} bytes of description each, in a file \
+             of {len} bytes"
         ));
     }
     Ok(())
@@ -378,8 +413,27 @@ pub(crate) fn header_from_dataset(
 
     let classic = classic_frame(obj, &image_type);
     let top_lut = TopVoiLut::of(obj);
+    let shared = first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+    // Every frame copies the classic attributes and the shared functional groups' (what a
+    // per-frame item holds is its own bytes in the file); a mosaic lists up to
+    // MAX_MOSAIC_IMAGES tiles of its one frame.
+    let per_frame = frame_heap_bytes(&classic).max(shared.map_or(0, |s| {
+        frame_heap_bytes(&functional_group_frame(
+            0,
+            &classic,
+            &top_lut,
+            Some(s),
+            None,
+        ))
+    }));
+    let listed = if is_mosaic && number_of_frames == 1 {
+        u64::from(MAX_MOSAIC_IMAGES)
+    } else {
+        u64::from(number_of_frames)
+    };
+    frame_list_fits(path, listed, per_frame).map_err(|m| bad(&m))?;
     let mut frames: Vec<FrameHeader> = match (
-        first_item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE),
+        shared,
         obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
             .and_then(|e| e.items()),
     ) {

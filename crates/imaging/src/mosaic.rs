@@ -30,10 +30,16 @@ pub struct MosaicLayout {
     pub images: u32,
 }
 
+/// Most slices a mosaic is unpacked into. Siemens mosaics hold up to a few hundred (a
+/// multiband EPI or DTI volume); a header claiming more is damaged, and each slice becomes a
+/// frame description (65535² claimed 1x1 tiles: 4.3 billion of them, found by review).
+pub const MAX_MOSAIC_IMAGES: u32 = 1024;
+
 impl MosaicLayout {
-    /// The layout for `images` slices in a `rows` x `columns` frame, if it tiles evenly.
+    /// The layout for `images` slices in a `rows` x `columns` frame, if it tiles evenly (at
+    /// most [`MAX_MOSAIC_IMAGES`]).
     pub fn new(rows: u16, columns: u16, images: u32) -> Option<Self> {
-        if images < 2 {
+        if !(2..=MAX_MOSAIC_IMAGES).contains(&images) {
             return None;
         }
         let per_row = (f64::from(images)).sqrt().ceil() as u16;
@@ -168,5 +174,9 @@ mod tests {
             MosaicLayout::new(100, 100, 36).is_none(),
             "does not tile evenly"
         );
+        // 65535² 1x1 tiles tile evenly, but no mosaic holds so many (4.3 billion slices).
+        assert!(MosaicLayout::new(65535, 65535, 65535 * 65535).is_none());
+        assert!(MosaicLayout::new(32 * 32, 32 * 32, 1024).is_some());
+        assert!(MosaicLayout::new(33 * 32, 33 * 32, 1025).is_none());
     }
 }
