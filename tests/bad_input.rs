@@ -535,6 +535,59 @@ fn a_dicomdir_pointing_at_missing_files_warns_for_each() {
     );
 }
 
+/// A DICOMDIR's Referenced File IDs name files inside its own folder: one that climbs out
+/// ("..") or starts at a root is not followed, and says so; the file it named is not read
+/// (it was, found by review: a CD could make the workstation or the server's import read
+/// any file the process may open).
+#[test]
+fn a_dicomdir_reference_outside_its_folder_is_not_followed() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let dir = tempdir();
+    let outside = dir.path().join("OUTSIDE");
+    series(&outside);
+    let image = std::fs::read_dir(&outside)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let image_name = image.file_name().to_string_lossy().into_owned();
+    let cd = dir.path().join("cd");
+    std::fs::create_dir(&cd).unwrap();
+    let mut dicomdir =
+        dicom_object::open_file(root.join("dicomdir/dcmtk_generated_cd/cd/DICOMDIR")).unwrap();
+    let absolute = image.path().to_string_lossy().replace('/', "\\");
+    let records: Vec<dicom_object::InMemDicomObject> =
+        [format!("..\\OUTSIDE\\{image_name}"), absolute]
+            .into_iter()
+            .map(|id| {
+                dicom_object::InMemDicomObject::from_element_iter([DataElement::new(
+                    tags::REFERENCED_FILE_ID,
+                    VR::CS,
+                    PrimitiveValue::from(id),
+                )])
+            })
+            .collect();
+    dicomdir.put(DataElement::new(
+        tags::DIRECTORY_RECORD_SEQUENCE,
+        VR::SQ,
+        dicom_core::value::DataSetSequence::from(records),
+    ));
+    dicomdir.write_to_file(cd.join("DICOMDIR")).unwrap();
+    let report = imaging::scan(&[cd.join("DICOMDIR")]);
+    assert!(report.instances.is_empty(), "a file outside was read");
+    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
+    for w in &report.warnings {
+        assert!(
+            w.message
+                .contains("not a path inside the DICOMDIR's folder"),
+            "{}",
+            w.message
+        );
+    }
+}
+
 /// A DICOMDIR is input like any file: one with a damaged length is a warning naming it, read
 /// through the same length walk as the images (it was opened by dicom-rs directly, which
 /// reserved what the length said: here 3.5 GB behind the last record).

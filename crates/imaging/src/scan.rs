@@ -184,12 +184,29 @@ pub fn dicomdir_references(
         .into_iter()
         .map(|id| {
             let components: Vec<&str> = id.split('\\').map(str::trim).collect();
+            if !components.iter().all(|c| plain_component(c)) {
+                return Err(warn(format!(
+                    "Referenced File ID {id:?} is not a path inside the DICOMDIR's folder: not \
+                     followed"
+                )));
+            }
             resolve_components(root, &components).ok_or_else(|| ScanWarning {
                 path: root.join(components.join("/")),
                 message: "referenced by DICOMDIR but missing".into(),
             })
         })
         .collect())
+}
+
+/// One component of a Referenced File ID names a file or folder within the one before it
+/// (PS3.10 8.5: upper case letters, digits and underscore). A CD's DICOMDIR is input: "..", a
+/// separator or a root would lead out of the file-set to files it does not hold.
+fn plain_component(component: &str) -> bool {
+    !component.is_empty()
+        && component != "."
+        && component != ".."
+        && !component.contains(['/', '\0', ':'])
+        && Path::new(component).is_relative()
 }
 
 /// Follow Referenced File ID components, matching case-insensitively where the exact name is
