@@ -526,3 +526,63 @@ fn the_worklist_opens_a_case_and_loads_its_study_over_dicomweb() {
     );
     assert!(harness.state().gpu_error().is_none());
 }
+
+/// A server that answers every QIDO-RS page with 1,000 series never seen before (a broken or
+/// hostile one: real servers are tested above) fills no memory: the search is refused once it
+/// passes `MAX_QIDO_RESULTS`, and says so. A plain HTTP/1.1 responder on loopback.
+#[test]
+fn a_server_listing_without_end_is_refused() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let served = pages.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request_line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // The rest of the request's header.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let page = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = Value::Array(
+                (0..1000)
+                    .map(|i| {
+                        serde_json::json!({
+                            "0020000E": {"vr": "UI", "Value": [format!("2.25.{page}.{i}")]}
+                        })
+                    })
+                    .collect(),
+            )
+            .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/dicom+json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let study =
+        overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
+            .unwrap();
+    let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt.block_on(client.instances(&study)).unwrap_err();
+    assert!(
+        err.to_string().contains("more than 200000 results"),
+        "{err}"
+    );
+    let asked = pages.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        asked,
+        overread::cases::dicomweb::MAX_QIDO_RESULTS / 1000 + 1,
+        "pages asked for"
+    );
+}

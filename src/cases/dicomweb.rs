@@ -106,6 +106,10 @@ pub struct DicomWebClient {
 /// QIDO-RS results per request: what most servers give unasked (Overread's case server 1,000,
 /// Orthanc 100 by default but more on request).
 const QIDO_PAGE: usize = 1000;
+/// Most results one QIDO-RS search may bring, over all its pages. A study of several series
+/// of thousands of slices lists some tens of thousands; a server that brings new entries
+/// page after page without end would otherwise fill memory.
+pub const MAX_QIDO_RESULTS: usize = 200_000;
 /// Attempts at one instance before a transient failure (no answer, 5xx, 408, 429) fails the
 /// download.
 const INSTANCE_TRIES: u32 = 4;
@@ -209,7 +213,8 @@ impl DicomWebClient {
     /// shorter volume, its last slices missing without a word. Pages are asked for until one
     /// comes back empty (a server whose most is below `limit` answers short pages before the
     /// end) or brings nothing new (a server that ignores `offset`, in any order); one that
-    /// ignores `limit` (more than asked) gave everything at once.
+    /// ignores `limit` (more than asked) gave everything at once. More than
+    /// [`MAX_QIDO_RESULTS`] in all is refused.
     async fn qido_all(&self, url: &str) -> Result<Vec<Value>, ClientError> {
         let sep = if url.contains('?') { '&' } else { '?' };
         let mut all: Vec<Value> = Vec::new();
@@ -228,6 +233,15 @@ impl DicomWebClient {
                 if seen.insert(v.to_string()) {
                     all.push(v);
                 }
+            }
+            if all.len() > MAX_QIDO_RESULTS {
+                return Err(ClientError::Refused {
+                    status: 200,
+                    message: format!(
+                        "the search {url} brought more than {MAX_QIDO_RESULTS} results: not \
+                         taken as a study's list"
+                    ),
+                });
             }
             if n == 0 || n > self.page || all.len() == before {
                 break;
