@@ -520,6 +520,68 @@ async fn two_servers_on_one_database_send_a_report_once() {
     assert_eq!(transport.sent.lock().unwrap().len(), 1);
 }
 
+/// A database that ends idle transactions early (`idle_in_transaction_session_timeout`, a
+/// common hardening setting; here 100 ms, shorter than the 300 ms send) must not end a claim
+/// mid-send: the session holding the claim was killed, the claim's lock went with it, and a
+/// second server sent the report again (and the first failed to end its claim). The claim's
+/// transaction lifts the limit for itself. PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_outlasts_a_short_idle_transaction_timeout() {
+    let s = start().await;
+    if s.db.backend != case_server::db::Backend::Postgres {
+        eprintln!("skipped: PostgreSQL only (DATABASE_URL unset)");
+        return;
+    }
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let name: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} SET idle_in_transaction_session_timeout = '100ms'"
+    )))
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    // Two servers whose sessions start under the new setting.
+    let (first, second) = (
+        case_server::Db::open(&s.db_url).await.unwrap(),
+        case_server::Db::open(&s.db_url).await.unwrap(),
+    );
+    let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(&first.pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "100ms", "the setting did not apply");
+    let transport = std::sync::Arc::new(SlowCounting::default());
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base: Duration::from_secs(1),
+        poll: Duration::from_secs(1),
+    };
+    // The second server looks 200 ms into the first one's send (past the 100 ms limit).
+    let (a, b) = tokio::join!(
+        case_server::delivery::deliver_due(&first, &s.store, &config),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            case_server::delivery::deliver_due(&second, &s.store, &config).await
+        },
+    );
+    assert_eq!(a.unwrap(), 1, "the first server's claim failed");
+    assert_eq!(b.unwrap(), 0, "the second server took the report mid-send");
+    assert_eq!(*transport.sent.lock().unwrap(), [hash.as_str()]);
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM deliveries WHERE report_hash = $1")
+            .bind(&hash)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("sent", 1));
+}
+
 /// pydicom (an independent DICOMDIR reader that follows every record offset), where installed.
 fn pydicom() -> bool {
     let ok = Command::new("python3")

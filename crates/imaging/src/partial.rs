@@ -1,7 +1,7 @@
 //! A file written whole or not at all: first under a temporary name of its own beside where
 //! it goes (so the rename is within one file system), then synced and renamed into place.
 //! Used by every export that must not leave a file that looks complete but is not (NIfTI
-//! here; the server's patient copy and report PDFs).
+//! here; the server's patient copy, report PDFs and fax folder).
 
 use std::path::Path;
 

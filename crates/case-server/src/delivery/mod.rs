@@ -50,9 +50,9 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 }
 
 /// Writes `CASE-HASH16.pdf` and then `CASE-HASH16.json` (fax number, recipient, hash, size)
-/// into a folder, each by a temporary name (synced) and a rename, then syncs the folder: a
-/// gateway that acts on the `.json` always finds the whole PDF beside it, and both are on disk
-/// before the delivery is recorded.
+/// into a folder, each under a temporary name (`.overread-*.partial`), synced, renamed, and the
+/// folder synced: a gateway that acts on the `.json` always finds the whole PDF beside it, and
+/// both are on disk before the delivery is recorded.
 #[derive(Debug, Clone)]
 pub struct FolderTransport {
     pub folder: PathBuf,
@@ -69,12 +69,16 @@ impl Transport for FolderTransport {
             doc.case_id,
             doc.report_hash.get(..16).unwrap_or(doc.report_hash)
         );
+        // Each file whole or not at all (`imaging::partial`: a temporary file of its own,
+        // removed if the write fails; synced, renamed, the folder synced), so the renames
+        // survive a power loss before the delivery is recorded as sent.
         let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, String> {
             let path = self.folder.join(name);
-            let tmp = self.folder.join(format!(".{name}.part"));
-            std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, &path))
+            imaging::partial::beside(&path)
+                .and_then(|mut partial| {
+                    std::io::Write::write_all(&mut partial, bytes)?;
+                    imaging::partial::persist(partial, &path)
+                })
                 .map_err(|e| format!("{}: {e}", self.folder.display()))?;
             Ok(path)
         };
@@ -90,11 +94,6 @@ impl Transport for FolderTransport {
             "pdf_bytes": doc.pdf.len(),
         });
         write(&format!("{stem}.json"), sidecar.to_string().as_bytes())?;
-        // The renames survive a power loss once the folder is synced: a delivery is recorded
-        // as sent only after this.
-        std::fs::File::open(&self.folder)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| format!("{}: {e}", self.folder.display()))?;
         Ok(pdf.display().to_string())
     }
 }
@@ -362,13 +361,18 @@ async fn claim(db: &Db, hash: &str) -> Result<Option<Claim>, sqlx::Error> {
     if db.backend == crate::db::Backend::Postgres {
         // The first 32 bits of the sha256 as the lock's second key (the first names the
         // purpose): a collision only leaves the second report for the next round. The claim
-        // lasts while its transaction is open: a database that ends idle transactions
-        // (`idle_in_transaction_session_timeout`) must allow longer than a send.
+        // lasts while its transaction is open, idle through the rendering and the send: a
+        // database that ends idle transactions (`idle_in_transaction_session_timeout`, a
+        // common hardening setting) would end the claim mid-send, and another server would
+        // send the report again. The claim's own transaction lifts that limit for itself.
         let key = hash
             .get(..8)
             .and_then(|h| u32::from_str_radix(h, 16).ok())
             .map_or(0, |k| k as i32);
         let mut claim_tx = db.pool.begin().await?;
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .execute(&mut *claim_tx)
+            .await?;
         let held: bool = sqlx::query(
             "SELECT CAST(CASE WHEN pg_try_advisory_xact_lock($1, $2) THEN 1 ELSE 0 END
                      AS BIGINT) AS held",
