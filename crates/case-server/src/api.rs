@@ -45,7 +45,7 @@ pub const MAX_KEY_IMAGE_BYTES: usize = 8 << 20;
 /// The whole API: the routes here, DICOMweb under `/dicomweb` and `/cases/{id}/dicomweb`
 /// ([`crate::dicomweb`]).
 pub fn router(server: Server) -> Router {
-    let dicomweb = crate::dicomweb::routes(server.max_upload_bytes);
+    let dicomweb = crate::dicomweb::routes(&server);
     // Changes audited after they commit run to their end even when the client goes away
     // (`run_to_completion`); report intake audits inside its own commit, and reads, logins
     // and exports are left to end with their client.
@@ -171,7 +171,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
 }
 
 impl Bearer {
-    async fn caller(self, db: &Db) -> Result<Caller, ApiError> {
+    /// The request's bearer token, if it has one (not looked up).
+    pub(crate) async fn from_parts(parts: &mut Parts) -> Option<Bearer> {
+        <Bearer as FromRequestParts<()>>::from_request_parts(parts, &())
+            .await
+            .ok()
+    }
+
+    pub(crate) async fn caller(self, db: &Db) -> Result<Caller, ApiError> {
         let row = sqlx::query(
             "SELECT users.id AS caller_id, users.role AS caller_role,
                     users.display_name AS caller_name, sessions.expires_unix AS caller_expires
@@ -372,6 +379,8 @@ async fn add_key_image(
     .map_err(|e| match e {
         KeyImageError::NotPng(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
         KeyImageError::TooMany | KeyImageError::Reported(_) => ApiError::conflict(e.to_string()),
+        // Assigned to someone else since the check above: no longer this caller's case.
+        KeyImageError::NotAssigned => ApiError::not_found(format!("no case {id}")),
         KeyImageError::Sql(e) => e.into(),
         KeyImageError::Store(e) => ApiError::internal("the key image could not be stored", e),
     })?;
@@ -508,14 +517,20 @@ async fn login(
         .ok_or_else(|| ApiError::forbidden("account has no valid role"))?;
     let token = auth::new_token();
     let expires = unix_now() + auth::TOKEN_TTL_SECS;
+    if !db
+        .start_session(&auth::token_hash(&token), &req.user, expires)
+        .await?
     {
-        let _turn = db.write_turn().await;
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_unix) VALUES ($1, $2, $3)")
-            .bind(auth::token_hash(&token))
-            .bind(&req.user)
-            .bind(expires)
-            .execute(&db.pool)
-            .await?;
+        // Disabled while its password was checked.
+        db.audit(
+            None,
+            "login_failed",
+            None,
+            remote.as_deref(),
+            &format!("{} (disabled)", req.user),
+        )
+        .await?;
+        return Err(ApiError::unauthorized("wrong user or password"));
     }
     db.audit(Some(&req.user), "login", None, remote.as_deref(), "")
         .await?;
@@ -1173,7 +1188,14 @@ async fn submit_report(
     case_protocol::printable::check_report(report).map_err(|e| {
         ApiError::unprocessable(format!("the report cannot be printed as signed: {e}"))
     })?;
-    check_signed_at(report, &case, facts.amended_signed_at.as_deref())?;
+    // The amended report's signing time only where it is a report of this case (the case
+    // check below refuses any other): compared with another case's report, the answer told
+    // whether that report exists and when it was signed.
+    let amended_signed_at = facts
+        .amended_signed_at
+        .as_deref()
+        .filter(|_| facts.amended_case.as_deref() == Some(id.as_str()));
+    check_signed_at(report, &case, amended_signed_at)?;
     check_studies(&id, &report.study_instance_uids, &facts.case_studies)?;
 
     let amends = match &report.kind {
@@ -1228,8 +1250,12 @@ async fn submit_report(
             server.nudge.wake();
             Ok((StatusCode::CREATED, Json(receipt)))
         }
-        // A concurrent copy of the same report won the race: its receipt.
-        WriteOutcome::Duplicate(receipt) => Ok((StatusCode::OK, Json(receipt))),
+        // A concurrent copy of the same report won the race: its receipt, audited as the
+        // retry it is.
+        WriteOutcome::Duplicate(receipt) => {
+            caller.audit(&db, "report_retry", Some(&id), &hash).await?;
+            Ok((StatusCode::OK, Json(receipt)))
+        }
         WriteOutcome::Changed(message) => Err(ApiError::conflict(message)),
         WriteOutcome::Retry(message) => {
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message))

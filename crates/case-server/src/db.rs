@@ -567,16 +567,54 @@ impl Db {
     }
 
     /// Enable a disabled account again: it can log in (with its old password; no session
-    /// comes back). False when there is no such account or it is not disabled.
+    /// comes back: any the account holds now are ended too). False when there is no such
+    /// account or it is not disabled.
     pub async fn enable_user(&self, id: &str) -> Result<bool, DbError> {
-        let _turn = self.write_turn().await;
+        let mut tx = self.begin_write().await?;
         let changed = sqlx::query(
             "UPDATE users SET disabled_at = NULL WHERE id = $1 AND disabled_at IS NOT NULL",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx.tx)
         .await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
         Ok(changed.rows_affected() == 1)
+    }
+
+    /// Start a session of `user_id` (its token's hash, expiring at `expires_unix`), only if
+    /// the account is enabled at that moment: a login checks the account, then its password
+    /// (a while, on a blocking thread), and an account disabled meanwhile, its sessions
+    /// deleted, must not get one after (a session so made would have come back to life when
+    /// the account was enabled). On PostgreSQL the account's row is held (FOR SHARE) against
+    /// a disable running at the same moment; SQLite has one writer. False: no session.
+    pub async fn start_session(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        expires_unix: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "INSERT INTO sessions (token_hash, user_id, expires_unix)
+                 SELECT $1, id, $3 FROM users WHERE id = $2 AND disabled_at IS NULL FOR SHARE"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO sessions (token_hash, user_id, expires_unix)
+                 SELECT $1, id, $3 FROM users WHERE id = $2 AND disabled_at IS NULL"
+            }
+        };
+        let _turn = self.write_turn().await;
+        let done = sqlx::query(sql)
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(expires_unix)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Append an audit row. Never carries patient identity: ids and actions only.

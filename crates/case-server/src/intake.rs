@@ -643,6 +643,13 @@ pub async fn import(
     }
     for (study, offered) in studies {
         let n = offered.len();
+        // The audit trail is append-only and never carries patient identity; file names and
+        // folders often do (a CD copied into a folder named after the patient), so a refusal
+        // is audited with every offered file's path and label said as "<file>".
+        let names: Vec<(String, String)> = offered
+            .iter()
+            .map(|o| (o.path.display().to_string(), o.label.clone()))
+            .collect();
         match ingest(
             &server.db,
             &server.store,
@@ -685,7 +692,7 @@ pub async fn import(
                         "import_refused",
                         Some(case_id),
                         Some("local"),
-                        &format!("study {study}: {e}"),
+                        &format!("study {study}: {}", without_names(&e.to_string(), &names)),
                     )
                     .await?;
                 report.refused.push((study, e.to_string()));
@@ -694,6 +701,28 @@ pub async fn import(
         }
     }
     Ok(report)
+}
+
+/// An intake error's text without the files it names: each file's full path (wherever it
+/// stands: a reading error quotes it) and the label the message starts with ("label: why"),
+/// said as "<file>". A label is replaced only there, where it stands as a label: a short
+/// one ("1") would otherwise take digits out of the UIDs.
+fn without_names(text: &str, names: &[(String, String)]) -> String {
+    let mut out = names
+        .iter()
+        .filter(|(path, _)| !path.is_empty())
+        .fold(text.to_string(), |t, (path, _)| {
+            t.replace(path.as_str(), "<file>")
+        });
+    let mut labels: Vec<&str> = names.iter().map(|(_, label)| label.as_str()).collect();
+    labels.sort_by_key(|l| std::cmp::Reverse(l.len()));
+    if let Some(rest) = labels
+        .iter()
+        .find_map(|label| out.strip_prefix(label)?.strip_prefix(": "))
+    {
+        out = format!("<file>: {rest}");
+    }
+    out
 }
 
 /// Store a small synthetic chest CT (4 slices of 32 x 32, dated today; `imaging::synth`,
@@ -751,6 +780,23 @@ pub async fn instance_count(db: &Db, case_id: &str) -> Result<i64, sqlx::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_audited_without_the_files_names() {
+        let names = [
+            ("/cd/DOE^JOHN/IM1".to_string(), "DOE^JOHN/IM1".to_string()),
+            ("/cd/1".to_string(), "1".to_string()),
+        ];
+        assert_eq!(
+            without_names("DOE^JOHN/IM1: study 1.2.1: dated 20190301", &names),
+            "<file>: study 1.2.1: dated 20190301"
+        );
+        // A short label is taken only where it stands as one; a full path wherever it is.
+        assert_eq!(
+            without_names("1: not readable: /cd/1 is cut short (study 1.2.1)", &names),
+            "<file>: not readable: <file> is cut short (study 1.2.1)"
+        );
+    }
 
     /// An object a refused upload deleted after this upload found it stored is written again
     /// before this upload's rows go in.

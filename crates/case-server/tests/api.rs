@@ -880,6 +880,28 @@ async fn reports_must_print_as_signed_name_the_cases_studies_and_be_signed_in_ti
     let resp = post_report(&s, &rad1, &case_a, &addendum(now + 61)).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert_eq!(s.report_count().await, 2);
+    // An addendum in another case naming case A's report, dated before it, is refused without
+    // being compared with that report's time: the answer said the report exists and when it
+    // was signed.
+    let mut r = report(
+        &s,
+        &case_b,
+        "rad1",
+        &key,
+        ReportKind::Addendum {
+            amends: receipt.report_hash.clone(),
+        },
+    );
+    r.signed_at = case_protocol::rfc3339_utc(now);
+    let resp = post_report(&s, &rad1, &case_b, &sign_report(r, &key).unwrap()).await;
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_client_error(), "{status} {text}");
+    assert!(
+        !text.contains("before the report it amends"),
+        "{status} {text}"
+    );
+    assert_eq!(s.report_count().await, 2);
 }
 
 /// What a report was signed with stays as it was: once the final report is stored, no key
@@ -927,6 +949,22 @@ async fn a_reported_case_takes_no_more_images() {
     assert_eq!(
         key_image("RLL nodule").await.unwrap().status(),
         StatusCode::CREATED
+    );
+    // An image whose sender lost the case between the route's check and the write (here
+    // rad2, whose check would have passed before the case went to rad1) is not added: it
+    // would print in rad1's signed report.
+    let lost = case_server::delivery::add_key_image(
+        &s.db,
+        &s.store,
+        &case,
+        "rad2",
+        "not theirs",
+        key_image_png(),
+    )
+    .await;
+    assert!(
+        matches!(lost, Err(case_server::delivery::KeyImageError::NotAssigned)),
+        "{lost:?}"
     );
 
     let signed = sign_report(report(&s, &case, "rad1", &key, ReportKind::Final), &key).unwrap();
@@ -1168,6 +1206,26 @@ async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = s.post(&admin, "/users/rad1/disable", &json!(null)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "already disabled");
+    // A login whose password check ends after the disable gets no session (its account
+    // was checked before): what it would have written is refused.
+    let late = case_server::auth::new_token();
+    let expires = case_protocol::unix_now() + 3600;
+    let started =
+        s.db.start_session(&case_server::auth::token_hash(&late), "rad1", expires)
+            .await
+            .unwrap();
+    assert!(!started, "a session for a disabled account");
+    assert_eq!(worklist(late).await, StatusCode::UNAUTHORIZED);
+    // A session row of the disabled account written all the same (as that login wrote it
+    // before) does not come back to life when the account is enabled: enabling ends it.
+    let leaked = case_server::auth::new_token();
+    sqlx::query("INSERT INTO sessions (token_hash, user_id, expires_unix) VALUES ($1, $2, $3)")
+        .bind(case_server::auth::token_hash(&leaked))
+        .bind("rad1")
+        .bind(expires)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
     let audit: Vec<AuditRow> = s.get(&admin, "/audit").await.json().await.unwrap();
     assert!(
         audit
@@ -1208,6 +1266,7 @@ async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = s.post(&admin, "/users/rad1/enable", &json!(null)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "already enabled");
+    assert_eq!(worklist(leaked).await, StatusCode::UNAUTHORIZED);
     assert_eq!(worklist(s.login("rad1").await).await, StatusCode::OK);
     assert_eq!(assign(coord.clone()).await.status(), StatusCode::OK);
     let audit: Vec<AuditRow> = s.get(&admin, "/audit").await.json().await.unwrap();

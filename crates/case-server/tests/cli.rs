@@ -159,7 +159,8 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
     // Import: a study from today is stored; one older than the rule allows is refused by name
     // and rule, and nothing of it is stored.
     let recent = dir.path().join("cd/recent");
-    let old = dir.path().join("cd/old");
+    // Named as CD copies often are: after the patient.
+    let old = dir.path().join("cd/DOE^JOHN_19600101");
     let spec = |seed, date: &str| imaging::synth::PhantomSpec {
         columns: 32,
         rows: 32,
@@ -194,6 +195,23 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
         err.contains("README.TXT"),
         "the non-DICOM file is named: {err}"
     );
+    // The operator's terminal names the refused files; the append-only audit trail, which
+    // never carries patient identity, keeps the reason without them.
+    assert!(old_study.contains("DOE^JOHN"), "{old_study}");
+    let refusals: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = case_server::Db::open(&ctx.db).await.unwrap();
+        sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'import_refused'")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert!(
+        refusals[0].contains("<file>: study") && refusals[0].contains("older than 365 days"),
+        "{}",
+        refusals[0]
+    );
+    assert!(!refusals[0].contains("DOE"), "{}", refusals[0]);
     // Imported again: nothing new; the old study still refused.
     let (_, out, _) = server(
         &ctx,

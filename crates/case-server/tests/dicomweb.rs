@@ -442,6 +442,28 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
                 && d.contains(&format!("{n} instances ({n} new)")))
     );
     assert!(rows.iter().any(|(a, _, _)| a == "dicomweb_frames"));
+    // The reads refused to rad2 are audited with their status and path (rad1's refused
+    // reads above too); the request without a login is not (it has no caller).
+    let refused = sqlx::query_as::<_, (Option<String>, String)>(
+        "SELECT user_id, detail FROM audit WHERE action = 'dicomweb_refused'
+         AND user_id = 'rad2' ORDER BY id",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        refused,
+        [
+            (
+                Some("rad2".to_string()),
+                format!("404 /dicomweb/studies/{study_uid}")
+            ),
+            (
+                Some("rad2".to_string()),
+                format!("404 /cases/{case}/dicomweb/studies/{study_uid}/metadata")
+            ),
+        ]
+    );
     assert!(rows.iter().any(|(a, _, _)| a == "dicomweb_metadata"));
     let name = text(tags::PATIENT_NAME);
     for (_, _, d) in &rows {

@@ -569,9 +569,10 @@ pub async fn case_deliveries(db: &Db, case_id: &str) -> Result<Vec<DeliveryStatu
         .collect())
 }
 
-/// Store a key image (a PNG, e.g. from `overread render`) for a case's report. Returns its
-/// content key. Only before the final report is signed: the report's PDF shows the key images
-/// it was signed with, and a copy printed later shows the same.
+/// Store a key image (a PNG, e.g. from `overread render`) for a case's report, by the
+/// radiologist `user_id` the case is assigned to. Returns its content key. Only before the
+/// final report is signed: the report's PDF shows the key images it was signed with, and a
+/// copy printed later shows the same.
 pub async fn add_key_image(
     db: &Db,
     store: &Store,
@@ -592,16 +593,26 @@ pub async fn add_key_image(
     let (key, _) = store.put(png).await?;
     let mut tx = db.begin_write().await?;
     // The case row is held (PostgreSQL; SQLite has one writer) against a report stored
-    // meanwhile, which would make the case reported between this check and the insert.
+    // meanwhile, which would make the case reported between this check and the insert, and
+    // against the case going to another radiologist meanwhile (the caller's check was made
+    // before the image was read and stored): their signed report would print this image.
     let sql = match db.backend {
-        crate::db::Backend::Postgres => "SELECT status FROM cases WHERE id = $1 FOR UPDATE",
-        crate::db::Backend::Sqlite => "SELECT status FROM cases WHERE id = $1",
+        crate::db::Backend::Postgres => {
+            "SELECT status, assigned_to FROM cases WHERE id = $1 FOR UPDATE"
+        }
+        crate::db::Backend::Sqlite => "SELECT status, assigned_to FROM cases WHERE id = $1",
     };
-    let status: Option<String> = sqlx::query_scalar(sql)
+    let row = sqlx::query(sql)
         .bind(case_id)
         .fetch_optional(&mut *tx.tx)
         .await?;
-    let status = status.unwrap_or_default();
+    let (status, assigned_to): (String, Option<String>) = row.map_or_else(
+        || (String::new(), None),
+        |r| (r.get("status"), r.get("assigned_to")),
+    );
+    if assigned_to.as_deref() != Some(user_id) {
+        return Err(KeyImageError::NotAssigned);
+    }
     if matches!(status.as_str(), "reported" | "delivered") {
         return Err(KeyImageError::Reported(status));
     }
@@ -636,6 +647,9 @@ pub enum KeyImageError {
     TooMany,
     #[error("the case is {0}: key images are added before the report is signed")]
     Reported(String),
+    /// The case is not (or no longer) assigned to the one adding the image.
+    #[error("the case is not assigned to the one adding the key image")]
+    NotAssigned,
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error(transparent)]

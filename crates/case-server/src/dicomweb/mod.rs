@@ -7,8 +7,9 @@
 //!
 //! Who sees what is the case rule of the API ([`crate::api`]): the assigned radiologist,
 //! QA reviewers once a case is reported, coordinators and admins. A study the caller may not
-//! see does not exist for them (404). Uploads are for coordinators. Every request leaves an
-//! audit row naming the case and the study, series or instance (UIDs only).
+//! see does not exist for them (404). Uploads are for coordinators. Every answer leaves an
+//! audit row naming the case and the study, series or instance (UIDs only), and so does every
+//! read refused to a signed-in caller (`dicomweb_refused`: status and path, never the query).
 //!
 //! | resource | methods |
 //! | --- | --- |
@@ -43,7 +44,7 @@ use crate::db::Db;
 use crate::error::ApiError;
 
 /// The DICOMweb routes, to be nested under `/dicomweb` and `/cases/{id}/dicomweb`.
-pub fn routes(max_upload_bytes: usize) -> Router<Server> {
+pub fn routes(server: &Server) -> Router<Server> {
     Router::new()
         // An upload runs to its end even when its client goes away (its audit row follows
         // its commit): `api::run_to_completion`.
@@ -96,7 +97,58 @@ pub fn routes(max_upload_bytes: usize) -> Router<Server> {
             "/studies/{study}/series/{series}/instances/{sop}/thumbnail",
             get(render::thumbnail),
         )
-        .layer(DefaultBodyLimit::max(max_upload_bytes))
+        .layer(DefaultBodyLimit::max(server.max_upload_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            audit_refusals,
+        ))
+}
+
+/// A read refused to a known caller (a study they may not see is "no study", 404; a transfer
+/// syntax not served, 406; a malformed frame list, 400) is audited as `dicomweb_refused`
+/// with its status and path (UIDs and the case id, never the query: a search may name a
+/// patient). Who probes for studies that are not theirs leaves a trace. A request without a
+/// valid session (401) is not: it has no caller. Answers that were given are audited by
+/// their handlers, uploads by STOW.
+async fn audit_refusals(
+    axum::extract::State(server): axum::extract::State<Server>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let read = request.method() == axum::http::Method::GET;
+    let path = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().path(), |uri| uri.path())
+        .to_string();
+    let (mut parts, body) = request.into_parts();
+    let bearer = crate::api::Bearer::from_parts(&mut parts).await;
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    let status = response.status();
+    if read
+        && status.is_client_error()
+        && status != StatusCode::UNAUTHORIZED
+        && let Some(bearer) = bearer
+        && let Ok(caller) = bearer.caller(&server.db).await
+    {
+        let detail = format!("{} {path}", status.as_u16());
+        if let Err(e) = server
+            .db
+            .audit_cases(
+                Some(&caller.id),
+                "dicomweb_refused",
+                &[None],
+                caller.remote.as_deref(),
+                &detail,
+            )
+            .await
+        {
+            tracing::error!("audit of a refused DICOMweb request failed: {e}");
+        }
+    }
+    response
 }
 
 /// What a request may see: one case, or every case visible to the caller.
