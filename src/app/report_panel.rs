@@ -165,6 +165,9 @@ pub struct PanelSettings {
     pub push_to_talk: PushToTalk,
 }
 
+/// How long a failed read of the signing key file stands before it is tried again.
+const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The panel's state.
 pub struct ReportState {
     pub open: bool,
@@ -235,6 +238,9 @@ pub struct ReportState {
     sign_generation: u64,
     /// The signing key's id, once read ([`ReportState::key_id`]).
     key_id: std::cell::OnceCell<String>,
+    /// The last failure to read it, and when: asked again at most every
+    /// [`KEY_RETRY`] (a key file made meanwhile is then found), not on every frame.
+    key_id_failed: std::cell::RefCell<Option<(std::time::Instant, String)>>,
 }
 
 impl std::fmt::Debug for ReportState {
@@ -297,6 +303,7 @@ impl ReportState {
             draft_generation: 0,
             sign_generation: 0,
             key_id: std::cell::OnceCell::new(),
+            key_id_failed: std::cell::RefCell::new(None),
         }
     }
 
@@ -372,13 +379,26 @@ impl ReportState {
         if let Some(id) = self.key_id.get() {
             return Ok(id.clone());
         }
-        let key_file = self
+        if let Some((at, why)) = &*self.key_id_failed.borrow()
+            && at.elapsed() < KEY_RETRY
+        {
+            return Err(why.clone());
+        }
+        let read = self
             .setup
             .key_file
             .as_ref()
-            .ok_or("no signing key in the settings (signing_key)")?;
-        let sealed = crate::cases::EncryptedKey::read(key_file).map_err(|e| e.to_string())?;
-        Ok(self.key_id.get_or_init(|| sealed.key_id).clone())
+            .ok_or_else(|| "no signing key in the settings (signing_key)".to_string())
+            .and_then(|key_file| {
+                crate::cases::EncryptedKey::read(key_file).map_err(|e| e.to_string())
+            });
+        match read {
+            Ok(sealed) => Ok(self.key_id.get_or_init(|| sealed.key_id).clone()),
+            Err(why) => {
+                *self.key_id_failed.borrow_mut() = Some((std::time::Instant::now(), why.clone()));
+                Err(why)
+            }
+        }
     }
 
     /// What must be fixed or knowingly overridden before signing. An addendum may leave the
@@ -3024,6 +3044,29 @@ mod tests {
         });
         r.forget_finals();
         assert!(r.amending().is_none());
+    }
+
+    /// The key id is shown on every frame: a key file that cannot be read is not read again
+    /// on each of them (it was), but a while later, so one made meanwhile is then found.
+    #[test]
+    fn a_missing_key_file_is_not_read_on_every_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("signing.key");
+        let mut r = state();
+        r.setup.key_file = Some(key_file.clone());
+        let first = r.key_id().unwrap_err();
+        let key = case_protocol::SigningKey::generate();
+        let sealed = crate::cases::EncryptedKey::seal(&key, "correct horse battery").unwrap();
+        sealed.write(&key_file).unwrap();
+        // The next frames keep the answer without reading the file.
+        assert_eq!(r.key_id().unwrap_err(), first);
+        // Once the retry interval has passed, the file is read again.
+        let failed = r.key_id_failed.borrow().clone().unwrap();
+        *r.key_id_failed.borrow_mut() = Some((
+            failed.0 - KEY_RETRY - std::time::Duration::from_millis(1),
+            failed.1,
+        ));
+        assert_eq!(r.key_id().unwrap(), sealed.key_id);
     }
 
     #[test]

@@ -577,6 +577,9 @@ fn worker_loop(
             None => backoff.max,
             Some(client) => {
                 let results = runtime.block_on(outbox.deliver(&client, 1, Duration::ZERO));
+                // Counted before the lock is taken: the window asks for the status every frame,
+                // and a folder listing (a network home) must not hold it up.
+                let pending = outbox.pending().len();
                 let mut state = shared.lock();
                 // A login given while this round ran is not undone by its refusals.
                 let current = state.generation == generation;
@@ -601,7 +604,7 @@ fn worker_loop(
                         }
                     }
                 }
-                status.pending = outbox.pending().len();
+                status.pending = pending;
                 if status.pending == 0 {
                     failed_rounds = 0;
                     backoff.idle

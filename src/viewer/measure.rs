@@ -68,9 +68,34 @@ fn angle_deg(u: DVec3, v: DVec3) -> f64 {
     u.angle_between(v).to_degrees()
 }
 
+/// The pool measurement values are computed on: the window asks for them on its own thread,
+/// and the global rayon pool may be held by a load for its whole length (each loader thread
+/// claims slices until the stack is done), so a probe placed or a region drawn meanwhile
+/// would wait for the load to end (found by review). `None` if the pool could not be made:
+/// then the global pool.
+fn measurement_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("overread-measure-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 impl Measurement {
-    /// Compute the measurement's value on `info` / `voxels`.
+    /// Compute the measurement's value on `info` / `voxels` (on the measurement pool).
     pub fn value(&self, info: &VolumeInfo, voxels: &Voxels) -> Value {
+        match measurement_pool() {
+            Some(pool) => pool.install(|| self.value_here(info, voxels)),
+            None => self.value_here(info, voxels),
+        }
+    }
+
+    fn value_here(&self, info: &VolumeInfo, voxels: &Voxels) -> Value {
         match &self.shape {
             Shape::Length { a, b } => Value::LengthMm(DVec3::from(*a).distance(DVec3::from(*b))),
             Shape::Angle { a, vertex, b } => {
@@ -408,6 +433,82 @@ pub fn visible_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe and a region are measured while every thread of the global rayon pool is taken
+    /// (as a load takes them for its whole length): they waited for it to be free.
+    #[test]
+    fn values_do_not_wait_for_the_global_pool() {
+        use std::sync::{Arc, Condvar, Mutex, mpsc};
+        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
+            columns: 64,
+            rows: 64,
+            slices: 4,
+            ..imaging::synth::PhantomSpec::default()
+        });
+        let info = VolumeInfo::new(&volume).unwrap();
+        let centre = volume.geometry.patient_from_voxel_affine([31.5, 31.5, 1.0]);
+        // Every global thread blocks until the gate opens; `blocked` counts them in.
+        let gate = Arc::new((Mutex::new((false, 0usize)), Condvar::new()));
+        let threads = rayon::current_num_threads();
+        for _ in 0..threads {
+            let gate = gate.clone();
+            rayon::spawn(move || {
+                let (lock, cv) = &*gate;
+                let mut state = lock.lock().unwrap();
+                state.1 += 1;
+                cv.notify_all();
+                while !state.0 {
+                    state = cv.wait(state).unwrap();
+                }
+            });
+        }
+        {
+            let (lock, cv) = &*gate;
+            let mut state = lock.lock().unwrap();
+            while state.1 < threads {
+                state = cv.wait(state).unwrap();
+            }
+        }
+        let shapes = [
+            Shape::Probe { at: centre },
+            Shape::Ellipse {
+                center: centre,
+                semi_axis_1: [20.0, 0.0, 0.0],
+                semi_axis_2: [0.0, 20.0, 0.0],
+            },
+        ];
+        let (tx, rx) = mpsc::channel();
+        let voxels = volume.voxels.clone();
+        std::thread::spawn(move || {
+            for shape in shapes {
+                let m = Measurement {
+                    id: 1,
+                    shape,
+                    frame_of_reference_uid: None,
+                    stack_id: None,
+                };
+                let _ = tx.send(m.value(&info, &voxels));
+            }
+        });
+        // A generous bound for a liveness check: without the pool of its own this waits for
+        // ever (the gate opens only after it).
+        let got: Vec<_> = (0..2)
+            .map(|_| rx.recv_timeout(std::time::Duration::from_secs(60)))
+            .collect();
+        let (lock, cv) = &*gate;
+        lock.lock().unwrap().0 = true;
+        cv.notify_all();
+        assert!(
+            matches!(got[0], Ok(Value::Point(Some(_)))),
+            "probe: {:?}",
+            got[0]
+        );
+        assert!(
+            matches!(got[1], Ok(Value::Region { samples, .. }) if samples > 0),
+            "region: {:?}",
+            got[1]
+        );
+    }
 
     /// An ellipse far larger than the volume samples only the volume: 2 m and 200 m across
     /// an axial slice of a 64 x 64 phantom (2 mm voxels) give the same statistics, every
