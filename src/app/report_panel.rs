@@ -692,13 +692,13 @@ impl ReportState {
         if self.recorder.is_some() {
             return;
         }
-        match Recorder::start(self.settings.input_device.as_deref(), None) {
-            Ok(r) => {
-                self.recorder = Some(r);
-                self.message = "listening...".into();
-            }
-            Err(e) => self.message = e.to_string(),
-        }
+        // The device opens on its own thread (it can take a second); one that fails is
+        // said by `poll`, as any device error while recording.
+        self.recorder = Some(Recorder::start_in_background(
+            self.settings.input_device.as_deref(),
+            None,
+        ));
+        self.message = "listening...".into();
     }
 
     fn stop_recording(&mut self, ctx: &egui::Context) {
@@ -943,7 +943,7 @@ impl ReportState {
             return;
         };
         let part = excerpt(clip, start, end, REPLAY_PAD_S);
-        match Player::start(self.settings.output_device.as_deref(), &part) {
+        match Player::start_in_background(self.settings.output_device.as_deref(), &part) {
             Ok(p) => {
                 self.message = format!("playing \"{}\"", w.text);
                 self.player = Some(p);

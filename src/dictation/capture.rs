@@ -4,12 +4,12 @@
 //! the device offers it (no resampling then), else the device's default configuration.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use super::audio::{Clip, WHISPER_RATE, dbfs};
-use super::device::{self, DeviceError, Direction, for_sample_type};
+use super::device::{self, DeviceError, Direction, StreamThread, for_sample_type};
 
 /// Why capture could not start.
 pub type CaptureError = DeviceError;
@@ -49,35 +49,67 @@ struct Shared {
     /// The limit was reached: later blocks are dropped.
     full: AtomicBool,
     error: Arc<Mutex<Option<String>>>,
+    /// The device's id and rate, once it is open.
+    opened: OnceLock<(String, u32)>,
 }
 
-/// A running capture; dropping it stops the device.
+/// A running capture; dropping it stops the device (on the audio thread, not waited for).
 pub struct Recorder {
-    stream: cpal::Stream,
+    audio: StreamThread,
     shared: Arc<Shared>,
-    rate: u32,
-    device: String,
+    /// The device asked for (its id once open is in `shared`).
+    asked: String,
 }
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
-            .field("device", &self.device)
-            .field("rate", &self.rate)
+            .field("device", &self.device())
+            .field("rate", &self.rate())
             .finish()
     }
 }
 
 impl Recorder {
     /// Start capturing from `device` (an id from [`input_devices`]; `None`: the default input),
-    /// keeping at most `limit` mono samples (`None`: up to ten minutes).
+    /// keeping at most `limit` mono samples (`None`: up to ten minutes), and wait until the
+    /// device is open.
     pub fn start(device: Option<&str>, limit: Option<usize>) -> Result<Recorder, CaptureError> {
+        let recorder = Recorder::start_in_background(device, limit);
+        recorder.audio.wait_opened(Direction::Input)?;
+        Ok(recorder)
+    }
+
+    /// The same without waiting (the window): the device opens on the audio thread, and a
+    /// failure to open is [`Recorder::error`].
+    pub fn start_in_background(device: Option<&str>, limit: Option<usize>) -> Recorder {
+        let shared = Arc::new(Shared::default());
+        let asked = device.unwrap_or("default").to_string();
+        let audio = StreamThread::spawn(Direction::Input, shared.error.clone(), {
+            let shared = shared.clone();
+            let device = device.map(str::to_string);
+            move || open_stream(device.as_deref(), limit, &shared)
+        });
+        Recorder {
+            audio,
+            shared,
+            asked,
+        }
+    }
+}
+
+/// Open the input, build its stream into `shared`, and play it.
+fn open_stream(
+    device: Option<&str>,
+    limit: Option<usize>,
+    shared: &Arc<Shared>,
+) -> Result<cpal::Stream, CaptureError> {
+    {
         let opened = device::open(Direction::Input, device, WHISPER_RATE)?;
         let config = opened.config;
         let channels = usize::from(config.channels()).max(1);
         let rate = config.sample_rate();
         let stream_config: cpal::StreamConfig = config.into();
-        let shared = Arc::new(Shared::default());
         let limit = limit.unwrap_or(rate as usize * 600);
 
         let on_error = device::keep_first_error(Direction::Input, shared.error.clone());
@@ -109,21 +141,20 @@ impl Recorder {
             .ok_or_else(|| opened.error(format!("sample format {format:?} is not supported")))?
             .map_err(|e| opened.error(e))?;
         stream.play().map_err(|e| opened.error(e))?;
-        Ok(Recorder {
-            stream,
-            shared,
-            rate,
-            device: opened.name,
-        })
+        let _ = shared.opened.set((opened.name, rate));
+        Ok(stream)
     }
+}
 
-    /// The device's sample rate.
+impl Recorder {
+    /// The device's sample rate (16 kHz until it is open).
     pub fn rate(&self) -> u32 {
-        self.rate
+        self.shared.opened.get().map_or(WHISPER_RATE, |o| o.1)
     }
 
+    /// The device's id (the one asked for until it is open).
     pub fn device(&self) -> &str {
-        &self.device
+        self.shared.opened.get().map_or(&self.asked, |o| &o.0)
     }
 
     /// Mono samples kept so far.
@@ -146,10 +177,9 @@ impl Recorder {
         self.shared.error.lock().ok().and_then(|e| e.clone())
     }
 
-    /// Stop and return what was captured.
+    /// Stop and return what was captured (the device is closed on the audio thread; a block
+    /// it delivers meanwhile is not kept).
     pub fn stop(self) -> Clip {
-        let _ = self.stream.pause();
-        drop(self.stream);
         let samples = self
             .shared
             .samples
@@ -158,7 +188,7 @@ impl Recorder {
             .unwrap_or_default();
         Clip {
             samples,
-            rate: self.rate,
+            rate: self.rate(),
         }
     }
 }
@@ -176,5 +206,33 @@ fn push(shared: &Shared, mono: &[f32], limit: usize) {
     shared.count.store(samples.len(), Ordering::Release);
     if samples.len() >= limit {
         shared.full.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Started without waiting (as the window starts it), a device that cannot be opened
+    /// comes back as the recorder's error, where the window looks for device errors, and
+    /// `start` (the command line's, which waits) returns the same failure.
+    #[test]
+    fn a_device_that_fails_to_open_is_the_recorders_error() {
+        let missing = "alsa:overread-no-such-device";
+        let recorder = Recorder::start_in_background(Some(missing), None);
+        assert_eq!(recorder.device(), missing);
+        let mut error = None;
+        for _ in 0..3000 {
+            error = recorder.error();
+            if error.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let error = error.expect("no error after 30 s");
+        assert!(error.contains("no audio input device"), "{error}");
+        assert!(recorder.stop().samples.is_empty());
+        let waited = Recorder::start(Some(missing), None).unwrap_err();
+        assert_eq!(waited.to_string(), error);
     }
 }

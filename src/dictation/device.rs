@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cpal::traits::{DeviceTrait, HostTrait};
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 /// Which way the audio goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +154,84 @@ pub fn keep_first_error(
         if let Ok(mut slot) = first.lock() {
             slot.get_or_insert_with(|| e.to_string());
         }
+    }
+}
+
+/// A cpal stream opened, played and dropped on a thread of its own (`overread-audio`), so
+/// that neither touches the window's thread: cpal's ALSA backend opens a device twice (once
+/// for its configurations, once for the stream), which through PulseAudio or PipeWire takes
+/// tens to hundreds of milliseconds and a Bluetooth headset seconds, and dropping a stream
+/// joins cpal's own thread (found by review: push-to-talk opened the microphone in the
+/// frame). The stream lives until this is dropped; nothing waits for it to close.
+pub struct StreamThread {
+    /// Dropped: the thread pauses and drops its stream, and ends.
+    _stop: std::sync::mpsc::Sender<()>,
+    opened: std::sync::mpsc::Receiver<Result<(), DeviceError>>,
+}
+
+impl std::fmt::Debug for StreamThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamThread").finish_non_exhaustive()
+    }
+}
+
+impl StreamThread {
+    /// Run `open` (find the device, build and play the stream) on a new thread and keep the
+    /// stream there. A failure to open is put in `error` as well (where the stream's own
+    /// errors go), for those that do not wait: [`StreamThread::wait_opened`] returns it.
+    pub fn spawn(
+        direction: Direction,
+        error: Arc<Mutex<Option<String>>>,
+        open: impl FnOnce() -> Result<cpal::Stream, DeviceError> + Send + 'static,
+    ) -> StreamThread {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+        let failed = {
+            let error = error.clone();
+            move |e: DeviceError| {
+                if let Ok(mut slot) = error.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+                e
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("overread-audio".into())
+            .spawn(move || match open() {
+                Ok(stream) => {
+                    let _ = opened_tx.send(Ok(()));
+                    // Until the owner is dropped (the sender with it).
+                    let _ = stop_rx.recv();
+                    let _ = stream.pause();
+                    drop(stream);
+                }
+                Err(e) => {
+                    let _ = opened_tx.send(Err(failed(e)));
+                }
+            });
+        if let Err(e) = spawned
+            && let Ok(mut slot) = error.lock()
+        {
+            slot.get_or_insert_with(|| {
+                format!("audio {}: no thread for the device: {e}", direction.name())
+            });
+        }
+        StreamThread {
+            _stop: stop_tx,
+            opened: opened_rx,
+        }
+    }
+
+    /// Wait until the stream plays, or the reason it does not (for the command line, which
+    /// may wait).
+    pub fn wait_opened(&self, direction: Direction) -> Result<(), DeviceError> {
+        self.opened.recv().unwrap_or_else(|_| {
+            Err(DeviceError::Device {
+                direction: direction.name(),
+                device: String::new(),
+                message: "the audio thread ended before the device opened".into(),
+            })
+        })
     }
 }
 

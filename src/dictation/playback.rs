@@ -4,13 +4,13 @@
 //! the clip resampled and copied to every channel. Audio never leaves the machine.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, StreamTrait};
 
 use super::audio::{Clip, resample};
-use super::device::{self, DeviceError, Direction, for_sample_type};
+use super::device::{self, DeviceError, Direction, StreamThread, for_sample_type};
 
 /// Why playback could not start.
 pub type PlaybackError = DeviceError;
@@ -25,22 +25,23 @@ struct Shared {
     frames: AtomicUsize,
     drained: AtomicBool,
     error: Arc<Mutex<Option<String>>>,
+    /// The device's id, its rate and the clip's length in its frames, once it is open.
+    opened: OnceLock<(String, u32, usize)>,
 }
 
-/// Audio being played; dropping it stops the device.
+/// Audio being played; dropping it stops the device (on the audio thread, not waited for).
 pub struct Player {
-    _stream: cpal::Stream,
+    audio: StreamThread,
     shared: Arc<Shared>,
-    device: String,
-    rate: u32,
-    clip_frames: usize,
+    /// The device asked for (its id once open is in `shared`).
+    asked: String,
 }
 
 impl std::fmt::Debug for Player {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Player")
-            .field("device", &self.device)
-            .field("rate", &self.rate)
+            .field("device", &self.device())
+            .field("rate", &self.rate())
             .finish_non_exhaustive()
     }
 }
@@ -59,11 +60,43 @@ pub fn excerpt(clip: &Clip, start_s: f64, end_s: f64, pad_s: f64) -> Clip {
 
 impl Player {
     /// Start playing `clip` on `device` (an id as `overread record --list` names devices;
-    /// `None`: the default output).
+    /// `None`: the default output), and wait until the device is open.
     pub fn start(device: Option<&str>, clip: &Clip) -> Result<Player, PlaybackError> {
+        let player = Player::start_in_background(device, clip)?;
+        player.audio.wait_opened(Direction::Output)?;
+        Ok(player)
+    }
+
+    /// The same without waiting for the device (the window): it opens on the audio thread,
+    /// and a failure to open is [`Player::error`]. Only an empty clip is refused here.
+    pub fn start_in_background(device: Option<&str>, clip: &Clip) -> Result<Player, PlaybackError> {
         if clip.samples.is_empty() {
             return Err(DeviceError::Empty);
         }
+        let shared = Arc::new(Shared::default());
+        let asked = device.unwrap_or("default").to_string();
+        let audio = StreamThread::spawn(Direction::Output, shared.error.clone(), {
+            let shared = shared.clone();
+            let device = device.map(str::to_string);
+            let clip = clip.clone();
+            move || open_stream(device.as_deref(), &clip, &shared)
+        });
+        Ok(Player {
+            audio,
+            shared,
+            asked,
+        })
+    }
+}
+
+/// Open the output, build the stream playing `clip` (resampled to the device's rate where
+/// it differs), and play it.
+fn open_stream(
+    device: Option<&str>,
+    clip: &Clip,
+    shared: &Arc<Shared>,
+) -> Result<cpal::Stream, PlaybackError> {
+    {
         let opened = device::open(Direction::Output, device, clip.rate)?;
         let config = opened.config;
         let channels = usize::from(config.channels()).max(1);
@@ -77,7 +110,6 @@ impl Player {
         let clip_frames = samples.len();
         let drain_frames = (DRAIN_S * f64::from(rate)) as usize;
         let samples = Arc::new(samples);
-        let shared = Arc::new(Shared::default());
         let on_error = device::keep_first_error(Direction::Output, shared.error.clone());
         macro_rules! build {
             ($t:ty) => {{
@@ -106,22 +138,20 @@ impl Player {
             .ok_or_else(|| opened.error(format!("sample format {format:?} is not supported")))?
             .map_err(|e| opened.error(e))?;
         stream.play().map_err(|e| opened.error(e))?;
-        Ok(Player {
-            _stream: stream,
-            shared,
-            device: opened.name.clone(),
-            rate,
-            clip_frames,
-        })
+        let _ = shared.opened.set((opened.name.clone(), rate, clip_frames));
+        Ok(stream)
     }
+}
 
+impl Player {
+    /// The device's id (the one asked for until it is open).
     pub fn device(&self) -> &str {
-        &self.device
+        self.shared.opened.get().map_or(&self.asked, |o| &o.0)
     }
 
-    /// The device's sample rate.
+    /// The device's sample rate (0 until it is open).
     pub fn rate(&self) -> u32 {
-        self.rate
+        self.shared.opened.get().map_or(0, |o| o.1)
     }
 
     /// The clip has been handed to the device and the device has had time to play it.
@@ -131,14 +161,17 @@ impl Player {
 
     /// How far playback is, 0 to 1.
     pub fn progress(&self) -> f32 {
+        let Some(&(_, _, clip_frames)) = self.shared.opened.get() else {
+            return 0.0;
+        };
         let frames = self.shared.frames.load(Ordering::Acquire);
-        (frames as f32 / self.clip_frames.max(1) as f32).min(1.0)
+        (frames as f32 / clip_frames.max(1) as f32).min(1.0)
     }
 
     fn failure(&self, message: String) -> DeviceError {
         DeviceError::Device {
             direction: Direction::Output.name(),
-            device: self.device.clone(),
+            device: self.device().to_string(),
             message,
         }
     }
