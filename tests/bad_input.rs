@@ -536,7 +536,8 @@ fn a_dicomdir_pointing_at_missing_files_warns_for_each() {
 }
 
 /// A DICOMDIR's Referenced File IDs name files inside its own folder: one that climbs out
-/// ("..") or starts at a root is not followed, and says so; the file it named is not read
+/// (".."), starts at a root or passes through a link to elsewhere is not followed, and says
+/// so; the file it named is not read
 /// (it was, found by review: a CD could make the workstation or the server's import read
 /// any file the process may open).
 #[test]
@@ -559,7 +560,13 @@ fn a_dicomdir_reference_outside_its_folder_is_not_followed() {
         dicom_object::open_file(root.join("dicomdir/dcmtk_generated_cd/cd/DICOMDIR")).unwrap();
     let absolute = image.path().to_string_lossy().replace('/', "\\");
     let records: Vec<dicom_object::InMemDicomObject> =
-        [format!("..\\OUTSIDE\\{image_name}"), absolute]
+        // Climbing out, from a root, and through a link inside the folder (as a CD's Rock
+        // Ridge links or a copy of it can hold).
+        [
+            format!("..\\OUTSIDE\\{image_name}"),
+            absolute,
+            format!("LINK\\{image_name}"),
+        ]
             .into_iter()
             .map(|id| {
                 dicom_object::InMemDicomObject::from_element_iter([DataElement::new(
@@ -575,17 +582,19 @@ fn a_dicomdir_reference_outside_its_folder_is_not_followed() {
         dicom_core::value::DataSetSequence::from(records),
     ));
     dicomdir.write_to_file(cd.join("DICOMDIR")).unwrap();
+    std::os::unix::fs::symlink(&outside, cd.join("LINK")).unwrap();
     let report = imaging::scan(&[cd.join("DICOMDIR")]);
     assert!(report.instances.is_empty(), "a file outside was read");
-    assert_eq!(report.warnings.len(), 2, "{:?}", report.warnings);
-    for w in &report.warnings {
-        assert!(
-            w.message
-                .contains("not a path inside the DICOMDIR's folder"),
-            "{}",
-            w.message
-        );
-    }
+    assert_eq!(report.warnings.len(), 3, "{:?}", report.warnings);
+    let said = |what: &str| {
+        report
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains(what))
+            .count()
+    };
+    assert_eq!(said("not a path inside the DICOMDIR's folder"), 2);
+    assert_eq!(said("leads out of the DICOMDIR's folder through a link"), 1);
 }
 
 /// A DICOMDIR is input like any file: one with a damaged length is a warning naming it, read

@@ -17,6 +17,7 @@ use case_protocol::multipart::{self, MediaType};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
+use sha2::Digest;
 
 use super::client::ClientError;
 
@@ -110,6 +111,8 @@ const QIDO_PAGE: usize = 1000;
 /// of thousands of slices lists some tens of thousands; a server that brings new entries
 /// page after page without end would otherwise fill memory.
 pub const MAX_QIDO_RESULTS: usize = 200_000;
+/// Most bytes one QIDO-RS answer may hold (about 300 times a page of a thousand series).
+const MAX_QIDO_PAGE_BYTES: usize = 256 << 20;
 /// Attempts at one instance before a transient failure (no answer, 5xx, 408, 429) fails the
 /// download.
 const INSTANCE_TRIES: u32 = 4;
@@ -204,8 +207,28 @@ impl DicomWebClient {
         if r.status() == reqwest::StatusCode::NO_CONTENT {
             return Ok(Vec::new());
         }
-        let v: Value = r.json().await.map_err(transport)?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        // Read up to a bound: a page of a thousand entries is a few megabytes, and a server
+        // that ignores `limit` gives everything in one (still far under the bound).
+        let mut body = Vec::new();
+        let mut r = r;
+        while let Some(chunk) = r.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_QIDO_PAGE_BYTES {
+                return Err(ClientError::Refused {
+                    status: 200,
+                    message: format!(
+                        "a search answer over {} MiB: not taken as a study's list",
+                        MAX_QIDO_PAGE_BYTES >> 20
+                    ),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Transport(format!("a search answer is not JSON: {e}")))?;
+        Ok(match v {
+            Value::Array(entries) => entries,
+            _ => Vec::new(),
+        })
     }
 
     /// Every result of a QIDO-RS search, page by page (`limit` and `offset`, PS3.18 8.3.4.4):
@@ -218,7 +241,8 @@ impl DicomWebClient {
     async fn qido_all(&self, url: &str) -> Result<Vec<Value>, ClientError> {
         let sep = if url.contains('?') { '&' } else { '?' };
         let mut all: Vec<Value> = Vec::new();
-        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        // Entries seen, by the sha256 of their JSON (not the text: kept for every page).
+        let mut seen: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
         loop {
             let page = self
                 .qido(&format!(
@@ -230,7 +254,8 @@ impl DicomWebClient {
             let n = page.len();
             let before = all.len();
             for v in page {
-                if seen.insert(v.to_string()) {
+                let digest: [u8; 32] = sha2::Sha256::digest(v.to_string().as_bytes()).into();
+                if seen.insert(digest) {
                     all.push(v);
                 }
             }

@@ -480,8 +480,9 @@ impl WorkerShared {
 /// The outbox's background sender: a thread of its own that waits on the network runtime
 /// ([`super::net`]), so the frame loop never waits on the network. It sends what is pending at once (reports left by an earlier run of the app
 /// included), again after every [`OutboxWorker::nudge`], and while the server is away it
-/// retries with doubling waits ([`Backoff`]). Dropping it stops the thread; nothing pending is
-/// lost, since the pending files stay on disk for the next start.
+/// retries with doubling waits ([`Backoff`]). Dropping it asks the thread to stop, without
+/// waiting for a round in flight; nothing pending is lost, since the pending files stay on
+/// disk for the next start.
 #[derive(Debug)]
 pub struct OutboxWorker {
     shared: std::sync::Arc<WorkerShared>,

@@ -140,8 +140,9 @@ fn open_stream(
         let stream = for_sample_type!(format, build)
             .ok_or_else(|| opened.error(format!("sample format {format:?} is not supported")))?
             .map_err(|e| opened.error(e))?;
+        // Known before the first block arrives: a stop in between gives the clip its real rate.
+        let _ = shared.opened.set((opened.name.clone(), rate));
         stream.play().map_err(|e| opened.error(e))?;
-        let _ = shared.opened.set((opened.name, rate));
         Ok(stream)
     }
 }

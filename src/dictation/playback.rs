@@ -137,8 +137,8 @@ fn open_stream(
         let stream = for_sample_type!(format, build)
             .ok_or_else(|| opened.error(format!("sample format {format:?} is not supported")))?
             .map_err(|e| opened.error(e))?;
-        stream.play().map_err(|e| opened.error(e))?;
         let _ = shared.opened.set((opened.name.clone(), rate, clip_frames));
+        stream.play().map_err(|e| opened.error(e))?;
         Ok(stream)
     }
 }

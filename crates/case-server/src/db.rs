@@ -577,12 +577,16 @@ impl Db {
         .bind(id)
         .execute(&mut *tx.tx)
         .await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(id)
-            .execute(&mut *tx.tx)
-            .await?;
+        let enabled = changed.rows_affected() == 1;
+        // Only an account that was disabled: enabling one that is not logs nobody out.
+        if enabled {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx.tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(changed.rows_affected() == 1)
+        Ok(enabled)
     }
 
     /// Start a session of `user_id` (its token's hash, expiring at `expires_unix`), only if

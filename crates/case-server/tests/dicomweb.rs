@@ -444,8 +444,8 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
     assert!(rows.iter().any(|(a, _, _)| a == "dicomweb_frames"));
     // The reads refused to rad2 are audited with their status and path (rad1's refused
     // reads above too); the request without a login is not (it has no caller).
-    let refused = sqlx::query_as::<_, (Option<String>, String)>(
-        "SELECT user_id, detail FROM audit WHERE action = 'dicomweb_refused'
+    let refused = sqlx::query_as::<_, (Option<String>, Option<String>, String)>(
+        "SELECT user_id, case_id, detail FROM audit WHERE action = 'dicomweb_refused'
          AND user_id = 'rad2' ORDER BY id",
     )
     .fetch_all(&s.db.pool)
@@ -456,10 +456,12 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
         [
             (
                 Some("rad2".to_string()),
+                None,
                 format!("404 /dicomweb/studies/{study_uid}")
             ),
             (
                 Some("rad2".to_string()),
+                Some(case.clone()),
                 format!("404 /cases/{case}/dicomweb/studies/{study_uid}/metadata")
             ),
         ]

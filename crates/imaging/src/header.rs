@@ -308,16 +308,16 @@ fn frame_heap_bytes(frame: &FrameHeader) -> usize {
 }
 
 /// The frame list a header asks for must stay in proportion to its file, as its pixels must
-/// ([`claims_fit_the_file`]): `frames` descriptions of `per_frame` heap bytes each may take
+/// ([`claims_fit_the_file`]): `frames` descriptions of `per_frame_bytes` heap bytes each may take
 /// 16 MiB and 16 times the file. Tiny frames (a 300-byte file claiming 134 million 1x1 frames
 /// of 1 bit, whose pixels fit the pixel bound) or a long text value copied into every frame
 /// (a 1 MB Echo Numbers in 131,000 frames) would otherwise build a list of tens of gigabytes,
 /// and an allocation that fails aborts the process (found by review).
-fn frame_list_fits(path: &Path, frames: u64, per_frame: usize) -> Result<(), String> {
+fn frame_list_fits(path: &Path, frames: u64, per_frame_bytes: usize) -> Result<(), String> {
     let Some(len) = file_len(path) else {
         return Ok(());
     };
-    let each = (size_of::<FrameHeader>() + per_frame) as u128;
+    let each = (size_of::<FrameHeader>() + per_frame_bytes) as u128;
     let need = u128::from(frames) * each;
     let room = u128::from(len) * 16 + (16 << 20);
     if need > room {
@@ -417,7 +417,7 @@ pub(crate) fn header_from_dataset(
     // Every frame copies the classic attributes and the shared functional groups' (what a
     // per-frame item holds is its own bytes in the file); a mosaic lists up to
     // MAX_MOSAIC_IMAGES tiles of its one frame.
-    let per_frame = frame_heap_bytes(&classic).max(shared.map_or(0, |s| {
+    let per_frame_bytes = frame_heap_bytes(&classic).max(shared.map_or(0, |s| {
         frame_heap_bytes(&functional_group_frame(
             0,
             &classic,
@@ -431,7 +431,7 @@ pub(crate) fn header_from_dataset(
     } else {
         u64::from(number_of_frames)
     };
-    frame_list_fits(path, listed, per_frame).map_err(|m| bad(&m))?;
+    frame_list_fits(path, listed, per_frame_bytes).map_err(|m| bad(&m))?;
     let mut frames: Vec<FrameHeader> = match (
         shared,
         obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)

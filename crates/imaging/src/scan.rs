@@ -190,10 +190,22 @@ pub fn dicomdir_references(
                      followed"
                 )));
             }
-            resolve_components(root, &components).ok_or_else(|| ScanWarning {
+            let file = resolve_components(root, &components).ok_or_else(|| ScanWarning {
                 path: root.join(components.join("/")),
                 message: "referenced by DICOMDIR but missing".into(),
-            })
+            })?;
+            // A link on the CD (Rock Ridge) or in a copy of it can lead out all the same.
+            let inside = match (root.canonicalize(), file.canonicalize()) {
+                (Ok(root), Ok(file)) => file.starts_with(root),
+                _ => false,
+            };
+            if !inside {
+                return Err(warn(format!(
+                    "Referenced File ID {id:?} leads out of the DICOMDIR's folder through a \
+                     link: not followed"
+                )));
+            }
+            Ok(file)
         })
         .collect())
 }

@@ -107,7 +107,7 @@ pub fn routes(server: &Server) -> Router<Server> {
 /// A read refused to a known caller (a study they may not see is "no study", 404; a transfer
 /// syntax not served, 406; a malformed frame list, 400) is audited as `dicomweb_refused`
 /// with its status and path (UIDs and the case id, never the query: a search may name a
-/// patient). Who probes for studies that are not theirs leaves a trace. A request without a
+/// patient; cut at 512 characters), in the trail of the case the path names. Who probes for studies that are not theirs leaves a trace. A request without a
 /// valid session (401) is not: it has no caller. Answers that were given are audited by
 /// their handlers, uploads by STOW.
 async fn audit_refusals(
@@ -133,13 +133,22 @@ async fn audit_refusals(
         && let Some(bearer) = bearer
         && let Ok(caller) = bearer.caller(&server.db).await
     {
-        let detail = format!("{} {path}", status.as_u16());
+        // At most 512 characters of the path (a real one is under 300): the trail is
+        // append-only. A case named by the path gets the row in its own trail.
+        let shown: String = path.chars().take(512).collect();
+        let cut = if shown.len() < path.len() { "..." } else { "" };
+        let detail = format!("{} {shown}{cut}", status.as_u16());
+        let case = path
+            .strip_prefix("/cases/")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(case, _)| case)
+            .filter(|case| !case.is_empty() && case.len() <= 64);
         if let Err(e) = server
             .db
             .audit_cases(
                 Some(&caller.id),
                 "dicomweb_refused",
-                &[None],
+                &[case],
                 caller.remote.as_deref(),
                 &detail,
             )
