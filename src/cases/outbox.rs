@@ -486,7 +486,6 @@ impl WorkerShared {
 #[derive(Debug)]
 pub struct OutboxWorker {
     shared: std::sync::Arc<WorkerShared>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl OutboxWorker {
@@ -499,13 +498,11 @@ impl OutboxWorker {
         shared.lock().client = Some(client);
         let runtime = super::net::runtime().map_err(std::io::Error::other)?;
         let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
+        // Never joined (see the Drop below): the handle is not kept.
+        std::thread::Builder::new()
             .name("outbox".into())
             .spawn(move || worker_loop(&outbox, &thread_shared, runtime, backoff))?;
-        Ok(OutboxWorker {
-            shared,
-            thread: Some(thread),
-        })
+        Ok(OutboxWorker { shared })
     }
 
     /// Send now (a report was just queued).
@@ -551,7 +548,6 @@ impl Drop for OutboxWorker {
         // hold the close (found by review). The thread ends at its next look at `stop`, or
         // with the process; what it had not sent stays pending for the next start, and a
         // report sent twice is received once.
-        drop(self.thread.take());
     }
 }
 

@@ -87,11 +87,14 @@ fn measurement_pool() -> Option<&'static rayon::ThreadPool> {
 }
 
 impl Measurement {
-    /// Compute the measurement's value on `info` / `voxels` (on the measurement pool).
+    /// Compute the measurement's value on `info` / `voxels`: a probe or a region, which read
+    /// voxels, on the measurement pool; a length or an angle (arithmetic) here.
     pub fn value(&self, info: &VolumeInfo, voxels: &Voxels) -> Value {
         match measurement_pool() {
-            Some(pool) => pool.install(|| self.value_here(info, voxels)),
-            None => self.value_here(info, voxels),
+            Some(pool) if matches!(self.shape, Shape::Ellipse { .. } | Shape::Probe { .. }) => {
+                pool.install(|| self.value_here(info, voxels))
+            }
+            _ => self.value_here(info, voxels),
         }
     }
 
@@ -434,20 +437,27 @@ pub fn visible_on(
 mod tests {
     use super::*;
 
+    /// A 64 x 64 x 4 chest phantom of 2 mm voxels.
+    fn phantom_64() -> imaging::Volume {
+        imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
+            columns: 64,
+            rows: 64,
+            slices: 4,
+            pixel_mm: 2.0,
+            spacing_mm: 2.0,
+            ..imaging::synth::PhantomSpec::default()
+        })
+    }
+
     /// A probe and a region are measured while every thread of the global rayon pool is taken
     /// (as a load takes them for its whole length): they waited for it to be free.
     #[test]
     fn values_do_not_wait_for_the_global_pool() {
         use std::sync::{Arc, Condvar, Mutex, mpsc};
-        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
-            columns: 64,
-            rows: 64,
-            slices: 4,
-            ..imaging::synth::PhantomSpec::default()
-        });
+        let volume = phantom_64();
         let info = VolumeInfo::new(&volume).unwrap();
         let centre = volume.geometry.patient_from_voxel_affine([31.5, 31.5, 1.0]);
-        // Every global thread blocks until the gate opens; `blocked` counts them in.
+        // Every global thread blocks until the gate opens, counting itself in first.
         let gate = Arc::new((Mutex::new((false, 0usize)), Condvar::new()));
         let threads = rayon::current_num_threads();
         for _ in 0..threads {
@@ -515,14 +525,7 @@ mod tests {
     /// voxel of the slice once (the 200 m one would have been 4e10 samples).
     #[test]
     fn a_region_larger_than_the_volume_samples_the_volume_only() {
-        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
-            columns: 64,
-            rows: 64,
-            slices: 4,
-            pixel_mm: 2.0,
-            spacing_mm: 2.0,
-            ..imaging::synth::PhantomSpec::default()
-        });
+        let volume = phantom_64();
         let info = VolumeInfo::new(&volume).unwrap();
         let centre = volume.geometry.patient_from_voxel_affine([31.5, 31.5, 1.0]);
         let stats =

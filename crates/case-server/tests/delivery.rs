@@ -477,6 +477,31 @@ impl case_server::delivery::Transport for SlowCounting {
     }
 }
 
+/// A final report signed in a case of rad1's, to be delivered through a [`SlowCounting`]
+/// transport: its hash, the transport and the delivery configuration.
+async fn final_to_deliver(s: &Server) -> (String, std::sync::Arc<SlowCounting>, DeliveryConfig) {
+    let case = case_in_reading(s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(s, &rad1).await;
+    let hash = signed_final(s, "rad1", &case, &key).await;
+    let transport = std::sync::Arc::new(SlowCounting::default());
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base: Duration::from_secs(1),
+        poll: Duration::from_secs(1),
+    };
+    (hash, transport, config)
+}
+
+/// A report's delivery row: status and attempts.
+async fn delivery_row(s: &Server, hash: &str) -> (String, i64) {
+    sqlx::query_as("SELECT status, attempts FROM deliveries WHERE report_hash = $1")
+        .bind(hash)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap()
+}
+
 /// Two servers on one PostgreSQL database deliver at the same time: each report is sent
 /// once (both read it as due; the first to claim it sends it, the other passes it by).
 /// PostgreSQL only (a SQLite file serves one server).
@@ -487,16 +512,7 @@ async fn two_servers_on_one_database_send_a_report_once() {
         eprintln!("skipped: PostgreSQL only (DATABASE_URL unset)");
         return;
     }
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
-    let hash = signed_final(&s, "rad1", &case, &key).await;
-    let transport = std::sync::Arc::new(SlowCounting::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_secs(1),
-        poll: Duration::from_secs(1),
-    };
+    let (hash, transport, config) = final_to_deliver(&s).await;
     // Two servers: two delivery rounds over connections of their own.
     let other = case_server::Db::open(&s.db_url).await.unwrap();
     let (a, b) = tokio::join!(
@@ -505,13 +521,7 @@ async fn two_servers_on_one_database_send_a_report_once() {
     );
     assert_eq!(a.unwrap() + b.unwrap(), 1, "both servers sent it");
     assert_eq!(*transport.sent.lock().unwrap(), [hash.as_str()]);
-    let (status, attempts): (String, i64) =
-        sqlx::query_as("SELECT status, attempts FROM deliveries WHERE report_hash = $1")
-            .bind(&hash)
-            .fetch_one(&s.db.pool)
-            .await
-            .unwrap();
-    assert_eq!((status.as_str(), attempts), ("sent", 1));
+    assert_eq!(delivery_row(&s, &hash).await, ("sent".to_string(), 1));
     // Nothing is due on either.
     for db in [&s.db, &other] {
         let idle = case_server::delivery::deliver_due(db, &s.store, &config).await;
@@ -532,10 +542,7 @@ async fn a_claim_outlasts_a_short_idle_transaction_timeout() {
         eprintln!("skipped: PostgreSQL only (DATABASE_URL unset)");
         return;
     }
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
-    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let (hash, transport, config) = final_to_deliver(&s).await;
     let name: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
         .fetch_one(&s.db.pool)
         .await
@@ -556,12 +563,6 @@ async fn a_claim_outlasts_a_short_idle_transaction_timeout() {
         .await
         .unwrap();
     assert_eq!(timeout, "100ms", "the setting did not apply");
-    let transport = std::sync::Arc::new(SlowCounting::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_secs(1),
-        poll: Duration::from_secs(1),
-    };
     // The second server looks 200 ms into the first one's send (past the 100 ms limit).
     let (a, b) = tokio::join!(
         case_server::delivery::deliver_due(&first, &s.store, &config),
@@ -573,13 +574,7 @@ async fn a_claim_outlasts_a_short_idle_transaction_timeout() {
     assert_eq!(a.unwrap(), 1, "the first server's claim failed");
     assert_eq!(b.unwrap(), 0, "the second server took the report mid-send");
     assert_eq!(*transport.sent.lock().unwrap(), [hash.as_str()]);
-    let (status, attempts): (String, i64) =
-        sqlx::query_as("SELECT status, attempts FROM deliveries WHERE report_hash = $1")
-            .bind(&hash)
-            .fetch_one(&s.db.pool)
-            .await
-            .unwrap();
-    assert_eq!((status.as_str(), attempts), ("sent", 1));
+    assert_eq!(delivery_row(&s, &hash).await, ("sent".to_string(), 1));
 }
 
 /// pydicom (an independent DICOMDIR reader that follows every record offset), where installed.

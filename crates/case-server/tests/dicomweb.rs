@@ -443,7 +443,17 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
     );
     assert!(rows.iter().any(|(a, _, _)| a == "dicomweb_frames"));
     // The reads refused to rad2 are audited with their status and path (rad1's refused
-    // reads above too); the request without a login is not (it has no caller).
+    // reads above too, a search among them, whose query is left out); the request without a
+    // login is not (it has no caller).
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'dicomweb_refused'")
+            .fetch_all(&s.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        details.len() > 2 && details.iter().all(|d| !d.contains('?')),
+        "{details:?}"
+    );
     let refused = sqlx::query_as::<_, (Option<String>, Option<String>, String)>(
         "SELECT user_id, case_id, detail FROM audit WHERE action = 'dicomweb_refused'
          AND user_id = 'rad2' ORDER BY id",

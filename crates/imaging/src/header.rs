@@ -257,13 +257,14 @@ fn classify(path: &Path, obj: &DefaultDicomObject) -> Result<FileKind, ImagingEr
 /// and the rest of the series loads), so the bound leaves room: 16 times the file plus
 /// 16 MiB (deflated files: 1,032 times, deflate's greatest ratio). Compressed frames each
 /// need a fragment (an 8-byte item header at least).
+/// `len`: the file's size (`None` where unknown: nothing is checked).
 fn claims_fit_the_file(
-    path: &Path,
+    len: Option<u64>,
     transfer_syntax_uid: &str,
     [rows, columns, samples, bits_allocated]: [u16; 4],
     frames: u32,
 ) -> Result<(), String> {
-    let Some(len) = file_len(path) else {
+    let Some(len) = len else {
         return Ok(());
     };
     let native = matches!(
@@ -294,10 +295,6 @@ fn claims_fit_the_file(
     Ok(())
 }
 
-fn file_len(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).map(|m| m.len()).ok()
-}
-
 /// Heap bytes one frame description holds of its own (the text it carries per frame).
 fn frame_heap_bytes(frame: &FrameHeader) -> usize {
     [&frame.echo, &frame.image_flavour, &frame.diffusion]
@@ -313,8 +310,8 @@ fn frame_heap_bytes(frame: &FrameHeader) -> usize {
 /// of 1 bit, whose pixels fit the pixel bound) or a long text value copied into every frame
 /// (a 1 MB Echo Numbers in 131,000 frames) would otherwise build a list of tens of gigabytes,
 /// and an allocation that fails aborts the process (found by review).
-fn frame_list_fits(path: &Path, frames: u64, per_frame_bytes: usize) -> Result<(), String> {
-    let Some(len) = file_len(path) else {
+fn frame_list_fits(len: Option<u64>, frames: u64, per_frame_bytes: usize) -> Result<(), String> {
+    let Some(len) = len else {
         return Ok(());
     };
     let each = (size_of::<FrameHeader>() + per_frame_bytes) as u128;
@@ -385,8 +382,10 @@ pub(crate) fn header_from_dataset(
             "Bits Allocated (0028,0100) is {bits_allocated}"
         )));
     }
+    // The file's size bounds what its header may claim (read once for both bounds).
+    let file_len = std::fs::metadata(path).map(|m| m.len()).ok();
     claims_fit_the_file(
-        path,
+        file_len,
         &transfer_syntax_uid,
         [rows, columns, samples_per_pixel, bits_allocated],
         number_of_frames,
@@ -431,7 +430,7 @@ pub(crate) fn header_from_dataset(
     } else {
         u64::from(number_of_frames)
     };
-    frame_list_fits(path, listed, per_frame_bytes).map_err(|m| bad(&m))?;
+    frame_list_fits(file_len, listed, per_frame_bytes).map_err(|m| bad(&m))?;
     let mut frames: Vec<FrameHeader> = match (
         shared,
         obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)

@@ -1065,6 +1065,20 @@ mod tests {
         out
     }
 
+    /// SOP Class UID (0008,0016), the first element of the data sets crafted here.
+    fn sop_class() -> Vec<u8> {
+        short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0")
+    }
+
+    /// A private OB (0009,1000) claiming `len` bytes, with 16 behind it: the damaged length
+    /// that made dicom-rs reserve what it said.
+    fn private_ob(len: u32) -> Vec<u8> {
+        let mut out = vec![0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0];
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&[0; 16]);
+        out
+    }
+
     /// A Part 10 file: preamble, a File Meta group naming `ts`, then `body` as given.
     fn part10(ts: &str, body: &[u8]) -> Vec<u8> {
         let uid = |s: &str| {
@@ -1114,7 +1128,7 @@ mod tests {
 
     /// Content Sequence items nested `depth` deep, all of undefined length (explicit VR).
     fn nested(depth: usize) -> Vec<u8> {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut body = sop_class();
         for _ in 0..depth {
             body.extend_from_slice(&[0x40, 0x00, 0x30, 0xA7, b'S', b'Q', 0, 0]);
             body.extend_from_slice(&[0xFF; 4]);
@@ -1181,7 +1195,7 @@ mod tests {
     /// length, reserve 3.6 GB for it. The meta walk now checks lengths as dicom-rs reads them.
     #[test]
     fn a_damaged_length_in_the_meta_group_is_refused() {
-        let body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let body = sop_class();
         let good = part10(EXPLICIT_VR_LE, &body);
         assert!(open_dicom(&write(&good).1, false).is_ok());
         let at = good
@@ -1219,10 +1233,8 @@ mod tests {
     /// far as dicom-rs and checks the data set after it.
     #[test]
     fn an_element_of_another_group_inside_the_meta_group_is_walked_past() {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
-        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
-        body.extend_from_slice(&0xC000_0000u32.to_le_bytes());
-        body.extend_from_slice(&[0; 16]);
+        let mut body = sop_class();
+        body.extend(private_ob(0xC000_0000));
         let mut file = part10(EXPLICIT_VR_LE, &body);
         // An element of group 0031 first in the meta group, inside its length.
         let stray = short_element(0x31, 3, b"UI", b"1.2\0");
@@ -1254,7 +1266,7 @@ mod tests {
     /// fuzzing: 4 GB reserved for a 182-byte file). Refused, explicit and implicit VR alike.
     #[test]
     fn a_binary_value_of_a_broken_length_is_refused() {
-        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let uid = sop_class();
         let mut explicit = uid.clone();
         explicit.extend(short_element(0x28, 0x10, b"US", &[1, 2, 3]));
         explicit.extend(short_element(0x28, 0x11, b"US", &[0, 2]));
@@ -1278,14 +1290,12 @@ mod tests {
     /// wrong behind it still opens.
     #[test]
     fn an_item_delimiter_outside_a_sequence_is_walked_past() {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut body = sop_class();
         body.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
         body.extend(short_element(0x10, 0x20, b"LO", b"ID01"));
         let (_dir, fine) = write(&part10(EXPLICIT_VR_LE, &body));
         assert!(open_dicom(&fine, false).is_ok());
-        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
-        body.extend_from_slice(&0xE000_0000u32.to_le_bytes());
-        body.extend_from_slice(&[0; 16]);
+        body.extend(private_ob(0xE000_0000));
         let (_dir, path) = write(&part10(EXPLICIT_VR_LE, &body));
         for header_only in [false, true] {
             let message = refusal(&path, header_only);
@@ -1298,7 +1308,7 @@ mod tests {
     /// parsed), but inside a sequence (an icon) it would put dicom-rs a byte behind: refused.
     #[test]
     fn odd_pixel_data_is_refused_only_inside_a_sequence() {
-        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let uid = sop_class();
         let mut top = uid.clone();
         top.extend_from_slice(&[
             0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 3, 0, 0, 0, 1, 2, 3,
@@ -1325,7 +1335,7 @@ mod tests {
     /// it to the lenient reader, which reads it from the magic at the start.
     #[test]
     fn a_file_without_its_preamble_and_with_trailing_bytes_opens() {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut body = sop_class();
         body.extend_from_slice(&[
             0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0, 4, 0, 0, 0, 1, 2, 3, 4,
         ]);
@@ -1341,10 +1351,8 @@ mod tests {
     /// and what dicom-rs read after it went unchecked. It is walked whole now.
     #[test]
     fn a_meta_group_longer_than_the_first_read_is_walked_whole() {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
-        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
-        body.extend_from_slice(&0xC000_0000u32.to_le_bytes());
-        body.extend_from_slice(&[0; 16]);
+        let mut body = sop_class();
+        body.extend(private_ob(0xC000_0000));
         let mut file = part10(EXPLICIT_VR_LE, &body);
         let mut stray = vec![0x31, 0x00, 0x03, 0x00, b'O', b'B', 0, 0];
         stray.extend_from_slice(&70_000u32.to_le_bytes());
@@ -1363,7 +1371,7 @@ mod tests {
     /// as the data set. The lenient reader does not trust such a group.
     #[test]
     fn a_meta_group_going_on_past_its_length_is_not_trusted() {
-        let body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let body = sop_class();
         let mut file = part10(EXPLICIT_VR_LE, &body);
         let length = u32::from_le_bytes(file[140..144].try_into().unwrap());
         // Short by its last element, (0002,0012) (8 bytes of header, 6 of value).
@@ -1379,10 +1387,8 @@ mod tests {
     /// reserve 2.5 GB (found by fuzzing).
     #[test]
     fn a_file_without_its_preamble_is_walked_too() {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
-        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
-        body.extend_from_slice(&0x9000_0000u32.to_le_bytes());
-        body.extend_from_slice(&[0; 16]);
+        let mut body = sop_class();
+        body.extend(private_ob(0x9000_0000));
         let file = part10(EXPLICIT_VR_LE, &body);
         let (_dir, path) = write(&file[128..]);
         for header_only in [false, true] {
@@ -1397,7 +1403,7 @@ mod tests {
     /// private block (a big icon, vendor groups) was not checked before.
     #[test]
     fn a_header_longer_than_the_first_read_is_checked_whole() {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut body = sop_class();
         body.extend_from_slice(&[0x09, 0x00, 0x10, 0x00, b'L', b'O', 8, 0]);
         body.extend_from_slice(b"OVERREAD");
         body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
@@ -1432,10 +1438,8 @@ mod tests {
     #[test]
     fn every_deflated_syntax_is_walked_inflated() {
         use std::io::Write;
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
-        body.extend_from_slice(&[0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0]);
-        body.extend_from_slice(&0xC000_0000u32.to_le_bytes());
-        body.extend_from_slice(&[0; 16]);
+        let mut body = sop_class();
+        body.extend(private_ob(0xC000_0000));
         let mut encoder =
             flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
         encoder.write_all(&body).unwrap();
@@ -1459,7 +1463,7 @@ mod tests {
     /// delimiter exactly at the end (some writers add one) is still read.
     #[test]
     fn delimiters_before_a_defined_end_are_refused() {
-        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let uid = sop_class();
         let sequence = |item_body: &[u8], after_items: &[u8]| {
             let mut items = vec![0xFE, 0xFF, 0x00, 0xE0];
             items.extend_from_slice(&(item_body.len() as u32).to_le_bytes());
@@ -1506,11 +1510,9 @@ mod tests {
     /// sequence's end is read across it. Each is refused with its place.
     #[test]
     fn a_sequence_of_defined_length_holds_only_items() {
-        let uid = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let uid = sop_class();
         let code = short_element(8, 0x0100, b"SH", b"T-D1\0\0");
-        let mut huge = vec![0x09, 0x00, 0x00, 0x10, b'O', b'B', 0, 0];
-        huge.extend_from_slice(&0xE000_0000u32.to_le_bytes());
-        huge.extend_from_slice(&[0; 16]);
+        let huge = private_ob(0xE000_0000);
         // An item of defined length holding `code`, then `after` inside the same sequence,
         // the sequence nested in an item of undefined length of an outer sequence.
         let file = |after: &[u8]| {
@@ -1595,7 +1597,7 @@ mod tests {
         let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
         item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
         item.extend(inner);
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut body = sop_class();
         body.extend_from_slice(&[0x40, 0x00, 0x75, 0x02, b'U', b'N', 0, 0]);
         body.extend_from_slice(&[0xFF; 4]);
         body.extend_from_slice(&ITEM_UNDEFINED);
@@ -1683,7 +1685,7 @@ mod tests {
     /// end now binds what is in it, and the file is refused at once.
     #[test]
     fn items_overrunning_their_sequence_are_refused_at_once() {
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut body = sop_class();
         for _ in 0..30 {
             body.extend_from_slice(&[0x08, 0x00, 0x40, 0x11, b'S', b'Q', 0, 0, 8, 0, 0, 0]);
             body.extend_from_slice(&ITEM_UNDEFINED);
@@ -1696,7 +1698,7 @@ mod tests {
         assert!(refusal(&path, true).contains("past"));
         // The same in implicit VR inside a CP-246 sequence: the walk and the converter
         // (which wrote the repeated bytes out again, gigabytes) both refuse it.
-        let mut body = short_element(8, 0x16, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0");
+        let mut body = sop_class();
         body.extend_from_slice(&[0x40, 0x00, 0x75, 0x02, b'U', b'N', 0, 0]);
         body.extend_from_slice(&[0xFF; 4]);
         body.extend_from_slice(&ITEM_UNDEFINED);

@@ -180,6 +180,8 @@ pub fn dicomdir_references(
             refs.insert(id);
         }
     }
+    // Where the file-set is, links resolved (once, not per reference).
+    let real_root = root.canonicalize().ok();
     Ok(refs
         .into_iter()
         .map(|id| {
@@ -195,8 +197,8 @@ pub fn dicomdir_references(
                 message: "referenced by DICOMDIR but missing".into(),
             })?;
             // A link on the CD (Rock Ridge) or in a copy of it can lead out all the same.
-            let inside = match (root.canonicalize(), file.canonicalize()) {
-                (Ok(root), Ok(file)) => file.starts_with(root),
+            let inside = match (&real_root, file.canonicalize()) {
+                (Some(root), Ok(file)) => file.starts_with(root),
                 _ => false,
             };
             if !inside {
