@@ -15,7 +15,7 @@ use overread::app::{Layout, OverreadApp, Tool};
 use overread::render::{Plane, RenderedImage};
 use overread::viewer::measure::{Shape, Value};
 
-use crate::support::{AlsaHome, shared, tempdir};
+use crate::support::{AlsaHome, shared, tempdir, with_test_drafts};
 
 fn spec() -> PhantomSpec {
     PhantomSpec {
@@ -55,7 +55,9 @@ fn harness_on(dir: &Path, settings: Settings, size: egui::Vec2) -> Harness<'stat
         .with_size(size)
         .with_max_steps(100_000)
         .wgpu()
-        .build_eframe(move |cc| OverreadApp::with_settings(cc, vec![dir], &settings));
+        .build_eframe(move |cc| {
+            OverreadApp::with_settings(cc, vec![dir], &with_test_drafts(settings))
+        });
     let start = Instant::now();
     // Loaded, and the browser's thumbnails made: rows grow when theirs arrives, which can widen
     // the browser and move the viewports, so tests that point at the screen wait for them.
@@ -1505,6 +1507,88 @@ fn push_to_talk_dictates_through_alsa_and_a_marked_word_replays() {
         "{stdout}{}",
         String::from_utf8_lossy(&run.stderr)
     );
+}
+
+/// The drafts kept on disk (one file each) in `dir`, read as JSON.
+fn kept_drafts(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An unsigned draft outlives the window: kept on disk within a second of its last change
+/// (the window here is dropped as a crash would leave it, without closing), offered back
+/// when the study is opened again, restored by a click; and written at once when the window
+/// closes.
+#[test]
+fn an_unsigned_draft_outlives_the_window_and_comes_back() {
+    let dir = tempdir();
+    let drafts = dir.path().join("drafts");
+    let settings = || Settings {
+        drafts_dir: Some(drafts.clone()),
+        ..Settings::default()
+    };
+    let study = dir.path().join("study");
+    let mut h = open_app_sized(&study, settings(), egui::vec2(1600.0, 1080.0));
+    h.get_by_label("Report").click();
+    h.step();
+    h.state_mut().report.draft.findings = "A 14 mm nodule in the right upper lobe.".into();
+    let start = Instant::now();
+    while kept_drafts(&drafts).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the draft was not kept"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        h.step();
+    }
+    let kept = kept_drafts(&drafts);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept[0]["findings"],
+        "A 14 mm nodule in the right upper lobe."
+    );
+    assert_eq!(kept[0]["case_id"], "");
+    assert!(!kept[0]["study_uids"].as_array().unwrap().is_empty());
+    drop(h);
+
+    // The workstation again, on the same study: the draft is offered, not forced in.
+    let mut h = harness_on(&study, settings(), egui::vec2(1600.0, 1080.0));
+    h.get_by_label("Report").click();
+    h.step();
+    h.step();
+    assert!(h.state().report.draft.findings.is_empty());
+    assert!(
+        h.query_by_label_contains("An unsigned draft of this study is kept")
+            .is_some()
+    );
+    h.get_by_label("Restore the draft").click();
+    h.step();
+    assert_eq!(
+        h.state().report.draft.findings,
+        "A 14 mm nodule in the right upper lobe."
+    );
+    h.step();
+    assert!(
+        h.query_by_label_contains("An unsigned draft of this study is kept")
+            .is_none()
+    );
+
+    // Named for its case and changed just before the window closes: on disk at once, under
+    // the case (the study's file goes).
+    h.state_mut().report.form.case_id = "C-17".into();
+    h.state_mut().report.draft.impression = "Follow-up CT in 3 months.".into();
+    eframe::App::on_exit(h.state_mut());
+    let kept = kept_drafts(&drafts);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["case_id"], "C-17");
+    assert_eq!(kept[0]["impression"], "Follow-up CT in 3 months.");
 }
 
 /// Saved macros in the panel: saved to the macro folder, inserted at the cursor, deleted.

@@ -9,7 +9,7 @@ use case_protocol::Role;
 use case_server::store::content_key;
 use serde_json::Value;
 
-use super::support::{shared_dicom, tempdir};
+use super::support::{shared_dicom, tempdir, with_test_drafts};
 
 const PASSWORD: &str = "password-123";
 
@@ -412,7 +412,9 @@ fn the_workstation_opens_a_study_url_showing_the_first_file_first() {
         .with_size(egui::vec2(1000.0, 700.0))
         .with_max_steps(100_000)
         .wgpu()
-        .build_eframe(move |cc| OverreadApp::with_settings(cc, vec![url], &settings));
+        .build_eframe(move |cc| {
+            OverreadApp::with_settings(cc, vec![url], &with_test_drafts(settings))
+        });
     let start = Instant::now();
     while !(harness.state().loaded() && harness.state().opened_stacks().len() >= 2) {
         harness.step();
@@ -476,7 +478,9 @@ fn the_worklist_opens_a_case_and_loads_its_study_over_dicomweb() {
         .with_size(egui::vec2(1200.0, 800.0))
         .with_max_steps(100_000)
         .wgpu()
-        .build_eframe(move |cc| OverreadApp::with_settings(cc, Vec::new(), &settings));
+        .build_eframe(move |cc| {
+            OverreadApp::with_settings(cc, Vec::new(), &with_test_drafts(settings))
+        });
     harness.step();
     harness.state_mut().worklist.password = PASSWORD.into();
     harness.get_by_label("Sign in").click();

@@ -567,6 +567,12 @@ impl OverreadApp {
                 unsure_below: settings.unsure_below,
                 macros_dir: settings.macros_dir.clone(),
                 push_to_talk,
+                drafts_dir: Some(
+                    settings
+                        .drafts_dir
+                        .clone()
+                        .unwrap_or_else(crate::report::kept::default_dir),
+                ),
             }),
         };
         app.report.setup = report_panel::SignSetup {
@@ -1822,6 +1828,12 @@ impl eframe::App for OverreadApp {
             Some(g) if g.target_format.is_srgb() => egui::Rgba::from(visuals.panel_fill).to_array(),
             _ => visuals.panel_fill.to_normalized_gamma_f32(),
         }
+    }
+
+    /// The window closes: the unsigned draft is kept on disk first.
+    fn on_exit(&mut self) {
+        self.report
+            .keep_draft_before_closing(Duration::from_secs(5));
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {

@@ -21,6 +21,7 @@ use crate::dictation::capture::Recorder;
 use crate::dictation::playback::{Player, excerpt};
 use crate::dictation::stt::{Engine, Options, find_model};
 use crate::dictation::{Clip, commands, macros, read_wav, vocabulary};
+use crate::report::kept::{DraftContent, DraftKey, DraftStore, KeptDraft};
 use crate::report::marks::locate_in_order;
 use crate::report::{
     CheckKind, Draft, Edit, LinkedMeasurement, MeasurementSource, Section, Template, UnsureWord,
@@ -163,10 +164,15 @@ pub struct PanelSettings {
     pub unsure_below: Option<f32>,
     pub macros_dir: Option<PathBuf>,
     pub push_to_talk: PushToTalk,
+    /// Where unsigned drafts are kept (`None`: not kept on disk).
+    pub drafts_dir: Option<PathBuf>,
 }
 
 /// How long a failed read of the signing key file stands before it is tried again.
 const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often the draft is kept on disk when it changed: a crash loses at most this much.
+const KEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The panel's state.
 pub struct ReportState {
@@ -241,6 +247,14 @@ pub struct ReportState {
     /// The last failure to read it, and when: asked again at most every
     /// [`KEY_RETRY`] (a key file made meanwhile is then found), not on every frame.
     key_id_failed: std::cell::RefCell<Option<(std::time::Instant, String)>>,
+    /// Unsigned drafts kept on disk, by case (or study while no case is named).
+    drafts: Option<DraftStore>,
+    /// The key the draft in the editors is kept under (a file it wrote or was given back
+    /// from), for `kept_generation`: a draft only ever overwrites its own file.
+    kept_as: Option<DraftKey>,
+    kept_generation: u64,
+    /// When the draft was last compared with what is kept.
+    last_keep: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for ReportState {
@@ -262,6 +276,16 @@ impl ReportState {
         for p in &problems {
             tracing::warn!("macro not loaded: {p}");
         }
+        // Kept drafts that cannot be read are named (by file, never by case) and left.
+        let mut message = String::new();
+        let drafts = settings.drafts_dir.as_deref().map(|dir| {
+            let (store, unread) = DraftStore::open(dir);
+            for p in &unread {
+                tracing::warn!("{p}");
+            }
+            message = unread.join("; ");
+            store
+        });
         ReportState {
             open: false,
             templates: templates(),
@@ -282,7 +306,7 @@ impl ReportState {
             engine: None,
             recorder: None,
             job: None,
-            message: String::new(),
+            message,
             setup: SignSetup::default(),
             form: SignForm::default(),
             study_uids: Vec::new(),
@@ -304,6 +328,10 @@ impl ReportState {
             sign_generation: 0,
             key_id: std::cell::OnceCell::new(),
             key_id_failed: std::cell::RefCell::new(None),
+            drafts,
+            kept_as: None,
+            kept_generation: 0,
+            last_keep: None,
         }
     }
 
@@ -633,6 +661,171 @@ impl ReportState {
         self.queued = None;
         self.draft = Draft::default();
         self.forget_report();
+        // Its draft, kept when it was left (or when the window closed), comes back.
+        if self.restore_kept(&DraftKey::Case(case_id.trim().to_string())) {
+            self.message = "the unsigned draft of this case is back".into();
+        }
+    }
+
+    /// What the editors hold, as a kept draft.
+    fn draft_content(&self) -> DraftContent {
+        DraftContent {
+            case_id: self.form.case_id.trim().to_string(),
+            study_uids: self.report_studies(),
+            findings: self.draft.findings.clone(),
+            impression: self.draft.impression.clone(),
+            section: self.draft.section.map(Into::into),
+            cursor: self.draft.cursor,
+            linked: DraftContent::kept_linked(&self.linked),
+            unsure: DraftContent::kept_unsure(&self.unsure),
+            taken_back: self.taken_back.iter().map(|t| t.hash.clone()).collect(),
+            session: crate::report::kept::session(),
+        }
+    }
+
+    /// Keep the draft on disk if it changed (compared at most every [`KEEP_EVERY`] unless
+    /// `now`), under its case, or its study while no case is named. It only ever writes over
+    /// its own file: where another draft is kept under its key, that one is offered
+    /// ([`ReportState::kept_offer`]) and neither is lost. A draft emptied by hand is removed.
+    pub fn keep_draft(&mut self, now: bool) {
+        if !now && self.last_keep.is_some_and(|t| t.elapsed() < KEEP_EVERY) {
+            return;
+        }
+        self.last_keep = Some(std::time::Instant::now());
+        if self.drafts.is_none() || self.signing() {
+            return;
+        }
+        if self.kept_generation != self.draft_generation {
+            // Another draft: it owns no file yet.
+            self.kept_as = None;
+            self.kept_generation = self.draft_generation;
+        }
+        let content = self.draft_content();
+        let key = DraftKey::of(&content.case_id, &content.study_uids);
+        let Some(store) = self.drafts.as_mut() else {
+            return;
+        };
+        if let Some(why) = store.failure() {
+            self.message = format!("the draft could not be kept on disk: {why}");
+        }
+        let Some(key) = key else {
+            return;
+        };
+        let owned = self.kept_as.as_ref() == Some(&key);
+        match store.get(&key) {
+            Some(kept) if kept.content == content => {
+                self.kept_as = Some(key);
+                return;
+            }
+            Some(_) if !owned => return,
+            _ => {}
+        }
+        if content.is_empty() {
+            if owned {
+                store.remove(&key);
+                self.kept_as = None;
+            }
+            return;
+        }
+        store.keep(&key, content);
+        if let Some(old) = self.kept_as.replace(key.clone())
+            && old != key
+        {
+            // The draft moved (a case named for a study's draft): its old file goes.
+            store.remove(&old);
+        }
+    }
+
+    /// A draft kept under the editors' key that is not theirs: offered to be given back.
+    pub fn kept_offer(&self) -> Option<&KeptDraft> {
+        let key = DraftKey::of(&self.form.case_id, &self.report_studies())?;
+        if self.kept_generation == self.draft_generation && self.kept_as.as_ref() == Some(&key) {
+            return None;
+        }
+        let kept = self.drafts.as_ref()?.get(&key)?;
+        (kept.content != self.draft_content()).then_some(kept)
+    }
+
+    /// Put the draft kept under `key` into the editors (what they held is dropped). False
+    /// when none is kept.
+    pub fn restore_kept(&mut self, key: &DraftKey) -> bool {
+        let Some(kept) = self.drafts.as_ref().and_then(|s| s.get(key)).cloned() else {
+            return false;
+        };
+        let c = kept.content;
+        self.forget_report();
+        let mut draft = Draft::default();
+        draft.findings.clone_from(&c.findings);
+        draft.impression.clone_from(&c.impression);
+        draft.section = c.section.map(Into::into);
+        if let Some(s) = draft.section
+            && draft.text(s).is_char_boundary(c.cursor)
+        {
+            draft.cursor = c.cursor;
+        }
+        self.draft = draft;
+        self.linked = c.linked();
+        self.unsure = c.unsure();
+        self.taken_back = c
+            .taken_back
+            .iter()
+            .map(|hash| TakenBack {
+                hash: hash.clone(),
+                case_id: c.case_id.clone(),
+            })
+            .collect();
+        // The refused list is read again without those taken back.
+        self.refused = None;
+        self.kept_as = Some(key.clone());
+        self.kept_generation = self.draft_generation;
+        true
+    }
+
+    /// Give back the draft [`ReportState::kept_offer`] offers.
+    pub fn restore_offered(&mut self) {
+        if self.signing() {
+            return;
+        }
+        if let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies())
+            && self.restore_kept(&key)
+        {
+            self.message = "the kept draft is back in the editors".into();
+        }
+    }
+
+    /// Delete the draft [`ReportState::kept_offer`] offers (the radiologist chose to).
+    pub fn discard_offered(&mut self) {
+        if self.kept_offer().is_none() {
+            return;
+        }
+        if let (Some(key), Some(store)) = (
+            DraftKey::of(&self.form.case_id, &self.report_studies()),
+            self.drafts.as_mut(),
+        ) {
+            store.remove(&key);
+            self.message = "the kept draft was deleted".into();
+        }
+    }
+
+    /// `report` is signed (in the outbox): no draft of its case is kept any more.
+    fn forget_kept(&mut self, case_id: &str, same_draft: bool) {
+        let Some(store) = self.drafts.as_mut() else {
+            return;
+        };
+        store.remove(&DraftKey::Case(case_id.to_string()));
+        if same_draft && let Some(key) = self.kept_as.take() {
+            store.remove(&key);
+        }
+    }
+
+    /// Keep the draft now and wait (at most `limit`) until it is on disk: the window closes.
+    pub fn keep_draft_before_closing(&mut self, limit: std::time::Duration) {
+        self.keep_draft(true);
+        if let Some(store) = &self.drafts
+            && !store.flush(limit)
+        {
+            tracing::warn!("the draft was not written before the window closed");
+        }
     }
 
     /// The open case was reported (perhaps in an earlier session): the draft is an addendum
@@ -1196,11 +1389,24 @@ impl ReportState {
             ),
         };
         if report.case_id != self.form.case_id.trim() {
-            // Signed for a case that is no longer open: said, and nothing here changes.
+            // Signed for a case that is no longer open: said, and nothing here changes but
+            // its kept draft (what was signed), which goes.
             self.sign_message = format!("Case {}: {said}", report.case_id);
+            self.forget_kept(&report.case_id, false);
             return;
         }
         if !same_draft {
+            // The case's kept draft was what is now signed: it goes, and where the newer
+            // draft is that text given back, the editors are emptied (signing it again would
+            // repeat the report).
+            self.forget_kept(&report.case_id, false);
+            if self.draft.findings.trim() == report.findings
+                && self.draft.impression.trim() == report.impression
+            {
+                self.draft = Draft::default();
+                self.draft.section = Some(Section::Findings);
+                self.forget_report();
+            }
             // Its case is open again in a newer draft (it was left and opened again while
             // signing): the editors keep what they hold, but the report is signed, so a final
             // one is what the newer draft amends, and one kept in the outbox comes back (its
@@ -1229,6 +1435,7 @@ impl ReportState {
             return;
         }
         self.sign_message = said;
+        self.forget_kept(&report.case_id, true);
         // The editors are cleared below: refused reports taken back into them are answered.
         self.set_aside_taken_back(&report.case_id);
         // As the editors held it (marks and places are offsets into this text).
@@ -1747,6 +1954,8 @@ fn section_editor(r: &mut ReportState, ui: &mut egui::Ui, section: Section, rows
 type Offer = (u64, f64, &'static str, MeasurementSource);
 
 pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
+    // Kept on disk whether the panel shows or not (an edit just before it was closed).
+    app.report.keep_draft(false);
     if !app.report.open {
         return;
     }
@@ -1818,6 +2027,7 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                 ctx.request_discard("the report's signing area grew");
             }
             ui.heading("Report");
+            kept_offer_ui(r, ui);
             egui::ScrollArea::vertical()
                 .id_salt("report-editors")
                 .show(ui, |ui| {
@@ -1832,6 +2042,39 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     {
         app.report.message = e;
     }
+}
+
+/// A draft kept for this case (or study) that the editors do not hold: give it back, or
+/// delete it.
+fn kept_offer_ui(r: &mut ReportState, ui: &mut egui::Ui) {
+    let Some(kept) = r.kept_offer() else {
+        return;
+    };
+    let whose = if kept.content.case_id.is_empty() {
+        "this study".to_string()
+    } else {
+        format!("case {}", kept.content.case_id)
+    };
+    let said = format!("An unsigned draft of {whose} is kept ({}).", kept.age());
+    let signing = r.signing();
+    ui.group(|ui| {
+        ui.label(said);
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!signing, egui::Button::new("Restore the draft"))
+                .on_hover_text("Put it in the editors in place of what they hold")
+                .clicked()
+            {
+                r.restore_offered();
+            }
+            if ui
+                .add_enabled(!signing, egui::Button::new("Delete the draft"))
+                .clicked()
+            {
+                r.discard_offered();
+            }
+        });
+    });
 }
 
 fn editors_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
@@ -2226,6 +2469,222 @@ mod tests {
             macros_dir: Some(dir),
             ..PanelSettings::default()
         })
+    }
+
+    /// A panel keeping its drafts in `dir`.
+    fn keeping(dir: &std::path::Path) -> ReportState {
+        ReportState::new(PanelSettings {
+            macros_dir: Some(std::env::temp_dir().join("overread-no-macros-here")),
+            drafts_dir: Some(dir.to_path_buf()),
+            ..PanelSettings::default()
+        })
+    }
+
+    fn kept_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).map_or(0, |d| d.count())
+    }
+
+    /// Written, and on disk before this returns.
+    fn keep_now(r: &mut ReportState) {
+        r.keep_draft(true);
+        assert!(
+            r.drafts
+                .as_ref()
+                .unwrap()
+                .flush(std::time::Duration::from_secs(10))
+        );
+    }
+
+    /// A case left for another and opened again gives its draft back: text, cursor, linked
+    /// measurements at their places, unsure words (resolved or not; without audio) and the
+    /// refused reports taken back into it. So does the workstation opened again.
+    #[test]
+    fn a_case_left_and_opened_again_gives_its_draft_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 14.2 mm.".into();
+        r.draft.impression = "Follow up.".into();
+        r.draft.section = Some(Section::Impression);
+        r.draft.cursor = 6;
+        r.linked.push(LinkedMeasurement {
+            id: "#1".into(),
+            label: "nodule".into(),
+            value: 14.2,
+            unit: "mm".into(),
+            source: Some(MeasurementSource {
+                viewer_id: Some(3),
+                kind: "length".into(),
+                points_mm: vec![[0.0; 3], [14.2, 0.0, 0.0]],
+                ..MeasurementSource::default()
+            }),
+            place: Some((Section::Findings, 7..14)),
+        });
+        r.unsure.push(UnsureWord {
+            text: "Nodule".into(),
+            confidence: 0.3,
+            at: Some((Section::Findings, 0..6)),
+            audio: Some((0, 0.0, 0.2)),
+            ..UnsureWord::default()
+        });
+        r.taken_back.push(TakenBack {
+            hash: "feed".into(),
+            case_id: "C-1".into(),
+        });
+        keep_now(&mut r);
+
+        r.start_case("C-2", Some("4.5.6"));
+        assert!(r.draft.findings.is_empty() && r.linked.is_empty() && r.unsure.is_empty());
+        keep_now(&mut r);
+        assert_eq!(kept_files(dir.path()), 1, "an empty draft is not kept");
+
+        let check = |r: &ReportState| {
+            assert_eq!(r.draft.findings, "Nodule 14.2 mm.");
+            assert_eq!(r.draft.impression, "Follow up.");
+            assert_eq!(
+                (r.draft.section, r.draft.cursor),
+                (Some(Section::Impression), 6)
+            );
+            assert_eq!(r.linked.len(), 1);
+            assert_eq!(r.linked[0].place, Some((Section::Findings, 7..14)));
+            assert_eq!(r.linked[0].value, 14.2);
+            assert_eq!(r.unsure.len(), 1);
+            assert_eq!(r.unsure[0].at, Some((Section::Findings, 0..6)));
+            assert!(!r.unsure[0].resolved);
+            assert_eq!(r.unsure[0].audio, None);
+            assert_eq!(r.taken_back.len(), 1);
+            assert_eq!(r.taken_back[0].hash, "feed");
+            // The unsure word still stops the signing as it did.
+            assert!(
+                r.checks()
+                    .iter()
+                    .any(|c| matches!(c.kind, CheckKind::UnsureWord { .. })),
+                "{:?}",
+                r.checks()
+            );
+        };
+        r.start_case("C-1", Some("1.2.3"));
+        check(&r);
+        assert!(r.kept_offer().is_none(), "the editors hold it");
+        // Given back, it is the editors' own again: its next change writes over it.
+        r.draft.findings.push_str(" Stable.");
+        keep_now(&mut r);
+        assert_eq!(kept_files(dir.path()), 1);
+        drop(r);
+
+        let mut again = keeping(dir.path());
+        again.start_case("C-1", Some("1.2.3"));
+        assert_eq!(again.draft.findings, "Nodule 14.2 mm. Stable.");
+    }
+
+    /// A draft never writes over another kept under the same key: the one kept is offered
+    /// (given back or deleted by the radiologist), and a study's draft named for a case
+    /// moves to the case.
+    #[test]
+    fn a_kept_draft_is_offered_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "First draft.".into();
+        keep_now(&mut r);
+        drop(r);
+
+        // Another run: the case is typed, not opened from the worklist, over other text.
+        let mut r = keeping(dir.path());
+        r.study_uids = vec!["1.2.3".into()];
+        r.draft.findings = "Second draft.".into();
+        keep_now(&mut r);
+        assert_eq!(
+            kept_files(dir.path()),
+            2,
+            "the study's draft, beside the case's"
+        );
+        r.form.case_id = "C-1".into();
+        keep_now(&mut r);
+        let read = |dir: &std::path::Path| {
+            let (store, _) = DraftStore::open(dir);
+            store
+                .get(&DraftKey::Case("C-1".into()))
+                .map(|k| k.content.findings.clone())
+        };
+        assert_eq!(read(dir.path()).as_deref(), Some("First draft."));
+        assert_eq!(
+            r.kept_offer().map(|k| k.content.findings.as_str()),
+            Some("First draft.")
+        );
+        r.restore_offered();
+        assert_eq!(r.draft.findings, "First draft.");
+        assert!(r.kept_offer().is_none());
+
+        // Deleted on request: the editors' text is then kept in its place.
+        let mut r = keeping(dir.path());
+        r.form.case_id = "C-1".into();
+        r.draft.findings = "Third draft.".into();
+        assert!(r.kept_offer().is_some());
+        r.discard_offered();
+        keep_now(&mut r);
+        assert_eq!(read(dir.path()).as_deref(), Some("Third draft."));
+
+        // A study's draft named for a case moves to it.
+        let mut r = keeping(dir.path());
+        r.study_uids = vec!["7.7".into()];
+        r.draft.findings = "Fourth.".into();
+        keep_now(&mut r);
+        let study = DraftKey::Study(vec!["7.7".into()]);
+        assert!(DraftStore::open(dir.path()).0.get(&study).is_some());
+        r.form.case_id = "C-4".into();
+        keep_now(&mut r);
+        let (store, _) = DraftStore::open(dir.path());
+        assert!(store.get(&study).is_none());
+        assert_eq!(
+            store
+                .get(&DraftKey::Case("C-4".into()))
+                .map(|k| k.content.findings.as_str()),
+            Some("Fourth.")
+        );
+    }
+
+    /// A signed report's draft is not kept: signed from the editors, or from a draft left
+    /// while it was signed, whose text given back meanwhile is emptied.
+    #[test]
+    fn a_signed_report_leaves_no_kept_draft() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 14.2 mm.".into();
+        r.draft.impression = "Follow up.".into();
+        keep_now(&mut r);
+        assert_eq!(kept_files(dir.path()), 1);
+        let signed = || Signed {
+            report: final_report("Nodule 14.2 mm.", "Follow up."),
+            hash: "abc123".into(),
+            receipt: Err("the case server could not be reached".into()),
+            login: None,
+            others: Vec::new(),
+        };
+        r.signed(signed(), true);
+        // Gone at once, not at the next comparison.
+        assert!(
+            r.drafts
+                .as_ref()
+                .unwrap()
+                .flush(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(kept_files(dir.path()), 0);
+
+        // Left while signing, opened again (its kept text given back), then signed.
+        let mut r = keeping(dir.path());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 14.2 mm.\n".into();
+        r.draft.impression = "Follow up.".into();
+        keep_now(&mut r);
+        r.start_case("C-2", None);
+        r.start_case("C-1", Some("1.2.3"));
+        assert_eq!(r.draft.findings, "Nodule 14.2 mm.\n");
+        r.signed(signed(), false);
+        assert!(r.draft.findings.is_empty() && r.draft.impression.is_empty());
+        keep_now(&mut r);
+        assert_eq!(kept_files(dir.path()), 0);
     }
 
     /// A value inserted from the viewer is checked where it stands, unnamed, through edits

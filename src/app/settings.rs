@@ -63,6 +63,9 @@ pub struct Settings {
     /// The outbox folder (default: `outbox` in the data folder).
     #[serde(default)]
     pub outbox: Option<PathBuf>,
+    /// Where unsigned drafts are kept (default: `drafts` in the data folder).
+    #[serde(default)]
+    pub drafts_dir: Option<PathBuf>,
     /// The case-server user signing in (filled into the sign form).
     #[serde(default)]
     pub user: Option<String>,

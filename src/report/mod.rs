@@ -6,6 +6,7 @@
 
 pub mod checks;
 pub mod draft;
+pub mod kept;
 pub mod marks;
 pub mod printable;
 pub mod template;

@@ -43,6 +43,26 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+thread_local! {
+    /// Each test's own drafts folder, removed when its thread ends.
+    static DRAFTS: tempfile::TempDir = tempdir();
+}
+
+/// Where the app of this test keeps its drafts, unless the test says: a folder of its own
+/// (never the user's data folder), the same for every app the test opens (a second app is
+/// the workstation opened again).
+pub fn with_test_drafts(
+    settings: overread::app::settings::Settings,
+) -> overread::app::settings::Settings {
+    overread::app::settings::Settings {
+        drafts_dir: settings
+            .drafts_dir
+            .clone()
+            .or_else(|| Some(DRAFTS.with(|d| d.path().join("drafts")))),
+        ..settings
+    }
+}
+
 /// A temporary HOME whose `.asoundrc` makes ALSA's default device its `file` plugin: what is
 /// recorded is read from `in.raw` (the samples given, 16-bit little-endian), what is played is
 /// written to `out.raw`; neither is paced in real time. Programs started through

@@ -1,0 +1,605 @@
+//! Drafts kept on disk: an unsigned report survives the window closing, a crash, and the
+//! radiologist moving to another case and back.
+//!
+//! A draft is kept under its case (the Case field), or under its study where no case is named
+//! yet, as one JSON file in a folder of its own (by default `drafts` in the data folder,
+//! created owner-only: drafts are patient data). The file's name is a hash of the key, so no
+//! case number or UID appears in a path. What is kept: the text, the cursor, the linked
+//! measurements (with their points), the unsure words (without their audio, which is never
+//! written anywhere) and the refused reports taken back into the text.
+//!
+//! Files are written whole or not at all (`imaging::partial`) on a thread of their own, so the
+//! window never waits for a disk; the folder is read once, when the panel is made (like the
+//! macros). A file that cannot be read is named and left where it is.
+//!
+//! Owns: the file format and where it goes. Must not: decide when a draft is kept or given
+//! back (the report panel does).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::checks::{LinkedMeasurement, MeasurementSource, Section, UnsureWord};
+
+/// The version of the file format written here.
+const VERSION: u32 = 1;
+
+/// The default folder.
+pub fn default_dir() -> PathBuf {
+    crate::data_dir().join("drafts")
+}
+
+/// What a draft is kept under: its case, or its study while no case is named.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DraftKey {
+    Case(String),
+    /// The report's Study Instance UIDs, as the report would name them.
+    Study(Vec<String>),
+}
+
+impl DraftKey {
+    /// The key of a draft for `case_id` (trimmed) about `study_uids`; none where neither is
+    /// known (nothing to find it by again).
+    pub fn of(case_id: &str, study_uids: &[String]) -> Option<DraftKey> {
+        let case_id = case_id.trim();
+        if !case_id.is_empty() {
+            Some(DraftKey::Case(case_id.to_string()))
+        } else if !study_uids.is_empty() {
+            Some(DraftKey::Study(study_uids.to_vec()))
+        } else {
+            None
+        }
+    }
+
+    /// The file it is kept in: a hash of the key (no identifier in the path).
+    fn file_name(&self) -> String {
+        let mut h = Sha256::new();
+        match self {
+            DraftKey::Case(id) => {
+                h.update(b"case\0");
+                h.update(id.as_bytes());
+            }
+            DraftKey::Study(uids) => {
+                h.update(b"study");
+                for u in uids {
+                    h.update(b"\0");
+                    h.update(u.as_bytes());
+                }
+            }
+        }
+        let hex: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{hex}.json")
+    }
+}
+
+/// A section as the file names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeptSection {
+    Findings,
+    Impression,
+}
+
+impl From<Section> for KeptSection {
+    fn from(s: Section) -> KeptSection {
+        match s {
+            Section::Findings => KeptSection::Findings,
+            Section::Impression => KeptSection::Impression,
+        }
+    }
+}
+
+impl From<KeptSection> for Section {
+    fn from(s: KeptSection) -> Section {
+        match s {
+            KeptSection::Findings => Section::Findings,
+            KeptSection::Impression => Section::Impression,
+        }
+    }
+}
+
+/// A place in the text: a section and a byte range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptPlace {
+    pub section: KeptSection,
+    pub start: usize,
+    pub end: usize,
+}
+
+fn kept_place(p: &Option<(Section, std::ops::Range<usize>)>) -> Option<KeptPlace> {
+    p.as_ref().map(|(s, r)| KeptPlace {
+        section: (*s).into(),
+        start: r.start,
+        end: r.end,
+    })
+}
+
+/// A place read back, where it still lies on character boundaries of its text.
+fn place_in(
+    p: &Option<KeptPlace>,
+    findings: &str,
+    impression: &str,
+) -> Option<(Section, std::ops::Range<usize>)> {
+    let p = p.as_ref()?;
+    let text = match p.section {
+        KeptSection::Findings => findings,
+        KeptSection::Impression => impression,
+    };
+    (p.start <= p.end && text.is_char_boundary(p.start) && text.is_char_boundary(p.end))
+        .then(|| (p.section.into(), p.start..p.end))
+}
+
+/// A linked measurement as kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptMeasurement {
+    pub id: String,
+    pub label: String,
+    pub value: f64,
+    pub unit: String,
+    pub kind: Option<String>,
+    pub viewer_id: Option<u64>,
+    pub series_instance_uid: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
+    pub points_mm: Vec<[f64; 3]>,
+    pub place: Option<KeptPlace>,
+}
+
+/// An unsure word as kept (its audio is not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptWord {
+    pub text: String,
+    pub confidence: f32,
+    pub resolved: bool,
+    pub at: Option<KeptPlace>,
+}
+
+/// What a draft holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DraftContent {
+    pub case_id: String,
+    pub study_uids: Vec<String>,
+    pub findings: String,
+    pub impression: String,
+    pub section: Option<KeptSection>,
+    pub cursor: usize,
+    pub linked: Vec<KeptMeasurement>,
+    pub unsure: Vec<KeptWord>,
+    /// Refused reports whose text is in this draft (their hashes).
+    pub taken_back: Vec<String>,
+    /// The run of the workstation that kept it: the viewer's measurement ids mean something
+    /// only within it.
+    pub session: u64,
+}
+
+impl DraftContent {
+    /// Nothing worth keeping: no text and no measurement.
+    pub fn is_empty(&self) -> bool {
+        self.findings.trim().is_empty()
+            && self.impression.trim().is_empty()
+            && self.linked.is_empty()
+    }
+
+    pub fn kept_linked(linked: &[LinkedMeasurement]) -> Vec<KeptMeasurement> {
+        linked
+            .iter()
+            .map(|m| {
+                let s = m.source.clone().unwrap_or_default();
+                KeptMeasurement {
+                    id: m.id.clone(),
+                    label: m.label.clone(),
+                    value: m.value,
+                    unit: m.unit.clone(),
+                    kind: m.source.as_ref().map(|s| s.kind.clone()),
+                    viewer_id: s.viewer_id,
+                    series_instance_uid: s.series_instance_uid,
+                    frame_of_reference_uid: s.frame_of_reference_uid,
+                    points_mm: s.points_mm,
+                    place: kept_place(&m.place),
+                }
+            })
+            .collect()
+    }
+
+    pub fn kept_unsure(unsure: &[UnsureWord]) -> Vec<KeptWord> {
+        unsure
+            .iter()
+            .map(|w| KeptWord {
+                text: w.text.clone(),
+                confidence: w.confidence,
+                resolved: w.resolved,
+                at: kept_place(&w.at),
+            })
+            .collect()
+    }
+
+    /// The linked measurements again. A viewer id is kept only within the run that kept it
+    /// (another run numbers its measurements anew).
+    pub fn linked(&self) -> Vec<LinkedMeasurement> {
+        let same_run = self.session == session();
+        self.linked
+            .iter()
+            .map(|m| LinkedMeasurement {
+                id: m.id.clone(),
+                label: m.label.clone(),
+                value: m.value,
+                unit: m.unit.clone(),
+                source: m.kind.as_ref().map(|kind| MeasurementSource {
+                    viewer_id: m.viewer_id.filter(|_| same_run),
+                    kind: kind.clone(),
+                    series_instance_uid: m.series_instance_uid.clone(),
+                    frame_of_reference_uid: m.frame_of_reference_uid.clone(),
+                    points_mm: m.points_mm.clone(),
+                }),
+                place: place_in(&m.place, &self.findings, &self.impression),
+            })
+            .collect()
+    }
+
+    /// The unsure words again, without audio.
+    pub fn unsure(&self) -> Vec<UnsureWord> {
+        self.unsure
+            .iter()
+            .map(|w| UnsureWord {
+                text: w.text.clone(),
+                confidence: w.confidence,
+                resolved: w.resolved,
+                at: place_in(&w.at, &self.findings, &self.impression),
+                audio: None,
+            })
+            .collect()
+    }
+}
+
+/// This run of the workstation (random, made once).
+pub fn session() -> u64 {
+    static SESSION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SESSION.get_or_init(|| rand_core::RngCore::next_u64(&mut rand_core::OsRng))
+}
+
+/// A draft as its file holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptDraft {
+    pub version: u32,
+    /// When it was kept, seconds since 1970.
+    pub saved_at: u64,
+    #[serde(flatten)]
+    pub content: DraftContent,
+}
+
+impl KeptDraft {
+    /// "kept 5 min ago", for the panel.
+    pub fn age(&self) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let s = now.saturating_sub(self.saved_at);
+        match s {
+            0..60 => "kept less than a minute ago".into(),
+            60..7200 => format!("kept {} min ago", s / 60),
+            7200..172_800 => format!("kept {} h ago", s / 3600),
+            _ => format!("kept {} days ago", s / 86_400),
+        }
+    }
+}
+
+enum Job {
+    Write { path: PathBuf, bytes: Vec<u8> },
+    Remove(PathBuf),
+    Flush(Sender<()>),
+}
+
+/// The drafts in a folder, as this run knows them, and the thread that writes them.
+pub struct DraftStore {
+    dir: PathBuf,
+    kept: HashMap<DraftKey, KeptDraft>,
+    jobs: Sender<Job>,
+    failures: Receiver<String>,
+}
+
+impl std::fmt::Debug for DraftStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DraftStore")
+            .field("drafts", &self.kept.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DraftStore {
+    /// The drafts kept in `dir` (a missing folder has none), and a message per file that
+    /// could not be read (left where it is).
+    pub fn open(dir: &Path) -> (DraftStore, Vec<String>) {
+        let mut kept = HashMap::new();
+        let mut problems = Vec::new();
+        match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if !name.ends_with(".json") || name.starts_with('.') {
+                        continue;
+                    }
+                    match read_draft(&path) {
+                        Ok(d) => {
+                            // Filed under the name its key gives (a file renamed by hand
+                            // is not kept twice).
+                            if let Some(key) =
+                                DraftKey::of(&d.content.case_id, &d.content.study_uids)
+                                && key.file_name() == name
+                            {
+                                kept.insert(key, d);
+                            } else {
+                                problems.push(format!("draft {name}: not where its case puts it"));
+                            }
+                        }
+                        Err(e) => problems.push(format!("draft {name}: {e}")),
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("drafts folder not read: {e}")),
+        }
+        let (jobs, rx) = channel();
+        let (failed, failures) = channel();
+        let folder = dir.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("overread-drafts".into())
+            .spawn(move || write_jobs(&folder, &rx, &failed));
+        if let Err(e) = spawned {
+            problems.push(format!("drafts will not be kept: {e}"));
+        }
+        (
+            DraftStore {
+                dir: dir.to_path_buf(),
+                kept,
+                jobs,
+                failures,
+            },
+            problems,
+        )
+    }
+
+    /// The draft kept under `key`.
+    pub fn get(&self, key: &DraftKey) -> Option<&KeptDraft> {
+        self.kept.get(key)
+    }
+
+    /// Keep `content` under `key` (written on the store's thread).
+    pub fn keep(&mut self, key: &DraftKey, content: DraftContent) {
+        let draft = KeptDraft {
+            version: VERSION,
+            saved_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            content,
+        };
+        match serde_json::to_vec_pretty(&draft) {
+            Ok(bytes) => {
+                let _ = self.jobs.send(Job::Write {
+                    path: self.dir.join(key.file_name()),
+                    bytes,
+                });
+                self.kept.insert(key.clone(), draft);
+            }
+            Err(e) => tracing::warn!("draft not kept: {e}"),
+        }
+    }
+
+    /// Forget the draft kept under `key` (its file removed on the store's thread).
+    pub fn remove(&mut self, key: &DraftKey) {
+        if self.kept.remove(key).is_some() {
+            let _ = self.jobs.send(Job::Remove(self.dir.join(key.file_name())));
+        }
+    }
+
+    /// The last failure to write a draft, if any since asked.
+    pub fn failure(&self) -> Option<String> {
+        self.failures.try_iter().last()
+    }
+
+    /// Wait (at most `limit`) until everything asked of the store is on disk. False when it
+    /// was not done in time (or the thread is gone).
+    pub fn flush(&self, limit: Duration) -> bool {
+        let (tx, rx) = channel();
+        self.jobs.send(Job::Flush(tx)).is_ok() && rx.recv_timeout(limit).is_ok()
+    }
+}
+
+fn read_draft(path: &Path) -> Result<KeptDraft, String> {
+    // A draft is text: a file of more than 16 MiB is not one.
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() > 16 << 20 {
+        return Err(format!("{} bytes, too large for a draft", meta.len()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let draft: KeptDraft = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if draft.version != VERSION {
+        return Err(format!(
+            "version {} (this workstation reads {VERSION})",
+            draft.version
+        ));
+    }
+    Ok(draft)
+}
+
+/// The store's thread: each job in turn, the folder made owner-only on first write.
+fn write_jobs(dir: &Path, jobs: &Receiver<Job>, failed: &Sender<String>) {
+    for job in jobs {
+        let done = match job {
+            Job::Write { path, bytes } => write(dir, &path, &bytes),
+            Job::Remove(path) => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Job::Flush(done) => {
+                let _ = done.send(());
+                Ok(())
+            }
+        };
+        if let Err(e) = done {
+            tracing::warn!("draft not written: {e}");
+            let _ = failed.send(e.to_string());
+        }
+    }
+}
+
+fn write(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if !dir.is_dir() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+    }
+    let mut partial = imaging::partial::beside(path)?;
+    partial.write_all(bytes)?;
+    imaging::partial::persist(partial, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(case: &str, findings: &str) -> DraftContent {
+        DraftContent {
+            case_id: case.into(),
+            study_uids: vec!["1.2.3".into()],
+            findings: findings.into(),
+            impression: "Follow up.".into(),
+            section: Some(KeptSection::Impression),
+            cursor: 3,
+            linked: DraftContent::kept_linked(&[LinkedMeasurement {
+                id: "#1".into(),
+                label: "nodule".into(),
+                value: 14.2,
+                unit: "mm".into(),
+                source: Some(MeasurementSource {
+                    viewer_id: Some(4),
+                    kind: "length".into(),
+                    series_instance_uid: Some("1.2.3.4".into()),
+                    frame_of_reference_uid: Some("1.2.3.5".into()),
+                    points_mm: vec![[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]],
+                }),
+                place: Some((Section::Findings, 7..14)),
+            }]),
+            unsure: DraftContent::kept_unsure(&[UnsureWord {
+                text: "Nodule".into(),
+                confidence: 0.3,
+                resolved: true,
+                at: Some((Section::Findings, 0..6)),
+                audio: Some((0, 0.0, 0.5)),
+            }]),
+            taken_back: vec!["abc".into()],
+            session: session(),
+        }
+    }
+
+    #[test]
+    fn a_kept_draft_is_read_back_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let drafts = dir.path().join("drafts");
+        let (mut store, problems) = DraftStore::open(&drafts);
+        assert!(problems.is_empty(), "{problems:?}");
+        let key = DraftKey::Case("C-7".into());
+        store.keep(&key, content("C-7", "Nodule 14.2 mm."));
+        assert!(store.flush(Duration::from_secs(10)));
+        drop(store);
+
+        let (again, problems) = DraftStore::open(&drafts);
+        assert!(problems.is_empty(), "{problems:?}");
+        let d = again.get(&key).expect("kept");
+        assert_eq!(d.content, content("C-7", "Nodule 14.2 mm."));
+        let linked = d.content.linked();
+        assert_eq!(linked[0].place, Some((Section::Findings, 7..14)));
+        let source = linked[0].source.as_ref().unwrap();
+        assert_eq!(source.points_mm, vec![[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]);
+        // The same run: the viewer's id still means the same measurement.
+        assert_eq!(source.viewer_id, Some(4));
+        let words = d.content.unsure();
+        assert_eq!(words[0].at, Some((Section::Findings, 0..6)));
+        assert!(words[0].resolved);
+        assert_eq!(words[0].audio, None, "audio is never written");
+
+        // No case number in any path; the folder is the owner's alone.
+        let names: Vec<String> = std::fs::read_dir(&drafts)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(!names[0].contains("C-7"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&drafts).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+    }
+
+    #[test]
+    fn another_run_does_not_trust_the_viewer_ids() {
+        let mut c = content("C-7", "x");
+        c.session = session().wrapping_add(1);
+        assert_eq!(c.linked()[0].source.as_ref().unwrap().viewer_id, None);
+    }
+
+    #[test]
+    fn a_removed_draft_is_gone_and_a_damaged_file_is_named_and_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = DraftStore::open(dir.path());
+        let key = DraftKey::Study(vec!["1.2.3".into()]);
+        store.keep(&key, content("", "x"));
+        store.keep(&DraftKey::Case("C-1".into()), content("C-1", "y"));
+        store.remove(&key);
+        assert!(store.flush(Duration::from_secs(10)));
+        std::fs::write(dir.path().join("0123.json"), b"{ cut").unwrap();
+
+        let (again, problems) = DraftStore::open(dir.path());
+        assert!(again.get(&key).is_none());
+        assert!(again.get(&DraftKey::Case("C-1".into())).is_some());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("draft 0123.json:"), "{problems:?}");
+        assert!(dir.path().join("0123.json").exists());
+    }
+
+    #[test]
+    fn places_off_the_text_are_dropped() {
+        let mut c = content("C-1", "Nodule ≥ 14 mm.");
+        // "≥" is three bytes from 7: 8 is inside it.
+        c.linked[0].place = Some(KeptPlace {
+            section: KeptSection::Findings,
+            start: 8,
+            end: 9,
+        });
+        c.unsure[0].at = Some(KeptPlace {
+            section: KeptSection::Impression,
+            start: 0,
+            end: 400,
+        });
+        assert_eq!(c.linked()[0].place, None);
+        assert_eq!(c.unsure()[0].at, None);
+    }
+
+    #[test]
+    fn keys_follow_the_case_then_the_study() {
+        assert_eq!(
+            DraftKey::of(" C-1 ", &["1.2".into()]),
+            Some(DraftKey::Case("C-1".into()))
+        );
+        assert_eq!(
+            DraftKey::of("", &["1.2".into()]),
+            Some(DraftKey::Study(vec!["1.2".into()]))
+        );
+        assert_eq!(DraftKey::of("  ", &[]), None);
+        assert_ne!(
+            DraftKey::Case("1.2".into()).file_name(),
+            DraftKey::Study(vec!["1.2".into()]).file_name()
+        );
+    }
+}
