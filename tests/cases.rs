@@ -95,7 +95,9 @@ async fn offline_client() -> CaseClient {
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
-    CaseClient::new(&format!("http://{dead_addr}"), None).unwrap()
+    CaseClient::new(&format!("http://{dead_addr}"), None)
+        .unwrap()
+        .with_user("rad1")
 }
 
 /// The server on loopback, and rad1 logged in to it.
@@ -482,7 +484,8 @@ async fn the_background_sender_retries_waits_for_login_and_survives_a_restart() 
     // First run of the app: the server is away; the worker retries and keeps the report.
     let offline = CaseClient::new(&base, None)
         .unwrap()
-        .with_token("not-a-token".into());
+        .with_token("not-a-token".into())
+        .with_user("rad1");
     let worker = OutboxWorker::spawn(outbox.clone(), offline.clone(), backoff).unwrap();
     wait_for(&worker, "three failed rounds", |s| s.rounds >= 3).await;
     let status = worker.status();
@@ -799,6 +802,69 @@ async fn the_outbox_sends_a_report_only_with_its_authors_login() {
     assert_eq!(report_count(&db).await, 0);
 }
 
+/// A refusal is the case server's own answer: a 404 or 403 page from something in between (a
+/// proxy mid-deploy, a wrong path in the settings; here a stand-in on loopback) keeps the
+/// report pending, to be tried again, where taking it for a refusal would set it aside for
+/// good. The case server's own refusal (JSON) still refuses.
+#[tokio::test]
+async fn only_the_case_servers_own_refusal_sets_a_report_aside() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempdir();
+    let key = SigningKey::generate();
+    let signed = sign_report(report_on("C-1", &key.verifying_key().id().0, "1.2.3"), &key).unwrap();
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    let hash = outbox.enqueue(&signed).unwrap();
+    for (status, content_type, body, refused) in [
+        (
+            "404 Not Found",
+            "text/html",
+            "<html>Not Found</html>",
+            false,
+        ),
+        ("403 Forbidden", "text/plain", "denied by proxy", false),
+        (
+            "409 Conflict",
+            "application/json",
+            r#"{"error":"case C-1 is delivered"}"#,
+            true,
+        ),
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let answer = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 1 << 16];
+            let _ = socket.read(&mut request).await;
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let client = CaseClient::new(&base, None).unwrap().with_user("rad1");
+        let results = outbox.deliver(&client, 1, Duration::from_millis(10)).await;
+        server.await.unwrap();
+        if refused {
+            assert!(
+                matches!(results.as_slice(), [Delivery::Refused { status: 409, .. }]),
+                "{results:?}"
+            );
+            assert!(outbox.pending().is_empty());
+            assert_eq!(outbox.refused().len(), 1);
+        } else {
+            assert!(
+                matches!(
+                    results.as_slice(),
+                    [Delivery::Pending { error, .. }] if error.contains("not the case server's")
+                ),
+                "{status}: {results:?}"
+            );
+            assert_eq!(outbox.pending(), vec![hash.clone()], "{status}");
+            assert!(outbox.refused().is_empty(), "{status}");
+        }
+    }
+}
+
 /// A receipt is for the report sent or for none: a server (here a stand-in on loopback that
 /// answers every request with the receipt of another report) whose receipt names another hash
 /// does not settle the report; it stays pending, said, and no receipt is recorded for it.
@@ -812,6 +878,8 @@ async fn a_receipt_for_another_report_does_not_settle_it() {
     let hash = outbox.enqueue(&signed).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
     tokio::spawn(async move {
         let body = serde_json::json!({
             "case_id": "C-1",
@@ -821,6 +889,7 @@ async fn a_receipt_for_another_report_does_not_settle_it() {
         })
         .to_string();
         while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut request = vec![0u8; 1 << 16];
             let _ = socket.read(&mut request).await;
             let answer = format!(
@@ -830,8 +899,24 @@ async fn a_receipt_for_another_report_does_not_settle_it() {
             let _ = socket.write_all(answer.as_bytes()).await;
         }
     });
-    let client = CaseClient::new(&base, None).unwrap();
+    // A login whose user is not known (a token alone) sends nothing: the report might be
+    // another radiologist's, and the server's refusal would set it aside for good.
+    let anonymous = CaseClient::new(&base, None).unwrap().with_token("t".into());
+    let results = outbox
+        .deliver(&anonymous, 1, Duration::from_millis(10))
+        .await;
+    assert!(
+        matches!(
+            results.as_slice(),
+            [Delivery::Pending { error, .. }] if error.contains("signed by rad1")
+        ),
+        "{results:?}"
+    );
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let client = CaseClient::new(&base, None).unwrap().with_user("rad1");
     let results = outbox.deliver(&client, 1, Duration::from_millis(10)).await;
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert!(
         matches!(
             results.as_slice(),

@@ -1363,7 +1363,10 @@ impl ReportState {
             && let (Some(token), Some(server)) = (login, self.setup.server.clone())
         {
             match CaseClient::new(&server, self.setup.server_ca.as_deref()) {
-                Ok(client) => self.connect_outbox(client.with_token(token)),
+                // The login is the report's author's: the sender sends theirs only.
+                Ok(client) => {
+                    self.connect_outbox(client.with_token(token).with_user(&report.author.user_id))
+                }
                 Err(e) => self.outbox_message = e.to_string(),
             }
         }

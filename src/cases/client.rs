@@ -134,16 +134,25 @@ impl CaseClient {
             return Ok(r);
         }
         let text = r.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorAnswer>(&text)
-            .map(|e| e.error)
-            .unwrap_or(text);
+        let answer = serde_json::from_str::<ErrorAnswer>(&text).map(|e| e.error);
         let code = status.as_u16();
+        let is_case_servers = answer.is_ok();
+        let message = answer.unwrap_or(text);
         if code == 401 {
             Err(ClientError::Unauthorized(message))
         } else if status.is_server_error() || code == 408 || code == 429 {
             Err(ClientError::Unavailable {
                 status: code,
                 message,
+            })
+        } else if !is_case_servers {
+            // A refusal is the case server's own answer ({"error": ...}); any other 4xx is
+            // from something in between (a proxy mid-deploy, a wrong path). A report refused
+            // on its word would be set aside for good: it is tried again instead.
+            let said: String = message.chars().take(200).collect();
+            Err(ClientError::Unavailable {
+                status: code,
+                message: format!("an answer that is not the case server's: {said}"),
             })
         } else {
             Err(ClientError::Refused {

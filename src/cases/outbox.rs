@@ -320,17 +320,17 @@ impl Outbox {
             }
         };
         // One workstation, several radiologists: a report goes with its author's login only
-        // (the server refuses another's, and a refusal would set it aside for good).
-        if let Some(user) = client.user()
-            && signed.report.author.user_id != user
-        {
+        // (the server refuses another's, and a refusal would set it aside for good). A
+        // login whose user is not known sends nothing.
+        if client.user() != Some(signed.report.author.user_id.as_str()) {
             return Delivery::Pending {
                 report_hash: hash,
                 error: format!(
                     "signed by {}: sent when they sign in",
                     signed.report.author.user_id
                 ),
-                needs_login: false,
+                // Without a user there is no login to send with at all.
+                needs_login: client.user().is_none(),
             };
         }
         let mut wait = first_wait;
