@@ -142,7 +142,8 @@ pub async fn patient_copy(
         ];
     }
     let reports = sqlx::query(
-        "SELECT report_hash, signed_json, kind FROM reports WHERE case_id = $1 ORDER BY received_at",
+        "SELECT report_hash, signed_json, kind FROM reports WHERE case_id = $1
+         ORDER BY received_at, amends IS NOT NULL, report_hash",
     )
     .bind(case_id)
     .fetch_all(&db.pool)

@@ -458,6 +458,113 @@ async fn a_delivery_recorded_halfway_leaves_nothing_and_is_sent_again() {
     assert_eq!(idle.unwrap(), 0);
 }
 
+/// A transport that fails while told to, and lists what it was given and what it sent.
+#[derive(Debug, Default)]
+struct Switchable {
+    failing: std::sync::atomic::AtomicBool,
+    tried: std::sync::Mutex<Vec<String>>,
+    sent: std::sync::Mutex<Vec<String>>,
+}
+
+impl case_server::delivery::Transport for Switchable {
+    fn name(&self) -> &'static str {
+        "switchable"
+    }
+
+    fn send(&self, doc: &case_server::delivery::Outgoing<'_>) -> Result<String, String> {
+        self.tried.lock().unwrap().push(doc.report_hash.to_string());
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the fax gateway is down".into());
+        }
+        let mut sent = self.sent.lock().unwrap();
+        sent.push(doc.report_hash.to_string());
+        Ok(format!("sent #{}", sent.len()))
+    }
+}
+
+/// An addendum is never faxed before (or without) the report it amends: received while the
+/// report's sending fails, it waits, and goes once the report has gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_addendum_waits_until_the_report_it_amends_is_sent() {
+    let s = start().await;
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let final_hash = signed_final(&s, "rad1", &case, &key).await;
+    let study: String =
+        sqlx::query_scalar("SELECT MIN(study_uid) FROM instances WHERE case_id = $1")
+            .bind(&case)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    let mut addendum = report(
+        &s,
+        &case,
+        "rad1",
+        &key,
+        ReportKind::Addendum {
+            amends: final_hash.clone(),
+        },
+    );
+    addendum.study_instance_uids = vec![study];
+    addendum.findings = "The nodule measures 15 mm on the coronal images.".into();
+    let signed = sign_report(addendum, &key).unwrap();
+    let r = s
+        .post(
+            &rad1,
+            &format!("/cases/{case}/reports"),
+            &serde_json::to_value(&signed).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let addendum_hash = r
+        .json::<case_protocol::Receipt>()
+        .await
+        .unwrap()
+        .report_hash;
+
+    let transport = std::sync::Arc::new(Switchable::default());
+    transport
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base: Duration::from_millis(1),
+        poll: Duration::from_secs(1),
+    };
+    // Two failed attempts (a retry waits a second at least).
+    for _ in 0..2 {
+        case_server::delivery::deliver_due(&s.db, &s.store, &config)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let tried = transport.tried.lock().unwrap().clone();
+    assert_eq!(tried.len(), 2, "{tried:?}");
+    assert!(
+        tried.iter().all(|h| *h == final_hash),
+        "the addendum was tried while its report was not sent: {tried:?}"
+    );
+
+    transport
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..50 {
+        if transport.sent.lock().unwrap().len() == 2 {
+            break;
+        }
+        case_server::delivery::deliver_due(&s.db, &s.store, &config)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        *transport.sent.lock().unwrap(),
+        vec![final_hash.clone(), addendum_hash.clone()]
+    );
+    assert_eq!(delivery_row(&s, &addendum_hash).await.0, "sent");
+}
+
 /// A transport that takes its time and counts what it sent.
 #[derive(Debug, Default)]
 struct SlowCounting {

@@ -278,12 +278,20 @@ pub async fn deliver_due(
     store: &Store,
     config: &DeliveryConfig,
 ) -> Result<usize, DeliveryError> {
+    // An addendum waits until the report it amends is sent: the referring physician never
+    // gets an addendum before (or without) its report, whatever order they were received
+    // in (one second apart at most, or the report's sending failing meanwhile).
     let due = sqlx::query(
         "SELECT reports.report_hash AS report_hash
          FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
-         WHERE deliveries.report_hash IS NULL
-            OR (deliveries.status <> 'sent' AND deliveries.next_attempt_unix <= $1)
-         ORDER BY reports.received_at LIMIT 16",
+         WHERE (deliveries.report_hash IS NULL
+                OR (deliveries.status <> 'sent' AND deliveries.next_attempt_unix <= $1))
+           AND (reports.amends IS NULL
+                OR EXISTS (SELECT 1 FROM deliveries AS amended
+                           WHERE amended.report_hash = reports.amends
+                             AND amended.status = 'sent'))
+         ORDER BY reports.received_at, reports.amends IS NOT NULL, reports.report_hash
+         LIMIT 16",
     )
     .bind(unix_now())
     .fetch_all(&db.pool)
@@ -299,11 +307,14 @@ pub async fn deliver_due(
         let attempts: i64 = claim.attempts + 1;
         attempted += 1;
         let outcome = match report_pdf(db, store, &hash).await {
-            Ok((bytes, facts)) => {
-                // The document as sent, kept by its sha256 (recorded with the delivery): the
-                // patient copy gives these bytes, not a new rendering.
+            Ok((bytes, facts)) => 'sent: {
+                // The document as sent, kept by its sha256 (recorded with the delivery) before
+                // it goes: the patient copy gives these bytes, not a new rendering, and a
+                // delivery never names a document nobody can fetch again.
                 if let Err(e) = store.put(bytes.clone()).await {
-                    tracing::error!("delivery: the PDF of report {hash} was not kept: {e}");
+                    break 'sent Err(format!(
+                        "the PDF could not be kept, so it was not sent: {e}"
+                    ));
                 }
                 let transport = config.transport.clone();
                 let sent = tokio::task::spawn_blocking({
@@ -541,7 +552,8 @@ pub async fn case_deliveries(db: &Db, case_id: &str) -> Result<Vec<DeliveryStatu
                 deliveries.reference AS reference, deliveries.document_sha256 AS document_sha256,
                 deliveries.last_error AS last_error, deliveries.updated_at AS updated_at
          FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
-         WHERE reports.case_id = $1 ORDER BY reports.received_at",
+         WHERE reports.case_id = $1
+         ORDER BY reports.received_at, reports.amends IS NOT NULL, reports.report_hash",
     )
     .bind(case_id)
     .fetch_all(&db.pool)
