@@ -1963,7 +1963,28 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
         h.state().measurement_source(&m).series_instance_uid,
         thin_series
     );
+    // A probe on the first series, drawn over the second too (one frame of reference): its
+    // value is the first's, and the second's viewport says whose (the same length needs no
+    // such word: a distance is the same on both).
     h.state_mut().set_active(0);
+    h.get_by_label("Probe").click();
+    h.step();
+    click_patient(&mut h, DVec3::new(0.0, -60.0, p0));
+    let probe = h.state().measurements().last().unwrap().clone();
+    assert!(matches!(
+        probe.shape,
+        overread::viewer::measure::Shape::Probe { .. }
+    ));
+    let on_first = h.state().measurement_label(&probe, 0).unwrap();
+    let on_second = h.state().measurement_label(&probe, 1).unwrap();
+    assert!(!on_first.contains("values of"), "{on_first}");
+    assert!(on_second.starts_with(&on_first), "{on_first} / {on_second}");
+    assert!(on_second.contains("\nvalues of series"), "{on_second}");
+    let length_on_second = h.state().measurement_label(&m, 1).unwrap();
+    assert!(
+        !length_on_second.contains("values of"),
+        "{length_on_second}"
+    );
     h.get_by_label("W/L").click();
     h.step();
 

@@ -30,7 +30,7 @@ use crate::render::gpu::ViewTarget;
 use crate::render::{GpuContext, Plane, Renderer, Voi, VolumeInfo, VolumeTexture};
 use crate::viewer::Viewport;
 use crate::viewer::bindings::{Action, default_bindings};
-use crate::viewer::measure::{Measurement, Shape};
+use crate::viewer::measure::{Measurement, Shape, Value};
 use imaging::decode::SlicePixels;
 use imaging::{self, Patient, RescalePolicy, Stack, Volume};
 
@@ -231,11 +231,7 @@ fn calibrated(info: &VolumeInfo, shape: &Shape) -> bool {
 
 /// A measurement's value as last computed: for this shape, on this volume (held weakly, so
 /// that its address is never another volume's while the entry lives).
-type CachedValue = (
-    Shape,
-    std::sync::Weak<Volume>,
-    crate::viewer::measure::Value,
-);
+type CachedValue = (Shape, std::sync::Weak<Volume>, Value);
 
 /// Where a cell's view pixels lie on screen. egui gives a cell's paint callback the cell's
 /// rectangle with its corner rounded to whole pixels, so view pixel coordinates (x, y)
@@ -1224,7 +1220,7 @@ impl OverreadApp {
         }
     }
 
-    pub fn measurement_value(&self, m: &Measurement) -> Option<crate::viewer::measure::Value> {
+    pub fn measurement_value(&self, m: &Measurement) -> Option<Value> {
         let o = self
             .opens
             .iter()
@@ -1298,6 +1294,53 @@ impl OverreadApp {
             .flat_map(|st| &st.series)
             .find(|se| se.stacks.iter().any(|k| k.id == id))
             .map(|se| se.uid.clone())
+    }
+
+    /// A measurement's label as viewport `cell` shows it: its value in its units; a probe's
+    /// or region's read on the centre plane of a slab, or on another series of the frame of
+    /// reference than the cell shows, says so.
+    pub fn measurement_label(&self, m: &Measurement, cell: usize) -> Option<String> {
+        let v = self.measurement_value(m)?;
+        let mut label = panels::format_value(&v, self.measurement_units(m));
+        let sampled = matches!(v, Value::Point(_) | Value::Region { .. });
+        // Values are read from the voxels on the measurement's own plane: on a slab (a MIP
+        // of a vessel, say) that is not what the pixel under it shows.
+        if sampled
+            && self
+                .cells
+                .get(cell)
+                .is_some_and(|c| c.viewport.slab_mm > 0.0)
+        {
+            label += " (centre plane)";
+        }
+        // A probe or region drawn on another series of the frame of reference (the arterial
+        // phase's, shown over the venous) carries that series' values: said, so they are
+        // never read as this image's.
+        if sampled
+            && let Some(made_on) = m.stack_id.as_deref()
+            && self.cell_stack(cell) != Some(made_on)
+        {
+            label += &format!("\nvalues of {}", self.series_name_of(made_on));
+        }
+        Some(label)
+    }
+
+    /// How the screen names the series of stack `id`: "series 3 (ARTERIAL)", its number
+    /// and description where it has them.
+    pub fn series_name_of(&self, id: &str) -> String {
+        let series = self
+            .patients
+            .iter()
+            .flat_map(|p| &p.studies)
+            .flat_map(|st| &st.series)
+            .find(|se| se.stacks.iter().any(|k| k.id == id));
+        let number = series
+            .and_then(|se| se.number)
+            .map_or_else(|| "another series".to_string(), |n| format!("series {n}"));
+        match series.and_then(|se| se.description.as_deref()) {
+            Some(d) if !d.trim().is_empty() => format!("{number} ({})", d.trim()),
+            _ => number,
+        }
     }
 
     /// What a measurement was made on, as a report links it: the way back to the image.

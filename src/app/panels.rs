@@ -1009,13 +1009,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             }
             screen.extend(pts);
         }
-        if let (Some(last), Some(v)) = (screen.last(), app.measurement_value(meas)) {
-            let mut label = format_value(&v, app.measurement_units(meas));
-            // Values are read from the voxels on the measurement's own plane: on a slab
-            // (a MIP of a vessel, say) that is not what the pixel under it shows.
-            if viewport.slab_mm > 0.0 && matches!(v, Value::Point(_) | Value::Region { .. }) {
-                label += " (centre plane)";
-            }
+        if let (Some(last), Some(label)) = (screen.last(), app.measurement_label(meas, i)) {
             painter.text(
                 *last + Vec2::new(6.0, -6.0),
                 Align2::LEFT_BOTTOM,
