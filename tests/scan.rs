@@ -185,6 +185,66 @@ fn imager_pixel_spacing_calibrates_radiographs_at_the_detector() {
     assert!(stack.geometry.pixel_spacing_known && !stack.geometry.spacing_at_detector);
 }
 
+/// Pixel Spacing that only repeats Imager Pixel Spacing, without a Pixel Spacing Calibration
+/// Type, is still at the detector (PS3.3 10.7.1.1: an image not calibrated carries the same
+/// values; a PA chest's magnification, about 1.1, is still in them): lengths are "mm at
+/// detector", never patient mm. Calibrated (a calibration type, or other values than the
+/// detector's: corrected for magnification), it is the patient's.
+#[test]
+fn pixel_spacing_that_repeats_the_detector_is_at_the_detector() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let dir = crate::support::tempdir();
+    let spec = imaging::synth::PhantomSpec {
+        columns: 16,
+        rows: 16,
+        slices: 1,
+        ..Default::default()
+    };
+    let cases: [(&str, &str, Option<&str>, bool); 4] = [
+        ("same", "0.15\\0.15", None, true),
+        ("same-by-value", "0.150000\\0.15", None, true),
+        ("calibrated-type", "0.15\\0.15", Some("GEOMETRY"), false),
+        ("magnification-corrected", "0.1333\\0.1333", None, false),
+    ];
+    for (name, pixel, calibration, at_detector) in cases {
+        let folder = dir.path().join(name);
+        imaging::synth::write_series(&spec, &folder).unwrap();
+        let file = std::fs::read_dir(&folder)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut obj = dicom_object::open_file(&file).unwrap();
+        obj.put(DataElement::new(
+            tags::PIXEL_SPACING,
+            VR::DS,
+            PrimitiveValue::from(pixel),
+        ));
+        obj.put(DataElement::new(
+            tags::IMAGER_PIXEL_SPACING,
+            VR::DS,
+            PrimitiveValue::from("0.15\\0.15"),
+        ));
+        if let Some(c) = calibration {
+            obj.put(DataElement::new(
+                tags::PIXEL_SPACING_CALIBRATION_TYPE,
+                VR::CS,
+                PrimitiveValue::from(c),
+            ));
+        }
+        obj.write_to_file(&file).unwrap();
+        let scanned = imaging::scan(&[file]);
+        assert_eq!(scanned.instances.len(), 1, "{name}: {:?}", scanned.warnings);
+        let frame = &scanned.instances[0].frames[0];
+        assert_eq!(frame.spacing_at_detector, at_detector, "{name}");
+        let patients = imaging::group(&scanned.instances);
+        let stack = patients[0].stacks().next().unwrap();
+        assert_eq!(stack.geometry.spacing_at_detector, at_detector, "{name}");
+    }
+}
+
 /// A stack takes one frame's word on where its spacing was measured, so frames of one
 /// series that say differently (Pixel Spacing in one, only Imager Pixel Spacing in another)
 /// are two stacks: otherwise the second would be measured in patient mm, or the first at the

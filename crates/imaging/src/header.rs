@@ -485,6 +485,30 @@ pub(crate) fn header_from_dataset(
     })))
 }
 
+/// Whether the spacing lengths are measured with is at the detector (or the film), not in
+/// the patient: there is only Imager (or Nominal Scanned) Pixel Spacing, or Pixel Spacing
+/// holds the same values without a Pixel Spacing Calibration Type (0028,0A02). PS3.3
+/// 10.7.1.1: Pixel Spacing of an image not calibrated "shall be the same as" Imager Pixel
+/// Spacing or Nominal Scanned Pixel Spacing; a radiograph's magnification (about 1.1 for a
+/// PA chest) is then still in it.
+fn at_detector(
+    obj: &InMemDicomObject,
+    pixel_spacing: Option<[f64; 2]>,
+    imager_spacing: Option<[f64; 2]>,
+) -> bool {
+    let Some(pixel) = pixel_spacing else {
+        return imager_spacing.is_some();
+    };
+    if text(obj, tags::PIXEL_SPACING_CALIBRATION_TYPE).is_some_and(|t| !t.trim().is_empty()) {
+        return false;
+    }
+    let scanned = floats_n::<2>(obj, tags::NOMINAL_SCANNED_PIXEL_SPACING);
+    [imager_spacing, scanned]
+        .into_iter()
+        .flatten()
+        .any(|s| (0..2).all(|i| (s[i] - pixel[i]).abs() <= 1e-4 * s[i].abs().max(1.0)))
+}
+
 /// The frame description of a classic (single-frame) object, also the fallback for
 /// attributes a functional group leaves out.
 fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
@@ -497,7 +521,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         image_position_patient: floats_n::<3>(obj, tags::IMAGE_POSITION_PATIENT),
         image_orientation_patient: floats_n::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT),
         pixel_spacing_mm: pixel_spacing.or(imager_spacing),
-        spacing_at_detector: pixel_spacing.is_none() && imager_spacing.is_some(),
+        spacing_at_detector: at_detector(obj, pixel_spacing, imager_spacing),
         slice_thickness_mm: float(obj, tags::SLICE_THICKNESS),
         rescale: rescale_of(obj).unwrap_or(Rescale::IDENTITY),
         window: window_of(obj),
