@@ -911,8 +911,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     }
     let placed = info.geometry.trusted;
     if placed {
-        // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
-        bottom_left += &format!("Pos {:.1} mm", (o.position_mm * 10.0).round() / 10.0 + 0.0);
+        bottom_left += &crate::viewer::position_text(viewport.normal(), o.position_mm);
     } else {
         // Frames without Image Position/Orientation are stacked 1 mm apart for display
         // only: no position, step or reformat distance of theirs is real.

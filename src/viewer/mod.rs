@@ -406,8 +406,64 @@ fn fit_pixel_mm(info: &VolumeInfo, right: DVec3, down: DVec3, width: u32, height
         .max(1e-3)
 }
 
+/// A plane's position as the corner shows it: the patient direction it lies towards and its
+/// distance along the plane's normal, "H 12.5 mm" (LPS: +x is the patient's left, +y
+/// posterior, +z head). The number alone reads wrongly across systems (LPS or RAS), so the
+/// letter says which side it is. A plane turned more than about 2.6 degrees from every
+/// patient axis (a tilted gantry's own slices, oblique MPR) says "(obl)": its distance is
+/// along its own normal, which is not a table position.
+pub fn position_text(normal: DVec3, position_mm: f64) -> String {
+    // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
+    let rounded = (position_mm * 10.0).round() / 10.0 + 0.0;
+    let n = normal.normalize_or_zero();
+    let axis = (0..3)
+        .max_by(|a, b| n[*a].abs().total_cmp(&n[*b].abs()))
+        .unwrap_or(2);
+    let letter = if rounded == 0.0 {
+        ""
+    } else {
+        // The side the plane lies towards: the normal's dominant direction, signed by the
+        // position along it.
+        let towards = n[axis] * rounded;
+        match (axis, towards > 0.0) {
+            (0, true) => "L ",
+            (0, false) => "R ",
+            (1, true) => "P ",
+            (1, false) => "A ",
+            (_, true) => "H ",
+            (_, false) => "F ",
+        }
+    };
+    let oblique = if n[axis].abs() < 0.999 { " (obl)" } else { "" };
+    format!("Pos {letter}{:.1} mm{oblique}", rounded.abs())
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_position_says_which_side_of_the_patient_it_lies() {
+        // LPS: +x left, +y posterior, +z head; a normal may point either way along its axis.
+        let cases = [
+            (DVec3::Z, 45.04, "Pos H 45.0 mm"),
+            (DVec3::Z, -12.0, "Pos F 12.0 mm"),
+            (DVec3::NEG_Z, 12.0, "Pos F 12.0 mm"),
+            (DVec3::X, 12.0, "Pos L 12.0 mm"),
+            (DVec3::NEG_X, 12.0, "Pos R 12.0 mm"),
+            (DVec3::Y, -30.0, "Pos A 30.0 mm"),
+            (DVec3::NEG_Y, -30.0, "Pos P 30.0 mm"),
+            (DVec3::Z, -0.04, "Pos 0.0 mm"),
+        ];
+        for (normal, pos, said) in cases {
+            assert_eq!(position_text(normal, pos), said, "{normal} {pos}");
+        }
+        // A 20-degree gantry tilt: the distance is along the tilted normal, said so.
+        let tilted = DVec3::new(0.0, -20f64.to_radians().sin(), 20f64.to_radians().cos());
+        assert_eq!(position_text(tilted, 59.8), "Pos H 59.8 mm (obl)");
+        // Within 2.6 degrees of an axis, a plane is named by it.
+        let nearly = DVec3::new(0.0, 0.02, 1.0).normalize();
+        assert_eq!(position_text(nearly, 10.0), "Pos H 10.0 mm");
+    }
     use super::*;
     use imaging::{RescalePolicy, VolumeGeometry, header::Rescale};
 
