@@ -23,7 +23,8 @@ struct Params {
 struct Slice {
     // z (mm along the normal), ox, oy (mm in plane), gap after (1.0)
     pos: vec4<f32>,
-    // rescale slope, intercept
+    // rescale slope, intercept, failed (1.0: the slice's file did not decode; no sample
+    // reads it)
     rescale: vec4<f32>,
 }
 
@@ -226,6 +227,17 @@ fn to_voxel(c: vec3<f32>) -> vec4<f32> {
     return vec4<f32>(0.0);
 }
 
+// 1.0 where slice k failed to decode, else 0.0 (read without a branch).
+fn failed(k: i32) -> f32 {
+    return slices[k].rescale.z;
+}
+
+// The coverage of a sample between slices z0 and z1 at fk: 0 when a failed slice weighs in.
+fn cover(z0: i32, z1: i32, fk: f32) -> f32 {
+    let bad = max(failed(z0) * select(0.0, 1.0, fk < 1.0), failed(z1) * select(0.0, 1.0, fk > 0.0));
+    return 1.0 - step(0.5, bad);
+}
+
 // One sample in modality units; y = 0 when there is none.
 fn sample(c: vec3<f32>) -> vec2<f32> {
     let v = to_voxel(c);
@@ -239,7 +251,8 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
         let x = clamp(i32(floor(v.x + 0.5)), 0, wm);
         let y = clamp(i32(floor(v.y + 0.5)), 0, hm);
         let z = clamp(i32(floor(v.z + 0.5)), 0, km);
-        return vec2<f32>(value(x, y, z), 1.0);
+        let cv = cover(z, z, 0.0);
+        return vec2<f32>(value(x, y, z) * cv, cv);
     }
     let i0 = floor(v.x);
     let j0 = floor(v.y);
@@ -250,7 +263,9 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
     let y0 = clamp(i32(j0), 0, hm);
     let y1 = clamp(i32(j0) + 1, 0, hm);
     if on_one_slice {
-        return vec2<f32>(plane_value(clamp(i32(round(v.z)), 0, km), x0, x1, y0, y1, fi, fj), 1.0);
+        let k = clamp(i32(round(v.z)), 0, km);
+        let cv = cover(k, k, 0.0);
+        return vec2<f32>(plane_value(k, x0, x1, y0, y1, fi, fj) * cv, cv);
     }
     let k0 = floor(v.z);
     let fk = v.z - k0;
@@ -258,7 +273,8 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
     let z1 = clamp(i32(k0) + 1, 0, km);
     let c0 = plane_value(z0, x0, x1, y0, y1, fi, fj);
     let c1 = plane_value(z1, x0, x1, y0, y1, fi, fj);
-    return vec2<f32>(c0 * (1.0 - fk) + c1 * fk, 1.0);
+    let cv = cover(z0, z1, fk);
+    return vec2<f32>((c0 * (1.0 - fk) + c1 * fk) * cv, cv);
 }
 
 // Output: (modality value, fraction of slab samples inside the volume).
@@ -340,7 +356,8 @@ fn sample_rgb(c: vec3<f32>) -> vec4<f32> {
         let y = clamp(i32(floor(v.y + 0.5)), 0, hm);
         let z = clamp(i32(floor(v.z + 0.5)), 0, km);
         let o = slice_origin(z);
-        return vec4<f32>(load_rgb(o.w, vec3<i32>(o.x + x, o.y + y, o.z)), 1.0);
+        let cv = cover(z, z, 0.0);
+        return vec4<f32>(load_rgb(o.w, vec3<i32>(o.x + x, o.y + y, o.z)) * cv, cv);
     }
     let i0 = floor(v.x);
     let j0 = floor(v.y);
@@ -351,7 +368,9 @@ fn sample_rgb(c: vec3<f32>) -> vec4<f32> {
     let y0 = clamp(i32(j0), 0, hm);
     let y1 = clamp(i32(j0) + 1, 0, hm);
     if on_one_slice {
-        return vec4<f32>(plane_rgb(clamp(i32(round(v.z)), 0, km), x0, x1, y0, y1, fi, fj), 1.0);
+        let k = clamp(i32(round(v.z)), 0, km);
+        let cv = cover(k, k, 0.0);
+        return vec4<f32>(plane_rgb(k, x0, x1, y0, y1, fi, fj) * cv, cv);
     }
     let k0 = floor(v.z);
     let fk = v.z - k0;
@@ -359,7 +378,8 @@ fn sample_rgb(c: vec3<f32>) -> vec4<f32> {
     let z1 = clamp(i32(k0) + 1, 0, km);
     let c0 = plane_rgb(z0, x0, x1, y0, y1, fi, fj);
     let c1 = plane_rgb(z1, x0, x1, y0, y1, fi, fj);
-    return vec4<f32>(c0 * (1.0 - fk) + c1 * fk, 1.0);
+    let cv = cover(z0, z1, fk);
+    return vec4<f32>((c0 * (1.0 - fk) + c1 * fk) * cv, cv);
 }
 
 // Output: (red, green, blue, fraction of slab samples inside the volume); a slab combines each

@@ -1971,10 +1971,7 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
     h.step();
     click_patient(&mut h, DVec3::new(0.0, -60.0, p0));
     let probe = h.state().measurements().last().unwrap().clone();
-    assert!(matches!(
-        probe.shape,
-        overread::viewer::measure::Shape::Probe { .. }
-    ));
+    assert!(matches!(probe.shape, Shape::Probe { .. }));
     let on_first = h.state().measurement_label(&probe, 0).unwrap();
     let on_second = h.state().measurement_label(&probe, 1).unwrap();
     assert!(!on_first.contains("values of"), "{on_first}");

@@ -369,6 +369,161 @@ fn gpu_matches_cpu_on_the_synthetic_phantom_in_every_plane_and_mode() {
     }
 }
 
+/// A slice whose file failed to decode holds zeros (here a value no tissue has, to see it),
+/// not the patient: no sample is made of it, on the GPU or the CPU. On the slice itself there
+/// is no image; a reformat has no data where it would weigh in (one slice step either side,
+/// trilinear) and the patient elsewhere; a probe there reads nothing, and a region over it
+/// leaves it out.
+#[test]
+fn a_failed_slice_is_never_read_as_the_patient() {
+    use overread::viewer::measure::{Measurement, Shape, Value};
+    let mut volume = phantom_volume(&small_phantom());
+    let failed = 40;
+    let marker = match &mut volume.voxels {
+        Voxels::U16(a) => {
+            a.index_axis_mut(ndarray::Axis(0), failed).fill(4000);
+            4000.0
+        }
+        Voxels::I16(a) => {
+            a.index_axis_mut(ndarray::Axis(0), failed).fill(4000);
+            4000.0
+        }
+        Voxels::Rgb(_) => unreachable!("a grey phantom"),
+    };
+    let rescale = volume.rescale.for_slice(failed);
+    let marker_hu = (marker * rescale.slope + rescale.intercept) as f32;
+    volume.failed_slices.push(imaging::decode::SliceFailure {
+        k: failed,
+        path: PathBuf::from("slice-41.dcm"),
+        message: "JPEG: premature end of data".into(),
+    });
+    let info = VolumeInfo::new(&volume).unwrap();
+    assert_eq!(info.slices[failed].failed, 1.0);
+    let z = |k: usize| {
+        volume
+            .geometry
+            .patient_from_voxel_affine([0.0, 0.0, k as f64])[2]
+    };
+
+    // On the failed slice: nothing, nearest or trilinear; on its neighbour, the patient.
+    for interpolation in [Interpolation::Nearest, Interpolation::Trilinear] {
+        let mut on = SliceView::fit(&info, Plane::Axial, Some(z(failed)), 64, 64).unwrap();
+        on.interpolation = interpolation;
+        let r = cpu::resample(&info, &volume.voxels, &on).unwrap();
+        assert!((0..64).all(|y| (0..64).all(|x| r.value(x, y).is_none())));
+        let mut next = SliceView::fit(&info, Plane::Axial, Some(z(failed + 1)), 64, 64).unwrap();
+        next.interpolation = interpolation;
+        let r = cpu::resample(&info, &volume.voxels, &next).unwrap();
+        assert!((0..64).all(|y| (0..64).all(|x| r.value(x, y).is_some())));
+    }
+
+    // A coronal reformat: no value anywhere comes near the failed slice's zeros, and only the
+    // rows within a slice step of it have no data.
+    let coronal = SliceView::fit(&info, Plane::Coronal, None, 200, 200).unwrap();
+    let r = cpu::resample(&info, &volume.voxels, &coronal).unwrap();
+    let mut empty_rows = 0;
+    for y in 0..200 {
+        let row: Vec<Option<f32>> = (0..200).map(|x| r.value(x, y)).collect();
+        assert!(row.iter().flatten().all(|v| (*v - marker_hu).abs() > 500.0));
+        let p = coronal.patient_at_pixel(100.0, f64::from(y));
+        let slices_away = (p[2] - z(failed)).abs() / volume.geometry.spacing_mm[2];
+        // Rows beyond the stack's ends have no data anyway.
+        let inside = p[2] > z(0).min(z(79)) && p[2] < z(0).max(z(79));
+        if !inside {
+            continue;
+        }
+        if row.iter().all(Option::is_none) {
+            empty_rows += 1;
+            assert!(
+                slices_away < 1.0 + 1e-3,
+                "row {y} is {slices_away} slices away"
+            );
+        } else {
+            assert!(
+                slices_away >= 1.0 - 1e-3,
+                "row {y} is {slices_away} slices away"
+            );
+        }
+    }
+    assert!(
+        empty_rows > 0,
+        "the failed slice left no trace in the reformat"
+    );
+
+    // A probe on it reads nothing; a region across it leaves it out.
+    let on_failed = |shape: Shape| Measurement {
+        id: 1,
+        shape,
+        frame_of_reference_uid: None,
+        stack_id: None,
+    };
+    let probe = on_failed(Shape::Probe {
+        at: [0.0, -60.0, z(failed)],
+    });
+    assert_eq!(probe.value(&info, &volume.voxels), Value::Point(None));
+    // A coronal ellipse 20 mm tall centred on the failed slice.
+    let region = on_failed(Shape::Ellipse {
+        center: [0.0, 0.0, z(failed)],
+        semi_axis_1: [30.0, 0.0, 0.0],
+        semi_axis_2: [0.0, 0.0, 10.0],
+    });
+    let Value::Region { max, samples, .. } = region.value(&info, &volume.voxels) else {
+        panic!("not a region")
+    };
+    let whole = VolumeInfo::new(&Volume {
+        failed_slices: Vec::new(),
+        ..volume.clone()
+    })
+    .unwrap();
+    let Value::Region {
+        max: max_read,
+        samples: all,
+        ..
+    } = region.value(&whole, &volume.voxels)
+    else {
+        panic!("not a region")
+    };
+    assert!(samples > 0 && samples < all, "{samples} of {all}");
+    assert!(f64::from(marker_hu) - max > 500.0, "max {max}");
+    assert!(
+        (max_read - f64::from(marker_hu)).abs() < 1.0,
+        "read as data: {max_read}"
+    );
+
+    // The GPU draws exactly what the CPU does.
+    let Some(texture) = upload(&volume) else {
+        return;
+    };
+    assert_eq!(texture.info.slices[failed].failed, 1.0);
+    let soft = Display::new(Voi::preset("mediastinum").unwrap());
+    for (name, plane) in [
+        ("coronal", Plane::Coronal),
+        ("oblique", Plane::Oblique([0.4, -0.3, 1.0])),
+    ] {
+        let v = view(&volume, plane, 200);
+        assert_gpu_matches_cpu(
+            &format!("failed-slice-{name}"),
+            &texture,
+            &volume,
+            &v,
+            &soft,
+        );
+    }
+    let (ctx, renderer) = gpu().unwrap();
+    for interpolation in [Interpolation::Nearest, Interpolation::Trilinear] {
+        let mut on = SliceView::fit(&info, Plane::Axial, Some(z(failed)), 64, 64).unwrap();
+        on.interpolation = interpolation;
+        let gpu_image = renderer.render(ctx, &texture, &on, &soft).unwrap();
+        let cpu_image = cpu::render(&info, &volume.voxels, &on, &soft).unwrap();
+        assert_eq!(gpu_image.compare(&cpu_image).unwrap().0, 0);
+        let mut slab = view(&volume, Plane::Coronal, 120);
+        slab.slab_mm = 10.0;
+        slab.slab_mode = SlabMode::Mip;
+        slab.interpolation = interpolation;
+        assert_gpu_matches_cpu("failed-slice-mip", &texture, &volume, &slab, &soft);
+    }
+}
+
 #[test]
 fn gpu_matches_cpu_for_every_voi_function_lut_inversion_and_10_bit() {
     let volume = phantom_volume(&small_phantom());

@@ -269,7 +269,7 @@ pub fn format_value(v: &Value, units: LengthUnits) -> String {
             sample(*max)
         ),
         Value::Point(Some(v)) => sample(*v),
-        Value::Point(None) | Value::Colour(None) => "outside".into(),
+        Value::Point(None) | Value::Colour(None) => "no data".into(),
         Value::Colour(Some([r, g, b])) => format!("RGB {r} {g} {b}"),
     }
 }

@@ -51,7 +51,10 @@ pub struct SliceEntry {
     pub gap_after: f32,
     pub slope: f32,
     pub intercept: f32,
-    pub pad: [f32; 2],
+    /// 1.0 when the slice's file failed to decode: its slot holds zeros, not the patient, so
+    /// no sample reads it (coverage 0, like a gap).
+    pub failed: f32,
+    pub pad: f32,
 }
 
 /// How slices are packed into one 3D texture when the volume has more slices than the device's
@@ -233,12 +236,18 @@ pub struct VolumeInfo {
 
 impl VolumeInfo {
     pub fn new(volume: &Volume) -> Result<VolumeInfo, RenderError> {
-        Self::from_parts(
+        let mut info = Self::from_parts(
             &volume.geometry,
             &volume.rescale,
             volume.voxels.is_signed(),
             volume.voxels.is_colour(),
-        )
+        )?;
+        for f in &volume.failed_slices {
+            if let Some(s) = info.slices.get_mut(f.k) {
+                s.failed = 1.0;
+            }
+        }
+        Ok(info)
     }
 
     /// As [`VolumeInfo::new`] before the voxels exist (a progressive load).
@@ -302,7 +311,8 @@ impl VolumeInfo {
                     gap_after: if gaps.contains(&s) { 1.0 } else { 0.0 },
                     slope: r.slope as f32,
                     intercept: r.intercept as f32,
-                    pad: [0.0; 2],
+                    failed: 0.0,
+                    pad: 0.0,
                 }
             })
             .collect();
@@ -567,10 +577,14 @@ fn sample(
     let wm = p.dims[0] as i32 - 1;
     let hm = p.dims[1] as i32 - 1;
     let km = p.dims[2] as i32 - 1;
+    let failed = |k: usize| table[k].failed > 0.5;
     if p.dims[3] & FLAG_TRILINEAR == 0 {
         let x = ((i + 0.5).floor() as i32).clamp(0, wm) as usize;
         let y = ((j + 0.5).floor() as i32).clamp(0, hm) as usize;
         let z = ((k + 0.5).floor() as i32).clamp(0, km) as usize;
+        if failed(z) {
+            return None;
+        }
         return Some(value(
             voxels,
             table,
@@ -594,6 +608,10 @@ fn sample(
     let y1 = (j0 as i32 + 1).clamp(0, hm) as usize;
     let z0 = (k0 as i32).clamp(0, km) as usize;
     let z1 = (k0 as i32 + 1).clamp(0, km) as usize;
+    // A failed slice weighs in nowhere: no sample is made of it.
+    if (fk < 1.0 && failed(z0)) || (fk > 0.0 && failed(z1)) {
+        return None;
+    }
     let c0 = plane_value(voxels, table, (z0, channel), [x0, x1, y0, y1], fi, fj);
     let c1 = plane_value(voxels, table, (z1, channel), [x0, x1, y0, y1], fi, fj);
     Some(c0 * (1.0 - fk) + c1 * fk)
