@@ -1778,6 +1778,12 @@ impl ReportState {
 }
 
 /// A linked measurement as the signed report carries it.
+/// `v` to a tenth exactly as the text and the panel write it (`{:.1}`: a tie goes to the
+/// even digit, 2.25 to 2.2), so the signed value never differs from the number in the text.
+fn tenths(v: f64) -> f64 {
+    format!("{v:.1}").parse().unwrap_or(v)
+}
+
 fn report_measurement(m: &LinkedMeasurement) -> case_protocol::ReportMeasurement {
     let source = m.source.clone().unwrap_or_default();
     case_protocol::ReportMeasurement {
@@ -1787,7 +1793,7 @@ fn report_measurement(m: &LinkedMeasurement) -> case_protocol::ReportMeasurement
         } else {
             source.kind
         },
-        value: (m.value * 10.0).round() / 10.0,
+        value: tenths(m.value),
         unit: m.unit.clone(),
         series_instance_uid: source.series_instance_uid,
         frame_of_reference_uid: source.frame_of_reference_uid,
@@ -2472,6 +2478,30 @@ mod tests {
             macros_dir: Some(dir),
             ..PanelSettings::default()
         })
+    }
+
+    /// The value signed with a linked measurement is the number its text shows: an exact tie
+    /// (2.25 mm, three 0.75 mm pixels) was written "2.2 mm" and signed as 2.3.
+    #[test]
+    fn a_signed_measurement_is_the_number_in_the_text() {
+        let mut r = state();
+        r.draft.section = Some(Section::Findings);
+        for (value, shown) in [(2.25, 2.2), (2.35, 2.4), (14.16, 14.2), (0.75, 0.8)] {
+            r.draft.findings.clear();
+            r.draft.cursor = 0;
+            r.linked.clear();
+            r.insert_measurement(value, "mm", MeasurementSource::default());
+            let signed = report_measurement(&r.linked[0]);
+            assert_eq!(signed.value, shown, "{value}");
+            assert!(
+                r.draft
+                    .findings
+                    .contains(&format!("{} mm", format!("{:.1}", signed.value))),
+                "{value}: {} / {}",
+                r.draft.findings,
+                signed.value
+            );
+        }
     }
 
     /// A panel keeping its drafts in `dir`.
