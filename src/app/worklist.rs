@@ -364,6 +364,19 @@ fn final_report_of(
             last.receipt.report_hash
         ));
     }
+    // The server's word is checked here too: the text shown and amended is the report the
+    // hash names, of this case (a fault on the server or between could send another).
+    let hash = case_protocol::report_hash(&last.signed.report).map(|h| h.0);
+    if hash.as_deref().ok() != Some(last.receipt.report_hash.as_str())
+        || last.signed.report.case_id != case
+        || last.receipt.case_id != case
+    {
+        return Err(format!(
+            "the final report the server sent for case {case} is not the one it names ({}): \
+             not amended here; tell the administrator",
+            last.receipt.report_hash
+        ));
+    }
     Ok(Some(super::report_panel::SignedFinal {
         case_id: last.signed.report.case_id.clone(),
         report_hash: last.receipt.report_hash.clone(),
@@ -438,5 +451,68 @@ pub fn worklist_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
         });
     if let Some(id) = open {
         app.open_case(&id, &ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(case: &str, findings: &str) -> case_protocol::StoredReport {
+        let key = case_protocol::SigningKey::generate();
+        let report = case_protocol::Report {
+            case_id: case.into(),
+            kind: case_protocol::ReportKind::Final,
+            author: case_protocol::Author {
+                user_id: "rad1".into(),
+                display_name: "Dr One".into(),
+            },
+            key_id: key.verifying_key().id().0,
+            signed_at: "2026-11-24T10:00:00Z".into(),
+            study_instance_uids: vec!["1.2.3".into()],
+            findings: findings.into(),
+            impression: "Follow up.".into(),
+            measurements: Vec::new(),
+        };
+        let signed = case_protocol::sign_report(report, &key).unwrap();
+        let hash = case_protocol::report_hash(&signed.report).unwrap().0;
+        case_protocol::StoredReport {
+            receipt: case_protocol::Receipt {
+                case_id: case.into(),
+                report_hash: hash,
+                received_at: "2026-11-24T10:00:01Z".into(),
+                duplicate: false,
+            },
+            signed,
+            verified: true,
+        }
+    }
+
+    /// The final an addendum amends is the one its hash names, of its case: a text that does
+    /// not hash to the receipt's hash, or a report of another case, is not built on, whatever
+    /// the server says of it.
+    #[test]
+    fn a_final_is_amended_only_when_its_text_is_the_report_its_hash_names() {
+        let good = stored("C-1", "Nodule 14 mm.");
+        let f = final_report_of("C-1", std::slice::from_ref(&good))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.report_hash, good.receipt.report_hash);
+        assert_eq!(f.findings, "Nodule 14 mm.");
+
+        let mut altered = good.clone();
+        altered.signed.report.findings = "Nodule 41 mm.".into();
+        let e = final_report_of("C-1", &[altered]).unwrap_err();
+        assert!(e.contains("not the one it names"), "{e}");
+
+        let other = stored("C-2", "Nodule 14 mm.");
+        let e = final_report_of("C-1", &[other]).unwrap_err();
+        assert!(e.contains("not the one it names"), "{e}");
+
+        let mut unverified = good;
+        unverified.verified = false;
+        let e = final_report_of("C-1", &[unverified]).unwrap_err();
+        assert!(e.contains("does not verify"), "{e}");
+        assert_eq!(final_report_of("C-1", &[]), Ok(None));
     }
 }
