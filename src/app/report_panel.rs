@@ -1795,8 +1795,9 @@ fn report_measurement(m: &LinkedMeasurement) -> case_protocol::ReportMeasurement
         },
         value: tenths(m.value),
         unit: m.unit.clone(),
-        series_instance_uid: source.series_instance_uid,
-        frame_of_reference_uid: source.frame_of_reference_uid,
+        // An empty UID is none (the canonical form refuses one given empty).
+        series_instance_uid: source.series_instance_uid.filter(|u| !u.is_empty()),
+        frame_of_reference_uid: source.frame_of_reference_uid.filter(|u| !u.is_empty()),
         points_mm: source.points_mm,
     }
 }

@@ -15,8 +15,9 @@
 //! 2. `studies` (the count), then one `study` per Study Instance UID, in the order given;
 //! 3. `findings`, `impression`;
 //! 4. `measurements` (the count), then per measurement `label`, `kind`, `value`, `unit`,
-//!    `series` and `frame` (UIDs, empty when absent), `points` (the count), then one `point`
-//!    per point as `x y z`.
+//!    `series` and `frame` (UIDs, empty when absent; a UID given as empty is refused, or it
+//!    would share its encoding with one absent), `points` (the count), then one `point` per
+//!    point as `x y z`.
 //!
 //! Numbers are Rust's shortest round-trip decimal form of the f64 (`14.2`, `-3`, `0.1`),
 //! with negative zero written `0`; NaN and infinities are refused. Strings are taken byte for
@@ -125,6 +126,13 @@ pub fn canonical_bytes(report: &Report) -> Result<Vec<u8>, CanonicalError> {
     w.field("impression", &report.impression);
     w.count("measurements", report.measurements.len());
     for (i, m) in report.measurements.iter().enumerate() {
+        if m.series_instance_uid.as_deref() == Some("")
+            || m.frame_of_reference_uid.as_deref() == Some("")
+        {
+            return Err(CanonicalError::Empty(
+                "a measurement's UID (absent is written as none)",
+            ));
+        }
         w.field("label", &m.label);
         w.field("kind", &m.kind);
         w.field(
@@ -231,6 +239,27 @@ mod tests {
             };
             assert_eq!(canonical_bytes(&back), canonical_bytes(&r), "{v:e}");
         }
+    }
+
+    /// A UID given empty would be written as one absent: two reports, one encoding. It is
+    /// refused (so signing, verifying and the server's intake refuse it too).
+    #[test]
+    fn an_empty_uid_is_refused_not_written_as_absent() {
+        for series in [true, false] {
+            let mut r = sample();
+            if series {
+                r.measurements[0].series_instance_uid = Some(String::new());
+            } else {
+                r.measurements[0].frame_of_reference_uid = Some(String::new());
+            }
+            assert!(
+                matches!(canonical_bytes(&r), Err(CanonicalError::Empty(_))),
+                "{series}"
+            );
+        }
+        let mut absent = sample();
+        absent.measurements[0].frame_of_reference_uid = None;
+        assert!(canonical_bytes(&absent).is_ok());
     }
 
     #[test]
