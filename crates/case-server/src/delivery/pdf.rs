@@ -82,6 +82,17 @@ pub struct ReportDocument<'a> {
     pub key_images: &'a [KeyImage],
 }
 
+impl ReportDocument<'_> {
+    /// The key images this document prints: a final report's (an addendum's PDF does not
+    /// print them again).
+    fn printed_key_images(&self) -> &[KeyImage] {
+        match self.report.kind {
+            ReportKind::Final => self.key_images,
+            ReportKind::Addendum { .. } => &[],
+        }
+    }
+}
+
 const PAGE_W: f32 = 595.0;
 const PAGE_H: f32 = 842.0;
 const MARGIN: f32 = 56.0;
@@ -402,7 +413,11 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
         l.label_value("Amends report", amends);
     }
     l.rule();
-    l.heading("Findings");
+    let addendum = matches!(r.kind, ReportKind::Addendum { .. });
+    // An addendum is what the radiologist wrote under "Addendum" and "Revised impression
+    // (optional)": printed under those names, and an impression left empty is said to stand
+    // (a blank "Impression" read as withdrawn).
+    l.heading(if addendum { "Addendum" } else { "Findings" });
     l.paragraph(Font::Regular, 11.0, &r.findings);
     if !r.measurements.is_empty() {
         l.heading("Measurements");
@@ -421,42 +436,20 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
             );
         }
     }
-    l.heading("Impression");
-    l.paragraph(Font::Bold, 11.0, &r.impression);
-    if !doc.key_images.is_empty() {
-        l.heading("Key images");
-        let cell_w = (TEXT_W - 16.0) / 2.0;
-        for (row, pair) in doc.key_images.chunks(2).enumerate() {
-            let h = pair
-                .iter()
-                .map(|k| cell_w * k.height as f32 / k.width.max(1) as f32)
-                .fold(0.0f32, f32::max)
-                .min(300.0);
-            l.need(h + 24.0);
-            l.y -= h + 6.0;
-            for (col, k) in pair.iter().enumerate() {
-                let scale = (cell_w / k.width.max(1) as f32).min(h / k.height.max(1) as f32);
-                let (w, ih) = (k.width as f32 * scale, k.height as f32 * scale);
-                let x = MARGIN + col as f32 * (cell_w + 16.0);
-                let y = l.y;
-                l.push(Op::Image {
-                    index: row * 2 + col,
-                    x,
-                    y: y + (h - ih),
-                    w,
-                    h: ih,
-                });
-                let caption_y = y - 12.0;
-                l.push(Op::Text {
-                    x,
-                    y: caption_y,
-                    font: Font::Regular,
-                    size: 8.0,
-                    text: k.caption.clone(),
-                });
-            }
-            l.y -= 16.0;
-        }
+    if addendum && r.impression.trim().is_empty() {
+        l.heading("Impression");
+        l.paragraph(
+            Font::Regular,
+            11.0,
+            "Unchanged: the impression of the report amended stands.",
+        );
+    } else {
+        l.heading(if addendum {
+            "Revised impression"
+        } else {
+            "Impression"
+        });
+        l.paragraph(Font::Bold, 11.0, &r.impression);
     }
     // The signature block stays on one page.
     l.need(130.0);
@@ -478,6 +471,56 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
         8.0,
         "The signature covers the canonical text of this report (case-protocol version 1); its sha256 above identifies it. Any change makes a new report with a new hash.",
     );
+    // Key images go with the final report only (an addendum does not print them again), after
+    // the signature: they are not in the signed text, and say so.
+    if !doc.printed_key_images().is_empty() {
+        l.heading("Key images");
+        l.paragraph(
+            Font::Regular,
+            8.0,
+            "Chosen by the reading radiologist for this case; not part of the signed text above.",
+        );
+        let cell_w = (TEXT_W - 16.0) / 2.0;
+        let caption_lead = 8.0 * 1.35;
+        for (row, pair) in doc.printed_key_images().chunks(2).enumerate() {
+            let h = pair
+                .iter()
+                .map(|k| cell_w * k.height as f32 / k.width.max(1) as f32)
+                .fold(0.0f32, f32::max)
+                .min(300.0);
+            // Each caption wrapped to its cell, whole.
+            let captions: Vec<Vec<String>> = pair
+                .iter()
+                .map(|k| wrap(&k.caption, Font::Regular, 8.0, cell_w))
+                .collect();
+            let caption_h = captions.iter().map(Vec::len).max().unwrap_or(0) as f32 * caption_lead;
+            l.need(h + caption_h + 12.0);
+            l.y -= h + 6.0;
+            for (col, k) in pair.iter().enumerate() {
+                let scale = (cell_w / k.width.max(1) as f32).min(h / k.height.max(1) as f32);
+                let (w, ih) = (k.width as f32 * scale, k.height as f32 * scale);
+                let x = MARGIN + col as f32 * (cell_w + 16.0);
+                let y = l.y;
+                l.push(Op::Image {
+                    index: row * 2 + col,
+                    x,
+                    y: y + (h - ih),
+                    w,
+                    h: ih,
+                });
+                for (n, text) in captions[col].iter().enumerate() {
+                    l.push(Op::Text {
+                        x,
+                        y: y - caption_lead * (n as f32 + 1.0),
+                        font: Font::Regular,
+                        size: 8.0,
+                        text: text.clone(),
+                    });
+                }
+            }
+            l.y -= caption_h + 6.0;
+        }
+    }
     l
 }
 
@@ -501,7 +544,8 @@ pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
         next += 1;
         r
     };
-    let image_refs: Vec<Ref> = doc.key_images.iter().map(|_| alloc()).collect();
+    let key_images = doc.printed_key_images();
+    let image_refs: Vec<Ref> = key_images.iter().map(|_| alloc()).collect();
     let page_refs: Vec<(Ref, Ref)> = (0..n_pages).map(|_| (alloc(), alloc())).collect();
     pdf.catalog(catalog).pages(tree);
     pdf.pages(tree)
@@ -516,7 +560,7 @@ pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
     pdf.document_info(info)
         .title(TextStr(&format!("Overread report, case {}", doc.case_id)))
         .producer(TextStr("Overread case server"));
-    for (k, r) in doc.key_images.iter().zip(&image_refs) {
+    for (k, r) in key_images.iter().zip(&image_refs) {
         let data = {
             use std::io::Write;
             let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -605,6 +649,150 @@ pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The text lines a document lays out, in order, and how many images.
+    fn laid_out(report: &Report, key_images: &[KeyImage]) -> (Vec<String>, usize) {
+        let patient = case_protocol::Patient {
+            name: "DOE^JANE".into(),
+            id: "123".into(),
+            birth_date: "1960-01-01".into(),
+            sex: "F".into(),
+        };
+        let referral = case_protocol::Referral {
+            physician: case_protocol::ReferringPhysician {
+                name: "Dr Ref".into(),
+                fax: "+14165550100".into(),
+                institution: None,
+            },
+            clinical_question: "Nodule?".into(),
+            document_sha256: None,
+        };
+        let doc = ReportDocument {
+            case_id: "C-1",
+            patient: &patient,
+            referral: &referral,
+            studies: &[],
+            report,
+            report_hash: "ab12",
+            received_at: "2026-11-25T10:00:00Z",
+            amends: None,
+            key_images,
+        };
+        let layout = lay_out(&doc);
+        let mut texts = Vec::new();
+        let mut images = 0;
+        for op in layout.pages.iter().flatten() {
+            match op {
+                Op::Text { text, .. } => texts.push(text.clone()),
+                Op::Image { .. } => images += 1,
+                _ => {}
+            }
+        }
+        (texts, images)
+    }
+
+    fn report(kind: ReportKind, findings: &str, impression: &str) -> Report {
+        Report {
+            case_id: "C-1".into(),
+            kind,
+            author: case_protocol::Author {
+                user_id: "rad1".into(),
+                display_name: "Dr One".into(),
+            },
+            key_id: "k".into(),
+            signed_at: "2026-11-25T09:59:00Z".into(),
+            study_instance_uids: vec!["1.2.3".into()],
+            findings: findings.into(),
+            impression: impression.into(),
+            measurements: Vec::new(),
+        }
+    }
+
+    /// An addendum prints under the names the radiologist wrote it under ("Addendum",
+    /// "Revised impression"); an impression left empty stands, said so (a blank "Impression"
+    /// read as withdrawn); and no key images (the final's) print again.
+    #[test]
+    fn an_addendum_prints_as_written_without_the_finals_key_images() {
+        let image = KeyImage {
+            width: 4,
+            height: 4,
+            pixels: vec![128; 16],
+            caption: "Nodule, series 3 image 41".into(),
+        };
+        let addendum = report(
+            ReportKind::Addendum {
+                amends: "ff".into(),
+            },
+            "The nodule measures 15 mm on coronal images.",
+            "",
+        );
+        let (texts, images) = laid_out(&addendum, std::slice::from_ref(&image));
+        assert!(texts.contains(&"Addendum".to_string()), "{texts:?}");
+        assert!(!texts.contains(&"Findings".to_string()), "{texts:?}");
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("Unchanged: the impression of the report amended stands")),
+            "{texts:?}"
+        );
+        assert_eq!(images, 0);
+        assert!(!texts.iter().any(|t| t.contains("Key images")), "{texts:?}");
+
+        let revised = report(
+            ReportKind::Addendum {
+                amends: "ff".into(),
+            },
+            "More.",
+            "Benign.",
+        );
+        let (texts, _) = laid_out(&revised, &[]);
+        let at = texts
+            .iter()
+            .position(|t| t == "Revised impression")
+            .unwrap();
+        assert_eq!(texts[at + 1], "Benign.");
+    }
+
+    /// Key images come after the signature, said not to be signed, and a long caption is
+    /// wrapped whole within its cell (it ran across the next one and off the page).
+    #[test]
+    fn key_images_follow_the_signature_with_their_captions_wrapped() {
+        let caption = "Right lower lobe nodule, series 3 image 41, lung window, ".repeat(3);
+        let images = [
+            KeyImage {
+                width: 4,
+                height: 4,
+                pixels: vec![128; 16],
+                caption: caption.trim().to_string(),
+            },
+            KeyImage {
+                width: 4,
+                height: 4,
+                pixels: vec![128; 16],
+                caption: "Second".into(),
+            },
+        ];
+        let (texts, n) = laid_out(&report(ReportKind::Final, "Nodule.", "Follow up."), &images);
+        assert_eq!(n, 2);
+        let signed = texts
+            .iter()
+            .position(|t| t == "Electronically signed")
+            .unwrap();
+        let keys = texts.iter().position(|t| t == "Key images").unwrap();
+        assert!(keys > signed, "{texts:?}");
+        assert!(texts[keys + 1].contains("not part of the signed text"));
+        let cell_w = (TEXT_W - 16.0) / 2.0;
+        let caption_lines: Vec<&String> = texts[keys + 2..]
+            .iter()
+            .filter(|t| *t != "Second")
+            .collect();
+        assert!(caption_lines.len() > 1, "{caption_lines:?}");
+        for line in &caption_lines {
+            assert!(width_pt(line, Font::Regular, 8.0) <= cell_w, "{line}");
+        }
+        let rejoined: Vec<&str> = caption_lines.iter().map(|l| l.trim()).collect();
+        assert_eq!(rejoined.join(" "), caption.trim());
+    }
 
     #[test]
     fn widths_follow_the_afm_metrics() {
