@@ -494,10 +494,12 @@ fn angle_cobb_and_ellipse_measurements() {
         min,
         max,
         samples,
+        without_data,
     } = value(&h)
     else {
         panic!("not a region")
     };
+    assert_eq!(without_data, 0, "the ellipse lies inside the volume");
     let expected = std::f64::consts::PI * 64.0;
     // Each semi-axis may be off by a pixel from the click snapping.
     let tolerance = std::f64::consts::PI * (2.0 * 8.0 * pixel_mm + pixel_mm * pixel_mm);

@@ -262,12 +262,25 @@ pub fn format_value(v: &Value, units: LengthUnits) -> String {
             sd,
             min,
             max,
-            ..
-        } => format!(
-            "{area_mm2:.0} {area} mean {mean:.1} sd {sd:.1} [{}, {}]",
-            sample(*min),
-            sample(*max)
-        ),
+            samples,
+            without_data,
+        } => {
+            let stats = format!(
+                "{area_mm2:.0} {area} mean {mean:.1} sd {sd:.1} [{}, {}]",
+                sample(*min),
+                sample(*max)
+            );
+            // Statistics of part of the region only (beyond the volume, a gap, a slice that
+            // failed): said, with how much of it they cover.
+            if *without_data == 0 {
+                stats
+            } else if *samples == 0 {
+                format!("{area_mm2:.0} {area}: no data inside")
+            } else {
+                let covered = 100.0 * *samples as f64 / (*samples + *without_data) as f64;
+                format!("{stats} (of {covered:.0}% of it: the rest has no data)")
+            }
+        }
         Value::Point(Some(v)) => sample(*v),
         Value::Point(None) | Value::Colour(None) => "no data".into(),
         Value::Colour(Some([r, g, b])) => format!("RGB {r} {g} {b}"),
@@ -1192,9 +1205,28 @@ mod tests {
             min: 35.0,
             max: 45.0,
             samples: 10,
+            without_data: 0,
         };
         assert!(format_value(&region, LengthUnits::Pixels).starts_with("120 px²"));
         assert!(format_value(&region, LengthUnits::Millimetres).starts_with("120 mm²"));
+        assert!(!format_value(&region, LengthUnits::Millimetres).contains("no data"));
+        let region_of = |samples, without_data| Value::Region {
+            area_mm2: 120.0,
+            mean: 40.0,
+            sd: 2.0,
+            min: 35.0,
+            max: 45.0,
+            samples,
+            without_data,
+        };
+        assert!(
+            format_value(&region_of(10, 10), LengthUnits::Millimetres)
+                .ends_with("(of 50% of it: the rest has no data)")
+        );
+        assert_eq!(
+            format_value(&region_of(0, 20), LengthUnits::Millimetres),
+            "120 mm²: no data inside"
+        );
         assert_eq!(
             format_value(&Value::AngleDeg(32.0), LengthUnits::Pixels),
             "32.0°"

@@ -2497,7 +2497,7 @@ mod tests {
             assert!(
                 r.draft
                     .findings
-                    .contains(&format!("{} mm", format!("{:.1}", signed.value))),
+                    .contains(&format!("{:.1} mm", signed.value)),
                 "{value}: {} / {}",
                 r.draft.findings,
                 signed.value

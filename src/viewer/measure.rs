@@ -57,6 +57,9 @@ pub enum Value {
         min: f64,
         max: f64,
         samples: usize,
+        /// Samples inside the ellipse with no data (beyond the volume, in a gap or on a slice
+        /// that failed): the statistics are of the rest, and the label says so.
+        without_data: usize,
     },
     /// Modality value (HU for CT) of the nearest voxel; `None` outside the volume.
     Point(Option<f64>),
@@ -179,6 +182,7 @@ fn ellipse_stats(
         min: f64::NAN,
         max: f64::NAN,
         samples: 0,
+        without_data: 0,
     };
     if ra <= 0.0 || rb <= 0.0 {
         return empty;
@@ -216,6 +220,32 @@ fn ellipse_stats(
         (first, end)
     };
     let ((x0, x1), (y0, y1)) = (range(n_a, ext_a), range(n_b, ext_b));
+    // Every grid sample inside the ellipse, the volume's or not (row by row: a row's samples
+    // inside are a run).
+    let inside_total: usize = (0..n_b)
+        .map(|y| {
+            let v = (y as f64 + 0.5 - n_b as f64 / 2.0) * step / rb;
+            let half = (1.0 - v * v).max(0.0).sqrt() * ra / step;
+            // x inside when |x + 0.5 - n_a/2| <= half.
+            let lo = (n_a as f64 / 2.0 - 0.5 - half).ceil().max(0.0) as i64;
+            let hi = (n_a as f64 / 2.0 - 0.5 + half)
+                .floor()
+                .min(n_a as f64 - 1.0) as i64;
+            (hi - lo + 1).max(0) as usize
+        })
+        .sum();
+    let empty = match empty {
+        Value::Region { .. } if inside_total > 0 => Value::Region {
+            area_mm2,
+            mean: f64::NAN,
+            sd: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+            samples: 0,
+            without_data: inside_total,
+        },
+        other => other,
+    };
     if x1 <= x0 || y1 <= y0 {
         return empty;
     }
@@ -263,6 +293,7 @@ fn ellipse_stats(
         min: values.iter().copied().fold(f64::INFINITY, f64::min),
         max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         samples: values.len(),
+        without_data: inside_total.saturating_sub(values.len()),
     }
 }
 
@@ -571,13 +602,18 @@ mod tests {
         let g = &volume.geometry;
         let centre = g.patient_from_voxel_affine([15.5, 16.0, 5.0]);
         let (ra, rb) = (20.0, 20.0);
-        let Value::Region { samples, .. } = ellipse_stats(
+        let Value::Region {
+            samples,
+            without_data,
+            ..
+        } = ellipse_stats(
             &info,
             &volume.voxels,
             centre,
             [ra, 0.0, 0.0],
             [0.0, 0.0, -rb],
-        ) else {
+        )
+        else {
             panic!("not a region")
         };
         // The grid: 0.7 mm steps centred on the ellipse; a sample is in the volume when its
@@ -590,6 +626,7 @@ mod tests {
         let origin = at([0.0, 16.0, 0.0]);
         let (e_i, e_k) = (at([1.0, 16.0, 0.0]) - origin, at([0.0, 16.0, 1.0]) - origin);
         let mut expected = 0;
+        let mut in_ellipse = 0;
         for y in 0..n {
             for x in 0..n {
                 let u = (x as f64 + 0.5 - n as f64 / 2.0) * step;
@@ -597,6 +634,7 @@ mod tests {
                 if (u / ra).powi(2) + (v / rb).powi(2) > 1.0 {
                     continue;
                 }
+                in_ellipse += 1;
                 let p = DVec3::from(centre) + DVec3::new(u, 0.0, -v);
                 let i = (p - origin).dot(e_i) / e_i.length_squared();
                 let k = (p - origin).dot(e_k) / e_k.length_squared();
@@ -607,6 +645,10 @@ mod tests {
         }
         assert!(expected > 500, "{expected}");
         assert_eq!(samples, expected);
+        // The rest of the ellipse, past the stack's end, is counted as without data (its
+        // statistics are of part of it, and the label says so).
+        assert!(in_ellipse > expected);
+        assert_eq!(without_data, in_ellipse - expected);
     }
 
     #[test]

@@ -652,13 +652,13 @@ mod tests {
 
     /// The text lines a document lays out, in order, and how many images.
     fn laid_out(report: &Report, key_images: &[KeyImage]) -> (Vec<String>, usize) {
-        let patient = case_protocol::Patient {
+        let patient = Patient {
             name: "DOE^JANE".into(),
             id: "123".into(),
             birth_date: "1960-01-01".into(),
             sex: "F".into(),
         };
-        let referral = case_protocol::Referral {
+        let referral = Referral {
             physician: case_protocol::ReferringPhysician {
                 name: "Dr Ref".into(),
                 fax: "+14165550100".into(),
