@@ -607,3 +607,39 @@ fn the_real_window_reads_a_study_under_xvfb() {
     assert_eq!(empty["window_points"], "[1920 1080]");
     assert_eq!(phases(&empty), [("empty_window".to_string(), 300)]);
 }
+
+/// A radiograph measured at the detector (Imager Pixel Spacing only) gets no burned-in scale
+/// bar: "50 mm" on the PNG would be read as the patient's 50 mm wherever the image goes, and
+/// at the detector it is larger. Said on stderr; the JSON has no bar.
+#[test]
+fn no_scale_bar_is_burned_in_at_the_detector() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let cr = root.join("dicomdir/pydicom_dicomdirtests/dicom/77654033/CR1/6154");
+    let dir = tempdir();
+    let png = dir.path().join("cr.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_overread"))
+        .args([
+            "render",
+            cr.to_str().unwrap(),
+            "--size",
+            "128",
+            "--scale-bar",
+            "--json",
+            "--cpu",
+            "-o",
+            png.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("scale bar left out: the spacing is at the detector"),
+        "{stderr}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["scale_bar_mm"].is_null(), "{json}");
+    assert!(png.exists());
+}

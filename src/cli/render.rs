@@ -187,12 +187,15 @@ pub fn render_cmd(args: &RenderArgs) -> Result<()> {
     let scale_bar_mm = if args.scale_bar && !volume.geometry.pixel_spacing_known {
         eprintln!("scale bar left out: the stack gives no Pixel Spacing (0028,0030)");
         None
+    } else if args.scale_bar && volume.geometry.spacing_at_detector {
+        // A bar burned in as "50 mm" would be read as the patient's 50 mm wherever the PNG
+        // goes; at the detector it is larger (the radiograph's magnification).
+        eprintln!(
+            "scale bar left out: the spacing is at the detector (Imager Pixel Spacing), not in \
+             the patient"
+        );
+        None
     } else {
-        if args.scale_bar && volume.geometry.spacing_at_detector {
-            eprintln!(
-                "scale bar in mm at the detector (Imager Pixel Spacing): larger than in the patient"
-            );
-        }
         args.scale_bar.then(|| image.burn_scale_bar(&view))
     };
     image.write_png(&args.output)?;
