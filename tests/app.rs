@@ -1319,6 +1319,13 @@ fn a_case_reported_earlier_opens_from_the_worklist_for_an_addendum() {
     h.step();
     h.step();
     let receipt = sign_until_received(&mut h, "Sign and send addendum");
+    // Sent at once with the worklist's login (no password typed), not left for the outbox's
+    // sender: the signing knows whose login it is.
+    let said = h.state().report.sign_message.clone();
+    assert!(
+        said.starts_with("Addendum signed and received by the case server"),
+        "{said}"
+    );
     let stored = server.reports();
     assert_eq!(stored.len(), 2);
     let addendum = stored

@@ -577,6 +577,7 @@ impl OverreadApp {
             key_file: settings.signing_key.clone(),
             outbox: settings.outbox.clone(),
             token: None,
+            token_user: None,
         };
         app.report.form.user = settings.user.clone().unwrap_or_default();
         if !paths.is_empty() {

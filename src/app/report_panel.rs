@@ -52,6 +52,8 @@ pub struct SignSetup {
     pub outbox: Option<PathBuf>,
     /// The session token of the worklist's sign-in: signing needs no password then.
     pub token: Option<String>,
+    /// The user that login is for (a report goes with its author's login only).
+    pub token_user: Option<String>,
 }
 
 /// What the radiologist types to sign (cleared after each attempt: passphrase, password).
@@ -1267,6 +1269,7 @@ impl ReportState {
         if self.setup.token.is_some() && self.outbox.as_ref().is_some_and(OutboxWorker::needs_login)
         {
             self.setup.token = None;
+            self.setup.token_user = None;
         }
         // A dictation that ends while a report is being signed waits: it must not land in
         // the text being signed, nor be cleared with it.
@@ -1837,7 +1840,12 @@ fn sign_and_send(
         let mut client =
             CaseClient::new(server, setup.server_ca.as_deref()).map_err(|e| Err(e.to_string()))?;
         match &setup.token {
-            Some(token) if password.is_empty() => client = client.with_token(token.clone()),
+            Some(token) if password.is_empty() => {
+                client = client.with_token(token.clone());
+                if let Some(u) = &setup.token_user {
+                    client = client.with_user(u);
+                }
+            }
             _ => {
                 client
                     .login(user, password)

@@ -22,7 +22,8 @@ use super::OverreadApp;
 use crate::cases::CaseClient;
 
 /// A sign-in's answer: the token and the caller's cases.
-type SignedIn = Result<(String, Vec<CaseSummary>), String>;
+/// A sign-in: the login's token, the user it is for, and the worklist.
+type SignedIn = Result<(String, String, Vec<CaseSummary>), String>;
 /// A case opened, or why not (and whether the login expired).
 type Opened = Result<OpenedCase, (String, bool)>;
 /// The worklist read again, or why not (and whether the login expired).
@@ -81,7 +82,8 @@ impl OverreadApp {
                     .map_err(|e| e.to_string())?;
                 let cases = client.worklist().await.map_err(|e| e.to_string())?;
                 let token = client.token().unwrap_or_default().to_string();
-                Ok((token, cases))
+                // The user the login is for, as sent (the form may change meanwhile).
+                Ok((token, user, cases))
             },
             Err,
         );
@@ -96,6 +98,7 @@ impl OverreadApp {
         let Some(token) = self.report.setup.token.take() else {
             return;
         };
+        self.report.setup.token_user = None;
         self.dicomweb_token = None;
         self.worklist.cases.clear();
         // A case still being opened, or the worklist still being read again, does not land
@@ -223,6 +226,7 @@ impl OverreadApp {
     /// cases listed with it). The outbox's sender keeps what waits until the next sign-in.
     fn login_expired(&mut self, why: &str) {
         self.report.setup.token = None;
+        self.report.setup.token_user = None;
         self.dicomweb_token = None;
         self.worklist.cases.clear();
         self.worklist.opening = None;
@@ -234,7 +238,7 @@ impl OverreadApp {
     pub(super) fn poll_worklist(&mut self, ctx: &egui::Context) {
         if let Some(rx) = &self.worklist.signing_in {
             match rx.try_recv() {
-                Ok(Ok((token, cases))) => {
+                Ok(Ok((token, user, cases))) => {
                     self.worklist.message = format!("{} case(s)", cases.len());
                     self.worklist.cases = cases;
                     self.worklist.signing_in = None;
@@ -243,16 +247,14 @@ impl OverreadApp {
                     // server was away, in this run or an earlier one).
                     if let Some(server) = self.report.setup.server.clone() {
                         match CaseClient::new(&server, self.report.setup.server_ca.as_deref()) {
-                            Ok(client) => {
-                                let user = self.report.form.user.trim().to_string();
-                                self.report.connect_outbox(
-                                    client.with_token(token.clone()).with_user(&user),
-                                )
-                            }
+                            Ok(client) => self
+                                .report
+                                .connect_outbox(client.with_token(token.clone()).with_user(&user)),
                             Err(e) => self.report.outbox_message = e.to_string(),
                         }
                     }
                     self.report.setup.token = Some(token);
+                    self.report.setup.token_user = Some(user);
                 }
                 Ok(Err(e)) => {
                     self.worklist.message = e;
