@@ -1318,7 +1318,17 @@ fn a_case_reported_earlier_opens_from_the_worklist_for_an_addendum() {
     }
     h.step();
     h.step();
+    // The draft is kept until it is signed...
+    h.state_mut().report.keep_draft(true);
+    let drafts = crate::support::test_drafts();
+    step_until(&mut h, 20, "the draft was not kept", |_| {
+        kept_drafts(&drafts).len() == 1
+    });
     let receipt = sign_until_received(&mut h, "Sign and send addendum");
+    // ...and not once it is signed (the signing removed its file with the report in the
+    // outbox; a crash after that cannot give it back as unsigned).
+    let kept = kept_drafts(&drafts);
+    assert!(kept.is_empty(), "{kept:?}");
     // Sent at once with the worklist's login (no password typed), not left for the outbox's
     // sender: the signing knows whose login it is.
     let said = h.state().report.sign_message.clone();

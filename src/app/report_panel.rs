@@ -21,7 +21,7 @@ use crate::dictation::capture::Recorder;
 use crate::dictation::playback::{Player, excerpt};
 use crate::dictation::stt::{Engine, Options, find_model};
 use crate::dictation::{Clip, commands, macros, read_wav, vocabulary};
-use crate::report::kept::{DraftContent, DraftKey, DraftStore, KeptDraft};
+use crate::report::kept::{DraftContent, DraftKey, DraftStore, KeptDraft, KeptTakenBack};
 use crate::report::marks::locate_in_order;
 use crate::report::{
     CheckKind, Draft, Edit, LinkedMeasurement, MeasurementSource, Section, Template, UnsureWord,
@@ -251,12 +251,20 @@ pub struct ReportState {
     key_id_failed: std::cell::RefCell<Option<(std::time::Instant, String)>>,
     /// Unsigned drafts kept on disk, by case (or study while no case is named).
     drafts: Option<DraftStore>,
-    /// The key the draft in the editors is kept under (a file it wrote or was given back
-    /// from), for `kept_generation`: a draft only ever overwrites its own file.
+    /// The key the draft in the editors is kept under (its file written, or given back
+    /// from), and its id, for `kept_generation`: a draft only ever writes its own file.
     kept_as: Option<DraftKey>,
+    draft_id: u64,
     kept_generation: u64,
-    /// When the draft was last compared with what is kept.
+    /// The kept draft being signed (its file is removed by the signing once the report is in
+    /// the outbox).
+    signing_kept: Option<(DraftKey, u64)>,
+    /// The final report the draft given back last amended when it was kept.
+    restored_amends: Option<Option<String>>,
+    /// When the draft was last compared with what is kept, and what it held then (nothing
+    /// is compared again until it changes).
     last_keep: Option<std::time::Instant>,
+    last_compared: Option<DraftContent>,
 }
 
 impl std::fmt::Debug for ReportState {
@@ -332,8 +340,12 @@ impl ReportState {
             key_id_failed: std::cell::RefCell::new(None),
             drafts,
             kept_as: None,
+            draft_id: crate::report::kept::new_id(),
             kept_generation: 0,
+            signing_kept: None,
+            restored_amends: None,
             last_keep: None,
+            last_compared: None,
         }
     }
 
@@ -521,10 +533,20 @@ impl ReportState {
         let passphrase = std::mem::take(&mut self.form.passphrase);
         let password = std::mem::take(&mut self.form.password);
         let user = report.author.user_id.clone();
+        // The draft as it stands goes to its file first (a signing that fails keeps it).
+        self.keep_draft(true);
+        let kept_file = self.kept_file_to_sign();
         let (tx, rx) = channel();
         let ctx = ctx.clone();
         std::thread::spawn(move || {
-            let result = sign_and_send(report, &setup, &server, &user, &passphrase, &password);
+            let result = sign_and_send(
+                report,
+                &setup,
+                &server,
+                &user,
+                (&passphrase, &password),
+                kept_file.as_deref(),
+            );
             let _ = tx.send(result);
             ctx.request_repaint();
         });
@@ -610,7 +632,13 @@ impl ReportState {
         // A final report still waiting in the outbox stays followed: refused, it is no
         // longer what the addendum amends, and its text comes back.
         let awaiting = std::mem::take(&mut self.awaiting);
+        // The template starts this draft over, in its own file (a draft written over by the
+        // radiologist's choice, not another's).
+        let owned = self.kept_generation == self.draft_generation;
         self.forget_report();
+        if owned {
+            self.kept_generation = self.draft_generation;
+        }
         if amending {
             self.awaiting = awaiting;
         }
@@ -641,6 +669,10 @@ impl ReportState {
     /// `study_uid`: the case's study (the report is about it, not about whatever else is
     /// shown beside it).
     pub fn start_case(&mut self, case_id: &str, study_uid: Option<&str>) {
+        if self.form.case_id != case_id {
+            // What the last case's editors hold is kept before they are emptied.
+            self.keep_draft(true);
+        }
         self.case_studies = study_uid.map(|u| vec![u.to_string()]);
         self.from_worklist = true;
         if self.form.case_id == case_id {
@@ -663,8 +695,18 @@ impl ReportState {
         self.queued = None;
         self.draft = Draft::default();
         self.forget_report();
-        // Its draft, kept when it was left (or when the window closed), comes back.
-        if self.restore_kept(&DraftKey::Case(case_id.trim().to_string())) {
+        // Its newest draft by this radiologist, kept when it was left (or when the window
+        // closed), comes back; others' (and older ones) are offered.
+        let user = self.form.user.trim().to_string();
+        let key = DraftKey::Case(case_id.trim().to_string());
+        let mine = self
+            .kept_offers()
+            .into_iter()
+            .find(|d| d.content.user == user)
+            .map(|d| d.id);
+        if let Some(id) = mine
+            && self.restore_kept(&key, id)
+        {
             self.message = "the unsigned draft of this case is back".into();
         }
     }
@@ -674,86 +716,116 @@ impl ReportState {
         DraftContent {
             case_id: self.form.case_id.trim().to_string(),
             study_uids: self.report_studies(),
+            user: self.form.user.trim().to_string(),
+            amends: self.amending().map(|f| f.report_hash.clone()),
             findings: self.draft.findings.clone(),
             impression: self.draft.impression.clone(),
             section: self.draft.section.map(Into::into),
             cursor: self.draft.cursor,
             linked: DraftContent::kept_linked(&self.linked),
             unsure: DraftContent::kept_unsure(&self.unsure),
-            taken_back: self.taken_back.iter().map(|t| t.hash.clone()).collect(),
+            taken_back: self
+                .taken_back
+                .iter()
+                .map(|t| KeptTakenBack {
+                    hash: t.hash.clone(),
+                    case_id: t.case_id.clone(),
+                })
+                .collect(),
             session: crate::report::kept::session(),
         }
     }
 
-    /// Keep the draft on disk if it changed (compared at most every [`KEEP_EVERY`] unless
-    /// `now`), under its case, or its study while no case is named. It only ever writes over
-    /// its own file: where another draft is kept under its key, that one is offered
-    /// ([`ReportState::kept_offer`]) and neither is lost. A draft emptied by hand is removed.
-    pub fn keep_draft(&mut self, now: bool) {
-        if !now && self.last_keep.is_some_and(|t| t.elapsed() < KEEP_EVERY) {
-            return;
-        }
-        self.last_keep = Some(std::time::Instant::now());
-        if self.drafts.is_none() || self.signing() {
-            return;
-        }
+    /// The draft in the editors is this one (a new draft gets an id of its own).
+    fn own_draft(&mut self) {
         if self.kept_generation != self.draft_generation {
-            // Another draft: it owns no file yet.
             self.kept_as = None;
+            self.draft_id = crate::report::kept::new_id();
             self.kept_generation = self.draft_generation;
         }
+    }
+
+    /// Keep the draft on disk if it changed (compared at most every [`KEEP_EVERY`] unless
+    /// `now`), under its case, or its study while no case is named, in a file of its own
+    /// (its id's): it never writes over another draft. A draft emptied by hand is removed.
+    /// The draft being signed is left to the signing (which removes its file once the report
+    /// is in the outbox). True when a comparison was put off: ask again in [`KEEP_EVERY`].
+    pub fn keep_draft(&mut self, now: bool) -> bool {
+        if self.drafts.is_none()
+            || (self.signing() && self.sign_generation == self.draft_generation)
+        {
+            return false;
+        }
         let content = self.draft_content();
+        let changed = self.kept_generation != self.draft_generation
+            || self.last_compared.as_ref() != Some(&content);
+        if !now && !changed {
+            return false;
+        }
+        if !now && self.last_keep.is_some_and(|t| t.elapsed() < KEEP_EVERY) {
+            return true;
+        }
+        self.last_keep = Some(std::time::Instant::now());
+        self.last_compared = Some(content.clone());
+        self.own_draft();
         let key = DraftKey::of(&content.case_id, &content.study_uids);
+        let id = self.draft_id;
         let Some(store) = self.drafts.as_mut() else {
-            return;
+            return false;
         };
         if let Some(why) = store.failure() {
             self.message = format!("the draft could not be kept on disk: {why}");
         }
-        let Some(key) = key else {
-            return;
-        };
-        let owned = self.kept_as.as_ref() == Some(&key);
-        match store.get(&key) {
-            Some(kept) if kept.content == content => {
-                self.kept_as = Some(key);
-                return;
-            }
-            Some(_) if !owned => return,
-            _ => {}
-        }
         if content.is_empty() {
-            if owned {
-                store.remove(&key);
-                self.kept_as = None;
+            if let Some(old) = self.kept_as.take() {
+                store.remove(&old, id);
             }
-            return;
+            return false;
         }
-        store.keep(&key, content);
+        let Some(key) = key else {
+            return false;
+        };
+        if store.get(&key, id).is_some_and(|k| k.content == content) {
+            self.kept_as = Some(key);
+            return false;
+        }
+        store.keep(&key, id, content);
         if let Some(old) = self.kept_as.replace(key.clone())
             && old != key
         {
             // The draft moved (a case named for a study's draft): its old file goes.
-            store.remove(&old);
+            store.remove(&old, id);
         }
+        false
     }
 
-    /// A draft kept under the editors' key that is not theirs: offered to be given back.
-    pub fn kept_offer(&self) -> Option<&KeptDraft> {
-        let key = DraftKey::of(&self.form.case_id, &self.report_studies())?;
-        if self.kept_generation == self.draft_generation && self.kept_as.as_ref() == Some(&key) {
-            return None;
-        }
-        let kept = self.drafts.as_ref()?.get(&key)?;
-        (kept.content != self.draft_content()).then_some(kept)
+    /// Drafts kept under the editors' key that are not the editors' own (nor the one being
+    /// signed), newest first: offered to be given back.
+    pub fn kept_offers(&self) -> Vec<&KeptDraft> {
+        let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies()) else {
+            return Vec::new();
+        };
+        let own = (self.kept_generation == self.draft_generation).then_some(self.draft_id);
+        let signing = self.signing_kept.as_ref().map(|(_, id)| *id);
+        self.drafts.as_ref().map_or_else(Vec::new, |store| {
+            store
+                .drafts_of(&key)
+                .into_iter()
+                .filter(|d| Some(d.id) != own && Some(d.id) != signing)
+                .collect()
+        })
     }
 
-    /// Put the draft kept under `key` into the editors (what they held is dropped). False
-    /// when none is kept.
-    pub fn restore_kept(&mut self, key: &DraftKey) -> bool {
-        let Some(kept) = self.drafts.as_ref().and_then(|s| s.get(key)).cloned() else {
+    /// Put draft `id` kept under `key` into the editors. What they held is kept first, as a
+    /// draft of its own: giving one back never loses another. False when none is kept.
+    pub fn restore_kept(&mut self, key: &DraftKey, id: u64) -> bool {
+        if self.signing() && self.sign_generation == self.draft_generation {
+            return false;
+        }
+        let Some(kept) = self.drafts.as_ref().and_then(|s| s.get(key, id)).cloned() else {
             return false;
         };
+        self.keep_draft(true);
         let c = kept.content;
         self.forget_report();
         let mut draft = Draft::default();
@@ -771,52 +843,89 @@ impl ReportState {
         self.taken_back = c
             .taken_back
             .iter()
-            .map(|hash| TakenBack {
-                hash: hash.clone(),
-                case_id: c.case_id.clone(),
+            .map(|t| TakenBack {
+                hash: t.hash.clone(),
+                case_id: t.case_id.clone(),
             })
             .collect();
         // The refused list is read again without those taken back.
         self.refused = None;
+        // The editors' own now: its next change writes its file.
         self.kept_as = Some(key.clone());
+        self.draft_id = id;
         self.kept_generation = self.draft_generation;
+        self.restored_amends = Some(c.amends);
         true
     }
 
-    /// Give back the draft [`ReportState::kept_offer`] offers.
+    /// Give back the newest draft [`ReportState::kept_offers`] offers.
     pub fn restore_offered(&mut self) {
-        if self.signing() {
+        let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies()) else {
             return;
-        }
-        if let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies())
-            && self.restore_kept(&key)
-        {
+        };
+        let Some(id) = self.kept_offers().first().map(|d| d.id) else {
+            return;
+        };
+        if self.restore_kept(&key, id) {
             self.message = "the kept draft is back in the editors".into();
         }
     }
 
-    /// Delete the draft [`ReportState::kept_offer`] offers (the radiologist chose to).
+    /// Delete the newest draft [`ReportState::kept_offers`] offers (the radiologist chose to).
     pub fn discard_offered(&mut self) {
-        if self.kept_offer().is_none() {
+        let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies()) else {
             return;
-        }
-        if let (Some(key), Some(store)) = (
-            DraftKey::of(&self.form.case_id, &self.report_studies()),
-            self.drafts.as_mut(),
-        ) {
-            store.remove(&key);
+        };
+        let Some(id) = self.kept_offers().first().map(|d| d.id) else {
+            return;
+        };
+        if let Some(store) = self.drafts.as_mut() {
+            store.remove(&key, id);
             self.message = "the kept draft was deleted".into();
         }
     }
 
-    /// `report` is signed (in the outbox): no draft of its case is kept any more.
+    /// The file of the draft in the editors, to be removed by the signing once the report is
+    /// in the outbox; the draft is marked as the one being signed.
+    fn kept_file_to_sign(&mut self) -> Option<PathBuf> {
+        self.signing_kept = None;
+        if self.kept_generation != self.draft_generation {
+            return None;
+        }
+        let key = self.kept_as.clone()?;
+        let path = self.drafts.as_ref()?.path_of(&key, self.draft_id);
+        self.signing_kept = Some((key, self.draft_id));
+        Some(path)
+    }
+
+    /// The signing ended: `in_outbox` when the report reached the outbox (its draft's file
+    /// was removed there: forgotten here too). Otherwise the draft is written again at its
+    /// next comparison (whatever the signing did to its file).
+    fn signing_ended(&mut self, in_outbox: bool) {
+        self.last_compared = None;
+        let (Some((key, id)), Some(store)) = (self.signing_kept.take(), self.drafts.as_mut())
+        else {
+            return;
+        };
+        if in_outbox {
+            store.remove(&key, id);
+        } else {
+            store.forget(&key, id);
+        }
+    }
+
+    /// A report of `case_id` is signed (in the outbox): no draft of the case is kept any more
+    /// (they are superseded), but the one in the editors when they hold a newer draft.
     fn forget_kept(&mut self, case_id: &str, same_draft: bool) {
+        self.last_compared = None;
+        let own =
+            (!same_draft && self.kept_generation == self.draft_generation).then_some(self.draft_id);
         let Some(store) = self.drafts.as_mut() else {
             return;
         };
-        store.remove(&DraftKey::Case(case_id.to_string()));
+        store.remove_all(&DraftKey::Case(case_id.to_string()), own);
         if same_draft && let Some(key) = self.kept_as.take() {
-            store.remove(&key);
+            store.remove(&key, self.draft_id);
         }
     }
 
@@ -833,6 +942,19 @@ impl ReportState {
     /// The open case was reported (perhaps in an earlier session): the draft is an addendum
     /// to `signed`, the final report the server holds.
     pub fn amend(&mut self, signed: SignedFinal) {
+        // A draft given back that was kept before this final was signed (perhaps on another
+        // workstation) is an addendum to it now: said, so it is read again before signing.
+        if let Some(amended) = self.restored_amends.take()
+            && amended.as_deref() != Some(signed.report_hash.as_str())
+            && signed.case_id == self.form.case_id.trim()
+            && !(self.draft.findings.trim().is_empty() && self.draft.impression.trim().is_empty())
+        {
+            self.message = format!(
+                "The draft given back was kept before case {}'s final report {} was signed: it                  is an addendum to that report now. Read it again before signing.",
+                signed.case_id,
+                short_hash(&signed.report_hash)
+            );
+        }
         self.set_final(signed);
     }
 
@@ -1223,6 +1345,16 @@ impl ReportState {
         };
         if let Some(result) = signing {
             self.sign_job = None;
+            // The report reached the outbox (signed, or refused for good there): its draft's
+            // file went with it.
+            self.signing_ended(matches!(
+                result,
+                Ok(_)
+                    | Err(Unsigned {
+                        refused: Some(_),
+                        ..
+                    })
+            ));
             match result {
                 Ok(mut signed) => {
                     let others = std::mem::take(&mut signed.others);
@@ -1405,10 +1537,10 @@ impl ReportState {
             // The case's kept draft was what is now signed: it goes, and where the newer
             // draft is that text given back, the editors are emptied (signing it again would
             // repeat the report).
-            self.forget_kept(&report.case_id, false);
-            if self.draft.findings.trim() == report.findings
-                && self.draft.impression.trim() == report.impression
-            {
+            let given_back = self.draft.findings.trim() == report.findings
+                && self.draft.impression.trim() == report.impression;
+            self.forget_kept(&report.case_id, given_back);
+            if given_back {
                 self.draft = Draft::default();
                 self.draft.section = Some(Section::Findings);
                 self.forget_report();
@@ -1814,8 +1946,8 @@ fn sign_and_send(
     setup: &SignSetup,
     server: &str,
     user: &str,
-    passphrase: &str,
-    password: &str,
+    (passphrase, password): (&str, &str),
+    kept_file: Option<&std::path::Path>,
 ) -> Result<Signed, Unsigned> {
     use crate::cases::{Delivery, EncryptedKey};
     let key_file = setup
@@ -1829,6 +1961,19 @@ fn sign_and_send(
     let outbox = Outbox::open(&setup.outbox.clone().unwrap_or_else(Outbox::default_dir))
         .map_err(|e| format!("outbox: {e}"))?;
     let hash = outbox.enqueue(&signed)?;
+    // Signed and in the outbox: its draft is no longer one (a crash from here on must not
+    // give it back as unsigned).
+    if let Some(file) = kept_file {
+        match std::fs::remove_file(file) {
+            Ok(()) => {
+                if let Ok(dir) = std::fs::File::open(imaging::partial::folder_of(file)) {
+                    let _ = dir.sync_all();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("the signed draft's file was not removed: {e}"),
+        }
+    }
     let report = signed.report.clone();
     let amends = match &report.kind {
         case_protocol::ReportKind::Addendum { amends } => Some(amends.clone()),
@@ -1972,8 +2117,11 @@ fn section_editor(r: &mut ReportState, ui: &mut egui::Ui, section: Section, rows
 type Offer = (u64, f64, &'static str, MeasurementSource);
 
 pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
-    // Kept on disk whether the panel shows or not (an edit just before it was closed).
-    app.report.keep_draft(false);
+    // Kept on disk whether the panel shows or not (an edit just before it was closed); a
+    // comparison put off comes back in a second, input or not.
+    if app.report.keep_draft(false) {
+        ui.ctx().request_repaint_after(KEEP_EVERY);
+    }
     if !app.report.open {
         return;
     }
@@ -2065,7 +2213,8 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
 /// A draft kept for this case (or study) that the editors do not hold: give it back, or
 /// delete it.
 fn kept_offer_ui(r: &mut ReportState, ui: &mut egui::Ui) {
-    let Some(kept) = r.kept_offer() else {
+    let offers = r.kept_offers();
+    let Some(kept) = offers.first() else {
         return;
     };
     let whose = if kept.content.case_id.is_empty() {
@@ -2073,14 +2222,24 @@ fn kept_offer_ui(r: &mut ReportState, ui: &mut egui::Ui) {
     } else {
         format!("case {}", kept.content.case_id)
     };
-    let said = format!("An unsigned draft of {whose} is kept ({}).", kept.age());
+    let by = if kept.content.user.is_empty() || kept.content.user == r.form.user.trim() {
+        String::new()
+    } else {
+        format!(" by {}", kept.content.user)
+    };
+    let mut said = format!("An unsigned draft of {whose}{by} is kept ({}).", kept.age());
+    if offers.len() > 1 {
+        said += &format!(" {} older ones too.", offers.len() - 1);
+    }
     let signing = r.signing();
     ui.group(|ui| {
         ui.label(said);
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(!signing, egui::Button::new("Restore the draft"))
-                .on_hover_text("Put it in the editors in place of what they hold")
+                .on_hover_text(
+                    "Put it in the editors; what they hold is kept as a draft of its own",
+                )
                 .clicked()
             {
                 r.restore_offered();
@@ -2607,7 +2766,7 @@ mod tests {
         };
         r.start_case("C-1", Some("1.2.3"));
         check(&r);
-        assert!(r.kept_offer().is_none(), "the editors hold it");
+        assert!(r.kept_offers().is_empty(), "the editors hold it");
         // Given back, it is the editors' own again: its next change writes over it.
         r.draft.findings.push_str(" Stable.");
         keep_now(&mut r);
@@ -2619,9 +2778,9 @@ mod tests {
         assert_eq!(again.draft.findings, "Nodule 14.2 mm. Stable.");
     }
 
-    /// A draft never writes over another kept under the same key: the one kept is offered
-    /// (given back or deleted by the radiologist), and a study's draft named for a case
-    /// moves to the case.
+    /// A draft never writes over another kept under the same key: both are kept, the other
+    /// is offered, giving it back keeps what the editors held, deleting it is the
+    /// radiologist's choice; and a study's draft named for a case moves to it.
     #[test]
     fn a_kept_draft_is_offered_never_written_over() {
         let dir = tempfile::tempdir().unwrap();
@@ -2630,59 +2789,157 @@ mod tests {
         r.draft.findings = "First draft.".into();
         keep_now(&mut r);
         drop(r);
+        let texts = |dir: &std::path::Path| {
+            let (store, _) = DraftStore::open(dir);
+            let mut t: Vec<String> = store
+                .drafts_of(&DraftKey::Case("C-1".into()))
+                .iter()
+                .map(|k| k.content.findings.clone())
+                .collect();
+            t.sort();
+            t
+        };
 
         // Another run: the case is typed, not opened from the worklist, over other text.
         let mut r = keeping(dir.path());
         r.study_uids = vec!["1.2.3".into()];
         r.draft.findings = "Second draft.".into();
         keep_now(&mut r);
+        r.form.case_id = "C-1".into();
+        keep_now(&mut r);
+        assert_eq!(texts(dir.path()), ["First draft.", "Second draft."]);
         assert_eq!(
             kept_files(dir.path()),
             2,
-            "the study's draft, beside the case's"
+            "the study's file moved to the case"
         );
-        r.form.case_id = "C-1".into();
-        keep_now(&mut r);
-        let read = |dir: &std::path::Path| {
-            let (store, _) = DraftStore::open(dir);
-            store
-                .get(&DraftKey::Case("C-1".into()))
-                .map(|k| k.content.findings.clone())
-        };
-        assert_eq!(read(dir.path()).as_deref(), Some("First draft."));
-        assert_eq!(
-            r.kept_offer().map(|k| k.content.findings.as_str()),
-            Some("First draft.")
-        );
+        let offers: Vec<&str> = r
+            .kept_offers()
+            .iter()
+            .map(|k| k.content.findings.as_str())
+            .collect();
+        assert_eq!(offers, ["First draft."]);
         r.restore_offered();
         assert_eq!(r.draft.findings, "First draft.");
-        assert!(r.kept_offer().is_none());
+        // What the editors held is offered in its turn.
+        let offers: Vec<&str> = r
+            .kept_offers()
+            .iter()
+            .map(|k| k.content.findings.as_str())
+            .collect();
+        assert_eq!(offers, ["Second draft."]);
+        r.draft.findings.push_str(" Edited.");
+        keep_now(&mut r);
+        assert_eq!(texts(dir.path()), ["First draft. Edited.", "Second draft."]);
 
-        // Deleted on request: the editors' text is then kept in its place.
-        let mut r = keeping(dir.path());
-        r.form.case_id = "C-1".into();
-        r.draft.findings = "Third draft.".into();
-        assert!(r.kept_offer().is_some());
+        // Deleted on request: the offered one only.
         r.discard_offered();
         keep_now(&mut r);
-        assert_eq!(read(dir.path()).as_deref(), Some("Third draft."));
+        assert_eq!(texts(dir.path()), ["First draft. Edited."]);
+        assert!(r.kept_offers().is_empty());
+    }
 
-        // A study's draft named for a case moves to it.
+    /// The signing removes the signed draft's file as soon as the report is in the outbox,
+    /// before anything is sent (here the server is away): a crash from then on cannot give
+    /// it back as an unsigned draft. A signing that fails before the outbox leaves it.
+    #[test]
+    fn the_signing_removes_the_drafts_file_once_the_report_is_in_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = case_protocol::SigningKey::generate();
+        let key_file = dir.path().join("key.sealed");
+        crate::cases::EncryptedKey::seal(&key, "a long passphrase")
+            .unwrap()
+            .write(&key_file)
+            .unwrap();
+        let setup = SignSetup {
+            server: None,
+            server_ca: None,
+            key_file: Some(key_file),
+            outbox: Some(dir.path().join("outbox")),
+            token: None,
+            token_user: None,
+        };
+        let mut report = final_report("Nodule 14.2 mm.", "Follow up.");
+        report.key_id = key.verifying_key().id().0;
+        let draft = dir.path().join("draft.json");
+        std::fs::write(&draft, b"{}").unwrap();
+        // A wrong passphrase: nothing signed, the draft stays.
+        assert!(
+            sign_and_send(
+                report.clone(),
+                &setup,
+                "http://127.0.0.1:9",
+                "rad1",
+                ("not it", ""),
+                Some(&draft),
+            )
+            .is_err()
+        );
+        assert!(draft.exists());
+        // Signed into the outbox, the server away: the draft's file is gone.
+        let signed = sign_and_send(
+            report,
+            &setup,
+            "http://127.0.0.1:9",
+            "rad1",
+            ("a long passphrase", "password"),
+            Some(&draft),
+        );
+        assert!(
+            matches!(
+                &signed,
+                Ok(Signed {
+                    receipt: Err(_),
+                    ..
+                })
+            ),
+            "{signed:?}"
+        );
+        assert!(!draft.exists());
+    }
+
+    /// A draft is given back on its own only to who wrote it: another radiologist opening the
+    /// case (reassigned, on the same workstation) is offered it, named as someone else's.
+    #[test]
+    fn another_radiologists_draft_is_offered_not_given() {
+        let dir = tempfile::tempdir().unwrap();
         let mut r = keeping(dir.path());
-        r.study_uids = vec!["7.7".into()];
-        r.draft.findings = "Fourth.".into();
+        r.form.user = "rad1".into();
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "rad1's words.".into();
         keep_now(&mut r);
-        let study = DraftKey::Study(vec!["7.7".into()]);
-        assert!(DraftStore::open(dir.path()).0.get(&study).is_some());
-        r.form.case_id = "C-4".into();
+        drop(r);
+        let mut r = keeping(dir.path());
+        r.form.user = "rad2".into();
+        r.start_case("C-1", Some("1.2.3"));
+        assert!(r.draft.findings.is_empty());
+        let offers = r.kept_offers();
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].content.user, "rad1");
+    }
+
+    /// A draft given back that was kept before its case's final report was signed (perhaps on
+    /// another workstation) is an addendum now: said when the final becomes known.
+    #[test]
+    fn a_draft_older_than_the_cases_final_is_said_to_be_an_addendum_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 14 mm.".into();
         keep_now(&mut r);
-        let (store, _) = DraftStore::open(dir.path());
-        assert!(store.get(&study).is_none());
-        assert_eq!(
-            store
-                .get(&DraftKey::Case("C-4".into()))
-                .map(|k| k.content.findings.as_str()),
-            Some("Fourth.")
+        r.start_case("C-2", None);
+        r.start_case("C-1", Some("1.2.3"));
+        assert_eq!(r.draft.findings, "Nodule 14 mm.");
+        r.amend(SignedFinal {
+            case_id: "C-1".into(),
+            report_hash: "f00d".repeat(16),
+            findings: "Nodule 14 mm.".into(),
+            impression: "Follow up.".into(),
+        });
+        assert!(
+            r.message.contains("is an addendum to that report now"),
+            "{}",
+            r.message
         );
     }
 

@@ -1,16 +1,20 @@
 //! Drafts kept on disk: an unsigned report survives the window closing, a crash, and the
 //! radiologist moving to another case and back.
 //!
-//! A draft is kept under its case (the Case field), or under its study where no case is named
-//! yet, as one JSON file in a folder of its own (by default `drafts` in the data folder,
-//! created owner-only: drafts are patient data). The file's name is a hash of the key, so no
-//! case number or UID appears in a path. What is kept: the text, the cursor, the linked
-//! measurements (with their points), the unsure words (without their audio, which is never
-//! written anywhere) and the refused reports taken back into the text.
+//! A draft is kept under its case (the Case field), or under its study while no case is named
+//! yet, as one JSON file of its own in a folder of its own (by default `drafts` in the data
+//! folder; drafts are patient data: the folder is made owner-only and each file is written
+//! owner-only). Every draft has an id, so two drafts of one case (one kept, another dictated
+//! beside it) are two files and neither is ever written over by the other. The file's name is
+//! a hash of the key and the id, so no case number or UID appears in a path. What is kept:
+//! the text, the cursor, who wrote it, the report it amends, the linked measurements (with
+//! their points), the unsure words (without their audio, which is never written anywhere)
+//! and the refused reports taken back into the text.
 //!
 //! Files are written whole or not at all (`imaging::partial`) on a thread of their own, so the
 //! window never waits for a disk; the folder is read once, when the panel is made (like the
-//! macros). A file that cannot be read is named and left where it is.
+//! macros). A file that cannot be read is named (never quoted: it holds report text) and left
+//! where it is.
 //!
 //! Owns: the file format and where it goes. Must not: decide when a draft is kept or given
 //! back (the report panel does).
@@ -55,8 +59,9 @@ impl DraftKey {
         }
     }
 
-    /// The file it is kept in: a hash of the key (no identifier in the path).
-    fn file_name(&self) -> String {
+    /// The file draft `id` is kept in: a hash of the key, and the id (no identifier of the
+    /// patient or case in the path).
+    fn file_name(&self, id: u64) -> String {
         let mut h = Sha256::new();
         match self {
             DraftKey::Case(id) => {
@@ -75,8 +80,13 @@ impl DraftKey {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        format!("{hex}.json")
+        format!("{hex}-{id:016x}.json")
     }
+}
+
+/// A new draft's id (random).
+pub fn new_id() -> u64 {
+    rand_core::RngCore::next_u64(&mut rand_core::OsRng)
 }
 
 /// A section as the file names it.
@@ -160,19 +170,30 @@ pub struct KeptWord {
     pub at: Option<KeptPlace>,
 }
 
+/// A refused report taken back into a draft: its hash and its case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptTakenBack {
+    pub hash: String,
+    pub case_id: String,
+}
+
 /// What a draft holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DraftContent {
     pub case_id: String,
     pub study_uids: Vec<String>,
+    /// Who wrote it (the sign form's user): given back on its own only to them.
+    pub user: String,
+    /// The final report it amended when it was kept (none: it was a final report itself).
+    pub amends: Option<String>,
     pub findings: String,
     pub impression: String,
     pub section: Option<KeptSection>,
     pub cursor: usize,
     pub linked: Vec<KeptMeasurement>,
     pub unsure: Vec<KeptWord>,
-    /// Refused reports whose text is in this draft (their hashes).
-    pub taken_back: Vec<String>,
+    /// Refused reports whose text is in this draft.
+    pub taken_back: Vec<KeptTakenBack>,
     /// The run of the workstation that kept it: the viewer's measurement ids mean something
     /// only within it.
     pub session: u64,
@@ -267,6 +288,8 @@ pub fn session() -> u64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeptDraft {
     pub version: u32,
+    /// The draft's id (its file is named by it and its key).
+    pub id: u64,
     /// When it was kept, seconds since 1970.
     pub saved_at: u64,
     #[serde(flatten)]
@@ -298,7 +321,7 @@ enum Job {
 /// The drafts in a folder, as this run knows them, and the thread that writes them.
 pub struct DraftStore {
     dir: PathBuf,
-    kept: HashMap<DraftKey, KeptDraft>,
+    kept: HashMap<(DraftKey, u64), KeptDraft>,
     jobs: Sender<Job>,
     failures: Receiver<String>,
 }
@@ -331,9 +354,9 @@ impl DraftStore {
                             // is not kept twice).
                             if let Some(key) =
                                 DraftKey::of(&d.content.case_id, &d.content.study_uids)
-                                && key.file_name() == name
+                                && key.file_name(d.id) == name
                             {
-                                kept.insert(key, d);
+                                kept.insert((key, d.id), d);
                             } else {
                                 problems.push(format!("draft {name}: not where its case puts it"));
                             }
@@ -365,15 +388,33 @@ impl DraftStore {
         )
     }
 
-    /// The draft kept under `key`.
-    pub fn get(&self, key: &DraftKey) -> Option<&KeptDraft> {
-        self.kept.get(key)
+    /// Draft `id` kept under `key`.
+    pub fn get(&self, key: &DraftKey, id: u64) -> Option<&KeptDraft> {
+        self.kept.get(&(key.clone(), id))
     }
 
-    /// Keep `content` under `key` (written on the store's thread).
-    pub fn keep(&mut self, key: &DraftKey, content: DraftContent) {
+    /// The drafts kept under `key`, newest first.
+    pub fn drafts_of(&self, key: &DraftKey) -> Vec<&KeptDraft> {
+        let mut of: Vec<&KeptDraft> = self
+            .kept
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|(_, d)| d)
+            .collect();
+        of.sort_by(|a, b| b.saved_at.cmp(&a.saved_at).then(b.id.cmp(&a.id)));
+        of
+    }
+
+    /// The file draft `id` under `key` is (or would be) kept in.
+    pub fn path_of(&self, key: &DraftKey, id: u64) -> PathBuf {
+        self.dir.join(key.file_name(id))
+    }
+
+    /// Keep `content` as draft `id` under `key` (written on the store's thread).
+    pub fn keep(&mut self, key: &DraftKey, id: u64, content: DraftContent) {
         let draft = KeptDraft {
             version: VERSION,
+            id,
             saved_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -382,19 +423,37 @@ impl DraftStore {
         match serde_json::to_vec_pretty(&draft) {
             Ok(bytes) => {
                 let _ = self.jobs.send(Job::Write {
-                    path: self.dir.join(key.file_name()),
+                    path: self.path_of(key, id),
                     bytes,
                 });
-                self.kept.insert(key.clone(), draft);
+                self.kept.insert((key.clone(), id), draft);
             }
             Err(e) => tracing::warn!("draft not kept: {e}"),
         }
     }
 
-    /// Forget the draft kept under `key` (its file removed on the store's thread).
-    pub fn remove(&mut self, key: &DraftKey) {
-        if self.kept.remove(key).is_some() {
-            let _ = self.jobs.send(Job::Remove(self.dir.join(key.file_name())));
+    /// Forget draft `id` under `key` (its file removed on the store's thread, if still there).
+    pub fn remove(&mut self, key: &DraftKey, id: u64) {
+        self.kept.remove(&(key.clone(), id));
+        let _ = self.jobs.send(Job::Remove(self.path_of(key, id)));
+    }
+
+    /// Forget draft `id` under `key` here only (its file, if any, is left): the next `keep`
+    /// of it writes it whatever this run thought was on disk.
+    pub fn forget(&mut self, key: &DraftKey, id: u64) {
+        self.kept.remove(&(key.clone(), id));
+    }
+
+    /// Forget every draft kept under `key` but `except`.
+    pub fn remove_all(&mut self, key: &DraftKey, except: Option<u64>) {
+        let ids: Vec<u64> = self
+            .kept
+            .keys()
+            .filter(|(k, id)| k == key && Some(*id) != except)
+            .map(|(_, id)| *id)
+            .collect();
+        for id in ids {
+            self.remove(key, id);
         }
     }
 
@@ -411,21 +470,37 @@ impl DraftStore {
     }
 }
 
+/// Why JSON could not be read, without quoting it (a draft's text is patient data, and this
+/// goes to the log).
+fn unquoted(e: &serde_json::Error) -> String {
+    format!(
+        "not a draft this workstation reads ({:?} error at line {}, column {})",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+}
+
 fn read_draft(path: &Path) -> Result<KeptDraft, String> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
     // A draft is text: a file of more than 16 MiB is not one.
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if meta.len() > 16 << 20 {
         return Err(format!("{} bytes, too large for a draft", meta.len()));
     }
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let draft: KeptDraft = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    if draft.version != VERSION {
+    // The version first: a later format is said as such, not as a damaged file.
+    let v: Version = serde_json::from_slice(&bytes).map_err(|e| unquoted(&e))?;
+    if v.version != VERSION {
         return Err(format!(
             "version {} (this workstation reads {VERSION})",
-            draft.version
+            v.version
         ));
     }
-    Ok(draft)
+    serde_json::from_slice(&bytes).map_err(|e| unquoted(&e))
 }
 
 /// The store's thread: each job in turn, the folder made owner-only on first write.
@@ -458,7 +533,13 @@ fn write(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir)?;
     }
-    let mut partial = imaging::partial::beside(path)?;
+    // Owner-only whatever the folder (a drafts folder set to a shared place): not
+    // `imaging::partial::beside`, whose files are for others to read.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".overread-").suffix(".partial");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    let mut partial = builder.tempfile_in(dir)?;
     partial.write_all(bytes)?;
     imaging::partial::persist(partial, path)
 }
@@ -471,6 +552,8 @@ mod tests {
         DraftContent {
             case_id: case.into(),
             study_uids: vec!["1.2.3".into()],
+            user: "rad1".into(),
+            amends: None,
             findings: findings.into(),
             impression: "Follow up.".into(),
             section: Some(KeptSection::Impression),
@@ -496,7 +579,10 @@ mod tests {
                 at: Some((Section::Findings, 0..6)),
                 audio: Some((0, 0.0, 0.5)),
             }]),
-            taken_back: vec!["abc".into()],
+            taken_back: vec![KeptTakenBack {
+                hash: "abc".into(),
+                case_id: case.into(),
+            }],
             session: session(),
         }
     }
@@ -508,13 +594,13 @@ mod tests {
         let (mut store, problems) = DraftStore::open(&drafts);
         assert!(problems.is_empty(), "{problems:?}");
         let key = DraftKey::Case("C-7".into());
-        store.keep(&key, content("C-7", "Nodule 14.2 mm."));
+        store.keep(&key, 7, content("C-7", "Nodule 14.2 mm."));
         assert!(store.flush(Duration::from_secs(10)));
         drop(store);
 
         let (again, problems) = DraftStore::open(&drafts);
         assert!(problems.is_empty(), "{problems:?}");
-        let d = again.get(&key).expect("kept");
+        let d = again.get(&key, 7).expect("kept");
         assert_eq!(d.content, content("C-7", "Nodule 14.2 mm."));
         let linked = d.content.linked();
         assert_eq!(linked[0].place, Some((Section::Findings, 7..14)));
@@ -527,7 +613,7 @@ mod tests {
         assert!(words[0].resolved);
         assert_eq!(words[0].audio, None, "audio is never written");
 
-        // No case number in any path; the folder is the owner's alone.
+        // No case number in any path; the folder and the file are the owner's alone.
         let names: Vec<String> = std::fs::read_dir(&drafts)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -537,9 +623,28 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&drafts).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o700);
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&drafts), 0o700);
+            assert_eq!(mode(&drafts.join(&names[0])), 0o600);
         }
+    }
+
+    /// A drafts folder that exists already (set to a shared place) still gets owner-only files.
+    #[cfg(unix)]
+    #[test]
+    fn a_draft_in_a_shared_folder_is_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (mut store, _) = DraftStore::open(dir.path());
+        let key = DraftKey::Case("C-1".into());
+        store.keep(&key, 1, content("C-1", "x"));
+        assert!(store.flush(Duration::from_secs(10)));
+        let file = store.path_of(&key, 1);
+        assert_eq!(
+            std::fs::metadata(file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -549,23 +654,51 @@ mod tests {
         assert_eq!(c.linked()[0].source.as_ref().unwrap().viewer_id, None);
     }
 
+    /// Two drafts of one case are two files; one removed leaves the other; a damaged file is
+    /// named (its text never quoted) and left where it is.
     #[test]
-    fn a_removed_draft_is_gone_and_a_damaged_file_is_named_and_left() {
+    fn drafts_of_one_case_stand_side_by_side_and_a_damaged_file_is_named_not_quoted() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, _) = DraftStore::open(dir.path());
-        let key = DraftKey::Study(vec!["1.2.3".into()]);
-        store.keep(&key, content("", "x"));
-        store.keep(&DraftKey::Case("C-1".into()), content("C-1", "y"));
-        store.remove(&key);
+        let key = DraftKey::Case("C-1".into());
+        store.keep(&key, 1, content("C-1", "first"));
+        store.keep(&key, 2, content("C-1", "second"));
+        let study = DraftKey::Study(vec!["1.2.3".into()]);
+        store.keep(&study, 3, content("", "x"));
+        store.remove(&study, 3);
         assert!(store.flush(Duration::from_secs(10)));
-        std::fs::write(dir.path().join("0123.json"), b"{ cut").unwrap();
+        std::fs::write(
+            dir.path().join("0123.json"),
+            br#"{"version": 1, "findings": "Nodule of DOE JANE"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("0124.json"), br#"{"version": 9}"#).unwrap();
 
-        let (again, problems) = DraftStore::open(dir.path());
-        assert!(again.get(&key).is_none());
-        assert!(again.get(&DraftKey::Case("C-1".into())).is_some());
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("draft 0123.json:"), "{problems:?}");
+        let (mut again, mut problems) = DraftStore::open(dir.path());
+        problems.sort();
+        assert_eq!(
+            again
+                .drafts_of(&key)
+                .iter()
+                .map(|d| d.content.findings.as_str())
+                .collect::<std::collections::BTreeSet<_>>(),
+            ["first", "second"].into()
+        );
+        assert!(again.drafts_of(&study).is_empty());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("draft 0123.json: not a draft"),
+            "{problems:?}"
+        );
+        assert!(!problems[0].contains("DOE"), "{problems:?}");
+        assert!(problems[1].contains("version 9"), "{problems:?}");
         assert!(dir.path().join("0123.json").exists());
+
+        again.remove_all(&key, Some(2));
+        assert!(again.flush(Duration::from_secs(10)));
+        let (third, _) = DraftStore::open(dir.path());
+        let left: Vec<u64> = third.drafts_of(&key).iter().map(|d| d.id).collect();
+        assert_eq!(left, [2]);
     }
 
     #[test]
@@ -598,8 +731,12 @@ mod tests {
         );
         assert_eq!(DraftKey::of("  ", &[]), None);
         assert_ne!(
-            DraftKey::Case("1.2".into()).file_name(),
-            DraftKey::Study(vec!["1.2".into()]).file_name()
+            DraftKey::Case("1.2".into()).file_name(1),
+            DraftKey::Study(vec!["1.2".into()]).file_name(1)
+        );
+        assert_ne!(
+            DraftKey::Case("1.2".into()).file_name(1),
+            DraftKey::Case("1.2".into()).file_name(2)
         );
     }
 }

@@ -220,18 +220,33 @@ fn ellipse_stats(
         (first, end)
     };
     let ((x0, x1), (y0, y1)) = (range(n_a, ext_a), range(n_b, ext_b));
-    // Every grid sample inside the ellipse, the volume's or not (row by row: a row's samples
-    // inside are a run).
+    // Every grid sample inside the ellipse, the volume's or not, by the very test the samples
+    // below are taken by (row by row: a row's samples inside are a run, found from its
+    // analytic ends and settled by that test).
+    let inside = |x: i64, y: i64| {
+        let u = (x as f64 + 0.5 - n_a as f64 / 2.0) * step / ra;
+        let v = (y as f64 + 0.5 - n_b as f64 / 2.0) * step / rb;
+        u * u + v * v <= 1.0
+    };
     let inside_total: usize = (0..n_b)
         .map(|y| {
             let v = (y as f64 + 0.5 - n_b as f64 / 2.0) * step / rb;
             let half = (1.0 - v * v).max(0.0).sqrt() * ra / step;
-            // x inside when |x + 0.5 - n_a/2| <= half.
-            let lo = (n_a as f64 / 2.0 - 0.5 - half).ceil().max(0.0) as i64;
-            let hi = (n_a as f64 / 2.0 - 0.5 + half)
-                .floor()
-                .min(n_a as f64 - 1.0) as i64;
-            (hi - lo + 1).max(0) as usize
+            let mut lo = ((n_a as f64 / 2.0 - 0.5 - half).ceil().max(0.0) as i64).min(n_a - 1);
+            let mut hi = ((n_a as f64 / 2.0 - 0.5 + half).floor() as i64).clamp(0, n_a - 1);
+            while lo > 0 && inside(lo - 1, y) {
+                lo -= 1;
+            }
+            while lo <= hi && !inside(lo, y) {
+                lo += 1;
+            }
+            while hi + 1 < n_a && inside(hi + 1, y) {
+                hi += 1;
+            }
+            while hi >= lo && !inside(hi, y) {
+                hi -= 1;
+            }
+            usize::try_from(hi - lo + 1).unwrap_or(0)
         })
         .sum();
     let empty = match empty {

@@ -48,6 +48,11 @@ thread_local! {
     static DRAFTS: tempfile::TempDir = tempdir();
 }
 
+/// This test's own drafts folder (where [`with_test_drafts`] puts them).
+pub fn test_drafts() -> PathBuf {
+    DRAFTS.with(|d| d.path().join("drafts"))
+}
+
 /// Where the app of this test keeps its drafts, unless the test says: a folder of its own
 /// (never the user's data folder), the same for every app the test opens (a second app is
 /// the workstation opened again).
@@ -55,10 +60,7 @@ pub fn with_test_drafts(
     settings: overread::app::settings::Settings,
 ) -> overread::app::settings::Settings {
     overread::app::settings::Settings {
-        drafts_dir: settings
-            .drafts_dir
-            .clone()
-            .or_else(|| Some(DRAFTS.with(|d| d.path().join("drafts")))),
+        drafts_dir: settings.drafts_dir.clone().or_else(|| Some(test_drafts())),
         ..settings
     }
 }
