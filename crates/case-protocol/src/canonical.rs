@@ -15,9 +15,10 @@
 //! 2. `studies` (the count), then one `study` per Study Instance UID, in the order given;
 //! 3. `findings`, `impression`;
 //! 4. `measurements` (the count), then per measurement `label`, `kind`, `value`, `unit`,
-//!    `series` and `frame` (UIDs, empty when absent; a UID given as empty is refused, or it
-//!    would share its encoding with one absent), `points` (the count), then one `point` per
-//!    point as `x y z`.
+//!    `series` and `frame` (UIDs, empty when absent; a UID given as empty would share that
+//!    encoding, so [`check_new_report`] refuses it at signing and intake, while reports
+//!    stored before still verify), `points` (the count), then one `point` per point as
+//!    `x y z`.
 //!
 //! Numbers are Rust's shortest round-trip decimal form of the f64 (`14.2`, `-3`, `0.1`),
 //! with negative zero written `0`; NaN and infinities are refused. Strings are taken byte for
@@ -126,13 +127,6 @@ pub fn canonical_bytes(report: &Report) -> Result<Vec<u8>, CanonicalError> {
     w.field("impression", &report.impression);
     w.count("measurements", report.measurements.len());
     for (i, m) in report.measurements.iter().enumerate() {
-        if m.series_instance_uid.as_deref() == Some("")
-            || m.frame_of_reference_uid.as_deref() == Some("")
-        {
-            return Err(CanonicalError::Empty(
-                "a measurement's UID (absent is written as none)",
-            ));
-        }
         w.field("label", &m.label);
         w.field("kind", &m.kind);
         w.field(
@@ -149,6 +143,22 @@ pub fn canonical_bytes(report: &Report) -> Result<Vec<u8>, CanonicalError> {
         }
     }
     Ok(w.0)
+}
+
+/// What a report must be to be signed or taken in now (beyond its canonical bytes): no
+/// measurement UID given as empty (one absent is `None`; the two would share an encoding and
+/// so a signature). Reports stored before this rule still verify.
+pub fn check_new_report(report: &Report) -> Result<(), CanonicalError> {
+    for m in &report.measurements {
+        if m.series_instance_uid.as_deref() == Some("")
+            || m.frame_of_reference_uid.as_deref() == Some("")
+        {
+            return Err(CanonicalError::Empty(
+                "a measurement's UID (an absent one is none)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// sha256 of the canonical bytes: the report's identity (receipts, addenda, idempotency).
@@ -241,10 +251,11 @@ mod tests {
         }
     }
 
-    /// A UID given empty would be written as one absent: two reports, one encoding. It is
-    /// refused (so signing, verifying and the server's intake refuse it too).
+    /// A UID given empty would be written as one absent: two reports, one encoding. A new
+    /// report with one is refused (signing and the server's intake check it); one stored
+    /// before still has its bytes, so it still verifies.
     #[test]
-    fn an_empty_uid_is_refused_not_written_as_absent() {
+    fn an_empty_uid_is_refused_in_a_new_report_and_old_ones_still_encode() {
         for series in [true, false] {
             let mut r = sample();
             if series {
@@ -253,13 +264,21 @@ mod tests {
                 r.measurements[0].frame_of_reference_uid = Some(String::new());
             }
             assert!(
-                matches!(canonical_bytes(&r), Err(CanonicalError::Empty(_))),
+                matches!(check_new_report(&r), Err(CanonicalError::Empty(_))),
                 "{series}"
             );
+            assert!(canonical_bytes(&r).is_ok());
         }
         let mut absent = sample();
         absent.measurements[0].frame_of_reference_uid = None;
-        assert!(canonical_bytes(&absent).is_ok());
+        assert!(check_new_report(&absent).is_ok());
+        // Signing refuses it.
+        let key = crate::SigningKey::generate();
+        let mut r = sample();
+        r.key_id = key.verifying_key().id().0;
+        assert!(crate::sign_report(r.clone(), &key).is_ok());
+        r.measurements[0].series_instance_uid = Some(String::new());
+        assert!(crate::sign_report(r, &key).is_err());
     }
 
     #[test]

@@ -106,6 +106,7 @@ pub fn sign_report(report: Report, key: &SigningKey) -> Result<SignedReport, Sig
         });
     }
     crate::printable::check_report(&report)?;
+    crate::canonical::check_new_report(&report)?;
     let bytes = canonical_bytes(&report)?;
     let signature = key.0.sign(&bytes);
     Ok(SignedReport {

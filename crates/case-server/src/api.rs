@@ -1188,6 +1188,8 @@ async fn submit_report(
     case_protocol::printable::check_report(report).map_err(|e| {
         ApiError::unprocessable(format!("the report cannot be printed as signed: {e}"))
     })?;
+    case_protocol::canonical::check_new_report(report)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     // The amended report's signing time only where it is a report of this case (the case
     // check below refuses any other): compared with another case's report, the answer told
     // whether that report exists and when it was signed.
