@@ -1249,6 +1249,8 @@ fn signing_in_sends_what_the_outbox_kept_and_signing_uses_the_login() {
     assert_eq!(server.sessions("rad1"), 1);
     h.get_by_label("Sign out").click();
     h.step();
+    // The draft is put away (the editors emptied): the panels settle over the next frame.
+    h.step();
     assert!(h.state().report.setup.token.is_none());
     assert!(h.query_by_label("Sign in").is_some());
     let start = Instant::now();

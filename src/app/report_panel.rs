@@ -21,7 +21,9 @@ use crate::dictation::capture::Recorder;
 use crate::dictation::playback::{Player, excerpt};
 use crate::dictation::stt::{Engine, Options, find_model};
 use crate::dictation::{Clip, commands, macros, read_wav, vocabulary};
-use crate::report::kept::{DraftContent, DraftKey, DraftStore, KeptDraft, KeptTakenBack};
+use crate::report::kept::{
+    DraftContent, DraftKey, DraftRemover, DraftStore, KeptDraft, KeptTakenBack,
+};
 use crate::report::marks::locate_in_order;
 use crate::report::{
     CheckKind, Draft, Edit, LinkedMeasurement, MeasurementSource, Section, Template, UnsureWord,
@@ -255,6 +257,8 @@ pub struct ReportState {
     /// from), and its id, for `kept_generation`: a draft only ever writes its own file.
     kept_as: Option<DraftKey>,
     draft_id: u64,
+    /// The draft's author (see `own_draft`).
+    draft_user: String,
     kept_generation: u64,
     /// The kept draft being signed (its file is removed by the signing once the report is in
     /// the outbox).
@@ -341,6 +345,7 @@ impl ReportState {
             drafts,
             kept_as: None,
             draft_id: crate::report::kept::new_id(),
+            draft_user: String::new(),
             kept_generation: 0,
             signing_kept: None,
             restored_amends: None,
@@ -545,7 +550,7 @@ impl ReportState {
                 &server,
                 &user,
                 (&passphrase, &password),
-                kept_file.as_deref(),
+                kept_file.as_ref(),
             );
             let _ = tx.send(result);
             ctx.request_repaint();
@@ -716,7 +721,11 @@ impl ReportState {
         DraftContent {
             case_id: self.form.case_id.trim().to_string(),
             study_uids: self.report_studies(),
-            user: self.form.user.trim().to_string(),
+            user: if self.draft_user.is_empty() {
+                self.form.user.trim().to_string()
+            } else {
+                self.draft_user.clone()
+            },
             amends: self.amending().map(|f| f.report_hash.clone()),
             findings: self.draft.findings.clone(),
             impression: self.draft.impression.clone(),
@@ -741,7 +750,13 @@ impl ReportState {
         if self.kept_generation != self.draft_generation {
             self.kept_as = None;
             self.draft_id = crate::report::kept::new_id();
+            self.draft_user.clear();
             self.kept_generation = self.draft_generation;
+        }
+        // Its author: who the sign form named when it was first kept with a name (a change
+        // of the User field later, another radiologist's sign-in, does not make it theirs).
+        if self.draft_user.is_empty() {
+            self.draft_user = self.form.user.trim().to_string();
         }
     }
 
@@ -755,6 +770,11 @@ impl ReportState {
             || (self.signing() && self.sign_generation == self.draft_generation)
         {
             return false;
+        }
+        // A write that failed is tried again (the store forgets it; nothing counts as kept).
+        if let Some(why) = self.drafts.as_mut().and_then(DraftStore::failure) {
+            self.message = format!("the draft could not be kept on disk: {why}");
+            self.last_compared = None;
         }
         let content = self.draft_content();
         let changed = self.kept_generation != self.draft_generation
@@ -773,9 +793,6 @@ impl ReportState {
         let Some(store) = self.drafts.as_mut() else {
             return false;
         };
-        if let Some(why) = store.failure() {
-            self.message = format!("the draft could not be kept on disk: {why}");
-        }
         if content.is_empty() {
             if let Some(old) = self.kept_as.take() {
                 store.remove(&old, id);
@@ -850,9 +867,18 @@ impl ReportState {
             .collect();
         // The refused list is read again without those taken back.
         self.refused = None;
-        // The editors' own now: its next change writes its file.
-        self.kept_as = Some(key.clone());
-        self.draft_id = id;
+        // The editors' own now: its next change writes its file. Another radiologist's draft
+        // is taken as a copy (a new draft of this one's), their file left as it is.
+        let me = self.form.user.trim();
+        if c.user.is_empty() || c.user == me {
+            self.kept_as = Some(key.clone());
+            self.draft_id = id;
+            self.draft_user.clone_from(&c.user);
+        } else {
+            self.kept_as = None;
+            self.draft_id = crate::report::kept::new_id();
+            self.draft_user = me.to_string();
+        }
         self.kept_generation = self.draft_generation;
         self.restored_amends = Some(c.amends);
         true
@@ -887,15 +913,16 @@ impl ReportState {
 
     /// The file of the draft in the editors, to be removed by the signing once the report is
     /// in the outbox; the draft is marked as the one being signed.
-    fn kept_file_to_sign(&mut self) -> Option<PathBuf> {
+    fn kept_file_to_sign(&mut self) -> Option<(DraftRemover, PathBuf)> {
         self.signing_kept = None;
         if self.kept_generation != self.draft_generation {
             return None;
         }
         let key = self.kept_as.clone()?;
-        let path = self.drafts.as_ref()?.path_of(&key, self.draft_id);
+        let store = self.drafts.as_ref()?;
+        let kept = (store.remover(), store.path_of(&key, self.draft_id));
         self.signing_kept = Some((key, self.draft_id));
-        Some(path)
+        Some(kept)
     }
 
     /// The signing ended: `in_outbox` when the report reached the outbox (its draft's file
@@ -909,7 +936,9 @@ impl ReportState {
         };
         if in_outbox {
             store.remove(&key, id);
-        } else {
+        } else if self.sign_generation == self.draft_generation {
+            // Still in the editors: written again at its next comparison. (A draft left
+            // meanwhile is still on disk, known and offered as before.)
             store.forget(&key, id);
         }
     }
@@ -927,6 +956,19 @@ impl ReportState {
         if same_draft && let Some(key) = self.kept_as.take() {
             store.remove(&key, self.draft_id);
         }
+    }
+
+    /// The radiologist signed out: their draft is kept, and the editors and Case field are
+    /// emptied (the next to sign in does not find it in front of them; it is theirs to be
+    /// offered, not given). While a report is signed, nothing changes.
+    pub fn put_away_draft(&mut self) {
+        if self.signing() {
+            return;
+        }
+        self.keep_draft(true);
+        self.form.case_id.clear();
+        self.draft = Draft::default();
+        self.forget_report();
     }
 
     /// Keep the draft now and wait (at most `limit`) until it is on disk: the window closes.
@@ -1526,7 +1568,7 @@ impl ReportState {
                 }
             ),
         };
-        if report.case_id != self.form.case_id.trim() {
+        if report.case_id != self.form.case_id.trim() && !same_draft {
             // Signed for a case that is no longer open: said, and nothing here changes but
             // its kept draft (what was signed), which goes.
             self.sign_message = format!("Case {}: {said}", report.case_id);
@@ -1947,7 +1989,7 @@ fn sign_and_send(
     server: &str,
     user: &str,
     (passphrase, password): (&str, &str),
-    kept_file: Option<&std::path::Path>,
+    kept_file: Option<&(DraftRemover, PathBuf)>,
 ) -> Result<Signed, Unsigned> {
     use crate::cases::{Delivery, EncryptedKey};
     let key_file = setup
@@ -1963,16 +2005,12 @@ fn sign_and_send(
     let hash = outbox.enqueue(&signed)?;
     // Signed and in the outbox: its draft is no longer one (a crash from here on must not
     // give it back as unsigned).
-    if let Some(file) = kept_file {
-        match std::fs::remove_file(file) {
-            Ok(()) => {
-                if let Ok(dir) = std::fs::File::open(imaging::partial::folder_of(file)) {
-                    let _ = dir.sync_all();
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("the signed draft's file was not removed: {e}"),
-        }
+    // Through the drafts' own queue, after any write of it still queued (a write landing
+    // after the removal would bring the file back).
+    if let Some((remover, file)) = kept_file
+        && !remover.remove_now(file, std::time::Duration::from_secs(5))
+    {
+        tracing::warn!("the signed draft's file was not removed in time");
     }
     let report = signed.report.clone();
     let amends = match &report.kind {
@@ -2497,11 +2535,15 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
             ui.label(&r.form.case_id)
                 .on_hover_text("The case opened from the worklist");
         } else {
-            ui.text_edit_singleline(&mut r.form.case_id);
+            // Fixed while a report is signed: the signing's case, and its draft's key, stay.
+            ui.add_enabled(
+                !r.signing(),
+                egui::TextEdit::singleline(&mut r.form.case_id),
+            );
         }
         ui.end_row();
         ui.label("User");
-        ui.text_edit_singleline(&mut r.form.user);
+        ui.add_enabled(!r.signing(), egui::TextEdit::singleline(&mut r.form.user));
         ui.end_row();
         ui.label("Name");
         ui.text_edit_singleline(&mut r.form.display_name);
@@ -2861,8 +2903,13 @@ mod tests {
         };
         let mut report = final_report("Nodule 14.2 mm.", "Follow up.");
         report.key_id = key.verifying_key().id().0;
-        let draft = dir.path().join("draft.json");
-        std::fs::write(&draft, b"{}").unwrap();
+        let mut r = keeping(&dir.path().join("drafts"));
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 14.2 mm.".into();
+        keep_now(&mut r);
+        let kept = r.kept_file_to_sign().expect("a kept draft");
+        let draft = kept.1.clone();
+        assert!(draft.exists());
         // A wrong passphrase: nothing signed, the draft stays.
         assert!(
             sign_and_send(
@@ -2871,7 +2918,7 @@ mod tests {
                 "http://127.0.0.1:9",
                 "rad1",
                 ("not it", ""),
-                Some(&draft),
+                Some(&kept),
             )
             .is_err()
         );
@@ -2883,7 +2930,7 @@ mod tests {
             "http://127.0.0.1:9",
             "rad1",
             ("a long passphrase", "password"),
-            Some(&draft),
+            Some(&kept),
         );
         assert!(
             matches!(
@@ -2916,6 +2963,93 @@ mod tests {
         let offers = r.kept_offers();
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].content.user, "rad1");
+    }
+
+    /// A signing that fails after its draft was left (another case opened meanwhile) leaves
+    /// that draft known: it comes back with its case.
+    #[test]
+    fn a_draft_whose_signing_failed_after_it_was_left_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 14 mm.".into();
+        keep_now(&mut r);
+        let _ = r.kept_file_to_sign();
+        let (tx, rx) = channel();
+        r.sign_job = Some(rx);
+        r.sign_generation = r.draft_generation;
+        r.start_case("C-2", None);
+        tx.send(Err(Unsigned::from("wrong passphrase".to_string())))
+            .unwrap();
+        r.poll(&egui::Context::default());
+        assert!(!r.signing());
+        r.start_case("C-1", Some("1.2.3"));
+        assert_eq!(r.draft.findings, "Nodule 14 mm.");
+    }
+
+    /// The report signed is the editors' draft whatever the Case field says by the time it
+    /// comes back: its text leaves the editors and is kept under no case.
+    #[test]
+    fn a_signed_draft_leaves_the_editors_even_if_the_case_field_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.study_uids = vec!["1.2.3".into()];
+        r.form.case_id = "C-1".into();
+        r.draft.findings = "Nodule 14.2 mm.".into();
+        r.draft.impression = "Follow up.".into();
+        keep_now(&mut r);
+        r.form.case_id = "C-2".into();
+        r.signed(
+            Signed {
+                report: final_report("Nodule 14.2 mm.", "Follow up."),
+                hash: "abc123".into(),
+                receipt: Err("away".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
+        assert!(r.draft.findings.is_empty());
+        keep_now(&mut r);
+        assert_eq!(kept_files(dir.path()), 0);
+    }
+
+    /// A draft stays its author's: another name in the User field (another radiologist
+    /// signing in) does not make it theirs; signing out puts it away (kept, the editors and
+    /// Case field emptied); given back to another radiologist it is a copy of theirs, their
+    /// file left as it was.
+    #[test]
+    fn a_draft_stays_its_authors() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.form.user = "rad1".into();
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "rad1's words.".into();
+        keep_now(&mut r);
+        r.put_away_draft();
+        assert!(r.draft.findings.is_empty() && r.form.case_id.is_empty());
+        r.form.user = "rad2".into();
+        r.start_case("C-1", Some("1.2.3"));
+        assert!(r.draft.findings.is_empty(), "given to another");
+        assert_eq!(r.kept_offers()[0].content.user, "rad1");
+        r.restore_offered();
+        assert_eq!(r.draft.findings, "rad1's words.");
+        r.draft.findings.push_str(" rad2's.");
+        keep_now(&mut r);
+        let (store, _) = DraftStore::open(dir.path());
+        let mut by: Vec<(String, String)> = store
+            .drafts_of(&DraftKey::Case("C-1".into()))
+            .iter()
+            .map(|d| (d.content.user.clone(), d.content.findings.clone()))
+            .collect();
+        by.sort();
+        assert_eq!(
+            by,
+            [
+                ("rad1".to_string(), "rad1's words.".to_string()),
+                ("rad2".to_string(), "rad1's words. rad2's.".to_string())
+            ]
+        );
     }
 
     /// A draft given back that was kept before its case's final report was signed (perhaps on

@@ -106,6 +106,7 @@ impl OverreadApp {
         self.worklist.opening = None;
         self.worklist.refreshing = None;
         self.report.disconnect_outbox();
+        self.report.put_away_draft();
         self.report.leave_worklist_case();
         self.report.forget_finals();
         self.worklist.message = "signed out".into();

@@ -323,7 +323,26 @@ pub struct DraftStore {
     dir: PathBuf,
     kept: HashMap<(DraftKey, u64), KeptDraft>,
     jobs: Sender<Job>,
-    failures: Receiver<String>,
+    /// Writes that failed: the file, and why.
+    failures: Receiver<(PathBuf, String)>,
+}
+
+/// Removes a draft's file through the store's own queue (after any write of it still
+/// queued), from another thread: the signing's.
+#[derive(Debug, Clone)]
+pub struct DraftRemover {
+    jobs: Sender<Job>,
+}
+
+impl DraftRemover {
+    /// Remove `path` and wait (at most `limit`) until it is gone. False when not done in
+    /// time.
+    pub fn remove_now(&self, path: &Path, limit: Duration) -> bool {
+        let (tx, rx) = channel();
+        self.jobs.send(Job::Remove(path.to_path_buf())).is_ok()
+            && self.jobs.send(Job::Flush(tx)).is_ok()
+            && rx.recv_timeout(limit).is_ok()
+    }
 }
 
 impl std::fmt::Debug for DraftStore {
@@ -457,9 +476,24 @@ impl DraftStore {
         }
     }
 
-    /// The last failure to write a draft, if any since asked.
-    pub fn failure(&self) -> Option<String> {
-        self.failures.try_iter().last()
+    /// The last failure to write a draft, if any since asked. A draft whose write failed is
+    /// forgotten here, so its next `keep` writes it again (this run does not count it as on
+    /// disk).
+    pub fn failure(&mut self) -> Option<String> {
+        let failed: Vec<(PathBuf, String)> = self.failures.try_iter().collect();
+        for (path, _) in &failed {
+            let dir = &self.dir;
+            self.kept
+                .retain(|(key, id), _| dir.join(key.file_name(*id)) != *path);
+        }
+        failed.into_iter().last().map(|(_, why)| why)
+    }
+
+    /// A handle that removes drafts' files in this store's order, from another thread.
+    pub fn remover(&self) -> DraftRemover {
+        DraftRemover {
+            jobs: self.jobs.clone(),
+        }
     }
 
     /// Wait (at most `limit`) until everything asked of the store is on disk. False when it
@@ -504,22 +538,27 @@ fn read_draft(path: &Path) -> Result<KeptDraft, String> {
 }
 
 /// The store's thread: each job in turn, the folder made owner-only on first write.
-fn write_jobs(dir: &Path, jobs: &Receiver<Job>, failed: &Sender<String>) {
+fn write_jobs(dir: &Path, jobs: &Receiver<Job>, failed: &Sender<(PathBuf, String)>) {
     for job in jobs {
-        let done = match job {
-            Job::Write { path, bytes } => write(dir, &path, &bytes),
+        match job {
+            Job::Write { path, bytes } => {
+                if let Err(e) = write(dir, &path, &bytes) {
+                    tracing::warn!("draft not written: {e}");
+                    let _ = failed.send((path, e.to_string()));
+                }
+            }
             Job::Remove(path) => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+                Ok(()) => {
+                    if let Ok(d) = std::fs::File::open(dir) {
+                        let _ = d.sync_all();
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("draft not removed: {e}"),
             },
             Job::Flush(done) => {
                 let _ = done.send(());
-                Ok(())
             }
-        };
-        if let Err(e) = done {
-            tracing::warn!("draft not written: {e}");
-            let _ = failed.send(e.to_string());
         }
     }
 }
@@ -645,6 +684,31 @@ mod tests {
             std::fs::metadata(file).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    /// A removal from another thread goes after any write of the file still queued: the
+    /// write cannot bring the file back. A write that failed is forgotten, so it is tried
+    /// again.
+    #[test]
+    fn a_removal_follows_the_queued_write_and_a_failed_write_is_not_counted_as_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = DraftStore::open(dir.path());
+        let key = DraftKey::Case("C-1".into());
+        for round in 0..20 {
+            store.keep(&key, round, content("C-1", "signed text"));
+            let path = store.path_of(&key, round);
+            assert!(store.remover().remove_now(&path, Duration::from_secs(10)));
+            assert!(!path.exists(), "round {round}");
+        }
+        // A folder that cannot be made (a file is in its place): the write fails, is said,
+        // and the draft is not counted as on disk.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, b"").unwrap();
+        let (mut store, _) = DraftStore::open(&blocked.join("drafts"));
+        store.keep(&key, 1, content("C-1", "x"));
+        assert!(store.flush(Duration::from_secs(10)));
+        assert!(store.failure().is_some());
+        assert!(store.get(&key, 1).is_none());
     }
 
     #[test]
