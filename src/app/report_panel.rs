@@ -265,10 +265,8 @@ pub struct ReportState {
     signing_kept: Option<(DraftKey, u64)>,
     /// The final report the draft given back last amended when it was kept.
     restored_amends: Option<Option<String>>,
-    /// When the draft was last compared with what is kept, and what it held then (nothing
-    /// is compared again until it changes).
+    /// When the draft was last written (at most every [`KEEP_EVERY`] unless asked now).
     last_keep: Option<std::time::Instant>,
-    last_compared: Option<DraftContent>,
 }
 
 impl std::fmt::Debug for ReportState {
@@ -350,7 +348,6 @@ impl ReportState {
             signing_kept: None,
             restored_amends: None,
             last_keep: None,
-            last_compared: None,
         }
     }
 
@@ -729,7 +726,7 @@ impl ReportState {
             amends: self.amending().map(|f| f.report_hash.clone()),
             findings: self.draft.findings.clone(),
             impression: self.draft.impression.clone(),
-            section: self.draft.section.map(Into::into),
+            section: self.draft.section,
             cursor: self.draft.cursor,
             linked: DraftContent::kept_linked(&self.linked),
             unsure: DraftContent::kept_unsure(&self.unsure),
@@ -760,33 +757,29 @@ impl ReportState {
         }
     }
 
-    /// Keep the draft on disk if it changed (compared at most every [`KEEP_EVERY`] unless
-    /// `now`), under its case, or its study while no case is named, in a file of its own
+    /// Keep the draft on disk if it differs from what is kept (written at most every
+    /// [`KEEP_EVERY`] unless `now`), under its case, or its study while no case is named, in a file of its own
     /// (its id's): it never writes over another draft. A draft emptied by hand is removed.
     /// The draft being signed is left to the signing (which removes its file once the report
-    /// is in the outbox). True when a comparison was put off: ask again in [`KEEP_EVERY`].
+    /// is in the outbox). True when a write was put off: ask again in [`KEEP_EVERY`].
     pub fn keep_draft(&mut self, now: bool) -> bool {
         if self.drafts.is_none()
             || (self.signing() && self.sign_generation == self.draft_generation)
         {
             return false;
         }
-        // A write that failed is tried again (the store forgets it; nothing counts as kept).
+        // A write that failed is tried again (the store forgets it: it is not kept).
         if let Some(why) = self.drafts.as_mut().and_then(DraftStore::failure) {
             self.message = format!("the draft could not be kept on disk: {why}");
-            self.last_compared = None;
         }
         let content = self.draft_content();
-        let changed = self.kept_generation != self.draft_generation
-            || self.last_compared.as_ref() != Some(&content);
-        if !now && !changed {
+        if self.settled(&content) {
             return false;
         }
         if !now && self.last_keep.is_some_and(|t| t.elapsed() < KEEP_EVERY) {
             return true;
         }
         self.last_keep = Some(std::time::Instant::now());
-        self.last_compared = Some(content.clone());
         self.own_draft();
         let key = DraftKey::of(&content.case_id, &content.study_uids);
         let id = self.draft_id;
@@ -814,6 +807,31 @@ impl ReportState {
             store.remove(&old, id);
         }
         false
+    }
+
+    /// Whether the store holds what the editors do, as this draft's (nothing to write or
+    /// remove): asked every frame, it reads the store as it is, whatever changed it (a write
+    /// that failed, a signing, another draft's removal).
+    fn settled(&self, content: &DraftContent) -> bool {
+        if self.kept_generation != self.draft_generation {
+            return content.is_empty();
+        }
+        match (
+            &self.kept_as,
+            DraftKey::of(&content.case_id, &content.study_uids),
+        ) {
+            (kept, _) if content.is_empty() => kept.is_none(),
+            (_, None) => true,
+            (Some(kept), Some(key)) => {
+                *kept == key
+                    && self
+                        .drafts
+                        .as_ref()
+                        .and_then(|s| s.get(&key, self.draft_id))
+                        .is_some_and(|d| d.content == *content)
+            }
+            (None, Some(_)) => false,
+        }
     }
 
     /// Drafts kept under the editors' key that are not the editors' own (nor the one being
@@ -848,7 +866,7 @@ impl ReportState {
         let mut draft = Draft::default();
         draft.findings.clone_from(&c.findings);
         draft.impression.clone_from(&c.impression);
-        draft.section = c.section.map(Into::into);
+        draft.section = c.section;
         if let Some(s) = draft.section
             && draft.text(s).is_char_boundary(c.cursor)
         {
@@ -884,12 +902,16 @@ impl ReportState {
         true
     }
 
+    /// The newest draft [`ReportState::kept_offers`] offers: its key and id.
+    fn offered(&self) -> Option<(DraftKey, u64)> {
+        let key = DraftKey::of(&self.form.case_id, &self.report_studies())?;
+        let id = self.kept_offers().first()?.id;
+        Some((key, id))
+    }
+
     /// Give back the newest draft [`ReportState::kept_offers`] offers.
     pub fn restore_offered(&mut self) {
-        let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies()) else {
-            return;
-        };
-        let Some(id) = self.kept_offers().first().map(|d| d.id) else {
+        let Some((key, id)) = self.offered() else {
             return;
         };
         if self.restore_kept(&key, id) {
@@ -899,10 +921,7 @@ impl ReportState {
 
     /// Delete the newest draft [`ReportState::kept_offers`] offers (the radiologist chose to).
     pub fn discard_offered(&mut self) {
-        let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies()) else {
-            return;
-        };
-        let Some(id) = self.kept_offers().first().map(|d| d.id) else {
+        let Some((key, id)) = self.offered() else {
             return;
         };
         if let Some(store) = self.drafts.as_mut() {
@@ -929,7 +948,6 @@ impl ReportState {
     /// was removed there: forgotten here too). Otherwise the draft is written again at its
     /// next comparison (whatever the signing did to its file).
     fn signing_ended(&mut self, in_outbox: bool) {
-        self.last_compared = None;
         let (Some((key, id)), Some(store)) = (self.signing_kept.take(), self.drafts.as_mut())
         else {
             return;
@@ -946,7 +964,6 @@ impl ReportState {
     /// A report of `case_id` is signed (in the outbox): no draft of the case is kept any more
     /// (they are superseded), but the one in the editors when they hold a newer draft.
     fn forget_kept(&mut self, case_id: &str, same_draft: bool) {
-        self.last_compared = None;
         let own =
             (!same_draft && self.kept_generation == self.draft_generation).then_some(self.draft_id);
         let Some(store) = self.drafts.as_mut() else {
@@ -2156,7 +2173,7 @@ type Offer = (u64, f64, &'static str, MeasurementSource);
 
 pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     // Kept on disk whether the panel shows or not (an edit just before it was closed); a
-    // comparison put off comes back in a second, input or not.
+    // write put off comes back in a second, input or not.
     if app.report.keep_draft(false) {
         ui.ctx().request_repaint_after(KEEP_EVERY);
     }
@@ -2723,6 +2740,17 @@ mod tests {
         })
     }
 
+    /// A panel keeping drafts in `dir`, `user` signing, case C-1 (study 1.2.3) opened from
+    /// the worklist and `findings` written and kept.
+    fn drafted(dir: &std::path::Path, user: &str, findings: &str) -> ReportState {
+        let mut r = keeping(dir);
+        r.form.user = user.into();
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = findings.into();
+        keep_now(&mut r);
+        r
+    }
+
     fn kept_files(dir: &std::path::Path) -> usize {
         std::fs::read_dir(dir).map_or(0, |d| d.count())
     }
@@ -2826,11 +2854,7 @@ mod tests {
     #[test]
     fn a_kept_draft_is_offered_never_written_over() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = keeping(dir.path());
-        r.start_case("C-1", Some("1.2.3"));
-        r.draft.findings = "First draft.".into();
-        keep_now(&mut r);
-        drop(r);
+        drop(drafted(dir.path(), "", "First draft."));
         let texts = |dir: &std::path::Path| {
             let (store, _) = DraftStore::open(dir);
             let mut t: Vec<String> = store
@@ -2950,12 +2974,7 @@ mod tests {
     #[test]
     fn another_radiologists_draft_is_offered_not_given() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = keeping(dir.path());
-        r.form.user = "rad1".into();
-        r.start_case("C-1", Some("1.2.3"));
-        r.draft.findings = "rad1's words.".into();
-        keep_now(&mut r);
-        drop(r);
+        drop(drafted(dir.path(), "rad1", "rad1's words."));
         let mut r = keeping(dir.path());
         r.form.user = "rad2".into();
         r.start_case("C-1", Some("1.2.3"));
@@ -2970,10 +2989,7 @@ mod tests {
     #[test]
     fn a_draft_whose_signing_failed_after_it_was_left_comes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = keeping(dir.path());
-        r.start_case("C-1", Some("1.2.3"));
-        r.draft.findings = "Nodule 14 mm.".into();
-        keep_now(&mut r);
+        let mut r = drafted(dir.path(), "", "Nodule 14 mm.");
         let _ = r.kept_file_to_sign();
         let (tx, rx) = channel();
         r.sign_job = Some(rx);
@@ -3021,11 +3037,21 @@ mod tests {
     #[test]
     fn a_draft_stays_its_authors() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = keeping(dir.path());
-        r.form.user = "rad1".into();
-        r.start_case("C-1", Some("1.2.3"));
-        r.draft.findings = "rad1's words.".into();
+        let mut r = drafted(dir.path(), "rad1", "rad1's words.");
+        // Another name typed in the User field (another radiologist about to sign in), the
+        // draft changed: still rad1's.
+        r.form.user = "rad2".into();
+        r.draft.findings.push_str(" More.");
         keep_now(&mut r);
+        let (store, _) = DraftStore::open(dir.path());
+        let kept = store.drafts_of(&DraftKey::Case("C-1".into()));
+        assert_eq!(
+            (
+                kept[0].content.user.as_str(),
+                kept[0].content.findings.as_str()
+            ),
+            ("rad1", "rad1's words. More.")
+        );
         r.put_away_draft();
         assert!(r.draft.findings.is_empty() && r.form.case_id.is_empty());
         r.form.user = "rad2".into();
@@ -3033,7 +3059,7 @@ mod tests {
         assert!(r.draft.findings.is_empty(), "given to another");
         assert_eq!(r.kept_offers()[0].content.user, "rad1");
         r.restore_offered();
-        assert_eq!(r.draft.findings, "rad1's words.");
+        assert_eq!(r.draft.findings, "rad1's words. More.");
         r.draft.findings.push_str(" rad2's.");
         keep_now(&mut r);
         let (store, _) = DraftStore::open(dir.path());
@@ -3046,8 +3072,11 @@ mod tests {
         assert_eq!(
             by,
             [
-                ("rad1".to_string(), "rad1's words.".to_string()),
-                ("rad2".to_string(), "rad1's words. rad2's.".to_string())
+                ("rad1".to_string(), "rad1's words. More.".to_string()),
+                (
+                    "rad2".to_string(),
+                    "rad1's words. More. rad2's.".to_string()
+                )
             ]
         );
     }
@@ -3057,10 +3086,7 @@ mod tests {
     #[test]
     fn a_draft_older_than_the_cases_final_is_said_to_be_an_addendum_now() {
         let dir = tempfile::tempdir().unwrap();
-        let mut r = keeping(dir.path());
-        r.start_case("C-1", Some("1.2.3"));
-        r.draft.findings = "Nodule 14 mm.".into();
-        keep_now(&mut r);
+        let mut r = drafted(dir.path(), "", "Nodule 14 mm.");
         r.start_case("C-2", None);
         r.start_case("C-1", Some("1.2.3"));
         assert_eq!(r.draft.findings, "Nodule 14 mm.");

@@ -61,8 +61,10 @@ pub struct UnsureWord {
     pub audio: Option<(usize, f64, f64)>,
 }
 
-/// The part of the report a check is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The part of the report a check is about (and a kept draft's place names: "findings",
+/// "impression").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Section {
     Findings,
     Impression,

@@ -89,43 +89,17 @@ pub fn new_id() -> u64 {
     rand_core::RngCore::next_u64(&mut rand_core::OsRng)
 }
 
-/// A section as the file names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeptSection {
-    Findings,
-    Impression,
-}
-
-impl From<Section> for KeptSection {
-    fn from(s: Section) -> KeptSection {
-        match s {
-            Section::Findings => KeptSection::Findings,
-            Section::Impression => KeptSection::Impression,
-        }
-    }
-}
-
-impl From<KeptSection> for Section {
-    fn from(s: KeptSection) -> Section {
-        match s {
-            KeptSection::Findings => Section::Findings,
-            KeptSection::Impression => Section::Impression,
-        }
-    }
-}
-
 /// A place in the text: a section and a byte range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeptPlace {
-    pub section: KeptSection,
+    pub section: Section,
     pub start: usize,
     pub end: usize,
 }
 
 fn kept_place(p: &Option<(Section, std::ops::Range<usize>)>) -> Option<KeptPlace> {
     p.as_ref().map(|(s, r)| KeptPlace {
-        section: (*s).into(),
+        section: *s,
         start: r.start,
         end: r.end,
     })
@@ -139,11 +113,11 @@ fn place_in(
 ) -> Option<(Section, std::ops::Range<usize>)> {
     let p = p.as_ref()?;
     let text = match p.section {
-        KeptSection::Findings => findings,
-        KeptSection::Impression => impression,
+        Section::Findings => findings,
+        Section::Impression => impression,
     };
     (p.start <= p.end && text.is_char_boundary(p.start) && text.is_char_boundary(p.end))
-        .then(|| (p.section.into(), p.start..p.end))
+        .then_some((p.section, p.start..p.end))
 }
 
 /// A linked measurement as kept.
@@ -188,7 +162,7 @@ pub struct DraftContent {
     pub amends: Option<String>,
     pub findings: String,
     pub impression: String,
-    pub section: Option<KeptSection>,
+    pub section: Option<Section>,
     pub cursor: usize,
     pub linked: Vec<KeptMeasurement>,
     pub unsure: Vec<KeptWord>,
@@ -595,7 +569,7 @@ mod tests {
             amends: None,
             findings: findings.into(),
             impression: "Follow up.".into(),
-            section: Some(KeptSection::Impression),
+            section: Some(Section::Impression),
             cursor: 3,
             linked: DraftContent::kept_linked(&[LinkedMeasurement {
                 id: "#1".into(),
@@ -770,12 +744,12 @@ mod tests {
         let mut c = content("C-1", "Nodule ≥ 14 mm.");
         // "≥" is three bytes from 7: 8 is inside it.
         c.linked[0].place = Some(KeptPlace {
-            section: KeptSection::Findings,
+            section: Section::Findings,
             start: 8,
             end: 9,
         });
         c.unsure[0].at = Some(KeptPlace {
-            section: KeptSection::Impression,
+            section: Section::Impression,
             start: 0,
             end: 400,
         });

@@ -175,17 +175,18 @@ fn ellipse_stats(
     let (c, a, b) = (DVec3::from(c), DVec3::from(a), DVec3::from(b));
     let (ra, rb) = (a.length(), b.length());
     let area_mm2 = std::f64::consts::PI * ra * rb;
-    let empty = Value::Region {
+    // No statistics: none of the region's `without_data` samples had any.
+    let empty = |without_data| Value::Region {
         area_mm2,
         mean: f64::NAN,
         sd: f64::NAN,
         min: f64::NAN,
         max: f64::NAN,
         samples: 0,
-        without_data: 0,
+        without_data,
     };
     if ra <= 0.0 || rb <= 0.0 {
-        return empty;
+        return empty(0);
     }
     let (ua, ub) = (a / ra, b / rb);
     // The volume's extent along each axis of the ellipse, from its centre: no sample beyond it
@@ -249,20 +250,8 @@ fn ellipse_stats(
             usize::try_from(hi - lo + 1).unwrap_or(0)
         })
         .sum();
-    let empty = match empty {
-        Value::Region { .. } if inside_total > 0 => Value::Region {
-            area_mm2,
-            mean: f64::NAN,
-            sd: f64::NAN,
-            min: f64::NAN,
-            max: f64::NAN,
-            samples: 0,
-            without_data: inside_total,
-        },
-        other => other,
-    };
     if x1 <= x0 || y1 <= y0 {
-        return empty;
+        return empty(inside_total);
     }
     let (w, h) = (x1 - x0, y1 - y0);
     // Pixel (x', y') of this view is grid sample (x0 + x', y0 + y').
@@ -281,7 +270,7 @@ fn ellipse_stats(
         interpolation: Interpolation::Nearest,
     };
     let Ok(r) = cpu::resample(info, voxels, &view) else {
-        return empty;
+        return empty(inside_total);
     };
     let mut values = Vec::new();
     for y in y0..y1 {
@@ -296,7 +285,7 @@ fn ellipse_stats(
         }
     }
     if values.is_empty() {
-        return empty;
+        return empty(inside_total);
     }
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;

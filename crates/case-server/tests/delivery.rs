@@ -56,6 +56,24 @@ async fn wait_for(
 }
 
 async fn signed_final(s: &Server, rad: &str, case: &str, key: &SigningKey) -> String {
+    signed_report(s, rad, case, key, ReportKind::Final, |report| {
+        report.findings =
+            "A 14.2 mm solid nodule in the right lower lobe, unchanged. No effusion. ".repeat(12);
+        report.impression = "Indeterminate right lower lobe nodule; CT in 3 months.".into();
+    })
+    .await
+}
+
+/// A report of `kind` by `rad` on `case`'s study, `write` filling its text, signed and
+/// received: its hash.
+async fn signed_report(
+    s: &Server,
+    rad: &str,
+    case: &str,
+    key: &SigningKey,
+    kind: ReportKind,
+    write: impl FnOnce(&mut case_protocol::Report),
+) -> String {
     let token = s.login(rad).await;
     let study: String =
         sqlx::query_scalar("SELECT MIN(study_uid) FROM instances WHERE case_id = $1")
@@ -63,11 +81,9 @@ async fn signed_final(s: &Server, rad: &str, case: &str, key: &SigningKey) -> St
             .fetch_one(&s.db.pool)
             .await
             .unwrap();
-    let mut report = report(s, case, rad, key, ReportKind::Final);
+    let mut report = report(s, case, rad, key, kind);
     report.study_instance_uids = vec![study];
-    report.findings =
-        "A 14.2 mm solid nodule in the right lower lobe, unchanged. No effusion. ".repeat(12);
-    report.impression = "Indeterminate right lower lobe nodule; CT in 3 months.".into();
+    write(&mut report);
     let signed = sign_report(report, key).unwrap();
     let r = s
         .post(
@@ -491,37 +507,17 @@ async fn an_addendum_waits_until_the_report_it_amends_is_sent() {
     let rad1 = s.login("rad1").await;
     let key = register_key(&s, &rad1).await;
     let final_hash = signed_final(&s, "rad1", &case, &key).await;
-    let study: String =
-        sqlx::query_scalar("SELECT MIN(study_uid) FROM instances WHERE case_id = $1")
-            .bind(&case)
-            .fetch_one(&s.db.pool)
-            .await
-            .unwrap();
-    let mut addendum = report(
+    let addendum_hash = signed_report(
         &s,
-        &case,
         "rad1",
+        &case,
         &key,
         ReportKind::Addendum {
             amends: final_hash.clone(),
         },
-    );
-    addendum.study_instance_uids = vec![study];
-    addendum.findings = "The nodule measures 15 mm on the coronal images.".into();
-    let signed = sign_report(addendum, &key).unwrap();
-    let r = s
-        .post(
-            &rad1,
-            &format!("/cases/{case}/reports"),
-            &serde_json::to_value(&signed).unwrap(),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let addendum_hash = r
-        .json::<case_protocol::Receipt>()
-        .await
-        .unwrap()
-        .report_hash;
+        |r| r.findings = "The nodule measures 15 mm on the coronal images.".into(),
+    )
+    .await;
 
     let transport = std::sync::Arc::new(Switchable::default());
     transport
