@@ -572,3 +572,49 @@ fn dcm2niix_mosaic_in_nine_transfer_syntaxes() {
         assert_eq!(matches.len(), 1);
     }
 }
+
+/// A mosaic without Spacing Between Slices (0018,0088) is placed by the slice centres its
+/// protocol prescribed (CSA Series Header, `sSliceArray`): still dcm2niix's positions within
+/// 0.01 mm. These EPI slices are 3 mm thick, 3.6 mm apart: stepping by Slice Thickness (as
+/// dcm2niix does without the attribute) would place the last of 36 slices 21 mm off. Without
+/// the protocol too, the mosaic is shown as stored, not unpacked with a guessed step.
+#[test]
+fn a_mosaic_without_spacing_between_slices_is_placed_by_its_protocol() {
+    let Some(root) = shared_dicom() else { return };
+    let base = root.join("mr/siemens_mosaic_orientation");
+    let dir = crate::support::tempdir();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(base.join("dicom/ax/axdesc36")).unwrap() {
+        let from = entry.unwrap().path();
+        let to = dir.path().join(from.file_name().unwrap());
+        let mut obj = dicom_object::open_file(&from).unwrap();
+        assert!(
+            obj.element(dicom_dictionary_std::tags::SLICE_THICKNESS)
+                .is_ok()
+        );
+        obj.remove_element(dicom_dictionary_std::tags::SPACING_BETWEEN_SLICES);
+        obj.write_to_file(&to).unwrap();
+        files.push(to);
+    }
+    let matches = check_case(
+        dir.path(),
+        &base.join("ref_upstream_dcm2niix/ax_desc_36sl_10.nii.gz"),
+        0.01,
+    );
+    assert_eq!(matches.len(), 2, "both volumes of the series: {matches:?}");
+
+    for file in &files {
+        let mut obj = dicom_object::open_file(file).unwrap();
+        assert!(obj.remove_element(dicom_core::Tag(0x0029, 0x1020)));
+        obj.write_to_file(file).unwrap();
+    }
+    let report = imaging::scan(&[dir.path().to_path_buf()]);
+    let patients = imaging::group(&report.instances);
+    let stacks: Vec<&Stack> = patients.iter().flat_map(|p| p.stacks()).collect();
+    assert!(!stacks.is_empty());
+    for stack in stacks {
+        assert!(stack.unpacked_mosaic_failed);
+        assert_eq!(stack.geometry.dims[2], 1, "shown as stored");
+        assert!(!stack.geometry.trusted);
+    }
+}

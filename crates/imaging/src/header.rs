@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::ImagingError;
 use super::identity::Phi;
-use super::mosaic::{MAX_MOSAIC_IMAGES, MosaicLayout, csa_values};
+use super::mosaic::{MAX_MOSAIC_IMAGES, MosaicLayout, csa_values, phoenix_slice_spacing};
 
 /// Media Storage SOP Class UID of a DICOMDIR (Media Storage Directory Storage).
 pub const MEDIA_STORAGE_DIRECTORY_STORAGE: &str = "1.2.840.10008.1.3.10";
@@ -543,6 +543,8 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
 
 /// Siemens CSA Image Header Info (0029,1010), private to "SIEMENS CSA HEADER".
 const SIEMENS_CSA_IMAGE_HEADER: Tag = Tag(0x0029, 0x1010);
+/// Siemens CSA Series Header Info (0029,1020): holds the "Phoenix" protocol.
+const SIEMENS_CSA_SERIES_HEADER: Tag = Tag(0x0029, 0x1020);
 
 /// One frame header per mosaic tile, placed as `mosaic` describes (see that module).
 fn unpack_mosaic(
@@ -581,10 +583,15 @@ fn unpack_mosaic(
         Some(n) if n.len() == 3 && n.iter().all(|v| v.is_finite()) => [n[0], n[1], n[2]],
         _ => return None,
     };
+    // Spacing Between Slices, else the protocol's slice centres; never Slice Thickness (a
+    // gap between slices would go unseen): without either, shown as stored.
     let dz = float(obj, tags::SPACING_BETWEEN_SLICES)
         .map(f64::abs)
         .filter(|d| *d > 0.0)
-        .or(classic.slice_thickness_mm.filter(|d| *d > 0.0))?;
+        .or_else(|| {
+            let series = obj.get(SIEMENS_CSA_SERIES_HEADER)?.to_bytes().ok()?;
+            phoenix_slice_spacing(&series, images)
+        })?;
     let shift_c = column_spacing * f64::from(columns - layout.tile_columns) / 2.0;
     let shift_r = row_spacing * f64::from(rows - layout.tile_rows) / 2.0;
     let p0: [f64; 3] = std::array::from_fn(|a| ipp[a] + x[a] * shift_c + y[a] * shift_r);

@@ -13,6 +13,13 @@
 //!
 //! `N` comes from the CSA Image Header (0029,1010) because tiles may be stored head-to-foot or
 //! foot-to-head: it points the way slice numbers increase, which `X × Y` does not say.
+//!
+//! `Δz` is Spacing Between Slices (0018,0088). Without it, the slices' centres that the
+//! protocol prescribed (the "Phoenix" protocol in the CSA Series Header (0029,1020),
+//! `sSliceArray.asSlice[i].sPosition`) give it. Slice Thickness does not: EPI is usually
+//! acquired with a gap (a distance factor of 10-20%), so stepping by the thickness would place
+//! every slice but the first too close (dcm2niix does step by it). With neither, the mosaic is
+//! not unpacked.
 
 use serde::Serialize;
 
@@ -109,6 +116,57 @@ pub fn csa_values(csa: &[u8], name: &str) -> Option<Vec<String>> {
     None
 }
 
+/// The step between a mosaic's slice centres as the protocol prescribed them: the Phoenix
+/// protocol's `sSliceArray.asSlice[i].sPosition.{dSag,dCor,dTra}` (a component left out is 0),
+/// in the ASCII block (`### ASCCONV BEGIN` .. `### ASCCONV END`) that Siemens writes into the
+/// CSA Series Header. `None` unless it lists exactly `images` slices, evenly spaced (within
+/// 1% of their mean step, which must be positive): anything else is no spacing to trust.
+pub fn phoenix_slice_spacing(csa_series: &[u8], images: u32) -> Option<f64> {
+    let text = String::from_utf8_lossy(csa_series);
+    let begin = text.find("### ASCCONV BEGIN")?;
+    let body = &text[begin..];
+    let body = &body[..body.find("### ASCCONV END")?];
+    let n = usize::try_from(images).ok()?;
+    let mut centres = vec![[0.0f64; 3]; n];
+    let mut listed = vec![false; n];
+    for line in body.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let Some(rest) = key.trim().strip_prefix("sSliceArray.asSlice[") else {
+            continue;
+        };
+        let Some((index, field)) = rest.split_once("].sPosition.") else {
+            continue;
+        };
+        let axis = match field {
+            "dSag" => 0,
+            "dCor" => 1,
+            "dTra" => 2,
+            _ => continue,
+        };
+        // An index past the mosaic's slices: the protocol is of another volume.
+        let index: usize = index.parse().ok()?;
+        let value: f64 = value.split_whitespace().next()?.parse().ok()?;
+        if index >= n || !value.is_finite() {
+            return None;
+        }
+        centres[index][axis] = value;
+        listed[index] = true;
+    }
+    if n < 2 || listed.iter().any(|l| !l) {
+        return None;
+    }
+    let distance = |a: [f64; 3], b: [f64; 3]| {
+        ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
+    };
+    let mean = distance(centres[0], centres[n - 1]) / (n - 1) as f64;
+    let even = centres
+        .windows(2)
+        .all(|w| (distance(w[0], w[1]) - mean).abs() <= 0.01 * mean);
+    (mean > 0.0 && even).then_some(mean)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +218,51 @@ mod tests {
             csa_values(b"garbage garbage garbage", "SliceNormalVector"),
             None
         );
+    }
+
+    fn phoenix(slices: &[[f64; 3]]) -> Vec<u8> {
+        let mut text = String::from(
+            "<XProtocol> junk\n### ASCCONV BEGIN object=MrProtDataImpl@MrProtocolData ###\nulVersion\t = 0x14b44b6\n",
+        );
+        for (i, p) in slices.iter().enumerate() {
+            for (axis, v) in ["dSag", "dCor", "dTra"].iter().zip(p) {
+                // Siemens leaves out a component that is 0.
+                if *v != 0.0 {
+                    text += &format!("sSliceArray.asSlice[{i}].sPosition.{axis}\t = {v}\n");
+                }
+            }
+            text += &format!("sSliceArray.asSlice[{i}].dThickness\t = 3\n");
+        }
+        text += "sSliceArray.lSize\t = 3\n### ASCCONV END ###\n";
+        text.into_bytes()
+    }
+
+    #[test]
+    fn phoenix_spacing_is_the_step_between_prescribed_centres() {
+        // Three oblique slices 3.6 mm apart (3 mm thick, 20% gap), the first at dSag 0.
+        let step = [0.0, 0.6437, 3.542];
+        let len: f64 = step[1] * step[1] + step[2] * step[2];
+        let at = |i: f64| [0.0, -52.0 + i * step[1], -72.0 + i * step[2]];
+        let csa = phoenix(&[at(0.0), at(1.0), at(2.0)]);
+        let spacing = phoenix_slice_spacing(&csa, 3).unwrap();
+        assert!((spacing - len.sqrt()).abs() < 1e-9, "{spacing}");
+        assert!((spacing - 3.6).abs() < 1e-3, "{spacing}");
+        // Another number of slices than the mosaic holds, uneven steps, every slice at one
+        // place, no end to the ASCCONV block: no spacing.
+        assert_eq!(phoenix_slice_spacing(&csa, 2), None);
+        assert_eq!(phoenix_slice_spacing(&csa, 4), None);
+        assert_eq!(
+            phoenix_slice_spacing(&phoenix(&[at(0.0), at(1.0), at(2.5)]), 3),
+            None
+        );
+        assert_eq!(
+            phoenix_slice_spacing(&phoenix(&[at(0.0), at(0.0), at(0.0)]), 3),
+            None
+        );
+        let text = String::from_utf8(csa).unwrap();
+        let cut = text.replace("### ASCCONV END ###", "");
+        assert_eq!(phoenix_slice_spacing(cut.as_bytes(), 3), None);
+        assert_eq!(phoenix_slice_spacing(b"garbage", 3), None);
     }
 
     #[test]
