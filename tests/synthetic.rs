@@ -390,3 +390,114 @@ fn two_series_of_one_seed_share_the_study_and_frame_but_no_instance() {
     slices.sort();
     assert_eq!(slices, [6, 12]);
 }
+
+/// A radiograph may carry a Modality LUT (0028,3000) instead of Rescale Slope and Intercept
+/// (PS3.3 C.11.1): every voxel then holds the table's value for its stored value, the first
+/// entry below the first value mapped and the last past the table's end (C.11.1.1.1), computed
+/// here from the file's stored values and the table as the standard says. Unsigned and signed
+/// stored values (the first value mapped then read as signed from its US descriptor, and table
+/// values above 32767 kept exact in a signed volume); a rescale left beside the table is not
+/// applied, as pydicom's `apply_modality_lut` has it.
+#[test]
+fn a_modality_lut_gives_every_voxel_its_value() {
+    use dicom_core::{DataElement, PrimitiveValue, VR, value::DataSetSequence};
+    use dicom_dictionary_std::tags;
+    use dicom_object::InMemDicomObject;
+
+    // Stored values of the phantom: air 24, soft tissue 1069, bone 1324.
+    const ENTRIES: usize = 600;
+    let table: Vec<u16> = (0..ENTRIES).map(|n| 40_000 - 17 * n as u16).collect();
+    for (signed, first_mapped) in [(false, 500i32), (true, -900)] {
+        let dir = tempdir();
+        let spec = PhantomSpec {
+            columns: 48,
+            rows: 48,
+            pixel_mm: 8.0,
+            slices: 4,
+            noise_hu: 0.0,
+            ..PhantomSpec::default()
+        };
+        write_series(&spec, dir.path()).unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let mut obj = dicom_object::open_file(&path).unwrap();
+            if signed {
+                // 11 stored bits in two's complement: air stays 24, soft tissue and bone
+                // turn negative (-979, -724).
+                obj.put(DataElement::new(
+                    tags::PIXEL_REPRESENTATION,
+                    VR::US,
+                    PrimitiveValue::from(1u16),
+                ));
+                obj.put(DataElement::new(
+                    tags::BITS_STORED,
+                    VR::US,
+                    PrimitiveValue::from(11u16),
+                ));
+                obj.put(DataElement::new(
+                    tags::HIGH_BIT,
+                    VR::US,
+                    PrimitiveValue::from(10u16),
+                ));
+                obj.put(DataElement::new(
+                    tags::RESCALE_SLOPE,
+                    VR::DS,
+                    PrimitiveValue::from("2"),
+                ));
+            } else {
+                obj.remove_element(tags::RESCALE_SLOPE);
+                obj.remove_element(tags::RESCALE_INTERCEPT);
+                obj.remove_element(tags::RESCALE_TYPE);
+            }
+            let descriptor = [ENTRIES as u16, first_mapped as u16, 16];
+            let item = InMemDicomObject::from_element_iter([
+                DataElement::new(
+                    tags::LUT_DESCRIPTOR,
+                    VR::US,
+                    PrimitiveValue::U16(descriptor.into_iter().collect()),
+                ),
+                DataElement::new(tags::MODALITY_LUT_TYPE, VR::LO, PrimitiveValue::from("OD")),
+                DataElement::new(
+                    tags::LUT_DATA,
+                    VR::US,
+                    PrimitiveValue::U16(table.iter().copied().collect()),
+                ),
+            ]);
+            obj.put(DataElement::new(
+                tags::MODALITY_LUT_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![item]),
+            ));
+            obj.write_to_file(&path).unwrap();
+        }
+        let patients = scan_group(dir.path());
+        let stack = patients[0].stacks().next().unwrap();
+        let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+        assert!(volume.failed_slices.is_empty());
+        assert_eq!(volume.voxels.is_signed(), signed);
+        let (mut below, mut inside, mut past) = (0, 0, 0);
+        for (k, slice) in stack.slices.iter().enumerate() {
+            let stored = imaging::decode::decode_frame_values(&slice.path, slice.frame).unwrap();
+            let rescale = volume.rescale.for_slice(k);
+            for j in 0..48 {
+                for i in 0..48 {
+                    let s = stored.values[j * 48 + i];
+                    let n = s - first_mapped;
+                    let expected = table[n.clamp(0, ENTRIES as i32 - 1) as usize];
+                    match n {
+                        ..0 => below += 1,
+                        n if n >= ENTRIES as i32 => past += 1,
+                        _ => inside += 1,
+                    }
+                    let value = rescale.apply(f64::from(volume.voxels.get(i, j, k).unwrap()));
+                    assert_eq!(value, f64::from(expected), "stored {s} at {i},{j},{k}");
+                }
+            }
+        }
+        // Each rule was met.
+        assert!(
+            below > 0 && inside > 0 && past > 0,
+            "{below} {inside} {past}"
+        );
+    }
+}

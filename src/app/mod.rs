@@ -32,7 +32,7 @@ use crate::viewer::Viewport;
 use crate::viewer::bindings::{Action, default_bindings};
 use crate::viewer::measure::{Measurement, Shape, Value};
 use imaging::decode::SlicePixels;
-use imaging::{self, Patient, RescalePolicy, Stack, Volume};
+use imaging::{self, Patient, Stack, Volume};
 
 /// Open the workstation window on `paths` (files, folders, DICOMDIRs); blocks until it closes.
 pub fn run(paths: Vec<PathBuf>) -> Result<(), eframe::Error> {
@@ -766,7 +766,7 @@ impl OverreadApp {
     fn load(&mut self, stack: Stack, ctx: &egui::Context) -> Option<Open> {
         let id = stack.id.clone();
         self.opened.push((stack.id.clone(), stack.slices.len()));
-        let rescale = stack_rescale(&stack);
+        let rescale = imaging::decode::rescale_policy(&stack);
         let info = match VolumeInfo::from_parts(
             &stack.geometry,
             &rescale,
@@ -1841,15 +1841,6 @@ fn retrieve_urls(
         folders.push(folder);
     }
     Ok((out, folders))
-}
-
-fn stack_rescale(stack: &Stack) -> RescalePolicy {
-    let all: Vec<_> = stack.slices.iter().map(|s| s.rescale).collect();
-    match all.first() {
-        Some(first) if all.iter().all(|r| r == first) => RescalePolicy::Uniform(*first),
-        Some(_) => RescalePolicy::PerSlice(all),
-        None => RescalePolicy::Uniform(imaging::Rescale::IDENTITY),
-    }
 }
 
 fn is_ct(patients: &[Patient], stack: &Stack) -> bool {

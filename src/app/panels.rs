@@ -1137,6 +1137,7 @@ mod tests {
             instance_number: instance,
             position_mm: [0.0; 3],
             rescale: imaging::header::Rescale::IDENTITY,
+            modality_lut: None,
             window: None,
             voi_lut: None,
             transfer_syntax_uid: String::new(),

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use super::ImagingError;
 use super::geometry::VolumeGeometry;
-use super::header::{Rescale, Window};
+use super::header::{ModalityLut, Rescale, Window};
 use super::series::{PixelFormat, Stack};
 
 /// The voxels of a volume, `[k][j][i]`: grey stored values, two bytes each, or colour.
@@ -211,6 +211,35 @@ pub fn arrival_order(n: usize) -> Vec<usize> {
     order
 }
 
+/// How the volume `load_stack` makes of `stack` maps what it holds to modality values, known
+/// before any slice is decoded (a progressive display needs it from the first slice): each
+/// slice's rescale, or for a slice with a Modality LUT, whose values the volume holds already
+/// (`Sample::through_lut`), the identity (less [`LUT_OFFSET_IN_I16`] in a signed volume, so
+/// added back). Colour has none.
+pub fn rescale_policy(stack: &Stack) -> RescalePolicy {
+    let rescales: Vec<Rescale> = if stack.format.is_colour() {
+        vec![Rescale::IDENTITY]
+    } else {
+        stack
+            .slices
+            .iter()
+            .map(|s| match (&s.modality_lut, stack.format.signed) {
+                (None, _) => s.rescale,
+                (Some(_), true) => Rescale {
+                    slope: 1.0,
+                    intercept: f64::from(LUT_OFFSET_IN_I16),
+                },
+                (Some(_), false) => Rescale::IDENTITY,
+            })
+            .collect()
+    };
+    if rescales.windows(2).all(|w| w[0] == w[1]) {
+        RescalePolicy::Uniform(rescales.first().copied().unwrap_or(Rescale::IDENTITY))
+    } else {
+        RescalePolicy::PerSlice(rescales)
+    }
+}
+
 /// Decode every slice of `stack` into one volume. `on_slice` is called from worker threads
 /// as each slice lands (progress and early display).
 pub fn load_stack(
@@ -239,16 +268,7 @@ pub fn load_stack(
         (Voxels::U16(a), failed)
     };
 
-    let rescales: Vec<Rescale> = if voxels.is_colour() {
-        vec![Rescale::IDENTITY]
-    } else {
-        stack.slices.iter().map(|s| s.rescale).collect()
-    };
-    let rescale = if rescales.windows(2).all(|w| w[0] == w[1]) {
-        RescalePolicy::Uniform(rescales.first().copied().unwrap_or(Rescale::IDENTITY))
-    } else {
-        RescalePolicy::PerSlice(rescales)
-    };
+    let rescale = rescale_policy(stack);
     let first_slice_secs = first_slice_at.lock().ok().and_then(|g| *g).unwrap_or(0.0);
     Ok(Volume {
         geometry: stack.geometry.clone(),
@@ -331,12 +351,20 @@ fn check_pixel_format(f: &PixelFormat, mosaic: bool, path: PathBuf) -> Result<()
 /// Colour models a colour volume is read from (PS3.3 C.7.6.3.1.2); all become RGB.
 const COLOUR_PHOTOMETRICS: [&str; 5] = ["RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"];
 
+/// A Modality LUT's values are unsigned 16-bit; a volume of signed stored values holds them
+/// less this, and its rescale adds it back (exact: slope 1).
+const LUT_OFFSET_IN_I16: i32 = 32_768;
+
 /// A sample type a slot can hold.
 trait Sample: bytemuck::Pod + Send + Sync + 'static {
     fn from_stored(raw: u16, bits_stored: u16, signed: bool) -> Self;
     /// The 16 stored bits as read.
     fn raw(self) -> u16;
     fn event(slice: &[Self]) -> SlicePixels<'_>;
+    /// The value a slot holds for a stored value whose Modality LUT gives it a modality value:
+    /// that value, less [`LUT_OFFSET_IN_I16`] in a signed volume (which reads it back through
+    /// its rescale). Colour has no Modality LUT.
+    fn through_lut(self, lut: &ModalityLut) -> Self;
     /// Decode frame `frame` of `obj` into `slot`.
     fn decode_frame(
         obj: &DefaultDicomObject,
@@ -359,6 +387,9 @@ impl Sample for [u8; 3] {
     }
     fn event(slice: &[Self]) -> SlicePixels<'_> {
         SlicePixels::Rgb(slice)
+    }
+    fn through_lut(self, _lut: &ModalityLut) -> Self {
+        self
     }
     fn decode_frame(
         obj: &DefaultDicomObject,
@@ -385,6 +416,9 @@ impl Sample for u16 {
     fn event(slice: &[Self]) -> SlicePixels<'_> {
         SlicePixels::U16(slice)
     }
+    fn through_lut(self, lut: &ModalityLut) -> Self {
+        lut.map(i32::from(self))
+    }
 }
 
 impl Sample for i16 {
@@ -402,6 +436,9 @@ impl Sample for i16 {
     }
     fn event(slice: &[Self]) -> SlicePixels<'_> {
         SlicePixels::I16(slice)
+    }
+    fn through_lut(self, lut: &ModalityLut) -> Self {
+        (i32::from(lut.map(i32::from(self))) - LUT_OFFSET_IN_I16) as i16
     }
 }
 
@@ -498,8 +535,15 @@ fn fill<T: Sample>(
             .is_some_and(|c| c.load(Ordering::Relaxed))
     };
 
-    // A slice is in its slot: count it, note the first, tell the caller.
-    let landed = |k: usize, slot: &[T]| {
+    // A slice is in its slot: its modality values put in for stored ones where a Modality
+    // LUT gives them (so that what the caller is told is what the volume will hold), then
+    // counted, the first noted, the caller told.
+    let landed = |k: usize, slot: &mut [T]| {
+        if !format.is_colour()
+            && let Some(lut) = stack.slices.get(k).and_then(|s| s.modality_lut.as_deref())
+        {
+            slot.iter_mut().for_each(|v| *v = v.through_lut(lut));
+        }
         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Ok(mut first) = first_slice_at.lock() {
             first.get_or_insert_with(|| started.elapsed().as_secs_f64());

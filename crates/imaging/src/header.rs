@@ -80,6 +80,30 @@ pub struct VoiLutTable {
     pub explanation: Option<String>,
 }
 
+/// The Modality LUT (Modality LUT Sequence (0028,3000), PS3.3 C.11.1), which some
+/// radiographs (CR, XA, MG) carry instead of Rescale Slope and Intercept: stored value
+/// `first_mapped + n` has the modality value of entry `n` (optical density, say); stored values
+/// below the first mapped take the first entry, those past the last the last (C.11.1.1.1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModalityLut {
+    /// LUT Descriptor (0028,3002) value 2, signed as the stored values are.
+    pub first_mapped: i32,
+    /// LUT Data (0028,3006): the modality values, unsigned, of at most 16 bits.
+    #[serde(skip)]
+    pub data: Vec<u16>,
+    /// Modality LUT Type (0028,3004): what the values are ("OD", "US", ...).
+    pub lut_type: Option<String>,
+}
+
+impl ModalityLut {
+    /// The modality value of stored value `stored`.
+    pub fn map(&self, stored: i32) -> u16 {
+        let last = self.data.len().saturating_sub(1);
+        let n = (i64::from(stored) - i64::from(self.first_mapped)).clamp(0, last as i64);
+        self.data.get(n as usize).copied().unwrap_or(0)
+    }
+}
+
 /// Identity of the patient, study and series an instance belongs to.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Provenance {
@@ -130,6 +154,10 @@ pub struct FrameHeader {
     /// Rescale Slope/Intercept (0028,1053)/(0028,1052) or the Pixel Value Transformation
     /// functional group (0028,9145).
     pub rescale: Rescale,
+    /// Modality LUT Sequence (0028,3000): the modality values of a radiograph that carries a
+    /// table instead of a rescale (`rescale` is then the identity, never used with it).
+    #[serde(skip)]
+    pub modality_lut: Option<std::sync::Arc<ModalityLut>>,
     /// First Window Center/Width pair, or the Frame VOI LUT functional group (0028,9132).
     pub window: Option<Window>,
     /// First VOI LUT of VOI LUT Sequence (0028,3010).
@@ -516,6 +544,8 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
     let pixel_spacing = floats_n::<2>(obj, tags::PIXEL_SPACING);
     let imager_spacing = floats_n::<2>(obj, tags::IMAGER_PIXEL_SPACING)
         .filter(|s| s.iter().all(|v| v.is_finite() && *v > 0.0));
+    let signed_pixels = int(obj, tags::PIXEL_REPRESENTATION) == Some(1);
+    let modality_lut = modality_lut_of(obj, signed_pixels).map(std::sync::Arc::new);
     FrameHeader {
         frame_index: 0,
         image_position_patient: floats_n::<3>(obj, tags::IMAGE_POSITION_PATIENT),
@@ -523,14 +553,20 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         pixel_spacing_mm: pixel_spacing.or(imager_spacing),
         spacing_at_detector: at_detector(obj, pixel_spacing, imager_spacing),
         slice_thickness_mm: float(obj, tags::SLICE_THICKNESS),
-        rescale: rescale_of(obj).unwrap_or(Rescale::IDENTITY),
+        // A Modality LUT wins over a rescale the file should not carry beside it (as
+        // pydicom's apply_modality_lut has it); its values are never negative.
+        rescale: match &modality_lut {
+            Some(_) => Rescale::IDENTITY,
+            None => rescale_of(obj).unwrap_or(Rescale::IDENTITY),
+        },
         window: window_of(obj),
         voi_lut: voi_lut_of(
             obj,
-            int(obj, tags::PIXEL_REPRESENTATION) == Some(1)
-                || rescale_of(obj).is_some_and(|r| r.intercept < 0.0),
+            modality_lut.is_none()
+                && (signed_pixels || rescale_of(obj).is_some_and(|r| r.intercept < 0.0)),
         )
         .map(std::sync::Arc::new),
+        modality_lut,
         temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
         echo: text(obj, tags::ECHO_NUMBERS),
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
@@ -702,6 +738,11 @@ fn functional_group_frame(
             .and_then(|m| float(m, tags::SLICE_THICKNESS))
             .or(classic.slice_thickness_mm),
         rescale: rescale.unwrap_or(classic.rescale),
+        // A frame's own Pixel Value Transformation replaces the top-level Modality LUT.
+        modality_lut: match rescale {
+            Some(_) => None,
+            None => classic.modality_lut.clone(),
+        },
         window: window.or(classic.window),
         voi_lut,
         temporal_position: content
@@ -772,6 +813,31 @@ fn window_of(obj: &InMemDicomObject) -> Option<Window> {
 /// it (a US 64512 is -1024 for HU input), and the table's entries are unsigned.
 fn voi_lut_of(obj: &InMemDicomObject, signed_input: bool) -> Option<VoiLutTable> {
     let item = first_item(obj, tags::VOILUT_SEQUENCE)?;
+    let (first_mapped, bits, data) = lut_of(item, signed_input)?;
+    Some(VoiLutTable {
+        first_mapped,
+        bits,
+        data,
+        explanation: text(item, tags::LUT_EXPLANATION),
+    })
+}
+
+/// The Modality LUT of `obj` (PS3.3 C.11.1.1.1: its descriptor's first value mapped is signed
+/// when the stored values are, `signed_pixels`); `None` when absent or inconsistent, as a VOI
+/// LUT. An item without a descriptor (an emptied sequence, met in real files) is no LUT.
+fn modality_lut_of(obj: &InMemDicomObject, signed_pixels: bool) -> Option<ModalityLut> {
+    let item = first_item(obj, tags::MODALITY_LUT_SEQUENCE)?;
+    let (first_mapped, _bits, data) = lut_of(item, signed_pixels)?;
+    Some(ModalityLut {
+        first_mapped,
+        data,
+        lut_type: text(item, tags::MODALITY_LUT_TYPE),
+    })
+}
+
+/// LUT Descriptor and LUT Data of a LUT item (modality or VOI): the first value mapped, the
+/// bits of an entry, the entries.
+fn lut_of(item: &InMemDicomObject, signed_input: bool) -> Option<(i32, u16, Vec<u16>)> {
     let element = item.get(tags::LUT_DESCRIPTOR)?;
     let desc = element.to_multi_int::<i64>().ok()?;
     let [entries, first, bits] = desc.get(..3)?.try_into().ok()?;
@@ -800,12 +866,7 @@ fn voi_lut_of(obj: &InMemDicomObject, signed_input: bool) -> Option<VoiLutTable>
     if data.len() != entries || !(8..=16).contains(&bits) {
         return None;
     }
-    Some(VoiLutTable {
-        first_mapped: i32::try_from(first).ok()?,
-        bits: bits as u16,
-        data,
-        explanation: text(item, tags::LUT_EXPLANATION),
-    })
+    Some((i32::try_from(first).ok()?, bits as u16, data))
 }
 
 // --- attribute access: absent, empty or malformed values are `None`, never a panic -------------

@@ -14,7 +14,7 @@ use glam::DVec3;
 use serde::Serialize;
 
 use super::geometry::VolumeGeometry;
-use super::header::{InstanceHeader, Provenance, Rescale, VoiLutTable, Window};
+use super::header::{InstanceHeader, ModalityLut, Provenance, Rescale, VoiLutTable, Window};
 use super::identity::Phi;
 use super::mosaic::MosaicLayout;
 
@@ -31,6 +31,10 @@ pub struct SliceRef {
     /// Image Position (Patient) of this slice, LPS mm (zeros when untrusted).
     pub position_mm: [f64; 3],
     pub rescale: Rescale,
+    /// The file's Modality LUT, which replaces `rescale` (applied as the slice is decoded:
+    /// the volume holds its values, see `imaging::decode`).
+    #[serde(skip)]
+    pub modality_lut: Option<std::sync::Arc<ModalityLut>>,
     pub window: Option<Window>,
     /// The file's first VOI LUT, if any.
     #[serde(skip)]
@@ -258,6 +262,7 @@ struct FrameEntry<'a> {
     temporal: Option<i64>,
     acquisition: Option<i64>,
     rescale: Rescale,
+    modality_lut: Option<std::sync::Arc<ModalityLut>>,
     window: Option<Window>,
     voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     mosaic_tile: Option<u32>,
@@ -360,6 +365,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 temporal: f.temporal_position,
                 acquisition: f.acquisition_number,
                 rescale: f.rescale,
+                modality_lut: f.modality_lut.clone(),
                 window: f.window,
                 voi_lut: f.voi_lut.clone(),
                 mosaic_tile: f.mosaic_tile,
@@ -605,6 +611,7 @@ fn make_stack(
             instance_number: f.header.instance_number,
             position_mm: f.position.unwrap_or_default(),
             rescale: f.rescale,
+            modality_lut: f.modality_lut.clone(),
             window: f.window,
             voi_lut: f.voi_lut.clone(),
             transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),

@@ -115,8 +115,15 @@ fn picture(bytes: &[u8], window: Option<(f64, f64)>) -> Result<Picture, PictureE
     }
     let first = header.frames.first();
     let rescale = first.map_or(imaging::header::Rescale::IDENTITY, |f| f.rescale);
-    // Modality values as they are needed (no copy of the frame in f64).
-    let modality = || frame.values.iter().map(|v| rescale.apply(f64::from(*v)));
+    let lut = first.and_then(|f| f.modality_lut.clone());
+    // Modality values as they are needed (no copy of the frame in f64): through the Modality
+    // LUT where the file has one, else the rescale.
+    let modality = || {
+        frame.values.iter().map(|v| match &lut {
+            Some(lut) => f64::from(lut.map(*v)),
+            None => rescale.apply(f64::from(*v)),
+        })
+    };
     let (center, width_w) =
         match window.or_else(|| first.and_then(|f| f.window).map(|w| (w.center, w.width))) {
             Some(w) => w,
@@ -349,6 +356,57 @@ mod tests {
             Err(PictureError::TooLarge(m)) => assert!(m.contains("65535 x 65535"), "{m}"),
             other => panic!("{:?}", other.map(|p| (p.width, p.height))),
         }
+    }
+
+    /// A radiograph's Modality LUT (0028,3000) gives the values the window applies to: here
+    /// every stored value maps to 2000, which a window at 2000 shows mid-grey (the stored
+    /// values, 24 to 1324 less the rescale left beside the table, would all be black).
+    #[test]
+    fn a_modality_lut_gives_the_values_windowed() {
+        use dicom_dictionary_std::tags;
+        use dicom_object::mem::{InMemDicomObject, InMemElement};
+        let dir = tempfile::tempdir().unwrap();
+        let spec = imaging::synth::PhantomSpec {
+            columns: 16,
+            rows: 16,
+            pixel_mm: 25.0,
+            slices: 1,
+            ..Default::default()
+        };
+        imaging::synth::write_series(&spec, dir.path()).unwrap();
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        let us = dicom_core::VR::US;
+        let item = InMemDicomObject::from_element_iter([
+            InMemElement::new(
+                tags::LUT_DESCRIPTOR,
+                us,
+                dicom_core::PrimitiveValue::U16([4096, 0, 16].into_iter().collect()),
+            ),
+            InMemElement::new(
+                tags::LUT_DATA,
+                us,
+                dicom_core::PrimitiveValue::U16(std::iter::repeat_n(2000, 4096).collect()),
+            ),
+        ]);
+        obj.put(InMemElement::new(
+            tags::MODALITY_LUT_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+        let file = dir.path().join("lut.dcm");
+        obj.write_to_file(&file).unwrap();
+        let p = picture(&std::fs::read(&file).unwrap(), Some((2000.0, 10.0))).unwrap();
+        let grey = window_linear(2000.0, 2000.0, 10.0);
+        assert!((100..=160).contains(&grey), "{grey}");
+        assert_eq!(p.pixels, vec![grey; 256]);
+        let plain = picture(&std::fs::read(&path).unwrap(), Some((2000.0, 10.0))).unwrap();
+        assert!(plain.pixels.iter().all(|g| *g == 0));
     }
 
     #[test]
