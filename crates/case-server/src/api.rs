@@ -1450,10 +1450,14 @@ async fn audit_log(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     caller.require(&[Role::Admin])?;
+    // A trail asked of a case that does not exist is no trail (and its "id", which could be
+    // anything typed, is never written into the trail below).
+    if let Some(id) = &q.case_id {
+        visible_case(&db, &caller, id).await?;
+    }
     let limit = q.limit.unwrap_or(AUDIT_PAGE).clamp(1, AUDIT_PAGE);
-    let rows = db
-        .audit_page(q.case_id.as_deref(), q.after.unwrap_or(0), limit)
-        .await?;
+    let after = q.after.unwrap_or(0);
+    let rows = db.audit_page(q.case_id.as_deref(), after, limit).await?;
     let page: Vec<AuditRow> = rows
         .iter()
         .map(|r| AuditRow {
@@ -1471,6 +1475,18 @@ async fn audit_log(
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|r| r.id.to_string()))
         .flatten();
+    // Reading the trail is an access too (it names who read which case when): recorded,
+    // in the case's own trail when one case's was read, before the answer goes. A reader
+    // paging on sees its own earlier reads; each page holds at least one row more than it
+    // adds, except pages of one row.
+    caller
+        .audit(
+            &db,
+            "audit_read",
+            q.case_id.as_deref(),
+            &format!("after {after}: {} rows", page.len()),
+        )
+        .await?;
     let mut response = Json(page).into_response();
     if let Some(next) = next
         && let Ok(value) = axum::http::HeaderValue::from_str(&next)

@@ -1078,6 +1078,37 @@ async fn failed_logins_keep_no_typed_secret_and_the_audit_is_read_in_pages() {
     let paged: Vec<&AuditRow> = first.iter().chain(&second).collect();
     let whole: Vec<&AuditRow> = audit.iter().take(4).collect();
     assert_eq!(paged, whole);
+
+    // Each read of the trail is in it: who, which page, how many rows (the whole trail's
+    // first read, the header check, the two pages), and the answer holds none of a read
+    // still to come.
+    let after_reads = page(format!("after={}", audit.last().unwrap().id)).await;
+    let reads: Vec<(&str, Option<&str>, &str)> = after_reads
+        .iter()
+        .filter(|a| a.action == "audit_read")
+        .map(|a| {
+            (
+                a.user_id.as_deref().unwrap(),
+                a.case_id.as_deref(),
+                a.detail.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            ("admin", None, &*format!("after 0: {} rows", audit.len())),
+            ("admin", None, "after 0: 2 rows"),
+            ("admin", None, "after 0: 2 rows"),
+            ("admin", None, &*format!("after {}: 2 rows", first[1].id)),
+        ]
+    );
+    // A trail asked of a case that does not exist is refused, and not written down.
+    let r = s.get(&admin, "/audit?case_id=Jane%20Doe").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let last = page(format!("after={}", after_reads.last().unwrap().id)).await;
+    assert_eq!(last.len(), 1, "only the read just before: {last:?}");
+    assert!(!serde_json::to_string(&last).unwrap().contains("Jane"));
 }
 
 /// Audit ids are handed out before commit, so a row can commit after one with a higher id.
