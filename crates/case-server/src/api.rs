@@ -997,14 +997,24 @@ struct IntakeFacts {
     case: Option<CaseSummary>,
     /// A report with the same hash, stored before: its receipt and signature.
     stored: Option<(Receipt, String)>,
-    /// The signing key named: owner, public key (base64), revoked.
-    key: Option<(String, String, bool)>,
+    /// The signing key named.
+    key: Option<KeyFacts>,
     /// For an addendum: the case of the report it amends, if that report exists.
     amended_case: Option<String>,
     /// For an addendum: when the report it amends was signed.
     amended_signed_at: Option<String>,
     /// The case's studies (Study Instance UIDs).
     case_studies: std::collections::HashSet<String>,
+}
+
+/// The signing key a report names, as registered.
+struct KeyFacts {
+    user: String,
+    /// The public key, base64.
+    public: String,
+    revoked: bool,
+    /// When it was registered: nothing signed before can be its signature.
+    created_at: String,
 }
 
 /// The query of [`intake_facts`], with the database's string aggregate for the case's studies.
@@ -1015,7 +1025,7 @@ macro_rules! intake_facts_sql {
                 c.created_at,
                 prior.case_id AS stored_case, prior.received_at AS stored_at,
                 prior.signed_json AS stored_json,
-                k.user_id AS key_user, k.public_key AS public_key,
+                k.user_id AS key_user, k.public_key AS public_key, k.created_at AS key_created,
                 CAST(CASE WHEN k.revoked_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS revoked,
                 amended.case_id AS amended_case, amended.signed_json AS amended_json,
                 u.id AS caller_id, u.role AS caller_role, u.display_name AS caller_name,
@@ -1080,8 +1090,14 @@ async fn intake_facts(
     let key = match (
         r.get::<Option<String>, _>("key_user"),
         r.get::<Option<String>, _>("public_key"),
+        r.get::<Option<String>, _>("key_created"),
     ) {
-        (Some(user), Some(public)) => Some((user, public, r.get::<i64, _>("revoked") != 0)),
+        (Some(user), Some(public), Some(created_at)) => Some(KeyFacts {
+            user,
+            public,
+            revoked: r.get::<i64, _>("revoked") != 0,
+            created_at,
+        }),
         _ => None,
     };
     let facts = IntakeFacts {
@@ -1168,21 +1184,21 @@ async fn submit_report(
         ));
     }
 
-    let (key_user, public_key, revoked) = facts
+    let key = facts
         .key
         .ok_or_else(|| ApiError::unprocessable(format!("unknown signing key {}", report.key_id)))?;
-    if key_user != caller.id {
+    if key.user != caller.id {
         return Err(ApiError::forbidden(
             "the signing key belongs to another user",
         ));
     }
-    if revoked {
+    if key.revoked {
         return Err(ApiError::unprocessable(format!(
             "signing key {} is revoked",
             report.key_id
         )));
     }
-    let public = VerifyingKey::from_base64(&public_key).map_err(stored_data_error)?;
+    let public = VerifyingKey::from_base64(&key.public).map_err(stored_data_error)?;
     verify_report(&signed, &public).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     // What is faxed must be what was signed: a character the PDF cannot print is refused.
     case_protocol::printable::check_report(report).map_err(|e| {
@@ -1197,7 +1213,7 @@ async fn submit_report(
         .amended_signed_at
         .as_deref()
         .filter(|_| facts.amended_case.as_deref() == Some(id.as_str()));
-    check_signed_at(report, &case, amended_signed_at)?;
+    check_signed_at(report, &case, &key, amended_signed_at)?;
     check_studies(&id, &report.study_instance_uids, &facts.case_studies)?;
 
     let amends = match &report.kind {
@@ -1269,11 +1285,14 @@ async fn submit_report(
 const CLOCK_SKEW_SECS: i64 = 300;
 
 /// A report's signing time must be possible: not ahead of this server's clock (beyond the
-/// skew), not before its case was created, and an addendum not before the report it amends.
-/// (The form "YYYY-MM-DDTHH:MM:SSZ" is checked by the canonical bytes; it sorts as it reads.)
+/// skew), not before its case was created or its signing key registered (a report dated
+/// before the key that signs it claims a time the key cannot vouch for), and an addendum not
+/// before the report it amends. (The form "YYYY-MM-DDTHH:MM:SSZ" is checked by the canonical
+/// bytes; it sorts as it reads.)
 fn check_signed_at(
     report: &Report,
     case: &CaseSummary,
+    key: &KeyFacts,
     amended_signed_at: Option<&str>,
 ) -> Result<(), ApiError> {
     let signed = report.signed_at.as_str();
@@ -1294,6 +1313,17 @@ fn check_signed_at(
             "the report is signed at {signed}, before case {} was created ({}): check the \
              workstation's clock and sign again",
             case.id, case.created_at
+        )));
+    }
+    let key_earliest = case_protocol::parse_rfc3339_utc(&key.created_at)
+        .map(|t| case_protocol::rfc3339_utc(t - CLOCK_SKEW_SECS));
+    if let Some(earliest) = key_earliest
+        && signed < earliest.as_str()
+    {
+        return Err(ApiError::unprocessable(format!(
+            "the report is signed at {signed}, before its signing key {} was registered ({}): \
+             check the workstation's clock and sign again",
+            report.key_id, key.created_at
         )));
     }
     if let Some(base) = amended_signed_at

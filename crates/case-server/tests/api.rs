@@ -787,7 +787,7 @@ fn sign_unchecked(report: Report, key: &SigningKey) -> SignedReport {
 
 /// What is faxed is what was signed, about the case's studies, at a possible time: a report
 /// with a character the PDF cannot print, naming a study of another case (or none, or one
-/// twice), signed ahead of the server's clock or before its case existed, or an addendum
+/// twice), signed ahead of the server's clock or before its case or its key existed, or an addendum
 /// signed before the report it amends is refused, and nothing is stored.
 #[tokio::test]
 async fn reports_must_print_as_signed_name_the_cases_studies_and_be_signed_in_time() {
@@ -849,6 +849,18 @@ async fn reports_must_print_as_signed_name_the_cases_studies_and_be_signed_in_ti
             refused(post_report(&s, &rad1, &case_a, &sign_report(r, &key).unwrap()).await).await;
         assert!(text.contains(says), "{text}");
     }
+    // A day before the key that signs it was registered, in a case created two days ago: no
+    // key can vouch for a time before it existed (a report dated back past its key).
+    sqlx::query("UPDATE cases SET created_at = $1 WHERE id = $2")
+        .bind(case_protocol::rfc3339_utc(now - 2 * 86_400))
+        .bind(&case_a)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    let mut r = good.clone();
+    r.signed_at = case_protocol::rfc3339_utc(now - 86_400);
+    let text = refused(post_report(&s, &rad1, &case_a, &sign_report(r, &key).unwrap()).await).await;
+    assert!(text.contains("before its signing key"), "{text}");
     assert_eq!(s.report_count().await, 0, "nothing refused was stored");
 
     // Within the clock skew a workstation a minute ahead is fine; then an addendum dated
