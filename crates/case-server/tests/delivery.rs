@@ -541,6 +541,15 @@ async fn an_addendum_waits_until_the_report_it_amends_is_sent() {
         tried.iter().all(|h| *h == final_hash),
         "the addendum was tried while its report was not sent: {tried:?}"
     );
+    // The case's deliveries say why the addendum has not gone: it waits for the report,
+    // whose own row has the error.
+    let listed = deliveries(&s, &rad1, &case).await;
+    let row = |hash: &str| listed.iter().find(|d| d.report_hash == hash).unwrap().clone();
+    assert_eq!(row(&final_hash).status, "retrying");
+    assert!(row(&final_hash).last_error.is_some());
+    assert_eq!(row(&final_hash).waiting_for, None);
+    assert_eq!(row(&addendum_hash).status, "waiting");
+    assert_eq!(row(&addendum_hash).waiting_for, Some(final_hash.clone()));
 
     transport
         .failing
@@ -559,6 +568,13 @@ async fn an_addendum_waits_until_the_report_it_amends_is_sent() {
         vec![final_hash.clone(), addendum_hash.clone()]
     );
     assert_eq!(delivery_row(&s, &addendum_hash).await.0, "sent");
+    let listed = deliveries(&s, &rad1, &case).await;
+    assert!(
+        listed
+            .iter()
+            .all(|d| d.status == "sent" && d.waiting_for.is_none()),
+        "{listed:?}"
+    );
 }
 
 /// A transport that takes its time and counts what it sent.

@@ -535,8 +535,13 @@ async fn record(
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DeliveryStatus {
     pub report_hash: String,
-    /// "queued" (not tried yet), "retrying" or "sent".
+    /// "queued" (not tried yet), "waiting" (an addendum not tried yet because the report it
+    /// amends is not sent: `waiting_for` names it, and its own row says why), "retrying" or
+    /// "sent".
     pub status: String,
+    /// For a waiting addendum: the hash of the report it amends, which must go first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     pub attempts: i64,
     pub transport: Option<String>,
     pub reference: Option<String>,
@@ -550,8 +555,10 @@ pub async fn case_deliveries(db: &Db, case_id: &str) -> Result<Vec<DeliveryStatu
         "SELECT reports.report_hash AS report_hash, deliveries.status AS status,
                 deliveries.attempts AS attempts, deliveries.transport AS transport,
                 deliveries.reference AS reference, deliveries.document_sha256 AS document_sha256,
-                deliveries.last_error AS last_error, deliveries.updated_at AS updated_at
+                deliveries.last_error AS last_error, deliveries.updated_at AS updated_at,
+                reports.amends AS amends, amended.status AS amended_status
          FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
+         LEFT JOIN deliveries amended ON amended.report_hash = reports.amends
          WHERE reports.case_id = $1
          ORDER BY reports.received_at, reports.amends IS NOT NULL, reports.report_hash",
     )
@@ -560,23 +567,39 @@ pub async fn case_deliveries(db: &Db, case_id: &str) -> Result<Vec<DeliveryStatu
     .await?;
     Ok(rows
         .iter()
-        .map(|r| DeliveryStatus {
-            report_hash: r.get("report_hash"),
-            status: r
-                .try_get::<Option<String>, _>("status")
+        .map(|r| {
+            let status: Option<String> = r.try_get("status").ok().flatten();
+            let amended_sent = r
+                .try_get::<Option<String>, _>("amended_status")
                 .ok()
                 .flatten()
-                .unwrap_or_else(|| "queued".into()),
-            attempts: r
-                .try_get::<Option<i64>, _>("attempts")
+                .as_deref()
+                == Some("sent");
+            // Not tried because the report it amends has not gone (`due`'s rule).
+            let waiting_for = r
+                .try_get::<Option<String>, _>("amends")
                 .ok()
                 .flatten()
-                .unwrap_or(0),
-            transport: r.try_get("transport").ok().flatten(),
-            reference: r.try_get("reference").ok().flatten(),
-            document_sha256: r.try_get("document_sha256").ok().flatten(),
-            last_error: r.try_get("last_error").ok().flatten(),
-            updated_at: r.try_get("updated_at").ok().flatten(),
+                .filter(|_| status.is_none() && !amended_sent);
+            DeliveryStatus {
+                report_hash: r.get("report_hash"),
+                status: match (status, &waiting_for) {
+                    (Some(status), _) => status,
+                    (None, Some(_)) => "waiting".into(),
+                    (None, None) => "queued".into(),
+                },
+                waiting_for,
+                attempts: r
+                    .try_get::<Option<i64>, _>("attempts")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0),
+                transport: r.try_get("transport").ok().flatten(),
+                reference: r.try_get("reference").ok().flatten(),
+                document_sha256: r.try_get("document_sha256").ok().flatten(),
+                last_error: r.try_get("last_error").ok().flatten(),
+                updated_at: r.try_get("updated_at").ok().flatten(),
+            }
         })
         .collect())
 }
