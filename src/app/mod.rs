@@ -727,7 +727,7 @@ impl OverreadApp {
         }
         // The report is about the study this stack belongs to (a series put beside it for
         // comparison does not change that).
-        self.report.study_uids = self
+        let studies = self
             .patients
             .iter()
             .flat_map(|p| &p.studies)
@@ -738,6 +738,7 @@ impl OverreadApp {
             })
             .map(|st| st.uid.clone())
             .collect();
+        self.report.show_studies(studies);
         self.cursor_mm = DVec3::from(viewport.center_mm);
         self.set_cells(vec![(viewport, volume)]);
         let layout = self.layout;

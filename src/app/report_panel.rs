@@ -683,10 +683,41 @@ impl ReportState {
         self.form.case_id = case_id.to_string();
         self.form.override_checks = false;
         self.study_uids.clear();
+        self.empty_editors("case");
+        self.give_back_own("the unsigned draft of this case is back");
+    }
+
+    /// The studies on screen are `uids` now (opened from folders, files or a URL). While no
+    /// case is named the report is the open study's, and so is its draft: what the editors
+    /// hold of the last study is kept under that study before they are emptied (it was
+    /// refiled under the new one, becoming a report of a study it never read), and this
+    /// radiologist's own draft of the new study comes back (others' are offered), as for a
+    /// case. With a case named, the case's draft stays in the editors.
+    pub fn show_studies(&mut self, uids: Vec<String>) {
+        if uids == self.study_uids {
+            return;
+        }
+        let study_keyed = self.case_studies.is_none() && self.form.case_id.trim().is_empty();
+        // Text typed before any study was open (no key to keep it under), or with no drafts
+        // folder to keep it in, stays in the editors for the new study.
+        if !study_keyed || self.signing() || self.study_uids.is_empty() || self.drafts.is_none() {
+            self.study_uids = uids;
+            return;
+        }
+        self.keep_draft(true);
+        self.study_uids = uids;
+        self.empty_editors("study");
+        self.give_back_own("the unsigned draft of this study is back");
+    }
+
+    /// Another case or study is read: the editors are emptied and nothing of the last
+    /// report's text, audio, measurements or words carries over (`what`: "case" or "study",
+    /// for the message).
+    fn empty_editors(&mut self, what: &str) {
         // Audio of the last case is not transcribed into this one: a running recording is
         // stopped and dropped, a replay stopped.
         if self.recorder.take().is_some() {
-            self.message = "the dictation running for the last case was discarded".into();
+            self.message = format!("the dictation running for the last {what} was discarded");
         }
         self.player = None;
         // A dictation of the last case still being transcribed does not land in this one
@@ -697,10 +728,15 @@ impl ReportState {
         self.queued = None;
         self.draft = Draft::default();
         self.forget_report();
-        // Its newest draft by this radiologist, kept when it was left (or when the window
-        // closed), comes back; others' (and older ones) are offered.
+    }
+
+    /// This radiologist's newest draft under the editors' key, kept when it was left (or when
+    /// the window closed), comes back (`message` said); others' (and older ones) are offered.
+    fn give_back_own(&mut self, message: &str) {
+        let Some(key) = DraftKey::of(&self.form.case_id, &self.report_studies()) else {
+            return;
+        };
         let user = self.form.user.trim().to_string();
-        let key = DraftKey::Case(case_id.trim().to_string());
         let mine = self
             .kept_offers()
             .into_iter()
@@ -709,7 +745,7 @@ impl ReportState {
         if let Some(id) = mine
             && self.restore_kept(&key, id)
         {
-            self.message = "the unsigned draft of this case is back".into();
+            self.message = message.into();
         }
     }
 
@@ -961,15 +997,17 @@ impl ReportState {
         }
     }
 
-    /// A report of `case_id` is signed (in the outbox): no draft of the case is kept any more
-    /// (they are superseded), but the one in the editors when they hold a newer draft.
-    fn forget_kept(&mut self, case_id: &str, same_draft: bool) {
+    /// A report of `case_id` is signed by `author` (in the outbox): no draft of theirs of the
+    /// case is kept any more (they are superseded), but the one in the editors when they hold
+    /// a newer draft. Another radiologist's draft of the case stays theirs (offered, and said
+    /// to be an addendum now).
+    fn forget_kept(&mut self, case_id: &str, author: &str, same_draft: bool) {
         let own =
             (!same_draft && self.kept_generation == self.draft_generation).then_some(self.draft_id);
         let Some(store) = self.drafts.as_mut() else {
             return;
         };
-        store.remove_all(&DraftKey::Case(case_id.to_string()), own);
+        store.remove_all(&DraftKey::Case(case_id.to_string()), author, own);
         if same_draft && let Some(key) = self.kept_as.take() {
             store.remove(&key, self.draft_id);
         }
@@ -1589,7 +1627,7 @@ impl ReportState {
             // Signed for a case that is no longer open: said, and nothing here changes but
             // its kept draft (what was signed), which goes.
             self.sign_message = format!("Case {}: {said}", report.case_id);
-            self.forget_kept(&report.case_id, false);
+            self.forget_kept(&report.case_id, &report.author.user_id, false);
             return;
         }
         if !same_draft {
@@ -1598,7 +1636,7 @@ impl ReportState {
             // repeat the report).
             let given_back = self.draft.findings.trim() == report.findings
                 && self.draft.impression.trim() == report.impression;
-            self.forget_kept(&report.case_id, given_back);
+            self.forget_kept(&report.case_id, &report.author.user_id, given_back);
             if given_back {
                 self.draft = Draft::default();
                 self.draft.section = Some(Section::Findings);
@@ -1632,7 +1670,7 @@ impl ReportState {
             return;
         }
         self.sign_message = said;
-        self.forget_kept(&report.case_id, true);
+        self.forget_kept(&report.case_id, &report.author.user_id, true);
         // The editors are cleared below: refused reports taken back into them are answered.
         self.set_aside_taken_back(&report.case_id);
         // As the editors held it (marks and places are offsets into this text).
@@ -2766,6 +2804,50 @@ mod tests {
         );
     }
 
+    /// With no case named, a draft is its study's: another study opened keeps it under its
+    /// own study and empties the editors (it was refiled under the new study, a report of a
+    /// study it never read), and the first study opened again gives it back. Text typed
+    /// before any study was open goes with the first study.
+    #[test]
+    fn a_study_draft_stays_with_its_study() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.form.user = "rad1".into();
+        r.draft.findings = "Typed first.".into();
+        r.show_studies(vec!["1.2.3".into()]);
+        assert_eq!(r.draft.findings, "Typed first.");
+        r.draft.findings = "Study one: no nodule.".into();
+        keep_now(&mut r);
+
+        r.show_studies(vec!["4.5.6".into()]);
+        assert!(r.draft.findings.is_empty(), "{}", r.draft.findings);
+        keep_now(&mut r);
+        let store = r.drafts.as_ref().unwrap();
+        let of = |uid: &str| {
+            store
+                .drafts_of(&DraftKey::Study(vec![uid.into()]))
+                .iter()
+                .map(|d| d.content.findings.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("1.2.3"), ["Study one: no nodule."]);
+        assert!(of("4.5.6").is_empty());
+        r.draft.findings = "Study two.".into();
+        keep_now(&mut r);
+
+        r.show_studies(vec!["1.2.3".into()]);
+        assert_eq!(r.draft.findings, "Study one: no nodule.");
+        assert_eq!(r.message, "the unsigned draft of this study is back");
+        r.show_studies(vec!["4.5.6".into()]);
+        assert_eq!(r.draft.findings, "Study two.");
+        assert_eq!(kept_files(dir.path()), 2);
+
+        // A case named: its draft stays in the editors whatever study is shown.
+        r.form.case_id = "C-9".into();
+        r.show_studies(vec!["7.8.9".into()]);
+        assert_eq!(r.draft.findings, "Study two.");
+    }
+
     /// A case left for another and opened again gives its draft back: text, cursor, linked
     /// measurements at their places, unsure words (resolved or not; without audio) and the
     /// refused reports taken back into it. So does the workstation opened again.
@@ -3144,6 +3226,45 @@ mod tests {
         assert!(r.draft.findings.is_empty() && r.draft.impression.is_empty());
         keep_now(&mut r);
         assert_eq!(kept_files(dir.path()), 0);
+    }
+
+    /// A case signed by one radiologist leaves another's draft of it: theirs, offered to them
+    /// (before, every draft of the case went with the signing).
+    #[test]
+    fn a_signing_leaves_another_radiologists_draft() {
+        let dir = tempfile::tempdir().unwrap();
+        drafted(dir.path(), "rad2", "Their reading.");
+        let mut r = keeping(dir.path());
+        r.form.user = "rad1".into();
+        r.start_case("C-1", Some("1.2.3"));
+        assert!(r.draft.findings.is_empty(), "offered, not given");
+        r.draft.findings = "Nodule 14.2 mm.".into();
+        r.draft.impression = "Follow up.".into();
+        keep_now(&mut r);
+        assert_eq!(kept_files(dir.path()), 2);
+        r.signed(
+            Signed {
+                report: final_report("Nodule 14.2 mm.", "Follow up."),
+                hash: "abc123".into(),
+                receipt: Err("the case server could not be reached".into()),
+                login: None,
+                others: Vec::new(),
+            },
+            true,
+        );
+        assert!(
+            r.drafts
+                .as_ref()
+                .unwrap()
+                .flush(std::time::Duration::from_secs(10))
+        );
+        let (store, _) = DraftStore::open(dir.path());
+        let left: Vec<String> = store
+            .drafts_of(&DraftKey::Case("C-1".into()))
+            .iter()
+            .map(|d| format!("{}: {}", d.content.user, d.content.findings))
+            .collect();
+        assert_eq!(left, ["rad2: Their reading."]);
     }
 
     /// A value inserted from the viewer is checked where it stands, unnamed, through edits

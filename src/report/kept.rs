@@ -437,13 +437,18 @@ impl DraftStore {
         self.kept.remove(&(key.clone(), id));
     }
 
-    /// Forget every draft kept under `key` but `except`.
-    pub fn remove_all(&mut self, key: &DraftKey, except: Option<u64>) {
+    /// Remove every draft kept under `key` by `author` (or by no one named) but `except`:
+    /// another radiologist's draft of the case stays theirs, to be offered.
+    pub fn remove_all(&mut self, key: &DraftKey, author: &str, except: Option<u64>) {
         let ids: Vec<u64> = self
             .kept
-            .keys()
-            .filter(|(k, id)| k == key && Some(*id) != except)
-            .map(|(_, id)| *id)
+            .iter()
+            .filter(|((k, id), d)| {
+                k == key
+                    && Some(*id) != except
+                    && (d.content.user.is_empty() || d.content.user == author)
+            })
+            .map(|((_, id), _)| *id)
             .collect();
         for id in ids {
             self.remove(key, id);
@@ -732,11 +737,18 @@ mod tests {
         assert!(problems[1].contains("version 9"), "{problems:?}");
         assert!(dir.path().join("0123.json").exists());
 
-        again.remove_all(&key, Some(2));
+        // All of rad1's drafts of the case but one go; another radiologist's stays.
+        let theirs = DraftContent {
+            user: "rad2".into(),
+            ..content("C-1", "theirs")
+        };
+        again.keep(&key, 4, theirs);
+        again.remove_all(&key, "rad1", Some(2));
         assert!(again.flush(Duration::from_secs(10)));
         let (third, _) = DraftStore::open(dir.path());
-        let left: Vec<u64> = third.drafts_of(&key).iter().map(|d| d.id).collect();
-        assert_eq!(left, [2]);
+        let mut left: Vec<u64> = third.drafts_of(&key).iter().map(|d| d.id).collect();
+        left.sort();
+        assert_eq!(left, [2, 4]);
     }
 
     #[test]

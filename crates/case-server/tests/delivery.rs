@@ -544,7 +544,13 @@ async fn an_addendum_waits_until_the_report_it_amends_is_sent() {
     // The case's deliveries say why the addendum has not gone: it waits for the report,
     // whose own row has the error.
     let listed = deliveries(&s, &rad1, &case).await;
-    let row = |hash: &str| listed.iter().find(|d| d.report_hash == hash).unwrap().clone();
+    let row = |hash: &str| {
+        listed
+            .iter()
+            .find(|d| d.report_hash == hash)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(row(&final_hash).status, "retrying");
     assert!(row(&final_hash).last_error.is_some());
     assert_eq!(row(&final_hash).waiting_for, None);
