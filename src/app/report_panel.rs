@@ -177,6 +177,8 @@ const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often the draft is kept on disk when it changed: a crash loses at most this much.
 const KEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long leaving a case or study waits for its draft to be on disk.
+const LEAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The panel's state.
 pub struct ReportState {
@@ -671,9 +673,17 @@ impl ReportState {
     /// `study_uid`: the case's study (the report is about it, not about whatever else is
     /// shown beside it).
     pub fn start_case(&mut self, case_id: &str, study_uid: Option<&str>) {
-        if self.form.case_id != case_id {
-            // What the last case's editors hold is kept before they are emptied.
-            self.keep_draft(true);
+        // What the last case's editors hold is kept before they are emptied; if it cannot be,
+        // they are not emptied (nor is the report moved to the new case).
+        if self.form.case_id != case_id
+            && let Err(why) = self.keep_before_leaving()
+        {
+            self.message = format!(
+                "the draft in the editors could not be kept on disk ({why}): it stays there, \
+                 still of case {}; sign, copy or clear it, then open case {case_id} again",
+                self.form.case_id.trim()
+            );
+            return;
         }
         self.case_studies = study_uid.map(|u| vec![u.to_string()]);
         self.from_worklist = true;
@@ -694,7 +704,8 @@ impl ReportState {
     /// radiologist's own draft of the new study comes back (others' are offered), as for a
     /// case. With a case named, the case's draft stays in the editors.
     pub fn show_studies(&mut self, uids: Vec<String>) {
-        if uids == self.study_uids {
+        // A stack of no known study (nothing to say what the report is about) changes nothing.
+        if uids.is_empty() || uids == self.study_uids {
             return;
         }
         let study_keyed = self.case_studies.is_none() && self.form.case_id.trim().is_empty();
@@ -704,16 +715,53 @@ impl ReportState {
             self.study_uids = uids;
             return;
         }
-        self.keep_draft(true);
+        // A dictation running or still being transcribed belongs to the last study: the report
+        // stays that study's until it has landed (its audio is not kept with a draft).
+        if self.recorder.is_some()
+            || self.job.is_some()
+            || self.pending_clip.is_some()
+            || self.queued.is_some()
+        {
+            self.message = "the report is still of the last study while its dictation runs: \
+                            stop it, then open this study's series again"
+                .into();
+            return;
+        }
+        if let Err(why) = self.keep_before_leaving() {
+            self.message = format!(
+                "the draft in the editors could not be kept on disk ({why}): it stays there, \
+                 still of the last study; copy or clear it, then open this study's series again"
+            );
+            return;
+        }
         self.study_uids = uids;
         self.empty_editors("study");
         self.give_back_own("the unsigned draft of this study is back");
+    }
+
+    /// Keep what the editors hold and wait until it is on disk (at most [`LEAVE_WAIT`]), before
+    /// they are emptied for another case or study: a write that failed would otherwise leave
+    /// the text nowhere (the store forgets a draft whose write failed, so that the editors'
+    /// next change writes it again). Without a drafts folder nothing can be kept: `Ok`.
+    fn keep_before_leaving(&mut self) -> Result<(), String> {
+        self.keep_draft(true);
+        let Some(store) = self.drafts.as_mut() else {
+            return Ok(());
+        };
+        if !store.flush(LEAVE_WAIT) {
+            return Err("the disk did not answer in time".into());
+        }
+        match store.failure() {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
     /// Another case or study is read: the editors are emptied and nothing of the last
     /// report's text, audio, measurements or words carries over (`what`: "case" or "study",
     /// for the message).
     fn empty_editors(&mut self, what: &str) {
+        self.message.clear();
         // Audio of the last case is not transcribed into this one: a running recording is
         // stopped and dropped, a replay stopped.
         if self.recorder.take().is_some() {
@@ -745,7 +793,12 @@ impl ReportState {
         if let Some(id) = mine
             && self.restore_kept(&key, id)
         {
-            self.message = message.into();
+            // After what emptying the editors said (a dictation discarded), not instead of it.
+            self.message = if self.message.is_empty() {
+                message.into()
+            } else {
+                format!("{}; {message}", self.message)
+            };
         }
     }
 
@@ -1007,7 +1060,10 @@ impl ReportState {
         let Some(store) = self.drafts.as_mut() else {
             return;
         };
-        store.remove_all(&DraftKey::Case(case_id.to_string()), author, own);
+        // The signer's, and those of the name the signed draft was first kept under (the User
+        // field corrected since: the same radiologist's).
+        let authors = [author, self.draft_user.as_str()];
+        store.remove_all(&DraftKey::Case(case_id.to_string()), &authors, own);
         if same_draft && let Some(key) = self.kept_as.take() {
             store.remove(&key, self.draft_id);
         }
@@ -2842,10 +2898,60 @@ mod tests {
         assert_eq!(r.draft.findings, "Study two.");
         assert_eq!(kept_files(dir.path()), 2);
 
+        // Dictation waiting to be transcribed belongs to the study it was spoken over: the
+        // report stays that study's until it has landed.
+        r.queued = Some(Clip {
+            samples: vec![0.0; 1600],
+            rate: 16_000,
+        });
+        r.show_studies(vec!["1.2.3".into()]);
+        assert_eq!(r.draft.findings, "Study two.");
+        assert_eq!(r.study_uids, ["4.5.6"]);
+        assert!(r.message.contains("dictation runs"), "{}", r.message);
+        r.queued = None;
+
+        // A stack of no known study changes nothing.
+        r.show_studies(Vec::new());
+        assert_eq!(r.draft.findings, "Study two.");
+        assert_eq!(r.study_uids, ["4.5.6"]);
+
         // A case named: its draft stays in the editors whatever study is shown.
         r.form.case_id = "C-9".into();
         r.show_studies(vec!["7.8.9".into()]);
         assert_eq!(r.draft.findings, "Study two.");
+    }
+
+    /// A draft that cannot be kept on disk is never emptied from the editors: another study
+    /// or case opened leaves it there, still of its own study or case, and says why (the
+    /// store forgets a draft whose write failed, so emptying the editors lost it).
+    #[test]
+    fn a_draft_that_cannot_be_kept_stays_in_the_editors() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the drafts folder should be: every write fails.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, b"").unwrap();
+        let mut r = keeping(&blocked.join("drafts"));
+        r.form.user = "rad1".into();
+        r.show_studies(vec!["1.2.3".into()]);
+        r.draft.findings = "Study one: no nodule.".into();
+        r.show_studies(vec!["4.5.6".into()]);
+        assert_eq!(r.draft.findings, "Study one: no nodule.");
+        assert_eq!(r.study_uids, ["1.2.3"]);
+        assert!(r.message.contains("could not be kept"), "{}", r.message);
+
+        // Nor is the worklist's case opened over it; cleared by hand, the case opens.
+        r.start_case("C-1", Some("1.2.3"));
+        assert_eq!(r.form.case_id, "");
+        assert_eq!(r.draft.findings, "Study one: no nodule.");
+        r.draft.findings.clear();
+        r.start_case("C-1", Some("1.2.3"));
+        assert_eq!(r.form.case_id, "C-1");
+        r.draft.findings = "Case one.".into();
+        r.start_case("C-2", Some("4.5.6"));
+        assert_eq!(r.draft.findings, "Case one.");
+        assert_eq!(r.form.case_id, "C-1");
+        assert_eq!(r.case_studies, Some(vec!["1.2.3".to_string()]));
+        assert!(r.message.contains("could not be kept"), "{}", r.message);
     }
 
     /// A case left for another and opened again gives its draft back: text, cursor, linked

@@ -437,16 +437,16 @@ impl DraftStore {
         self.kept.remove(&(key.clone(), id));
     }
 
-    /// Remove every draft kept under `key` by `author` (or by no one named) but `except`:
-    /// another radiologist's draft of the case stays theirs, to be offered.
-    pub fn remove_all(&mut self, key: &DraftKey, author: &str, except: Option<u64>) {
+    /// Remove every draft kept under `key` by one of `authors` (or by no one named) but
+    /// `except`: another radiologist's draft of the case stays theirs, to be offered.
+    pub fn remove_all(&mut self, key: &DraftKey, authors: &[&str], except: Option<u64>) {
         let ids: Vec<u64> = self
             .kept
             .iter()
             .filter(|((k, id), d)| {
                 k == key
                     && Some(*id) != except
-                    && (d.content.user.is_empty() || d.content.user == author)
+                    && (d.content.user.is_empty() || authors.contains(&d.content.user.as_str()))
             })
             .map(|((_, id), _)| *id)
             .collect();
@@ -743,7 +743,7 @@ mod tests {
             ..content("C-1", "theirs")
         };
         again.keep(&key, 4, theirs);
-        again.remove_all(&key, "rad1", Some(2));
+        again.remove_all(&key, &["rad1"], Some(2));
         assert!(again.flush(Duration::from_secs(10)));
         let (third, _) = DraftStore::open(dir.path());
         let mut left: Vec<u64> = third.drafts_of(&key).iter().map(|d| d.id).collect();

@@ -663,12 +663,18 @@ impl TopVoiLut {
         }
     }
 
-    fn input_signed(&self, rescale: Rescale) -> bool {
-        self.signed_pixels || rescale.intercept < 0.0
+    /// Whether the modality values can be negative: never the output of a Modality LUT
+    /// (`lut_output`), else with signed pixels or a negative intercept.
+    fn input_signed(&self, rescale: Rescale, lut_output: bool) -> bool {
+        !lut_output && (self.signed_pixels || rescale.intercept < 0.0)
     }
 
-    fn for_rescale(&self, rescale: Rescale) -> Option<std::sync::Arc<VoiLutTable>> {
-        if self.input_signed(rescale) {
+    fn for_rescale(
+        &self,
+        rescale: Rescale,
+        lut_output: bool,
+    ) -> Option<std::sync::Arc<VoiLutTable>> {
+        if self.input_signed(rescale, lut_output) {
             self.signed_input.clone()
         } else {
             self.unsigned_input.clone()
@@ -699,11 +705,14 @@ fn functional_group_frame(
     // A LUT in the frame's VOI LUT group (PS3.3 C.7.6.16.2.10) wins over the top-level one;
     // either is read with the sign this frame's rescale gives its input.
     let frame_rescale = rescale.unwrap_or(classic.rescale);
-    let voi_lut =
-        match frame_voi.and_then(|item| voi_lut_of(item, top_lut.input_signed(frame_rescale))) {
-            Some(lut) => Some(std::sync::Arc::new(lut)),
-            None => top_lut.for_rescale(frame_rescale),
-        };
+    // The top-level Modality LUT gives this frame its values unless the frame has a rescale
+    // of its own.
+    let lut_output = rescale.is_none() && classic.modality_lut.is_some();
+    let signed_input = top_lut.input_signed(frame_rescale, lut_output);
+    let voi_lut = match frame_voi.and_then(|item| voi_lut_of(item, signed_input)) {
+        Some(lut) => Some(std::sync::Arc::new(lut)),
+        None => top_lut.for_rescale(frame_rescale, lut_output),
+    };
     let content = find(tags::FRAME_CONTENT_SEQUENCE);
     let echo = find(tags::MR_ECHO_SEQUENCE).and_then(|i| text(i, tags::EFFECTIVE_ECHO_TIME));
     let flavour = find(tags::MR_IMAGE_FRAME_TYPE_SEQUENCE)
@@ -863,9 +872,22 @@ fn lut_of(item: &InMemDicomObject, signed_input: bool) -> Option<(i32, u16, Vec<
         .collect();
     // PS3.3: 0 entries means 65536.
     let entries = if entries == 0 { 65_536 } else { entries } as usize;
-    if data.len() != entries || !(8..=16).contains(&bits) {
+    if !(8..=16).contains(&bits) {
         return None;
     }
+    // 8-bit entries are "stored in a format equivalent to 8 bits allocated" (PS3.3
+    // C.11.1.1.1, C.11.2.1.1): two a 16-bit word, the first in the low byte. Many writers put
+    // one in each word instead; the count of words says which.
+    let data = if data.len() == entries {
+        data
+    } else if bits == 8 && data.len() == entries.div_ceil(2) {
+        data.iter()
+            .flat_map(|w| [w & 0xFF, w >> 8])
+            .take(entries)
+            .collect()
+    } else {
+        return None;
+    };
     Some((i32::try_from(first).ok()?, bits as u16, data))
 }
 
@@ -907,4 +929,57 @@ pub(crate) fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
 fn floats_n<const N: usize>(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; N]> {
     let values = floats(obj, tag)?;
     values.get(..N)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR, value::DataSetSequence};
+
+    fn with_lut(descriptor: [u16; 3], data: &[u16]) -> InMemDicomObject {
+        let item = InMemDicomObject::from_element_iter([
+            DataElement::new(
+                tags::LUT_DESCRIPTOR,
+                VR::US,
+                PrimitiveValue::U16(descriptor.into_iter().collect()),
+            ),
+            DataElement::new(
+                tags::LUT_DATA,
+                VR::OW,
+                PrimitiveValue::U16(data.iter().copied().collect()),
+            ),
+        ]);
+        InMemDicomObject::from_element_iter([DataElement::new(
+            tags::MODALITY_LUT_SEQUENCE,
+            VR::SQ,
+            DataSetSequence::from(vec![item]),
+        )])
+    }
+
+    /// 8-bit entries two a word (low byte first, PS3.3 C.11.1.1.1) or one a word read alike;
+    /// a count of words that fits neither is no table. The first value mapped is signed for
+    /// signed stored values, and values outside the table take its ends.
+    #[test]
+    fn modality_luts_are_read_packed_or_not() {
+        let packed = with_lut([5, 0, 8], &[0x0201, 0x0403, 0x0005]);
+        let lut = modality_lut_of(&packed, false).unwrap();
+        assert_eq!(lut.data, [1, 2, 3, 4, 5]);
+        let one_a_word = with_lut([5, 0, 8], &[1, 2, 3, 4, 5]);
+        assert_eq!(
+            modality_lut_of(&one_a_word, false).unwrap().data,
+            [1, 2, 3, 4, 5]
+        );
+        assert!(modality_lut_of(&with_lut([5, 0, 8], &[1, 2]), false).is_none());
+        assert!(modality_lut_of(&with_lut([5, 0, 16], &[1, 2, 3]), false).is_none());
+        assert!(modality_lut_of(&with_lut([2, 0, 4], &[1, 2]), false).is_none());
+
+        let signed = with_lut([3, 0xFFFE, 16], &[100, 200, 300]);
+        let lut = modality_lut_of(&signed, true).unwrap();
+        assert_eq!(lut.first_mapped, -2);
+        assert_eq!(
+            [-5, -2, -1, 0, 7].map(|v| lut.map(v)),
+            [100, 100, 200, 300, 300]
+        );
+        assert_eq!(modality_lut_of(&signed, false).unwrap().first_mapped, 65534);
+    }
 }

@@ -10,7 +10,8 @@ use super::decode::{Volume, Voxels};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct VoxelStats {
     pub count: usize,
-    /// Stored values.
+    /// The values the volume holds: the stored values, or where a slice has a Modality LUT
+    /// its values (less 32768 in a signed volume; `imaging::decode::rescale_policy`).
     pub min_stored: i32,
     pub max_stored: i32,
     pub mean_stored: f64,
