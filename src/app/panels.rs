@@ -265,8 +265,14 @@ pub fn format_value(v: &Value, units: LengthUnits) -> String {
             samples,
             without_data,
         } => {
+            // A small region's area to a tenth (3.1 mm², not 3), a large one's whole.
+            let area_mm2 = if *area_mm2 < 100.0 {
+                format!("{area_mm2:.1}")
+            } else {
+                format!("{area_mm2:.0}")
+            };
             let stats = format!(
-                "{area_mm2:.0} {area} mean {mean:.1} sd {sd:.1} [{}, {}]",
+                "{area_mm2} {area} mean {mean:.1} sd {sd:.1} [{}, {}]",
                 sample(*min),
                 sample(*max)
             );
@@ -275,7 +281,7 @@ pub fn format_value(v: &Value, units: LengthUnits) -> String {
             if *without_data == 0 {
                 stats
             } else if *samples == 0 {
-                format!("{area_mm2:.0} {area}: no data inside")
+                format!("{area_mm2} {area}: no data inside")
             } else {
                 let covered = 100.0 * *samples as f64 / (*samples + *without_data) as f64;
                 format!("{stats} (of {covered:.0}% of it: the rest has no data)")
@@ -508,11 +514,11 @@ fn cell_contents_ui(
         && cell == i
     {
         if let Some(p) = response.interact_pointer_pos() {
-            let target = patient_of(grid, &view_now, p).to_array();
+            let target = patient_of(grid, &view_now, p);
             if let Some(m) = app.measurements.iter_mut().find(|m| m.id == id) {
                 // Never onto another of its points: a handle stops a pixel short.
                 let mut moved = m.shape.clone();
-                moved.move_handle(k, target);
+                moved.drag_handle(k, target, view_now.normal());
                 if !moved.is_degenerate(view_now.pixel_mm) {
                     m.shape = moved;
                 }
@@ -792,7 +798,8 @@ impl CornerTexts {
 }
 
 /// The measurement handle (measurement id, handle number) nearest to screen position `pos`
-/// within 8 points, among the measurements cell `i`'s `view` cuts.
+/// within 8 points, among the measurements cell `i`'s `view` cuts and may be edited on
+/// (`Shape::editable_on`).
 fn handle_at(
     app: &OverreadApp,
     i: usize,
@@ -801,6 +808,7 @@ fn handle_at(
     pos: Pos2,
 ) -> Option<(u64, usize)> {
     app.measurements_on(i, view)
+        .filter(|m| m.shape.editable_on(view.normal()))
         .flat_map(|m| {
             m.shape
                 .handles()
@@ -1228,6 +1236,16 @@ mod tests {
             format_value(&region_of(0, 20), LengthUnits::Millimetres),
             "120 mm²: no data inside"
         );
+        let small = Value::Region {
+            area_mm2: std::f64::consts::PI,
+            mean: 40.0,
+            sd: 2.0,
+            min: 35.0,
+            max: 45.0,
+            samples: 10,
+            without_data: 0,
+        };
+        assert!(format_value(&small, LengthUnits::Millimetres).starts_with("3.1 mm² mean"));
         assert_eq!(
             format_value(&Value::AngleDeg(32.0), LengthUnits::Pixels),
             "32.0°"
