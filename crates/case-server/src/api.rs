@@ -91,7 +91,137 @@ pub fn router(server: Server) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .nest("/dicomweb", dicomweb.clone())
         .nest("/cases/{id}/dicomweb", dicomweb)
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            audit_refused_reads,
+        ))
         .with_state(server)
+}
+
+/// A read refused to a known caller (a case or study they may not see is "no case" or "no
+/// study", 404; a role's refusal, 403; a transfer syntax not served, 406; a malformed frame
+/// list, 400) is audited, `dicomweb_refused` under DICOMweb and `read_refused` elsewhere,
+/// with its status and its path (never the query: a search may name a patient), in the trail
+/// of the case the path names where that case exists. Who probes for cases and studies that
+/// are not theirs leaves a trace. What the caller typed in the path stays out of the trail
+/// (`scrubbed_path`): a "case id" of no case is said by its length only, as is any segment
+/// that is neither a UID nor a word of the API. A request without a valid session (401) is
+/// not audited: it has no caller. Answers that were given are audited by their handlers,
+/// uploads by STOW.
+async fn audit_refused_reads(
+    State(server): State<Server>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method();
+    let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    let path = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().path(), |uri| uri.path())
+        .to_string();
+    let (mut parts, body) = request.into_parts();
+    let bearer = Bearer::from_parts(&mut parts).await;
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    let status = response.status();
+    if read
+        && status.is_client_error()
+        && status != StatusCode::UNAUTHORIZED
+        && let Some(bearer) = bearer
+        && let Ok(caller) = bearer.caller(&server.db).await
+    {
+        let named = path
+            .strip_prefix("/cases/")
+            .map(|rest| rest.split('/').next().unwrap_or(rest))
+            .filter(|case| !case.is_empty() && case.len() <= 64);
+        let case = match named {
+            Some(id) => match server.db.case_summary(id).await {
+                Ok(found) => found.map(|c| c.id),
+                Err(e) => {
+                    tracing::error!("audit of a refused read: the case lookup failed: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let action = if path.starts_with("/dicomweb/") || path.contains("/dicomweb/") {
+            "dicomweb_refused"
+        } else {
+            "read_refused"
+        };
+        let detail = format!(
+            "{} {}",
+            status.as_u16(),
+            scrubbed_path(&path, case.as_deref())
+        );
+        if let Err(e) = server
+            .db
+            .audit_cases(
+                Some(&caller.id),
+                action,
+                &[case.as_deref()],
+                caller.remote.as_deref(),
+                &detail,
+            )
+            .await
+        {
+            tracing::error!("audit of a refused read failed: {e}");
+        }
+    }
+    response
+}
+
+/// A request path as the audit trail may keep it: the words of the API, UIDs (digits and
+/// dots) and frame lists (digits and commas) as they are, the case id where it names a case
+/// (`case`), and anything else by its length alone ("<10 characters>": a "case id" typed by
+/// hand may be a medical record number). At most 40 segments.
+fn scrubbed_path(path: &str, case: Option<&str>) -> String {
+    const WORDS: &[&str] = &[
+        "cases",
+        "reports",
+        "deliveries",
+        "export",
+        "key-images",
+        "assign",
+        "status",
+        "users",
+        "keys",
+        "worklist",
+        "audit",
+        "dicomweb",
+        "studies",
+        "series",
+        "instances",
+        "metadata",
+        "frames",
+        "rendered",
+        "thumbnail",
+    ];
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut out: Vec<String> = segments
+        .iter()
+        .take(40)
+        .enumerate()
+        .map(|(n, segment)| {
+            let uid_like = !segment.is_empty()
+                && segment.len() <= 64
+                && segment
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == ',');
+            let the_case = n == 2 && segments.get(1) == Some(&"cases") && case == Some(segment);
+            if segment.is_empty() || WORDS.contains(segment) || uid_like || the_case {
+                segment.to_string()
+            } else {
+                format!("<{} characters>", segment.chars().count())
+            }
+        })
+        .collect();
+    if segments.len() > 40 {
+        out.push(format!("<{} more>", segments.len() - 40));
+    }
+    out.join("/")
 }
 
 /// A request runs to its end on its own task, even when its client goes away: hyper drops a

@@ -228,15 +228,19 @@ fn read_and_check(
                 )));
             };
             let age = today - days;
+            // The refusal is kept in the append-only audit trail: it says which rule, never the
+            // date (a date of service identifies, and with the row's own time an age would
+            // give it back).
             if age > i64::from(rules.max_study_age_days) {
                 return Err(ineligible(format!(
-                    "study {study}: dated {date}, {age} days ago; studies older than {} days are not accepted",
+                    "study {study}: its Study Date is more than {} days ago; older studies are \
+                     not accepted",
                     rules.max_study_age_days
                 )));
             }
             if age < -1 {
                 return Err(ineligible(format!(
-                    "study {study}: dated {date}, in the future"
+                    "study {study}: its Study Date is in the future"
                 )));
             }
             let birth = header.provenance.patient_birth_date.reveal().trim().to_string();
@@ -788,8 +792,11 @@ mod tests {
             ("/cd/1".to_string(), "1".to_string()),
         ];
         assert_eq!(
-            without_names("DOE^JOHN/IM1: study 1.2.1: dated 20190301", &names),
-            "<file>: study 1.2.1: dated 20190301"
+            without_names(
+                "DOE^JOHN/IM1: study 1.2.1: its Study Date is in the future",
+                &names
+            ),
+            "<file>: study 1.2.1: its Study Date is in the future"
         );
         // A short label is taken only where it stands as one; a full path wherever it is.
         assert_eq!(

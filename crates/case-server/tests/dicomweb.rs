@@ -229,6 +229,33 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
     )
     .await;
     assert_eq!(instances.as_array().unwrap().len(), 3);
+    // A page that leaves results out says so (PS3.18: Warning 299); the last page does not.
+    let page = |q: &'static str| {
+        let (s, rad1) = (&s, &rad1);
+        let path = format!("/dicomweb/studies/{study_uid}/series/{series_uid}/instances?{q}");
+        async move { s.get(rad1, &path).await }
+    };
+    let r = page("limit=5").await;
+    let warning = r
+        .headers()
+        .get("warning")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert!(
+        warning
+            .as_deref()
+            .is_some_and(|w| w.starts_with("299 ") && w.contains("additional results")),
+        "{warning:?}"
+    );
+    assert_eq!(
+        r.json::<Value>().await.unwrap().as_array().unwrap().len(),
+        5
+    );
+    let r = page("limit=5&offset=95").await;
+    assert!(r.headers().get("warning").is_none());
+    assert_eq!(
+        r.json::<Value>().await.unwrap().as_array().unwrap().len(),
+        5
+    );
 
     // WADO-RS: the series comes back byte for byte.
     let r = s
@@ -477,6 +504,52 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
         ]
     );
     assert!(rows.iter().any(|(a, _, _)| a == "dicomweb_metadata"));
+
+    // A refused HEAD is a refused read too; so are the case's own resources outside DICOMweb;
+    // a "case id" of no case (a record number typed by hand) is kept out of the trail, said
+    // by its length.
+    let head = s
+        .http
+        .head(format!(
+            "{}/cases/{case}/dicomweb/studies/{study_uid}",
+            s.base
+        ))
+        .bearer_auth(&rad2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    let r = s.get(&rad2, &format!("/cases/{case}")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s.get(&rad2, "/cases/MRN0012345/dicomweb/studies").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let later = sqlx::query_as::<_, (String, Option<String>, String)>(
+        "SELECT action, case_id, detail FROM audit WHERE action LIKE '%refused'
+         AND user_id = 'rad2' ORDER BY id",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        later[2..],
+        [
+            (
+                "dicomweb_refused".to_string(),
+                Some(case.clone()),
+                format!("404 /cases/{case}/dicomweb/studies/{study_uid}")
+            ),
+            (
+                "read_refused".to_string(),
+                Some(case.clone()),
+                format!("404 /cases/{case}")
+            ),
+            (
+                "dicomweb_refused".to_string(),
+                None,
+                "404 /cases/<10 characters>/dicomweb/studies".to_string()
+            ),
+        ]
+    );
     let name = text(tags::PATIENT_NAME);
     for (_, _, d) in &rows {
         assert!(
@@ -615,7 +688,7 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     expect(
         stow(&s, &coord, &path, &files_of(&old_dir)).await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "older than 365 days",
+        "more than 365 days ago",
     )
     .await;
     // Another patient's study (birth date differs from the case's).

@@ -98,66 +98,6 @@ pub fn routes(server: &Server) -> Router<Server> {
             get(render::thumbnail),
         )
         .layer(DefaultBodyLimit::max(server.max_upload_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            server.clone(),
-            audit_refusals,
-        ))
-}
-
-/// A read refused to a known caller (a study they may not see is "no study", 404; a transfer
-/// syntax not served, 406; a malformed frame list, 400) is audited as `dicomweb_refused`
-/// with its status and path (UIDs and the case id, never the query: a search may name a
-/// patient; cut at 512 characters), in the trail of the case the path names. Who probes for studies that are not theirs leaves a trace. A request without a
-/// valid session (401) is not: it has no caller. Answers that were given are audited by
-/// their handlers, uploads by STOW.
-async fn audit_refusals(
-    axum::extract::State(server): axum::extract::State<Server>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let read = request.method() == axum::http::Method::GET;
-    let path = request
-        .extensions()
-        .get::<axum::extract::OriginalUri>()
-        .map_or_else(|| request.uri().path(), |uri| uri.path())
-        .to_string();
-    let (mut parts, body) = request.into_parts();
-    let bearer = crate::api::Bearer::from_parts(&mut parts).await;
-    let response = next
-        .run(axum::extract::Request::from_parts(parts, body))
-        .await;
-    let status = response.status();
-    if read
-        && status.is_client_error()
-        && status != StatusCode::UNAUTHORIZED
-        && let Some(bearer) = bearer
-        && let Ok(caller) = bearer.caller(&server.db).await
-    {
-        // At most 512 characters of the path (a real one is under 300): the trail is
-        // append-only. A case named by the path gets the row in its own trail.
-        let shown: String = path.chars().take(512).collect();
-        let cut = if shown.len() < path.len() { "..." } else { "" };
-        let detail = format!("{} {shown}{cut}", status.as_u16());
-        let case = path
-            .strip_prefix("/cases/")
-            .and_then(|rest| rest.split_once('/'))
-            .map(|(case, _)| case)
-            .filter(|case| !case.is_empty() && case.len() <= 64);
-        if let Err(e) = server
-            .db
-            .audit_cases(
-                Some(&caller.id),
-                "dicomweb_refused",
-                &[case],
-                caller.remote.as_deref(),
-                &detail,
-            )
-            .await
-        {
-            tracing::error!("audit of a refused DICOMweb request failed: {e}");
-        }
-    }
-    response
 }
 
 /// What a request may see: one case, or every case visible to the caller.

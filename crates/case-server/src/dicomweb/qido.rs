@@ -183,7 +183,7 @@ fn filters(
     query: &[(String, String)],
     level: Level,
 ) -> Result<(i64, i64), ApiError> {
-    let (mut limit, mut offset) = (1000i64, 0i64);
+    let (mut limit, mut offset) = (DEFAULT_LIMIT, 0i64);
     for (name, value) in query {
         match name.as_str() {
             "limit" | "offset" => {
@@ -191,7 +191,7 @@ fn filters(
                     ApiError::bad_request(format!("{name} must be a whole number ≥ 0"))
                 })?;
                 if name == "limit" {
-                    limit = n.min(10_000);
+                    limit = n.min(MAX_LIMIT);
                 } else {
                     offset = n;
                 }
@@ -291,7 +291,12 @@ fn filters(
                 sql.bind(Bind::Int(n));
             }
             Match::ModalityInStudy => {
-                sql.push(" AND instances.study_uid IN (SELECT m.study_uid FROM instances m WHERE m.modality IN (");
+                // The study's modalities in this case only: a study held by two cases (kept
+                // from before one study, one case) must not match through the other's.
+                sql.push(
+                    " AND EXISTS (SELECT 1 FROM instances m WHERE m.case_id = instances.case_id \
+                     AND m.study_uid = instances.study_uid AND m.modality IN (",
+                );
                 for (i, m) in value.split([',', '\\']).enumerate() {
                     if i > 0 {
                         sql.push(", ");
@@ -328,18 +333,35 @@ fn int(v: Option<i64>, vr: &str) -> Value {
     }
 }
 
-fn dicom_json(rows: Vec<BTreeMap<&'static str, Value>>) -> Response {
-    (
+/// The answer to a search; `more`: more results match than it holds, said as PS3.18 has it
+/// (a Warning header, code 299), so a client that does not page is not left to think it has
+/// them all.
+fn dicom_json(rows: Vec<BTreeMap<&'static str, Value>>, more: bool) -> Response {
+    let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/dicom+json")],
         Json(rows),
     )
-        .into_response()
+        .into_response();
+    if more {
+        response.headers_mut().insert(
+            header::WARNING,
+            header::HeaderValue::from_static(
+                "299 overread-server \"There are additional results that can be requested\"",
+            ),
+        );
+    }
+    response
 }
+
+/// Results a search gives without a `limit`, and the most it gives with one.
+const DEFAULT_LIMIT: i64 = 1000;
+const MAX_LIMIT: i64 = 10_000;
 
 /// One search: `select` (over `instances JOIN cases`, ending in a WHERE) narrowed to the
 /// caller's scope, the path's UIDs and the query keys, then `order` (GROUP BY / ORDER BY),
-/// limit and offset. Audited as a search for `what`.
+/// limit and offset. Audited as a search for `what`. Also says whether more rows match than
+/// the page holds (the answer then says so: [`dicom_json`]).
 #[allow(clippy::too_many_arguments)]
 async fn search(
     server: &Server,
@@ -350,16 +372,19 @@ async fn search(
     select: &str,
     order: &str,
     what: &str,
-) -> Result<(super::Scope, Vec<AnyRow>), ApiError> {
+) -> Result<(super::Scope, Vec<AnyRow>, bool), ApiError> {
     let scope = scope(&server.db, caller, target).await?;
     let mut sql = Sql::new(select);
     sql.scope(&scope).target(target);
     let (limit, offset) = filters(server.db.backend, &mut sql, query, level)?;
+    // One row more than asked: whether there are more to be had.
     sql.push(order).push(" LIMIT ");
-    sql.bind(Bind::Int(limit))
+    sql.bind(Bind::Int(limit + 1))
         .push(" OFFSET ")
         .bind(Bind::Int(offset));
-    let rows = sql.fetch_all(&server.db).await?;
+    let mut rows = sql.fetch_all(&server.db).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     audit_access(
         server,
         caller,
@@ -369,7 +394,7 @@ async fn search(
         &format!("{what} in {} ({} found)", target.describe(), rows.len()),
     )
     .await?;
-    Ok((scope, rows))
+    Ok((scope, rows, more))
 }
 
 pub(super) async fn studies(
@@ -380,7 +405,7 @@ pub(super) async fn studies(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (scope, rows) = search(
+    let (scope, rows, more) = search(
         &server,
         &caller,
         &target,
@@ -400,10 +425,12 @@ pub(super) async fn studies(
     )
     .await?;
     // Modalities in each study, in one more query over the same studies.
-    let mut modalities: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Keyed by case and study: a study held by two cases lists each case's own.
+    let mut modalities: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     if !rows.is_empty() {
         let mut m = Sql::new(
-            "SELECT DISTINCT instances.study_uid AS study_uid, instances.modality AS modality
+            "SELECT DISTINCT instances.case_id AS case_id, instances.study_uid AS study_uid,
+                    instances.modality AS modality
              FROM instances JOIN cases ON cases.id = instances.case_id WHERE instances.study_uid IN (",
         );
         for (i, r) in rows.iter().enumerate() {
@@ -416,7 +443,7 @@ pub(super) async fn studies(
         m.scope(&scope);
         for r in m.fetch_all(&server.db).await? {
             modalities
-                .entry(r.get("study_uid"))
+                .entry((r.get("case_id"), r.get("study_uid")))
                 .or_default()
                 .push(r.get("modality"));
         }
@@ -426,7 +453,10 @@ pub(super) async fn studies(
         .iter()
         .map(|r| {
             let study: String = r.get("study_uid");
-            let mods = modalities.get(&study).cloned().unwrap_or_default();
+            let mods = modalities
+                .get(&(r.get("case_id"), study.clone()))
+                .cloned()
+                .unwrap_or_default();
             BTreeMap::from([
                 ("00080020", text(r.get("study_date"), "DA")),
                 ("00080050", text(r.get("accession_number"), "SH")),
@@ -441,7 +471,7 @@ pub(super) async fn studies(
             ])
         })
         .collect();
-    Ok(dicom_json(out))
+    Ok(dicom_json(out, more))
 }
 
 pub(super) async fn series(
@@ -452,7 +482,7 @@ pub(super) async fn series(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (_, rows) = search(
+    let (_, rows, more) = search(
         &server,
         &caller,
         &target,
@@ -488,7 +518,7 @@ pub(super) async fn series(
             ])
         })
         .collect();
-    Ok(dicom_json(out))
+    Ok(dicom_json(out, more))
 }
 
 pub(super) async fn instances(
@@ -499,7 +529,7 @@ pub(super) async fn instances(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (_, rows) = search(
+    let (_, rows, more) = search(
         &server,
         &caller,
         &target,
@@ -545,7 +575,7 @@ pub(super) async fn instances(
             ])
         })
         .collect();
-    Ok(dicom_json(out))
+    Ok(dicom_json(out, more))
 }
 
 #[cfg(test)]
