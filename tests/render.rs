@@ -95,6 +95,7 @@ fn volume_of(geometry: VolumeGeometry, voxels: Voxels, rescale: RescalePolicy) -
         rescale,
         default_window: None,
         failed_slices: Vec::new(),
+        padding: Vec::new(),
         timings: LoadTimings::default(),
     }
 }

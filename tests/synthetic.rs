@@ -501,3 +501,98 @@ fn a_modality_lut_gives_every_voxel_its_value() {
         );
     }
 }
+
+/// Pixel Padding Value (0028,0120) marks stored values that are not the patient (a CT's
+/// corners outside its reconstruction circle): a probe there reads no value, and a region
+/// over them leaves them out and says so. Here the phantom's air (stored 24, -1000 HU) is
+/// declared padding, then a range around it (Pixel Padding Range Limit): the samples left
+/// out are exactly the air ones (the region's sum drops by -1000 HU for each), the rest
+/// unchanged.
+#[test]
+fn padding_is_no_value_to_a_measurement() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use overread::render::kernel::VolumeInfo;
+    use overread::viewer::measure::{Measurement, Shape, Value};
+
+    let dir = tempdir();
+    let spec = PhantomSpec {
+        columns: 48,
+        rows: 48,
+        pixel_mm: 8.0,
+        slices: 4,
+        noise_hu: 0.0,
+        ..PhantomSpec::default()
+    };
+    write_series(&spec, dir.path()).unwrap();
+    let measure = |dir: &Path| {
+        let patients = scan_group(dir);
+        let stack = patients[0].stacks().next().unwrap();
+        let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+        let info = VolumeInfo::new(&volume).unwrap();
+        let z = info.corners_mm()[0][2];
+        let corner = info.corners_mm()[0];
+        let of = |shape: Shape| {
+            Measurement {
+                id: 1,
+                shape,
+                frame_of_reference_uid: None,
+                stack_id: None,
+            }
+            .value(&info, &volume.voxels)
+        };
+        let probe = of(Shape::Probe { at: corner });
+        let region = of(Shape::Ellipse {
+            center: [0.0, 0.0, z],
+            semi_axis_1: [170.0, 0.0, 0.0],
+            semi_axis_2: [0.0, 170.0, 0.0],
+        });
+        let Value::Region {
+            mean,
+            min,
+            samples,
+            without_data,
+            ..
+        } = region
+        else {
+            panic!("not a region: {region:?}")
+        };
+        (probe, mean, min, samples, without_data)
+    };
+    let (probe, mean, min, samples, without) = measure(dir.path());
+    assert_eq!(probe, Value::Point(Some(-1000.0)));
+    assert_eq!((min, without), (-1000.0, 0));
+
+    for limit in [None, Some(30u16)] {
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let mut obj = dicom_object::open_file(&path).unwrap();
+            obj.put(DataElement::new(
+                tags::PIXEL_PADDING_VALUE,
+                VR::US,
+                PrimitiveValue::from(if limit.is_some() { 0u16 } else { 24 }),
+            ));
+            if let Some(l) = limit {
+                obj.put(DataElement::new(
+                    tags::PIXEL_PADDING_RANGE_LIMIT,
+                    VR::US,
+                    PrimitiveValue::from(l),
+                ));
+            }
+            obj.write_to_file(&path).unwrap();
+        }
+        let (probe, padded_mean, padded_min, kept, left_out) = measure(dir.path());
+        assert_eq!(probe, Value::Point(None), "{limit:?}");
+        assert!(
+            left_out > 0 && padded_min > -1000.0,
+            "{limit:?}: {padded_min}"
+        );
+        assert_eq!(kept + left_out, samples, "{limit:?}");
+        let sum = padded_mean * kept as f64 + -1000.0 * left_out as f64;
+        assert!(
+            (sum - mean * samples as f64).abs() < 1e-6 * samples as f64,
+            "{limit:?}: {sum} vs {}",
+            mean * samples as f64
+        );
+    }
+}

@@ -775,7 +775,11 @@ impl OverreadApp {
             stack.format.signed && !stack.format.is_colour(),
             stack.format.is_colour(),
         ) {
-            Ok(i) => Arc::new(i),
+            // As the loaded volume will say: what is padding, for measurements.
+            Ok(i) => Arc::new(VolumeInfo {
+                padding: imaging::decode::padding_of(&stack),
+                ..i
+            }),
             Err(e) => {
                 self.status = format!("stack {id} cannot be shown: {e}");
                 return None;

@@ -1146,6 +1146,7 @@ mod tests {
             position_mm: [0.0; 3],
             rescale: imaging::header::Rescale::IDENTITY,
             modality_lut: None,
+            padding: None,
             window: None,
             voi_lut: None,
             transfer_syntax_uid: String::new(),

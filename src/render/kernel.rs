@@ -232,6 +232,9 @@ pub struct VolumeInfo {
     /// [column, row, slice-step] spacing; the slice step is the smallest real step.
     pub spacing_mm: [f64; 3],
     pub geometry: VolumeGeometry,
+    /// Each slice's padding (stored values that are not patient), or empty: measurements
+    /// read no value from it (`imaging::decode::padding_of`). The display shows it as stored.
+    pub padding: Vec<Option<imaging::header::PixelPadding>>,
 }
 
 impl VolumeInfo {
@@ -247,7 +250,17 @@ impl VolumeInfo {
                 s.failed = 1.0;
             }
         }
+        info.padding.clone_from(&volume.padding);
         Ok(info)
+    }
+
+    /// Whether stored value `stored` of slice `k` is padding.
+    pub fn is_padding(&self, k: usize, stored: i32) -> bool {
+        self.padding
+            .get(k)
+            .copied()
+            .flatten()
+            .is_some_and(|p| p.contains(stored))
     }
 
     /// As [`VolumeInfo::new`] before the voxels exist (a progressive load).
@@ -332,6 +345,7 @@ impl VolumeInfo {
             slices,
             spacing_mm: [g.spacing_mm[0], g.spacing_mm[1], step],
             geometry: g.clone(),
+            padding: Vec::new(),
         })
     }
 
@@ -563,6 +577,42 @@ pub fn to_voxel(p: &ResampleParams, table: &[SliceEntry], c: [f32; 3]) -> Option
     if inside { Some([i, j, k]) } else { None }
 }
 
+/// The voxel a nearest-neighbour sample at `c` reads: `None` outside the volume, in a gap or
+/// on a slice that failed. Mirrors the nearest branch of `sample()`.
+#[inline]
+fn nearest_index(p: &ResampleParams, table: &[SliceEntry], c: [f32; 3]) -> Option<[usize; 3]> {
+    let [i, j, k] = to_voxel(p, table, c)?;
+    let wm = p.dims[0] as i32 - 1;
+    let hm = p.dims[1] as i32 - 1;
+    let km = p.dims[2] as i32 - 1;
+    let x = ((i + 0.5).floor() as i32).clamp(0, wm) as usize;
+    let y = ((j + 0.5).floor() as i32).clamp(0, hm) as usize;
+    let z = ((k + 0.5).floor() as i32).clamp(0, km) as usize;
+    (table[z].failed <= 0.5).then_some([x, y, z])
+}
+
+/// The voxel (i, j, k) output pixel (x, y) of a thin nearest-neighbour view reads, exactly as
+/// [`resample_pixel`] reads it there, and its modality value: for measurements, which need
+/// the stored value too (padding is no value).
+pub fn nearest_voxel(
+    p: &ResampleParams,
+    table: &[SliceEntry],
+    voxels: &Voxels,
+    x: u32,
+    y: u32,
+) -> Option<([usize; 3], f32)> {
+    let (px, py) = (x as f32 + 0.5, y as f32 + 0.5);
+    let c: [f32; 3] = std::array::from_fn(|a| p.base[a] + px * p.step_x[a] + py * p.step_y[a]);
+    let [i, j, k] = nearest_index(p, table, c)?;
+    let at = Voxel {
+        i,
+        j,
+        k,
+        channel: 0,
+    };
+    Some(([i, j, k], value(voxels, table, at)))
+}
+
 /// One sample in modality units (of one channel, for colour). Mirrors `sample()` and
 /// `sample_rgb()`.
 #[inline]
@@ -573,18 +623,8 @@ fn sample(
     c: [f32; 3],
     channel: usize,
 ) -> Option<f32> {
-    let [i, j, k] = to_voxel(p, table, c)?;
-    let wm = p.dims[0] as i32 - 1;
-    let hm = p.dims[1] as i32 - 1;
-    let km = p.dims[2] as i32 - 1;
-    let failed = |k: usize| table[k].failed > 0.5;
     if p.dims[3] & FLAG_TRILINEAR == 0 {
-        let x = ((i + 0.5).floor() as i32).clamp(0, wm) as usize;
-        let y = ((j + 0.5).floor() as i32).clamp(0, hm) as usize;
-        let z = ((k + 0.5).floor() as i32).clamp(0, km) as usize;
-        if failed(z) {
-            return None;
-        }
+        let [x, y, z] = nearest_index(p, table, c)?;
         return Some(value(
             voxels,
             table,
@@ -596,6 +636,11 @@ fn sample(
             },
         ));
     }
+    let [i, j, k] = to_voxel(p, table, c)?;
+    let wm = p.dims[0] as i32 - 1;
+    let hm = p.dims[1] as i32 - 1;
+    let km = p.dims[2] as i32 - 1;
+    let failed = |k: usize| table[k].failed > 0.5;
     let i0 = i.floor();
     let j0 = j.floor();
     let k0 = k.floor();

@@ -4,7 +4,9 @@
 use glam::DVec3;
 use serde::Serialize;
 
-use crate::render::kernel::VolumeInfo;
+use rayon::prelude::*;
+
+use crate::render::kernel::{ResampleParams, TextureLayout, VolumeInfo, nearest_voxel};
 use crate::render::{Interpolation, SlabMode, SliceView, cpu};
 use imaging::Voxels;
 
@@ -57,8 +59,8 @@ pub enum Value {
         min: f64,
         max: f64,
         samples: usize,
-        /// Samples inside the ellipse with no data (beyond the volume, in a gap or on a slice
-        /// that failed): the statistics are of the rest, and the label says so.
+        /// Samples inside the ellipse with no data (beyond the volume, in a gap, on a slice
+        /// that failed, or on padding): the statistics are of the rest, and the label says so.
         without_data: usize,
     },
     /// Modality value (HU for CT) of the nearest voxel; `None` outside the volume.
@@ -188,10 +190,43 @@ fn probe_view(info: &VolumeInfo, p: DVec3) -> SliceView {
     }
 }
 
-/// Modality value of the voxel nearest to `p` (as a point probe shows it).
+/// Modality value of the voxel nearest to `p` (as a point probe shows it); `None` outside the
+/// volume, in a gap, on a failed slice, or on padding.
 pub fn value_at(info: &VolumeInfo, voxels: &Voxels, p: DVec3) -> Option<f64> {
-    let r = cpu::resample(info, voxels, &probe_view(info, p)).ok()?;
-    r.value(0, 0).map(f64::from)
+    if voxels.is_colour() {
+        let r = cpu::resample(info, voxels, &probe_view(info, p)).ok()?;
+        return r.value(0, 0).map(f64::from);
+    }
+    *measured(info, voxels, &probe_view(info, p))?.first()?
+}
+
+/// What a measurement reads at each pixel of a thin nearest-neighbour `view` of a grey volume,
+/// row by row: the voxel the display's nearest sampling reads there
+/// ([`crate::render::kernel::nearest_voxel`]) in modality units, or `None` where it reads none
+/// (outside, a gap, a failed slice) or reads padding (Pixel Padding Value: the corners outside
+/// a CT's reconstruction circle, -2000 or -3024 HU, are not the patient: counted in a region's
+/// mean, a tenth of a region over them moved a fat reading of -100 HU to -392). `None` for a
+/// view the volume cannot be sampled with.
+fn measured(info: &VolumeInfo, voxels: &Voxels, view: &SliceView) -> Option<Vec<Option<f64>>> {
+    let shape = voxels.shape();
+    if [shape[2], shape[1], shape[0]] != info.dims {
+        return None;
+    }
+    let p = ResampleParams::new(info, &TextureLayout::single(info.dims), view).ok()?;
+    let (w, h) = (view.width, view.height);
+    let rows: Vec<Vec<Option<f64>>> = (0..h)
+        .into_par_iter()
+        .map(|y| {
+            (0..w)
+                .map(|x| {
+                    let ([i, j, k], v) = nearest_voxel(&p, &info.slices, voxels, x, y)?;
+                    let stored = voxels.get(i, j, k)?;
+                    (!info.is_padding(k, stored)).then_some(f64::from(v))
+                })
+                .collect()
+        })
+        .collect();
+    Some(rows.into_iter().flatten().collect())
 }
 
 /// An ellipse's handles are dragged only on views within this cosine of its own plane
@@ -308,18 +343,32 @@ fn ellipse_stats(
         slab_mode: SlabMode::Average,
         interpolation: Interpolation::Nearest,
     };
-    let Ok(r) = cpu::resample(info, voxels, &view) else {
-        return empty(inside_total);
+    // Colour is read through the resample (a region's luma); grey through the very voxels,
+    // padding left out.
+    let read: Vec<Option<f64>> = if voxels.is_colour() {
+        let Ok(r) = cpu::resample(info, voxels, &view) else {
+            return empty(inside_total);
+        };
+        (0..h as u32)
+            .flat_map(|y| (0..w as u32).map(move |x| (x, y)))
+            .map(|(x, y)| r.value(x, y).map(f64::from))
+            .collect()
+    } else {
+        match measured(info, voxels, &view) {
+            Some(read) => read,
+            None => return empty(inside_total),
+        }
     };
     let mut values = Vec::new();
     for y in y0..y1 {
         for x in x0..x1 {
             let u = (x as f64 + 0.5 - n_a as f64 / 2.0) * step / ra;
             let v = (y as f64 + 0.5 - n_b as f64 / 2.0) * step / rb;
+            let at = (y - y0) as usize * w as usize + (x - x0) as usize;
             if u * u + v * v <= 1.0
-                && let Some(val) = r.value((x - x0) as u32, (y - y0) as u32)
+                && let Some(val) = read.get(at).copied().flatten()
             {
-                values.push(f64::from(val));
+                values.push(val);
             }
         }
     }

@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use super::ImagingError;
 use super::geometry::VolumeGeometry;
-use super::header::{ModalityLut, Rescale, Window};
+use super::header::{ModalityLut, PixelPadding, Rescale, Window};
 use super::series::{PixelFormat, Stack};
 
 /// The voxels of a volume, `[k][j][i]`: grey stored values, two bytes each, or colour.
@@ -148,6 +148,9 @@ pub struct Volume {
     /// The window of the middle slice's header, if any (modality units).
     pub default_window: Option<Window>,
     pub failed_slices: Vec<SliceFailure>,
+    /// Each slice's padding (stored values that are not patient; `padding_of`), or empty
+    /// where no slice has any.
+    pub padding: Vec<Option<PixelPadding>>,
     pub timings: LoadTimings,
 }
 
@@ -240,6 +243,25 @@ pub fn rescale_policy(stack: &Stack) -> RescalePolicy {
     }
 }
 
+/// Each slice's padding (Pixel Padding Value and Range Limit) as the volume holds it: none
+/// for colour or for a slice whose Modality LUT put its values in; an empty list where no
+/// slice has any.
+pub fn padding_of(stack: &Stack) -> Vec<Option<PixelPadding>> {
+    if stack.format.is_colour() {
+        return Vec::new();
+    }
+    let padding: Vec<Option<PixelPadding>> = stack
+        .slices
+        .iter()
+        .map(|s| s.padding.filter(|_| s.modality_lut.is_none()))
+        .collect();
+    if padding.iter().all(Option::is_none) {
+        Vec::new()
+    } else {
+        padding
+    }
+}
+
 /// Decode every slice of `stack` into one volume. `on_slice` is called from worker threads
 /// as each slice lands (progress and early display).
 pub fn load_stack(
@@ -276,6 +298,7 @@ pub fn load_stack(
         rescale,
         default_window: stack.slices.get(n / 2).and_then(|s| s.window),
         failed_slices: failed,
+        padding: padding_of(stack),
         timings: LoadTimings {
             first_slice_secs,
             total_secs: started.elapsed().as_secs_f64(),

@@ -104,6 +104,22 @@ impl ModalityLut {
     }
 }
 
+/// Stored values that are not the patient but padding (PS3.3 C.7.5.1.1.2: Pixel Padding
+/// Value (0028,0120), and Pixel Padding Range Limit (0028,0121) where a range is padding): a CT
+/// fills the corners outside its reconstruction circle with it (-2000 or -3024 HU, say). In
+/// the stored values' own representation; the range is inclusive, either way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PixelPadding {
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl PixelPadding {
+    pub fn contains(&self, stored: i32) -> bool {
+        (self.lo..=self.hi).contains(&stored)
+    }
+}
+
 /// Identity of the patient, study and series an instance belongs to.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Provenance {
@@ -154,6 +170,10 @@ pub struct FrameHeader {
     /// Rescale Slope/Intercept (0028,1053)/(0028,1052) or the Pixel Value Transformation
     /// functional group (0028,9145).
     pub rescale: Rescale,
+    /// Pixel Padding Value and Range Limit: stored values that are padding, not patient
+    /// (never read as such by a measurement). None under a Modality LUT (the volume holds the
+    /// table's values, not the stored ones the padding names).
+    pub padding: Option<PixelPadding>,
     /// Modality LUT Sequence (0028,3000): the modality values of a radiograph that carries a
     /// table instead of a rescale (`rescale` is then the identity, never used with it).
     #[serde(skip)]
@@ -566,6 +586,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
                 && (signed_pixels || rescale_of(obj).is_some_and(|r| r.intercept < 0.0)),
         )
         .map(std::sync::Arc::new),
+        padding: padding_of(obj, signed_pixels).filter(|_| modality_lut.is_none()),
         modality_lut,
         temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
         echo: text(obj, tags::ECHO_NUMBERS),
@@ -747,6 +768,7 @@ fn functional_group_frame(
             .and_then(|m| float(m, tags::SLICE_THICKNESS))
             .or(classic.slice_thickness_mm),
         rescale: rescale.unwrap_or(classic.rescale),
+        padding: classic.padding,
         // A frame's own Pixel Value Transformation replaces the top-level Modality LUT.
         modality_lut: match rescale {
             Some(_) => None,
@@ -841,6 +863,29 @@ fn modality_lut_of(obj: &InMemDicomObject, signed_pixels: bool) -> Option<Modali
         first_mapped,
         data,
         lut_type: text(item, tags::MODALITY_LUT_TYPE),
+    })
+}
+
+/// The padding of `obj`'s stored values (PS3.3 C.7.5.1.1.2), read in the pixels' own
+/// representation: its VR (US or SS) is meant to match Pixel Representation, and where it does
+/// not the 16 bits are read as the pixels are (a US 63536 of signed pixels is -2000).
+fn padding_of(obj: &InMemDicomObject, signed_pixels: bool) -> Option<PixelPadding> {
+    let as_pixels = |v: i64| -> Option<i32> {
+        let bits = v & 0xFFFF;
+        let v = if signed_pixels && bits > 0x7FFF {
+            bits - 0x1_0000
+        } else {
+            bits
+        };
+        i32::try_from(v).ok()
+    };
+    let value = as_pixels(int(obj, tags::PIXEL_PADDING_VALUE)?)?;
+    let limit = int(obj, tags::PIXEL_PADDING_RANGE_LIMIT)
+        .and_then(as_pixels)
+        .unwrap_or(value);
+    Some(PixelPadding {
+        lo: value.min(limit),
+        hi: value.max(limit),
     })
 }
 
@@ -981,5 +1026,53 @@ mod tests {
             [100, 100, 200, 300, 300]
         );
         assert_eq!(modality_lut_of(&signed, false).unwrap().first_mapped, 65534);
+    }
+
+    /// Padding in the pixels' representation, a range either way round.
+    #[test]
+    fn padding_is_read_as_the_pixels_are() {
+        let obj = |value: PrimitiveValue, vr: VR, limit: Option<u16>| {
+            let mut o = InMemDicomObject::from_element_iter([DataElement::new(
+                tags::PIXEL_PADDING_VALUE,
+                vr,
+                value,
+            )]);
+            if let Some(l) = limit {
+                o.put(DataElement::new(
+                    tags::PIXEL_PADDING_RANGE_LIMIT,
+                    VR::US,
+                    PrimitiveValue::from(l),
+                ));
+            }
+            o
+        };
+        let ss = obj(PrimitiveValue::from(-2000i16), VR::SS, None);
+        assert_eq!(
+            padding_of(&ss, true),
+            Some(PixelPadding {
+                lo: -2000,
+                hi: -2000
+            })
+        );
+        let us = obj(PrimitiveValue::from(63536u16), VR::US, None);
+        assert_eq!(
+            padding_of(&us, true),
+            Some(PixelPadding {
+                lo: -2000,
+                hi: -2000
+            })
+        );
+        assert_eq!(
+            padding_of(&us, false),
+            Some(PixelPadding {
+                lo: 63536,
+                hi: 63536
+            })
+        );
+        let range = obj(PrimitiveValue::from(30u16), VR::US, Some(0));
+        let p = padding_of(&range, false).unwrap();
+        assert_eq!(p, PixelPadding { lo: 0, hi: 30 });
+        assert!(p.contains(0) && p.contains(24) && p.contains(30) && !p.contains(31));
+        assert_eq!(padding_of(&InMemDicomObject::new_empty(), false), None);
     }
 }

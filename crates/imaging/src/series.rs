@@ -14,7 +14,9 @@ use glam::DVec3;
 use serde::Serialize;
 
 use super::geometry::VolumeGeometry;
-use super::header::{InstanceHeader, ModalityLut, Provenance, Rescale, VoiLutTable, Window};
+use super::header::{
+    InstanceHeader, ModalityLut, PixelPadding, Provenance, Rescale, VoiLutTable, Window,
+};
 use super::identity::Phi;
 use super::mosaic::MosaicLayout;
 
@@ -35,6 +37,8 @@ pub struct SliceRef {
     /// the volume holds its values, see `imaging::decode`).
     #[serde(skip)]
     pub modality_lut: Option<std::sync::Arc<ModalityLut>>,
+    /// The file's Pixel Padding Value (and Range Limit): stored values that are not patient.
+    pub padding: Option<PixelPadding>,
     pub window: Option<Window>,
     /// The file's first VOI LUT, if any.
     #[serde(skip)]
@@ -263,6 +267,7 @@ struct FrameEntry<'a> {
     acquisition: Option<i64>,
     rescale: Rescale,
     modality_lut: Option<std::sync::Arc<ModalityLut>>,
+    padding: Option<PixelPadding>,
     window: Option<Window>,
     voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     mosaic_tile: Option<u32>,
@@ -366,6 +371,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 acquisition: f.acquisition_number,
                 rescale: f.rescale,
                 modality_lut: f.modality_lut.clone(),
+                padding: f.padding,
                 window: f.window,
                 voi_lut: f.voi_lut.clone(),
                 mosaic_tile: f.mosaic_tile,
@@ -612,6 +618,7 @@ fn make_stack(
             position_mm: f.position.unwrap_or_default(),
             rescale: f.rescale,
             modality_lut: f.modality_lut.clone(),
+            padding: f.padding,
             window: f.window,
             voi_lut: f.voi_lut.clone(),
             transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),

@@ -332,6 +332,7 @@ pub fn phantom_volume(spec: &PhantomSpec) -> Volume {
         }),
         default_window: None,
         failed_slices: Vec::new(),
+        padding: Vec::new(),
         timings: LoadTimings::default(),
     }
 }
