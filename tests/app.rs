@@ -2003,6 +2003,13 @@ fn a_second_series_opens_beside_the_first_and_scrolls_with_it_by_position() {
         !length_on_second.contains("values of"),
         "{length_on_second}"
     );
+    // The measurement list says it too, as the active viewport does.
+    assert!(h.query_by_label_contains("; values of series").is_none());
+    h.state_mut().set_active(1);
+    h.step();
+    assert!(h.query_by_label_contains("; values of series").is_some());
+    h.state_mut().set_active(0);
+    h.step();
     h.get_by_label("W/L").click();
     h.step();
 

@@ -218,8 +218,10 @@ pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             ui.heading("Measurements");
             for m in &app.measurements {
                 ui.horizontal(|ui| {
-                    let text = match app.measurement_value(m) {
-                        Some(v) => format_value(&v, app.measurement_units(m)),
+                    // As the active viewport labels it (whose values over another series,
+                    // read on a slab's centre plane), on one line.
+                    let text = match app.measurement_label(m, app.active) {
+                        Some(label) => label.replace('\n', "; "),
                         None => "(loading)".into(),
                     };
                     ui.label(format!("#{} {text}", m.id));
