@@ -568,7 +568,7 @@ fn stored_data_error<E: std::fmt::Display>(e: E) -> ApiError {
     )
 }
 
-fn db_error(e: DbError) -> ApiError {
+pub(crate) fn db_error(e: DbError) -> ApiError {
     match e {
         DbError::Invalid(m) => ApiError::conflict(m),
         DbError::Unprintable(m) => ApiError::unprocessable(m),

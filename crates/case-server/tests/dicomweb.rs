@@ -707,6 +707,23 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     .await;
     assert_eq!(instance_rows(&s).await, 0, "refused uploads stored rows");
     assert_eq!(stored_objects(&s), 0, "refused uploads stored objects");
+    // Every refusal is in the case's trail: those before intake by their status (the
+    // malformed bodies, the wrong media types, the one too large, QA's), those of intake with
+    // its reason.
+    let early: Vec<(Option<String>, String)> = sqlx::query_as(
+        "SELECT case_id, detail FROM audit WHERE action = 'dicomweb_store_refused'
+         AND detail LIKE '% before intake: %' ORDER BY id",
+    )
+    .fetch_all(&s.db.pool)
+    .await
+    .unwrap();
+    let statuses: Vec<&str> = early.iter().map(|(_, d)| &d[..3]).collect();
+    assert_eq!(statuses, ["400", "415", "415", "413", "403"], "{early:?}");
+    assert!(
+        early
+            .iter()
+            .all(|(c, _)| c.as_deref() == Some(case.as_str()))
+    );
 
     // The good study goes in; the same study for another case is refused.
     let r = stow(&s, &coord, &path, &good).await;

@@ -69,6 +69,86 @@ async fn receive(server: &Server, body: axum::body::Body) -> Result<Bytes, ApiEr
         })
 }
 
+/// The parts of an upload, once its media type, boundary and parts are what STOW-RS takes
+/// (415 or 400 otherwise).
+fn split(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<case_protocol::multipart::Part>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = MediaType::parse(content_type);
+    if media.essence != "multipart/related" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "STOW-RS takes multipart/related; type=\"application/dicom\"",
+        ));
+    }
+    if let Some(t) = media.param("type")
+        && !t.eq_ignore_ascii_case("application/dicom")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("only application/dicom parts are accepted, not {t}"),
+        ));
+    }
+    let boundary = media
+        .param("boundary")
+        .ok_or_else(|| ApiError::bad_request("multipart/related without a boundary"))?
+        .to_string();
+    let parts = parse(&body, &boundary).map_err(ApiError::bad_request)?;
+    for (i, p) in parts.iter().enumerate() {
+        let t = MediaType::parse(&p.content_type);
+        if !p.content_type.is_empty() && t.essence != "application/dicom" {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("part {} is {}, not application/dicom", i + 1, t.essence),
+            ));
+        }
+    }
+    Ok(parts)
+}
+
+/// An upload refused before intake read it (the caller may not upload there, no case, too
+/// large, not multipart/related of DICOM, malformed) is audited as one: an attempt to put
+/// studies into a case leaves a trace whatever stopped it. The row names the case only where
+/// one exists (a typed id may be anything), and says why by its status alone.
+async fn refused_early(
+    server: &Server,
+    caller: &Caller,
+    case: Option<&str>,
+    e: &ApiError,
+) -> Result<(), ApiError> {
+    let why = match e.status {
+        StatusCode::FORBIDDEN => "the caller may not upload",
+        StatusCode::NOT_FOUND => "no such case for this caller",
+        StatusCode::METHOD_NOT_ALLOWED => "no case named",
+        StatusCode::PAYLOAD_TOO_LARGE => "larger than the upload limit",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "not multipart/related of application/dicom",
+        StatusCode::BAD_REQUEST => "a malformed upload",
+        _ => "refused",
+    };
+    let case = match case {
+        Some(id) => server
+            .db
+            .case_summary(id)
+            .await
+            .map_err(crate::api::db_error)?
+            .map(|c| c.id),
+        None => None,
+    };
+    caller
+        .audit(
+            &server.db,
+            "dicomweb_store_refused",
+            case.as_deref(),
+            &format!("{} before intake: {why}", e.status.as_u16()),
+        )
+        .await
+}
+
 /// Read `body` to its end and drop it; false when it is longer than `limit` or broken.
 async fn discard(body: axum::body::Body, limit: usize) -> bool {
     use http_body_util::BodyExt;
@@ -110,9 +190,13 @@ pub(super) async fn store(
     let (case, body) = match admit(&server, &caller, &target).await {
         Ok(case) => match receive(&server, body).await {
             Ok(body) => (case, body),
-            Err(e) => return Ok(closing(e)),
+            Err(e) => {
+                refused_early(&server, &caller, Some(&case), &e).await?;
+                return Ok(closing(e));
+            }
         },
         Err(e) => {
+            refused_early(&server, &caller, target.case.as_deref(), &e).await?;
             // Refused before the body was read: it is read and dropped piece by piece (no
             // memory held), so that the client, still sending, gets this answer; beyond twice
             // the upload limit (64 MiB at least) or `stow_drain` the connection is closed
@@ -125,39 +209,13 @@ pub(super) async fn store(
             });
         }
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = MediaType::parse(content_type);
-    if media.essence != "multipart/related" {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "STOW-RS takes multipart/related; type=\"application/dicom\"",
-        ));
-    }
-    if let Some(t) = media.param("type")
-        && !t.eq_ignore_ascii_case("application/dicom")
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("only application/dicom parts are accepted, not {t}"),
-        ));
-    }
-    let boundary = media
-        .param("boundary")
-        .ok_or_else(|| ApiError::bad_request("multipart/related without a boundary"))?
-        .to_string();
-    let parts = parse(&body, &boundary).map_err(ApiError::bad_request)?;
-    for (i, p) in parts.iter().enumerate() {
-        let t = MediaType::parse(&p.content_type);
-        if !p.content_type.is_empty() && t.essence != "application/dicom" {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("part {} is {}, not application/dicom", i + 1, t.essence),
-            ));
+    let parts = match split(&headers, &body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            refused_early(&server, &caller, Some(&case), &e).await?;
+            return Err(e);
         }
-    }
+    };
     // Spool the parts to files in a private folder (removed when this request ends).
     let spool = tempfile::Builder::new()
         .prefix("overread-stow-")
