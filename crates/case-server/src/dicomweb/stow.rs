@@ -98,7 +98,7 @@ fn split(
         .param("boundary")
         .ok_or_else(|| ApiError::bad_request("multipart/related without a boundary"))?
         .to_string();
-    let parts = parse(&body, &boundary).map_err(ApiError::bad_request)?;
+    let parts = parse(body, &boundary).map_err(ApiError::bad_request)?;
     for (i, p) in parts.iter().enumerate() {
         let t = MediaType::parse(&p.content_type);
         if !p.content_type.is_empty() && t.essence != "application/dicom" {
