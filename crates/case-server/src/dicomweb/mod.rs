@@ -301,18 +301,27 @@ pub(crate) fn accepts(headers: &HeaderMap, part_type: &str) -> bool {
     })
 }
 
-/// The transfer syntax an `Accept` header insists on (`transfer-syntax=` other than `*`).
-pub(crate) fn insisted_transfer_syntax(headers: &HeaderMap) -> Option<String> {
+/// The transfer syntaxes an `Accept` header takes, where it limits them: every
+/// `transfer-syntax=` of its ranges (PS3.18 8.7.3.5.2 offers alternatives as several ranges),
+/// leaving out ranges of quality 0 (refused); `None` when a range takes any (`*`, or no
+/// transfer syntax named: objects are then served as stored).
+pub(crate) fn accepted_transfer_syntaxes(headers: &HeaderMap) -> Option<Vec<String>> {
     let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
     let mut wanted = Vec::new();
     for range in accept.split(',') {
         let m = case_protocol::multipart::MediaType::parse(range);
+        if m.param("q")
+            .and_then(|q| q.trim().parse::<f64>().ok())
+            .is_some_and(|q| q <= 0.0)
+        {
+            continue;
+        }
         match m.param("transfer-syntax") {
             Some("*") | None => return None,
             Some(ts) => wanted.push(ts.to_string()),
         }
     }
-    wanted.into_iter().next()
+    Some(wanted)
 }
 
 pub(crate) fn not_acceptable(message: impl Into<String>) -> ApiError {
@@ -370,17 +379,29 @@ mod tests {
         assert!(accepts(&with_accept("image/*"), "image/png"));
         assert!(!accepts(&with_accept("image/jpeg"), "image/png"));
         assert!(accepts(&with_accept("text/html, */*;q=0.1"), "image/png"));
+        let accepted = |v: &str| accepted_transfer_syntaxes(&with_accept(v));
         assert_eq!(
-            insisted_transfer_syntax(&with_accept(
+            accepted(
                 r#"multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1"#
-            ))
-            .as_deref(),
-            Some("1.2.840.10008.1.2.1")
+            ),
+            Some(vec!["1.2.840.10008.1.2.1".to_string()])
         );
         assert_eq!(
-            insisted_transfer_syntax(&with_accept(
-                r#"multipart/related; type="application/dicom"; transfer-syntax=*"#
-            )),
+            accepted(r#"multipart/related; type="application/dicom"; transfer-syntax=*"#),
+            None
+        );
+        // Alternatives in several ranges, all taken; a range of quality 0 refuses its own.
+        assert_eq!(
+            accepted(
+                r#"multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90, multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1; q=0.5, multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50; q=0"#
+            ),
+            Some(vec![
+                "1.2.840.10008.1.2.4.90".to_string(),
+                "1.2.840.10008.1.2.1".to_string()
+            ])
+        );
+        assert_eq!(
+            accepted("multipart/related; type=\"application/dicom\""),
             None
         );
     }

@@ -12,7 +12,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{
-    Sql, Target, accepts, audit_access, insisted_transfer_syntax, not_acceptable, on_disk, scope,
+    Sql, Target, accepted_transfer_syntaxes, accepts, audit_access, not_acceptable, on_disk, scope,
 };
 use crate::Server;
 use crate::api::Caller;
@@ -62,11 +62,11 @@ pub(super) async fn retrieve(
         "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts",
     )
     .await?;
-    if let Some(wanted) = insisted_transfer_syntax(&headers)
+    if let Some(wanted) = accepted_transfer_syntaxes(&headers)
         && let Some(other) = rows
             .iter()
             .map(|r| r.get::<String, _>("ts"))
-            .find(|ts| *ts != wanted)
+            .find(|ts| !wanted.contains(ts))
     {
         return Err(not_acceptable(format!(
             "objects are served as stored (transfer syntax {other}); ask with transfer-syntax=*"
