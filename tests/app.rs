@@ -750,6 +750,20 @@ fn the_slab_controls_give_the_reference_slab() {
         .count();
     // The phantom changes little along z (the nodule's rim, the lung edges): some pixels.
     assert!(differs > 0, "the slab looks exactly like the thin plane");
+
+    // A probe placed on the slab reads one voxel of its own plane, not the MinIP shown under
+    // it: its label says so; off the slab it does not need to.
+    h.get_by_label("Probe").click();
+    h.step();
+    let centre = DVec3::from(h.state().current_view().unwrap().center_mm);
+    click_patient(&mut h, centre);
+    let probe = h.state().measurements().last().unwrap().clone();
+    let on_slab = h.state().measurement_label(&probe, 0).unwrap();
+    assert!(on_slab.ends_with(" (its plane, not the slab)"), "{on_slab}");
+    h.get_by_label("Slab").set_value_accesskit(0.0);
+    h.step();
+    let thin = h.state().measurement_label(&probe, 0).unwrap();
+    assert!(!thin.contains("slab"), "{thin}");
 }
 
 /// Open the report panel and start from its first template (CT chest).

@@ -1303,8 +1303,9 @@ impl OverreadApp {
     }
 
     /// A measurement's label as viewport `cell` shows it: its value in its units; a probe's
-    /// or region's read on the centre plane of a slab, or on another series of the frame of
-    /// reference than the cell shows, says so.
+    /// or region's shown on a slab (its value is of the voxels of its own plane, not of the
+    /// slab's projection), or read on another series of the frame of reference than the cell
+    /// shows, says so.
     pub fn measurement_label(&self, m: &Measurement, cell: usize) -> Option<String> {
         let v = self.measurement_value(m)?;
         let mut label = panels::format_value(&v, self.measurement_units(m));
@@ -1317,14 +1318,15 @@ impl OverreadApp {
                 .get(cell)
                 .is_some_and(|c| c.viewport.slab_mm > 0.0)
         {
-            label += " (centre plane)";
+            label += " (its plane, not the slab)";
         }
         // A probe or region drawn on another series of the frame of reference (the arterial
         // phase's, shown over the venous) carries that series' values: said, so they are
         // never read as this image's.
         if sampled
             && let Some(made_on) = m.stack_id.as_deref()
-            && self.cell_stack(cell) != Some(made_on)
+            && let Some(shown) = self.cell_stack(cell)
+            && shown != made_on
         {
             label += &format!("\nvalues of {}", self.series_name_of(made_on));
         }

@@ -219,7 +219,7 @@ pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             for m in &app.measurements {
                 ui.horizontal(|ui| {
                     // As the active viewport labels it (whose values over another series,
-                    // read on a slab's centre plane), on one line.
+                    // of its own plane under a slab), on one line.
                     let text = match app.measurement_label(m, app.active) {
                         Some(label) => label.replace('\n', "; "),
                         None => "(loading)".into(),

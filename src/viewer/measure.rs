@@ -73,32 +73,37 @@ fn angle_deg(u: DVec3, v: DVec3) -> f64 {
     u.angle_between(v).to_degrees()
 }
 
-/// The Cobb angle between endplate lines along `d1` and `d2` (in one plane, drawn either
-/// way): the difference of their tilts from the horizontal of their plane, 0-180 degrees. Two
-/// lines meet at two angles, a and 180 - a; the tilts say which is the curve's: endplates
-/// tilted 55 degrees each way are a 110-degree curve (a severe scoliosis), not the 70 degrees
-/// between the lines. Up is the patient's head-foot axis as it lies in the plane (a coronal or
-/// sagittal image, a film with its orientation); on a plane across it (an axial image, or a
-/// film without orientation, whose rows are x and columns y), the y axis (the film's
-/// vertical).
-pub fn cobb_deg(d1: DVec3, d2: DVec3) -> f64 {
+/// The Cobb angle between two endplate lines (each two points, in one plane, drawn either
+/// way, either first): 0-180 degrees. Two lines meet at two angles, a and 180 - a; which is
+/// the curve's is told by the spine between them, whose direction is taken as the line from
+/// one line's middle to the other's: each line's tilt is measured across that direction, and
+/// the Cobb angle is the difference of the tilts. Endplates tilted 55 degrees each way are a
+/// 110-degree curve (a severe scoliosis), not the 70 degrees between the lines; and the answer
+/// does not depend on how the image lies (a film stored sideways, without orientation, reads
+/// as one stored upright). Lines whose middles (nearly) meet give no such direction: the
+/// smaller angle between them.
+pub fn cobb_deg(line1: [DVec3; 2], line2: [DVec3; 2]) -> f64 {
+    let (d1, d2) = (line1[1] - line1[0], line2[1] - line2[0]);
+    let acute = || {
+        let a = angle_deg(d1, d2);
+        if a > 90.0 { 180.0 - a } else { a }
+    };
     let n = d1.cross(d2);
     if n.length() <= 1e-9 * d1.length() * d2.length() {
         return 0.0;
     }
     let n = n.normalize();
-    let in_plane = |v: DVec3| v - n * v.dot(n);
-    // Of x, y and z, the projections' squared lengths add to 2: one is at least 0.82 long.
-    let up = [DVec3::Z, DVec3::Y, DVec3::X]
-        .into_iter()
-        .map(in_plane)
-        .find(|u| u.length() >= 0.5)
-        .unwrap_or(DVec3::X)
-        .normalize();
-    let across = up.cross(n);
-    // Each line's tilt, drawn left to right (its across part not negative): -90..90 degrees.
+    let chord = (line2[0] + line2[1] - line1[0] - line1[1]) / 2.0;
+    let along = chord - n * chord.dot(n);
+    if along.length() <= 1e-3 * d1.length().max(d2.length()) {
+        return acute();
+    }
+    let along = along.normalize();
+    let across = along.cross(n);
+    // Each line's tilt, drawn across the spine in one sense (its across part not negative):
+    // -90..90 degrees.
     let tilt = |d: DVec3| {
-        let (x, y) = (d.dot(across), d.dot(up));
+        let (x, y) = (d.dot(across), d.dot(along));
         let (x, y) = if x < 0.0 || (x == 0.0 && y < 0.0) {
             (-x, -y)
         } else {
@@ -147,9 +152,7 @@ impl Measurement {
                 Value::AngleDeg(angle_deg(DVec3::from(*a) - v, DVec3::from(*b) - v))
             }
             Shape::Cobb { line1, line2 } => {
-                let d1 = DVec3::from(line1[1]) - DVec3::from(line1[0]);
-                let d2 = DVec3::from(line2[1]) - DVec3::from(line2[0]);
-                Value::AngleDeg(cobb_deg(d1, d2))
+                Value::AngleDeg(cobb_deg(line1.map(DVec3::from), line2.map(DVec3::from)))
             }
             Shape::Ellipse {
                 center,
@@ -853,31 +856,46 @@ mod tests {
 
     /// Cobb angles past 90 degrees (a severe scoliosis: endplates tilted 55 degrees each way
     /// read 110, not the 70 between the lines), the same whichever way each line is drawn and
-    /// whichever is first; coronal, sagittal and axial planes, a film without orientation
-    /// (its vertical is y), parallel lines 0.
+    /// whichever is first, on coronal and sagittal planes and on a film however it lies
+    /// (stored sideways: the same curve); parallel lines 0; lines crossing at their middles
+    /// the smaller angle.
     #[test]
-    fn cobb_angles_are_the_difference_of_the_tilts() {
-        let rad = |deg: f64| deg.to_radians();
-        // Coronal (x across, z up): tilts +55 and -55 degrees.
-        let line = |tilt: f64| DVec3::new(rad(tilt).cos(), 0.0, rad(tilt).sin());
+    fn cobb_angles_are_the_difference_of_the_tilts_across_the_spine() {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
-        assert!(close(cobb_deg(line(55.0), line(-55.0)), 110.0));
-        assert!(close(cobb_deg(-line(55.0), line(-55.0)), 110.0));
-        assert!(close(cobb_deg(line(-55.0), -line(55.0)), 110.0));
-        assert!(close(cobb_deg(line(10.0), line(-15.0)), 25.0));
-        assert!(close(cobb_deg(line(80.0), line(20.0)), 60.0));
-        assert!(close(cobb_deg(line(80.0), line(-30.0)), 110.0));
-        assert_eq!(cobb_deg(line(20.0), -line(20.0) * 3.0), 0.0);
-        // Sagittal (y across, z up).
-        let sagittal = |tilt: f64| DVec3::new(0.0, rad(tilt).cos(), rad(tilt).sin());
-        assert!(close(cobb_deg(sagittal(-50.0), sagittal(50.0)), 100.0));
-        // Axial, and a film without orientation (rows x, columns y: y is its vertical).
-        let film = |tilt: f64| DVec3::new(rad(tilt).cos(), rad(tilt).sin(), 0.0);
-        assert!(close(cobb_deg(film(48.0), film(-48.0)), 96.0));
-        assert!(close(
-            cobb_deg(film(0.0), film(20.0f64.atan2(120.0).to_degrees())),
-            9.462322208025617
-        ));
+        // A line 60 mm long centred on `at`, tilted `tilt` degrees from `across` towards `up`.
+        let line = |at: DVec3, across: DVec3, up: DVec3, tilt: f64| {
+            let d = (across * tilt.to_radians().cos() + up * tilt.to_radians().sin()) * 30.0;
+            [at - d, at + d]
+        };
+        for (across, up) in [
+            (DVec3::X, DVec3::Z),                                      // coronal
+            (DVec3::Y, DVec3::Z),                                      // sagittal
+            (DVec3::X, DVec3::Y),  // a film upright, without orientation
+            (DVec3::Y, -DVec3::X), // the same film stored sideways
+            (DVec3::new(0.6, 0.8, 0.0), DVec3::new(-0.48, 0.36, 0.8)), // oblique
+        ] {
+            let top = |tilt| line(up * 120.0, across, up, tilt);
+            let bottom = |tilt| line(DVec3::ZERO, across, up, tilt);
+            let cobb = |a: [DVec3; 2], b: [DVec3; 2]| cobb_deg(a, b);
+            let reversed = |[a, b]: [DVec3; 2]| [b, a];
+            assert!(
+                close(cobb(top(55.0), bottom(-55.0)), 110.0),
+                "{across} {up}"
+            );
+            assert!(close(cobb(reversed(top(55.0)), bottom(-55.0)), 110.0));
+            assert!(close(cobb(bottom(-55.0), reversed(top(55.0))), 110.0));
+            assert!(close(cobb(top(10.0), bottom(-15.0)), 25.0));
+            assert!(close(cobb(top(80.0), bottom(20.0)), 60.0));
+            assert!(close(cobb(top(80.0), bottom(-30.0)), 110.0));
+            assert!(close(cobb(top(20.0), bottom(20.0)), 0.0));
+            // A 20-degree curve is 20 however the endplates lie on the image.
+            assert!(close(cobb(top(-10.0), bottom(10.0)), 20.0));
+        }
+        // Lines crossing at their middles: no spine between them, the smaller angle.
+        let x = [DVec3::new(-30.0, 0.0, 0.0), DVec3::new(30.0, 0.0, 0.0)];
+        let tilted = [DVec3::new(-30.0, 0.0, -52.0), DVec3::new(30.0, 0.0, 52.0)];
+        let a = cobb_deg(x, tilted);
+        assert!(close(a, (52.0f64 / 30.0).atan().to_degrees()), "{a}");
     }
 
     /// A handle dragged on a view that shows the shape from off its plane (a slab centred

@@ -173,10 +173,12 @@ async fn audit_refused_reads(
     response
 }
 
-/// A request path as the audit trail may keep it: the words of the API, UIDs (digits and
-/// dots) and frame lists (digits and commas) as they are, the case id where it names a case
-/// (`case`), and anything else by its length alone ("<10 characters>": a "case id" typed by
-/// hand may be a medical record number). At most 40 segments.
+/// A request path as the audit trail may keep it: the words of the API as they are, the case
+/// id where it names the case found (`case`), a UID where the API takes one (after `studies`,
+/// `series` or `instances`) and it has a UID's form (digits in dot-separated components, no
+/// leading zeros), a frame list after `frames`, and anything else by its length alone ("<10
+/// characters>": what is typed into a path may be a record number, a birth date or a
+/// name). At most 40 segments.
 fn scrubbed_path(path: &str, case: Option<&str>) -> String {
     const WORDS: &[&str] = &[
         "cases",
@@ -199,19 +201,34 @@ fn scrubbed_path(path: &str, case: Option<&str>) -> String {
         "rendered",
         "thumbnail",
     ];
+    let uid_form = |s: &str| {
+        s.len() <= 64
+            && s.contains('.')
+            && s.split('.').all(|c| {
+                !c.is_empty()
+                    && c.chars().all(|d| d.is_ascii_digit())
+                    && (c == "0" || !c.starts_with('0'))
+            })
+    };
+    let frame_list = |s: &str| {
+        s.len() <= 64
+            && s.split(',')
+                .all(|f| !f.is_empty() && f.chars().all(|d| d.is_ascii_digit()))
+    };
     let segments: Vec<&str> = path.split('/').collect();
     let mut out: Vec<String> = segments
         .iter()
         .take(40)
         .enumerate()
         .map(|(n, segment)| {
-            let uid_like = !segment.is_empty()
-                && segment.len() <= 64
-                && segment
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '.' || c == ',');
-            let the_case = n == 2 && segments.get(1) == Some(&"cases") && case == Some(segment);
-            if segment.is_empty() || WORDS.contains(segment) || uid_like || the_case {
+            let before = n.checked_sub(1).and_then(|p| segments.get(p)).copied();
+            let keep = segment.is_empty()
+                || WORDS.contains(segment)
+                || (before == Some("cases") && n == 2 && case == Some(segment))
+                || (matches!(before, Some("studies" | "series" | "instances"))
+                    && uid_form(segment))
+                || (before == Some("frames") && frame_list(segment));
+            if keep {
                 segment.to_string()
             } else {
                 format!("<{} characters>", segment.chars().count())
@@ -222,6 +239,46 @@ fn scrubbed_path(path: &str, case: Option<&str>) -> String {
         out.push(format!("<{} more>", segments.len() - 40));
     }
     out.join("/")
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::scrubbed_path;
+
+    /// What is typed into a path stays out of the trail unless it is the API's own: a number
+    /// in the case's place (a record number), one where a UID goes (a birth date), a name.
+    #[test]
+    fn typed_segments_are_kept_by_length_only() {
+        let case = Some("C-0123456789ab");
+        assert_eq!(
+            scrubbed_path(
+                "/cases/C-0123456789ab/dicomweb/studies/1.2.840.1/series/2.25.7/instances/1.3/frames/1,2",
+                case
+            ),
+            "/cases/C-0123456789ab/dicomweb/studies/1.2.840.1/series/2.25.7/instances/1.3/frames/1,2"
+        );
+        assert_eq!(
+            scrubbed_path("/cases/00123456/dicomweb/studies", None),
+            "/cases/<8 characters>/dicomweb/studies"
+        );
+        assert_eq!(
+            scrubbed_path("/cases/C-0123456789ab", None),
+            "/cases/<14 characters>"
+        );
+        assert_eq!(
+            scrubbed_path("/dicomweb/studies/19610301", None),
+            "/dicomweb/studies/<8 characters>"
+        );
+        assert_eq!(
+            scrubbed_path("/dicomweb/studies/1.02.3", None),
+            "/dicomweb/studies/<6 characters>"
+        );
+        assert_eq!(
+            scrubbed_path("/dicomweb/studies/DOE^JANE/metadata", None),
+            "/dicomweb/studies/<8 characters>/metadata"
+        );
+        assert_eq!(scrubbed_path("/audit/12345", None), "/audit/<5 characters>");
+    }
 }
 
 /// A request runs to its end on its own task, even when its client goes away: hyper drops a
@@ -568,7 +625,7 @@ fn stored_data_error<E: std::fmt::Display>(e: E) -> ApiError {
     )
 }
 
-pub(crate) fn db_error(e: DbError) -> ApiError {
+fn db_error(e: DbError) -> ApiError {
     match e {
         DbError::Invalid(m) => ApiError::conflict(m),
         DbError::Unprintable(m) => ApiError::unprocessable(m),

@@ -866,16 +866,23 @@ fn modality_lut_of(obj: &InMemDicomObject, signed_pixels: bool) -> Option<Modali
     })
 }
 
-/// The padding of `obj`'s stored values (PS3.3 C.7.5.1.1.2), read in the pixels' own
-/// representation: its VR (US or SS) is meant to match Pixel Representation, and where it does
-/// not the 16 bits are read as the pixels are (a US 63536 of signed pixels is -2000).
+/// The padding of `obj`'s stored values (PS3.3 C.7.5.1.1.2), read as the pixels are: its
+/// 16 bits (its VR, US or SS, is meant to match Pixel Representation and often does not)
+/// kept to Bits Stored and sign-extended from its top bit for signed pixels, as each voxel is
+/// when it is decoded. A US 63536 of signed 16-bit pixels is -2000; of signed 12-bit pixels,
+/// -3024 (0xF430) is stored as 0x430, +1072, and so is its padding.
 fn padding_of(obj: &InMemDicomObject, signed_pixels: bool) -> Option<PixelPadding> {
+    let bits = int(obj, tags::BITS_STORED)
+        .and_then(|b| u32::try_from(b).ok())
+        .filter(|b| (1..=16).contains(b))
+        .unwrap_or(16);
     let as_pixels = |v: i64| -> Option<i32> {
-        let bits = v & 0xFFFF;
-        let v = if signed_pixels && bits > 0x7FFF {
-            bits - 0x1_0000
+        let raw = (v & 0xFFFF) as u32 & ((1u32 << bits) - 1);
+        let top = 1u32 << (bits - 1);
+        let v = if signed_pixels && raw & top != 0 {
+            i64::from(raw) - (1i64 << bits)
         } else {
-            bits
+            i64::from(raw)
         };
         i32::try_from(v).ok()
     };
@@ -1074,5 +1081,33 @@ mod tests {
         assert_eq!(p, PixelPadding { lo: 0, hi: 30 });
         assert!(p.contains(0) && p.contains(24) && p.contains(30) && !p.contains(31));
         assert_eq!(padding_of(&InMemDicomObject::new_empty(), false), None);
+        // 12 bits stored, as the voxels are read: -3024 (0xF430) is +1072; 0x830 is -2000.
+        let twelve = |value: PrimitiveValue, vr: VR| {
+            let mut o = obj(value, vr, None);
+            o.put(DataElement::new(
+                tags::BITS_STORED,
+                VR::US,
+                PrimitiveValue::from(12u16),
+            ));
+            o
+        };
+        assert_eq!(
+            padding_of(&twelve(PrimitiveValue::from(-3024i16), VR::SS), true),
+            Some(PixelPadding { lo: 1072, hi: 1072 })
+        );
+        assert_eq!(
+            padding_of(&twelve(PrimitiveValue::from(0x830u16), VR::US), true),
+            Some(PixelPadding {
+                lo: -2000,
+                hi: -2000
+            })
+        );
+        assert_eq!(
+            padding_of(&twelve(PrimitiveValue::from(0xF430u16), VR::US), false),
+            Some(PixelPadding {
+                lo: 0x430,
+                hi: 0x430
+            })
+        );
     }
 }

@@ -420,7 +420,7 @@ pub(super) async fn studies(
                 COUNT(DISTINCT instances.series_uid) AS series_count,
                 COUNT(*) AS instance_count
          FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
-        " GROUP BY instances.case_id, instances.study_uid ORDER BY study_date DESC, instances.study_uid",
+        " GROUP BY instances.case_id, instances.study_uid ORDER BY study_date DESC, instances.study_uid, instances.case_id",
         "studies",
     )
     .await?;
@@ -494,7 +494,7 @@ pub(super) async fn series(
                 MIN(instances.series_description) AS series_description,
                 COUNT(*) AS instance_count
          FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
-        " GROUP BY instances.case_id, instances.study_uid, instances.series_uid ORDER BY series_number, instances.series_uid",
+        " GROUP BY instances.case_id, instances.study_uid, instances.series_uid ORDER BY series_number, instances.series_uid, instances.case_id",
         "series",
     )
     .await?;
@@ -543,7 +543,7 @@ pub(super) async fn instances(
                 instances.pixel_rows AS pixel_rows, instances.pixel_columns AS pixel_columns,
                 instances.number_of_frames AS number_of_frames, instances.modality AS modality
          FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
-        " ORDER BY instances.series_uid, instances.instance_number, instances.sop_uid",
+        " ORDER BY instances.series_uid, instances.instance_number, instances.sop_uid, instances.case_id",
         "instances",
     )
     .await?;

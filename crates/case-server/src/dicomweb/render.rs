@@ -253,19 +253,6 @@ async fn render(
         .collect();
     let chosen = series_rows[series_rows.len() / 2];
     let key: String = chosen.get("object_key");
-    audit_access(
-        &server,
-        &caller,
-        if thumbnail {
-            "dicomweb_thumbnail"
-        } else {
-            "dicomweb_rendered"
-        },
-        &scope,
-        &rows,
-        &target.describe(),
-    )
-    .await?;
     let bytes = server
         .store
         .get(&key)
@@ -282,6 +269,21 @@ async fn render(
         PictureError::TooLarge(m) => ApiError::unprocessable(format!("{what}: {m}")),
         PictureError::Failed(e) => ApiError::internal(format!("{what} could not be rendered"), e),
     })?;
+    // Audited once the picture is made, before it goes: a frame refused as too large is
+    // audited as a refused read, not also as given.
+    audit_access(
+        &server,
+        &caller,
+        if thumbnail {
+            "dicomweb_thumbnail"
+        } else {
+            "dicomweb_rendered"
+        },
+        &scope,
+        &rows,
+        &target.describe(),
+    )
+    .await?;
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
 

@@ -115,12 +115,11 @@ fn split(
 /// large, not multipart/related of DICOM, malformed) is audited as one: an attempt to put
 /// studies into a case leaves a trace whatever stopped it. The row names the case only where
 /// one exists (a typed id may be anything), and says why by its status alone.
-async fn refused_early(
-    server: &Server,
-    caller: &Caller,
-    case: Option<&str>,
-    e: &ApiError,
-) -> Result<(), ApiError> {
+async fn refused_early(server: &Server, caller: &Caller, case: Option<&str>, e: &ApiError) {
+    // The server's own failures are not refusals.
+    if !e.status.is_client_error() {
+        return;
+    }
     let why = match e.status {
         StatusCode::FORBIDDEN => "the caller may not upload",
         StatusCode::NOT_FOUND => "no such case for this caller",
@@ -135,11 +134,14 @@ async fn refused_early(
             .db
             .case_summary(id)
             .await
-            .map_err(crate::api::db_error)?
+            .ok()
+            .flatten()
             .map(|c| c.id),
         None => None,
     };
-    caller
+    // The refusal goes to the client whatever: a failed audit write is logged, not answered
+    // instead of it (the rest of the body must still be drained or the connection closed).
+    if let Err(e) = caller
         .audit(
             &server.db,
             "dicomweb_store_refused",
@@ -147,6 +149,9 @@ async fn refused_early(
             &format!("{} before intake: {why}", e.status.as_u16()),
         )
         .await
+    {
+        tracing::error!("audit of a refused upload failed: {}", e.message);
+    }
 }
 
 /// Read `body` to its end and drop it; false when it is longer than `limit` or broken.
@@ -191,12 +196,12 @@ pub(super) async fn store(
         Ok(case) => match receive(&server, body).await {
             Ok(body) => (case, body),
             Err(e) => {
-                refused_early(&server, &caller, Some(&case), &e).await?;
+                refused_early(&server, &caller, Some(&case), &e).await;
                 return Ok(closing(e));
             }
         },
         Err(e) => {
-            refused_early(&server, &caller, target.case.as_deref(), &e).await?;
+            refused_early(&server, &caller, target.case.as_deref(), &e).await;
             // Refused before the body was read: it is read and dropped piece by piece (no
             // memory held), so that the client, still sending, gets this answer; beyond twice
             // the upload limit (64 MiB at least) or `stow_drain` the connection is closed
@@ -212,7 +217,7 @@ pub(super) async fn store(
     let parts = match split(&headers, &body) {
         Ok(parts) => parts,
         Err(e) => {
-            refused_early(&server, &caller, Some(&case), &e).await?;
+            refused_early(&server, &caller, Some(&case), &e).await;
             return Err(e);
         }
     };
