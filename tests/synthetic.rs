@@ -23,6 +23,19 @@ fn small(spec: PhantomSpec) -> PhantomSpec {
     }
 }
 
+/// Four slices of 48 x 48 at 8 mm: the whole body and the air around it (stored air 24, soft
+/// tissue 1069, bone 1324), no noise.
+fn coarse() -> PhantomSpec {
+    PhantomSpec {
+        columns: 48,
+        rows: 48,
+        pixel_mm: 8.0,
+        slices: 4,
+        noise_hu: 0.0,
+        ..PhantomSpec::default()
+    }
+}
+
 fn scan_group(dir: &Path) -> Vec<Patient> {
     let report = imaging::scan(&[dir.to_path_buf()]);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
@@ -409,15 +422,7 @@ fn a_modality_lut_gives_every_voxel_its_value() {
     let table: Vec<u16> = (0..ENTRIES).map(|n| 40_000 - 17 * n as u16).collect();
     for (signed, first_mapped) in [(false, 500i32), (true, -900)] {
         let dir = tempdir();
-        let spec = PhantomSpec {
-            columns: 48,
-            rows: 48,
-            pixel_mm: 8.0,
-            slices: 4,
-            noise_hu: 0.0,
-            ..PhantomSpec::default()
-        };
-        write_series(&spec, dir.path()).unwrap();
+        write_series(&coarse(), dir.path()).unwrap();
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let path = entry.unwrap().path();
             let mut obj = dicom_object::open_file(&path).unwrap();
@@ -516,15 +521,7 @@ fn padding_is_no_value_to_a_measurement() {
     use overread::viewer::measure::{Measurement, Shape, Value};
 
     let dir = tempdir();
-    let spec = PhantomSpec {
-        columns: 48,
-        rows: 48,
-        pixel_mm: 8.0,
-        slices: 4,
-        noise_hu: 0.0,
-        ..PhantomSpec::default()
-    };
-    write_series(&spec, dir.path()).unwrap();
+    write_series(&coarse(), dir.path()).unwrap();
     let measure = |dir: &Path| {
         let patients = scan_group(dir);
         let stack = patients[0].stacks().next().unwrap();

@@ -1210,20 +1210,8 @@ mod tests {
             format_value(&Value::LengthMm(14.25), LengthUnits::Pixels),
             "14.2 px"
         );
-        let region = Value::Region {
-            area_mm2: 120.0,
-            mean: 40.0,
-            sd: 2.0,
-            min: 35.0,
-            max: 45.0,
-            samples: 10,
-            without_data: 0,
-        };
-        assert!(format_value(&region, LengthUnits::Pixels).starts_with("120 px²"));
-        assert!(format_value(&region, LengthUnits::Millimetres).starts_with("120 mm²"));
-        assert!(!format_value(&region, LengthUnits::Millimetres).contains("no data"));
-        let region_of = |samples, without_data| Value::Region {
-            area_mm2: 120.0,
+        let region_sized = |area_mm2, samples, without_data| Value::Region {
+            area_mm2,
             mean: 40.0,
             sd: 2.0,
             min: 35.0,
@@ -1231,6 +1219,11 @@ mod tests {
             samples,
             without_data,
         };
+        let region_of = |samples, without_data| region_sized(120.0, samples, without_data);
+        let region = region_of(10, 0);
+        assert!(format_value(&region, LengthUnits::Pixels).starts_with("120 px²"));
+        assert!(format_value(&region, LengthUnits::Millimetres).starts_with("120 mm²"));
+        assert!(!format_value(&region, LengthUnits::Millimetres).contains("no data"));
         assert!(
             format_value(&region_of(10, 10), LengthUnits::Millimetres)
                 .ends_with("(of 50% of it: the rest has no data)")
@@ -1239,15 +1232,7 @@ mod tests {
             format_value(&region_of(0, 20), LengthUnits::Millimetres),
             "120 mm²: no data inside"
         );
-        let small = Value::Region {
-            area_mm2: std::f64::consts::PI,
-            mean: 40.0,
-            sd: 2.0,
-            min: 35.0,
-            max: 45.0,
-            samples: 10,
-            without_data: 0,
-        };
+        let small = region_sized(std::f64::consts::PI, 10, 0);
         assert!(format_value(&small, LengthUnits::Millimetres).starts_with("3.1 mm² mean"));
         assert_eq!(
             format_value(&Value::AngleDeg(32.0), LengthUnits::Pixels),

@@ -2793,6 +2793,18 @@ mod tests {
         }
     }
 
+    /// Final report abc123 of C-1 ("Nodule 14.2 mm." / "Follow up."), signed, in the outbox,
+    /// not yet received.
+    fn unreceived_final() -> Signed {
+        Signed {
+            report: final_report("Nodule 14.2 mm.", "Follow up."),
+            hash: "abc123".into(),
+            receipt: Err("the case server could not be reached".into()),
+            login: None,
+            others: Vec::new(),
+        }
+    }
+
     fn state() -> ReportState {
         let dir = std::env::temp_dir().join("overread-no-macros-here");
         ReportState::new(PanelSettings {
@@ -3302,14 +3314,7 @@ mod tests {
         r.draft.impression = "Follow up.".into();
         keep_now(&mut r);
         assert_eq!(kept_files(dir.path()), 1);
-        let signed = || Signed {
-            report: final_report("Nodule 14.2 mm.", "Follow up."),
-            hash: "abc123".into(),
-            receipt: Err("the case server could not be reached".into()),
-            login: None,
-            others: Vec::new(),
-        };
-        r.signed(signed(), true);
+        r.signed(unreceived_final(), true);
         // Gone at once, not at the next comparison.
         assert!(
             r.drafts
@@ -3328,7 +3333,7 @@ mod tests {
         r.start_case("C-2", None);
         r.start_case("C-1", Some("1.2.3"));
         assert_eq!(r.draft.findings, "Nodule 14.2 mm.\n");
-        r.signed(signed(), false);
+        r.signed(unreceived_final(), false);
         assert!(r.draft.findings.is_empty() && r.draft.impression.is_empty());
         keep_now(&mut r);
         assert_eq!(kept_files(dir.path()), 0);
@@ -3348,16 +3353,7 @@ mod tests {
         r.draft.impression = "Follow up.".into();
         keep_now(&mut r);
         assert_eq!(kept_files(dir.path()), 2);
-        r.signed(
-            Signed {
-                report: final_report("Nodule 14.2 mm.", "Follow up."),
-                hash: "abc123".into(),
-                receipt: Err("the case server could not be reached".into()),
-                login: None,
-                others: Vec::new(),
-            },
-            true,
-        );
+        r.signed(unreceived_final(), true);
         assert!(
             r.drafts
                 .as_ref()
@@ -3766,16 +3762,7 @@ mod tests {
             place: Some((Section::Findings, 7..14)),
             ..LinkedMeasurement::default()
         });
-        r.signed(
-            Signed {
-                report: final_report("Nodule 14.2 mm.", "Follow up."),
-                hash: "abc123".into(),
-                receipt: Err("the case server could not be reached".into()),
-                login: None,
-                others: Vec::new(),
-            },
-            true,
-        );
+        r.signed(unreceived_final(), true);
         let f = r.amending().expect("a kept final report is the signed one");
         assert_eq!(f.report_hash, "abc123");
         assert_eq!(f.findings, "Nodule 14.2 mm.");
