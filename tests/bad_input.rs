@@ -658,3 +658,181 @@ fn a_jpeg_2000_codestream_larger_than_its_header_is_refused() {
         "{e}"
     );
 }
+
+/// A copy of `from` under a new SOP Instance UID (`n` makes it unique), edited by `change`.
+fn copy_as(from: &Path, n: usize, change: impl FnOnce(&mut dicom_object::DefaultDicomObject)) {
+    let to = from.with_file_name(format!("copy-{n}.dcm"));
+    std::fs::copy(from, &to).unwrap();
+    edit(&to, |obj| {
+        obj.put(DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(format!("2.25.{}", 999_000 + n)),
+        ));
+        change(obj);
+    });
+}
+
+/// An Image Orientation (Patient) of zeros (some secondary captures write it) is none: the
+/// series is one stack, shown without positions, and a view can be made of it. Taken as
+/// given, every frame had the same depth along a zero normal: eight one-frame stacks, none of
+/// which could be shown. So is a Pixel Spacing of 0\0.
+#[test]
+fn a_degenerate_orientation_or_spacing_is_none() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    for f in &files {
+        edit(f, |obj| {
+            obj.put(DataElement::new(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from("0\\0\\0\\0\\0\\0"),
+            ));
+            obj.put(DataElement::new(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                PrimitiveValue::from("0\\0"),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 1);
+    assert_eq!(stacks[0].slices.len(), SLICES);
+    let g = &stacks[0].geometry;
+    assert!(!g.trusted && !g.pixel_spacing_known);
+    let volume = imaging::load_stack(stacks[0], &Default::default(), &|_| {}).unwrap();
+    assert!(overread::render::kernel::VolumeInfo::new(&volume).is_ok());
+}
+
+/// A sequential CT numbers each rotation's slices as an acquisition; one level scanned again
+/// (after the patient moved) is one volume and one repeated slice, not a stack per rotation.
+/// Acquisitions that each cover the volume are still volumes of their own (see
+/// `stations_at_the_same_depths_are_two_volumes`).
+#[test]
+fn a_rotation_scanned_again_does_not_split_a_sequential_ct() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    for (n, f) in files.iter().enumerate() {
+        edit(f, |obj| {
+            obj.put(DataElement::new(
+                tags::ACQUISITION_NUMBER,
+                VR::IS,
+                PrimitiveValue::from(format!("{}", n / 2 + 1)),
+            ));
+        });
+    }
+    copy_as(&files[3], 1, |obj| {
+        obj.put(DataElement::new(
+            tags::ACQUISITION_NUMBER,
+            VR::IS,
+            PrimitiveValue::from(format!("{}", SLICES / 2 + 1)),
+        ));
+    });
+    let (_, patients) = scan(dir.path());
+    let mut sizes: Vec<usize> = stacks(&patients).iter().map(|s| s.slices.len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [1, SLICES]);
+}
+
+/// Two reconstructions of one CT series over partly the same range (a soft-tissue kernel
+/// over slices 0-7, a bone kernel over 4-11) are two volumes of 8: before, the repeats were
+/// split by order of occurrence and the first volume ran from soft tissue into bone at
+/// slice 8.
+#[test]
+fn reconstructions_with_other_kernels_are_other_volumes() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    let kernel = |name: &str| {
+        DataElement::new(
+            tags::CONVOLUTION_KERNEL,
+            VR::SH,
+            PrimitiveValue::from(name.to_string()),
+        )
+    };
+    for f in &files {
+        edit(f, |obj| {
+            obj.put(kernel("STANDARD"));
+        });
+    }
+    for (n, f) in files.iter().enumerate() {
+        copy_as(f, n, |obj| {
+            let p: Vec<f64> = obj
+                .element(tags::IMAGE_POSITION_PATIENT)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .split('\\')
+                .map(|v| v.trim().parse().unwrap())
+                .collect();
+            // Four slices (5 mm apart) further along.
+            obj.put(DataElement::new(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from(format!("{}\\{}\\{}", p[0], p[1], p[2] + 20.0)),
+            ));
+            obj.put(kernel("BONE"));
+            obj.put(DataElement::new(
+                tags::INSTANCE_NUMBER,
+                VR::IS,
+                PrimitiveValue::from(format!("{}", 100 + n)),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    let sizes: Vec<usize> = stacks.iter().map(|s| s.slices.len()).collect();
+    assert_eq!(sizes, [SLICES, SLICES]);
+    for s in &stacks {
+        assert!(
+            s.geometry.irregularity.is_regular(),
+            "{:?}",
+            s.geometry.irregularity
+        );
+    }
+}
+
+/// Classic diffusion images carry their b-value and gradient at the top level: each
+/// weighting is a volume of its own, named by it.
+#[test]
+fn classic_diffusion_weightings_are_volumes() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    for f in &files {
+        edit(f, |obj| {
+            obj.put(DataElement::new(
+                tags::DIFFUSION_B_VALUE,
+                VR::FD,
+                PrimitiveValue::from(0.0f64),
+            ));
+        });
+    }
+    for (n, f) in files.iter().enumerate() {
+        copy_as(f, n, |obj| {
+            obj.put(DataElement::new(
+                tags::DIFFUSION_B_VALUE,
+                VR::FD,
+                PrimitiveValue::from(1000.0f64),
+            ));
+            obj.put(DataElement::new(
+                tags::DIFFUSION_GRADIENT_ORIENTATION,
+                VR::FD,
+                PrimitiveValue::F64([0.0, 0.6, 0.8].into_iter().collect()),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    let mut labels: Vec<(Option<String>, usize)> = stacks
+        .iter()
+        .map(|s| (s.label.diffusion.clone(), s.slices.len()))
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        [
+            (Some("b=0 dir=".to_string()), SLICES),
+            (Some("b=1000 dir=0\\0.6\\0.8".to_string()), SLICES)
+        ]
+    );
+}

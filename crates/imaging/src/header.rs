@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
+use glam::DVec3;
 use serde::Serialize;
 
 use super::ImagingError;
@@ -192,7 +193,10 @@ pub struct FrameHeader {
     /// Image Type (0008,0008) values 3.. or Complex Image Component (0008,9208): what kind
     /// of image (magnitude, phase, real ...) the frame is.
     pub image_flavour: Option<String>,
-    /// Diffusion b-value (0018,9087) and gradient direction, as text, for enhanced MR.
+    /// Convolution Kernel (0018,1210), its first value: a CT reconstruction's filter.
+    pub kernel: Option<String>,
+    /// Diffusion b-value (0018,9087) and gradient direction, as text (enhanced MR's functional
+    /// group, or the same attributes at the top level of a classic image).
     pub diffusion: Option<String>,
     /// Referenced Segment Number (0062,000B) of a segmentation's Segment Identification
     /// functional group (0062,000A): which segment the frame is a mask of.
@@ -561,7 +565,7 @@ fn at_detector(
 /// attributes a functional group leaves out.
 fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
     let flavour = image_flavour(image_type.iter().skip(2).map(String::as_str));
-    let pixel_spacing = floats_n::<2>(obj, tags::PIXEL_SPACING);
+    let pixel_spacing = spacing_of(obj, tags::PIXEL_SPACING);
     let imager_spacing = floats_n::<2>(obj, tags::IMAGER_PIXEL_SPACING)
         .filter(|s| s.iter().all(|v| v.is_finite() && *v > 0.0));
     let signed_pixels = int(obj, tags::PIXEL_REPRESENTATION) == Some(1);
@@ -569,8 +573,12 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
     FrameHeader {
         frame_index: 0,
         image_position_patient: floats_n::<3>(obj, tags::IMAGE_POSITION_PATIENT),
-        image_orientation_patient: floats_n::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT),
+        image_orientation_patient: orientation_of(obj),
         pixel_spacing_mm: pixel_spacing.or(imager_spacing),
+        kernel: strings(obj, tags::CONVOLUTION_KERNEL)
+            .into_iter()
+            .next()
+            .filter(|k| !k.is_empty()),
         spacing_at_detector: at_detector(obj, pixel_spacing, imager_spacing),
         slice_thickness_mm: float(obj, tags::SLICE_THICKNESS),
         // A Modality LUT wins over a rescale the file should not carry beside it (as
@@ -592,7 +600,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         echo: text(obj, tags::ECHO_NUMBERS),
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
         image_flavour: flavour,
-        diffusion: None,
+        diffusion: diffusion_of(obj),
         segment: None,
         mosaic_tile: None,
     }
@@ -717,8 +725,7 @@ fn functional_group_frame(
 
     let position = find(tags::PLANE_POSITION_SEQUENCE)
         .and_then(|i| floats_n::<3>(i, tags::IMAGE_POSITION_PATIENT));
-    let orientation = find(tags::PLANE_ORIENTATION_SEQUENCE)
-        .and_then(|i| floats_n::<6>(i, tags::IMAGE_ORIENTATION_PATIENT));
+    let orientation = find(tags::PLANE_ORIENTATION_SEQUENCE).and_then(orientation_of);
     let measures = find(tags::PIXEL_MEASURES_SEQUENCE);
     let rescale = find(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE).and_then(rescale_of);
     let frame_voi = find(tags::FRAME_VOILUT_SEQUENCE);
@@ -749,15 +756,9 @@ fn functional_group_frame(
                 )
             })
         });
-    let diffusion = find(tags::MR_DIFFUSION_SEQUENCE).and_then(|i| {
-        let b = text(i, tags::DIFFUSION_B_VALUE)?;
-        let direction = first_item(i, tags::DIFFUSION_GRADIENT_DIRECTION_SEQUENCE)
-            .and_then(|d| text(d, tags::DIFFUSION_GRADIENT_ORIENTATION))
-            .unwrap_or_default();
-        Some(format!("b={b} dir={direction}"))
-    });
+    let diffusion = find(tags::MR_DIFFUSION_SEQUENCE).and_then(diffusion_of);
 
-    let measured_spacing = measures.and_then(|m| floats_n::<2>(m, tags::PIXEL_SPACING));
+    let measured_spacing = measures.and_then(|m| spacing_of(m, tags::PIXEL_SPACING));
     FrameHeader {
         frame_index,
         image_position_patient: position.or(classic.image_position_patient),
@@ -779,13 +780,37 @@ fn functional_group_frame(
         temporal_position: content
             .and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX))
             .or(classic.temporal_position),
-        echo: echo.or_else(|| classic.echo.clone()),
+        echo: echo.map(|e| echo_time(&e)).or_else(|| classic.echo.clone()),
         acquisition_number: classic.acquisition_number,
         image_flavour: flavour.or_else(|| classic.image_flavour.clone()),
-        diffusion,
+        diffusion: diffusion.or_else(|| classic.diffusion.clone()),
+        kernel: classic.kernel.clone(),
         segment: find(tags::SEGMENT_IDENTIFICATION_SEQUENCE)
             .and_then(|i| int(i, tags::REFERENCED_SEGMENT_NUMBER)),
         mosaic_tile: None,
+    }
+}
+
+/// A frame's diffusion weighting as text ("b=1000 dir=0.7\0.7\0"), from Diffusion b-value
+/// (0018,9087) and the Diffusion Gradient Orientation (0018,9089) of its direction sequence
+/// (or beside the b-value, where classic images put it): frames of other weightings are other
+/// volumes.
+fn diffusion_of(item: &InMemDicomObject) -> Option<String> {
+    let b = text(item, tags::DIFFUSION_B_VALUE)?;
+    let direction = first_item(item, tags::DIFFUSION_GRADIENT_DIRECTION_SEQUENCE)
+        .and_then(|d| text(d, tags::DIFFUSION_GRADIENT_ORIENTATION))
+        .or_else(|| text(item, tags::DIFFUSION_GRADIENT_ORIENTATION))
+        .unwrap_or_default();
+    Some(format!("b={b} dir={direction}"))
+}
+
+/// An echo time as the key of its echo: to a hundredth of a millisecond, so that frames of
+/// one echo whose times differ in the last digits of their text (30.0 and 30.000001) stay one
+/// volume (text that is not a number is kept as it is).
+fn echo_time(text: &str) -> String {
+    match text.trim().parse::<f64>() {
+        Ok(ms) if ms.is_finite() => format!("{}", (ms * 100.0).round() / 100.0),
+        _ => text.to_string(),
     }
 }
 
@@ -978,6 +1003,23 @@ pub(crate) fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
     (!values.is_empty() && values.iter().all(|v| v.is_finite())).then_some(values)
 }
 
+/// Image Orientation (Patient) where it is one: two unit vectors (within 1%), at right
+/// angles (within about half a degree). An all-zero or otherwise degenerate orientation
+/// (some secondary captures write 0\0\0\0\0\0) is none: taken as given it gave every frame the
+/// same depth along a zero normal (each frame then a stack of its own) and a volume no view
+/// could be made of.
+fn orientation_of(obj: &InMemDicomObject) -> Option<[f64; 6]> {
+    let o = floats_n::<6>(obj, tags::IMAGE_ORIENTATION_PATIENT)?;
+    let (r, c) = (DVec3::new(o[0], o[1], o[2]), DVec3::new(o[3], o[4], o[5]));
+    let unit = |v: DVec3| (v.length() - 1.0).abs() <= 0.01;
+    (unit(r) && unit(c) && r.dot(c).abs() <= 0.01).then_some(o)
+}
+
+/// A pixel spacing where it is one: both values greater than zero (0\0 is none).
+fn spacing_of(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; 2]> {
+    floats_n::<2>(obj, tag).filter(|s| s.iter().all(|v| *v > 0.0))
+}
+
 fn floats_n<const N: usize>(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; N]> {
     let values = floats(obj, tag)?;
     values.get(..N)?.try_into().ok()
@@ -1033,6 +1075,16 @@ mod tests {
             [100, 100, 200, 300, 300]
         );
         assert_eq!(modality_lut_of(&signed, false).unwrap().first_mapped, 65534);
+    }
+
+    /// Echo times a hair apart are one echo; whole ones read as written.
+    #[test]
+    fn echo_times_are_keyed_to_a_hundredth() {
+        assert_eq!(echo_time("30.0"), echo_time("30.000001"));
+        assert_eq!(echo_time("30"), "30");
+        assert_eq!(echo_time(" 4.92 "), "4.92");
+        assert_ne!(echo_time("4.92"), echo_time("7.38"));
+        assert_eq!(echo_time("n/a"), "n/a");
     }
 
     /// Padding in the pixels' representation, a range either way round.

@@ -285,6 +285,9 @@ struct PartitionKey {
     echo: Option<String>,
     flavour: Option<String>,
     diffusion: Option<String>,
+    /// Convolution Kernel (0018,1210): a CT series holding a soft-tissue and a bone
+    /// reconstruction over partly the same range is two volumes, never one that alternates.
+    kernel: Option<String>,
     segment: Option<i64>,
     mosaic: Option<MosaicLayout>,
     mosaic_flag: bool,
@@ -354,6 +357,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 echo: f.echo.clone(),
                 flavour: f.image_flavour.clone(),
                 diffusion: f.diffusion.clone(),
+                kernel: f.kernel.clone(),
                 segment: f.segment,
                 mosaic: h.mosaic,
                 mosaic_flag: h.is_mosaic(),
@@ -433,7 +437,8 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
 }
 
 /// Split frames that share positions into separate volumes: by temporal position, then by
-/// acquisition number, and finally by the order in which a position repeats.
+/// acquisition number (where the acquisitions are volumes), and finally by the order in which
+/// a position repeats.
 fn split_repeats(frames: Vec<FrameEntry<'_>>) -> Vec<(StackLabel, Vec<FrameEntry<'_>>)> {
     if !has_repeated_positions(&frames) {
         return vec![(StackLabel::default(), frames)];
@@ -450,8 +455,22 @@ fn split_repeats(frames: Vec<FrameEntry<'_>>) -> Vec<(StackLabel, Vec<FrameEntry
             })
             .collect();
     }
+    // Acquisitions are volumes when each covers most of the places (two passes over the same
+    // anatomy, two stations at the same depths); not when each is a slab of a few (a
+    // sequential CT numbers each rotation: one position scanned again would have cut the
+    // series into a stack per rotation).
     let acquisitions: BTreeMap<Option<i64>, Vec<FrameEntry>> = group_by(&frames, |f| f.acquisition);
-    if acquisitions.len() > 1 && acquisitions.values().all(|g| !has_repeated_positions(g)) {
+    let places = {
+        let mut p = slice_places(&frames);
+        p.sort_unstable();
+        p.dedup();
+        p.len()
+    };
+    if acquisitions.len() > 1
+        && acquisitions
+            .values()
+            .all(|g| !has_repeated_positions(g) && g.len() * 2 >= places)
+    {
         return acquisitions
             .into_values()
             .enumerate()
