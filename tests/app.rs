@@ -714,6 +714,42 @@ fn a_colour_series_shows_in_colour() {
     assert_eq!(Some(rgb), voxels.rgb(20, 30, 2));
 }
 
+/// A series of two volumes (a soft-tissue and a bone reconstruction) lists each with what
+/// tells it apart: two rows that read alike could not be told apart.
+#[test]
+fn the_browser_says_what_tells_a_series_volumes_apart() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempdir();
+    let soft = dir.path().join("soft");
+    let bone = dir.path().join("bone");
+    write_series(&spec(), &soft).unwrap();
+    std::fs::create_dir(&bone).unwrap();
+    let kernel = |k: &str| {
+        DataElement::new(
+            tags::CONVOLUTION_KERNEL,
+            VR::SH,
+            PrimitiveValue::from(k.to_string()),
+        )
+    };
+    for (n, entry) in std::fs::read_dir(&soft).unwrap().enumerate() {
+        let path = entry.unwrap().path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        obj.put(kernel("STANDARD"));
+        obj.write_to_file(&path).unwrap();
+        obj.put(kernel("BONE"));
+        obj.put(DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(format!("2.25.{}", 777_000 + n)),
+        ));
+        obj.write_to_file(bone.join(format!("{n}.dcm"))).unwrap();
+    }
+    let h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    assert!(h.query_by_label_contains("— kernel STANDARD").is_some());
+    assert!(h.query_by_label_contains("— kernel BONE").is_some());
+}
+
 /// The toolbar's slab controls set the active view's slab thickness and projection; the window
 /// shows the reference renderer's slab of the same view, which differs from the thin plane.
 #[test]

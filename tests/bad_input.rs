@@ -790,6 +790,9 @@ fn reconstructions_with_other_kernels_are_other_volumes() {
             s.geometry.irregularity
         );
     }
+    let mut labels: Vec<String> = stacks.iter().map(|s| s.label.describe()).collect();
+    labels.sort();
+    assert_eq!(labels, ["kernel BONE", "kernel STANDARD"]);
 }
 
 /// Classic diffusion images carry their b-value and gradient at the top level: each
@@ -835,4 +838,7 @@ fn classic_diffusion_weightings_are_volumes() {
             (Some("b=1000 dir=0\\0.6\\0.8".to_string()), SLICES)
         ]
     );
+    let mut described: Vec<String> = stacks.iter().map(|s| s.label.describe()).collect();
+    described.sort();
+    assert_eq!(described, ["b=0 dir=", "b=1000 dir=0\\0.6\\0.8"]);
 }

@@ -171,6 +171,12 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                     series.modality.as_deref().unwrap_or("?"),
                                     series.description.as_deref().unwrap_or("")
                                 );
+                                // A series of several volumes says what tells each apart
+                                // (echo, b-value, kernel ...): else two rows read alike.
+                                let label = stack.label.describe();
+                                if series.stacks.len() > 1 && !label.is_empty() {
+                                    text += &format!(" — {label}");
+                                }
                                 if open
                                     && let Some((done, total)) = app.load_progress()
                                     && done < total

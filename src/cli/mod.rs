@@ -398,6 +398,7 @@ fn stack_line(s: &Stack) -> String {
         ("diffusion", l.diffusion.clone()),
         ("segment", l.segment.map(|t| t.to_string())),
         ("time", l.temporal_position.map(|t| t.to_string())),
+        ("kernel", l.kernel.clone()),
         ("rep", l.repetition.map(|t| t.to_string())),
     ] {
         if let Some(v) = value {

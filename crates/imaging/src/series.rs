@@ -87,8 +87,30 @@ pub struct StackLabel {
     /// A segmentation's segment number (one stack a segment).
     pub segment: Option<i64>,
     pub temporal_position: Option<i64>,
+    /// A CT reconstruction's Convolution Kernel.
+    pub kernel: Option<String>,
     /// Index of the repetition when positions repeat with nothing else telling them apart.
     pub repetition: Option<usize>,
+}
+
+impl StackLabel {
+    /// What tells this stack from the others of its series, in words ("echo 2, b=1000 dir=...,
+    /// kernel BONE"); empty when nothing does.
+    pub fn describe(&self) -> String {
+        [
+            self.echo.as_ref().map(|e| format!("echo {e}")),
+            self.image_flavour.clone(),
+            self.diffusion.clone(),
+            self.segment.map(|n| format!("segment {n}")),
+            self.temporal_position.map(|t| format!("time {t}")),
+            self.kernel.as_ref().map(|k| format!("kernel {k}")),
+            self.repetition.map(|r| format!("repetition {r}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
 }
 
 /// One geometric volume.
@@ -393,6 +415,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
             label.echo = key.echo.clone();
             label.image_flavour = key.flavour.clone();
             label.diffusion = key.diffusion.clone();
+            label.kernel = key.kernel.clone();
             label.segment = key.segment;
             stacks.push(make_stack(
                 label,
