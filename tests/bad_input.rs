@@ -842,3 +842,33 @@ fn classic_diffusion_weightings_are_volumes() {
     described.sort();
     assert_eq!(described, ["b=0 dir=", "b=1000 dir=0\\0.6\\0.8"]);
 }
+
+/// A series is its Series Instance UID: one file without a Series Number (or description, or
+/// modality) is not a series of its own, and the series keeps the number its files give.
+#[test]
+fn a_file_without_a_series_number_stays_in_its_series() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    let number = |path: &Path| {
+        dicom_object::open_file(path)
+            .unwrap()
+            .element(tags::SERIES_NUMBER)
+            .unwrap()
+            .to_int::<i64>()
+            .unwrap()
+    };
+    let expected = number(&files[0]);
+    edit(&files[0], |obj| {
+        obj.remove_element(tags::SERIES_NUMBER);
+        obj.remove_element(tags::SERIES_DESCRIPTION);
+        obj.remove_element(tags::MODALITY);
+    });
+    let (_, patients) = scan(dir.path());
+    let series: Vec<_> = patients[0].studies[0].series.iter().collect();
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].number, Some(expected));
+    assert_eq!(series[0].modality.as_deref(), Some("CT"));
+    assert!(series[0].description.is_some());
+    assert_eq!(series[0].stacks.len(), 1);
+    assert_eq!(series[0].stacks[0].slices.len(), SLICES);
+}

@@ -197,8 +197,8 @@ pub fn normalized_name(name: &str) -> String {
     tidy_name(name).to_ascii_uppercase()
 }
 
-/// Study UID -> (series number, series UID) -> headers.
-type StudiesBySeries<'a> = BTreeMap<String, BTreeMap<(i64, String), Vec<&'a InstanceHeader>>>;
+/// Study UID -> series UID -> headers.
+type StudiesBySeries<'a> = BTreeMap<String, BTreeMap<String, Vec<&'a InstanceHeader>>>;
 
 /// Group headers into patients, studies, series and stacks, and number the stacks. A patient
 /// is a Patient ID (trimmed, compared exactly, as DICOM compares IDs) with a name as
@@ -227,10 +227,7 @@ pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
             .or_default()
             .entry(p.study_instance_uid.clone())
             .or_default()
-            .entry((
-                p.series_number.unwrap_or(i64::MAX),
-                p.series_instance_uid.clone(),
-            ))
+            .entry(p.series_instance_uid.clone())
             .or_default()
             .push(h);
     }
@@ -250,7 +247,12 @@ pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
         };
         for (study_uid, series_map) in studies {
             let mut study: Option<Study> = None;
-            for ((_, series_uid), headers) in series_map {
+            // A series is its UID (one file without a Series Number made it two); series in
+            // order of their number, then UID.
+            let mut series_list: Vec<(String, Vec<&InstanceHeader>)> =
+                series_map.into_iter().collect();
+            series_list.sort_by_cached_key(|(uid, headers)| (series_number(headers), uid.clone()));
+            for (series_uid, headers) in series_list {
                 let first: &Provenance = &headers[0].provenance;
                 patient.birth_date = first.patient_birth_date.clone();
                 let study = study.get_or_insert_with(|| Study {
@@ -356,8 +358,17 @@ impl<const N: usize> Representatives<N> {
     }
 }
 
+/// A series' number: the smallest its files give (files of one series should agree; one
+/// without is not a series of its own).
+fn series_number(headers: &[&InstanceHeader]) -> i64 {
+    headers
+        .iter()
+        .filter_map(|h| h.provenance.series_number)
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
 fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
-    let first = &headers[0].provenance;
     let mut partitions: BTreeMap<PartitionKey, Vec<FrameEntry>> = BTreeMap::new();
     let mut orientations = Representatives::<6>::new(1e-4);
     let mut spacings = Representatives::<2>::new(1e-3);
@@ -450,9 +461,11 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
     }
     Series {
         uid,
-        number: first.series_number,
-        description: first.series_description.clone(),
-        modality: first.modality.clone(),
+        number: Some(series_number(headers)).filter(|n| *n != i64::MAX),
+        description: headers
+            .iter()
+            .find_map(|h| h.provenance.series_description.clone()),
+        modality: headers.iter().find_map(|h| h.provenance.modality.clone()),
         instance_count: headers.len(),
         stacks,
         notes,
