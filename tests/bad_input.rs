@@ -693,6 +693,12 @@ fn a_degenerate_orientation_or_spacing_is_none() {
                 VR::DS,
                 PrimitiveValue::from("0\\0"),
             ));
+            // Zero positions too: without an orientation no frame is a repeat of another.
+            obj.put(DataElement::new(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from("0\\0\\0"),
+            ));
         });
     }
     let (_, patients) = scan(dir.path());
@@ -730,9 +736,85 @@ fn a_rotation_scanned_again_does_not_split_a_sequential_ct() {
         ));
     });
     let (_, patients) = scan(dir.path());
-    let mut sizes: Vec<usize> = stacks(&patients).iter().map(|s| s.slices.len()).collect();
+    let stacks = stacks(&patients);
+    let mut sizes: Vec<usize> = stacks.iter().map(|s| s.slices.len()).collect();
     sizes.sort();
     assert_eq!(sizes, [1, SLICES]);
+    // The volume is whole and even; the slice scanned again is the one alone.
+    for s in &stacks {
+        if s.slices.len() == 1 {
+            assert!(
+                s.slices[0].path.ends_with("copy-1.dcm"),
+                "{:?}",
+                s.slices[0].path
+            );
+        } else {
+            assert!(
+                s.geometry.irregularity.is_regular(),
+                "{:?}",
+                s.geometry.irregularity
+            );
+        }
+    }
+    assert_eq!(
+        patients[0].studies[0].series[0].stack_labels(),
+        ["repetition 1", "repetition 2"]
+    );
+}
+
+/// Three stations of a spine in one series, 20 slices each, overlapping by 4 (52 places, so
+/// no station covers half of them): each station is a volume of its own, never one long
+/// stack that mixes them where they overlap.
+#[test]
+fn overlapping_stations_are_volumes() {
+    let dir = tempdir();
+    let spec = PhantomSpec {
+        columns: 32,
+        rows: 32,
+        pixel_mm: 10.0,
+        slices: 52,
+        spacing_mm: 5.0,
+        noise_hu: 0.0,
+        ..PhantomSpec::default()
+    };
+    let files = series_of(&spec, dir.path());
+    let acquisition = |n: usize| {
+        DataElement::new(
+            tags::ACQUISITION_NUMBER,
+            VR::IS,
+            PrimitiveValue::from(n.to_string()),
+        )
+    };
+    for (k, f) in files.iter().enumerate() {
+        let station = if k < 20 {
+            1
+        } else if k < 36 {
+            2
+        } else {
+            3
+        };
+        edit(f, |obj| {
+            obj.put(acquisition(station));
+        });
+    }
+    for (n, k) in (16..20).chain(32..36).enumerate() {
+        copy_as(&files[k], n, |obj| {
+            obj.put(acquisition(if k < 20 { 2 } else { 3 }));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    assert_eq!(
+        stacks.iter().map(|s| s.slices.len()).collect::<Vec<_>>(),
+        [20, 20, 20]
+    );
+    for s in &stacks {
+        assert!(
+            s.geometry.irregularity.is_regular(),
+            "{:?}",
+            s.geometry.irregularity
+        );
+    }
 }
 
 /// Two reconstructions of one CT series over partly the same range (a soft-tissue kernel
@@ -795,6 +877,44 @@ fn reconstructions_with_other_kernels_are_other_volumes() {
     assert_eq!(labels, ["kernel BONE", "kernel STANDARD"]);
 }
 
+/// The browser's words for a series' stacks name only what differs: a b-value of 0 on every
+/// stack (Philips writes one on plain images) is not shown, the kernel that differs is; stacks
+/// that nothing tells apart are numbered.
+#[test]
+fn stack_labels_name_what_differs() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    for f in &files {
+        edit(f, |obj| {
+            obj.put(DataElement::new(
+                tags::DIFFUSION_B_VALUE,
+                VR::FD,
+                PrimitiveValue::from(0.0f64),
+            ));
+            obj.put(DataElement::new(
+                tags::CONVOLUTION_KERNEL,
+                VR::SH,
+                PrimitiveValue::from("STANDARD"),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    assert_eq!(patients[0].studies[0].series[0].stack_labels(), [""]);
+    for (n, f) in files.iter().enumerate() {
+        copy_as(f, n, |obj| {
+            obj.put(DataElement::new(
+                tags::CONVOLUTION_KERNEL,
+                VR::SH,
+                PrimitiveValue::from("BONE"),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let mut labels = patients[0].studies[0].series[0].stack_labels();
+    labels.sort();
+    assert_eq!(labels, ["kernel BONE", "kernel STANDARD"]);
+}
+
 /// Classic diffusion images carry their b-value and gradient at the top level: each
 /// weighting is a volume of its own, named by it.
 #[test]
@@ -841,6 +961,9 @@ fn classic_diffusion_weightings_are_volumes() {
     let mut described: Vec<String> = stacks.iter().map(|s| s.label.describe()).collect();
     described.sort();
     assert_eq!(described, ["b=0 dir=", "b=1000 dir=0\\0.6\\0.8"]);
+    let mut shown = patients[0].studies[0].series[0].stack_labels();
+    shown.sort();
+    assert_eq!(shown, described, "they differ only by it");
 }
 
 /// A series is its Series Instance UID: one file without a Series Number (or description, or

@@ -161,7 +161,8 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                             study.description.as_deref().unwrap_or("")
                         ));
                         for series in &study.series {
-                            for stack in &series.stacks {
+                            let labels = series.stack_labels();
+                            for (stack, label) in series.stacks.iter().zip(&labels) {
                                 let open =
                                     app.active_open().is_some_and(|o| o.stack.id == stack.id);
                                 let [w, h, n] = stack.geometry.dims;
@@ -172,9 +173,8 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                     series.description.as_deref().unwrap_or("")
                                 );
                                 // A series of several volumes says what tells each apart
-                                // (echo, b-value, kernel ...): else two rows read alike.
-                                let label = stack.label.describe();
-                                if series.stacks.len() > 1 && !label.is_empty() {
+                                // (echo, b-value, kernel, plane ...): else rows read alike.
+                                if !label.is_empty() {
                                     text += &format!(" — {label}");
                                 }
                                 if open

@@ -391,19 +391,9 @@ fn stack_line(s: &Stack) -> String {
         "stack {:>3}: {}x{}x{}  spacing {:.3}x{:.3}x{:.3} mm",
         s.id, g.dims[0], g.dims[1], g.dims[2], g.spacing_mm[0], g.spacing_mm[1], g.spacing_mm[2]
     );
-    let l = &s.label;
-    for (name, value) in [
-        ("echo", l.echo.clone()),
-        ("type", l.image_flavour.clone()),
-        ("diffusion", l.diffusion.clone()),
-        ("segment", l.segment.map(|t| t.to_string())),
-        ("time", l.temporal_position.map(|t| t.to_string())),
-        ("kernel", l.kernel.clone()),
-        ("rep", l.repetition.map(|t| t.to_string())),
-    ] {
-        if let Some(v) = value {
-            line += &format!("  {name} {v}");
-        }
+    let label = s.label.describe();
+    if !label.is_empty() {
+        line += &format!("  {label}");
     }
     let irr = &g.irregularity;
     if irr.shear_deg > 1e-3 {

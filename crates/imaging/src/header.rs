@@ -349,11 +349,16 @@ fn claims_fit_the_file(
 
 /// Heap bytes one frame description holds of its own (the text it carries per frame).
 fn frame_heap_bytes(frame: &FrameHeader) -> usize {
-    [&frame.echo, &frame.image_flavour, &frame.diffusion]
-        .into_iter()
-        .flatten()
-        .map(String::capacity)
-        .sum()
+    [
+        &frame.echo,
+        &frame.image_flavour,
+        &frame.diffusion,
+        &frame.kernel,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::capacity)
+    .sum()
 }
 
 /// The frame list a header asks for must stay in proportion to its file, as its pixels must
@@ -597,7 +602,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         padding: padding_of(obj, signed_pixels).filter(|_| modality_lut.is_none()),
         modality_lut,
         temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
-        echo: text(obj, tags::ECHO_NUMBERS),
+        echo: text(obj, tags::ECHO_NUMBERS).map(|n| format!("echo {n}")),
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
         image_flavour: flavour,
         diffusion: diffusion_of(obj),
@@ -784,7 +789,11 @@ fn functional_group_frame(
         acquisition_number: classic.acquisition_number,
         image_flavour: flavour.or_else(|| classic.image_flavour.clone()),
         diffusion: diffusion.or_else(|| classic.diffusion.clone()),
-        kernel: classic.kernel.clone(),
+        // Enhanced CT gives its kernel in the CT Reconstruction functional group.
+        kernel: find(tags::CT_RECONSTRUCTION_SEQUENCE)
+            .and_then(|i| strings(i, tags::CONVOLUTION_KERNEL).into_iter().next())
+            .filter(|k| !k.is_empty())
+            .or_else(|| classic.kernel.clone()),
         segment: find(tags::SEGMENT_IDENTIFICATION_SEQUENCE)
             .and_then(|i| int(i, tags::REFERENCED_SEGMENT_NUMBER)),
         mosaic_tile: None,
@@ -804,13 +813,14 @@ fn diffusion_of(item: &InMemDicomObject) -> Option<String> {
     Some(format!("b={b} dir={direction}"))
 }
 
-/// An echo time as the key of its echo: to a hundredth of a millisecond, so that frames of
-/// one echo whose times differ in the last digits of their text (30.0 and 30.000001) stay one
-/// volume (text that is not a number is kept as it is).
+/// An enhanced frame's echo, by its Effective Echo Time ("TE 30 ms"): to a hundredth of a
+/// millisecond, so that frames of one echo whose times differ in the last digits of their
+/// text (30.0 and 30.000001) stay one volume (text that is not a number is kept as it is).
+/// A classic image's is its Echo Number ("echo 2").
 fn echo_time(text: &str) -> String {
     match text.trim().parse::<f64>() {
-        Ok(ms) if ms.is_finite() => format!("{}", (ms * 100.0).round() / 100.0),
-        _ => text.to_string(),
+        Ok(ms) if ms.is_finite() => format!("TE {} ms", (ms * 100.0).round() / 100.0),
+        _ => format!("TE {}", text.trim()),
     }
 }
 
@@ -1081,10 +1091,11 @@ mod tests {
     #[test]
     fn echo_times_are_keyed_to_a_hundredth() {
         assert_eq!(echo_time("30.0"), echo_time("30.000001"));
-        assert_eq!(echo_time("30"), "30");
-        assert_eq!(echo_time(" 4.92 "), "4.92");
+        assert_eq!(echo_time("30"), "TE 30 ms");
+        assert_eq!(echo_time(" 4.92 "), "TE 4.92 ms");
+        assert_eq!(echo_time("194.39999999999998"), "TE 194.4 ms");
         assert_ne!(echo_time("4.92"), echo_time("7.38"));
-        assert_eq!(echo_time("n/a"), "n/a");
+        assert_eq!(echo_time("n/a"), "TE n/a");
     }
 
     /// Padding in the pixels' representation, a range either way round.

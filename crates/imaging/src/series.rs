@@ -94,11 +94,11 @@ pub struct StackLabel {
 }
 
 impl StackLabel {
-    /// What tells this stack from the others of its series, in words ("echo 2, b=1000 dir=...,
-    /// kernel BONE"); empty when nothing does.
-    pub fn describe(&self) -> String {
+    /// The label's parts in words, each where it has one: echo ("echo 2", "TE 30 ms"), image
+    /// type, diffusion ("b=1000 dir=..."), segment, time, kernel, repetition.
+    fn parts(&self) -> [Option<String>; 7] {
         [
-            self.echo.as_ref().map(|e| format!("echo {e}")),
+            self.echo.clone(),
             self.image_flavour.clone(),
             self.diffusion.clone(),
             self.segment.map(|n| format!("segment {n}")),
@@ -106,11 +106,84 @@ impl StackLabel {
             self.kernel.as_ref().map(|k| format!("kernel {k}")),
             self.repetition.map(|r| format!("repetition {r}")),
         ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ")
     }
+
+    /// Every part of the label in words ("echo 2, b=1000 dir=..., kernel BONE"); empty when it
+    /// has none.
+    pub fn describe(&self) -> String {
+        self.parts()
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Series {
+    /// What tells each of its stacks from the others, in words, one per stack: the parts of
+    /// their labels that differ among them (not what all share: "echo 1" on every volume of a
+    /// DTI, Philips' "b=0" on a plain series), the plane where planes differ, and "volume i of
+    /// n" where two would still read alike. Empty for a series of one stack.
+    pub fn stack_labels(&self) -> Vec<String> {
+        let n = self.stacks.len();
+        if n < 2 {
+            return vec![String::new(); n];
+        }
+        let parts: Vec<Vec<Option<String>>> = self
+            .stacks
+            .iter()
+            .map(|s| {
+                let mut p = s.label.parts().to_vec();
+                p.push(plane_name(&s.geometry).map(str::to_string));
+                p
+            })
+            .collect();
+        let differs = |field: usize| parts.iter().any(|p| p[field] != parts[0][field]);
+        let mut labels: Vec<String> = parts
+            .iter()
+            .map(|p| {
+                p.iter()
+                    .enumerate()
+                    .filter(|(field, _)| differs(*field))
+                    .filter_map(|(_, v)| v.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        let alike: Vec<bool> = labels
+            .iter()
+            .map(|l| labels.iter().filter(|m| *m == l).count() > 1)
+            .collect();
+        for (i, (label, alike)) in labels.iter_mut().zip(alike).enumerate() {
+            if alike {
+                let volume = format!("volume {} of {n}", i + 1);
+                *label = if label.is_empty() {
+                    volume
+                } else {
+                    format!("{label}, {volume}")
+                };
+            }
+        }
+        labels
+    }
+}
+
+/// The plane a placed stack lies in, by its normal: "axial", "coronal", "sagittal" (within
+/// about 18 degrees of one) or "oblique"; `None` where its geometry is not placed.
+fn plane_name(g: &VolumeGeometry) -> Option<&'static str> {
+    if !g.trusted {
+        return None;
+    }
+    let n = DVec3::from(g.slice_normal).normalize_or_zero().abs();
+    Some(if n.z >= 0.95 {
+        "axial"
+    } else if n.y >= 0.95 {
+        "coronal"
+    } else if n.x >= 0.95 {
+        "sagittal"
+    } else {
+        "oblique"
+    })
 }
 
 /// One geometric volume.
@@ -254,7 +327,10 @@ pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
             series_list.sort_by_cached_key(|(uid, headers)| (series_number(headers), uid.clone()));
             for (series_uid, headers) in series_list {
                 let first: &Provenance = &headers[0].provenance;
-                patient.birth_date = first.patient_birth_date.clone();
+                // The first birth date given (not whichever series came last).
+                if patient.birth_date.reveal().trim().is_empty() {
+                    patient.birth_date = first.patient_birth_date.clone();
+                }
                 let study = study.get_or_insert_with(|| Study {
                     uid: study_uid.clone(),
                     date: first.study_date.clone(),
@@ -420,8 +496,15 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
     let mut stacks = Vec::new();
     let partition_count = partitions.len();
     for (key, mut frames) in partitions {
-        // Acquisition order first: it decides which repetition a repeated position belongs to.
-        frames.sort_by_key(|f| (f.header.instance_number.unwrap_or(i64::MAX), f.frame));
+        // Acquisition order first: it decides which repetition a repeated position belongs to
+        // (by acquisition, whose Instance Numbers may each start again at 1, then instance).
+        frames.sort_by_key(|f| {
+            (
+                f.acquisition.unwrap_or(i64::MAX),
+                f.header.instance_number.unwrap_or(i64::MAX),
+                f.frame,
+            )
+        });
         for (mut label, group) in split_repeats(frames) {
             label.echo = key.echo.clone();
             label.image_flavour = key.flavour.clone();
@@ -472,6 +555,9 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
     }
 }
 
+/// Slices from which an acquisition is a volume of its own whatever else covers the places.
+const MIN_VOLUME: usize = 16;
+
 /// Split frames that share positions into separate volumes: by temporal position, then by
 /// acquisition number (where the acquisitions are volumes), and finally by the order in which
 /// a position repeats.
@@ -492,7 +578,8 @@ fn split_repeats(frames: Vec<FrameEntry<'_>>) -> Vec<(StackLabel, Vec<FrameEntry
             .collect();
     }
     // Acquisitions are volumes when each covers most of the places (two passes over the same
-    // anatomy, two stations at the same depths); not when each is a slab of a few (a
+    // anatomy, two stations at the same depths) or is a volume in itself (16 slices or more:
+    // stations of a spine that overlap at their ends); not when each is a slab of a few (a
     // sequential CT numbers each rotation: one position scanned again would have cut the
     // series into a stack per rotation).
     let acquisitions: BTreeMap<Option<i64>, Vec<FrameEntry>> = group_by(&frames, |f| f.acquisition);
@@ -505,7 +592,7 @@ fn split_repeats(frames: Vec<FrameEntry<'_>>) -> Vec<(StackLabel, Vec<FrameEntry
     if acquisitions.len() > 1
         && acquisitions
             .values()
-            .all(|g| !has_repeated_positions(g) && g.len() * 2 >= places)
+            .all(|g| !has_repeated_positions(g) && (g.len() * 2 >= places || g.len() >= MIN_VOLUME))
     {
         return acquisitions
             .into_values()
@@ -596,7 +683,13 @@ fn slice_places(frames: &[FrameEntry]) -> Vec<usize> {
 }
 
 fn has_repeated_positions(frames: &[FrameEntry]) -> bool {
-    if frames.iter().any(|f| f.position.is_none()) {
+    // Unplaced frames (no position, or no orientation to say where along which normal) are
+    // never repeats: a secondary capture with zero orientation and zero position on every
+    // frame is one stack of frames, not a stack per frame.
+    if frames
+        .iter()
+        .any(|f| f.position.is_none() || f.orientation.is_none())
+    {
         return false;
     }
     let mut places = slice_places(frames);
