@@ -878,8 +878,8 @@ fn reconstructions_with_other_kernels_are_other_volumes() {
 }
 
 /// The browser's words for a series' stacks name only what differs: a b-value of 0 on every
-/// stack (Philips writes one on plain images) is not shown, the kernel that differs is; stacks
-/// that nothing tells apart are numbered.
+/// stack (Philips writes one on plain images) is not shown, the kernel that differs is, and so
+/// is the plane; stacks that nothing in words tells apart are numbered.
 #[test]
 fn stack_labels_name_what_differs() {
     let dir = tempdir();
@@ -913,6 +913,68 @@ fn stack_labels_name_what_differs() {
     let mut labels = patients[0].studies[0].series[0].stack_labels();
     labels.sort();
     assert_eq!(labels, ["kernel BONE", "kernel STANDARD"]);
+
+    // A third volume of bone, coronal: the plane tells it apart. A fourth like the second
+    // but for its pixel spacing: nothing in words does, so the alike are numbered.
+    for (n, f) in files.iter().enumerate() {
+        copy_as(f, 100 + n, |obj| {
+            obj.put(DataElement::new(
+                tags::CONVOLUTION_KERNEL,
+                VR::SH,
+                PrimitiveValue::from("BONE"),
+            ));
+            obj.put(DataElement::new(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from("1\\0\\0\\0\\0\\-1"),
+            ));
+            // Coronal slices step along y.
+            let p: Vec<f64> = obj
+                .element(tags::IMAGE_POSITION_PATIENT)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .split('\\')
+                .map(|v| v.trim().parse().unwrap())
+                .collect();
+            obj.put(DataElement::new(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from(format!("{}\\{}\\{}", p[0], p[2], p[1])),
+            ));
+        });
+        copy_as(f, 200 + n, |obj| {
+            obj.put(DataElement::new(
+                tags::CONVOLUTION_KERNEL,
+                VR::SH,
+                PrimitiveValue::from("BONE"),
+            ));
+            obj.put(DataElement::new(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                PrimitiveValue::from("3.5\\3.5"),
+            ));
+        });
+    }
+    let (_, patients) = scan(dir.path());
+    let series = &patients[0].studies[0].series[0];
+    let mut labels: Vec<(String, usize)> = series
+        .stack_labels()
+        .into_iter()
+        .zip(series.stacks.iter().map(|k| k.slices.len()))
+        .collect();
+    labels.sort();
+    let n = series.stacks.len();
+    assert_eq!(n, 4, "{labels:?}");
+    let words: Vec<&str> = labels.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(words.contains(&"kernel BONE, coronal"), "{words:?}");
+    assert!(words.contains(&"kernel STANDARD, axial"), "{words:?}");
+    let numbered: Vec<&&str> = words
+        .iter()
+        .filter(|w| w.starts_with("kernel BONE, axial, volume "))
+        .collect();
+    assert_eq!(numbered.len(), 2, "{words:?}");
+    assert_ne!(numbered[0], numbered[1]);
 }
 
 /// Classic diffusion images carry their b-value and gradient at the top level: each

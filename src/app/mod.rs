@@ -777,7 +777,7 @@ impl OverreadApp {
         ) {
             // As the loaded volume will say: what is padding, for measurements.
             Ok(i) => Arc::new(VolumeInfo {
-                padding: imaging::decode::padding_of(&stack),
+                padding: imaging::decode::stack_padding(&stack),
                 ..i
             }),
             Err(e) => {
@@ -1334,7 +1334,8 @@ impl OverreadApp {
     }
 
     /// How the screen names the series of stack `id`: "series 3 (ARTERIAL)", its number
-    /// and description where it has them.
+    /// and description where it has them, and which of its volumes where it has several
+    /// ("series 5 (DWI), b=1000 dir=...").
     pub fn series_name_of(&self, id: &str) -> String {
         let series = self
             .patients
@@ -1345,9 +1346,18 @@ impl OverreadApp {
         let number = series
             .and_then(|se| se.number)
             .map_or_else(|| "another series".to_string(), |n| format!("series {n}"));
-        match series.and_then(|se| se.description.as_deref()) {
+        let named = match series.and_then(|se| se.description.as_deref()) {
             Some(d) if !d.trim().is_empty() => format!("{number} ({})", d.trim()),
             _ => number,
+        };
+        // Which of a series' volumes, where it has several (echo 1 read, echo 2 shown).
+        let volume = series.and_then(|se| {
+            let i = se.stacks.iter().position(|k| k.id == id)?;
+            se.stack_labels().into_iter().nth(i)
+        });
+        match volume {
+            Some(v) if !v.is_empty() => format!("{named}, {v}"),
+            _ => named,
         }
     }
 

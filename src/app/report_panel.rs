@@ -265,6 +265,9 @@ pub struct ReportState {
     /// The kept draft being signed (its file is removed by the signing once the report is in
     /// the outbox).
     signing_kept: Option<(DraftKey, u64)>,
+    /// The name the draft being signed was first kept under (its author then): its drafts of
+    /// the case go with the signing too, whatever the editors hold by the time it ends.
+    signing_author: String,
     /// The final report the draft given back last amended when it was kept.
     restored_amends: Option<Option<String>>,
     /// When the draft was last written (at most every [`KEEP_EVERY`] unless asked now).
@@ -348,6 +351,7 @@ impl ReportState {
             draft_user: String::new(),
             kept_generation: 0,
             signing_kept: None,
+            signing_author: String::new(),
             restored_amends: None,
             last_keep: None,
         }
@@ -1023,6 +1027,7 @@ impl ReportState {
     /// in the outbox; the draft is marked as the one being signed.
     fn kept_file_to_sign(&mut self) -> Option<(DraftRemover, PathBuf)> {
         self.signing_kept = None;
+        self.signing_author.clone_from(&self.draft_user);
         if self.kept_generation != self.draft_generation {
             return None;
         }
@@ -1061,8 +1066,9 @@ impl ReportState {
             return;
         };
         // The signer's, and those of the name the signed draft was first kept under (the User
-        // field corrected since: the same radiologist's).
-        let authors = [author, self.draft_user.as_str()];
+        // field corrected since: the same radiologist's); not the author of whatever draft
+        // the editors hold now (another case's, perhaps another radiologist's).
+        let authors = [author, self.signing_author.as_str()];
         store.remove_all(&DraftKey::Case(case_id.to_string()), &authors, own);
         if same_draft && let Some(key) = self.kept_as.take() {
             store.remove(&key, self.draft_id);
@@ -3337,6 +3343,41 @@ mod tests {
         assert!(r.draft.findings.is_empty() && r.draft.impression.is_empty());
         keep_now(&mut r);
         assert_eq!(kept_files(dir.path()), 0);
+    }
+
+    /// A signing that ends after its case was left removes its author's drafts of that case,
+    /// not those of whoever's draft the editors hold by then (another case's, kept under
+    /// another name): rad2's draft of C-1 stays.
+    #[test]
+    fn a_signing_ending_elsewhere_leaves_others_drafts() {
+        let dir = tempfile::tempdir().unwrap();
+        drafted(dir.path(), "rad2", "Their reading.");
+        let mut r = keeping(dir.path());
+        r.form.user = "rad1".into();
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "Nodule 14.2 mm.".into();
+        r.draft.impression = "Follow up.".into();
+        keep_now(&mut r);
+        assert!(r.kept_file_to_sign().is_some(), "the signing starts");
+        // Left for C-2, where rad2 now dictates (the User field changed).
+        r.start_case("C-2", Some("4.5.6"));
+        r.form.user = "rad2".into();
+        r.draft.findings = "Case two.".into();
+        keep_now(&mut r);
+        r.signed(unreceived_final(), false);
+        assert!(
+            r.drafts
+                .as_ref()
+                .unwrap()
+                .flush(std::time::Duration::from_secs(10))
+        );
+        let (store, _) = DraftStore::open(dir.path());
+        let of_c1: Vec<String> = store
+            .drafts_of(&DraftKey::Case("C-1".into()))
+            .iter()
+            .map(|d| format!("{}: {}", d.content.user, d.content.findings))
+            .collect();
+        assert_eq!(of_c1, ["rad2: Their reading."]);
     }
 
     /// A case signed by one radiologist leaves another's draft of it: theirs, offered to them

@@ -391,6 +391,8 @@ fn stack_line(s: &Stack) -> String {
         "stack {:>3}: {}x{}x{}  spacing {:.3}x{:.3}x{:.3} mm",
         s.id, g.dims[0], g.dims[1], g.dims[2], g.spacing_mm[0], g.spacing_mm[1], g.spacing_mm[2]
     );
+    // Every part of the stack's label (the browser names only what differs among a series'
+    // stacks: `Series::stack_labels`); a line per stack has room for all.
     let label = s.label.describe();
     if !label.is_empty() {
         line += &format!("  {label}");

@@ -233,7 +233,7 @@ pub struct VolumeInfo {
     pub spacing_mm: [f64; 3],
     pub geometry: VolumeGeometry,
     /// Each slice's padding (stored values that are not patient), or empty: measurements
-    /// read no value from it (`imaging::decode::padding_of`). The display shows it as stored.
+    /// read no value from it (`imaging::decode::stack_padding`). The display shows it as stored.
     pub padding: Vec<Option<imaging::header::PixelPadding>>,
 }
 

@@ -737,16 +737,33 @@ mod tests {
         assert!(problems[1].contains("version 9"), "{problems:?}");
         assert!(dir.path().join("0123.json").exists());
 
-        // All of rad1's drafts of the case but one go; another radiologist's stays.
-        let theirs = DraftContent {
-            user: "rad2".into(),
-            ..content("C-1", "theirs")
-        };
-        again.keep(&key, 4, theirs);
         again.remove_all(&key, &["rad1"], Some(2));
         assert!(again.flush(Duration::from_secs(10)));
         let (third, _) = DraftStore::open(dir.path());
-        let mut left: Vec<u64> = third.drafts_of(&key).iter().map(|d| d.id).collect();
+        let left: Vec<u64> = third.drafts_of(&key).iter().map(|d| d.id).collect();
+        assert_eq!(left, [2]);
+    }
+
+    /// A signed case's drafts by its signer (or by no one named) go, but the one kept;
+    /// another radiologist's stay theirs.
+    #[test]
+    fn remove_all_takes_only_the_authors_drafts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = DraftStore::open(dir.path());
+        let key = DraftKey::Case("C-1".into());
+        let by = |user: &str, text: &str| DraftContent {
+            user: user.into(),
+            ..content("C-1", text)
+        };
+        store.keep(&key, 1, by("rad1", "first"));
+        store.keep(&key, 2, by("rad1", "second"));
+        store.keep(&key, 3, by("", "nobody's"));
+        store.keep(&key, 4, by("rad2", "theirs"));
+        store.keep(&key, 5, by("rad", "a typo's"));
+        store.remove_all(&key, &["rad1", "rad"], Some(2));
+        assert!(store.flush(Duration::from_secs(10)));
+        let (again, _) = DraftStore::open(dir.path());
+        let mut left: Vec<u64> = again.drafts_of(&key).iter().map(|d| d.id).collect();
         left.sort();
         assert_eq!(left, [2, 4]);
     }

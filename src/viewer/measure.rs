@@ -82,7 +82,7 @@ fn angle_deg(u: DVec3, v: DVec3) -> f64 {
 /// does not depend on how the image lies (a film stored sideways, without orientation, reads
 /// as one stored upright). Lines whose middles (nearly) meet give no such direction: the
 /// smaller angle between them.
-pub fn cobb_deg(line1: [DVec3; 2], line2: [DVec3; 2]) -> f64 {
+fn cobb_deg(line1: [DVec3; 2], line2: [DVec3; 2]) -> f64 {
     let (d1, d2) = (line1[1] - line1[0], line2[1] - line2[0]);
     let acute = || {
         let a = angle_deg(d1, d2);
@@ -496,7 +496,7 @@ impl Shape {
     /// the whole ellipse; an axis end sets that semi-axis and turns the other with it (kept
     /// perpendicular, in the ellipse's plane, its length kept). An unknown handle changes
     /// nothing.
-    pub fn move_handle(&mut self, k: usize, p: [f64; 3]) {
+    fn move_handle(&mut self, k: usize, p: [f64; 3]) {
         match self {
             Shape::Length { a, b } => match k {
                 0 => *a = p,

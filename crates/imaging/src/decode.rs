@@ -246,7 +246,7 @@ pub fn rescale_policy(stack: &Stack) -> RescalePolicy {
 /// Each slice's padding (Pixel Padding Value and Range Limit) as the volume holds it: none
 /// for colour or for a slice whose Modality LUT put its values in; an empty list where no
 /// slice has any.
-pub fn padding_of(stack: &Stack) -> Vec<Option<PixelPadding>> {
+pub fn stack_padding(stack: &Stack) -> Vec<Option<PixelPadding>> {
     if stack.format.is_colour() {
         return Vec::new();
     }
@@ -298,7 +298,7 @@ pub fn load_stack(
         rescale,
         default_window: stack.slices.get(n / 2).and_then(|s| s.window),
         failed_slices: failed,
-        padding: padding_of(stack),
+        padding: stack_padding(stack),
         timings: LoadTimings {
             first_slice_secs,
             total_secs: started.elapsed().as_secs_f64(),

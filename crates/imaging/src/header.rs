@@ -172,8 +172,8 @@ pub struct FrameHeader {
     /// functional group (0028,9145).
     pub rescale: Rescale,
     /// Pixel Padding Value and Range Limit: stored values that are padding, not patient
-    /// (never read as such by a measurement). None under a Modality LUT (the volume holds the
-    /// table's values, not the stored ones the padding names).
+    /// (never read as such by a measurement; not where a Modality LUT replaced the stored
+    /// values: `decode::stack_padding`).
     pub padding: Option<PixelPadding>,
     /// Modality LUT Sequence (0028,3000): the modality values of a radiograph that carries a
     /// table instead of a rescale (`rescale` is then the identity, never used with it).
@@ -186,7 +186,8 @@ pub struct FrameHeader {
     pub voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     /// Temporal Position Identifier (0020,0100) or Temporal Position Index (0020,9128).
     pub temporal_position: Option<i64>,
-    /// Echo Numbers (0018,0086), or Effective Echo Time (0018,9082) for enhanced MR, as text.
+    /// The frame's echo in words: "echo 2" from Echo Numbers (0018,0086), or "TE 30 ms" from
+    /// the Effective Echo Time (0018,9082) of enhanced MR (to a hundredth of a ms).
     pub echo: Option<String>,
     /// Acquisition Number (0020,0012)
     pub acquisition_number: Option<i64>,
@@ -599,7 +600,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
                 && (signed_pixels || rescale_of(obj).is_some_and(|r| r.intercept < 0.0)),
         )
         .map(std::sync::Arc::new),
-        padding: padding_of(obj, signed_pixels).filter(|_| modality_lut.is_none()),
+        padding: padding_of(obj, signed_pixels),
         modality_lut,
         temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
         echo: text(obj, tags::ECHO_NUMBERS).map(|n| format!("echo {n}")),

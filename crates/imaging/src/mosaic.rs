@@ -121,7 +121,7 @@ pub fn csa_values(csa: &[u8], name: &str) -> Option<Vec<String>> {
 /// in the ASCII block (`### ASCCONV BEGIN` .. `### ASCCONV END`) that Siemens writes into the
 /// CSA Series Header. `None` unless it lists exactly `images` slices, evenly spaced (within
 /// 1% of their mean step, which must be positive): anything else is no spacing to trust.
-pub fn phoenix_slice_spacing(csa_series: &[u8], images: u32) -> Option<f64> {
+pub(crate) fn phoenix_slice_spacing(csa_series: &[u8], images: u32) -> Option<f64> {
     let text = String::from_utf8_lossy(csa_series);
     let begin = text.find("### ASCCONV BEGIN")?;
     let body = &text[begin..];

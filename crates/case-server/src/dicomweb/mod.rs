@@ -287,6 +287,10 @@ pub(crate) fn accepts(headers: &HeaderMap, part_type: &str) -> bool {
     };
     accept.split(',').any(|range| {
         let m = case_protocol::multipart::MediaType::parse(range);
+        // A range of quality 0 refuses what it names.
+        if refused(&m) {
+            return false;
+        }
         let matches = |t: &str| {
             t == "*" || t == "*/*" || t.eq_ignore_ascii_case(part_type) || {
                 let (a, _) = t.split_once('/').unwrap_or((t, ""));
@@ -310,10 +314,7 @@ pub(crate) fn accepted_transfer_syntaxes(headers: &HeaderMap) -> Option<Vec<Stri
     let mut wanted = Vec::new();
     for range in accept.split(',') {
         let m = case_protocol::multipart::MediaType::parse(range);
-        if m.param("q")
-            .and_then(|q| q.trim().parse::<f64>().ok())
-            .is_some_and(|q| q <= 0.0)
-        {
+        if refused(&m) {
             continue;
         }
         match m.param("transfer-syntax") {
@@ -322,6 +323,14 @@ pub(crate) fn accepted_transfer_syntaxes(headers: &HeaderMap) -> Option<Vec<Stri
         }
     }
     Some(wanted)
+}
+
+/// An Accept range of quality 0: what it names is not acceptable (RFC 9110 12.4.2).
+fn refused(range: &case_protocol::multipart::MediaType) -> bool {
+    range
+        .param("q")
+        .and_then(|q| q.trim().parse::<f64>().ok())
+        .is_some_and(|q| q <= 0.0)
 }
 
 pub(crate) fn not_acceptable(message: impl Into<String>) -> ApiError {
@@ -379,6 +388,10 @@ mod tests {
         assert!(accepts(&with_accept("image/*"), "image/png"));
         assert!(!accepts(&with_accept("image/jpeg"), "image/png"));
         assert!(accepts(&with_accept("text/html, */*;q=0.1"), "image/png"));
+        assert!(!accepts(
+            &with_accept("image/png;q=0, image/jpeg"),
+            "image/png"
+        ));
         let accepted = |v: &str| accepted_transfer_syntaxes(&with_accept(v));
         assert_eq!(
             accepted(

@@ -130,13 +130,13 @@ async fn refused_early(server: &Server, caller: &Caller, case: Option<&str>, e: 
         _ => "refused",
     };
     let case = match case {
-        Some(id) => server
-            .db
-            .case_summary(id)
-            .await
-            .ok()
-            .flatten()
-            .map(|c| c.id),
+        Some(id) => match server.db.case_summary(id).await {
+            Ok(found) => found.map(|c| c.id),
+            Err(e) => {
+                tracing::error!("audit of a refused upload: the case lookup failed: {e}");
+                None
+            }
+        },
         None => None,
     };
     // The refusal goes to the client whatever: a failed audit write is logged, not answered
@@ -259,14 +259,18 @@ pub(super) async fn store(
         Ok(s) => s,
         Err(e) => {
             let e = intake_error(e);
-            caller
+            // The refusal goes to the client whatever: a failed audit write is logged.
+            if let Err(audit) = caller
                 .audit(
                     &server.db,
                     "dicomweb_store_refused",
                     Some(&case),
                     &format!("{count} parts: {}", e.message),
                 )
-                .await?;
+                .await
+            {
+                tracing::error!("audit of a refused upload failed: {}", audit.message);
+            }
             return Err(e);
         }
     };
