@@ -361,31 +361,12 @@ fn stations_at_the_same_depths_are_two_volumes() {
     let dir = tempdir();
     let files = series(dir.path());
     let half = SLICES / 2;
-    let position = |path: &Path| -> String {
-        let obj = dicom_object::open_file(path).unwrap();
-        obj.element(tags::IMAGE_POSITION_PATIENT)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
     for n in half..SLICES {
         // The depth of slice n - half, 150 mm lower in the plane.
-        let first: Vec<f64> = position(&files[n - half])
-            .split('\\')
-            .map(|v| v.trim().parse().unwrap())
-            .collect();
+        let [x, y, z] = position_of(&dicom_object::open_file(&files[n - half]).unwrap());
         edit(&files[n], |obj| {
-            obj.put(DataElement::new(
-                tags::IMAGE_POSITION_PATIENT,
-                VR::DS,
-                PrimitiveValue::from(format!("{}\\{}\\{}", first[0], first[1] + 150.0, first[2])),
-            ));
-            obj.put(DataElement::new(
-                tags::ACQUISITION_NUMBER,
-                VR::IS,
-                PrimitiveValue::from("2"),
-            ));
+            put_position(obj, [x, y + 150.0, z]);
+            put_text(obj, tags::ACQUISITION_NUMBER, VR::IS, "2");
         });
     }
     let (_, patients) = scan(dir.path());
@@ -398,12 +379,8 @@ fn stations_at_the_same_depths_are_two_volumes() {
     );
     for s in &stacks {
         assert_eq!(s.slices.len(), half);
-        assert!(
-            s.geometry.irregularity.is_regular(),
-            "{:?}",
-            s.geometry.irregularity
-        );
     }
+    assert_regular(&stacks);
 }
 
 #[test]
@@ -664,13 +641,77 @@ fn copy_as(from: &Path, n: usize, change: impl FnOnce(&mut dicom_object::Default
     let to = from.with_file_name(format!("copy-{n}.dcm"));
     std::fs::copy(from, &to).unwrap();
     edit(&to, |obj| {
-        obj.put(DataElement::new(
+        put_text(
+            obj,
             tags::SOP_INSTANCE_UID,
             VR::UI,
-            PrimitiveValue::from(format!("2.25.{}", 999_000 + n)),
-        ));
+            format!("2.25.{}", 999_000 + n),
+        );
         change(obj);
     });
+}
+
+/// Put a value written as text (DS, IS, SH, UI ...) into `obj`.
+fn put_text(
+    obj: &mut dicom_object::DefaultDicomObject,
+    tag: dicom_core::Tag,
+    vr: VR,
+    value: impl Into<String>,
+) {
+    obj.put(DataElement::new(
+        tag,
+        vr,
+        PrimitiveValue::from(value.into()),
+    ));
+}
+
+/// Image Position (Patient) of `obj`.
+fn position_of(obj: &dicom_object::DefaultDicomObject) -> [f64; 3] {
+    let text = obj
+        .element(tags::IMAGE_POSITION_PATIENT)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let v: Vec<f64> = text
+        .split('\\')
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    [v[0], v[1], v[2]]
+}
+
+fn put_position(obj: &mut dicom_object::DefaultDicomObject, [x, y, z]: [f64; 3]) {
+    put_text(
+        obj,
+        tags::IMAGE_POSITION_PATIENT,
+        VR::DS,
+        format!("{x}\\{y}\\{z}"),
+    );
+}
+
+/// Convolution Kernel (0018,1210) `name`.
+fn kernel(obj: &mut dicom_object::DefaultDicomObject, name: &str) {
+    put_text(obj, tags::CONVOLUTION_KERNEL, VR::SH, name);
+}
+
+/// Diffusion b-value (0018,9087) `b`.
+fn b_value(obj: &mut dicom_object::DefaultDicomObject, b: f64) {
+    obj.put(DataElement::new(
+        tags::DIFFUSION_B_VALUE,
+        VR::FD,
+        PrimitiveValue::from(b),
+    ));
+}
+
+/// Every stack's slices evenly spaced, none missing.
+fn assert_regular(stacks: &[&Stack]) {
+    for s in stacks {
+        assert!(
+            s.geometry.irregularity.is_regular(),
+            "{:?}",
+            s.geometry.irregularity
+        );
+    }
 }
 
 /// An Image Orientation (Patient) of zeros (some secondary captures write it) is none: the
@@ -683,22 +724,15 @@ fn a_degenerate_orientation_or_spacing_is_none() {
     let files = series(dir.path());
     for f in &files {
         edit(f, |obj| {
-            obj.put(DataElement::new(
+            put_text(
+                obj,
                 tags::IMAGE_ORIENTATION_PATIENT,
                 VR::DS,
-                PrimitiveValue::from("0\\0\\0\\0\\0\\0"),
-            ));
-            obj.put(DataElement::new(
-                tags::PIXEL_SPACING,
-                VR::DS,
-                PrimitiveValue::from("0\\0"),
-            ));
+                "0\\0\\0\\0\\0\\0",
+            );
+            put_text(obj, tags::PIXEL_SPACING, VR::DS, "0\\0");
             // Zero positions too: without an orientation no frame is a repeat of another.
-            obj.put(DataElement::new(
-                tags::IMAGE_POSITION_PATIENT,
-                VR::DS,
-                PrimitiveValue::from("0\\0\\0"),
-            ));
+            put_position(obj, [0.0; 3]);
         });
     }
     let (_, patients) = scan(dir.path());
@@ -721,19 +755,21 @@ fn a_rotation_scanned_again_does_not_split_a_sequential_ct() {
     let files = series(dir.path());
     for (n, f) in files.iter().enumerate() {
         edit(f, |obj| {
-            obj.put(DataElement::new(
+            put_text(
+                obj,
                 tags::ACQUISITION_NUMBER,
                 VR::IS,
-                PrimitiveValue::from(format!("{}", n / 2 + 1)),
-            ));
+                (n / 2 + 1).to_string(),
+            );
         });
     }
     copy_as(&files[3], 1, |obj| {
-        obj.put(DataElement::new(
+        put_text(
+            obj,
             tags::ACQUISITION_NUMBER,
             VR::IS,
-            PrimitiveValue::from(format!("{}", SLICES / 2 + 1)),
-        ));
+            (SLICES / 2 + 1).to_string(),
+        );
     });
     let (_, patients) = scan(dir.path());
     let stacks = stacks(&patients);
@@ -741,21 +777,14 @@ fn a_rotation_scanned_again_does_not_split_a_sequential_ct() {
     sizes.sort();
     assert_eq!(sizes, [1, SLICES]);
     // The volume is whole and even; the slice scanned again is the one alone.
-    for s in &stacks {
-        if s.slices.len() == 1 {
-            assert!(
-                s.slices[0].path.ends_with("copy-1.dcm"),
-                "{:?}",
-                s.slices[0].path
-            );
-        } else {
-            assert!(
-                s.geometry.irregularity.is_regular(),
-                "{:?}",
-                s.geometry.irregularity
-            );
-        }
-    }
+    let (alone, whole): (Vec<&Stack>, Vec<&Stack>) =
+        stacks.iter().partition(|s| s.slices.len() == 1);
+    assert!(
+        alone[0].slices[0].path.ends_with("copy-1.dcm"),
+        "{:?}",
+        alone[0].slices[0].path
+    );
+    assert_regular(&whole);
     assert_eq!(
         patients[0].studies[0].series[0].stack_labels(),
         ["repetition 1", "repetition 2"]
@@ -778,12 +807,8 @@ fn overlapping_stations_are_volumes() {
         ..PhantomSpec::default()
     };
     let files = series_of(&spec, dir.path());
-    let acquisition = |n: usize| {
-        DataElement::new(
-            tags::ACQUISITION_NUMBER,
-            VR::IS,
-            PrimitiveValue::from(n.to_string()),
-        )
+    let acquisition = |obj: &mut dicom_object::DefaultDicomObject, n: usize| {
+        put_text(obj, tags::ACQUISITION_NUMBER, VR::IS, n.to_string());
     };
     for (k, f) in files.iter().enumerate() {
         let station = if k < 20 {
@@ -793,13 +818,11 @@ fn overlapping_stations_are_volumes() {
         } else {
             3
         };
-        edit(f, |obj| {
-            obj.put(acquisition(station));
-        });
+        edit(f, |obj| acquisition(obj, station));
     }
     for (n, k) in (16..20).chain(32..36).enumerate() {
         copy_as(&files[k], n, |obj| {
-            obj.put(acquisition(if k < 20 { 2 } else { 3 }));
+            acquisition(obj, if k < 20 { 2 } else { 3 })
         });
     }
     let (_, patients) = scan(dir.path());
@@ -808,13 +831,7 @@ fn overlapping_stations_are_volumes() {
         stacks.iter().map(|s| s.slices.len()).collect::<Vec<_>>(),
         [20, 20, 20]
     );
-    for s in &stacks {
-        assert!(
-            s.geometry.irregularity.is_regular(),
-            "{:?}",
-            s.geometry.irregularity
-        );
-    }
+    assert_regular(&stacks);
 }
 
 /// Two reconstructions of one CT series over partly the same range (a soft-tissue kernel
@@ -825,53 +842,23 @@ fn overlapping_stations_are_volumes() {
 fn reconstructions_with_other_kernels_are_other_volumes() {
     let dir = tempdir();
     let files = series(dir.path());
-    let kernel = |name: &str| {
-        DataElement::new(
-            tags::CONVOLUTION_KERNEL,
-            VR::SH,
-            PrimitiveValue::from(name.to_string()),
-        )
-    };
     for f in &files {
-        edit(f, |obj| {
-            obj.put(kernel("STANDARD"));
-        });
+        edit(f, |obj| kernel(obj, "STANDARD"));
     }
     for (n, f) in files.iter().enumerate() {
         copy_as(f, n, |obj| {
-            let p: Vec<f64> = obj
-                .element(tags::IMAGE_POSITION_PATIENT)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .split('\\')
-                .map(|v| v.trim().parse().unwrap())
-                .collect();
             // Four slices (5 mm apart) further along.
-            obj.put(DataElement::new(
-                tags::IMAGE_POSITION_PATIENT,
-                VR::DS,
-                PrimitiveValue::from(format!("{}\\{}\\{}", p[0], p[1], p[2] + 20.0)),
-            ));
-            obj.put(kernel("BONE"));
-            obj.put(DataElement::new(
-                tags::INSTANCE_NUMBER,
-                VR::IS,
-                PrimitiveValue::from(format!("{}", 100 + n)),
-            ));
+            let [x, y, z] = position_of(obj);
+            put_position(obj, [x, y, z + 20.0]);
+            kernel(obj, "BONE");
+            put_text(obj, tags::INSTANCE_NUMBER, VR::IS, (100 + n).to_string());
         });
     }
     let (_, patients) = scan(dir.path());
     let stacks = stacks(&patients);
     let sizes: Vec<usize> = stacks.iter().map(|s| s.slices.len()).collect();
     assert_eq!(sizes, [SLICES, SLICES]);
-    for s in &stacks {
-        assert!(
-            s.geometry.irregularity.is_regular(),
-            "{:?}",
-            s.geometry.irregularity
-        );
-    }
+    assert_regular(&stacks);
     let mut labels: Vec<String> = stacks.iter().map(|s| s.label.describe()).collect();
     labels.sort();
     assert_eq!(labels, ["kernel BONE", "kernel STANDARD"]);
@@ -886,28 +873,14 @@ fn stack_labels_name_what_differs() {
     let files = series(dir.path());
     for f in &files {
         edit(f, |obj| {
-            obj.put(DataElement::new(
-                tags::DIFFUSION_B_VALUE,
-                VR::FD,
-                PrimitiveValue::from(0.0f64),
-            ));
-            obj.put(DataElement::new(
-                tags::CONVOLUTION_KERNEL,
-                VR::SH,
-                PrimitiveValue::from("STANDARD"),
-            ));
+            b_value(obj, 0.0);
+            kernel(obj, "STANDARD");
         });
     }
     let (_, patients) = scan(dir.path());
     assert_eq!(patients[0].studies[0].series[0].stack_labels(), [""]);
     for (n, f) in files.iter().enumerate() {
-        copy_as(f, n, |obj| {
-            obj.put(DataElement::new(
-                tags::CONVOLUTION_KERNEL,
-                VR::SH,
-                PrimitiveValue::from("BONE"),
-            ));
-        });
+        copy_as(f, n, |obj| kernel(obj, "BONE"));
     }
     let (_, patients) = scan(dir.path());
     let mut labels = patients[0].studies[0].series[0].stack_labels();
@@ -918,42 +891,20 @@ fn stack_labels_name_what_differs() {
     // but for its pixel spacing: nothing in words does, so the alike are numbered.
     for (n, f) in files.iter().enumerate() {
         copy_as(f, 100 + n, |obj| {
-            obj.put(DataElement::new(
-                tags::CONVOLUTION_KERNEL,
-                VR::SH,
-                PrimitiveValue::from("BONE"),
-            ));
-            obj.put(DataElement::new(
+            kernel(obj, "BONE");
+            put_text(
+                obj,
                 tags::IMAGE_ORIENTATION_PATIENT,
                 VR::DS,
-                PrimitiveValue::from("1\\0\\0\\0\\0\\-1"),
-            ));
+                "1\\0\\0\\0\\0\\-1",
+            );
             // Coronal slices step along y.
-            let p: Vec<f64> = obj
-                .element(tags::IMAGE_POSITION_PATIENT)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .split('\\')
-                .map(|v| v.trim().parse().unwrap())
-                .collect();
-            obj.put(DataElement::new(
-                tags::IMAGE_POSITION_PATIENT,
-                VR::DS,
-                PrimitiveValue::from(format!("{}\\{}\\{}", p[0], p[2], p[1])),
-            ));
+            let [x, y, z] = position_of(obj);
+            put_position(obj, [x, z, y]);
         });
         copy_as(f, 200 + n, |obj| {
-            obj.put(DataElement::new(
-                tags::CONVOLUTION_KERNEL,
-                VR::SH,
-                PrimitiveValue::from("BONE"),
-            ));
-            obj.put(DataElement::new(
-                tags::PIXEL_SPACING,
-                VR::DS,
-                PrimitiveValue::from("3.5\\3.5"),
-            ));
+            kernel(obj, "BONE");
+            put_text(obj, tags::PIXEL_SPACING, VR::DS, "3.5\\3.5");
         });
     }
     let (_, patients) = scan(dir.path());
@@ -984,21 +935,11 @@ fn classic_diffusion_weightings_are_volumes() {
     let dir = tempdir();
     let files = series(dir.path());
     for f in &files {
-        edit(f, |obj| {
-            obj.put(DataElement::new(
-                tags::DIFFUSION_B_VALUE,
-                VR::FD,
-                PrimitiveValue::from(0.0f64),
-            ));
-        });
+        edit(f, |obj| b_value(obj, 0.0));
     }
     for (n, f) in files.iter().enumerate() {
         copy_as(f, n, |obj| {
-            obj.put(DataElement::new(
-                tags::DIFFUSION_B_VALUE,
-                VR::FD,
-                PrimitiveValue::from(1000.0f64),
-            ));
+            b_value(obj, 1000.0);
             obj.put(DataElement::new(
                 tags::DIFFUSION_GRADIENT_ORIENTATION,
                 VR::FD,

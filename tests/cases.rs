@@ -802,18 +802,50 @@ async fn the_outbox_sends_a_report_only_with_its_authors_login() {
     assert_eq!(report_count(&db).await, 0);
 }
 
+/// An outbox in `dir` holding one signed final report of case C-1: the outbox and its hash.
+fn outbox_with_one_report(dir: &Path) -> (Outbox, String) {
+    let key = SigningKey::generate();
+    let signed = sign_report(report_on("C-1", &key.verifying_key().id().0, "1.2.3"), &key).unwrap();
+    let outbox = Outbox::open(&dir.join("outbox")).unwrap();
+    let hash = outbox.enqueue(&signed).unwrap();
+    (outbox, hash)
+}
+
+/// A stand-in for the case server (or for something in front of it) on loopback, giving every
+/// request the same answer: its base URL and how many requests it has had.
+async fn stand_in(
+    status: &'static str,
+    content_type: &'static str,
+    body: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    let answer = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = vec![0u8; 1 << 16];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    (base, requests)
+}
+
 /// A refusal is the case server's own answer: a 404 or 403 page from something in between (a
 /// proxy mid-deploy, a wrong path in the settings; here a stand-in on loopback) keeps the
 /// report pending, to be tried again, where taking it for a refusal would set it aside for
 /// good. The case server's own refusal (JSON) still refuses.
 #[tokio::test]
 async fn only_the_case_servers_own_refusal_sets_a_report_aside() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempdir();
-    let key = SigningKey::generate();
-    let signed = sign_report(report_on("C-1", &key.verifying_key().id().0, "1.2.3"), &key).unwrap();
-    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
-    let hash = outbox.enqueue(&signed).unwrap();
+    let (outbox, hash) = outbox_with_one_report(dir.path());
     for (status, content_type, body, refused) in [
         (
             "404 Not Found",
@@ -829,21 +861,10 @@ async fn only_the_case_servers_own_refusal_sets_a_report_aside() {
             true,
         ),
     ] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let answer = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = vec![0u8; 1 << 16];
-            let _ = socket.read(&mut request).await;
-            socket.write_all(answer.as_bytes()).await.unwrap();
-        });
+        let (base, requests) = stand_in(status, content_type, body.to_string()).await;
         let client = CaseClient::new(&base, None).unwrap().with_user("rad1");
         let results = outbox.deliver(&client, 1, Duration::from_millis(10)).await;
-        server.await.unwrap();
+        assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
         if refused {
             assert!(
                 matches!(results.as_slice(), [Delivery::Refused { status: 409, .. }]),
@@ -870,35 +891,15 @@ async fn only_the_case_servers_own_refusal_sets_a_report_aside() {
 /// does not settle the report; it stays pending, said, and no receipt is recorded for it.
 #[tokio::test]
 async fn a_receipt_for_another_report_does_not_settle_it() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempdir();
-    let key = SigningKey::generate();
-    let signed = sign_report(report_on("C-1", &key.verifying_key().id().0, "1.2.3"), &key).unwrap();
-    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
-    let hash = outbox.enqueue(&signed).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = requests.clone();
-    tokio::spawn(async move {
-        let body = serde_json::json!({
-            "case_id": "C-1",
-            "report_hash": "0".repeat(64),
-            "received_at": "2026-11-24T15:00:00Z",
-            "duplicate": false,
-        })
-        .to_string();
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let mut request = vec![0u8; 1 << 16];
-            let _ = socket.read(&mut request).await;
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(answer.as_bytes()).await;
-        }
+    let (outbox, hash) = outbox_with_one_report(dir.path());
+    let receipt = serde_json::json!({
+        "case_id": "C-1",
+        "report_hash": "0".repeat(64),
+        "received_at": "2026-11-24T15:00:00Z",
+        "duplicate": false,
     });
+    let (base, requests) = stand_in("200 OK", "application/json", receipt.to_string()).await;
     // A login whose user is not known (a token alone) sends nothing: the report might be
     // another radiologist's, and the server's refusal would set it aside for good.
     let anonymous = CaseClient::new(&base, None).unwrap().with_token("t".into());

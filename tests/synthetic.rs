@@ -36,6 +36,25 @@ fn coarse() -> PhantomSpec {
     }
 }
 
+/// Every file in `dir` opened, edited by `f` and written back.
+fn edit_each(dir: &Path, mut f: impl FnMut(&mut dicom_object::DefaultDicomObject)) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        f(&mut obj);
+        obj.write_to_file(&path).unwrap();
+    }
+}
+
+/// Put a US value into `obj`.
+fn put_us(obj: &mut dicom_object::DefaultDicomObject, tag: dicom_core::Tag, value: u16) {
+    obj.put(dicom_core::DataElement::new(
+        tag,
+        dicom_core::VR::US,
+        dicom_core::PrimitiveValue::from(value),
+    ));
+}
+
 fn scan_group(dir: &Path) -> Vec<Patient> {
     let report = imaging::scan(&[dir.to_path_buf()]);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
@@ -423,27 +442,13 @@ fn a_modality_lut_gives_every_voxel_its_value() {
     for (signed, first_mapped) in [(false, 500i32), (true, -900)] {
         let dir = tempdir();
         write_series(&coarse(), dir.path()).unwrap();
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            let mut obj = dicom_object::open_file(&path).unwrap();
+        edit_each(dir.path(), |obj| {
             if signed {
                 // 11 stored bits in two's complement: air stays 24, soft tissue and bone
                 // turn negative (-979, -724).
-                obj.put(DataElement::new(
-                    tags::PIXEL_REPRESENTATION,
-                    VR::US,
-                    PrimitiveValue::from(1u16),
-                ));
-                obj.put(DataElement::new(
-                    tags::BITS_STORED,
-                    VR::US,
-                    PrimitiveValue::from(11u16),
-                ));
-                obj.put(DataElement::new(
-                    tags::HIGH_BIT,
-                    VR::US,
-                    PrimitiveValue::from(10u16),
-                ));
+                put_us(obj, tags::PIXEL_REPRESENTATION, 1);
+                put_us(obj, tags::BITS_STORED, 11);
+                put_us(obj, tags::HIGH_BIT, 10);
                 obj.put(DataElement::new(
                     tags::RESCALE_SLOPE,
                     VR::DS,
@@ -473,8 +478,7 @@ fn a_modality_lut_gives_every_voxel_its_value() {
                 VR::SQ,
                 DataSetSequence::from(vec![item]),
             ));
-            obj.write_to_file(&path).unwrap();
-        }
+        });
         let patients = scan_group(dir.path());
         let stack = patients[0].stacks().next().unwrap();
         let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
@@ -515,7 +519,6 @@ fn a_modality_lut_gives_every_voxel_its_value() {
 /// unchanged.
 #[test]
 fn padding_is_no_value_to_a_measurement() {
-    use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
     use overread::render::kernel::VolumeInfo;
     use overread::viewer::measure::{Measurement, Shape, Value};
@@ -561,23 +564,16 @@ fn padding_is_no_value_to_a_measurement() {
     assert_eq!((min, without), (-1000.0, 0));
 
     for limit in [None, Some(30u16)] {
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            let mut obj = dicom_object::open_file(&path).unwrap();
-            obj.put(DataElement::new(
+        edit_each(dir.path(), |obj| {
+            put_us(
+                obj,
                 tags::PIXEL_PADDING_VALUE,
-                VR::US,
-                PrimitiveValue::from(if limit.is_some() { 0u16 } else { 24 }),
-            ));
+                if limit.is_some() { 0 } else { 24 },
+            );
             if let Some(l) = limit {
-                obj.put(DataElement::new(
-                    tags::PIXEL_PADDING_RANGE_LIMIT,
-                    VR::US,
-                    PrimitiveValue::from(l),
-                ));
+                put_us(obj, tags::PIXEL_PADDING_RANGE_LIMIT, l);
             }
-            obj.write_to_file(&path).unwrap();
-        }
+        });
         let (probe, padded_mean, padded_min, kept, left_out) = measure(dir.path());
         assert_eq!(probe, Value::Point(None), "{limit:?}");
         assert!(

@@ -2870,12 +2870,42 @@ mod tests {
     /// Written, and on disk before this returns.
     fn keep_now(r: &mut ReportState) {
         r.keep_draft(true);
+        flushed(r);
+    }
+
+    /// Every write and removal the drafts' queue holds is done.
+    fn flushed(r: &ReportState) {
         assert!(
             r.drafts
                 .as_ref()
                 .unwrap()
                 .flush(std::time::Duration::from_secs(10))
         );
+    }
+
+    /// The drafts of case C-1 on disk in `dir`, as "author: findings".
+    fn kept_of_c1(dir: &std::path::Path) -> Vec<String> {
+        let (store, _) = DraftStore::open(dir);
+        store
+            .drafts_of(&DraftKey::Case("C-1".into()))
+            .iter()
+            .map(|d| format!("{}: {}", d.content.user, d.content.findings))
+            .collect()
+    }
+
+    /// rad2's draft of C-1 kept in `dir`; then rad1, at a panel keeping its drafts there,
+    /// opens C-1 (rad2's draft offered, not given) and keeps the text
+    /// [`unreceived_final`] signs.
+    fn rad1_beside_rad2(dir: &std::path::Path) -> ReportState {
+        drafted(dir, "rad2", "Their reading.");
+        let mut r = keeping(dir);
+        r.form.user = "rad1".into();
+        r.start_case("C-1", Some("1.2.3"));
+        assert!(r.draft.findings.is_empty(), "offered, not given");
+        r.draft.findings = "Nodule 14.2 mm.".into();
+        r.draft.impression = "Follow up.".into();
+        keep_now(&mut r);
+        r
     }
 
     /// With no case named, a draft is its study's: another study opened keeps it under its
@@ -3322,12 +3352,7 @@ mod tests {
         assert_eq!(kept_files(dir.path()), 1);
         r.signed(unreceived_final(), true);
         // Gone at once, not at the next comparison.
-        assert!(
-            r.drafts
-                .as_ref()
-                .unwrap()
-                .flush(std::time::Duration::from_secs(10))
-        );
+        flushed(&r);
         assert_eq!(kept_files(dir.path()), 0);
 
         // Left while signing, opened again (its kept text given back), then signed.
@@ -3351,13 +3376,7 @@ mod tests {
     #[test]
     fn a_signing_ending_elsewhere_leaves_others_drafts() {
         let dir = tempfile::tempdir().unwrap();
-        drafted(dir.path(), "rad2", "Their reading.");
-        let mut r = keeping(dir.path());
-        r.form.user = "rad1".into();
-        r.start_case("C-1", Some("1.2.3"));
-        r.draft.findings = "Nodule 14.2 mm.".into();
-        r.draft.impression = "Follow up.".into();
-        keep_now(&mut r);
+        let mut r = rad1_beside_rad2(dir.path());
         assert!(r.kept_file_to_sign().is_some(), "the signing starts");
         // Left for C-2, where rad2 now dictates (the User field changed).
         r.start_case("C-2", Some("4.5.6"));
@@ -3365,19 +3384,8 @@ mod tests {
         r.draft.findings = "Case two.".into();
         keep_now(&mut r);
         r.signed(unreceived_final(), false);
-        assert!(
-            r.drafts
-                .as_ref()
-                .unwrap()
-                .flush(std::time::Duration::from_secs(10))
-        );
-        let (store, _) = DraftStore::open(dir.path());
-        let of_c1: Vec<String> = store
-            .drafts_of(&DraftKey::Case("C-1".into()))
-            .iter()
-            .map(|d| format!("{}: {}", d.content.user, d.content.findings))
-            .collect();
-        assert_eq!(of_c1, ["rad2: Their reading."]);
+        flushed(&r);
+        assert_eq!(kept_of_c1(dir.path()), ["rad2: Their reading."]);
     }
 
     /// A case signed by one radiologist leaves another's draft of it: theirs, offered to them
@@ -3385,29 +3393,11 @@ mod tests {
     #[test]
     fn a_signing_leaves_another_radiologists_draft() {
         let dir = tempfile::tempdir().unwrap();
-        drafted(dir.path(), "rad2", "Their reading.");
-        let mut r = keeping(dir.path());
-        r.form.user = "rad1".into();
-        r.start_case("C-1", Some("1.2.3"));
-        assert!(r.draft.findings.is_empty(), "offered, not given");
-        r.draft.findings = "Nodule 14.2 mm.".into();
-        r.draft.impression = "Follow up.".into();
-        keep_now(&mut r);
+        let mut r = rad1_beside_rad2(dir.path());
         assert_eq!(kept_files(dir.path()), 2);
         r.signed(unreceived_final(), true);
-        assert!(
-            r.drafts
-                .as_ref()
-                .unwrap()
-                .flush(std::time::Duration::from_secs(10))
-        );
-        let (store, _) = DraftStore::open(dir.path());
-        let left: Vec<String> = store
-            .drafts_of(&DraftKey::Case("C-1".into()))
-            .iter()
-            .map(|d| format!("{}: {}", d.content.user, d.content.findings))
-            .collect();
-        assert_eq!(left, ["rad2: Their reading."]);
+        flushed(&r);
+        assert_eq!(kept_of_c1(dir.path()), ["rad2: Their reading."]);
     }
 
     /// A value inserted from the viewer is checked where it stands, unnamed, through edits

@@ -136,17 +136,8 @@ async fn audit_refused_reads(
             .strip_prefix("/cases/")
             .map(|rest| rest.split('/').next().unwrap_or(rest))
             .filter(|case| !case.is_empty() && case.len() <= 64);
-        let case = match named {
-            Some(id) => match server.db.case_summary(id).await {
-                Ok(found) => found.map(|c| c.id),
-                Err(e) => {
-                    tracing::error!("audit of a refused read: the case lookup failed: {e}");
-                    None
-                }
-            },
-            None => None,
-        };
-        let action = if path.starts_with("/dicomweb/") || path.contains("/dicomweb/") {
+        let case = existing_case(&server.db, named).await;
+        let action = if path.contains("/dicomweb/") {
             "dicomweb_refused"
         } else {
             "read_refused"
@@ -171,6 +162,18 @@ async fn audit_refused_reads(
         }
     }
     response
+}
+
+/// The case `id` names, where it exists: the case an audit row of a refusal goes to (an id
+/// typed for no case never enters the trail). A failed lookup is logged and names none.
+pub(crate) async fn existing_case(db: &Db, id: Option<&str>) -> Option<String> {
+    match db.case_summary(id?).await {
+        Ok(found) => found.map(|c| c.id),
+        Err(e) => {
+            tracing::error!("audit of a refusal: the case lookup failed: {e}");
+            None
+        }
+    }
 }
 
 /// A request path as the audit trail may keep it: the words of the API as they are, the case

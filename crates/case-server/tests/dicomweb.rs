@@ -210,6 +210,56 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
         assert_eq!(st, StatusCode::OK, "{query}");
         assert_eq!(v.as_array().unwrap().len(), expected, "{query}");
     }
+    // A study held by two cases (kept from before one study, one case): here a CT copy of one
+    // instance in an unassigned case. The MR case's study does not match ModalitiesInStudy=CT
+    // through the other case's copy (it did: the modality subquery was not of the case), and
+    // each case lists its own modalities.
+    let r = s
+        .post(
+            &coord,
+            "/cases",
+            &serde_json::to_value(new_case("chest")).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let other: CaseSummary = r.json().await.unwrap();
+    let copied = sqlx::query(
+        "INSERT INTO instances (case_id, study_uid, series_uid, sop_uid, sop_class_uid,
+             transfer_syntax_uid, object_key, size_bytes, modality, study_date,
+             study_description, accession_number, patient_id, patient_name, series_number,
+             series_description, instance_number, pixel_rows, pixel_columns, number_of_frames,
+             metadata_json, stored_at)
+         SELECT $1, study_uid, series_uid, sop_uid, sop_class_uid, transfer_syntax_uid,
+             object_key, size_bytes, 'CT', study_date, study_description, accession_number,
+             patient_id, patient_name, series_number, series_description, instance_number,
+             pixel_rows, pixel_columns, number_of_frames, metadata_json, stored_at
+         FROM instances WHERE case_id = $2 AND instance_number = 1",
+    )
+    .bind(&other.id)
+    .bind(&case)
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(copied.rows_affected(), 1);
+    let (_, v) = get_json(&s, &rad1, "/dicomweb/studies?ModalitiesInStudy=CT").await;
+    assert_eq!(v.as_array().unwrap().len(), 0, "{v}");
+    let admin = s.login("admin").await;
+    let (_, v) = get_json(&s, &admin, "/dicomweb/studies?ModalitiesInStudy=CT").await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        first(&v[0], "00080061"),
+        "CT",
+        "the CT case's own modalities"
+    );
+    let (_, v) = get_json(&s, &admin, "/dicomweb/studies?ModalitiesInStudy=MR").await;
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["00080061"]["Value"], json!(["MR"]));
+    sqlx::query("DELETE FROM instances WHERE case_id = $1")
+        .bind(&other.id)
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+
     let (st, v) = get_json(&s, &rad1, "/dicomweb/studies?PatientWeight=70").await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(v["error"].as_str().unwrap().contains("PatientWeight"));

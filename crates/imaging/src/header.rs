@@ -871,9 +871,9 @@ fn window_of(obj: &InMemDicomObject) -> Option<Window> {
     })
 }
 
-/// The first VOI LUT (PS3.3 C.11.2.1.1); `None` when absent or inconsistent (a descriptor
-/// whose entry count disagrees with the data, bits outside 8..=16).
-/// The VOI LUT of `obj`. `signed_input`: the LUT's input (the modality values) can be
+/// The first VOI LUT of `obj` (PS3.3 C.11.2.1.1); `None` when absent or inconsistent (a
+/// descriptor whose entry count disagrees with the data, bits outside 8..=16: `lut_of`).
+/// `signed_input`: the LUT's input (the modality values) can be
 /// negative (signed pixels, or a negative rescale intercept, as in CT). The descriptor's
 /// values are 16-bit and its VR (US or SS) says little (PS3.3 C.11.2.1.1): the entry count is
 /// always unsigned, the first value mapped is signed when the input is, whichever VR carried

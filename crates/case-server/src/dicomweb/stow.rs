@@ -129,16 +129,7 @@ async fn refused_early(server: &Server, caller: &Caller, case: Option<&str>, e: 
         StatusCode::BAD_REQUEST => "a malformed upload",
         _ => "refused",
     };
-    let case = match case {
-        Some(id) => match server.db.case_summary(id).await {
-            Ok(found) => found.map(|c| c.id),
-            Err(e) => {
-                tracing::error!("audit of a refused upload: the case lookup failed: {e}");
-                None
-            }
-        },
-        None => None,
-    };
+    let case = crate::api::existing_case(&server.db, case).await;
     // The refusal goes to the client whatever: a failed audit write is logged, not answered
     // instead of it (the rest of the body must still be drained or the connection closed).
     if let Err(e) = caller
