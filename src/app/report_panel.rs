@@ -2873,6 +2873,18 @@ mod tests {
         flushed(r);
     }
 
+    /// "Nodule" at the start of the findings, dictated unsure (confidence 0.3), its audio the
+    /// first 0.2 s of clip 0.
+    fn unsure_nodule() -> UnsureWord {
+        UnsureWord {
+            text: "Nodule".into(),
+            confidence: 0.3,
+            at: Some((Section::Findings, 0..6)),
+            audio: Some((0, 0.0, 0.2)),
+            ..UnsureWord::default()
+        }
+    }
+
     /// Every write and removal the drafts' queue holds is done.
     fn flushed(r: &ReportState) {
         assert!(
@@ -3027,13 +3039,7 @@ mod tests {
             }),
             place: Some((Section::Findings, 7..14)),
         });
-        r.unsure.push(UnsureWord {
-            text: "Nodule".into(),
-            confidence: 0.3,
-            at: Some((Section::Findings, 0..6)),
-            audio: Some((0, 0.0, 0.2)),
-            ..UnsureWord::default()
-        });
+        r.unsure.push(unsure_nodule());
         r.taken_back.push(TakenBack {
             hash: "feed".into(),
             case_id: "C-1".into(),
@@ -3779,13 +3785,7 @@ mod tests {
             rate: 16_000,
         });
         r.clips.push(signed_clip.clone());
-        r.unsure.push(UnsureWord {
-            text: "Nodule".into(),
-            confidence: 0.3,
-            at: Some((Section::Findings, 0..6)),
-            audio: Some((0, 0.0, 0.2)),
-            ..UnsureWord::default()
-        });
+        r.unsure.push(unsure_nodule());
         r.linked.push(LinkedMeasurement {
             id: "#1".into(),
             value: 14.2,
