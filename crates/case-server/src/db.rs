@@ -148,19 +148,31 @@ pub fn now() -> String {
     rfc3339_utc(unix_now())
 }
 
+/// The backend a `Db::open` URL names, and the URL to connect to.
+fn connection_url(url: &str) -> (Backend, String) {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        (Backend::Postgres, url.to_string())
+    } else if url.starts_with("sqlite:") {
+        (Backend::Sqlite, url.to_string())
+    } else {
+        // `mode=rwc`: create the file when it is missing.
+        (Backend::Sqlite, format!("sqlite://{url}?mode=rwc"))
+    }
+}
+
+fn migrations(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
+
 impl Db {
     /// Open (creating a SQLite file if missing) and migrate. `url` is a `postgres://` or
     /// `postgresql://` URL, a `sqlite:` URL, or a file path (SQLite).
     pub async fn open(url: &str) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
-        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
-        } else if url.starts_with("sqlite:") {
-            (Backend::Sqlite, url.to_string())
-        } else {
-            // `mode=rwc`: create the file when it is missing.
-            (Backend::Sqlite, format!("sqlite://{url}?mode=rwc"))
-        };
+        let (backend, url) = connection_url(url);
         let options = AnyPoolOptions::new().after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {
@@ -183,10 +195,7 @@ impl Db {
         }
         .connect(&url)
         .await?;
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
+        migrations(backend).run(&pool).await?;
         Ok(Db {
             pool,
             backend,
@@ -765,6 +774,90 @@ pub fn summary_of(r: &AnyRow) -> CaseSummary {
 #[cfg(test)]
 mod tests {
     use super::redacted;
+
+    /// Migration 0007 fills the QIDO study keys of the instances stored before it from their
+    /// metadata, as intake fills them for new ones (`intake::normalized_time`), on both
+    /// databases.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn migration_7_fills_the_study_keys_of_instances_stored_before_it() {
+        use sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let url = super::scratch_database(dir.path()).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let (backend, connect) = super::connection_url(&url);
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&connect)
+            .await
+            .unwrap();
+        let before = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                super::migrations(backend)
+                    .migrations
+                    .iter()
+                    .filter(|m| m.version < 7)
+                    .cloned()
+                    .collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        before.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO cases (id, status, priority, subspecialty, patient_json, referral_json,
+                 created_at, priority_rank) VALUES ('C-1', 'new', 'routine', 'chest', '{}', '{}',
+                 '2026-01-01T00:00:00Z', 2)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let metadata = [
+            r#"{"00080030":{"vr":"TM","Value":["09:30"]},"00080090":{"vr":"PN","Value":[{"Alphabetic":"WELBY^MARCUS","Ideographic":"ウェルビー"}]},"00200010":{"vr":"SH","Value":["S-77"]}}"#,
+            r#"{"00080030":{"vr":"TM","Value":["140510.123"]},"00080090":{"vr":"PN"}}"#,
+            "{}",
+        ];
+        for (n, m) in metadata.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO instances (case_id, study_uid, series_uid, sop_uid, sop_class_uid,
+                     transfer_syntax_uid, object_key, size_bytes, modality, study_date,
+                     study_description, accession_number, patient_id, patient_name,
+                     series_number, series_description, instance_number, pixel_rows,
+                     pixel_columns, number_of_frames, metadata_json, stored_at)
+                 VALUES ('C-1', '1.2', '1.2.3', $1, '1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.1.2.1',
+                     'k', 1, 'CT', '20260101', '', '', '', '', 1, '', 1, 1, 1, 1, $2,
+                     '2026-01-01T00:00:00Z')",
+            )
+            .bind(format!("1.2.3.{n}"))
+            .bind(*m)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+        let db = super::Db::open(&url).await.unwrap();
+        let rows = sqlx::query(
+            "SELECT study_time, referring_physician, study_id FROM instances ORDER BY sop_uid",
+        )
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+        let got: Vec<(String, String, String)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let t = |s: &str| s.to_string();
+        assert_eq!(
+            got,
+            [
+                (t("093000"), t("WELBY^MARCUS"), t("S-77")),
+                (t("140510"), t(""), t("")),
+                (t(""), t(""), t("")),
+            ]
+        );
+        assert_eq!(crate::intake::normalized_time("09:30"), "093000");
+        assert_eq!(crate::intake::normalized_time("140510.123"), "140510");
+        assert_eq!(crate::intake::normalized_time(" "), "");
+    }
 
     #[test]
     fn passwords_never_print() {

@@ -89,6 +89,57 @@ struct Checked {
     header: InstanceHeader,
     bytes: Vec<u8>,
     metadata_json: String,
+    keys: StudyKeys,
+}
+
+/// Study attributes QIDO-RS matches on that the header does not keep (PS3.18 Table 6.7.1-1),
+/// as the `instances` columns hold them (migration 0007 fills them the same way for rows
+/// stored before it).
+struct StudyKeys {
+    /// Study Time (0008,0030) as [`normalized_time`] has it.
+    study_time: String,
+    /// Referring Physician's Name (0008,0090), its alphabetic group.
+    referring_physician: String,
+    /// Study ID (0020,0010).
+    study_id: String,
+}
+
+impl StudyKeys {
+    fn of(obj: &dicom_object::DefaultDicomObject) -> StudyKeys {
+        use dicom_dictionary_std::tags;
+        let value = |tag| {
+            obj.element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_str().ok())
+                .map(|v| {
+                    v.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                        .to_string()
+                })
+                .unwrap_or_default()
+        };
+        let physician = value(tags::REFERRING_PHYSICIAN_NAME);
+        StudyKeys {
+            study_time: normalized_time(&value(tags::STUDY_TIME)),
+            referring_physician: physician.split('=').next().unwrap_or("").trim().to_string(),
+            study_id: value(tags::STUDY_ID),
+        }
+    }
+}
+
+/// A TM value as the `study_time` column holds it, for range matching as text: colons (of
+/// ACR-NEMA times) and spaces dropped, a fraction dropped, padded with zeros to HHMMSS; ""
+/// for none. The same rule as migration 0007's SQL.
+pub(crate) fn normalized_time(tm: &str) -> String {
+    let t: String = tm
+        .trim()
+        .chars()
+        .filter(|c| *c != ':' && *c != ' ')
+        .collect();
+    if t.is_empty() {
+        return t;
+    }
+    format!("{t}000000").chars().take(6).collect()
 }
 
 /// Read and check every offered file; refuse all of them when one fails a rule.
@@ -255,6 +306,7 @@ fn read_and_check(
             })?;
             let metadata_json = metadata_json(&object, &header).map_err(&refuse)?;
             Ok(Checked {
+                keys: StudyKeys::of(&object),
                 header,
                 bytes,
                 metadata_json,
@@ -328,6 +380,7 @@ async fn check_against_stored(
 struct Written {
     header: InstanceHeader,
     metadata_json: String,
+    keys: StudyKeys,
     key: String,
     bytes: bytes::Bytes,
 }
@@ -356,6 +409,7 @@ async fn store_checked(
         rows.push(Written {
             header: c.header,
             metadata_json: c.metadata_json,
+            keys: c.keys,
             key,
             bytes,
         });
@@ -510,6 +564,7 @@ async fn insert_rows(
     for Written {
         header: h,
         metadata_json: metadata,
+        keys,
         key,
         bytes,
     } in rows
@@ -537,9 +592,10 @@ async fn insert_rows(
                         transfer_syntax_uid, object_key, size_bytes, modality, study_date,
                         study_description, accession_number, patient_id, patient_name,
                         series_number, series_description, instance_number, pixel_rows,
-                        pixel_columns, number_of_frames, metadata_json, stored_at)
+                        pixel_columns, number_of_frames, metadata_json, stored_at, study_time,
+                        referring_physician, study_id)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                        $16, $17, $18, $19, $20, $21, $22)",
+                        $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
                 )
                 .bind(case_id)
                 .bind(&p.study_instance_uid)
@@ -563,6 +619,9 @@ async fn insert_rows(
                 .bind(i64::from(h.number_of_frames))
                 .bind(metadata)
                 .bind(&stored_at)
+                .bind(&keys.study_time)
+                .bind(&keys.referring_physician)
+                .bind(&keys.study_id)
                 .execute(&mut *tx.tx)
                 .await?;
                 true

@@ -932,3 +932,193 @@ async fn searches_match_alike_on_both_databases_and_are_audited_per_case() {
         );
     }
 }
+
+/// Put text attributes into every file of `folder` (a synthetic study, before it is sent).
+fn edit_study(folder: &Path, attributes: &[(dicom_core::Tag, dicom_core::VR, &str)]) {
+    for path in dicom_files(folder) {
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        for (tag, vr, value) in attributes {
+            obj.put(dicom_core::DataElement::new(
+                *tag,
+                *vr,
+                dicom_core::PrimitiveValue::from(value.to_string()),
+            ));
+        }
+        obj.write_to_file(&path).unwrap();
+    }
+}
+
+/// QIDO-RS answers hold what PS3.18 Table 6.7.1-2 requires at each level (Study Time,
+/// Referring Physician, Study ID, the patient's birth date and sex, Instance Availability,
+/// Bits Allocated ...), those of the levels above that the path leaves open, and what
+/// `includefield` asks for; Study Time, Referring Physician's Name and Study ID are matching
+/// keys. The values are those written into the files here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
+    use dicom_core::VR;
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let mut studies = Vec::new();
+    for (seed, time, physician, id) in [
+        (31, "0930", "WELBY^MARCUS=ウェルビー^マーカス", "S-77"),
+        // An ACR-NEMA time with colons, as old files have it.
+        (32, "14:05:10", "House^Gregory", "S-78"),
+    ] {
+        let case = case_for(&s, &coord, "1970-01-01").await;
+        let (folder, uid) = synthetic_study_uid(s.dir.path(), seed);
+        edit_study(
+            &folder,
+            &[
+                (tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+                (tags::STUDY_TIME, VR::TM, time),
+                (tags::REFERRING_PHYSICIAN_NAME, VR::PN, physician),
+                (tags::STUDY_ID, VR::SH, id),
+                (tags::PATIENT_SEX, VR::CS, "F"),
+                (tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, "-0500"),
+                (
+                    tags::PERFORMED_PROCEDURE_STEP_START_DATE,
+                    VR::DA,
+                    "20260101",
+                ),
+            ],
+        );
+        let r = stow(
+            &s,
+            &coord,
+            &format!("/cases/{case}/dicomweb/studies"),
+            &files_of(&folder),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+        studies.push(uid);
+    }
+    let search = |query: &str| format!("/dicomweb/studies?{query}");
+    for (query, expected) in [
+        ("StudyTime=0900-1000", vec![&studies[0]]),
+        ("StudyTime=0930", vec![&studies[0]]),
+        ("StudyTime=09", vec![&studies[0]]),
+        ("StudyTime=-1200", vec![&studies[0]]),
+        ("StudyTime=1200-", vec![&studies[1]]),
+        ("StudyTime=140510", vec![&studies[1]]),
+        ("StudyTime=1405", vec![&studies[1]]),
+        ("StudyTime=140511-", vec![]),
+        ("00080030=0000-2359", vec![&studies[0], &studies[1]]),
+        ("ReferringPhysicianName=welby*", vec![&studies[0]]),
+        ("ReferringPhysicianName=HOUSE^GREGORY", vec![&studies[1]]),
+        ("StudyID=S-77", vec![&studies[0]]),
+        ("StudyID=s-77", vec![]),
+        ("StudyID=S-7?", vec![&studies[0], &studies[1]]),
+    ] {
+        let (st, v) = get_json(&s, &coord, &search(query)).await;
+        assert_eq!(st, StatusCode::OK, "{query}: {v}");
+        let mut found: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| first(a, "0020000D").as_str().unwrap())
+            .collect();
+        found.sort();
+        let mut expected: Vec<&str> = expected.into_iter().map(String::as_str).collect();
+        expected.sort();
+        assert_eq!(found, expected, "{query}");
+    }
+    for bad in [
+        "StudyTime=9",
+        "StudyTime=0930-25x",
+        "includefield=NoSuchKeyword",
+    ] {
+        let (st, v) = get_json(&s, &coord, &search(bad)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
+    }
+
+    // The study level: the time as written, the physician's alphabetic name, ...
+    let (_, v) = get_json(&s, &coord, &search("StudyID=S-77")).await;
+    let study = &v[0];
+    assert_eq!(first(study, "00080030"), "0930");
+    assert_eq!(first(study, "00080090")["Alphabetic"], "WELBY^MARCUS");
+    assert_eq!(first(study, "00200010"), "S-77");
+    assert_eq!(first(study, "00100040"), "F");
+    assert_eq!(first(study, "00100030"), "19700101");
+    assert_eq!(first(study, "00080201"), "-0500");
+    assert_eq!(first(study, "00080056"), "ONLINE");
+    // ... and nothing of a lower level unless asked for.
+    assert!(study.get("00180050").is_none(), "{study}");
+    assert!(study.get("00400244").is_none(), "{study}");
+    for ask in [
+        "SliceThickness",
+        "00180050",
+        "SliceThickness,Rows",
+        "00180050.0",
+    ] {
+        let (st, v) = get_json(
+            &s,
+            &coord,
+            &search(&format!("StudyID=S-77&includefield={ask}")),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{ask}: {v}");
+        assert!(v[0].get("00180050").is_some(), "{ask}: {v}");
+    }
+    let (_, v) = get_json(&s, &coord, &search("StudyID=S-77&includefield=all")).await;
+    assert_eq!(first(&v[0], "00100040"), "F", "{v}");
+    assert!(
+        v[0].get("00180050").is_none(),
+        "all of the study level only: {v}"
+    );
+
+    // The series level: its own attributes, under a study ...
+    let (st, v) = get_json(
+        &s,
+        &coord,
+        &format!("/dicomweb/studies/{}/series", studies[0]),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let series = &v[0];
+    assert_eq!(first(series, "00400244"), "20260101");
+    assert_eq!(first(series, "00080201"), "-0500");
+    assert!(
+        series.get("00200010").is_none(),
+        "the study is named: {series}"
+    );
+    // ... and across studies, the study's too (PS3.18 "all series").
+    let (st, v) = get_json(&s, &coord, "/dicomweb/series?StudyID=S-78").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(first(&v[0], "0020000D"), studies[1].as_str());
+    assert_eq!(first(&v[0], "00080030"), "14:05:10");
+    assert_eq!(first(&v[0], "00200010"), "S-78");
+    assert_eq!(first(&v[0], "00080090")["Alphabetic"], "House^Gregory");
+
+    // The instance level: Bits Allocated and availability; the series' attributes where
+    // the path names no series.
+    let (st, v) = get_json(
+        &s,
+        &coord,
+        &format!("/dicomweb/studies/{}/instances", studies[0]),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 4);
+    for instance in v.as_array().unwrap() {
+        assert_eq!(first(instance, "00280100"), 16);
+        assert_eq!(first(instance, "00080056"), "ONLINE");
+        assert_eq!(first(instance, "00400244"), "20260101");
+        assert!(instance.get("00200010").is_none(), "{instance}");
+    }
+    let (st, v) = get_json(
+        &s,
+        &coord,
+        "/dicomweb/instances?StudyID=S-78&includefield=all",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v.as_array().unwrap().len(), 4);
+    assert_eq!(first(&v[0], "00200010"), "S-78");
+    assert!(
+        v[0].get("00180050").is_some(),
+        "all of an instance: {}",
+        v[0]
+    );
+    assert!(v[0].get("7FE00010").is_none(), "never the pixels");
+}

@@ -16,7 +16,7 @@
 //! | `/studies` | GET (QIDO), POST (STOW, case root only) |
 //! | `/studies/{study}` | GET (WADO: every instance), POST (STOW into that study) |
 //! | `/studies/{study}/metadata`, `.../series/{series}/metadata`, `.../instances/{sop}/metadata` | GET (DICOM JSON) |
-//! | `/studies/{study}/series`, `/studies/{study}/instances`, `.../series/{series}/instances` | GET (QIDO) |
+//! | `/series`, `/instances`, `/studies/{study}/series`, `/studies/{study}/instances`, `.../series/{series}/instances` | GET (QIDO) |
 //! | `/studies/{study}/series/{series}`, `.../instances/{sop}` | GET (WADO) |
 //! | `.../instances/{sop}/frames/{list}` | GET (frames as stored; 1-based list) |
 //! | `.../instances/{sop}/rendered`, `.../thumbnail`, `.../series/{series}/thumbnail`, `/studies/{study}/thumbnail` | GET (PNG) |
@@ -60,6 +60,9 @@ pub fn routes(server: &Server) -> Router<Server> {
                 .route_layer(axum::middleware::from_fn(crate::api::run_to_completion))
                 .get(wado::retrieve),
         )
+        // All series and all instances (PS3.18 10.6.1): searched across studies.
+        .route("/series", get(qido::series))
+        .route("/instances", get(qido::instances))
         .route("/studies/{study}/metadata", get(wado::metadata))
         .route("/studies/{study}/thumbnail", get(render::thumbnail))
         .route("/studies/{study}/series", get(qido::series))

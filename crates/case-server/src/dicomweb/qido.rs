@@ -1,11 +1,18 @@
 //! QIDO-RS (PS3.18 10.6): search for studies, series and instances.
 //!
 //! Matching (PS3.4 C.2.2.2): single value; a comma-separated UID list; `*` and `?` wildcards
-//! (Patient's Name case-insensitive); date ranges `A-B`, `A-`, `-B`. Keys are keywords or
-//! tags (`PatientID` or `00100020`). `limit`, `offset`, `includefield` and `fuzzymatching` are
-//! accepted; any other key is refused by name rather than silently ignored.
+//! (Patient's Name case-insensitive); date and time ranges `A-B`, `A-`, `-B` (a time given to
+//! the hour or minute stands for all of it). Keys are keywords or tags (`PatientID` or
+//! `00100020`). `limit`, `offset`, `includefield` and `fuzzymatching` (names match ignoring
+//! case either way) are accepted; any other key is refused by name rather than silently
+//! ignored.
+//!
+//! Answers hold the attributes PS3.18 (Table 6.7.1-2) requires at their level, those of the
+//! levels above that the path does not name, and any `includefield` asks for (a keyword, a
+//! tag, or `all`: every attribute of that level). Attributes the `instances` columns do not
+//! hold are taken from the metadata of the level's first instance (by SOP Instance UID).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -44,6 +51,8 @@ enum Match {
     /// Case-insensitive wildcard text (Person Name).
     Name,
     Date,
+    /// HHMMSS, a range of them, or a shorter time standing for all it covers.
+    Time,
     Int,
     /// Modalities in Study: some instance of the study has this modality.
     ModalityInStudy,
@@ -82,6 +91,13 @@ const KEYS: &[Key] = &[
         levels: ALL,
     },
     Key {
+        keyword: "StudyTime",
+        tag: "00080030",
+        column: "study_time",
+        kind: Match::Time,
+        levels: ALL,
+    },
+    Key {
         keyword: "AccessionNumber",
         tag: "00080050",
         column: "accession_number",
@@ -93,6 +109,20 @@ const KEYS: &[Key] = &[
         tag: "00081030",
         column: "study_description",
         kind: Match::Name,
+        levels: ALL,
+    },
+    Key {
+        keyword: "ReferringPhysicianName",
+        tag: "00080090",
+        column: "referring_physician",
+        kind: Match::Name,
+        levels: ALL,
+    },
+    Key {
+        keyword: "StudyID",
+        tag: "00200010",
+        column: "study_id",
+        kind: Match::Text,
         levels: ALL,
     },
     Key {
@@ -176,14 +206,58 @@ fn glob_pattern(value: &str) -> String {
     value.replace('[', "[[]")
 }
 
-/// Add `AND ...` for every query key; unknown keys are a 400 naming them.
+/// What `includefield` asks for beyond a level's own attributes: `all` of the level's, and
+/// these tags (8 hex digits, upper case, as DICOM JSON names them). A matching key is one of
+/// them (PS3.4 C.2.2.1: a key matched on is returned).
+#[derive(Debug, Default)]
+struct Include {
+    all: bool,
+    tags: BTreeSet<String>,
+}
+
+impl Include {
+    /// Read one `includefield` value: comma-separated keywords, tags or `all`; a sequence's
+    /// nested path (`Seq.Attr`) asks for the sequence. An unknown keyword is a 400 naming it.
+    fn add(&mut self, value: &str) -> Result<(), ApiError> {
+        for field in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            if field == "all" {
+                self.all = true;
+                continue;
+            }
+            let top = field.split('.').next().unwrap_or(field);
+            let tag = tag_of(top).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "includefield {field:?} is neither a DICOM keyword nor a tag (8 hex digits)"
+                ))
+            })?;
+            self.tags.insert(tag);
+        }
+        Ok(())
+    }
+}
+
+/// A keyword's or a tag's DICOM JSON name ("StudyTime" or "00080030": "00080030").
+fn tag_of(field: &str) -> Option<String> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    if field.len() == 8 && field.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some(field.to_ascii_uppercase());
+    }
+    let tag = dicom_dictionary_std::StandardDataDictionary
+        .by_name(field)?
+        .tag();
+    Some(format!("{:04X}{:04X}", tag.group(), tag.element()))
+}
+
+/// Add `AND ...` for every query key; unknown keys are a 400 naming them. Gives the limit,
+/// the offset and what the answers are to include.
 fn filters(
     backend: Backend,
     sql: &mut Sql,
     query: &[(String, String)],
     level: Level,
-) -> Result<(i64, i64), ApiError> {
+) -> Result<(i64, i64, Include), ApiError> {
     let (mut limit, mut offset) = (DEFAULT_LIMIT, 0i64);
+    let mut include = Include::default();
     for (name, value) in query {
         match name.as_str() {
             "limit" | "offset" => {
@@ -197,7 +271,12 @@ fn filters(
                 }
                 continue;
             }
-            "includefield" | "fuzzymatching" => continue,
+            "includefield" => {
+                include.add(value)?;
+                continue;
+            }
+            // Names already match ignoring case; nothing fuzzier is offered.
+            "fuzzymatching" => continue,
             _ => {}
         }
         let key = KEYS
@@ -214,6 +293,7 @@ fn filters(
                         .join(", ")
                 ))
             })?;
+        include.tags.insert(key.tag.to_string());
         if value.is_empty() {
             continue; // universal match
         }
@@ -283,6 +363,23 @@ fn filters(
                     sql.text(&to);
                 }
             }
+            Match::Time => {
+                let (from, to) = time_range(value).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name}: expected HHMMSS (or HH, HHMM; a fraction ignored) or a range A-B"
+                    ))
+                })?;
+                if let Some(from) = from {
+                    sql.push(&format!(" AND {col} >= "));
+                    sql.text(&from);
+                }
+                if let Some(to) = to {
+                    sql.push(&format!(" AND {col} <= "));
+                    sql.text(&to);
+                }
+                // A time of none ('') matches no time range.
+                sql.push(&format!(" AND {col} <> ''"));
+            }
             Match::Int => {
                 let n: i64 = value
                     .parse()
@@ -307,7 +404,38 @@ fn filters(
             }
         }
     }
-    Ok((limit, offset))
+    Ok((limit, offset, include))
+}
+
+/// A Study Time query value as bounds on the `study_time` column (HHMMSS,
+/// `intake::normalized_time`): `A-B`, `A-`, `-B` or one value; a bound given to the hour or
+/// minute covers all of it ("-13" ends at 13:59:59, "1230" is 12:30:00 to 12:30:59). `None`
+/// when a bound is not a time.
+fn time_range(value: &str) -> Option<(Option<String>, Option<String>)> {
+    let bound = |t: &str, fill: char| -> Option<Option<String>> {
+        let t = t.trim().replace(':', "");
+        if t.is_empty() {
+            return Some(None);
+        }
+        let whole = t.split_once('.').map_or(t.as_str(), |(w, _)| w);
+        let digits = whole.chars().all(|c| c.is_ascii_digit());
+        if !digits || ![2, 4, 6].contains(&whole.len()) {
+            return None;
+        }
+        let mut out = whole.to_string();
+        while out.len() < 6 {
+            out.push(fill);
+        }
+        Some(Some(out))
+    };
+    match value.split_once('-') {
+        Some((a, b)) => Some((bound(a, '0')?, bound(b, '9')?)),
+        None => {
+            let from = bound(value, '0')?;
+            from.as_ref()?;
+            Some((from, bound(value, '9')?))
+        }
+    }
 }
 
 fn text(v: &str, vr: &str) -> Value {
@@ -333,10 +461,95 @@ fn int(v: Option<i64>, vr: &str) -> Value {
     }
 }
 
+/// The attributes of the study level (PS3.4 C.6.2.1, the Study Root model: the Patient,
+/// Patient Study and General Study modules): what `includefield=all` adds to a study.
+fn study_level(tag: &str) -> bool {
+    const STUDY: &[&str] = &[
+        "00080020", "00080030", "00080050", "00080051", "00080090", "00080096", "00080201",
+        "00081030", "00081032", "00081048", "00081049", "00081060", "00081062", "00081080",
+        "00081084", "00081110", "0020000D", "00200010", "00321032", "00321033", "00321060",
+        "00321064",
+    ];
+    tag.starts_with("0010") || STUDY.contains(&tag)
+}
+
+/// The attributes of the series level (the General Series, General Equipment and Frame of
+/// Reference modules, and the performed procedure step a series records): what
+/// `includefield=all` adds to a series.
+fn series_level(tag: &str) -> bool {
+    const SERIES: &[&str] = &[
+        "00080021", "00080031", "00080060", "00080070", "00080080", "00081010", "0008103E",
+        "00081040", "00081050", "00081070", "00081090", "00081111", "00180015", "00181000",
+        "00181020", "00181030", "00185100", "0020000E", "00200011", "00200052", "00200060",
+        "00400244", "00400245", "00400253", "00400254", "00400275",
+    ];
+    SERIES.contains(&tag)
+}
+
+/// What PS3.18 (Table 6.7.1-2) requires a study answer to hold that the columns do not
+/// give: taken from its first instance's metadata.
+const STUDY_FROM_METADATA: &[&str] = &[
+    "00080020", "00080030", "00080050", "00080090", "00080201", "00081030", "00100010", "00100020",
+    "00100030", "00100040", "0020000D", "00200010",
+];
+/// The same for a series (Table 6.7.1-2a).
+const SERIES_FROM_METADATA: &[&str] = &[
+    "00080060", "00080201", "0008103E", "0020000E", "00200011", "00400244", "00400245", "00400275",
+];
+/// The same for an instance (Table 6.7.1-2b).
+const INSTANCE_FROM_METADATA: &[&str] = &["00080201", "00280100"];
+
+/// One answer: `out` (from the columns) with what `metadata` (the DICOM JSON of the answer's
+/// first instance, or of the instance) adds: the level's required attributes, those of the
+/// levels above it the path leaves open (`above`: a series searched for across studies
+/// carries its study's), and what `include` asks for. What the columns gave stays.
+fn answer(
+    level: Level,
+    above: &[Level],
+    include: &Include,
+    metadata: Option<&str>,
+    mut out: BTreeMap<String, Value>,
+) -> BTreeMap<String, Value> {
+    let metadata: serde_json::Map<String, Value> = metadata
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_default();
+    let required = |l: Level| match l {
+        Level::Study => STUDY_FROM_METADATA,
+        Level::Series => SERIES_FROM_METADATA,
+        Level::Instance => INSTANCE_FROM_METADATA,
+    };
+    let of_level = |l: Level, tag: &str| match l {
+        Level::Study => study_level(tag),
+        Level::Series => series_level(tag),
+        Level::Instance => true,
+    };
+    let wanted = |tag: &str| {
+        std::iter::once(level)
+            .chain(above.iter().copied())
+            .any(|l| required(l).contains(&tag) || (include.all && of_level(l, tag)))
+            || include.tags.contains(tag)
+    };
+    for (tag, value) in metadata {
+        if wanted(&tag) {
+            out.entry(tag).or_insert(value);
+        }
+    }
+    if level != Level::Series {
+        // Every object stored here is online (PS3.4 C.3.4: ONLINE).
+        out.insert("00080056".into(), text("ONLINE", "CS"));
+    }
+    out
+}
+
+/// An answer's attributes from the columns, by tag.
+fn columns<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
+    pairs.into_iter().map(|(t, v)| (t.to_string(), v)).collect()
+}
+
 /// The answer to a search; `more`: more results match than it holds, said as PS3.18 has it
 /// (a Warning header, code 299), so a client that does not page is not left to think it has
 /// them all.
-fn dicom_json(rows: Vec<BTreeMap<&'static str, Value>>, more: bool) -> Response {
+fn dicom_json(rows: Vec<BTreeMap<String, Value>>, more: bool) -> Response {
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/dicom+json")],
@@ -372,11 +585,11 @@ async fn search(
     select: &str,
     order: &str,
     what: &str,
-) -> Result<(super::Scope, Vec<AnyRow>, bool), ApiError> {
+) -> Result<(super::Scope, Vec<AnyRow>, bool, Include), ApiError> {
     let scope = scope(&server.db, caller, target).await?;
     let mut sql = Sql::new(select);
     sql.scope(&scope).target(target);
-    let (limit, offset) = filters(server.db.backend, &mut sql, query, level)?;
+    let (limit, offset, include) = filters(server.db.backend, &mut sql, query, level)?;
     // One row more than asked: whether there are more to be had.
     sql.push(order).push(" LIMIT ");
     sql.bind(Bind::Int(limit + 1))
@@ -394,7 +607,7 @@ async fn search(
         &format!("{what} in {} ({} found)", target.describe(), rows.len()),
     )
     .await?;
-    Ok((scope, rows, more))
+    Ok((scope, rows, more, include))
 }
 
 pub(super) async fn studies(
@@ -405,13 +618,16 @@ pub(super) async fn studies(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (scope, rows, more) = search(
+    let (scope, rows, more, include) = search(
         &server,
         &caller,
         &target,
         &query,
         Level::Study,
         "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
+                (SELECT r.metadata_json FROM instances r WHERE r.case_id = instances.case_id
+                   AND r.study_uid = instances.study_uid ORDER BY r.sop_uid LIMIT 1)
+                   AS metadata_json,
                 MIN(instances.study_date) AS study_date,
                 MIN(instances.study_description) AS study_description,
                 MIN(instances.accession_number) AS accession_number,
@@ -457,7 +673,7 @@ pub(super) async fn studies(
                 .get(&(r.get("case_id"), study.clone()))
                 .cloned()
                 .unwrap_or_default();
-            BTreeMap::from([
+            let out = columns([
                 ("00080020", text(r.get("study_date"), "DA")),
                 ("00080050", text(r.get("accession_number"), "SH")),
                 ("00080061", json!({ "vr": "CS", "Value": mods })),
@@ -468,7 +684,14 @@ pub(super) async fn studies(
                 ("0020000D", text(&study, "UI")),
                 ("00201206", int(r.try_get("series_count").ok(), "IS")),
                 ("00201208", int(r.try_get("instance_count").ok(), "IS")),
-            ])
+            ]);
+            answer(
+                Level::Study,
+                &[],
+                &include,
+                r.try_get("metadata_json").ok(),
+                out,
+            )
         })
         .collect();
     Ok(dicom_json(out, more))
@@ -482,14 +705,18 @@ pub(super) async fn series(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (_, rows, more) = search(
+    let (_, rows, more, include) = search(
         &server,
         &caller,
         &target,
         &query,
         Level::Series,
         "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
-                instances.series_uid AS series_uid, MIN(instances.modality) AS modality,
+                instances.series_uid AS series_uid,
+                (SELECT r.metadata_json FROM instances r WHERE r.case_id = instances.case_id
+                   AND r.study_uid = instances.study_uid AND r.series_uid = instances.series_uid
+                   ORDER BY r.sop_uid LIMIT 1) AS metadata_json,
+                MIN(instances.modality) AS modality,
                 MIN(instances.series_number) AS series_number,
                 MIN(instances.series_description) AS series_description,
                 COUNT(*) AS instance_count
@@ -499,12 +726,17 @@ pub(super) async fn series(
     )
     .await?;
     let base = root(&server, &headers, &target);
+    let above: &[Level] = if target.study.is_some() {
+        &[]
+    } else {
+        &[Level::Study]
+    };
     let out = rows
         .iter()
         .map(|r| {
             let study: String = r.get("study_uid");
             let series: String = r.get("series_uid");
-            BTreeMap::from([
+            let out = columns([
                 ("00080060", text(r.get("modality"), "CS")),
                 ("0008103E", text(r.get("series_description"), "LO")),
                 (
@@ -515,7 +747,14 @@ pub(super) async fn series(
                 ("0020000E", text(&series, "UI")),
                 ("00200011", int(r.try_get("series_number").ok(), "IS")),
                 ("00201209", int(r.try_get("instance_count").ok(), "IS")),
-            ])
+            ]);
+            answer(
+                Level::Series,
+                above,
+                &include,
+                r.try_get("metadata_json").ok(),
+                out,
+            )
         })
         .collect();
     Ok(dicom_json(out, more))
@@ -529,7 +768,7 @@ pub(super) async fn instances(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (_, rows, more) = search(
+    let (_, rows, more, include) = search(
         &server,
         &caller,
         &target,
@@ -537,6 +776,7 @@ pub(super) async fn instances(
         Level::Instance,
         "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
                 instances.series_uid AS series_uid, instances.sop_uid AS sop_uid,
+                instances.metadata_json AS metadata_json,
                 instances.sop_class_uid AS sop_class_uid,
                 instances.transfer_syntax_uid AS transfer_syntax_uid,
                 instances.instance_number AS instance_number,
@@ -548,13 +788,18 @@ pub(super) async fn instances(
     )
     .await?;
     let base = root(&server, &headers, &target);
+    let above: &[Level] = match (&target.study, &target.series) {
+        (None, _) => &[Level::Study, Level::Series],
+        (Some(_), None) => &[Level::Series],
+        (Some(_), Some(_)) => &[],
+    };
     let out = rows
         .iter()
         .map(|r| {
             let study: String = r.get("study_uid");
             let series: String = r.get("series_uid");
             let sop: String = r.get("sop_uid");
-            BTreeMap::from([
+            let out = columns([
                 ("00080016", text(r.get("sop_class_uid"), "UI")),
                 ("00080018", text(&sop, "UI")),
                 ("00080060", text(r.get("modality"), "CS")),
@@ -572,7 +817,14 @@ pub(super) async fn instances(
                 ("00280008", int(r.try_get("number_of_frames").ok(), "IS")),
                 ("00280010", int(r.try_get("pixel_rows").ok(), "US")),
                 ("00280011", int(r.try_get("pixel_columns").ok(), "US")),
-            ])
+            ]);
+            answer(
+                Level::Instance,
+                above,
+                &include,
+                r.try_get("metadata_json").ok(),
+                out,
+            )
         })
         .collect();
     Ok(dicom_json(out, more))
