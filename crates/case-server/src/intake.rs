@@ -71,6 +71,50 @@ pub enum IntakeError {
     Store(#[from] StoreError),
     #[error("reading {label}: {message}")]
     Io { label: String, message: String },
+    /// Offered files refused the upload: each (its index in the order offered) with its
+    /// reason, and `error`, the first of them, in words.
+    #[error("{error}{}", more_parts(.failed))]
+    Parts {
+        failed: Vec<(usize, FailureReason)>,
+        error: Box<IntakeError>,
+    },
+}
+
+fn more_parts(failed: &[(usize, FailureReason)]) -> String {
+    match failed.len() {
+        0 | 1 => String::new(),
+        2 => " (and 1 more part refused)".into(),
+        n => format!(" (and {} more parts refused)", n - 1),
+    }
+}
+
+/// Why an offered instance was not stored, as a STOW-RS answer says it: the Failure Reason
+/// (0008,1197) of its item in the Failed SOP Sequence (PS3.18 10.5.3, the codes of PS3.4
+/// Annex B storage status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// 0xC000 Cannot Understand: not a DICOM object that could be read.
+    CannotUnderstand,
+    /// 0x0122 SOP Class Not Supported: not an image, or of a modality this server does not
+    /// take.
+    ClassNotSupported,
+    /// 0xA900 Data Set Does Not Match: of another study than the one it was sent to, or of
+    /// another patient than the case's.
+    DoesNotMatch,
+    /// 0x0110 Processing Failure: any other refusal (a rule, a conflict with what is stored),
+    /// and an instance not stored because another of its upload was refused.
+    ProcessingFailure,
+}
+
+impl FailureReason {
+    pub fn code(self) -> u16 {
+        match self {
+            FailureReason::CannotUnderstand => 0xC000,
+            FailureReason::ClassNotSupported => 0x0122,
+            FailureReason::DoesNotMatch => 0xA900,
+            FailureReason::ProcessingFailure => 0x0110,
+        }
+    }
 }
 
 /// One instance as stored (or found already stored).
@@ -232,32 +276,61 @@ fn read_and_check(
     use rayon::prelude::*;
     let today = unix_now().div_euclid(86_400);
     let case_birth = patient.birth_date.replace('-', "");
-    offered
+    let results: Vec<Result<Checked, IntakeError>> = offered
         .par_iter()
-        .map(|o| {
-            let refuse = |why: String| IntakeError::Refused(format!("{}: {why}", o.label));
-            let ineligible =
-                |why: String| IntakeError::Ineligible(format!("{}: {why}", o.label));
-            let conflict = |why: String| IntakeError::Conflict(format!("{}: {why}", o.label));
+        .enumerate()
+        .map(|(index, o)| {
+            let part = |reason, error| IntakeError::Parts {
+                failed: vec![(index, reason)],
+                error: Box::new(error),
+            };
+            let refuse = |reason, why: String| {
+                part(
+                    reason,
+                    IntakeError::Refused(format!("{}: {why}", o.label)),
+                )
+            };
+            let ineligible = |reason, why: String| {
+                part(
+                    reason,
+                    IntakeError::Ineligible(format!("{}: {why}", o.label)),
+                )
+            };
+            let conflict = |reason, why: String| {
+                part(
+                    reason,
+                    IntakeError::Conflict(format!("{}: {why}", o.label)),
+                )
+            };
+            use FailureReason::*;
             let (header, object) = match imaging::header::read_header_with_object(&o.path) {
                 Ok((FileKind::Image(h), object)) => (*h, object),
                 Ok((FileKind::Dicomdir, _)) => {
-                    return Err(refuse("a DICOMDIR, not an image".into()));
+                    return Err(refuse(ClassNotSupported, "a DICOMDIR, not an image".into()));
                 }
                 Ok((FileKind::NonImage { sop_class_uid }, _)) => {
-                    return Err(refuse(format!(
-                        "not an image (SOP Class {sop_class_uid}); only CT and MR images are accepted"
-                    )));
+                    return Err(refuse(
+                        ClassNotSupported,
+                        format!(
+                            "not an image (SOP Class {sop_class_uid}); only CT and MR images are accepted"
+                        ),
+                    ));
                 }
-                Err(e) => return Err(refuse(format!("not a readable DICOM object: {e}"))),
+                Err(e) => {
+                    return Err(refuse(
+                        CannotUnderstand,
+                        format!("not a readable DICOM object: {e}"),
+                    ));
+                }
             };
             let study = header.provenance.study_instance_uid.clone();
             if let Some(expected) = expect_study
                 && study != expected
             {
-                return Err(conflict(format!(
-                    "belongs to study {study}, not to study {expected} it was sent to"
-                )));
+                return Err(conflict(
+                    DoesNotMatch,
+                    format!("belongs to study {study}, not to study {expected} it was sent to"),
+                ));
             }
             let modality = header
                 .provenance
@@ -266,37 +339,45 @@ fn read_and_check(
                 .unwrap_or_default()
                 .to_ascii_uppercase();
             if !rules.modalities.contains(&modality) {
-                return Err(ineligible(format!(
-                    "study {study}: modality {:?} is not accepted (only {})",
-                    modality,
-                    rules.modalities.join(" and ")
-                )));
+                return Err(ineligible(
+                    ClassNotSupported,
+                    format!(
+                        "study {study}: modality {:?} is not accepted (only {})",
+                        modality,
+                        rules.modalities.join(" and ")
+                    ),
+                ));
             }
             let date = header.provenance.study_date.clone().unwrap_or_default();
             let Some(days) = parse_da(&date) else {
-                return Err(ineligible(format!(
-                    "study {study}: no valid Study Date (0008,0020); studies must be dated"
-                )));
+                return Err(ineligible(
+                    ProcessingFailure,
+                    format!("study {study}: no valid Study Date (0008,0020); studies must be dated"),
+                ));
             };
             let age = today - days;
             // The refusal is kept in the append-only audit trail: it says which rule, never the
             // date (a date of service identifies, and with the row's own time an age would
             // give it back).
             if age > i64::from(rules.max_study_age_days) {
-                return Err(ineligible(format!(
-                    "study {study}: its Study Date is more than {} days ago; older studies are \
-                     not accepted",
-                    rules.max_study_age_days
-                )));
+                return Err(ineligible(
+                    ProcessingFailure,
+                    format!(
+                        "study {study}: its Study Date is more than {} days ago; older studies \
+                         are not accepted",
+                        rules.max_study_age_days
+                    ),
+                ));
             }
             if age < -1 {
-                return Err(ineligible(format!(
-                    "study {study}: its Study Date is in the future"
-                )));
+                return Err(ineligible(
+                    ProcessingFailure,
+                    format!("study {study}: its Study Date is in the future"),
+                ));
             }
             let birth = header.provenance.patient_birth_date.reveal().trim().to_string();
             if !birth.is_empty() && !case_birth.is_empty() && birth != case_birth {
-                return Err(conflict(format!(
+                return Err(conflict(DoesNotMatch, format!(
                     "study {study}: the patient's birth date differs from the case's (wrong study for this case?)"
                 )));
             }
@@ -304,7 +385,8 @@ fn read_and_check(
                 label: o.label.clone(),
                 message: e.to_string(),
             })?;
-            let metadata_json = metadata_json(&object, &header).map_err(&refuse)?;
+            let metadata_json = metadata_json(&object, &header)
+                .map_err(|why| refuse(CannotUnderstand, why))?;
             Ok(Checked {
                 keys: StudyKeys::of(&object),
                 header,
@@ -312,22 +394,38 @@ fn read_and_check(
                 metadata_json,
             })
         })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|checked| {
-            // The same instance twice in one upload with different bytes is ambiguous.
-            let mut seen: BTreeMap<&str, &[u8]> = BTreeMap::new();
-            for c in &checked {
-                if let Some(prev) = seen.insert(&c.header.sop_instance_uid, &c.bytes)
-                    && prev != c.bytes.as_slice()
-                {
-                    return Err(IntakeError::Refused(format!(
-                        "SOP Instance {} is offered twice with different contents",
-                        c.header.sop_instance_uid
-                    )));
-                }
+        .collect();
+    // Every part refused is named with its reason (the words are the first's); the server's
+    // own failure (a spooled file unread) is that, not a refusal.
+    let mut checked = Vec::with_capacity(results.len());
+    let mut failed = Vec::new();
+    let mut first = None;
+    for result in results {
+        match result {
+            Ok(c) => checked.push(c),
+            Err(IntakeError::Parts { failed: f, error }) => {
+                failed.extend(f);
+                first.get_or_insert(error);
             }
-            Ok(checked)
-        })
+            Err(other) => return Err(other),
+        }
+    }
+    if let Some(error) = first {
+        return Err(IntakeError::Parts { failed, error });
+    }
+    // The same instance twice in one upload with different bytes is ambiguous.
+    let mut seen: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    for c in &checked {
+        if let Some(prev) = seen.insert(&c.header.sop_instance_uid, &c.bytes)
+            && prev != c.bytes.as_slice()
+        {
+            return Err(IntakeError::Refused(format!(
+                "SOP Instance {} is offered twice with different contents",
+                c.header.sop_instance_uid
+            )));
+        }
+    }
+    Ok(checked)
 }
 
 /// The instance's DICOM JSON (PS3.18 F.2) without the file meta group and Pixel Data, with
@@ -746,7 +844,8 @@ pub async fn import(
             Err(
                 e @ (IntakeError::Refused(_)
                 | IntakeError::Ineligible(_)
-                | IntakeError::Conflict(_)),
+                | IntakeError::Conflict(_)
+                | IntakeError::Parts { .. }),
             ) => {
                 server
                     .db

@@ -625,8 +625,10 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     let coord = s.login("coord").await;
     let case = case_for(&s, &coord, "1970-01-01").await;
     let path = format!("/cases/{case}/dicomweb/studies");
-    let good = files_of(&synthetic_study(s.dir.path(), 1));
+    let good_dir = synthetic_study(s.dir.path(), 1);
+    let good = files_of(&good_dir);
     assert_eq!(good.len(), 4);
+    assert_eq!(dicom_files(&good_dir).len(), 4);
 
     // A case without studies is not ready.
     let r = s
@@ -639,20 +641,63 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert!(r.text().await.unwrap().contains("no studies yet"));
 
+    // The answer says why: in its body (refused before intake) or in its Warning header
+    // (refused by intake, whose body is the PS3.18 store response); gives the body.
     let expect = |r: reqwest::Response, status: StatusCode, words: &'static str| async move {
         assert_eq!(r.status(), status);
+        let warning = r
+            .headers()
+            .get("warning")
+            .map(|w| w.to_str().unwrap().to_string())
+            .unwrap_or_default();
         let text = r.text().await.unwrap();
-        assert!(text.contains(words), "{text} should say {words:?}");
+        assert!(
+            text.contains(words) || warning.contains(words),
+            "{text} {warning} should say {words:?}"
+        );
+        serde_json::from_str::<Value>(&text).unwrap_or(Value::Null)
     };
-    // A non-DICOM part among good ones: the part is named, nothing is stored.
+    // The Failed SOP Sequence of an answer: each item's SOP Instance UID and Failure Reason.
+    let failed = |v: &Value| -> Vec<(Option<String>, u64)> {
+        v["00081198"]["Value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no Failed SOP Sequence: {v}"))
+            .iter()
+            .map(|item| {
+                (
+                    item["00081155"]["Value"][0].as_str().map(String::from),
+                    item["00081197"]["Value"][0].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let sop_uids: Vec<Option<String>> = dicom_files(&good_dir)
+        .iter()
+        .map(|f| {
+            let obj = dicom_object::open_file(f).unwrap();
+            let uid = obj
+                .element(tags::SOP_INSTANCE_UID)
+                .unwrap()
+                .to_str()
+                .unwrap();
+            Some(uid.trim_end_matches(['\0', ' ']).to_string())
+        })
+        .collect();
+    // A non-DICOM part among good ones: the part is named, nothing is stored; the answer
+    // lists every part as not stored, the bad one as not understood (0xC000), the others
+    // as not processed (0x0110).
     let mut mixed = good.clone();
     mixed.insert(2, b"not a DICOM file at all".to_vec());
-    expect(
+    let v = expect(
         stow(&s, &coord, &path, &mixed).await,
         StatusCode::BAD_REQUEST,
         "part 3",
     )
     .await;
+    let mut expected: Vec<(Option<String>, u64)> =
+        sop_uids.iter().map(|u| (u.clone(), 0x0110)).collect();
+    expected.insert(2, (None, 0xC000));
+    assert_eq!(failed(&v), expected);
     // Malformed multipart: the closing boundary is missing.
     let (mut body, ct) = multipart_of(&good);
     body.truncate(body.len() - 40);
@@ -717,13 +762,16 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
         "may not do this",
     )
     .await;
-    // Sent to another study's URL.
-    expect(
+    // Sent to another study's URL: every part does not match (0xA900).
+    let v = expect(
         stow(&s, &coord, &format!("{path}/1.2.3.4"), &good).await,
         StatusCode::CONFLICT,
-        "not to study 1.2.3.4",
+        "not to study 1.2.3.4 it was sent to (and 3 more parts refused)",
     )
     .await;
+    let expected: Vec<(Option<String>, u64)> =
+        sop_uids.iter().map(|u| (u.clone(), 0xA900)).collect();
+    assert_eq!(failed(&v), expected);
     // Too old, by the intake rule; named by study and rule.
     let old = imaging::synth::PhantomSpec {
         columns: 32,

@@ -5,7 +5,9 @@
 //! into parts (malformed: 400), each part spooled to a private temporary folder and checked by
 //! [`crate::intake`] (not DICOM: 400; ineligible: 422; another study or case: 409). Only when
 //! every part passes is anything stored. The answer is the PS3.18 store response: Referenced
-//! SOP Sequence with each instance's Retrieve URL.
+//! SOP Sequence with each instance's Retrieve URL; a refusal by intake gives every part in
+//! the Failed SOP Sequence with its Failure Reason, and the reason in words in a Warning
+//! header.
 
 use std::collections::HashMap;
 
@@ -21,7 +23,7 @@ use super::{Target, root};
 use crate::Server;
 use crate::api::Caller;
 use crate::error::ApiError;
-use crate::intake::{IntakeError, Offered, ingest};
+use crate::intake::{FailureReason, IntakeError, Offered, ingest};
 use case_protocol::multipart::{MediaType, parse};
 
 pub(crate) fn intake_error(e: IntakeError) -> ApiError {
@@ -31,6 +33,16 @@ pub(crate) fn intake_error(e: IntakeError) -> ApiError {
         IntakeError::Conflict(m) => ApiError::conflict(m),
         IntakeError::NoCase(c) => ApiError::not_found(format!("no case {c}")),
         IntakeError::Sql(e) => e.into(),
+        // The status of the first part's refusal (the message names how many more).
+        e @ IntakeError::Parts { .. } => {
+            let message = e.to_string();
+            match e {
+                IntakeError::Parts { error, .. } => {
+                    ApiError::new(intake_error(*error).status, message)
+                }
+                _ => ApiError::bad_request(message),
+            }
+        }
         other => ApiError::internal("the upload could not be stored", other),
     }
 }
@@ -145,6 +157,68 @@ async fn refused_early(server: &Server, caller: &Caller, case: Option<&str>, e: 
     }
 }
 
+/// The SOP Class and Instance UIDs of an offered part, as far as it can be read.
+fn instance_ids(path: &std::path::Path) -> (Option<String>, Option<String>) {
+    use imaging::header::FileKind;
+    match imaging::header::read_header(path) {
+        Ok(FileKind::Image(h)) => (Some(h.sop_class_uid), Some(h.sop_instance_uid)),
+        Ok(FileKind::NonImage { sop_class_uid }) => (Some(sop_class_uid), None),
+        Ok(FileKind::Dicomdir) | Err(_) => (None, None),
+    }
+}
+
+/// The answer to an upload intake refused (PS3.18 10.5.3): `e`'s status and a Store
+/// Instances Response whose Failed SOP Sequence holds every part, as nothing of the upload is
+/// stored: the parts at fault (`faults`, by index) with their reasons, the others with 0x0110
+/// (not stored because of them; every part, when the refusal is of the upload as a whole).
+/// Why, in words, goes in a Warning header (299, PS3.18 8.10.3), as a DICOM JSON body has no
+/// place for it.
+fn refused(
+    e: &ApiError,
+    ids: &[(Option<String>, Option<String>)],
+    faults: &[(usize, FailureReason)],
+) -> Response {
+    let uid = |v: &Option<String>| match v {
+        Some(v) if !v.is_empty() => json!({"vr": "UI", "Value": [v]}),
+        _ => json!({"vr": "UI"}),
+    };
+    let failed: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, (class, instance))| {
+            let reason = faults
+                .iter()
+                .find(|(at, _)| *at == i)
+                .map_or(FailureReason::ProcessingFailure, |(_, r)| *r);
+            json!({
+                "00081150": uid(class),
+                "00081155": uid(instance),
+                "00081197": {"vr": "US", "Value": [reason.code()]},
+            })
+        })
+        .collect();
+    let mut response = (
+        e.status,
+        [(header::CONTENT_TYPE, "application/dicom+json")],
+        Json(json!({ "00081198": {"vr": "SQ", "Value": failed} })),
+    )
+        .into_response();
+    // A header holds visible ASCII: anything else, and the quote's own escapes, written so.
+    let words: String = e
+        .message
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => format!("\\{c}"),
+            c if c.is_ascii_graphic() || c == ' ' => c.to_string(),
+            _ => "?".into(),
+        })
+        .collect();
+    if let Ok(v) = header::HeaderValue::from_str(&format!("299 overread-server \"{words}\"")) {
+        response.headers_mut().insert(header::WARNING, v);
+    }
+    response
+}
+
 /// Read `body` to its end and drop it; false when it is longer than `limit` or broken.
 async fn discard(body: axum::body::Body, limit: usize) -> bool {
     use http_body_util::BodyExt;
@@ -236,6 +310,7 @@ pub(super) async fn store(
     .map_err(|e| ApiError::internal("a worker thread failed", e))?
     .map_err(|e| ApiError::internal("no room to receive the upload", e))?;
     let count = offered.len();
+    let offered_paths: Vec<_> = offered.iter().map(|o| o.path.clone()).collect();
     let result = ingest(
         &server.db,
         &server.store,
@@ -245,10 +320,13 @@ pub(super) async fn store(
         offered,
     )
     .await;
-    drop(spool);
     let stored = match result {
         Ok(s) => s,
         Err(e) => {
+            let faults = match &e {
+                IntakeError::Parts { failed, .. } => failed.clone(),
+                _ => Vec::new(),
+            };
             let e = intake_error(e);
             // The refusal goes to the client whatever: a failed audit write is logged.
             if let Err(audit) = caller
@@ -262,9 +340,20 @@ pub(super) async fn store(
             {
                 tracing::error!("audit of a refused upload failed: {}", audit.message);
             }
-            return Err(e);
+            if !e.status.is_client_error() {
+                return Err(e);
+            }
+            let paths: Vec<_> = offered_paths;
+            let ids = tokio::task::spawn_blocking(move || {
+                paths.iter().map(|p| instance_ids(p)).collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| ApiError::internal("a worker thread failed", e))?;
+            drop(spool);
+            return Ok(refused(&e, &ids, &faults));
         }
     };
+    drop(spool);
     let new = stored.iter().filter(|s| s.new).count();
     let studies: std::collections::BTreeSet<&str> =
         stored.iter().map(|s| s.study_uid.as_str()).collect();
