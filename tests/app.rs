@@ -202,6 +202,49 @@ fn a_file_left_out_is_listed_in_the_browser() {
     assert!(h.query_by_label_contains("IM99999.dcm").is_some());
 }
 
+/// A series whose files could not give all they say (here one file's Modality LUT, shorter
+/// than its descriptor) is marked in the browser, and says what and how many files on hover.
+#[test]
+fn a_series_shown_otherwise_than_its_files_mean_is_marked_in_the_browser() {
+    use dicom_core::{DataElement, PrimitiveValue, VR, value::DataSetSequence};
+    use dicom_dictionary_std::tags;
+    let dir = tempdir();
+    write_series(&spec(), dir.path()).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut obj = dicom_object::open_file(&files[0]).unwrap();
+    let item = dicom_object::InMemDicomObject::from_element_iter([
+        DataElement::new(
+            tags::LUT_DESCRIPTOR,
+            VR::US,
+            PrimitiveValue::U16([4096, 0, 16].into_iter().collect()),
+        ),
+        DataElement::new(
+            tags::LUT_DATA,
+            VR::US,
+            PrimitiveValue::U16([7, 8, 9].into_iter().collect()),
+        ),
+    ]);
+    obj.put(DataElement::new(
+        tags::MODALITY_LUT_SEQUENCE,
+        VR::SQ,
+        DataSetSequence::from(vec![item]),
+    ));
+    obj.write_to_file(&files[0]).unwrap();
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    assert_eq!(slice(&h).1, 40, "the series opens");
+    h.get_by_label_contains("40 images, 128x128 (warning)")
+        .hover();
+    h.run();
+    assert!(
+        h.query_by_label_contains("1 of 40 files: its Modality LUT (0028,3000) could not be read")
+            .is_some()
+    );
+}
+
 #[test]
 fn window_presets_rotate_and_flip_follow_the_conventions() {
     let dir = tempdir();

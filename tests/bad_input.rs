@@ -321,6 +321,11 @@ fn a_mosaic_without_its_slice_normal_is_not_unpacked() {
     assert_eq!(stacks.len(), 1);
     assert!(stacks[0].unpacked_mosaic_failed);
     assert_eq!(stacks[0].slices.len(), 1, "shown as stored");
+    // And its series says so, for the browser to mark.
+    assert_eq!(
+        patients[0].studies[0].series[0].warnings,
+        ["Siemens mosaic without a usable tile count or geometry: shown as tiles"]
+    );
     // Its Image Position is the mosaic's, no tile's: no position, markers or reformat
     // distances are offered from it.
     assert!(!stacks[0].geometry.trusted);

@@ -511,6 +511,74 @@ fn a_modality_lut_gives_every_voxel_its_value() {
     }
 }
 
+/// A Modality LUT or VOI LUT that cannot be read (fewer entries than its descriptor says) is
+/// not used, and the series says so in its warnings, which the browser marks and `scan`
+/// shows, with how many files said it; the files still load, with the values they have without the table.
+#[test]
+fn unreadable_tables_are_said_in_the_series_warnings() {
+    use dicom_core::{DataElement, PrimitiveValue, VR, value::DataSetSequence};
+    use dicom_dictionary_std::tags;
+    use dicom_object::InMemDicomObject;
+
+    let plain = tempdir();
+    write_series(&coarse(), plain.path()).unwrap();
+    let dir = tempdir();
+    write_series(&coarse(), dir.path()).unwrap();
+    let mut edited = 0;
+    edit_each(dir.path(), |obj| {
+        edited += 1;
+        if edited > 2 {
+            return;
+        }
+        for sequence in [tags::MODALITY_LUT_SEQUENCE, tags::VOILUT_SEQUENCE] {
+            let item = InMemDicomObject::from_element_iter([
+                DataElement::new(
+                    tags::LUT_DESCRIPTOR,
+                    VR::US,
+                    PrimitiveValue::U16([600, 0, 16].into_iter().collect()),
+                ),
+                DataElement::new(
+                    tags::LUT_DATA,
+                    VR::US,
+                    PrimitiveValue::U16([1, 2].into_iter().collect()),
+                ),
+            ]);
+            obj.put(DataElement::new(
+                sequence,
+                VR::SQ,
+                DataSetSequence::from(vec![item]),
+            ));
+        }
+    });
+    let patients = scan_group(dir.path());
+    let series = &patients[0].studies[0].series[0];
+    let notes = series.warnings.join("\n");
+    assert!(
+        notes.contains("2 of 4 files: its Modality LUT (0028,3000) could not be read"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("2 of 4 files: its VOI LUT (0028,3010) could not be read"),
+        "{notes}"
+    );
+    assert!(
+        scan_group(plain.path())[0].studies[0].series[0]
+            .warnings
+            .is_empty()
+    );
+    // Loaded as the files without the tables are.
+    let load = |patients: &[Patient]| {
+        let stack = patients[0].stacks().next().unwrap().clone();
+        imaging::load_stack(&stack, &Default::default(), &|_| {}).unwrap()
+    };
+    let (volume, without) = (load(&patients), load(&scan_group(plain.path())));
+    assert!(volume.failed_slices.is_empty());
+    let (a, b) = (voxel_stats(&volume), voxel_stats(&without));
+    assert!(a.sha256.is_some());
+    assert_eq!(a.sha256, b.sha256);
+    assert_eq!(a.mean_modality, b.mean_modality);
+}
+
 /// Pixel Padding Value (0028,0120) marks stored values that are not the patient (a CT's
 /// corners outside its reconstruction circle): a probe there reads no value, and a region
 /// over them leaves them out and says so. Here the phantom's air (stored 24, -1000 HU) is

@@ -183,14 +183,22 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                 {
                                     text += &format!(" (loading {done}/{total})");
                                 }
+                                // What the series' files could not give (an unreadable table,
+                                // a mosaic left as tiles): marked, said on hover.
+                                if !series.warnings.is_empty() {
+                                    text += " (warning)";
+                                }
                                 ui.horizontal(|ui| {
                                     if let Some(t) = app.thumbnails.get(&stack.id) {
                                         ui.image((t.id(), Vec2::splat(48.0)));
                                     }
-                                    let row = ui.add(
+                                    let mut row = ui.add(
                                         egui::Button::selectable(open, text)
                                             .sense(Sense::click_and_drag()),
                                     );
+                                    if !series.warnings.is_empty() {
+                                        row = row.on_hover_text(series.warnings.join("\n"));
+                                    }
                                     // Dragged onto a viewport, it opens there.
                                     row.dnd_set_drag_payload(StackDrag(stack.id.clone()));
                                     if row.double_clicked() {

@@ -264,6 +264,7 @@ struct SeriesJson<'a> {
     modality: &'a Option<String>,
     instances: usize,
     notes: &'a [String],
+    warnings: &'a [String],
     stacks: Vec<StackJson<'a>>,
 }
 
@@ -332,6 +333,7 @@ fn scan_cmd(args: &ScanArgs) -> Result<()> {
                                     modality: &se.modality,
                                     instances: se.instance_count,
                                     notes: &se.notes,
+                                    warnings: &se.warnings,
                                     stacks: se.stacks.iter().map(stack_json).collect(),
                                 })
                                 .collect(),
@@ -372,6 +374,9 @@ fn scan_cmd(args: &ScanArgs) -> Result<()> {
                 );
                 for note in &se.notes {
                     println!("        note: {note}");
+                }
+                for warning in &se.warnings {
+                    println!("        warning: {warning}");
                 }
                 for s in &se.stacks {
                     println!("      {}", stack_line(s));

@@ -242,6 +242,10 @@ pub struct InstanceHeader {
     pub mosaic: Option<MosaicLayout>,
     /// One entry per frame.
     pub frames: Vec<FrameHeader>,
+    /// What the file says that could not be used, in words ("its Modality LUT ... could not
+    /// be read: ..."): the image is shown as far as it can be, and its series says so
+    /// (`Series::notes`).
+    pub caveats: Vec<String>,
 }
 
 impl InstanceHeader {
@@ -521,7 +525,9 @@ pub(crate) fn header_from_dataset(
     }
 
     let sop_instance_uid = text(obj, tags::SOP_INSTANCE_UID).unwrap_or(media_instance);
+    let caveats = caveats_of(obj);
     Ok(FileKind::Image(Box::new(InstanceHeader {
+        caveats,
         path: path.to_path_buf(),
         sop_class_uid,
         sop_instance_uid,
@@ -900,6 +906,33 @@ fn modality_lut_of(obj: &InMemDicomObject, signed_pixels: bool) -> Option<Modali
         data,
         lut_type: text(item, tags::MODALITY_LUT_TYPE),
     })
+}
+
+/// The tables `obj` carries that cannot be read, in words: a Modality LUT or VOI LUT item with
+/// a descriptor or data that [`lut_of`] refuses (its entries not as many as it says, say). An
+/// emptied item (no descriptor, no data) is no table and no caveat.
+fn caveats_of(obj: &InMemDicomObject) -> Vec<String> {
+    let has_table = |sequence| {
+        first_item(obj, sequence).is_some_and(|item| {
+            item.get(tags::LUT_DESCRIPTOR).is_some() || item.get(tags::LUT_DATA).is_some()
+        })
+    };
+    let mut out = Vec::new();
+    if has_table(tags::MODALITY_LUT_SEQUENCE) && modality_lut_of(obj, false).is_none() {
+        out.push(
+            "its Modality LUT (0028,3000) could not be read: values are shown without it, not in \
+             the table's units"
+                .to_string(),
+        );
+    }
+    if has_table(tags::VOILUT_SEQUENCE) && voi_lut_of(obj, false).is_none() {
+        out.push(
+            "its VOI LUT (0028,3010) could not be read: windowed by Window Center and Width, or \
+             by the values' range"
+                .to_string(),
+        );
+    }
+    out
 }
 
 /// The padding of `obj`'s stored values (PS3.3 C.7.5.1.1.2), read as the pixels are: its

@@ -216,6 +216,10 @@ pub struct Series {
     pub instance_count: usize,
     /// Things a reader should know (split into several stacks, mixed sizes ...).
     pub notes: Vec<String>,
+    /// What its files could not give, so that it is shown otherwise than they mean (a mosaic
+    /// left as tiles, a table that could not be read and is not applied), with how many
+    /// files said it: marked in the browser.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -539,8 +543,25 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
             ));
         }
     }
+    let mut warnings = Vec::new();
     if stacks.iter().any(|s| s.unpacked_mosaic_failed) {
-        notes.push("Siemens mosaic without a usable tile count or geometry: shown as tiles".into());
+        warnings
+            .push("Siemens mosaic without a usable tile count or geometry: shown as tiles".into());
+    }
+    // What files could not give (an unreadable table), once each, with how many said it.
+    let mut caveats: Vec<(&str, usize)> = Vec::new();
+    for caveat in headers.iter().flat_map(|h| &h.caveats) {
+        match caveats.iter_mut().find(|(c, _)| *c == caveat.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => caveats.push((caveat, 1)),
+        }
+    }
+    for (caveat, n) in caveats {
+        warnings.push(if n == headers.len() {
+            format!("every file: {caveat}")
+        } else {
+            format!("{n} of {} files: {caveat}", headers.len())
+        });
     }
     Series {
         uid,
@@ -552,6 +573,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
         instance_count: headers.len(),
         stacks,
         notes,
+        warnings,
     }
 }
 
