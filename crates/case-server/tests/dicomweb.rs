@@ -337,6 +337,46 @@ async fn a_real_mr_study_goes_in_by_stow_and_comes_back_identical() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+    // Several ranges: served when one of them names the stored syntax; refused when the one
+    // that names it has quality 0, whatever else is offered.
+    let stored = first_file
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_string();
+    let range =
+        |ts: &str| format!("multipart/related; type=\"application/dicom\"; transfer-syntax={ts}");
+    for (accept, status) in [
+        (
+            format!("{}, {}", range("1.2.840.10008.1.2.4.70"), range(&stored)),
+            StatusCode::OK,
+        ),
+        (
+            format!(
+                "{}; q=0, {}",
+                range(&stored),
+                range("1.2.840.10008.1.2.4.70")
+            ),
+            StatusCode::NOT_ACCEPTABLE,
+        ),
+        (
+            format!("{}; q=0.5, {}", range(&stored), range("*")),
+            StatusCode::OK,
+        ),
+    ] {
+        let r = s
+            .http
+            .get(format!("{}/dicomweb/studies/{study_uid}", s.base))
+            .bearer_auth(&rad1)
+            .header("accept", &accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{accept}");
+        if status == StatusCode::OK {
+            assert_eq!(parts(r).await.len(), n, "{accept}");
+        }
+    }
 
     // Metadata: every instance, no pixels, the header values of the files.
     let (st, meta) = get_json(
