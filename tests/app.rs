@@ -1954,6 +1954,109 @@ fn snapshots_of_a_measured_axial_view_and_oblique_mpr() {
     snapshot_region(&mut h, "mpr_oblique", cells);
 }
 
+/// A probe read on one volume of a series of several (echo 1 and echo 2 of one Series
+/// Instance UID), shown over the other volume beside it, names the volume it was read on,
+/// in the viewport and in the measurement list.
+#[test]
+fn a_value_read_on_one_volume_of_a_series_names_that_volume() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempdir();
+    let (one, two) = (dir.path().join("e1"), dir.path().join("e2"));
+    write_series(&spec(), &one).unwrap();
+    write_series(
+        &PhantomSpec {
+            seed: spec().seed + 1,
+            ..spec()
+        },
+        &two,
+    )
+    .unwrap();
+    let files = |dir: &Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    let first = dicom_object::open_file(&files(&one)[0]).unwrap();
+    let uid = |tag| {
+        first
+            .element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
+    };
+    let same = [
+        tags::STUDY_INSTANCE_UID,
+        tags::SERIES_INSTANCE_UID,
+        tags::FRAME_OF_REFERENCE_UID,
+    ]
+    .map(|t| (t, uid(t)));
+    for (dir, echo) in [(&one, "1"), (&two, "2")] {
+        for path in files(dir) {
+            let mut obj = dicom_object::open_file(&path).unwrap();
+            for (tag, value) in &same {
+                obj.put(DataElement::new(
+                    *tag,
+                    VR::UI,
+                    PrimitiveValue::from(value.clone()),
+                ));
+            }
+            obj.put(DataElement::new(
+                tags::ECHO_NUMBERS,
+                VR::IS,
+                PrimitiveValue::from(echo),
+            ));
+            obj.write_to_file(&path).unwrap();
+        }
+    }
+    let patients = imaging::group(&imaging::scan(&[dir.path().to_path_buf()]).instances);
+    let series = &patients[0].studies[0].series;
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].stacks.len(), 2);
+
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1400.0, 800.0));
+    let shown = h.state().cell_stack(0).unwrap().to_string();
+    let (read_on, other) = if series[0].stacks[0].id == shown {
+        ("echo 1", "echo 2")
+    } else {
+        ("echo 2", "echo 1")
+    };
+    h.get_by_label("1x2").click();
+    h.step();
+    let from = h
+        .get_by_label_contains(&format!("40 images, 128x128 — {other}"))
+        .rect()
+        .center();
+    let to = h.state().cell_rect(1).unwrap().center();
+    drag(&mut h, from, to, 5);
+    step_until(&mut h, 60, "the other volume did not load", |app| {
+        app.loaded() && app.cell_stack(1).is_some_and(|id| id != shown)
+    });
+    h.state_mut().set_active(0);
+    h.get_by_label("Probe").click();
+    h.step();
+    let z = h.state().viewports()[0].position_mm();
+    click_patient(&mut h, DVec3::new(0.0, -60.0, z));
+    let probe = h.state().measurements().last().unwrap().clone();
+    let on_other = h.state().measurement_label(&probe, 1).unwrap();
+    assert!(
+        on_other.ends_with(&format!(", {read_on}")),
+        "{on_other}: the volume it was read on"
+    );
+    h.state_mut().set_active(1);
+    h.step();
+    assert!(
+        h.query_by_label_contains(&on_other.replace('\n', "; "))
+            .is_some(),
+        "the measurement list labels it as the viewport does"
+    );
+}
+
 /// Two series of one study and frame of reference (2.5 mm and 5 mm slices) side by side: the
 /// second, dragged from the browser onto the right-hand viewport of a 1x2 layout, opens there;
 /// scrolling one moves the other to the
