@@ -1210,3 +1210,97 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
     );
     assert!(v[0].get("7FE00010").is_none(), "never the pixels");
 }
+
+/// Compressed frames are sent as stored: as their own media type (image/jpeg), or as
+/// application/octet-stream to a client that takes any syntax that way
+/// (`transfer-syntax=*`, as OHIF's image loader asks), the part naming the stored syntax;
+/// octet-stream without a syntax (Explicit VR Little Endian) or naming another is refused.
+/// The bytes are the file's own fragments, read here with dicom-object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let folder = s.dir.path().join("jpeg");
+    let spec = imaging::synth::PhantomSpec {
+        columns: 32,
+        rows: 32,
+        slices: 2,
+        pixel_mm: 10.0,
+        spacing_mm: 5.0,
+        seed: 41,
+        syntax: imaging::synth::SynthSyntax::JpegLossless,
+        ..Default::default()
+    };
+    let out = imaging::synth::write_series(&spec, &folder).unwrap();
+    let r = stow(
+        &s,
+        &coord,
+        &format!("/cases/{case}/dicomweb/studies"),
+        &files_of(&folder),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    let file = dicom_object::open_file(&dicom_files(&folder)[0]).unwrap();
+    let text = |tag| {
+        file.element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
+    };
+    let fragments: Vec<u8> = file
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .fragments()
+        .unwrap()
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    assert_eq!(&fragments[..2], [0xFF, 0xD8], "a JPEG stream");
+    let url = format!(
+        "{}/dicomweb/studies/{}/series/{}/instances/{}/frames/1",
+        s.base,
+        out.study_instance_uid,
+        text(tags::SERIES_INSTANCE_UID),
+        text(tags::SOP_INSTANCE_UID)
+    );
+    let ask = |accept: &'static str| {
+        s.http
+            .get(&url)
+            .bearer_auth(&coord)
+            .header("accept", accept)
+            .send()
+    };
+    for (accept, part_type) in [
+        (
+            "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*",
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.70",
+        ),
+        (
+            "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.70",
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.70",
+        ),
+        (
+            "multipart/related; type=\"image/jpeg\"",
+            "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.70",
+        ),
+    ] {
+        let r = ask(accept).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        let got = parts(r).await;
+        assert_eq!(got.len(), 1, "{accept}");
+        assert_eq!(got[0].0, part_type, "{accept}");
+        assert_eq!(got[0].1, fragments, "{accept}: the stored frame");
+    }
+    for accept in [
+        "multipart/related; type=\"application/octet-stream\"",
+        "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.50",
+        "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*; q=0",
+    ] {
+        let r = ask(accept).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{accept}");
+    }
+}

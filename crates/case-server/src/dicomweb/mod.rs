@@ -18,7 +18,7 @@
 //! | `/studies/{study}/metadata`, `.../series/{series}/metadata`, `.../instances/{sop}/metadata` | GET (DICOM JSON) |
 //! | `/series`, `/instances`, `/studies/{study}/series`, `/studies/{study}/instances`, `.../series/{series}/instances` | GET (QIDO) |
 //! | `/studies/{study}/series/{series}`, `.../instances/{sop}` | GET (WADO) |
-//! | `.../instances/{sop}/frames/{list}` | GET (frames as stored; 1-based list) |
+//! | `.../instances/{sop}/frames/{list}` | GET (frames as stored, as their media type or as octet-stream where `transfer-syntax=*` takes them; 1-based list) |
 //! | `.../instances/{sop}/rendered`, `.../thumbnail`, `.../series/{series}/thumbnail`, `/studies/{study}/thumbnail` | GET (PNG) |
 //!
 //! Objects are served as stored (no transcoding): a request that insists on another transfer
@@ -329,7 +329,7 @@ pub(crate) fn accepted_transfer_syntaxes(headers: &HeaderMap) -> Option<Vec<Stri
 }
 
 /// An Accept range of quality 0: what it names is not acceptable (RFC 9110 12.4.2).
-fn refused(range: &case_protocol::multipart::MediaType) -> bool {
+pub(crate) fn refused(range: &case_protocol::multipart::MediaType) -> bool {
     range
         .param("q")
         .and_then(|q| q.trim().parse::<f64>().ok())

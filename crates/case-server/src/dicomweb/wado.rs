@@ -191,6 +191,29 @@ fn frame_media_type(ts: &str, encapsulated: bool) -> &'static str {
     }
 }
 
+/// Whether `Accept` takes frames stored in `ts` as `application/octet-stream` (PS3.18
+/// 8.7.3.5.2): a range of that type, as a part of `multipart/related` or alone, not of
+/// quality 0, whose transfer syntax is `*` or `ts`. Without one it means Explicit VR Little
+/// Endian, which compressed frames are not.
+fn takes_as_octet_stream(headers: &HeaderMap, ts: &str) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    accept.split(',').any(|range| {
+        let m = case_protocol::multipart::MediaType::parse(range);
+        let octet = match m.essence.as_str() {
+            "multipart/related" => m
+                .param("type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("application/octet-stream")),
+            essence => essence == "application/octet-stream",
+        };
+        octet
+            && !super::refused(&m)
+            && m.param("transfer-syntax")
+                .is_some_and(|t| t == "*" || t == ts)
+    })
+}
+
 /// Parse `1,3,5` (1-based frame numbers) into 0-based indices. A frame named twice is
 /// refused (PS3.18 8.3.2.3: a list of non-duplicate frame numbers): each listed frame is a
 /// copy in the response, so repeats would let one short URL ask for gigabytes.
@@ -264,14 +287,25 @@ pub(super) async fn frames(
             e,
         )
     })?;
-    let media = frame_media_type(&frames[0].transfer_syntax_uid, frames[0].encapsulated);
-    if !accepts(&headers, media) {
+    let ts = frames[0].transfer_syntax_uid.clone();
+    let media = frame_media_type(&ts, frames[0].encapsulated);
+    // Compressed frames go as their own media type, or as octet-stream to a client that takes
+    // their syntax that way (`type=application/octet-stream; transfer-syntax=*`, as OHIF's
+    // image loader asks): either way as stored, the part naming its syntax.
+    let part_type = if accepts(&headers, media) {
+        if frames[0].encapsulated {
+            format!("{media}; transfer-syntax={ts}")
+        } else {
+            media.to_string()
+        }
+    } else if frames[0].encapsulated && takes_as_octet_stream(&headers, &ts) {
+        format!("application/octet-stream; transfer-syntax={ts}")
+    } else {
         return Err(not_acceptable(format!(
-            "frames of {} are stored as {media} (transfer syntax {}); frames are sent as stored",
+            "frames of {} are stored as {media} (transfer syntax {ts}); frames are sent as stored",
             target.describe(),
-            frames[0].transfer_syntax_uid
         )));
-    }
+    };
     audit_access(
         &server,
         &caller,
@@ -287,11 +321,6 @@ pub(super) async fn frames(
     .await?;
     let boundary = new_boundary();
     let mut body = Vec::new();
-    let part_type = if frames[0].encapsulated {
-        format!("{media}; transfer-syntax={}", frames[0].transfer_syntax_uid)
-    } else {
-        media.to_string()
-    };
     for (i, f) in frames.iter().enumerate() {
         body.extend(part_head(&boundary, &part_type, i == 0));
         body.extend_from_slice(&f.bytes);
