@@ -214,6 +214,10 @@ pub struct ReportState {
     /// The study of the case opened from the worklist: the report is about it, whatever else
     /// is put on screen beside it.
     case_studies: Option<Vec<String>>,
+    /// The studies last put on screen (`show_studies`): for a case typed in, the report stays
+    /// about the study it was first shown with, and the signing area offers these instead
+    /// where they differ.
+    screen_studies: Vec<String>,
     /// The case was opened from the worklist: the Case field shows it and cannot be edited
     /// (until a study is opened from a folder or the radiologist signs out).
     from_worklist: bool,
@@ -328,6 +332,7 @@ impl ReportState {
             form: SignForm::default(),
             study_uids: Vec::new(),
             case_studies: None,
+            screen_studies: Vec::new(),
             from_worklist: false,
             sign_job: None,
             awaiting: Vec::new(),
@@ -416,8 +421,25 @@ impl ReportState {
         })
     }
 
+    /// The studies on screen where the report of a case typed in is about others (a prior
+    /// opened after the case was named, files dropped over a worklist case's study): the
+    /// signing area names them and offers to report on them instead. `None` otherwise.
+    pub fn other_studies_on_screen(&self) -> Option<&[String]> {
+        let typed = self.case_studies.is_none() && !self.form.case_id.trim().is_empty();
+        (typed && !self.screen_studies.is_empty() && self.screen_studies != self.study_uids)
+            .then_some(self.screen_studies.as_slice())
+    }
+
+    /// The report of the case typed in is about the studies on screen from now on (the
+    /// radiologist's choice in the signing area). Not while a report is signed.
+    pub fn report_on_screen_studies(&mut self) {
+        if !self.signing() && self.other_studies_on_screen().is_some() {
+            self.study_uids = self.screen_studies.clone();
+        }
+    }
+
     /// The studies the report is about: the worklist case's, else the open study's.
-    fn report_studies(&self) -> Vec<String> {
+    pub fn report_studies(&self) -> Vec<String> {
         self.case_studies
             .clone()
             .unwrap_or_else(|| self.study_uids.clone())
@@ -709,10 +731,21 @@ impl ReportState {
     /// case. With a case named, the case's draft stays in the editors.
     pub fn show_studies(&mut self, uids: Vec<String>) {
         // A stack of no known study (nothing to say what the report is about) changes nothing.
-        if uids.is_empty() || uids == self.study_uids {
+        if uids.is_empty() {
+            return;
+        }
+        self.screen_studies.clone_from(&uids);
+        if uids == self.study_uids {
             return;
         }
         let study_keyed = self.case_studies.is_none() && self.form.case_id.trim().is_empty();
+        // A case typed in: its report is about the study it was first shown with. A study
+        // opened after it (a prior, for comparison) does not change that: the report was
+        // signed about the prior, naming a study the case does not hold. The signing area
+        // says so and offers the one on screen (`report_on_screen_studies`).
+        if !study_keyed && self.case_studies.is_none() && !self.study_uids.is_empty() {
+            return;
+        }
         // Text typed before any study was open (no key to keep it under), or with no drafts
         // folder to keep it in, stays in the editors for the new study.
         if !study_keyed || self.signing() || self.study_uids.is_empty() || self.drafts.is_none() {
@@ -2313,6 +2346,18 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             Some((m.id, value, unit, app.measurement_source(m)))
         })
         .collect();
+    // The studies in words ("2026-03-01 CT CHEST"), for the signing area to say what the
+    // report is about.
+    let study_names: std::collections::HashMap<String, String> = app
+        .patients
+        .iter()
+        .flat_map(|p| &p.studies)
+        .map(|st| {
+            let date = st.date.as_deref().unwrap_or("(no date)");
+            let description = st.description.as_deref().unwrap_or("(no description)");
+            (st.uid.clone(), format!("{date} {description}"))
+        })
+        .collect();
     let mut go_to = None;
     let r = &mut app.report;
     // A linked measurement edited in the viewer (its handles dragged) links its new value, so
@@ -2341,7 +2386,7 @@ pub fn report_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             let sign_area = egui::Panel::bottom("report-sign")
                 .frame(super::panels::unfilled(ui))
                 .resizable(false)
-                .show(ui, |ui| sign_area_ui(r, ui, &ctx));
+                .show(ui, |ui| sign_area_ui(r, ui, &ctx, &study_names));
             if sign_area.response.rect.bottom() > bottom + 0.5
                 || sign_area.response.rect.top() < ui.max_rect().top()
             {
@@ -2607,7 +2652,23 @@ fn macros_ui(r: &mut ReportState, ui: &mut egui::Ui) {
 }
 
 /// Checks, the sign form, the text to be signed, the button and the outbox.
-fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
+fn sign_area_ui(
+    r: &mut ReportState,
+    ui: &mut egui::Ui,
+    ctx: &egui::Context,
+    study_names: &std::collections::HashMap<String, String>,
+) {
+    let named = |uids: &[String]| -> String {
+        uids.iter()
+            .map(|u| {
+                study_names
+                    .get(u)
+                    .cloned()
+                    .unwrap_or_else(|| format!("study {u}"))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let checks = r.checks();
     if checks.is_empty() {
         ui.label("No open checks: ready to sign.");
@@ -2659,6 +2720,32 @@ fn sign_area_ui(r: &mut ReportState, ui: &mut egui::Ui, ctx: &egui::Context) {
             );
         }
         ui.end_row();
+        // What the report is about, as it will be signed.
+        ui.label("Study");
+        let studies = r.report_studies();
+        ui.label(if studies.is_empty() {
+            "(none open)".to_string()
+        } else {
+            named(&studies)
+        })
+        .on_hover_text(studies.join("\n"));
+        ui.end_row();
+        if let Some(other) = r.other_studies_on_screen().map(<[String]>::to_vec) {
+            ui.label("");
+            ui.vertical(|ui| {
+                ui.label(format!("On screen: {}", named(&other)));
+                if ui
+                    .add_enabled(
+                        !r.signing(),
+                        egui::Button::new("Report on the study on screen"),
+                    )
+                    .clicked()
+                {
+                    r.report_on_screen_studies();
+                }
+            });
+            ui.end_row();
+        }
         ui.label("User");
         ui.add_enabled(!r.signing(), egui::TextEdit::singleline(&mut r.form.user));
         ui.end_row();
@@ -2979,6 +3066,41 @@ mod tests {
         r.form.case_id = "C-9".into();
         r.show_studies(vec!["7.8.9".into()]);
         assert_eq!(r.draft.findings, "Study two.");
+    }
+
+    /// A case typed in: its report stays about the study it was first shown with. A prior
+    /// opened after it does not change what the report names (it did: the report was signed
+    /// about the prior, and the case server refused it); the signing area offers the study
+    /// on screen, and taking it makes the report about that one. A case from the worklist
+    /// is about its own study whatever is shown, and offers nothing.
+    #[test]
+    fn a_typed_case_keeps_its_study_when_a_prior_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.form.user = "rad1".into();
+        r.show_studies(vec!["1.2.3".into()]);
+        r.form.case_id = "C-7".into();
+        assert!(r.other_studies_on_screen().is_none());
+        r.draft.findings = "Current study read.".into();
+        r.show_studies(vec!["9.9.9".into()]);
+        assert_eq!(r.report_studies(), ["1.2.3"]);
+        assert_eq!(r.draft.findings, "Current study read.");
+        assert_eq!(
+            r.other_studies_on_screen(),
+            Some(&["9.9.9".to_string()][..])
+        );
+        r.show_studies(vec!["1.2.3".into()]);
+        assert!(r.other_studies_on_screen().is_none());
+        r.show_studies(vec!["9.9.9".into()]);
+        r.report_on_screen_studies();
+        assert_eq!(r.report_studies(), ["9.9.9"]);
+        assert!(r.other_studies_on_screen().is_none());
+        assert_eq!(r.draft.findings, "Current study read.");
+
+        r.start_case("C-8", Some("4.5.6"));
+        r.show_studies(vec!["7.7.7".into()]);
+        assert_eq!(r.report_studies(), ["4.5.6"]);
+        assert!(r.other_studies_on_screen().is_none());
     }
 
     /// A draft that cannot be kept on disk is never emptied from the editors: another study
