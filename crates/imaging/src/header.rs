@@ -196,8 +196,9 @@ pub struct FrameHeader {
     pub image_flavour: Option<String>,
     /// Convolution Kernel (0018,1210), its first value: a CT reconstruction's filter.
     pub kernel: Option<String>,
-    /// Diffusion b-value (0018,9087) and gradient direction, as text (enhanced MR's functional
-    /// group, or the same attributes at the top level of a classic image).
+    /// Diffusion b-value (0018,9087) and gradient direction in words ("b=1000 dir (0, 0.6,
+    /// 0.8)"; enhanced MR's functional group, or the same attributes at the top level of a
+    /// classic image).
     pub diffusion: Option<String>,
     /// Referenced Segment Number (0062,000B) of a segmentation's Segment Identification
     /// functional group (0062,000A): which segment the frame is a mask of.
@@ -807,17 +808,30 @@ fn functional_group_frame(
     }
 }
 
-/// A frame's diffusion weighting as text ("b=1000 dir=0.7\0.7\0"), from Diffusion b-value
-/// (0018,9087) and the Diffusion Gradient Orientation (0018,9089) of its direction sequence
-/// (or beside the b-value, where classic images put it): frames of other weightings are other
-/// volumes.
+/// A frame's diffusion weighting in words ("b=1000 dir (0.707, 0.707, 0)"), from Diffusion
+/// b-value (0018,9087) and the Diffusion Gradient Orientation (0018,9089) of its direction
+/// sequence (or beside the b-value, where classic images put it): frames of other weightings
+/// are other volumes. The b-value as a number and the direction to three decimals, so that
+/// repeats of one direction whose text differs in the last digits stay one volume, and the
+/// browser's labels stay short; "b=0" alone without a direction (or with a zero one, as
+/// some write for b=0).
 fn diffusion_of(item: &InMemDicomObject) -> Option<String> {
     let b = text(item, tags::DIFFUSION_B_VALUE)?;
+    let b = match b.parse::<f64>() {
+        Ok(v) if v.is_finite() => format!("{}", v + 0.0),
+        _ => b,
+    };
     let direction = first_item(item, tags::DIFFUSION_GRADIENT_DIRECTION_SEQUENCE)
-        .and_then(|d| text(d, tags::DIFFUSION_GRADIENT_ORIENTATION))
-        .or_else(|| text(item, tags::DIFFUSION_GRADIENT_ORIENTATION))
-        .unwrap_or_default();
-    Some(format!("b={b} dir={direction}"))
+        .and_then(|d| floats_n::<3>(d, tags::DIFFUSION_GRADIENT_ORIENTATION))
+        .or_else(|| floats_n::<3>(item, tags::DIFFUSION_GRADIENT_ORIENTATION))
+        .filter(|d| d.iter().all(|c| c.is_finite()) && d.iter().any(|c| *c != 0.0));
+    Some(match direction {
+        Some(d) => {
+            let [x, y, z] = d.map(|c| (c * 1000.0).round() / 1000.0 + 0.0);
+            format!("b={b} dir ({x}, {y}, {z})")
+        }
+        None => format!("b={b}"),
+    })
 }
 
 /// An enhanced frame's echo, by its Effective Echo Time ("TE 30 ms"): to a hundredth of a
