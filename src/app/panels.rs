@@ -167,10 +167,11 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                     app.active_open().is_some_and(|o| o.stack.id == stack.id);
                                 let [w, h, n] = stack.geometry.dims;
                                 let mut text = format!(
-                                    "{} {} {} — {n} images, {w}x{h}",
+                                    "{} {} {} — {n} {}, {w}x{h}",
                                     series.number.map(|n| n.to_string()).unwrap_or_default(),
                                     series.modality.as_deref().unwrap_or("?"),
-                                    series.description.as_deref().unwrap_or("")
+                                    series.description.as_deref().unwrap_or(""),
+                                    if n == 1 { "image" } else { "images" },
                                 );
                                 // A series of several volumes says what tells each apart
                                 // (echo, b-value, kernel, plane ...): else rows read alike.
