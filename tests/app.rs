@@ -245,6 +245,36 @@ fn a_series_shown_otherwise_than_its_files_mean_is_marked_in_the_browser() {
     );
 }
 
+/// A series with slices missing is marked in the browser, and says where on hover (by the
+/// stack's own numbering, as the viewport's "Im 19/39" counts: one of the phantom's 40
+/// slices is dropped, the one after it in that order); a gantry tilt and uneven spacing are said there too (not
+/// marked: reformats place every slice where it is).
+#[test]
+fn a_series_with_missing_slices_is_marked_in_the_browser() {
+    let dir = tempdir();
+    write_series(
+        &PhantomSpec {
+            drop: vec![20],
+            tilt_deg: 12.0,
+            ..spec()
+        },
+        dir.path(),
+    )
+    .unwrap();
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    assert_eq!(slice(&h).1, 39);
+    h.get_by_label_contains("39 images, 128x128 (warning)")
+        .hover();
+    h.run();
+    assert!(
+        h.query_by_label_contains(
+            "about 1 slice missing (after slice 19): reformats show no data there"
+        )
+        .is_some()
+    );
+    assert!(h.query_by_label_contains("gantry tilt 12.0°").is_some());
+}
+
 #[test]
 fn window_presets_rotate_and_flip_follow_the_conventions() {
     let dir = tempdir();

@@ -185,10 +185,14 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                     text += &format!(" (loading {done}/{total})");
                                 }
                                 // What the series' files could not give (an unreadable table,
-                                // a mosaic left as tiles): marked, said on hover.
-                                if !series.warnings.is_empty() {
+                                // a mosaic left as tiles) and slices that look missing: marked.
+                                // On hover, with the stack's geometry (tilt, uneven spacing).
+                                let irregular = &stack.geometry.irregularity;
+                                let mut hover = series.warnings.clone();
+                                if !hover.is_empty() || irregular.missing_description().is_some() {
                                     text += " (warning)";
                                 }
+                                hover.extend(irregular.describe());
                                 ui.horizontal(|ui| {
                                     if let Some(t) = app.thumbnails.get(&stack.id) {
                                         ui.image((t.id(), Vec2::splat(48.0)));
@@ -197,8 +201,8 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                         egui::Button::selectable(open, text)
                                             .sense(Sense::click_and_drag()),
                                     );
-                                    if !series.warnings.is_empty() {
-                                        row = row.on_hover_text(series.warnings.join("\n"));
+                                    if !hover.is_empty() {
+                                        row = row.on_hover_text(hover.join("\n"));
                                     }
                                     // Dragged onto a viewport, it opens there.
                                     row.dnd_set_drag_payload(StackDrag(stack.id.clone()));

@@ -402,16 +402,8 @@ fn stack_line(s: &Stack) -> String {
     if !label.is_empty() {
         line += &format!("  {label}");
     }
-    let irr = &g.irregularity;
-    if irr.shear_deg > 1e-3 {
-        line += &format!("  tilt/shear {:.2}°", irr.shear_deg);
-    }
-    if irr.uneven_spacing {
-        line += &format!("  uneven {:.2}..{:.2} mm", irr.min_step_mm, irr.max_step_mm);
-    }
-    if !irr.missing_slices.is_empty() {
-        let missing: usize = irr.missing_slices.iter().map(|m| m.1).sum();
-        line += &format!("  ~{missing} missing slices");
+    for words in g.irregularity.describe() {
+        line += &format!("  [{words}]");
     }
     if s.is_localizer {
         line += "  localizer";

@@ -45,6 +45,49 @@ pub struct SliceIrregularity {
 }
 
 impl SliceIrregularity {
+    /// What sets the stack apart from an even, orthogonal one, in words, a line each:
+    /// "gantry tilt 18.5°", "uneven slice spacing 1.08 to 7.00 mm", "about 2 slices missing
+    /// (after slice 14)". The CLI's scan and the workstation's browser say it.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.shear_deg > 1e-3 {
+            out.push(format!(
+                "gantry tilt {:.1}°: reformats follow the tilted slices",
+                self.shear_deg
+            ));
+        }
+        if self.uneven_spacing {
+            out.push(format!(
+                "uneven slice spacing {:.2} to {:.2} mm: each slice is placed where it is",
+                self.min_step_mm, self.max_step_mm
+            ));
+        }
+        if let Some(missing) = self.missing_description() {
+            out.push(missing);
+        }
+        out
+    }
+
+    /// Slices that look missing, in words, with where ("about 2 slices missing (after
+    /// slices 14, 30): reformats show no data there"); `None` when none are.
+    pub fn missing_description(&self) -> Option<String> {
+        if self.missing_slices.is_empty() {
+            return None;
+        }
+        let count: usize = self.missing_slices.iter().map(|m| m.1).sum();
+        let after: Vec<String> = self
+            .missing_slices
+            .iter()
+            .map(|(k, _)| (k + 1).to_string())
+            .collect();
+        Some(format!(
+            "about {count} slice{} missing (after slice{} {}): reformats show no data there",
+            if count == 1 { "" } else { "s" },
+            if after.len() == 1 { "" } else { "s" },
+            after.join(", ")
+        ))
+    }
+
     /// True when one affine (shear included: gantry tilt) places every slice exactly: evenly
     /// spaced slices on one straight line, none missing. A NIfTI sform can then hold it.
     pub fn affine_is_exact(&self) -> bool {
