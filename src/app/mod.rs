@@ -1916,7 +1916,8 @@ impl OverreadApp {
                 .collect()
         });
         if !dropped.is_empty() {
-            // Files from elsewhere: the report is about them, not the worklist case's study.
+            // Files from elsewhere: the Case field can be edited again; the case's report stays
+            // about its study, the dropped one offered in the signing area.
             self.report.leave_worklist_case();
             self.scan(dropped, ctx.clone());
         }

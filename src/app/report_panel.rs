@@ -208,8 +208,8 @@ pub struct ReportState {
     pub message: String,
     pub setup: SignSetup,
     pub form: SignForm,
-    /// Study Instance UIDs of the open study (the report is about them), when no case from
-    /// the worklist is open.
+    /// The studies the report is about when no case from the worklist is open: the open
+    /// study's while no case is named; for a case typed in, those it was first shown with.
     pub study_uids: Vec<String>,
     /// The study of the case opened from the worklist: the report is about it, whatever else
     /// is put on screen beside it.
@@ -618,11 +618,24 @@ impl ReportState {
         }
     }
 
-    /// Studies were opened from folders or files, not from the worklist: the report is about
-    /// them (`study_uids`), for the case the radiologist types.
+    /// Studies were opened from folders or files, not from the worklist: the Case field can
+    /// be edited again. The case stays named, and its report about the case's study (a study
+    /// dropped in after it, a prior say, is offered in the signing area, never taken on its
+    /// own: a report naming it would be refused as not of the case).
     pub fn leave_worklist_case(&mut self) {
-        self.case_studies = None;
+        if let Some(studies) = self.case_studies.take() {
+            self.study_uids = studies;
+        }
         self.from_worklist = false;
+    }
+
+    /// The Case field was edited. Emptied, the report is the study on screen's again, with
+    /// what the editors hold (it was the case's; no case is named now).
+    pub fn case_field_edited(&mut self) {
+        if self.form.case_id.trim().is_empty() && !self.signing() && !self.screen_studies.is_empty()
+        {
+            self.study_uids = self.screen_studies.clone();
+        }
     }
 
     /// What the outbox's sender last saw, once it runs.
@@ -2714,10 +2727,15 @@ fn sign_area_ui(
                 .on_hover_text("The case opened from the worklist");
         } else {
             // Fixed while a report is signed: the signing's case, and its draft's key, stay.
-            ui.add_enabled(
-                !r.signing(),
-                egui::TextEdit::singleline(&mut r.form.case_id),
-            );
+            if ui
+                .add_enabled(
+                    !r.signing(),
+                    egui::TextEdit::singleline(&mut r.form.case_id),
+                )
+                .changed()
+            {
+                r.case_field_edited();
+            }
         }
         ui.end_row();
         // What the report is about, as it will be signed.
@@ -3097,10 +3115,28 @@ mod tests {
         assert!(r.other_studies_on_screen().is_none());
         assert_eq!(r.draft.findings, "Current study read.");
 
+        // The Case field emptied: the report is the study on screen's again.
+        r.show_studies(vec!["1.2.3".into()]);
+        assert!(r.other_studies_on_screen().is_some());
+        r.form.case_id.clear();
+        r.case_field_edited();
+        assert_eq!(r.report_studies(), ["1.2.3"]);
+        assert_eq!(r.draft.findings, "Current study read.");
+
         r.start_case("C-8", Some("4.5.6"));
         r.show_studies(vec!["7.7.7".into()]);
         assert_eq!(r.report_studies(), ["4.5.6"]);
         assert!(r.other_studies_on_screen().is_none());
+        // Files dropped in (a prior) leave the worklist: the case stays named and its report
+        // about the case's study, the prior offered.
+        r.leave_worklist_case();
+        r.show_studies(vec!["8.8.8".into()]);
+        assert_eq!(r.form.case_id, "C-8");
+        assert_eq!(r.report_studies(), ["4.5.6"]);
+        assert_eq!(
+            r.other_studies_on_screen(),
+            Some(&["8.8.8".to_string()][..])
+        );
     }
 
     /// A draft that cannot be kept on disk is never emptied from the editors: another study
