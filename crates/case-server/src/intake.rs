@@ -98,11 +98,10 @@ pub enum FailureReason {
     /// 0x0122 SOP Class Not Supported: not an image, or of a modality this server does not
     /// take.
     ClassNotSupported,
-    /// 0xA900 Data Set Does Not Match: of another study than the one it was sent to, or of
-    /// another patient than the case's.
-    DoesNotMatch,
-    /// 0x0110 Processing Failure: any other refusal (a rule, a conflict with what is stored),
-    /// and an instance not stored because another of its upload was refused.
+    /// 0x0110 Processing Failure: any other refusal (of another study than the one it was
+    /// sent to, of another patient than the case's, a rule, a conflict with what is stored;
+    /// PS3.4 has no code of its own for these), and an instance not stored because another
+    /// of its upload was refused.
     ProcessingFailure,
 }
 
@@ -111,7 +110,6 @@ impl FailureReason {
         match self {
             FailureReason::CannotUnderstand => 0xC000,
             FailureReason::ClassNotSupported => 0x0122,
-            FailureReason::DoesNotMatch => 0xA900,
             FailureReason::ProcessingFailure => 0x0110,
         }
     }
@@ -328,7 +326,7 @@ fn read_and_check(
                 && study != expected
             {
                 return Err(conflict(
-                    DoesNotMatch,
+                    ProcessingFailure,
                     format!("belongs to study {study}, not to study {expected} it was sent to"),
                 ));
             }
@@ -377,7 +375,7 @@ fn read_and_check(
             }
             let birth = header.provenance.patient_birth_date.reveal().trim().to_string();
             if !birth.is_empty() && !case_birth.is_empty() && birth != case_birth {
-                return Err(conflict(DoesNotMatch, format!(
+                return Err(conflict(ProcessingFailure, format!(
                     "study {study}: the patient's birth date differs from the case's (wrong study for this case?)"
                 )));
             }

@@ -730,7 +730,7 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     mixed.insert(2, b"not a DICOM file at all".to_vec());
     let v = expect(
         stow(&s, &coord, &path, &mixed).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::CONFLICT,
         "part 3",
     )
     .await;
@@ -802,7 +802,7 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
         "may not do this",
     )
     .await;
-    // Sent to another study's URL: every part does not match (0xA900).
+    // Sent to another study's URL: every part refused (0x0110), each named.
     let v = expect(
         stow(&s, &coord, &format!("{path}/1.2.3.4"), &good).await,
         StatusCode::CONFLICT,
@@ -810,7 +810,7 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     )
     .await;
     let expected: Vec<(Option<String>, u64)> =
-        sop_uids.iter().map(|u| (u.clone(), 0xA900)).collect();
+        sop_uids.iter().map(|u| (u.clone(), 0x0110)).collect();
     assert_eq!(failed(&v), expected);
     // Too old, by the intake rule; named by study and rule.
     let old = imaging::synth::PhantomSpec {
@@ -825,7 +825,7 @@ async fn bad_uploads_get_a_clear_4xx_and_store_nothing() {
     imaging::synth::write_series(&old, &old_dir).unwrap();
     expect(
         stow(&s, &coord, &path, &files_of(&old_dir)).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
         "more than 365 days ago",
     )
     .await;

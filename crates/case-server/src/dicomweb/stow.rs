@@ -3,11 +3,11 @@
 //!
 //! All or nothing: the body is read whole (up to the server's upload limit, else 413), split
 //! into parts (malformed: 400), each part spooled to a private temporary folder and checked by
-//! [`crate::intake`] (not DICOM: 400; ineligible: 422; another study or case: 409). Only when
-//! every part passes is anything stored. The answer is the PS3.18 store response: Referenced
-//! SOP Sequence with each instance's Retrieve URL; a refusal by intake gives every part in
-//! the Failed SOP Sequence with its Failure Reason, and the reason in words in a Warning
-//! header.
+//! [`crate::intake`]. Only when every part passes is anything stored. The answer is the PS3.18
+//! store response: Referenced SOP Sequence with each instance's Retrieve URL; a refusal by
+//! intake (not DICOM, not an image, outside the rules, another study, patient or case) is 409
+//! Conflict with every part in the Failed SOP Sequence with its Failure Reason, and the reason
+//! in words in a Warning header.
 
 use std::collections::HashMap;
 
@@ -167,9 +167,9 @@ fn instance_ids(path: &std::path::Path) -> (Option<String>, Option<String>) {
     }
 }
 
-/// The answer to an upload intake refused (PS3.18 10.5.3): `e`'s status and a Store
-/// Instances Response whose Failed SOP Sequence holds every part, as nothing of the upload is
-/// stored: the parts at fault (`faults`, by index) with their reasons, the others with 0x0110
+/// The answer to an upload intake refused (PS3.18 10.5.3): 409 Conflict (no instance
+/// stored, for reasons of the instances) and a Store Instances Response whose Failed SOP
+/// Sequence holds every part, as nothing of the upload is stored: the parts at fault (`faults`, by index) with their reasons, the others with 0x0110
 /// (not stored because of them; every part, when the refusal is of the upload as a whole).
 /// Why, in words, goes in a Warning header (299, PS3.18 8.10.3), as a DICOM JSON body has no
 /// place for it.
@@ -198,7 +198,7 @@ fn refused(
         })
         .collect();
     let mut response = (
-        e.status,
+        StatusCode::CONFLICT,
         [(header::CONTENT_TYPE, "application/dicom+json")],
         Json(json!({ "00081198": {"vr": "SQ", "Value": failed} })),
     )
