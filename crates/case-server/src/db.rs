@@ -776,8 +776,9 @@ mod tests {
     use super::redacted;
 
     /// Migration 0007 fills the QIDO study keys of the instances stored before it from their
-    /// metadata, as intake fills them for new ones (`intake::normalized_time`), on both
-    /// databases.
+    /// metadata, as intake fills them for new ones (`intake::StudyKeys`), on both databases:
+    /// the metadata and keys of real objects, as intake makes them, against what the
+    /// migration makes of that metadata.
     #[tokio::test]
     #[allow(clippy::unwrap_used)]
     async fn migration_7_fills_the_study_keys_of_instances_stored_before_it() {
@@ -811,12 +812,70 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        let metadata = [
-            r#"{"00080030":{"vr":"TM","Value":["09:30"]},"00080090":{"vr":"PN","Value":[{"Alphabetic":"WELBY^MARCUS","Ideographic":"ウェルビー"}]},"00200010":{"vr":"SH","Value":["S-77"]}}"#,
-            r#"{"00080030":{"vr":"TM","Value":["140510.123"]},"00080090":{"vr":"PN"}}"#,
-            "{}",
-        ];
-        for (n, m) in metadata.iter().enumerate() {
+        // Two real objects (synthetic CT files, edited): the metadata and the keys intake
+        // gives them, against what the migration makes of that metadata. A time with
+        // colons and two values, a name with an ideographic group and two values, a study
+        // without any of them.
+        let folder = dir.path().join("synth");
+        let spec = imaging::synth::PhantomSpec {
+            columns: 8,
+            rows: 8,
+            slices: 2,
+            ..Default::default()
+        };
+        imaging::synth::write_series(&spec, &folder).unwrap();
+        let mut files: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let put = |path: &std::path::Path, edits: &[(dicom_core::Tag, VR, &str)]| {
+            let mut obj = dicom_object::open_file(path).unwrap();
+            for (tag, vr, value) in edits {
+                if value.is_empty() {
+                    obj.remove_element(*tag);
+                } else {
+                    obj.put(dicom_core::DataElement::new(
+                        *tag,
+                        *vr,
+                        dicom_core::PrimitiveValue::from(value.to_string()),
+                    ));
+                }
+            }
+            obj.write_to_file(path).unwrap();
+        };
+        use dicom_core::VR;
+        use dicom_dictionary_std::tags;
+        put(
+            &files[0],
+            &[
+                (tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 192"),
+                (tags::STUDY_TIME, VR::TM, "09:30\\1000"),
+                (
+                    tags::REFERRING_PHYSICIAN_NAME,
+                    VR::PN,
+                    "WELBY^MARCUS=ウェルビー\\KILDARE^JAMES",
+                ),
+                (tags::STUDY_ID, VR::SH, "S-77"),
+            ],
+        );
+        put(
+            &files[1],
+            &[
+                (tags::STUDY_TIME, VR::TM, ""),
+                (tags::REFERRING_PHYSICIAN_NAME, VR::PN, ""),
+                (tags::STUDY_ID, VR::SH, ""),
+            ],
+        );
+        let mut expected = Vec::new();
+        for (n, path) in files.iter().enumerate() {
+            let (kind, obj) = imaging::header::read_header_with_object(path).unwrap();
+            let imaging::header::FileKind::Image(header) = kind else {
+                panic!("not an image")
+            };
+            let metadata = crate::intake::metadata_json(&obj, &header).unwrap();
+            let keys = crate::intake::StudyKeys::of(&obj);
+            expected.push((keys.study_time, keys.referring_physician, keys.study_id));
             sqlx::query(
                 "INSERT INTO instances (case_id, study_uid, series_uid, sop_uid, sop_class_uid,
                      transfer_syntax_uid, object_key, size_bytes, modality, study_date,
@@ -828,7 +887,7 @@ mod tests {
                      '2026-01-01T00:00:00Z')",
             )
             .bind(format!("1.2.3.{n}"))
-            .bind(*m)
+            .bind(metadata)
             .execute(&pool)
             .await
             .unwrap();
@@ -847,14 +906,13 @@ mod tests {
             .collect();
         let t = |s: &str| s.to_string();
         assert_eq!(
-            got,
+            expected,
             [
                 (t("093000"), t("WELBY^MARCUS"), t("S-77")),
-                (t("140510"), t(""), t("")),
                 (t(""), t(""), t("")),
             ]
         );
-        assert_eq!(crate::intake::normalized_time("09:30"), "093000");
+        assert_eq!(got, expected, "the migration fills what intake would");
         assert_eq!(crate::intake::normalized_time("140510.123"), "140510");
         assert_eq!(crate::intake::normalized_time(" "), "");
     }

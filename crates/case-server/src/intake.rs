@@ -137,25 +137,29 @@ struct Checked {
 /// Study attributes QIDO-RS matches on that the header does not keep (PS3.18 Table 6.7.1-1),
 /// as the `instances` columns hold them (migration 0007 fills them the same way for rows
 /// stored before it).
-struct StudyKeys {
+pub(crate) struct StudyKeys {
     /// Study Time (0008,0030) as [`normalized_time`] has it.
-    study_time: String,
+    pub(crate) study_time: String,
     /// Referring Physician's Name (0008,0090), its alphabetic group.
-    referring_physician: String,
+    pub(crate) referring_physician: String,
     /// Study ID (0020,0010).
-    study_id: String,
+    pub(crate) study_id: String,
 }
 
 impl StudyKeys {
-    fn of(obj: &dicom_object::DefaultDicomObject) -> StudyKeys {
+    pub(crate) fn of(obj: &dicom_object::DefaultDicomObject) -> StudyKeys {
         use dicom_dictionary_std::tags;
+        // The first value, as migration 0007 takes `Value[0]` of the metadata.
         let value = |tag| {
             obj.element_opt(tag)
                 .ok()
                 .flatten()
                 .and_then(|e| e.to_str().ok())
                 .map(|v| {
-                    v.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                    v.split('\\')
+                        .next()
+                        .unwrap_or("")
+                        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
                         .to_string()
                 })
                 .unwrap_or_default()
@@ -428,7 +432,7 @@ fn read_and_check(
 
 /// The instance's DICOM JSON (PS3.18 F.2) without the file meta group and Pixel Data, with
 /// Available Transfer Syntax UID (0008,3002) saying how its pixels are stored.
-fn metadata_json(
+pub(crate) fn metadata_json(
     obj: &dicom_object::DefaultDicomObject,
     header: &InstanceHeader,
 ) -> Result<String, String> {

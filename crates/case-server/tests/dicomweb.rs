@@ -1113,11 +1113,30 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
     for bad in [
         "StudyTime=9",
         "StudyTime=0930-25x",
-        "includefield=NoSuchKeyword",
+        "StudyTime=-",
+        "StudyTime=1000-0900",
+        "StudyTime=2500",
+        "StudyTime=0975",
+        "StudyTime=0930.5",
     ] {
         let (st, v) = get_json(&s, &coord, &search(bad)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {v}");
     }
+    let (st, v) = get_json(&s, &coord, &search("StudyTime=093000.25")).await;
+    assert_eq!((st, v.as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    // A field not known here is left out and said, not refused (a newer keyword); what is
+    // asked for and not in the files is there, empty (PS3.4 C.2.2.1).
+    let r = s
+        .get(
+            &coord,
+            &search("StudyID=S-77&includefield=NoSuchKeyword,PatientWeight"),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let warning = r.headers()["warning"].to_str().unwrap().to_string();
+    assert!(warning.contains("includefield NoSuchKeyword"), "{warning}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v[0]["00101030"], json!({"vr": "DS"}), "{v}");
 
     // The study level: the time as written, the physician's alphabetic name, ...
     let (_, v) = get_json(&s, &coord, &search("StudyID=S-77")).await;
@@ -1136,7 +1155,7 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
         "SliceThickness",
         "00180050",
         "SliceThickness,Rows",
-        "00180050.0",
+        "ReferencedImageSequence.ReferencedSOPInstanceUID,00180050",
     ] {
         let (st, v) = get_json(
             &s,
@@ -1214,7 +1233,8 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
 /// Compressed frames are sent as stored: as their own media type (image/jpeg), or as
 /// application/octet-stream to a client that takes any syntax that way
 /// (`transfer-syntax=*`, as OHIF's image loader asks), the part naming the stored syntax;
-/// octet-stream without a syntax (Explicit VR Little Endian) or naming another is refused.
+/// octet-stream without a syntax (Explicit VR Little Endian), or either type naming another
+/// syntax, is refused.
 /// The bytes are the file's own fragments, read here with dicom-object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
@@ -1287,6 +1307,11 @@ async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
             "multipart/related; type=\"image/jpeg\"",
             "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.70",
         ),
+        (
+            "multipart/related; type=\"image/jpeg\"; transfer-syntax=1.2.840.10008.1.2.4.70",
+            "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.70",
+        ),
+        ("*/*", "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.70"),
     ] {
         let r = ask(accept).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{accept}");
@@ -1299,6 +1324,8 @@ async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
         "multipart/related; type=\"application/octet-stream\"",
         "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.50",
         "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*; q=0",
+        // JPEG, but baseline: not what is stored.
+        "multipart/related; type=\"image/jpeg\"; transfer-syntax=1.2.840.10008.1.2.4.50",
     ] {
         let r = ask(accept).await.unwrap();
         assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{accept}");

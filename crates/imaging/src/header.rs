@@ -245,7 +245,7 @@ pub struct InstanceHeader {
     pub frames: Vec<FrameHeader>,
     /// What the file says that could not be used, in words ("its Modality LUT ... could not
     /// be read: ..."): the image is shown as far as it can be, and its series says so
-    /// (`Series::notes`).
+    /// (`Series::warnings`).
     pub caveats: Vec<String>,
 }
 

@@ -336,6 +336,22 @@ pub(crate) fn refused(range: &case_protocol::multipart::MediaType) -> bool {
         .is_some_and(|q| q <= 0.0)
 }
 
+/// A Warning header (PS3.18 8.10.3: code 299, the service, the text): the text in visible
+/// ASCII (anything else, a line break say, as "?"; quotes and backslashes escaped), so that
+/// what a caller typed, quoted back, cannot make a header of its own.
+pub(crate) fn warning(text: &str) -> axum::http::HeaderValue {
+    let words: String = text
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' => format!("\\{c}"),
+            c if c.is_ascii_graphic() || c == ' ' => c.to_string(),
+            _ => "?".into(),
+        })
+        .collect();
+    axum::http::HeaderValue::from_str(&format!("299 overread-server \"{words}\""))
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("299 overread-server"))
+}
+
 pub(crate) fn not_acceptable(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::NOT_ACCEPTABLE, message)
 }

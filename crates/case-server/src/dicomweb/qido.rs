@@ -1,16 +1,19 @@
 //! QIDO-RS (PS3.18 10.6): search for studies, series and instances.
 //!
 //! Matching (PS3.4 C.2.2.2): single value; a comma-separated UID list; `*` and `?` wildcards
-//! (Patient's Name case-insensitive); date and time ranges `A-B`, `A-`, `-B` (a time given to
-//! the hour or minute stands for all of it). Keys are keywords or tags (`PatientID` or
+//! (Patient's and Referring Physician's Names ignoring ASCII case); date and time ranges `A-B`,
+//! `A-`, `-B` (a time given to the hour or minute stands for all of it; an end before its start
+//! is refused). Keys are keywords or tags (`PatientID` or
 //! `00100020`). `limit`, `offset`, `includefield` and `fuzzymatching` (names match ignoring
 //! case either way) are accepted; any other key is refused by name rather than silently
 //! ignored.
 //!
 //! Answers hold the attributes PS3.18 (Table 6.7.1-2) requires at their level, those of the
-//! levels above that the path does not name, and any `includefield` asks for (a keyword, a
-//! tag, or `all`: every attribute of that level). Attributes the `instances` columns do not
-//! hold are taken from the metadata of the level's first instance (by SOP Instance UID).
+//! levels above that the path does not name, the keys matched on, and any `includefield` asks
+//! for (a keyword, a tag, or `all`: every attribute of that level; one not known here is left
+//! out and said in a Warning header). Attributes the `instances` columns do not hold are taken
+//! from the metadata of the level's first instance (by SOP Instance UID); one asked for that
+//! the files lack is sent without a value (PS3.4 C.2.2.1).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -213,27 +216,46 @@ fn glob_pattern(value: &str) -> String {
 struct Include {
     all: bool,
     tags: BTreeSet<String>,
+    /// Fields named that are neither a keyword this server knows nor a tag: left out, and
+    /// said in a Warning header (a newer keyword is no reason to refuse the search).
+    unknown: Vec<String>,
 }
 
 impl Include {
     /// Read one `includefield` value: comma-separated keywords, tags or `all`; a sequence's
-    /// nested path (`Seq.Attr`) asks for the sequence. An unknown keyword is a 400 naming it.
-    fn add(&mut self, value: &str) -> Result<(), ApiError> {
+    /// nested path (`Seq.Attr`) asks for the sequence whole.
+    fn add(&mut self, value: &str) {
         for field in value.split(',').map(str::trim).filter(|f| !f.is_empty()) {
             if field == "all" {
                 self.all = true;
                 continue;
             }
             let top = field.split('.').next().unwrap_or(field);
-            let tag = tag_of(top).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "includefield {field:?} is neither a DICOM keyword nor a tag (8 hex digits)"
-                ))
-            })?;
-            self.tags.insert(tag);
+            match tag_of(top) {
+                Some(tag) => {
+                    self.tags.insert(tag);
+                }
+                None => self.unknown.push(field.chars().take(64).collect()),
+            }
         }
-        Ok(())
     }
+}
+
+/// The VR a tag's attribute has, as DICOM JSON writes it ("UN" for one not in the
+/// dictionary; the first of a choice, "US or SS", which an attribute without a value does
+/// not decide).
+fn vr_of(tag: &str) -> String {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let parsed = (
+        u16::from_str_radix(tag.get(..4).unwrap_or(""), 16),
+        u16::from_str_radix(tag.get(4..).unwrap_or(""), 16),
+    );
+    let (Ok(group), Ok(element)) = parsed else {
+        return "UN".into();
+    };
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))
+        .map_or_else(|| "UN".into(), |e| e.vr().relaxed().to_string().to_owned())
 }
 
 /// A keyword's or a tag's DICOM JSON name ("StudyTime" or "00080030": "00080030").
@@ -272,7 +294,7 @@ fn filters(
                 continue;
             }
             "includefield" => {
-                include.add(value)?;
+                include.add(value);
                 continue;
             }
             // Names already match ignoring case; nothing fuzzier is offered.
@@ -366,7 +388,8 @@ fn filters(
             Match::Time => {
                 let (from, to) = time_range(value).ok_or_else(|| {
                     ApiError::bad_request(format!(
-                        "{name}: expected HHMMSS (or HH, HHMM; a fraction ignored) or a range A-B"
+                        "{name}: expected a time HHMMSS (or HH, HHMM; a fraction after the \
+                         seconds ignored) or a range A-B, A-, -B whose end is not before its start"
                     ))
                 })?;
                 if let Some(from) = from {
@@ -417,9 +440,20 @@ fn time_range(value: &str) -> Option<(Option<String>, Option<String>)> {
         if t.is_empty() {
             return Some(None);
         }
-        let whole = t.split_once('.').map_or(t.as_str(), |(w, _)| w);
-        let digits = whole.chars().all(|c| c.is_ascii_digit());
-        if !digits || ![2, 4, 6].contains(&whole.len()) {
+        // A fraction only after the seconds (PS3.5 TM: HH, HHMM, HHMMSS, HHMMSS.F...).
+        let (whole, fraction) = t.split_once('.').unwrap_or((t.as_str(), ""));
+        let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+        if !digits(whole) || !digits(fraction) || ![2, 4, 6].contains(&whole.len()) {
+            return None;
+        }
+        if t.contains('.') && (whole.len() != 6 || fraction.is_empty() || fraction.len() > 6) {
+            return None;
+        }
+        let part = |i: usize| whole.get(i..i + 2).and_then(|p| p.parse::<u32>().ok());
+        let in_range = [(0, 23), (2, 59), (4, 60)]
+            .iter()
+            .all(|(i, max)| part(*i).is_none_or(|v| v <= *max));
+        if !in_range {
             return None;
         }
         let mut out = whole.to_string();
@@ -428,13 +462,16 @@ fn time_range(value: &str) -> Option<(Option<String>, Option<String>)> {
         }
         Some(Some(out))
     };
-    match value.split_once('-') {
-        Some((a, b)) => Some((bound(a, '0')?, bound(b, '9')?)),
-        None => {
-            let from = bound(value, '0')?;
-            from.as_ref()?;
-            Some((from, bound(value, '9')?))
-        }
+    let (from, to) = match value.split_once('-') {
+        Some((a, b)) => (bound(a, '0')?, bound(b, '9')?),
+        None => (bound(value, '0')?, bound(value, '9')?),
+    };
+    match (&from, &to) {
+        // "-" names no time at all.
+        (None, None) => None,
+        // Nothing is later than its end (a range over midnight is two searches).
+        (Some(a), Some(b)) if a > b => None,
+        _ => Some((from, to)),
     }
 }
 
@@ -534,6 +571,18 @@ fn answer(
             out.entry(tag).or_insert(value);
         }
     }
+    // Asked for (required, matched on, named) but not in the files: there, with no value
+    // (PS3.4 C.2.2.1: a return key without a value is sent empty).
+    let asked = std::iter::once(level)
+        .chain(above.iter().copied())
+        .flat_map(|l| required(l).iter().map(|t| t.to_string()))
+        .chain(include.tags.iter().cloned());
+    for tag in asked {
+        if let std::collections::btree_map::Entry::Vacant(e) = out.entry(tag) {
+            let vr = vr_of(e.key());
+            e.insert(json!({ "vr": vr }));
+        }
+    }
     if level != Level::Series {
         // Every object stored here is online (PS3.4 C.3.4: ONLINE).
         out.insert("00080056".into(), text("ONLINE", "CS"));
@@ -549,7 +598,7 @@ fn columns<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value>
 /// The answer to a search; `more`: more results match than it holds, said as PS3.18 has it
 /// (a Warning header, code 299), so a client that does not page is not left to think it has
 /// them all.
-fn dicom_json(rows: Vec<BTreeMap<String, Value>>, more: bool) -> Response {
+fn dicom_json(rows: Vec<BTreeMap<String, Value>>, more: bool, include: &Include) -> Response {
     let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/dicom+json")],
@@ -557,11 +606,20 @@ fn dicom_json(rows: Vec<BTreeMap<String, Value>>, more: bool) -> Response {
     )
         .into_response();
     if more {
-        response.headers_mut().insert(
+        response.headers_mut().append(
             header::WARNING,
             header::HeaderValue::from_static(
                 "299 overread-server \"There are additional results that can be requested\"",
             ),
+        );
+    }
+    if !include.unknown.is_empty() {
+        response.headers_mut().append(
+            header::WARNING,
+            super::warning(&format!(
+                "includefield {}: not a keyword or tag known here, left out",
+                include.unknown.join(", ")
+            )),
         );
     }
     response
@@ -570,6 +628,16 @@ fn dicom_json(rows: Vec<BTreeMap<String, Value>>, more: bool) -> Response {
 /// Results a search gives without a `limit`, and the most it gives with one.
 const DEFAULT_LIMIT: i64 = 1000;
 const MAX_LIMIT: i64 = 10_000;
+
+/// The order that picks a level's first instance, whose metadata answers for the level: by
+/// SOP Instance UID, compared byte by byte on both databases (PostgreSQL's own collation
+/// would pass over the dots, and pick another instance than SQLite does).
+fn first_instance(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "r.sop_uid",
+        Backend::Postgres => "r.sop_uid COLLATE \"C\"",
+    }
+}
 
 /// One search: `select` (over `instances JOIN cases`, ending in a WHERE) narrowed to the
 /// caller's scope, the path's UIDs and the query keys, then `order` (GROUP BY / ORDER BY),
@@ -618,15 +686,17 @@ pub(super) async fn studies(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
+    let first = first_instance(server.db.backend);
     let (scope, rows, more, include) = search(
         &server,
         &caller,
         &target,
         &query,
         Level::Study,
-        "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
+        &format!(
+            "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
                 (SELECT r.metadata_json FROM instances r WHERE r.case_id = instances.case_id
-                   AND r.study_uid = instances.study_uid ORDER BY r.sop_uid LIMIT 1)
+                   AND r.study_uid = instances.study_uid ORDER BY {first} LIMIT 1)
                    AS metadata_json,
                 MIN(instances.study_date) AS study_date,
                 MIN(instances.study_description) AS study_description,
@@ -635,7 +705,8 @@ pub(super) async fn studies(
                 MIN(instances.patient_name) AS patient_name,
                 COUNT(DISTINCT instances.series_uid) AS series_count,
                 COUNT(*) AS instance_count
-         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1"
+        ),
         " GROUP BY instances.case_id, instances.study_uid ORDER BY study_date DESC, instances.study_uid, instances.case_id",
         "studies",
     )
@@ -694,7 +765,7 @@ pub(super) async fn studies(
             )
         })
         .collect();
-    Ok(dicom_json(out, more))
+    Ok(dicom_json(out, more, &include))
 }
 
 pub(super) async fn series(
@@ -705,22 +776,25 @@ pub(super) async fn series(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
+    let first = first_instance(server.db.backend);
     let (_, rows, more, include) = search(
         &server,
         &caller,
         &target,
         &query,
         Level::Series,
-        "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
+        &format!(
+            "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
                 instances.series_uid AS series_uid,
                 (SELECT r.metadata_json FROM instances r WHERE r.case_id = instances.case_id
                    AND r.study_uid = instances.study_uid AND r.series_uid = instances.series_uid
-                   ORDER BY r.sop_uid LIMIT 1) AS metadata_json,
+                   ORDER BY {first} LIMIT 1) AS metadata_json,
                 MIN(instances.modality) AS modality,
                 MIN(instances.series_number) AS series_number,
                 MIN(instances.series_description) AS series_description,
                 COUNT(*) AS instance_count
-         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1",
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE 1 = 1"
+        ),
         " GROUP BY instances.case_id, instances.study_uid, instances.series_uid ORDER BY series_number, instances.series_uid, instances.case_id",
         "series",
     )
@@ -757,7 +831,7 @@ pub(super) async fn series(
             )
         })
         .collect();
-    Ok(dicom_json(out, more))
+    Ok(dicom_json(out, more, &include))
 }
 
 pub(super) async fn instances(
@@ -827,7 +901,7 @@ pub(super) async fn instances(
             )
         })
         .collect();
-    Ok(dicom_json(out, more))
+    Ok(dicom_json(out, more, &include))
 }
 
 #[cfg(test)]

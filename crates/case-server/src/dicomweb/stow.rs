@@ -203,19 +203,9 @@ fn refused(
         Json(json!({ "00081198": {"vr": "SQ", "Value": failed} })),
     )
         .into_response();
-    // A header holds visible ASCII: anything else, and the quote's own escapes, written so.
-    let words: String = e
-        .message
-        .chars()
-        .map(|c| match c {
-            '"' | '\\' => format!("\\{c}"),
-            c if c.is_ascii_graphic() || c == ' ' => c.to_string(),
-            _ => "?".into(),
-        })
-        .collect();
-    if let Ok(v) = header::HeaderValue::from_str(&format!("299 overread-server \"{words}\"")) {
-        response.headers_mut().insert(header::WARNING, v);
-    }
+    response
+        .headers_mut()
+        .append(header::WARNING, super::warning(&e.message));
     response
 }
 

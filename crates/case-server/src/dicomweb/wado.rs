@@ -191,26 +191,37 @@ fn frame_media_type(ts: &str, encapsulated: bool) -> &'static str {
     }
 }
 
-/// Whether `Accept` takes frames stored in `ts` as `application/octet-stream` (PS3.18
-/// 8.7.3.5.2): a range of that type, as a part of `multipart/related` or alone, not of
-/// quality 0, whose transfer syntax is `*` or `ts`. Without one it means Explicit VR Little
-/// Endian, which compressed frames are not.
-fn takes_as_octet_stream(headers: &HeaderMap, ts: &str) -> bool {
+/// The part type compressed frames stored in `ts` (of media type `media`) go as, where
+/// `Accept` takes them as stored (PS3.18 8.7.3.5.2, Table 8.7.3-5): as `media` to a range of
+/// that type (or any) that names no transfer syntax, `*` or `ts`; as
+/// `application/octet-stream` to a range of that type that names `*` or `ts` (OHIF's image
+/// loader asks `transfer-syntax=*`), since octet-stream without one means Explicit VR Little
+/// Endian, which these frames are not. Ranges of quality 0 take nothing. `None`: not taken.
+fn compressed_part_type(headers: &HeaderMap, media: &str, ts: &str) -> Option<String> {
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return false;
+        return Some(format!("{media}; transfer-syntax={ts}"));
     };
-    accept.split(',').any(|range| {
+    let octet = "application/octet-stream";
+    accept.split(',').find_map(|range| {
         let m = case_protocol::multipart::MediaType::parse(range);
-        let octet = match m.essence.as_str() {
-            "multipart/related" => m
-                .param("type")
-                .is_some_and(|t| t.eq_ignore_ascii_case("application/octet-stream")),
-            essence => essence == "application/octet-stream",
+        if super::refused(&m) {
+            return None;
+        }
+        let asked = match m.essence.as_str() {
+            "multipart/related" => m.param("type").unwrap_or("*/*").to_ascii_lowercase(),
+            essence => essence.to_string(),
         };
-        octet
-            && !super::refused(&m)
-            && m.param("transfer-syntax")
-                .is_some_and(|t| t == "*" || t == ts)
+        let named = m.param("transfer-syntax");
+        let this_syntax = named.is_some_and(|t| t == "*" || t == ts);
+        let wildcard = matches!(asked.as_str(), "*" | "*/*" | "multipart/*")
+            || (asked.ends_with("/*") && media.starts_with(asked.trim_end_matches('*')));
+        if (asked == media || wildcard) && media != octet && (named.is_none() || this_syntax) {
+            Some(format!("{media}; transfer-syntax={ts}"))
+        } else if (asked == octet || wildcard) && this_syntax {
+            Some(format!("{octet}; transfer-syntax={ts}"))
+        } else {
+            None
+        }
     })
 }
 
@@ -289,18 +300,12 @@ pub(super) async fn frames(
     })?;
     let ts = frames[0].transfer_syntax_uid.clone();
     let media = frame_media_type(&ts, frames[0].encapsulated);
-    // Compressed frames go as their own media type, or as octet-stream to a client that takes
-    // their syntax that way (`type=application/octet-stream; transfer-syntax=*`, as OHIF's
-    // image loader asks): either way as stored, the part naming its syntax.
-    let part_type = if accepts(&headers, media) {
-        if frames[0].encapsulated {
-            format!("{media}; transfer-syntax={ts}")
-        } else {
-            media.to_string()
-        }
-    } else if frames[0].encapsulated && takes_as_octet_stream(&headers, &ts) {
-        format!("application/octet-stream; transfer-syntax={ts}")
+    let part_type = if frames[0].encapsulated {
+        compressed_part_type(&headers, media, &ts)
     } else {
+        accepts(&headers, media).then(|| media.to_string())
+    };
+    let Some(part_type) = part_type else {
         return Err(not_acceptable(format!(
             "frames of {} are stored as {media} (transfer syntax {ts}); frames are sent as stored",
             target.describe(),
