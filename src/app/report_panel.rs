@@ -4186,8 +4186,14 @@ mod tests {
         assert!(r.checks().iter().any(|c| c.kind == CheckKind::NoStudy));
         r.start_case("C-2", Some("1.2.3"));
         assert!(r.checks().iter().all(|c| !c.kind.blocks()));
+        // Files dropped in leave the worklist; the case's report keeps its study.
         r.leave_worklist_case();
         assert!(!r.from_worklist);
+        assert_eq!(r.report_studies(), ["1.2.3"]);
+        assert!(r.checks().iter().all(|c| !c.kind.blocks()));
+        // A case typed in with no study open: nothing to say what the report is about.
+        r.form.case_id = "C-3".into();
+        r.study_uids.clear();
         assert!(r.checks().iter().any(|c| c.kind == CheckKind::NoStudy));
         r.study_uids = vec!["9.9.9".into()];
         assert!(r.checks().iter().all(|c| !c.kind.blocks()));
