@@ -45,6 +45,8 @@ struct Slice {
 @group(1) @binding(7) var brick7: texture_3d<u32>;
 @group(1) @binding(8) var<storage, read> slices: array<Slice>;
 
+// Slices a sample may lie from a slice and be on it (kernel.rs `ON_SLICE`).
+const ON_SLICE: f32 = 1e-5;
 const BIG: f32 = 3.0e38;
 
 // Pipeline constants, one pipeline per combination: branches on them are resolved when the
@@ -268,7 +270,11 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
         return vec2<f32>(plane_value(k, x0, x1, y0, y1, fi, fj) * cv, cv);
     }
     let k0 = floor(v.z);
-    let fk = v.z - k0;
+    // Within ON_SLICE of a slice, on it (the one-slice variant's tolerance): a stack off its
+    // axis by rounding must not weigh in a failed neighbour. CPU twin: `snap_to_slice`.
+    var fk = v.z - k0;
+    fk = select(fk, 0.0, fk < ON_SLICE);
+    fk = select(fk, 1.0, fk > 1.0 - ON_SLICE);
     let z0 = clamp(i32(k0), 0, km);
     let z1 = clamp(i32(k0) + 1, 0, km);
     let c0 = plane_value(z0, x0, x1, y0, y1, fi, fj);

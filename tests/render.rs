@@ -418,6 +418,24 @@ fn a_failed_slice_is_never_read_as_the_patient() {
         assert!((0..64).all(|y| (0..64).all(|x| r.value(x, y).is_some())));
     }
 
+    // A hair off the next slice towards the failed one (where a stack off its axis by
+    // rounding puts its own planes): that slice still, whole, on the CPU as on the GPU (whose
+    // one-slice variant reads it alone; the CPU refused the whole plane for the failed one).
+    let hair = z(failed + 1) + (z(failed) - z(failed + 1)) * 3e-6;
+    let near = SliceView::fit(&info, Plane::Axial, Some(hair), 64, 64).unwrap();
+    assert_eq!(near.interpolation, Interpolation::Trilinear);
+    let r = cpu::resample(&info, &volume.voxels, &near).unwrap();
+    assert!((0..64).all(|y| (0..64).all(|x| r.value(x, y).is_some())));
+    if let Some(texture) = upload(&volume) {
+        assert_gpu_matches_cpu(
+            "next-to-a-failed-slice",
+            &texture,
+            &volume,
+            &near,
+            &Display::new(Voi::linear(40.0, 400.0)),
+        );
+    }
+
     // A coronal reformat: no value anywhere comes near the failed slice's zeros, and only the
     // rows within a slice step of it have no data.
     let coronal = SliceView::fit(&info, Plane::Coronal, None, 200, 200).unwrap();

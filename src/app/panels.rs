@@ -944,16 +944,22 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     }) {
         top_left += &format!("{}\n{}", p.name.reveal(), p.id.reveal());
     }
-    let mut bottom_left = match o.slice {
-        Some((k, n)) => slice_line(&open.stack.slices, k, n),
-        None => String::new(),
+    let mut bottom_left = match (o.slice, o.between) {
+        (Some((k, n)), _) => slice_line(&open.stack.slices, k, n),
+        // A blend of two slices, no one image shows it: "Im 20-21/40".
+        (None, Some((k, n))) => format!("Im {k}-{}/{n}\n", k + 1),
+        (None, None) => String::new(),
     };
     if app.link_series && app.cells.get(i).is_some_and(|c| c.beyond_link) {
         bottom_left += "Linked position beyond this series\n";
     }
     let placed = info.geometry.trusted;
     if placed {
-        bottom_left += &crate::viewer::position_text(viewport.normal(), o.position_mm);
+        bottom_left += &crate::viewer::position_text(
+            viewport.normal(),
+            o.position_mm,
+            DVec3::from(o.centre_mm),
+        );
     } else {
         // Frames without Image Position/Orientation are stacked 1 mm apart for display
         // only: no position, step or reformat distance of theirs is real.
@@ -1067,13 +1073,16 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         }
     }
     // Scale bar: 1, 2 or 5 x 10^n mm, at most a quarter of the width; none without Pixel
-    // Spacing (there are no mm to show).
-    let geometry = app
+    // Spacing (there are no mm to show), nor on a reformat of frames without positions (they
+    // are stacked 1 mm apart for display: a screen axis along the stack is not mm), as the
+    // lengths measured there say (`calibrated`).
+    let info_of_cell = app
         .cells
         .get(i)
         .and_then(|c| app.opens.get(c.volume))
-        .map(|o| &o.info.geometry);
-    let calibrated = geometry.is_none_or(|g| g.pixel_spacing_known);
+        .map(|o| &o.info);
+    let geometry = info_of_cell.map(|info| &info.geometry);
+    let calibrated = info_of_cell.is_none_or(|info| crate::viewer::mm_on_screen(info, view));
     let at_detector = if geometry.is_some_and(|g| g.spacing_at_detector) {
         " at detector"
     } else {

@@ -646,7 +646,10 @@ fn sample(
     let k0 = k.floor();
     let fi = i - i0;
     let fj = j - j0;
-    let fk = k - k0;
+    // A plane within ON_SLICE of a slice is on it (as the GPU's one-slice variant takes it):
+    // a stack off its axis by rounding puts v.z a hair off the slice, which would otherwise
+    // weigh in, and refuse for, a failed neighbour.
+    let fk = snap_to_slice(k - k0);
     let x0 = (i0 as i32).clamp(0, wm) as usize;
     let x1 = (i0 as i32 + 1).clamp(0, wm) as usize;
     let y0 = (j0 as i32).clamp(0, hm) as usize;
@@ -660,6 +663,22 @@ fn sample(
     let c0 = plane_value(voxels, table, (z0, channel), [x0, x1, y0, y1], fi, fj);
     let c1 = plane_value(voxels, table, (z1, channel), [x0, x1, y0, y1], fi, fj);
     Some(c0 * (1.0 - fk) + c1 * fk)
+}
+
+/// How far (in slices) a sample may lie from a slice and be taken as on it: the tolerance of
+/// the GPU's one-slice variant (`gpu::one_slice_of`).
+pub const ON_SLICE: f32 = 1e-5;
+
+/// `fk` (a sample's fraction of the way to the next slice) of 0 or 1 within [`ON_SLICE`].
+/// Mirrors the same step in `resample.wgsl`.
+pub fn snap_to_slice(fk: f32) -> f32 {
+    if fk < ON_SLICE {
+        0.0
+    } else if fk > 1.0 - ON_SLICE {
+        1.0
+    } else {
+        fk
+    }
 }
 
 /// Largest finite f32 magnitude used as the start of MIP/MinIP (WGSL has no infinity literal).

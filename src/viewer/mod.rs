@@ -43,8 +43,16 @@ pub struct Overlay {
     pub markers: Option<[String; 4]>,
     /// Plane position along its normal, mm (axial: z, coronal: y, sagittal: x).
     pub position_mm: f64,
-    /// Slice number (1-based) and count when the plane is the stack's own; else `None`.
+    /// Slice number (1-based) and count when the plane is the stack's own and lies on one of
+    /// its slices; else `None`.
     pub slice: Option<(usize, usize)>,
+    /// On a plane of the stack's own between two of its slices (a crosshair dragged in MPR,
+    /// a measurement gone to): the slice before (1-based) and the count. What is shown there
+    /// is a blend of the two, which no slice number names.
+    pub between: Option<(usize, usize)>,
+    /// The point whose position the corner names (`position_text`): where the plane crosses
+    /// the line through the volume's centre along the patient axis nearest its normal.
+    pub centre_mm: [f64; 3],
     /// Window width and level, when a window (not a LUT) is applied.
     pub window: Option<(f64, f64)>,
     pub zoom: f64,
@@ -314,6 +322,7 @@ impl Viewport {
             .trusted
             .then(|| [-right, right, -down, down].map(direction_letters));
         let slice = self.native_slice(info);
+        let between = slice.is_none().then(|| self.between_slices(info)).flatten();
         let window = match &self.display.voi {
             Voi::Window { center, width, .. } => Some((*width, *center)),
             Voi::Lut(_) => None,
@@ -322,6 +331,8 @@ impl Viewport {
             markers,
             position_mm: self.position_mm(),
             slice,
+            between,
+            centre_mm: volume_centre(info).to_array(),
             window,
             zoom: self.zoom,
             slab_mm: self.slab_mm,
@@ -329,20 +340,34 @@ impl Viewport {
     }
 
     /// Slice number (1-based) and count when this plane is parallel to the stack's slices and
-    /// sits on one of them.
+    /// sits on one of them (within [`ON_SLICE_MM`]: a plane between two shows a blend of
+    /// them, and naming the nearer one's number and thickness would cite an image that does
+    /// not show what is seen).
     pub fn native_slice(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
-        if !along_slices(info, self.normal()) {
-            return None;
-        }
-        let c = DVec3::from(self.center_mm);
-        let z = (c - info.origin).dot(info.axes[2]);
+        let z = self.along_stack(info)?;
         let (k, entry) = info.slices.iter().enumerate().min_by(|a, b| {
             (f64::from(a.1.z) - z)
                 .abs()
                 .total_cmp(&(f64::from(b.1.z) - z).abs())
         })?;
-        ((f64::from(entry.z) - z).abs() < 0.5 * info.spacing_mm[2].max(1e-3))
-            .then_some((k + 1, info.slices.len()))
+        ((f64::from(entry.z) - z).abs() <= ON_SLICE_MM).then_some((k + 1, info.slices.len()))
+    }
+
+    /// On a plane of the stack's own between two of its slices: the one before (1-based, in
+    /// the stack's order) and the count.
+    pub fn between_slices(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
+        let z = self.along_stack(info)?;
+        let k = info.slices.windows(2).position(|w| {
+            let (a, b) = (f64::from(w[0].z), f64::from(w[1].z));
+            a.min(b) < z && z < a.max(b)
+        })?;
+        Some((k + 1, info.slices.len()))
+    }
+
+    /// Where this plane lies along the stack's slice axis, when it is parallel to its slices.
+    fn along_stack(&self, info: &VolumeInfo) -> Option<f64> {
+        along_slices(info, self.normal())
+            .then(|| (DVec3::from(self.center_mm) - info.origin).dot(info.axes[2]))
     }
 }
 
@@ -365,10 +390,26 @@ pub fn native_plane(info: &VolumeInfo) -> Plane {
     Plane::Oblique(n.to_array())
 }
 
+/// How far from a slice a plane of the stack's own may lie and still be that slice: slice
+/// places are kept in f32 (6e-5 mm at 500 mm from the origin), every way onto a slice
+/// (scrolling, opening, following another series) lands within that of it.
+pub const ON_SLICE_MM: f64 = 1e-3;
+
 /// Whether a plane of normal `n` is parallel to the stack's slices (within 1e-6 of the cosine:
 /// 0.08 degrees), so that it can sit on one of them.
 pub fn along_slices(info: &VolumeInfo, n: DVec3) -> bool {
     n.dot(info.axes[2]).abs() > 1.0 - 1e-6
+}
+
+/// Whether distances on `view` are millimetres, for a scale bar: the files give Pixel Spacing,
+/// and either their positions or the view lies in the stack's own plane (frames without
+/// positions are stacked 1 mm apart for display: a screen axis across the stack is not mm).
+pub fn mm_on_screen(info: &VolumeInfo, view: &SliceView) -> bool {
+    let g = &info.geometry;
+    let across_stack = [view.right, view.down]
+        .iter()
+        .any(|a| DVec3::from(*a).dot(info.axes[2]).abs() > 1e-6);
+    g.pixel_spacing_known && (g.trusted || !across_stack)
 }
 
 /// Centre of the volume's bounding box, patient mm.
@@ -406,26 +447,31 @@ fn fit_pixel_mm(info: &VolumeInfo, right: DVec3, down: DVec3, width: u32, height
         .max(1e-3)
 }
 
-/// A plane's position as the corner shows it: the patient direction it lies towards and its
-/// distance along the plane's normal, "H 12.5 mm" (LPS: +x is the patient's left, +y
+/// A plane's position as the corner shows it: the patient axis nearest its normal, the side of
+/// the patient it lies towards and how far, "H 12.5 mm" (LPS: +x is the patient's left, +y
 /// posterior, +z head). The number alone reads wrongly across systems (LPS or RAS), so the
-/// letter says which side it is. A plane turned more than about 2.6 degrees from every
-/// patient axis (a tilted gantry's own slices, oblique MPR) says "(obl)": its distance is
-/// along its own normal, which is not a table position.
-pub fn position_text(normal: DVec3, position_mm: f64) -> String {
-    // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
-    let rounded = (position_mm * 10.0).round() / 10.0 + 0.0;
+/// letter says which side it is. It is where the plane crosses the line along that axis
+/// through `centre` (the volume's centre): for a standard plane its own distance along the
+/// axis; for a plane turned more than about 2.6 degrees from every patient axis (a tilted
+/// gantry's own slices, oblique MPR), said "(obl)", where it cuts the middle of the anatomy.
+/// (Its distance along its own normal is no table position, and named the other side: "F" for
+/// a tilted slice lying towards the head.)
+pub fn position_text(normal: DVec3, position_mm: f64, centre: DVec3) -> String {
     let n = normal.normalize_or_zero();
     let axis = (0..3)
         .max_by(|a, b| n[*a].abs().total_cmp(&n[*b].abs()))
         .unwrap_or(2);
+    let coordinate = if n[axis] == 0.0 {
+        0.0
+    } else {
+        centre[axis] + (position_mm - n.dot(centre)) / n[axis]
+    };
+    // Rounded first, then + 0.0: never "-0.0" for a position a hair below zero.
+    let rounded = (coordinate * 10.0).round() / 10.0 + 0.0;
     let letter = if rounded == 0.0 {
         ""
     } else {
-        // The side the plane lies towards: the normal's dominant direction, signed by the
-        // position along it.
-        let towards = n[axis] * rounded;
-        match (axis, towards > 0.0) {
+        match (axis, rounded > 0.0) {
             (0, true) => "L ",
             (0, false) => "R ",
             (1, true) => "P ",
@@ -455,14 +501,39 @@ mod tests {
             (DVec3::Z, -0.04, "Pos 0.0 mm"),
         ];
         for (normal, pos, said) in cases {
-            assert_eq!(position_text(normal, pos), said, "{normal} {pos}");
+            assert_eq!(
+                position_text(normal, pos, DVec3::ZERO),
+                said,
+                "{normal} {pos}"
+            );
+            // Wherever the volume lies, a standard plane is its own distance.
+            let elsewhere = DVec3::new(-40.0, 130.0, -250.0);
+            assert_eq!(
+                position_text(normal, pos, elsewhere),
+                said,
+                "{normal} {pos}"
+            );
         }
-        // A 20-degree gantry tilt: the distance is along the tilted normal, said so.
-        let tilted = DVec3::new(0.0, -20f64.to_radians().sin(), 20f64.to_radians().cos());
-        assert_eq!(position_text(tilted, 59.8), "Pos H 59.8 mm (obl)");
-        // Within 2.6 degrees of an axis, a plane is named by it.
+        // A 20-degree gantry tilt through a volume whose middle is 100 mm anterior and 20 mm
+        // towards the head: where the tilted plane cuts the middle, H 20. (Its distance along
+        // its own normal, -15.4 mm, read "F 15.4": the other side.)
+        let tilted = DVec3::new(0.0, 20f64.to_radians().sin(), 20f64.to_radians().cos());
+        let middle = DVec3::new(0.0, -100.0, 20.0);
+        assert_eq!(
+            position_text(tilted, tilted.dot(middle), middle),
+            "Pos H 20.0 mm (obl)"
+        );
+        // Scrolled 10 mm along the tilted normal: 10.6 mm further towards the head.
+        assert_eq!(
+            position_text(tilted, tilted.dot(middle) + 10.0, middle),
+            "Pos H 30.6 mm (obl)"
+        );
+        // Within 2.6 degrees of an axis, a plane is named by it, where it cuts the middle.
         let nearly = DVec3::new(0.0, 0.02, 1.0).normalize();
-        assert_eq!(position_text(nearly, 10.0), "Pos H 10.0 mm");
+        assert_eq!(
+            position_text(nearly, nearly.dot(middle), middle),
+            "Pos H 20.0 mm"
+        );
     }
     use super::*;
     use imaging::{RescalePolicy, VolumeGeometry, header::Rescale};
@@ -482,6 +553,21 @@ mod tests {
             Ok(i) => i,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// A scale bar only where screen distances are mm: not without Pixel Spacing, and on
+    /// frames without positions only in their own plane.
+    #[test]
+    fn millimetres_on_screen_need_spacing_and_for_reformats_positions() {
+        let mut info = axial_info();
+        let axial = SliceView::fit(&info, Plane::Axial, None, 64, 64).unwrap();
+        let coronal = SliceView::fit(&info, Plane::Coronal, None, 64, 64).unwrap();
+        assert!(mm_on_screen(&info, &axial) && mm_on_screen(&info, &coronal));
+        info.geometry.trusted = false;
+        assert!(mm_on_screen(&info, &axial));
+        assert!(!mm_on_screen(&info, &coronal));
+        info.geometry.pixel_spacing_known = false;
+        assert!(!mm_on_screen(&info, &axial));
     }
 
     #[test]
@@ -539,6 +625,16 @@ mod tests {
         assert_eq!(v.native_slice(&info), Some((4, 50)));
         v.scroll_to_end(&info, true);
         assert_eq!(v.native_slice(&info), Some((50, 50)));
+        // Put between two slices (a crosshair dragged in another view): no slice number, a
+        // blend of slices 2 and 3 (z 2 and 4) said as such; a hair off a slice is on it.
+        v.set_position(3.0);
+        assert_eq!(v.native_slice(&info), None);
+        assert_eq!(v.overlay(&info).between, Some((2, 50)));
+        v.set_position(3.9);
+        assert_eq!(v.native_slice(&info), None);
+        v.set_position(4.0 + 1e-4);
+        assert_eq!(v.native_slice(&info), Some((3, 50)));
+        assert_eq!(v.overlay(&info).between, None);
         // Coronal planes step by the row spacing and have no native slice number.
         let mut c = Viewport::new(&info, Plane::Coronal, Voi::linear(40.0, 400.0));
         assert_eq!(c.scroll_step_mm(&info), 1.0);
