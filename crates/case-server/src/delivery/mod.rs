@@ -144,6 +144,9 @@ pub enum DeliveryError {
     Store(#[from] crate::store::StoreError),
     #[error("no report {0}")]
     NoReport(String),
+    /// The PDF's rendering thread failed (a panic: a defect, said, never a half PDF).
+    #[error("the PDF could not be made: {0}")]
+    Render(String),
 }
 
 /// Build the PDF of a stored report, as it would be delivered.
@@ -209,7 +212,7 @@ pub async fn report_pdf(
             })
             .collect()
     };
-    let mut key_images = Vec::new();
+    let mut key_pngs = Vec::new();
     for r in sqlx::query(
         // Every key image of a case was added before its final report (`add_key_image`
         // refuses them after, in the transaction that holds the case): all of them print.
@@ -221,31 +224,39 @@ pub async fn report_pdf(
     .await?
     {
         let bytes = store.get(r.get::<&str, _>("object_key")).await?;
-        if let Ok(k) = KeyImage::from_png(&bytes, r.get::<&str, _>("caption")) {
-            key_images.push(k);
-        }
+        key_pngs.push((bytes, r.get::<String, _>("caption")));
     }
-    let doc = ReportDocument {
-        case_id: &case_id,
-        patient: &patient,
-        referral: &referral,
-        studies: &studies,
-        report: &signed.report,
-        report_hash,
-        received_at: &received_at,
-        amends: amends.as_deref(),
-        key_images: &key_images,
+    let facts = PdfFacts {
+        case_id: case_id.clone(),
+        kind: signed.report.kind.clone(),
+        fax: referral.physician.fax.clone(),
+        recipient: referral.physician.name.clone(),
     };
-    let bytes = pdf::render_pdf(&doc);
-    Ok((
-        bytes,
-        PdfFacts {
-            case_id,
-            kind: signed.report.kind.clone(),
-            fax: referral.physician.fax.clone(),
-            recipient: referral.physician.name.clone(),
-        },
-    ))
+    // Decoding the key images and laying the text out are CPU work (a long report, large
+    // images): on a blocking thread, never on the async workers the server's requests and
+    // the delivery loop share.
+    let hash = report_hash.to_string();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let key_images: Vec<KeyImage> = key_pngs
+            .iter()
+            .filter_map(|(png, caption)| KeyImage::from_png(png, caption).ok())
+            .collect();
+        let doc = ReportDocument {
+            case_id: &case_id,
+            patient: &patient,
+            referral: &referral,
+            studies: &studies,
+            report: &signed.report,
+            report_hash: &hash,
+            received_at: &received_at,
+            amends: amends.as_deref(),
+            key_images: &key_images,
+        };
+        pdf::render_pdf(&doc)
+    })
+    .await
+    .map_err(|e| DeliveryError::Render(format!("report {report_hash}: {e}")))?;
+    Ok((bytes, facts))
 }
 
 /// What the transport needs besides the PDF.

@@ -199,22 +199,22 @@ fn from_the_images(text: &str) -> String {
 }
 
 fn width_pt(text: &str, font: Font, size: f32) -> f32 {
+    let units: u32 = text.chars().map(|c| char_units(c, font)).sum();
+    units as f32 * size / 1000.0
+}
+
+/// A character's advance in `font`, thousandths of the font size (AFM widths).
+fn char_units(c: char, font: Font) -> u32 {
     let (low, high) = match font {
         Font::Regular => (&HELVETICA, &HELVETICA_HIGH),
         Font::Bold => (&HELVETICA_BOLD, &HELVETICA_BOLD_HIGH),
     };
-    let units: u32 = text
-        .chars()
-        .map(|c| {
-            let b = win_ansi(c);
-            u32::from(match b {
-                32..=126 => low[usize::from(b - 32)],
-                128..=255 => high[usize::from(b - 128)],
-                _ => 556,
-            })
-        })
-        .sum();
-    units as f32 * size / 1000.0
+    let b = win_ansi(c);
+    u32::from(match b {
+        32..=126 => low[usize::from(b - 32)],
+        128..=255 => high[usize::from(b - 128)],
+        _ => 556,
+    })
 }
 
 /// Words into lines no wider than `max` points (a word longer than a line is cut). Spaces are
@@ -249,18 +249,27 @@ fn wrap(text: &str, font: Font, size: f32, max: f32) -> Vec<String> {
                 lines.push(std::mem::take(&mut line));
             }
             first = false;
-            let mut rest = word.to_string();
-            while width_pt(&rest, font, size) > max {
-                let mut cut = rest.chars().count();
-                while cut > 1
-                    && width_pt(&rest.chars().take(cut).collect::<String>(), font, size) > max
-                {
-                    cut -= 1;
+            // Cut into the longest pieces that fit (at least a character each), adding up the
+            // characters' widths once: measuring every prefix again cost the cube of the
+            // word's length (a pasted token of 20,000 characters held delivery for minutes).
+            let mut rest = word;
+            loop {
+                let mut units = 0u32;
+                let mut cut = rest.len();
+                for (i, c) in rest.char_indices() {
+                    units += char_units(c, font);
+                    if i > 0 && units as f32 * size / 1000.0 > max {
+                        cut = i;
+                        break;
+                    }
                 }
-                lines.push(rest.chars().take(cut).collect());
-                rest = rest.chars().skip(cut).collect();
+                if cut == rest.len() {
+                    break;
+                }
+                lines.push(rest[..cut].to_string());
+                rest = &rest[cut..];
             }
-            line = rest;
+            line = rest.to_string();
         }
         lines.push(line);
     }
@@ -826,6 +835,26 @@ mod tests {
                     .iter()
                     .all(|l| width_pt(l, Font::Regular, 11.0) <= 100.0)
         );
+        // A word longer than a line is cut into the longest pieces that fit, every
+        // character kept in order, each piece as wide as it can be; a pasted token of
+        // 200,000 characters is laid out at once (the old cut measured every prefix again).
+        let word: String = (0..200_000u32)
+            .map(|n| char::from(b'a' + (n % 26) as u8))
+            .collect();
+        let text = format!("See {word} here.");
+        let lines = wrap(&text, Font::Regular, 11.0, 100.0);
+        assert_eq!(lines.concat().replace(' ', ""), text.replace(' ', ""));
+        assert!(
+            lines
+                .iter()
+                .all(|l| width_pt(l, Font::Regular, 11.0) <= 100.0)
+        );
+        let pieces = &lines[1..lines.len() - 1];
+        assert!(pieces.len() > 1000);
+        for (piece, next) in pieces.iter().zip(&lines[2..]) {
+            let first = next.chars().next().unwrap_or(' ').to_string();
+            assert!(width_pt(&format!("{piece}{first}"), Font::Regular, 11.0) > 100.0);
+        }
     }
 
     #[test]
