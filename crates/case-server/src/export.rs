@@ -184,7 +184,14 @@ pub async fn patient_copy(
             .await
             .map_err(|_| closed())?;
         for e in &entries {
-            let data = store.get(&e.object_key).await?;
+            // A file-set's files are PS3.10 files, whatever intake accepted (a bare data set).
+            let data = crate::part10::file(
+                store.get(&e.object_key).await?,
+                &e.sop_class_uid,
+                &e.sop_uid,
+                &e.transfer_syntax_uid,
+            )
+            .map_err(|why| ExportError::Io(format!("instance {}: {why}", e.sop_uid)))?;
             bytes += data.len() as u64;
             files
                 .send((e.file_id.join("/"), false, data))
@@ -464,20 +471,11 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
     }
     // The 0004 elements before the key attributes keep each record's tags ascending, and the
     // IMAGE record's (0004,15xx) come after (0004,1430) as they must.
-    let preamble_and_meta = {
-        let meta = dicom_object::meta::FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid("1.2.840.10008.1.3.10")
-            .media_storage_sop_instance_uid(format!("2.25.{}", uid_suffix(entries)))
-            .transfer_syntax("1.2.840.10008.1.2.1")
-            .implementation_class_uid("2.25.302473851392478950632402151296574911231")
-            .implementation_version_name("OVERREAD")
-            .build()
-            .map_err(|e| e.to_string())?;
-        let mut out = vec![0u8; 128];
-        out.extend_from_slice(b"DICM");
-        meta.write(&mut out).map_err(|e| e.to_string())?;
-        out
-    };
+    let preamble_and_meta = crate::part10::header(
+        "1.2.840.10008.1.3.10",
+        &format!("2.25.{}", uid_suffix(entries)),
+        "1.2.840.10008.1.2.1",
+    )?;
     let file_set_id = element((0x0004, 0x1130), b"CS", b"OVERREAD");
     let header_len = preamble_and_meta.len()
         + file_set_id.len()

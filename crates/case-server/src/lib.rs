@@ -10,6 +10,7 @@
 //! - [`dicomweb`]: STOW-RS, QIDO-RS and WADO-RS, scoped by role and assignment.
 //! - [`delivery`]: signed reports as PDFs to the referring physician (a fax folder by default).
 //! - [`export`]: the patient copy (studies with a DICOMDIR, reports as PDF and signed JSON).
+//! - [`part10`]: objects made PS3.10 files where they leave the server (export, WADO-RS).
 //! - [`tls`]: rustls configuration, self-signed first-start certificates, the TLS listener.
 //!
 //! Owns: the case record and every signed report, forever. Must not: log patient identity,
@@ -23,6 +24,7 @@ pub mod dicomweb;
 pub mod error;
 pub mod export;
 pub mod intake;
+pub mod part10;
 pub mod report_writer;
 pub mod store;
 pub mod tls;

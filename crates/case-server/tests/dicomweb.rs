@@ -1331,3 +1331,86 @@ async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
         assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{accept}");
     }
 }
+
+/// Intake reads leniently what hospitals send: here one file as a bare data set (no
+/// preamble, no `DICM`, no meta group) and one without its preamble. What leaves the server
+/// is a PS3.10 file all the same, opened by dicom-rs's strict reader, the data set as
+/// received: each WADO-RS `application/dicom` part, and each file of the patient copy
+/// (whose readers, pydicom's FileSet among them, refuse anything else).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_received_without_its_preamble_goes_out_as_a_dicom_file() {
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let (folder, study) = synthetic_study_uid(s.dir.path(), 51);
+    let paths = dicom_files(&folder);
+    let mut files: Vec<Vec<u8>> = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let data_set_of = |path: &Path, bytes: &[u8]| {
+        let obj = dicom_object::open_file(path).unwrap();
+        bytes[132 + 12 + obj.meta().information_group_length as usize..].to_vec()
+    };
+    let data_sets: Vec<Vec<u8>> = paths
+        .iter()
+        .zip(&files)
+        .map(|(p, b)| data_set_of(p, b))
+        .collect();
+    files[0] = data_sets[0].clone();
+    files[1] = files[1][128..].to_vec();
+    let r = stow(
+        &s,
+        &coord,
+        &format!("/cases/{case}/dicomweb/studies"),
+        &files,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+
+    let dir = tempfile::tempdir().unwrap();
+    // Opened strictly, its data set among those sent: a PS3.10 file of one of them.
+    let check = |name: &str, bytes: &[u8]| {
+        assert_eq!(&bytes[128..132], b"DICM", "{name}");
+        let path = dir.path().join(name.replace('/', "_"));
+        std::fs::write(&path, bytes).unwrap();
+        let obj = dicom_object::open_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let data_set = data_set_of(&path, bytes);
+        assert!(
+            data_sets.contains(&data_set),
+            "{name}: the data set as sent"
+        );
+        obj.element(tags::SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    let r = s.get(&coord, &format!("/dicomweb/studies/{study}")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = parts(r).await;
+    assert_eq!(got.len(), 4);
+    let mut retrieved: Vec<String> = got
+        .iter()
+        .enumerate()
+        .map(|(i, (_, b))| check(&format!("part{i}"), b))
+        .collect();
+    retrieved.sort();
+    retrieved.dedup();
+    assert_eq!(retrieved.len(), 4);
+
+    let r = s.get(&coord, &format!("/cases/{case}/export")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let zip_bytes = r.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.to_vec())).unwrap();
+    let mut exported = Vec::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).unwrap();
+        let name = f.name().unwrap().to_string();
+        if name.starts_with("DICOM/") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+            exported.push(check(&name, &bytes));
+        }
+    }
+    exported.sort();
+    assert_eq!(exported, retrieved);
+}

@@ -1,5 +1,6 @@
 //! WADO-RS (PS3.18 10.4): instances as `multipart/related; type="application/dicom"`,
-//! metadata as DICOM JSON, frames as stored.
+//! metadata as DICOM JSON, frames as stored. An object intake accepted without its preamble or
+//! meta group goes as a PS3.10 file (`crate::part10`), its data set as stored.
 
 use std::collections::HashMap;
 
@@ -59,7 +60,8 @@ pub(super) async fn retrieve(
         &server,
         &scope,
         &target,
-        "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts",
+        "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts,
+         instances.sop_class_uid AS sop_class_uid, instances.sop_uid AS sop_uid",
     )
     .await?;
     if let Some(wanted) = accepted_transfer_syntaxes(&headers)
@@ -82,20 +84,32 @@ pub(super) async fn retrieve(
     )
     .await?;
     let boundary = new_boundary();
-    let parts: Vec<(String, String)> = rows
+    let parts: Vec<(String, String, String, String)> = rows
         .iter()
-        .map(|r| (r.get("object_key"), r.get("ts")))
+        .map(|r| {
+            (
+                r.get("object_key"),
+                r.get("ts"),
+                r.get("sop_class_uid"),
+                r.get("sop_uid"),
+            )
+        })
         .collect();
     let store = server.store.clone();
     let b = boundary.clone();
     let body = futures_util::stream::iter(parts.into_iter().enumerate())
-        .map(move |(i, (key, ts))| {
+        .map(move |(i, (key, ts, class, sop))| {
             let store = store.clone();
             let b = b.clone();
             async move {
                 let bytes = store.get(&key).await.map_err(|e| {
                     tracing::error!("WADO-RS: {e}");
                     std::io::Error::other("a stored object could not be read")
+                })?;
+                // An application/dicom part is a PS3.10 file, whatever intake accepted.
+                let bytes = crate::part10::file(bytes, &class, &sop, &ts).map_err(|e| {
+                    tracing::error!("WADO-RS: instance {sop}: {e}");
+                    std::io::Error::other("a stored object could not be made a DICOM file")
                 })?;
                 let head = part_head(
                     &b,

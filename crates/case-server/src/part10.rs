@@ -1,0 +1,113 @@
+//! DICOM objects as PS3.10 files: what a file-set's files (the patient copy, PS3.10 7.1 and
+//! PS3.11) and WADO-RS's `application/dicom` parts (PS3.18 8.7.3.1.1) must be: a 128-byte
+//! preamble, `DICM` and a File Meta Information group, then the data set.
+//!
+//! Intake reads leniently what hospitals send (a bare data set, a file without its preamble)
+//! and stores the bytes as received; what leaves the server is made a PS3.10 file here, the
+//! data set itself untouched.
+
+use bytes::Bytes;
+
+/// This server's Implementation Class UID (0002,0012), under the UUID root 2.25.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.302473851392478950632402151296574911231";
+/// Implementation Version Name (0002,0013).
+pub const IMPLEMENTATION_VERSION_NAME: &str = "OVERREAD";
+
+/// The preamble, `DICM` and a File Meta group (explicit VR little endian, its group length
+/// counted) for an object of SOP Class `class`, SOP Instance `instance`, written in `ts`.
+pub fn header(class: &str, instance: &str, ts: &str) -> Result<Vec<u8>, String> {
+    let meta = dicom_object::meta::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(class)
+        .media_storage_sop_instance_uid(instance)
+        .transfer_syntax(ts)
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// `object` as a PS3.10 file. One already (`DICM` after a 128-byte preamble): as stored. One
+/// without its preamble (`DICM` at byte 0, its meta group after it, as some writers leave
+/// them): the preamble put in front. A bare data set (no `DICM`): a preamble and a File Meta
+/// group naming its SOP Class and Instance and `ts`, the transfer syntax intake read it in.
+pub fn file(object: Bytes, class: &str, instance: &str, ts: &str) -> Result<Bytes, String> {
+    if object.get(128..132) == Some(b"DICM") {
+        return Ok(object);
+    }
+    let mut out = if object.get(..4) == Some(b"DICM") {
+        vec![0u8; 128]
+    } else {
+        header(class, instance, ts)?
+    };
+    out.extend_from_slice(&object);
+    Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A synthetic CT file, and its data set alone (what follows its meta group).
+    fn a_file_and_its_data_set() -> (Vec<u8>, Vec<u8>, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = imaging::synth::PhantomSpec {
+            columns: 8,
+            rows: 8,
+            slices: 1,
+            ..Default::default()
+        };
+        imaging::synth::write_series(&spec, dir.path()).unwrap();
+        let path = std::fs::read_dir(dir.path())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let bytes = std::fs::read(&path).unwrap();
+        let obj = dicom_object::open_file(&path).unwrap();
+        let meta_len = obj.meta().information_group_length as usize;
+        // Preamble, DICM, (0002,0000) UL 4 of 12 bytes, then the group it counts.
+        let data_set = bytes[132 + 12 + meta_len..].to_vec();
+        let class = obj.meta().media_storage_sop_class_uid().to_string();
+        let instance = obj.meta().media_storage_sop_instance_uid().to_string();
+        (bytes, data_set, class, instance)
+    }
+
+    /// A bare data set and a file without its preamble become files a strict reader opens
+    /// (dicom-rs's, as pydicom's FileSet and viewers read a file-set's files), the data set
+    /// unchanged; a PS3.10 file is left as it is.
+    #[test]
+    fn what_leaves_the_server_is_a_part_10_file() {
+        let (whole, data_set, class, instance) = a_file_and_its_data_set();
+        let ts = "1.2.840.10008.1.2.1";
+        let same = file(Bytes::from(whole.clone()), &class, &instance, ts).unwrap();
+        assert_eq!(same, whole);
+        let dir = tempfile::tempdir().unwrap();
+        for (name, object) in [
+            ("bare", data_set.clone()),
+            ("no-preamble", whole[128..].to_vec()),
+        ] {
+            let made = file(Bytes::from(object), &class, &instance, ts).unwrap();
+            assert_eq!(&made[128..132], b"DICM", "{name}");
+            assert!(made.ends_with(&data_set), "{name}: the data set as stored");
+            let path = dir.path().join(name);
+            std::fs::write(&path, &made).unwrap();
+            let obj = dicom_object::open_file(&path).unwrap();
+            assert_eq!(obj.meta().transfer_syntax(), ts, "{name}");
+            assert_eq!(
+                obj.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .trim_end_matches('\0'),
+                instance,
+                "{name}"
+            );
+        }
+    }
+}
