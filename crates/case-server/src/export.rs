@@ -52,6 +52,9 @@ struct Entry {
     study_date: String,
     study_description: String,
     accession: String,
+    /// Study Time as the `instances` column keeps it (HHMMSS), "" when the files have none.
+    study_time: String,
+    study_id: String,
     series_uid: String,
     series_number: Option<i64>,
     modality: String,
@@ -87,11 +90,9 @@ pub async fn patient_copy(
         .ok_or_else(|| ExportError::NoCase(case_id.to_string()))?;
     let rows = sqlx::query(
         "SELECT patient_id, patient_name, study_uid, study_date, study_description,
-                accession_number, series_uid, series_number, modality, sop_uid, sop_class_uid,
-                transfer_syntax_uid, instance_number, object_key
-         FROM instances WHERE case_id = $1
-         ORDER BY patient_id, study_date, study_uid, series_number, series_uid, instance_number,
-                  sop_uid",
+                accession_number, study_time, study_id, series_uid, series_number, modality,
+                sop_uid, sop_class_uid, transfer_syntax_uid, instance_number, object_key
+         FROM instances WHERE case_id = $1",
     )
     .bind(case_id)
     .fetch_all(&db.pool)
@@ -108,6 +109,8 @@ pub async fn patient_copy(
             study_date: r.get("study_date"),
             study_description: r.get("study_description"),
             accession: r.get("accession_number"),
+            study_time: r.get("study_time"),
+            study_id: r.get("study_id"),
             series_uid: r.get("series_uid"),
             series_number: r.try_get("series_number").ok().flatten(),
             modality: r.get("modality"),
@@ -119,6 +122,7 @@ pub async fn patient_copy(
             file_id: Vec::new(),
         })
         .collect();
+    in_directory_order(&mut entries);
     // ISO 9660 names: upper case, at most 8 characters a component.
     let mut study_no: BTreeMap<String, usize> = BTreeMap::new();
     let mut series_no: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -309,6 +313,71 @@ fn element(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The number in a file ID component ("SE0003": "3"), for a Type 1 attribute the files left
+/// empty.
+fn file_number(component: Option<&String>, prefix: &str) -> String {
+    component
+        .and_then(|c| c.strip_prefix(prefix))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map_or_else(|| "1".to_string(), |n| n.to_string())
+}
+
+/// Put `entries` in directory order, one record a UID: each study takes the patient and
+/// study attributes of its first instance (by SOP Instance UID), each series its number and
+/// modality likewise, so that a study whose files differ in Patient ID or Study Date, or a
+/// series in Series Number, is one STUDY or SERIES record, not two of one UID. Then by patient,
+/// study date, study, series number (none last), series, instance number (none last) and SOP
+/// Instance UID, compared here byte by byte (the same on either database).
+fn in_directory_order(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| a.sop_uid.cmp(&b.sop_uid));
+    let mut studies: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut series: BTreeMap<String, (Option<i64>, String)> = BTreeMap::new();
+    for e in entries.iter() {
+        studies
+            .entry(e.study_uid.clone())
+            .or_insert_with(|| e.clone());
+        series
+            .entry(e.series_uid.clone())
+            .or_insert_with(|| (e.series_number, e.modality.clone()));
+    }
+    for e in entries.iter_mut() {
+        if let Some(first) = studies.get(&e.study_uid) {
+            e.patient_id.clone_from(&first.patient_id);
+            e.patient_name.clone_from(&first.patient_name);
+            e.study_date.clone_from(&first.study_date);
+            e.study_description.clone_from(&first.study_description);
+            e.accession.clone_from(&first.accession);
+            e.study_time.clone_from(&first.study_time);
+            e.study_id.clone_from(&first.study_id);
+        }
+        if let Some((number, modality)) = series.get(&e.series_uid) {
+            e.series_number = *number;
+            e.modality.clone_from(modality);
+        }
+    }
+    let last_if_none = |n: Option<i64>| (n.is_none(), n);
+    entries.sort_by(|a, b| {
+        (
+            &a.patient_id,
+            &a.study_date,
+            &a.study_uid,
+            last_if_none(a.series_number),
+            &a.series_uid,
+            last_if_none(a.instance_number),
+            &a.sop_uid,
+        )
+            .cmp(&(
+                &b.patient_id,
+                &b.study_date,
+                &b.study_uid,
+                last_if_none(b.series_number),
+                &b.series_uid,
+                last_if_none(b.instance_number),
+                &b.sop_uid,
+            ))
+    });
+}
+
 /// `s` in the default character repertoire (anything outside ASCII becomes '?'), cut to
 /// `max` characters, its VR's maximum (PS3.5 6.2: LO 64, SH 16, CS 16; PN 64 a component
 /// group: the caller gives the first, alphabetic one). A value from an uploaded file may be
@@ -396,7 +465,13 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
         if last_study.is_none() || current.1 != e.study_uid {
             let mut a = Vec::new();
             a.extend(element((0x0008, 0x0020), b"DA", e.study_date.as_bytes()));
-            a.extend(element((0x0008, 0x0030), b"TM", b"000000"));
+            // Type 1 in a STUDY record (PS3.3 F.5): the files' own, else midnight.
+            let time = if e.study_time.is_empty() {
+                "000000"
+            } else {
+                &e.study_time
+            };
+            a.extend(element((0x0008, 0x0030), b"TM", time.as_bytes()));
             a.extend(element(
                 (0x0008, 0x0050),
                 b"SH",
@@ -408,7 +483,13 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
                 &text_value(&e.study_description, 64),
             ));
             a.extend(element((0x0020, 0x000D), b"UI", e.study_uid.as_bytes()));
-            a.extend(element((0x0020, 0x0010), b"SH", b"1"));
+            // Type 1 too: the files' own, else the study's number in this file-set.
+            let id = if e.study_id.is_empty() {
+                file_number(e.file_id.get(1), "ST")
+            } else {
+                e.study_id.clone()
+            };
+            a.extend(element((0x0020, 0x0010), b"SH", &text_value(&id, 16)));
             let i = records.len();
             records.push(Record {
                 kind: "STUDY",
@@ -430,7 +511,10 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
                 &text_value(&e.modality, 16),
             ));
             a.extend(element((0x0020, 0x000E), b"UI", e.series_uid.as_bytes()));
-            let number = e.series_number.map(|n| n.to_string()).unwrap_or_default();
+            // Type 1: the files' own, else the series' number in its study here.
+            let number = e
+                .series_number
+                .map_or_else(|| file_number(e.file_id.get(2), "SE"), |n| n.to_string());
             a.extend(element((0x0020, 0x0011), b"IS", number.as_bytes()));
             let i = records.len();
             records.push(Record {
@@ -457,7 +541,10 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
             b"UI",
             e.transfer_syntax_uid.as_bytes(),
         ));
-        let number = e.instance_number.map(|n| n.to_string()).unwrap_or_default();
+        // Type 1: the file's own, else its number in the series here.
+        let number = e
+            .instance_number
+            .map_or_else(|| file_number(e.file_id.get(3), "IM"), |n| n.to_string());
         a.extend(element((0x0020, 0x0013), b"IS", number.as_bytes()));
         let i = records.len();
         records.push(Record {
@@ -546,6 +633,8 @@ mod tests {
             study_date: "20260101".into(),
             study_description: "A".repeat(70_000),
             accession: "ACC-0123456789-0123456789".into(),
+            study_time: String::new(),
+            study_id: String::new(),
             series_uid: "1.2.3.4".into(),
             series_number: Some(2),
             modality: "CT".into(),

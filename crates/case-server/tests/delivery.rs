@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use case_protocol::{CaseSummary, ReportKind, SigningKey, sign_report};
 use case_server::delivery::{DeliveryConfig, DeliveryStatus};
+use dicom_dictionary_std::tags;
 use reqwest::StatusCode;
 use support::*;
 
@@ -847,4 +848,60 @@ print(json.dumps({"patients": len(fs.find_values("PatientID")), "studies": len(f
     .await
     .unwrap();
     assert_eq!(audited, 1);
+
+    // One record a UID, Type 1 values from the files: a study whose instances differ in
+    // Patient ID and Study Date, a series in Series Number (none on one), listed once each.
+    let one: String = sqlx::query_scalar(
+        "SELECT sop_uid FROM instances WHERE case_id = $1 ORDER BY sop_uid DESC LIMIT 1",
+    )
+    .bind(&case)
+    .fetch_one(&s.db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE instances SET patient_id = 'ANOTHER', study_date = '20000101',
+             series_number = NULL WHERE sop_uid = $1",
+    )
+    .bind(&one)
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    let r = s.get(&coord, &format!("/cases/{case}/export")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let zip_bytes = r.bytes().await.unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes.to_vec())).unwrap();
+    let again = tempfile::tempdir().unwrap();
+    archive.extract(again.path()).unwrap();
+    let dicomdir = dicom_object::open_file(again.path().join("DICOMDIR")).unwrap();
+    let text = |item: &dicom_object::InMemDicomObject, tag| {
+        item.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
+            .unwrap_or_default()
+    };
+    let records = dicomdir
+        .element(tags::DIRECTORY_RECORD_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()
+        .to_vec();
+    let of = |kind: &str| -> Vec<&dicom_object::InMemDicomObject> {
+        records
+            .iter()
+            .filter(|r| text(r, tags::DIRECTORY_RECORD_TYPE) == kind)
+            .collect()
+    };
+    assert_eq!(of("PATIENT").len(), 1);
+    assert_eq!(of("STUDY").len(), 2, "one STUDY record a study");
+    assert_eq!(of("SERIES").len(), 2, "one SERIES record a series");
+    assert_eq!(of("IMAGE").len(), 8);
+    for study in of("STUDY") {
+        // The synthetic studies' own Study Time and ID, not made up ones.
+        assert_eq!(text(study, tags::STUDY_TIME), "090000");
+        assert_eq!(text(study, tags::STUDY_ID), "1");
+    }
+    for series in of("SERIES") {
+        assert!(!text(series, tags::SERIES_NUMBER).is_empty(), "Type 1");
+    }
 }
