@@ -4,7 +4,8 @@
 //! Layout (A4): a header with the patient, the referral and the studies read; the findings and
 //! the impression; optional key images (grey PNGs, two a row); the signature block (signer,
 //! signing time, key id, the report's sha256, where the server received it); on every page a
-//! footer with the case, the short hash and "page n of N". Text is wrapped by the fonts' own
+//! footer with the case, the patient (name, birth date, record number), the short hash and
+//! "page n of N". Text is wrapped by the fonts' own
 //! widths (Adobe's AFM metrics) and set in WinAnsiEncoding, spaces as typed; a report holds only
 //! characters it has (`case_protocol::printable`, as do the case's fields); a study description
 //! read from the images is transliterated where it holds others; anything else it lacks (a
@@ -638,13 +639,7 @@ pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
                 }
             }
         }
-        let footer = format!(
-            "Overread case {} · report {}… · page {} of {}",
-            doc.case_id,
-            short_hash,
-            i + 1,
-            n_pages
-        );
+        let footer = footer(doc, &short_hash, i + 1, n_pages);
         c.begin_text();
         c.set_font(Name(b"F1"), 8.0);
         c.next_line(MARGIN, 36.0);
@@ -653,6 +648,28 @@ pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
         pdf.stream(*content_ref, &c.finish());
     }
     pdf.finish()
+}
+
+/// A page's footer: the case, the patient (name, birth date, record number: a faxed page
+/// that comes apart from the first still says whose it is), the report and the page. A name
+/// too long for the line is cut, said with "…".
+fn footer(doc: &ReportDocument<'_>, short_hash: &str, page: usize, pages: usize) -> String {
+    let p = doc.patient;
+    let line = |name: &str| {
+        format!(
+            "Overread case {} · {name} · born {} · {} · report {short_hash}… · page {page} of {pages}",
+            doc.case_id, p.birth_date, p.id
+        )
+    };
+    let full = p.name.split('=').next().unwrap_or("").replace('^', ", ");
+    let mut name = full.clone();
+    while width_pt(&line(&name), Font::Regular, 8.0) > PAGE_W - 2.0 * MARGIN
+        && name.chars().count() > 8
+    {
+        let keep = name.chars().count() - 2;
+        name = full.chars().take(keep).collect::<String>() + "…";
+    }
+    line(&name)
 }
 
 #[cfg(test)]
@@ -715,6 +732,65 @@ mod tests {
             impression: impression.into(),
             measurements: Vec::new(),
         }
+    }
+
+    /// Every page says whose it is (a faxed page that comes apart from the first): the
+    /// patient's name, birth date and record number in each page's footer.
+    #[test]
+    fn every_page_names_the_patient() {
+        let patient = Patient {
+            name: "DOE^JANE".into(),
+            id: "MRN-123".into(),
+            birth_date: "1960-01-01".into(),
+            sex: "F".into(),
+        };
+        let referral = Referral {
+            physician: case_protocol::ReferringPhysician {
+                name: "Dr Ref".into(),
+                fax: "+14165550100".into(),
+                institution: None,
+            },
+            clinical_question: "Nodule?".into(),
+            document_sha256: None,
+        };
+        let long = "The liver is normal in size. ".repeat(40);
+        let findings = vec![long; 12].join("\n\n");
+        let r = report(ReportKind::Final, &findings, "No acute finding.");
+        let doc = ReportDocument {
+            case_id: "C-1",
+            patient: &patient,
+            referral: &referral,
+            studies: &[],
+            report: &r,
+            report_hash: "ab12",
+            received_at: "2026-11-25T10:00:00Z",
+            amends: None,
+            key_images: &[],
+        };
+        let pages = lay_out(&doc).pages.len();
+        assert!(pages >= 3, "{pages} pages");
+        let pdf = render_pdf(&doc);
+        // Written as a hex string (it holds bytes beyond ASCII: the middle dots).
+        let footer: Vec<u8> = encode("DOE, JANE · born 1960-01-01 · MRN-123 · report")
+            .iter()
+            .flat_map(|b| format!("{b:02X}").into_bytes())
+            .collect();
+        let found = pdf.windows(footer.len()).filter(|w| *w == footer).count();
+        assert_eq!(found, pages);
+        // A name too long for the line is cut, the rest of the footer kept.
+        let mut long_name = patient.clone();
+        long_name.name = format!("{}^JANE", "VERYLONGFAMILYNAME".repeat(8));
+        let cut = footer_of(&doc, &long_name);
+        assert!(
+            cut.contains("… · born 1960-01-01 · MRN-123 · report ab12… · page 1 of 3"),
+            "{cut}"
+        );
+        assert!(width_pt(&cut, Font::Regular, 8.0) <= PAGE_W - 2.0 * MARGIN);
+    }
+
+    fn footer_of(doc: &ReportDocument<'_>, patient: &Patient) -> String {
+        let doc = ReportDocument { patient, ..*doc };
+        footer(&doc, "ab12", 1, 3)
     }
 
     /// An addendum prints under the names the radiologist wrote it under ("Addendum",
