@@ -143,6 +143,28 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let r = post_image(key_image_png()).await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    // One another radiologist added while the case was theirs (it went to rad1 since): not
+    // rad1's, and not printed in rad1's report.
+    let theirs = {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 8, 8);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().unwrap();
+        writer.write_image_data(&[90u8; 64]).unwrap();
+        writer.finish().unwrap();
+        out
+    };
+    let (their_key, _) = s.store.put(theirs).await.unwrap();
+    sqlx::query(
+        "INSERT INTO key_images (case_id, object_key, caption, uploaded_by, uploaded_at)
+         VALUES ($1, $2, 'Chosen by another reader', 'rad2', '2026-01-01T00:00:00Z')",
+    )
+    .bind(&case)
+    .bind(&their_key)
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
 
     let hash = signed_final(&s, "rad1", &case, &key).await;
     let done = wait_for(&s, &rad1, &case, "the delivery", |d| {
@@ -220,6 +242,12 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
     }
     let pages = flat.matches("page ").count();
     assert!(flat.contains(&format!("page 1 of {pages}")), "{flat}");
+    assert!(!flat.contains("Chosen by another reader"), "{flat}");
+    let images = pdf
+        .windows(b"/Subtype /Image".len())
+        .filter(|w| *w == b"/Subtype /Image")
+        .count();
+    assert_eq!(images, 1, "the signer's key image only");
 
     // pdftoppm renders every page; the first has ink on it, the key image a bright disc.
     let png_prefix = fax.path().join("render");

@@ -215,11 +215,14 @@ pub async fn report_pdf(
     let mut key_pngs = Vec::new();
     for r in sqlx::query(
         // Every key image of a case was added before its final report (`add_key_image`
-        // refuses them after, in the transaction that holds the case): all of them print.
-        "SELECT object_key, caption FROM key_images WHERE case_id = $1
+        // refuses them after, in the transaction that holds the case). Those of the report's
+        // author print: a case reassigned while being read keeps the first reader's images,
+        // which the signer never chose.
+        "SELECT object_key, caption FROM key_images WHERE case_id = $1 AND uploaded_by = $2
          ORDER BY uploaded_at, object_key",
     )
     .bind(&case_id)
+    .bind(&signed.report.author.user_id)
     .fetch_all(&db.pool)
     .await?
     {
