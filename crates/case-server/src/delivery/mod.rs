@@ -274,15 +274,35 @@ pub struct PdfFacts {
 /// Start the delivery task; it runs until the runtime ends.
 pub fn spawn(db: Db, store: Store, config: DeliveryConfig, nudge: Nudge) {
     tokio::spawn(async move {
+        let mut failed_rounds = 0u32;
         loop {
             match deliver_due(&db, &store, &config).await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(e) => tracing::error!("delivery: {e}"),
+                Ok(n) if n > 0 => {
+                    failed_rounds = 0;
+                    continue;
+                }
+                Ok(_) => failed_rounds = 0,
+                Err(e) => {
+                    // A round that fails (a report sent whose outcome could not be recorded
+                    // is sent again next round) waits longer each time it fails again, not
+                    // the poll: a lasting database fault must not fax one report every poll.
+                    failed_rounds = failed_rounds.saturating_add(1);
+                    let wait = after_failed_rounds(config.poll, failed_rounds);
+                    tracing::error!("delivery: {e}; next round in {} s", wait.as_secs());
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
             let _ = tokio::time::timeout(config.poll, nudge.0.notified()).await;
         }
     });
+}
+
+/// The wait before the next delivery round after `failed` rounds failed in a row: the poll,
+/// doubled each time, at most 15 minutes.
+fn after_failed_rounds(poll: Duration, failed: u32) -> Duration {
+    poll.saturating_mul(1u32 << failed.min(16))
+        .min(Duration::from_secs(15 * 60))
 }
 
 /// Deliver every report that is due; returns how many were attempted (not those another
@@ -703,4 +723,21 @@ pub enum KeyImageError {
     Sql(#[from] sqlx::Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Failed rounds (a send whose outcome could not be recorded is sent again) come ever
+    /// further apart, at most 15 minutes, not every poll.
+    #[test]
+    fn failed_rounds_back_off() {
+        let poll = Duration::from_secs(5);
+        let waits: Vec<u64> = (1..=10)
+            .map(|n| after_failed_rounds(poll, n).as_secs())
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 900, 900, 900]);
+        assert_eq!(after_failed_rounds(poll, u32::MAX).as_secs(), 900);
+    }
 }
