@@ -254,7 +254,7 @@ pub async fn patient_copy(
 /// the referring physician where the delivery kept them (checked against the sha256 recorded
 /// with the delivery); else a rendering now, said to be one, and whether it matches the copy
 /// sent.
-async fn delivered_pdf(
+pub async fn delivered_pdf(
     db: &Db,
     store: &Store,
     hash: &str,
@@ -386,7 +386,11 @@ fn text_value(s: &str, max: usize) -> Vec<u8> {
     s.chars()
         .take(max)
         .map(|c| {
-            if c.is_ascii() && c != '\\' {
+            if c.is_ascii_control() {
+                // LO, SH, PN and CS hold no control characters (PS3.5 6.2): a line break
+                // in an uploaded description is a space here.
+                b' '
+            } else if c.is_ascii() && c != '\\' {
                 c as u8
             } else {
                 b'?'
@@ -675,5 +679,10 @@ mod tests {
         assert_eq!(text(1, (0x0008, 0x1030)), "A".repeat(64));
         assert_eq!(text(1, (0x0008, 0x0050)), "ACC-0123456789-0");
         assert_eq!(text(2, (0x0008, 0x0060)), "CT");
+        // No control characters in a text value: a line break is a space.
+        assert_eq!(
+            text_value("CHEST\r\nWITH\tCONTRAST", 64),
+            b"CHEST  WITH CONTRAST"
+        );
     }
 }

@@ -91,7 +91,8 @@ enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
-    /// Write the PDF of a stored report (as it is delivered) to a file.
+    /// Write the PDF of a stored report to a file: the copy sent, where it was sent (else as
+    /// it would be sent now; which one is said).
     ReportPdf {
         /// The report's sha256.
         hash: String,
@@ -309,15 +310,26 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::ReportPdf { hash, out } => {
             let server = server()?;
-            let (pdf, facts) = case_server::delivery::report_pdf(&server.db, &server.store, &hash)
+            // The PDF as it was sent where it was (kept by its sha256), so that what QA
+            // compares is what the physician received; a rendering only for one not sent.
+            let case_id: Option<String> =
+                sqlx::query_scalar("SELECT case_id FROM reports WHERE report_hash = $1")
+                    .bind(&hash)
+                    .fetch_optional(&server.db.pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let Some(case_id) = case_id else {
+                return Err(format!("no report {hash}"));
+            };
+            let (pdf, note) = case_server::export::delivered_pdf(&server.db, &server.store, &hash)
                 .await
                 .map_err(|e| e.to_string())?;
             let at_out = |e: std::io::Error| format!("{}: {e}", out.display());
             let mut partial = imaging::partial::beside(&out).map_err(at_out)?;
             std::io::Write::write_all(partial.as_file_mut(), &pdf).map_err(at_out)?;
             imaging::partial::persist(partial, &out).map_err(at_out)?;
-            cli_audit(&db, "report_pdf", Some(&facts.case_id), &hash).await?;
-            println!("{}", out.display());
+            cli_audit(&db, "report_pdf", Some(&case_id), &hash).await?;
+            println!("{} ({note})", out.display());
         }
         Command::User {
             command:
