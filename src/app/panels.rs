@@ -267,6 +267,31 @@ pub enum LengthUnits {
     DetectorMillimetres,
 }
 
+/// The corner's window line: "W 400 L 40", with the VOI LUT Function where it is not LINEAR
+/// (a sigmoid's or an exact window's numbers mean something else); "VOI LUT" under a table;
+/// "Colour" for colour images, which no window applies to (PS3.3 C.11.2 is for grey).
+pub fn window_line(window: Option<(f64, f64)>, voi: &crate::render::Voi, colour: bool) -> String {
+    use crate::render::voi::VoiFunction;
+    match window {
+        _ if colour => "Colour".to_string(),
+        Some((w, l)) => {
+            let function = match voi {
+                crate::render::Voi::Window {
+                    function: VoiFunction::Sigmoid,
+                    ..
+                } => " (sigmoid)",
+                crate::render::Voi::Window {
+                    function: VoiFunction::LinearExact,
+                    ..
+                } => " (linear exact)",
+                _ => "",
+            };
+            format!("W {} L {}{function}", sample(w), sample(l))
+        }
+        None => "VOI LUT".into(),
+    }
+}
+
 /// A measurement's value as shown, its lengths and areas in `units`.
 pub fn format_value(v: &Value, units: LengthUnits) -> String {
     let (len, area) = match units {
@@ -973,6 +998,10 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         .and_then(|s| s.thickness_mm);
     if o.slab_mm > 0.0 {
         bottom_left += &format!("\nSlab {:.1} mm {:?}", o.slab_mm, viewport.slab_mode);
+        // Thicker than the samples a slab takes at the voxels' spacing: said.
+        if let Some(step) = crate::render::kernel::slab_sampled_every_mm(info, o.slab_mm) {
+            bottom_left += &format!(" (every {step:.2} mm)");
+        }
     } else if let Some(t) = thickness {
         bottom_left += &format!("\nThk {t:.2} mm");
     } else if placed {
@@ -991,12 +1020,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     {
         bottom_left += &format!("\nloading {done}/{total}");
     }
-    let mut bottom_right = match o.window {
-        // Colour is shown as stored: no window applies (PS3.3 C.11.2 is for grey).
-        _ if info.colour => "Colour".to_string(),
-        Some((w, l)) => format!("W {} L {}", sample(w), sample(l)),
-        None => "VOI LUT".into(),
-    };
+    let mut bottom_right = window_line(o.window, &viewport.display.voi, info.colour);
     bottom_right += &format!("\nZoom {:.2}", o.zoom);
     if viewport.display.invert {
         bottom_right += "\nInverted";
@@ -1165,6 +1189,30 @@ fn slice_line(slices: &[imaging::series::SliceRef], k: usize, n: usize) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The window line names a VOI LUT Function other than LINEAR.
+    #[test]
+    fn the_window_line_names_its_function() {
+        use crate::render::Voi;
+        use crate::render::voi::VoiFunction;
+        let window = |function| Voi::Window {
+            center: 40.0,
+            width: 400.0,
+            function,
+        };
+        let line = |function| window_line(Some((400.0, 40.0)), &window(function), false);
+        assert_eq!(line(VoiFunction::Linear), "W 400 L 40");
+        assert_eq!(line(VoiFunction::Sigmoid), "W 400 L 40 (sigmoid)");
+        assert_eq!(line(VoiFunction::LinearExact), "W 400 L 40 (linear exact)");
+        assert_eq!(
+            window_line(None, &window(VoiFunction::Linear), false),
+            "VOI LUT"
+        );
+        assert_eq!(
+            window_line(Some((1.0, 1.0)), &window(VoiFunction::Linear), true),
+            "Colour"
+        );
+    }
 
     fn slice(instance: Option<i64>, frame: u32) -> imaging::series::SliceRef {
         imaging::series::SliceRef {

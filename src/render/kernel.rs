@@ -36,6 +36,20 @@ pub const MODE_MINIP: u32 = 2;
 /// At most this many samples across a slab (a 200 mm slab at 0.2 mm).
 pub const MAX_SLAB_SAMPLES: u32 = 1000;
 
+/// Samples across a slab of `slab_mm`: one per finest voxel spacing, at most
+/// [`MAX_SLAB_SAMPLES`].
+pub fn slab_samples(info: &VolumeInfo, slab_mm: f64) -> u32 {
+    ((slab_mm / info.min_spacing_mm()).ceil() as u32).clamp(1, MAX_SLAB_SAMPLES)
+}
+
+/// Where a slab is sampled more coarsely than the voxels (thicker than
+/// [`MAX_SLAB_SAMPLES`] finest spacings: 200 mm of 0.1 mm voxels), the distance between its
+/// samples, mm, for the overlay to say; `None` where every voxel spacing is sampled.
+pub fn slab_sampled_every_mm(info: &VolumeInfo, slab_mm: f64) -> Option<f64> {
+    let step = slab_mm / f64::from(slab_samples(info, slab_mm));
+    (step > info.min_spacing_mm() * (1.0 + 1e-9)).then_some(step)
+}
+
 /// One slice of the table: where it is and how its stored values become modality values.
 /// Laid out as `resample.wgsl`'s `Slice` (two vec4<f32>).
 #[repr(C)]
@@ -430,7 +444,7 @@ impl ResampleParams {
         let samples = if thin {
             1
         } else {
-            ((view.slab_mm / info.min_spacing_mm()).ceil() as u32).clamp(1, MAX_SLAB_SAMPLES)
+            slab_samples(info, view.slab_mm)
         };
         let mode = match view.slab_mode {
             SlabMode::Average => MODE_AVERAGE,

@@ -555,6 +555,18 @@ mod tests {
         }
     }
 
+    /// A slab is sampled at the finest voxel spacing up to 1,000 samples; thicker, the
+    /// overlay is told how far apart its samples are.
+    #[test]
+    fn a_slab_sampled_coarser_than_the_voxels_says_so() {
+        use crate::render::kernel::slab_sampled_every_mm;
+        let info = axial_info();
+        assert_eq!(info.min_spacing_mm(), 1.0);
+        assert_eq!(slab_sampled_every_mm(&info, 200.0), None);
+        assert_eq!(slab_sampled_every_mm(&info, 1000.0), None);
+        assert_eq!(slab_sampled_every_mm(&info, 1500.0), Some(1.5));
+    }
+
     /// A scale bar only where screen distances are mm: not without Pixel Spacing, and on
     /// frames without positions only in their own plane.
     #[test]
