@@ -37,6 +37,10 @@ pub struct Db {
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Signed reports are stored through one group-committing writer.
     pub reports: crate::report_writer::ReportWriter,
+    /// Reports this server sent whose outcome could not be recorded (a database fault after
+    /// the send): the next round records them without sending them again.
+    pub(crate) sent_unrecorded:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, crate::delivery::Sent>>>,
 }
 
 /// A write transaction (see [`Db::begin_write`]); dropped without [`WriteTx::commit`], it
@@ -201,6 +205,7 @@ impl Db {
             backend,
             write_lock: Default::default(),
             reports: Default::default(),
+            sent_unrecorded: Default::default(),
         })
     }
 

@@ -258,8 +258,19 @@ pub async fn report_pdf(
         pdf::render_pdf(&doc)
     })
     .await
-    .map_err(|e| DeliveryError::Render(format!("report {report_hash}: {e}")))?;
+    // A panic's message may quote what it was laying out (a name, the report's text): it goes
+    // nowhere, logs and audit rows included.
+    .map_err(|_| DeliveryError::Render(format!("report {report_hash}: the rendering failed")))?;
     Ok((bytes, facts))
+}
+
+/// A report sent whose outcome could not be recorded: what the next round records for it,
+/// without sending it again (`Db::sent_unrecorded`).
+#[derive(Debug, Clone)]
+pub struct Sent {
+    reference: String,
+    document_sha256: String,
+    facts: PdfFacts,
 }
 
 /// What the transport needs besides the PDF.
@@ -283,13 +294,14 @@ pub fn spawn(db: Db, store: Store, config: DeliveryConfig, nudge: Nudge) {
                 }
                 Ok(_) => failed_rounds = 0,
                 Err(e) => {
-                    // A round that fails (a report sent whose outcome could not be recorded
-                    // is sent again next round) waits longer each time it fails again, not
-                    // the poll: a lasting database fault must not fax one report every poll.
+                    // A round that fails (a database fault) waits longer each time it fails
+                    // again, not the poll.
                     failed_rounds = failed_rounds.saturating_add(1);
                     let wait = after_failed_rounds(config.poll, failed_rounds);
                     tracing::error!("delivery: {e}; next round in {} s", wait.as_secs());
-                    tokio::time::sleep(wait).await;
+                    // A new report (a STAT one, say) wakes it sooner: a report sent whose
+                    // outcome was not recorded is recorded then, not sent again.
+                    let _ = tokio::time::timeout(wait, nudge.0.notified()).await;
                     continue;
                 }
             }
@@ -340,39 +352,65 @@ pub async fn deliver_due(
         };
         let attempts: i64 = claim.attempts + 1;
         attempted += 1;
-        let outcome = match report_pdf(db, store, &hash).await {
-            Ok((bytes, facts)) => 'sent: {
-                // The document as sent, kept by its sha256 (recorded with the delivery) before
-                // it goes: the patient copy gives these bytes, not a new rendering, and a
-                // delivery never names a document nobody can fetch again.
-                if let Err(e) = store.put(bytes.clone()).await {
-                    break 'sent Err(format!(
-                        "the PDF could not be kept, so it was not sent: {e}"
-                    ));
-                }
-                let transport = config.transport.clone();
-                let sent = tokio::task::spawn_blocking({
-                    let bytes = bytes.clone();
-                    let facts = facts.clone();
-                    let hash = hash.clone();
-                    move || {
-                        transport.send(&Outgoing {
-                            case_id: &facts.case_id,
-                            report_hash: &hash,
-                            kind: facts.kind.clone(),
-                            fax: &facts.fax,
-                            recipient: &facts.recipient,
-                            pdf: &bytes,
-                        })
+        // Sent before by this server, its outcome not recorded: recorded now, not sent again.
+        let unrecorded = db
+            .sent_unrecorded
+            .lock()
+            .ok()
+            .and_then(|mut sent| sent.remove(&hash));
+        let outcome = if let Some(sent) = unrecorded {
+            Ok((sent.reference, sent.document_sha256, sent.facts))
+        } else {
+            match report_pdf(db, store, &hash).await {
+                Ok((bytes, facts)) => 'sent: {
+                    // The document as sent, kept by its sha256 (recorded with the delivery) before
+                    // it goes: the patient copy gives these bytes, not a new rendering, and a
+                    // delivery never names a document nobody can fetch again.
+                    if let Err(e) = store.put(bytes.clone()).await {
+                        break 'sent Err(format!(
+                            "the PDF could not be kept, so it was not sent: {e}"
+                        ));
                     }
-                })
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-                sent.map(|reference| (reference, hex(&Sha256::digest(&bytes)), facts))
+                    let transport = config.transport.clone();
+                    let sent = tokio::task::spawn_blocking({
+                        let bytes = bytes.clone();
+                        let facts = facts.clone();
+                        let hash = hash.clone();
+                        move || {
+                            transport.send(&Outgoing {
+                                case_id: &facts.case_id,
+                                report_hash: &hash,
+                                kind: facts.kind.clone(),
+                                fax: &facts.fax,
+                                recipient: &facts.recipient,
+                                pdf: &bytes,
+                            })
+                        }
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    sent.map(|reference| (reference, hex(&Sha256::digest(&bytes)), facts))
+                }
+                Err(e) => Err(e.to_string()),
             }
-            Err(e) => Err(e.to_string()),
         };
-        record(db, config, &hash, attempts, outcome).await?;
+        if let Err(e) = record(db, config, &hash, attempts, outcome.clone()).await {
+            // Sent but not recorded: kept, so the next round records it instead of faxing
+            // the physician the same report again.
+            if let Ok((reference, document_sha256, facts)) = outcome
+                && let Ok(mut sent) = db.sent_unrecorded.lock()
+            {
+                sent.insert(
+                    hash.clone(),
+                    Sent {
+                        reference,
+                        document_sha256,
+                        facts,
+                    },
+                );
+            }
+            return Err(e);
+        }
         claim.release().await?;
     }
     Ok(attempted)
@@ -652,10 +690,14 @@ pub async fn add_key_image(
 ) -> Result<String, KeyImageError> {
     KeyImage::from_png(&png, caption).map_err(KeyImageError::NotPng)?;
     // Checked before the image is stored (a refused one leaves nothing), and again below.
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_images WHERE case_id = $1")
-        .bind(case_id)
-        .fetch_one(&db.pool)
-        .await?;
+    // The radiologist's own: a case reassigned keeps the first reader's, which never print.
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM key_images WHERE case_id = $1 AND uploaded_by = $2",
+    )
+    .bind(case_id)
+    .bind(user_id)
+    .fetch_one(&db.pool)
+    .await?;
     if count >= MAX_KEY_IMAGES {
         return Err(KeyImageError::TooMany);
     }
@@ -685,17 +727,21 @@ pub async fn add_key_image(
     if matches!(status.as_str(), "reported" | "delivered") {
         return Err(KeyImageError::Reported(status));
     }
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM key_images WHERE case_id = $1")
-        .bind(case_id)
-        .fetch_one(&mut *tx.tx)
-        .await?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM key_images WHERE case_id = $1 AND uploaded_by = $2",
+    )
+    .bind(case_id)
+    .bind(user_id)
+    .fetch_one(&mut *tx.tx)
+    .await?;
     if count >= MAX_KEY_IMAGES {
         return Err(KeyImageError::TooMany);
     }
     sqlx::query(
         "INSERT INTO key_images (case_id, object_key, caption, uploaded_by, uploaded_at)
          VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (case_id, object_key) DO NOTHING",
+         ON CONFLICT (case_id, object_key) DO UPDATE SET caption = excluded.caption,
+            uploaded_by = excluded.uploaded_by, uploaded_at = excluded.uploaded_at",
     )
     .bind(case_id)
     .bind(&key)
