@@ -30,21 +30,50 @@ pub fn header(class: &str, instance: &str, ts: &str) -> Result<Vec<u8>, String> 
     Ok(out)
 }
 
-/// `object` as a PS3.10 file. One already (`DICM` after a 128-byte preamble): as stored. One
-/// without its preamble (`DICM` at byte 0, its meta group after it, as some writers leave
-/// them): the preamble put in front. A bare data set (no `DICM`): a preamble and a File Meta
-/// group naming its SOP Class and Instance and `ts`, the transfer syntax intake read it in.
+/// `object` as a PS3.10 file. One already (`DICM` after a 128-byte preamble): as stored.
+/// Otherwise a preamble, `DICM` and a File Meta group made here (naming its SOP Class and
+/// Instance and `ts`, the transfer syntax intake read it in), then its data set as received:
+/// what follows the meta group it came with (one after `DICM` at byte 0, as some writers
+/// leave them, or a group 0002 at byte 0 without `DICM`: the lenient reader takes both, and
+/// either may lack what a strict reader needs), or the whole object, a bare data set.
 pub fn file(object: Bytes, class: &str, instance: &str, ts: &str) -> Result<Bytes, String> {
     if object.get(128..132) == Some(b"DICM") {
         return Ok(object);
     }
-    let mut out = if object.get(..4) == Some(b"DICM") {
-        vec![0u8; 128]
+    let start = if object.get(..4) == Some(b"DICM") {
+        4
     } else {
-        header(class, instance, ts)?
+        0
     };
-    out.extend_from_slice(&object);
+    let data_set = meta_group_end(&object, start).unwrap_or(start);
+    let mut out = header(class, instance, ts)?;
+    out.extend_from_slice(object.get(data_set..).unwrap_or_default());
     Ok(out.into())
+}
+
+/// Where the group 0002 elements starting at `at` end (explicit VR little endian, as PS3.10
+/// writes the meta group); `None` when there are none there or one runs past the end.
+fn meta_group_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    let start = at;
+    while bytes.get(at..at + 2) == Some(&[0x02, 0x00]) {
+        let vr = bytes.get(at + 4..at + 6)?;
+        let long = matches!(
+            vr,
+            b"OB" | b"OW" | b"OF" | b"SQ" | b"UT" | b"UN" | b"UC" | b"UR"
+        );
+        let (header, len) = if long {
+            let l = bytes.get(at + 8..at + 12)?;
+            (12, u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        } else {
+            let l = bytes.get(at + 6..at + 8)?;
+            (8, usize::from(u16::from_le_bytes([l[0], l[1]])))
+        };
+        at = at.checked_add(header)?.checked_add(len)?;
+        if at > bytes.len() {
+            return None;
+        }
+    }
+    (at > start).then_some(at)
 }
 
 #[cfg(test)]
@@ -91,10 +120,17 @@ mod tests {
         for (name, object) in [
             ("bare", data_set.clone()),
             ("no-preamble", whole[128..].to_vec()),
+            // A meta group without the preamble or DICM before it.
+            ("meta-only", whole[132..].to_vec()),
         ] {
             let made = file(Bytes::from(object), &class, &instance, ts).unwrap();
             assert_eq!(&made[128..132], b"DICM", "{name}");
-            assert!(made.ends_with(&data_set), "{name}: the data set as stored");
+            let fresh = header(&class, &instance, ts).unwrap();
+            assert_eq!(
+                made[fresh.len()..],
+                data_set[..],
+                "{name}: the data set as stored"
+            );
             let path = dir.path().join(name);
             std::fs::write(&path, &made).unwrap();
             let obj = dicom_object::open_file(&path).unwrap();

@@ -651,25 +651,44 @@ pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
 }
 
 /// A page's footer: the case, the patient (name, birth date, record number: a faxed page
-/// that comes apart from the first still says whose it is), the report and the page. A name
-/// too long for the line is cut, said with "…".
+/// that comes apart from the first still says whose it is), the report and the page. A record
+/// number longer than 24 characters, and a name too long for the rest of the line, are cut,
+/// said with "…".
 fn footer(doc: &ReportDocument<'_>, short_hash: &str, page: usize, pages: usize) -> String {
     let p = doc.patient;
+    let record: String = if p.id.chars().count() > 24 {
+        p.id.chars().take(23).collect::<String>() + "…"
+    } else {
+        p.id.clone()
+    };
     let line = |name: &str| {
         format!(
-            "Overread case {} · {name} · born {} · {} · report {short_hash}… · page {page} of {pages}",
-            doc.case_id, p.birth_date, p.id
+            "Overread case {} · {name} · born {} · {record} · report {short_hash}… · page {page} of {pages}",
+            doc.case_id, p.birth_date
         )
     };
-    let full = p.name.split('=').next().unwrap_or("").replace('^', ", ");
-    let mut name = full.clone();
-    while width_pt(&line(&name), Font::Regular, 8.0) > PAGE_W - 2.0 * MARGIN
-        && name.chars().count() > 8
-    {
-        let keep = name.chars().count() - 2;
-        name = full.chars().take(keep).collect::<String>() + "…";
+    let name = p.name.split('=').next().unwrap_or("").replace('^', ", ");
+    let room = PAGE_W - 2.0 * MARGIN - width_pt(&line(""), Font::Regular, 8.0);
+    line(&fitted(&name, room, Font::Regular, 8.0))
+}
+
+/// `text` if it is no wider than `room` points, else its longest beginning that fits with
+/// "…" after it (one pass over the characters' widths); at least one character.
+fn fitted(text: &str, room: f32, font: Font, size: f32) -> String {
+    if width_pt(text, font, size) <= room {
+        return text.to_string();
     }
-    line(&name)
+    let room = room - width_pt("…", font, size);
+    let mut used = 0.0;
+    let mut cut = 0;
+    for (i, c) in text.char_indices() {
+        used += char_units(c, font) as f32 * size / 1000.0;
+        if used > room && i > 0 {
+            break;
+        }
+        cut = i + c.len_utf8();
+    }
+    format!("{}…", &text[..cut])
 }
 
 #[cfg(test)]
@@ -777,15 +796,23 @@ mod tests {
             .collect();
         let found = pdf.windows(footer.len()).filter(|w| *w == footer).count();
         assert_eq!(found, pages);
-        // A name too long for the line is cut, the rest of the footer kept.
-        let mut long_name = patient.clone();
-        long_name.name = format!("{}^JANE", "VERYLONGFAMILYNAME".repeat(8));
-        let cut = footer_of(&doc, &long_name);
-        assert!(
-            cut.contains("… · born 1960-01-01 · MRN-123 · report ab12… · page 1 of 3"),
-            "{cut}"
-        );
-        assert!(width_pt(&cut, Font::Regular, 8.0) <= PAGE_W - 2.0 * MARGIN);
+        // A name too long for the line is cut, the rest of the footer kept; a name of
+        // 360,000 characters at once (one pass); a long record number cut too.
+        for repeat in [8, 20_000] {
+            let mut long = patient.clone();
+            long.name = format!("{}^JANE", "VERYLONGFAMILYNAME".repeat(repeat));
+            long.id = "R".repeat(200);
+            let cut = footer_of(&doc, &long);
+            assert!(cut.starts_with("Overread case C-1 · VERYLONG"), "{cut}");
+            assert!(
+                cut.ends_with(&format!(
+                    "… · born 1960-01-01 · {}… · report ab12… · page 1 of 3",
+                    "R".repeat(23)
+                )),
+                "{cut}"
+            );
+            assert!(width_pt(&cut, Font::Regular, 8.0) <= PAGE_W - 2.0 * MARGIN);
+        }
     }
 
     fn footer_of(doc: &ReportDocument<'_>, patient: &Patient) -> String {
