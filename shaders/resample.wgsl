@@ -46,7 +46,7 @@ struct Slice {
 @group(1) @binding(8) var<storage, read> slices: array<Slice>;
 
 // Slices a sample may lie from a slice and be on it (kernel.rs `ON_SLICE`).
-const ON_SLICE: f32 = 1e-5;
+const ON_SLICE: f32 = 1e-3;
 const BIG: f32 = 3.0e38;
 
 // Pipeline constants, one pipeline per combination: branches on them are resolved when the

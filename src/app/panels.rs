@@ -969,11 +969,13 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     }) {
         top_left += &format!("{}\n{}", p.name.reveal(), p.id.reveal());
     }
-    let mut bottom_left = match (o.slice, o.between) {
-        (Some((k, n)), _) => slice_line(&open.stack.slices, k, n),
+    let mut bottom_left = match (o.slice, o.between, o.gap) {
+        (Some((k, n)), _, _) => slice_line(&open.stack.slices, k, n),
         // A blend of two slices, no one image shows it: "Im 20-21/40".
-        (None, Some((k, n))) => format!("Im {k}-{}/{n}\n", k + 1),
-        (None, None) => String::new(),
+        (None, Some((k, n)), _) => format!("Im {k}-{}/{n}\n", k + 1),
+        // Between two slices with missing ones between them: nothing to show.
+        (None, None, Some((k, n))) => format!("Slices missing after Im {k}/{n}\n"),
+        (None, None, None) => String::new(),
     };
     if app.link_series && app.cells.get(i).is_some_and(|c| c.beyond_link) {
         bottom_left += "Linked position beyond this series\n";

@@ -19,7 +19,8 @@ use imaging::{Volume, Voxels};
 use super::RenderError;
 use super::image::RenderedImage;
 use super::kernel::{
-    FLAG_SIGNED, FLAG_TABLE, FLAG_TRILINEAR, MAX_BRICKS, ResampleParams, TextureLayout, VolumeInfo,
+    FLAG_SIGNED, FLAG_TABLE, FLAG_TRILINEAR, MAX_BRICKS, ON_SLICE, ResampleParams, TextureLayout,
+    VolumeInfo,
 };
 use super::view::SliceView;
 use super::voi::{Display, DisplayParams, OutputDepth};
@@ -985,10 +986,11 @@ impl ResampleVariant {
 }
 
 /// The slice a single-sample plane lies on, when it lies on one: the slice coordinate (voxel
-/// k, without a slice table) at the view's four corners within 1e-5 of a slice of the same
-/// whole number (the noise of f32 parameters). Between the corners k is linear, so it is that
-/// close everywhere; trilinear there weighs the neighbour slice by at most 1e-5 of the
-/// difference (0.04 HU across a 4000 HU edge), which the one-slice variant leaves out.
+/// k, without a slice table) at the view's four corners within [`ON_SLICE`] (a thousandth of
+/// a slice: f32 parameters and slice places, and planes placed from f64 positions, land
+/// well within it) of a slice of the same whole number. Between the corners k is linear, so
+/// it is that close everywhere. The CPU twin takes every sample that close as on the slice
+/// too (`kernel::snap_to_slice`), and the corner names the slice (`Viewport::native_slice`).
 fn one_slice_of(params: &ResampleParams, width: u32, height: u32) -> Option<i64> {
     let k = |x: f64, y: f64| {
         f64::from(params.base[2])
@@ -1000,7 +1002,7 @@ fn one_slice_of(params: &ResampleParams, width: u32, height: u32) -> Option<i64>
     let slice = corners[0].round();
     corners
         .iter()
-        .all(|c| (c - slice).abs() < 1e-5)
+        .all(|c| (c - slice).abs() <= f64::from(ON_SLICE))
         .then_some(slice as i64)
 }
 
@@ -1226,8 +1228,9 @@ mod tests {
         assert!(variant(&on).on_one_slice);
         assert!(!variant(&at(Plane::Axial, z_of(7.5))).on_one_slice);
         assert!(!variant(&at(Plane::Axial, z_of(7.01))).on_one_slice);
-        // A ten-thousandth of a slice off is off (the bound is 1e-5).
-        assert!(!variant(&at(Plane::Axial, z_of(7.0001))).on_one_slice);
+        // A ten-thousandth of a slice off is on it, a hundredth off is not (the bound is a
+        // thousandth).
+        assert!(variant(&at(Plane::Axial, z_of(7.0001))).on_one_slice);
         assert!(!variant(&at(Plane::Coronal, 0.0)).on_one_slice);
         let mut slab = on.clone();
         slab.slab_mm = 10.0;

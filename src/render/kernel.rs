@@ -660,7 +660,7 @@ fn sample(
     let k0 = k.floor();
     let fi = i - i0;
     let fj = j - j0;
-    // A plane within ON_SLICE of a slice is on it (as the GPU's one-slice variant takes it):
+    // A sample within ON_SLICE of a slice is on it (as the GPU's one-slice variant takes it):
     // a stack off its axis by rounding puts v.z a hair off the slice, which would otherwise
     // weigh in, and refuse for, a failed neighbour.
     let fk = snap_to_slice(k - k0);
@@ -679,9 +679,12 @@ fn sample(
     Some(c0 * (1.0 - fk) + c1 * fk)
 }
 
-/// How far (in slices) a sample may lie from a slice and be taken as on it: the tolerance of
-/// the GPU's one-slice variant (`gpu::one_slice_of`).
-pub const ON_SLICE: f32 = 1e-5;
+/// How far (in slices) a plane or sample may lie from a slice and be taken as on it: the
+/// GPU's one-slice variant (`gpu::one_slice_of`), this kernel (`snap_to_slice`), the shader
+/// (`ON_SLICE`) and the corner's slice number (`Viewport::native_slice`) all take this one.
+/// A thousandth of a slice: well beyond the noise of f32 slice places and parameters; a
+/// neighbour weighed by it would change a 4000 HU edge by 4 HU.
+pub const ON_SLICE: f32 = 1e-3;
 
 /// `fk` (a sample's fraction of the way to the next slice) of 0 or 1 within [`ON_SLICE`].
 /// Mirrors the same step in `resample.wgsl`.

@@ -50,6 +50,9 @@ pub struct Overlay {
     /// a measurement gone to): the slice before (1-based) and the count. What is shown there
     /// is a blend of the two, which no slice number names.
     pub between: Option<(usize, usize)>,
+    /// On a plane of the stack's own in a gap of missing slices, away from both (no data
+    /// shown): the slice before it (1-based) and the count.
+    pub gap: Option<(usize, usize)>,
     /// The point whose position the corner names (`position_text`): where the plane crosses
     /// the line through the volume's centre along the patient axis nearest its normal.
     pub centre_mm: [f64; 3],
@@ -322,7 +325,8 @@ impl Viewport {
             .trusted
             .then(|| [-right, right, -down, down].map(direction_letters));
         let slice = self.native_slice(info);
-        let between = slice.is_none().then(|| self.between_slices(info)).flatten();
+        let between = self.between_slices(info);
+        let gap = self.in_gap(info);
         let window = match &self.display.voi {
             Voi::Window { center, width, .. } => Some((*width, *center)),
             Voi::Lut(_) => None,
@@ -332,6 +336,7 @@ impl Viewport {
             position_mm: self.position_mm(),
             slice,
             between,
+            gap,
             centre_mm: volume_centre(info).to_array(),
             window,
             zoom: self.zoom,
@@ -340,35 +345,87 @@ impl Viewport {
     }
 
     /// Slice number (1-based) and count when this plane is parallel to the stack's slices and
-    /// sits on one of them (within [`ON_SLICE_MM`]: a plane between two shows a blend of
-    /// them, and naming the nearer one's number and thickness would cite an image that does
-    /// not show what is seen).
+    /// shows one of them: lies on it (within the renderer's own tolerance,
+    /// `kernel::ON_SLICE` of a slice step: a plane between two shows a blend of them, and
+    /// naming the nearer one's number and thickness would cite an image that does not show
+    /// what is seen), or lies in a gap of missing slices within half a step of it (where the
+    /// renderer shows that slice alone).
     pub fn native_slice(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
-        let z = self.along_stack(info)?;
-        let (k, entry) = info.slices.iter().enumerate().min_by(|a, b| {
-            (f64::from(a.1.z) - z)
-                .abs()
-                .total_cmp(&(f64::from(b.1.z) - z).abs())
-        })?;
-        ((f64::from(entry.z) - z).abs() <= ON_SLICE_MM).then_some((k + 1, info.slices.len()))
+        match self.slice_place(info)? {
+            SlicePlace::On(k) => Some((k + 1, info.slices.len())),
+            SlicePlace::Between(_) | SlicePlace::Gap(_) => None,
+        }
     }
 
-    /// On a plane of the stack's own between two of its slices: the one before (1-based, in
-    /// the stack's order) and the count.
+    /// On a plane of the stack's own between two of its slices (a blend of them): the one
+    /// before (1-based, in the stack's order) and the count.
     pub fn between_slices(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
-        let z = self.along_stack(info)?;
-        let k = info.slices.windows(2).position(|w| {
-            let (a, b) = (f64::from(w[0].z), f64::from(w[1].z));
-            a.min(b) < z && z < a.max(b)
-        })?;
-        Some((k + 1, info.slices.len()))
+        match self.slice_place(info)? {
+            SlicePlace::Between(k) => Some((k + 1, info.slices.len())),
+            SlicePlace::On(_) | SlicePlace::Gap(_) => None,
+        }
     }
 
-    /// Where this plane lies along the stack's slice axis, when it is parallel to its slices.
-    fn along_stack(&self, info: &VolumeInfo) -> Option<f64> {
-        along_slices(info, self.normal())
-            .then(|| (DVec3::from(self.center_mm) - info.origin).dot(info.axes[2]))
+    /// On a plane of the stack's own in the middle of a gap of missing slices (no data
+    /// shown): the slice before it (1-based) and the count.
+    pub fn in_gap(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
+        match self.slice_place(info)? {
+            SlicePlace::Gap(k) => Some((k + 1, info.slices.len())),
+            SlicePlace::On(_) | SlicePlace::Between(_) => None,
+        }
     }
+
+    /// Where this plane lies among the stack's slices, when it is parallel to them: where it
+    /// crosses the stack's axis through the volume's centre (so that panning a plane tilted
+    /// by the f64 noise of its orientation does not move it), as the renderer's slice table
+    /// places it (`kernel::to_voxel`: within a gap, half a step from a slice is that slice).
+    fn slice_place(&self, info: &VolumeInfo) -> Option<SlicePlace> {
+        let n = self.normal();
+        if !along_slices(info, n) {
+            return None;
+        }
+        let axis = info.axes[2];
+        let middle = volume_centre(info);
+        let t = (self.position_mm() - n.dot(middle)) / n.dot(axis);
+        let z = (middle + axis * t - info.origin).dot(axis);
+        let zs: Vec<f64> = info.slices.iter().map(|s| f64::from(s.z)).collect();
+        let step = info.spacing_mm[2].max(1e-3);
+        let (k, nearest) = zs
+            .iter()
+            .enumerate()
+            .min_by(|a, b| (a.1 - z).abs().total_cmp(&(b.1 - z).abs()))?;
+        // The renderer's tolerance is a fraction of the step to the neighbour the plane lies
+        // towards (its slice coordinate between two slices is the fraction of their gap).
+        let towards = if z >= *nearest {
+            zs.get(k + 1)
+        } else {
+            k.checked_sub(1).and_then(|p| zs.get(p))
+        };
+        let local = towards.map_or(step, |other| (other - nearest).abs().max(1e-3));
+        if (nearest - z).abs() <= f64::from(crate::render::kernel::ON_SLICE) * local {
+            return Some(SlicePlace::On(k));
+        }
+        let k = zs.windows(2).position(|w| w[0] < z && z < w[1])?;
+        if info.slices[k].gap_after > 0.5 {
+            let half = 0.5 * step;
+            return Some(if z - zs[k] <= half {
+                SlicePlace::On(k)
+            } else if zs[k + 1] - z <= half {
+                SlicePlace::On(k + 1)
+            } else {
+                SlicePlace::Gap(k)
+            });
+        }
+        Some(SlicePlace::Between(k))
+    }
+}
+
+/// Where a plane of the stack's own lies: on a slice, between two (a blend), or in a gap of
+/// missing slices (no data); by 0-based slice, the one before for the last two.
+enum SlicePlace {
+    On(usize),
+    Between(usize),
+    Gap(usize),
 }
 
 /// The stack's own plane: the standard plane its slices lie in, or else the oblique plane of
@@ -389,11 +446,6 @@ pub fn native_plane(info: &VolumeInfo) -> Plane {
     let n = if nearest.normal().dot(n) < 0.0 { -n } else { n };
     Plane::Oblique(n.to_array())
 }
-
-/// How far from a slice a plane of the stack's own may lie and still be that slice: slice
-/// places are kept in f32 (6e-5 mm at 500 mm from the origin), every way onto a slice
-/// (scrolling, opening, following another series) lands within that of it.
-pub const ON_SLICE_MM: f64 = 1e-3;
 
 /// Whether a plane of normal `n` is parallel to the stack's slices (within 1e-6 of the cosine:
 /// 0.08 degrees), so that it can sit on one of them.
@@ -553,6 +605,62 @@ mod tests {
             Ok(i) => i,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// The slice a plane shows does not hang on where it is panned: a plane tilted from the
+    /// stack by the noise of its orientation (1e-4 rad) and panned 100 mm is still on its
+    /// slice (measured where it crosses the stack's axis through the volume's middle).
+    #[test]
+    fn the_slice_shown_does_not_move_with_panning() {
+        let info = axial_info();
+        let tilted = Plane::Oblique([0.0, 1e-4, 1.0]);
+        let mut v = Viewport::new(&info, tilted, Voi::linear(40.0, 400.0));
+        let middle = volume_centre(&info);
+        let n = v.normal();
+        // Through slice 5 (z = 8) where it crosses the axis through the middle.
+        v.center_mm = [middle.x, middle.y, 8.0];
+        assert_eq!(v.native_slice(&info), Some((5, 50)));
+        let before = v.position_mm();
+        v.center_mm = [middle.x, middle.y + 100.0, 8.0 - 100.0 * n.y / n.z];
+        assert!(
+            (v.position_mm() - before).abs() < 1e-9,
+            "panned in its plane"
+        );
+        assert_eq!(v.native_slice(&info), Some((5, 50)));
+    }
+
+    /// In a gap of missing slices the corner says what the renderer shows: within half a
+    /// step of a slice, that slice alone; in the middle, no slice.
+    #[test]
+    fn in_a_gap_the_corner_says_what_is_shown() {
+        // Slices at 0, 2, 4, then 10, 12: two missing after the third.
+        let positions = [0.0, 2.0, 4.0, 10.0, 12.0]
+            .iter()
+            .map(|z| [-100.0, -100.0, *z])
+            .collect();
+        let g = VolumeGeometry::from_slices(
+            200,
+            200,
+            [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            [1.0, 1.0],
+            positions,
+            None,
+            None,
+        );
+        let info =
+            VolumeInfo::from_parts(&g, &RescalePolicy::Uniform(Rescale::IDENTITY), false, false)
+                .unwrap();
+        assert!(info.slices[2].gap_after > 0.5, "{:?}", info.slices);
+        let mut v = Viewport::new(&info, Plane::Axial, Voi::linear(40.0, 400.0));
+        let at = |v: &mut Viewport, z: f64| {
+            v.set_position(z);
+            let o = v.overlay(&info);
+            (o.slice, o.between, o.gap)
+        };
+        assert_eq!(at(&mut v, 3.0), (None, Some((2, 5)), None), "a blend");
+        assert_eq!(at(&mut v, 4.9), (Some((3, 5)), None, None), "slice 3 alone");
+        assert_eq!(at(&mut v, 7.0), (None, None, Some((3, 5))), "no slice");
+        assert_eq!(at(&mut v, 9.2), (Some((4, 5)), None, None), "slice 4 alone");
     }
 
     /// A slab is sampled at the finest voxel spacing up to 1,000 samples; thicker, the

@@ -278,9 +278,7 @@ pub async fn delivered_pdf(
         None => "not sent yet: the PDF as it would be sent now".to_string(),
         Some(sha) if sha == now => format!("the PDF as sent, sha256 {sha}"),
         Some(sha) => {
-            tracing::warn!(
-                "patient copy: report {hash}'s PDF rendered now differs from the one sent"
-            );
+            tracing::warn!("report {hash}'s PDF rendered now differs from the one sent (not kept)");
             format!(
                 "rendered again: the copy sent (sha256 {sha}) was not kept, and this one \
                  (sha256 {now}) differs from it"
@@ -469,11 +467,17 @@ fn dicomdir(entries: &[Entry]) -> Result<Vec<u8>, String> {
         if last_study.is_none() || current.1 != e.study_uid {
             let mut a = Vec::new();
             a.extend(element((0x0008, 0x0020), b"DA", e.study_date.as_bytes()));
-            // Type 1 in a STUDY record (PS3.3 F.5): the files' own, else midnight.
-            let time = if e.study_time.is_empty() {
-                "000000"
+            // Type 1 in a STUDY record (PS3.3 F.5): the files' own where it is a time
+            // (HHMMSS, as the column keeps it), else midnight.
+            let valid = e.study_time.len() == 6
+                && e.study_time.bytes().all(|b| b.is_ascii_digit())
+                && e.study_time[..2] < *"24"
+                && e.study_time[2..4] < *"60"
+                && e.study_time[4..] <= *"60";
+            let time = if valid {
+                e.study_time.as_str()
             } else {
-                &e.study_time
+                "000000"
             };
             a.extend(element((0x0008, 0x0030), b"TM", time.as_bytes()));
             a.extend(element(

@@ -904,8 +904,17 @@ print(json.dumps({"patients": len(fs.find_values("PatientID")), "studies": len(f
     .await
     .unwrap();
     sqlx::query(
-        "UPDATE instances SET patient_id = 'ANOTHER', study_date = '20000101',
-             series_number = NULL WHERE sop_uid = $1",
+        "UPDATE instances SET patient_id = 'ANOTHER', study_date = '20000101' WHERE sop_uid = $1",
+    )
+    .bind(&one)
+    .execute(&s.db.pool)
+    .await
+    .unwrap();
+    // And its whole series without a Series Number (Type 1 in a SERIES record), its study
+    // with a Study Time that is no time.
+    sqlx::query(
+        "UPDATE instances SET series_number = NULL, study_time = '1015.5'
+         WHERE series_uid = (SELECT series_uid FROM instances WHERE sop_uid = $1)",
     )
     .bind(&one)
     .execute(&s.db.pool)
@@ -941,12 +950,23 @@ print(json.dumps({"patients": len(fs.find_values("PatientID")), "studies": len(f
     assert_eq!(of("STUDY").len(), 2, "one STUDY record a study");
     assert_eq!(of("SERIES").len(), 2, "one SERIES record a series");
     assert_eq!(of("IMAGE").len(), 8);
+    // The synthetic studies' own Study Time and ID, not made up ones; a time that is no
+    // time, midnight.
+    let mut times: Vec<String> = of("STUDY")
+        .iter()
+        .map(|r| text(r, tags::STUDY_TIME))
+        .collect();
+    times.sort();
+    assert_eq!(times, ["000000", "090000"]);
     for study in of("STUDY") {
-        // The synthetic studies' own Study Time and ID, not made up ones.
-        assert_eq!(text(study, tags::STUDY_TIME), "090000");
         assert_eq!(text(study, tags::STUDY_ID), "1");
     }
-    for series in of("SERIES") {
-        assert!(!text(series, tags::SERIES_NUMBER).is_empty(), "Type 1");
-    }
+    let mut numbers: Vec<String> = of("SERIES")
+        .iter()
+        .map(|r| text(r, tags::SERIES_NUMBER))
+        .collect();
+    numbers.sort();
+    // The synthetic series are numbered 2; the one without a number is the first of its
+    // study in the file-set, 1: never empty (Type 1).
+    assert_eq!(numbers, ["1", "2"]);
 }

@@ -317,6 +317,14 @@ pub(super) async fn store(
                 IntakeError::Parts { failed, .. } => failed.clone(),
                 _ => Vec::new(),
             };
+            // Refused for what was sent (the store response), or not (the case gone: 404).
+            let of_the_instances = matches!(
+                e,
+                IntakeError::Parts { .. }
+                    | IntakeError::Refused(_)
+                    | IntakeError::Ineligible(_)
+                    | IntakeError::Conflict(_)
+            );
             let e = intake_error(e);
             // The refusal goes to the client whatever: a failed audit write is logged.
             if let Err(audit) = caller
@@ -330,7 +338,7 @@ pub(super) async fn store(
             {
                 tracing::error!("audit of a refused upload failed: {}", audit.message);
             }
-            if !e.status.is_client_error() {
+            if !of_the_instances {
                 return Err(e);
             }
             let paths: Vec<_> = offered_paths;
