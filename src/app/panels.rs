@@ -1007,9 +1007,10 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     } else if let Some(t) = thickness {
         bottom_left += &format!("\nThk {t:.2} mm");
     } else if placed {
-        // On a slice, the gap to the next one (an uneven stack's gaps differ).
+        // On a slice, the gap to the next one (an uneven stack's gaps differ); between two,
+        // or in a gap, the distance between the two slices around it.
         let z = |k: usize| info.slices.get(k).map(|s| f64::from(s.z));
-        let gap = o.slice.and_then(|(k, _)| {
+        let gap = o.slice.or(o.between).or(o.gap).and_then(|(k, _)| {
             let here = z(k - 1)?;
             z(k).or_else(|| z(k.checked_sub(2)?))
                 .map(|next| (next - here).abs())
