@@ -591,7 +591,12 @@ mod tests {
     use imaging::{RescalePolicy, VolumeGeometry, header::Rescale};
 
     fn axial_info() -> VolumeInfo {
-        let positions = (0..50).map(|k| [-100.0, -100.0, k as f64 * 2.0]).collect();
+        axial_info_at((0..50).map(|k| k as f64 * 2.0).collect())
+    }
+
+    /// An axial stack of 200x200 1 mm pixels with slices at `z` (mm).
+    fn axial_info_at(z: Vec<f64>) -> VolumeInfo {
+        let positions = z.iter().map(|z| [-100.0, -100.0, *z]).collect();
         let g = VolumeGeometry::from_slices(
             200,
             200,
@@ -634,22 +639,7 @@ mod tests {
     #[test]
     fn in_a_gap_the_corner_says_what_is_shown() {
         // Slices at 0, 2, 4, then 10, 12: two missing after the third.
-        let positions = [0.0, 2.0, 4.0, 10.0, 12.0]
-            .iter()
-            .map(|z| [-100.0, -100.0, *z])
-            .collect();
-        let g = VolumeGeometry::from_slices(
-            200,
-            200,
-            [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-            [1.0, 1.0],
-            positions,
-            None,
-            None,
-        );
-        let info =
-            VolumeInfo::from_parts(&g, &RescalePolicy::Uniform(Rescale::IDENTITY), false, false)
-                .unwrap();
+        let info = axial_info_at(vec![0.0, 2.0, 4.0, 10.0, 12.0]);
         assert!(info.slices[2].gap_after > 0.5, "{:?}", info.slices);
         let mut v = Viewport::new(&info, Plane::Axial, Voi::linear(40.0, 400.0));
         let at = |v: &mut Viewport, z: f64| {

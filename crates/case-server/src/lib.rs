@@ -29,6 +29,27 @@ pub mod report_writer;
 pub mod store;
 pub mod tls;
 
+#[cfg(test)]
+pub(crate) mod testing {
+    //! What the unit tests of several modules share.
+
+    /// Write the one-slice synthetic CT `spec` (its `slices` set to 1) into `dir`; its file.
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn one_synthetic_file(
+        dir: &std::path::Path,
+        spec: imaging::synth::PhantomSpec,
+    ) -> std::path::PathBuf {
+        let spec = imaging::synth::PhantomSpec { slices: 1, ..spec };
+        imaging::synth::write_series(&spec, dir).unwrap();
+        std::fs::read_dir(dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    }
+}
+
 use std::net::SocketAddr;
 
 use axum::extract::connect_info::Connected;

@@ -87,16 +87,9 @@ mod tests {
         let spec = imaging::synth::PhantomSpec {
             columns: 8,
             rows: 8,
-            slices: 1,
             ..Default::default()
         };
-        imaging::synth::write_series(&spec, dir.path()).unwrap();
-        let path = std::fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let path = crate::testing::one_synthetic_file(dir.path(), spec);
         let bytes = std::fs::read(&path).unwrap();
         let obj = dicom_object::open_file(&path).unwrap();
         let meta_len = obj.meta().information_group_length as usize;

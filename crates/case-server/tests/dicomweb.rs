@@ -1021,6 +1021,12 @@ async fn searches_match_alike_on_both_databases_and_are_audited_per_case() {
     }
 }
 
+/// STOW-RS `files` into `case` as `token`: stored, or the test fails saying why.
+async fn stow_into(s: &Server, token: &str, case: &str, files: &[Vec<u8>]) {
+    let r = stow(s, token, &format!("/cases/{case}/dicomweb/studies"), files).await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+}
+
 /// Put text attributes into every file of `folder` (a synthetic study, before it is sent).
 fn edit_study(folder: &Path, attributes: &[(dicom_core::Tag, dicom_core::VR, &str)]) {
     for path in dicom_files(folder) {
@@ -1070,14 +1076,7 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
                 ),
             ],
         );
-        let r = stow(
-            &s,
-            &coord,
-            &format!("/cases/{case}/dicomweb/studies"),
-            &files_of(&folder),
-        )
-        .await;
-        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+        stow_into(&s, &coord, &case, &files_of(&folder)).await;
         studies.push(uid);
     }
     let search = |query: &str| format!("/dicomweb/studies?{query}");
@@ -1253,14 +1252,7 @@ async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
         ..Default::default()
     };
     let out = imaging::synth::write_series(&spec, &folder).unwrap();
-    let r = stow(
-        &s,
-        &coord,
-        &format!("/cases/{case}/dicomweb/studies"),
-        &files_of(&folder),
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    stow_into(&s, &coord, &case, &files_of(&folder)).await;
     let file = dicom_object::open_file(&dicom_files(&folder)[0]).unwrap();
     let text = |tag| {
         file.element(tag)
@@ -1356,14 +1348,7 @@ async fn an_object_received_without_its_preamble_goes_out_as_a_dicom_file() {
         .collect();
     files[0] = data_sets[0].clone();
     files[1] = files[1][128..].to_vec();
-    let r = stow(
-        &s,
-        &coord,
-        &format!("/cases/{case}/dicomweb/studies"),
-        &files,
-    )
-    .await;
-    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    stow_into(&s, &coord, &case, &files).await;
 
     let dir = tempfile::tempdir().unwrap();
     // Opened strictly, its data set among those sent: a PS3.10 file of one of them.

@@ -695,11 +695,11 @@ fn fitted(text: &str, room: f32, font: Font, size: f32) -> String {
 mod tests {
     use super::*;
 
-    /// The text lines a document lays out, in order, and how many images.
-    fn laid_out(report: &Report, key_images: &[KeyImage]) -> (Vec<String>, usize) {
+    /// The patient DOE^JANE (born 1960-01-01, record number `id`) and her referral.
+    fn people(id: &str) -> (Patient, Referral) {
         let patient = Patient {
             name: "DOE^JANE".into(),
-            id: "123".into(),
+            id: id.into(),
             birth_date: "1960-01-01".into(),
             sex: "F".into(),
         };
@@ -712,6 +712,12 @@ mod tests {
             clinical_question: "Nodule?".into(),
             document_sha256: None,
         };
+        (patient, referral)
+    }
+
+    /// The text lines a document lays out, in order, and how many images.
+    fn laid_out(report: &Report, key_images: &[KeyImage]) -> (Vec<String>, usize) {
+        let (patient, referral) = people("123");
         let doc = ReportDocument {
             case_id: "C-1",
             patient: &patient,
@@ -757,21 +763,7 @@ mod tests {
     /// patient's name, birth date and record number in each page's footer.
     #[test]
     fn every_page_names_the_patient() {
-        let patient = Patient {
-            name: "DOE^JANE".into(),
-            id: "MRN-123".into(),
-            birth_date: "1960-01-01".into(),
-            sex: "F".into(),
-        };
-        let referral = Referral {
-            physician: case_protocol::ReferringPhysician {
-                name: "Dr Ref".into(),
-                fax: "+14165550100".into(),
-                institution: None,
-            },
-            clinical_question: "Nodule?".into(),
-            document_sha256: None,
-        };
+        let (patient, referral) = people("MRN-123");
         let long = "The liver is normal in size. ".repeat(40);
         let findings = vec![long; 12].join("\n\n");
         let r = report(ReportKind::Final, &findings, "No acute finding.");

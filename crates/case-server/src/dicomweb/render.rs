@@ -372,16 +372,9 @@ mod tests {
             columns: 16,
             rows: 16,
             pixel_mm: 25.0,
-            slices: 1,
             ..Default::default()
         };
-        imaging::synth::write_series(&spec, dir.path()).unwrap();
-        let path = std::fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let path = crate::testing::one_synthetic_file(dir.path(), spec);
         let mut obj = dicom_object::open_file(&path).unwrap();
         let us = dicom_core::VR::US;
         let item = InMemDicomObject::from_element_iter([
