@@ -130,6 +130,20 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
     let hash = outbox.enqueue(&signed).unwrap();
     assert_eq!(outbox.pending(), vec![hash.clone()]);
+    // Signed reports hold findings and impressions: the outbox is its owner's alone, as the
+    // drafts are (folders 0700, files 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for folder in ["", "pending", "receipts", "refused"] {
+            assert_eq!(mode(&outbox.dir().join(folder)), 0o700, "{folder}");
+        }
+        assert_eq!(
+            mode(&outbox.dir().join("pending").join(format!("{hash}.json"))),
+            0o600
+        );
+    }
 
     // No server yet: the report stays pending after the retries.
     let offline = offline_client().await;
@@ -196,6 +210,17 @@ async fn the_outbox_keeps_a_report_until_receipted_and_never_duplicates() {
     outbox.taken_back(&bad).unwrap();
     assert!(outbox.refused().is_empty());
     let kept = outbox.dir().join("refused").join("taken-back");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: std::path::PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(outbox.dir().join("receipts").join(format!("{hash}.json"))),
+            0o600
+        );
+        assert_eq!(mode(kept.join(format!("{bad}.error.txt"))), 0o600);
+    }
     assert!(
         kept.join(format!("{bad}.json")).exists() && kept.join(format!("{bad}.error.txt")).exists()
     );

@@ -51,8 +51,8 @@ pub struct Outbox {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // A temporary name of its own, so two writers of the same file (the app and the CLI) do
-    // not rename each other's half-written copy.
-    let mut partial = imaging::partial::beside(path)?;
+    // not rename each other's half-written copy; owner-only (0600): a report's text.
+    let mut partial = imaging::partial::private_beside(path)?;
     partial.write_all(bytes)?;
     imaging::partial::persist(partial, path)
 }
@@ -97,10 +97,12 @@ fn read_refused(dir: &Path, hash: &str) -> Result<RefusedReport, String> {
 }
 
 impl Outbox {
-    /// The outbox in `dir` (created with its subfolders).
+    /// The outbox in `dir` (created with its subfolders), owner-only (0700; its files 0600):
+    /// signed reports hold findings and impressions, as drafts do.
     pub fn open(dir: &Path) -> std::io::Result<Outbox> {
+        imaging::partial::private_dir(dir)?;
         for sub in ["pending", "receipts", "refused"] {
-            std::fs::create_dir_all(dir.join(sub))?;
+            imaging::partial::private_dir(&dir.join(sub))?;
         }
         Ok(Outbox {
             dir: dir.to_path_buf(),
@@ -183,7 +185,7 @@ impl Outbox {
     pub fn taken_back(&self, hash: &str) -> std::io::Result<()> {
         let from = self.dir.join("refused");
         let to = from.join("taken-back");
-        std::fs::create_dir_all(&to)?;
+        imaging::partial::private_dir(&to)?;
         for name in [format!("{hash}.json"), format!("{hash}.error.txt")] {
             match std::fs::rename(from.join(&name), to.join(&name)) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -379,7 +381,11 @@ impl Outbox {
                 )
                 .and_then(|()| {
                     std::fs::rename(&path, self.dir.join("refused").join(format!("{hash}.json")))
-                });
+                })
+                // Both folders' entries survive a power loss: the report never comes back
+                // to pending (to be sent again) after its text was given back.
+                .and_then(|()| std::fs::File::open(self.dir.join("refused"))?.sync_all())
+                .and_then(|()| std::fs::File::open(self.dir.join("pending"))?.sync_all());
                 if let Err(e) = moved {
                     tracing::error!("outbox: could not move a refused report aside: {e}");
                 }

@@ -544,20 +544,10 @@ fn write_jobs(dir: &Path, jobs: &Receiver<Job>, failed: &Sender<(PathBuf, String
 
 fn write(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    if !dir.is_dir() {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir)?;
-    }
+    imaging::partial::private_dir(dir)?;
     // Owner-only whatever the folder (a drafts folder set to a shared place): not
     // `imaging::partial::beside`, whose files are for others to read.
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".overread-").suffix(".partial");
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
-    let mut partial = builder.tempfile_in(dir)?;
+    let mut partial = imaging::partial::private_beside(path)?;
     partial.write_all(bytes)?;
     imaging::partial::persist(partial, path)
 }

@@ -24,6 +24,32 @@ pub fn beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     builder.tempfile_in(folder_of(path))
 }
 
+/// A temporary file beside `path` that only its owner may read (0600): for what holds a
+/// patient's report or draft in a folder others may list.
+pub fn private_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".overread-").suffix(".partial");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    builder.tempfile_in(folder_of(path))
+}
+
+/// Create `dir` where it is missing (with the folders above it), owner-only (0700), its
+/// entry synced. One already there is left as it is (a folder its owner chose to share):
+/// the files written into it are owner-only all the same ([`private_beside`]).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    // Its entry in the folder above survives a power loss.
+    std::fs::File::open(folder_of(dir))?.sync_all()
+}
+
 /// `partial` (written) synced, renamed to `path`, and the folder synced: the rename survives
 /// a power loss.
 pub fn persist(partial: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
