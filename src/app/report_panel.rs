@@ -177,6 +177,9 @@ const KEY_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often the draft is kept on disk when it changed: a crash loses at most this much.
 const KEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Why the report cannot be signed while a dictation is landing.
+const DICTATION_FIRST: &str = "signing waits for the dictation: its words are not in the report yet (stop it and let it land)";
+
 /// How long leaving a case or study waits for its draft to be on disk.
 const LEAVE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -548,6 +551,12 @@ impl ReportState {
         if self.sign_job.is_some() {
             return;
         }
+        // Words spoken and not yet in the editors would be left out of what is signed (and
+        // land in the next draft): signing waits for them.
+        if self.dictation_in_flight() {
+            self.sign_message = DICTATION_FIRST.into();
+            return;
+        }
         let report = match self.report_to_sign() {
             Ok(r) => r,
             Err(e) => {
@@ -712,6 +721,16 @@ impl ReportState {
     /// `study_uid`: the case's study (the report is about it, not about whatever else is
     /// shown beside it).
     pub fn start_case(&mut self, case_id: &str, study_uid: Option<&str>) {
+        // A dictation still landing belongs to the last case: the report stays that case's
+        // until it has (it was dropped unheard).
+        if self.form.case_id != case_id && self.dictation_in_flight() {
+            self.message = format!(
+                "the report is still of case {} while its dictation runs: stop it and let it \
+                 land, then open case {case_id} again",
+                self.form.case_id.trim()
+            );
+            return;
+        }
         // What the last case's editors hold is kept before they are emptied; if it cannot be,
         // they are not emptied (nor is the report moved to the new case).
         if self.form.case_id != case_id
@@ -767,11 +786,7 @@ impl ReportState {
         }
         // A dictation running or still being transcribed belongs to the last study: the report
         // stays that study's until it has landed (its audio is not kept with a draft).
-        if self.recorder.is_some()
-            || self.job.is_some()
-            || self.pending_clip.is_some()
-            || self.queued.is_some()
-        {
+        if self.dictation_in_flight() {
             self.message = "the report is still of the last study while its dictation runs: \
                             stop it, then open this study's series again"
                 .into();
@@ -805,6 +820,15 @@ impl ReportState {
             Some(why) => Err(why),
             None => Ok(()),
         }
+    }
+
+    /// A dictation is recording, being transcribed or waiting to be: its words are not in
+    /// the editors yet.
+    pub fn dictation_in_flight(&self) -> bool {
+        self.recorder.is_some()
+            || self.job.is_some()
+            || self.pending_clip.is_some()
+            || self.queued.is_some()
     }
 
     /// Another case or study is read: the editors are emptied and nothing of the last
@@ -1127,6 +1151,15 @@ impl ReportState {
     pub fn put_away_draft(&mut self) {
         if self.signing() {
             return;
+        }
+        // A dictation still landing would put its words in front of whoever signs in next:
+        // it is dropped, and said.
+        if self.dictation_in_flight() {
+            self.recorder = None;
+            self.job = None;
+            self.pending_clip = None;
+            self.queued = None;
+            self.message = "signed out: the dictation still being transcribed was discarded".into();
         }
         self.keep_draft(true);
         self.form.case_id.clear();
@@ -2804,7 +2837,11 @@ fn sign_area_ui(
     let allowed = (checks.is_empty() || r.form.override_checks)
         && !blocked
         && !r.signing()
+        && !r.dictation_in_flight()
         && !r.form.case_id.trim().is_empty();
+    if r.dictation_in_flight() && !r.signing() {
+        ui.label(DICTATION_FIRST);
+    }
     let label = if r.amending().is_some() {
         "Sign and send addendum"
     } else {
@@ -3084,6 +3121,38 @@ mod tests {
         r.form.case_id = "C-9".into();
         r.show_studies(vec!["7.8.9".into()]);
         assert_eq!(r.draft.findings, "Study two.");
+    }
+
+    /// Words spoken and not yet in the editors: signing waits for them (they were left out
+    /// of the signed report and landed in the next draft), another case waits for them (they
+    /// were dropped unheard), and signing out drops them, said, rather than leave them in
+    /// front of whoever signs in next.
+    #[test]
+    fn a_dictation_still_landing_holds_signing_and_the_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(dir.path());
+        r.form.user = "rad1".into();
+        r.start_case("C-1", Some("1.2.3"));
+        r.draft.findings = "No nodule.".into();
+        r.queued = Some(Clip {
+            samples: vec![0.0; 1600],
+            rate: 16_000,
+        });
+        r.sign_and_send(&egui::Context::default());
+        assert!(!r.signing());
+        assert_eq!(r.sign_message, DICTATION_FIRST);
+        r.start_case("C-2", Some("4.5.6"));
+        assert_eq!(r.form.case_id, "C-1");
+        assert_eq!(r.draft.findings, "No nodule.");
+        assert!(r.message.contains("dictation runs"), "{}", r.message);
+        assert!(r.dictation_in_flight());
+        r.put_away_draft();
+        assert!(!r.dictation_in_flight());
+        assert!(r.message.contains("discarded"), "{}", r.message);
+        assert!(r.form.case_id.is_empty());
+        // Landed (nothing in flight), another case opens.
+        r.start_case("C-2", Some("4.5.6"));
+        assert_eq!(r.form.case_id, "C-2");
     }
 
     /// A case typed in: its report stays about the study it was first shown with. A prior
