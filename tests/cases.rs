@@ -269,6 +269,67 @@ async fn addenda_wait_for_the_report_they_amend() {
     assert_eq!(report_count(&db).await, 5);
 }
 
+/// Two final reports of one case in the outbox (a restart or a crash left the panel unaware
+/// of the first): the first signed goes first, the other waits its round, and is then
+/// refused by the server as the case's second final (listed, its text to be taken back into
+/// an addendum). Sent together, which became the report was chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_finals_of_one_case_go_in_the_order_signed() {
+    let dir = tempdir();
+    let (db, case_id) = server_db(dir.path()).await;
+    let key = registered_key(&db).await;
+    let key_id = key.verifying_key().id().0;
+    let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+    // Signed a second apart (after the key's registration, not ahead of the server's clock);
+    // the later one enqueued first (hashes may sort either way).
+    let mut first_signed = report(&db, &case_id, &key_id).await;
+    first_signed.findings = "Signed first.".into();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut second_signed = report(&db, &case_id, &key_id).await;
+    second_signed.findings = "Signed second.".into();
+    assert!(second_signed.signed_at > first_signed.signed_at);
+    let second = outbox
+        .enqueue(&sign_report(second_signed, &key).unwrap())
+        .unwrap();
+    let first = outbox
+        .enqueue(&sign_report(first_signed, &key).unwrap())
+        .unwrap();
+    let client = serve_and_log_in(&db, dir.path()).await;
+    let results = outbox.deliver(&client, 3, Duration::from_millis(10)).await;
+    let of = |results: &[Delivery], hash: &str| {
+        results
+            .iter()
+            .find(|d| match d {
+                Delivery::Delivered(r) => r.report_hash == hash,
+                Delivery::Pending { report_hash, .. } | Delivery::Refused { report_hash, .. } => {
+                    report_hash == hash
+                }
+            })
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        matches!(of(&results, &first), Delivery::Delivered(_)),
+        "{results:?}"
+    );
+    assert!(
+        matches!(of(&results, &second), Delivery::Pending { ref error, .. } if error.contains("goes first")),
+        "{results:?}"
+    );
+    let results = outbox.deliver(&client, 3, Duration::from_millis(10)).await;
+    assert!(
+        matches!(of(&results, &second), Delivery::Refused { .. }),
+        "{results:?}"
+    );
+    assert_eq!(report_count(&db).await, 1);
+    let stored: String = sqlx::query_scalar("SELECT report_hash FROM reports")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, first, "the first signed is the case's report");
+    assert_eq!(outbox.refused().len(), 1);
+}
+
 /// The CLI: a key sealed under a passphrase, a report signed with it, submitted over TLS to a
 /// server with a self-signed certificate, receipted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

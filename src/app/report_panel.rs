@@ -393,6 +393,27 @@ impl ReportState {
         self.finals.insert(signed.case_id.clone(), signed);
     }
 
+    /// A final report of `case_id` signed here and still in the outbox (an earlier session's,
+    /// one signed after its case was left, or one a crash left there with its draft): what a
+    /// new draft of the case amends, where none is known. Without it the draft was signed as
+    /// a second final report, and the server took whichever came first.
+    fn final_from_outbox(&mut self, case_id: &str) {
+        let case_id = case_id.trim();
+        if case_id.is_empty() || self.finals.contains_key(case_id) {
+            return;
+        }
+        if let Some((hash, signed)) =
+            Outbox::existing(&self.outbox_dir()).and_then(|o| o.pending_final(case_id))
+        {
+            self.set_final(SignedFinal {
+                case_id: case_id.to_string(),
+                report_hash: hash,
+                findings: signed.report.findings,
+                impression: signed.report.impression,
+            });
+        }
+    }
+
     /// The server refused `hash`: if it was a case's final report, that case has none to
     /// amend.
     fn final_refused(&mut self, hash: &str) {
@@ -557,6 +578,9 @@ impl ReportState {
             self.sign_message = DICTATION_FIRST.into();
             return;
         }
+        // A final of the case already in the outbox makes this an addendum to it.
+        let case_id = self.form.case_id.clone();
+        self.final_from_outbox(&case_id);
         let report = match self.report_to_sign() {
             Ok(r) => r,
             Err(e) => {
@@ -752,6 +776,7 @@ impl ReportState {
         self.form.override_checks = false;
         self.study_uids.clear();
         self.empty_editors("case");
+        self.final_from_outbox(case_id);
         self.give_back_own("the unsigned draft of this case is back");
     }
 
@@ -1765,10 +1790,24 @@ impl ReportState {
             ),
         };
         if report.case_id != self.form.case_id.trim() && !same_draft {
-            // Signed for a case that is no longer open: said, and nothing here changes but
-            // its kept draft (what was signed), which goes.
+            // Signed for a case that is no longer open: said; its kept draft (what was signed)
+            // goes, and a final is what the case's next draft amends (opened again before the
+            // server has it, the case would otherwise be signed a second final report).
             self.sign_message = format!("Case {}: {said}", report.case_id);
             self.forget_kept(&report.case_id, &report.author.user_id, false);
+            if !addendum {
+                self.set_final(SignedFinal {
+                    case_id: report.case_id.clone(),
+                    report_hash: hash,
+                    findings: report.findings.clone(),
+                    impression: report.impression.clone(),
+                });
+            }
+            if receipt.is_err()
+                && let Some(worker) = &self.outbox
+            {
+                worker.nudge();
+            }
             return;
         }
         if !same_draft {
@@ -3121,6 +3160,38 @@ mod tests {
         r.form.case_id = "C-9".into();
         r.show_studies(vec!["7.8.9".into()]);
         assert_eq!(r.draft.findings, "Study two.");
+    }
+
+    /// A final report of the case still in the outbox (an earlier session's, one signed
+    /// after its case was left, or one a crash left beside its draft) is what a new draft of
+    /// the case amends: it was signed as a second final report, and the server took
+    /// whichever came first. The first signed of two is the one.
+    #[test]
+    fn a_final_still_in_the_outbox_is_what_the_case_amends() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox")).unwrap();
+        let sign = |signed_at: &str, findings: &str| {
+            let mut report = final_report(findings, "Follow up.");
+            report.signed_at = signed_at.into();
+            let key = case_protocol::SigningKey::generate();
+            report.key_id = key.verifying_key().id().0;
+            outbox
+                .enqueue(&case_protocol::sign_report(report, &key).unwrap())
+                .unwrap()
+        };
+        let first = sign("2026-11-24T10:00:00Z", "Nodule 14.2 mm.");
+        sign("2026-11-24T11:00:00Z", "Nodule 14.3 mm.");
+        let mut r = keeping(&dir.path().join("drafts"));
+        r.setup.outbox = Some(dir.path().join("outbox"));
+        r.form.user = "rad1".into();
+        assert!(r.amending().is_none());
+        r.start_case("C-1", Some("1.2.3"));
+        let amended = r.amending().expect("the final in the outbox");
+        assert_eq!(amended.report_hash, first);
+        assert_eq!(amended.findings, "Nodule 14.2 mm.");
+        // Another case has none.
+        r.start_case("C-2", Some("4.5.6"));
+        assert!(r.amending().is_none());
     }
 
     /// Words spoken and not yet in the editors: signing waits for them (they were left out

@@ -228,8 +228,50 @@ impl Outbox {
                 (i, hash, amends)
             })
             .partition(|(_, _, amends)| amends.is_some());
-        let firsts = firsts.into_iter().map(|(i, h, _)| (i, h)).collect();
+        // One final report a case a round, the first signed: two (a restart or a crash left
+        // the panel unaware of the first) sent at once made the server's choice between them
+        // chance; this way the first is the report and the second is refused after it (and
+        // listed, for its text to be taken back into an addendum).
+        let mut first_of_case: std::collections::HashMap<String, (String, String)> =
+            std::collections::HashMap::new();
+        let mut held = Vec::new();
+        let firsts: Vec<(usize, String)> = firsts.into_iter().map(|(i, h, _)| (i, h)).collect();
+        for (_, hash) in &firsts {
+            if let Some(s) = self.read_pending(hash) {
+                let key = (s.report.signed_at.clone(), hash.clone());
+                match first_of_case.get(&s.report.case_id) {
+                    Some(earliest) if *earliest <= key => {}
+                    _ => {
+                        first_of_case.insert(s.report.case_id.clone(), key);
+                    }
+                }
+            }
+        }
+        let chosen: std::collections::HashSet<&String> =
+            first_of_case.values().map(|(_, h)| h).collect();
+        let firsts: Vec<(usize, String)> = firsts
+            .iter()
+            .filter(|(i, hash)| {
+                let unreadable = self.read_pending(hash).is_none();
+                let go = unreadable || chosen.contains(hash);
+                if !go {
+                    held.push((*i, hash.clone()));
+                }
+                go
+            })
+            .cloned()
+            .collect();
         let mut out = self.deliver_all(client, firsts, attempts, first_wait).await;
+        for (i, hash) in held {
+            out.push((
+                i,
+                Delivery::Pending {
+                    error: "another final report of its case, signed before it, goes first".into(),
+                    report_hash: hash,
+                    needs_login: false,
+                },
+            ));
+        }
         let still: std::collections::HashSet<String> = self.pending().into_iter().collect();
         let mut ready = Vec::new();
         for (i, hash, amends) in addenda {
@@ -252,10 +294,28 @@ impl Outbox {
         out.into_iter().map(|(_, d)| d).collect()
     }
 
+    /// A pending report as signed (None for an unreadable file).
+    fn read_pending(&self, hash: &str) -> Option<SignedReport> {
+        let path = self.dir.join("pending").join(format!("{hash}.json"));
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// The final report of `case_id` waiting in the outbox (the first signed, where a crash or
+    /// a restart left two), with its hash: the report a new draft of the case amends.
+    pub fn pending_final(&self, case_id: &str) -> Option<(String, SignedReport)> {
+        self.pending()
+            .into_iter()
+            .filter_map(|hash| self.read_pending(&hash).map(|s| (hash, s)))
+            .filter(|(_, s)| {
+                s.report.case_id == case_id
+                    && matches!(s.report.kind, case_protocol::ReportKind::Final)
+            })
+            .min_by(|a, b| (&a.1.report.signed_at, &a.0).cmp(&(&b.1.report.signed_at, &b.0)))
+    }
+
     /// The report a pending addendum amends (None for a final report or an unreadable file).
     fn amends(&self, hash: &str) -> Option<String> {
-        let path = self.dir.join("pending").join(format!("{hash}.json"));
-        let signed: SignedReport = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let signed = self.read_pending(hash)?;
         match signed.report.kind {
             case_protocol::ReportKind::Addendum { amends } => Some(amends),
             case_protocol::ReportKind::Final => None,
