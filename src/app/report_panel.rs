@@ -1782,10 +1782,14 @@ impl ReportState {
             Err(why) => format!(
                 "{what} (report {hash}); not yet received by the case server ({why}). It is \
                  kept in the outbox and {}.",
-                if self.outbox.is_some() {
-                    "will be sent"
-                } else {
-                    "will be sent once you sign in to the worklist"
+                match self.outbox.as_ref().map(|w| w.sender()) {
+                    // The sender sends its own user's reports only.
+                    Some(Some(sender)) if sender != report.author.user_id => format!(
+                        "will be sent when {} signs in to the worklist",
+                        report.author.user_id
+                    ),
+                    Some(_) => "will be sent".to_string(),
+                    None => "will be sent once you sign in to the worklist".to_string(),
                 }
             ),
         };
@@ -3160,6 +3164,47 @@ mod tests {
         r.form.case_id = "C-9".into();
         r.show_studies(vec!["7.8.9".into()]);
         assert_eq!(r.draft.findings, "Study two.");
+    }
+
+    /// A report not yet received says when it will be sent: by the sender running, or, where
+    /// that sender is another user's login (it sends its own user's reports only), when its
+    /// author signs in ("will be sent" made an unsent report look on its way).
+    #[test]
+    fn an_unreceived_report_says_whose_login_sends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = keeping(&dir.path().join("drafts"));
+        r.setup.outbox = Some(dir.path().join("outbox"));
+        r.start_case("C-1", Some("1.2.3"));
+        r.signed(unreceived_final(), true);
+        assert!(
+            r.sign_message
+                .ends_with("will be sent once you sign in to the worklist."),
+            "{}",
+            r.sign_message
+        );
+        // Nothing listens there: the sender only waits.
+        let client = CaseClient::new("http://127.0.0.1:9", None).unwrap();
+        r.connect_outbox(client.clone().with_user("rad2"));
+        r.start_case("C-2", Some("4.5.6"));
+        let mut other = unreceived_final();
+        other.report.case_id = "C-2".into();
+        r.signed(other, true);
+        assert!(
+            r.sign_message
+                .ends_with("will be sent when rad1 signs in to the worklist."),
+            "{}",
+            r.sign_message
+        );
+        r.connect_outbox(client.with_user("rad1"));
+        r.start_case("C-3", Some("7.8.9"));
+        let mut own = unreceived_final();
+        own.report.case_id = "C-3".into();
+        r.signed(own, true);
+        assert!(
+            r.sign_message.ends_with("and will be sent."),
+            "{}",
+            r.sign_message
+        );
     }
 
     /// A final report of the case still in the outbox (an earlier session's, one signed

@@ -589,6 +589,16 @@ impl OutboxWorker {
         self.shared.wake.notify_all();
     }
 
+    /// The user whose login sends (only their reports go: the server takes a report from its
+    /// author alone).
+    pub fn sender(&self) -> Option<String> {
+        self.shared
+            .lock()
+            .client
+            .as_ref()
+            .and_then(|c| c.user().map(str::to_string))
+    }
+
     /// The login expired (what [`OutboxWorker::status`] says, without copying it all).
     pub fn needs_login(&self) -> bool {
         self.shared.lock().status.needs_login
