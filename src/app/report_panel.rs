@@ -1213,7 +1213,8 @@ impl ReportState {
             && !(self.draft.findings.trim().is_empty() && self.draft.impression.trim().is_empty())
         {
             self.message = format!(
-                "The draft given back was kept before case {}'s final report {} was signed: it                  is an addendum to that report now. Read it again before signing.",
+                "The draft given back was kept before case {}'s final report {} was signed: it \
+                 is an addendum to that report now. Read it again before signing.",
                 signed.case_id,
                 short_hash(&signed.report_hash)
             );
