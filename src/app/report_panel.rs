@@ -3683,10 +3683,11 @@ mod tests {
             impression: "Follow up.".into(),
         });
         assert!(
-            r.message.contains("is an addendum to that report now"),
+            r.message.contains("it is an addendum to that report now"),
             "{}",
             r.message
         );
+        assert!(!r.message.contains("  "), "{}", r.message);
     }
 
     /// A signed report's draft is not kept: signed from the editors, or from a draft left
