@@ -2909,6 +2909,9 @@ fn sign_area_ui(
                 status.pending,
                 status.last_error.as_deref().unwrap_or("sending")
             )
+        } else if !r.awaiting.is_empty() {
+            // The sender's count is its last round's: a report signed since waits still.
+            format!("Outbox: {} waiting (sending)", r.awaiting.len())
         } else {
             format!("Outbox: all sent ({} this session)", status.delivered.len())
         };
