@@ -2898,23 +2898,7 @@ fn sign_area_ui(
         ui.label(&r.sign_message);
     }
     if let Some(status) = r.outbox_status() {
-        let line = if status.needs_login {
-            format!(
-                "Outbox: {} waiting; the login expired: sign in again in the worklist",
-                status.pending
-            )
-        } else if status.pending > 0 {
-            format!(
-                "Outbox: {} waiting ({})",
-                status.pending,
-                status.last_error.as_deref().unwrap_or("sending")
-            )
-        } else if !r.awaiting.is_empty() {
-            // The sender's count is its last round's: a report signed since waits still.
-            format!("Outbox: {} waiting (sending)", r.awaiting.len())
-        } else {
-            format!("Outbox: all sent ({} this session)", status.delivered.len())
-        };
+        let line = outbox_line(&status, r.awaiting.len());
         ui.small(line);
     } else if !r.outbox_message.is_empty() {
         ui.small(&r.outbox_message);
@@ -2959,6 +2943,28 @@ fn sign_area_ui(
 }
 
 /// The first 16 hex digits of a report hash, as the panel shows one.
+/// The outbox's state in a line: what waits and why, or all sent. `awaiting`: reports this
+/// panel signed that have no receipt yet (the sender's count is its last round's, and a report
+/// signed since waits still).
+fn outbox_line(status: &crate::cases::OutboxStatus, awaiting: usize) -> String {
+    if status.needs_login {
+        format!(
+            "Outbox: {} waiting; the login expired: sign in again in the worklist",
+            status.pending.max(awaiting)
+        )
+    } else if status.pending > 0 {
+        format!(
+            "Outbox: {} waiting ({})",
+            status.pending,
+            status.last_error.as_deref().unwrap_or("sending")
+        )
+    } else if awaiting > 0 {
+        format!("Outbox: {awaiting} waiting (sending)")
+    } else {
+        format!("Outbox: all sent ({} this session)", status.delivered.len())
+    }
+}
+
 fn short_hash(hash: &str) -> &str {
     hash.get(..16).unwrap_or(hash)
 }
@@ -3168,6 +3174,15 @@ mod tests {
         r.form.case_id = "C-9".into();
         r.show_studies(vec!["7.8.9".into()]);
         assert_eq!(r.draft.findings, "Study two.");
+    }
+
+    /// The outbox line never says "all sent" while a report signed here waits for its
+    /// receipt (the sender's count is its last round's).
+    #[test]
+    fn the_outbox_line_counts_what_waits() {
+        let status = crate::cases::OutboxStatus::default();
+        assert_eq!(outbox_line(&status, 0), "Outbox: all sent (0 this session)");
+        assert_eq!(outbox_line(&status, 1), "Outbox: 1 waiting (sending)");
     }
 
     /// A report not yet received says when it will be sent: by the sender running, or, where
