@@ -2946,7 +2946,7 @@ fn sign_area_ui(
 /// The outbox's state in a line: what waits and why, or all sent. `awaiting`: reports this
 /// panel signed that have no receipt yet (the sender's count is its last round's, and a report
 /// signed since waits still).
-fn outbox_line(status: &crate::cases::OutboxStatus, awaiting: usize) -> String {
+fn outbox_line(status: &OutboxStatus, awaiting: usize) -> String {
     if status.needs_login {
         format!(
             "Outbox: {} waiting; the login expired: sign in again in the worklist",
