@@ -3180,7 +3180,7 @@ mod tests {
     /// receipt (the sender's count is its last round's).
     #[test]
     fn the_outbox_line_counts_what_waits() {
-        let status = crate::cases::OutboxStatus::default();
+        let status = OutboxStatus::default();
         assert_eq!(outbox_line(&status, 0), "Outbox: all sent (0 this session)");
         assert_eq!(outbox_line(&status, 1), "Outbox: 1 waiting (sending)");
     }
