@@ -1187,6 +1187,10 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
         series.get("00200010").is_none(),
         "the study is named: {series}"
     );
+    assert!(
+        series.get("00201208").is_none(),
+        "the study is named: {series}"
+    );
     // ... and across studies, the study's too (PS3.18 "all series").
     let (st, v) = get_json(&s, &coord, "/dicomweb/series?StudyID=S-78").await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -1195,6 +1199,10 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
     assert_eq!(first(&v[0], "00080030"), "14:05:10");
     assert_eq!(first(&v[0], "00200010"), "S-78");
     assert_eq!(first(&v[0], "00080090")["Alphabetic"], "House^Gregory");
+    // The study's counts and modalities too, which no one instance says.
+    assert_eq!(v[0]["00080061"]["Value"], json!(["CT"]));
+    assert_eq!(first(&v[0], "00201206"), 1);
+    assert_eq!(first(&v[0], "00201208"), 4);
 
     // The instance level: Bits Allocated and availability; the series' attributes where
     // the path names no series.
@@ -1220,6 +1228,7 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v.as_array().unwrap().len(), 4);
+    assert_eq!(first(&v[0], "00201208"), 4);
     assert_eq!(first(&v[0], "00200010"), "S-78");
     assert!(
         v[0].get("00180050").is_some(),

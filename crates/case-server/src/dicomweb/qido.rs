@@ -678,6 +678,86 @@ async fn search(
     Ok((scope, rows, more, include))
 }
 
+/// What a study answer counts that no one instance's metadata says: its modalities and how
+/// many series and instances it holds, for the studies of `rows` (by case and study: a study
+/// held by two cases counts each case's own), in the caller's scope.
+struct StudyFacts {
+    modalities: Vec<String>,
+    series: i64,
+    instances: i64,
+}
+
+async fn study_facts(
+    server: &Server,
+    scope: &super::Scope,
+    rows: &[AnyRow],
+) -> Result<BTreeMap<(String, String), StudyFacts>, ApiError> {
+    let mut facts: BTreeMap<(String, String), StudyFacts> = BTreeMap::new();
+    if rows.is_empty() {
+        return Ok(facts);
+    }
+    let studies: BTreeSet<String> = rows.iter().map(|r| r.get("study_uid")).collect();
+    let of_studies = |select: &str| {
+        let mut q = Sql::new(select);
+        for (i, study) in studies.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.text(study);
+        }
+        q.push(")");
+        q.scope(scope);
+        q
+    };
+    let mut counts = of_studies(
+        "SELECT instances.case_id AS case_id, instances.study_uid AS study_uid,
+                COUNT(DISTINCT instances.series_uid) AS series_count, COUNT(*) AS instance_count
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE instances.study_uid IN (",
+    );
+    counts.push(" GROUP BY instances.case_id, instances.study_uid");
+    for r in counts.fetch_all(&server.db).await? {
+        facts.insert(
+            (r.get("case_id"), r.get("study_uid")),
+            StudyFacts {
+                modalities: Vec::new(),
+                series: r.try_get("series_count").unwrap_or(0),
+                instances: r.try_get("instance_count").unwrap_or(0),
+            },
+        );
+    }
+    let modalities = of_studies(
+        "SELECT DISTINCT instances.case_id AS case_id, instances.study_uid AS study_uid,
+                instances.modality AS modality
+         FROM instances JOIN cases ON cases.id = instances.case_id WHERE instances.study_uid IN (",
+    );
+    for r in modalities.fetch_all(&server.db).await? {
+        if let Some(f) = facts.get_mut(&(r.get("case_id"), r.get("study_uid"))) {
+            f.modalities.push(r.get("modality"));
+        }
+    }
+    for f in facts.values_mut() {
+        f.modalities.sort();
+    }
+    Ok(facts)
+}
+
+/// The study's counts and modalities, into an answer searched across studies (a series or an
+/// instance carries its study's attributes where the path names no study).
+fn with_study_facts(
+    mut out: BTreeMap<String, Value>,
+    facts: Option<&StudyFacts>,
+) -> BTreeMap<String, Value> {
+    if let Some(f) = facts {
+        out.insert(
+            "00080061".into(),
+            json!({ "vr": "CS", "Value": f.modalities }),
+        );
+        out.insert("00201206".into(), int(Some(f.series), "IS"));
+        out.insert("00201208".into(), int(Some(f.instances), "IS"));
+    }
+    out
+}
+
 pub(super) async fn studies(
     State(server): State<Server>,
     caller: Caller,
@@ -711,38 +791,15 @@ pub(super) async fn studies(
         "studies",
     )
     .await?;
-    // Modalities in each study, in one more query over the same studies.
-    // Keyed by case and study: a study held by two cases lists each case's own.
-    let mut modalities: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    if !rows.is_empty() {
-        let mut m = Sql::new(
-            "SELECT DISTINCT instances.case_id AS case_id, instances.study_uid AS study_uid,
-                    instances.modality AS modality
-             FROM instances JOIN cases ON cases.id = instances.case_id WHERE instances.study_uid IN (",
-        );
-        for (i, r) in rows.iter().enumerate() {
-            if i > 0 {
-                m.push(", ");
-            }
-            m.text(r.get::<&str, _>("study_uid"));
-        }
-        m.push(")");
-        m.scope(&scope);
-        for r in m.fetch_all(&server.db).await? {
-            modalities
-                .entry((r.get("case_id"), r.get("study_uid")))
-                .or_default()
-                .push(r.get("modality"));
-        }
-    }
+    let facts = study_facts(&server, &scope, &rows).await?;
     let base = root(&server, &headers, &target);
     let out = rows
         .iter()
         .map(|r| {
             let study: String = r.get("study_uid");
-            let mods = modalities
+            let mods = facts
                 .get(&(r.get("case_id"), study.clone()))
-                .cloned()
+                .map(|f| f.modalities.clone())
                 .unwrap_or_default();
             let out = columns([
                 ("00080020", text(r.get("study_date"), "DA")),
@@ -777,7 +834,7 @@ pub(super) async fn series(
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
     let first = first_instance(server.db.backend);
-    let (_, rows, more, include) = search(
+    let (scope, rows, more, include) = search(
         &server,
         &caller,
         &target,
@@ -805,6 +862,11 @@ pub(super) async fn series(
     } else {
         &[Level::Study]
     };
+    let facts = if target.study.is_none() {
+        study_facts(&server, &scope, &rows).await?
+    } else {
+        BTreeMap::new()
+    };
     let out = rows
         .iter()
         .map(|r| {
@@ -822,6 +884,7 @@ pub(super) async fn series(
                 ("00200011", int(r.try_get("series_number").ok(), "IS")),
                 ("00201209", int(r.try_get("instance_count").ok(), "IS")),
             ]);
+            let out = with_study_facts(out, facts.get(&(r.get("case_id"), study.clone())));
             answer(
                 Level::Series,
                 above,
@@ -842,7 +905,7 @@ pub(super) async fn instances(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (_, rows, more, include) = search(
+    let (scope, rows, more, include) = search(
         &server,
         &caller,
         &target,
@@ -866,6 +929,11 @@ pub(super) async fn instances(
         (None, _) => &[Level::Study, Level::Series],
         (Some(_), None) => &[Level::Series],
         (Some(_), Some(_)) => &[],
+    };
+    let facts = if target.study.is_none() {
+        study_facts(&server, &scope, &rows).await?
+    } else {
+        BTreeMap::new()
     };
     let out = rows
         .iter()
@@ -892,6 +960,7 @@ pub(super) async fn instances(
                 ("00280010", int(r.try_get("pixel_rows").ok(), "US")),
                 ("00280011", int(r.try_get("pixel_columns").ok(), "US")),
             ]);
+            let out = with_study_facts(out, facts.get(&(r.get("case_id"), study.clone())));
             answer(
                 Level::Instance,
                 above,
