@@ -390,6 +390,10 @@ pub struct OverreadApp {
     /// Studies retrieved over DICOMweb, kept until the app closes.
     downloads: Vec<tempfile::TempDir>,
     dicomweb_token: Option<String>,
+    /// Where `dicomweb_token` may go: the case server's origin for the worklist's login (a
+    /// study URL elsewhere is asked without it); `None` for a token the starting program
+    /// handed over with the URLs it opens.
+    dicomweb_token_origin: Option<String>,
     /// Every stack opened, with its slice count, in order.
     opened: Vec<(String, usize)>,
     /// The case server's worklist.
@@ -525,6 +529,7 @@ impl OverreadApp {
             patients: Vec::new(),
             downloads: Vec::new(),
             dicomweb_token: settings.dicomweb_token.clone(),
+            dicomweb_token_origin: None,
             opened: Vec::new(),
             worklist: worklist::WorklistState::default(),
             thumbnails: std::collections::HashMap::new(),
@@ -592,7 +597,10 @@ impl OverreadApp {
     pub fn scan(&mut self, paths: Vec<PathBuf>, ctx: egui::Context) {
         let (tx, rx) = crossbeam_channel::unbounded();
         self.status = format!("scanning {} path(s)", paths.len());
-        let token = self.dicomweb_token.clone();
+        let token = self
+            .dicomweb_token
+            .clone()
+            .map(|t| (self.dicomweb_token_origin.clone(), t));
         std::thread::spawn(move || {
             let msg = match retrieve_urls(paths, token, &tx, &ctx) {
                 Ok((paths, folders)) => {
@@ -1816,7 +1824,7 @@ fn provisional_window() -> Voi {
 /// paths to scan and the folders to keep.
 fn retrieve_urls(
     paths: Vec<PathBuf>,
-    token: Option<String>,
+    token: Option<(Option<String>, String)>,
     tx: &crossbeam_channel::Sender<ScanMsg>,
     ctx: &egui::Context,
 ) -> Result<(Vec<PathBuf>, Vec<tempfile::TempDir>), String> {
@@ -1848,7 +1856,12 @@ fn retrieve_urls(
             }
         };
         crate::cases::net::block_on(async {
-            let client = DicomWebClient::for_url(&url, token.clone()).await?;
+            // The token goes where it is for: the worklist's login to its case server only.
+            let token = token
+                .clone()
+                .filter(|(origin, _)| origin.as_ref().is_none_or(|o| *o == url.origin()))
+                .map(|(_, t)| t);
+            let client = DicomWebClient::for_url(&url, token).await?;
             client
                 .download(&url, folder.path(), DEFAULT_CONCURRENCY, on_file)
                 .await

@@ -100,6 +100,7 @@ impl OverreadApp {
         };
         self.report.setup.token_user = None;
         self.dicomweb_token = None;
+        self.dicomweb_token_origin = None;
         self.worklist.cases.clear();
         // A case still being opened, or the worklist still being read again, does not land
         // after the sign-out (the worklist's login would come back with it).
@@ -229,6 +230,7 @@ impl OverreadApp {
         self.report.setup.token = None;
         self.report.setup.token_user = None;
         self.dicomweb_token = None;
+        self.dicomweb_token_origin = None;
         self.worklist.cases.clear();
         self.worklist.opening = None;
         self.worklist.refreshing = None;
@@ -304,6 +306,12 @@ impl OverreadApp {
                         self.report.sign_message = problem;
                     }
                     self.dicomweb_token.clone_from(&self.report.setup.token);
+                    self.dicomweb_token_origin = self
+                        .report
+                        .setup
+                        .server
+                        .as_deref()
+                        .map(crate::cases::dicomweb::origin_of);
                     self.close_all();
                     self.scan(vec![url], ctx.clone());
                 }

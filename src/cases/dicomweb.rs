@@ -32,6 +32,16 @@ pub struct StudyUrl {
     pub study_uid: String,
 }
 
+/// `scheme://host[:port]` of a URL (what a credential is bound to).
+pub fn origin_of(url: &str) -> String {
+    let url = url.trim();
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => url[..after_scheme + i].to_string(),
+        None => url.to_string(),
+    }
+}
+
 impl StudyUrl {
     /// `http[s]://HOST/PREFIX/studies/UID` (a trailing slash allowed); None for anything else.
     pub fn parse(text: &str) -> Option<StudyUrl> {
@@ -51,15 +61,28 @@ impl StudyUrl {
 
     /// `scheme://host:port` of the service (where a case server's `/login` is).
     pub fn origin(&self) -> String {
-        let after_scheme = self.root.find("://").map_or(0, |i| i + 3);
-        match self.root[after_scheme..].find('/') {
-            Some(i) => self.root[..after_scheme + i].to_string(),
-            None => self.root.clone(),
-        }
+        origin_of(&self.root)
     }
 
     fn study(&self) -> String {
         format!("{}/studies/{}", self.root, self.study_uid)
+    }
+
+    /// Whether credentials may go to this URL's host: over https, or over http to this
+    /// machine only (a token or password sent in the clear to another host is anyone's).
+    pub fn may_carry_credentials(&self) -> bool {
+        let origin = self.origin();
+        if origin.starts_with("https://") {
+            return true;
+        }
+        let host = origin.trim_start_matches("http://");
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let host = if let Some(bracketed) = host.strip_prefix('[') {
+            bracketed.split(']').next().unwrap_or("")
+        } else {
+            host.split(':').next().unwrap_or("")
+        };
+        matches!(host, "localhost" | "127.0.0.1" | "::1")
     }
 }
 
@@ -144,13 +167,18 @@ impl DicomWebClient {
     /// A client for `url` with the access the environment gives: `OVERREAD_CA` (a CA file to
     /// trust), then `token` if given, else `OVERREAD_DICOMWEB_TOKEN`, else a login at the URL's
     /// origin with `OVERREAD_USER` and `OVERREAD_PASSWORD` (Overread's case server), else none
-    /// (a PACS without authentication).
+    /// (a PACS without authentication). No credential goes in the clear to another machine
+    /// (`StudyUrl::may_carry_credentials`): an `http://` URL to another host is asked without
+    /// them (a server that needs them refuses, and says so).
     pub async fn for_url(
         url: &StudyUrl,
         token: Option<String>,
     ) -> Result<DicomWebClient, ClientError> {
         let ca = std::env::var_os("OVERREAD_CA").map(PathBuf::from);
         let mut client = DicomWebClient::new(ca.as_deref())?;
+        if !url.may_carry_credentials() {
+            return Ok(client);
+        }
         if let Some(t) = token.or_else(|| std::env::var("OVERREAD_DICOMWEB_TOKEN").ok()) {
             client.token = Some(t);
         } else if let (Ok(user), Ok(password)) = (
@@ -549,6 +577,42 @@ async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Credentials go over https, or over http to this machine only: a token or password
+    /// sent in the clear to another host (a URL pasted from anywhere) is anyone's.
+    #[test]
+    fn credentials_go_only_where_they_are_safe() {
+        let may = |url: &str| StudyUrl::parse(url).unwrap().may_carry_credentials();
+        assert!(may("https://pacs.example/dicom-web/studies/1.2"));
+        assert!(may("http://127.0.0.1:8042/dicom-web/studies/1.2"));
+        assert!(may("http://localhost/studies/1.2"));
+        assert!(may("http://[::1]:8080/studies/1.2"));
+        assert!(!may("http://evil.example/studies/1.2"));
+        assert!(!may("http://127.0.0.1.evil.example/studies/1.2"));
+        assert!(!may("http://user:pw@evil.example/studies/1.2"));
+        assert!(!may("http://localhost@evil.example/studies/1.2"));
+        assert_eq!(
+            origin_of("https://cases.example:8443/"),
+            "https://cases.example:8443"
+        );
+        assert_eq!(
+            origin_of("https://cases.example:8443/overread"),
+            "https://cases.example:8443"
+        );
+        // A token handed over is not sent to such a host.
+        let url = StudyUrl::parse("http://evil.example/studies/1.2").unwrap();
+        let client =
+            crate::cases::net::block_on(DicomWebClient::for_url(&url, Some("secret".into())))
+                .unwrap()
+                .unwrap();
+        assert!(client.token.is_none());
+        let url = StudyUrl::parse("https://pacs.example/studies/1.2").unwrap();
+        let client =
+            crate::cases::net::block_on(DicomWebClient::for_url(&url, Some("secret".into())))
+                .unwrap()
+                .unwrap();
+        assert_eq!(client.token.as_deref(), Some("secret"));
+    }
 
     #[test]
     fn study_urls() {
