@@ -590,3 +590,103 @@ fn a_server_listing_without_end_is_refused() {
         "pages asked for"
     );
 }
+
+/// A stand-in DICOMweb server on loopback answering each request by `answer(path)`: status,
+/// extra header lines, body.
+fn stand_in(answer: fn(&str) -> (u16, &'static str, String)) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request_line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+            let (status, headers, body) = answer(&path);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/dicom+json\r\n{headers}\
+                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+/// A study whose list the server gives short is refused, never opened short of slices or
+/// series without a word: a series listing fewer instances than its Number of Series
+/// Related Instances, a search answered with an object instead of a list, and one that says
+/// more results exist (Warning 299) but gives none.
+#[test]
+fn a_study_listed_short_is_refused() {
+    let cases: [(fn(&str) -> (u16, &'static str, String), &str); 3] = [
+        (
+            |path| {
+                if path.contains("/instances") {
+                    let list: Vec<Value> = (1..=2)
+                        .map(|n| {
+                            serde_json::json!({
+                                "00080018": {"vr": "UI", "Value": [format!("1.2.3.4.{n}")]}
+                            })
+                        })
+                        .collect();
+                    (200, "", Value::Array(list).to_string())
+                } else {
+                    let series = serde_json::json!([{
+                        "0020000E": {"vr": "UI", "Value": ["1.2.3.4"]},
+                        "00201209": {"vr": "IS", "Value": [3]}
+                    }]);
+                    (200, "", series.to_string())
+                }
+            },
+            "series 1.2.3.4 lists 2 of its 3 instances",
+        ),
+        (
+            |path| {
+                if path.contains("/instances") {
+                    (200, "", r#"{"error": "busy"}"#.to_string())
+                } else {
+                    let series =
+                        serde_json::json!([{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}]);
+                    (200, "", series.to_string())
+                }
+            },
+            "not a list of results",
+        ),
+        (
+            |path| {
+                if path.contains("/instances") {
+                    (
+                        200,
+                        "warning: 299 pacs \"There are additional results that can be requested\"\r\n",
+                        "[]".to_string(),
+                    )
+                } else {
+                    let series =
+                        serde_json::json!([{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}]);
+                    (200, "", series.to_string())
+                }
+            },
+            "says more results exist but gives no more",
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (answer, said) in cases {
+        let base = stand_in(answer);
+        let study =
+            overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
+                .unwrap();
+        let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
+        let err = rt.block_on(client.instances(&study)).unwrap_err();
+        assert!(err.to_string().contains(said), "{err} / {said}");
+    }
+}

@@ -224,16 +224,23 @@ impl DicomWebClient {
         }
     }
 
-    async fn qido(&self, url: &str) -> Result<Vec<Value>, ClientError> {
+    /// One QIDO-RS page: its results, and whether the server said more are to be had
+    /// (Warning 299, PS3.18 8.3.4.4).
+    async fn qido(&self, url: &str) -> Result<(Vec<Value>, bool), ClientError> {
         let r = self
             .get(url)
             .header("accept", "application/dicom+json")
             .send()
             .await;
         let r = check(r).await?;
+        let more = r
+            .headers()
+            .get_all(reqwest::header::WARNING)
+            .iter()
+            .any(|w| w.to_str().is_ok_and(|w| w.trim_start().starts_with("299")));
         // 204 No Content is an empty result.
         if r.status() == reqwest::StatusCode::NO_CONTENT {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), more));
         }
         // Read up to a bound: a page of a thousand entries is a few megabytes, and a server
         // that ignores `limit` gives everything in one (still far under the bound).
@@ -253,10 +260,15 @@ impl DicomWebClient {
         }
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Transport(format!("a search answer is not JSON: {e}")))?;
-        Ok(match v {
-            Value::Array(entries) => entries,
-            _ => Vec::new(),
-        })
+        match v {
+            Value::Array(entries) => Ok((entries, more)),
+            // An object (an error said with 200) is no list: taken as empty, a series would
+            // have been left out of the study without a word.
+            _ => Err(ClientError::Refused {
+                status: 200,
+                message: "a search answer is not a list of results".into(),
+            }),
+        }
     }
 
     /// Every result of a QIDO-RS search, page by page (`limit` and `offset`, PS3.18 8.3.4.4):
@@ -272,7 +284,7 @@ impl DicomWebClient {
         // Entries seen, by the sha256 of their JSON (not the text: kept for every page).
         let mut seen: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
         loop {
-            let page = self
+            let (page, more) = self
                 .qido(&format!(
                     "{url}{sep}limit={}&offset={}",
                     self.page,
@@ -297,6 +309,18 @@ impl DicomWebClient {
                 });
             }
             if n == 0 || n > self.page || all.len() == before {
+                // The server said there are more, and gave none: the list is short, and a
+                // study opened from it would be missing what it left out.
+                if more {
+                    return Err(ClientError::Refused {
+                        status: 200,
+                        message: format!(
+                            "the search {url} says more results exist but gives no more after \
+                             {}: not taken as the whole list",
+                            all.len()
+                        ),
+                    });
+                }
                 break;
             }
         }
@@ -330,6 +354,7 @@ impl DicomWebClient {
             ),
         };
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for s in &series {
             let series_uid = match first_string(s, "0020000E") {
                 Some(u) if valid_uid(&u) => u,
@@ -338,15 +363,35 @@ impl DicomWebClient {
             let list = self
                 .qido_all(&format!("{}/series/{series_uid}/instances", study.study()))
                 .await?;
+            let mut listed = 0usize;
             for i in &list {
                 let sop_uid = match first_string(i, "00080018") {
                     Some(u) if valid_uid(&u) => u,
                     other => return Err(not_a_uid("instance", other)),
                 };
+                // One instance listed twice is fetched once.
+                if !seen.insert(sop_uid.clone()) {
+                    continue;
+                }
+                listed += 1;
                 out.push(InstanceRef {
                     series_uid: series_uid.clone(),
                     sop_uid,
                     instance_number: first_int(i, "00200013"),
+                });
+            }
+            // A series the study lists whose instances the server does not all list (none,
+            // or fewer than its Number of Series Related Instances): opened, it would be
+            // short of slices, or missing, without a word.
+            let expected = first_int(s, "00201209").and_then(|n| usize::try_from(n).ok());
+            if listed == 0 || expected.is_some_and(|n| listed < n) {
+                return Err(ClientError::Refused {
+                    status: 200,
+                    message: format!(
+                        "study {}: series {series_uid} lists {listed} of its {} instances",
+                        study.study_uid,
+                        expected.map_or_else(|| "(some)".to_string(), |n| n.to_string())
+                    ),
                 });
             }
         }
