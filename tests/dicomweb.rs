@@ -591,9 +591,11 @@ fn a_server_listing_without_end_is_refused() {
     );
 }
 
-/// A stand-in DICOMweb server on loopback answering each request by `answer(path)`: status,
-/// extra header lines, body.
-fn stand_in(answer: fn(&str) -> (u16, &'static str, String)) -> String {
+/// How a stand-in server answers a request's path: status, extra header lines, body.
+type Answer = fn(&str) -> (u16, &'static str, String);
+
+/// A stand-in DICOMweb server on loopback answering each request by `answer(path)`.
+fn stand_in(answer: Answer) -> String {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -628,7 +630,7 @@ fn stand_in(answer: fn(&str) -> (u16, &'static str, String)) -> String {
 /// more results exist (Warning 299) but gives none.
 #[test]
 fn a_study_listed_short_is_refused() {
-    let cases: [(fn(&str) -> (u16, &'static str, String), &str); 3] = [
+    let cases: [(Answer, &str); 3] = [
         (
             |path| {
                 if path.contains("/instances") {
