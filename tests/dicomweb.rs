@@ -613,9 +613,15 @@ fn stand_in(answer: Answer) -> String {
             }
             let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
             let (status, headers, body) = answer(&path);
+            // A search's type unless the answer gives its own.
+            let content_type = if headers.to_ascii_lowercase().contains("content-type:") {
+                ""
+            } else {
+                "content-type: application/dicom+json\r\n"
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status} X\r\ncontent-type: application/dicom+json\r\n{headers}\
+                "HTTP/1.1 {status} X\r\n{content_type}{headers}\
                  content-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
@@ -689,6 +695,49 @@ fn a_study_listed_short_is_refused() {
                 .unwrap();
         let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
         let err = rt.block_on(client.instances(&study)).unwrap_err();
+        assert!(err.to_string().contains(said), "{err} / {said}");
+    }
+}
+
+/// An instance answered with a part that is not a DICOM object (an error page, JSON) or with
+/// no multipart at all is refused, not written as a file for the scan to leave out later.
+#[test]
+fn an_instance_answered_with_something_else_is_refused() {
+    let cases: [(Answer, &str); 2] = [
+        (
+            |_| {
+                (
+                    200,
+                    "content-type: multipart/related; type=\"application/dicom\"; boundary=b\r\n",
+                    "--b\r\ncontent-type: application/json\r\n\r\n{}\r\n--b--\r\n".to_string(),
+                )
+            },
+            "its part is application/json",
+        ),
+        (
+            |_| {
+                (
+                    200,
+                    "content-type: text/html\r\n",
+                    "<html>maintenance</html>".to_string(),
+                )
+            },
+            "the answer is text/html, not a DICOM object",
+        ),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (answer, said) in cases {
+        let base = stand_in(answer);
+        let study =
+            overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
+                .unwrap();
+        let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
+        let i = overread::cases::dicomweb::InstanceRef {
+            series_uid: "1.2.3.4".into(),
+            sop_uid: "1.2.3.4.5".into(),
+            instance_number: None,
+        };
+        let err = rt.block_on(client.instance(&study, &i)).unwrap_err();
         assert!(err.to_string().contains(said), "{err} / {said}");
     }
 }

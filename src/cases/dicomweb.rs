@@ -457,6 +457,13 @@ impl DicomWebClient {
         if media.essence == "application/dicom" {
             return Ok(body.to_vec());
         }
+        let not_dicom = |what: &str| ClientError::Refused {
+            status: 200,
+            message: format!("instance {}: {what}, not a DICOM object", i.sop_uid),
+        };
+        if media.essence != "multipart/related" {
+            return Err(not_dicom(&format!("the answer is {}", media.essence)));
+        }
         let boundary = media
             .param("boundary")
             .ok_or_else(|| ClientError::Refused {
@@ -471,6 +478,16 @@ impl DicomWebClient {
             message: format!("instance {}: {m}", i.sop_uid),
         })?;
         match parts.as_slice() {
+            // A part of another type (an error page, JSON, frames) is not the instance.
+            [one]
+                if !one.content_type.is_empty()
+                    && MediaType::parse(&one.content_type).essence != "application/dicom" =>
+            {
+                Err(not_dicom(&format!(
+                    "its part is {}",
+                    MediaType::parse(&one.content_type).essence
+                )))
+            }
             [one] => Ok(body[one.range.clone()].to_vec()),
             _ => Err(ClientError::Refused {
                 status: 200,
