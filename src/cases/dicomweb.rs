@@ -32,6 +32,21 @@ pub struct StudyUrl {
     pub study_uid: String,
 }
 
+/// `url` as it may be shown or logged: without a `user:password@` and without a query (which
+/// may hold a patient id).
+pub fn shown(url: &str) -> String {
+    let url = url.trim();
+    let url = url.split(['?', '#']).next().unwrap_or("");
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..after_scheme], &url[after_scheme + at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// `scheme://host[:port]` of a URL (what a credential is bound to).
 pub fn origin_of(url: &str) -> String {
     let url = url.trim();
@@ -303,8 +318,9 @@ impl DicomWebClient {
                 return Err(ClientError::Refused {
                     status: 200,
                     message: format!(
-                        "the search {url} brought more than {MAX_QIDO_RESULTS} results: not \
-                         taken as a study's list"
+                        "the search {} brought more than {MAX_QIDO_RESULTS} results: not \
+                         taken as a study's list",
+                        shown(url)
                     ),
                 });
             }
@@ -315,8 +331,9 @@ impl DicomWebClient {
                     return Err(ClientError::Refused {
                         status: 200,
                         message: format!(
-                            "the search {url} says more results exist but gives no more after \
+                            "the search {} says more results exist but gives no more after \
                              {}: not taken as the whole list",
+                            shown(url),
                             all.len()
                         ),
                     });
@@ -653,6 +670,12 @@ mod tests {
         assert!(!may("http://127.0.0.1.evil.example/studies/1.2"));
         assert!(!may("http://user:pw@evil.example/studies/1.2"));
         assert!(!may("http://localhost@evil.example/studies/1.2"));
+        // What is shown or logged of a URL: no password, no query (it may hold a patient id).
+        assert_eq!(
+            shown("https://me:secret@pacs.example/dicom-web/studies/1.2?PatientID=123"),
+            "https://pacs.example/dicom-web/studies/1.2"
+        );
+        assert_eq!(shown("http://pacs.example/a@b"), "http://pacs.example/a@b");
         assert_eq!(
             origin_of("https://cases.example:8443/"),
             "https://cases.example:8443"

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::cases::dicomweb::{DEFAULT_CONCURRENCY, DicomWebClient, Download, StudyUrl};
+use crate::cases::dicomweb::{DEFAULT_CONCURRENCY, DicomWebClient, Download, StudyUrl, shown};
 
 /// Paths with every study URL replaced by the folder it was downloaded into.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub struct Inputs {
 fn client(url: &StudyUrl, runtime: &tokio::runtime::Runtime) -> Result<DicomWebClient> {
     runtime
         .block_on(DicomWebClient::for_url(url, None))
-        .with_context(|| format!("connecting to {}", url.origin()))
+        .with_context(|| format!("connecting to {}", shown(&url.origin())))
 }
 
 /// Download every study URL among `paths`; other paths pass through unchanged.
@@ -53,7 +53,13 @@ pub fn resolve(paths: &[PathBuf]) -> Result<Inputs> {
         let client = client(&url, rt)?;
         let download = rt
             .block_on(client.download(&url, folder.path(), DEFAULT_CONCURRENCY, |_| {}))
-            .with_context(|| format!("retrieving study {} from {}", url.study_uid, url.root))?;
+            .with_context(|| {
+                format!(
+                    "retrieving study {} from {}",
+                    url.study_uid,
+                    shown(&url.root)
+                )
+            })?;
         out.paths.push(folder.path().to_path_buf());
         out.downloads.push(download);
         out._folders.push(folder);
@@ -77,13 +83,23 @@ pub struct FetchArgs {
 
 /// `overread fetch URL -o DIR`: retrieve a study over DICOMweb and say how fast.
 pub fn fetch_cmd(args: &FetchArgs) -> Result<()> {
-    let url = StudyUrl::parse(&args.url)
-        .with_context(|| format!("{}: not a DICOMweb study URL (…/studies/UID)", args.url))?;
+    let url = StudyUrl::parse(&args.url).with_context(|| {
+        format!(
+            "{}: not a DICOMweb study URL (…/studies/UID)",
+            shown(&args.url)
+        )
+    })?;
     let rt = tokio::runtime::Runtime::new()?;
     let client = client(&url, &rt)?;
     let d = rt
         .block_on(client.download(&url, &args.out, args.concurrency, |_| {}))
-        .with_context(|| format!("retrieving study {} from {}", url.study_uid, url.root))?;
+        .with_context(|| {
+            format!(
+                "retrieving study {} from {}",
+                url.study_uid,
+                shown(&url.root)
+            )
+        })?;
     if args.json {
         println!(
             "{}",
