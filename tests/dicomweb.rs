@@ -165,6 +165,9 @@ fn load_by_url_from_the_case_server_equals_load_from_disk() {
     assert_eq!(v["instances"], 100);
     assert!(v["first_instance_secs"].as_f64().unwrap() <= v["total_secs"].as_f64().unwrap());
     assert_eq!(dcm_hashes(&out), dcm_hashes(&folder));
+    // Not again into a folder that holds files: the study would open mixed with them.
+    let (ok, _, err) = overread(&["fetch", &url, "-o", out.to_str().unwrap()], &rad1);
+    assert!(!ok && err.contains("holds files already"), "{err}");
 
     // Listed a page at a time (a server gives 1,000 at most unasked): with pages of 7 the
     // list is the same 100 instances (the last page short), not the first 7.

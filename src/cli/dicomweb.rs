@@ -71,7 +71,8 @@ pub fn resolve(paths: &[PathBuf]) -> Result<Inputs> {
 pub struct FetchArgs {
     /// A DICOMweb study URL, `http[s]://HOST/PREFIX/studies/UID`.
     pub url: String,
-    /// Folder to write the instances into (created).
+    /// Folder to write the instances into (created; one that holds files already is refused:
+    /// a study fetched into another's folder would open mixed with it).
     #[arg(short, long)]
     pub out: PathBuf,
     /// Requests in flight at once.
@@ -89,6 +90,13 @@ pub fn fetch_cmd(args: &FetchArgs) -> Result<()> {
             shown(&args.url)
         )
     })?;
+    if std::fs::read_dir(&args.out).is_ok_and(|mut entries| entries.next().is_some()) {
+        anyhow::bail!(
+            "{}: the folder holds files already; fetch into a new or empty folder (a study \
+             fetched beside another would open mixed with it)",
+            args.out.display()
+        );
+    }
     let rt = tokio::runtime::Runtime::new()?;
     let client = client(&url, &rt)?;
     let d = rt
