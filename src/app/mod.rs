@@ -386,6 +386,9 @@ pub struct OverreadApp {
     gpu: Option<Gpu>,
     gpu_error: Option<String>,
     scan_rx: Option<Receiver<ScanMsg>>,
+    /// Set to stop the scan under way (its DICOMweb retrieval): another scan, the case closed
+    /// or the login ended.
+    scan_cancel: Option<Arc<AtomicBool>>,
     patients: Vec<Patient>,
     /// Studies retrieved over DICOMweb, kept until the app closes.
     downloads: Vec<tempfile::TempDir>,
@@ -526,6 +529,7 @@ impl OverreadApp {
             gpu,
             gpu_error,
             scan_rx: None,
+            scan_cancel: None,
             patients: Vec::new(),
             downloads: Vec::new(),
             dicomweb_token: settings.dicomweb_token.clone(),
@@ -591,6 +595,15 @@ impl OverreadApp {
         app
     }
 
+    /// Stop the scan under way, its DICOMweb retrieval with it (its files, in a temporary
+    /// folder, go).
+    pub(crate) fn cancel_scan(&mut self) {
+        if let Some(cancel) = self.scan_cancel.take() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        self.scan_rx = None;
+    }
+
     /// Scan `paths` in the background; the largest stack opens when the scan is done. A
     /// DICOMweb study URL among them is retrieved first ([`crate::cases::dicomweb`]); its first
     /// file (the middle of the largest series) is shown as soon as it arrives.
@@ -601,8 +614,12 @@ impl OverreadApp {
             .dicomweb_token
             .clone()
             .map(|t| (self.dicomweb_token_origin.clone(), t));
+        // The last scan's retrieval stops: its images are no longer wanted.
+        self.cancel_scan();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.scan_cancel = Some(cancel.clone());
         std::thread::spawn(move || {
-            let msg = match retrieve_urls(paths, token, &tx, &ctx) {
+            let msg = match retrieve_urls(paths, token, &cancel, &tx, &ctx) {
                 Ok((paths, folders)) => {
                     let report = imaging::scan(&paths);
                     // Paths may hold patient names (a CD's folders often do): the log gets
@@ -756,6 +773,7 @@ impl OverreadApp {
 
     /// Close every series and viewport (another case is being opened).
     pub(crate) fn close_all(&mut self) {
+        self.cancel_scan();
         self.set_cells(Vec::new());
         self.opens.clear();
         self.measurements.clear();
@@ -1825,6 +1843,7 @@ fn provisional_window() -> Voi {
 fn retrieve_urls(
     paths: Vec<PathBuf>,
     token: Option<(Option<String>, String)>,
+    cancel: &AtomicBool,
     tx: &crossbeam_channel::Sender<ScanMsg>,
     ctx: &egui::Context,
 ) -> Result<(Vec<PathBuf>, Vec<tempfile::TempDir>), String> {
@@ -1862,9 +1881,18 @@ fn retrieve_urls(
                 .filter(|(origin, _)| origin.as_ref().is_none_or(|o| *o == url.origin()))
                 .map(|(_, t)| t);
             let client = DicomWebClient::for_url(&url, token).await?;
-            client
-                .download(&url, folder.path(), DEFAULT_CONCURRENCY, on_file)
-                .await
+            let retrieval = client.download(&url, folder.path(), DEFAULT_CONCURRENCY, on_file);
+            // Stopped (another scan, the case closed, the login ended): the requests in flight
+            // are dropped with it, and so is what it wrote.
+            let stopped = async {
+                while !cancel.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                done = retrieval => done,
+                () = stopped => Err(crate::cases::ClientError::Setup("stopped".into())),
+            }
         })?
         .map_err(|e| format!("study {}: {e}", url.study_uid))?;
         out.push(folder.path().to_path_buf());
@@ -2028,6 +2056,40 @@ impl OverreadApp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A retrieval stopped (another scan, the case closed, the login ended) ends at once,
+    /// its requests dropped: here against a server that accepts and never answers.
+    #[test]
+    fn a_stopped_retrieval_ends() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/dicomweb/studies/1.2.3",
+            listener.local_addr().unwrap()
+        );
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        let cancel = Arc::new(AtomicBool::new(false));
+        let stop = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let result = retrieve_urls(
+            vec![PathBuf::from(url)],
+            None,
+            &cancel,
+            &tx,
+            &egui::Context::default(),
+        );
+        // The stop ended it (not the client's own wait between reads, which says otherwise).
+        let err = result.err().unwrap_or_default();
+        assert!(err.contains("stopped"), "{err}");
+    }
 
     /// Frames without positions are stacked 1 mm apart for display only: a length within one
     /// frame is mm (Pixel Spacing is real), one across frames in a reformat is not; without
