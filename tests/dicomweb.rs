@@ -744,3 +744,30 @@ fn an_instance_answered_with_something_else_is_refused() {
         assert!(err.to_string().contains(said), "{err} / {said}");
     }
 }
+
+/// A search answered 503 once (a server busy for a moment) is asked again, and the study's
+/// list comes whole: one dropped answer does not fail it.
+#[test]
+fn a_search_the_server_drops_once_is_asked_again() {
+    static ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let base = stand_in(|path| {
+        if path.contains("/instances") {
+            let list = serde_json::json!([{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5"]}}]);
+            (200, "", list.to_string())
+        } else if ASKED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            (503, "", "busy".to_string())
+        } else {
+            let series = serde_json::json!([{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}]);
+            (200, "", series.to_string())
+        }
+    });
+    let study =
+        overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
+            .unwrap();
+    let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list = rt.block_on(client.instances(&study)).unwrap();
+    assert_eq!(list.len(), 1);
+    // Dropped once, asked again, then the page after it (which brings nothing new).
+    assert_eq!(ASKED.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -239,6 +239,23 @@ impl DicomWebClient {
         }
     }
 
+    /// One QIDO-RS page, tried again after a transient failure (no answer, 5xx, 408, 429) as
+    /// an instance is: one dropped connection must not fail the study's list.
+    async fn qido_retried(&self, url: &str) -> Result<(Vec<Value>, bool), ClientError> {
+        let mut wait = std::time::Duration::from_millis(500);
+        let mut tries = 1;
+        loop {
+            match self.qido(url).await {
+                Err(e) if e.is_retryable() && tries < INSTANCE_TRIES => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// One QIDO-RS page: its results, and whether the server said more are to be had
     /// (Warning 299, PS3.18 8.3.4.4).
     async fn qido(&self, url: &str) -> Result<(Vec<Value>, bool), ClientError> {
@@ -300,7 +317,7 @@ impl DicomWebClient {
         let mut seen: std::collections::HashSet<[u8; 32]> = std::collections::HashSet::new();
         loop {
             let (page, more) = self
-                .qido(&format!(
+                .qido_retried(&format!(
                     "{url}{sep}limit={}&offset={}",
                     self.page,
                     all.len()
