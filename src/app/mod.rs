@@ -596,12 +596,18 @@ impl OverreadApp {
     }
 
     /// Stop the scan under way, its DICOMweb retrieval with it (its files, in a temporary
-    /// folder, go).
+    /// folder, go), and forget it.
     pub(crate) fn cancel_scan(&mut self) {
+        self.stop_retrieval();
+        self.scan_rx = None;
+    }
+
+    /// Stop the DICOMweb retrieval under way (the login it used ended); a scan of files on
+    /// this machine goes on.
+    pub(crate) fn stop_retrieval(&mut self) {
         if let Some(cancel) = self.scan_cancel.take() {
             cancel.store(true, Ordering::Relaxed);
         }
-        self.scan_rx = None;
     }
 
     /// Scan `paths` in the background; the largest stack opens when the scan is done. A

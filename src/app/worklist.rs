@@ -102,7 +102,7 @@ impl OverreadApp {
         self.dicomweb_token = None;
         self.dicomweb_token_origin = None;
         // A study still being retrieved with the login stops: no images land after it ends.
-        self.cancel_scan();
+        self.stop_retrieval();
         self.worklist.cases.clear();
         // A case still being opened, or the worklist still being read again, does not land
         // after the sign-out (the worklist's login would come back with it).
