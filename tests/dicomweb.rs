@@ -539,59 +539,48 @@ fn the_worklist_opens_a_case_and_loads_its_study_over_dicomweb() {
 /// passes `MAX_QIDO_RESULTS`, and says so. A plain HTTP/1.1 responder on loopback.
 #[test]
 fn a_server_listing_without_end_is_refused() {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let served = pages.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request_line = String::new();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            // The rest of the request's header.
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let page = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let body = Value::Array(
-                (0..1000)
-                    .map(|i| {
-                        serde_json::json!({
-                            "0020000E": {"vr": "UI", "Value": [format!("2.25.{page}.{i}")]}
-                        })
+    static PAGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    // A thousand new series on every page, whatever the offset.
+    let (study, client) = stand_in_study(|_| {
+        let page = PAGES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let body = Value::Array(
+            (0..1000)
+                .map(|i| {
+                    serde_json::json!({
+                        "0020000E": {"vr": "UI", "Value": [format!("2.25.{page}.{i}")]}
                     })
-                    .collect(),
-            )
-            .to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/dicom+json\r\n\
-                 content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
+                })
+                .collect(),
+        );
+        (200, "", body.to_string())
     });
-    let study =
-        overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
-            .unwrap();
-    let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let err = rt.block_on(client.instances(&study)).unwrap_err();
     assert!(
         err.to_string().contains("more than 200000 results"),
         "{err}"
     );
-    let asked = pages.load(std::sync::atomic::Ordering::SeqCst);
+    let asked = PAGES.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(
         asked,
         overread::cases::dicomweb::MAX_QIDO_RESULTS / 1000 + 1,
         "pages asked for"
     );
+}
+
+/// Study 1.2.3 on a stand-in server answering by `answer`, and a client without access.
+fn stand_in_study(
+    answer: Answer,
+) -> (
+    overread::cases::dicomweb::StudyUrl,
+    overread::cases::dicomweb::DicomWebClient,
+) {
+    let base = stand_in(answer);
+    let study =
+        overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
+            .unwrap();
+    let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
+    (study, client)
 }
 
 /// How a stand-in server answers a request's path: status, extra header lines, body.
@@ -692,11 +681,7 @@ fn a_study_listed_short_is_refused() {
     ];
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (answer, said) in cases {
-        let base = stand_in(answer);
-        let study =
-            overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
-                .unwrap();
-        let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
+        let (study, client) = stand_in_study(answer);
         let err = rt.block_on(client.instances(&study)).unwrap_err();
         assert!(err.to_string().contains(said), "{err} / {said}");
     }
@@ -730,11 +715,7 @@ fn an_instance_answered_with_something_else_is_refused() {
     ];
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (answer, said) in cases {
-        let base = stand_in(answer);
-        let study =
-            overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
-                .unwrap();
-        let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
+        let (study, client) = stand_in_study(answer);
         let i = overread::cases::dicomweb::InstanceRef {
             series_uid: "1.2.3.4".into(),
             sop_uid: "1.2.3.4.5".into(),
@@ -750,7 +731,7 @@ fn an_instance_answered_with_something_else_is_refused() {
 #[test]
 fn a_search_the_server_drops_once_is_asked_again() {
     static ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let base = stand_in(|path| {
+    let (study, client) = stand_in_study(|path| {
         if path.contains("/instances") {
             let list = serde_json::json!([{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5"]}}]);
             (200, "", list.to_string())
@@ -761,10 +742,6 @@ fn a_search_the_server_drops_once_is_asked_again() {
             (200, "", series.to_string())
         }
     });
-    let study =
-        overread::cases::dicomweb::StudyUrl::parse(&format!("{base}/dicomweb/studies/1.2.3"))
-            .unwrap();
-    let client = overread::cases::dicomweb::DicomWebClient::new(None).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let list = rt.block_on(client.instances(&study)).unwrap();
     assert_eq!(list.len(), 1);

@@ -219,48 +219,57 @@ impl Outbox {
         attempts: u32,
         first_wait: Duration,
     ) -> Vec<Delivery> {
-        let (addenda, firsts): (Vec<_>, Vec<_>) = self
+        // Each pending report read once: what it amends, and (a final) its case and signing.
+        let read: Vec<(usize, String, Option<SignedReport>)> = self
             .pending()
             .into_iter()
             .enumerate()
             .map(|(i, hash)| {
-                let amends = self.amends(&hash);
-                (i, hash, amends)
+                let signed = self.read_pending(&hash);
+                (i, hash, signed)
             })
-            .partition(|(_, _, amends)| amends.is_some());
+            .collect();
+        let amends_of =
+            |signed: &Option<SignedReport>| match signed.as_ref().map(|s| &s.report.kind) {
+                Some(case_protocol::ReportKind::Addendum { amends }) => Some(amends.clone()),
+                _ => None,
+            };
         // One final report a case a round, the first signed: two (a restart or a crash left
         // the panel unaware of the first) sent at once made the server's choice between them
         // chance; this way the first is the report and the second is refused after it (and
-        // listed, for its text to be taken back into an addendum).
-        let mut first_of_case: std::collections::HashMap<String, (String, String)> =
+        // listed, for its text to be taken back into an addendum). An unreadable file goes
+        // (the server says what is wrong with it).
+        let mut first_of_case: std::collections::HashMap<&str, (&str, &str)> =
             std::collections::HashMap::new();
-        let mut held = Vec::new();
-        let firsts: Vec<(usize, String)> = firsts.into_iter().map(|(i, h, _)| (i, h)).collect();
-        for (_, hash) in &firsts {
-            if let Some(s) = self.read_pending(hash) {
-                let key = (s.report.signed_at.clone(), hash.clone());
-                match first_of_case.get(&s.report.case_id) {
-                    Some(earliest) if *earliest <= key => {}
-                    _ => {
-                        first_of_case.insert(s.report.case_id.clone(), key);
-                    }
+        for (_, hash, signed) in &read {
+            if let Some(s) = signed
+                && amends_of(signed).is_none()
+            {
+                let key = (s.report.signed_at.as_str(), hash.as_str());
+                let earliest = first_of_case
+                    .entry(s.report.case_id.as_str())
+                    .or_insert(key);
+                if key < *earliest {
+                    *earliest = key;
                 }
             }
         }
-        let chosen: std::collections::HashSet<&String> =
-            first_of_case.values().map(|(_, h)| h).collect();
-        let firsts: Vec<(usize, String)> = firsts
-            .iter()
-            .filter(|(i, hash)| {
-                let unreadable = self.read_pending(hash).is_none();
-                let go = unreadable || chosen.contains(hash);
-                if !go {
+        let mut firsts = Vec::new();
+        let mut held = Vec::new();
+        let mut addenda = Vec::new();
+        for (i, hash, signed) in &read {
+            match (amends_of(signed), signed) {
+                (Some(amends), _) => addenda.push((*i, hash.clone(), Some(amends))),
+                (None, Some(s))
+                    if first_of_case
+                        .get(s.report.case_id.as_str())
+                        .is_some_and(|(_, first)| *first != hash.as_str()) =>
+                {
                     held.push((*i, hash.clone()));
                 }
-                go
-            })
-            .cloned()
-            .collect();
+                (None, _) => firsts.push((*i, hash.clone())),
+            }
+        }
         let mut out = self.deliver_all(client, firsts, attempts, first_wait).await;
         for (i, hash) in held {
             out.push((
@@ -311,15 +320,6 @@ impl Outbox {
                     && matches!(s.report.kind, case_protocol::ReportKind::Final)
             })
             .min_by(|a, b| (&a.1.report.signed_at, &a.0).cmp(&(&b.1.report.signed_at, &b.0)))
-    }
-
-    /// The report a pending addendum amends (None for a final report or an unreadable file).
-    fn amends(&self, hash: &str) -> Option<String> {
-        let signed = self.read_pending(hash)?;
-        match signed.report.kind {
-            case_protocol::ReportKind::Addendum { amends } => Some(amends),
-            case_protocol::ReportKind::Final => None,
-        }
     }
 
     /// `hashes` (with their places in the answer) sent at once, [`CONCURRENCY`] in flight.

@@ -24,10 +24,26 @@ pub struct Inputs {
     _folders: Vec<tempfile::TempDir>,
 }
 
-fn client(url: &StudyUrl, runtime: &tokio::runtime::Runtime) -> Result<DicomWebClient> {
-    runtime
+/// The study at `url` retrieved into `folder`, `concurrency` requests at a time, with the
+/// access the environment gives; an error names the study and where (without credentials).
+fn retrieve(
+    url: &StudyUrl,
+    folder: &std::path::Path,
+    concurrency: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Download> {
+    let client = runtime
         .block_on(DicomWebClient::for_url(url, None))
-        .with_context(|| format!("connecting to {}", shown(&url.origin())))
+        .with_context(|| format!("connecting to {}", shown(&url.origin())))?;
+    runtime
+        .block_on(client.download(url, folder, concurrency, |_| {}))
+        .with_context(|| {
+            format!(
+                "retrieving study {} from {}",
+                url.study_uid,
+                shown(&url.root)
+            )
+        })
 }
 
 /// Download every study URL among `paths`; other paths pass through unchanged.
@@ -50,16 +66,7 @@ pub fn resolve(paths: &[PathBuf]) -> Result<Inputs> {
         let folder = tempfile::Builder::new()
             .prefix("overread-study-")
             .tempdir()?;
-        let client = client(&url, rt)?;
-        let download = rt
-            .block_on(client.download(&url, folder.path(), DEFAULT_CONCURRENCY, |_| {}))
-            .with_context(|| {
-                format!(
-                    "retrieving study {} from {}",
-                    url.study_uid,
-                    shown(&url.root)
-                )
-            })?;
+        let download = retrieve(&url, folder.path(), DEFAULT_CONCURRENCY, rt)?;
         out.paths.push(folder.path().to_path_buf());
         out.downloads.push(download);
         out._folders.push(folder);
@@ -98,16 +105,7 @@ pub fn fetch_cmd(args: &FetchArgs) -> Result<()> {
         );
     }
     let rt = tokio::runtime::Runtime::new()?;
-    let client = client(&url, &rt)?;
-    let d = rt
-        .block_on(client.download(&url, &args.out, args.concurrency, |_| {}))
-        .with_context(|| {
-            format!(
-                "retrieving study {} from {}",
-                url.study_uid,
-                shown(&url.root)
-            )
-        })?;
+    let d = retrieve(&url, &args.out, args.concurrency, &rt)?;
     if args.json {
         println!(
             "{}",

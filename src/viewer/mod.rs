@@ -324,9 +324,21 @@ impl Viewport {
             .geometry
             .trusted
             .then(|| [-right, right, -down, down].map(direction_letters));
-        let slice = self.native_slice(info);
-        let between = self.between_slices(info);
-        let gap = self.in_gap(info);
+        // One look at where the plane lies, three ways of saying it.
+        let place = self.slice_place(info);
+        let count = info.slices.len();
+        let slice = match place {
+            Some(SlicePlace::On(k)) => Some((k + 1, count)),
+            _ => None,
+        };
+        let between = match place {
+            Some(SlicePlace::Between(k)) => Some((k + 1, count)),
+            _ => None,
+        };
+        let gap = match place {
+            Some(SlicePlace::Gap(k)) => Some((k + 1, count)),
+            _ => None,
+        };
         let window = match &self.display.voi {
             Voi::Window { center, width, .. } => Some((*width, *center)),
             Voi::Lut(_) => None,
@@ -357,24 +369,6 @@ impl Viewport {
         }
     }
 
-    /// On a plane of the stack's own between two of its slices (a blend of them): the one
-    /// before (1-based, in the stack's order) and the count.
-    pub fn between_slices(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
-        match self.slice_place(info)? {
-            SlicePlace::Between(k) => Some((k + 1, info.slices.len())),
-            SlicePlace::On(_) | SlicePlace::Gap(_) => None,
-        }
-    }
-
-    /// On a plane of the stack's own in the middle of a gap of missing slices (no data
-    /// shown): the slice before it (1-based) and the count.
-    pub fn in_gap(&self, info: &VolumeInfo) -> Option<(usize, usize)> {
-        match self.slice_place(info)? {
-            SlicePlace::Gap(k) => Some((k + 1, info.slices.len())),
-            SlicePlace::On(_) | SlicePlace::Between(_) => None,
-        }
-    }
-
     /// Where this plane lies among the stack's slices, when it is parallel to them: where it
     /// crosses the stack's axis through the volume's centre (so that panning a plane tilted
     /// by the f64 noise of its orientation does not move it), as the renderer's slice table
@@ -388,30 +382,32 @@ impl Viewport {
         let middle = volume_centre(info);
         let t = (self.position_mm() - n.dot(middle)) / n.dot(axis);
         let z = (middle + axis * t - info.origin).dot(axis);
-        let zs: Vec<f64> = info.slices.iter().map(|s| f64::from(s.z)).collect();
+        // The slices around the plane (places ascend along the axis): found by halving, no
+        // list made (this runs for every viewport every frame).
+        let z_of = |k: usize| f64::from(info.slices[k].z);
+        let after = info.slices.partition_point(|s| f64::from(s.z) <= z);
+        let below = after.checked_sub(1);
+        let above = (after < info.slices.len()).then_some(after);
         let step = info.spacing_mm[2].max(1e-3);
-        let (k, nearest) = zs
-            .iter()
-            .enumerate()
-            .min_by(|a, b| (a.1 - z).abs().total_cmp(&(b.1 - z).abs()))?;
-        // The renderer's tolerance is a fraction of the step to the neighbour the plane lies
-        // towards (its slice coordinate between two slices is the fraction of their gap).
-        let towards = if z >= *nearest {
-            zs.get(k + 1)
-        } else {
-            k.checked_sub(1).and_then(|p| zs.get(p))
+        // The renderer's tolerance is a fraction of the step between the two slices around
+        // the plane (its slice coordinate there is the fraction of their gap).
+        let local = match (below, above) {
+            (Some(b), Some(a)) => (z_of(a) - z_of(b)).max(1e-3),
+            _ => step,
         };
-        let local = towards.map_or(step, |other| (other - nearest).abs().max(1e-3));
-        if (nearest - z).abs() <= f64::from(crate::render::kernel::ON_SLICE) * local {
-            return Some(SlicePlace::On(k));
+        let on = f64::from(crate::render::kernel::ON_SLICE) * local;
+        for k in [below, above].into_iter().flatten() {
+            if (z_of(k) - z).abs() <= on {
+                return Some(SlicePlace::On(k));
+            }
         }
-        let k = zs.windows(2).position(|w| w[0] < z && z < w[1])?;
+        let (k, next) = (below?, above?);
         if info.slices[k].gap_after > 0.5 {
             let half = 0.5 * step;
-            return Some(if z - zs[k] <= half {
+            return Some(if z - z_of(k) <= half {
                 SlicePlace::On(k)
-            } else if zs[k + 1] - z <= half {
-                SlicePlace::On(k + 1)
+            } else if z_of(next) - z <= half {
+                SlicePlace::On(next)
             } else {
                 SlicePlace::Gap(k)
             });
@@ -422,6 +418,7 @@ impl Viewport {
 
 /// Where a plane of the stack's own lies: on a slice, between two (a blend), or in a gap of
 /// missing slices (no data); by 0-based slice, the one before for the last two.
+#[derive(Clone, Copy)]
 enum SlicePlace {
     On(usize),
     Between(usize),

@@ -17,20 +17,23 @@ pub fn folder_of(path: &Path) -> &Path {
 /// (0666 less the umask, not tempfile's owner-only 0600: an export in a shared folder is for
 /// others to read). Dropped unfinished, it is removed.
 pub fn beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".overread-").suffix(".partial");
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    builder.tempfile_in(folder_of(path))
+    temporary_beside(path, 0o666)
 }
 
 /// A temporary file beside `path` that only its owner may read (0600): for what holds a
 /// patient's report or draft in a folder others may list.
 pub fn private_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    temporary_beside(path, 0o600)
+}
+
+/// `.overread-*.partial` beside `path`, made with `mode` (less the umask; unix).
+fn temporary_beside(path: &Path, mode: u32) -> std::io::Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(".overread-").suffix(".partial");
     #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(mode));
+    #[cfg(not(unix))]
+    let _ = mode;
     builder.tempfile_in(folder_of(path))
 }
 

@@ -255,15 +255,7 @@ fn wrap(text: &str, font: Font, size: f32, max: f32) -> Vec<String> {
             // word's length (a pasted token of 20,000 characters held delivery for minutes).
             let mut rest = word;
             loop {
-                let mut units = 0u32;
-                let mut cut = rest.len();
-                for (i, c) in rest.char_indices() {
-                    units += char_units(c, font);
-                    if i > 0 && units as f32 * size / 1000.0 > max {
-                        cut = i;
-                        break;
-                    }
-                }
+                let cut = fitting(rest, max, font, size);
                 if cut == rest.len() {
                     break;
                 }
@@ -678,17 +670,22 @@ fn fitted(text: &str, room: f32, font: Font, size: f32) -> String {
     if width_pt(text, font, size) <= room {
         return text.to_string();
     }
-    let room = room - width_pt("…", font, size);
-    let mut used = 0.0;
-    let mut cut = 0;
-    for (i, c) in text.char_indices() {
-        used += char_units(c, font) as f32 * size / 1000.0;
-        if used > room && i > 0 {
-            break;
-        }
-        cut = i + c.len_utf8();
-    }
+    let cut = fitting(text, room - width_pt("…", font, size), font, size);
     format!("{}…", &text[..cut])
+}
+
+/// How much of `text` (in bytes, at a character's end) fits in `room` points: its longest
+/// beginning no wider, at least one character; the whole of it where it fits. One pass over
+/// the characters' widths (measuring every beginning again cost the cube of a word's length).
+fn fitting(text: &str, room: f32, font: Font, size: f32) -> usize {
+    let mut units = 0u32;
+    for (i, c) in text.char_indices() {
+        units += char_units(c, font);
+        if i > 0 && units as f32 * size / 1000.0 > room {
+            return i;
+        }
+    }
+    text.len()
 }
 
 #[cfg(test)]
