@@ -454,6 +454,50 @@ fn ge_tilted_ct_values_equal_dcm2niix() {
     assert_eq!(matching.len(), 1, "flips matching dcm2niix: {matching:?}");
 }
 
+/// A region on a slice of the GE tilted, unevenly spaced CT reads what numpy reads: the voxels
+/// whose centres lie inside the ellipse, placed from each file's Image Position, Orientation
+/// and Pixel Spacing, in HU through its rescale. The ellipse (40 x 15 mm semi-axes, turned
+/// 30 degrees, on slice 14 of 28) and the figures are `scripts/roi_reference.py`'s output.
+#[test]
+fn ge_tilted_ct_region_equals_numpy() {
+    use overread::render::kernel::VolumeInfo;
+    use overread::viewer::measure::{Measurement, Shape, Value};
+    let Some(root) = shared_dicom() else { return };
+    let dir = root.join("ct/ge_hispeed_tilt_nonuniform/dicom");
+    let report = imaging::scan(&[dir]);
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+    let info = VolumeInfo::new(&volume).unwrap();
+    let region = Measurement {
+        id: 1,
+        shape: Shape::Ellipse {
+            center: [-2.7832156399999946, -30.143547376930442, 30.585887000213212],
+            semi_axis_1: [34.64101615137755, 18.966473999999998, -6.346093999999999],
+            semi_axis_2: [-7.499999999999999, 12.319086228162794, -4.121908964103002],
+        },
+        frame_of_reference_uid: None,
+        stack_id: None,
+    };
+    let Value::Region {
+        mean,
+        sd,
+        min,
+        max,
+        samples,
+        without_data,
+        ..
+    } = region.value(&info, &volume.voxels)
+    else {
+        panic!("not a region")
+    };
+    // numpy: count 7907 mean 27.63525989629442 sd 6.1145578789277595 min -2.0 max 45.0
+    assert_eq!((samples, without_data), (7907, 0));
+    assert!((mean - 27.63525989629442).abs() < 1e-9, "mean {mean}");
+    assert!((sd - 6.1145578789277595).abs() < 1e-9, "sd {sd}");
+    assert_eq!((min, max), (-2.0, 45.0));
+}
+
 /// dicom2nifti's multi-vendor excerpts: every folder with a ground truth, explicit and implicit
 /// VR, compressed series, Philips and Siemens enhanced, and an RGB series (J2K-compressed,
 /// oblique; dicom2nifti writes it as RGBA32).

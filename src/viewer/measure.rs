@@ -239,9 +239,13 @@ const EDIT_ACROSS_COS: f64 = 0.99;
 /// Most samples one region's statistics take (see [`ellipse_stats`]).
 pub const MAX_SAMPLES: f64 = 4.0e6;
 
-/// Statistics of the voxels inside an ellipse: the plane is sampled at the finest voxel
-/// spacing (nearest voxel per sample; coarser only past [`MAX_SAMPLES`] within the volume),
-/// and the area is the ellipse's own, pi * a * b.
+/// Statistics of the voxels inside an ellipse; the area is the ellipse's own, pi * a * b.
+///
+/// On a plane of voxels (an axial ellipse on an axial stack, a coronal or sagittal one on a
+/// regular stack) they are the voxels of the layer the display shows whose centres lie inside
+/// the ellipse, each once ([`ellipse_on_voxel_layer`]), as a mask over the slice would take
+/// them. Elsewhere (oblique, tilted, between the slices of an uneven stack) the plane is
+/// sampled at the finest voxel spacing, the nearest voxel per sample ([`ellipse_on_grid`]).
 fn ellipse_stats(
     info: &VolumeInfo,
     voxels: &Voxels,
@@ -251,9 +255,38 @@ fn ellipse_stats(
 ) -> Value {
     let (c, a, b) = (DVec3::from(c), DVec3::from(a), DVec3::from(b));
     let (ra, rb) = (a.length(), b.length());
-    let area_mm2 = std::f64::consts::PI * ra * rb;
-    // No statistics: none of the region's `without_data` samples had any.
-    let empty = |without_data| Value::Region {
+    if ra <= 0.0 || rb <= 0.0 {
+        return no_statistics(std::f64::consts::PI * ra * rb, 0);
+    }
+    let region = Ellipse {
+        c,
+        ua: a / ra,
+        ub: b / rb,
+        ra,
+        rb,
+    };
+    ellipse_on_voxel_layer(info, voxels, &region)
+        .unwrap_or_else(|| ellipse_on_grid(info, voxels, &region))
+}
+
+/// An ellipse: centre, unit axes and semi-axis lengths (mm).
+struct Ellipse {
+    c: DVec3,
+    ua: DVec3,
+    ub: DVec3,
+    ra: f64,
+    rb: f64,
+}
+
+impl Ellipse {
+    fn area_mm2(&self) -> f64 {
+        std::f64::consts::PI * self.ra * self.rb
+    }
+}
+
+/// A region without statistics: none of its `without_data` samples had any.
+fn no_statistics(area_mm2: f64, without_data: usize) -> Value {
+    Value::Region {
         area_mm2,
         mean: f64::NAN,
         sd: f64::NAN,
@@ -261,11 +294,233 @@ fn ellipse_stats(
         max: f64::NAN,
         samples: 0,
         without_data,
-    };
-    if ra <= 0.0 || rb <= 0.0 {
-        return empty(0);
     }
-    let (ua, ub) = (a / ra, b / rb);
+}
+
+/// Count, mean, sum of squared deviations, min and max of some values, merged by Chan's
+/// pairwise formula (rows summarised in parallel, then combined).
+#[derive(Debug, Clone, Copy)]
+struct Moments {
+    n: usize,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Moments {
+    const NONE: Moments = Moments {
+        n: 0,
+        mean: 0.0,
+        m2: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn push(self, v: f64) -> Moments {
+        self.merge(Moments {
+            n: 1,
+            mean: v,
+            m2: 0.0,
+            min: v,
+            max: v,
+        })
+    }
+
+    fn merge(self, o: Moments) -> Moments {
+        if o.n == 0 {
+            return self;
+        }
+        if self.n == 0 {
+            return o;
+        }
+        let n = self.n + o.n;
+        let d = o.mean - self.mean;
+        let (a, b, total) = (self.n as f64, o.n as f64, n as f64);
+        Moments {
+            n,
+            mean: self.mean + d * b / total,
+            m2: self.m2 + o.m2 + d * d * a * b / total,
+            min: self.min.min(o.min),
+            max: self.max.max(o.max),
+        }
+    }
+}
+
+/// An ellipse on a plane of voxels: the voxels of that layer (the one the display's nearest
+/// sampling shows there) whose centres lie inside it, each counted once, and the voxel
+/// centres of the layer's lattice beyond the volume (or on a failed slice, or padding)
+/// inside it counted as without data. `None` where the ellipse's plane is not a plane of
+/// voxels (within a hundred-thousandth of a radian and a thousandth of a voxel), for a colour
+/// volume, or where the display reads no voxel at its centre: the grid then samples it.
+fn ellipse_on_voxel_layer(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Option<Value> {
+    let shape = voxels.shape();
+    if voxels.is_colour() || [shape[2], shape[1], shape[0]] != info.dims {
+        return None;
+    }
+    let g = &info.geometry;
+    let step = |axis: usize| g.patient_from_voxel.col(axis).truncate();
+    let normal = e.ua.cross(e.ub).normalize();
+    // The voxel axis along the ellipse's normal: 0 (columns, a sagittal plane of an axial
+    // stack), 1 (rows) or 2 (the slices' own planes).
+    let along = |d: DVec3| d.normalize_or_zero().dot(normal).abs() >= 1.0 - 1e-10;
+    let layer_axis = if along(info.axes[2]) {
+        2
+    } else if along(step(0)) {
+        0
+    } else if along(step(1)) {
+        1
+    } else {
+        return None;
+    };
+    // The layer's lattice: origin and the steps of its two index axes (p, q).
+    let (p_axis, q_axis) = match layer_axis {
+        0 => (1, 2),
+        1 => (0, 2),
+        _ => (0, 1),
+    };
+    // Across the slices (a coronal or sagittal layer) the lattice is the affine's: the
+    // slices must be evenly placed, none missing, unsheared.
+    if layer_axis != 2 && info.use_table {
+        return None;
+    }
+    let (e1, e2) = (step(p_axis), step(q_axis));
+    let flat = |d: DVec3| d.dot(normal).abs() <= 1e-3 * d.length();
+    if !flat(e1) || !flat(e2) {
+        return None;
+    }
+    // The layer the display shows at the centre (every point of a parallel plane shows it).
+    let params = ResampleParams::new(
+        info,
+        &TextureLayout::single(info.dims),
+        &probe_view(info, e.c),
+    )
+    .ok()?;
+    let (at, _) = nearest_voxel(&params, &info.slices, voxels, 0, 0)?;
+    let layer = at[layer_axis];
+    let mut first = [0.0; 3];
+    first[layer_axis] = layer as f64;
+    let origin = DVec3::from(g.patient_from_voxel_exact(first));
+    // Lattice point (p, q) lies at origin + p e1 + q e2; its in-plane coordinates in units of
+    // the semi-axes are u = u0 + p u1 + q u2 and v = v0 + p v1 + q v2.
+    let d0 = origin - e.c;
+    let (u0, u1, u2) = (
+        d0.dot(e.ua) / e.ra,
+        e1.dot(e.ua) / e.ra,
+        e2.dot(e.ua) / e.ra,
+    );
+    let (v0, v1, v2) = (
+        d0.dot(e.ub) / e.rb,
+        e1.dot(e.ub) / e.rb,
+        e2.dot(e.ub) / e.rb,
+    );
+    let inside = |p: i64, q: i64| {
+        let (p, q) = (p as f64, q as f64);
+        let u = u0 + p * u1 + q * u2;
+        let v = v0 + p * v1 + q * v2;
+        u * u + v * v <= 1.0
+    };
+    // Rows q the ellipse reaches: the extent of q over the ellipse, from the inverse of the
+    // lattice map (u, v) -> (p, q) (a voxel of margin either side).
+    let det = u1 * v2 - u2 * v1;
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    // q = qc + (u1 v - v1 u) / det over the unit circle in (u, v), centred where u = v = 0.
+    let qc = (v1 * u0 - u1 * v0) / det;
+    let dq = (u1 * u1 + v1 * v1).sqrt() / det.abs();
+    let (q_lo, q_hi) = ((qc - dq).floor() as i64 - 1, (qc + dq).ceil() as i64 + 1);
+    if q_hi - q_lo >= 100_000_000 {
+        return None;
+    }
+    let (p_len, q_len) = (info.dims[p_axis] as i64, info.dims[q_axis] as i64);
+    let voxel = |p: usize, q: usize| {
+        let mut ijk = [0; 3];
+        ijk[layer_axis] = layer;
+        ijk[p_axis] = p;
+        ijk[q_axis] = q;
+        ijk
+    };
+    // Each row's run of lattice points inside (from its analytic ends, settled by `inside`),
+    // and the statistics of those in the volume.
+    let rows: (usize, Moments) = (q_lo..=q_hi)
+        .into_par_iter()
+        .map(|q| {
+            let (uq, vq) = (u0 + q as f64 * u2, v0 + q as f64 * v2);
+            // (uq + p u1)^2 + (vq + p v1)^2 <= 1, a quadratic in p.
+            let a = u1 * u1 + v1 * v1;
+            let b = 2.0 * (uq * u1 + vq * v1);
+            let c = uq * uq + vq * vq - 1.0;
+            let disc = b * b - 4.0 * a * c;
+            if a <= 0.0 || disc < 0.0 {
+                return (0, Moments::NONE);
+            }
+            let root = disc.sqrt();
+            let mut lo = ((-b - root) / (2.0 * a)).ceil() as i64;
+            let mut hi = ((-b + root) / (2.0 * a)).floor() as i64;
+            while inside(lo - 1, q) {
+                lo -= 1;
+            }
+            while lo <= hi && !inside(lo, q) {
+                lo += 1;
+            }
+            while inside(hi + 1, q) {
+                hi += 1;
+            }
+            while hi >= lo && !inside(hi, q) {
+                hi -= 1;
+            }
+            let run = usize::try_from(hi - lo + 1).unwrap_or(0);
+            let mut m = Moments::NONE;
+            if (0..q_len).contains(&q) {
+                for p in lo.max(0)..=hi.min(p_len - 1) {
+                    let [i, j, k] = voxel(p as usize, q as usize);
+                    if let Some(v) = voxel_value(info, voxels, [i, j, k]) {
+                        m = m.push(v);
+                    }
+                }
+            }
+            (run, m)
+        })
+        .reduce(
+            || (0, Moments::NONE),
+            |(r1, m1), (r2, m2)| (r1 + r2, m1.merge(m2)),
+        );
+    let (inside_total, m) = rows;
+    if m.n == 0 {
+        return Some(no_statistics(e.area_mm2(), inside_total));
+    }
+    Some(Value::Region {
+        area_mm2: e.area_mm2(),
+        mean: m.mean,
+        sd: (m.m2 / (m.n as f64 - 1.0).max(1.0)).sqrt(),
+        min: m.min,
+        max: m.max,
+        samples: m.n,
+        without_data: inside_total.saturating_sub(m.n),
+    })
+}
+
+/// The modality value of voxel `[i, j, k]` as the display's nearest sampling reads it, or
+/// `None` on a failed slice or padding.
+fn voxel_value(info: &VolumeInfo, voxels: &Voxels, [i, j, k]: [usize; 3]) -> Option<f64> {
+    let slice = info.slices.get(k)?;
+    if slice.failed > 0.5 {
+        return None;
+    }
+    let stored = voxels.get(i, j, k)?;
+    if info.is_padding(k, stored) {
+        return None;
+    }
+    Some(f64::from(stored as f32 * slice.slope + slice.intercept))
+}
+
+/// An ellipse on any plane: sampled at the finest voxel spacing (nearest voxel per sample;
+/// coarser only past [`MAX_SAMPLES`] within the volume).
+fn ellipse_on_grid(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Value {
+    let Ellipse { c, ua, ub, ra, rb } = *e;
+    let area_mm2 = e.area_mm2();
+    let empty = |without_data| no_statistics(area_mm2, without_data);
     // The volume's extent along each axis of the ellipse, from its centre: no sample beyond it
     // can hold a voxel (the volume is convex), so an ellipse larger than the volume costs no
     // more than the volume's own cross-section. The corners are voxel centres and a sample
@@ -713,8 +968,152 @@ mod tests {
         assert!((mean - expected).abs() < 1e-6, "{mean} vs {expected}");
     }
 
-    /// A coronal ellipse over the last slices of a stack of 0.7 mm pixels and 5 mm slices:
-    /// every grid sample that falls in a voxel (up to half a slice beyond the last slice's
+    /// The statistics of voxels whose centres lie inside an ellipse, found by testing every
+    /// voxel of layer `layer` (along axis `axis`) and of the lattice around it, placed by the
+    /// file's geometry: (voxels read, values, lattice points inside but beyond the volume).
+    fn by_every_voxel(
+        volume: &imaging::Volume,
+        axis: usize,
+        layer: usize,
+        [c, a, b]: [[f64; 3]; 3],
+    ) -> (Vec<f64>, usize) {
+        let g = &volume.geometry;
+        let (c, a, b) = (DVec3::from(c), DVec3::from(a), DVec3::from(b));
+        let (mut values, mut beyond) = (Vec::new(), 0);
+        let others: Vec<usize> = (0..3).filter(|x| *x != axis).collect();
+        let margin = 200i64;
+        for q in -margin..g.dims[others[1]] as i64 + margin {
+            for p in -margin..g.dims[others[0]] as i64 + margin {
+                let mut v = [0.0; 3];
+                v[axis] = layer as f64;
+                v[others[0]] = p as f64;
+                v[others[1]] = q as f64;
+                let d = DVec3::from(g.patient_from_voxel_affine(v)) - c;
+                let (u, w) = (d.dot(a) / a.length_squared(), d.dot(b) / b.length_squared());
+                if u * u + w * w > 1.0 {
+                    continue;
+                }
+                let inside = (0..g.dims[others[0]] as i64).contains(&p)
+                    && (0..g.dims[others[1]] as i64).contains(&q);
+                if !inside {
+                    beyond += 1;
+                    continue;
+                }
+                let [i, j, k] = v.map(|x| x as usize);
+                let r = volume.rescale.for_slice(k);
+                let stored = f64::from(volume.voxels.get(i, j, k).unwrap());
+                values.push(stored * r.slope + r.intercept);
+            }
+        }
+        (values, beyond)
+    }
+
+    fn summary(values: &[f64]) -> (usize, f64, f64, f64, f64) {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (values.len(), mean, sd, min, max)
+    }
+
+    fn close(got: (usize, f64, f64, f64, f64), want: (usize, f64, f64, f64, f64)) -> bool {
+        got.0 == want.0
+            && (got.1 - want.1).abs() < 1e-9 * want.1.abs().max(1.0)
+            && (got.2 - want.2).abs() < 1e-6 * want.2.abs().max(1.0)
+            && got.3 == want.3
+            && got.4 == want.4
+    }
+
+    /// An ellipse on a slice takes the slice's voxels whose centres lie inside it, each once,
+    /// as a mask over the slice does: a circle of 5.7 voxels' radius centred on a voxel holds
+    /// the 101 lattice points within 5.7 of it (Gauss's count; a grid centred on the circle
+    /// with half-voxel offsets took 96 samples); a turned, off-centre ellipse the voxels found
+    /// by testing every voxel of the slice.
+    #[test]
+    fn a_region_on_a_slice_takes_the_voxels_whose_centres_are_inside() {
+        let volume = phantom_64();
+        let info = VolumeInfo::new(&volume).unwrap();
+        let g = &volume.geometry;
+        let circle = [
+            g.patient_from_voxel_affine([20.0, 33.0, 1.0]),
+            [11.4, 0.0, 0.0],
+            [0.0, 11.4, 0.0],
+        ];
+        let (turn, across) = (30f64.to_radians(), 0.2);
+        let turned = [
+            g.patient_from_voxel_affine([30.3, 28.6, 2.0 + across]),
+            [17.0 * turn.cos(), 17.0 * turn.sin(), 0.0],
+            [-7.0 * turn.sin(), 7.0 * turn.cos(), 0.0],
+        ];
+        for (name, [c, a, b], layer) in [("circle", circle, 1), ("turned", turned, 2)] {
+            let Value::Region {
+                mean,
+                sd,
+                min,
+                max,
+                samples,
+                without_data,
+                ..
+            } = ellipse_stats(&info, &volume.voxels, c, a, b)
+            else {
+                panic!("not a region")
+            };
+            let (values, beyond) = by_every_voxel(&volume, 2, layer, [c, a, b]);
+            assert_eq!((without_data, beyond), (0, 0), "{name}");
+            let got = (samples, mean, sd, min, max);
+            let want = summary(&values);
+            assert!(close(got, want), "{name}: {got:?} vs {want:?}");
+            if name == "circle" {
+                assert_eq!(samples, 101);
+            }
+            assert!(
+                want.3 < want.4,
+                "{name}: the region spans no edge: {want:?}"
+            );
+        }
+    }
+
+    /// A coronal ellipse over the end of a stack of 0.7 mm pixels and 5 mm slices takes the
+    /// voxels of its row whose centres lie inside; the lattice points inside past the last
+    /// slice are its part without data.
+    #[test]
+    fn a_coronal_region_takes_the_voxels_of_its_row_and_counts_the_rest() {
+        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
+            columns: 32,
+            rows: 32,
+            slices: 6,
+            pixel_mm: 0.7,
+            spacing_mm: 5.0,
+            ..imaging::synth::PhantomSpec::default()
+        });
+        let info = VolumeInfo::new(&volume).unwrap();
+        let g = &volume.geometry;
+        // Between rows 16 and 17, nearer 16: the display shows row 16 there.
+        let c = g.patient_from_voxel_affine([15.5, 16.3, 4.6]);
+        let (a, b) = ([9.0, 0.0, 0.0], [0.0, 0.0, -12.0]);
+        let Value::Region {
+            mean,
+            sd,
+            min,
+            max,
+            samples,
+            without_data,
+            ..
+        } = ellipse_stats(&info, &volume.voxels, c, a, b)
+        else {
+            panic!("not a region")
+        };
+        let (values, beyond) = by_every_voxel(&volume, 1, 16, [c, a, b]);
+        assert!(beyond > 0 && values.len() > 20, "{beyond} {}", values.len());
+        assert_eq!(without_data, beyond);
+        let got = (samples, mean, sd, min, max);
+        let want = summary(&values);
+        assert!(close(got, want), "{got:?} vs {want:?}");
+    }
+
+    /// The grid (oblique planes) over the last slices of a stack of 0.7 mm pixels and 5 mm
+    /// slices, on a coronal plane: every grid sample that falls in a voxel (up to half a slice beyond the last slice's
     /// centre) is counted, as the unclipped grid counts them (counted here from the grid and
     /// the voxel bounds directly).
     #[test]
@@ -735,12 +1134,16 @@ mod tests {
             samples,
             without_data,
             ..
-        } = ellipse_stats(
+        } = ellipse_on_grid(
             &info,
             &volume.voxels,
-            centre,
-            [ra, 0.0, 0.0],
-            [0.0, 0.0, -rb],
+            &Ellipse {
+                c: DVec3::from(centre),
+                ua: DVec3::X,
+                ub: DVec3::NEG_Z,
+                ra,
+                rb,
+            },
         )
         else {
             panic!("not a region")
