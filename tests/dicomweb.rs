@@ -726,6 +726,39 @@ fn an_instance_answered_with_something_else_is_refused() {
     }
 }
 
+/// A server that answers 503 with Retry-After is asked again no sooner than it said (the
+/// client's own first wait is half a second).
+#[test]
+fn a_search_is_asked_again_when_the_server_says() {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static ASKED_AT: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
+    let (study, client) = stand_in_study(|path| {
+        if path.contains("/instances") {
+            let list = serde_json::json!([{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5"]}}]);
+            return (200, "", list.to_string());
+        }
+        let mut asked = ASKED_AT.lock().unwrap();
+        asked.push(Instant::now());
+        if asked.len() == 1 {
+            (503, "retry-after: 2\r\n", "down for a moment".to_string())
+        } else {
+            let series = serde_json::json!([{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}]);
+            (200, "", series.to_string())
+        }
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let list = rt.block_on(client.instances(&study)).unwrap();
+    assert_eq!(list.len(), 1);
+    let asked = ASKED_AT.lock().unwrap();
+    assert!(asked.len() >= 2, "{} searches", asked.len());
+    let waited = asked[1] - asked[0];
+    assert!(
+        waited >= Duration::from_secs(2),
+        "asked again after {waited:?}"
+    );
+}
+
 /// A search answered 503 once (a server busy for a moment) is asked again, and the study's
 /// list comes whole: one dropped answer does not fail it.
 #[test]

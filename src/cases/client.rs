@@ -2,6 +2,7 @@
 //! system roots or, with a CA file, only that CA, as for a server's self-signed certificate).
 
 use std::path::Path;
+use std::time::Duration;
 
 use case_protocol::{CaseSummary, Receipt, SignedReport};
 use serde::Deserialize;
@@ -11,9 +12,14 @@ pub enum ClientError {
     /// No answer (connection refused, reset, timeout): try again later.
     #[error("the case server could not be reached: {0}")]
     Transport(String),
-    /// The server failed or asked to wait (5xx, 408, 429): try again later.
+    /// The server failed or asked to wait (5xx, 408, 429): try again later, not before
+    /// `retry_after` where it said when (Retry-After).
     #[error("the case server answered {status}: {message} (will retry)")]
-    Unavailable { status: u16, message: String },
+    Unavailable {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The login is missing or expired (401): log in again; nothing else is wrong.
     #[error("the case server needs a new login: {0}")]
     Unauthorized(String),
@@ -31,6 +37,41 @@ impl ClientError {
             ClientError::Transport(_) | ClientError::Unavailable { .. }
         )
     }
+
+    /// How long to wait before trying again after this failure: `backoff` (the caller's own
+    /// doubling wait), or longer where the server said when (Retry-After), up to
+    /// [`MAX_RETRY_AFTER`].
+    pub fn wait_before_retry(&self, backoff: Duration) -> Duration {
+        match self {
+            ClientError::Unavailable {
+                retry_after: Some(asked),
+                ..
+            } => backoff.max((*asked).min(MAX_RETRY_AFTER)),
+            _ => backoff,
+        }
+    }
+}
+
+/// The longest a Retry-After is waited for before a retry: a server asking for more (an hour
+/// of maintenance) is tried again after this, and fails that try as it would have.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// The wait a Retry-After header asks for (RFC 9110 10.2.3): whole seconds, or an HTTP date
+/// (a date past is no wait). `None` without one, or for one that cannot be read.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// An HTTPS client (rustls with ring) that trusts the system roots or, with `ca_pem`, only
@@ -39,9 +80,9 @@ impl ClientError {
 #[derive(Debug, Clone, Copy)]
 pub enum Patience {
     /// The whole request (small JSON answers).
-    Total(std::time::Duration),
+    Total(Duration),
     /// The wait between two reads of the answer (big answers on slow links).
-    BetweenReads(std::time::Duration),
+    BetweenReads(Duration),
 }
 
 pub fn http_client(
@@ -50,8 +91,7 @@ pub fn http_client(
 ) -> Result<reqwest::Client, ClientError> {
     // reqwest's rustls needs a process-wide provider; ring keeps the build free of cmake.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder =
-        reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+    let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
     builder = match patience {
         Patience::Total(t) => builder.timeout(t),
         Patience::BetweenReads(t) => builder.read_timeout(t),
@@ -91,7 +131,7 @@ impl CaseClient {
     /// A client for `base` (`https://host:port`, or `http://127.0.0.1:port`), trusting only the
     /// CA in `ca_pem` when given.
     pub fn new(base: &str, ca_pem: Option<&Path>) -> Result<CaseClient, ClientError> {
-        let http = http_client(ca_pem, Patience::Total(std::time::Duration::from_secs(30)))?;
+        let http = http_client(ca_pem, Patience::Total(Duration::from_secs(30)))?;
         Ok(CaseClient {
             base: base.trim_end_matches('/').to_string(),
             http,
@@ -133,6 +173,7 @@ impl CaseClient {
         if status.is_success() {
             return Ok(r);
         }
+        let wait = retry_after(r.headers());
         let text = r.text().await.unwrap_or_default();
         let answer = serde_json::from_str::<ErrorAnswer>(&text).map(|e| e.error);
         let code = status.as_u16();
@@ -144,6 +185,7 @@ impl CaseClient {
             Err(ClientError::Unavailable {
                 status: code,
                 message,
+                retry_after: wait,
             })
         } else if !is_case_servers {
             // A refusal is the case server's own answer ({"error": ...}); any other 4xx is
@@ -153,6 +195,7 @@ impl CaseClient {
             Err(ClientError::Unavailable {
                 status: code,
                 message: format!("an answer that is not the case server's: {said}"),
+                retry_after: wait,
             })
         } else {
             Err(ClientError::Refused {
@@ -263,5 +306,64 @@ impl CaseClient {
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(v["key"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    fn with_retry_after(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    /// Retry-After in seconds or as an HTTP date (RFC 9110 10.2.3); a date past is no wait,
+    /// an unreadable value none asked for; the wait is the longer of the caller's backoff and
+    /// the server's, at most a minute.
+    #[test]
+    fn retry_after_is_read_and_bounded() {
+        assert_eq!(
+            retry_after(&with_retry_after("120")),
+            Some(Duration::from_secs(120))
+        );
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let wait = retry_after(&with_retry_after(&httpdate::fmt_http_date(later))).unwrap();
+        assert!(
+            wait > Duration::from_secs(27) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(
+            retry_after(&with_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&with_retry_after("soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+
+        let busy = |asked| ClientError::Unavailable {
+            status: 503,
+            message: String::new(),
+            retry_after: asked,
+        };
+        let backoff = Duration::from_secs(1);
+        assert_eq!(busy(None).wait_before_retry(backoff), backoff);
+        assert_eq!(
+            busy(Some(Duration::from_secs(5))).wait_before_retry(backoff),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            busy(Some(Duration::from_millis(10))).wait_before_retry(backoff),
+            backoff
+        );
+        assert_eq!(
+            busy(Some(Duration::from_secs(3600))).wait_before_retry(backoff),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(
+            ClientError::Transport("reset".into()).wait_before_retry(backoff),
+            backoff
+        );
     }
 }

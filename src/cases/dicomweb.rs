@@ -247,7 +247,7 @@ impl DicomWebClient {
         loop {
             match self.qido(url).await {
                 Err(e) if e.is_retryable() && tries < INSTANCE_TRIES => {
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(e.wait_before_retry(wait)).await;
                     wait *= 2;
                     tries += 1;
                 }
@@ -450,7 +450,7 @@ impl DicomWebClient {
         loop {
             match self.instance(study, i).await {
                 Err(e) if e.is_retryable() && tries < INSTANCE_TRIES => {
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(e.wait_before_retry(wait)).await;
                     wait *= 2;
                     tries += 1;
                 }
@@ -652,6 +652,7 @@ async fn check(
         return Ok(r);
     }
     let code = status.as_u16();
+    let wait = crate::cases::client::retry_after(r.headers());
     let text = r.text().await.unwrap_or_default();
     let message = serde_json::from_str::<Value>(&text)
         .ok()
@@ -662,6 +663,7 @@ async fn check(
         408 | 429 | 500..=599 => ClientError::Unavailable {
             status: code,
             message,
+            retry_after: wait,
         },
         _ => ClientError::Refused {
             status: code,

@@ -401,7 +401,7 @@ impl Outbox {
             attempt += 1;
             match client.submit(&signed).await {
                 Err(e) if e.is_retryable() && attempt < attempts.max(1) => {
-                    tokio::time::sleep(wait).await;
+                    tokio::time::sleep(e.wait_before_retry(wait)).await;
                     wait *= 2;
                 }
                 other => break other,
