@@ -721,8 +721,13 @@ fn an_instance_answered_with_something_else_is_refused() {
             sop_uid: "1.2.3.4.5".into(),
             instance_number: None,
         };
-        let err = rt.block_on(client.instance(&study, &i)).unwrap_err();
+        let dir = tempdir();
+        let path = dir.path().join("instance.dcm");
+        let err = rt
+            .block_on(client.instance_into(&study, &i, &path))
+            .unwrap_err();
         assert!(err.to_string().contains(said), "{err} / {said}");
+        assert!(!path.exists(), "{said}: a file was left");
     }
 }
 

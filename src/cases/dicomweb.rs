@@ -438,17 +438,19 @@ impl DicomWebClient {
         Ok(out)
     }
 
-    /// One instance, tried again after a transient failure (no answer, 5xx, 408, 429) with
-    /// waits of 0.5, 1 and 2 s: one dropped connection must not fail a study of thousands.
+    /// One instance written to `path`, tried again after a transient failure (no answer, 5xx,
+    /// 408, 429) with waits of 0.5, 1 and 2 s (or what the server's Retry-After asks): one
+    /// dropped connection must not fail a study of thousands. Its size in bytes.
     async fn instance_retried(
         &self,
         study: &StudyUrl,
         i: &InstanceRef,
-    ) -> Result<Vec<u8>, ClientError> {
+        path: &Path,
+    ) -> Result<u64, ClientError> {
         let mut wait = std::time::Duration::from_millis(500);
         let mut tries = 1;
         loop {
-            match self.instance(study, i).await {
+            match self.instance_into(study, i, path).await {
                 Err(e) if e.is_retryable() && tries < INSTANCE_TRIES => {
                     tokio::time::sleep(e.wait_before_retry(wait)).await;
                     wait *= 2;
@@ -459,12 +461,29 @@ impl DicomWebClient {
         }
     }
 
-    /// One instance as stored (WADO-RS, a one-part multipart answer).
-    pub async fn instance(
+    /// One instance as stored (WADO-RS, a one-part multipart answer, or the object itself),
+    /// written to `path` as it arrives: an object of gigabytes is never held whole. Its size
+    /// in bytes; on any failure nothing is left at `path`.
+    pub async fn instance_into(
         &self,
         study: &StudyUrl,
         i: &InstanceRef,
-    ) -> Result<Vec<u8>, ClientError> {
+        path: &Path,
+    ) -> Result<u64, ClientError> {
+        let written = self.write_instance(study, i, path).await;
+        if written.is_err() {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        written
+    }
+
+    async fn write_instance(
+        &self,
+        study: &StudyUrl,
+        i: &InstanceRef,
+        path: &Path,
+    ) -> Result<u64, ClientError> {
+        use tokio::io::AsyncWriteExt;
         let url = format!(
             "{}/series/{}/instances/{}",
             study.study(),
@@ -479,59 +498,72 @@ impl DicomWebClient {
             )
             .send()
             .await;
-        let r = check(r).await?;
+        let mut r = check(r).await?;
         let content_type = r
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let body = r.bytes().await.map_err(transport)?;
         let media = MediaType::parse(&content_type);
-        if media.essence == "application/dicom" {
-            return Ok(body.to_vec());
-        }
-        let not_dicom = |what: &str| ClientError::Refused {
+        let refused = |what: String| ClientError::Refused {
             status: 200,
-            message: format!("instance {}: {what}, not a DICOM object", i.sop_uid),
+            message: format!("instance {}: {what}", i.sop_uid),
         };
-        if media.essence != "multipart/related" {
-            return Err(not_dicom(&format!("the answer is {}", media.essence)));
-        }
-        let boundary = media
-            .param("boundary")
-            .ok_or_else(|| ClientError::Refused {
-                status: 200,
-                message: format!(
-                    "instance {}: answer is {content_type}, not multipart",
-                    i.sop_uid
-                ),
-            })?;
-        let parts = multipart::parse(&body, boundary).map_err(|m| ClientError::Refused {
-            status: 200,
-            message: format!("instance {}: {m}", i.sop_uid),
-        })?;
-        match parts.as_slice() {
-            // A part of another type (an error page, JSON, frames) is not the instance.
-            [one]
-                if !one.content_type.is_empty()
-                    && MediaType::parse(&one.content_type).essence != "application/dicom" =>
-            {
-                Err(not_dicom(&format!(
-                    "its part is {}",
-                    MediaType::parse(&one.content_type).essence
-                )))
+        let not_dicom = |what: &str| refused(format!("{what}, not a DICOM object"));
+        // The object itself, or read out of its one part.
+        let mut part = match media.essence.as_str() {
+            "application/dicom" => None,
+            "multipart/related" => {
+                let boundary = media
+                    .param("boundary")
+                    .ok_or_else(|| refused(format!("answer is {content_type}, not multipart")))?;
+                Some(multipart::OnePart::new(boundary).map_err(refused)?)
             }
-            [one] => Ok(body[one.range.clone()].to_vec()),
-            _ => Err(ClientError::Refused {
-                status: 200,
-                message: format!(
-                    "instance {}: {} parts where one was expected",
-                    i.sop_uid,
-                    parts.len()
-                ),
-            }),
+            other => return Err(not_dicom(&format!("the answer is {other}"))),
+        };
+        let io = |e: std::io::Error| ClientError::Setup(format!("{}: {e}", path.display()));
+        let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+        let mut written = 0u64;
+        let mut content = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(transport)? {
+            let bytes: &[u8] = match &mut part {
+                None => &chunk,
+                Some(reader) => {
+                    content.clear();
+                    reader
+                        .feed(&chunk, &mut |c: &[u8]| {
+                            content.extend_from_slice(c);
+                            Ok::<(), std::convert::Infallible>(())
+                        })
+                        .map_err(|e| match e {
+                            multipart::OnePartError::Body(m) => refused(m),
+                            multipart::OnePartError::Content(never) => match never {},
+                        })?;
+                    // A part of another type (an error page, JSON, frames) is not the
+                    // instance: refused before any of it is written.
+                    match reader.content_type() {
+                        Some(t)
+                            if !t.is_empty()
+                                && MediaType::parse(t).essence != "application/dicom" =>
+                        {
+                            return Err(not_dicom(&format!(
+                                "its part is {}",
+                                MediaType::parse(t).essence
+                            )));
+                        }
+                        _ => &content,
+                    }
+                }
+            };
+            file.write_all(bytes).await.map_err(io)?;
+            written += bytes.len() as u64;
         }
+        if let Some(reader) = part {
+            reader.finish().map_err(refused)?;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(written)
     }
 
     /// Download the whole study into `folder` (created), `concurrency` requests at a time,
@@ -561,12 +593,10 @@ impl DicomWebClient {
                     let on_file = on_file.clone();
                     let first = first.clone();
                     async move {
-                        let bytes = self.instance_retried(study, &i).await?;
                         let name = format!("{:05}-{}.dcm", n, i.sop_uid);
                         let path = folder.join(&name);
                         let tmp = folder.join(format!(".{name}.part"));
-                        let len = bytes.len() as u64;
-                        tokio::fs::write(&tmp, &bytes).await.map_err(setup)?;
+                        let len = self.instance_retried(study, &i, &tmp).await?;
                         tokio::fs::rename(&tmp, &path).await.map_err(setup)?;
                         if let Ok(mut f) = first.lock() {
                             f.get_or_insert(start.elapsed().as_secs_f64());

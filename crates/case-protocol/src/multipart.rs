@@ -122,26 +122,7 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
                 headers_start + end + 4,
             )
         };
-        let headers = std::str::from_utf8(headers)
-            .map_err(|_| format!("part {} has headers that are not text", parts.len() + 1))?;
-        let mut content_type: Option<String> = None;
-        for line in headers.split("\r\n") {
-            let Some((name, value)) = line.split_once(':') else {
-                return Err(format!(
-                    "part {} has a header line without a colon",
-                    parts.len() + 1
-                ));
-            };
-            if name.trim().eq_ignore_ascii_case("content-type")
-                && content_type.replace(value.trim().to_string()).is_some()
-            {
-                return Err(format!(
-                    "part {} has two Content-Type headers",
-                    parts.len() + 1
-                ));
-            }
-        }
-        let content_type = content_type.unwrap_or_default();
+        let content_type = part_content_type(headers, parts.len() + 1)?;
         let content_end = finder
             .find(&body[content_start..])
             .map(|i| content_start + i)
@@ -157,6 +138,240 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, String> {
         });
         at = content_end + next_delimiter.len();
     }
+}
+
+/// The Content-Type of part `n` from its header lines (empty where it has none).
+fn part_content_type(headers: &[u8], n: usize) -> Result<String, String> {
+    let headers = std::str::from_utf8(headers)
+        .map_err(|_| format!("part {n} has headers that are not text"))?;
+    let mut content_type: Option<String> = None;
+    if headers.is_empty() {
+        return Ok(String::new());
+    }
+    for line in headers.split("\r\n") {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(format!("part {n} has a header line without a colon"));
+        };
+        if name.trim().eq_ignore_ascii_case("content-type")
+            && content_type.replace(value.trim().to_string()).is_some()
+        {
+            return Err(format!("part {n} has two Content-Type headers"));
+        }
+    }
+    Ok(content_type.unwrap_or_default())
+}
+
+/// Most bytes a part's header lines, or the whitespace after a boundary, may take before the
+/// body is refused (a stream that never gets to its content).
+const MAX_HEAD_BYTES: usize = 64 << 10;
+
+/// A `multipart/related` body of one part (a WADO-RS instance) read as it arrives: the part's
+/// content is handed on chunk by chunk, so an instance of gigabytes is never held whole. It is
+/// checked as [`parse`] checks a body held whole; a body of more than one part is refused.
+#[derive(Debug)]
+pub struct OnePart {
+    /// `--boundary`, and `\r\n--boundary` (every delimiter but one opening the body).
+    delimiter: Vec<u8>,
+    next: Vec<u8>,
+    state: Read,
+    /// Bytes received and not yet settled.
+    held: Vec<u8>,
+    /// Whether nothing has been let go yet (a body may open with its delimiter).
+    at_start: bool,
+    content_type: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Preamble,
+    AfterDelimiter,
+    Headers,
+    Content,
+    AfterContent,
+    Closed,
+}
+
+impl OnePart {
+    pub fn new(boundary: &str) -> Result<OnePart, String> {
+        if boundary.is_empty() || boundary.len() > 70 {
+            return Err("the multipart boundary must be 1-70 characters (RFC 2046)".into());
+        }
+        let delimiter = format!("--{boundary}").into_bytes();
+        Ok(OnePart {
+            next: [b"\r\n", delimiter.as_slice()].concat(),
+            delimiter,
+            state: Read::Preamble,
+            held: Vec::new(),
+            at_start: true,
+            content_type: String::new(),
+        })
+    }
+
+    /// Take the next bytes of the body; `content` is given the part's content as it settles.
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        content: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), OnePartError<E>> {
+        self.held.extend_from_slice(chunk);
+        loop {
+            let taken = match self.state {
+                Read::Preamble => self.preamble(),
+                Read::AfterDelimiter => self.after_delimiter(),
+                Read::Headers => self.headers(),
+                Read::Content => {
+                    let (settled, end) = match memmem::find(&self.held, &self.next) {
+                        Some(i) => (i, Some(i + self.next.len())),
+                        // Bytes that may begin a delimiter wait for the next chunk.
+                        None => (self.held.len().saturating_sub(self.next.len() - 1), None),
+                    };
+                    if settled > 0 {
+                        content(&self.held[..settled]).map_err(OnePartError::Content)?;
+                    }
+                    match end {
+                        Some(end) => {
+                            self.state = Read::AfterContent;
+                            Ok(Some(end))
+                        }
+                        None => {
+                            self.held.drain(..settled);
+                            Ok(None)
+                        }
+                    }
+                }
+                Read::AfterContent => {
+                    if self.held.len() < 2 {
+                        Ok(None)
+                    } else if self.held.starts_with(b"--") {
+                        self.state = Read::Closed;
+                        Ok(Some(self.held.len()))
+                    } else {
+                        Err("the answer holds more than one part where one was expected".into())
+                    }
+                }
+                // An epilogue is ignored.
+                Read::Closed => Ok(Some(self.held.len())),
+            }
+            .map_err(OnePartError::Body)?;
+            match taken {
+                Some(n) => {
+                    self.held.drain(..n);
+                    self.at_start = false;
+                    if self.held.is_empty() {
+                        return Ok(());
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Before the first delimiter: `Some(bytes taken)` once it is found.
+    fn preamble(&mut self) -> Result<Option<usize>, String> {
+        if self.at_start {
+            if self.held.len() < self.delimiter.len() && self.delimiter.starts_with(&self.held) {
+                return Ok(None);
+            }
+            if self.held.starts_with(&self.delimiter) {
+                self.state = Read::AfterDelimiter;
+                return Ok(Some(self.delimiter.len()));
+            }
+        }
+        match memmem::find(&self.held, &self.next) {
+            Some(i) => {
+                self.state = Read::AfterDelimiter;
+                Ok(Some(i + self.next.len()))
+            }
+            None => {
+                // Only what may begin a delimiter is kept.
+                let keep = self.next.len() - 1;
+                let drop = self.held.len().saturating_sub(keep);
+                self.held.drain(..drop);
+                if drop > 0 {
+                    self.at_start = false;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a delimiter: "--" closes the body (no part yet: refused); else optional
+    /// whitespace and a line break.
+    fn after_delimiter(&mut self) -> Result<Option<usize>, String> {
+        if self.held.len() < 2 {
+            return Ok(None);
+        }
+        if self.held.starts_with(b"--") {
+            return Err("the multipart body has no parts".into());
+        }
+        let Some(end) = memmem::find(&self.held, b"\r\n") else {
+            return if self.held.len() > MAX_HEAD_BYTES {
+                Err("a multipart boundary line never ends".into())
+            } else {
+                Ok(None)
+            };
+        };
+        if !self.held[..end].iter().all(|b| *b == b' ' || *b == b'\t') {
+            return Err("a multipart boundary line has text after the boundary".into());
+        }
+        self.state = Read::Headers;
+        Ok(Some(end + 2))
+    }
+
+    /// The part's header lines, up to the blank line that must come before the next boundary.
+    fn headers(&mut self) -> Result<Option<usize>, String> {
+        if self.held.len() < 2 {
+            return Ok(None);
+        }
+        if self.held.starts_with(b"\r\n") {
+            self.state = Read::Content;
+            return Ok(Some(2));
+        }
+        let next = memmem::find(&self.held, &self.next);
+        match memmem::find(&self.held, b"\r\n\r\n") {
+            Some(end) if next.is_none_or(|next| end + 2 <= next) => {
+                self.content_type = part_content_type(&self.held[..end], 1)?;
+                self.state = Read::Content;
+                Ok(Some(end + 4))
+            }
+            _ if next.is_some() || self.held.len() > MAX_HEAD_BYTES => {
+                Err("part 1's headers never end (no blank line before its content)".into())
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The part's Content-Type (empty where it has none) once its headers are read: before
+    /// any of its content is handed on.
+    pub fn content_type(&self) -> Option<&str> {
+        matches!(
+            self.state,
+            Read::Content | Read::AfterContent | Read::Closed
+        )
+        .then_some(self.content_type.as_str())
+    }
+
+    /// The body has ended: the part's Content-Type (empty where it has none), or why the body
+    /// was not one whole part.
+    pub fn finish(self) -> Result<String, String> {
+        match self.state {
+            Read::Closed => Ok(self.content_type),
+            Read::Preamble => {
+                Err("the body has no multipart boundary line: is it multipart/related?".into())
+            }
+            Read::Content => Err("part 1 is not closed by a boundary (truncated answer?)".into()),
+            Read::AfterDelimiter | Read::Headers | Read::AfterContent => {
+                Err("the multipart body ends inside a boundary line or a part's headers".into())
+            }
+        }
+    }
+}
+
+/// Why [`OnePart::feed`] stopped: the body is malformed, or `content` failed.
+#[derive(Debug)]
+pub enum OnePartError<E> {
+    Body(String),
+    Content(E),
 }
 
 /// A fresh boundary for a response.
@@ -246,6 +461,117 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("two Content-Type"), "{e}");
+    }
+
+    /// Read chunk by chunk, whatever the chunks' sizes, a body gives what `parse` gives it
+    /// held whole: the same content and Content-Type for one part, a refusal for any other
+    /// body (none, two parts, malformed). Thousands of bodies made of the pieces a body is
+    /// made of (boundaries, near-boundaries, line breaks, header lines) in random order.
+    #[test]
+    fn one_part_read_as_it_arrives_is_what_parse_reads() {
+        let b = "xyz";
+        let pieces: [&[u8]; 14] = [
+            b"--xyz",
+            b"\r\n",
+            b"\r\n--xyz",
+            b"\r\n--xy",
+            b"--",
+            b"Content-Type: application/dicom",
+            b"content-type: text/plain",
+            b"DICM",
+            b"\r\n\r\n",
+            b" \t",
+            b":",
+            b"x",
+            b"-",
+            b"\r",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut bodies: Vec<Vec<u8>> = vec![
+            body(&[("application/dicom", b"DICM\r\n--xy\r\n")], b),
+            body(&[("", b"")], b),
+            body(&[("a", b"1"), ("b", b"2")], b),
+            b"--xyz\r\n\r\nDICM\r\n--xyz--".to_vec(),
+            b"--xyz  \r\nContent-Type: x\r\n\r\n\r\n--xyz--epilogue\r\n--xyz\r\n".to_vec(),
+        ];
+        for _ in 0..20_000 {
+            // Most bodies start well, so that the states past the first boundary are reached.
+            let mut body: Vec<u8> = match random(3) {
+                0 => Vec::new(),
+                1 => b"--xyz\r\n".to_vec(),
+                _ => b"--xyz\r\nContent-Type: application/dicom\r\n\r\n".to_vec(),
+            };
+            for _ in 0..random(12) {
+                body.extend_from_slice(pieces[random(pieces.len())]);
+            }
+            // ... and most end well.
+            if random(3) > 0 {
+                body.extend_from_slice(b"\r\n--xyz--");
+            }
+            bodies.push(body);
+        }
+        let (mut whole_ones, mut refused) = (0, 0);
+        for (n, body) in bodies.iter().enumerate() {
+            let want = match parse(body, b) {
+                Ok(parts) if parts.len() == 1 => Some((
+                    parts[0].content_type.clone(),
+                    body[parts[0].range.clone()].to_vec(),
+                )),
+                _ => None,
+            };
+            for size in [1, 2, 3, 5, 8, body.len().max(1)] {
+                let mut reader = OnePart::new(b).unwrap();
+                let mut got = Vec::new();
+                let mut fed = Ok(());
+                for chunk in body.chunks(size) {
+                    fed = reader.feed(chunk, &mut |c: &[u8]| {
+                        got.extend_from_slice(c);
+                        Ok::<(), ()>(())
+                    });
+                    if fed.is_err() {
+                        break;
+                    }
+                }
+                let read = match fed {
+                    Ok(()) => reader.finish().ok().map(|ct| (ct, got)),
+                    Err(_) => None,
+                };
+                assert_eq!(
+                    read,
+                    want,
+                    "body {n} in chunks of {size}: {:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+            if want.is_some() {
+                whole_ones += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        // Both outcomes are well represented.
+        assert!(
+            whole_ones > 1000 && refused > 1000,
+            "{whole_ones} / {refused}"
+        );
+    }
+
+    /// A failure to take the content (a full disk) stops the reading with that failure.
+    #[test]
+    fn one_part_stops_when_its_content_cannot_be_taken() {
+        let data = body(&[("application/dicom", b"DICM and more")], "b");
+        let mut reader = OnePart::new("b").unwrap();
+        let r = reader.feed(&data, &mut |_: &[u8]| Err("disk full"));
+        assert!(
+            matches!(r, Err(OnePartError::Content("disk full"))),
+            "{r:?}"
+        );
     }
 
     #[test]
