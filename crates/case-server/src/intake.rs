@@ -743,10 +743,29 @@ async fn insert_rows(
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ImportReport {
     pub stored: Vec<StudyStored>,
-    /// Study Instance UID and the reason.
-    pub refused: Vec<(String, String)>,
-    /// Files not imported and why ("path: reason"): not DICOM, unreadable, without pixels.
-    pub skipped: Vec<String>,
+    pub refused: Vec<Refusal>,
+    /// Files not imported: not DICOM, unreadable.
+    pub skipped: Vec<Skipped>,
+    /// DICOM objects without pixels (reports, presentation states), not imported.
+    pub non_image_objects: usize,
+}
+
+/// A study not imported (nothing of it stored).
+#[derive(Debug, serde::Serialize)]
+pub struct Refusal {
+    pub study_uid: String,
+    /// Why, its files said as "<file>" (as the audit trail has it): file names and folders
+    /// often name the patient.
+    pub why: String,
+    /// Why, naming its files: for an operator's screen only, never a log.
+    pub why_naming_files: String,
+}
+
+/// A file not imported and why (the reason without its path).
+#[derive(Debug, serde::Serialize)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub why: String,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -777,16 +796,14 @@ pub async fn import(
         skipped: scan
             .warnings
             .iter()
-            .map(|w| format!("{}: {}", w.path.display(), w.message))
+            .map(|w| Skipped {
+                path: w.path.clone(),
+                why: w.message.replace(&w.path.display().to_string(), "<file>"),
+            })
             .collect(),
+        non_image_objects: scan.non_image_objects,
         ..Default::default()
     };
-    if scan.non_image_objects > 0 {
-        report.skipped.push(format!(
-            "{} DICOM objects without pixels (reports, presentation states)",
-            scan.non_image_objects
-        ));
-    }
     let mut studies: BTreeMap<String, Vec<Offered>> = BTreeMap::new();
     for h in scan.instances {
         let label = paths
@@ -843,12 +860,16 @@ pub async fn import(
                     new,
                 });
             }
+            // A file that cannot be read refuses its study (nothing of it was written: every
+            // file is read before any is stored); the other studies go on.
             Err(
                 e @ (IntakeError::Refused(_)
                 | IntakeError::Ineligible(_)
                 | IntakeError::Conflict(_)
-                | IntakeError::Parts { .. }),
+                | IntakeError::Parts { .. }
+                | IntakeError::Io { .. }),
             ) => {
+                let why = without_names(&e.to_string(), &names);
                 server
                     .db
                     .audit(
@@ -856,10 +877,14 @@ pub async fn import(
                         "import_refused",
                         Some(case_id),
                         Some("local"),
-                        &format!("study {study}: {}", without_names(&e.to_string(), &names)),
+                        &format!("study {study}: {why}"),
                     )
                     .await?;
-                report.refused.push((study, e.to_string()));
+                report.refused.push(Refusal {
+                    study_uid: study,
+                    why,
+                    why_naming_files: e.to_string(),
+                });
             }
             Err(e) => return Err(e),
         }
@@ -880,11 +905,16 @@ fn without_names(text: &str, names: &[(String, String)]) -> String {
         });
     let mut labels: Vec<&str> = names.iter().map(|(_, label)| label.as_str()).collect();
     labels.sort_by_key(|l| std::cmp::Reverse(l.len()));
-    if let Some(rest) = labels
-        .iter()
-        .find_map(|label| out.strip_prefix(label)?.strip_prefix(": "))
-    {
-        out = format!("<file>: {rest}");
+    // "label: why", or a reading error's "reading label: why".
+    for lead in ["", "reading "] {
+        if let Some(rest) = out.strip_prefix(lead).and_then(|after| {
+            labels
+                .iter()
+                .find_map(|label| after.strip_prefix(label)?.strip_prefix(": "))
+        }) {
+            out = format!("{lead}<file>: {rest}");
+            break;
+        }
     }
     out
 }
@@ -962,6 +992,14 @@ mod tests {
         assert_eq!(
             without_names("1: not readable: /cd/1 is cut short (study 1.2.1)", &names),
             "<file>: not readable: <file> is cut short (study 1.2.1)"
+        );
+        // A file that could not be read, as `IntakeError::Io` says it.
+        assert_eq!(
+            without_names(
+                "reading DOE^JOHN/IM1: Permission denied (os error 13)",
+                &names
+            ),
+            "reading <file>: Permission denied (os error 13)"
         );
     }
 

@@ -107,6 +107,11 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long)]
         case: String,
+        /// Name the files skipped or refused (on standard output). Without it they are said
+        /// as "<file>": file names and folders often name the patient, and this output may
+        /// end in a log.
+        #[arg(long)]
+        name_files: bool,
     },
     /// Manage accounts.
     User {
@@ -278,7 +283,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| e.to_string())?;
             }
         }
-        Command::Import { paths, case } => import(&server()?, &paths, &case).await?,
+        Command::Import {
+            paths,
+            case,
+            name_files,
+        } => import(&server()?, &paths, &case, name_files).await?,
         Command::Export { case, out } => {
             let server = server()?;
             // Whole or not at all: a failed export leaves an earlier copy as it was.
@@ -356,6 +365,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             )
             .await
             .map_err(err)?;
+            // As the API's `user_add` is audited.
+            cli_audit(&db, "user_add", None, &id).await?;
             println!("user {id} added");
         }
         Command::User {
@@ -431,12 +442,27 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 /// `import`: scan, group by study, and store each study (all of it or none of it). Prints one
 /// line per study; fails when any study was refused or nothing could be read.
-async fn import(server: &Server, paths: &[PathBuf], case: &str) -> Result<(), String> {
+async fn import(
+    server: &Server,
+    paths: &[PathBuf],
+    case: &str,
+    name_files: bool,
+) -> Result<(), String> {
     let report = case_server::intake::import(server, paths, case)
         .await
         .map_err(|e| e.to_string())?;
-    for w in &report.skipped {
-        eprintln!("skipped {w}");
+    for s in &report.skipped {
+        if name_files {
+            println!("skipped {}: {}", s.path.display(), s.why);
+        } else {
+            println!("skipped <file>: {}", s.why);
+        }
+    }
+    if report.non_image_objects > 0 {
+        println!(
+            "skipped {} DICOM objects without pixels (reports, presentation states)",
+            report.non_image_objects
+        );
     }
     for s in &report.stored {
         println!(
@@ -444,8 +470,16 @@ async fn import(server: &Server, paths: &[PathBuf], case: &str) -> Result<(), St
             s.study_uid, s.instances, s.series, s.new
         );
     }
-    for (study, why) in &report.refused {
-        println!("study {study}: refused, nothing stored: {why}");
+    for r in &report.refused {
+        let why = if name_files {
+            &r.why_naming_files
+        } else {
+            &r.why
+        };
+        println!("study {}: refused, nothing stored: {why}", r.study_uid);
+    }
+    if !name_files && (!report.skipped.is_empty() || !report.refused.is_empty()) {
+        println!("(files said as <file>: --name-files names them)");
     }
     if report.stored.is_empty() && report.refused.is_empty() {
         return Err("no images found".into());

@@ -978,6 +978,26 @@ async fn a_reported_case_takes_no_more_images() {
         matches!(lost, Err(case_server::delivery::KeyImageError::NotAssigned)),
         "{lost:?}"
     );
+    // A refused image leaves no object behind; the same bytes as an image already added
+    // are not deleted with it.
+    let other = key_image_png_marked(200);
+    let lost = case_server::delivery::add_key_image(
+        &s.db,
+        &s.store,
+        &case,
+        "rad2",
+        "not theirs either",
+        other.clone(),
+    )
+    .await;
+    assert!(lost.is_err(), "{lost:?}");
+    let other_key = case_server::store::content_key(&other);
+    let first_key = case_server::store::content_key(&key_image_png());
+    assert!(
+        !s.store.exists(&other_key).await.unwrap(),
+        "the refused image's object stayed"
+    );
+    assert!(s.store.exists(&first_key).await.unwrap());
 
     let signed = sign_report(report(&s, &case, "rad1", &key, ReportKind::Final), &key).unwrap();
     assert_eq!(

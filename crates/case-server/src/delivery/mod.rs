@@ -701,8 +701,34 @@ pub async fn add_key_image(
     if count >= MAX_KEY_IMAGES {
         return Err(KeyImageError::TooMany);
     }
-    let (key, _) = store.put(png).await?;
+    let png = bytes::Bytes::from(png);
+    let (key, new) = store.put(png.clone()).await?;
+    let added = insert_key_image(db, store, case_id, user_id, caption, &key, png).await;
+    // A refused image leaves nothing: the object this call wrote goes again, unless a row
+    // took it meanwhile (the same image added by another call).
+    if added.is_err() && new {
+        forget_key_image(db, store, &key).await;
+    }
+    added.map(|()| key)
+}
+
+/// The row of key image `key` (stored), in a transaction that checks the case again.
+async fn insert_key_image(
+    db: &Db,
+    store: &Store,
+    case_id: &str,
+    user_id: &str,
+    caption: &str,
+    key: &str,
+    png: bytes::Bytes,
+) -> Result<(), KeyImageError> {
     let mut tx = db.begin_write().await?;
+    // The object is held against a refused call deleting it meanwhile (`forget_key_image`),
+    // and written again if one did.
+    db.lock_objects(&mut tx, &[key]).await?;
+    if !store.exists(key).await? {
+        store.put(png).await?;
+    }
     // The case row is held (PostgreSQL; SQLite has one writer) against a report stored
     // meanwhile, which would make the case reported between this check and the insert, and
     // against the case going to another radiologist meanwhile (the caller's check was made
@@ -744,14 +770,39 @@ pub async fn add_key_image(
             uploaded_by = excluded.uploaded_by, uploaded_at = excluded.uploaded_at",
     )
     .bind(case_id)
-    .bind(&key)
+    .bind(key)
     .bind(caption)
     .bind(user_id)
     .bind(rfc3339_utc(unix_now()))
     .execute(&mut *tx.tx)
     .await?;
     tx.commit().await?;
-    Ok(key)
+    Ok(())
+}
+
+/// Delete the object of a refused key image unless a key image or an instance uses it, with
+/// its key held (`Db::lock_objects`) as an insert holds it.
+async fn forget_key_image(db: &Db, store: &Store, key: &str) {
+    let forgotten: Result<(), KeyImageError> = async {
+        let mut tx = db.begin_write().await?;
+        db.lock_objects(&mut tx, &[key]).await?;
+        let used = sqlx::query(
+            "SELECT 1 AS one FROM key_images WHERE object_key = $1
+             UNION ALL SELECT 1 AS one FROM instances WHERE object_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        if used.is_none() {
+            store.delete(key).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = forgotten {
+        tracing::warn!("could not delete the object {key} of a refused key image: {e}");
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

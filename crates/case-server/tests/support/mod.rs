@@ -313,13 +313,18 @@ pub fn report(
 
 /// A grey gradient PNG with a bright disc, as `overread render` would write a key image.
 pub fn key_image_png() -> Vec<u8> {
+    key_image_png_marked(250)
+}
+
+/// A key image whose round mark has the shade `mark` (another shade, other bytes).
+pub fn key_image_png_marked(mark: u8) -> Vec<u8> {
     let (w, h) = (96u32, 64u32);
     let pixels: Vec<u8> = (0..h)
         .flat_map(|y| {
             (0..w).map(move |x| {
                 let (dx, dy) = (x as i32 - 48, y as i32 - 32);
                 if dx * dx + dy * dy < 144 {
-                    250
+                    mark
                 } else {
                     (x * 2) as u8
                 }
