@@ -255,7 +255,9 @@ fn ellipse_stats(
 ) -> Value {
     let (c, a, b) = (DVec3::from(c), DVec3::from(a), DVec3::from(b));
     let (ra, rb) = (a.length(), b.length());
-    if ra <= 0.0 || rb <= 0.0 {
+    // No region (a measurement read from a damaged file): no statistics.
+    let finite = c.is_finite() && ra.is_finite() && rb.is_finite();
+    if !finite || ra <= 0.0 || rb <= 0.0 {
         return no_statistics(std::f64::consts::PI * ra * rb, 0);
     }
     let region = Ellipse {
@@ -385,8 +387,12 @@ fn ellipse_on_voxel_layer(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Op
         return None;
     }
     let (e1, e2) = (step(p_axis), step(q_axis));
-    let flat = |d: DVec3| d.dot(normal).abs() <= 1e-3 * d.length();
-    if !flat(e1) || !flat(e2) {
+    // Across the whole volume the layer leaves the plane by less than a thousandth of a
+    // voxel (a step's drift, times the steps there are).
+    let thickness = step(layer_axis).length();
+    let flat =
+        |d: DVec3, axis: usize| d.dot(normal).abs() * info.dims[axis] as f64 <= 1e-3 * thickness;
+    if !flat(e1, p_axis) || !flat(e2, q_axis) {
         return None;
     }
     // The layer the display shows at the centre (every point of a parallel plane shows it).
@@ -426,13 +432,20 @@ fn ellipse_on_voxel_layer(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Op
     if det.abs() < 1e-12 {
         return None;
     }
-    // q = qc + (u1 v - v1 u) / det over the unit circle in (u, v), centred where u = v = 0.
+    // q = qc + (u1 v - v1 u) / det over the unit circle in (u, v), centred where u = v = 0
+    // (and p = pc + (v2 u - u2 v) / det).
     let qc = (v1 * u0 - u1 * v0) / det;
     let dq = (u1 * u1 + v1 * v1).sqrt() / det.abs();
-    let (q_lo, q_hi) = ((qc - dq).floor() as i64 - 1, (qc + dq).ceil() as i64 + 1);
-    if q_hi - q_lo >= 100_000_000 {
+    let pc = (u2 * v0 - v2 * u0) / det;
+    let dp = (u2 * u2 + v2 * v2).sqrt() / det.abs();
+    // An ellipse of more than 10^8 voxels across, or centred past 10^12 of them (no scan;
+    // a measurement read from a damaged file), is left to the grid, which coarsens: the
+    // lattice arithmetic stays well inside i64.
+    let bounded = |c: f64, d: f64| c.is_finite() && d.is_finite() && c.abs() < 1e12 && d < 5e7;
+    if !bounded(qc, dq) || !bounded(pc, dp) {
         return None;
     }
+    let (q_lo, q_hi) = ((qc - dq).floor() as i64 - 1, (qc + dq).ceil() as i64 + 1);
     let (p_len, q_len) = (info.dims[p_axis] as i64, info.dims[q_axis] as i64);
     let voxel = |p: usize, q: usize| {
         let mut ijk = [0; 3];
@@ -452,10 +465,12 @@ fn ellipse_on_voxel_layer(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Op
             let b = 2.0 * (uq * u1 + vq * v1);
             let c = uq * uq + vq * vq - 1.0;
             let disc = b * b - 4.0 * a * c;
-            if a <= 0.0 || disc < 0.0 {
+            if a <= 0.0 || disc.is_nan() {
                 return (0, Moments::NONE);
             }
-            let root = disc.sqrt();
+            // A row that grazes the ellipse (a root of rounding's sign) is settled by
+            // `inside` like any other.
+            let root = disc.max(0.0).sqrt();
             let mut lo = ((-b - root) / (2.0 * a)).ceil() as i64;
             let mut hi = ((-b + root) / (2.0 * a)).floor() as i64;
             while inside(lo - 1, q) {
@@ -484,7 +499,7 @@ fn ellipse_on_voxel_layer(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Op
         })
         .reduce(
             || (0, Moments::NONE),
-            |(r1, m1), (r2, m2)| (r1 + r2, m1.merge(m2)),
+            |(r1, m1), (r2, m2)| (r1.saturating_add(r2), m1.merge(m2)),
         );
     let (inside_total, m) = rows;
     if m.n == 0 {
@@ -543,6 +558,10 @@ fn ellipse_on_grid(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Value {
     if cells > MAX_SAMPLES {
         step *= (cells / MAX_SAMPLES).sqrt();
     }
+    // At most 10^7 samples across the ellipse, within the volume or not: its samples inside
+    // are counted row by row (a needle 10^19 mm long from a damaged file would be rows
+    // without end).
+    step = step.max(2.0 * ra.max(rb) / 1e7);
     let n_a = (2.0 * ra / step).ceil().max(1.0) as i64;
     let n_b = (2.0 * rb / step).ceil().max(1.0) as i64;
     // Grid sample x sits at (x + 0.5 - n/2) * step along its axis; keep those within the
@@ -1074,7 +1093,27 @@ mod tests {
         }
     }
 
-    /// A coronal ellipse over the end of a stack of 0.7 mm pixels and 5 mm slices takes the
+    /// Ellipses no scan draws (a measurement from a damaged file: a needle a hundred-millionth
+    /// of a millimetre wide and 10^19 mm long, one centred 10^17 mm away, non-finite ones)
+    /// give an answer, never a panic or a wait.
+    #[test]
+    fn absurd_ellipses_are_answered() {
+        let volume = phantom_64();
+        let info = VolumeInfo::new(&volume).unwrap();
+        let c = volume.geometry.patient_from_voxel_affine([31.0, 31.0, 1.0]);
+        let far = [1e17, 0.0, c[2]];
+        for (c, a, b) in [
+            (c, [1e19, 0.0, 0.0], [0.0, 1e-8, 0.0]),
+            (c, [1e-8, 0.0, 0.0], [0.0, 1e19, 0.0]),
+            (far, [10.0, 0.0, 0.0], [0.0, 10.0, 0.0]),
+            (c, [f64::NAN, 0.0, 0.0], [0.0, 10.0, 0.0]),
+            (c, [f64::INFINITY, 0.0, 0.0], [0.0, 10.0, 0.0]),
+        ] {
+            let v = ellipse_stats(&info, &volume.voxels, c, a, b);
+            assert!(matches!(v, Value::Region { .. }), "{v:?}");
+        }
+    }
+
     /// voxels of its row whose centres lie inside; the lattice points inside past the last
     /// slice are its part without data.
     #[test]
