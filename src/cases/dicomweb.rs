@@ -537,8 +537,8 @@ impl DicomWebClient {
                             Ok::<(), std::convert::Infallible>(())
                         })
                         .map_err(|e| match e {
-                            multipart::OnePartError::Body(m) => refused(m),
-                            multipart::OnePartError::Content(never) => match never {},
+                            multipart::PartsError::Body(m) => refused(m),
+                            multipart::PartsError::Handler(never) => match never {},
                         })?;
                     // A part of another type (an error page, JSON, frames) is not the
                     // instance: refused before any of it is written.

@@ -165,11 +165,24 @@ fn part_content_type(headers: &[u8], n: usize) -> Result<String, String> {
 /// body is refused (a stream that never gets to its content).
 const MAX_HEAD_BYTES: usize = 64 << 10;
 
-/// A `multipart/related` body of one part (a WADO-RS instance) read as it arrives: the part's
-/// content is handed on chunk by chunk, so an instance of gigabytes is never held whole. It is
-/// checked as [`parse`] checks a body held whole; a body of more than one part is refused.
+/// What a [`PartsReader`] finds, in the order of the body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PartEvent<'a> {
+    /// A part begins: its Content-Type (empty where it has none).
+    Start { content_type: &'a str },
+    /// Some of its content (a part's content comes in any number of these, none for an
+    /// empty one).
+    Content(&'a [u8]),
+    /// It ended (its closing boundary was read).
+    End,
+}
+
+/// A `multipart/related` body read as it arrives (a STOW-RS upload, a WADO-RS answer): each
+/// part's content is handed on chunk by chunk, so a body of gigabytes is never held whole;
+/// what is held is a chunk, a boundary and at most [`MAX_HEAD_BYTES`] of a part's headers.
+/// It takes and refuses exactly what [`parse`] takes and refuses of a body held whole.
 #[derive(Debug)]
-pub struct OnePart {
+pub struct PartsReader {
     /// `--boundary`, and `\r\n--boundary` (every delimiter but one opening the body).
     delimiter: Vec<u8>,
     next: Vec<u8>,
@@ -178,7 +191,8 @@ pub struct OnePart {
     held: Vec<u8>,
     /// Whether nothing has been let go yet (a body may open with its delimiter).
     at_start: bool,
-    content_type: String,
+    /// Parts begun so far.
+    parts: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,38 +201,54 @@ enum Read {
     AfterDelimiter,
     Headers,
     Content,
-    AfterContent,
     Closed,
 }
 
-impl OnePart {
-    pub fn new(boundary: &str) -> Result<OnePart, String> {
+/// Why [`PartsReader::feed`] stopped: the body is malformed, or the caller's handler failed.
+#[derive(Debug)]
+pub enum PartsError<E> {
+    Body(String),
+    Handler(E),
+}
+
+impl PartsReader {
+    pub fn new(boundary: &str) -> Result<PartsReader, String> {
         if boundary.is_empty() || boundary.len() > 70 {
             return Err("the multipart boundary must be 1-70 characters (RFC 2046)".into());
         }
         let delimiter = format!("--{boundary}").into_bytes();
-        Ok(OnePart {
+        Ok(PartsReader {
             next: [b"\r\n", delimiter.as_slice()].concat(),
             delimiter,
             state: Read::Preamble,
             held: Vec::new(),
             at_start: true,
-            content_type: String::new(),
+            parts: 0,
         })
     }
 
-    /// Take the next bytes of the body; `content` is given the part's content as it settles.
+    /// Take the next bytes of the body; `on` is given what they settle, in order.
     pub fn feed<E>(
         &mut self,
         chunk: &[u8],
-        content: &mut impl FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), OnePartError<E>> {
+        on: &mut impl FnMut(PartEvent<'_>) -> Result<(), E>,
+    ) -> Result<(), PartsError<E>> {
         self.held.extend_from_slice(chunk);
         loop {
             let taken = match self.state {
-                Read::Preamble => self.preamble(),
-                Read::AfterDelimiter => self.after_delimiter(),
-                Read::Headers => self.headers(),
+                Read::Preamble => self.preamble().map_err(PartsError::Body)?,
+                Read::AfterDelimiter => self.after_delimiter().map_err(PartsError::Body)?,
+                Read::Headers => match self.headers().map_err(PartsError::Body)? {
+                    Some((taken, content_type)) => {
+                        self.parts += 1;
+                        on(PartEvent::Start {
+                            content_type: &content_type,
+                        })
+                        .map_err(PartsError::Handler)?;
+                        Some(taken)
+                    }
+                    None => None,
+                },
                 Read::Content => {
                     let (settled, end) = match memmem::find(&self.held, &self.next) {
                         Some(i) => (i, Some(i + self.next.len())),
@@ -226,33 +256,24 @@ impl OnePart {
                         None => (self.held.len().saturating_sub(self.next.len() - 1), None),
                     };
                     if settled > 0 {
-                        content(&self.held[..settled]).map_err(OnePartError::Content)?;
+                        on(PartEvent::Content(&self.held[..settled]))
+                            .map_err(PartsError::Handler)?;
                     }
                     match end {
                         Some(end) => {
-                            self.state = Read::AfterContent;
-                            Ok(Some(end))
+                            on(PartEvent::End).map_err(PartsError::Handler)?;
+                            self.state = Read::AfterDelimiter;
+                            Some(end)
                         }
                         None => {
                             self.held.drain(..settled);
-                            Ok(None)
+                            None
                         }
                     }
                 }
-                Read::AfterContent => {
-                    if self.held.len() < 2 {
-                        Ok(None)
-                    } else if self.held.starts_with(b"--") {
-                        self.state = Read::Closed;
-                        Ok(Some(self.held.len()))
-                    } else {
-                        Err("the answer holds more than one part where one was expected".into())
-                    }
-                }
                 // An epilogue is ignored.
-                Read::Closed => Ok(Some(self.held.len())),
-            }
-            .map_err(OnePartError::Body)?;
+                Read::Closed => Some(self.held.len()),
+            };
             match taken {
                 Some(n) => {
                     self.held.drain(..n);
@@ -295,14 +316,18 @@ impl OnePart {
         }
     }
 
-    /// After a delimiter: "--" closes the body (no part yet: refused); else optional
-    /// whitespace and a line break.
+    /// After a delimiter: "--" closes the body (with no part yet: refused); else optional
+    /// whitespace and a line break, then a part's headers.
     fn after_delimiter(&mut self) -> Result<Option<usize>, String> {
         if self.held.len() < 2 {
             return Ok(None);
         }
         if self.held.starts_with(b"--") {
-            return Err("the multipart body has no parts".into());
+            if self.parts == 0 {
+                return Err("the multipart body has no parts".into());
+            }
+            self.state = Read::Closed;
+            return Ok(Some(2));
         }
         let Some(end) = memmem::find(&self.held, b"\r\n") else {
             return if self.held.len() > MAX_HEAD_BYTES {
@@ -318,60 +343,106 @@ impl OnePart {
         Ok(Some(end + 2))
     }
 
-    /// The part's header lines, up to the blank line that must come before the next boundary.
-    fn headers(&mut self) -> Result<Option<usize>, String> {
+    /// A part's header lines, up to the blank line that must come before the next boundary:
+    /// the bytes they take and the part's Content-Type.
+    fn headers(&mut self) -> Result<Option<(usize, String)>, String> {
         if self.held.len() < 2 {
             return Ok(None);
         }
+        let n = self.parts + 1;
         if self.held.starts_with(b"\r\n") {
             self.state = Read::Content;
-            return Ok(Some(2));
+            return Ok(Some((2, String::new())));
         }
         let next = memmem::find(&self.held, &self.next);
         match memmem::find(&self.held, b"\r\n\r\n") {
             Some(end) if next.is_none_or(|next| end + 2 <= next) => {
-                self.content_type = part_content_type(&self.held[..end], 1)?;
+                let content_type = part_content_type(&self.held[..end], n)?;
                 self.state = Read::Content;
-                Ok(Some(end + 4))
+                Ok(Some((end + 4, content_type)))
             }
-            _ if next.is_some() || self.held.len() > MAX_HEAD_BYTES => {
-                Err("part 1's headers never end (no blank line before its content)".into())
-            }
+            _ if next.is_some() || self.held.len() > MAX_HEAD_BYTES => Err(format!(
+                "part {n}'s headers never end (no blank line before its content)"
+            )),
             _ => Ok(None),
         }
     }
 
-    /// The part's Content-Type (empty where it has none) once its headers are read: before
-    /// any of its content is handed on.
-    pub fn content_type(&self) -> Option<&str> {
-        matches!(
-            self.state,
-            Read::Content | Read::AfterContent | Read::Closed
-        )
-        .then_some(self.content_type.as_str())
-    }
-
-    /// The body has ended: the part's Content-Type (empty where it has none), or why the body
-    /// was not one whole part.
-    pub fn finish(self) -> Result<String, String> {
+    /// The body has ended: how many parts it held, or why it was not a whole body.
+    pub fn finish(self) -> Result<usize, String> {
         match self.state {
-            Read::Closed => Ok(self.content_type),
+            Read::Closed => Ok(self.parts),
             Read::Preamble => {
                 Err("the body has no multipart boundary line: is it multipart/related?".into())
             }
-            Read::Content => Err("part 1 is not closed by a boundary (truncated answer?)".into()),
-            Read::AfterDelimiter | Read::Headers | Read::AfterContent => {
+            Read::Content => Err(format!(
+                "part {} is not closed by a boundary (truncated?)",
+                self.parts
+            )),
+            Read::AfterDelimiter | Read::Headers => {
                 Err("the multipart body ends inside a boundary line or a part's headers".into())
             }
         }
     }
 }
 
-/// Why [`OnePart::feed`] stopped: the body is malformed, or `content` failed.
+/// A `multipart/related` body of one part (a WADO-RS instance) read as it arrives
+/// ([`PartsReader`]): its content handed on chunk by chunk; a second part refused.
 #[derive(Debug)]
-pub enum OnePartError<E> {
-    Body(String),
-    Content(E),
+pub struct OnePart {
+    reader: PartsReader,
+    content_type: Option<String>,
+}
+
+impl OnePart {
+    pub fn new(boundary: &str) -> Result<OnePart, String> {
+        Ok(OnePart {
+            reader: PartsReader::new(boundary)?,
+            content_type: None,
+        })
+    }
+
+    /// Take the next bytes of the body; `content` is given the part's content as it settles.
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        content: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), PartsError<E>> {
+        let seen = &mut self.content_type;
+        self.reader
+            .feed(chunk, &mut |event| match event {
+                PartEvent::Start { content_type } => {
+                    if seen.is_some() {
+                        return Err(PartsError::Body(
+                            "the answer holds more than one part where one was expected".into(),
+                        ));
+                    }
+                    *seen = Some(content_type.to_string());
+                    Ok(())
+                }
+                PartEvent::Content(bytes) => content(bytes).map_err(PartsError::Handler),
+                PartEvent::End => Ok(()),
+            })
+            .map_err(|e| match e {
+                PartsError::Body(m) | PartsError::Handler(PartsError::Body(m)) => {
+                    PartsError::Body(m)
+                }
+                PartsError::Handler(PartsError::Handler(e)) => PartsError::Handler(e),
+            })
+    }
+
+    /// The part's Content-Type (empty where it has none) once its headers are read: before
+    /// any of its content is handed on.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
+    }
+
+    /// The body has ended: the part's Content-Type, or why the body was not one whole part.
+    pub fn finish(self) -> Result<String, String> {
+        self.reader.finish()?;
+        self.content_type
+            .ok_or_else(|| "the multipart body has no parts".into())
+    }
 }
 
 /// A fresh boundary for a response.
@@ -442,6 +513,10 @@ mod tests {
                 .contains("not closed")
         );
         assert!(parse(b"--B--\r\n", b).unwrap_err().contains("no parts"));
+        // A part without header lines (RFC 2046 5.1.1: its type is the default) is taken, its
+        // Content-Type empty.
+        let parts = parse(b"--B\r\n\r\nDICM\r\n--B--", b).unwrap();
+        assert_eq!(parts[0].content_type, "");
         assert!(
             parse(b"--B\r\nno colon\r\n\r\nx\r\n--B--", b)
                 .unwrap_err()
@@ -464,8 +539,9 @@ mod tests {
     }
 
     /// Read chunk by chunk, whatever the chunks' sizes, a body gives what `parse` gives it
-    /// held whole: the same content and Content-Type for one part, a refusal for any other
-    /// body (none, two parts, malformed). Thousands of bodies made of the pieces a body is
+    /// held whole: every part's content and Content-Type (`PartsReader`), or a refusal; and
+    /// for `OnePart`, the same for one part and a refusal of any other body (none, two
+    /// parts, malformed). Thousands of bodies made of the pieces a body is
     /// made of (boundaries, near-boundaries, line breaks, header lines) in random order.
     #[test]
     fn one_part_read_as_it_arrives_is_what_parse_reads() {
@@ -516,15 +592,21 @@ mod tests {
             }
             bodies.push(body);
         }
-        let (mut whole_ones, mut refused) = (0, 0);
+        let (mut whole_ones, mut refused, mut several) = (0, 0, 0);
         for (n, body) in bodies.iter().enumerate() {
-            let want = match parse(body, b) {
-                Ok(parts) if parts.len() == 1 => Some((
-                    parts[0].content_type.clone(),
-                    body[parts[0].range.clone()].to_vec(),
-                )),
+            let all_parts: Option<Vec<(String, Vec<u8>)>> = parse(body, b).ok().map(|parts| {
+                parts
+                    .iter()
+                    .map(|p| (p.content_type.clone(), body[p.range.clone()].to_vec()))
+                    .collect()
+            });
+            let want = match &all_parts {
+                Some(parts) if parts.len() == 1 => Some(parts[0].clone()),
                 _ => None,
             };
+            if all_parts.as_ref().is_some_and(|p| p.len() > 1) {
+                several += 1;
+            }
             for size in [1, 2, 3, 5, 8, body.len().max(1)] {
                 let mut reader = OnePart::new(b).unwrap();
                 let mut got = Vec::new();
@@ -548,6 +630,48 @@ mod tests {
                     "body {n} in chunks of {size}: {:?}",
                     String::from_utf8_lossy(body)
                 );
+                // Every part, however many.
+                let mut reader = PartsReader::new(b).unwrap();
+                let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+                let mut open = false;
+                let mut fed = Ok(());
+                for chunk in body.chunks(size) {
+                    fed = reader.feed(chunk, &mut |event| {
+                        match event {
+                            PartEvent::Start { content_type } => {
+                                assert!(!open, "a part began inside another");
+                                open = true;
+                                parts.push((content_type.to_string(), Vec::new()));
+                            }
+                            PartEvent::Content(c) => {
+                                assert!(open, "content outside a part");
+                                parts.last_mut().unwrap().1.extend_from_slice(c);
+                            }
+                            PartEvent::End => {
+                                assert!(open, "a part ended that never began");
+                                open = false;
+                            }
+                        }
+                        Ok::<(), ()>(())
+                    });
+                    if fed.is_err() {
+                        break;
+                    }
+                }
+                let read = match fed {
+                    Ok(()) => reader.finish().ok().map(|count| {
+                        assert_eq!(count, parts.len());
+                        assert!(!open);
+                        parts
+                    }),
+                    Err(_) => None,
+                };
+                assert_eq!(
+                    read,
+                    all_parts,
+                    "body {n} in chunks of {size}, every part: {:?}",
+                    String::from_utf8_lossy(body)
+                );
             }
             if want.is_some() {
                 whole_ones += 1;
@@ -557,8 +681,8 @@ mod tests {
         }
         // Both outcomes are well represented.
         assert!(
-            whole_ones > 1000 && refused > 1000,
-            "{whole_ones} / {refused}"
+            whole_ones > 1000 && refused > 1000 && several > 100,
+            "{whole_ones} / {refused} / {several}"
         );
     }
 
@@ -568,10 +692,7 @@ mod tests {
         let data = body(&[("application/dicom", b"DICM and more")], "b");
         let mut reader = OnePart::new("b").unwrap();
         let r = reader.feed(&data, &mut |_: &[u8]| Err("disk full"));
-        assert!(
-            matches!(r, Err(OnePartError::Content("disk full"))),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(PartsError::Handler("disk full"))), "{r:?}");
     }
 
     #[test]

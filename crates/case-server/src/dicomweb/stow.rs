@@ -1,9 +1,9 @@
 //! STOW-RS (PS3.18 10.5): `POST .../cases/{case}/dicomweb/studies[/{study}]` with a
 //! `multipart/related; type="application/dicom"` body. Coordinators only.
 //!
-//! All or nothing: the body is read whole (up to the server's upload limit, else 413), split
-//! into parts (malformed: 400), each part spooled to a private temporary folder and checked by
-//! [`crate::intake`]. Only when every part passes is anything stored. The answer is the PS3.18
+//! All or nothing: the body is read as it arrives (up to the server's upload limit, else
+//! 413), its parts spooled one by one to a private temporary folder (never the whole body in
+//! memory; malformed: 400), then checked by [`crate::intake`]. Only when every part passes is anything stored. The answer is the PS3.18
 //! store response: Referenced SOP Sequence with each instance's Retrieve URL; a refusal by
 //! intake (not DICOM, not an image, outside the rules, another study, patient or case) is 409
 //! Conflict with every part in the Failed SOP Sequence with its Failure Reason, and the reason
@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +23,7 @@ use crate::Server;
 use crate::api::Caller;
 use crate::error::ApiError;
 use crate::intake::{FailureReason, IntakeError, Offered, ingest};
-use case_protocol::multipart::{MediaType, parse};
+use case_protocol::multipart::{MediaType, PartEvent, PartsReader};
 
 pub(crate) fn intake_error(e: IntakeError) -> ApiError {
     match e {
@@ -61,32 +60,8 @@ async fn admit(server: &Server, caller: &Caller, target: &Target) -> Result<Stri
     Ok(case)
 }
 
-/// The whole body, up to the server's upload limit.
-async fn receive(server: &Server, body: axum::body::Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, server.max_upload_bytes)
-        .await
-        .map_err(|e| {
-            let e = e.into_inner();
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the upload is larger than this server accepts ({} bytes); send the study in several requests",
-                        server.max_upload_bytes
-                    ),
-                )
-            } else {
-                ApiError::bad_request(format!("the upload could not be read: {e}"))
-            }
-        })
-}
-
-/// The parts of an upload, once its media type, boundary and parts are what STOW-RS takes
-/// (415 or 400 otherwise).
-fn split(
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Vec<case_protocol::multipart::Part>, ApiError> {
+/// The boundary of an upload whose media type is what STOW-RS takes (415 or 400 otherwise).
+fn boundary_of(headers: &HeaderMap) -> Result<String, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -108,19 +83,110 @@ fn split(
     }
     let boundary = media
         .param("boundary")
-        .ok_or_else(|| ApiError::bad_request("multipart/related without a boundary"))?
-        .to_string();
-    let parts = parse(body, &boundary).map_err(ApiError::bad_request)?;
-    for (i, p) in parts.iter().enumerate() {
-        let t = MediaType::parse(&p.content_type);
-        if !p.content_type.is_empty() && t.essence != "application/dicom" {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("part {} is {}, not application/dicom", i + 1, t.essence),
-            ));
+        .ok_or_else(|| ApiError::bad_request("multipart/related without a boundary"))?;
+    PartsReader::new(boundary).map_err(ApiError::bad_request)?;
+    Ok(boundary.to_string())
+}
+
+/// An upload's parts, spooled to files in `spool` as the body arrives: at most the server's
+/// upload limit in all (413), every part application/dicom (415), the body whole multipart
+/// (400). On a refusal, whether the body was read to its end.
+async fn receive(
+    server: &Server,
+    headers: &HeaderMap,
+    body: &mut axum::body::Body,
+    spool: &std::path::Path,
+) -> Result<Vec<Offered>, (ApiError, bool)> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let unread = |e: ApiError| (e, false);
+    let boundary = boundary_of(headers).map_err(unread)?;
+    let mut reader = PartsReader::new(&boundary).map_err(|m| unread(ApiError::bad_request(m)))?;
+    let mut offered: Vec<Offered> = Vec::new();
+    // Each part through a buffer of 1 MiB: a body arrives in frames of a few KiB, and each
+    // write to a tokio file is a trip to a blocking thread.
+    let mut file: Option<tokio::io::BufWriter<tokio::fs::File>> = None;
+    let mut received = 0usize;
+    let no_room =
+        |e: std::io::Error| unread(ApiError::internal("no room to receive the upload", e));
+    // What a chunk settled, owned (the files are written after the reader lets go of it).
+    enum Settled {
+        Start(String),
+        Content(Vec<u8>),
+        End,
+    }
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            unread(ApiError::bad_request(format!(
+                "the upload could not be read: {e}"
+            )))
+        })?;
+        let Some(chunk) = frame.data_ref() else {
+            continue;
+        };
+        received = received.saturating_add(chunk.len());
+        if received > server.max_upload_bytes {
+            return Err(unread(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the upload is larger than this server accepts ({} bytes); send the study in several requests",
+                    server.max_upload_bytes
+                ),
+            )));
+        }
+        let mut settled = Vec::new();
+        reader
+            .feed(chunk, &mut |event| {
+                settled.push(match event {
+                    PartEvent::Start { content_type } => Settled::Start(content_type.to_string()),
+                    PartEvent::Content(bytes) => Settled::Content(bytes.to_vec()),
+                    PartEvent::End => Settled::End,
+                });
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .map_err(|e| match e {
+                case_protocol::multipart::PartsError::Body(m) => unread(ApiError::bad_request(m)),
+                case_protocol::multipart::PartsError::Handler(never) => match never {},
+            })?;
+        for s in settled {
+            match s {
+                Settled::Start(content_type) => {
+                    let t = MediaType::parse(&content_type);
+                    if !content_type.is_empty() && t.essence != "application/dicom" {
+                        return Err(unread(ApiError::new(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            format!(
+                                "part {} is {}, not application/dicom",
+                                offered.len() + 1,
+                                t.essence
+                            ),
+                        )));
+                    }
+                    let path = spool.join(format!("part-{:05}.dcm", offered.len() + 1));
+                    let created = tokio::fs::File::create(&path).await.map_err(no_room)?;
+                    file = Some(tokio::io::BufWriter::with_capacity(1 << 20, created));
+                    offered.push(Offered {
+                        label: format!("part {}", offered.len() + 1),
+                        path,
+                    });
+                }
+                Settled::Content(bytes) => {
+                    if let Some(f) = file.as_mut() {
+                        f.write_all(&bytes).await.map_err(no_room)?;
+                    }
+                }
+                Settled::End => {
+                    if let Some(mut f) = file.take() {
+                        f.flush().await.map_err(no_room)?;
+                    }
+                }
+            }
         }
     }
-    Ok(parts)
+    reader
+        .finish()
+        .map_err(|m| (ApiError::bad_request(m), true))?;
+    Ok(offered)
 }
 
 /// An upload refused before intake read it (the caller may not upload there, no case, too
@@ -247,33 +313,27 @@ pub(super) async fn store(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let target = Target::from_params(&params);
-    let (case, body) = match admit(&server, &caller, &target).await {
-        Ok(case) => match receive(&server, body).await {
-            Ok(body) => (case, body),
-            Err(e) => {
-                refused_early(&server, &caller, Some(&case), &e).await;
-                return Ok(closing(e));
-            }
-        },
-        Err(e) => {
-            refused_early(&server, &caller, target.case.as_deref(), &e).await;
-            // Refused before the body was read: it is read and dropped piece by piece (no
-            // memory held), so that the client, still sending, gets this answer; beyond twice
-            // the upload limit (64 MiB at least) or `stow_drain` the connection is closed
-            // instead.
+    let mut body = body;
+    // Refused before (or while) the body was read: the rest is read and dropped piece by
+    // piece (no memory held), so that the client, still sending, gets this answer; beyond
+    // twice the upload limit (64 MiB at least) or `stow_drain` the connection is closed
+    // instead.
+    let answer_unread = |e: ApiError, body: axum::body::Body| {
+        let server = server.clone();
+        async move {
             let drain = server.max_upload_bytes.saturating_mul(2).max(64 << 20);
             let drained = tokio::time::timeout(server.stow_drain, discard(body, drain)).await;
-            return Ok(match drained {
+            match drained {
                 Ok(true) => e.into_response(),
                 Ok(false) | Err(_) => closing(e),
-            });
+            }
         }
     };
-    let parts = match split(&headers, &body) {
-        Ok(parts) => parts,
+    let case = match admit(&server, &caller, &target).await {
+        Ok(case) => case,
         Err(e) => {
-            refused_early(&server, &caller, Some(&case), &e).await;
-            return Err(e);
+            refused_early(&server, &caller, target.case.as_deref(), &e).await;
+            return Ok(answer_unread(e, body).await);
         }
     };
     // Spool the parts to files in a private folder (removed when this request ends).
@@ -281,24 +341,20 @@ pub(super) async fn store(
         .prefix("overread-stow-")
         .tempdir()
         .map_err(|e| ApiError::internal("no room to receive the upload", e))?;
-    let spool_path = spool.path().to_path_buf();
-    let offered = tokio::task::spawn_blocking(move || {
-        parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let path = spool_path.join(format!("part-{:05}.dcm", i + 1));
-                std::fs::write(&path, &body[p.range.clone()])?;
-                Ok(Offered {
-                    path,
-                    label: format!("part {}", i + 1),
-                })
-            })
-            .collect::<std::io::Result<Vec<_>>>()
-    })
-    .await
-    .map_err(|e| ApiError::internal("a worker thread failed", e))?
-    .map_err(|e| ApiError::internal("no room to receive the upload", e))?;
+    let offered = match receive(&server, &headers, &mut body, spool.path()).await {
+        Ok(offered) => offered,
+        Err((e, read_whole)) => {
+            refused_early(&server, &caller, Some(&case), &e).await;
+            return Ok(if read_whole {
+                e.into_response()
+            } else if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                // Past the limit already: not read further.
+                closing(e)
+            } else {
+                answer_unread(e, body).await
+            });
+        }
+    };
     let count = offered.len();
     let offered_paths: Vec<_> = offered.iter().map(|o| o.path.clone()).collect();
     let result = ingest(
