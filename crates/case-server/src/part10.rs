@@ -51,6 +51,25 @@ pub fn file(object: Bytes, class: &str, instance: &str, ts: &str) -> Result<Byte
     Ok(out.into())
 }
 
+/// A PS3.10 `file` of an uncompressed transfer syntax (Implicit VR Little Endian, Explicit VR
+/// Big Endian, Deflated) written again in Explicit VR Little Endian: the same elements and
+/// values, each with its VR (from the dictionary where the file gave none; UN for private
+/// ones), and a File Meta group naming the new syntax.
+pub fn explicit_le(file: &[u8]) -> Result<Bytes, String> {
+    let mut obj = dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(file)
+        .map_err(|e| e.to_string())?;
+    obj.update_meta(|meta| {
+        meta.set_transfer_syntax(
+            &dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN,
+        );
+    });
+    let mut out = Vec::with_capacity(file.len() + 1024);
+    obj.write_all(&mut out).map_err(|e| e.to_string())?;
+    Ok(out.into())
+}
+
 /// Where the group 0002 elements starting at `at` end (explicit VR little endian, as PS3.10
 /// writes the meta group); `None` when there are none there or one runs past the end.
 fn meta_group_end(bytes: &[u8], mut at: usize) -> Option<usize> {

@@ -1408,3 +1408,111 @@ async fn an_object_received_without_its_preamble_goes_out_as_a_dicom_file() {
     exported.sort();
     assert_eq!(exported, retrieved);
 }
+
+/// An object stored in Implicit VR Little Endian (as CDs often hold them) goes, to a request
+/// that names no transfer syntax, in the default, Explicit VR Little Endian (PS3.18 8.7.3.5.2):
+/// every element as received, its part and File Meta naming the new syntax. Asked with
+/// `transfer-syntax=*` or its own syntax it goes as stored, byte for byte; a compressed
+/// syntax asked for is refused (406).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_implicit_vr_object_goes_in_the_default_transfer_syntax() {
+    use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let (folder, study) = synthetic_study_uid(s.dir.path(), 52);
+    // The study written again in Implicit VR Little Endian.
+    let implicit: Vec<Vec<u8>> = dicom_files(&folder)
+        .iter()
+        .map(|p| {
+            let mut obj = dicom_object::open_file(p).unwrap();
+            obj.update_meta(|m| m.set_transfer_syntax(&IMPLICIT_VR_LITTLE_ENDIAN));
+            let mut bytes = Vec::new();
+            obj.write_all(&mut bytes).unwrap();
+            bytes
+        })
+        .collect();
+    stow_into(&s, &coord, &case, &implicit).await;
+    let read = |bytes: &[u8]| {
+        dicom_object::OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Always)
+            .from_reader(bytes)
+            .unwrap()
+    };
+    let sent: Vec<_> = implicit.iter().map(|b| read(b)).collect();
+    let get = |accept: &'static str| {
+        let (s, coord) = (&s, &coord);
+        let url = format!("{}/dicomweb/studies/{study}", s.base);
+        async move {
+            s.http
+                .get(url)
+                .bearer_auth(coord)
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    let r = get("multipart/related; type=\"application/dicom\"").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = parts(r).await;
+    assert_eq!(got.len(), sent.len());
+    for (content_type, bytes) in &got {
+        assert_eq!(
+            content_type,
+            "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        );
+        let back = read(bytes);
+        assert_eq!(
+            back.meta().transfer_syntax().trim_end_matches('\0'),
+            "1.2.840.10008.1.2.1"
+        );
+        // Explicit VR on the wire: the first element of the data set carries its VR.
+        let data_set = 132 + 12 + back.meta().information_group_length as usize;
+        assert!(
+            bytes[data_set + 4..data_set + 6]
+                .iter()
+                .all(u8::is_ascii_uppercase),
+            "no VR after the first tag"
+        );
+        let uid = back
+            .element(tags::SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let original = sent
+            .iter()
+            .find(|o| o.element(tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap() == uid)
+            .expect("an instance that was sent");
+        let elements = |o: &dicom_object::DefaultDicomObject| {
+            o.iter()
+                .map(|e| (e.header().tag, e.header().vr, e.value().clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(elements(&back), elements(original), "instance {uid}");
+    }
+
+    // As stored, to `*` or to its own syntax.
+    for accept in [
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2",
+    ] {
+        let r = get(accept).await;
+        assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        let got = parts(r).await;
+        let back: BTreeSet<String> = got.iter().map(|(_, b)| content_key(b)).collect();
+        let uploaded: BTreeSet<String> = implicit.iter().map(|b| content_key(b)).collect();
+        assert_eq!(back, uploaded, "{accept}");
+        assert!(
+            got.iter()
+                .all(|(ct, _)| ct == "application/dicom; transfer-syntax=1.2.840.10008.1.2"),
+            "{accept}"
+        );
+    }
+    let r = get(
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.70",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+}

@@ -308,24 +308,86 @@ pub(crate) fn accepts(headers: &HeaderMap, part_type: &str) -> bool {
     })
 }
 
+/// Explicit VR Little Endian: the transfer syntax of an `application/dicom` range that names
+/// none (PS3.18 8.7.3.5.2, Table 8.7.3-5).
+pub(crate) const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
+
 /// The transfer syntaxes an `Accept` header takes, where it limits them: every
 /// `transfer-syntax=` of its ranges (PS3.18 8.7.3.5.2 offers alternatives as several ranges),
-/// leaving out ranges of quality 0 (refused); `None` when a range takes any (`*`, or no
-/// transfer syntax named: objects are then served as stored).
-pub(crate) fn accepted_transfer_syntaxes(headers: &HeaderMap) -> Option<Vec<String>> {
-    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
-    let mut wanted = Vec::new();
+/// and where a range (or the absent header) names none, the default, Explicit VR Little Endian
+/// (`default`); ranges of quality 0 (refused) left out. `None` when a range takes any (`*`).
+pub(crate) fn accepted_transfer_syntaxes(headers: &HeaderMap) -> Option<Syntaxes> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Some(Syntaxes {
+            named: Vec::new(),
+            default: true,
+        });
+    };
+    let accept = accept.to_str().ok()?;
+    let mut wanted = Syntaxes {
+        named: Vec::new(),
+        default: false,
+    };
     for range in accept.split(',') {
         let m = case_protocol::multipart::MediaType::parse(range);
         if refused(&m) {
             continue;
         }
         match m.param("transfer-syntax") {
-            Some("*") | None => return None,
-            Some(ts) => wanted.push(ts.to_string()),
+            Some("*") => return None,
+            Some(ts) => wanted.named.push(ts.to_string()),
+            None => wanted.default = true,
         }
     }
     Some(wanted)
+}
+
+/// Transfer syntaxes a request takes (`accepted_transfer_syntaxes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Syntaxes {
+    /// Those its ranges name.
+    pub named: Vec<String>,
+    /// Whether a range names none: Explicit VR Little Endian, the default.
+    pub default: bool,
+}
+
+/// How an object goes to a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// In the transfer syntax it was stored in.
+    AsStored,
+    /// Its data set written again in Explicit VR Little Endian (`crate::part10::explicit_le`).
+    ExplicitLittleEndian,
+}
+
+/// The transfer syntaxes whose data set this server writes again in Explicit VR Little Endian:
+/// the uncompressed ones (Implicit VR Little Endian, Explicit VR Big Endian, Deflated).
+pub(crate) fn is_native(ts: &str) -> bool {
+    matches!(
+        ts,
+        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99"
+    )
+}
+
+/// How an object stored in `stored` goes to a caller taking `wanted` (`None`: any): as stored
+/// where that is taken; in Explicit VR Little Endian, written again, where that is taken (by
+/// name or as the default) and the object is uncompressed; a compressed object as stored to a
+/// request that names no syntax (this server does not decompress; the part names its
+/// syntax); else `None`, not acceptable.
+pub(crate) fn served(wanted: Option<&Syntaxes>, stored: &str) -> Option<Served> {
+    let Some(w) = wanted else {
+        return Some(Served::AsStored);
+    };
+    let explicit_le = w.default || w.named.iter().any(|t| t == EXPLICIT_VR_LITTLE_ENDIAN);
+    if w.named.iter().any(|t| t == stored) || (explicit_le && stored == EXPLICIT_VR_LITTLE_ENDIAN) {
+        Some(Served::AsStored)
+    } else if explicit_le && is_native(stored) {
+        Some(Served::ExplicitLittleEndian)
+    } else if w.default && !is_native(stored) {
+        Some(Served::AsStored)
+    } else {
+        None
+    }
 }
 
 /// An Accept range of quality 0: what it names is not acceptable (RFC 9110 12.4.2).
@@ -412,11 +474,17 @@ mod tests {
             "image/png"
         ));
         let accepted = |v: &str| accepted_transfer_syntaxes(&with_accept(v));
+        let named = |ts: &[&str]| {
+            Some(Syntaxes {
+                named: ts.iter().map(|t| t.to_string()).collect(),
+                default: false,
+            })
+        };
         assert_eq!(
             accepted(
                 r#"multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1"#
             ),
-            Some(vec!["1.2.840.10008.1.2.1".to_string()])
+            named(&["1.2.840.10008.1.2.1"])
         );
         assert_eq!(
             accepted(r#"multipart/related; type="application/dicom"; transfer-syntax=*"#),
@@ -427,14 +495,61 @@ mod tests {
             accepted(
                 r#"multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90, multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1; q=0.5, multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50; q=0"#
             ),
-            Some(vec![
-                "1.2.840.10008.1.2.4.90".to_string(),
-                "1.2.840.10008.1.2.1".to_string()
-            ])
+            named(&["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.1"])
         );
+        // A range naming none takes the default, Explicit VR Little Endian; so does a request
+        // without an Accept.
+        let default = Some(Syntaxes {
+            named: Vec::new(),
+            default: true,
+        });
         assert_eq!(
             accepted("multipart/related; type=\"application/dicom\""),
-            None
+            default
         );
+        assert_eq!(accepted_transfer_syntaxes(&HeaderMap::new()), default);
+    }
+
+    /// What goes how (PS3.18 8.7.3.5.2): as stored where taken, an uncompressed object written
+    /// again in Explicit VR Little Endian where that is taken, a compressed one as stored to a
+    /// request naming no syntax, else nothing.
+    #[test]
+    fn objects_go_in_a_syntax_the_caller_takes() {
+        let (implicit, explicit, jpeg) = (
+            "1.2.840.10008.1.2",
+            EXPLICIT_VR_LITTLE_ENDIAN,
+            "1.2.840.10008.1.2.4.70",
+        );
+        let default = Syntaxes {
+            named: Vec::new(),
+            default: true,
+        };
+        let named = |ts: &str| Syntaxes {
+            named: vec![ts.to_string()],
+            default: false,
+        };
+        let cases = [
+            (None, implicit, Some(Served::AsStored)),
+            (Some(&default), explicit, Some(Served::AsStored)),
+            (Some(&default), implicit, Some(Served::ExplicitLittleEndian)),
+            (
+                Some(&default),
+                "1.2.840.10008.1.2.2",
+                Some(Served::ExplicitLittleEndian),
+            ),
+            (Some(&default), jpeg, Some(Served::AsStored)),
+        ];
+        for (wanted, stored, expected) in cases {
+            assert_eq!(served(wanted, stored), expected, "{wanted:?} {stored}");
+        }
+        let (as_explicit, as_implicit, as_jpeg) = (named(explicit), named(implicit), named(jpeg));
+        assert_eq!(
+            served(Some(&as_explicit), implicit),
+            Some(Served::ExplicitLittleEndian)
+        );
+        assert_eq!(served(Some(&as_implicit), implicit), Some(Served::AsStored));
+        assert_eq!(served(Some(&as_implicit), explicit), None);
+        assert_eq!(served(Some(&as_explicit), jpeg), None);
+        assert_eq!(served(Some(&as_jpeg), jpeg), Some(Served::AsStored));
     }
 }

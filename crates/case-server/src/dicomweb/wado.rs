@@ -1,6 +1,10 @@
 //! WADO-RS (PS3.18 10.4): instances as `multipart/related; type="application/dicom"`,
 //! metadata as DICOM JSON, frames as stored. An object intake accepted without its preamble or
-//! meta group goes as a PS3.10 file (`crate::part10`), its data set as stored.
+//! meta group goes as a PS3.10 file (`crate::part10`). Its data set goes as stored where the
+//! request takes that syntax; an uncompressed one in another (Implicit VR, Big Endian,
+//! Deflated) is written again in Explicit VR Little Endian where that is asked for or no syntax
+//! is named (the default, PS3.18 8.7.3.5.2); a compressed one goes as stored to a request that
+//! names no syntax (it is not decompressed here; its part names its syntax).
 
 use std::collections::HashMap;
 
@@ -64,14 +68,15 @@ pub(super) async fn retrieve(
          instances.sop_class_uid AS sop_class_uid, instances.sop_uid AS sop_uid",
     )
     .await?;
-    if let Some(wanted) = accepted_transfer_syntaxes(&headers)
-        && let Some(other) = rows
-            .iter()
-            .map(|r| r.get::<String, _>("ts"))
-            .find(|ts| !wanted.contains(ts))
+    let wanted = accepted_transfer_syntaxes(&headers);
+    if let Some(other) = rows
+        .iter()
+        .map(|r| r.get::<String, _>("ts"))
+        .find(|ts| super::served(wanted.as_ref(), ts).is_none())
     {
         return Err(not_acceptable(format!(
-            "objects are served as stored (transfer syntax {other}); ask with transfer-syntax=*"
+            "an object is stored in transfer syntax {other}, which is sent as stored (or, \
+             uncompressed, in Explicit VR Little Endian); ask with transfer-syntax=*"
         )));
     }
     audit_access(
@@ -101,6 +106,7 @@ pub(super) async fn retrieve(
         .map(move |(i, (key, ts, class, sop))| {
             let store = store.clone();
             let b = b.clone();
+            let wanted = wanted.clone();
             async move {
                 let bytes = store.get(&key).await.map_err(|e| {
                     tracing::error!("WADO-RS: {e}");
@@ -111,6 +117,34 @@ pub(super) async fn retrieve(
                     tracing::error!("WADO-RS: instance {sop}: {e}");
                     std::io::Error::other("a stored object could not be made a DICOM file")
                 })?;
+                // An uncompressed object in another syntax, written again in the default
+                // (off the async workers); one that cannot be goes as stored, its part
+                // naming its own syntax.
+                let (bytes, ts) = match super::served(wanted.as_ref(), &ts) {
+                    Some(super::Served::ExplicitLittleEndian) => {
+                        let stored = bytes.clone();
+                        match tokio::task::spawn_blocking(move || {
+                            crate::part10::explicit_le(&stored)
+                        })
+                        .await
+                        {
+                            Ok(Ok(written)) => {
+                                (written, super::EXPLICIT_VR_LITTLE_ENDIAN.to_string())
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(
+                                    "WADO-RS: instance {sop} sent as stored ({ts}): {e}"
+                                );
+                                (bytes, ts)
+                            }
+                            Err(e) => {
+                                tracing::error!("WADO-RS: instance {sop}: {e}");
+                                (bytes, ts)
+                            }
+                        }
+                    }
+                    _ => (bytes, ts),
+                };
                 let head = part_head(
                     &b,
                     &format!("application/dicom; transfer-syntax={ts}"),
