@@ -1516,3 +1516,71 @@ async fn an_implicit_vr_object_goes_in_the_default_transfer_syntax() {
     .await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
 }
+
+/// A patient's name of several component groups (alphabetic, ideographic, phonetic) is found
+/// by any one of them, ignoring ASCII case, and is answered as DICOM JSON names it (PS3.18
+/// F.2.2): each group under its own key, not the whole value as the alphabetic one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_of_several_groups_are_found_by_each_and_answered_apart() {
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let (folder, study) = synthetic_study_uid(s.dir.path(), 53);
+    let name = "Yamada^Tarou=山田^太郎=やまだ^たろう";
+    edit_study(
+        &folder,
+        &[
+            (tags::PATIENT_NAME, dicom_core::VR::PN, name),
+            (
+                tags::SPECIFIC_CHARACTER_SET,
+                dicom_core::VR::CS,
+                "ISO_IR 192",
+            ),
+            (
+                tags::REFERRING_PHYSICIAN_NAME,
+                dicom_core::VR::PN,
+                "Suzuki^Hanako=鈴木^花子",
+            ),
+        ],
+    );
+    stow_into(&s, &coord, &case, &files_of(&folder)).await;
+    for (query, found) in [
+        ("PatientName=yamada*", true),
+        ("PatientName=山田*", true),
+        ("PatientName=やまだ^たろう", true),
+        ("PatientName=Yamada^Tarou", true),
+        ("PatientName=Yamada^Tarou=山田^太郎=やまだ^たろう", true),
+        ("PatientName=Tarou", false),
+        ("PatientName=太郎", false),
+        ("PatientName=*太郎", true),
+        // The referring physician's column holds the alphabetic group alone.
+        ("ReferringPhysicianName=SUZUKI*", true),
+    ] {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/dicomweb/studies", s.base),
+            &[query.split_once('=').unwrap()],
+        )
+        .unwrap();
+        let r = s.http.get(url).bearer_auth(&coord).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{query}");
+        let text = r.text().await.unwrap();
+        let list: Value = serde_json::from_str(&text).unwrap_or(json!([]));
+        let uids: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| first(v, "0020000D").as_str())
+            .collect();
+        assert_eq!(uids.contains(&study.as_str()), found, "{query}: {uids:?}");
+    }
+    let (status, list) = get_json(&s, &coord, "/dicomweb/studies?PatientName=yamada*").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        first(&list[0], "00100010"),
+        &json!({
+            "Alphabetic": "Yamada^Tarou",
+            "Ideographic": "山田^太郎",
+            "Phonetic": "やまだ^たろう"
+        })
+    );
+}

@@ -1,7 +1,8 @@
 //! QIDO-RS (PS3.18 10.6): search for studies, series and instances.
 //!
 //! Matching (PS3.4 C.2.2.2): single value; a comma-separated UID list; `*` and `?` wildcards
-//! (Patient's and Referring Physician's Names ignoring ASCII case); date and time ranges `A-B`,
+//! (Patient's and Referring Physician's Names ignoring ASCII case; a patient's name of several
+//! component groups matched on any one of them); date and time ranges `A-B`,
 //! `A-`, `-B` (a time given to the hour or minute stands for all of it; an end before its start
 //! is refused). Keys are keywords or tags (`PatientID` or
 //! `00100020`). `limit`, `offset`, `includefield` and `fuzzymatching` (names match ignoring
@@ -51,8 +52,11 @@ struct Key {
 enum Match {
     Uid,
     Text,
-    /// Case-insensitive wildcard text (Person Name).
+    /// Case-insensitive wildcard text (descriptions).
     Name,
+    /// A Person Name: as `Name`, against the whole value or any one of its component groups
+    /// (alphabetic, ideographic, phonetic: "Yamada^Tarou=山田^太郎=やまだ^たろう").
+    Person,
     Date,
     /// HHMMSS, a range of them, or a shorter time standing for all it covers.
     Time,
@@ -83,7 +87,7 @@ const KEYS: &[Key] = &[
         keyword: "PatientName",
         tag: "00100010",
         column: "patient_name",
-        kind: Match::Name,
+        kind: Match::Person,
         levels: ALL,
     },
     Key {
@@ -352,15 +356,35 @@ fn filters(
             // Names ignore case in ASCII letters only, on both databases: SQLite's LOWER folds
             // ASCII alone, and PostgreSQL's does too under the C collation (under the
             // database's own locale it would fold more, so one query would match differently).
-            Match::Name => {
-                match backend {
-                    Backend::Sqlite => sql.push(&format!(" AND LOWER({col}) LIKE ")),
-                    Backend::Postgres => {
-                        sql.push(&format!(" AND LOWER({col} COLLATE \"C\") LIKE "))
-                    }
+            Match::Name | Match::Person => {
+                let lowered = match backend {
+                    Backend::Sqlite => format!("LOWER({col})"),
+                    Backend::Postgres => format!("LOWER({col} COLLATE \"C\")"),
                 };
-                sql.text(&like_pattern(&value.to_ascii_lowercase()));
-                sql.push(" ESCAPE '\\'");
+                let pattern = like_pattern(&value.to_ascii_lowercase());
+                // A name of several groups is matched on any one of them (PS3.4 C.2.2.2.1:
+                // the key "山田*" finds "Yamada^Tarou=山田^太郎"); a key of several groups, on
+                // the whole value.
+                let forms = if matches!(key.kind, Match::Person) && !value.contains('=') {
+                    vec![
+                        pattern.clone(),
+                        format!("{pattern}=%"),
+                        format!("%={pattern}"),
+                        format!("%={pattern}=%"),
+                    ]
+                } else {
+                    vec![pattern]
+                };
+                sql.push(" AND (");
+                for (i, form) in forms.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(" OR ");
+                    }
+                    sql.push(&format!("{lowered} LIKE "));
+                    sql.text(form);
+                    sql.push(" ESCAPE '\\'");
+                }
+                sql.push(")");
             }
             Match::Date => {
                 let bad =
@@ -483,11 +507,19 @@ fn text(v: &str, vr: &str) -> Value {
     }
 }
 
+/// A Person Name in DICOM JSON (PS3.18 F.2.2): its component groups, split at "=", as
+/// Alphabetic, Ideographic and Phonetic, each one present named.
 fn person(v: &str) -> Value {
-    if v.is_empty() {
+    let groups: serde_json::Map<String, Value> = v
+        .split('=')
+        .zip(["Alphabetic", "Ideographic", "Phonetic"])
+        .filter(|(group, _)| !group.is_empty())
+        .map(|(group, key)| (key.to_string(), Value::from(group)))
+        .collect();
+    if groups.is_empty() {
         json!({ "vr": "PN" })
     } else {
-        json!({ "vr": "PN", "Value": [{ "Alphabetic": v }] })
+        json!({ "vr": "PN", "Value": [groups] })
     }
 }
 
