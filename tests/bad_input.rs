@@ -796,6 +796,67 @@ fn a_rotation_scanned_again_does_not_split_a_sequential_ct() {
     );
 }
 
+/// Two volumes at the same positions in one series, with neither Instance nor Acquisition
+/// Numbers (nor temporal positions) to tell them apart: each volume is the slices of one time
+/// of acquisition (Content Date and Time), whatever order the files lie in. (Taken in the
+/// order of the files, the first volume had been every first file of a position: here half of
+/// one time and half of the other.)
+#[test]
+fn repetitions_without_numbers_are_told_apart_by_their_times() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    let mut time_of: std::collections::HashMap<PathBuf, &str> = Default::default();
+    let timed = |obj: &mut dicom_object::DefaultDicomObject, time: &str| {
+        for tag in [
+            tags::INSTANCE_NUMBER,
+            tags::ACQUISITION_NUMBER,
+            tags::ACQUISITION_DATE_TIME,
+            tags::ACQUISITION_DATE,
+            tags::ACQUISITION_TIME,
+            tags::TEMPORAL_POSITION_IDENTIFIER,
+        ] {
+            obj.remove_element(tag);
+        }
+        put_text(obj, tags::CONTENT_DATE, VR::DA, "20240131");
+        put_text(obj, tags::CONTENT_TIME, VR::TM, time);
+    };
+    let (early, late) = ("100000", "100500");
+    for (k, f) in files.iter().enumerate() {
+        // Every other position's later volume lies in the file that comes first.
+        let (first, second) = if k % 2 == 0 {
+            (late, early)
+        } else {
+            (early, late)
+        };
+        edit(f, |obj| timed(obj, first));
+        copy_as(f, k, |obj| timed(obj, second));
+        time_of.insert(f.clone(), first);
+        time_of.insert(f.with_file_name(format!("copy-{k}.dcm")), second);
+    }
+    let (_, patients) = scan(dir.path());
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 2);
+    let mut times: Vec<&str> = stacks
+        .iter()
+        .map(|stack| {
+            assert_eq!(stack.slices.len(), SLICES);
+            let mut of_stack: Vec<&str> = stack.slices.iter().map(|s| time_of[&s.path]).collect();
+            of_stack.dedup();
+            assert_eq!(of_stack.len(), 1, "a volume of two times: {of_stack:?}");
+            of_stack[0]
+        })
+        .collect();
+    times.sort();
+    assert_eq!(times, [early, late]);
+    assert_regular(&stacks);
+    // The earlier one is the first repetition.
+    assert_eq!(
+        patients[0].studies[0].series[0].stack_labels(),
+        ["repetition 1", "repetition 2"]
+    );
+    assert_eq!(time_of[&stacks[0].slices[0].path], early);
+}
+
 /// Three stations of a spine in one series, 20 slices each, overlapping by 4 (52 places, so
 /// no station covers half of them): each station is a volume of its own, never one long
 /// stack that mixes them where they overlap.

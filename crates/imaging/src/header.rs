@@ -191,6 +191,11 @@ pub struct FrameHeader {
     pub echo: Option<String>,
     /// Acquisition Number (0020,0012)
     pub acquisition_number: Option<i64>,
+    /// When the frame was acquired, as `YYYYMMDDHHMMSS.FFFFFF` (a text that sorts in time):
+    /// Frame Acquisition DateTime (0018,9074) of an enhanced object's frame, else Acquisition
+    /// DateTime (0008,002A), Acquisition Date and Time (0008,0022/0032), or Content Date and
+    /// Time (0008,0023/0033). Orders the repetitions of a position that nothing else orders.
+    pub acquired_at: Option<String>,
     /// Image Type (0008,0008) values 3.. or Complex Image Component (0008,9208): what kind
     /// of image (magnitude, phase, real ...) the frame is.
     pub image_flavour: Option<String>,
@@ -612,6 +617,7 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
         temporal_position: int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
         echo: text(obj, tags::ECHO_NUMBERS).map(|n| format!("echo {n}")),
         acquisition_number: int(obj, tags::ACQUISITION_NUMBER),
+        acquired_at: acquired_at(obj),
         image_flavour: flavour,
         diffusion: diffusion_of(obj),
         segment: None,
@@ -795,6 +801,10 @@ fn functional_group_frame(
             .or(classic.temporal_position),
         echo: echo.map(|e| echo_time(&e)).or_else(|| classic.echo.clone()),
         acquisition_number: classic.acquisition_number,
+        acquired_at: content
+            .and_then(|c| text(c, tags::FRAME_ACQUISITION_DATE_TIME))
+            .and_then(|dt| sortable_datetime(&dt))
+            .or_else(|| classic.acquired_at.clone()),
         image_flavour: flavour.or_else(|| classic.image_flavour.clone()),
         diffusion: diffusion.or_else(|| classic.diffusion.clone()),
         // Enhanced CT gives its kernel in the CT Reconstruction functional group.
@@ -1032,6 +1042,67 @@ pub(crate) fn first_item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicom
     obj.get(tag).and_then(|e| e.items()).and_then(|i| i.first())
 }
 
+/// When `obj` was acquired (see [`FrameHeader::acquired_at`]).
+fn acquired_at(obj: &InMemDicomObject) -> Option<String> {
+    text(obj, tags::ACQUISITION_DATE_TIME)
+        .and_then(|dt| sortable_datetime(&dt))
+        .or_else(|| {
+            [
+                (tags::ACQUISITION_DATE, tags::ACQUISITION_TIME),
+                (tags::CONTENT_DATE, tags::CONTENT_TIME),
+            ]
+            .into_iter()
+            .find_map(|(date, time)| {
+                let time = sortable_time(&text(obj, time)?)?;
+                // A date (ACR-NEMA dots dropped) before it where there is one: a series
+                // without dates sorts by its times alone.
+                let date: String = text(obj, date)
+                    .unwrap_or_default()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect();
+                Some(if date.len() == 8 {
+                    format!("{date}{time}")
+                } else {
+                    time
+                })
+            })
+        })
+}
+
+/// A TM value as `HHMMSS.FFFFFF` (ACR-NEMA colons dropped, missing parts zero), or `None` for
+/// one that is not a time.
+fn sortable_time(tm: &str) -> Option<String> {
+    let tm: String = tm.trim().chars().filter(|c| *c != ':').collect();
+    let (whole, fraction) = tm.split_once('.').unwrap_or((&tm, ""));
+    if whole.is_empty()
+        || whole.len() > 6
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let fraction: String = fraction.chars().take(6).collect();
+    Some(format!("{whole:0<6}.{fraction:0<6}"))
+}
+
+/// A DT value as `YYYYMMDDHHMMSS.FFFFFF` (missing parts zero; a UTC offset dropped: frames of
+/// one series share theirs), or `None` for one that is not a date and time.
+fn sortable_datetime(dt: &str) -> Option<String> {
+    let dt = dt.trim();
+    let dt = dt.split(['+', '-']).next().unwrap_or(dt);
+    let (whole, fraction) = dt.split_once('.').unwrap_or((dt, ""));
+    if whole.len() < 4
+        || whole.len() > 14
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let fraction: String = fraction.chars().take(6).collect();
+    Some(format!("{whole:0<14}.{fraction:0<6}"))
+}
+
 pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let value = obj.get(tag)?.to_str().ok()?;
     let trimmed = value.trim_matches(|c: char| c == '\0' || c.is_whitespace());
@@ -1147,6 +1218,60 @@ mod tests {
     }
 
     /// Padding in the pixels' representation, a range either way round.
+    /// Times of acquisition as texts that sort in time, whatever their form.
+    #[test]
+    fn acquisition_times_sort_in_time() {
+        assert_eq!(
+            sortable_datetime("20240131235959.5+0100").as_deref(),
+            Some("20240131235959.500000")
+        );
+        assert_eq!(
+            sortable_datetime("202401").as_deref(),
+            Some("20240100000000.000000")
+        );
+        assert_eq!(sortable_datetime("noon"), None);
+        assert_eq!(sortable_time("10:05").as_deref(), Some("100500.000000"));
+        assert_eq!(sortable_time("1005").as_deref(), Some("100500.000000"));
+        assert_eq!(sortable_time("100501.25").as_deref(), Some("100501.250000"));
+        assert_eq!(sortable_time("1234567"), None);
+        let with = |date: Option<&str>, time: &str| {
+            let mut obj = InMemDicomObject::new_empty();
+            if let Some(d) = date {
+                obj.put(DataElement::new(
+                    tags::CONTENT_DATE,
+                    VR::DA,
+                    PrimitiveValue::from(d),
+                ));
+            }
+            obj.put(DataElement::new(
+                tags::CONTENT_TIME,
+                VR::TM,
+                PrimitiveValue::from(time),
+            ));
+            acquired_at(&obj)
+        };
+        // Over midnight: the date decides.
+        assert!(with(Some("20240131"), "235959") < with(Some("20240201"), "000001"));
+        assert_eq!(
+            with(Some("2024.01.31"), "23:59:59").as_deref(),
+            Some("20240131235959.000000")
+        );
+        assert_eq!(with(None, "0930").as_deref(), Some("093000.000000"));
+        // Acquisition DateTime wins over the content's date and time.
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(DataElement::new(
+            tags::ACQUISITION_DATE_TIME,
+            VR::DT,
+            PrimitiveValue::from("20240131080000"),
+        ));
+        obj.put(DataElement::new(
+            tags::CONTENT_TIME,
+            VR::TM,
+            PrimitiveValue::from("090000"),
+        ));
+        assert_eq!(acquired_at(&obj).as_deref(), Some("20240131080000.000000"));
+    }
+
     #[test]
     fn padding_is_read_as_the_pixels_are() {
         let obj = |value: PrimitiveValue, vr: VR, limit: Option<u16>| {

@@ -369,6 +369,7 @@ struct FrameEntry<'a> {
     thickness: Option<f64>,
     temporal: Option<i64>,
     acquisition: Option<i64>,
+    acquired_at: Option<String>,
     rescale: Rescale,
     modality_lut: Option<std::sync::Arc<ModalityLut>>,
     padding: Option<PixelPadding>,
@@ -486,6 +487,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 thickness: f.slice_thickness_mm,
                 temporal: f.temporal_position,
                 acquisition: f.acquisition_number,
+                acquired_at: f.acquired_at.clone(),
                 rescale: f.rescale,
                 modality_lut: f.modality_lut.clone(),
                 padding: f.padding,
@@ -501,11 +503,15 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
     let partition_count = partitions.len();
     for (key, mut frames) in partitions {
         // Acquisition order first: it decides which repetition a repeated position belongs to
-        // (by acquisition, whose Instance Numbers may each start again at 1, then instance).
-        frames.sort_by_key(|f| {
+        // (by acquisition, whose Instance Numbers may each start again at 1, then instance,
+        // then the time of acquisition where instances tie or have no number; a frame or time
+        // missing sorts after those given). Frames tied on all of them keep the scan's order.
+        frames.sort_by_cached_key(|f| {
             (
                 f.acquisition.unwrap_or(i64::MAX),
                 f.header.instance_number.unwrap_or(i64::MAX),
+                f.acquired_at.is_none(),
+                f.acquired_at.clone(),
                 f.frame,
             )
         });
