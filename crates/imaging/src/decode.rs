@@ -875,6 +875,17 @@ fn registry_decode(
         });
     };
     let decode_err = decode_error(path, frame);
+    // Deflated Image Frame Compression: inflated here, within what the frame can hold
+    // (`capacity`); dicom-rs's adapter inflates without end (10 MB of zeros is 10 GB).
+    if ts_uid == "1.2.840.10008.1.2.8.1" {
+        return super::open::inflate_within(&data, capacity as u64)
+            .map_err(|e| decode_err(e.replace("data set", "frame")));
+    }
+    // CharLS allocates what the JPEG-LS frame header declares before it decodes a byte (and
+    // a failed allocation aborts the process): the declared size must be the header's.
+    if matches!(ts_uid, "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81") {
+        check_jpeg_ls_frame(&data, format).map_err(decode_err)?;
+    }
     let single = OneFrame {
         ts_uid,
         format,
@@ -888,6 +899,28 @@ fn registry_decode(
     .map_err(|_| decode_err("the decoder failed on corrupt data".into()))?
     .map_err(|e| decode_err(e.to_string()))?;
     Ok(out)
+}
+
+/// A JPEG-LS frame whose frame header (SOF55) gives the size, components and (at most) the
+/// precision the DICOM header does: any other would be decoded to a size the header does not
+/// give, or allocated by CharLS at whatever size it names. A header of 0 lines or columns
+/// (sized later by an LSE marker) is refused too.
+fn check_jpeg_ls_frame(data: &[u8], format: &PixelFormat) -> Result<(), String> {
+    match super::jpeg::jpeg_ls_frame(data) {
+        Some((precision, rows, columns, components))
+            if (rows, columns, u16::from(components))
+                == (format.rows, format.columns, format.samples_per_pixel)
+                && u16::from(precision) <= format.bits_allocated.max(8) =>
+        {
+            Ok(())
+        }
+        Some((precision, rows, columns, components)) => Err(format!(
+            "JPEG-LS stream is {columns}x{rows} with {components} components of {precision} \
+             bits, header says {}x{} with {} samples per pixel of {} bits",
+            format.columns, format.rows, format.samples_per_pixel, format.bits_allocated
+        )),
+        None => Err("JPEG-LS frame without a frame header (SOI, SOF55)".into()),
+    }
 }
 
 /// One frame of a 1-bit image (Bits Allocated 1: segmentations, overlays kept as images) as
@@ -1734,6 +1767,84 @@ pub struct DecodedFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn grey(rows: u16, columns: u16, bits: u16) -> PixelFormat {
+        PixelFormat {
+            rows,
+            columns,
+            samples_per_pixel: 1,
+            bits_allocated: bits,
+            bits_stored: bits,
+            signed: false,
+            photometric_interpretation: "MONOCHROME2".into(),
+        }
+    }
+
+    /// A deflated frame (Deflated Image Frame Compression) inflates within what the frame
+    /// holds: a bomb of 10 MB of zeros for a 64 x 64 frame is refused, not inflated to its
+    /// end; a frame of its own size inflates.
+    #[test]
+    fn a_deflated_frame_inflates_only_to_its_size() {
+        use std::io::Write;
+        let deflate = |bytes: &[u8]| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let format = grey(64, 64, 16);
+        let path = std::path::Path::new("bomb.dcm");
+        let ts = "1.2.840.10008.1.2.8.1";
+        let bomb = deflate(&vec![0u8; 10 << 20]);
+        let e = registry_decode(path, 0, ts, &format, bomb, 64 * 64 * 2).unwrap_err();
+        assert!(e.to_string().contains("more than 8192 bytes"), "{e}");
+        let frame: Vec<u8> = (0..64 * 64 * 2).map(|i| (i % 251) as u8).collect();
+        let out = registry_decode(path, 0, ts, &format, deflate(&frame), 64 * 64 * 2).unwrap();
+        assert_eq!(out, frame);
+    }
+
+    /// A JPEG-LS frame header that names another size, more components or more bits than
+    /// the DICOM header is refused before CharLS allocates what it names (65535 x 65535 x
+    /// 255 components: 2.2 TB).
+    #[test]
+    fn a_jpeg_ls_frame_of_another_size_is_refused() {
+        let stream = |precision: u8, lines: u16, columns: u16, components: u8| {
+            let mut s = vec![0xFF, 0xD8, 0xFF, 0xF7];
+            s.extend_from_slice(&(8 + 3 * u16::from(components)).to_be_bytes());
+            s.push(precision);
+            s.extend_from_slice(&lines.to_be_bytes());
+            s.extend_from_slice(&columns.to_be_bytes());
+            s.push(components);
+            for c in 0..components {
+                s.extend_from_slice(&[c + 1, 0x11, 0]);
+            }
+            s.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 0, 0]);
+            s
+        };
+        let format = grey(512, 512, 16);
+        assert_eq!(
+            check_jpeg_ls_frame(&stream(16, 512, 512, 1), &format),
+            Ok(())
+        );
+        assert_eq!(
+            check_jpeg_ls_frame(&stream(12, 512, 512, 1), &format),
+            Ok(())
+        );
+        for (bad, said) in [
+            (
+                stream(16, 65535, 65535, 255),
+                "65535x65535 with 255 components",
+            ),
+            (stream(16, 512, 511, 1), "511x512"),
+            (stream(16, 0, 512, 1), "512x0"),
+            (stream(16, 512, 512, 3), "3 components"),
+            (vec![0xFF, 0xD8, 0xFF, 0xD9], "without a frame header"),
+        ] {
+            let e = check_jpeg_ls_frame(&bad, &format).unwrap_err();
+            assert!(e.contains(said), "{e} / {said}");
+        }
+        let e = check_jpeg_ls_frame(&stream(16, 512, 512, 1), &grey(512, 512, 8)).unwrap_err();
+        assert!(e.contains("of 16 bits"), "{e}");
+    }
 
     /// 1-bit frames run on from bit to bit across frame boundaries, least significant first.
     #[test]

@@ -319,14 +319,24 @@ fn classify(path: &Path, obj: &DefaultDicomObject) -> Result<FileKind, ImagingEr
 /// it cannot be caught). Uncompressed pixels may be cut short (the slice then fails to decode
 /// and the rest of the series loads), so the bound leaves room: 16 times the file plus
 /// 16 MiB (deflated files: 1,032 times, deflate's greatest ratio). Compressed frames each
-/// need a fragment (an 8-byte item header at least).
-/// `len`: the file's size (`None` where unknown: nothing is checked).
+/// need a fragment (an 8-byte item header at least), and their pixels may be 1,032 times the
+/// file and 256 MiB. No frame may hold more than 2^28 samples.
+/// `len`: the file's size (`None` where unknown: only the frame size is checked).
 fn claims_fit_the_file(
     len: Option<u64>,
     transfer_syntax_uid: &str,
     [rows, columns, samples, bits_allocated]: [u16; 4],
     frames: u32,
 ) -> Result<(), String> {
+    // No radiology image has frames of more than 2^28 samples (16384 x 16384); a header that
+    // claims more asks for gigabytes before its first frame is read.
+    let frame_samples = u64::from(rows) * u64::from(columns) * u64::from(samples.max(1));
+    if frame_samples > 1 << 28 {
+        return Err(format!(
+            "the header claims frames of {rows}x{columns} with {samples} samples per pixel, \
+             more than any image this reads"
+        ));
+    }
     let Some(len) = len else {
         return Ok(());
     };
@@ -354,6 +364,21 @@ fn claims_fit_the_file(
         return Err(format!(
             "the header claims {frames} compressed frame(s) in a file of {len} bytes"
         ));
+    } else {
+        // Compressed pixels: at most 1032 times the file (deflate's limit; no codec of a
+        // real image does better over a whole file) and 256 MiB more for a blank frame or
+        // two, which any codec shrinks to almost nothing. A 1 kB JPEG claiming 65535 x 65535
+        // had a volume of 8.6 GB filled before its frame was found to be another size.
+        let bits =
+            u128::from(frame_samples) * u128::from(bits_allocated.max(1)) * u128::from(frames);
+        let claimed = bits.div_ceil(8);
+        let room = u128::from(len) * 1032 + (256 << 20);
+        if claimed > room {
+            return Err(format!(
+                "the header claims {frames} compressed frame(s) of {rows}x{columns} \
+                 ({claimed} bytes of pixels) in a file of {len} bytes"
+            ));
+        }
     }
     Ok(())
 }
@@ -1218,6 +1243,35 @@ mod tests {
     }
 
     /// Padding in the pixels' representation, a range either way round.
+    /// A compressed file's claims are held to its size too: a kilobyte claiming a 65535-square
+    /// frame is refused, a blank frame compressed to almost nothing is not; no frame of more
+    /// than 2^28 samples is read, whatever the file's size is known to be.
+    #[test]
+    fn compressed_claims_fit_the_file() {
+        let jpeg = "1.2.840.10008.1.2.4.70";
+        let e = claims_fit_the_file(Some(1024), jpeg, [65535, 65535, 1, 16], 1).unwrap_err();
+        assert!(e.contains("65535x65535"), "{e}");
+        assert_eq!(
+            claims_fit_the_file(Some(200), jpeg, [512, 512, 1, 16], 1),
+            Ok(())
+        );
+        assert_eq!(
+            claims_fit_the_file(Some(50 << 20), jpeg, [4096, 5120, 1, 16], 100),
+            Ok(())
+        );
+        let e = claims_fit_the_file(None, jpeg, [20000, 20000, 1, 8], 1).unwrap_err();
+        assert!(e.contains("20000x20000"), "{e}");
+        assert_eq!(
+            claims_fit_the_file(
+                Some(2 << 30),
+                "1.2.840.10008.1.2.1",
+                [16384, 16384, 1, 8],
+                1
+            ),
+            Ok(())
+        );
+    }
+
     /// Times of acquisition as texts that sort in time, whatever their form.
     #[test]
     fn acquisition_times_sort_in_time() {

@@ -334,6 +334,22 @@ pub(crate) fn segments(stream: &[u8]) -> Vec<(usize, u8, usize)> {
     out
 }
 
+/// The frame header of a JPEG-LS stream (SOF55, T.87 C.2.2): sample precision, lines,
+/// columns and components; `None` for a stream without one (or not opening with SOI).
+pub(crate) fn jpeg_ls_frame(stream: &[u8]) -> Option<(u8, u16, u16, u8)> {
+    if stream.get(..2) != Some(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let (at, _, _) = segments(stream).into_iter().find(|s| s.1 == 0xF7)?;
+    let b = stream.get(at + 4..at + 10)?;
+    Some((
+        b[0],
+        u16::from_be_bytes([b[1], b[2]]),
+        u16::from_be_bytes([b[3], b[4]]),
+        b[5],
+    ))
+}
+
 /// The component count (Ns) of a stream's first scan header, or `None` without one. A
 /// JPEG-LS stream without interleave has one component a scan, and CharLS then gives the
 /// components plane by plane.

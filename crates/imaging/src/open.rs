@@ -370,7 +370,7 @@ fn inflate(body: &[u8], file_size: usize) -> Result<Vec<u8>, String> {
     inflate_within(body, cap).map_err(|e| format!("{e} (a file of {file_size} bytes)"))
 }
 
-fn inflate_within(body: &[u8], cap: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn inflate_within(body: &[u8], cap: u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     flate2::read::DeflateDecoder::new(body)
         .take(cap + 1)
