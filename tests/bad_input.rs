@@ -750,6 +750,39 @@ fn a_degenerate_orientation_or_spacing_is_none() {
     assert!(overread::render::kernel::VolumeInfo::new(&volume).is_ok());
 }
 
+/// A slice whose samples do not sit in the low bits of their words (High Bit 15 with 12 bits
+/// stored, as old files have them) is named and left out, not shown with its low bits read as
+/// the value; the rest of the series loads.
+#[test]
+fn samples_in_the_high_bits_are_named_not_misread() {
+    let dir = tempdir();
+    let files = series(dir.path());
+    edit(&files[3], |obj| {
+        obj.put(DataElement::new(
+            tags::BITS_STORED,
+            VR::US,
+            PrimitiveValue::from(12u16),
+        ));
+        obj.put(DataElement::new(
+            tags::HIGH_BIT,
+            VR::US,
+            PrimitiveValue::from(15u16),
+        ));
+    });
+    let (report, patients) = scan(dir.path());
+    let warning = warning_for(&report, &files[3]);
+    assert!(
+        warning
+            .message
+            .contains("High Bit (0028,0102) is 15 with 12 bits stored"),
+        "{}",
+        warning.message
+    );
+    let stacks = stacks(&patients);
+    assert_eq!(stacks.len(), 1);
+    assert_eq!(stacks[0].slices.len(), SLICES - 1);
+}
+
 /// A sequential CT numbers each rotation's slices as an acquisition; one level scanned again
 /// (after the patient moved) is one volume and one repeated slice, not a stack per rotation.
 /// Acquisitions that each cover the volume are still volumes of their own (see

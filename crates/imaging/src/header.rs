@@ -452,6 +452,26 @@ pub(crate) fn header_from_dataset(
         .and_then(|v| u16::try_from(v).ok())
         .filter(|v| *v > 0 && *v <= bits_allocated)
         .unwrap_or(bits_allocated);
+    // Uncompressed samples are read from the low Bits Stored bits of each word, as every
+    // current IOD has them (High Bit one below Bits Stored, PS3.5 8.1.1). Samples higher in
+    // the word (old files: High Bit 15 with 12 bits stored) would be read wrong, their low
+    // bits kept: such a file is named and left out, never shown with wrong values.
+    let uncompressed = matches!(
+        transfer_syntax_uid.as_str(),
+        "1.2.840.10008.1.2"
+            | "1.2.840.10008.1.2.1"
+            | "1.2.840.10008.1.2.2"
+            | "1.2.840.10008.1.2.1.99"
+    );
+    if let Some(high_bit) = int(obj, tags::HIGH_BIT)
+        && uncompressed
+        && high_bit != i64::from(bits_stored) - 1
+    {
+        return Err(bad(&format!(
+            "High Bit (0028,0102) is {high_bit} with {bits_stored} bits stored: samples that \
+             do not end at the word's low bits are not read"
+        )));
+    }
     let number_of_frames = int(obj, tags::NUMBER_OF_FRAMES)
         .filter(|n| *n > 0)
         .map(|n| u32::try_from(n).map_err(|_| bad("Number of Frames (0028,0008) out of range")))
