@@ -1881,12 +1881,7 @@ fn retrieve_urls(
             }
         };
         crate::cases::net::block_on(async {
-            // The token goes where it is for: the worklist's login to its case server only.
-            let token = token
-                .clone()
-                .filter(|(origin, _)| origin.as_ref().is_none_or(|o| *o == url.origin()))
-                .map(|(_, t)| t);
-            let client = DicomWebClient::for_url(&url, token).await?;
+            let client = DicomWebClient::for_url(&url, token_for(&url, token.as_ref())).await?;
             let retrieval = client.download(&url, folder.path(), DEFAULT_CONCURRENCY, on_file);
             // Stopped (another scan, the case closed, the login ended): the requests in flight
             // are dropped with it, and so is what it wrote.
@@ -2059,9 +2054,46 @@ impl OverreadApp {
     }
 }
 
+/// The login token a retrieval from `url` may carry: the worklist's (`token`: the origin of
+/// its case server, and the token) goes to that case server only, never to another host a
+/// pasted URL names. (Whether it goes over the wire at all is `StudyUrl::may_carry_credentials`.)
+fn token_for(
+    url: &crate::cases::dicomweb::StudyUrl,
+    token: Option<&(Option<String>, String)>,
+) -> Option<String> {
+    token
+        .filter(|(origin, _)| origin.as_ref().is_none_or(|o| *o == url.origin()))
+        .map(|(_, t)| t.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worklist's login token goes with a study URL of its own case server only: not to
+    /// another host, another port or another scheme a pasted URL names.
+    #[test]
+    fn the_worklist_token_goes_to_its_case_server_only() {
+        use crate::cases::dicomweb::{StudyUrl, origin_of};
+        let server = "https://cases.example.org:8443";
+        let login = (Some(origin_of(server)), "token".to_string());
+        let study = |url: &str| StudyUrl::parse(url).unwrap();
+        let on_it = study("https://cases.example.org:8443/cases/C-1/dicomweb/studies/1.2.3");
+        assert_eq!(token_for(&on_it, Some(&login)), Some("token".into()));
+        for elsewhere in [
+            "https://pacs.example.org/dicomweb/studies/1.2.3",
+            "https://cases.example.org/dicomweb/studies/1.2.3",
+            "https://cases.example.org:9443/dicomweb/studies/1.2.3",
+            "http://cases.example.org:8443/dicomweb/studies/1.2.3",
+        ] {
+            assert_eq!(
+                token_for(&study(elsewhere), Some(&login)),
+                None,
+                "{elsewhere}"
+            );
+        }
+        assert_eq!(token_for(&on_it, None), None);
+    }
 
     /// A retrieval stopped (another scan, the case closed, the login ended) ends at once,
     /// its requests dropped: here against a server that accepts and never answers.
