@@ -321,8 +321,9 @@ mod tests {
         assert_eq!(window_linear(39.5, 40.0, 400.0), 128);
     }
 
-    /// A header claiming 65535 x 65535 pixels over a few kilobytes of RLE is refused before
-    /// its frame is decoded (as the client's error), not allocated.
+    /// A header claiming 8192 x 8192 pixels over a few kilobytes of RLE is refused before its
+    /// frame is decoded (as the client's error), not allocated; one claiming 65535 x 65535 is
+    /// refused already by the header's reading (no frame of more than 2^28 samples is read).
     #[test]
     fn a_frame_too_large_to_render_is_refused_before_decoding() {
         let dir = tempfile::tempdir().unwrap();
@@ -345,17 +346,29 @@ mod tests {
             Ok(Picture { width: 16, .. })
         ));
         // Rows (0028,0010) and Columns (0028,0011), US, explicit VR little endian.
-        for tag in [[0x28, 0x00, 0x10, 0x00], [0x28, 0x00, 0x11, 0x00]] {
-            let mut element = tag.to_vec();
-            element.extend_from_slice(b"US\x02\x00");
-            let at = bytes
-                .windows(8)
-                .position(|w| w == element.as_slice())
-                .unwrap();
-            bytes[at + 8..at + 10].copy_from_slice(&[0xff, 0xff]);
+        let mut sized = |size: u16| {
+            for tag in [[0x28, 0x00, 0x10, 0x00], [0x28, 0x00, 0x11, 0x00]] {
+                let mut element = tag.to_vec();
+                element.extend_from_slice(b"US\x02\x00");
+                let at = bytes
+                    .windows(8)
+                    .position(|w| w == element.as_slice())
+                    .unwrap();
+                bytes[at + 8..at + 10].copy_from_slice(&size.to_le_bytes());
+            }
+            picture(&bytes, None)
+        };
+        match sized(8192) {
+            Err(PictureError::TooLarge(m)) => assert!(m.contains("8192 x 8192"), "{m}"),
+            other => panic!("{:?}", other.map(|p| (p.width, p.height))),
         }
-        match picture(&bytes, None) {
-            Err(PictureError::TooLarge(m)) => assert!(m.contains("65535 x 65535"), "{m}"),
+        match sized(65535) {
+            Err(PictureError::Failed(m)) => {
+                assert!(
+                    m.contains("65535x65535") && m.contains("more than any"),
+                    "{m}"
+                )
+            }
             other => panic!("{:?}", other.map(|p| (p.width, p.height))),
         }
     }
