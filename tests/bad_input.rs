@@ -751,7 +751,7 @@ fn a_degenerate_orientation_or_spacing_is_none() {
 }
 
 /// A slice whose samples do not sit in the low bits of their words (High Bit 15 with 12 bits
-/// stored, as old files have them) is named and left out, not shown with its low bits read as
+/// stored, as old files have them) fails to load, named, not shown with its low bits read as
 /// the value; the rest of the series loads.
 #[test]
 fn samples_in_the_high_bits_are_named_not_misread() {
@@ -769,18 +769,26 @@ fn samples_in_the_high_bits_are_named_not_misread() {
             PrimitiveValue::from(15u16),
         ));
     });
-    let (report, patients) = scan(dir.path());
-    let warning = warning_for(&report, &files[3]);
-    assert!(
-        warning
-            .message
-            .contains("High Bit (0028,0102) is 15 with 12 bits stored"),
-        "{}",
-        warning.message
-    );
+    let (_, patients) = scan(dir.path());
     let stacks = stacks(&patients);
-    assert_eq!(stacks.len(), 1);
-    assert_eq!(stacks[0].slices.len(), SLICES - 1);
+    let stack = stacks
+        .iter()
+        .find(|s| s.slices.iter().any(|slice| slice.path == files[3]))
+        .unwrap();
+    let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+    assert_eq!(volume.failed_slices.len(), 1, "{:?}", volume.failed_slices);
+    let failed = &volume.failed_slices[0];
+    assert!(
+        failed
+            .message
+            .contains("High Bit (0028,0102) is 15 with 12 bits stored")
+            && failed.path == files[3],
+        "{}",
+        failed.message
+    );
+    // Decoded on its own (a server's rendering, an export), the same.
+    let e = imaging::decode::decode_frame_values(&files[3], 0).unwrap_err();
+    assert!(e.to_string().contains("High Bit (0028,0102) is 15"), "{e}");
 }
 
 /// A sequential CT numbers each rotation's slices as an acquisition; one level scanned again

@@ -1231,6 +1231,7 @@ mod tests {
             window: None,
             voi_lut: None,
             transfer_syntax_uid: String::new(),
+            high_bit: None,
             mosaic_tile: None,
             thickness_mm: None,
         }

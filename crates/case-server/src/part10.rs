@@ -51,24 +51,30 @@ pub fn file(object: Bytes, class: &str, instance: &str, ts: &str) -> Result<Byte
     Ok(out.into())
 }
 
-/// A PS3.10 `file` of an uncompressed transfer syntax (Implicit VR Little Endian, Explicit VR
-/// Big Endian, Deflated) written again in Explicit VR Little Endian: the same elements and
-/// values, each with its VR (from the dictionary where the file gave none; UN for private
-/// ones), and a File Meta group naming the new syntax.
-pub fn explicit_le(file: &[u8]) -> Result<Bytes, String> {
-    let mut obj = dicom_object::OpenFileOptions::new()
-        .read_preamble(dicom_object::file::ReadPreamble::Always)
-        .from_reader(file)
-        .map_err(|e| e.to_string())?;
-    obj.update_meta(|meta| {
-        meta.set_transfer_syntax(
-            &dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN,
-        );
-    });
-    let mut out = Vec::with_capacity(file.len() + 1024);
-    obj.write_all(&mut out).map_err(|e| e.to_string())?;
+/// A PS3.10 `file` (as [`file`] makes it) in Implicit VR Little Endian or Deflated Explicit VR
+/// Little Endian, written in Explicit VR Little Endian: its data set converted byte by byte
+/// (`imaging::open::implicit_to_explicit_le`: every value as it lies, text included whatever
+/// its character set; each element with the dictionary's VR) or inflated, under a File Meta
+/// group naming the new syntax. `Err` for any other syntax or a data set that cannot be.
+pub fn explicit_le(file: &[u8], class: &str, instance: &str, ts: &str) -> Result<Bytes, String> {
+    let data_set = file
+        .get(128..132)
+        .filter(|m| *m == b"DICM")
+        .and_then(|_| meta_group_end(file, 132))
+        .and_then(|at| file.get(at..))
+        .ok_or("not a PS3.10 file")?;
+    let converted = match ts {
+        "1.2.840.10008.1.2" => imaging::open::implicit_to_explicit_le(data_set)?,
+        "1.2.840.10008.1.2.1.99" => imaging::open::inflated_data_set(data_set, file.len())?,
+        other => return Err(format!("transfer syntax {other} is not converted here")),
+    };
+    let mut out = header(class, instance, EXPLICIT_VR_LITTLE_ENDIAN)?;
+    out.extend_from_slice(&converted);
     Ok(out.into())
 }
+
+/// Explicit VR Little Endian (PS3.5 A.2).
+const EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1";
 
 /// Where the group 0002 elements starting at `at` end (explicit VR little endian, as PS3.10
 /// writes the meta group); `None` when there are none there or one runs past the end.

@@ -1422,6 +1422,20 @@ async fn an_implicit_vr_object_goes_in_the_default_transfer_syntax() {
     let case = case_for(&s, &coord, "1970-01-01").await;
     let (folder, study) = synthetic_study_uid(s.dir.path(), 52);
     // The study written again in Implicit VR Little Endian.
+    // The patient's name in Latin-1 under a character set that says UTF-8, as dirty data
+    // has it: its bytes must go out as they came, not decoded and encoded again.
+    edit_study(
+        &folder,
+        &[
+            (tags::PATIENT_NAME, dicom_core::VR::PN, "Muller^Hans"),
+            (
+                tags::SPECIFIC_CHARACTER_SET,
+                dicom_core::VR::CS,
+                "ISO_IR 192",
+            ),
+        ],
+    );
+    let dirty: &[u8] = b"M\xFCller^Hans";
     let implicit: Vec<Vec<u8>> = dicom_files(&folder)
         .iter()
         .map(|p| {
@@ -1429,6 +1443,8 @@ async fn an_implicit_vr_object_goes_in_the_default_transfer_syntax() {
             obj.update_meta(|m| m.set_transfer_syntax(&IMPLICIT_VR_LITTLE_ENDIAN));
             let mut bytes = Vec::new();
             obj.write_all(&mut bytes).unwrap();
+            let at = bytes.windows(11).position(|w| w == b"Muller^Hans").unwrap();
+            bytes[at..at + 11].copy_from_slice(dirty);
             bytes
         })
         .collect();
@@ -1491,6 +1507,10 @@ async fn an_implicit_vr_object_goes_in_the_default_transfer_syntax() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(elements(&back), elements(original), "instance {uid}");
+        assert!(
+            bytes.windows(dirty.len()).any(|w| w == dirty),
+            "instance {uid}: the name's bytes changed"
+        );
     }
 
     // As stored, to `*` or to its own syntax.

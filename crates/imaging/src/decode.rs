@@ -599,6 +599,19 @@ fn fill<T: Sample>(
                 && let Some(slice) = stack.slices.get(k)
                 && let Some(slot) = slot_cells.get(k).and_then(|c| c.lock().ok()?.take())
             {
+                // The fast path reads the words as they lie: only samples in their low bits.
+                if let Some(why) = high_bit_mismatch(slice.high_bit, format)
+                    && is_uncompressed(&slice.transfer_syntax_uid)
+                {
+                    let e = ImagingError::Decode {
+                        path: job.path.clone(),
+                        frame: 0,
+                        reason: why,
+                    };
+                    done.fetch_add(1, Ordering::Relaxed);
+                    fail(k, e.to_string());
+                    continue;
+                }
                 if read_native_tail(&job.path, &slice.transfer_syntax_uid, format, slot) {
                     landed(k, slot);
                     continue;
@@ -689,6 +702,17 @@ enum FrameSamples<'a> {
 
 /// Decode frame `frame` of `obj` (native or encapsulated) into its raw samples.
 /// JPEG 2000 and HTJ2K transfer syntaxes (PS3.5 A.4.4, A.4.11).
+/// Transfer syntaxes whose Pixel Data is the samples as they lie (not encapsulated).
+fn is_uncompressed(ts_uid: &str) -> bool {
+    matches!(
+        ts_uid.trim_end_matches('\0'),
+        "1.2.840.10008.1.2"
+            | "1.2.840.10008.1.2.1"
+            | "1.2.840.10008.1.2.2"
+            | "1.2.840.10008.1.2.1.99"
+    )
+}
+
 fn is_jpeg_2000(ts_uid: &str) -> bool {
     ts_uid.starts_with("1.2.840.10008.1.2.4.9") || ts_uid.starts_with("1.2.840.10008.1.2.4.20")
 }
@@ -813,6 +837,7 @@ fn frame_samples<'a>(
     let Value::Primitive(value) = pixel_data.value() else {
         return Err(decode_err("Pixel Data is a sequence".into()));
     };
+    samples_in_low_bits(obj, format).map_err(decode_err)?;
     let start = samples * frame as usize;
     match value {
         // 8-bit samples that dicom-rs read as 16-bit words (implicit VR, or OW): two a word,
@@ -899,6 +924,28 @@ fn registry_decode(
     .map_err(|_| decode_err("the decoder failed on corrupt data".into()))?
     .map_err(|e| decode_err(e.to_string()))?;
     Ok(out)
+}
+
+/// Uncompressed samples are read from the low Bits Stored bits of each word, as every current
+/// IOD has them (High Bit one below Bits Stored, PS3.5 8.1.1). Samples higher in the word
+/// (old files: High Bit 15 with 12 bits stored) would be read wrong, their low bits kept: such
+/// a frame fails, named, and is never shown with wrong values. (The file itself is kept: the
+/// case server stores and serves it as received.)
+fn samples_in_low_bits(obj: &DefaultDicomObject, format: &PixelFormat) -> Result<(), String> {
+    high_bit_mismatch(super::header::int(obj, tags::HIGH_BIT), format).map_or(Ok(()), Err)
+}
+
+/// Why uncompressed samples of `format` with High Bit `high_bit` are not read, if they are not
+/// (see [`samples_in_low_bits`]).
+fn high_bit_mismatch(high_bit: Option<i64>, format: &PixelFormat) -> Option<String> {
+    let high_bit = high_bit?;
+    (format.bits_allocated > 1 && high_bit != i64::from(format.bits_stored) - 1).then(|| {
+        format!(
+            "High Bit (0028,0102) is {high_bit} with {} bits stored: samples that do not end at \
+             the word's low bits are not read",
+            format.bits_stored
+        )
+    })
 }
 
 /// A JPEG-LS frame whose frame header (SOF55) gives the size, components and (at most) the
@@ -1355,6 +1402,7 @@ fn decode_rgb_frame_into(
     let ts_uid = obj.transfer_syntax_uid().trim_end_matches('\0').to_string();
     let (bytes, planar, model): (Cow<[u8]>, bool, &str) = match pixel_data.value() {
         Value::Primitive(value) => {
+            samples_in_low_bits(obj, format).map_err(decode_err)?;
             let bytes =
                 native_bytes(value, stored_len * frame as usize, stored_len).map_err(decode_err)?;
             (bytes, stored_planar, photometric)

@@ -237,6 +237,9 @@ pub struct InstanceHeader {
     pub bits_allocated: u16,
     /// Bits Stored (0028,0101)
     pub bits_stored: u16,
+    /// High Bit (0028,0102), where given: one below Bits Stored in every current IOD; an
+    /// uncompressed file where it is not is not read (`decode::high_bit_mismatch`).
+    pub high_bit: Option<i64>,
     /// Pixel Representation (0028,0103): true when stored values are two's complement.
     pub signed: bool,
     /// Photometric Interpretation (0028,0004)
@@ -320,7 +323,7 @@ fn classify(path: &Path, obj: &DefaultDicomObject) -> Result<FileKind, ImagingEr
 /// and the rest of the series loads), so the bound leaves room: 16 times the file plus
 /// 16 MiB (deflated files: 1,032 times, deflate's greatest ratio). Compressed frames each
 /// need a fragment (an 8-byte item header at least), and their pixels may be 1,032 times the
-/// file and 256 MiB. No frame may hold more than 2^28 samples.
+/// file and 256 MiB. No frame may hold more than 2^28 pixels.
 /// `len`: the file's size (`None` where unknown: only the frame size is checked).
 fn claims_fit_the_file(
     len: Option<u64>,
@@ -328,10 +331,10 @@ fn claims_fit_the_file(
     [rows, columns, samples, bits_allocated]: [u16; 4],
     frames: u32,
 ) -> Result<(), String> {
-    // No radiology image has frames of more than 2^28 samples (16384 x 16384); a header that
+    // No radiology image has frames of more than 2^28 pixels (16384 x 16384); a header that
     // claims more asks for gigabytes before its first frame is read.
     let frame_samples = u64::from(rows) * u64::from(columns) * u64::from(samples.max(1));
-    if frame_samples > 1 << 28 {
+    if u64::from(rows) * u64::from(columns) > 1 << 28 {
         return Err(format!(
             "the header claims frames of {rows}x{columns} with {samples} samples per pixel, \
              more than any image this reads"
@@ -452,26 +455,6 @@ pub(crate) fn header_from_dataset(
         .and_then(|v| u16::try_from(v).ok())
         .filter(|v| *v > 0 && *v <= bits_allocated)
         .unwrap_or(bits_allocated);
-    // Uncompressed samples are read from the low Bits Stored bits of each word, as every
-    // current IOD has them (High Bit one below Bits Stored, PS3.5 8.1.1). Samples higher in
-    // the word (old files: High Bit 15 with 12 bits stored) would be read wrong, their low
-    // bits kept: such a file is named and left out, never shown with wrong values.
-    let uncompressed = matches!(
-        transfer_syntax_uid.as_str(),
-        "1.2.840.10008.1.2"
-            | "1.2.840.10008.1.2.1"
-            | "1.2.840.10008.1.2.2"
-            | "1.2.840.10008.1.2.1.99"
-    );
-    if let Some(high_bit) = int(obj, tags::HIGH_BIT)
-        && uncompressed
-        && high_bit != i64::from(bits_stored) - 1
-    {
-        return Err(bad(&format!(
-            "High Bit (0028,0102) is {high_bit} with {bits_stored} bits stored: samples that \
-             do not end at the word's low bits are not read"
-        )));
-    }
     let number_of_frames = int(obj, tags::NUMBER_OF_FRAMES)
         .filter(|n| *n > 0)
         .map(|n| u32::try_from(n).map_err(|_| bad("Number of Frames (0028,0008) out of range")))
@@ -591,6 +574,7 @@ pub(crate) fn header_from_dataset(
         samples_per_pixel,
         bits_allocated,
         bits_stored,
+        high_bit: int(obj, tags::HIGH_BIT),
         signed: int(obj, tags::PIXEL_REPRESENTATION) == Some(1),
         photometric_interpretation: text(obj, tags::PHOTOMETRIC_INTERPRETATION)
             .unwrap_or_else(|| "MONOCHROME2".to_string()),
@@ -1286,6 +1270,16 @@ mod tests {
                 Some(2 << 30),
                 "1.2.840.10008.1.2.1",
                 [16384, 16384, 1, 8],
+                1
+            ),
+            Ok(())
+        );
+        // The bound is on pixels: a large colour scan of 12000 x 12000 is read.
+        assert_eq!(
+            claims_fit_the_file(
+                Some(450 << 20),
+                "1.2.840.10008.1.2.1",
+                [12000, 12000, 3, 8],
                 1
             ),
             Ok(())

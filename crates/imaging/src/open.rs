@@ -416,10 +416,21 @@ const MAX_DEPTH: u32 = 32;
 /// The dictionary's VR for (group,element), as dicom-rs's implicit VR decoder takes it (UN
 /// for tags it does not know).
 fn implicit_vr(group: u16, element: u16) -> [u8; 2] {
-    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
     dicom_dictionary_std::StandardDataDictionary
         .by_tag(dicom_core::Tag(group, element))
-        .map_or(*b"UN", |entry| entry.vr().relaxed().to_bytes())
+        .map_or(*b"UN", |entry| match entry.vr() {
+            // "US or SS" (Smallest Image Pixel Value, Pixel Padding Value, LUT Descriptors):
+            // SS where the pixels are signed (PS3.5 A.1; as pydicom and dcmtk resolve it).
+            VirtualVr::Xs if SIGNED_PIXELS.get() => *b"SS",
+            vr => vr.relaxed().to_bytes(),
+        })
+}
+
+thread_local! {
+    /// Whether the data set [`implicit_to_explicit_le`] is converting has signed pixels
+    /// (Pixel Representation 1, read as it goes by): the VR its "US or SS" elements take.
+    static SIGNED_PIXELS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The size of one value of a binary VR (1 for text and byte VRs): a value length must be a
@@ -777,6 +788,35 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// A data set in Implicit VR Little Endian (PS3.5 A.1) written in Explicit VR Little Endian
+/// (A.2), byte by byte: every element's value as it lies (no text decoded and encoded again,
+/// whatever its character set), its VR the dictionary's (UN for tags it does not know, and for
+/// values too long for a 2-byte length), every sequence and item of undefined length with its
+/// delimiter. What a case server sends to a request for the default transfer syntax.
+pub fn implicit_to_explicit_le(data_set: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(data_set.len() + data_set.len() / 8 + 1024);
+    let mut pos = 0;
+    // Pixel Representation (0028,0103) precedes every "US or SS" element of the top level and
+    // of the sequences after it: read as the conversion passes it.
+    SIGNED_PIXELS.set(false);
+    let converted = elements(data_set, &mut pos, None, &mut out, 0, true);
+    SIGNED_PIXELS.set(false);
+    converted?;
+    if pos != data_set.len() {
+        return Err(format!(
+            "the data set stops making sense at byte {pos} of {}",
+            data_set.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// A Deflated Explicit VR Little Endian data set (PS3.5 A.5) inflated: Explicit VR Little
+/// Endian, within what a file of `file_size` bytes may hold (1,032 times, 1 GiB at most).
+pub fn inflated_data_set(deflated: &[u8], file_size: usize) -> Result<Vec<u8>, String> {
+    inflate(deflated, file_size)
+}
+
 /// An explicit VR little endian data set with its CP-246 sequences made explicit.
 ///
 /// A writer that turns implicit VR into explicit VR without knowing an element's VR writes it
@@ -930,6 +970,9 @@ fn implicit_element(
         le_u32(body, at + 4)?,
     );
     *pos = at + 8;
+    if depth == 0 && (group, element) == (0x0028, 0x0103) && len == 2 {
+        SIGNED_PIXELS.set(le_u16(body, *pos)? == 1);
+    }
     let mut code = implicit_vr(group, element);
     out.extend_from_slice(&body[at..at + 4]);
     if len == UNDEFINED || &code == b"SQ" {

@@ -45,6 +45,8 @@ pub struct SliceRef {
     pub voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     /// Transfer Syntax UID of the file.
     pub transfer_syntax_uid: String,
+    /// The file's High Bit (0028,0102), where given.
+    pub high_bit: Option<i64>,
     /// For a Siemens mosaic: the tile of the stored frame that is this slice.
     pub mosaic_tile: Option<u32>,
     /// Slice Thickness (0018,0050), mm: the nominal thickness of the reconstructed slice,
@@ -504,15 +506,17 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
     for (key, mut frames) in partitions {
         // Acquisition order first: it decides which repetition a repeated position belongs to
         // (by acquisition, whose Instance Numbers may each start again at 1, then instance,
-        // then the time of acquisition where instances tie or have no number; a frame or time
-        // missing sorts after those given). Frames tied on all of them keep the scan's order.
+        // then frame, then the time of acquisition where files tie on all of those (no
+        // numbers); a time missing sorts after those given). Within one multi-frame file the
+        // frame order decides, never the times (a gated series' phases come from different
+        // beats). Frames tied on all of them keep the scan's order.
         frames.sort_by_cached_key(|f| {
             (
                 f.acquisition.unwrap_or(i64::MAX),
                 f.header.instance_number.unwrap_or(i64::MAX),
+                f.frame,
                 f.acquired_at.is_none(),
                 f.acquired_at.clone(),
-                f.frame,
             )
         });
         for (mut label, group) in split_repeats(frames) {
@@ -798,6 +802,7 @@ fn make_stack(
             window: f.window,
             voi_lut: f.voi_lut.clone(),
             transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),
+            high_bit: f.header.high_bit,
             mosaic_tile: f.mosaic_tile,
             thickness_mm: f.thickness,
         })

@@ -360,20 +360,19 @@ pub(crate) enum Served {
     ExplicitLittleEndian,
 }
 
-/// The transfer syntaxes whose data set this server writes again in Explicit VR Little Endian:
-/// the uncompressed ones (Implicit VR Little Endian, Explicit VR Big Endian, Deflated).
-pub(crate) fn is_native(ts: &str) -> bool {
-    matches!(
-        ts,
-        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.2" | "1.2.840.10008.1.2.1.99"
-    )
+/// The transfer syntaxes whose data set this server writes again in Explicit VR Little Endian
+/// (`crate::part10::explicit_le`): Implicit VR Little Endian, converted byte by byte, and
+/// Deflated Explicit VR Little Endian, inflated. (Explicit VR Big Endian, retired, is not:
+/// its values would have to be swapped by type.)
+pub(crate) fn is_converted(ts: &str) -> bool {
+    matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1.99")
 }
 
 /// How an object stored in `stored` goes to a caller taking `wanted` (`None`: any): as stored
 /// where that is taken; in Explicit VR Little Endian, written again, where that is taken (by
-/// name or as the default) and the object is uncompressed; a compressed object as stored to a
-/// request that names no syntax (this server does not decompress; the part names its
-/// syntax); else `None`, not acceptable.
+/// name or as the default) and the object is in Implicit VR or Deflated ([`is_converted`]); any
+/// other (compressed, Big Endian) as stored to a request that names no syntax (this server
+/// does not decompress; the part names its syntax); else `None`, not acceptable.
 pub(crate) fn served(wanted: Option<&Syntaxes>, stored: &str) -> Option<Served> {
     let Some(w) = wanted else {
         return Some(Served::AsStored);
@@ -381,9 +380,9 @@ pub(crate) fn served(wanted: Option<&Syntaxes>, stored: &str) -> Option<Served> 
     let explicit_le = w.default || w.named.iter().any(|t| t == EXPLICIT_VR_LITTLE_ENDIAN);
     if w.named.iter().any(|t| t == stored) || (explicit_le && stored == EXPLICIT_VR_LITTLE_ENDIAN) {
         Some(Served::AsStored)
-    } else if explicit_le && is_native(stored) {
+    } else if explicit_le && is_converted(stored) {
         Some(Served::ExplicitLittleEndian)
-    } else if w.default && !is_native(stored) {
+    } else if w.default && !is_converted(stored) {
         Some(Served::AsStored)
     } else {
         None
@@ -532,10 +531,11 @@ mod tests {
             (None, implicit, Some(Served::AsStored)),
             (Some(&default), explicit, Some(Served::AsStored)),
             (Some(&default), implicit, Some(Served::ExplicitLittleEndian)),
+            // Big Endian is not converted: as stored, as a compressed object is.
             (
                 Some(&default),
                 "1.2.840.10008.1.2.2",
-                Some(Served::ExplicitLittleEndian),
+                Some(Served::AsStored),
             ),
             (Some(&default), jpeg, Some(Served::AsStored)),
         ];

@@ -1,10 +1,10 @@
 //! WADO-RS (PS3.18 10.4): instances as `multipart/related; type="application/dicom"`,
 //! metadata as DICOM JSON, frames as stored. An object intake accepted without its preamble or
 //! meta group goes as a PS3.10 file (`crate::part10`). Its data set goes as stored where the
-//! request takes that syntax; an uncompressed one in another (Implicit VR, Big Endian,
-//! Deflated) is written again in Explicit VR Little Endian where that is asked for or no syntax
-//! is named (the default, PS3.18 8.7.3.5.2); a compressed one goes as stored to a request that
-//! names no syntax (it is not decompressed here; its part names its syntax).
+//! request takes that syntax; one in Implicit VR or Deflated is written again in Explicit VR
+//! Little Endian (byte by byte: no value decoded) where that is asked for or no syntax is named
+//! (the default, PS3.18 8.7.3.5.2); a compressed or Big Endian one goes as stored to a request
+//! that names no syntax (it is not decompressed here; its part names its syntax).
 
 use std::collections::HashMap;
 
@@ -23,6 +23,11 @@ use crate::Server;
 use crate::api::Caller;
 use crate::error::ApiError;
 use case_protocol::multipart::{closing, new_boundary, part_head};
+
+/// The largest object written again in Explicit VR Little Endian for a request that names no
+/// transfer syntax (conversion holds the object twice; four are fetched ahead): a larger one
+/// goes as stored, its part naming its syntax. One that names the syntax is always converted.
+const CONVERTED_MAX: usize = 512 << 20;
 
 /// Objects fetched from the store ahead of the one being sent.
 const PREFETCH: usize = 4;
@@ -117,29 +122,40 @@ pub(super) async fn retrieve(
                     tracing::error!("WADO-RS: instance {sop}: {e}");
                     std::io::Error::other("a stored object could not be made a DICOM file")
                 })?;
-                // An uncompressed object in another syntax, written again in the default
-                // (off the async workers); one that cannot be goes as stored, its part
-                // naming its own syntax.
+                // An object in Implicit VR or Deflated, written again in Explicit VR Little
+                // Endian (off the async workers). One that cannot be (or, to a request that
+                // names no syntax, one over `CONVERTED_MAX`) goes as stored, its part naming
+                // its syntax, where the request takes that leniency; a request that named the
+                // syntax it would be written in gets no other: its answer ends there.
                 let (bytes, ts) = match super::served(wanted.as_ref(), &ts) {
                     Some(super::Served::ExplicitLittleEndian) => {
-                        let stored = bytes.clone();
-                        match tokio::task::spawn_blocking(move || {
-                            crate::part10::explicit_le(&stored)
-                        })
-                        .await
-                        {
-                            Ok(Ok(written)) => {
-                                (written, super::EXPLICIT_VR_LITTLE_ENDIAN.to_string())
-                            }
-                            Ok(Err(e)) => {
+                        let lenient = wanted.as_ref().is_some_and(|w| {
+                            w.default && !w.named.iter().any(|t| t == super::EXPLICIT_VR_LITTLE_ENDIAN)
+                        });
+                        let written = if lenient && bytes.len() > CONVERTED_MAX {
+                            Err("larger than this server converts for a default request".into())
+                        } else {
+                            let (stored, class, sop, ts) =
+                                (bytes.clone(), class.clone(), sop.clone(), ts.clone());
+                            tokio::task::spawn_blocking(move || {
+                                crate::part10::explicit_le(&stored, &class, &sop, &ts)
+                            })
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()))
+                        };
+                        match written {
+                            Ok(written) => (written, super::EXPLICIT_VR_LITTLE_ENDIAN.to_string()),
+                            Err(e) if lenient => {
                                 tracing::warn!(
                                     "WADO-RS: instance {sop} sent as stored ({ts}): {e}"
                                 );
                                 (bytes, ts)
                             }
                             Err(e) => {
-                                tracing::error!("WADO-RS: instance {sop}: {e}");
-                                (bytes, ts)
+                                tracing::error!("WADO-RS: instance {sop} not converted: {e}");
+                                return Err(std::io::Error::other(
+                                    "a stored object could not be written in the transfer syntax asked for",
+                                ));
                             }
                         }
                     }
