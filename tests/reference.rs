@@ -419,16 +419,21 @@ fn dicom2nifti_tilted_ct_positions_are_exact() {
     check_exact_positions(&cases.join("sliceincrement/001"), None, true, true);
 }
 
+/// The GE HiSpeed CT of 28 tilted, unevenly spaced slices, loaded.
+fn ge_tilted_volume(root: &Path) -> Volume {
+    let dir = root.join("ct/ge_hispeed_tilt_nonuniform/dicom");
+    let report = imaging::scan(&[dir]);
+    let patients = imaging::group(&report.instances);
+    let stack = imaging::default_stack(&patients).unwrap();
+    imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap()
+}
+
 /// The GE tilted CT's voxel values equal dcm2niix's plain (unresampled) output slice for slice,
 /// under the axis flips dcm2niix applies; positions were checked above against the DICOM files.
 #[test]
 fn ge_tilted_ct_values_equal_dcm2niix() {
     let Some(root) = shared_dicom() else { return };
-    let dir = root.join("ct/ge_hispeed_tilt_nonuniform/dicom");
-    let report = imaging::scan(&[dir]);
-    let patients = imaging::group(&report.instances);
-    let stack = imaging::default_stack(&patients).unwrap();
-    let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+    let volume = ge_tilted_volume(&root);
     let nifti =
         Nifti::read(&root.join("ct/ge_hispeed_tilt_nonuniform/ref_dcm2niix_local/_2.nii.gz"));
     let [nx, ny, nz, _] = nifti.dims;
@@ -463,11 +468,7 @@ fn ge_tilted_ct_region_equals_numpy() {
     use overread::render::kernel::VolumeInfo;
     use overread::viewer::measure::{Measurement, Shape, Value};
     let Some(root) = shared_dicom() else { return };
-    let dir = root.join("ct/ge_hispeed_tilt_nonuniform/dicom");
-    let report = imaging::scan(&[dir]);
-    let patients = imaging::group(&report.instances);
-    let stack = imaging::default_stack(&patients).unwrap();
-    let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+    let volume = ge_tilted_volume(&root);
     let info = VolumeInfo::new(&volume).unwrap();
     let region = Measurement {
         id: 1,

@@ -1114,18 +1114,24 @@ mod tests {
         }
     }
 
-    /// voxels of its row whose centres lie inside; the lattice points inside past the last
-    /// slice are its part without data.
-    #[test]
-    fn a_coronal_region_takes_the_voxels_of_its_row_and_counts_the_rest() {
-        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
+    /// A 32 x 32 x 6 phantom of 0.7 mm pixels and 5 mm slices.
+    fn thick_slice_phantom() -> imaging::Volume {
+        imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
             columns: 32,
             rows: 32,
             slices: 6,
             pixel_mm: 0.7,
             spacing_mm: 5.0,
             ..imaging::synth::PhantomSpec::default()
-        });
+        })
+    }
+
+    /// A coronal ellipse over the end of a stack of 0.7 mm pixels and 5 mm slices takes the
+    /// voxels of its row whose centres lie inside; the lattice points inside past the last
+    /// slice are its part without data.
+    #[test]
+    fn a_coronal_region_takes_the_voxels_of_its_row_and_counts_the_rest() {
+        let volume = thick_slice_phantom();
         let info = VolumeInfo::new(&volume).unwrap();
         let g = &volume.geometry;
         // Between rows 16 and 17, nearer 16: the display shows row 16 there.
@@ -1152,19 +1158,12 @@ mod tests {
     }
 
     /// The grid (oblique planes) over the last slices of a stack of 0.7 mm pixels and 5 mm
-    /// slices, on a coronal plane: every grid sample that falls in a voxel (up to half a slice beyond the last slice's
-    /// centre) is counted, as the unclipped grid counts them (counted here from the grid and
-    /// the voxel bounds directly).
+    /// slices, on a coronal plane: every grid sample that falls in a voxel (up to half a
+    /// slice beyond the last slice's centre) is counted, as the unclipped grid counts them
+    /// (counted here from the grid and the voxel bounds directly).
     #[test]
     fn a_region_over_the_end_of_a_thick_slice_stack_keeps_its_edge_samples() {
-        let volume = imaging::synth::phantom_volume(&imaging::synth::PhantomSpec {
-            columns: 32,
-            rows: 32,
-            slices: 6,
-            pixel_mm: 0.7,
-            spacing_mm: 5.0,
-            ..imaging::synth::PhantomSpec::default()
-        });
+        let volume = thick_slice_phantom();
         let info = VolumeInfo::new(&volume).unwrap();
         let g = &volume.geometry;
         let centre = g.patient_from_voxel_affine([15.5, 16.0, 5.0]);
