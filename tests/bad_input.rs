@@ -752,43 +752,74 @@ fn a_degenerate_orientation_or_spacing_is_none() {
 
 /// A slice whose samples do not sit in the low bits of their words (High Bit 15 with 12 bits
 /// stored, as old files have them) fails to load, named, not shown with its low bits read as
-/// the value; the rest of the series loads.
+/// the value, whether its words lie as they are or in RLE; the rest of the series loads. A
+/// file without Bits Stored whose High Bit is 11 has 12 bits stored, and loads.
 #[test]
 fn samples_in_the_high_bits_are_named_not_misread() {
-    let dir = tempdir();
-    let files = series(dir.path());
-    edit(&files[3], |obj| {
-        obj.put(DataElement::new(
-            tags::BITS_STORED,
-            VR::US,
-            PrimitiveValue::from(12u16),
-        ));
-        obj.put(DataElement::new(
-            tags::HIGH_BIT,
-            VR::US,
-            PrimitiveValue::from(15u16),
-        ));
-    });
-    let (_, patients) = scan(dir.path());
-    let stacks = stacks(&patients);
-    let stack = stacks
-        .iter()
-        .find(|s| s.slices.iter().any(|slice| slice.path == files[3]))
-        .unwrap();
-    let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
-    assert_eq!(volume.failed_slices.len(), 1, "{:?}", volume.failed_slices);
-    let failed = &volume.failed_slices[0];
-    assert!(
-        failed
-            .message
-            .contains("High Bit (0028,0102) is 15 with 12 bits stored")
-            && failed.path == files[3],
-        "{}",
-        failed.message
-    );
-    // Decoded on its own (a server's rendering, an export), the same.
-    let e = imaging::decode::decode_frame_values(&files[3], 0).unwrap_err();
-    assert!(e.to_string().contains("High Bit (0028,0102) is 15"), "{e}");
+    use imaging::synth::SynthSyntax;
+    for syntax in [SynthSyntax::ExplicitLe, SynthSyntax::Rle] {
+        let dir = tempdir();
+        let spec = PhantomSpec {
+            columns: 48,
+            rows: 48,
+            pixel_mm: 7.0,
+            slices: SLICES,
+            spacing_mm: 5.0,
+            noise_hu: 0.0,
+            syntax,
+            ..PhantomSpec::default()
+        };
+        let files = series_of(&spec, dir.path());
+        let high_bit = |obj: &mut dicom_object::DefaultDicomObject, h: u16| {
+            obj.put(DataElement::new(
+                tags::HIGH_BIT,
+                VR::US,
+                PrimitiveValue::from(h),
+            ));
+        };
+        edit(&files[3], |obj| {
+            obj.put(DataElement::new(
+                tags::BITS_STORED,
+                VR::US,
+                PrimitiveValue::from(12u16),
+            ));
+            high_bit(obj, 15);
+        });
+        edit(&files[5], |obj| {
+            obj.remove_element(tags::BITS_STORED);
+            high_bit(obj, 11);
+        });
+        let (_, patients) = scan(dir.path());
+        let stacks = stacks(&patients);
+        let stack = stacks
+            .iter()
+            .find(|s| s.slices.iter().any(|slice| slice.path == files[3]))
+            .unwrap();
+        assert!(
+            stack.slices.iter().any(|slice| slice.path == files[5]),
+            "{syntax:?}: the file without Bits Stored is in another stack"
+        );
+        let volume = imaging::load_stack(stack, &Default::default(), &|_| {}).unwrap();
+        assert_eq!(
+            volume.failed_slices.len(),
+            1,
+            "{syntax:?}: {:?}",
+            volume.failed_slices
+        );
+        let failed = &volume.failed_slices[0];
+        assert!(
+            failed
+                .message
+                .contains("High Bit (0028,0102) is 15 with 12 bits stored")
+                && failed.path == files[3],
+            "{syntax:?}: {}",
+            failed.message
+        );
+        // Decoded on its own (a server's rendering, an export), the same.
+        let e = imaging::decode::decode_frame_values(&files[3], 0).unwrap_err();
+        assert!(e.to_string().contains("High Bit (0028,0102) is 15"), "{e}");
+        assert!(imaging::decode::decode_frame_values(&files[5], 0).is_ok());
+    }
 }
 
 /// A sequential CT numbers each rotation's slices as an acquisition; one level scanned again

@@ -55,8 +55,15 @@ pub fn file(object: Bytes, class: &str, instance: &str, ts: &str) -> Result<Byte
 /// Little Endian, written in Explicit VR Little Endian: its data set converted byte by byte
 /// (`imaging::open::implicit_to_explicit_le`: every value as it lies, text included whatever
 /// its character set; each element with the dictionary's VR) or inflated, under a File Meta
-/// group naming the new syntax. `Err` for any other syntax or a data set that cannot be.
-pub fn explicit_le(file: &[u8], class: &str, instance: &str, ts: &str) -> Result<Bytes, String> {
+/// group naming the new syntax. `Err` for any other syntax, a data set that cannot be, or one
+/// that would inflate past `cap` bytes.
+pub fn explicit_le(
+    file: &[u8],
+    class: &str,
+    instance: &str,
+    ts: &str,
+    cap: u64,
+) -> Result<Bytes, String> {
     let data_set = file
         .get(128..132)
         .filter(|m| *m == b"DICM")
@@ -65,7 +72,7 @@ pub fn explicit_le(file: &[u8], class: &str, instance: &str, ts: &str) -> Result
         .ok_or("not a PS3.10 file")?;
     let converted = match ts {
         "1.2.840.10008.1.2" => imaging::open::implicit_to_explicit_le(data_set)?,
-        "1.2.840.10008.1.2.1.99" => imaging::open::inflated_data_set(data_set, file.len())?,
+        "1.2.840.10008.1.2.1.99" => imaging::open::inflated_data_set(data_set, file.len(), cap)?,
         other => return Err(format!("transfer syntax {other} is not converted here")),
     };
     let mut out = header(class, instance, EXPLICIT_VR_LITTLE_ENDIAN)?;

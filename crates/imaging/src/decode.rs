@@ -702,6 +702,16 @@ enum FrameSamples<'a> {
 
 /// Decode frame `frame` of `obj` (native or encapsulated) into its raw samples.
 /// JPEG 2000 and HTJ2K transfer syntaxes (PS3.5 A.4.4, A.4.11).
+/// Encapsulated transfer syntaxes whose frames decode to the stored words as they lie (RLE,
+/// Deflated Image Frame Compression, Encapsulated Uncompressed): their samples must end at the
+/// words' low bits too ([`samples_in_low_bits`]). Image codecs give samples, not words.
+fn holds_words_as_they_lie(ts_uid: &str) -> bool {
+    matches!(
+        ts_uid,
+        "1.2.840.10008.1.2.5" | "1.2.840.10008.1.2.8.1" | "1.2.840.10008.1.2.1.98"
+    )
+}
+
 /// Transfer syntaxes whose Pixel Data is the samples as they lie (not encapsulated).
 fn is_uncompressed(ts_uid: &str) -> bool {
     matches!(
@@ -758,6 +768,9 @@ fn frame_samples<'a>(
         .ok_or_else(|| decode_err("no Pixel Data (7FE0,0010)".into()))?;
 
     if let Value::PixelSequence(sequence) = pixel_data.value() {
+        if holds_words_as_they_lie(&ts_uid) {
+            samples_in_low_bits(obj, format).map_err(decode_err)?;
+        }
         let data = encapsulated_frame(obj, sequence, frame, &ts_uid).map_err(decode_err)?;
         if is_jpeg(&ts_uid) {
             let size = [usize::from(format.columns), usize::from(format.rows)];
@@ -1408,6 +1421,9 @@ fn decode_rgb_frame_into(
             (bytes, stored_planar, photometric)
         }
         Value::PixelSequence(sequence) => {
+            if holds_words_as_they_lie(&ts_uid) {
+                samples_in_low_bits(obj, format).map_err(decode_err)?;
+            }
             let data = encapsulated_frame(obj, sequence, frame, &ts_uid).map_err(decode_err)?;
             match ts_uid.as_str() {
                 "1.2.840.10008.1.2.5" => {

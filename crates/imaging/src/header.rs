@@ -454,6 +454,12 @@ pub(crate) fn header_from_dataset(
     let bits_stored = int(obj, tags::BITS_STORED)
         .and_then(|v| u16::try_from(v).ok())
         .filter(|v| *v > 0 && *v <= bits_allocated)
+        // Without Bits Stored (Type 1, but missing in old files), High Bit + 1 says it.
+        .or_else(|| {
+            int(obj, tags::HIGH_BIT)
+                .and_then(|h| u16::try_from(h + 1).ok())
+                .filter(|v| *v > 0 && *v <= bits_allocated)
+        })
         .unwrap_or(bits_allocated);
     let number_of_frames = int(obj, tags::NUMBER_OF_FRAMES)
         .filter(|n| *n > 0)

@@ -792,8 +792,16 @@ impl<'a> Walker<'a> {
 /// (A.2), byte by byte: every element's value as it lies (no text decoded and encoded again,
 /// whatever its character set), its VR the dictionary's (UN for tags it does not know, and for
 /// values too long for a 2-byte length), every sequence and item of undefined length with its
-/// delimiter. What a case server sends to a request for the default transfer syntax.
+/// delimiter; group lengths (retired, and no longer true) left out, and anything after
+/// top-level Pixel Data too. What a case server sends to a request for the default transfer
+/// syntax.
 pub fn implicit_to_explicit_le(data_set: &[u8]) -> Result<Vec<u8>, String> {
+    // As far as the length walk reads it: what follows top-level Pixel Data (padding, or
+    // garbage some writers leave, which intake takes as the lenient reader does) is left out.
+    let end = Walker::whole(data_set, false, false).elements(0, None, 0)?;
+    let data_set = data_set
+        .get(..end)
+        .ok_or("the walk ran past the data set")?;
     let mut out = Vec::with_capacity(data_set.len() + data_set.len() / 8 + 1024);
     let mut pos = 0;
     // Pixel Representation (0028,0103) precedes every "US or SS" element of the top level and
@@ -812,9 +820,15 @@ pub fn implicit_to_explicit_le(data_set: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// A Deflated Explicit VR Little Endian data set (PS3.5 A.5) inflated: Explicit VR Little
-/// Endian, within what a file of `file_size` bytes may hold (1,032 times, 1 GiB at most).
-pub fn inflated_data_set(deflated: &[u8], file_size: usize) -> Result<Vec<u8>, String> {
-    inflate(deflated, file_size)
+/// Endian, within what a file of `file_size` bytes may hold (1,032 times, 1 GiB at most) and
+/// `cap` bytes.
+pub fn inflated_data_set(deflated: &[u8], file_size: usize, cap: u64) -> Result<Vec<u8>, String> {
+    let within = (file_size as u64)
+        .saturating_mul(1032)
+        .saturating_add(1 << 20)
+        .min(INFLATED_MAX)
+        .min(cap);
+    inflate_within(deflated, within)
 }
 
 /// An explicit VR little endian data set with its CP-246 sequences made explicit.
@@ -973,6 +987,12 @@ fn implicit_element(
     if depth == 0 && (group, element) == (0x0028, 0x0103) && len == 2 {
         SIGNED_PIXELS.set(le_u16(body, *pos)? == 1);
     }
+    // A group length (retired outside the meta group, PS3.5 7.2) counts the bytes of its
+    // group as they were: left out, as written again they are not the same.
+    if element == 0x0000 && group != 0x0002 && len == 4 {
+        *pos += 4;
+        return Ok(());
+    }
     let mut code = implicit_vr(group, element);
     out.extend_from_slice(&body[at..at + 4]);
     if len == UNDEFINED || &code == b"SQ" {
@@ -1062,6 +1082,12 @@ fn items_until(
     implicit: bool,
 ) -> Result<(), String> {
     while *pos + 8 <= stop {
+        // A sequence delimiter right at the defined end (some writers add one; the walk and
+        // dicom-rs take it as the end): not an item.
+        if le_u16(body, *pos)? == 0xFFFE && le_u16(body, *pos + 2)? == 0xE0DD {
+            *pos += 8;
+            break;
+        }
         item(body, pos, out, depth, implicit)?;
         within(*pos, Some(stop))?;
     }
@@ -1623,6 +1649,56 @@ mod tests {
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
         out.extend_from_slice(value);
         out
+    }
+
+    /// An Implicit VR data set written as Explicit VR: a defined-length sequence that ends
+    /// with a sequence delimiter keeps its one item (the delimiter is not a second, empty
+    /// one); a group length is left out (it counted the bytes as they were); what follows
+    /// top-level Pixel Data (three bytes of garbage) is left out, not a reason to refuse.
+    #[test]
+    fn an_implicit_data_set_is_written_as_explicit_vr() {
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        let inner = implicit(0x0008, 0x1150, b"1.2.840.10008.5.1.4.1.1.2\0");
+        item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        item.extend(inner);
+        item.extend_from_slice(&SEQUENCE_DELIMITER);
+        let mut body = implicit(0x0008, 0x0016, b"1.2.840.10008.5.1.4.1.1.2\0");
+        body.extend(implicit(0x0008, 0x1140, &item)); // Referenced Image Sequence
+        body.extend(implicit(0x0028, 0x0000, &8u32.to_le_bytes())); // a group length
+        body.extend(implicit(0x0028, 0x0010, &1u16.to_le_bytes()));
+        body.extend(implicit(0x7FE0, 0x0010, &[1, 0, 2, 0]));
+        body.extend_from_slice(&[0xAB, 0xCD, 0xEF]);
+        let explicit = implicit_to_explicit_le(&body).unwrap();
+        let meta = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+            .media_storage_sop_instance_uid("2.25.1")
+            .transfer_syntax(EXPLICIT_VR_LE)
+            .implementation_class_uid("2.25.1")
+            .build()
+            .unwrap();
+        let mut file = vec![0u8; 128];
+        file.extend_from_slice(b"DICM");
+        meta.write(&mut file).unwrap();
+        file.extend_from_slice(&explicit);
+        let obj = OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Always)
+            .from_reader(file.as_slice())
+            .unwrap();
+        let items = obj
+            .element(tags::REFERENCED_IMAGE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap();
+        assert_eq!(items.len(), 1);
+        assert!(
+            obj.element_opt(dicom_core::Tag(0x0028, 0x0000))
+                .unwrap()
+                .is_none()
+        );
+        let pixels = obj.element(tags::PIXEL_DATA).unwrap();
+        assert_eq!(pixels.header().vr, dicom_core::VR::OW);
+        assert_eq!(pixels.to_bytes().unwrap().as_ref(), &[1, 0, 2, 0]);
+        assert_eq!(obj.element(tags::ROWS).unwrap().to_int::<u16>().unwrap(), 1);
     }
 
     /// A file as dcmtk writes one converted from implicit VR with a sequence it did not know:

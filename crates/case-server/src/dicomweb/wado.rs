@@ -137,8 +137,14 @@ pub(super) async fn retrieve(
                         } else {
                             let (stored, class, sop, ts) =
                                 (bytes.clone(), class.clone(), sop.clone(), ts.clone());
+                            // Inflated, a deflated object is bound by the same limit.
+                            let cap = if lenient {
+                                CONVERTED_MAX as u64
+                            } else {
+                                u64::MAX
+                            };
                             tokio::task::spawn_blocking(move || {
-                                crate::part10::explicit_le(&stored, &class, &sop, &ts)
+                                crate::part10::explicit_le(&stored, &class, &sop, &ts, cap)
                             })
                             .await
                             .unwrap_or_else(|e| Err(e.to_string()))
