@@ -129,9 +129,38 @@ pub struct StoredInstance {
 /// A header read and checked, with the file's bytes.
 struct Checked {
     header: InstanceHeader,
-    bytes: Vec<u8>,
+    /// The file as offered, and its content key (sha256) when it was checked: its bytes are
+    /// read again, one file at a time, when they are stored (an upload of gigabytes is never
+    /// held whole), and must be what was checked.
+    file: OfferedFile,
     metadata_json: String,
     keys: StudyKeys,
+}
+
+/// An offered file checked: where it is, its label in messages, its content key.
+#[derive(Debug, Clone)]
+struct OfferedFile {
+    path: PathBuf,
+    label: String,
+    key: String,
+    size: u64,
+}
+
+impl OfferedFile {
+    /// Its bytes, read again; the same as were checked, or an error naming it.
+    async fn bytes(&self) -> Result<bytes::Bytes, IntakeError> {
+        let io = |message: String| IntakeError::Io {
+            label: self.label.clone(),
+            message,
+        };
+        let bytes = tokio::fs::read(&self.path)
+            .await
+            .map_err(|e| io(e.to_string()))?;
+        if crate::store::content_key(&bytes) != self.key {
+            return Err(io("it changed after it was checked".into()));
+        }
+        Ok(bytes.into())
+    }
 }
 
 /// Study attributes QIDO-RS matches on that the header does not keep (PS3.18 Table 6.7.1-1),
@@ -392,7 +421,12 @@ fn read_and_check(
             Ok(Checked {
                 keys: StudyKeys::of(&object),
                 header,
-                bytes,
+                file: OfferedFile {
+                    path: o.path.clone(),
+                    label: o.label.clone(),
+                    key: crate::store::content_key(&bytes),
+                    size: bytes.len() as u64,
+                },
                 metadata_json,
             })
         })
@@ -416,10 +450,10 @@ fn read_and_check(
         return Err(IntakeError::Parts { failed, error });
     }
     // The same instance twice in one upload with different bytes is ambiguous.
-    let mut seen: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for c in &checked {
-        if let Some(prev) = seen.insert(&c.header.sop_instance_uid, &c.bytes)
-            && prev != c.bytes.as_slice()
+        if let Some(prev) = seen.insert(&c.header.sop_instance_uid, &c.file.key)
+            && prev != c.file.key
         {
             return Err(IntakeError::Refused(format!(
                 "SOP Instance {} is offered twice with different contents",
@@ -475,14 +509,14 @@ async fn check_against_stored(
     Ok(())
 }
 
-/// An instance whose object is written: its row to insert, and its bytes (kept until the row
+/// An instance whose object is written: its row to insert, and its file (kept until the row
 /// is in, to write the object again if a refused upload deleted it meanwhile).
 struct Written {
     header: InstanceHeader,
     metadata_json: String,
     keys: StudyKeys,
     key: String,
-    bytes: bytes::Bytes,
+    file: OfferedFile,
 }
 
 async fn store_checked(
@@ -495,12 +529,16 @@ async fn store_checked(
     let mut written = Vec::new();
     let mut rows = Vec::with_capacity(checked.len());
     for c in checked {
-        let bytes = bytes::Bytes::from(c.bytes);
-        let (key, new) = match store.put(bytes.clone()).await {
+        // One file in memory at a time.
+        let put = match c.file.bytes().await {
+            Ok(bytes) => store.put(bytes).await.map_err(IntakeError::from),
+            Err(e) => Err(e),
+        };
+        let (key, new) = match put {
             Ok(k) => k,
             Err(e) => {
                 forget_unused(db, store, &written).await;
-                return Err(e.into());
+                return Err(e);
             }
         };
         if new {
@@ -511,7 +549,7 @@ async fn store_checked(
             metadata_json: c.metadata_json,
             keys: c.keys,
             key,
-            bytes,
+            file: c.file,
         });
     }
     match insert_rows(db, store, case_id, &rows, &mut written).await {
@@ -560,19 +598,19 @@ async fn forget_unused_in_turn(db: &Db, store: &Store, keys: &[String]) -> Resul
 /// them).
 async fn ensure_objects(
     store: &Store,
-    objects: Vec<(String, bytes::Bytes)>,
+    objects: Vec<(String, OfferedFile)>,
     written: &mut Vec<String>,
 ) -> Result<(), IntakeError> {
     use futures_util::StreamExt;
-    let results: Vec<Result<Option<String>, StoreError>> = futures_util::stream::iter(objects)
-        .map(|(key, bytes)| {
+    let results: Vec<Result<Option<String>, IntakeError>> = futures_util::stream::iter(objects)
+        .map(|(key, file)| {
             let store = store.clone();
             async move {
                 if !store.exists(&key).await? {
                     tracing::warn!(
                         "object {key} was deleted by a refused upload; writing it again"
                     );
-                    store.put(bytes).await?;
+                    store.put(file.bytes().await?).await?;
                     return Ok(Some(key));
                 }
                 Ok(None)
@@ -592,7 +630,7 @@ async fn ensure_objects(
         }
     }
     match first_error {
-        Some(e) => Err(e.into()),
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }
@@ -640,7 +678,7 @@ async fn insert_rows(
     ensure_objects(
         store,
         rows.iter()
-            .map(|w| (w.key.clone(), w.bytes.clone()))
+            .map(|w| (w.key.clone(), w.file.clone()))
             .collect(),
         written,
     )
@@ -666,10 +704,10 @@ async fn insert_rows(
         metadata_json: metadata,
         keys,
         key,
-        bytes,
+        file,
     } in rows
     {
-        let size = bytes.len() as i64;
+        let size = i64::try_from(file.size).unwrap_or(i64::MAX);
         let existing =
             sqlx::query("SELECT object_key FROM instances WHERE case_id = $1 AND sop_uid = $2")
                 .bind(case_id)
@@ -1015,10 +1053,25 @@ mod tests {
         let (lost_key, _) = store.put(lost.clone()).await.unwrap();
         store.delete(&lost_key).await.unwrap();
         assert!(!store.exists(&lost_key).await.unwrap());
+        // The files the upload offered, still where they were.
+        let file = |name: &str, bytes: &bytes::Bytes| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            OfferedFile {
+                path,
+                label: name.into(),
+                key: crate::store::content_key(bytes),
+                size: bytes.len() as u64,
+            }
+        };
+        let (kept_file, lost_file) = (file("kept", &kept), file("lost", &lost));
         let mut rewritten = Vec::new();
         ensure_objects(
             &store,
-            vec![(kept_key.clone(), kept), (lost_key.clone(), lost.clone())],
+            vec![
+                (kept_key.clone(), kept_file),
+                (lost_key.clone(), lost_file.clone()),
+            ],
             &mut rewritten,
         )
         .await
@@ -1026,6 +1079,17 @@ mod tests {
         assert_eq!(rewritten, vec![lost_key.clone()]);
         assert!(store.exists(&kept_key).await.unwrap());
         assert_eq!(store.get(&lost_key).await.unwrap(), lost);
+        // A file changed since it was checked is not written in its place.
+        store.delete(&lost_key).await.unwrap();
+        std::fs::write(&lost_file.path, b"other bytes").unwrap();
+        let e = ensure_objects(&store, vec![(lost_key.clone(), lost_file)], &mut rewritten)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("changed after it was checked"),
+            "{e}"
+        );
+        assert!(!store.exists(&lost_key).await.unwrap());
     }
 
     #[test]
