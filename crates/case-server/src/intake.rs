@@ -126,7 +126,7 @@ pub struct StoredInstance {
     pub new: bool,
 }
 
-/// A header read and checked, with the file's bytes.
+/// A header read and checked, with its file's content key.
 struct Checked {
     header: InstanceHeader,
     /// The file as offered, and its content key (sha256) when it was checked: its bytes are
@@ -334,6 +334,18 @@ fn read_and_check(
                 )
             };
             use FailureReason::*;
+            // The content key is taken before the header is read: the bytes stored later are
+            // read again and must be these (`OfferedFile::bytes`), so what was checked is
+            // what is stored, whatever else writes to the file meanwhile.
+            let (key, size) = match std::fs::read(&o.path) {
+                Ok(bytes) => (crate::store::content_key(&bytes), bytes.len() as u64),
+                Err(e) => {
+                    return Err(IntakeError::Io {
+                        label: o.label.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            };
             let (header, object) = match imaging::header::read_header_with_object(&o.path) {
                 Ok((FileKind::Image(h), object)) => (*h, object),
                 Ok((FileKind::Dicomdir, _)) => {
@@ -412,10 +424,6 @@ fn read_and_check(
                     "study {study}: the patient's birth date differs from the case's (wrong study for this case?)"
                 )));
             }
-            let bytes = std::fs::read(&o.path).map_err(|e| IntakeError::Io {
-                label: o.label.clone(),
-                message: e.to_string(),
-            })?;
             let metadata_json = metadata_json(&object, &header)
                 .map_err(|why| refuse(CannotUnderstand, why))?;
             Ok(Checked {
@@ -424,8 +432,8 @@ fn read_and_check(
                 file: OfferedFile {
                     path: o.path.clone(),
                     label: o.label.clone(),
-                    key: crate::store::content_key(&bytes),
-                    size: bytes.len() as u64,
+                    key,
+                    size,
                 },
                 metadata_json,
             })
@@ -593,7 +601,8 @@ async fn forget_unused_in_turn(db: &Db, store: &Store, keys: &[String]) -> Resul
     Ok(())
 }
 
-/// Writes again any of `objects` (key, bytes) that is not stored (16 checks at a time),
+/// Writes again any of `objects` (key, the file checked) that is not stored (16 checks at a
+/// time; each file read again, and refused if it changed),
 /// adding each key written to `written` (also when another fails: a refused upload deletes
 /// them).
 async fn ensure_objects(
@@ -898,8 +907,9 @@ pub async fn import(
                     new,
                 });
             }
-            // A file that cannot be read refuses its study (nothing of it was written: every
-            // file is read before any is stored); the other studies go on.
+            // A file that cannot be read refuses its study (nothing of it is kept: every file
+            // is read before any is stored, and what was stored before a file went missing or
+            // changed is deleted again); the other studies go on.
             Err(
                 e @ (IntakeError::Refused(_)
                 | IntakeError::Ineligible(_)
