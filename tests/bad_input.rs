@@ -13,7 +13,12 @@ use crate::support::tempdir;
 const SLICES: usize = 8;
 
 fn series(dir: &Path) -> Vec<PathBuf> {
-    let spec = PhantomSpec {
+    series_of(&series_spec(), dir)
+}
+
+/// The series [`series`] writes: 8 slices of 48 x 48, 7 mm pixels, 5 mm apart, no noise.
+fn series_spec() -> PhantomSpec {
+    PhantomSpec {
         columns: 48,
         rows: 48,
         pixel_mm: 7.0,
@@ -21,8 +26,7 @@ fn series(dir: &Path) -> Vec<PathBuf> {
         spacing_mm: 5.0,
         noise_hu: 0.0,
         ..PhantomSpec::default()
-    };
-    series_of(&spec, dir)
+    }
 }
 
 /// Write `spec` into `dir`; its files, sorted.
@@ -760,14 +764,8 @@ fn samples_in_the_high_bits_are_named_not_misread() {
     for syntax in [SynthSyntax::ExplicitLe, SynthSyntax::Rle] {
         let dir = tempdir();
         let spec = PhantomSpec {
-            columns: 48,
-            rows: 48,
-            pixel_mm: 7.0,
-            slices: SLICES,
-            spacing_mm: 5.0,
-            noise_hu: 0.0,
             syntax,
-            ..PhantomSpec::default()
+            ..series_spec()
         };
         let files = series_of(&spec, dir.path());
         let high_bit = |obj: &mut dicom_object::DefaultDicomObject, h: u16| {

@@ -731,6 +731,17 @@ fn an_instance_answered_with_something_else_is_refused() {
     }
 }
 
+/// A stand-in's answer for a study of one series (1.2.3.4) of one instance (1.2.3.4.5): the
+/// instance list where `path` asks for instances, else the series list.
+fn one_instance_or_series(path: &str) -> (u16, &'static str, String) {
+    let list = if path.contains("/instances") {
+        serde_json::json!([{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5"]}}])
+    } else {
+        serde_json::json!([{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}])
+    };
+    (200, "", list.to_string())
+}
+
 /// A server that answers 503 with Retry-After is asked again no sooner than it said (the
 /// client's own first wait is half a second).
 #[test]
@@ -740,16 +751,14 @@ fn a_search_is_asked_again_when_the_server_says() {
     static ASKED_AT: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
     let (study, client) = stand_in_study(|path| {
         if path.contains("/instances") {
-            let list = serde_json::json!([{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5"]}}]);
-            return (200, "", list.to_string());
+            return one_instance_or_series(path);
         }
         let mut asked = ASKED_AT.lock().unwrap();
         asked.push(Instant::now());
         if asked.len() == 1 {
             (503, "retry-after: 2\r\n", "down for a moment".to_string())
         } else {
-            let series = serde_json::json!([{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}]);
-            (200, "", series.to_string())
+            one_instance_or_series(path)
         }
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -771,13 +780,11 @@ fn a_search_the_server_drops_once_is_asked_again() {
     static ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let (study, client) = stand_in_study(|path| {
         if path.contains("/instances") {
-            let list = serde_json::json!([{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5"]}}]);
-            (200, "", list.to_string())
+            one_instance_or_series(path)
         } else if ASKED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
             (503, "", "busy".to_string())
         } else {
-            let series = serde_json::json!([{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}]);
-            (200, "", series.to_string())
+            one_instance_or_series(path)
         }
     });
     let rt = tokio::runtime::Runtime::new().unwrap();

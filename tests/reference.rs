@@ -689,16 +689,13 @@ fn implicit_vr_files_convert_to_explicit_vr_element_for_element() {
         let data_set = 132 + 12 + original.meta().information_group_length as usize;
         let explicit = imaging::open::implicit_to_explicit_le(&bytes[data_set..])
             .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
-        let meta = dicom_object::meta::FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid(original.meta().media_storage_sop_class_uid())
-            .media_storage_sop_instance_uid(original.meta().media_storage_sop_instance_uid())
-            .transfer_syntax("1.2.840.10008.1.2.1")
-            .implementation_class_uid("2.25.1")
-            .build()
-            .unwrap();
-        let mut file = vec![0u8; 128];
-        file.extend_from_slice(b"DICM");
-        meta.write(&mut file).unwrap();
+        // As the case server sends it: its own File Meta group, naming the new syntax.
+        let mut file = case_server::part10::header(
+            original.meta().media_storage_sop_class_uid(),
+            original.meta().media_storage_sop_instance_uid(),
+            "1.2.840.10008.1.2.1",
+        )
+        .unwrap();
         file.extend_from_slice(&explicit);
         let back = dicom_object::OpenFileOptions::new()
             .read_preamble(dicom_object::file::ReadPreamble::Always)

@@ -486,6 +486,25 @@ impl ResampleParams {
     }
 }
 
+/// The modality value voxel `[i, j, k]` of a grey volume holds, as the renderer reads it (its
+/// slice's rescale, in f32); `None` outside the volume or on a slice that failed to decode.
+pub fn voxel_value(voxels: &Voxels, table: &[SliceEntry], [i, j, k]: [usize; 3]) -> Option<f32> {
+    let slice = table.get(k)?;
+    voxels.get(i, j, k)?;
+    (slice.failed <= 0.5).then(|| {
+        value(
+            voxels,
+            table,
+            Voxel {
+                i,
+                j,
+                k,
+                channel: 0,
+            },
+        )
+    })
+}
+
 /// Stored value at (i, j, k) in modality units, by the slice's own rescale. Mirrors `value()`.
 #[inline]
 fn value(voxels: &Voxels, table: &[SliceEntry], at: Voxel) -> f32 {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use rayon::prelude::*;
 
-use crate::render::kernel::{ResampleParams, TextureLayout, VolumeInfo, nearest_voxel};
+use crate::render::kernel::{self, ResampleParams, TextureLayout, VolumeInfo, nearest_voxel};
 use crate::render::{Interpolation, SlabMode, SliceView, cpu};
 use imaging::Voxels;
 
@@ -519,15 +519,9 @@ fn ellipse_on_voxel_layer(info: &VolumeInfo, voxels: &Voxels, e: &Ellipse) -> Op
 /// The modality value of voxel `[i, j, k]` as the display's nearest sampling reads it, or
 /// `None` on a failed slice or padding.
 fn voxel_value(info: &VolumeInfo, voxels: &Voxels, [i, j, k]: [usize; 3]) -> Option<f64> {
-    let slice = info.slices.get(k)?;
-    if slice.failed > 0.5 {
-        return None;
-    }
+    let value = kernel::voxel_value(voxels, &info.slices, [i, j, k])?;
     let stored = voxels.get(i, j, k)?;
-    if info.is_padding(k, stored) {
-        return None;
-    }
-    Some(f64::from(stored as f32 * slice.slope + slice.intercept))
+    (!info.is_padding(k, stored)).then_some(f64::from(value))
 }
 
 /// An ellipse on any plane: sampled at the finest voxel spacing (nearest voxel per sample;
@@ -1036,6 +1030,23 @@ mod tests {
         (values.len(), mean, sd, min, max)
     }
 
+    /// A region's (samples, mean, sd, min, max), and its samples without data.
+    fn figures(v: Value) -> ((usize, f64, f64, f64, f64), usize) {
+        let Value::Region {
+            mean,
+            sd,
+            min,
+            max,
+            samples,
+            without_data,
+            ..
+        } = v
+        else {
+            panic!("not a region: {v:?}")
+        };
+        ((samples, mean, sd, min, max), without_data)
+    }
+
     fn close(got: (usize, f64, f64, f64, f64), want: (usize, f64, f64, f64, f64)) -> bool {
         got.0 == want.0
             && (got.1 - want.1).abs() < 1e-9 * want.1.abs().max(1.0)
@@ -1066,25 +1077,13 @@ mod tests {
             [-7.0 * turn.sin(), 7.0 * turn.cos(), 0.0],
         ];
         for (name, [c, a, b], layer) in [("circle", circle, 1), ("turned", turned, 2)] {
-            let Value::Region {
-                mean,
-                sd,
-                min,
-                max,
-                samples,
-                without_data,
-                ..
-            } = ellipse_stats(&info, &volume.voxels, c, a, b)
-            else {
-                panic!("not a region")
-            };
+            let (got, without_data) = figures(ellipse_stats(&info, &volume.voxels, c, a, b));
             let (values, beyond) = by_every_voxel(&volume, 2, layer, [c, a, b]);
             assert_eq!((without_data, beyond), (0, 0), "{name}");
-            let got = (samples, mean, sd, min, max);
             let want = summary(&values);
             assert!(close(got, want), "{name}: {got:?} vs {want:?}");
             if name == "circle" {
-                assert_eq!(samples, 101);
+                assert_eq!(got.0, 101);
             }
             assert!(
                 want.3 < want.4,
@@ -1137,22 +1136,10 @@ mod tests {
         // Between rows 16 and 17, nearer 16: the display shows row 16 there.
         let c = g.patient_from_voxel_affine([15.5, 16.3, 4.6]);
         let (a, b) = ([9.0, 0.0, 0.0], [0.0, 0.0, -12.0]);
-        let Value::Region {
-            mean,
-            sd,
-            min,
-            max,
-            samples,
-            without_data,
-            ..
-        } = ellipse_stats(&info, &volume.voxels, c, a, b)
-        else {
-            panic!("not a region")
-        };
+        let (got, without_data) = figures(ellipse_stats(&info, &volume.voxels, c, a, b));
         let (values, beyond) = by_every_voxel(&volume, 1, 16, [c, a, b]);
         assert!(beyond > 0 && values.len() > 20, "{beyond} {}", values.len());
         assert_eq!(without_data, beyond);
-        let got = (samples, mean, sd, min, max);
         let want = summary(&values);
         assert!(close(got, want), "{got:?} vs {want:?}");
     }

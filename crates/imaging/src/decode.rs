@@ -601,7 +601,7 @@ fn fill<T: Sample>(
             {
                 // The fast path reads the words as they lie: only samples in their low bits.
                 if let Some(why) = high_bit_mismatch(slice.high_bit, format)
-                    && is_uncompressed(&slice.transfer_syntax_uid)
+                    && super::header::is_uncompressed(&slice.transfer_syntax_uid)
                 {
                     let e = ImagingError::Decode {
                         path: job.path.clone(),
@@ -709,17 +709,6 @@ fn holds_words_as_they_lie(ts_uid: &str) -> bool {
     matches!(
         ts_uid,
         "1.2.840.10008.1.2.5" | "1.2.840.10008.1.2.8.1" | "1.2.840.10008.1.2.1.98"
-    )
-}
-
-/// Transfer syntaxes whose Pixel Data is the samples as they lie (not encapsulated).
-fn is_uncompressed(ts_uid: &str) -> bool {
-    matches!(
-        ts_uid.trim_end_matches('\0'),
-        "1.2.840.10008.1.2"
-            | "1.2.840.10008.1.2.1"
-            | "1.2.840.10008.1.2.2"
-            | "1.2.840.10008.1.2.1.99"
     )
 }
 
@@ -1908,6 +1897,16 @@ mod tests {
         }
         let e = check_jpeg_ls_frame(&stream(16, 512, 512, 1), &grey(512, 512, 8)).unwrap_err();
         assert!(e.contains("of 16 bits"), "{e}");
+        // The decoding path checks before CharLS sees the frame.
+        let path = std::path::Path::new("jls.dcm");
+        for ts in ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"] {
+            let e = registry_decode(path, 0, ts, &format, stream(16, 512, 511, 1), 512 * 512 * 2)
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("JPEG-LS stream is 511x512"),
+                "{ts}: {e}"
+            );
+        }
     }
 
     /// 1-bit frames run on from bit to bit across frame boundaries, least significant first.

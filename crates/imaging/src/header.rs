@@ -316,6 +316,18 @@ fn classify(path: &Path, obj: &DefaultDicomObject) -> Result<FileKind, ImagingEr
     header_from_dataset(path, obj, transfer_syntax_uid, media_class, media_instance)
 }
 
+/// Transfer syntaxes whose Pixel Data is the samples as they lie, not encapsulated (Implicit
+/// and Explicit VR Little Endian, Explicit VR Big Endian, Deflated).
+pub(crate) fn is_uncompressed(ts_uid: &str) -> bool {
+    matches!(
+        ts_uid.trim_end_matches('\0'),
+        "1.2.840.10008.1.2"
+            | "1.2.840.10008.1.2.1"
+            | "1.2.840.10008.1.2.2"
+            | "1.2.840.10008.1.2.1.99"
+    )
+}
+
 /// The pixels a header claims must fit in its file: a damaged file of a kilobyte that says it
 /// has two billion frames, or a 65535-square uncompressed image, is refused here, before a
 /// frame list or a volume is allocated for it (an allocation that fails aborts the process;
@@ -343,11 +355,8 @@ fn claims_fit_the_file(
     let Some(len) = len else {
         return Ok(());
     };
-    let native = matches!(
-        transfer_syntax_uid,
-        "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1" | "1.2.840.10008.1.2.2"
-    );
     let deflated = transfer_syntax_uid == "1.2.840.10008.1.2.1.99";
+    let native = is_uncompressed(transfer_syntax_uid) && !deflated;
     if native || deflated {
         let bits = u128::from(rows)
             * u128::from(columns)
