@@ -784,3 +784,235 @@ fn palette_colour_loads_through_its_lookup_tables() {
         assert_eq!(*got, [level; 3], "index {index}");
     }
 }
+
+/// A decompressed data set (`imaging::transcode`) read back by dicom-rs under a File Meta
+/// group naming Explicit VR Little Endian, as the case server sends it.
+fn decompressed(path: &Path) -> Result<dicom_object::DefaultDicomObject, String> {
+    let original = open_dicom(path, true).map_err(|e| e.to_string())?;
+    let data_set = imaging::transcode::decompressed_data_set(path, u64::MAX)?;
+    let meta = dicom_object::meta::FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(original.meta().media_storage_sop_class_uid())
+        .media_storage_sop_instance_uid(original.meta().media_storage_sop_instance_uid())
+        .transfer_syntax("1.2.840.10008.1.2.1")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut file = vec![0u8; 128];
+    file.extend_from_slice(b"DICM");
+    meta.write(&mut file).map_err(|e| e.to_string())?;
+    file.extend_from_slice(&data_set);
+    dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(&file[..])
+        .map_err(|e| {
+            format!(
+                "{}: the decompressed file does not read: {e}",
+                path.display()
+            )
+        })
+}
+
+/// Pixel Data as the words (or bytes) it holds, each masked to `stored` bits: the bits above
+/// Bits Stored are not part of a sample (PS3.5 8.1.1), and writers differ in them for signed
+/// samples (the decompressed copy sign-extends; an uncompressed twin may leave them zero).
+fn stored_samples(obj: &dicom_object::DefaultDicomObject, stored: u16) -> Vec<u16> {
+    use dicom_dictionary_std::tags;
+    let int = |tag| obj.element(tag).unwrap().to_int::<u16>().unwrap();
+    let allocated = int(tags::BITS_ALLOCATED);
+    let mask = if stored >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << stored) - 1
+    };
+    let bytes = obj
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .value()
+        .to_bytes()
+        .unwrap()
+        .into_owned();
+    if allocated == 16 {
+        bytes
+            .chunks_exact(2)
+            .map(|w| u16::from_le_bytes([w[0], w[1]]) & mask)
+            .collect()
+    } else {
+        bytes.iter().map(|b| u16::from(*b) & mask).collect()
+    }
+}
+
+/// Every compressed file of the shared data written again in Explicit VR Little Endian with
+/// its pixels decoded (what the case server sends to a WADO-RS request for the default
+/// syntax): each lossless one holds its uncompressed twin's samples exactly (the twins come
+/// from dcmtk, pydicom and NEMA, not from this code); every one reads back with dicom-rs, in
+/// Explicit VR Little Endian, its Pixel Data as long as its frames, colour as interleaved RGB,
+/// and a lossy one says it is (it said so already, or is marked now).
+#[test]
+fn compressed_files_decompress_to_explicit_little_endian_as_their_twins() {
+    use dicom_dictionary_std::tags;
+    let Some(root) = shared_dicom() else { return };
+    let codecs = root.join("codecs");
+    let ct = "ct_single_slice_all_transfer_syntaxes/dicom/CTImage.dcm_";
+    let mut pairs: Vec<(String, String)> = [
+        "RLELosslessTransferSyntax_1.2.840.10008.1.2.5.dcm",
+        "JPEGProcess14TransferSyntax_1.2.840.10008.1.2.4.57.dcm",
+        "JPEGProcess14SV1TransferSyntax_1.2.840.10008.1.2.4.70.dcm",
+        "JPEGLSLosslessTransferSyntax_1.2.840.10008.1.2.4.80.dcm",
+        "JPEG2000LosslessOnlyTransferSyntax_1.2.840.10008.1.2.4.90.dcm",
+    ]
+    .iter()
+    .map(|name| {
+        (
+            format!("{ct}LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm"),
+            format!("{ct}{name}"),
+        )
+    })
+    .collect();
+    for image in ["CT1", "MR1", "MR3"] {
+        for codec in ["J2KR", "JLSL", "JPLL", "RLE"] {
+            pairs.push((
+                format!("nema_wg04_subset/dicom/REF/{image}_UNC"),
+                format!("nema_wg04_subset/dicom/{codec}/{image}_{codec}"),
+            ));
+        }
+    }
+    for image in ["CT1", "MR1", "MR2"] {
+        pairs.push((
+            format!("htj2k/dicom/uncompressed/{image}_UNC"),
+            format!("htj2k/dicom/htj2k/{image}_JPH"),
+        ));
+    }
+    let pydicom = "pydicom_misc/dicom";
+    for (reference, twin) in [
+        ("mr_small/MR_small.dcm", "mr_small/MR_small_RLE.dcm"),
+        (
+            "mr_small/MR_small.dcm",
+            "mr_small/MR_small_jp2klossless.dcm",
+        ),
+        (
+            "mr_small/MR_small.dcm",
+            "mr_small/MR_small_jpeg_ls_lossless.dcm",
+        ),
+        ("emri/emri_small.dcm", "emri/emri_small_RLE.dcm"),
+        (
+            "emri/emri_small.dcm",
+            "emri/emri_small_jpeg_2k_lossless.dcm",
+        ),
+        (
+            "emri/emri_small.dcm",
+            "emri/emri_small_jpeg_ls_lossless.dcm",
+        ),
+        ("j2k/693_UNCR.dcm", "j2k/693_J2KR.dcm"),
+    ] {
+        pairs.push((
+            format!("{pydicom}/{reference}"),
+            format!("{pydicom}/{twin}"),
+        ));
+    }
+    let mut exact = 0;
+    for (reference, compressed) in &pairs {
+        let path = codecs.join(compressed);
+        if !path.exists() || known_undecodable(&path) {
+            continue;
+        }
+        let back = decompressed(&path).unwrap_or_else(|e| panic!("{compressed}: {e}"));
+        let twin = open_dicom(&codecs.join(reference), false).unwrap();
+        // The twin's Bits Stored (693_J2KR says 16 of the 14 its twin holds).
+        let bits = twin
+            .element(tags::BITS_STORED)
+            .unwrap()
+            .to_int::<u16>()
+            .unwrap();
+        assert!(
+            stored_samples(&back, bits) == stored_samples(&twin, bits),
+            "{compressed}: samples differ from {reference}"
+        );
+        exact += 1;
+    }
+    assert!(exact >= 25, "only {exact} lossless pairs found");
+
+    let mut written = 0;
+    let mut refused = Vec::new();
+    for dir in ["codecs", "derived"] {
+        for path in files_under(&root.join(dir)) {
+            let Ok(original) = open_dicom(&path, true) else {
+                continue;
+            };
+            let ts = original.meta().transfer_syntax().trim_end_matches('\0');
+            if !imaging::transcode::is_decompressed(ts) || known_undecodable(&path) {
+                continue;
+            }
+            let back = match decompressed(&path) {
+                Ok(back) => back,
+                Err(e) => {
+                    refused.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let what = path.display();
+            assert_eq!(
+                back.meta().transfer_syntax().trim_end_matches('\0'),
+                "1.2.840.10008.1.2.1"
+            );
+            let int = |tag| back.element(tag).unwrap().to_int::<usize>().unwrap();
+            let frames = back
+                .element(tags::NUMBER_OF_FRAMES)
+                .ok()
+                .and_then(|e| e.to_int::<usize>().ok())
+                .unwrap_or(1);
+            let len = int(tags::ROWS)
+                * int(tags::COLUMNS)
+                * int(tags::SAMPLES_PER_PIXEL)
+                * (int(tags::BITS_ALLOCATED) / 8)
+                * frames;
+            let pixels = back.element(tags::PIXEL_DATA).unwrap().value().to_bytes();
+            assert_eq!(pixels.unwrap().len(), len + len % 2, "{what}");
+            // The decoded samples are the decoder's, in the file's own frame order.
+            let decoded: Vec<u8> = imaging::decode::native_frames(&path, None, u64::MAX)
+                .unwrap()
+                .frames
+                .concat();
+            assert_eq!(
+                &back
+                    .element(tags::PIXEL_DATA)
+                    .unwrap()
+                    .value()
+                    .to_bytes()
+                    .unwrap()[..len],
+                &decoded[..],
+                "{what}"
+            );
+            if int(tags::SAMPLES_PER_PIXEL) == 3 {
+                let text = |tag| {
+                    back.element(tag)
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .trim()
+                        .to_string()
+                };
+                assert_eq!(text(tags::PHOTOMETRIC_INTERPRETATION), "RGB", "{what}");
+                assert_eq!(int(tags::PLANAR_CONFIGURATION), 0, "{what}");
+            }
+            if matches!(
+                ts,
+                "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" | "1.2.840.10008.1.2.4.91"
+            ) {
+                let lossy = back.element(tags::LOSSY_IMAGE_COMPRESSION).unwrap();
+                assert_eq!(lossy.to_str().unwrap().trim(), "01", "{what}");
+            }
+            written += 1;
+        }
+    }
+    // Refused, each with its reason: palette colour and 1-bit images are not written again.
+    for r in &refused {
+        assert!(
+            r.contains("palette colour") || r.contains("Bits Allocated 1"),
+            "{r}"
+        );
+    }
+    assert!(written >= 60, "only {written} files decompressed");
+    eprintln!(
+        "{exact} lossless files equal their twins; {written} decompressed, {} refused",
+        refused.len()
+    );
+}

@@ -51,12 +51,14 @@ pub fn file(object: Bytes, class: &str, instance: &str, ts: &str) -> Result<Byte
     Ok(out.into())
 }
 
-/// A PS3.10 `file` (as [`file`] makes it) in Implicit VR Little Endian or Deflated Explicit VR
-/// Little Endian, written in Explicit VR Little Endian: its data set converted byte by byte
+/// A PS3.10 `file` (as [`file`] makes it) in Implicit VR Little Endian, Deflated Explicit VR
+/// Little Endian or a compressed syntax the imaging crate decodes, written in Explicit VR
+/// Little Endian under a File Meta group naming it: its data set converted byte by byte
 /// (`imaging::open::implicit_to_explicit_le`: every value as it lies, text included whatever
-/// its character set; each element with the dictionary's VR) or inflated, under a File Meta
-/// group naming the new syntax. `Err` for any other syntax, a data set that cannot be, or one
-/// that would inflate past `cap` bytes.
+/// its character set; each element with the dictionary's VR), inflated, or its Pixel Data
+/// decoded (`imaging::transcode`: every other element as it lies but the few decoding
+/// changes). `Err` for any other syntax, a data set that cannot be, one that would inflate
+/// past `cap` bytes, or pixels that would decode to more than `cap` bytes.
 pub fn explicit_le(
     file: &[u8],
     class: &str,
@@ -73,6 +75,11 @@ pub fn explicit_le(
     let converted = match ts {
         "1.2.840.10008.1.2" => imaging::open::implicit_to_explicit_le(data_set)?,
         "1.2.840.10008.1.2.1.99" => imaging::open::inflated_data_set(data_set, file.len(), cap)?,
+        compressed if imaging::transcode::is_decompressed(compressed) => {
+            crate::dicomweb::on_disk(file, |path| {
+                imaging::transcode::decompressed_data_set(path, cap)
+            })?
+        }
         other => return Err(format!("transfer syntax {other} is not converted here")),
     };
     let mut out = header(class, instance, EXPLICIT_VR_LITTLE_ENDIAN)?;

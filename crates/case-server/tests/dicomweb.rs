@@ -1240,10 +1240,11 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
 
 /// Compressed frames are sent as stored: as their own media type (image/jpeg), or as
 /// application/octet-stream to a client that takes any syntax that way
-/// (`transfer-syntax=*`, as OHIF's image loader asks), the part naming the stored syntax;
-/// octet-stream without a syntax (Explicit VR Little Endian), or either type naming another
-/// syntax, is refused.
-/// The bytes are the file's own fragments, read here with dicom-object.
+/// (`transfer-syntax=*`, as OHIF's image loader asks), the part naming the stored syntax
+/// (the bytes are the file's own fragments, read here with dicom-object). To octet-stream
+/// without a syntax, or naming Explicit VR Little Endian, the default (PS3.18 Table 8.7.3-5),
+/// they are decoded: the same phantom's samples written uncompressed. Either type naming
+/// another syntax is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
     let s = start().await;
@@ -1321,8 +1322,41 @@ async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
         assert_eq!(got[0].0, part_type, "{accept}");
         assert_eq!(got[0].1, fragments, "{accept}: the stored frame");
     }
+    // The same phantom (same seed), uncompressed: its one frame's samples as they lie.
+    let plain = s.dir.path().join("plain");
+    imaging::synth::write_series(
+        &imaging::synth::PhantomSpec {
+            syntax: imaging::synth::SynthSyntax::ExplicitLe,
+            ..spec.clone()
+        },
+        &plain,
+    )
+    .unwrap();
+    let native = dicom_object::open_file(&dicom_files(&plain)[0])
+        .unwrap()
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned();
+    assert_eq!(native.len(), 32 * 32 * 2);
     for accept in [
         "multipart/related; type=\"application/octet-stream\"",
+        "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.1",
+        "multipart/related; type=\"image/jpeg\"; transfer-syntax=1.2.840.10008.1.2.4.50, \
+         multipart/related; type=\"application/octet-stream\"",
+    ] {
+        let r = ask(accept).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        let got = parts(r).await;
+        assert_eq!(got.len(), 1, "{accept}");
+        assert_eq!(
+            got[0].0, "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+            "{accept}"
+        );
+        assert_eq!(got[0].1, native, "{accept}: the decoded frame");
+    }
+    for accept in [
         "multipart/related; type=\"application/octet-stream\"; transfer-syntax=1.2.840.10008.1.2.4.50",
         "multipart/related; type=\"application/octet-stream\"; transfer-syntax=*; q=0",
         // JPEG, but baseline: not what is stored.
@@ -1535,6 +1569,135 @@ async fn an_implicit_vr_object_goes_in_the_default_transfer_syntax() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+}
+
+/// A compressed object (JPEG Lossless here) goes decompressed to a request that names no
+/// transfer syntax, or names Explicit VR Little Endian (PS3.18 8.7.3.5.2): its Pixel Data the
+/// same phantom's samples written uncompressed (not decoded by this test), every other element
+/// as uploaded, its part and File Meta naming the default syntax. Asked with `*` or its own
+/// syntax it goes as stored, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_object_goes_decompressed_in_the_default_transfer_syntax() {
+    use imaging::synth::{PhantomSpec, SynthSyntax, write_series};
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let spec = PhantomSpec {
+        columns: 32,
+        rows: 32,
+        slices: 3,
+        pixel_mm: 10.0,
+        spacing_mm: 5.0,
+        seed: 43,
+        syntax: SynthSyntax::JpegLossless,
+        ..Default::default()
+    };
+    let folder = s.dir.path().join("jpeg");
+    let out = write_series(&spec, &folder).unwrap();
+    let plain = s.dir.path().join("plain");
+    write_series(
+        &PhantomSpec {
+            syntax: SynthSyntax::ExplicitLe,
+            ..spec.clone()
+        },
+        &plain,
+    )
+    .unwrap();
+    let uploaded = files_of(&folder);
+    stow_into(&s, &coord, &case, &uploaded).await;
+    let read = |bytes: &[u8]| {
+        dicom_object::OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Always)
+            .from_reader(bytes)
+            .unwrap()
+    };
+    let uid = |o: &dicom_object::DefaultDicomObject| {
+        o.element(tags::SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    let pixels = |o: &dicom_object::DefaultDicomObject| {
+        o.element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .into_owned()
+    };
+    let elements_but_pixels = |o: &dicom_object::DefaultDicomObject| {
+        o.iter()
+            .filter(|e| e.header().tag != tags::PIXEL_DATA)
+            .map(|e| (e.header().tag, e.header().vr, e.value().clone()))
+            .collect::<Vec<_>>()
+    };
+    let native: std::collections::HashMap<String, Vec<u8>> = dicom_files(&plain)
+        .iter()
+        .map(|p| {
+            let o = dicom_object::open_file(p).unwrap();
+            (uid(&o), pixels(&o))
+        })
+        .collect();
+    let sent: Vec<_> = uploaded.iter().map(|b| read(b)).collect();
+    let get = |accept: &'static str| {
+        let (s, coord) = (&s, &coord);
+        let url = format!("{}/dicomweb/studies/{}", s.base, out.study_instance_uid);
+        async move {
+            s.http
+                .get(url)
+                .bearer_auth(coord)
+                .header("accept", accept)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for accept in [
+        "*/*",
+        "multipart/related; type=\"application/dicom\"",
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1",
+    ] {
+        let r = get(accept).await;
+        assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        let got = parts(r).await;
+        assert_eq!(got.len(), 3, "{accept}");
+        for (content_type, bytes) in &got {
+            assert_eq!(
+                content_type, "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+                "{accept}"
+            );
+            let back = read(bytes);
+            assert_eq!(
+                back.meta().transfer_syntax().trim_end_matches('\0'),
+                "1.2.840.10008.1.2.1"
+            );
+            let id = uid(&back);
+            assert_eq!(pixels(&back), native[&id], "{accept}: instance {id}");
+            let original = sent.iter().find(|o| uid(o) == id).unwrap();
+            assert_eq!(
+                elements_but_pixels(&back),
+                elements_but_pixels(original),
+                "{accept}: instance {id}"
+            );
+        }
+    }
+    for accept in [
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=*",
+        "multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.4.70",
+    ] {
+        let r = get(accept).await;
+        assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        let got = parts(r).await;
+        let back: BTreeSet<String> = got.iter().map(|(_, b)| content_key(b)).collect();
+        let stored: BTreeSet<String> = uploaded.iter().map(|b| content_key(b)).collect();
+        assert_eq!(back, stored, "{accept}");
+        assert!(
+            got.iter()
+                .all(|(ct, _)| ct == "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.70"),
+            "{accept}"
+        );
+    }
 }
 
 /// A patient's name of several component groups (alphabetic, ideographic, phonetic) is found

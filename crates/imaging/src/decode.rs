@@ -1148,7 +1148,7 @@ fn copy_tile<T: Sample>(
 }
 
 /// JPEG transfer syntaxes (PS3.5 A.4.1), decoded by libjpeg-turbo.
-fn is_jpeg(ts_uid: &str) -> bool {
+pub(crate) fn is_jpeg(ts_uid: &str) -> bool {
     matches!(
         ts_uid,
         "1.2.840.10008.1.2.4.50"
@@ -1716,6 +1716,92 @@ pub fn stored_frames(
             })
         })
         .collect()
+}
+
+/// Frames of one file decoded to the samples uncompressed Pixel Data holds (PS3.5 8.1.1):
+/// what a compressed object becomes when it is sent in Explicit VR Little Endian (WADO-RS's
+/// default transfer syntax, PS3.18 8.7.3.5.2).
+#[derive(Debug, Clone)]
+pub struct NativeFrames {
+    /// The format the samples are in: the file's for grey frames (Bits Allocated 8 or 16);
+    /// 8-bit RGB, interleaved (Planar Configuration 0), for colour ones whatever their stored
+    /// model (YBR_FULL_422, YBR_ICT and YBR_RCT decode to RGB).
+    pub format: PixelFormat,
+    /// Each frame asked for, little-endian, `format.bits_allocated / 8` bytes a sample.
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Frames `frames` (0-based; all when `None`) of one file, decoded to native samples
+/// ([`NativeFrames`]), refused before decoding when they would take more than `cap` bytes.
+/// Palette colour (its indices would be expanded) and 1-bit images (packed across frames)
+/// are refused: they are not written again here.
+pub fn native_frames(
+    path: &std::path::Path,
+    frames: Option<&[u32]>,
+    cap: u64,
+) -> Result<NativeFrames, ImagingError> {
+    let obj = open_full(path)?;
+    let header = image_header(&obj, path)?;
+    let unsupported = |what: String| ImagingError::Unsupported {
+        path: path.to_path_buf(),
+        what,
+    };
+    if header.photometric_interpretation.trim() == "PALETTE COLOR" {
+        return Err(unsupported(
+            "palette colour is not written as native samples here".into(),
+        ));
+    }
+    if !matches!(header.bits_allocated, 8 | 16) {
+        return Err(unsupported(format!(
+            "Bits Allocated {} is not written as native samples here (8 and 16 are)",
+            header.bits_allocated
+        )));
+    }
+    let count = number_of_frames(&obj);
+    let all: Vec<u32> = (0..count).collect();
+    let frames = frames.unwrap_or(&all);
+    if let Some(f) = frames.iter().find(|f| **f >= count) {
+        return Err(decode_error(path, *f)(format!(
+            "frame {} asked of {count}",
+            f + 1
+        )));
+    }
+    let frame_bytes = u64::from(header.rows)
+        * u64::from(header.columns)
+        * u64::from(header.samples_per_pixel)
+        * u64::from(header.bits_allocated / 8);
+    let total = frame_bytes.saturating_mul(frames.len() as u64);
+    if total > cap {
+        return Err(unsupported(format!(
+            "{} frames of {frame_bytes} bytes are more than the {cap} bytes allowed",
+            frames.len()
+        )));
+    }
+    let mut format = None;
+    let frames = frames
+        .iter()
+        .map(|&f| {
+            let decoded = decode_opened_frame(&obj, path, f)?;
+            let bytes = if decoded.format.bits_allocated == 16 {
+                let word = |v: i32| {
+                    if decoded.format.signed {
+                        (v as i16).to_le_bytes()
+                    } else {
+                        (v as u16).to_le_bytes()
+                    }
+                };
+                decoded.values.iter().flat_map(|v| word(*v)).collect()
+            } else {
+                decoded.values.iter().map(|v| *v as u8).collect()
+            };
+            format = Some(decoded.format);
+            Ok(bytes)
+        })
+        .collect::<Result<Vec<Vec<u8>>, ImagingError>>()?;
+    Ok(NativeFrames {
+        format: format.ok_or_else(|| unsupported("no frame asked for".into()))?,
+        frames,
+    })
 }
 
 /// The checked header of an opened image file (Rows and Columns 16-bit and not zero, the

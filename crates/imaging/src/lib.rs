@@ -25,6 +25,7 @@ pub mod scan;
 pub mod series;
 pub mod stats;
 pub mod synth;
+pub mod transcode;
 
 use std::path::PathBuf;
 

@@ -262,6 +262,20 @@ fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
     meta
 }
 
+/// Where the data set of a PS3.10 file (a 128-byte preamble, `DICM`, then the File Meta
+/// group) starts, and the transfer syntax its meta group names; `None` when `bytes` is not one.
+pub(crate) fn part10_data_set(bytes: &[u8]) -> Option<(usize, String)> {
+    if bytes.get(128..132) != Some(b"DICM") {
+        return None;
+    }
+    let mut pos = 132;
+    let meta = walk_meta(bytes, &mut pos, bytes.len());
+    if meta.overrun.is_some() || meta.more_after_end {
+        return None;
+    }
+    Some((pos, meta.transfer_syntax?))
+}
+
 /// A damaged length field makes a parser allocate what the field says (up to 4 GiB) before it
 /// finds the file too short. Before dicom-rs sees a Part 10 file, its elements are walked here
 /// (explicit or implicit VR, either byte order, deflated bodies inflated first; into sequences,
@@ -815,6 +829,82 @@ pub fn implicit_to_explicit_le(data_set: &[u8]) -> Result<Vec<u8>, String> {
             "the data set stops making sense at byte {pos} of {}",
             data_set.len()
         ));
+    }
+    Ok(out)
+}
+
+/// One top-level element of an explicit VR little endian data set ([`top_level_elements`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopElement {
+    pub group: u16,
+    pub element: u16,
+    pub vr: [u8; 2],
+    /// Its bytes in the data set, header included.
+    pub bytes: std::ops::Range<usize>,
+    /// Where its value starts (its header's end).
+    pub value_start: usize,
+    /// Of undefined length (a sequence, a CP-246 UN sequence, encapsulated Pixel Data).
+    pub undefined_length: bool,
+}
+
+/// The top-level elements of an explicit VR little endian data set (PS3.5 A.2, as every
+/// encapsulated transfer syntax encodes it), in the order they lie, through top-level Pixel
+/// Data: what follows it (padding, or garbage some writers leave) is not listed. The data set
+/// must pass the same length walk a file does before it is read ([`Walker`]).
+pub fn top_level_elements(data_set: &[u8]) -> Result<Vec<TopElement>, String> {
+    let walker = Walker::whole(data_set, true, false);
+    let end = walker.elements(0, None, 0)?;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < end {
+        let (group, element) = (le_u16(data_set, pos)?, le_u16(data_set, pos + 2)?);
+        if (group, element) == (0xFFFE, 0xE00D) {
+            // An item delimiter outside any sequence, which the walk and dicom-rs step over.
+            pos += 8;
+            continue;
+        }
+        if group == 0xFFFE {
+            return Err(format!(
+                "an item tag among the top-level elements at offset {pos}"
+            ));
+        }
+        let vr: [u8; 2] = data_set
+            .get(pos + 4..pos + 6)
+            .and_then(|v| v.try_into().ok())
+            .ok_or("data set ends in a header")?;
+        let (len, header) = if long_length_vr(&vr) {
+            (le_u32(data_set, pos + 8)?, 12)
+        } else {
+            (u32::from(le_u16(data_set, pos + 6)?), 8)
+        };
+        let start = pos + header;
+        let stop = if len != UNDEFINED {
+            start + len as usize
+        } else if (group, element) == (0x7FE0, 0x0010) {
+            walker.fragments(start)?
+        } else if &vr == b"UN" {
+            // PS3.5 6.2.2 (CP-246): its items are implicit VR.
+            walker.explicit.set(false);
+            let after = walker.items(start, 0);
+            walker.explicit.set(true);
+            after?
+        } else {
+            walker.items(start, 0)?
+        };
+        if stop > end {
+            return Err(format!(
+                "element ({group:04X},{element:04X}) runs past the data set's end"
+            ));
+        }
+        out.push(TopElement {
+            group,
+            element,
+            vr,
+            bytes: pos..stop,
+            value_start: start,
+            undefined_length: len == UNDEFINED,
+        });
+        pos = stop;
     }
     Ok(out)
 }

@@ -18,11 +18,13 @@
 //! | `/studies/{study}/metadata`, `.../series/{series}/metadata`, `.../instances/{sop}/metadata` | GET (DICOM JSON) |
 //! | `/series`, `/instances`, `/studies/{study}/series`, `/studies/{study}/instances`, `.../series/{series}/instances` | GET (QIDO) |
 //! | `/studies/{study}/series/{series}`, `.../instances/{sop}` | GET (WADO) |
-//! | `.../instances/{sop}/frames/{list}` | GET (frames as stored, as their media type or as octet-stream where `transfer-syntax=*` takes them; 1-based list) |
+//! | `.../instances/{sop}/frames/{list}` | GET (frames as stored, as their media type or as octet-stream where `transfer-syntax=*` takes them; compressed ones decoded for octet-stream in the default syntax; 1-based list) |
 //! | `.../instances/{sop}/rendered`, `.../thumbnail`, `.../series/{series}/thumbnail`, `/studies/{study}/thumbnail` | GET (PNG) |
 //!
-//! Objects are served as stored (no transcoding): a request that insists on another transfer
-//! syntax gets 406 and says which one the objects have.
+//! Objects go as stored where the request takes their transfer syntax, and otherwise in the
+//! default, Explicit VR Little Endian, where that is taken: written again byte by byte from
+//! Implicit VR, inflated, or decompressed (`part10::explicit_le`). A request that insists on
+//! a syntax neither is gets 406 and says which one the objects have.
 
 mod qido;
 mod render;
@@ -361,18 +363,21 @@ pub(crate) enum Served {
 }
 
 /// The transfer syntaxes whose data set this server writes again in Explicit VR Little Endian
-/// (`crate::part10::explicit_le`): Implicit VR Little Endian, converted byte by byte, and
-/// Deflated Explicit VR Little Endian, inflated. (Explicit VR Big Endian, retired, is not:
-/// its values would have to be swapped by type.)
+/// (`crate::part10::explicit_le`): Implicit VR Little Endian, converted byte by byte; Deflated
+/// Explicit VR Little Endian, inflated; and the compressed syntaxes the imaging crate decodes
+/// (JPEG, JPEG-LS, JPEG 2000, HTJ2K, RLE, Deflated Image Frame, Encapsulated Uncompressed),
+/// decompressed. (Explicit VR Big Endian, retired, is not: its values would have to be swapped
+/// by type; nor are syntaxes without a decoder here, JPEG XL say.)
 pub(crate) fn is_converted(ts: &str) -> bool {
     matches!(ts, "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1.99")
+        || imaging::transcode::is_decompressed(ts)
 }
 
 /// How an object stored in `stored` goes to a caller taking `wanted` (`None`: any): as stored
 /// where that is taken; in Explicit VR Little Endian, written again, where that is taken (by
-/// name or as the default) and the object is in Implicit VR or Deflated ([`is_converted`]); any
-/// other (compressed, Big Endian) as stored to a request that names no syntax (this server
-/// does not decompress; the part names its syntax); else `None`, not acceptable.
+/// name or as the default) and the object is in a syntax [`is_converted`] takes; any other
+/// (Big Endian, a compressed syntax without a decoder here) as stored to a request that names
+/// no syntax (the part names its syntax); else `None`, not acceptable.
 pub(crate) fn served(wanted: Option<&Syntaxes>, stored: &str) -> Option<Served> {
     let Some(w) = wanted else {
         return Some(Served::AsStored);
@@ -509,15 +514,17 @@ mod tests {
         assert_eq!(accepted_transfer_syntaxes(&HeaderMap::new()), default);
     }
 
-    /// What goes how (PS3.18 8.7.3.5.2): as stored where taken, an uncompressed object written
-    /// again in Explicit VR Little Endian where that is taken, a compressed one as stored to a
-    /// request naming no syntax, else nothing.
+    /// What goes how (PS3.18 8.7.3.5.2): as stored where taken; an Implicit VR, Deflated or
+    /// decodable compressed object written again in Explicit VR Little Endian where that is
+    /// taken; Big Endian or a compressed syntax without a decoder here (JPEG XL) as stored to a
+    /// request naming no syntax; else nothing.
     #[test]
     fn objects_go_in_a_syntax_the_caller_takes() {
-        let (implicit, explicit, jpeg) = (
+        let (implicit, explicit, jpeg, jpeg_xl) = (
             "1.2.840.10008.1.2",
             EXPLICIT_VR_LITTLE_ENDIAN,
             "1.2.840.10008.1.2.4.70",
+            "1.2.840.10008.1.2.4.110",
         );
         let default = Syntaxes {
             named: Vec::new(),
@@ -537,7 +544,8 @@ mod tests {
                 "1.2.840.10008.1.2.2",
                 Some(Served::AsStored),
             ),
-            (Some(&default), jpeg, Some(Served::AsStored)),
+            (Some(&default), jpeg, Some(Served::ExplicitLittleEndian)),
+            (Some(&default), jpeg_xl, Some(Served::AsStored)),
         ];
         for (wanted, stored, expected) in cases {
             assert_eq!(served(wanted, stored), expected, "{wanted:?} {stored}");
@@ -549,7 +557,12 @@ mod tests {
         );
         assert_eq!(served(Some(&as_implicit), implicit), Some(Served::AsStored));
         assert_eq!(served(Some(&as_implicit), explicit), None);
-        assert_eq!(served(Some(&as_explicit), jpeg), None);
+        assert_eq!(
+            served(Some(&as_explicit), jpeg),
+            Some(Served::ExplicitLittleEndian)
+        );
+        assert_eq!(served(Some(&as_explicit), jpeg_xl), None);
         assert_eq!(served(Some(&as_jpeg), jpeg), Some(Served::AsStored));
+        assert_eq!(served(Some(&as_jpeg), implicit), None);
     }
 }

@@ -1,10 +1,11 @@
 //! WADO-RS (PS3.18 10.4): instances as `multipart/related; type="application/dicom"`,
-//! metadata as DICOM JSON, frames as stored. An object intake accepted without its preamble or
-//! meta group goes as a PS3.10 file (`crate::part10`). Its data set goes as stored where the
-//! request takes that syntax; one in Implicit VR or Deflated is written again in Explicit VR
-//! Little Endian (byte by byte: no value decoded) where that is asked for or no syntax is named
-//! (the default, PS3.18 8.7.3.5.2); a compressed or Big Endian one goes as stored to a request
-//! that names no syntax (it is not decompressed here; its part names its syntax).
+//! metadata as DICOM JSON, frames as stored or decoded. An object intake accepted without its
+//! preamble or meta group goes as a PS3.10 file (`crate::part10`). Its data set goes as stored
+//! where the request takes that syntax; one in Implicit VR, Deflated or a compressed syntax
+//! with a decoder here is written again in Explicit VR Little Endian (byte by byte, inflated,
+//! or its pixels decompressed) where that is asked for or no syntax is named (the default,
+//! PS3.18 8.7.3.5.2); a Big Endian one, or one compressed in a syntax without a decoder here,
+//! goes as stored to a request that names no syntax (its part names its syntax).
 
 use std::collections::HashMap;
 
@@ -26,7 +27,9 @@ use case_protocol::multipart::{closing, new_boundary, part_head};
 
 /// The largest object written again in Explicit VR Little Endian for a request that names no
 /// transfer syntax (conversion holds the object twice; four are fetched ahead): a larger one
-/// goes as stored, its part naming its syntax. One that names the syntax is always converted.
+/// goes as stored, its part naming its syntax. One that names the syntax is always converted,
+/// but for decompression, which no object may take past this many bytes of pixels (a small
+/// compressed file may hold gigabytes of them): the answer to such a request ends there.
 const CONVERTED_MAX: usize = 512 << 20;
 
 /// Objects fetched from the store ahead of the one being sent.
@@ -81,7 +84,8 @@ pub(super) async fn retrieve(
     {
         return Err(not_acceptable(format!(
             "an object is stored in transfer syntax {other}, which is sent as stored (or, \
-             uncompressed, in Explicit VR Little Endian); ask with transfer-syntax=*"
+             where it can be written again, in Explicit VR Little Endian); ask with \
+             transfer-syntax=*"
         )));
     }
     audit_access(
@@ -137,8 +141,9 @@ pub(super) async fn retrieve(
                         } else {
                             let (stored, class, sop, ts) =
                                 (bytes.clone(), class.clone(), sop.clone(), ts.clone());
-                            // Inflated, a deflated object is bound by the same limit.
-                            let cap = if lenient {
+                            // Inflated, a deflated object is bound by the same limit, and
+                            // decompressed pixels always are.
+                            let cap = if lenient || imaging::transcode::is_decompressed(&ts) {
                                 CONVERTED_MAX as u64
                             } else {
                                 u64::MAX
@@ -295,6 +300,31 @@ fn compressed_part_type(headers: &HeaderMap, media: &str, ts: &str) -> Option<St
     })
 }
 
+/// Whether `Accept` takes frames as `application/octet-stream` in Explicit VR Little Endian,
+/// the default (PS3.18 Table 8.7.3-5): a range of that type, or multipart/related of it,
+/// naming no transfer syntax or that one. Ranges of quality 0 take nothing.
+fn takes_native_octet_stream(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    accept.split(',').any(|range| {
+        let m = case_protocol::multipart::MediaType::parse(range);
+        let asked = match m.essence.as_str() {
+            "multipart/related" => m.param("type").unwrap_or("*/*").to_ascii_lowercase(),
+            essence => essence.to_string(),
+        };
+        let native = m
+            .param("transfer-syntax")
+            .is_none_or(|t| t == super::EXPLICIT_VR_LITTLE_ENDIAN);
+        !super::refused(&m)
+            && native
+            && matches!(
+                asked.as_str(),
+                "application/octet-stream" | "application/*" | "*/*" | "*" | "multipart/*"
+            )
+    })
+}
+
 /// Parse `1,3,5` (1-based frame numbers) into 0-based indices. A frame named twice is
 /// refused (PS3.18 8.3.2.3: a list of non-duplicate frame numbers): each listed frame is a
 /// copy in the response, so repeats would let one short URL ask for gigabytes.
@@ -354,9 +384,9 @@ pub(super) async fn frames(
         .get(&key)
         .await
         .map_err(|e| ApiError::internal("a stored object could not be read", e))?;
-    let list = wanted.clone();
+    let (list, stored) = (wanted.clone(), bytes.clone());
     let frames = tokio::task::spawn_blocking(move || {
-        on_disk(&bytes, |path| {
+        on_disk(&stored, |path| {
             imaging::decode::stored_frames(path, &list).map_err(|e| e.to_string())
         })
     })
@@ -375,11 +405,71 @@ pub(super) async fn frames(
     } else {
         accepts(&headers, media).then(|| media.to_string())
     };
-    let Some(part_type) = part_type else {
-        return Err(not_acceptable(format!(
-            "frames of {} are stored as {media} (transfer syntax {ts}); frames are sent as stored",
-            target.describe(),
-        )));
+    // Compressed frames the request does not take as stored, decoded where it takes them as
+    // octet-stream in the default syntax (as a client without that codec asks).
+    let (part_type, frames) = match part_type {
+        Some(part_type) => (part_type, frames),
+        None if frames[0].encapsulated
+            && takes_native_octet_stream(&headers)
+            && imaging::transcode::is_decompressed(&ts) =>
+        {
+            let list = wanted.clone();
+            let decoded = tokio::task::spawn_blocking(move || {
+                on_disk(&bytes, |path| {
+                    Ok(imaging::decode::native_frames(
+                        path,
+                        Some(&list),
+                        CONVERTED_MAX as u64,
+                    ))
+                })
+            })
+            .await
+            .map_err(|e| ApiError::internal("a worker thread failed", e))?
+            .map_err(|e| ApiError::internal("a stored object could not be read", e))?;
+            let decoded = match decoded {
+                Ok(decoded) => decoded,
+                // Palette colour, 1-bit, or more than the bound: not written natively here.
+                Err(e @ imaging::ImagingError::Unsupported { .. }) => {
+                    return Err(not_acceptable(format!(
+                        "frames of {} (transfer syntax {ts}) are not decoded here: {}",
+                        target.describe(),
+                        e.to_string()
+                            .rsplit(": unsupported: ")
+                            .next()
+                            .unwrap_or_default()
+                    )));
+                }
+                Err(e) => {
+                    return Err(ApiError::internal(
+                        format!("{}: its frames could not be decoded", target.describe()),
+                        e,
+                    ));
+                }
+            };
+            let frames = decoded
+                .frames
+                .into_iter()
+                .map(|bytes| imaging::decode::StoredFrame {
+                    transfer_syntax_uid: super::EXPLICIT_VR_LITTLE_ENDIAN.into(),
+                    encapsulated: false,
+                    bytes,
+                })
+                .collect();
+            (
+                format!(
+                    "application/octet-stream; transfer-syntax={}",
+                    super::EXPLICIT_VR_LITTLE_ENDIAN
+                ),
+                frames,
+            )
+        }
+        None => {
+            return Err(not_acceptable(format!(
+                "frames of {} are stored as {media} (transfer syntax {ts}); frames are sent as \
+                 stored, or decoded as application/octet-stream",
+                target.describe(),
+            )));
+        }
     };
     audit_access(
         &server,
