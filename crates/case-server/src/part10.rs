@@ -4,7 +4,8 @@
 //!
 //! Intake reads leniently what hospitals send (a bare data set, a file without its preamble)
 //! and stores the bytes as received; what leaves the server is made a PS3.10 file here, the
-//! data set itself untouched.
+//! data set itself untouched ([`file`]), or written again in Explicit VR Little Endian for a
+//! WADO-RS request for the default syntax ([`explicit_le`]).
 
 use bytes::Bytes;
 
@@ -57,34 +58,43 @@ pub fn file(object: Bytes, class: &str, instance: &str, ts: &str) -> Result<Byte
 /// (`imaging::open::implicit_to_explicit_le`: every value as it lies, text included whatever
 /// its character set; each element with the dictionary's VR), inflated, or its Pixel Data
 /// decoded (`imaging::transcode`: every other element as it lies but the few decoding
-/// changes). `Err` for any other syntax, a data set that cannot be, one that would inflate
-/// past `cap` bytes, or pixels that would decode to more than `cap` bytes.
+/// changes). In pieces to send one after the other (the meta group, the data set, and a
+/// decompressed data set's pixels apart: none is copied to join them). `Err` for any other
+/// syntax, a data set that cannot be, one that would inflate past `cap` bytes, or pixels that
+/// would decode to more than `cap` bytes.
 pub fn explicit_le(
     file: &[u8],
     class: &str,
     instance: &str,
     ts: &str,
     cap: u64,
-) -> Result<Bytes, String> {
+) -> Result<Vec<Bytes>, String> {
     let data_set = file
         .get(128..132)
         .filter(|m| *m == b"DICM")
         .and_then(|_| meta_group_end(file, 132))
         .and_then(|at| file.get(at..))
         .ok_or("not a PS3.10 file")?;
-    let converted = match ts {
-        "1.2.840.10008.1.2" => imaging::open::implicit_to_explicit_le(data_set)?,
-        "1.2.840.10008.1.2.1.99" => imaging::open::inflated_data_set(data_set, file.len(), cap)?,
+    let mut out = vec![Bytes::from(header(
+        class,
+        instance,
+        EXPLICIT_VR_LITTLE_ENDIAN,
+    )?)];
+    match ts {
+        "1.2.840.10008.1.2" => out.push(imaging::open::implicit_to_explicit_le(data_set)?.into()),
+        "1.2.840.10008.1.2.1.99" => {
+            out.push(imaging::open::inflated_data_set(data_set, file.len(), cap)?.into())
+        }
         compressed if imaging::transcode::is_decompressed(compressed) => {
-            crate::dicomweb::on_disk(file, |path| {
-                imaging::transcode::decompressed_data_set(path, cap)
-            })?
+            let decompressed = crate::dicomweb::on_disk(file, |path| {
+                imaging::transcode::decompressed_data_set(path, file, cap)
+            })?;
+            out.push(decompressed.head.into());
+            out.push(decompressed.pixels.into());
         }
         other => return Err(format!("transfer syntax {other} is not converted here")),
-    };
-    let mut out = header(class, instance, EXPLICIT_VR_LITTLE_ENDIAN)?;
-    out.extend_from_slice(&converted);
-    Ok(out.into())
+    }
+    Ok(out)
 }
 
 /// Explicit VR Little Endian (PS3.5 A.2).

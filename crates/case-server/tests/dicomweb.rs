@@ -1238,6 +1238,15 @@ async fn searches_answer_the_required_attributes_and_what_includefield_asks() {
     assert!(v[0].get("7FE00010").is_none(), "never the pixels");
 }
 
+/// The `type` of a multipart/related answer: the media type its parts are (RFC 2387).
+fn outer_type(r: &reqwest::Response) -> String {
+    let content_type = r.headers()["content-type"].to_str().unwrap();
+    multipart::MediaType::parse(content_type)
+        .param("type")
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Compressed frames are sent as stored: as their own media type (image/jpeg), or as
 /// application/octet-stream to a client that takes any syntax that way
 /// (`transfer-syntax=*`, as OHIF's image loader asks), the part naming the stored syntax
@@ -1317,6 +1326,11 @@ async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
     ] {
         let r = ask(accept).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        assert_eq!(
+            outer_type(&r),
+            part_type.split(';').next().unwrap(),
+            "{accept}"
+        );
         let got = parts(r).await;
         assert_eq!(got.len(), 1, "{accept}");
         assert_eq!(got[0].0, part_type, "{accept}");
@@ -1348,6 +1362,7 @@ async fn compressed_frames_go_as_stored_to_a_client_that_takes_them() {
     ] {
         let r = ask(accept).await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{accept}");
+        assert_eq!(outer_type(&r), "application/octet-stream", "{accept}");
         let got = parts(r).await;
         assert_eq!(got.len(), 1, "{accept}");
         assert_eq!(
@@ -1698,6 +1713,146 @@ async fn a_compressed_object_goes_decompressed_in_the_default_transfer_syntax() 
             "{accept}"
         );
     }
+}
+
+/// An object whose pixels do not decode (a JPEG fragment of nothing but its start and end
+/// markers: intake reads headers, not pixels) still goes to a request that names no transfer
+/// syntax: as stored, its part naming its syntax, after the other instance, decompressed. A
+/// request that names Explicit VR Little Endian gets no other syntax: its answer ends there,
+/// without the closing delimiter, so the client sees it cut short rather than whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_that_does_not_decode_goes_as_stored_or_ends_a_named_answer() {
+    use imaging::synth::{PhantomSpec, SynthSyntax, write_series};
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let folder = s.dir.path().join("jpeg");
+    let out = write_series(
+        &PhantomSpec {
+            columns: 32,
+            rows: 32,
+            slices: 2,
+            pixel_mm: 10.0,
+            spacing_mm: 5.0,
+            seed: 44,
+            syntax: SynthSyntax::JpegLossless,
+            ..Default::default()
+        },
+        &folder,
+    )
+    .unwrap();
+    let files = dicom_files(&folder);
+    let mut broken = dicom_object::open_file(&files[1]).unwrap();
+    broken.put(dicom_core::DataElement::new(
+        tags::PIXEL_DATA,
+        dicom_core::VR::OB,
+        dicom_core::value::Value::PixelSequence(dicom_core::value::PixelFragmentSequence::new(
+            vec![],
+            vec![vec![0xFF, 0xD8, 0xFF, 0xD9]],
+        )),
+    ));
+    broken.write_to_file(&files[1]).unwrap();
+    let uploaded = files_of(&folder);
+    stow_into(&s, &coord, &case, &uploaded).await;
+    let broken_bytes = std::fs::read(&files[1]).unwrap();
+    let url = format!("{}/dicomweb/studies/{}", s.base, out.study_instance_uid);
+    let get = |accept: &'static str| {
+        s.http
+            .get(&url)
+            .bearer_auth(&coord)
+            .header("accept", accept)
+            .send()
+    };
+
+    let r = get("multipart/related; type=\"application/dicom\"")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = parts(r).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].0,
+        "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    );
+    assert_eq!(
+        got[1].0,
+        "application/dicom; transfer-syntax=1.2.840.10008.1.2.4.70"
+    );
+    assert_eq!(content_key(&got[1].1), content_key(&broken_bytes));
+
+    let r =
+        get("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1")
+            .await
+            .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the answer starts before the object fails"
+    );
+    assert!(
+        r.bytes().await.is_err(),
+        "an answer that could not send every object in the syntax asked must end cut short"
+    );
+}
+
+/// A compressed object whose pixels are not written natively here (palette colour: its
+/// indices would be expanded) is known so from the metadata intake kept, before any answer
+/// starts: a request that names Explicit VR Little Endian gets 406 (not a 200 cut short), one
+/// that names no syntax gets it as stored, its part naming its syntax.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_object_not_written_natively_is_refused_up_front_to_a_named_request() {
+    use imaging::synth::{PhantomSpec, SynthSyntax, write_series};
+    let s = start().await;
+    let coord = s.login("coord").await;
+    let case = case_for(&s, &coord, "1970-01-01").await;
+    let folder = s.dir.path().join("palette");
+    let out = write_series(
+        &PhantomSpec {
+            columns: 16,
+            rows: 16,
+            slices: 1,
+            pixel_mm: 10.0,
+            seed: 45,
+            syntax: SynthSyntax::Rle,
+            ..Default::default()
+        },
+        &folder,
+    )
+    .unwrap();
+    edit_study(
+        &folder,
+        &[(
+            tags::PHOTOMETRIC_INTERPRETATION,
+            dicom_core::VR::CS,
+            "PALETTE COLOR",
+        )],
+    );
+    let uploaded = files_of(&folder);
+    stow_into(&s, &coord, &case, &uploaded).await;
+    let url = format!("{}/dicomweb/studies/{}", s.base, out.study_instance_uid);
+    let get = |accept: &'static str| {
+        s.http
+            .get(&url)
+            .bearer_auth(&coord)
+            .header("accept", accept)
+            .send()
+    };
+    let r =
+        get("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1")
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
+    let r = get("multipart/related; type=\"application/dicom\"")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let got = parts(r).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].0,
+        "application/dicom; transfer-syntax=1.2.840.10008.1.2.5"
+    );
+    assert_eq!(content_key(&got[0].1), content_key(&uploaded[0]));
 }
 
 /// A patient's name of several component groups (alphabetic, ideographic, phonetic) is found

@@ -421,7 +421,7 @@ impl Sample for [u8; 3] {
         format: &PixelFormat,
         slot: &mut [Self],
     ) -> Result<(), ImagingError> {
-        decode_rgb_frame_into(obj, path, frame, format, slot)
+        decode_rgb_frame_into(obj, path, frame, format, slot, false).map(|_| ())
     }
 }
 
@@ -1361,13 +1361,19 @@ fn decode_frame_into<T: Sample>(
 /// transform); JPEG 2000 as RGB when the codestream carries its own transform (YBR_ICT,
 /// YBR_RCT), else in the stored model; JPEG as RGB when libjpeg-turbo found the stream in YCbCr
 /// and converted it, else as stored.
+///
+/// With `keep_ybr`, samples that come out of the codec (or the file) in YBR_FULL stay so,
+/// and YBR_FULL_422 is upsampled to YBR_FULL without conversion: nothing is rounded, as
+/// writing a lossless object again natively needs. Returns the model the slot holds: `RGB`,
+/// or `YBR_FULL` with `keep_ybr`.
 fn decode_rgb_frame_into(
     obj: &DefaultDicomObject,
     path: &std::path::Path,
     frame: u32,
     format: &PixelFormat,
     slot: &mut [[u8; 3]],
-) -> Result<(), ImagingError> {
+    keep_ybr: bool,
+) -> Result<&'static str, ImagingError> {
     let decode_err = decode_error(path, frame);
     let pixels = usize::from(format.rows) * usize::from(format.columns);
     if format.is_palette() {
@@ -1381,7 +1387,7 @@ fn decode_rgb_frame_into(
         for (dst, index) in slot.iter_mut().zip(&indices) {
             *dst = palette.colour(*index, signed_bits);
         }
-        return Ok(());
+        return Ok("RGB");
     }
     let photometric = format.photometric_interpretation.trim();
     // The stored layout's frame length (YBR_FULL_422 keeps two bytes a pixel).
@@ -1472,14 +1478,21 @@ fn decode_rgb_frame_into(
         )));
     }
     // Decided once, not per pixel.
-    let ybr = model == "YBR_FULL";
-    let pixel = |v: [u8; 3]| if ybr { ybr_to_rgb(v[0], v[1], v[2]) } else { v };
+    let ybr = model == "YBR_FULL" || model == "YBR_FULL_422";
+    let convert = ybr && !keep_ybr;
+    let pixel = |v: [u8; 3]| {
+        if convert {
+            ybr_to_rgb(v[0], v[1], v[2])
+        } else {
+            v
+        }
+    };
     match (model, planar) {
         ("YBR_FULL_422", _) => {
             for (pair, chunk) in slot.chunks_mut(2).zip(bytes.chunks_exact(4)) {
                 let (cb, cr) = (chunk[2], chunk[3]);
                 for (dst, y) in pair.iter_mut().zip([chunk[0], chunk[1]]) {
-                    *dst = ybr_to_rgb(y, cb, cr);
+                    *dst = pixel([y, cb, cr]);
                 }
             }
         }
@@ -1496,7 +1509,7 @@ fn decode_rgb_frame_into(
             }
         }
     }
-    Ok(())
+    Ok(if ybr && keep_ybr { "YBR_FULL" } else { "RGB" })
 }
 
 /// The red, green and blue Palette Color Lookup Tables of a PALETTE COLOR image (PS3.3
@@ -1724,17 +1737,53 @@ pub fn stored_frames(
 #[derive(Debug, Clone)]
 pub struct NativeFrames {
     /// The format the samples are in: the file's for grey frames (Bits Allocated 8 or 16);
-    /// 8-bit RGB, interleaved (Planar Configuration 0), for colour ones whatever their stored
-    /// model (YBR_FULL_422, YBR_ICT and YBR_RCT decode to RGB).
+    /// 8 bits, three samples a pixel, interleaved (Planar Configuration 0), for colour ones:
+    /// `RGB`, or `YBR_FULL` where the codec gives that (RLE, JPEG-LS, lossless JPEG, Deflated
+    /// Image Frame: converting would round, and the object is lossless), YBR_FULL_422 upsampled
+    /// to it. JPEG 2000's YBR_ICT and YBR_RCT, and JPEG in YCbCr, decode to RGB.
     pub format: PixelFormat,
-    /// Each frame asked for, little-endian, `format.bits_allocated / 8` bytes a sample.
-    pub frames: Vec<Vec<u8>>,
+    /// Bytes a frame: Rows x Columns x samples x Bits Allocated / 8.
+    pub frame_len: usize,
+    /// The frames asked for, one after another, little-endian.
+    pub bytes: Vec<u8>,
+}
+
+impl NativeFrames {
+    /// Each frame's bytes.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        self.bytes.chunks(self.frame_len.max(1))
+    }
+}
+
+/// Whether frames of this format are written as native samples here ([`native_frames`]):
+/// grey of 8 or 16 bits allocated, or 8-bit colour in a model the decoder reads. Palette
+/// colour (its indices would be expanded) and 1-bit images (packed across frames) are not.
+pub fn writes_natively(
+    photometric: &str,
+    samples_per_pixel: u16,
+    bits_allocated: u16,
+) -> Result<(), String> {
+    let photometric = photometric.trim();
+    match samples_per_pixel {
+        1 if photometric == "PALETTE COLOR" => {
+            Err("palette colour is not written as native samples here".into())
+        }
+        1 if matches!(bits_allocated, 8 | 16) => Ok(()),
+        1 => Err(format!(
+            "Bits Allocated {bits_allocated} is not written as native samples here (8 and 16 are)"
+        )),
+        3 if bits_allocated == 8 && COLOUR_PHOTOMETRICS.contains(&photometric) => Ok(()),
+        n => Err(format!(
+            "{n} samples a pixel of {bits_allocated} bits in {photometric} are not written as \
+             native samples here"
+        )),
+    }
 }
 
 /// Frames `frames` (0-based; all when `None`) of one file, decoded to native samples
-/// ([`NativeFrames`]), refused before decoding when they would take more than `cap` bytes.
-/// Palette colour (its indices would be expanded) and 1-bit images (packed across frames)
-/// are refused: they are not written again here.
+/// ([`NativeFrames`]), refused before decoding when they would take more than `cap` bytes or
+/// are not written natively ([`writes_natively`]). Each frame is written into the one buffer
+/// as it is decoded.
 pub fn native_frames(
     path: &std::path::Path,
     frames: Option<&[u32]>,
@@ -1746,17 +1795,12 @@ pub fn native_frames(
         path: path.to_path_buf(),
         what,
     };
-    if header.photometric_interpretation.trim() == "PALETTE COLOR" {
-        return Err(unsupported(
-            "palette colour is not written as native samples here".into(),
-        ));
-    }
-    if !matches!(header.bits_allocated, 8 | 16) {
-        return Err(unsupported(format!(
-            "Bits Allocated {} is not written as native samples here (8 and 16 are)",
-            header.bits_allocated
-        )));
-    }
+    writes_natively(
+        &header.photometric_interpretation,
+        header.samples_per_pixel,
+        header.bits_allocated,
+    )
+    .map_err(unsupported)?;
     let count = number_of_frames(&obj);
     let all: Vec<u32> = (0..count).collect();
     let frames = frames.unwrap_or(&all);
@@ -1766,41 +1810,39 @@ pub fn native_frames(
             f + 1
         )));
     }
-    let frame_bytes = u64::from(header.rows)
+    let frame_len = u64::from(header.rows)
         * u64::from(header.columns)
         * u64::from(header.samples_per_pixel)
         * u64::from(header.bits_allocated / 8);
-    let total = frame_bytes.saturating_mul(frames.len() as u64);
+    let total = frame_len.saturating_mul(frames.len() as u64);
     if total > cap {
         return Err(unsupported(format!(
-            "{} frames of {frame_bytes} bytes are more than the {cap} bytes allowed",
+            "{} frames of {frame_len} bytes are more than the {cap} bytes allowed",
             frames.len()
         )));
     }
+    let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     let mut format = None;
-    let frames = frames
-        .iter()
-        .map(|&f| {
-            let decoded = decode_opened_frame(&obj, path, f)?;
-            let bytes = if decoded.format.bits_allocated == 16 {
-                let word = |v: i32| {
-                    if decoded.format.signed {
-                        (v as i16).to_le_bytes()
-                    } else {
-                        (v as u16).to_le_bytes()
-                    }
-                };
-                decoded.values.iter().flat_map(|v| word(*v)).collect()
-            } else {
-                decoded.values.iter().map(|v| *v as u8).collect()
-            };
-            format = Some(decoded.format);
-            Ok(bytes)
-        })
-        .collect::<Result<Vec<Vec<u8>>, ImagingError>>()?;
+    for &f in frames {
+        let decoded = decode_opened_frame_as(&obj, path, f, true)?;
+        if decoded.format.bits_allocated == 16 {
+            for v in &decoded.values {
+                bytes.extend_from_slice(&if decoded.format.signed {
+                    (*v as i16).to_le_bytes()
+                } else {
+                    (*v as u16).to_le_bytes()
+                });
+            }
+        } else {
+            bytes.extend(decoded.values.iter().map(|v| *v as u8));
+        }
+        format = Some(decoded.format);
+    }
+    let format = format.ok_or_else(|| unsupported("no frame asked for".into()))?;
     Ok(NativeFrames {
-        format: format.ok_or_else(|| unsupported("no frame asked for".into()))?,
-        frames,
+        format,
+        frame_len: usize::try_from(frame_len).unwrap_or(usize::MAX),
+        bytes,
     })
 }
 
@@ -1829,6 +1871,17 @@ fn decode_opened_frame(
     path: &std::path::Path,
     frame: u32,
 ) -> Result<DecodedFrame, ImagingError> {
+    decode_opened_frame_as(obj, path, frame, false)
+}
+
+/// [`decode_opened_frame`], colour frames that decode in YBR_FULL (or YBR_FULL_422) kept in
+/// YBR_FULL when `keep_ybr` (the format says which model the values are in).
+fn decode_opened_frame_as(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+    frame: u32,
+    keep_ybr: bool,
+) -> Result<DecodedFrame, ImagingError> {
     let header = image_header(obj, path)?;
     let format = PixelFormat {
         rows: header.rows,
@@ -1853,14 +1906,14 @@ fn decode_opened_frame(
         && COLOUR_PHOTOMETRICS.contains(&format.photometric_interpretation.trim());
     if palette || three {
         let mut rgb = vec![[0u8; 3]; usize::from(format.rows) * usize::from(format.columns)];
-        decode_rgb_frame_into(obj, path, frame, &format, &mut rgb)?;
+        let model = decode_rgb_frame_into(obj, path, frame, &format, &mut rgb, keep_ybr)?;
         let values = rgb.iter().flatten().map(|v| i32::from(*v)).collect();
         let format = PixelFormat {
             samples_per_pixel: 3,
             bits_allocated: 8,
             bits_stored: 8,
             signed: false,
-            photometric_interpretation: "RGB".into(),
+            photometric_interpretation: model.into(),
             ..format
         };
         return Ok(DecodedFrame { format, values });

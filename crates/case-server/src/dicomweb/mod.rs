@@ -375,19 +375,20 @@ pub(crate) fn is_converted(ts: &str) -> bool {
 
 /// How an object stored in `stored` goes to a caller taking `wanted` (`None`: any): as stored
 /// where that is taken; in Explicit VR Little Endian, written again, where that is taken (by
-/// name or as the default) and the object is in a syntax [`is_converted`] takes; any other
-/// (Big Endian, a compressed syntax without a decoder here) as stored to a request that names
-/// no syntax (the part names its syntax); else `None`, not acceptable.
-pub(crate) fn served(wanted: Option<&Syntaxes>, stored: &str) -> Option<Served> {
+/// name or as the default) and the object is `convertible` (in a syntax [`is_converted`]
+/// takes, its pixels ones that can be written natively: `wado::convertible`); any other (Big
+/// Endian, a compressed syntax without a decoder here, palette colour) as stored to a request
+/// that names no syntax (the part names its syntax); else `None`, not acceptable.
+pub(crate) fn served(wanted: Option<&Syntaxes>, stored: &str, convertible: bool) -> Option<Served> {
     let Some(w) = wanted else {
         return Some(Served::AsStored);
     };
     let explicit_le = w.default || w.named.iter().any(|t| t == EXPLICIT_VR_LITTLE_ENDIAN);
     if w.named.iter().any(|t| t == stored) || (explicit_le && stored == EXPLICIT_VR_LITTLE_ENDIAN) {
         Some(Served::AsStored)
-    } else if explicit_le && is_converted(stored) {
+    } else if explicit_le && convertible {
         Some(Served::ExplicitLittleEndian)
-    } else if w.default && !is_converted(stored) {
+    } else if w.default && !convertible {
         Some(Served::AsStored)
     } else {
         None
@@ -538,7 +539,8 @@ mod tests {
             (None, implicit, Some(Served::AsStored)),
             (Some(&default), explicit, Some(Served::AsStored)),
             (Some(&default), implicit, Some(Served::ExplicitLittleEndian)),
-            // Big Endian is not converted: as stored, as a compressed object is.
+            // Big Endian is not converted: as stored, as a compressed object without a
+            // decoder here is.
             (
                 Some(&default),
                 "1.2.840.10008.1.2.2",
@@ -548,21 +550,44 @@ mod tests {
             (Some(&default), jpeg_xl, Some(Served::AsStored)),
         ];
         for (wanted, stored, expected) in cases {
-            assert_eq!(served(wanted, stored), expected, "{wanted:?} {stored}");
+            assert_eq!(
+                served(wanted, stored, is_converted(stored)),
+                expected,
+                "{wanted:?} {stored}"
+            );
         }
         let (as_explicit, as_implicit, as_jpeg) = (named(explicit), named(implicit), named(jpeg));
         assert_eq!(
-            served(Some(&as_explicit), implicit),
+            served(Some(&as_explicit), implicit, is_converted(implicit)),
             Some(Served::ExplicitLittleEndian)
         );
-        assert_eq!(served(Some(&as_implicit), implicit), Some(Served::AsStored));
-        assert_eq!(served(Some(&as_implicit), explicit), None);
         assert_eq!(
-            served(Some(&as_explicit), jpeg),
+            served(Some(&as_implicit), implicit, is_converted(implicit)),
+            Some(Served::AsStored)
+        );
+        assert_eq!(
+            served(Some(&as_implicit), explicit, is_converted(explicit)),
+            None
+        );
+        assert_eq!(
+            served(Some(&as_explicit), jpeg, is_converted(jpeg)),
             Some(Served::ExplicitLittleEndian)
         );
-        assert_eq!(served(Some(&as_explicit), jpeg_xl), None);
-        assert_eq!(served(Some(&as_jpeg), jpeg), Some(Served::AsStored));
-        assert_eq!(served(Some(&as_jpeg), implicit), None);
+        assert_eq!(
+            served(Some(&as_explicit), jpeg_xl, is_converted(jpeg_xl)),
+            None
+        );
+        assert_eq!(
+            served(Some(&as_jpeg), jpeg, is_converted(jpeg)),
+            Some(Served::AsStored)
+        );
+        assert_eq!(
+            served(Some(&as_jpeg), implicit, is_converted(implicit)),
+            None
+        );
+        // A compressed object whose pixels are not written natively (palette colour, say):
+        // as stored to a default request, refused to one naming Explicit VR Little Endian.
+        assert_eq!(served(Some(&default), jpeg, false), Some(Served::AsStored));
+        assert_eq!(served(Some(&as_explicit), jpeg, false), None);
     }
 }

@@ -26,7 +26,9 @@ use crate::error::ApiError;
 use case_protocol::multipart::{closing, new_boundary, part_head};
 
 /// The largest object written again in Explicit VR Little Endian for a request that names no
-/// transfer syntax (conversion holds the object twice; four are fetched ahead): a larger one
+/// transfer syntax (conversion holds the object twice, and decompression the stored object
+/// twice beside its pixels; four are fetched ahead, and decompression runs one object a core
+/// across requests): a larger one
 /// goes as stored, its part naming its syntax. One that names the syntax is always converted,
 /// but for decompression, which no object may take past this many bytes of pixels (a small
 /// compressed file may hold gigabytes of them): the answer to such a request ends there.
@@ -34,6 +36,65 @@ const CONVERTED_MAX: usize = 512 << 20;
 
 /// Objects fetched from the store ahead of the one being sent.
 const PREFETCH: usize = 4;
+
+/// Objects being decompressed at once, across every request: one a core. Decompression is
+/// CPU work and holds an object's pixels (up to `CONVERTED_MAX`); unbounded, a few requests
+/// for the default syntax would take every core and their sum of memory.
+fn decompressing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
+/// The instance columns [`convertible`] reads: a compressed object's metadata (its pixel
+/// format); for any other, nothing (uncompressed syntaxes need none, and a retrieval should
+/// not read every instance's metadata).
+const CONVERTIBLE_COLUMNS: &str = "CASE WHEN instances.transfer_syntax_uid IN \
+     ('1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2') \
+     THEN '' ELSE instances.metadata_json END AS pixel_metadata, \
+     instances.pixel_rows AS pixel_rows, instances.pixel_columns AS pixel_columns, \
+     instances.number_of_frames AS number_of_frames";
+
+/// Whether an instance row (with [`CONVERTIBLE_COLUMNS`]) in `ts` can be written in Explicit
+/// VR Little Endian: its syntax is one converted here, and if compressed, its pixels are
+/// written natively (`imaging::decode::writes_natively`, by the metadata intake kept) in at
+/// most `CONVERTED_MAX` bytes. Known before the answer starts, so that a request naming that
+/// syntax is refused (406) rather than cut short. Metadata without the pixel format is
+/// taken as convertible (the conversion itself still checks).
+fn convertible(row: &AnyRow, ts: &str) -> bool {
+    if !super::is_converted(ts) {
+        return false;
+    }
+    if !imaging::transcode::is_decompressed(ts) {
+        return true;
+    }
+    let Ok(metadata) =
+        serde_json::from_str::<serde_json::Value>(row.get::<&str, _>("pixel_metadata"))
+    else {
+        return true;
+    };
+    let value = |tag: &str| metadata.get(tag)?.get("Value")?.get(0).cloned();
+    let number = |tag: &str| value(tag).and_then(|v| v.as_u64());
+    let (Some(photometric), Some(samples), Some(bits)) = (
+        value("00280004").and_then(|v| v.as_str().map(str::to_string)),
+        number("00280002"),
+        number("00280100"),
+    ) else {
+        return true;
+    };
+    let (Ok(samples), Ok(bits)) = (u16::try_from(samples), u16::try_from(bits)) else {
+        return false;
+    };
+    let count =
+        |column: &str| u64::try_from(row.try_get::<i64, _>(column).unwrap_or(1)).unwrap_or(0);
+    let size = count("pixel_rows")
+        .saturating_mul(count("pixel_columns"))
+        .saturating_mul(count("number_of_frames"))
+        .saturating_mul(u64::from(samples) * u64::from(bits / 8));
+    imaging::decode::writes_natively(&photometric, samples, bits).is_ok()
+        && size <= CONVERTED_MAX as u64
+}
 
 /// The instance rows of a target, in series and instance order; none is a 404.
 pub(super) async fn rows_of(
@@ -72,15 +133,26 @@ pub(super) async fn retrieve(
         &server,
         &scope,
         &target,
-        "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts,
-         instances.sop_class_uid AS sop_class_uid, instances.sop_uid AS sop_uid",
+        &format!(
+            "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts,
+             instances.sop_class_uid AS sop_class_uid, instances.sop_uid AS sop_uid,
+             {CONVERTIBLE_COLUMNS}"
+        ),
     )
     .await?;
     let wanted = accepted_transfer_syntaxes(&headers);
+    let served: Vec<Option<super::Served>> = rows
+        .iter()
+        .map(|r| {
+            let ts: String = r.get("ts");
+            super::served(wanted.as_ref(), &ts, convertible(r, &ts))
+        })
+        .collect();
     if let Some(other) = rows
         .iter()
-        .map(|r| r.get::<String, _>("ts"))
-        .find(|ts| super::served(wanted.as_ref(), ts).is_none())
+        .zip(&served)
+        .find(|(_, s)| s.is_none())
+        .map(|(r, _)| r.get::<String, _>("ts"))
     {
         return Err(not_acceptable(format!(
             "an object is stored in transfer syntax {other}, which is sent as stored (or, \
@@ -98,21 +170,23 @@ pub(super) async fn retrieve(
     )
     .await?;
     let boundary = new_boundary();
-    let parts: Vec<(String, String, String, String)> = rows
+    let parts: Vec<(String, String, String, String, Option<super::Served>)> = rows
         .iter()
-        .map(|r| {
+        .zip(served)
+        .map(|(r, served)| {
             (
                 r.get("object_key"),
                 r.get("ts"),
                 r.get("sop_class_uid"),
                 r.get("sop_uid"),
+                served,
             )
         })
         .collect();
     let store = server.store.clone();
     let b = boundary.clone();
     let body = futures_util::stream::iter(parts.into_iter().enumerate())
-        .map(move |(i, (key, ts, class, sop))| {
+        .map(move |(i, (key, ts, class, sop, served))| {
             let store = store.clone();
             let b = b.clone();
             let wanted = wanted.clone();
@@ -126,12 +200,13 @@ pub(super) async fn retrieve(
                     tracing::error!("WADO-RS: instance {sop}: {e}");
                     std::io::Error::other("a stored object could not be made a DICOM file")
                 })?;
-                // An object in Implicit VR or Deflated, written again in Explicit VR Little
-                // Endian (off the async workers). One that cannot be (or, to a request that
-                // names no syntax, one over `CONVERTED_MAX`) goes as stored, its part naming
-                // its syntax, where the request takes that leniency; a request that named the
-                // syntax it would be written in gets no other: its answer ends there.
-                let (bytes, ts) = match super::served(wanted.as_ref(), &ts) {
+                // An object in Implicit VR, Deflated or a compressed syntax, written again in
+                // Explicit VR Little Endian (off the async workers; a compressed one's pixels
+                // decoded, a core's worth at a time). One that cannot be (or, to a request
+                // that names no syntax, one over `CONVERTED_MAX`) goes as stored, its part
+                // naming its syntax, where the request takes that leniency; a request that
+                // named the syntax it would be written in gets no other: its answer ends there.
+                let (chunks, ts) = match served {
                     Some(super::Served::ExplicitLittleEndian) => {
                         let lenient = wanted.as_ref().is_some_and(|w| {
                             w.default && !w.named.iter().any(|t| t == super::EXPLICIT_VR_LITTLE_ENDIAN)
@@ -143,10 +218,18 @@ pub(super) async fn retrieve(
                                 (bytes.clone(), class.clone(), sop.clone(), ts.clone());
                             // Inflated, a deflated object is bound by the same limit, and
                             // decompressed pixels always are.
-                            let cap = if lenient || imaging::transcode::is_decompressed(&ts) {
+                            let compressed = imaging::transcode::is_decompressed(&ts);
+                            let cap = if lenient || compressed {
                                 CONVERTED_MAX as u64
                             } else {
                                 u64::MAX
+                            };
+                            let _permit = if compressed {
+                                Some(decompressing().acquire().await.map_err(|e| {
+                                    std::io::Error::other(format!("decompression stopped: {e}"))
+                                })?)
+                            } else {
+                                None
                             };
                             tokio::task::spawn_blocking(move || {
                                 crate::part10::explicit_le(&stored, &class, &sop, &ts, cap)
@@ -155,12 +238,12 @@ pub(super) async fn retrieve(
                             .unwrap_or_else(|e| Err(e.to_string()))
                         };
                         match written {
-                            Ok(written) => (written, super::EXPLICIT_VR_LITTLE_ENDIAN.to_string()),
+                            Ok(chunks) => (chunks, super::EXPLICIT_VR_LITTLE_ENDIAN.to_string()),
                             Err(e) if lenient => {
                                 tracing::warn!(
                                     "WADO-RS: instance {sop} sent as stored ({ts}): {e}"
                                 );
-                                (bytes, ts)
+                                (vec![bytes], ts)
                             }
                             Err(e) => {
                                 tracing::error!("WADO-RS: instance {sop} not converted: {e}");
@@ -170,17 +253,18 @@ pub(super) async fn retrieve(
                             }
                         }
                     }
-                    _ => (bytes, ts),
+                    _ => (vec![bytes], ts),
                 };
                 let head = part_head(
                     &b,
                     &format!("application/dicom; transfer-syntax={ts}"),
                     i == 0,
                 );
-                Ok::<_, std::io::Error>(futures_util::stream::iter([
-                    Ok::<_, std::io::Error>(bytes::Bytes::from(head)),
-                    Ok(bytes),
-                ]))
+                Ok::<_, std::io::Error>(futures_util::stream::iter(
+                    std::iter::once(bytes::Bytes::from(head))
+                        .chain(chunks)
+                        .map(Ok::<_, std::io::Error>),
+                ))
             }
         })
         .buffered(PREFETCH)
@@ -429,14 +513,10 @@ pub(super) async fn frames(
             let decoded = match decoded {
                 Ok(decoded) => decoded,
                 // Palette colour, 1-bit, or more than the bound: not written natively here.
-                Err(e @ imaging::ImagingError::Unsupported { .. }) => {
+                Err(imaging::ImagingError::Unsupported { what, .. }) => {
                     return Err(not_acceptable(format!(
-                        "frames of {} (transfer syntax {ts}) are not decoded here: {}",
+                        "frames of {} (transfer syntax {ts}) are not decoded here: {what}",
                         target.describe(),
-                        e.to_string()
-                            .rsplit(": unsupported: ")
-                            .next()
-                            .unwrap_or_default()
                     )));
                 }
                 Err(e) => {
@@ -447,12 +527,11 @@ pub(super) async fn frames(
                 }
             };
             let frames = decoded
-                .frames
-                .into_iter()
+                .frames()
                 .map(|bytes| imaging::decode::StoredFrame {
                     transfer_syntax_uid: super::EXPLICIT_VR_LITTLE_ENDIAN.into(),
                     encapsulated: false,
-                    bytes,
+                    bytes: bytes.to_vec(),
                 })
                 .collect();
             (
@@ -495,7 +574,10 @@ pub(super) async fn frames(
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
-            format!("multipart/related; type=\"{media}\"; boundary={boundary}"),
+            format!(
+                "multipart/related; type=\"{}\"; boundary={boundary}",
+                part_type.split(';').next().unwrap_or(media).trim()
+            ),
         )],
         body,
     )
