@@ -56,6 +56,10 @@ const CONVERTIBLE_COLUMNS: &str = "CASE WHEN instances.transfer_syntax_uid IN \
      instances.pixel_rows AS pixel_rows, instances.pixel_columns AS pixel_columns, \
      instances.number_of_frames AS number_of_frames";
 
+/// [`CONVERTIBLE_COLUMNS`] for a request answered as stored, whatever is stored.
+const NOTHING_CONVERTED: &str = "'' AS pixel_metadata, instances.pixel_rows AS pixel_rows, \
+     instances.pixel_columns AS pixel_columns, instances.number_of_frames AS number_of_frames";
+
 /// Whether an instance row (with [`CONVERTIBLE_COLUMNS`]) in `ts` can be written in Explicit
 /// VR Little Endian: its syntax is one converted here, and if compressed, its pixels are
 /// written natively (`imaging::decode::writes_natively`, by the metadata intake kept) in at
@@ -129,6 +133,13 @@ pub(super) async fn retrieve(
         ));
     }
     let scope = scope(&server.db, &caller, &target).await?;
+    let wanted = accepted_transfer_syntaxes(&headers);
+    // A request that takes any syntax (`*`) is answered as stored: no metadata read.
+    let convertible_columns = if wanted.is_some() {
+        CONVERTIBLE_COLUMNS
+    } else {
+        NOTHING_CONVERTED
+    };
     let rows = rows_of(
         &server,
         &scope,
@@ -136,11 +147,10 @@ pub(super) async fn retrieve(
         &format!(
             "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts,
              instances.sop_class_uid AS sop_class_uid, instances.sop_uid AS sop_uid,
-             {CONVERTIBLE_COLUMNS}"
+             {convertible_columns}"
         ),
     )
     .await?;
-    let wanted = accepted_transfer_syntaxes(&headers);
     let served: Vec<Option<super::Served>> = rows
         .iter()
         .map(|r| {
