@@ -1660,8 +1660,9 @@ pub fn decode_frame_values(
 /// Every frame of one file, opened once (codec checks of multi-frame files).
 pub fn decode_all_frame_values(path: &std::path::Path) -> Result<Vec<DecodedFrame>, ImagingError> {
     let obj = open_full(path)?;
+    let format = format_of(&obj, path)?;
     (0..number_of_frames(&obj))
-        .map(|f| decode_opened_frame(&obj, path, f))
+        .map(|f| decode_frame_of(&obj, path, f, &format, false))
         .collect()
 }
 
@@ -1790,7 +1791,7 @@ pub fn native_frames(
     cap: u64,
 ) -> Result<NativeFrames, ImagingError> {
     let obj = open_full(path)?;
-    let header = image_header(&obj, path)?;
+    let header = format_of(&obj, path)?;
     let unsupported = |what: String| ImagingError::Unsupported {
         path: path.to_path_buf(),
         what,
@@ -1824,7 +1825,7 @@ pub fn native_frames(
     let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     let mut format = None;
     for &f in frames {
-        let decoded = decode_opened_frame_as(&obj, path, f, true)?;
+        let decoded = decode_frame_of(&obj, path, f, &header, true)?;
         if decoded.format.bits_allocated == 16 {
             for v in &decoded.values {
                 bytes.extend_from_slice(&if decoded.format.signed {
@@ -1882,8 +1883,16 @@ fn decode_opened_frame_as(
     frame: u32,
     keep_ybr: bool,
 ) -> Result<DecodedFrame, ImagingError> {
+    decode_frame_of(obj, path, frame, &format_of(obj, path)?, keep_ybr)
+}
+
+/// The pixel format of an opened image file (its checked header's).
+fn format_of(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+) -> Result<PixelFormat, ImagingError> {
     let header = image_header(obj, path)?;
-    let format = PixelFormat {
+    Ok(PixelFormat {
         rows: header.rows,
         columns: header.columns,
         samples_per_pixel: header.samples_per_pixel,
@@ -1891,7 +1900,19 @@ fn decode_opened_frame_as(
         bits_stored: header.bits_stored,
         signed: header.signed,
         photometric_interpretation: header.photometric_interpretation.clone(),
-    };
+    })
+}
+
+/// [`decode_opened_frame_as`] with the file's format read once by the caller (a multi-frame
+/// file's header, functional groups and all, is not read again for every frame).
+fn decode_frame_of(
+    obj: &DefaultDicomObject,
+    path: &std::path::Path,
+    frame: u32,
+    format: &PixelFormat,
+    keep_ybr: bool,
+) -> Result<DecodedFrame, ImagingError> {
+    let format = format.clone();
     // The server renders frames of any file it was sent: what a volume cannot hold, a frame
     // cannot either (and a Samples per Pixel of 65535 would size the buffer below).
     check_pixel_format(&format, false, path.to_path_buf())?;
