@@ -447,6 +447,43 @@ async fn the_cli_signs_with_a_sealed_key_and_submits_over_tls() {
         out.contains("OVERREAD-REPORT/1") && out.contains("impression 16:Normal chest CT."),
         "{out}"
     );
+    // Signing again into the same file writes nothing over the signed report; a draft
+    // whose time is not now (a template reused) is signed now, and said.
+    let first_signed = std::fs::read(&signed_file).unwrap();
+    let mut stale = report(&db, &case_id, "").await;
+    stale.signed_at = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&draft, serde_json::to_string(&stale).unwrap()).unwrap();
+    let (ok, _, err) = run(vec![
+        "report".into(),
+        "sign".into(),
+        draft.display().to_string(),
+        "--key".into(),
+        key_file.display().to_string(),
+        "-o".into(),
+        signed_file.display().to_string(),
+    ]);
+    assert!(!ok && err.contains("never written over"), "{err}");
+    assert_eq!(std::fs::read(&signed_file).unwrap(), first_signed);
+    let restamped = dir.path().join("restamped.json");
+    let (ok, _, err) = run(vec![
+        "report".into(),
+        "sign".into(),
+        draft.display().to_string(),
+        "--key".into(),
+        key_file.display().to_string(),
+        "-o".into(),
+        restamped.display().to_string(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("is not now"), "{err}");
+    let restamped: case_protocol::SignedReport =
+        serde_json::from_slice(&std::fs::read(&restamped).unwrap()).unwrap();
+    let at = case_protocol::parse_rfc3339_utc(&restamped.report.signed_at).unwrap();
+    assert!(
+        (at - case_protocol::unix_now()).abs() < 60,
+        "{}",
+        restamped.report.signed_at
+    );
 
     let outbox_dir = dir.path().join("outbox");
     let submit = |run: &dyn Fn(Vec<String>) -> (bool, String, String)| {
@@ -970,6 +1007,54 @@ async fn only_the_case_servers_own_refusal_sets_a_report_aside() {
             assert!(outbox.refused().is_empty(), "{status}");
         }
     }
+}
+
+/// A pending file that does not parse (written whole or not at all, so damaged on disk) is
+/// set aside in `damaged/`, kept byte for byte and said, not tried again every round; a
+/// refusal the outbox cannot set aside (its `refused` folder unusable) leaves the report
+/// pending, not given back as refused while it stays in `pending/`.
+#[tokio::test]
+async fn a_damaged_pending_file_is_set_aside_and_an_unrecorded_refusal_stays_pending() {
+    let dir = tempdir();
+    let (outbox, hash) = outbox_with_one_report(dir.path());
+    let pending = outbox.dir().join("pending").join(format!("{hash}.json"));
+    let damaged_bytes = b"{\"report\": {\"case_id\": \"C-1\", \"findi".to_vec();
+    std::fs::write(&pending, &damaged_bytes).unwrap();
+    let (base, requests) = stand_in(
+        "409 Conflict",
+        "application/json",
+        r#"{"error":"case C-1 is delivered"}"#.to_string(),
+    )
+    .await;
+    let client = CaseClient::new(&base, None).unwrap().with_user("rad1");
+    let results = outbox.deliver(&client, 1, Duration::from_millis(10)).await;
+    assert!(
+        matches!(
+            results.as_slice(),
+            [Delivery::Pending { error, .. }] if error.contains("is damaged")
+        ),
+        "{results:?}"
+    );
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(outbox.pending().is_empty());
+    let aside = outbox.dir().join("damaged").join(format!("{hash}.json"));
+    assert_eq!(std::fs::read(&aside).unwrap(), damaged_bytes);
+
+    let dir = tempdir();
+    let (outbox, hash) = outbox_with_one_report(dir.path());
+    let refused = outbox.dir().join("refused");
+    std::fs::remove_dir(&refused).unwrap();
+    std::fs::write(&refused, b"not a folder").unwrap();
+    let results = outbox.deliver(&client, 1, Duration::from_millis(10)).await;
+    assert!(
+        matches!(
+            results.as_slice(),
+            [Delivery::Pending { error, .. }] if error.contains("not set aside")
+        ),
+        "{results:?}"
+    );
+    assert_eq!(outbox.pending(), vec![hash]);
+    assert!(outbox.refused().is_empty());
 }
 
 /// A receipt is for the report sent or for none: a server (here a stand-in on loopback that

@@ -1405,6 +1405,10 @@ impl ReportState {
     /// elsewhere keep their places; what has no equivalent stays, named by the checks.
     pub fn make_printable(&mut self) {
         use unicode_normalization::char::is_combining_mark;
+        // The editors are read-only while a report is signed (see `insert_macro`).
+        if self.signing() {
+            return;
+        }
         for section in [Section::Findings, Section::Impression] {
             let text = self.draft.text(section).to_string();
             let mut units: Vec<std::ops::Range<usize>> = Vec::new();
@@ -1439,8 +1443,14 @@ impl ReportState {
         self.draft.typed(section);
     }
 
-    /// Insert a saved macro at the cursor.
+    /// Insert a saved macro at the cursor. Not while a report is signed: the text signed is
+    /// what the editors held at the click, and what is added meanwhile would be shown, then
+    /// dropped with the signed draft, never signed.
     pub fn insert_macro(&mut self, name: &str) {
+        if self.signing() {
+            self.message = "a report is being signed: insert the macro when it is done".into();
+            return;
+        }
         let pieces = crate::report::draft::expand(
             &[commands::Piece::InsertMacro(name.to_string())],
             &self.templates,
@@ -1479,6 +1489,14 @@ impl ReportState {
             .macros_dir
             .clone()
             .unwrap_or_else(macros::default_dir)
+    }
+
+    /// Take linked measurement `i` off the report (its text, if any, stays as written). Not
+    /// while a report is signed.
+    pub fn remove_linked(&mut self, i: usize) {
+        if !self.signing() && i < self.linked.len() {
+            self.linked.remove(i);
+        }
     }
 
     /// Link a measurement from the viewer: its value goes into the text at the cursor.
@@ -2652,7 +2670,9 @@ fn measurements_ui(
     }
     if !r.linked.is_empty() {
         ui.label("Linked measurements (name each as the text does)");
-        for m in &mut r.linked {
+        let signing = r.signing();
+        let mut remove = None;
+        for (i, m) in r.linked.iter_mut().enumerate() {
             ui.horizontal(|ui| {
                 if let Some(viewer_id) = m.source.as_ref().and_then(|s| s.viewer_id)
                     && ui
@@ -2664,7 +2684,17 @@ fn measurements_ui(
                 }
                 ui.label(format!("{:.1} {}", m.value, m.unit));
                 ui.text_edit_singleline(&mut m.label);
+                if ui
+                    .add_enabled(!signing, egui::Button::new("Remove").small())
+                    .on_hover_text("Not part of this report: it is not signed with it")
+                    .clicked()
+                {
+                    remove = Some(i);
+                }
             });
+        }
+        if let Some(i) = remove {
+            r.remove_linked(i);
         }
     }
 }
@@ -2704,9 +2734,16 @@ fn macros_ui(r: &mut ReportState, ui: &mut egui::Ui) {
         .show(ui, |ui| {
             let mut insert = None;
             let mut delete = None;
+            let signing = r.signing();
             for name in r.macros.keys() {
                 ui.horizontal(|ui| {
-                    if ui.small_button(format!("Insert {name}")).clicked() {
+                    if ui
+                        .add_enabled(
+                            !signing,
+                            egui::Button::new(format!("Insert {name}")).small(),
+                        )
+                        .clicked()
+                    {
                         insert = Some(name.clone());
                     }
                     if ui.small_button(format!("Delete {name}")).clicked() {
@@ -3767,6 +3804,61 @@ mod tests {
         r.signed(unreceived_final(), true);
         flushed(&r);
         assert_eq!(kept_of_c1(dir.path()), ["rad2: Their reading."]);
+    }
+
+    /// A measurement whose inserted value was deleted from the text is flagged before
+    /// signing, and once removed from the linked measurements it is not signed with the
+    /// report; nothing is removed while a report is signed.
+    #[test]
+    fn a_measurement_deleted_from_the_text_is_flagged_and_can_be_removed() {
+        let not_in_text = |r: &ReportState| {
+            r.checks()
+                .iter()
+                .filter(|c| matches!(c.kind, CheckKind::MeasurementNotInText { .. }))
+                .count()
+        };
+        let mut r = state();
+        r.draft.findings = "Nodule, ".into();
+        r.draft.typed(Section::Findings);
+        r.insert_measurement(14.2, "mm", MeasurementSource::default());
+        assert_eq!(not_in_text(&r), 0);
+        // "Scratch that": the value goes, typed over.
+        let old = r.draft.findings.clone();
+        r.draft.findings = "No nodule.".into();
+        r.typed(Section::Findings, &old);
+        assert_eq!(not_in_text(&r), 1, "{:?}", r.checks());
+        let (_tx, rx) = channel();
+        r.sign_job = Some(rx);
+        r.remove_linked(0);
+        assert_eq!(r.linked.len(), 1, "removed while signing");
+        r.sign_job = None;
+        r.remove_linked(0);
+        assert!(r.linked.is_empty());
+        assert_eq!(not_in_text(&r), 0);
+    }
+
+    /// A macro inserted while a report is being signed changes nothing: the text signed is
+    /// what the editors held at the click, and what appeared meanwhile would be dropped with
+    /// it, unsigned.
+    #[test]
+    fn a_macro_is_not_inserted_while_a_report_is_signed() {
+        let mut r = state();
+        r.macros
+            .insert("normal".into(), "Normal chest radiograph.".into());
+        r.draft.findings = "Lungs clear.".into();
+        r.draft.typed(Section::Findings);
+        let (_tx, rx) = channel();
+        r.sign_job = Some(rx);
+        r.insert_macro("normal");
+        assert_eq!(r.draft.findings, "Lungs clear.");
+        assert!(r.message.contains("being signed"), "{}", r.message);
+        r.sign_job = None;
+        r.insert_macro("normal");
+        assert!(
+            r.draft.findings.contains("Normal chest radiograph."),
+            "{}",
+            r.draft.findings
+        );
     }
 
     /// A value inserted from the viewer is checked where it stands, unnamed, through edits

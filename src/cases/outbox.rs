@@ -364,11 +364,8 @@ impl Outbox {
     ) -> Delivery {
         let hash = hash.to_string();
         let path = self.dir.join("pending").join(format!("{hash}.json"));
-        let signed: SignedReport = match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
-            Ok(s) => s,
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) => {
                 // Another sender may have settled it meanwhile.
                 if let Some(receipt) = self.receipt(&hash) {
@@ -377,6 +374,30 @@ impl Outbox {
                 return Delivery::Pending {
                     report_hash: hash,
                     error: format!("unreadable outbox file: {e}"),
+                    needs_login: false,
+                };
+            }
+        };
+        let signed: SignedReport = match serde_json::from_slice(&bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // Written whole or not at all (`write_atomic`), so damaged on disk: set aside
+                // in `damaged/`, kept and said, not tried again every round (where it would
+                // hold the outbox busy and hide that the case has a report signed).
+                let aside = self.set_aside_damaged(&path, &hash);
+                return Delivery::Pending {
+                    report_hash: hash.clone(),
+                    error: match aside {
+                        Ok(to) => format!(
+                            "outbox file {hash}.json is damaged ({e}); moved to {}: nothing \
+                             of it can be sent",
+                            to.display()
+                        ),
+                        Err(io) => format!(
+                            "outbox file {hash}.json is damaged ({e}) and could not be set \
+                             aside ({io})"
+                        ),
+                    },
                     needs_login: false,
                 };
             }
@@ -446,13 +467,25 @@ impl Outbox {
                 // to pending (to be sent again) after its text was given back.
                 .and_then(|()| std::fs::File::open(self.dir.join("refused"))?.sync_all())
                 .and_then(|()| std::fs::File::open(self.dir.join("pending"))?.sync_all());
-                if let Err(e) = moved {
-                    tracing::error!("outbox: could not move a refused report aside: {e}");
-                }
-                Delivery::Refused {
-                    report_hash: hash,
-                    status,
-                    message,
+                match moved {
+                    Ok(()) => Delivery::Refused {
+                        report_hash: hash,
+                        status,
+                        message,
+                    },
+                    // Still in `pending/`: not given back as refused (the next round, refused
+                    // again, tries the move again), so it is never both.
+                    Err(e) => {
+                        tracing::error!("outbox: could not move a refused report aside: {e}");
+                        Delivery::Pending {
+                            report_hash: hash,
+                            error: format!(
+                                "refused by the case server ({status}: {message}) but not set \
+                                 aside ({e}): kept pending"
+                            ),
+                            needs_login: false,
+                        }
+                    }
                 }
             }
             Err(e) => Delivery::Pending {
@@ -461,6 +494,22 @@ impl Outbox {
                 error: e.to_string(),
             },
         }
+    }
+
+    /// Move a damaged pending file to `damaged/` (folder made owner-only, both folders
+    /// synced); where it went.
+    fn set_aside_damaged(&self, path: &Path, hash: &str) -> std::io::Result<PathBuf> {
+        let damaged = self.dir.join("damaged");
+        imaging::partial::private_dir(&damaged)?;
+        let to = damaged.join(format!("{hash}.json"));
+        std::fs::rename(path, &to)?;
+        std::fs::File::open(&damaged)?.sync_all()?;
+        std::fs::File::open(self.dir.join("pending"))?.sync_all()?;
+        tracing::error!(
+            "outbox: a damaged pending file was moved to {}",
+            to.display()
+        );
+        Ok(to)
     }
 
     /// Record the receipt, then (only then) drop the pending copy.

@@ -131,10 +131,30 @@ fn sign_cmd(a: &SignArgs) -> Result<()> {
         std::fs::read_to_string(&a.report).with_context(|| a.report.display().to_string())?;
     let mut report: Report = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a report", a.report.display()))?;
+    if a.output.exists() {
+        bail!(
+            "{} exists: a signed report is never written over (sign into a new file)",
+            a.output.display()
+        );
+    }
     let sealed = EncryptedKey::read(&a.key)?;
     if report.key_id.is_empty() {
         report.key_id = sealed.key_id.clone();
     }
+    // Signed now: a time in the file (a template reused, a draft from yesterday) would sign a
+    // time the report was not signed at.
+    let now = case_protocol::rfc3339_utc(case_protocol::unix_now());
+    let given = case_protocol::parse_rfc3339_utc(&report.signed_at);
+    if !report.signed_at.is_empty()
+        && given.is_none_or(|t| (t - case_protocol::unix_now()).abs() > 60)
+    {
+        eprintln!(
+            "signed_at {:?} in {} is not now: signed at {now}",
+            report.signed_at,
+            a.report.display()
+        );
+    }
+    report.signed_at = now;
     let bytes = canonical_bytes(&report)?;
     if a.show {
         println!("{}", String::from_utf8_lossy(&bytes));
@@ -144,7 +164,12 @@ fn sign_cmd(a: &SignArgs) -> Result<()> {
     let hash = report_hash(&report)?;
     let signed = sign_report(report, &key)?;
     let json = serde_json::to_vec_pretty(&signed)?;
-    std::fs::write(&a.output, json).with_context(|| a.output.display().to_string())?;
+    // Whole or not at all, owner-only (a report's text), never over another.
+    let written = imaging::partial::private_beside(&a.output).and_then(|mut partial| {
+        std::io::Write::write_all(&mut partial, &json)?;
+        imaging::partial::persist_new(partial, &a.output)
+    });
+    written.with_context(|| a.output.display().to_string())?;
     println!("signed report {hash} -> {}", a.output.display());
     Ok(())
 }

@@ -11,6 +11,10 @@
 //! It agrees when it equals the measurement at the precision it was stated with (14 mm and
 //! 1.4 cm both agree with 14.2 mm; 12 mm does not).
 //!
+//! A linked measurement the text does not give at all (neither where its value was inserted,
+//! nor by its label, nor as the value the viewer inserts, "14.2 mm") is flagged too: signed,
+//! it would travel with a report that does not mention it.
+//!
 //! One check cannot be overridden: a character the printed report cannot show
 //! (`case_protocol::printable`: "≥", a tab), which the signing and the server refuse.
 
@@ -86,6 +90,12 @@ pub enum CheckKind {
         measurement_id: String,
         said: String,
         measured: String,
+    },
+    /// A linked measurement the text no longer gives (its inserted value deleted or typed
+    /// over, and no sentence naming it): signed, it would go with the report (and print in
+    /// its measurements) though the text does not say it.
+    MeasurementNotInText {
+        measurement_id: String,
     },
     /// A character the printed report cannot show; never overridden.
     Unprintable {
@@ -256,6 +266,42 @@ pub fn pre_sign_checks(
                     range: Some(range.clone()),
                 });
             }
+        }
+    }
+    for m in measurements {
+        // As the viewer's Insert writes it (`ReportState::insert_measurement`).
+        let unit = if m.unit == "mm" { "mm" } else { "degrees" };
+        let inserted_as = format!("{:.1} {unit}", m.value);
+        let given = m.place.is_some()
+            || [findings, impression].iter().any(|text| {
+                text.contains(&inserted_as)
+                    || sentences(text).iter().any(|(_, sentence)| {
+                        let words = normalize(sentence);
+                        let label: Vec<String> = normalize(&m.label)
+                            .into_iter()
+                            .filter(|w| w.len() >= 3)
+                            .collect();
+                        !label.is_empty() && label.iter().all(|l| words.contains(l))
+                    })
+            });
+        if !given {
+            let name = if m.label.trim().is_empty() {
+                format!("measurement {}", m.id)
+            } else {
+                m.label.clone()
+            };
+            out.push(Check {
+                kind: CheckKind::MeasurementNotInText {
+                    measurement_id: m.id.clone(),
+                },
+                section: None,
+                range: None,
+                message: format!(
+                    "The {name} ({inserted_as}) is linked, but the text no longer gives it: \
+                     put it back, or remove it from the linked measurements (signed, it goes \
+                     with the report)."
+                ),
+            });
         }
     }
     out
@@ -436,6 +482,50 @@ mod tests {
         );
     }
 
+    /// A linked measurement the text no longer gives is flagged (signed, it would travel with
+    /// a report that does not say it), and only that one: one named by a sentence, one whose
+    /// inserted value still stands where it was put, or whose value stands as Insert writes it
+    /// (a report given back after a refusal has no places), is not.
+    #[test]
+    fn a_linked_measurement_the_text_no_longer_gives_is_flagged() {
+        let not_in_text = |findings: &str, m: LinkedMeasurement| -> Vec<String> {
+            pre_sign_checks(findings, "Stable.", &[m], &[])
+                .into_iter()
+                .filter_map(|c| match c.kind {
+                    CheckKind::MeasurementNotInText { measurement_id } => {
+                        Some(format!("{measurement_id}: {}", c.message))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let flagged = not_in_text("No nodule.", nodule(14.2));
+        assert_eq!(flagged.len(), 1, "{flagged:?}");
+        assert!(
+            flagged[0].starts_with("M1: The right upper lobe nodule (14.2 mm) is linked"),
+            "{flagged:?}"
+        );
+        let named = "A 14 mm nodule in the right upper lobe.";
+        assert!(not_in_text(named, nodule(14.2)).is_empty());
+        let unnamed = LinkedMeasurement {
+            label: String::new(),
+            ..nodule(14.2)
+        };
+        assert_eq!(not_in_text("No nodule.", unnamed.clone()).len(), 1);
+        assert!(not_in_text("Nodule, 14.2 mm.", unnamed.clone()).is_empty());
+        let placed = LinkedMeasurement {
+            place: Some((Section::Findings, 0..7)),
+            ..unnamed
+        };
+        assert!(not_in_text("No nodule.", placed).is_empty());
+        let angle = LinkedMeasurement {
+            label: String::new(),
+            ..cobb(32.0)
+        };
+        assert!(not_in_text("A curve of 32.0 degrees.", angle.clone()).is_empty());
+        assert_eq!(not_in_text("A mild curve.", angle).len(), 1);
+    }
+
     #[test]
     fn a_number_that_disagrees_with_its_measurement_is_caught() {
         let findings = "There is a 12 mm spiculated nodule in the right upper lobe. \
@@ -511,9 +601,15 @@ mod tests {
             checks[0].message
         );
         assert!(findings[checks[0].range.clone().unwrap()].contains("14.2 mm"));
-        // Without its place (and without a name) it is about no sentence.
+        // Without its place (and without a name) it is about no sentence: no mismatch, but
+        // the text no longer gives it (18.0 mm stands nowhere).
         m.place = None;
-        assert!(pre_sign_checks(findings, "Nodule.", &[m], &[]).is_empty());
+        let checks = pre_sign_checks(findings, "Nodule.", &[m], &[]);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert!(
+            matches!(checks[0].kind, CheckKind::MeasurementNotInText { .. }),
+            "{checks:?}"
+        );
     }
 
     #[test]

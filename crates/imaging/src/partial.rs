@@ -60,3 +60,11 @@ pub fn persist(partial: tempfile::NamedTempFile, path: &Path) -> std::io::Result
     partial.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(folder_of(path))?.sync_all()
 }
+
+/// [`persist`], but never over a file already at `path` (`AlreadyExists`, and `partial`
+/// removed): for what must not replace an earlier one, a signed report say.
+pub fn persist_new(partial: tempfile::NamedTempFile, path: &Path) -> std::io::Result<()> {
+    partial.as_file().sync_all()?;
+    partial.persist_noclobber(path).map_err(|e| e.error)?;
+    std::fs::File::open(folder_of(path))?.sync_all()
+}
