@@ -18,6 +18,9 @@ struct Params {
     // With `on_one_slice`: the texel of voxel (0, 0, k) of that slice k in its brick, which is
     // bound as brick 0 (found by the CPU, `Renderer::resample`).
     one_slice: vec4<i32>,
+    // With `on_one_slice`: that slice's rescale slope, intercept and failed flag, the same
+    // at every pixel (read here once, not from `slices` at each).
+    one_rescale: vec4<f32>,
 }
 
 struct Slice {
@@ -265,9 +268,18 @@ fn sample(c: vec3<f32>) -> vec2<f32> {
     let y0 = clamp(i32(j0), 0, hm);
     let y1 = clamp(i32(j0) + 1, 0, hm);
     if on_one_slice {
-        let k = clamp(i32(round(v.z)), 0, km);
-        let cv = cover(k, k, 0.0);
-        return vec2<f32>(plane_value(k, x0, x1, y0, y1, fi, fj) * cv, cv);
+        // The slice's brick is bound alone and its place, rescale and failed flag are in
+        // `params`: no slice-table read per pixel.
+        let o = params.one_slice.xyz;
+        let s00 = stored(0, vec3<i32>(o.x + x0, o.y + y0, o.z));
+        let s10 = stored(0, vec3<i32>(o.x + x1, o.y + y0, o.z));
+        let s01 = stored(0, vec3<i32>(o.x + x0, o.y + y1, o.z));
+        let s11 = stored(0, vec3<i32>(o.x + x1, o.y + y1, o.z));
+        let top = s00 * (1.0 - fi) + s10 * fi;
+        let bottom = s01 * (1.0 - fi) + s11 * fi;
+        let r = params.one_rescale;
+        let cv = 1.0 - step(0.5, r.z);
+        return vec2<f32>(((top * (1.0 - fj) + bottom * fj) * r.x + r.y) * cv, cv);
     }
     let k0 = floor(v.z);
     // Within ON_SLICE of a slice, on it (the one-slice variant's tolerance): a stack off its

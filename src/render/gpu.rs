@@ -680,6 +680,8 @@ impl Renderer {
             let k = k.clamp(0, volume.info.dims[2] as i64 - 1) as u32;
             let (b, at) = volume.layout.locate(volume.info.dims, k);
             params.one_slice = [at[0] as i32, at[1] as i32, at[2] as i32, b as i32];
+            let slice = &volume.info.slices[k as usize];
+            params.one_rescale = [slice.slope, slice.intercept, slice.failed, 0.0];
             bricks = &volume.brick_groups[b as usize];
         }
         let pipeline = self.resample_pipeline(ctx, variant);

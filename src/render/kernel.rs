@@ -412,6 +412,10 @@ pub struct ResampleParams {
     /// plane lies on, and its brick (set by `Renderer::resample`; the CPU twin reads voxels
     /// by index and ignores it).
     pub one_slice: [i32; 4],
+    /// For the one-slice variant too: that slice's rescale slope, intercept and failed flag
+    /// (1.0: it did not decode), the same for every pixel, so read once from here rather
+    /// than from the slice table at each (the CPU twin reads the table).
+    pub one_rescale: [f32; 4],
 }
 
 impl ResampleParams {
@@ -482,6 +486,7 @@ impl ResampleParams {
             ],
             brick: [layout.slices_per_brick, layout.bricks, 0, 0],
             one_slice: [0; 4],
+            one_rescale: [1.0, 0.0, 0.0, 0.0],
         })
     }
 }
