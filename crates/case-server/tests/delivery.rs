@@ -226,7 +226,12 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
                 .await
                 .unwrap();
         let signed: case_protocol::SignedReport = serde_json::from_str(&json).unwrap();
-        signed.report.signed_at
+        // Printed with its zone said: "2026-11-25 09:59:00 UTC".
+        signed
+            .report
+            .signed_at
+            .replace('T', " ")
+            .replace('Z', " UTC")
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -246,6 +251,7 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
         hash.as_str(),
         "RLL nodule, axial",
         &format!("Overread case {case}"),
+        "Patient DOE, JANE · born 1970-01-01 · record MRN-555",
     ] {
         assert!(
             flat.contains(expected),
@@ -969,4 +975,154 @@ print(json.dumps({"patients": len(fs.find_values("PatientID")), "studies": len(f
     // The synthetic series are numbered 2; the one without a number is the first of its
     // study in the file-set, 1: never empty (Type 1).
     assert_eq!(numbers, ["1", "2"]);
+}
+
+/// A case's reports go in the order they arrived, each once every earlier one has gone: two
+/// addenda received in the same second go first to last, and when the first one's sending
+/// fails, the second waits for it (listed as waiting for it) rather than overtaking it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cases_reports_go_in_the_order_they_arrived() {
+    let s = start().await;
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let final_hash = signed_final(&s, "rad1", &case, &key).await;
+    let transport = std::sync::Arc::new(Switchable::default());
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base: Duration::from_secs(3600),
+        poll: Duration::from_secs(1),
+    };
+    case_server::delivery::deliver_due(&s.db, &s.store, &config)
+        .await
+        .unwrap();
+    assert_eq!(*transport.sent.lock().unwrap(), vec![final_hash.clone()]);
+    // Two addenda, one after the other (within a second: one received_at, whose ties the
+    // hashes broke before).
+    let mut addenda = Vec::new();
+    for text in [
+        "First addendum: the nodule is 15 mm.",
+        "Second: and calcified.",
+    ] {
+        addenda.push(
+            signed_report(
+                &s,
+                "rad1",
+                &case,
+                &key,
+                ReportKind::Addendum {
+                    amends: final_hash.clone(),
+                },
+                |r| r.findings = text.into(),
+            )
+            .await,
+        );
+    }
+    // The first addendum's sending fails (and is not due again for an hour): the second is
+    // not tried past it.
+    transport
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    case_server::delivery::deliver_due(&s.db, &s.store, &config)
+        .await
+        .unwrap();
+    transport
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    case_server::delivery::deliver_due(&s.db, &s.store, &config)
+        .await
+        .unwrap();
+    let tried = transport.tried.lock().unwrap().clone();
+    assert_eq!(tried, vec![final_hash.clone(), addenda[0].clone()]);
+    let listed = deliveries(&s, &rad1, &case).await;
+    let second = listed.iter().find(|d| d.report_hash == addenda[1]).unwrap();
+    assert_eq!(second.status, "waiting");
+    assert_eq!(second.waiting_for.as_deref(), Some(addenda[0].as_str()));
+    // Its retry due now: the first goes, then the second.
+    sqlx::query("UPDATE deliveries SET next_attempt_unix = 0 WHERE report_hash = $1")
+        .bind(&addenda[0])
+        .execute(&s.db.pool)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        case_server::delivery::deliver_due(&s.db, &s.store, &config)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        *transport.sent.lock().unwrap(),
+        vec![final_hash, addenda[0].clone(), addenda[1].clone()]
+    );
+}
+
+/// A key image whose stored copy cannot be read (deleted from the store here) does not hold
+/// back the signed report: it goes, the image's cell a grey square whose caption says it is
+/// unavailable (read back with poppler where it is installed: always in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_goes_without_a_key_image_that_cannot_be_read() {
+    let s = start().await;
+    let case = case_in_reading(&s, "rad1").await;
+    let rad1 = s.login("rad1").await;
+    let key = register_key(&s, &rad1).await;
+    let r = s
+        .http
+        .post(format!(
+            "{}/cases/{case}/key-images?caption=RLL%20nodule",
+            s.base
+        ))
+        .bearer_auth(&rad1)
+        .body(key_image_png())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let object: String = sqlx::query_scalar("SELECT object_key FROM key_images WHERE case_id = $1")
+        .bind(&case)
+        .fetch_one(&s.db.pool)
+        .await
+        .unwrap();
+    s.store.delete(&object).await.unwrap();
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let transport = std::sync::Arc::new(Switchable::default());
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base: Duration::from_secs(3600),
+        poll: Duration::from_secs(1),
+    };
+    case_server::delivery::deliver_due(&s.db, &s.store, &config)
+        .await
+        .unwrap();
+    assert_eq!(*transport.sent.lock().unwrap(), vec![hash.clone()]);
+    let (status, ..) = delivery_row(&s, &hash).await;
+    assert_eq!(status, "sent");
+    // The PDF as sent (kept by its sha256) has the caption, said unavailable, and no image.
+    let sha: String =
+        sqlx::query_scalar("SELECT document_sha256 FROM deliveries WHERE report_hash = $1")
+            .bind(&hash)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    let pdf = s.store.get(&sha).await.unwrap();
+    let images = pdf
+        .windows(b"/Subtype /Image".len())
+        .filter(|w| *w == b"/Subtype /Image")
+        .count();
+    assert_eq!(images, 1, "the unavailable image's grey cell");
+    if !poppler() {
+        return;
+    }
+    let file = s.dir.path().join("sent.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let out = Command::new("pdftotext")
+        .args([file.to_str().unwrap(), "-"])
+        .output()
+        .unwrap();
+    let flat: String = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        flat.contains("RLL nodule (image unavailable: its stored copy could not be read)"),
+        "{flat}"
+    );
 }

@@ -31,8 +31,8 @@ use pdf::{KeyImage, ReportDocument, StudyLine};
 /// Most key images a case may carry into its report.
 pub const MAX_KEY_IMAGES: i64 = 8;
 
-/// One document to send.
-#[derive(Debug)]
+/// One document to send. Its `Debug` names the case and report only: the recipient and the
+/// PDF (whose text streams hold the patient's name) are left out.
 pub struct Outgoing<'a> {
     pub case_id: &'a str,
     pub report_hash: &'a str,
@@ -41,6 +41,16 @@ pub struct Outgoing<'a> {
     pub fax: &'a str,
     pub recipient: &'a str,
     pub pdf: &'a [u8],
+}
+
+impl std::fmt::Debug for Outgoing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("case_id", &self.case_id)
+            .field("report_hash", &self.report_hash)
+            .field("pdf_bytes", &self.pdf.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How documents leave. `send` returns where the document went (for the case record).
@@ -226,7 +236,16 @@ pub async fn report_pdf(
     .fetch_all(&db.pool)
     .await?
     {
-        let bytes = store.get(r.get::<&str, _>("object_key")).await?;
+        // Not part of the signed text: one whose stored copy cannot be read prints as
+        // unavailable, said, and never holds back the report.
+        let key: &str = r.get("object_key");
+        let bytes = match store.get(key).await {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                tracing::warn!("report {report_hash}: key image {key} unavailable: {e}");
+                None
+            }
+        };
         key_pngs.push((bytes, r.get::<String, _>("caption")));
     }
     let facts = PdfFacts {
@@ -242,7 +261,12 @@ pub async fn report_pdf(
     let bytes = tokio::task::spawn_blocking(move || {
         let key_images: Vec<KeyImage> = key_pngs
             .iter()
-            .filter_map(|(png, caption)| KeyImage::from_png(png, caption).ok())
+            .map(|(png, caption)| {
+                png.as_deref()
+                    .ok_or_else(String::new)
+                    .and_then(|png| KeyImage::from_png(png, caption))
+                    .unwrap_or_else(|_| KeyImage::unavailable(caption))
+            })
             .collect();
         let doc = ReportDocument {
             case_id: &case_id,
@@ -324,21 +348,26 @@ pub async fn deliver_due(
     store: &Store,
     config: &DeliveryConfig,
 ) -> Result<usize, DeliveryError> {
-    // An addendum waits until the report it amends is sent: the referring physician never
-    // gets an addendum before (or without) its report, whatever order they were received
-    // in (one second apart at most, or the report's sending failing meanwhile).
-    let due = sqlx::query(
+    // A case's reports go in the order they arrived, each once every earlier one of its case
+    // has gone: the referring physician never gets an addendum before (or without) its
+    // report, nor a second addendum before the first, whatever the seconds they were received
+    // in or a sending failing meanwhile.
+    let arrival = arrival_column(db);
+    // `arrival` is one of two column names, never input.
+    let due = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT reports.report_hash AS report_hash
          FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
          WHERE (deliveries.report_hash IS NULL
                 OR (deliveries.status <> 'sent' AND deliveries.next_attempt_unix <= $1))
-           AND (reports.amends IS NULL
-                OR EXISTS (SELECT 1 FROM deliveries AS amended
-                           WHERE amended.report_hash = reports.amends
-                             AND amended.status = 'sent'))
-         ORDER BY reports.received_at, reports.amends IS NOT NULL, reports.report_hash
-         LIMIT 16",
-    )
+           AND NOT EXISTS (SELECT 1 FROM reports AS earlier
+                           LEFT JOIN deliveries AS gone
+                             ON gone.report_hash = earlier.report_hash
+                           WHERE earlier.case_id = reports.case_id
+                             AND earlier.{arrival} < reports.{arrival}
+                             AND (gone.status IS NULL OR gone.status <> 'sent'))
+         ORDER BY reports.{arrival}
+         LIMIT 16"
+    )))
     .bind(unix_now())
     .fetch_all(&db.pool)
     .await?;
@@ -388,7 +417,9 @@ pub async fn deliver_due(
                         }
                     })
                     .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
+                    // A panic's message may quote what the transport held (the PDF's text,
+                    // the recipient): it goes nowhere, the delivery row and audit included.
+                    .unwrap_or_else(|_| Err("the transport failed".into()));
                     sent.map(|reference| (reference, hex(&Sha256::digest(&bytes)), facts))
                 }
                 Err(e) => Err(e.to_string()),
@@ -414,6 +445,15 @@ pub async fn deliver_due(
         claim.release().await?;
     }
     Ok(attempted)
+}
+
+/// The column that orders reports by arrival: SQLite's rowid, PostgreSQL's identity column
+/// `seq` (`received_at` has whole seconds, and a batch of the report writer shares one).
+fn arrival_column(db: &Db) -> &'static str {
+    match db.backend {
+        crate::db::Backend::Sqlite => "rowid",
+        crate::db::Backend::Postgres => "seq",
+    }
 }
 
 /// One server's hold on one report's delivery, from before it is sent until its outcome is
@@ -607,11 +647,12 @@ async fn record(
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct DeliveryStatus {
     pub report_hash: String,
-    /// "queued" (not tried yet), "waiting" (an addendum not tried yet because the report it
-    /// amends is not sent: `waiting_for` names it, and its own row says why), "retrying" or
-    /// "sent".
+    /// "queued" (not tried yet), "waiting" (not tried yet because an earlier report of its
+    /// case, the one an addendum amends say, is not sent: `waiting_for` names it, and its own
+    /// row says why), "retrying" or "sent".
     pub status: String,
-    /// For a waiting addendum: the hash of the report it amends, which must go first.
+    /// For a waiting report: the hash of the earliest report of its case not sent, which must
+    /// go first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
     pub attempts: i64,
@@ -623,38 +664,33 @@ pub struct DeliveryStatus {
 }
 
 pub async fn case_deliveries(db: &Db, case_id: &str) -> Result<Vec<DeliveryStatus>, sqlx::Error> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT reports.report_hash AS report_hash, deliveries.status AS status,
                 deliveries.attempts AS attempts, deliveries.transport AS transport,
                 deliveries.reference AS reference, deliveries.document_sha256 AS document_sha256,
-                deliveries.last_error AS last_error, deliveries.updated_at AS updated_at,
-                reports.amends AS amends, amended.status AS amended_status
+                deliveries.last_error AS last_error, deliveries.updated_at AS updated_at
          FROM reports LEFT JOIN deliveries ON deliveries.report_hash = reports.report_hash
-         LEFT JOIN deliveries amended ON amended.report_hash = reports.amends
          WHERE reports.case_id = $1
-         ORDER BY reports.received_at, reports.amends IS NOT NULL, reports.report_hash",
-    )
+         ORDER BY reports.{}",
+        arrival_column(db)
+    )))
     .bind(case_id)
     .fetch_all(&db.pool)
     .await?;
+    // The earliest report of the case not sent: every later one not tried yet waits for it
+    // (`deliver_due`'s rule).
+    let mut first_unsent: Option<String> = None;
     Ok(rows
         .iter()
         .map(|r| {
+            let hash: String = r.get("report_hash");
             let status: Option<String> = r.try_get("status").ok().flatten();
-            let amended_sent = r
-                .try_get::<Option<String>, _>("amended_status")
-                .ok()
-                .flatten()
-                .as_deref()
-                == Some("sent");
-            // Not tried because the report it amends has not gone (`due`'s rule).
-            let waiting_for = r
-                .try_get::<Option<String>, _>("amends")
-                .ok()
-                .flatten()
-                .filter(|_| status.is_none() && !amended_sent);
+            let waiting_for = first_unsent.clone().filter(|_| status.is_none());
+            if first_unsent.is_none() && status.as_deref() != Some("sent") {
+                first_unsent = Some(hash.clone());
+            }
             DeliveryStatus {
-                report_hash: r.get("report_hash"),
+                report_hash: hash,
                 status: match (status, &waiting_for) {
                     (Some(status), _) => status,
                     (None, Some(_)) => "waiting".into(),

@@ -24,6 +24,17 @@ pub struct KeyImage {
 }
 
 impl KeyImage {
+    /// The cell of a key image whose stored copy could not be read or decoded: a light grey
+    /// square, its caption saying so.
+    pub fn unavailable(caption: &str) -> KeyImage {
+        KeyImage {
+            width: 4,
+            height: 3,
+            pixels: vec![230; 12],
+            caption: format!("{caption} (image unavailable: its stored copy could not be read)"),
+        }
+    }
+
     /// Decode a PNG (grey or colour, 8 or 16 bits) to 8-bit grey.
     pub fn from_png(bytes: &[u8], caption: &str) -> Result<KeyImage, String> {
         let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
@@ -461,12 +472,12 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
         "Signed by",
         &format!("{} ({})", r.author.display_name, r.author.user_id),
     );
-    l.label_value("Signed at", &r.signed_at);
+    l.label_value("Signed at", &utc_text(&r.signed_at));
     l.label_value("Signing key", &r.key_id);
     l.label_value("Report sha256", doc.report_hash);
     l.label_value(
         "Received",
-        &format!("{} by the Overread case server", doc.received_at),
+        &format!("{} by the Overread case server", utc_text(doc.received_at)),
     );
     l.paragraph(
         Font::Regular,
@@ -631,37 +642,51 @@ pub fn render_pdf(doc: &ReportDocument<'_>) -> Vec<u8> {
                 }
             }
         }
-        let footer = footer(doc, &short_hash, i + 1, n_pages);
-        c.begin_text();
-        c.set_font(Name(b"F1"), 8.0);
-        c.next_line(MARGIN, 36.0);
-        c.show(Str(&encode(&footer)));
-        c.end_text();
+        let [patient_line, report_line] = footer(doc, &short_hash, i + 1, n_pages);
+        for (line, y) in [(patient_line, 46.0), (report_line, 36.0)] {
+            c.begin_text();
+            c.set_font(Name(b"F1"), 8.0);
+            c.next_line(MARGIN, y);
+            c.show(Str(&encode(&line)));
+            c.end_text();
+        }
         pdf.stream(*content_ref, &c.finish());
     }
     pdf.finish()
 }
 
-/// A page's footer: the case, the patient (name, birth date, record number: a faxed page
-/// that comes apart from the first still says whose it is), the report and the page. A record
-/// number longer than 24 characters, and a name too long for the rest of the line, are cut,
-/// said with "…".
-fn footer(doc: &ReportDocument<'_>, short_hash: &str, page: usize, pages: usize) -> String {
+/// A page's footer, two lines: the patient (name, birth date, record number: a faxed page
+/// that comes apart from the first still says whose it is), then the case, the report and the
+/// page. The patient has the first line to themselves: a record number longer than 40
+/// characters is cut, and a name too long for the rest of the line, each said with "…".
+fn footer(doc: &ReportDocument<'_>, short_hash: &str, page: usize, pages: usize) -> [String; 2] {
     let p = doc.patient;
-    let record: String = if p.id.chars().count() > 24 {
-        p.id.chars().take(23).collect::<String>() + "…"
+    let record: String = if p.id.chars().count() > 40 {
+        p.id.chars().take(39).collect::<String>() + "…"
     } else {
         p.id.clone()
     };
-    let line = |name: &str| {
-        format!(
-            "Overread case {} · {name} · born {} · {record} · report {short_hash}… · page {page} of {pages}",
-            doc.case_id, p.birth_date
-        )
-    };
+    let patient = |name: &str| format!("Patient {name} · born {} · record {record}", p.birth_date);
     let name = p.name.split('=').next().unwrap_or("").replace('^', ", ");
-    let room = PAGE_W - 2.0 * MARGIN - width_pt(&line(""), Font::Regular, 8.0);
-    line(&fitted(&name, room, Font::Regular, 8.0))
+    let room = PAGE_W - 2.0 * MARGIN - width_pt(&patient(""), Font::Regular, 8.0);
+    [
+        patient(&fitted(&name, room, Font::Regular, 8.0)),
+        format!(
+            "Overread case {} · report {short_hash}… · page {page} of {pages}",
+            doc.case_id
+        ),
+    ]
+}
+
+/// An RFC 3339 UTC time as the report prints it: "2026-11-25 09:59:00 UTC" (the zone said);
+/// as given where it does not read as one.
+fn utc_text(rfc3339: &str) -> String {
+    match case_protocol::parse_rfc3339_utc(rfc3339) {
+        Some(t) => case_protocol::rfc3339_utc(t)
+            .replace('T', " ")
+            .replace('Z', " UTC"),
+        None => rfc3339.to_string(),
+    }
 }
 
 /// `text` if it is no wider than `room` points, else its longest beginning that fits with
@@ -779,32 +804,51 @@ mod tests {
         assert!(pages >= 3, "{pages} pages");
         let pdf = render_pdf(&doc);
         // Written as a hex string (it holds bytes beyond ASCII: the middle dots).
-        let footer: Vec<u8> = encode("DOE, JANE · born 1960-01-01 · MRN-123 · report")
+        let patient_line: Vec<u8> = encode("Patient DOE, JANE · born 1960-01-01 · record MRN-123")
             .iter()
             .flat_map(|b| format!("{b:02X}").into_bytes())
             .collect();
-        let found = pdf.windows(footer.len()).filter(|w| *w == footer).count();
+        let found = pdf
+            .windows(patient_line.len())
+            .filter(|w| *w == patient_line)
+            .count();
         assert_eq!(found, pages);
-        // A name too long for the line is cut, the rest of the footer kept; a name of
-        // 360,000 characters at once (one pass); a long record number cut too.
+        // With identifiers as long as real ones (a case id of 14, a report hash shown by 16
+        // hex digits, a record number of 18), a full name is printed whole.
+        let mut real = patient.clone();
+        real.name = "JOHNSON^ELIZABETH^ANNE".into();
+        real.id = "MRN-2026-000481516".into();
+        let long_ids = ReportDocument {
+            case_id: "C-7F3A9B2C1D4E",
+            patient: &real,
+            ..doc
+        };
+        let [patient_line, report_line] = footer(&long_ids, "9f86d081884c7d65", 12, 12);
+        assert_eq!(
+            patient_line,
+            "Patient JOHNSON, ELIZABETH, ANNE · born 1960-01-01 · record MRN-2026-000481516"
+        );
+        assert_eq!(
+            report_line,
+            "Overread case C-7F3A9B2C1D4E · report 9f86d081884c7d65… · page 12 of 12"
+        );
+        // A name too long for its line is cut, the rest of the line kept; a name of 360,000
+        // characters at once (one pass); a record number past 40 characters cut too.
         for repeat in [8, 20_000] {
             let mut long = patient.clone();
             long.name = format!("{}^JANE", "VERYLONGFAMILYNAME".repeat(repeat));
             long.id = "R".repeat(200);
-            let cut = footer_of(&doc, &long);
-            assert!(cut.starts_with("Overread case C-1 · VERYLONG"), "{cut}");
+            let [cut, _] = footer_of(&doc, &long);
+            assert!(cut.starts_with("Patient VERYLONG"), "{cut}");
             assert!(
-                cut.ends_with(&format!(
-                    "… · born 1960-01-01 · {}… · report ab12… · page 1 of 3",
-                    "R".repeat(23)
-                )),
+                cut.ends_with(&format!("… · born 1960-01-01 · record {}…", "R".repeat(39))),
                 "{cut}"
             );
             assert!(width_pt(&cut, Font::Regular, 8.0) <= PAGE_W - 2.0 * MARGIN);
         }
     }
 
-    fn footer_of(doc: &ReportDocument<'_>, patient: &Patient) -> String {
+    fn footer_of(doc: &ReportDocument<'_>, patient: &Patient) -> [String; 2] {
         let doc = ReportDocument { patient, ..*doc };
         footer(&doc, "ab12", 1, 3)
     }
