@@ -992,7 +992,7 @@ impl ReadingServer {
                     .create_case(
                         &serde_json::from_value(serde_json::json!({
                         "patient": {"name": "DOE^J", "id": format!("M{i}"), "birth_date": "1970-01-01", "sex": "F"},
-                        "referral": {"physician": {"name": "Dr R", "fax": "+1", "institution": null},
+                        "referral": {"physician": {"name": "Dr R", "fax": "+14165550100", "institution": null},
                                      "clinical_question": "Nodule?", "document_sha256": null},
                         "subspecialty": "chest", "priority": "routine"}))
                         .unwrap(),

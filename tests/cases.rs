@@ -549,7 +549,7 @@ fn chest_case() -> NewCase {
         referral: Referral {
             physician: ReferringPhysician {
                 name: "Dr R".into(),
-                fax: "+1".into(),
+                fax: "+14165550100".into(),
                 institution: None,
             },
             clinical_question: "?".into(),

@@ -109,7 +109,7 @@ fn server_with(folder: &Path, dir: &Path) -> (tokio::runtime::Runtime, String, S
             .create_case(
                 &serde_json::from_value(serde_json::json!({
                 "patient": {"name": "DOE^J", "id": "M1", "birth_date": birth, "sex": "O"},
-                "referral": {"physician": {"name": "Dr R", "fax": "+1", "institution": null},
+                "referral": {"physician": {"name": "Dr R", "fax": "+14165550100", "institution": null},
                              "clinical_question": "?", "document_sha256": null},
                 "subspecialty": "chest", "priority": "routine"}))
                 .unwrap(),

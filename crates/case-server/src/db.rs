@@ -80,9 +80,64 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Invalid(String),
-    /// A field the report's PDF prints holds a character it cannot print: the client's 422.
+    /// A field the report's PDF prints holds a character it cannot print, or a field that
+    /// delivery or intake relies on is not what it must be (a fax number, a birth date): the
+    /// client's 422.
     #[error("{0}")]
     Unprintable(String),
+}
+
+/// A fax number the gateway can dial, as the sidecar names it (E.164): "+", then 8 to 15
+/// digits, with the spaces, dots, dashes and parentheses people write between them.
+pub fn check_fax(fax: &str) -> Result<(), String> {
+    let fax = fax.trim();
+    let digits = fax.chars().filter(char::is_ascii_digit).count();
+    let well_formed = fax.starts_with('+')
+        && fax[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
+        && (8..=15).contains(&digits);
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "the referring physician's fax number {fax:?} is not one a fax can be sent to: \
+             \"+\" and the country code, then the number (8 to 15 digits in all)"
+        ))
+    }
+}
+
+/// A birth date as cases hold it: YYYY-MM-DD, a real day (intake compares it with the
+/// studies', and every faxed page prints it), or none where it is not known (an unidentified
+/// patient).
+pub fn check_birth_date(date: &str) -> Result<(), String> {
+    if date.is_empty() {
+        return Ok(());
+    }
+    let bad = || format!("the patient's birth date {date:?} is not a date as YYYY-MM-DD");
+    let parts: Vec<&str> = date.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
+        return Err(bad());
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if (1800..=9999).contains(&y) && (1..=days).contains(&d) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 pub fn role_name(r: Role) -> &'static str {
@@ -402,6 +457,8 @@ impl Db {
         case_protocol::printable::check_new_case(new).map_err(|e| {
             DbError::Unprintable(format!("{e}; enter it as the faxed report can print it"))
         })?;
+        check_fax(&new.referral.physician.fax).map_err(DbError::Unprintable)?;
+        check_birth_date(&new.patient.birth_date).map_err(DbError::Unprintable)?;
         let _turn = self.write_turn().await;
         let id = format!(
             "C-{}",

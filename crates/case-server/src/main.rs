@@ -74,9 +74,14 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         max_upload_mib: usize,
         /// Folder a fax gateway watches: each signed report is written there as a PDF with a
-        /// JSON sidecar (fax number, recipient, hash).
-        #[arg(long, default_value = "overread-fax", env = "OVERREAD_FAX_DIR")]
-        fax_dir: PathBuf,
+        /// JSON sidecar (fax number, recipient, hash). Named, or `--no-delivery`: a default
+        /// folder nobody watches would take reports and record them sent.
+        #[arg(
+            long,
+            env = "OVERREAD_FAX_DIR",
+            required_unless_present = "no_delivery"
+        )]
+        fax_dir: Option<PathBuf>,
         /// Take reports but deliver none: another server on the same database delivers them,
         /// or faxing is paused (the reports wait, none is lost; a server with delivery sends
         /// them).
@@ -244,9 +249,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             server.max_upload_bytes = max_upload_mib.saturating_mul(1 << 20);
             // The fax folder is made only once the command line is known to be good.
             let with_delivery = |mut server: Server| -> Result<Server, String> {
-                if no_delivery {
+                let Some(fax_dir) = fax_dir.filter(|_| !no_delivery) else {
                     return Ok(server);
-                }
+                };
                 std::fs::create_dir_all(&fax_dir)
                     .map_err(|e| format!("{}: {e}", fax_dir.display()))?;
                 server.delivery = Some(case_server::delivery::DeliveryConfig::folder(&fax_dir));

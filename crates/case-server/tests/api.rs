@@ -955,6 +955,37 @@ async fn a_reported_case_takes_no_more_images() {
         "{text}"
     );
 
+    // A referral no fax can reach, or a birth date that is no date, is refused too: the
+    // report would be recorded sent to nobody, and intake compares the date with the studies'.
+    for (fax, birth, said) in [
+        ("", "1970-01-01", "fax number"),
+        ("+1", "1970-01-01", "fax number"),
+        ("416-555-0100", "1970-01-01", "fax number"),
+        ("+1 (416) 555-0100", "1970-02-30", "birth date"),
+        ("+1 (416) 555-0100", "19700101", "birth date"),
+    ] {
+        let mut case = new_case("chest");
+        case.referral.physician.fax = fax.into();
+        case.patient.birth_date = birth.into();
+        let r = s
+            .post(&coord, "/cases", &serde_json::to_value(&case).unwrap())
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{fax} {birth}"
+        );
+        let text = r.text().await.unwrap();
+        assert!(text.contains(said), "{text}");
+    }
+    let mut written = new_case("chest");
+    written.referral.physician.fax = "+1 (416) 555-0100".into();
+    written.patient.birth_date = "2000-02-29".into();
+    let r = s
+        .post(&coord, "/cases", &serde_json::to_value(&written).unwrap())
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "as people write a number");
+
     let r = key_image("nodule → 6 mm").await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(r.text().await.unwrap().contains("U+2192"));

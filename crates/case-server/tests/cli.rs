@@ -52,7 +52,7 @@ fn create_case(ctx: &Ctx, dir: &std::path::Path) -> String {
     std::fs::write(
         &case_json,
         r#"{"patient":{"name":"DOE^J","id":"M1","birth_date":"1970-01-01","sex":"F"},
-            "referral":{"physician":{"name":"Dr R","fax":"+1","institution":null},
+            "referral":{"physician":{"name":"Dr R","fax":"+14165550100","institution":null},
                         "clinical_question":"?","document_sha256":null},
             "subspecialty":"chest","priority":"urgent"}"#,
     )
@@ -265,11 +265,24 @@ fn the_admin_commands_work_and_the_transport_rule_holds() {
     let (ok, _, err) = server(&ctx, &["case", "status", &case_id, "reported"], None);
     assert!(!ok && err.contains("only with a signed report"), "{err}");
 
-    let (ok, _, err) = server(&ctx, &["serve", "--listen", "127.0.0.1:0"], None);
+    // Delivery is named: a fax folder, or none.
+    let (ok, _, err) = server(&ctx, &["serve", "--insecure-http"], None);
+    assert!(!ok && err.contains("--fax-dir"), "{err}");
+    let (ok, _, err) = server(
+        &ctx,
+        &["serve", "--listen", "127.0.0.1:0", "--no-delivery"],
+        None,
+    );
     assert!(!ok && err.contains("--cert and --key"), "{err}");
     let (ok, _, err) = server(
         &ctx,
-        &["serve", "--listen", "0.0.0.0:0", "--insecure-http"],
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--insecure-http",
+            "--no-delivery",
+        ],
         None,
     );
     assert!(!ok && err.contains("only on loopback"), "{err}");

@@ -666,7 +666,12 @@ fn footer(doc: &ReportDocument<'_>, short_hash: &str, page: usize, pages: usize)
     } else {
         p.id.clone()
     };
-    let patient = |name: &str| format!("Patient {name} · born {} · record {record}", p.birth_date);
+    let born = if p.birth_date.trim().is_empty() {
+        "birth date not given".to_string()
+    } else {
+        format!("born {}", p.birth_date)
+    };
+    let patient = |name: &str| format!("Patient {name} · {born} · record {record}");
     let name = p.name.split('=').next().unwrap_or("").replace('^', ", ");
     let room = PAGE_W - 2.0 * MARGIN - width_pt(&patient(""), Font::Regular, 8.0);
     [
@@ -831,6 +836,14 @@ mod tests {
         assert_eq!(
             report_line,
             "Overread case C-7F3A9B2C1D4E · report 9f86d081884c7d65… · page 12 of 12"
+        );
+        // An unidentified patient's unknown birth date is said, not left blank.
+        let mut unknown = patient.clone();
+        unknown.birth_date = String::new();
+        let [line, _] = footer_of(&doc, &unknown);
+        assert_eq!(
+            line,
+            "Patient DOE, JANE · birth date not given · record MRN-123"
         );
         // A name too long for its line is cut, the rest of the line kept; a name of 360,000
         // characters at once (one pass); a record number past 40 characters cut too.
