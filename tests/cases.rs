@@ -1039,6 +1039,7 @@ async fn a_damaged_pending_file_is_set_aside_and_an_unrecorded_refusal_stays_pen
     assert!(outbox.pending().is_empty());
     let aside = outbox.dir().join("damaged").join(format!("{hash}.json"));
     assert_eq!(std::fs::read(&aside).unwrap(), damaged_bytes);
+    assert_eq!(outbox.damaged(), vec![hash.clone()]);
 
     let dir = tempdir();
     let (outbox, hash) = outbox_with_one_report(dir.path());

@@ -1506,11 +1506,7 @@ impl ReportState {
                 "a report is being signed: insert the measurement when it is done".into();
             return;
         }
-        let shown = if unit == "mm" {
-            format!("{value:.1} mm")
-        } else {
-            format!("{value:.1} degrees")
-        };
+        let shown = crate::report::checks::inserted_text(value, unit);
         let written = self.apply_pieces(&[commands::Piece::Text(shown.clone())]);
         // Where the value went (the text written ends with it): checked against the
         // measurement there, even unnamed.
@@ -2683,7 +2679,13 @@ fn measurements_ui(
                     *go_to = Some(viewer_id);
                 }
                 ui.label(format!("{:.1} {}", m.value, m.unit));
-                ui.text_edit_singleline(&mut m.label);
+                // The label is signed with the measurement: read-only while a report is
+                // signed. Narrower than a default field, so the row with Remove still fits
+                // the panel.
+                ui.add_enabled(
+                    !signing,
+                    egui::TextEdit::singleline(&mut m.label).desired_width(160.0),
+                );
                 if ui
                     .add_enabled(!signing, egui::Button::new("Remove").small())
                     .on_hover_text("Not part of this report: it is not signed with it")
@@ -2984,6 +2986,19 @@ fn sign_area_ui(
 /// panel signed that have no receipt yet (the sender's count is its last round's, and a report
 /// signed since waits still).
 fn outbox_line(status: &OutboxStatus, awaiting: usize) -> String {
+    let line = outbox_sending_line(status, awaiting);
+    if status.damaged == 0 {
+        return line;
+    }
+    // Whatever else is said: a signed report that never went stays in view.
+    format!(
+        "{line}; {} signed report file(s) damaged on disk and NOT sent (set aside in the \
+         outbox's damaged folder): sign those reports again",
+        status.damaged
+    )
+}
+
+fn outbox_sending_line(status: &OutboxStatus, awaiting: usize) -> String {
     if status.needs_login {
         format!(
             "Outbox: {} waiting; the login expired: sign in again in the worklist",
@@ -3220,6 +3235,17 @@ mod tests {
         let status = OutboxStatus::default();
         assert_eq!(outbox_line(&status, 0), "Outbox: all sent (0 this session)");
         assert_eq!(outbox_line(&status, 1), "Outbox: 1 waiting (sending)");
+        // A damaged report file set aside is never hidden behind "all sent".
+        let damaged = OutboxStatus {
+            damaged: 1,
+            ..OutboxStatus::default()
+        };
+        let line = outbox_line(&damaged, 0);
+        assert!(
+            line.starts_with("Outbox: all sent")
+                && line.contains("1 signed report file(s) damaged"),
+            "{line}"
+        );
     }
 
     /// A report not yet received says when it will be sent: by the sender running, or, where

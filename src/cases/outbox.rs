@@ -146,6 +146,11 @@ impl Outbox {
         Ok(hash)
     }
 
+    /// Hashes of the signed reports whose outbox file was damaged and set aside (never sent).
+    pub fn damaged(&self) -> Vec<String> {
+        hashes_in(&self.dir.join("damaged"))
+    }
+
     /// Hashes of the reports waiting to be sent.
     pub fn pending(&self) -> Vec<String> {
         hashes_in(&self.dir.join("pending"))
@@ -237,8 +242,8 @@ impl Outbox {
         // One final report a case a round, the first signed: two (a restart or a crash left
         // the panel unaware of the first) sent at once made the server's choice between them
         // chance; this way the first is the report and the second is refused after it (and
-        // listed, for its text to be taken back into an addendum). An unreadable file goes
-        // (the server says what is wrong with it).
+        // listed, for its text to be taken back into an addendum). An unreadable file goes to
+        // `deliver_one`, which sets a damaged one aside (`damaged/`) and says so.
         let mut first_of_case: std::collections::HashMap<&str, (&str, &str)> =
             std::collections::HashMap::new();
         for (_, hash, signed) in &read {
@@ -562,6 +567,9 @@ pub struct OutboxStatus {
     pub last_error: Option<String>,
     /// The login expired: nothing is sent until [`OutboxWorker::set_client`] gives a new one.
     pub needs_login: bool,
+    /// Signed reports whose outbox file was found damaged and set aside in `damaged/` (this
+    /// session's and earlier ones'): never sent, kept there, said until someone removes them.
+    pub damaged: usize,
     /// Rounds run so far.
     pub rounds: u64,
 }
@@ -704,6 +712,7 @@ fn worker_loop(
                 // Counted before the lock is taken: the window asks for the status every frame,
                 // and a folder listing (a network home) must not hold it up.
                 let pending = outbox.pending().len();
+                let damaged = outbox.damaged().len();
                 let mut state = shared.lock();
                 // A login given while this round ran is not undone by its refusals.
                 let current = state.generation == generation;
@@ -729,6 +738,7 @@ fn worker_loop(
                     }
                 }
                 status.pending = pending;
+                status.damaged = damaged;
                 if status.pending == 0 {
                     failed_rounds = 0;
                     backoff.idle

@@ -223,11 +223,7 @@ pub fn pre_sign_checks(
                 let Some(family) = UnitFamily::of(&m.unit) else {
                     continue;
                 };
-                let label: Vec<String> = normalize(&m.label)
-                    .into_iter()
-                    .filter(|w| w.len() >= 3)
-                    .collect();
-                let named = !label.is_empty() && label.iter().all(|l| words.contains(l));
+                let named = names(m, &words);
                 let placed = m.place.as_ref().is_some_and(|(s, r)| {
                     *s == section && r.start < range.end && range.start < r.end
                 });
@@ -269,20 +265,17 @@ pub fn pre_sign_checks(
         }
     }
     for m in measurements {
-        // As the viewer's Insert writes it (`ReportState::insert_measurement`).
-        let unit = if m.unit == "mm" { "mm" } else { "degrees" };
-        let inserted_as = format!("{:.1} {unit}", m.value);
+        let inserted_as = inserted_text(m.value, &m.unit);
+        // Given: where Insert put it, as Insert writes it, or by a sentence that names it
+        // ("Right upper lobe nodule as before": the radiologist named the measurement after
+        // the finding; a negation such as "No nodule." under the label "nodule" is not told
+        // apart, words being all this check reads).
         let given = m.place.is_some()
             || [findings, impression].iter().any(|text| {
                 text.contains(&inserted_as)
-                    || sentences(text).iter().any(|(_, sentence)| {
-                        let words = normalize(sentence);
-                        let label: Vec<String> = normalize(&m.label)
-                            .into_iter()
-                            .filter(|w| w.len() >= 3)
-                            .collect();
-                        !label.is_empty() && label.iter().all(|l| words.contains(l))
-                    })
+                    || sentences(text)
+                        .iter()
+                        .any(|(_, sentence)| names(m, &normalize(sentence)))
             });
         if !given {
             let name = if m.label.trim().is_empty() {
@@ -309,6 +302,26 @@ pub fn pre_sign_checks(
 
 /// Sentences of `text` with their byte ranges (split after '.', ';', '!', '?' and at line
 /// breaks; a '.' between digits is a decimal point).
+/// A measurement's value as the viewer's Insert writes it into the text ("14.2 mm", "32.0
+/// degrees").
+pub fn inserted_text(value: f64, unit: &str) -> String {
+    if unit == "mm" {
+        format!("{value:.1} mm")
+    } else {
+        format!("{value:.1} degrees")
+    }
+}
+
+/// Whether a sentence (its normalized words) names measurement `m`: every word of its label
+/// of three letters or more.
+fn names(m: &LinkedMeasurement, words: &[String]) -> bool {
+    let label: Vec<String> = normalize(&m.label)
+        .into_iter()
+        .filter(|w| w.len() >= 3)
+        .collect();
+    !label.is_empty() && label.iter().all(|l| words.contains(l))
+}
+
 fn sentences(text: &str) -> Vec<(std::ops::Range<usize>, &str)> {
     let mut out = Vec::new();
     let bytes = text.as_bytes();

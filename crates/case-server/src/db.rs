@@ -88,8 +88,9 @@ pub enum DbError {
 }
 
 /// A fax number the gateway can dial, as the sidecar names it (E.164): "+", then 8 to 15
-/// digits, with the spaces, dots, dashes and parentheses people write between them.
-pub fn check_fax(fax: &str) -> Result<(), String> {
+/// digits, with the spaces, dots, dashes and parentheses people write between them; given
+/// back as E.164 itself ("+" and the digits), as cases keep it.
+pub fn check_fax(fax: &str) -> Result<String, String> {
     let fax = fax.trim();
     let digits = fax.chars().filter(char::is_ascii_digit).count();
     let well_formed = fax.starts_with('+')
@@ -98,7 +99,9 @@ pub fn check_fax(fax: &str) -> Result<(), String> {
             .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '.' | '-' | '(' | ')'))
         && (8..=15).contains(&digits);
     if well_formed {
-        Ok(())
+        Ok(std::iter::once('+')
+            .chain(fax.chars().filter(char::is_ascii_digit))
+            .collect())
     } else {
         Err(format!(
             "the referring physician's fax number {fax:?} is not one a fax can be sent to: \
@@ -119,7 +122,8 @@ pub fn check_birth_date(date: &str) -> Result<(), String> {
     let [y, m, d] = parts.as_slice() else {
         return Err(bad());
     };
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 || ![y, m, d].iter().all(|p| digits(p)) {
         return Err(bad());
     }
     let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
@@ -457,8 +461,11 @@ impl Db {
         case_protocol::printable::check_new_case(new).map_err(|e| {
             DbError::Unprintable(format!("{e}; enter it as the faxed report can print it"))
         })?;
-        check_fax(&new.referral.physician.fax).map_err(DbError::Unprintable)?;
+        let fax = check_fax(&new.referral.physician.fax).map_err(DbError::Unprintable)?;
         check_birth_date(&new.patient.birth_date).map_err(DbError::Unprintable)?;
+        let mut new = new.clone();
+        new.referral.physician.fax = fax;
+        let new = &new;
         let _turn = self.write_turn().await;
         let id = format!(
             "C-{}",

@@ -963,6 +963,7 @@ async fn a_reported_case_takes_no_more_images() {
         ("416-555-0100", "1970-01-01", "fax number"),
         ("+1 (416) 555-0100", "1970-02-30", "birth date"),
         ("+1 (416) 555-0100", "19700101", "birth date"),
+        ("+1 (416) 555-0100", "1970-+1-01", "birth date"),
     ] {
         let mut case = new_case("chest");
         case.referral.physician.fax = fax.into();
@@ -985,6 +986,18 @@ async fn a_reported_case_takes_no_more_images() {
         .post(&coord, "/cases", &serde_json::to_value(&written).unwrap())
         .await;
     assert_eq!(r.status(), StatusCode::CREATED, "as people write a number");
+    // Kept as E.164, as the fax gateway's sidecar names it.
+    let created: CaseSummary = r.json().await.unwrap();
+    let detail: serde_json::Value = s
+        .get(&coord, &format!("/cases/{}", created.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["referral"]["physician"]["fax"], "+14165550100",
+        "{detail}"
+    );
 
     let r = key_image("nodule → 6 mm").await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -21,6 +21,8 @@ fn server(ctx: &Ctx, args: &[&str], stdin: Option<&str>) -> (bool, String, Strin
         .arg(&ctx.db)
         .arg("--store")
         .arg(&ctx.store)
+        // The runner's own settings do not stand in for what a test names (or leaves out).
+        .env_remove("OVERREAD_FAX_DIR")
         .envs(ctx.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .args(args)
         .stdin(Stdio::piped())

@@ -236,15 +236,20 @@ pub async fn report_pdf(
     .fetch_all(&db.pool)
     .await?
     {
-        // Not part of the signed text: one whose stored copy cannot be read prints as
-        // unavailable, said, and never holds back the report.
+        // Not part of the signed text: one whose stored copy is gone or damaged prints as
+        // unavailable, said, and never holds back the report. Any other failure (the store
+        // unreachable a while) fails the attempt, retried: the report goes with its image.
         let key: &str = r.get("object_key");
         let bytes = match store.get(key).await {
             Ok(bytes) => Some(bytes),
-            Err(e) => {
+            Err(
+                e @ (crate::store::StoreError::Damaged { .. }
+                | crate::store::StoreError::Backend(object_store::Error::NotFound { .. })),
+            ) => {
                 tracing::warn!("report {report_hash}: key image {key} unavailable: {e}");
                 None
             }
+            Err(e) => return Err(e.into()),
         };
         key_pngs.push((bytes, r.get::<String, _>("caption")));
     }

@@ -398,7 +398,14 @@ fn lay_out(doc: &ReportDocument<'_>) -> Layout {
     l.rule();
     let p = doc.patient;
     l.label_value("Patient", &p.name.replace('^', ", "));
-    l.label_value("Date of birth", &p.birth_date);
+    l.label_value(
+        "Date of birth",
+        if p.birth_date.trim().is_empty() {
+            "not given"
+        } else {
+            &p.birth_date
+        },
+    );
     l.label_value("Sex", &p.sex);
     l.label_value("Record number", &p.id);
     let physician = &doc.referral.physician;

@@ -40,27 +40,51 @@ const PREFETCH: usize = 4;
 /// Objects being decompressed at once, across every request: one a core. Decompression is
 /// CPU work and holds an object's pixels (up to `CONVERTED_MAX`); unbounded, a few requests
 /// for the default syntax would take every core and their sum of memory.
-fn decompressing() -> &'static tokio::sync::Semaphore {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+fn decompressing() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static PERMITS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
     PERMITS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        std::sync::Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ))
     })
 }
 
-/// The instance columns [`convertible`] reads: a compressed object's metadata (its pixel
-/// format); for any other, nothing (uncompressed syntaxes need none, and a retrieval should
-/// not read every instance's metadata).
-const CONVERTIBLE_COLUMNS: &str = "CASE WHEN instances.transfer_syntax_uid IN \
-     ('1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2') \
-     THEN '' ELSE instances.metadata_json END AS pixel_metadata, \
-     instances.pixel_rows AS pixel_rows, instances.pixel_columns AS pixel_columns, \
-     instances.number_of_frames AS number_of_frames";
+/// The instance columns [`convertible`] reads: a compressed object's pixel format (Photometric
+/// Interpretation, Samples per Pixel, Bits Allocated), taken out of the metadata intake kept by
+/// the database (three short values a row, not every instance's whole metadata), as text; for
+/// a request answered as stored (`converting` false), or an uncompressed object, none.
+fn convertible_columns(backend: crate::db::Backend, converting: bool) -> String {
+    let uncompressed = "instances.transfer_syntax_uid IN ('1.2.840.10008.1.2', \
+         '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.1.99', '1.2.840.10008.1.2.2')";
+    let value = |tag: &str| match backend {
+        crate::db::Backend::Sqlite => {
+            format!("CAST(json_extract(instances.metadata_json, '$.\"{tag}\".Value[0]') AS TEXT)")
+        }
+        crate::db::Backend::Postgres => {
+            format!("(CAST(instances.metadata_json AS jsonb) -> '{tag}' -> 'Value' ->> 0)")
+        }
+    };
+    let pixel = |tag: &str, name: &str| {
+        if converting {
+            format!(
+                "CASE WHEN {uncompressed} THEN NULL ELSE {} END AS {name}",
+                value(tag)
+            )
+        } else {
+            format!("CAST(NULL AS TEXT) AS {name}")
+        }
+    };
+    format!(
+        "{}, {}, {}, instances.pixel_rows AS pixel_rows, \
+         instances.pixel_columns AS pixel_columns, instances.number_of_frames AS number_of_frames",
+        pixel("00280004", "photometric"),
+        pixel("00280002", "samples_per_pixel"),
+        pixel("00280100", "bits_allocated"),
+    )
+}
 
-/// [`CONVERTIBLE_COLUMNS`] for a request answered as stored, whatever is stored.
-const NOTHING_CONVERTED: &str = "'' AS pixel_metadata, instances.pixel_rows AS pixel_rows, \
-     instances.pixel_columns AS pixel_columns, instances.number_of_frames AS number_of_frames";
-
-/// Whether an instance row (with [`CONVERTIBLE_COLUMNS`]) in `ts` can be written in Explicit
+/// Whether an instance row (with [`convertible_columns`]) in `ts` can be written in Explicit
 /// VR Little Endian: its syntax is one converted here, and if compressed, its pixels are
 /// written natively (`imaging::decode::writes_natively`, by the metadata intake kept) in at
 /// most `CONVERTED_MAX` bytes. Known before the answer starts, so that a request naming that
@@ -73,17 +97,12 @@ fn convertible(row: &AnyRow, ts: &str) -> bool {
     if !imaging::transcode::is_decompressed(ts) {
         return true;
     }
-    let Ok(metadata) =
-        serde_json::from_str::<serde_json::Value>(row.get::<&str, _>("pixel_metadata"))
-    else {
-        return true;
-    };
-    let value = |tag: &str| metadata.get(tag)?.get("Value")?.get(0).cloned();
-    let number = |tag: &str| value(tag).and_then(|v| v.as_u64());
+    let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
+    let number = |column: &str| text(column).and_then(|v| v.trim().parse::<u64>().ok());
     let (Some(photometric), Some(samples), Some(bits)) = (
-        value("00280004").and_then(|v| v.as_str().map(str::to_string)),
-        number("00280002"),
-        number("00280100"),
+        text("photometric"),
+        number("samples_per_pixel"),
+        number("bits_allocated"),
     ) else {
         return true;
     };
@@ -135,11 +154,7 @@ pub(super) async fn retrieve(
     let scope = scope(&server.db, &caller, &target).await?;
     let wanted = accepted_transfer_syntaxes(&headers);
     // A request that takes any syntax (`*`) is answered as stored: no metadata read.
-    let convertible_columns = if wanted.is_some() {
-        CONVERTIBLE_COLUMNS
-    } else {
-        NOTHING_CONVERTED
-    };
+    let pixel_columns = convertible_columns(server.db.backend, wanted.is_some());
     let rows = rows_of(
         &server,
         &scope,
@@ -147,7 +162,7 @@ pub(super) async fn retrieve(
         &format!(
             "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts,
              instances.sop_class_uid AS sop_class_uid, instances.sop_uid AS sop_uid,
-             {convertible_columns}"
+             {pixel_columns}"
         ),
     )
     .await?;
@@ -234,14 +249,17 @@ pub(super) async fn retrieve(
                             } else {
                                 u64::MAX
                             };
-                            let _permit = if compressed {
-                                Some(decompressing().acquire().await.map_err(|e| {
-                                    std::io::Error::other(format!("decompression stopped: {e}"))
-                                })?)
+                            // The permit goes with the work: an answer whose client went
+                            // away does not free it while the decoding still runs.
+                            let permit = if compressed {
+                                Some(decompressing().clone().acquire_owned().await.map_err(
+                                    |e| std::io::Error::other(format!("decompression stopped: {e}")),
+                                )?)
                             } else {
                                 None
                             };
                             tokio::task::spawn_blocking(move || {
+                                let _permit = permit;
                                 crate::part10::explicit_le(&stored, &class, &sop, &ts, cap)
                             })
                             .await
@@ -500,15 +518,32 @@ pub(super) async fn frames(
         accepts(&headers, media).then(|| media.to_string())
     };
     // Compressed frames the request does not take as stored, decoded where it takes them as
-    // octet-stream in the default syntax (as a client without that codec asks).
-    let (part_type, frames) = match part_type {
-        Some(part_type) => (part_type, frames),
+    // octet-stream in the default syntax (as a client without that codec asks). Grey frames
+    // only: a colour frame decodes to another model or layout than the instance's metadata
+    // gives (RGB from YBR_FULL_422, interleaved from planar), and raw frames carry no header
+    // to say so.
+    let (part_type, frames): (String, Vec<bytes::Bytes>) = match part_type {
+        Some(part_type) => (
+            part_type,
+            frames
+                .into_iter()
+                .map(|f| bytes::Bytes::from(f.bytes))
+                .collect(),
+        ),
         None if frames[0].encapsulated
             && takes_native_octet_stream(&headers)
             && imaging::transcode::is_decompressed(&ts) =>
         {
             let list = wanted.clone();
+            // One decompression a core across requests; the permit goes with the work, so a
+            // request that goes away does not free it while its decoding still runs.
+            let permit = decompressing()
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| ApiError::internal("decompression stopped", e))?;
             let decoded = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 on_disk(&bytes, |path| {
                     Ok(imaging::decode::native_frames(
                         path,
@@ -521,7 +556,14 @@ pub(super) async fn frames(
             .map_err(|e| ApiError::internal("a worker thread failed", e))?
             .map_err(|e| ApiError::internal("a stored object could not be read", e))?;
             let decoded = match decoded {
-                Ok(decoded) => decoded,
+                Ok(decoded) if decoded.format.samples_per_pixel == 1 => decoded,
+                Ok(_) => {
+                    return Err(not_acceptable(format!(
+                        "colour frames of {} (transfer syntax {ts}) are sent as stored: \
+                         decoded, their layout would not be the one their metadata gives",
+                        target.describe(),
+                    )));
+                }
                 // Palette colour, 1-bit, or more than the bound: not written natively here.
                 Err(imaging::ImagingError::Unsupported { what, .. }) => {
                     return Err(not_acceptable(format!(
@@ -536,13 +578,11 @@ pub(super) async fn frames(
                     ));
                 }
             };
-            let frames = decoded
-                .frames()
-                .map(|bytes| imaging::decode::StoredFrame {
-                    transfer_syntax_uid: super::EXPLICIT_VR_LITTLE_ENDIAN.into(),
-                    encapsulated: false,
-                    bytes: bytes.to_vec(),
-                })
+            let len = decoded.frame_len.max(1);
+            let all = bytes::Bytes::from(decoded.bytes);
+            // Each frame a view of the one buffer, not a copy.
+            let frames = (0..all.len().div_ceil(len))
+                .map(|f| all.slice(f * len..((f + 1) * len).min(all.len())))
                 .collect();
             (
                 format!(
@@ -574,12 +614,15 @@ pub(super) async fn frames(
     )
     .await?;
     let boundary = new_boundary();
-    let mut body = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        body.extend(part_head(&boundary, &part_type, i == 0));
-        body.extend_from_slice(&f.bytes);
+    let mut chunks = Vec::with_capacity(2 * frames.len() + 1);
+    for (i, frame) in frames.into_iter().enumerate() {
+        chunks.push(bytes::Bytes::from(part_head(&boundary, &part_type, i == 0)));
+        chunks.push(frame);
     }
-    body.extend(closing(&boundary, true));
+    chunks.push(bytes::Bytes::from(closing(&boundary, true)));
+    let body = Body::from_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::io::Error>),
+    ));
     Ok((
         StatusCode::OK,
         [(
