@@ -199,6 +199,16 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
     );
     let pdf_path = fax.path().join(format!("{stem}.pdf"));
     let pdf = std::fs::read(&pdf_path).unwrap();
+    // The patient's report, for the gateway (of the server's group), not for everyone.
+    #[cfg(unix)]
+    for name in [format!("{stem}.pdf"), format!("{stem}.json")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(fax.path().join(&name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o007, 0, "{name}: {mode:o}");
+    }
     let sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fax.path().join(format!("{stem}.json"))).unwrap())
             .unwrap();

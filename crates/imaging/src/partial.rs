@@ -26,6 +26,12 @@ pub fn private_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     temporary_beside(path, 0o600)
 }
 
+/// A temporary file beside `path` that its owner and group may read (0640): for a patient's
+/// document handed to another service of the same group (the fax gateway), not to everyone.
+pub fn group_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    temporary_beside(path, 0o640)
+}
+
 /// `.overread-*.partial` beside `path`, made with `mode` (less the umask; unix).
 fn temporary_beside(path: &Path, mode: u32) -> std::io::Result<tempfile::NamedTempFile> {
     let mut builder = tempfile::Builder::new();

@@ -62,7 +62,8 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 /// Writes `CASE-HASH16.pdf` and then `CASE-HASH16.json` (fax number, recipient, hash, size)
 /// into a folder, each under a temporary name (`.overread-*.partial`), synced, renamed, and the
 /// folder synced: a gateway that acts on the `.json` always finds the whole PDF beside it, and
-/// both are on disk before the delivery is recorded.
+/// both are on disk before the delivery is recorded. Each is readable by its owner and group
+/// only (0640 less the umask): the gateway reads them as a member of the server's group.
 #[derive(Debug, Clone)]
 pub struct FolderTransport {
     pub folder: PathBuf,
@@ -84,7 +85,8 @@ impl Transport for FolderTransport {
         // survive a power loss before the delivery is recorded as sent.
         let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, String> {
             let path = self.folder.join(name);
-            imaging::partial::beside(&path)
+            // The patient's report, for the gateway (of the server's group) and nobody else.
+            imaging::partial::group_beside(&path)
                 .and_then(|mut partial| {
                     std::io::Write::write_all(&mut partial, bytes)?;
                     imaging::partial::persist(partial, &path)
@@ -445,6 +447,10 @@ pub async fn deliver_due(
                     },
                 );
             }
+            // Let go of the claim now: dropped, its transaction would be rolled back only
+            // when its connection is next used, and the next round (on another connection)
+            // would find the report still held and pass it by.
+            let _ = claim.release().await;
             return Err(e);
         }
         claim.release().await?;
