@@ -1647,6 +1647,10 @@ impl ReportState {
                 }) => {
                     self.sign_message = why;
                     self.settle_deliveries(&others);
+                    // The key file may have changed under the id read once (a key renewed
+                    // while the app ran: every signing would name the old id and fail): read
+                    // again for the next signing.
+                    self.key_id = std::cell::OnceCell::new();
                     // Refused as it was signed: its text is still in the editors, unless the
                     // draft was dropped meanwhile (then it is offered to be taken back).
                     if let Some((hash, case_id)) = refused {
@@ -4717,6 +4721,38 @@ mod tests {
             failed.1,
         ));
         assert_eq!(r.key_id().unwrap(), sealed.key_id);
+    }
+
+    /// A key renewed while the app runs (a new key file where the old one was) is read again
+    /// once a signing fails: the id read once at start would otherwise be signed into every
+    /// report and refused, until a restart.
+    #[test]
+    fn a_renewed_key_is_read_again_after_a_failed_signing() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("signing.key");
+        let seal = |path: &std::path::Path| {
+            let key = case_protocol::SigningKey::generate();
+            let sealed = crate::cases::EncryptedKey::seal(&key, "correct horse battery").unwrap();
+            let _ = std::fs::remove_file(path);
+            sealed.write(path).unwrap();
+            sealed.key_id
+        };
+        let old = seal(&key_file);
+        let mut r = state();
+        r.setup.key_file = Some(key_file.clone());
+        assert_eq!(r.key_id().unwrap(), old);
+        let renewed = seal(&key_file);
+        assert_ne!(renewed, old);
+        // Read once: the next frames keep it without reading the file.
+        assert_eq!(r.key_id().unwrap(), old);
+        let (tx, rx) = channel();
+        tx.send(Err(Unsigned::from("the key does not match".to_string())))
+            .unwrap();
+        r.sign_job = Some(rx);
+        r.sign_generation = r.draft_generation;
+        r.poll(&egui::Context::default());
+        assert!(!r.signing());
+        assert_eq!(r.key_id().unwrap(), renewed);
     }
 
     #[test]
