@@ -432,12 +432,7 @@ async fn a_delivery_recorded_halfway_leaves_nothing_and_is_recorded_next_round()
     let rad1 = s.login("rad1").await;
     let key = register_key(&s, &rad1).await;
     let hash = signed_final(&s, "rad1", &case, &key).await;
-    let transport = std::sync::Arc::new(Switchable::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_millis(1),
-        poll: Duration::from_secs(1),
-    };
+    let (transport, config) = switchable(Duration::from_millis(1));
     let postgres = s.db.backend == case_server::db::Backend::Postgres;
     if postgres {
         s.db.pool
@@ -536,6 +531,18 @@ async fn a_delivery_recorded_halfway_leaves_nothing_and_is_recorded_next_round()
     assert_eq!(idle.unwrap(), 0);
 }
 
+/// A [`Switchable`] transport and a configuration that uses it, retrying after `retry_base`
+/// (doubled each time), polling each second.
+fn switchable(retry_base: Duration) -> (std::sync::Arc<Switchable>, DeliveryConfig) {
+    let transport = std::sync::Arc::new(Switchable::default());
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base,
+        poll: Duration::from_secs(1),
+    };
+    (transport, config)
+}
+
 /// A transport that fails while told to, and lists what it was given and what it sent.
 #[derive(Debug, Default)]
 struct Switchable {
@@ -581,15 +588,10 @@ async fn an_addendum_waits_until_the_report_it_amends_is_sent() {
     )
     .await;
 
-    let transport = std::sync::Arc::new(Switchable::default());
+    let (transport, config) = switchable(Duration::from_millis(1));
     transport
         .failing
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_millis(1),
-        poll: Duration::from_secs(1),
-    };
     // Two failed attempts (a retry waits a second at least).
     for _ in 0..2 {
         case_server::delivery::deliver_due(&s.db, &s.store, &config)
@@ -997,12 +999,7 @@ async fn a_cases_reports_go_in_the_order_they_arrived() {
     let rad1 = s.login("rad1").await;
     let key = register_key(&s, &rad1).await;
     let final_hash = signed_final(&s, "rad1", &case, &key).await;
-    let transport = std::sync::Arc::new(Switchable::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_secs(3600),
-        poll: Duration::from_secs(1),
-    };
+    let (transport, config) = switchable(Duration::from_secs(3600));
     case_server::delivery::deliver_due(&s.db, &s.store, &config)
         .await
         .unwrap();
@@ -1093,12 +1090,7 @@ async fn a_report_goes_without_a_key_image_that_cannot_be_read() {
         .unwrap();
     s.store.delete(&object).await.unwrap();
     let hash = signed_final(&s, "rad1", &case, &key).await;
-    let transport = std::sync::Arc::new(Switchable::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_secs(3600),
-        poll: Duration::from_secs(1),
-    };
+    let (transport, config) = switchable(Duration::from_secs(3600));
     case_server::delivery::deliver_due(&s.db, &s.store, &config)
         .await
         .unwrap();

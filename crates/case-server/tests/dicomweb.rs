@@ -1586,6 +1586,42 @@ async fn an_implicit_vr_object_goes_in_the_default_transfer_syntax() {
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
 }
 
+/// A small phantom series (32 x 32 pixels of 10 mm, 5 mm apart) of `slices` slices written in
+/// `syntax` into `name` under the test's folder: the folder, the spec (to write it again in
+/// another syntax: the same seed gives the same pixels and UIDs) and the study's UID.
+fn small_series(
+    s: &Server,
+    name: &str,
+    seed: u64,
+    slices: usize,
+    syntax: imaging::synth::SynthSyntax,
+) -> (PathBuf, imaging::synth::PhantomSpec, String) {
+    let spec = imaging::synth::PhantomSpec {
+        columns: 32,
+        rows: 32,
+        slices,
+        pixel_mm: 10.0,
+        spacing_mm: 5.0,
+        seed,
+        syntax,
+        ..Default::default()
+    };
+    let folder = s.dir.path().join(name);
+    let out = imaging::synth::write_series(&spec, &folder).unwrap();
+    (folder, spec, out.study_instance_uid)
+}
+
+/// WADO-RS of a whole study under `/dicomweb`, as `token`, with `accept`.
+async fn get_study(s: &Server, token: &str, study: &str, accept: &str) -> reqwest::Response {
+    s.http
+        .get(format!("{}/dicomweb/studies/{study}", s.base))
+        .bearer_auth(token)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A compressed object (JPEG Lossless here) goes decompressed to a request that names no
 /// transfer syntax, or names Explicit VR Little Endian (PS3.18 8.7.3.5.2): its Pixel Data the
 /// same phantom's samples written uncompressed (not decoded by this test), every other element
@@ -1597,18 +1633,7 @@ async fn a_compressed_object_goes_decompressed_in_the_default_transfer_syntax() 
     let s = start().await;
     let coord = s.login("coord").await;
     let case = case_for(&s, &coord, "1970-01-01").await;
-    let spec = PhantomSpec {
-        columns: 32,
-        rows: 32,
-        slices: 3,
-        pixel_mm: 10.0,
-        spacing_mm: 5.0,
-        seed: 43,
-        syntax: SynthSyntax::JpegLossless,
-        ..Default::default()
-    };
-    let folder = s.dir.path().join("jpeg");
-    let out = write_series(&spec, &folder).unwrap();
+    let (folder, spec, study) = small_series(&s, "jpeg", 43, 3, SynthSyntax::JpegLossless);
     let plain = s.dir.path().join("plain");
     write_series(
         &PhantomSpec {
@@ -1655,19 +1680,7 @@ async fn a_compressed_object_goes_decompressed_in_the_default_transfer_syntax() 
         })
         .collect();
     let sent: Vec<_> = uploaded.iter().map(|b| read(b)).collect();
-    let get = |accept: &'static str| {
-        let (s, coord) = (&s, &coord);
-        let url = format!("{}/dicomweb/studies/{}", s.base, out.study_instance_uid);
-        async move {
-            s.http
-                .get(url)
-                .bearer_auth(coord)
-                .header("accept", accept)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
+    let get = |accept: &'static str| get_study(&s, &coord, &study, accept);
     for accept in [
         "*/*",
         "multipart/related; type=\"application/dicom\"",
@@ -1722,25 +1735,11 @@ async fn a_compressed_object_goes_decompressed_in_the_default_transfer_syntax() 
 /// without the closing delimiter, so the client sees it cut short rather than whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_that_does_not_decode_goes_as_stored_or_ends_a_named_answer() {
-    use imaging::synth::{PhantomSpec, SynthSyntax, write_series};
     let s = start().await;
     let coord = s.login("coord").await;
     let case = case_for(&s, &coord, "1970-01-01").await;
-    let folder = s.dir.path().join("jpeg");
-    let out = write_series(
-        &PhantomSpec {
-            columns: 32,
-            rows: 32,
-            slices: 2,
-            pixel_mm: 10.0,
-            spacing_mm: 5.0,
-            seed: 44,
-            syntax: SynthSyntax::JpegLossless,
-            ..Default::default()
-        },
-        &folder,
-    )
-    .unwrap();
+    let (folder, _, study) =
+        small_series(&s, "jpeg", 44, 2, imaging::synth::SynthSyntax::JpegLossless);
     let files = dicom_files(&folder);
     let mut broken = dicom_object::open_file(&files[1]).unwrap();
     broken.put(dicom_core::DataElement::new(
@@ -1755,18 +1754,9 @@ async fn an_object_that_does_not_decode_goes_as_stored_or_ends_a_named_answer() 
     let uploaded = files_of(&folder);
     stow_into(&s, &coord, &case, &uploaded).await;
     let broken_bytes = std::fs::read(&files[1]).unwrap();
-    let url = format!("{}/dicomweb/studies/{}", s.base, out.study_instance_uid);
-    let get = |accept: &'static str| {
-        s.http
-            .get(&url)
-            .bearer_auth(&coord)
-            .header("accept", accept)
-            .send()
-    };
+    let get = |accept: &'static str| get_study(&s, &coord, &study, accept);
 
-    let r = get("multipart/related; type=\"application/dicom\"")
-        .await
-        .unwrap();
+    let r = get("multipart/related; type=\"application/dicom\"").await;
     assert_eq!(r.status(), StatusCode::OK);
     let got = parts(r).await;
     assert_eq!(got.len(), 2);
@@ -1782,8 +1772,7 @@ async fn an_object_that_does_not_decode_goes_as_stored_or_ends_a_named_answer() 
 
     let r =
         get("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1")
-            .await
-            .unwrap();
+            .await;
     assert_eq!(
         r.status(),
         StatusCode::OK,
@@ -1801,24 +1790,10 @@ async fn an_object_that_does_not_decode_goes_as_stored_or_ends_a_named_answer() 
 /// that names no syntax gets it as stored, its part naming its syntax.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compressed_object_not_written_natively_is_refused_up_front_to_a_named_request() {
-    use imaging::synth::{PhantomSpec, SynthSyntax, write_series};
     let s = start().await;
     let coord = s.login("coord").await;
     let case = case_for(&s, &coord, "1970-01-01").await;
-    let folder = s.dir.path().join("palette");
-    let out = write_series(
-        &PhantomSpec {
-            columns: 16,
-            rows: 16,
-            slices: 1,
-            pixel_mm: 10.0,
-            seed: 45,
-            syntax: SynthSyntax::Rle,
-            ..Default::default()
-        },
-        &folder,
-    )
-    .unwrap();
+    let (folder, _, study) = small_series(&s, "palette", 45, 1, imaging::synth::SynthSyntax::Rle);
     edit_study(
         &folder,
         &[(
@@ -1829,22 +1804,12 @@ async fn a_compressed_object_not_written_natively_is_refused_up_front_to_a_named
     );
     let uploaded = files_of(&folder);
     stow_into(&s, &coord, &case, &uploaded).await;
-    let url = format!("{}/dicomweb/studies/{}", s.base, out.study_instance_uid);
-    let get = |accept: &'static str| {
-        s.http
-            .get(&url)
-            .bearer_auth(&coord)
-            .header("accept", accept)
-            .send()
-    };
+    let get = |accept: &'static str| get_study(&s, &coord, &study, accept);
     let r =
         get("multipart/related; type=\"application/dicom\"; transfer-syntax=1.2.840.10008.1.2.1")
-            .await
-            .unwrap();
+            .await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
-    let r = get("multipart/related; type=\"application/dicom\"")
-        .await
-        .unwrap();
+    let r = get("multipart/related; type=\"application/dicom\"").await;
     assert_eq!(r.status(), StatusCode::OK);
     let got = parts(r).await;
     assert_eq!(got.len(), 1);
