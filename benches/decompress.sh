@@ -24,37 +24,16 @@ study=$("$TARGET/overread" scan "$WORK/study" --json | python3 -c 'import json,s
 bytes=$(du -sb "$WORK/study" | cut -f1)
 echo "# study: $SLICES slices of 512x512 in $SYNTAX, $((bytes / 1000000)) MB stored, $((SLICES * 512 * 512 * 2 / 1000000)) MB of pixels"
 
-S=("$TARGET/overread-server" --db "$WORK/cases.db" --store "$WORK/objects")
-"${S[@]}" init >/dev/null
-echo bench-password | "${S[@]}" user add rad --role radiologist --name "Dr Bench" --subspecialty chest >/dev/null
-cat >"$WORK/case.json" <<EOF
-{"patient":{"name":"PHANTOM^CHEST","id":"SYNTH0001","birth_date":"1970-01-01","sex":"O"},
- "referral":{"physician":{"name":"Dr R","fax":"+14165550100","institution":null},
-             "clinical_question":"?","document_sha256":null},
- "subspecialty":"chest","priority":"routine"}
-EOF
-case_id=$("${S[@]}" case create "$WORK/case.json")
+# The case server and Orthanc, each holding the study (benches/servers.sh).
+source benches/servers.sh
+new_case rad radiologist
 "${S[@]}" case assign "$case_id" --radiologist rad >/dev/null
 "${S[@]}" import "$WORK/study" --case "$case_id" >/dev/null
-"${S[@]}" serve --insecure-http --listen 127.0.0.1:0 --fax-dir "$WORK/fax" >"$WORK/server.out" 2>"$WORK/server.err" &
-for _ in $(seq 100); do grep -q "serving on" "$WORK/server.out" && break; sleep 0.05; done
-base="$(sed -n 's/^serving on //p' "$WORK/server.out")"
+serve --fax-dir "$WORK/fax"
 overread_url="$base/cases/$case_id/dicomweb/studies/$study"
-token=$(curl -sf -X POST -H 'content-type: application/json' \
-    -d '{"user":"rad","password":"bench-password"}' "$base/login" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/orthanc.json" <<EOF
-{"Name":"bench","StorageDirectory":"$WORK/orthanc","IndexDirectory":"$WORK/orthanc",
- "HttpPort":$port,"DicomServerEnabled":false,"RemoteAccessAllowed":false,
- "AuthenticationEnabled":false,"Plugins":["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
- "DicomWeb":{"Enable":true,"Root":"/dicom-web/"}}
-EOF
-Orthanc "$WORK/orthanc.json" >/dev/null 2>&1 &
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/system" >/dev/null && break; sleep 0.05; done
-for f in "$WORK"/study/*; do curl -sf -X POST --data-binary @"$f" "http://127.0.0.1:$port/instances" >/dev/null; done
-orthanc_url="http://127.0.0.1:$port/dicom-web/studies/$study"
+token=$(token_of rad)
+orthanc_with "$WORK/study"
+orthanc_url="$orthanc/studies/$study"
 
 for run in $(seq "$RUNS"); do
     for accept in 'multipart/related; type="application/dicom"' \

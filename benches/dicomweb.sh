@@ -22,35 +22,16 @@ study=$("$TARGET/overread" scan "$WORK/study" --json | python3 -c 'import json,s
 bytes=$(du -sb "$WORK/study" | cut -f1)
 echo "# study: $SLICES slices, $((bytes / 1000000)) MB"
 
-# Overread's case server (SQLite, local object store), the study imported into a case.
-S=("$TARGET/overread-server" --db "$WORK/cases.db" --store "$WORK/objects")
-"${S[@]}" init >/dev/null
-echo bench-password | "${S[@]}" user add rad --role radiologist --name "Dr Bench" --subspecialty chest >/dev/null
-cat >"$WORK/case.json" <<EOF
-{"patient":{"name":"PHANTOM^CHEST","id":"SYNTH0001","birth_date":"1970-01-01","sex":"O"},
- "referral":{"physician":{"name":"Dr R","fax":"+14165550100","institution":null},
-             "clinical_question":"?","document_sha256":null},
- "subspecialty":"chest","priority":"routine"}
-EOF
-case_id=$("${S[@]}" case create "$WORK/case.json")
+# Overread's case server (SQLite, local object store), the study imported into a case; and
+# Orthanc with its DICOMweb plugin, the same files uploaded by its REST API (benches/servers.sh).
+source benches/servers.sh
+new_case rad radiologist
 "${S[@]}" case assign "$case_id" --radiologist rad >/dev/null
 "${S[@]}" import "$WORK/study" --case "$case_id" >/dev/null
-"${S[@]}" serve --insecure-http --listen 127.0.0.1:0 --fax-dir "$WORK/fax" >"$WORK/server.out" 2>"$WORK/server.err" &
-for _ in $(seq 100); do grep -q "serving on" "$WORK/server.out" && break; sleep 0.05; done
-overread_url="$(sed -n 's/^serving on //p' "$WORK/server.out")/cases/$case_id/dicomweb/studies/$study"
-
-# Orthanc with its DICOMweb plugin, the same files uploaded by its REST API.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$WORK/orthanc.json" <<EOF
-{"Name":"bench","StorageDirectory":"$WORK/orthanc","IndexDirectory":"$WORK/orthanc",
- "HttpPort":$port,"DicomServerEnabled":false,"RemoteAccessAllowed":false,
- "AuthenticationEnabled":false,"Plugins":["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
- "DicomWeb":{"Enable":true,"Root":"/dicom-web/"}}
-EOF
-Orthanc "$WORK/orthanc.json" >/dev/null 2>&1 &
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/system" >/dev/null && break; sleep 0.05; done
-for f in "$WORK"/study/*; do curl -sf -X POST --data-binary @"$f" "http://127.0.0.1:$port/instances" >/dev/null; done
-orthanc_url="http://127.0.0.1:$port/dicom-web/studies/$study"
+serve --fax-dir "$WORK/fax"
+overread_url="$base/cases/$case_id/dicomweb/studies/$study"
+orthanc_with "$WORK/study"
+orthanc_url="$orthanc/studies/$study"
 
 for run in $(seq "$RUNS"); do
     for peer in overread orthanc; do

@@ -28,23 +28,12 @@ PY
 bytes=$(stat -c %s "$WORK/body")
 echo "# body: $SLICES parts, $((bytes / 1000000)) MB"
 
-S=("$TARGET/overread-server" --db "$WORK/cases.db" --store "$WORK/objects")
-"${S[@]}" init >/dev/null
-echo bench-password | "${S[@]}" user add coord --role coordinator --name "Coordinator" >/dev/null
-cat >"$WORK/case.json" <<JSON
-{"patient":{"name":"PHANTOM^CHEST","id":"SYNTH0001","birth_date":"1970-01-01","sex":"O"},
- "referral":{"physician":{"name":"Dr R","fax":"+14165550100","institution":null},
-             "clinical_question":"?","document_sha256":null},
- "subspecialty":"chest","priority":"routine"}
-JSON
-case_id=$("${S[@]}" case create "$WORK/case.json")
-"${S[@]}" serve --insecure-http --listen 127.0.0.1:0 --no-delivery --max-upload-mib 4096 \
-    >"$WORK/server.out" 2>"$WORK/server.err" &
-pid=$!
-for _ in $(seq 100); do grep -q "serving on" "$WORK/server.out" && break; sleep 0.05; done
-base=$(sed -n 's/^serving on //p' "$WORK/server.out")
-token=$(curl -sf "$base/login" -H 'content-type: application/json' \
-    -d '{"user":"coord","password":"bench-password"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+# The case server with a case to upload into (benches/servers.sh).
+source benches/servers.sh
+new_case coord coordinator
+serve --no-delivery --max-upload-mib 4096
+pid=$server_pid
+token=$(token_of coord)
 before=$(grep VmHWM "/proc/$pid/status" | awk '{print $2}')
 start=$(date +%s.%N)
 status=$(curl -s -o "$WORK/answer.json" -w '%{http_code}' -X POST \

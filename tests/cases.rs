@@ -432,16 +432,21 @@ async fn the_cli_signs_with_a_sealed_key_and_submits_over_tls() {
     )
     .unwrap();
     let signed_file = dir.path().join("signed.json");
-    let (ok, out, err) = run(vec![
-        "report".into(),
-        "sign".into(),
-        draft.display().to_string(),
-        "--key".into(),
-        key_file.display().to_string(),
-        "-o".into(),
-        signed_file.display().to_string(),
-        "--show".into(),
-    ]);
+    // `report sign` of the draft with the sealed key into `out` (and `more`).
+    let sign = |out: &Path, more: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "report".into(),
+            "sign".into(),
+            draft.display().to_string(),
+            "--key".into(),
+            key_file.display().to_string(),
+            "-o".into(),
+            out.display().to_string(),
+        ];
+        args.extend(more.iter().map(|a| a.to_string()));
+        run(args)
+    };
+    let (ok, out, err) = sign(&signed_file, &["--show"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("OVERREAD-REPORT/1") && out.contains("impression 16:Normal chest CT."),
@@ -453,27 +458,11 @@ async fn the_cli_signs_with_a_sealed_key_and_submits_over_tls() {
     let mut stale = report(&db, &case_id, "").await;
     stale.signed_at = "2020-01-01T00:00:00Z".into();
     std::fs::write(&draft, serde_json::to_string(&stale).unwrap()).unwrap();
-    let (ok, _, err) = run(vec![
-        "report".into(),
-        "sign".into(),
-        draft.display().to_string(),
-        "--key".into(),
-        key_file.display().to_string(),
-        "-o".into(),
-        signed_file.display().to_string(),
-    ]);
+    let (ok, _, err) = sign(&signed_file, &[]);
     assert!(!ok && err.contains("never written over"), "{err}");
     assert_eq!(std::fs::read(&signed_file).unwrap(), first_signed);
     let restamped = dir.path().join("restamped.json");
-    let (ok, _, err) = run(vec![
-        "report".into(),
-        "sign".into(),
-        draft.display().to_string(),
-        "--key".into(),
-        key_file.display().to_string(),
-        "-o".into(),
-        restamped.display().to_string(),
-    ]);
+    let (ok, _, err) = sign(&restamped, &[]);
     assert!(ok, "{err}");
     assert!(err.contains("is not now"), "{err}");
     let restamped: case_protocol::SignedReport =

@@ -802,15 +802,13 @@ fn decompressed(path: &Path) -> Result<dicom_object::DefaultDicomObject, String>
             path.display()
         ));
     }
-    let meta = dicom_object::meta::FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(original.meta().media_storage_sop_class_uid())
-        .media_storage_sop_instance_uid(original.meta().media_storage_sop_instance_uid())
-        .transfer_syntax("1.2.840.10008.1.2.1")
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut file = vec![0u8; 128];
-    file.extend_from_slice(b"DICM");
-    meta.write(&mut file).map_err(|e| e.to_string())?;
+    let meta = original.meta();
+    let mut file = imaging::open::part10_header(
+        meta.media_storage_sop_class_uid(),
+        meta.media_storage_sop_instance_uid(),
+        "1.2.840.10008.1.2.1",
+        None,
+    )?;
     file.extend_from_slice(&data_set);
     dicom_object::OpenFileOptions::new()
         .read_preamble(dicom_object::file::ReadPreamble::Always)

@@ -17,18 +17,12 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = "OVERREAD";
 /// The preamble, `DICM` and a File Meta group (explicit VR little endian, its group length
 /// counted) for an object of SOP Class `class`, SOP Instance `instance`, written in `ts`.
 pub fn header(class: &str, instance: &str, ts: &str) -> Result<Vec<u8>, String> {
-    let meta = dicom_object::meta::FileMetaTableBuilder::new()
-        .media_storage_sop_class_uid(class)
-        .media_storage_sop_instance_uid(instance)
-        .transfer_syntax(ts)
-        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
-        .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut out = vec![0u8; 128];
-    out.extend_from_slice(b"DICM");
-    meta.write(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
+    imaging::open::part10_header(
+        class,
+        instance,
+        ts,
+        Some((IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME)),
+    )
 }
 
 /// `object` as a PS3.10 file. One already (`DICM` after a 128-byte preamble): as stored.

@@ -124,9 +124,7 @@ async fn a_final_report_reaches_the_fax_folder_as_a_pdf_and_the_case_is_delivere
         state.delivery = Some(config);
     })
     .await;
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
+    let (case, rad1, key) = reading_with_key(&s).await;
 
     // A key image; something that is not a PNG is refused.
     let post_image = |body: Vec<u8>| {
@@ -374,9 +372,7 @@ async fn a_failing_transport_keeps_the_report_queued_and_delivers_it_later() {
         state.delivery = Some(config);
     })
     .await;
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
+    let (case, rad1, key) = reading_with_key(&s).await;
     let hash = signed_final(&s, "rad1", &case, &key).await;
     let failing = wait_for(&s, &rad1, &case, "a failed attempt", |d| {
         d.len() == 1 && d[0].status == "retrying"
@@ -428,9 +424,7 @@ async fn a_failing_transport_keeps_the_report_queued_and_delivers_it_later() {
 async fn a_delivery_recorded_halfway_leaves_nothing_and_is_recorded_next_round() {
     use sqlx::Executor;
     let s = start().await;
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
+    let (case, _, key) = reading_with_key(&s).await;
     let hash = signed_final(&s, "rad1", &case, &key).await;
     let (transport, config) = switchable(Duration::from_millis(1));
     let postgres = s.db.backend == case_server::db::Backend::Postgres;
@@ -572,9 +566,7 @@ impl case_server::delivery::Transport for Switchable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_addendum_waits_until_the_report_it_amends_is_sent() {
     let s = start().await;
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
+    let (case, rad1, key) = reading_with_key(&s).await;
     let final_hash = signed_final(&s, "rad1", &case, &key).await;
     let addendum_hash = signed_report(
         &s,
@@ -666,12 +658,19 @@ impl case_server::delivery::Transport for SlowCounting {
     }
 }
 
-/// A final report signed in a case of rad1's, to be delivered through a [`SlowCounting`]
-/// transport: its hash, the transport and the delivery configuration.
-async fn final_to_deliver(s: &Server) -> (String, std::sync::Arc<SlowCounting>, DeliveryConfig) {
+/// A case in reading by rad1, who has registered a signing key: the case, rad1's login and
+/// the key.
+async fn reading_with_key(s: &Server) -> (String, String, SigningKey) {
     let case = case_in_reading(s, "rad1").await;
     let rad1 = s.login("rad1").await;
     let key = register_key(s, &rad1).await;
+    (case, rad1, key)
+}
+
+/// A final report signed in a case of rad1's, to be delivered through a [`SlowCounting`]
+/// transport: its hash, the transport and the delivery configuration.
+async fn final_to_deliver(s: &Server) -> (String, std::sync::Arc<SlowCounting>, DeliveryConfig) {
+    let (case, _, key) = reading_with_key(s).await;
     let hash = signed_final(s, "rad1", &case, &key).await;
     let transport = std::sync::Arc::new(SlowCounting::default());
     let config = DeliveryConfig {
@@ -995,9 +994,7 @@ print(json.dumps({"patients": len(fs.find_values("PatientID")), "studies": len(f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cases_reports_go_in_the_order_they_arrived() {
     let s = start().await;
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
+    let (case, rad1, key) = reading_with_key(&s).await;
     let final_hash = signed_final(&s, "rad1", &case, &key).await;
     let (transport, config) = switchable(Duration::from_secs(3600));
     case_server::delivery::deliver_due(&s.db, &s.store, &config)
@@ -1068,9 +1065,7 @@ async fn a_cases_reports_go_in_the_order_they_arrived() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_goes_without_a_key_image_that_cannot_be_read() {
     let s = start().await;
-    let case = case_in_reading(&s, "rad1").await;
-    let rad1 = s.login("rad1").await;
-    let key = register_key(&s, &rad1).await;
+    let (case, rad1, key) = reading_with_key(&s).await;
     let r = s
         .http
         .post(format!(
@@ -1110,6 +1105,11 @@ async fn a_report_goes_without_a_key_image_that_cannot_be_read() {
         .filter(|w| *w == b"/Subtype /Image")
         .count();
     assert_eq!(images, 1, "the unavailable image's grey cell");
+    let has = |text: &[u8]| pdf.windows(text.len()).any(|w| w == text);
+    assert!(
+        has(b"/Width 4") && !has(b"/Width 96"),
+        "the placeholder (4 x 3), not the 96 x 64 image"
+    );
     if !poppler() {
         return;
     }

@@ -1787,7 +1787,8 @@ async fn an_object_that_does_not_decode_goes_as_stored_or_ends_a_named_answer() 
 /// A compressed object whose pixels are not written natively here (palette colour: its
 /// indices would be expanded) is known so from the metadata intake kept, before any answer
 /// starts: a request that names Explicit VR Little Endian gets 406 (not a 200 cut short), one
-/// that names no syntax gets it as stored, its part naming its syntax.
+/// that names no syntax gets it as stored, its part naming its syntax, and its frames asked for
+/// as octet-stream are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compressed_object_not_written_natively_is_refused_up_front_to_a_named_request() {
     let s = start().await;
@@ -1818,6 +1819,33 @@ async fn a_compressed_object_not_written_natively_is_refused_up_front_to_a_named
         "application/dicom; transfer-syntax=1.2.840.10008.1.2.5"
     );
     assert_eq!(content_key(&got[0].1), content_key(&uploaded[0]));
+    // Its frames are not decoded for octet-stream either: 406.
+    let file = dicom_object::open_file(&dicom_files(&folder)[0]).unwrap();
+    let uid = |tag| {
+        file.element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    let r = s
+        .http
+        .get(format!(
+            "{}/dicomweb/studies/{study}/series/{}/instances/{}/frames/1",
+            s.base,
+            uid(tags::SERIES_INSTANCE_UID),
+            uid(tags::SOP_INSTANCE_UID)
+        ))
+        .bearer_auth(&coord)
+        .header(
+            "accept",
+            "multipart/related; type=\"application/octet-stream\"",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE);
 }
 
 /// A patient's name of several component groups (alphabetic, ideographic, phonetic) is found

@@ -262,6 +262,33 @@ fn walk_meta(bytes: &[u8], pos: &mut usize, file_size: usize) -> Meta {
     meta
 }
 
+/// The start of a PS3.10 file: a 128-byte preamble, `DICM` and a File Meta group (explicit VR
+/// little endian, its group length counted) for an object of SOP Class `class`, SOP Instance
+/// `instance`, written in `ts`, by the implementation `implementation` names (class UID,
+/// version name; dicom-rs's own where none is named). What precedes a data set written again
+/// in another syntax ([`implicit_to_explicit_le`], `transcode`).
+pub fn part10_header(
+    class: &str,
+    instance: &str,
+    ts: &str,
+    implementation: Option<(&str, &str)>,
+) -> Result<Vec<u8>, String> {
+    let mut builder = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(class)
+        .media_storage_sop_instance_uid(instance)
+        .transfer_syntax(ts);
+    if let Some((class_uid, version)) = implementation {
+        builder = builder
+            .implementation_class_uid(class_uid)
+            .implementation_version_name(version);
+    }
+    let meta = builder.build().map_err(|e| e.to_string())?;
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    meta.write(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 /// Where the data set of a PS3.10 file (a 128-byte preamble, `DICM`, then the File Meta
 /// group) starts, and the transfer syntax its meta group names; `None` when `bytes` is not one.
 pub(crate) fn part10_data_set(bytes: &[u8]) -> Option<(usize, String)> {
@@ -1759,16 +1786,8 @@ mod tests {
         body.extend(implicit(0x7FE0, 0x0010, &[1, 0, 2, 0]));
         body.extend_from_slice(&[0xAB, 0xCD, 0xEF]);
         let explicit = implicit_to_explicit_le(&body).unwrap();
-        let meta = FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
-            .media_storage_sop_instance_uid("2.25.1")
-            .transfer_syntax(EXPLICIT_VR_LE)
-            .implementation_class_uid("2.25.1")
-            .build()
-            .unwrap();
-        let mut file = vec![0u8; 128];
-        file.extend_from_slice(b"DICM");
-        meta.write(&mut file).unwrap();
+        let mut file =
+            part10_header("1.2.840.10008.5.1.4.1.1.2", "2.25.1", EXPLICIT_VR_LE, None).unwrap();
         file.extend_from_slice(&explicit);
         let obj = OpenFileOptions::new()
             .read_preamble(dicom_object::file::ReadPreamble::Always)

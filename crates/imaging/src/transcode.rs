@@ -297,15 +297,14 @@ mod tests {
     /// A decompressed data set read back by dicom-rs, under a File Meta group that names
     /// Explicit VR Little Endian.
     fn read_back(original: &DefaultDicomObject, data_set: &[u8]) -> DefaultDicomObject {
-        let meta = dicom_object::meta::FileMetaTableBuilder::new()
-            .media_storage_sop_class_uid(original.meta().media_storage_sop_class_uid())
-            .media_storage_sop_instance_uid(original.meta().media_storage_sop_instance_uid())
-            .transfer_syntax("1.2.840.10008.1.2.1")
-            .build()
-            .unwrap();
-        let mut file = vec![0u8; 128];
-        file.extend_from_slice(b"DICM");
-        meta.write(&mut file).unwrap();
+        let meta = original.meta();
+        let mut file = crate::open::part10_header(
+            meta.media_storage_sop_class_uid(),
+            meta.media_storage_sop_instance_uid(),
+            "1.2.840.10008.1.2.1",
+            None,
+        )
+        .unwrap();
         file.extend_from_slice(data_set);
         dicom_object::OpenFileOptions::new()
             .read_preamble(dicom_object::file::ReadPreamble::Always)

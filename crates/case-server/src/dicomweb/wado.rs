@@ -40,14 +40,31 @@ const PREFETCH: usize = 4;
 /// Objects being decompressed at once, across every request: one a core. Decompression is
 /// CPU work and holds an object's pixels (up to `CONVERTED_MAX`); unbounded, a few requests
 /// for the default syntax would take every core and their sum of memory.
-fn decompressing() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+/// `work` run on a blocking thread once one of those permits is had, holding it to its end:
+/// the permit goes with the work, so an answer whose client went away does not free it while
+/// the decoding still runs. `Err` only when the work's thread failed (a panic).
+async fn decompressing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
     static PERMITS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
         std::sync::OnceLock::new();
-    PERMITS.get_or_init(|| {
+    let permits = PERMITS.get_or_init(|| {
         std::sync::Arc::new(tokio::sync::Semaphore::new(
             std::thread::available_parallelism().map_or(2, |n| n.get()),
         ))
+    });
+    // Never closed: an error cannot come.
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
     })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// The instance columns [`convertible`] reads: a compressed object's pixel format (Photometric
@@ -84,6 +101,15 @@ fn convertible_columns(backend: crate::db::Backend, converting: bool) -> String 
     )
 }
 
+/// A number of the pixel format [`convertible_columns`] read (as text); `None` where the
+/// metadata does not give it.
+fn pixel_number(row: &AnyRow, column: &str) -> Option<u64> {
+    row.try_get::<Option<String>, _>(column)
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Whether an instance row (with [`convertible_columns`]) in `ts` can be written in Explicit
 /// VR Little Endian: its syntax is one converted here, and if compressed, its pixels are
 /// written natively (`imaging::decode::writes_natively`, by the metadata intake kept) in at
@@ -97,12 +123,12 @@ fn convertible(row: &AnyRow, ts: &str) -> bool {
     if !imaging::transcode::is_decompressed(ts) {
         return true;
     }
-    let text = |column: &str| row.try_get::<Option<String>, _>(column).ok().flatten();
-    let number = |column: &str| text(column).and_then(|v| v.trim().parse::<u64>().ok());
     let (Some(photometric), Some(samples), Some(bits)) = (
-        text("photometric"),
-        number("samples_per_pixel"),
-        number("bits_allocated"),
+        row.try_get::<Option<String>, _>("photometric")
+            .ok()
+            .flatten(),
+        pixel_number(row, "samples_per_pixel"),
+        pixel_number(row, "bits_allocated"),
     ) else {
         return true;
     };
@@ -249,21 +275,17 @@ pub(super) async fn retrieve(
                             } else {
                                 u64::MAX
                             };
-                            // The permit goes with the work: an answer whose client went
-                            // away does not free it while the decoding still runs.
-                            let permit = if compressed {
-                                Some(decompressing().clone().acquire_owned().await.map_err(
-                                    |e| std::io::Error::other(format!("decompression stopped: {e}")),
-                                )?)
-                            } else {
-                                None
-                            };
-                            tokio::task::spawn_blocking(move || {
-                                let _permit = permit;
+                            let convert = move || {
                                 crate::part10::explicit_le(&stored, &class, &sop, &ts, cap)
-                            })
-                            .await
-                            .unwrap_or_else(|e| Err(e.to_string()))
+                            };
+                            if compressed {
+                                decompressing(convert).await
+                            } else {
+                                tokio::task::spawn_blocking(convert)
+                                    .await
+                                    .map_err(|e| e.to_string())
+                            }
+                            .unwrap_or_else(Err)
                         };
                         match written {
                             Ok(chunks) => (chunks, super::EXPLICIT_VR_LITTLE_ENDIAN.to_string()),
@@ -479,7 +501,10 @@ pub(super) async fn frames(
         &server,
         &scope,
         &target,
-        "instances.object_key AS object_key, instances.number_of_frames AS number_of_frames",
+        &format!(
+            "instances.object_key AS object_key, instances.transfer_syntax_uid AS ts, {}",
+            convertible_columns(server.db.backend, true)
+        ),
     )
     .await?;
     let count: i64 = rows[0].try_get("number_of_frames").unwrap_or(1);
@@ -530,20 +555,16 @@ pub(super) async fn frames(
                 .map(|f| bytes::Bytes::from(f.bytes))
                 .collect(),
         ),
+        // Known from the metadata before decoding: the syntax, the format written natively,
+        // and grey (the check after decoding holds for metadata without them).
         None if frames[0].encapsulated
             && takes_native_octet_stream(&headers)
-            && imaging::transcode::is_decompressed(&ts) =>
+            && imaging::transcode::is_decompressed(&ts)
+            && convertible(&rows[0], &rows[0].get::<String, _>("ts"))
+            && pixel_number(&rows[0], "samples_per_pixel").is_none_or(|n| n == 1) =>
         {
             let list = wanted.clone();
-            // One decompression a core across requests; the permit goes with the work, so a
-            // request that goes away does not free it while its decoding still runs.
-            let permit = decompressing()
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| ApiError::internal("decompression stopped", e))?;
-            let decoded = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+            let decoded = decompressing(move || {
                 on_disk(&bytes, |path| {
                     Ok(imaging::decode::native_frames(
                         path,
