@@ -26,6 +26,8 @@ fn spec() -> PhantomSpec {
         spacing_mm: 2.5,
         noise_hu: 0.0,
         nodule_diameter_mm: 20.0,
+        // A fixed date: the viewport's corner shows it (snapshots).
+        study_date: "20240315".into(),
         ..PhantomSpec::default()
     }
 }

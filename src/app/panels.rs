@@ -775,6 +775,7 @@ impl eframe::egui_wgpu::CallbackTrait for ViewportPaint {
 /// above the bottom marker.
 struct CornerTexts {
     top_left: String,
+    top_right: String,
     bottom_left: String,
     bottom_right: String,
     /// Left, right, top, bottom.
@@ -793,10 +794,35 @@ impl CornerTexts {
         let markers = self
             .markers
             .map(|[l, r, t, b]| [l, r, t, b].map(|x| layout(x, &big)));
-        let [tl, bl, br] =
-            [self.top_left, self.bottom_left, self.bottom_right].map(|t| layout(t, font));
+        // The top texts (names, descriptions: any length) each keep to their half of the
+        // view beside the top marker, a line too long cut short with "…"; in a view too
+        // narrow for that, each takes the whole width, the right one under the left one.
+        let glyph = layout("M".into(), font).size().x.max(1.0);
+        let beside = rect.width() / 2.0
+            - m
+            - markers
+                .as_ref()
+                .map_or(0.0, |[_, _, t, _]| t.size().x / 2.0 + 4.0);
+        let chars = if beside / glyph >= 16.0 {
+            beside / glyph
+        } else {
+            (rect.width() - 2.0 * m) / glyph
+        };
+        let fit = |text: String| fit_lines(&text, chars.max(0.0).floor() as usize);
+        let [tl, tr, bl, br] = [
+            fit(self.top_left),
+            fit(self.top_right),
+            self.bottom_left,
+            self.bottom_right,
+        ]
+        .map(|t| layout(t, font));
 
         let mut tl_rect = place(&tl, rect.min + Vec2::new(m, m), Align2::LEFT_TOP);
+        let mut tr_rect = place(
+            &tr,
+            Pos2::new(rect.max.x - m, rect.min.y + m),
+            Align2::RIGHT_TOP,
+        );
         let mut floor = rect.max.y - m;
         if let Some([l, r, t, b]) = &markers {
             let l_rect = place(
@@ -825,13 +851,21 @@ impl CornerTexts {
             if tl_rect.intersects(t_rect) {
                 tl_rect = tl_rect.translate(Vec2::new(0.0, t_rect.max.y + 2.0 - tl_rect.min.y));
             }
+            if tr_rect.intersects(t_rect) {
+                tr_rect = tr_rect.translate(Vec2::new(0.0, t_rect.max.y + 2.0 - tr_rect.min.y));
+            }
             let bl_at = place(&bl, Pos2::new(rect.min.x + m, floor), Align2::LEFT_BOTTOM);
             let br_at = place(&br, Pos2::new(rect.max.x - m, floor), Align2::RIGHT_BOTTOM);
             if bl_at.intersects(b_rect) || br_at.intersects(b_rect) || bl_at.intersects(br_at) {
                 floor = b_rect.min.y - 2.0;
             }
         }
+        // In a narrow view the right text goes under the left one.
+        if tr_rect.intersects(tl_rect) {
+            tr_rect = tr_rect.translate(Vec2::new(0.0, tl_rect.max.y + 2.0 - tr_rect.min.y));
+        }
         painter.galley(tl_rect.min, tl.clone(), OVERLAY);
+        painter.galley(tr_rect.min, tr.clone(), OVERLAY);
         let bl_rect = place(&bl, Pos2::new(rect.min.x + m, floor), Align2::LEFT_BOTTOM);
         let mut br_rect = place(&br, Pos2::new(rect.max.x - m, floor), Align2::RIGHT_BOTTOM);
         if br_rect.intersects(bl_rect) {
@@ -959,16 +993,9 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
             }
         }
     }
-    let mut top_left = String::new();
-    if let Some(p) = app.patients.iter().find(|p| {
-        p.studies.iter().any(|s| {
-            s.series
-                .iter()
-                .any(|se| se.stacks.iter().any(|st| st.id == open.stack.id))
-        })
-    }) {
-        top_left += &format!("{}\n{}", p.name.reveal(), p.id.reveal());
-    }
+    // Whose images, of which study and series: a prior beside the current study is told
+    // apart by its date and series, not by its pixels.
+    let (top_left, top_right) = identity_corners(&app.patients, &open.stack.id);
     let mut bottom_left = match (o.slice, o.between, o.gap) {
         (Some((k, n)), _, _) => slice_line(&open.stack.slices, k, n),
         // A blend of two slices, no one image shows it: "Im 20-21/40".
@@ -1033,6 +1060,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
     }
     let corners = CornerTexts {
         top_left,
+        top_right,
         bottom_left,
         bottom_right,
         markers: o.markers.clone(),
@@ -1164,6 +1192,77 @@ pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
     app.show_bindings = open;
 }
 
+/// The top corners' texts for the stack `stack_id`: the patient (name, then ID) at the left;
+/// at the right the study (its date, as YYYY-MM-DD where the file gives eight digits, and its
+/// description) and the series ("Se 3 CT Chest 1.0 B70f", and what tells the stack apart from
+/// the series' other volumes). Empty where the stack is not among `patients`.
+fn identity_corners(patients: &[imaging::series::Patient], stack_id: &str) -> (String, String) {
+    for patient in patients {
+        for study in &patient.studies {
+            for series in &study.series {
+                let Some(k) = series.stacks.iter().position(|st| st.id == stack_id) else {
+                    continue;
+                };
+                let left = format!("{}\n{}", patient.name.reveal(), patient.id.reveal());
+                let date = study.date.as_deref().map(study_date);
+                let study_line = [date.as_deref(), study.description.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| !t.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let mut series_line = [
+                    series.number.map(|n| format!("Se {n}")),
+                    series.modality.clone(),
+                    series.description.clone(),
+                ]
+                .into_iter()
+                .flatten()
+                .filter(|t| !t.trim().is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+                if let Some(label) = series.stack_labels().get(k).filter(|l| !l.is_empty()) {
+                    series_line += &format!(" ({label})");
+                }
+                let right = [study_line, series_line]
+                    .into_iter()
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return (left, right);
+            }
+        }
+    }
+    (String::new(), String::new())
+}
+
+/// Each line of `text` at most `chars` characters, a longer one cut and ended with "…".
+fn fit_lines(text: &str, chars: usize) -> String {
+    text.lines()
+        .map(|line| {
+            if line.chars().count() <= chars {
+                line.to_string()
+            } else {
+                let mut cut: String = line.chars().take(chars.saturating_sub(1)).collect();
+                cut.push('…');
+                cut
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A DA value (YYYYMMDD) as YYYY-MM-DD; anything else (an old "YYYY.MM.DD", a damaged value)
+/// as it is, trimmed.
+fn study_date(da: &str) -> String {
+    let d = da.trim();
+    if d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..])
+    } else {
+        d.to_string()
+    }
+}
+
 /// The corner text's slice line: slice `k` of `n` in this stack, and the slice's Instance
 /// Number when that differs from `k` (the number the referring site's PACS shows, often
 /// counted from the other end, which a report's "image N" must name); for a multi-frame
@@ -1253,6 +1352,41 @@ mod tests {
         let frames = [slice(Some(7), 1), slice(Some(7), 0)];
         assert_eq!(slice_line(&frames, 1, 2), "Im 1/2 (Fr 2)\n");
         assert_eq!(slice_line(&frames, 2, 2), "Im 2/2 (Fr 1)\n");
+    }
+
+    /// The top corners name the patient, and the study's date and description and the
+    /// series, of the stack shown (a prior beside a current study is told apart by them).
+    #[test]
+    fn the_top_corners_name_patient_study_and_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = imaging::synth::PhantomSpec {
+            columns: 32,
+            rows: 32,
+            slices: 3,
+            study_date: "20240315".into(),
+            ..Default::default()
+        };
+        imaging::synth::write_series(&spec, dir.path()).unwrap();
+        let patients = imaging::group(&imaging::scan(&[dir.path().to_path_buf()]).instances);
+        let stack = &patients[0].studies[0].series[0].stacks[0];
+        let (left, right) = identity_corners(&patients, &stack.id);
+        assert_eq!(left, "PHANTOM^CHEST\nSYNTH0001");
+        assert_eq!(
+            right,
+            format!(
+                "2024-03-15 CT CHEST (synthetic phantom)\nSe 2 CT {}",
+                spec.name()
+            )
+        );
+        assert_eq!(
+            identity_corners(&patients, "no such stack"),
+            (String::new(), String::new())
+        );
+        assert_eq!(study_date("20240315"), "2024-03-15");
+        assert_eq!(fit_lines("Se 2 CT abcdef\nshort", 8), "Se 2 CT…\nshort");
+        assert_eq!(fit_lines("exactly8", 8), "exactly8");
+        assert_eq!(fit_lines("ab", 0), "…");
+        assert_eq!(study_date(" 2024.03.15"), "2024.03.15");
     }
 
     /// Whole values as they are; fractional ones (a rescale of 0.001) keep their decimals.
