@@ -569,6 +569,10 @@ fn phases(report: &serde_json::Value) -> Vec<(String, u64)> {
             }
             assert!(p["p50_ms"].as_f64() <= p["p99_ms"].as_f64(), "{p}");
             assert!(p["p99_ms"].as_f64() <= p["max_ms"].as_f64(), "{p}");
+            // Every frame's time, one a frame.
+            let frame_ms = p["frame_ms"].as_array().unwrap();
+            assert_eq!(Some(frame_ms.len() as u64), p["frames"].as_u64(), "{p}");
+            assert!(frame_ms.iter().all(|t| t.as_f64().is_some_and(|t| t > 0.0)));
             (
                 p["phase"].as_str().unwrap().to_string(),
                 p["frames"].as_u64().unwrap(),

@@ -48,6 +48,9 @@ pub struct PhaseTimes {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Every frame's time, in the order they were drawn (where the slow ones fall: a burst
+    /// while something else ran, or spread evenly).
+    pub frame_ms: Vec<f64>,
 }
 
 /// A running script.
@@ -111,6 +114,7 @@ impl Script {
                     .filter(|(p, _)| *p == phase)
                     .map(|(_, t)| *t)
                     .collect();
+                let frame_ms = t.iter().map(|t| (t * 100.0).round() / 100.0).collect();
                 t.sort_by(f64::total_cmp);
                 let pct = |q: f64| t[((t.len() - 1) as f64 * q).round() as usize];
                 PhaseTimes {
@@ -119,6 +123,7 @@ impl Script {
                     p50_ms: pct(0.5),
                     p99_ms: pct(0.99),
                     max_ms: t.last().copied().unwrap_or(0.0),
+                    frame_ms,
                 }
             })
             .collect()
