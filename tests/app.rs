@@ -593,7 +593,8 @@ fn angle_cobb_and_ellipse_measurements() {
 fn the_settings_file_remaps_keys() {
     let dir = tempdir();
     let settings = Settings::parse(
-        "cine_fps = 20\n[keys]\nnext_slice = [\"J\"]\nlast_slice = [\"pagedown\"]\n",
+        "cine_fps = 20\n[keys]\nnext_slice = [\"J\"]\nlast_slice = [\"pagedown\"]\n\
+         flip_horizontal = [\"r\"]\n",
     )
     .unwrap();
     let mut h = open_app_with(dir.path(), settings);
@@ -605,7 +606,19 @@ fn the_settings_file_remaps_keys() {
         "{problems}"
     );
     assert!(!h.state().status().contains("pagedown"));
+    // "r" is the key R: it flips and no longer turns, and the turn left without a key is said.
+    assert!(
+        problems.contains("rotate_clockwise has no key (R now does flip_horizontal)"),
+        "{problems}"
+    );
+    press(&mut h, egui::Key::R);
+    assert_eq!(markers(&h), ["L", "R", "A", "P"], "R flips, and only flips");
+    press(&mut h, egui::Key::R);
     let (k, n) = slice(&h);
+    // With Ctrl (egui's own shortcuts: Ctrl+Plus zooms the interface) a key is not a binding.
+    h.key_press_modifiers(egui::Modifiers::CTRL, egui::Key::J);
+    h.step();
+    assert_eq!(slice(&h), (k, n), "Ctrl+J does not scroll");
     press(&mut h, egui::Key::J);
     assert_eq!(slice(&h), (k + 1, n));
     press(&mut h, egui::Key::ArrowDown);
@@ -615,6 +628,66 @@ fn the_settings_file_remaps_keys() {
     assert_eq!(h.state().cine(), (20.0, false));
     press(&mut h, egui::Key::Plus);
     assert_eq!(h.state().cine().0, 25.0);
+    // Cine plays the series it was started on: another layout stops it.
+    press(&mut h, egui::Key::C);
+    assert_eq!(h.state().cine(), (25.0, true));
+    press(&mut h, egui::Key::Q);
+    assert_eq!(h.state().cine(), (25.0, false), "a new layout stops cine");
+}
+
+/// The patient point under screen position `pos` in the active viewport.
+fn patient_under(h: &Harness<'_, OverreadApp>, pos: egui::Pos2) -> DVec3 {
+    let view = h.state().current_view().unwrap();
+    let (x, y) = h.state().cell_grid(h.state().active()).unwrap().pixel(pos);
+    view.patient_at_pixel(x - 0.5, y - 0.5)
+}
+
+/// A high-resolution wheel's eighths of a notch scroll one slice for eight of them (not one
+/// each); a zoom keeps the patient point under the pointer where it is; Fit brings the whole
+/// image back, centred, on the same slice.
+#[test]
+fn the_wheel_zoom_and_fit_keep_the_reader_in_place() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    let rect = h.state().viewport_rect().unwrap();
+    let centre_before = h.state().viewport().unwrap().center_mm;
+    h.event(egui::Event::PointerMoved(rect.center()));
+    h.step();
+    let (k, n) = slice(&h);
+    let eighth = egui::Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Line,
+        delta: egui::vec2(0.0, -0.125),
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Wheel,
+        modifiers: egui::Modifiers::NONE,
+    };
+    for _ in 0..7 {
+        h.event(eighth.clone());
+        h.step();
+    }
+    assert_eq!(slice(&h), (k, n), "seven eighths of a notch: no slice yet");
+    h.event(eighth);
+    h.step();
+    assert_eq!(slice(&h), (k + 1, n), "the eighth eighth: one slice");
+
+    let at = rect.center() + egui::vec2(rect.width() / 5.0, -rect.height() / 6.0);
+    h.event(egui::Event::PointerMoved(at));
+    h.step();
+    let under = patient_under(&h, at);
+    h.event(egui::Event::Zoom(2.0));
+    h.step();
+    h.step();
+    assert_eq!(h.state().viewport().unwrap().zoom, 2.0);
+    let moved = (patient_under(&h, at) - under).length();
+    assert!(moved < 1e-6, "the point under the pointer moved {moved} mm");
+
+    press(&mut h, egui::Key::F);
+    let v = h.state().viewport().unwrap();
+    assert_eq!(v.zoom, 1.0);
+    // In the axial plane: x and y (z is the slice's, one step on).
+    let off = (DVec3::from(v.center_mm) - DVec3::from(centre_before)).truncate();
+    assert!(off.length() < 1e-9, "Fit re-centres ({off} mm off)");
+    assert_eq!(slice(&h), (k + 1, n), "on the same slice");
 }
 
 /// A thumbnail is the middle slice, windowed: air black, the body in greys.

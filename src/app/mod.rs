@@ -169,6 +169,8 @@ struct Cell {
     screen: Option<ScreenDraw>,
     /// A scrolling drag's pixels not yet turned into slices.
     scroll_drag_px: f64,
+    /// Wheel motion not yet turned into slices.
+    wheel: crate::viewer::WheelSteps,
     /// Pixels per point when it was drawn.
     ppp: f32,
     /// Linked scrolling asked for a position this series does not reach (it shows its end).
@@ -186,6 +188,7 @@ impl Cell {
             target: None,
             screen: None,
             scroll_drag_px: 0.0,
+            wheel: Default::default(),
             ppp: 1.0,
             beyond_link: false,
         }
@@ -500,26 +503,46 @@ impl OverreadApp {
         // Kept apart from the status line (which the scan overwrites at once) and shown until
         // the app closes: a key that does not work must say why.
         let mut problems = Vec::new();
-        let named = crate::viewer::bindings::with_overrides(default_bindings(), &settings.keys)
-            .unwrap_or_else(|e| {
-                problems.push(e);
-                default_bindings()
-                    .into_iter()
-                    .map(|(k, a)| (k.to_string(), a))
-                    .collect()
-            });
-        let mut bindings = Vec::new();
-        for (name, action) in named {
-            match egui::Key::from_name(&name) {
-                Some(k) => bindings.push((k, action)),
-                None => problems.push(format!(
-                    "settings: {name:?} is not a key name ({})",
-                    action.name()
-                )),
-            }
-        }
+        let canonical = |name: &str| egui::Key::from_name(name).map(|k| k.name().to_string());
+        let named =
+            crate::viewer::bindings::with_overrides(default_bindings(), &settings.keys, canonical)
+                .unwrap_or_else(|e| {
+                    problems.push(e);
+                    crate::viewer::bindings::with_overrides(
+                        default_bindings(),
+                        &Default::default(),
+                        canonical,
+                    )
+                    .unwrap_or_else(|_| crate::viewer::bindings::Applied {
+                        bindings: Vec::new(),
+                        problems: Vec::new(),
+                    })
+                });
+        problems.extend(named.problems);
+        let bindings: Vec<(egui::Key, Action)> = named
+            .bindings
+            .iter()
+            .filter_map(|(name, action)| Some((egui::Key::from_name(name)?, *action)))
+            .collect();
         let push_to_talk = match settings.push_to_talk() {
-            Ok((key, button)) => report_panel::PushToTalk::new(key, button),
+            Ok((key, button)) => {
+                // Held to dictate, it would also do what the key table or the mouse gives it.
+                if let Some(key) = key
+                    && let Some((_, action)) = bindings.iter().find(|(k, _)| *k == key)
+                {
+                    problems.push(format!(
+                        "settings: the dictation key {} also does {}",
+                        key.name(),
+                        action.name()
+                    ));
+                }
+                if button == Some(egui::PointerButton::Middle) {
+                    problems.push(
+                        "settings: the middle button dictates and also pans the image".into(),
+                    );
+                }
+                report_panel::PushToTalk::new(key, button)
+            }
             Err(e) => {
                 problems.push(format!("settings: {e}"));
                 report_panel::PushToTalk::default()
@@ -742,6 +765,7 @@ impl OverreadApp {
         self.pending_points.clear();
         if into_active {
             let active = self.active;
+            self.cine = None;
             self.free_target(active);
             self.cells[active] = Cell::new(viewport, volume);
             self.drop_unused_volumes();
@@ -923,6 +947,8 @@ impl OverreadApp {
     /// Replace the cells, each with its viewport and volume (freeing the old cells' textures
     /// and the volumes no cell shows any more).
     fn set_cells(&mut self, viewports: Vec<(Viewport, usize)>) {
+        // Cine plays the series it was started on: another layout, case or series stops it.
+        self.cine = None;
         self.cells = viewports
             .into_iter()
             .map(|(v, volume)| Cell::new(v, volume))
@@ -1770,7 +1796,7 @@ impl OverreadApp {
             Action::RotateClockwise => v.rotate_clockwise(),
             Action::FlipHorizontal => v.flip_horizontal = !v.flip_horizontal,
             Action::FlipVertical => v.flip_vertical = !v.flip_vertical,
-            Action::Fit => v.zoom = 1.0,
+            Action::Fit => v.fit(info),
             Action::OneToOne => {
                 if let Some(size) = target_size {
                     let fit = v.slice_view(info, size[0], size[1]);
@@ -1969,11 +1995,27 @@ impl OverreadApp {
         if ctx.text_edit_focused() {
             return;
         }
+        // Each press (a held key's repeats too) by the modifiers it came with: Ctrl, Cmd and
+        // Alt with a key are the window's (egui's Ctrl+Plus zooms the whole interface) or the
+        // system's, not a binding's; Shift may be part of the key ("?").
         let pressed: Vec<Action> = ctx.input(|i| {
-            self.bindings
+            i.events
                 .iter()
-                .filter(|(k, _)| i.key_pressed(*k))
-                .map(|(_, a)| *a)
+                .filter_map(|e| match e {
+                    egui::Event::Key {
+                        key,
+                        pressed: true,
+                        modifiers,
+                        ..
+                    } if !(modifiers.ctrl || modifiers.command || modifiers.alt) => Some(*key),
+                    _ => None,
+                })
+                .flat_map(|key| {
+                    self.bindings
+                        .iter()
+                        .filter(move |(k, _)| *k == key)
+                        .map(|(_, a)| *a)
+                })
                 .collect()
         });
         for a in pressed {

@@ -483,7 +483,7 @@ fn cell_contents_ui(
                         delta,
                         modifiers,
                         ..
-                    } if !modifiers.ctrl => Some(match unit {
+                    } if !modifiers.ctrl && !modifiers.command => Some(match unit {
                         egui::MouseWheelUnit::Point => delta.y / 40.0,
                         egui::MouseWheelUnit::Line => delta.y,
                         egui::MouseWheelUnit::Page => delta.y * 10.0,
@@ -495,16 +495,25 @@ fn cell_contents_ui(
         });
         let cell = &mut app.cells[i];
         if wheel_lines != 0.0 {
-            cell.viewport.scroll(
-                &info,
-                -f64::from(wheel_lines.signum() * wheel_lines.abs().ceil()),
-            );
-            cell.dirty = true;
-            app.follow_scroll(i);
+            let steps = cell.wheel.add(f64::from(wheel_lines));
+            if steps != 0.0 {
+                cell.viewport.scroll(&info, -steps);
+                cell.dirty = true;
+                app.follow_scroll(i);
+            }
         }
         if zoom != 1.0 {
+            // About the pointer: the patient point under it stays under it.
+            let pointer = ui.input(|inp| inp.pointer.hover_pos());
             let cell = &mut app.cells[i];
             cell.viewport.zoom = (cell.viewport.zoom * f64::from(zoom)).clamp(0.1, 50.0);
+            if let Some(pos) = pointer {
+                let before = patient_of(grid, &view_now, pos);
+                let view = cell.viewport.slice_view(&info, size_px[0], size_px[1]);
+                let after = patient_of(grid, &view, pos);
+                let c = DVec3::from(cell.viewport.center_mm) + (before - after);
+                cell.viewport.center_mm = c.to_array();
+            }
             cell.dirty = true;
         }
     }
@@ -542,7 +551,10 @@ fn cell_contents_ui(
         app.dragging_handle = None;
         app.rotating = None;
     }
-    let delta = response.drag_delta() * ppp;
+    // Pan moves the image with the pointer (device pixels); scroll and window/level go by
+    // the hand's movement (points), alike on every display scale.
+    let delta_points = response.drag_delta();
+    let delta = delta_points * ppp;
     if app.dragging_cursor == Some(i) {
         if let Some(p) = response.interact_pointer_pos() {
             let target = patient_of(grid, &view_now, p);
@@ -576,10 +588,10 @@ fn cell_contents_ui(
             .pan_pixels(&view_now, f64::from(delta.x), f64::from(delta.y));
         cell.dirty = true;
     } else if response.dragged_by(egui::PointerButton::Secondary) {
-        // A slice per 4 pixels; what a frame's drag leaves over carries to the next, so a slow
+        // A slice per 4 points; what a frame's drag leaves over carries to the next, so a slow
         // drag scrolls too.
         let cell = &mut app.cells[i];
-        cell.scroll_drag_px += f64::from(delta.y);
+        cell.scroll_drag_px += f64::from(delta_points.y);
         let steps = (cell.scroll_drag_px / 4.0).trunc();
         if steps != 0.0 {
             cell.scroll_drag_px -= steps * 4.0;
@@ -590,7 +602,7 @@ fn cell_contents_ui(
     } else if response.dragged_by(egui::PointerButton::Primary) && app.tool == Tool::WindowLevel {
         let cell = &mut app.cells[i];
         cell.viewport
-            .drag_window(f64::from(delta.x), f64::from(delta.y));
+            .drag_window(f64::from(delta_points.x), f64::from(delta_points.y));
         let display = cell.viewport.display.clone();
         app.share_display(&display);
     }
@@ -904,15 +916,28 @@ fn handle_at(
         .map(|(id, k, _)| (id, k))
 }
 
-/// Colour of a plane's reference line (and its viewport's crosshair).
-fn plane_colour(n: DVec3) -> Color32 {
-    let a = n.abs();
+/// Colour of cell `j`'s reference line (and its rotation handles): in MPR by the cell's own
+/// view (axial blue, coronal green, sagittal red), whatever it has been turned to, so a
+/// line keeps its colour past 45 degrees of rotation; elsewhere by the plane's nearest axis.
+fn cell_colour(app: &OverreadApp, j: usize) -> Color32 {
+    const AXIAL: Color32 = Color32::from_rgb(90, 160, 255);
+    const CORONAL: Color32 = Color32::from_rgb(110, 220, 110);
+    const SAGITTAL: Color32 = Color32::from_rgb(255, 110, 110);
+    if app.layout == Layout::Mpr {
+        // `set_layout` fills the MPR cells in this order.
+        return [AXIAL, CORONAL, SAGITTAL][j % 3];
+    }
+    let a = app
+        .cells
+        .get(j)
+        .map_or(DVec3::Z, |c| c.viewport.normal())
+        .abs();
     if a.z >= a.x.max(a.y) {
-        Color32::from_rgb(90, 160, 255)
+        AXIAL
     } else if a.y >= a.x {
-        Color32::from_rgb(110, 220, 110)
+        CORONAL
     } else {
-        Color32::from_rgb(255, 110, 110)
+        SAGITTAL
     }
 }
 
@@ -927,6 +952,20 @@ fn plane_intersection(n1: DVec3, p1: DVec3, n2: DVec3, p2: DVec3) -> Option<(DVe
     let det = a * b - c * c;
     let p = n1 * ((h1 * b - h2 * c) / det) + n2 * ((h2 * a - h1 * c) / det);
     Some((p, d.normalize()))
+}
+
+/// Where the plane (`n_other` through `p_other`) cuts the view's plane (`n_view` through its
+/// centre `c_view`): the line's point nearest the view's centre and its direction; none for
+/// parallel planes. The segment drawn is centred on that point: the point nearest the
+/// patient origin may lie far outside a zoomed view (of a volume centred 600 mm from it).
+fn reference_line(
+    n_view: DVec3,
+    c_view: DVec3,
+    n_other: DVec3,
+    p_other: DVec3,
+) -> Option<(DVec3, DVec3)> {
+    let (p, d) = plane_intersection(n_other, p_other, n_view, c_view)?;
+    Some((p + d * (c_view - p).dot(d), d))
 }
 
 fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &SliceView) {
@@ -951,23 +990,24 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         );
     }
     // Reference lines: where the other viewports' planes cut this one (only within one frame
-    // of reference: across two, patient coordinates do not correspond).
+    // of reference: across two, patient coordinates do not correspond; a series without a
+    // Frame of Reference UID is in its own, as in MPR of it).
     let frame = &info.geometry.frame_of_reference_uid;
     for (j, other) in app.cells.iter().enumerate() {
-        let same_frame = frame.is_some()
-            && app
-                .open_at(j)
-                .map(|o| &o.info.geometry.frame_of_reference_uid)
-                == Some(frame);
+        let same_frame = other.volume == cell.volume
+            || frame.is_some()
+                && app
+                    .open_at(j)
+                    .map(|o| &o.info.geometry.frame_of_reference_uid)
+                    == Some(frame);
         if j == i || !same_frame {
             continue;
         }
-        let n_other = other.viewport.normal();
-        let Some((p, d)) = plane_intersection(
-            n_other,
-            DVec3::from(other.viewport.center_mm),
+        let Some((p, d)) = reference_line(
             viewport.normal(),
             DVec3::from(view.center_mm),
+            other.viewport.normal(),
+            DVec3::from(other.viewport.center_mm),
         ) else {
             continue;
         };
@@ -980,7 +1020,7 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         let reach = rect.width() + rect.height();
         painter.line_segment(
             [centre - dir * reach, centre + dir * reach],
-            Stroke::new(1.0, plane_colour(n_other)),
+            Stroke::new(1.0, cell_colour(app, j)),
         );
     }
     if app.layout == Layout::Mpr {
@@ -988,8 +1028,8 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         painter.circle_stroke(to_screen(x, y), 6.0, Stroke::new(1.0, Color32::WHITE));
         // Drag one of these to turn the other planes (oblique MPR).
         for (j, at) in app.rotation_handles(i) {
-            if let Some(other) = app.cells.get(j) {
-                painter.circle_filled(at, 4.0, plane_colour(other.viewport.normal()));
+            if j < app.cells.len() {
+                painter.circle_filled(at, 4.0, cell_colour(app, j));
             }
         }
     }
@@ -1169,10 +1209,25 @@ pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
         for problem in &app.settings_problems {
             ui.colored_label(Color32::from_rgb(255, 170, 60), problem);
         }
+        // The third column is the action's name in the settings file's `[keys]` table.
         egui::Grid::new("bindings").striped(true).show(ui, |ui| {
             for (key, action) in &app.bindings {
                 ui.monospace(key.name());
                 ui.label(action.describe());
+                ui.weak(action.name());
+                ui.end_row();
+            }
+            let talk = &app.report.push_to_talk;
+            if let Some(key) = talk.key {
+                ui.monospace(format!("{} (held)", key.name()));
+                ui.label("dictate while held (push to talk)");
+                ui.weak("dictation_key");
+                ui.end_row();
+            }
+            if let Some(button) = talk.button {
+                ui.monospace(format!("{button:?} button (held)"));
+                ui.label("dictate while held (push to talk)");
+                ui.weak("dictation_mouse_button");
                 ui.end_row();
             }
             ui.monospace("wheel / right drag");
@@ -1387,6 +1442,20 @@ mod tests {
         assert_eq!(fit_lines("exactly8", 8), "exactly8");
         assert_eq!(fit_lines("ab", 0), "…");
         assert_eq!(study_date(" 2024.03.15"), "2024.03.15");
+    }
+
+    /// A reference line is placed at its point nearest the view's centre: a sagittal plane
+    /// at x = 10 cuts a coronal view centred 600 mm below the patient origin at (10, 0, -600),
+    /// not at (10, 0, 0), which a zoomed view would not show.
+    #[test]
+    fn a_reference_line_is_placed_where_the_view_is() {
+        let centre = DVec3::new(0.0, 0.0, -600.0);
+        let (p, d) = reference_line(DVec3::Y, centre, DVec3::X, DVec3::new(10.0, 5.0, 3.0))
+            .expect("perpendicular planes cut");
+        assert!((p - DVec3::new(10.0, 0.0, -600.0)).length() < 1e-9, "{p}");
+        assert!((d.abs() - DVec3::Z).length() < 1e-12, "{d}");
+        // Parallel planes: none.
+        assert!(reference_line(DVec3::Y, centre, DVec3::Y, DVec3::ZERO).is_none());
     }
 
     /// Whole values as they are; fractional ones (a rescale of 0.001) keep their decimals.

@@ -182,34 +182,87 @@ pub fn default_bindings() -> Vec<(&'static str, Action)> {
     ]
 }
 
+/// The key table with a settings file's `[keys]` applied, and what in the file could not be
+/// applied as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// (key, action), keys by their canonical names.
+    pub bindings: Vec<(String, Action)>,
+    /// Each in words: a name that is no key, a key given to two actions, an action left
+    /// without a key by keys given to others.
+    pub problems: Vec<String>,
+}
+
 /// Apply the `[keys]` table of a settings file: each named action gets exactly the keys listed
 /// (an empty list unbinds it); actions not named keep their defaults, except on a key the
-/// file gives to another action (one key never does two things). Unknown action names are
-/// errors that name them.
+/// file gives to another action (one key never does two things). Keys are compared by what
+/// they are, not how they are written: `canonical` gives a key name's one spelling (the
+/// toolkit's: "r" and "R" are one key, "Down" is "ArrowDown"), or none for a name that is no
+/// key. Unknown action names are errors that name them; a key named twice goes to the first
+/// action (in name order) and the second is said.
 pub fn with_overrides(
     defaults: Vec<(&'static str, Action)>,
     overrides: &std::collections::BTreeMap<String, Vec<String>>,
-) -> Result<Vec<(String, Action)>, String> {
-    let mut named = Vec::new();
+    canonical: impl Fn(&str) -> Option<String>,
+) -> Result<Applied, String> {
+    let mut problems = Vec::new();
+    let mut named: Vec<(Action, Vec<String>)> = Vec::new();
+    let mut given: Vec<(String, Action)> = Vec::new();
     for (name, keys) in overrides {
         let action = Action::from_name(name).ok_or_else(|| {
             format!("settings: unknown action {name:?} (see the key table, `?`, for names)")
         })?;
-        named.push((action, keys));
+        let mut own = Vec::new();
+        for written in keys {
+            let Some(key) = canonical(written) else {
+                problems.push(format!("settings: {written:?} is not a key name ({name})"));
+                continue;
+            };
+            if let Some((_, first)) = given.iter().find(|(k, _)| *k == key) {
+                if *first != action {
+                    problems.push(format!(
+                        "settings: {key} is given to both {} and {name}: it does {}",
+                        first.name(),
+                        first.name()
+                    ));
+                }
+                continue;
+            }
+            given.push((key.clone(), action));
+            own.push(key);
+        }
+        named.push((action, own));
     }
-    let mut out: Vec<(String, Action)> = defaults
-        .into_iter()
-        .filter(|(k, a)| {
-            !named
+    let mut bindings: Vec<(String, Action)> = Vec::new();
+    let mut lost: Vec<(Action, String, Action)> = Vec::new();
+    for (written, action) in defaults {
+        let key = canonical(written).unwrap_or_else(|| written.to_string());
+        if named.iter().any(|(n, _)| *n == action) {
+            continue;
+        }
+        match given.iter().find(|(k, _)| *k == key) {
+            Some((_, other)) => lost.push((action, key, *other)),
+            None => bindings.push((key, action)),
+        }
+    }
+    // A default action whose every key went to another, and that the file does not name.
+    for (action, key, other) in &lost {
+        if !bindings.iter().any(|(_, a)| a == action)
+            && !problems
                 .iter()
-                .any(|(n, keys)| n == a || keys.iter().any(|taken| taken == k))
-        })
-        .map(|(k, a)| (k.to_string(), a))
-        .collect();
-    for (action, keys) in named {
-        out.extend(keys.iter().map(|k| (k.clone(), action)));
+                .any(|p| p.contains(&format!(" {} has no key", action.name())))
+        {
+            problems.push(format!(
+                "settings: {} has no key ({key} now does {})",
+                action.name(),
+                other.name()
+            ));
+        }
     }
-    Ok(out)
+    for (action, keys) in named {
+        bindings.extend(keys.into_iter().map(|k| (k, action)));
+    }
+    Ok(Applied { bindings, problems })
 }
 
 #[cfg(test)]
@@ -231,7 +284,9 @@ mod tests {
         let mut o = std::collections::BTreeMap::new();
         o.insert("next_slice".to_string(), vec!["J".to_string()]);
         o.insert("invert".to_string(), vec![]);
-        let b = with_overrides(default_bindings(), &o).unwrap_or_default();
+        let b = with_overrides(default_bindings(), &o, same)
+            .unwrap()
+            .bindings;
         let keys_of = |a: Action| -> Vec<&str> {
             b.iter()
                 .filter(|(_, x)| *x == a)
@@ -243,7 +298,9 @@ mod tests {
         assert_eq!(keys_of(Action::PreviousSlice), vec!["ArrowUp", "ArrowLeft"]);
         // A key given to another action leaves its default action.
         o.insert("invert".to_string(), vec!["ArrowUp".to_string()]);
-        let b = with_overrides(default_bindings(), &o).unwrap_or_default();
+        let b = with_overrides(default_bindings(), &o, same)
+            .unwrap()
+            .bindings;
         let on_up: Vec<Action> = b
             .iter()
             .filter(|(k, _)| k == "ArrowUp")
@@ -251,6 +308,66 @@ mod tests {
             .collect();
         assert_eq!(on_up, vec![Action::Invert]);
         o.insert("warp_drive".to_string(), vec!["W".to_string()]);
-        assert!(with_overrides(default_bindings(), &o).is_err());
+        assert!(with_overrides(default_bindings(), &o, same).is_err());
+    }
+
+    /// Every name as written is its own key (the tests above).
+    fn same(name: &str) -> Option<String> {
+        Some(name.to_string())
+    }
+
+    /// Key names as the app's toolkit reads them: either case of a letter, "Down" for
+    /// "ArrowDown"; "Nope" is no key.
+    fn toolkit(name: &str) -> Option<String> {
+        match name {
+            "Down" | "ArrowDown" => Some("ArrowDown".into()),
+            "Nope" => None,
+            n if n.len() == 1 => Some(n.to_uppercase()),
+            n => Some(n.to_string()),
+        }
+    }
+
+    /// Keys are compared as keys: "r" takes R from rotate (which is then said to have no
+    /// key), "Down" takes ArrowDown from next_slice (which keeps its other key); a key
+    /// named for two actions does the first and the second is said; a name that is no key
+    /// is said.
+    #[test]
+    fn remapped_keys_never_do_two_things_silently() {
+        let mut o = std::collections::BTreeMap::new();
+        o.insert("flip_horizontal".to_string(), vec!["r".to_string()]);
+        o.insert(
+            "invert".to_string(),
+            vec!["Down".to_string(), "J".to_string()],
+        );
+        o.insert(
+            "flip_vertical".to_string(),
+            vec!["j".to_string(), "Nope".to_string()],
+        );
+        let applied = with_overrides(default_bindings(), &o, toolkit).unwrap();
+        let on = |key: &str| -> Vec<Action> {
+            applied
+                .bindings
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, a)| *a)
+                .collect()
+        };
+        assert_eq!(on("R"), [Action::FlipHorizontal]);
+        assert_eq!(on("ArrowDown"), [Action::Invert]);
+        assert_eq!(on("J"), [Action::FlipVertical]);
+        assert!(on("r").is_empty() && on("Down").is_empty());
+        assert!(
+            applied
+                .bindings
+                .contains(&("ArrowRight".to_string(), Action::NextSlice))
+        );
+        assert_eq!(
+            applied.problems,
+            [
+                "settings: \"Nope\" is not a key name (flip_vertical)",
+                "settings: J is given to both flip_vertical and invert: it does flip_vertical",
+                "settings: rotate_clockwise has no key (R now does flip_horizontal)",
+            ]
+        );
     }
 }

@@ -288,12 +288,18 @@ impl Viewport {
         self.rotation_quarters = (self.rotation_quarters + quarters) % 4;
     }
 
-    /// Reset zoom, pan, rotation and flips (not the window or the plane position).
-    pub fn reset(&mut self, info: &VolumeInfo) {
+    /// Fit: the whole volume in view, centred (zoom and pan undone; not the rotation, flips,
+    /// window or the plane position).
+    pub fn fit(&mut self, info: &VolumeInfo) {
         let along = self.position_mm();
         self.center_mm = volume_centre(info).to_array();
         self.set_position(along);
         self.zoom = 1.0;
+    }
+
+    /// Reset zoom, pan, rotation and flips (not the window or the plane position).
+    pub fn reset(&mut self, info: &VolumeInfo) {
+        self.fit(info);
         self.rotation_quarters = 0;
         self.flip_horizontal = false;
         self.flip_vertical = false;
@@ -533,8 +539,53 @@ pub fn position_text(normal: DVec3, position_mm: f64, centre: DVec3) -> String {
     format!("Pos {letter}{:.1} mm{oblique}", rounded.abs())
 }
 
+/// Wheel motion turned into whole slices: what a notch, a trackpad's small movements or a
+/// high-resolution wheel's fractions of a notch add up to, a slice for each whole line, the
+/// rest kept for the next event. A turn the other way starts afresh, so no part of a notch
+/// is lost to the motion before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WheelSteps {
+    lines: f64,
+}
+
+impl WheelSteps {
+    /// Add `lines` of wheel motion (positive: away from the user); returns the whole slices
+    /// to scroll now, in its direction.
+    pub fn add(&mut self, lines: f64) -> f64 {
+        if !lines.is_finite() {
+            return 0.0;
+        }
+        if lines * self.lines < 0.0 {
+            self.lines = 0.0;
+        }
+        self.lines += lines;
+        // A notch reported as 0.9999999 still counts as one.
+        let steps = (self.lines + self.lines.signum() * 1e-6).trunc();
+        self.lines -= steps;
+        steps
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    /// A notch is a slice; a trackpad's small movements and a high-resolution wheel's eighths
+    /// of a notch add up to one, not a slice each; turning back starts afresh.
+    #[test]
+    fn wheel_motion_scrolls_a_slice_a_notch() {
+        let mut w = WheelSteps::default();
+        assert_eq!(w.add(1.0), 1.0);
+        assert_eq!(w.add(-3.0), -3.0);
+        // Eight eighths: one slice, on the eighth.
+        let steps: Vec<f64> = (0..8).map(|_| w.add(0.125)).collect();
+        assert_eq!(steps, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        // A trackpad's 2-point movements (2 / 40 of a line each): one slice in 20.
+        let trackpad: f64 = (0..40).map(|_| w.add(2.0 / 40.0)).sum();
+        assert_eq!(trackpad, 2.0);
+        // Half a notch one way, then a whole one back: one slice back, not none.
+        w.add(0.5);
+        assert_eq!(w.add(-1.0), -1.0);
+        assert_eq!(w.add(f64::NAN), 0.0);
+    }
 
     #[test]
     fn a_position_says_which_side_of_the_patient_it_lies() {
