@@ -2535,8 +2535,14 @@ fn a_series_without_a_window_shows_its_range_in_every_viewport() {
     let range = imaging::stats::voxel_range(app.loaded_volume().unwrap());
     let expected = overread::render::Voi::spanning(range.min_modality, range.max_modality);
     assert_eq!(app.viewport().unwrap().display.voi, expected);
+    // Another window, then the file's window key: the one it opened with, as the files give
+    // none.
+    press(&mut h, egui::Key::Num1);
+    assert_ne!(h.state().viewport().unwrap().display.voi, expected);
+    press(&mut h, egui::Key::Num0);
+    assert_eq!(h.state().viewport().unwrap().display.voi, expected);
 
-    let id = app.cell_stack(0).unwrap().to_string();
+    let id = h.state().cell_stack(0).unwrap().to_string();
     h.state_mut().set_layout(Layout::OneByTwo);
     h.state_mut().set_active(1);
     let ctx = h.ctx.clone();
@@ -2550,6 +2556,45 @@ fn a_series_without_a_window_shows_its_range_in_every_viewport() {
     h.state_mut().set_active(3);
     h.state_mut().set_layout(Layout::OneByTwo);
     assert_eq!(h.state().active(), 1);
+}
+
+/// A CT whose files carry two windows (brain and lung, as `40\-600` and `400\1500`) opens
+/// in the first; the file-window key gives the second, then the first again.
+#[test]
+fn the_files_windows_come_in_turn() {
+    let dir = tempdir();
+    write_series(&spec(), dir.path()).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        for (tag, value) in [
+            (dicom_dictionary_std::tags::WINDOW_CENTER, "40\\-600"),
+            (dicom_dictionary_std::tags::WINDOW_WIDTH, "400\\1500"),
+        ] {
+            obj.put(dicom_object::mem::InMemElement::new(
+                tag,
+                dicom_core::VR::DS,
+                dicom_core::PrimitiveValue::from(value),
+            ));
+        }
+        obj.write_to_file(&path).unwrap();
+    }
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    let window = |h: &Harness<'_, OverreadApp>| {
+        let app = h.state();
+        app.viewport()
+            .unwrap()
+            .overlay(app.volume_info().unwrap())
+            .window
+    };
+    assert_eq!(window(&h), Some((400.0, 40.0)), "opens in the first");
+    press(&mut h, egui::Key::Num0);
+    assert_eq!(window(&h), Some((1500.0, -600.0)), "then the second");
+    press(&mut h, egui::Key::Num0);
+    assert_eq!(window(&h), Some((400.0, 40.0)), "then the first again");
+    press(&mut h, egui::Key::Num2);
+    press(&mut h, egui::Key::Num0);
+    assert_eq!(window(&h), Some((400.0, 40.0)), "from a preset: the first");
 }
 
 /// A folder without images dropped on the window while a study is read: the study, its

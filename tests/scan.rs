@@ -276,3 +276,20 @@ fn spacing_at_the_detector_parts_a_series() {
         "{at_detector:?}"
     );
 }
+
+/// Every Window Center/Width pair of a file is read, in order, as pydicom reads them: a file
+/// of the shared data carries three (40/100, 40/100, 40/200), the first the window it opens
+/// with, the others offered in turn by the file-window key.
+#[test]
+fn every_window_pair_of_a_file_is_read_in_order() {
+    let Some(root) = shared_dicom() else { return };
+    let path = root.join("codecs/pydicom_misc/dicom/j2k/J2K_pixelrep_mismatch.dcm");
+    let Ok(imaging::header::FileKind::Image(header)) = imaging::header::read_header(&path) else {
+        panic!("{} is an image", path.display());
+    };
+    let frame = &header.frames[0];
+    let pair = |w: &imaging::header::Window| (w.center, w.width);
+    assert_eq!(frame.window.as_ref().map(pair), Some((40.0, 100.0)));
+    let more: Vec<(f64, f64)> = frame.more_windows.iter().map(pair).collect();
+    assert_eq!(more, [(40.0, 100.0), (40.0, 200.0)]);
+}

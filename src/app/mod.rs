@@ -753,12 +753,10 @@ impl OverreadApp {
             .slices
             .get(o.stack.slices.len() / 2)
             .and_then(Voi::from_slice);
-        let ct = is_ct(&self.patients, &o.stack);
-        // Without a window in the file: abdomen for CT; otherwise the data's full range once
-        // it has loaded (a provisional full 12-bit range until then).
+        // Without a window in the file: a provisional full 12-bit range until the data's
+        // range is known.
         let voi = header_window
-            .or_else(|| Voi::preset("abdomen").filter(|_| ct))
-            .or_else(|| o.range.map(|(lo, hi)| Voi::spanning(lo, hi)))
+            .or_else(|| window_without_the_files(&self.patients, o))
             .unwrap_or_else(provisional_window);
         let mut viewport = Viewport::new(&o.info, crate::viewer::native_plane(&o.info), voi);
         viewport.display.monochrome1 = o.stack.format.photometric_interpretation == "MONOCHROME1";
@@ -1782,9 +1780,15 @@ impl OverreadApp {
                 }
             }
             Action::FileWindow => {
+                // The file's windows in turn (a CT's brain, then its bone window ...), then
+                // its VOI LUT; without any, the window the series opened with.
                 let middle = o.stack.slices.get(o.stack.slices.len() / 2);
-                let file = middle.and_then(Voi::from_slice);
-                if let Some(voi) = file {
+                let choices = middle.map(Voi::file_choices).unwrap_or_default();
+                let next = match choices.iter().position(|c| *c == v.display.voi) {
+                    Some(i) => choices.get((i + 1) % choices.len()).cloned(),
+                    None => choices.first().cloned(),
+                };
+                if let Some(voi) = next.or_else(|| window_without_the_files(&self.patients, o)) {
                     v.display.voi = voi;
                     window_changed = true;
                 }
@@ -1926,6 +1930,14 @@ fn retrieve_urls(
         folders.push(folder);
     }
     Ok((out, folders))
+}
+
+/// The window of a series whose files give none: abdomen for CT; otherwise the data's full
+/// range once it has loaded.
+fn window_without_the_files(patients: &[Patient], o: &Open) -> Option<Voi> {
+    Voi::preset("abdomen")
+        .filter(|_| is_ct(patients, &o.stack))
+        .or_else(|| o.range.map(|(lo, hi)| Voi::spanning(lo, hi)))
 }
 
 fn is_ct(patients: &[Patient], stack: &Stack) -> bool {

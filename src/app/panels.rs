@@ -1383,6 +1383,7 @@ mod tests {
             modality_lut: None,
             padding: None,
             window: None,
+            more_windows: Vec::new(),
             voi_lut: None,
             transfer_syntax_uid: String::new(),
             high_bit: None,

@@ -81,11 +81,20 @@ impl Voi {
 
     /// What a file says to show: the window of a slice (width >= 1) or else its VOI LUT.
     pub fn from_slice(slice: &imaging::series::SliceRef) -> Option<Voi> {
+        Voi::file_choices(slice).into_iter().next()
+    }
+
+    /// Every VOI the slice's file gives, in its order: each Window Center/Width pair that can
+    /// be drawn (a CT's brain, then its bone window), then its VOI LUT.
+    pub fn file_choices(slice: &imaging::series::SliceRef) -> Vec<Voi> {
         slice
             .window
-            .map(|w| Voi::from_window(&w))
-            .filter(|v| v.validate_window())
-            .or_else(|| slice.voi_lut.as_deref().map(Voi::from_lut))
+            .iter()
+            .chain(&slice.more_windows)
+            .map(Voi::from_window)
+            .filter(Voi::validate_window)
+            .chain(slice.voi_lut.as_deref().map(Voi::from_lut))
+            .collect()
     }
 
     /// A window spanning modality values `min..=max`: LINEAR, at least 1 wide (PS3.3

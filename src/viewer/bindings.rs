@@ -115,7 +115,7 @@ impl Action {
                 .get(usize::from(n).saturating_sub(1))
                 .map(|p| format!("window preset: {}", p.0))
                 .unwrap_or_else(|| "window preset".into()),
-            Action::FileWindow => "window from the file".into(),
+            Action::FileWindow => "the file's windows in turn".into(),
             Action::Invert => "invert grey scale".into(),
             Action::RotateClockwise => "rotate 90 degrees clockwise".into(),
             Action::FlipHorizontal => "flip left-right".into(),

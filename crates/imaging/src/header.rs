@@ -181,6 +181,9 @@ pub struct FrameHeader {
     pub modality_lut: Option<std::sync::Arc<ModalityLut>>,
     /// First Window Center/Width pair, or the Frame VOI LUT functional group (0028,9132).
     pub window: Option<Window>,
+    /// The pairs after the first, in the file's order (PS3.3 C.11.2.1.2: alternative views,
+    /// a CT's brain and then its bone window), from where `window` came.
+    pub more_windows: Vec<Window>,
     /// First VOI LUT of VOI LUT Sequence (0028,3010).
     #[serde(skip)]
     pub voi_lut: Option<std::sync::Arc<VoiLutTable>>,
@@ -626,6 +629,7 @@ fn at_detector(
 /// The frame description of a classic (single-frame) object, also the fallback for
 /// attributes a functional group leaves out.
 fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
+    let windows = windows_of(obj);
     let flavour = image_flavour(image_type.iter().skip(2).map(String::as_str));
     let pixel_spacing = spacing_of(obj, tags::PIXEL_SPACING);
     let imager_spacing = floats_n::<2>(obj, tags::IMAGER_PIXEL_SPACING)
@@ -649,7 +653,8 @@ fn classic_frame(obj: &InMemDicomObject, image_type: &[String]) -> FrameHeader {
             Some(_) => Rescale::IDENTITY,
             None => rescale_of(obj).unwrap_or(Rescale::IDENTITY),
         },
-        window: window_of(obj),
+        window: windows.first().copied(),
+        more_windows: windows.get(1..).unwrap_or_default().to_vec(),
         voi_lut: voi_lut_of(
             obj,
             modality_lut.is_none()
@@ -792,7 +797,7 @@ fn functional_group_frame(
     let measures = find(tags::PIXEL_MEASURES_SEQUENCE);
     let rescale = find(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE).and_then(rescale_of);
     let frame_voi = find(tags::FRAME_VOILUT_SEQUENCE);
-    let window = frame_voi.and_then(window_of);
+    let frame_windows = frame_voi.map(windows_of).unwrap_or_default();
     // A LUT in the frame's VOI LUT group (PS3.3 C.7.6.16.2.10) wins over the top-level one;
     // either is read with the sign this frame's rescale gives its input.
     let frame_rescale = rescale.unwrap_or(classic.rescale);
@@ -838,7 +843,13 @@ fn functional_group_frame(
             Some(_) => None,
             None => classic.modality_lut.clone(),
         },
-        window: window.or(classic.window),
+        // The frame's own windows, else the top level's.
+        window: frame_windows.first().copied().or(classic.window),
+        more_windows: match frame_windows.get(1..) {
+            Some(more) => more.to_vec(),
+            None if frame_windows.is_empty() => classic.more_windows.clone(),
+            None => Vec::new(),
+        },
         voi_lut,
         temporal_position: content
             .and_then(|c| int(c, tags::TEMPORAL_POSITION_INDEX))
@@ -930,19 +941,30 @@ fn rescale_of(obj: &InMemDicomObject) -> Option<Rescale> {
     })
 }
 
-fn window_of(obj: &InMemDicomObject) -> Option<Window> {
-    let center = floats(obj, tags::WINDOW_CENTER)?.first().copied()?;
-    let width = floats(obj, tags::WINDOW_WIDTH)?.first().copied()?;
+/// Every Window Center/Width pair of `obj`, in order (the n-th center with the n-th width;
+/// a value without its partner, a width not above zero or a center not finite left out).
+fn windows_of(obj: &InMemDicomObject) -> Vec<Window> {
+    let (Some(centers), Some(widths)) = (
+        floats(obj, tags::WINDOW_CENTER),
+        floats(obj, tags::WINDOW_WIDTH),
+    ) else {
+        return Vec::new();
+    };
     let function = match text(obj, tags::VOILUT_FUNCTION).as_deref().map(str::trim) {
         Some("LINEAR_EXACT") => WindowFunction::LinearExact,
         Some("SIGMOID") => WindowFunction::Sigmoid,
         _ => WindowFunction::Linear,
     };
-    (width > 0.0 && center.is_finite()).then_some(Window {
-        center,
-        width,
-        function,
-    })
+    centers
+        .into_iter()
+        .zip(widths)
+        .filter(|(center, width)| *width > 0.0 && center.is_finite() && width.is_finite())
+        .map(|(center, width)| Window {
+            center,
+            width,
+            function,
+        })
+        .collect()
 }
 
 /// The first VOI LUT of `obj` (PS3.3 C.11.2.1.1); `None` when absent or inconsistent (a

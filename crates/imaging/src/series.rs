@@ -39,7 +39,9 @@ pub struct SliceRef {
     pub modality_lut: Option<std::sync::Arc<ModalityLut>>,
     /// The file's Pixel Padding Value (and Range Limit): stored values that are not patient.
     pub padding: Option<PixelPadding>,
+    /// The file's first window, and those after it (`FrameHeader::more_windows`).
     pub window: Option<Window>,
+    pub more_windows: Vec<Window>,
     /// The file's first VOI LUT, if any.
     #[serde(skip)]
     pub voi_lut: Option<std::sync::Arc<VoiLutTable>>,
@@ -376,6 +378,7 @@ struct FrameEntry<'a> {
     modality_lut: Option<std::sync::Arc<ModalityLut>>,
     padding: Option<PixelPadding>,
     window: Option<Window>,
+    more_windows: Vec<Window>,
     voi_lut: Option<std::sync::Arc<VoiLutTable>>,
     mosaic_tile: Option<u32>,
 }
@@ -494,6 +497,7 @@ fn build_series(uid: String, headers: &[&InstanceHeader]) -> Series {
                 modality_lut: f.modality_lut.clone(),
                 padding: f.padding,
                 window: f.window,
+                more_windows: f.more_windows.clone(),
                 voi_lut: f.voi_lut.clone(),
                 mosaic_tile: f.mosaic_tile,
             });
@@ -800,6 +804,7 @@ fn make_stack(
             modality_lut: f.modality_lut.clone(),
             padding: f.padding,
             window: f.window,
+            more_windows: f.more_windows.clone(),
             voi_lut: f.voi_lut.clone(),
             transfer_syntax_uid: f.header.transfer_syntax_uid.clone(),
             high_bit: f.header.high_bit,
