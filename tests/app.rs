@@ -1963,11 +1963,24 @@ fn a_rotation_handle_turns_the_other_planes_for_oblique_mpr() {
         let v = handle - centre;
         centre + egui::vec2(v.x * c - v.y * s, v.x * s + v.y * c)
     };
+    let scale = |h: &Harness<'_, OverreadApp>| -> Vec<f64> {
+        (0..3)
+            .map(|j| h.state().cell_view(j).unwrap().pixel_mm)
+            .collect()
+    };
+    let scale_before = scale(&h);
     let angle = 30f32.to_radians();
     let arc: Vec<egui::Pos2> = (0..=15).map(|k| turn(angle * k as f32 / 15.0)).collect();
     drag_along(&mut h, &arc);
     let drop = turn(angle);
     h.step();
+    // Each image kept its scale as its plane turned.
+    for (before, after) in scale_before.iter().zip(scale(&h)) {
+        assert!(
+            (after / before - 1.0).abs() < 1e-9,
+            "{before} -> {after} mm a pixel"
+        );
+    }
 
     let normals: Vec<DVec3> = h.state().viewports().iter().map(|v| v.normal()).collect();
     assert_eq!(normals[0], DVec3::Z, "the axial plane is not turned");

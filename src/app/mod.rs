@@ -1183,9 +1183,24 @@ impl OverreadApp {
             if j == about {
                 continue;
             }
+            // The image keeps its scale as its plane turns: the fit of a turned plane (the
+            // volume's extent across it) changes with the angle, and the zoom makes up for it
+            // (else the image shrinks and grows under the hand, to 71% at 45 degrees).
+            let size = cell.target.as_ref().map(ViewTarget::size);
+            let info = self.opens.get(cell.volume).map(|o| &o.info);
+            let pixel_mm = |v: &Viewport| {
+                size.zip(info)
+                    .map(|([w, h], info)| v.slice_view(info, w, h).pixel_mm)
+            };
+            let before = pixel_mm(&cell.viewport);
             cell.viewport.plane = cell.viewport.plane.turned(turn);
             let normal = cell.viewport.normal();
             cell.viewport.set_position(c.dot(normal));
+            if let (Some(before), Some(after)) = (before, pixel_mm(&cell.viewport))
+                && before > 0.0
+            {
+                cell.viewport.zoom = (cell.viewport.zoom * after / before).clamp(0.1, 50.0);
+            }
             cell.dirty = true;
         }
     }

@@ -1091,7 +1091,10 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         bottom_left += &format!("\nloading {done}/{total}");
     }
     let mut bottom_right = window_line(o.window, &viewport.display.voi, info.colour);
-    bottom_right += &format!("\nZoom {:.2}", o.zoom);
+    // Magnification: screen pixels per image pixel (the finer in-plane spacing), so 1:1 (its
+    // key) reads 1.00 and cells of different sizes compare; not the zoom over the fit.
+    let native = info.spacing_mm[0].min(info.spacing_mm[1]);
+    bottom_right += &format!("\nZoom {:.2}", native / view.pixel_mm.max(1e-9));
     if viewport.display.invert {
         bottom_right += "\nInverted";
     }
