@@ -2019,6 +2019,36 @@ fn a_rotation_handle_turns_the_other_planes_for_oblique_mpr() {
     }
 }
 
+/// MPR left for one viewport and taken up again on the same series comes back as it was
+/// left: its turned planes, and the point they cross at.
+#[test]
+fn mpr_comes_back_as_it_was_left() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    press(&mut h, egui::Key::M);
+    let start = h.state().cursor_mm();
+    let p = start + DVec3::new(20.0, -15.0, 5.0);
+    h.state_mut().set_cursor(p, None);
+    let (s, c) = 30f64.to_radians().sin_cos();
+    h.state_mut()
+        .rotate_mpr(0, p + DVec3::X * 50.0, p + DVec3::new(c, s, 0.0) * 50.0);
+    h.step();
+    let planes = |h: &Harness<'_, OverreadApp>| -> Vec<Plane> {
+        h.state().viewports().iter().map(|v| v.plane).collect()
+    };
+    let turned = planes(&h);
+    assert!(matches!(turned[1], Plane::Turned { .. }), "{turned:?}");
+    press(&mut h, egui::Key::N);
+    assert_eq!(h.state().viewports().len(), 1);
+    press(&mut h, egui::Key::M);
+    assert_eq!(planes(&h), turned);
+    let off = (h.state().cursor_mm() - p).length();
+    assert!(off < 1e-9, "the crosshair moved {off} mm");
+    for v in h.state().viewports() {
+        assert!((v.position_mm() - p.dot(v.normal())).abs() < 1e-9);
+    }
+}
+
 /// Compare the part `rect` of the window with `tests/snapshots/NAME.png` (egui_kittest's
 /// snapshot comparison at its default threshold, no pixel allowed to fail). A changed image
 /// fails with `NAME.new.png` and `NAME.diff.png` beside the snapshot; after checking why it

@@ -418,6 +418,9 @@ pub struct OverreadApp {
     layout: Layout,
     /// The MPR point every plane passes through (patient mm).
     cursor_mm: DVec3,
+    /// The MPR views as they were left for another layout, with their stack's id: going back
+    /// to MPR on that stack gives them again (turned planes, pans, zooms), not new ones.
+    mpr_left: Option<(String, Vec<Viewport>)>,
     /// The cell whose crosshair centre is being dragged.
     dragging_cursor: Option<usize>,
     /// A measurement handle being dragged: (cell, measurement id, handle).
@@ -567,6 +570,7 @@ impl OverreadApp {
             active: 0,
             layout: Layout::One,
             cursor_mm: DVec3::ZERO,
+            mpr_left: None,
             dragging_cursor: None,
             dragging_handle: None,
             rotating: None,
@@ -970,16 +974,41 @@ impl OverreadApp {
             return;
         }
         let (rows, cols) = layout.grid();
+        let stack_id = self.opens.get(volume).map(|o| o.stack.id.clone());
+        if self.layout == Layout::Mpr && layout != Layout::Mpr {
+            self.mpr_left = stack_id
+                .clone()
+                .map(|id| (id, self.cells.iter().map(|c| c.viewport.clone()).collect()));
+        }
         let viewports = if layout == Layout::Mpr {
-            self.cursor_mm = DVec3::from(active.center_mm);
-            [Plane::Axial, Plane::Coronal, Plane::Sagittal]
-                .into_iter()
-                .map(|plane| {
-                    let mut v = active.with_plane(&info, plane);
-                    v.center_mm = self.cursor_mm.to_array();
-                    (v, volume)
-                })
-                .collect()
+            match self.mpr_left.take() {
+                // Back to the MPR of this stack: its views as they were, through the point
+                // they crossed at moved to where the active view now lies (scrolled meanwhile),
+                // in its window.
+                Some((id, kept)) if Some(&id) == stack_id.as_ref() && kept.len() == 3 => {
+                    let n = active.normal();
+                    let old = self.cursor_mm;
+                    self.cursor_mm = old + n * (active.position_mm() - old.dot(n));
+                    kept.into_iter()
+                        .map(|mut v| {
+                            v.display = active.display.clone();
+                            v.set_position(self.cursor_mm.dot(v.normal()));
+                            (v, volume)
+                        })
+                        .collect()
+                }
+                _ => {
+                    self.cursor_mm = DVec3::from(active.center_mm);
+                    [Plane::Axial, Plane::Coronal, Plane::Sagittal]
+                        .into_iter()
+                        .map(|plane| {
+                            let mut v = active.with_plane(&info, plane);
+                            v.center_mm = self.cursor_mm.to_array();
+                            (v, volume)
+                        })
+                        .collect()
+                }
+            }
         } else if layout == Layout::One || self.layout == Layout::Mpr {
             vec![(active, volume); rows * cols]
         } else {
