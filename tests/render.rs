@@ -219,6 +219,76 @@ fn cpu_reference_is_exact_on_a_ramp_in_a_tilted_stack() {
     }
 }
 
+/// A slab along the slices, centred on one, combines exactly the slices within it, each read
+/// on its own, as the maximum, minimum and mean of the voxel columns taken here from the
+/// stored values (not from the renderer): a 10 mm slab of 2.5 mm slices centred on slice 40
+/// is slices 38 to 42, and a voxel bright on slice 42 alone shows at its full value in the MIP
+/// (ten samples 1 mm apart blended pairs of slices and never read one alone). The GPU draws
+/// what the CPU does.
+#[test]
+fn a_slab_along_the_slices_combines_whole_slices() {
+    let (w, h, n) = (16usize, 16usize, 60usize);
+    let positions: Vec<[f64; 3]> = (0..n).map(|k| [0.0, 0.0, k as f64 * 2.5]).collect();
+    let geometry = VolumeGeometry::from_slices(
+        w,
+        h,
+        [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        [1.0, 1.0],
+        positions,
+        None,
+        None,
+    );
+    let stored = |i: usize, j: usize, k: usize| ((i * 7 + j * 13 + k * 29) % 200) as i16 - 100;
+    let mut array = Array3::from_shape_fn((n, h, w), |(k, j, i)| stored(i, j, k));
+    array[[42, 6, 5]] = 3000;
+    let volume = volume_of(
+        geometry,
+        Voxels::I16(array.clone()),
+        RescalePolicy::Uniform(Rescale::IDENTITY),
+    );
+    let info = VolumeInfo::new(&volume).unwrap();
+    // Pixel (px, py) centred on voxel (px, py) of slice 40 (z = 100 mm).
+    let mut v = SliceView::fit(&info, Plane::Axial, Some(100.0), 16, 16).unwrap();
+    v.center_mm = [7.5, 7.5, 100.0];
+    v.pixel_mm = 1.0;
+    v.slab_mm = 10.0;
+    for mode in [SlabMode::Mip, SlabMode::MinIp, SlabMode::Average] {
+        v.slab_mode = mode;
+        let r = cpu::resample(&info, &volume.voxels, &v).unwrap();
+        for py in 0..16 {
+            for px in 0..16 {
+                let column: Vec<f32> = (38..=42)
+                    .map(|k| f32::from(array[[k, py as usize, px as usize]]))
+                    .collect();
+                let expected = match mode {
+                    SlabMode::Mip => column.iter().copied().fold(f32::MIN, f32::max),
+                    SlabMode::MinIp => column.iter().copied().fold(f32::MAX, f32::min),
+                    SlabMode::Average => column.iter().sum::<f32>() / 5.0,
+                };
+                let got = r.value(px, py).expect("inside the volume");
+                assert!(
+                    (got - expected).abs() < 1e-3,
+                    "{mode:?} ({px}, {py}): {got} vs {expected} of {column:?}"
+                );
+            }
+        }
+        if mode == SlabMode::Mip {
+            assert_eq!(r.value(5, 6), Some(3000.0));
+        }
+        let Some(texture) = upload(&volume) else {
+            continue;
+        };
+        let display = Display::new(Voi::linear(0.0, 400.0));
+        assert_gpu_matches_cpu(
+            &format!("whole-slices-{mode:?}"),
+            &texture,
+            &volume,
+            &v,
+            &display,
+        );
+    }
+}
+
 /// Uneven spacing and two missing slices: the slice table places every slice at its real
 /// position. The stored value is 4 z (mm from the first slice) + 3i + 5j, so between two real
 /// neighbouring slices the value is linear in z; inside the gap only points within half a

@@ -1067,9 +1067,13 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         .and_then(|s| s.thickness_mm);
     if o.slab_mm > 0.0 {
         bottom_left += &format!("\nSlab {:.1} mm {:?}", o.slab_mm, viewport.slab_mode);
-        // Thicker than the samples a slab takes at the voxels' spacing: said.
-        if let Some(step) = crate::render::kernel::slab_sampled_every_mm(info, o.slab_mm) {
-            bottom_left += &format!(" (every {step:.2} mm)");
+        // What it combines: along the stack, how many slices; thicker than the samples a
+        // slab takes at the voxels' spacing, how far apart its samples are.
+        let sampling = crate::render::kernel::slab_sampling(info, viewport.normal(), o.slab_mm);
+        if sampling.coarser_than_voxels {
+            bottom_left += &format!(" (every {:.2} mm)", sampling.step_mm);
+        } else if sampling.along_slices {
+            bottom_left += &format!(" ({} slices)", sampling.samples);
         }
     } else if let Some(t) = thickness {
         bottom_left += &format!("\nThk {t:.2} mm");

@@ -36,18 +36,74 @@ pub const MODE_MINIP: u32 = 2;
 /// At most this many samples across a slab (a 200 mm slab at 0.2 mm).
 pub const MAX_SLAB_SAMPLES: u32 = 1000;
 
-/// Samples across a slab of `slab_mm`: one per finest voxel spacing, at most
-/// [`MAX_SLAB_SAMPLES`].
-pub fn slab_samples(info: &VolumeInfo, slab_mm: f64) -> u32 {
-    ((slab_mm / info.min_spacing_mm()).ceil() as u32).clamp(1, MAX_SLAB_SAMPLES)
+/// How a slab is sampled across its thickness ([`slab_sampling`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SlabSampling {
+    /// Samples across the slab: odd, one of them on the plane itself.
+    pub samples: u32,
+    /// Distance between samples, mm.
+    pub step_mm: f64,
+    /// The slab lies along the stack's slices (its normal is theirs): on a plane at a slice,
+    /// each sample is on a slice.
+    pub along_slices: bool,
+    /// Sampled more coarsely than the voxels along its normal (thicker than
+    /// [`MAX_SLAB_SAMPLES`] voxel steps): the overlay says how far apart.
+    pub coarser_than_voxels: bool,
 }
 
-/// Where a slab is sampled more coarsely than the voxels (thicker than
-/// [`MAX_SLAB_SAMPLES`] finest spacings: 200 mm of 0.1 mm voxels), the distance between its
-/// samples, mm, for the overlay to say; `None` where every voxel spacing is sampled.
-pub fn slab_sampled_every_mm(info: &VolumeInfo, slab_mm: f64) -> Option<f64> {
-    let step = slab_mm / f64::from(slab_samples(info, slab_mm));
-    (step > info.min_spacing_mm() * (1.0 + 1e-9)).then_some(step)
+impl SlabSampling {
+    /// The thickness the samples span, centre to centre, plus one step: what the shader's
+    /// and the CPU twin's `(m + 0.5) * t / n - t / 2` needs as `t` to put the samples
+    /// `step_mm` apart, the middle one at 0.
+    pub fn span_mm(&self) -> f64 {
+        f64::from(self.samples) * self.step_mm
+    }
+}
+
+/// How a slab of `slab_mm` across a plane of normal `normal` is sampled: one voxel step
+/// apart along the normal (the slice spacing for a slab along the stack's slices, the pixel
+/// spacing along rows or columns, else the finest spacing), centred on the plane (a sample
+/// lies on it), the odd number of samples nearest to the thickness in steps (ties up): a
+/// 10 mm slab of 0.625 mm slices, centred on a slice, takes its 17 slices, each on its own
+/// (16 samples would have blended pairs of slices, never reading the middle one, so a bright
+/// one-slice structure showed at half its value in a MIP). At most [`MAX_SLAB_SAMPLES`] (an
+/// odd number of them), spread over the thickness.
+pub fn slab_sampling(info: &VolumeInfo, normal: DVec3, slab_mm: f64) -> SlabSampling {
+    let n = normal.normalize_or_zero();
+    let along = |a: usize| n.dot(info.axes[a]).abs() > 1.0 - 1e-6;
+    let along_slices = info.dims[2] > 1 && along(2);
+    let voxel_step = if along_slices {
+        info.spacing_mm[2]
+    } else if along(0) {
+        info.spacing_mm[0]
+    } else if along(1) {
+        info.spacing_mm[1]
+    } else {
+        info.min_spacing_mm()
+    };
+    let voxel_step = if voxel_step.is_finite() && voxel_step > 0.0 {
+        voxel_step.min(100.0)
+    } else {
+        1.0
+    };
+    let steps = (slab_mm / voxel_step).max(0.0);
+    let half = ((steps - 1.0) / 2.0 + 0.5 + 1e-9).floor().max(0.0);
+    let max_half = f64::from((MAX_SLAB_SAMPLES - 1) / 2);
+    if half > max_half {
+        let samples = 2 * ((MAX_SLAB_SAMPLES - 1) / 2) + 1;
+        return SlabSampling {
+            samples,
+            step_mm: slab_mm / f64::from(samples - 1),
+            along_slices,
+            coarser_than_voxels: true,
+        };
+    }
+    SlabSampling {
+        samples: 2 * half as u32 + 1,
+        step_mm: voxel_step,
+        along_slices,
+        coarser_than_voxels: false,
+    }
 }
 
 /// One slice of the table: where it is and how its stored values become modality values.
@@ -404,7 +460,8 @@ pub struct ResampleParams {
     pub dims: [u32; 4],
     /// fold depth, fold tiles across, slab samples, slab mode (MODE_*).
     pub fold: [u32; 4],
-    /// 1 / column spacing, 1 / row spacing, half a slice step (mm), slab thickness (mm).
+    /// 1 / column spacing, 1 / row spacing, half a slice step (mm), the slab's samples'
+    /// span (mm, `SlabSampling::span_mm`: samples one step apart, the middle one on the plane).
     pub scale: [f32; 4],
     /// slices per brick, number of bricks, unused, unused.
     pub brick: [u32; 4],
@@ -445,11 +502,8 @@ impl ResampleParams {
             )
         };
         let thin = view.slab_mm <= 0.0;
-        let samples = if thin {
-            1
-        } else {
-            slab_samples(info, view.slab_mm)
-        };
+        let slab = slab_sampling(info, n, view.slab_mm);
+        let samples = if thin { 1 } else { slab.samples };
         let mode = match view.slab_mode {
             SlabMode::Average => MODE_AVERAGE,
             SlabMode::Mip => MODE_MIP,
@@ -482,7 +536,7 @@ impl ResampleParams {
                 (1.0 / info.spacing_mm[0]) as f32,
                 (1.0 / info.spacing_mm[1]) as f32,
                 (0.5 * info.spacing_mm[2]) as f32,
-                if thin { 0.0 } else { view.slab_mm as f32 },
+                if thin { 0.0 } else { slab.span_mm() as f32 },
             ],
             brick: [layout.slices_per_brick, layout.bricks, 0, 0],
             one_slice: [0; 4],

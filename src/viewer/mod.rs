@@ -701,16 +701,28 @@ mod tests {
         assert_eq!(at(&mut v, 9.2), (Some((4, 5)), None, None), "slice 4 alone");
     }
 
-    /// A slab is sampled at the finest voxel spacing up to 1,000 samples; thicker, the
-    /// overlay is told how far apart its samples are.
+    /// A slab is sampled a voxel step apart along its normal, an odd number of samples (one
+    /// on the plane), up to 999; thicker, the overlay is told how far apart its samples are.
     #[test]
     fn a_slab_sampled_coarser_than_the_voxels_says_so() {
-        use crate::render::kernel::slab_sampled_every_mm;
+        use crate::render::kernel::slab_sampling;
         let info = axial_info();
         assert_eq!(info.min_spacing_mm(), 1.0);
-        assert_eq!(slab_sampled_every_mm(&info, 200.0), None);
-        assert_eq!(slab_sampled_every_mm(&info, 1000.0), None);
-        assert_eq!(slab_sampled_every_mm(&info, 1500.0), Some(1.5));
+        let at = |n: DVec3, t: f64| {
+            let s = slab_sampling(&info, n, t);
+            (s.samples, s.step_mm, s.along_slices, s.coarser_than_voxels)
+        };
+        // Along the slices (2 mm apart): a 10 mm slab is 5 slices, 8 mm the odd number
+        // nearest 4, ties up.
+        assert_eq!(at(DVec3::Z, 10.0), (5, 2.0, true, false));
+        assert_eq!(at(-DVec3::Z, 8.0), (5, 2.0, true, false));
+        assert_eq!(at(DVec3::Z, 1.0), (1, 2.0, true, false));
+        // Along the rows (1 mm pixels), then too thick for 999 samples a pixel apart.
+        assert_eq!(at(DVec3::X, 200.0), (201, 1.0, false, false));
+        assert_eq!(at(DVec3::X, 998.0), (999, 1.0, false, false));
+        assert_eq!(at(DVec3::X, 1500.0), (999, 1500.0 / 998.0, false, true));
+        // Oblique: the finest spacing.
+        assert_eq!(at(DVec3::new(1.0, 0.0, 1.0), 3.0), (3, 1.0, false, false));
     }
 
     /// A scale bar only where screen distances are mm: not without Pixel Spacing, and on
