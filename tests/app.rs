@@ -2666,6 +2666,45 @@ fn a_dropped_folder_without_images_leaves_the_study_open() {
     assert!(h.query_by_label_contains("PHANTOM").is_some());
 }
 
+/// Another study dropped on the window replaces the one read, and leaves nothing of it: the
+/// measurement made on the first (named by a stack id the next scan numbers again) is not
+/// drawn, valued or offered on the second's images.
+#[test]
+fn another_study_dropped_leaves_no_measurement_of_the_last() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    show_axial_at_zero(&mut h);
+    h.get_by_label("Length").click();
+    h.step();
+    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
+    click_patient(&mut h, DVec3::new(0.0, 70.0, 0.0));
+    assert_eq!(h.state().measurements().len(), 1);
+    let first = h.state().cell_stack(0).unwrap().to_string();
+
+    let other = tempdir();
+    write_series(&PhantomSpec { seed: 2, ..spec() }, other.path()).unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut().scan(vec![other.path().to_path_buf()], ctx);
+    let start = Instant::now();
+    while !(h.state().status().contains("stack(s) found") && h.state().loaded()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            h.state().status()
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.step();
+    assert_eq!(
+        h.state().cell_stack(0),
+        Some(first.as_str()),
+        "the same id, again"
+    );
+    assert!(h.state().measurements().is_empty());
+    assert!(h.state().visible_measurements().is_empty());
+}
+
 /// A series with one slice that cannot be decoded: the rest loads and shows, the load's
 /// progress ends with the load (not "loading 39/40" for good), and the status counts the
 /// failed slice.

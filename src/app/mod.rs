@@ -803,11 +803,24 @@ impl OverreadApp {
         self.set_layout(layout);
     }
 
-    /// Close every series and viewport (another case is being opened).
+    /// Close every series and viewport, and the browser's study (another case is being
+    /// opened: until it arrives the browser lists nothing of the last one, whose series a
+    /// double-click would otherwise open beside the new case's report).
     pub(crate) fn close_all(&mut self) {
         self.cancel_scan();
         self.set_cells(Vec::new());
         self.opens.clear();
+        self.forget_study();
+        self.patients.clear();
+        self.skipped.clear();
+    }
+
+    /// Forget what belonged to the study the browser showed, as another replaces it: its
+    /// measurements (they name stacks by ids each scan numbers again from "1": kept, they
+    /// would be drawn, valued and offered to the report on the next patient's images), their
+    /// values, shapes half drawn and drags under way, the MPR views left on it, and the
+    /// browser's thumbnails (keyed by the same ids).
+    fn forget_study(&mut self) {
         self.measurements.clear();
         self.values
             .lock()
@@ -818,6 +831,9 @@ impl OverreadApp {
         self.dragging_cursor = None;
         self.dragging_handle = None;
         self.rotating = None;
+        self.mpr_left = None;
+        self.thumbnails.clear();
+        self.thumb_rx = None;
     }
 
     /// Start loading `stack` on a background thread: its volume, with a GPU texture filled
@@ -1644,6 +1660,7 @@ impl OverreadApp {
                         self.status = "no images found there; the open study stays".into();
                         continue;
                     }
+                    self.forget_study();
                     self.patients = patients;
                     let stacks: usize = self.patients.iter().map(|p| p.stacks().count()).sum();
                     self.status = format!("{stacks} stack(s) found");
