@@ -24,6 +24,28 @@ fn overread(args: &[&str], env: &[(&str, &Path)]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A DICOMDIR named from inside its own folder (`cd /media/cdrom && overread scan DICOMDIR`)
+/// is followed as from outside: all 38 images of the dcmtk CD, no warning.
+#[test]
+fn a_dicomdir_named_from_its_own_folder_is_followed() {
+    let Some(root) = crate::support::shared_dicom() else {
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_overread"))
+        .args(["scan", "DICOMDIR", "--json"])
+        .current_dir(root.join("dicomdir/dcmtk_generated_cd/cd"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(scan["images"], 38, "{}", scan["warnings"]);
+    assert_eq!(scan["warnings"].as_array().map(Vec::len), Some(0));
+}
+
 #[test]
 fn synth_scan_load_export_round_trip() {
     let dir = tempdir();
@@ -170,6 +192,20 @@ fn the_demo_case_is_written_once_and_loaded() {
     assert!(home.path().join("demo/chest_phantom/IM00120.dcm").exists());
     let again = overread(&["demo"], &[("OVERREAD_DATA_DIR", home.path())]);
     assert!(again.contains("sha256"));
+    // A first run stopped halfway (its last file there, others not, no completion mark) is
+    // written again, whole, not taken as it is.
+    let case = home.path().join("demo/chest_phantom");
+    std::fs::remove_file(case.join(".complete")).unwrap();
+    std::fs::remove_file(case.join("IM00060.dcm")).unwrap();
+    let rewritten = overread(&["demo"], &[("OVERREAD_DATA_DIR", home.path())]);
+    assert!(rewritten.contains("stack   1: 512x512x120"), "{rewritten}");
+    assert!(case.join("IM00060.dcm").exists() && case.join(".complete").exists());
+    // Nothing of the writing is left beside it.
+    let beside: Vec<_> = std::fs::read_dir(home.path().join("demo"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(beside, ["chest_phantom"]);
 }
 
 fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {

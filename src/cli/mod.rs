@@ -700,23 +700,82 @@ fn bench_reading_cmd(args: &BenchReadingArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("the workstation window: {e}"))
 }
 
-/// The demo case folder, written (once) if it is not there yet.
+/// Written last into a finished demo case: a folder without it (a first run stopped halfway,
+/// an older version's) is written again.
+const DEMO_COMPLETE: &str = ".complete";
+
+/// The demo case folder, written (once) if it is not there yet, whole or not at all: into a
+/// folder of its own beside it, then renamed into place (two first runs at once each write
+/// theirs; the first rename wins). Where the data folder cannot be written, the case goes
+/// to the temporary folder, so `overread` still opens.
 fn ensure_demo_case() -> Result<PathBuf> {
     let folder = demo_case_folder();
-    if !folder.join("IM00120.dcm").exists() {
-        let spec = PhantomSpec {
-            slices: 120,
-            spacing_mm: 2.5,
-            ..PhantomSpec::default()
-        };
-        eprintln!(
-            "writing the demo case ({}) to {}",
-            spec.name(),
-            folder.display()
-        );
-        imaging::synth::write_series(&spec, &folder)?;
+    match write_demo_case(&folder) {
+        Ok(()) => Ok(folder),
+        Err(e) => {
+            let fallback = std::env::temp_dir()
+                .join(format!("overread-demo-{}", whoami_id()))
+                .join("chest_phantom");
+            eprintln!(
+                "the demo case could not be written to {} ({e:#}); using {}",
+                folder.display(),
+                fallback.display()
+            );
+            write_demo_case(&fallback)?;
+            Ok(fallback)
+        }
     }
-    Ok(folder)
+}
+
+/// The user's name for a per-user temporary folder.
+fn whoami_id() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok())
+        .filter(|u| {
+            !u.is_empty()
+                && u.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        .unwrap_or_else(|| "user".into())
+}
+
+fn write_demo_case(folder: &Path) -> Result<()> {
+    if folder.join(DEMO_COMPLETE).exists() {
+        return Ok(());
+    }
+    let parent = folder
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no parent folder", folder.display()))?;
+    std::fs::create_dir_all(parent)?;
+    let spec = PhantomSpec {
+        slices: 120,
+        spacing_mm: 2.5,
+        ..PhantomSpec::default()
+    };
+    eprintln!(
+        "writing the demo case ({}) to {}",
+        spec.name(),
+        folder.display()
+    );
+    let partial = tempfile::Builder::new()
+        .prefix(".overread-demo-")
+        .tempdir_in(parent)?;
+    imaging::synth::write_series(&spec, partial.path())?;
+    std::fs::write(partial.path().join(DEMO_COMPLETE), b"")?;
+    // A folder left half-written is set aside first (the rename needs the name free).
+    if folder.exists() && !folder.join(DEMO_COMPLETE).exists() {
+        let _ = std::fs::remove_dir_all(folder);
+    }
+    let partial = partial.keep();
+    if let Err(e) = std::fs::rename(&partial, folder) {
+        let _ = std::fs::remove_dir_all(&partial);
+        // Another first run finished it meanwhile.
+        if !folder.join(DEMO_COMPLETE).exists() {
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 fn demo_cmd() -> Result<()> {

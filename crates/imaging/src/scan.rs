@@ -169,7 +169,12 @@ pub fn dicomdir_references(
     // Through the same length walk and panic guard as every image: a CD's DICOMDIR is input.
     let obj = crate::open::open_dicom(dicomdir, false)
         .map_err(|e| warn(format!("not a readable DICOMDIR: {e}")))?;
-    let root = dicomdir.parent().unwrap_or(Path::new("."));
+    // "DICOMDIR" named from inside its folder has the empty path as its parent, which names
+    // no folder (canonicalized, it fails, and every reference would seem to lead out).
+    let root = match dicomdir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
     let records = obj
         .get(tags::DIRECTORY_RECORD_SEQUENCE)
         .and_then(|e| e.items())
