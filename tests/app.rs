@@ -2705,6 +2705,67 @@ fn another_study_dropped_leaves_no_measurement_of_the_last() {
     assert!(h.state().visible_measurements().is_empty());
 }
 
+/// The same study scanned again with another beside it (its stack numbered anew): what was
+/// measured on it goes with its stack, by the frames the stack holds.
+#[test]
+fn a_study_scanned_again_keeps_its_measurements() {
+    let dir = tempdir();
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    write_series(&spec(), &a).unwrap();
+    // A second study whose stack comes first in the scan of both, so the first's is
+    // numbered anew ("2", it was "1").
+    let a_uid = imaging::scan(std::slice::from_ref(&a)).instances[0]
+        .sop_instance_uid
+        .clone();
+    let renumbered = (2..40).any(|seed| {
+        let _ = std::fs::remove_dir_all(&b);
+        write_series(&PhantomSpec { seed, ..spec() }, &b).unwrap();
+        let both = imaging::group(&imaging::scan(&[b.clone(), a.clone()]).instances);
+        both.iter()
+            .flat_map(|p| p.stacks())
+            .find(|st| st.slices.iter().any(|s| s.sop_instance_uid == a_uid))
+            .is_some_and(|st| st.id == "2")
+    });
+    assert!(renumbered, "no seed puts the second study first");
+    let mut h = harness_on(&a, Settings::default(), egui::vec2(1200.0, 800.0));
+    show_axial_at_zero(&mut h);
+    h.get_by_label("Length").click();
+    h.step();
+    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
+    click_patient(&mut h, DVec3::new(0.0, 70.0, 0.0));
+    let before = h.state().measurements()[0].clone();
+    let sop_of_a = h.state().patients()[0].stacks().next().unwrap().slices[0]
+        .sop_instance_uid
+        .clone();
+
+    let ctx = h.ctx.clone();
+    h.state_mut().scan(vec![b.clone(), a.clone()], ctx);
+    let start = Instant::now();
+    while !(h.state().status().contains("stack(s) found") && h.state().loaded()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            h.state().status()
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let a_now = h
+        .state()
+        .patients()
+        .iter()
+        .flat_map(|p| p.stacks())
+        .find(|st| st.slices.iter().any(|s| s.sop_instance_uid == sop_of_a))
+        .map(|st| st.id.clone())
+        .unwrap();
+    let after = h.state().measurements();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].shape, before.shape);
+    assert_eq!(after[0].stack_id.as_deref(), Some(a_now.as_str()));
+    assert_ne!(after[0].stack_id, before.stack_id, "numbered anew");
+}
+
 /// A series with one slice that cannot be decoded: the rest loads and shows, the load's
 /// progress ends with the load (not "loading 39/40" for good), and the status counts the
 /// failed slice.

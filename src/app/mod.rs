@@ -810,18 +810,52 @@ impl OverreadApp {
         self.cancel_scan();
         self.set_cells(Vec::new());
         self.opens.clear();
-        self.forget_study();
-        self.patients.clear();
+        self.replace_study(Vec::new());
         self.skipped.clear();
     }
 
-    /// Forget what belonged to the study the browser showed, as another replaces it: its
-    /// measurements (they name stacks by ids each scan numbers again from "1": kept, they
-    /// would be drawn, valued and offered to the report on the next patient's images), their
-    /// values, shapes half drawn and drags under way, the MPR views left on it, and the
-    /// browser's thumbnails (keyed by the same ids).
-    fn forget_study(&mut self) {
-        self.measurements.clear();
+    /// The browser's study replaced by `patients` (a scan's result). Measurements name stacks
+    /// by ids each scan numbers again from "1": one whose stack's frames are among the new
+    /// stacks' (the same study scanned again, or a DICOMweb study's first file, shown as a
+    /// preview, arriving whole) goes with the stack that holds them now; any other is
+    /// forgotten (kept, it would be drawn, valued and offered to the report on the next
+    /// patient's images). Values, shapes half drawn, drags under way, the MPR views left and
+    /// the browser's thumbnails (keyed by the same ids) are forgotten.
+    fn replace_study(&mut self, patients: Vec<Patient>) {
+        let first_frame = |ps: &[Patient], id: &str| {
+            ps.iter()
+                .flat_map(Patient::stacks)
+                .find(|st| st.id == id)
+                .and_then(|st| st.slices.first())
+                .map(|sl| (sl.sop_instance_uid.clone(), sl.frame))
+        };
+        let holding = |frame: &(String, u32)| {
+            patients
+                .iter()
+                .flat_map(Patient::stacks)
+                .find(|st| {
+                    st.slices
+                        .iter()
+                        .any(|sl| sl.sop_instance_uid == frame.0 && sl.frame == frame.1)
+                })
+                .map(|st| st.id.clone())
+        };
+        let old = std::mem::take(&mut self.measurements);
+        self.measurements = old
+            .into_iter()
+            .filter_map(|mut m| {
+                let frame = first_frame(&self.patients, m.stack_id.as_deref()?)?;
+                m.stack_id = Some(holding(&frame)?);
+                Some(m)
+            })
+            .collect();
+        self.patients = patients;
+        self.forget_study_views();
+    }
+
+    /// Forget what names the last scan's stacks by id and is not a measurement: values,
+    /// shapes half drawn and drags under way, the MPR views left, the browser's thumbnails.
+    fn forget_study_views(&mut self) {
         self.values
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1256,6 +1290,11 @@ impl OverreadApp {
         self.move_planes_to_cursor(from);
     }
 
+    /// The patients the browser lists.
+    pub fn patients(&self) -> &[Patient] {
+        &self.patients
+    }
+
     /// The active viewport (for tests and panels).
     pub fn viewport(&self) -> Option<&Viewport> {
         self.cells.get(self.active).map(|c| &c.viewport)
@@ -1660,8 +1699,7 @@ impl OverreadApp {
                         self.status = "no images found there; the open study stays".into();
                         continue;
                     }
-                    self.forget_study();
-                    self.patients = patients;
+                    self.replace_study(patients);
                     let stacks: usize = self.patients.iter().map(|p| p.stacks().count()).sum();
                     self.status = format!("{stacks} stack(s) found");
                     if !self.skipped.is_empty() {
