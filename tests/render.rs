@@ -611,6 +611,33 @@ fn a_failed_slice_is_never_read_as_the_patient() {
         slab.interpolation = interpolation;
         assert_gpu_matches_cpu("failed-slice-mip", &texture, &volume, &slab, &soft);
     }
+
+    // As the app loads: the texture made before the load knew of the failure (no slice
+    // failed in its table), filled slice by slice, then given the load's table at its end
+    // (`with_table`, no voxels uploaded again): it draws what the CPU does with the failure.
+    let mut unknowing = VolumeInfo::new(&volume).unwrap();
+    unknowing.slices[failed].failed = 0.0;
+    let early = VolumeTexture::new(ctx, renderer, Arc::new(unknowing)).unwrap();
+    early
+        .write_slices(ctx, &volume.voxels, 0..volume.geometry.dims[2])
+        .unwrap();
+    let on = SliceView::fit(&info, Plane::Axial, Some(z(failed)), 64, 64).unwrap();
+    let before = renderer.render(ctx, &early, &on, &soft).unwrap();
+    let cpu_image = cpu::render(&info, &volume.voxels, &on, &soft).unwrap();
+    assert!(
+        before.compare(&cpu_image).unwrap().0 > 0,
+        "without the failure in its table the marker shows"
+    );
+    let known = early.with_table(ctx, Arc::new(info.clone())).unwrap();
+    let after = renderer.render(ctx, &known, &on, &soft).unwrap();
+    assert_eq!(after.compare(&cpu_image).unwrap().0, 0);
+    let slab = {
+        let mut v = view(&volume, Plane::Coronal, 120);
+        v.slab_mm = 10.0;
+        v.slab_mode = SlabMode::Mip;
+        v
+    };
+    assert_gpu_matches_cpu("failed-slice-late-table", &known, &volume, &slab, &soft);
 }
 
 #[test]

@@ -1746,23 +1746,33 @@ impl OverreadApp {
                     }
                     Ok(LoadMsg::Done(done)) => match *done {
                         Ok((volume, range)) => {
-                            // Rebuild the table with the rescale the files really carry.
+                            // The table again, with the rescales the files really carry
+                            // and the slices that failed; the voxels on the GPU stay.
                             if let Ok(info) = VolumeInfo::new(&volume)
                                 && info.slices != open.info.slices
                             {
                                 open.info = Arc::new(info);
                                 if let Some(g) = &self.gpu {
-                                    open.texture =
-                                        match VolumeTexture::upload(&g.ctx, &g.renderer, &volume) {
-                                            Ok(t) => Some(Arc::new(t)),
-                                            Err(e) => {
-                                                self.status = format!(
-                                                    "stack {} cannot be shown: {e}",
-                                                    open.stack.id
-                                                );
-                                                None
-                                            }
-                                        };
+                                    let texture = match &open.texture {
+                                        // (Another shape of volume than the texture's
+                                        // cannot come of one load; if it did, all again.)
+                                        Some(t) => {
+                                            t.with_table(&g.ctx, open.info.clone()).or_else(|_| {
+                                                VolumeTexture::upload(&g.ctx, &g.renderer, &volume)
+                                            })
+                                        }
+                                        None => VolumeTexture::upload(&g.ctx, &g.renderer, &volume),
+                                    };
+                                    open.texture = match texture {
+                                        Ok(t) => Some(Arc::new(t)),
+                                        Err(e) => {
+                                            self.status = format!(
+                                                "stack {} cannot be shown: {e}",
+                                                open.stack.id
+                                            );
+                                            None
+                                        }
+                                    };
                                 }
                             }
                             if let Some(f) = volume.failed_slices.first() {
