@@ -2705,6 +2705,42 @@ fn another_study_dropped_leaves_no_measurement_of_the_last() {
     assert!(h.state().visible_measurements().is_empty());
 }
 
+/// A length is geometry: its value stands when the series it was drawn on is closed (another
+/// shown in its place), not "(loading)" for good.
+#[test]
+fn a_length_keeps_its_value_when_its_series_is_closed() {
+    let dir = tempdir();
+    let a = dir.path().join("a");
+    write_series(&spec(), &a).unwrap();
+    write_series(&PhantomSpec { seed: 2, ..spec() }, &dir.path().join("b")).unwrap();
+    let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
+    show_axial_at_zero(&mut h);
+    h.get_by_label("Length").click();
+    h.step();
+    let (p, q) = (DVec3::new(-70.0, -20.0, 0.0), DVec3::new(0.0, 70.0, 0.0));
+    click_patient(&mut h, p);
+    click_patient(&mut h, q);
+    let m = h.state().measurements()[0].clone();
+    let drawn_on = m.stack_id.clone().unwrap();
+    let other = h
+        .state()
+        .patients()
+        .iter()
+        .flat_map(|p| p.stacks())
+        .map(|st| st.id.clone())
+        .find(|id| *id != drawn_on)
+        .unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut().open_stack(&other, &ctx);
+    h.step();
+    assert_ne!(h.state().cell_stack(0), Some(drawn_on.as_str()));
+    let Some(Value::LengthMm(mm)) = h.state().measurement_value(&m) else {
+        panic!("no value for the length")
+    };
+    // The points snap to pixel centres: the length is within a pixel of the one asked for.
+    assert!((mm - p.distance(q)).abs() < 3.0, "{mm} mm");
+}
+
 /// The same study scanned again with another beside it (its stack numbered anew): what was
 /// measured on it goes with its stack, by the frames the stack holds.
 #[test]

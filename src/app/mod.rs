@@ -1382,6 +1382,11 @@ impl OverreadApp {
     }
 
     pub fn measurement_value(&self, m: &Measurement) -> Option<Value> {
+        // Lengths and angles are geometry: known at once, while their series loads and after
+        // it was closed (another phase shown in its place).
+        if let Some(v) = m.geometric_value() {
+            return Some(v);
+        }
         let o = self
             .opens
             .iter()
@@ -1463,7 +1468,12 @@ impl OverreadApp {
     /// shows, says so.
     pub fn measurement_label(&self, m: &Measurement, cell: usize) -> Option<String> {
         let v = self.measurement_value(m)?;
-        let mut label = panels::format_value(&v, self.measurement_units(m));
+        let hu = self
+            .opens
+            .iter()
+            .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
+            .is_some_and(|o| is_ct(&self.patients, &o.stack));
+        let mut label = panels::format_value(&v, self.measurement_units(m), hu);
         let sampled = matches!(v, Value::Point(_) | Value::Region { .. });
         // Values are read from the voxels on the measurement's own plane: on a slab (a MIP
         // of a vessel, say) that is not what the pixel under it shows.

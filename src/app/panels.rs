@@ -292,8 +292,11 @@ pub fn window_line(window: Option<(f64, f64)>, voi: &crate::render::Voi, colour:
     }
 }
 
-/// A measurement's value as shown, its lengths and areas in `units`.
-pub fn format_value(v: &Value, units: LengthUnits) -> String {
+/// A measurement's value as shown, its lengths and areas in `units`; a probe's or region's
+/// values named HU where they are (`hu`: a CT's modality values, PS3.3 C.8.2.1.1.6),
+/// otherwise the image's own units, unnamed. SD is the sample standard deviation (n - 1).
+pub fn format_value(v: &Value, units: LengthUnits, hu: bool) -> String {
+    let unit = if hu { " HU" } else { "" };
     let (len, area) = match units {
         LengthUnits::Millimetres => ("mm", "mm²"),
         LengthUnits::DetectorMillimetres => ("mm at detector", "mm² at detector"),
@@ -318,7 +321,7 @@ pub fn format_value(v: &Value, units: LengthUnits) -> String {
                 format!("{area_mm2:.0}")
             };
             let stats = format!(
-                "{area_mm2} {area} mean {mean:.1} sd {sd:.1} [{}, {}]",
+                "{area_mm2} {area} mean {mean:.1} SD {sd:.1} [{}, {}]{unit}",
                 sample(*min),
                 sample(*max)
             );
@@ -333,7 +336,7 @@ pub fn format_value(v: &Value, units: LengthUnits) -> String {
                 format!("{stats} (of {covered:.0}% of it: the rest has no data)")
             }
         }
-        Value::Point(Some(v)) => sample(*v),
+        Value::Point(Some(v)) => format!("{}{unit}", sample(*v)),
         Value::Point(None) | Value::Colour(None) => "no data".into(),
         Value::Colour(Some([r, g, b])) => format!("RGB {r} {g} {b}"),
     }
@@ -1470,35 +1473,69 @@ mod tests {
     #[test]
     fn samples_keep_the_decimals_they_have() {
         assert_eq!(
-            format_value(&Value::Point(Some(40.0)), LengthUnits::Millimetres),
+            format_value(&Value::Point(Some(40.0)), LengthUnits::Millimetres, false),
             "40"
         );
         assert_eq!(
-            format_value(&Value::Point(Some(-1000.0)), LengthUnits::Millimetres),
+            format_value(
+                &Value::Point(Some(-1000.0)),
+                LengthUnits::Millimetres,
+                false
+            ),
             "-1000"
         );
         assert_eq!(
-            format_value(&Value::Point(Some(2.4567)), LengthUnits::Millimetres),
+            format_value(&Value::Point(Some(2.4567)), LengthUnits::Millimetres, false),
             "2.46"
         );
         assert_eq!(
-            format_value(&Value::Point(Some(0.0312)), LengthUnits::Millimetres),
+            format_value(&Value::Point(Some(0.0312)), LengthUnits::Millimetres, false),
             "0.031"
         );
         assert_eq!(
-            format_value(&Value::Point(Some(153.26)), LengthUnits::Millimetres),
+            format_value(&Value::Point(Some(153.26)), LengthUnits::Millimetres, false),
             "153.3"
+        );
+    }
+
+    #[test]
+    fn a_cts_values_are_named_hu() {
+        assert_eq!(
+            format_value(&Value::Point(Some(-1000.0)), LengthUnits::Millimetres, true),
+            "-1000 HU"
+        );
+        let region = Value::Region {
+            area_mm2: 120.0,
+            mean: 40.0,
+            sd: 2.0,
+            min: 35.0,
+            max: 45.0,
+            samples: 10,
+            without_data: 0,
+        };
+        assert_eq!(
+            format_value(&region, LengthUnits::Millimetres, true),
+            "120 mm² mean 40.0 SD 2.0 [35, 45] HU"
+        );
+        assert_eq!(
+            format_value(&region, LengthUnits::Millimetres, false),
+            "120 mm² mean 40.0 SD 2.0 [35, 45]"
+        );
+        // Lengths and angles are not values of the image.
+        assert_eq!(
+            format_value(&Value::LengthMm(14.25), LengthUnits::Millimetres, true),
+            "14.2 mm"
         );
     }
 
     #[test]
     fn values_without_pixel_spacing_are_in_pixels() {
         assert_eq!(
-            format_value(&Value::LengthMm(14.25), LengthUnits::Millimetres),
+            format_value(&Value::LengthMm(14.25), LengthUnits::Millimetres, false),
             "14.2 mm"
         );
         assert_eq!(
-            format_value(&Value::LengthMm(14.25), LengthUnits::Pixels),
+            format_value(&Value::LengthMm(14.25), LengthUnits::Pixels, false),
             "14.2 px"
         );
         let region_sized = |area_mm2, samples, without_data| Value::Region {
@@ -1512,30 +1549,34 @@ mod tests {
         };
         let region_of = |samples, without_data| region_sized(120.0, samples, without_data);
         let region = region_of(10, 0);
-        assert!(format_value(&region, LengthUnits::Pixels).starts_with("120 px²"));
-        assert!(format_value(&region, LengthUnits::Millimetres).starts_with("120 mm²"));
-        assert!(!format_value(&region, LengthUnits::Millimetres).contains("no data"));
+        assert!(format_value(&region, LengthUnits::Pixels, false).starts_with("120 px²"));
+        assert!(format_value(&region, LengthUnits::Millimetres, false).starts_with("120 mm²"));
+        assert!(!format_value(&region, LengthUnits::Millimetres, false).contains("no data"));
         assert!(
-            format_value(&region_of(10, 10), LengthUnits::Millimetres)
+            format_value(&region_of(10, 10), LengthUnits::Millimetres, false)
                 .ends_with("(of 50% of it: the rest has no data)")
         );
         assert_eq!(
-            format_value(&region_of(0, 20), LengthUnits::Millimetres),
+            format_value(&region_of(0, 20), LengthUnits::Millimetres, false),
             "120 mm²: no data inside"
         );
         let small = region_sized(std::f64::consts::PI, 10, 0);
-        assert!(format_value(&small, LengthUnits::Millimetres).starts_with("3.1 mm² mean"));
+        assert!(format_value(&small, LengthUnits::Millimetres, false).starts_with("3.1 mm² mean"));
         assert_eq!(
-            format_value(&Value::AngleDeg(32.0), LengthUnits::Pixels),
+            format_value(&Value::AngleDeg(32.0), LengthUnits::Pixels, false),
             "32.0°"
         );
         // Imager Pixel Spacing only: mm at the detector, said so.
         assert_eq!(
-            format_value(&Value::LengthMm(14.25), LengthUnits::DetectorMillimetres),
+            format_value(
+                &Value::LengthMm(14.25),
+                LengthUnits::DetectorMillimetres,
+                false
+            ),
             "14.2 mm at detector"
         );
         assert!(
-            format_value(&region, LengthUnits::DetectorMillimetres)
+            format_value(&region, LengthUnits::DetectorMillimetres, false)
                 .starts_with("120 mm² at detector")
         );
     }

@@ -144,15 +144,32 @@ impl Measurement {
         }
     }
 
-    fn value_here(&self, info: &VolumeInfo, voxels: &Voxels) -> Value {
+    /// A length's or angle's value, which its points alone give (no voxel is read); none for
+    /// a probe or a region.
+    pub fn geometric_value(&self) -> Option<Value> {
         match &self.shape {
-            Shape::Length { a, b } => Value::LengthMm(DVec3::from(*a).distance(DVec3::from(*b))),
+            Shape::Length { a, b } => {
+                Some(Value::LengthMm(DVec3::from(*a).distance(DVec3::from(*b))))
+            }
             Shape::Angle { a, vertex, b } => {
                 let v = DVec3::from(*vertex);
-                Value::AngleDeg(angle_deg(DVec3::from(*a) - v, DVec3::from(*b) - v))
+                Some(Value::AngleDeg(angle_deg(
+                    DVec3::from(*a) - v,
+                    DVec3::from(*b) - v,
+                )))
             }
-            Shape::Cobb { line1, line2 } => {
-                Value::AngleDeg(cobb_deg(line1.map(DVec3::from), line2.map(DVec3::from)))
+            Shape::Cobb { line1, line2 } => Some(Value::AngleDeg(cobb_deg(
+                line1.map(DVec3::from),
+                line2.map(DVec3::from),
+            ))),
+            Shape::Ellipse { .. } | Shape::Probe { .. } => None,
+        }
+    }
+
+    fn value_here(&self, info: &VolumeInfo, voxels: &Voxels) -> Value {
+        match &self.shape {
+            Shape::Length { .. } | Shape::Angle { .. } | Shape::Cobb { .. } => {
+                self.geometric_value().unwrap_or(Value::Point(None))
             }
             Shape::Ellipse {
                 center,
