@@ -1132,14 +1132,28 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
                     DVec3::from(*semi_axis_1),
                     DVec3::from(*semi_axis_2),
                 );
-                vec![
-                    (0..=64)
-                        .map(|k| {
-                            let t = f64::from(k) / 64.0 * std::f64::consts::TAU;
-                            (c + a * t.cos() + b * t.sin()).to_array()
-                        })
-                        .collect(),
-                ]
+                let tolerance = app
+                    .cells
+                    .get(i)
+                    .map_or(0.0, |c| c.viewport.cut_tolerance_mm(info));
+                // Whole on its own plane; where another plane cuts it, the chord it cuts.
+                match crate::viewer::measure::ellipse_on_view(
+                    view,
+                    *center,
+                    *semi_axis_1,
+                    *semi_axis_2,
+                    tolerance,
+                ) {
+                    crate::viewer::measure::EllipseOnView::Chord(p, q) => vec![vec![p, q]],
+                    _ => vec![
+                        (0..=64)
+                            .map(|k| {
+                                let t = f64::from(k) / 64.0 * std::f64::consts::TAU;
+                                (c + a * t.cos() + b * t.sin()).to_array()
+                            })
+                            .collect(),
+                    ],
+                }
             }
         };
         let mut screen: Vec<Pos2> = Vec::new();

@@ -871,16 +871,123 @@ pub fn visible_on(
     frame_of_reference_uid: &Option<String>,
     stack_id: &str,
 ) -> bool {
-    same_space(m, frame_of_reference_uid, stack_id)
-        && m.shape
+    if !same_space(m, frame_of_reference_uid, stack_id) {
+        return false;
+    }
+    match &m.shape {
+        Shape::Ellipse {
+            center,
+            semi_axis_1,
+            semi_axis_2,
+        } => {
+            ellipse_on_view(view, *center, *semi_axis_1, *semi_axis_2, tolerance_mm)
+                != EllipseOnView::Apart
+        }
+        shape => shape
             .points()
             .iter()
-            .all(|p| project(view, *p).1.abs() <= tolerance_mm)
+            .all(|p| project(view, *p).1.abs() <= tolerance_mm),
+    }
+}
+
+/// How an ellipse (centre, semi-axes) lies to a view's plane.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EllipseOnView {
+    /// All of it within `tolerance` of the plane: drawn whole.
+    Whole,
+    /// The plane cuts it: the chord between these two points of its rim (an axial region
+    /// seen on a coronal plane through it).
+    Chord([f64; 3], [f64; 3]),
+    /// It does not reach the plane.
+    Apart,
+}
+
+/// Where the view's plane meets the ellipse `c + a cos t + b sin t`: its rim's distance from
+/// the plane is `d + (a.n) cos t + (b.n) sin t`, at most `|d| + R` with
+/// `R = sqrt((a.n)^2 + (b.n)^2)`; whole within `tolerance` when that is, else cut where the
+/// distance is 0, which it is somewhere when `|d| <= R`.
+pub fn ellipse_on_view(
+    view: &SliceView,
+    center: [f64; 3],
+    semi_axis_1: [f64; 3],
+    semi_axis_2: [f64; 3],
+    tolerance: f64,
+) -> EllipseOnView {
+    let n = view.normal();
+    let (c, a, b) = (
+        DVec3::from(center),
+        DVec3::from(semi_axis_1),
+        DVec3::from(semi_axis_2),
+    );
+    let d = project(view, center).1;
+    let (an, bn) = (a.dot(n), b.dot(n));
+    let r = an.hypot(bn);
+    if d.abs() + r <= tolerance {
+        return EllipseOnView::Whole;
+    }
+    if r <= 0.0 || d.abs() > r {
+        return EllipseOnView::Apart;
+    }
+    // R cos(t - phi) = -d.
+    let phi = bn.atan2(an);
+    let half = (-d / r).clamp(-1.0, 1.0).acos();
+    let at = |t: f64| (c + a * t.cos() + b * t.sin()).to_array();
+    EllipseOnView::Chord(at(phi - half), at(phi + half))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An axial circle of radius 10 at z = 0: whole on the axial plane, a chord of its
+    /// diameter on the coronal plane through its centre and of 2 sqrt(100 - 36) = 16 mm on
+    /// the one 6 mm off it, nothing 11 mm off; turned 30 degrees about x, its rim lies up to
+    /// 5 mm off the axial plane: not whole there, cut along x.
+    #[test]
+    fn an_ellipse_is_whole_on_its_plane_and_a_chord_across_it() {
+        let view = |normal: DVec3, at: f64| {
+            let (right, down) = if normal == DVec3::Z {
+                (DVec3::X, DVec3::Y)
+            } else {
+                (DVec3::X, -DVec3::Z)
+            };
+            SliceView {
+                center_mm: (normal * at).to_array(),
+                right: right.to_array(),
+                down: down.to_array(),
+                pixel_mm: 1.0,
+                width: 64,
+                height: 64,
+                slab_mm: 0.0,
+                slab_mode: SlabMode::Average,
+                interpolation: Interpolation::Trilinear,
+            }
+        };
+        let on = |v: &SliceView, a: DVec3, b: DVec3| {
+            ellipse_on_view(v, [0.0; 3], a.to_array(), b.to_array(), 0.5)
+        };
+        let (a, b) = (DVec3::X * 10.0, DVec3::Y * 10.0);
+        assert_eq!(on(&view(DVec3::Z, 0.0), a, b), EllipseOnView::Whole);
+        let chord = |e: EllipseOnView| match e {
+            EllipseOnView::Chord(p, q) => DVec3::from(p).distance(DVec3::from(q)),
+            other => panic!("{other:?}"),
+        };
+        assert!((chord(on(&view(DVec3::Y, 0.0), a, b)) - 20.0).abs() < 1e-9);
+        assert!((chord(on(&view(DVec3::Y, 6.0), a, b)) - 16.0).abs() < 1e-9);
+        assert_eq!(on(&view(DVec3::Y, 11.0), a, b), EllipseOnView::Apart);
+        let (s, c) = 30f64.to_radians().sin_cos();
+        let turned = DVec3::new(0.0, c, s) * 10.0;
+        let EllipseOnView::Chord(p, q) = on(&view(DVec3::Z, 0.0), a, turned) else {
+            panic!("a turned circle is cut, not whole");
+        };
+        assert!(
+            (DVec3::from(p) - DVec3::from(q))
+                .normalize()
+                .dot(DVec3::X)
+                .abs()
+                > 1.0 - 1e-9
+        );
+    }
 
     /// A 64 x 64 x 4 chest phantom of 2 mm voxels.
     fn phantom_64() -> imaging::Volume {
