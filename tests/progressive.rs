@@ -121,3 +121,43 @@ fn a_load_can_be_cancelled_from_its_progress_callback() {
     assert!(matches!(result, Err(ImagingError::Cancelled)), "{result:?}");
     assert!(*seen.lock().unwrap() < 60, "stopped before the end");
 }
+
+/// A load does not hold the threads another load needs: while every slice of a first load
+/// waits (in its progress callback) for the second load's first slice, the second load still
+/// delivers it. On one shared pool the first load's workers would hold every thread and the
+/// second would never start (the app: a series opened beside one still loading stayed blank
+/// until the first had loaded whole).
+#[test]
+fn a_second_load_is_not_held_up_by_a_first() {
+    use std::time::{Duration, Instant};
+    let (_a_dir, a) = phantom(40);
+    let (_b_dir, b) = phantom(8);
+    let b_started = AtomicBool::new(false);
+    let b_arrived = Arc::new(AtomicBool::new(false));
+    let timed_out = AtomicBool::new(false);
+    let loaded = imaging::load_stack(&a, &LoadOptions::default(), &|_| {
+        // The second load starts once the first is under way.
+        if !b_started.swap(true, Ordering::SeqCst) {
+            let b = b.clone();
+            let arrived = b_arrived.clone();
+            std::thread::spawn(move || {
+                imaging::load_stack(&b, &LoadOptions::default(), &|_| {
+                    arrived.store(true, Ordering::SeqCst);
+                })
+            });
+        }
+        let waiting = Instant::now();
+        while !b_arrived.load(Ordering::SeqCst) && !timed_out.load(Ordering::SeqCst) {
+            if waiting.elapsed() > Duration::from_secs(60) {
+                timed_out.store(true, Ordering::SeqCst);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    assert!(loaded.is_ok());
+    assert!(
+        !timed_out.load(Ordering::SeqCst),
+        "the second load's first slice never came while the first load waited"
+    );
+}

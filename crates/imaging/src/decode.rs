@@ -671,12 +671,27 @@ fn fill<T: Sample>(
             });
         }
     };
+    // The load's workers take files until the stack is done: on the global pool they would
+    // hold it whole, and a second series opened beside this one (its first image), a scan of
+    // a dropped folder or the browser's thumbnails would wait for this load to end. So each
+    // load has threads of its own, as many as the pool it is called from (RAYON_NUM_THREADS
+    // still sets them).
     let workers = rayon::current_num_threads().max(1);
-    rayon::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|_| worker());
-        }
-    });
+    let run = || {
+        rayon::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|_| worker());
+            }
+        })
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|i| format!("overread-load-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(run),
+        Err(_) => run(),
+    }
     if cancelled() {
         return Err(ImagingError::Cancelled);
     }
