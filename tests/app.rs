@@ -177,6 +177,11 @@ fn the_app_opens_a_series_and_scrolls_with_the_keyboard() {
     assert_eq!(slice(&h), (n - 1, n));
     // The browser lists the series, with a thumbnail of its middle slice.
     assert!(h.query_by_label_contains("40 images").is_some());
+    // The patient's record number and birth date under the name (two of one name apart).
+    assert!(
+        h.query_by_label_contains("ID SYNTH0001, born 1970-01-01")
+            .is_some()
+    );
     let start = Instant::now();
     while h.state().thumbnail_ids().is_empty() && start.elapsed() < Duration::from_secs(30) {
         h.step();

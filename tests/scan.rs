@@ -293,3 +293,31 @@ fn every_window_pair_of_a_file_is_read_in_order() {
     let more: Vec<(f64, f64)> = frame.more_windows.iter().map(pair).collect();
     assert_eq!(more, [(40.0, 100.0), (40.0, 200.0)]);
 }
+
+/// A patient's studies come newest first, by Study Date (the current study above its prior),
+/// whatever their UIDs: checked with the dates either way round between two studies.
+#[test]
+fn studies_come_newest_first() {
+    for (first, second) in [("20230101", "20240315"), ("20240315", "20230101")] {
+        let dir = crate::support::tempdir();
+        for (seed, date) in [(1, first), (2, second)] {
+            let spec = imaging::synth::PhantomSpec {
+                columns: 16,
+                rows: 16,
+                slices: 2,
+                seed,
+                study_date: date.into(),
+                ..Default::default()
+            };
+            imaging::synth::write_series(&spec, &dir.path().join(date)).unwrap();
+        }
+        let patients = imaging::group(&imaging::scan(&[dir.path().to_path_buf()]).instances);
+        assert_eq!(patients.len(), 1);
+        let dates: Vec<Option<&str>> = patients[0]
+            .studies
+            .iter()
+            .map(|s| s.date.as_deref())
+            .collect();
+        assert_eq!(dates, [Some("20240315"), Some("20230101")]);
+    }
+}

@@ -152,8 +152,20 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
             }
             egui::ScrollArea::vertical().show(ui, |ui| {
                 for patient in &app.patients {
-                    // The screen may show identity; logs may not.
+                    // The screen may show identity; logs may not. Two patients of one name
+                    // (or two anonymised ones) are told apart by their record number and
+                    // birth date.
                     ui.strong(patient.name.reveal());
+                    let birth = patient.birth_date.reveal().trim();
+                    ui.label(format!(
+                        "ID {}{}",
+                        patient.id.reveal(),
+                        if birth.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", born {}", study_date(birth))
+                        }
+                    ));
                     for study in &patient.studies {
                         ui.label(format!(
                             "{} {}",

@@ -326,6 +326,19 @@ pub fn group(instances: &[InstanceHeader]) -> Vec<Patient> {
             birth_date: Phi::default(),
             studies: Vec::new(),
         };
+        // The newest study first (a current study above its priors), by Study Date as
+        // YYYYMMDD, studies without one last; the UID only breaks ties (in UID order they
+        // came as "1.2.10" before "1.2.9": no order a reader can follow).
+        let mut studies: Vec<_> = studies.into_iter().collect();
+        studies.sort_by_cached_key(|(uid, series_map)| {
+            let date = series_map
+                .values()
+                .flat_map(|headers| headers.iter())
+                .find_map(|h| h.provenance.study_date.as_deref().map(str::trim))
+                .filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))
+                .map(str::to_string);
+            (std::cmp::Reverse(date), uid.clone())
+        });
         for (study_uid, series_map) in studies {
             let mut study: Option<Study> = None;
             // A series is its UID (one file without a Series Number made it two); series in
