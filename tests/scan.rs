@@ -321,3 +321,23 @@ fn studies_come_newest_first() {
         assert_eq!(dates, [Some("20240315"), Some("20230101")]);
     }
 }
+
+/// A scan given up (another folder dropped meanwhile) ends without reading on; one not given
+/// up finds what `scan` finds.
+#[test]
+fn a_scan_can_be_given_up() {
+    use std::sync::atomic::AtomicBool;
+    let dir = crate::support::tempdir();
+    let spec = imaging::synth::PhantomSpec {
+        columns: 16,
+        rows: 16,
+        slices: 3,
+        ..Default::default()
+    };
+    imaging::synth::write_series(&spec, dir.path()).unwrap();
+    let paths = [dir.path().to_path_buf()];
+    assert!(imaging::scan_until(&paths, &AtomicBool::new(true)).is_none());
+    let whole = imaging::scan_until(&paths, &AtomicBool::new(false)).unwrap();
+    assert_eq!(whole.instances.len(), 3);
+    assert_eq!(whole.files_seen, imaging::scan(&paths).files_seen);
+}

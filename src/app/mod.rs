@@ -392,6 +392,9 @@ pub struct OverreadApp {
     /// Set to stop the scan under way (its DICOMweb retrieval): another scan, the case closed
     /// or the login ended.
     scan_cancel: Option<Arc<AtomicBool>>,
+    /// Set to stop the scan of files under way (another scan replaces it); the retrieval's
+    /// own flag is `scan_cancel` (signing out stops a retrieval, not a scan of local files).
+    scan_stop: Option<Arc<AtomicBool>>,
     patients: Vec<Patient>,
     /// Studies retrieved over DICOMweb, kept until the app closes.
     downloads: Vec<tempfile::TempDir>,
@@ -556,6 +559,7 @@ impl OverreadApp {
             gpu_error,
             scan_rx: None,
             scan_cancel: None,
+            scan_stop: None,
             patients: Vec::new(),
             downloads: Vec::new(),
             dicomweb_token: settings.dicomweb_token.clone(),
@@ -626,6 +630,9 @@ impl OverreadApp {
     /// folder, go), and forget it.
     pub(crate) fn cancel_scan(&mut self) {
         self.stop_retrieval();
+        if let Some(stop) = self.scan_stop.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
         self.scan_rx = None;
     }
 
@@ -651,10 +658,15 @@ impl OverreadApp {
         self.cancel_scan();
         let cancel = Arc::new(AtomicBool::new(false));
         self.scan_cancel = Some(cancel.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        self.scan_stop = Some(stop.clone());
         std::thread::spawn(move || {
             let msg = match retrieve_urls(paths, token, &cancel, &tx, &ctx) {
                 Ok((paths, folders)) => {
-                    let report = imaging::scan(&paths);
+                    // Given up when another scan replaced this one: nobody waits for it.
+                    let Some(report) = imaging::scan_until(&paths, &stop) else {
+                        return;
+                    };
                     // Paths may hold patient names (a CD's folders often do): the log gets
                     // the count, the screen the files.
                     if !report.warnings.is_empty() {

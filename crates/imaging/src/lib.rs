@@ -33,7 +33,7 @@ pub use decode::{LoadOptions, RescalePolicy, SliceEvent, Volume, Voxels, load_st
 pub use geometry::VolumeGeometry;
 pub use header::{InstanceHeader, Rescale};
 pub use identity::Phi;
-pub use scan::{ScanReport, ScanWarning, scan};
+pub use scan::{ScanReport, ScanWarning, scan, scan_until};
 pub use series::{Patient, Stack, group};
 
 /// Errors of the imaging layer. Each names the file it is about, never the patient.

@@ -40,6 +40,14 @@ pub struct ScanReport {
 /// A DICOMDIR given directly is followed record by record (a CD-ROM's own index); a folder is
 /// walked whole, and any DICOMDIR inside it is checked for references to missing files.
 pub fn scan(paths: &[PathBuf]) -> ScanReport {
+    scan_until(paths, &std::sync::atomic::AtomicBool::new(false)).unwrap_or_default()
+}
+
+/// [`scan`], given up as soon as `stop` is set (checked at every file walked and read):
+/// `None` then. A scan no longer wanted (another folder dropped meanwhile) stops competing
+/// with the next for the disk and the threads.
+pub fn scan_until(paths: &[PathBuf], stop: &std::sync::atomic::AtomicBool) -> Option<ScanReport> {
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
     let mut report = ScanReport::default();
     let mut files: Vec<PathBuf> = Vec::new();
     for path in paths {
@@ -48,6 +56,9 @@ pub fn scan(paths: &[PathBuf]) -> ScanReport {
                 .follow_links(true)
                 .sort_by_file_name()
             {
+                if stopped() {
+                    return None;
+                }
                 match entry {
                     Ok(e) if e.file_type().is_file() => files.push(e.into_path()),
                     Ok(_) => {}
@@ -93,10 +104,16 @@ pub fn scan(paths: &[PathBuf]) -> ScanReport {
     let results: Vec<(PathBuf, Result<FileKind, String>)> = files
         .into_par_iter()
         .map(|path| {
+            if stopped() {
+                return (path, Err(String::new()));
+            }
             let kind = read_header(&path).map_err(|e| reason_for(&path, &e));
             (path, kind)
         })
         .collect();
+    if stopped() {
+        return None;
+    }
 
     let mut sop_seen: HashSet<String> = HashSet::new();
     for (path, result) in results {
@@ -128,7 +145,7 @@ pub fn scan(paths: &[PathBuf]) -> ScanReport {
             Err(message) => report.warnings.push(ScanWarning { path, message }),
         }
     }
-    report
+    Some(report)
 }
 
 /// Why a file could not be read, without repeating its path (the warning names it).
