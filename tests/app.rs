@@ -2024,6 +2024,27 @@ fn a_rotation_handle_turns_the_other_planes_for_oblique_mpr() {
     }
 }
 
+/// The MPR crosshair stays within the volume: dragged a metre off to the patient's left, it
+/// stops at the last voxel centre, and the sagittal plane through it still cuts the volume.
+#[test]
+fn the_crosshair_stays_within_the_volume() {
+    let dir = tempdir();
+    let mut h = open_app(dir.path());
+    press(&mut h, egui::Key::M);
+    let start = h.state().cursor_mm();
+    h.state_mut()
+        .set_cursor(start + DVec3::new(1000.0, 0.0, 0.0), Some(0));
+    let info = h.state().volume_info().unwrap();
+    let max_x = info
+        .corners_mm()
+        .iter()
+        .map(|c| c[0])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let cursor = h.state().cursor_mm();
+    assert!((cursor.x - max_x).abs() < 1e-9, "{cursor} against {max_x}");
+    assert!((cursor.y - start.y).abs() < 1e-9 && (cursor.z - start.z).abs() < 1e-9);
+}
+
 /// MPR left for one viewport and taken up again on the same series comes back as it was
 /// left: its turned planes, and the point they cross at.
 #[test]

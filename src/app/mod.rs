@@ -1297,8 +1297,15 @@ impl OverreadApp {
     }
 
     /// Set the MPR point (e.g. by dragging the crosshair in cell `from`).
+    /// The point is kept within the volume's box (along its own axes, voxel centres): a
+    /// crosshair dragged into the margin would take the other planes off the volume, and
+    /// their views would go blank.
     pub fn set_cursor(&mut self, p: DVec3, from: Option<usize>) {
-        self.cursor_mm = p;
+        let volume = from.unwrap_or(self.active);
+        self.cursor_mm = match self.open_at(volume) {
+            Some(o) => within_volume(&o.info, p),
+            None => p,
+        };
         self.move_planes_to_cursor(from);
     }
 
@@ -2061,6 +2068,20 @@ fn retrieve_urls(
         folders.push(folder);
     }
     Ok((out, folders))
+}
+
+/// `p` moved into the box the volume's voxel centres span, along the volume's own axes.
+fn within_volume(info: &VolumeInfo, p: DVec3) -> DVec3 {
+    let corners = info.corners_mm();
+    let origin = DVec3::from(corners[0]);
+    let mut q = origin;
+    for axis in info.axes {
+        let along = |c: &[f64; 3]| (DVec3::from(*c) - origin).dot(axis);
+        let lo = corners.iter().map(along).fold(f64::INFINITY, f64::min);
+        let hi = corners.iter().map(along).fold(f64::NEG_INFINITY, f64::max);
+        q += axis * (p - origin).dot(axis).clamp(lo, hi);
+    }
+    q
 }
 
 /// The window of a series whose files give none: abdomen for CT; otherwise the data's full
