@@ -319,7 +319,42 @@ fn a_radiograph_is_measured_in_mm_at_the_detector() {
     };
     let dir = tempdir();
     std::fs::copy(&dx, dir.path().join("dx.dcm")).unwrap();
+    // A CT beside it, to be shown in its place at the end.
+    write_series(
+        &PhantomSpec {
+            columns: 16,
+            rows: 16,
+            slices: 2,
+            ..spec()
+        },
+        &dir.path().join("ct"),
+    )
+    .unwrap();
     let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1280.0, 900.0));
+    let stack_ids = |h: &Harness<'_, OverreadApp>| -> Vec<String> {
+        h.state()
+            .patients()
+            .iter()
+            .flat_map(|p| p.stacks())
+            .map(|st| st.id.clone())
+            .collect()
+    };
+    let dx_id = stack_ids(&h)
+        .into_iter()
+        .find(|id| {
+            h.state()
+                .patients()
+                .iter()
+                .flat_map(|p| p.stacks())
+                .any(|st| st.id == *id && st.geometry.spacing_at_detector)
+        })
+        .unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut().open_stack(&dx_id, &ctx);
+    while !h.state().loaded() {
+        h.step();
+    }
+    h.step();
     h.get_by_label("Length").click();
     h.step();
     let view = h.state().current_view().unwrap();
@@ -380,6 +415,31 @@ fn a_radiograph_is_measured_in_mm_at_the_detector() {
     let linked = &h.state().report.linked[0];
     assert_eq!(linked.unit, "deg");
     assert!(linked.source.as_ref().unwrap().points_mm.is_empty());
+
+    // The CT shown in the film's place: the film's length is still no patient mm (not valued,
+    // not offered), its angle still an angle.
+    let ct_id = stack_ids(&h).into_iter().find(|id| *id != dx_id).unwrap();
+    let ctx = h.ctx.clone();
+    h.state_mut().open_stack(&ct_id, &ctx);
+    while !h.state().loaded() {
+        h.step();
+    }
+    h.step();
+    assert_eq!(h.state().cell_stack(0), Some(ct_id.as_str()));
+    assert_eq!(h.state().measurement_value(&m), None);
+    assert_eq!(
+        h.state().measurement_units(&m),
+        overread::app::LengthUnits::DetectorMillimetres
+    );
+    assert!(matches!(
+        h.state().measurement_value(&angle),
+        Some(Value::AngleDeg(_))
+    ));
+    assert!(
+        h.query_by_label_contains(&format!("Insert #{}", m.id))
+            .is_none(),
+        "not offered to the report as mm once its series is closed"
+    );
 }
 
 /// A length between the nodule centre (-70, -20) and the spine centre (0, 70) on the axial

@@ -206,6 +206,23 @@ fn the_demo_case_is_written_once_and_loaded() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(beside, ["chest_phantom"]);
+
+    // A data folder that cannot be written (here a file stands where it would be): the case
+    // goes to a new folder of the temporary folder, and the demo still opens.
+    let blocked = home.path().join("not-a-folder");
+    std::fs::write(&blocked, b"").unwrap();
+    let tmp = tempdir();
+    let out = overread(
+        &["demo"],
+        &[("OVERREAD_DATA_DIR", &blocked), ("TMPDIR", tmp.path())],
+    );
+    assert!(out.contains("stack   1: 512x512x120"), "{out}");
+    let made: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].join("chest_phantom/.complete").exists());
 }
 
 fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {

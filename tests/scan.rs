@@ -292,6 +292,17 @@ fn every_window_pair_of_a_file_is_read_in_order() {
     assert_eq!(frame.window.as_ref().map(pair), Some((40.0, 100.0)));
     let more: Vec<(f64, f64)> = frame.more_windows.iter().map(pair).collect();
     assert_eq!(more, [(40.0, 100.0), (40.0, 200.0)]);
+    // The file-window key offers each once: the repeated pair would hold it on 40/100.
+    let patients = imaging::group(&[*header]);
+    let slice = &patients[0].stacks().next().unwrap().slices[0];
+    let choices = overread::render::Voi::file_choices(slice);
+    assert_eq!(
+        choices,
+        [
+            overread::render::Voi::linear(40.0, 100.0),
+            overread::render::Voi::linear(40.0, 200.0)
+        ]
+    );
 }
 
 /// A patient's studies come newest first, by Study Date (the current study above its prior),

@@ -1389,7 +1389,13 @@ impl OverreadApp {
             .iter()
             .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
         else {
-            return LengthUnits::Millimetres;
+            // Its series closed: as its stack's geometry says (a closed series' lengths are
+            // valued only where they are patient mm, `measurement_value`).
+            return match self.stack_geometry(m) {
+                Some(g) if !g.pixel_spacing_known => LengthUnits::Pixels,
+                Some(g) if g.spacing_at_detector => LengthUnits::DetectorMillimetres,
+                _ => LengthUnits::Millimetres,
+            };
         };
         if !calibrated(&o.info, &m.shape) {
             LengthUnits::Pixels
@@ -1402,9 +1408,18 @@ impl OverreadApp {
 
     pub fn measurement_value(&self, m: &Measurement) -> Option<Value> {
         // Lengths and angles are geometry: known at once, while their series loads and after
-        // it was closed (another phase shown in its place).
+        // it was closed (another phase shown in its place), where they are patient mm or
+        // angles between patient directions; a closed series whose lengths would be pixels
+        // or mm at the detector (only its open stack tells which shapes are) gives none.
         if let Some(v) = m.geometric_value() {
-            return Some(v);
+            let open = self
+                .opens
+                .iter()
+                .any(|o| Some(&o.stack.id) == m.stack_id.as_ref());
+            let angle = matches!(v, Value::AngleDeg(_));
+            if open || angle || self.stack_geometry(m).is_some_and(in_patient_mm) {
+                return Some(v);
+            }
         }
         let o = self
             .opens
@@ -1573,13 +1588,27 @@ impl OverreadApp {
 
     /// The stack `m` was made on places its images in patient space (position and
     /// orientation in its files, spacing in the patient: a radiograph's Imager Pixel Spacing
-    /// is at the detector, magnified). Asked only of measurements on open stacks (no other is
-    /// offered to the report); one whose stack is closed is taken as placed.
+    /// is at the detector, magnified). A closed stack is looked up in the browser's study.
     fn measured_in_patient_space(&self, m: &Measurement) -> bool {
-        self.opens
+        let open = self
+            .opens
             .iter()
-            .find(|o| Some(&o.stack.id) == m.stack_id.as_ref())
-            .is_none_or(|o| o.info.geometry.trusted && !o.info.geometry.spacing_at_detector)
+            .find(|o| Some(&o.stack.id) == m.stack_id.as_ref());
+        match open {
+            Some(o) => o.info.geometry.trusted && !o.info.geometry.spacing_at_detector,
+            // Its series closed: as its stack's geometry says; unknown, not.
+            None => self.stack_geometry(m).is_some_and(in_patient_mm),
+        }
+    }
+
+    /// The geometry of the stack `m` was made on, from the browser's study (open or not).
+    fn stack_geometry(&self, m: &Measurement) -> Option<&imaging::VolumeGeometry> {
+        let id = m.stack_id.as_deref()?;
+        self.patients
+            .iter()
+            .flat_map(Patient::stacks)
+            .find(|st| st.id == id)
+            .map(|st| &st.geometry)
     }
 
     /// Show measurement `id` again: the plane it lies in (the active view's when it does, else
@@ -2068,6 +2097,12 @@ fn retrieve_urls(
         folders.push(folder);
     }
     Ok((out, folders))
+}
+
+/// A stack whose lengths are patient mm whatever the shape: placed (position and
+/// orientation), Pixel Spacing given, not at the detector.
+fn in_patient_mm(g: &imaging::VolumeGeometry) -> bool {
+    g.trusted && g.pixel_spacing_known && !g.spacing_at_detector
 }
 
 /// `p` moved into the box the volume's voxel centres span, along the volume's own axes.

@@ -526,7 +526,10 @@ fn cell_contents_ui(
                 let before = patient_of(grid, &view_now, pos);
                 let view = cell.viewport.slice_view(&info, size_px[0], size_px[1]);
                 let after = patient_of(grid, &view, pos);
-                let c = DVec3::from(cell.viewport.center_mm) + (before - after);
+                // In the plane only: a scroll in the same frame moved it along its normal.
+                let n = cell.viewport.normal();
+                let shift = before - after;
+                let c = DVec3::from(cell.viewport.center_mm) + (shift - n * shift.dot(n));
                 cell.viewport.center_mm = c.to_array();
             }
             cell.dirty = true;

@@ -707,14 +707,18 @@ const DEMO_COMPLETE: &str = ".complete";
 /// The demo case folder, written (once) if it is not there yet, whole or not at all: into a
 /// folder of its own beside it, then renamed into place (two first runs at once each write
 /// theirs; the first rename wins). Where the data folder cannot be written, the case goes
-/// to the temporary folder, so `overread` still opens.
+/// to a new folder of the temporary folder, so `overread` still opens.
 fn ensure_demo_case() -> Result<PathBuf> {
     let folder = demo_case_folder();
     match write_demo_case(&folder) {
         Ok(()) => Ok(folder),
         Err(e) => {
-            let fallback = std::env::temp_dir()
-                .join(format!("overread-demo-{}", whoami_id()))
+            // A folder of this run's own (owner-only, never one found there: another user's
+            // could hold anything), left for the session to read.
+            let fallback = tempfile::Builder::new()
+                .prefix("overread-demo-")
+                .tempdir()?
+                .keep()
                 .join("chest_phantom");
             eprintln!(
                 "the demo case could not be written to {} ({e:#}); using {}",
@@ -725,19 +729,6 @@ fn ensure_demo_case() -> Result<PathBuf> {
             Ok(fallback)
         }
     }
-}
-
-/// The user's name for a per-user temporary folder.
-fn whoami_id() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok())
-        .filter(|u| {
-            !u.is_empty()
-                && u.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-        .unwrap_or_else(|| "user".into())
 }
 
 fn write_demo_case(folder: &Path) -> Result<()> {

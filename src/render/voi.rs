@@ -84,17 +84,24 @@ impl Voi {
         Voi::file_choices(slice).into_iter().next()
     }
 
-    /// Every VOI the slice's file gives, in its order: each Window Center/Width pair that can
-    /// be drawn (a CT's brain, then its bone window), then its VOI LUT.
+    /// Every VOI the slice's file gives, in its order, each once: each Window Center/Width
+    /// pair that can be drawn (a CT's brain, then its bone window; a pair the file repeats
+    /// is one choice, or the key would stop on it), then its VOI LUT.
     pub fn file_choices(slice: &imaging::series::SliceRef) -> Vec<Voi> {
-        slice
+        let mut choices: Vec<Voi> = Vec::new();
+        let all = slice
             .window
             .iter()
             .chain(&slice.more_windows)
             .map(Voi::from_window)
             .filter(Voi::validate_window)
-            .chain(slice.voi_lut.as_deref().map(Voi::from_lut))
-            .collect()
+            .chain(slice.voi_lut.as_deref().map(Voi::from_lut));
+        for voi in all {
+            if !choices.contains(&voi) {
+                choices.push(voi);
+            }
+        }
+        choices
     }
 
     /// A window spanning modality values `min..=max`: LINEAR, at least 1 wide (PS3.3

@@ -925,8 +925,15 @@ pub fn ellipse_on_view(
     if d.abs() + r <= tolerance {
         return EllipseOnView::Whole;
     }
-    if r <= 0.0 || d.abs() > r {
-        return EllipseOnView::Apart;
+    if d.abs() > r {
+        // The plane does not cut it, but passes within `tolerance` of it (a region seen on a
+        // nearly parallel series, snapped to its own nearest slice): drawn whole, projected,
+        // as a shape within tolerance is.
+        return if d.abs() - r <= tolerance {
+            EllipseOnView::Whole
+        } else {
+            EllipseOnView::Apart
+        };
     }
     // R cos(t - phi) = -d.
     let phi = bn.atan2(an);
@@ -975,6 +982,21 @@ mod tests {
         assert!((chord(on(&view(DVec3::Y, 0.0), a, b)) - 20.0).abs() < 1e-9);
         assert!((chord(on(&view(DVec3::Y, 6.0), a, b)) - 16.0).abs() < 1e-9);
         assert_eq!(on(&view(DVec3::Y, 11.0), a, b), EllipseOnView::Apart);
+        // Tilted 1.2 degrees (its rim 0.2 mm either side of its centre), its centre 0.4 mm
+        // off the plane: within the half-millimetre tolerance, whole; 0.8 mm off, apart.
+        let tilt = 1.2f64.to_radians();
+        let slight = DVec3::new(0.0, tilt.cos(), tilt.sin()) * 10.0;
+        let off = |z: f64| {
+            ellipse_on_view(
+                &view(DVec3::Z, 0.0),
+                [0.0, 0.0, z],
+                a.to_array(),
+                slight.to_array(),
+                0.5,
+            )
+        };
+        assert_eq!(off(0.4), EllipseOnView::Whole);
+        assert_eq!(off(0.8), EllipseOnView::Apart);
         let (s, c) = 30f64.to_radians().sin_cos();
         let turned = DVec3::new(0.0, c, s) * 10.0;
         let EllipseOnView::Chord(p, q) = on(&view(DVec3::Z, 0.0), a, turned) else {

@@ -676,7 +676,8 @@ fn fill<T: Sample>(
     // a dropped folder or the browser's thumbnails would wait for this load to end. So each
     // load has threads of its own, as many as the pool it is called from (RAYON_NUM_THREADS
     // still sets them).
-    let workers = rayon::current_num_threads().max(1);
+    // No more threads than files to read (a thumbnail's one file, one thread).
+    let workers = rayon::current_num_threads().clamp(1, jobs.len().max(1));
     let run = || {
         rayon::scope(|s| {
             for _ in 0..workers {
@@ -684,13 +685,19 @@ fn fill<T: Sample>(
             }
         })
     };
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .thread_name(|i| format!("overread-load-{i}"))
-        .build()
-    {
-        Ok(pool) => pool.install(run),
-        Err(_) => run(),
+    // (One file's frames are shared out finely by `par_iter`, which holds no thread long.)
+    let pool = (workers > 1)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .thread_name(|i| format!("overread-load-{i}"))
+                .build()
+                .ok()
+        })
+        .flatten();
+    match pool {
+        Some(pool) => pool.install(run),
+        None => run(),
     }
     if cancelled() {
         return Err(ImagingError::Cancelled);
