@@ -151,6 +151,35 @@ fn drag_along(h: &mut Harness<'_, OverreadApp>, path: &[egui::Pos2]) {
 }
 
 /// Drag in `steps` straight steps from `from` to `to`.
+/// The nodule-to-spine length on the axial plane through z = 0 (the phantom's two points
+/// the measurement tests use), drawn with the Length tool; returns its two points.
+fn measure_nodule_to_spine(h: &mut Harness<'_, OverreadApp>) -> (DVec3, DVec3) {
+    let (p, q) = (DVec3::new(-70.0, -20.0, 0.0), DVec3::new(0.0, 70.0, 0.0));
+    show_axial_at_zero(h);
+    h.get_by_label("Length").click();
+    h.step();
+    click_patient(h, p);
+    click_patient(h, q);
+    (p, q)
+}
+
+/// Scan `paths` as a drop does, and step until the scan has replaced the study and its
+/// stacks are loaded.
+fn scan_and_wait(h: &mut Harness<'_, OverreadApp>, paths: Vec<std::path::PathBuf>) {
+    let ctx = h.ctx.clone();
+    h.state_mut().scan(paths, ctx);
+    let start = Instant::now();
+    while !(h.state().status().contains("stack(s) found") && h.state().loaded()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            h.state().status()
+        );
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn drag(h: &mut Harness<'_, OverreadApp>, from: egui::Pos2, to: egui::Pos2, steps: usize) {
     let path: Vec<egui::Pos2> = (0..=steps)
         .map(|k| from + (to - from) * (k as f32 / steps as f32))
@@ -1318,11 +1347,7 @@ fn dictate_measure_sign_and_submit_to_a_real_server() {
         server.settings(dir.path(), Some(model)),
         egui::vec2(1600.0, 1080.0),
     );
-    show_axial_at_zero(&mut h);
-    h.get_by_label("Length").click();
-    h.step();
-    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
-    click_patient(&mut h, DVec3::new(0.0, 70.0, 0.0));
+    measure_nodule_to_spine(&mut h);
     let m = h.state().measurements()[0].clone();
     let Some(Value::LengthMm(mm)) = h.state().measurement_value(&m) else {
         panic!("{m:?}")
@@ -2161,11 +2186,7 @@ fn snapshots_of_a_measured_axial_view_and_oblique_mpr() {
     let dir = tempdir();
     let mut h = open_app_sized(dir.path(), Settings::default(), egui::vec2(1280.0, 720.0));
     press(&mut h, egui::Key::Num5);
-    show_axial_at_zero(&mut h);
-    h.get_by_label("Length").click();
-    h.step();
-    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
-    click_patient(&mut h, DVec3::new(0.0, 70.0, 0.0));
+    measure_nodule_to_spine(&mut h);
     h.step();
     let rect = h.state().viewport_rect().unwrap();
     snapshot_region(&mut h, "axial_lung_length", rect);
@@ -2759,28 +2780,13 @@ fn a_dropped_folder_without_images_leaves_the_study_open() {
 fn another_study_dropped_leaves_no_measurement_of_the_last() {
     let dir = tempdir();
     let mut h = open_app(dir.path());
-    show_axial_at_zero(&mut h);
-    h.get_by_label("Length").click();
-    h.step();
-    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
-    click_patient(&mut h, DVec3::new(0.0, 70.0, 0.0));
+    measure_nodule_to_spine(&mut h);
     assert_eq!(h.state().measurements().len(), 1);
     let first = h.state().cell_stack(0).unwrap().to_string();
 
     let other = tempdir();
     write_series(&PhantomSpec { seed: 2, ..spec() }, other.path()).unwrap();
-    let ctx = h.ctx.clone();
-    h.state_mut().scan(vec![other.path().to_path_buf()], ctx);
-    let start = Instant::now();
-    while !(h.state().status().contains("stack(s) found") && h.state().loaded()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{}",
-            h.state().status()
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    scan_and_wait(&mut h, vec![other.path().to_path_buf()]);
     h.step();
     assert_eq!(
         h.state().cell_stack(0),
@@ -2800,12 +2806,7 @@ fn a_length_keeps_its_value_when_its_series_is_closed() {
     write_series(&spec(), &a).unwrap();
     write_series(&PhantomSpec { seed: 2, ..spec() }, &dir.path().join("b")).unwrap();
     let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
-    show_axial_at_zero(&mut h);
-    h.get_by_label("Length").click();
-    h.step();
-    let (p, q) = (DVec3::new(-70.0, -20.0, 0.0), DVec3::new(0.0, 70.0, 0.0));
-    click_patient(&mut h, p);
-    click_patient(&mut h, q);
+    let (p, q) = measure_nodule_to_spine(&mut h);
     let m = h.state().measurements()[0].clone();
     let drawn_on = m.stack_id.clone().unwrap();
     let other = h
@@ -2851,28 +2852,13 @@ fn a_study_scanned_again_keeps_its_measurements() {
     });
     assert!(renumbered, "no seed puts the second study first");
     let mut h = harness_on(&a, Settings::default(), egui::vec2(1200.0, 800.0));
-    show_axial_at_zero(&mut h);
-    h.get_by_label("Length").click();
-    h.step();
-    click_patient(&mut h, DVec3::new(-70.0, -20.0, 0.0));
-    click_patient(&mut h, DVec3::new(0.0, 70.0, 0.0));
+    measure_nodule_to_spine(&mut h);
     let before = h.state().measurements()[0].clone();
     let sop_of_a = h.state().patients()[0].stacks().next().unwrap().slices[0]
         .sop_instance_uid
         .clone();
 
-    let ctx = h.ctx.clone();
-    h.state_mut().scan(vec![b.clone(), a.clone()], ctx);
-    let start = Instant::now();
-    while !(h.state().status().contains("stack(s) found") && h.state().loaded()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{}",
-            h.state().status()
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    scan_and_wait(&mut h, vec![b.clone(), a.clone()]);
     let a_now = h
         .state()
         .patients()
