@@ -166,10 +166,21 @@ fn measure_nodule_to_spine(h: &mut Harness<'_, OverreadApp>) -> (DVec3, DVec3) {
 /// Scan `paths` as a drop does, and step until the scan has replaced the study and its
 /// stacks are loaded.
 fn scan_and_wait(h: &mut Harness<'_, OverreadApp>, paths: Vec<std::path::PathBuf>) {
+    scan_until(h, paths, |app| {
+        app.status().contains("stack(s) found") && app.loaded()
+    });
+}
+
+/// Scan `paths` as a drop does, and step until `done` (at most a minute).
+fn scan_until(
+    h: &mut Harness<'_, OverreadApp>,
+    paths: Vec<std::path::PathBuf>,
+    done: impl Fn(&OverreadApp) -> bool,
+) {
     let ctx = h.ctx.clone();
     h.state_mut().scan(paths, ctx);
     let start = Instant::now();
-    while !(h.state().status().contains("stack(s) found") && h.state().loaded()) {
+    while !done(h.state()) {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "{}",
@@ -2755,18 +2766,9 @@ fn a_dropped_folder_without_images_leaves_the_study_open() {
     let mut h = open_app(dir.path());
     let empty = tempdir();
     std::fs::write(empty.path().join("notes.txt"), "not DICOM").unwrap();
-    let ctx = h.ctx.clone();
-    h.state_mut().scan(vec![empty.path().to_path_buf()], ctx);
-    let start = Instant::now();
-    while !h.state().status().contains("no images found") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{}",
-            h.state().status()
-        );
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    scan_until(&mut h, vec![empty.path().to_path_buf()], |app| {
+        app.status().contains("no images found")
+    });
     h.step();
     assert!(h.state().loaded());
     assert!(h.query_by_label_contains("40 images").is_some());
