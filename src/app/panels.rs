@@ -217,7 +217,13 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                         row = row.on_hover_text(hover.join("\n"));
                                     }
                                     // Dragged onto a viewport, it opens there.
-                                    row.dnd_set_drag_payload(StackDrag(stack.id.clone()));
+                                    row.dnd_set_drag_payload(StackDrag {
+                                        id: stack.id.clone(),
+                                        first_frame: stack
+                                            .slices
+                                            .first()
+                                            .map(|s| (s.sop_instance_uid.clone(), s.frame)),
+                                    });
                                     if row.double_clicked() {
                                         open_id = Some(stack.id.clone());
                                     }
@@ -234,9 +240,29 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     }
 }
 
-/// A series being dragged from the study browser (its stack id).
+/// A series being dragged from the study browser: its stack id, and its first frame (SOP
+/// Instance UID, frame), which must still be that stack's when it is dropped (a scan that
+/// replaced the study meanwhile numbers other series with the same ids).
 #[derive(Debug, Clone)]
-struct StackDrag(String);
+struct StackDrag {
+    id: String,
+    first_frame: Option<(String, u32)>,
+}
+
+impl StackDrag {
+    /// The stack id, where the browser's stack of that id is still the one dragged.
+    fn still_in(&self, patients: &[imaging::series::Patient]) -> Option<&str> {
+        let stack = patients
+            .iter()
+            .flat_map(imaging::series::Patient::stacks)
+            .find(|st| st.id == self.id)?;
+        let first = stack
+            .slices
+            .first()
+            .map(|s| (s.sop_instance_uid.clone(), s.frame));
+        (first == self.first_frame).then_some(self.id.as_str())
+    }
+}
 
 pub fn measurements_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
     let mut delete = None;
@@ -470,10 +496,17 @@ fn cell_contents_ui(
     app.cells[i].ppp = ppp;
     // A series dropped here from the browser opens in this viewport.
     if let Some(dropped) = response.dnd_release_payload::<StackDrag>() {
-        app.active = i;
-        let ctx = ui.ctx().clone();
-        app.open_stack_here(&dropped.0, &ctx);
-        return None;
+        match dropped.still_in(&app.patients) {
+            Some(id) => {
+                app.active = i;
+                let ctx = ui.ctx().clone();
+                app.open_stack_here(id, &ctx);
+                return None;
+            }
+            None => {
+                app.status = "the study changed while the series was dragged: not opened".into();
+            }
+        }
     }
     if response.is_pointer_button_down_on()
         || response.clicked()
@@ -1447,6 +1480,39 @@ mod tests {
         let frames = [slice(Some(7), 1), slice(Some(7), 0)];
         assert_eq!(slice_line(&frames, 1, 2), "Im 1/2 (Fr 2)\n");
         assert_eq!(slice_line(&frames, 2, 2), "Im 2/2 (Fr 1)\n");
+    }
+
+    /// A series dragged from the browser opens where it is dropped only if its stack id
+    /// still names it: a scan that replaced the study meanwhile gives the id to another.
+    #[test]
+    fn a_dragged_series_is_checked_when_dropped() {
+        let write = |seed| {
+            let dir = tempfile::tempdir().unwrap();
+            let spec = imaging::synth::PhantomSpec {
+                columns: 16,
+                rows: 16,
+                slices: 2,
+                seed,
+                ..Default::default()
+            };
+            imaging::synth::write_series(&spec, dir.path()).unwrap();
+            let patients = imaging::group(&imaging::scan(&[dir.path().to_path_buf()]).instances);
+            (dir, patients)
+        };
+        let (_a, first) = write(1);
+        let (_b, second) = write(2);
+        let stack = first[0].stacks().next().unwrap();
+        let drag = StackDrag {
+            id: stack.id.clone(),
+            first_frame: Some((stack.slices[0].sop_instance_uid.clone(), 0)),
+        };
+        assert_eq!(drag.still_in(&first), Some(stack.id.as_str()));
+        assert_eq!(
+            second[0].stacks().next().unwrap().id,
+            stack.id,
+            "the same id"
+        );
+        assert_eq!(drag.still_in(&second), None);
     }
 
     /// The top corners name the patient, and the study's date and description and the
