@@ -41,6 +41,12 @@ pub struct Db {
     /// the send): the next round records them without sending them again.
     pub(crate) sent_unrecorded:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, crate::delivery::Sent>>>,
+    /// Sends that did not answer within the transport's time and may still be going (a hung
+    /// network folder): the report is not sent again while its send runs, and its outcome is
+    /// recorded when it ends.
+    pub(crate) still_sending: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, crate::delivery::StillSending>>,
+    >,
 }
 
 /// A write transaction (see [`Db::begin_write`]); dropped without [`WriteTx::commit`], it
@@ -265,6 +271,7 @@ impl Db {
             write_lock: Default::default(),
             reports: Default::default(),
             sent_unrecorded: Default::default(),
+            still_sending: Default::default(),
         })
     }
 

@@ -533,6 +533,7 @@ fn switchable(retry_base: Duration) -> (std::sync::Arc<Switchable>, DeliveryConf
         transport: transport.clone(),
         retry_base,
         poll: Duration::from_secs(1),
+        send_timeout: Duration::from_secs(60),
     };
     (transport, config)
 }
@@ -677,8 +678,94 @@ async fn final_to_deliver(s: &Server) -> (String, std::sync::Arc<SlowCounting>, 
         transport: transport.clone(),
         retry_base: Duration::from_secs(1),
         poll: Duration::from_secs(1),
+        send_timeout: Duration::from_secs(60),
     };
     (hash, transport, config)
+}
+
+/// A transport that hangs (a network folder that does not answer) until let go, and counts
+/// the sends it was given.
+#[derive(Debug, Default)]
+struct Hanging {
+    let_go: std::sync::atomic::AtomicBool,
+    given: std::sync::atomic::AtomicUsize,
+}
+
+impl case_server::delivery::Transport for Hanging {
+    fn name(&self) -> &'static str {
+        "hanging"
+    }
+
+    fn send(&self, _doc: &case_server::delivery::Outgoing<'_>) -> Result<String, String> {
+        self.given.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Not for ever: a test that fails before letting go still ends (its runtime waits
+        // for this thread).
+        let hung = std::time::Instant::now();
+        while !self.let_go.load(std::sync::atomic::Ordering::SeqCst)
+            && hung.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok("sent after a long wait".into())
+    }
+}
+
+/// A send that does not answer within its time: the round goes on (the row says why), the
+/// report is not sent again while that send runs, and when it ends its outcome is recorded
+/// (sent), without a second send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_send_is_timed_out_and_never_sent_twice() {
+    let s = start().await;
+    let (case, _, key) = reading_with_key(&s).await;
+    let hash = signed_final(&s, "rad1", &case, &key).await;
+    let transport = std::sync::Arc::new(Hanging::default());
+    let config = DeliveryConfig {
+        transport: transport.clone(),
+        retry_base: Duration::from_millis(1),
+        poll: Duration::from_secs(1),
+        send_timeout: Duration::from_millis(300),
+    };
+    let round = tokio::time::timeout(
+        Duration::from_secs(30),
+        case_server::delivery::deliver_due(&s.db, &s.store, &config),
+    )
+    .await
+    .expect("the round went on without the hung send");
+    assert_eq!(round.unwrap(), 1);
+    let (status, attempts) = delivery_row(&s, &hash).await;
+    assert_eq!((status.as_str(), attempts), ("retrying", 1));
+    let error: Option<String> =
+        sqlx::query_scalar("SELECT last_error FROM deliveries WHERE report_hash = $1")
+            .bind(&hash)
+            .fetch_one(&s.db.pool)
+            .await
+            .unwrap();
+    assert!(error.unwrap().contains("did not answer"));
+    // Due again, while the send still hangs: passed by, not sent again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        case_server::delivery::deliver_due(&s.db, &s.store, &config)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(transport.given.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Let go: the next round records it as sent, with no second send.
+    transport
+        .let_go
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..50 {
+        if delivery_row(&s, &hash).await.0 == "sent" {
+            break;
+        }
+        case_server::delivery::deliver_due(&s.db, &s.store, &config)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(delivery_row(&s, &hash).await, ("sent".to_string(), 2));
+    assert_eq!(transport.given.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
 /// A report's delivery row: status and attempts.

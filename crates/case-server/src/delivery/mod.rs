@@ -122,6 +122,10 @@ pub struct DeliveryConfig {
     pub retry_base: Duration,
     /// How often to look for work without being woken.
     pub poll: Duration,
+    /// How long a send may take before the round goes on without it (recorded as failed
+    /// for now; the report is not sent again while that send runs, and what it ends with is
+    /// recorded then).
+    pub send_timeout: Duration,
 }
 
 impl DeliveryConfig {
@@ -132,6 +136,8 @@ impl DeliveryConfig {
             }),
             retry_base: Duration::from_secs(5),
             poll: Duration::from_secs(5),
+            // Two small files on a local or network folder: seconds at worst.
+            send_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -304,6 +310,22 @@ pub struct Sent {
     facts: PdfFacts,
 }
 
+/// A send that outlived [`DeliveryConfig::send_timeout`]: its task, and what its outcome is
+/// recorded with.
+#[derive(Debug)]
+pub struct StillSending {
+    task: tokio::task::JoinHandle<Result<String, String>>,
+    document_sha256: String,
+    facts: PdfFacts,
+}
+
+/// Whether a report's earlier send is still going ([`StillSending`]).
+enum Going {
+    No,
+    Running,
+    Ended(StillSending),
+}
+
 /// What the transport needs besides the PDF.
 #[derive(Debug, Clone)]
 pub struct PdfFacts {
@@ -388,6 +410,26 @@ pub async fn deliver_due(
         };
         let attempts: i64 = claim.attempts + 1;
         attempted += 1;
+        // A send of it that outlived its time and may still be going: not sent again. Once
+        // it has ended, what it ended with is this attempt's outcome.
+        let going = match db.still_sending.lock() {
+            Ok(mut going) => match going.get(&hash) {
+                None => Going::No,
+                Some(s) if !s.task.is_finished() => Going::Running,
+                Some(_) => going.remove(&hash).map_or(Going::No, Going::Ended),
+            },
+            Err(_) => Going::No,
+        };
+        let ended = match going {
+            // Still going: passed by this round (its claim let go).
+            Going::Running => {
+                attempted -= 1;
+                claim.release().await?;
+                continue;
+            }
+            Going::Ended(s) => Some(s),
+            Going::No => None,
+        };
         // Sent before by this server, its outcome not recorded: recorded now, not sent again.
         let unrecorded = db
             .sent_unrecorded
@@ -396,6 +438,11 @@ pub async fn deliver_due(
             .and_then(|mut sent| sent.remove(&hash));
         let outcome = if let Some(sent) = unrecorded {
             Ok((sent.reference, sent.document_sha256, sent.facts))
+        } else if let Some(s) = ended {
+            s.task
+                .await
+                .unwrap_or_else(|_| Err("the transport failed".into()))
+                .map(|reference| (reference, s.document_sha256, s.facts))
         } else {
             match report_pdf(db, store, &hash).await {
                 Ok((bytes, facts)) => 'sent: {
@@ -408,7 +455,7 @@ pub async fn deliver_due(
                         ));
                     }
                     let transport = config.transport.clone();
-                    let sent = tokio::task::spawn_blocking({
+                    let mut task = tokio::task::spawn_blocking({
                         let bytes = bytes.clone();
                         let facts = facts.clone();
                         let hash = hash.clone();
@@ -422,12 +469,35 @@ pub async fn deliver_due(
                                 pdf: &bytes,
                             })
                         }
-                    })
-                    .await
-                    // A panic's message may quote what the transport held (the PDF's text,
-                    // the recipient): it goes nowhere, the delivery row and audit included.
-                    .unwrap_or_else(|_| Err("the transport failed".into()));
-                    sent.map(|reference| (reference, hex(&Sha256::digest(&bytes)), facts))
+                    });
+                    let document_sha256 = hex(&Sha256::digest(&bytes));
+                    let sent = match tokio::time::timeout(config.send_timeout, &mut task).await {
+                        // A panic's message may quote what the transport held (the PDF's
+                        // text, the recipient): it goes nowhere, the delivery row and audit
+                        // included.
+                        Ok(joined) => joined.unwrap_or_else(|_| Err("the transport failed".into())),
+                        Err(_) => {
+                            // Hung (a network folder that does not answer): the round goes on;
+                            // the send is kept, and its report not sent again while it runs.
+                            if let Ok(mut going) = db.still_sending.lock() {
+                                going.insert(
+                                    hash.clone(),
+                                    StillSending {
+                                        task,
+                                        document_sha256: document_sha256.clone(),
+                                        facts: facts.clone(),
+                                    },
+                                );
+                            }
+                            Err(format!(
+                                "the transport ({}) did not answer within {} s; the report \
+                                 is not sent again while that send may still be going",
+                                config.transport.name(),
+                                config.send_timeout.as_secs_f64()
+                            ))
+                        }
+                    };
+                    sent.map(|reference| (reference, document_sha256, facts))
                 }
                 Err(e) => Err(e.to_string()),
             }
