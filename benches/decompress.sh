@@ -19,21 +19,11 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); $(Orthanc --version 2>/dev/null | head -1), dicomweb plugin $(dpkg-query -W -f='${Version}' orthanc-dicomweb)"
 
-"$TARGET/overread" synth -o "$WORK/study" --slices "$SLICES" --size 512 --syntax "$SYNTAX" >/dev/null
-study=$("$TARGET/overread" scan "$WORK/study" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["patients"][0]["studies"][0]["uid"])')
-bytes=$(du -sb "$WORK/study" | cut -f1)
-echo "# study: $SLICES slices of 512x512 in $SYNTAX, $((bytes / 1000000)) MB stored, $((SLICES * 512 * 512 * 2 / 1000000)) MB of pixels"
-
-# The case server and Orthanc, each holding the study (benches/servers.sh).
+# The study on the case server and on Orthanc (benches/servers.sh).
 source benches/servers.sh
-new_case rad radiologist
-"${S[@]}" case assign "$case_id" --radiologist rad >/dev/null
-"${S[@]}" import "$WORK/study" --case "$case_id" >/dev/null
-serve --fax-dir "$WORK/fax"
-overread_url="$base/cases/$case_id/dicomweb/studies/$study"
+study_on_both --syntax "$SYNTAX"
 token=$(token_of rad)
-orthanc_with "$WORK/study"
-orthanc_url="$orthanc/studies/$study"
+echo "# study: $SLICES slices of 512x512 in $SYNTAX, $((bytes / 1000000)) MB stored, $((SLICES * 512 * 512 * 2 / 1000000)) MB of pixels"
 
 for run in $(seq "$RUNS"); do
     for accept in 'multipart/related; type="application/dicom"' \

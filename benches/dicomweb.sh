@@ -16,22 +16,12 @@ WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); $(Orthanc --version 2>/dev/null | head -1), dicomweb plugin $(dpkg-query -W -f='${Version}' orthanc-dicomweb)"
 
-# The study: a synthetic chest CT written as ordinary single-frame files.
-"$TARGET/overread" synth -o "$WORK/study" --slices "$SLICES" --size 512 >/dev/null
-study=$("$TARGET/overread" scan "$WORK/study" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["patients"][0]["studies"][0]["uid"])')
-bytes=$(du -sb "$WORK/study" | cut -f1)
-echo "# study: $SLICES slices, $((bytes / 1000000)) MB"
-
-# Overread's case server (SQLite, local object store), the study imported into a case; and
-# Orthanc with its DICOMweb plugin, the same files uploaded by its REST API (benches/servers.sh).
+# The study, a synthetic chest CT of ordinary single-frame files, on Overread's case server
+# (SQLite, local object store, imported into a case) and on Orthanc with its DICOMweb plugin
+# (the same files uploaded by its REST API): benches/servers.sh.
 source benches/servers.sh
-new_case rad radiologist
-"${S[@]}" case assign "$case_id" --radiologist rad >/dev/null
-"${S[@]}" import "$WORK/study" --case "$case_id" >/dev/null
-serve --fax-dir "$WORK/fax"
-overread_url="$base/cases/$case_id/dicomweb/studies/$study"
-orthanc_with "$WORK/study"
-orthanc_url="$orthanc/studies/$study"
+study_on_both
+echo "# study: $SLICES slices, $((bytes / 1000000)) MB"
 
 for run in $(seq "$RUNS"); do
     for peer in overread orthanc; do

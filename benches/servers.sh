@@ -55,3 +55,21 @@ EOF
     for f in "$1"/*; do curl -sf -X POST --data-binary @"$f" "http://127.0.0.1:$port/instances" >/dev/null; done
     orthanc="http://127.0.0.1:$port/dicom-web"
 }
+
+# A synthetic chest CT of $SLICES slices of 512x512 (SYNTH ARGS added to `overread synth`: a
+# syntax, say) written to $WORK/study, imported into a case assigned to "rad" on a started case
+# server (fax folder $WORK/fax), and uploaded to Orthanc; sets study (its UID), bytes (as
+# stored), overread_url and orthanc_url (the study on each).
+#   study_on_both [SYNTH ARGS...]
+study_on_both() {
+    "$TARGET/overread" synth -o "$WORK/study" --slices "$SLICES" --size 512 "$@" >/dev/null
+    study=$("$TARGET/overread" scan "$WORK/study" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["patients"][0]["studies"][0]["uid"])')
+    bytes=$(du -sb "$WORK/study" | cut -f1)
+    new_case rad radiologist
+    "${S[@]}" case assign "$case_id" --radiologist rad >/dev/null
+    "${S[@]}" import "$WORK/study" --case "$case_id" >/dev/null
+    serve --fax-dir "$WORK/fax"
+    overread_url="$base/cases/$case_id/dicomweb/studies/$study"
+    orthanc_with "$WORK/study"
+    orthanc_url="$orthanc/studies/$study"
+}

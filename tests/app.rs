@@ -151,6 +151,16 @@ fn drag_along(h: &mut Harness<'_, OverreadApp>, path: &[egui::Pos2]) {
 }
 
 /// Drag in `steps` straight steps from `from` to `to`.
+/// Change every file of the series in `dir` by `edit` (and write it back).
+fn edit_each_file(dir: &Path, edit: impl Fn(&mut dicom_object::DefaultDicomObject)) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut obj = dicom_object::open_file(&path).unwrap();
+        edit(&mut obj);
+        obj.write_to_file(&path).unwrap();
+    }
+}
+
 /// The nodule-to-spine length on the axial plane through z = 0 (the phantom's two points
 /// the measurement tests use), drawn with the Length tool; returns its two points.
 fn measure_nodule_to_spine(h: &mut Harness<'_, OverreadApp>) -> (DVec3, DVec3) {
@@ -785,6 +795,12 @@ fn the_wheel_zoom_and_fit_keep_the_reader_in_place() {
     assert_eq!(h.state().viewport().unwrap().zoom, 2.0);
     let moved = (patient_under(&h, at) - under).length();
     assert!(moved < 1e-6, "the point under the pointer moved {moved} mm");
+
+    // 1:1: one image pixel a screen pixel, whatever the zoom was (2 here).
+    press(&mut h, egui::Key::Num9);
+    let info = h.state().volume_info().unwrap();
+    let one = overread::viewer::magnification(info, &h.state().current_view().unwrap());
+    assert!((one - 1.0).abs() < 1e-9, "1:1 shows {one}");
 
     press(&mut h, egui::Key::F);
     let v = h.state().viewport().unwrap();
@@ -2679,9 +2695,7 @@ fn measurement_points_stay_on_one_plane_and_never_fall_together() {
 fn a_series_without_a_window_shows_its_range_in_every_viewport() {
     let dir = tempdir();
     write_series(&spec(), dir.path()).unwrap();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        let mut obj = dicom_object::open_file(&path).unwrap();
+    edit_each_file(dir.path(), |obj| {
         obj.remove_element(dicom_dictionary_std::tags::WINDOW_CENTER);
         obj.remove_element(dicom_dictionary_std::tags::WINDOW_WIDTH);
         obj.put(dicom_object::mem::InMemElement::new(
@@ -2689,8 +2703,7 @@ fn a_series_without_a_window_shows_its_range_in_every_viewport() {
             dicom_core::VR::CS,
             dicom_core::PrimitiveValue::from("MR"),
         ));
-        obj.write_to_file(&path).unwrap();
-    }
+    });
     let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
     let app = h.state();
     let range = imaging::stats::voxel_range(app.loaded_volume().unwrap());
@@ -2725,9 +2738,7 @@ fn a_series_without_a_window_shows_its_range_in_every_viewport() {
 fn the_files_windows_come_in_turn() {
     let dir = tempdir();
     write_series(&spec(), dir.path()).unwrap();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        let mut obj = dicom_object::open_file(&path).unwrap();
+    edit_each_file(dir.path(), |obj| {
         for (tag, value) in [
             (dicom_dictionary_std::tags::WINDOW_CENTER, "40\\-600"),
             (dicom_dictionary_std::tags::WINDOW_WIDTH, "400\\1500"),
@@ -2738,8 +2749,7 @@ fn the_files_windows_come_in_turn() {
                 dicom_core::PrimitiveValue::from(value),
             ));
         }
-        obj.write_to_file(&path).unwrap();
-    }
+    });
     let mut h = harness_on(dir.path(), Settings::default(), egui::vec2(1200.0, 800.0));
     let window = |h: &Harness<'_, OverreadApp>| {
         let app = h.state();

@@ -512,17 +512,19 @@ impl OverreadApp {
         let canonical = |name: &str| egui::Key::from_name(name).map(|k| k.name().to_string());
         let named =
             crate::viewer::bindings::with_overrides(default_bindings(), &settings.keys, canonical)
-                .unwrap_or_else(|e| {
+                // An unknown action is said and the defaults used (with no overrides, nothing
+                // can fail).
+                .or_else(|e| {
                     problems.push(e);
                     crate::viewer::bindings::with_overrides(
                         default_bindings(),
                         &Default::default(),
                         canonical,
                     )
-                    .unwrap_or_else(|_| crate::viewer::bindings::Applied {
-                        bindings: Vec::new(),
-                        problems: Vec::new(),
-                    })
+                })
+                .unwrap_or_else(|_| crate::viewer::bindings::Applied {
+                    bindings: Vec::new(),
+                    problems: Vec::new(),
                 });
         problems.extend(named.problems);
         let bindings: Vec<(egui::Key, Action)> = named
@@ -834,13 +836,6 @@ impl OverreadApp {
     /// patient's images). Values, shapes half drawn, drags under way, the MPR views left and
     /// the browser's thumbnails (keyed by the same ids) are forgotten.
     fn replace_study(&mut self, patients: Vec<Patient>) {
-        let first_frame = |ps: &[Patient], id: &str| {
-            ps.iter()
-                .flat_map(Patient::stacks)
-                .find(|st| st.id == id)
-                .and_then(|st| st.slices.first())
-                .map(|sl| (sl.sop_instance_uid.clone(), sl.frame))
-        };
         let holding = |frame: &(String, u32)| {
             patients
                 .iter()
@@ -856,7 +851,7 @@ impl OverreadApp {
         self.measurements = old
             .into_iter()
             .filter_map(|mut m| {
-                let frame = first_frame(&self.patients, m.stack_id.as_deref()?)?;
+                let frame = first_frame_of(&self.patients, m.stack_id.as_deref()?)?;
                 m.stack_id = Some(holding(&frame)?);
                 Some(m)
             })
@@ -1542,22 +1537,7 @@ impl OverreadApp {
             .flat_map(|p| &p.studies)
             .flat_map(|st| &st.series)
             .find(|se| se.stacks.iter().any(|k| k.id == id));
-        let number = series
-            .and_then(|se| se.number)
-            .map_or_else(|| "another series".to_string(), |n| format!("series {n}"));
-        let named = match series.and_then(|se| se.description.as_deref()) {
-            Some(d) if !d.trim().is_empty() => format!("{number} ({})", d.trim()),
-            _ => number,
-        };
-        // Which of a series' volumes, where it has several (echo 1 read, echo 2 shown).
-        let volume = series.and_then(|se| {
-            let i = se.stacks.iter().position(|k| k.id == id)?;
-            se.stack_labels().into_iter().nth(i)
-        });
-        match volume {
-            Some(v) if !v.is_empty() => format!("{named}, {v}"),
-            _ => named,
-        }
+        series_name(series, id)
     }
 
     /// What a measurement was made on, as a report links it: the way back to the image.
@@ -1970,9 +1950,8 @@ impl OverreadApp {
             Action::Fit => v.fit(info),
             Action::OneToOne => {
                 if let Some(size) = target_size {
-                    let fit = v.slice_view(info, size[0], size[1]);
-                    let native = info.spacing_mm[0].min(info.spacing_mm[1]);
-                    v.zoom = v.zoom * fit.pixel_mm / native;
+                    let now = v.slice_view(info, size[0], size[1]);
+                    v.zoom /= crate::viewer::magnification(info, &now);
                 }
             }
             Action::Reset => v.reset(info),
@@ -2097,6 +2076,46 @@ fn retrieve_urls(
         folders.push(folder);
     }
     Ok((out, folders))
+}
+
+/// How the screen names `series` as shown by its stack `id`: "series 3 (ARTERIAL)", its
+/// number and description where it has them, and which of its volumes where it has several
+/// ("series 5 (DWI), b=1000 dir ..."); "another series" where it is not known.
+pub(crate) fn series_name(series: Option<&imaging::series::Series>, id: &str) -> String {
+    let number = series
+        .and_then(|se| se.number)
+        .map_or_else(|| "another series".to_string(), |n| format!("series {n}"));
+    let named = match series.and_then(|se| se.description.as_deref()) {
+        Some(d) if !d.trim().is_empty() => format!("{number} ({})", d.trim()),
+        _ => number,
+    };
+    // Which of a series' volumes, where it has several (echo 1 read, echo 2 shown).
+    let volume = series.and_then(|se| {
+        let i = se.stacks.iter().position(|k| k.id == id)?;
+        se.stack_labels().into_iter().nth(i)
+    });
+    match volume {
+        Some(v) if !v.is_empty() => format!("{named}, {v}"),
+        _ => named,
+    }
+}
+
+/// The first frame (SOP Instance UID, frame) of stack `id` among `patients`: what a stack
+/// is known by across scans, which number their stacks anew.
+pub(crate) fn first_frame_of(patients: &[Patient], id: &str) -> Option<(String, u32)> {
+    patients
+        .iter()
+        .flat_map(Patient::stacks)
+        .find(|st| st.id == id)
+        .and_then(first_frame)
+}
+
+/// A stack's first frame (SOP Instance UID, frame).
+pub(crate) fn first_frame(stack: &Stack) -> Option<(String, u32)> {
+    stack
+        .slices
+        .first()
+        .map(|sl| (sl.sop_instance_uid.clone(), sl.frame))
 }
 
 /// A stack whose lengths are patient mm whatever the shape: placed (position and

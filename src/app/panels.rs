@@ -219,10 +219,7 @@ pub fn browser_ui(app: &mut OverreadApp, ui: &mut egui::Ui) {
                                     // Dragged onto a viewport, it opens there.
                                     row.dnd_set_drag_payload(StackDrag {
                                         id: stack.id.clone(),
-                                        first_frame: stack
-                                            .slices
-                                            .first()
-                                            .map(|s| (s.sop_instance_uid.clone(), s.frame)),
+                                        first_frame: super::first_frame(stack),
                                     });
                                     if row.double_clicked() {
                                         open_id = Some(stack.id.clone());
@@ -252,15 +249,8 @@ struct StackDrag {
 impl StackDrag {
     /// The stack id, where the browser's stack of that id is still the one dragged.
     fn still_in(&self, patients: &[imaging::series::Patient]) -> Option<&str> {
-        let stack = patients
-            .iter()
-            .flat_map(imaging::series::Patient::stacks)
-            .find(|st| st.id == self.id)?;
-        let first = stack
-            .slices
-            .first()
-            .map(|s| (s.sop_instance_uid.clone(), s.frame));
-        (first == self.first_frame).then_some(self.id.as_str())
+        let first = super::first_frame_of(patients, &self.id)?;
+        (Some(first) == self.first_frame).then_some(self.id.as_str())
     }
 }
 
@@ -1146,10 +1136,8 @@ fn overlay_ui(app: &OverreadApp, ui: &egui::Ui, i: usize, rect: Rect, view: &Sli
         bottom_left += &format!("\nloading {done}/{total}");
     }
     let mut bottom_right = window_line(o.window, &viewport.display.voi, info.colour);
-    // Magnification: screen pixels per image pixel (the finer in-plane spacing), so 1:1 (its
-    // key) reads 1.00 and cells of different sizes compare; not the zoom over the fit.
-    let native = info.spacing_mm[0].min(info.spacing_mm[1]);
-    bottom_right += &format!("\nZoom {:.2}", native / view.pixel_mm.max(1e-9));
+    // Magnification, not the zoom over the fit: 1:1 (its key) reads 1.00.
+    bottom_right += &format!("\nZoom {:.2}", crate::viewer::magnification(info, view));
     if viewport.display.invert {
         bottom_right += "\nInverted";
     }
@@ -1321,15 +1309,15 @@ pub fn bindings_ui(app: &mut OverreadApp, ctx: &egui::Context) {
 
 /// The top corners' texts for the stack `stack_id`: the patient (name, then ID) at the left;
 /// at the right the study (its date, as YYYY-MM-DD where the file gives eight digits, and its
-/// description) and the series ("Se 3 CT Chest 1.0 B70f", and what tells the stack apart from
-/// the series' other volumes). Empty where the stack is not among `patients`.
+/// description) and the series ("CT series 3 (Chest 1.0 B70f)", and which of its volumes,
+/// as `series_name` names it). Empty where the stack is not among `patients`.
 fn identity_corners(patients: &[imaging::series::Patient], stack_id: &str) -> (String, String) {
     for patient in patients {
         for study in &patient.studies {
             for series in &study.series {
-                let Some(k) = series.stacks.iter().position(|st| st.id == stack_id) else {
+                if !series.stacks.iter().any(|st| st.id == stack_id) {
                     continue;
-                };
+                }
                 let left = format!("{}\n{}", patient.name.reveal(), patient.id.reveal());
                 let date = study.date.as_deref().map(study_date);
                 let study_line = [date.as_deref(), study.description.as_deref()]
@@ -1338,19 +1326,12 @@ fn identity_corners(patients: &[imaging::series::Patient], stack_id: &str) -> (S
                     .filter(|t| !t.trim().is_empty())
                     .collect::<Vec<_>>()
                     .join(" ");
-                let mut series_line = [
-                    series.number.map(|n| format!("Se {n}")),
-                    series.modality.clone(),
-                    series.description.clone(),
-                ]
-                .into_iter()
-                .flatten()
-                .filter(|t| !t.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join(" ");
-                if let Some(label) = series.stack_labels().get(k).filter(|l| !l.is_empty()) {
-                    series_line += &format!(" ({label})");
-                }
+                // Named as everywhere else on screen ("values of series 3 (ARTERIAL)").
+                let named = super::series_name(Some(series), stack_id);
+                let series_line = match series.modality.as_deref().map(str::trim) {
+                    Some(m) if !m.is_empty() => format!("{m} {named}"),
+                    _ => named,
+                };
                 let right = [study_line, series_line]
                     .into_iter()
                     .filter(|t| !t.is_empty())
@@ -1535,7 +1516,7 @@ mod tests {
         assert_eq!(
             right,
             format!(
-                "2024-03-15 CT CHEST (synthetic phantom)\nSe 2 CT {}",
+                "2024-03-15 CT CHEST (synthetic phantom)\nCT series 2 ({})",
                 spec.name()
             )
         );

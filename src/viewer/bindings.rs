@@ -245,13 +245,12 @@ pub fn with_overrides(
             None => bindings.push((key, action)),
         }
     }
-    // A default action whose every key went to another, and that the file does not name.
+    // A default action whose every key went to another, and that the file does not name
+    // (said once, with the first key it lost).
+    let mut keyless: Vec<Action> = Vec::new();
     for (action, key, other) in &lost {
-        if !bindings.iter().any(|(_, a)| a == action)
-            && !problems
-                .iter()
-                .any(|p| p.contains(&format!(" {} has no key", action.name())))
-        {
+        if !bindings.iter().any(|(_, a)| a == action) && !keyless.contains(action) {
+            keyless.push(*action);
             problems.push(format!(
                 "settings: {} has no key ({key} now does {})",
                 action.name(),

@@ -58,7 +58,6 @@ pub struct Overlay {
     pub centre_mm: [f64; 3],
     /// Window width and level, when a window (not a LUT) is applied.
     pub window: Option<(f64, f64)>,
-    pub zoom: f64,
     pub slab_mm: f64,
 }
 
@@ -357,7 +356,6 @@ impl Viewport {
             gap,
             centre_mm: volume_centre(info).to_array(),
             window,
-            zoom: self.zoom,
             slab_mm: self.slab_mm,
         }
     }
@@ -436,6 +434,17 @@ enum SlicePlace {
 /// reformat near them). The oblique normal points the way of the nearest standard normal, so
 /// its positions read like that plane's (axial: z, coronal: y, sagittal: x), and its screen
 /// axes are that plane's, tilted into it.
+/// One image pixel, mm: the finer in-plane spacing (what 1:1 shows as one screen pixel).
+pub fn image_pixel_mm(info: &VolumeInfo) -> f64 {
+    info.spacing_mm[0].min(info.spacing_mm[1])
+}
+
+/// The magnification of `view`: screen pixels per image pixel (1:1 is 1.0), which the corner
+/// shows, comparable between cells of any size.
+pub fn magnification(info: &VolumeInfo, view: &SliceView) -> f64 {
+    image_pixel_mm(info) / view.pixel_mm.max(1e-9)
+}
+
 pub fn native_plane(info: &VolumeInfo) -> Plane {
     let n = info.axes[2];
     let nearest = [Plane::Axial, Plane::Coronal, Plane::Sagittal]

@@ -529,12 +529,7 @@ async fn a_delivery_recorded_halfway_leaves_nothing_and_is_recorded_next_round()
 /// (doubled each time), polling each second.
 fn switchable(retry_base: Duration) -> (std::sync::Arc<Switchable>, DeliveryConfig) {
     let transport = std::sync::Arc::new(Switchable::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base,
-        poll: Duration::from_secs(1),
-        send_timeout: Duration::from_secs(60),
-    };
+    let config = config_of(transport.clone(), retry_base, Duration::from_secs(60));
     (transport, config)
 }
 
@@ -674,13 +669,26 @@ async fn final_to_deliver(s: &Server) -> (String, std::sync::Arc<SlowCounting>, 
     let (case, _, key) = reading_with_key(s).await;
     let hash = signed_final(s, "rad1", &case, &key).await;
     let transport = std::sync::Arc::new(SlowCounting::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_secs(1),
-        poll: Duration::from_secs(1),
-        send_timeout: Duration::from_secs(60),
-    };
+    let config = config_of(
+        transport.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    );
     (hash, transport, config)
+}
+
+/// Delivery through `transport`, looking for work every second.
+fn config_of(
+    transport: std::sync::Arc<dyn case_server::delivery::Transport>,
+    retry_base: Duration,
+    send_timeout: Duration,
+) -> DeliveryConfig {
+    DeliveryConfig {
+        transport,
+        retry_base,
+        poll: Duration::from_secs(1),
+        send_timeout,
+    }
 }
 
 /// A transport that hangs (a network folder that does not answer) until let go, and counts
@@ -719,12 +727,11 @@ async fn a_hung_send_is_timed_out_and_never_sent_twice() {
     let (case, _, key) = reading_with_key(&s).await;
     let hash = signed_final(&s, "rad1", &case, &key).await;
     let transport = std::sync::Arc::new(Hanging::default());
-    let config = DeliveryConfig {
-        transport: transport.clone(),
-        retry_base: Duration::from_millis(1),
-        poll: Duration::from_secs(1),
-        send_timeout: Duration::from_millis(300),
-    };
+    let config = config_of(
+        transport.clone(),
+        Duration::from_millis(1),
+        Duration::from_millis(300),
+    );
     let round = tokio::time::timeout(
         Duration::from_secs(30),
         case_server::delivery::deliver_due(&s.db, &s.store, &config),
